@@ -1,0 +1,232 @@
+"""``looptool``: the one command line of the project."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from looptool.config import Settings, load_settings
+from looptool.logs import configure_logging
+
+app = typer.Typer(
+    name="looptool",
+    help="Streaming LoopTool: closed-loop data evolution for tool-calling LLMs on Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+schemas_app = typer.Typer(help="Event schema registry.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+console = Console()
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Run id (topic prefix); overrides config.")] = None,
+    bootstrap_servers: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers; overrides config.")
+    ] = None,
+    log_format: Annotated[str | None, typer.Option(help="console or json.")] = None,
+) -> None:
+    overrides: dict[str, Any] = {}
+    if run_id:
+        overrides["run_id"] = run_id
+    settings = load_settings(config, **overrides)
+    updates: dict[str, Any] = {}
+    if bootstrap_servers:
+        updates["kafka"] = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})
+    if log_format:
+        updates["log"] = settings.log.model_copy(update={"format": log_format})
+    settings = settings.model_copy(update=updates)
+    configure_logging(settings.log)
+    ctx.obj = {"settings": settings}
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings) -> Iterator[Settings]:
+    """Yield settings pointing at a broker: the configured one, or an embedded one started now."""
+    if settings.kafka.bootstrap_servers:
+        yield settings
+        return
+    from looptool.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        console.print(f"[dim]embedded broker (Tansu) at {broker.bootstrap_servers}[/]")
+        kafka = settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+        yield settings.model_copy(update={"kafka": kafka})
+
+
+def _require_broker(settings: Settings) -> None:
+    if not settings.kafka.bootstrap_servers:
+        raise typer.BadParameter(
+            "no Kafka configured: set kafka.bootstrap_servers (config, LOOPTOOL_KAFKA__BOOTSTRAP_SERVERS "
+            "or --bootstrap-servers); `looptool broker` starts a local one"
+        )
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).")] = 9092,
+) -> None:
+    """Run the embedded Kafka broker (Tansu, memory only) in the foreground until Ctrl-C."""
+    from looptool.broker import EmbeddedBroker
+
+    embedded = EmbeddedBroker(port=port or None)
+    embedded.start()
+    console.print(f"broker ready: bootstrap servers [bold]{embedded.bootstrap_servers}[/] (Ctrl-C stops it)")
+    stop = {"now": False}
+
+    def _stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stop["now"] and embedded.running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        embedded.stop()
+    if not stop["now"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def topics(ctx: typer.Context) -> None:
+    """Create the run's topics if missing and list them."""
+    from looptool.kafka import ensure_topics
+    from looptool.topics import TOPICS, partitions_for, topic_name
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+    asyncio.run(ensure_topics(settings.kafka, settings.run_id))
+    table = Table("topic", "partitions", "events", "purpose", title=f"run {settings.run_id}")
+    for spec in TOPICS:
+        table.add_row(
+            topic_name(settings.run_id, spec.name),
+            str(partitions_for(spec, settings.kafka)),
+            ", ".join(spec.event_types),
+            spec.doc,
+        )
+    console.print(table)
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="JSONL seed file.", exists=True, dir_okay=False)],
+    fmt: Annotated[
+        str, typer.Option("--format", help="auto, paper, bfcl, xlam, openai or hermes.")
+    ] = "auto",
+) -> None:
+    """Read seed samples into the run's topics; bad records go to the dead-letter topic."""
+    from streams.ingest import ingest_file
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+    report = asyncio.run(ingest_file(file, settings, fmt))
+    print_ingest_report(report)
+
+
+def print_ingest_report(report: Any) -> None:
+    table = Table("", "count", title=f"ingest {report.path}")
+    table.add_row("records", str(report.records))
+    for fmt, count in sorted(report.by_format.items()):
+        table.add_row(f"  format {fmt}", str(count))
+    table.add_row("samples (SampleAdded)", str(report.samples))
+    table.add_row("duplicates skipped", str(report.duplicates))
+    table.add_row("labels violating their tool schema", str(report.labels_violating_schema))
+    table.add_row("dead-lettered records", str(report.dead_lettered))
+    console.print(table)
+
+
+@app.command()
+def store(
+    ctx: typer.Context,
+    until_idle: Annotated[bool, typer.Option(help="Stop once caught up instead of running forever.")] = False,
+) -> None:
+    """Run the live sample-store materialiser (LanceDB) over the run's topics."""
+    from streams.store import SampleStore, materialise
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+    applied = asyncio.run(
+        materialise(settings, SampleStore(settings.store.path), stop_when_idle=until_idle)
+    )
+    console.print(f"applied {applied} events to {settings.store.path}")
+
+
+@app.command()
+def rebuild(
+    ctx: typer.Context,
+    path: Annotated[Path | None, typer.Option(help="Store path (default: the configured one).")] = None,
+) -> None:
+    """Drop the sample store and rebuild it by replaying every topic of the run from offset 0."""
+    from streams.store import SampleStore, rebuild as rebuild_store
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+    target = path or settings.store.path
+    stats = asyncio.run(rebuild_store(settings, target))
+    console.print(
+        f"rebuilt {target} from {stats.records} records ({stats.undecodable} undecodable skipped): "
+        f"{SampleStore(target).counts()}"
+    )
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    seeds: Annotated[
+        list[Path] | None, typer.Option(help="Seed files (default: the shipped examples).")
+    ] = None,
+    workdir: Annotated[Path, typer.Option(help="Where the demo writes its store.")] = Path("data/demo"),
+) -> None:
+    """End-to-end demo on the embedded broker: ingest example seeds, materialise, rebuild, compare."""
+    from looptool.demo import run_demo
+
+    settings = _settings(ctx)
+    with broker_for(settings) as live:
+        ok = asyncio.run(run_demo(live, seeds, workdir, console))
+    if not ok:
+        raise typer.Exit(1)
+
+
+@schemas_app.command("freeze")
+def schemas_freeze() -> None:
+    """Append a new frozen version for every event schema whose source changed."""
+    from schemas.registry import freeze
+
+    changed = freeze()
+    console.print(f"froze new versions of: {', '.join(changed)}" if changed else "no schema changed")
+
+
+@schemas_app.command("list")
+def schemas_list() -> None:
+    """List every event type with its versions and fingerprints."""
+    from schemas.registry import default_registry
+
+    registry = default_registry()
+    table = Table("event type", "version", "fingerprint (CRC-64-AVRO)")
+    for event_type in registry.event_types():
+        for schema in registry.versions(event_type):
+            table.add_row(event_type, str(schema.version), schema.fingerprint.hex())
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,148 @@
+"""The one configuration object: a TOML file plus ``LOOPTOOL_*`` environment variables.
+
+Precedence, highest first: explicit overrides passed to :func:`load_settings`, environment variables
+(``LOOPTOOL_KAFKA__BOOTSTRAP_SERVERS=host:9092``; nested keys joined by ``__``), the TOML file
+(``--config``, ``$LOOPTOOL_CONFIG`` or ``./looptool.toml``), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("looptool.toml")
+# Kafka topic names allow [a-zA-Z0-9._-]; the run id becomes the topic prefix, and '.' separates the
+# prefix from the topic's own name, so the run id itself may not contain one.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+
+_config_file: ContextVar[Path | None] = ContextVar("looptool_config_file", default=None)
+
+
+class KafkaSettings(BaseModel):
+    """Where the brokers are and how to talk to them.
+
+    ``bootstrap_servers`` unset means "start the embedded broker" for the commands that can
+    (``looptool demo``, tests); every other command requires it.
+    """
+
+    bootstrap_servers: str | None = None
+    client_id: str = "looptool"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    partitions: int = Field(default=4, ge=1, description="Partitions of the per-sample topics.")
+    replication_factor: int = Field(default=1, ge=1)
+    # Tansu holds a group join for the whole rebalance timeout: keep these low on the embedded broker.
+    rebalance_timeout_s: float = Field(default=3.0, gt=0)
+    session_timeout_s: float = Field(default=6.0, gt=0)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class StoreSettings(BaseModel):
+    """The LanceDB sample store (materialised view of the topics)."""
+
+    path: Path = Path("data/store")
+
+
+class EndpointSettings(BaseModel):
+    """An OpenAI-compatible HTTP endpoint (judge or generator)."""
+
+    base_url: str
+    model: str
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_concurrency: int = Field(default=8, ge=1)
+    max_retries: int = Field(default=4, ge=0)
+
+    def resolved_api_key(self) -> str | None:
+        """The key from ``api_key`` or, failing that, the first line of ``api_key_file``."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_file is not None:
+            return self.api_key_file.read_text(encoding="utf-8").strip() or None
+        return None
+
+
+class LogSettings(BaseModel):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    """Everything a looptool process needs to know, loaded once at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPTOOL_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    run_id: str = "default"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    judge: EndpointSettings | None = None
+    generator: EndpointSettings | None = None
+
+    @field_validator("run_id")
+    @classmethod
+    def _valid_run_id(cls, value: str) -> str:
+        if not RUN_ID_PATTERN.match(value):
+            raise ValueError(
+                f"run_id {value!r} must match {RUN_ID_PATTERN.pattern} (it prefixes Kafka topic names)"
+            )
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def config_file_path(explicit: Path | None = None) -> Path | None:
+    """The TOML file to read: ``explicit``, else ``$LOOPTOOL_CONFIG``, else ``./looptool.toml`` if present."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise FileNotFoundError(f"config file not found: {explicit}")
+        return explicit
+    from_env = os.environ.get("LOOPTOOL_CONFIG")
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise FileNotFoundError(f"LOOPTOOL_CONFIG points at a missing file: {path}")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load the settings from file + environment; keyword overrides win over both."""
+    token = _config_file.set(config_file_path(config_file))
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file.reset(token)

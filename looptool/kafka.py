@@ -1,0 +1,321 @@
+"""Kafka adapters: topic admin, an event producer, a dead-lettering group consumer, and replay.
+
+Delivery is at-least-once everywhere: producers are not idempotent (Tansu rejects that, and a real
+cluster gains nothing from it here), consumers commit after processing, and every consumer
+deduplicates by event id. Records that cannot be decoded go to the run's dead-letter topic with the
+reason and their raw bytes; the consumer moves on, so a poison message never blocks a partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from looptool.config import KafkaSettings
+from looptool.logs import get_logger
+from looptool.topics import TOPICS, partitions_for, topic_for_event, topic_name
+from schemas.codec import EventCodec, EventDecodeError, default_codec
+from schemas.events import DeadLetter, Event, Producer, make_event
+
+log = get_logger(__name__)
+
+
+class KafkaSetupError(RuntimeError):
+    """Topics exist with a layout that contradicts the catalog, or the cluster cannot be reached."""
+
+
+def client_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection options shared by every aiokafka client (bootstrap, TLS, SASL)."""
+    if not kafka.bootstrap_servers:
+        raise KafkaSetupError("kafka.bootstrap_servers is not set (and no embedded broker was started)")
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+        "request_timeout_ms": int(kafka.request_timeout_s * 1000),
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+        if kafka.ssl_certfile:
+            context.load_cert_chain(
+                str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None
+            )
+        options["ssl_context"] = context
+    if kafka.security_protocol.startswith("SASL"):
+        if not (kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password):
+            raise KafkaSetupError("SASL needs kafka.sasl_mechanism, sasl_username and sasl_password")
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        options["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    return options
+
+
+async def ensure_topics(kafka: KafkaSettings, run_id: str) -> list[str]:
+    """Create the run's topics if missing (idempotent); fail if one exists with other partitions."""
+    options = client_options(kafka)
+    options.pop("client_id")
+    admin = AIOKafkaAdminClient(client_id=f"{kafka.client_id}-admin", **options)
+    await admin.start()
+    try:
+        wanted = {topic_name(run_id, spec.name): partitions_for(spec, kafka) for spec in TOPICS}
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            new_topics = [
+                NewTopic(name, num_partitions=wanted[name], replication_factor=kafka.replication_factor)
+                for name in missing
+            ]
+            # Another process may create them between our list and create: that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new_topics)
+        described = await admin.describe_topics(list(wanted))
+        for topic in described:
+            name, count = topic["topic"], len(topic.get("partitions", []))
+            if count != wanted[name]:
+                raise KafkaSetupError(
+                    f"topic {name} has {count} partitions, the catalog wants {wanted[name]}"
+                )
+        log.info("topics.ready", run_id=run_id, created=len(missing), total=len(wanted))
+        return list(wanted)
+    finally:
+        await admin.close()
+
+
+class EventProducer:
+    """Sends events to the topic their type belongs to, keyed by their partition key."""
+
+    def __init__(self, kafka: KafkaSettings, codec: EventCodec | None = None, linger_ms: int = 5):
+        self.codec = codec or default_codec()
+        self._producer = AIOKafkaProducer(
+            **client_options(kafka),
+            acks="all",
+            enable_idempotence=False,  # Tansu rejects idempotent producers; consumers dedupe by id
+            linger_ms=linger_ms,
+            max_request_size=8 * 1024 * 1024,
+        )
+
+    async def __aenter__(self) -> EventProducer:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+
+    async def send(self, event: Event[Any]) -> asyncio.Future[Any]:
+        """Queue one event; the returned future resolves when the broker acknowledged it."""
+        return await self._producer.send(
+            topic_for_event(event.run_id, event.event_type),
+            value=self.codec.encode(event),
+            key=event.key.encode("utf-8"),
+        )
+
+    async def send_all(self, events: Iterable[Event[Any]]) -> int:
+        """Send events and wait until every one is acknowledged."""
+        futures = [await self.send(event) for event in events]
+        if futures:
+            await asyncio.gather(*futures)
+        return len(futures)
+
+    async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Send bytes as they are (tests use this to inject corrupt records)."""
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+
+def dead_letter_for(
+    record: ConsumerRecord[bytes, bytes], error: Exception, *, run_id: str, producer: Producer
+) -> Event[DeadLetter]:
+    reason = getattr(error, "reason", type(error).__name__)
+    return make_event(
+        DeadLetter(
+            stage=producer.stage,
+            reason=f"{reason}: {error}",
+            error_type=type(error).__name__,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            key=record.key,
+            raw=record.value or b"",
+        ),
+        run_id=run_id,
+        producer=producer,
+    )
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A decoded event with where it came from."""
+
+    event: Event[Any]
+    topic: str
+    partition: int
+    offset: int
+
+
+class GroupConsumer:
+    """A consumer-group member over some of a run's topics, yielding decoded batches.
+
+    Undecodable records are dead-lettered and skipped. Offsets are committed only when the caller
+    asks (:meth:`commit`), after it has processed a batch: a crash before that redelivers the batch.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        run_id: str,
+        topics: Sequence[str],
+        group_id: str,
+        producer: EventProducer,
+        stage: Producer,
+        codec: EventCodec | None = None,
+    ):
+        self.run_id = run_id
+        self.stage = stage
+        self.codec = codec or default_codec()
+        self.producer = producer
+        self.dead_lettered = 0
+        self._consumer = AIOKafkaConsumer(
+            *[topic_name(run_id, name) for name in topics],
+            **client_options(kafka),
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
+            session_timeout_ms=int(kafka.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000),
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+
+    async def __aenter__(self) -> GroupConsumer:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def batches(self, timeout_ms: int = 500, max_records: int = 2000) -> AsyncIterator[list[Delivered]]:
+        """Yield batches forever (an empty batch when nothing arrived within ``timeout_ms``)."""
+        while True:
+            fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            batch: list[Delivered] = []
+            for records in fetched.values():
+                for record in records:
+                    delivered = await self._decode_or_dead_letter(record)
+                    if delivered is not None:
+                        batch.append(delivered)
+            yield batch
+
+    async def _decode_or_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> Delivered | None:
+        try:
+            event = self.codec.decode(record.value or b"")
+        except EventDecodeError as error:
+            self.dead_lettered += 1
+            log.warning(
+                "record.dead_lettered",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reason=str(error),
+            )
+            await (
+                await self.producer.send(
+                    dead_letter_for(record, error, run_id=self.run_id, producer=self.stage)
+                )
+            )
+            return None
+        return Delivered(event, record.topic, record.partition, record.offset)
+
+    async def commit(self) -> None:
+        await self._consumer.commit()
+
+    async def caught_up(self) -> bool:
+        """True once partitions are assigned and every one has been read up to its high watermark."""
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return False
+        for tp in assignment:
+            highwater = self._consumer.highwater(tp)  # from fetch responses; see replay()
+            if highwater is None or await self._consumer.position(tp) < highwater:
+                return False
+        return True
+
+
+@dataclass
+class ReplayStats:
+    records: int = 0
+    undecodable: int = 0
+
+
+async def replay(
+    kafka: KafkaSettings,
+    run_id: str,
+    topics: Sequence[str],
+    codec: EventCodec | None = None,
+    batch_size: int = 5000,
+    stats: ReplayStats | None = None,
+) -> AsyncIterator[list[Delivered]]:
+    """Read ``topics`` from offset 0 to their end offsets at call time, in batches, without a group.
+
+    Undecodable records are counted in ``stats`` and skipped (the live consumer already
+    dead-lettered them).
+    """
+    codec = codec or default_codec()
+    stats = stats if stats is not None else ReplayStats()
+    consumer = AIOKafkaConsumer(
+        **client_options(kafka), enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024
+    )
+    await consumer.start()
+    try:
+        partitions: list[TopicPartition] = []
+        for name in topics:
+            full = topic_name(run_id, name)
+            for partition in sorted(consumer.partitions_for_topic(full) or await _partitions(consumer, full)):
+                partitions.append(TopicPartition(full, partition))
+        if not partitions:
+            return
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        # The end of each partition is its high watermark as reported by the first fetch response.
+        # (ListOffsets is not used: Tansu under-reports it when the last batch holds many records.)
+        end: dict[TopicPartition, int] = {}
+        remaining = set(partitions)
+        while remaining:
+            fetched = await consumer.getmany(*remaining, timeout_ms=200, max_records=batch_size)
+            batch: list[Delivered] = []
+            for tp in remaining:
+                if tp not in end and consumer.highwater(tp) is not None:
+                    end[tp] = consumer.highwater(tp)
+            for tp, records in fetched.items():
+                for record in records:
+                    if record.offset >= end.get(tp, record.offset + 1):
+                        continue
+                    stats.records += 1
+                    try:
+                        event = codec.decode(record.value or b"")
+                    except EventDecodeError:
+                        stats.undecodable += 1
+                        continue
+                    batch.append(Delivered(event, record.topic, record.partition, record.offset))
+            for tp in list(remaining):
+                if tp in end and await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+            if batch:
+                yield batch
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """Partitions of ``topic`` after a metadata refresh (empty if the topic does not exist)."""
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()

@@ -1,0 +1,314 @@
+"""The event envelope and the payload of every event type, as typed Python objects.
+
+Every state change of a sample is one immutable event: an :class:`Event` envelope (id, type, schema
+version, run, time, producer, lineage, checkpoint) around a typed payload. The Avro schemas in
+``schemas/avro`` are the wire form; :mod:`schemas.codec` converts between the two, and a test keeps
+their fields in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from ulid import ULID
+
+from toolcall.specs import ToolSpec
+from toolcall.types import Action, Message
+
+VerdictLabel = Literal["PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE"]
+CurationSource = Literal["SEED", "ES", "EE", "HPPL", "SEED_NEW"]
+
+
+class Payload(BaseModel):
+    """Base of every payload: its event type and the key that partitions it."""
+
+    model_config = ConfigDict(frozen=True)
+    EVENT_TYPE: ClassVar[str]
+
+    def partition_key(self) -> str:
+        """Events about one sample share a key, so each topic keeps a sample's events in order."""
+        return str(self.sample_id)  # type: ignore[attr-defined]
+
+
+class Producer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    version: str
+
+
+class MatchDiff(BaseModel):
+    """One difference between a prediction and its label, as ToolMatch reports it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    path: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class RuleViolation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+    call_index: int | None = None
+    path: str | None = None
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    focus: str
+    parameters: str
+
+
+class SampleAdded(Payload):
+    EVENT_TYPE: ClassVar[str] = "SampleAdded"
+
+    sample_id: str
+    tools: list[ToolSpec]
+    messages: list[Message]
+    label: Action
+    origin: Literal["seed", "expansion"]
+    round: int
+    source_format: str
+    source_ref: str | None = None
+    seed_sample_id: str | None = None
+    content_hash: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProbeResult(Payload):
+    EVENT_TYPE: ClassVar[str] = "ProbeResult"
+
+    sample_id: str
+    round: int
+    label_event_id: str
+    label: Action
+    raw_output: str
+    prediction: Action | None = None
+    parse_error: str | None = None
+    matched: bool
+    diffs: list[MatchDiff] = Field(default_factory=list)
+    ppl: float | None = None
+    num_tokens: int = 0
+    high_ppl: bool = False
+
+
+class Verdict(Payload):
+    EVENT_TYPE: ClassVar[str] = "Verdict"
+
+    sample_id: str
+    round: int
+    probe_event_id: str
+    verdict: VerdictLabel
+    decided_by: Literal["rules", "judge", "simulation"]
+    label_position: int | None = None
+    error_analysis: str = ""
+    correct_approach: str = ""
+    raw_response: str = ""
+    judge_model: str = ""
+    attempts: int = 1
+
+
+class LabelCorrected(Payload):
+    EVENT_TYPE: ClassVar[str] = "LabelCorrected"
+
+    sample_id: str
+    round: int
+    verdict_event_id: str | None = None
+    old_label: Action
+    new_label: Action
+    reason: str
+    reverts_event_id: str | None = None
+
+
+class ExpansionCandidate(Payload):
+    EVENT_TYPE: ClassVar[str] = "ExpansionCandidate"
+
+    candidate_id: str
+    seed_sample_id: str
+    round: int
+    verdict_event_id: str
+    index: int
+    scenario: Scenario
+    tools: list[ToolSpec]
+    messages: list[Message] = Field(default_factory=list)
+    label: Action | None = None
+    parse_error: str | None = None
+    raw_response: str = ""
+    generator_model: str = ""
+
+    def partition_key(self) -> str:
+        return self.candidate_id
+
+
+class VerificationResult(Payload):
+    EVENT_TYPE: ClassVar[str] = "VerificationResult"
+
+    candidate_id: str
+    seed_sample_id: str
+    round: int
+    passed: bool
+    failed_tier: Literal["rules", "llm"] | None = None
+    rule_violations: list[RuleViolation] = Field(default_factory=list)
+    llm_verdict: str | None = None
+    reason: str = ""
+    verifier_model: str = ""
+
+    def partition_key(self) -> str:
+        return self.candidate_id
+
+
+class CuratedSample(Payload):
+    EVENT_TYPE: ClassVar[str] = "CuratedSample"
+
+    round: int
+    sample_id: str
+    source: CurationSource
+    tools: list[ToolSpec]
+    messages: list[Message]
+    label: Action
+    label_event_id: str
+    content_hash: str
+
+
+class RoundClosed(Payload):
+    EVENT_TYPE: ClassVar[str] = "RoundClosed"
+
+    round: int
+    total: int
+    counts: dict[str, int]
+    content_hash: str
+    target_size: int
+    seed_new_fraction: float
+    probed_checkpoint_id: str | None = None
+
+    def partition_key(self) -> str:
+        return f"round-{self.round}"
+
+
+class CheckpointPublished(Payload):
+    EVENT_TYPE: ClassVar[str] = "CheckpointPublished"
+
+    new_checkpoint_id: str
+    parent_checkpoint_id: str | None = None
+    round: int
+    step: int
+    final: bool
+    uri: str
+    backend: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+    def partition_key(self) -> str:
+        return self.new_checkpoint_id
+
+
+class DeadLetter(Payload):
+    # Raw records are arbitrary bytes: base64 in JSON so they survive the store's JSON column.
+    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+    EVENT_TYPE: ClassVar[str] = "DeadLetter"
+
+    stage: str
+    reason: str
+    error_type: str
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    source_ref: str | None = None
+    key: bytes | None = None
+    raw: bytes
+
+    def partition_key(self) -> str:
+        return self.key.decode("utf-8", "replace") if self.key else self.stage
+
+
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    cls.EVENT_TYPE: cls
+    for cls in (
+        SampleAdded,
+        ProbeResult,
+        Verdict,
+        LabelCorrected,
+        ExpansionCandidate,
+        VerificationResult,
+        CuratedSample,
+        RoundClosed,
+        CheckpointPublished,
+        DeadLetter,
+    )
+}
+
+P = TypeVar("P", bound=Payload)
+
+
+class Event(BaseModel, Generic[P]):
+    """The envelope every event shares."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    event_type: str
+    schema_version: int
+    run_id: str
+    produced_at: datetime
+    producer: Producer
+    parent_ids: list[str] = Field(default_factory=list)
+    checkpoint_id: str | None = None
+    payload: P
+
+    @property
+    def key(self) -> str:
+        return self.payload.partition_key()
+
+
+def new_event_id() -> str:
+    """A fresh ULID (time-ordered, unique)."""
+    return str(ULID())
+
+
+def derived_event_id(parent_ids: list[str], stage: str, discriminator: str = "") -> str:
+    """A deterministic ULID for an event derived from ``parent_ids`` by ``stage``.
+
+    Processing the same input twice (redelivery after a crash) yields the same id, so consumers
+    that deduplicate by event id see one event. The time part is one millisecond after the newest
+    parent, so sorting ids still puts every event after its parents.
+    """
+    if not parent_ids:
+        raise ValueError("a derived event needs at least one parent")
+    newest_parent_ms = max(ULID.from_str(parent).milliseconds for parent in parent_ids)
+    digest = hashlib.blake2b(
+        "\x1f".join([stage, discriminator, *sorted(parent_ids)]).encode("utf-8"), digest_size=10
+    ).digest()
+    return str(ULID.from_bytes((newest_parent_ms + 1).to_bytes(6, "big") + digest))
+
+
+def make_event(
+    payload: P,
+    *,
+    run_id: str,
+    producer: Producer,
+    parent_ids: list[str] | None = None,
+    checkpoint_id: str | None = None,
+    event_id: str | None = None,
+    produced_at: datetime | None = None,
+) -> Event[P]:
+    """Wrap ``payload`` in an envelope stamped with the current schema version of its type."""
+    from schemas.registry import default_registry
+
+    return Event[type(payload)](  # type: ignore[misc]
+        event_id=event_id or new_event_id(),
+        event_type=payload.EVENT_TYPE,
+        schema_version=default_registry().current(payload.EVENT_TYPE).version,
+        run_id=run_id,
+        produced_at=produced_at or datetime.now(UTC),
+        producer=producer,
+        parent_ids=list(parent_ids or []),
+        checkpoint_id=checkpoint_id,
+        payload=payload,
+    )

@@ -1,0 +1,524 @@
+"""The sample store: a LanceDB materialised view of a run's topics.
+
+Tables: ``events`` (every event, the lineage graph), ``samples`` (current label and label history),
+``probes``, ``verdicts``, ``curated`` (membership per round), ``rounds`` and ``checkpoints``.
+
+Applying events is idempotent and order-independent: each event is inserted once by its id, the
+per-event tables are insert-if-absent by key, and a sample's row is recomputed from all of its label
+events (sorted by event id, which puts every event after its parents). So redelivery never duplicates
+rows, and a store rebuilt by replaying the topics equals the live one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LANCE_LOG", "error")  # lance logs table creation at WARN on stderr
+
+import lancedb
+import pyarrow as pa
+
+from looptool.config import Settings
+from looptool.kafka import EventProducer, GroupConsumer, ReplayStats, replay
+from looptool.logs import get_logger
+from looptool.topics import TOPICS
+from schemas.events import (
+    PAYLOAD_TYPES,
+    CheckpointPublished,
+    CuratedSample,
+    Event,
+    LabelCorrected,
+    ProbeResult,
+    Producer,
+    RoundClosed,
+    SampleAdded,
+    Verdict,
+)
+from toolcall.canonical import canonical_json
+
+log = get_logger(__name__)
+STAGE = Producer(stage="store", version="1")
+LABEL_EVENT_TYPES = ("SampleAdded", "LabelCorrected")
+
+
+def _json(value: Any) -> str:
+    return canonical_json(value)
+
+
+def _dump(model: Any) -> Any:
+    return model.model_dump(mode="json") if model is not None else None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A per-event table: its schema, its key, the event types it takes and how to make a row."""
+
+    name: str
+    schema: pa.Schema
+    key: str
+    event_types: tuple[str, ...]
+    row: Callable[[Event[Any]], dict[str, Any]]
+
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("schema_version", pa.int32()),
+        ("run_id", pa.string()),
+        ("produced_at", _TIMESTAMP),
+        ("producer", pa.string()),
+        ("parent_ids", pa.list_(pa.string())),
+        ("checkpoint_id", pa.string()),
+        ("sample_id", pa.string()),
+        ("round", pa.int32()),
+        ("payload_json", pa.string()),
+    ]
+)
+
+SAMPLES_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("origin", pa.string()),
+        ("round_added", pa.int32()),
+        ("source_format", pa.string()),
+        ("source_ref", pa.string()),
+        ("seed_sample_id", pa.string()),
+        ("tools_json", pa.string()),
+        ("messages_json", pa.string()),
+        ("original_label_json", pa.string()),
+        ("current_label_json", pa.string()),
+        ("label_event_id", pa.string()),
+        ("label_history_json", pa.string()),
+        ("relabel_count", pa.int32()),
+        ("content_hash", pa.string()),
+        ("added_event_id", pa.string()),
+    ]
+)
+
+
+def _subject_sample_id(event: Event[Any]) -> str | None:
+    payload = event.payload
+    return getattr(payload, "sample_id", None) or getattr(payload, "seed_sample_id", None)
+
+
+def _event_row(event: Event[Any]) -> dict[str, Any]:
+    payload = event.payload
+    return {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "run_id": event.run_id,
+        "produced_at": event.produced_at,
+        "producer": f"{event.producer.stage}@{event.producer.version}",
+        "parent_ids": list(event.parent_ids),
+        "checkpoint_id": event.checkpoint_id,
+        "sample_id": _subject_sample_id(event),
+        "round": getattr(payload, "round", None),
+        "payload_json": _json(payload.model_dump(mode="json")),
+    }
+
+
+def _probe_row(event: Event[ProbeResult]) -> dict[str, Any]:
+    p = event.payload
+    return {
+        "event_id": event.event_id,
+        "sample_id": p.sample_id,
+        "round": p.round,
+        "checkpoint_id": event.checkpoint_id,
+        "label_event_id": p.label_event_id,
+        "matched": p.matched,
+        "ppl": p.ppl,
+        "high_ppl": p.high_ppl,
+        "parse_error": p.parse_error,
+        "prediction_json": _json(_dump(p.prediction)) if p.prediction is not None else None,
+        "diffs_json": _json([d.model_dump(mode="json") for d in p.diffs]),
+    }
+
+
+def _verdict_row(event: Event[Verdict]) -> dict[str, Any]:
+    p = event.payload
+    return {
+        "event_id": event.event_id,
+        "sample_id": p.sample_id,
+        "round": p.round,
+        "checkpoint_id": event.checkpoint_id,
+        "probe_event_id": p.probe_event_id,
+        "verdict": p.verdict,
+        "decided_by": p.decided_by,
+        "label_position": p.label_position,
+        "error_analysis": p.error_analysis,
+        "correct_approach": p.correct_approach,
+        "judge_model": p.judge_model,
+        "attempts": p.attempts,
+    }
+
+
+def _curated_row(event: Event[CuratedSample]) -> dict[str, Any]:
+    p = event.payload
+    return {
+        "membership_id": f"{p.round}:{p.sample_id}",
+        "round": p.round,
+        "sample_id": p.sample_id,
+        "source": p.source,
+        "label_json": _json(_dump(p.label)),
+        "label_event_id": p.label_event_id,
+        "content_hash": p.content_hash,
+        "event_id": event.event_id,
+    }
+
+
+def _round_row(event: Event[RoundClosed]) -> dict[str, Any]:
+    p = event.payload
+    return {
+        "round": p.round,
+        "total": p.total,
+        "counts_json": _json(p.counts),
+        "content_hash": p.content_hash,
+        "target_size": p.target_size,
+        "seed_new_fraction": p.seed_new_fraction,
+        "probed_checkpoint_id": p.probed_checkpoint_id,
+        "event_id": event.event_id,
+    }
+
+
+def _checkpoint_row(event: Event[CheckpointPublished]) -> dict[str, Any]:
+    p = event.payload
+    return {
+        "checkpoint_id": p.new_checkpoint_id,
+        "parent_checkpoint_id": p.parent_checkpoint_id,
+        "round": p.round,
+        "step": p.step,
+        "final": p.final,
+        "uri": p.uri,
+        "backend": p.backend,
+        "metrics_json": _json(p.metrics),
+        "wall_time_s": p.wall_time_s,
+        "event_id": event.event_id,
+    }
+
+
+PER_EVENT_TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "probes",
+        pa.schema(
+            [
+                ("event_id", pa.string()),
+                ("sample_id", pa.string()),
+                ("round", pa.int32()),
+                ("checkpoint_id", pa.string()),
+                ("label_event_id", pa.string()),
+                ("matched", pa.bool_()),
+                ("ppl", pa.float64()),
+                ("high_ppl", pa.bool_()),
+                ("parse_error", pa.string()),
+                ("prediction_json", pa.string()),
+                ("diffs_json", pa.string()),
+            ]
+        ),
+        "event_id",
+        ("ProbeResult",),
+        _probe_row,
+    ),
+    TableSpec(
+        "verdicts",
+        pa.schema(
+            [
+                ("event_id", pa.string()),
+                ("sample_id", pa.string()),
+                ("round", pa.int32()),
+                ("checkpoint_id", pa.string()),
+                ("probe_event_id", pa.string()),
+                ("verdict", pa.string()),
+                ("decided_by", pa.string()),
+                ("label_position", pa.int32()),
+                ("error_analysis", pa.string()),
+                ("correct_approach", pa.string()),
+                ("judge_model", pa.string()),
+                ("attempts", pa.int32()),
+            ]
+        ),
+        "event_id",
+        ("Verdict",),
+        _verdict_row,
+    ),
+    TableSpec(
+        "curated",
+        pa.schema(
+            [
+                ("membership_id", pa.string()),
+                ("round", pa.int32()),
+                ("sample_id", pa.string()),
+                ("source", pa.string()),
+                ("label_json", pa.string()),
+                ("label_event_id", pa.string()),
+                ("content_hash", pa.string()),
+                ("event_id", pa.string()),
+            ]
+        ),
+        "membership_id",
+        ("CuratedSample",),
+        _curated_row,
+    ),
+    TableSpec(
+        "rounds",
+        pa.schema(
+            [
+                ("round", pa.int32()),
+                ("total", pa.int32()),
+                ("counts_json", pa.string()),
+                ("content_hash", pa.string()),
+                ("target_size", pa.int32()),
+                ("seed_new_fraction", pa.float64()),
+                ("probed_checkpoint_id", pa.string()),
+                ("event_id", pa.string()),
+            ]
+        ),
+        "round",
+        ("RoundClosed",),
+        _round_row,
+    ),
+    TableSpec(
+        "checkpoints",
+        pa.schema(
+            [
+                ("checkpoint_id", pa.string()),
+                ("parent_checkpoint_id", pa.string()),
+                ("round", pa.int32()),
+                ("step", pa.int32()),
+                ("final", pa.bool_()),
+                ("uri", pa.string()),
+                ("backend", pa.string()),
+                ("metrics_json", pa.string()),
+                ("wall_time_s", pa.float64()),
+                ("event_id", pa.string()),
+            ]
+        ),
+        "checkpoint_id",
+        ("CheckpointPublished",),
+        _checkpoint_row,
+    ),
+)
+
+ALL_TABLES = ("events", "samples", *(spec.name for spec in PER_EVENT_TABLES))
+
+
+def _sample_row(added: Event[SampleAdded], label_events: Sequence[Event[Any]]) -> dict[str, Any]:
+    """A sample's row: its SampleAdded folded with every LabelCorrected, in event-id order."""
+    p = added.payload
+    current, current_event_id = p.label, added.event_id
+    history: list[dict[str, Any]] = [
+        {"event_id": added.event_id, "label": _dump(p.label), "reason": "added", "verdict_event_id": None}
+    ]
+    relabels = 0
+    for event in sorted(label_events, key=lambda e: e.event_id):
+        if not isinstance(event.payload, LabelCorrected):
+            continue
+        current, current_event_id = event.payload.new_label, event.event_id
+        relabels += 1
+        history.append(
+            {
+                "event_id": event.event_id,
+                "label": _dump(event.payload.new_label),
+                "reason": event.payload.reason,
+                "verdict_event_id": event.payload.verdict_event_id,
+            }
+        )
+    return {
+        "sample_id": p.sample_id,
+        "origin": p.origin,
+        "round_added": p.round,
+        "source_format": p.source_format,
+        "source_ref": p.source_ref,
+        "seed_sample_id": p.seed_sample_id,
+        "tools_json": _json([t.model_dump(mode="json") for t in p.tools]),
+        "messages_json": _json([m.model_dump(mode="json") for m in p.messages]),
+        "original_label_json": _json(_dump(p.label)),
+        "current_label_json": _json(_dump(current)),
+        "label_event_id": current_event_id,
+        "label_history_json": _json(history),
+        "relabel_count": relabels,
+        "content_hash": p.content_hash,
+        "added_event_id": added.event_id,
+    }
+
+
+def _quote_list(values: Iterable[str]) -> str:
+    return ", ".join("'" + value.replace("'", "''") + "'" for value in values)
+
+
+class SampleStore:
+    """Open (creating if needed) the LanceDB store at ``path`` and apply events to it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.db = lancedb.connect(str(self.path))
+        self._tables = {
+            "events": self.db.create_table("events", schema=EVENTS_SCHEMA, exist_ok=True),
+            "samples": self.db.create_table("samples", schema=SAMPLES_SCHEMA, exist_ok=True),
+        }
+        for spec in PER_EVENT_TABLES:
+            self._tables[spec.name] = self.db.create_table(spec.name, schema=spec.schema, exist_ok=True)
+
+    @classmethod
+    def reset(cls, path: Path) -> SampleStore:
+        """Drop every table at ``path`` and open an empty store there."""
+        if Path(path).exists():
+            shutil.rmtree(path)
+        return cls(path)
+
+    def table(self, name: str) -> Any:
+        return self._tables[name]
+
+    def apply(self, events: Sequence[Event[Any]]) -> int:
+        """Apply a batch; returns how many events were new to the store. Idempotent."""
+        if not events:
+            return 0
+        unique = {event.event_id: event for event in events}
+        rows = pa.Table.from_pylist([_event_row(e) for e in unique.values()], schema=EVENTS_SCHEMA)
+        result = self._tables["events"].merge_insert("event_id").when_not_matched_insert_all().execute(rows)
+        for spec in PER_EVENT_TABLES:
+            matching = [spec.row(e) for e in unique.values() if e.event_type in spec.event_types]
+            if matching:
+                self._tables[spec.name].merge_insert(spec.key).when_not_matched_insert_all().execute(
+                    pa.Table.from_pylist(matching, schema=spec.schema)
+                )
+        touched = {e.payload.sample_id for e in unique.values() if e.event_type in LABEL_EVENT_TYPES}
+        if touched:
+            self._refresh_samples(sorted(touched))
+        return int(result.num_inserted_rows)
+
+    def _refresh_samples(self, sample_ids: list[str], chunk: int = 1000) -> None:
+        rows = []
+        for start in range(0, len(sample_ids), chunk):
+            ids = sample_ids[start : start + chunk]
+            found = (
+                self._tables["events"]
+                .search()
+                .where(
+                    f"event_type IN ({_quote_list(LABEL_EVENT_TYPES)}) AND sample_id IN ({_quote_list(ids)})"
+                )
+                .select(list(EVENTS_SCHEMA.names))
+                .limit(None)
+                .to_arrow()
+                .to_pylist()
+            )
+            by_sample: dict[str, list[Event[Any]]] = {}
+            for row in found:
+                by_sample.setdefault(row["sample_id"], []).append(event_from_row(row))
+            for events in by_sample.values():
+                added = [e for e in events if e.event_type == "SampleAdded"]
+                if added:  # a correction that overtook its SampleAdded waits for it
+                    first = min(added, key=lambda e: e.event_id)
+                    rows.append(_sample_row(first, events))
+        if rows:
+            (
+                self._tables["samples"]
+                .merge_insert("sample_id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(pa.Table.from_pylist(rows, schema=SAMPLES_SCHEMA))
+            )
+
+    def rows(self, name: str, sort_by: str | None = None) -> list[dict[str, Any]]:
+        """Every row of a table as dicts, sorted by its key (for comparisons and small reads)."""
+        data = self._tables[name].to_arrow().to_pylist()
+        key = sort_by or self._key(name)
+        return sorted(data, key=lambda row: str(row[key]))
+
+    def _key(self, name: str) -> str:
+        if name == "events":
+            return "event_id"
+        if name == "samples":
+            return "sample_id"
+        return next(spec.key for spec in PER_EVENT_TABLES if spec.name == name)
+
+    def counts(self) -> dict[str, int]:
+        return {name: self._tables[name].count_rows() for name in ALL_TABLES}
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        """Every table's rows, sorted: two stores are equal iff their snapshots are."""
+        return {name: self.rows(name) for name in ALL_TABLES}
+
+
+def event_from_row(row: dict[str, Any]) -> Event[Any]:
+    """Rebuild an event from its ``events`` table row."""
+    stage, _, version = row["producer"].partition("@")
+    payload_cls = PAYLOAD_TYPES[row["event_type"]]
+    return Event[payload_cls].model_validate(  # type: ignore[valid-type]
+        {
+            "event_id": row["event_id"],
+            "event_type": row["event_type"],
+            "schema_version": row["schema_version"],
+            "run_id": row["run_id"],
+            "produced_at": row["produced_at"],
+            "producer": {"stage": stage, "version": version},
+            "parent_ids": row["parent_ids"],
+            "checkpoint_id": row["checkpoint_id"],
+            "payload": payload_cls.model_validate_json(row["payload_json"]),
+        }
+    )
+
+
+ALL_TOPIC_NAMES = tuple(spec.name for spec in TOPICS)
+
+
+async def materialise(
+    settings: Settings,
+    store: SampleStore,
+    *,
+    stop_when_idle: bool = False,
+    idle_batches: int = 3,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Run the live materialiser (consumer group ``<run>.store``) over every topic of the run.
+
+    Commits offsets only after a batch is applied. With ``stop_when_idle`` it returns once it has
+    seen ``idle_batches`` empty polls in a row with no lag (used by the demo and tests).
+    """
+    applied = 0
+    idle = 0
+    async with (
+        EventProducer(settings.kafka) as producer,
+        GroupConsumer(
+            settings.kafka,
+            settings.run_id,
+            ALL_TOPIC_NAMES,
+            group_id=f"{settings.run_id}.store",
+            producer=producer,
+            stage=STAGE,
+        ) as consumer,
+    ):
+        async for batch in consumer.batches():
+            if batch:
+                store.apply([d.event for d in batch])
+                await consumer.commit()
+                applied += len(batch)
+                idle = 0
+                if on_batch:
+                    on_batch(len(batch))
+            elif stop_when_idle:
+                idle += 1
+                if idle >= idle_batches and await consumer.caught_up():
+                    break
+    return applied
+
+
+async def rebuild(settings: Settings, path: Path | None = None, batch_size: int = 5000) -> ReplayStats:
+    """Drop the store and rebuild it from offset 0 of every topic of the run."""
+    store = SampleStore.reset(path or settings.store.path)
+    stats = ReplayStats()
+    async for batch in replay(
+        settings.kafka, settings.run_id, ALL_TOPIC_NAMES, batch_size=batch_size, stats=stats
+    ):
+        store.apply([d.event for d in batch])
+    log.info("store.rebuilt", path=str(store.path), records=stats.records, undecodable=stats.undecodable)
+    return stats

@@ -1,0 +1,161 @@
+"""One realistic example payload per event type, for codec and store tests."""
+
+from __future__ import annotations
+
+from schemas.events import (
+    CheckpointPublished,
+    CuratedSample,
+    DeadLetter,
+    Event,
+    ExpansionCandidate,
+    LabelCorrected,
+    MatchDiff,
+    Payload,
+    ProbeResult,
+    Producer,
+    RoundClosed,
+    RuleViolation,
+    SampleAdded,
+    Scenario,
+    Verdict,
+    VerificationResult,
+    make_event,
+)
+from toolcall.specs import ParamSchema, ToolSpec
+from toolcall.types import Action, Message, ToolCall
+
+PRODUCER = Producer(stage="test", version="0")
+
+FLUCTUATION = ToolSpec(
+    name="get_exchange_fluctuation",
+    description="Fluctuation of a currency against others between two dates.",
+    parameters=ParamSchema(
+        type="object",
+        properties={
+            "start_date": ParamSchema(type="string"),
+            "end_date": ParamSchema(type="string"),
+            "base": ParamSchema(type="string"),
+            "symbols": ParamSchema(type="string"),
+        },
+        required=["start_date", "end_date", "base", "symbols"],
+    ),
+)
+CONTEXT = [Message(role="user", content="How did the Euro move against the Dollar in 2020?")]
+LABEL = Action(
+    calls=[
+        ToolCall(
+            name="get_exchange_fluctuation",
+            arguments={"start_date": "2020-01-01", "end_date": "2021-01-01", "base": "usd", "symbols": "eur"},
+        )
+    ]
+)
+PREDICTION = Action(
+    calls=[
+        ToolCall(
+            name="get_exchange_fluctuation",
+            arguments={"start_date": "2020-01-01", "end_date": "2021-01-01", "base": "eur", "symbols": "usd"},
+        )
+    ]
+)
+
+
+def sample_added(sample_id: str = "s_1", label: Action = LABEL) -> SampleAdded:
+    return SampleAdded(
+        sample_id=sample_id,
+        tools=[FLUCTUATION],
+        messages=CONTEXT,
+        label=label,
+        origin="seed",
+        round=0,
+        source_format="paper",
+        source_ref="seeds.jsonl:1",
+        content_hash="abc",
+        metadata={"note": "figure 12", "nested": {"k": [1, 2.5, None]}},
+    )
+
+
+def one_of_each() -> list[Payload]:
+    return [
+        sample_added(),
+        ProbeResult(
+            sample_id="s_1",
+            round=1,
+            label_event_id="01JABCDEFGHJKMNPQRSTVWXYZ0",
+            label=LABEL,
+            raw_output="<think>...</think><tool_call>...</tool_call>",
+            prediction=PREDICTION,
+            matched=False,
+            diffs=[MatchDiff(kind="wrong_argument", path="base", detail={"expected": "usd", "got": "eur"})],
+            ppl=1.73,
+            num_tokens=42,
+            high_ppl=True,
+        ),
+        Verdict(
+            sample_id="s_1",
+            round=1,
+            probe_event_id="p",
+            verdict="LABEL_WRONG",
+            decided_by="judge",
+            label_position=2,
+            error_analysis="base and symbols are swapped",
+            correct_approach="use EUR as base",
+            raw_response="RESPONSE 2 INCORRECT ...",
+            judge_model="qwen3-32b",
+        ),
+        LabelCorrected(
+            sample_id="s_1", round=1, verdict_event_id="v", old_label=LABEL, new_label=PREDICTION, reason="judge"
+        ),
+        ExpansionCandidate(
+            candidate_id="c_1",
+            seed_sample_id="s_1",
+            round=1,
+            verdict_event_id="v",
+            index=0,
+            scenario=Scenario(focus="travel budgeting", parameters="different currencies and dates"),
+            tools=[FLUCTUATION],
+            messages=CONTEXT,
+            label=PREDICTION,
+            raw_response="INPUT: ... OUTPUT: ...",
+        ),
+        VerificationResult(
+            candidate_id="c_1",
+            seed_sample_id="s_1",
+            round=1,
+            passed=False,
+            failed_tier="rules",
+            rule_violations=[RuleViolation(code="missing_required", message="symbols missing", call_index=0)],
+        ),
+        CuratedSample(
+            round=2,
+            sample_id="s_1",
+            source="ES",
+            tools=[FLUCTUATION],
+            messages=CONTEXT,
+            label=PREDICTION,
+            label_event_id="l",
+            content_hash="abc",
+        ),
+        RoundClosed(
+            round=2,
+            total=10,
+            counts={"ES": 2, "EE": 5, "HPPL": 1, "SEED_NEW": 2},
+            content_hash="h",
+            target_size=10,
+            seed_new_fraction=0.2,
+        ),
+        CheckpointPublished(
+            new_checkpoint_id="ckpt-1",
+            round=1,
+            step=20,
+            final=True,
+            uri="/tmp/ckpt-1",
+            backend="cpu",
+            metrics={"reward_mean": 0.5, "loss": 0.1},
+            wall_time_s=12.5,
+        ),
+        DeadLetter(stage="ingest", reason="bad json", error_type="JSONDecodeError", raw=b"\xff\x00{", key=b"k"),
+    ]
+
+
+def event_of(payload: Payload, **kwargs: object) -> Event[Payload]:
+    return make_event(payload, run_id="r", producer=PRODUCER, **kwargs)  # type: ignore[arg-type]

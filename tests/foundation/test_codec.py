@@ -1,0 +1,146 @@
+"""Avro single-object codec: round trips, schema evolution, corrupt and unknown input."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+
+import fastavro
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.codec import MAGIC, CorruptEventError, EventCodec, EventDecodeError, UnknownSchemaError
+from schemas.events import PAYLOAD_TYPES, derived_event_id, new_event_id
+from schemas.registry import (
+    SchemaRegistry,
+    compose_event_schema,
+    default_registry,
+    load_frozen,
+    source_event_types,
+    unfrozen_changes,
+)
+from tests.foundation.events_factory import event_of, one_of_each, sample_added
+
+
+@pytest.fixture(scope="module")
+def codec() -> EventCodec:
+    return EventCodec()
+
+
+@pytest.mark.parametrize("payload", one_of_each(), ids=lambda p: p.EVENT_TYPE)
+def test_every_event_type_round_trips(codec: EventCodec, payload) -> None:
+    event = event_of(payload, parent_ids=[new_event_id()], checkpoint_id="ckpt-0")
+    data = codec.encode(event)
+    assert data[:2] == MAGIC
+    assert data[2:10] == default_registry().current(payload.EVENT_TYPE).fingerprint
+    decoded = codec.decode(data)
+    assert decoded == event
+    assert type(decoded.payload) is type(payload)
+    assert codec.encode(decoded) == data  # canonical: equal events encode to equal bytes
+
+
+def test_every_payload_type_has_a_schema_with_matching_fields() -> None:
+    assert sorted(PAYLOAD_TYPES) == source_event_types() == default_registry().event_types()
+    for event_type, cls in PAYLOAD_TYPES.items():
+        payload_schema = compose_event_schema(event_type)["fields"][-1]["type"]
+        avro_fields = {f["name"].removesuffix("_json") for f in payload_schema["fields"]}
+        assert avro_fields == set(cls.model_fields), event_type
+
+
+def test_sources_are_frozen() -> None:
+    """Editing a schema source without `looptool schemas freeze` must fail here."""
+    assert unfrozen_changes() == []
+    frozen = load_frozen()
+    for event_type in source_event_types():
+        versions = [entry["version"] for entry in frozen[event_type]]
+        assert versions == list(range(1, len(versions) + 1))
+
+
+def _registry_with_old_sample_added() -> tuple[SchemaRegistry, SchemaRegistry]:
+    """(registry knowing only an older SampleAdded, registry knowing old + current)."""
+    current = compose_event_schema("SampleAdded")
+    old = copy.deepcopy(current)
+    payload = old["fields"][-1]["type"]
+    payload["fields"] = [f for f in payload["fields"] if f["name"] not in ("metadata_json", "seed_sample_id")]
+    old_only = SchemaRegistry({})
+    old_only.register("SampleAdded", 1, old)
+    both = SchemaRegistry({})
+    both.register("SampleAdded", 1, old)
+    both.register("SampleAdded", 2, current)
+    return old_only, both
+
+
+def test_reader_resolves_an_older_writer_schema_with_defaults() -> None:
+    old_only, both = _registry_with_old_sample_added()
+    event = event_of(sample_added())
+    written_with_old = EventCodec(old_only).encode(event)
+    decoded = EventCodec(both).decode(written_with_old)
+    assert decoded.schema_version == 1
+    assert decoded.payload.metadata == {}  # field added later: its default
+    assert decoded.payload.seed_sample_id is None
+    assert decoded.payload.label == event.payload.label
+    assert decoded.payload.tools == event.payload.tools
+    # The current writer is used for new events, and old readers cannot read it.
+    assert EventCodec(both).decode(EventCodec(both).encode(event)).schema_version == 2
+    with pytest.raises(UnknownSchemaError):
+        EventCodec(old_only).decode(EventCodec(both).encode(event))
+
+
+def test_unknown_fingerprint_is_a_clear_error(codec: EventCodec) -> None:
+    data = codec.encode(event_of(sample_added()))
+    with pytest.raises(UnknownSchemaError, match="unknown writer schema fingerprint"):
+        codec.decode(MAGIC + b"\x00" * 8 + data[10:])
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda d: b"", "bad magic"),
+        (lambda d: b"{" + d[1:], "bad magic"),
+        (lambda d: d[:10] + d[10:40], "corrupt"),
+        (lambda d: d + b"\x00\x01", "trailing bytes"),
+    ],
+    ids=["empty", "json-not-avro", "truncated", "trailing"],
+)
+def test_corrupt_bytes_are_a_clear_error(codec: EventCodec, mangle, message: str) -> None:
+    data = codec.encode(event_of(sample_added()))
+    with pytest.raises(CorruptEventError, match=message):
+        codec.decode(mangle(data))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.booleans())
+def test_arbitrary_bytes_only_ever_raise_decode_errors(codec: EventCodec, blob: bytes, with_header: bool) -> None:
+    header = MAGIC + default_registry().current("SampleAdded").fingerprint if with_header else b""
+    try:
+        codec.decode(header + blob)
+    except EventDecodeError:
+        pass
+
+
+def test_json_fields_hold_canonical_json(codec: EventCodec) -> None:
+    event = event_of(sample_added())
+    schema = default_registry().current("SampleAdded")
+    record = fastavro.schemaless_reader(io.BytesIO(codec.encode(event)[10:]), schema.parsed)
+    arguments = record["payload"]["label"]["calls"][0]["arguments_json"]
+    assert arguments == json.dumps(json.loads(arguments), sort_keys=True, separators=(",", ":"))
+
+
+def test_derived_ids_are_deterministic_and_sort_after_their_parents() -> None:
+    parents = [new_event_id(), new_event_id()]
+    first = derived_event_id(parents, "probe", "ckpt-1")
+    assert first == derived_event_id(list(reversed(parents)), "probe", "ckpt-1")
+    assert first != derived_event_id(parents, "probe", "ckpt-2")
+    assert first != derived_event_id(parents, "judge", "ckpt-1")
+    assert all(first > parent for parent in parents)
+    assert len(first) == 26
+    with pytest.raises(ValueError):
+        derived_event_id([], "probe")
+
+
+def test_new_event_ids_are_unique_and_time_ordered() -> None:
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert [i[:10] for i in ids] == sorted(i[:10] for i in ids)  # the time prefix never goes back
