@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import ctypes
 import logging
@@ -23,8 +24,10 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 
@@ -91,6 +94,17 @@ async def _answers_metadata(bootstrap_servers: str) -> bool:
         await client.close()
 
 
+def _run_blocking(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to completion from sync code, also when called inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
+
+
 class EmbeddedBroker:
     """Start/stop one Tansu broker. Use as a context manager, or call :meth:`start`/:meth:`stop`."""
 
@@ -124,7 +138,7 @@ class EmbeddedBroker:
             port = self.port if self.port is not None else free_port(self.host)
             try:
                 self._spawn(port)
-                asyncio.run(wait_until_ready(f"{self.host}:{port}", self.startup_timeout_s))
+                _run_blocking(wait_until_ready(f"{self.host}:{port}", self.startup_timeout_s))
                 self.port = port
                 atexit.register(self.stop)
                 log.info("broker.started", bootstrap_servers=self.bootstrap_servers, pid=self.pid)

@@ -176,7 +176,8 @@ def rebuild(
     path: Annotated[Path | None, typer.Option(help="Store path (default: the configured one).")] = None,
 ) -> None:
     """Drop the sample store and rebuild it by replaying every topic of the run from offset 0."""
-    from streams.store import SampleStore, rebuild as rebuild_store
+    from streams.store import SampleStore
+    from streams.store import rebuild as rebuild_store
 
     settings = _settings(ctx)
     _require_broker(settings)

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,7 +29,13 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _config_file: ContextVar[Path | None] = ContextVar("looptool_config_file", default=None)
 
 
-class KafkaSettings(BaseModel):
+class _Section(BaseModel):
+    """A config section: unknown keys are an error, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
     """Where the brokers are and how to talk to them.
 
     ``bootstrap_servers`` unset means "start the embedded broker" for the commands that can
@@ -54,13 +60,13 @@ class KafkaSettings(BaseModel):
     request_timeout_s: float = Field(default=30.0, gt=0)
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(_Section):
     """The LanceDB sample store (materialised view of the topics)."""
 
     path: Path = Path("data/store")
 
 
-class EndpointSettings(BaseModel):
+class EndpointSettings(_Section):
     """An OpenAI-compatible HTTP endpoint (judge or generator)."""
 
     base_url: str
@@ -80,7 +86,7 @@ class EndpointSettings(BaseModel):
         return None
 
 
-class LogSettings(BaseModel):
+class LogSettings(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
 

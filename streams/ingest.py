@@ -123,7 +123,12 @@ def read_records(
             report.by_format[record_format] += 1
             for sample in samples:
                 event = sample_added(
-                    sample, run_id=run_id, origin="seed", round_=0, source_format=record_format, source_ref=ref
+                    sample,
+                    run_id=run_id,
+                    origin="seed",
+                    round_=0,
+                    source_format=record_format,
+                    source_ref=ref,
                 )
                 if event.payload.sample_id in seen:
                     report.duplicates += 1

@@ -383,6 +383,12 @@ class SampleStore:
         if not events:
             return 0
         unique = {event.event_id: event for event in events}
+        label_events: dict[str, list[Event[Any]]] = {}
+        for event in unique.values():
+            if event.event_type in LABEL_EVENT_TYPES:
+                label_events.setdefault(event.payload.sample_id, []).append(event)
+        # Read before inserting: what the store already holds wins over a redelivered copy.
+        stored = self._stored_label_events(sorted(label_events))
         rows = pa.Table.from_pylist([_event_row(e) for e in unique.values()], schema=EVENTS_SCHEMA)
         result = self._tables["events"].merge_insert("event_id").when_not_matched_insert_all().execute(rows)
         for spec in PER_EVENT_TABLES:
@@ -391,34 +397,39 @@ class SampleStore:
                 self._tables[spec.name].merge_insert(spec.key).when_not_matched_insert_all().execute(
                     pa.Table.from_pylist(matching, schema=spec.schema)
                 )
-        touched = {e.payload.sample_id for e in unique.values() if e.event_type in LABEL_EVENT_TYPES}
-        if touched:
-            self._refresh_samples(sorted(touched))
+        if label_events:
+            self._refresh_samples(label_events, stored)
         return int(result.num_inserted_rows)
 
-    def _refresh_samples(self, sample_ids: list[str], chunk: int = 1000) -> None:
-        rows = []
+    def _stored_label_events(self, sample_ids: list[str], chunk: int = 1000) -> dict[str, list[Event[Any]]]:
+        """Label events the store already holds for these samples (usually none: they are new)."""
+        events_table = self._tables["events"]
+        found: dict[str, list[Event[Any]]] = {}
         for start in range(0, len(sample_ids), chunk):
-            ids = sample_ids[start : start + chunk]
-            found = (
-                self._tables["events"]
-                .search()
-                .where(
-                    f"event_type IN ({_quote_list(LABEL_EVENT_TYPES)}) AND sample_id IN ({_quote_list(ids)})"
-                )
-                .select(list(EVENTS_SCHEMA.names))
-                .limit(None)
-                .to_arrow()
-                .to_pylist()
+            where = (
+                f"event_type IN ({_quote_list(LABEL_EVENT_TYPES)}) "
+                f"AND sample_id IN ({_quote_list(sample_ids[start : start + chunk])})"
             )
-            by_sample: dict[str, list[Event[Any]]] = {}
-            for row in found:
-                by_sample.setdefault(row["sample_id"], []).append(event_from_row(row))
-            for events in by_sample.values():
-                added = [e for e in events if e.event_type == "SampleAdded"]
-                if added:  # a correction that overtook its SampleAdded waits for it
-                    first = min(added, key=lambda e: e.event_id)
-                    rows.append(_sample_row(first, events))
+            # Cheap existence check first; parse full rows only when some exist.
+            if events_table.search().where(where).select(["event_id"]).limit(None).to_arrow().num_rows == 0:
+                continue
+            rows = events_table.search().where(where).select(list(EVENTS_SCHEMA.names)).limit(None).to_arrow()
+            for row in rows.to_pylist():
+                found.setdefault(row["sample_id"], []).append(event_from_row(row))
+        return found
+
+    def _refresh_samples(
+        self, in_batch: dict[str, list[Event[Any]]], stored: dict[str, list[Event[Any]]]
+    ) -> None:
+        """Recompute the rows of samples with label events in the batch, from stored + new events."""
+        rows = []
+        for sample_id, batch_events in in_batch.items():
+            known = stored.get(sample_id, [])
+            known_ids = {event.event_id for event in known}
+            events = known + [event for event in batch_events if event.event_id not in known_ids]
+            added = [e for e in events if e.event_type == "SampleAdded"]
+            if added:  # a correction that overtook its SampleAdded waits for it
+                rows.append(_sample_row(min(added, key=lambda e: e.event_id), events))
         if rows:
             (
                 self._tables["samples"]

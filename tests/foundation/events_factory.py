@@ -157,5 +157,5 @@ def one_of_each() -> list[Payload]:
     ]
 
 
-def event_of(payload: Payload, **kwargs: object) -> Event[Payload]:
-    return make_event(payload, run_id="r", producer=PRODUCER, **kwargs)  # type: ignore[arg-type]
+def event_of(payload: Payload, run_id: str = "r", **kwargs: object) -> Event[Payload]:
+    return make_event(payload, run_id=run_id, producer=PRODUCER, **kwargs)  # type: ignore[arg-type]
