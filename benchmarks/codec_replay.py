@@ -91,7 +91,9 @@ def make_events(run_id: str, n: int) -> list[Event[Any]]:
                 SampleAdded(
                     sample_id=f"s_{i:08d}",
                     tools=tools,
-                    messages=[Message(role="user", content=f"What's the weather in City {i} in {i % 7} days?")],
+                    messages=[
+                        Message(role="user", content=f"What's the weather in City {i} in {i % 7} days?")
+                    ],
                     label=label,
                     origin="seed",
                     round=0,
@@ -109,6 +111,8 @@ def make_events(run_id: str, n: int) -> list[Event[Any]]:
                     sample_id=parent.payload.sample_id,
                     round=1,
                     label_event_id=parent.event_id,
+                    tools=parent.payload.tools,
+                    messages=parent.payload.messages,
                     label=parent.payload.label,
                     raw_output="<think>The user wants the weather.</think>\n<tool_call>...</tool_call>",
                     prediction=parent.payload.label,
@@ -130,6 +134,9 @@ def make_events(run_id: str, n: int) -> list[Event[Any]]:
                     sample_id=parent.payload.sample_id,
                     round=1,
                     probe_event_id=parent.event_id,
+                    tools=parent.payload.tools,
+                    messages=parent.payload.messages,
+                    label=parent.payload.label,
                     verdict="PRED_WRONG",
                     decided_by="judge",
                     label_position=1,
@@ -154,7 +161,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 async def produce(settings: Settings, encoded: list[tuple[Event[Any], bytes]]) -> None:
     async with EventProducer(settings.kafka, linger_ms=20) as producer:
         futures = [
-            await producer._producer.send(  # noqa: SLF001 - pre-encoded bytes, so both codecs pay the same
+            await producer._producer.send(
                 topic_for_event(settings.run_id, event.event_type), value=data, key=event.key.encode()
             )
             for event, data in encoded
@@ -201,7 +208,10 @@ async def replay_into_store(settings: Settings, codec: Any, store_path: Path) ->
 
 async def main(n: int) -> dict[str, Any]:
     avro, reference = EventCodec(), JsonEventCodec()
-    results: dict[str, Any] = {"events": n, "machine": f"{platform.node()} {platform.processor() or ''}".strip()}
+    results: dict[str, Any] = {
+        "events": n,
+        "machine": f"{platform.node()} {platform.processor() or ''}".strip(),
+    }
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         rows = []
         for name, codec in (("avro", avro), ("json", reference)):
@@ -230,8 +240,15 @@ async def main(n: int) -> dict[str, Any]:
         results[f"avro_over_json_{key}"] = results["avro"][key] / results["json"][key]
     results["avro_over_json_bytes"] = results["avro"]["mean_bytes"] / results["json"]["mean_bytes"]
 
-    table = Table("codec", "encode ev/s", "decode ev/s", "bytes/event", "raw consume ev/s", "replay→store ev/s",
-                  title=f"{n:,} events (60% SampleAdded, 30% ProbeResult, 10% Verdict)")
+    table = Table(
+        "codec",
+        "encode ev/s",
+        "decode ev/s",
+        "bytes/event",
+        "raw consume ev/s",
+        "replay→store ev/s",
+        title=f"{n:,} events (60% SampleAdded, 30% ProbeResult, 10% Verdict)",
+    )
     for name, e in rows:
         table.add_row(
             name,

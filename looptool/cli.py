@@ -129,9 +129,7 @@ def topics(ctx: typer.Context) -> None:
 def ingest(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="JSONL seed file.", exists=True, dir_okay=False)],
-    fmt: Annotated[
-        str, typer.Option("--format", help="auto, paper, bfcl, xlam, openai or hermes.")
-    ] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="auto, paper, bfcl, xlam, openai or hermes.")] = "auto",
 ) -> None:
     """Read seed samples into the run's topics; bad records go to the dead-letter topic."""
     from streams.ingest import ingest_file
@@ -164,9 +162,7 @@ def store(
 
     settings = _settings(ctx)
     _require_broker(settings)
-    applied = asyncio.run(
-        materialise(settings, SampleStore(settings.store.path), stop_when_idle=until_idle)
-    )
+    applied = asyncio.run(materialise(settings, SampleStore(settings.store.path), stop_when_idle=until_idle))
     console.print(f"applied {applied} events to {settings.store.path}")
 
 
@@ -205,6 +201,56 @@ def demo(
         ok = asyncio.run(run_demo(live, seeds, workdir, console))
     if not ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    stages: Annotated[
+        str, typer.Option(help="Comma-separated subset of probe,judge,relabel,expand,verify,curate.")
+    ] = "probe,judge,relabel,expand,verify,curate",
+) -> None:
+    """Run stream stages (each its own consumer group) until SIGTERM/Ctrl-C."""
+    from streams.worker import STAGE_NAMES, run_worker
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+    names = [name.strip() for name in stages.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(STAGE_NAMES))
+    if unknown:
+        raise typer.BadParameter(f"unknown stages {unknown}; known: {', '.join(STAGE_NAMES)}")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, names, stop)
+
+    asyncio.run(main())
+
+
+@app.command()
+def curate(
+    ctx: typer.Context,
+    initial: Annotated[
+        bool, typer.Option("--initial", help="Open round 1 (D_1) from the seed pool.")
+    ] = False,
+) -> None:
+    """Open round 1 from the seeds now in the pool (later rounds are closed by the curate stage)."""
+    from streams.curate import open_first_round
+    from streams.worker import curation_policy
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+    if not initial:
+        raise typer.BadParameter("later rounds are built by `looptool worker --stages curate`; use --initial")
+    events = asyncio.run(open_first_round(settings, curation_policy(settings)))
+    if not events:
+        console.print("round 1 is already open")
+        return
+    manifest = events[-1].payload
+    console.print(f"opened round {manifest.round}: {manifest.total} samples {manifest.counts}")
 
 
 @schemas_app.command("freeze")

@@ -86,6 +86,40 @@ class EndpointSettings(_Section):
         return None
 
 
+class PolicySettings(_Section):
+    """The policy the probe decodes with (the trainer's checkpoints replace ``model_path``)."""
+
+    backend: Literal["transformers", "vllm"] = "transformers"
+    model_path: Path | None = Field(default=None, description="Initial model folder (HF format).")
+    batch_size: int = Field(default=16, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    gpu_memory_utilization: float = Field(default=0.7, gt=0, le=1)
+    max_model_len: int = Field(default=4096, ge=256)
+
+
+class ScenarioSettings(_Section):
+    focus: str
+    parameters: str
+
+
+class LoopSettings(_Section):
+    """The loop's hyper-parameters (defaults follow the paper where it gives them)."""
+
+    rounds: int = Field(default=3, ge=1, description="J: rounds of train → probe → judge → expand → curate.")
+    target_size: int = Field(default=256, ge=1, description="|D_j| (the paper keeps it constant).")
+    seed_new_schedule: list[float] = Field(default_factory=lambda: [1.0, 0.308, 0.154, 0.077])
+    hppl_quantile: float = Field(default=0.5, gt=0, le=1)
+    hppl_threshold: float | None = None
+    expansions_per_seed: int = Field(default=4, ge=0, description="k in EDDE.")
+    judge_max_attempts: int = Field(default=3, ge=1)
+    verify_max_attempts: int = Field(default=3, ge=1)
+    probe_checkpoints: Literal["final", "latest"] = "final"
+    current_time: str = Field(default="2026-01-01 09:00:00", description="{current_time} in the prompts.")
+    scenarios: list[ScenarioSettings] | None = Field(
+        default=None, description="EDDE scenario-diversification constraints (default: the built-in list)."
+    )
+
+
 class LogSettings(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -102,6 +136,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
     judge: EndpointSettings | None = None
     generator: EndpointSettings | None = None
 

@@ -31,7 +31,9 @@ def default_seed_files() -> list[Path]:
 async def run_demo(settings: Settings, seeds: list[Path] | None, workdir: Path, console: Console) -> bool:
     """Run the demo; returns False if the rebuilt store differs from the live one."""
     if settings.run_id == "default":
-        settings = settings.model_copy(update={"run_id": "demo-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")})
+        settings = settings.model_copy(
+            update={"run_id": "demo-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")}
+        )
     live_path, rebuilt_path = workdir / "store", workdir / "rebuilt"
     console.rule(f"[bold]looptool demo[/] · run {settings.run_id}")
     await ensure_topics(settings.kafka, settings.run_id)

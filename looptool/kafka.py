@@ -264,11 +264,46 @@ async def replay(
     batch_size: int = 5000,
     stats: ReplayStats | None = None,
 ) -> AsyncIterator[list[Delivered]]:
-    """Read ``topics`` from offset 0 to their end offsets at call time, in batches, without a group.
+    """Read ``topics`` from offset 0 up to their ends at call time, in batches, without a group.
 
     Undecodable records are counted in ``stats`` and skipped (the live consumer already
     dead-lettered them).
     """
+    async for batch in _read_from_start(kafka, run_id, topics, codec, batch_size, stats, follow=False):
+        yield batch
+
+
+async def follow(
+    kafka: KafkaSettings,
+    run_id: str,
+    topics: Sequence[str],
+    codec: EventCodec | None = None,
+    batch_size: int = 5000,
+    idle_timeout_ms: int = 500,
+) -> AsyncIterator[list[Delivered]]:
+    """Read ``topics`` from offset 0 and keep following them forever, without a consumer group.
+
+    For every reader that must see all partitions: singleton folds (curate) and broadcast state
+    every worker needs (checkpoints). Yields an empty list whenever nothing arrived for
+    ``idle_timeout_ms``, so callers can notice they are caught up.
+    """
+    async for batch in _read_from_start(
+        kafka, run_id, topics, codec, batch_size, None, follow=True, idle_timeout_ms=idle_timeout_ms
+    ):
+        yield batch
+
+
+async def _read_from_start(
+    kafka: KafkaSettings,
+    run_id: str,
+    topics: Sequence[str],
+    codec: EventCodec | None,
+    batch_size: int,
+    stats: ReplayStats | None,
+    *,
+    follow: bool,
+    idle_timeout_ms: int = 200,
+) -> AsyncIterator[list[Delivered]]:
     codec = codec or default_codec()
     stats = stats if stats is not None else ReplayStats()
     consumer = AIOKafkaConsumer(
@@ -285,19 +320,22 @@ async def replay(
             return
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        # The end of each partition is its high watermark as reported by the first fetch response.
+        # A replay ends at each partition's high watermark as reported by the first fetch response.
         # (ListOffsets is not used: Tansu under-reports it when the last batch holds many records.)
         end: dict[TopicPartition, int] = {}
         remaining = set(partitions)
         while remaining:
-            fetched = await consumer.getmany(*remaining, timeout_ms=200, max_records=batch_size)
+            fetched = await consumer.getmany(
+                *(partitions if follow else remaining), timeout_ms=idle_timeout_ms, max_records=batch_size
+            )
             batch: list[Delivered] = []
-            for tp in remaining:
-                if tp not in end and consumer.highwater(tp) is not None:
-                    end[tp] = consumer.highwater(tp)
+            if not follow:
+                for tp in remaining:
+                    if tp not in end and consumer.highwater(tp) is not None:
+                        end[tp] = consumer.highwater(tp)
             for tp, records in fetched.items():
                 for record in records:
-                    if record.offset >= end.get(tp, record.offset + 1):
+                    if not follow and record.offset >= end.get(tp, record.offset + 1):
                         continue
                     stats.records += 1
                     try:
@@ -306,10 +344,11 @@ async def replay(
                         stats.undecodable += 1
                         continue
                     batch.append(Delivered(event, record.topic, record.partition, record.offset))
-            for tp in list(remaining):
-                if tp in end and await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-            if batch:
+            if not follow:
+                for tp in list(remaining):
+                    if tp in end and await consumer.position(tp) >= end[tp]:
+                        remaining.discard(tp)
+            if batch or follow:
                 yield batch
     finally:
         await consumer.stop()

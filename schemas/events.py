@@ -88,6 +88,8 @@ class ProbeResult(Payload):
     sample_id: str
     round: int
     label_event_id: str
+    tools: list[ToolSpec]
+    messages: list[Message]
     label: Action
     raw_output: str
     prediction: Action | None = None
@@ -105,6 +107,11 @@ class Verdict(Payload):
     sample_id: str
     round: int
     probe_event_id: str
+    tools: list[ToolSpec]
+    messages: list[Message]
+    label: Action
+    prediction: Action | None = None
+    ppl: float | None = None
     verdict: VerdictLabel
     decided_by: Literal["rules", "judge", "simulation"]
     label_position: int | None = None
@@ -135,6 +142,7 @@ class ExpansionCandidate(Payload):
     round: int
     verdict_event_id: str
     index: int
+    count: int
     scenario: Scenario
     tools: list[ToolSpec]
     messages: list[Message] = Field(default_factory=list)

@@ -81,6 +81,8 @@ def one_of_each() -> list[Payload]:
             sample_id="s_1",
             round=1,
             label_event_id="01JABCDEFGHJKMNPQRSTVWXYZ0",
+            tools=[FLUCTUATION],
+            messages=CONTEXT,
             label=LABEL,
             raw_output="<think>...</think><tool_call>...</tool_call>",
             prediction=PREDICTION,
@@ -94,6 +96,11 @@ def one_of_each() -> list[Payload]:
             sample_id="s_1",
             round=1,
             probe_event_id="p",
+            tools=[FLUCTUATION],
+            messages=CONTEXT,
+            label=LABEL,
+            prediction=PREDICTION,
+            ppl=1.73,
             verdict="LABEL_WRONG",
             decided_by="judge",
             label_position=2,
@@ -103,7 +110,12 @@ def one_of_each() -> list[Payload]:
             judge_model="qwen3-32b",
         ),
         LabelCorrected(
-            sample_id="s_1", round=1, verdict_event_id="v", old_label=LABEL, new_label=PREDICTION, reason="judge"
+            sample_id="s_1",
+            round=1,
+            verdict_event_id="v",
+            old_label=LABEL,
+            new_label=PREDICTION,
+            reason="judge",
         ),
         ExpansionCandidate(
             candidate_id="c_1",
@@ -111,6 +123,7 @@ def one_of_each() -> list[Payload]:
             round=1,
             verdict_event_id="v",
             index=0,
+            count=4,
             scenario=Scenario(focus="travel budgeting", parameters="different currencies and dates"),
             tools=[FLUCTUATION],
             messages=CONTEXT,
@@ -153,7 +166,9 @@ def one_of_each() -> list[Payload]:
             metrics={"reward_mean": 0.5, "loss": 0.1},
             wall_time_s=12.5,
         ),
-        DeadLetter(stage="ingest", reason="bad json", error_type="JSONDecodeError", raw=b"\xff\x00{", key=b"k"),
+        DeadLetter(
+            stage="ingest", reason="bad json", error_type="JSONDecodeError", raw=b"\xff\x00{", key=b"k"
+        ),
     ]
 
 

@@ -36,7 +36,9 @@ async def _publish_run(settings, n: int = 60):
     run = settings.run_id
     added = [event_of(sample_added(f"s_{i:03d}"), run) for i in range(n)]
     fixes = _corrections(added)
-    others = [event_of(p, run) for p in one_of_each() if p.EVENT_TYPE not in ("SampleAdded", "LabelCorrected")]
+    others = [
+        event_of(p, run) for p in one_of_each() if p.EVENT_TYPE not in ("SampleAdded", "LabelCorrected")
+    ]
     async with EventProducer(settings.kafka) as producer:
         await producer.send_all(fixes[:3])  # overtake their SampleAdded
         await producer.send_all(added)
@@ -53,7 +55,13 @@ async def test_live_store_materialises_labels_and_history(settings) -> None:
     assert applied == len(added) + len(fixes) + len(others) + 1
     counts = store.counts()
     assert counts["samples"] == len(added)
-    assert (counts["probes"], counts["verdicts"], counts["curated"], counts["rounds"], counts["checkpoints"]) == (
+    assert (
+        counts["probes"],
+        counts["verdicts"],
+        counts["curated"],
+        counts["rounds"],
+        counts["checkpoints"],
+    ) == (
         1,
         1,
         1,

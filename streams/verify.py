@@ -1,0 +1,198 @@
+"""verify: the two-tier verification of Section 3.2 applied to expansion candidates.
+
+Tier 1 (rules): the candidate parsed, has a user turn, makes tool calls, and every call is valid
+against the seed's tools. Tier 2 (LLM): the judge model is asked whether the calls are correct and
+appropriate for the input. A candidate that passes both becomes a SampleAdded (origin=expansion)
+with lineage to the candidate and its error seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from inference.base import InferenceBackend, InferenceError, SamplingConfig
+from schemas.events import (
+    Event,
+    ExpansionCandidate,
+    RuleViolation,
+    VerificationResult,
+    derived_event_id,
+    make_event,
+)
+from streams.ingest import sample_added
+from streams.stage import Stage, TransientError
+from toolcall.prompts import parse_verification, render_verification_prompt
+from toolcall.rules import validate_action
+from toolcall.types import Sample
+
+
+@dataclass(frozen=True)
+class VerificationCase:
+    candidate_id: str
+    seed_sample_id: str
+    sample: Sample
+    attempt: int = 1
+
+
+class Verifier(Protocol):
+    """Answers verification cases with raw verifier text (``CORRECT``/``INCORRECT`` first)."""
+
+    model_name: str
+
+    async def verify(self, cases: Sequence[VerificationCase]) -> list[str]: ...
+
+
+class LLMVerifier:
+    def __init__(self, backend: InferenceBackend, *, current_time: str, max_tokens: int = 256):
+        self.backend = backend
+        self.current_time = current_time
+        self.max_tokens = max_tokens
+
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_id
+
+    async def verify(self, cases: Sequence[VerificationCase]) -> list[str]:
+        chats = [
+            render_verification_prompt(
+                tools=case.sample.tools,
+                messages=case.sample.messages,
+                action=case.sample.label,
+                current_time=self.current_time,
+            )
+            for case in cases
+        ]
+        try:
+            generations = await self.backend.generate(
+                chats, SamplingConfig(greedy=True, max_tokens=self.max_tokens)
+            )
+        except InferenceError as error:
+            raise TransientError(f"verifier endpoint unavailable: {error}") from error
+        return [options[0].text for options in generations]
+
+
+def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
+    """Tier 1: everything a rule can refuse (pure)."""
+    if candidate.parse_error is not None or candidate.label is None:
+        return [RuleViolation(code="unparseable", message=candidate.parse_error or "no OUTPUT section")]
+    problems = []
+    if not any(m.role == "user" for m in candidate.messages):
+        problems.append(RuleViolation(code="no_user_turn", message="the INPUT has no user turn"))
+    if not candidate.label.calls:
+        problems.append(RuleViolation(code="no_tool_call", message="the OUTPUT makes no tool call"))
+    for violation in validate_action(candidate.label, candidate.tools):
+        problems.append(
+            RuleViolation(
+                code=violation.code,
+                message=violation.message,
+                call_index=violation.call_index,
+                path=violation.path,
+            )
+        )
+    return problems
+
+
+class VerifyStage(Stage):
+    name = "verify"
+    input_topics = ("candidates",)
+    input_types = ("ExpansionCandidate",)
+
+    def __init__(self, run_id: str, verifier: Verifier, *, max_attempts: int = 3, batch_size: int = 8):
+        super().__init__(run_id)
+        self.verifier = verifier
+        self.max_attempts = max_attempts
+        self.batch_size = batch_size
+
+    def _result(
+        self,
+        candidate: Event[ExpansionCandidate],
+        passed: bool,
+        *,
+        tier: str | None = None,
+        violations: Sequence[RuleViolation] = (),
+        llm_verdict: str | None = None,
+        reason: str = "",
+    ) -> Event[VerificationResult]:
+        c = candidate.payload
+        return make_event(
+            VerificationResult(
+                candidate_id=c.candidate_id,
+                seed_sample_id=c.seed_sample_id,
+                round=c.round,
+                passed=passed,
+                failed_tier=tier,  # type: ignore[arg-type]
+                rule_violations=list(violations),
+                llm_verdict=llm_verdict,
+                reason=reason,
+                verifier_model=self.verifier.model_name if tier != "rules" else "",
+            ),
+            run_id=candidate.run_id,
+            producer=self.producer,
+            event_id=derived_event_id([candidate.event_id], self.name),
+            parent_ids=[candidate.event_id],
+            checkpoint_id=candidate.checkpoint_id,
+        )
+
+    async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
+        outputs: list[Event[Any]] = []
+        pending: list[tuple[Event[ExpansionCandidate], VerificationCase]] = []
+        for candidate in events:
+            violations = rule_tier(candidate.payload)
+            if violations:
+                reason = "; ".join(v.message for v in violations[:3])
+                outputs.append(
+                    self._result(candidate, False, tier="rules", violations=violations, reason=reason)
+                )
+                continue
+            c = candidate.payload
+            assert c.label is not None
+            sample = Sample(tools=c.tools, messages=c.messages, label=c.label)
+            pending.append((candidate, VerificationCase(c.candidate_id, c.seed_sample_id, sample)))
+        for attempt in range(1, self.max_attempts + 1):
+            if not pending:
+                break
+            answers = await self.verifier.verify(
+                [
+                    VerificationCase(case.candidate_id, case.seed_sample_id, case.sample, attempt)
+                    for _, case in pending
+                ]
+            )
+            retry = []
+            for (candidate, case), raw in zip(pending, answers, strict=True):
+                passed, reason = parse_verification(raw)
+                if passed is None and attempt < self.max_attempts:
+                    retry.append((candidate, case))
+                    continue
+                if passed:
+                    result = self._result(candidate, True, llm_verdict="CORRECT", reason=reason)
+                    outputs.append(result)
+                    outputs.append(self._accepted_sample(candidate, case.sample, result))
+                else:
+                    verdict = "INCORRECT" if passed is False else "UNPARSEABLE"
+                    outputs.append(
+                        self._result(
+                            candidate, False, tier="llm", llm_verdict=verdict, reason=reason or raw[:300]
+                        )
+                    )
+            pending = retry
+        return outputs
+
+    def _accepted_sample(
+        self, candidate: Event[ExpansionCandidate], sample: Sample, result: Event[Any]
+    ) -> Event[Any]:
+        c = candidate.payload
+        return sample_added(
+            sample,
+            run_id=candidate.run_id,
+            origin="expansion",
+            round_=c.round,
+            source_format="edde",
+            seed_sample_id=c.seed_sample_id,
+            metadata={"candidate_id": c.candidate_id, "scenario": c.scenario.model_dump()},
+            parent_ids=[candidate.event_id, result.event_id],
+            checkpoint_id=candidate.checkpoint_id,
+            producer=self.producer,
+            event_id=derived_event_id([result.event_id], self.name, "sample"),
+        )
