@@ -32,7 +32,9 @@ from toolcall.types import Action, Message, Sample, ToolCall
 
 FORMATS = ("paper", "bfcl", "xlam", "openai", "hermes")
 
-_CHATML_TURN = re.compile(r"<\|im_start\|>\s*(\w+)\s*\n?(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)", re.DOTALL)
+_CHATML_TURN = re.compile(
+    r"<\|im_start\|>\s*(\w+)\s*\n?(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)", re.DOTALL
+)
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 _TOOLS_BLOCK = re.compile(r"<tools>\s*(.*?)\s*</tools>", re.DOTALL)
 _HERMES_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "tool": "tool"}
@@ -108,7 +110,9 @@ def _tools(value: Any) -> list[ToolSpec]:
     return tools
 
 
-def _message(role: str, content: Any, tool_calls: list[ToolCall] | None = None, name: str | None = None) -> Message:
+def _message(
+    role: str, content: Any, tool_calls: list[ToolCall] | None = None, name: str | None = None
+) -> Message:
     if role not in ("system", "user", "assistant", "tool"):
         raise RecordError(f"unknown message role {role!r}")
     if content is None:
@@ -141,7 +145,9 @@ def _label_from(value: Any, ordered: bool) -> Action:
     elif isinstance(value, dict):
         action = Action.model_validate(value)
     else:
-        raise RecordError(f"label must be text, a list of calls or an action object, got {type(value).__name__}")
+        raise RecordError(
+            f"label must be text, a list of calls or an action object, got {type(value).__name__}"
+        )
     return action.model_copy(update={"ordered": ordered}) if ordered else action
 
 
@@ -243,7 +249,7 @@ def _from_bfcl(record: dict[str, Any]) -> list[Sample]:
     for entry in truth:
         if not isinstance(entry, dict) or len(entry) != 1:
             raise RecordError("each bfcl ground-truth call must be an object with one function name")
-        (name, params), = entry.items()
+        ((name, params),) = entry.items()
         if not isinstance(params, dict):
             raise RecordError(f"ground truth of {name} must map parameters to acceptable values")
         arguments = {}
@@ -253,7 +259,11 @@ def _from_bfcl(record: dict[str, Any]) -> list[Sample]:
             if acceptable[0] != "":  # "" first means the parameter may be left out
                 arguments[param] = acceptable[0]
         calls.append(ToolCall(name=name, arguments=arguments))
-    label = Action(calls=calls) if calls else Action(text="None of the available functions can be used for this request.")
+    label = (
+        Action(calls=calls)
+        if calls
+        else Action(text="None of the available functions can be used for this request.")
+    )
     return [Sample(tools=tools, messages=messages, label=label)]
 
 
@@ -266,7 +276,9 @@ def _from_xlam(record: dict[str, Any]) -> list[Sample]:
     if not isinstance(answers, list):
         raise RecordError("xlam 'answers' must be a list of calls")
     calls = [_call(answer) for answer in answers]
-    label = Action(calls=calls) if calls else Action(text="None of the available tools can handle this request.")
+    label = (
+        Action(calls=calls) if calls else Action(text="None of the available tools can handle this request.")
+    )
     return [Sample(tools=tools, messages=[Message(role="user", content=query.strip())], label=label)]
 
 

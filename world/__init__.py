@@ -48,7 +48,9 @@ class World:
     def is_correct(self, tools: Sequence[ToolSpec], messages: Sequence[Message], action: Action) -> bool:
         return tool_match(action, self.truth(tools, messages), list(tools)).matched
 
-    async def dialogues(self, count: int, *, mix: dict[str, float] | None = None, seed: str = "") -> list[WorldSample]:
+    async def dialogues(
+        self, count: int, *, mix: dict[str, float] | None = None, seed: str = ""
+    ) -> list[WorldSample]:
         """Simulate ``count`` dialogues; every learnable step is one clean sample."""
         rng = random.Random(f"world-{self.seed}-dialogues-{seed}")
         out = []
@@ -76,7 +78,11 @@ class World:
                 noisy = add_noise(item.sample.label, item.sample.tools, noise_mix or DEFAULT_NOISE_MIX, rng)
                 if noisy is not None:
                     label, kind = noisy
-                    out.append(WorldSample(item.sample.model_copy(update={"label": label}), item.truth, item.kind, kind))
+                    out.append(
+                        WorldSample(
+                            item.sample.model_copy(update={"label": label}), item.truth, item.kind, kind
+                        )
+                    )
                     continue
             out.append(item)
         return out

@@ -18,7 +18,16 @@ from typing import Any, Literal, Protocol
 from toolcall.formats import dialogue_samples
 from toolcall.specs import ToolSpec
 from toolcall.types import Message, Sample
-from world.language import ANSWER, Oracle, Request, execute, render_clause, sample_value, slot_words, summarise
+from world.language import (
+    ANSWER,
+    Oracle,
+    Request,
+    execute,
+    render_clause,
+    sample_value,
+    slot_words,
+    summarise,
+)
 from world.trees import SynthesisedTool
 
 DialogueKind = Literal["single", "parallel", "multi_turn", "no_tool", "missing_param", "clarified"]
@@ -50,7 +59,9 @@ class DialoguePlan:
 
 class DialogueRoles(Protocol):
     async def plan(self, kind: str, rng: random.Random) -> DialoguePlan: ...
-    async def user(self, plan: DialoguePlan, turn: int, history: Sequence[Message], rng: random.Random) -> str: ...
+    async def user(
+        self, plan: DialoguePlan, turn: int, history: Sequence[Message], rng: random.Random
+    ) -> str: ...
     async def assistant(self, tools: Sequence[ToolSpec], history: Sequence[Message]) -> Message: ...
     async def tool(self, tools: Sequence[ToolSpec], message: Message) -> list[Message]: ...
 
@@ -58,7 +69,9 @@ class DialogueRoles(Protocol):
 class WorldRoles:
     """All four roles played by the synthetic world (templates + oracle + executable backends)."""
 
-    def __init__(self, toolset: Sequence[SynthesisedTool], oracle: Oracle, distractors: tuple[int, int] = (1, 3)):
+    def __init__(
+        self, toolset: Sequence[SynthesisedTool], oracle: Oracle, distractors: tuple[int, int] = (1, 3)
+    ):
         self.toolset = list(toolset)
         self.oracle = oracle
         self.distractors = distractors
@@ -81,14 +94,18 @@ class WorldRoles:
             turns = [PlannedTurn([self._requests(first, rng)])]
         elif kind == "parallel":
             same_tool = rng.random() < 0.5
-            turns = [PlannedTurn([self._requests(first, rng), self._requests(first if same_tool else second, rng)])]
+            turns = [
+                PlannedTurn([self._requests(first, rng), self._requests(first if same_tool else second, rng)])
+            ]
         elif kind == "multi_turn":
             turns = [PlannedTurn([self._requests(first, rng)]), PlannedTurn([self._requests(second, rng)])]
         elif kind == "no_tool":
             template = rng.choice(
                 ("write a short poem about {w}", "order a pizza to {c}", "tell me a joke about {w}")
             )
-            text = template.format(w=rng.choice(("rain", "coffee", "mondays")), c=rng.choice(("Paris", "Oslo")))
+            text = template.format(
+                w=rng.choice(("rain", "coffee", "mondays")), c=rng.choice(("Paris", "Oslo"))
+            )
             turns = [PlannedTurn(text=rng.choice(("Could you ", "Please ")) + text + "?")]
         elif kind in ("missing_param", "clarified"):
             request = self._requests(first, rng)
@@ -101,14 +118,22 @@ class WorldRoles:
             raise ValueError(f"unknown dialogue kind {kind!r}")
         return DialoguePlan(kind, tools, turns)
 
-    async def user(self, plan: DialoguePlan, turn: int, history: Sequence[Message], rng: random.Random) -> str:
+    async def user(
+        self, plan: DialoguePlan, turn: int, history: Sequence[Message], rng: random.Random
+    ) -> str:
         planned = plan.turns[turn]
         if planned.text is not None:
             return planned.text
         clauses = []
         for index, request in enumerate(planned.requests):
-            shown = Request(request.tool, {k: (None if k == planned.omit else v) for k, v in request.values.items()})
-            opener = None if index == 0 else rng.choice(("Also {action}", "And then {action}", "Additionally, {action}"))
+            shown = Request(
+                request.tool, {k: (None if k == planned.omit else v) for k, v in request.values.items()}
+            )
+            opener = (
+                None
+                if index == 0
+                else rng.choice(("Also {action}", "And then {action}", "Additionally, {action}"))
+            )
             clauses.append(render_clause(shown, rng, opener))
         return " ".join(clauses)
 
@@ -126,7 +151,9 @@ class WorldRoles:
         return responses
 
 
-async def simulate_dialogue(roles: DialogueRoles, kind: str, rng: random.Random) -> tuple[list[ToolSpec], list[Message]]:
+async def simulate_dialogue(
+    roles: DialogueRoles, kind: str, rng: random.Random
+) -> tuple[list[ToolSpec], list[Message]]:
     """Run the four roles turn by turn; returns the tools and the whole dialogue."""
     plan = await roles.plan(kind, rng)
     tools = [t.spec for t in plan.tools]

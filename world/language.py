@@ -87,7 +87,9 @@ def slot_pattern(slot: Slot) -> str:
     if slot.kind == "enum":
         return "|".join(slot.choices)
     if slot.kind == "code":
-        return {"flight_number": r"[A-Z]{2}\d{3}", "ticker": "|".join(TICKERS)}.get(slot.name, "|".join(CURRENCIES))
+        return {"flight_number": r"[A-Z]{2}\d{3}", "ticker": "|".join(TICKERS)}.get(
+            slot.name, "|".join(CURRENCIES)
+        )
     return KIND_PATTERN[slot.kind]
 
 
@@ -145,7 +147,11 @@ class Request:
 
 def render_clause(request: Request, rng: random.Random, opener: str | None = None) -> str:
     verb = rng.choice(request.tool.specialisation.verbs)
-    parts = [slot_text(s, request.values[s.name], rng) for s in request.tool.slots if request.values.get(s.name) is not None]
+    parts = [
+        slot_text(s, request.values[s.name], rng)
+        for s in request.tool.slots
+        if request.values.get(s.name) is not None
+    ]
     action = " ".join([verb, *parts])
     return (opener or rng.choice(OPENERS)).format(action=action) + rng.choice((".", "?"))
 
@@ -153,11 +159,17 @@ def render_clause(request: Request, rng: random.Random, opener: str | None = Non
 def execute(request: Request) -> dict[str, Any]:
     """The tool's executable backend: a deterministic result computed from its arguments."""
     call = request.call()
-    digest = int(hashlib.blake2b(json.dumps(call.model_dump(), sort_keys=True).encode(), digest_size=4).hexdigest(), 16)
+    digest = int(
+        hashlib.blake2b(json.dumps(call.model_dump(), sort_keys=True).encode(), digest_size=4).hexdigest(), 16
+    )
     key = request.tool.specialisation.key
     v = request.values
     if key == "weather_forecast":
-        return {"city": v["city"], "forecast": ["sunny", "rain", "cloudy", "windy"][digest % 4], "high": 5 + digest % 25}
+        return {
+            "city": v["city"],
+            "forecast": ["sunny", "rain", "cloudy", "windy"][digest % 4],
+            "high": 5 + digest % 25,
+        }
     if key == "currency_conversion":
         return {"result": round(v["amount"] * (0.5 + (digest % 150) / 100), 2), "currency": v["to_currency"]}
     if key == "stock_quote":
@@ -191,13 +203,17 @@ class Oracle:
     def __init__(self, tools: Sequence[SynthesisedTool]):
         self.by_name = {tool.spec.name: tool for tool in tools}
         self._slot_regexes = {
-            (tool.spec.name, slot.name): _clause_regexes(slot) for tool in tools for slot in tool.specialisation.slots
+            (tool.spec.name, slot.name): _clause_regexes(slot)
+            for tool in tools
+            for slot in tool.specialisation.slots
         }
 
     def _tool_for(self, clause: str, available: Sequence[str]) -> SynthesisedTool | None:
         for name in available:
             tool = self.by_name.get(name)
-            if tool and any(re.search(r"\b" + re.escape(verb) + r"\b", clause) for verb in tool.specialisation.verbs):
+            if tool and any(
+                re.search(r"\b" + re.escape(verb) + r"\b", clause) for verb in tool.specialisation.verbs
+            ):
                 return tool
         return None
 
@@ -235,9 +251,12 @@ class Oracle:
             if previous and answer and len(previous) == 1:
                 request = previous[0]
                 for slot in request.tool.slots:
-                    if slot_words(slot) == answer.group("phrase") and request.values.get(slot.name) is None:
-                        if re.fullmatch(slot_pattern(slot), answer.group("v")):
-                            request.values[slot.name] = _typed(slot, answer.group("v"))
+                    if (
+                        slot_words(slot) == answer.group("phrase")
+                        and request.values.get(slot.name) is None
+                        and re.fullmatch(slot_pattern(slot), answer.group("v"))
+                    ):
+                        request.values[slot.name] = _typed(slot, answer.group("v"))
                 requests = previous
         if requests is None:
             return Action(text="None of the available tools can help with this request.")

@@ -35,7 +35,11 @@ def _other_value(value: Any, rng: random.Random) -> Any:
     if isinstance(value, bool):
         return not value
     if isinstance(value, int | float):
-        return value + rng.choice((1, 2, 3, 10)) * rng.choice((1, -1)) if value > 10 else value + rng.randint(1, 3)
+        return (
+            value + rng.choice((1, 2, 3, 10)) * rng.choice((1, -1))
+            if value > 10
+            else value + rng.randint(1, 3)
+        )
     for pool in (CITIES, CURRENCIES, TICKERS, USERS, WORDS):
         if value in pool:
             return rng.choice([v for v in pool if v != value])

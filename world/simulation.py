@@ -73,7 +73,9 @@ class SimulatedWorldJudge:
             if rng.random() < self.error_rate:
                 verdict = rng.choice([v for v in VERDICTS if v != verdict])
             wrong = case.prediction if verdict in ("PRED_WRONG", "BOTH_WRONG") else case.label
-            analysis = _describe(wrong, truth, case.tools) if verdict != "BOTH_CORRECT" else "Both are acceptable."
+            analysis = (
+                _describe(wrong, truth, case.tools) if verdict != "BOTH_CORRECT" else "Both are acceptable."
+            )
             approach = "Call: " + render_action(truth).replace("\n", " ")
             answers.append(judge_text(verdict, case.label_position, analysis, approach))
         return answers
@@ -113,9 +115,18 @@ class SimulatedWorldGenerator:
             )
             messages = [Message(role="user", content=text)]
         else:  # a request the tools cannot serve, or one missing a required value
-            messages = [Message(role="user", content=rng.choice(
-                ("Could you write a short poem about tea?", "Please order a pizza to Rome?", "Can you tell me a joke?")
-            ))]
+            messages = [
+                Message(
+                    role="user",
+                    content=rng.choice(
+                        (
+                            "Could you write a short poem about tea?",
+                            "Please order a pizza to Rome?",
+                            "Can you tell me a joke?",
+                        )
+                    ),
+                )
+            ]
         return messages, oracle.truth(names, messages)
 
     async def generate(self, requests: Sequence[ExpansionRequest]) -> list[str]:

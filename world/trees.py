@@ -101,8 +101,14 @@ CONTEXT_TREE = ContextNode(
                                 _s("origin", "from", "city", "Departure city"),
                                 _s("destination", "to", "city", "Arrival city"),
                                 _s("date", "on", "date", "Travel date, YYYY-MM-DD"),
-                                _s("passengers", "for passengers", "int", "Number of passengers",
-                                   required=False, default=1),
+                                _s(
+                                    "passengers",
+                                    "for passengers",
+                                    "int",
+                                    "Number of passengers",
+                                    required=False,
+                                    default=1,
+                                ),
                             ),
                             "Search available flights between two cities.",
                         ),
@@ -119,8 +125,15 @@ CONTEXT_TREE = ContextNode(
                                 _s("city", "in", "city", "City of the hotel"),
                                 _s("check_in", "from", "date", "Check-in date, YYYY-MM-DD"),
                                 _s("nights", "for nights", "int", "Number of nights"),
-                                _s("room_type", "room", "enum", "Room type",
-                                   choices=("single", "double", "suite"), required=False, default="double"),
+                                _s(
+                                    "room_type",
+                                    "room",
+                                    "enum",
+                                    "Room type",
+                                    choices=("single", "double", "suite"),
+                                    required=False,
+                                    default="double",
+                                ),
                             ),
                             "Book a hotel room.",
                         ),
@@ -168,8 +181,15 @@ CONTEXT_TREE = ContextNode(
                             "stock quote",
                             (
                                 _s("ticker", "ticker", "code", "Stock ticker symbol"),
-                                _s("exchange", "on exchange", "enum", "Exchange",
-                                   choices=("NYSE", "NASDAQ", "LSE"), required=False, default="NYSE"),
+                                _s(
+                                    "exchange",
+                                    "on exchange",
+                                    "enum",
+                                    "Exchange",
+                                    choices=("NYSE", "NASDAQ", "LSE"),
+                                    required=False,
+                                    default="NYSE",
+                                ),
                             ),
                             "Latest price of a stock.",
                         ),
@@ -190,8 +210,14 @@ CONTEXT_TREE = ContextNode(
                             (
                                 _s("title", "called", "word", "Meeting title"),
                                 _s("date", "on", "date", "Meeting date, YYYY-MM-DD"),
-                                _s("duration_minutes", "for minutes", "int", "Length in minutes",
-                                   required=False, default=30),
+                                _s(
+                                    "duration_minutes",
+                                    "for minutes",
+                                    "int",
+                                    "Length in minutes",
+                                    required=False,
+                                    default=30,
+                                ),
                             ),
                             "Create a calendar meeting.",
                         ),
@@ -206,8 +232,13 @@ CONTEXT_TREE = ContextNode(
                             "support ticket",
                             (
                                 _s("topic", "about", "word", "What the problem is"),
-                                _s("priority", "priority", "enum", "Ticket priority",
-                                   choices=("low", "medium", "high")),
+                                _s(
+                                    "priority",
+                                    "priority",
+                                    "enum",
+                                    "Ticket priority",
+                                    choices=("low", "medium", "high"),
+                                ),
                             ),
                             "Open a support ticket.",
                         ),
@@ -217,8 +248,15 @@ CONTEXT_TREE = ContextNode(
                             "user tickets",
                             (
                                 _s("username", "user", "name", "Account name"),
-                                _s("status", "with status", "enum", "Ticket status",
-                                   choices=("open", "closed", "all"), required=False, default="all"),
+                                _s(
+                                    "status",
+                                    "with status",
+                                    "enum",
+                                    "Ticket status",
+                                    choices=("open", "closed", "all"),
+                                    required=False,
+                                    default="all",
+                                ),
                             ),
                             "List a user's support tickets.",
                         ),
@@ -239,8 +277,15 @@ CONTEXT_TREE = ContextNode(
                             (
                                 _s("city", "for", "city", "City name"),
                                 _s("days", "for days", "int", "Days ahead"),
-                                _s("unit", "in", "enum", "Temperature unit",
-                                   choices=("celsius", "fahrenheit"), required=False, default="celsius"),
+                                _s(
+                                    "unit",
+                                    "in",
+                                    "enum",
+                                    "Temperature unit",
+                                    choices=("celsius", "fahrenheit"),
+                                    required=False,
+                                    default="celsius",
+                                ),
                             ),
                             "Weather forecast for a city.",
                         ),
@@ -284,7 +329,9 @@ _JSON_TYPE = {
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{1,63}$")
 
 
-def context_leaf_paths(node: ContextNode = CONTEXT_TREE, prefix: tuple[str, ...] = ()) -> list[tuple[str, str, Specialisation]]:
+def context_leaf_paths(
+    node: ContextNode = CONTEXT_TREE, prefix: tuple[str, ...] = ()
+) -> list[tuple[str, str, Specialisation]]:
     """Every (domain, category, specialisation) path of the context tree."""
     paths = []
     for child in node.children:
@@ -314,7 +361,9 @@ def render_param(naming: str, slot_name: str) -> str:
     return _camel(words) if naming in ("camel_verb", "pascal") else slot_name
 
 
-def synthesise_tool(domain: str, category: str, leaf: Specialisation, constraints: ConstraintPath) -> SynthesisedTool:
+def synthesise_tool(
+    domain: str, category: str, leaf: Specialisation, constraints: ConstraintPath
+) -> SynthesisedTool:
     """Merge one context leaf path with one constraint leaf path into a validated tool."""
     slots = [s for s in leaf.slots if s.required or constraints.parameter_profile != "required_only"]
     if constraints.parameter_profile == "with_enum":
@@ -329,7 +378,11 @@ def synthesise_tool(domain: str, category: str, leaf: Specialisation, constraint
         if not slot.required and slot.default is not None:
             schema["default"] = slot.default
         properties[param_names[slot.name]] = ParamSchema.model_validate(schema)
-    output = {"json_object": "a JSON object", "json_list": "a JSON list of results", "status_message": "a status message"}
+    output = {
+        "json_object": "a JSON object",
+        "json_list": "a JSON list of results",
+        "status_message": "a status message",
+    }
     spec = ToolSpec(
         name=name,
         description=f"{leaf.description} Returns {output[constraints.output_format]}.",
