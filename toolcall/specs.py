@@ -254,12 +254,12 @@ def _spec_from(function: Any, normalise: Any) -> ToolSpec:
 
 def _is_xlam(function: dict[str, Any]) -> bool:
     params = function.get("parameters")
+    # xLAM maps each parameter name to {"type": "str, optional", ...}; a JSON Schema object has a string
+    # "type" of its own (so a parameter literally named "type" still reads as xLAM).
     return (
         isinstance(params, dict)
-        and "type" not in params
-        and "properties" not in params
-        and all(isinstance(v, dict) and "type" in v for v in params.values())
         and bool(params)
+        and all(isinstance(v, dict) and isinstance(v.get("type"), str) for v in params.values())
     )
 
 

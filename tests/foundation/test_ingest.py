@@ -1,0 +1,79 @@
+"""Ingest on the embedded broker: every format in, SampleAdded per sample, DeadLetter per bad line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from looptool.kafka import replay
+from schemas.events import DeadLetter, SampleAdded
+from streams.ingest import ingest_file
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "seeds"
+
+
+async def _events(settings, topics):
+    found = []
+    async for batch in replay(settings.kafka, settings.run_id, topics):
+        found.extend(delivered.event for delivered in batch)
+    return found
+
+
+async def test_ingest_of_every_format_with_bad_lines(settings, tmp_path: Path) -> None:
+    lines: list[str] = []
+    expected_formats: dict[str, int] = {}
+    for path in sorted(EXAMPLES.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            lines.append(line)
+            expected_formats[path.stem] = expected_formats.get(path.stem, 0) + 1
+    bad = {
+        "{not json": "JSONDecodeError",
+        '{"foo": 1}': "RecordError",
+        '{"query": "q", "tools": "[]", "answers": "[]"}': "RecordError",
+        "[1, 2, 3]": "RecordError",
+    }
+    bad_lines = {}
+    mixed = []
+    for index, line in enumerate(lines):
+        mixed.append(line)
+        if index % 7 == 3 and bad:
+            raw, _ = bad.popitem()
+            mixed.append(raw)
+            bad_lines[len(mixed)] = raw  # 1-based line number
+    mixed.append(lines[0])  # a duplicate of the first record: sent once
+    seed_file = tmp_path / "mixed.jsonl"
+    seed_file.write_text("\n".join(mixed) + "\n\n")
+
+    report = await ingest_file(seed_file, settings, show_progress=False)
+
+    assert report.dead_lettered == len(bad_lines) == 4
+    first_format = sorted(EXAMPLES.glob("*.jsonl"))[0].stem
+    assert dict(report.by_format) == {**expected_formats, first_format: expected_formats[first_format] + 1}
+    assert report.duplicates >= 1
+    events = await _events(settings, ["samples", "deadletter"])
+    added = [e for e in events if isinstance(e.payload, SampleAdded)]
+    letters = [e for e in events if isinstance(e.payload, DeadLetter)]
+    assert len(added) == report.samples and len({e.payload.sample_id for e in added}) == len(added)
+    assert {e.payload.source_format for e in added} == set(expected_formats)
+    assert all(e.payload.origin == "seed" and e.payload.round == 0 for e in added)
+    assert all(e.payload.source_ref.startswith("mixed.jsonl:") for e in added)
+    # Every bad line is dead-lettered with its line number, its reason and its raw bytes.
+    by_line = {int(e.payload.source_ref.split(":")[1]): e.payload for e in letters}
+    assert set(by_line) == set(bad_lines)
+    for number, raw in bad_lines.items():
+        letter = by_line[number]
+        assert letter.stage == "ingest" and letter.reason.startswith(f"line {number}:")
+        assert letter.raw.decode() == raw
+
+
+async def test_ingested_samples_round_trip_their_content(settings, tmp_path: Path) -> None:
+    source = EXAMPLES / "paper.jsonl"
+    report = await ingest_file(source, settings, show_progress=False)
+    events = await _events(settings, ["samples"])
+    assert len(events) == report.samples == len(source.read_text().splitlines())
+    first = json.loads(source.read_text().splitlines()[0])
+    names = {tool["function"]["name"] for tool in first["tools"]}
+    assert any({t.name for t in e.payload.tools} == names for e in events)
+    for event in events:
+        assert event.payload.content_hash == event.payload.model_copy().content_hash
+        assert event.parent_ids == [] and event.checkpoint_id is None and event.schema_version >= 1

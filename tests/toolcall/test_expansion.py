@@ -1,0 +1,115 @@
+"""The EDDE INPUT:/OUTPUT: parser."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from toolcall.expansion import parse_expansion
+from toolcall.types import Action, Message, ToolCall
+
+REQUEST = 'Log me in as "jane.doe" with password "Secure#2024". Then, show me my open tickets.'
+FIGURE_15 = f"""INPUT: USER: {REQUEST}
+OUTPUT: <tool_call>
+{{"name": "ticket_login", "arguments": {{"username": "jane.doe", "password": "Secure#2024"}}}}
+</tool_call>
+<tool_call>
+{{"name": "get_user_tickets", "arguments": {{"status": "open"}}}}
+</tool_call>"""
+
+
+def test_figure_15_style_sample() -> None:
+    parsed = parse_expansion(FIGURE_15)
+    assert parsed.error is None
+    assert parsed.messages == [
+        Message(
+            role="user",
+            content=REQUEST,
+        )
+    ]
+    assert parsed.action == Action(
+        calls=[
+            ToolCall(name="ticket_login", arguments={"username": "jane.doe", "password": "Secure#2024"}),
+            ToolCall(name="get_user_tickets", arguments={"status": "open"}),
+        ]
+    )
+
+
+def test_multi_turn_input_with_calls_and_tool_results() -> None:
+    raw = """<think>Let me design it.</think>
+**INPUT:**
+USER: Convert 100 EUR to USD.
+ASSISTANT: <tool_call>
+{"name": "convert", "arguments": {"amount": 100, "base": "EUR", "symbols": "USD"}}
+</tool_call>
+TOOL: <tool_response>{"result": 108.2}</tool_response>
+USER: And the same amount in GBP?
+**OUTPUT:**
+<tool_call>
+{"name": "convert", "arguments": {"amount": 100, "base": "EUR", "symbols": "GBP"}}
+</tool_call>"""
+    parsed = parse_expansion(raw)
+    assert parsed.error is None
+    assert [m.role for m in parsed.messages] == ["user", "assistant", "tool", "user"]
+    assert parsed.messages[1].tool_calls[0].arguments["symbols"] == "USD"
+    assert parsed.messages[2].content == '{"result": 108.2}'
+    assert parsed.action.calls[0].arguments["symbols"] == "GBP"
+
+
+def test_bare_input_is_one_user_turn_and_text_output_is_allowed() -> None:
+    parsed = parse_expansion(
+        "INPUT: Book a table for four.\nOUTPUT: Which restaurant and time would you like?"
+    )
+    assert parsed.messages == [Message(role="user", content="Book a table for four.")]
+    assert parsed.action == Action(text="Which restaurant and time would you like?")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("OUTPUT: <tool_call>{}</tool_call>", "no INPUT"),
+        ("INPUT: USER: hi", "no OUTPUT"),
+        ("INPUT: [content]\nOUTPUT: x", "INPUT: is empty"),
+        ("INPUT: USER: a\nOUTPUT: x\nINPUT: USER: b\nOUTPUT: y", "expected one sample"),
+        ("INPUT: USER: hi\nOUTPUT: <tool_call>{bad</tool_call>", "OUTPUT: tool call: not valid JSON"),
+        ("INPUT: ASSISTANT: hello\nOUTPUT: x", "no user turn"),
+        ("INPUT: USER: hi\nASSISTANT: hello\nOUTPUT: x", "ends with an assistant turn"),
+        ("INPUT: preface\nUSER: hi\nOUTPUT: x", "text before the first role marker"),
+        ("INPUT: USER: hi\nOUTPUT:", "OUTPUT: empty output"),
+    ],
+)
+def test_errors(raw: str, reason: str) -> None:
+    parsed = parse_expansion(raw)
+    assert parsed.error is not None and reason in parsed.error
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=300))
+def test_arbitrary_text_never_raises(raw: str) -> None:
+    parsed = parse_expansion(raw)
+    assert (parsed.error is None) == (parsed.action is not None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "INPUT:",
+                "OUTPUT:",
+                "USER:",
+                "ASSISTANT:",
+                "TOOL:",
+                "\n",
+                "hi",
+                "<tool_call>",
+                "</tool_call>",
+                "{}",
+            ]
+        ),
+        max_size=30,
+    )
+)
+def test_marker_soup_never_raises(pieces: list[str]) -> None:
+    parse_expansion(" ".join(pieces))

@@ -1,0 +1,194 @@
+"""Seed formats -> samples: every supported format, dialogue expansion, and clear errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from toolcall.formats import RecordError, detect_format, record_to_samples
+from toolcall.types import Action, ToolCall
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "seeds"
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.jsonl")), ids=lambda p: p.name)
+def test_every_shipped_example_reads(path: Path) -> None:
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        samples = record_to_samples(record)
+        assert detect_format(record) == path.stem
+        assert samples and all(any(m.role == "user" for m in s.messages) for s in samples)
+
+
+def test_paper_chatml_input_figure_9() -> None:
+    record = {
+        "tools": [WEATHER_TOOL],
+        "input": (
+            "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n"
+            '{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>\n'
+            '<|im_start|>user\n<tool_response>\n{"forecast": "sun"}\n</tool_response><|im_end|>\n'
+            "<|im_start|>assistant\nSunny.<|im_end|>\n<|im_start|>user\nAnd in Rome?<|im_end|>"
+        ),
+        "label": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>',
+    }
+    [sample] = record_to_samples(record)
+    assert [m.role for m in sample.messages] == ["user", "assistant", "tool", "assistant", "user"]
+    assert sample.messages[1].tool_calls == [ToolCall(name="get_weather", arguments={"city": "Paris"})]
+    assert sample.label == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Rome"})])
+
+
+def test_openai_dialogue_expands_into_one_sample_per_step() -> None:
+    record = {
+        "tools": [WEATHER_TOOL],
+        "messages": [
+            {"role": "user", "content": "Weather please."},
+            {"role": "assistant", "content": "Which city?"},
+            {"role": "user", "content": "Paris."},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": "1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "1", "content": "sun"},
+            {"role": "assistant", "content": "It is sunny."},
+        ],
+    }
+    samples = record_to_samples(record)
+    assert [s.label for s in samples] == [
+        Action(text="Which city?"),
+        Action(calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})]),
+    ]  # the summary after the tool result is not a step to learn
+    assert samples[1].messages[-1].content == "Paris."
+
+
+def test_bfcl_ground_truth_takes_first_acceptable_value_and_skips_optional() -> None:
+    record = {
+        "question": [[{"role": "user", "content": "Area of a triangle with base 10 and height 5?"}]],
+        "function": [
+            {
+                "name": "area",
+                "parameters": {
+                    "type": "dict",
+                    "properties": {
+                        "base": {"type": "integer"},
+                        "height": {"type": "integer"},
+                        "unit": {"type": "string"},
+                    },
+                    "required": ["base", "height"],
+                },
+            }
+        ],
+        "ground_truth": [{"area": {"base": [10], "height": [5], "unit": ["", "units"]}}],
+    }
+    [sample] = record_to_samples(record)
+    assert sample.label == Action(calls=[ToolCall(name="area", arguments={"base": 10, "height": 5})])
+    irrelevant = {**record, "ground_truth": []}
+    assert not record_to_samples(irrelevant)[0].label.calls
+
+
+def test_xlam_and_hermes() -> None:
+    xlam = {
+        "query": "Is 153 an Armstrong number?",
+        "tools": json.dumps(
+            [{"name": "is_armstrong", "description": "", "parameters": {"num": {"type": "int"}}}]
+        ),
+        "answers": json.dumps([{"name": "is_armstrong", "arguments": {"num": 153}}]),
+    }
+    [sample] = record_to_samples(xlam)
+    assert sample.tools[0].parameters.properties["num"].type == "integer"
+    hermes = {
+        "conversations": [
+            {"from": "system", "value": f"You have tools <tools>{json.dumps(WEATHER_TOOL)}</tools>"},
+            {"from": "human", "value": "Weather in Oslo?"},
+            {
+                "from": "gpt",
+                "value": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>',
+            },
+        ]
+    }
+    [sample] = record_to_samples(hermes)
+    assert sample.tools[0].name == "get_weather" and sample.label.calls[0].arguments == {"city": "Oslo"}
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ([1, 2], "must be a JSON object"),
+        ({"foo": 1}, "unrecognised record format"),
+        (
+            {
+                "tools": [WEATHER_TOOL],
+                "messages": [{"role": "user", "content": "hi"}],
+                "label": "<tool_call>{x",
+            },
+            "label does not parse",
+        ),
+        ({"tools": [], "messages": [{"role": "user", "content": "hi"}], "label": "ok"}, "empty tool list"),
+        (
+            {"tools": [WEATHER_TOOL], "messages": [{"role": "wizard", "content": "hi"}], "label": "ok"},
+            "unknown message role",
+        ),
+        (
+            {"tools": [WEATHER_TOOL], "messages": [{"role": "assistant", "content": "hi"}], "label": "ok"},
+            "no user turn",
+        ),
+        ({"query": "q", "tools": "[{bad", "answers": "[]"}, "tools is not valid JSON"),
+        (
+            {"question": [[{"role": "user", "content": "q"}]], "function": [], "ground_truth": []},
+            "empty tool list",
+        ),
+        (
+            {
+                "tools": [WEATHER_TOOL, WEATHER_TOOL],
+                "messages": [{"role": "user", "content": "q"}],
+                "label": "x",
+            },
+            "duplicate tool",
+        ),
+        ({"tools": [WEATHER_TOOL], "messages": [{"role": "user", "content": "q"}]}, "no assistant step"),
+    ],
+)
+def test_invalid_records_raise_record_error_with_reason(record: Any, reason: str) -> None:
+    with pytest.raises(RecordError, match=reason):
+        record_to_samples(record)
+
+
+json_records = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+keys = st.sampled_from(
+    ["tools", "messages", "label", "input", "question", "function", "ground_truth", "query", "answers"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(keys, json_records, max_size=5),
+    st.sampled_from(["auto", "paper", "bfcl", "xlam", "openai", "hermes"]),
+)
+def test_arbitrary_records_only_ever_raise_record_error(record: dict[str, Any], fmt: str) -> None:
+    with contextlib.suppress(RecordError):
+        record_to_samples(record, fmt)

@@ -1,0 +1,227 @@
+"""Parsing model output: the paper's format, tolerated slips (reported), failures with reasons."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.toolcall.strategies import call_actions
+from toolcall.parsing import (
+    CallFormatError,
+    parse_openai_tool_calls,
+    parse_output,
+    render_action,
+    render_call,
+)
+from toolcall.types import Action, ToolCall
+
+WEATHER = '{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}'
+WEATHER_CALL = ToolCall(name="get_weather", arguments={"city": "Paris", "days": 3})
+
+
+def test_think_and_one_call() -> None:
+    parsed = parse_output(f"<think>The user wants weather.</think>\n<tool_call>\n{WEATHER}\n</tool_call>")
+    assert parsed.kind == "calls"
+    assert parsed.action == Action(calls=[WEATHER_CALL])
+    assert parsed.think == "The user wants weather."
+    assert parsed.repairs == [] and parsed.error is None and parsed.text is None
+
+
+def test_parallel_calls_keep_their_order() -> None:
+    second = '{"name": "get_time", "arguments": {"zone": "CET"}}'
+    parsed = parse_output(f"<tool_call>{WEATHER}</tool_call>\n\n  <tool_call>\n{second}\n</tool_call>")
+    assert [c.name for c in parsed.action.calls] == ["get_weather", "get_time"]
+
+
+def test_figure_8_sample_label() -> None:
+    """The paper's single-turn label: two calls, whitespace around the JSON."""
+    label = (
+        '<tool_call>\n {"name": "getAudienceSize", "arguments": {"age_range": "25-30", "gender": "male", '
+        '"location": "New York"}} \n </tool_call>\n<tool_call>\n {"name": "getMediaPlan", "arguments": '
+        '{"campaign_id": "CAM12345"}} \n</tool_call>'
+    )
+    parsed = parse_output(label)
+    assert parsed.action.calls == [
+        ToolCall(
+            name="getAudienceSize", arguments={"age_range": "25-30", "gender": "male", "location": "New York"}
+        ),
+        ToolCall(name="getMediaPlan", arguments={"campaign_id": "CAM12345"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "repair"),
+    [
+        (f"<tool_call>\n{WEATHER}", "unclosed_tool_call"),
+        (f"<tool_call>\n```json\n{WEATHER}\n```\n</tool_call>", "code_fence"),
+        (
+            '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "days": 3,},}</tool_call>',
+            "trailing_comma",
+        ),
+        (
+            "<tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris', 'days': 3}}</tool_call>",
+            "python_literal",
+        ),
+        (
+            '<tool_call>{"name": "get_weather", "arguments": '
+            '"{\\"city\\": \\"Paris\\", \\"days\\": 3}"}</tool_call>',
+            "arguments_as_string",
+        ),
+        (
+            '<tool_call>{"name": "get_weather", "parameters": {"city": "Paris", "days": 3}}</tool_call>',
+            "parameters_key",
+        ),
+        (f"<think>never closed <tool_call>{WEATHER}</tool_call>", "unclosed_think"),
+    ],
+)
+def test_unambiguous_slips_are_repaired_and_reported(text: str, repair: str) -> None:
+    parsed = parse_output(text)
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(calls=[WEATHER_CALL])
+    assert repair in parsed.repairs
+
+
+def test_two_objects_in_one_block_are_two_calls() -> None:
+    parsed = parse_output(f"<tool_call>\n{WEATHER}\n{WEATHER}\n</tool_call>")
+    assert parsed.action.calls == [WEATHER_CALL, WEATHER_CALL]
+    assert "several_calls_in_one_block" in parsed.repairs
+
+
+def test_python_literals_true_none() -> None:
+    parsed = parse_output("<tool_call>{'name': 'f', 'arguments': {'a': True, 'b': None}}</tool_call>")
+    assert parsed.action.calls == [ToolCall(name="f", arguments={"a": True, "b": None})]
+
+
+def test_python_literal_never_evaluates_code() -> None:
+    parsed = parse_output("<tool_call>{'name': __import__('os').getcwd(), 'arguments': {}}</tool_call>")
+    assert parsed.kind == "error" and "not valid JSON" in parsed.error
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty output"),
+        ("   \n ", "empty output"),
+        ("<tool_call></tool_call>", "empty block"),
+        ("<tool_call>{not json}</tool_call>", "not valid JSON"),
+        ('<tool_call>{"arguments": {}}</tool_call>', "non-empty string 'name'"),
+        ('<tool_call>{"name": "f", "arguments": [1, 2]}</tool_call>', "must be an object"),
+        ('<tool_call>{"name": "f", "arguments": {}, "extra": 1}</tool_call>', "unexpected keys"),
+        ('</tool_call>{"name": "f"}', "without its opening"),
+        ('<tool_call>{"name": "f"}<tool_call>{"name": "g"}</tool_call>', "not closed before the next"),
+        ('<tool_call>"just a string"</tool_call>', "must be a JSON object"),
+        ('<tool_call>{"name": "f", "arguments": "not json"}</tool_call>', "string that is not JSON"),
+    ],
+)
+def test_failures_carry_a_reason(text: str, reason: str) -> None:
+    parsed = parse_output(text)
+    assert parsed.kind == "error" and parsed.action is None
+    assert reason in parsed.error
+
+
+def test_free_text_is_a_no_call_answer() -> None:
+    parsed = parse_output("<think>No tool fits.</think>\nNone of the available functions can do that.")
+    assert parsed.kind == "text"
+    assert parsed.action == Action(text="None of the available functions can do that.")
+    assert parsed.think == "No tool fits."
+
+
+def test_text_around_calls_is_kept_apart() -> None:
+    parsed = parse_output(f"Let me check.\n<tool_call>{WEATHER}</tool_call>\nOne moment.")
+    assert parsed.action == Action(calls=[WEATHER_CALL])
+    assert parsed.text == "Let me check.\nOne moment."
+
+
+def test_chat_template_end_token_is_dropped() -> None:
+    parsed = parse_output(f"<tool_call>{WEATHER}</tool_call><|im_end|>")
+    assert parsed.action == Action(calls=[WEATHER_CALL]) and parsed.repairs == []
+
+
+def test_template_opened_think_in_the_prompt() -> None:
+    parsed = parse_output(f"reasoning here</think>\n<tool_call>{WEATHER}</tool_call>")
+    assert parsed.think == "reasoning here" and parsed.action.calls == [WEATHER_CALL]
+
+
+def test_openai_tool_calls_json() -> None:
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris", "days": 3})},
+            }
+        ],
+    }
+    parsed = parse_output(json.dumps(message))
+    assert parsed.action == Action(calls=[WEATHER_CALL])
+    assert parse_openai_tool_calls(message["tool_calls"]) == Action(calls=[WEATHER_CALL])
+    # A bare list of tool_calls entries reads the same.
+    assert parse_output(json.dumps(message["tool_calls"])).action == Action(calls=[WEATHER_CALL])
+
+
+def test_openai_tool_calls_errors() -> None:
+    with pytest.raises(CallFormatError, match="non-empty list"):
+        parse_openai_tool_calls([])
+    with pytest.raises(CallFormatError, match=r"tool_calls\[0\]"):
+        parse_openai_tool_calls([{"function": {"name": "", "arguments": "{}"}}])
+    assert parse_output('{"tool_calls": [{"function": 3}]}').kind == "error"
+
+
+def test_json_that_is_not_a_call_is_text() -> None:
+    assert parse_output('{"answer": 42}').kind == "text"
+
+
+def test_render_call_format() -> None:
+    assert render_call(WEATHER_CALL) == f"<tool_call>\n{WEATHER}\n</tool_call>"
+    assert render_action(Action(text="Which city?")) == "Which city?"
+
+
+@settings(max_examples=300, deadline=None)
+@given(call_actions)
+def test_parse_of_render_is_identity(action: Action) -> None:
+    parsed = parse_output(render_action(action))
+    assert parsed.error is None and parsed.repairs == []
+    assert parsed.action.calls == action.calls
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=300))
+def test_arbitrary_text_never_raises(text: str) -> None:
+    parse_output(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "<tool_call>",
+                "</tool_call>",
+                "<think>",
+                "</think>",
+                "{",
+                "}",
+                '"name"',
+                ":",
+                ",",
+                "'",
+                "[",
+                "x",
+            ]
+        ),
+        max_size=40,
+    )
+)
+def test_tag_soup_never_raises(pieces: list[str]) -> None:
+    parsed = parse_output("".join(pieces))
+    assert (parsed.error is None) == (parsed.action is not None)
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    parsed = parse_output("<tool_call>" + "[" * 100_000 + "</tool_call>")
+    assert parsed.kind == "error"

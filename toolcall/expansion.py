@@ -1,0 +1,106 @@
+"""Generator text -> candidate sample: the ``INPUT:``/``OUTPUT:`` format of EDDE (Figures 13-14).
+
+``INPUT:`` holds a conversation with role markers (``USER:``, ``ASSISTANT:``, ``TOOL:``; a bare text
+is one user turn), ``OUTPUT:`` the correct next step as ``<tool_call>`` blocks. Assistant turns of
+the input may carry their own call blocks; tool turns may be ``<tool_response>`` blocks. A reasoning
+trace before the answer is ignored. Anything that does not read gives ``error`` with the reason;
+the parser never raises.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolcall.parsing import parse_output
+from toolcall.types import Action, Message
+
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_SECTION = re.compile(r"^[ \t*#>]*(INPUT|OUTPUT)[ \t*]*:[ \t*]*", re.IGNORECASE | re.MULTILINE)
+_ROLE = re.compile(
+    r"^[ \t*-]*(USER|ASSISTANT|TOOL|SYSTEM)[ \t*]*(?:\([^)\n]*\))?[ \t*]*:[ \t*]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
+_PLACEHOLDER = re.compile(r"^\[?\s*(content|new conversation.*|correct tool calls.*)\s*\]?$", re.IGNORECASE)
+
+
+class ParsedExpansion(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    messages: list[Message] = Field(default_factory=list)
+    action: Action | None = None
+    error: str | None = None
+    repairs: list[str] = Field(default_factory=list)
+
+
+def parse_expansion(raw: str) -> ParsedExpansion:
+    """Read one generator answer into (context messages, next action)."""
+    if not isinstance(raw, str):
+        return ParsedExpansion(error=f"generator answer is not text ({type(raw).__name__})")
+    text = _THINK.sub("", raw).replace("</think>", "\n")
+    sections = list(_SECTION.finditer(text))
+    inputs = [m for m in sections if m.group(1).upper() == "INPUT"]
+    outputs = [m for m in sections if m.group(1).upper() == "OUTPUT"]
+    if not inputs:
+        return ParsedExpansion(error="no INPUT: section")
+    if not outputs:
+        return ParsedExpansion(error="no OUTPUT: section")
+    if len(inputs) > 1 or len(outputs) > 1:
+        return ParsedExpansion(
+            error=f"expected one sample, found {len(inputs)} INPUT and {len(outputs)} OUTPUT sections"
+        )
+    start, end = inputs[0], outputs[0]
+    if end.start() < start.end():
+        return ParsedExpansion(error="OUTPUT: comes before INPUT:")
+    input_text = text[start.end() : end.start()].strip()
+    output_text = text[end.end() :].strip()
+    if not input_text or _PLACEHOLDER.match(input_text):
+        return ParsedExpansion(error="INPUT: is empty")
+    try:
+        messages = _conversation(input_text)
+    except ValueError as error:
+        return ParsedExpansion(error=f"INPUT: {error}")
+    if not any(m.role == "user" for m in messages):
+        return ParsedExpansion(error="INPUT: has no user turn")
+    if messages[-1].role == "assistant":
+        return ParsedExpansion(
+            error="INPUT: ends with an assistant turn; the OUTPUT would not be its next step"
+        )
+    parsed = parse_output(output_text)
+    if parsed.error is not None or parsed.action is None:
+        return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
+    return ParsedExpansion(messages=messages, action=parsed.action, repairs=parsed.repairs)
+
+
+def _conversation(text: str) -> list[Message]:
+    markers = list(_ROLE.finditer(text))
+    if not markers:
+        return [Message(role="user", content=text.strip())]
+    if text[: markers[0].start()].strip():
+        raise ValueError("text before the first role marker")
+    messages: list[Message] = []
+    for index, marker in enumerate(markers):
+        stop = markers[index + 1].start() if index + 1 < len(markers) else len(text)
+        content = text[marker.end() : stop].strip()
+        role = marker.group(1).lower()
+        if role == "assistant":
+            parsed = parse_output(content)
+            if parsed.error is not None:
+                raise ValueError(f"assistant turn {index + 1} does not parse: {parsed.error}")
+            action = parsed.action
+            assert action is not None
+            messages.append(
+                Message(role="assistant", content=parsed.text or "", tool_calls=list(action.calls))
+            )
+            if not action.calls:
+                messages[-1] = Message(role="assistant", content=content)
+        elif role == "tool":
+            responses = _TOOL_RESPONSE.findall(content) or [content]
+            messages.extend(Message(role="tool", content=r.strip()) for r in responses)
+        else:
+            if not content:
+                raise ValueError(f"{role} turn {index + 1} is empty")
+            messages.append(Message(role=role, content=content))  # type: ignore[arg-type]
+    return messages
