@@ -7,9 +7,10 @@
 - HPPL: matched (and BOTH_CORRECT) samples of D_j whose perplexity is in the round's top quantile.
 - Seed-new: seeds never trained on, a fraction of the target size that falls by round
   (the paper: 100% → 30.8% → 15.4% → 7.7%); remaining room is filled with more fresh seeds.
-BOTH_WRONG and UNPARSEABLE samples leave. Exact duplicates (canonical content hash of tools, context
-and label) are kept once, in source priority ES > EE > HPPL > Seed-new. Every choice is
-deterministic given the events, seeded by run id and round.
+BOTH_WRONG and UNPARSEABLE samples leave, as do samples whose processing a stage dead-lettered (a
+poison input is accounted for, so it can never hold a round open). Exact duplicates (canonical
+content hash of tools, context and label) are kept once, in source priority ES > EE > HPPL >
+Seed-new. Every choice is deterministic given the events, seeded by run id and round.
 
 The :class:`Ledger` is the pure part: a fold over events that knows, per round, what has been
 probed, judged, corrected, expanded and verified, and therefore when round j is complete. The
@@ -32,6 +33,7 @@ from looptool.logs import get_logger
 from schemas.events import (
     CuratedSample,
     CurationSource,
+    DeadLetter,
     Event,
     ExpansionCandidate,
     LabelCorrected,
@@ -61,6 +63,7 @@ LEDGER_TOPICS = (
     "verdicts",
     "candidates",
     "verifications",
+    "deadletter",
 )
 PAPER_SEED_NEW_SCHEDULE = (1.0, 0.308, 0.154, 0.077)
 
@@ -73,6 +76,7 @@ class CurationPolicy:
     hppl_threshold: float | None = None
     fill: Literal["seed_new", "none"] = "seed_new"
     max_round: int | None = None  # J: no D_{J+1} is built
+    expansions_per_seed: int = 4  # k: candidates expected per error seed before any arrives
 
     def seed_new_fraction(self, round_: int) -> float:
         return self.seed_new_schedule[min(round_ - 1, len(self.seed_new_schedule) - 1)]
@@ -154,6 +158,7 @@ class Ledger:
         self.candidates: dict[str, dict[int, Event[ExpansionCandidate]]] = {}  # by verdict event id
         self.verifications: dict[str, Event[VerificationResult]] = {}  # by candidate id
         self.expansions: dict[str, Event[SampleAdded]] = {}  # by candidate id
+        self.dead: dict[tuple[str, str], Event[DeadLetter]] = {}  # (stage, input event id)
 
     def add(self, event: Event[Any]) -> None:
         if event.event_id in self.seen:
@@ -181,6 +186,12 @@ class Ledger:
             _first(self.candidates.setdefault(p.verdict_event_id, {}), p.index, event)
         elif isinstance(p, VerificationResult):
             _first(self.verifications, p.candidate_id, event)
+        elif isinstance(p, DeadLetter) and p.source_ref:
+            _first(self.dead, (p.stage, p.source_ref), event)
+
+    def dead_lettered(self, stage: str, event_id: str) -> bool:
+        """Whether ``stage`` gave up on input ``event_id`` (it went to the dead-letter topic)."""
+        return (stage, event_id) in self.dead
 
     def _label(self, sample_id: str, event_id: str, label: Action) -> None:
         # Event ids sort causally, so the greatest id holds the current label.
@@ -194,12 +205,14 @@ class Ledger:
         for sample_id, member in sorted(self.members.get(round_, {}).items()):
             yield member, self.probes.get((round_, sample_id))
 
-    def status(self, round_: int) -> RoundStatus:
+    def status(self, round_: int, policy_k: int | None = None) -> RoundStatus:
+        """How far round j's work has come; ``policy_k`` is the configured k of EDDE."""
         status = RoundStatus(round=round_, closed=round_ in self.closed)
         status.members = len(self.members.get(round_, {}))
         status.expected_members = self.closed[round_].payload.total if status.closed else -1
-        for _, probe in self._probe_chain(round_):
+        for member, probe in self._probe_chain(round_):
             if probe is None:
+                status.probed += self.dead_lettered("probe", member.event_id)
                 continue
             status.probed += 1
             if probe.payload.matched:
@@ -207,23 +220,32 @@ class Ledger:
             status.mismatched += 1
             verdict = self.verdicts.get(probe.event_id)
             if verdict is None:
+                if self.dead_lettered("judge", probe.event_id):
+                    status.judged += 1
+                    status.verdicts["DEAD_LETTER"] = status.verdicts.get("DEAD_LETTER", 0) + 1
                 continue
             status.judged += 1
             label = verdict.payload.verdict
             status.verdicts[label] = status.verdicts.get(label, 0) + 1
-            if label == "LABEL_WRONG":
+            if label == "LABEL_WRONG" and verdict.payload.prediction is not None:
                 status.corrections_needed += 1
-                status.corrected += verdict.event_id in self.corrections
+                status.corrected += verdict.event_id in self.corrections or self.dead_lettered(
+                    "relabel", verdict.event_id
+                )
             if label in ("PRED_WRONG", "LABEL_WRONG"):
                 candidates = self.candidates.get(verdict.event_id, {})
-                # k travels on every candidate; before the first arrives, expect at least one.
-                status.candidates_expected += (
-                    next(iter(candidates.values())).payload.count if candidates else 1
-                )
+                if self.dead_lettered("expand", verdict.event_id):
+                    expected = len(candidates)
+                elif candidates:  # k travels on every candidate
+                    expected = next(iter(candidates.values())).payload.count
+                else:
+                    expected = policy_k if policy_k is not None else 1
+                status.candidates_expected += expected
                 status.candidates += len(candidates)
                 for candidate in candidates.values():
                     result = self.verifications.get(candidate.payload.candidate_id)
                     if result is None:
+                        status.verified += self.dead_lettered("verify", candidate.event_id)
                         continue
                     status.verified += 1
                     if result.payload.passed:
@@ -245,7 +267,9 @@ class Ledger:
         dropped: dict[str, int] = {}
         checkpoints: set[str] = set()
         for member, probe in self._probe_chain(round_):
-            assert probe is not None
+            if probe is None:  # the probe dead-lettered this member
+                dropped["DEAD_LETTER"] = dropped.get("DEAD_LETTER", 0) + 1
+                continue
             sample_id = member.payload.sample_id
             if probe.checkpoint_id:
                 checkpoints.add(probe.checkpoint_id)
@@ -254,12 +278,15 @@ class Ledger:
                     ppl_pool.append((sample_id, probe.payload.ppl))
                     pool_lineage[sample_id] = (probe.event_id,)
                 continue
-            verdict = self.verdicts[probe.event_id]
+            verdict = self.verdicts.get(probe.event_id)
+            if verdict is None:  # the judge dead-lettered this probe
+                dropped["DEAD_LETTER"] = dropped.get("DEAD_LETTER", 0) + 1
+                continue
             label = verdict.payload.verdict
             if label in ("PRED_WRONG", "LABEL_WRONG"):
                 error_seeds.append(self._pool_sample(sample_id, (probe.event_id, verdict.event_id)))
                 for candidate in sorted(
-                    self.candidates[verdict.event_id].values(), key=lambda c: c.payload.index
+                    self.candidates.get(verdict.event_id, {}).values(), key=lambda c: c.payload.index
                 ):
                     added = self.expansions.get(candidate.payload.candidate_id)
                     if added is not None:
@@ -391,7 +418,7 @@ def next_round_events(ledger: Ledger, policy: CurationPolicy, run_id: str) -> li
     latest = max(ledger.closed)
     if policy.max_round is not None and latest >= policy.max_round:
         return []
-    if latest + 1 in ledger.closed or not ledger.status(latest).complete:
+    if latest + 1 in ledger.closed or not ledger.status(latest, policy.expansions_per_seed).complete:
         return []
     outcome = ledger.outcome(latest, policy)
     members = compose_round(latest + 1, outcome, ledger.fresh_seeds(), policy, run_id)

@@ -80,7 +80,12 @@ class LLMGenerator:
             )
             for r in requests
         ]
-        sampling = SamplingConfig(greedy=False, temperature=self.temperature, max_tokens=self.max_tokens)
+        # Seeded by the batch's first request: a run is reproducible. (A redelivered batch may differ;
+        # its candidates keep their derived ids, and every consumer keeps the first copy of an id.)
+        seed = seeded_rng(requests[0].request_id, "sampling").randrange(2**31) if requests else None
+        sampling = SamplingConfig(
+            greedy=False, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed
+        )
         try:
             generations = await self.backend.generate(chats, sampling)
         except InferenceError as error:

@@ -165,6 +165,7 @@ def curation_policy(settings: Settings) -> Any:
         hppl_quantile=loop.hppl_quantile,
         hppl_threshold=loop.hppl_threshold,
         max_round=loop.rounds,
+        expansions_per_seed=loop.expansions_per_seed,
     )
 
 

@@ -1,0 +1,307 @@
+"""Curation (Eq. 5) as a pure fold over events: completeness, sources, dedup, determinism, dead letters."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from schemas.events import (
+    DeadLetter,
+    Event,
+    ExpansionCandidate,
+    LabelCorrected,
+    ProbeResult,
+    Scenario,
+    Verdict,
+    VerificationResult,
+    derived_event_id,
+)
+from streams.curate import CurationPolicy, Ledger, initial_round_events, next_round_events
+from streams.ingest import sample_added
+from tests.foundation.events_factory import FLUCTUATION, event_of
+from toolcall.types import Action, Message, Sample, ToolCall
+
+RUN = "cur"
+POLICY = CurationPolicy(target_size=30, hppl_quantile=0.5, max_round=3, expansions_per_seed=2)
+
+
+def call(value: str) -> Action:
+    return Action(calls=[ToolCall(name="get_exchange_fluctuation", arguments={"base": value})])
+
+
+def seed(index: int) -> Event[Any]:
+    sample = Sample(
+        tools=[FLUCTUATION],
+        messages=[Message(role="user", content=f"question {index}")],
+        label=call(f"v{index}"),
+    )
+    return sample_added(sample, run_id=RUN, origin="seed", round_=0, source_format="paper")
+
+
+def derive(payload: Any, parent: Event[Any], stage: str, extra: str = "") -> Event[Any]:
+    return event_of(
+        payload, RUN, parent_ids=[parent.event_id], event_id=derived_event_id([parent.event_id], stage, extra)
+    )
+
+
+class RoundScript:
+    """Drives round 1 of a small run through every kind of outcome."""
+
+    def __init__(self, seeds: int = 60):
+        self.ledger = Ledger()
+        self.seeds = [seed(i) for i in range(seeds)]
+        for event in self.seeds:
+            self.ledger.add(event)
+        self.round1 = initial_round_events(self.ledger, POLICY, RUN)
+        for event in self.round1:
+            self.ledger.add(event)
+        self.members = [e for e in self.round1 if e.event_type == "CuratedSample"]
+        self.events: list[Event[Any]] = []
+
+    def emit(self, event: Event[Any]) -> Event[Any]:
+        self.events.append(event)
+        return event
+
+    def probe(self, member: Event[Any], matched: bool, ppl: float) -> Event[Any]:
+        p = member.payload
+        return self.emit(
+            derive(
+                ProbeResult(
+                    sample_id=p.sample_id,
+                    round=1,
+                    label_event_id=p.label_event_id,
+                    tools=p.tools,
+                    messages=p.messages,
+                    label=p.label,
+                    raw_output="",
+                    prediction=p.label if matched else call("model"),
+                    matched=matched,
+                    ppl=ppl,
+                ),
+                member,
+                "probe",
+            )
+        )
+
+    def verdict(self, probe: Event[Any], verdict: str) -> Event[Any]:
+        p = probe.payload
+        return self.emit(
+            derive(
+                Verdict(
+                    sample_id=p.sample_id,
+                    round=1,
+                    probe_event_id=probe.event_id,
+                    tools=p.tools,
+                    messages=p.messages,
+                    label=p.label,
+                    prediction=p.prediction,
+                    ppl=p.ppl,
+                    verdict=verdict,
+                    decided_by="judge",
+                ),
+                probe,
+                "judge",
+            )
+        )
+
+    def correction(self, verdict: Event[Any]) -> Event[Any]:
+        v = verdict.payload
+        fix = LabelCorrected(
+            sample_id=v.sample_id,
+            round=1,
+            verdict_event_id=verdict.event_id,
+            old_label=v.label,
+            new_label=v.prediction,
+            reason="judge",
+        )
+        return self.emit(derive(fix, verdict, "relabel"))
+
+    def expansions(self, verdict: Event[Any], passed: list[bool]) -> None:
+        v = verdict.payload
+        for index, ok in enumerate(passed):
+            candidate = self.emit(
+                derive(
+                    ExpansionCandidate(
+                        candidate_id=f"{v.sample_id}-x{index}",
+                        seed_sample_id=v.sample_id,
+                        round=1,
+                        verdict_event_id=verdict.event_id,
+                        index=index,
+                        count=len(passed),
+                        scenario=Scenario(focus="f", parameters="p"),
+                        tools=v.tools,
+                        messages=[Message(role="user", content=f"new {v.sample_id} {index}")],
+                        label=call(f"new-{v.sample_id}-{index}"),
+                    ),
+                    verdict,
+                    "expand",
+                    str(index),
+                )
+            )
+            result = self.emit(
+                derive(
+                    VerificationResult(
+                        candidate_id=candidate.payload.candidate_id,
+                        seed_sample_id=v.sample_id,
+                        round=1,
+                        passed=ok,
+                        failed_tier=None if ok else "llm",
+                    ),
+                    candidate,
+                    "verify",
+                )
+            )
+            if ok:
+                c = candidate.payload
+                sample = Sample(tools=c.tools, messages=c.messages, label=c.label)
+                self.emit(
+                    sample_added(
+                        sample,
+                        run_id=RUN,
+                        origin="expansion",
+                        round_=1,
+                        source_format="edde",
+                        seed_sample_id=v.sample_id,
+                        metadata={"candidate_id": c.candidate_id},
+                        parent_ids=[candidate.event_id, result.event_id],
+                        event_id=derived_event_id([result.event_id], "verify", "sample"),
+                    )
+                )
+
+    def play(self) -> dict[str, list[str]]:
+        """Outcome per member (the i-th has PPL i+1): 8 matched, 4 PRED_WRONG, 3 LABEL_WRONG,
+        3 BOTH_CORRECT (PPL 16-18), 2 BOTH_WRONG, 10 matched (PPL 21-30)."""
+        kinds: dict[str, list[str]] = {}
+        plan = (
+            ["match"] * 8
+            + ["PRED_WRONG"] * 4
+            + ["LABEL_WRONG"] * 3
+            + ["BOTH_CORRECT"] * 3
+            + ["BOTH_WRONG"] * 2
+        )
+        plan += ["match"] * 10
+        for index, (member, kind) in enumerate(zip(self.members, plan, strict=True)):
+            kinds.setdefault(kind, []).append(member.payload.sample_id)
+            probe = self.probe(member, kind == "match", ppl=float(index + 1))
+            if kind == "match":
+                continue
+            verdict = self.verdict(probe, kind)
+            if kind == "LABEL_WRONG":
+                self.correction(verdict)
+            if kind in ("PRED_WRONG", "LABEL_WRONG"):
+                self.expansions(verdict, [True, index % 2 == 0])
+        return kinds
+
+
+def test_round_one_is_a_seed_subset() -> None:
+    script = RoundScript()
+    manifest = script.round1[-1].payload
+    assert manifest.round == 1 and manifest.total == 30 == len(script.members)
+    assert manifest.counts == {"SEED": 30}
+    assert initial_round_events(script.ledger, POLICY, RUN) == []  # opening twice does nothing
+
+
+def test_round_closes_only_when_every_piece_is_in() -> None:
+    script = RoundScript()
+    script.play()
+    for event in script.events[:-1]:
+        script.ledger.add(event)
+        assert next_round_events(script.ledger, POLICY, RUN) == []
+    script.ledger.add(script.events[-1])
+    status = script.ledger.status(1, POLICY.expansions_per_seed)
+    assert status.complete and status.verdicts == {
+        "PRED_WRONG": 4,
+        "LABEL_WRONG": 3,
+        "BOTH_CORRECT": 3,
+        "BOTH_WRONG": 2,
+    }
+    assert next_round_events(script.ledger, POLICY, RUN)
+
+
+def test_next_round_follows_equation_5() -> None:
+    script = RoundScript()
+    kinds = script.play()
+    for event in script.events:
+        script.ledger.add(event)
+    events = next_round_events(script.ledger, POLICY, RUN)
+    members, manifest = events[:-1], events[-1].payload
+    by_source: dict[str, list[Any]] = {}
+    for member in members:
+        by_source.setdefault(member.payload.source, []).append(member.payload)
+    # ES: PRED_WRONG as they were, LABEL_WRONG with the corrected label.
+    es = {m.sample_id: m for m in by_source["ES"]}
+    assert set(es) == set(kinds["PRED_WRONG"]) | set(kinds["LABEL_WRONG"])
+    assert all(es[s].label == call("model") for s in kinds["LABEL_WRONG"])
+    assert all(es[s].label != call("model") for s in kinds["PRED_WRONG"])
+    # EE: every verified expansion (7 seeds: 7 + 4 passed) while there is room.
+    assert len(by_source["EE"]) == 7 + 4
+    # HPPL candidates: the upper half by PPL of matched and BOTH_CORRECT samples (PPL >= 18 of 21 values).
+    outcome = script.ledger.outcome(1, POLICY)
+    ppl = {m.payload.sample_id: float(i + 1) for i, m in enumerate(script.members)}
+    assert sorted(ppl[s.sample_id] for s in outcome.high_ppl) == [18.0, *map(float, range(21, 31))]
+    # Seed-new keeps round(30.8% of 30) = 9 places; the remaining room goes to the highest PPL first.
+    assert manifest.counts == {"ES": 7, "EE": 11, "HPPL": 3, "SEED_NEW": 9}
+    assert sorted(ppl[m.sample_id] for m in by_source["HPPL"]) == [28.0, 29.0, 30.0]
+    assert not set(kinds["BOTH_WRONG"]) & {m.payload.sample_id for m in members}
+    assert manifest.round == 2 and manifest.total == len(members) == POLICY.target_size
+    trained = {m.payload.sample_id for m in script.members}
+    assert not {m.sample_id for m in by_source["SEED_NEW"]} & trained
+    assert len({m.payload.content_hash for m in members}) == len(members)  # exact dedup
+
+
+def test_curation_is_deterministic_whatever_the_arrival_order() -> None:
+    script = RoundScript()
+    script.play()
+    outcomes = []
+    for shuffle_seed in range(3):
+        ledger = Ledger()
+        pool = [*script.seeds, *script.round1, *script.events]
+        random.Random(shuffle_seed).shuffle(pool)
+        for event in pool:
+            ledger.add(event)
+            ledger.add(event)  # redelivery
+        outcomes.append([(e.event_id, e.payload) for e in next_round_events(ledger, POLICY, RUN)])
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_dead_lettered_work_is_accounted_for() -> None:
+    script = RoundScript()
+    kinds = script.play()
+    poisoned_probe = next(
+        e
+        for e in script.events
+        if e.event_type == "ProbeResult" and e.payload.sample_id == kinds["PRED_WRONG"][0]
+    )
+    victim = kinds["PRED_WRONG"][0]
+    # The judge never answered that probe, so nothing downstream of it exists.
+    kept = [
+        e
+        for e in script.events
+        if poisoned_probe.event_id not in e.parent_ids
+        and getattr(e.payload, "seed_sample_id", None) != victim
+    ]
+    for event in kept:
+        script.ledger.add(event)
+    assert next_round_events(script.ledger, POLICY, RUN) == []  # the judge has not answered that probe
+    letter = event_of(
+        DeadLetter(
+            stage="judge",
+            reason="ValueError: poison",
+            error_type="ValueError",
+            source_ref=poisoned_probe.event_id,
+            raw=b"",
+        ),
+        RUN,
+    )
+    script.ledger.add(letter)
+    events = next_round_events(script.ledger, POLICY, RUN)
+    assert events and victim not in {e.payload.sample_id for e in events[:-1] if e.payload.source == "ES"}
+
+
+def test_max_round_stops_curation() -> None:
+    script = RoundScript()
+    script.play()
+    for event in script.events:
+        script.ledger.add(event)
+    policy = CurationPolicy(target_size=30, max_round=1, expansions_per_seed=2)
+    assert next_round_events(script.ledger, policy, RUN) == []

@@ -1,0 +1,349 @@
+"""Each stage's decision logic, without Kafka: probe, judge, relabel, expand, verify, stage isolation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pytest
+
+from schemas.events import (
+    CheckpointPublished,
+    CuratedSample,
+    DeadLetter,
+    Event,
+    ExpansionCandidate,
+    LabelCorrected,
+    ProbeResult,
+    SampleAdded,
+    Scenario,
+    Verdict,
+    VerificationResult,
+)
+from streams.expand import ExpandStage, ExpansionRequest, expansion_requests
+from streams.judge import JudgeCase, JudgeStage, rule_verdict
+from streams.probe import probe_result
+from streams.relabel import RelabelStage, correction_for
+from streams.stage import Stage, TransientError
+from streams.verify import VerificationCase, VerifyStage, rule_tier
+from tests.foundation.events_factory import CONTEXT, FLUCTUATION, LABEL, PREDICTION, event_of
+from toolcall.parsing import render_action
+from toolcall.types import Action, ToolCall
+
+RUN = "r"
+
+
+def member(label: Action = LABEL, sample_id: str = "s_1", round_: int = 1) -> Event[CuratedSample]:
+    return event_of(
+        CuratedSample(
+            round=round_,
+            sample_id=sample_id,
+            source="SEED",
+            tools=[FLUCTUATION],
+            messages=CONTEXT,
+            label=label,
+            label_event_id="01JABCDEFGHJKMNPQRSTVWXYZ0",
+            content_hash="h",
+        ),
+        RUN,
+    )
+
+
+def checkpoint(round_: int = 1, final: bool = True) -> Event[CheckpointPublished]:
+    return event_of(
+        CheckpointPublished(
+            new_checkpoint_id=f"ckpt-r{round_}", round=round_, step=10, final=final, uri="/x", backend="cpu"
+        ),
+        RUN,
+    )
+
+
+# --- probe -----------------------------------------------------------------------------------------
+
+
+def test_probe_result_match_ppl_and_lineage() -> None:
+    m, c = member(), checkpoint()
+    logprobs = [math.log(0.5)] * 8
+    event = probe_result(m, c, "<think>x</think>" + render_action(LABEL), logprobs, high_ppl_threshold=1.5)
+    p = event.payload
+    assert p.matched and p.diffs == [] and p.prediction == LABEL
+    assert p.ppl == pytest.approx(2.0) and p.num_tokens == 8 and p.high_ppl
+    assert event.parent_ids == [m.event_id, c.event_id] and event.checkpoint_id == "ckpt-r1"
+    # Same member probed again (redelivery): same id, whatever the checkpoint.
+    again = probe_result(m, checkpoint(final=False), render_action(PREDICTION), [], high_ppl_threshold=None)
+    assert again.event_id == event.event_id
+
+
+def test_probe_result_mismatch_and_unparseable() -> None:
+    mismatch = probe_result(
+        member(), checkpoint(), render_action(PREDICTION), [-0.1], high_ppl_threshold=None
+    )
+    assert not mismatch.payload.matched
+    assert {d.kind for d in mismatch.payload.diffs} == {"wrong_argument"}
+    assert not mismatch.payload.high_ppl  # only matched samples are marked for D^HPPL
+    broken = probe_result(member(), checkpoint(), "<tool_call>{oops", [-0.1], high_ppl_threshold=None)
+    assert broken.payload.prediction is None and broken.payload.parse_error
+    assert [d.kind for d in broken.payload.diffs] == ["unparseable_output"]
+
+
+# --- judge -----------------------------------------------------------------------------------------
+
+
+def probe_event(
+    prediction: Action | None, label: Action = LABEL, matched: bool = False
+) -> Event[ProbeResult]:
+    return event_of(
+        ProbeResult(
+            sample_id="s_1",
+            round=1,
+            label_event_id="l",
+            tools=[FLUCTUATION],
+            messages=CONTEXT,
+            label=label,
+            raw_output=render_action(prediction) if prediction else "garbage",
+            prediction=prediction,
+            parse_error=None if prediction else "not a call",
+            matched=matched,
+        ),
+        RUN,
+        checkpoint_id="ckpt-r1",
+    )
+
+
+BROKEN = Action(
+    calls=[ToolCall(name="get_exchange_fluctuation", arguments={"base": "eur"})]
+)  # misses 3 required
+
+
+def test_rule_verdicts() -> None:
+    assert rule_verdict(probe_event(None).payload)[0] == "PRED_WRONG"
+    assert rule_verdict(probe_event(BROKEN).payload)[0] == "PRED_WRONG"
+    assert rule_verdict(probe_event(PREDICTION, label=BROKEN).payload)[0] == "LABEL_WRONG"
+    assert rule_verdict(probe_event(PREDICTION).payload) is None  # both valid: the judge decides
+
+
+class ScriptedJudge:
+    model_name = "scripted"
+
+    def __init__(self, answers: Sequence[str]):
+        self.answers = list(answers)
+        self.seen: list[JudgeCase] = []
+
+    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]:
+        self.seen.extend(cases)
+        return [self.answers.pop(0) for _ in cases]
+
+
+async def test_judge_maps_positions_and_skips_rule_decided_cases() -> None:
+    judge = ScriptedJudge(["RESPONSE 1 INCORRECT\nError Analysis: base swapped.\nCorrect Approach: swap."])
+    stage = JudgeStage(RUN, judge)
+    rules_case, llm_case = probe_event(BROKEN), probe_event(PREDICTION)
+    outputs = await stage.process([rules_case, llm_case, probe_event(LABEL, matched=True)])
+    verdicts = {e.payload.decided_by: e for e in outputs}
+    assert set(verdicts) == {"rules", "judge"} and len(judge.seen) == 1  # matches are not judged
+    judged = verdicts["judge"]
+    expected = "LABEL_WRONG" if judge.seen[0].label_position == 1 else "PRED_WRONG"
+    assert (
+        judged.payload.verdict == expected and judged.payload.label_position == judge.seen[0].label_position
+    )
+    assert judged.payload.error_analysis == "base swapped." and judged.parent_ids == [llm_case.event_id]
+    assert judged.checkpoint_id == "ckpt-r1"
+
+
+async def test_label_position_is_random_but_reproducible() -> None:
+    positions = []
+    for index in range(40):
+        probe = probe_event(PREDICTION.model_copy(update={"text": str(index)}))
+        judge = ScriptedJudge(["BOTH_CORRECT"] * 2)
+        await JudgeStage(RUN, judge).process([probe])
+        await JudgeStage(RUN, judge).process([probe])  # a second worker sees the same draw
+        assert judge.seen[0].label_position == judge.seen[1].label_position
+        positions.append(judge.seen[0].label_position)
+    assert 8 < positions.count(1) < 32
+
+
+async def test_unparseable_verdicts_are_retried_then_dead_lettered() -> None:
+    judge = ScriptedJudge(["maybe?", "RESPONSE 9", "no idea"])
+    outputs = await JudgeStage(RUN, judge, max_attempts=3).process([probe_event(PREDICTION)])
+    verdict, letter = outputs
+    assert verdict.payload.verdict == "UNPARSEABLE" and verdict.payload.attempts == 3
+    assert isinstance(letter.payload, DeadLetter) and letter.payload.raw == b"no idea"
+    assert [case.attempt for case in judge.seen] == [1, 2, 3]
+    # A later parseable answer is used.
+    judge = ScriptedJudge(["??", "BOTH_INCORRECT\nError Analysis: both wrong."])
+    [verdict] = await JudgeStage(RUN, judge, max_attempts=3).process([probe_event(PREDICTION)])
+    assert verdict.payload.verdict == "BOTH_WRONG" and verdict.payload.attempts == 2
+
+
+# --- relabel ---------------------------------------------------------------------------------------
+
+
+def verdict_event(verdict: str, prediction: Action | None = PREDICTION) -> Event[Verdict]:
+    return event_of(
+        Verdict(
+            sample_id="s_1",
+            round=1,
+            probe_event_id="p",
+            tools=[FLUCTUATION],
+            messages=CONTEXT,
+            label=LABEL,
+            prediction=prediction,
+            verdict=verdict,
+            decided_by="judge",
+            error_analysis="base and symbols reversed",
+        ),
+        RUN,
+        checkpoint_id="ckpt-r1",
+    )
+
+
+async def test_relabel_only_label_wrong() -> None:
+    stage = RelabelStage(RUN)
+    outputs = await stage.process(
+        [verdict_event(v) for v in ("PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE")]
+    )
+    [fix] = outputs
+    assert isinstance(fix.payload, LabelCorrected)
+    assert fix.payload.old_label == LABEL and fix.payload.new_label == PREDICTION
+    assert fix.payload.verdict_event_id == fix.parent_ids[0]
+    assert correction_for(verdict_event("LABEL_WRONG", prediction=None), stage.producer) is None
+
+
+# --- expand ----------------------------------------------------------------------------------------
+
+SCENARIOS = [Scenario(focus=f"focus {i}", parameters=f"params {i}") for i in range(6)]
+
+
+def test_expansion_requests_k_distinct_scenarios_reproducibly() -> None:
+    verdict = verdict_event("PRED_WRONG")
+    requests = expansion_requests(verdict, SCENARIOS, 4)
+    assert [r.index for r in requests] == [0, 1, 2, 3]
+    assert len({r.scenario for r in requests}) == 4
+    assert requests == expansion_requests(verdict, SCENARIOS, 4)
+    assert requests[0].correct == LABEL and requests[0].wrong == PREDICTION
+    label_wrong = expansion_requests(verdict_event("LABEL_WRONG"), SCENARIOS, 2)
+    assert label_wrong[0].correct == PREDICTION and label_wrong[0].wrong == LABEL
+    assert len(expansion_requests(verdict, SCENARIOS[:2], 5)) == 5  # cycles when k > scenarios
+    assert expansion_requests(verdict_event("BOTH_WRONG"), SCENARIOS, 4) == []
+
+
+class ScriptedGenerator:
+    model_name = "gen"
+
+    def __init__(self, answer: str):
+        self.answer = answer
+        self.requests: list[ExpansionRequest] = []
+
+    async def generate(self, requests: Sequence[ExpansionRequest]) -> list[str]:
+        self.requests.extend(requests)
+        return [self.answer if r.index % 2 == 0 else "no format here" for r in requests]
+
+
+async def test_expand_emits_k_candidates_with_lineage() -> None:
+    answer = "INPUT: USER: How did GBP move against JPY in 2019?\nOUTPUT: " + render_action(PREDICTION)
+    verdict = verdict_event("PRED_WRONG")
+    outputs = await ExpandStage(RUN, ScriptedGenerator(answer), SCENARIOS, k=4).process([verdict])
+    assert len(outputs) == 4 and all(isinstance(e.payload, ExpansionCandidate) for e in outputs)
+    assert all(e.parent_ids == [verdict.event_id] and e.payload.count == 4 for e in outputs)
+    ok, broken = outputs[0].payload, outputs[1].payload
+    assert ok.parse_error is None and ok.label == PREDICTION and ok.messages[0].role == "user"
+    assert broken.parse_error and broken.label is None
+    assert len({e.event_id for e in outputs}) == 4
+
+
+# --- verify ----------------------------------------------------------------------------------------
+
+
+def candidate(label: Action | None = PREDICTION, parse_error: str | None = None) -> Event[ExpansionCandidate]:
+    return event_of(
+        ExpansionCandidate(
+            candidate_id=f"c-{id(label)}-{parse_error}",
+            seed_sample_id="s_1",
+            round=1,
+            verdict_event_id="v",
+            index=0,
+            count=4,
+            scenario=SCENARIOS[0],
+            tools=[FLUCTUATION],
+            messages=CONTEXT if label else [],
+            label=label,
+            parse_error=parse_error,
+        ),
+        RUN,
+    )
+
+
+def test_rule_tier() -> None:
+    assert rule_tier(candidate().payload) == []
+    assert rule_tier(candidate(Action(text="Which dates?")).payload) == []  # a clarification is a valid step
+    assert [v.code for v in rule_tier(candidate(None, "no OUTPUT").payload)] == ["unparseable"]
+    assert [v.code for v in rule_tier(candidate(BROKEN).payload)] == ["missing_required"] * 3
+
+
+class ScriptedVerifier:
+    model_name = "verifier"
+
+    def __init__(self, answers: Sequence[str]):
+        self.answers = list(answers)
+        self.cases: list[VerificationCase] = []
+
+    async def verify(self, cases: Sequence[VerificationCase]) -> list[str]:
+        self.cases.extend(cases)
+        return [self.answers.pop(0) for _ in cases]
+
+
+async def test_verify_two_tiers_and_accepted_sample() -> None:
+    good, broken = candidate(), candidate(BROKEN)
+    verifier = ScriptedVerifier(["hmm", "CORRECT\nReason: fine."])
+    outputs = await VerifyStage(RUN, verifier).process([good, broken])
+    results = {e.payload.candidate_id: e for e in outputs if isinstance(e.payload, VerificationResult)}
+    assert results[broken.payload.candidate_id].payload.failed_tier == "rules"
+    accepted = results[good.payload.candidate_id]
+    assert accepted.payload.passed and accepted.payload.llm_verdict == "CORRECT"
+    assert len(verifier.cases) == 2 and verifier.cases[1].attempt == 2  # the unreadable answer was retried
+    [added] = [e for e in outputs if isinstance(e.payload, SampleAdded)]
+    assert added.payload.origin == "expansion" and added.payload.seed_sample_id == "s_1"
+    assert added.parent_ids == [good.event_id, accepted.event_id]
+    refused = await VerifyStage(RUN, ScriptedVerifier(["INCORRECT\nReason: wrong dates."])).process(
+        [candidate()]
+    )
+    assert refused[0].payload.failed_tier == "llm" and refused[0].payload.reason == "wrong dates."
+
+
+# --- stage isolation ---------------------------------------------------------------------------------
+
+
+class Picky(Stage):
+    name = "picky"
+    input_topics = ("verdicts",)
+    input_types = ("Verdict",)
+
+    def __init__(self) -> None:
+        super().__init__(RUN)
+        self.calls = 0
+
+    async def handle(self, events: Sequence[Event]) -> list[Event]:
+        self.calls += 1
+        if any(e.payload.verdict == "BOTH_WRONG" for e in events):
+            raise ValueError("poison")
+        if any(e.payload.verdict == "UNPARSEABLE" for e in events):
+            raise TransientError("endpoint down")
+        return [correction_for(e, self.producer) or e for e in events]
+
+
+async def test_poison_input_is_dead_lettered_and_the_rest_goes_on() -> None:
+    stage = Picky()
+    good, poison = verdict_event("LABEL_WRONG"), verdict_event("BOTH_WRONG")
+    outputs = await stage.process([good, poison])
+    letters = [e for e in outputs if isinstance(e.payload, DeadLetter)]
+    assert len(outputs) == 2 and len(letters) == 1
+    assert letters[0].payload.source_ref == poison.event_id and "poison" in letters[0].payload.reason
+    assert await stage.process([good, poison]) == []  # already processed: deduplicated
+
+
+async def test_transient_errors_propagate_and_nothing_is_marked_done() -> None:
+    stage = Picky()
+    down = verdict_event("UNPARSEABLE")
+    with pytest.raises(TransientError):
+        await stage.process([down])
+    assert down.event_id not in stage.seen
