@@ -120,6 +120,23 @@ class LoopSettings(_Section):
     )
 
 
+class WorldSettings(_Section):
+    """The synthetic tool world for offline runs (demo, tests, efficacy benchmark).
+
+    When set, and only for the roles with no LLM endpoint configured, the judge, the expansion
+    generator and the verifier are *simulations* backed by the world's ground truth.
+    """
+
+    seed: int = 0
+    seed_samples: int = Field(default=400, ge=1, description="Seed samples to synthesise (D_seed).")
+    heldout_samples: int = Field(default=200, ge=0, description="Clean held-out samples for evaluation.")
+    noise_rate: float = Field(default=0.2, ge=0, le=1, description="Share of call labels made wrong.")
+    noise_mix: dict[str, float] | None = Field(default=None, description="Noise kinds and weights.")
+    judge_error_rate: float = Field(default=0.1, ge=0, le=1)
+    generator_defect_rate: float = Field(default=0.1, ge=0, le=1)
+    verifier_error_rate: float = Field(default=0.05, ge=0, le=1)
+
+
 class LogSettings(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -140,6 +157,7 @@ class Settings(BaseSettings):
     loop: LoopSettings = Field(default_factory=LoopSettings)
     judge: EndpointSettings | None = None
     generator: EndpointSettings | None = None
+    world: WorldSettings | None = None
 
     @field_validator("run_id")
     @classmethod

@@ -467,15 +467,11 @@ class CurateService:
     async def run(self, stop: asyncio.Event) -> None:
         async with EventProducer(self.settings.kafka) as producer:
             stream = follow(self.settings.kafka, self.settings.run_id, LEDGER_TOPICS)
-            stopper = asyncio.ensure_future(stop.wait())
             try:
-                while not stop.is_set():
-                    batch_task = asyncio.ensure_future(anext(stream))
-                    done, _ = await asyncio.wait({batch_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                    if batch_task not in done:
-                        batch_task.cancel()
+                # follow() yields at least every idle timeout (an empty batch), so stop is seen promptly.
+                async for batch in stream:
+                    if stop.is_set():
                         break
-                    batch = batch_task.result()
                     for delivered in batch:
                         self.ledger.add(delivered.event)
                     if batch:
@@ -495,5 +491,4 @@ class CurateService:
                             counts=manifest.counts,
                         )
             finally:
-                stopper.cancel()
                 await stream.aclose()

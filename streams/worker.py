@@ -13,6 +13,7 @@ in memory and nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Sequence
@@ -68,6 +69,7 @@ class StageRunner:
         self.processed = 0
         self.published = 0
         self.retries = 0
+        self._actors: set[asyncio.Task[Any]] = set()
         self.app = faust.App(
             f"looptool-{settings.run_id}-{stage.name}",
             value_serializer="raw",
@@ -87,9 +89,28 @@ class StageRunner:
         self.app.agent(source, name=f"{stage.name}-agent", concurrency=concurrency)(self._agent)
 
     async def _agent(self, stream: Any) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._actors.add(task)
         async for batch in stream.take_events(self.stage.batch_size, within=self.stage.batch_within_s):
             events = [event for event in [await self._decode(item.message) for item in batch] if event]
             await self._process_until_done(events)
+
+    async def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop the agent even mid-batch (a probe may be waiting for a checkpoint that never comes).
+
+        An interrupted batch was not acknowledged, so it is redelivered to the next worker.
+        """
+        for task in list(self._actors):
+            task.cancel()
+        for task in list(self._actors):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._actors.clear()
+        try:
+            await asyncio.wait_for(self.app.stop(), timeout_s)
+        except TimeoutError:
+            log.warning("worker.stop_timeout", stage=self.stage.name, timeout_s=timeout_s)
 
     async def _decode(self, message: Any) -> Event[Any] | None:
         try:
@@ -146,7 +167,7 @@ async def run_stages(
             await stop.wait()
         finally:
             for runner in runners:
-                await runner.app.stop()
+                await runner.stop()
             for stage in stages:
                 await stage.close()
     return runners
@@ -201,14 +222,62 @@ def _policy_backend(settings: Settings) -> Any:
     return make_backend("transformers", model_path=path, model_id="initial", batch_size=policy.batch_size)
 
 
+def _world(settings: Settings, role: str) -> Any:
+    """The synthetic world behind a simulated role; refuses when neither it nor an endpoint is set."""
+    from world import World
+
+    if settings.world is None:
+        raise ValueError(
+            f"the {role} needs an OpenAI-compatible endpoint ([{role}] in the config), or a synthetic "
+            "world ([world]) to simulate it offline"
+        )
+    return World(settings.world.seed)
+
+
+def judge_client(settings: Settings) -> Any:
+    """The LLM judge when an endpoint is configured; else the world's simulated judge (offline only)."""
+    if settings.judge is not None:
+        from streams.judge import LLMJudge
+
+        return LLMJudge(_endpoint_backend(settings, "judge"), current_time=settings.loop.current_time)
+    from world.simulation import SimulatedWorldJudge
+
+    world = _world(settings, "judge")
+    return SimulatedWorldJudge(world, error_rate=settings.world.judge_error_rate)  # type: ignore[union-attr]
+
+
+def generator_client(settings: Settings) -> Any:
+    """The LLM generator when an endpoint is configured; else the world's simulated generator."""
+    if settings.generator is not None:
+        from streams.expand import LLMGenerator
+
+        return LLMGenerator(_endpoint_backend(settings, "generator"), current_time=settings.loop.current_time)
+    from world.simulation import SimulatedWorldGenerator
+
+    world = _world(settings, "generator")
+    return SimulatedWorldGenerator(world, defect_rate=settings.world.generator_defect_rate)  # type: ignore[union-attr]
+
+
+def verifier_client(settings: Settings) -> Any:
+    """The LLM verifier (the judge's endpoint) when configured; else the world's simulated verifier."""
+    if settings.judge is not None:
+        from streams.verify import LLMVerifier
+
+        return LLMVerifier(_endpoint_backend(settings, "judge"), current_time=settings.loop.current_time)
+    from world.simulation import SimulatedWorldVerifier
+
+    world = _world(settings, "verifier")
+    return SimulatedWorldVerifier(world, error_rate=settings.world.verifier_error_rate)  # type: ignore[union-attr]
+
+
 def build_stages(settings: Settings, names: Sequence[str]) -> list[Stage]:
     """Stage objects for the configured run (curate is a service, not a Stage: see run_worker)."""
     from schemas.events import Scenario
-    from streams.expand import ExpandStage, LLMGenerator
-    from streams.judge import JudgeStage, LLMJudge
+    from streams.expand import ExpandStage
+    from streams.judge import JudgeStage
     from streams.probe import CheckpointWatcher, ProbeStage
     from streams.relabel import RelabelStage
-    from streams.verify import LLMVerifier, VerifyStage
+    from streams.verify import VerifyStage
     from toolcall.prompts import DEFAULT_SCENARIOS
 
     loop, run_id = settings.loop, settings.run_id
@@ -228,19 +297,20 @@ def build_stages(settings: Settings, names: Sequence[str]) -> list[Stage]:
                 )
             )
         elif name == "judge":
-            judge = LLMJudge(_endpoint_backend(settings, "judge"), current_time=loop.current_time)
-            stages.append(JudgeStage(run_id, judge, max_attempts=loop.judge_max_attempts))
+            stages.append(JudgeStage(run_id, judge_client(settings), max_attempts=loop.judge_max_attempts))
         elif name == "relabel":
             stages.append(RelabelStage(run_id))
         elif name == "expand":
             scenarios = [
                 Scenario(focus=s.focus, parameters=s.parameters) for s in (loop.scenarios or [])
             ] or [Scenario(focus=s["focus"], parameters=s["parameters"]) for s in DEFAULT_SCENARIOS]
-            generator = LLMGenerator(_endpoint_backend(settings, "generator"), current_time=loop.current_time)
-            stages.append(ExpandStage(run_id, generator, scenarios, k=loop.expansions_per_seed))
+            stages.append(
+                ExpandStage(run_id, generator_client(settings), scenarios, k=loop.expansions_per_seed)
+            )
         elif name == "verify":
-            verifier = LLMVerifier(_endpoint_backend(settings, "judge"), current_time=loop.current_time)
-            stages.append(VerifyStage(run_id, verifier, max_attempts=loop.verify_max_attempts))
+            stages.append(
+                VerifyStage(run_id, verifier_client(settings), max_attempts=loop.verify_max_attempts)
+            )
         elif name != "curate":
             raise ValueError(f"unknown stage {name!r}; known: {', '.join(STAGE_NAMES)}")
     return stages

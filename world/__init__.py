@@ -9,7 +9,6 @@ simulated (:mod:`world.simulation`) when no LLM endpoint is configured.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +59,7 @@ class World:
                 out.append(WorldSample(sample, self.truth(sample.tools, sample.messages), kind))
         return out
 
-    def samples(
+    async def samples(
         self,
         count: int,
         *,
@@ -70,7 +69,7 @@ class World:
         seed: str = "",
     ) -> list[WorldSample]:
         """About ``count`` samples (whole dialogues are kept), a ``noise_rate`` share with a noisy label."""
-        clean = asyncio.run(self.dialogues(count, mix=mix, seed=seed)) if count else []
+        clean = await self.dialogues(count, mix=mix, seed=seed) if count else []
         rng = random.Random(f"world-{self.seed}-noise-{seed}")
         out = []
         for item in clean:
