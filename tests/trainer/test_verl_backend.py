@@ -1,0 +1,733 @@
+"""The verl backend: the parquet and config a round writes, and verl's own code reading them.
+
+The first group runs in the project's environment: the parquet's exact Arrow schema and values, the
+Table 6 hyper-parameters at verl's keys, batch scaling, override quoting, the output streaming and
+failure reporting of the launcher, and the checks on a merged folder.
+
+The second group runs verl 0.9.1 itself, in its own environment (``scripts/install-verl.sh``), as a
+subprocess: its config validation, dataset and reward loop on a round we wrote; its FSDP checkpoint
+manager and model merger behind our merge step; and a real ``main_ppo`` launch, which on a machine
+without a GPU must fail with our error carrying verl's own last lines. The environment is found at
+``$LOOPTOOL_VERL_PYTHON`` or ``.venv-verl/bin/python``; when it is missing these tests fail, unless
+``LOOPTOOL_TEST_SKIP_VERL=1`` says to skip them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from toolcall.parsing import render_action
+from toolcall.prompts import build_chat
+from toolcall.reward import DATA_SOURCE as REWARD_DATA_SOURCE
+from toolcall.reward import compute_score
+from toolcall.specs import load_tools
+from toolcall.types import Action, Message, Sample, ToolCall
+from trainer.verl_backend import (
+    DATA_SOURCE,
+    DEFAULT_VERL_PYTHON,
+    VERL_PYTHON_ENV,
+    BatchPlan,
+    MetricsFollower,
+    VerlBackend,
+    VerlRoundResult,
+    VerlRow,
+    VerlRunError,
+    VerlSettings,
+    finish_hf_folder,
+    hydra_value,
+    latest_checkpoint,
+    plan_batches,
+    run_streaming,
+    summarize_step,
+    verl_config,
+    verl_environment,
+    verl_overrides,
+    write_verl_parquet,
+)
+
+DATA = Path(__file__).parent / "data"
+
+TOOLS = load_tools(
+    [
+        {
+            "name": "get_weather",
+            "description": "Current weather of a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+                "required": ["city"],
+            },
+        },
+        {
+            "name": "book_table",
+            "description": "Book a restaurant table.",
+            "parameters": {
+                "type": "object",
+                "properties": {"people": {"type": "integer"}, "time": {"type": "string"}},
+                "required": ["people", "time"],
+            },
+        },
+    ]
+)
+CITIES = ["Paris", "Lyon", "Nice", "Lille", "Tours", "Brest"]
+
+
+def _samples() -> list[Sample]:
+    samples = [
+        Sample(
+            tools=TOOLS,
+            messages=[Message(role="user", content=f"What's the weather in {city}?")],
+            label=Action(calls=[ToolCall(name="get_weather", arguments={"city": city})]),
+        )
+        for city in CITIES
+    ]
+    # a multi-turn one: an earlier call and its result, then the next step
+    samples.append(
+        Sample(
+            tools=TOOLS,
+            messages=[
+                Message(role="user", content="Book for 2 at 19:00 if it is sunny in Paris."),
+                Message(
+                    role="assistant", tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})]
+                ),
+                Message(role="tool", name="get_weather", content='{"condition": "sunny"}'),
+            ],
+            label=Action(calls=[ToolCall(name="book_table", arguments={"people": 2, "time": "19:00"})]),
+        )
+    )
+    # a no-call answer
+    samples.append(
+        Sample(
+            tools=TOOLS,
+            messages=[Message(role="user", content="Tell me a joke.")],
+            label=Action(text="I can only help with the weather and bookings."),
+        )
+    )
+    return samples
+
+
+def _rows() -> list[VerlRow]:
+    return [VerlRow.from_sample(f"sample-{i}", sample) for i, sample in enumerate(_samples())]
+
+
+# --- the parquet --------------------------------------------------------------------------------
+
+
+def test_parquet_has_the_exact_columns_and_types_verl_reads(tmp_path: Path) -> None:
+    path = tmp_path / "round" / "train.parquet"
+    samples = _samples()
+    assert write_verl_parquet(_rows(), path, round_index=3) == len(samples)
+
+    table = pq.read_table(path)
+    message = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
+    assert table.schema.names == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
+    assert table.schema.field("data_source").type == pa.string()
+    assert table.schema.field("prompt").type == pa.list_(message)
+    assert table.schema.field("ability").type == pa.string()
+    assert table.schema.field("reward_model").type == pa.struct(
+        [pa.field("style", pa.string()), pa.field("ground_truth", pa.string())]
+    )
+    assert table.schema.field("extra_info").type == pa.struct(
+        [
+            pa.field("index", pa.int64()),
+            pa.field("split", pa.string()),
+            pa.field("sample_id", pa.string()),
+            pa.field("round", pa.int64()),
+        ]
+    )
+
+    records = table.to_pylist()
+    for index, (record, sample) in enumerate(zip(records, samples, strict=True)):
+        assert record["data_source"] == DATA_SOURCE == REWARD_DATA_SOURCE
+        assert record["prompt"] == build_chat(sample.tools, sample.messages)
+        assert record["prompt"][0]["role"] == "system"
+        assert "<tools>" in record["prompt"][0]["content"]  # the Figure 7 prompt with the tools
+        assert record["reward_model"]["style"] == "rule"
+        assert record["extra_info"] == {
+            "index": index,
+            "split": "train",
+            "sample_id": f"sample-{index}",
+            "round": 3,
+        }
+        truth = record["reward_model"]["ground_truth"]
+        # the ground truth scores the label's own rendering 1 and another answer 0
+        assert compute_score(record["data_source"], render_action(sample.label), truth) == 1.0
+        wrong = Action(calls=[ToolCall(name="get_weather", arguments={"city": "Atlantis"})])
+        assert compute_score(record["data_source"], render_action(wrong), truth) == 0.0
+    assert not list(path.parent.glob("*.partial"))
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (VerlRow("bad", [], "{}"), "chat is empty"),
+        (VerlRow("bad", [{"role": "tool", "content": "x"}], '{"tools": [], "label": {}}'), "role 'tool'"),
+        (
+            VerlRow("bad", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"}], "{}"),
+            "ends",
+        ),
+        (VerlRow("bad", [{"role": "user", "content": 3}], "{}"), "not str"),  # type: ignore[dict-item]
+        (
+            VerlRow("bad", [{"role": "user", "content": "hi", "name": "x"}], "{}"),
+            "exactly 'role' and 'content'",
+        ),
+        (VerlRow("bad", [{"role": "user", "content": "hi"}], "not json"), "not JSON"),
+        (VerlRow("bad", [{"role": "user", "content": "hi"}], '{"tools": []}'), "ground_truth_json"),
+        (VerlRow("sample-0", [{"role": "user", "content": "hi"}], '{"tools": [], "label": {}}'), "twice"),
+        (VerlRow("", [{"role": "user", "content": "hi"}], '{"tools": [], "label": {}}'), "empty sample_id"),
+    ],
+)
+def test_a_bad_row_is_named_and_nothing_is_written(tmp_path: Path, broken: VerlRow, message: str) -> None:
+    path = tmp_path / "train.parquet"
+    with pytest.raises(ValueError, match=message):
+        write_verl_parquet([*_rows(), broken], path, round_index=1)
+    assert not path.exists()
+    assert not list(tmp_path.iterdir())
+
+
+def test_no_rows_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no rows"):
+        write_verl_parquet([], tmp_path / "train.parquet", round_index=1)
+
+
+# --- the config -------------------------------------------------------------------------------
+
+
+def test_config_carries_every_table6_hyper_parameter_at_verls_key(tmp_path: Path) -> None:
+    settings = VerlSettings()
+    plan = plan_batches(1000, settings)
+    config = verl_config(
+        settings,
+        plan=plan,
+        model_path=tmp_path / "round-1" / "model",
+        train_file=tmp_path / "train.parquet",
+        run_dir=tmp_path / "round-2",
+        experiment_name="run-round-2",
+    )
+    table6 = {
+        "data.train_batch_size": 128,
+        "actor_rollout_ref.actor.optim.lr": 1e-6,
+        "actor_rollout_ref.actor.ppo_mini_batch_size": 128,
+        "actor_rollout_ref.actor.use_kl_loss": False,
+        "algorithm.use_kl_in_reward": False,
+        "actor_rollout_ref.actor.entropy_coeff": 0.0,
+        "actor_rollout_ref.actor.clip_ratio_low": 0.2,
+        "actor_rollout_ref.actor.clip_ratio_high": 0.28,
+        "actor_rollout_ref.rollout.n": 16,
+        "actor_rollout_ref.rollout.temperature": 1.0,
+        "actor_rollout_ref.rollout.gpu_memory_utilization": 0.7,
+        "data.max_prompt_length": 4096,
+        "data.max_response_length": 1024,
+        "trainer.total_epochs": 2,
+        "algorithm.adv_estimator": "grpo",
+        # optimizer reset, init from the previous checkpoint
+        "trainer.resume_mode": "disable",
+        "actor_rollout_ref.model.path": str(tmp_path / "round-1" / "model"),
+        "trainer.default_local_dir": str(tmp_path / "round-2" / "checkpoints"),
+        # our reward
+        "reward.custom_reward_function.path": "pkg://toolcall.reward",
+        "reward.custom_reward_function.name": "compute_score",
+        "data.reward_fn_key": "data_source",
+        "data.train_files": [str(tmp_path / "train.parquet")],
+        # progress is followed through verl's file logger; the last step saves the checkpoint
+        "trainer.logger": ["console", "file"],
+        "trainer.save_freq": plan.total_steps,
+        "trainer.val_before_train": False,
+        "trainer.test_freq": -1,
+    }
+    for key, value in table6.items():
+        assert config[key] == value, key
+        assert type(config[key]) is type(value), key
+    # flash-attn by default, with verl's padding removal; no attention override
+    assert config["actor_rollout_ref.model.use_remove_padding"] is True
+    assert not any("attn_implementation" in key for key in config)
+    assert plan == BatchPlan(
+        rows=1000, train_batch_size=128, ppo_mini_batch_size=128, steps_per_epoch=7, total_steps=14
+    )
+
+    overrides = verl_overrides(config, ["trainer.balance_batch=false"])
+    assert "actor_rollout_ref.actor.optim.lr=1e-06" in overrides
+    assert "actor_rollout_ref.actor.clip_ratio_high=0.28" in overrides
+    assert "actor_rollout_ref.actor.use_kl_loss=false" in overrides
+    assert "algorithm.adv_estimator='grpo'" in overrides
+    assert "trainer.logger=['console','file']" in overrides
+    assert overrides[-1] == "trainer.balance_batch=false"
+    assert len({item.split("=", 1)[0] for item in overrides}) == len(overrides)
+
+
+@pytest.mark.parametrize(
+    ("rows", "gpus", "n", "mini", "expected"),
+    [
+        (1000, 8, 16, 128, (128, 128, 7)),
+        (300, 8, 16, 128, (128, 128, 2)),
+        (100, 8, 16, 128, (100, 100, 1)),
+        (8, 1, 16, 128, (8, 8, 1)),
+        # 5 prompts × 3 rollouts do not split over 2 GPUs: 4 prompts
+        (5, 2, 3, 128, (4, 4, 1)),
+        # mini-batches of at most 3 from a batch of 4 prompts: 2 (4 is not a multiple of 3)
+        (4, 1, 2, 3, (4, 2, 1)),
+        # 6 prompts × 2 rollouts over 4 GPUs, mini-batches of at most 3: 3 × 2 does not split, so 2
+        (6, 4, 2, 3, (6, 2, 1)),
+    ],
+)
+def test_batches_shrink_to_a_small_round_within_verls_divisibility_rules(
+    rows: int, gpus: int, n: int, mini: int, expected: tuple[int, int, int]
+) -> None:
+    settings = VerlSettings(n_gpus_per_node=gpus, rollout_n=n, ppo_mini_batch_size=mini)
+    plan = plan_batches(rows, settings)
+    assert (plan.train_batch_size, plan.ppo_mini_batch_size, plan.steps_per_epoch) == expected
+    assert plan.total_steps == plan.steps_per_epoch * 2
+    assert plan.train_batch_size * n % gpus == 0
+    assert plan.ppo_mini_batch_size * n % gpus == 0
+    assert plan.train_batch_size % plan.ppo_mini_batch_size == 0
+    assert plan.rows_unused_per_epoch == rows - plan.steps_per_epoch * plan.train_batch_size
+
+
+def test_impossible_batches_and_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="splits evenly"):
+        plan_batches(1, VerlSettings(n_gpus_per_node=8, rollout_n=3))
+    with pytest.raises(ValueError, match="at least one"):
+        plan_batches(0, VerlSettings())
+    with pytest.raises(ValueError, match="rollout_n"):
+        VerlSettings(rollout_n=1)
+
+
+def test_hydra_values_are_quoted_and_unsafe_strings_refused() -> None:
+    assert hydra_value("/data/my run/round=1") == "'/data/my run/round=1'"
+    assert hydra_value(Path("/a/b")) == "'/a/b'"
+    assert hydra_value(True) == "true"
+    assert hydra_value(None) == "null"
+    assert hydra_value(1e-6) == "1e-06"
+    assert hydra_value(["a", 2]) == "['a',2]"
+    for unsafe in ("it's", "a\\b", "${oc.env:HOME}"):
+        with pytest.raises(ValueError):
+            hydra_value(unsafe)
+    with pytest.raises(ValueError):
+        hydra_value(math.nan)
+    with pytest.raises(TypeError):
+        hydra_value({"a": 1})
+
+
+# --- following and failing ------------------------------------------------------------------
+
+
+def test_metrics_follower_reads_complete_lines_only(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    follower = MetricsFollower(path)
+    assert follower.read_new() == []
+    with path.open("wb") as handle:
+        handle.write(
+            b'{"step": 1, "data": {"critic/score/mean": 0.25, "actor/pg_loss": 0.5}}\n{"step": 2, "da'
+        )
+    assert follower.read_new() == [(1, {"critic/score/mean": 0.25, "actor/pg_loss": 0.5})]
+    with path.open("ab") as handle:
+        handle.write(b'ta": {"critic/score/mean": 0.5}}\nnot json\n')
+    assert follower.read_new() == [(2, {"critic/score/mean": 0.5})]
+    assert follower.read_new() == []
+
+
+def test_step_summary_names_and_binary_reward_std() -> None:
+    summary = summarize_step(
+        {
+            "critic/score/mean": 0.25,
+            "actor/pg_loss": -0.1,
+            "actor/ppo_kl": 0.002,
+            "actor/kl_loss": 0.01,
+            "response_length/mean": 40.0,
+            "timing_s/step": 9.0,
+            "actor/entropy": float("nan"),
+        }
+    )
+    assert summary == {
+        "reward_mean": 0.25,
+        "reward_std": pytest.approx(math.sqrt(0.25 * 0.75)),
+        "loss": -0.1,
+        "policy_kl": 0.002,
+        "kl": 0.01,
+        "response_length_mean": 40.0,
+    }
+
+
+def test_run_streaming_keeps_the_log_and_the_tail_of_a_failing_command(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "for i in range(100):\n"
+        "    print(f'line {i}')\n"
+        "print('Boom: bad thing', file=sys.stderr)\n"
+        "sys.exit(3)\n"
+    )
+    lines: list[str] = []
+    ticks: list[int] = []
+    run = run_streaming(
+        [sys.executable, "-c", script],
+        env=os.environ,
+        cwd=tmp_path,
+        log_path=tmp_path / "out.log",
+        on_line=lines.append,
+        on_tick=lambda: ticks.append(1),
+        tail_lines=5,
+    )
+    assert run.returncode == 3
+    assert not run.timed_out
+    assert run.tail == ["line 96", "line 97", "line 98", "line 99", "Boom: bad thing"]
+    assert len(lines) == 101
+    assert ticks  # the metrics hook ran at least once (at the end)
+    logged = (tmp_path / "out.log").read_text()
+    assert "line 0\n" in logged and "Boom: bad thing" in logged
+
+    error = VerlRunError("verl exited with status 3", log_path=tmp_path / "out.log", tail=run.tail)
+    assert "Boom: bad thing" in str(error) and str(tmp_path / "out.log") in str(error)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for a reaper that containers may lack)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_run_streaming_kills_the_whole_group_on_timeout(tmp_path: Path) -> None:
+    # the child starts a grandchild in the same group; both must be gone after the timeout
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    pids: list[str] = []
+    run = run_streaming(
+        [sys.executable, "-c", script],
+        env=os.environ,
+        cwd=tmp_path,
+        log_path=tmp_path / "out.log",
+        on_line=pids.append,
+        timeout_s=3,
+    )
+    assert run.timed_out
+    assert run.returncode != 0
+    assert not _running(int(pids[0]))
+    assert "timed out" in (tmp_path / "out.log").read_text()
+
+
+@pytest.mark.timeout(90)
+def test_run_streaming_returns_when_a_daemon_keeps_the_pipe_open(tmp_path: Path) -> None:
+    # the command exits at once but leaves a child in its own session holding stdout for 10 minutes:
+    # waiting for end-of-file would hang the test past its timeout
+    script = (
+        "import subprocess, sys\n"
+        "sleeper = [sys.executable, '-c', 'import time; time.sleep(600)']\n"
+        "daemon = subprocess.Popen(sleeper, start_new_session=True)\n"
+        "print(daemon.pid, flush=True)\n"
+    )
+    run = run_streaming(
+        [sys.executable, "-c", script], env=os.environ, cwd=tmp_path, log_path=tmp_path / "o.log"
+    )
+    daemon = int(run.tail[0])
+    try:
+        assert run.returncode == 0 and len(run.tail) == 1
+        assert _running(daemon)  # it really outlived the command
+    finally:
+        os.kill(daemon, signal.SIGKILL)
+
+
+def test_a_round_result_becomes_a_checkpoint_published_payload(tmp_path: Path) -> None:
+    result = VerlRoundResult(
+        round_index=2,
+        model_dir=tmp_path / "round-002" / "model",
+        checkpoint_dir=tmp_path / "round-002" / "checkpoints" / "global_step_14" / "actor",
+        step=14,
+        metrics={"reward_mean": 0.5, "reward_std": 0.5, "loss": 0.01},
+        wall_time_s=3600.0,
+        log_path=tmp_path / "round-002" / "verl.log",
+    )
+    payload = result.checkpoint_published(new_checkpoint_id="ck-2", parent_checkpoint_id="ck-1")
+    assert payload.model_dump() == {
+        "new_checkpoint_id": "ck-2",
+        "parent_checkpoint_id": "ck-1",
+        "round": 2,
+        "step": 14,
+        "final": True,
+        "uri": str(tmp_path / "round-002" / "model"),
+        "backend": "verl",
+        "metrics": {"reward_mean": 0.5, "reward_std": 0.5, "loss": 0.01},
+        "wall_time_s": 3600.0,
+    }
+
+
+def test_verl_processes_get_the_repository_on_pythonpath(tmp_path: Path) -> None:
+    env = verl_environment(tmp_path / "m.jsonl", base={"PYTHONPATH": "/elsewhere", "PATH": "/usr/bin"})
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(Path(__file__).resolve().parents[2])
+    assert "/elsewhere" in env["PYTHONPATH"].split(os.pathsep)
+    assert env["VERL_FILE_LOGGER_PATH"] == str(tmp_path / "m.jsonl")
+
+
+def test_latest_checkpoint_reports_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="tracker"):
+        latest_checkpoint(tmp_path)
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("4")
+    with pytest.raises(FileNotFoundError, match="step 4"):
+        latest_checkpoint(tmp_path)
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a step"):
+        latest_checkpoint(tmp_path)
+
+
+# --- with a tiny model ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trainer.tiny_policy import build_tiny_policy
+
+    return build_tiny_policy(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_finish_hf_folder_restores_a_dropped_chat_template(tiny_model: Path, tmp_path: Path) -> None:
+    merged = tmp_path / "merged"
+    shutil.copytree(tiny_model, merged)
+    (merged / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((merged / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (merged / "tokenizer_config.json").write_text(json.dumps(config))
+    (merged / "generation_config.json").unlink()
+
+    finish_hf_folder(merged, tiny_model)
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    assert tokenizer.chat_template
+    assert (merged / "generation_config.json").is_file()
+    for weights in merged.glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(VerlRunError, match="safetensors"):
+        finish_hf_folder(merged, tiny_model)
+
+
+def test_prepare_round_drops_overlong_prompts_and_writes_the_overrides(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    rows = _rows()
+    long_row = VerlRow.from_sample(
+        "too-long",
+        Sample(
+            tools=TOOLS,
+            messages=[Message(role="user", content="weather " * 3000)],
+            label=Action(calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})]),
+        ),
+    )
+    backend = VerlBackend(
+        VerlSettings(n_gpus_per_node=1, max_prompt_length=2048), tmp_path, show_progress=False
+    )
+    (tmp_path / "round-002").mkdir(parents=True)
+    (tmp_path / "round-002" / "leftover").write_text("from a failed attempt")
+
+    run_dir, plan, overrides = backend.prepare_round(
+        [*rows, long_row], round_index=2, model_path=tiny_model, run_name="t"
+    )
+
+    assert plan.rows == len(rows)
+    ids = [
+        record["sample_id"]
+        for record in pq.read_table(run_dir / "train.parquet").column("extra_info").to_pylist()
+    ]
+    assert ids == [row.sample_id for row in rows]
+    assert json.loads((run_dir / "verl_overrides.json").read_text()) == overrides
+    assert f"data.train_batch_size={plan.train_batch_size}" in overrides
+    with pytest.raises(ValueError, match="all 1 rows of round 3 exceed max_prompt_length=2048"):
+        backend.prepare_round([long_row], round_index=3, model_path=tiny_model, run_name="t")
+    # the earlier attempt is kept aside, not deleted
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("round-002.attempt-")]
+    assert len(kept) == 1 and (kept[0] / "leftover").read_text() == "from a failed attempt"
+
+
+# --- verl itself, in its own environment ---------------------------------------------------------
+
+
+def _verl_python() -> Path:
+    candidate = Path(os.environ.get(VERL_PYTHON_ENV) or DEFAULT_VERL_PYTHON)
+    if candidate.exists():
+        return candidate
+    reason = f"the verl environment ({candidate}) is missing: create it with scripts/install-verl.sh"
+    if os.environ.get("LOOPTOOL_TEST_SKIP_VERL") == "1":
+        pytest.skip(reason + " (skipped: LOOPTOOL_TEST_SKIP_VERL=1)")
+    pytest.fail(reason + ", or set LOOPTOOL_TEST_SKIP_VERL=1 to skip these tests")
+
+
+@pytest.fixture(scope="module")
+def verl_python() -> Path:
+    return _verl_python()
+
+
+def _run_in_verl(
+    verl_python: Path, *args: str | Path, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(verl_python), *map(str, args)],
+        env=verl_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done
+
+
+def test_verl_validates_loads_and_rewards_the_round_we_wrote(
+    verl_python: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    samples = _samples()
+    # sdpa attention (no flash-attn): also checks that the "+" override verl needs for it composes
+    settings = VerlSettings(
+        python=verl_python,
+        n_gpus_per_node=1,
+        train_batch_size=4,
+        ppo_mini_batch_size=2,
+        attn_implementation="sdpa",
+    )
+    backend = VerlBackend(settings, tmp_path / "work", show_progress=False)
+    run_dir, plan, overrides = backend.prepare_round(
+        _rows(), round_index=1, model_path=tiny_model, run_name="t"
+    )
+    wrong = render_action(Action(calls=[ToolCall(name="get_weather", arguments={"city": "Atlantis"})]))
+    cases = [
+        {"index": 0, "response": render_action(samples[0].label), "expected": 1.0},
+        {
+            "index": 0,
+            "response": "<think>the user asks about Paris</think>" + render_action(samples[0].label),
+            "expected": 1.0,
+        },
+        {"index": 1, "response": render_action(samples[0].label), "expected": 0.0},  # Paris for Lyon
+        {"index": 6, "response": render_action(samples[6].label), "expected": 1.0},  # multi-turn step
+        {"index": 6, "response": wrong, "expected": 0.0},
+        {"index": 7, "response": "I cannot tell jokes, sorry.", "expected": 1.0},  # no-call answer
+        {"index": 7, "response": render_action(samples[0].label), "expected": 0.0},
+        {"index": 2, "response": "no tool call at all", "expected": 0.0},
+    ]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"overrides": overrides, "cases": cases}))
+    result_path = tmp_path / "result.json"
+
+    _run_in_verl(verl_python, DATA / "verl_env_check.py", request, result_path)
+    result = json.loads(result_path.read_text())
+
+    assert result["verl_version"] == "0.9.1"
+    # GRPO without KL: no critic and no reference model
+    assert result["need_critic"] is False and result["need_reference_policy"] is False
+    resolved = result["config"]
+    actor = resolved["actor_rollout_ref"]["actor"]
+    rollout = resolved["actor_rollout_ref"]["rollout"]
+    assert actor["optim"]["lr"] == 1e-6
+    assert (actor["clip_ratio_low"], actor["clip_ratio_high"]) == (0.2, 0.28)
+    assert actor["use_kl_loss"] is False and actor["entropy_coeff"] == 0
+    assert actor["ppo_mini_batch_size"] == plan.ppo_mini_batch_size
+    assert (rollout["n"], rollout["temperature"], rollout["gpu_memory_utilization"]) == (16, 1.0, 0.7)
+    assert result["rollout"] == {"prompt_length": 4096, "response_length": 1024}
+    assert resolved["algorithm"]["adv_estimator"] == "grpo"
+    assert resolved["reward"]["custom_reward_function"] == {
+        "path": "pkg://toolcall.reward",
+        "name": "compute_score",
+    }
+    assert resolved["trainer"]["total_epochs"] == 2 and resolved["trainer"]["resume_mode"] == "disable"
+    assert resolved["actor_rollout_ref"]["model"]["path"] == str(tiny_model)
+    assert resolved["actor_rollout_ref"]["model"]["override_config"] == {"attn_implementation": "sdpa"}
+    assert resolved["actor_rollout_ref"]["model"]["use_remove_padding"] is False
+
+    # verl's dataset holds every row, as written, and batches them as the plan says
+    assert result["dataset_len"] == len(samples)
+    assert result["steps_per_epoch"] == result["dataloader_batches"] == plan.steps_per_epoch
+    assert result["batch_size"] == plan.train_batch_size
+    assert {"raw_prompt", "data_source", "reward_model", "extra_info", "index"} <= set(result["batch_keys"])
+    for index, (item, sample) in enumerate(zip(result["items"], samples, strict=True)):
+        assert item["raw_prompt"] == build_chat(sample.tools, sample.messages)
+        assert item["data_source"] == DATA_SOURCE
+        assert item["index"] == index
+        assert item["extra_info"]["sample_id"] == f"sample-{index}"
+
+    # verl's reward loop called our compute_score through the naive reward manager
+    scores = [score["reward_score"] for score in result["scores"]]
+    assert scores == [case["expected"] for case in cases]
+    assert run_dir.name == "round-001"
+
+
+def test_merge_turns_a_verl_fsdp_checkpoint_into_a_loadable_hf_folder(
+    verl_python: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    checkpoints = tmp_path / "checkpoints"
+    _run_in_verl(verl_python, DATA / "verl_fsdp_checkpoint.py", tiny_model, checkpoints, 3)
+    step, actor = latest_checkpoint(checkpoints)
+    assert (step, actor) == (3, checkpoints / "global_step_3" / "actor")
+
+    backend = VerlBackend(VerlSettings(python=verl_python), tmp_path, show_progress=False)
+    target = backend.merge(
+        verl_python, actor, tmp_path / "model", source_model=tiny_model, log_path=tmp_path / "m.log"
+    )
+
+    model = AutoModelForCausalLM.from_pretrained(target)
+    expected = torch.load(checkpoints / "expected_state.pt")
+    merged = model.state_dict()
+    for name, tensor in expected.items():
+        # verl's merger writes bfloat16 weights
+        assert torch.equal(merged[name].float(), tensor.to(torch.bfloat16).float()), name
+    assert not torch.equal(expected["model.norm.weight"], torch.ones_like(expected["model.norm.weight"]))
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    original = AutoTokenizer.from_pretrained(tiny_model)
+    chat = [{"role": "user", "content": "hi"}]
+    assert tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == (
+        original.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    )
+
+
+def test_launch_runs_verls_main_and_reports_its_failure_on_a_machine_without_gpu(
+    verl_python: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    probe = subprocess.run(
+        [str(verl_python), "-c", "import torch; print(torch.cuda.is_available())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if probe.stdout.strip() == "True":
+        pytest.skip("a GPU is present: this test checks the failure path of a CPU-only machine")
+    settings = VerlSettings(
+        python=verl_python,
+        n_gpus_per_node=1,
+        train_batch_size=4,
+        ppo_mini_batch_size=2,
+        # Ray's dashboard only slows the start on a small CI machine
+        extra_overrides=["+ray_kwargs.ray_init.include_dashboard=false"],
+    )
+    backend = VerlBackend(settings, tmp_path / "work", show_progress=False)
+
+    # the preflight names what the CPU environment lacks for training
+    with pytest.raises(VerlRunError, match="cannot import"):
+        backend.preflight(verl_python)
+
+    run_dir, plan, overrides = backend.prepare_round(
+        _rows(), round_index=1, model_path=tiny_model, run_name="t"
+    )
+    with pytest.raises(VerlRunError, match="exited with status") as failure:
+        backend.launch(verl_python, run_dir, plan, overrides, round_index=1)
+    log_text = (run_dir / "verl.log").read_text()
+    # verl parsed our command line and accepted the config before failing further on
+    assert "[validate_config] All configuration checks passed successfully!" in log_text
+    assert failure.value.log_path == run_dir / "verl.log"
+    assert failure.value.tail and failure.value.tail[-1] in log_text
+    assert not (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").exists()
