@@ -186,6 +186,65 @@ def rebuild(
 
 
 @app.command()
+def seed(
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(help="Also write the seeds as paper-format JSONL here.")] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="Write the world's true labels here (never sent to the topics).")
+    ] = None,
+    heldout_out: Annotated[Path | None, typer.Option(help="Write the clean held-out set here.")] = None,
+    publish: Annotated[bool, typer.Option(help="Send SampleAdded events to the run's topics.")] = True,
+) -> None:
+    """Construct D_seed with the synthetic tool world (dual-tree tools, four-role dialogues, label noise)."""
+    from world import World
+    from world.seed import build_seed_set, seed_events, write_jsonl
+
+    settings = _settings(ctx)
+    world_settings = settings.world
+    if world_settings is None:
+        from looptool.config import WorldSettings
+
+        world_settings = WorldSettings()
+    if settings.generator is not None:
+        console.print(
+            "[yellow]note:[/] seed construction runs on the offline synthetic world; the configured "
+            "generator endpoint is used by the loop's expansion stage"
+        )
+
+    async def main() -> Any:
+        seed_set = await build_seed_set(
+            World(world_settings.seed),
+            world_settings.seed_dialogues,
+            heldout=world_settings.heldout_dialogues,
+            noise_rate=world_settings.noise_rate,
+            noise_mix=world_settings.noise_mix,
+        )
+        if publish:
+            _require_broker(settings)
+            from looptool.kafka import EventProducer, ensure_topics
+
+            await ensure_topics(settings.kafka, settings.run_id)
+            async with EventProducer(settings.kafka) as producer:
+                await producer.send_all(seed_events(seed_set, settings.run_id))
+        return seed_set
+
+    seed_set = asyncio.run(main())
+    if out is not None:
+        write_jsonl(seed_set.samples, out, truth)
+    if heldout_out is not None:
+        write_jsonl(seed_set.heldout, heldout_out)
+    table = Table("", "count", title=f"world {world_settings.seed}: D_seed")
+    table.add_row("seed samples", str(len(seed_set.samples)))
+    for kind, count in sorted(seed_set.kinds().items()):
+        table.add_row(f"  {kind}", str(count))
+    table.add_row("noisy labels", f"{sum(seed_set.noise_kinds().values())} ({seed_set.noise_rate():.1%})")
+    for kind, count in sorted(seed_set.noise_kinds().items()):
+        table.add_row(f"  {kind}", str(count))
+    table.add_row("held-out samples (clean)", str(len(seed_set.heldout)))
+    console.print(table)
+
+
+@app.command()
 def demo(
     ctx: typer.Context,
     seeds: Annotated[

@@ -128,8 +128,8 @@ class WorldSettings(_Section):
     """
 
     seed: int = 0
-    seed_samples: int = Field(default=400, ge=1, description="Seed samples to synthesise (D_seed).")
-    heldout_samples: int = Field(default=200, ge=0, description="Clean held-out samples for evaluation.")
+    seed_dialogues: int = Field(default=400, ge=1, description="Dialogues simulated for D_seed.")
+    heldout_dialogues: int = Field(default=200, ge=0, description="Dialogues for the clean held-out set.")
     noise_rate: float = Field(default=0.2, ge=0, le=1, description="Share of call labels made wrong.")
     noise_mix: dict[str, float] | None = Field(default=None, description="Noise kinds and weights.")
     judge_error_rate: float = Field(default=0.1, ge=0, le=1)

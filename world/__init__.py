@@ -68,20 +68,27 @@ class World:
         mix: dict[str, float] | None = None,
         seed: str = "",
     ) -> list[WorldSample]:
-        """About ``count`` samples (whole dialogues are kept), a ``noise_rate`` share with a noisy label."""
+        """The samples of ``count`` dialogues; a ``noise_rate`` share of all of them get a wrong label.
+
+        Only call labels can be made wrong (a "no call" answer has no arguments to corrupt), so the
+        noisy samples are drawn among those; the share is of all samples, as a dataset's noise rate is.
+        """
         clean = await self.dialogues(count, mix=mix, seed=seed) if count else []
         rng = random.Random(f"world-{self.seed}-noise-{seed}")
+        eligible = [index for index, item in enumerate(clean) if item.sample.label.calls]
+        noisy_indices = set(rng.sample(eligible, min(len(eligible), round(noise_rate * len(clean)))))
         out = []
-        for item in clean:
-            if item.sample.label.calls and rng.random() < noise_rate:
-                noisy = add_noise(item.sample.label, item.sample.tools, noise_mix or DEFAULT_NOISE_MIX, rng)
-                if noisy is not None:
-                    label, kind = noisy
-                    out.append(
-                        WorldSample(
-                            item.sample.model_copy(update={"label": label}), item.truth, item.kind, kind
-                        )
-                    )
-                    continue
-            out.append(item)
+        for index, item in enumerate(clean):
+            noisy = (
+                add_noise(item.sample.label, item.sample.tools, noise_mix or DEFAULT_NOISE_MIX, rng)
+                if index in noisy_indices
+                else None
+            )
+            if noisy is None:
+                out.append(item)
+                continue
+            label, kind = noisy
+            out.append(
+                WorldSample(item.sample.model_copy(update={"label": label}), item.truth, item.kind, kind)
+            )
         return out
