@@ -149,7 +149,10 @@ def print_ingest_report(report: Any) -> None:
     table.add_row("duplicates skipped", str(report.duplicates))
     table.add_row("labels violating their tool schema", str(report.labels_violating_schema))
     table.add_row("dead-lettered records", str(report.dead_lettered))
+    table.add_row("seeds that are eval-suite questions", str(report.overlapping_eval))
     console.print(table)
+    for example in report.overlap_examples:
+        console.print(f"[yellow]eval overlap[/] {example}")
 
 
 @app.command()
@@ -266,7 +269,7 @@ def demo(
 def worker(
     ctx: typer.Context,
     stages: Annotated[
-        str, typer.Option(help="Comma-separated subset of probe,judge,relabel,expand,verify,curate.")
+        str, typer.Option(help="Comma-separated subset of probe,judge,relabel,expand,verify,curate,evaluate.")
     ] = "probe,judge,relabel,expand,verify,curate",
 ) -> None:
     """Run stream stages (each its own consumer group) until SIGTERM/Ctrl-C."""
@@ -310,6 +313,171 @@ def curate(
         return
     manifest = events[-1].payload
     console.print(f"opened round {manifest.round}: {manifest.total} samples {manifest.counts}")
+
+
+@app.command("eval")
+def eval_command(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="A checkpoint id published in this run, or a model folder.")
+    ],
+    categories: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated BFCL v4 categories or groups (non_live, live, ast, relevance)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N items of each category.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Per-item results file, .jsonl or .parquet (default: under eval.results_dir)."),
+    ] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Decode budget per item.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Prompts per backend call.")] = None,
+) -> None:
+    """Evaluate a policy on BFCL v4's single-turn categories with bfcl-eval's own data and AST checker."""
+    from evaluation.command import CheckpointNotFoundError, run_eval_command
+    from evaluation.suite import SuiteError
+
+    settings = _settings(ctx)
+    try:
+        asyncio.run(
+            run_eval_command(
+                settings,
+                checkpoint,
+                categories=categories,
+                limit=limit,
+                output=output,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                console=console,
+            )
+        )
+    except (CheckpointNotFoundError, SuiteError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    round_: Annotated[
+        int | None,
+        typer.Option("--round", min=1, help="Rebuild as of the close of round J (D_J and the store then)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="Rebuild as of a checkpoint's publication (its id) or a time (ISO 8601; UTC if no zone)."
+        ),
+    ] = None,
+    store_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--store", help="Folder for the rebuilt store (default: beside the store, replay/<run>/<cut>)."
+        ),
+    ] = None,
+    check_curation: Annotated[
+        bool, typer.Option(help="Also curate D_J again with the configured policy and compare with the log.")
+    ] = True,
+) -> None:
+    """Rebuild D_J and the sample store as of a round, a checkpoint or a time, from the topics alone."""
+    from streams.replay import ReplayError, run_replay
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+    try:
+        result = run_replay(
+            settings,
+            round_=round_,
+            until=until,
+            store_path=store_path,
+            console=console,
+            check_curation=check_curation,
+        )
+    except ReplayError as error:
+        raise typer.BadParameter(str(error)) from None
+    failed_manifest = result.dataset is not None and not result.dataset.verified
+    if failed_manifest or (result.recompute is not None and not result.recompute.matches):
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="jsonl, parquet, hf (a datasets.Dataset folder) or verl (trainer parquet)."
+        ),
+    ] = "jsonl",
+    round_: Annotated[
+        int | None,
+        typer.Option("--round", min=1, help="D_J of this round (default: the latest closed round)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="The dataset current at a checkpoint (its id) or a time (ISO 8601).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output file (folder for hf); default: beside the store, exports/<run>/."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Export even if D_J does not match its RoundClosed manifest.")
+    ] = False,
+) -> None:
+    """Write D_J with the labels it was curated with, rebuilt from the topics (byte-identical every time)."""
+    from streams.export import ExportError, run_export
+    from streams.replay import ReplayError
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+    try:
+        run_export(settings, round_=round_, until=until, fmt=fmt, out=out, console=console, force=force)
+    except (ReplayError, ExportError) as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    follow: Annotated[
+        bool, typer.Option(help="Keep the tables live while the pipeline runs (Ctrl-C stops).")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write PNG charts (one per chart and overview.png) into this folder.")
+    ] = None,
+    store_path: Annotated[
+        Path | None, typer.Option("--store", help="Read this sample store instead of replaying the topics.")
+    ] = None,
+) -> None:
+    """Verdict analytics per round and checkpoint: verdict mix, relabels, expansion, accuracy, curation."""
+    from streams.analytics import run_stats
+
+    settings = _settings(ctx)
+    if store_path is None or follow:
+        _require_broker(settings)
+    try:
+        run_stats(settings, follow=follow, plot=plot, console=console, store_path=store_path)
+    except (FileNotFoundError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+@app.command()
+def lineage(
+    ctx: typer.Context,
+    sample_id: Annotated[str, typer.Argument(help="The sample's id (s_…).")],
+    store_path: Annotated[
+        Path | None, typer.Option("--store", help="Read this sample store instead of replaying the topics.")
+    ] = None,
+) -> None:
+    """A sample's whole history: origin (up to its seed), labels, rounds, probes, verdicts, expansions."""
+    from streams.lineage import LineageError, run_lineage
+
+    settings = _settings(ctx)
+    if store_path is None:
+        _require_broker(settings)
+    try:
+        run_lineage(settings, sample_id, console=console, store_path=store_path)
+    except (LineageError, FileNotFoundError) as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 @schemas_app.command("freeze")

@@ -137,6 +137,28 @@ class WorldSettings(_Section):
     verifier_error_rate: float = Field(default=0.05, ge=0, le=1)
 
 
+class EvalSettings(_Section):
+    """Benchmark evaluation of checkpoints (``looptool eval``, the evaluate stage) and decontamination."""
+
+    categories: list[str] | None = Field(
+        default=None,
+        description="BFCL v4 single-turn categories or groups (non_live, live, ast, relevance); None: all.",
+    )
+    limit: int | None = Field(default=None, ge=1, description="First N items of each category; None: all.")
+    every_n_steps: int = Field(
+        default=1, ge=0, description="Evaluate checkpoints whose step is a multiple of N (0: final only)."
+    )
+    max_new_tokens: int = Field(default=512, ge=1)
+    batch_size: int | None = Field(default=None, ge=1, description="Prompts per call (None: the policy's).")
+    results_dir: Path = Field(
+        default=Path("data/eval"), description="Per-item results, a file per checkpoint."
+    )
+    decontaminate: bool = Field(
+        default=True,
+        description="Ingest reports, curate dead-letters, samples that are eval-suite questions.",
+    )
+
+
 class LogSettings(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -155,6 +177,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
     judge: EndpointSettings | None = None
     generator: EndpointSettings | None = None
     world: WorldSettings | None = None

@@ -34,6 +34,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("curated", ("CuratedSample",), True, "Members of each round's dataset D_j."),
     TopicSpec("rounds", ("RoundClosed",), False, "Round manifests, after all of a round's members."),
     TopicSpec("checkpoints", ("CheckpointPublished",), False, "Policy checkpoints from the trainer."),
+    TopicSpec("evaluations", ("CheckpointEvaluated",), False, "Benchmark scores of checkpoints (BFCL v4)."),
     TopicSpec("deadletter", ("DeadLetter",), True, "Records a stage could not process, with the reason."),
 )
 

@@ -217,6 +217,30 @@ class CheckpointPublished(Payload):
         return self.new_checkpoint_id
 
 
+class CheckpointEvaluated(Payload):
+    """A checkpoint's benchmark scores (BFCL v4 single-turn, bfcl-eval's AST checker)."""
+
+    EVENT_TYPE: ClassVar[str] = "CheckpointEvaluated"
+
+    checkpoint_id: str
+    round: int
+    step: int
+    final: bool
+    suite: str
+    suite_version: str
+    categories: list[str]
+    limit: int | None = None
+    correct: dict[str, int]
+    total: dict[str, int]
+    accuracy: dict[str, float]
+    summary: dict[str, float] = Field(default_factory=dict)
+    wall_time_s: float = 0.0
+    results_uri: str | None = None
+
+    def partition_key(self) -> str:
+        return self.checkpoint_id
+
+
 class DeadLetter(Payload):
     # Raw records are arbitrary bytes: base64 in JSON so they survive the store's JSON column.
     model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
@@ -248,6 +272,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         CuratedSample,
         RoundClosed,
         CheckpointPublished,
+        CheckpointEvaluated,
         DeadLetter,
     )
 }

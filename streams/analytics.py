@@ -23,6 +23,7 @@ verification counts once per sample and round (per candidate), as curation count
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -767,6 +768,26 @@ def render_stats(stats: RunStats) -> Group:
     )
 
 
+def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | None = None) -> str:
+    """The tables as plain text (for a README or a report); ``tables`` picks some by name:
+    rounds, checkpoints, curation, expansion, tools, errors."""
+    renderers = {
+        "rounds": render_rounds_table,
+        "checkpoints": render_checkpoint_table,
+        "curation": render_curation_table,
+        "expansion": render_expansion_table,
+        "tools": render_tool_table,
+        "errors": render_error_table,
+    }
+    unknown = sorted(set(tables or ()) - set(renderers))
+    if unknown:
+        raise ValueError(f"unknown tables {unknown}; known: {', '.join(renderers)}")
+    console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
+    for name in tables or renderers:
+        console.print(renderers[name](stats))
+    return console.export_text()
+
+
 # --- plots --------------------------------------------------------------------------------------
 
 _VERDICT_COLOURS = {
@@ -989,6 +1010,7 @@ __all__: Sequence[str] = (
     "render_stats",
     "run_stats",
     "stats_from_topics",
+    "tables_text",
     "verdict_mix_frame",
     "verdicts_frame",
 )

@@ -23,7 +23,8 @@ duplicated curator re-emits identical events that consumers deduplicate.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,7 +48,7 @@ from schemas.events import (
     make_event,
 )
 from streams.stage import seeded_rng
-from toolcall.canonical import content_hash
+from toolcall.canonical import canonical_json, content_hash
 from toolcall.perplexity import select_high_ppl
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample
@@ -76,6 +77,8 @@ class CurationPolicy:
     hppl_threshold: float | None = None
     fill: Literal["seed_new", "none"] = "seed_new"
     max_round: int | None = None  # J: no D_{J+1} is built
+    # Why a sample must stay out of training, or None (evaluation.decontam.Decontaminator.overlaps).
+    exclude: Callable[[Any], str | None] | None = field(default=None, compare=False)
     expansions_per_seed: int = 4  # k: candidates expected per error seed before any arrives
 
     def seed_new_fraction(self, round_: int) -> float:
@@ -411,6 +414,48 @@ def round_events(
     return events
 
 
+def screen(
+    samples: Sequence[PoolSample], policy: CurationPolicy
+) -> tuple[list[PoolSample], list[tuple[PoolSample, str]]]:
+    """(samples that may be trained on, (sample, reason) for those ``policy.exclude`` refuses)."""
+    if policy.exclude is None:
+        return list(samples), []
+    kept: list[PoolSample] = []
+    refused: list[tuple[PoolSample, str]] = []
+    for sample in samples:
+        reason = policy.exclude(sample)
+        if reason:
+            refused.append((sample, reason))
+        else:
+            kept.append(sample)
+    return kept, refused
+
+
+def refusal_events(refused: Sequence[tuple[PoolSample, str]], run_id: str) -> list[Event[DeadLetter]]:
+    """A DeadLetter per refused sample, with the reason; the id is stable, so each round re-emits the same."""
+    events = []
+    for sample, reason in refused:
+        content = Sample(tools=sample.tools, messages=sample.messages, label=sample.label)
+        record = {"sample_id": sample.sample_id, **content.model_dump(mode="json")}
+        events.append(
+            make_event(
+                DeadLetter(
+                    stage=PRODUCER.stage,
+                    reason=reason,
+                    error_type="EvalSuiteOverlap",
+                    source_ref=sample.label_event_id,
+                    key=sample.sample_id.encode("utf-8"),
+                    raw=canonical_json(record).encode("utf-8"),
+                ),
+                run_id=run_id,
+                producer=PRODUCER,
+                event_id=derived_event_id([sample.label_event_id], "curate", f"refused:{sample.sample_id}"),
+                parent_ids=[sample.label_event_id],
+            )
+        )
+    return events
+
+
 def next_round_events(ledger: Ledger, policy: CurationPolicy, run_id: str) -> list[Event[Any]]:
     """The events that close the next round, if the latest closed round is complete (pure)."""
     if not ledger.closed:
@@ -421,8 +466,14 @@ def next_round_events(ledger: Ledger, policy: CurationPolicy, run_id: str) -> li
     if latest + 1 in ledger.closed or not ledger.status(latest, policy.expansions_per_seed).complete:
         return []
     outcome = ledger.outcome(latest, policy)
-    members = compose_round(latest + 1, outcome, ledger.fresh_seeds(), policy, run_id)
-    return round_events(
+    error_seeds, refused_es = screen(outcome.error_seeds, policy)
+    expansions, refused_ee = screen(outcome.expansions, policy)
+    high_ppl, refused_hppl = screen(outcome.high_ppl, policy)
+    fresh, refused_seeds = screen(ledger.fresh_seeds(), policy)
+    outcome = dataclasses.replace(outcome, error_seeds=error_seeds, expansions=expansions, high_ppl=high_ppl)
+    members = compose_round(latest + 1, outcome, fresh, policy, run_id)
+    refused = refusal_events([*refused_es, *refused_ee, *refused_hppl, *refused_seeds], run_id)
+    return refused + round_events(
         latest + 1, members, policy, run_id, ledger.closed[latest], outcome.probed_checkpoints
     )
 
@@ -431,10 +482,11 @@ def initial_round_events(ledger: Ledger, policy: CurationPolicy, run_id: str) ->
     """D_1 from the seed pool, unless round 1 already exists (pure)."""
     if 1 in ledger.closed:
         return []
-    members = compose_round(1, None, ledger.fresh_seeds(), policy, run_id)
+    fresh, refused = screen(ledger.fresh_seeds(), policy)
+    members = compose_round(1, None, fresh, policy, run_id)
     if not members:
         raise ValueError("the seed pool is empty: ingest seeds before opening round 1")
-    return round_events(1, members, policy, run_id, None)
+    return refusal_events(refused, run_id) + round_events(1, members, policy, run_id, None)
 
 
 async def load_ledger(settings: Settings) -> Ledger:

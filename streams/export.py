@@ -218,7 +218,10 @@ def write_verl(dataset: RoundDataset, path: Path, *, current_time: str | None = 
     from trainer.verl_backend import VerlRow, write_verl_parquet
 
     rows = [VerlRow.from_sample(m.sample_id, m.sample, current_time) for m in dataset.members]
-    write_verl_parquet(rows, path, round_index=dataset.round)
+    try:
+        write_verl_parquet(rows, path, round_index=dataset.round)
+    except ValueError as error:  # a row verl could not train on; the writer names it
+        raise ExportError(f"D_{dataset.round} cannot be written as verl parquet: {error}") from error
     return path
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from evaluation.decontam import Decontaminator
 from looptool.config import Settings
 from looptool.kafka import EventProducer, ensure_topics
 from looptool.logs import get_logger
@@ -37,6 +38,9 @@ class IngestReport:
     duplicates: int = 0
     dead_lettered: int = 0
     labels_violating_schema: int = 0
+    # Seeds that are questions of the evaluation suite (ingested; curate keeps them out of training).
+    overlapping_eval: int = 0
+    overlap_examples: list[str] = field(default_factory=list)
     by_format: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
 
@@ -89,9 +93,13 @@ def _first_line_reason(error: Exception) -> str:
 
 
 def read_records(
-    path: Path, run_id: str, fmt: str, report: IngestReport
+    path: Path, run_id: str, fmt: str, report: IngestReport, decontaminator: Decontaminator | None = None
 ) -> Iterator[Event[SampleAdded] | Event[DeadLetter]]:
-    """Parse the file line by line into events; fills ``report`` as it goes."""
+    """Parse the file line by line into events; fills ``report`` as it goes.
+
+    With a ``decontaminator``, seeds that are questions of the evaluation suite are counted (and the
+    first few named) in the report; they are still ingested, and curate keeps them out of every round.
+    """
     seen: set[str] = set()
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -136,6 +144,11 @@ def read_records(
                 seen.add(event.payload.sample_id)
                 if validate_action(sample.label, sample.tools):
                     report.labels_violating_schema += 1
+                overlap = decontaminator.overlaps(sample) if decontaminator is not None else None
+                if overlap is not None:
+                    report.overlapping_eval += 1
+                    if len(report.overlap_examples) < 10:
+                        report.overlap_examples.append(f"{ref}: {overlap}")
                 report.samples += 1
                 yield event
 
@@ -162,7 +175,8 @@ async def ingest_file(
         pending = []
         with progress:
             task = progress.add_task(path.name, total=total_lines)
-            for event in read_records(path, settings.run_id, fmt, report):
+            decontaminator = Decontaminator.from_suite() if settings.eval.decontaminate else None
+            for event in read_records(path, settings.run_id, fmt, report, decontaminator):
                 pending.append(await producer.send(event))
                 progress.update(task, completed=report.lines)
             progress.update(task, completed=total_lines)
@@ -174,5 +188,6 @@ async def ingest_file(
         samples=report.samples,
         dead_lettered=report.dead_lettered,
         duplicates=report.duplicates,
+        overlapping_eval=report.overlapping_eval,
     )
     return report

@@ -42,7 +42,7 @@ from rich.table import Table
 from looptool.config import Settings
 from looptool.kafka import ReplayStats, replay
 from looptool.logs import get_logger
-from schemas.events import CheckpointPublished, CuratedSample, Event, RoundClosed
+from schemas.events import CheckpointPublished, CuratedSample, Event, RoundClosed, SampleAdded
 from streams.curate import CurationPolicy, Ledger, initial_round_events, next_round_events
 from streams.store import ALL_TOPIC_NAMES, SampleStore
 from toolcall.canonical import content_hash
@@ -226,8 +226,15 @@ class RoundDataset:
         return counts
 
 
-def dataset_from_ledger(ledger: Ledger, round_: int) -> RoundDataset:
-    """D_round from a ledger's CuratedSample and RoundClosed events, with every check that fails."""
+def dataset_from_ledger(
+    ledger: Ledger, round_: int, origins: dict[str, Event[SampleAdded]] | None = None
+) -> RoundDataset:
+    """D_round from a ledger's CuratedSample and RoundClosed events, with every check that fails.
+
+    ``origins`` maps sample ids to their origin SampleAdded (the smallest event id, the store's rule;
+    default: the ledger's first arrival): ids are content hashes, so one sample can be added twice.
+    """
+    origins = origins if origins is not None else ledger.samples
     problems: list[str] = []
     members: list[DatasetMember] = []
     for sample_id, event in sorted(ledger.members.get(round_, {}).items()):
@@ -235,7 +242,7 @@ def dataset_from_ledger(ledger: Ledger, round_: int) -> RoundDataset:
         recomputed = Sample(tools=p.tools, messages=p.messages, label=p.label).content_hash()
         if recomputed != p.content_hash:
             problems.append(f"member {sample_id}: content hash {p.content_hash} != recomputed {recomputed}")
-        added = ledger.samples.get(sample_id)
+        added = origins.get(sample_id)
         members.append(
             DatasetMember(
                 sample_id=sample_id,
@@ -413,11 +420,16 @@ async def replay_to(
     result = ReplayResult(cut=cut, boundary=boundary, store_path=store_path)
     store = SampleStore.reset(store_path) if store_path is not None else None
     ledger = Ledger()
+    origins: dict[str, Event[SampleAdded]] = {}
     upstream = Ledger() if policy is not None and boundary.dataset_round is not None else None
     started = time.perf_counter()
     async for batch in events_within(settings, boundary, topics, result):
         for event in batch:
             ledger.add(event)
+            if isinstance(event.payload, SampleAdded):
+                known = origins.get(event.payload.sample_id)
+                if known is None or event.event_id < known.event_id:
+                    origins[event.payload.sample_id] = event
             if upstream is not None and _before_curation(event, boundary):
                 upstream.add(event)
         if store is not None:
@@ -426,7 +438,7 @@ async def replay_to(
             on_batch(len(batch))
     result.elapsed_s = time.perf_counter() - started
     if boundary.dataset_round is not None:
-        result.dataset = dataset_from_ledger(ledger, boundary.dataset_round)
+        result.dataset = dataset_from_ledger(ledger, boundary.dataset_round, origins)
         if upstream is not None and policy is not None:
             result.recompute = recompute_round(upstream, result.dataset, policy, settings.run_id)
     log.info(
@@ -478,13 +490,26 @@ def run_replay(
     """``looptool replay``: rebuild the store and D_J as of the cut, print what was rebuilt and checked."""
     cut = Cut.from_options(round_, until)
     target = store_path or default_replay_path(settings, cut)
+    if Path(target).resolve() == Path(settings.store.path).resolve():
+        raise ReplayError(
+            f"{target} is the live store: replay into another folder "
+            "(`looptool rebuild` rebuilds the live store itself)"
+        )
     policy = None
     if check_curation:
         from streams.worker import curation_policy
 
         policy = curation_policy(settings)
-    with console.status(f"replaying run {settings.run_id} up to {cut.describe()}…"):
-        result = asyncio.run(replay_to(settings, cut, store_path=target, policy=policy))
+    what = f"replaying run {settings.run_id} up to {cut.describe()}"
+    with console.status(what + "…") as status:
+        done = 0
+
+        def progress(count: int) -> None:
+            nonlocal done
+            done += count
+            status.update(f"{what}: {done:,} events…")
+
+        result = asyncio.run(replay_to(settings, cut, store_path=target, policy=policy, on_batch=progress))
     console.print(render_replay(result))
     return result
 

@@ -382,7 +382,9 @@ class SampleStore:
         """Apply a batch; returns how many events were new to the store. Idempotent."""
         if not events:
             return 0
-        unique = {event.event_id: event for event in events}
+        unique: dict[str, Event[Any]] = {}
+        for event in events:  # keep the first copy of a redelivered event, as every consumer does
+            unique.setdefault(event.event_id, event)
         label_events: dict[str, list[Event[Any]]] = {}
         for event in unique.values():
             if event.event_type in LABEL_EVENT_TYPES:

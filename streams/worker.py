@@ -173,7 +173,7 @@ async def run_stages(
     return runners
 
 
-STAGE_NAMES = ("probe", "judge", "relabel", "expand", "verify", "curate")
+STAGE_NAMES = ("probe", "judge", "relabel", "expand", "verify", "curate", "evaluate")
 
 
 def curation_policy(settings: Settings) -> Any:
@@ -187,7 +187,17 @@ def curation_policy(settings: Settings) -> Any:
         hppl_threshold=loop.hppl_threshold,
         max_round=loop.rounds,
         expansions_per_seed=loop.expansions_per_seed,
+        exclude=_eval_overlap_check(settings),
     )
+
+
+def _eval_overlap_check(settings: Settings) -> Any:
+    """Decontamination: keep the evaluation suite's questions out of every round (eval.decontaminate)."""
+    if not settings.eval.decontaminate:
+        return None
+    from evaluation.decontam import Decontaminator
+
+    return Decontaminator.from_suite(settings.eval.categories).overlaps
 
 
 def _endpoint_backend(settings: Settings, which: str) -> Any:
@@ -311,6 +321,10 @@ def build_stages(settings: Settings, names: Sequence[str]) -> list[Stage]:
             stages.append(
                 VerifyStage(run_id, verifier_client(settings), max_attempts=loop.verify_max_attempts)
             )
+        elif name == "evaluate":
+            from streams.evaluate import EvaluateStage, eval_policy
+
+            stages.append(EvaluateStage(run_id, _policy_backend(settings), eval_policy(settings)))
         elif name != "curate":
             raise ValueError(f"unknown stage {name!r}; known: {', '.join(STAGE_NAMES)}")
     return stages

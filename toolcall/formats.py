@@ -27,7 +27,7 @@ import re
 from typing import Any
 
 from toolcall.parsing import parse_openai_tool_calls, parse_output
-from toolcall.specs import ToolSpec, load_tools
+from toolcall.specs import ParamSchema, ToolSpec, load_tools
 from toolcall.types import Action, Message, Sample, ToolCall
 
 FORMATS = ("paper", "bfcl", "xlam", "openai", "hermes")
@@ -243,28 +243,78 @@ def _from_bfcl(record: dict[str, Any]) -> list[Sample]:
     if "ground_truth" not in record:
         raise RecordError("bfcl record has no 'ground_truth'")
     truth = _json_or_value(record["ground_truth"], "ground_truth")
-    if not isinstance(truth, list):
+    label = bfcl_label(truth, tools)
+    if not label.calls:
+        label = Action(text="None of the available functions can be used for this request.")
+    return [Sample(tools=tools, messages=messages, label=label)]
+
+
+_OMIT = object()
+
+
+def _bfcl_first(acceptable: list[Any], required: bool) -> Any:
+    """The first acceptable value; ``""`` means "left out", which a required parameter cannot be."""
+    for value in acceptable:
+        if value == "":
+            if required:
+                continue
+            return _OMIT
+        return value
+    return _OMIT
+
+
+def _nested_acceptable(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, list) for v in value.values())
+
+
+def _bfcl_arguments(name: str, acceptable_by_param: Any, schema: ParamSchema | None) -> dict[str, Any]:
+    if not isinstance(acceptable_by_param, dict):
+        raise RecordError(f"ground truth of {name} must map parameters to acceptable values")
+    properties = schema.properties if schema is not None else {}
+    required = set(schema.required) if schema is not None else set()
+    arguments: dict[str, Any] = {}
+    for param, acceptable in acceptable_by_param.items():
+        if not isinstance(acceptable, list):
+            arguments[param] = acceptable  # a bare value (seen inside nested dicts): take it as given
+            continue
+        sub = properties.get(param)
+        if sub is None and "" in acceptable:
+            continue  # BFCL data quirk: an undeclared parameter the answer may leave out is left out
+        value = _bfcl_first(acceptable, param in required)
+        if value is _OMIT:
+            continue
+        if sub is not None and "object" in sub.types and _nested_acceptable(value):
+            value = _bfcl_arguments(f"{name}.{param}", value, sub)  # acceptable values per dict key
+        elif sub is not None and "array" in sub.types and isinstance(value, list):
+            items = sub.items
+            if items is not None and "object" in items.types:
+                value = [
+                    _bfcl_arguments(f"{name}.{param}[]", v, items) if _nested_acceptable(v) else v
+                    for v in value
+                ]
+        arguments[param] = value
+    return arguments
+
+
+def bfcl_label(possible_answer: Any, tools: list[ToolSpec]) -> Action:
+    """BFCL's possible answer -> our label: per parameter its first acceptable value.
+
+    ``""`` means "may be left out" (a required parameter takes its first other value); dict values
+    carry acceptable values per key and are resolved recursively. The result is one output BFCL's
+    checker accepts (tested on every satisfiable BFCL v4 item). An empty list is a "no call" label.
+    """
+    if not isinstance(possible_answer, list):
         raise RecordError("bfcl 'ground_truth' must be a list of calls")
+    specs = {tool.name: tool.parameters for tool in tools}
     calls = []
-    for entry in truth:
+    for entry in possible_answer:
         if not isinstance(entry, dict) or len(entry) != 1:
             raise RecordError("each bfcl ground-truth call must be an object with one function name")
-        ((name, params),) = entry.items()
-        if not isinstance(params, dict):
-            raise RecordError(f"ground truth of {name} must map parameters to acceptable values")
-        arguments = {}
-        for param, acceptable in params.items():
-            if not isinstance(acceptable, list) or not acceptable:
-                raise RecordError(f"{name}.{param}: acceptable values must be a non-empty list")
-            if acceptable[0] != "":  # "" first means the parameter may be left out
-                arguments[param] = acceptable[0]
-        calls.append(ToolCall(name=name, arguments=arguments))
-    label = (
-        Action(calls=calls)
-        if calls
-        else Action(text="None of the available functions can be used for this request.")
-    )
-    return [Sample(tools=tools, messages=messages, label=label)]
+        ((name, acceptable_by_param),) = entry.items()
+        calls.append(
+            ToolCall(name=name, arguments=_bfcl_arguments(name, acceptable_by_param, specs.get(name)))
+        )
+    return Action(calls=calls)
 
 
 def _from_xlam(record: dict[str, Any]) -> list[Sample]:

@@ -116,9 +116,23 @@ def _as_number(text: str) -> float | None:
 
 def _omission_ok(value: Any, schema: ParamSchema | None, required: bool) -> bool:
     """Leaving a parameter out is the same as giving it ``value``."""
-    if schema is not None and schema.has_default and values_equal(value, schema.default, schema):
+    if required:
+        return False  # a required parameter must be given, whatever default its docs mention
+    if value is None:
         return True
-    return value is None and not required
+    return (
+        schema is not None
+        and schema.has_default
+        and _conforms(value, schema)
+        and values_equal(value, schema.default, schema)
+    )
+
+
+def _conforms(value: Any, schema: ParamSchema) -> bool:
+    """``value`` has one of the declared types (an integer where a number is declared counts)."""
+    declared = set(schema.types)
+    kind = json_type_of(value)
+    return not declared or kind in declared or (kind == "integer" and "number" in declared)
 
 
 def _object_diffs(

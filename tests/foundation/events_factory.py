@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from schemas.events import (
+    CheckpointEvaluated,
     CheckpointPublished,
     CuratedSample,
     DeadLetter,
@@ -165,6 +166,22 @@ def one_of_each() -> list[Payload]:
             backend="cpu",
             metrics={"reward_mean": 0.5, "loss": 0.1},
             wall_time_s=12.5,
+        ),
+        CheckpointEvaluated(
+            checkpoint_id="ckpt-1",
+            round=1,
+            step=20,
+            final=True,
+            suite="bfcl-v4-single-turn",
+            suite_version="2026.3.23",
+            categories=["multiple", "irrelevance"],
+            limit=2,
+            correct={"multiple": 1, "irrelevance": 2},
+            total={"multiple": 2, "irrelevance": 2},
+            accuracy={"multiple": 0.5, "irrelevance": 1.0},
+            summary={"non_live_ast": 0.5, "irrelevance": 1.0, "overall": 0.75},
+            wall_time_s=3.5,
+            results_uri="/tmp/eval/ckpt-1.jsonl",
         ),
         DeadLetter(
             stage="ingest", reason="bad json", error_type="JSONDecodeError", raw=b"\xff\x00{", key=b"k"

@@ -1,0 +1,116 @@
+"""Decontamination: is a training sample one of the evaluation suite's questions?
+
+A loop that trains on its own benchmark measures nothing. Seeds may come from anywhere (a dataset that
+copied BFCL questions, an expansion that reproduced one), so ingest reports seeds that overlap the suite
+and curate refuses to put an overlapping sample into a round's dataset.
+
+Overlap is decided by a normalised content hash of what makes a question that question: the user's
+text (every user message, Unicode-NFKC-normalised, case-folded, whitespace collapsed) and the names of
+the tools offered (case-folded, ``.``/``-``/``/``/spaces read as ``_``, since OpenAI-style exports rename
+``math.factorial`` to ``math_factorial``; as a set, order ignored). Tool descriptions, the label and any
+system prompt are left out on purpose: a copied question with reworded docs or another answer is still
+the benchmark's question.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Protocol
+
+from evaluation.suite import SUITE_NAME, BfclItem, load_suite, parse_categories, suite_version
+from toolcall.canonical import content_hash
+from toolcall.specs import ToolSpec
+from toolcall.types import Message
+
+_SPACES = re.compile(r"\s+")
+_NAME_SEPARATORS = re.compile(r"[.\-/\s]+")
+
+
+class HasContext(Protocol):
+    """Anything with tools and messages: a Sample, a SampleAdded or CuratedSample payload, a pool sample."""
+
+    @property
+    def tools(self) -> Sequence[ToolSpec]: ...
+
+    @property
+    def messages(self) -> Sequence[Message]: ...
+
+
+def normalise_query(text: str) -> str:
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def normalise_tool_name(name: str) -> str:
+    return _NAME_SEPARATORS.sub("_", unicodedata.normalize("NFKC", name).casefold().strip())
+
+
+def overlap_key(user_query: str, tool_names: Iterable[str]) -> str:
+    """The hash two questions share when they are the same question over the same tools."""
+    return content_hash(
+        {"query": normalise_query(user_query), "tools": sorted({normalise_tool_name(n) for n in tool_names})}
+    )
+
+
+def sample_key(sample: HasContext) -> str:
+    query = "\n".join(m.content for m in sample.messages if m.role == "user")
+    return overlap_key(query, (tool.name for tool in sample.tools))
+
+
+def item_key(item: BfclItem) -> str:
+    return overlap_key(item.user_query(), (f["name"] for f in item.functions))
+
+
+@dataclass(frozen=True)
+class Decontaminator:
+    """The suite's question hashes, and the check of a sample against them."""
+
+    suite: str
+    suite_version: str
+    item_ids_by_key: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def from_items(
+        cls, items: Iterable[BfclItem], suite: str = SUITE_NAME, version: str = ""
+    ) -> Decontaminator:
+        index: dict[str, list[str]] = {}
+        for item in items:
+            index.setdefault(item_key(item), []).append(item.id)
+        return cls(suite, version, {key: tuple(ids) for key, ids in index.items()})
+
+    @classmethod
+    def from_suite(cls, categories: Sequence[str] | str | None = None) -> Decontaminator:
+        """Every item of the given BFCL categories (default: all single-turn ones)."""
+        return _from_suite(tuple(parse_categories(categories)))
+
+    def __len__(self) -> int:
+        return len(self.item_ids_by_key)
+
+    def matches(self, sample: HasContext) -> tuple[str, ...]:
+        """The suite item ids the sample is the same question as (empty if none)."""
+        return self.item_ids_by_key.get(sample_key(sample), ())
+
+    def overlaps(self, sample: HasContext) -> str | None:
+        """The reason to keep this sample out of training, or None when it is not a suite question."""
+        ids = self.matches(sample)
+        if not ids:
+            return None
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        return f"overlaps evaluation suite {self.suite}@{self.suite_version} ({shown})"
+
+
+@cache
+def _from_suite(categories: tuple[str, ...]) -> Decontaminator:
+    return Decontaminator.from_items(load_suite(list(categories)), SUITE_NAME, suite_version())
+
+
+def describe(decontaminator: Decontaminator) -> dict[str, Any]:
+    """What the check covers, for logs and reports."""
+    return {
+        "suite": decontaminator.suite,
+        "suite_version": decontaminator.suite_version,
+        "questions": len(decontaminator),
+    }

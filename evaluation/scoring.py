@@ -1,0 +1,214 @@
+"""Score one model output on one BFCL item, and aggregate per category and into BFCL's summary columns.
+
+The path of an output: our parser (:func:`toolcall.parsing.parse_output`) reads it; its calls become
+BFCL's decoded "model output" form, ``[{function_name: {param: value}}, ...]`` (what BFCL's own Qwen
+function-calling handler's ``decode_ast`` returns for the same ``<tool_call>`` JSON blocks); bfcl-eval's
+AST checker judges it against the item's possible answer. Irrelevance items are correct when no call
+is made, the relevance item when one is (BFCL's rule: an output that does not decode into calls counts
+as no call).
+
+Aggregation follows ``bfcl_eval.eval_checker.eval_runner_helper.generate_leaderboard_csv`` restricted to
+the Python single-turn categories: non-live AST is the unweighted mean of its four categories (BFCL's
+"simple" there is the mean of Python, Java and JavaScript; we evaluate Python only), live AST the mean
+weighted by item counts, irrelevance the unweighted mean of its two categories, relevance the one
+category; "overall" is BFCL's overall formula restricted to its single-turn parts (non-live, live and
+irrelevance, equal weights), so it is not comparable with BFCL's full overall, which adds multi-turn
+and agentic scores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from statistics import fmean
+from typing import Any
+
+from evaluation.bfcl_checker import ast_check
+from evaluation.suite import CATEGORIES, IRRELEVANCE, LIVE_AST, NON_LIVE_AST, RELEVANCE, BfclItem
+from toolcall.parsing import parse_output
+from toolcall.types import Action
+
+SUMMARY_COLUMNS = ("non_live_ast", "live_ast", "irrelevance", "relevance", "overall")
+SUMMARY_TITLES = {
+    "non_live_ast": "Non-Live AST",
+    "live_ast": "Live AST",
+    "irrelevance": "Irrelevance",
+    "relevance": "Relevance",
+    "overall": "Overall (single-turn)",
+}
+
+
+def to_bfcl_output(action: Action | None) -> list[dict[str, dict[str, Any]]]:
+    """An action in BFCL's decoded model-output form (a text answer or no action: no calls).
+
+    Arguments go through a JSON round trip, so the checker sees exactly what a model's JSON says.
+    """
+    if action is None:
+        return []
+    return [{call.name: json.loads(json.dumps(call.arguments))} for call in action.calls]
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """The verdict on one item, with what the model said and how it was read (for inspection)."""
+
+    id: str
+    category: str
+    correct: bool
+    made_call: bool
+    raw_output: str
+    decoded: list[dict[str, dict[str, Any]]] = field(default_factory=list)
+    parse_error: str | None = None
+    error_type: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def to_record(self) -> dict[str, Any]:
+        """A flat, JSON-safe row (nested values as JSON strings, so parquet columns stay simple)."""
+        row = asdict(self)
+        row["decoded"] = json.dumps(self.decoded, ensure_ascii=False)
+        row["errors"] = json.dumps(self.errors, ensure_ascii=False, default=str)
+        return row
+
+
+def score_output(item: BfclItem, raw_output: str) -> ItemResult:
+    """Parse ``raw_output`` with our parser and judge it as BFCL does for ``item``'s category."""
+    parsed = parse_output(raw_output)
+    action = parsed.action if parsed.error is None else None
+    decoded = to_bfcl_output(action)
+    made_call = bool(decoded)
+    common = {"id": item.id, "category": item.category, "raw_output": raw_output, "decoded": decoded}
+    if item.kind == "irrelevance":
+        return ItemResult(
+            correct=not made_call,
+            made_call=made_call,
+            parse_error=parsed.error,
+            error_type="irrelevance_error:call_made" if made_call else None,
+            **common,
+        )
+    if item.kind == "relevance":
+        return ItemResult(
+            correct=made_call,
+            made_call=made_call,
+            parse_error=parsed.error,
+            error_type=None if made_call else "relevance_error:no_call",
+            **common,
+        )
+    if parsed.error is not None:
+        return ItemResult(
+            correct=False,
+            made_call=False,
+            parse_error=parsed.error,
+            error_type="ast_decoder:decoder_failed",
+            errors=[parsed.error],
+            **common,
+        )
+    assert item.possible_answer is not None
+    verdict = ast_check(item.functions, decoded, item.possible_answer, item.category)
+    return ItemResult(
+        correct=verdict.valid,
+        made_call=made_call,
+        error_type=verdict.error_type,
+        errors=[e if isinstance(e, str) else json.dumps(e, default=str) for e in verdict.errors],
+        **common,
+    )
+
+
+@dataclass(frozen=True)
+class CategoryScore:
+    category: str
+    correct: int
+    total: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class BfclSummary:
+    """Per-category counts and BFCL's summary columns (None where none of a column's categories ran)."""
+
+    categories: dict[str, CategoryScore]
+    non_live_ast: float | None
+    live_ast: float | None
+    irrelevance: float | None
+    relevance: float | None
+    overall: float | None
+    # Summary columns computed from only some of their categories (e.g. ``--categories multiple``).
+    partial: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return sum(score.total for score in self.categories.values())
+
+    @property
+    def correct(self) -> int:
+        return sum(score.correct for score in self.categories.values())
+
+    def column(self, name: str) -> float | None:
+        return getattr(self, name)
+
+    def columns(self) -> dict[str, float]:
+        """The summary columns that have a value."""
+        return {name: value for name in SUMMARY_COLUMNS if (value := self.column(name)) is not None}
+
+    def accuracy(self) -> dict[str, float]:
+        return {name: score.accuracy for name, score in self.categories.items()}
+
+
+def category_scores(results: Iterable[ItemResult]) -> dict[str, CategoryScore]:
+    correct: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for result in results:
+        total[result.category] = total.get(result.category, 0) + 1
+        correct[result.category] = correct.get(result.category, 0) + int(result.correct)
+    order = [c for c in CATEGORIES if c in total] + sorted(c for c in total if c not in CATEGORIES)
+    return {c: CategoryScore(c, correct[c], total[c]) for c in order}
+
+
+def _unweighted(scores: Sequence[CategoryScore]) -> float | None:
+    return fmean(s.accuracy for s in scores) if scores else None
+
+
+def _weighted(scores: Sequence[CategoryScore]) -> float | None:
+    total = sum(s.total for s in scores)
+    return sum(s.correct for s in scores) / total if total else None
+
+
+def summarise(results: Iterable[ItemResult]) -> BfclSummary:
+    return summary_from_scores(category_scores(results))
+
+
+def summary_from_scores(categories: dict[str, CategoryScore]) -> BfclSummary:
+    """BFCL's summary columns from per-category scores (see the module docstring for the formulas)."""
+
+    def present(group: Sequence[str]) -> list[CategoryScore]:
+        return [categories[c] for c in group if c in categories and categories[c].total]
+
+    groups = {
+        "non_live_ast": NON_LIVE_AST,
+        "live_ast": LIVE_AST,
+        "irrelevance": IRRELEVANCE,
+        "relevance": RELEVANCE,
+    }
+    non_live = _unweighted(present(NON_LIVE_AST))
+    live = _weighted(present(LIVE_AST))
+    irrelevance = _unweighted(present(IRRELEVANCE))
+    relevance = _unweighted(present(RELEVANCE))
+    parts = [value for value in (non_live, live, irrelevance) if value is not None]
+    overall = fmean(parts) if parts else None
+    partial = [name for name, group in groups.items() if present(group) and len(present(group)) < len(group)]
+    if overall is not None and (
+        len(parts) < 3 or any(p in partial for p in ("non_live_ast", "live_ast", "irrelevance"))
+    ):
+        partial.append("overall")
+    return BfclSummary(
+        categories=categories,
+        non_live_ast=non_live,
+        live_ast=live,
+        irrelevance=irrelevance,
+        relevance=relevance,
+        overall=overall,
+        partial=tuple(partial),
+    )

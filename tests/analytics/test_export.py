@@ -1,0 +1,136 @@
+"""Exports of D_J: byte-identical across rebuilds, and every format loads back to the same samples."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from streams.export import (
+    EXPORT_FORMATS,
+    ExportError,
+    export_dataset,
+    export_round,
+    read_export,
+    run_export,
+)
+from streams.replay import Cut, dataset_at
+from tests.analytics.conftest import LiveRun
+from toolcall.formats import record_to_samples
+from toolcall.reward import ground_truth_json
+from toolcall.types import Message
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    if path.is_dir():
+        return {
+            p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+        }
+    return {path.name: path.read_bytes()}
+
+
+@pytest.mark.parametrize("fmt", EXPORT_FORMATS)
+async def test_rebuilding_a_round_twice_gives_byte_identical_exports(
+    live_run: LiveRun, tmp_path: Path, fmt: str
+) -> None:
+    first = await export_round(live_run.settings, Cut(round=2), fmt, tmp_path / "a" / f"d2.{fmt}")
+    second = await export_round(live_run.settings, Cut(round=2), fmt, tmp_path / "b" / f"d2.{fmt}")
+    assert first.rows == second.rows == live_run.run.round_closed(2).payload.total
+    assert first.content_hash == live_run.run.round_closed(2).payload.content_hash
+    assert _files(first.path) == _files(second.path)
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+async def test_exports_load_back_to_the_curated_samples(live_run: LiveRun, tmp_path: Path, fmt: str) -> None:
+    dataset = await dataset_at(live_run.settings, Cut(round=2))
+    result = export_dataset(dataset, fmt, tmp_path / f"d2.{fmt}")
+    loaded = list(read_export(result.path, fmt))
+    assert [sample_id for sample_id, _ in loaded] == [m.sample_id for m in dataset.members]
+    assert [s.content_hash() for _, s in loaded] == [m.content_hash for m in dataset.members]
+    assert [s.label for _, s in loaded] == [m.label for m in dataset.members]
+
+
+async def test_parquet_and_hf_exports_hold_the_curation_columns(live_run: LiveRun, tmp_path: Path) -> None:
+    import datasets
+
+    dataset = await dataset_at(live_run.settings, Cut(round=3))
+    parquet = export_dataset(dataset, "parquet", tmp_path / "d3.parquet").path
+    table = pq.read_table(parquet)
+    assert table.column_names[:5] == ["sample_id", "round", "source", "origin", "seed_sample_id"]
+    rows = table.to_pylist()
+    assert {r["round"] for r in rows} == {3}
+    assert [r["source"] for r in rows] == [m.source for m in dataset.members]
+    expansions = [r for r in rows if r["origin"] == "expansion"]
+    assert expansions and all(r["seed_sample_id"] for r in expansions)
+    folder = export_dataset(dataset, "hf", tmp_path / "d3.hf").path
+    hf = datasets.load_from_disk(str(folder))
+    assert isinstance(hf, datasets.Dataset) and len(hf) == len(dataset.members)
+    assert hf["sample_id"] == [m.sample_id for m in dataset.members]
+    assert hf[0]["messages"][0]["role"] in ("system", "user")
+
+
+async def test_jsonl_export_is_canonical_and_ingestible_again(live_run: LiveRun, tmp_path: Path) -> None:
+    dataset = await dataset_at(live_run.settings, Cut(round=1))
+    path = export_dataset(dataset, "jsonl", tmp_path / "d1.jsonl").path
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(dataset.members)
+    for line, member in zip(lines, dataset.members, strict=True):
+        record = json.loads(line)
+        assert line == json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        [sample] = record_to_samples(record)  # the ingest path, format auto-detected
+        assert sample.content_hash() == member.content_hash == record["content_hash"]
+        assert record["source"] == "SEED" and record["round"] == 1
+
+
+async def test_verl_export_is_the_trainers_parquet(live_run: LiveRun, tmp_path: Path) -> None:
+    dataset = await dataset_at(live_run.settings, Cut(round=2))
+    path = export_dataset(
+        dataset, "verl", tmp_path / "d2.verl.parquet", current_time="2026-01-01 09:00:00"
+    ).path
+    rows = pq.read_table(path).to_pylist()
+    assert [r["extra_info"]["sample_id"] for r in rows] == [m.sample_id for m in dataset.members]
+    assert {r["extra_info"]["round"] for r in rows} == {2}
+    for row, member in zip(rows, dataset.members, strict=True):
+        assert row["reward_model"]["ground_truth"] == ground_truth_json(member.tools, member.label)
+        assert row["prompt"][0]["role"] == "system" and row["prompt"][-1]["role"] != "assistant"
+
+
+async def test_export_refuses_a_dataset_that_fails_its_manifest(live_run: LiveRun, tmp_path: Path) -> None:
+    dataset = await dataset_at(live_run.settings, Cut(round=1))
+    broken = dataclasses.replace(
+        dataset, members=dataset.members[1:], problems=("manifest lists 40 members",)
+    )
+    with pytest.raises(ExportError, match="does not match its manifest"):
+        export_dataset(broken, "jsonl", tmp_path / "x.jsonl")
+    assert not (tmp_path / "x.jsonl").exists()
+    with pytest.raises(ExportError, match="unknown export format 'csv'"):
+        export_dataset(dataset, "csv", tmp_path / "x.csv")
+
+
+def test_run_export_defaults_to_the_latest_round(live_run: LiveRun) -> None:
+    console = Console(record=True, width=200)
+    result = run_export(live_run.settings, round_=None, until=None, fmt="parquet", out=None, console=console)
+    assert result.round == 3
+    assert (
+        result.path
+        == live_run.settings.store.path.parent / "exports" / live_run.settings.run_id / "round-3.parquet"
+    )
+    assert pq.read_table(result.path).num_rows == result.rows
+    assert f"wrote D_3 ({result.rows} samples" in console.export_text()
+
+
+async def test_verl_export_names_a_row_verl_cannot_train_on(live_run: LiveRun, tmp_path: Path) -> None:
+    dataset = await dataset_at(live_run.settings, Cut(round=1))
+    member = dataset.members[0]
+    answered = dataclasses.replace(
+        member, messages=[*member.messages, Message(role="assistant", content="Done.")]
+    )
+    broken = dataclasses.replace(dataset, members=(answered, *dataset.members[1:]))
+    with pytest.raises(ExportError, match=f"cannot be written as verl parquet: .*{member.sample_id}"):
+        export_dataset(broken, "verl", tmp_path / "x.parquet", force=True)
+    assert not (tmp_path / "x.parquet").exists()
