@@ -42,7 +42,16 @@ class Generation:
 
 
 class InferenceError(RuntimeError):
-    """A backend could not answer (after its own retries); the stage decides what to do."""
+    """A backend could not answer (after its own retries); the stage decides what to do.
+
+    ``retryable`` is False when asking again cannot help (the endpoint rejected the request itself,
+    e.g. HTTP 400 for a prompt longer than the model's context, or a checkpoint folder that does
+    not load); True when the endpoint was unavailable (timeouts, 5xx, 429, an open circuit).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @runtime_checkable

@@ -76,6 +76,17 @@ class EndpointSettings(_Section):
     timeout_s: float = Field(default=120.0, gt=0)
     max_concurrency: int = Field(default=8, ge=1)
     max_retries: int = Field(default=4, ge=0)
+    breaker_threshold: int = Field(
+        default=5, ge=1, description="Requests failing after their retries before the circuit opens."
+    )
+    breaker_cooldown_s: float = Field(default=30.0, gt=0, description="How long an open circuit fails fast.")
+    vllm_extensions: bool = Field(
+        default=False, description="The endpoint is a vLLM server: ask for token ids (return_token_ids)."
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Sent with every request, e.g. {"chat_template_kwargs": {"enable_thinking": false}}.',
+    )
 
     def resolved_api_key(self) -> str | None:
         """The key from ``api_key`` or, failing that, the first line of ``api_key_file``."""
@@ -95,6 +106,7 @@ class PolicySettings(_Section):
     max_new_tokens: int = Field(default=256, ge=1)
     gpu_memory_utilization: float = Field(default=0.7, gt=0, le=1)
     max_model_len: int = Field(default=4096, ge=256)
+    enforce_eager: bool = Field(default=False, description="vLLM: skip CUDA-graph/compile capture.")
 
 
 class ScenarioSettings(_Section):

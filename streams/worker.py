@@ -213,6 +213,10 @@ def _endpoint_backend(settings: Settings, which: str) -> Any:
         timeout_s=endpoint.timeout_s,
         max_concurrency=endpoint.max_concurrency,
         max_retries=endpoint.max_retries,
+        breaker_threshold=endpoint.breaker_threshold,
+        breaker_cooldown_s=endpoint.breaker_cooldown_s,
+        vllm_extensions=endpoint.vllm_extensions,
+        extra_body=endpoint.extra_body or None,
     )
 
 
@@ -228,6 +232,7 @@ def _policy_backend(settings: Settings) -> Any:
             model_id="initial",
             gpu_memory_utilization=policy.gpu_memory_utilization,
             max_model_len=policy.max_model_len,
+            enforce_eager=policy.enforce_eager,
         )
     return make_backend("transformers", model_path=path, model_id="initial", batch_size=policy.batch_size)
 

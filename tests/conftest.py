@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from looptool.broker import EmbeddedBroker
 from looptool.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from inference.vllm_backend import ServedModel
 
 _session_broker_pid: int | None = None
 
@@ -60,3 +64,78 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
     raise RuntimeError(f"embedded broker pid {_session_broker_pid} is still running after the session")
+
+
+# -- models and a shared vLLM server (see tests/inference) --------------------------------------------
+
+TINY_POLICY_CORPUS = (
+    "You are a helpful assistant with access to tools.",
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    '<tool_response>\n{"temperature": 21}\n</tool_response>',
+    "<think>The user wants the weather.</think> The weather in Paris is sunny.",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """``factory(seed) -> folder``: tiny Qwen2 checkpoints (same shape and tokenizer), built once per seed.
+
+    2 layers, hidden 128 (head_dim 32, the least vLLM accepts), ~0.3 M parameters. The
+    initializer_range 0.1 (not the training default 0.02) makes the random model's next-token
+    distributions peaked, so greedy outputs differ between prompts and between seeds instead of all
+    being one near-uniform argmax. Different seeds stand in for successive training checkpoints.
+    """
+    from trainer.tiny_policy import build_tiny_policy
+
+    built: dict[int, Path] = {}
+
+    def factory(seed: int) -> Path:
+        if seed not in built:
+            folder = tmp_path_factory.mktemp(f"tiny-policy-seed{seed}")
+            built[seed] = build_tiny_policy(
+                folder, TINY_POLICY_CORPUS, vocab_size=512, seed=seed, initializer_range=0.1
+            )
+        return built[seed]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_path(tiny_policy_factory: Callable[[int], Path]) -> Path:
+    """The session's tiny policy folder (seed 0); the vLLM server fixture serves this one."""
+    return tiny_policy_factory(0)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_policy_path: Path) -> Iterator[ServedModel]:
+    """ONE vLLM OpenAI-compatible server for the session, serving ``tiny_policy_path`` as "tiny-policy".
+
+    Started on first use (1.5 to 4 minutes on a 2-core CPU), so sessions that never request it pay
+    nothing. Its whole process tree (API server, engine core, worker) ends at session end, and also
+    if pytest itself is killed (a supervisor armed with PR_SET_PDEATHSIG). Yields
+    :class:`inference.vllm_backend.ServedModel`: ``base_url`` (ends in /v1), ``model``,
+    ``model_path``. Skips where vLLM is not installed.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed (install the cpu-serve or gpu extra)")
+    from inference.vllm_backend import VLLMServerProcess
+
+    server = VLLMServerProcess(
+        tiny_policy_path,
+        "tiny-policy",
+        gpu_memory_utilization=0.2,
+        max_model_len=1024,
+        dtype="float32",
+        kv_cache_memory_bytes=256 << 20,
+        # A tiny model on CPU: skipping torch.compile cuts engine init from ~70 s to ~5 s, and
+        # eager decoding of a 2-layer model is faster than the compiled graph here anyway.
+        extra_args=["--enforce-eager"],
+        # Below pytest-timeout's 600 s, so a slow start fails with the server's log, not a bare kill.
+        startup_timeout_s=540,
+    )
+    try:
+        yield server.start()
+    finally:
+        server.stop()

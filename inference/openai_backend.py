@@ -1,0 +1,399 @@
+"""Any OpenAI-compatible HTTP endpoint (a vLLM server in practice) as an inference backend.
+
+Resilience, from the inside out:
+
+- every HTTP call holds a slot of a semaphore (``max_concurrency`` calls in flight per backend);
+- a call that times out, cannot connect, gets HTTP 429 or 5xx, or gets a body that is not the
+  expected JSON is retried (tenacity) up to ``max_retries`` times with exponential backoff plus
+  jitter, honouring ``Retry-After`` on 429/503; other 4xx answers are not retried (asking again
+  cannot help) and raise ``InferenceError(retryable=False)``;
+- a circuit breaker (purgatory) counts requests that failed *after* their retries: after
+  ``breaker_threshold`` in a row it opens and every request fails at once for
+  ``breaker_cooldown_s``; the next request then goes through half-open and closes the circuit if it
+  succeeds (or re-opens it if it fails).
+
+Failures surface as :class:`inference.base.InferenceError`; the stages turn them into a pause and
+retry. The API key is sent as ``Authorization: Bearer ...`` and is scrubbed from every log line and
+exception message this module writes.
+
+``generate`` uses ``/v1/chat/completions`` (``n``, ``temperature``, ``top_p``, ``seed``, ``stop``,
+``logprobs``), one request per prompt, in parallel up to the concurrency limit. ``score`` needs
+vLLM's extensions, since the chat template lives on the server: ``POST /tokenize`` renders and
+tokenizes the chat (``add_generation_prompt``) and tokenizes the continuation, then
+``POST /v1/completions`` with the concatenated token ids, ``max_tokens=1`` and
+``prompt_logprobs=0`` returns the log-prob of every prompt token; the continuation's are the last
+ones. Tokenizing the two parts separately matches how the local backends score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from inference.base import Chat, Generation, InferenceError, SamplingConfig
+from looptool.logs import get_logger
+
+log = get_logger(__name__)
+
+_BODY_EXCERPT = 300
+
+
+class _AttemptFailed(Exception):
+    """One HTTP attempt failed in a way worth retrying."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class _MalformedResponse(ValueError):
+    """The endpoint answered 200 with a body that is not what the API promises."""
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def _public_url(url: str) -> str:
+    """The URL without user info (it may carry credentials), for logs and messages."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
+
+
+class OpenAIBackend:
+    """:class:`inference.base.InferenceBackend` on an OpenAI-compatible endpoint."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        max_concurrency: int = 8,
+        max_retries: int = 4,
+        *,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        breaker_threshold: int = 5,
+        breaker_cooldown_s: float = 30.0,
+        logprobs: bool = True,
+        vllm_extensions: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if max_retries < 0:
+            raise ValueError("max_retries must be at least 0")
+        if breaker_threshold < 1:
+            raise ValueError("breaker_threshold must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout_s = timeout_s
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.breaker_threshold = breaker_threshold
+        self.breaker_cooldown_s = breaker_cooldown_s
+        self.logprobs = logprobs
+        # vLLM-only request fields (token ids of the answer); off for endpoints that reject unknown fields.
+        self.vllm_extensions = vllm_extensions
+        self.extra_body = dict(extra_body or {})
+        self._api_key = api_key or None
+        self._public_base_url = _public_url(self.base_url)
+        # Server routes outside the OpenAI API (vLLM's /tokenize) hang off the root, not /v1.
+        self._root_url = self.base_url.removesuffix("/v1")
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        self._client = httpx.AsyncClient(
+            headers=headers, timeout=httpx.Timeout(timeout_s), transport=transport, follow_redirects=False
+        )
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        # initial × 2^(attempt-1) plus up to `initial` of jitter, capped.
+        self._backoff = wait_exponential_jitter(
+            multiplier=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s
+        )
+        self._circuit = f"openai:{self._public_base_url}"
+        self._breakers = AsyncCircuitBreakerFactory(
+            default_threshold=breaker_threshold,
+            default_ttl=breaker_cooldown_s,
+            # A request the endpoint answered with a client error does not say it is down.
+            exclude=[(InferenceError, lambda error: not error.retryable)],
+        )
+        self._breakers.add_listener(self._on_breaker_event)
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIBackend(base_url={self._public_base_url!r}, model={self.model!r})"
+
+    @property
+    def model_id(self) -> str:
+        return self.model
+
+    def _scrub(self, text: str) -> str:
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def _on_breaker_event(self, circuit: str, event_type: str, event: Any) -> None:
+        if event_type == "state_changed":
+            log.warning(
+                "openai.circuit",
+                endpoint=self._public_base_url,
+                state=getattr(event, "state", "?"),
+                cooldown_s=self.breaker_cooldown_s,
+            )
+
+    # -- one logical request ---------------------------------------------------------------------
+
+    async def _post(self, url: str, payload: Mapping[str, Any], parse: Callable[[Any], Any]) -> Any:
+        """POST ``payload`` as JSON and return ``parse(body)``, with retries inside the breaker."""
+        path = url.removeprefix(self._root_url)
+        try:
+            breaker = await self._breakers.get_breaker(self._circuit)
+            async with breaker:
+                return await self._post_with_retries(url, path, payload, parse)
+        except OpenedState:
+            raise InferenceError(
+                f"{self._public_base_url} is failing: circuit open after {self.breaker_threshold} failed "
+                f"requests in a row; new requests fail fast for {self.breaker_cooldown_s:g}s",
+                retryable=True,
+            ) from None
+
+    async def _post_with_retries(
+        self, url: str, path: str, payload: Mapping[str, Any], parse: Callable[[Any], Any]
+    ) -> Any:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda error: isinstance(error, _AttemptFailed)),
+            before_sleep=lambda state: self._log_retry(path, state),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(url, path, payload, parse)
+        except _AttemptFailed as error:
+            attempts = self.max_retries + 1
+            message = self._scrub(f"{self._public_base_url}{path} failed {attempts} times; last: {error}")
+            log.warning("openai.gave_up", endpoint=self._public_base_url, path=path, attempts=attempts)
+            raise InferenceError(message, retryable=True) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _attempt(
+        self, url: str, path: str, payload: Mapping[str, Any], parse: Callable[[Any], Any]
+    ) -> Any:
+        async with self._semaphore:
+            try:
+                response = await self._client.post(url, json=payload)
+            except httpx.TimeoutException as error:
+                raise _AttemptFailed(
+                    f"timed out after {self.timeout_s:g}s ({type(error).__name__})"
+                ) from None
+            except httpx.TransportError as error:
+                raise _AttemptFailed(f"transport error {type(error).__name__}: {error}") from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _AttemptFailed(
+                f"HTTP {status}: {response.text[:_BODY_EXCERPT]!r}",
+                retry_after_s=_retry_after_seconds(response.headers.get("retry-after")),
+            )
+        if status >= 400:
+            raise InferenceError(
+                self._scrub(
+                    f"{self._public_base_url}{path} rejected the request: HTTP {status}: "
+                    f"{response.text[:_BODY_EXCERPT]!r}"
+                ),
+                retryable=False,
+            )
+        if status != 200:
+            raise _AttemptFailed(f"unexpected HTTP {status}")
+        try:
+            return parse(response.json())
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            raise _AttemptFailed(
+                f"malformed response ({type(error).__name__}: {str(error)[:120]}): "
+                f"{response.text[:_BODY_EXCERPT]!r}"
+            ) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = self._backoff(state)
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(error, "retry_after_s", None) or 0.0
+        return min(self.backoff_max_s, max(backoff, retry_after))
+
+    def _log_retry(self, path: str, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "openai.retry",
+            endpoint=self._public_base_url,
+            path=path,
+            attempt=state.attempt_number,
+            of=self.max_retries + 1,
+            error=self._scrub(str(error)),
+            sleep_s=round(state.next_action.sleep, 3) if state.next_action else None,
+        )
+
+    # -- generate ----------------------------------------------------------------------------------
+
+    async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
+        if sampling.n < 1:
+            raise ValueError("sampling.n must be at least 1")
+        if sampling.max_tokens < 1:
+            raise ValueError("sampling.max_tokens must be at least 1")
+        if not prompts:
+            return []
+        return await self._gather([self._generate_one(chat, sampling) for chat in prompts])
+
+    async def _gather(self, calls: Sequence[Any]) -> list[Any]:
+        # Every request runs to its own end (no cancellation of siblings), so the breaker sees each
+        # failure; the first error is raised once all are done.
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return list(results)
+
+    def _chat_payload(self, chat: Chat, sampling: SamplingConfig) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            **self.extra_body,
+            "model": self.model,
+            "messages": list(chat),
+            "n": sampling.n,
+            "max_tokens": sampling.max_tokens,
+            "temperature": 0.0 if sampling.greedy else sampling.temperature,
+            "top_p": 1.0 if sampling.greedy else sampling.top_p,
+        }
+        if sampling.seed is not None:
+            payload["seed"] = sampling.seed
+        if sampling.stop:
+            payload["stop"] = list(sampling.stop)
+        if self.logprobs:
+            payload["logprobs"] = True
+        if self.vllm_extensions:
+            payload["return_token_ids"] = True
+        return payload
+
+    async def _generate_one(self, chat: Chat, sampling: SamplingConfig) -> list[Generation]:
+        if not chat:
+            raise ValueError("a prompt must hold at least one message")
+        url = f"{self.base_url}/chat/completions"
+        return await self._post(
+            url, self._chat_payload(chat, sampling), lambda body: self._parse_chat(body, sampling)
+        )
+
+    def _parse_chat(self, body: Any, sampling: SamplingConfig) -> list[Generation]:
+        choices = sorted(body["choices"], key=lambda choice: int(choice.get("index", 0)))
+        if len(choices) != sampling.n:
+            raise _MalformedResponse(f"asked for {sampling.n} choices, got {len(choices)}")
+        generations = []
+        for choice in choices:
+            message = choice["message"]
+            text = message.get("content") or ""
+            if not isinstance(text, str):
+                raise _MalformedResponse("message content is not a string")
+            logprobs: list[float] = []
+            content = (choice.get("logprobs") or {}).get("content") if self.logprobs else None
+            if content:
+                logprobs = [float(item["logprob"]) for item in content]
+            token_ids = [int(token) for token in choice.get("token_ids") or []]
+            finish_reason = "length" if choice.get("finish_reason") == "length" else "stop"
+            generations.append(
+                Generation(
+                    text=text, token_ids=token_ids, token_logprobs=logprobs, finish_reason=finish_reason
+                )
+            )
+        return generations
+
+    # -- score -------------------------------------------------------------------------------------
+
+    async def score(self, prompts: Sequence[Chat], continuations: Sequence[str]) -> list[list[float]]:
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        if not prompts:
+            return []
+        return await self._gather(
+            [self._score_one(chat, text) for chat, text in zip(prompts, continuations, strict=True)]
+        )
+
+    async def _tokenize(self, payload: dict[str, Any]) -> list[int]:
+        def parse(body: Any) -> list[int]:
+            return [int(token) for token in body["tokens"]]
+
+        return await self._post(f"{self._root_url}/tokenize", {"model": self.model, **payload}, parse)
+
+    async def _score_one(self, chat: Chat, continuation: str) -> list[float]:
+        if not continuation:
+            return []
+        prompt_ids = await self._tokenize(
+            {"messages": list(chat), "add_generation_prompt": True, "add_special_tokens": False}
+        )
+        continuation_ids = await self._tokenize({"prompt": continuation, "add_special_tokens": False})
+        ids = prompt_ids + continuation_ids
+        start = len(prompt_ids)
+
+        def parse(body: Any) -> list[float]:
+            entries = body["choices"][0]["prompt_logprobs"]
+            if len(entries) != len(ids):
+                raise _MalformedResponse(f"{len(entries)} prompt log-probs for {len(ids)} tokens")
+            return [float(entries[i][str(ids[i])]["logprob"]) for i in range(start, len(ids))]
+
+        payload = {
+            "model": self.model,
+            "prompt": ids,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "prompt_logprobs": 0,
+        }
+        return await self._post(f"{self.base_url}/completions", payload, parse)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def load(self, model_path: str, model_id: str) -> None:
+        """Switch to another model the endpoint serves (``model_id``); ``model_path`` is unused.
+
+        An endpoint loads its own weights; this only checks it lists ``model_id``.
+        """
+        try:
+            response = await self._client.get(f"{self.base_url}/models")
+            response.raise_for_status()
+            served = {entry["id"] for entry in response.json()["data"]}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+            raise InferenceError(
+                self._scrub(f"cannot list models at {self._public_base_url}: {error}")
+            ) from None
+        if model_id not in served:
+            raise InferenceError(
+                f"{self._public_base_url} does not serve {model_id!r} (it serves {sorted(served)})",
+                retryable=False,
+            )
+        self.model = model_id
+
+    async def close(self) -> None:
+        await self._client.aclose()
