@@ -29,6 +29,9 @@ class SamplingConfig:
     n: int = 1  # completions per prompt (GRPO groups)
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # A regular expression the whole output must match (structured outputs). vLLM (offline and server)
+    # enforces it while decoding; backends that cannot refuse the request instead of ignoring it.
+    regex: str | None = None
 
 
 @dataclass(frozen=True)

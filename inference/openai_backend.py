@@ -298,6 +298,8 @@ class OpenAIBackend:
             payload["logprobs"] = True
         if self.vllm_extensions:
             payload["return_token_ids"] = True
+        if sampling.regex is not None:
+            payload["structured_outputs"] = {"regex": sampling.regex}  # vLLM's structured-output API
         return payload
 
     async def _generate_one(self, chat: Chat, sampling: SamplingConfig) -> list[Generation]:

@@ -204,6 +204,11 @@ class TransformersBackend:
             raise ValueError("sampling.max_tokens must be at least 1")
         if not sampling.greedy and sampling.temperature <= 0:
             raise ValueError("sampled decoding needs temperature > 0 (use greedy=True for argmax)")
+        if sampling.regex is not None:
+            raise InferenceError(
+                "the transformers backend cannot constrain decoding to a regex; use a vLLM backend",
+                retryable=False,
+            )
         if not prompts:
             return []
         async with self._lock:

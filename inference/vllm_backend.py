@@ -190,6 +190,7 @@ class VLLMBackend:
 
     def _generate_sync(self, prompts: list[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
         from vllm import SamplingParams, TokensPrompt
+        from vllm.sampling_params import StructuredOutputsParams
 
         llm = self._require_engine()
         started = time.perf_counter()
@@ -202,6 +203,7 @@ class VLLMBackend:
             stop=list(sampling.stop) or None,
             logprobs=0,  # only the sampled token's log-prob
             skip_special_tokens=True,
+            structured_outputs=StructuredOutputsParams(regex=sampling.regex) if sampling.regex else None,
         )
         requests = [TokensPrompt(prompt_token_ids=ids) for ids in self._prompt_ids(prompts)]
         outputs = llm.generate(requests, params, use_tqdm=False)

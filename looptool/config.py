@@ -83,6 +83,11 @@ class EndpointSettings(_Section):
     vllm_extensions: bool = Field(
         default=False, description="The endpoint is a vLLM server: ask for token ids (return_token_ids)."
     )
+    constrain_output: bool = Field(
+        default=False,
+        description="vLLM servers: constrain the judge's and verifier's answers to their grammar (no "
+        "UNPARSEABLE). Disable the model's thinking mode, or the constraint forbids the trace.",
+    )
     extra_body: dict[str, Any] = Field(
         default_factory=dict,
         description='Sent with every request, e.g. {"chat_template_kwargs": {"enable_thinking": false}}.',

@@ -24,7 +24,7 @@ from toolcall.prompts import render_judge_prompt
 from toolcall.rules import validate_action
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message
-from toolcall.verdicts import parse_verdict
+from toolcall.verdicts import VERDICT_REGEX, parse_verdict
 
 log = get_logger(__name__)
 
@@ -54,10 +54,13 @@ class JudgeClient(Protocol):
 class LLMJudge:
     """The judge as an LLM behind an inference backend (an OpenAI-compatible endpoint in production)."""
 
-    def __init__(self, backend: InferenceBackend, *, current_time: str, max_tokens: int = 512):
+    def __init__(
+        self, backend: InferenceBackend, *, current_time: str, max_tokens: int = 512, constrain: bool = False
+    ):
         self.backend = backend
         self.current_time = current_time
         self.max_tokens = max_tokens
+        self.regex = VERDICT_REGEX if constrain else None
 
     @property
     def model_name(self) -> str:
@@ -77,7 +80,7 @@ class LLMJudge:
         ]
         try:
             generations = await self.backend.generate(
-                chats, SamplingConfig(greedy=True, max_tokens=self.max_tokens)
+                chats, SamplingConfig(greedy=True, max_tokens=self.max_tokens, regex=self.regex)
             )
         except InferenceError as error:
             raise TransientError(f"judge endpoint unavailable: {error}") from error

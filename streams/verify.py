@@ -24,7 +24,7 @@ from schemas.events import (
 )
 from streams.ingest import sample_added
 from streams.stage import Stage, TransientError
-from toolcall.prompts import parse_verification, render_verification_prompt
+from toolcall.prompts import VERIFICATION_REGEX, parse_verification, render_verification_prompt
 from toolcall.rules import validate_action
 from toolcall.types import Sample
 
@@ -46,10 +46,13 @@ class Verifier(Protocol):
 
 
 class LLMVerifier:
-    def __init__(self, backend: InferenceBackend, *, current_time: str, max_tokens: int = 256):
+    def __init__(
+        self, backend: InferenceBackend, *, current_time: str, max_tokens: int = 256, constrain: bool = False
+    ):
         self.backend = backend
         self.current_time = current_time
         self.max_tokens = max_tokens
+        self.regex = VERIFICATION_REGEX if constrain else None
 
     @property
     def model_name(self) -> str:
@@ -67,7 +70,7 @@ class LLMVerifier:
         ]
         try:
             generations = await self.backend.generate(
-                chats, SamplingConfig(greedy=True, max_tokens=self.max_tokens)
+                chats, SamplingConfig(greedy=True, max_tokens=self.max_tokens, regex=self.regex)
             )
         except InferenceError as error:
             raise TransientError(f"verifier endpoint unavailable: {error}") from error

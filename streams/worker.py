@@ -254,7 +254,11 @@ def judge_client(settings: Settings) -> Any:
     if settings.judge is not None:
         from streams.judge import LLMJudge
 
-        return LLMJudge(_endpoint_backend(settings, "judge"), current_time=settings.loop.current_time)
+        return LLMJudge(
+            _endpoint_backend(settings, "judge"),
+            current_time=settings.loop.current_time,
+            constrain=settings.judge.constrain_output,
+        )
     from world.simulation import SimulatedWorldJudge
 
     world = _world(settings, "judge")
@@ -278,7 +282,11 @@ def verifier_client(settings: Settings) -> Any:
     if settings.judge is not None:
         from streams.verify import LLMVerifier
 
-        return LLMVerifier(_endpoint_backend(settings, "judge"), current_time=settings.loop.current_time)
+        return LLMVerifier(
+            _endpoint_backend(settings, "judge"),
+            current_time=settings.loop.current_time,
+            constrain=settings.judge.constrain_output,
+        )
     from world.simulation import SimulatedWorldVerifier
 
     world = _world(settings, "verifier")

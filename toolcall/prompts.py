@@ -419,6 +419,8 @@ def render_verification_prompt(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+# The verifier's answer format as a regex, for engines that can constrain decoding to it.
+VERIFICATION_REGEX = r"(CORRECT|INCORRECT)\nReason: [^\n]{1,400}"
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _DECORATION = re.compile(r"[\s\"'`*_#>\[\]().:!-]+")
 _REASON = re.compile(r"reason\s*[:：]\s*(.*)", re.IGNORECASE | re.DOTALL)

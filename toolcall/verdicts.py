@@ -18,6 +18,11 @@ from pydantic import BaseModel, ConfigDict
 
 Verdict = Literal["PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE"]
 VERDICTS: tuple[str, ...] = ("PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG")
+# The grammar as a regex, for engines that can constrain decoding to it (vLLM structured outputs).
+VERDICT_REGEX = (
+    r"(RESPONSE [12] INCORRECT|BOTH_CORRECT|BOTH_INCORRECT)\n"
+    r"Error Analysis: [^\n]{1,400}\nCorrect Approach: [^\n]{1,400}"
+)
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _DECORATION = re.compile(r"[\s\"'`*_#>\[\]().:!-]+")

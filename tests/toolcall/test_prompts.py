@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from toolcall.parsing import parse_output
 from toolcall.prompts import (
     DATA_TAGS,
+    VERIFICATION_REGEX,
     build_chat,
     parse_verification,
     quote_data,
@@ -146,3 +150,9 @@ def test_verification_prompt_and_answers() -> None:
     assert parse_verification("It is probably correct.")[0] is None
     assert parse_verification("")[0] is None
     assert parse_verification(None)[0] is None  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(VERIFICATION_REGEX, fullmatch=True))
+def test_every_verifier_answer_the_constraint_allows_parses(raw: str) -> None:
+    assert parse_verification(raw)[0] is not None

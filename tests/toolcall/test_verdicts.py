@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolcall.verdicts import parse_verdict
+from toolcall.verdicts import VERDICT_REGEX, parse_verdict
 
 ANSWER = "{decision}\nError Analysis: The base and symbols are reversed.\nCorrect Approach: Use EUR as base."
 
@@ -84,3 +84,10 @@ def test_invalid_label_position() -> None:
 def test_arbitrary_text_never_raises(raw: str, position: int) -> None:
     parsed = parse_verdict(raw, position)
     assert parsed.verdict in ("PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(VERDICT_REGEX, fullmatch=True), st.sampled_from([1, 2]))
+def test_every_answer_the_constraint_allows_parses(raw: str, position: int) -> None:
+    """With constrained decoding (vLLM structured outputs) a judge cannot be UNPARSEABLE."""
+    assert parse_verdict(raw, position).verdict != "UNPARSEABLE"
