@@ -89,6 +89,13 @@ For each function call, return a json object with function name and arguments wi
 </tool_call>"""
 
 
+def policy_prompt_phrases() -> tuple[str, ...]:
+    """The fixed pieces of the policy prompt, between its placeholders (for small tokenizers)."""
+    before_time, _, rest = POLICY_SYSTEM_PROMPT.partition("{current_time}")
+    between, _, after_tools = rest.partition("{tool_sets}")
+    return tuple(piece.replace("{{", "{").replace("}}", "}") for piece in (before_time, between, after_tools))
+
+
 def render_tools(tools: Sequence[ToolSpec]) -> str:
     """One OpenAI-style function definition per line (the Qwen/Hermes ``<tools>`` layout)."""
     return "\n".join(

@@ -66,11 +66,15 @@ DEFAULT_CORPUS: tuple[str, ...] = (
 )
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, min_frequency: int = 1) -> Any:
+def train_tokenizer(
+    corpus: Iterable[str], vocab_size: int = 1024, min_frequency: int = 1, phrases: Iterable[str] = ()
+) -> Any:
     """A byte-level BPE tokenizer with a ChatML template, as a ``PreTrainedTokenizerFast``.
 
     Byte-level means every string is encodable (no unknown token) whatever the corpus held;
-    ``vocab_size`` is an upper bound (a small corpus yields fewer merges).
+    ``vocab_size`` is an upper bound (a small corpus yields fewer merges). ``phrases`` become one
+    token each: a corpus whose every prompt repeats a long fixed text (the Figure 7 instruction) then
+    costs a tiny model a few tokens per prompt instead of hundreds, as a large vocabulary would.
     """
     from tokenizers import (
         AddedToken,
@@ -114,6 +118,7 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, min_frequency
     # Markup is added as whole (non-special) tokens so a tool call costs a few tokens and decodes
     # back into the text; normalized=False keeps the literal match.
     tokenizer.add_tokens([AddedToken(token, special=False, normalized=False) for token in MARKUP_TOKENS])
+    tokenizer.add_tokens([AddedToken(text, special=False, normalized=False) for text in phrases if text])
 
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
@@ -144,6 +149,7 @@ def build_tiny_policy(
     max_position_embeddings: int = 2048,
     initializer_range: float = 0.02,
     tie_word_embeddings: bool = True,
+    phrases: Iterable[str] = (),
 ) -> Path:
     """Build and save a randomly initialised (seeded) Qwen2 causal LM with its tokenizer.
 
@@ -164,7 +170,9 @@ def build_tiny_policy(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(corpus if corpus is not None else DEFAULT_CORPUS, vocab_size=vocab_size)
+    tokenizer = train_tokenizer(
+        corpus if corpus is not None else DEFAULT_CORPUS, vocab_size=vocab_size, phrases=phrases
+    )
     pad_id = tokenizer.convert_tokens_to_ids(PAD)
     eos_id = tokenizer.convert_tokens_to_ids(IM_END)
 
