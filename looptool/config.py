@@ -48,6 +48,9 @@ class KafkaSettings(_Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = Field(
+        default=None, description="A file holding the SASL password (a mounted secret); read at connect."
+    )
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
@@ -58,6 +61,22 @@ class KafkaSettings(_Section):
     session_timeout_s: float = Field(default=6.0, gt=0)
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    max_poll_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Longest a stage may hold a batch (the probe waits in one for its round's checkpoint).",
+    )
+    topic_retention_ms: int = Field(
+        default=-1, ge=-1, description="retention.ms of the topics we create: -1 keeps every event (replay)."
+    )
+
+    def resolved_sasl_password(self) -> str | None:
+        """The password from ``sasl_password`` or, failing that, the first line of ``sasl_password_file``."""
+        if self.sasl_password is not None:
+            return self.sasl_password.get_secret_value()
+        if self.sasl_password_file is not None:
+            return self.sasl_password_file.read_text(encoding="utf-8").strip() or None
+        return None
 
 
 class StoreSettings(_Section):

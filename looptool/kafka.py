@@ -50,11 +50,14 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
             )
         options["ssl_context"] = context
     if kafka.security_protocol.startswith("SASL"):
-        if not (kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password):
-            raise KafkaSetupError("SASL needs kafka.sasl_mechanism, sasl_username and sasl_password")
+        password = kafka.resolved_sasl_password()
+        if not (kafka.sasl_mechanism and kafka.sasl_username and password):
+            raise KafkaSetupError(
+                "SASL needs kafka.sasl_mechanism, sasl_username and sasl_password (or sasl_password_file)"
+            )
         options["sasl_mechanism"] = kafka.sasl_mechanism
         options["sasl_plain_username"] = kafka.sasl_username
-        options["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+        options["sasl_plain_password"] = password
     return options
 
 
@@ -70,7 +73,13 @@ async def ensure_topics(kafka: KafkaSettings, run_id: str) -> list[str]:
         missing = [name for name in wanted if name not in existing]
         if missing:
             new_topics = [
-                NewTopic(name, num_partitions=wanted[name], replication_factor=kafka.replication_factor)
+                NewTopic(
+                    name,
+                    num_partitions=wanted[name],
+                    replication_factor=kafka.replication_factor,
+                    # Event sourcing: a topic is the record; a cluster's default retention would lose it.
+                    topic_configs={"retention.ms": str(kafka.topic_retention_ms)},
+                )
                 for name in missing
             ]
             # Another process may create them between our list and create: that is fine.

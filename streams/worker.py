@@ -79,6 +79,8 @@ class StageRunner:
             store="memory://",
             consumer_auto_offset_reset="earliest",
             topic_allow_declare=False,  # the catalog creates topics (ensure_topics)
+            topic_disable_leader=True,  # no leader topic: we use no leader-only features, nothing creates it
+            broker_max_poll_interval=settings.kafka.max_poll_interval_s,
             **faust_broker_options(settings.kafka),
         )
         source = self.app.topic(
