@@ -293,6 +293,28 @@ def worker(
 
 
 @app.command()
+def train(
+    ctx: typer.Context,
+    until_idle: Annotated[bool, typer.Option(help="Exit once every closed round is trained.")] = False,
+) -> None:
+    """Run the trainer: train each closed round (CPU GRPO or verl) and publish its checkpoints."""
+    from trainer.service import run_trainer
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        published = await run_trainer(settings, settings.trainer, stop, until_idle=until_idle)
+        console.print(f"published {len(published)} checkpoint(s)")
+
+    asyncio.run(main())
+
+
+@app.command()
 def curate(
     ctx: typer.Context,
     initial: Annotated[

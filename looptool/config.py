@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -195,6 +195,118 @@ class EvalSettings(_Section):
     )
 
 
+class VerlSettings(_Section):
+    """How verl trains one round. Defaults are the paper's Table 6 where it gives them.
+
+    The batch sizes are upper bounds: a round with fewer rows than a batch trains on smaller batches
+    (see :func:`plan_batches`) instead of producing zero steps.
+    """
+
+    python: Path | None = Field(
+        default=None,
+        description="Interpreter of the verl environment (default: $LOOPTOOL_VERL_PYTHON, else .venv-verl).",
+    )
+    # Table 6
+    train_batch_size: int = Field(default=128, ge=1)
+    learning_rate: float = Field(default=1e-6, gt=0)
+    ppo_mini_batch_size: int = Field(default=128, ge=1)
+    use_kl_loss: bool = False
+    kl_loss_coef: float = Field(default=0.001, ge=0, description="Only used when use_kl_loss is on.")
+    entropy_coeff: float = Field(default=0.0, ge=0)
+    clip_ratio_low: float = Field(default=0.2, gt=0)
+    clip_ratio_high: float = Field(default=0.28, gt=0)
+    rollout_n: int = Field(default=16, ge=1, description="Rollouts per prompt (the GRPO group size).")
+    temperature: float = Field(default=1.0, gt=0)
+    gpu_memory_utilization: float = Field(default=0.7, gt=0, le=1)
+    max_prompt_length: int = Field(default=4096, ge=16)
+    max_response_length: int = Field(default=1024, ge=1)
+    epochs_per_round: int = Field(default=2, ge=1)
+    # cluster shape and engine
+    n_gpus_per_node: int = Field(default=8, ge=1)
+    nnodes: int = Field(default=1, ge=1)
+    rollout_engine: Literal["vllm", "sglang"] = "vllm"
+    rollout_tensor_parallel_size: int = Field(default=1, ge=1)
+    max_token_len_per_gpu: int = Field(
+        default=16384, ge=1, description="Token budget of one packed micro-batch (dynamic batch size)."
+    )
+    attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] = Field(
+        default="flash_attention_2",
+        description="Actor attention; anything but flash-attn turns off verl's padding removal (it packs "
+        "sequences and needs flash-attn's variable-length kernels).",
+    )
+    param_offload: bool = False
+    optimizer_offload: bool = False
+    gradient_checkpointing: bool = True
+    save_every_steps: int | None = Field(
+        default=None, ge=1, description="Extra actor checkpoints every N steps; the last step always saves."
+    )
+    seed: int = 0
+    project_name: str = "looptool"
+    extra_overrides: list[str] = Field(
+        default_factory=list, description="Hydra overrides appended last (site-specific settings)."
+    )
+    timeout_s: float | None = Field(default=None, gt=0, description="Kill verl after this long.")
+
+    @model_validator(mode="after")
+    def _check_ratios(self) -> VerlSettings:
+        if self.rollout_n < 2:
+            # GRPO normalises rewards within a prompt's group: one rollout has no group to compare.
+            raise ValueError("rollout_n must be at least 2 for GRPO")
+        return self
+
+    @property
+    def n_gpus(self) -> int:
+        return self.n_gpus_per_node * self.nnodes
+
+
+class TrainerSettings(_Section):
+    """How ``looptool train`` trains each round (the ``[trainer]`` section).
+
+    The algorithm is the paper's (Eq. 2 and Table 6): G sampled completions per prompt at
+    temperature 1.0, the binary ToolMatch reward, group-normalised advantages, the clipped surrogate
+    with Clip-Higher (ε_low 0.2, ε_high 0.28), no KL and no entropy term, a fresh optimizer each round
+    and weights from the previous round's final checkpoint. The sizes default to small CPU values;
+    ``verl`` holds the GPU backend's own settings (Table 6 sizes).
+    """
+
+    backend: Literal["cpu", "verl"] = "cpu"
+    output_dir: Path = Field(default=Path("data/checkpoints"), description="Checkpoint folders go here.")
+    # GRPO (CPU backend)
+    group_size: int = Field(default=8, ge=2, description="G: sampled completions per prompt (paper: 16).")
+    prompts_per_step: int = Field(default=8, ge=1, description="Prompts per optimizer step (paper: 128).")
+    learning_rate: float = Field(default=1e-6, gt=0, description="Paper: 1e-6 (tiny models need ~1e-4).")
+    epochs_per_round: int = Field(default=2, ge=1, description="Passes over D_j per round (paper: 2).")
+    max_steps_per_round: int | None = Field(default=None, ge=1, description="Cap on optimizer steps.")
+    max_new_tokens: int = Field(default=256, ge=1, description="Longest completion (paper: 1024).")
+    max_prompt_tokens: int = Field(default=4096, ge=16, description="Longer prompts are dropped (logged).")
+    temperature: float = Field(default=1.0, gt=0)
+    clip_ratio_low: float = Field(default=0.2, gt=0)
+    clip_ratio_high: float = Field(default=0.28, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (verl's actor default).")
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    publish_every_steps: int | None = Field(
+        default=None, ge=1, description="Online mode: also publish an intermediate checkpoint every N steps."
+    )
+    # SFT warm start (round 1 only): a model trained from scratch must learn the output format first.
+    sft_warmup_steps: int = Field(default=0, ge=0, description="0 = no warm start.")
+    sft_learning_rate: float = Field(default=1e-4, gt=0)
+    sft_batch_size: int = Field(default=8, ge=1)
+    seed: int = 0
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads (1 is fastest when cores are shared)."
+    )
+    data_wait_s: float = Field(
+        default=30.0, ge=0, description="How long to wait for a round's members to become readable."
+    )
+    verl: VerlSettings = Field(default_factory=VerlSettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainerSettings:
+        if self.clip_ratio_low >= 1:
+            raise ValueError("clip_ratio_low must be below 1 (the ratio is clipped to [1-low, 1+high])")
+        return self
+
+
 class LogSettings(_Section):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -217,6 +329,7 @@ class Settings(BaseSettings):
     judge: EndpointSettings | None = None
     generator: EndpointSettings | None = None
     world: WorldSettings | None = None
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)
 
     @field_validator("run_id")
     @classmethod

@@ -76,7 +76,9 @@ class CheckpointWatcher:
             known = self.by_round.setdefault(event.payload.round, [])
             if all(e.event_id != event.event_id for e in known):
                 known.append(event)
-                known.sort(key=lambda e: (e.payload.step, e.event_id))
+                # The newest attempt wins (a retrained round's checkpoints are published later), then
+                # its highest step: checkpoints of a trainer attempt that died are never preferred.
+                known.sort(key=lambda e: (e.produced_at, e.payload.step, e.event_id))
             self._changed.notify_all()
 
     def current(self, round_: int, mode: ProbeMode) -> Event[CheckpointPublished] | None:

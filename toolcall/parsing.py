@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -219,7 +220,9 @@ def _repaired_json(content: str, repairs: list[str]) -> Any:
             repairs.append("trailing_comma")
             return value
     try:  # a Python literal (single quotes, True/False/None): literal_eval evaluates no code
-        value = ast.literal_eval(content)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)  # model garbage ("1st") is not worth a warning
+            value = ast.literal_eval(content)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as error:
         raise CallFormatError(f"not valid JSON: {_json_reason(content)}") from error
     if not isinstance(value, dict | list):

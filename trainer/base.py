@@ -1,0 +1,173 @@
+"""What every trainer backend shares: the settings, a round's dataset, checkpoints, the interface.
+
+A round of LoopTool training takes D_j (one :class:`TrainingRow` per CuratedSample: the policy chat
+of Figure 7 built by :func:`toolcall.prompts.build_chat`, the label and the tools the binary
+ToolMatch reward needs), starts from the previous round's final checkpoint with a fresh optimizer,
+and ends in a Hugging Face folder (config, safetensors weights, tokenizer with its chat template)
+that both inference backends load. The CPU backend (:mod:`trainer.cpu_grpo`) and the verl backend
+(:mod:`trainer.verl_backend`, adapted in :mod:`trainer.service`) implement :class:`TrainerBackend`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from toolcall.parsing import render_action
+from toolcall.reward import reward as toolmatch_reward
+from toolcall.specs import ToolSpec
+from toolcall.types import Action, Message
+
+Chat = list[dict[str, str]]
+CHECKPOINT_MANIFEST = "looptool_checkpoint.json"
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    """One GRPO prompt of D_j: (T, c_t, a*_t) and the chat the policy sees."""
+
+    sample_id: str
+    source: str
+    tools: tuple[ToolSpec, ...]
+    messages: tuple[Message, ...]
+    label: Action
+    chat: Chat
+    ground_truth: str  # toolcall.reward.ground_truth_json(tools, label): what verl's reward reads back
+
+    def reward(self, output: str) -> int:
+        """Eq. (1): 1 iff the output parses and ToolMatches the label."""
+        return toolmatch_reward(self.tools, self.messages, self.label, output)
+
+    def target(self) -> str:
+        """The label as the model should write it (the SFT warm start's completion)."""
+        return render_action(self.label)
+
+
+@dataclass(frozen=True)
+class RoundDataset:
+    """D_j as the trainer uses it, with the manifest it was checked against."""
+
+    round: int
+    rows: tuple[TrainingRow, ...]
+    content_hash: str
+    manifest_event_id: str
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class CheckpointInfo:
+    """A checkpoint folder a backend wrote, and what its CheckpointPublished event reports."""
+
+    path: Path
+    round: int
+    step: int
+    final: bool
+    metrics: dict[str, float] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+OnCheckpoint = Callable[[CheckpointInfo], None]
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on request before the round finished; no final checkpoint exists."""
+
+
+@runtime_checkable
+class TrainerBackend(Protocol):
+    """Trains one round. Blocking (the service runs it in a worker thread)."""
+
+    name: str
+
+    def train_round(
+        self,
+        dataset: RoundDataset,
+        *,
+        init_model: Path,
+        out_dir: Path,
+        on_checkpoint: OnCheckpoint | None = None,
+        stop: threading.Event | None = None,
+    ) -> CheckpointInfo:
+        """Train on ``dataset`` from the HF folder ``init_model``; write checkpoints under ``out_dir``.
+
+        ``on_checkpoint`` is called (from the training thread) for each intermediate checkpoint;
+        the final one is returned. When ``stop`` is set the backend ends early and raises
+        :class:`TrainingInterrupted`.
+        """
+        ...
+
+
+# --- checkpoint folders ------------------------------------------------------------------------
+
+
+def has_chat_template(folder: Path) -> bool:
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    config = folder / "tokenizer_config.json"
+    return config.is_file() and bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
+
+
+def check_hf_folder(folder: Path) -> None:
+    """Raise ValueError unless ``folder`` holds what transformers and vLLM need to load a policy."""
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not any(folder.glob("*.safetensors")):
+        missing.append("*.safetensors weights")
+    if not ((folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()):
+        missing.append("tokenizer")
+    elif not has_chat_template(folder):
+        missing.append("chat template")
+    if missing:
+        raise ValueError(f"{folder} is not a loadable policy folder: missing {', '.join(missing)}")
+
+
+def save_hf_checkpoint(model: Any, tokenizer: Any, folder: Path, info: dict[str, Any] | None = None) -> Path:
+    """Save model (safetensors) and tokenizer (with chat template) to ``folder``, atomically.
+
+    Everything is written to a sibling temporary folder first and renamed into place, so a crash
+    never leaves a half-written folder under the final name. ``info`` goes to
+    ``looptool_checkpoint.json``, written last (its presence means the folder is complete).
+    """
+    folder = Path(folder)
+    partial = folder.with_name(folder.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    use_cache = getattr(model.config, "use_cache", None)
+    model.config.use_cache = True  # training may have turned the KV cache off; inference wants it
+    try:
+        model.save_pretrained(partial, safe_serialization=True)
+    finally:
+        model.config.use_cache = use_cache
+    tokenizer.save_pretrained(partial)
+    check_hf_folder(partial)
+    if info is not None:
+        (partial / CHECKPOINT_MANIFEST).write_text(json.dumps(info, indent=1, sort_keys=True), "utf-8")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(partial, folder)
+    return folder
+
+
+def read_checkpoint_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest a completed checkpoint folder carries, or None (absent or unreadable)."""
+    path = Path(folder) / CHECKPOINT_MANIFEST
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def mean_of(values: Sequence[float]) -> float | None:
+    finite = [v for v in values if v == v]  # drop NaN
+    return sum(finite) / len(finite) if finite else None

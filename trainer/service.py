@@ -1,0 +1,416 @@
+"""``looptool train``: the trainer service of the loop.
+
+It follows the ``rounds`` and ``checkpoints`` topics from offset 0 (a singleton, like curate: it needs
+the whole picture). Once caught up it trains the earliest round that has a RoundClosed manifest and
+no final checkpoint yet, provided the round before it has one (round 1 starts from
+``policy.model_path``, round j from round j-1's final checkpoint, with a fresh optimizer): it reads
+the round's CuratedSample events and checks them against the manifest (count, per-member and manifest
+content hashes), trains with the configured backend, and publishes CheckpointPublished events:
+intermediate ones every ``publish_every_steps`` in online mode (the probe's ``latest`` mode uses
+them while training goes on), then the round's final one.
+
+Idempotent and restartable:
+
+- A round whose final checkpoint is on the topic is never trained again.
+- A round whose final folder is complete on disk (``looptool_checkpoint.json`` names the manifest's
+  content hash) but was never published (a crash between saving and sending) is published from disk.
+- Otherwise the round is trained again, in a fresh attempt folder. Checkpoint ids are
+  ``<run>-r<round>-s<step>-<attempt>``: the attempt part (from a ULID) keeps the checkpoints of a retried
+  round distinct from any a crashed attempt published, the rest says where they come from. Event ids
+  derive from the manifest's and the checkpoint's ids, so re-sending one checkpoint gives the same
+  event and consumers deduplicate it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from looptool.config import Settings, TrainerSettings
+from looptool.kafka import EventProducer, ensure_topics, follow, replay
+from looptool.logs import get_logger
+from schemas.events import (
+    CheckpointPublished,
+    Event,
+    Producer,
+    RoundClosed,
+    derived_event_id,
+    make_event,
+    new_event_id,
+)
+from trainer.base import (
+    CHECKPOINT_MANIFEST,
+    CheckpointInfo,
+    RoundDataset,
+    TrainerBackend,
+    TrainingInterrupted,
+    check_hf_folder,
+    read_checkpoint_manifest,
+)
+from trainer.dataset import load_round_dataset
+
+log = get_logger(__name__)
+PRODUCER = Producer(stage="train", version="1")
+FOLLOWED_TOPICS = ("rounds", "checkpoints")
+
+
+def checkpoint_id(run_id: str, round_: int, step: int, attempt: str) -> str:
+    return f"{run_id}-r{round_}-s{step}-{attempt}"
+
+
+def new_attempt() -> str:
+    """A short, unique, time-ordered attempt token (the tail of a ULID, lower case)."""
+    return new_event_id()[-8:].lower()
+
+
+@dataclass
+class TrainerLedger:
+    """What the trainer knows from the topics (pure: no I/O)."""
+
+    manifests: dict[int, Event[RoundClosed]] = field(default_factory=dict)
+    checkpoints: dict[int, list[Event[CheckpointPublished]]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, event: Event[Any]) -> None:
+        if event.event_id in self.seen:
+            return
+        self.seen.add(event.event_id)
+        payload = event.payload
+        if isinstance(payload, RoundClosed):
+            self.manifests.setdefault(payload.round, event)  # the first manifest of a round is the round
+        elif isinstance(payload, CheckpointPublished):
+            self.checkpoints.setdefault(payload.round, []).append(event)
+
+    def final(self, round_: int) -> Event[CheckpointPublished] | None:
+        return next((e for e in self.checkpoints.get(round_, []) if e.payload.final), None)
+
+    def next_round(self) -> int | None:
+        """The earliest round that has a manifest, no final checkpoint, and a trained predecessor."""
+        for round_ in sorted(self.manifests):
+            if self.final(round_) is not None:
+                continue
+            if round_ == 1 or self.final(round_ - 1) is not None:
+                return round_
+            return None  # round_-1 still trains (or waits): rounds are trained in order
+        return None
+
+
+class VerlTrainer:
+    """:class:`trainer.base.TrainerBackend` over :class:`trainer.verl_backend.VerlBackend`.
+
+    verl publishes no intermediate checkpoints here and cannot be stopped early through ``stop``
+    (its own ``timeout_s`` bounds a round).
+    """
+
+    name = "verl"
+
+    def __init__(self, settings: Any, run_name: str, *, show_progress: bool = True) -> None:
+        self.settings = settings
+        self.run_name = run_name
+        self.show_progress = show_progress
+
+    def train_round(
+        self,
+        dataset: RoundDataset,
+        *,
+        init_model: Path,
+        out_dir: Path,
+        on_checkpoint: Any = None,
+        stop: threading.Event | None = None,
+    ) -> CheckpointInfo:
+        from trainer.verl_backend import VerlBackend, VerlRow
+
+        backend = VerlBackend(self.settings, out_dir, show_progress=self.show_progress)
+        rows = [
+            VerlRow(sample_id=r.sample_id, chat=r.chat, ground_truth=r.ground_truth) for r in dataset.rows
+        ]
+        result = backend.train_round(
+            rows, round_index=dataset.round, model_path=init_model, run_name=self.run_name
+        )
+        return CheckpointInfo(
+            path=result.model_dir,
+            round=dataset.round,
+            step=result.step,
+            final=True,
+            metrics=dict(result.metrics),
+            wall_time_s=result.wall_time_s,
+        )
+
+
+def make_backend(
+    settings: Settings, trainer: TrainerSettings, *, show_progress: bool = True
+) -> TrainerBackend:
+    if trainer.backend == "verl":
+        return VerlTrainer(trainer.verl, settings.run_id, show_progress=show_progress)
+    from trainer.cpu_grpo import CpuGrpoBackend
+
+    return CpuGrpoBackend(trainer, show_progress=show_progress)
+
+
+def stamp_checkpoint(folder: Path, fields: dict[str, Any]) -> None:
+    """Merge ``fields`` into a checkpoint folder's ``looptool_checkpoint.json`` (creating it)."""
+    manifest = read_checkpoint_manifest(folder) or {}
+    manifest.update(fields)
+    path = folder / CHECKPOINT_MANIFEST
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    partial.replace(path)
+
+
+def completed_final(round_dir: Path, manifest_hash: str) -> tuple[Path, dict[str, Any]] | None:
+    """A final checkpoint of this round's dataset already complete on disk (and stamped), if any."""
+    if not round_dir.is_dir():
+        return None
+    found = []
+    for path in round_dir.glob(f"**/{CHECKPOINT_MANIFEST}"):
+        info = read_checkpoint_manifest(path.parent)
+        if (
+            info
+            and info.get("final")
+            and info.get("manifest_hash") == manifest_hash
+            and info.get("checkpoint_id")
+        ):
+            found.append((path.parent, info))
+    return min(found, key=lambda item: str(item[1]["checkpoint_id"])) if found else None
+
+
+class TrainerService:
+    """The singleton trainer: follows rounds and checkpoints, trains each closed round once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        trainer: TrainerSettings,
+        backend: TrainerBackend | None = None,
+        *,
+        show_progress: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.trainer = trainer
+        self.backend = backend or make_backend(settings, trainer, show_progress=show_progress)
+        self.show_progress = show_progress
+        self.ledger = TrainerLedger()
+        self.published: list[Event[CheckpointPublished]] = []
+
+    def run_dir(self) -> Path:
+        return self.trainer.output_dir / self.settings.run_id
+
+    async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> list[Event[CheckpointPublished]]:
+        """Serve until ``stop`` is set (or, with ``until_idle``, until caught up with nothing to train)."""
+        await ensure_topics(self.settings.kafka, self.settings.run_id)
+        # A replay reads up to the topics' ends, so the first decision sees everything already
+        # published (a follower's first empty batch may come before its first fetch does).
+        async for batch in replay(self.settings.kafka, self.settings.run_id, FOLLOWED_TOPICS):
+            for delivered in batch:
+                self.ledger.add(delivered.event)
+        async with EventProducer(self.settings.kafka) as producer:
+            stream = follow(self.settings.kafka, self.settings.run_id, FOLLOWED_TOPICS)
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                while not stop.is_set():
+                    batch_task = asyncio.ensure_future(anext(stream))
+                    done, _ = await asyncio.wait({batch_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    if batch_task not in done:
+                        batch_task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                            await batch_task
+                        break
+                    batch = batch_task.result()
+                    for delivered in batch:
+                        self.ledger.add(delivered.event)
+                    if batch:
+                        continue
+                    round_ = self.ledger.next_round()
+                    if round_ is None:
+                        if until_idle:
+                            break
+                        continue
+                    try:
+                        await self.train(round_, producer, stop)
+                    except TrainingInterrupted as error:
+                        log.warning("train.interrupted", round=round_, reason=str(error))
+                        break
+            finally:
+                stopper.cancel()
+                await stream.aclose()
+        return self.published
+
+    # --- one round ------------------------------------------------------------------------------
+
+    def initial_model(self, round_: int) -> tuple[Path, Event[CheckpointPublished] | None]:
+        """The folder round ``round_`` starts from, and the checkpoint event it came from."""
+        if round_ == 1:
+            path = self.settings.policy.model_path
+            if path is None:
+                raise ValueError("policy.model_path is not set: round 1 needs an initial model folder")
+            check_hf_folder(Path(path))
+            return Path(path), None
+        parent = self.ledger.final(round_ - 1)
+        assert parent is not None  # next_round() only offers rounds whose predecessor is final
+        path = Path(parent.payload.uri.removeprefix("file://"))
+        check_hf_folder(path)
+        return path, parent
+
+    async def train(self, round_: int, producer: EventProducer, stop: asyncio.Event) -> None:
+        manifest = self.ledger.manifests[round_]
+        init_model, parent = self.initial_model(round_)
+        round_dir = self.run_dir() / f"round-{round_:03d}"
+        recovered = completed_final(round_dir, manifest.payload.content_hash)
+        if recovered is not None:
+            folder, info = recovered
+            log.info(
+                "train.final_recovered_from_disk", round=round_, path=str(folder), id=info["checkpoint_id"]
+            )
+            checkpoint = CheckpointInfo(
+                path=folder,
+                round=round_,
+                step=int(info.get("step", 0)),
+                final=True,
+                metrics={k: float(v) for k, v in (info.get("metrics") or {}).items()},
+                wall_time_s=float(info.get("wall_time_s", 0.0)),
+            )
+            await self.publish(producer, checkpoint, str(info["checkpoint_id"]), manifest, parent)
+            return
+
+        dataset = await load_round_dataset(self.settings, manifest, wait_s=self.trainer.data_wait_s)
+        attempt = new_attempt()
+        out_dir = round_dir / f"attempt-{attempt}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "train.round_start",
+            round=round_,
+            rows=len(dataset),
+            backend=self.backend.name,
+            init_model=str(init_model),
+            attempt=attempt,
+        )
+        loop = asyncio.get_running_loop()
+        halt = threading.Event()
+        watcher = asyncio.ensure_future(self._relay_stop(stop, halt))
+
+        def on_checkpoint(info: CheckpointInfo) -> None:  # called in the training thread
+            future = asyncio.run_coroutine_threadsafe(
+                self.publish(
+                    producer,
+                    info,
+                    checkpoint_id(self.settings.run_id, round_, info.step, attempt),
+                    manifest,
+                    parent,
+                ),
+                loop,
+            )
+            future.result()
+
+        try:
+            extra: dict[str, float] = {}
+            if round_ == 1 and self.trainer.sft_warmup_steps > 0:
+                sft = await asyncio.to_thread(self._warm_start, dataset, init_model, out_dir / "sft")
+                init_model = sft.model_dir
+                extra = sft.metrics()
+            final = await asyncio.to_thread(
+                self.backend.train_round,
+                dataset,
+                init_model=init_model,
+                out_dir=out_dir,
+                on_checkpoint=on_checkpoint,
+                stop=halt,
+            )
+        finally:
+            watcher.cancel()
+        final.metrics = {**final.metrics, **extra, "rows": float(len(dataset))}
+        new_id = checkpoint_id(self.settings.run_id, round_, final.step, attempt)
+        stamp_checkpoint(
+            final.path,
+            {
+                "checkpoint_id": new_id,
+                "manifest_hash": manifest.payload.content_hash,
+                "round": round_,
+                "step": final.step,
+                "final": True,
+                "metrics": final.metrics,
+                "wall_time_s": final.wall_time_s,
+                "backend": self.backend.name,
+            },
+        )
+        await self.publish(producer, final, new_id, manifest, parent)
+
+    def _warm_start(self, dataset: RoundDataset, init_model: Path, out_dir: Path) -> Any:
+        from trainer.sft import sft_warm_start
+
+        t = self.trainer
+        return sft_warm_start(
+            dataset.rows,
+            init_model=init_model,
+            out_dir=out_dir,
+            steps=t.sft_warmup_steps,
+            learning_rate=t.sft_learning_rate,
+            batch_size=t.sft_batch_size,
+            seed=t.seed,
+            threads=t.torch_threads,
+            show_progress=self.show_progress,
+        )
+
+    @staticmethod
+    async def _relay_stop(stop: asyncio.Event, halt: threading.Event) -> None:
+        await stop.wait()
+        halt.set()
+
+    async def publish(
+        self,
+        producer: EventProducer,
+        info: CheckpointInfo,
+        new_id: str,
+        manifest: Event[RoundClosed],
+        parent: Event[CheckpointPublished] | None,
+    ) -> Event[CheckpointPublished]:
+        event = make_event(
+            CheckpointPublished(
+                new_checkpoint_id=new_id,
+                parent_checkpoint_id=parent.payload.new_checkpoint_id if parent else None,
+                round=info.round,
+                step=info.step,
+                final=info.final,
+                uri=str(Path(info.path).resolve()),
+                backend=self.backend.name,
+                metrics={k: float(v) for k, v in info.metrics.items()},
+                wall_time_s=info.wall_time_s,
+            ),
+            run_id=self.settings.run_id,
+            producer=PRODUCER,
+            event_id=derived_event_id([manifest.event_id], "train", new_id),
+            parent_ids=[manifest.event_id, *([parent.event_id] if parent else [])],
+            checkpoint_id=new_id,
+        )
+        await producer.send_all([event])
+        self.ledger.add(event)  # before it comes back through the stream: never train a round twice
+        self.published.append(event)
+        log.info(
+            "train.checkpoint_published",
+            round=info.round,
+            step=info.step,
+            final=info.final,
+            checkpoint=new_id,
+            uri=event.payload.uri,
+            reward_mean=info.metrics.get("reward_mean"),
+        )
+        return event
+
+
+async def run_trainer(
+    settings: Settings,
+    trainer: TrainerSettings,
+    stop: asyncio.Event,
+    *,
+    until_idle: bool = False,
+    backend: TrainerBackend | None = None,
+    show_progress: bool = True,
+) -> Sequence[Event[CheckpointPublished]]:
+    """What ``looptool train`` runs."""
+    service = TrainerService(settings, trainer, backend, show_progress=show_progress)
+    return await service.run(stop, until_idle=until_idle)
