@@ -250,18 +250,22 @@ def seed(
 @app.command()
 def demo(
     ctx: typer.Context,
-    seeds: Annotated[
-        list[Path] | None, typer.Option(help="Seed files (default: the shipped examples).")
-    ] = None,
-    workdir: Annotated[Path, typer.Option(help="Where the demo writes its store.")] = Path("data/demo"),
+    workdir: Annotated[
+        Path, typer.Option(help="Where the run writes its config, model, logs and report.")
+    ] = Path("data/demo"),
+    quick: Annotated[
+        bool, typer.Option(help="A shortened run (small world, 2 rounds): minutes, for tests.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="World and model seed.")] = 0,
 ) -> None:
-    """End-to-end demo on the embedded broker: ingest example seeds, materialise, rebuild, compare."""
-    from looptool.demo import run_demo
+    """The whole loop on the embedded broker: seed the world, train, probe, judge, expand, curate, report."""
+    from looptool.demo import SCALES, run_demo
 
     settings = _settings(ctx)
+    scale = SCALES["quick" if quick else "full"]
     with broker_for(settings) as live:
-        ok = asyncio.run(run_demo(live, seeds, workdir, console))
-    if not ok:
+        report = asyncio.run(run_demo(live, workdir, console, scale=scale, seed=seed))
+    if not report.replay_matches:
         raise typer.Exit(1)
 
 

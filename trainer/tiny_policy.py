@@ -67,7 +67,11 @@ DEFAULT_CORPUS: tuple[str, ...] = (
 
 
 def train_tokenizer(
-    corpus: Iterable[str], vocab_size: int = 1024, min_frequency: int = 1, phrases: Iterable[str] = ()
+    corpus: Iterable[str],
+    vocab_size: int = 1024,
+    min_frequency: int = 1,
+    phrases: Iterable[str] = (),
+    words: Iterable[str] = (),
 ) -> Any:
     """A byte-level BPE tokenizer with a ChatML template, as a ``PreTrainedTokenizerFast``.
 
@@ -75,6 +79,8 @@ def train_tokenizer(
     ``vocab_size`` is an upper bound (a small corpus yields fewer merges). ``phrases`` become one
     token each: a corpus whose every prompt repeats a long fixed text (the Figure 7 instruction) then
     costs a tiny model a few tokens per prompt instead of hundreds, as a large vocabulary would.
+    ``words`` (a closed world's entity values: cities, dates, codes) become one token each where they
+    stand as whole words, so copying a value from the request into an argument is copying one token.
     """
     from tokenizers import (
         AddedToken,
@@ -119,6 +125,9 @@ def train_tokenizer(
     # back into the text; normalized=False keeps the literal match.
     tokenizer.add_tokens([AddedToken(token, special=False, normalized=False) for token in MARKUP_TOKENS])
     tokenizer.add_tokens([AddedToken(text, special=False, normalized=False) for text in phrases if text])
+    tokenizer.add_tokens(
+        [AddedToken(text, special=False, normalized=False, single_word=True) for text in words if text]
+    )
 
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
@@ -150,6 +159,7 @@ def build_tiny_policy(
     initializer_range: float = 0.02,
     tie_word_embeddings: bool = True,
     phrases: Iterable[str] = (),
+    words: Iterable[str] = (),
 ) -> Path:
     """Build and save a randomly initialised (seeded) Qwen2 causal LM with its tokenizer.
 
@@ -171,7 +181,7 @@ def build_tiny_policy(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(
-        corpus if corpus is not None else DEFAULT_CORPUS, vocab_size=vocab_size, phrases=phrases
+        corpus if corpus is not None else DEFAULT_CORPUS, vocab_size=vocab_size, phrases=phrases, words=words
     )
     pad_id = tokenizer.convert_tokens_to_ids(PAD)
     eos_id = tokenizer.convert_tokens_to_ids(IM_END)

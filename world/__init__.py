@@ -41,6 +41,14 @@ class World:
         self.oracle = Oracle(self.toolset)
         self.roles = WorldRoles(self.toolset, self.oracle)
 
+    def vocabulary(self) -> list[str]:
+        """Every entity value the world can put in a request (for a small model's tokenizer)."""
+        from world.language import AMOUNTS, CITIES, CURRENCIES, DATES, FLIGHTS, TICKERS, USERS, WORDS
+
+        values = {*CITIES, *CURRENCIES, *TICKERS, *USERS, *WORDS, *FLIGHTS, *DATES, *map(str, AMOUNTS)}
+        values |= {choice for tool in self.toolset for slot in tool.slots for choice in slot.choices}
+        return sorted(values)
+
     def truth(self, tools: Sequence[ToolSpec], messages: Sequence[Message]) -> Action:
         return self.oracle.truth([t.name for t in tools], messages)
 

@@ -26,6 +26,9 @@ CITIES = (
 CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "MXN", "INR", "BRL")
 TICKERS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOG", "META", "IBM")
 AIRLINES = ("LH", "BA", "AF", "UA", "KL", "IB", "AZ", "QF")
+FLIGHTS = tuple(f"{airline}{number}" for airline in AIRLINES for number in (118, 402, 731))
+DATES = tuple(f"2026-{month:02d}-{day:02d}" for month in range(1, 13) for day in range(1, 29))
+AMOUNTS = (50, 120, 250, 400, 750, 1200, 3000)
 USERS = ("jane_doe", "bob_king", "ana_silva", "li_wei", "omar_haddad", "eva_novak", "sam_lee", "mia_rossi")
 WORDS = ("budget", "roadmap", "printer", "vpn", "login", "billing", "payroll", "launch", "hiring", "backup")
 OUT_OF_SCOPE = (
@@ -101,10 +104,10 @@ def sample_value(slot: Slot, rng: random.Random) -> Any:
     if slot.kind == "int":
         return rng.choice((15, 30, 45, 60, 90)) if slot.name == "duration_minutes" else rng.randint(2, 9)
     if slot.kind == "number":
-        return rng.choice((50, 120, 250, 400, 750, 1200, 3000))
+        return rng.choice(AMOUNTS)
     if slot.kind == "code":
         if slot.name == "flight_number":
-            return f"{rng.choice(AIRLINES)}{rng.randint(100, 999)}"
+            return rng.choice(FLIGHTS)
         return rng.choice(TICKERS) if slot.name == "ticker" else rng.choice(CURRENCIES)
     if slot.kind == "name":
         return rng.choice(USERS)

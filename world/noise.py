@@ -18,7 +18,7 @@ from typing import Any
 
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, ToolCall
-from world.language import CITIES, CURRENCIES, TICKERS, USERS, WORDS
+from world.language import CITIES, CURRENCIES, FLIGHTS, TICKERS, USERS, WORDS
 
 NOISE_KINDS = ("swap", "wrong_value", "missing_required", "wrong_function", "missing_call", "extra_call")
 DEFAULT_NOISE_MIX: dict[str, float] = {
@@ -40,7 +40,7 @@ def _other_value(value: Any, rng: random.Random) -> Any:
             if value > 10
             else value + rng.randint(1, 3)
         )
-    for pool in (CITIES, CURRENCIES, TICKERS, USERS, WORDS):
+    for pool in (CITIES, CURRENCIES, TICKERS, USERS, WORDS, FLIGHTS):
         if value in pool:
             return rng.choice([v for v in pool if v != value])
     if isinstance(value, str) and len(value) == 10 and value[4] == "-":  # a date
