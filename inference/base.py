@@ -52,9 +52,12 @@ class InferenceError(RuntimeError):
     not load); True when the endpoint was unavailable (timeouts, 5xx, 429, an open circuit).
     """
 
-    def __init__(self, message: str, *, retryable: bool = True):
+    def __init__(self, message: str, *, retryable: bool = True, input_fault: bool = False):
         super().__init__(message)
         self.retryable = retryable
+        # The request's content is at fault (HTTP 400/413/422, a prompt over the context): the stage
+        # dead-letters that input instead of pausing. Other failures (auth, config, outages) pause.
+        self.input_fault = input_fault
 
 
 @runtime_checkable

@@ -130,6 +130,7 @@ class OpenAIBackend:
         self._public_base_url = _public_url(self.base_url)
         # Server routes outside the OpenAI API (vLLM's /tokenize) hang off the root, not /v1.
         self._root_url = self.base_url.removesuffix("/v1")
+        self._public_root = self._public_base_url.removesuffix("/v1")
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         self._client = httpx.AsyncClient(
             headers=headers, timeout=httpx.Timeout(timeout_s), transport=transport, follow_redirects=False
@@ -201,7 +202,7 @@ class OpenAIBackend:
                     return await self._attempt(url, path, payload, parse)
         except _AttemptFailed as error:
             attempts = self.max_retries + 1
-            message = self._scrub(f"{self._public_base_url}{path} failed {attempts} times; last: {error}")
+            message = self._scrub(f"{self._public_root}{path} failed {attempts} times; last: {error}")
             log.warning("openai.gave_up", endpoint=self._public_base_url, path=path, attempts=attempts)
             raise InferenceError(message, retryable=True) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
@@ -217,20 +218,23 @@ class OpenAIBackend:
                     f"timed out after {self.timeout_s:g}s ({type(error).__name__})"
                 ) from None
             except httpx.TransportError as error:
-                raise _AttemptFailed(f"transport error {type(error).__name__}: {error}") from None
+                raise _AttemptFailed(
+                    self._scrub(f"transport error {type(error).__name__}: {error}")
+                ) from None
         status = response.status_code
         if status == 429 or status >= 500:
             raise _AttemptFailed(
-                f"HTTP {status}: {response.text[:_BODY_EXCERPT]!r}",
+                self._scrub(f"HTTP {status}: {response.text[:_BODY_EXCERPT]!r}"),
                 retry_after_s=_retry_after_seconds(response.headers.get("retry-after")),
             )
         if status >= 400:
             raise InferenceError(
                 self._scrub(
-                    f"{self._public_base_url}{path} rejected the request: HTTP {status}: "
+                    f"{self._public_root}{path} rejected the request: HTTP {status}: "
                     f"{response.text[:_BODY_EXCERPT]!r}"
                 ),
                 retryable=False,
+                input_fault=status in (400, 413, 422),
             )
         if status != 200:
             raise _AttemptFailed(f"unexpected HTTP {status}")

@@ -185,6 +185,7 @@ class VLLMBackend:
             raise InferenceError(
                 f"prompts {too_long[:5]} are at least max_model_len={self.max_model_len} tokens long",
                 retryable=False,
+                input_fault=True,
             )
         return encoded
 

@@ -506,6 +506,35 @@ def lineage(
         raise typer.BadParameter(str(error)) from None
 
 
+@app.command("revert-relabel")
+def revert_relabel_command(
+    ctx: typer.Context,
+    event_id: Annotated[
+        str, typer.Argument(help="The LabelCorrected event to undo (see `looptool lineage`).")
+    ],
+    note: Annotated[str, typer.Option("--note", help="Why it is reverted (kept in the event for audit).")],
+    dry_run: Annotated[bool, typer.Option(help="Show what would be sent; send nothing.")] = False,
+) -> None:
+    """Undo a label correction: publish a LabelCorrected that restores the replaced label."""
+    from streams.revert import RevertError, revert_relabel
+    from toolcall.parsing import render_action
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+    try:
+        plan = asyncio.run(revert_relabel(settings, event_id, note, dry_run=dry_run))
+    except RevertError as error:
+        raise typer.BadParameter(str(error)) from None
+    p = plan.event.payload
+    if plan.existing is not None:
+        console.print(f"already reverted by {plan.existing.event_id}; nothing sent")
+    else:
+        verb = "would send" if dry_run else "sent"
+        console.print(
+            f"{verb} {plan.event.event_id}: sample {p.sample_id} label back to {render_action(p.new_label)!r}"
+        )
+
+
 @schemas_app.command("freeze")
 def schemas_freeze() -> None:
     """Append a new frozen version for every event schema whose source changed."""

@@ -113,7 +113,7 @@ class Verdict(Payload):
     prediction: Action | None = None
     ppl: float | None = None
     verdict: VerdictLabel
-    decided_by: Literal["rules", "judge", "simulation"]
+    decided_by: Literal["rules", "judge", "simulation", "ablation"]
     label_position: int | None = None
     error_analysis: str = ""
     correct_approach: str = ""

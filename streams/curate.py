@@ -153,6 +153,7 @@ class Ledger:
         self.seen: set[str] = set()
         self.samples: dict[str, Event[SampleAdded]] = {}
         self.labels: dict[str, tuple[str, Action]] = {}  # sample -> (label event id, label)
+        self._corrected: set[str] = set()  # samples whose current label comes from a LabelCorrected
         self.members: dict[int, dict[str, Event[CuratedSample]]] = {}
         self.closed: dict[int, Event[RoundClosed]] = {}
         self.probes: dict[tuple[int, str], Event[ProbeResult]] = {}
@@ -170,11 +171,11 @@ class Ledger:
         p = event.payload
         if isinstance(p, SampleAdded):
             _first(self.samples, p.sample_id, event)
-            self._label(p.sample_id, event.event_id, p.label)
+            self._label(p.sample_id, event.event_id, p.label, corrected=False)
             if p.origin == "expansion" and "candidate_id" in p.metadata:
                 _first(self.expansions, p.metadata["candidate_id"], event)
         elif isinstance(p, LabelCorrected):
-            self._label(p.sample_id, event.event_id, p.new_label)
+            self._label(p.sample_id, event.event_id, p.new_label, corrected=True)
             if p.verdict_event_id:
                 _first(self.corrections, p.verdict_event_id, event)
         elif isinstance(p, CuratedSample):
@@ -196,10 +197,17 @@ class Ledger:
         """Whether ``stage`` gave up on input ``event_id`` (it went to the dead-letter topic)."""
         return (stage, event_id) in self.dead
 
-    def _label(self, sample_id: str, event_id: str, label: Action) -> None:
-        # Event ids sort causally, so the greatest id holds the current label.
+    def _label(self, sample_id: str, event_id: str, label: Action, *, corrected: bool) -> None:
+        # As in the store: the latest LabelCorrected (event ids sort causally) is the current label,
+        # else the earliest SampleAdded's (a sample added again, e.g. seeds re-ingested, changes nothing).
         current = self.labels.get(sample_id)
-        if current is None or event_id > current[0]:
+        was_corrected = sample_id in self._corrected
+        if corrected:
+            newer = current is None or not was_corrected or event_id > current[0]
+            if newer:
+                self.labels[sample_id] = (event_id, label)
+                self._corrected.add(sample_id)
+        elif current is None or (not was_corrected and event_id < current[0]):
             self.labels[sample_id] = (event_id, label)
 
     # --- per-round accounting -------------------------------------------------------------------
@@ -237,7 +245,9 @@ class Ledger:
                 )
             if label in ("PRED_WRONG", "LABEL_WRONG"):
                 candidates = self.candidates.get(verdict.event_id, {})
-                if self.dead_lettered("expand", verdict.event_id):
+                correct = verdict.payload.label if label == "PRED_WRONG" else verdict.payload.prediction
+                if correct is None or self.dead_lettered("expand", verdict.event_id):
+                    # No correct call to expand from: expand makes no candidate for it.
                     expected = len(candidates)
                 elif candidates:  # k travels on every candidate
                     expected = next(iter(candidates.values())).payload.count

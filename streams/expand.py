@@ -89,6 +89,8 @@ class LLMGenerator:
         try:
             generations = await self.backend.generate(chats, sampling)
         except InferenceError as error:
+            if error.input_fault:  # this input (e.g. a prompt too long for the context), not the endpoint
+                raise ValueError(f"generator endpoint rejected this input: {error}") from error
             raise TransientError(f"generator endpoint unavailable: {error}") from error
         return [options[0].text for options in generations]
 

@@ -21,6 +21,7 @@ from looptool.config import Settings
 from looptool.kafka import EventProducer, ensure_topics
 from looptool.logs import get_logger
 from schemas.events import DeadLetter, Event, Producer, SampleAdded, make_event
+from toolcall.canonical import canonical_json
 from toolcall.formats import RecordError, detect_format, record_to_samples
 from toolcall.rules import validate_action
 from toolcall.types import Sample
@@ -112,7 +113,9 @@ def read_records(
                 record = json.loads(raw)
                 record_format = detect_format(record) if fmt == "auto" and isinstance(record, dict) else fmt
                 samples = record_to_samples(record, record_format)
-            except (json.JSONDecodeError, UnicodeDecodeError, RecordError, RecursionError) as error:
+                for sample in samples:  # NaN/Infinity: JSON has neither, the codec refuses them
+                    canonical_json(sample.model_dump())
+            except (UnicodeDecodeError, RecordError, RecursionError, ValueError) as error:
                 reason = f"line {number}: {_first_line_reason(error)}"
                 report.dead_lettered += 1
                 report.reasons[type(error).__name__] += 1

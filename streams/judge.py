@@ -83,6 +83,8 @@ class LLMJudge:
                 chats, SamplingConfig(greedy=True, max_tokens=self.max_tokens, regex=self.regex)
             )
         except InferenceError as error:
+            if error.input_fault:  # this input (e.g. a prompt too long for the context), not the endpoint
+                raise ValueError(f"judge endpoint rejected this input: {error}") from error
             raise TransientError(f"judge endpoint unavailable: {error}") from error
         return [options[0].text for options in generations]
 

@@ -32,6 +32,21 @@ class TransientError(RuntimeError):
     """A dependency is unavailable; retry the same batch later (do not dead-letter)."""
 
 
+class UnpublishableOutput(ValueError):
+    """A stage built an event the codec cannot encode (e.g. NaN in a model's call arguments)."""
+
+
+def _publishable(outputs: list[Event[Any]]) -> list[Event[Any]]:
+    """The outputs, once each is known to encode: a send that fails would block the partition."""
+    codec = default_codec()
+    for event in outputs:
+        try:
+            codec.encode(event)
+        except (ValueError, TypeError, OverflowError) as error:
+            raise UnpublishableOutput(f"{event.event_type} cannot be encoded: {error}") from error
+    return outputs
+
+
 class SeenIds:
     """A bounded memory of processed event ids (dedupe of redelivered inputs within a process)."""
 
@@ -98,7 +113,7 @@ class Stage(ABC):
         if not fresh:
             return []
         try:
-            outputs = await self.handle(fresh)
+            outputs = _publishable(await self.handle(fresh))
         except TransientError:
             raise
         except Exception as batch_error:  # isolate the culprit(s) one by one
@@ -106,7 +121,7 @@ class Stage(ABC):
             outputs = []
             for event in fresh:
                 try:
-                    outputs.extend(await self.handle([event]))
+                    outputs.extend(_publishable(await self.handle([event])))
                 except TransientError:
                     raise
                 except Exception as error:

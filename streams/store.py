@@ -370,10 +370,21 @@ class SampleStore:
 
     @classmethod
     def reset(cls, path: Path) -> SampleStore:
-        """Drop every table at ``path`` and open an empty store there."""
-        if Path(path).exists():
-            shutil.rmtree(path)
-        return cls(path)
+        """Drop every table at ``path`` and open an empty store there.
+
+        Refuses a folder holding anything but LanceDB tables (``*.lance``): a mistyped ``--path``
+        must not wipe unrelated files.
+        """
+        folder = Path(path)
+        if folder.exists():
+            strangers = [p.name for p in folder.iterdir() if not (p.is_dir() and p.suffix == ".lance")]
+            if strangers or not folder.is_dir():
+                raise ValueError(
+                    f"{folder} is not a sample store (it holds {strangers[:5] or 'a file'}); "
+                    "give an empty or new folder, or a store's folder"
+                )
+            shutil.rmtree(folder)
+        return cls(folder)
 
     def table(self, name: str) -> Any:
         return self._tables[name]

@@ -73,6 +73,8 @@ class LLMVerifier:
                 chats, SamplingConfig(greedy=True, max_tokens=self.max_tokens, regex=self.regex)
             )
         except InferenceError as error:
+            if error.input_fault:  # this input (e.g. a prompt too long for the context), not the endpoint
+                raise ValueError(f"verifier endpoint rejected this input: {error}") from error
             raise TransientError(f"verifier endpoint unavailable: {error}") from error
         return [options[0].text for options in generations]
 

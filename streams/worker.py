@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,12 +71,15 @@ class StageRunner:
         self.published = 0
         self.retries = 0
         self._actors: set[asyncio.Task[Any]] = set()
+        # faust keeps per-app state on disk; ours is in memory, so a throwaway folder (not the cwd).
+        self._datadir = tempfile.TemporaryDirectory(prefix=f"looptool-faust-{stage.name}-")
         self.app = faust.App(
             f"looptool-{settings.run_id}-{stage.name}",
             value_serializer="raw",
             key_serializer="raw",
             web_enabled=False,
             autodiscover=False,
+            datadir=self._datadir.name,
             store="memory://",
             consumer_auto_offset_reset="earliest",
             topic_allow_declare=False,  # the catalog creates topics (ensure_topics)
@@ -113,6 +117,7 @@ class StageRunner:
             await asyncio.wait_for(self.app.stop(), timeout_s)
         except TimeoutError:
             log.warning("worker.stop_timeout", stage=self.stage.name, timeout_s=timeout_s)
+        self._datadir.cleanup()
 
     async def _decode(self, message: Any) -> Event[Any] | None:
         try:
@@ -168,6 +173,8 @@ async def run_stages(
             log.info("worker.ready", stages=[s.name for s in stages], run_id=settings.run_id)
             await stop.wait()
         finally:
+            # Agents are cancelled mid-batch on purpose; faust would log each as a crash.
+            logging.getLogger("faust.agents.actor").setLevel(logging.CRITICAL)
             for runner in runners:
                 await runner.stop()
             for stage in stages:

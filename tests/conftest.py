@@ -93,7 +93,12 @@ def tiny_policy_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[i
         if seed not in built:
             folder = tmp_path_factory.mktemp(f"tiny-policy-seed{seed}")
             built[seed] = build_tiny_policy(
-                folder, TINY_POLICY_CORPUS, vocab_size=512, seed=seed, initializer_range=0.1
+                folder,
+                TINY_POLICY_CORPUS,
+                vocab_size=512,
+                seed=seed,
+                initializer_range=0.1,
+                max_position_embeddings=4096,  # the judge and generator prompts are long
             )
         return built[seed]
 
@@ -126,7 +131,7 @@ def vllm_server(tiny_policy_path: Path) -> Iterator[ServedModel]:
         tiny_policy_path,
         "tiny-policy",
         gpu_memory_utilization=0.2,
-        max_model_len=1024,
+        max_model_len=4096,
         dtype="float32",
         kv_cache_memory_bytes=256 << 20,
         # A tiny model on CPU: skipping torch.compile cuts engine init from ~70 s to ~5 s, and
@@ -139,3 +144,39 @@ def vllm_server(tiny_policy_path: Path) -> Iterator[ServedModel]:
         yield server.start()
     finally:
         server.stop()
+
+
+# -- a tiny policy that has learnt the synthetic world's output format ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def world_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen2 policy SFT-trained briefly on world 0's seeds (about half a minute).
+
+    It writes well-formed calls to the right tools, often with wrong values: enough for the probe to
+    produce schema-valid mismatches that reach the judge, and matches too.
+    """
+    import asyncio
+
+    from looptool.demo import SCALES, build_initial_policy
+    from trainer.dataset import sample_row
+    from trainer.sft import sft_warm_start
+    from world import World
+    from world.seed import build_seed_set
+
+    world = World(0)
+    seeds = asyncio.run(build_seed_set(world, 120, noise_rate=0.0, name="fixture-policy"))
+    folder = tmp_path_factory.mktemp("world-policy")
+    initial = build_initial_policy(world, seeds.samples, folder / "initial", SCALES["quick"], seed=0)
+    rows = [sample_row(f"s{index}", item.sample) for index, item in enumerate(seeds.samples)]
+    result = sft_warm_start(
+        rows,
+        init_model=initial,
+        out_dir=folder / "sft",
+        steps=120,
+        learning_rate=3e-3,
+        batch_size=8,
+        threads=1,
+        show_progress=False,
+    )
+    return result.model_dir

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 import warnings
 from typing import Any, Literal
@@ -276,7 +277,20 @@ def _call_from_object(value: Any, repairs: list[str]) -> ToolCall:
         repairs.append("null_arguments")
     if not isinstance(arguments, dict):
         raise CallFormatError(f"arguments of {name!r} must be an object, got {type(arguments).__name__}")
+    if not _finite(arguments):
+        raise CallFormatError(f"arguments of {name!r} hold a number that is not finite (NaN or Infinity)")
     return ToolCall(name=name.strip(), arguments=arguments)
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or Infinity anywhere (JSON has neither; Python's json module reads both)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(item) for item in value)
+    return True
 
 
 def parse_openai_tool_calls(tool_calls: Any) -> Action:

@@ -37,6 +37,7 @@ DATA_TAGS = (
     "incorrect_response",
     "error_analysis",
     "candidate",
+    "think",  # a judge quoting a sample's "</think>" must not end its own reasoning trace
 )
 _DATA_TAG = re.compile(r"<(\s*/?\s*(?:" + "|".join(DATA_TAGS) + r")\b)", re.IGNORECASE)
 _DATA_NOTICE = (

@@ -90,10 +90,10 @@ async def test_score_matches_transformers(client: OpenAIBackend, reference: Tran
 
 
 async def test_prompt_over_the_context_is_a_non_retryable_error(client: OpenAIBackend) -> None:
-    too_long = [{"role": "user", "content": "weather " * 3000}]
+    too_long = [{"role": "user", "content": "weather " * 6000}]  # over the server's 4096 tokens
     with pytest.raises(InferenceError, match="HTTP 400") as caught:
         await client.generate([too_long], SamplingConfig(max_tokens=4))
-    assert not caught.value.retryable
+    assert not caught.value.retryable and caught.value.input_fault
 
 
 async def test_load_checks_the_served_model(client: OpenAIBackend, vllm_server: ServedModel) -> None:
