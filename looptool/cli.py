@@ -197,8 +197,15 @@ def seed(
     ] = None,
     heldout_out: Annotated[Path | None, typer.Option(help="Write the clean held-out set here.")] = None,
     publish: Annotated[bool, typer.Option(help="Send SampleAdded events to the run's topics.")] = True,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Use the synthetic world even when [generator] is configured.")
+    ] = False,
+    tools: Annotated[
+        int | None, typer.Option(help="LLM path: tools to synthesise (default: one per context-tree leaf).")
+    ] = None,
 ) -> None:
-    """Construct D_seed with the synthetic tool world (dual-tree tools, four-role dialogues, label noise)."""
+    """Construct D_seed: dual-tree tools and four-role dialogues, by LLM roles when [generator] is set,
+    else by the offline synthetic tool world (with label noise, and the truth kept apart)."""
     from world import World
     from world.seed import build_seed_set, seed_events, write_jsonl
 
@@ -208,42 +215,78 @@ def seed(
         from looptool.config import WorldSettings
 
         world_settings = WorldSettings()
-    if settings.generator is not None:
+    use_llm = settings.generator is not None and not offline
+    if use_llm and truth is not None:
+        raise typer.BadParameter("seeds made by an LLM have no independent truth", param_hint="--truth")
+    if use_llm:
         console.print(
-            "[yellow]note:[/] seed construction runs on the offline synthetic world; the configured "
-            "generator endpoint is used by the loop's expansion stage"
+            "[dim]LLM roles from [generator] (checks by [judge]); noise_rate applies to the world only[/]"
         )
 
     async def main() -> Any:
-        seed_set = await build_seed_set(
-            World(world_settings.seed),
-            world_settings.seed_dialogues,
-            heldout=world_settings.heldout_dialogues,
-            noise_rate=world_settings.noise_rate,
-            noise_mix=world_settings.noise_mix,
-        )
+        if use_llm:
+            from streams.worker import endpoint_backend
+            from world.llm_roles import build_llm_seed_set, llm_seed_events
+
+            generator = endpoint_backend(settings, "generator")
+            judge = endpoint_backend(settings, "judge") if settings.judge is not None else generator
+            try:
+                seed_set = await build_llm_seed_set(
+                    generator,
+                    world_settings.seed_dialogues,
+                    judge=judge,
+                    heldout=world_settings.heldout_dialogues,
+                    tools=tools,
+                    seed=world_settings.seed,
+                    current_time=settings.loop.current_time,
+                    constrain_judge=settings.judge.constrain_output if settings.judge else False,
+                )
+            finally:
+                await generator.close()
+                if judge is not generator:
+                    await judge.close()
+            events = llm_seed_events(seed_set, settings.run_id)
+        else:
+            seed_set = await build_seed_set(
+                World(world_settings.seed),
+                world_settings.seed_dialogues,
+                heldout=world_settings.heldout_dialogues,
+                noise_rate=world_settings.noise_rate,
+                noise_mix=world_settings.noise_mix,
+            )
+            events = seed_events(seed_set, settings.run_id)
         if publish:
             _require_broker(settings)
             from looptool.kafka import EventProducer, ensure_topics
 
             await ensure_topics(settings.kafka, settings.run_id)
             async with EventProducer(settings.kafka) as producer:
-                await producer.send_all(seed_events(seed_set, settings.run_id))
+                await producer.send_all(events)
         return seed_set
 
-    seed_set = asyncio.run(main())
+    from world.llm_roles import SeedConstructionError
+
+    try:
+        seed_set = asyncio.run(main())
+    except SeedConstructionError as error:
+        console.print(f"[red]seed construction failed:[/] {error}")
+        raise typer.Exit(1) from None
     if out is not None:
         write_jsonl(seed_set.samples, out, truth)
     if heldout_out is not None:
         write_jsonl(seed_set.heldout, heldout_out)
-    table = Table("", "count", title=f"world {world_settings.seed}: D_seed")
+    source = "LLM roles" if use_llm else f"world {world_settings.seed}"
+    table = Table("", "count", title=f"{source}: D_seed")
     table.add_row("seed samples", str(len(seed_set.samples)))
     for kind, count in sorted(seed_set.kinds().items()):
         table.add_row(f"  {kind}", str(count))
-    table.add_row("noisy labels", f"{sum(seed_set.noise_kinds().values())} ({seed_set.noise_rate():.1%})")
-    for kind, count in sorted(seed_set.noise_kinds().items()):
-        table.add_row(f"  {kind}", str(count))
+    if not use_llm:
+        table.add_row("noisy labels", f"{sum(seed_set.noise_kinds().values())} ({seed_set.noise_rate():.1%})")
+        for kind, count in sorted(seed_set.noise_kinds().items()):
+            table.add_row(f"  {kind}", str(count))
     table.add_row("held-out samples (clean)", str(len(seed_set.heldout)))
+    for label, value in getattr(seed_set, "report", None).rows() if use_llm else []:
+        table.add_row(label, value)
     console.print(table)
 
 

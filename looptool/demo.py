@@ -582,7 +582,7 @@ async def run_demo(
 def build_initial_policy(world: Any, samples: list[Any], folder: Path, scale: DemoScale, seed: int) -> Path:
     """The tiny policy: tokenizer trained on the seed corpus (rendered as the policy sees it)."""
     from toolcall.parsing import render_action
-    from toolcall.prompts import build_chat, policy_prompt_phrases, render_tools
+    from toolcall.prompts import build_chat, prompt_phrases, render_tools
     from trainer.tiny_policy import IM_END, IM_START, build_tiny_policy
 
     corpus = []
@@ -601,7 +601,7 @@ def build_initial_policy(world: Any, samples: list[Any], folder: Path, scale: De
         intermediate=scale.hidden * 3,
         seed=seed,
         max_position_embeddings=1024,
-        phrases=[*policy_prompt_phrases(), *(render_tools([tool.spec]) for tool in world.toolset)],
+        phrases=[*prompt_phrases(), *(render_tools([tool.spec]) for tool in world.toolset)],
         words=world.vocabulary(),
     )
 

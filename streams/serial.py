@@ -32,9 +32,7 @@ from schemas.events import (
     CheckpointPublished,
     CuratedSample,
     Event,
-    ProbeResult,
     Producer,
-    Verdict,
     derived_event_id,
     make_event,
 )
@@ -46,6 +44,7 @@ from streams.curate import (
     next_round_events,
     round_events,
 )
+from streams.judge import JudgeStage
 from streams.stage import Stage
 from trainer.base import TrainerBackend
 from trainer.dataset import round_dataset
@@ -66,43 +65,26 @@ class SerialRound:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-class AblationJudge(Stage):
+class _NoJudge:
+    model_name = ""
+
+    async def judge(self, cases: Sequence[Any]) -> list[str]:
+        raise AssertionError("the ablation never asks a judge")
+
+
+class AblationJudge(JudgeStage):
     """``no_jglv``: every mismatch is a PRED_WRONG (no judge call, no relabel ever follows)."""
 
-    name = "judge"
-    input_topics = ("probes",)
-    input_types = ("ProbeResult",)
-
-    def relevant(self, event: Event[Any]) -> bool:
-        return super().relevant(event) and not event.payload.matched
+    def __init__(self, run_id: str):
+        super().__init__(run_id, _NoJudge())
 
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
-        out = []
-        for probe in events:
-            p: ProbeResult = probe.payload
-            out.append(
-                make_event(
-                    Verdict(
-                        sample_id=p.sample_id,
-                        round=p.round,
-                        probe_event_id=probe.event_id,
-                        tools=p.tools,
-                        messages=p.messages,
-                        label=p.label,
-                        prediction=p.prediction,
-                        ppl=p.ppl,
-                        verdict="PRED_WRONG",
-                        decided_by="ablation",
-                        error_analysis="ablation: every mismatch is taken as a model error",
-                    ),
-                    run_id=probe.run_id,
-                    producer=self.producer,
-                    event_id=derived_event_id([probe.event_id], self.name),
-                    parent_ids=[probe.event_id],
-                    checkpoint_id=probe.checkpoint_id,
-                )
+        return [
+            self._verdict(
+                probe, "PRED_WRONG", "ablation", analysis="ablation: every mismatch is a model error"
             )
-        return out
+            for probe in events
+        ]
 
 
 class SerialLoop:

