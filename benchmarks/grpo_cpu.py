@@ -27,7 +27,7 @@ from rich.table import Table
 from inference.transformers_backend import encode_prompt
 from looptool.config import LogSettings, TrainerSettings
 from looptool.logs import configure_logging
-from toolcall.prompts import policy_prompt_phrases, render_tools
+from toolcall.prompts import prompt_phrases, render_tools
 from trainer.base import RoundDataset
 from trainer.cpu_grpo import CpuGrpoBackend
 from trainer.dataset import sample_row
@@ -66,7 +66,7 @@ def main() -> None:
     corpus = [message["content"] for row in rows for message in row.chat] + [row.target() for row in rows]
     # As the demo does: the fixed Figure 7 pieces and each tool definition become one token each.
     tool_lines = sorted({render_tools([tool]) for row in rows for tool in row.tools})
-    phrases = (*policy_prompt_phrases(), *tool_lines)
+    phrases = (*prompt_phrases(), *tool_lines)
     with tempfile.TemporaryDirectory(prefix="grpo-bench-") as tmp:
         work = Path(tmp)
         model = build_tiny_policy(

@@ -14,7 +14,7 @@ from pathlib import Path
 from schemas.events import CuratedSample, Event, Producer, RoundClosed, make_event
 from toolcall.canonical import content_hash
 from toolcall.parsing import render_action
-from toolcall.prompts import build_chat, policy_prompt_phrases, render_tools
+from toolcall.prompts import build_chat, prompt_phrases, render_tools
 from toolcall.specs import ToolSpec, load_tools
 from toolcall.types import Action, Message, Sample, ToolCall
 from trainer.base import RoundDataset, TrainingRow
@@ -99,7 +99,7 @@ def corpus() -> list[str]:
 
 def phrases() -> tuple[str, ...]:
     """Fixed texts that become one token each: the Figure 7 instruction pieces and the tool list."""
-    return (*policy_prompt_phrases(), render_tools([WEATHER]))
+    return (*prompt_phrases(), render_tools([WEATHER]))
 
 
 def build_toy_policy(folder: Path, seed: int = 0, **shape: int) -> Path:
