@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import platform
 import statistics
@@ -37,7 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from looptool.config import load_settings  # noqa: E402
-from looptool.demo import SCALES, DemoScale, build_initial_policy, demo_settings  # noqa: E402
+from looptool.demo import (  # noqa: E402
+    SCALES,
+    DemoScale,
+    build_initial_policy,
+    demo_settings,
+    split_warm_start,
+    write_warm_start,
+)
 from streams.serial import ARMS, SerialLoop  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "efficacy.json"
@@ -67,21 +75,28 @@ async def run_arm(arm: str, seed: int, scale: DemoScale, work: Path) -> list[Arm
     from streams.worker import curation_policy
     from toolcall.prompts import DEFAULT_SCENARIOS
     from trainer.cpu_grpo import CpuGrpoBackend
-    from trainer.sft import sft_warm_start
+    from trainer.sft import sft_warm_start, warm_start_rows
     from world import World
     from world.scoring import heldout_accuracy, label_noise
     from world.seed import build_seed_set, seed_events
     from world.simulation import SimulatedWorldGenerator, SimulatedWorldJudge, SimulatedWorldVerifier
 
-    base = load_settings(None, run_id=f"eff-{arm}-s{seed}")
-    settings = demo_settings(base, work, scale, seed).model_copy(update={"run_id": f"eff-{arm}-s{seed}"})
+    # One run id per seed: every arm curates the same D_1 (curate's draws are seeded by the run id),
+    # so the arms differ only from round 2 on, and share the round-1 SFT warm start (cached).
+    run_id = f"eff-s{seed}"
+    shared = work.parent / f"shared-s{seed}"
+    settings = demo_settings(load_settings(None, run_id=run_id), shared, scale, seed)
     world_settings = settings.world
     assert world_settings is not None
     world = World(world_settings.seed)
-    seed_set = await build_seed_set(
+    synthesised = await build_seed_set(
         world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=world_settings.noise_rate
     )
-    initial = build_initial_policy(world, seed_set.samples, work / "initial", scale, seed)
+    seed_set, warm = split_warm_start(synthesised, scale.warm_start_samples, seed)  # as the demo does
+    initial = shared / "initial"
+    if not (initial / "config.json").exists():
+        drills = write_warm_start(world, warm, scale.copy_drills, shared / "warmstart.jsonl", seed)
+        build_initial_policy(world, synthesised.samples, initial, scale, seed, drills)
     policy_backend = TransformersBackend(str(initial), "initial", batch_size=settings.policy.batch_size)
     loop = settings.loop
     stages = {
@@ -107,10 +122,13 @@ async def run_arm(arm: str, seed: int, scale: DemoScale, work: Path) -> list[Arm
     trainer = settings.trainer
 
     def warm_start(dataset: Any, init_model: Path, out_dir: Path) -> Path:
+        cached = shared / "sft"
+        if (cached / "config.json").exists():
+            return cached
         return sft_warm_start(
-            dataset.rows,
+            warm_start_rows(dataset, trainer.sft_data),
             init_model=init_model,
-            out_dir=out_dir,
+            out_dir=cached,
             steps=trainer.sft_warmup_steps,
             learning_rate=trainer.sft_learning_rate,
             batch_size=trainer.sft_batch_size,
@@ -186,10 +204,13 @@ async def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
     parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--rounds", type=int, default=None, help="override the scale's number of rounds")
     parser.add_argument("--work", type=Path, default=ROOT / "data" / "efficacy")
     args = parser.parse_args()
     console = Console()
     scale = SCALES[args.scale]
+    if args.rounds is not None:
+        scale = dataclasses.replace(scale, rounds=args.rounds)
     results: list[ArmRound] = []
     started = time.monotonic()
     for seed in range(args.seeds):

@@ -204,8 +204,10 @@ def seed(
         int | None, typer.Option(help="LLM path: tools to synthesise (default: one per context-tree leaf).")
     ] = None,
 ) -> None:
-    """Construct D_seed: dual-tree tools and four-role dialogues, by LLM roles when [generator] is set,
-    else by the offline synthetic tool world (with label noise, and the truth kept apart)."""
+    """Construct D_seed: dual-tree tools and four-role dialogues.
+
+    By LLM roles when the generator endpoint is configured, else by the offline synthetic tool world
+    (with label noise, and the truth kept apart)."""
     from world import World
     from world.seed import build_seed_set, seed_events, write_jsonl
 

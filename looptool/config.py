@@ -296,6 +296,10 @@ class TrainerSettings(_Section):
     sft_warmup_steps: int = Field(default=0, ge=0, description="0 = no warm start.")
     sft_learning_rate: float = Field(default=1e-4, gt=0)
     sft_batch_size: int = Field(default=8, ge=1)
+    sft_data: Path | None = Field(
+        default=None,
+        description="JSONL samples the warm start trains on instead of round 1's own rows.",
+    )
     seed: int = 0
     torch_threads: int | None = Field(
         default=None, ge=1, description="torch CPU threads (1 is fastest when cores are shared)."

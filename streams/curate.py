@@ -266,7 +266,7 @@ class Ledger:
                         status.expansions_added += candidate.payload.candidate_id in self.expansions
         return status
 
-    def _pool_sample(self, sample_id: str, lineage: Sequence[str] = ()) -> PoolSample:
+    def pool_sample(self, sample_id: str, lineage: Sequence[str] = ()) -> PoolSample:
         added = self.samples[sample_id].payload
         label_event_id, label = self.labels[sample_id]
         return PoolSample(sample_id, added.tools, added.messages, label, label_event_id, tuple(lineage))
@@ -297,13 +297,13 @@ class Ledger:
                 continue
             label = verdict.payload.verdict
             if label in ("PRED_WRONG", "LABEL_WRONG"):
-                error_seeds.append(self._pool_sample(sample_id, (probe.event_id, verdict.event_id)))
+                error_seeds.append(self.pool_sample(sample_id, (probe.event_id, verdict.event_id)))
                 for candidate in sorted(
                     self.candidates.get(verdict.event_id, {}).values(), key=lambda c: c.payload.index
                 ):
                     added = self.expansions.get(candidate.payload.candidate_id)
                     if added is not None:
-                        expansions.append(self._pool_sample(added.payload.sample_id))
+                        expansions.append(self.pool_sample(added.payload.sample_id))
             elif label == "BOTH_CORRECT" and probe.payload.ppl is not None:
                 ppl_pool.append((sample_id, probe.payload.ppl))
                 pool_lineage[sample_id] = (probe.event_id, verdict.event_id)
@@ -312,14 +312,14 @@ class Ledger:
         chosen = select_high_ppl(
             ppl_pool, quantile=policy.hppl_quantile, threshold=policy.hppl_threshold, max_count=None
         )
-        high_ppl = [self._pool_sample(sample_id, pool_lineage[sample_id]) for sample_id in chosen]
+        high_ppl = [self.pool_sample(sample_id, pool_lineage[sample_id]) for sample_id in chosen]
         return RoundOutcome(error_seeds, expansions, high_ppl, dropped, sorted(checkpoints))
 
     def fresh_seeds(self) -> list[PoolSample]:
         """Seeds never curated into any round, in sample-id order."""
         trained = {sample_id for members in self.members.values() for sample_id in members}
         return [
-            self._pool_sample(sample_id)
+            self.pool_sample(sample_id)
             for sample_id, added in sorted(self.samples.items())
             if added.payload.origin == "seed" and sample_id not in trained
         ]

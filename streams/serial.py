@@ -19,6 +19,7 @@ Arms:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -128,9 +129,18 @@ class SerialLoop:
         if round_ == 1:
             return initial_round_events(self.ledger, self.policy, self.settings.run_id)
         if self.arm == "static":
-            members = compose_round(
-                round_, None, self.ledger.fresh_seeds(), self.policy, self.settings.run_id
-            )
+            fresh = self.ledger.fresh_seeds()
+            members = compose_round(round_, None, fresh, self.policy, self.settings.run_id)
+            short = self.policy.target_size - len(members)
+            if short > 0:  # D_seed is used up: static training reuses it, as further epochs would
+                unused = {item.sample_id for item in fresh}
+                seen = [
+                    self.ledger.pool_sample(sample_id)
+                    for sample_id, added in sorted(self.ledger.samples.items())
+                    if added.payload.origin == "seed" and sample_id not in unused
+                ]
+                policy = dataclasses.replace(self.policy, target_size=short)
+                members += compose_round(round_, None, seen, policy, self.settings.run_id)
             previous = self.ledger.closed.get(round_ - 1)
             return round_events(round_, members, self.policy, self.settings.run_id, previous)
         events = next_round_events(self.ledger, self.policy, self.settings.run_id)

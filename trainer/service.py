@@ -341,11 +341,11 @@ class TrainerService:
         await self.publish(producer, final, new_id, manifest, parent)
 
     def _warm_start(self, dataset: RoundDataset, init_model: Path, out_dir: Path) -> Any:
-        from trainer.sft import sft_warm_start
+        from trainer.sft import sft_warm_start, warm_start_rows
 
         t = self.trainer
         return sft_warm_start(
-            dataset.rows,
+            warm_start_rows(dataset, t.sft_data),
             init_model=init_model,
             out_dir=out_dir,
             steps=t.sft_warmup_steps,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from looptool.logs import get_logger
-from trainer.base import TrainingRow, save_hf_checkpoint
+from trainer.base import RoundDataset, TrainingRow, save_hf_checkpoint
 from trainer.cpu_grpo import import_trl, render_prompts, torch_threads
 
 log = get_logger(__name__)
@@ -39,6 +39,38 @@ class SftResult:
         if self.loss_last is not None:
             out["sft_loss_last"] = self.loss_last
         return out
+
+
+def warm_start_rows(dataset: RoundDataset, sft_data: Path | None) -> list[TrainingRow]:
+    """What the round-1 warm start trains on: ``sft_data`` (JSONL, any ingest format) when set, else
+    the round's own rows.
+
+    A separate file keeps the warm start from memorising D_1: many SFT epochs over the very samples
+    the probe then decodes teach the model their labels, noisy ones included, and the probe finds no
+    mismatch to judge. The demo's file is a split of D_seed the loop never curates, plus copy drills
+    (:mod:`world.drills`). A bad line fails the warm start with its line number: this is
+    configuration, not streamed input.
+    """
+    import json
+
+    from toolcall.formats import record_to_samples
+    from trainer.dataset import sample_row
+
+    if sft_data is None:
+        return list(dataset.rows)
+    rows: list[TrainingRow] = []
+    for number, line in enumerate(Path(sft_data).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            samples = record_to_samples(json.loads(line))
+        except ValueError as error:
+            raise ValueError(f"{sft_data}:{number}: not a sample record: {error}") from error
+        rows.extend(sample_row(f"sft-{number}-{index}", sample) for index, sample in enumerate(samples))
+    if not rows:
+        raise ValueError(f"{sft_data}: no samples to warm-start on")
+    log.info("train.sft_data", path=str(sft_data), rows=len(rows))
+    return rows
 
 
 def sft_warm_start(
