@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,18 @@ log = get_logger(__name__)
 
 class KafkaSetupError(RuntimeError):
     """Topics exist with a layout that contradicts the catalog, or the cluster cannot be reached."""
+
+
+class BrokerDataLost(RuntimeError):
+    """A followed topic vanished, or its log went back before what was already read from it.
+
+    The broker lost the run's events (an in-memory broker such as Tansu restarted, a topic was
+    deleted): the events a follower waits for can never come, so it fails instead of waiting forever.
+    """
+
+
+# How often an idle follower asks the broker whether the topics it follows still hold what it read.
+LOSS_CHECK_INTERVAL_S = 5.0
 
 
 def client_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -294,7 +307,8 @@ async def follow(
 
     For every reader that must see all partitions: singleton folds (curate) and broadcast state
     every worker needs (checkpoints). Yields an empty list whenever nothing arrived for
-    ``idle_timeout_ms``, so callers can notice they are caught up.
+    ``idle_timeout_ms``, so callers can notice they are caught up. Raises :class:`BrokerDataLost`
+    when a followed topic disappears or its log restarts below what was read (checked while idle).
     """
     async for batch in _read_from_start(
         kafka, run_id, topics, codec, batch_size, None, follow=True, idle_timeout_ms=idle_timeout_ms
@@ -332,6 +346,9 @@ async def _read_from_start(
         # A replay ends at each partition's high watermark as reported by the first fetch response.
         # (ListOffsets is not used: Tansu under-reports it when the last batch holds many records.)
         end: dict[TopicPartition, int] = {}
+        read_up_to: dict[TopicPartition, int] = {}  # follow: the next offset after what was read
+        checked = time.monotonic()
+        suspected: str | None = None
         remaining = set(partitions)
         while remaining:
             fetched = await consumer.getmany(
@@ -347,6 +364,7 @@ async def _read_from_start(
                     if not follow and record.offset >= end.get(tp, record.offset + 1):
                         continue
                     stats.records += 1
+                    read_up_to[tp] = record.offset + 1
                     try:
                         event = codec.decode(record.value or b"")
                     except EventDecodeError:
@@ -357,10 +375,48 @@ async def _read_from_start(
                 for tp in list(remaining):
                     if tp in end and await consumer.position(tp) >= end[tp]:
                         remaining.discard(tp)
+            if follow and not batch and time.monotonic() - checked >= LOSS_CHECK_INTERVAL_S:
+                checked = time.monotonic()
+                lost = await _lost(consumer, partitions, read_up_to)
+                # Two checks in a row must agree: a topic can be missing from one metadata answer
+                # while a real cluster elects leaders.
+                if lost and suspected:
+                    raise BrokerDataLost(lost)
+                suspected = lost
             if batch or follow:
                 yield batch
     finally:
         await consumer.stop()
+
+
+async def _lost(
+    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition], read_up_to: dict[TopicPartition, int]
+) -> str | None:
+    """Why the broker no longer holds what this follower read, or None when it does.
+
+    Only positive evidence counts: when the broker cannot be reached the metadata refresh fails and
+    nothing is concluded, so an outage alone is not a loss (the follower resumes when it is back).
+    """
+    if not await consumer._client.force_metadata_update():
+        return None
+    for tp in partitions:
+        if tp.partition not in (consumer.partitions_for_topic(tp.topic) or set()):
+            return (
+                f"{tp.topic}[{tp.partition}] no longer exists on the broker after {read_up_to.get(tp, 0)} "
+                "records were read from it: the broker lost the run's events (an in-memory broker "
+                "restarted?); the run cannot go on from this broker"
+            )
+        # A broker that auto-creates topics (Tansu) answers for a lost topic with an empty one: its
+        # end (high watermark) is then below what was read, or the consumer was reset below it.
+        read, end = read_up_to.get(tp, 0), consumer.highwater(tp)
+        position = await consumer.position(tp)
+        if position < read or (end is not None and end < read):
+            return (
+                f"{tp.topic}[{tp.partition}] now ends at offset {end} (position {position}), below the "
+                f"{read} records already read from it: the broker lost the run's events (an "
+                "in-memory broker restarted?); the run cannot go on from this broker"
+            )
+    return None
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
