@@ -12,8 +12,11 @@ import structlog
 
 from looptool.config import LogSettings
 
-# Keys whose values are never written to a log, whatever the caller passed.
-_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|credential)", re.IGNORECASE)
+# Keys whose values are never written to a log, whatever the caller passed. "token" not followed by a
+# letter (token, access_token, AuthToken), so counts such as tokens or tokens_per_s stay readable.
+_SECRET_KEY = re.compile(
+    r"(pass(word)?|secret|token(?![a-z])|api[_-]?key|authorization|credential)", re.IGNORECASE
+)
 REDACTED = "***"
 
 

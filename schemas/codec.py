@@ -21,11 +21,18 @@ import fastavro
 
 from schemas.events import PAYLOAD_TYPES, Event
 from schemas.registry import RegisteredSchema, SchemaRegistry, default_registry
-from toolcall.canonical import canonical_json
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 JSON_SUFFIX = "_json"
+
+
+def _ordered_json(value: Any) -> str:
+    """Compact JSON that keeps key order: the order of a tool's parameters and of a call's arguments is
+    part of what a model is shown (prompts, training targets), so transport must not change it.
+    Hashes use :func:`toolcall.canonical.canonical_json`, which sorts."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
 
 Converter = Callable[[Any], Any]
 
@@ -83,7 +90,7 @@ def _build(schema: Any, named: dict[str, Any], to_avro: bool) -> Converter:
                 out = {}
                 for py_name, avro_name, convert, is_json in steps:
                     item = value.get(py_name)
-                    out[avro_name] = canonical_json(item) if is_json else convert(item)
+                    out[avro_name] = _ordered_json(item) if is_json else convert(item)
                 return out
 
             return record_to_avro

@@ -106,7 +106,10 @@ def _record(item: WorldSample) -> dict[str, Any]:
 def write_jsonl(items: Sequence[WorldSample], path: Path, truth_path: Path | None = None) -> None:
     """Samples as ``paper``-format JSONL (ingestible); the truth, if asked, in a file of its own."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(canonical_json(_record(item)) + "\n" for item in items), encoding="utf-8")
+    # Key order kept (not canonical JSON): a tool's parameter order is part of the prompt.
+    path.write_text(
+        "".join(json.dumps(_record(item), ensure_ascii=False) + "\n" for item in items), encoding="utf-8"
+    )
     if truth_path is not None:
         truth_path.write_text(
             "".join(

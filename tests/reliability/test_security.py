@@ -527,3 +527,22 @@ def test_resetting_a_store_never_deletes_a_folder_that_is_not_a_store(tmp_path: 
     with pytest.raises(Exception, match="not a sample store"):
         SampleStore.reset(precious)
     assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+def test_redaction_masks_secret_keys_but_not_token_counts() -> None:
+    from looptool.logs import REDACTED, redact_secrets
+
+    logged = redact_secrets(
+        None,
+        "info",
+        {
+            "api_token": "s3cr3t",
+            "AuthToken": "s3cr3t",
+            "nested": {"password": "x"},
+            "tokens": 1124,
+            "tokens_per_s": 709.5,
+            "max_tokens": 96,
+        },
+    )
+    assert logged["api_token"] == logged["AuthToken"] == logged["nested"]["password"] == REDACTED
+    assert (logged["tokens"], logged["tokens_per_s"], logged["max_tokens"]) == (1124, 709.5, 96)
