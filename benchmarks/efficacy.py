@@ -64,7 +64,9 @@ class ArmRound:
     loop_s: float
 
 
-async def run_arm(arm: str, seed: int, scale: DemoScale, work: Path) -> list[ArmRound]:
+async def run_arm(
+    arm: str, seed: int, scale: DemoScale, work: Path, *, shared_world: bool = False
+) -> list[ArmRound]:
     from inference.transformers_backend import TransformersBackend
     from schemas.events import Scenario
     from streams.expand import ExpandStage
@@ -82,21 +84,25 @@ async def run_arm(arm: str, seed: int, scale: DemoScale, work: Path) -> list[Arm
     from world.simulation import SimulatedWorldGenerator, SimulatedWorldJudge, SimulatedWorldVerifier
 
     # One run id per seed: every arm curates the same D_1 (curate's draws are seeded by the run id),
-    # so the arms differ only from round 2 on, and share the round-1 SFT warm start (cached).
+    # so the arms differ only from round 2 on. With ``shared_world`` every seed also shares the world
+    # and the warm start (built once, cached): seeds then vary the loop's own randomness (curation
+    # draws, rollouts), not the world or the initial model.
     run_id = f"eff-s{seed}"
-    shared = work.parent / f"shared-s{seed}"
-    settings = demo_settings(load_settings(None, run_id=run_id), shared, scale, seed)
+    world_seed = 0 if shared_world else seed
+    shared = work.parent / f"shared-w{world_seed}"
+    settings = demo_settings(load_settings(None, run_id=run_id), shared, scale, world_seed)
+    settings = settings.model_copy(update={"trainer": settings.trainer.model_copy(update={"seed": seed})})
     world_settings = settings.world
     assert world_settings is not None
     world = World(world_settings.seed)
     synthesised = await build_seed_set(
         world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=world_settings.noise_rate
     )
-    seed_set, warm = split_warm_start(synthesised, scale.warm_start_samples, seed)  # as the demo does
+    seed_set, warm = split_warm_start(synthesised, scale.warm_start_samples, world_seed)  # as the demo does
     initial = shared / "initial"
     if not (initial / "config.json").exists():
-        drills = write_warm_start(world, warm, scale.copy_drills, shared / "warmstart.jsonl", seed)
-        build_initial_policy(world, synthesised.samples, initial, scale, seed, drills)
+        drills = write_warm_start(world, warm, scale.copy_drills, shared / "warmstart.jsonl", world_seed)
+        build_initial_policy(world, synthesised.samples, initial, scale, world_seed, drills)
     policy_backend = TransformersBackend(str(initial), "initial", batch_size=settings.policy.batch_size)
     loop = settings.loop
     stages = {
@@ -205,18 +211,28 @@ async def main() -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--rounds", type=int, default=None, help="override the scale's number of rounds")
+    parser.add_argument("--target-size", type=int, default=None, help="override the scale's |D_j|")
+    parser.add_argument(
+        "--shared-world",
+        action="store_true",
+        help="one world and one warm start for every seed (seeds vary curation draws and rollouts)",
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "data" / "efficacy")
     args = parser.parse_args()
     console = Console()
     scale = SCALES[args.scale]
     if args.rounds is not None:
         scale = dataclasses.replace(scale, rounds=args.rounds)
+    if args.target_size is not None:
+        scale = dataclasses.replace(scale, target_size=args.target_size)
     results: list[ArmRound] = []
     started = time.monotonic()
     for seed in range(args.seeds):
         for arm in args.arms.split(","):
             console.print(f"[bold]{arm}[/] seed {seed} …")
-            results.extend(await run_arm(arm, seed, scale, args.work / f"{arm}-s{seed}"))
+            results.extend(
+                await run_arm(arm, seed, scale, args.work / f"{arm}-s{seed}", shared_world=args.shared_world)
+            )
             for table in render(results, scale.rounds):
                 console.print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +241,7 @@ async def main() -> None:
             {
                 "scale": asdict(scale),
                 "seeds": args.seeds,
+                "shared_world": args.shared_world,
                 "machine": {
                     "python": platform.python_version(),
                     "cpu": platform.processor() or platform.machine(),
