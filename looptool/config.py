@@ -136,6 +136,11 @@ class PolicySettings(_Section):
     gpu_memory_utilization: float = Field(default=0.7, gt=0, le=1)
     max_model_len: int = Field(default=4096, ge=256)
     enforce_eager: bool = Field(default=False, description="vLLM: skip CUDA-graph/compile capture.")
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="transformers: torch CPU threads in the worker (1 when cores are shared).",
+    )
 
 
 class ScenarioSettings(_Section):

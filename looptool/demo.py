@@ -130,6 +130,7 @@ def demo_settings(settings: Settings, workdir: Path, scale: DemoScale, seed: int
                 model_path=workdir / "model" / "initial",
                 batch_size=32,
                 max_new_tokens=scale.max_new_tokens,
+                torch_threads=1,  # the trainer shares the two cores
             ),
             "trainer": TrainerSettings(
                 backend="cpu",
