@@ -18,7 +18,17 @@ def test_quick_demo_runs_the_loop_and_the_curated_set_gets_cleaner(tmp_path: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOL_")}
     env["LOOPTOOL_LOG__FORMAT"] = "json"
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "looptool"), "demo", "--quick", "--workdir", str(tmp_path)],
+        # A fixed run id: curation's draws are seeded by it, so the run is reproducible (measured here:
+        # seed noise 20.8%, D_1 20.3%, D_2 10.9%; a timestamped id gives D_2 between 11% and 19%).
+        [
+            str(Path(sys.executable).parent / "looptool"),
+            "--run-id",
+            "demo-quick-test",
+            "demo",
+            "--quick",
+            "--workdir",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
