@@ -77,7 +77,7 @@ async def run_arm(
     from streams.worker import curation_policy
     from toolcall.prompts import DEFAULT_SCENARIOS
     from trainer.cpu_grpo import CpuGrpoBackend
-    from trainer.sft import sft_warm_start, warm_start_rows
+    from trainer.sft import configured_warm_start
     from world import World
     from world.scoring import heldout_accuracy, label_noise
     from world.seed import build_seed_set, seed_events
@@ -131,16 +131,8 @@ async def run_arm(
         cached = shared / "sft"
         if (cached / "config.json").exists():
             return cached
-        return sft_warm_start(
-            warm_start_rows(dataset, trainer.sft_data),
-            init_model=init_model,
-            out_dir=cached,
-            steps=trainer.sft_warmup_steps,
-            learning_rate=trainer.sft_learning_rate,
-            batch_size=trainer.sft_batch_size,
-            seed=trainer.seed,
-            threads=trainer.torch_threads,
-            show_progress=False,
+        return configured_warm_start(
+            dataset, trainer, init_model=init_model, out_dir=cached, show_progress=False
         ).model_dir
 
     serial = SerialLoop(

@@ -235,7 +235,7 @@ async def run_serial(
     from streams.worker import curation_policy
     from toolcall.prompts import DEFAULT_SCENARIOS
     from trainer.cpu_grpo import CpuGrpoBackend
-    from trainer.sft import sft_warm_start, warm_start_rows
+    from trainer.sft import configured_warm_start
     from world import World
     from world.seed import seed_events
     from world.simulation import SimulatedWorldGenerator, SimulatedWorldJudge, SimulatedWorldVerifier
@@ -280,16 +280,8 @@ async def run_serial(
             sft_s.append(time.monotonic() - began)
 
     def warm(dataset: Any, init_model: Path, out_dir: Path) -> Path:
-        return sft_warm_start(
-            warm_start_rows(dataset, trainer.sft_data),  # as the trainer service does
-            init_model=init_model,
-            out_dir=out_dir,
-            steps=trainer.sft_warmup_steps,
-            learning_rate=trainer.sft_learning_rate,
-            batch_size=trainer.sft_batch_size,
-            seed=trainer.seed,
-            threads=trainer.torch_threads,
-            show_progress=False,
+        return configured_warm_start(  # as the trainer service does
+            dataset, trainer, init_model=init_model, out_dir=out_dir, show_progress=False
         ).model_dir
 
     serial = SerialLoop(

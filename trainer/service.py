@@ -341,19 +341,10 @@ class TrainerService:
         await self.publish(producer, final, new_id, manifest, parent)
 
     def _warm_start(self, dataset: RoundDataset, init_model: Path, out_dir: Path) -> Any:
-        from trainer.sft import sft_warm_start, warm_start_rows
+        from trainer.sft import configured_warm_start
 
-        t = self.trainer
-        return sft_warm_start(
-            warm_start_rows(dataset, t.sft_data),
-            init_model=init_model,
-            out_dir=out_dir,
-            steps=t.sft_warmup_steps,
-            learning_rate=t.sft_learning_rate,
-            batch_size=t.sft_batch_size,
-            seed=t.seed,
-            threads=t.torch_threads,
-            show_progress=self.show_progress,
+        return configured_warm_start(
+            dataset, self.trainer, init_model=init_model, out_dir=out_dir, show_progress=self.show_progress
         )
 
     @staticmethod

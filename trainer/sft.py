@@ -15,11 +15,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from looptool.logs import get_logger
 from trainer.base import RoundDataset, TrainingRow, save_hf_checkpoint
 from trainer.cpu_grpo import import_trl, render_prompts, torch_threads
+
+if TYPE_CHECKING:
+    from looptool.config import TrainerSettings
 
 log = get_logger(__name__)
 
@@ -71,6 +74,28 @@ def warm_start_rows(dataset: RoundDataset, sft_data: Path | None) -> list[Traini
         raise ValueError(f"{sft_data}: no samples to warm-start on")
     log.info("train.sft_data", path=str(sft_data), rows=len(rows))
     return rows
+
+
+def configured_warm_start(
+    dataset: RoundDataset,
+    trainer: TrainerSettings,
+    *,
+    init_model: Path,
+    out_dir: Path,
+    show_progress: bool = True,
+) -> SftResult:
+    """Round 1's warm start as ``[trainer]`` configures it (steps, rate, batch, seed, threads, data)."""
+    return sft_warm_start(
+        warm_start_rows(dataset, trainer.sft_data),
+        init_model=init_model,
+        out_dir=out_dir,
+        steps=trainer.sft_warmup_steps,
+        learning_rate=trainer.sft_learning_rate,
+        batch_size=trainer.sft_batch_size,
+        seed=trainer.seed,
+        threads=trainer.torch_threads,
+        show_progress=show_progress,
+    )
 
 
 def sft_warm_start(
