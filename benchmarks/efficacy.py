@@ -49,6 +49,7 @@ from looptool.demo import (  # noqa: E402
 from streams.serial import ARMS, SerialLoop  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "efficacy.json"
+STAGES = ("probe", "judge", "relabel", "expand", "verify")
 
 
 @dataclass
@@ -67,21 +68,13 @@ class ArmRound:
 async def run_arm(
     arm: str, seed: int, scale: DemoScale, work: Path, *, shared_world: bool = False
 ) -> list[ArmRound]:
-    from inference.transformers_backend import TransformersBackend
-    from schemas.events import Scenario
-    from streams.expand import ExpandStage
-    from streams.judge import JudgeStage
-    from streams.probe import CheckpointWatcher, ProbeStage
-    from streams.relabel import RelabelStage
-    from streams.verify import VerifyStage
-    from streams.worker import curation_policy
-    from toolcall.prompts import DEFAULT_SCENARIOS
+    from streams.probe import CheckpointWatcher
+    from streams.worker import build_stages, curation_policy
     from trainer.cpu_grpo import CpuGrpoBackend
     from trainer.sft import configured_warm_start
     from world import World
     from world.scoring import heldout_accuracy, label_noise
     from world.seed import build_seed_set, seed_events
-    from world.simulation import SimulatedWorldGenerator, SimulatedWorldJudge, SimulatedWorldVerifier
 
     # One run id per seed: every arm curates the same D_1 (curate's draws are seeded by the run id),
     # so the arms differ only from round 2 on. With ``shared_world`` every seed also shares the world
@@ -99,32 +92,17 @@ async def run_arm(
         world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=world_settings.noise_rate
     )
     seed_set, warm = split_warm_start(synthesised, scale.warm_start_samples, world_seed)  # as the demo does
-    initial = shared / "initial"
+    initial = settings.policy.model_path
+    assert initial is not None
     if not (initial / "config.json").exists():
         drills = write_warm_start(world, warm, scale.copy_drills, shared / "warmstart.jsonl", world_seed)
         build_initial_policy(world, synthesised.samples, initial, scale, world_seed, drills)
-    policy_backend = TransformersBackend(str(initial), "initial", batch_size=settings.policy.batch_size)
-    loop = settings.loop
+    # The worker's own stage objects (world simulations: no endpoint is configured), fed in-process.
     stages = {
-        "probe": ProbeStage(
-            settings.run_id,
-            policy_backend,
-            CheckpointWatcher(None, settings.run_id),
-            max_new_tokens=settings.policy.max_new_tokens,
-            batch_size=settings.policy.batch_size,
-        ),
-        "judge": JudgeStage(settings.run_id, SimulatedWorldJudge(world, world_settings.judge_error_rate)),
-        "relabel": RelabelStage(settings.run_id),
-        "expand": ExpandStage(
-            settings.run_id,
-            SimulatedWorldGenerator(world, world_settings.generator_defect_rate),
-            [Scenario(**s) for s in DEFAULT_SCENARIOS],
-            k=loop.expansions_per_seed,
-        ),
-        "verify": VerifyStage(
-            settings.run_id, SimulatedWorldVerifier(world, world_settings.verifier_error_rate)
-        ),
+        stage.name: stage
+        for stage in build_stages(settings, STAGES, watcher=CheckpointWatcher(None, settings.run_id))
     }
+    policy_backend = stages["probe"].backend  # type: ignore[attr-defined]
     trainer = settings.trainer
 
     def warm_start(dataset: Any, init_model: Path, out_dir: Path) -> Path:

@@ -43,10 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline_overhead import (  # noqa: E402
+    STAGE_ORDER,
     finish_machine_info,
     machine_info,
     quiet_logs,
-    set_torch_threads,
     wide_console,
 )
 from looptool.config import Settings, load_settings  # noqa: E402
@@ -55,9 +55,18 @@ RESULTS = ROOT / "benchmarks" / "results" / "streaming_vs_serial.json"
 
 
 def arm_settings(
-    run_id: str, bootstrap: str | None, scale: Any, work: Path, model: Path, seed: int
+    run_id: str,
+    bootstrap: str | None,
+    scale: Any,
+    work: Path,
+    model: Path,
+    seed: int,
+    policy_threads: int | None = None,
 ) -> Settings:
-    """The demo's settings for one arm, pointing at the shared initial policy and warm-start data."""
+    """The demo's settings for one arm, pointing at the shared initial policy and warm-start data.
+
+    ``policy_threads`` overrides the demo's ``policy.torch_threads`` (the probe's inference, in the
+    worker service or, for the serial arm, in this process)."""
     from looptool.demo import demo_settings
 
     kafka = {"bootstrap_servers": bootstrap} if bootstrap else {}
@@ -65,8 +74,9 @@ def arm_settings(
     trainer = settings.trainer
     if trainer.sft_data is not None:  # the warm start's samples and copy drills, written once for both
         trainer = trainer.model_copy(update={"sft_data": model.parent / "warmstart.jsonl"})
+    policy = {"model_path": model} | ({"torch_threads": policy_threads} if policy_threads else {})
     return settings.model_copy(
-        update={"policy": settings.policy.model_copy(update={"model_path": model}), "trainer": trainer}
+        update={"policy": settings.policy.model_copy(update=policy), "trainer": trainer}
     )
 
 
@@ -98,7 +108,7 @@ async def run_streaming(
     from world.seed import seed_events
 
     with EmbeddedBroker() as broker:
-        settings = arm_settings(run_id, broker.bootstrap_servers, scale, work, model, seed)
+        settings = arm_settings(run_id, broker.bootstrap_servers, scale, work, model, seed, policy_threads)
         config = work / "looptool.toml"
         write_config(settings, config)
         await ensure_topics(settings.kafka, run_id)
@@ -114,19 +124,8 @@ async def run_streaming(
         children, own = cpu_seconds(resource.RUSAGE_CHILDREN), cpu_seconds(resource.RUSAGE_SELF)
         wall_start = time.time()
         started = time.monotonic()
-        # The services inherit our environment; OMP_NUM_THREADS sets the worker's torch threads (the
-        # trainer sets its own, trainer.torch_threads).
-        saved = os.environ.get("OMP_NUM_THREADS")
-        if policy_threads:
-            os.environ["OMP_NUM_THREADS"] = str(policy_threads)
-        try:
-            for service in services:
-                service.start()
-        finally:
-            if saved is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = saved
+        for service in services:
+            service.start()
         try:
             progress, peak = await follow_until_trained(
                 settings, services, console, rounds=scale.rounds, timeout_s=timeout_s, started=started
@@ -222,52 +221,24 @@ def service_timeline(logs: Path, origin: float, rounds: int) -> dict[str, Any]:
 
 
 async def run_serial(
-    run_id: str, seed_set: Any, model: Path, scale: Any, work: Path, seed: int
+    run_id: str, seed_set: Any, model: Path, scale: Any, work: Path, seed: int, policy_threads: int | None
 ) -> dict[str, Any]:
-    from inference.transformers_backend import TransformersBackend
-    from schemas.events import Scenario
-    from streams.expand import ExpandStage
-    from streams.judge import JudgeStage
-    from streams.probe import CheckpointWatcher, ProbeStage
-    from streams.relabel import RelabelStage
+    from streams.probe import CheckpointWatcher
     from streams.serial import SerialLoop
-    from streams.verify import VerifyStage
-    from streams.worker import curation_policy
-    from toolcall.prompts import DEFAULT_SCENARIOS
+    from streams.worker import build_stages, curation_policy
     from trainer.cpu_grpo import CpuGrpoBackend
     from trainer.sft import configured_warm_start
-    from world import World
     from world.seed import seed_events
-    from world.simulation import SimulatedWorldGenerator, SimulatedWorldJudge, SimulatedWorldVerifier
 
-    settings = arm_settings(run_id, None, scale, work, model, seed)
-    world_settings, loop, trainer = settings.world, settings.loop, settings.trainer
-    assert world_settings is not None
-    world = World(world_settings.seed)
+    settings = arm_settings(run_id, None, scale, work, model, seed, policy_threads)
+    trainer = settings.trainer
     load_start = os.getloadavg()[0]
     own = cpu_seconds(resource.RUSAGE_SELF)
     started = time.monotonic()
-    # The same objects the worker builds (streams.worker.build_stages), fed in-process.
-    backend = TransformersBackend(str(model), "initial", batch_size=settings.policy.batch_size)
+    # The worker's own stage objects (streams.worker.build_stages), fed in-process.
     stages = {
-        "probe": ProbeStage(
-            run_id,
-            backend,
-            CheckpointWatcher(None, run_id),
-            current_time=loop.current_time,
-            max_new_tokens=settings.policy.max_new_tokens,
-            high_ppl_threshold=loop.hppl_threshold,
-            batch_size=settings.policy.batch_size,
-        ),
-        "judge": JudgeStage(run_id, SimulatedWorldJudge(world, world_settings.judge_error_rate)),
-        "relabel": RelabelStage(run_id),
-        "expand": ExpandStage(
-            run_id,
-            SimulatedWorldGenerator(world, world_settings.generator_defect_rate),
-            [Scenario(**s) for s in DEFAULT_SCENARIOS],
-            k=loop.expansions_per_seed,
-        ),
-        "verify": VerifyStage(run_id, SimulatedWorldVerifier(world, world_settings.verifier_error_rate)),
+        stage.name: stage
+        for stage in build_stages(settings, STAGE_ORDER, watcher=CheckpointWatcher(None, run_id))
     }
 
     sft_s: list[float] = []
@@ -296,7 +267,7 @@ async def run_serial(
     rounds = await serial.run(seed_events(seed_set, run_id), model, scale.rounds)
     wall_s = time.monotonic() - started
     cpu_s = cpu_seconds(resource.RUSAGE_SELF) - own
-    await backend.close()
+    await stages["probe"].backend.close()  # type: ignore[attr-defined]
     return {
         "run_id": run_id,
         "wall_s": wall_s,
@@ -353,10 +324,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "scale": {"name": args.scale, **dataclasses.asdict(scale)},
         "seeds": len(seed_set.samples),
-        "policy_threads": args.policy_threads or "torch default (one per core)",
+        "policy_threads": args.policy_threads or "the demo's policy.torch_threads",
     }
-    if args.policy_threads:
-        set_torch_threads(args.policy_threads)  # the serial arm's probe runs in this process
     if args.arms in ("both", "streaming"):
         console.rule("streaming: worker and trainer services on the embedded broker")
         shutil.rmtree(work / "streaming", ignore_errors=True)
@@ -375,7 +344,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.arms in ("both", "serial"):
         console.rule("serial: SerialLoop arm 'loop' in this process")
         shutil.rmtree(work / "serial", ignore_errors=True)
-        figures["serial"] = await run_serial(run_id, seed_set, model, scale, work / "serial", args.seed)
+        figures["serial"] = await run_serial(
+            run_id, seed_set, model, scale, work / "serial", args.seed, args.policy_threads
+        )
         console.print(f"serial: {figures['serial']['wall_s']:.1f} s")
     figures["machine"] = finish_machine_info(machine)
     if "serial" in figures:
@@ -465,8 +436,8 @@ def parse_args() -> argparse.Namespace:
         "--policy-threads",
         type=int,
         default=None,
-        help="torch threads of the policy's inference in both arms (default: torch's, one per core, as "
-        "the demo runs it); the trainer keeps trainer.torch_threads.",
+        help="torch threads of the policy's inference in both arms (default: the demo's "
+        "policy.torch_threads); the trainer keeps trainer.torch_threads.",
     )
     parser.add_argument("--arms", choices=("both", "streaming", "serial"), default="both")
     parser.add_argument("--seed", type=int, default=0)

@@ -309,8 +309,12 @@ def verifier_client(settings: Settings) -> Any:
     return SimulatedWorldVerifier(world, error_rate=settings.world.verifier_error_rate)  # type: ignore[union-attr]
 
 
-def build_stages(settings: Settings, names: Sequence[str]) -> list[Stage]:
-    """Stage objects for the configured run (curate is a service, not a Stage: see run_worker)."""
+def build_stages(settings: Settings, names: Sequence[str], *, watcher: Any = None) -> list[Stage]:
+    """Stage objects for the configured run (curate is a service, not a Stage: see run_worker).
+
+    ``watcher``: the probe's checkpoint source; by default it follows the run's checkpoints topic.
+    In-process runs (the serial loop) pass ``CheckpointWatcher(None, run_id)`` and publish to it.
+    """
     from schemas.events import Scenario
     from streams.expand import ExpandStage
     from streams.judge import JudgeStage
@@ -327,7 +331,7 @@ def build_stages(settings: Settings, names: Sequence[str]) -> list[Stage]:
                 ProbeStage(
                     run_id,
                     _policy_backend(settings),
-                    CheckpointWatcher(settings.kafka, run_id),
+                    watcher or CheckpointWatcher(settings.kafka, run_id),
                     mode=loop.probe_checkpoints,
                     current_time=loop.current_time,
                     max_new_tokens=settings.policy.max_new_tokens,
