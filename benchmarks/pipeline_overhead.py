@@ -101,6 +101,13 @@ def set_torch_threads(threads: int | None) -> int:
     return int(torch.get_num_threads())
 
 
+def write_results(results: dict[str, Any], out: Path) -> None:
+    """The figures as JSON under ``benchmarks/results/`` (or ``--out``)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    wide_console().print(f"wrote {out}")
+
+
 def quiet_logs() -> None:
     """Warnings only: the per-batch info lines of every stage would swamp the tables."""
     configure_logging(LogSettings(level="warning"))
@@ -771,6 +778,4 @@ if __name__ == "__main__":
     arguments = parse_args()
     results = asyncio.run(main(arguments))
     if not arguments.no_save:
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        Console().print(f"wrote {arguments.out}")
+        write_results(results, arguments.out)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
@@ -30,7 +29,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +48,7 @@ from benchmarks.pipeline_overhead import (  # noqa: E402
     wait_processed,
     wide_console,
     wire_chats,
+    write_results,
 )
 from inference.base import Chat, Generation, SamplingConfig  # noqa: E402
 from looptool.kafka import EventProducer, ensure_topics  # noqa: E402
@@ -227,6 +226,4 @@ if __name__ == "__main__":
     arguments = parse_args()
     results = asyncio.run(main(arguments))
     if not arguments.no_save:
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        Console().print(f"wrote {arguments.out}")
+        write_results(results, arguments.out)

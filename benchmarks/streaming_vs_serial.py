@@ -48,6 +48,7 @@ from benchmarks.pipeline_overhead import (  # noqa: E402
     machine_info,
     quiet_logs,
     wide_console,
+    write_results,
 )
 from looptool.config import Settings, load_settings  # noqa: E402
 
@@ -454,6 +455,4 @@ if __name__ == "__main__":
     arguments = parse_args()
     results = asyncio.run(main(arguments))
     if not arguments.no_save:
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        wide_console().print(f"wrote {arguments.out}")
+        write_results(results, arguments.out)
