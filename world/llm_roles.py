@@ -62,7 +62,7 @@ from toolcall.types import Action, Message, Sample, ToolCall
 from world import WorldSample
 from world.dialogues import DEFAULT_MIX, DialoguePlan, PlannedTurn
 from world.llm_tools import Rejects, sample_leaf_pairs, synthesise_llm_toolset
-from world.seed import PRODUCER, SeedSet
+from world.seed import PRODUCER, SeedSet, unique_samples
 from world.trees import SynthesisedTool
 
 log = get_logger(__name__)
@@ -499,18 +499,6 @@ class LLMSeedSet(SeedSet):
     report: SeedReport
 
 
-def _unique(items: Sequence[WorldSample], exclude: set[str]) -> list[WorldSample]:
-    seen: set[str] = set()
-    out = []
-    for item in items:
-        key = item.sample.content_hash()
-        if key in seen or item.sample.context_hash() in exclude:
-            continue
-        seen.add(key)
-        out.append(item)
-    return out
-
-
 async def _dialogues(
     roles: LLMRoles,
     verifier: StepVerifier,
@@ -629,8 +617,8 @@ async def build_llm_seed_set(
             if heldout
             else []
         )
-    samples = _unique(seeds, set())
-    held = _unique(held, {item.sample.context_hash() for item in samples})
+    samples = unique_samples(seeds)
+    held = unique_samples(held, {item.sample.context_hash() for item in samples})
     log.info(
         "llm seed set built",
         tools=len(toolset),

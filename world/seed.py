@@ -42,7 +42,7 @@ class SeedSet:
         return Counter(item.noise for item in self.samples if item.noise)
 
 
-def _unique(items: Sequence[WorldSample], exclude: set[str] = frozenset()) -> list[WorldSample]:  # type: ignore[assignment]
+def unique_samples(items: Sequence[WorldSample], exclude: set[str] = frozenset()) -> list[WorldSample]:  # type: ignore[assignment]
     """Drop repeated samples (same tools, context and label) and any whose context is in ``exclude``."""
     seen: set[str] = set()
     out = []
@@ -67,10 +67,11 @@ async def build_seed_set(
     """The samples of ``dialogues`` dialogues, a ``noise_rate`` share with wrong labels, and the clean
     samples of ``heldout`` further dialogues, which share no context with the seeds.
     """
-    samples = _unique(await world.samples(dialogues, noise_rate=noise_rate, noise_mix=noise_mix, seed=name))
+    drawn = await world.samples(dialogues, noise_rate=noise_rate, noise_mix=noise_mix, seed=name)
+    samples = unique_samples(drawn)
     contexts = {item.sample.context_hash() for item in samples}
     held = (
-        _unique(await world.samples(heldout, noise_rate=0.0, seed=f"{name}-heldout"), contexts)
+        unique_samples(await world.samples(heldout, noise_rate=0.0, seed=f"{name}-heldout"), contexts)
         if heldout
         else []
     )
