@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import OffsetOutOfRangeError, TopicAlreadyExistsError
 
 from looptool.config import KafkaSettings
 from looptool.logs import get_logger
@@ -43,6 +43,9 @@ class BrokerDataLost(RuntimeError):
 
 # How often an idle follower asks the broker whether the topics it follows still hold what it read.
 LOSS_CHECK_INTERVAL_S = 5.0
+# How long a follower holds back what it fetched after a log seemed to go back below what it had read,
+# before it asks the broker to confirm (a real cluster's new leader may briefly report a lower end).
+LOSS_CONFIRM_S = 1.0
 
 
 def client_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -330,7 +333,10 @@ async def _read_from_start(
     codec = codec or default_codec()
     stats = stats if stats is not None else ReplayStats()
     consumer = AIOKafkaConsumer(
-        **client_options(kafka), enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024
+        **client_options(kafka),
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        auto_offset_reset="none",  # a position past a log's end is data loss, never a silent reset
     )
     await consumer.start()
     try:
@@ -346,14 +352,30 @@ async def _read_from_start(
         # A replay ends at each partition's high watermark as reported by the first fetch response.
         # (ListOffsets is not used: Tansu under-reports it when the last batch holds many records.)
         end: dict[TopicPartition, int] = {}
-        read_up_to: dict[TopicPartition, int] = {}  # follow: the next offset after what was read
+        # follow: what was read and handed over, per partition: the next offset and the last record's value.
+        read_up_to: dict[TopicPartition, int] = {}
+        last_read: dict[TopicPartition, bytes] = {}
         checked = time.monotonic()
         suspected: str | None = None
+        # follow: after a log seemed to go back below what was read, what is fetched is held (with its
+        # positions) until the broker confirms the loss or shows the same log again.
+        held: list[Delivered] = []
+        held_up_to: dict[TopicPartition, tuple[int, bytes]] = {}
+        regressed_since: float | None = None
+        went_back = False
         remaining = set(partitions)
         while remaining:
-            fetched = await consumer.getmany(
-                *(partitions if follow else remaining), timeout_ms=idle_timeout_ms, max_records=batch_size
-            )
+            try:
+                fetched = await consumer.getmany(
+                    *(partitions if follow else remaining), timeout_ms=idle_timeout_ms, max_records=batch_size
+                )
+            except OffsetOutOfRangeError as error:
+                raise BrokerDataLost(
+                    f"{error}: the broker no longer holds the offsets already read (an in-memory broker "
+                    "restarted, or retention removed them); the run cannot go on from this broker"
+                ) from error
+            if follow and regressed_since is None and _ends_below_read(consumer, read_up_to):
+                regressed_since = time.monotonic()
             batch: list[Delivered] = []
             if not follow:
                 for tp in remaining:
@@ -364,7 +386,14 @@ async def _read_from_start(
                     if not follow and record.offset >= end.get(tp, record.offset + 1):
                         continue
                     stats.records += 1
-                    read_up_to[tp] = record.offset + 1
+                    if follow and record.offset < read_up_to.get(tp, 0):  # never, on one log
+                        went_back = True
+                        regressed_since = regressed_since or time.monotonic()
+                    if regressed_since is None:
+                        read_up_to[tp] = record.offset + 1
+                        last_read[tp] = record.value or b""
+                    else:
+                        held_up_to[tp] = (record.offset + 1, record.value or b"")
                     try:
                         event = codec.decode(record.value or b"")
                     except EventDecodeError:
@@ -375,6 +404,21 @@ async def _read_from_start(
                 for tp in list(remaining):
                     if tp in end and await consumer.position(tp) >= end[tp]:
                         remaining.discard(tp)
+            if regressed_since is not None:
+                # A log that ends below what was read from it is another log: nothing fetched from it
+                # may reach the caller (a fold would mix two runs' events) until the broker says whether
+                # it is. Checked against what was handed over before the suspicion, never what is held.
+                held.extend(batch)
+                if time.monotonic() - regressed_since < LOSS_CONFIRM_S:
+                    continue
+                lost = await _lost(consumer, partitions, read_up_to)
+                if lost is None and not went_back:  # the end is back up: is it still the same log?
+                    lost = await _other_log(kafka, read_up_to, last_read)
+                if lost or went_back:
+                    raise BrokerDataLost(lost or "a followed log went back below offsets already read")
+                for tp, (offset, value) in held_up_to.items():
+                    read_up_to[tp], last_read[tp] = offset, value
+                batch, held, held_up_to, regressed_since = held, [], {}, None
             if follow and not batch and time.monotonic() - checked >= LOSS_CHECK_INTERVAL_S:
                 checked = time.monotonic()
                 lost = await _lost(consumer, partitions, read_up_to)
@@ -385,6 +429,55 @@ async def _read_from_start(
                 suspected = lost
             if batch or follow:
                 yield batch
+    finally:
+        await consumer.stop()
+
+
+def _ends_below_read(consumer: AIOKafkaConsumer, read_up_to: dict[TopicPartition, int]) -> bool:
+    """Whether a fetch response reported a log end below what this follower already read from it."""
+    for tp, read in read_up_to.items():
+        end = consumer.highwater(tp)
+        if end is not None and end < read:
+            return True
+    return False
+
+
+async def _other_log(
+    kafka: KafkaSettings, read_up_to: dict[TopicPartition, int], last_read: dict[TopicPartition, bytes]
+) -> str | None:
+    """Whether a log now holds another record where this follower read its last one.
+
+    A lost log that has grown back past what was read looks whole by its offsets alone; its records
+    are not the ones that were read. Only a record read back and found different counts as evidence.
+    """
+    checked = {tp: offset - 1 for tp, offset in read_up_to.items() if offset > 0 and tp in last_read}
+    if not checked:
+        return None
+    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False, auto_offset_reset="none")
+    await consumer.start()
+    try:
+        consumer.assign(list(checked))
+        for tp, offset in checked.items():
+            consumer.seek(tp, offset)
+        pending = set(checked)
+        deadline = time.monotonic() + 5.0
+        while pending and time.monotonic() < deadline:
+            try:
+                fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=len(pending))
+            except OffsetOutOfRangeError as error:
+                return f"{error}: the broker no longer holds the offsets already read"
+            for tp, records in fetched.items():
+                record = next((r for r in records if r.offset == checked[tp]), None)
+                if record is None:
+                    continue
+                pending.discard(tp)
+                if (record.value or b"") != last_read[tp]:
+                    return (
+                        f"{tp.topic}[{tp.partition}] holds another record at offset {checked[tp]} than the "
+                        "one read there: the broker lost the run's events (an in-memory broker "
+                        "restarted?) and the topic was created again; the run cannot go on from this broker"
+                    )
+        return None
     finally:
         await consumer.stop()
 

@@ -5,9 +5,10 @@ consumer group; it then auto-creates a topic, empty, as soon as a client asks fo
 pipeline does then (stages in one ``looptool worker`` process, curate in another, the trainer in a
 third, round 1 half probed):
 
-- curate and the trainer follow their topics from offset 0 and notice, within two idle checks
-  (``looptool.kafka.LOSS_CHECK_INTERVAL_S``), that the logs now end below what they had read: they
-  exit non-zero with ``BrokerDataLost`` and say the broker lost the run's events;
+- curate and the trainer follow their topics from offset 0 and notice, at the first fetch that
+  reports a log end below what they had read (confirmed after ``looptool.kafka.LOSS_CONFIRM_S``, by
+  reading back the last record they had read when the log has grown again), that the broker lost the
+  run's events: they fold nothing from the new log, exit non-zero with ``BrokerDataLost`` and say so;
 - no round is ever closed on the new broker: the round-closing singleton is gone, and a curate
   started again would find no open round there (D_1's manifest is gone with the rest);
 - the stage workers reconnect, rejoin their (new, empty) groups and keep running: what they still

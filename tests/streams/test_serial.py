@@ -98,7 +98,14 @@ def test_the_three_arms_curate_as_the_paper_describes(world_policy: Path, tmp_pa
     assert sum(ablation.values()) == sum(verdicts.values())
     assert kinds("no_jglv")["LabelCorrected"] == 0
 
-    # static: never probed; D_2 is fresh seeds only, disjoint from D_1.
+    # static: never probed; D_2 is seeds only. Too few seeds for two rounds of 40: D_2 takes every seed
+    # D_1 left unused, then tops up by reusing D_1's seeds (as further epochs on D_seed would).
     assert kinds("static")["ProbeResult"] == 0
     assert set(sources("static")) == {"SEED"}
-    assert not {m.sample_id for m in results["static"][1][1].members} & set(d1["static"])
+    d2_static = [m.sample_id for m in results["static"][1][1].members]
+    assert len(d2_static) == len(set(d2_static)) == 40
+    seeds = {i for i, added in results["static"][0].ledger.samples.items() if added.payload.origin == "seed"}
+    unused = seeds - set(d1["static"])
+    assert 0 < len(unused) < 40, "the test needs a D_seed that runs out in round 2"
+    assert unused <= set(d2_static), "every seed D_1 left unused is in D_2"
+    assert len(set(d2_static) & set(d1["static"])) == 40 - len(unused), "only the shortfall reuses D_1"
