@@ -309,6 +309,12 @@ class TrainerSettings(_Section):
     torch_threads: int | None = Field(
         default=None, ge=1, description="torch CPU threads (1 is fastest when cores are shared)."
     )
+    sft_torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch CPU threads for the round-1 warm start, which runs before the first "
+        "checkpoint exists, while the probe has nothing to do (unset: torch_threads).",
+    )
     data_wait_s: float = Field(
         default=30.0, ge=0, description="How long to wait for a round's members to become readable."
     )

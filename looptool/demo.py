@@ -146,6 +146,7 @@ def demo_settings(settings: Settings, workdir: Path, scale: DemoScale, seed: int
                 sft_batch_size=16,
                 sft_data=workdir / "warmstart.jsonl",
                 torch_threads=1,
+                sft_torch_threads=os.cpu_count() or 1,  # nothing else runs before the first checkpoint
                 seed=seed,
             ),
             "store": StoreSettings(path=workdir / "store"),

@@ -93,7 +93,7 @@ def configured_warm_start(
         learning_rate=trainer.sft_learning_rate,
         batch_size=trainer.sft_batch_size,
         seed=trainer.seed,
-        threads=trainer.torch_threads,
+        threads=trainer.sft_torch_threads or trainer.torch_threads,
         show_progress=show_progress,
     )
 

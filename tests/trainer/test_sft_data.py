@@ -41,3 +41,21 @@ def test_a_bad_line_fails_with_its_line_number(tmp_path: Path) -> None:
     path.write_text("\n")
     with pytest.raises(ValueError, match="no samples"):
         warm_start_rows(toy.dataset(), path)
+
+
+@pytest.mark.parametrize(("sft_threads", "expected"), [(2, 2), (None, 1)])
+def test_the_warm_start_runs_with_its_own_thread_count(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sft_threads: int | None, expected: int
+) -> None:
+    import torch
+
+    import trainer.sft as sft
+    from looptool.config import TrainerSettings
+
+    seen: list[int] = []
+    monkeypatch.setattr(sft, "_train", lambda *args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    settings = TrainerSettings(sft_warmup_steps=1, torch_threads=1, sft_torch_threads=sft_threads)
+    sft.configured_warm_start(toy.dataset(), settings, init_model=tmp_path, out_dir=tmp_path / "out")
+    assert seen == [expected]  # the warm start's threads, else the trainer's
+    assert torch.get_num_threads() == before  # and put back afterwards
