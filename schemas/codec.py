@@ -18,9 +18,11 @@ from functools import cache
 from typing import Any
 
 import fastavro
+from pydantic import BaseModel
 
 from schemas.events import PAYLOAD_TYPES, Event
 from schemas.registry import RegisteredSchema, SchemaRegistry, default_registry
+from toolcall.specs import ToolSpec
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
@@ -62,15 +64,28 @@ def _record_fields(schema: Any, named: dict[str, Any]) -> Any:
     return schema
 
 
-def _build(schema: Any, named: dict[str, Any], to_avro: bool) -> Converter:
-    """A converter for one schema node: Python-friendly dict <-> Avro-friendly dict."""
+# Avro records decoded straight into their frozen pydantic model, validated once per distinct content:
+# a sample's tool list rides on most of its events (samples, probes, verdicts, expansions, curation),
+# and validating the same JSON-Schema parameters again on every read was the decoder's largest cost.
+# Frozen models are immutable, so one validated instance may be shared; pydantic accepts an instance
+# of the field's model as it is. Bounded: the cache is dropped whole when it reaches its size.
+VALIDATED_ONCE: dict[str, type[BaseModel]] = {"looptool.types.ToolSpec": ToolSpec}
+VALIDATED_ONCE_SIZE = 4096
+
+
+def _build(schema: Any, named: dict[str, Any], to_avro: bool, validated_once: bool = False) -> Converter:
+    """A converter for one schema node: Python-friendly dict <-> Avro-friendly dict.
+
+    With ``validated_once`` (decoding only), records named in :data:`VALIDATED_ONCE` come out as
+    validated model instances, cached by their Avro field values.
+    """
     schema = _record_fields(schema, named)
     if isinstance(schema, list):  # union: convert with the first branch that applies
         branches = [_record_fields(branch, named) for branch in schema]
         record_branches = [b for b in branches if isinstance(b, dict) and b.get("type") == "record"]
         if not record_branches:
             return _identity
-        convert = _build(record_branches[0], named, to_avro)
+        convert = _build(record_branches[0], named, to_avro, validated_once)
         return lambda value: convert(value) if isinstance(value, dict) else value
     if not isinstance(schema, dict):
         return _identity
@@ -83,7 +98,7 @@ def _build(schema: Any, named: dict[str, Any], to_avro: bool) -> Converter:
             avro_name = field["name"]
             is_json = avro_name.endswith(JSON_SUFFIX) and field["type"] == "string"
             py_name = avro_name[: -len(JSON_SUFFIX)] if is_json else avro_name
-            steps.append((py_name, avro_name, _build(field["type"], named, to_avro), is_json))
+            steps.append((py_name, avro_name, _build(field["type"], named, to_avro, validated_once), is_json))
         if to_avro:
 
             def record_to_avro(value: dict[str, Any]) -> dict[str, Any]:
@@ -102,14 +117,33 @@ def _build(schema: Any, named: dict[str, Any], to_avro: bool) -> Converter:
                 out[py_name] = json.loads(item) if is_json and item is not None else convert(item)
             return out
 
-        return record_from_avro
+        model = VALIDATED_ONCE.get(full_name) if validated_once else None
+        if model is None:
+            return record_from_avro
+        validated: dict[tuple[Any, ...], BaseModel] = {}
+        names = [avro_name for _, avro_name, _, _ in steps]
+
+        def model_from_avro(value: dict[str, Any]) -> Any:
+            key = tuple(value.get(name) for name in names)
+            try:
+                instance = validated.get(key)
+            except TypeError:  # a field that is not hashable (a nested record): validate every time
+                return model.model_validate(record_from_avro(value))
+            if instance is None:
+                instance = model.model_validate(record_from_avro(value))
+                if len(validated) >= VALIDATED_ONCE_SIZE:
+                    validated.clear()
+                validated[key] = instance
+            return instance
+
+        return model_from_avro
     if kind == "array":
-        convert_item = _build(schema["items"], named, to_avro)
+        convert_item = _build(schema["items"], named, to_avro, validated_once)
         if convert_item is _identity:
             return _identity
         return lambda value: [convert_item(item) for item in value] if value is not None else value
     if kind == "map":
-        convert_value = _build(schema["values"], named, to_avro)
+        convert_value = _build(schema["values"], named, to_avro, validated_once)
         if convert_value is _identity:
             return _identity
         return lambda value: {k: convert_value(v) for k, v in value.items()} if value is not None else value
@@ -119,14 +153,18 @@ def _build(schema: Any, named: dict[str, Any], to_avro: bool) -> Converter:
 class EventCodec:
     """Encode events to Avro single-object bytes and decode them back, across schema versions."""
 
-    def __init__(self, registry: SchemaRegistry | None = None):
+    def __init__(self, registry: SchemaRegistry | None = None, *, validated_once: bool = True):
         self.registry = registry or default_registry()
+        self.validated_once = validated_once  # off only to measure what it saves (benchmarks/codec.py)
         self._converters: dict[bytes, tuple[Converter, Converter]] = {}
 
     def _convert(self, schema: RegisteredSchema, to_avro: bool) -> Converter:
         pair = self._converters.get(schema.fingerprint)
         if pair is None:
-            pair = (_build(schema.schema, {}, True), _build(schema.schema, {}, False))
+            pair = (
+                _build(schema.schema, {}, True),
+                _build(schema.schema, {}, False, self.validated_once),
+            )
             self._converters[schema.fingerprint] = pair
         return pair[0] if to_avro else pair[1]
 

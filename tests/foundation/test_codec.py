@@ -167,3 +167,29 @@ def test_transport_keeps_the_order_of_parameters_and_arguments() -> None:
         names = [list(tool.to_openai()["parameters"]["properties"]) for tool in item.sample.tools]
         reordered += any(order != sorted(order) for order in names)
     assert reordered, "the world should have tools whose parameters are not in alphabetical order"
+
+
+def test_tool_specs_are_validated_once_and_shared_between_events() -> None:
+    codec, plain = EventCodec(), EventCodec(validated_once=False)
+    first, second = event_of(sample_added("s_a")), event_of(sample_added("s_b"))
+    a, b = (codec.decode(codec.encode(e)) for e in (first, second))
+    assert a == first and b == second
+    assert a.payload.tools[0] is b.payload.tools[0]  # one validated, immutable instance
+    for payload in one_of_each():  # the same events with and without the cache
+        data = codec.encode(event_of(payload))
+        assert codec.decode(data) == plain.decode(data)
+
+
+def test_an_invalid_tool_spec_is_rejected_on_every_read() -> None:
+    """Avro-valid bytes whose parameters are not a JSON-Schema object: corrupt, each time (never cached)."""
+    codec = EventCodec()
+    event = event_of(sample_added())
+    schema = default_registry().current("SampleAdded")
+    record = fastavro.schemaless_reader(io.BytesIO(codec.encode(event)[10:]), schema.parsed)
+    record["payload"]["tools"][0]["parameters_json"] = json.dumps({"type": "object", "properties": []})
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, schema.parsed, record)
+    data = codec.encode(event)[:10] + body.getvalue()
+    for _ in range(2):
+        with pytest.raises(CorruptEventError, match="invalid SampleAdded content"):
+            codec.decode(data)
