@@ -1,7 +1,10 @@
 """judge: Judgement-Guided Label Verification (Section 4.3) of every probe mismatch.
 
-First the rule tier: if exactly one of label and prediction breaks the tool schema (or the model's
-output did not parse), that decides the verdict without an LLM call (``decided_by="rules"``). The
+First the rule tier: a label that breaks the tool schema while the prediction keeps it is
+LABEL_WRONG without an LLM call (``decided_by="rules"``). A prediction that breaks the schema, or did
+not parse, is wrong, but that says nothing about the label (a swapped argument or a wrong value keeps
+the schema): those go to the judge too, the unparsed output shown as the model's text answer, so a
+wrong label under a wrong prediction is found (BOTH_WRONG) instead of kept as an error seed. The
 rest go to the judge with the Figure 10 prompt; which side is "Response 1" is drawn per probe from a
 generator seeded by the probe's event id (no position bias, and the same draw on redelivery) and
 recorded. Verdicts the grammar cannot read are asked again up to ``max_attempts`` times; after that
@@ -90,20 +93,33 @@ class LLMJudge:
 
 
 def rule_verdict(probe: ProbeResult) -> tuple[str, str] | None:
-    """(verdict, analysis) when the schema rules alone decide, else None."""
+    """(verdict, analysis) when the schema rules alone decide, else None.
+
+    Only a schema-breaking label under a schema-keeping prediction is decided here: a wrong
+    prediction alone cannot tell whether the label is right too (PRED_WRONG or BOTH_WRONG).
+    """
     if probe.prediction is None:
-        return "PRED_WRONG", f"The model output could not be parsed: {probe.parse_error or 'empty output'}."
+        return None
     label_violations = validate_action(probe.label, probe.tools)
-    prediction_violations = validate_action(probe.prediction, probe.tools)
-    if label_violations and not prediction_violations:
+    if label_violations and not validate_action(probe.prediction, probe.tools):
         return "LABEL_WRONG", "The label breaks the tool schema: " + "; ".join(
             v.message for v in label_violations[:3]
         )
-    if prediction_violations and not label_violations:
-        return "PRED_WRONG", "The prediction breaks the tool schema: " + "; ".join(
-            v.message for v in prediction_violations[:3]
-        )
     return None
+
+
+def for_unparsed_output(verdict: str, probe: ProbeResult) -> str:
+    """An output that did not parse is never right: the judge's verdict with that side fixed as wrong."""
+    if probe.prediction is not None:
+        return verdict
+    return {"LABEL_WRONG": "BOTH_WRONG", "BOTH_CORRECT": "PRED_WRONG"}.get(verdict, verdict)
+
+
+def judged_prediction(probe: ProbeResult) -> Action:
+    """What the judge is shown as the model's answer: its call, or its output as text if it did not parse."""
+    if probe.prediction is not None:
+        return probe.prediction
+    return Action(text=probe.raw_output.strip() or "(empty output)")
 
 
 class JudgeStage(Stage):
@@ -169,15 +185,10 @@ class JudgeStage(Stage):
                 continue
             position = 1 if seeded_rng(probe.event_id, "label-position").random() < 0.5 else 2
             p = probe.payload
-            assert p.prediction is not None
-            pending.append(
-                (
-                    probe,
-                    JudgeCase(
-                        probe.event_id, p.sample_id, p.tools, p.messages, p.label, p.prediction, position
-                    ),
-                )
+            case = JudgeCase(
+                probe.event_id, p.sample_id, p.tools, p.messages, p.label, judged_prediction(p), position
             )
+            pending.append((probe, case))
         for attempt in range(1, self.max_attempts + 1):
             if not pending:
                 break
@@ -193,7 +204,7 @@ class JudgeStage(Stage):
                     outputs.append(
                         self._verdict(
                             probe,
-                            parsed.verdict,
+                            for_unparsed_output(parsed.verdict, probe.payload),
                             "judge",
                             position=case.label_position,
                             analysis=parsed.error_analysis,

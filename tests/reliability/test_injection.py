@@ -285,7 +285,7 @@ def test_rule_tier_ignores_injected_text(injection: dict[str, str]) -> None:
             ]
         )
     injected, benign = outcomes
-    assert injected == benign == ["JUDGE", "LABEL_WRONG", "PRED_WRONG", "PRED_WRONG"]
+    assert injected == benign == ["JUDGE", "LABEL_WRONG", "JUDGE", "JUDGE"]
 
 
 def _retext_schema(schema: ParamSchema, text: str) -> ParamSchema:
@@ -324,11 +324,11 @@ def test_rule_verdict_is_a_function_of_schema_validity_only(event: Event[Any], t
     decided = rule_verdict(probe)
     assert (decided or (None,))[0] == (rule_verdict(retexted) or (None,))[0]
     if probe.prediction is None:
-        expected = "PRED_WRONG"
+        expected = None  # an unparsed output goes to the judge: the label may be wrong as well
     else:
         label_ok = not validate_action(probe.label, probe.tools)
         prediction_ok = not validate_action(probe.prediction, probe.tools)
-        expected = {(False, True): "LABEL_WRONG", (True, False): "PRED_WRONG"}.get((label_ok, prediction_ok))
+        expected = "LABEL_WRONG" if (label_ok, prediction_ok) == (False, True) else None
     assert (decided or (None,))[0] == expected
 
 

@@ -116,10 +116,28 @@ BROKEN = Action(
 
 
 def test_rule_verdicts() -> None:
-    assert rule_verdict(probe_event(None).payload)[0] == "PRED_WRONG"
-    assert rule_verdict(probe_event(BROKEN).payload)[0] == "PRED_WRONG"
     assert rule_verdict(probe_event(PREDICTION, label=BROKEN).payload)[0] == "LABEL_WRONG"
     assert rule_verdict(probe_event(PREDICTION).payload) is None  # both valid: the judge decides
+    # A wrong prediction says nothing about the label (PRED_WRONG or BOTH_WRONG): the judge decides.
+    assert rule_verdict(probe_event(None).payload) is None
+    assert rule_verdict(probe_event(BROKEN).payload) is None
+
+
+async def test_an_unparsed_output_is_judged_as_text_and_never_right() -> None:
+    answers = {
+        "RESPONSE 1 INCORRECT\nError Analysis: x.": None,  # mapped per the drawn position below
+        "BOTH_INCORRECT\nError Analysis: the label swaps base and symbols.": "BOTH_WRONG",
+        "BOTH_CORRECT": "PRED_WRONG",  # the judge cannot make an unparsed output right
+    }
+    for answer, expected in answers.items():
+        judge = ScriptedJudge([answer])
+        [verdict] = await JudgeStage(RUN, judge).process([probe_event(None)])
+        [case] = judge.seen
+        assert case.prediction == Action(text="garbage")  # the model's raw output, as its answer
+        if expected is None:  # RESPONSE 1 is wrong: the label (LABEL_WRONG -> BOTH_WRONG) or the output
+            expected = "BOTH_WRONG" if case.label_position == 1 else "PRED_WRONG"
+        assert verdict.payload.verdict == expected and verdict.payload.decided_by == "judge"
+        assert verdict.payload.prediction is None  # nothing for relabel to take as a new label
 
 
 class ScriptedJudge:
@@ -137,7 +155,7 @@ class ScriptedJudge:
 async def test_judge_maps_positions_and_skips_rule_decided_cases() -> None:
     judge = ScriptedJudge(["RESPONSE 1 INCORRECT\nError Analysis: base swapped.\nCorrect Approach: swap."])
     stage = JudgeStage(RUN, judge)
-    rules_case, llm_case = probe_event(BROKEN), probe_event(PREDICTION)
+    rules_case, llm_case = probe_event(PREDICTION, label=BROKEN), probe_event(PREDICTION)
     outputs = await stage.process([rules_case, llm_case, probe_event(LABEL, matched=True)])
     verdicts = {e.payload.decided_by: e for e in outputs}
     assert set(verdicts) == {"rules", "judge"} and len(judge.seen) == 1  # matches are not judged
