@@ -24,7 +24,6 @@ VERDICT_REGEX = (
     r"Error Analysis: [^\n]{1,400}\nCorrect Approach: [^\n]{1,400}"
 )
 
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _DECORATION = re.compile(r"[\s\"'`*_#>\[\]().:!-]+")
 _DECISION = re.compile(r"^(?:RESPONSE([12])INCORRECT|(BOTHCORRECT)|(BOTHINCORRECT))$")
 _ANALYSIS = re.compile(
@@ -56,17 +55,21 @@ def parse_verdict(raw: str, label_position: Literal[1, 2] | int) -> ParsedVerdic
         return ParsedVerdict(
             verdict="UNPARSEABLE", raw=raw, reason=f"invalid label position {label_position!r}"
         )
-    answer = _THINK.sub("", raw)
-    if "<think>" in answer:  # an unclosed trace: the answer never came
-        return ParsedVerdict(verdict="UNPARSEABLE", raw=raw, reason="reasoning trace never closed")
-    answer = answer.replace("</think>", "\n").strip()
+    answer = raw.strip()
+    # A reasoning trace comes first (its opening tag may sit in the chat template, not the answer).
+    # Tags after the decision are the judge's text: an analysis may quote a response's <think> block.
+    if answer.startswith("<think>"):
+        end = answer.find("</think>")
+        if end < 0:  # an unclosed trace: the answer never came
+            return ParsedVerdict(verdict="UNPARSEABLE", raw=raw, reason="reasoning trace never closed")
+        answer = answer[end + len("</think>") :].strip()
+    elif "</think>" in answer and _DECISION.match(_decision_key(_head(answer))) is None:
+        answer = answer.split("</think>", 1)[1].strip()  # a trace whose opening tag was in the template
     lines = [line for line in answer.splitlines() if line.strip()]
     if not lines:
         return ParsedVerdict(verdict="UNPARSEABLE", raw=raw, reason="empty answer")
     first = lines[0]
-    # The decision may share its line with "Error Analysis:" when a judge drops the newline.
-    head = re.split(r"error\s*analysis", first, maxsplit=1, flags=re.IGNORECASE)[0]
-    match = _DECISION.match(_decision_key(head))
+    match = _DECISION.match(_decision_key(_head(answer)))
     if match is None:
         return ParsedVerdict(
             verdict="UNPARSEABLE", raw=raw, reason=f"first line is not a Figure 10 decision: {first[:120]!r}"
@@ -88,6 +91,12 @@ def parse_verdict(raw: str, label_position: Literal[1, 2] | int) -> ParsedVerdic
         correct_approach=_clean(approach.group(1)) if approach else "",
         raw=raw,
     )
+
+
+def _head(answer: str) -> str:
+    """The decision's part of the first non-empty line (it may share the line with "Error Analysis:")."""
+    first = next((line for line in answer.splitlines() if line.strip()), "")
+    return re.split(r"error\s*analysis", first, maxsplit=1, flags=re.IGNORECASE)[0]
 
 
 def _clean(text: str) -> str:

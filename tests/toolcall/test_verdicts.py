@@ -91,3 +91,16 @@ def test_arbitrary_text_never_raises(raw: str, position: int) -> None:
 def test_every_answer_the_constraint_allows_parses(raw: str, position: int) -> None:
     """With constrained decoding (vLLM structured outputs) a judge cannot be UNPARSEABLE."""
     assert parse_verdict(raw, position).verdict != "UNPARSEABLE"
+
+
+def test_think_tags_after_the_decision_are_the_judges_text() -> None:
+    """An analysis may quote a response's reasoning block (unparsed outputs are shown as text)."""
+    raw = "RESPONSE 2 INCORRECT\nError Analysis: it wrote <think>plan, never closed\nCorrect Approach: x"
+    parsed = parse_verdict(raw, 1)
+    assert parsed.verdict == "PRED_WRONG" and "never closed" in parsed.error_analysis
+    quoted = "BOTH_INCORRECT\nError Analysis: the output ends with </think> and no call\nCorrect Approach: y"
+    assert parse_verdict(quoted, 1).verdict == "BOTH_WRONG"
+    # A trace whose opening tag was in the chat template: the decision follows its closing tag.
+    assert parse_verdict("weighing both...</think>\nRESPONSE 1 INCORRECT\nError Analysis: z", 1).verdict == (
+        "LABEL_WRONG"
+    )
