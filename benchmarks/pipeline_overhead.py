@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -36,7 +35,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from looptool.kafka import EventProducer, ensure_topics, replay  # noqa: E402
 from looptool.logs import configure_logging  # noqa: E402
 from schemas.events import CheckpointPublished, Event, Producer, make_event  # noqa: E402
 from streams.stage import Stage  # noqa: E402
-from streams.worker import StageRunner  # noqa: E402
+from streams.worker import StageRunner, started_stages  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline_overhead.json"
 DEFAULT_OUTPUTS = ROOT / "data" / "bench" / "probe_outputs.jsonl"
@@ -113,26 +112,6 @@ def quiet_logs() -> None:
     configure_logging(LogSettings(level="warning"))
     for noisy in ("faust", "mode", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
-@contextlib.asynccontextmanager
-async def running_stages(settings: Settings, stages: Sequence[Stage]) -> AsyncIterator[list[StageRunner]]:
-    """The stages as :func:`streams.worker.run_stages` runs them (one shared producer, one faust app
-    per stage), but with the runners at hand so their progress can be watched."""
-    async with EventProducer(settings.kafka) as producer:
-        runners = [StageRunner(stage, settings, producer) for stage in stages]
-        for stage in stages:
-            await stage.start()
-        try:
-            await asyncio.gather(*(runner.app.start() for runner in runners))
-            yield runners
-        finally:
-            # Agents are cancelled on purpose at the end; faust would log each as a crash.
-            logging.getLogger("faust.agents.actor").setLevel(logging.CRITICAL)
-            for runner in runners:
-                await runner.stop()
-            for stage in stages:
-                await stage.close()
 
 
 async def wait_assigned(runners: Sequence[StageRunner], timeout_s: float = 60.0) -> float:
@@ -536,7 +515,7 @@ async def pipeline_by_stage(
         stage = stages[name]
         records = len(await read_topics(settings, stage.input_topics))
         spent = time_process(stage)
-        async with running_stages(settings, [stage]) as (runner,):
+        async with started_stages(settings, [stage]) as (runner,):
             started = await wait_assigned([runner])
             seconds[name] = await wait_processed(runner, records) - started
         in_process[name] = (len(spent), sum(spent))
@@ -590,7 +569,7 @@ async def pipeline_together(r1: RoundOne, recording: Recording) -> float:
     stop = asyncio.Event()
     curate = asyncio.create_task(service.run(stop))
     try:
-        async with running_stages(settings, [stages[name] for name in STAGE_ORDER]) as runners:
+        async with started_stages(settings, [stages[name] for name in STAGE_ORDER]) as runners:
             await wait_assigned(runners)
             # The probe now waits for round 1's checkpoint, as it does while the trainer trains.
             async with EventProducer(settings.kafka) as producer:

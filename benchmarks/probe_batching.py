@@ -42,7 +42,6 @@ from benchmarks.pipeline_overhead import (  # noqa: E402
     machine_info,
     quiet_logs,
     round_one,
-    running_stages,
     set_torch_threads,
     wait_assigned,
     wait_processed,
@@ -52,6 +51,7 @@ from benchmarks.pipeline_overhead import (  # noqa: E402
 )
 from inference.base import Chat, Generation, SamplingConfig  # noqa: E402
 from looptool.kafka import EventProducer, ensure_topics  # noqa: E402
+from streams.worker import started_stages  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "probe_batching.json"
 
@@ -137,7 +137,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             max_new_tokens=max_new_tokens,
             batch_size=args.batch_size,
         )
-        async with running_stages(settings, [stage]) as (runner,):
+        async with started_stages(settings, [stage]) as (runner,):
             started = await wait_assigned([runner])
             finished = await wait_processed(runner, len(members))
         pipeline_raw = finished - started

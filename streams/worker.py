@@ -17,7 +17,7 @@ import contextlib
 import logging
 import ssl
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
@@ -159,19 +159,18 @@ class StageRunner:
         self.published += len(outputs)
 
 
-async def run_stages(
-    settings: Settings, stages: Sequence[Stage], stop: asyncio.Event, concurrency: int = 1
-) -> list[StageRunner]:
-    """Start every stage, run until ``stop`` is set, then stop them in order."""
-    logging.getLogger("faust").setLevel(logging.WARNING)
+@contextlib.asynccontextmanager
+async def started_stages(
+    settings: Settings, stages: Sequence[Stage], concurrency: int = 1
+) -> AsyncIterator[list[StageRunner]]:
+    """Every stage started on one shared producer (one faust app each); stopped in order on exit."""
     async with EventProducer(settings.kafka) as producer:
         runners = [StageRunner(stage, settings, producer, concurrency) for stage in stages]
         for stage in stages:
             await stage.start()
         try:
             await asyncio.gather(*(runner.app.start() for runner in runners))
-            log.info("worker.ready", stages=[s.name for s in stages], run_id=settings.run_id)
-            await stop.wait()
+            yield runners
         finally:
             # Agents are cancelled mid-batch on purpose; faust would log each as a crash.
             logging.getLogger("faust.agents.actor").setLevel(logging.CRITICAL)
@@ -179,6 +178,16 @@ async def run_stages(
                 await runner.stop()
             for stage in stages:
                 await stage.close()
+
+
+async def run_stages(
+    settings: Settings, stages: Sequence[Stage], stop: asyncio.Event, concurrency: int = 1
+) -> list[StageRunner]:
+    """Start every stage, run until ``stop`` is set, then stop them in order."""
+    logging.getLogger("faust").setLevel(logging.WARNING)
+    async with started_stages(settings, stages, concurrency) as runners:
+        log.info("worker.ready", stages=[s.name for s in stages], run_id=settings.run_id)
+        await stop.wait()
     return runners
 
 
