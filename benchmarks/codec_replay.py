@@ -26,10 +26,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from looptool.broker import EmbeddedBroker
+from bus.broker import EmbeddedBroker
+from bus.kafka import EventProducer, ReplayStats, ensure_topics, replay
+from bus.topics import topic_for_event
 from looptool.config import Settings, load_settings
-from looptool.kafka import EventProducer, ReplayStats, ensure_topics, replay
-from looptool.topics import topic_for_event
 from schemas.codec import EventCodec, EventDecodeError
 from schemas.events import (
     PAYLOAD_TYPES,
@@ -42,9 +42,9 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
-from streams.store import SampleStore
 from toolcall.specs import ParamSchema, ToolSpec
 from toolcall.types import Action, Message, ToolCall
+from views.store import SampleStore
 
 RESULTS = Path(__file__).parent / "results" / "codec_replay.json"
 PRODUCER = Producer(stage="bench", version="1")

@@ -8,7 +8,7 @@ epochs, group size and SFT warm start) for every arm:
 - ``static``: every round trains on a fresh subset of D_seed (the paper's "w/o iterations");
 - ``no_jglv``: the loop with every mismatch taken as PRED_WRONG (labels never corrected).
 
-Each arm runs strictly serially in-process (``streams.serial.SerialLoop``: the worker's stage
+Each arm runs strictly serially in-process (``looptool.serial.SerialLoop``: the worker's stage
 objects, curation and the CPU GRPO trainer). After each round it scores the round's checkpoint on the
 clean held-out set (greedy ToolMatch against the world's truth) and the label noise of D_j. Prints the
 tables (mean ± std over seeds) and writes ``benchmarks/results/efficacy.json``.
@@ -46,7 +46,7 @@ from looptool.demo import (  # noqa: E402
     split_warm_start,
     write_warm_start,
 )
-from streams.serial import ARMS, SerialLoop  # noqa: E402
+from looptool.serial import ARMS, SerialLoop  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "efficacy.json"
 STAGES = ("probe", "judge", "relabel", "expand", "verify")
@@ -68,8 +68,8 @@ class ArmRound:
 async def run_arm(
     arm: str, seed: int, scale: DemoScale, work: Path, *, shared_world: bool = False
 ) -> list[ArmRound]:
+    from bus.worker import build_stages, curation_policy
     from streams.probe import CheckpointWatcher
-    from streams.worker import build_stages, curation_policy
     from trainer.cpu_grpo import CpuGrpoBackend
     from trainer.sft import configured_warm_start
     from world import World

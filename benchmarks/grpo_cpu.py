@@ -24,9 +24,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from common.logs import configure_logging
 from inference.transformers_backend import encode_prompt
 from looptool.config import LogSettings, TrainerSettings
-from looptool.logs import configure_logging
 from toolcall.prompts import prompt_phrases, render_tools
 from trainer.base import RoundDataset
 from trainer.cpu_grpo import CpuGrpoBackend

@@ -46,13 +46,13 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bus.kafka import EventProducer, ensure_topics, replay  # noqa: E402
+from bus.worker import StageRunner, started_stages  # noqa: E402
+from common.logs import configure_logging  # noqa: E402
 from inference.base import Chat, Generation, SamplingConfig  # noqa: E402
 from looptool.config import LogSettings, Settings, load_settings  # noqa: E402
-from looptool.kafka import EventProducer, ensure_topics, replay  # noqa: E402
-from looptool.logs import configure_logging  # noqa: E402
 from schemas.events import CheckpointPublished, Event, Producer, make_event  # noqa: E402
 from streams.stage import Stage  # noqa: E402
-from streams.worker import StageRunner, started_stages  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "pipeline_overhead.json"
 DEFAULT_OUTPUTS = ROOT / "data" / "bench" / "probe_outputs.jsonl"
@@ -184,7 +184,7 @@ class RoundOne:
 
 async def round_one(settings: Settings, scale: Any, samples: int, seed: int = 0) -> RoundOne:
     """Seeds from the synthetic world (enough for ``samples`` members) and D_1 of that size."""
-    from streams.worker import curation_policy
+    from bus.worker import curation_policy
     from world import World
     from world.seed import build_seed_set
 
@@ -590,7 +590,7 @@ async def pipeline_together(r1: RoundOne, recording: Recording) -> float:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    from looptool.broker import EmbeddedBroker
+    from bus.broker import EmbeddedBroker
     from looptool.demo import SCALES
 
     console = wide_console()

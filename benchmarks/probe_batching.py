@@ -49,9 +49,9 @@ from benchmarks.pipeline_overhead import (  # noqa: E402
     wire_chats,
     write_results,
 )
+from bus.kafka import EventProducer, ensure_topics  # noqa: E402
+from bus.worker import started_stages  # noqa: E402
 from inference.base import Chat, Generation, SamplingConfig  # noqa: E402
-from looptool.kafka import EventProducer, ensure_topics  # noqa: E402
-from streams.worker import started_stages  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "probe_batching.json"
 
@@ -97,8 +97,8 @@ async def backend_seconds(
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    from bus.broker import EmbeddedBroker
     from inference.transformers_backend import TransformersBackend, encode_prompt
-    from looptool.broker import EmbeddedBroker
     from looptool.demo import SCALES
     from streams.probe import CheckpointWatcher, ProbeStage
 

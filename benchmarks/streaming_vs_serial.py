@@ -9,7 +9,7 @@ same |D_j|, SFT warm start, GRPO steps, probe batch and length, simulated judge/
   embedded broker; the probe works with the newest checkpoint of round j (``probe_checkpoints =
   "latest"``), so D_{j+1} is built while round j still trains. Timed from starting the services
   (their start-up included) until round J's final checkpoint is on the topic.
-- serial: :class:`streams.serial.SerialLoop` arm ``loop`` in this process: train round j, then probe
+- serial: :class:`looptool.serial.SerialLoop` arm ``loop`` in this process: train round j, then probe
   with its final checkpoint, judge, relabel, expand, verify, curate, then train round j+1.
 
 Neither arm's time includes building the seeds and the policy, nor evaluating checkpoints. The
@@ -101,11 +101,11 @@ async def run_streaming(
     console: Any,
     policy_threads: int | None = None,
 ) -> dict[str, Any]:
-    from looptool.broker import EmbeddedBroker
+    from bus.broker import EmbeddedBroker
+    from bus.kafka import EventProducer, ensure_topics
+    from bus.worker import curation_policy
     from looptool.demo import WORKER_STAGES, Service, follow_until_trained, write_config
-    from looptool.kafka import EventProducer, ensure_topics
     from streams.curate import open_first_round
-    from streams.worker import curation_policy
     from world.seed import seed_events
 
     with EmbeddedBroker() as broker:
@@ -224,9 +224,9 @@ def service_timeline(logs: Path, origin: float, rounds: int) -> dict[str, Any]:
 async def run_serial(
     run_id: str, seed_set: Any, model: Path, scale: Any, work: Path, seed: int, policy_threads: int | None
 ) -> dict[str, Any]:
+    from bus.worker import build_stages, curation_policy
+    from looptool.serial import SerialLoop
     from streams.probe import CheckpointWatcher
-    from streams.serial import SerialLoop
-    from streams.worker import build_stages, curation_policy
     from trainer.cpu_grpo import CpuGrpoBackend
     from trainer.sft import configured_warm_start
     from world.seed import seed_events
@@ -236,7 +236,7 @@ async def run_serial(
     load_start = os.getloadavg()[0]
     own = cpu_seconds(resource.RUSAGE_SELF)
     started = time.monotonic()
-    # The worker's own stage objects (streams.worker.build_stages), fed in-process.
+    # The worker's own stage objects (bus.worker.build_stages), fed in-process.
     stages = {
         stage.name: stage
         for stage in build_stages(settings, STAGE_ORDER, watcher=CheckpointWatcher(None, run_id))

@@ -13,11 +13,11 @@ from typing import Any
 
 from rich.console import Console
 
+from common.logs import get_logger
 from evaluation.report import category_table, summary_table
 from evaluation.runner import EvalRun, evaluate, write_results
 from evaluation.suite import load_suite, parse_categories
 from looptool.config import Settings
-from looptool.logs import get_logger
 
 log = get_logger(__name__)
 
@@ -44,7 +44,7 @@ async def resolve_checkpoint(reference: str, settings: Settings) -> ResolvedChec
             f"{reference!r} is not a model folder, and no Kafka is configured to look it up "
             "as a checkpoint id"
         )
-    from looptool.kafka import replay
+    from bus.kafka import replay
 
     found: Any = None
     known: list[str] = []
@@ -130,7 +130,7 @@ async def load_evaluations(settings: Settings) -> list[Any]:
     For ``looptool stats`` and the demo report: pass the result to
     :func:`evaluation.report.rounds_table` and :func:`evaluation.report.plot_by_round`.
     """
-    from looptool.kafka import replay
+    from bus.kafka import replay
     from schemas.events import CheckpointEvaluated
 
     by_id: dict[str, Any] = {}

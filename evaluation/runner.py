@@ -15,10 +15,10 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from common.logs import get_logger
 from evaluation.scoring import BfclSummary, ItemResult, score_output, summarise
 from evaluation.suite import SUITE_NAME, BfclItem, suite_version
 from inference.base import InferenceBackend, SamplingConfig
-from looptool.logs import get_logger
 from toolcall.prompts import DEFAULT_CURRENT_TIME, build_chat
 
 log = get_logger(__name__)

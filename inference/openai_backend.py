@@ -44,8 +44,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from common.logs import get_logger
 from inference.base import Chat, Generation, InferenceError, SamplingConfig
-from looptool.logs import get_logger
 
 log = get_logger(__name__)
 

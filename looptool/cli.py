@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from common.logs import configure_logging
 from looptool.config import Settings, load_settings
-from looptool.logs import configure_logging
 
 app = typer.Typer(
     name="looptool",
@@ -62,7 +62,7 @@ def broker_for(settings: Settings) -> Iterator[Settings]:
     if settings.kafka.bootstrap_servers:
         yield settings
         return
-    from looptool.broker import EmbeddedBroker
+    from bus.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         console.print(f"[dim]embedded broker (Tansu) at {broker.bootstrap_servers}[/]")
@@ -83,7 +83,7 @@ def broker(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).")] = 9092,
 ) -> None:
     """Run the embedded Kafka broker (Tansu, memory only) in the foreground until Ctrl-C."""
-    from looptool.broker import EmbeddedBroker
+    from bus.broker import EmbeddedBroker
 
     embedded = EmbeddedBroker(port=port or None)
     embedded.start()
@@ -108,8 +108,8 @@ def broker(
 @app.command()
 def topics(ctx: typer.Context) -> None:
     """Create the run's topics if missing and list them."""
-    from looptool.kafka import ensure_topics
-    from looptool.topics import TOPICS, partitions_for, topic_name
+    from bus.kafka import ensure_topics
+    from bus.topics import TOPICS, partitions_for, topic_name
 
     settings = _settings(ctx)
     _require_broker(settings)
@@ -161,7 +161,7 @@ def store(
     until_idle: Annotated[bool, typer.Option(help="Stop once caught up instead of running forever.")] = False,
 ) -> None:
     """Run the live sample-store materialiser (LanceDB) over the run's topics."""
-    from streams.store import SampleStore, materialise
+    from views.store import SampleStore, materialise
 
     settings = _settings(ctx)
     _require_broker(settings)
@@ -175,8 +175,8 @@ def rebuild(
     path: Annotated[Path | None, typer.Option(help="Store path (default: the configured one).")] = None,
 ) -> None:
     """Drop the sample store and rebuild it by replaying every topic of the run from offset 0."""
-    from streams.store import SampleStore
-    from streams.store import rebuild as rebuild_store
+    from views.store import SampleStore
+    from views.store import rebuild as rebuild_store
 
     settings = _settings(ctx)
     _require_broker(settings)
@@ -227,7 +227,7 @@ def seed(
 
     async def main() -> Any:
         if use_llm:
-            from streams.worker import endpoint_backend
+            from bus.worker import endpoint_backend
             from world.llm_roles import build_llm_seed_set, llm_seed_events
 
             generator = endpoint_backend(settings, "generator")
@@ -259,7 +259,7 @@ def seed(
             events = seed_events(seed_set, settings.run_id)
         if publish:
             _require_broker(settings)
-            from looptool.kafka import EventProducer, ensure_topics
+            from bus.kafka import EventProducer, ensure_topics
 
             await ensure_topics(settings.kafka, settings.run_id)
             async with EventProducer(settings.kafka) as producer:
@@ -322,7 +322,7 @@ def worker(
     ] = "probe,judge,relabel,expand,verify,curate",
 ) -> None:
     """Run stream stages (each its own consumer group) until SIGTERM/Ctrl-C."""
-    from streams.worker import STAGE_NAMES, run_worker
+    from bus.worker import STAGE_NAMES, run_worker
 
     settings = _settings(ctx)
     _require_broker(settings)
@@ -371,8 +371,8 @@ def curate(
     ] = False,
 ) -> None:
     """Open round 1 from the seeds now in the pool (later rounds are closed by the curate stage)."""
+    from bus.worker import curation_policy
     from streams.curate import open_first_round
-    from streams.worker import curation_policy
 
     settings = _settings(ctx)
     _require_broker(settings)
@@ -450,7 +450,7 @@ def replay(
     ] = True,
 ) -> None:
     """Rebuild D_J and the sample store as of a round, a checkpoint or a time, from the topics alone."""
-    from streams.replay import ReplayError, run_replay
+    from views.replay import ReplayError, run_replay
 
     settings = _settings(ctx)
     _require_broker(settings)
@@ -495,8 +495,8 @@ def export(
     ] = False,
 ) -> None:
     """Write D_J with the labels it was curated with, rebuilt from the topics (byte-identical every time)."""
-    from streams.export import ExportError, run_export
-    from streams.replay import ReplayError
+    from views.export import ExportError, run_export
+    from views.replay import ReplayError
 
     settings = _settings(ctx)
     _require_broker(settings)
@@ -520,7 +520,7 @@ def stats(
     ] = None,
 ) -> None:
     """Verdict analytics per round and checkpoint: verdict mix, relabels, expansion, accuracy, curation."""
-    from streams.analytics import run_stats
+    from views.analytics import run_stats
 
     settings = _settings(ctx)
     if store_path is None or follow:
@@ -540,7 +540,7 @@ def lineage(
     ] = None,
 ) -> None:
     """A sample's whole history: origin (up to its seed), labels, rounds, probes, verdicts, expansions."""
-    from streams.lineage import LineageError, run_lineage
+    from views.lineage import LineageError, run_lineage
 
     settings = _settings(ctx)
     if store_path is None:
@@ -561,7 +561,7 @@ def revert_relabel_command(
     dry_run: Annotated[bool, typer.Option(help="Show what would be sent; send nothing.")] = False,
 ) -> None:
     """Undo a label correction: publish a LabelCorrected that restores the replaced label."""
-    from streams.revert import RevertError, revert_relabel
+    from looptool.revert import RevertError, revert_relabel
     from toolcall.parsing import render_action
 
     settings = _settings(ctx)

@@ -35,12 +35,12 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from bus.kafka import EventProducer, ensure_topics, follow
+from bus.worker import curation_policy
+from common.logs import get_logger
 from looptool.config import Settings
-from looptool.kafka import EventProducer, ensure_topics, follow
-from looptool.logs import get_logger
 from schemas.events import CheckpointPublished, Event
 from streams.curate import LEDGER_TOPICS, Ledger, open_first_round
-from streams.worker import curation_policy
 
 log = get_logger(__name__)
 WORKER_STAGES = "probe,judge,relabel,expand,verify,curate"
@@ -592,7 +592,7 @@ async def run_demo(
 
     replay_matches = await _replay_matches(settings, scale.rounds, progress)
     # The run's verdict analytics (what `looptool stats` prints), while the topics still exist.
-    from streams.analytics import plot_stats, stats_from_topics, tables_text
+    from views.analytics import plot_stats, stats_from_topics, tables_text
 
     stats = await stats_from_topics(settings)
     (workdir / "stats.txt").write_text(tables_text(stats), encoding="utf-8")
@@ -694,7 +694,7 @@ def write_warm_start(world: Any, warm: Sequence[Any], drills: int, path: Path, s
 
 async def _replay_matches(settings: Settings, round_: int, progress: Progress) -> bool:
     """D_J rebuilt from the topics alone equals its RoundClosed manifest and the live membership."""
-    from streams.replay import Cut, dataset_at
+    from views.replay import Cut, dataset_at
 
     with contextlib.suppress(Exception):
         dataset = await dataset_at(settings, Cut(round=round_))

@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bus.kafka import EventProducer, follow, replay
+from common.logs import get_logger
 from looptool.config import Settings
-from looptool.kafka import EventProducer, follow, replay
-from looptool.logs import get_logger
 from schemas.events import (
     CuratedSample,
     CurationSource,

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.logs import get_logger
 from evaluation.runner import EvalRun, evaluate, write_results
 from evaluation.suite import SUITE_NAME, load_suite, parse_categories, suite_version
 from inference.base import InferenceBackend
-from looptool.logs import get_logger
 from schemas.events import (
     CheckpointEvaluated,
     CheckpointPublished,

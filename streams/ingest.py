@@ -16,10 +16,10 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bus.kafka import EventProducer, ensure_topics
+from common.logs import get_logger
 from evaluation.decontam import Decontaminator
 from looptool.config import Settings
-from looptool.kafka import EventProducer, ensure_topics
-from looptool.logs import get_logger
 from schemas.events import DeadLetter, Event, Producer, SampleAdded, make_event
 from toolcall.canonical import canonical_json
 from toolcall.formats import RecordError, detect_format, record_to_samples

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from common.logs import get_logger
 from inference.base import InferenceBackend, InferenceError, SamplingConfig
-from looptool.logs import get_logger
 from schemas.events import DeadLetter, Event, ProbeResult, Verdict, derived_event_id, make_event
 from streams.stage import Stage, TransientError, seeded_rng
 from toolcall.prompts import render_judge_prompt

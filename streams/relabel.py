@@ -5,7 +5,7 @@ is high; both are curation decisions (:mod:`streams.curate`) that need no event 
 
 Every relabel is one LabelCorrected event that names its verdict (which carries the judge's raw
 answer), so it can be audited; :func:`revert_correction` builds the event that undoes one
-(``looptool revert-relabel``, see :mod:`streams.revert`).
+(``looptool revert-relabel``, see :mod:`looptool.revert`).
 """
 
 from __future__ import annotations

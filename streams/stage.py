@@ -5,7 +5,7 @@ derived from input ids and describe *which question* an event answers (e.g. "the
 P"), so reprocessing a redelivered input yields the same ids, and every consumer keeps the first
 occurrence of an id. That turns at-least-once delivery into exactly-once effects.
 
-The worker (:mod:`streams.worker`) feeds stages from Kafka; tests can call :meth:`Stage.process`
+The worker (:mod:`bus.worker`) feeds stages from Kafka; tests can call :meth:`Stage.process`
 directly. ``process`` never lets one bad input sink the batch: if the batch fails, inputs are retried
 one by one and those that still fail become DeadLetter events with the reason. Failures of the
 infrastructure a stage depends on (an inference endpoint that is down) are not the input's fault:
@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from looptool.logs import get_logger
+from common.logs import get_logger
 from schemas.codec import default_codec
 from schemas.events import DeadLetter, Event, Producer, make_event
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from looptool.broker import EmbeddedBroker
+from bus.broker import EmbeddedBroker
 from looptool.config import Settings, load_settings
 
 if TYPE_CHECKING:

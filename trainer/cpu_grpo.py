@@ -44,8 +44,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from common.logs import get_logger
 from looptool.config import TrainerSettings
-from looptool.logs import get_logger
 from trainer.base import (
     CheckpointInfo,
     OnCheckpoint,

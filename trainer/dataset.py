@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from bus.kafka import replay
+from common.logs import get_logger
 from looptool.config import Settings
-from looptool.kafka import replay
-from looptool.logs import get_logger
 from schemas.events import CuratedSample, Event, RoundClosed
 from toolcall.canonical import content_hash
 from toolcall.prompts import DEFAULT_CURRENT_TIME, build_chat

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bus.kafka import EventProducer, ensure_topics, follow, replay
+from common.logs import get_logger
 from looptool.config import Settings, TrainerSettings
-from looptool.kafka import EventProducer, ensure_topics, follow, replay
-from looptool.logs import get_logger
 from schemas.events import (
     CheckpointPublished,
     Event,

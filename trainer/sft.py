@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from looptool.logs import get_logger
+from common.logs import get_logger
 from trainer.base import RoundDataset, TrainingRow, save_hf_checkpoint
 from trainer.cpu_grpo import import_trl, render_prompts, torch_threads
 

@@ -43,8 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common.logs import get_logger
 from looptool.config import VerlSettings
-from looptool.logs import get_logger
 
 log = get_logger(__name__)
 

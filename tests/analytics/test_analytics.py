@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from bus.kafka import EventProducer, ensure_topics
 from looptool.config import load_settings
-from looptool.kafka import EventProducer, ensure_topics
 from schemas.events import Event
-from streams.analytics import (
+from tests.analytics.conftest import LiveRun
+from tests.analytics.simulated_run import simulate_run
+from views.analytics import (
     NO_CALL,
     VERDICT_LABELS,
     RunStats,
@@ -29,8 +31,6 @@ from streams.analytics import (
     tables_text,
     verdicts_frame,
 )
-from tests.analytics.conftest import LiveRun
-from tests.analytics.simulated_run import simulate_run
 from world import World
 
 

@@ -10,7 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from streams.export import (
+from tests.analytics.conftest import LiveRun
+from toolcall.formats import record_to_samples
+from toolcall.reward import ground_truth_json
+from toolcall.types import Message
+from views.export import (
     EXPORT_FORMATS,
     ExportError,
     export_dataset,
@@ -18,11 +22,7 @@ from streams.export import (
     read_export,
     run_export,
 )
-from streams.replay import Cut, dataset_at
-from tests.analytics.conftest import LiveRun
-from toolcall.formats import record_to_samples
-from toolcall.reward import ground_truth_json
-from toolcall.types import Message
+from views.replay import Cut, dataset_at
 
 
 def _files(path: Path) -> dict[str, bytes]:

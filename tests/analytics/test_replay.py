@@ -12,11 +12,11 @@ from rich.console import Console
 
 from schemas.events import CuratedSample, RoundClosed, make_event
 from streams.curate import Ledger
-from streams.replay import Cut, ReplayError, dataset_from_ledger, replay_to, resolve_boundary, run_replay
-from streams.store import SampleStore
 from tests.analytics.conftest import LiveRun
 from tests.foundation.events_factory import FLUCTUATION, LABEL, PRODUCER
 from toolcall.types import Message, Sample
+from views.replay import Cut, ReplayError, dataset_from_ledger, replay_to, resolve_boundary, run_replay
+from views.store import SampleStore
 
 
 @pytest.mark.parametrize("round_", [1, 2, 3])
@@ -176,7 +176,7 @@ def test_a_closed_round_is_whole_whatever_the_clocks_and_its_manifest_is_checked
 
 
 def test_the_replay_command_rebuilds_checks_and_reports(live_run: LiveRun, tmp_path: Path) -> None:
-    from streams.worker import curation_policy
+    from bus.worker import curation_policy
 
     assert curation_policy(live_run.settings) == live_run.run.policy  # the run's configured policy
     console = Console(record=True, width=200, file=io.StringIO())

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
+from bus.kafka import EventProducer, ensure_topics, follow
+from bus.worker import run_stages
 from evaluation.runner import EvalRun, write_results
 from evaluation.scoring import ItemResult, summarise
 from evaluation.suite import CATEGORIES, SUITE_NAME
 from looptool.config import Settings
-from looptool.kafka import EventProducer, ensure_topics, follow
 from schemas.events import CheckpointEvaluated, CheckpointPublished, Event, Producer, make_event
 from streams.evaluate import EvalPolicy, EvaluateStage, evaluation_event
-from streams.worker import run_stages
 
 PRODUCER = Producer(stage="trainer", version="test")
 

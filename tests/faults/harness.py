@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from looptool.broker import EmbeddedBroker
+from bus.broker import EmbeddedBroker
+from bus.kafka import EventProducer, ensure_topics, follow, replay
+from bus.worker import curation_policy
 from looptool.config import Settings
 from looptool.demo import Service, write_config
-from looptool.kafka import EventProducer, ensure_topics, follow, replay
 from schemas.events import CheckpointPublished, Event, Producer, SampleAdded, make_event
 from streams.curate import open_first_round
-from streams.worker import curation_policy
 
 RUN_ID = "faults"
 STAGES = ("probe", "judge", "relabel", "expand", "verify", "curate")

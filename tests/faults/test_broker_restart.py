@@ -6,7 +6,7 @@ pipeline does then (stages in one ``looptool worker`` process, curate in another
 third, round 1 half probed):
 
 - curate and the trainer follow their topics from offset 0 and notice, at the first fetch that
-  reports a log end below what they had read (confirmed after ``looptool.kafka.LOSS_CONFIRM_S``, by
+  reports a log end below what they had read (confirmed after ``bus.kafka.LOSS_CONFIRM_S``, by
   reading back the last record they had read when the log has grown again), that the broker lost the
   run's events: they fold nothing from the new log, exit non-zero with ``BrokerDataLost`` and say so;
 - no round is ever closed on the new broker: the round-closing singleton is gone, and a curate
@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from looptool.broker import EmbeddedBroker
+from bus.broker import EmbeddedBroker
+from bus.kafka import BrokerDataLost
 from looptool.config import LoopSettings, Settings
-from looptool.kafka import BrokerDataLost
 from schemas.events import Event, SampleAdded
 from tests.faults.harness import RUN_ID, LoopRun, hand_checkpoint
 

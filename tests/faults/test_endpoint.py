@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bus.kafka import client_options
+from bus.topics import partitions_for, spec_of, topic_name
 from looptool.config import LoopSettings, Settings
 from looptool.demo import Service
-from looptool.kafka import client_options
-from looptool.topics import partitions_for, spec_of, topic_name
 from schemas.events import Event, SampleAdded
 from streams.judge import rule_verdict
 from streams.probe import probe_result

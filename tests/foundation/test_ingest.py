@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from looptool.kafka import replay
+from bus.kafka import replay
 from schemas.events import DeadLetter, SampleAdded
 from streams.ingest import ingest_file
 

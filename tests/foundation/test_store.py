@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from looptool.kafka import EventProducer, ensure_topics, replay
-from looptool.topics import topic_name
+from bus.kafka import EventProducer, ensure_topics, replay
+from bus.topics import topic_name
 from schemas.events import DeadLetter, LabelCorrected, derived_event_id
-from streams.store import SampleStore, materialise, rebuild
 from tests.foundation.events_factory import LABEL, PREDICTION, event_of, one_of_each, sample_added
+from views.store import SampleStore, materialise, rebuild
 
 
 def _corrections(added_events, every: int = 5):

@@ -6,7 +6,7 @@ refers to, against the code itself:
 
 - every ``looptool`` command line (entrypoint + command, also inside ``sh -c`` scripts) names a real
   command of ``looptool.cli:app`` with options that command really has (parsed by its own click
-  command), and ``worker --stages`` names real stages (``streams.worker.STAGE_NAMES``);
+  command), and ``worker --stages`` names real stages (``bus.worker.STAGE_NAMES``);
 - every ``LOOPTOOL_*`` variable is a field of :class:`looptool.config.Settings`; secrets are files
   (compose secrets under /run/secrets), never literals; every mounted config file exists and loads
   with :func:`looptool.config.load_settings` with the service's environment applied;
@@ -823,7 +823,7 @@ class Checker:
     def _role(self, service: Service, call: CliCall, env: Mapping[str, str]) -> Role:
         where = f"service {service.name}"
         if call.command == ("worker",):
-            from streams.worker import STAGE_NAMES
+            from bus.worker import STAGE_NAMES
 
             stages = [s.strip() for s in str(call.params.get("stages", "")).split(",") if s.strip()]
             for stage in stages:
@@ -1202,7 +1202,7 @@ class Checker:
             self.problem(where, f"{which}.base_url host {host!r} is neither a compose service nor a DNS name")
 
     def _check_partitions(self, service: Service, role: Role) -> None:
-        from looptool.topics import partitions_for, spec_of
+        from bus.topics import partitions_for, spec_of
 
         for stage in role.stages:
             topics = _stage_input_topics(stage)

@@ -25,10 +25,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bus.kafka import EventProducer, GroupConsumer, ensure_topics, replay
+from bus.topics import topic_name
 from inference.base import Generation, InferenceError, SamplingConfig
 from looptool.config import Settings
-from looptool.kafka import EventProducer, GroupConsumer, ensure_topics, replay
-from looptool.topics import topic_name
 from schemas.codec import default_codec
 from schemas.events import (
     CheckpointPublished,
@@ -526,7 +526,7 @@ async def test_faust_stage_runner_dead_letters_poison_and_processes_what_follows
 ) -> None:
     """A faust worker (run_stages) reading a partition with an undecodable record and an input that
     crashes the stage, between good ones: both are dead-lettered, every good one is relabelled."""
-    from streams.worker import run_stages
+    from bus.worker import run_stages
 
     monkeypatch.chdir(tmp_path)  # faust writes its app folder into the working directory
 
@@ -577,8 +577,8 @@ def test_ingesting_the_seeds_again_does_not_undo_a_relabel(tmp_path: Path) -> No
     import time
 
     from streams.curate import Ledger
-    from streams.store import SampleStore
     from tests.foundation.events_factory import sample_added
+    from views.store import SampleStore
 
     first = event_of(sample_added("s_1"), "r")
     time.sleep(0.002)  # ids are time-ordered: the re-ingest comes later

@@ -31,8 +31,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bus.kafka import EventProducer, ensure_topics, replay
 from looptool.config import Settings
-from looptool.kafka import EventProducer, ensure_topics, replay
+from looptool.revert import PRODUCER as REVERT_PRODUCER
+from looptool.revert import RevertError, plan_revert, revert_relabel
 from schemas.events import (
     CheckpointPublished,
     DeadLetter,
@@ -49,9 +51,6 @@ from streams.ingest import sample_added
 from streams.judge import JudgeCase, JudgeStage, rule_verdict
 from streams.probe import probe_result
 from streams.relabel import RelabelStage, correction_for, revert_correction
-from streams.revert import PRODUCER as REVERT_PRODUCER
-from streams.revert import RevertError, plan_revert, revert_relabel
-from streams.store import SampleStore, materialise
 from tests.reliability import strategies as hs
 from toolcall.parsing import render_action
 from toolcall.prompts import (
@@ -65,6 +64,7 @@ from toolcall.rules import validate_action
 from toolcall.specs import ParamSchema, ToolSpec, load_tools
 from toolcall.types import Action, Message, Sample, ToolCall
 from toolcall.verdicts import parse_verdict
+from views.store import SampleStore, materialise
 
 CASES = hs.INJECTIONS
 BENIGN = "a neutral text"

@@ -36,8 +36,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from looptool.config import KafkaSettings, LogSettings, Settings, load_settings
-from looptool.kafka import (
+from bus.kafka import (
     EventProducer,
     GroupConsumer,
     KafkaSetupError,
@@ -45,13 +44,14 @@ from looptool.kafka import (
     ensure_topics,
     replay,
 )
-from looptool.logs import configure_logging, get_logger
-from looptool.topics import TOPICS, topic_name
+from bus.topics import TOPICS, topic_name
+from bus.worker import faust_broker_options, judge_client, run_stages
+from common.logs import configure_logging, get_logger
+from looptool.config import KafkaSettings, LogSettings, Settings, load_settings
 from schemas.events import Event, LabelCorrected, Producer, SampleAdded
 from streams.judge import JudgeStage
 from streams.relabel import RelabelStage
 from streams.stage import TransientError
-from streams.worker import faust_broker_options, judge_client, run_stages
 from tests.foundation.events_factory import LABEL, PREDICTION, event_of, sample_added
 from tests.reliability.endpoint import Endpoint, serve
 from tests.reliability.tls import Certificates, TlsBroker, make_certificates
@@ -455,8 +455,8 @@ def test_an_accepted_run_id_is_a_safe_path_component_and_topic_prefix(run_id: st
 @given(st.text(max_size=40))
 def test_paths_derived_from_event_ids_stay_in_their_folders(checkpoint_id: str) -> None:
     from evaluation.command import default_results_path
-    from streams.export import default_export_path
-    from streams.replay import Cut, default_replay_path
+    from views.export import default_export_path
+    from views.replay import Cut, default_replay_path
 
     settings = load_settings(
         None, run_id="run-1", store={"path": "/srv/looptool/store"}, eval={"results_dir": "/srv/eval"}
@@ -486,7 +486,7 @@ HOSTILE_SAMPLE_IDS = [
 
 
 def test_hostile_sample_ids_are_rows_not_paths(tmp_path: Path) -> None:
-    from streams.store import SampleStore
+    from views.store import SampleStore
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -519,7 +519,7 @@ def test_hostile_sample_ids_are_rows_not_paths(tmp_path: Path) -> None:
 
 
 def test_resetting_a_store_never_deletes_a_folder_that_is_not_a_store(tmp_path: Path) -> None:
-    from streams.store import SampleStore
+    from views.store import SampleStore
 
     precious = tmp_path / "home"
     precious.mkdir()
@@ -530,7 +530,7 @@ def test_resetting_a_store_never_deletes_a_folder_that_is_not_a_store(tmp_path: 
 
 
 def test_redaction_masks_secret_keys_but_not_token_counts() -> None:
-    from looptool.logs import REDACTED, redact_secrets
+    from common.logs import REDACTED, redact_secrets
 
     logged = redact_secrets(
         None,

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from bus.kafka import EventProducer, ensure_topics, replay
+from bus.worker import build_stages, curation_policy, run_stages
 from looptool.config import Settings
-from looptool.kafka import EventProducer, ensure_topics, replay
 from schemas.events import CheckpointPublished, Event, Producer, make_event
 from streams.curate import CurateService, open_first_round
-from streams.worker import build_stages, curation_policy, run_stages
 from toolcall.canonical import content_hash
 from world import World
 from world.seed import build_seed_set, seed_events

@@ -27,15 +27,15 @@ class KeepModel:
 
 
 async def _run(arm: str, policy: Path, tmp_path: Path) -> tuple[Any, list[Any]]:
+    from bus.worker import curation_policy
     from inference.transformers_backend import TransformersBackend
+    from looptool.serial import SerialLoop
     from schemas.events import Scenario
     from streams.expand import ExpandStage
     from streams.judge import JudgeStage
     from streams.probe import CheckpointWatcher, ProbeStage
     from streams.relabel import RelabelStage
-    from streams.serial import SerialLoop
     from streams.verify import VerifyStage
-    from streams.worker import curation_policy
     from toolcall.prompts import DEFAULT_SCENARIOS
     from world import World
     from world.seed import build_seed_set, seed_events

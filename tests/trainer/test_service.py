@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from bus.kafka import EventProducer, ensure_topics, replay
 from inference.base import SamplingConfig
 from inference.transformers_backend import TransformersBackend
 from looptool.config import Settings, TrainerSettings
-from looptool.kafka import EventProducer, ensure_topics, replay
 from schemas.events import CheckpointPublished, Event, RoundClosed, make_event
 from tests.trainer import toy
 from tests.trainer.conftest import WARM_CITIES

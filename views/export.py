@@ -31,12 +31,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 
+from common.logs import get_logger
 from looptool.config import Settings
-from looptool.logs import get_logger
-from streams.replay import Cut, DatasetMember, ReplayError, RoundDataset, dataset_at
 from toolcall.canonical import canonical_json
 from toolcall.specs import load_tools
 from toolcall.types import Action, Message, Sample, ToolCall
+from views.replay import Cut, DatasetMember, ReplayError, RoundDataset, dataset_at
 
 log = get_logger(__name__)
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bus.kafka import EventProducer
+from common.logs import get_logger
 from looptool.config import Settings
-from looptool.kafka import EventProducer
-from looptool.logs import get_logger
 from schemas.events import (
     CheckpointPublished,
     CuratedSample,

@@ -39,15 +39,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bus.kafka import ReplayStats, replay
+from common.logs import get_logger
 from looptool.config import Settings
-from looptool.kafka import ReplayStats, replay
-from looptool.logs import get_logger
 from schemas.events import CheckpointPublished, CuratedSample, Event, RoundClosed, SampleAdded
 from streams.curate import CurationPolicy, Ledger, initial_round_events, next_round_events
-from streams.store import ALL_TOPIC_NAMES, SampleStore
 from toolcall.canonical import content_hash
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample
+from views.store import ALL_TOPIC_NAMES, SampleStore
 
 log = get_logger(__name__)
 
@@ -497,7 +497,7 @@ def run_replay(
         )
     policy = None
     if check_curation:
-        from streams.worker import curation_policy
+        from bus.worker import curation_policy
 
         policy = curation_policy(settings)
     what = f"replaying run {settings.run_id} up to {cut.describe()}"

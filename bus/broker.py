@@ -31,7 +31,7 @@ from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 
-from looptool.logs import get_logger
+from common.logs import get_logger
 
 log = get_logger(__name__)
 

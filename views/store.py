@@ -23,10 +23,10 @@ os.environ.setdefault("LANCE_LOG", "error")  # lance logs table creation at WARN
 import lancedb
 import pyarrow as pa
 
+from bus.kafka import EventProducer, GroupConsumer, ReplayStats, replay
+from bus.topics import TOPICS
+from common.logs import get_logger
 from looptool.config import Settings
-from looptool.kafka import EventProducer, GroupConsumer, ReplayStats, replay
-from looptool.logs import get_logger
-from looptool.topics import TOPICS
 from schemas.events import (
     PAYLOAD_TYPES,
     CheckpointPublished,

@@ -36,11 +36,11 @@ from schemas.events import (
     Verdict,
     VerificationResult,
 )
-from streams.analytics import failing_rule
-from streams.store import SampleStore, event_from_row
 from toolcall.canonical import canonical_json
 from toolcall.parsing import render_action
 from toolcall.types import Action, ToolCall
+from views.analytics import failing_rule
+from views.store import SampleStore, event_from_row
 
 MAX_DEPTH = 16
 
@@ -447,8 +447,8 @@ def render_lineage(lineage: SampleLineage, tree: Tree | None = None) -> Tree:
 
 
 async def index_from_topics(settings: Settings) -> MemoryIndex:
-    from looptool.kafka import replay
-    from streams.store import ALL_TOPIC_NAMES
+    from bus.kafka import replay
+    from views.store import ALL_TOPIC_NAMES
 
     events: list[Event[Any]] = []
     async for batch in replay(settings.kafka, settings.run_id, ALL_TOPIC_NAMES):

@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bus.kafka import EventProducer, replay
+from common.logs import get_logger
 from looptool.config import Settings
-from looptool.kafka import EventProducer, replay
-from looptool.logs import get_logger
 from schemas.events import Event, LabelCorrected, Producer
 from streams.relabel import REVERT_STAGE, revert_correction
 

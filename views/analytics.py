@@ -34,8 +34,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from common.logs import get_logger
 from looptool.config import Settings
-from looptool.logs import get_logger
 from schemas.events import (
     CheckpointPublished,
     CuratedSample,
@@ -49,7 +49,7 @@ from schemas.events import (
     Verdict,
     VerificationResult,
 )
-from streams.store import ALL_TOPIC_NAMES, SampleStore, event_from_row
+from views.store import ALL_TOPIC_NAMES, SampleStore, event_from_row
 
 log = get_logger(__name__)
 
@@ -560,8 +560,8 @@ def load_stats(source: EventSource) -> RunStats:
 
 
 async def stats_from_topics(settings: Settings, cut: Any = None) -> RunStats:
-    """RunStats from a replay of the run's topics (up to ``cut``, a :class:`streams.replay.Cut`)."""
-    from streams.replay import Cut, events_within, load_boundary
+    """RunStats from a replay of the run's topics (up to ``cut``, a :class:`views.replay.Cut`)."""
+    from views.replay import Cut, events_within, load_boundary
 
     boundary = await load_boundary(settings, cut or Cut())
     collector = StatsCollector()
@@ -932,7 +932,7 @@ async def follow_stats(
     on_update: Callable[[RunStats], None] | None = None,
 ) -> RunStats:
     """Follow every topic of the run and keep the tables up to date on ``console`` until ``stop``."""
-    from looptool.kafka import follow
+    from bus.kafka import follow
 
     collector = StatsCollector()
     stats = collector.stats()

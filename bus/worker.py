@@ -23,10 +23,10 @@ from typing import Any
 import faust
 from aiokafka.structs import ConsumerRecord
 
+from bus.kafka import EventProducer, client_options, dead_letter_for
+from bus.topics import topic_name
+from common.logs import get_logger
 from looptool.config import KafkaSettings, Settings
-from looptool.kafka import EventProducer, client_options, dead_letter_for
-from looptool.logs import get_logger
-from looptool.topics import topic_name
 from schemas.codec import EventDecodeError, default_codec
 from schemas.events import Event
 from streams.stage import Stage, TransientError
@@ -374,7 +374,7 @@ def build_stages(settings: Settings, names: Sequence[str], *, watcher: Any = Non
 
 async def run_worker(settings: Settings, names: Sequence[str], stop: asyncio.Event) -> None:
     """Run the named stages (and the curate service if named) until ``stop`` is set."""
-    from looptool.kafka import ensure_topics
+    from bus.kafka import ensure_topics
     from streams.curate import CurateService
 
     await ensure_topics(settings.kafka, settings.run_id)
