@@ -24,11 +24,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from common.logs import configure_logging
+from common.logs import LogSettings, configure_logging
 from inference.transformers_backend import encode_prompt
-from looptool.config import LogSettings, TrainerSettings
 from toolcall.prompts import prompt_phrases, render_tools
 from trainer.base import RoundDataset
+from trainer.config import TrainerSettings
 from trainer.cpu_grpo import CpuGrpoBackend
 from trainer.dataset import sample_row
 from trainer.sft import sft_warm_start

@@ -48,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 from bus.kafka import EventProducer, ensure_topics, replay  # noqa: E402
 from bus.worker import StageRunner, started_stages  # noqa: E402
-from common.logs import configure_logging  # noqa: E402
+from common.logs import LogSettings, configure_logging  # noqa: E402
 from inference.base import Chat, Generation, SamplingConfig  # noqa: E402
-from looptool.config import LogSettings, Settings, load_settings  # noqa: E402
+from looptool.config import Settings, load_settings  # noqa: E402
 from schemas.events import CheckpointPublished, Event, Producer, make_event  # noqa: E402
 from streams.stage import Stage  # noqa: E402
 

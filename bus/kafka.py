@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import OffsetOutOfRangeError, TopicAlreadyExistsError
 
+from bus.config import KafkaSettings
 from bus.topics import TOPICS, partitions_for, topic_for_event, topic_name
 from common.logs import get_logger
-from looptool.config import KafkaSettings
 from schemas.codec import EventCodec, EventDecodeError, default_codec
 from schemas.events import DeadLetter, Event, Producer, make_event
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from looptool.config import RUN_ID_PATTERN, KafkaSettings
+from bus.config import KafkaSettings
+from common.settings import RUN_ID_PATTERN
 
 # Kafka's own rule for topic names.
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")

@@ -23,10 +23,11 @@ from typing import Any
 import faust
 from aiokafka.structs import ConsumerRecord
 
+from bus.config import KafkaSettings
 from bus.kafka import EventProducer, client_options, dead_letter_for
 from bus.topics import topic_name
 from common.logs import get_logger
-from looptool.config import KafkaSettings, Settings
+from looptool.config import Settings
 from schemas.codec import EventDecodeError, default_codec
 from schemas.events import Event
 from streams.stage import Stage, TransientError

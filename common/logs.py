@@ -6,11 +6,11 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
-from looptool.config import LogSettings
+from common.settings import Section
 
 # Keys whose values are never written to a log, whatever the caller passed. "token" not followed by a
 # letter (token, access_token, AuthToken), so counts such as tokens or tokens_per_s stay readable.
@@ -18,6 +18,11 @@ _SECRET_KEY = re.compile(
     r"(pass(word)?|secret|token(?![a-z])|api[_-]?key|authorization|credential)", re.IGNORECASE
 )
 REDACTED = "***"
+
+
+class LogSettings(Section):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 def _redact(value: Any) -> Any:

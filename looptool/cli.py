@@ -214,7 +214,7 @@ def seed(
     settings = _settings(ctx)
     world_settings = settings.world
     if world_settings is None:
-        from looptool.config import WorldSettings
+        from world.config import WorldSettings
 
         world_settings = WorldSettings()
     use_llm = settings.generator is not None and not offline

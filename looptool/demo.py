@@ -105,7 +105,10 @@ SCALES: dict[str, DemoScale] = {
 
 def demo_settings(settings: Settings, workdir: Path, scale: DemoScale, seed: int = 0) -> Settings:
     """The run's settings: the user's (broker, run id, log) plus the demo's world, loop and trainer."""
-    from looptool.config import LoopSettings, PolicySettings, StoreSettings, TrainerSettings, WorldSettings
+    from streams.config import LoopSettings, PolicySettings
+    from trainer.config import TrainerSettings
+    from views.config import StoreSettings
+    from world.config import WorldSettings
 
     run_id = settings.run_id
     if run_id == "default":

@@ -69,7 +69,7 @@ class SerialRound:
 class _NoJudge:
     model_name = ""
 
-    async def judge(self, cases: Sequence[Any]) -> list[str]:
+    async def ask(self, cases: Sequence[Any], attempt: int = 1) -> list[str]:
         raise AssertionError("the ablation never asks a judge")
 
 

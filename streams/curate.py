@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from bus.kafka import EventProducer, follow, replay
 from common.logs import get_logger
+from common.seeding import seeded_rng
 from looptool.config import Settings
 from schemas.events import (
     CuratedSample,
@@ -47,7 +48,6 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
-from streams.stage import seeded_rng
 from toolcall.canonical import canonical_json, content_hash
 from toolcall.perplexity import select_high_ppl
 from toolcall.specs import ToolSpec

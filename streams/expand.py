@@ -11,43 +11,23 @@ does not parse is still emitted (with ``parse_error``) so verification can accou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from inference.base import InferenceBackend, InferenceError, SamplingConfig
+from common.seeding import seeded_rng
+from inference.base import Chat, InferenceBackend, SamplingConfig
 from schemas.events import Event, ExpansionCandidate, Scenario, Verdict, derived_event_id, make_event
-from streams.stage import Stage, TransientError, seeded_rng
+from streams.roles import ExpansionRequest, Generator, LLMRole
+from streams.stage import Stage
 from toolcall.expansion import parse_expansion
 from toolcall.prompts import render_expansion_prompt
-from toolcall.specs import ToolSpec
-from toolcall.types import Action, Message
 
 ERROR_SEED_VERDICTS = ("PRED_WRONG", "LABEL_WRONG")
 
 
-@dataclass(frozen=True)
-class ExpansionRequest:
-    request_id: str
-    seed_sample_id: str
-    tools: list[ToolSpec]
-    messages: list[Message]
-    correct: Action
-    wrong: Action | None
-    error_analysis: str
-    scenario: Scenario
-    index: int
-
-
-class Generator(Protocol):
-    """Answers expansion requests with raw generator text (``INPUT: ... OUTPUT: ...``)."""
-
-    model_name: str
-
-    async def generate(self, requests: Sequence[ExpansionRequest]) -> list[str]: ...
-
-
-class LLMGenerator:
+class LLMGenerator(LLMRole[ExpansionRequest]):
     """The generator as an LLM behind an inference backend (sampled, for diversity)."""
+
+    role = "generator"
 
     def __init__(
         self,
@@ -57,42 +37,28 @@ class LLMGenerator:
         temperature: float = 0.7,
         max_tokens: int = 1024,
     ):
-        self.backend = backend
-        self.current_time = current_time
+        super().__init__(backend, current_time=current_time, max_tokens=max_tokens)
         self.temperature = temperature
-        self.max_tokens = max_tokens
 
-    @property
-    def model_name(self) -> str:
-        return self.backend.model_id
+    def render(self, case: ExpansionRequest) -> Chat:
+        return render_expansion_prompt(
+            tools=case.tools,
+            messages=case.messages,
+            correct=case.correct,
+            wrong=case.wrong,
+            error_analysis=case.error_analysis,
+            focus=case.scenario.focus,
+            parameters=case.scenario.parameters,
+            current_time=self.current_time,
+        )
 
-    async def generate(self, requests: Sequence[ExpansionRequest]) -> list[str]:
-        chats = [
-            render_expansion_prompt(
-                tools=r.tools,
-                messages=r.messages,
-                correct=r.correct,
-                wrong=r.wrong,
-                error_analysis=r.error_analysis,
-                focus=r.scenario.focus,
-                parameters=r.scenario.parameters,
-                current_time=self.current_time,
-            )
-            for r in requests
-        ]
+    def sampling(self, cases: Sequence[ExpansionRequest], attempt: int) -> SamplingConfig:
         # Seeded by the batch's first request: a run is reproducible. (A redelivered batch may differ;
         # its candidates keep their derived ids, and every consumer keeps the first copy of an id.)
-        seed = seeded_rng(requests[0].request_id, "sampling").randrange(2**31) if requests else None
-        sampling = SamplingConfig(
+        seed = seeded_rng(cases[0].request_id, "sampling", str(attempt)).randrange(2**31)
+        return SamplingConfig(
             greedy=False, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed
         )
-        try:
-            generations = await self.backend.generate(chats, sampling)
-        except InferenceError as error:
-            if error.input_fault:  # this input (e.g. a prompt too long for the context), not the endpoint
-                raise ValueError(f"generator endpoint rejected this input: {error}") from error
-            raise TransientError(f"generator endpoint unavailable: {error}") from error
-        return [options[0].text for options in generations]
 
 
 def expansion_requests(
@@ -185,7 +151,7 @@ class ExpandStage(Stage):
         ]
         if not work:
             return []
-        answers = await self.generator.generate([request for _, request in work])
+        answers = await self.generator.ask([request for _, request in work])
         return [
             candidate_event(verdict, request, raw, self.k, self.generator.model_name, self.producer)
             for (verdict, request), raw in zip(work, answers, strict=True)

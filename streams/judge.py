@@ -14,82 +14,51 @@ text for inspection.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from common.logs import get_logger
-from inference.base import InferenceBackend, InferenceError, SamplingConfig
+from common.seeding import seeded_rng
+from inference.base import Chat, InferenceBackend, SamplingConfig
 from schemas.events import DeadLetter, Event, ProbeResult, Verdict, derived_event_id, make_event
-from streams.stage import Stage, TransientError, seeded_rng
+from streams.roles import JudgeCase, JudgeClient, LLMRole, ask_until_parsed
+from streams.stage import Stage
 from toolcall.prompts import render_judge_prompt
 from toolcall.rules import validate_action
-from toolcall.specs import ToolSpec
-from toolcall.types import Action, Message
-from toolcall.verdicts import VERDICT_REGEX, parse_verdict
+from toolcall.types import Action
+from toolcall.verdicts import VERDICT_REGEX, ParsedVerdict, parse_verdict
 
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class JudgeCase:
-    """What the judge sees: the tools, the dialogue, both responses, and which one is the label."""
-
-    case_id: str  # the probe event id
-    sample_id: str
-    tools: list[ToolSpec]
-    messages: list[Message]
-    label: Action
-    prediction: Action
-    label_position: int  # 1 or 2
-    attempt: int = 1
-
-
-class JudgeClient(Protocol):
-    """Answers judge cases with raw judge text in the Figure 10 output format."""
-
-    model_name: str
-
-    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]: ...
-
-
-class LLMJudge:
+class LLMJudge(LLMRole[JudgeCase]):
     """The judge as an LLM behind an inference backend (an OpenAI-compatible endpoint in production)."""
+
+    role = "judge"
 
     def __init__(
         self, backend: InferenceBackend, *, current_time: str, max_tokens: int = 512, constrain: bool = False
     ):
-        self.backend = backend
-        self.current_time = current_time
-        self.max_tokens = max_tokens
+        super().__init__(backend, current_time=current_time, max_tokens=max_tokens)
         self.regex = VERDICT_REGEX if constrain else None
 
-    @property
-    def model_name(self) -> str:
-        return self.backend.model_id
+    def render(self, case: JudgeCase) -> Chat:
+        return render_judge_prompt(
+            tools=case.tools,
+            messages=case.messages,
+            label=case.label,
+            prediction=case.prediction,
+            label_position=case.label_position,
+            current_time=self.current_time,
+        )
 
-    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]:
-        chats = [
-            render_judge_prompt(
-                tools=case.tools,
-                messages=case.messages,
-                label=case.label,
-                prediction=case.prediction,
-                label_position=case.label_position,
-                current_time=self.current_time,
-            )
-            for case in cases
-        ]
-        try:
-            generations = await self.backend.generate(
-                chats, SamplingConfig(greedy=True, max_tokens=self.max_tokens, regex=self.regex)
-            )
-        except InferenceError as error:
-            if error.input_fault:  # this input (e.g. a prompt too long for the context), not the endpoint
-                raise ValueError(f"judge endpoint rejected this input: {error}") from error
-            raise TransientError(f"judge endpoint unavailable: {error}") from error
-        return [options[0].text for options in generations]
+    def sampling(self, cases: Sequence[JudgeCase], attempt: int) -> SamplingConfig:
+        return SamplingConfig(greedy=True, max_tokens=self.max_tokens, regex=self.regex)
+
+
+def _parsed(case: JudgeCase, raw: str) -> ParsedVerdict | None:
+    parsed = parse_verdict(raw, case.label_position)
+    return None if parsed.verdict == "UNPARSEABLE" else parsed
 
 
 def rule_verdict(probe: ProbeResult) -> tuple[str, str] | None:
@@ -189,39 +158,32 @@ class JudgeStage(Stage):
                 probe.event_id, p.sample_id, p.tools, p.messages, p.label, judged_prediction(p), position
             )
             pending.append((probe, case))
-        for attempt in range(1, self.max_attempts + 1):
-            if not pending:
-                break
-            cases = [
-                JudgeCase(**{**case.__dict__, "attempt": attempt})
-                for _, case in pending  # type: ignore[arg-type]
-            ]
-            answers = await self.client.judge(cases)
-            still_pending = []
-            for (probe, case), raw in zip(pending, answers, strict=True):
-                parsed = parse_verdict(raw, case.label_position)  # type: ignore[arg-type]
-                if parsed.verdict != "UNPARSEABLE":
-                    outputs.append(
-                        self._verdict(
-                            probe,
-                            for_unparsed_output(parsed.verdict, probe.payload),
-                            "judge",
-                            position=case.label_position,
-                            analysis=parsed.error_analysis,
-                            approach=parsed.correct_approach,
-                            raw=raw,
-                            attempts=attempt,
-                        )
+        asked = await ask_until_parsed(self.client, [case for _, case in pending], _parsed, self.max_attempts)
+        for (probe, case), answer in zip(pending, asked, strict=True):
+            if answer.parsed is not None:
+                outputs.append(
+                    self._verdict(
+                        probe,
+                        for_unparsed_output(answer.parsed.verdict, probe.payload),
+                        "judge",
+                        position=case.label_position,
+                        analysis=answer.parsed.error_analysis,
+                        approach=answer.parsed.correct_approach,
+                        raw=answer.raw,
+                        attempts=answer.attempts,
                     )
-                elif attempt == self.max_attempts:
-                    verdict = self._verdict(
-                        probe, "UNPARSEABLE", "judge", position=case.label_position, raw=raw, attempts=attempt
-                    )
-                    outputs.append(verdict)
-                    outputs.append(self._unparseable_letter(verdict, raw))
-                else:
-                    still_pending.append((probe, case))
-            pending = still_pending
+                )
+                continue
+            verdict = self._verdict(
+                probe,
+                "UNPARSEABLE",
+                "judge",
+                position=case.label_position,
+                raw=answer.raw,
+                attempts=answer.attempts,
+            )
+            outputs.append(verdict)
+            outputs.append(self._unparseable_letter(verdict, answer.raw))
         return outputs
 
     def _unparseable_letter(self, verdict: Event[Verdict], raw: str) -> Event[DeadLetter]:
@@ -239,14 +201,3 @@ class JudgeStage(Stage):
             parent_ids=[verdict.event_id],
             checkpoint_id=verdict.checkpoint_id,
         )
-
-
-async def gather_limited(coroutines: Sequence[Any], limit: int) -> list[Any]:
-    """Run coroutines with at most ``limit`` at once, keeping order."""
-    semaphore = asyncio.Semaphore(limit)
-
-    async def bounded(coroutine: Any) -> Any:
-        async with semaphore:
-            return await coroutine
-
-    return await asyncio.gather(*(bounded(c) for c in coroutines))

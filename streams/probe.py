@@ -18,10 +18,10 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from bus.config import KafkaSettings
 from bus.kafka import follow
 from common.logs import get_logger
 from inference.base import InferenceBackend, SamplingConfig
-from looptool.config import KafkaSettings
 from schemas.events import (
     CheckpointPublished,
     CuratedSample,

@@ -14,8 +14,6 @@ infrastructure a stage depends on (an inference endpoint that is down) are not t
 
 from __future__ import annotations
 
-import hashlib
-import random
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -62,12 +60,6 @@ class SeenIds:
         self._ids.move_to_end(event_id)
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
-
-
-def seeded_rng(*parts: str) -> random.Random:
-    """A random generator seeded by stable strings (event ids, run id): same inputs, same draws."""
-    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
-    return random.Random(int.from_bytes(digest, "big"))
 
 
 class Stage(ABC):

@@ -34,7 +34,7 @@ from typing import Any
 
 from bus.kafka import EventProducer, ensure_topics, follow, replay
 from common.logs import get_logger
-from looptool.config import Settings, TrainerSettings
+from looptool.config import Settings
 from schemas.events import (
     CheckpointPublished,
     Event,
@@ -53,6 +53,7 @@ from trainer.base import (
     check_hf_folder,
     read_checkpoint_manifest,
 )
+from trainer.config import TrainerSettings
 from trainer.dataset import load_round_dataset
 
 log = get_logger(__name__)

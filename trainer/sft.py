@@ -22,7 +22,7 @@ from trainer.base import RoundDataset, TrainingRow, save_hf_checkpoint
 from trainer.cpu_grpo import import_trl, render_prompts, torch_threads
 
 if TYPE_CHECKING:
-    from looptool.config import TrainerSettings
+    from trainer.config import TrainerSettings
 
 log = get_logger(__name__)
 

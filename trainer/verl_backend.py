@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from common.logs import get_logger
-from looptool.config import VerlSettings
+from trainer.verl.config import VerlSettings
 
 log = get_logger(__name__)
 

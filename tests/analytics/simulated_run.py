@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.seeding import seeded_rng
 from schemas.events import (
     CheckpointPublished,
     CuratedSample,
@@ -30,10 +31,10 @@ from schemas.events import (
 from streams.curate import CurationPolicy, Ledger, initial_round_events, next_round_events
 from streams.expand import ExpandStage
 from streams.ingest import sample_added
-from streams.judge import JudgeCase, JudgeStage
+from streams.judge import JudgeStage
 from streams.probe import probe_result
 from streams.relabel import RelabelStage
-from streams.stage import seeded_rng
+from streams.roles import JudgeCase
 from streams.verify import VerifyStage
 from toolcall.parsing import render_action
 from toolcall.prompts import DEFAULT_SCENARIOS
@@ -47,8 +48,8 @@ TRAINER = Producer(stage="trainer", version="sim")
 class FlakyJudge(SimulatedWorldJudge):
     """The world judge, but some cases (fixed by their id) always get an answer no parser can read."""
 
-    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]:
-        answers = await super().judge(cases)
+    async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[str]:
+        answers = await super().ask(cases, attempt)
         return [
             "hmm, hard to say" if seeded_rng(case.case_id, "flaky").random() < 0.08 else answer
             for case, answer in zip(cases, answers, strict=True)

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from bus.broker import EmbeddedBroker
 from bus.kafka import BrokerDataLost
-from looptool.config import LoopSettings, Settings
+from looptool.config import Settings
 from schemas.events import Event, SampleAdded
+from streams.config import LoopSettings
 from tests.faults.harness import RUN_ID, LoopRun, hand_checkpoint
 
 MEMBERS = 40

@@ -26,9 +26,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bus.kafka import client_options
 from bus.topics import partitions_for, spec_of, topic_name
-from looptool.config import LoopSettings, Settings
+from looptool.config import Settings
 from looptool.demo import Service
 from schemas.events import Event, SampleAdded
+from streams.config import LoopSettings
 from streams.judge import rule_verdict
 from streams.probe import probe_result
 from tests.faults.accounting import account, first_copies

@@ -12,9 +12,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bus.broker import EmbeddedBroker
+from bus.config import KafkaSettings
 from bus.kafka import KafkaSetupError, ensure_topics
 from bus.topics import TOPICS, TopicError, all_topics, topic_name
-from looptool.config import KafkaSettings
 
 
 def _alive(pid: int) -> bool:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from common.logs import configure_logging, get_logger
-from looptool.config import LogSettings, load_settings
+from common.logs import LogSettings, configure_logging, get_logger
+from looptool.config import load_settings
 
 
 def test_defaults_without_file_or_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

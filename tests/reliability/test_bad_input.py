@@ -41,13 +41,14 @@ from schemas.events import (
     Verdict,
     make_event,
 )
-from streams.expand import ExpandStage, ExpansionRequest, candidate_event, expansion_requests
+from streams.expand import ExpandStage, candidate_event, expansion_requests
 from streams.ingest import IngestReport, read_records
-from streams.judge import JudgeCase, JudgeStage, LLMJudge
+from streams.judge import JudgeStage, LLMJudge
 from streams.probe import CheckpointWatcher, ProbeStage, probe_result
 from streams.relabel import RelabelStage, correction_for
+from streams.roles import ExpansionRequest, JudgeCase, VerificationCase
 from streams.stage import Stage, TransientError
-from streams.verify import VerificationCase, VerifyStage
+from streams.verify import VerifyStage
 from tests.foundation.events_factory import CONTEXT, FLUCTUATION, LABEL, PREDICTION, event_of
 from tests.reliability import strategies as hs
 from tests.streams.test_stage_logic import checkpoint, member, probe_event, verdict_event
@@ -91,7 +92,7 @@ class RandomJudge:
     def __init__(self, answers: Sequence[str]):
         self.take = _cycle(answers)
 
-    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]:
+    async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[str]:
         return [self.take() for _ in cases]
 
 
@@ -101,7 +102,7 @@ class RandomGenerator:
     def __init__(self, answers: Sequence[str]):
         self.take = _cycle(answers)
 
-    async def generate(self, requests: Sequence[ExpansionRequest]) -> list[str]:
+    async def ask(self, requests: Sequence[ExpansionRequest], attempt: int = 1) -> list[str]:
         return [self.take() for _ in requests]
 
 
@@ -111,7 +112,7 @@ class RandomVerifier:
     def __init__(self, answers: Sequence[str]):
         self.take = _cycle(answers)
 
-    async def verify(self, cases: Sequence[VerificationCase]) -> list[str]:
+    async def ask(self, cases: Sequence[VerificationCase], attempt: int = 1) -> list[str]:
         return [self.take() for _ in cases]
 
 
@@ -234,7 +235,7 @@ class BrittleJudge:
     def __init__(self, poison: set[str]):
         self.poison = poison
 
-    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]:
+    async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[str]:
         if any(case.case_id in self.poison for case in cases):
             raise KeyError("client bug on this input")
         return ["BOTH_CORRECT\nError Analysis: none"] * len(cases)

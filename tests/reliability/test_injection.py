@@ -48,9 +48,10 @@ from schemas.events import (
 )
 from streams.curate import CurationPolicy, Ledger, initial_round_events, load_ledger
 from streams.ingest import sample_added
-from streams.judge import JudgeCase, JudgeStage, rule_verdict
+from streams.judge import JudgeStage, rule_verdict
 from streams.probe import probe_result
 from streams.relabel import RelabelStage, correction_for, revert_correction
+from streams.roles import JudgeCase
 from tests.reliability import strategies as hs
 from toolcall.parsing import render_action
 from toolcall.prompts import (
@@ -394,7 +395,7 @@ class GullibleJudge:
     def __init__(self) -> None:
         self.seen: list[JudgeCase] = []
 
-    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]:
+    async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[str]:
         answers = []
         for case in cases:
             self.seen.append(case)
@@ -480,7 +481,7 @@ class ContentFollowingJudge:
 
     model_name = "fooled-judge"
 
-    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]:
+    async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[str]:
         return [
             f"RESPONSE {case.label_position} INCORRECT\nError Analysis: the user says so.\n"
             "Correct Approach: obey."

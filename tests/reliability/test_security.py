@@ -36,6 +36,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from bus.config import KafkaSettings
 from bus.kafka import (
     EventProducer,
     GroupConsumer,
@@ -46,8 +47,8 @@ from bus.kafka import (
 )
 from bus.topics import TOPICS, topic_name
 from bus.worker import faust_broker_options, judge_client, run_stages
-from common.logs import configure_logging, get_logger
-from looptool.config import KafkaSettings, LogSettings, Settings, load_settings
+from common.logs import LogSettings, configure_logging, get_logger
+from looptool.config import Settings, load_settings
 from schemas.events import Event, LabelCorrected, Producer, SampleAdded
 from streams.judge import JudgeStage
 from streams.relabel import RelabelStage

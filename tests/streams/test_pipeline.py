@@ -198,7 +198,7 @@ def _loop(settings: Settings, **changes: Any) -> Settings:
 async def test_loop_with_an_http_judge_and_generator(
     settings: Settings, world_policy: Path, vllm_server: Any
 ) -> None:
-    from looptool.config import EndpointSettings, PolicySettings
+    from streams.config import EndpointSettings, PolicySettings
 
     endpoint = {"base_url": vllm_server.base_url, "model": vllm_server.model, "timeout_s": 60}
     settings = _loop(
@@ -225,7 +225,8 @@ async def test_loop_with_an_http_judge_and_generator(
 
 @pytest.mark.timeout(600)
 async def test_loop_with_the_world_simulations(settings: Settings, world_policy: Path) -> None:
-    from looptool.config import PolicySettings, WorldSettings
+    from streams.config import PolicySettings
+    from world.config import WorldSettings
 
     settings = _loop(
         settings,

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from looptool.config import LoopSettings, Settings, load_settings
+from looptool.config import Settings, load_settings
+from streams.config import LoopSettings
 from trainer.base import CheckpointInfo
 
 

@@ -20,12 +20,13 @@ from schemas.events import (
     Verdict,
     VerificationResult,
 )
-from streams.expand import ExpandStage, ExpansionRequest, expansion_requests
-from streams.judge import JudgeCase, JudgeStage, rule_verdict
+from streams.expand import ExpandStage, expansion_requests
+from streams.judge import JudgeStage, rule_verdict
 from streams.probe import probe_result
 from streams.relabel import RelabelStage, correction_for
+from streams.roles import ExpansionRequest, JudgeCase, VerificationCase
 from streams.stage import Stage, TransientError
-from streams.verify import VerificationCase, VerifyStage, rule_tier
+from streams.verify import VerifyStage, rule_tier
 from tests.foundation.events_factory import CONTEXT, FLUCTUATION, LABEL, PREDICTION, event_of
 from toolcall.parsing import render_action
 from toolcall.types import Action, ToolCall
@@ -146,9 +147,11 @@ class ScriptedJudge:
     def __init__(self, answers: Sequence[str]):
         self.answers = list(answers)
         self.seen: list[JudgeCase] = []
+        self.attempts: list[int] = []
 
-    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]:
+    async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[str]:
         self.seen.extend(cases)
+        self.attempts.extend(attempt for _ in cases)
         return [self.answers.pop(0) for _ in cases]
 
 
@@ -186,7 +189,7 @@ async def test_unparseable_verdicts_are_retried_then_dead_lettered() -> None:
     verdict, letter = outputs
     assert verdict.payload.verdict == "UNPARSEABLE" and verdict.payload.attempts == 3
     assert isinstance(letter.payload, DeadLetter) and letter.payload.raw == b"no idea"
-    assert [case.attempt for case in judge.seen] == [1, 2, 3]
+    assert judge.attempts == [1, 2, 3]
     # A later parseable answer is used.
     judge = ScriptedJudge(["??", "BOTH_INCORRECT\nError Analysis: both wrong."])
     [verdict] = await JudgeStage(RUN, judge, max_attempts=3).process([probe_event(PREDICTION)])
@@ -252,7 +255,7 @@ class ScriptedGenerator:
         self.answer = answer
         self.requests: list[ExpansionRequest] = []
 
-    async def generate(self, requests: Sequence[ExpansionRequest]) -> list[str]:
+    async def ask(self, requests: Sequence[ExpansionRequest], attempt: int = 1) -> list[str]:
         self.requests.extend(requests)
         return [self.answer if r.index % 2 == 0 else "no format here" for r in requests]
 
@@ -304,9 +307,11 @@ class ScriptedVerifier:
     def __init__(self, answers: Sequence[str]):
         self.answers = list(answers)
         self.cases: list[VerificationCase] = []
+        self.attempts: list[int] = []
 
-    async def verify(self, cases: Sequence[VerificationCase]) -> list[str]:
+    async def ask(self, cases: Sequence[VerificationCase], attempt: int = 1) -> list[str]:
         self.cases.extend(cases)
+        self.attempts.extend(attempt for _ in cases)
         return [self.answers.pop(0) for _ in cases]
 
 
@@ -318,7 +323,7 @@ async def test_verify_two_tiers_and_accepted_sample() -> None:
     assert results[broken.payload.candidate_id].payload.failed_tier == "rules"
     accepted = results[good.payload.candidate_id]
     assert accepted.payload.passed and accepted.payload.llm_verdict == "CORRECT"
-    assert len(verifier.cases) == 2 and verifier.cases[1].attempt == 2  # the unreadable answer was retried
+    assert len(verifier.cases) == 2 and verifier.attempts[1] == 2  # the unreadable answer was retried
     [added] = [e for e in outputs if isinstance(e.payload, SampleAdded)]
     assert added.payload.origin == "expansion" and added.payload.seed_sample_id == "s_1"
     assert added.parent_ids == [good.event_id, accepted.event_id]

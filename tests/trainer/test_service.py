@@ -19,7 +19,7 @@ import pytest
 from bus.kafka import EventProducer, ensure_topics, replay
 from inference.base import SamplingConfig
 from inference.transformers_backend import TransformersBackend
-from looptool.config import Settings, TrainerSettings
+from looptool.config import Settings
 from schemas.events import CheckpointPublished, Event, RoundClosed, make_event
 from tests.trainer import toy
 from tests.trainer.conftest import WARM_CITIES
@@ -30,6 +30,7 @@ from trainer.base import (
     check_hf_folder,
     read_checkpoint_manifest,
 )
+from trainer.config import TrainerSettings
 from trainer.dataset import RoundDataError
 from trainer.service import PRODUCER, TrainerLedger, TrainerService, VerlTrainer, stamp_checkpoint
 
