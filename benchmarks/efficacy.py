@@ -68,8 +68,8 @@ class ArmRound:
 async def run_arm(
     arm: str, seed: int, scale: DemoScale, work: Path, *, shared_world: bool = False
 ) -> list[ArmRound]:
-    from bus.worker import build_stages, curation_policy
-    from streams.probe import CheckpointWatcher
+    from looptool.wiring import build_stages
+    from streams.curate import CurationPolicy
     from trainer.cpu_grpo import CpuGrpoBackend
     from trainer.sft import configured_warm_start
     from world import World
@@ -98,10 +98,7 @@ async def run_arm(
         drills = write_warm_start(world, warm, scale.copy_drills, shared / "warmstart.jsonl", world_seed)
         build_initial_policy(world, synthesised.samples, initial, scale, world_seed, drills)
     # The worker's own stage objects (world simulations: no endpoint is configured), fed in-process.
-    stages = {
-        stage.name: stage
-        for stage in build_stages(settings, STAGES, watcher=CheckpointWatcher(None, settings.run_id))
-    }
+    stages = {stage.name: stage for stage in build_stages(settings, STAGES, log=None)}
     policy_backend = stages["probe"].backend  # type: ignore[attr-defined]
     trainer = settings.trainer
 
@@ -115,7 +112,7 @@ async def run_arm(
 
     serial = SerialLoop(
         settings,
-        curation_policy(settings),
+        CurationPolicy.from_settings(settings),
         stages=stages,
         trainer=CpuGrpoBackend(trainer, show_progress=False),
         work_dir=work / "rounds",

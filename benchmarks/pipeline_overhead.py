@@ -46,7 +46,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bus.kafka import EventProducer, ensure_topics, replay  # noqa: E402
+from bus.kafka import EventProducer, ensure_topics, replay, run_log  # noqa: E402
 from bus.worker import StageRunner, started_stages  # noqa: E402
 from common.logs import LogSettings, configure_logging  # noqa: E402
 from inference.base import Chat, Generation, SamplingConfig  # noqa: E402
@@ -184,7 +184,7 @@ class RoundOne:
 
 async def round_one(settings: Settings, scale: Any, samples: int, seed: int = 0) -> RoundOne:
     """Seeds from the synthetic world (enough for ``samples`` members) and D_1 of that size."""
-    from bus.worker import curation_policy
+    from streams.curate import CurationPolicy
     from world import World
     from world.seed import build_seed_set
 
@@ -196,7 +196,7 @@ async def round_one(settings: Settings, scale: Any, samples: int, seed: int = 0)
     seed_set = await build_seed_set(world, max(scale.dialogues, samples), noise_rate=0.2)
     if len(seed_set.samples) < samples:
         raise ValueError(f"the world gave {len(seed_set.samples)} seed samples, fewer than {samples}")
-    draft = RoundOne(settings, world, seed_set, [], [], curation_policy(settings))
+    draft = RoundOne(settings, world, seed_set, [], [], CurationPolicy.from_settings(settings))
     return draft.for_run(settings.run_id)
 
 
@@ -362,7 +362,7 @@ def make_stages(r1: RoundOne, backend: Any) -> dict[str, Stage]:
         "probe": ProbeStage(
             s.run_id,
             backend,
-            CheckpointWatcher(s.kafka if s.kafka.bootstrap_servers else None, s.run_id),
+            CheckpointWatcher(run_log(s) if s.kafka.bootstrap_servers else None, s.run_id),
             mode="final",
             current_time=s.loop.current_time,
             max_new_tokens=s.policy.max_new_tokens,
@@ -534,7 +534,7 @@ async def pipeline_by_stage(
                 )
         console.print(f"  {name}: {records} records in {seconds[name]:.2f} s, outputs equal: {equal[name]}")
 
-    service = CurateService(settings, r1.policy)
+    service = CurateService(run_log(settings), r1.policy)
     stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(service.run(stop))
@@ -565,7 +565,7 @@ async def pipeline_together(r1: RoundOne, recording: Recording) -> float:
     async with EventProducer(settings.kafka) as producer:
         await producer.send_all([*r1.seeds, *r1.opened])
     stages = make_stages(r1, RecordedBackend(recording))
-    service = CurateService(settings, r1.policy)
+    service = CurateService(run_log(settings), r1.policy)
     stop = asyncio.Event()
     curate = asyncio.create_task(service.run(stop))
     try:

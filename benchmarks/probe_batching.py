@@ -49,7 +49,7 @@ from benchmarks.pipeline_overhead import (  # noqa: E402
     wire_chats,
     write_results,
 )
-from bus.kafka import EventProducer, ensure_topics  # noqa: E402
+from bus.kafka import EventProducer, ensure_topics, run_log  # noqa: E402
 from bus.worker import started_stages  # noqa: E402
 from inference.base import Chat, Generation, SamplingConfig  # noqa: E402
 
@@ -131,7 +131,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         stage = ProbeStage(
             settings.run_id,
             backend,
-            CheckpointWatcher(settings.kafka, settings.run_id),
+            CheckpointWatcher(run_log(settings), settings.run_id),
             mode="final",
             current_time=settings.loop.current_time,
             max_new_tokens=max_new_tokens,

@@ -55,9 +55,9 @@ async def bench(seeds: int, target: int, workdir: Path, console: Console) -> Non
         def row(name: str, count: int, seconds: float) -> None:
             table.add_row(name, str(count), f"{seconds:.2f}", f"{count / seconds:,.0f}")
 
-        from bus.worker import curation_policy
+        from streams.curate import CurationPolicy
 
-        policy = curation_policy(settings)
+        policy = CurationPolicy.from_settings(settings)
         started = time.perf_counter()
         result = await replay_to(settings, Cut(), policy=policy)
         row(

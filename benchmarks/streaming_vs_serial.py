@@ -102,10 +102,9 @@ async def run_streaming(
     policy_threads: int | None = None,
 ) -> dict[str, Any]:
     from bus.broker import EmbeddedBroker
-    from bus.kafka import EventProducer, ensure_topics
-    from bus.worker import curation_policy
-    from looptool.demo import WORKER_STAGES, Service, follow_until_trained, write_config
-    from streams.curate import open_first_round
+    from bus.kafka import EventProducer, ensure_topics, run_log
+    from looptool.demo import Service, follow_until_trained, write_config
+    from streams.curate import CurationPolicy, open_first_round
     from world.seed import seed_events
 
     with EmbeddedBroker() as broker:
@@ -115,10 +114,10 @@ async def run_streaming(
         await ensure_topics(settings.kafka, run_id)
         async with EventProducer(settings.kafka) as producer:
             await producer.send_all(seed_events(seed_set, run_id))
-        await open_first_round(settings, curation_policy(settings))
+        await open_first_round(run_log(settings), CurationPolicy.from_settings(settings))
         logs = work / "logs"
         services = [
-            Service("worker", ["worker", "--stages", WORKER_STAGES], config, logs / "worker.log"),
+            Service("worker", ["worker"], config, logs / "worker.log"),
             Service("trainer", ["train"], config, logs / "trainer.log"),
         ]
         load_start = os.getloadavg()[0]
@@ -224,9 +223,9 @@ def service_timeline(logs: Path, origin: float, rounds: int) -> dict[str, Any]:
 async def run_serial(
     run_id: str, seed_set: Any, model: Path, scale: Any, work: Path, seed: int, policy_threads: int | None
 ) -> dict[str, Any]:
-    from bus.worker import build_stages, curation_policy
     from looptool.serial import SerialLoop
-    from streams.probe import CheckpointWatcher
+    from looptool.wiring import build_stages
+    from streams.curate import CurationPolicy
     from trainer.cpu_grpo import CpuGrpoBackend
     from trainer.sft import configured_warm_start
     from world.seed import seed_events
@@ -237,10 +236,7 @@ async def run_serial(
     own = cpu_seconds(resource.RUSAGE_SELF)
     started = time.monotonic()
     # The worker's own stage objects (bus.worker.build_stages), fed in-process.
-    stages = {
-        stage.name: stage
-        for stage in build_stages(settings, STAGE_ORDER, watcher=CheckpointWatcher(None, run_id))
-    }
+    stages = {stage.name: stage for stage in build_stages(settings, STAGE_ORDER, log=None)}
 
     sft_s: list[float] = []
 
@@ -258,7 +254,7 @@ async def run_serial(
 
     serial = SerialLoop(
         settings,
-        curation_policy(settings),
+        CurationPolicy.from_settings(settings),
         stages=stages,
         trainer=CpuGrpoBackend(trainer, show_progress=False),
         work_dir=work / "rounds",

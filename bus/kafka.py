@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import OffsetOutOfRangeError, TopicAlreadyExistsError
 
-from bus.config import KafkaSettings
+from bus.config import KafkaSettings, RunSettings
 from bus.topics import TOPICS, partitions_for, topic_for_event, topic_name
 from common.logs import get_logger
 from schemas.codec import EventCodec, EventDecodeError, default_codec
@@ -317,6 +317,30 @@ async def follow(
         kafka, run_id, topics, codec, batch_size, None, follow=True, idle_timeout_ms=idle_timeout_ms
     ):
         yield batch
+
+
+class KafkaEventLog:
+    """A run's topics on Kafka as the services read and write them (``streams.registry.EventLog``)."""
+
+    def __init__(self, kafka: KafkaSettings, run_id: str):
+        self.kafka = kafka
+        self.run_id = run_id
+
+    async def follow(self, topics: Sequence[str]) -> AsyncIterator[list[Event[Any]]]:
+        async for batch in follow(self.kafka, self.run_id, topics):
+            yield [delivered.event for delivered in batch]
+
+    async def replay(self, topics: Sequence[str]) -> AsyncIterator[list[Event[Any]]]:
+        async for batch in replay(self.kafka, self.run_id, topics):
+            yield [delivered.event for delivered in batch]
+
+    def publisher(self) -> EventProducer:
+        return EventProducer(self.kafka)
+
+
+def run_log(settings: RunSettings) -> KafkaEventLog:
+    """The configured run's log."""
+    return KafkaEventLog(settings.kafka, settings.run_id)
 
 
 async def _read_from_start(

@@ -23,11 +23,10 @@ from typing import Any
 import faust
 from aiokafka.structs import ConsumerRecord
 
-from bus.config import KafkaSettings
+from bus.config import KafkaSettings, RunSettings
 from bus.kafka import EventProducer, client_options, dead_letter_for
 from bus.topics import topic_name
 from common.logs import get_logger
-from looptool.config import Settings
 from schemas.codec import EventDecodeError, default_codec
 from schemas.events import Event
 from streams.stage import Stage, TransientError
@@ -64,7 +63,7 @@ def faust_broker_options(kafka: KafkaSettings) -> dict[str, Any]:
 class StageRunner:
     """One stage as one faust app with one agent over the stage's input topics."""
 
-    def __init__(self, stage: Stage, settings: Settings, producer: EventProducer, concurrency: int = 1):
+    def __init__(self, stage: Stage, settings: RunSettings, producer: EventProducer, concurrency: int = 1):
         self.stage = stage
         self.settings = settings
         self.producer = producer
@@ -162,7 +161,7 @@ class StageRunner:
 
 @contextlib.asynccontextmanager
 async def started_stages(
-    settings: Settings, stages: Sequence[Stage], concurrency: int = 1
+    settings: RunSettings, stages: Sequence[Stage], concurrency: int = 1
 ) -> AsyncIterator[list[StageRunner]]:
     """Every stage started on one shared producer (one faust app each); stopped in order on exit."""
     async with EventProducer(settings.kafka) as producer:
@@ -182,7 +181,7 @@ async def started_stages(
 
 
 async def run_stages(
-    settings: Settings, stages: Sequence[Stage], stop: asyncio.Event, concurrency: int = 1
+    settings: RunSettings, stages: Sequence[Stage], stop: asyncio.Event, concurrency: int = 1
 ) -> list[StageRunner]:
     """Start every stage, run until ``stop`` is set, then stop them in order."""
     logging.getLogger("faust").setLevel(logging.WARNING)
@@ -190,199 +189,3 @@ async def run_stages(
         log.info("worker.ready", stages=[s.name for s in stages], run_id=settings.run_id)
         await stop.wait()
     return runners
-
-
-STAGE_NAMES = ("probe", "judge", "relabel", "expand", "verify", "curate", "evaluate")
-
-
-def curation_policy(settings: Settings) -> Any:
-    from streams.curate import CurationPolicy
-
-    loop = settings.loop
-    return CurationPolicy(
-        target_size=loop.target_size,
-        seed_new_schedule=tuple(loop.seed_new_schedule),
-        hppl_quantile=loop.hppl_quantile,
-        hppl_threshold=loop.hppl_threshold,
-        max_round=loop.rounds,
-        expansions_per_seed=loop.expansions_per_seed,
-        exclude=_eval_overlap_check(settings),
-    )
-
-
-def _eval_overlap_check(settings: Settings) -> Any:
-    """Decontamination: keep the evaluation suite's questions out of every round (eval.decontaminate)."""
-    if not settings.eval.decontaminate:
-        return None
-    from evaluation.decontam import Decontaminator
-
-    return Decontaminator.from_suite(settings.eval.categories).overlaps
-
-
-def endpoint_backend(settings: Settings, which: str) -> Any:
-    from inference.openai_backend import OpenAIBackend
-
-    endpoint = getattr(settings, which)
-    if endpoint is None:
-        raise ValueError(f"stage needs [{which}] (an OpenAI-compatible endpoint) in the config")
-    return OpenAIBackend(
-        endpoint.base_url,
-        endpoint.model,
-        api_key=endpoint.resolved_api_key(),
-        timeout_s=endpoint.timeout_s,
-        max_concurrency=endpoint.max_concurrency,
-        max_retries=endpoint.max_retries,
-        breaker_threshold=endpoint.breaker_threshold,
-        breaker_cooldown_s=endpoint.breaker_cooldown_s,
-        vllm_extensions=endpoint.vllm_extensions,
-        extra_body=endpoint.extra_body or None,
-        send_seed=endpoint.seeded_sampling,
-    )
-
-
-def _policy_backend(settings: Settings) -> Any:
-    from inference.factory import make_backend
-
-    policy = settings.policy
-    path = str(policy.model_path) if policy.model_path else ""
-    if policy.backend == "vllm":
-        return make_backend(
-            "vllm",
-            model_path=path,
-            model_id="initial",
-            gpu_memory_utilization=policy.gpu_memory_utilization,
-            max_model_len=policy.max_model_len,
-            enforce_eager=policy.enforce_eager,
-        )
-    if policy.torch_threads is not None:
-        import torch
-
-        # Process-wide: the worker's only torch user is the probe's policy. One thread is fastest when
-        # the trainer shares the cores (measured: 64 prompts in 3.4-4.1 s on 1 thread, 37-40 s on 2).
-        torch.set_num_threads(policy.torch_threads)
-    return make_backend("transformers", model_path=path, model_id="initial", batch_size=policy.batch_size)
-
-
-def _world(settings: Settings, role: str) -> Any:
-    """The synthetic world behind a simulated role; refuses when neither it nor an endpoint is set."""
-    from world import World
-
-    if settings.world is None:
-        raise ValueError(
-            f"the {role} needs an OpenAI-compatible endpoint ([{role}] in the config), or a synthetic "
-            "world ([world]) to simulate it offline"
-        )
-    return World(settings.world.seed)
-
-
-def judge_client(settings: Settings) -> Any:
-    """The LLM judge when an endpoint is configured; else the world's simulated judge (offline only)."""
-    if settings.judge is not None:
-        from streams.judge import LLMJudge
-
-        return LLMJudge(
-            endpoint_backend(settings, "judge"),
-            current_time=settings.loop.current_time,
-            constrain=settings.judge.constrain_output,
-        )
-    from world.simulation import SimulatedWorldJudge
-
-    world = _world(settings, "judge")
-    return SimulatedWorldJudge(world, error_rate=settings.world.judge_error_rate)  # type: ignore[union-attr]
-
-
-def generator_client(settings: Settings) -> Any:
-    """The LLM generator when an endpoint is configured; else the world's simulated generator."""
-    if settings.generator is not None:
-        from streams.expand import LLMGenerator
-
-        return LLMGenerator(endpoint_backend(settings, "generator"), current_time=settings.loop.current_time)
-    from world.simulation import SimulatedWorldGenerator
-
-    world = _world(settings, "generator")
-    return SimulatedWorldGenerator(world, defect_rate=settings.world.generator_defect_rate)  # type: ignore[union-attr]
-
-
-def verifier_client(settings: Settings) -> Any:
-    """The LLM verifier (the judge's endpoint) when configured; else the world's simulated verifier."""
-    if settings.judge is not None:
-        from streams.verify import LLMVerifier
-
-        return LLMVerifier(
-            endpoint_backend(settings, "judge"),
-            current_time=settings.loop.current_time,
-            constrain=settings.judge.constrain_output,
-        )
-    from world.simulation import SimulatedWorldVerifier
-
-    world = _world(settings, "verifier")
-    return SimulatedWorldVerifier(world, error_rate=settings.world.verifier_error_rate)  # type: ignore[union-attr]
-
-
-def build_stages(settings: Settings, names: Sequence[str], *, watcher: Any = None) -> list[Stage]:
-    """Stage objects for the configured run (curate is a service, not a Stage: see run_worker).
-
-    ``watcher``: the probe's checkpoint source; by default it follows the run's checkpoints topic.
-    In-process runs (the serial loop) pass ``CheckpointWatcher(None, run_id)`` and publish to it.
-    """
-    from schemas.events import Scenario
-    from streams.expand import ExpandStage
-    from streams.judge import JudgeStage
-    from streams.probe import CheckpointWatcher, ProbeStage
-    from streams.relabel import RelabelStage
-    from streams.verify import VerifyStage
-    from toolcall.prompts import DEFAULT_SCENARIOS
-
-    loop, run_id = settings.loop, settings.run_id
-    stages: list[Stage] = []
-    for name in names:
-        if name == "probe":
-            stages.append(
-                ProbeStage(
-                    run_id,
-                    _policy_backend(settings),
-                    watcher or CheckpointWatcher(settings.kafka, run_id),
-                    mode=loop.probe_checkpoints,
-                    current_time=loop.current_time,
-                    max_new_tokens=settings.policy.max_new_tokens,
-                    high_ppl_threshold=loop.hppl_threshold,
-                    batch_size=settings.policy.batch_size,
-                )
-            )
-        elif name == "judge":
-            stages.append(JudgeStage(run_id, judge_client(settings), max_attempts=loop.judge_max_attempts))
-        elif name == "relabel":
-            stages.append(RelabelStage(run_id))
-        elif name == "expand":
-            scenarios = [
-                Scenario(focus=s.focus, parameters=s.parameters) for s in (loop.scenarios or [])
-            ] or [Scenario(focus=s["focus"], parameters=s["parameters"]) for s in DEFAULT_SCENARIOS]
-            stages.append(
-                ExpandStage(run_id, generator_client(settings), scenarios, k=loop.expansions_per_seed)
-            )
-        elif name == "verify":
-            stages.append(
-                VerifyStage(run_id, verifier_client(settings), max_attempts=loop.verify_max_attempts)
-            )
-        elif name == "evaluate":
-            from streams.evaluate import EvaluateStage, eval_policy
-
-            stages.append(EvaluateStage(run_id, _policy_backend(settings), eval_policy(settings)))
-        elif name != "curate":
-            raise ValueError(f"unknown stage {name!r}; known: {', '.join(STAGE_NAMES)}")
-    return stages
-
-
-async def run_worker(settings: Settings, names: Sequence[str], stop: asyncio.Event) -> None:
-    """Run the named stages (and the curate service if named) until ``stop`` is set."""
-    from bus.kafka import ensure_topics
-    from streams.curate import CurateService
-
-    await ensure_topics(settings.kafka, settings.run_id)
-    stages = build_stages(settings, names)
-    tasks = []
-    if "curate" in names:
-        tasks.append(asyncio.create_task(CurateService(settings, curation_policy(settings)).run(stop)))
-    if stages:
-        tasks.append(asyncio.create_task(run_stages(settings, stages, stop)))
-    await asyncio.gather(*tasks)

@@ -35,15 +35,13 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from bus.kafka import EventProducer, ensure_topics, follow
-from bus.worker import curation_policy
+from bus.kafka import EventProducer, ensure_topics, follow, run_log
 from common.logs import get_logger
 from looptool.config import Settings
 from schemas.events import CheckpointPublished, Event
-from streams.curate import LEDGER_TOPICS, Ledger, open_first_round
+from streams.curate import LEDGER_TOPICS, CurationPolicy, Ledger, open_first_round
 
 log = get_logger(__name__)
-WORKER_STAGES = "probe,judge,relabel,expand,verify,curate"
 
 
 @dataclass(frozen=True)
@@ -533,12 +531,12 @@ async def run_demo(
             drills,
         )
     console.print(f"initial policy: {model_path}")
-    opened = await open_first_round(settings, curation_policy(settings))
+    opened = await open_first_round(run_log(settings), CurationPolicy.from_settings(settings))
     console.print(f"round 1 opened: {opened[-1].payload.total if opened else 'already open'} samples")
 
     logs = workdir / "logs"
     services = [
-        Service("worker", ["worker", "--stages", WORKER_STAGES], config_path, logs / "worker.log"),
+        Service("worker", ["worker"], config_path, logs / "worker.log"),
         Service("trainer", ["train"], config_path, logs / "trainer.log"),
     ]
     for service in services:

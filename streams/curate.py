@@ -14,7 +14,8 @@ Seed-new. Every choice is deterministic given the events, seeded by run id and r
 
 The :class:`Ledger` is the pure part: a fold over events that knows, per round, what has been
 probed, judged, corrected, expanded and verified, and therefore when round j is complete. The
-:class:`CurateService` is the only Kafka part: it follows every topic it needs from offset 0
+:class:`CurateService` is the only part that reads the log (through :class:`~streams.registry.EventLog`,
+which the bus implements on Kafka): it follows every topic it needs from offset 0
 (curation needs the whole picture, so it runs as a singleton, not a consumer group) and emits a
 round once it is complete and not yet closed. Its output ids are deterministic, so a restarted or
 duplicated curator re-emits identical events that consumers deduplicate.
@@ -28,10 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bus.kafka import EventProducer, follow, replay
 from common.logs import get_logger
 from common.seeding import seeded_rng
-from looptool.config import Settings
 from schemas.events import (
     CuratedSample,
     CurationSource,
@@ -48,6 +47,7 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
+from streams.registry import EventLog, StageClients, StageSettings, register
 from toolcall.canonical import canonical_json, content_hash
 from toolcall.perplexity import select_high_ppl
 from toolcall.specs import ToolSpec
@@ -80,6 +80,25 @@ class CurationPolicy:
     # Why a sample must stay out of training, or None (evaluation.decontam.Decontaminator.overlaps).
     exclude: Callable[[Any], str | None] | None = field(default=None, compare=False)
     expansions_per_seed: int = 4  # k: candidates expected per error seed before any arrives
+
+    @classmethod
+    def from_settings(cls, settings: StageSettings) -> CurationPolicy:
+        """The run's policy: ``[loop]``, and decontamination against the eval suite (``[eval]``)."""
+        loop = settings.loop
+        exclude = None
+        if settings.eval.decontaminate:
+            from evaluation.decontam import Decontaminator
+
+            exclude = Decontaminator.from_suite(settings.eval.categories).overlaps
+        return cls(
+            target_size=loop.target_size,
+            seed_new_schedule=tuple(loop.seed_new_schedule),
+            hppl_quantile=loop.hppl_quantile,
+            hppl_threshold=loop.hppl_threshold,
+            max_round=loop.rounds,
+            expansions_per_seed=loop.expansions_per_seed,
+            exclude=exclude,
+        )
 
     def seed_new_fraction(self, round_: int) -> float:
         return self.seed_new_schedule[min(round_ - 1, len(self.seed_new_schedule) - 1)]
@@ -499,49 +518,59 @@ def initial_round_events(ledger: Ledger, policy: CurationPolicy, run_id: str) ->
     return refusal_events(refused, run_id) + round_events(1, members, policy, run_id, None)
 
 
-async def load_ledger(settings: Settings) -> Ledger:
+async def load_ledger(log: EventLog) -> Ledger:
     """A ledger of everything currently in the run's topics (replay, then stop)."""
     ledger = Ledger()
-    async for batch in replay(settings.kafka, settings.run_id, LEDGER_TOPICS):
-        for delivered in batch:
-            ledger.add(delivered.event)
+    async for batch in log.replay(LEDGER_TOPICS):
+        for event in batch:
+            ledger.add(event)
     return ledger
 
 
-async def open_first_round(settings: Settings, policy: CurationPolicy) -> list[Event[Any]]:
+async def open_first_round(log: EventLog, policy: CurationPolicy) -> list[Event[Any]]:
     """``looptool curate --initial``: publish D_1 from the seeds now in the pool."""
-    ledger = await load_ledger(settings)
-    events = initial_round_events(ledger, policy, settings.run_id)
-    async with EventProducer(settings.kafka) as producer:
-        await producer.send_all(events)
+    ledger = await load_ledger(log)
+    events = initial_round_events(ledger, policy, log.run_id)
+    async with log.publisher() as sink:
+        await sink.send_all(events)
     return events
 
 
+@register("service")
 class CurateService:
     """The singleton curator: follows the topics, closes each round once it is complete."""
 
-    def __init__(self, settings: Settings, policy: CurationPolicy):
-        self.settings = settings
+    name = "curate"
+
+    def __init__(self, log: EventLog, policy: CurationPolicy):
+        self.log = log
         self.policy = policy
         self.ledger = Ledger()
         self.emitted_rounds: list[int] = []
 
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> CurateService:
+        log = clients.event_log()
+        if log is None:
+            raise ValueError("the curate service follows the run's log: it needs an event log")
+        return cls(log, CurationPolicy.from_settings(settings))
+
     async def run(self, stop: asyncio.Event) -> None:
-        async with EventProducer(self.settings.kafka) as producer:
-            stream = follow(self.settings.kafka, self.settings.run_id, LEDGER_TOPICS)
+        async with self.log.publisher() as sink:
+            stream = self.log.follow(LEDGER_TOPICS)
             try:
                 # follow() yields at least every idle timeout (an empty batch), so stop is seen promptly.
                 async for batch in stream:
                     if stop.is_set():
                         break
-                    for delivered in batch:
-                        self.ledger.add(delivered.event)
+                    for event in batch:
+                        self.ledger.add(event)
                     if batch:
                         continue
                     # Caught up: decide only on the whole picture.
-                    events = next_round_events(self.ledger, self.policy, self.settings.run_id)
+                    events = next_round_events(self.ledger, self.policy, self.log.run_id)
                     if events:
-                        await producer.send_all(events)
+                        await sink.send_all(events)
                         manifest = events[-1].payload
                         self.emitted_rounds.append(manifest.round)
                         for event in events:

@@ -31,6 +31,7 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
+from streams.registry import StageClients, StageSettings, register
 from streams.stage import Stage
 from toolcall.prompts import DEFAULT_CURRENT_TIME
 
@@ -73,7 +74,7 @@ class EvalPolicy:
         return f"{SUITE_NAME}@{suite_version()}|{categories}|limit={self.limit}"
 
 
-def eval_policy(settings: Any) -> EvalPolicy:
+def eval_policy(settings: StageSettings) -> EvalPolicy:
     """The stage's policy from the run's settings (``[eval]``, with ``[policy]`` and ``[loop]`` defaults)."""
     evaluation = settings.eval
     return EvalPolicy(
@@ -118,7 +119,10 @@ def evaluation_event(
     )
 
 
+@register(in_loop=False)
 class EvaluateStage(Stage):
+    """Each selected checkpoint scored on BFCL v4 with bfcl-eval's own data and checker."""
+
     name = "evaluate"
     input_topics = ("checkpoints",)
     input_types = ("CheckpointPublished",)
@@ -132,6 +136,10 @@ class EvaluateStage(Stage):
         self._items = load_suite(
             list(self.policy.categories) if self.policy.categories else None, self.policy.limit
         )
+
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> EvaluateStage:
+        return cls(settings.run_id, clients.policy_backend(), eval_policy(settings))
 
     @classmethod
     def producer_info(cls) -> Producer:

@@ -16,10 +16,11 @@ from typing import Any
 from common.seeding import seeded_rng
 from inference.base import Chat, InferenceBackend, SamplingConfig
 from schemas.events import Event, ExpansionCandidate, Scenario, Verdict, derived_event_id, make_event
+from streams.registry import StageClients, StageSettings, register
 from streams.roles import ExpansionRequest, Generator, LLMRole
 from streams.stage import Stage
 from toolcall.expansion import parse_expansion
-from toolcall.prompts import render_expansion_prompt
+from toolcall.prompts import DEFAULT_SCENARIOS, render_expansion_prompt
 
 ERROR_SEED_VERDICTS = ("PRED_WRONG", "LABEL_WRONG")
 
@@ -120,7 +121,10 @@ def candidate_event(
     )
 
 
+@register()
 class ExpandStage(Stage):
+    """EDDE: k new samples per error seed, each under a scenario-diversification constraint."""
+
     name = "expand"
     input_topics = ("verdicts",)
     input_types = ("Verdict",)
@@ -139,6 +143,14 @@ class ExpandStage(Stage):
         self.scenarios = list(scenarios)
         self.k = k
         self.batch_size = batch_size
+
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> ExpandStage:
+        loop = settings.loop
+        scenarios = [Scenario(focus=s.focus, parameters=s.parameters) for s in (loop.scenarios or [])] or [
+            Scenario(focus=s["focus"], parameters=s["parameters"]) for s in DEFAULT_SCENARIOS
+        ]
+        return cls(settings.run_id, clients.generator(), scenarios, k=loop.expansions_per_seed)
 
     def relevant(self, event: Event[Any]) -> bool:
         return super().relevant(event) and event.payload.verdict in ERROR_SEED_VERDICTS

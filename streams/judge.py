@@ -21,6 +21,7 @@ from common.logs import get_logger
 from common.seeding import seeded_rng
 from inference.base import Chat, InferenceBackend, SamplingConfig
 from schemas.events import DeadLetter, Event, ProbeResult, Verdict, derived_event_id, make_event
+from streams.registry import StageClients, StageSettings, register
 from streams.roles import JudgeCase, JudgeClient, LLMRole, ask_until_parsed
 from streams.stage import Stage
 from toolcall.prompts import render_judge_prompt
@@ -91,7 +92,10 @@ def judged_prediction(probe: ProbeResult) -> Action:
     return Action(text=probe.raw_output.strip() or "(empty output)")
 
 
+@register()
 class JudgeStage(Stage):
+    """JGLV: every probe mismatch judged (PRED_WRONG / LABEL_WRONG / BOTH_CORRECT / BOTH_WRONG)."""
+
     name = "judge"
     input_topics = ("probes",)
     input_types = ("ProbeResult",)
@@ -101,6 +105,10 @@ class JudgeStage(Stage):
         self.client = client
         self.max_attempts = max_attempts
         self.batch_size = batch_size
+
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> JudgeStage:
+        return cls(settings.run_id, clients.judge(), max_attempts=settings.loop.judge_max_attempts)
 
     def relevant(self, event: Event[Any]) -> bool:
         return super().relevant(event) and not event.payload.matched

@@ -18,8 +18,6 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from bus.config import KafkaSettings
-from bus.kafka import follow
 from common.logs import get_logger
 from inference.base import InferenceBackend, SamplingConfig
 from schemas.events import (
@@ -31,6 +29,7 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
+from streams.registry import EventLog, StageClients, StageSettings, register
 from streams.stage import Stage
 from toolcall.match import tool_match
 from toolcall.parsing import parse_output
@@ -42,17 +41,20 @@ ProbeMode = Literal["final", "latest"]
 
 
 class CheckpointWatcher:
-    """Follows the checkpoints topic from offset 0; answers "which checkpoint probes round j"."""
+    """Follows the checkpoints topic from offset 0; answers "which checkpoint probes round j".
 
-    def __init__(self, kafka: KafkaSettings | None, run_id: str):
-        self.kafka = kafka
+    ``log`` None: nothing is followed, the owner publishes checkpoints itself (in-process runs).
+    """
+
+    def __init__(self, log: EventLog | None, run_id: str):
+        self.log = log
         self.run_id = run_id
         self.by_round: dict[int, list[Event[CheckpointPublished]]] = {}
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self.kafka is not None and self._task is None:
+        if self.log is not None and self._task is None:
             self._task = asyncio.create_task(self._follow(), name="checkpoint-watcher")
 
     async def close(self) -> None:
@@ -63,10 +65,10 @@ class CheckpointWatcher:
             self._task = None
 
     async def _follow(self) -> None:
-        assert self.kafka is not None
-        async for batch in follow(self.kafka, self.run_id, ["checkpoints"]):
-            for delivered in batch:
-                await self.publish(delivered.event)
+        assert self.log is not None
+        async for batch in self.log.follow(["checkpoints"]):
+            for event in batch:
+                await self.publish(event)
 
     async def publish(self, event: Event[Any]) -> None:
         """Record a checkpoint event (the follower calls this; tests may too)."""
@@ -150,7 +152,10 @@ def _diff_detail(diff: Any) -> dict[str, Any]:
     return data
 
 
+@register()
 class ProbeStage(Stage):
+    """GCP: greedy decoding with the round's checkpoint, ToolMatch against the label, perplexity."""
+
     name = "probe"
     input_topics = ("curated",)
     input_types = ("CuratedSample",)
@@ -176,6 +181,20 @@ class ProbeStage(Stage):
         self.high_ppl_threshold = high_ppl_threshold
         self.batch_size = batch_size
         self._loaded: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> ProbeStage:
+        loop, policy = settings.loop, settings.policy
+        return cls(
+            settings.run_id,
+            clients.policy_backend(),
+            CheckpointWatcher(clients.event_log(), settings.run_id),
+            mode=loop.probe_checkpoints,
+            current_time=loop.current_time,
+            max_new_tokens=policy.max_new_tokens,
+            high_ppl_threshold=loop.hppl_threshold,
+            batch_size=policy.batch_size,
+        )
 
     @classmethod
     def producer_info(cls) -> Any:

@@ -22,6 +22,7 @@ from schemas.events import (
     make_event,
 )
 from streams.ingest import sample_added
+from streams.registry import StageClients, StageSettings, register
 from streams.roles import LLMRole, VerificationCase, Verifier, ask_until_parsed
 from streams.stage import Stage
 from toolcall.prompts import VERIFICATION_REGEX, parse_verification, render_verification_prompt
@@ -76,7 +77,10 @@ def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
     return problems
 
 
+@register()
 class VerifyStage(Stage):
+    """Two-tier verification of expansion candidates: schema rules, then the LLM check."""
+
     name = "verify"
     input_topics = ("candidates",)
     input_types = ("ExpansionCandidate",)
@@ -86,6 +90,10 @@ class VerifyStage(Stage):
         self.verifier = verifier
         self.max_attempts = max_attempts
         self.batch_size = batch_size
+
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> VerifyStage:
+        return cls(settings.run_id, clients.verifier(), max_attempts=settings.loop.verify_max_attempts)
 
     def _result(
         self,

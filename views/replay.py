@@ -497,9 +497,9 @@ def run_replay(
         )
     policy = None
     if check_curation:
-        from bus.worker import curation_policy
+        from streams.curate import CurationPolicy
 
-        policy = curation_policy(settings)
+        policy = CurationPolicy.from_settings(settings)
     what = f"replaying run {settings.run_id} up to {cut.describe()}"
     with console.status(what + "…") as status:
         done = 0

@@ -176,9 +176,11 @@ def test_a_closed_round_is_whole_whatever_the_clocks_and_its_manifest_is_checked
 
 
 def test_the_replay_command_rebuilds_checks_and_reports(live_run: LiveRun, tmp_path: Path) -> None:
-    from bus.worker import curation_policy
+    from streams.curate import CurationPolicy
 
-    assert curation_policy(live_run.settings) == live_run.run.policy  # the run's configured policy
+    assert (
+        CurationPolicy.from_settings(live_run.settings) == live_run.run.policy
+    )  # the run's configured policy
     console = Console(record=True, width=200, file=io.StringIO())
     result = run_replay(live_run.settings, round_=2, until=None, store_path=tmp_path / "r2", console=console)
     text = console.export_text()

@@ -9,9 +9,9 @@ from rich.console import Console
 
 from bus.kafka import EventProducer, ensure_topics
 from common.logs import LogSettings, configure_logging
-from evaluation.command import CheckpointNotFoundError, load_evaluations, resolve_checkpoint
 from evaluation.report import by_round, category_table, plot_by_round, rounds_table, summary_table
 from evaluation.scoring import CategoryScore, summary_from_scores
+from looptool.cli.evaluate import CheckpointNotFoundError, load_evaluations, resolve_checkpoint
 from looptool.config import Settings, load_settings
 from schemas.events import CheckpointEvaluated, CheckpointPublished, Producer, make_event
 

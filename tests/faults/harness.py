@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from bus.broker import EmbeddedBroker
-from bus.kafka import EventProducer, ensure_topics, follow, replay
-from bus.worker import curation_policy
+from bus.kafka import EventProducer, ensure_topics, follow, replay, run_log
 from looptool.config import Settings
 from looptool.demo import Service, write_config
 from schemas.events import CheckpointPublished, Event, Producer, SampleAdded, make_event
-from streams.curate import open_first_round
+from streams.curate import CurationPolicy, open_first_round
 
 RUN_ID = "faults"
 STAGES = ("probe", "judge", "relabel", "expand", "verify", "curate")
@@ -162,7 +161,7 @@ class LoopRun:
         await ensure_topics(self.settings.kafka, self.settings.run_id)
         async with EventProducer(self.settings.kafka) as producer:
             await producer.send_all(seeds)
-        assert await open_first_round(self.settings, curation_policy(self.settings))
+        assert await open_first_round(run_log(self.settings), CurationPolicy.from_settings(self.settings))
         self.started = time.monotonic()
         self._follower = asyncio.create_task(self._follow())
 

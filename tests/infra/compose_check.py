@@ -6,7 +6,7 @@ refers to, against the code itself:
 
 - every ``looptool`` command line (entrypoint + command, also inside ``sh -c`` scripts) names a real
   command of ``looptool.cli:app`` with options that command really has (parsed by its own click
-  command), and ``worker --stages`` names real stages (``bus.worker.STAGE_NAMES``);
+  command), and ``worker --stages`` names real stages (``streams.registry.names()``);
 - every ``LOOPTOOL_*`` variable is a field of :class:`looptool.config.Settings`; secrets are files
   (compose secrets under /run/secrets), never literals; every mounted config file exists and loads
   with :func:`looptool.config.load_settings` with the service's environment applied;
@@ -823,12 +823,12 @@ class Checker:
     def _role(self, service: Service, call: CliCall, env: Mapping[str, str]) -> Role:
         where = f"service {service.name}"
         if call.command == ("worker",):
-            from bus.worker import STAGE_NAMES
+            from streams.registry import names as stage_names
 
             stages = [s.strip() for s in str(call.params.get("stages", "")).split(",") if s.strip()]
             for stage in stages:
-                if stage not in STAGE_NAMES:
-                    self.problem(where, f"unknown stage {stage!r} (known: {', '.join(STAGE_NAMES)})")
+                if stage not in stage_names():
+                    self.problem(where, f"unknown stage {stage!r} (known: {', '.join(stage_names())})")
             if len(set(stages)) != len(stages):
                 self.problem(where, f"a stage is named twice in --stages {','.join(stages)}")
         config_arg = call.root_params.get("config") or env.get("LOOPTOOL_CONFIG")

@@ -31,7 +31,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bus.kafka import EventProducer, ensure_topics, replay
+from bus.kafka import EventProducer, ensure_topics, replay, run_log
 from looptool.config import Settings
 from looptool.revert import PRODUCER as REVERT_PRODUCER
 from looptool.revert import RevertError, plan_revert, revert_relabel
@@ -542,7 +542,7 @@ async def test_a_fooled_relabel_is_auditable_and_reversible(settings: Settings) 
     store = SampleStore(settings.store.path)
     await materialise(settings, store, stop_when_idle=True)
     assert _current_label(store, sample_id) == case.prediction
-    assert (await load_ledger(settings)).labels[sample_id] == (correction.event_id, case.prediction)
+    assert (await load_ledger(run_log(settings))).labels[sample_id] == (correction.event_id, case.prediction)
 
     # Revert: one more event; every consumer goes back to the original label.
     plan = await revert_relabel(settings, correction.event_id, f"judge fooled by {CONTENT_TARGETED['id']}")
@@ -556,7 +556,7 @@ async def test_a_fooled_relabel_is_auditable_and_reversible(settings: Settings) 
     assert again.existing.event_id == plan.revert.event_id
     labels = [e for e in await _events(settings, ["labels"]) if isinstance(e.payload, LabelCorrected)]
     assert len(labels) == 2  # running the command twice sent nothing new
-    assert (await load_ledger(settings)).labels[sample_id] == (plan.revert.event_id, case.label)
+    assert (await load_ledger(run_log(settings))).labels[sample_id] == (plan.revert.event_id, case.label)
     await materialise(settings, store, stop_when_idle=True)
     assert _current_label(store, sample_id) == case.label
     [row] = [r for r in store.rows("samples") if r["sample_id"] == sample_id]

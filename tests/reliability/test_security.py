@@ -46,9 +46,10 @@ from bus.kafka import (
     replay,
 )
 from bus.topics import TOPICS, topic_name
-from bus.worker import faust_broker_options, judge_client, run_stages
+from bus.worker import faust_broker_options, run_stages
 from common.logs import LogSettings, configure_logging, get_logger
 from looptool.config import Settings, load_settings
+from looptool.wiring import AppClients
 from schemas.events import Event, LabelCorrected, Producer, SampleAdded
 from streams.judge import JudgeStage
 from streams.relabel import RelabelStage
@@ -373,7 +374,7 @@ async def test_api_key_is_sent_but_never_logged_nor_raised(
         settings = judge_settings(how, endpoint, tmp_path, monkeypatch, run_id="r")
         probe = probe_event(PREDICTION)
         with captured_logs() as (logged, records):
-            judge = judge_client(settings)
+            judge = AppClients(settings, log=None).judge()
             get_logger("security-test").info("config", settings=settings.model_dump(), judge=settings.judge)
             [verdict] = await JudgeStage("r", judge).process([probe])
             assert verdict.payload.verdict == "BOTH_CORRECT"
@@ -410,11 +411,10 @@ async def test_a_worker_whose_endpoint_echoes_the_key_never_logs_it(
         )
         probe = probe_event(PREDICTION).model_copy(update={"run_id": settings.run_id})
         with captured_logs() as (logged, records):
+            judge = AppClients(worker_settings, log=None).judge()
             stop = asyncio.Event()
             worker = asyncio.create_task(
-                run_stages(
-                    worker_settings, [JudgeStage(settings.run_id, judge_client(worker_settings))], stop
-                )
+                run_stages(worker_settings, [JudgeStage(settings.run_id, judge)], stop)
             )
             try:
                 async with EventProducer(settings.kafka) as producer:
@@ -455,7 +455,7 @@ def test_an_accepted_run_id_is_a_safe_path_component_and_topic_prefix(run_id: st
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=40))
 def test_paths_derived_from_event_ids_stay_in_their_folders(checkpoint_id: str) -> None:
-    from evaluation.command import default_results_path
+    from looptool.cli.evaluate import default_results_path
     from views.export import default_export_path
     from views.replay import Cut, default_replay_path
 

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from bus.kafka import EventProducer, ensure_topics, replay
-from bus.worker import build_stages, curation_policy, run_stages
+from bus.kafka import EventProducer, ensure_topics, replay, run_log
+from bus.worker import run_stages
 from looptool.config import Settings
+from looptool.wiring import build_stages
 from schemas.events import CheckpointPublished, Event, Producer, make_event
-from streams.curate import CurateService, open_first_round
+from streams.curate import CurateService, CurationPolicy, open_first_round
 from toolcall.canonical import content_hash
 from world import World
 from world.seed import build_seed_set, seed_events
@@ -46,7 +47,7 @@ async def _seed_and_open(settings: Settings, noise_rate: float = 0.3) -> None:
     seed_set = await build_seed_set(World(0), 40, noise_rate=noise_rate, name=settings.run_id)
     async with EventProducer(settings.kafka) as producer:
         await producer.send_all(seed_events(seed_set, settings.run_id))
-    assert await open_first_round(settings, curation_policy(settings))
+    assert await open_first_round(run_log(settings), CurationPolicy.from_settings(settings))
 
 
 async def _events(settings: Settings) -> list[Event[Any]]:
@@ -59,9 +60,11 @@ async def _events(settings: Settings) -> list[Event[Any]]:
 async def _run_round_one(settings: Settings, policy: Path, timeout_s: float = 420.0) -> list[Event[Any]]:
     """Run every stage and curate until D_2 is closed; return every event of the run."""
     stop = asyncio.Event()
-    stages = build_stages(settings, ["probe", "judge", "relabel", "expand", "verify"])
+    stages = build_stages(settings, ["probe", "judge", "relabel", "expand", "verify"], log=run_log(settings))
     tasks = [
-        asyncio.create_task(CurateService(settings, curation_policy(settings)).run(stop)),
+        asyncio.create_task(
+            CurateService(run_log(settings), CurationPolicy.from_settings(settings)).run(stop)
+        ),
         asyncio.create_task(run_stages(settings, stages, stop)),
     ]
     checkpoint = make_event(

@@ -28,10 +28,10 @@ class KeepModel:
 
 
 async def _run(arm: str, policy: Path, tmp_path: Path) -> tuple[Any, list[Any]]:
-    from bus.worker import curation_policy
     from inference.transformers_backend import TransformersBackend
     from looptool.serial import SerialLoop
     from schemas.events import Scenario
+    from streams.curate import CurationPolicy
     from streams.expand import ExpandStage
     from streams.judge import JudgeStage
     from streams.probe import CheckpointWatcher, ProbeStage
@@ -62,7 +62,7 @@ async def _run(arm: str, policy: Path, tmp_path: Path) -> tuple[Any, list[Any]]:
     }
     loop = SerialLoop(
         settings,
-        curation_policy(settings),
+        CurationPolicy.from_settings(settings),
         stages=stages,
         trainer=KeepModel(),  # type: ignore[arg-type]
         work_dir=tmp_path / arm,

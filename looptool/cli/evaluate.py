@@ -1,22 +1,25 @@
 """``looptool eval``: evaluate one checkpoint (a published checkpoint id, or a model folder) on BFCL v4.
 
-The CLI command is a thin wrapper around :func:`run_eval_command`, which resolves the checkpoint,
+The command is a thin wrapper around :func:`run_eval_command`, which resolves the checkpoint,
 builds the policy backend, runs the suite, prints BFCL's summary table and the per-category table,
 and writes the per-item results.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 
 from common.logs import get_logger
 from evaluation.report import category_table, summary_table
 from evaluation.runner import EvalRun, evaluate, write_results
 from evaluation.suite import load_suite, parse_categories
+from looptool.cli.common import console, settings_of
 from looptool.config import Settings
 
 log = get_logger(__name__)
@@ -139,3 +142,45 @@ async def load_evaluations(settings: Settings) -> list[Any]:
             if isinstance(delivered.event.payload, CheckpointEvaluated):
                 by_id.setdefault(delivered.event.event_id, delivered.event.payload)
     return list(by_id.values())
+
+
+commands = typer.Typer()
+
+
+@commands.command("eval")
+def eval_command(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="A checkpoint id published in this run, or a model folder.")
+    ],
+    categories: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated BFCL v4 categories or groups (non_live, live, ast, relevance)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N items of each category.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Per-item results file, .jsonl or .parquet (default: under eval.results_dir)."),
+    ] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Decode budget per item.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Prompts per backend call.")] = None,
+) -> None:
+    """Evaluate a policy on BFCL v4's single-turn categories with bfcl-eval's own data and AST checker."""
+    from evaluation.suite import SuiteError
+
+    settings = settings_of(ctx)
+    try:
+        asyncio.run(
+            run_eval_command(
+                settings,
+                checkpoint,
+                categories=categories,
+                limit=limit,
+                output=output,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                console=console,
+            )
+        )
+    except (CheckpointNotFoundError, SuiteError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error
