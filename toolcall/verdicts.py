@@ -73,6 +73,7 @@ class ParsedVerdict(BaseModel):
 
     verdict: Verdict
     decision: str | None = None  # the Figure 10 decision read, e.g. "RESPONSE 2 INCORRECT"
+    from_statements: bool = False  # read from statements ("Response 2 is incorrect."), no decision given
     error_analysis: str = ""
     correct_approach: str = ""
     raw: str = ""
@@ -84,6 +85,7 @@ class ParsedVerification(BaseModel):
 
     passed: bool | None  # None: no decision could be read
     decision: Literal["CORRECT", "INCORRECT"] | None = None
+    from_statements: bool = False  # read from a statement ("The candidate is correct."), no decision given
     reason: str = ""  # the verifier's own reason
     raw: str = ""
     problem: str | None = None  # why no decision could be read
@@ -93,9 +95,9 @@ class ParsedVerification(BaseModel):
 
 _TRACE_OPEN = re.compile(r"<(think|thinking)>", re.IGNORECASE)
 _TEMPLATE_TRACE_CLOSE = re.compile(r"</think>", re.IGNORECASE)
-_QUOTED_BLOCK = re.compile(
-    r"(?:<|&lt;)(" + "|".join(QUOTED_TAGS) + r")>.*?(?:<|&lt;)/\1>", re.IGNORECASE | re.DOTALL
-)
+# A block closes with a tag of its opener's form: an escaped "&lt;/conversation>" inside a real
+# <conversation> block is the sample's text (the prompt escaped it), not the block's end.
+_QUOTED_BLOCK = re.compile(r"(<|&lt;)(" + "|".join(QUOTED_TAGS) + r")>.*?\1/\2>", re.IGNORECASE | re.DOTALL)
 _LONE_TAG = re.compile(r"(?:<|&lt;)/?(?:" + "|".join(QUOTED_TAGS) + r"|think|thinking)>", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*(?:```|~~~)")
 _BLOCKQUOTE = re.compile(r"^\s*>")
@@ -260,6 +262,7 @@ _QUOTE_SLOT = "\x00quote:{}\x00"
 _QUOTE_SLOTS = re.compile(r"\x00quote:(\d+)\x00")
 _JSON_SLOT = "\x00json:{}\x00"
 _JSON_SLOT_LINE = re.compile(r"^\x00json:(\d+)\x00$")
+_JSON_SLOTS = re.compile(r"\n?\x00json:(\d+)\x00\n?")
 
 
 @dataclass
@@ -351,13 +354,8 @@ class _Reader:
     def read(self, text: str) -> _Reading:
         reading = _Reading()
         text = text.replace("\x00", " ")  # the slot markers below are ours alone
-        quotes: list[str] = []
-
-        def cut(block: re.Match[str]) -> str:
-            quotes.append(block.group(0))
-            return _QUOTE_SLOT.format(len(quotes) - 1)
-
-        text = _QUOTED_BLOCK.sub(cut, text)
+        # JSON first, so that tags inside its strings are not taken for blocks; then the quoted
+        # blocks, which drop any JSON object they hold (a copied response is not the answer).
         objects: list[tuple[Any, str]] = []
         pieces, last = [], 0
         for start, end, value in _json_objects(text):
@@ -365,9 +363,17 @@ class _Reader:
             objects.append((value, text[start:end]))
             last = end
         text = "".join([*pieces, text[last:]])
+        quotes: list[str] = []
+
+        def cut(block: re.Match[str]) -> str:
+            quotes.append(block.group(0))
+            return _QUOTE_SLOT.format(len(quotes) - 1)
+
+        text = _QUOTED_BLOCK.sub(cut, text)
 
         def restored(line: str) -> str:
-            return _QUOTE_SLOTS.sub(lambda m: quotes[int(m.group(1))], line)
+            line = _QUOTE_SLOTS.sub(lambda m: quotes[int(m.group(1))], line)
+            return _JSON_SLOTS.sub(lambda m: objects[int(m.group(1))][1], line)
 
         section: str | None = None
         opening = True
@@ -866,6 +872,7 @@ def parse_verdict(
     return ParsedVerdict(
         verdict=verdict,
         decision=decision,
+        from_statements=not reading.decisions,
         error_analysis=_clean(" ".join(analysis))[:1000]
         if analysis
         else _clean(" ".join(reading.prose))[:600],
@@ -894,6 +901,7 @@ def read_verification(
     return ParsedVerification(
         passed=decision == "CORRECT",
         decision="CORRECT" if decision == "CORRECT" else "INCORRECT",
+        from_statements=not reading.decisions,
         reason=reason,
         raw=raw,
     )
