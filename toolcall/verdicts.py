@@ -95,9 +95,7 @@ class ParsedVerification(BaseModel):
 
 _TRACE_OPEN = re.compile(r"<(think|thinking)>", re.IGNORECASE)
 _TEMPLATE_TRACE_CLOSE = re.compile(r"</think>", re.IGNORECASE)
-# A block closes with a tag of its opener's form: an escaped "&lt;/conversation>" inside a real
-# <conversation> block is the sample's text (the prompt escaped it), not the block's end.
-_QUOTED_BLOCK = re.compile(r"(<|&lt;)(" + "|".join(QUOTED_TAGS) + r")>.*?\1/\2>", re.IGNORECASE | re.DOTALL)
+_BLOCK_OPEN = re.compile(r"(<|&lt;)(" + "|".join(QUOTED_TAGS) + r")>", re.IGNORECASE)
 _LONE_TAG = re.compile(r"(?:<|&lt;)/?(?:" + "|".join(QUOTED_TAGS) + r"|think|thinking)>", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*(?:```|~~~)")
 _BLOCKQUOTE = re.compile(r"^\s*>")
@@ -363,13 +361,7 @@ class _Reader:
             objects.append((value, text[start:end]))
             last = end
         text = "".join([*pieces, text[last:]])
-        quotes: list[str] = []
-
-        def cut(block: re.Match[str]) -> str:
-            quotes.append(block.group(0))
-            return _QUOTE_SLOT.format(len(quotes) - 1)
-
-        text = _QUOTED_BLOCK.sub(cut, text)
+        text, quotes = _cut_blocks(text)
 
         def restored(line: str) -> str:
             line = _QUOTE_SLOTS.sub(lambda m: quotes[int(m.group(1))], line)
@@ -526,6 +518,32 @@ class _Reader:
             if all(known.get(s) == p for s, p in zip(self.subjects, implied, strict=True)):
                 return decision
         return None
+
+
+def _cut_blocks(text: str) -> tuple[str, list[str]]:
+    """Replace each quoted block (``<response_1>…</response_1>``) by a slot; return the blocks.
+
+    A block closes with a tag of its opener's form: an escaped ``&lt;/conversation>`` inside a real
+    ``<conversation>`` block is the sample's text (the prompt escaped it), not the block's end. A tag
+    with no closer after it stays (closers are looked for once per tag, so this stays linear).
+    """
+    pieces: list[str] = []
+    blocks: list[str] = []
+    unclosed: set[tuple[str, str]] = set()
+    last = position = 0
+    while (opening := _BLOCK_OPEN.search(text, position)) is not None:
+        form, tag = opening.group(1).lower(), opening.group(2).lower()
+        closer = None
+        if (form, tag) not in unclosed:
+            closer = re.compile(re.escape(form) + "/" + tag + ">", re.IGNORECASE).search(text, opening.end())
+        if closer is None:
+            unclosed.add((form, tag))
+            position = opening.end()
+            continue
+        pieces += [text[last : opening.start()], _QUOTE_SLOT.format(len(blocks))]
+        blocks.append(text[opening.start() : closer.end()])
+        last = position = closer.end()
+    return "".join([*pieces, text[last:]]), blocks
 
 
 def _table_row(line: str) -> str:
