@@ -6,9 +6,10 @@ judges wrap that in Markdown, put it behind a label (``**Verdict:**``, ``## Judg
 Answer:``), write an analysis first, answer in a sentence ("Response 2 is incorrect."), in JSON or in a
 fenced block, after a reasoning trace. The reader takes all of these, on four rules:
 
-1. **Only the answer counts.** A leading ``<think>…</think>`` trace is skipped (also one whose opening
-   tag sat in the chat template); a trace that never closed means the answer never came. vLLM's
-   separate reasoning field is never read for the decision.
+1. **Only the answer counts.** A leading ``<think>…</think>`` trace is skipped, also one whose opening
+   tag sat in the chat template (``trace_opened``, or a ``</think>`` alone at a line end); a trace
+   that never closed means the answer never came. vLLM's separate reasoning field is never read for
+   the decision.
 2. **Quotes never count.** The prompt's data blocks (``<response_1>…</response_1>`` and the rest) and
    tool calls the judge copies, Markdown blockquotes, inline quotes, JSON objects other than the
    answer's own, and the Figure 10 sections (``Error Analysis:``/``Correct Approach:``, which run to
@@ -20,7 +21,8 @@ fenced block, after a reasoning trace. The reader takes all of these, on four ru
    statements decide ("Response 2 is incorrect." alone means RESPONSE 2 INCORRECT); a statement that
    only one response is correct decides nothing.
 4. **The project's own verdict names are never the judge's words.** ``LABEL_WRONG``, ``PRED_WRONG``,
-   ``BOTH_WRONG`` (a sample may demand them) anywhere outside quotes make the answer UNPARSEABLE.
+   ``BOTH_WRONG`` (a sample may demand them) anywhere in the judge's own words (rule 2) make the
+   answer UNPARSEABLE.
 
 Which response was the label is recorded per case, so "response k incorrect" maps to LABEL_WRONG when
 k is the label's position and to PRED_WRONG otherwise. The verifier's CORRECT/INCORRECT answers are
