@@ -21,6 +21,7 @@ from typing import Any
 from toolcall.parsing import render_action, render_call
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message
+from toolcall.verdicts import read_verification
 
 PROMPT_VERSION = "1"
 DEFAULT_CURRENT_TIME = "2026-01-01 09:00:00"
@@ -449,25 +450,14 @@ def prompt_phrases() -> tuple[str, ...]:
     return tuple(pieces)
 
 
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_DECORATION = re.compile(r"[\s\"'`*_#>\[\]().:!-]+")
-_REASON = re.compile(r"reason\s*[:：]\s*(.*)", re.IGNORECASE | re.DOTALL)
+def parse_verification(
+    raw: Any, *, reasoning: str | None = None, trace_opened: bool = False
+) -> tuple[bool | None, str]:
+    """(True for CORRECT, False for INCORRECT, None when unreadable; the reason given).
 
-
-def parse_verification(raw: Any) -> tuple[bool | None, str]:
-    """(True for CORRECT, False for INCORRECT, None when unreadable; the reason given)."""
-    if not isinstance(raw, str):
-        return None, ""
-    answer = _THINK.sub("", raw).replace("</think>", "\n").strip()
-    lines = [line for line in answer.splitlines() if line.strip()]
-    if not lines or "<think>" in answer:
-        return None, ""
-    head = re.split(r"reason\s*[:：]", lines[0], maxsplit=1, flags=re.IGNORECASE)[0]
-    key = _DECORATION.sub("", head).upper()
-    reason_match = _REASON.search(answer)
-    reason = " ".join(reason_match.group(1).split()) if reason_match else ""
-    if key == "CORRECT":
-        return True, reason
-    if key == "INCORRECT":
-        return False, reason
-    return None, reason
+    Read on the judge's rules (:func:`toolcall.verdicts.read_verification`, which also says why an
+    answer is unreadable): Markdown, labels, sentences, JSON and reasoning traces are understood, the
+    decision must be unique, and text the verifier quotes never counts.
+    """
+    parsed = read_verification(raw, reasoning=reasoning, trace_opened=trace_opened)
+    return parsed.passed, parsed.reason
