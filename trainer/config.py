@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import Field, model_validator
 
+from bus.config import RunSettings
 from common.settings import Section
+from streams.config import LoopSettings, PolicySettings
 from trainer.verl.config import VerlSettings
 
 
@@ -67,3 +69,14 @@ class TrainerSettings(Section):
         if self.clip_ratio_low >= 1:
             raise ValueError("clip_ratio_low must be below 1 (the ratio is clipped to [1-low, 1+high])")
         return self
+
+
+class TrainerRunSettings(RunSettings, Protocol):
+    """What the trainer service reads of the app's settings beside ``[trainer]``: the run, its cluster,
+    the initial model (``[policy]``) and the prompts' default date (``[loop]``)."""
+
+    @property
+    def policy(self) -> PolicySettings: ...
+
+    @property
+    def loop(self) -> LoopSettings: ...

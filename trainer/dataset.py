@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from bus.config import RunSettings
 from bus.kafka import replay
 from common.logs import get_logger
-from looptool.config import Settings
 from schemas.events import CuratedSample, Event, RoundClosed
 from toolcall.canonical import content_hash
 from toolcall.prompts import DEFAULT_CURRENT_TIME, build_chat
@@ -118,10 +118,10 @@ def round_dataset(
 
 
 async def load_round_dataset(
-    settings: Settings,
+    settings: RunSettings,
     manifest: Event[RoundClosed],
     *,
-    current_time: str | None = None,
+    current_time: str = DEFAULT_CURRENT_TIME,
     wait_s: float = 30.0,
     poll_s: float = 1.0,
 ) -> RoundDataset:
@@ -136,7 +136,7 @@ async def load_round_dataset(
         async for batch in replay(settings.kafka, settings.run_id, ["curated"]):
             members.extend(delivered.event for delivered in batch)
         try:
-            dataset = round_dataset(manifest, members, current_time or settings.loop.current_time)
+            dataset = round_dataset(manifest, members, current_time)
         except RoundIncomplete as error:
             if time.monotonic() >= deadline:
                 raise

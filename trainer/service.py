@@ -34,7 +34,6 @@ from typing import Any
 
 from bus.kafka import EventProducer, ensure_topics, follow, replay
 from common.logs import get_logger
-from looptool.config import Settings
 from schemas.events import (
     CheckpointPublished,
     Event,
@@ -53,7 +52,7 @@ from trainer.base import (
     check_hf_folder,
     read_checkpoint_manifest,
 )
-from trainer.config import TrainerSettings
+from trainer.config import TrainerRunSettings, TrainerSettings
 from trainer.dataset import load_round_dataset
 
 log = get_logger(__name__)
@@ -102,53 +101,13 @@ class TrainerLedger:
         return None
 
 
-class VerlTrainer:
-    """:class:`trainer.base.TrainerBackend` over :class:`trainer.verl_backend.VerlBackend`.
-
-    verl publishes no intermediate checkpoints here and cannot be stopped early through ``stop``
-    (its own ``timeout_s`` bounds a round).
-    """
-
-    name = "verl"
-
-    def __init__(self, settings: Any, run_name: str, *, show_progress: bool = True) -> None:
-        self.settings = settings
-        self.run_name = run_name
-        self.show_progress = show_progress
-
-    def train_round(
-        self,
-        dataset: RoundDataset,
-        *,
-        init_model: Path,
-        out_dir: Path,
-        on_checkpoint: Any = None,
-        stop: threading.Event | None = None,
-    ) -> CheckpointInfo:
-        from trainer.verl_backend import VerlBackend, VerlRow
-
-        backend = VerlBackend(self.settings, out_dir, show_progress=self.show_progress)
-        rows = [
-            VerlRow(sample_id=r.sample_id, chat=r.chat, ground_truth=r.ground_truth) for r in dataset.rows
-        ]
-        result = backend.train_round(
-            rows, round_index=dataset.round, model_path=init_model, run_name=self.run_name
-        )
-        return CheckpointInfo(
-            path=result.model_dir,
-            round=dataset.round,
-            step=result.step,
-            final=True,
-            metrics=dict(result.metrics),
-            wall_time_s=result.wall_time_s,
-        )
-
-
 def make_backend(
-    settings: Settings, trainer: TrainerSettings, *, show_progress: bool = True
+    settings: TrainerRunSettings, trainer: TrainerSettings, *, show_progress: bool = True
 ) -> TrainerBackend:
     if trainer.backend == "verl":
-        return VerlTrainer(trainer.verl, settings.run_id, show_progress=show_progress)
+        from trainer.verl.backend import VerlBackend
+
+        return VerlBackend(trainer.verl, run_name=settings.run_id, show_progress=show_progress)
     from trainer.cpu_grpo import CpuGrpoBackend
 
     return CpuGrpoBackend(trainer, show_progress=show_progress)
@@ -186,7 +145,7 @@ class TrainerService:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: TrainerRunSettings,
         trainer: TrainerSettings,
         backend: TrainerBackend | None = None,
         *,
@@ -279,7 +238,12 @@ class TrainerService:
             await self.publish(producer, checkpoint, str(info["checkpoint_id"]), manifest, parent)
             return
 
-        dataset = await load_round_dataset(self.settings, manifest, wait_s=self.trainer.data_wait_s)
+        dataset = await load_round_dataset(
+            self.settings,
+            manifest,
+            current_time=self.settings.loop.current_time,
+            wait_s=self.trainer.data_wait_s,
+        )
         attempt = new_attempt()
         out_dir = round_dir / f"attempt-{attempt}"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -395,7 +359,7 @@ class TrainerService:
 
 
 async def run_trainer(
-    settings: Settings,
+    settings: TrainerRunSettings,
     trainer: TrainerSettings,
     stop: asyncio.Event,
     *,

@@ -10,7 +10,7 @@ it was written, so exporting the same round twice gives byte-identical files:
   canonical JSON strings, since their shape varies per tool), ``tools`` as canonical JSON.
 - ``hf``: the same table saved as a ``datasets.Dataset`` folder (``save_to_disk``), its fingerprint
   the dataset's content hash.
-- ``verl``: the trainer's RLHF parquet, written by :func:`trainer.verl_backend.write_verl_parquet`
+- ``verl``: the trainer's RLHF parquet, written by :func:`trainer.verl.data.write_verl_parquet`
   (one writer for training and export).
 
 Files are written beside their target and moved into place, so a failed export leaves no half file.
@@ -32,10 +32,11 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from common.logs import get_logger
-from looptool.config import Settings
 from toolcall.canonical import canonical_json
+from toolcall.prompts import DEFAULT_CURRENT_TIME
 from toolcall.specs import load_tools
 from toolcall.types import Action, Message, Sample, ToolCall
+from views.config import StoreRunSettings
 from views.replay import Cut, DatasetMember, ReplayError, RoundDataset, dataset_at
 
 log = get_logger(__name__)
@@ -215,7 +216,7 @@ def write_hf(dataset: RoundDataset, folder: Path) -> Path:
 
 
 def write_verl(dataset: RoundDataset, path: Path, *, current_time: str | None = None) -> Path:
-    from trainer.verl_backend import VerlRow, write_verl_parquet
+    from trainer.verl.data import VerlRow, write_verl_parquet
 
     rows = [VerlRow.from_sample(m.sample_id, m.sample, current_time) for m in dataset.members]
     try:
@@ -279,23 +280,29 @@ def read_export(path: Path, fmt: str) -> Iterator[tuple[str, Sample]]:
 # --- the command --------------------------------------------------------------------------------
 
 
-def default_export_path(settings: Settings, round_: int, fmt: str) -> Path:
+def default_export_path(settings: StoreRunSettings, round_: int, fmt: str) -> Path:
     return settings.store.path.parent / "exports" / settings.run_id / f"round-{round_}{_SUFFIX[fmt]}"
 
 
 async def export_round(
-    settings: Settings, cut: Cut, fmt: str, out: Path | None = None, *, force: bool = False
+    settings: StoreRunSettings,
+    cut: Cut,
+    fmt: str,
+    out: Path | None = None,
+    *,
+    force: bool = False,
+    current_time: str = DEFAULT_CURRENT_TIME,
 ) -> ExportResult:
     """Rebuild D_J as of ``cut`` from the topics and export it."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     dataset = await dataset_at(settings, cut)
     target = out or default_export_path(settings, dataset.round, fmt)
-    return export_dataset(dataset, fmt, target, current_time=settings.loop.current_time, force=force)
+    return export_dataset(dataset, fmt, target, current_time=current_time, force=force)
 
 
 def run_export(
-    settings: Settings,
+    settings: StoreRunSettings,
     *,
     round_: int | None,
     until: str | None,
@@ -303,11 +310,12 @@ def run_export(
     out: Path | None,
     console: Console,
     force: bool = False,
+    current_time: str = DEFAULT_CURRENT_TIME,
 ) -> ExportResult:
     """``looptool export``: D_J as of the cut (default: the latest closed round), written as ``fmt``."""
     cut = Cut.from_options(round_, until)
     with console.status(f"rebuilding the dataset as of {cut.describe()} from the topics…"):
-        result = asyncio.run(export_round(settings, cut, fmt, out, force=force))
+        result = asyncio.run(export_round(settings, cut, fmt, out, force=force, current_time=current_time))
     console.print(
         f"wrote D_{result.round} ({result.rows} samples, content hash {result.content_hash}) "
         f"as {result.format} → {result.path}"

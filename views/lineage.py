@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.tree import Tree
 
-from looptool.config import Settings
 from schemas.events import (
     CuratedSample,
     DeadLetter,
@@ -39,7 +38,8 @@ from schemas.events import (
 from toolcall.canonical import canonical_json
 from toolcall.parsing import render_action
 from toolcall.types import Action, ToolCall
-from views.analytics import failing_rule
+from views.analytics.collect import failing_rule
+from views.config import StoreRunSettings
 from views.store import SampleStore, event_from_row
 
 MAX_DEPTH = 16
@@ -446,7 +446,7 @@ def render_lineage(lineage: SampleLineage, tree: Tree | None = None) -> Tree:
 # --- the command --------------------------------------------------------------------------------
 
 
-async def index_from_topics(settings: Settings) -> MemoryIndex:
+async def index_from_topics(settings: StoreRunSettings) -> MemoryIndex:
     from bus.kafka import replay
     from views.store import ALL_TOPIC_NAMES
 
@@ -457,7 +457,7 @@ async def index_from_topics(settings: Settings) -> MemoryIndex:
 
 
 def run_lineage(
-    settings: Settings, sample_id: str, *, console: Console, store_path: Path | None = None
+    settings: StoreRunSettings, sample_id: str, *, console: Console, store_path: Path | None = None
 ) -> SampleLineage:
     """``looptool lineage SAMPLE_ID``: from the store at ``store_path`` if given, else the topics."""
     if store_path is not None:

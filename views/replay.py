@@ -41,12 +41,12 @@ from rich.table import Table
 
 from bus.kafka import ReplayStats, replay
 from common.logs import get_logger
-from looptool.config import Settings
 from schemas.events import CheckpointPublished, CuratedSample, Event, RoundClosed, SampleAdded
 from streams.curate import CurationPolicy, Ledger, initial_round_events, next_round_events
 from toolcall.canonical import content_hash
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample
+from views.config import StoreRunSettings
 from views.store import ALL_TOPIC_NAMES, SampleStore
 
 log = get_logger(__name__)
@@ -360,7 +360,7 @@ class ReplayResult:
         return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-async def load_boundary(settings: Settings, cut: Cut) -> Boundary:
+async def load_boundary(settings: StoreRunSettings, cut: Cut) -> Boundary:
     """Resolve ``cut`` by reading the run's control topics (rounds, checkpoints)."""
     control: list[Event[Any]] = []
     async for batch in replay(settings.kafka, settings.run_id, CONTROL_TOPICS):
@@ -369,7 +369,7 @@ async def load_boundary(settings: Settings, cut: Cut) -> Boundary:
 
 
 async def events_within(
-    settings: Settings,
+    settings: StoreRunSettings,
     boundary: Boundary,
     topics: Sequence[str] = ALL_TOPIC_NAMES,
     result: ReplayResult | None = None,
@@ -404,7 +404,7 @@ async def events_within(
 
 
 async def replay_to(
-    settings: Settings,
+    settings: StoreRunSettings,
     cut: Cut,
     *,
     store_path: Path | None = None,
@@ -463,7 +463,7 @@ def _before_curation(event: Event[Any], boundary: Boundary) -> bool:
     return event.produced_at <= boundary.closed_at[round_]
 
 
-async def dataset_at(settings: Settings, cut: Cut) -> RoundDataset:
+async def dataset_at(settings: StoreRunSettings, cut: Cut) -> RoundDataset:
     """D_J as of ``cut`` (reads only the topics a dataset needs); raises if none closed by then."""
     result = await replay_to(settings, cut, topics=DATASET_TOPICS)
     if result.dataset is None:
@@ -474,12 +474,12 @@ async def dataset_at(settings: Settings, cut: Cut) -> RoundDataset:
 # --- the command --------------------------------------------------------------------------------
 
 
-def default_replay_path(settings: Settings, cut: Cut) -> Path:
+def default_replay_path(settings: StoreRunSettings, cut: Cut) -> Path:
     return settings.store.path.parent / "replay" / settings.run_id / cut.slug()
 
 
 def run_replay(
-    settings: Settings,
+    settings: StoreRunSettings,
     *,
     round_: int | None,
     until: str | None,

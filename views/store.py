@@ -26,7 +26,6 @@ import pyarrow as pa
 from bus.kafka import EventProducer, GroupConsumer, ReplayStats, replay
 from bus.topics import TOPICS
 from common.logs import get_logger
-from looptool.config import Settings
 from schemas.events import (
     PAYLOAD_TYPES,
     CheckpointPublished,
@@ -40,6 +39,7 @@ from schemas.events import (
     Verdict,
 )
 from toolcall.canonical import canonical_json
+from views.config import StoreRunSettings
 
 log = get_logger(__name__)
 STAGE = Producer(stage="store", version="1")
@@ -496,7 +496,7 @@ ALL_TOPIC_NAMES = tuple(spec.name for spec in TOPICS)
 
 
 async def materialise(
-    settings: Settings,
+    settings: StoreRunSettings,
     store: SampleStore,
     *,
     stop_when_idle: bool = False,
@@ -536,7 +536,9 @@ async def materialise(
     return applied
 
 
-async def rebuild(settings: Settings, path: Path | None = None, batch_size: int = 5000) -> ReplayStats:
+async def rebuild(
+    settings: StoreRunSettings, path: Path | None = None, batch_size: int = 5000
+) -> ReplayStats:
     """Drop the store and rebuild it from offset 0 of every topic of the run."""
     store = SampleStore.reset(path or settings.store.path)
     stats = ReplayStats()

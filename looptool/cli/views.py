@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 
-from looptool.cli.common import console, require_broker, settings_of
+from looptool.cli.common import console, require_broker, run_until_signalled, settings_of
+from looptool.config import Settings
+
+if TYPE_CHECKING:
+    from views.analytics import RunStats
 
 commands = typer.Typer()
 
@@ -122,7 +127,16 @@ def export(
     settings = settings_of(ctx)
     require_broker(settings)
     try:
-        run_export(settings, round_=round_, until=until, fmt=fmt, out=out, console=console, force=force)
+        run_export(
+            settings,
+            round_=round_,
+            until=until,
+            fmt=fmt,
+            out=out,
+            console=console,
+            force=force,
+            current_time=settings.loop.current_time,
+        )
     except (ReplayError, ExportError) as error:
         raise typer.BadParameter(str(error)) from None
 
@@ -141,8 +155,6 @@ def stats(
     ] = None,
 ) -> None:
     """Verdict analytics per round and checkpoint: verdict mix, relabels, expansion, accuracy, curation."""
-    from views.analytics import run_stats
-
     settings = settings_of(ctx)
     if store_path is None or follow:
         require_broker(settings)
@@ -199,3 +211,33 @@ def revert_relabel_command(
         console.print(
             f"{verb} {plan.event.event_id}: sample {p.sample_id} label back to {render_action(p.new_label)!r}"
         )
+
+
+def run_stats(
+    settings: Settings,
+    *,
+    follow: bool,
+    plot: Path | None,
+    console: Console,
+    store_path: Path | None = None,
+) -> RunStats:
+    """``looptool stats``: the tables from a replay of the topics (or from the store at ``store_path``);
+    ``follow`` keeps them live until Ctrl-C; ``plot`` writes the PNG charts into that folder."""
+    from views.analytics import load_stats, plot_stats, render_stats, stats_from_topics
+    from views.analytics.live import follow_stats
+
+    if follow:
+        if store_path is not None:
+            raise ValueError("--follow reads the topics; it cannot follow a store")
+        stats = run_until_signalled(lambda stop: follow_stats(settings, console, stop))
+    else:
+        if store_path is not None:
+            stats = load_stats(store_path)
+        else:
+            with console.status(f"replaying run {settings.run_id} from the topics…"):
+                stats = asyncio.run(stats_from_topics(settings))
+        console.print(render_stats(stats))
+    if plot is not None:
+        paths = plot_stats(stats, plot, title=f"looptool run {settings.run_id}")
+        console.print("wrote " + ", ".join(str(p) for p in paths))
+    return stats

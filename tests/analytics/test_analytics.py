@@ -14,23 +14,22 @@ import pytest
 from rich.console import Console
 
 from bus.kafka import EventProducer, ensure_topics
+from looptool.cli.views import run_stats
 from looptool.config import load_settings
 from schemas.events import Event
 from tests.analytics.conftest import LiveRun
 from tests.analytics.simulated_run import simulate_run
 from views.analytics import (
-    NO_CALL,
-    VERDICT_LABELS,
     RunStats,
-    follow_stats,
     load_stats,
     plot_stats,
     render_stats,
-    run_stats,
     stats_from_topics,
     tables_text,
     verdicts_frame,
 )
+from views.analytics.frames import NO_CALL, VERDICT_LABELS
+from views.analytics.live import follow_stats
 from world import World
 
 

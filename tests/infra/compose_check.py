@@ -426,9 +426,9 @@ class SettingRef:
 def other_looptool_variables() -> Mapping[str, str]:
     """``LOOPTOOL_*`` variables the code reads outside :class:`Settings`, checked against its source."""
     from looptool import config
-    from trainer import verl_backend
+    from trainer.verl import process as verl_process
 
-    names = {verl_backend.VERL_PYTHON_ENV: "the verl environment's python (trainer.verl_backend)"}
+    names = {verl_process.VERL_PYTHON_ENV: "the verl environment's python (trainer.verl.process)"}
     if "LOOPTOOL_CONFIG" in inspect.getsource(config.config_file_path):
         names["LOOPTOOL_CONFIG"] = "the config file (looptool.config.config_file_path)"
     return names
