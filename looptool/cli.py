@@ -394,7 +394,10 @@ def eval_command(
     ],
     categories: Annotated[
         str | None,
-        typer.Option(help="Comma-separated BFCL v4 categories or groups (non_live, live, ast, relevance)."),
+        typer.Option(
+            help="Comma-separated BFCL v4 categories or groups (single_turn, multi_turn, non_live, live, "
+            "ast, relevance); default: all."
+        ),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="First N items of each category.")] = None,
     output: Annotated[
@@ -404,7 +407,7 @@ def eval_command(
     max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Decode budget per item.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Prompts per backend call.")] = None,
 ) -> None:
-    """Evaluate a policy on BFCL v4's single-turn categories with bfcl-eval's own data and AST checker."""
+    """Evaluate a policy on BFCL v4 (single- and multi-turn) with bfcl-eval's own data and checkers."""
     from evaluation.command import CheckpointNotFoundError, run_eval_command
     from evaluation.suite import SuiteError
 

@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from evaluation.gate import PromoteSettings
+
 DEFAULT_CONFIG_FILE = Path("looptool.toml")
 # Kafka topic names allow [a-zA-Z0-9._-]; the run id becomes the topic prefix, and '.' separates the
 # prefix from the topic's own name, so the run id itself may not contain one.
@@ -159,7 +161,11 @@ class LoopSettings(_Section):
     expansions_per_seed: int = Field(default=4, ge=0, description="k in EDDE.")
     judge_max_attempts: int = Field(default=3, ge=1)
     verify_max_attempts: int = Field(default=3, ge=1)
-    probe_checkpoints: Literal["final", "latest"] = "final"
+    probe_checkpoints: Literal["final", "latest", "promoted"] = Field(
+        default="final",
+        description="final: round j's final checkpoint; latest: the newest; promoted: the policy the "
+        "promotion gate holds after round j's decision (needs the evaluate and promote stages).",
+    )
     current_time: str = Field(default="2026-01-01 09:00:00", description="{current_time} in the prompts.")
     scenarios: list[ScenarioSettings] | None = Field(
         default=None, description="EDDE scenario-diversification constraints (default: the built-in list)."
@@ -188,7 +194,8 @@ class EvalSettings(_Section):
 
     categories: list[str] | None = Field(
         default=None,
-        description="BFCL v4 single-turn categories or groups (non_live, live, ast, relevance); None: all.",
+        description="BFCL v4 categories or groups (single_turn, multi_turn, non_live, live, ast, relevance); "
+        "None: all, multi-turn included.",
     )
     limit: int | None = Field(default=None, ge=1, description="First N items of each category; None: all.")
     every_n_steps: int = Field(
@@ -196,6 +203,17 @@ class EvalSettings(_Section):
     )
     max_new_tokens: int = Field(default=512, ge=1)
     batch_size: int | None = Field(default=None, ge=1, description="Prompts per call (None: the policy's).")
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Multi-turn steps per turn before a conversation is force-quit "
+        "(None: BFCL's limit, 20; another value gives figures that are not BFCL's).",
+    )
+    heldout_path: Path | None = Field(
+        default=None,
+        description="Held-out ToolMatch set (JSONL samples, e.g. from `looptool seed --heldout-out`) "
+        "that every evaluation also scores; the promotion gate weighs it.",
+    )
     results_dir: Path = Field(
         default=Path("data/eval"), description="Per-item results, a file per checkpoint."
     )
@@ -318,6 +336,11 @@ class TrainerSettings(_Section):
     data_wait_s: float = Field(
         default=30.0, ge=0, description="How long to wait for a round's members to become readable."
     )
+    start_from: Literal["previous", "promoted"] = Field(
+        default="previous",
+        description="Round j starts from round j-1's final checkpoint (previous), or from the policy the "
+        "promotion gate holds after round j-1's decision (promoted; needs the evaluate and promote stages).",
+    )
     verl: VerlSettings = Field(default_factory=VerlSettings)
 
     @model_validator(mode="after")
@@ -350,6 +373,9 @@ class Settings(BaseSettings):
     generator: EndpointSettings | None = None
     world: WorldSettings | None = None
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    promote: PromoteSettings = Field(
+        default_factory=PromoteSettings
+    )  # the promotion gate (evaluation/gate.py)
 
     @field_validator("run_id")
     @classmethod

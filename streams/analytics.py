@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,13 +37,16 @@ from rich.table import Table
 from looptool.config import Settings
 from looptool.logs import get_logger
 from schemas.events import (
+    CheckpointEvaluated,
     CheckpointPublished,
     CuratedSample,
     DeadLetter,
     Event,
     ExpansionCandidate,
     LabelCorrected,
+    PolicyPromoted,
     ProbeResult,
+    PromotionRefused,
     RoundClosed,
     SampleAdded,
     Verdict,
@@ -149,6 +152,9 @@ class StatsCollector:
         self.rows: dict[str, list[dict[str, Any]]] = {name: [] for name in _COLUMNS if name != "samples"}
         self._origins: dict[str, dict[str, Any]] = {}
         self.events = 0
+        # BFCL evaluations and promotion-gate decisions, kept as payloads (evaluation.report renders them)
+        self.evaluations: list[CheckpointEvaluated] = []
+        self.promotions: list[PolicyPromoted | PromotionRefused] = []
 
     def _first(self, table: str, key: Any) -> bool:
         if (table, key) in self._keys:
@@ -290,6 +296,11 @@ class StatsCollector:
                         "event_id": event.event_id,
                     }
                 )
+        elif isinstance(p, CheckpointEvaluated):
+            self.evaluations.append(p)
+        elif isinstance(p, PolicyPromoted | PromotionRefused):
+            if self._first("promotions", p.evaluation_event_id):
+                self.promotions.append(p)
         elif isinstance(p, DeadLetter):
             self.rows["dead_letters"].append(
                 {
@@ -305,7 +316,9 @@ class StatsCollector:
     def stats(self) -> RunStats:
         rows = {**self.rows, "samples": sorted(self._origins.values(), key=lambda row: row["sample_id"])}
         frames = {name: pd.DataFrame(data, columns=list(_COLUMNS[name])) for name, data in rows.items()}
-        return RunStats(events=self.events, **frames)
+        return RunStats(
+            events=self.events, evaluations=list(self.evaluations), promotions=list(self.promotions), **frames
+        )
 
 
 def _count_by(frame: pd.DataFrame, keys: list[str], name: str) -> pd.Series:
@@ -328,6 +341,8 @@ class RunStats:
     rounds: pd.DataFrame
     checkpoints: pd.DataFrame
     dead_letters: pd.DataFrame
+    evaluations: list[Any] = field(default_factory=list)  # CheckpointEvaluated payloads
+    promotions: list[Any] = field(default_factory=list)  # PolicyPromoted / PromotionRefused payloads
 
     # --- verdicts -------------------------------------------------------------------------------
 
@@ -756,8 +771,20 @@ def render_curation_table(stats: RunStats) -> Table:
     return table
 
 
+def render_bfcl_table(stats: RunStats) -> Table:
+    from evaluation.report import rounds_table
+
+    return rounds_table(stats.evaluations, title="BFCL v4 by checkpoint (evaluate stage)")
+
+
+def render_promotions_table(stats: RunStats) -> Table:
+    from evaluation.report import promotions_table
+
+    return promotions_table(stats.promotions)
+
+
 def render_stats(stats: RunStats) -> Group:
-    """Every stats table, for printing or a live display."""
+    """Every stats table, for printing or a live display (BFCL and promotions when the run has them)."""
     return Group(
         render_rounds_table(stats),
         render_checkpoint_table(stats),
@@ -765,12 +792,15 @@ def render_stats(stats: RunStats) -> Group:
         render_expansion_table(stats),
         render_tool_table(stats),
         render_error_table(stats),
+        *([render_bfcl_table(stats)] if stats.evaluations else []),
+        *([render_promotions_table(stats)] if stats.promotions else []),
     )
 
 
 def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | None = None) -> str:
     """The tables as plain text (for a README or a report); ``tables`` picks some by name:
-    rounds, checkpoints, curation, expansion, tools, errors."""
+    rounds, checkpoints, curation, expansion, tools, errors, bfcl, promotions (the last two by
+    default only when the run has them)."""
     renderers = {
         "rounds": render_rounds_table,
         "checkpoints": render_checkpoint_table,
@@ -778,7 +808,15 @@ def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | No
         "expansion": render_expansion_table,
         "tools": render_tool_table,
         "errors": render_error_table,
+        "bfcl": render_bfcl_table,
+        "promotions": render_promotions_table,
     }
+    if tables is None:
+        tables = [
+            name
+            for name in renderers
+            if (name != "bfcl" or stats.evaluations) and (name != "promotions" or stats.promotions)
+        ]
     unknown = sorted(set(tables or ()) - set(renderers))
     if unknown:
         raise ValueError(f"unknown tables {unknown}; known: {', '.join(renderers)}")

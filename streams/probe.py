@@ -38,7 +38,9 @@ from toolcall.perplexity import perplexity
 from toolcall.prompts import build_chat
 
 log = get_logger(__name__)
-ProbeMode = Literal["final", "latest"]
+# "promoted": the policy the promotion gate promoted after round j's final checkpoint was decided
+# (streams.promote.PromotedCheckpointWatcher serves that mode).
+ProbeMode = Literal["final", "latest", "promoted"]
 
 
 class CheckpointWatcher:

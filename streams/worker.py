@@ -191,7 +191,7 @@ async def run_stages(
     return runners
 
 
-STAGE_NAMES = ("probe", "judge", "relabel", "expand", "verify", "curate", "evaluate")
+STAGE_NAMES = ("probe", "judge", "relabel", "expand", "verify", "curate", "evaluate", "promote")
 
 
 def curation_policy(settings: Settings) -> Any:
@@ -318,6 +318,17 @@ def verifier_client(settings: Settings) -> Any:
     return SimulatedWorldVerifier(world, error_rate=settings.world.verifier_error_rate)  # type: ignore[union-attr]
 
 
+def _checkpoint_watcher(settings: Settings) -> Any:
+    """The probe's checkpoint source: the checkpoints topic, plus the gate's decisions in promoted mode."""
+    if settings.loop.probe_checkpoints == "promoted":
+        from streams.promote import PromotedCheckpointWatcher
+
+        return PromotedCheckpointWatcher(settings.kafka, settings.run_id)
+    from streams.probe import CheckpointWatcher
+
+    return CheckpointWatcher(settings.kafka, settings.run_id)
+
+
 def build_stages(settings: Settings, names: Sequence[str], *, watcher: Any = None) -> list[Stage]:
     """Stage objects for the configured run (curate is a service, not a Stage: see run_worker).
 
@@ -327,7 +338,7 @@ def build_stages(settings: Settings, names: Sequence[str], *, watcher: Any = Non
     from schemas.events import Scenario
     from streams.expand import ExpandStage
     from streams.judge import JudgeStage
-    from streams.probe import CheckpointWatcher, ProbeStage
+    from streams.probe import ProbeStage
     from streams.relabel import RelabelStage
     from streams.verify import VerifyStage
     from toolcall.prompts import DEFAULT_SCENARIOS
@@ -340,7 +351,7 @@ def build_stages(settings: Settings, names: Sequence[str], *, watcher: Any = Non
                 ProbeStage(
                     run_id,
                     _policy_backend(settings),
-                    watcher or CheckpointWatcher(settings.kafka, run_id),
+                    watcher or _checkpoint_watcher(settings),
                     mode=loop.probe_checkpoints,
                     current_time=loop.current_time,
                     max_new_tokens=settings.policy.max_new_tokens,
@@ -367,6 +378,10 @@ def build_stages(settings: Settings, names: Sequence[str], *, watcher: Any = Non
             from streams.evaluate import EvaluateStage, eval_policy
 
             stages.append(EvaluateStage(run_id, _policy_backend(settings), eval_policy(settings)))
+        elif name == "promote":
+            from streams.promote import PromoteStage
+
+            stages.append(PromoteStage(run_id, settings.promote, settings.kafka))
         elif name != "curate":
             raise ValueError(f"unknown stage {name!r}; known: {', '.join(STAGE_NAMES)}")
     return stages

@@ -49,7 +49,15 @@ def test_tables_show_bfcls_summary_columns_and_counts() -> None:
         {"multiple": CategoryScore("multiple", 3, 4), "irrelevance": CategoryScore("irrelevance", 1, 2)}
     )
     text = rendered(summary_table(summary, model="ckpt-7"))
-    for header in ("Non-Live AST", "Live AST", "Irrelevance", "Relevance", "Overall (single-turn)", "Items"):
+    for header in (
+        "Non-Live AST",
+        "Live AST",
+        "Irrelevance",
+        "Relevance",
+        "Multi-Turn",
+        "Overall (no agentic)",
+        "Items",
+    ):
         assert header in text
     assert "75.00*" in text and "50.00*" in text and "n/a" in text and "ckpt-7" in text
     assert "computed from only some" in text
@@ -114,7 +122,7 @@ def test_eval_command_on_a_model_folder(long_context_tiny_policy: Path, tmp_path
     finally:
         configure_logging(LogSettings())  # the CLI bound logging to the runner's (now closed) stream
     assert result.exit_code == 0, result.output
-    assert "Overall (single-turn)" in result.output and "Per category" in result.output
+    assert "Overall (no agentic)" in result.output and "Per category" in result.output
     assert f"per-item results: {output}" in result.output
     rows = pq.read_table(output).to_pylist()
     assert [r["id"] for r in rows] == ["multiple_0", "irrelevance_0", "live_relevance_0-0-0"]
