@@ -59,9 +59,13 @@ class Transcript:
     """What the model said in one conversation: per turn, each step's raw output."""
 
     turns: list[list[str]] = field(default_factory=list)
-    steps: int = 0
     force_terminated: bool = False
     inference_error: str | None = None
+
+    @property
+    def steps(self) -> int:
+        """Model outputs in the conversation."""
+        return sum(len(turn) for turn in self.turns)
 
 
 class Conversation:
@@ -114,7 +118,6 @@ class Conversation:
         if self.done:
             raise RuntimeError(f"{self.item.id}: the conversation is over")
         self.transcript.turns[-1].append(raw_output)
-        self.transcript.steps += 1
         parsed = parse_output(raw_output)
         calls = parsed.action.calls if parsed.error is None and parsed.action is not None else []
         if not calls:
