@@ -84,6 +84,8 @@ class CheckpointWatcher:
             self._changed.notify_all()
 
     def current(self, round_: int, mode: ProbeMode) -> Event[CheckpointPublished] | None:
+        if mode == "promoted":
+            raise ValueError("probe mode 'promoted' needs streams.promote.PromotedCheckpointWatcher")
         known = self.by_round.get(round_, [])
         if mode == "final":
             return next((e for e in known if e.payload.final), None)

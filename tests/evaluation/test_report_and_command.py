@@ -115,7 +115,8 @@ def test_eval_command_on_a_model_folder(long_context_tiny_policy: Path, tmp_path
 
     output = tmp_path / "results.parquet"
     args = ["--run-id", "cli-eval", "eval", "--checkpoint", str(long_context_tiny_policy)]
-    options = ["--categories", "multiple,irrelevance,live_relevance", "--limit", "1", "--max-new-tokens", "8"]
+    categories = "multiple,irrelevance,live_relevance,multi_turn_base"
+    options = ["--categories", categories, "--limit", "1", "--max-new-tokens", "8"]
     try:
         result = CliRunner().invoke(app, [*args, *options, "--output", str(output)], env={"COLUMNS": "200"})
         bad = CliRunner().invoke(app, [*args, "--categories", "simple_java"])
@@ -125,5 +126,12 @@ def test_eval_command_on_a_model_folder(long_context_tiny_policy: Path, tmp_path
     assert "Overall (no agentic)" in result.output and "Per category" in result.output
     assert f"per-item results: {output}" in result.output
     rows = pq.read_table(output).to_pylist()
-    assert [r["id"] for r in rows] == ["multiple_0", "irrelevance_0", "live_relevance_0-0-0"]
+    assert [r["id"] for r in rows] == [
+        "multiple_0",
+        "irrelevance_0",
+        "live_relevance_0-0-0",
+        "multi_turn_base_0",
+    ]
+    assert "Multi-Turn" in result.output and "Model outputs" in result.output
+    assert rows[-1]["steps"] >= 4  # the conversation's four turns, one model output at least each
     assert bad.exit_code == 2 and "unknown BFCL category" in bad.output
