@@ -373,9 +373,8 @@ class Settings(BaseSettings):
     generator: EndpointSettings | None = None
     world: WorldSettings | None = None
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
-    promote: PromoteSettings = Field(
-        default_factory=PromoteSettings
-    )  # the promotion gate (evaluation/gate.py)
+    # The promotion gate's settings live beside it, in evaluation/gate.py.
+    promote: PromoteSettings = Field(default_factory=PromoteSettings)
 
     @field_validator("run_id")
     @classmethod
