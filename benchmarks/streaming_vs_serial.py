@@ -235,7 +235,7 @@ async def run_serial(
     load_start = os.getloadavg()[0]
     own = cpu_seconds(resource.RUSAGE_SELF)
     started = time.monotonic()
-    # The worker's own stage objects (bus.worker.build_stages), fed in-process.
+    # The worker's own stage objects (looptool.wiring.build_stages), fed in-process.
     stages = {stage.name: stage for stage in build_stages(settings, STAGE_ORDER, log=None)}
 
     sft_s: list[float] = []

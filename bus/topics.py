@@ -36,6 +36,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("rounds", ("RoundClosed",), False, "Round manifests, after all of a round's members."),
     TopicSpec("checkpoints", ("CheckpointPublished",), False, "Policy checkpoints from the trainer."),
     TopicSpec("evaluations", ("CheckpointEvaluated",), False, "Benchmark scores of checkpoints (BFCL v4)."),
+    TopicSpec(
+        "promotions",
+        ("PolicyPromoted", "PromotionRefused"),
+        False,
+        "Promotion-gate decisions on evaluated checkpoints.",
+    ),
     TopicSpec("deadletter", ("DeadLetter",), True, "Records a stage could not process, with the reason."),
 )
 

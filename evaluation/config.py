@@ -14,7 +14,8 @@ class EvalSettings(Section):
 
     categories: list[str] | None = Field(
         default=None,
-        description="BFCL v4 single-turn categories or groups (non_live, live, ast, relevance); None: all.",
+        description="BFCL v4 categories or groups (single_turn, multi_turn, non_live, live, ast, relevance); "
+        "None: all, multi-turn included.",
     )
     limit: int | None = Field(default=None, ge=1, description="First N items of each category; None: all.")
     every_n_steps: int = Field(
@@ -22,6 +23,17 @@ class EvalSettings(Section):
     )
     max_new_tokens: int = Field(default=512, ge=1)
     batch_size: int | None = Field(default=None, ge=1, description="Prompts per call (None: the policy's).")
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Multi-turn steps per turn before a conversation is force-quit "
+        "(None: BFCL's limit, 20; another value gives figures that are not BFCL's).",
+    )
+    heldout_path: Path | None = Field(
+        default=None,
+        description="Held-out ToolMatch set (JSONL samples, e.g. from `looptool seed --heldout-out`) "
+        "that every evaluation also scores; the promotion gate weighs it.",
+    )
     results_dir: Path = Field(
         default=Path("data/eval"), description="Per-item results, a file per checkpoint."
     )

@@ -26,6 +26,7 @@ from bus.config import KafkaSettings
 from common.logs import LogSettings
 from common.settings import RUN_ID_PATTERN
 from evaluation.config import EvalSettings
+from evaluation.gate import PromoteSettings
 from streams.config import EndpointSettings, LoopSettings, PolicySettings
 from trainer.config import TrainerSettings
 from views.config import StoreSettings
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
     generator: EndpointSettings | None = None
     world: WorldSettings | None = None
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    promote: PromoteSettings = Field(default_factory=PromoteSettings)
 
     @field_validator("run_id")
     @classmethod

@@ -218,7 +218,8 @@ class CheckpointPublished(Payload):
 
 
 class CheckpointEvaluated(Payload):
-    """A checkpoint's benchmark scores (BFCL v4 single-turn, bfcl-eval's AST checker)."""
+    """A checkpoint's benchmark scores (BFCL v4 single- and multi-turn, bfcl-eval's checkers) and its
+    held-out ToolMatch accuracy (when the evaluator has a held-out set)."""
 
     EVENT_TYPE: ClassVar[str] = "CheckpointEvaluated"
 
@@ -236,6 +237,70 @@ class CheckpointEvaluated(Payload):
     summary: dict[str, float] = Field(default_factory=dict)
     wall_time_s: float = 0.0
     results_uri: str | None = None
+    # v2
+    uri: str | None = None
+    max_steps: int | None = None
+    steps: dict[str, int] = Field(default_factory=dict)
+    error_types: dict[str, dict[str, int]] = Field(default_factory=dict)
+    heldout_correct: int | None = None
+    heldout_total: int | None = None
+    heldout_source: str | None = None
+
+    def partition_key(self) -> str:
+        return self.checkpoint_id
+
+
+class PolicyPromoted(Payload):
+    """The promotion gate made ``checkpoint_id`` the promoted policy (see :mod:`evaluation.gate`)."""
+
+    EVENT_TYPE: ClassVar[str] = "PolicyPromoted"
+
+    checkpoint_id: str
+    round: int
+    step: int
+    final: bool
+    uri: str | None = None
+    evaluation_event_id: str
+    previous_checkpoint_id: str | None = None
+    previous_evaluation_event_id: str | None = None
+    figures: dict[str, float]
+    counts: dict[str, int]
+    previous_figures: dict[str, float] = Field(default_factory=dict)
+    previous_counts: dict[str, int] = Field(default_factory=dict)
+    deltas: dict[str, float] = Field(default_factory=dict)
+    tolerance: float
+    tolerances: dict[str, float] = Field(default_factory=dict)
+    reason: str
+
+    def partition_key(self) -> str:
+        return self.checkpoint_id
+
+
+class PromotionRefused(Payload):
+    """The promotion gate kept ``promoted_checkpoint_id``; ``checkpoint_id`` regressed (or could not
+    be compared)."""
+
+    EVENT_TYPE: ClassVar[str] = "PromotionRefused"
+
+    checkpoint_id: str
+    round: int
+    step: int
+    final: bool
+    uri: str | None = None
+    evaluation_event_id: str
+    promoted_checkpoint_id: str | None = None
+    promoted_evaluation_event_id: str | None = None
+    figures: dict[str, float]
+    counts: dict[str, int]
+    promoted_figures: dict[str, float] = Field(default_factory=dict)
+    promoted_counts: dict[str, int] = Field(default_factory=dict)
+    deltas: dict[str, float] = Field(default_factory=dict)
+    tolerance: float
+    tolerances: dict[str, float] = Field(default_factory=dict)
+    regressions: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    incomparable: list[str] = Field(default_factory=list)
+    reason: str
 
     def partition_key(self) -> str:
         return self.checkpoint_id
@@ -273,6 +338,8 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         RoundClosed,
         CheckpointPublished,
         CheckpointEvaluated,
+        PolicyPromoted,
+        PromotionRefused,
         DeadLetter,
     )
 }

@@ -84,7 +84,11 @@ class LoopSettings(Section):
     expansions_per_seed: int = Field(default=4, ge=0, description="k in EDDE.")
     judge_max_attempts: int = Field(default=3, ge=1)
     verify_max_attempts: int = Field(default=3, ge=1)
-    probe_checkpoints: Literal["final", "latest"] = "final"
+    probe_checkpoints: Literal["final", "latest", "promoted"] = Field(
+        default="final",
+        description="final: round j's final checkpoint; latest: the newest; promoted: the policy the "
+        "promotion gate holds after round j's decision (needs the evaluate and promote stages).",
+    )
     current_time: str = Field(default="2026-01-01 09:00:00", description="{current_time} in the prompts.")
     scenarios: list[ScenarioSettings] | None = Field(
         default=None, description="EDDE scenario-diversification constraints (default: the built-in list)."

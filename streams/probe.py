@@ -37,7 +37,9 @@ from toolcall.perplexity import perplexity
 from toolcall.prompts import build_chat
 
 log = get_logger(__name__)
-ProbeMode = Literal["final", "latest"]
+# "promoted": the policy the promotion gate promoted after round j's final checkpoint was decided
+# (streams.promote.PromotedCheckpointWatcher serves that mode).
+ProbeMode = Literal["final", "latest", "promoted"]
 
 
 class CheckpointWatcher:
@@ -45,6 +47,8 @@ class CheckpointWatcher:
 
     ``log`` None: nothing is followed, the owner publishes checkpoints itself (in-process runs).
     """
+
+    topics: tuple[str, ...] = ("checkpoints",)
 
     def __init__(self, log: EventLog | None, run_id: str):
         self.log = log
@@ -66,7 +70,7 @@ class CheckpointWatcher:
 
     async def _follow(self) -> None:
         assert self.log is not None
-        async for batch in self.log.follow(["checkpoints"]):
+        async for batch in self.log.follow(self.topics):
             for event in batch:
                 await self.publish(event)
 
@@ -84,6 +88,8 @@ class CheckpointWatcher:
             self._changed.notify_all()
 
     def current(self, round_: int, mode: ProbeMode) -> Event[CheckpointPublished] | None:
+        if mode == "promoted":
+            raise ValueError("probe mode 'promoted' needs streams.promote.PromotedCheckpointWatcher")
         known = self.by_round.get(round_, [])
         if mode == "final":
             return next((e for e in known if e.payload.final), None)
@@ -185,10 +191,15 @@ class ProbeStage(Stage):
     @classmethod
     def from_settings(cls, settings: StageSettings, clients: StageClients) -> ProbeStage:
         loop, policy = settings.loop, settings.policy
+        watcher_class = CheckpointWatcher
+        if loop.probe_checkpoints == "promoted":
+            from streams.promote import PromotedCheckpointWatcher
+
+            watcher_class = PromotedCheckpointWatcher
         return cls(
             settings.run_id,
             clients.policy_backend(),
-            CheckpointWatcher(clients.event_log(), settings.run_id),
+            watcher_class(clients.event_log(), settings.run_id),
             mode=loop.probe_checkpoints,
             current_time=loop.current_time,
             max_new_tokens=policy.max_new_tokens,

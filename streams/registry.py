@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
 from evaluation.config import EvalSettings
+from evaluation.gate import PromoteSettings
 from inference.base import InferenceBackend
 from schemas.events import Event
 from streams.config import LoopSettings, PolicySettings
@@ -35,6 +36,7 @@ STAGE_MODULES = (
     "streams.verify",
     "streams.curate",
     "streams.evaluate",
+    "streams.promote",
 )
 
 
@@ -52,6 +54,9 @@ class StageSettings(Protocol):
 
     @property
     def eval(self) -> EvalSettings: ...
+
+    @property
+    def promote(self) -> PromoteSettings: ...
 
 
 class EventSink(Protocol):

@@ -62,6 +62,11 @@ class TrainerSettings(Section):
     data_wait_s: float = Field(
         default=30.0, ge=0, description="How long to wait for a round's members to become readable."
     )
+    start_from: Literal["previous", "promoted"] = Field(
+        default="previous",
+        description="Round j starts from round j-1's final checkpoint (previous), or from the policy the "
+        "promotion gate holds after round j-1's decision (promoted; needs the evaluate and promote stages).",
+    )
     verl: VerlSettings = Field(default_factory=VerlSettings)
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from common.logs import get_logger
+from evaluation.heldout import heldout_toolmatch, load_heldout
 from evaluation.report import category_table, summary_table
 from evaluation.runner import EvalRun, evaluate, write_results
 from evaluation.suite import load_suite, parse_categories
@@ -109,6 +110,7 @@ async def run_eval_command(
         f"evaluating [bold]{resolved.checkpoint_id}[/] ({resolved.uri}) on {len(items)} BFCL items "
         f"from {len(chosen)} categories"
     )
+    heldout = load_heldout(settings.eval.heldout_path) if settings.eval.heldout_path else None
     try:
         run = await evaluate(
             backend,
@@ -117,12 +119,27 @@ async def run_eval_command(
             batch_size=size,
             current_time=settings.loop.current_time,
             limit=limit if limit is not None else settings.eval.limit,
+            max_steps=settings.eval.max_steps,
+        )
+        score = (
+            await heldout_toolmatch(
+                backend,
+                heldout.samples,
+                max_tokens=max_new_tokens or settings.eval.max_new_tokens,
+                batch_size=size,
+                current_time=settings.loop.current_time,
+            )
+            if heldout is not None
+            else None
         )
     finally:
         await backend.close()
     target = write_results(run.results, output or default_results_path(settings, resolved.checkpoint_id))
     console.print(summary_table(run.summary, model=resolved.checkpoint_id))
-    console.print(category_table(run.summary))
+    console.print(category_table(run.summary, steps=run.steps()))
+    if heldout is not None and score is not None:
+        shown = f"{score.correct}/{score.total} = {100 * score.accuracy:.2f}%"
+        console.print(f"held-out ToolMatch ({heldout.source}): {shown}")
     console.print(f"per-item results: {target}  ({run.wall_time_s:.1f} s)")
     return run
 

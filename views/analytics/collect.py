@@ -17,13 +17,16 @@ import pandas as pd
 from bus.config import RunSettings
 from common.logs import get_logger
 from schemas.events import (
+    CheckpointEvaluated,
     CheckpointPublished,
     CuratedSample,
     DeadLetter,
     Event,
     ExpansionCandidate,
     LabelCorrected,
+    PolicyPromoted,
     ProbeResult,
+    PromotionRefused,
     RoundClosed,
     SampleAdded,
     Verdict,
@@ -125,6 +128,9 @@ class StatsCollector:
         self.rows: dict[str, list[dict[str, Any]]] = {name: [] for name in _COLUMNS if name != "samples"}
         self._origins: dict[str, dict[str, Any]] = {}
         self.events = 0
+        # BFCL evaluations and promotion-gate decisions, kept as payloads (evaluation.report renders them)
+        self.evaluations: list[CheckpointEvaluated] = []
+        self.promotions: list[PolicyPromoted | PromotionRefused] = []
 
     def _first(self, table: str, key: Any) -> bool:
         if (table, key) in self._keys:
@@ -266,6 +272,11 @@ class StatsCollector:
                         "event_id": event.event_id,
                     }
                 )
+        elif isinstance(p, CheckpointEvaluated):
+            self.evaluations.append(p)
+        elif isinstance(p, PolicyPromoted | PromotionRefused):
+            if self._first("promotions", p.evaluation_event_id):
+                self.promotions.append(p)
         elif isinstance(p, DeadLetter):
             self.rows["dead_letters"].append(
                 {
@@ -281,7 +292,9 @@ class StatsCollector:
     def stats(self) -> RunStats:
         rows = {**self.rows, "samples": sorted(self._origins.values(), key=lambda row: row["sample_id"])}
         frames = {name: pd.DataFrame(data, columns=list(_COLUMNS[name])) for name, data in rows.items()}
-        return RunStats(events=self.events, **frames)
+        return RunStats(
+            events=self.events, evaluations=list(self.evaluations), promotions=list(self.promotions), **frames
+        )
 
 
 # --- loading ------------------------------------------------------------------------------------

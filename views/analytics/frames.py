@@ -12,8 +12,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -44,6 +44,8 @@ class RunStats:
     rounds: pd.DataFrame
     checkpoints: pd.DataFrame
     dead_letters: pd.DataFrame
+    evaluations: list[Any] = field(default_factory=list)  # CheckpointEvaluated payloads
+    promotions: list[Any] = field(default_factory=list)  # PolicyPromoted / PromotionRefused payloads
 
     # --- verdicts -------------------------------------------------------------------------------
 

@@ -165,8 +165,20 @@ def render_curation_table(stats: RunStats) -> Table:
     return table
 
 
+def render_bfcl_table(stats: RunStats) -> Table:
+    from evaluation.report import rounds_table
+
+    return rounds_table(stats.evaluations, title="BFCL v4 by checkpoint (evaluate stage)")
+
+
+def render_promotions_table(stats: RunStats) -> Table:
+    from evaluation.report import promotions_table
+
+    return promotions_table(stats.promotions)
+
+
 def render_stats(stats: RunStats) -> Group:
-    """Every stats table, for printing or a live display."""
+    """Every stats table, for printing or a live display (BFCL and promotions when the run has them)."""
     return Group(
         render_rounds_table(stats),
         render_checkpoint_table(stats),
@@ -174,12 +186,15 @@ def render_stats(stats: RunStats) -> Group:
         render_expansion_table(stats),
         render_tool_table(stats),
         render_error_table(stats),
+        *([render_bfcl_table(stats)] if stats.evaluations else []),
+        *([render_promotions_table(stats)] if stats.promotions else []),
     )
 
 
 def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | None = None) -> str:
     """The tables as plain text (for a README or a report); ``tables`` picks some by name:
-    rounds, checkpoints, curation, expansion, tools, errors."""
+    rounds, checkpoints, curation, expansion, tools, errors, bfcl, promotions (the last two by
+    default only when the run has them)."""
     renderers = {
         "rounds": render_rounds_table,
         "checkpoints": render_checkpoint_table,
@@ -187,7 +202,15 @@ def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | No
         "expansion": render_expansion_table,
         "tools": render_tool_table,
         "errors": render_error_table,
+        "bfcl": render_bfcl_table,
+        "promotions": render_promotions_table,
     }
+    if tables is None:
+        tables = [
+            name
+            for name in renderers
+            if (name != "bfcl" or stats.evaluations) and (name != "promotions" or stats.promotions)
+        ]
     unknown = sorted(set(tables or ()) - set(renderers))
     if unknown:
         raise ValueError(f"unknown tables {unknown}; known: {', '.join(renderers)}")
