@@ -7,11 +7,11 @@ with its ``QwenFCHandler`` decoding the outputs. The script prints, per kind, ho
 each side passes and how many get the same verdict and the same BFCL error type, and can write the
 table into ``docs/evaluation.md``.
 
-    .venv/bin/python benchmarks/bfcl_multi_turn_parity.py                # all 800 conversations (~4 min)
-    .venv/bin/python benchmarks/bfcl_multi_turn_parity.py --sample 5     # first 5 of each category
-    .venv/bin/python benchmarks/bfcl_multi_turn_parity.py --sample 2 --json   # machine-readable (tests)
-    .venv/bin/python benchmarks/bfcl_multi_turn_parity.py --write-docs   # refresh the docs table
-    .venv/bin/python benchmarks/bfcl_multi_turn_parity.py --check-docs   # exit 1 if the table is stale
+    .venv/bin/python -m benchmarks.bfcl_multi_turn_parity                # all 800 conversations (~4 min)
+    .venv/bin/python -m benchmarks.bfcl_multi_turn_parity --sample 5     # first 5 of each category
+    .venv/bin/python -m benchmarks.bfcl_multi_turn_parity --sample 2 --json   # machine-readable (tests)
+    .venv/bin/python -m benchmarks.bfcl_multi_turn_parity --write-docs   # refresh the docs table
+    .venv/bin/python -m benchmarks.bfcl_multi_turn_parity --check-docs   # exit 1 if the table is stale
 """
 
 from __future__ import annotations

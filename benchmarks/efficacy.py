@@ -13,8 +13,8 @@ objects, curation and the CPU GRPO trainer). After each round it scores the roun
 clean held-out set (greedy ToolMatch against the world's truth) and the label noise of D_j. Prints the
 tables (mean ± std over seeds) and writes ``benchmarks/results/efficacy.json``.
 
-    .venv/bin/python benchmarks/efficacy.py                  # 3 seeds, 3 rounds (about an hour on 2 cores)
-    .venv/bin/python benchmarks/efficacy.py --seeds 1 --scale quick
+    .venv/bin/python -m benchmarks.efficacy                  # 3 seeds, 3 rounds (about an hour on 2 cores)
+    .venv/bin/python -m benchmarks.efficacy --seeds 1 --scale quick
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import dataclasses
 import json
 import platform
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,11 +33,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from looptool.config import load_settings  # noqa: E402
-from looptool.demo import (  # noqa: E402
+from benchmarks.harness import ROOT, results_path
+from looptool.config import load_settings
+from looptool.demo import (
     SCALES,
     DemoScale,
     build_initial_policy,
@@ -46,9 +43,9 @@ from looptool.demo import (  # noqa: E402
     split_warm_start,
     write_warm_start,
 )
-from looptool.serial import ARMS, SerialLoop  # noqa: E402
+from looptool.serial import ARMS, SerialLoop
 
-RESULTS = ROOT / "benchmarks" / "results" / "efficacy.json"
+RESULTS = results_path("efficacy")
 STAGES = ("probe", "judge", "relabel", "expand", "verify")
 
 

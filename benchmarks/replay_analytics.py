@@ -22,11 +22,11 @@ from rich.table import Table
 from bus.broker import EmbeddedBroker
 from bus.kafka import EventProducer, ensure_topics
 from looptool.config import load_settings
-from tests.analytics.simulated_run import simulate_run
 from views.analytics import stats_from_topics
 from views.export import EXPORT_FORMATS, export_dataset
 from views.replay import Cut, dataset_at, replay_to
 from world import World
+from world.simulated_run import simulate_run
 
 
 async def bench(seeds: int, target: int, workdir: Path, console: Console) -> None:

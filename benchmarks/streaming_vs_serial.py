@@ -17,7 +17,7 @@ streaming arm's service logs give its timeline (start-up, each round's training,
 trainer waited for D_{j+1}), which explains the speed-up. Prints tables and writes
 ``benchmarks/results/streaming_vs_serial.json``.
 
-    .venv/bin/python benchmarks/streaming_vs_serial.py [--scale quick] [--rounds 3] [--target-size N]
+    .venv/bin/python -m benchmarks.streaming_vs_serial [--scale quick] [--rounds 3] [--target-size N]
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import json
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -39,20 +38,18 @@ from typing import Any
 
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.pipeline_overhead import (  # noqa: E402
-    STAGE_ORDER,
+from benchmarks.harness import (
     finish_machine_info,
     machine_info,
     quiet_logs,
+    results_path,
     wide_console,
     write_results,
 )
-from looptool.config import Settings, load_settings  # noqa: E402
+from benchmarks.pipeline_overhead import STAGE_ORDER
+from looptool.config import Settings, load_settings
 
-RESULTS = ROOT / "benchmarks" / "results" / "streaming_vs_serial.json"
+RESULTS = results_path("streaming_vs_serial")
 
 
 def arm_settings(

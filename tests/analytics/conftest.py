@@ -14,7 +14,7 @@ import pytest
 
 from bus.kafka import EventProducer, ensure_topics
 from looptool.config import Settings, load_settings
-from tests.analytics.simulated_run import SimulatedRun, simulate_run
+from world.simulated_run import SimulatedRun, simulate_run
 from views.store import SampleStore, materialise
 from world import World
 

@@ -18,7 +18,7 @@ from looptool.cli.views import run_stats
 from looptool.config import load_settings
 from schemas.events import Event
 from tests.analytics.conftest import LiveRun
-from tests.analytics.simulated_run import simulate_run
+from world.simulated_run import simulate_run
 from views.analytics import (
     RunStats,
     load_stats,

@@ -1,6 +1,6 @@
 """CI-sized parity: our multi-turn scoring gives bfcl-eval's own verdicts on the same outputs.
 
-Runs ``benchmarks/bfcl_multi_turn_parity.py`` on the first two conversations of each category in a
+Runs ``python -m benchmarks.bfcl_multi_turn_parity`` on the first two conversations of each category in a
 subprocess (bfcl-eval's evaluation code is imported there, with the stand-ins its import needs, never in
 the test process). The full table (800 conversations) is in ``docs/evaluation.md``.
 """
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_verdicts_and_error_types_match_bfcl_eval(tmp_path: Path) -> None:
     env = {**os.environ, "BFCL_PROJECT_ROOT": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bfcl_multi_turn_parity.py"), "--sample", "2", "--json"],
+        [sys.executable, "-m", "benchmarks.bfcl_multi_turn_parity", "--sample", "2", "--json"],
         capture_output=True,
         text=True,
         env=env,
