@@ -14,9 +14,9 @@ import pytest
 
 from bus.kafka import EventProducer, ensure_topics
 from looptool.config import Settings, load_settings
-from world.simulated_run import SimulatedRun, simulate_run
 from views.store import SampleStore, materialise
 from world import World
+from world.simulated_run import SimulatedRun, simulate_run
 
 
 @dataclass

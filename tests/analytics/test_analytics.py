@@ -18,7 +18,6 @@ from looptool.cli.views import run_stats
 from looptool.config import load_settings
 from schemas.events import Event
 from tests.analytics.conftest import LiveRun
-from world.simulated_run import simulate_run
 from views.analytics import (
     RunStats,
     load_stats,
@@ -31,6 +30,7 @@ from views.analytics import (
 from views.analytics.frames import NO_CALL, VERDICT_LABELS
 from views.analytics.live import follow_stats
 from world import World
+from world.simulated_run import simulate_run
 
 
 def distinct(events: list[Event[Any]]) -> list[Event[Any]]:
