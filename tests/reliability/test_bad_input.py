@@ -306,6 +306,9 @@ def test_non_finite_numbers_in_seed_records_are_dead_lettered(tmp_path: Path) ->
     events = list(read_records(path, "r", "auto", IngestReport(path=str(path))))
     for event in events:
         CODEC.encode(event)
+    [letter] = [e for e in events if isinstance(e.payload, DeadLetter)]
+    assert letter.payload.source_ref == "nan.jsonl:1" and "not finite" in letter.payload.reason
+    assert [e.payload.sample_id for e in events if isinstance(e.payload, SampleAdded)]  # line 2 landed
 
 
 async def test_a_prompt_the_endpoint_rejects_is_dead_lettered_not_retried_forever() -> None:
