@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from inference.base import Generation
 from schemas.events import (
     CheckpointPublished,
     CuratedSample,
@@ -22,7 +26,7 @@ from schemas.events import (
 )
 from streams.expand import ExpandStage, expansion_requests
 from streams.judge import JudgeStage, rule_verdict
-from streams.probe import probe_result
+from streams.probe import CheckpointWatcher, ProbeStage, probe_result
 from streams.relabel import RelabelStage, correction_for
 from streams.roles import ExpansionRequest, JudgeCase, VerificationCase
 from streams.stage import Stage, TransientError
@@ -88,6 +92,82 @@ def test_probe_result_mismatch_and_unparseable() -> None:
 
 
 # --- judge -----------------------------------------------------------------------------------------
+
+
+class RecordingPolicy:
+    """A policy backend that answers the label's call and records which checkpoint each prompt met."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.model_id = "initial"
+        self.loads: list[str] = []
+        self.answered: list[str] = []  # the checkpoint loaded when each prompt was decoded
+
+    async def load(self, model_path: str, model_id: str) -> None:
+        self.loads.append(model_id)
+        self.model_id = model_id
+
+    async def generate(self, prompts: Sequence[Any], sampling: Any) -> list[list[Generation]]:
+        self.answered.extend(self.model_id for _ in prompts)
+        return [[Generation(text=render_action(LABEL), token_logprobs=[-0.1])] for _ in prompts]
+
+    async def close(self) -> None: ...
+
+
+def published(
+    round_: int, step: int, final: bool, produced: int, attempt: str = "a"
+) -> Event[CheckpointPublished]:
+    event = event_of(
+        CheckpointPublished(
+            new_checkpoint_id=f"ckpt-r{round_}-{attempt}-s{step}",
+            round=round_,
+            step=step,
+            final=final,
+            uri=f"/ckpt/{attempt}/{step}",
+            backend="cpu",
+        ),
+        RUN,
+    )
+    return event.model_copy(update={"produced_at": datetime(2026, 1, 1, 9, 0, produced, tzinfo=UTC)})
+
+
+async def test_latest_mode_probes_each_batch_with_the_newest_checkpoint_of_its_round() -> None:
+    """The online overlap the demo runs: members are probed with whatever checkpoint of their round is
+    newest when their batch is decoded, and each ProbeResult names that checkpoint."""
+    policy = RecordingPolicy()
+    watcher = CheckpointWatcher(None, RUN)
+    stage = ProbeStage(RUN, policy, watcher, mode="latest")  # type: ignore[arg-type]
+    first, second, third = (member(sample_id=f"s_{n}") for n in (1, 2, 3))
+    await watcher.publish(published(1, 5, final=False, produced=1))
+    [early] = await stage.process([first])
+    await watcher.publish(published(1, 10, final=False, produced=2))
+    await watcher.publish(published(1, 20, final=True, produced=3))
+    [late] = await stage.process([second])
+    # A retried round: the newer attempt's checkpoint wins even at a lower step.
+    await watcher.publish(published(1, 2, final=False, produced=4, attempt="b"))
+    [retried] = await stage.process([third])
+    assert [early.checkpoint_id, late.checkpoint_id, retried.checkpoint_id] == [
+        "ckpt-r1-a-s5",
+        "ckpt-r1-a-s20",
+        "ckpt-r1-b-s2",
+    ]
+    assert early.parent_ids[1] != late.parent_ids[1]  # lineage names the checkpoint event too
+    assert policy.loads == ["ckpt-r1-a-s5", "ckpt-r1-a-s20", "ckpt-r1-b-s2"]
+    assert policy.answered == policy.loads  # each prompt decoded by the checkpoint its result names
+
+
+async def test_final_mode_waits_for_the_rounds_final_checkpoint() -> None:
+    policy = RecordingPolicy()
+    watcher = CheckpointWatcher(None, RUN)
+    stage = ProbeStage(RUN, policy, watcher, mode="final")  # type: ignore[arg-type]
+    await watcher.publish(published(1, 5, final=False, produced=1))
+    waiting = asyncio.create_task(stage.process([member()]))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and policy.loads == []  # an intermediate checkpoint does not probe
+    await watcher.publish(published(1, 20, final=True, produced=2))
+    [result] = await asyncio.wait_for(waiting, 5)
+    assert result.checkpoint_id == "ckpt-r1-a-s20" and policy.loads == ["ckpt-r1-a-s20"]
 
 
 def probe_event(
