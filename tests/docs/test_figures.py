@@ -1,4 +1,4 @@
-"""Every figure the README and docs quote between ``fig`` markers equals its results file (rounded as quoted)."""
+"""Every figure the docs quote between ``fig`` markers equals its results file (rounded as quoted)."""
 
 from __future__ import annotations
 
