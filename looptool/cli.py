@@ -128,31 +128,69 @@ def topics(ctx: typer.Context) -> None:
 @app.command()
 def ingest(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="JSONL seed file.", exists=True, dir_okay=False)],
-    fmt: Annotated[str, typer.Option("--format", help="auto, paper, bfcl, xlam, openai or hermes.")] = "auto",
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Seed files (JSON, JSONL, .gz), folders of them, or datasets saved to disk."),
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="auto (per record), paper, bfcl, xlam, openai, sharegpt (hermes, toolace) or glaive.",
+        ),
+    ] = "auto",
+    answers: Annotated[
+        Path | None,
+        typer.Option(
+            help="BFCL possible answers ({id, ground_truth} lines) when no possible_answer/ is beside."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object of the counts.")] = False,
 ) -> None:
-    """Read seed samples into the run's topics; bad records go to the dead-letter topic."""
-    from streams.ingest import ingest_file
+    """Read seed samples into the run's topics; bad records go to the dead-letter topic with the reason."""
+    import json
+
+    from streams.deadletters import render_ingest_report
+    from streams.ingest import ingest_paths
+    from streams.sources import SourceError
+    from toolcall.formats import RecordError
 
     settings = _settings(ctx)
     _require_broker(settings)
-    report = asyncio.run(ingest_file(file, settings, fmt))
-    print_ingest_report(report)
+    try:
+        report = asyncio.run(ingest_paths(paths, settings, fmt, show_progress=not as_json, answers=answers))
+    except (SourceError, RecordError, OSError) as error:
+        raise typer.BadParameter(str(error)) from None
+    if as_json:
+        print(json.dumps(report.summary(), ensure_ascii=False))
+    else:
+        render_ingest_report(report, console)
 
 
-def print_ingest_report(report: Any) -> None:
-    table = Table("", "count", title=f"ingest {report.path}")
-    table.add_row("records", str(report.records))
-    for fmt, count in sorted(report.by_format.items()):
-        table.add_row(f"  format {fmt}", str(count))
-    table.add_row("samples (SampleAdded)", str(report.samples))
-    table.add_row("duplicates skipped", str(report.duplicates))
-    table.add_row("labels violating their tool schema", str(report.labels_violating_schema))
-    table.add_row("dead-lettered records", str(report.dead_lettered))
-    table.add_row("seeds that are eval-suite questions", str(report.overlapping_eval))
-    console.print(table)
-    for example in report.overlap_examples:
-        console.print(f"[yellow]eval overlap[/] {example}")
+@app.command()
+def deadletters(
+    ctx: typer.Context,
+    source: Annotated[str | None, typer.Option(help="Only places containing this (a file name).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only reasons containing this (case-blind).")] = None,
+    stage: Annotated[str | None, typer.Option(help="Only this stage's (ingest, curate, probe, ...).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per dead letter, raw record included.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=0, help="Dead letters listed after the counts.")] = 50,
+) -> None:
+    """List the run's dead letters (what a stage could not process) with their reasons."""
+    import json
+
+    from streams.deadletters import load_dead_letters, render_dead_letters, select
+
+    settings = _settings(ctx)
+    _require_broker(settings)
+    rows = select(asyncio.run(load_dead_letters(settings)), source=source, reason=reason, stage=stage)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row.to_json(), ensure_ascii=False))
+    else:
+        render_dead_letters(rows, console, limit=limit)
 
 
 @app.command()
@@ -165,14 +203,17 @@ def store(
 
     settings = _settings(ctx)
     _require_broker(settings)
-    applied = asyncio.run(materialise(settings, SampleStore(settings.store.path), stop_when_idle=until_idle))
-    console.print(f"applied {applied} events to {settings.store.path}")
+    folder = settings.store.folder(settings.run_id)
+    applied = asyncio.run(materialise(settings, SampleStore(folder), stop_when_idle=until_idle))
+    console.print(f"applied {applied} events to {folder}")
 
 
 @app.command()
 def rebuild(
     ctx: typer.Context,
-    path: Annotated[Path | None, typer.Option(help="Store path (default: the configured one).")] = None,
+    path: Annotated[
+        Path | None, typer.Option(help="Store path (default: the run's folder under the configured one).")
+    ] = None,
 ) -> None:
     """Drop the sample store and rebuild it by replaying every topic of the run from offset 0."""
     from streams.store import SampleStore
@@ -180,7 +221,7 @@ def rebuild(
 
     settings = _settings(ctx)
     _require_broker(settings)
-    target = path or settings.store.path
+    target = path or settings.store.folder(settings.run_id)
     stats = asyncio.run(rebuild_store(settings, target))
     console.print(
         f"rebuilt {target} from {stats.records} records ({stats.undecodable} undecodable skipped): "
@@ -371,19 +412,33 @@ def curate(
     ] = False,
 ) -> None:
     """Open round 1 from the seeds now in the pool (later rounds are closed by the curate stage)."""
-    from streams.curate import open_first_round
+    from streams.curate import open_first_round, refusals
     from streams.worker import curation_policy
 
     settings = _settings(ctx)
     _require_broker(settings)
     if not initial:
         raise typer.BadParameter("later rounds are built by `looptool worker --stages curate`; use --initial")
-    events = asyncio.run(open_first_round(settings, curation_policy(settings)))
+    try:
+        events = asyncio.run(open_first_round(settings, curation_policy(settings)))
+    except ValueError as error:
+        console.print(f"[red]round 1 not opened:[/] {error}")
+        raise typer.Exit(1) from None
     if not events:
         console.print("round 1 is already open")
         return
     manifest = events[-1].payload
     console.print(f"opened round {manifest.round}: {manifest.total} samples {manifest.counts}")
+    refused = refusals(events)
+    if refused:
+        console.print(
+            f"[yellow]refused {len(refused)} seeds[/] as evaluation-suite questions: kept out of every "
+            "round (`looptool deadletters --stage curate` lists them all), e.g.:"
+        )
+        for event in refused[:5]:
+            console.print(
+                f"  {event.payload.key.decode() if event.payload.key else ''}: {event.payload.reason}"
+            )
 
 
 @app.command("eval")

@@ -49,6 +49,7 @@ from schemas.events import (
     Verdict,
     VerificationResult,
 )
+from streams.deadletters import category_of, frame_dead_letter_table
 from streams.store import ALL_TOPIC_NAMES, SampleStore, event_from_row
 
 log = get_logger(__name__)
@@ -127,7 +128,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "event_id",
     ),
     "checkpoints": ("checkpoint_id", "round", "step", "final", "produced_at", "event_id"),
-    "dead_letters": ("event_id", "stage", "error_type", "reason", "source_ref"),
+    "dead_letters": ("event_id", "stage", "error_type", "reason", "source_ref", "category"),
 }
 
 
@@ -298,6 +299,7 @@ class StatsCollector:
                     "error_type": p.error_type,
                     "reason": p.reason,
                     "source_ref": p.source_ref,
+                    "category": category_of(p),
                 }
             )
         return True
@@ -765,12 +767,13 @@ def render_stats(stats: RunStats) -> Group:
         render_expansion_table(stats),
         render_tool_table(stats),
         render_error_table(stats),
+        frame_dead_letter_table(stats.dead_letters),
     )
 
 
 def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | None = None) -> str:
     """The tables as plain text (for a README or a report); ``tables`` picks some by name:
-    rounds, checkpoints, curation, expansion, tools, errors."""
+    rounds, checkpoints, curation, expansion, tools, errors, deadletters."""
     renderers = {
         "rounds": render_rounds_table,
         "checkpoints": render_checkpoint_table,
@@ -778,6 +781,7 @@ def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | No
         "expansion": render_expansion_table,
         "tools": render_tool_table,
         "errors": render_error_table,
+        "deadletters": lambda stats: frame_dead_letter_table(stats.dead_letters),
     }
     unknown = sorted(set(tables or ()) - set(renderers))
     if unknown:

@@ -29,7 +29,7 @@ async def test_ingest_of_every_format_with_bad_lines(settings, tmp_path: Path) -
     bad = {
         "{not json": "JSONDecodeError",
         '{"foo": 1}': "RecordError",
-        '{"query": "q", "tools": "[]", "answers": "[]"}': "RecordError",
+        '{"query": "q", "tools": "[{bad", "answers": "[]"}': "RecordError",
         "[1, 2, 3]": "RecordError",
     }
     bad_lines = {}
@@ -64,6 +64,8 @@ async def test_ingest_of_every_format_with_bad_lines(settings, tmp_path: Path) -
         letter = by_line[number]
         assert letter.stage == "ingest" and letter.reason.startswith(f"line {number}:")
         assert letter.raw.decode() == raw
+        assert letter.category and f"mixed.jsonl:{number}" in report.reason_examples[letter.category]
+    assert sum(report.reasons.values()) == 4 and "unrecognised record format" in report.reasons
 
 
 async def test_ingested_samples_round_trip_their_content(settings, tmp_path: Path) -> None:
