@@ -130,7 +130,8 @@ def test_xlam_and_hermes() -> None:
 
 
 def test_a_record_offering_no_tool_is_a_no_call_sample() -> None:
-    [paper] = record_to_samples({"tools": [], "messages": [{"role": "user", "content": "hi"}], "label": "Hello!"})
+    record = {"tools": [], "messages": [{"role": "user", "content": "hi"}], "label": "Hello!"}
+    [paper] = record_to_samples(record)
     assert paper.tools == [] and paper.label == Action(text="Hello!")
     bfcl = {"question": [[{"role": "user", "content": "Weather in Boston?"}]], "function": []}
     [sample] = record_to_samples(bfcl)  # no function and no possible answer: no call is right

@@ -26,6 +26,7 @@ from toolcall.formats.bfcl import BFCL_CLASS_DOC_FILES, bfcl_label, from_bfcl, i
 from toolcall.formats.chat import from_openai
 from toolcall.formats.common import (
     EMPTY_CONTEXT,
+    NO_SUITABLE_TOOL,
     Conversion,
     FormatContext,
     RecordError,
@@ -71,7 +72,10 @@ def resolve_format(fmt: str) -> str:
     """A format name or alias -> the format (``auto`` stays)."""
     fmt = ALIASES.get(fmt, fmt)
     if fmt != "auto" and fmt not in FORMATS:
-        raise RecordError(f"unknown format {fmt!r}; known: auto, {', '.join(FORMATS)}, {', '.join(ALIASES)}")
+        raise RecordError(
+            f"unknown format {fmt!r}; known: auto, {', '.join(FORMATS)}, {', '.join(ALIASES)}",
+            "unknown format",
+        )
     return fmt
 
 
@@ -115,6 +119,7 @@ __all__ = [
     "ALIASES",
     "BFCL_CLASS_DOC_FILES",
     "FORMATS",
+    "NO_SUITABLE_TOOL",
     "Conversion",
     "FormatContext",
     "RecordError",

@@ -236,7 +236,10 @@ def _nested_acceptable(value: Any) -> bool:
 
 def _bfcl_arguments(name: str, acceptable_by_param: Any, schema: ParamSchema | None) -> dict[str, Any]:
     if not isinstance(acceptable_by_param, dict):
-        raise RecordError(f"ground truth of {name} must map parameters to acceptable values")
+        raise RecordError(
+            f"ground truth of {name} must map parameters to acceptable values",
+            "bfcl ground truth does not map parameters to acceptable values",
+        )
     properties = schema.properties if schema is not None else {}
     required = set(schema.required) if schema is not None else set()
     arguments: dict[str, Any] = {}

@@ -24,10 +24,13 @@ _GOT = re.compile(r"(, )?got .*$")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?![\w.])")
 
 
-def reason_of(message: str) -> str:
-    """A message's stable class: quoted names, "got …" values and numbers masked (for counting)."""
+def reason_of(message: str, *, quotes: bool = True) -> str:
+    """A message's stable class, for counting: numbers, "got …" values and (with ``quotes``) quoted
+    names masked. Messages written here quote keywords; messages of other layers quote values."""
     first = message.splitlines()[0] if message else ""
-    masked = _NUMBER.sub("N", _GOT.sub("", _QUOTED.sub("'…'", first)))
+    if quotes:
+        first = _QUOTED.sub("'…'", first)
+    masked = _NUMBER.sub("N", _GOT.sub("", first))
     return masked.strip()[:200] or "unknown"
 
 
@@ -36,7 +39,7 @@ class RecordError(ValueError):
 
     def __init__(self, message: str, reason: str | None = None):
         super().__init__(message)
-        self.reason = reason or reason_of(message)
+        self.reason = reason or reason_of(message, quotes=False)
 
 
 @dataclass(frozen=True)
