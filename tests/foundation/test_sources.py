@@ -45,7 +45,7 @@ def test_a_broken_array_element_is_dead_lettered_with_its_place(tmp_path: Path) 
     broken = json.dumps(second).replace('"conversations"', '"conversations" oops', 1)  # not JSON
     (tmp_path / "seeds.json").write_text("[\n" + json.dumps(first) + ",\n" + broken + "\n]\n")
     report, added, letters = read(tmp_path / "seeds.json")
-    assert report.records == 2 and len(letters) == 1
+    assert report.records == 2 and len(letters) == 1 and added[0].source_ref == "seeds.json[0]"
     [letter] = letters
     assert letter.source_ref == "seeds.json[1]" and letter.reason.startswith("element 1 (line 3): ")
     assert letter.category == "invalid JSON" and letter.raw
@@ -67,7 +67,7 @@ def test_jsonl_gzip_and_a_pretty_printed_single_record(tmp_path: Path) -> None:
 
 
 def test_a_folder_joins_bfcl_answers_and_docs_and_accounts_for_every_record() -> None:
-    report, added, letters = read(PUBLISHED)
+    report, added, _ = read(PUBLISHED)
     files = [
         p
         for p in PUBLISHED.rglob("*.json*")
