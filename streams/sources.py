@@ -154,8 +154,8 @@ def load_answers(path: Path) -> dict[str, Any]:
 
 
 def count_records(path: Path) -> int | None:
-    """A cheap upper bound of a file's records for progress (lines), None when unknown."""
-    if path.is_dir() or path.name.lower().endswith(".gz"):
+    """A cheap upper bound of a JSON Lines file's records for progress (its lines), None otherwise."""
+    if path.is_dir() or path.name.lower().endswith(".gz") or _stem_suffix(path) not in (".jsonl", ".ndjson"):
         return None
     with path.open("rb") as handle:
         return sum(1 for _ in handle)
