@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolcall.parsing import CallFormatError, parse_output
-from toolcall.pytypes import TypeExpressionError, python_literal
+from toolcall.parsing import parse_output
+from toolcall.pytypes import TypeExpressionError, parse_python_calls, python_literal
 from toolcall.specs import ToolSpec, ToolSpecError, load_tools
 from toolcall.types import Action, Message, Sample, ToolCall
 
@@ -39,7 +39,7 @@ class RecordError(ValueError):
 
     def __init__(self, message: str, reason: str | None = None):
         super().__init__(message)
-        self.reason = reason or reason_of(message, quotes=False)
+        self.reason = reason_of(reason or message, quotes=False)
 
 
 @dataclass(frozen=True)
@@ -239,8 +239,6 @@ def text_of(content: Any, warnings: list[str], where: str) -> tuple[str, list[To
 
 def python_calls_to_tool_calls(text: str, tools: list[ToolSpec], what: str) -> list[ToolCall]:
     """Calls written as Python (``[f(a=1), g(b='x')]``); positional arguments take the declared order."""
-    from toolcall.pytypes import parse_python_calls
-
     try:
         parsed = parse_python_calls(text)
     except TypeExpressionError as error:
@@ -277,7 +275,6 @@ def python_calls_to_tool_calls(text: str, tools: list[ToolSpec], what: str) -> l
 __all__ = [
     "EMPTY_CONTEXT",
     "NO_SUITABLE_TOOL",
-    "CallFormatError",
     "Conversion",
     "FormatContext",
     "RecordError",
