@@ -320,6 +320,7 @@ class DeadLetter(Payload):
     source_ref: str | None = None
     key: bytes | None = None
     raw: bytes
+    category: str | None = None  # the reason's stable class (v2); None in older events
 
     def partition_key(self) -> str:
         return self.key.decode("utf-8", "replace") if self.key else self.stage

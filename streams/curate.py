@@ -67,6 +67,7 @@ LEDGER_TOPICS = (
     "deadletter",
 )
 PAPER_SEED_NEW_SCHEDULE = (1.0, 0.308, 0.154, 0.077)
+REFUSAL_CATEGORY = "seed is an evaluation-suite question (kept out of training)"
 
 
 @dataclass(frozen=True)
@@ -475,6 +476,7 @@ def refusal_events(refused: Sequence[tuple[PoolSample, str]], run_id: str) -> li
                     source_ref=sample.label_event_id,
                     key=sample.sample_id.encode("utf-8"),
                     raw=canonical_json(record).encode("utf-8"),
+                    category=REFUSAL_CATEGORY,
                 ),
                 run_id=run_id,
                 producer=PRODUCER,
@@ -513,6 +515,11 @@ def initial_round_events(ledger: Ledger, policy: CurationPolicy, run_id: str) ->
         return []
     fresh, refused = screen(ledger.fresh_seeds(), policy)
     members = compose_round(1, None, fresh, policy, run_id)
+    if not members and refused:
+        raise ValueError(
+            f"all {len(refused)} seeds in the pool are evaluation-suite questions (e.g. {refused[0][1]}); "
+            "none may be trained on: ingest other seeds, or turn [eval] decontaminate off"
+        )
     if not members:
         raise ValueError("the seed pool is empty: ingest seeds before opening round 1")
     return refusal_events(refused, run_id) + round_events(1, members, policy, run_id, None)
@@ -528,12 +535,21 @@ async def load_ledger(log: EventLog) -> Ledger:
 
 
 async def open_first_round(log: EventLog, policy: CurationPolicy) -> list[Event[Any]]:
-    """``looptool curate --initial``: publish D_1 from the seeds now in the pool."""
+    """``looptool curate --initial``: publish D_1 from the seeds now in the pool.
+
+    The events are the refusals (a DeadLetter per seed kept out of training, see :func:`refusals`),
+    then D_1's CuratedSample events and its RoundClosed manifest.
+    """
     ledger = await load_ledger(log)
     events = initial_round_events(ledger, policy, log.run_id)
     async with log.publisher() as sink:
         await sink.send_all(events)
     return events
+
+
+def refusals(events: Sequence[Event[Any]]) -> list[Event[DeadLetter]]:
+    """The curator's refusals among ``events``: seeds kept out of training, each with its reason."""
+    return [e for e in events if isinstance(e.payload, DeadLetter) and e.payload.stage == PRODUCER.stage]
 
 
 @register("service")

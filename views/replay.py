@@ -313,7 +313,8 @@ def recompute_round(
         events = next_round_events(upstream, policy, run_id)
     if not events or events[-1].payload.round != round_:
         return RecomputeCheck(round_, False, None, (f"the curator would not build round {round_} now",))
-    recomputed = {e.payload.sample_id: e for e in events[:-1]}
+    # The curator also emits a DeadLetter per seed it refuses (eval-suite overlap): not members.
+    recomputed = {e.payload.sample_id: e for e in events if isinstance(e.payload, CuratedSample)}
     logged = {m.sample_id: m for m in dataset.members}
     differences: list[str] = []
     for sample_id in sorted(set(recomputed) - set(logged)):
@@ -490,7 +491,8 @@ def run_replay(
     """``looptool replay``: rebuild the store and D_J as of the cut, print what was rebuilt and checked."""
     cut = Cut.from_options(round_, until)
     target = store_path or default_replay_path(settings, cut)
-    if Path(target).resolve() == Path(settings.store.path).resolve():
+    live = {Path(settings.store.folder(settings.run_id)).resolve(), Path(settings.store.path).resolve()}
+    if Path(target).resolve() in live:
         raise ReplayError(
             f"{target} is the live store: replay into another folder "
             "(`looptool rebuild` rebuilds the live store itself)"

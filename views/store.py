@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ from views.config import StoreRunSettings
 
 log = get_logger(__name__)
 STAGE = Producer(stage="store", version="1")
+# The folder's identity: the live materialiser's consumer position belongs to the folder, not the run.
+STORE_ID_FILE = ".store-id"
 LABEL_EVENT_TYPES = ("SampleAdded", "LabelCorrected")
 
 
@@ -377,7 +380,11 @@ class SampleStore:
         """
         folder = Path(path)
         if folder.exists():
-            strangers = [p.name for p in folder.iterdir() if not (p.is_dir() and p.suffix == ".lance")]
+            strangers = [
+                p.name
+                for p in folder.iterdir()
+                if not (p.is_dir() and p.suffix == ".lance") and p.name != STORE_ID_FILE
+            ]
             if strangers or not folder.is_dir():
                 raise ValueError(
                     f"{folder} is not a sample store (it holds {strangers[:5] or 'a file'}); "
@@ -388,6 +395,22 @@ class SampleStore:
 
     def table(self, name: str) -> Any:
         return self._tables[name]
+
+    def consumer_id(self) -> str:
+        """This folder's identity, for the live materialiser's consumer group.
+
+        A store that holds no event yet (a new or emptied folder) gets a new identity, so its
+        materialiser starts from offset 0 whatever another folder's materialiser committed; a store
+        that holds events keeps its identity and resumes where its group left off.
+        """
+        marker = self.path / STORE_ID_FILE
+        if marker.is_file() and self._tables["events"].count_rows() > 0:
+            known = marker.read_text(encoding="utf-8").strip()
+            if known:
+                return known
+        identity = uuid.uuid4().hex[:16]
+        marker.write_text(identity + "\n", encoding="utf-8")
+        return identity
 
     def apply(self, events: Sequence[Event[Any]]) -> int:
         """Apply a batch; returns how many events were new to the store. Idempotent."""
@@ -503,10 +526,12 @@ async def materialise(
     idle_batches: int = 3,
     on_batch: Callable[[int], None] | None = None,
 ) -> int:
-    """Run the live materialiser (consumer group ``<run>.store``) over every topic of the run.
+    """Run the live materialiser over every topic of the run, into ``store``.
 
-    Commits offsets only after a batch is applied. With ``stop_when_idle`` it returns once it has
-    seen ``idle_batches`` empty polls in a row with no lag (used by the demo and tests).
+    Its consumer group is ``<run>.store.<folder id>`` (:meth:`SampleStore.consumer_id`): a new or
+    empty folder starts from offset 0, a store that holds events resumes. Commits offsets only after
+    a batch is applied. With ``stop_when_idle`` it returns once it has seen ``idle_batches`` empty polls
+    in a row with no lag (used by the demo and tests).
     """
     applied = 0
     idle = 0
@@ -516,7 +541,7 @@ async def materialise(
             settings.kafka,
             settings.run_id,
             ALL_TOPIC_NAMES,
-            group_id=f"{settings.run_id}.store",
+            group_id=f"{settings.run_id}.store.{store.consumer_id()}",
             producer=producer,
             stage=STAGE,
         ) as consumer,
@@ -540,7 +565,7 @@ async def rebuild(
     settings: StoreRunSettings, path: Path | None = None, batch_size: int = 5000
 ) -> ReplayStats:
     """Drop the store and rebuild it from offset 0 of every topic of the run."""
-    store = SampleStore.reset(path or settings.store.path)
+    store = SampleStore.reset(path or settings.store.folder(settings.run_id))
     stats = ReplayStats()
     async for batch in replay(
         settings.kafka, settings.run_id, ALL_TOPIC_NAMES, batch_size=batch_size, stats=stats

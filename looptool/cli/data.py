@@ -121,31 +121,52 @@ def seed(
 @commands.command()
 def ingest(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="JSONL seed file.", exists=True, dir_okay=False)],
-    fmt: Annotated[str, typer.Option("--format", help="auto, paper, bfcl, xlam, openai or hermes.")] = "auto",
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Seed files (JSON, JSONL, .gz), folders of them, or datasets saved to disk."),
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="auto (per record), paper, bfcl, xlam, openai, sharegpt (hermes, toolace) or glaive.",
+        ),
+    ] = "auto",
+    answers: Annotated[
+        Path | None,
+        typer.Option(
+            help="BFCL possible answers ({id, ground_truth} lines) when no possible_answer/ is beside."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object of the counts.")] = False,
 ) -> None:
-    """Read seed samples into the run's topics; bad records go to the dead-letter topic."""
-    from streams.ingest import ingest_file
+    """Read seed samples into the run's topics; bad records go to the dead-letter topic with the reason."""
+    import json
+
+    from bus.ingest import ingest_paths
+    from streams.sources import SourceError
+    from toolcall.formats import RecordError
+    from views.deadletters import render_ingest_report
 
     settings = settings_of(ctx)
     require_broker(settings)
-    report = asyncio.run(ingest_file(file, settings, fmt))
-    print_ingest_report(report)
-
-
-def print_ingest_report(report: Any) -> None:
-    table = Table("", "count", title=f"ingest {report.path}")
-    table.add_row("records", str(report.records))
-    for fmt, count in sorted(report.by_format.items()):
-        table.add_row(f"  format {fmt}", str(count))
-    table.add_row("samples (SampleAdded)", str(report.samples))
-    table.add_row("duplicates skipped", str(report.duplicates))
-    table.add_row("labels violating their tool schema", str(report.labels_violating_schema))
-    table.add_row("dead-lettered records", str(report.dead_lettered))
-    table.add_row("seeds that are eval-suite questions", str(report.overlapping_eval))
-    console.print(table)
-    for example in report.overlap_examples:
-        console.print(f"[yellow]eval overlap[/] {example}")
+    try:
+        report = asyncio.run(
+            ingest_paths(
+                paths,
+                settings,
+                fmt,
+                show_progress=not as_json,
+                answers=answers,
+                decontaminate=settings.eval.decontaminate,
+            )
+        )
+    except (SourceError, RecordError, OSError) as error:
+        raise typer.BadParameter(str(error)) from None
+    if as_json:
+        print(json.dumps(report.summary(), ensure_ascii=False))
+    else:
+        render_ingest_report(report, console)
 
 
 @commands.command()
@@ -157,15 +178,29 @@ def curate(
 ) -> None:
     """Open round 1 from the seeds now in the pool (later rounds are closed by the curate stage)."""
     from bus.kafka import run_log
-    from streams.curate import CurationPolicy, open_first_round
+    from streams.curate import CurationPolicy, open_first_round, refusals
 
     settings = settings_of(ctx)
     require_broker(settings)
     if not initial:
         raise typer.BadParameter("later rounds are built by `looptool worker --stages curate`; use --initial")
-    events = asyncio.run(open_first_round(run_log(settings), CurationPolicy.from_settings(settings)))
+    try:
+        events = asyncio.run(open_first_round(run_log(settings), CurationPolicy.from_settings(settings)))
+    except ValueError as error:
+        console.print(f"[red]round 1 not opened:[/] {error}")
+        raise typer.Exit(1) from None
     if not events:
         console.print("round 1 is already open")
         return
     manifest = events[-1].payload
     console.print(f"opened round {manifest.round}: {manifest.total} samples {manifest.counts}")
+    refused = refusals(events)
+    if refused:
+        console.print(
+            f"[yellow]refused {len(refused)} seeds[/] as evaluation-suite questions: kept out of every "
+            "round (`looptool deadletters --stage curate` lists them all), e.g.:"
+        )
+        for event in refused[:5]:
+            console.print(
+                f"  {event.payload.key.decode() if event.payload.key else ''}: {event.payload.reason}"
+            )

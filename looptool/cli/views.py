@@ -29,14 +29,17 @@ def store(
 
     settings = settings_of(ctx)
     require_broker(settings)
-    applied = asyncio.run(materialise(settings, SampleStore(settings.store.path), stop_when_idle=until_idle))
-    console.print(f"applied {applied} events to {settings.store.path}")
+    folder = settings.store.folder(settings.run_id)
+    applied = asyncio.run(materialise(settings, SampleStore(folder), stop_when_idle=until_idle))
+    console.print(f"applied {applied} events to {folder}")
 
 
 @commands.command()
 def rebuild(
     ctx: typer.Context,
-    path: Annotated[Path | None, typer.Option(help="Store path (default: the configured one).")] = None,
+    path: Annotated[
+        Path | None, typer.Option(help="Store path (default: the run's folder under the configured one).")
+    ] = None,
 ) -> None:
     """Drop the sample store and rebuild it by replaying every topic of the run from offset 0."""
     from views.store import SampleStore
@@ -44,7 +47,7 @@ def rebuild(
 
     settings = settings_of(ctx)
     require_broker(settings)
-    target = path or settings.store.path
+    target = path or settings.store.folder(settings.run_id)
     stats = asyncio.run(rebuild_store(settings, target))
     console.print(
         f"rebuilt {target} from {stats.records} records ({stats.undecodable} undecodable skipped): "
@@ -162,6 +165,32 @@ def stats(
         run_stats(settings, follow=follow, plot=plot, console=console, store_path=store_path)
     except (FileNotFoundError, ValueError) as error:
         raise typer.BadParameter(str(error)) from None
+
+
+@commands.command()
+def deadletters(
+    ctx: typer.Context,
+    source: Annotated[str | None, typer.Option(help="Only places containing this (a file name).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only reasons containing this (case-blind).")] = None,
+    stage: Annotated[str | None, typer.Option(help="Only this stage's (ingest, curate, probe, ...).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per dead letter, raw record included.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=0, help="Dead letters listed after the counts.")] = 50,
+) -> None:
+    """List the run's dead letters (what a stage could not process) with their reasons."""
+    import json
+
+    from views.deadletters import load_dead_letters, render_dead_letters, select
+
+    settings = settings_of(ctx)
+    require_broker(settings)
+    rows = select(asyncio.run(load_dead_letters(settings)), source=source, reason=reason, stage=stage)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row.to_json(), ensure_ascii=False))
+    else:
+        render_dead_letters(rows, console, limit=limit)
 
 
 @commands.command()

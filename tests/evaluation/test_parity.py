@@ -27,6 +27,7 @@ BOTH_ACCEPT = (
 )
 BOTH_REJECT = (
     "float_for_int",
+    "int_off_by_one",
     "numeric_string",
     "boolean_string",
     "list_reorder",

@@ -136,3 +136,28 @@ async def test_second_materialiser_resumes_from_committed_offsets(settings) -> N
     assert second == len(more)
     assert store.counts()["samples"] == len(added) + len(more)
     assert first > second
+
+
+async def test_a_new_store_folder_starts_from_offset_zero(settings, tmp_path) -> None:
+    """The consumer position belongs to the folder: a second, new folder gets every event, while the
+    first folder, materialised again, resumes and gets none."""
+    added, fixes, others = await _publish_run(settings, n=8)
+    first = SampleStore(tmp_path / "first")
+    applied = await materialise(settings, first, stop_when_idle=True)
+    assert applied == len(added) + len(fixes) + len(others) + 1  # + the DeadLetter for the garbage record
+    second = SampleStore(tmp_path / "second")
+    # Everything again, plus the DeadLetter the first materialiser wrote (a new event on the topic).
+    assert await materialise(settings, second, stop_when_idle=True) >= applied
+    first_ids = {row["event_id"] for row in first.rows("events")}
+    assert first_ids <= {row["event_id"] for row in second.rows("events")}
+    assert second.rows("samples") == first.rows("samples")
+    # The first folder resumes: only what was written since (the second materialiser's DeadLetter).
+    assert await materialise(settings, SampleStore(tmp_path / "first"), stop_when_idle=True) <= 1
+    assert first.consumer_id() != second.consumer_id()
+
+
+def test_each_run_has_its_own_store_folder(settings) -> None:
+    folder = settings.store.folder(settings.run_id)
+    assert folder == settings.store.path / settings.run_id
+    other = settings.store.model_copy(update={"per_run": False})
+    assert other.folder(settings.run_id) == settings.store.path

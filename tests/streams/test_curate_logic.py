@@ -305,3 +305,29 @@ def test_max_round_stops_curation() -> None:
         script.ledger.add(event)
     policy = CurationPolicy(target_size=30, max_round=1, expansions_per_seed=2)
     assert next_round_events(script.ledger, policy, RUN) == []
+
+
+def test_replaying_round_one_after_refused_seeds_recomputes_the_same_members() -> None:
+    """``looptool replay --round 1`` once curate refused seeds (eval overlap): the refusals are
+    DeadLetters among the curator's events, not members (this used to raise AttributeError)."""
+    from streams.curate import refusals
+    from views.replay import dataset_from_ledger, recompute_round
+
+    def overlaps(sample: Any) -> str | None:
+        index = int(sample.messages[0].content.split()[-1])
+        return f"question {index} is an evaluation item" if index % 3 == 0 else None
+
+    policy = CurationPolicy(target_size=10, exclude=overlaps)
+    upstream = Ledger()
+    for event in [seed(i) for i in range(30)]:
+        upstream.add(event)
+    opened = initial_round_events(upstream, policy, RUN)
+    refused = refusals(opened)
+    assert len(refused) == 10 and all(e.payload.category for e in refused)
+    logged = Ledger()
+    for event in [*upstream.samples.values(), *opened]:
+        logged.add(event)
+    dataset = dataset_from_ledger(logged, 1)
+    assert dataset.verified and len(dataset.members) == 10
+    check = recompute_round(upstream, dataset, policy, RUN)
+    assert check.matches, check.differences

@@ -33,6 +33,7 @@ from schemas.events import (
     VerificationResult,
 )
 from views.analytics.frames import NO_CALL, PASSED, RunStats
+from views.deadletters import category_of
 from views.store import ALL_TOPIC_NAMES, SampleStore, event_from_row
 
 log = get_logger(__name__)
@@ -106,7 +107,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "event_id",
     ),
     "checkpoints": ("checkpoint_id", "round", "step", "final", "produced_at", "event_id"),
-    "dead_letters": ("event_id", "stage", "error_type", "reason", "source_ref"),
+    "dead_letters": ("event_id", "stage", "error_type", "reason", "source_ref", "category"),
 }
 
 
@@ -285,6 +286,7 @@ class StatsCollector:
                     "error_type": p.error_type,
                     "reason": p.reason,
                     "source_ref": p.source_ref,
+                    "category": category_of(p),
                 }
             )
         return True

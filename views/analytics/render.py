@@ -11,6 +11,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from views.analytics.frames import SOURCES, VERDICT_LABELS, RunStats
+from views.deadletters import frame_dead_letter_table
 
 # --- rendering ----------------------------------------------------------------------------------
 
@@ -186,6 +187,7 @@ def render_stats(stats: RunStats) -> Group:
         render_expansion_table(stats),
         render_tool_table(stats),
         render_error_table(stats),
+        frame_dead_letter_table(stats.dead_letters),
         *([render_bfcl_table(stats)] if stats.evaluations else []),
         *([render_promotions_table(stats)] if stats.promotions else []),
     )
@@ -193,7 +195,7 @@ def render_stats(stats: RunStats) -> Group:
 
 def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | None = None) -> str:
     """The tables as plain text (for a README or a report); ``tables`` picks some by name:
-    rounds, checkpoints, curation, expansion, tools, errors, bfcl, promotions (the last two by
+    rounds, checkpoints, curation, expansion, tools, errors, deadletters, bfcl, promotions (the last two by
     default only when the run has them)."""
     renderers = {
         "rounds": render_rounds_table,
@@ -202,6 +204,7 @@ def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | No
         "expansion": render_expansion_table,
         "tools": render_tool_table,
         "errors": render_error_table,
+        "deadletters": lambda stats: frame_dead_letter_table(stats.dead_letters),
         "bfcl": render_bfcl_table,
         "promotions": render_promotions_table,
     }
