@@ -300,6 +300,18 @@ def test_stats_command_line_options(live_run: LiveRun, tmp_path: Path) -> None:
         result = runner.invoke(app, ["stats", "--store", store, "--format", "json", "--table", "curation"])
         assert result.exit_code == 0, result.output
         assert list(json.loads(result.stdout)["tables"]) == ["curation"]
+        settings = live_run.settings
+        run = ["--bootstrap-servers", settings.kafka.bootstrap_servers or "", "--run-id", settings.run_id]
+        from_topics = runner.invoke(app, [*run, "stats", "--format", "json"])
+        assert from_topics.exit_code == 0, from_topics.output
+        document = json.loads(from_topics.stdout)  # progress went to stderr: stdout is the document alone
+        assert document["run_id"] == settings.run_id
+        assert (
+            document["tables"]
+            == json.loads(runner.invoke(app, ["stats", "--store", store, "--format", "json"]).stdout)[
+                "tables"
+            ]
+        )
         result = runner.invoke(
             app, ["stats", "--store", store, "--format", "csv", "--out", str(tmp_path / "c")]
         )
