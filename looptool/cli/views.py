@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -156,13 +158,46 @@ def stats(
     store_path: Annotated[
         Path | None, typer.Option("--store", help="Read this sample store instead of replaying the topics.")
     ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table (rich tables), json (one document: every table with its columns and rows), csv or "
+            "parquet (a folder, one <table>.<format> file per table). With --follow: json writes one "
+            "document per update (JSON lines); csv and parquet rewrite the folder's files.",
+        ),
+    ] = "table",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write: a file for table and json (default: standard output), a folder for csv "
+            "and parquet (required)."
+        ),
+    ] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--table",
+            help="For json, csv and parquet: only this table (repeatable; default: the summary tables). "
+            "Names: docs/analytics.md.",
+        ),
+    ] = None,
 ) -> None:
     """Verdict analytics per round and checkpoint: verdict mix, relabels, expansion, accuracy, curation."""
     settings = settings_of(ctx)
     if store_path is None or follow:
         require_broker(settings)
     try:
-        run_stats(settings, follow=follow, plot=plot, console=console, store_path=store_path)
+        run_stats(
+            settings,
+            follow=follow,
+            plot=plot,
+            console=console,
+            store_path=store_path,
+            fmt=fmt,
+            out=out,
+            tables=table,
+        )
     except (FileNotFoundError, ValueError) as error:
         raise typer.BadParameter(str(error)) from None
 
@@ -242,6 +277,9 @@ def revert_relabel_command(
         )
 
 
+STATS_FORMATS = ("table", "json", "csv", "parquet")
+
+
 def run_stats(
     settings: Settings,
     *,
@@ -249,24 +287,117 @@ def run_stats(
     plot: Path | None,
     console: Console,
     store_path: Path | None = None,
+    fmt: str = "table",
+    out: Path | None = None,
+    tables: Sequence[str] | None = None,
 ) -> RunStats:
     """``looptool stats``: the tables from a replay of the topics (or from the store at ``store_path``);
-    ``follow`` keeps them live until Ctrl-C; ``plot`` writes the PNG charts into that folder."""
-    from views.analytics import load_stats, plot_stats, render_stats, stats_from_topics
-    from views.analytics.live import follow_stats
+    ``follow`` keeps them live until Ctrl-C; ``plot`` writes the PNG charts into that folder.
 
-    if follow:
-        if store_path is not None:
-            raise ValueError("--follow reads the topics; it cannot follow a store")
+    ``fmt`` json, csv or parquet writes the tables of :mod:`views.analytics.tables` (``tables`` picks
+    some by name) to ``out``: a file for json (default: the console's stream), a folder for csv and
+    parquet (``<out>/<table>.<fmt>``); table with ``out`` writes the tables as plain text there."""
+    from views.analytics import load_stats, plot_stats, render_stats, stats_from_topics, tables_text
+    from views.analytics.live import follow_stats
+    from views.analytics.tables import resolve_names
+
+    if fmt not in STATS_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(STATS_FORMATS)}")
+    if fmt in ("csv", "parquet") and out is None:
+        raise ValueError(f"--format {fmt} writes one file per table: give --out FOLDER")
+    if fmt in ("csv", "parquet") and out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a folder for {fmt} (one file per table): {out} is a file")
+    if fmt == "table" and tables:
+        raise ValueError("--table picks tables of the json, csv and parquet output")
+    if follow and store_path is not None:
+        raise ValueError("--follow reads the topics; it cannot follow a store")
+    names = resolve_names(tables) if fmt != "table" else []
+    # Machine-readable output may go to standard output: keep progress off it.
+    status_console = console if fmt == "table" else Console(stderr=True)
+    run_id = settings.run_id if store_path is None else None
+    if follow and fmt == "table":
         stats = run_until_signalled(lambda stop: follow_stats(settings, console, stop))
+        if out is not None:
+            out.write_text(tables_text(stats), encoding="utf-8")
+    elif follow:
+        stats = run_until_signalled(
+            lambda stop: _follow_as_data(settings, stop, fmt, out, names, console, status_console)
+        )
     else:
         if store_path is not None:
             stats = load_stats(store_path)
         else:
-            with console.status(f"replaying run {settings.run_id} from the topics…"):
+            with status_console.status(f"replaying run {settings.run_id} from the topics…"):
                 stats = asyncio.run(stats_from_topics(settings))
-        console.print(render_stats(stats))
+        if fmt == "table" and out is None:
+            console.print(render_stats(stats))
+        elif fmt == "table":
+            assert out is not None
+            out.write_text(tables_text(stats), encoding="utf-8")
+        else:
+            _write_stats_data(stats, fmt, out, names, run_id, console, status_console, lines=False)
     if plot is not None:
         paths = plot_stats(stats, plot, title=f"looptool run {settings.run_id}")
-        console.print("wrote " + ", ".join(str(p) for p in paths))
+        status_console.print("wrote " + ", ".join(str(p) for p in paths))
+    return stats
+
+
+def _write_stats_data(
+    stats: RunStats,
+    fmt: str,
+    out: Path | None,
+    names: Sequence[str],
+    run_id: str | None,
+    console: Console,
+    status_console: Console,
+    *,
+    lines: bool,
+    stream: IO[str] | None = None,
+) -> None:
+    """One output of the tables: a JSON document (to ``stream``, ``out`` or the console's stream) or
+    the folder of csv / parquet files."""
+    from views.analytics.tables import stats_document, stats_tables, write_json, write_tables
+
+    if fmt == "json":
+        document = stats_document(stats, names, run_id=run_id)
+        if stream is not None:
+            write_json(document, stream, lines=lines)
+        elif out is not None:
+            with out.open("w", encoding="utf-8") as file:
+                write_json(document, file, lines=lines)
+            status_console.print(f"wrote {out}")
+        else:
+            write_json(document, console.file, lines=lines)
+        return
+    assert out is not None and fmt in ("csv", "parquet")
+    paths = write_tables(stats_tables(stats, names), out, fmt)  # type: ignore[arg-type]
+    if not lines:
+        status_console.print(f"wrote into {out}: " + ", ".join(p.name for p in paths))
+
+
+async def _follow_as_data(
+    settings: Settings,
+    stop: asyncio.Event,
+    fmt: str,
+    out: Path | None,
+    names: Sequence[str],
+    console: Console,
+    status_console: Console,
+) -> RunStats:
+    """``stats --follow`` for json (one document per update, JSON lines) and csv / parquet (the files
+    rewritten in place, each replaced atomically)."""
+    from views.analytics import load_stats
+    from views.analytics.live import stats_updates
+
+    stats = load_stats([])
+    with contextlib.ExitStack() as stack:
+        stream: IO[str] | None = None
+        if fmt == "json":
+            stream = stack.enter_context(out.open("w", encoding="utf-8")) if out is not None else console.file
+        else:
+            status_console.print(f"following run {settings.run_id}: keeping {out} up to date (Ctrl-C stops)")
+        async for stats in stats_updates(settings, stop=stop):
+            _write_stats_data(
+                stats, fmt, out, names, settings.run_id, console, status_console, lines=True, stream=stream
+            )
     return stats

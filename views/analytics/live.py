@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from rich.console import Console
 from rich.live import Live
@@ -49,3 +49,33 @@ async def follow_stats(
         finally:
             await stream.aclose()
     return collector.stats()
+
+
+async def stats_updates(
+    settings: RunSettings,
+    *,
+    refresh_s: float = 2.0,
+    stop: asyncio.Event | None = None,
+    idle_timeout_ms: int = 500,
+) -> AsyncIterator[RunStats]:
+    """Follow every topic of the run from offset 0 and yield fresh :class:`RunStats` as events arrive:
+    once caught up (nothing new for ``idle_timeout_ms``), and at most every ``refresh_s`` while catching
+    up; nothing while nothing changes. Ends when ``stop`` is set (seen within ``idle_timeout_ms``), or
+    when the caller leaves the loop."""
+    from bus.kafka import follow
+
+    collector = StatsCollector()
+    loop = asyncio.get_running_loop()
+    last = float("-inf")
+    changed = True  # the first catch-up yields even for an empty run
+    stream = follow(settings.kafka, settings.run_id, ALL_TOPIC_NAMES, idle_timeout_ms=idle_timeout_ms)
+    try:
+        async for batch in stream:
+            if stop is not None and stop.is_set():
+                break
+            changed |= collector.add_all(d.event for d in batch) > 0
+            if changed and (not batch or loop.time() - last >= refresh_s):
+                last, changed = loop.time(), False
+                yield collector.stats()
+    finally:
+        await stream.aclose()
