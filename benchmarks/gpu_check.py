@@ -577,7 +577,6 @@ def check_verl_grpo(plan: Plan) -> tuple[dict[str, Any], str]:
 
 
 def _weights_changed(before: Path, after: Path) -> dict[str, Any]:
-    import torch
     from safetensors.torch import load_file
 
     def tensors(folder: Path) -> dict[str, Any]:
@@ -594,7 +593,6 @@ def _weights_changed(before: Path, after: Path) -> dict[str, Any]:
         "tensors_changed": f"{sum(d > 0 for d in deltas)}/{len(common)}",
         "max_abs_weight_change": max(deltas, default=0.0),
         "missing_tensors": sorted(set(old) - set(new))[:5],
-        "torch": torch.__version__,
     }
 
 

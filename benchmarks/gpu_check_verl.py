@@ -7,7 +7,7 @@ PYTHONPATH; each command prints one JSON object on its last output line.
     <verl python> benchmarks/gpu_check_verl.py validate OVERRIDES.json
     <verl python> benchmarks/gpu_check_verl.py fsdp-checkpoint MODEL_DIR CHECKPOINT_ROOT STEP
 
-- ``versions``: verl, torch (and its CUDA), transformers, vLLM and Ray as this environment has them.
+- ``versions``: verl, torch (and its CUDA), transformers, vLLM, Ray and flash-attn as installed here.
 - ``validate``: what ``verl.trainer.main_ppo`` does before it starts Ray: compose ``ppo_trainer`` with
   the backend's exact Hydra overrides, ``auto_set_device``, ``validate_config``, resolve every
   interpolation; and whether the modules the launch imports next are installed. A dry run uses it
@@ -30,17 +30,20 @@ from typing import Any
 
 
 def versions() -> dict[str, Any]:
+    """Installed versions (package metadata: nothing heavy is imported but torch, for its CUDA)."""
+    from importlib import metadata
+
     found: dict[str, Any] = {"python": sys.version.split()[0]}
-    for name in ("verl", "torch", "transformers", "vllm", "ray"):
+    for name in ("verl", "torch", "transformers", "vllm", "ray", "flash-attn"):
         try:
-            module = importlib.import_module(name)
-        except Exception as error:  # a missing or broken package is a finding, not a crash
-            found[name] = f"not importable: {type(error).__name__}"
-            continue
-        found[name] = getattr(module, "__version__", "unknown")
-        if name == "torch":
-            found["torch_cuda"] = module.version.cuda
-            found["cuda_available"] = bool(module.cuda.is_available())
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    if found["torch"]:
+        import torch
+
+        found["torch_cuda"] = torch.version.cuda
+        found["cuda_available"] = bool(torch.cuda.is_available())
     return found
 
 
