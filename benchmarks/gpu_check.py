@@ -75,7 +75,7 @@ CHECK_TITLES = {
 # Wall-clock limit of each check's process (seconds), GPU run / dry run. A GPU run is sized to end
 # well inside 8 minutes in all (see docs/gpu.md); the limits only stop a hang.
 TIMEOUTS = {
-    "setup": (150, 240),
+    "setup": (240, 240),
     "a": (180, 300),
     "b": (360, 240),
     "c": (240, 400),
@@ -1112,7 +1112,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         rollout_gpu_memory_utilization=0.3,
         kv_cache_bytes=(256 << 20) if args.dry_run else None,
         in_process_engine=args.dry_run,
-        sft_steps=args.sft_steps if args.sft_steps is not None else (0 if args.dry_run else 200),
+        sft_steps=args.sft_steps if args.sft_steps is not None else (0 if args.dry_run else 100),
     )
     write_json(work / "plan.json", asdict(plan))
     keys = [k for k in CHECK_ORDER if not args.only or k in args.only.split(",")]
@@ -1171,7 +1171,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default=None, help="Comma-separated subset of setup,a,b,c,d.")
     parser.add_argument("--dtype", choices=sorted(TOLERANCES), default=None, help="Our vLLM engines' dtype.")
     parser.add_argument("--compile", action="store_true", help="Let vLLM capture CUDA graphs (slower start).")
-    parser.add_argument("--sft-steps", type=int, default=None, help="Warm-start steps (GPU 200, dry run 0).")
+    parser.add_argument("--sft-steps", type=int, default=None, help="Warm-start steps (GPU 100, dry run 0).")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="Multiply every check's time limit.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--plan", default=None, help=argparse.SUPPRESS)
