@@ -4,12 +4,12 @@
 # Usage: scripts/gpu-check.sh [--dry-run] [--reuse-envs] [--work DIR] [--out FILE] [-- CHECK OPTIONS]
 #   (default)     build .venv-gpu (this project with the `gpu` extra: vLLM on CUDA, versions from
 #                 uv.lock) and .venv-verl-gpu (scripts/install-verl.sh --gpu), then run
-#                 benchmarks/gpu_check.py: setup, (a) vLLM engine, (b) verl GRPO, (c) merge + probe
+#                 scripts/gpu_check.py: setup, (a) vLLM engine, (b) verl GRPO, (c) merge + probe
 #                 reload, (d) a loop round on the embedded broker.
 #   --dry-run     no GPU needed: the same steps on the CPU builds (.venv with the cpu-serve extra,
 #                 .venv-verl), as far as they go; steps that need CUDA end as "needs a GPU".
 #   --reuse-envs  use the environments as they are (they must exist) instead of building them.
-#   CHECK OPTIONS go to benchmarks/gpu_check.py (--only a,c; --dtype; --compile; --sft-steps N; ...).
+#   CHECK OPTIONS go to scripts/gpu_check.py (--only a,c; --dtype; --compile; --sft-steps N; ...).
 # Writes benchmarks/results/gpu_check.json (a dry run: gpu_check_dry_run.json); exit 0 when every
 # check is ok (a dry run: when none failed).
 set -euo pipefail
@@ -109,4 +109,4 @@ fi
 ARGS=(--verl-python "$VERL_VENV/bin/python" --work "$WORK" --env-build "$ENV_JSON")
 if [ "$DRY_RUN" = 1 ]; then ARGS+=(--dry-run); fi
 if [ -n "$OUT" ]; then ARGS+=(--out "$OUT"); fi
-exec "$MAIN_VENV/bin/python" -m benchmarks.gpu_check "${ARGS[@]}" "${CHECK_ARGS[@]}"
+exec "$MAIN_VENV/bin/python" -m scripts.gpu_check "${ARGS[@]}" "${CHECK_ARGS[@]}"

@@ -1,11 +1,11 @@
 """The GPU check's steps that run inside the verl environment (standard library + verl only).
 
-``benchmarks/gpu_check.py`` runs this file with the verl environment's interpreter, the repository on
+``scripts/gpu_check.py`` runs this file with the verl environment's interpreter, the repository on
 PYTHONPATH; each command prints one JSON object on its last output line.
 
-    <verl python> benchmarks/gpu_check_verl.py versions
-    <verl python> benchmarks/gpu_check_verl.py validate OVERRIDES.json
-    <verl python> benchmarks/gpu_check_verl.py fsdp-checkpoint MODEL_DIR CHECKPOINT_ROOT STEP
+    <verl python> scripts/gpu_check_verl.py versions
+    <verl python> scripts/gpu_check_verl.py validate OVERRIDES.json
+    <verl python> scripts/gpu_check_verl.py fsdp-checkpoint MODEL_DIR CHECKPOINT_ROOT STEP
 
 - ``versions``: verl, torch (and its CUDA), transformers, vLLM, Ray and flash-attn as installed here.
 - ``validate``: what ``verl.trainer.main_ppo`` does before it starts Ray: compose ``ppo_trainer`` with
