@@ -55,17 +55,18 @@ ensure_uv() {
 # linux x86_64 (the wheel these CPU machines keep on disk); a GPU machine takes the same torch
 # version from PyPI, whose linux x86_64 wheel is the CUDA build, with its CUDA libraries.
 build_main_gpu_env() {
-    local python="$MAIN_VENV/bin/python" locked="$WORK/requirements-gpu.txt"
-    env -u UV_FIND_LINKS uv venv --quiet --allow-existing --python 3.11 "$MAIN_VENV"
+    # Called as an `if` condition, where `set -e` does not apply: every step checks its own status.
+    local python="$MAIN_VENV/bin/python" locked="$WORK/requirements-gpu.txt" torch_pin
+    env -u UV_FIND_LINKS uv venv --quiet --allow-existing --python 3.11 "$MAIN_VENV" || return 1
     uv export --frozen --extra gpu --no-dev --no-hashes --no-emit-project --no-header --no-annotate \
-        >"$locked.all"
-    local torch_pin
+        >"$locked.all" || return 1
     torch_pin="$(grep -E '^torch==' "$locked.all" | head -n1 | sed -E 's/[+ ;].*//')"
-    grep -v -E '^torch==' "$locked.all" >"$locked"
+    [ -n "$torch_pin" ] || { echo "uv.lock's export names no torch" >&2; return 1; }
+    grep -v -E '^torch==' "$locked.all" >"$locked" || return 1
     # The export is the lock's whole closure: no resolution (bfcl-eval's declared extras stay out).
-    env -u UV_FIND_LINKS uv pip install --python "$python" --no-deps -r "$locked"
-    env -u UV_FIND_LINKS uv pip install --python "$python" "$torch_pin"
-    env -u UV_FIND_LINKS uv pip install --python "$python" --no-deps -e .
+    env -u UV_FIND_LINKS uv pip install --python "$python" --no-deps -r "$locked" || return 1
+    env -u UV_FIND_LINKS uv pip install --python "$python" "$torch_pin" || return 1
+    env -u UV_FIND_LINKS uv pip install --python "$python" --no-deps -e . || return 1
     "$python" -c 'import torch, sys; sys.exit(0 if torch.version.cuda else "torch in the main env is a CPU build")'
 }
 
@@ -73,9 +74,9 @@ build_main_cpu_env() { scripts/install.sh --extra cpu-serve; }
 build_verl_gpu_env() { scripts/install-verl.sh --gpu --venv "$VERL_VENV"; }
 build_verl_cpu_env() { scripts/install-verl.sh --venv "$VERL_VENV"; }
 
-# Run a build, timed, its output in WORK/logs; record {name, status, seconds} for the results file.
+# Run a build, timed, its output in WORK/logs/env-SLUG.log; record {name, status, seconds}.
 timed_build() {
-    local name="$1" venv="$2" step="$3" log="$WORK/logs/env-$1.log" started status
+    local slug="$1" name="$2" venv="$3" step="$4" log="$WORK/logs/env-$1.log" started status
     started="$(date +%s.%N)"
     echo "-> env: $name ($venv) ..."
     if "$step" >"$log" 2>&1; then status="ok"; else status="failed"; fi
@@ -96,12 +97,12 @@ if [ "$REUSE" = 1 ]; then
 else
     ensure_uv
     if [ "$DRY_RUN" = 1 ]; then
-        timed_build main "$MAIN_VENV" build_main_cpu_env || exit 1
-        timed_build verl "$VERL_VENV" build_verl_cpu_env || true
+        timed_build main main "$MAIN_VENV" build_main_cpu_env || exit 1
+        timed_build verl verl "$VERL_VENV" build_verl_cpu_env || true
     else
-        timed_build "main (gpu extra)" "$MAIN_VENV" build_main_gpu_env || exit 1
+        timed_build main "main (gpu extra)" "$MAIN_VENV" build_main_gpu_env || exit 1
         # Without the verl env, setup and (a) still run; (b)-(d) then fail with the reason.
-        timed_build "verl (--gpu)" "$VERL_VENV" build_verl_gpu_env || true
+        timed_build verl "verl (--gpu)" "$VERL_VENV" build_verl_gpu_env || true
     fi
 fi
 (IFS=,; echo "[${ENTRIES[*]}]") >"$ENV_JSON"
