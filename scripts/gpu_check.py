@@ -828,6 +828,13 @@ async def _loop_round(plan: Plan, setup: dict[str, Any]) -> tuple[dict[str, Any]
                 groups.note(trainer.process.pid if trainer.process else None)
                 if ready_s is None and "worker.ready" in _read(worker.log_path):
                     ready_s = figures["worker_ready_s"] = now - started
+                if plan.dry_run and "verl.launch" in _read(trainer.log_path):
+                    # A verl env whose imports all pass (a GPU build) gets this far on a CPU machine.
+                    if ready_s is None:
+                        figures["worker_ready_s"] = await _wait_for_line(
+                            worker, "worker.ready", started, deadline
+                        )
+                    raise NeedsGPU("the verl trainer passed its preflight and launched main_ppo", figures)
                 try:
                     worker.check()
                 except RuntimeError as error:
