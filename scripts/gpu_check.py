@@ -1138,6 +1138,11 @@ def orchestrate(args: argparse.Namespace) -> int:
     )
     write_json(work / "plan.json", asdict(plan))
     keys = [k for k in CHECK_ORDER if not args.only or k in args.only.split(",")]
+    # What a check about to run would leave must not come from an earlier run in this folder.
+    stale = {"setup": "setup.json", "b": "verl_checkpoint.json"}
+    for key, name in stale.items():
+        if key in keys:
+            (work / name).unlink(missing_ok=True)
     out = Path(args.out) if args.out else (DRY_RUN_RESULTS if args.dry_run else RESULTS)
     results: dict[str, Any] = {
         "mode": "dry-run" if args.dry_run else "gpu",
