@@ -807,7 +807,8 @@ async def _loop_round(plan: Plan, setup: dict[str, Any]) -> tuple[dict[str, Any]
         for service in services:
             service.start()
         started = time.perf_counter()
-        checkpoint, probed, ready_s = None, 0, None
+        checkpoint, ready_s = None, None
+        probed: set[str] = set()
         deadline = started + TIMEOUTS["d"][1 if plan.dry_run else 0] - 60
         probe_grace_s = 90.0
         stream = follow(settings.kafka, settings.run_id, ["checkpoints", "probes"])
@@ -822,8 +823,12 @@ async def _loop_round(plan: Plan, setup: dict[str, Any]) -> tuple[dict[str, Any]
                     ):
                         checkpoint = event
                         figures["checkpoint_published_s"] = time.perf_counter() - started
-                    elif event.event_type == "ProbeResult" and checkpoint is not None:
-                        probed += event.checkpoint_id == checkpoint.payload.new_checkpoint_id
+                    elif (
+                        event.event_type == "ProbeResult"
+                        and checkpoint is not None
+                        and event.checkpoint_id == checkpoint.payload.new_checkpoint_id
+                    ):
+                        probed.add(event.event_id)
                 now = time.perf_counter()
                 groups.note(trainer.process.pid if trainer.process else None)
                 if ready_s is None and "worker.ready" in _read(worker.log_path):
@@ -851,19 +856,23 @@ async def _loop_round(plan: Plan, setup: dict[str, Any]) -> tuple[dict[str, Any]
                         raise NeedsGPU(f"the verl trainer: {_verl_reason(str(error))}", figures) from error
                     raise CheckFailed(f"the verl trainer died: {_last_lines(str(error))}", figures) from error
                 if checkpoint is not None and (
-                    probed >= members or now - started > figures["checkpoint_published_s"] + probe_grace_s
+                    len(probed) >= members
+                    or now - started > figures["checkpoint_published_s"] + probe_grace_s
+                    or now > deadline
                 ):
                     break
                 if now > deadline:
                     raise CheckFailed("no CheckpointPublished before the check's time limit", figures)
         finally:
             await stream.aclose()
+        if checkpoint is None:
+            raise CheckFailed("the checkpoints topic ended without a CheckpointPublished", figures)
         figures.update(
             checkpoint=checkpoint.payload.new_checkpoint_id,
             backend=checkpoint.payload.backend,
             step=checkpoint.payload.step,
             reward_mean=checkpoint.payload.metrics.get("reward_mean"),
-            probed_under_it=f"{probed}/{members}",
+            probed_under_it=f"{len(probed)}/{members}",
         )
         if checkpoint.payload.backend != "verl":
             raise CheckFailed(f"the checkpoint came from backend {checkpoint.payload.backend!r}", figures)
