@@ -1071,7 +1071,26 @@ def main_env_versions() -> dict[str, Any]:
     return found
 
 
-def format_figures(figures: dict[str, Any], limit: int = 7) -> str:
+# The figures a row shows first (all of them are in the results file).
+HEADLINES = {
+    "setup": ("head_dim", "vocab", "prompt_tokens_max", "sft_loss"),
+    "a": ("exact_greedy", "max_abs_logprob_diff", "mean_abs_logprob_diff", "largest_parting_margin",
+          "score_max_abs_diff", "engine_start_s", "decode_tokens_per_s"),
+    "b": ("planned_steps", "steps", "reward_mean", "pg_loss", "rollout_probs_diff_mean", "step_s",
+          "launch_s", "verl_config_validated_s"),
+    "c": ("checkpoint", "merge_s", "tensors_changed", "probed", "under_new_checkpoint",
+          "merged_exact_greedy", "merged_max_abs_logprob_diff", "load_and_probe_s"),
+    "d": ("round_1_members", "worker_ready_s", "checkpoint_published_s", "backend", "reward_mean",
+          "probed_under_it"),
+}  # fmt: skip
+
+
+def headline(key: str, figures: dict[str, Any]) -> dict[str, Any]:
+    first = [name for name in HEADLINES.get(key, ()) if name in figures]
+    return {name: figures[name] for name in first} if first else figures
+
+
+def format_figures(figures: dict[str, Any], limit: int = 8) -> str:
     def short(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.3g}"
@@ -1090,7 +1109,7 @@ def print_table(rows: Sequence[CheckResult], title: str) -> None:
     table = Table("check", "status", "s", "key figures", title=title, show_lines=True)
     colours = {OK: "green", FAILED: "red", NEEDS_GPU: "yellow", SKIPPED: "dim"}
     for row in rows:
-        figures = format_figures(row.figures)
+        figures = format_figures(headline(row.key, row.figures))
         detail = "" if row.status == OK else row.detail.strip().splitlines()[0][:200] if row.detail else ""
         table.add_row(
             row.title,
@@ -1174,7 +1193,10 @@ def orchestrate(args: argparse.Namespace) -> int:
         print(f"-> {CHECK_TITLES[key]} ...", flush=True)
         timeout = TIMEOUTS[key][1 if args.dry_run else 0] * args.timeout_scale
         row = run_check_process(key, plan, timeout)
-        print(f"   {row.status} in {row.seconds:.0f} s: {format_figures(row.figures, 4)}", flush=True)
+        print(
+            f"   {row.status} in {row.seconds:.0f} s: {format_figures(headline(key, row.figures), 4)}",
+            flush=True,
+        )
         if row.status != OK and row.detail:
             print("   " + row.detail.strip().splitlines()[0][:300], flush=True)
         rows.append(row)
