@@ -38,6 +38,7 @@ DATA_TAGS = (
     "incorrect_response",
     "error_analysis",
     "candidate",
+    "schema_check",
     "think",  # a judge quoting a sample's "</think>" must not end its own reasoning trace
 )
 _DATA_TAG = re.compile(r"<(\s*/?\s*(?:" + "|".join(DATA_TAGS) + r")\b)", re.IGNORECASE)
@@ -195,7 +196,7 @@ Response 1:
 
 Response 2:
 {response_2_block}
-
+{schema_check}
 ## Output Format
 Strictly respond with the following format (no additional text):
 [RESPONSE 1 INCORRECT/RESPONSE 2 INCORRECT/BOTH_CORRECT/BOTH_INCORRECT]
@@ -206,6 +207,20 @@ Correct Approach: [Explain the right way to handle this task - max 2 sentences]
 The analysis should be brief and focus on the key differentiating factor."""
 
 
+SCHEMA_CHECK_PROMPT = """
+## Schema Check
+An automatic check of the responses against the tool schemas found the problems below. They are \
+checked facts, not a verdict: decide on the evaluation criteria whether each response is correct.
+{check_block}
+"""
+
+
+def _schema_check(facts_1: Sequence[str], facts_2: Sequence[str]) -> str:
+    """The checked facts about each response, or nothing when the check found no problem."""
+    lines = [f"Response {number}: {fact}" for number, facts in ((1, facts_1), (2, facts_2)) for fact in facts]
+    return SCHEMA_CHECK_PROMPT.format(check_block=_block("schema_check", "\n".join(lines))) if lines else ""
+
+
 def render_judge_prompt(
     *,
     tools: Sequence[ToolSpec],
@@ -214,11 +229,21 @@ def render_judge_prompt(
     prediction: Action,
     label_position: int,
     current_time: str = DEFAULT_CURRENT_TIME,
+    label_facts: Sequence[str] = (),
+    prediction_facts: Sequence[str] = (),
 ) -> Chat:
-    """The Figure 10 prompt; the label is shown as response ``label_position`` (1 or 2)."""
+    """The Figure 10 prompt; the label is shown as response ``label_position`` (1 or 2).
+
+    ``label_facts`` and ``prediction_facts`` (what the schema rules found wrong with each side, e.g.
+    "days must be integer, got string '3'") are shown under the responses they belong to, by
+    response number only, so they never tell the judge which response is the label.
+    """
     if label_position not in (1, 2):
         raise ValueError(f"label_position must be 1 or 2, got {label_position}")
     first, second = (label, prediction) if label_position == 1 else (prediction, label)
+    facts_1, facts_2 = (
+        (label_facts, prediction_facts) if label_position == 1 else (prediction_facts, label_facts)
+    )
     system = JUDGE_SYSTEM_PROMPT.format(
         tools_block=_block("tools", render_tools(tools)), data_notice=_DATA_NOTICE
     )
@@ -227,6 +252,7 @@ def render_judge_prompt(
         conversation_block=_block("conversation", render_conversation(messages)),
         response_1_block=_block("response_1", render_action(first) or "(no response)"),
         response_2_block=_block("response_2", render_action(second) or "(no response)"),
+        schema_check=_schema_check(facts_1, facts_2),
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -304,7 +330,7 @@ Original Sample:
 {original_block}
 Correct Response:
 {correct_block}
-Incorrect Response:
+Incorrect Response:{incorrect_note}
 {incorrect_block}
 Error Analysis:
 {analysis_block}
@@ -348,6 +374,9 @@ OUTPUT: <tool_call>
 )
 
 
+UNPARSED_OUTPUT_NOTE = " (the model's raw output: it did not parse as a tool call)"
+
+
 def render_expansion_prompt(
     *,
     tools: Sequence[ToolSpec],
@@ -358,15 +387,27 @@ def render_expansion_prompt(
     focus: str,
     parameters: str,
     current_time: str = DEFAULT_CURRENT_TIME,
+    wrong_unparsed: str = "",
 ) -> Chat:
-    """The Figures 13-14 prompts for one error seed and one scenario-diversification constraint."""
+    """The Figures 13-14 prompts for one error seed and one scenario-diversification constraint.
+
+    ``wrong_unparsed``: the model's raw output when it did not parse as a call (``wrong`` is then
+    None), shown as the incorrect response so the generator sees the failing text itself.
+    """
     system = EXPANSION_SYSTEM_PROMPT.format(
         current_date=current_time, tools_block=_block("tools", render_tools(tools)), data_notice=_DATA_NOTICE
     )
+    if wrong is not None:
+        incorrect, note = render_action(wrong), ""
+    elif wrong_unparsed.strip():
+        incorrect, note = wrong_unparsed.strip(), UNPARSED_OUTPUT_NOTE
+    else:
+        incorrect, note = "", ""
     user = EXPANSION_USER_PROMPT.format(
         original_block=_block("original_sample", render_conversation(messages)),
         correct_block=_block("correct_response", render_action(correct) or "(no response)"),
-        incorrect_block=_block("incorrect_response", render_action(wrong) if wrong else "(no response)"),
+        incorrect_note=note,
+        incorrect_block=_block("incorrect_response", incorrect or "(no response)"),
         analysis_block=_block("error_analysis", error_analysis or "(none given)"),
         focus=focus,
         parameters=parameters,
@@ -436,6 +477,7 @@ def prompt_phrases() -> tuple[str, ...]:
         POLICY_SYSTEM_PROMPT,
         JUDGE_SYSTEM_PROMPT.replace("{data_notice}", _DATA_NOTICE),
         JUDGE_USER_PROMPT,
+        SCHEMA_CHECK_PROMPT,
         EXPANSION_SYSTEM_PROMPT.replace("{data_notice}", _DATA_NOTICE),
         EXPANSION_USER_PROMPT.replace("{examples}", "\n\n".join(EXPANSION_EXAMPLES)),
         VERIFICATION_SYSTEM_PROMPT.replace("{data_notice}", _DATA_NOTICE),

@@ -41,8 +41,11 @@ class RoundIncomplete(RoundDataError):
 
 
 def training_row(member: CuratedSample, current_time: str = DEFAULT_CURRENT_TIME) -> TrainingRow:
+    """The row of a member of D_j; its own conversation time, when it has one, wins over ``current_time``."""
     sample = Sample(tools=member.tools, messages=member.messages, label=member.label)
-    return sample_row(member.sample_id, sample, source=member.source, current_time=current_time)
+    return sample_row(
+        member.sample_id, sample, source=member.source, current_time=member.conversation_time or current_time
+    )
 
 
 def sample_row(

@@ -30,7 +30,6 @@ from looptool.config import Settings
 from looptool.demo import Service
 from schemas.events import Event, SampleAdded
 from streams.config import LoopSettings
-from streams.judge import rule_verdict
 from streams.probe import probe_result
 from tests.faults.accounting import account, first_copies
 from tests.faults.endpoint import FlakyJudgeEndpoint, serve_flaky
@@ -142,7 +141,7 @@ async def test_judge_and_generator_endpoint_failures_pause_the_stage_and_lose_no
                 probe_result(m, checkpoint, "Sorry, no tool fits that.", [-0.5] * 6, high_ppl_threshold=None)
                 for m in members
             ]
-            probes = [p for p in probes if not p.payload.matched and rule_verdict(p.payload) is None]
+            probes = [p for p in probes if not p.payload.matched]
             assert len(probes) > 3 * JUDGE_BATCH_PROMPTS
             await run.publish(probes)
 

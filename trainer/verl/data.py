@@ -45,7 +45,8 @@ class VerlRow:
         from toolcall.prompts import DEFAULT_CURRENT_TIME, build_chat
         from toolcall.reward import ground_truth_json
 
-        chat = build_chat(sample.tools, sample.messages, current_time or DEFAULT_CURRENT_TIME)
+        time = getattr(sample, "conversation_time", None) or current_time or DEFAULT_CURRENT_TIME
+        chat = build_chat(sample.tools, sample.messages, time)
         return cls(sample_id=sample_id, chat=chat, ground_truth=ground_truth_json(sample.tools, sample.label))
 
 
