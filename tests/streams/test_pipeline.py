@@ -118,8 +118,7 @@ def check_round_one(events: list[Event[Any]], settings: Settings) -> dict[str, A
         assert probe.payload.label == member.payload.label
     mismatches = [p for p in probes.values() if not p.payload.matched]
 
-    # judge: one verdict per mismatch (or a dead letter saying why not); rules decide only when
-    # exactly one side breaks the schema.
+    # judge: one verdict per mismatch (or a dead letter saying why not); the judge decides every one.
     verdicts = {e.payload.probe_event_id: e for e in kinds["Verdict"]}
     judge_letters = {e.payload.source_ref for e in kinds["DeadLetter"] if e.payload.stage == "judge"}
     assert set(verdicts) | judge_letters == {p.event_id for p in mismatches}

@@ -464,7 +464,9 @@ TABLES: tuple[StatsTable, ...] = (
             ),
             Column("decided_by", _STR, "judge, simulation, ablation, or rules (older runs only)."),
             Column(
-                "judge_model", _STR, "The model whose answer the verdict shows; empty when rules decided."
+                "judge_model",
+                _STR,
+                "The model whose answer the verdict shows; empty when the rules decided (older runs).",
             ),
             Column("attempts", _INT, "Times the judge was asked before an answer parsed."),
         ),
