@@ -362,10 +362,12 @@ async def _served_models(client: Any, url: str) -> list[str]:
 
 
 def _role_fix(section: str) -> str:
-    return (
-        f"set [{section}] base_url and model (`looptool init` writes the section with the vLLM command that "
-        "serves it)"
+    where = (
+        "[judge] base_url and model (the verifier asks [judge]'s server unless [verifier] names its own)"
+        if section == "verifier"
+        else f"[{section}] base_url and model"
     )
+    return f"set {where}; `looptool init` writes the roles' sections with the vLLM command that serves them"
 
 
 def role_endpoints(settings: Settings) -> dict[str, list[tuple[str, str, EndpointSettings]]]:
@@ -380,9 +382,8 @@ def role_endpoints(settings: Settings) -> dict[str, list[tuple[str, str, Endpoin
         roles["generator"].append(("generator", "generator", settings.generator))
     verifier = settings.verifier_role()
     if verifier is not None:
-        roles["verifier"].append(
-            ("verifier", "verifier" if settings.verifier is not None else "judge", verifier)
-        )
+        own_server = settings.verifier is not None and settings.verifier.base_url is not None
+        roles["verifier"].append(("verifier", "verifier" if own_server else "judge", verifier))
     return roles
 
 
@@ -404,6 +405,13 @@ async def check_roles(
                 asked[key] = asyncio.create_task(check_endpoint(label, section, endpoint))
             pending.append((label, section, asked[key]))
     results = []
+    quiet = logging.getLogger("httpx")  # it logs every request at INFO: the rows say it all
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        outcomes = {id(task): await task for _, _, task in pending if task is not None}
+    finally:
+        quiet.setLevel(level)
     for label, section, task in pending:
         if task is None:
             if settings.world is not None:
@@ -417,7 +425,7 @@ async def check_roles(
             else:
                 results.append(_failed(label, "no endpoint configured", _role_fix(section)))
             continue
-        result = await task
+        result = outcomes[id(task)]
         results.append(CheckResult(label, result.ok, result.detail, result.fix))
     return results
 

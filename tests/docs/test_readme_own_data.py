@@ -52,7 +52,6 @@ SHRINK = {
     "LOOPTOOL_TRAINER__MAX_NEW_TOKENS": "24",
     "LOOPTOOL_TRAINER__EPOCHS_PER_ROUND": "1",
     "LOOPTOOL_TRAINER__TORCH_THREADS": "1",
-    "LOOPTOOL_LOG__FORMAT": "json",
 }
 
 
@@ -175,14 +174,17 @@ def test_readme_own_data_commands_run_until_round_2_closes(tmp_path: Path, tiny_
     assert endpoint.truth, "no seed was read from the block's ingest paths"
     log_path = tmp_path / "commands.log"
     with served_in_thread(endpoint):
-        env = {key: value for key, value in os.environ.items() if not key.startswith("LOOPTOOL_")}
-        env |= SHRINK | {
-            "POLICY_DIR": str(tiny_policy_path),
-            "LLM_URL": endpoint.base_url,
-            "LLM_MODEL": MODEL,
-            "KAFKA_PORT": str(free_port()),
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = (
+            dict(os.environ)
+            | SHRINK
+            | {
+                "POLICY_DIR": str(tiny_policy_path),
+                "LLM_URL": endpoint.base_url,
+                "LLM_MODEL": MODEL,
+                "KAFKA_PORT": str(free_port()),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 ["bash", "-euo", "pipefail", "-c", commands],
@@ -233,8 +235,12 @@ def _text(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
 
-def _tail(path: Path, lines: int = 60) -> str:
-    return "\n".join(_text(path).splitlines()[-lines:])
+def _tail(path: Path, lines: int = 40) -> str:
+    """The last lines of the block's output and of every log file it wrote beside it."""
+    parts = [f"--- {path.name}", *_text(path).splitlines()[-lines:]]
+    for log in sorted(path.parent.glob("checkout/*.log")):
+        parts += [f"--- {log.name}", *_text(log).splitlines()[-lines:]]
+    return "\n".join(parts)
 
 
 def _summary(seen: dict[str, Any]) -> str:
