@@ -128,10 +128,7 @@ async def _admin_until_deadline(settings: Settings, timeout_s: float) -> tuple[A
     deadline = time.monotonic() + timeout_s
     reason = "no answer"
     while True:
-        try:
-            options = client_options(settings.kafka)
-        except (OSError, ValueError) as error:  # a missing password file, an unreadable CA file
-            return None, _first_line(error)
+        options = client_options(settings.kafka)  # check_kafka has seen it work
         options.pop("client_id")
         options["request_timeout_ms"] = int(max(1.0, min(timeout_s, settings.kafka.request_timeout_s)) * 1000)
         admin = AIOKafkaAdminClient(client_id=f"{settings.kafka.client_id}-preflight", **options)
@@ -171,6 +168,21 @@ async def check_kafka(settings: Settings, *, topics: bool = True) -> list[CheckR
         results = [_failed("broker", "no Kafka configured", fix)]
         if topics:
             results.append(_failed("topics", "not checked: no broker", "configure the broker first"))
+        return results
+    from bus.kafka import KafkaSetupError, client_options
+
+    try:
+        client_options(settings.kafka)
+    except (OSError, ValueError, KafkaSetupError) as error:  # SASL half set, a missing CA or password file
+        results = [
+            _failed(
+                "broker",
+                f"the [kafka] connection settings do not work: {_first_line(error)}",
+                "check [kafka] security_protocol, the TLS files and the SASL user and password file",
+            )
+        ]
+        if topics:
+            results.append(_failed("topics", "not checked: no broker", "fix the broker's settings first"))
         return results
     timeout_s = broker_timeout_s(settings)
     quiet = logging.getLogger("aiokafka")  # every refused connection would be logged as an error

@@ -155,6 +155,13 @@ async def test_broker_check_names_the_address_and_gives_up_within_its_timeout(se
     assert not topics.ok
     assert took < preflight.broker_timeout_s(silent) + 5, took
 
+    half_sasl = _settings(
+        settings, kafka={"bootstrap_servers": "127.0.0.1:1", "security_protocol": "SASL_SSL"}
+    )
+    settings_problem, _ = await preflight.check_kafka(half_sasl)
+    assert not settings_problem.ok and "SASL needs" in settings_problem.detail
+    assert "[kafka]" in settings_problem.fix
+
     missing = await preflight.check_kafka(settings)
     assert missing[0].ok
     assert not missing[1].ok and "looptool topics" in missing[1].fix and settings.run_id in missing[1].detail
@@ -272,6 +279,9 @@ def test_verl_check_only_when_chosen_and_names_the_missing_env(settings: Setting
     )
     result = preflight.check_verl(missing)
     assert not result.ok and "install-verl.sh" in result.fix
+    # The env scripts/install-verl.sh made (scripts/test.sh makes it before the tests).
+    present = preflight.check_verl(_settings(settings, trainer={"backend": "verl"}))
+    assert present.ok and present.detail.startswith("verl 0.9.1 in "), present.line()
 
 
 # --- doctor and the commands --------------------------------------------------------------------------
