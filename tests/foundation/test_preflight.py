@@ -11,6 +11,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
@@ -28,6 +29,9 @@ from looptool.starter import (
 from tests.faults.endpoint import FlakyJudgeEndpoint, serve_flaky
 from tests.reliability.endpoint import Endpoint, serve
 from tests.streams.reasoning_endpoint import Persona, ReasoningEndpoint, served_in_thread
+
+if TYPE_CHECKING:
+    from inference.vllm_backend import ServedModel
 
 SECTIONS = ("kafka", "store", "policy", "judge", "generator", "verifier", "trainer", "loop")
 MODEL = "test-reasoner"
@@ -395,3 +399,17 @@ def test_worker_without_roles_or_world_names_what_to_configure(settings: Setting
         "(the verifier asks [judge]'s server unless [verifier] names its own); `looptool init` writes the "
         "roles' sections with the vLLM command that serves them"
     )
+
+
+async def test_endpoint_check_against_a_real_vllm_server(vllm_server: ServedModel) -> None:
+    """The one-token request is one a vLLM OpenAI server answers; a wrong model name lists the served one."""
+    from streams.config import RoleSettings
+
+    served = await preflight.check_endpoint(
+        "judge", "judge", RoleSettings(base_url=vllm_server.base_url, model=vllm_server.model)
+    )
+    assert served.ok, served.line()
+    wrong = await preflight.check_endpoint(
+        "judge", "judge", RoleSettings(base_url=vllm_server.base_url, model="qwen3-32b")
+    )
+    assert not wrong.ok and f"(it serves {vllm_server.model})" in wrong.detail, wrong.line()
