@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,9 +23,9 @@ from looptool.config import Settings, config_file_path
 commands = typer.Typer()
 
 
-def preflight_or_exit(command: str, checks: Awaitable[list[preflight.CheckResult]]) -> None:
+def preflight_or_exit(command: str, checks: Coroutine[Any, Any, list[preflight.CheckResult]]) -> None:
     """Run ``checks``; on any failure print one line per failed check and exit with status 1."""
-    failed = preflight.failures(asyncio.run(checks))  # type: ignore[arg-type]
+    failed = preflight.failures(asyncio.run(checks))
     if not failed:
         return
     for result in failed:
