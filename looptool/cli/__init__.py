@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from common.logs import configure_logging
-from looptool.cli import broker, data, demo, evaluate, schemas, services, views
+from looptool.cli import broker, data, demo, evaluate, schemas, services, setup, views
 from looptool.config import load_settings
 
 app = typer.Typer(
@@ -36,7 +36,13 @@ def main(
     overrides: dict[str, Any] = {}
     if run_id:
         overrides["run_id"] = run_id
-    settings = load_settings(config, **overrides)
+    try:
+        settings = load_settings(config, **overrides)
+    except Exception as error:
+        if ctx.invoked_subcommand not in ("doctor", "init"):
+            raise
+        ctx.obj = {"config_error": error}  # doctor reports it as a check; init may overwrite the file
+        return
     updates: dict[str, Any] = {}
     if bootstrap_servers:
         updates["kafka"] = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})
@@ -47,6 +53,6 @@ def main(
     ctx.obj = {"settings": settings}
 
 
-for group in (broker, data, services, views, evaluate, demo):
+for group in (setup, broker, data, services, views, evaluate, demo):
     app.add_typer(group.commands)
 app.add_typer(schemas.commands, name="schemas")

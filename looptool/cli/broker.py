@@ -47,9 +47,12 @@ def topics(ctx: typer.Context) -> None:
     """Create the run's topics if missing and list them."""
     from bus.kafka import ensure_topics
     from bus.topics import TOPICS, partitions_for, topic_name
+    from looptool.cli.setup import preflight_or_exit
+    from looptool.preflight import broker_checks
 
     settings = settings_of(ctx)
     require_broker(settings)
+    preflight_or_exit("topics", broker_checks(settings))  # waits for a broker started a moment ago
     asyncio.run(ensure_topics(settings.kafka, settings.run_id))
     table = Table("topic", "partitions", "events", "purpose", title=f"run {settings.run_id}")
     for spec in TOPICS:

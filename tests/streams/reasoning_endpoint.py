@@ -20,11 +20,13 @@ test can account for every answer.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -106,6 +108,14 @@ class ReasoningEndpoint:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def truth_of(self, conversation: str) -> Action | None:
+        """The right next step of a conversation block, as quoted or with its white space normalised."""
+        found = self.truth.get(conversation)
+        if found is None:
+            wanted = " ".join(conversation.split())
+            found = next((a for block, a in self.truth.items() if " ".join(block.split()) == wanted), None)
+        return found
 
     async def models(self, _request: web.Request) -> web.Response:
         return web.json_response(
@@ -208,7 +218,7 @@ class ReasoningEndpoint:
 
     def _judge(self, persona: Persona, user: str, key: tuple[str, str, str], tools: list[ToolSpec]) -> str:
         conversation = _block(user, "conversation") or ""
-        truth = self.truth.get(conversation)
+        truth = self.truth_of(conversation)
         if truth is None:
             return "I cannot find the conversation to judge."
         shown = [_block(user, tag) or "" for tag in ("response_1", "response_2")]
@@ -246,7 +256,7 @@ class ReasoningEndpoint:
         self, persona: Persona, user: str, key: tuple[str, str, str], tools: list[ToolSpec]
     ) -> str:
         conversation = _block(user, "original_sample") or ""
-        truth = self.truth.get(conversation)
+        truth = self.truth_of(conversation)
         correct = _parsed(_block(user, "correct_response"))
         last_user = [line for line in conversation.splitlines() if line.startswith("USER: ")]
         if truth is None or correct is None or not last_user:
@@ -288,3 +298,27 @@ async def serve_reasoning(endpoint: ReasoningEndpoint) -> AsyncIterator[Reasonin
         yield endpoint
     finally:
         await runner.cleanup()
+
+
+@contextmanager
+def served_in_thread(endpoint: ReasoningEndpoint) -> Iterator[ReasoningEndpoint]:
+    """The endpoint on an event loop of its own in a thread, for tests whose own thread blocks
+    (on a subprocess, or a command that runs its own event loop)."""
+    loop = asyncio.new_event_loop()
+    ready, stop = threading.Event(), asyncio.Event()
+
+    async def serve() -> None:
+        async with serve_reasoning(endpoint):
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    if not ready.wait(30):
+        raise RuntimeError("the test endpoint did not start")
+    try:
+        yield endpoint
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()
