@@ -112,7 +112,11 @@ def export(
         typer.Option(help="Output file (folder for hf); default: beside the store, exports/<run>/."),
     ] = None,
     force: Annotated[
-        bool, typer.Option(help="Export even if D_J does not match its RoundClosed manifest.")
+        bool,
+        typer.Option(
+            help="Export even if D_J does not match its RoundClosed manifest, and replace an --out folder "
+            "that no export wrote."
+        ),
     ] = False,
 ) -> None:
     """Write D_J with the labels it was curated with, rebuilt from the topics (byte-identical every time)."""
