@@ -20,11 +20,13 @@ def store(
     until_idle: Annotated[bool, typer.Option(help="Stop once caught up instead of running forever.")] = False,
 ) -> None:
     """Run the live sample-store materialiser (LanceDB) over the run's topics."""
-    from views.store import SampleStore, materialise
+    from views.store import SampleStore, materialise, store_lock
 
     settings = settings_of(ctx)
     require_broker(settings)
-    applied = asyncio.run(materialise(settings, SampleStore(settings.store.path), stop_when_idle=until_idle))
+    with store_lock(settings.store.path):
+        store_ = SampleStore(settings.store.path)
+        applied = asyncio.run(materialise(settings, store_, stop_when_idle=until_idle))
     console.print(f"applied {applied} events to {settings.store.path}")
 
 
@@ -32,15 +34,23 @@ def store(
 def rebuild(
     ctx: typer.Context,
     path: Annotated[Path | None, typer.Option(help="Store path (default: the configured one).")] = None,
+    allow_empty: Annotated[
+        bool, typer.Option(help="Replace the store even if the run has no events on the broker.")
+    ] = False,
 ) -> None:
-    """Drop the sample store and rebuild it by replaying every topic of the run from offset 0."""
+    """Rebuild the sample store by replaying every topic of the run from offset 0.
+
+    The new store is built beside the old one and replaces it only once the replay succeeded."""
     from views.store import SampleStore
     from views.store import rebuild as rebuild_store
 
     settings = settings_of(ctx)
     require_broker(settings)
     target = path or settings.store.path
-    stats = asyncio.run(rebuild_store(settings, target))
+    try:
+        stats = asyncio.run(rebuild_store(settings, target, allow_empty=allow_empty))
+    except ValueError as error:  # not a store's folder
+        raise typer.BadParameter(str(error), param_hint="--path") from None
     console.print(
         f"rebuilt {target} from {stats.records} records ({stats.undecodable} undecodable skipped): "
         f"{SampleStore(target).counts()}"
