@@ -4,11 +4,19 @@ Delivery is at-least-once everywhere: producers are not idempotent (Tansu reject
 cluster gains nothing from it here), consumers commit after processing, and every consumer
 deduplicates by event id. Records that cannot be decoded go to the run's dead-letter topic with the
 reason and their raw bytes; the consumer moves on, so a poison message never blocks a partition.
+
+Every client notices a broker restart: the cluster id it saw on connecting must still be the one
+the broker reports (the embedded broker takes a new one on every start). Producers check it at least
+every ``check_interval_s`` and always before they report success, followers before they hand over
+what they fetched; both then raise :class:`BrokerRestarted`, saying what was acknowledged or read and
+what may be lost. On an archived broker (``looptool broker``) a producer also waits, before it
+reports success, until the archive holds everything it had acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ssl
 import time
@@ -18,8 +26,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import OffsetOutOfRangeError, TopicAlreadyExistsError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError, TopicAlreadyExistsError
+from aiokafka.protocol.metadata import MetadataRequest
 
+from bus.broker import ARCHIVE_GROUP, ARCHIVED_CLUSTER_ID_PREFIX
 from bus.config import KafkaSettings, RunSettings
 from bus.topics import TOPICS, partitions_for, topic_for_event, topic_name
 from common.logs import get_logger
@@ -39,6 +50,63 @@ class BrokerDataLost(RuntimeError):
     The broker lost the run's events (an in-memory broker such as Tansu restarted, a topic was
     deleted): the events a follower waits for can never come, so it fails instead of waiting forever.
     """
+
+
+class BrokerRestarted(BrokerDataLost):
+    """The broker restarted while this process used it (it reports another cluster id).
+
+    Whatever it acknowledged after its archive's last write (at most about a second's worth on an
+    archived broker, everything on a memory-only one) is gone, and the consumer groups with it: the
+    process stops, saying what it had sent or read, and is started again.
+    """
+
+
+class BrokerNotDurable(RuntimeError):
+    """An archived broker acknowledged events that its archive did not confirm in time."""
+
+
+# How often a producer asks the broker whether it is still the one it connected to.
+IDENTITY_CHECK_INTERVAL_S = 0.5
+# How long a producer waits, before it reports success, for the broker's archive to hold its events.
+ARCHIVE_CONFIRM_TIMEOUT_S = 10.0
+
+
+async def broker_identity(client: AIOKafkaClient, timeout_s: float = 30.0) -> str | None:
+    """The cluster id the broker reports (None if it reports none); retried until ``timeout_s``.
+
+    Asked over a fresh metadata request, so a broker that restarted answers with its new id.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            node = client.get_random_node()
+            if node is None:
+                await client.force_metadata_update()
+                node = client.get_random_node()
+            if node is not None:
+                response = await client.send(node, MetadataRequest([]))
+                return getattr(response, "cluster_id", None) or None
+        except KafkaError:
+            if time.monotonic() >= deadline:
+                raise
+        else:
+            if time.monotonic() >= deadline:
+                raise KafkaSetupError("the broker reports no brokers in its metadata")
+        await asyncio.sleep(0.25)
+
+
+def is_archived(identity: str | None) -> bool:
+    """Whether a broker with this cluster id archives what it acknowledges (``looptool broker``)."""
+    return bool(identity) and identity.startswith(ARCHIVED_CLUSTER_ID_PREFIX)  # type: ignore[union-attr]
+
+
+def _restart_note(bootstrap: str | None, before: str | None, after: str | None) -> str:
+    kept = (
+        "it restored its archive, which lacks what it acknowledged in about its last second"
+        if is_archived(after)
+        else "it keeps no archive, so the broker lost the run's events"
+    )
+    return f"the Kafka broker at {bootstrap} restarted (cluster {before} -> {after}); {kept}"
 
 
 # How often an idle follower asks the broker whether the topics it follows still hold what it read.
@@ -115,10 +183,22 @@ async def ensure_topics(kafka: KafkaSettings, run_id: str) -> list[str]:
 
 
 class EventProducer:
-    """Sends events to the topic their type belongs to, keyed by their partition key."""
+    """Sends events to the topic their type belongs to, keyed by their partition key.
 
-    def __init__(self, kafka: KafkaSettings, codec: EventCodec | None = None, linger_ms: int = 5):
+    Counts what the broker acknowledged, notices a broker restart (:class:`BrokerRestarted`) and, on
+    an archived broker, does not report success before the archive holds every acknowledged event.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        codec: EventCodec | None = None,
+        linger_ms: int = 5,
+        *,
+        check_interval_s: float = IDENTITY_CHECK_INTERVAL_S,
+    ):
         self.codec = codec or default_codec()
+        self.kafka = kafka
         self._producer = AIOKafkaProducer(
             **client_options(kafka),
             acks="all",
@@ -126,27 +206,53 @@ class EventProducer:
             linger_ms=linger_ms,
             max_request_size=8 * 1024 * 1024,
         )
+        self.check_interval_s = check_interval_s
+        self.identity: str | None = None
+        self.acknowledged = 0
+        self.confirmed = 0  # acknowledged events the broker's archive holds
+        self._unconfirmed: dict[TopicPartition, collections.deque[int]] = {}
+        self._checked_at = 0.0
+        self._restarted: BrokerRestarted | None = None
+        self._archive_reader: AIOKafkaConsumer | None = None
 
     async def __aenter__(self) -> EventProducer:
         await self._producer.start()
+        try:
+            self.identity = await broker_identity(self._producer.client, self.kafka.request_timeout_s)
+        except BaseException:
+            await self._producer.stop()
+            raise
+        self._checked_at = time.monotonic()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self._producer.stop()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if exc_type is None:  # success is reported only for what the broker still holds
+                await self._producer.flush()
+                await self.check_broker(force=True)
+                await self.wait_archived()
+        finally:
+            await self._producer.stop()
+            if self._archive_reader is not None:
+                await self._archive_reader.stop()
 
     async def send(self, event: Event[Any]) -> asyncio.Future[Any]:
         """Queue one event; the returned future resolves when the broker acknowledged it."""
-        return await self._producer.send(
+        await self.check_broker()
+        future = await self._producer.send(
             topic_for_event(event.run_id, event.event_type),
             value=self.codec.encode(event),
             key=event.key.encode("utf-8"),
         )
+        future.add_done_callback(self._on_acknowledged)
+        return future  # type: ignore[no-any-return]
 
     async def send_all(self, events: Iterable[Event[Any]]) -> int:
         """Send events and wait until every one is acknowledged."""
         futures = [await self.send(event) for event in events]
         if futures:
             await asyncio.gather(*futures)
+        await self.check_broker()
         return len(futures)
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -155,6 +261,88 @@ class EventProducer:
 
     async def flush(self) -> None:
         await self._producer.flush()
+
+    def _on_acknowledged(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        metadata = future.result()
+        self.acknowledged += 1
+        self._unconfirmed.setdefault(metadata.topic_partition, collections.deque()).append(metadata.offset)
+
+    @property
+    def unconfirmed(self) -> int:
+        """Acknowledged events the broker's archive has not confirmed (all of them without an archive)."""
+        return sum(len(offsets) for offsets in self._unconfirmed.values())
+
+    async def check_broker(self, *, force: bool = False) -> None:
+        """Raise :class:`BrokerRestarted` if the broker is no longer the one this producer connected to.
+
+        Asks at most every ``check_interval_s`` unless ``force``; a broker that cannot be reached is
+        asked again until ``kafka.request_timeout_s`` has passed, then its error is raised. On an
+        archived broker it also learns which acknowledged events the archive holds.
+        """
+        if self._restarted is not None:
+            raise self._restarted
+        if not force and time.monotonic() - self._checked_at < self.check_interval_s:
+            return
+        self._checked_at = time.monotonic()
+        # Read before the identity is confirmed, applied after: an answer from a restarted broker's
+        # archive (which numbers its own new records from where the old archive ended) never counts.
+        archived_up_to = await self._archive_positions()
+        identity = await broker_identity(self._producer.client, self.kafka.request_timeout_s)
+        if identity != self.identity:
+            self._restarted = BrokerRestarted(
+                _restart_note(self.kafka.bootstrap_servers, self.identity, identity)
+                + f". This command had {self.acknowledged} events acknowledged: "
+                + (
+                    f"{self.confirmed} of them were in the archive, the other {self.unconfirmed} may be lost"
+                    if is_archived(self.identity)
+                    else f"all {self.acknowledged} are lost with the rest of the log"
+                )
+                + ". Run the same command again to complete it."
+            )
+            raise self._restarted
+        self._confirm(archived_up_to)
+
+    async def wait_archived(self, timeout_s: float = ARCHIVE_CONFIRM_TIMEOUT_S) -> None:
+        """On an archived broker, wait until its archive holds every event acknowledged so far."""
+        deadline = time.monotonic() + timeout_s
+        while self._unconfirmed and is_archived(self.identity):
+            await self.check_broker(force=True)
+            if not self._unconfirmed:
+                break
+            if time.monotonic() >= deadline:
+                raise BrokerNotDurable(
+                    f"the archive of the Kafka broker at {self.kafka.bootstrap_servers} has not confirmed "
+                    f"{self.unconfirmed} of the {self.acknowledged} events it acknowledged after "
+                    f"{timeout_s:.0f} s (is its archiver stuck, or its disk full?); they would be lost if "
+                    "it stopped now"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _archive_positions(self) -> dict[TopicPartition, int]:
+        """The archive's committed end of each partition this producer has unconfirmed events on."""
+        if not (is_archived(self.identity) and self._unconfirmed):
+            return {}
+        if self._archive_reader is None:
+            self._archive_reader = AIOKafkaConsumer(
+                **{**client_options(self.kafka), "client_id": f"{self.kafka.client_id}-archive-check"},
+                group_id=ARCHIVE_GROUP,
+                enable_auto_commit=False,
+            )
+            await self._archive_reader.start()
+        partitions = list(self._unconfirmed)
+        ends = await asyncio.gather(*(self._archive_reader.committed(tp) for tp in partitions))
+        return {tp: end for tp, end in zip(partitions, ends, strict=True) if end is not None}
+
+    def _confirm(self, archived_up_to: dict[TopicPartition, int]) -> None:
+        for tp, end in archived_up_to.items():
+            offsets = self._unconfirmed.get(tp)
+            while offsets and offsets[0] < end:
+                offsets.popleft()
+                self.confirmed += 1
+            if offsets is not None and not offsets:
+                del self._unconfirmed[tp]
 
 
 def dead_letter_for(
@@ -209,6 +397,10 @@ class GroupConsumer:
         self.codec = codec or default_codec()
         self.producer = producer
         self.dead_lettered = 0
+        self.delivered = 0
+        self._kafka = kafka
+        self._identity: str | None = None
+        self._identity_checked = 0.0
         self._consumer = AIOKafkaConsumer(
             *[topic_name(run_id, name) for name in topics],
             **client_options(kafka),
@@ -223,6 +415,12 @@ class GroupConsumer:
 
     async def __aenter__(self) -> GroupConsumer:
         await self._consumer.start()
+        try:
+            self._identity = await broker_identity(self._consumer._client, self._kafka.request_timeout_s)
+        except BaseException:
+            await self._consumer.stop()
+            raise
+        self._identity_checked = time.monotonic()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -232,12 +430,16 @@ class GroupConsumer:
         """Yield batches forever (an empty batch when nothing arrived within ``timeout_ms``)."""
         while True:
             fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            if fetched or time.monotonic() - self._identity_checked >= 1.0:  # nothing from a restarted one
+                await _check_identity(self._consumer, self._kafka, self._identity, self.delivered)
+                self._identity_checked = time.monotonic()
             batch: list[Delivered] = []
             for records in fetched.values():
                 for record in records:
                     delivered = await self._decode_or_dead_letter(record)
                     if delivered is not None:
                         batch.append(delivered)
+            self.delivered += len(batch)
             yield batch
 
     async def _decode_or_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> Delivered | None:
@@ -364,6 +566,8 @@ async def _read_from_start(
     )
     await consumer.start()
     try:
+        identity = await broker_identity(consumer._client, kafka.request_timeout_s)
+        identity_checked = time.monotonic()
         partitions: list[TopicPartition] = []
         for name in topics:
             full = topic_name(run_id, name)
@@ -394,10 +598,16 @@ async def _read_from_start(
                     *(partitions if follow else remaining), timeout_ms=idle_timeout_ms, max_records=batch_size
                 )
             except OffsetOutOfRangeError as error:
+                await _check_identity(consumer, kafka, identity, stats.records)
                 raise BrokerDataLost(
                     f"{error}: the broker no longer holds the offsets already read (an in-memory broker "
                     "restarted, or retention removed them); the run cannot go on from this broker"
                 ) from error
+            # Nothing fetched from a restarted broker is handed over: asked after every fetch that
+            # brought records, and every second while idle.
+            if fetched or time.monotonic() - identity_checked >= 1.0:
+                await _check_identity(consumer, kafka, identity, stats.records)
+                identity_checked = time.monotonic()
             if follow and regressed_since is None and _ends_below_read(consumer, read_up_to):
                 regressed_since = time.monotonic()
             batch: list[Delivered] = []
@@ -455,6 +665,19 @@ async def _read_from_start(
                 yield batch
     finally:
         await consumer.stop()
+
+
+async def _check_identity(
+    consumer: AIOKafkaConsumer, kafka: KafkaSettings, identity: str | None, records: int
+) -> None:
+    """Raise :class:`BrokerRestarted` if the broker is not the one the reader connected to."""
+    now = await broker_identity(consumer._client, kafka.request_timeout_s)
+    if now != identity:
+        raise BrokerRestarted(
+            f"{_restart_note(kafka.bootstrap_servers, identity, now)}. {records} records had been read "
+            "from it; the events of its last moments may be missing now, so nothing more is read "
+            "from it: start this command again"
+        )
 
 
 def _ends_below_read(consumer: AIOKafkaConsumer, read_up_to: dict[TopicPartition, int]) -> bool:

@@ -187,5 +187,12 @@ async def run_stages(
     logging.getLogger("faust").setLevel(logging.WARNING)
     async with started_stages(settings, stages, concurrency) as runners:
         log.info("worker.ready", stages=[s.name for s in stages], run_id=settings.run_id)
-        await stop.wait()
+        producer = runners[0].producer if runners else None
+        # faust reconnects to a restarted broker by itself (and starts over from offset 0 in its new,
+        # empty groups); the worker must stop instead: raises BrokerRestarted within about a second.
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if producer is not None and not stop.is_set():
+                await producer.check_broker(force=True)
     return runners

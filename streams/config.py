@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from common.logs import url_has_credentials
 from common.settings import Section
 
 
@@ -41,6 +42,19 @@ class EndpointSettings(Section):
         default_factory=dict,
         description='Sent with every request, e.g. {"chat_template_kwargs": {"enable_thinking": false}}.',
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str) -> str:
+        # A key in the URL would be logged by the HTTP library with every request, and shown with the
+        # settings; the secret fields are masked everywhere instead.
+        if url_has_credentials(value):
+            raise ValueError(
+                "base_url must not carry credentials (user:password@ or a key parameter): give the URL "
+                "without them and the key as api_key_file (a file holding it) or api_key "
+                "(e.g. LOOPTOOL_JUDGE__API_KEY)"
+            )
+        return value
 
     def resolved_api_key(self) -> str | None:
         """The key from ``api_key`` or, failing that, the first line of ``api_key_file``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -105,7 +105,7 @@ def replay(
 def export(
     ctx: typer.Context,
     fmt: Annotated[
-        str,
+        Literal["jsonl", "parquet", "hf", "verl"],
         typer.Option(
             "--format", help="jsonl, parquet, hf (a datasets.Dataset folder) or verl (trainer parquet)."
         ),
