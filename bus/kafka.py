@@ -234,7 +234,7 @@ class EventProducer:
         finally:
             await self._producer.stop()
             if self._archive_reader is not None:
-                await self._archive_reader.stop()
+                await stop_consumer(self._archive_reader)
 
     async def send(self, event: Event[Any]) -> asyncio.Future[Any]:
         """Queue one event; the returned future resolves when the broker acknowledged it."""
@@ -424,7 +424,7 @@ class GroupConsumer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._consumer.stop()
+        await stop_consumer(self._consumer)
 
     async def batches(self, timeout_ms: int = 500, max_records: int = 2000) -> AsyncIterator[list[Delivered]]:
         """Yield batches forever (an empty batch when nothing arrived within ``timeout_ms``)."""
@@ -664,7 +664,7 @@ async def _read_from_start(
             if batch or follow:
                 yield batch
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _check_identity(
@@ -678,6 +678,20 @@ async def _check_identity(
             "from it; the events of its last moments may be missing now, so nothing more is read "
             "from it: start this command again"
         )
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer; a fetch it was retrying against a vanished broker must not look like our cancel.
+
+    aiokafka's fetcher sleeps its retry backoff outside its own cancellation guard, so stopping the
+    consumer then raises CancelledError out of ``stop()`` and would replace the error being raised.
+    """
+    try:
+        await stop_consumer(consumer)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 def _ends_below_read(consumer: AIOKafkaConsumer, read_up_to: dict[TopicPartition, int]) -> bool:
@@ -726,7 +740,7 @@ async def _other_log(
                     )
         return None
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _lost(
