@@ -676,7 +676,7 @@ async def _check_identity(
         raise BrokerRestarted(
             f"{_restart_note(kafka.bootstrap_servers, identity, now)}. {records} records had been read "
             "from it; the events of its last moments may be missing now, so nothing more is read "
-            "from it: start this command again"
+            "from it. Run the same command again."
         )
 
 
@@ -687,7 +687,7 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     consumer then raises CancelledError out of ``stop()`` and would replace the error being raised.
     """
     try:
-        await stop_consumer(consumer)
+        await consumer.stop()
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
