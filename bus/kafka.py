@@ -30,7 +30,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError, TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from bus.broker import ARCHIVE_GROUP, ARCHIVED_CLUSTER_ID_PREFIX
+from bus.broker import ARCHIVE_GROUP, ARCHIVED_CLUSTER_ID_PREFIX, CLUSTER_ID_PREFIX
 from bus.config import KafkaSettings, RunSettings
 from bus.topics import TOPICS, partitions_for, topic_for_event, topic_name
 from common.logs import get_logger
@@ -93,6 +93,21 @@ async def broker_identity(client: AIOKafkaClient, timeout_s: float = 30.0) -> st
             if time.monotonic() >= deadline:
                 raise KafkaSetupError("the broker reports no brokers in its metadata")
         await asyncio.sleep(0.25)
+
+
+def group_id_for(group_id: str, identity: str | None) -> str:
+    """The name of consumer group ``group_id`` on the broker with cluster id ``identity``.
+
+    An embedded broker's groups are per start: it loses them when it restarts, and a client of the
+    old broker still running (a worker busy decoding when it crashed) rejoins the new one and
+    commits there the offsets it had reached, although what it made of those inputs may be lost.
+    Workers started again would then skip that work. With the broker's cluster id (new on every
+    start) in the name, their groups start afresh from offset 0 and redo it; outputs have
+    deterministic ids, so nothing is duplicated. On any other cluster the name is ``group_id``.
+    """
+    if identity and identity.startswith(CLUSTER_ID_PREFIX):
+        return f"{group_id}-{identity}"
+    return group_id
 
 
 def is_archived(identity: str | None) -> bool:
@@ -399,12 +414,25 @@ class GroupConsumer:
         self.dead_lettered = 0
         self.delivered = 0
         self._kafka = kafka
+        self._topics = [topic_name(run_id, name) for name in topics]
+        self._group_id = group_id
         self._identity: str | None = None
         self._identity_checked = 0.0
+        self._consumer: AIOKafkaConsumer = None  # type: ignore[assignment]  # made on entry
+
+    async def __aenter__(self) -> GroupConsumer:
+        # The group's name depends on the broker (group_id_for): ask which one this is first.
+        client = AIOKafkaClient(**client_options(self._kafka))
+        try:
+            await client.bootstrap()
+            self._identity = await broker_identity(client, self._kafka.request_timeout_s)
+        finally:
+            await client.close()
+        kafka = self._kafka
         self._consumer = AIOKafkaConsumer(
-            *[topic_name(run_id, name) for name in topics],
+            *self._topics,
             **client_options(kafka),
-            group_id=group_id,
+            group_id=group_id_for(self._group_id, self._identity),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
@@ -412,14 +440,7 @@ class GroupConsumer:
             heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000),
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
-
-    async def __aenter__(self) -> GroupConsumer:
         await self._consumer.start()
-        try:
-            self._identity = await broker_identity(self._consumer._client, self._kafka.request_timeout_s)
-        except BaseException:
-            await self._consumer.stop()
-            raise
         self._identity_checked = time.monotonic()
         return self
 

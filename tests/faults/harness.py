@@ -185,9 +185,15 @@ class LoopRun:
     async def run_command(self, name: str, args: list[str], timeout_s: float = 300.0) -> Service:
         """Run a one-shot command (``seed``, ``curate --initial``) to its end; returns it (exit code, log)."""
         service = self.start(name, args)
+        await self.finish(name, timeout_s)
+        return service
+
+    async def finish(self, name: str, timeout_s: float = 300.0) -> Service:
+        """Wait for the command ``name`` to exit; it is then no longer a service of the run."""
+        service = self.services[name]
         assert service.process is not None
         await asyncio.wait_for(asyncio.to_thread(service.process.wait), timeout_s)
-        return service
+        return self.services.pop(name)
 
     async def publish(self, events: Sequence[Event[Any]]) -> None:
         async with EventProducer(self.settings.kafka) as producer:

@@ -92,14 +92,14 @@ async def _run(
             broker.kill()
             await asyncio.to_thread(broker.start)
             seed.process.send_signal(signal.SIGCONT)
-            await asyncio.wait_for(asyncio.to_thread(seed.process.wait), 120)
+            await run.finish("seed", 120)
             assert seed.process.returncode == RESTARTED, seed.tail()
             note = _restart_note(seed.log_path)
             assert "restarted" in note and "events acknowledged" in note and "may be lost" in note, note
             notes.append(f"seed, {progress['acknowledged']} of {progress['total']} acknowledged: {note}")
             seed = await run.run_command("seed-again", ["seed"])
         else:
-            await asyncio.wait_for(asyncio.to_thread(seed.process.wait), 300)  # type: ignore[union-attr]
+            await run.finish("seed")
         assert seed.process is not None and seed.process.returncode == 0, seed.tail()
         opened = await run.run_command("open", ["curate", "--initial"])
         assert opened.process is not None and opened.process.returncode == 0, opened.tail()
@@ -117,7 +117,7 @@ async def _run(
             await asyncio.to_thread(broker.start)
             for service in (stages, curate):
                 assert service.process is not None
-                await asyncio.wait_for(asyncio.to_thread(service.process.wait), 120)
+                await run.finish(service.name, 120)
                 assert service.process.returncode == RESTARTED, service.tail()
                 note = _restart_note(service.log_path)
                 assert "restarted" in note and "Run the same command again" in note, note
