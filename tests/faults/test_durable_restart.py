@@ -110,9 +110,10 @@ async def _run(
         stages = run.start("stages", STAGES)
         curate = run.start("curate", CURATE)
         if disturb:
-            await run.wait_until(lambda: run.watch.distinct("verdicts") >= 4, 300, "the first verdicts")
-            before = {topic: run.watch.distinct(topic) for topic in ("probes", "verdicts", "candidates")}
-            assert before["probes"] < MEMBERS, run.describe()
+            # Mid-round: the first probes and verdicts are out, D_2 is far from closed.
+            await run.wait_until(lambda: run.watch.distinct("verdicts") >= 1, 300, "the first verdicts")
+            before = {topic: run.watch.distinct(topic) for topic in ("probes", "verdicts", "verifications")}
+            assert run.watch.closed(2) is None, run.describe()
             broker.kill()
             await asyncio.to_thread(broker.start)
             for service in (stages, curate):
