@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +51,11 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class Gate:
-    """A TCP relay from ``host:port`` to the broker; admits only named clients until :meth:`open`."""
+    """A TCP relay from ``host:port`` to the broker; admits only named clients until :meth:`open`.
+
+    Each connection is relayed by two threads that move bytes with ``splice(2)`` through a pipe, in
+    the kernel and outside the GIL, so the relay costs little next to the broker and the archiver.
+    """
 
     def __init__(self, host: str, port: int, upstream_port: int):
         self.host = host
@@ -57,73 +64,145 @@ class Gate:
         self.admitted: set[str] = set()
         self.refused = 0
         self._open = False
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._closed = False
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
 
     async def start(self) -> None:
         check_port_free(self.host, self.port)
         try:
-            self._server = await asyncio.start_server(self._serve, self.host, self.port)
+            self._listener = socket.create_server((self.host, self.port), backlog=128)
         except OSError as error:
             raise BrokerError(f"port {self.port} on {self.host} is busy ({error.strerror})") from None
+        self._spawn(self._accept_loop)
 
     def open(self) -> None:
         self._open = True
 
     async def close(self) -> None:
-        """Stop listening and close every relayed connection (their tasks then end by themselves)."""
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        if self._connections:
-            await asyncio.wait(list(self._connections), timeout=5)
+        """Stop listening and end every relayed connection (their threads then end by themselves)."""
+        self._closed = True
+        with self._lock:
+            ends = [s for s in (self._listener, *self._sockets) if s is not None]
+            threads = list(self._threads)
+        for end in ends:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in accept() or splice()
+        await asyncio.to_thread(_join_all, threads, 5.0)
+        if self._listener is not None:
+            self._listener.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        self._writers.add(writer)
-        upstream_writer: asyncio.StreamWriter | None = None
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=self._run, args=(target, *args), daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _run(self, target: Callable[..., None], *args: object) -> None:
+        try:
+            target(*args)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+        if self._closed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _forget(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+        sock.close()
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._closed:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self._spawn(self._serve, connection)
+
+    def _serve(self, client: socket.socket) -> None:
+        self._track(client)
+        upstream: socket.socket | None = None
         try:
             head = b""
             if not self._open:
-                head, client_id = await _first_request_client_id(reader)
+                client.settimeout(10)
+                head, client_id = _first_request_client_id(client)
+                client.settimeout(None)
                 if not self._open and client_id not in self.admitted:
                     self.refused += 1
                     return
-            upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.upstream_port)
-            self._writers.add(upstream_writer)
-            upstream_writer.write(head)
-            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+            upstream = socket.create_connection((self.host, self.upstream_port))
+            self._track(upstream)
+            for end in (client, upstream):
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            upstream.sendall(head)
+            answers = threading.Thread(target=_splice, args=(upstream, client), daemon=True)
+            answers.start()
+            _splice(client, upstream)
+            answers.join(30)  # the broker ends its side once ours ended; never close under a splice
+            if answers.is_alive():
+                for end in (client, upstream):
+                    with contextlib.suppress(OSError):
+                        end.shutdown(socket.SHUT_RDWR)
+                answers.join()
+        except OSError:
             pass
         finally:
-            for end in (writer, upstream_writer):
+            for end in (client, upstream):
                 if end is not None:
-                    end.close()
-                    self._writers.discard(end)
-            self._connections.discard(task)
+                    self._forget(end)
 
 
-async def _first_request_client_id(reader: asyncio.StreamReader) -> tuple[bytes, str | None]:
+def _first_request_client_id(sock: socket.socket) -> tuple[bytes, str | None]:
     """Read a Kafka request's header up to its client id (size, api key, version, correlation id, id)."""
-    head = await asyncio.wait_for(reader.readexactly(14), 10)
+    head = _receive_exactly(sock, 14)
     length = int.from_bytes(head[12:14], "big", signed=True)
-    raw = await asyncio.wait_for(reader.readexactly(length), 10) if length > 0 else b""
+    raw = _receive_exactly(sock, length) if length > 0 else b""
     return head + raw, raw.decode("utf-8", "replace") if length >= 0 else None
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def _receive_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("closed before its first request")
+        data += chunk
+    return data
+
+
+def _splice(source: socket.socket, target: socket.socket) -> None:
+    """Move bytes from ``source`` to ``target`` until ``source`` ends, then end ``target``'s writing."""
+    read_end, write_end = os.pipe()
     try:
-        while data := await reader.read(1 << 18):
-            writer.write(data)
-            await writer.drain()
+        while True:
+            moved = os.splice(source.fileno(), write_end, 1 << 20)
+            if moved == 0:
+                break
+            while moved:
+                moved -= os.splice(read_end, target.fileno(), moved)
+    except OSError:
+        pass
     finally:
+        os.close(read_end)
+        os.close(write_end)
         with contextlib.suppress(OSError):
-            if writer.can_write_eof():
-                writer.write_eof()
+            target.shutdown(socket.SHUT_WR)
+
+
+def _join_all(threads: list[threading.Thread], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 # --- restore --------------------------------------------------------------------------------------
