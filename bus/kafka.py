@@ -416,20 +416,13 @@ class GroupConsumer:
         self._kafka = kafka
         self._topics = [topic_name(run_id, name) for name in topics]
         self._group_id = group_id
-        self._identity: str | None = None
+        self._identity: str | None = producer.identity
         self._identity_checked = 0.0
-        self._consumer: AIOKafkaConsumer = None  # type: ignore[assignment]  # made on entry
+        self._consumer = self._make_consumer()
 
-    async def __aenter__(self) -> GroupConsumer:
-        # The group's name depends on the broker (group_id_for): ask which one this is first.
-        client = AIOKafkaClient(**client_options(self._kafka))
-        try:
-            await client.bootstrap()
-            self._identity = await broker_identity(client, self._kafka.request_timeout_s)
-        finally:
-            await client.close()
+    def _make_consumer(self) -> AIOKafkaConsumer:
         kafka = self._kafka
-        self._consumer = AIOKafkaConsumer(
+        return AIOKafkaConsumer(
             *self._topics,
             **client_options(kafka),
             group_id=group_id_for(self._group_id, self._identity),
@@ -440,6 +433,18 @@ class GroupConsumer:
             heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000),
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
+
+    async def __aenter__(self) -> GroupConsumer:
+        if self._identity is None:  # the group's name depends on the broker (group_id_for): ask it
+            client = AIOKafkaClient(**client_options(self._kafka))
+            try:
+                await client.bootstrap()
+                self._identity = await broker_identity(client, self._kafka.request_timeout_s)
+            finally:
+                await client.close()
+            if self._identity is not None:
+                await self._consumer.stop()  # never started: made before the broker was known
+                self._consumer = self._make_consumer()
         await self._consumer.start()
         self._identity_checked = time.monotonic()
         return self
