@@ -7,15 +7,15 @@ the broker process runs three things around Tansu:
   the archive (:mod:`bus.archive`: Avro object container files per topic-partition segment), fsyncs,
   and then commits the archived offsets to the consumer group :data:`bus.broker.ARCHIVE_GROUP`.
   Those offsets are what a crash cannot lose; producers wait for them before they report success
-  (:meth:`bus.kafka.EventProducer.wait_archived`). The archive lag (a record's time stamp to its
-  fsync) is measured on every record and reported;
+  (:meth:`bus.kafka.EventProducer.wait_archived`). The archive lag (:class:`LagStats`) is measured
+  on every record and reported;
 - a **restore** on start: the archived topics are created again with their partition counts and every
   partition is produced back in offset order, each batch checked to land at its archived offset, so
   the restored log has the same records at the same offsets (followers compare what they read);
-- a **gate**: Tansu listens on a private port and advertises the public one, where a small TCP relay
-  forwards connections to it. Until the restore is complete the relay admits only the restore's and
-  the archiver's own clients (by the client id in their first request), so a client that was still
-  running when the broker crashed cannot write into a half-restored partition.
+- a **gate**: Tansu listens on a private port and advertises the public one, where a TCP relay
+  (``splice(2)``) forwards connections to it. Until the restore is complete the relay admits only
+  the restore's and the archiver's own clients (by the client id in their first request), so a
+  client that was still running when the broker crashed cannot write into a half-restored partition.
 
 Every start takes a new cluster id (``looptool-archived-<ULID>``): clients that connected to an
 earlier start notice the restart and stop, saying what may be lost (:class:`bus.kafka.BrokerRestarted`).
