@@ -20,7 +20,7 @@ import collections
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -516,13 +516,19 @@ async def replay(
     codec: EventCodec | None = None,
     batch_size: int = 5000,
     stats: ReplayStats | None = None,
+    *,
+    identity: str | None = None,
 ) -> AsyncIterator[list[Delivered]]:
     """Read ``topics`` from offset 0 up to their ends at call time, in batches, without a group.
 
     Undecodable records are counted in ``stats`` and skipped (the live consumer already
-    dead-lettered them).
+    dead-lettered them). ``identity``: the broker (cluster id) the caller already reads from; a
+    replay of any other raises :class:`BrokerRestarted`. The broker's identity is checked again once
+    the replay has read everything, so a broker that restarted during it is never taken as whole.
     """
-    async for batch in _read_from_start(kafka, run_id, topics, codec, batch_size, stats, follow=False):
+    async for batch in _read_from_start(
+        kafka, run_id, topics, codec, batch_size, stats, follow=False, identity=identity
+    ):
         yield batch
 
 
@@ -581,18 +587,27 @@ async def _read_from_start(
     *,
     follow: bool,
     idle_timeout_ms: int = 200,
+    identity: str | None = None,
 ) -> AsyncIterator[list[Delivered]]:
     codec = codec or default_codec()
     stats = stats if stats is not None else ReplayStats()
-    consumer = AIOKafkaConsumer(
-        **client_options(kafka),
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        auto_offset_reset="none",  # a position past a log's end is data loss, never a silent reset
+    consumer = await _start_patiently(
+        lambda: AIOKafkaConsumer(
+            **client_options(kafka),
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            auto_offset_reset="none",  # a position past a log's end is data loss, never a silent reset
+        ),
+        kafka,
     )
-    await consumer.start()
     try:
-        identity = await broker_identity(consumer._client, kafka.request_timeout_s)
+        found = await broker_identity(consumer._client, kafka.request_timeout_s)
+        if identity is not None and found != identity:
+            raise BrokerRestarted(
+                f"{_restart_note(kafka.bootstrap_servers, identity, found)}. Nothing was read from the "
+                "new broker. Run the same command again."
+            )
+        identity = found
         identity_checked = time.monotonic()
         partitions: list[TopicPartition] = []
         for name in topics:
@@ -600,6 +615,7 @@ async def _read_from_start(
             for partition in sorted(consumer.partitions_for_topic(full) or await _partitions(consumer, full)):
                 partitions.append(TopicPartition(full, partition))
         if not partitions:
+            await _check_identity(consumer, kafka, identity, stats.records)
             return
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -673,9 +689,15 @@ async def _read_from_start(
                     continue
                 lost = await _lost(consumer, partitions, read_up_to)
                 if lost is None and not went_back:  # the end is back up: is it still the same log?
-                    lost = await _other_log(kafka, read_up_to, last_read)
+                    try:
+                        lost = await _other_log(kafka, read_up_to, last_read)
+                    except KafkaError:  # the broker cannot be asked now: keep holding, ask again later
+                        regressed_since = time.monotonic()
+                        continue
                 if lost or went_back:
+                    await _check_identity(consumer, kafka, identity, stats.records)
                     raise BrokerDataLost(lost or "a followed log went back below offsets already read")
+                await _check_identity(consumer, kafka, identity, stats.records)  # before any is let go
                 for tp, (offset, value) in held_up_to.items():
                     read_up_to[tp], last_read[tp] = offset, value
                 batch, held, held_up_to, regressed_since = held, [], {}, None
@@ -687,10 +709,27 @@ async def _read_from_start(
                 if lost and suspected:
                     raise BrokerDataLost(lost)
                 suspected = lost
+            if not follow and not remaining:  # read to the end: of the broker it started on?
+                await _check_identity(consumer, kafka, identity, stats.records)
             if batch or follow:
                 yield batch
     finally:
         await stop_consumer(consumer)
+
+
+async def _start_patiently(make: Callable[[], AIOKafkaConsumer], kafka: KafkaSettings) -> AIOKafkaConsumer:
+    """A started consumer, tried again while the broker cannot be reached (a restart takes a moment)."""
+    deadline = time.monotonic() + kafka.request_timeout_s
+    while True:
+        consumer = make()
+        try:
+            await consumer.start()
+            return consumer
+        except KafkaError:
+            await consumer.stop()
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.25)
 
 
 async def _check_identity(
@@ -741,7 +780,11 @@ async def _other_log(
     if not checked:
         return None
     consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False, auto_offset_reset="none")
-    await consumer.start()
+    try:
+        await consumer.start()  # raises KafkaConnectionError while the broker is down
+    except BaseException:
+        await consumer.stop()
+        raise
     try:
         consumer.assign(list(checked))
         for tp, offset in checked.items():

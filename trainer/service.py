@@ -279,7 +279,9 @@ class TrainerService:
             await self.publish(producer, checkpoint, str(info["checkpoint_id"]), manifest, parent)
             return
 
-        dataset = await load_round_dataset(self.settings, manifest, wait_s=self.trainer.data_wait_s)
+        dataset = await load_round_dataset(
+            self.settings, manifest, wait_s=self.trainer.data_wait_s, identity=producer.identity
+        )
         attempt = new_attempt()
         out_dir = round_dir / f"attempt-{attempt}"
         out_dir.mkdir(parents=True, exist_ok=True)

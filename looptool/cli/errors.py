@@ -88,13 +88,19 @@ def describe(error: BaseException) -> tuple[int, str]:
     if isinstance(error, KafkaSetupError):
         return FAILURE, f"Kafka: {error}"
     if isinstance(error, KafkaConnectionError | KafkaTimeoutError):
-        return FAILURE, f"lost the connection to the Kafka broker ({type(error).__name__}: {error})"
+        return FAILURE, f"lost the connection to the Kafka broker ({_named(error)})"
     if isinstance(error, KafkaError):
-        return FAILURE, f"Kafka error {type(error).__name__}: {error}"
+        return FAILURE, f"Kafka error: {_named(error)}"
     if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
         return FAILURE, str(error)
     first_line = (str(error).strip().splitlines() or [""])[0]
     return FAILURE, f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+
+
+def _named(error: BaseException) -> str:
+    """``Type: message``, once (aiokafka's messages often start with their type already)."""
+    name, text = type(error).__name__, str(error)
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
 
 
 def one_line(text: str) -> str:
