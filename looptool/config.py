@@ -49,7 +49,11 @@ class Settings(BaseSettings):
     """Everything a looptool process needs to know, loaded once at start."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LOOPTOOL_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix="LOOPTOOL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+        hide_input_in_errors=True,  # values may be secrets; errors reach terminals and logs
     )
 
     run_id: str = "default"

@@ -413,6 +413,17 @@ def derived_event_id(parent_ids: list[str], stage: str, discriminator: str = "")
     return str(ULID.from_bytes((newest_parent_ms + 1).to_bytes(6, "big") + digest))
 
 
+def root_event_id(stage: str, *parts: str) -> str:
+    """A deterministic ULID for an event with no parents (a seed), from what identifies it.
+
+    Publishing the same seed twice (a command run again after a broker restart) yields the same id,
+    so consumers that deduplicate by event id see one event. The time part is 0: such events sort
+    before every event derived from them, as derived ids require.
+    """
+    digest = hashlib.blake2b("\x1f".join([stage, *parts]).encode("utf-8"), digest_size=10).digest()
+    return str(ULID.from_bytes((0).to_bytes(6, "big") + digest))
+
+
 def make_event(
     payload: P,
     *,

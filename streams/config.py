@@ -14,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, create_model, model_validator
+from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
+from common.logs import url_has_credentials
 from common.settings import Section
 from inference.base import OPENAI_CLIENT_OWNED_FIELDS
 
@@ -61,6 +62,19 @@ class EndpointSettings(Section):
         description="Other request fields sent with every request (e.g. vLLM's top_k). The budget, the "
         "temperature and chat_template_kwargs are the role's own settings, not extra_body's.",
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str) -> str:
+        # A key in the URL would be logged by the HTTP library with every request, and shown with the
+        # settings; the secret fields are masked everywhere instead.
+        if url_has_credentials(value):
+            raise ValueError(
+                "base_url must not carry credentials (user:password@ or a key parameter): give the URL "
+                "without them and the key as api_key_file (a file holding it) or api_key "
+                "(e.g. LOOPTOOL_JUDGE__API_KEY)"
+            )
+        return value
 
     def resolved_api_key(self) -> str | None:
         """The key from ``api_key`` or, failing that, the first line of ``api_key_file``."""

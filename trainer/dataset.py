@@ -127,16 +127,18 @@ async def load_round_dataset(
     current_time: str = DEFAULT_CURRENT_TIME,
     wait_s: float = 30.0,
     poll_s: float = 1.0,
+    identity: str | None = None,
 ) -> RoundDataset:
     """Read round j's members from the curated topic and check them against its manifest.
 
     Members and manifest travel on different topics, so a member can become readable a moment
-    after the manifest: an incomplete round is read again until ``wait_s`` has passed.
+    after the manifest: an incomplete round is read again until ``wait_s`` has passed. ``identity``:
+    the broker the manifest came from (a broker that restarted since raises ``BrokerRestarted``).
     """
     deadline = time.monotonic() + wait_s
     while True:
         members: list[Event[Any]] = []
-        async for batch in replay(settings.kafka, settings.run_id, ["curated"]):
+        async for batch in replay(settings.kafka, settings.run_id, ["curated"], identity=identity):
             members.extend(delivered.event for delivered in batch)
         try:
             dataset = round_dataset(manifest, members, current_time)

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bus.kafka import client_options
 from bus.topics import partitions_for, spec_of, topic_name
+from bus.worker import stage_group_id
 from looptool.config import Settings
 from looptool.demo import Service
 from schemas.events import Event, SampleAdded
@@ -91,7 +92,9 @@ async def fail_through(
         )
         # Backpressure: nothing published, nothing acknowledged, no input taken beyond one batch.
         assert run.watch.distinct(output) == outputs_before and run.watch.distinct("deadletter") == 0
-        assert await committed(run.settings, f"looptool-{RUN_ID}-{stage}", source) == 0
+        assert (
+            await committed(run.settings, stage_group_id(RUN_ID, stage, run.broker.cluster_id), source) == 0
+        )
         outage = endpoint.prompts[first_prompt:]
         assert len(set(outage)) <= batch_prompts, f"{stage} moved on past its first batch"
     return endpoint.prompts[first_prompt:]
@@ -104,7 +107,7 @@ async def recover(
     await endpoint.set_mode("ok")
     await run.wait_until(lambda: run.watch.distinct(output) >= expected, 150, f"every {stage} output")
     records = sum(TOPIC_OF_TYPE[e.event_type] == source for e in run.watch.records)
-    group = f"looptool-{RUN_ID}-{stage}"
+    group = stage_group_id(RUN_ID, stage, run.broker.cluster_id)
     for _ in range(120):  # faust commits every few seconds
         if await committed(run.settings, group, source) == records:
             return

@@ -155,8 +155,11 @@ def write_verl_parquet(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    pq.write_table(table, partial)
-    os.replace(partial, path)
+    try:
+        pq.write_table(table, partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # a failed write leaves no half file behind
     log.info("verl.parquet_written", path=str(path), rows=len(rows), round=round_index)
     return len(rows)
 
