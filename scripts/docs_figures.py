@@ -5,7 +5,8 @@ A quoted figure sits between markers that name its source::
     <!-- fig codec_replay.json avro/decode_per_s {:,.0f} -->4,539<!-- /fig -->
 
 the file under ``benchmarks/results/``, the value's path in it (keys joined by ``/``, list positions
-as numbers; ``a/b÷c/d`` quotes the ratio of two values), and a Python format spec (default ``{}``).
+as numbers; ``a/b÷c/d`` quotes the ratio of two values), and a Python format spec (default ``{}``),
+or for a true/false value two labels, ``quiet|contended`` (the first for false).
 
 A table of several figures sits between block markers naming its results file and its renderer
 (a function of :data:`TABLES`)::
@@ -98,6 +99,9 @@ def figure(file: str, path: str, spec: str | None) -> str:
         value: Any = value_at(data, top) / value_at(data, bottom)
     else:
         value = value_at(data, path)
+    if isinstance(value, bool) and spec and "|" in spec:  # a label: "quiet|contended" picks by the value
+        when_false, when_true = spec.split("|", 1)
+        return when_true if value else when_false
     return (spec or "{}").format(value)
 
 

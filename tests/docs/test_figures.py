@@ -61,3 +61,14 @@ def test_a_table_block_is_rendered_from_its_results_file_and_checked(tmp_path, m
     assert "| round 1 | 4 | SEED 4 | 25.0% | 2/4 | PRED_WRONG 2 | 0 | 7/8 | 0.40 (50%) | 62.5% |" in rendered
     again: list[str] = []
     assert docs_figures.render(rendered, "doc", again) == rendered and again == []
+
+
+def test_a_true_or_false_figure_is_quoted_as_its_label(tmp_path, monkeypatch) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"machine": {"contended": True}}), encoding="utf-8")
+    monkeypatch.setattr(docs_figures, "RESULTS", tmp_path)
+    docs_figures._results.cache_clear()
+    problems: list[str] = []
+    text = "<!-- fig run.json machine/contended quiet|contended -->quiet<!-- /fig -->"
+    rendered = docs_figures.render(text, "doc", problems)
+    docs_figures._results.cache_clear()
+    assert "-->contended<!--" in rendered and "the text says quiet" in problems[0]
