@@ -125,16 +125,20 @@ def to_bfcl_call(call: ToolCall, methods: frozenset[str]) -> str:
 
     ``methods``: the public methods of the conversation's API classes (:func:`methods_of`).
     """
-    name = call.name
-    executable_name = name in methods or (
-        name.isidentifier() and not keyword.iskeyword(name) and not _resolvable(name)
+    return call_string(call.name, call.arguments, methods)
+
+
+def call_string(name: Any, arguments: dict[str, Any], methods: frozenset[str]) -> str:
+    """:func:`to_bfcl_call` of a name and arguments as bfcl-eval's reading decodes them (a JSON
+    ``name`` need not be a string there: BFCL's ``eval`` of, say, ``None(...)`` fails, and so does
+    :data:`UNEXECUTABLE_CALL`)."""
+    executable_name = isinstance(name, str) and (
+        name in methods or (name.isidentifier() and not keyword.iskeyword(name) and not _resolvable(name))
     )
-    safe_keys = all(
-        isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) for k in call.arguments
-    )
+    safe_keys = all(isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) for k in arguments)
     if not (executable_name and safe_keys):
         return UNEXECUTABLE_CALL
-    return f"{name}({','.join(f'{key}={value!r}' for key, value in call.arguments.items())})"
+    return f"{name}({','.join(f'{key}={value!r}' for key, value in arguments.items())})"
 
 
 def methods_of(involved_classes: Sequence[str]) -> frozenset[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from common.settings import Section
+from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 
 
 class EvalSettings(Section):
@@ -28,6 +29,13 @@ class EvalSettings(Section):
         ge=1,
         description="Multi-turn steps per turn before a conversation is force-quit "
         "(None: BFCL's limit, 20; another value gives figures that are not BFCL's).",
+    )
+    output_reading: OutputReading = Field(
+        default=DEFAULT_OUTPUT_READING,
+        description="How BFCL scoring reads model outputs: 'bfcl' exactly as bfcl-eval's Qwen FC handler "
+        "does (<tool_call>\\n JSON \\n</tool_call> blocks; others dropped), so figures equal `bfcl "
+        "evaluate`'s on the same outputs; 'repair' with our parser, which repairs Python literals, a "
+        "missing final </tool_call>, trailing commas (as the probe and held-out ToolMatch read them).",
     )
     heldout_path: Path | None = Field(
         default=None,

@@ -11,14 +11,16 @@ conversation. At a turn where a ``miss_func`` entry's held-out functions arrive,
 list and the user message is BFCL's "I have updated some more functions you can choose from. What
 about now?" (the function-calling variant; BFCL's prompting variant, which its Qwen FC handler uses
 for local models, pastes the docs into that message instead, a layout our policy is not trained on).
-Prompts are the policy's own (:func:`toolcall.prompts.build_chat`), outputs are read by our parser.
+Prompts are the policy's own (:func:`toolcall.prompts.build_chat`); outputs are read as bfcl-eval's
+``QwenFCHandler.decode_execute`` reads them (:mod:`evaluation.reading`; the ``repair`` reading uses
+our parser instead), both to execute a step's calls and to score them.
 
 Scoring (:func:`score_conversation`) is bfcl-eval's ``_evaluate_single_multi_turn_entry``: a
 conversation with fewer turns than the ground truth (force-quit) fails; otherwise every step's output
 is decoded into call strings (steps that decode to nothing are dropped) and bfcl-eval's
 ``multi_turn_checker`` decides, by executing model and ground-truth calls turn by turn and comparing
-state and results. Decoding is ours (:func:`decode_step`); ``benchmarks/bfcl_multi_turn_parity.py``
-shows it gives bfcl-eval's verdicts on the same outputs.
+state and results. Decoding is ours (:func:`decode_step`, by default bfcl-eval's rules);
+``benchmarks/bfcl_multi_turn_parity.py`` shows it gives bfcl-eval's verdicts on the same outputs.
 """
 
 from __future__ import annotations
@@ -31,27 +33,45 @@ from typing import Any
 from evaluation.bfcl_multi_turn import (
     ApiNamespace,
     additional_function_prompt,
+    call_string,
     check_conversation,
     max_step_limit,
     methods_of,
-    to_bfcl_call,
 )
+from evaluation.reading import DEFAULT_OUTPUT_READING, DecodeError, OutputReading, decode_execute
 from evaluation.suite import MultiTurnItem
 from inference.base import Chat, InferenceBackend, InferenceError, SamplingConfig
 from toolcall.parsing import parse_output
 from toolcall.prompts import DEFAULT_CURRENT_TIME, build_chat
-from toolcall.types import Message
+from toolcall.types import Message, ToolCall
 
 FORCE_TERMINATED = "multi_turn:force_terminated"
 INFERENCE_ERROR = "multi_turn:inference_error"
 
 
-def decode_step(raw_output: str, methods: frozenset[str]) -> list[str]:
-    """One step's output as BFCL call strings (empty when it makes no call or does not read as calls)."""
+def read_calls(
+    raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING
+) -> list[tuple[Any, dict[str, Any]]]:
+    """One step's calls as ``(name, arguments)``, read as bfcl-eval's ``decode_execute`` reads them
+    (``bfcl``) or by our parser (``repair``); empty when the output makes no call or does not decode."""
+    if reading == "bfcl":
+        try:
+            return decode_execute(raw_output)
+        except DecodeError:
+            return []
+    if reading != "repair":
+        raise ValueError(f"unknown output reading {reading!r} (bfcl or repair)")
     parsed = parse_output(raw_output)
     if parsed.error is not None or parsed.action is None:
         return []
-    return [to_bfcl_call(call, methods) for call in parsed.action.calls]
+    return [(call.name, call.arguments) for call in parsed.action.calls]
+
+
+def decode_step(
+    raw_output: str, methods: frozenset[str], reading: OutputReading = DEFAULT_OUTPUT_READING
+) -> list[str]:
+    """One step's output as BFCL call strings (empty when it makes no call or does not read as calls)."""
+    return [call_string(name, arguments, methods) for name, arguments in read_calls(raw_output, reading)]
 
 
 @dataclass
@@ -79,8 +99,10 @@ class Conversation:
         *,
         max_steps: int | None = None,
         current_time: str = DEFAULT_CURRENT_TIME,
+        reading: OutputReading = DEFAULT_OUTPUT_READING,
     ) -> None:
         self.item = item
+        self.reading = reading
         self.max_steps = max_step_limit() if max_steps is None else max_steps
         self.current_time = current_time
         self.methods = methods_of(item.involved_classes)
@@ -118,16 +140,17 @@ class Conversation:
         if self.done:
             raise RuntimeError(f"{self.item.id}: the conversation is over")
         self.transcript.turns[-1].append(raw_output)
-        parsed = parse_output(raw_output)
-        calls = parsed.action.calls if parsed.error is None and parsed.action is not None else []
+        calls = read_calls(raw_output, self.reading)
+        parsed = parse_output(raw_output)  # the text around the calls, for the conversation's history
         if not calls:
             text = parsed.action.text if parsed.action is not None and parsed.action.text else raw_output
             self.messages.append(Message(role="assistant", content=text.strip()))
             self._next_turn()
             return
-        results = self.namespace.execute([to_bfcl_call(call, self.methods) for call in calls])
-        self.messages.append(Message(role="assistant", content=parsed.text or "", tool_calls=calls))
-        for call, result in zip(calls, results, strict=True):
+        results = self.namespace.execute([call_string(n, a, self.methods) for n, a in calls])
+        tool_calls = [ToolCall(name=str(name), arguments=arguments) for name, arguments in calls]
+        self.messages.append(Message(role="assistant", content=parsed.text or "", tool_calls=tool_calls))
+        for call, result in zip(tool_calls, results, strict=True):
             self.messages.append(Message(role="tool", name=call.name, content=result))
         self.turn_steps += 1
         if self.turn_steps > self.max_steps:  # BFCL: `count > MAXIMUM_STEP_LIMIT` force-quits
@@ -153,6 +176,7 @@ async def run_conversations(
     max_steps: int | None = None,
     current_time: str = DEFAULT_CURRENT_TIME,
     on_done: Callable[[MultiTurnItem, Transcript], None] | None = None,
+    reading: OutputReading = DEFAULT_OUTPUT_READING,
 ) -> list[Transcript]:
     """Run every conversation to its end, greedily; each backend call batches the next step of up to
     ``batch_size`` conversations (``batch_size`` are in flight at a time, so API state stays small).
@@ -170,7 +194,9 @@ async def run_conversations(
         while pending or active:
             while pending and len(active) < batch_size:
                 index = pending.pop()
-                active[index] = Conversation(items[index], max_steps=max_steps, current_time=current_time)
+                active[index] = Conversation(
+                    items[index], max_steps=max_steps, current_time=current_time, reading=reading
+                )
             stepping = [(index, conv) for index, conv in active.items() if not conv.done]
             if stepping:
                 await _step(backend, [conv for _, conv in stepping], sampling)
@@ -238,15 +264,19 @@ class MultiTurnResult:
         }
 
 
-def decode_transcript(item: MultiTurnItem, turns: Sequence[Sequence[str]]) -> list[list[list[str]]]:
+def decode_transcript(
+    item: MultiTurnItem, turns: Sequence[Sequence[str]], reading: OutputReading = DEFAULT_OUTPUT_READING
+) -> list[list[list[str]]]:
     """Per turn, the decoded steps that make calls (bfcl-eval drops the others before checking)."""
     methods = methods_of(item.involved_classes)
-    return [[calls for raw in turn if (calls := decode_step(raw, methods))] for turn in turns]
+    return [[calls for raw in turn if (calls := decode_step(raw, methods, reading))] for turn in turns]
 
 
-def score_conversation(item: MultiTurnItem, transcript: Transcript) -> MultiTurnResult:
+def score_conversation(
+    item: MultiTurnItem, transcript: Transcript, reading: OutputReading = DEFAULT_OUTPUT_READING
+) -> MultiTurnResult:
     """Judge a conversation as bfcl-eval's evaluation does (see the module docstring)."""
-    decoded = decode_transcript(item, transcript.turns)
+    decoded = decode_transcript(item, transcript.turns, reading)
     common = {
         "id": item.id,
         "category": item.category,

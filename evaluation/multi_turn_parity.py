@@ -4,13 +4,14 @@ Outputs are built from BFCL's ground truth: per turn, one step with the turn's g
 ``<tool_call>`` blocks, then a text answer that ends the turn (:func:`ground_truth_plan`). Each
 perturbation kind (:data:`KINDS`) edits that plan in one way: good variants (one call per step,
 prose around the calls) and known-bad ones (a call dropped, an argument changed, a turn skipped, the
-conversation cut short, ...), plus outputs that are malformed in ways our parser repairs and
-bfcl-eval's reading drops. The edit's place is chosen by a hash of the item id and the kind.
+conversation cut short, ...), plus malformed renderings that bfcl-eval's reading drops (and our
+parser, the ``repair`` reading, repairs or refuses). The edit's place is chosen by a hash of the item
+id and the kind.
 
 Both sides score the same per-turn, per-step raw outputs:
 
-- ours: :func:`evaluation.multi_turn.score_conversation` (our parser, our call strings, bfcl-eval's
-  ``multi_turn_checker``);
+- ours: :func:`evaluation.multi_turn.score_conversation` (by default bfcl-eval's reading,
+  :mod:`evaluation.reading`; our call strings; bfcl-eval's ``multi_turn_checker``);
 - bfcl-eval's: its evaluation of one multi-turn entry, ``eval_runner._evaluate_single_multi_turn_entry``,
   with its ``QwenFCHandler`` decoding the outputs (``decode_execute``), as ``bfcl evaluate`` runs it
   for ``Qwen/Qwen3-8B-FC``.
@@ -40,6 +41,7 @@ from typing import Any
 from evaluation.bfcl_checker import REFERENCE_MODEL, install_registry_shim
 from evaluation.bfcl_multi_turn import ApiNamespace, parse_bfcl_call
 from evaluation.multi_turn import Transcript, score_conversation
+from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 from evaluation.suite import MultiTurnItem
 from toolcall.parsing import render_call
 from toolcall.types import ToolCall
@@ -179,7 +181,7 @@ class Kind:
     name: str
     perturb: Callable[[MultiTurnItem, Plan], Plan | None]
     render: Callable[[Step], str] = render_step
-    well_formed: bool = True  # False: outputs our parser repairs and bfcl-eval's reading drops
+    well_formed: bool = True  # False: outputs bfcl-eval's reading drops in part or whole
 
 
 def _render_with_prose(step: Step) -> str:
@@ -201,6 +203,43 @@ def _render_unclosed(step: Step) -> str:
     return render_step(step).removesuffix("</tool_call>").rstrip()
 
 
+def _render_inline(step: Step) -> str:
+    """Blocks on one line with their tags: not bfcl-eval's layout (it needs a newline after
+    ``<tool_call>`` and before ``</tool_call>``)."""
+    if isinstance(step, str):
+        return step
+    return "".join(render_call(call).replace("\n", "") for call in step)
+
+
+UNREADABLE_BLOCK = '<tool_call>\n{"name": "cd", "arguments": {folder: }\n</tool_call>'
+
+
+def _render_with_unreadable_block(step: Step) -> str:
+    """The step's calls and one more block that is not JSON (bfcl-eval drops that block only)."""
+    if isinstance(step, str):
+        return step
+    return render_step(step) + "\n" + UNREADABLE_BLOCK
+
+
+def _render_arguments_as_string(step: Step) -> str:
+    """``"arguments"`` as a JSON string (bfcl-eval's multi-turn decoding loads it)."""
+    if isinstance(step, str):
+        return step
+    blocks = (json.dumps({"name": call.name, "arguments": json.dumps(call.arguments)}) for call in step)
+    return "\n".join(f"<tool_call>\n{block}\n</tool_call>" for block in blocks)
+
+
+NON_OBJECT_BLOCK = '<tool_call>\n["cd", {"folder": "documents"}]\n</tool_call>'
+
+
+def _render_with_non_object_block(step: Step) -> str:
+    """The step's calls and a block holding JSON that is not an object: bfcl-eval's decoding of the
+    whole step fails, so the step makes no call."""
+    if isinstance(step, str):
+        return step
+    return render_step(step) + "\n" + NON_OBJECT_BLOCK
+
+
 KINDS: tuple[Kind, ...] = (
     Kind("ground_truth", _identity),
     Kind("one_call_per_step", _one_call_per_step),
@@ -214,6 +253,10 @@ KINDS: tuple[Kind, ...] = (
     Kind("cut_short", _cut_short),
     Kind("python_literal_blocks", _identity, _render_python_literals, well_formed=False),
     Kind("unclosed_last_block", _identity, _render_unclosed, well_formed=False),
+    Kind("inline_blocks", _identity, _render_inline, well_formed=False),
+    Kind("one_unreadable_block", _identity, _render_with_unreadable_block, well_formed=False),
+    Kind("non_object_block", _identity, _render_with_non_object_block, well_formed=False),
+    Kind("arguments_as_string", _identity, _render_arguments_as_string, well_formed=False),
 )
 KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
 
@@ -287,12 +330,14 @@ class Outcome:
         return self.ours == self.bfcl and self.our_error == self.bfcl_error
 
 
-def compare(item: MultiTurnItem, kind: Kind) -> Outcome | None:
+def compare(
+    item: MultiTurnItem, kind: Kind, reading: OutputReading = DEFAULT_OUTPUT_READING
+) -> Outcome | None:
     plan = kind.perturb(item, ground_truth_plan(item))
     if plan is None:
         return None
     transcript = transcript_of(plan, kind.render)
-    ours = score_conversation(item, transcript)
+    ours = score_conversation(item, transcript, reading)
     bfcl_valid, bfcl_error = bfcl_verdict(item, transcript.turns)
     return Outcome(item.id, item.category, kind.name, ours.correct, ours.error_type, bfcl_valid, bfcl_error)
 
@@ -301,11 +346,12 @@ def parity_outcomes(
     items: Iterable[MultiTurnItem],
     kinds: Sequence[str] | None = None,
     on_item: Callable[[], None] | None = None,
+    reading: OutputReading = DEFAULT_OUTPUT_READING,
 ) -> list[Outcome]:
     chosen = [KINDS_BY_NAME[name] for name in kinds] if kinds else list(KINDS)
     outcomes = []
     for item in items:
-        outcomes.extend(o for kind in chosen if (o := compare(item, kind)) is not None)
+        outcomes.extend(o for kind in chosen if (o := compare(item, kind, reading)) is not None)
         if on_item is not None:
             on_item()
     return outcomes

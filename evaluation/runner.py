@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from common.logs import get_logger
 from evaluation.multi_turn import MultiTurnResult, Transcript, run_conversations, score_conversation
+from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 from evaluation.scoring import BfclSummary, ItemResult, score_output, summarise
 from evaluation.suite import SUITE_NAME, BfclItem, MultiTurnItem, SuiteItem, suite_version
 from inference.base import InferenceBackend, SamplingConfig
@@ -68,11 +69,13 @@ async def evaluate(
     limit: int | None = None,
     show_progress: bool = True,
     max_steps: int | None = None,
+    reading: OutputReading = DEFAULT_OUTPUT_READING,
 ) -> EvalRun:
     """Generate greedily for every item (``batch_size`` prompts per backend call) and score the outputs.
 
     Multi-turn items run as conversations (``batch_size`` at a time, each backend call one step of
-    each); ``max_steps`` is the per-turn step limit (None: BFCL's, 20).
+    each); ``max_steps`` is the per-turn step limit (None: BFCL's, 20). ``reading``: how outputs are
+    read (:mod:`evaluation.reading`; ``bfcl``, the default, as ``bfcl evaluate`` reads them).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -97,14 +100,14 @@ async def evaluate(
                 chats = [build_chat(item.tools(), item.messages(), current_time) for _, item in batch]
                 generations = await backend.generate(chats, sampling)
                 for (index, item), (generation, *_) in zip(batch, generations, strict=True):
-                    scored[index] = score_output(item, generation.text)
+                    scored[index] = score_output(item, generation.text, reading)
                 progress.advance(task, len(batch))
         if multi:
             task = progress.add_task(f"{backend.model_id} multi-turn", total=len(multi))
             position = {item.id: index for index, item in multi}
 
             def done(item: MultiTurnItem, transcript: Transcript) -> None:
-                scored[position[item.id]] = score_conversation(item, transcript)
+                scored[position[item.id]] = score_conversation(item, transcript, reading)
                 progress.advance(task)
 
             await run_conversations(
@@ -115,6 +118,7 @@ async def evaluate(
                 max_steps=max_steps,
                 current_time=current_time,
                 on_done=done,
+                reading=reading,
             )
     results = [scored[index] for index in sorted(scored)]
     categories = list(dict.fromkeys(item.category for item in items))

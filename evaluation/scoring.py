@@ -1,12 +1,14 @@
 """Score one model output on one single-turn BFCL item, and aggregate per category (single- and
 multi-turn) into BFCL's summary columns.
 
-The path of an output: our parser (:func:`toolcall.parsing.parse_output`) reads it; its calls become
-BFCL's decoded "model output" form, ``[{function_name: {param: value}}, ...]`` (what BFCL's own Qwen
-function-calling handler's ``decode_ast`` returns for the same ``<tool_call>`` JSON blocks); bfcl-eval's
-AST checker judges it against the item's possible answer. Irrelevance items are correct when no call
-is made, the relevance item when one is (BFCL's rule: an output that does not decode into calls counts
-as no call).
+The path of an output: it is read into BFCL's decoded "model output" form,
+``[{function_name: {param: value}}, ...]``, by default exactly as bfcl-eval's ``QwenFCHandler.decode_ast``
+reads it (:mod:`evaluation.reading`: ``<tool_call>`` JSON blocks in its layout, others dropped; an
+output it cannot decode is BFCL's ``ast_decoder:decoder_failed``), or, with the ``repair`` reading,
+by our parser (:func:`toolcall.parsing.parse_output`); bfcl-eval's AST checker judges it against the
+item's possible answer. Irrelevance items are correct when no call is made, the relevance item when
+one is (BFCL's rule: an output that does not decode into calls counts as no call), with BFCL's error
+types.
 
 Aggregation follows ``bfcl_eval.eval_checker.eval_runner_helper.generate_leaderboard_csv`` restricted to
 the categories we run (Python single-turn and the four multi-turn ones): non-live AST is the unweighted
@@ -28,6 +30,13 @@ from statistics import fmean
 from typing import Any
 
 from evaluation.bfcl_checker import ast_check
+from evaluation.reading import (
+    DEFAULT_OUTPUT_READING,
+    DecodeError,
+    OutputReading,
+    decode_ast,
+    extract_tool_calls,
+)
 from evaluation.suite import (
     CATEGORIES,
     IRRELEVANCE,
@@ -86,37 +95,67 @@ class ItemResult:
         return row
 
 
-def score_output(item: BfclItem, raw_output: str) -> ItemResult:
-    """Parse ``raw_output`` with our parser and judge it as BFCL does for ``item``'s category."""
+IRRELEVANCE_ERROR = "irrelevance_error:decoder_success"  # BFCL's names for the two failures
+RELEVANCE_ERROR = "relevance_error:decoder_failed"
+DECODER_FAILED = "ast_decoder:decoder_failed"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """An output as one reading sees it: decoded calls, or why it does not decode (``error``)."""
+
+    decoded: list[dict[Any, dict[str, Any]]]
+    error: str | None = None  # the output does not decode into calls
+    note: str | None = None  # it decodes, but some <tool_call> blocks were not read
+
+
+def read_output(raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING) -> Reading:
+    """``raw_output`` in BFCL's decoded model-output form, read as bfcl-eval reads it or repaired."""
+    if reading == "bfcl":
+        try:
+            decoded = decode_ast(raw_output)
+        except DecodeError as error:
+            return Reading([], error=str(error))
+        return Reading(decoded, note=extract_tool_calls(raw_output).note())
+    if reading != "repair":
+        raise ValueError(f"unknown output reading {reading!r} (bfcl or repair)")
     parsed = parse_output(raw_output)
-    action = parsed.action if parsed.error is None else None
-    decoded = to_bfcl_output(action)
+    if parsed.error is not None:
+        return Reading([], error=parsed.error)
+    return Reading(to_bfcl_output(parsed.action))
+
+
+def score_output(
+    item: BfclItem, raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING
+) -> ItemResult:
+    """Read ``raw_output`` (see :func:`read_output`) and judge it as BFCL does for ``item``'s category."""
+    read = read_output(raw_output, reading)
+    decoded = read.decoded
     made_call = bool(decoded)
-    common = {"id": item.id, "category": item.category, "raw_output": raw_output, "decoded": decoded}
+    common = {
+        "id": item.id,
+        "category": item.category,
+        "raw_output": raw_output,
+        "decoded": decoded,
+        "parse_error": read.error or read.note,
+    }
     if item.kind == "irrelevance":
         return ItemResult(
             correct=not made_call,
             made_call=made_call,
-            parse_error=parsed.error,
-            error_type="irrelevance_error:call_made" if made_call else None,
+            error_type=IRRELEVANCE_ERROR if made_call else None,
             **common,
         )
     if item.kind == "relevance":
         return ItemResult(
             correct=made_call,
             made_call=made_call,
-            parse_error=parsed.error,
-            error_type=None if made_call else "relevance_error:no_call",
+            error_type=None if made_call else RELEVANCE_ERROR,
             **common,
         )
-    if parsed.error is not None:
+    if read.error is not None:
         return ItemResult(
-            correct=False,
-            made_call=False,
-            parse_error=parsed.error,
-            error_type="ast_decoder:decoder_failed",
-            errors=[parsed.error],
-            **common,
+            correct=False, made_call=False, error_type=DECODER_FAILED, errors=[read.error], **common
         )
     assert item.possible_answer is not None
     verdict = ast_check(item.functions, decoded, item.possible_answer, item.category)

@@ -23,6 +23,7 @@ from typing import Any
 
 from common.logs import get_logger
 from evaluation.heldout import HeldoutScore, HeldoutSet, heldout_toolmatch, load_heldout
+from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 from evaluation.runner import EvalRun, evaluate, write_results
 from evaluation.suite import SUITE_NAME, load_suite, parse_categories, suite_version
 from inference.base import InferenceBackend
@@ -60,6 +61,7 @@ class EvalPolicy:
     results_dir: Path | None = None  # per-item results as <dir>/<checkpoint id>.jsonl
     max_steps: int | None = None  # multi-turn steps per turn (None: BFCL's limit)
     heldout_path: Path | None = None  # held-out ToolMatch set scored beside BFCL
+    reading: OutputReading = DEFAULT_OUTPUT_READING  # how outputs are read (evaluation.reading)
 
     def __post_init__(self) -> None:
         if self.every_n_steps < 0:
@@ -81,6 +83,8 @@ class EvalPolicy:
         key = f"{SUITE_NAME}@{suite_version()}|{categories}|limit={self.limit}"
         if self.max_steps is not None:
             key += f"|max_steps={self.max_steps}"
+        if self.reading != DEFAULT_OUTPUT_READING:
+            key += f"|reading={self.reading}"
         return key + (f"|heldout={heldout_source}" if heldout_source else "")
 
 
@@ -97,6 +101,7 @@ def eval_policy(settings: StageSettings) -> EvalPolicy:
         results_dir=Path(evaluation.results_dir) / settings.run_id,
         max_steps=evaluation.max_steps,
         heldout_path=evaluation.heldout_path,
+        reading=evaluation.output_reading,
     )
 
 
@@ -199,6 +204,7 @@ class EvaluateStage(Stage):
                 limit=self.policy.limit,
                 show_progress=False,
                 max_steps=self.policy.max_steps,
+                reading=self.policy.reading,
             )
             heldout = None
             if self._heldout is not None:

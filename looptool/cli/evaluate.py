@@ -120,6 +120,7 @@ async def run_eval_command(
             current_time=settings.loop.current_time,
             limit=limit if limit is not None else settings.eval.limit,
             max_steps=settings.eval.max_steps,
+            reading=settings.eval.output_reading,
         )
         score = (
             await heldout_toolmatch(
