@@ -260,3 +260,51 @@ def test_a_conversation_cannot_be_fed_after_its_end() -> None:
     assert len(conversation.transcript.turns) == len(conversation.item.question)
     with pytest.raises(RuntimeError, match="over"):
         conversation.feed("more")
+
+
+# --- how outputs are read: bfcl-eval's rules by default, our repairing parser as a setting -----------
+
+
+def _python_literal_step(calls: list[ToolCall]) -> str:
+    return "\n".join(
+        f"<tool_call>\n{ {'name': c.name, 'arguments': c.arguments}!r}\n</tool_call>" for c in calls
+    )
+
+
+def test_bfcl_reading_drops_blocks_bfcl_eval_drops_and_repair_reads_them() -> None:
+    conversation = item("multi_turn_base")
+    plan = ground_truth_plan(conversation)
+    repairable = transcript_of(plan, lambda s: _python_literal_step(s) if isinstance(s, list) else s)
+    as_bfcl = score_conversation(conversation, repairable)  # the default reading
+    assert not as_bfcl.correct and as_bfcl.error_type == "multi_turn:empty_turn_model_response"
+    assert not as_bfcl.made_call
+    assert score_conversation(conversation, repairable, "bfcl") == as_bfcl
+    repaired = score_conversation(conversation, repairable, "repair")
+    assert repaired.correct and repaired.made_call, repaired.error_message
+
+    # one block that is not JSON beside good ones: bfcl-eval drops that block and keeps the rest;
+    # our parser calls the whole step unreadable.
+    bad_block = '<tool_call>\n{"name": "cd", "arguments": {folder: }\n</tool_call>'
+    with_bad_block = transcript_of(
+        plan, lambda s: render_step(s) + "\n" + bad_block if isinstance(s, list) else s
+    )
+    assert score_conversation(conversation, with_bad_block).correct
+    assert not score_conversation(conversation, with_bad_block, "repair").correct
+    with pytest.raises(ValueError, match="unknown output reading"):
+        score_conversation(conversation, repairable, "lenient")  # type: ignore[arg-type]
+    assert live_instances() == 0
+
+
+def test_the_conversation_executes_what_its_reading_reads() -> None:
+    base = item("multi_turn_base")
+    first_call = next(turn[0][0] for turn in ground_truth_plan(base) if isinstance(turn[0], list))
+    output = _python_literal_step([first_call])
+    bfcl = Conversation(base)
+    bfcl.feed(output)  # not read as a call: the turn ends, nothing is executed
+    assert bfcl.turn == 1 and not any(m.role == "tool" for m in bfcl.messages)
+    repair = Conversation(base, reading="repair")
+    repair.feed(output)  # repaired: executed, the turn goes on
+    assert repair.turn == 0 and [m.role for m in repair.messages[-2:]] == ["assistant", "tool"]
+    for conversation in (bfcl, repair):
+        conversation.finish()
+    assert live_instances() == 0

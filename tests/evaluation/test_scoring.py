@@ -51,19 +51,50 @@ def test_ast_item_correct_wrong_text_and_unparseable(simple_item) -> None:
     text = score_output(simple_item, "The area is 25 square units.")
     assert not text.correct and not text.made_call
     assert text.error_type == "simple_function_checker:wrong_count"
-    broken = score_output(
-        simple_item, '<tool_call>\n{"name": "calculate_triangle_area", "arguments": {base: }\n</tool_call>'
-    )
-    assert not broken.correct and broken.error_type == "ast_decoder:decoder_failed" and broken.parse_error
+    broken_block = '<tool_call>\n{"name": "calculate_triangle_area", "arguments": {base: }\n</tool_call>'
+    # bfcl-eval's reading drops a block that is not JSON: no call, the checker's count error
+    broken = score_output(simple_item, broken_block)
+    assert not broken.correct and broken.error_type == "simple_function_checker:wrong_count"
+    assert broken.parse_error is not None and "1 not JSON" in broken.parse_error
+    # our parser refuses the whole output
+    refused = score_output(simple_item, broken_block, "repair")
+    assert not refused.correct and refused.error_type == "ast_decoder:decoder_failed" and refused.parse_error
 
 
-def test_think_blocks_and_repairs_are_read_by_our_parser(simple_item) -> None:
-    output = (
-        "<think>base 10, height 5</think>\n<tool_call>\n"
+@pytest.mark.parametrize(
+    "block",
+    [
+        '["calculate_triangle_area", {"base": 10, "height": 5}]',  # JSON, not an object
+        '{"name": "calculate_triangle_area"}',  # no "arguments"
+        '{"name": "calculate_triangle_area", "arguments": "{\\"base\\": 10, \\"height\\": 5}"}',  # a string
+        '{"name": ["calculate_triangle_area"], "arguments": {}}',  # a name that is not hashable
+    ],
+)
+def test_outputs_bfcl_eval_cannot_decode_are_decoder_failures(simple_item, block: str) -> None:
+    good = CALL.format('{"base": 10, "height": 5}')
+    result = score_output(simple_item, f"{good}\n<tool_call>\n{block}\n</tool_call>")
+    assert not result.correct and not result.made_call
+    assert result.error_type == "ast_decoder:decoder_failed" and result.errors == [result.parse_error]
+
+
+def test_think_blocks_are_read_and_repairs_only_by_the_repair_reading(simple_item) -> None:
+    thought = "<think>base 10, height 5</think>\n"
+    assert score_output(simple_item, thought + CALL.format('{"base": 10, "height": 5}')).correct
+    python_literals = (
+        thought + "<tool_call>\n"
         "{'name': 'calculate_triangle_area', 'arguments': {'base': 10, 'height': 5, 'unit': 'units'}}"
         "\n</tool_call>"
     )
-    assert score_output(simple_item, output).correct
+    unclosed = CALL.format('{"base": 10, "height": 5}').removesuffix("</tool_call>")
+    inline = CALL.format('{"base": 10, "height": 5}').replace("\n", "")
+    for output in (python_literals, unclosed, inline):
+        as_bfcl = score_output(simple_item, output)  # the default: as bfcl-eval reads it
+        assert not as_bfcl.correct and not as_bfcl.made_call, output
+        assert as_bfcl.error_type == "simple_function_checker:wrong_count"
+        assert as_bfcl.parse_error is not None and "drops 1 of 1" in as_bfcl.parse_error
+        assert score_output(simple_item, output, "repair").correct, output
+    with pytest.raises(ValueError, match="unknown output reading"):
+        score_output(simple_item, python_literals, "lenient")  # type: ignore[arg-type]
 
 
 def test_relevance_and_irrelevance_depend_only_on_whether_a_call_is_made() -> None:
@@ -71,10 +102,15 @@ def test_relevance_and_irrelevance_depend_only_on_whether_a_call_is_made() -> No
     relevant = load_suite("live_relevance", 1)[0]
     call = '<tool_call>\n{"name": "anything", "arguments": {}}\n</tool_call>'
     assert not score_output(irrelevant, call).correct
+    assert score_output(irrelevant, call).error_type == "irrelevance_error:decoder_success"  # BFCL's name
     assert score_output(irrelevant, "No function can do that.").correct
-    assert score_output(irrelevant, "<tool_call>\n{not json\n</tool_call>").correct  # unreadable: no call
+    for reading in ("bfcl", "repair"):  # unreadable: no call
+        assert score_output(irrelevant, "<tool_call>\n{not json\n</tool_call>", reading).correct
+    # a block bfcl-eval cannot decode makes the whole output no call, even beside a good one
+    assert score_output(irrelevant, call + '\n<tool_call>\n["x"]\n</tool_call>').correct
     assert score_output(relevant, call).correct
-    assert not score_output(relevant, "Sorry.").correct
+    sorry = score_output(relevant, "Sorry.")
+    assert not sorry.correct and sorry.error_type == "relevance_error:decoder_failed"
 
 
 def test_item_results_flatten_to_records(simple_item) -> None:
