@@ -38,10 +38,11 @@ TEXT_ANSWER = "None of the provided functions can be used for this request."
 
 
 def item_calls(item: BfclItem) -> list[ToolCall]:
-    """The calls every rendering writes: the label's (AST items), else a call of the first function."""
+    """The calls every rendering writes: the label's (AST items), else a call of the first function
+    (of a made-up one where the item offers none, as some live_irrelevance items do)."""
     if item.kind == "ast":
         return list(ground_truth_label(item).calls)
-    return [ToolCall(name=item.functions[0]["name"], arguments={})]
+    return [ToolCall(name=item.functions[0]["name"] if item.functions else "unoffered_function")]
 
 
 def _blocks(calls: Sequence[ToolCall]) -> str:
