@@ -219,13 +219,22 @@ def source_records(
 class _Built:
     sample: Sample
     event: Event[SampleAdded]
-    encoded: bytes
+    encoded: bytes | None  # None: a sample already sent (a duplicate), neither encoded nor sent again
 
 
 def _build(
-    source: SourceRecord, run_id: str, fmt: str, limits: IngestSettings, codec: EventCodec
+    source: SourceRecord,
+    run_id: str,
+    fmt: str,
+    limits: IngestSettings,
+    codec: EventCodec,
+    seen: set[str],
 ) -> tuple[str, list[str], list[_Built]]:
-    """One record's events, encoded and within the limits, or an exception saying why not."""
+    """One record's events, encoded and within the limits, or an exception saying why not.
+
+    Samples already sent (their ids in ``seen``, or earlier in this record) are duplicates: they are
+    neither encoded nor counted against the byte limits, since they are not sent again.
+    """
     if len(source.raw) > limits.max_record_bytes:
         raise RecordError(
             f"record of {len(source.raw)} bytes is over ingest.max_record_bytes ({limits.max_record_bytes})",
@@ -241,20 +250,26 @@ def _build(
             "record over ingest.max_samples_per_record",
         )
     built: list[_Built] = []
+    in_record: set[str] = set()
     total = 0
+    ref = _utf8(source.ref)
     for index, sample in enumerate(conversion.samples):
         canonical_json(sample.model_dump())  # NaN/Infinity: JSON has neither, the codec refuses them
-        sample_id = sample_id_for(sample)
         event = sample_added(
             sample,
             run_id=run_id,
             origin="seed",
             round_=0,
             source_format=conversion.format,
-            source_ref=_utf8(source.ref),
+            source_ref=ref,
             metadata={"warnings": conversion.warnings} if conversion.warnings else None,
-            event_id=root_event_id(STAGE.stage, run_id, _utf8(source.ref), sample_id),
         )
+        sample_id = event.payload.sample_id
+        event = event.model_copy(update={"event_id": root_event_id(STAGE.stage, run_id, ref, sample_id)})
+        if sample_id in seen or sample_id in in_record:
+            built.append(_Built(sample, event, None))
+            continue
+        in_record.add(sample_id)
         encoded = codec.encode(event)
         if len(encoded) > limits.max_event_bytes:
             raise RecordError(
@@ -301,7 +316,7 @@ def encoded_records(
         if on_record is not None:
             on_record()
         try:
-            source_format, warnings, built = _build(source, run_id, fmt, limits, codec)
+            source_format, warnings, built = _build(source, run_id, fmt, limits, codec, seen)
         except Exception as error:  # whatever one record raises is its dead letter
             letter = _dead_letter(source, error, run_id, limits)
             report.dead_letter(letter.payload.category or "unknown", letter.payload.source_ref or "")
@@ -311,7 +326,7 @@ def encoded_records(
         if warnings:
             report.warn(warnings, source.ref)
         for item in built:
-            if item.event.payload.sample_id in seen:
+            if item.encoded is None:
                 report.duplicates += 1
                 continue
             seen.add(item.event.payload.sample_id)

@@ -185,7 +185,8 @@ def iter_records(
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         yield SourceRecord(ref=name, location="file", raw=b"", error=error, context=context)
         return
-    lines = data.splitlines(keepends=True)
+    # Records end at \n (or \r\n) only: a lone \r is JSON whitespace inside a record, not a line end.
+    lines = data.split(b"\n")
     start = data.lstrip()[:1]
     json_lines = _stem_suffix(path) in (".jsonl", ".ndjson")  # one record per line, whatever it holds
     if start == b"[" and not json_lines:
@@ -201,7 +202,7 @@ def iter_records(
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        raw = line.rstrip(b"\r\n")
+        raw = line.removesuffix(b"\r")
         if max_record_bytes is not None and len(raw) > max_record_bytes:
             yield SourceRecord(ref=f"{name}:{number}", location=f"line {number}", raw=raw, context=context)
             continue

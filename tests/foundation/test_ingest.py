@@ -250,7 +250,7 @@ def test_the_ingest_limits_are_configurable_and_bound_a_long_dialogue(tmp_path: 
     from streams.config import IngestSettings
     from streams.ingest import IngestReport, read_records
 
-    record = json.dumps(_dialogue(400))  # ~130 kB: 400 samples, about 24 MB of events unbounded
+    record = json.dumps(_dialogue(400, words=12))  # 137 kB: 400 samples, 19.7 MB of events unbounded
     path = tmp_path / "long.jsonl"
     path.write_text(record + "\n" + json.dumps(_paper("Paris")) + "\n", encoding="utf-8")
 
@@ -263,7 +263,8 @@ def test_the_ingest_limits_are_configurable_and_bound_a_long_dialogue(tmp_path: 
     assert samples == 1 and len(default) == 1 and "400 samples" in default[0]
     by_bytes, _ = letters_of(IngestSettings(max_samples_per_record=1000))
     assert "ingest.max_record_event_bytes (8000000)" in by_bytes[0]
-    by_event, _ = letters_of(IngestSettings(max_samples_per_record=1000, max_event_bytes=65_536))
+    unbounded = IngestSettings(max_samples_per_record=1000, max_record_event_bytes=10**9)
+    by_event, _ = letters_of(unbounded.model_copy(update={"max_event_bytes": 65_536}))
     assert "ingest.max_event_bytes (65536)" in by_event[0]
     by_record, _ = letters_of(IngestSettings(max_record_bytes=100_000))
     assert f"record of {len(record)} bytes is over ingest.max_record_bytes (100000)" in by_record[0]
