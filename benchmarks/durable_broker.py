@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import re
 import statistics
 import tempfile
@@ -33,11 +32,41 @@ from rich.table import Table
 
 from bus.broker import ARCHIVE_GROUP
 from bus.kafka import EventProducer, ensure_topics
+from common.machine import finish_machine_info, machine_info
 from looptool.config import load_settings
-from tests.broker_process import BrokerProcess
-from tests.foundation.events_factory import event_of, sample_added
+from looptool.supervisor import BrokerProcess
+from schemas.events import Event, Producer, SampleAdded, make_event
+from toolcall.specs import ParamSchema, ToolSpec
+from toolcall.types import Action, Message, ToolCall
 
 RESULTS = Path(__file__).parent / "results" / "durable_broker.json"
+_TOOL = ToolSpec(
+    name="get_weather",
+    description="The weather in a city on a date.",
+    parameters=ParamSchema(
+        type="object",
+        properties={"city": ParamSchema(type="string"), "date": ParamSchema(type="string")},
+        required=["city"],
+    ),
+)
+
+
+def sample_added(sample_id: str) -> Event[SampleAdded]:
+    """A seed event of the usual size (one tool, one user turn, one call)."""
+    payload = SampleAdded(
+        sample_id=sample_id,
+        tools=[_TOOL],
+        messages=[Message(role="user", content=f"What is the weather in Paris on day {sample_id}?")],
+        label=Action(calls=[ToolCall(name="get_weather", arguments={"city": "Paris", "date": sample_id})]),
+        origin="seed",
+        round=0,
+        source_format="paper",
+        source_ref=f"bench.jsonl:{sample_id}",
+        content_hash=sample_id,
+    )
+    return make_event(payload, run_id="bench", producer=Producer(stage="benchmark", version="0"))
+
+
 TOPIC = "bench.raw"
 
 
@@ -138,7 +167,7 @@ async def archive_lag(bootstrap: str, rate: int, seconds: float) -> dict[str, fl
 async def producer_close(bootstrap: str, events: int = 500) -> float:
     settings = load_settings(None, run_id="bench", kafka={"bootstrap_servers": bootstrap})
     await ensure_topics(settings.kafka, settings.run_id)
-    batch = [event_of(sample_added(f"s_{i}"), run_id="bench") for i in range(events)]
+    batch = [sample_added(f"s_{i}") for i in range(events)]
     async with EventProducer(settings.kafka) as producer:
         await producer.send_all(batch)
         started = time.perf_counter()
@@ -146,7 +175,8 @@ async def producer_close(bootstrap: str, events: int = 500) -> float:
 
 
 async def main(records: int, rate: int, seconds: float) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": platform.processor() or platform.machine(), "records": records}
+    machine = machine_info()
+    results: dict[str, Any] = {"machine": machine, "records": records}
     with tempfile.TemporaryDirectory() as tmp:
         for name, memory_only in (("memory-only", True), ("archived", False)):
             broker = BrokerProcess(
@@ -181,6 +211,7 @@ async def main(records: int, rate: int, seconds: float) -> dict[str, Any]:
                 results[name] = entry
             finally:
                 broker.stop()
+    finish_machine_info(machine)
     for key in ("produce_per_s", "consume_per_s"):
         results[f"archived_over_memory_{key}"] = results["archived"][key] / results["memory-only"][key]
     return results

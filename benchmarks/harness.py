@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,31 +18,11 @@ from typing import Any
 from rich.console import Console
 
 from common.logs import LogSettings, configure_logging
+from common.machine import finish_machine_info as finish_machine_info  # re-exported for benchmarks
+from common.machine import machine_info as machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-
-
-def machine_info() -> dict[str, Any]:
-    """Where the figures were taken; the load average says how contended the cores were."""
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def finish_machine_info(machine: dict[str, Any]) -> dict[str, Any]:
-    """Close a :func:`machine_info` record: load at the end, torch threads, and whether it was contended."""
-    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    if "torch" in sys.modules:
-        machine["torch_threads"] = int(sys.modules["torch"].get_num_threads())
-    # Load beyond our own single process means other work shared the cores while we measured.
-    machine["contended"] = max(machine["load_average_at_start"][0], machine["load_average_at_end"][0]) > 1.5
-    return machine
 
 
 def wide_console() -> Console:

@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.machine import finish_machine_info, machine_info  # noqa: E402
 from common.seeding import seeded_rng  # noqa: E402
 from schemas.events import Event, ProbeResult, Producer, Verdict, derived_event_id, make_event  # noqa: E402
 from streams.judge import JudgeStage  # noqa: E402
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    machine = machine_info()
     result = asyncio.run(
         measure(
             dialogues=args.dialogues,
@@ -225,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{arm:>6}: LABEL_WRONG {f['label_wrong']}{rules}; right relabels {f['right_relabels']}; "
             f"precision {f['precision']:.1%}"
         )
+    result["machine"] = finish_machine_info(machine)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result

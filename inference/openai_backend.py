@@ -408,7 +408,9 @@ class OpenAIBackend:
     async def load(self, model_path: str, model_id: str) -> None:
         """Switch to another model the endpoint serves (``model_id``); ``model_path`` is unused.
 
-        An endpoint loads its own weights; this only checks it lists ``model_id``.
+        An endpoint loads its own weights; this only checks it lists ``model_id``. One it does not list
+        yet raises a retryable error: a server that serves each checkpoint as it is published (the
+        policy's endpoint) may list it later, and the probe pauses until then.
         """
         try:
             response = await self._client.get(f"{self.base_url}/models")
@@ -421,7 +423,7 @@ class OpenAIBackend:
         if model_id not in served:
             raise InferenceError(
                 f"{self._public_base_url} does not serve {model_id!r} (it serves {sorted(served)})",
-                retryable=False,
+                retryable=True,
             )
         self.model = model_id
 

@@ -16,14 +16,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,7 +33,9 @@ from rich.table import Table
 
 from bus.kafka import EventProducer, ensure_topics, follow, run_log
 from common.logs import get_logger
+from common.machine import finish_machine_info, machine_info
 from looptool.config import Settings
+from looptool.supervisor import Service, tree_rss
 from schemas.events import CheckpointPublished, Event
 from streams.curate import LEDGER_TOPICS, CurationPolicy, Ledger, open_first_round
 
@@ -163,95 +160,6 @@ def write_config(settings: Settings, path: Path) -> None:
     path.write_text(tomli_w.dumps(data), encoding="utf-8")
 
 
-# --- the services ---------------------------------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-class Service:
-    """One ``looptool`` command as a child process, with its log in a file."""
-
-    def __init__(self, name: str, args: list[str], config: Path, log_path: Path):
-        self.name = name
-        self.log_path = log_path
-        self.command = [
-            sys.executable,
-            "-m",
-            "looptool.cli",
-            "--config",
-            str(config),
-            "--log-format",
-            "json",
-            *args,
-        ]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.log_path.open("wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            self.command, stdout=handle, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
-        )
-        handle.close()
-
-    def check(self) -> None:
-        """Raise with the tail of its log if the service died."""
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(
-                f"the {self.name} service exited with {self.process.returncode}:\n{self.tail()}"
-            )
-
-    def tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def rss_bytes(self) -> int:
-        return _tree_rss(self.process.pid) if self.process and self.process.poll() is None else 0
-
-
-def _tree_rss(pid: int) -> int:
-    """Resident memory of a process and its descendants (Linux /proc)."""
-    total = 0
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    stack = [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        stack.extend(children.get(current, []))
-    return total
-
-
 # --- following the run ------------------------------------------------------------------------------
 
 
@@ -339,7 +247,7 @@ async def follow_until_trained(
             async for batch in stream:
                 for delivered in batch:
                     progress.add(delivered.event)
-                memory = _tree_rss(os.getpid())
+                memory = tree_rss(os.getpid())
                 peak = max(peak, memory)
                 elapsed = time.monotonic() - started
                 live.update(progress.table(rounds, elapsed, memory))
@@ -386,6 +294,7 @@ class DemoReport:
     wall_time_s: float
     peak_memory_gib: float
     plot: str
+    machine: dict[str, Any] = field(default_factory=dict)  # cores and load average at start and end
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -400,7 +309,10 @@ def render_report(report: DemoReport) -> Group:
     summary.add_row(
         "wall time", f"{report.wall_time_s / 60:.1f} min, peak memory {report.peak_memory_gib:.1f} GiB"
     )
-    summary.add_row("replay of the last round", "equals the live run" if report.replay_matches else "DIFFERS")
+    summary.add_row(
+        "replay of the last round",
+        "equals the live run and its recomputation" if report.replay_matches else "DIFFERS",
+    )
     summary.add_row("plot", report.plot)
     table = Table(
         "round j",
@@ -484,6 +396,7 @@ async def run_demo(
     from world.seed import build_seed_set, seed_events, write_jsonl
 
     started = time.monotonic()
+    machine = machine_info()
     settings = demo_settings(settings, workdir, scale, seed)
     config_path = workdir / "looptool.toml"
     write_config(settings, config_path)
@@ -598,6 +511,7 @@ async def run_demo(
         replay_matches=replay_matches,
         wall_time_s=time.monotonic() - started,
         peak_memory_gib=peak / 2**30,
+        machine=finish_machine_info(machine),
         plot=str(workdir / "loop.png"),
     )
     plot_report(report, Path(report.plot))
@@ -684,12 +598,21 @@ def write_warm_start(world: Any, warm: Sequence[Any], drills: int, path: Path, s
 
 
 async def _replay_matches(settings: Settings, round_: int, progress: Progress) -> bool:
-    """D_J rebuilt from the topics alone equals its RoundClosed manifest and the live membership."""
-    from views.replay import Cut, dataset_at
+    """D_J rebuilt from the topics alone matches its manifest and the live membership, and the curator's
+    pure fold, run again on every upstream event before D_J closed, curates exactly the logged D_J."""
+    from streams.curate import CurationPolicy
+    from views.replay import Cut, replay_to
 
-    with contextlib.suppress(Exception):
-        dataset = await dataset_at(settings, Cut(round=round_))
-        live = {sample_id: m.payload.content_hash for sample_id, m in progress.ledger.members[round_].items()}
-        rebuilt = {member.sample_id: member.content_hash for member in dataset.members}
-        return bool(dataset.verified) and rebuilt == live
-    return False
+    try:
+        result = await replay_to(settings, Cut(round=round_), policy=CurationPolicy.from_settings(settings))
+    except Exception as error:  # the report says DIFFERS; the reason goes to the log
+        log.warning("demo.replay_failed", error=str(error))
+        return False
+    dataset, recompute = result.dataset, result.recompute
+    if dataset is None or recompute is None:
+        return False
+    live = {sample_id: m.payload.content_hash for sample_id, m in progress.ledger.members[round_].items()}
+    rebuilt = {member.sample_id: member.content_hash for member in dataset.members}
+    if not recompute.matches:
+        log.warning("demo.recompute_differs", round=round_, differences=list(recompute.differences[:5]))
+    return bool(dataset.verified) and rebuilt == live and recompute.matches

@@ -280,8 +280,18 @@ def check_model_folder(name: str, folder: Path | None, setting: str = "[policy] 
     return _ok(name, f"{folder}: {config.model_type}, tokenizer of {len(tokenizer)} tokens")
 
 
+async def check_policy_endpoint(policy: PolicySettings) -> list[CheckResult]:
+    """``backend = "openai"``: the policy's endpoint answers a one-token request with the initial model."""
+    if policy.backend != "openai" or policy.endpoint is None:
+        return []
+    return [await check_endpoint("policy endpoint", "policy.endpoint", policy.endpoint)]
+
+
 def check_policy(policy: PolicySettings) -> CheckResult:
-    """The policy's initial model folder loads; the vLLM backend is installed when chosen."""
+    """The policy's initial model folder loads; the vLLM backend is installed when chosen.
+
+    The folder is checked whatever the backend: the trainer trains from it (with ``backend =
+    "openai"`` the probe decodes through the endpoint, :func:`check_policy_endpoint`)."""
     result = check_model_folder("policy", policy.model_path)
     if result.ok and policy.backend == "vllm":
         import importlib.util
@@ -517,6 +527,7 @@ async def doctor_checks(settings: Settings) -> list[CheckResult]:
     parts: list[Any] = [
         check_kafka(settings),
         _threaded(check_policy, settings.policy),
+        check_policy_endpoint(settings.policy),
         check_roles(settings),
         _threaded(check_store, settings),
         _threaded(check_checkpoints, settings),
@@ -532,6 +543,7 @@ async def worker_checks(settings: Settings, stages: Iterable[str]) -> list[Check
     parts: list[Any] = [check_kafka(settings, topics=False)]  # the worker creates missing topics itself
     if names & POLICY_STAGES:
         parts.append(_threaded(check_policy, settings.policy))
+        parts.append(check_policy_endpoint(settings.policy))
     roles = [role for stage, role in ROLE_OF_STAGE.items() if stage in names]
     if roles:
         parts.append(check_roles(settings, roles))

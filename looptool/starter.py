@@ -57,8 +57,9 @@ _TEMPLATE = Template(
 run_id = $run_id
 
 [kafka]
-# `looptool broker --port $kafka_port` runs a local one (memory only: it keeps nothing across a restart).
-# For a durable run use a real Kafka cluster (infra/README.md); TLS and SASL keys: bus/config.py.
+# `looptool broker --port $kafka_port` runs a local one: it archives every topic to data/broker and restores
+# them when it starts again (a crash loses at most the archive lag, about a second). For production use
+# a real Kafka cluster (infra/README.md); TLS and SASL keys: bus/config.py.
 bootstrap_servers = $kafka
 
 [store]
@@ -68,8 +69,7 @@ path = "data/store"
 [policy]
 # The model you train and probe: a Hugging Face folder with config.json, *.safetensors weights and a
 # tokenizer with a chat template (e.g. a Qwen2.5-7B-Instruct download). The trainer starts round 1
-# from it and writes each round's checkpoint as a folder of the same kind, which the probe loads: the
-# policy is a folder here, not an endpoint.
+# from it and writes each round's checkpoint as a folder of the same kind, which the probe loads.
 model_path = $policy
 # transformers decodes on this machine's CPU or GPU; on a GPU machine the in-process vLLM engine is much
 # faster: backend = "vllm" (needs `scripts/install.sh --extra gpu`).
@@ -79,6 +79,18 @@ max_new_tokens = 512
 # backend = "vllm" only:
 # gpu_memory_utilization = 0.7
 # max_model_len = 4096
+#
+# Or the probe decodes through a server of yours (backend = "openai"): it serves the initial policy as
+# `model` and each checkpoint under its checkpoint id, as the trainer publishes them, e.g.
+#
+#   python -m vllm.entrypoints.openai.api_server --model $policy --served-model-name initial-policy
+#   python -m vllm.entrypoints.openai.api_server --model CHECKPOINT_FOLDER --served-model-name CHECKPOINT_ID
+#
+# (behind one router, or one server restarted per checkpoint). A probe waiting for a checkpoint the
+# server does not list yet pauses until it does; the trainer still trains from model_path.
+# [policy.endpoint]
+# base_url = "http://127.0.0.1:8001/v1"
+# model = "initial-policy"
 
 # --- the LLM roles: OpenAI-compatible endpoints ------------------------------------------------------
 # One vLLM server can serve all three roles. This one serves a Qwen3-32B-class reasoning model; its

@@ -49,6 +49,9 @@ def policy_backend(settings: Settings) -> InferenceBackend:
 
     policy = settings.policy
     path = str(policy.model_path) if policy.model_path else ""
+    if policy.backend == "openai":
+        assert policy.endpoint is not None  # the settings refuse "openai" without it
+        return endpoint_backend(policy.endpoint)  # type: ignore[no-any-return]
     if policy.backend == "vllm":
         return make_backend(  # type: ignore[no-any-return]
             "vllm",

@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Install, then run the end-to-end demo on the embedded broker.
+# A full run (no --quick) also writes its report to benchmarks/results/demo_report.json, the file the
+# README's demo table is generated from and checked against (python -m scripts.docs_figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
-exec .venv/bin/looptool demo "$@"
+extra=()
+case " $* " in
+*" --quick "* | *" --results-file "*) ;;
+*) extra=(--results-file benchmarks/results/demo_report.json) ;;
+esac
+exec .venv/bin/looptool demo "${extra[@]}" "$@"

@@ -5,7 +5,15 @@ A quoted figure sits between markers that name its source::
     <!-- fig codec_replay.json avro/decode_per_s {:,.0f} -->4,539<!-- /fig -->
 
 the file under ``benchmarks/results/``, the value's path in it (keys joined by ``/``, list positions
-as numbers; ``a/b÷c/d`` quotes the ratio of two values), and a Python format spec (default ``{}``).
+as numbers; ``a/b÷c/d`` quotes the ratio of two values), and a Python format spec (default ``{}``),
+or for a true/false value two labels, ``quiet|contended`` (the first for false).
+
+A table of several figures sits between block markers naming its results file and its renderer
+(a function of :data:`TABLES`)::
+
+    <!-- table demo_report.json demo_rounds -->
+    | ... |
+    <!-- /table -->
 
     python -m scripts.docs_figures          # rewrite every marked figure from its results file
     python -m scripts.docs_figures --check  # exit 1, naming each stale or unreadable figure (a test runs it)
@@ -29,8 +37,41 @@ MARKER = re.compile(
 )
 
 
+TABLE = re.compile(r"<!-- table (?P<file>\S+) (?P<renderer>\w+) -->\n(?P<text>.*?)<!-- /table -->", re.DOTALL)
+
+
 class FigureError(ValueError):
     pass
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items())
+
+
+def demo_rounds(report: dict[str, Any]) -> str:
+    """The README's table of a full demo run, one row per round, from the demo's ``report.json``."""
+    header = (
+        "| | D_j | sources | label noise of D_j | mismatches | verdicts | relabels | expansions passed "
+        "| GRPO reward (mixed groups) | held-out ToolMatch |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = [f"| after SFT warm start | | | | | | | | | {_percent(report.get('sft_accuracy'))} |"]
+    for r in report["rounds"]:
+        reward = r.get("reward_mean")
+        mixed = r.get("mixed_groups")
+        grpo = "" if reward is None else f"{reward:.2f}" + ("" if mixed is None else f" ({mixed:.0%})")
+        rows.append(
+            f"| round {r['round']} | {r['size']} | {_counts(r['sources'])} | {_percent(r['label_noise'])} "
+            f"| {r['mismatched']}/{r['probed']} | {_counts(r['verdicts'])} | {r['relabels']} "
+            f"| {r['expansions_passed']}/{r['candidates']} | {grpo} | {_percent(r.get('heldout_accuracy'))} |"
+        )
+    return header + "\n".join(rows) + "\n"
+
+
+TABLES = {"demo_rounds": demo_rounds}
 
 
 @cache
@@ -58,6 +99,9 @@ def figure(file: str, path: str, spec: str | None) -> str:
         value: Any = value_at(data, top) / value_at(data, bottom)
     else:
         value = value_at(data, path)
+    if isinstance(value, bool) and spec and "|" in spec:  # a label: "quiet|contended" picks by the value
+        when_false, when_true = spec.split("|", 1)
+        return when_true if value else when_false
     return (spec or "{}").format(value)
 
 
@@ -75,7 +119,21 @@ def render(text: str, where: str, problems: list[str]) -> str:
         head = match.group(0)[: match.start("text") - match.start()]
         return f"{head}{new}<!-- /fig -->"
 
-    return MARKER.sub(replace, text)
+    def replace_table(match: re.Match[str]) -> str:
+        renderer = TABLES.get(match["renderer"])
+        try:
+            if renderer is None:
+                raise FigureError(f"no table renderer {match['renderer']!r}")
+            new = renderer(_results(match["file"]))
+        except (FigureError, KeyError, ValueError, TypeError) as error:
+            problems.append(f"{where}: {match['file']} table {match['renderer']}: {error!r}")
+            return match.group(0)
+        if new != match["text"]:
+            problems.append(f"{where}: {match['file']} table {match['renderer']} differs from the file")
+        head = match.group(0)[: match.start("text") - match.start()]
+        return f"{head}{new}<!-- /table -->"
+
+    return TABLE.sub(replace_table, MARKER.sub(replace, text))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -220,10 +220,22 @@ class GeneratorSettings(RoleSettings):
 
 
 class PolicySettings(Section):
-    """The policy the probe decodes with (the trainer's checkpoints replace ``model_path``)."""
+    """The policy the probe decodes with (the trainer's checkpoints replace ``model_path``).
 
-    backend: Literal["transformers", "vllm"] = "transformers"
+    With ``backend = "openai"`` the probe (and the evaluate stage) decode through ``endpoint``, an
+    OpenAI-compatible server that serves the initial policy as ``endpoint.model`` and each checkpoint
+    under its checkpoint id (e.g. ``vllm serve CHECKPOINT_FOLDER --served-model-name CHECKPOINT_ID``):
+    a probe waiting for a checkpoint the server does not list yet pauses until it does. The trainer
+    still trains from ``model_path``, a folder.
+    """
+
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
     model_path: Path | None = Field(default=None, description="Initial model folder (HF format).")
+    endpoint: EndpointSettings | None = Field(
+        default=None,
+        description='backend = "openai": the server the probe decodes through (model: the initial '
+        "policy's served name; checkpoints are asked for by their checkpoint ids).",
+    )
     batch_size: int = Field(default=16, ge=1)
     max_new_tokens: int = Field(default=256, ge=1)
     gpu_memory_utilization: float = Field(default=0.7, gt=0, le=1)
@@ -234,6 +246,12 @@ class PolicySettings(Section):
         ge=1,
         description="transformers: torch CPU threads in the worker (1 when cores are shared).",
     )
+
+    @model_validator(mode="after")
+    def _endpoint_for_openai(self) -> PolicySettings:
+        if self.backend == "openai" and self.endpoint is None:
+            raise ValueError('backend = "openai" needs [policy.endpoint] (base_url and model)')
+        return self
 
 
 class ScenarioSettings(Section):

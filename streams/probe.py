@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from common.logs import get_logger
-from inference.base import InferenceBackend, SamplingConfig
+from inference.base import InferenceBackend, InferenceError, SamplingConfig
 from schemas.events import (
     CheckpointPublished,
     CuratedSample,
@@ -30,7 +30,7 @@ from schemas.events import (
     make_event,
 )
 from streams.registry import EventLog, StageClients, StageSettings, register
-from streams.stage import Stage
+from streams.stage import Stage, TransientError
 from toolcall.match import tool_match
 from toolcall.parsing import parse_output
 from toolcall.perplexity import perplexity
@@ -227,7 +227,15 @@ class ProbeStage(Stage):
                 checkpoint=checkpoint.payload.new_checkpoint_id,
                 uri=checkpoint.payload.uri,
             )
-            await self.backend.load(checkpoint.payload.uri, checkpoint.payload.new_checkpoint_id)
+            try:
+                await self.backend.load(checkpoint.payload.uri, checkpoint.payload.new_checkpoint_id)
+            except InferenceError as error:
+                if not error.retryable:
+                    raise
+                # An endpoint that does not serve the checkpoint yet (or is down): pause and ask again.
+                raise TransientError(
+                    f"the policy cannot switch to checkpoint {checkpoint.payload.new_checkpoint_id}: {error}"
+                ) from error
             self._loaded = checkpoint.payload.new_checkpoint_id
 
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:

@@ -23,6 +23,13 @@ def demo(
         bool, typer.Option(help="A shortened run (small world, 2 rounds): minutes, for tests.")
     ] = False,
     seed: Annotated[int, typer.Option(help="World and model seed.")] = 0,
+    results_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the report's JSON here (scripts/demo.sh writes a full run's to "
+            "benchmarks/results/demo_report.json, which the README's demo table is checked against)."
+        ),
+    ] = None,
 ) -> None:
     """The whole loop on the embedded broker: seed the world, train, probe, judge, expand, curate, report."""
     from looptool.demo import SCALES, run_demo
@@ -31,5 +38,9 @@ def demo(
     scale = SCALES["quick" if quick else "full"]
     with broker_for(settings) as live:
         report = asyncio.run(run_demo(live, workdir, console, scale=scale, seed=seed))
+    if results_file is not None:
+        results_file.parent.mkdir(parents=True, exist_ok=True)
+        results_file.write_text(report.to_json() + "\n", encoding="utf-8")
+        console.print(f"report written to {results_file}")
     if not report.replay_matches:
         raise typer.Exit(1)

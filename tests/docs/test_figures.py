@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from scripts import docs_figures
@@ -25,3 +27,48 @@ def test_an_unknown_key_is_an_error_not_a_silent_pass() -> None:
     problems: list[str] = []
     docs_figures.render("<!-- fig grpo_cpu.json no/such/key -->1<!-- /fig -->", "doc", problems)
     assert problems and "no 'no/such/key'" in problems[0]
+
+
+def test_a_table_block_is_rendered_from_its_results_file_and_checked(tmp_path, monkeypatch) -> None:
+    report = {
+        "sft_accuracy": 0.5,
+        "rounds": [
+            {
+                "round": 1,
+                "size": 4,
+                "sources": {"SEED": 4},
+                "label_noise": 0.25,
+                "probed": 4,
+                "mismatched": 2,
+                "verdicts": {"PRED_WRONG": 2},
+                "relabels": 0,
+                "candidates": 8,
+                "expansions_passed": 7,
+                "heldout_accuracy": 0.625,
+                "reward_mean": 0.4,
+                "mixed_groups": 0.5,
+            }
+        ],
+    }
+    (tmp_path / "demo_report.json").write_text(json.dumps(report), encoding="utf-8")
+    monkeypatch.setattr(docs_figures, "RESULTS", tmp_path)
+    docs_figures._results.cache_clear()
+    stale = "<!-- table demo_report.json demo_rounds -->\n| old |\n<!-- /table -->"
+    problems: list[str] = []
+    rendered = docs_figures.render(stale, "doc", problems)
+    docs_figures._results.cache_clear()
+    assert problems and "differs from the file" in problems[0]
+    assert "| round 1 | 4 | SEED 4 | 25.0% | 2/4 | PRED_WRONG 2 | 0 | 7/8 | 0.40 (50%) | 62.5% |" in rendered
+    again: list[str] = []
+    assert docs_figures.render(rendered, "doc", again) == rendered and again == []
+
+
+def test_a_true_or_false_figure_is_quoted_as_its_label(tmp_path, monkeypatch) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"machine": {"contended": True}}), encoding="utf-8")
+    monkeypatch.setattr(docs_figures, "RESULTS", tmp_path)
+    docs_figures._results.cache_clear()
+    problems: list[str] = []
+    text = "<!-- fig run.json machine/contended quiet|contended -->quiet<!-- /fig -->"
+    rendered = docs_figures.render(text, "doc", problems)
+    docs_figures._results.cache_clear()
+    assert "-->contended<!--" in rendered and "the text says quiet" in problems[0]

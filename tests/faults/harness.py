@@ -23,10 +23,10 @@ from typing import Any
 from bus.broker import EmbeddedBroker
 from bus.kafka import EventProducer, ensure_topics, follow, replay, run_log
 from looptool.config import Settings
-from looptool.demo import Service, write_config
+from looptool.demo import write_config
+from looptool.supervisor import BrokerProcess, Service
 from schemas.events import CheckpointPublished, Event, Producer, SampleAdded, make_event
 from streams.curate import CurationPolicy, open_first_round
-from tests.broker_process import BrokerProcess
 
 RUN_ID = "faults"
 STAGES = ("probe", "judge", "relabel", "expand", "verify", "curate")

@@ -17,8 +17,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bus.kafka import EventProducer, client_options, ensure_topics, replay
+from bus.worker import stage_group_id
 from looptool.config import Settings
-from looptool.demo import Service, write_config
+from looptool.demo import write_config
+from looptool.supervisor import Service
 from schemas.events import Event, LabelCorrected, Verdict
 from tests.foundation.events_factory import event_of, one_of_each
 
@@ -71,7 +73,8 @@ async def test_two_workers_of_one_stage_share_partitions_without_loss_or_repeats
     config = tmp_path / "looptool.toml"
     write_config(run, config)
     await ensure_topics(run.kafka, run.run_id)
-    group = f"looptool-{run.run_id}-relabel"
+    async with EventProducer(run.kafka) as producer:  # the group's name carries the broker's start
+        group = stage_group_id(run.run_id, "relabel", producer.identity)
     workers = [
         Service(f"relabel-{n}", ["worker", "--stages", "relabel"], config, tmp_path / f"relabel-{n}.log")
         for n in (1, 2)

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 
 from looptool.config import Settings
+from looptool.supervisor import BrokerProcess
 from schemas.events import CheckpointPublished, Event
 from streams.config import LoopSettings
-from tests.broker_process import BrokerProcess
 from tests.faults.accounting import account, check_round, compare_runs, first_copies, seed_outcomes
 from tests.faults.harness import RUN_ID, LoopRun, hand_checkpoint, json_log_events
 from tests.faults.test_kills import DERIVED, curated

@@ -28,7 +28,7 @@ from bus.kafka import client_options
 from bus.topics import partitions_for, spec_of, topic_name
 from bus.worker import stage_group_id
 from looptool.config import Settings
-from looptool.demo import Service
+from looptool.supervisor import Service
 from schemas.events import Event, SampleAdded
 from streams.config import LoopSettings
 from streams.probe import probe_result

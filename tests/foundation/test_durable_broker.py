@@ -23,7 +23,7 @@ from bus.durable import Gate
 from bus.kafka import BrokerRestarted, EventProducer, ensure_topics, follow, replay
 from bus.topics import TOPICS, partitions_for, topic_name
 from looptool.config import Settings, load_settings
-from tests.broker_process import BrokerProcess
+from looptool.supervisor import BrokerProcess
 from tests.foundation.events_factory import event_of, sample_added
 
 RUN = "durable"
