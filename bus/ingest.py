@@ -1,5 +1,8 @@
 """Ingest onto the bus: seed sources read record by record (:mod:`streams.ingest`) and sent to the run's
-topics, with progress; a record that cannot be read becomes a DeadLetter there, and ingest goes on."""
+topics, with progress; a record that cannot be read, or is over the ``[ingest]`` limits, becomes a
+DeadLetter there, and ingest goes on. Each event is sent as the bytes :mod:`streams.ingest` encoded
+and measured against the limits, and its id is deterministic: running the same ingest again adds
+nothing that consumers keep."""
 
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ from bus.config import RunSettings
 from bus.kafka import EventProducer, ensure_topics
 from common.logs import get_logger
 from evaluation.decontam import Decontaminator
-from streams.ingest import IngestReport, read_records
+from streams.config import IngestSettings
+from streams.ingest import IngestReport, encoded_records
 from streams.sources import count_records, expand
+from toolcall.formats import resolve_format
 
 log = get_logger(__name__)
 
@@ -26,8 +31,11 @@ async def ingest_paths(
     answers: Path | None = None,
     *,
     decontaminate: bool = True,
+    limits: IngestSettings | None = None,
 ) -> IngestReport:
-    """Ingest seed sources into the run's topics; returns what happened."""
+    """Ingest seed sources into the run's topics; returns what happened (``limits``: the ``[ingest]``
+    section, its defaults when None)."""
+    resolve_format(fmt)  # an unknown format fails here, before any topic or event
     paths = [Path(p) for p in paths]
     files = expand(paths)  # fails early, before any event, on a path that is not there
     report = IngestReport(path=", ".join(str(p) for p in paths))
@@ -47,7 +55,7 @@ async def ingest_paths(
         with progress:
             task = progress.add_task(report.path[:60], total=total)
             decontaminator = Decontaminator.from_suite() if decontaminate else None
-            for event in read_records(
+            for event, encoded in encoded_records(
                 paths,
                 settings.run_id,
                 fmt,
@@ -55,8 +63,10 @@ async def ingest_paths(
                 decontaminator,
                 answers,
                 on_record=lambda: progress.update(task, completed=report.records),
+                limits=limits,
+                codec=producer.codec,
             ):
-                pending.append(await producer.send(event))
+                pending.append(await producer.send(event, encoded))
         for future in pending:
             await future
     log.info(
@@ -79,8 +89,9 @@ async def ingest_file(
     answers: Path | None = None,
     *,
     decontaminate: bool = True,
+    limits: IngestSettings | None = None,
 ) -> IngestReport:
     """Ingest one source (file, folder or saved dataset) into the run's topics."""
     return await ingest_paths(
-        [Path(path)], settings, fmt, show_progress, answers, decontaminate=decontaminate
+        [Path(path)], settings, fmt, show_progress, answers, decontaminate=decontaminate, limits=limits
     )

@@ -251,12 +251,13 @@ class EventProducer:
             if self._archive_reader is not None:
                 await stop_consumer(self._archive_reader)
 
-    async def send(self, event: Event[Any]) -> asyncio.Future[Any]:
-        """Queue one event; the returned future resolves when the broker acknowledged it."""
+    async def send(self, event: Event[Any], encoded: bytes | None = None) -> asyncio.Future[Any]:
+        """Queue one event (``encoded``: its bytes, when the caller has them already); the returned
+        future resolves when the broker acknowledged it."""
         await self.check_broker()
         future = await self._producer.send(
             topic_for_event(event.run_id, event.event_type),
-            value=self.codec.encode(event),
+            value=encoded if encoded is not None else self.codec.encode(event),
             key=event.key.encode("utf-8"),
         )
         future.add_done_callback(self._on_acknowledged)

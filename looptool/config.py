@@ -29,6 +29,7 @@ from evaluation.config import EvalSettings
 from evaluation.gate import PromoteSettings
 from streams.config import (
     GeneratorSettings,
+    IngestSettings,
     JudgeSettings,
     LoopSettings,
     PolicySettings,
@@ -63,6 +64,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     judge: JudgeSettings | None = None
     generator: GeneratorSettings | None = None
     verifier: RoleOverrides | None = None  # type: ignore[valid-type]  # keys not set: [judge]'s

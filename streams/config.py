@@ -279,3 +279,35 @@ class LoopSettings(Section):
     scenarios: list[ScenarioSettings] | None = Field(
         default=None, description="EDDE scenario-diversification constraints (default: the built-in list)."
     )
+
+
+class IngestSettings(Section):
+    """Limits on what one seed record may become (``looptool ingest``, the ``[ingest]`` section).
+
+    A record over any of them is dead-lettered with the limit it broke, and the rest of the file goes
+    on. One long dialogue record expands into one sample per step, each carrying the whole context
+    before it: without a bound a 118 kB line became 400 samples and 19.9 MB of events.
+    """
+
+    max_record_bytes: int = Field(
+        default=1_000_000,
+        ge=1024,
+        description="Bytes of one record as read (a line, an array element); its dead letter keeps a "
+        "prefix, the size and a sha256 of the whole.",
+    )
+    max_samples_per_record: int = Field(
+        default=64, ge=1, description="Samples one record (a whole dialogue) may expand into."
+    )
+    max_event_bytes: int = Field(
+        default=1_000_000,
+        ge=65_536,
+        le=8_000_000,  # the producer's request limit is 8 MiB
+        description="Bytes of one encoded event; keep it under the broker's message.max.bytes "
+        "(Kafka's default is 1 MiB; the embedded broker takes up to the producer's 8 MiB).",
+    )
+    max_record_event_bytes: int = Field(
+        default=8_000_000, ge=65_536, description="Bytes of all the events one record becomes."
+    )
+    dead_letter_prefix_bytes: int = Field(
+        default=4096, ge=0, le=65_536, description="What a dead letter keeps of a record over the limits."
+    )

@@ -162,9 +162,16 @@ def count_records(path: Path) -> int | None:
 
 
 def iter_records(
-    path: Path, answers: dict[str, Any] | None = None, label: str | None = None
+    path: Path,
+    answers: dict[str, Any] | None = None,
+    label: str | None = None,
+    max_record_bytes: int | None = None,
 ) -> Iterator[SourceRecord]:
-    """The records of one file or saved dataset (see the module docstring)."""
+    """The records of one file or saved dataset (see the module docstring).
+
+    A line longer than ``max_record_bytes`` is not parsed (its record has neither value nor error):
+    the caller refuses it by its size without building a 50 MB object first.
+    """
     path = Path(path)
     name = label or path.name
     if path.is_dir():
@@ -178,7 +185,8 @@ def iter_records(
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         yield SourceRecord(ref=name, location="file", raw=b"", error=error, context=context)
         return
-    lines = data.splitlines(keepends=True)
+    # Records end at \n (or \r\n) only: a lone \r is JSON whitespace inside a record, not a line end.
+    lines = data.split(b"\n")
     start = data.lstrip()[:1]
     json_lines = _stem_suffix(path) in (".jsonl", ".ndjson")  # one record per line, whatever it holds
     if start == b"[" and not json_lines:
@@ -194,7 +202,11 @@ def iter_records(
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        yield _parsed(line.rstrip(b"\r\n"), f"{name}:{number}", f"line {number}", context)
+        raw = line.removesuffix(b"\r")
+        if max_record_bytes is not None and len(raw) > max_record_bytes:
+            yield SourceRecord(ref=f"{name}:{number}", location=f"line {number}", raw=raw, context=context)
+            continue
+        yield _parsed(raw, f"{name}:{number}", f"line {number}", context)
 
 
 def _is_json(line: bytes) -> bool:

@@ -136,6 +136,17 @@ async def publish_seeds(settings: Any, events: list[Any], chunk: int = 64) -> No
                 log.debug("seed.published", acknowledged=producer.acknowledged, total=len(events))
 
 
+def _known_format(value: str) -> str:
+    """``--format`` checked while the options are parsed: before any file is read or broker asked."""
+    from toolcall.formats import RecordError, resolve_format
+
+    try:
+        resolve_format(value)
+    except RecordError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
 @commands.command()
 def ingest(
     ctx: typer.Context,
@@ -148,6 +159,7 @@ def ingest(
         typer.Option(
             "--format",
             help="auto (per record), paper, bfcl, xlam, openai, sharegpt (hermes, toolace) or glaive.",
+            callback=_known_format,
         ),
     ] = "auto",
     answers: Annotated[
@@ -158,10 +170,15 @@ def ingest(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object of the counts.")] = False,
 ) -> None:
-    """Read seed samples into the run's topics; bad records go to the dead-letter topic with the reason."""
+    """Read seed samples into the run's topics; bad records go to the dead-letter topic with the reason.
+
+    A record over the ``[ingest]`` limits is dead-lettered too. Exits 1 when nothing landed (an empty
+    file, or every record dead-lettered). Event ids are deterministic: running it again adds nothing."""
     import json
+    import sys
 
     from bus.ingest import ingest_paths
+    from looptool.cli.errors import FAILURE, one_line
     from streams.sources import SourceError
     from toolcall.formats import RecordError
     from views.deadletters import render_ingest_report
@@ -177,6 +194,7 @@ def ingest(
                 show_progress=not as_json,
                 answers=answers,
                 decontaminate=settings.eval.decontaminate,
+                limits=settings.ingest,
             )
         )
     except (SourceError, RecordError, OSError) as error:
@@ -185,6 +203,10 @@ def ingest(
         print(json.dumps(report.summary(), ensure_ascii=False))
     else:
         render_ingest_report(report, console)
+    failure = report.nothing_landed()
+    if failure is not None:
+        print(f"looptool: error: {one_line(failure)}", file=sys.stderr, flush=True)
+        raise typer.Exit(FAILURE)
 
 
 @commands.command()

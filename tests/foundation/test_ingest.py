@@ -119,7 +119,8 @@ def _commands(runner: Any, settings: Any) -> None:
     assert [row["source_ref"] for row in rows] == ["BFCL_v4_memory.json:1"]
     assert rows[0]["category"] == "bfcl agentic record: no call to learn" and rows[0]["raw"].startswith("{")
     by_source = runner.invoke(app, [*base, "deadletters", "--json", "--source", "hermes"])
-    assert len(by_source.stdout.strip().splitlines()) == 2  # both ingests dead-lettered line 2
+    # Both ingests dead-lettered line 2, with one event id (ids are deterministic): listed once.
+    assert len(by_source.stdout.strip().splitlines()) == 1
     table = runner.invoke(app, [*base, "deadletters"], env={"COLUMNS": "200"})
     assert "Dead letters by reason" in table.stdout and "bfcl relevance record" in table.stdout
 
@@ -144,3 +145,161 @@ def test_ingest_keeps_the_conversation_time_on_the_sample_added(tmp_path: Path) 
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     events = list(read_records(path, "r", "auto", IngestReport(str(path))))
     assert [e.payload.conversation_time for e in events] == [None, "2025-03-01 10:00:00"]
+
+
+# --- every record lands or is dead-lettered; limits; deterministic ids -----------------------------
+
+WEATHER = {
+    "name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def _paper(city: str, **fields: Any) -> dict[str, Any]:
+    call = {"name": "get_weather", "arguments": {"city": city}}
+    question = [{"role": "user", "content": f"Weather in {city}?"}]
+    return {"tools": [WEATHER], "messages": question, "label": [call], **fields}
+
+
+def _dialogue(steps: int, words: int = 40) -> dict[str, Any]:
+    """One openai record of ``steps`` user turns, each answered by a call: ``steps`` samples."""
+    messages: list[dict[str, Any]] = []
+    for step in range(steps):
+        messages.append({"role": "user", "content": f"Step {step}: " + "weather please " * words})
+        arguments = json.dumps({"city": f"City {step}"})
+        call = {"function": {"name": "get_weather", "arguments": arguments}}
+        messages.append({"role": "assistant", "tool_calls": [call]})
+    return {"tools": [{"type": "function", "function": WEATHER}], "messages": messages}
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+async def test_bad_records_are_dead_lettered_and_the_rest_of_the_file_lands(settings, tmp_path: Path) -> None:
+    import hashlib
+
+    from schemas.codec import default_codec
+
+    huge = json.dumps(_paper("Oslo", note="x" * 9_000_000))  # over the producer's 8 MiB request limit
+    deep = _paper("Rome")
+    deep["label"][0]["arguments"]["city"] = _nested(300)  # "Maximum serialization depth exceeded"
+    lines = {
+        1: json.dumps(_paper("Paris")),
+        2: huge,
+        3: json.dumps(_paper("Lima")).replace("Lima?", "Lima? \\ud83d"),  # a lone surrogate
+        4: json.dumps(deep),
+        5: json.dumps(_paper("Kyiv", ordered="false")),
+        6: json.dumps(_dialogue(80, words=2)),  # 80 samples, over max_samples_per_record (64)
+        7: json.dumps(_paper("Quito")),
+    }
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("\n".join(lines[n] for n in sorted(lines)) + "\n", encoding="utf-8")
+
+    report = await ingest_file(path, settings, show_progress=False, limits=settings.ingest)
+
+    assert (report.records, report.samples, report.dead_lettered) == (7, 2, 5)
+    events = await _events(settings, ["samples", "deadletter"])
+    added = [e for e in events if isinstance(e.payload, SampleAdded)]
+    assert sorted(e.payload.source_ref for e in added) == ["seeds.jsonl:1", "seeds.jsonl:7"]
+    letters = {int(e.payload.source_ref.rsplit(":", 1)[1]): e.payload for e in events if e not in added}
+    assert {n: letter.category for n, letter in letters.items()} == {
+        2: "record over ingest.max_record_bytes",
+        3: "text is not valid Unicode (a lone surrogate)",
+        4: "call arguments nested too deeply",
+        5: "'ordered' is not a boolean",
+        6: "record over ingest.max_samples_per_record",
+    }
+    oversize = letters[2]  # a prefix, the size and a hash: never the whole 9 MB line
+    assert oversize.raw == huge.encode()[:4096]
+    assert str(len(huge)) in oversize.reason and hashlib.sha256(huge.encode()).hexdigest() in oversize.reason
+    assert "\\ud83d" in letters[3].reason and letters[3].raw == lines[3].encode()
+    assert "'ordered' must be true or false" in letters[5].reason
+    assert "80 samples" in letters[6].reason and "64" in letters[6].reason
+    assert all(len(default_codec().encode(e)) < 64_000 for e in events)
+
+
+async def test_ingesting_the_same_file_again_adds_no_new_event_ids(settings, tmp_path: Path) -> None:
+    source = EXAMPLES / "openai.jsonl"
+    path = tmp_path / "seeds.jsonl"
+    path.write_text(source.read_text() + "{not json\n", encoding="utf-8")
+    first = await ingest_file(path, settings, show_progress=False)
+    again = tmp_path / "copy" / "seeds.jsonl"  # the same source from elsewhere: the same ids
+    again.parent.mkdir()
+    again.write_bytes(path.read_bytes())
+    second = await ingest_file(again, settings, show_progress=False)
+    events = await _events(settings, ["samples", "deadletter"])
+    assert first.samples == second.samples > 0 and first.dead_lettered == second.dead_lettered == 1
+    assert len(events) == 2 * (first.samples + 1)  # both runs were sent ...
+    assert len({e.event_id for e in events}) == first.samples + 1  # ... and consumers keep one of each
+    # The place is part of the id: the same record on another line is another event of the same sample.
+    moved = tmp_path / "moved" / "seeds.jsonl"
+    moved.parent.mkdir()
+    moved.write_text("\n" + path.read_text(), encoding="utf-8")
+    await ingest_file(moved, settings, show_progress=False)
+    later = await _events(settings, ["samples"])
+    assert len({e.event_id for e in later}) == 2 * first.samples
+    assert len({e.payload.sample_id for e in later}) == first.samples
+
+
+def test_the_ingest_limits_are_configurable_and_bound_a_long_dialogue(tmp_path: Path, monkeypatch) -> None:
+    from looptool.config import load_settings
+    from streams.config import IngestSettings
+    from streams.ingest import IngestReport, read_records
+
+    record = json.dumps(_dialogue(400, words=12))  # 137 kB: 400 samples, 19.7 MB of events unbounded
+    path = tmp_path / "long.jsonl"
+    path.write_text(record + "\n" + json.dumps(_paper("Paris")) + "\n", encoding="utf-8")
+
+    def letters_of(limits: IngestSettings) -> tuple[list[str], int]:
+        report = IngestReport(str(path))
+        events = list(read_records(path, "r", "auto", report, limits=limits))
+        return [e.payload.reason for e in events if isinstance(e.payload, DeadLetter)], report.samples
+
+    default, samples = letters_of(IngestSettings())
+    assert samples == 1 and len(default) == 1 and "400 samples" in default[0]
+    by_bytes, _ = letters_of(IngestSettings(max_samples_per_record=1000))
+    assert "ingest.max_record_event_bytes (8000000)" in by_bytes[0]
+    unbounded = IngestSettings(max_samples_per_record=1000, max_record_event_bytes=10**9)
+    by_event, _ = letters_of(unbounded.model_copy(update={"max_event_bytes": 65_536}))
+    assert "ingest.max_event_bytes (65536)" in by_event[0]
+    by_record, _ = letters_of(IngestSettings(max_record_bytes=100_000))
+    assert f"record of {len(record)} bytes is over ingest.max_record_bytes (100000)" in by_record[0]
+    # One config object: the [ingest] section of the file, overridden by the environment.
+    config = tmp_path / "looptool.toml"
+    config.write_text("[ingest]\nmax_samples_per_record = 500\nmax_event_bytes = 70000\n")
+    monkeypatch.setenv("LOOPTOOL_INGEST__MAX_SAMPLES_PER_RECORD", "450")
+    loaded = load_settings(config).ingest
+    assert (loaded.max_samples_per_record, loaded.max_event_bytes) == (450, 70_000)
+    assert len(letters_of(loaded)[0]) == 1
+
+
+def test_ingest_checks_the_format_first_and_fails_when_nothing_landed(settings, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from common.logs import LogSettings, configure_logging
+    from looptool.cli import app
+
+    runner = CliRunner()
+    base = ["--run-id", settings.run_id, "--bootstrap-servers", settings.kafka.bootstrap_servers]
+    try:
+        unknown = runner.invoke(app, [*base, "ingest", str(tmp_path / "missing.jsonl"), "--format", "foo"])
+        assert unknown.exit_code == 2 and "unknown format 'foo'" in unknown.output
+        assert "missing.jsonl" not in unknown.output  # nothing was read
+        empty = tmp_path / "empty.jsonl"
+        empty.write_text("\n\n")
+        ran = runner.invoke(app, [*base, "ingest", str(empty), "--json"])
+        assert ran.exit_code == 1 and f"looptool: error: no records in {empty}" in ran.stderr
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text('{"foo": 1}\n{not json\n' + json.dumps(_paper("Paris", ordered="no")) + "\n")
+        ran = runner.invoke(app, [*base, "ingest", str(bad), "--json"])
+        assert ran.exit_code == 1 and json.loads(ran.stdout.strip().splitlines()[-1])["dead_letters"] == 3
+        [error] = [line for line in ran.stderr.splitlines() if line.startswith("looptool: error:")]
+        assert "nothing landed" in error and "3 records read, 0 samples landed, 3 dead-lettered" in error
+        good = runner.invoke(app, [*base, "ingest", str(EXAMPLES / "paper.jsonl"), "--json"])
+        assert good.exit_code == 0, good.output
+    finally:
+        configure_logging(LogSettings())  # the CLI bound logging to the runner's (now closed) stream

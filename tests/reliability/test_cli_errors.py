@@ -109,6 +109,7 @@ def test_usage_errors_exit_2_before_anything_runs() -> None:
     assert_one_line_error(looptool("--run-id", "", "topics"), 2, "run_id")
     assert_one_line_error(looptool("stages", "--bogus"), 2, "No such option: --bogus")
     assert_one_line_error(looptool("export", "--format", "foo"), 2, "'--format'", "'foo'")
+    assert_one_line_error(looptool("ingest", "missing.jsonl", "--format", "foo"), 2, "unknown format 'foo'")
     assert_one_line_error(looptool("--log-format", "xml", "stages"), 2, "--log-format")
     # No broker configured: a usage error, before any connection is tried.
     assert_one_line_error(looptool("topics"), 2, "no Kafka configured")

@@ -231,3 +231,64 @@ def test_a_paper_record_keeps_its_conversation_time() -> None:
     assert stated.conversation_time == "2025-03-01 10:00:00"
     with pytest.raises(RecordError, match="current_time"):
         record_to_samples({**record, "current_time": 20250301})
+
+
+# --- strict fields ---------------------------------------------------------------------------------
+
+CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+USER_ONLY = [{"role": "user", "content": "Weather in Paris?"}]
+
+
+@pytest.mark.parametrize("given_value", ["false", "true", 0, 1, "no", [], {}])
+def test_ordered_must_be_a_json_boolean(given_value: Any) -> None:
+    paper = {"tools": [WEATHER_TOOL], "messages": USER_ONLY, "label": CALL_TEXT, "ordered": given_value}
+    openai = {
+        "tools": [WEATHER_TOOL],
+        "messages": [
+            *USER_ONLY,
+            {"role": "assistant", "tool_calls": [{"function": {"name": "get_weather", "arguments": "{}"}}]},
+        ],
+        "ordered": given_value,
+    }
+    for record in (paper, openai):
+        with pytest.raises(RecordError) as refused:
+            record_to_samples(record)
+        assert "'ordered' must be true or false" in str(refused.value)
+        assert refused.value.reason == "'ordered' is not a boolean"  # the dead letter names the field
+    # A label object is validated strictly too: its "ordered": "false" is no boolean.
+    label = {"calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}], "ordered": given_value}
+    with pytest.raises(RecordError, match="label is not an action"):
+        record_to_samples({"tools": [WEATHER_TOOL], "messages": USER_ONLY, "label": label})
+
+
+def test_ordered_booleans_and_absence_are_read_as_given() -> None:
+    base = {"tools": [WEATHER_TOOL], "messages": USER_ONLY, "label": CALL_TEXT}
+    assert record_to_samples({**base, "ordered": True})[0].label.ordered is True
+    assert record_to_samples({**base, "ordered": False})[0].label.ordered is False
+    assert record_to_samples({**base, "ordered": None})[0].label.ordered is False
+    assert record_to_samples(base)[0].label.ordered is False
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_call_arguments_nested_too_deep_are_refused_with_the_reason() -> None:
+    from toolcall.formats.common import MAX_ARGUMENT_DEPTH, nesting_depth
+
+    def record(depth: int) -> dict[str, Any]:
+        call = {"name": "get_weather", "arguments": {"city": _nested(depth - 1)}}
+        return {"tools": [WEATHER_TOOL], "messages": USER_ONLY, "label": [call]}
+
+    assert nesting_depth(_nested(10), 64) == 10 and nesting_depth(_nested(300), 64) == 65
+    assert record_to_samples(record(MAX_ARGUMENT_DEPTH))  # as deep as allowed: read
+    for depth in (MAX_ARGUMENT_DEPTH + 1, 300, 900):  # 300: "Maximum serialization depth exceeded"
+        with pytest.raises(RecordError) as refused:
+            record_to_samples(record(depth))
+        assert refused.value.reason == "call arguments nested too deeply"
+    with pytest.raises(RecordError, match="'tool_calls' must be a list"):
+        turns = [*USER_ONLY, {"role": "assistant", "tool_calls": "get_weather"}, *USER_ONLY]
+        record_to_samples({"tools": [WEATHER_TOOL], "messages": turns, "label": CALL_TEXT})  # paper

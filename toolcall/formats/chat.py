@@ -16,6 +16,7 @@ from toolcall.formats.common import (
     RecordError,
     call_from,
     dialogue_samples,
+    flag,
     json_or_value,
     message,
     text_of,
@@ -63,4 +64,4 @@ def from_openai(record: dict[str, Any]) -> Conversion:
                     f"{where}: only assistant turns make calls", "calls outside an assistant turn"
                 )
             messages.append(message(role, text))
-    return Conversion("openai", dialogue_samples(tools, messages, bool(record.get("ordered", False))), notes)
+    return Conversion("openai", dialogue_samples(tools, messages, flag(record, "ordered")), notes)

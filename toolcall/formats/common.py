@@ -19,6 +19,10 @@ from toolcall.types import Action, Message, Sample, ToolCall
 # The text of a "no call" label where the dataset gives none (ToolMatch ignores no-call texts).
 NO_SUITABLE_TOOL = "None of the available functions can be used for this request."
 
+# Deeper call arguments than any tool schema needs; pydantic stops serialising at a few hundred levels,
+# so a record nested that deep could never be sent: refuse it here, with the reason.
+MAX_ARGUMENT_DEPTH = 64
+
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _GOT = re.compile(r"(, )?got .*$")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?![\w.])")
@@ -65,6 +69,38 @@ class Conversion:
     format: str
     samples: list[Sample]
     warnings: list[str] = field(default_factory=list)
+
+
+def flag(record: Mapping[str, Any], key: str, default: bool = False) -> bool:
+    """A boolean field, strictly: JSON ``true``/``false`` (or absent, null: ``default``), nothing else.
+
+    ``bool("false")`` is True: a string or number here is refused, naming the field, never guessed.
+    """
+    value = record.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        shown = repr(value)[:40]
+        raise RecordError(
+            f"{key!r} must be true or false (a JSON boolean), got {type(value).__name__} {shown}",
+            f"{key!r} is not a boolean",
+        )
+    return value
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deep ``value``'s lists and objects nest, counted up to ``limit + 1`` (no recursion)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def json_or_value(value: Any, what: str, *, python: bool = False) -> Any:
@@ -131,6 +167,11 @@ def call_from(value: Any) -> ToolCall:
         raise RecordError(
             f"arguments of {value['name']} must be an object", "call arguments are not an object"
         )
+    if nesting_depth(arguments, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
+        raise RecordError(
+            f"arguments of {value['name'][:80]} are nested more than {MAX_ARGUMENT_DEPTH} levels deep",
+            "call arguments nested too deeply",
+        )
     return ToolCall(name=value["name"].strip(), arguments=arguments)
 
 
@@ -156,7 +197,7 @@ def label_from(value: Any, ordered: bool) -> Action:
         action = Action(calls=[call_from(call) for call in value])
     elif isinstance(value, dict):
         try:
-            action = Action.model_validate(value)
+            action = Action.model_validate(value, strict=True)  # "ordered": "false" is no boolean
         except ValueError as error:
             raise RecordError(f"label is not an action: {error}", "label is not an action") from error
     else:
@@ -274,6 +315,7 @@ def python_calls_to_tool_calls(text: str, tools: list[ToolSpec], what: str) -> l
 
 __all__ = [
     "EMPTY_CONTEXT",
+    "MAX_ARGUMENT_DEPTH",
     "NO_SUITABLE_TOOL",
     "Conversion",
     "FormatContext",
@@ -283,9 +325,11 @@ __all__ = [
     "calls_from_json",
     "check_context",
     "dialogue_samples",
+    "flag",
     "json_or_value",
     "label_from",
     "message",
+    "nesting_depth",
     "python_calls_to_tool_calls",
     "reason_of",
     "text_of",

@@ -19,6 +19,7 @@ from toolcall.formats.common import (
     call_from,
     check_context,
     dialogue_samples,
+    flag,
     label_from,
     message,
     tools_from,
@@ -53,14 +54,17 @@ def plain_message(raw: Any) -> Message:
     role = raw.get("role")
     if role == "assistant" and isinstance(raw.get("content"), str) and "<tool_call>" in raw["content"]:
         return assistant_from_text(raw["content"])
-    calls = [call_from(c) for c in raw.get("tool_calls") or []]
+    raw_calls = raw.get("tool_calls") or []
+    if not isinstance(raw_calls, list):
+        raise RecordError("a message's 'tool_calls' must be a list", "'tool_calls' is not a list")
+    calls = [call_from(c) for c in raw_calls]
     return message(str(role), raw.get("content"), calls, raw.get("name"))
 
 
 def from_paper(record: dict[str, Any]) -> Conversion:
     notes: list[str] = []
     tools = tools_from(record.get("tools"), notes)
-    ordered = bool(record.get("ordered", False))
+    ordered = flag(record, "ordered")
     if "messages" in record:
         raw = record["messages"]
         if not isinstance(raw, list):
