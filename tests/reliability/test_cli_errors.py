@@ -9,6 +9,8 @@ never appears in anything any command prints, with debug logs on.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -16,7 +18,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,7 @@ import pytest
 
 from bus.broker import free_port
 from common.logs import LogSettings, configure_logging, get_logger
+from tests.reliability.endpoint import Endpoint, serve
 
 CANARY = "sk-canary-7f3a9Qx"
 REPO = Path(__file__).resolve().parents[2]
@@ -218,24 +223,49 @@ RUNS: dict[str, list[str]] = {
     "revert-relabel": ["revert-relabel", "01JAAAAAAAAAAAAAAAAAAAAAAA", "--note", "x", "--dry-run"],
     "eval": ["eval", "--help"],
     "demo": ["demo", "--help"],
+    "deadletters": ["deadletters"],
+    "doctor": ["doctor"],
+    "init": ["init", "{tmp}/starter/looptool.toml"],
     "schemas list": ["schemas", "list"],
     "schemas freeze": ["schemas", "freeze", "--help"],
 }
 LONG_RUNNING = {"broker", "worker", "train"}
 
 
+@contextlib.contextmanager
+def _endpoint_in_a_thread() -> Iterator[Endpoint]:
+    """The test OpenAI-compatible endpoint on its own event loop, for commands run as processes."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    serving = serve(Endpoint())
+    try:
+        yield asyncio.run_coroutine_threadsafe(serving.__aenter__(), loop).result(30)
+    finally:
+        asyncio.run_coroutine_threadsafe(serving.__aexit__(None, None, None), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
 def test_the_canary_secret_never_appears_in_any_command_output(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert set(RUNS) == set(_every_command()), "a new command: say how the canary test runs it"
+    with _endpoint_in_a_thread() as endpoint:  # the LLM roles answer: the worker starts and judges
+        _run_every_command_with_the_canary(kafka_bootstrap, tmp_path, endpoint)
+        # Every request carried the key as a bearer token: the roles used the secret they never showed.
+        assert endpoint.authorizations and set(endpoint.authorizations) == {f"Bearer {CANARY}"}
+
+
+def _run_every_command_with_the_canary(kafka_bootstrap: str, tmp_path: Path, endpoint: Endpoint) -> None:
     run_id = "canary-" + os.urandom(3).hex()
     env = {
         "LOOPTOOL_RUN_ID": run_id,
         "LOOPTOOL_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LOOPTOOL_KAFKA__SASL_PASSWORD": CANARY,  # PLAINTEXT: set but never used
-        "LOOPTOOL_JUDGE__BASE_URL": "http://127.0.0.1:9/v1",
+        "LOOPTOOL_JUDGE__BASE_URL": endpoint.base_url,
         "LOOPTOOL_JUDGE__MODEL": "judge",
         "LOOPTOOL_JUDGE__API_KEY": CANARY,
         "LOOPTOOL_JUDGE__MAX_RETRIES": "0",
-        "LOOPTOOL_GENERATOR__BASE_URL": "http://127.0.0.1:9/v1",
+        "LOOPTOOL_GENERATOR__BASE_URL": endpoint.base_url,
         "LOOPTOOL_GENERATOR__MODEL": "generator",
         "LOOPTOOL_GENERATOR__API_KEY": CANARY,
         "LOOPTOOL_WORLD__SEED_DIALOGUES": "12",
