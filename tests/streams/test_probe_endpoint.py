@@ -21,23 +21,20 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 RUN = "endpoint"
 
 
-def checkpoint(checkpoint_id: str, produced_at_s: int) -> Event[CheckpointPublished]:
-    event = event_of(
+def checkpoint(checkpoint_id: str, round_: int) -> Event[CheckpointPublished]:
+    return event_of(
         CheckpointPublished(
-            new_checkpoint_id=checkpoint_id, round=1, step=8, final=True, uri="/unused", backend="cpu"
+            new_checkpoint_id=checkpoint_id, round=round_, step=8, final=True, uri="/unused", backend="cpu"
         ),
         RUN,
     )
-    return event.model_copy(
-        update={"produced_at": event.produced_at.replace(second=produced_at_s, microsecond=0)}
-    )
 
 
-def members(count: int) -> list[Event[CuratedSample]]:
+def members(count: int, round_: int) -> list[Event[CuratedSample]]:
     return [
         event_of(
             CuratedSample(
-                round=1,
+                round=round_,
                 sample_id=f"s_{n}",
                 source="SEED",
                 tools=[FLUCTUATION],
@@ -75,13 +72,13 @@ async def test_the_probe_decodes_through_the_policy_endpoint_and_waits_for_a_che
     watcher = CheckpointWatcher(None, RUN)
     stage = ProbeStage(RUN, backend, watcher, mode="final", max_new_tokens=24)
     try:
-        # A checkpoint the server does not list (yet): the stage pauses, nothing is published.
+        # Round 1's checkpoint is not listed by the server (yet): the stage pauses, publishing nothing.
         await watcher.publish(checkpoint("ckpt-not-served", 1))
         with pytest.raises(TransientError, match="ckpt-not-served"):
-            await stage.process(members(2))
-        # Once the server serves the round's checkpoint under its id, the same members are probed.
+            await stage.process(members(2, round_=1))
+        # Round 2's checkpoint is served under its id: its members are probed by it.
         await watcher.publish(checkpoint(vllm_server.model, 2))
-        outputs = await stage.process(members(2))
+        outputs = await stage.process(members(2, round_=2))
     finally:
         await backend.close()
     results = [o for o in outputs if isinstance(o.payload, ProbeResult)]
