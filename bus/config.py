@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PositiveInt, SecretStr
 
 from common.settings import Section
 
@@ -30,6 +30,11 @@ class KafkaSettings(Section):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     partitions: int = Field(default=4, ge=1, description="Partitions of the per-sample topics.")
+    topic_partitions: dict[str, PositiveInt] = Field(
+        default_factory=dict,
+        description="Partitions per topic, by short name (e.g. {verdicts = 8}); overrides `partitions`. "
+        "A stage's consumer group uses at most one worker per partition of its input topic.",
+    )
     replication_factor: int = Field(default=1, ge=1)
     # Tansu holds a group join for the whole rebalance timeout: keep these low on the embedded broker.
     rebalance_timeout_s: float = Field(default=3.0, gt=0)

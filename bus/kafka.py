@@ -4,6 +4,11 @@ Delivery is at-least-once everywhere: producers are not idempotent (Tansu reject
 cluster gains nothing from it here), consumers commit after processing, and every consumer
 deduplicates by event id. Records that cannot be decoded go to the run's dead-letter topic with the
 reason and their raw bytes; the consumer moves on, so a poison message never blocks a partition.
+
+Tool sets travel once per run (:mod:`schemas.interning`): the producer writes a set's
+ToolSetRegistered to the run's ``toolsets`` topic, and waits for the broker to acknowledge it, before
+the first event it sends that refers to the set; a reader that meets a set it does not know reads the
+``toolsets`` topic on from where it last stopped (:class:`DefinitionReader`) and decodes again.
 """
 
 from __future__ import annotations
@@ -21,10 +26,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import OffsetOutOfRangeError, TopicAlreadyExistsError
 
 from bus.config import KafkaSettings, RunSettings
-from bus.topics import TOPICS, partitions_for, topic_for_event, topic_name
+from bus.topics import (
+    DEFINITION_TOPICS,
+    TOPICS,
+    check_partition_overrides,
+    partitions_for,
+    topic_for_event,
+    topic_name,
+)
 from common.logs import get_logger
-from schemas.codec import EventCodec, EventDecodeError, default_codec
+from schemas.codec import EventCodec, EventDecodeError, UnresolvedReferenceError, default_codec
 from schemas.events import DeadLetter, Event, Producer, make_event
+from schemas.interning import Reference, definition_event_id
 
 log = get_logger(__name__)
 
@@ -84,7 +97,9 @@ async def ensure_topics(kafka: KafkaSettings, run_id: str) -> list[str]:
     admin = AIOKafkaAdminClient(client_id=f"{kafka.client_id}-admin", **options)
     await admin.start()
     try:
+        check_partition_overrides(kafka)
         wanted = {topic_name(run_id, spec.name): partitions_for(spec, kafka) for spec in TOPICS}
+        compacted = {topic_name(run_id, spec.name) for spec in TOPICS if spec.definitions}
         existing = set(await admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         if missing:
@@ -94,7 +109,9 @@ async def ensure_topics(kafka: KafkaSettings, run_id: str) -> list[str]:
                     num_partitions=wanted[name],
                     replication_factor=kafka.replication_factor,
                     # Event sourcing: a topic is the record; a cluster's default retention would lose it.
-                    topic_configs={"retention.ms": str(kafka.topic_retention_ms)},
+                    # Definitions are keyed by digest: compaction keeps one copy of each.
+                    topic_configs={"retention.ms": str(kafka.topic_retention_ms)}
+                    | ({"cleanup.policy": "compact"} if name in compacted else {}),
                 )
                 for name in missing
             ]
@@ -115,7 +132,11 @@ async def ensure_topics(kafka: KafkaSettings, run_id: str) -> list[str]:
 
 
 class EventProducer:
-    """Sends events to the topic their type belongs to, keyed by their partition key."""
+    """Sends events to the topic their type belongs to, keyed by their partition key.
+
+    An event that refers to a tool set this producer has not yet written to the event's run is
+    preceded by the set's definition, acknowledged by the broker before the event is sent.
+    """
 
     def __init__(self, kafka: KafkaSettings, codec: EventCodec | None = None, linger_ms: int = 5):
         self.codec = codec or default_codec()
@@ -126,6 +147,9 @@ class EventProducer:
             linger_ms=linger_ms,
             max_request_size=8 * 1024 * 1024,
         )
+        self._defined: set[tuple[str, bytes]] = set()  # (run, digest) acknowledged on the run's topic
+        self._defining: dict[tuple[str, bytes], asyncio.Future[Any]] = {}
+        self.definitions_sent = 0
 
     async def __aenter__(self) -> EventProducer:
         await self._producer.start()
@@ -136,11 +160,50 @@ class EventProducer:
 
     async def send(self, event: Event[Any]) -> asyncio.Future[Any]:
         """Queue one event; the returned future resolves when the broker acknowledged it."""
+        value = self.codec.encode(event)
+        references = self.codec.references
+        if references:
+            await self._define(event, references)
         return await self._producer.send(
-            topic_for_event(event.run_id, event.event_type),
-            value=self.codec.encode(event),
-            key=event.key.encode("utf-8"),
+            topic_for_event(event.run_id, event.event_type), value=value, key=event.key.encode("utf-8")
         )
+
+    async def _define(self, event: Event[Any], references: Sequence[Reference]) -> None:
+        """Write (once per run) and await the definitions ``event`` refers to."""
+        for reference in references:
+            key = (event.run_id, reference.digest)
+            if key in self._defined:
+                continue
+            pending = self._defining.get(key)
+            if pending is None:
+                pending = asyncio.ensure_future(self._send_definition(event, reference))
+                self._defining[key] = pending
+            try:
+                await asyncio.shield(pending)
+            finally:
+                if pending.done():
+                    self._defining.pop(key, None)
+            self._defined.add(key)
+
+    async def _send_definition(self, event: Event[Any], reference: Reference) -> None:
+        payload = self.codec.definition(reference)
+        definition = make_event(
+            payload,
+            run_id=event.run_id,
+            producer=event.producer,
+            event_id=definition_event_id(reference.digest),  # one id per set: copies deduplicate
+        )
+        delivered = await self._producer.send(
+            topic_for_event(event.run_id, definition.event_type),
+            value=self.codec.encode(definition),
+            key=definition.key.encode("utf-8"),
+        )
+        await delivered
+        self.definitions_sent += 1
+
+    def forget_definitions(self) -> None:
+        """Write every definition again before its next use (the broker lost the run's topics)."""
+        self._defined.clear()
 
     async def send_all(self, events: Iterable[Event[Any]]) -> int:
         """Send events and wait until every one is acknowledged."""
@@ -155,6 +218,81 @@ class EventProducer:
 
     async def flush(self) -> None:
         await self._producer.flush()
+
+
+class DefinitionReader:
+    """Reads a run's definitions (the ``toolsets`` topic) into a codec's catalog, on from where it stopped.
+
+    A reader calls :meth:`catch_up` when an event refers to a tool set its process does not know. The
+    producer of that event had the set's definition acknowledged before it sent the event, so the
+    definition lies below the topic's end by the time the event can be read.
+    """
+
+    def __init__(self, kafka: KafkaSettings, run_id: str, codec: EventCodec | None = None):
+        self.kafka = kafka
+        self.run_id = run_id
+        self.codec = codec or default_codec()
+        self.read = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list[TopicPartition] = []
+
+    async def catch_up(self, timeout_s: float = 30.0) -> int:
+        """Read every definition written so far that this reader has not read; returns how many."""
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                **client_options(self.kafka),
+                enable_auto_commit=False,
+                max_partition_fetch_bytes=8 * 1024 * 1024,
+                auto_offset_reset="earliest",
+            )
+            await consumer.start()
+            self._consumer = consumer
+            for name in DEFINITION_TOPICS:
+                full = topic_name(self.run_id, name)
+                for partition in sorted(await _partitions(consumer, full)):
+                    self._partitions.append(TopicPartition(full, partition))
+            if self._partitions:
+                consumer.assign(self._partitions)
+                await consumer.seek_to_beginning(*self._partitions)
+        consumer = self._consumer
+        if not self._partitions:
+            return 0
+        before = self.read
+        deadline = time.monotonic() + timeout_s
+        remaining = set(self._partitions)
+        end: dict[TopicPartition, int] = {}
+        empty_polls = 0
+        while remaining and time.monotonic() < deadline:
+            fetched = await consumer.getmany(*remaining, timeout_ms=200, max_records=5000)
+            for records in fetched.values():
+                for record in records:
+                    try:
+                        self.codec.decode(record.value or b"")  # a definition enters the catalog
+                    except EventDecodeError as error:
+                        log.warning("definition.undecodable", offset=record.offset, reason=str(error))
+                    self.read += 1
+            empty_polls = 0 if fetched else empty_polls + 1
+            for tp in list(remaining):
+                if tp not in end and consumer.highwater(tp) is not None:
+                    end[tp] = consumer.highwater(tp)  # type: ignore[assignment]
+                if (tp in end and await consumer.position(tp) >= end[tp]) or (
+                    tp not in end and empty_polls >= 3
+                ):
+                    remaining.discard(tp)
+        return self.read - before
+
+    async def decode(self, data: bytes) -> Event[Any]:
+        """``codec.decode``, reading the definitions on once when the event refers to an unknown set."""
+        try:
+            return self.codec.decode(data)
+        except UnresolvedReferenceError:
+            await self.catch_up()
+            return self.codec.decode(data)
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
 
 
 def dead_letter_for(
@@ -209,6 +347,7 @@ class GroupConsumer:
         self.codec = codec or default_codec()
         self.producer = producer
         self.dead_lettered = 0
+        self.definitions = DefinitionReader(kafka, run_id, self.codec)
         self._consumer = AIOKafkaConsumer(
             *[topic_name(run_id, name) for name in topics],
             **client_options(kafka),
@@ -227,6 +366,7 @@ class GroupConsumer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._consumer.stop()
+        await self.definitions.close()
 
     async def batches(self, timeout_ms: int = 500, max_records: int = 2000) -> AsyncIterator[list[Delivered]]:
         """Yield batches forever (an empty batch when nothing arrived within ``timeout_ms``)."""
@@ -242,7 +382,7 @@ class GroupConsumer:
 
     async def _decode_or_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> Delivered | None:
         try:
-            event = self.codec.decode(record.value or b"")
+            event = await self.definitions.decode(record.value or b"")
         except EventDecodeError as error:
             self.dead_lettered += 1
             log.warning(
@@ -356,6 +496,7 @@ async def _read_from_start(
 ) -> AsyncIterator[list[Delivered]]:
     codec = codec or default_codec()
     stats = stats if stats is not None else ReplayStats()
+    definitions = DefinitionReader(kafka, run_id, codec)
     consumer = AIOKafkaConsumer(
         **client_options(kafka),
         enable_auto_commit=False,
@@ -420,6 +561,12 @@ async def _read_from_start(
                         held_up_to[tp] = (record.offset + 1, record.value or b"")
                     try:
                         event = codec.decode(record.value or b"")
+                    except UnresolvedReferenceError:
+                        try:
+                            event = await definitions.decode(record.value or b"")
+                        except EventDecodeError:
+                            stats.undecodable += 1
+                            continue
                     except EventDecodeError:
                         stats.undecodable += 1
                         continue
@@ -455,6 +602,7 @@ async def _read_from_start(
                 yield batch
     finally:
         await consumer.stop()
+        await definitions.close()
 
 
 def _ends_below_read(consumer: AIOKafkaConsumer, read_up_to: dict[TopicPartition, int]) -> bool:

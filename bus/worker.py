@@ -24,7 +24,7 @@ import faust
 from aiokafka.structs import ConsumerRecord
 
 from bus.config import KafkaSettings, RunSettings
-from bus.kafka import EventProducer, client_options, dead_letter_for
+from bus.kafka import DefinitionReader, EventProducer, client_options, dead_letter_for
 from bus.topics import topic_name
 from common.logs import get_logger
 from schemas.codec import EventDecodeError, default_codec
@@ -70,6 +70,7 @@ class StageRunner:
         self.processed = 0
         self.published = 0
         self.retries = 0
+        self.definitions = DefinitionReader(settings.kafka, settings.run_id, default_codec())
         self._actors: set[asyncio.Task[Any]] = set()
         # faust keeps per-app state on disk; ours is in memory, so a throwaway folder (not the cwd).
         self._datadir = tempfile.TemporaryDirectory(prefix=f"looptool-faust-{stage.name}-")
@@ -117,11 +118,12 @@ class StageRunner:
             await asyncio.wait_for(self.app.stop(), timeout_s)
         except TimeoutError:
             log.warning("worker.stop_timeout", stage=self.stage.name, timeout_s=timeout_s)
+        await self.definitions.close()
         self._datadir.cleanup()
 
     async def _decode(self, message: Any) -> Event[Any] | None:
         try:
-            return default_codec().decode(message.value)
+            return await self.definitions.decode(message.value)
         except EventDecodeError as error:
             record = ConsumerRecord(
                 topic=message.topic,

@@ -25,7 +25,7 @@ import lancedb
 import pyarrow as pa
 
 from bus.kafka import EventProducer, GroupConsumer, ReplayStats, replay
-from bus.topics import TOPICS
+from bus.topics import RECORD_TOPICS
 from common.logs import get_logger
 from schemas.events import (
     PAYLOAD_TYPES,
@@ -515,7 +515,7 @@ def event_from_row(row: dict[str, Any]) -> Event[Any]:
     )
 
 
-ALL_TOPIC_NAMES = tuple(spec.name for spec in TOPICS)
+ALL_TOPIC_NAMES = RECORD_TOPICS  # every topic that records the run (not the definitions)
 
 
 async def materialise(

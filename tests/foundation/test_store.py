@@ -36,8 +36,11 @@ async def _publish_run(settings, n: int = 60):
     run = settings.run_id
     added = [event_of(sample_added(f"s_{i:03d}"), run) for i in range(n)]
     fixes = _corrections(added)
+    # Definitions (ToolSetRegistered) are the wire's dictionary, not part of the record the store holds.
     others = [
-        event_of(p, run) for p in one_of_each() if p.EVENT_TYPE not in ("SampleAdded", "LabelCorrected")
+        event_of(p, run)
+        for p in one_of_each()
+        if p.EVENT_TYPE not in ("SampleAdded", "LabelCorrected", "ToolSetRegistered")
     ]
     async with EventProducer(settings.kafka) as producer:
         await producer.send_all(fixes[:3])  # overtake their SampleAdded
