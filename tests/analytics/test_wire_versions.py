@@ -27,7 +27,9 @@ from views.replay import Cut, replay_to
 
 def _files(path: Path) -> dict[str, bytes]:
     if path.is_dir():
-        return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+        return {
+            p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+        }
     return {"file": path.read_bytes()}
 
 
@@ -92,7 +94,11 @@ async def test_first_and_current_wire_versions_read_back_identically(
 
     with EmbeddedBroker() as broker:
         before = live_run.settings.model_copy(
-            update={"kafka": live_run.settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})}
+            update={
+                "kafka": live_run.settings.kafka.model_copy(
+                    update={"bootstrap_servers": broker.bootstrap_servers}
+                )
+            }
         )
         await _publish_first_versions(before, events)
         then = await _readings(before, tmp_path / "first", expanded)
@@ -122,7 +128,12 @@ async def test_an_event_whose_tool_set_was_never_defined_is_undecodable_not_lost
             pass
         assert (stats.records, stats.undecodable) == (1, 1)
         async with GroupConsumer(
-            settings.kafka, settings.run_id, ["samples"], "g-orphan", producer, Producer(stage="t", version="0")
+            settings.kafka,
+            settings.run_id,
+            ["samples"],
+            "g-orphan",
+            producer,
+            Producer(stage="t", version="0"),
         ) as consumer:
             async for batch in consumer.batches(timeout_ms=300):
                 if consumer.dead_lettered:
