@@ -26,8 +26,17 @@ RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
 def machine_info() -> dict[str, Any]:
-    """Where the figures were taken; the load average says how contended the cores were."""
+    """Where the figures were taken; the load average says how contended the cores were.
+
+    Also sets the garbage collector as the services set it (:func:`common.runtime.tune_gc`), so a
+    benchmark measures what they do."""
+    import gc
+
+    from common.runtime import tune_gc
+
+    tune_gc()
     return {
+        "gc_thresholds": list(gc.get_threshold()),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "processor": platform.processor() or platform.machine(),

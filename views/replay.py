@@ -47,7 +47,7 @@ from toolcall.canonical import content_hash
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample
 from views.config import StoreRunSettings
-from views.store import ALL_TOPIC_NAMES, SampleStore
+from views.store import ALL_TOPIC_NAMES, BulkLoad, SampleStore
 
 log = get_logger(__name__)
 
@@ -419,7 +419,7 @@ async def replay_to(
     """
     boundary = await load_boundary(settings, cut)
     result = ReplayResult(cut=cut, boundary=boundary, store_path=store_path)
-    store = SampleStore.reset(store_path) if store_path is not None else None
+    store = BulkLoad(SampleStore.reset(store_path)) if store_path is not None else None
     ledger = Ledger()
     origins: dict[str, Event[SampleAdded]] = {}
     upstream = Ledger() if policy is not None and boundary.dataset_round is not None else None
@@ -434,9 +434,11 @@ async def replay_to(
             if upstream is not None and _before_curation(event, boundary):
                 upstream.add(event)
         if store is not None:
-            store.apply(batch)
+            store.add(batch)
         if on_batch is not None:
             on_batch(len(batch))
+    if store is not None:
+        store.finish()
     result.elapsed_s = time.perf_counter() - started
     if boundary.dataset_round is not None:
         result.dataset = dataset_from_ledger(ledger, boundary.dataset_round, origins)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from common.logs import configure_logging
+from common.runtime import tune_gc
 from looptool.cli import broker, data, demo, evaluate, schemas, services, views
 from looptool.config import load_settings
 
@@ -44,6 +45,7 @@ def main(
         updates["log"] = settings.log.model_copy(update={"format": log_format})
     settings = settings.model_copy(update=updates)
     configure_logging(settings.log)
+    tune_gc()  # every command streams events: see common/runtime.py
     ctx.obj = {"settings": settings}
 
 

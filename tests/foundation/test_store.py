@@ -164,3 +164,42 @@ def test_each_run_has_its_own_store_folder(settings) -> None:
     assert folder == settings.store.path / settings.run_id
     other = settings.store.model_copy(update={"per_run": False})
     assert other.folder(settings.run_id) == settings.store.path
+
+
+def test_payload_json_is_the_canonical_json_of_the_payload() -> None:
+    """The store's spliced payload JSON (tool lists' JSON cached) equals canonical JSON of the dump."""
+    from toolcall.canonical import canonical_json
+    from views.store import _payload_json
+
+    payloads = [*one_of_each(), sample_added("s_no_tools").model_copy(update={"tools": []})]
+    for payload in payloads:
+        for _ in range(2):  # a miss, then a hit of the tool-list cache
+            assert _payload_json(payload) == canonical_json(payload.model_dump(mode="json")), (
+                payload.EVENT_TYPE
+            )
+
+
+def test_bulk_load_equals_applying_batches(tmp_path) -> None:
+    """Redelivered copies, a correction before its sample, a sample added twice (by two events), one of
+    every type: the bulk loader (rebuild, replay) and the live path give equal stores."""
+    from views.store import BulkLoad
+
+    run = "r"
+    added = [event_of(sample_added(f"s_{i:03d}"), run) for i in range(30)]
+    again = event_of(sample_added("s_007"), run)  # the same sample, another SampleAdded
+    fixes = _corrections(added, every=4)
+    others = [
+        event_of(p, run) for p in one_of_each() if p.EVENT_TYPE not in ("SampleAdded", "ToolSetRegistered")
+    ]
+    log = [*fixes[:2], *added, added[3], again, *fixes[2:], *others, fixes[0]]
+    live = SampleStore.reset(tmp_path / "live")
+    for start in range(0, len(log), 7):
+        live.apply(log[start : start + 7])
+    bulk = BulkLoad(SampleStore.reset(tmp_path / "bulk"), flush_rows=10)
+    for start in range(0, len(log), 7):
+        bulk.add(log[start : start + 7])
+    assert bulk.finish() == len({e.event_id for e in log})
+    assert bulk.store.snapshot() == live.snapshot()
+    assert json.loads(bulk.store.rows("samples")[7]["label_history_json"])[0]["event_id"] == min(
+        added[7].event_id, again.event_id
+    )
