@@ -240,7 +240,9 @@ async def raw_consume_rate(settings: Settings, n: int) -> float:
 
 
 async def replay_into_store(settings: Settings, codec: Any, store_path: Path) -> tuple[float, float, int]:
-    """``rebuild`` with ``codec`` (a fresh one: it learns the tool sets from the topic); (wall, CPU, events)."""
+    """``rebuild`` with ``codec`` (a fresh one: it learns the tool sets from the topic).
+
+    Returns (wall seconds, CPU seconds, events replayed)."""
     wall, cpu = time.perf_counter(), time.process_time()
     stats: ReplayStats = await rebuild(settings, store_path, codec=codec)
     return time.perf_counter() - wall, time.process_time() - cpu, stats.records - stats.undecodable
@@ -343,9 +345,8 @@ async def main(n: int) -> dict[str, Any]:
         )
     console.print(table)
     results["machine"] = finish_machine_info(results["machine"])
-    console.print(
-        f"load average {results['machine']['load_average_at_start']} → {results['machine']['load_average_at_end']}"
-    )
+    machine = results["machine"]
+    console.print(f"load average {machine['load_average_at_start']} → {machine['load_average_at_end']}")
     return results
 
 
