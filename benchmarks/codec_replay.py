@@ -199,7 +199,7 @@ async def produce(settings: Settings, events: list[Event[Any]], blobs: list[byte
                 for reference in codec.references:
                     first_use.setdefault(reference, event)
             for reference, event in first_use.items():
-                await producer._define(event, [reference])
+                await producer._define(event, reference)
                 definition = make_event(
                     codec.definition(reference), run_id=settings.run_id, producer=PRODUCER
                 )

@@ -161,29 +161,39 @@ class EventProducer:
     async def send(self, event: Event[Any]) -> asyncio.Future[Any]:
         """Queue one event; the returned future resolves when the broker acknowledged it."""
         value = self.codec.encode(event)
-        references = self.codec.references
-        if references:
-            await self._define(event, references)
+        missing = self._undefined(event, self.codec.references)
+        if missing:
+            await asyncio.gather(*(self._define(event, reference) for reference in missing))
+        return await self._send_encoded(event, value)
+
+    async def _send_encoded(self, event: Event[Any], value: bytes) -> asyncio.Future[Any]:
         return await self._producer.send(
             topic_for_event(event.run_id, event.event_type), value=value, key=event.key.encode("utf-8")
         )
 
-    async def _define(self, event: Event[Any], references: Sequence[Reference]) -> None:
-        """Write (once per run) and await the definitions ``event`` refers to."""
-        for reference in references:
-            key = (event.run_id, reference.digest)
-            if key in self._defined:
-                continue
-            pending = self._defining.get(key)
-            if pending is None:
-                pending = asyncio.ensure_future(self._send_definition(event, reference))
-                self._defining[key] = pending
-            try:
-                await asyncio.shield(pending)
-            finally:
-                if pending.done():
-                    self._defining.pop(key, None)
-            self._defined.add(key)
+    def _undefined(self, event: Event[Any], references: Sequence[Reference]) -> list[Reference]:
+        """The references not yet on the event's run's toolsets topic, as far as this process knows."""
+        return [
+            reference
+            for reference in references
+            if (event.run_id, reference.digest) not in self._defined
+            and not self.codec.toolsets.on_log(event.run_id, reference.digest)
+        ]
+
+    async def _define(self, event: Event[Any], reference: Reference) -> None:
+        """Write the definition ``event`` refers to (once per run and process) and await its ack."""
+        key = (event.run_id, reference.digest)
+        pending = self._defining.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._send_definition(event, reference))
+            self._defining[key] = pending
+        try:
+            await asyncio.shield(pending)
+        finally:
+            if pending.done():
+                self._defining.pop(key, None)
+        self._defined.add(key)
+        self.codec.toolsets.mark_on_log(event.run_id, reference.digest)
 
     async def _send_definition(self, event: Event[Any], reference: Reference) -> None:
         payload = self.codec.definition(reference)
@@ -204,10 +214,20 @@ class EventProducer:
     def forget_definitions(self) -> None:
         """Write every definition again before its next use (the broker lost the run's topics)."""
         self._defined.clear()
+        self.codec.toolsets.forget_logs()
 
     async def send_all(self, events: Iterable[Event[Any]]) -> int:
-        """Send events and wait until every one is acknowledged."""
-        futures = [await self.send(event) for event in events]
+        """Send events and wait until every one is acknowledged. The definitions the batch needs go
+        first, all at once (one round trip to the broker, not one per tool set)."""
+        encoded: list[tuple[Event[Any], bytes]] = []
+        missing: dict[tuple[str, bytes], tuple[Event[Any], Reference]] = {}
+        for event in events:
+            encoded.append((event, self.codec.encode(event)))
+            for reference in self._undefined(event, self.codec.references):
+                missing.setdefault((event.run_id, reference.digest), (event, reference))
+        if missing:
+            await asyncio.gather(*(self._define(event, reference) for event, reference in missing.values()))
+        futures = [await self._send_encoded(event, value) for event, value in encoded]
         if futures:
             await asyncio.gather(*futures)
         return len(futures)
@@ -243,6 +263,7 @@ class DefinitionReader:
                 **client_options(self.kafka),
                 enable_auto_commit=False,
                 max_partition_fetch_bytes=8 * 1024 * 1024,
+                fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
                 auto_offset_reset="earliest",
             )
             await consumer.start()
@@ -358,6 +379,7 @@ class GroupConsumer:
             session_timeout_ms=int(kafka.session_timeout_s * 1000),
             heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000),
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         )
 
     async def __aenter__(self) -> GroupConsumer:
@@ -449,8 +471,9 @@ async def follow(
     """Read ``topics`` from offset 0 and keep following them forever, without a consumer group.
 
     For every reader that must see all partitions: singleton folds (curate) and broadcast state
-    every worker needs (checkpoints). Yields an empty list whenever nothing arrived for
-    ``idle_timeout_ms``, so callers can notice they are caught up. Raises :class:`BrokerDataLost`
+    every worker needs (checkpoints). Yields an empty list once it has read every partition up to its
+    end, and whenever nothing arrived for ``idle_timeout_ms``, so callers can notice they are caught
+    up. Raises :class:`BrokerDataLost`
     when a followed topic disappears or its log restarts below what was read (checked while idle).
     """
     async for batch in _read_from_start(
@@ -501,6 +524,7 @@ async def _read_from_start(
         **client_options(kafka),
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         auto_offset_reset="none",  # a position past a log's end is data loss, never a silent reset
     )
     await consumer.start()
@@ -600,9 +624,20 @@ async def _read_from_start(
                 suspected = lost
             if batch or follow:
                 yield batch
+            if follow and batch and regressed_since is None and await _caught_up(consumer, partitions):
+                yield []  # caught up: say so now rather than after an idle timeout
     finally:
         await consumer.stop()
         await definitions.close()
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> bool:
+    """Whether every partition has been read up to the end its last fetch response reported."""
+    for tp in partitions:
+        end = consumer.highwater(tp)
+        if end is None or await consumer.position(tp) < end:
+            return False
+    return True
 
 
 def _ends_below_read(consumer: AIOKafkaConsumer, read_up_to: dict[TopicPartition, int]) -> bool:

@@ -732,10 +732,12 @@ class EventCodec:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CorruptEventError(f"invalid {writer.event_type} content: {exc}") from exc
         if type(event.payload) is ToolSetRegistered:
+            digest = bytes.fromhex(event.payload.toolset)
             try:
-                self.toolsets.add(bytes.fromhex(event.payload.toolset), event.payload.tools)
+                self.toolsets.add(digest, event.payload.tools)
             except ValueError as exc:
                 raise CorruptEventError(f"invalid {writer.event_type} content: {exc}") from exc
+            self.toolsets.mark_on_log(event.run_id, digest)
         return event
 
     def decode_many(self, blobs: Sequence[bytes]) -> list[Event[Any]]:

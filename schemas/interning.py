@@ -70,6 +70,8 @@ class ToolSetCatalog:
         # Encoding hashes a list once per distinct set of spec objects. The memo keeps the specs it is
         # keyed by alive, so an id cannot be reused while its entry exists.
         self._by_identity: dict[tuple[int, ...], tuple[bytes, tuple[ToolSpec, ...]]] = {}
+        # (run, digest) known to be on the run's toolsets topic: read from it, or acknowledged there.
+        self._on_log: set[tuple[str, bytes]] = set()
 
     def intern(self, tools: Sequence[ToolSpec]) -> bytes:
         """The digest of ``tools``, which the catalog then resolves."""
@@ -101,6 +103,18 @@ class ToolSetCatalog:
         if actual != digest:
             raise ValueError(f"tool set {digest.hex()} holds tools whose digest is {actual.hex()}")
         self._by_digest[digest] = tuple(tools)
+
+    def mark_on_log(self, run_id: str, digest: bytes) -> None:
+        """The run's toolsets topic holds this set (a reader read its definition, or the broker
+        acknowledged it): producers need not write it again."""
+        self._on_log.add((run_id, digest))
+
+    def on_log(self, run_id: str, digest: bytes) -> bool:
+        return (run_id, digest) in self._on_log
+
+    def forget_logs(self) -> None:
+        """Forget what the brokers hold (they lost the run's topics): definitions are written again."""
+        self._on_log.clear()
 
     def __contains__(self, digest: bytes) -> bool:
         return digest in self._by_digest
