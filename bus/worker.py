@@ -28,7 +28,14 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from bus.batching import AdaptiveBatching
 from bus.config import KafkaSettings, RunSettings
-from bus.kafka import DefinitionReader, EventProducer, client_options, dead_letter_for
+from bus.kafka import (
+    BrokerDataLost,
+    DefinitionReader,
+    EventProducer,
+    client_options,
+    dead_letter_for,
+    group_id_for,
+)
 from bus.topics import topic_name
 from common.logs import get_logger
 from schemas.codec import EventDecodeError, default_codec
@@ -65,6 +72,11 @@ def faust_broker_options(kafka: KafkaSettings) -> dict[str, Any]:
     elif context is not None:
         settings["broker_credentials"] = faust.SSLCredentials(context)
     return settings
+
+
+def stage_group_id(run_id: str, stage: str, identity: str | None) -> str:
+    """The consumer group (faust app id) of a stage on the broker with cluster id ``identity``."""
+    return group_id_for(f"looptool-{run_id}-{stage}", identity)
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -119,7 +131,7 @@ class StageRunner:
         # faust keeps per-app state on disk; ours is in memory, so a throwaway folder (not the cwd).
         self._datadir = tempfile.TemporaryDirectory(prefix=f"looptool-faust-{stage.name}-")
         self.app = _StageApp(
-            f"looptool-{settings.run_id}-{stage.name}",
+            stage_group_id(settings.run_id, stage.name, producer.identity),
             fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
             value_serializer="raw",
             key_serializer="raw",
@@ -144,12 +156,18 @@ class StageRunner:
         task = asyncio.current_task()
         if task is not None:
             self._actors.add(task)
-        async for batch in take_adaptive(stream, self.batching):
-            started = time.perf_counter()
-            events = [event for event in [await self._decode(item.message) for item in batch] if event]
-            process_s = await self._process_until_done(events)
-            self.batch_sizes.append(len(batch))
-            self.batching.observe(len(batch), process_s, time.perf_counter() - started)
+        try:
+            async for batch in take_adaptive(stream, self.batching):
+                started = time.perf_counter()
+                events = [event for event in [await self._decode(item.message) for item in batch] if event]
+                process_s = await self._process_until_done(events)
+                self.batch_sizes.append(len(batch))
+                self.batching.observe(len(batch), process_s, time.perf_counter() - started)
+        except BrokerDataLost as error:
+            # Not a crash of the stage: the worker stops for it (run_stages), with one line, not faust's
+            # traceback of a crashed agent. The batch was not acknowledged; it is redone on the next start.
+            log.warning("stage.broker_lost", stage=self.stage.name, error=str(error))
+            await asyncio.Event().wait()  # until the worker cancels it
 
     async def stop(self, timeout_s: float = 15.0) -> None:
         """Stop the agent even mid-batch (a probe may be waiting for a checkpoint that never comes).
@@ -307,5 +325,12 @@ async def run_stages(
     logging.getLogger("faust").setLevel(logging.WARNING)
     async with started_stages(settings, stages, concurrency) as runners:
         log.info("worker.ready", stages=[s.name for s in stages], run_id=settings.run_id)
-        await stop.wait()
+        producer = runners[0].producer if runners else None
+        # faust reconnects to a restarted broker by itself (and starts over from offset 0 in its new,
+        # empty groups); the worker must stop instead: raises BrokerRestarted within about a second.
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if producer is not None and not stop.is_set():
+                await producer.check_broker(force=True)
     return runners

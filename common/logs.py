@@ -18,6 +18,26 @@ _SECRET_KEY = re.compile(
     r"(pass(word)?|secret|token(?![a-z])|api[_-]?key|authorization|credential)", re.IGNORECASE
 )
 REDACTED = "***"
+# Credentials inside URLs (scheme://user:password@host) and key-like query parameters (?api_key=...):
+# libraries log URLs as they are (httpx logs every request's), so every string logged is masked.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@?#]+@")
+_QUERY_SECRET = re.compile(
+    r"(?P<name>[?&](?:api[_-]?key|key|token|access_token|password|secret|sig|signature)=)[^&#\s]+",
+    re.IGNORECASE,
+)
+
+
+def mask_url_credentials(text: str) -> str:
+    """``text`` with the user info of every URL and key-like query parameters replaced by ``***``."""
+    if "://" not in text and "=" not in text:
+        return text
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    return _QUERY_SECRET.sub(lambda m: f"{m['name']}{REDACTED}", text)
+
+
+def url_has_credentials(url: str) -> bool:
+    """Whether ``url`` carries a user, a password or a key-like query parameter."""
+    return mask_url_credentials(url) != url
 
 
 class LogSettings(Section):
@@ -32,11 +52,17 @@ def _redact(value: Any) -> Any:
         return type(value)(_redact(v) for v in value)
     if hasattr(value, "get_secret_value"):  # pydantic SecretStr / SecretBytes
         return REDACTED
+    if isinstance(value, str):
+        return mask_url_credentials(value)
     return value
 
 
 def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """structlog processor: mask secret-looking keys at any depth and any SecretStr value."""
+    """structlog processor: mask secret-looking keys at any depth, SecretStr values and URL credentials.
+
+    It also runs on the stdlib records of libraries (faust, aiokafka, httpx), whose whole message is
+    then the ``event`` string.
+    """
     return _redact(event_dict)
 
 

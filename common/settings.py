@@ -16,6 +16,10 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are an error, so a typo never silently falls back to a default."""
+    """A config section: unknown keys are an error, so a typo never silently falls back to a default.
 
-    model_config = ConfigDict(extra="forbid")
+    Validation errors never carry the values given (``hide_input_in_errors``): a section's values may
+    be secrets, and an error message ends up in terminals, logs and tracebacks.
+    """
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)

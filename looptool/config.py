@@ -27,7 +27,15 @@ from common.logs import LogSettings
 from common.settings import RUN_ID_PATTERN
 from evaluation.config import EvalSettings
 from evaluation.gate import PromoteSettings
-from streams.config import EndpointSettings, LoopSettings, PolicySettings
+from streams.config import (
+    GeneratorSettings,
+    JudgeSettings,
+    LoopSettings,
+    PolicySettings,
+    RoleOverrides,
+    RoleSettings,
+    merged_role,
+)
 from trainer.config import TrainerSettings
 from views.config import StoreSettings
 from world.config import WorldSettings
@@ -41,7 +49,11 @@ class Settings(BaseSettings):
     """Everything a looptool process needs to know, loaded once at start."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LOOPTOOL_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix="LOOPTOOL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+        hide_input_in_errors=True,  # values may be secrets; errors reach terminals and logs
     )
 
     run_id: str = "default"
@@ -51,8 +63,9 @@ class Settings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
-    judge: EndpointSettings | None = None
-    generator: EndpointSettings | None = None
+    judge: JudgeSettings | None = None
+    generator: GeneratorSettings | None = None
+    verifier: RoleOverrides | None = None  # type: ignore[valid-type]  # keys not set: [judge]'s
     world: WorldSettings | None = None
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
     promote: PromoteSettings = Field(default_factory=PromoteSettings)
@@ -65,6 +78,12 @@ class Settings(BaseSettings):
                 f"run_id {value!r} must match {RUN_ID_PATTERN.pattern} (it prefixes Kafka topic names)"
             )
         return value
+
+    def verifier_role(self) -> RoleSettings | None:
+        """The verifier's endpoint and sampling: [judge]'s, with whatever [verifier] sets; None if neither."""
+        if self.verifier is None:
+            return merged_role(self.judge, None) if self.judge is not None else None
+        return merged_role(self.judge, self.verifier)
 
     @classmethod
     def settings_customise_sources(

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -156,21 +157,10 @@ def demo_settings(settings: Settings, workdir: Path, scale: DemoScale, seed: int
 
 
 def write_config(settings: Settings, path: Path) -> None:
-    """The run's settings as a TOML file the services read (secrets never written)."""
-    data = settings.model_dump(mode="json", exclude_none=True, exclude={"judge", "generator"})
+    """The run's settings as a TOML file the services read (the LLM roles, which may hold keys, never)."""
+    data = settings.model_dump(mode="json", exclude_none=True, exclude={"judge", "generator", "verifier"})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_toml(data), encoding="utf-8")
-
-
-def _toml(data: dict[str, Any], prefix: str = "") -> str:
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    lines = [f"[{prefix}]"] if prefix and scalars else []
-    lines += [f"{key} = {json.dumps(value)}" for key, value in scalars.items() if value is not None]
-    text = "\n".join(lines) + ("\n\n" if lines else "")
-    for key, value in tables.items():
-        text += _toml(value, f"{prefix}.{key}" if prefix else key)
-    return text
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
 
 
 # --- the services ---------------------------------------------------------------------------------

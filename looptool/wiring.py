@@ -1,9 +1,9 @@
 """Wiring: the app's settings turned into the stages' dependencies, and the worker that runs them.
 
 Stages come from the registry (:mod:`streams.registry`); what they need at the edges comes from
-:class:`AppClients`: the policy's inference backend (``[policy]``), the LLM roles (``[judge]``,
-``[generator]``: OpenAI-compatible endpoints; else the synthetic world's simulations when ``[world]`` is
-set, for offline runs only), and the run's log on Kafka.
+:class:`AppClients`: the policy's inference backend (``[policy]``), the LLM roles (``[judge]`` and
+its panel, ``[generator]``, ``[verifier]``: OpenAI-compatible endpoints; else the synthetic world's
+simulations when ``[world]`` is set, for offline runs only), and the run's log on Kafka.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from bus.worker import run_stages
 from inference.base import InferenceBackend
 from looptool.config import Settings
 from streams import registry
-from streams.config import EndpointSettings
+from streams.config import EndpointSettings, RoleSettings
 from streams.registry import EventLog
-from streams.roles import Generator, JudgeClient, Verifier
+from streams.roles import Generator, JudgeClient, JudgePanel, RoleSampling, Verifier
 from streams.stage import Stage
 
 
@@ -38,6 +38,7 @@ def endpoint_backend(endpoint: EndpointSettings) -> Any:
         breaker_cooldown_s=endpoint.breaker_cooldown_s,
         vllm_extensions=endpoint.vllm_extensions,
         extra_body=endpoint.extra_body or None,
+        chat_template_kwargs=getattr(endpoint, "chat_template_kwargs", None) or None,
         send_seed=endpoint.seeded_sampling,
     )
 
@@ -97,20 +98,34 @@ class AppClients:
         return World(self.settings.world.seed)
 
     def judge(self) -> JudgeClient:
-        """The LLM judge when an endpoint is configured; else the world's simulated judge (offline only)."""
+        """The (first) judge: an LLM when [judge] is configured; else the world's simulated judge."""
+        return self.judge_panel().judges[0]
+
+    def judge_panel(self) -> JudgePanel:
+        """The LLM judges of [judge] and [[judge.panel]], with their quorum; else the world's simulation."""
         settings = self.settings
         if settings.judge is not None:
             from streams.judge import LLMJudge
 
-            return LLMJudge(
-                endpoint_backend(settings.judge),
-                current_time=settings.loop.current_time,
-                constrain=settings.judge.constrain_output,
+            judges = [
+                LLMJudge(
+                    endpoint_backend(role),
+                    current_time=settings.loop.current_time,
+                    sampling=RoleSampling.from_settings(role),
+                    constrain=role.constrain_output,
+                )
+                for role in settings.judge.judges()
+            ]
+            return JudgePanel(
+                judges=judges,
+                quorum=settings.judge.quorum,
+                no_quorum=settings.judge.no_quorum,
+                two_order=settings.judge.two_order,
             )
         from world.simulation import SimulatedWorldJudge
 
         world = self._world("judge")
-        return SimulatedWorldJudge(world, error_rate=settings.world.judge_error_rate)  # type: ignore[union-attr]
+        return JudgePanel(judges=[SimulatedWorldJudge(world, error_rate=settings.world.judge_error_rate)])  # type: ignore[union-attr]
 
     def generator(self) -> Generator:
         """The LLM generator when an endpoint is configured; else the world's simulated generator."""
@@ -118,22 +133,28 @@ class AppClients:
         if settings.generator is not None:
             from streams.expand import LLMGenerator
 
-            return LLMGenerator(endpoint_backend(settings.generator), current_time=settings.loop.current_time)
+            return LLMGenerator(
+                endpoint_backend(settings.generator),
+                current_time=settings.loop.current_time,
+                sampling=RoleSampling.from_settings(settings.generator),
+            )
         from world.simulation import SimulatedWorldGenerator
 
         world = self._world("generator")
         return SimulatedWorldGenerator(world, defect_rate=settings.world.generator_defect_rate)  # type: ignore[union-attr]
 
     def verifier(self) -> Verifier:
-        """The LLM verifier (the judge's endpoint) when configured; else the world's simulated verifier."""
+        """The LLM verifier ([verifier] over [judge]) when configured; else the world's simulated verifier."""
         settings = self.settings
-        if settings.judge is not None:
+        role: RoleSettings | None = settings.verifier_role()
+        if role is not None:
             from streams.verify import LLMVerifier
 
             return LLMVerifier(
-                endpoint_backend(settings.judge),
+                endpoint_backend(role),
                 current_time=settings.loop.current_time,
-                constrain=settings.judge.constrain_output,
+                sampling=RoleSampling.from_settings(role),
+                constrain=role.constrain_output,
             )
         from world.simulation import SimulatedWorldVerifier
 

@@ -8,9 +8,10 @@
 - Seed-new: seeds never trained on, a fraction of the target size that falls by round
   (the paper: 100% → 30.8% → 15.4% → 7.7%); remaining room is filled with more fresh seeds.
 BOTH_WRONG and UNPARSEABLE samples leave, as do samples whose processing a stage dead-lettered (a
-poison input is accounted for, so it can never hold a round open). Exact duplicates (canonical
-content hash of tools, context and label) are kept once, in source priority ES > EE > HPPL >
-Seed-new. Every choice is deterministic given the events, seeded by run id and round.
+poison input is accounted for, so it can never hold a round open), and NO_QUORUM ones (the judge panel
+did not agree), unless the panel defers them: those go back to the pool with the fresh seeds. Exact
+duplicates (canonical content hash of tools, context and label) are kept once, in source priority
+ES > EE > HPPL > Seed-new. Every choice is deterministic given the events, seeded by run id and round.
 
 The :class:`Ledger` is the pure part: a fold over events that knows, per round, what has been
 probed, judged, corrected, expanded and verified, and therefore when round j is complete. The
@@ -115,6 +116,7 @@ class PoolSample:
     label: Action
     label_event_id: str
     lineage: tuple[str, ...] = ()  # extra parents for the CuratedSample (probe, verdict)
+    conversation_time: str | None = None
 
     def content_hash(self) -> str:
         return Sample(tools=self.tools, messages=self.messages, label=self.label).content_hash()
@@ -289,7 +291,15 @@ class Ledger:
     def pool_sample(self, sample_id: str, lineage: Sequence[str] = ()) -> PoolSample:
         added = self.samples[sample_id].payload
         label_event_id, label = self.labels[sample_id]
-        return PoolSample(sample_id, added.tools, added.messages, label, label_event_id, tuple(lineage))
+        return PoolSample(
+            sample_id,
+            added.tools,
+            added.messages,
+            label,
+            label_event_id,
+            tuple(lineage),
+            conversation_time=added.conversation_time,
+        )
 
     def outcome(self, round_: int, policy: CurationPolicy) -> RoundOutcome:
         """What a complete round j contributes to D_{j+1} (call only when ``status(j).complete``)."""
@@ -335,13 +345,29 @@ class Ledger:
         high_ppl = [self.pool_sample(sample_id, pool_lineage[sample_id]) for sample_id in chosen]
         return RoundOutcome(error_seeds, expansions, high_ppl, dropped, sorted(checkpoints))
 
+    def deferred(self) -> set[str]:
+        """Samples the judge panel deferred (no quorum, ``no_quorum = "defer"``) in the latest round they
+        were a member of: they are back in the pool, to be drawn, probed and judged again."""
+        last_round: dict[str, int] = {}
+        for round_, members in self.members.items():
+            for sample_id in members:
+                last_round[sample_id] = max(round_, last_round.get(sample_id, round_))
+        return {
+            v.payload.sample_id
+            for v in self.verdicts.values()
+            if v.payload.verdict == "NO_QUORUM"
+            and v.payload.deferred
+            and last_round.get(v.payload.sample_id) == v.payload.round
+        }
+
     def fresh_seeds(self) -> list[PoolSample]:
-        """Seeds never curated into any round, in sample-id order."""
+        """Seeds never curated into any round, and deferred samples, in sample-id order."""
         trained = {sample_id for members in self.members.values() for sample_id in members}
+        deferred = self.deferred()
         return [
             self.pool_sample(sample_id)
             for sample_id, added in sorted(self.samples.items())
-            if added.payload.origin == "seed" and sample_id not in trained
+            if (added.payload.origin == "seed" and sample_id not in trained) or sample_id in deferred
         ]
 
 
@@ -412,6 +438,7 @@ def round_events(
                     label=sample.label,
                     label_event_id=sample.label_event_id,
                     content_hash=sample.content_hash(),
+                    conversation_time=sample.conversation_time,
                 ),
                 run_id=run_id,
                 producer=PRODUCER,

@@ -14,32 +14,34 @@ from collections.abc import Sequence
 from typing import Any
 
 from common.seeding import seeded_rng
-from inference.base import Chat, InferenceBackend, SamplingConfig
+from inference.base import Chat, InferenceBackend
 from schemas.events import Event, ExpansionCandidate, Scenario, Verdict, derived_event_id, make_event
 from streams.registry import StageClients, StageSettings, register
-from streams.roles import ExpansionRequest, Generator, LLMRole
+from streams.roles import (
+    Answer,
+    ExpansionRequest,
+    Generator,
+    LLMRole,
+    RoleSampling,
+    answer_of,
+    truncation_letter,
+)
 from streams.stage import Stage
-from toolcall.expansion import parse_expansion
+from toolcall.expansion import ParsedExpansion, parse_expansion
 from toolcall.prompts import DEFAULT_SCENARIOS, render_expansion_prompt
 
 ERROR_SEED_VERDICTS = ("PRED_WRONG", "LABEL_WRONG")
+_TRACE_CLOSE = "</think>"
 
 
 class LLMGenerator(LLMRole[ExpansionRequest]):
     """The generator as an LLM behind an inference backend (sampled, for diversity)."""
 
     role = "generator"
+    default_sampling = RoleSampling(max_tokens=8192, temperature=0.7)
 
-    def __init__(
-        self,
-        backend: InferenceBackend,
-        *,
-        current_time: str,
-        temperature: float = 0.7,
-        max_tokens: int = 1024,
-    ):
-        super().__init__(backend, current_time=current_time, max_tokens=max_tokens)
-        self.temperature = temperature
+    def __init__(self, backend: InferenceBackend, *, current_time: str, sampling: RoleSampling | None = None):
+        super().__init__(backend, current_time=current_time, sampling=sampling)
 
     def render(self, case: ExpansionRequest) -> Chat:
         return render_expansion_prompt(
@@ -50,16 +52,25 @@ class LLMGenerator(LLMRole[ExpansionRequest]):
             error_analysis=case.error_analysis,
             focus=case.scenario.focus,
             parameters=case.scenario.parameters,
-            current_time=self.current_time,
+            current_time=self.time_of(case.conversation_time),
+            wrong_unparsed=case.wrong_unparsed,
         )
 
-    def sampling(self, cases: Sequence[ExpansionRequest], attempt: int) -> SamplingConfig:
-        # Seeded by the batch's first request: a run is reproducible. (A redelivered batch may differ;
-        # its candidates keep their derived ids, and every consumer keeps the first copy of an id.)
-        seed = seeded_rng(cases[0].request_id, "sampling", str(attempt)).randrange(2**31)
-        return SamplingConfig(
-            greedy=False, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed
-        )
+
+def read_expansion(answer: Answer) -> ParsedExpansion:
+    """The generator's answer as a candidate; the reasoning trace, inline or opened by the template, is
+    not part of it, and an answer its budget cut off says so."""
+    text = answer.text
+    if answer.trace_opened and not text.lstrip().lower().startswith("<think>"):
+        _, closed, after = text.partition(_TRACE_CLOSE)
+        if not closed:
+            reason = answer.truncation_reason() if answer.truncated else "reasoning trace never closed"
+            return ParsedExpansion(error=reason)
+        text = after
+    parsed = parse_expansion(text)
+    if parsed.error is not None and answer.truncated:
+        return ParsedExpansion(error=f"{answer.truncation_reason()} ({parsed.error})")
+    return parsed
 
 
 def expansion_requests(
@@ -72,6 +83,8 @@ def expansion_requests(
     correct, wrong = (v.label, v.prediction) if v.verdict == "PRED_WRONG" else (v.prediction, v.label)
     if correct is None:
         return []
+    # An unparsed output is the error itself: the generator sees its text, not "(no response)".
+    wrong_unparsed = v.prediction_text if wrong is None else ""
     rng = seeded_rng(verdict.event_id, "scenarios")
     # Distinct scenarios while there are enough; then cycle through a fresh shuffle.
     order = rng.sample(list(scenarios), len(scenarios))
@@ -87,15 +100,23 @@ def expansion_requests(
             error_analysis=v.error_analysis,
             scenario=scenario,
             index=index,
+            conversation_time=v.conversation_time,
+            wrong_unparsed=wrong_unparsed,
         )
         for index, scenario in enumerate(chosen)
     ]
 
 
 def candidate_event(
-    verdict: Event[Verdict], request: ExpansionRequest, raw: str, k: int, model_name: str, producer: Any
+    verdict: Event[Verdict],
+    request: ExpansionRequest,
+    answer: str | Answer,
+    k: int,
+    model_name: str,
+    producer: Any,
 ) -> Event[ExpansionCandidate]:
-    parsed = parse_expansion(raw)
+    answer = answer_of(answer)
+    parsed = read_expansion(answer)
     v = verdict.payload
     return make_event(
         ExpansionCandidate(
@@ -110,8 +131,9 @@ def candidate_event(
             messages=list(parsed.messages) if parsed.error is None else [],
             label=parsed.action if parsed.error is None else None,
             parse_error=parsed.error,
-            raw_response=raw,
+            raw_response=answer.text,
             generator_model=model_name,
+            conversation_time=v.conversation_time,
         ),
         run_id=verdict.run_id,
         producer=producer,
@@ -164,7 +186,25 @@ class ExpandStage(Stage):
         if not work:
             return []
         answers = await self.generator.ask([request for _, request in work])
-        return [
-            candidate_event(verdict, request, raw, self.k, self.generator.model_name, self.producer)
-            for (verdict, request), raw in zip(work, answers, strict=True)
-        ]
+        outputs: list[Event[Any]] = []
+        for (verdict, request), value in zip(work, answers, strict=True):
+            answer = answer_of(value)
+            candidate = candidate_event(
+                verdict, request, answer, self.k, self.generator.model_name, self.producer
+            )
+            outputs.append(candidate)
+            if answer.truncated and candidate.payload.parse_error is not None:
+                outputs.append(
+                    truncation_letter(
+                        answer,
+                        stage=self.name,
+                        producer=self.producer,
+                        source_ref=candidate.event_id,
+                        key=candidate.key,
+                        parent_id=candidate.event_id,
+                        checkpoint_id=candidate.checkpoint_id,
+                        run_id=candidate.run_id,
+                        who=f"generator {self.generator.model_name}",
+                    )
+                )
+        return outputs

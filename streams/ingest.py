@@ -113,6 +113,7 @@ def sample_added(
             seed_sample_id=seed_sample_id,
             content_hash=sample.content_hash(),
             metadata=metadata or {},
+            conversation_time=sample.conversation_time,
         ),
         run_id=run_id,
         producer=producer,

@@ -141,6 +141,7 @@ def probe_result(
             high_ppl=bool(
                 matched and ppl is not None and high_ppl_threshold is not None and ppl >= high_ppl_threshold
             ),
+            conversation_time=sample.conversation_time,
         ),
         run_id=member.run_id,
         producer=ProbeStage.producer_info(),
@@ -238,7 +239,12 @@ class ProbeStage(Stage):
             # Blocks until the trainer published a checkpoint for this round; faust pauses fetching.
             checkpoint = await self.watcher.wait_for(round_, self.mode)
             await self._use(checkpoint)
-            chats = [build_chat(m.payload.tools, m.payload.messages, self.current_time) for m in members]
+            chats = [
+                build_chat(
+                    m.payload.tools, m.payload.messages, m.payload.conversation_time or self.current_time
+                )
+                for m in members
+            ]
             generations = await self.backend.generate(
                 chats, SamplingConfig(greedy=True, max_tokens=self.max_new_tokens)
             )

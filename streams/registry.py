@@ -25,7 +25,7 @@ from evaluation.gate import PromoteSettings
 from inference.base import InferenceBackend
 from schemas.events import Event
 from streams.config import LoopSettings, PolicySettings
-from streams.roles import Generator, JudgeClient, Verifier
+from streams.roles import Generator, JudgeClient, JudgePanel, Verifier
 
 # Modules whose import registers the stages, in pipeline order (the order ``names()`` returns).
 STAGE_MODULES = (
@@ -86,6 +86,10 @@ class StageClients(Protocol):
     def policy_backend(self) -> InferenceBackend: ...
 
     def judge(self) -> JudgeClient: ...
+
+    def judge_panel(self) -> JudgePanel:
+        """Every judge and how their votes combine (a panel of one unless configured)."""
+        ...
 
     def generator(self) -> Generator: ...
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from inference.base import Chat, InferenceBackend, SamplingConfig
+from inference.base import Chat, InferenceBackend
 from schemas.events import (
     Event,
     ExpansionCandidate,
@@ -23,39 +23,59 @@ from schemas.events import (
 )
 from streams.ingest import sample_added
 from streams.registry import StageClients, StageSettings, register
-from streams.roles import LLMRole, VerificationCase, Verifier, ask_until_parsed
+from streams.roles import (
+    Answer,
+    LLMRole,
+    RoleSampling,
+    VerificationCase,
+    Verifier,
+    ask_until_parsed,
+    truncation_letter,
+)
 from streams.stage import Stage
-from toolcall.prompts import VERIFICATION_REGEX, parse_verification, render_verification_prompt
+from toolcall.prompts import VERIFICATION_REGEX, render_verification_prompt
 from toolcall.rules import validate_action
 from toolcall.types import Sample
+from toolcall.verdicts import ParsedVerification, read_verification
 
 
 class LLMVerifier(LLMRole[VerificationCase]):
     """Tier 2: the verifier as an LLM behind an inference backend (the judge's endpoint by default)."""
 
     role = "verifier"
+    default_sampling = RoleSampling(max_tokens=4096)
 
     def __init__(
-        self, backend: InferenceBackend, *, current_time: str, max_tokens: int = 256, constrain: bool = False
+        self,
+        backend: InferenceBackend,
+        *,
+        current_time: str,
+        sampling: RoleSampling | None = None,
+        constrain: bool = False,
     ):
-        super().__init__(backend, current_time=current_time, max_tokens=max_tokens)
-        self.regex = VERIFICATION_REGEX if constrain else None
+        super().__init__(
+            backend,
+            current_time=current_time,
+            sampling=sampling,
+            regex=VERIFICATION_REGEX if constrain else None,
+        )
 
     def render(self, case: VerificationCase) -> Chat:
         return render_verification_prompt(
             tools=case.sample.tools,
             messages=case.sample.messages,
             action=case.sample.label,
-            current_time=self.current_time,
+            current_time=self.time_of(case.sample.conversation_time),
         )
 
-    def sampling(self, cases: Sequence[VerificationCase], attempt: int) -> SamplingConfig:
-        return SamplingConfig(greedy=True, max_tokens=self.max_tokens, regex=self.regex)
+
+def read_verifier_answer(answer: Answer) -> ParsedVerification:
+    return read_verification(answer.text, reasoning=answer.reasoning, trace_opened=answer.trace_opened)
 
 
-def _parsed(case: VerificationCase, raw: str) -> tuple[bool, str] | None:
-    passed, reason = parse_verification(raw)
-    return None if passed is None else (passed, reason)
+def _parsed(case: VerificationCase, answer: Answer) -> tuple[bool, str] | None:
+    parsed = read_verifier_answer(answer)
+    return None if parsed.passed is None else (parsed.passed, parsed.reason)
 
 
 def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
@@ -138,12 +158,37 @@ class VerifyStage(Stage):
                 continue
             c = candidate.payload
             assert c.label is not None
-            sample = Sample(tools=c.tools, messages=c.messages, label=c.label)
+            sample = Sample(
+                tools=c.tools, messages=c.messages, label=c.label, conversation_time=c.conversation_time
+            )
             pending.append((candidate, VerificationCase(c.candidate_id, c.seed_sample_id, sample)))
         asked = await ask_until_parsed(
             self.verifier, [case for _, case in pending], _parsed, self.max_attempts
         )
         for (candidate, case), answer in zip(pending, asked, strict=True):
+            if answer.truncated:
+                result = self._result(
+                    candidate,
+                    False,
+                    tier="llm",
+                    llm_verdict="TRUNCATED",
+                    reason=answer.answer.truncation_reason(),
+                )
+                outputs.append(result)
+                outputs.append(
+                    truncation_letter(
+                        answer.answer,
+                        stage=self.name,
+                        producer=self.producer,
+                        source_ref=candidate.event_id,
+                        key=candidate.key,
+                        parent_id=result.event_id,
+                        checkpoint_id=candidate.checkpoint_id,
+                        run_id=candidate.run_id,
+                        who=f"verifier {self.verifier.model_name}",
+                    )
+                )
+                continue
             if answer.parsed is None:
                 outputs.append(
                     self._result(
@@ -151,7 +196,7 @@ class VerifyStage(Stage):
                         False,
                         tier="llm",
                         llm_verdict="UNPARSEABLE",
-                        reason=parse_verification(answer.raw)[1] or answer.raw[:300],
+                        reason=read_verifier_answer(answer.answer).problem or answer.raw[:300],
                     )
                 )
                 continue

@@ -65,6 +65,7 @@ QUOTED_TAGS: tuple[str, ...] = (
     "incorrect_response",
     "error_analysis",
     "candidate",
+    "schema_check",
     "tool_call",
     "tool_response",
 )

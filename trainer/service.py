@@ -260,6 +260,7 @@ class TrainerService:
             manifest,
             current_time=self.settings.loop.current_time,
             wait_s=self.trainer.data_wait_s,
+            identity=producer.identity,
         )
         attempt = new_attempt()
         out_dir = round_dir / f"attempt-{attempt}"

@@ -13,14 +13,18 @@ it was written, so exporting the same round twice gives byte-identical files:
 - ``verl``: the trainer's RLHF parquet, written by :func:`trainer.verl.data.write_verl_parquet`
   (one writer for training and export).
 
-Files are written beside their target and moved into place, so a failed export leaves no half file.
+Files are written beside their target and moved into place, so a failed export leaves no half file
+and nothing beside it; an ``hf`` folder replaces only an empty folder or an earlier export (``--force``
+for anything else), so a mistyped ``--out`` never wipes a folder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -172,46 +176,112 @@ def sample_from_row(row: dict[str, Any]) -> Sample:
 
 # --- writers ------------------------------------------------------------------------------------
 
+# Written into every hf export folder: a folder holding it was made by an export and may be replaced.
+EXPORT_MARKER = ".looptool-export"
 
-def _partial(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(path.name + ".partial")
+
+def _temporary(target: Path) -> Path:
+    """A new name beside ``target`` (same file system, so the final rename is atomic); nothing made."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.with_name(f".{target.name}.tmp-{secrets.token_hex(6)}")
+
+
+def _discard(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def check_target(target: Path, fmt: str, *, force: bool = False) -> None:
+    """Refuse an output that an export would clobber without being asked to.
+
+    A file format replaces an existing file (as ``cp`` would) but never a folder. The ``hf`` folder
+    replaces only a missing or empty folder, or one an earlier export wrote (it holds
+    :data:`EXPORT_MARKER`), unless ``force``: a mistyped ``--out .`` must not wipe anything.
+    """
+    if fmt != "hf":
+        if target.is_dir():
+            raise ExportError(f"{target} is a folder; {fmt} exports to a file: give a file path as --out")
+        return
+    if target.is_dir() and Path.cwd().resolve().is_relative_to(target.resolve()):
+        raise ExportError(f"{target} holds the current folder; export into a folder of its own")
+    if force or (not target.exists() and not target.is_symlink()):
+        return
+    if not target.is_dir() or target.is_symlink():
+        raise ExportError(f"{target} exists and is not a folder; give a new path or --force to replace it")
+    if any(target.iterdir()) and not (target / EXPORT_MARKER).is_file():
+        raise ExportError(
+            f"{target} is a non-empty folder that no export wrote; give a new or empty folder, "
+            "or --force to replace it"
+        )
+
+
+def _install(built: Path, target: Path) -> None:
+    """Move ``built`` to ``target``; an existing target is replaced only once ``built`` is in place."""
+    if not built.is_dir():
+        os.replace(built, target)
+        return
+    old: Path | None = None
+    if target.exists() or target.is_symlink():
+        old = _temporary(target)
+        os.replace(target, old)
+    try:
+        os.replace(built, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        _discard(old)
+
+
+@contextlib.contextmanager
+def _staged(target: Path, *, folder: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write the export into; it becomes ``target`` only if all went well."""
+    built = _temporary(target)
+    if folder:
+        built.mkdir()
+    try:
+        yield built
+        _install(built, target)
+    finally:
+        if built.exists():
+            _discard(built)
 
 
 def write_jsonl(dataset: RoundDataset, path: Path) -> Path:
-    partial = _partial(path)
-    with partial.open("w", encoding="utf-8", newline="\n") as out:
+    with _staged(path) as built, built.open("w", encoding="utf-8", newline="\n") as out:
         for member in dataset.members:
             out.write(canonical_json(jsonl_record(member)) + "\n")
-    os.replace(partial, path)
     return path
 
 
 def write_parquet(dataset: RoundDataset, path: Path) -> Path:
-    partial = _partial(path)
-    # Fixed options (not library defaults that may change): the bytes depend on the rows alone.
-    pq.write_table(dataset_table(dataset), partial, compression="zstd", compression_level=3)
-    os.replace(partial, path)
+    with _staged(path) as built:
+        # Fixed options (not library defaults that may change): the bytes depend on the rows alone.
+        pq.write_table(dataset_table(dataset), built, compression="zstd", compression_level=3)
     return path
 
 
 def write_hf(dataset: RoundDataset, folder: Path) -> Path:
     import datasets
 
-    partial = _partial(folder)
-    if partial.exists():
-        shutil.rmtree(partial)
     hf = datasets.Dataset(dataset_table(dataset), fingerprint=dataset.content_hash)
-    bars_were_off = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        hf.save_to_disk(str(partial))
-    finally:
-        if not bars_were_off:
-            datasets.enable_progress_bars()
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(partial, folder)
+    with _staged(folder, folder=True) as built:
+        bars_were_off = datasets.are_progress_bars_disabled()
+        datasets.disable_progress_bars()
+        try:
+            hf.save_to_disk(str(built))
+        finally:
+            if not bars_were_off:
+                datasets.enable_progress_bars()
+        (built / EXPORT_MARKER).write_text(
+            canonical_json({"format": "hf", "round": dataset.round, "content_hash": dataset.content_hash})
+            + "\n",
+            encoding="utf-8",
+        )
     return folder
 
 
@@ -220,7 +290,8 @@ def write_verl(dataset: RoundDataset, path: Path, *, current_time: str | None = 
 
     rows = [VerlRow.from_sample(m.sample_id, m.sample, current_time) for m in dataset.members]
     try:
-        write_verl_parquet(rows, path, round_index=dataset.round)
+        with _staged(path) as built:
+            write_verl_parquet(rows, built, round_index=dataset.round)
     except ValueError as error:  # a row verl could not train on; the writer names it
         raise ExportError(f"D_{dataset.round} cannot be written as verl parquet: {error}") from error
     return path
@@ -229,7 +300,12 @@ def write_verl(dataset: RoundDataset, path: Path, *, current_time: str | None = 
 def export_dataset(
     dataset: RoundDataset, fmt: str, out: Path, *, current_time: str | None = None, force: bool = False
 ) -> ExportResult:
-    """Write ``dataset`` as ``fmt`` at ``out``. Refuses a D_J that fails its manifest unless ``force``."""
+    """Write ``dataset`` as ``fmt`` at ``out``.
+
+    Refuses a D_J that fails its manifest, and an ``hf`` folder that holds files no export wrote,
+    unless ``force``. The export is written beside ``out`` and renamed into place at the end, so a
+    failed export leaves ``out`` as it was and nothing beside it.
+    """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     if not dataset.verified and not force:
@@ -238,7 +314,8 @@ def export_dataset(
         )
     if not dataset.members:
         raise ExportError(f"D_{dataset.round} has no members")
-    out = Path(out)
+    out = Path(out).absolute()  # `--out .` has no name to write beside
+    check_target(out, fmt, force=force)
     if fmt == "jsonl":
         write_jsonl(dataset, out)
     elif fmt == "parquet":
@@ -296,6 +373,8 @@ async def export_round(
     """Rebuild D_J as of ``cut`` from the topics and export it."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    if out is not None:  # before the replay: a refusal should not cost one
+        check_target(Path(out).absolute(), fmt, force=force)
     dataset = await dataset_at(settings, cut)
     target = out or default_export_path(settings, dataset.round, fmt)
     return export_dataset(dataset, fmt, target, current_time=current_time, force=force)

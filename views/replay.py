@@ -27,6 +27,7 @@ says where it differs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 import time
@@ -47,7 +48,7 @@ from toolcall.canonical import content_hash
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample
 from views.config import StoreRunSettings
-from views.store import ALL_TOPIC_NAMES, BulkLoad, SampleStore
+from views.store import ALL_TOPIC_NAMES, BulkLoad, SampleStore, store_lock
 
 log = get_logger(__name__)
 
@@ -419,26 +420,29 @@ async def replay_to(
     """
     boundary = await load_boundary(settings, cut)
     result = ReplayResult(cut=cut, boundary=boundary, store_path=store_path)
-    store = BulkLoad(SampleStore.reset(store_path)) if store_path is not None else None
-    ledger = Ledger()
-    origins: dict[str, Event[SampleAdded]] = {}
-    upstream = Ledger() if policy is not None and boundary.dataset_round is not None else None
-    started = time.perf_counter()
-    async for batch in events_within(settings, boundary, topics, result):
-        for event in batch:
-            ledger.add(event)
-            if isinstance(event.payload, SampleAdded):
-                known = origins.get(event.payload.sample_id)
-                if known is None or event.event_id < known.event_id:
-                    origins[event.payload.sample_id] = event
-            if upstream is not None and _before_curation(event, boundary):
-                upstream.add(event)
+    with contextlib.ExitStack() as held:
+        if store_path is not None:  # one writer per store folder (a live store, a rebuild)
+            held.enter_context(store_lock(store_path))
+        store = BulkLoad(SampleStore.reset(store_path)) if store_path is not None else None
+        ledger = Ledger()
+        origins: dict[str, Event[SampleAdded]] = {}
+        upstream = Ledger() if policy is not None and boundary.dataset_round is not None else None
+        started = time.perf_counter()
+        async for batch in events_within(settings, boundary, topics, result):
+            for event in batch:
+                ledger.add(event)
+                if isinstance(event.payload, SampleAdded):
+                    known = origins.get(event.payload.sample_id)
+                    if known is None or event.event_id < known.event_id:
+                        origins[event.payload.sample_id] = event
+                if upstream is not None and _before_curation(event, boundary):
+                    upstream.add(event)
+            if store is not None:
+                store.add(batch)
+            if on_batch is not None:
+                on_batch(len(batch))
         if store is not None:
-            store.add(batch)
-        if on_batch is not None:
-            on_batch(len(batch))
-    if store is not None:
-        store.finish()
+            store.finish()
     result.elapsed_s = time.perf_counter() - started
     if boundary.dataset_round is not None:
         result.dataset = dataset_from_ledger(ledger, boundary.dataset_round, origins)

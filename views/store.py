@@ -17,12 +17,15 @@ list (lists are shared between events since tool sets are interned, :mod:`schema
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import json.encoder
 import os
+import secrets
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -441,17 +444,8 @@ class SampleStore:
         must not wipe unrelated files.
         """
         folder = Path(path)
+        check_store_folder(folder)
         if folder.exists():
-            strangers = [
-                p.name
-                for p in folder.iterdir()
-                if not (p.is_dir() and p.suffix == ".lance") and p.name != STORE_ID_FILE
-            ]
-            if strangers or not folder.is_dir():
-                raise ValueError(
-                    f"{folder} is not a sample store (it holds {strangers[:5] or 'a file'}); "
-                    "give an empty or new folder, or a store's folder"
-                )
             shutil.rmtree(folder)
         return cls(folder)
 
@@ -706,20 +700,123 @@ class BulkLoad:
         return self.applied
 
 
+class StoreBusy(RuntimeError):
+    """Another process holds the store folder (a live ``store`` or a ``rebuild``)."""
+
+
+class EmptyRun(RuntimeError):
+    """A rebuild found no events for the run: it leaves the store as it was."""
+
+
+def lock_path_for(path: Path) -> Path:
+    """The lock file of a store folder: beside it, since a rebuild swaps the folder itself."""
+    path = Path(path).absolute()
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def store_lock(path: Path) -> Iterator[None]:
+    """Hold the store folder's lock for the block: one ``store``/``rebuild``/``replay --store`` at a time.
+
+    Two writers on one folder would each insert rows the other has not committed yet (two concurrent
+    rebuilds duplicated every row), and a rebuild swapping the folder would pull it from under a live
+    materialiser. The lock is an ``flock`` on a file beside the folder, released by the OS when the
+    holder exits however it exits; the file keeps the holder's pid for the message.
+    """
+    lock = lock_path_for(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise StoreBusy(
+                f"the sample store {path} is in use by another looptool store, rebuild or replay "
+                f"(pid {holder}); stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_store_folder(folder: Path) -> None:
+    """Refuse a folder holding anything but LanceDB tables (``*.lance``): it is not a store to replace."""
+    if not folder.exists():
+        return
+    strangers = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    strangers = [
+        name
+        for name in strangers
+        if not ((folder / name).is_dir() and name.endswith(".lance")) and name != STORE_ID_FILE
+    ]
+    if strangers or not folder.is_dir():
+        raise ValueError(
+            f"{folder} is not a sample store (it holds {strangers[:5] or 'a file'}); "
+            "give an empty or new folder, or a store's folder"
+        )
+
+
 async def rebuild(
     settings: StoreRunSettings,
     path: Path | None = None,
     batch_size: int = 5000,
     codec: EventCodec | None = None,
+    *,
+    allow_empty: bool = False,
 ) -> ReplayStats:
-    """Drop the store and rebuild it from offset 0 of every topic of the run."""
-    store = SampleStore.reset(path or settings.store.folder(settings.run_id))
-    stats = ReplayStats()
-    load = BulkLoad(store)
-    async for batch in replay(
-        settings.kafka, settings.run_id, ALL_TOPIC_NAMES, codec=codec, batch_size=batch_size, stats=stats
-    ):
-        load.add(d.event for d in batch)
-    load.finish()
-    log.info("store.rebuilt", path=str(store.path), records=stats.records, undecodable=stats.undecodable)
+    """Rebuild the store from offset 0 of every topic of the run, and swap it in only on success.
+
+    The new store is built in a folder beside the old one (in large Arrow appends, :class:`BulkLoad`);
+    the old one is replaced only once the replay has finished, so an unreachable broker, a crash or a
+    run with no events (refused unless ``allow_empty``: a mistyped run id reads nothing) leaves the
+    store as it was.
+    """
+    target = Path(path or settings.store.folder(settings.run_id)).absolute()
+    with store_lock(target):
+        check_store_folder(target)
+        building = target.with_name(f".{target.name}.rebuild-{secrets.token_hex(6)}")
+        try:
+            store = SampleStore(building)
+            stats = ReplayStats()
+            load = BulkLoad(store)
+            async for batch in replay(
+                settings.kafka,
+                settings.run_id,
+                ALL_TOPIC_NAMES,
+                codec=codec,
+                batch_size=batch_size,
+                stats=stats,
+            ):
+                load.add(d.event for d in batch)
+            if stats.records == 0 and not allow_empty:
+                raise EmptyRun(
+                    f"run {settings.run_id!r} has no events on {settings.kafka.bootstrap_servers} (a "
+                    f"mistyped run id, or a broker that lost them?); {target} is left as it was "
+                    "(--allow-empty rebuilds an empty store)"
+                )
+            load.finish()
+            del store, load
+            _swap_in(building, target)
+        finally:
+            if building.exists():
+                shutil.rmtree(building, ignore_errors=True)
+    log.info("store.rebuilt", path=str(target), records=stats.records, undecodable=stats.undecodable)
     return stats
+
+
+def _swap_in(built: Path, target: Path) -> None:
+    """Put ``built`` at ``target``; the old store there is removed only once the new one is in place."""
+    old = target.with_name(f".{target.name}.old-{secrets.token_hex(6)}") if target.exists() else None
+    if old is not None:
+        os.replace(target, old)
+    try:
+        os.replace(built, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -84,16 +84,13 @@ def seed(
             )
             events = seed_events(seed_set, settings.run_id)
         if publish:
-            require_broker(settings)
-            from bus.kafka import EventProducer, ensure_topics
-
-            await ensure_topics(settings.kafka, settings.run_id)
-            async with EventProducer(settings.kafka) as producer:
-                await producer.send_all(events)
+            await publish_seeds(settings, events)
         return seed_set
 
     from world.llm_roles import SeedConstructionError
 
+    if publish:
+        require_broker(settings)
     try:
         seed_set = asyncio.run(main())
     except SeedConstructionError as error:
@@ -116,6 +113,27 @@ def seed(
     for label, value in getattr(seed_set, "report", None).rows() if use_llm else []:
         table.add_row(label, value)
     console.print(table)
+
+
+async def publish_seeds(settings: Any, events: list[Any], chunk: int = 64) -> None:
+    """Send the seeds in acknowledged chunks, with progress; the ids are deterministic (world seeds), so
+    running the command again after an interruption adds nothing twice."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from bus.kafka import EventProducer, ensure_topics
+    from common.logs import get_logger
+
+    log = get_logger("looptool.seed")
+    await ensure_topics(settings.kafka, settings.run_id)
+    columns = (TextColumn("[bold]seed[/] publishing"), BarColumn(), MofNCompleteColumn())
+    progress = Progress(*columns, transient=True, console=console)
+    async with EventProducer(settings.kafka) as producer:
+        with progress:
+            task = progress.add_task("publish", total=len(events))
+            for start in range(0, len(events), chunk):
+                sent = await producer.send_all(events[start : start + chunk])
+                progress.advance(task, sent)
+                log.debug("seed.published", acknowledged=producer.acknowledged, total=len(events))
 
 
 @commands.command()

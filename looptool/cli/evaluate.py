@@ -184,8 +184,11 @@ def eval_command(
 ) -> None:
     """Evaluate a policy on BFCL v4's single-turn categories with bfcl-eval's own data and AST checker."""
     from evaluation.suite import SuiteError
+    from looptool.cli.setup import preflight_or_exit
+    from looptool.preflight import eval_checks
 
     settings = settings_of(ctx)
+    preflight_or_exit("eval", eval_checks(settings, checkpoint))
     try:
         asyncio.run(
             run_eval_command(

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from looptool.cli.common import console, require_broker, run_until_signalled, settings_of
+from looptool.cli.setup import preflight_or_exit
+from looptool.preflight import train_checks, worker_checks
 
 commands = typer.Typer()
 
@@ -25,11 +27,12 @@ def worker(
     from streams import registry
 
     settings = settings_of(ctx)
-    require_broker(settings)
     names = [name.strip() for name in stages.split(",") if name.strip()] if stages else registry.loop_names()
     unknown = sorted(set(names) - set(registry.names()))
     if unknown:
         raise typer.BadParameter(f"unknown stages {unknown}; known: {', '.join(registry.names())}")
+    require_broker(settings)
+    preflight_or_exit("worker", worker_checks(settings, names))
 
     async def main(stop: asyncio.Event) -> None:
         await run_worker(settings, names, stop)
@@ -60,6 +63,7 @@ def train(
 
     settings = settings_of(ctx)
     require_broker(settings)
+    preflight_or_exit("train", train_checks(settings))
 
     async def main(stop: asyncio.Event) -> None:
         published = await run_trainer(settings, settings.trainer, stop, until_idle=until_idle)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated
+from typing import IO, TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -27,12 +27,13 @@ def store(
     until_idle: Annotated[bool, typer.Option(help="Stop once caught up instead of running forever.")] = False,
 ) -> None:
     """Run the live sample-store materialiser (LanceDB) over the run's topics."""
-    from views.store import SampleStore, materialise
+    from views.store import SampleStore, materialise, store_lock
 
     settings = settings_of(ctx)
     require_broker(settings)
     folder = settings.store.folder(settings.run_id)
-    applied = asyncio.run(materialise(settings, SampleStore(folder), stop_when_idle=until_idle))
+    with store_lock(folder):
+        applied = asyncio.run(materialise(settings, SampleStore(folder), stop_when_idle=until_idle))
     console.print(f"applied {applied} events to {folder}")
 
 
@@ -42,15 +43,23 @@ def rebuild(
     path: Annotated[
         Path | None, typer.Option(help="Store path (default: the run's folder under the configured one).")
     ] = None,
+    allow_empty: Annotated[
+        bool, typer.Option(help="Replace the store even if the run has no events on the broker.")
+    ] = False,
 ) -> None:
-    """Drop the sample store and rebuild it by replaying every topic of the run from offset 0."""
+    """Rebuild the sample store by replaying every topic of the run from offset 0.
+
+    The new store is built beside the old one and replaces it only once the replay succeeded."""
     from views.store import SampleStore
     from views.store import rebuild as rebuild_store
 
     settings = settings_of(ctx)
     require_broker(settings)
     target = path or settings.store.folder(settings.run_id)
-    stats = asyncio.run(rebuild_store(settings, target))
+    try:
+        stats = asyncio.run(rebuild_store(settings, target, allow_empty=allow_empty))
+    except ValueError as error:  # not a store's folder
+        raise typer.BadParameter(str(error), param_hint="--path") from None
     console.print(
         f"rebuilt {target} from {stats.records} records ({stats.undecodable} undecodable skipped): "
         f"{SampleStore(target).counts()}"
@@ -105,7 +114,7 @@ def replay(
 def export(
     ctx: typer.Context,
     fmt: Annotated[
-        str,
+        Literal["jsonl", "parquet", "hf", "verl"],
         typer.Option(
             "--format", help="jsonl, parquet, hf (a datasets.Dataset folder) or verl (trainer parquet)."
         ),
@@ -122,7 +131,11 @@ def export(
         typer.Option(help="Output file (folder for hf); default: beside the store, exports/<run>/."),
     ] = None,
     force: Annotated[
-        bool, typer.Option(help="Export even if D_J does not match its RoundClosed manifest.")
+        bool,
+        typer.Option(
+            help="Export even if D_J does not match its RoundClosed manifest, and replace an --out folder "
+            "that no export wrote."
+        ),
     ] = False,
 ) -> None:
     """Write D_J with the labels it was curated with, rebuilt from the topics (byte-identical every time)."""

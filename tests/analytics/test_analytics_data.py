@@ -47,11 +47,12 @@ REGISTRY = ROOT / "schemas" / "avro" / "registry.json"
 PINNED_COLUMNS = {
     "verdict_mix": [
         "round", "members", "probed", "matched", "accuracy", "mismatched", "pred_wrong", "label_wrong",
-        "both_correct", "both_wrong", "unparseable", "unjudged", "relabels", "reverts",
+        "both_correct", "both_wrong", "unparseable", "no_quorum", "unjudged", "relabels", "reverts",
     ],
     "verdict_mix_by_checkpoint": [
         "checkpoint_id", "round", "step", "probed", "matched", "accuracy", "mismatched", "pred_wrong",
-        "label_wrong", "both_correct", "both_wrong", "unparseable", "unjudged", "relabels", "reverts",
+        "label_wrong", "both_correct", "both_wrong", "unparseable", "no_quorum", "unjudged", "relabels",
+        "reverts",
     ],
     "expansion": [
         "round", "error_seeds", "candidates", "parsed", "verified", "passed", "pass_rate", "added",
@@ -65,7 +66,7 @@ PINNED_COLUMNS = {
     "accuracy_by_tool": ["round", "tool", "probed", "matched", "accuracy"],
     "error_types": [
         "round", "error_type", "mismatched", "share_of_probes", "share_of_mismatches", "pred_wrong",
-        "label_wrong", "both_correct", "both_wrong", "unparseable",
+        "label_wrong", "both_correct", "both_wrong", "unparseable", "no_quorum",
     ],
     "bfcl": [
         "checkpoint_id", "round", "step", "final", "suite", "suite_version", "non_live_ast", "live_ast",
@@ -77,6 +78,15 @@ PINNED_COLUMNS = {
         "evaluation_event_id", "reason", "figures_json", "baseline_figures_json", "deltas_json",
     ],
     "dead_letters": ["event_id", "stage", "error_type", "reason", "source_ref"],
+    "judges": [
+        "judge_model", "verdicts", "counted", "agreed", "agreement", "two_order", "flipped", "flip_rate",
+        "answers", "unparseable", "truncated",
+    ],
+    "truncations": ["stage", "truncated"],
+    "votes": [
+        "verdict_event_id", "round", "judge_model", "answers", "read", "unparseable", "truncated", "counted",
+        "vote", "verdict", "flipped",
+    ],
     "verdicts": [
         "event_id", "sample_id", "round", "checkpoint_id", "probe_event_id", "verdict", "decided_by",
         "judge_model", "attempts",
@@ -115,7 +125,8 @@ def test_api_tables_have_the_pinned_schema_and_the_numbers(live_run: LiveRun) ->
     want = expected_counts(events)
     stats = analytics.load(live_run.store_path)
     assert {name: list(analytics.schema(name).names) for name in analytics.TABLE_NAMES} == PINNED_COLUMNS
-    assert tuple(n for n in PINNED_COLUMNS if n not in ("verdicts", "relabels")) == analytics.SUMMARY_TABLES
+    details = ("verdicts", "relabels", "votes")
+    assert tuple(n for n in PINNED_COLUMNS if n not in details) == analytics.SUMMARY_TABLES
     for name in analytics.TABLE_NAMES:
         table = analytics.table(name, stats)
         assert table.schema.equals(analytics.schema(name), check_metadata=True), name

@@ -9,6 +9,7 @@ from schemas.events import (
     DeadLetter,
     Event,
     ExpansionCandidate,
+    JudgeVote,
     LabelCorrected,
     MatchDiff,
     Payload,
@@ -79,9 +80,12 @@ def sample_added(sample_id: str = "s_1", label: Action = LABEL) -> SampleAdded:
     )
 
 
+TIME = "2026-03-01 10:00:00"
+
+
 def one_of_each() -> list[Payload]:
     return [
-        sample_added(),
+        sample_added().model_copy(update={"conversation_time": TIME}),
         ProbeResult(
             sample_id="s_1",
             round=1,
@@ -96,6 +100,7 @@ def one_of_each() -> list[Payload]:
             ppl=1.73,
             num_tokens=42,
             high_ppl=True,
+            conversation_time=TIME,
         ),
         Verdict(
             sample_id="s_1",
@@ -113,6 +118,19 @@ def one_of_each() -> list[Payload]:
             correct_approach="use EUR as base",
             raw_response="RESPONSE 2 INCORRECT ...",
             judge_model="qwen3-32b",
+            votes=[
+                JudgeVote(judge_model="qwen3-32b", label_position=2, verdict="LABEL_WRONG", counted=True),
+                JudgeVote(
+                    judge_model="llama-3.3-70b",
+                    label_position=2,
+                    status="truncated",
+                    attempts=1,
+                    reason="truncated: the answer was cut off at 4096 tokens",
+                    raw_response="<think>the user asks",
+                ),
+            ],
+            quorum=1,
+            conversation_time=TIME,
         ),
         LabelCorrected(
             sample_id="s_1",
@@ -134,6 +152,7 @@ def one_of_each() -> list[Payload]:
             messages=CONTEXT,
             label=PREDICTION,
             raw_response="INPUT: ... OUTPUT: ...",
+            conversation_time=TIME,
         ),
         VerificationResult(
             candidate_id="c_1",
@@ -152,6 +171,7 @@ def one_of_each() -> list[Payload]:
             label=PREDICTION,
             label_event_id="l",
             content_hash="abc",
+            conversation_time=TIME,
         ),
         RoundClosed(
             round=2,

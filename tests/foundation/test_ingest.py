@@ -122,3 +122,25 @@ def _commands(runner: Any, settings: Any) -> None:
     assert len(by_source.stdout.strip().splitlines()) == 2  # both ingests dead-lettered line 2
     table = runner.invoke(app, [*base, "deadletters"], env={"COLUMNS": "200"})
     assert "Dead letters by reason" in table.stdout and "bfcl relevance record" in table.stdout
+
+
+def test_ingest_keeps_the_conversation_time_on_the_sample_added(tmp_path: Path) -> None:
+    from streams.ingest import IngestReport, read_records
+
+    tools = [
+        {"name": "get_weather", "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}
+    ]
+    label = '<tool_call>\n{"name": "get_weather", "arguments": {"day": "2025-03-02"}}\n</tool_call>'
+    records = [
+        {"tools": tools, "messages": [{"role": "user", "content": "Weather tomorrow?"}], "label": label},
+        {
+            "tools": tools,
+            "messages": [{"role": "user", "content": "And the day after?"}],
+            "label": label,
+            "current_time": "2025-03-01 10:00:00",
+        },
+    ]
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    events = list(read_records(path, "r", "auto", IngestReport(str(path))))
+    assert [e.payload.conversation_time for e in events] == [None, "2025-03-01 10:00:00"]

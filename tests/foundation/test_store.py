@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 
+import pytest
+
+from bus.broker import free_port
 from bus.kafka import EventProducer, ensure_topics, replay
 from bus.topics import topic_name
 from schemas.events import DeadLetter, LabelCorrected, derived_event_id
 from tests.foundation.events_factory import LABEL, PREDICTION, event_of, one_of_each, sample_added
-from views.store import SampleStore, materialise, rebuild
+from views.replay import Cut, replay_to
+from views.store import BulkLoad, EmptyRun, SampleStore, StoreBusy, materialise, rebuild, store_lock
 
 
 def _corrections(added_events, every: int = 5):
@@ -203,3 +209,72 @@ def test_bulk_load_equals_applying_batches(tmp_path) -> None:
     assert json.loads(bulk.store.rows("samples")[7]["label_history_json"])[0]["event_id"] == min(
         added[7].event_id, again.event_id
     )
+
+
+# --- rebuild swaps only on success (issue 19) ------------------------------------------------------
+
+
+async def test_a_failed_rebuild_leaves_the_store_as_it_was(settings, tmp_path) -> None:
+    await _publish_run(settings, n=12)
+    store = SampleStore(settings.store.folder(settings.run_id))
+    await materialise(settings, store, stop_when_idle=True)
+    before = store.snapshot()
+    folder = settings.store.folder(settings.run_id).absolute()
+
+    def leftovers() -> list[str]:
+        # Lock files stay beside their folders (an flock needs a file; removing it would race).
+        return sorted(
+            p.name for p in folder.parent.iterdir() if p.name != folder.name and p.suffix != ".lock"
+        )
+
+    # The broker cannot be reached (nothing listens there).
+    dead = settings.kafka.model_copy(
+        update={"bootstrap_servers": f"127.0.0.1:{free_port()}", "request_timeout_s": 2}
+    )
+    with pytest.raises(Exception):  # noqa: B017 - whichever connection error aiokafka raises
+        await rebuild(settings.model_copy(update={"kafka": dead}))
+    # A run with no events (a mistyped run id) is refused.
+    typo = settings.model_copy(update={"run_id": settings.run_id + "-typo"})
+    with pytest.raises(EmptyRun, match="has no events"):
+        await rebuild(typo)
+    # A crash in the middle of the replay.
+    original_add = BulkLoad.add
+    calls = 0
+
+    def add_then_crash(self, events):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("killed mid-rebuild")
+        return original_add(self, events)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BulkLoad, "add", add_then_crash)
+        with pytest.raises(RuntimeError, match="mid-rebuild"):
+            await rebuild(settings, batch_size=5)
+    assert SampleStore(folder).snapshot() == before
+    assert leftovers() == []
+    # --allow-empty does replace it with an empty store.
+    await rebuild(typo, folder, allow_empty=True)
+    assert set(SampleStore(folder).counts().values()) == {0}
+    assert leftovers() == []
+
+
+async def test_one_writer_per_store_folder(settings, tmp_path) -> None:
+    await _publish_run(settings, n=30)
+    folder = tmp_path / "store"
+    # Two rebuilds at once: one refuses, the other rebuilds; no row twice.
+    results = await asyncio.gather(
+        rebuild(settings, folder), rebuild(settings, folder), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, StoreBusy)]
+    assert len(refused) == 1 and "in use by another looptool" in str(refused[0]), results
+    rows = SampleStore(folder).rows("events")
+    assert len(rows) == len({row["event_id"] for row in rows}) > 30
+    # A live materialiser holds the folder: a rebuild of it is refused, and so is a replay into it.
+    with store_lock(folder):
+        with pytest.raises(StoreBusy, match=f"pid {os.getpid()}"):
+            await rebuild(settings, folder)
+        with pytest.raises(StoreBusy):
+            await replay_to(settings, Cut(), store_path=folder)
+    await rebuild(settings, folder)  # released when the holder exits

@@ -517,6 +517,11 @@ def _protocol_map(node: Service) -> dict[str, str]:
     return dict(item.split(":", 1) for item in pairs if ":" in item)
 
 
+# Room a judge, generator or verifier prompt needs next to the answer's budget (tools, conversation,
+# both responses): the server's context must hold both, or the budget retry is refused.
+PROMPT_ROOM_TOKENS = 4096
+
+
 def _flag_values(flags: Sequence[str]) -> dict[str, list[str]]:
     values: dict[str, list[str]] = {}
     current: str | None = None
@@ -988,8 +993,10 @@ class Checker:
             if path is not None and not self.reaches(service, path):
                 self.problem(where, f"kafka.{key} {path} is not mounted into the container")
         names = set(role.names)
-        if names & {"judge", "verify"}:
+        if "judge" in names:
             self._check_endpoint(service, settings, "judge")
+        if "verify" in names:
+            self._check_endpoint(service, settings, "verifier")
         if "expand" in names:
             self._check_endpoint(service, settings, "generator")
         if names & {"probe", "evaluate", "train"}:
@@ -1029,12 +1036,32 @@ class Checker:
         self._check_partitions(service, role)
 
     def _check_endpoint(self, service: Service, settings: Any, which: str) -> None:
+        """A role's endpoints: [judge] and its [[judge.panel]], [verifier] over [judge], [generator]."""
         where = f"service {service.name}"
-        endpoint = getattr(settings, which)
-        if endpoint is None:
+        if which == "judge":
+            endpoints = settings.judge.judges() if settings.judge is not None else []
+            names = ["judge"] + [f"judge.panel[{i}]" for i in range(len(endpoints) - 1)]
+        elif which == "verifier":
+            verifier = settings.verifier_role()
+            endpoints, names = ([verifier], ["verifier"]) if verifier is not None else ([], [])
+        else:
+            endpoints = [settings.generator] if settings.generator is not None else []
+            names = [which]
+        if not endpoints:
             if settings.world is None:
                 self.problem(where, f"its stages need [{which}] (an OpenAI-compatible endpoint)")
             return
+        for endpoint, name in zip(endpoints, names, strict=True):
+            self._check_one_endpoint(service, endpoint, name)
+
+    def _check_one_endpoint(self, service: Service, endpoint: Any, which: str) -> None:
+        where = f"service {service.name}"
+        thinking = bool(endpoint.chat_template_kwargs.get("enable_thinking")) or endpoint.template_opens_trace
+        if endpoint.constrain_output and thinking:
+            self.problem(
+                where,
+                f"{which} constrains its answers to the grammar with thinking on: no room for the trace",
+            )
         url = urlsplit(endpoint.base_url)
         host = url.hostname or ""
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -1057,6 +1084,14 @@ class Checker:
             self.problem(
                 where,
                 f"{which}.model {endpoint.model!r} is not served by {host} ({list(server.served_names)})",
+            )
+        context = int((_flag_values(server.flags).get("--max-model-len") or ["0"])[0] or 0)
+        budget = endpoint.retry_budget()
+        if context and budget + PROMPT_ROOM_TOKENS > context:
+            self.problem(
+                where,
+                f"{which}'s largest budget ({budget} tokens, its truncation retry) and "
+                f"{PROMPT_ROOM_TOKENS} for the prompt do not fit {host}'s --max-model-len {context}",
             )
         server_keys = {self.services[host].secrets.get(path) for path in server.key_secret_paths}
         if server_keys and key_file is None:

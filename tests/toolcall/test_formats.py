@@ -210,3 +210,24 @@ keys = st.sampled_from(
 def test_arbitrary_records_only_ever_raise_record_error(record: dict[str, Any], fmt: str) -> None:
     with contextlib.suppress(RecordError):
         record_to_samples(record, fmt)
+
+
+def test_a_paper_record_keeps_its_conversation_time() -> None:
+    tools = [
+        {"name": "get_weather", "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}
+    ]
+    label = '<tool_call>\n{"name": "get_weather", "arguments": {"day": "2025-03-02"}}\n</tool_call>'
+    record = {"tools": tools, "messages": [{"role": "user", "content": "Weather tomorrow?"}], "label": label}
+    assert record_to_samples(record)[0].conversation_time is None  # none given: the run's default applies
+    [dated] = record_to_samples({**record, "current_time": "2025-03-01 10:00:00"})
+    assert dated.conversation_time == "2025-03-01 10:00:00"
+    assert dated.content_hash() == record_to_samples(record)[0].content_hash()  # context, not content
+    chatml = (
+        "<|im_start|>system\nYou are an expert in composing functions.\n"
+        "The current time is 2025-03-01 10:00:00.\n<|im_end|>\n"
+        "<|im_start|>user\nWeather tomorrow?<|im_end|>\n"
+    )
+    [stated] = record_to_samples({"tools": tools, "input": chatml, "label": label})
+    assert stated.conversation_time == "2025-03-01 10:00:00"
+    with pytest.raises(RecordError, match="current_time"):
+        record_to_samples({**record, "current_time": 20250301})

@@ -3,6 +3,8 @@
 ``tools``, the context as ``messages`` (role/content list) or ``input`` (ChatML text with
 ``<|im_start|>`` turns), and ``label`` as ``<tool_call>`` text (or an Action object or a list of
 calls); optional ``ordered``. Without ``label`` the record is a whole dialogue: one sample per step.
+The conversation's time, when the record gives it (a ``current_time`` field, or the Figure 7 system
+prompt's "The current time is …" in the ChatML ``input``), goes with every sample.
 """
 
 from __future__ import annotations
@@ -68,8 +70,35 @@ def from_paper(record: dict[str, Any]) -> Conversion:
         messages = chatml_messages(record["input"])
     else:
         raise RecordError("paper record needs 'messages' or an 'input' string")
+    time = conversation_time(record)
     if "label" not in record:
-        return Conversion("paper", dialogue_samples(tools, messages, ordered), notes)
+        samples = dialogue_samples(tools, messages, ordered)
+        return Conversion("paper", [s.model_copy(update={"conversation_time": time}) for s in samples], notes)
     check_context(messages)
-    sample = Sample(tools=tools, messages=messages, label=label_from(record["label"], ordered))
+    sample = Sample(
+        tools=tools, messages=messages, label=label_from(record["label"], ordered), conversation_time=time
+    )
     return Conversion("paper", [sample], notes)
+
+
+_TIME_KEYS = ("current_time", "conversation_time")
+# The paper's system prompt (Figure 7) states the time: "The current time is {current_time}."
+_STATED_TIME = re.compile(r"The current time is ([^\n<]{1,80}?)\.?[ \t]*(?:\n|<\||$)")
+
+
+def conversation_time(record: dict[str, Any]) -> str | None:
+    """The time of the record's conversation: a ``current_time`` (or ``conversation_time``) field, or
+    the time the paper's system prompt states in a ChatML ``input``; None when the record has none."""
+    for key in _TIME_KEYS:
+        value = record.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > 80:
+            raise RecordError(f"{key} must be a non-empty string of at most 80 characters", f"invalid {key}")
+        return value.strip()
+    text = record.get("input")
+    if isinstance(text, str):
+        stated = _STATED_TIME.search(text)
+        if stated:
+            return stated.group(1).strip()
+    return None

@@ -45,7 +45,8 @@ class VerlRow:
         from toolcall.prompts import DEFAULT_CURRENT_TIME, build_chat
         from toolcall.reward import ground_truth_json
 
-        chat = build_chat(sample.tools, sample.messages, current_time or DEFAULT_CURRENT_TIME)
+        time = getattr(sample, "conversation_time", None) or current_time or DEFAULT_CURRENT_TIME
+        chat = build_chat(sample.tools, sample.messages, time)
         return cls(sample_id=sample_id, chat=chat, ground_truth=ground_truth_json(sample.tools, sample.label))
 
 
@@ -154,8 +155,11 @@ def write_verl_parquet(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    pq.write_table(table, partial)
-    os.replace(partial, path)
+    try:
+        pq.write_table(table, partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)  # a failed write leaves no half file behind
     log.info("verl.parquet_written", path=str(path), rows=len(rows), round=round_index)
     return len(rows)
 

@@ -33,6 +33,7 @@ from schemas.events import (
     VerificationResult,
 )
 from views.analytics.frames import NO_CALL, PASSED, RunStats
+from views.analytics.judges import VOTE_COLUMNS, vote_rows
 from views.deadletters import category_of
 from views.store import ALL_TOPIC_NAMES, SampleStore, event_from_row
 
@@ -108,6 +109,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "checkpoints": ("checkpoint_id", "round", "step", "final", "produced_at", "event_id"),
     "dead_letters": ("event_id", "stage", "error_type", "reason", "source_ref", "category"),
+    "votes": VOTE_COLUMNS,
 }
 
 
@@ -180,6 +182,7 @@ class StatsCollector:
                         "attempts": p.attempts,
                     }
                 )
+                self.rows["votes"].extend(vote_rows(event.event_id, p))
         elif isinstance(p, LabelCorrected):
             self.rows["relabels"].append(
                 {

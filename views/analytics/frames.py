@@ -1,8 +1,10 @@
 """The analytics as pandas DataFrames, derived from the collector's rows.
 
 - :meth:`RunStats.verdict_mix` per round or per checkpoint: probes, matches, accuracy, the verdict
-  mix (PRED_WRONG / LABEL_WRONG / BOTH_CORRECT / BOTH_WRONG / UNPARSEABLE), mismatches not (yet)
-  judged, relabels and reverts;
+  mix (PRED_WRONG / LABEL_WRONG / BOTH_CORRECT / BOTH_WRONG / UNPARSEABLE / NO_QUORUM), mismatches
+  not (yet) judged, relabels and reverts;
+- :meth:`RunStats.judge_agreement` per judge model (agreement, position flips) and
+  :meth:`RunStats.truncations` per stage (answers cut off by their token budget);
 - :meth:`RunStats.expansion_summary` and :meth:`RunStats.expansion_outcomes`: EDDE candidates per
   round, the pass rate, and every failure by the rule (or LLM tier) that failed it;
 - :meth:`RunStats.accuracy_by_tool` and :meth:`RunStats.error_types` (from ToolMatch diffs, with
@@ -17,7 +19,14 @@ from typing import Any, Literal
 
 import pandas as pd
 
-VERDICT_LABELS: tuple[str, ...] = ("PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE")
+VERDICT_LABELS: tuple[str, ...] = (
+    "PRED_WRONG",
+    "LABEL_WRONG",
+    "BOTH_CORRECT",
+    "BOTH_WRONG",
+    "UNPARSEABLE",
+    "NO_QUORUM",
+)
 SOURCES: tuple[str, ...] = ("SEED", "ES", "EE", "HPPL", "SEED_NEW")
 NO_CALL = "(no call)"
 PASSED = "passed"
@@ -44,8 +53,23 @@ class RunStats:
     rounds: pd.DataFrame
     checkpoints: pd.DataFrame
     dead_letters: pd.DataFrame
+    votes: pd.DataFrame  # one row per verdict and judge (views.analytics.judges)
     evaluations: list[Any] = field(default_factory=list)  # CheckpointEvaluated payloads
     promotions: list[Any] = field(default_factory=list)  # PolicyPromoted / PromotionRefused payloads
+
+    # --- judges ---------------------------------------------------------------------------------
+
+    def judge_agreement(self) -> pd.DataFrame:
+        """Per judge model: agreement with the verdict, position-flip rate, unread and cut-off answers."""
+        from views.analytics.judges import judge_agreement
+
+        return judge_agreement(self.votes)
+
+    def truncations(self) -> pd.DataFrame:
+        """Per stage: role answers dead-lettered because their token budget cut them off."""
+        from views.analytics.judges import truncations
+
+        return truncations(self.dead_letters)
 
     # --- verdicts -------------------------------------------------------------------------------
 

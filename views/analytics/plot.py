@@ -19,6 +19,7 @@ _VERDICT_COLOURS = {
     "BOTH_CORRECT": "#66a182",
     "BOTH_WRONG": "#8d6a9f",
     "UNPARSEABLE": "#9e9e9e",
+    "NO_QUORUM": "#00798c",
 }
 _SOURCE_COLOURS = {
     "SEED": "#30638e",

@@ -33,11 +33,7 @@ def render_rounds_table(stats: RunStats) -> Table:
         "D_j",
         "probed",
         "accuracy",
-        "PRED_WRONG",
-        "LABEL_WRONG",
-        "BOTH_CORRECT",
-        "BOTH_WRONG",
-        "UNPARSEABLE",
+        *VERDICT_LABELS,
         "relabels",
         "candidates",
         "pass rate",
@@ -178,6 +174,46 @@ def render_promotions_table(stats: RunStats) -> Table:
     return promotions_table(stats.promotions)
 
 
+def render_judges_table(stats: RunStats) -> Table:
+    """Per judge model: how often its vote was the verdict, and how often it flipped with the order."""
+    frame = stats.judge_agreement()
+    table = Table(title="Judges: agreement with the verdict, position flips", title_justify="left")
+    for header in (
+        "judge model",
+        "verdicts",
+        "votes counted",
+        "agreement",
+        "two-order",
+        "flip rate",
+        "unread",
+        "truncated",
+    ):
+        table.add_column(header, justify="left" if header == "judge model" else "right")
+    for model, row in frame.iterrows():
+        table.add_row(
+            str(model),
+            _int(row["verdicts"]),
+            _int(row["counted"]),
+            _pct(row["agreement"]),
+            _int(row["two_order"]),
+            _pct(row["flip_rate"]),
+            _int(row["unparseable"]),
+            _int(row["truncated"]),
+        )
+    return table
+
+
+def render_truncation_table(stats: RunStats) -> Table:
+    """Per stage: answers dead-lettered as truncated (cut off by the token budget, also on the retry)."""
+    frame = stats.truncations()
+    table = Table(title="Truncated answers (dead-lettered)", title_justify="left")
+    table.add_column("stage")
+    table.add_column("truncated", justify="right")
+    for stage, row in frame.iterrows():
+        table.add_row(str(stage), _int(row["truncated"]))
+    return table
+
+
 def render_stats(stats: RunStats) -> Group:
     """Every stats table, for printing or a live display (BFCL and promotions when the run has them)."""
     return Group(
@@ -190,13 +226,15 @@ def render_stats(stats: RunStats) -> Group:
         frame_dead_letter_table(stats.dead_letters),
         *([render_bfcl_table(stats)] if stats.evaluations else []),
         *([render_promotions_table(stats)] if stats.promotions else []),
+        *([render_judges_table(stats)] if len(stats.votes) else []),
+        *([render_truncation_table(stats)] if len(stats.truncations()) else []),
     )
 
 
 def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | None = None) -> str:
     """The tables as plain text (for a README or a report); ``tables`` picks some by name:
-    rounds, checkpoints, curation, expansion, tools, errors, deadletters, bfcl, promotions (the last two by
-    default only when the run has them)."""
+    rounds, checkpoints, curation, expansion, tools, errors, deadletters, bfcl, promotions, judges,
+    truncations (the last four by default only when the run has them)."""
     renderers = {
         "rounds": render_rounds_table,
         "checkpoints": render_checkpoint_table,
@@ -207,12 +245,17 @@ def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | No
         "deadletters": lambda stats: frame_dead_letter_table(stats.dead_letters),
         "bfcl": render_bfcl_table,
         "promotions": render_promotions_table,
+        "judges": render_judges_table,
+        "truncations": render_truncation_table,
     }
     if tables is None:
         tables = [
             name
             for name in renderers
-            if (name != "bfcl" or stats.evaluations) and (name != "promotions" or stats.promotions)
+            if (name != "bfcl" or stats.evaluations)
+            and (name != "promotions" or stats.promotions)
+            and (name != "judges" or len(stats.votes))
+            and (name != "truncations" or len(stats.truncations()))
         ]
     unknown = sorted(set(tables or ()) - set(renderers))
     if unknown:

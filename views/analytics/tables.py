@@ -194,6 +194,18 @@ def _promotions(stats: RunStats) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c.name for c in _PROMOTION_COLUMNS])
 
 
+def _judges(stats: RunStats) -> pd.DataFrame:
+    return stats.judge_agreement().reset_index()
+
+
+def _truncations(stats: RunStats) -> pd.DataFrame:
+    return stats.truncations().reset_index()
+
+
+def _votes(stats: RunStats) -> pd.DataFrame:
+    return stats.votes.sort_values(["verdict_event_id", "judge_model"], kind="stable").reset_index(drop=True)
+
+
 def _rows(attribute: str) -> Callable[[RunStats], pd.DataFrame]:
     def build(stats: RunStats) -> pd.DataFrame:
         frame: pd.DataFrame = getattr(stats, attribute)
@@ -211,6 +223,7 @@ _VERDICT_MEANINGS = {
     "BOTH_CORRECT": "judged BOTH_CORRECT: prediction and label are both acceptable.",
     "BOTH_WRONG": "judged BOTH_WRONG: neither is right.",
     "UNPARSEABLE": "whose judge answer stayed unreadable (a DeadLetter keeps the raw text).",
+    "NO_QUORUM": "on which the judge panel reached no quorum (dropped, or deferred to a later round).",
 }
 _VERDICTS = tuple(
     Column(_VERDICT_COLUMNS[label], _INT, f"Mismatches {_VERDICT_MEANINGS[label]}")
@@ -385,6 +398,56 @@ TABLES: tuple[StatsTable, ...] = (
         _rows("dead_letters"),
     ),
     StatsTable(
+        "judges",
+        "One row per judge model: how its votes compare with the verdicts, and how often it flips with "
+        "the order the responses are shown in.",
+        ("judge_model",),
+        (
+            Column("judge_model", _STR, "The judge model (a [judge] or [[judge.panel]] entry)."),
+            Column("verdicts", _INT, "Verdicts it answered on."),
+            Column("counted", _INT, "Of those, the ones where its vote counted."),
+            Column("agreed", _INT, "Counted votes equal to the verdict, on verdicts the panel decided."),
+            Column("agreement", _FLOAT, "agreed / its counted votes on decided verdicts; null without any."),
+            Column("two_order", _INT, "Verdicts where it was read in both orders (label first and second)."),
+            Column("flipped", _INT, "Of those, the ones where its two answers disagree."),
+            Column("flip_rate", _FLOAT, "flipped / two_order; null without two-order answers."),
+            Column("answers", _INT, "Its answers (one per order asked)."),
+            Column("unparseable", _INT, "Answers that could not be read, also after the re-asks."),
+            Column("truncated", _INT, "Answers cut off by the token budget, also on the larger retry."),
+        ),
+        _judges,
+    ),
+    StatsTable(
+        "truncations",
+        "One row per stage: role answers dead-lettered because their token budget cut them off twice.",
+        ("stage",),
+        (
+            Column("stage", _STR, "judge, expand or verify."),
+            Column("truncated", _INT, "TruncatedAnswer dead letters of the stage."),
+        ),
+        _truncations,
+    ),
+    StatsTable(
+        "votes",
+        "One row per Verdict and judge: that judge's answers behind the verdict.",
+        ("verdict_event_id", "judge_model"),
+        (
+            Column("verdict_event_id", _STR, "The Verdict event's id."),
+            _ROUND,
+            Column("judge_model", _STR, "The judge model."),
+            Column("answers", _INT, "Its answers (2 with two-order judging)."),
+            Column("read", _INT, "Answers the verdict reader could read."),
+            Column("unparseable", _INT, "Answers it could not read."),
+            Column("truncated", _INT, "Answers cut off by the token budget twice."),
+            Column("counted", _BOOL, "Whether its vote counted (read, and with two orders, agreeing)."),
+            Column("vote", _STR, "Its vote, when it counted."),
+            Column("verdict", _STR, "The verdict of the panel."),
+            Column("flipped", _BOOL, "Its two answers (two-order judging) disagree."),
+        ),
+        _votes,
+        detail=True,
+    ),
+    StatsTable(
         "verdicts",
         "One row per Verdict (the first per probe): the judge's ruling on one mismatched probe.",
         ("event_id",),
@@ -394,9 +457,17 @@ TABLES: tuple[StatsTable, ...] = (
             _ROUND,
             Column("checkpoint_id", _STR, "The checkpoint the probe ran on."),
             Column("probe_event_id", _STR, "The ProbeResult judged."),
-            Column("verdict", _STR, "PRED_WRONG, LABEL_WRONG, BOTH_CORRECT, BOTH_WRONG or UNPARSEABLE."),
-            Column("decided_by", _STR, "rules (no LLM call needed), judge, simulation or ablation."),
-            Column("judge_model", _STR, "The judge model's name; empty when the rules decided."),
+            Column(
+                "verdict",
+                _STR,
+                "PRED_WRONG, LABEL_WRONG, BOTH_CORRECT, BOTH_WRONG, UNPARSEABLE or NO_QUORUM.",
+            ),
+            Column("decided_by", _STR, "judge, simulation, ablation, or rules (older runs only)."),
+            Column(
+                "judge_model",
+                _STR,
+                "The model whose answer the verdict shows; empty when the rules decided (older runs).",
+            ),
             Column("attempts", _INT, "Times the judge was asked before an answer parsed."),
         ),
         _rows("verdicts"),
