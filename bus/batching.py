@@ -47,6 +47,10 @@ class AdaptiveBatching:
         if self.min_size < 1 or self.max_size < self.min_size:
             raise ValueError(f"batch sizes must satisfy 1 <= min ({self.min_size}) <= max ({self.max_size})")
         self.size = self.size or self.min_size
+        if not self.min_size <= self.size <= self.max_size:
+            raise ValueError(
+                f"the first batch size {self.size} is outside [{self.min_size}, {self.max_size}]"
+            )
 
     @property
     def linger_s(self) -> float:

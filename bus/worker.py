@@ -120,11 +120,14 @@ class StageRunner:
         self.published = 0
         self.retries = 0
         self.batch_sizes: list[int] = []
+        max_size = stage.max_batch_size or min(
+            MAX_BATCH, max(stage.batch_size, stage.batch_size * MAX_GROWTH)
+        )
         self.batching = AdaptiveBatching(
             min_size=stage.batch_size,
-            max_size=stage.max_batch_size
-            or min(MAX_BATCH, max(stage.batch_size, stage.batch_size * MAX_GROWTH)),
+            max_size=max_size,
             max_wait_s=stage.batch_within_s,
+            size=min(max_size, max(stage.batch_size, stage.first_batch_size or 0)),
         )
         self.definitions = DefinitionReader(settings.kafka, settings.run_id, default_codec())
         self._actors: set[asyncio.Task[Any]] = set()

@@ -62,3 +62,13 @@ def test_partial_batches_say_nothing_about_size_and_the_linger_follows_the_stage
 def test_sizes_are_checked() -> None:
     with pytest.raises(ValueError):
         AdaptiveBatching(min_size=8, max_size=4, max_wait_s=0.5)
+
+
+def test_an_endpoint_bound_stage_starts_at_its_first_batch_size() -> None:
+    """Starting at 32 (a server's concurrency) skips the ramp from 8; it may still go back to where the
+    larger batches cost clearly more, and never below the stage's own size."""
+    batching = AdaptiveBatching(min_size=8, max_size=128, max_wait_s=0.5, size=32)
+    assert batching.size == 32
+    assert _settle(batching, lambda n: 5.0 * math.ceil(n / 32)) in (32, 64)  # flat up to 32 requests
+    with pytest.raises(ValueError):
+        AdaptiveBatching(min_size=8, max_size=128, max_wait_s=0.5, size=256)
