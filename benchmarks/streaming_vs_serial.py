@@ -370,10 +370,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         hidden = sum(r["loop_s"] for r in serial["rounds"])
         serial["loop_s_total"] = hidden
         serial["best_case_streaming_speedup"] = serial["wall_s"] / (serial["wall_s"] - hidden)
-    if "streaming" in figures and "serial" in figures:
-        figures["speedup"] = figures["serial"]["wall_s"] / figures["streaming"]["wall_s"]
+    derive(figures)
     render(figures, console)
     return figures
+
+
+def derive(figures: dict[str, Any]) -> None:
+    """The speed-ups: of the whole run, and after the warm start (round 1's SFT, serial in both arms,
+    which nothing can overlap: the worker probes round j's checkpoints, and the first comes after it)."""
+    if "streaming" not in figures or "serial" not in figures:
+        return
+    serial, streaming = figures["serial"], figures["streaming"]
+    figures["speedup"] = serial["wall_s"] / streaming["wall_s"]
+    streaming_sft = streaming.get("timeline", {}).get("sft_s")
+    if streaming_sft is not None:
+        figures["speedup_after_warm_start"] = (serial["wall_s"] - serial["sft_s"]) / (
+            streaming["wall_s"] - streaming_sft
+        )
 
 
 def render(figures: dict[str, Any], console: Any) -> None:
@@ -424,6 +437,14 @@ def render(figures: dict[str, Any], console: Any) -> None:
     if "speedup" in figures:
         table.add_section()
         table.add_row("speed-up (serial ÷ streaming)", f"{figures['speedup']:.2f}×", "", "", "target ≥ 1.5×")
+        if "speedup_after_warm_start" in figures:
+            table.add_row(
+                "speed-up after the warm start (SFT)",
+                f"{figures['speedup_after_warm_start']:.2f}×",
+                "",
+                "",
+                "both arms' wall minus their SFT",
+            )
     if "serial" in figures:
         table.add_row(
             "best case (all serial loop phases hidden)",
