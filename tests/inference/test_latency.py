@@ -61,7 +61,8 @@ async def test_the_simulated_roles_answer_the_same_only_later() -> None:
     late = await SimulatedWorldVerifier(world, error_rate=0.1, server=server).ask(cases)
     elapsed = time.perf_counter() - started
     assert late == await SimulatedWorldVerifier(world, error_rate=0.1).ask(cases)
-    assert len(cases) == server.requests == 6 and elapsed >= 2 * 0.1 * 0.95  # 6 requests on 4 slots: two waves
+    assert len(cases) == server.requests == 6
+    assert elapsed >= 2 * 0.1 * 0.95  # 6 requests on 4 slots: two waves
 
 
 async def test_the_test_endpoint_answers_as_late_as_its_server_would() -> None:
