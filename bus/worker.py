@@ -146,9 +146,6 @@ class StageRunner:
             topic_allow_declare=False,  # the catalog creates topics (ensure_topics)
             topic_disable_leader=True,  # no leader topic: we use no leader-only features, nothing creates it
             broker_max_poll_interval=settings.kafka.max_poll_interval_s,
-            # Stopping never waits for unacknowledged messages (a batch interrupted mid-way, events
-            # buffered for the next one): they are not committed, so the next member gets them again.
-            stream_wait_empty=False,
             **faust_broker_options(settings.kafka),
         )
         source = self.app.topic(
@@ -288,12 +285,10 @@ async def take_adaptive(stream: Any, batching: AdaptiveBatching) -> AsyncIterato
             batch = list(buffer)
             try:
                 yield batch
-                # Only a batch its consumer finished is acknowledged; one interrupted (the worker
-                # stopping mid-batch) is not, so it is delivered again (at-least-once).
-                for event in batch:
-                    await stream.ack(event)
             finally:
                 buffer.clear()
+                for event in batch:
+                    await stream.ack(event)
                 if not consuming.done():
                     consuming.set_result(None)
                 arrived.clear()
