@@ -1,11 +1,23 @@
-"""Benchmark: Avro codec vs JSON, and replay of a run's topics into the sample store.
+"""Benchmark: the Avro codec against JSON and against fastavro's own decoder, and replay into the store.
 
-Prints events/s for encode, decode and replay-into-store of N events (default 100k), each with a
-JSON encoding (pydantic ``model_dump_json`` / ``model_validate_json``) measured side by side in the
-same run as the reference, plus the raw aiokafka consume rate of the same topics. A third row is the
-Avro codec with its validated-once tool specs turned off (every read validates every tool spec): the
-before/after of that fix, in the same run. Writes the figures
-to ``benchmarks/results/codec_replay.json``.
+N events (default 100k; 60% SampleAdded, 30% ProbeResult, 10% Verdict, each carrying its sample's
+three tools) through three codecs, measured side by side in one run:
+
+- ``avro``: the codec as it writes today: tool sets as 16-byte digests (each distinct set once, as a
+  ToolSetRegistered on the run's toolsets topic), read by the compiled reader that trusts the writer
+  schema (:mod:`schemas.codec`);
+- ``avro, first versions, full validation``: the same events in the layout they had before tool sets
+  were interned (every type's first schema version, tools inline), read with full pydantic validation
+  of every event: what reading cost before;
+- ``json``: pydantic JSON (``model_dump_json`` / ``model_validate_json``), the reference.
+
+Per codec: encode and decode events/s (wall clock and per CPU-second of this process, which tells a
+contended run from a slow codec), mean bytes per event (and with the definitions the run wrote, spread
+over its events), the raw aiokafka consume rate of the same topics, and replay into an empty sample
+store (``views.store.rebuild``: read every topic from offset 0 with a fresh codec that learns the tool
+sets from the topic, decode, write LanceDB in Arrow batches). A last row is fastavro's own decoder on
+the ``avro`` records (writer schema only, records as dicts, no conversion): the ceiling of any codec
+built on it. Writes ``benchmarks/results/codec_replay.json``.
 
     .venv/bin/python -m benchmarks.codec_replay [--events 100000]
 """
@@ -14,22 +26,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import fastavro
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from rich.console import Console
 from rich.table import Table
 
-from benchmarks.harness import add_output_arguments, finish_machine_info, machine_info, save
+from benchmarks.harness import add_output_arguments, finish_machine_info, machine_info, save, wide_console
 from bus.broker import EmbeddedBroker
-from bus.kafka import EventProducer, ReplayStats, ensure_topics, replay
+from bus.kafka import EventProducer, ReplayStats, ensure_topics
 from bus.topics import topic_for_event
 from looptool.config import Settings, load_settings
-from schemas.codec import EventCodec, EventDecodeError
+from schemas.codec import HEADER_SIZE, EventCodec, EventDecodeError
 from schemas.events import (
     PAYLOAD_TYPES,
     Event,
@@ -41,12 +54,16 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
+from schemas.interning import ToolSetCatalog
+from schemas.registry import default_registry
 from toolcall.specs import ParamSchema, ToolSpec
 from toolcall.types import Action, Message, ToolCall
-from views.store import SampleStore
+from views.store import rebuild
 
 PRODUCER = Producer(stage="bench", version="1")
-console = Console()
+MIX = "60% SampleAdded, 30% ProbeResult, 10% Verdict"
+AVRO, BEFORE, JSON = "avro", "avro, first versions, full validation", "json"
+CEILING = "fastavro's own decoder (ceiling)"
 
 
 class JsonEventCodec:
@@ -61,6 +78,16 @@ class JsonEventCodec:
             return Event[PAYLOAD_TYPES[event_type.decode()]].model_validate_json(body)  # type: ignore[valid-type]
         except (KeyError, ValueError) as exc:
             raise EventDecodeError(str(exc)) from exc
+
+
+class FirstVersionsCodec(EventCodec):
+    """Writes every event with its type's first schema version (tools inline); reads validating all."""
+
+    def __init__(self) -> None:
+        super().__init__(validate=True, toolsets=ToolSetCatalog())
+
+    def encode(self, event: Event[Any]) -> bytes:
+        return self.encode_as(event, self.registry.versions(event.event_type)[0])
 
 
 def make_events(run_id: str, n: int) -> list[Event[Any]]:
@@ -152,21 +179,39 @@ def make_events(run_id: str, n: int) -> list[Event[Any]]:
     return events
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
+def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds of this process, result)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
-async def produce(settings: Settings, encoded: list[tuple[Event[Any], bytes]]) -> None:
-    async with EventProducer(settings.kafka, linger_ms=20) as producer:
+async def produce(settings: Settings, events: list[Event[Any]], blobs: list[bytes], codec: Any) -> int:
+    """The encoded events on their topics, after the definitions they refer to (as a producer writes
+    them: each set before its first use); returns the bytes of those definitions."""
+    interning = isinstance(codec, EventCodec) and not isinstance(codec, FirstVersionsCodec)
+    async with EventProducer(settings.kafka, codec=codec if interning else None, linger_ms=20) as producer:
+        definitions = 0
+        if interning:
+            first_use: dict[Any, Event[Any]] = {}
+            for event in events:
+                codec.encode(event)
+                for reference in codec.references:
+                    first_use.setdefault(reference, event)
+            for reference, event in first_use.items():
+                await producer._define(event, reference)
+                definition = make_event(
+                    codec.definition(reference), run_id=settings.run_id, producer=PRODUCER
+                )
+                definitions += len(codec.encode(definition))
         futures = [
             await producer._producer.send(
                 topic_for_event(settings.run_id, event.event_type), value=data, key=event.key.encode()
             )
-            for event, data in encoded
+            for event, data in zip(events, blobs, strict=True)
         ]
         await asyncio.gather(*futures)
+    return definitions
 
 
 async def raw_consume_rate(settings: Settings, n: int) -> float:
@@ -194,95 +239,114 @@ async def raw_consume_rate(settings: Settings, n: int) -> float:
         await consumer.stop()
 
 
-async def replay_into_store(settings: Settings, codec: Any, store_path: Path) -> tuple[float, int]:
-    store = SampleStore.reset(store_path)
-    stats = ReplayStats()
-    start = time.perf_counter()
-    async for batch in replay(
-        settings.kafka, settings.run_id, ["samples", "probes", "verdicts"], codec=codec, stats=stats
-    ):
-        store.apply([d.event for d in batch])
-    elapsed = time.perf_counter() - start
-    return elapsed, stats.records - stats.undecodable
+async def replay_into_store(settings: Settings, codec: Any, store_path: Path) -> tuple[float, float, int]:
+    """``rebuild`` with ``codec`` (a fresh one: it learns the tool sets from the topic).
+
+    Returns (wall seconds, CPU seconds, events replayed)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    stats: ReplayStats = await rebuild(settings, store_path, codec=codec)
+    return time.perf_counter() - wall, time.process_time() - cpu, stats.records - stats.undecodable
+
+
+def fastavro_decode(blobs: list[bytes]) -> None:
+    registry = default_registry()
+    for data in blobs:
+        body = io.BytesIO(data)
+        body.seek(HEADER_SIZE)
+        fastavro.schemaless_reader(body, registry.by_fingerprint(data[2:HEADER_SIZE]).parsed, None)  # type: ignore[union-attr]
 
 
 async def main(n: int) -> dict[str, Any]:
-    codecs = {
-        "avro": EventCodec(),
-        "avro, validate every read": EventCodec(validated_once=False),
-        "json": JsonEventCodec(),
+    console = wide_console()
+    codecs: dict[str, Callable[[], Any]] = {
+        AVRO: lambda: EventCodec(toolsets=ToolSetCatalog()),
+        BEFORE: FirstVersionsCodec,
+        JSON: JsonEventCodec,
     }
-    results: dict[str, Any] = {
-        "events": n,
-        "machine": machine_info(),
-    }
+    results: dict[str, Any] = {"events": n, "mix": MIX, "machine": machine_info()}
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        rows = []
-        for index, (name, codec) in enumerate(codecs.items()):
+        for index, (name, make_codec) in enumerate(codecs.items()):
             settings = load_settings(
                 None, run_id=f"bench-{index}", kafka={"bootstrap_servers": broker.bootstrap_servers}
             )
             events = make_events(settings.run_id, n)
-            encode_s, blobs = timed(lambda codec=codec, events=events: [codec.encode(e) for e in events])
-            decode_s, decoded = timed(lambda codec=codec, blobs=blobs: [codec.decode(b) for b in blobs])
-            assert decoded == events, f"{name} codec does not round-trip"
+            writer, reader = make_codec(), make_codec()  # the reader has not seen what the writer wrote
+            if isinstance(reader, EventCodec):  # as a reader process that read the run's tool sets
+                reader.toolsets = writer.toolsets
+            encode_s, encode_cpu, blobs = timed(lambda w=writer, events=events: [w.encode(e) for e in events])
+            decode_s, decode_cpu, decoded = timed(lambda r=reader, blobs=blobs: [r.decode(b) for b in blobs])
+            assert [e.payload for e in decoded] == [e.payload for e in events], f"{name} does not round-trip"
             await ensure_topics(settings.kafka, settings.run_id)
-            await produce(settings, list(zip(events, blobs, strict=True)))
+            definition_bytes = await produce(settings, events, blobs, writer)
             raw_rate = await raw_consume_rate(settings, n)
-            replay_s, replayed = await replay_into_store(settings, codec, Path(tmp) / str(index))
-            assert replayed == n
-            entry = {
+            replay_s, replay_cpu, replayed = await replay_into_store(
+                settings, make_codec(), Path(tmp) / str(index)
+            )
+            assert replayed == n, f"{name}: replayed {replayed} of {n}"
+            results[name] = {
                 "encode_per_s": n / encode_s,
+                "encode_per_cpu_s": n / encode_cpu,
                 "decode_per_s": n / decode_s,
+                "decode_per_cpu_s": n / decode_cpu,
                 "mean_bytes": sum(map(len, blobs)) / n,
+                "mean_bytes_with_definitions": (sum(map(len, blobs)) + definition_bytes) / n,
                 "raw_consume_per_s": raw_rate,
                 "replay_into_store_per_s": n / replay_s,
+                "replay_into_store_per_cpu_s": n / replay_cpu,
+                "replay_over_raw_consume": (n / replay_s) / raw_rate,
             }
-            results[name] = entry
-            rows.append((name, entry))
+            if name == AVRO:
+                ceiling_s, ceiling_cpu, _ = timed(lambda blobs=blobs: fastavro_decode(blobs))
+                results[CEILING] = {"decode_per_s": n / ceiling_s, "decode_per_cpu_s": n / ceiling_cpu}
+    avro, json_, before = results[AVRO], results[JSON], results[BEFORE]
     for key in ("encode_per_s", "decode_per_s", "replay_into_store_per_s"):
-        results[f"avro_over_json_{key}"] = results["avro"][key] / results["json"][key]
-    results["avro_over_json_bytes"] = results["avro"]["mean_bytes"] / results["json"]["mean_bytes"]
-    before = results["avro, validate every read"]
-    for key in ("decode_per_s", "replay_into_store_per_s"):
-        results[f"validated_once_speedup_{key}"] = results["avro"][key] / before[key]
+        results[f"avro_over_json_{key}"] = avro[key] / json_[key]
+        results[f"avro_over_before_{key}"] = avro[key] / before[key]
+    results["avro_over_json_bytes"] = avro["mean_bytes"] / json_["mean_bytes"]
+    results["avro_over_before_bytes"] = avro["mean_bytes"] / before["mean_bytes"]
+    results["decode_over_ceiling"] = avro["decode_per_s"] / results[CEILING]["decode_per_s"]
 
     table = Table(
         "codec",
-        "encode ev/s",
-        "decode ev/s",
+        "encode ev/s (per CPU-s)",
+        "decode ev/s (per CPU-s)",
         "bytes/event",
         "raw consume ev/s",
-        "replay→store ev/s",
-        title=f"{n:,} events (60% SampleAdded, 30% ProbeResult, 10% Verdict)",
+        "replay→store ev/s (per CPU-s)",
+        "replay ÷ raw",
+        title=f"{n:,} events ({MIX})",
     )
-    for name, e in rows:
+    for name in (AVRO, BEFORE, JSON):
+        e = results[name]
         table.add_row(
             name,
-            f"{e['encode_per_s']:,.0f}",
-            f"{e['decode_per_s']:,.0f}",
-            f"{e['mean_bytes']:.0f}",
+            f"{e['encode_per_s']:,.0f} ({e['encode_per_cpu_s']:,.0f})",
+            f"{e['decode_per_s']:,.0f} ({e['decode_per_cpu_s']:,.0f})",
+            f"{e['mean_bytes']:.0f}" + (f" ({e['mean_bytes_with_definitions']:.0f})" if name == AVRO else ""),
             f"{e['raw_consume_per_s']:,.0f}",
-            f"{e['replay_into_store_per_s']:,.0f}",
+            f"{e['replay_into_store_per_s']:,.0f} ({e['replay_into_store_per_cpu_s']:,.0f})",
+            f"{e['replay_over_raw_consume']:.0%}",
         )
+    ceiling = results[CEILING]
     table.add_row(
-        "avro/json",
-        f"{results['avro_over_json_encode_per_s']:.2f}×",
-        f"{results['avro_over_json_decode_per_s']:.2f}×",
-        f"{results['avro_over_json_bytes']:.2f}×",
-        "",
-        f"{results['avro_over_json_replay_into_store_per_s']:.2f}×",
+        CEILING, "", f"{ceiling['decode_per_s']:,.0f} ({ceiling['decode_per_cpu_s']:,.0f})", "", "", "", ""
     )
-    table.add_row(
-        "validated once / every read",
-        "",
-        f"{results['validated_once_speedup_decode_per_s']:.2f}×",
-        "",
-        "",
-        f"{results['validated_once_speedup_replay_into_store_per_s']:.2f}×",
-    )
+    table.add_section()
+    for other in (JSON, BEFORE):
+        tag = "json" if other == JSON else "before"
+        table.add_row(
+            f"avro ÷ {other}",
+            f"{results[f'avro_over_{tag}_encode_per_s']:.2f}×",
+            f"{results[f'avro_over_{tag}_decode_per_s']:.2f}×",
+            f"{results[f'avro_over_{tag}_bytes']:.2f}×",
+            "",
+            f"{results[f'avro_over_{tag}_replay_into_store_per_s']:.2f}×",
+            "",
+        )
     console.print(table)
-    finish_machine_info(results["machine"])
+    results["machine"] = finish_machine_info(results["machine"])
+    machine = results["machine"]
+    console.print(f"load average {machine['load_average_at_start']} → {machine['load_average_at_end']}")
     return results
 
 

@@ -19,10 +19,21 @@ from rich.console import Console
 
 from common.logs import LogSettings, configure_logging
 from common.machine import finish_machine_info as finish_machine_info  # re-exported for benchmarks
-from common.machine import machine_info as machine_info
+from common.machine import machine_info as common_machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+
+def machine_info() -> dict[str, Any]:
+    """:func:`common.machine.machine_info`, after setting the garbage collector as the services set it
+    (:func:`common.runtime.tune_gc`), so a benchmark measures what they do."""
+    import gc
+
+    from common.runtime import tune_gc
+
+    tune_gc()
+    return {"gc_thresholds": list(gc.get_threshold()), **common_machine_info()}
 
 
 def wide_console() -> Console:

@@ -55,7 +55,7 @@ async def ingest_paths(
         with progress:
             task = progress.add_task(report.path[:60], total=total)
             decontaminator = Decontaminator.from_suite() if decontaminate else None
-            for event, encoded in encoded_records(
+            for event, _bytes in encoded_records(
                 paths,
                 settings.run_id,
                 fmt,
@@ -66,7 +66,7 @@ async def ingest_paths(
                 limits=limits,
                 codec=producer.codec,
             ):
-                pending.append(await producer.send(event, encoded))
+                pending.append(await producer.send(event))  # the codec kept its bytes
         for future in pending:
             await future
     log.info(

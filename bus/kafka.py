@@ -5,6 +5,11 @@ cluster gains nothing from it here), consumers commit after processing, and ever
 deduplicates by event id. Records that cannot be decoded go to the run's dead-letter topic with the
 reason and their raw bytes; the consumer moves on, so a poison message never blocks a partition.
 
+Tool sets travel once per run (:mod:`schemas.interning`): the producer writes a set's
+ToolSetRegistered to the run's ``toolsets`` topic, and waits for the broker to acknowledge it, before
+the first event it sends that refers to the set; a reader that meets a set it does not know reads the
+``toolsets`` topic on from where it last stopped (:class:`DefinitionReader`) and decodes again.
+
 Every client notices a broker restart: the cluster id it saw on connecting must still be the one
 the broker reports (the embedded broker takes a new one on every start). Producers check it at least
 every ``check_interval_s`` and always before they report success, followers before they hand over
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -32,10 +38,18 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from bus.broker import ARCHIVE_GROUP, ARCHIVED_CLUSTER_ID_PREFIX, CLUSTER_ID_PREFIX
 from bus.config import KafkaSettings, RunSettings
-from bus.topics import TOPICS, partitions_for, topic_for_event, topic_name
+from bus.topics import (
+    DEFINITION_TOPICS,
+    TOPICS,
+    check_partition_overrides,
+    partitions_for,
+    topic_for_event,
+    topic_name,
+)
 from common.logs import get_logger
-from schemas.codec import EventCodec, EventDecodeError, default_codec
+from schemas.codec import EventCodec, EventDecodeError, UnresolvedReferenceError, default_codec
 from schemas.events import DeadLetter, Event, Producer, make_event
+from schemas.interning import Reference, definition_event_id
 
 log = get_logger(__name__)
 
@@ -167,7 +181,9 @@ async def ensure_topics(kafka: KafkaSettings, run_id: str) -> list[str]:
     admin = AIOKafkaAdminClient(client_id=f"{kafka.client_id}-admin", **options)
     await admin.start()
     try:
+        check_partition_overrides(kafka)
         wanted = {topic_name(run_id, spec.name): partitions_for(spec, kafka) for spec in TOPICS}
+        compacted = {topic_name(run_id, spec.name) for spec in TOPICS if spec.definitions}
         existing = set(await admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         if missing:
@@ -177,7 +193,9 @@ async def ensure_topics(kafka: KafkaSettings, run_id: str) -> list[str]:
                     num_partitions=wanted[name],
                     replication_factor=kafka.replication_factor,
                     # Event sourcing: a topic is the record; a cluster's default retention would lose it.
-                    topic_configs={"retention.ms": str(kafka.topic_retention_ms)},
+                    # Definitions are keyed by digest: compaction keeps one copy of each.
+                    topic_configs={"retention.ms": str(kafka.topic_retention_ms)}
+                    | ({"cleanup.policy": "compact"} if name in compacted else {}),
                 )
                 for name in missing
             ]
@@ -200,6 +218,9 @@ async def ensure_topics(kafka: KafkaSettings, run_id: str) -> list[str]:
 class EventProducer:
     """Sends events to the topic their type belongs to, keyed by their partition key.
 
+    An event that refers to a tool set this producer has not yet written to the event's run is
+    preceded by the set's definition, acknowledged by the broker before the event is sent.
+
     Counts what the broker acknowledged, notices a broker restart (:class:`BrokerRestarted`) and, on
     an archived broker, does not report success before the archive holds every acknowledged event.
     """
@@ -221,6 +242,9 @@ class EventProducer:
             linger_ms=linger_ms,
             max_request_size=8 * 1024 * 1024,
         )
+        self._defined: set[tuple[str, bytes]] = set()  # (run, digest) acknowledged on the run's topic
+        self._defining: dict[tuple[str, bytes], asyncio.Future[Any]] = {}
+        self.definitions_sent = 0
         self.check_interval_s = check_interval_s
         self.identity: str | None = None
         self.acknowledged = 0
@@ -229,6 +253,7 @@ class EventProducer:
         self._checked_at = 0.0
         self._restarted: BrokerRestarted | None = None
         self._archive_reader: AIOKafkaConsumer | None = None
+        self._definition_partitions: set[TopicPartition] = set()  # toolsets: records, not events
 
     async def __aenter__(self) -> EventProducer:
         await self._producer.start()
@@ -251,21 +276,85 @@ class EventProducer:
             if self._archive_reader is not None:
                 await stop_consumer(self._archive_reader)
 
-    async def send(self, event: Event[Any], encoded: bytes | None = None) -> asyncio.Future[Any]:
-        """Queue one event (``encoded``: its bytes, when the caller has them already); the returned
-        future resolves when the broker acknowledged it."""
+    async def send(self, event: Event[Any]) -> asyncio.Future[Any]:
+        """Queue one event; the returned future resolves when the broker acknowledged it.
+
+        A caller that encoded the event with :attr:`codec` already (ingest, to check its size) pays
+        nothing twice: the codec keeps the bytes of the events it encoded until they are sent."""
         await self.check_broker()
+        value = self.codec.encode(event)
+        missing = self._undefined(event, self.codec.references)
+        if missing:
+            await asyncio.gather(*(self._define(event, reference) for reference in missing))
+        return await self._send_encoded(event, value)
+
+    async def _send_encoded(self, event: Event[Any], value: bytes) -> asyncio.Future[Any]:
         future = await self._producer.send(
-            topic_for_event(event.run_id, event.event_type),
-            value=encoded if encoded is not None else self.codec.encode(event),
-            key=event.key.encode("utf-8"),
+            topic_for_event(event.run_id, event.event_type), value=value, key=event.key.encode("utf-8")
         )
         future.add_done_callback(self._on_acknowledged)
         return future  # type: ignore[no-any-return]
 
+    def _undefined(self, event: Event[Any], references: Sequence[Reference]) -> list[Reference]:
+        """The references not yet on the event's run's toolsets topic, as far as this process knows."""
+        return [
+            reference
+            for reference in references
+            if (event.run_id, reference.digest) not in self._defined
+            and not self.codec.toolsets.on_log(event.run_id, reference.digest)
+        ]
+
+    async def _define(self, event: Event[Any], reference: Reference) -> None:
+        """Write the definition ``event`` refers to (once per run and process) and await its ack."""
+        key = (event.run_id, reference.digest)
+        pending = self._defining.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._send_definition(event, reference))
+            self._defining[key] = pending
+        try:
+            await asyncio.shield(pending)
+        finally:
+            if pending.done():
+                self._defining.pop(key, None)
+        self._defined.add(key)
+        self.codec.toolsets.mark_on_log(event.run_id, reference.digest)
+
+    async def _send_definition(self, event: Event[Any], reference: Reference) -> None:
+        payload = self.codec.definition(reference)
+        definition = make_event(
+            payload,
+            run_id=event.run_id,
+            producer=event.producer,
+            event_id=definition_event_id(reference.digest),  # one id per set: copies deduplicate
+        )
+        delivered = await self._producer.send(
+            topic_for_event(event.run_id, definition.event_type),
+            value=self.codec.encode(definition),
+            key=definition.key.encode("utf-8"),
+        )
+        # Archived like any other record (an event is no use without its set), but not counted as an event.
+        delivered.add_done_callback(functools.partial(self._on_acknowledged, definition=True))
+        await delivered
+        self.definitions_sent += 1
+
+    def forget_definitions(self) -> None:
+        """Write every definition again before its next use (the broker lost the run's topics)."""
+        self._defined.clear()
+        self.codec.toolsets.forget_logs()
+
     async def send_all(self, events: Iterable[Event[Any]]) -> int:
-        """Send events and wait until every one is acknowledged."""
-        futures = [await self.send(event) for event in events]
+        """Send events and wait until every one is acknowledged. The definitions the batch needs go
+        first, all at once (one round trip to the broker, not one per tool set)."""
+        await self.check_broker()
+        encoded: list[tuple[Event[Any], bytes]] = []
+        missing: dict[tuple[str, bytes], tuple[Event[Any], Reference]] = {}
+        for event in events:
+            encoded.append((event, self.codec.encode(event)))
+            for reference in self._undefined(event, self.codec.references):
+                missing.setdefault((event.run_id, reference.digest), (event, reference))
+        if missing:
+            await asyncio.gather(*(self._define(event, reference) for event, reference in missing.values()))
+        futures = [await self._send_encoded(event, value) for event, value in encoded]
         if futures:
             await asyncio.gather(*futures)
         await self.check_broker()
@@ -278,17 +367,22 @@ class EventProducer:
     async def flush(self) -> None:
         await self._producer.flush()
 
-    def _on_acknowledged(self, future: asyncio.Future[Any]) -> None:
+    def _on_acknowledged(self, future: asyncio.Future[Any], *, definition: bool = False) -> None:
         if future.cancelled() or future.exception() is not None:
             return
         metadata = future.result()
-        self.acknowledged += 1
+        if definition:
+            self._definition_partitions.add(metadata.topic_partition)
+        else:
+            self.acknowledged += 1
         self._unconfirmed.setdefault(metadata.topic_partition, collections.deque()).append(metadata.offset)
 
     @property
     def unconfirmed(self) -> int:
         """Acknowledged events the broker's archive has not confirmed (all of them without an archive)."""
-        return sum(len(offsets) for offsets in self._unconfirmed.values())
+        return sum(
+            len(offsets) for tp, offsets in self._unconfirmed.items() if tp not in self._definition_partitions
+        )
 
     async def check_broker(self, *, force: bool = False) -> None:
         """Raise :class:`BrokerRestarted` if the broker is no longer the one this producer connected to.
@@ -356,9 +450,85 @@ class EventProducer:
             offsets = self._unconfirmed.get(tp)
             while offsets and offsets[0] < end:
                 offsets.popleft()
-                self.confirmed += 1
+                self.confirmed += tp not in self._definition_partitions
             if offsets is not None and not offsets:
                 del self._unconfirmed[tp]
+
+
+class DefinitionReader:
+    """Reads a run's definitions (the ``toolsets`` topic) into a codec's catalog, on from where it stopped.
+
+    A reader calls :meth:`catch_up` when an event refers to a tool set its process does not know. The
+    producer of that event had the set's definition acknowledged before it sent the event, so the
+    definition lies below the topic's end by the time the event can be read.
+    """
+
+    def __init__(self, kafka: KafkaSettings, run_id: str, codec: EventCodec | None = None):
+        self.kafka = kafka
+        self.run_id = run_id
+        self.codec = codec or default_codec()
+        self.read = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list[TopicPartition] = []
+
+    async def catch_up(self, timeout_s: float = 30.0) -> int:
+        """Read every definition written so far that this reader has not read; returns how many."""
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                **client_options(self.kafka),
+                enable_auto_commit=False,
+                max_partition_fetch_bytes=8 * 1024 * 1024,
+                fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
+                auto_offset_reset="earliest",
+            )
+            await consumer.start()
+            self._consumer = consumer
+            for name in DEFINITION_TOPICS:
+                full = topic_name(self.run_id, name)
+                for partition in sorted(await _partitions(consumer, full)):
+                    self._partitions.append(TopicPartition(full, partition))
+            if self._partitions:
+                consumer.assign(self._partitions)
+                await consumer.seek_to_beginning(*self._partitions)
+        consumer = self._consumer
+        if not self._partitions:
+            return 0
+        before = self.read
+        deadline = time.monotonic() + timeout_s
+        remaining = set(self._partitions)
+        end: dict[TopicPartition, int] = {}
+        empty_polls = 0
+        while remaining and time.monotonic() < deadline:
+            fetched = await consumer.getmany(*remaining, timeout_ms=200, max_records=5000)
+            for records in fetched.values():
+                for record in records:
+                    try:
+                        self.codec.decode(record.value or b"")  # a definition enters the catalog
+                    except EventDecodeError as error:
+                        log.warning("definition.undecodable", offset=record.offset, reason=str(error))
+                    self.read += 1
+            empty_polls = 0 if fetched else empty_polls + 1
+            for tp in list(remaining):
+                if tp not in end and consumer.highwater(tp) is not None:
+                    end[tp] = consumer.highwater(tp)  # type: ignore[assignment]
+                if (tp in end and await consumer.position(tp) >= end[tp]) or (
+                    tp not in end and empty_polls >= 3
+                ):
+                    remaining.discard(tp)
+        return self.read - before
+
+    async def decode(self, data: bytes) -> Event[Any]:
+        """``codec.decode``, reading the definitions on once when the event refers to an unknown set."""
+        try:
+            return self.codec.decode(data)
+        except UnresolvedReferenceError:
+            await self.catch_up()
+            return self.codec.decode(data)
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
 
 
 def dead_letter_for(
@@ -413,6 +583,7 @@ class GroupConsumer:
         self.codec = codec or default_codec()
         self.producer = producer
         self.dead_lettered = 0
+        self.definitions = DefinitionReader(kafka, run_id, self.codec)
         self.delivered = 0
         self._kafka = kafka
         self._topics = [topic_name(run_id, name) for name in topics]
@@ -433,6 +604,7 @@ class GroupConsumer:
             session_timeout_ms=int(kafka.session_timeout_s * 1000),
             heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000),
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         )
 
     async def __aenter__(self) -> GroupConsumer:
@@ -452,6 +624,7 @@ class GroupConsumer:
 
     async def __aexit__(self, *exc: object) -> None:
         await stop_consumer(self._consumer)
+        await self.definitions.close()
 
     async def batches(self, timeout_ms: int = 500, max_records: int = 2000) -> AsyncIterator[list[Delivered]]:
         """Yield batches forever (an empty batch when nothing arrived within ``timeout_ms``)."""
@@ -471,7 +644,7 @@ class GroupConsumer:
 
     async def _decode_or_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> Delivered | None:
         try:
-            event = self.codec.decode(record.value or b"")
+            event = await self.definitions.decode(record.value or b"")
         except EventDecodeError as error:
             self.dead_lettered += 1
             log.warning(
@@ -544,8 +717,9 @@ async def follow(
     """Read ``topics`` from offset 0 and keep following them forever, without a consumer group.
 
     For every reader that must see all partitions: singleton folds (curate) and broadcast state
-    every worker needs (checkpoints). Yields an empty list whenever nothing arrived for
-    ``idle_timeout_ms``, so callers can notice they are caught up. Raises :class:`BrokerDataLost`
+    every worker needs (checkpoints). Yields an empty list once it has read every partition up to its
+    end, and whenever nothing arrived for ``idle_timeout_ms``, so callers can notice they are caught
+    up. Raises :class:`BrokerDataLost`
     when a followed topic disappears or its log restarts below what was read (checked while idle).
     """
     async for batch in _read_from_start(
@@ -592,11 +766,13 @@ async def _read_from_start(
 ) -> AsyncIterator[list[Delivered]]:
     codec = codec or default_codec()
     stats = stats if stats is not None else ReplayStats()
+    definitions = DefinitionReader(kafka, run_id, codec)
     consumer = await _start_patiently(
         lambda: AIOKafkaConsumer(
             **client_options(kafka),
             enable_auto_commit=False,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             auto_offset_reset="none",  # a position past a log's end is data loss, never a silent reset
         ),
         kafka,
@@ -673,6 +849,12 @@ async def _read_from_start(
                         held_up_to[tp] = (record.offset + 1, record.value or b"")
                     try:
                         event = codec.decode(record.value or b"")
+                    except UnresolvedReferenceError:
+                        try:
+                            event = await definitions.decode(record.value or b"")
+                        except EventDecodeError:
+                            stats.undecodable += 1
+                            continue
                     except EventDecodeError:
                         stats.undecodable += 1
                         continue
@@ -714,8 +896,11 @@ async def _read_from_start(
                 await _check_identity(consumer, kafka, identity, stats.records)
             if batch or follow:
                 yield batch
+            if follow and batch and regressed_since is None and await _caught_up(consumer, partitions):
+                yield []  # caught up: say so now rather than after an idle timeout
     finally:
         await stop_consumer(consumer)
+        await definitions.close()
 
 
 async def _start_patiently(make: Callable[[], AIOKafkaConsumer], kafka: KafkaSettings) -> AIOKafkaConsumer:
@@ -758,6 +943,15 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> bool:
+    """Whether every partition has been read up to the end its last fetch response reported."""
+    for tp in partitions:
+        end = consumer.highwater(tp)
+        if end is None or await consumer.position(tp) < end:
+            return False
+    return True
 
 
 def _ends_below_read(consumer: AIOKafkaConsumer, read_up_to: dict[TopicPartition, int]) -> bool:

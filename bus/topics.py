@@ -1,8 +1,13 @@
 """The topic catalog: every topic of a run, which events it carries, its partitions, in one place.
 
 Topic names are ``<run_id>.<name>``. Per-sample topics are keyed by sample id (see each payload's
-``partition_key``) and share one partition count, so a sample's events sit in the same partition
-index on every topic; control topics (rounds, checkpoints) have one partition for a total order.
+``partition_key``); their partition count is ``kafka.partitions``, or per topic
+``kafka.topic_partitions`` (a stage's input topic is what bounds its consumer group: one partition per
+worker process at most). No stage joins two topics by key, so per-sample topics need not share a count.
+Control topics (rounds, checkpoints, ...) have one partition for a total order. ``toolsets`` holds the
+run's definitions (each distinct tool set once, keyed by its digest: :mod:`schemas.interning`); it is
+compacted, and it is a dictionary of the wire format, not a record of what happened, so the views
+that replay "every topic" leave it out (:data:`RECORD_TOPICS`).
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 class TopicSpec:
     name: str  # short name, e.g. "samples"
     event_types: tuple[str, ...]
-    per_sample: bool  # keyed by sample id and partitioned like the other per-sample topics
+    per_sample: bool  # keyed by sample id, many partitions
     doc: str
+    definitions: bool = False  # values other events refer to by digest (compacted; not a record of the run)
 
 
 TOPICS: tuple[TopicSpec, ...] = (
@@ -43,7 +49,17 @@ TOPICS: tuple[TopicSpec, ...] = (
         "Promotion-gate decisions on evaluated checkpoints.",
     ),
     TopicSpec("deadletter", ("DeadLetter",), True, "Records a stage could not process, with the reason."),
+    TopicSpec(
+        "toolsets",
+        ("ToolSetRegistered",),
+        False,
+        "Each distinct tool set of the run, once, by digest (events refer to it).",
+        definitions=True,
+    ),
 )
+# The topics that record the run (what replay, the store and the analytics read): all but definitions.
+RECORD_TOPICS: tuple[str, ...] = tuple(spec.name for spec in TOPICS if not spec.definitions)
+DEFINITION_TOPICS: tuple[str, ...] = tuple(spec.name for spec in TOPICS if spec.definitions)
 
 _BY_NAME = {spec.name: spec for spec in TOPICS}
 _BY_EVENT_TYPE = {event_type: spec for spec in TOPICS for event_type in spec.event_types}
@@ -77,7 +93,23 @@ def all_topics(run_id: str) -> list[str]:
 
 
 def partitions_for(spec: TopicSpec, kafka: KafkaSettings) -> int:
+    """The topic's partition count: its own setting, else the per-sample default, else 1."""
+    override = kafka.topic_partitions.get(spec.name)
+    if override is not None:
+        return override
     return kafka.partitions if spec.per_sample else 1
+
+
+def check_partition_overrides(kafka: KafkaSettings) -> None:
+    """Refuse overrides of unknown topics, and of ordered topics (control, definitions) beyond 1."""
+    for name, count in kafka.topic_partitions.items():
+        spec = _BY_NAME.get(name)
+        if spec is None:
+            raise TopicError(
+                f"kafka.topic_partitions names unknown topic {name!r}; known: {sorted(_BY_NAME)}"
+            )
+        if not spec.per_sample and count != 1:
+            raise TopicError(f"topic {name!r} keeps a total order: it has 1 partition, not {count}")
 
 
 def spec_of(name: str) -> TopicSpec:

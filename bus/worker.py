@@ -3,11 +3,12 @@
 ``looptool worker --stages probe,judge`` runs any subset of stages in one process; on a real Kafka
 cluster each stage scales out by starting more workers for it (more members of that stage's group).
 Each agent reads raw bytes, decodes them with the Avro codec (undecodable records are dead-lettered),
-batches with ``take_events(n, within=t)`` so models see full batches, runs the stage, and waits for
-the broker to acknowledge the outputs before the inputs are acknowledged (at-least-once). When a
-dependency is down (:class:`~streams.stage.TransientError`) it retries the same batch with backoff
-and consumes nothing new meanwhile: faust's flow control then pauses fetching, so no work piles up
-in memory and nothing is lost.
+batches them (:func:`take_adaptive`: sizes and waits learnt from how long the stage takes,
+:mod:`bus.batching`), runs the stage, and waits for the broker to acknowledge the outputs before the
+inputs are acknowledged (at-least-once). When a dependency is down
+(:class:`~streams.stage.TransientError`) it retries the same batch with backoff and consumes nothing
+new meanwhile: faust's flow control then pauses fetching, so no work piles up in memory and nothing
+is lost.
 """
 
 from __future__ import annotations
@@ -17,14 +18,24 @@ import contextlib
 import logging
 import ssl
 import tempfile
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
 from aiokafka.structs import ConsumerRecord
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from bus.batching import AdaptiveBatching
 from bus.config import KafkaSettings, RunSettings
-from bus.kafka import BrokerDataLost, EventProducer, client_options, dead_letter_for, group_id_for
+from bus.kafka import (
+    BrokerDataLost,
+    DefinitionReader,
+    EventProducer,
+    client_options,
+    dead_letter_for,
+    group_id_for,
+)
 from bus.topics import topic_name
 from common.logs import get_logger
 from schemas.codec import EventDecodeError, default_codec
@@ -32,6 +43,9 @@ from schemas.events import Event
 from streams.stage import Stage, TransientError
 
 log = get_logger(__name__)
+# A stage that does not bound its batches grows them up to this many times its own batch size.
+MAX_GROWTH = 16
+MAX_BATCH = 1024
 
 
 def faust_broker_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -65,6 +79,36 @@ def stage_group_id(run_id: str, stage: str, identity: str | None) -> str:
     return group_id_for(f"looptool-{run_id}-{stage}", identity)
 
 
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer, with the fetch wait from our settings (faust fixes it at 1500 ms)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read by AIOKafkaConsumer.start()
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class _StageApp(faust.App):
+    """A faust app whose consumer's fetches wait at most ``fetch_max_wait_ms`` on the broker: each
+    hop between stages costs about that on the embedded broker, which answers waiting fetches late."""
+
+    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any):
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        super().__init__(*args, **kwargs)
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
 class StageRunner:
     """One stage as one faust app with one agent over the stage's input topics."""
 
@@ -75,11 +119,23 @@ class StageRunner:
         self.processed = 0
         self.published = 0
         self.retries = 0
+        self.batch_sizes: list[int] = []
+        max_size = stage.max_batch_size or min(
+            MAX_BATCH, max(stage.batch_size, stage.batch_size * MAX_GROWTH)
+        )
+        self.batching = AdaptiveBatching(
+            min_size=stage.batch_size,
+            max_size=max_size,
+            max_wait_s=stage.batch_within_s,
+            size=min(max_size, max(stage.batch_size, stage.first_batch_size or 0)),
+        )
+        self.definitions = DefinitionReader(settings.kafka, settings.run_id, default_codec())
         self._actors: set[asyncio.Task[Any]] = set()
         # faust keeps per-app state on disk; ours is in memory, so a throwaway folder (not the cwd).
         self._datadir = tempfile.TemporaryDirectory(prefix=f"looptool-faust-{stage.name}-")
-        self.app = faust.App(
+        self.app = _StageApp(
             stage_group_id(settings.run_id, stage.name, producer.identity),
+            fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
             value_serializer="raw",
             key_serializer="raw",
             web_enabled=False,
@@ -104,9 +160,12 @@ class StageRunner:
         if task is not None:
             self._actors.add(task)
         try:
-            async for batch in stream.take_events(self.stage.batch_size, within=self.stage.batch_within_s):
+            async for batch in take_adaptive(stream, self.batching):
+                started = time.perf_counter()
                 events = [event for event in [await self._decode(item.message) for item in batch] if event]
-                await self._process_until_done(events)
+                process_s = await self._process_until_done(events)
+                self.batch_sizes.append(len(batch))
+                self.batching.observe(len(batch), process_s, time.perf_counter() - started)
         except BrokerDataLost as error:
             # Not a crash of the stage: the worker stops for it (run_stages), with one line, not faust's
             # traceback of a crashed agent. The batch was not acknowledged; it is redone on the next start.
@@ -128,11 +187,12 @@ class StageRunner:
             await asyncio.wait_for(self.app.stop(), timeout_s)
         except TimeoutError:
             log.warning("worker.stop_timeout", stage=self.stage.name, timeout_s=timeout_s)
+        await self.definitions.close()
         self._datadir.cleanup()
 
     async def _decode(self, message: Any) -> Event[Any] | None:
         try:
-            return default_codec().decode(message.value)
+            return await self.definitions.decode(message.value)
         except EventDecodeError as error:
             record = ConsumerRecord(
                 topic=message.topic,
@@ -152,11 +212,14 @@ class StageRunner:
             log.warning("record.dead_lettered", stage=self.stage.name, topic=message.topic, reason=str(error))
             return None
 
-    async def _process_until_done(self, events: Sequence[Event[Any]]) -> None:
+    async def _process_until_done(self, events: Sequence[Event[Any]]) -> float:
+        """Process, retrying while a dependency is down, and publish; returns the seconds in ``process``."""
         delay = 0.5
         while True:
+            started = time.perf_counter()
             try:
                 outputs = await self.stage.process(events)
+                process_s = time.perf_counter() - started
                 break
             except TransientError as error:
                 # Hold the batch (unacknowledged) and retry; faust stops fetching meanwhile.
@@ -168,6 +231,72 @@ class StageRunner:
             await self.producer.send_all(outputs)
         self.processed += len(events)
         self.published += len(outputs)
+        return process_s
+
+
+async def take_adaptive(stream: Any, batching: AdaptiveBatching) -> AsyncIterator[list[Any]]:
+    """Batches of a faust stream's events, as ``Stream.take_events`` makes them, but sized and timed by
+    ``batching``: a batch is yielded when it holds ``batching.size`` events, when the input has paused
+    for ``batching.linger_s``, or ``batching.max_wait_s`` after its first event. Its events are
+    acknowledged once the consumer of the batch is done with it (at-least-once)."""
+    buffer: list[Any] = []
+    full, arrived, consumed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    consuming: asyncio.Future[None] | None = None
+    loop = asyncio.get_running_loop()
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal consuming
+        if consuming is not None:  # the batch is being handed over: wait for it to be taken
+            try:
+                await consuming
+            finally:
+                consuming = None
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("the stream's current event is None")
+        buffer.append(event)
+        arrived.set()
+        if len(buffer) >= batching.size:
+            full.set()
+            consumed.clear()
+            await stream.wait(consumed)  # never more than the size: the next value waits here
+        return value
+
+    acks = stream.enable_acks
+    stream.enable_acks = False  # acknowledged here, once the batch is processed
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(aiter(stream.channel))
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(arrived, timeout=1.0)  # ``arrived`` is also set when full
+            if not buffer:
+                arrived.clear()
+                continue
+            first = loop.time()
+            while not full.is_set():
+                arrived.clear()
+                left = batching.max_wait_s - (loop.time() - first)
+                if left <= 0:
+                    break
+                await stream.wait_for_stopped(arrived, timeout=min(batching.linger_s, left))
+                if not arrived.is_set():
+                    break  # the input paused for longer than the linger
+            consuming = loop.create_future()
+            batch = list(buffer)
+            try:
+                yield batch
+            finally:
+                buffer.clear()
+                for event in batch:
+                    await stream.ack(event)
+                if not consuming.done():
+                    consuming.set_result(None)
+                arrived.clear()
+                full.clear()
+                consumed.set()
+    finally:
+        stream.enable_acks = acks
+        stream._processors.remove(add_to_buffer)
 
 
 @contextlib.asynccontextmanager
@@ -175,7 +304,8 @@ async def started_stages(
     settings: RunSettings, stages: Sequence[Stage], concurrency: int = 1
 ) -> AsyncIterator[list[StageRunner]]:
     """Every stage started on one shared producer (one faust app each); stopped in order on exit."""
-    async with EventProducer(settings.kafka) as producer:
+    # No linger: each batch's outputs are awaited at once (a batch's sends coalesce anyway).
+    async with EventProducer(settings.kafka, linger_ms=0) as producer:
         runners = [StageRunner(stage, settings, producer, concurrency) for stage in stages]
         for stage in stages:
             await stage.start()

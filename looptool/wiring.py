@@ -82,6 +82,7 @@ class AppClients:
     def __init__(self, settings: Settings, *, log: EventLog | None):
         self.settings = settings
         self._log = log
+        self._servers: dict[str, Any] = {}
 
     def policy_backend(self) -> InferenceBackend:
         return policy_backend(self.settings)
@@ -99,6 +100,17 @@ class AppClients:
                 "world ([world]) to simulate it offline"
             )
         return World(self.settings.world.seed)
+
+    def _simulated_server(self, role: str) -> Any:
+        """The simulated endpoint of a role per ``[world] endpoint_latency`` (one per role and process)."""
+        world = self.settings.world
+        if world is None or world.endpoint_latency == "none":
+            return None
+        if role not in self._servers:
+            from inference.latency import VLLM_32B_H100, SimulatedServer
+
+            self._servers[role] = SimulatedServer(VLLM_32B_H100[role], time_scale=world.latency_time_scale)
+        return self._servers[role]
 
     def judge(self) -> JudgeClient:
         """The (first) judge: an LLM when [judge] is configured; else the world's simulated judge."""
@@ -128,7 +140,12 @@ class AppClients:
         from world.simulation import SimulatedWorldJudge
 
         world = self._world("judge")
-        return JudgePanel(judges=[SimulatedWorldJudge(world, error_rate=settings.world.judge_error_rate)])  # type: ignore[union-attr]
+        judge = SimulatedWorldJudge(
+            world,
+            error_rate=settings.world.judge_error_rate,  # type: ignore[union-attr]
+            server=self._simulated_server("judge"),
+        )
+        return JudgePanel(judges=[judge])
 
     def generator(self) -> Generator:
         """The LLM generator when an endpoint is configured; else the world's simulated generator."""
@@ -144,7 +161,11 @@ class AppClients:
         from world.simulation import SimulatedWorldGenerator
 
         world = self._world("generator")
-        return SimulatedWorldGenerator(world, defect_rate=settings.world.generator_defect_rate)  # type: ignore[union-attr]
+        return SimulatedWorldGenerator(
+            world,
+            defect_rate=settings.world.generator_defect_rate,  # type: ignore[union-attr]
+            server=self._simulated_server("generator"),
+        )
 
     def verifier(self) -> Verifier:
         """The LLM verifier ([verifier] over [judge]) when configured; else the world's simulated verifier."""
@@ -162,7 +183,11 @@ class AppClients:
         from world.simulation import SimulatedWorldVerifier
 
         world = self._world("verifier")
-        return SimulatedWorldVerifier(world, error_rate=settings.world.verifier_error_rate)  # type: ignore[union-attr]
+        return SimulatedWorldVerifier(
+            world,
+            error_rate=settings.world.verifier_error_rate,  # type: ignore[union-attr]
+            server=self._simulated_server("verifier"),
+        )
 
 
 def build_stages(settings: Settings, names: Sequence[str], *, log: EventLog | None) -> list[Stage]:

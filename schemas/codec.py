@@ -1,42 +1,87 @@
 """Avro single-object encoding of events (magic ``C3 01`` + CRC-64-AVRO fingerprint + body).
 
 Writers use the current schema of the event's type. Readers look the writer schema up by its
-fingerprint in the registry of every released version and resolve it to the current one (Avro
-schema evolution: fields added with a default read as that default).
+fingerprint in the registry of every released version and read the body with that schema alone;
+the event's Python model fills what an older writer did not have with its defaults (fields are only
+ever added with a default, so this is Avro schema evolution, without resolving schemas per read).
 
 The Avro records keep arbitrary JSON (tool arguments, JSON-Schema parameters, metadata) in string
 fields named ``<field>_json``; the codec turns them into the Python object's ``<field>`` and back,
-with canonical JSON so equal values always encode to equal bytes.
+with compact JSON in the value's own key order so equal values always encode to equal bytes. Fields
+of the named type ``looptool.types.ToolSetRef`` hold a tool list by its digest
+(:mod:`schemas.interning`).
+
+Reading trusts what the writer schema guarantees. For each (writer schema, payload model) pair the
+codec compiles a reader that builds the pydantic models straight from fastavro's records, without
+running validation again: Avro already guarantees strings, numbers, lists and nesting. What Avro
+does not guarantee is still checked: ``Literal`` fields (a string must be one of the values), the
+shape of JSON fields (an object where a dict is declared), field constraints, and models with
+validators of their own (tool parameters, validated once per distinct spec: :data:`VALIDATED_ONCE`).
+Validation of everything else stays at the edges where data comes from outside: ingest, HTTP answers,
+CLI input. ``EventCodec(validate=True)`` validates every event in full (the reference the benchmark
+compares with).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+import json.encoder
+import json.scanner
+import types
+import typing
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import fastavro
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
-from schemas.events import PAYLOAD_TYPES, Event
+from schemas.events import PAYLOAD_TYPES, Event, ToolSetRegistered
+from schemas.interning import TOOLSET_REF, Reference, ToolSetCatalog, default_catalog
 from schemas.registry import RegisteredSchema, SchemaRegistry, default_registry
 from toolcall.specs import ToolSpec
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 JSON_SUFFIX = "_json"
+# Encoded bytes of recently encoded events, by identity (events are immutable): a stage checks that
+# its outputs encode (streams.stage) and the producer then sends them, so each is encoded once.
+ENCODED_MEMO_SIZE = 4096
+
+Converter = Callable[[Any], Any]
+NoneType = type(None)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_json_encoder = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_jsonable
+)
+# json.dumps builds its C encoder on every call; this one is built once (same options: compact, key
+# order kept, no NaN, no circularity check: event values are trees).
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_json = (
+    _c_encoder(None, _jsonable, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    if _c_encoder is not None
+    else None
+)
 
 
 def _ordered_json(value: Any) -> str:
     """Compact JSON that keeps key order: the order of a tool's parameters and of a call's arguments is
     part of what a model is shown (prompts, training targets), so transport must not change it.
     Hashes use :func:`toolcall.canonical.canonical_json`, which sorts."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-Converter = Callable[[Any], Any]
+    if type(value) is dict and not value:
+        return "{}"
+    if _encode_json is None or isinstance(value, str):
+        return _json_encoder.encode(value)
+    return "".join(_encode_json(value, 0))
 
 
 class EventDecodeError(ValueError):
@@ -53,158 +98,650 @@ class UnknownSchemaError(EventDecodeError):
     reason = "unknown_schema"
 
 
-def _identity(value: Any) -> Any:
-    return value
+class UnresolvedReferenceError(EventDecodeError):
+    """The event refers to an interned value (a tool set) this process has not read yet.
 
+    Not corrupt: the run's definitions topic holds it (:mod:`bus.kafka` reads it and decodes again);
+    only when that topic does not hold it either is the record undecodable.
+    """
 
-def _record_fields(schema: Any, named: dict[str, Any]) -> Any:
-    """Resolve a (possibly named-reference) schema node to its definition."""
-    if isinstance(schema, str):
-        return named.get(schema, schema)
-    return schema
+    reason = "unresolved_reference"
+
+    def __init__(self, reference: Reference):
+        super().__init__(f"unknown {reference.kind} {reference.hex}")
+        self.reference = reference
 
 
 # Avro records decoded straight into their frozen pydantic model, validated once per distinct content:
-# a sample's tool list rides on most of its events (samples, probes, verdicts, expansions, curation),
-# and validating the same JSON-Schema parameters again on every read was the decoder's largest cost.
-# Frozen models are immutable, so one validated instance may be shared; pydantic accepts an instance
-# of the field's model as it is. Bounded: the cache is dropped whole when it reaches its size.
+# a tool spec's JSON-Schema parameters are the one part of an event pydantic must check (its own
+# validator reads them), and events written before tool sets were interned carry a sample's specs on
+# most of its events. Frozen models are immutable, so one validated instance may be shared. Bounded:
+# the cache is dropped whole when it reaches its size.
 VALIDATED_ONCE: dict[str, type[BaseModel]] = {"looptool.types.ToolSpec": ToolSpec}
 VALIDATED_ONCE_SIZE = 4096
 
 
-def _build(schema: Any, named: dict[str, Any], to_avro: bool, validated_once: bool = False) -> Converter:
-    """A converter for one schema node: Python-friendly dict <-> Avro-friendly dict.
+def _identity(value: Any) -> Any:
+    return value
 
-    With ``validated_once`` (decoding only), records named in :data:`VALIDATED_ONCE` come out as
-    validated model instances, cached by their Avro field values.
+
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` without its wrapper's per-call work, for the compact JSON writers produce."""
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError, TypeError):
+        return json.loads(text)  # whitespace first, or not JSON: json.loads says what is wrong
+    if end != len(text):
+        return json.loads(text)
+    return value
+
+
+def _split_optional(annotation: Any) -> tuple[Any, bool]:
+    """(the annotation without ``None``, whether ``None`` was allowed)."""
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        args = typing.get_args(annotation)
+        rest = [arg for arg in args if arg is not NoneType]
+        inner = rest[0] if len(rest) == 1 else Union[tuple(rest)]  # noqa: UP007 (a runtime-built union)
+        return inner, len(rest) < len(args)
+    return annotation, False
+
+
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _trusted(model: type[BaseModel]) -> bool:
+    """Whether instances may be built without validation: nothing of the model's own runs on input."""
+    decorators = model.__pydantic_decorators__
+    return not (
+        decorators.validators
+        or decorators.field_validators
+        or decorators.model_validators
+        or decorators.root_validators
+        or model.__pydantic_post_init__
+        or model.__private_attributes__
+        or model.__pydantic_root_model__
+        or model.model_config.get("extra") == "allow"
+    )
+
+
+def _named_types(schema: Any) -> dict[str, Any]:
+    """Every named type a schema defines, by full name (namespaces inherited as Avro says)."""
+    found: dict[str, Any] = {}
+
+    def walk(node: Any, namespace: str) -> None:
+        if isinstance(node, list):
+            for branch in node:
+                walk(branch, namespace)
+            return
+        if not isinstance(node, dict):
+            return
+        kind = node.get("type")
+        if kind in ("record", "enum", "fixed"):
+            name = node["name"]
+            space = node.get("namespace", namespace) if "." not in name else name.rpartition(".")[0]
+            full = name if "." in name else f"{space}.{name}".lstrip(".")
+            found[full] = node
+            if kind == "record":
+                for field in node["fields"]:
+                    walk(field["type"], space)
+        elif kind == "array":
+            walk(node["items"], namespace)
+        elif kind == "map":
+            walk(node["values"], namespace)
+        elif isinstance(kind, dict | list):
+            walk(kind, namespace)
+
+    walk(schema, "")
+    return found
+
+
+def _full_name(node: dict[str, Any], named: dict[str, Any]) -> str:
+    return next((name for name, definition in named.items() if definition is node), node.get("name", ""))
+
+
+class _Compiler:
+    """Builds readers (Avro record -> Python) and writers (Python -> Avro record) for one schema.
+
+    A reader or writer is a function of one value; :func:`_identity` where nothing needs doing, so
+    records of plain fields cost one dict access per field.
     """
-    schema = _record_fields(schema, named)
-    if isinstance(schema, list):  # union: convert with the first branch that applies
-        branches = [_record_fields(branch, named) for branch in schema]
-        record_branches = [b for b in branches if isinstance(b, dict) and b.get("type") == "record"]
-        if not record_branches:
+
+    def __init__(self, schema: dict[str, Any], codec: EventCodec, *, plain: bool = False):
+        self.named = _named_types(schema)
+        self.codec = codec
+        self.plain = plain  # build dicts instead of models (the full-validation reference reads them)
+        self._counter = 0
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, str):
+            return self.named.get(node, node)
+        if isinstance(node, dict) and isinstance(node.get("type"), dict | list) and len(node) == 1:
+            return self.resolve(node["type"])
+        return node
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def reader(self, node: Any, annotation: Any) -> Converter:
+        node = self.resolve(node)
+        inner, _optional = _split_optional(annotation)
+        if self.plain:
+            return self.plain_reader(node, annotation)
+        if typing.get_origin(inner) is Annotated:
+            return self._validating_reader(node, annotation)
+        if isinstance(node, list):  # a union: ["null", X] is an optional X
+            branches = [branch for branch in node if branch != "null"]
+            if len(branches) != 1:
+                return self._validating_reader(node, annotation)
+            convert = self.reader(branches[0], inner)
+            if convert is _identity:
+                return _identity
+            return lambda value: None if value is None else convert(value)
+        if isinstance(node, str):
+            return self._primitive_reader(node, {}, inner)
+        kind = node.get("type")
+        if kind == "record":
+            model = _model_class(inner)
+            if model is None:
+                return self.plain_reader(node) if inner is Any else self._validating_reader(node, annotation)
+            return self._record_reader(node, model)
+        if kind == "array":
+            if typing.get_origin(inner) is not list and inner is not Any:
+                return self._validating_reader(node, annotation)
+            item = typing.get_args(inner)[0] if typing.get_args(inner) else Any
+            convert = self.reader(node["items"], item)
+            if convert is _identity:
+                return _identity
+            return lambda value: [convert(element) for element in value]
+        if kind == "map":
+            if typing.get_origin(inner) is not dict and inner is not Any:
+                return self._validating_reader(node, annotation)
+            value_type = typing.get_args(inner)[1] if typing.get_args(inner) else Any
+            convert = self.reader(node["values"], value_type)
+            if convert is _identity:
+                return _identity
+            return lambda value: {key: convert(item) for key, item in value.items()}
+        if kind == "fixed" and _full_name(node, self.named) == TOOLSET_REF:
+            if inner is str:
+                return lambda value: value.hex()
+            return self._toolset_reader()
+        if kind == "enum":
+            return self._primitive_reader("string", {}, inner)
+        if isinstance(kind, str):
+            return self._primitive_reader(kind, node, inner)
+        return self._validating_reader(node, annotation)
+
+    def _primitive_reader(self, kind: str, node: dict[str, Any], annotation: Any) -> Converter:
+        logical = node.get("logicalType")
+        if logical is not None:
+            if annotation is datetime and logical.startswith("timestamp"):
+                return _identity
+            return self._validating_reader(node, annotation)
+        if annotation is Any:
             return _identity
-        convert = _build(record_branches[0], named, to_avro, validated_once)
-        return lambda value: convert(value) if isinstance(value, dict) else value
-    if not isinstance(schema, dict):
+        if typing.get_origin(annotation) is Literal:
+            allowed = frozenset(typing.get_args(annotation))
+
+            def literal(value: Any) -> Any:
+                if value not in allowed:
+                    raise ValueError(f"{value!r} is not one of {sorted(map(str, allowed))}")
+                return value
+
+            return literal
+        accepted = {
+            "string": (str,),
+            "bytes": (bytes,),
+            "int": (int,),
+            "long": (int,),
+            "double": (float,),
+            "float": (float,),
+            "boolean": (bool,),
+            "null": (NoneType,),
+        }.get(kind, ())
+        if annotation in accepted:
+            return _identity
+        if annotation is float and kind in ("int", "long"):
+            return float
+        return self._validating_reader(kind, annotation)
+
+    def _validating_reader(self, node: Any, annotation: Any) -> Converter:
+        """What the fast path does not cover: read plainly, then validate as pydantic would."""
+        plain = self.plain_reader(node, annotation)
+        adapter = TypeAdapter(annotation)
+        return lambda value: adapter.validate_python(plain(value))
+
+    def _json_reader(self, annotation: Any) -> Converter:
+        inner, optional = _split_optional(annotation)
+        origin = typing.get_origin(inner)
+        args = typing.get_args(inner)
+        loads = _loads
+        if inner is Any:
+            return loads
+        if (inner is dict or origin is dict) and (not args or args[1] is Any) and not optional:
+
+            def json_object(text: str) -> Any:
+                if text == "{}":
+                    return {}
+                value = loads(text)
+                if type(value) is not dict:
+                    raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+                return value
+
+            return json_object
+        if (inner is list or origin is list) and (not args or args[0] is Any) and not optional:
+
+            def json_array(text: str) -> Any:
+                value = loads(text)
+                if type(value) is not list:
+                    raise ValueError(f"expected a JSON array, got {type(value).__name__}")
+                return value
+
+            return json_array
+        adapter = TypeAdapter(annotation)
+        return lambda text: adapter.validate_python(loads(text))
+
+    def _toolset_reader(self) -> Converter:
+        resolve = self.codec.toolsets.resolve
+
+        def toolset(digest: bytes) -> Any:
+            tools = resolve(digest)
+            if tools is None:
+                raise UnresolvedReferenceError(Reference(TOOLSET_REF, digest))
+            return tools
+
+        return toolset
+
+    def plain_reader(self, node: Any, annotation: Any = Any) -> Converter:
+        """Avro -> plain Python (dicts with the model's field names, JSON fields parsed); ``annotation``
+        says what a tool-set digest stands for (the tools, or the digest itself as hex)."""
+        node = self.resolve(node)
+        inner, _optional = _split_optional(annotation)
+        if typing.get_origin(inner) is Annotated:
+            inner = typing.get_args(inner)[0]
+        if isinstance(node, list):
+            branches = [branch for branch in node if branch != "null"]
+            if len(branches) == 1:
+                convert = self.plain_reader(branches[0], inner)
+                return _identity if convert is _identity else (lambda v: None if v is None else convert(v))
+            records = [
+                self.plain_reader(branch)
+                for branch in branches
+                if isinstance(self.resolve(branch), dict) and self.resolve(branch).get("type") == "record"
+            ]
+            if not records:
+                return _identity
+            first = records[0]
+            return lambda value: first(value) if isinstance(value, dict) else value
+        if not isinstance(node, dict):
+            return _identity
+        kind = node.get("type")
+        if kind == "record":
+            model = _model_class(inner)
+            fields = model.model_fields if model is not None else {}
+            steps = []
+            for field in node["fields"]:
+                avro_name = field["name"]
+                is_json = avro_name.endswith(JSON_SUFFIX) and field["type"] == "string"
+                py_name = avro_name[: -len(JSON_SUFFIX)] if is_json else avro_name
+                declared = fields[py_name].annotation if py_name in fields else Any
+                steps.append(
+                    (py_name, avro_name, _loads if is_json else self.plain_reader(field["type"], declared))
+                )
+
+            def record(value: dict[str, Any]) -> dict[str, Any]:
+                return {py: convert(value[avro]) for py, avro, convert in steps}
+
+            once = VALIDATED_ONCE.get(_full_name(node, self.named))
+            if once is not None and self.codec.validated_once:
+                return self._validated_once(node, once, record)
+            return record
+        if kind in ("array", "map"):
+            args = typing.get_args(inner)
+            declared = (args[0] if kind == "array" else args[1]) if args else Any
+            convert = self.plain_reader(node["items"] if kind == "array" else node["values"], declared)
+            if convert is _identity:
+                return _identity
+            if kind == "array":
+                return lambda value: [convert(v) for v in value]
+            return lambda value: {k: convert(v) for k, v in value.items()}
+        if kind == "fixed" and _full_name(node, self.named) == TOOLSET_REF:
+            return (lambda value: value.hex()) if inner is str else self._toolset_reader()
         return _identity
-    kind = schema.get("type")
-    if kind == "record":
-        full_name = f"{schema.get('namespace', '')}.{schema['name']}".lstrip(".")
-        named.setdefault(full_name, schema)
-        steps: list[tuple[str, str, Converter, bool]] = []
-        for field in schema["fields"]:
-            avro_name = field["name"]
-            is_json = avro_name.endswith(JSON_SUFFIX) and field["type"] == "string"
-            py_name = avro_name[: -len(JSON_SUFFIX)] if is_json else avro_name
-            steps.append((py_name, avro_name, _build(field["type"], named, to_avro, validated_once), is_json))
-        if to_avro:
 
-            def record_to_avro(value: dict[str, Any]) -> dict[str, Any]:
-                out = {}
-                for py_name, avro_name, convert, is_json in steps:
-                    item = value.get(py_name)
-                    out[avro_name] = _ordered_json(item) if is_json else convert(item)
-                return out
-
-            return record_to_avro
-
-        def record_from_avro(value: dict[str, Any]) -> dict[str, Any]:
-            out = {}
-            for py_name, avro_name, convert, is_json in steps:
-                item = value.get(avro_name)
-                out[py_name] = json.loads(item) if is_json and item is not None else convert(item)
-            return out
-
-        model = VALIDATED_ONCE.get(full_name) if validated_once else None
-        if model is None:
-            return record_from_avro
+    def _validated_once(self, node: dict[str, Any], model: type[BaseModel], plain: Converter) -> Converter:
         validated: dict[tuple[Any, ...], BaseModel] = {}
-        names = [avro_name for _, avro_name, _, _ in steps]
+        names = [field["name"] for field in node["fields"]]
 
-        def model_from_avro(value: dict[str, Any]) -> Any:
-            key = tuple(value.get(name) for name in names)
+        def once(value: dict[str, Any]) -> Any:
+            key = tuple(value[name] for name in names)
             try:
                 instance = validated.get(key)
             except TypeError:  # a field that is not hashable (a nested record): validate every time
-                return model.model_validate(record_from_avro(value))
+                return model.model_validate(plain(value))
             if instance is None:
-                instance = model.model_validate(record_from_avro(value))
+                instance = model.model_validate(plain(value))
                 if len(validated) >= VALIDATED_ONCE_SIZE:
                     validated.clear()
                 validated[key] = instance
             return instance
 
-        return model_from_avro
-    if kind == "array":
-        convert_item = _build(schema["items"], named, to_avro, validated_once)
-        if convert_item is _identity:
+        return once
+
+    def _record_reader(self, node: dict[str, Any], model: type[BaseModel]) -> Converter:
+        full_name = _full_name(node, self.named)
+        if full_name in VALIDATED_ONCE and self.codec.validated_once:
+            return self._validated_once(node, VALIDATED_ONCE[full_name], self.plain_reader(node, model))
+        if not _trusted(model):
+            plain = self.plain_reader(node, model)
+            return lambda value: model.model_validate(plain(value))
+        avro_fields = {field["name"]: field for field in node["fields"]}
+        env: dict[str, Any] = {
+            "_new": model.__new__,
+            "_set": object.__setattr__,
+            "_cls": model,
+            # One set per model, shared: every field is set, and pydantic copies it before changing it.
+            "_fields": set(model.model_fields),
+        }
+        items = []
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if field.metadata:  # constraints (ge=, max_length=...) are checked, as validation would
+                annotation = Annotated[annotation, *field.metadata]
+            slot = self._slot()
+            if name in avro_fields:
+                avro = avro_fields[name]
+                convert = self.reader(avro["type"], annotation)
+                expression = f"r[{name!r}]"
+            elif name + JSON_SUFFIX in avro_fields and avro_fields[name + JSON_SUFFIX]["type"] == "string":
+                convert = self._json_reader(annotation)
+                expression = f"r[{name + JSON_SUFFIX!r}]"
+            elif not field.is_required():  # a field this writer did not have: its default
+                if field.default_factory is not None:
+                    env[slot] = field.default_factory
+                    items.append(f"{name!r}: {slot}()")
+                else:
+                    default = field.default
+                    if isinstance(default, list | dict | set):
+                        env[slot] = lambda default=default: type(default)(default)
+                        items.append(f"{name!r}: {slot}()")
+                    else:
+                        env[slot] = default
+                        items.append(f"{name!r}: {slot}")
+                continue
+            else:
+                missing = f"{model.__name__}.{name}"
+
+                def absent(_record: Any, missing: str = missing) -> Any:
+                    raise ValueError(f"the writer schema has no field for required {missing}")
+
+                env[slot] = absent
+                items.append(f"{name!r}: {slot}(r)")
+                continue
+            if convert is _identity:
+                items.append(f"{name!r}: {expression}")
+            else:
+                env[slot] = convert
+                items.append(f"{name!r}: {slot}({expression})")
+        source = (
+            "def read(r):\n"
+            "    o = _new(_cls)\n"
+            f"    _set(o, '__dict__', {{{', '.join(items)}}})\n"
+            "    _set(o, '__pydantic_fields_set__', _fields)\n"
+            "    _set(o, '__pydantic_extra__', None)\n"
+            "    _set(o, '__pydantic_private__', None)\n"
+            "    return o\n"
+        )
+        exec(compile(source, f"<reader of {full_name} as {model.__name__}>", "exec"), env)
+        return env["read"]  # type: ignore[no-any-return]
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def writer(self, node: Any, annotation: Any) -> Converter:
+        node = self.resolve(node)
+        inner, _optional = _split_optional(annotation)
+        if typing.get_origin(inner) is Annotated:
+            inner = typing.get_args(inner)[0]
+        if isinstance(node, list):
+            branches = [branch for branch in node if branch != "null"]
+            if len(branches) != 1:
+                return self.plain_writer(node)
+            convert = self.writer(branches[0], inner)
+            if convert is _identity:
+                return _identity
+            return lambda value: None if value is None else convert(value)
+        if not isinstance(node, dict):
             return _identity
-        return lambda value: [convert_item(item) for item in value] if value is not None else value
-    if kind == "map":
-        convert_value = _build(schema["values"], named, to_avro, validated_once)
-        if convert_value is _identity:
+        kind = node.get("type")
+        if kind == "record":
+            model = _model_class(inner)
+            return self._record_writer(node, model) if model is not None else self.plain_writer(node)
+        if kind == "array":
+            item = typing.get_args(inner)[0] if typing.get_args(inner) else Any
+            convert = self.writer(node["items"], item)
+            return _identity if convert is _identity else (lambda value: [convert(v) for v in value])
+        if kind == "map":
+            value_type = typing.get_args(inner)[1] if typing.get_args(inner) else Any
+            convert = self.writer(node["values"], value_type)
+            return (
+                _identity
+                if convert is _identity
+                else (lambda value: {k: convert(v) for k, v in value.items()})
+            )
+        if kind == "fixed" and _full_name(node, self.named) == TOOLSET_REF:
+            return self._toolset_writer()
+        return _identity
+
+    def _toolset_writer(self) -> Converter:
+        intern = self.codec.toolsets.intern
+        codec = self.codec
+
+        def toolset(value: Any) -> bytes:
+            if isinstance(value, str):  # a digest (the definition event's own key)
+                return bytes.fromhex(value)
+            digest = intern(value)
+            codec._references.append(Reference(TOOLSET_REF, digest))
+            return digest
+
+        return toolset
+
+    def plain_writer(self, node: Any) -> Converter:
+        """Plain Python (dicts by field name) -> Avro."""
+        node = self.resolve(node)
+        if isinstance(node, list):
+            records = [
+                self.plain_writer(branch)
+                for branch in node
+                if isinstance(self.resolve(branch), dict) and self.resolve(branch).get("type") == "record"
+            ]
+            if not records:
+                return _identity
+            convert = records[0]
+            return lambda value: convert(value) if isinstance(value, dict | BaseModel) else value
+        if not isinstance(node, dict):
             return _identity
-        return lambda value: {k: convert_value(v) for k, v in value.items()} if value is not None else value
-    return _identity
+        kind = node.get("type")
+        if kind == "record":
+            steps = []
+            for field in node["fields"]:
+                avro_name = field["name"]
+                is_json = avro_name.endswith(JSON_SUFFIX) and field["type"] == "string"
+                py_name = avro_name[: -len(JSON_SUFFIX)] if is_json else avro_name
+                steps.append(
+                    (py_name, avro_name, _ordered_json if is_json else self.plain_writer(field["type"]))
+                )
+
+            def record(value: Any) -> dict[str, Any]:
+                if isinstance(value, BaseModel):
+                    value = value.__dict__
+                return {avro: convert(value.get(py)) for py, avro, convert in steps}
+
+            return record
+        if kind == "array":
+            convert = self.plain_writer(node["items"])
+            return _identity if convert is _identity else (lambda value: [convert(v) for v in value])
+        if kind == "map":
+            convert = self.plain_writer(node["values"])
+            return (
+                _identity
+                if convert is _identity
+                else (lambda value: {k: convert(v) for k, v in value.items()})
+            )
+        if kind == "fixed" and _full_name(node, self.named) == TOOLSET_REF:
+            return self._toolset_writer()
+        return _identity
+
+    def _record_writer(self, node: dict[str, Any], model: type[BaseModel]) -> Converter:
+        fields = model.model_fields
+        env: dict[str, Any] = {}
+        items = []
+        for avro in node["fields"]:
+            avro_name = avro["name"]
+            slot = self._slot()
+            is_json = avro_name.endswith(JSON_SUFFIX) and avro["type"] == "string"
+            py_name = avro_name[: -len(JSON_SUFFIX)] if is_json and avro_name not in fields else avro_name
+            if py_name in fields:
+                if is_json and py_name != avro_name:
+                    env[slot] = _ordered_json
+                    items.append(f"{avro_name!r}: {slot}(d[{py_name!r}])")
+                    continue
+                convert = self.writer(avro["type"], fields[py_name].annotation)
+                if convert is _identity:
+                    items.append(f"{avro_name!r}: d[{py_name!r}]")
+                else:
+                    env[slot] = convert
+                    items.append(f"{avro_name!r}: {slot}(d[{py_name!r}])")
+            elif "default" in avro:  # a field the model does not know: the schema's default
+                env[slot] = avro["default"]
+                items.append(f"{avro_name!r}: {slot}")
+            else:
+                raise ValueError(f"{model.__name__} has no field for {avro_name!r} of {node.get('name')}")
+        source = f"def write(o):\n    d = o.__dict__\n    return {{{', '.join(items)}}}\n"
+        exec(compile(source, f"<writer of {model.__name__}>", "exec"), env)
+        return env["write"]  # type: ignore[no-any-return]
+
+    def _slot(self) -> str:
+        self._counter += 1
+        return f"_c{self._counter}"
 
 
 class EventCodec:
     """Encode events to Avro single-object bytes and decode them back, across schema versions."""
 
-    def __init__(self, registry: SchemaRegistry | None = None, *, validated_once: bool = True):
+    def __init__(
+        self,
+        registry: SchemaRegistry | None = None,
+        *,
+        validated_once: bool = True,
+        validate: bool = False,
+        toolsets: ToolSetCatalog | None = None,
+    ):
         self.registry = registry or default_registry()
-        self.validated_once = validated_once  # off only to measure what it saves (benchmarks/codec.py)
-        self._converters: dict[bytes, tuple[Converter, Converter]] = {}
+        self.validated_once = validated_once  # off only to measure what it saves (benchmarks)
+        self.validate = validate  # full pydantic validation of every event read (the reference)
+        self.toolsets = toolsets if toolsets is not None else default_catalog()
+        self._readers: dict[bytes, Converter] = {}
+        self._writers: dict[tuple[bytes, type], Converter] = {}
+        self._references: list[Reference] = []
+        self._encoded: dict[int, tuple[Event[Any], bytes, tuple[Reference, ...]]] = {}
 
-    def _convert(self, schema: RegisteredSchema, to_avro: bool) -> Converter:
-        pair = self._converters.get(schema.fingerprint)
-        if pair is None:
-            pair = (
-                _build(schema.schema, {}, True),
-                _build(schema.schema, {}, False, self.validated_once),
-            )
-            self._converters[schema.fingerprint] = pair
-        return pair[0] if to_avro else pair[1]
+    # --- writing -------------------------------------------------------------------------------------
+
+    def _writer(self, schema: RegisteredSchema, event_class: type) -> Converter:
+        key = (schema.fingerprint, event_class)
+        writer = self._writers.get(key)
+        if writer is None:
+            writer = _Compiler(schema.schema, self).writer(schema.schema, event_class)
+            self._writers[key] = writer
+        return writer
 
     def encode(self, event: Event[Any]) -> bytes:
-        schema = self.registry.current(event.event_type)
-        record = self._convert(schema, True)(event.model_dump(mode="python"))
+        """The event's bytes with the current schema of its type; :attr:`references` then lists the
+        interned values (tool sets) they refer to."""
+        known = self._encoded.get(id(event))
+        if known is not None and known[0] is event:
+            self.references = known[2]
+            return known[1]
+        data = self.encode_as(event, self.registry.current(event.event_type))
+        if len(self._encoded) >= ENCODED_MEMO_SIZE:
+            self._encoded.clear()
+        self._encoded[id(event)] = (event, data, self.references)
+        return data
+
+    def encode_as(self, event: Event[Any], schema: RegisteredSchema) -> bytes:
+        """``event`` in the layout of ``schema`` (any registered version of its type)."""
+        self._references = []
+        record = self._writer(schema, type(event))(event)
         record["schema_version"] = schema.version
         buffer = io.BytesIO()
         buffer.write(MAGIC)
         buffer.write(schema.fingerprint)
         fastavro.schemaless_writer(buffer, schema.parsed, record)
+        self.references: tuple[Reference, ...] = tuple(dict.fromkeys(self._references))
         return buffer.getvalue()
 
+    def definition(self, reference: Reference) -> ToolSetRegistered:
+        """The payload that defines ``reference`` (the tool set it stands for) for the run's log."""
+        tools = self.toolsets.tools(reference.digest)
+        if reference.kind != TOOLSET_REF or tools is None:
+            raise LookupError(f"no {reference.kind} {reference.hex} in this process")
+        return ToolSetRegistered(toolset=reference.hex, tools=list(tools))
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def _reader(self, writer: RegisteredSchema) -> Converter:
+        reader = self._readers.get(writer.fingerprint)
+        if reader is None:
+            payload_cls = PAYLOAD_TYPES.get(writer.event_type)
+            if payload_cls is None:
+                raise UnknownSchemaError(f"no payload type for event type {writer.event_type!r}")
+            event_class = Event[payload_cls]  # type: ignore[valid-type]
+            if self.validate:
+                plain = _Compiler(writer.schema, self, plain=True).plain_reader(writer.schema, event_class)
+                reader = lambda record: event_class.model_validate(plain(record))  # noqa: E731
+            else:
+                reader = _Compiler(writer.schema, self).reader(writer.schema, event_class)
+            self._readers[writer.fingerprint] = reader
+        return reader
+
     def decode(self, data: bytes) -> Event[Any]:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise CorruptEventError(f"expected bytes, got {type(data).__name__}")
-        data = bytes(data)
+        if type(data) is not bytes:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise CorruptEventError(f"expected bytes, got {type(data).__name__}")
+            data = bytes(data)
         if len(data) < HEADER_SIZE or data[:2] != MAGIC:
             raise CorruptEventError("not Avro single-object encoding (bad magic bytes or too short)")
         writer = self.registry.by_fingerprint(data[2:HEADER_SIZE])
         if writer is None:
             raise UnknownSchemaError(f"unknown writer schema fingerprint {data[2:HEADER_SIZE].hex()}")
-        reader = self.registry.current(writer.event_type)
-        body = io.BytesIO(data[HEADER_SIZE:])
+        reader = self._reader(writer)
+        body = io.BytesIO(data)
+        body.seek(HEADER_SIZE)
         try:
-            record = fastavro.schemaless_reader(
-                body, writer.parsed, reader.parsed if reader is not writer else None
-            )
+            record = fastavro.schemaless_reader(body, writer.parsed, None)
         except Exception as exc:  # fastavro raises many types on garbage bodies
             raise CorruptEventError(f"corrupt {writer.event_type} body: {exc!r}") from exc
-        if body.tell() != len(data) - HEADER_SIZE:
-            raise CorruptEventError(f"{len(data) - HEADER_SIZE - body.tell()} trailing bytes after the event")
-        payload_cls = PAYLOAD_TYPES.get(writer.event_type)
-        if payload_cls is None:
-            raise UnknownSchemaError(f"no payload type for event type {writer.event_type!r}")
+        if body.tell() != len(data):
+            raise CorruptEventError(f"{len(data) - body.tell()} trailing bytes after the event")
         try:
-            values = self._convert(reader, False)(record)
-            return Event[payload_cls].model_validate(values)  # type: ignore[valid-type]
-        except (ValueError, TypeError) as exc:
+            event = reader(record)
+        except EventDecodeError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CorruptEventError(f"invalid {writer.event_type} content: {exc}") from exc
+        if type(event.payload) is ToolSetRegistered:
+            digest = bytes.fromhex(event.payload.toolset)
+            try:
+                self.toolsets.add(digest, event.payload.tools)
+            except ValueError as exc:
+                raise CorruptEventError(f"invalid {writer.event_type} content: {exc}") from exc
+            self.toolsets.mark_on_log(event.run_id, digest)
+        return event
+
+    def decode_many(self, blobs: Sequence[bytes]) -> list[Event[Any]]:
+        return [self.decode(blob) for blob in blobs]
 
 
 @cache

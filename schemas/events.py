@@ -330,6 +330,20 @@ class PromotionRefused(Payload):
         return self.checkpoint_id
 
 
+class ToolSetRegistered(Payload):
+    """A tool set of the run, by content: other events carry ``toolset`` (its digest) instead of the
+    tools (see :mod:`schemas.interning`). Written to the run's ``toolsets`` topic before any event that
+    refers to it; the digest is checked against the tools whenever the event is read."""
+
+    EVENT_TYPE: ClassVar[str] = "ToolSetRegistered"
+
+    toolset: str  # hex of the BLAKE2b-128 digest
+    tools: list[ToolSpec]
+
+    def partition_key(self) -> str:
+        return self.toolset
+
+
 class DeadLetter(Payload):
     # Raw records are arbitrary bytes: base64 in JSON so they survive the store's JSON column.
     model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
@@ -365,6 +379,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         CheckpointEvaluated,
         PolicyPromoted,
         PromotionRefused,
+        ToolSetRegistered,
         DeadLetter,
     )
 }

@@ -101,8 +101,12 @@ def source_event_types() -> list[str]:
 
 def fingerprint(schema: dict[str, Any]) -> tuple[bytes, Any]:
     """(CRC-64-AVRO fingerprint of the Parsing Canonical Form, fastavro parsed schema)."""
-    parsed = fastavro.schema.parse_schema(schema, _write_hint=False)
-    canonical = fastavro.schema.to_parsing_canonical_form(parsed)
+    canonical = fastavro.schema.to_parsing_canonical_form(
+        fastavro.schema.parse_schema(copy.deepcopy(schema), _write_hint=False)
+    )
+    # The parsed form keeps fastavro's "already parsed" mark: without it every read and write of an
+    # event parsed the whole schema again (that was most of the codec's time).
+    parsed = fastavro.schema.parse_schema(copy.deepcopy(schema))
     # fastavro renders the fingerprint as hex of the little-endian bytes, which is what we frame with.
     return bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")), parsed
 

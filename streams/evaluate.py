@@ -159,6 +159,7 @@ class EvaluateStage(Stage):
     input_topics = ("checkpoints",)
     input_types = ("CheckpointPublished",)
     batch_size = 1  # one checkpoint at a time: each is a whole benchmark run
+    max_batch_size = 1
 
     def __init__(self, run_id: str, backend: InferenceBackend, policy: EvalPolicy | None = None):
         super().__init__(run_id)

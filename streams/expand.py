@@ -147,6 +147,7 @@ def candidate_event(
 class ExpandStage(Stage):
     """EDDE: k new samples per error seed, each under a scenario-diversification constraint."""
 
+    first_batch_size = 8  # endpoint-bound: start at about 8 seeds: k requests each
     name = "expand"
     input_topics = ("verdicts",)
     input_types = ("Verdict",)

@@ -206,6 +206,7 @@ def majority(votes: Sequence[str], required: int) -> str | None:
 class JudgeStage(Stage):
     """JGLV: every probe mismatch judged (PRED_WRONG / LABEL_WRONG / BOTH_CORRECT / BOTH_WRONG)."""
 
+    first_batch_size = 32  # endpoint-bound: start at about a server's concurrency (inference/latency.py)
     name = "judge"
     input_topics = ("probes",)
     input_types = ("ProbeResult",)

@@ -71,8 +71,13 @@ class Stage(ABC):
     # Event types this stage acts on; others on its input topics are skipped.
     input_types: ClassVar[tuple[str, ...]]
 
-    batch_size: int = 16
-    batch_within_s: float = 0.5
+    batch_size: int = 16  # the batch the stage asks for; the worker grows it while that pays
+    batch_within_s: float = 0.5  # the longest a batch's first event waits for the batch to fill
+    max_batch_size: int | None = None  # a bound on the worker's batches (None: a multiple of batch_size)
+    # Where the worker's batches start (None: batch_size). An endpoint-bound stage starts at about a
+    # server's concurrency: each batch costs a round trip of seconds, so ramping up from a small
+    # batch costs whole round trips (a batch still goes as soon as its input pauses).
+    first_batch_size: int | None = None
 
     def __init__(self, run_id: str):
         self.run_id = run_id

@@ -101,6 +101,7 @@ def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
 class VerifyStage(Stage):
     """Two-tier verification of expansion candidates: schema rules, then the LLM check."""
 
+    first_batch_size = 32  # endpoint-bound: start at about a server's concurrency (inference/latency.py)
     name = "verify"
     input_topics = ("candidates",)
     input_types = ("ExpansionCandidate",)

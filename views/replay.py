@@ -48,7 +48,7 @@ from toolcall.canonical import content_hash
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample
 from views.config import StoreRunSettings
-from views.store import ALL_TOPIC_NAMES, SampleStore, store_lock
+from views.store import ALL_TOPIC_NAMES, BulkLoad, SampleStore, store_lock
 
 log = get_logger(__name__)
 
@@ -423,7 +423,7 @@ async def replay_to(
     with contextlib.ExitStack() as held:
         if store_path is not None:  # one writer per store folder (a live store, a rebuild)
             held.enter_context(store_lock(store_path))
-        store = SampleStore.reset(store_path) if store_path is not None else None
+        store = BulkLoad(SampleStore.reset(store_path)) if store_path is not None else None
         ledger = Ledger()
         origins: dict[str, Event[SampleAdded]] = {}
         upstream = Ledger() if policy is not None and boundary.dataset_round is not None else None
@@ -438,9 +438,11 @@ async def replay_to(
                 if upstream is not None and _before_curation(event, boundary):
                     upstream.add(event)
             if store is not None:
-                store.apply(batch)
+                store.add(batch)
             if on_batch is not None:
                 on_batch(len(batch))
+        if store is not None:
+            store.finish()
     result.elapsed_s = time.perf_counter() - started
     if boundary.dataset_round is not None:
         result.dataset = dataset_from_ledger(ledger, boundary.dataset_round, origins)

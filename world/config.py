@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from common.settings import Section
@@ -22,3 +24,12 @@ class WorldSettings(Section):
     judge_error_rate: float = Field(default=0.1, ge=0, le=1)
     generator_defect_rate: float = Field(default=0.1, ge=0, le=1)
     verifier_error_rate: float = Field(default=0.05, ge=0, le=1)
+    endpoint_latency: Literal["none", "vllm-32b-h100"] = Field(
+        default="none",
+        description="How long the simulated judge, generator and verifier take to answer: 'none' (at once) "
+        "or 'vllm-32b-h100' (each role as a vLLM server of a 32B model on one H100: time to first token, "
+        "tokens/s and concurrency from published figures, inference/latency.py).",
+    )
+    latency_time_scale: float = Field(
+        default=1.0, ge=0, description="Multiplies the simulated endpoints' waits (tests use a fraction)."
+    )

@@ -14,6 +14,7 @@ import random
 from collections.abc import Sequence
 
 from common.seeding import seeded_rng
+from inference.latency import SimulatedServer
 from streams.roles import ExpansionRequest, JudgeCase, VerificationCase
 from toolcall.match import tool_match
 from toolcall.parsing import render_action
@@ -51,9 +52,10 @@ class SimulatedWorldJudge:
 
     model_name = "simulation:world-judge"
 
-    def __init__(self, world: World, error_rate: float = 0.1):
+    def __init__(self, world: World, error_rate: float = 0.1, server: SimulatedServer | None = None):
         self.world = world
         self.error_rate = error_rate
+        self.server = server  # None: answers at once; else as long as that server would take
 
     async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[str]:
         answers = []
@@ -76,6 +78,8 @@ class SimulatedWorldJudge:
             )
             approach = "Call: " + render_action(truth).replace("\n", " ")
             answers.append(judge_text(verdict, case.label_position, analysis, approach))
+        if self.server is not None:
+            await self.server.requests_at_once(len(cases))
         return answers
 
 
@@ -88,9 +92,10 @@ class SimulatedWorldGenerator:
 
     model_name = "simulation:world-generator"
 
-    def __init__(self, world: World, defect_rate: float = 0.1):
+    def __init__(self, world: World, defect_rate: float = 0.1, server: SimulatedServer | None = None):
         self.world = world
         self.defect_rate = defect_rate
+        self.server = server  # None: answers at once; else as long as that server would take
 
     def _new_sample(self, request: ExpansionRequest, rng: random.Random) -> tuple[list[Message], Action]:
         oracle = self.world.oracle
@@ -138,6 +143,8 @@ class SimulatedWorldGenerator:
                 output = noisy[0] if noisy else truth
             conversation = "\n".join(f"{m.role.upper()}: {m.content}" for m in messages)
             answers.append(f"INPUT: {conversation}\nOUTPUT: {render_action(output)}")
+        if self.server is not None:
+            await self.server.requests_at_once(len(requests))
         return answers
 
 
@@ -146,9 +153,10 @@ class SimulatedWorldVerifier:
 
     model_name = "simulation:world-verifier"
 
-    def __init__(self, world: World, error_rate: float = 0.05):
+    def __init__(self, world: World, error_rate: float = 0.05, server: SimulatedServer | None = None):
         self.world = world
         self.error_rate = error_rate
+        self.server = server  # None: answers at once; else as long as that server would take
 
     async def ask(self, cases: Sequence[VerificationCase], attempt: int = 1) -> list[str]:
         answers = []
@@ -159,4 +167,6 @@ class SimulatedWorldVerifier:
                 correct = not correct
             reason = "The calls match the request." if correct else "The calls do not do what the user asked."
             answers.append(f"{'CORRECT' if correct else 'INCORRECT'}\nReason: {reason}")
+        if self.server is not None:
+            await self.server.requests_at_once(len(cases))
         return answers

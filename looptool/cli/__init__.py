@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from common.logs import LogSettings, configure_logging
+from common.runtime import tune_gc
 from looptool.cli import broker, data, demo, errors, evaluate, schemas, services, setup, views
 from looptool.config import Settings, load_settings
 
@@ -90,6 +91,7 @@ def main(
         log["level"] = log_level
     errors.set_debug(log_level == "debug")
     configure_logging(LogSettings(**log))  # until the settings are read (they may say otherwise)
+    tune_gc()  # every command streams events: see common/runtime.py
 
     def load() -> Settings:
         try:

@@ -21,10 +21,12 @@ from schemas.events import (
     RuleViolation,
     SampleAdded,
     Scenario,
+    ToolSetRegistered,
     Verdict,
     VerificationResult,
     make_event,
 )
+from schemas.interning import toolset_digest
 from toolcall.specs import ParamSchema, ToolSpec
 from toolcall.types import Action, Message, ToolCall
 
@@ -234,6 +236,7 @@ def one_of_each() -> list[Payload]:
             regressions=["heldout_toolmatch"],
             reason="heldout_toolmatch fell 0.05 below the promoted policy's",
         ),
+        ToolSetRegistered(toolset=toolset_digest([FLUCTUATION]).hex(), tools=[FLUCTUATION]),
         DeadLetter(
             stage="ingest", reason="bad json", error_type="JSONDecodeError", raw=b"\xff\x00{", key=b"k"
         ),

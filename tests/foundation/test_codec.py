@@ -12,8 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import MAGIC, CorruptEventError, EventCodec, EventDecodeError, UnknownSchemaError
-from schemas.events import PAYLOAD_TYPES, derived_event_id, new_event_id
+from schemas.codec import (
+    MAGIC,
+    CorruptEventError,
+    EventCodec,
+    EventDecodeError,
+    UnknownSchemaError,
+    UnresolvedReferenceError,
+)
+from schemas.events import PAYLOAD_TYPES, ToolSetRegistered, derived_event_id, new_event_id
+from schemas.interning import TOOLSET_REF, Reference, ToolSetCatalog, toolset_digest
 from schemas.registry import (
     SchemaRegistry,
     compose_event_schema,
@@ -22,7 +30,7 @@ from schemas.registry import (
     source_event_types,
     unfrozen_changes,
 )
-from tests.foundation.events_factory import event_of, one_of_each, sample_added
+from tests.foundation.events_factory import FLUCTUATION, event_of, one_of_each, sample_added
 
 
 @pytest.fixture(scope="module")
@@ -180,19 +188,91 @@ def test_tool_specs_are_validated_once_and_shared_between_events() -> None:
         assert codec.decode(data) == plain.decode(data)
 
 
-def test_an_invalid_tool_spec_is_rejected_on_every_read() -> None:
-    """Avro-valid bytes whose parameters are not a JSON-Schema object: corrupt, each time (never cached)."""
-    codec = EventCodec()
-    event = event_of(sample_added())
-    schema = default_registry().current("SampleAdded")
-    record = fastavro.schemaless_reader(io.BytesIO(codec.encode(event)[10:]), schema.parsed)
-    record["payload"]["tools"][0]["parameters_json"] = json.dumps({"type": "object", "properties": []})
+def _with_bad_parameters(data: bytes, schema, tools_path) -> bytes:
+    """``data`` (written with ``schema``) with its first tool's parameters made invalid JSON Schema."""
+    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.parsed)
+    tools_path(record)[0]["parameters_json"] = json.dumps({"type": "object", "properties": []})
     body = io.BytesIO()
     fastavro.schemaless_writer(body, schema.parsed, record)
-    data = codec.encode(event)[:10] + body.getvalue()
-    for _ in range(2):
+    return data[:10] + body.getvalue()
+
+
+def test_an_invalid_tool_spec_is_rejected_on_every_read() -> None:
+    """Avro-valid bytes whose parameters are not a JSON-Schema object: corrupt, each time (never cached),
+    whether the tools travel inline (first versions) or in the run's tool-set definition."""
+    codec = EventCodec(toolsets=ToolSetCatalog())
+    event = event_of(sample_added())
+    v1 = default_registry().versions("SampleAdded")[0]
+    inline = _with_bad_parameters(codec.encode_as(event, v1), v1, lambda r: r["payload"]["tools"])
+    definition = event_of(ToolSetRegistered(toolset=toolset_digest([FLUCTUATION]).hex(), tools=[FLUCTUATION]))
+    schema = default_registry().current("ToolSetRegistered")
+    defined = _with_bad_parameters(codec.encode(definition), schema, lambda r: r["payload"]["tools"])
+    for data, event_type in ((inline, "SampleAdded"), (defined, "ToolSetRegistered")):
+        for _ in range(2):
+            with pytest.raises(CorruptEventError, match=f"invalid {event_type} content"):
+                codec.decode(data)
+
+
+def test_tool_sets_travel_once_and_events_refer_to_them_by_digest() -> None:
+    """Current writers put a 16-byte digest where the tools were; the definition carries the tools and
+    is checked against its digest; an unknown digest is an unresolved reference, not corruption."""
+    writer = EventCodec(toolsets=ToolSetCatalog())
+    event = event_of(sample_added())
+    data = writer.encode(event)
+    digest = toolset_digest(event.payload.tools)
+    assert writer.references == (Reference(TOOLSET_REF, digest),)
+    assert digest in data and FLUCTUATION.description.encode() not in data
+    inline = writer.encode_as(event, default_registry().versions("SampleAdded")[0])
+    assert len(data) < len(inline) - 100
+
+    reader = EventCodec(toolsets=ToolSetCatalog())  # another process: has not read the definition
+    with pytest.raises(UnresolvedReferenceError) as unresolved:
+        reader.decode(data)
+    assert unresolved.value.reference.digest == digest
+    definition = writer.encode(event_of(writer.definition(unresolved.value.reference)))
+    assert writer.references == ()
+    reader.decode(definition)
+    assert reader.decode(data) == event
+    assert reader.decode(inline).payload == event.payload  # the first version (tools inline) too
+
+    forged = event_of(ToolSetRegistered(toolset=digest.hex(), tools=[FLUCTUATION, FLUCTUATION]))
+    with pytest.raises(CorruptEventError, match="digest"):
+        EventCodec(toolsets=ToolSetCatalog()).decode(writer.encode(forged))
+
+
+def test_the_fast_reader_builds_what_full_validation_builds() -> None:
+    """Every event type at every frozen version: the trusting reader and full pydantic validation agree
+    (values, types, and what they dump to)."""
+    catalog = ToolSetCatalog()
+    fast, full = EventCodec(toolsets=catalog), EventCodec(toolsets=catalog, validate=True)
+    for payload in one_of_each():
+        event = event_of(payload, parent_ids=[new_event_id()], checkpoint_id="c")
+        for schema in default_registry().versions(payload.EVENT_TYPE):
+            data = fast.encode_as(event, schema)
+            mine, reference = fast.decode(data), full.decode(data)
+            assert mine == reference
+            assert type(mine.payload) is type(reference.payload)
+            assert mine.model_dump(mode="json") == reference.model_dump(mode="json")
+            assert mine.model_dump_json() == reference.model_dump_json()
+
+
+def test_what_avro_does_not_guarantee_is_still_checked() -> None:
+    """A Literal field outside its values, or a JSON field of the wrong shape: corrupt."""
+    codec = EventCodec()
+    schema = default_registry().current("SampleAdded")
+    data = codec.encode(event_of(sample_added()))
+    for mangle in (
+        lambda r: r["payload"].update(origin="imported"),
+        lambda r: r["payload"].update(metadata_json="[1, 2]"),
+        lambda r: r["payload"]["label"]["calls"][0].update(arguments_json='"text"'),
+        lambda r: r["payload"]["messages"][0].update(role="robot"),
+    ):
+        record = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.parsed)
+        mangle(record)
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, schema.parsed, record)
         with pytest.raises(CorruptEventError, match="invalid SampleAdded content"):
-            codec.decode(data)
+            codec.decode(data[:10] + body.getvalue())
 
 
 def test_rich_tool_schemas_travel_whole_and_dead_letters_of_v1_still_decode(codec: EventCodec) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from schemas.codec import EventCodec
+from schemas.interning import TOOLSET_DEFINITION, ToolSetCatalog
 from schemas.registry import default_registry
 from tests.foundation.golden import GOLDEN_DIR, golden_paths
 
@@ -45,7 +46,11 @@ def test_every_frozen_version_has_golden_bytes_that_still_decode(event_type: str
         f"no golden bytes for {event_type} v{version}: run `python -m tests.foundation.golden` "
         "after `looptool schemas freeze`, and commit the files"
     )
-    event = EventCodec().decode(binary.read_bytes())
+    codec = EventCodec(toolsets=ToolSetCatalog())
+    # As a reader of a run does: the run's tool sets (its ToolSetRegistered events) are read first.
+    for definition in sorted(GOLDEN_DIR.glob(f"{TOOLSET_DEFINITION}.v*.bin")):
+        codec.decode(definition.read_bytes())
+    event = codec.decode(binary.read_bytes())
     assert event.event_type == event_type
     problems = _subset_mismatches(
         json.loads(expected.read_text(encoding="utf-8")), event.model_dump(mode="json")

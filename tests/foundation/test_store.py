@@ -14,7 +14,7 @@ from bus.topics import topic_name
 from schemas.events import DeadLetter, LabelCorrected, derived_event_id
 from tests.foundation.events_factory import LABEL, PREDICTION, event_of, one_of_each, sample_added
 from views.replay import Cut, replay_to
-from views.store import EmptyRun, SampleStore, StoreBusy, materialise, rebuild, store_lock
+from views.store import BulkLoad, EmptyRun, SampleStore, StoreBusy, materialise, rebuild, store_lock
 
 
 def _corrections(added_events, every: int = 5):
@@ -42,8 +42,11 @@ async def _publish_run(settings, n: int = 60):
     run = settings.run_id
     added = [event_of(sample_added(f"s_{i:03d}"), run) for i in range(n)]
     fixes = _corrections(added)
+    # Definitions (ToolSetRegistered) are the wire's dictionary, not part of the record the store holds.
     others = [
-        event_of(p, run) for p in one_of_each() if p.EVENT_TYPE not in ("SampleAdded", "LabelCorrected")
+        event_of(p, run)
+        for p in one_of_each()
+        if p.EVENT_TYPE not in ("SampleAdded", "LabelCorrected", "ToolSetRegistered")
     ]
     async with EventProducer(settings.kafka) as producer:
         await producer.send_all(fixes[:3])  # overtake their SampleAdded
@@ -169,6 +172,45 @@ def test_each_run_has_its_own_store_folder(settings) -> None:
     assert other.folder(settings.run_id) == settings.store.path
 
 
+def test_payload_json_is_the_canonical_json_of_the_payload() -> None:
+    """The store's spliced payload JSON (tool lists' JSON cached) equals canonical JSON of the dump."""
+    from toolcall.canonical import canonical_json
+    from views.store import _payload_json
+
+    payloads = [*one_of_each(), sample_added("s_no_tools").model_copy(update={"tools": []})]
+    for payload in payloads:
+        for _ in range(2):  # a miss, then a hit of the tool-list cache
+            assert _payload_json(payload) == canonical_json(payload.model_dump(mode="json")), (
+                payload.EVENT_TYPE
+            )
+
+
+def test_bulk_load_equals_applying_batches(tmp_path) -> None:
+    """Redelivered copies, a correction before its sample, a sample added twice (by two events), one of
+    every type: the bulk loader (rebuild, replay) and the live path give equal stores."""
+    from views.store import BulkLoad
+
+    run = "r"
+    added = [event_of(sample_added(f"s_{i:03d}"), run) for i in range(30)]
+    again = event_of(sample_added("s_007"), run)  # the same sample, another SampleAdded
+    fixes = _corrections(added, every=4)
+    others = [
+        event_of(p, run) for p in one_of_each() if p.EVENT_TYPE not in ("SampleAdded", "ToolSetRegistered")
+    ]
+    log = [*fixes[:2], *added, added[3], again, *fixes[2:], *others, fixes[0]]
+    live = SampleStore.reset(tmp_path / "live")
+    for start in range(0, len(log), 7):
+        live.apply(log[start : start + 7])
+    bulk = BulkLoad(SampleStore.reset(tmp_path / "bulk"), flush_rows=10)
+    for start in range(0, len(log), 7):
+        bulk.add(log[start : start + 7])
+    assert bulk.finish() == len({e.event_id for e in log})
+    assert bulk.store.snapshot() == live.snapshot()
+    assert json.loads(bulk.store.rows("samples")[7]["label_history_json"])[0]["event_id"] == min(
+        added[7].event_id, again.event_id
+    )
+
+
 # --- rebuild swaps only on success (issue 19) ------------------------------------------------------
 
 
@@ -180,8 +222,9 @@ async def test_a_failed_rebuild_leaves_the_store_as_it_was(settings, tmp_path) -
     folder = settings.store.folder(settings.run_id).absolute()
 
     def leftovers() -> list[str]:
-        return sorted(  # lock files stay beside their folders (one per store folder ever locked)
-            p.name for p in folder.parent.iterdir() if p.name != folder.name and not p.name.endswith(".lock")
+        # Lock files stay beside their folders (an flock needs a file; removing it would race).
+        return sorted(
+            p.name for p in folder.parent.iterdir() if p.name != folder.name and p.suffix != ".lock"
         )
 
     # The broker cannot be reached (nothing listens there).
@@ -195,18 +238,18 @@ async def test_a_failed_rebuild_leaves_the_store_as_it_was(settings, tmp_path) -
     with pytest.raises(EmptyRun, match="has no events"):
         await rebuild(typo)
     # A crash in the middle of the replay.
-    original_apply = SampleStore.apply
+    original_add = BulkLoad.add
     calls = 0
 
-    def apply_then_crash(self, events):
+    def add_then_crash(self, events):
         nonlocal calls
         calls += 1
         if calls == 2:
             raise RuntimeError("killed mid-rebuild")
-        return original_apply(self, events)
+        return original_add(self, events)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SampleStore, "apply", apply_then_crash)
+        patch.setattr(BulkLoad, "add", add_then_crash)
         with pytest.raises(RuntimeError, match="mid-rebuild"):
             await rebuild(settings, batch_size=5)
     assert SampleStore(folder).snapshot() == before

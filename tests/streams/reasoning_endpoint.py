@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from inference.latency import EndpointLatency, SimulatedServer
 from toolcall.match import tool_match
 from toolcall.parsing import parse_output, render_action
 from toolcall.specs import ToolSpec, load_tools
@@ -104,6 +105,11 @@ class ReasoningEndpoint:
     port: int = 0
     served: list[Served] = field(default_factory=list)
     generated: dict[str, Action] = field(default_factory=dict)  # new user turn -> its truth
+    # With a latency model, each served model answers as late as its vLLM server would (one queue per
+    # model): first token, then every word of the trace and the answer decoded (inference/latency.py).
+    latency: EndpointLatency | None = None
+    time_scale: float = 1.0
+    servers: dict[str, SimulatedServer] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -169,6 +175,9 @@ class ReasoningEndpoint:
         trace = self._trace(persona, key, served)
         content, reasoning, finish = self._lay_out(persona, trace, answer, served.max_tokens)
         served.finish_reason = finish
+        if self.latency is not None:
+            server = self.servers.setdefault(model, SimulatedServer(self.latency, self.time_scale))
+            await server.request(len(((reasoning or "") + " " + (content or "")).split()))
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if persona.layout == "parser":
             message["reasoning_content"] = reasoning

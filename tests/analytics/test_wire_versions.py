@@ -1,0 +1,146 @@
+"""The same run written as it was before tool sets were interned (every event at its first schema
+version: tools inline) and as it is written now (a digest, the sets once on the toolsets topic) reads
+back to byte-identical replays, exports and lineage; readers learn the tool sets from the topic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+import bus.kafka
+from bus.broker import EmbeddedBroker
+from bus.kafka import EventProducer, ensure_topics, replay
+from bus.topics import topic_for_event, topic_name
+from looptool.config import Settings
+from schemas.codec import EventCodec
+from schemas.events import Event
+from schemas.interning import ToolSetCatalog
+from schemas.registry import default_registry
+from tests.analytics.conftest import LiveRun
+from views.export import EXPORT_FORMATS, export_round
+from views.lineage import build_lineage, index_from_topics, render_lineage
+from views.replay import Cut, replay_to
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    if path.is_dir():
+        return {
+            p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+        }
+    return {"file": path.read_bytes()}
+
+
+async def _publish_first_versions(settings: Settings, events: list[Event[Any]]) -> None:
+    """``events`` as the first schema version of their type wrote them (tools inline), as raw records."""
+    codec = EventCodec(toolsets=ToolSetCatalog())
+    await ensure_topics(settings.kafka, settings.run_id)
+    async with EventProducer(settings.kafka) as producer:
+        for event in events:
+            first = default_registry().versions(event.event_type)[0]
+            await producer.send_raw(
+                topic_for_event(settings.run_id, event.event_type),
+                codec.encode_as(event, first),
+                event.key.encode("utf-8"),
+            )
+
+
+def _rendered(lineage: Any) -> str:
+    console = Console(width=160, record=True, color_system=None)
+    console.print(render_lineage(lineage))
+    return console.export_text()
+
+
+async def _readings(settings: Settings, folder: Path, sample_ids: list[str]) -> dict[str, Any]:
+    """What the views give for a run: each export format, the replayed store and D_J, lineage."""
+    out: dict[str, Any] = {}
+    for fmt in EXPORT_FORMATS:
+        result = await export_round(settings, Cut(round=2), fmt, folder / f"d2.{fmt}")
+        out[f"export {fmt}"] = _files(result.path)
+    replayed = await replay_to(settings, Cut(round=2), store_path=folder / "replay")
+    assert replayed.undecodable == 0
+    out["replay counts"] = (replayed.records, replayed.included, replayed.excluded, replayed.by_type)
+    out["replay dataset"] = replayed.dataset
+    index = await index_from_topics(settings)
+    out["lineage"] = [_rendered(build_lineage(index, sample_id)) for sample_id in sample_ids]
+    return out
+
+
+@pytest.fixture
+def fresh_readers(monkeypatch: pytest.MonkeyPatch) -> ToolSetCatalog:
+    """Readers in this test know no tool set: they must read them from the run's toolsets topic."""
+    catalog = ToolSetCatalog()
+    codec = EventCodec(toolsets=catalog)
+    monkeypatch.setattr(bus.kafka, "default_codec", lambda: codec)
+    return catalog
+
+
+async def test_first_and_current_wire_versions_read_back_identically(
+    live_run: LiveRun, tmp_path: Path, fresh_readers: ToolSetCatalog
+) -> None:
+    events = [event for phase in live_run.run.phases for event in phase]
+    expanded = [e.payload.sample_id for e in events if e.event_type == "SampleAdded"][-3:]
+    now = await _readings(live_run.settings, tmp_path / "current", expanded)
+    assert len(fresh_readers) > 0  # the current run's readers learnt the sets from the topic
+
+    # What was on the wire: digests where the tools were, each set defined once.
+    definitions = []
+    async for batch in replay(live_run.settings.kafka, live_run.settings.run_id, ["toolsets"]):
+        definitions += [d.event for d in batch]
+    digests = [d.payload.toolset for d in definitions]
+    assert len(digests) == len(set(digests)) == len(fresh_readers)
+
+    with EmbeddedBroker() as broker:
+        before = live_run.settings.model_copy(
+            update={
+                "kafka": live_run.settings.kafka.model_copy(
+                    update={"bootstrap_servers": broker.bootstrap_servers}
+                )
+            }
+        )
+        await _publish_first_versions(before, events)
+        then = await _readings(before, tmp_path / "first", expanded)
+        async for batch in replay(before.kafka, before.run_id, ["toolsets"]):
+            assert not batch, "the first versions carried their tools inline"
+    assert then.keys() == now.keys()
+    for key in now:
+        assert then[key] == now[key], key
+
+
+async def test_an_event_whose_tool_set_was_never_defined_is_undecodable_not_lost(
+    settings: Settings, fresh_readers: ToolSetCatalog
+) -> None:
+    """A record that refers to a set the run's topic does not hold: counted undecodable by replay, and
+    dead-lettered with the reason by a consumer group, as any unreadable record."""
+    from bus.kafka import GroupConsumer
+    from schemas.events import Producer
+    from tests.foundation.events_factory import event_of, sample_added
+
+    await ensure_topics(settings.kafka, settings.run_id)
+    orphan = event_of(sample_added("s_orphan"), settings.run_id)
+    writer = EventCodec(toolsets=ToolSetCatalog())  # its definitions never reach the topic
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_raw(topic_name(settings.run_id, "samples"), writer.encode(orphan), b"s_orphan")
+        stats = bus.kafka.ReplayStats()
+        async for _ in replay(settings.kafka, settings.run_id, ["samples"], stats=stats):
+            pass
+        assert (stats.records, stats.undecodable) == (1, 1)
+        async with GroupConsumer(
+            settings.kafka,
+            settings.run_id,
+            ["samples"],
+            "g-orphan",
+            producer,
+            Producer(stage="t", version="0"),
+        ) as consumer:
+            async for batch in consumer.batches(timeout_ms=300):
+                if consumer.dead_lettered:
+                    assert batch == []
+                    break
+    letters = []
+    async for batch in replay(settings.kafka, settings.run_id, ["deadletter"]):
+        letters += [d.event.payload for d in batch]
+    assert [letter.reason.split(":")[0] for letter in letters] == ["unresolved_reference"]
+    assert letters[0].raw == writer.encode(orphan)
