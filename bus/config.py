@@ -60,6 +60,12 @@ class KafkaSettings(Section):
     connect_timeout_s: float = Field(
         default=10.0, gt=0, description="How long a command tries to reach the broker before it gives up."
     )
+    unreachable_grace_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a running worker keeps asking a broker it lost (one restoring its archive "
+        "after a crash answers again within seconds) before it stops with the error.",
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -116,6 +117,7 @@ class StageRunner:
         self.stage = stage
         self.settings = settings
         self.producer = producer
+        self.broker_lost: BrokerDataLost | None = None  # what stopped the agent, for the worker to raise
         self.processed = 0
         self.published = 0
         self.retries = 0
@@ -170,6 +172,7 @@ class StageRunner:
             # Not a crash of the stage: the worker stops for it (run_stages), with one line, not faust's
             # traceback of a crashed agent. The batch was not acknowledged; it is redone on the next start.
             log.warning("stage.broker_lost", stage=self.stage.name, error=str(error))
+            self.broker_lost = error
             await asyncio.Event().wait()  # until the worker cancels it
 
     async def stop(self, timeout_s: float = 15.0) -> None:
@@ -315,10 +318,20 @@ async def started_stages(
         finally:
             # Agents are cancelled mid-batch on purpose; faust would log each as a crash.
             logging.getLogger("faust.agents.actor").setLevel(logging.CRITICAL)
+            # Stopping never raises: an error here would replace the one that stopped the worker (a
+            # broker restart, exit 75, would end as a faust commit failing on a consumer already gone).
             for runner in runners:
-                await runner.stop()
-            for stage in stages:
-                await stage.close()
+                try:
+                    await runner.stop()
+                except Exception as error:
+                    log.warning("worker.stop_failed", stage=runner.stage.name, error=repr(error))
+            for stage, runner in zip(stages, runners, strict=True):
+                try:
+                    await stage.close()
+                except BrokerDataLost as error:  # its follower saw the restart first
+                    runner.broker_lost = runner.broker_lost or error
+                except Exception as error:
+                    log.warning("stage.close_failed", stage=stage.name, error=repr(error))
 
 
 async def run_stages(
@@ -326,14 +339,44 @@ async def run_stages(
 ) -> list[StageRunner]:
     """Start every stage, run until ``stop`` is set, then stop them in order."""
     logging.getLogger("faust").setLevel(logging.WARNING)
-    async with started_stages(settings, stages, concurrency) as runners:
-        log.info("worker.ready", stages=[s.name for s in stages], run_id=settings.run_id)
-        producer = runners[0].producer if runners else None
-        # faust reconnects to a restarted broker by itself (and starts over from offset 0 in its new,
-        # empty groups); the worker must stop instead: raises BrokerRestarted within about a second.
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-            if producer is not None and not stop.is_set():
-                await producer.check_broker(force=True)
+    runners: list[StageRunner] = []
+    try:
+        async with started_stages(settings, stages, concurrency) as runners:
+            log.info("worker.ready", stages=[s.name for s in stages], run_id=settings.run_id)
+            await _watch_broker(runners, stop, settings.kafka)
+    except Exception as error:
+        # A broker that restarted is the cause, whatever failed after it (stopping, the producer's
+        # exit while the broker was still restoring): the worker says so and exits 75.
+        lost = next((runner.broker_lost for runner in runners if runner.broker_lost), None)
+        if lost is not None and not isinstance(error, BrokerDataLost):
+            raise lost from error
+        raise
     return runners
+
+
+async def _watch_broker(runners: Sequence[StageRunner], stop: asyncio.Event, kafka: KafkaSettings) -> None:
+    """Until ``stop``: raise once the broker restarted (a stage's follower or the producer saw it).
+
+    faust reconnects to a restarted broker by itself (and starts over from offset 0 in its new, empty
+    groups); the worker must stop instead, within about a second. A broker that cannot be reached is
+    asked again (it may be restoring its archive) until it has been unreachable for
+    ``kafka.unreachable_grace_s``.
+    """
+    producer = runners[0].producer if runners else None
+    unreachable_since: float | None = None
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        lost = next((runner.broker_lost for runner in runners if runner.broker_lost), None)
+        if lost is not None:
+            raise lost
+        if producer is None or stop.is_set():
+            continue
+        try:
+            await producer.check_broker(force=True)
+            unreachable_since = None
+        except KafkaError as error:
+            unreachable_since = unreachable_since or time.monotonic()
+            if time.monotonic() - unreachable_since > kafka.unreachable_grace_s:
+                raise
+            log.warning("worker.broker_unreachable", error=repr(error))
