@@ -80,6 +80,9 @@ class CurationPolicy:
     # Why a sample must stay out of training, or None (evaluation.decontam.Decontaminator.overlaps).
     exclude: Callable[[Any], str | None] | None = field(default=None, compare=False)
     expansions_per_seed: int = 4  # k: candidates expected per error seed before any arrives
+    # "perplexity": the paper's high-PPL samples; "random": as many matched samples drawn at random
+    # (the no_hppl ablation of the efficacy benchmark).
+    hppl_selection: Literal["perplexity", "random"] = "perplexity"
 
     def seed_new_fraction(self, round_: int) -> float:
         return self.seed_new_schedule[min(round_ - 1, len(self.seed_new_schedule) - 1)]
@@ -312,6 +315,10 @@ class Ledger:
         chosen = select_high_ppl(
             ppl_pool, quantile=policy.hppl_quantile, threshold=policy.hppl_threshold, max_count=None
         )
+        if policy.hppl_selection == "random":
+            pool_ids = sorted(sample_id for sample_id, _ in ppl_pool)
+            rng = seeded_rng("hppl-random", str(round_), *pool_ids[:1])
+            chosen = rng.sample(pool_ids, len(chosen))
         high_ppl = [self.pool_sample(sample_id, pool_lineage[sample_id]) for sample_id in chosen]
         return RoundOutcome(error_seeds, expansions, high_ppl, dropped, sorted(checkpoints))
 
