@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -247,6 +248,21 @@ def test_next_round_follows_equation_5() -> None:
     trained = {m.payload.sample_id for m in script.members}
     assert not {m.sample_id for m in by_source["SEED_NEW"]} & trained
     assert len({m.payload.content_hash for m in members}) == len(members)  # exact dedup
+
+
+def test_the_no_hppl_ablation_draws_as_many_correct_samples_at_random() -> None:
+    script = RoundScript()
+    kinds = script.play()
+    for event in script.events:
+        script.ledger.add(event)
+    by_ppl = script.ledger.outcome(1, POLICY).high_ppl
+    at_random = dataclasses.replace(POLICY, hppl_selection="random")
+    drawn = script.ledger.outcome(1, at_random).high_ppl
+    correct = set(kinds["match"]) | set(kinds["BOTH_CORRECT"])
+    assert len(drawn) == len(by_ppl) == 11
+    assert {s.sample_id for s in drawn} <= correct
+    assert {s.sample_id for s in drawn} != {s.sample_id for s in by_ppl}
+    assert script.ledger.outcome(1, at_random).high_ppl == drawn  # deterministic
 
 
 def test_curation_is_deterministic_whatever_the_arrival_order() -> None:
