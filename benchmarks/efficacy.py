@@ -81,19 +81,22 @@ class Shared:
     warm_accuracy: float
 
 
-async def prepare(scale: DemoScale, cache_dir: Path, console: Console) -> Shared:
+async def prepare(scale: DemoScale, cache_dir: Path, console: Console, model: Path | None = None) -> Shared:
     from inference.transformers_backend import TransformersBackend
-    from looptool.warm_start import cached_warm_start
+    from looptool.warm_start import WarmStart, cached_warm_start
     from world import World
     from world.scoring import heldout_accuracy
     from world.seed import build_seed_set
 
     world = World(0)
     seed_set = await build_seed_set(world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=0.2)
-    with console.status("warm start (built once, then taken from its cache)…"):
-        warm = await cached_warm_start(
-            world, seed_set, scale.warm_start, cache_dir=cache_dir, seed=0, noise_rate=0.2, threads=1
-        )
+    if model is not None:  # an experiment's warm-started policy instead of the demo's
+        warm = WarmStart(str(model), model, model, model, True, 0.0, 0.0, 0, 0.0, 0, {})
+    else:
+        with console.status("warm start (built once, then taken from its cache)…"):
+            warm = await cached_warm_start(
+                world, seed_set, scale.warm_start, cache_dir=cache_dir, seed=0, noise_rate=0.2, threads=1
+            )
     backend = TransformersBackend(str(warm.model), "warm-start", batch_size=32)
     accuracy = await heldout_accuracy(backend, seed_set.heldout, max_tokens=scale.max_new_tokens)
     await backend.close()
@@ -274,6 +277,10 @@ async def main() -> None:
     parser.add_argument("--target-size", type=int, default=None, help="override the scale's |D_j|")
     parser.add_argument("--work", type=Path, default=ROOT / "data" / "efficacy")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / WARM_START_CACHE)
+    parser.add_argument("--warm-model", type=Path, default=None, help="a warm-started policy folder to use")
+    parser.add_argument("--grpo-lr", type=float, default=None, help="override the scale's GRPO learning rate")
+    parser.add_argument("--group-size", type=int, default=None, help="override the scale's G")
+    parser.add_argument("--epochs", type=int, default=None, help="override the scale's GRPO epochs per round")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
     args = parser.parse_args()
@@ -286,9 +293,15 @@ async def main() -> None:
         scale = dataclasses.replace(scale, rounds=args.rounds)
     if args.target_size is not None:
         scale = dataclasses.replace(scale, target_size=args.target_size)
+    if args.grpo_lr is not None:
+        scale = dataclasses.replace(scale, grpo_learning_rate=args.grpo_lr)
+    if args.group_size is not None:
+        scale = dataclasses.replace(scale, group_size=args.group_size)
+    if args.epochs is not None:
+        scale = dataclasses.replace(scale, grpo_epochs=args.epochs)
     arms = args.arms.split(",")
     started, cpu_started, load_started = time.monotonic(), _cpu_seconds(), os.getloadavg()
-    shared = await prepare(scale, args.cache_dir, console)
+    shared = await prepare(scale, args.cache_dir, console, args.warm_model)
     results: list[ArmRound] = []
     loads = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):

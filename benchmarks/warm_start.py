@@ -54,12 +54,48 @@ async def evaluate(model_dir: Path, items: list[Any], max_tokens: int) -> dict[s
     }
 
 
+def teacher_forced_probe(tokenizer_dir: Path, items: list[Any]) -> Any:
+    """``probe(model) -> share of held-out call samples whose whole label the model predicts token by
+    token (argmax) given the right prefix``: exactly what greedy decoding would write, so a cheap
+    learning curve of ToolMatch on calls (one forward pass per batch, no generation)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from trainer.dataset import sample_row
+    from trainer.sft import collate, tokenize_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    rows = [
+        sample_row(f"h{i}", item.sample.model_copy(update={"label": item.truth}))
+        for i, item in enumerate(items)
+        if item.truth.calls
+    ]
+    examples = tokenize_examples(tokenizer, rows)
+    pad = tokenizer.pad_token_id or 0
+
+    def probe(model: Any) -> float:
+        correct = 0
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, len(examples), 32):
+                input_ids, attention, targets = collate(examples[start : start + 32], pad)
+                hidden = model.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+                predicted = model.lm_head(hidden).argmax(-1)
+                wrong = ((predicted != targets) & (targets != -100)).any(dim=1)
+                correct += int((~wrong).sum())
+        model.train()
+        return correct / max(1, len(examples))
+
+    return probe
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
     parser.add_argument("--world-seed", type=int, default=0)
     parser.add_argument("--warm-dialogues", type=int, default=1500)
     parser.add_argument("--drills", type=int, default=2000)
+    parser.add_argument("--drill-two-requests", type=float, default=0.0)
     parser.add_argument("--hidden", type=int, default=None)
     parser.add_argument("--layers", type=int, default=None)
     parser.add_argument("--steps", type=int, default=1200)
@@ -71,6 +107,9 @@ async def main() -> None:
     parser.add_argument("--train-eval", type=int, default=160, help="D_seed samples scored against truth")
     parser.add_argument("--work", type=Path, default=ROOT / "data" / "warm-start")
     parser.add_argument("--tag", default="")
+    parser.add_argument(
+        "--eval-every", type=int, default=0, help="teacher-forced held-out curve every N steps"
+    )
     args = parser.parse_args()
     import torch
 
@@ -93,9 +132,16 @@ async def main() -> None:
         world, args.warm_dialogues, exclude=[*seeds.samples, *seeds.heldout], noise_rate=0.2
     )
     drills = copy_drills(
-        world.vocabulary(), args.drills, distractors=[t.spec for t in world.toolset], seed=args.world_seed
+        world.vocabulary(),
+        args.drills,
+        distractors=[t.spec for t in world.toolset],
+        seed=args.world_seed,
+        two_requests=args.drill_two_requests,
     )
-    name = f"h{scale.hidden}-l{scale.layers}-w{args.warm_dialogues}-d{args.drills}-s{args.world_seed}"
+    name = (
+        f"h{scale.hidden}-l{scale.layers}-w{args.warm_dialogues}-d{args.drills}"
+        f"-t{args.drill_two_requests:g}-s{args.world_seed}"
+    )
     work = args.work / name
     initial = build_initial_policy(
         world, [*seeds.samples, *warm], work / "initial", scale, args.world_seed, drills
@@ -105,6 +151,16 @@ async def main() -> None:
     prepared = time.monotonic()
     cpu_prepared = _cpu_seconds()
     load_before = os.getloadavg()
+    curve: list[tuple[int, float]] = []
+    on_step = None
+    if args.eval_every:
+        probe = teacher_forced_probe(initial, seeds.heldout)
+
+        def on_step(step: int, model: Any) -> None:
+            if step % args.eval_every == 0 or step == args.steps:
+                curve.append((step, round(probe(model), 4)))
+                print(f"step {step}: teacher-forced held-out call accuracy {curve[-1][1]:.1%}", flush=True)
+
     result = sft_warm_start(
         rows,
         init_model=initial,
@@ -116,6 +172,7 @@ async def main() -> None:
         threads=args.threads,
         schedule=args.schedule,
         warmup_ratio=args.warmup_ratio,
+        on_step=on_step,
     )
     trained = time.monotonic()
     cpu_trained = _cpu_seconds()
@@ -130,6 +187,7 @@ async def main() -> None:
         "warm_samples": len(warm),
         "warm_noise": round(sum(item.noise is not None for item in warm) / max(1, len(warm)), 3),
         "drills": args.drills,
+        "drill_two_requests": args.drill_two_requests,
         "steps": args.steps,
         "batch": args.batch,
         "lr": args.lr,
@@ -139,6 +197,7 @@ async def main() -> None:
         "loss_first": result.loss_first,
         "loss_last": result.loss_last,
         "heldout": heldout,
+        "teacher_forced_call_curve": curve,
         "seeds_vs_truth": on_seeds,
         "heldout_size": len(seeds.heldout),
         "sft_wall_s": round(trained - prepared, 1),

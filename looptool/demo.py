@@ -71,6 +71,7 @@ class DemoScale:
     sft_batch_size: int = 16
     sft_schedule: str = "cosine"
     sft_warmup_ratio: float = 0.05
+    drill_two_requests: float = 0.0  # share of copy drills with two requests (two calls)
     grpo_learning_rate: float = 1e-4
     grpo_epochs: int = 1
     max_new_tokens: int = 96
@@ -87,6 +88,7 @@ class DemoScale:
             learning_rate=self.sft_learning_rate,
             schedule=self.sft_schedule,
             warmup_ratio=self.sft_warmup_ratio,
+            drill_two_requests=self.drill_two_requests,
         )
 
 
@@ -384,6 +386,7 @@ async def follow_until_trained(
                     raise TimeoutError(f"the demo did not finish within {timeout_s:.0f} s")
     finally:
         await stream.aclose()
+    console.line()  # a log file gets the live table once, without a line end of its own
     return progress, peak
 
 
@@ -441,14 +444,14 @@ def render_report(report: DemoReport) -> Group:
         summary.add_row("after SFT warm start", f"held-out ToolMatch accuracy {report.sft_accuracy:.1%}")
     summary.add_row(
         "warm start",
-        f"{report.warm_start_samples} world samples + {report.warm_start_drills} drills; "
-        + ("cached" if report.warm_start_cached else "built this run")
-        + f", first build {report.warm_start_build_s / 60:.1f} min",
+        f"{report.warm_start_samples} samples + {report.warm_start_drills} drills, "
+        + ("cached" if report.warm_start_cached else "built")
+        + f" (build {report.warm_start_build_s / 60:.1f} min)",
     )
     summary.add_row(
         "wall time",
-        f"{report.wall_time_s / 60:.1f} min ({report.loop_time_s / 60:.1f} min after the warm start), "
-        f"peak memory {report.peak_memory_gib:.1f} GiB",
+        f"{report.wall_time_s / 60:.1f} min ({report.loop_time_s / 60:.1f} after the warm start), "
+        f"{report.peak_memory_gib:.1f} GiB peak",
     )
     summary.add_row("replay of the last round", "equals the live run" if report.replay_matches else "DIFFERS")
     summary.add_row("plot", report.plot)
@@ -574,7 +577,6 @@ async def run_demo(
         f"held-out: {len(seed_set.heldout)} clean samples"
     )
 
-    # The warm start gets every core: nothing else can run before the first checkpoint.
     console.print(
         f"warm start: {scale.warm_dialogues} further world dialogues + {scale.copy_drills} copy drills, "
         f"{scale.sft_steps} SFT steps (cached in {cache_dir} once built)"
@@ -586,7 +588,9 @@ async def run_demo(
         cache_dir=cache_dir,
         seed=seed,
         noise_rate=noise_rate,
-        threads=os.cpu_count() or 1,
+        # One thread: a tiny model gains little from two on two cores, and with any other job on
+        # them two threads ran 10-30x slower (0.3 vs 4-9 steps/s measured, benchmarks/warm_start.py).
+        threads=1,
     )
     console.print(
         f"warm start {'taken from the cache' if warm.cached else 'built'} ({warm.folder}): "

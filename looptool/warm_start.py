@@ -56,6 +56,7 @@ class WarmStartRecipe:
     schedule: str = "cosine"  # a transformers scheduler name
     warmup_ratio: float = 0.05
     vocab_size: int = 2048
+    drill_two_requests: float = 0.0  # share of drills with two requests answered by two calls
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,11 @@ async def warm_start_data(
         world, recipe.dialogues, exclude=[*seed_set.samples, *seed_set.heldout], noise_rate=noise_rate
     )
     drills = copy_drills(
-        world.vocabulary(), recipe.copy_drills, distractors=[t.spec for t in world.toolset], seed=seed
+        world.vocabulary(),
+        recipe.copy_drills,
+        distractors=[t.spec for t in world.toolset],
+        seed=seed,
+        two_requests=recipe.drill_two_requests,
     )
     return warm, drills
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,11 +115,13 @@ def sft_warm_start(
     show_progress: bool = True,
     schedule: str = "constant",
     warmup_ratio: float = 0.0,
+    on_step: Callable[[int, Any], None] | None = None,
 ) -> SftResult:
     """Fine-tune ``init_model`` on (prompt, label) pairs for ``steps`` steps; save to ``out_dir``.
 
     ``schedule`` is a transformers scheduler name (``constant``, ``cosine``, ...), after a linear
-    warm-up over ``warmup_ratio`` of the steps.
+    warm-up over ``warmup_ratio`` of the steps. ``on_step(step, model)`` is called after every
+    optimizer step (learning curves; the model is in training mode and must be left so).
     """
     if steps < 1:
         raise ValueError("sft_warm_start needs at least one step")
@@ -139,6 +141,7 @@ def sft_warm_start(
             started,
             schedule,
             warmup_ratio,
+            on_step,
         )
 
 
@@ -154,6 +157,7 @@ def _train(
     started: float,
     schedule: str = "constant",
     warmup_ratio: float = 0.0,
+    on_step: Callable[[int, Any], None] | None = None,
 ) -> SftResult:
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -194,6 +198,8 @@ def _train(
                 losses.append(float(loss.detach()))
                 progress.update(task, completed=step, loss=f"{losses[-1]:.3f}")
                 log.debug("train.sft_step", step=step, loss=losses[-1])
+                if on_step is not None:
+                    on_step(step, model)
         model.eval()
         save_hf_checkpoint(model, tokenizer, out_dir)
     finally:
