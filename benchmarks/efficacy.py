@@ -68,6 +68,7 @@ class ArmRound:
     size: int
     train_s: float
     loop_s: float
+    heldout_by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [correct, total]
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -160,6 +161,7 @@ async def run_arm(arm: str, seed: int, scale: DemoScale, shared: Shared, work: P
                 size=len(result.members),
                 train_s=result.train_s,
                 loop_s=result.loop_s,
+                heldout_by_kind={kind: list(pair) for kind, pair in accuracy.by_kind.items()},
                 metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
             )
         )
@@ -267,6 +269,47 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime
 
 
+def merge(paths: list[Path], out: Path, plot_path: Path, console: Console) -> None:
+    """One results file (and plot) from runs made apart: same scale and warm start, rows concatenated,
+    wall and CPU times summed (the runs' own figures are kept under ``parts``)."""
+    parts = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    first = parts[0]
+    for part in parts[1:]:
+        if part["scale"] != first["scale"] or part["warm_start"]["key"] != first["warm_start"]["key"]:
+            raise SystemExit(f"cannot merge runs of different scales or warm starts: {paths}")
+    results = [ArmRound(**row) for part in parts for row in part["results"]]
+    rounds = first["scale"]["rounds"]
+    arms = [arm for arm in ARMS if any(r.arm == arm for r in results)]
+    summary = gap_summary(results, rounds)
+    merged = {
+        **{k: v for k, v in first.items() if k not in ("results", "summary", "load_average")},
+        "seeds": sorted({r.seed for r in results}),
+        "arms": arms,
+        "wall_time_s": sum(part["wall_time_s"] for part in parts),
+        "cpu_s": sum(part["cpu_s"] for part in parts),
+        "parts": [
+            {
+                "file": str(path),
+                "seeds": part["seeds"],
+                "arms": part["arms"],
+                "wall_time_s": part["wall_time_s"],
+                "cpu_s": part["cpu_s"],
+                "load_average": part["load_average"],
+            }
+            for path, part in zip(paths, parts, strict=True)
+        ],
+        "summary": summary,
+        "results": [asdict(r) for r in results],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(merged, indent=1), encoding="utf-8")
+    plot(results, rounds, arms, first["warm_start"]["heldout_accuracy"], plot_path)
+    for table in render(results, rounds, arms):
+        console.print(table)
+    console.print(summary)
+    console.print(f"wrote {out} and {plot_path}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -281,9 +324,22 @@ async def main() -> None:
     parser.add_argument("--grpo-lr", type=float, default=None, help="override the scale's GRPO learning rate")
     parser.add_argument("--group-size", type=int, default=None, help="override the scale's G")
     parser.add_argument("--epochs", type=int, default=None, help="override the scale's GRPO epochs per round")
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="override GRPO's sampling temperature"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="combine result files of separate runs (e.g. one process per seed) into --out and --plot",
+    )
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out, args.plot, Console())
+        return
     import torch
 
     torch.set_num_threads(1)  # the cores are shared: one thread each for the probe and the trainer
@@ -299,6 +355,8 @@ async def main() -> None:
         scale = dataclasses.replace(scale, group_size=args.group_size)
     if args.epochs is not None:
         scale = dataclasses.replace(scale, grpo_epochs=args.epochs)
+    if args.temperature is not None:
+        scale = dataclasses.replace(scale, grpo_temperature=args.temperature)
     arms = args.arms.split(",")
     started, cpu_started, load_started = time.monotonic(), _cpu_seconds(), os.getloadavg()
     shared = await prepare(scale, args.cache_dir, console, args.warm_model)

@@ -27,7 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from looptool.demo import SCALES, build_initial_policy  # noqa: E402
+from looptool.demo import SCALES  # noqa: E402
+from looptool.warm_start import build_world_policy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "warm_start.jsonl"
 
@@ -96,6 +97,8 @@ async def main() -> None:
     parser.add_argument("--warm-dialogues", type=int, default=1500)
     parser.add_argument("--drills", type=int, default=2000)
     parser.add_argument("--drill-two-requests", type=float, default=0.0)
+    parser.add_argument("--parallel-share", type=float, default=None)
+    parser.add_argument("--spaced-words", action="store_true")
     parser.add_argument("--hidden", type=int, default=None)
     parser.add_argument("--layers", type=int, default=None)
     parser.add_argument("--steps", type=int, default=1200)
@@ -128,8 +131,18 @@ async def main() -> None:
     cpu_started = _cpu_seconds()
     world = World(args.world_seed)
     seeds = await build_seed_set(world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=0.2)
+    from looptool.warm_start import WarmStartRecipe
+
+    recipe = WarmStartRecipe(
+        args.warm_dialogues,
+        args.drills,
+        scale.hidden,
+        scale.layers,
+        args.steps,
+        parallel_share=args.parallel_share,
+    )
     warm = await build_warm_start_samples(
-        world, args.warm_dialogues, exclude=[*seeds.samples, *seeds.heldout], noise_rate=0.2
+        world, args.warm_dialogues, exclude=[*seeds.samples, *seeds.heldout], noise_rate=0.2, mix=recipe.mix()
     )
     drills = copy_drills(
         world.vocabulary(),
@@ -140,11 +153,19 @@ async def main() -> None:
     )
     name = (
         f"h{scale.hidden}-l{scale.layers}-w{args.warm_dialogues}-d{args.drills}"
-        f"-t{args.drill_two_requests:g}-s{args.world_seed}"
+        f"-t{args.drill_two_requests:g}-p{args.parallel_share}{'-sp' if args.spaced_words else ''}"
+        f"-s{args.world_seed}"
     )
     work = args.work / name
-    initial = build_initial_policy(
-        world, [*seeds.samples, *warm], work / "initial", scale, args.world_seed, drills
+    initial = build_world_policy(
+        world,
+        [item.sample for item in [*seeds.samples, *warm]],
+        work / "initial",
+        hidden=scale.hidden,
+        layers=scale.layers,
+        seed=args.world_seed,
+        drills=drills,
+        spaced_words=args.spaced_words,
     )
     rows = [sample_row(f"warm-{i}", item.sample) for i, item in enumerate(warm)]
     rows += [sample_row(f"drill-{i}", sample) for i, sample in enumerate(drills)]
@@ -188,6 +209,8 @@ async def main() -> None:
         "warm_noise": round(sum(item.noise is not None for item in warm) / max(1, len(warm)), 3),
         "drills": args.drills,
         "drill_two_requests": args.drill_two_requests,
+        "parallel_share": args.parallel_share,
+        "spaced_words": args.spaced_words,
         "steps": args.steps,
         "batch": args.batch,
         "lr": args.lr,

@@ -74,6 +74,7 @@ class DemoScale:
     drill_two_requests: float = 0.0  # share of copy drills with two requests (two calls)
     grpo_learning_rate: float = 1e-4
     grpo_epochs: int = 1
+    grpo_temperature: float = 1.0
     max_new_tokens: int = 96
 
     @property
@@ -171,6 +172,7 @@ def demo_settings(
                 prompts_per_step=scale.grpo_prompts_per_step,
                 learning_rate=scale.grpo_learning_rate,
                 epochs_per_round=scale.grpo_epochs,
+                temperature=scale.grpo_temperature,
                 max_new_tokens=scale.max_new_tokens,
                 publish_every_steps=scale.publish_every_steps,
                 sft_warmup_steps=0,  # the warm start is built (or taken from its cache) beforehand

@@ -57,6 +57,21 @@ class WarmStartRecipe:
     warmup_ratio: float = 0.05
     vocab_size: int = 2048
     drill_two_requests: float = 0.0  # share of drills with two requests answered by two calls
+    spaced_words: bool = False  # entity values also as " value" tokens (trainer.tiny_policy)
+    # Share of parallel-call dialogues in the warm-start set (None: the world's own mix, 20%): the
+    # kind a small model learns last (it copies values across the two requests).
+    parallel_share: float | None = None
+
+    def mix(self) -> dict[str, float] | None:
+        from world.dialogues import DEFAULT_MIX
+
+        if self.parallel_share is None:
+            return None
+        rest = sum(weight for kind, weight in DEFAULT_MIX.items() if kind != "parallel")
+        return {
+            kind: self.parallel_share if kind == "parallel" else weight / rest * (1 - self.parallel_share)
+            for kind, weight in DEFAULT_MIX.items()
+        }
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,7 @@ def build_world_policy(
     seed: int,
     drills: Sequence[Any] = (),
     vocab_size: int = 2048,
+    spaced_words: bool = False,
 ) -> Path:
     """The tiny policy: a tokenizer trained on the samples' text as the policy sees it, random init.
 
@@ -147,6 +163,7 @@ def build_world_policy(
         max_position_embeddings=1024,
         phrases=[*prompt_phrases(), *(render_tools([tool]) for tool in tools)],
         words=world.vocabulary(),
+        spaced_words=spaced_words,
     )
 
 
@@ -158,7 +175,11 @@ async def warm_start_data(
     from world.seed import build_warm_start_samples
 
     warm = await build_warm_start_samples(
-        world, recipe.dialogues, exclude=[*seed_set.samples, *seed_set.heldout], noise_rate=noise_rate
+        world,
+        recipe.dialogues,
+        exclude=[*seed_set.samples, *seed_set.heldout],
+        noise_rate=noise_rate,
+        mix=recipe.mix(),
     )
     drills = copy_drills(
         world.vocabulary(),
@@ -233,6 +254,7 @@ async def cached_warm_start(
         seed=seed,
         drills=drills,
         vocab_size=recipe.vocab_size,
+        spaced_words=recipe.spaced_words,
     )
     from trainer.dataset import sample_row
     from trainer.sft import sft_warm_start
