@@ -7,15 +7,13 @@ Avro codec with its validated-once tool specs turned off (every read validates e
 before/after of that fix, in the same run. Writes the figures
 to ``benchmarks/results/codec_replay.json``.
 
-    .venv/bin/python benchmarks/codec_replay.py [--events 100000]
+    .venv/bin/python -m benchmarks.codec_replay [--events 100000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,10 +24,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from looptool.broker import EmbeddedBroker
+from benchmarks.harness import add_output_arguments, finish_machine_info, machine_info, save
+from bus.broker import EmbeddedBroker
+from bus.kafka import EventProducer, ReplayStats, ensure_topics, replay
+from bus.topics import topic_for_event
 from looptool.config import Settings, load_settings
-from looptool.kafka import EventProducer, ReplayStats, ensure_topics, replay
-from looptool.topics import topic_for_event
 from schemas.codec import EventCodec, EventDecodeError
 from schemas.events import (
     PAYLOAD_TYPES,
@@ -42,11 +41,10 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
-from streams.store import SampleStore
 from toolcall.specs import ParamSchema, ToolSpec
 from toolcall.types import Action, Message, ToolCall
+from views.store import SampleStore
 
-RESULTS = Path(__file__).parent / "results" / "codec_replay.json"
 PRODUCER = Producer(stage="bench", version="1")
 console = Console()
 
@@ -216,7 +214,7 @@ async def main(n: int) -> dict[str, Any]:
     }
     results: dict[str, Any] = {
         "events": n,
-        "machine": f"{platform.node()} {platform.processor() or ''}".strip(),
+        "machine": machine_info(),
     }
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         rows = []
@@ -284,14 +282,13 @@ async def main(n: int) -> dict[str, Any]:
         f"{results['validated_once_speedup_replay_into_store_per_s']:.2f}×",
     )
     console.print(table)
+    finish_machine_info(results["machine"])
     return results
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
+    add_output_arguments(parser, "codec_replay")
     args = parser.parse_args()
-    figures = asyncio.run(main(args.events))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
-    console.print(f"wrote {RESULTS}")
+    save(asyncio.run(main(args.events)), args)

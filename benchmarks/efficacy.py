@@ -12,15 +12,15 @@ compute per round (|D_j|, epochs, group size, GRPO steps) for every arm:
 
 Seeds vary the loop's own randomness (curation draws through the run id, GRPO's sampling through the
 trainer seed), not the world or the initial model. Each arm runs strictly serially in-process
-(``streams.serial.SerialLoop``: the worker's stage objects, curation and the CPU GRPO trainer). After
+(``looptool.serial.SerialLoop``: the worker's stage objects, curation and the CPU GRPO trainer). After
 each round the round's final checkpoint is scored on the clean held-out set (greedy ToolMatch
 against the world's truth), and D_j's label noise, sources and GRPO signal (mean reward, share of
 groups with mixed rewards, steps) are recorded: one row per arm, seed and round in
 ``benchmarks/results/efficacy.json``, with the wall time, CPU seconds and load average. A plot of the
 arms per round (mean ± std over seeds) goes to ``docs/images/efficacy.png``.
 
-    nice -n 10 .venv/bin/python benchmarks/efficacy.py                 # 5 arms x 3 seeds x 4 rounds
-    nice -n 10 .venv/bin/python benchmarks/efficacy.py --seeds 1 --arms loop,static
+    nice -n 10 .venv/bin/python -m benchmarks.efficacy                 # 5 arms x 3 seeds x 4 rounds
+    nice -n 10 .venv/bin/python -m benchmarks.efficacy --seeds 1 --arms loop,static
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,14 +41,12 @@ from typing import Any
 
 from rich.console import Console
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.harness import ROOT, results_path
+from looptool.config import load_settings
+from looptool.demo import SCALES, WARM_START_CACHE, DemoScale, demo_settings, narrow_table
+from looptool.serial import ARMS, SerialLoop
 
-from looptool.config import load_settings  # noqa: E402
-from looptool.demo import SCALES, WARM_START_CACHE, DemoScale, demo_settings, narrow_table  # noqa: E402
-from streams.serial import ARMS, SerialLoop  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "efficacy.json"
+RESULTS = results_path("efficacy")
 PLOT = ROOT / "docs" / "images" / "efficacy.png"
 STAGES = ("probe", "judge", "relabel", "expand", "verify")
 
@@ -111,8 +108,8 @@ async def prepare(scale: DemoScale, cache_dir: Path, console: Console, model: Pa
 
 
 async def run_arm(arm: str, seed: int, scale: DemoScale, shared: Shared, work: Path) -> list[ArmRound]:
-    from streams.probe import CheckpointWatcher
-    from streams.worker import build_stages, curation_policy
+    from looptool.wiring import build_stages
+    from streams.curate import CurationPolicy
     from trainer.cpu_grpo import CpuGrpoBackend
     from world.scoring import heldout_accuracy, label_noise
     from world.seed import seed_events
@@ -122,14 +119,11 @@ async def run_arm(arm: str, seed: int, scale: DemoScale, shared: Shared, work: P
     settings = demo_settings(load_settings(None, run_id=run_id), work, scale, 0, shared.warm.model)
     settings = settings.model_copy(update={"trainer": settings.trainer.model_copy(update={"seed": seed})})
     # The worker's own stage objects (world simulations: no endpoint is configured), fed in-process.
-    stages = {
-        stage.name: stage
-        for stage in build_stages(settings, STAGES, watcher=CheckpointWatcher(None, settings.run_id))
-    }
+    stages = {stage.name: stage for stage in build_stages(settings, STAGES, log=None)}
     policy_backend = stages["probe"].backend  # type: ignore[attr-defined]
     serial = SerialLoop(
         settings,
-        curation_policy(settings),
+        CurationPolicy.from_settings(settings),
         stages=stages,
         trainer=CpuGrpoBackend(settings.trainer, show_progress=False),
         work_dir=work / "rounds",

@@ -7,15 +7,13 @@ the CPU backend on the same rows. Prints steps/s, samples/s (completions/s) and 
 of GRPO, and steps/s of the warm start, and writes them to ``benchmarks/results/grpo_cpu.json``.
 Model loading and saving are outside the timed GRPO steps (they are in the round wall time).
 
-    .venv/bin/python benchmarks/grpo_cpu.py [--steps 8] [--group-size 8] [--prompts-per-step 2]
+    .venv/bin/python -m benchmarks.grpo_cpu [--steps 8] [--group-size 8] [--prompts-per-step 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -24,18 +22,18 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.harness import add_output_arguments, finish_machine_info, machine_info, save
+from common.logs import LogSettings, configure_logging
 from inference.transformers_backend import encode_prompt
-from looptool.config import LogSettings, TrainerSettings
-from looptool.logs import configure_logging
 from toolcall.prompts import prompt_phrases, render_tools
 from trainer.base import RoundDataset
+from trainer.config import TrainerSettings
 from trainer.cpu_grpo import CpuGrpoBackend
 from trainer.dataset import sample_row
 from trainer.sft import sft_warm_start
 from trainer.tiny_policy import build_tiny_policy
 from world import World
 
-RESULTS = Path(__file__).parent / "results" / "grpo_cpu.json"
 console = Console()
 
 
@@ -53,12 +51,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=1024)
-    parser.add_argument("--no-save", action="store_true", help="Do not write the results file.")
+    add_output_arguments(parser, "grpo_cpu")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
+    machine = machine_info()
     configure_logging(LogSettings(level="warning"))  # the progress bars say enough
     items = asyncio.run(World(0).samples(args.dialogues, seed="bench"))
     rows = tuple(sample_row(f"bench-{i}", item.sample) for i, item in enumerate(items))
@@ -108,11 +107,6 @@ def main() -> None:
     steps_per_s = metrics["steps_per_s"]
     samples_per_s = metrics["samples_per_s"]
     figures: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "threads": args.threads,
-        },
         "model": {
             "parameters": parameters,
             "hidden": args.hidden,
@@ -149,10 +143,8 @@ def main() -> None:
     table.add_row("model parameters", str(parameters))
     table.add_row("batch", f"{args.prompts_per_step} prompts × G={args.group_size}, {args.threads} thread(s)")
     console.print(table)
-    if not args.no_save:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
-        console.print(f"written to {RESULTS}")
+    figures["machine"] = {**finish_machine_info(machine), "threads": args.threads}
+    save(figures, args)
 
 
 def _parameters(model_dir: Path) -> int:

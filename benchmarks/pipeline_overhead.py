@@ -19,7 +19,7 @@
 Prints events/s per stage and the overhead the pipeline adds per sample of D_1, as a fraction of
 the model's own time per sample; writes ``benchmarks/results/pipeline_overhead.json``.
 
-    .venv/bin/python benchmarks/pipeline_overhead.py [--samples 96] [--scale quick] [--reuse]
+    .venv/bin/python -m benchmarks.pipeline_overhead [--samples 96] [--scale quick] [--reuse]
 """
 
 from __future__ import annotations
@@ -28,11 +28,7 @@ import argparse
 import asyncio
 import hashlib
 import json
-import logging
 import math
-import os
-import platform
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -43,75 +39,27 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.harness import (
+    ROOT,
+    finish_machine_info,
+    machine_info,
+    quiet_logs,
+    results_path,
+    set_torch_threads,
+    wide_console,
+    write_results,
+)
+from bus.kafka import EventProducer, ensure_topics, replay, run_log
+from bus.worker import StageRunner, started_stages
+from inference.base import Chat, Generation, SamplingConfig
+from looptool.config import Settings, load_settings
+from schemas.events import CheckpointPublished, Event, Producer, make_event
+from streams.stage import Stage
 
-from inference.base import Chat, Generation, SamplingConfig  # noqa: E402
-from looptool.config import LogSettings, Settings, load_settings  # noqa: E402
-from looptool.kafka import EventProducer, ensure_topics, replay  # noqa: E402
-from looptool.logs import configure_logging  # noqa: E402
-from schemas.events import CheckpointPublished, Event, Producer, make_event  # noqa: E402
-from streams.stage import Stage  # noqa: E402
-from streams.worker import StageRunner, started_stages  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "pipeline_overhead.json"
+RESULTS = results_path("pipeline_overhead")
 DEFAULT_OUTPUTS = ROOT / "data" / "bench" / "probe_outputs.jsonl"
 BENCH_PRODUCER = Producer(stage="bench", version="1")
 STAGE_ORDER = ("probe", "judge", "relabel", "expand", "verify")
-
-
-# --- shared by the benchmarks of this folder -----------------------------------------------------------
-
-
-def machine_info() -> dict[str, Any]:
-    """Where the figures were taken; the load average says how contended the cores were."""
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def finish_machine_info(machine: dict[str, Any]) -> dict[str, Any]:
-    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    # Load beyond our own single process means other work shared the cores while we measured.
-    machine["contended"] = max(machine["load_average_at_start"][0], machine["load_average_at_end"][0]) > 1.5
-    return machine
-
-
-def wide_console() -> Console:
-    """A console whose tables are not squeezed to 80 columns when the output is a file or a pipe."""
-    return Console(width=None if sys.stdout.isatty() else 140)
-
-
-def set_torch_threads(threads: int | None) -> int:
-    """Pin torch's CPU threads (None: torch's default, one per core); returns the count in use.
-
-    On a shared 2-core machine two threads per decode were measured ~10× slower than one: OpenMP
-    threads spin-waiting for a core another process holds.
-    """
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    return int(torch.get_num_threads())
-
-
-def write_results(results: dict[str, Any], out: Path) -> None:
-    """The figures as JSON under ``benchmarks/results/`` (or ``--out``)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    wide_console().print(f"wrote {out}")
-
-
-def quiet_logs() -> None:
-    """Warnings only: the per-batch info lines of every stage would swamp the tables."""
-    configure_logging(LogSettings(level="warning"))
-    for noisy in ("faust", "mode", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 async def wait_assigned(runners: Sequence[StageRunner], timeout_s: float = 60.0) -> float:
@@ -184,7 +132,7 @@ class RoundOne:
 
 async def round_one(settings: Settings, scale: Any, samples: int, seed: int = 0) -> RoundOne:
     """Seeds from the synthetic world (enough for ``samples`` members) and D_1 of that size."""
-    from streams.worker import curation_policy
+    from streams.curate import CurationPolicy
     from world import World
     from world.seed import build_seed_set
 
@@ -196,7 +144,7 @@ async def round_one(settings: Settings, scale: Any, samples: int, seed: int = 0)
     seed_set = await build_seed_set(world, max(scale.dialogues, samples), noise_rate=0.2)
     if len(seed_set.samples) < samples:
         raise ValueError(f"the world gave {len(seed_set.samples)} seed samples, fewer than {samples}")
-    draft = RoundOne(settings, world, seed_set, [], [], curation_policy(settings))
+    draft = RoundOne(settings, world, seed_set, [], [], CurationPolicy.from_settings(settings))
     return draft.for_run(settings.run_id)
 
 
@@ -362,7 +310,7 @@ def make_stages(r1: RoundOne, backend: Any) -> dict[str, Stage]:
         "probe": ProbeStage(
             s.run_id,
             backend,
-            CheckpointWatcher(s.kafka if s.kafka.bootstrap_servers else None, s.run_id),
+            CheckpointWatcher(run_log(s) if s.kafka.bootstrap_servers else None, s.run_id),
             mode="final",
             current_time=s.loop.current_time,
             max_new_tokens=s.policy.max_new_tokens,
@@ -534,7 +482,7 @@ async def pipeline_by_stage(
                 )
         console.print(f"  {name}: {records} records in {seconds[name]:.2f} s, outputs equal: {equal[name]}")
 
-    service = CurateService(settings, r1.policy)
+    service = CurateService(run_log(settings), r1.policy)
     stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(service.run(stop))
@@ -565,7 +513,7 @@ async def pipeline_together(r1: RoundOne, recording: Recording) -> float:
     async with EventProducer(settings.kafka) as producer:
         await producer.send_all([*r1.seeds, *r1.opened])
     stages = make_stages(r1, RecordedBackend(recording))
-    service = CurateService(settings, r1.policy)
+    service = CurateService(run_log(settings), r1.policy)
     stop = asyncio.Event()
     curate = asyncio.create_task(service.run(stop))
     try:
@@ -590,7 +538,7 @@ async def pipeline_together(r1: RoundOne, recording: Recording) -> float:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    from looptool.broker import EmbeddedBroker
+    from bus.broker import EmbeddedBroker
     from looptool.demo import SCALES
 
     console = wide_console()

@@ -15,14 +15,13 @@ the transformers backend, the same batch size and greedy length:
 Efficiency = pipeline samples/s ÷ backend samples/s (target ≥ 0.9). Prints a table and writes
 ``benchmarks/results/probe_batching.json``.
 
-    .venv/bin/python benchmarks/probe_batching.py [--samples 128] [--batch-size 32] [--scale quick]
+    .venv/bin/python -m benchmarks.probe_batching [--samples 128] [--batch-size 32] [--scale quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -31,29 +30,29 @@ from typing import Any
 
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.pipeline_overhead import (  # noqa: E402
-    bench_settings,
-    build_policy,
-    checkpoint_event,
+from benchmarks.harness import (
     finish_machine_info,
     machine_info,
     quiet_logs,
-    round_one,
+    results_path,
     set_torch_threads,
-    wait_assigned,
-    wait_processed,
     wide_console,
-    wire_chats,
     write_results,
 )
-from inference.base import Chat, Generation, SamplingConfig  # noqa: E402
-from looptool.kafka import EventProducer, ensure_topics  # noqa: E402
-from streams.worker import started_stages  # noqa: E402
+from benchmarks.pipeline_overhead import (
+    bench_settings,
+    build_policy,
+    checkpoint_event,
+    round_one,
+    wait_assigned,
+    wait_processed,
+    wire_chats,
+)
+from bus.kafka import EventProducer, ensure_topics, run_log
+from bus.worker import started_stages
+from inference.base import Chat, Generation, SamplingConfig
 
-RESULTS = ROOT / "benchmarks" / "results" / "probe_batching.json"
+RESULTS = results_path("probe_batching")
 
 
 class TimedBackend:
@@ -97,8 +96,8 @@ async def backend_seconds(
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    from bus.broker import EmbeddedBroker
     from inference.transformers_backend import TransformersBackend, encode_prompt
-    from looptool.broker import EmbeddedBroker
     from looptool.demo import SCALES
     from streams.probe import CheckpointWatcher, ProbeStage
 
@@ -131,7 +130,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         stage = ProbeStage(
             settings.run_id,
             backend,
-            CheckpointWatcher(settings.kafka, settings.run_id),
+            CheckpointWatcher(run_log(settings), settings.run_id),
             mode="final",
             current_time=settings.loop.current_time,
             max_new_tokens=max_new_tokens,

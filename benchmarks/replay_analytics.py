@@ -19,14 +19,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from looptool.broker import EmbeddedBroker
+from bus.broker import EmbeddedBroker
+from bus.kafka import EventProducer, ensure_topics
 from looptool.config import load_settings
-from looptool.kafka import EventProducer, ensure_topics
-from streams.analytics import stats_from_topics
-from streams.export import EXPORT_FORMATS, export_dataset
-from streams.replay import Cut, dataset_at, replay_to
-from tests.analytics.simulated_run import simulate_run
+from views.analytics import stats_from_topics
+from views.export import EXPORT_FORMATS, export_dataset
+from views.replay import Cut, dataset_at, replay_to
 from world import World
+from world.simulated_run import simulate_run
 
 
 async def bench(seeds: int, target: int, workdir: Path, console: Console) -> None:
@@ -55,9 +55,9 @@ async def bench(seeds: int, target: int, workdir: Path, console: Console) -> Non
         def row(name: str, count: int, seconds: float) -> None:
             table.add_row(name, str(count), f"{seconds:.2f}", f"{count / seconds:,.0f}")
 
-        from streams.worker import curation_policy
+        from streams.curate import CurationPolicy
 
-        policy = curation_policy(settings)
+        policy = CurationPolicy.from_settings(settings)
         started = time.perf_counter()
         result = await replay_to(settings, Cut(), policy=policy)
         row(

@@ -9,7 +9,7 @@ same |D_j|, SFT warm start, GRPO steps, probe batch and length, simulated judge/
   embedded broker; the probe works with the newest checkpoint of round j (``probe_checkpoints =
   "latest"``), so D_{j+1} is built while round j still trains. Timed from starting the services
   (their start-up included) until round J's final checkpoint is on the topic.
-- serial: :class:`streams.serial.SerialLoop` arm ``loop`` in this process: train round j, then probe
+- serial: :class:`looptool.serial.SerialLoop` arm ``loop`` in this process: train round j, then probe
   with its final checkpoint, judge, relabel, expand, verify, curate, then train round j+1.
 
 Neither arm's time includes building the seeds and the policy, nor evaluating checkpoints. The
@@ -17,7 +17,7 @@ streaming arm's service logs give its timeline (start-up, each round's training,
 trainer waited for D_{j+1}), which explains the speed-up. Prints tables and writes
 ``benchmarks/results/streaming_vs_serial.json``.
 
-    .venv/bin/python benchmarks/streaming_vs_serial.py [--scale quick] [--rounds 3] [--target-size N]
+    .venv/bin/python -m benchmarks.streaming_vs_serial [--scale quick] [--rounds 3] [--target-size N]
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import json
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -39,20 +38,18 @@ from typing import Any
 
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.pipeline_overhead import (  # noqa: E402
-    STAGE_ORDER,
+from benchmarks.harness import (
     finish_machine_info,
     machine_info,
     quiet_logs,
+    results_path,
     wide_console,
     write_results,
 )
-from looptool.config import Settings, load_settings  # noqa: E402
+from benchmarks.pipeline_overhead import STAGE_ORDER
+from looptool.config import Settings, load_settings
 
-RESULTS = ROOT / "benchmarks" / "results" / "streaming_vs_serial.json"
+RESULTS = results_path("streaming_vs_serial")
 
 
 def arm_settings(
@@ -101,11 +98,10 @@ async def run_streaming(
     console: Any,
     policy_threads: int | None = None,
 ) -> dict[str, Any]:
-    from looptool.broker import EmbeddedBroker
-    from looptool.demo import WORKER_STAGES, Service, follow_until_trained, write_config
-    from looptool.kafka import EventProducer, ensure_topics
-    from streams.curate import open_first_round
-    from streams.worker import curation_policy
+    from bus.broker import EmbeddedBroker
+    from bus.kafka import EventProducer, ensure_topics, run_log
+    from looptool.demo import Service, follow_until_trained, write_config
+    from streams.curate import CurationPolicy, open_first_round
     from world.seed import seed_events
 
     with EmbeddedBroker() as broker:
@@ -115,10 +111,10 @@ async def run_streaming(
         await ensure_topics(settings.kafka, run_id)
         async with EventProducer(settings.kafka) as producer:
             await producer.send_all(seed_events(seed_set, run_id))
-        await open_first_round(settings, curation_policy(settings))
+        await open_first_round(run_log(settings), CurationPolicy.from_settings(settings))
         logs = work / "logs"
         services = [
-            Service("worker", ["worker", "--stages", WORKER_STAGES], config, logs / "worker.log"),
+            Service("worker", ["worker"], config, logs / "worker.log"),
             Service("trainer", ["train"], config, logs / "trainer.log"),
         ]
         load_start = os.getloadavg()[0]
@@ -224,9 +220,9 @@ def service_timeline(logs: Path, origin: float, rounds: int) -> dict[str, Any]:
 async def run_serial(
     run_id: str, seed_set: Any, model: Path, scale: Any, work: Path, seed: int, policy_threads: int | None
 ) -> dict[str, Any]:
-    from streams.probe import CheckpointWatcher
-    from streams.serial import SerialLoop
-    from streams.worker import build_stages, curation_policy
+    from looptool.serial import SerialLoop
+    from looptool.wiring import build_stages
+    from streams.curate import CurationPolicy
     from trainer.cpu_grpo import CpuGrpoBackend
     from trainer.sft import configured_warm_start
     from world.seed import seed_events
@@ -236,11 +232,8 @@ async def run_serial(
     load_start = os.getloadavg()[0]
     own = cpu_seconds(resource.RUSAGE_SELF)
     started = time.monotonic()
-    # The worker's own stage objects (streams.worker.build_stages), fed in-process.
-    stages = {
-        stage.name: stage
-        for stage in build_stages(settings, STAGE_ORDER, watcher=CheckpointWatcher(None, run_id))
-    }
+    # The worker's own stage objects (looptool.wiring.build_stages), fed in-process.
+    stages = {stage.name: stage for stage in build_stages(settings, STAGE_ORDER, log=None)}
 
     sft_s: list[float] = []
 
@@ -258,7 +251,7 @@ async def run_serial(
 
     serial = SerialLoop(
         settings,
-        curation_policy(settings),
+        CurationPolicy.from_settings(settings),
         stages=stages,
         trainer=CpuGrpoBackend(trainer, show_progress=False),
         work_dir=work / "rounds",

@@ -5,10 +5,10 @@ parameter; predictions are the label and its perturbations (see :mod:`evaluation
 judge every pair; the script prints agreement by perturbation kind and one example per class of
 disagreement, and can write the full table into ``docs/toolmatch.md``.
 
-    .venv/bin/python benchmarks/toolmatch_parity.py                 # all AST items (~20 s)
-    .venv/bin/python benchmarks/toolmatch_parity.py --sample 10     # first 10 items of each category
-    .venv/bin/python benchmarks/toolmatch_parity.py --write-docs    # refresh the table in the docs
-    .venv/bin/python benchmarks/toolmatch_parity.py --check-docs    # exit 1 if the docs table is stale
+    .venv/bin/python -m benchmarks.toolmatch_parity                 # all AST items (~20 s)
+    .venv/bin/python -m benchmarks.toolmatch_parity --sample 10     # first 10 items of each category
+    .venv/bin/python -m benchmarks.toolmatch_parity --write-docs    # refresh the table in the docs
+    .venv/bin/python -m benchmarks.toolmatch_parity --check-docs    # exit 1 if the docs table is stale
 """
 
 from __future__ import annotations

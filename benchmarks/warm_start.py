@@ -8,7 +8,7 @@ probe will find the policy wrong, which sets the Table-3 regime). Prints one JSO
 appends it to ``benchmarks/results/warm_start.jsonl``, with steps/s, wall time, CPU seconds and the
 load average (the cores are shared: the figures are only comparable at similar load).
 
-    nice -n 10 .venv/bin/python benchmarks/warm_start.py --warm-dialogues 1500 --drills 2000 --steps 1200
+    nice -n 10 .venv/bin/python -m benchmarks.warm_start --warm-dialogues 1500 --drills 2000 --steps 1200
 """
 
 from __future__ import annotations
@@ -19,18 +19,15 @@ import dataclasses
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.harness import RESULTS_DIR, ROOT
+from looptool.demo import SCALES
+from looptool.warm_start import build_world_policy
 
-from looptool.demo import SCALES  # noqa: E402
-from looptool.warm_start import build_world_policy  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "warm_start.jsonl"
+RESULTS = RESULTS_DIR / "warm_start.jsonl"
 
 
 def _cpu_seconds() -> float:

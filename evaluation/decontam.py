@@ -10,6 +10,11 @@ the tools offered (case-folded, ``.``/``-``/``/``/spaces read as ``_``, since Op
 ``math.factorial`` to ``math_factorial``; as a set, order ignored). Tool descriptions, the label and any
 system prompt are left out on purpose: a copied question with reworded docs or another answer is still
 the benchmark's question.
+
+A multi-turn conversation is many questions: a training sample cut from it at turn k holds the user
+turns up to k (its context), or turn k alone (a re-split dialogue). Each of those texts is hashed with
+the tools offered by then (``miss_func`` adds its held-out functions at their turn) and with every
+function of the conversation's API classes (a copy that never held any out).
 """
 
 from __future__ import annotations
@@ -21,7 +26,15 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
 
-from evaluation.suite import SUITE_NAME, BfclItem, load_suite, parse_categories, suite_version
+from evaluation.suite import (
+    SUITE_NAME,
+    BfclItem,
+    MultiTurnItem,
+    SuiteItem,
+    load_suite,
+    parse_categories,
+    suite_version,
+)
 from toolcall.canonical import content_hash
 from toolcall.specs import ToolSpec
 from toolcall.types import Message
@@ -64,6 +77,26 @@ def item_key(item: BfclItem) -> str:
     return overlap_key(item.user_query(), (f["name"] for f in item.functions))
 
 
+def item_keys(item: SuiteItem) -> set[str]:
+    """Every hash under which a training sample is this item's question (one for single-turn items)."""
+    if not isinstance(item, MultiTurnItem):
+        return {item_key(item)}
+    offered = [f["name"] for f in item.functions]
+    every = [*offered, *(f["name"] for docs in item.missed_function.values() for f in docs)]
+    keys: set[str] = set()
+    so_far: list[str] = []
+    for turn, query in enumerate(item.turn_queries()):
+        offered = [*offered, *(f["name"] for f in item.missed_function.get(str(turn), []))]
+        if query:
+            so_far.append(query)
+            for tools in (offered, every):
+                keys.add(overlap_key(query, tools))
+        if so_far:
+            for tools in (offered, every):
+                keys.add(overlap_key("\n".join(so_far), tools))
+    return keys
+
+
 @dataclass(frozen=True)
 class Decontaminator:
     """The suite's question hashes, and the check of a sample against them."""
@@ -74,16 +107,17 @@ class Decontaminator:
 
     @classmethod
     def from_items(
-        cls, items: Iterable[BfclItem], suite: str = SUITE_NAME, version: str = ""
+        cls, items: Iterable[SuiteItem], suite: str = SUITE_NAME, version: str = ""
     ) -> Decontaminator:
         index: dict[str, list[str]] = {}
         for item in items:
-            index.setdefault(item_key(item), []).append(item.id)
+            for key in item_keys(item):
+                index.setdefault(key, []).append(item.id)
         return cls(suite, version, {key: tuple(ids) for key, ids in index.items()})
 
     @classmethod
     def from_suite(cls, categories: Sequence[str] | str | None = None) -> Decontaminator:
-        """Every item of the given BFCL categories (default: all single-turn ones)."""
+        """Every item of the given BFCL categories (default: all, multi-turn included)."""
         return _from_suite(tuple(parse_categories(categories)))
 
     def __len__(self) -> int:

@@ -286,6 +286,10 @@ PERTURBATIONS: dict[str, Perturbation] = {
     "float_for_int": _value_change(
         "float_for_int", lambda v, s, p, d: _declared(s, "integer") and _is_int(v), float
     ),
+    # The next integer: any two distinct integers differ (ToolMatch's float tolerance never applies).
+    "int_off_by_one": _value_change(
+        "int_off_by_one", lambda v, s, p, d: _declared(s, "integer") and _is_int(v), lambda v: v + 1
+    ),
     "numeric_string": _value_change(
         "numeric_string",
         lambda v, s, p, d: _declared(s, "integer", "float") and (_is_int(v) or isinstance(v, float)),

@@ -1,4 +1,5 @@
-"""Score one model output on one BFCL item, and aggregate per category and into BFCL's summary columns.
+"""Score one model output on one single-turn BFCL item, and aggregate per category (single- and
+multi-turn) into BFCL's summary columns.
 
 The path of an output: our parser (:func:`toolcall.parsing.parse_output`) reads it; its calls become
 BFCL's decoded "model output" form, ``[{function_name: {param: value}}, ...]`` (what BFCL's own Qwen
@@ -8,12 +9,14 @@ is made, the relevance item when one is (BFCL's rule: an output that does not de
 as no call).
 
 Aggregation follows ``bfcl_eval.eval_checker.eval_runner_helper.generate_leaderboard_csv`` restricted to
-the Python single-turn categories: non-live AST is the unweighted mean of its four categories (BFCL's
-"simple" there is the mean of Python, Java and JavaScript; we evaluate Python only), live AST the mean
-weighted by item counts, irrelevance the unweighted mean of its two categories, relevance the one
-category; "overall" is BFCL's overall formula restricted to its single-turn parts (non-live, live and
-irrelevance, equal weights), so it is not comparable with BFCL's full overall, which adds multi-turn
-and agentic scores.
+the categories we run (Python single-turn and the four multi-turn ones): non-live AST is the unweighted
+mean of its four categories (BFCL's "simple" there is the mean of Python, Java and JavaScript; we
+evaluate Python only), live AST the mean weighted by item counts, irrelevance the unweighted mean of
+its two categories, relevance the one category, multi-turn the unweighted mean of its four
+categories. "overall" is BFCL's overall formula (weights 10 non-live, 10 live, 10 irrelevance, 30
+multi-turn, 40 agentic) over the parts that ran, its weights renormalised: BFCL's agentic part (web
+search, memory) is never run here, so it is not BFCL's leaderboard overall, which would count the
+missing agentic part as 0. With only the single-turn parts it is their equal-weight mean.
 """
 
 from __future__ import annotations
@@ -25,18 +28,29 @@ from statistics import fmean
 from typing import Any
 
 from evaluation.bfcl_checker import ast_check
-from evaluation.suite import CATEGORIES, IRRELEVANCE, LIVE_AST, NON_LIVE_AST, RELEVANCE, BfclItem
+from evaluation.suite import (
+    CATEGORIES,
+    IRRELEVANCE,
+    LIVE_AST,
+    MULTI_TURN,
+    NON_LIVE_AST,
+    RELEVANCE,
+    BfclItem,
+)
 from toolcall.parsing import parse_output
 from toolcall.types import Action
 
-SUMMARY_COLUMNS = ("non_live_ast", "live_ast", "irrelevance", "relevance", "overall")
+SUMMARY_COLUMNS = ("non_live_ast", "live_ast", "irrelevance", "relevance", "multi_turn", "overall")
 SUMMARY_TITLES = {
     "non_live_ast": "Non-Live AST",
     "live_ast": "Live AST",
     "irrelevance": "Irrelevance",
     "relevance": "Relevance",
-    "overall": "Overall (single-turn)",
+    "multi_turn": "Multi-Turn",
+    "overall": "Overall (no agentic)",
 }
+# BFCL's overall weights (generate_leaderboard_csv); the agentic part (40) is never run here.
+OVERALL_WEIGHTS = {"non_live_ast": 10.0, "live_ast": 10.0, "irrelevance": 10.0, "multi_turn": 30.0}
 
 
 def to_bfcl_output(action: Action | None) -> list[dict[str, dict[str, Any]]]:
@@ -62,6 +76,7 @@ class ItemResult:
     parse_error: str | None = None
     error_type: str | None = None
     errors: list[str] = field(default_factory=list)
+    steps: int = 1  # model outputs scored (a multi-turn conversation has many)
 
     def to_record(self) -> dict[str, Any]:
         """A flat, JSON-safe row (nested values as JSON strings, so parquet columns stay simple)."""
@@ -134,6 +149,7 @@ class BfclSummary:
     live_ast: float | None
     irrelevance: float | None
     relevance: float | None
+    multi_turn: float | None
     overall: float | None
     # Summary columns computed from only some of their categories (e.g. ``--categories multiple``).
     partial: tuple[str, ...] = ()
@@ -157,7 +173,7 @@ class BfclSummary:
         return {name: score.accuracy for name, score in self.categories.items()}
 
 
-def category_scores(results: Iterable[ItemResult]) -> dict[str, CategoryScore]:
+def category_scores(results: Iterable[Any]) -> dict[str, CategoryScore]:
     correct: dict[str, int] = {}
     total: dict[str, int] = {}
     for result in results:
@@ -176,7 +192,9 @@ def _weighted(scores: Sequence[CategoryScore]) -> float | None:
     return sum(s.correct for s in scores) / total if total else None
 
 
-def summarise(results: Iterable[ItemResult]) -> BfclSummary:
+def summarise(results: Iterable[Any]) -> BfclSummary:
+    """Per-category counts and summary columns of item results (anything with ``category`` and
+    ``correct``: single-turn :class:`ItemResult` and multi-turn results alike)."""
     return summary_from_scores(category_scores(results))
 
 
@@ -191,24 +209,21 @@ def summary_from_scores(categories: dict[str, CategoryScore]) -> BfclSummary:
         "live_ast": LIVE_AST,
         "irrelevance": IRRELEVANCE,
         "relevance": RELEVANCE,
+        "multi_turn": MULTI_TURN,
     }
-    non_live = _unweighted(present(NON_LIVE_AST))
-    live = _weighted(present(LIVE_AST))
-    irrelevance = _unweighted(present(IRRELEVANCE))
-    relevance = _unweighted(present(RELEVANCE))
-    parts = [value for value in (non_live, live, irrelevance) if value is not None]
-    overall = fmean(parts) if parts else None
+    columns = {
+        "non_live_ast": _unweighted(present(NON_LIVE_AST)),
+        "live_ast": _weighted(present(LIVE_AST)),
+        "irrelevance": _unweighted(present(IRRELEVANCE)),
+        "relevance": _unweighted(present(RELEVANCE)),
+        "multi_turn": _unweighted(present(MULTI_TURN)),
+    }
     partial = [name for name, group in groups.items() if present(group) and len(present(group)) < len(group)]
-    if overall is not None and (
-        len(parts) < 3 or any(p in partial for p in ("non_live_ast", "live_ast", "irrelevance"))
-    ):
-        partial.append("overall")
-    return BfclSummary(
-        categories=categories,
-        non_live_ast=non_live,
-        live_ast=live,
-        irrelevance=irrelevance,
-        relevance=relevance,
-        overall=overall,
-        partial=tuple(partial),
-    )
+    parts = {name: columns[name] for name in OVERALL_WEIGHTS if columns[name] is not None}
+    overall = None
+    if parts:
+        weight = sum(OVERALL_WEIGHTS[name] for name in parts)
+        overall = sum(OVERALL_WEIGHTS[name] * value for name, value in parts.items()) / weight  # type: ignore[operator]
+        if len(parts) < len(OVERALL_WEIGHTS) or any(name in partial for name in parts):
+            partial.append("overall")
+    return BfclSummary(categories=categories, overall=overall, partial=tuple(partial), **columns)

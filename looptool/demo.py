@@ -30,21 +30,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from bus.kafka import EventProducer, ensure_topics, follow, run_log
+from common.logs import get_logger
 from looptool.config import Settings
-from looptool.kafka import EventProducer, ensure_topics, follow
-from looptool.logs import get_logger
 from looptool.warm_start import WarmStartRecipe
 from schemas.events import CheckpointPublished, Event
-from streams.curate import LEDGER_TOPICS, Ledger, open_first_round
-from streams.worker import curation_policy
+from streams.curate import LEDGER_TOPICS, CurationPolicy, Ledger, open_first_round
 
 log = get_logger(__name__)
-WORKER_STAGES = "probe,judge,relabel,expand,verify,curate"
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,10 @@ def demo_settings(
     ``model_path`` is round 1's starting policy, already warm-started (looptool.warm_start), so the
     trainer runs no warm start of its own.
     """
-    from looptool.config import LoopSettings, PolicySettings, StoreSettings, TrainerSettings, WorldSettings
+    from streams.config import LoopSettings, PolicySettings
+    from trainer.config import TrainerSettings
+    from views.config import StoreSettings
+    from world.config import WorldSettings
 
     run_id = settings.run_id
     if run_id == "default":
@@ -185,21 +187,10 @@ def demo_settings(
 
 
 def write_config(settings: Settings, path: Path) -> None:
-    """The run's settings as a TOML file the services read (secrets never written)."""
-    data = settings.model_dump(mode="json", exclude_none=True, exclude={"judge", "generator"})
+    """The run's settings as a TOML file the services read (the LLM roles, which may hold keys, never)."""
+    data = settings.model_dump(mode="json", exclude_none=True, exclude={"judge", "generator", "verifier"})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_toml(data), encoding="utf-8")
-
-
-def _toml(data: dict[str, Any], prefix: str = "") -> str:
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    lines = [f"[{prefix}]"] if prefix and scalars else []
-    lines += [f"{key} = {json.dumps(value)}" for key, value in scalars.items() if value is not None]
-    text = "\n".join(lines) + ("\n\n" if lines else "")
-    for key, value in tables.items():
-        text += _toml(value, f"{prefix}.{key}" if prefix else key)
-    return text
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
 
 
 # --- the services ---------------------------------------------------------------------------------
@@ -606,12 +597,12 @@ async def run_demo(
     )
     config_path = workdir / "looptool.toml"
     write_config(settings, config_path)
-    opened = await open_first_round(settings, curation_policy(settings))
+    opened = await open_first_round(run_log(settings), CurationPolicy.from_settings(settings))
     console.print(f"round 1 opened: {opened[-1].payload.total if opened else 'already open'} samples")
 
     logs = workdir / "logs"
     services = [
-        Service("worker", ["worker", "--stages", WORKER_STAGES], config_path, logs / "worker.log"),
+        Service("worker", ["worker"], config_path, logs / "worker.log"),
         Service("trainer", ["train"], config_path, logs / "trainer.log"),
     ]
     for service in services:
@@ -662,7 +653,7 @@ async def run_demo(
 
     replay_matches = await _replay_matches(settings, scale.rounds, progress)
     # The run's verdict analytics (what `looptool stats` prints), while the topics still exist.
-    from streams.analytics import plot_stats, stats_from_topics, tables_text
+    from views.analytics import plot_stats, stats_from_topics, tables_text
 
     stats = await stats_from_topics(settings)
     (workdir / "stats.txt").write_text(tables_text(stats), encoding="utf-8")
@@ -711,7 +702,7 @@ def build_initial_policy(
 
 async def _replay_matches(settings: Settings, round_: int, progress: Progress) -> bool:
     """D_J rebuilt from the topics alone equals its RoundClosed manifest and the live membership."""
-    from streams.replay import Cut, dataset_at
+    from views.replay import Cut, dataset_at
 
     with contextlib.suppress(Exception):
         dataset = await dataset_at(settings, Cut(round=round_))

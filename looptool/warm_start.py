@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from looptool.logs import get_logger
+from common.logs import get_logger
 
 log = get_logger(__name__)
 WARM_START_INFO = "warm_start.json"

@@ -18,7 +18,7 @@ from ulid import ULID
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message
 
-VerdictLabel = Literal["PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE"]
+VerdictLabel = Literal["PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE", "NO_QUORUM"]
 CurationSource = Literal["SEED", "ES", "EE", "HPPL", "SEED_NEW"]
 
 
@@ -80,6 +80,7 @@ class SampleAdded(Payload):
     seed_sample_id: str | None = None
     content_hash: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    conversation_time: str | None = None
 
 
 class ProbeResult(Payload):
@@ -99,6 +100,22 @@ class ProbeResult(Payload):
     ppl: float | None = None
     num_tokens: int = 0
     high_ppl: bool = False
+    conversation_time: str | None = None
+
+
+class JudgeVote(BaseModel):
+    """One judge's answer on one order of the responses, and whether its judge's vote counted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    judge_model: str
+    label_position: int  # which response the label was shown as in this answer
+    verdict: VerdictLabel | None = None  # None: the answer could not be read
+    status: Literal["read", "unparseable", "truncated"] = "read"
+    counted: bool = False  # this judge's vote counted (read; with two orders, both read and agreeing)
+    attempts: int = 1
+    reason: str = ""  # why it was not read, or why the judge's vote did not count
+    raw_response: str = ""  # the answer's text (its end, when long)
 
 
 class Verdict(Payload):
@@ -120,6 +137,11 @@ class Verdict(Payload):
     raw_response: str = ""
     judge_model: str = ""
     attempts: int = 1
+    prediction_text: str = ""  # the model's raw output when it did not parse as a call (prediction None)
+    votes: list[JudgeVote] = Field(default_factory=list)
+    quorum: int | None = None  # votes the verdict needed (None: one judge, before panels)
+    deferred: bool = False  # NO_QUORUM only: the sample goes back to the pool instead of leaving
+    conversation_time: str | None = None
 
 
 class LabelCorrected(Payload):
@@ -150,6 +172,7 @@ class ExpansionCandidate(Payload):
     parse_error: str | None = None
     raw_response: str = ""
     generator_model: str = ""
+    conversation_time: str | None = None
 
     def partition_key(self) -> str:
         return self.candidate_id
@@ -183,6 +206,7 @@ class CuratedSample(Payload):
     label: Action
     label_event_id: str
     content_hash: str
+    conversation_time: str | None = None
 
 
 class RoundClosed(Payload):
@@ -218,7 +242,8 @@ class CheckpointPublished(Payload):
 
 
 class CheckpointEvaluated(Payload):
-    """A checkpoint's benchmark scores (BFCL v4 single-turn, bfcl-eval's AST checker)."""
+    """A checkpoint's benchmark scores (BFCL v4 single- and multi-turn, bfcl-eval's checkers) and its
+    held-out ToolMatch accuracy (when the evaluator has a held-out set)."""
 
     EVENT_TYPE: ClassVar[str] = "CheckpointEvaluated"
 
@@ -236,6 +261,70 @@ class CheckpointEvaluated(Payload):
     summary: dict[str, float] = Field(default_factory=dict)
     wall_time_s: float = 0.0
     results_uri: str | None = None
+    # v2
+    uri: str | None = None
+    max_steps: int | None = None
+    steps: dict[str, int] = Field(default_factory=dict)
+    error_types: dict[str, dict[str, int]] = Field(default_factory=dict)
+    heldout_correct: int | None = None
+    heldout_total: int | None = None
+    heldout_source: str | None = None
+
+    def partition_key(self) -> str:
+        return self.checkpoint_id
+
+
+class PolicyPromoted(Payload):
+    """The promotion gate made ``checkpoint_id`` the promoted policy (see :mod:`evaluation.gate`)."""
+
+    EVENT_TYPE: ClassVar[str] = "PolicyPromoted"
+
+    checkpoint_id: str
+    round: int
+    step: int
+    final: bool
+    uri: str | None = None
+    evaluation_event_id: str
+    previous_checkpoint_id: str | None = None
+    previous_evaluation_event_id: str | None = None
+    figures: dict[str, float]
+    counts: dict[str, int]
+    previous_figures: dict[str, float] = Field(default_factory=dict)
+    previous_counts: dict[str, int] = Field(default_factory=dict)
+    deltas: dict[str, float] = Field(default_factory=dict)
+    tolerance: float
+    tolerances: dict[str, float] = Field(default_factory=dict)
+    reason: str
+
+    def partition_key(self) -> str:
+        return self.checkpoint_id
+
+
+class PromotionRefused(Payload):
+    """The promotion gate kept ``promoted_checkpoint_id``; ``checkpoint_id`` regressed (or could not
+    be compared)."""
+
+    EVENT_TYPE: ClassVar[str] = "PromotionRefused"
+
+    checkpoint_id: str
+    round: int
+    step: int
+    final: bool
+    uri: str | None = None
+    evaluation_event_id: str
+    promoted_checkpoint_id: str | None = None
+    promoted_evaluation_event_id: str | None = None
+    figures: dict[str, float]
+    counts: dict[str, int]
+    promoted_figures: dict[str, float] = Field(default_factory=dict)
+    promoted_counts: dict[str, int] = Field(default_factory=dict)
+    deltas: dict[str, float] = Field(default_factory=dict)
+    tolerance: float
+    tolerances: dict[str, float] = Field(default_factory=dict)
+    regressions: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    incomparable: list[str] = Field(default_factory=list)
+    reason: str
 
     def partition_key(self) -> str:
         return self.checkpoint_id
@@ -255,6 +344,7 @@ class DeadLetter(Payload):
     source_ref: str | None = None
     key: bytes | None = None
     raw: bytes
+    category: str | None = None  # the reason's stable class (v2); None in older events
 
     def partition_key(self) -> str:
         return self.key.decode("utf-8", "replace") if self.key else self.stage
@@ -273,6 +363,8 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         RoundClosed,
         CheckpointPublished,
         CheckpointEvaluated,
+        PolicyPromoted,
+        PromotionRefused,
         DeadLetter,
     )
 }
@@ -319,6 +411,17 @@ def derived_event_id(parent_ids: list[str], stage: str, discriminator: str = "")
         "\x1f".join([stage, discriminator, *sorted(parent_ids)]).encode("utf-8"), digest_size=10
     ).digest()
     return str(ULID.from_bytes((newest_parent_ms + 1).to_bytes(6, "big") + digest))
+
+
+def root_event_id(stage: str, *parts: str) -> str:
+    """A deterministic ULID for an event with no parents (a seed), from what identifies it.
+
+    Publishing the same seed twice (a command run again after a broker restart) yields the same id,
+    so consumers that deduplicate by event id see one event. The time part is 0: such events sort
+    before every event derived from them, as derived ids require.
+    """
+    digest = hashlib.blake2b("\x1f".join([stage, *parts]).encode("utf-8"), digest_size=10).digest()
+    return str(ULID.from_bytes((0).to_bytes(6, "big") + digest))
 
 
 def make_event(

@@ -6,4 +6,5 @@ scripts/install.sh --extra cpu-serve
 scripts/install-verl.sh   # verl in its own env: the trainer's verl backend is tested against it
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest -q "$@"
+.venv/bin/lint-imports   # the layers run one way (docs/architecture.md)
+exec .venv/bin/python -m pytest -q -rsx "$@"

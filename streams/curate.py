@@ -8,13 +8,15 @@
 - Seed-new: seeds never trained on, a fraction of the target size that falls by round
   (the paper: 100% → 30.8% → 15.4% → 7.7%); remaining room is filled with more fresh seeds.
 BOTH_WRONG and UNPARSEABLE samples leave, as do samples whose processing a stage dead-lettered (a
-poison input is accounted for, so it can never hold a round open). Exact duplicates (canonical
-content hash of tools, context and label) are kept once, in source priority ES > EE > HPPL >
-Seed-new. Every choice is deterministic given the events, seeded by run id and round.
+poison input is accounted for, so it can never hold a round open), and NO_QUORUM ones (the judge panel
+did not agree), unless the panel defers them: those go back to the pool with the fresh seeds. Exact
+duplicates (canonical content hash of tools, context and label) are kept once, in source priority
+ES > EE > HPPL > Seed-new. Every choice is deterministic given the events, seeded by run id and round.
 
 The :class:`Ledger` is the pure part: a fold over events that knows, per round, what has been
 probed, judged, corrected, expanded and verified, and therefore when round j is complete. The
-:class:`CurateService` is the only Kafka part: it follows every topic it needs from offset 0
+:class:`CurateService` is the only part that reads the log (through :class:`~streams.registry.EventLog`,
+which the bus implements on Kafka): it follows every topic it needs from offset 0
 (curation needs the whole picture, so it runs as a singleton, not a consumer group) and emits a
 round once it is complete and not yet closed. Its output ids are deterministic, so a restarted or
 duplicated curator re-emits identical events that consumers deduplicate.
@@ -28,9 +30,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from looptool.config import Settings
-from looptool.kafka import EventProducer, follow, replay
-from looptool.logs import get_logger
+from common.logs import get_logger
+from common.seeding import seeded_rng
 from schemas.events import (
     CuratedSample,
     CurationSource,
@@ -47,7 +48,7 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
-from streams.stage import seeded_rng
+from streams.registry import EventLog, StageClients, StageSettings, register
 from toolcall.canonical import canonical_json, content_hash
 from toolcall.perplexity import select_high_ppl
 from toolcall.specs import ToolSpec
@@ -67,6 +68,7 @@ LEDGER_TOPICS = (
     "deadletter",
 )
 PAPER_SEED_NEW_SCHEDULE = (1.0, 0.308, 0.154, 0.077)
+REFUSAL_CATEGORY = "seed is an evaluation-suite question (kept out of training)"
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,25 @@ class CurationPolicy:
     # (the no_hppl ablation of the efficacy benchmark).
     hppl_selection: Literal["perplexity", "random"] = "perplexity"
 
+    @classmethod
+    def from_settings(cls, settings: StageSettings) -> CurationPolicy:
+        """The run's policy: ``[loop]``, and decontamination against the eval suite (``[eval]``)."""
+        loop = settings.loop
+        exclude = None
+        if settings.eval.decontaminate:
+            from evaluation.decontam import Decontaminator
+
+            exclude = Decontaminator.from_suite(settings.eval.categories).overlaps
+        return cls(
+            target_size=loop.target_size,
+            seed_new_schedule=tuple(loop.seed_new_schedule),
+            hppl_quantile=loop.hppl_quantile,
+            hppl_threshold=loop.hppl_threshold,
+            max_round=loop.rounds,
+            expansions_per_seed=loop.expansions_per_seed,
+            exclude=exclude,
+        )
+
     def seed_new_fraction(self, round_: int) -> float:
         return self.seed_new_schedule[min(round_ - 1, len(self.seed_new_schedule) - 1)]
 
@@ -98,6 +119,7 @@ class PoolSample:
     label: Action
     label_event_id: str
     lineage: tuple[str, ...] = ()  # extra parents for the CuratedSample (probe, verdict)
+    conversation_time: str | None = None
 
     def content_hash(self) -> str:
         return Sample(tools=self.tools, messages=self.messages, label=self.label).content_hash()
@@ -272,7 +294,15 @@ class Ledger:
     def pool_sample(self, sample_id: str, lineage: Sequence[str] = ()) -> PoolSample:
         added = self.samples[sample_id].payload
         label_event_id, label = self.labels[sample_id]
-        return PoolSample(sample_id, added.tools, added.messages, label, label_event_id, tuple(lineage))
+        return PoolSample(
+            sample_id,
+            added.tools,
+            added.messages,
+            label,
+            label_event_id,
+            tuple(lineage),
+            conversation_time=added.conversation_time,
+        )
 
     def outcome(self, round_: int, policy: CurationPolicy) -> RoundOutcome:
         """What a complete round j contributes to D_{j+1} (call only when ``status(j).complete``)."""
@@ -322,13 +352,29 @@ class Ledger:
         high_ppl = [self.pool_sample(sample_id, pool_lineage[sample_id]) for sample_id in chosen]
         return RoundOutcome(error_seeds, expansions, high_ppl, dropped, sorted(checkpoints))
 
+    def deferred(self) -> set[str]:
+        """Samples the judge panel deferred (no quorum, ``no_quorum = "defer"``) in the latest round they
+        were a member of: they are back in the pool, to be drawn, probed and judged again."""
+        last_round: dict[str, int] = {}
+        for round_, members in self.members.items():
+            for sample_id in members:
+                last_round[sample_id] = max(round_, last_round.get(sample_id, round_))
+        return {
+            v.payload.sample_id
+            for v in self.verdicts.values()
+            if v.payload.verdict == "NO_QUORUM"
+            and v.payload.deferred
+            and last_round.get(v.payload.sample_id) == v.payload.round
+        }
+
     def fresh_seeds(self) -> list[PoolSample]:
-        """Seeds never curated into any round, in sample-id order."""
+        """Seeds never curated into any round, and deferred samples, in sample-id order."""
         trained = {sample_id for members in self.members.values() for sample_id in members}
+        deferred = self.deferred()
         return [
             self.pool_sample(sample_id)
             for sample_id, added in sorted(self.samples.items())
-            if added.payload.origin == "seed" and sample_id not in trained
+            if (added.payload.origin == "seed" and sample_id not in trained) or sample_id in deferred
         ]
 
 
@@ -399,6 +445,7 @@ def round_events(
                     label=sample.label,
                     label_event_id=sample.label_event_id,
                     content_hash=sample.content_hash(),
+                    conversation_time=sample.conversation_time,
                 ),
                 run_id=run_id,
                 producer=PRODUCER,
@@ -463,6 +510,7 @@ def refusal_events(refused: Sequence[tuple[PoolSample, str]], run_id: str) -> li
                     source_ref=sample.label_event_id,
                     key=sample.sample_id.encode("utf-8"),
                     raw=canonical_json(record).encode("utf-8"),
+                    category=REFUSAL_CATEGORY,
                 ),
                 run_id=run_id,
                 producer=PRODUCER,
@@ -501,54 +549,78 @@ def initial_round_events(ledger: Ledger, policy: CurationPolicy, run_id: str) ->
         return []
     fresh, refused = screen(ledger.fresh_seeds(), policy)
     members = compose_round(1, None, fresh, policy, run_id)
+    if not members and refused:
+        raise ValueError(
+            f"all {len(refused)} seeds in the pool are evaluation-suite questions (e.g. {refused[0][1]}); "
+            "none may be trained on: ingest other seeds, or turn [eval] decontaminate off"
+        )
     if not members:
         raise ValueError("the seed pool is empty: ingest seeds before opening round 1")
     return refusal_events(refused, run_id) + round_events(1, members, policy, run_id, None)
 
 
-async def load_ledger(settings: Settings) -> Ledger:
+async def load_ledger(log: EventLog) -> Ledger:
     """A ledger of everything currently in the run's topics (replay, then stop)."""
     ledger = Ledger()
-    async for batch in replay(settings.kafka, settings.run_id, LEDGER_TOPICS):
-        for delivered in batch:
-            ledger.add(delivered.event)
+    async for batch in log.replay(LEDGER_TOPICS):
+        for event in batch:
+            ledger.add(event)
     return ledger
 
 
-async def open_first_round(settings: Settings, policy: CurationPolicy) -> list[Event[Any]]:
-    """``looptool curate --initial``: publish D_1 from the seeds now in the pool."""
-    ledger = await load_ledger(settings)
-    events = initial_round_events(ledger, policy, settings.run_id)
-    async with EventProducer(settings.kafka) as producer:
-        await producer.send_all(events)
+async def open_first_round(log: EventLog, policy: CurationPolicy) -> list[Event[Any]]:
+    """``looptool curate --initial``: publish D_1 from the seeds now in the pool.
+
+    The events are the refusals (a DeadLetter per seed kept out of training, see :func:`refusals`),
+    then D_1's CuratedSample events and its RoundClosed manifest.
+    """
+    ledger = await load_ledger(log)
+    events = initial_round_events(ledger, policy, log.run_id)
+    async with log.publisher() as sink:
+        await sink.send_all(events)
     return events
 
 
+def refusals(events: Sequence[Event[Any]]) -> list[Event[DeadLetter]]:
+    """The curator's refusals among ``events``: seeds kept out of training, each with its reason."""
+    return [e for e in events if isinstance(e.payload, DeadLetter) and e.payload.stage == PRODUCER.stage]
+
+
+@register("service")
 class CurateService:
     """The singleton curator: follows the topics, closes each round once it is complete."""
 
-    def __init__(self, settings: Settings, policy: CurationPolicy):
-        self.settings = settings
+    name = "curate"
+
+    def __init__(self, log: EventLog, policy: CurationPolicy):
+        self.log = log
         self.policy = policy
         self.ledger = Ledger()
         self.emitted_rounds: list[int] = []
 
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> CurateService:
+        log = clients.event_log()
+        if log is None:
+            raise ValueError("the curate service follows the run's log: it needs an event log")
+        return cls(log, CurationPolicy.from_settings(settings))
+
     async def run(self, stop: asyncio.Event) -> None:
-        async with EventProducer(self.settings.kafka) as producer:
-            stream = follow(self.settings.kafka, self.settings.run_id, LEDGER_TOPICS)
+        async with self.log.publisher() as sink:
+            stream = self.log.follow(LEDGER_TOPICS)
             try:
                 # follow() yields at least every idle timeout (an empty batch), so stop is seen promptly.
                 async for batch in stream:
                     if stop.is_set():
                         break
-                    for delivered in batch:
-                        self.ledger.add(delivered.event)
+                    for event in batch:
+                        self.ledger.add(event)
                     if batch:
                         continue
                     # Caught up: decide only on the whole picture.
-                    events = next_round_events(self.ledger, self.policy, self.settings.run_id)
+                    events = next_round_events(self.ledger, self.policy, self.log.run_id)
                     if events:
-                        await producer.send_all(events)
+                        await sink.send_all(events)
                         manifest = events[-1].payload
                         self.emitted_rounds.append(manifest.round)
                         for event in events:

@@ -11,88 +11,66 @@ does not parse is still emitted (with ``parse_error``) so verification can accou
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from inference.base import InferenceBackend, InferenceError, SamplingConfig
+from common.seeding import seeded_rng
+from inference.base import Chat, InferenceBackend
 from schemas.events import Event, ExpansionCandidate, Scenario, Verdict, derived_event_id, make_event
-from streams.stage import Stage, TransientError, seeded_rng
-from toolcall.expansion import parse_expansion
-from toolcall.prompts import render_expansion_prompt
-from toolcall.specs import ToolSpec
-from toolcall.types import Action, Message
+from streams.registry import StageClients, StageSettings, register
+from streams.roles import (
+    Answer,
+    ExpansionRequest,
+    Generator,
+    LLMRole,
+    RoleSampling,
+    answer_of,
+    truncation_letter,
+)
+from streams.stage import Stage
+from toolcall.expansion import ParsedExpansion, parse_expansion
+from toolcall.prompts import DEFAULT_SCENARIOS, render_expansion_prompt
 
 ERROR_SEED_VERDICTS = ("PRED_WRONG", "LABEL_WRONG")
+_TRACE_CLOSE = "</think>"
 
 
-@dataclass(frozen=True)
-class ExpansionRequest:
-    request_id: str
-    seed_sample_id: str
-    tools: list[ToolSpec]
-    messages: list[Message]
-    correct: Action
-    wrong: Action | None
-    error_analysis: str
-    scenario: Scenario
-    index: int
-
-
-class Generator(Protocol):
-    """Answers expansion requests with raw generator text (``INPUT: ... OUTPUT: ...``)."""
-
-    model_name: str
-
-    async def generate(self, requests: Sequence[ExpansionRequest]) -> list[str]: ...
-
-
-class LLMGenerator:
+class LLMGenerator(LLMRole[ExpansionRequest]):
     """The generator as an LLM behind an inference backend (sampled, for diversity)."""
 
-    def __init__(
-        self,
-        backend: InferenceBackend,
-        *,
-        current_time: str,
-        temperature: float = 0.7,
-        max_tokens: int = 1024,
-    ):
-        self.backend = backend
-        self.current_time = current_time
-        self.temperature = temperature
-        self.max_tokens = max_tokens
+    role = "generator"
+    default_sampling = RoleSampling(max_tokens=8192, temperature=0.7)
 
-    @property
-    def model_name(self) -> str:
-        return self.backend.model_id
+    def __init__(self, backend: InferenceBackend, *, current_time: str, sampling: RoleSampling | None = None):
+        super().__init__(backend, current_time=current_time, sampling=sampling)
 
-    async def generate(self, requests: Sequence[ExpansionRequest]) -> list[str]:
-        chats = [
-            render_expansion_prompt(
-                tools=r.tools,
-                messages=r.messages,
-                correct=r.correct,
-                wrong=r.wrong,
-                error_analysis=r.error_analysis,
-                focus=r.scenario.focus,
-                parameters=r.scenario.parameters,
-                current_time=self.current_time,
-            )
-            for r in requests
-        ]
-        # Seeded by the batch's first request: a run is reproducible. (A redelivered batch may differ;
-        # its candidates keep their derived ids, and every consumer keeps the first copy of an id.)
-        seed = seeded_rng(requests[0].request_id, "sampling").randrange(2**31) if requests else None
-        sampling = SamplingConfig(
-            greedy=False, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed
+    def render(self, case: ExpansionRequest) -> Chat:
+        return render_expansion_prompt(
+            tools=case.tools,
+            messages=case.messages,
+            correct=case.correct,
+            wrong=case.wrong,
+            error_analysis=case.error_analysis,
+            focus=case.scenario.focus,
+            parameters=case.scenario.parameters,
+            current_time=self.time_of(case.conversation_time),
+            wrong_unparsed=case.wrong_unparsed,
         )
-        try:
-            generations = await self.backend.generate(chats, sampling)
-        except InferenceError as error:
-            if error.input_fault:  # this input (e.g. a prompt too long for the context), not the endpoint
-                raise ValueError(f"generator endpoint rejected this input: {error}") from error
-            raise TransientError(f"generator endpoint unavailable: {error}") from error
-        return [options[0].text for options in generations]
+
+
+def read_expansion(answer: Answer) -> ParsedExpansion:
+    """The generator's answer as a candidate; the reasoning trace, inline or opened by the template, is
+    not part of it, and an answer its budget cut off says so."""
+    text = answer.text
+    if answer.trace_opened and not text.lstrip().lower().startswith("<think>"):
+        _, closed, after = text.partition(_TRACE_CLOSE)
+        if not closed:
+            reason = answer.truncation_reason() if answer.truncated else "reasoning trace never closed"
+            return ParsedExpansion(error=reason)
+        text = after
+    parsed = parse_expansion(text)
+    if parsed.error is not None and answer.truncated:
+        return ParsedExpansion(error=f"{answer.truncation_reason()} ({parsed.error})")
+    return parsed
 
 
 def expansion_requests(
@@ -105,6 +83,8 @@ def expansion_requests(
     correct, wrong = (v.label, v.prediction) if v.verdict == "PRED_WRONG" else (v.prediction, v.label)
     if correct is None:
         return []
+    # An unparsed output is the error itself: the generator sees its text, not "(no response)".
+    wrong_unparsed = v.prediction_text if wrong is None else ""
     rng = seeded_rng(verdict.event_id, "scenarios")
     # Distinct scenarios while there are enough; then cycle through a fresh shuffle.
     order = rng.sample(list(scenarios), len(scenarios))
@@ -120,15 +100,23 @@ def expansion_requests(
             error_analysis=v.error_analysis,
             scenario=scenario,
             index=index,
+            conversation_time=v.conversation_time,
+            wrong_unparsed=wrong_unparsed,
         )
         for index, scenario in enumerate(chosen)
     ]
 
 
 def candidate_event(
-    verdict: Event[Verdict], request: ExpansionRequest, raw: str, k: int, model_name: str, producer: Any
+    verdict: Event[Verdict],
+    request: ExpansionRequest,
+    answer: str | Answer,
+    k: int,
+    model_name: str,
+    producer: Any,
 ) -> Event[ExpansionCandidate]:
-    parsed = parse_expansion(raw)
+    answer = answer_of(answer)
+    parsed = read_expansion(answer)
     v = verdict.payload
     return make_event(
         ExpansionCandidate(
@@ -143,8 +131,9 @@ def candidate_event(
             messages=list(parsed.messages) if parsed.error is None else [],
             label=parsed.action if parsed.error is None else None,
             parse_error=parsed.error,
-            raw_response=raw,
+            raw_response=answer.text,
             generator_model=model_name,
+            conversation_time=v.conversation_time,
         ),
         run_id=verdict.run_id,
         producer=producer,
@@ -154,7 +143,10 @@ def candidate_event(
     )
 
 
+@register()
 class ExpandStage(Stage):
+    """EDDE: k new samples per error seed, each under a scenario-diversification constraint."""
+
     name = "expand"
     input_topics = ("verdicts",)
     input_types = ("Verdict",)
@@ -174,6 +166,14 @@ class ExpandStage(Stage):
         self.k = k
         self.batch_size = batch_size
 
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> ExpandStage:
+        loop = settings.loop
+        scenarios = [Scenario(focus=s.focus, parameters=s.parameters) for s in (loop.scenarios or [])] or [
+            Scenario(focus=s["focus"], parameters=s["parameters"]) for s in DEFAULT_SCENARIOS
+        ]
+        return cls(settings.run_id, clients.generator(), scenarios, k=loop.expansions_per_seed)
+
     def relevant(self, event: Event[Any]) -> bool:
         return super().relevant(event) and event.payload.verdict in ERROR_SEED_VERDICTS
 
@@ -185,8 +185,26 @@ class ExpandStage(Stage):
         ]
         if not work:
             return []
-        answers = await self.generator.generate([request for _, request in work])
-        return [
-            candidate_event(verdict, request, raw, self.k, self.generator.model_name, self.producer)
-            for (verdict, request), raw in zip(work, answers, strict=True)
-        ]
+        answers = await self.generator.ask([request for _, request in work])
+        outputs: list[Event[Any]] = []
+        for (verdict, request), value in zip(work, answers, strict=True):
+            answer = answer_of(value)
+            candidate = candidate_event(
+                verdict, request, answer, self.k, self.generator.model_name, self.producer
+            )
+            outputs.append(candidate)
+            if answer.truncated and candidate.payload.parse_error is not None:
+                outputs.append(
+                    truncation_letter(
+                        answer,
+                        stage=self.name,
+                        producer=self.producer,
+                        source_ref=candidate.event_id,
+                        key=candidate.key,
+                        parent_id=candidate.event_id,
+                        checkpoint_id=candidate.checkpoint_id,
+                        run_id=candidate.run_id,
+                        who=f"generator {self.generator.model_name}",
+                    )
+                )
+        return outputs

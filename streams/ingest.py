@@ -1,39 +1,40 @@
-"""Ingest: a JSONL seed file -> SampleAdded events (and DeadLetter events for what cannot be read).
+"""Ingest: seed sources -> SampleAdded events (and DeadLetter events for what cannot be read).
 
-Each line is one record in any supported format (see :mod:`toolcall.formats`). A valid record
-becomes one SampleAdded per learnable step; an invalid one becomes a DeadLetter with the file, line
-number, reason and the raw line, and ingest goes on. Samples repeated within the file are sent once.
+Sources are files, folders and saved datasets (:mod:`streams.sources`); each record is in any
+supported format (:mod:`toolcall.formats`), detected per record unless one is forced. A valid record
+becomes one SampleAdded per learnable step; an invalid one becomes a DeadLetter with its place
+(file and line, array element or dataset row), the reason, the reason's class and the raw record, and
+ingest goes on. Samples repeated across the sources are sent once. The :class:`IngestReport` counts
+records, samples, dead letters by reason (with example places) and conversion warnings (what was kept
+but is not checked, or not kept), and :meth:`IngestReport.summary` is the ``--json`` object.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+from common.logs import get_logger
 from evaluation.decontam import Decontaminator
-from looptool.config import Settings
-from looptool.kafka import EventProducer, ensure_topics
-from looptool.logs import get_logger
 from schemas.events import DeadLetter, Event, Producer, SampleAdded, make_event
+from streams.sources import SourceRecord, expand, iter_records, load_answers
 from toolcall.canonical import canonical_json
-from toolcall.formats import RecordError, detect_format, record_to_samples
+from toolcall.formats import RecordError, convert_record, reason_of, resolve_format
 from toolcall.rules import validate_action
 from toolcall.types import Sample
 
 log = get_logger(__name__)
-STAGE = Producer(stage="ingest", version="1")
+STAGE = Producer(stage="ingest", version="2")
+EXAMPLES_PER_REASON = 5
 
 
 @dataclass
 class IngestReport:
     path: str
-    lines: int = 0
     records: int = 0
     samples: int = 0
     duplicates: int = 0
@@ -43,7 +44,39 @@ class IngestReport:
     overlapping_eval: int = 0
     overlap_examples: list[str] = field(default_factory=list)
     by_format: Counter[str] = field(default_factory=Counter)
-    reasons: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)  # dead letters by reason class
+    reason_examples: dict[str, list[str]] = field(default_factory=dict)  # reason class -> places
+    warnings: Counter[str] = field(default_factory=Counter)  # records by conversion warning class
+    warning_examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def dead_letter(self, reason: str, ref: str) -> None:
+        self.dead_lettered += 1
+        self.reasons[reason] += 1
+        examples = self.reason_examples.setdefault(reason, [])
+        if len(examples) < EXAMPLES_PER_REASON:
+            examples.append(ref)
+
+    def warn(self, warnings: Sequence[str], ref: str) -> None:
+        for warning in sorted({reason_of(w) for w in warnings}):
+            self.warnings[warning] += 1
+            examples = self.warning_examples.setdefault(warning, [])
+            if len(examples) < EXAMPLES_PER_REASON:
+                examples.append(ref)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``looptool ingest --json`` prints: one JSON object."""
+        return {
+            "records": self.records,
+            "samples": self.samples,
+            "dead_letters": self.dead_lettered,
+            "duplicates": self.duplicates,
+            "reasons": dict(self.reasons.most_common()),
+            "reason_examples": {reason: self.reason_examples[reason] for reason in self.reasons},
+            "warnings": dict(self.warnings.most_common()),
+            "formats": dict(sorted(self.by_format.items())),
+            "labels_violating_schema": self.labels_violating_schema,
+            "overlapping_eval": self.overlapping_eval,
+        }
 
 
 def sample_id_for(sample: Sample) -> str:
@@ -80,6 +113,7 @@ def sample_added(
             seed_sample_id=seed_sample_id,
             content_hash=sample.content_hash(),
             metadata=metadata or {},
+            conversation_time=sample.conversation_time,
         ),
         run_id=run_id,
         producer=producer,
@@ -89,108 +123,103 @@ def sample_added(
     )
 
 
-def _first_line_reason(error: Exception) -> str:
+def _first_line(error: Exception) -> str:
     return str(error).splitlines()[0][:500] if str(error) else type(error).__name__
 
 
+def _error_class(error: Exception) -> str:
+    if isinstance(error, RecordError):
+        return error.reason
+    if isinstance(error, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(error, json.JSONDecodeError):
+        return "invalid JSON"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return reason_of(f"{type(error).__name__}: {_first_line(error)}")
+
+
+def _dead_letter(source: SourceRecord, error: Exception, run_id: str) -> Event[DeadLetter]:
+    return make_event(
+        DeadLetter(
+            stage=STAGE.stage,
+            reason=f"{source.location}: {_first_line(error)}",
+            error_type=type(error).__name__,
+            source_ref=source.ref,
+            raw=source.raw,
+            category=_error_class(error),
+        ),
+        run_id=run_id,
+        producer=STAGE,
+    )
+
+
+def source_records(paths: Sequence[Path], answers: Path | None = None) -> Iterator[SourceRecord]:
+    """Every record of the sources, in order (folders walked, BFCL answers and docs joined)."""
+    extra = load_answers(answers) if answers is not None else None
+    files = expand(list(paths))
+    multiple = len(files) > 1
+    for path in files:
+        label = None
+        if multiple and len(paths) == 1 and Path(paths[0]).is_dir():
+            label = str(path.relative_to(paths[0]))
+        yield from iter_records(path, extra, label)
+
+
 def read_records(
-    path: Path, run_id: str, fmt: str, report: IngestReport, decontaminator: Decontaminator | None = None
+    paths: Path | Sequence[Path],
+    run_id: str,
+    fmt: str,
+    report: IngestReport,
+    decontaminator: Decontaminator | None = None,
+    answers: Path | None = None,
+    on_record: Any = None,
 ) -> Iterator[Event[SampleAdded] | Event[DeadLetter]]:
-    """Parse the file line by line into events; fills ``report`` as it goes.
+    """Read the sources into events; fills ``report`` as it goes.
 
     With a ``decontaminator``, seeds that are questions of the evaluation suite are counted (and the
     first few named) in the report; they are still ingested, and curate keeps them out of every round.
     """
+    fmt = resolve_format(fmt)
+    sources = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     seen: set[str] = set()
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            report.lines += 1
-            if not raw.strip():
+    for source in source_records(sources, answers):
+        report.records += 1
+        if on_record is not None:
+            on_record()
+        try:
+            if source.error is not None:
+                raise source.error
+            conversion = convert_record(source.value, fmt, source.context)
+            for sample in conversion.samples:  # NaN/Infinity: JSON has neither, the codec refuses them
+                canonical_json(sample.model_dump())
+        except (UnicodeDecodeError, RecordError, RecursionError, ValueError, OSError) as error:
+            report.dead_letter(_error_class(error), source.ref)
+            yield _dead_letter(source, error, run_id)
+            continue
+        report.by_format[conversion.format] += 1
+        if conversion.warnings:
+            report.warn(conversion.warnings, source.ref)
+        for sample in conversion.samples:
+            event = sample_added(
+                sample,
+                run_id=run_id,
+                origin="seed",
+                round_=0,
+                source_format=conversion.format,
+                source_ref=source.ref,
+                metadata={"warnings": conversion.warnings} if conversion.warnings else None,
+            )
+            if event.payload.sample_id in seen:
+                report.duplicates += 1
                 continue
-            report.records += 1
-            ref = f"{path.name}:{number}"
-            try:
-                record = json.loads(raw)
-                record_format = detect_format(record) if fmt == "auto" and isinstance(record, dict) else fmt
-                samples = record_to_samples(record, record_format)
-                for sample in samples:  # NaN/Infinity: JSON has neither, the codec refuses them
-                    canonical_json(sample.model_dump())
-            except (UnicodeDecodeError, RecordError, RecursionError, ValueError) as error:
-                reason = f"line {number}: {_first_line_reason(error)}"
-                report.dead_lettered += 1
-                report.reasons[type(error).__name__] += 1
-                yield make_event(
-                    DeadLetter(
-                        stage=STAGE.stage,
-                        reason=reason,
-                        error_type=type(error).__name__,
-                        source_ref=ref,
-                        raw=raw.rstrip(b"\n"),
-                    ),
-                    run_id=run_id,
-                    producer=STAGE,
-                )
-                continue
-            report.by_format[record_format] += 1
-            for sample in samples:
-                event = sample_added(
-                    sample,
-                    run_id=run_id,
-                    origin="seed",
-                    round_=0,
-                    source_format=record_format,
-                    source_ref=ref,
-                )
-                if event.payload.sample_id in seen:
-                    report.duplicates += 1
-                    continue
-                seen.add(event.payload.sample_id)
-                if validate_action(sample.label, sample.tools):
-                    report.labels_violating_schema += 1
-                overlap = decontaminator.overlaps(sample) if decontaminator is not None else None
-                if overlap is not None:
-                    report.overlapping_eval += 1
-                    if len(report.overlap_examples) < 10:
-                        report.overlap_examples.append(f"{ref}: {overlap}")
-                report.samples += 1
-                yield event
-
-
-async def ingest_file(
-    path: Path, settings: Settings, fmt: str = "auto", show_progress: bool = True
-) -> IngestReport:
-    """Ingest one JSONL file into the run's topics; returns what happened."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"seed file not found: {path}")
-    report = IngestReport(path=str(path))
-    total_lines = sum(1 for _ in path.open("rb"))
-    await ensure_topics(settings.kafka, settings.run_id)
-    progress = Progress(
-        TextColumn("[bold]ingest[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not show_progress,
-        transient=True,
-    )
-    async with EventProducer(settings.kafka) as producer:
-        pending = []
-        with progress:
-            task = progress.add_task(path.name, total=total_lines)
-            decontaminator = Decontaminator.from_suite() if settings.eval.decontaminate else None
-            for event in read_records(path, settings.run_id, fmt, report, decontaminator):
-                pending.append(await producer.send(event))
-                progress.update(task, completed=report.lines)
-            progress.update(task, completed=total_lines)
-        for future in pending:
-            await future
-    log.info(
-        "ingest.done",
-        path=str(path),
-        samples=report.samples,
-        dead_lettered=report.dead_lettered,
-        duplicates=report.duplicates,
-        overlapping_eval=report.overlapping_eval,
-    )
-    return report
+            seen.add(event.payload.sample_id)
+            if validate_action(sample.label, sample.tools):
+                report.labels_violating_schema += 1
+            overlap = decontaminator.overlaps(sample) if decontaminator is not None else None
+            if overlap is not None:
+                report.overlapping_eval += 1
+                if len(report.overlap_examples) < 10:
+                    report.overlap_examples.append(f"{source.ref}: {overlap}")
+            report.samples += 1
+            yield event

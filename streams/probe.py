@@ -18,10 +18,8 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from common.logs import get_logger
 from inference.base import InferenceBackend, SamplingConfig
-from looptool.config import KafkaSettings
-from looptool.kafka import follow
-from looptool.logs import get_logger
 from schemas.events import (
     CheckpointPublished,
     CuratedSample,
@@ -31,6 +29,7 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
+from streams.registry import EventLog, StageClients, StageSettings, register
 from streams.stage import Stage
 from toolcall.match import tool_match
 from toolcall.parsing import parse_output
@@ -38,21 +37,28 @@ from toolcall.perplexity import perplexity
 from toolcall.prompts import build_chat
 
 log = get_logger(__name__)
-ProbeMode = Literal["final", "latest"]
+# "promoted": the policy the promotion gate promoted after round j's final checkpoint was decided
+# (streams.promote.PromotedCheckpointWatcher serves that mode).
+ProbeMode = Literal["final", "latest", "promoted"]
 
 
 class CheckpointWatcher:
-    """Follows the checkpoints topic from offset 0; answers "which checkpoint probes round j"."""
+    """Follows the checkpoints topic from offset 0; answers "which checkpoint probes round j".
 
-    def __init__(self, kafka: KafkaSettings | None, run_id: str):
-        self.kafka = kafka
+    ``log`` None: nothing is followed, the owner publishes checkpoints itself (in-process runs).
+    """
+
+    topics: tuple[str, ...] = ("checkpoints",)
+
+    def __init__(self, log: EventLog | None, run_id: str):
+        self.log = log
         self.run_id = run_id
         self.by_round: dict[int, list[Event[CheckpointPublished]]] = {}
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self.kafka is not None and self._task is None:
+        if self.log is not None and self._task is None:
             self._task = asyncio.create_task(self._follow(), name="checkpoint-watcher")
 
     async def close(self) -> None:
@@ -63,10 +69,10 @@ class CheckpointWatcher:
             self._task = None
 
     async def _follow(self) -> None:
-        assert self.kafka is not None
-        async for batch in follow(self.kafka, self.run_id, ["checkpoints"]):
-            for delivered in batch:
-                await self.publish(delivered.event)
+        assert self.log is not None
+        async for batch in self.log.follow(self.topics):
+            for event in batch:
+                await self.publish(event)
 
     async def publish(self, event: Event[Any]) -> None:
         """Record a checkpoint event (the follower calls this; tests may too)."""
@@ -82,6 +88,8 @@ class CheckpointWatcher:
             self._changed.notify_all()
 
     def current(self, round_: int, mode: ProbeMode) -> Event[CheckpointPublished] | None:
+        if mode == "promoted":
+            raise ValueError("probe mode 'promoted' needs streams.promote.PromotedCheckpointWatcher")
         known = self.by_round.get(round_, [])
         if mode == "final":
             return next((e for e in known if e.payload.final), None)
@@ -133,6 +141,7 @@ def probe_result(
             high_ppl=bool(
                 matched and ppl is not None and high_ppl_threshold is not None and ppl >= high_ppl_threshold
             ),
+            conversation_time=sample.conversation_time,
         ),
         run_id=member.run_id,
         producer=ProbeStage.producer_info(),
@@ -150,7 +159,10 @@ def _diff_detail(diff: Any) -> dict[str, Any]:
     return data
 
 
+@register()
 class ProbeStage(Stage):
+    """GCP: greedy decoding with the round's checkpoint, ToolMatch against the label, perplexity."""
+
     name = "probe"
     input_topics = ("curated",)
     input_types = ("CuratedSample",)
@@ -176,6 +188,25 @@ class ProbeStage(Stage):
         self.high_ppl_threshold = high_ppl_threshold
         self.batch_size = batch_size
         self._loaded: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> ProbeStage:
+        loop, policy = settings.loop, settings.policy
+        watcher_class = CheckpointWatcher
+        if loop.probe_checkpoints == "promoted":
+            from streams.promote import PromotedCheckpointWatcher
+
+            watcher_class = PromotedCheckpointWatcher
+        return cls(
+            settings.run_id,
+            clients.policy_backend(),
+            watcher_class(clients.event_log(), settings.run_id),
+            mode=loop.probe_checkpoints,
+            current_time=loop.current_time,
+            max_new_tokens=policy.max_new_tokens,
+            high_ppl_threshold=loop.hppl_threshold,
+            batch_size=policy.batch_size,
+        )
 
     @classmethod
     def producer_info(cls) -> Any:
@@ -208,7 +239,12 @@ class ProbeStage(Stage):
             # Blocks until the trainer published a checkpoint for this round; faust pauses fetching.
             checkpoint = await self.watcher.wait_for(round_, self.mode)
             await self._use(checkpoint)
-            chats = [build_chat(m.payload.tools, m.payload.messages, self.current_time) for m in members]
+            chats = [
+                build_chat(
+                    m.payload.tools, m.payload.messages, m.payload.conversation_time or self.current_time
+                )
+                for m in members
+            ]
             generations = await self.backend.generate(
                 chats, SamplingConfig(greedy=True, max_tokens=self.max_new_tokens)
             )

@@ -5,7 +5,7 @@ is high; both are curation decisions (:mod:`streams.curate`) that need no event 
 
 Every relabel is one LabelCorrected event that names its verdict (which carries the judge's raw
 answer), so it can be audited; :func:`revert_correction` builds the event that undoes one
-(``looptool revert-relabel``, see :mod:`streams.revert`).
+(``looptool revert-relabel``, see :mod:`looptool.revert`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas.events import Event, LabelCorrected, Verdict, derived_event_id, make_event
+from streams.registry import StageClients, StageSettings, register
 from streams.stage import Stage
 
 
@@ -78,11 +79,18 @@ def revert_correction(
     )
 
 
+@register()
 class RelabelStage(Stage):
+    """LABEL_WRONG verdicts become label corrections (the model's call is the new label)."""
+
     name = "relabel"
     input_topics = ("verdicts",)
     input_types = ("Verdict",)
     batch_size = 64
+
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> RelabelStage:
+        return cls(settings.run_id)
 
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
         return [c for c in (correction_for(v, self.producer) for v in events) if c is not None]

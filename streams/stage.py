@@ -5,7 +5,7 @@ derived from input ids and describe *which question* an event answers (e.g. "the
 P"), so reprocessing a redelivered input yields the same ids, and every consumer keeps the first
 occurrence of an id. That turns at-least-once delivery into exactly-once effects.
 
-The worker (:mod:`streams.worker`) feeds stages from Kafka; tests can call :meth:`Stage.process`
+The worker (:mod:`bus.worker`) feeds stages from Kafka; tests can call :meth:`Stage.process`
 directly. ``process`` never lets one bad input sink the batch: if the batch fails, inputs are retried
 one by one and those that still fail become DeadLetter events with the reason. Failures of the
 infrastructure a stage depends on (an inference endpoint that is down) are not the input's fault:
@@ -14,14 +14,12 @@ infrastructure a stage depends on (an inference endpoint that is down) are not t
 
 from __future__ import annotations
 
-import hashlib
-import random
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from looptool.logs import get_logger
+from common.logs import get_logger
 from schemas.codec import default_codec
 from schemas.events import DeadLetter, Event, Producer, make_event
 
@@ -62,12 +60,6 @@ class SeenIds:
         self._ids.move_to_end(event_id)
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
-
-
-def seeded_rng(*parts: str) -> random.Random:
-    """A random generator seeded by stable strings (event ids, run id): same inputs, same draws."""
-    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
-    return random.Random(int.from_bytes(digest, "big"))
 
 
 class Stage(ABC):

@@ -10,10 +10,9 @@ candidate and its error seed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from inference.base import InferenceBackend, InferenceError, SamplingConfig
+from inference.base import Chat, InferenceBackend
 from schemas.events import (
     Event,
     ExpansionCandidate,
@@ -23,60 +22,60 @@ from schemas.events import (
     make_event,
 )
 from streams.ingest import sample_added
-from streams.stage import Stage, TransientError
-from toolcall.prompts import VERIFICATION_REGEX, parse_verification, render_verification_prompt
+from streams.registry import StageClients, StageSettings, register
+from streams.roles import (
+    Answer,
+    LLMRole,
+    RoleSampling,
+    VerificationCase,
+    Verifier,
+    ask_until_parsed,
+    truncation_letter,
+)
+from streams.stage import Stage
+from toolcall.prompts import VERIFICATION_REGEX, render_verification_prompt
 from toolcall.rules import validate_action
 from toolcall.types import Sample
+from toolcall.verdicts import ParsedVerification, read_verification
 
 
-@dataclass(frozen=True)
-class VerificationCase:
-    candidate_id: str
-    seed_sample_id: str
-    sample: Sample
-    attempt: int = 1
+class LLMVerifier(LLMRole[VerificationCase]):
+    """Tier 2: the verifier as an LLM behind an inference backend (the judge's endpoint by default)."""
 
+    role = "verifier"
+    default_sampling = RoleSampling(max_tokens=4096)
 
-class Verifier(Protocol):
-    """Answers verification cases with raw verifier text (``CORRECT``/``INCORRECT`` first)."""
-
-    model_name: str
-
-    async def verify(self, cases: Sequence[VerificationCase]) -> list[str]: ...
-
-
-class LLMVerifier:
     def __init__(
-        self, backend: InferenceBackend, *, current_time: str, max_tokens: int = 256, constrain: bool = False
+        self,
+        backend: InferenceBackend,
+        *,
+        current_time: str,
+        sampling: RoleSampling | None = None,
+        constrain: bool = False,
     ):
-        self.backend = backend
-        self.current_time = current_time
-        self.max_tokens = max_tokens
-        self.regex = VERIFICATION_REGEX if constrain else None
+        super().__init__(
+            backend,
+            current_time=current_time,
+            sampling=sampling,
+            regex=VERIFICATION_REGEX if constrain else None,
+        )
 
-    @property
-    def model_name(self) -> str:
-        return self.backend.model_id
+    def render(self, case: VerificationCase) -> Chat:
+        return render_verification_prompt(
+            tools=case.sample.tools,
+            messages=case.sample.messages,
+            action=case.sample.label,
+            current_time=self.time_of(case.sample.conversation_time),
+        )
 
-    async def verify(self, cases: Sequence[VerificationCase]) -> list[str]:
-        chats = [
-            render_verification_prompt(
-                tools=case.sample.tools,
-                messages=case.sample.messages,
-                action=case.sample.label,
-                current_time=self.current_time,
-            )
-            for case in cases
-        ]
-        try:
-            generations = await self.backend.generate(
-                chats, SamplingConfig(greedy=True, max_tokens=self.max_tokens, regex=self.regex)
-            )
-        except InferenceError as error:
-            if error.input_fault:  # this input (e.g. a prompt too long for the context), not the endpoint
-                raise ValueError(f"verifier endpoint rejected this input: {error}") from error
-            raise TransientError(f"verifier endpoint unavailable: {error}") from error
-        return [options[0].text for options in generations]
+
+def read_verifier_answer(answer: Answer) -> ParsedVerification:
+    return read_verification(answer.text, reasoning=answer.reasoning, trace_opened=answer.trace_opened)
+
+
+def _parsed(case: VerificationCase, answer: Answer) -> tuple[bool, str] | None:
+    parsed = read_verifier_answer(answer)
+    return None if parsed.passed is None else (parsed.passed, parsed.reason)
 
 
 def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
@@ -98,7 +97,10 @@ def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
     return problems
 
 
+@register()
 class VerifyStage(Stage):
+    """Two-tier verification of expansion candidates: schema rules, then the LLM check."""
+
     name = "verify"
     input_topics = ("candidates",)
     input_types = ("ExpansionCandidate",)
@@ -108,6 +110,10 @@ class VerifyStage(Stage):
         self.verifier = verifier
         self.max_attempts = max_attempts
         self.batch_size = batch_size
+
+    @classmethod
+    def from_settings(cls, settings: StageSettings, clients: StageClients) -> VerifyStage:
+        return cls(settings.run_id, clients.verifier(), max_attempts=settings.loop.verify_max_attempts)
 
     def _result(
         self,
@@ -152,35 +158,63 @@ class VerifyStage(Stage):
                 continue
             c = candidate.payload
             assert c.label is not None
-            sample = Sample(tools=c.tools, messages=c.messages, label=c.label)
-            pending.append((candidate, VerificationCase(c.candidate_id, c.seed_sample_id, sample)))
-        for attempt in range(1, self.max_attempts + 1):
-            if not pending:
-                break
-            answers = await self.verifier.verify(
-                [
-                    VerificationCase(case.candidate_id, case.seed_sample_id, case.sample, attempt)
-                    for _, case in pending
-                ]
+            sample = Sample(
+                tools=c.tools, messages=c.messages, label=c.label, conversation_time=c.conversation_time
             )
-            retry = []
-            for (candidate, case), raw in zip(pending, answers, strict=True):
-                passed, reason = parse_verification(raw)
-                if passed is None and attempt < self.max_attempts:
-                    retry.append((candidate, case))
-                    continue
-                if passed:
-                    result = self._result(candidate, True, llm_verdict="CORRECT", reason=reason)
-                    outputs.append(result)
-                    outputs.append(self._accepted_sample(candidate, case.sample, result))
-                else:
-                    verdict = "INCORRECT" if passed is False else "UNPARSEABLE"
-                    outputs.append(
-                        self._result(
-                            candidate, False, tier="llm", llm_verdict=verdict, reason=reason or raw[:300]
-                        )
+            pending.append((candidate, VerificationCase(c.candidate_id, c.seed_sample_id, sample)))
+        asked = await ask_until_parsed(
+            self.verifier, [case for _, case in pending], _parsed, self.max_attempts
+        )
+        for (candidate, case), answer in zip(pending, asked, strict=True):
+            if answer.truncated:
+                result = self._result(
+                    candidate,
+                    False,
+                    tier="llm",
+                    llm_verdict="TRUNCATED",
+                    reason=answer.answer.truncation_reason(),
+                )
+                outputs.append(result)
+                outputs.append(
+                    truncation_letter(
+                        answer.answer,
+                        stage=self.name,
+                        producer=self.producer,
+                        source_ref=candidate.event_id,
+                        key=candidate.key,
+                        parent_id=result.event_id,
+                        checkpoint_id=candidate.checkpoint_id,
+                        run_id=candidate.run_id,
+                        who=f"verifier {self.verifier.model_name}",
                     )
-            pending = retry
+                )
+                continue
+            if answer.parsed is None:
+                outputs.append(
+                    self._result(
+                        candidate,
+                        False,
+                        tier="llm",
+                        llm_verdict="UNPARSEABLE",
+                        reason=read_verifier_answer(answer.answer).problem or answer.raw[:300],
+                    )
+                )
+                continue
+            passed, reason = answer.parsed
+            if passed:
+                result = self._result(candidate, True, llm_verdict="CORRECT", reason=reason)
+                outputs.append(result)
+                outputs.append(self._accepted_sample(candidate, case.sample, result))
+            else:
+                outputs.append(
+                    self._result(
+                        candidate,
+                        False,
+                        tier="llm",
+                        llm_verdict="INCORRECT",
+                        reason=reason or answer.raw[:300],
+                    )
+                )
         return outputs
 
     def _accepted_sample(

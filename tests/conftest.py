@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from looptool.broker import EmbeddedBroker
+from bus.broker import EmbeddedBroker
 from looptool.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -127,12 +127,11 @@ def vllm_server(tiny_policy_path: Path) -> Iterator[ServedModel]:
     nothing. Its whole process tree (API server, engine core, worker) ends at session end, and also
     if pytest itself is killed (a supervisor armed with PR_SET_PDEATHSIG). Yields
     :class:`inference.vllm_backend.ServedModel`: ``base_url`` (ends in /v1), ``model``,
-    ``model_path``. Skips where vLLM is not installed.
+    ``model_path``. Fails where vLLM is not installed (see :mod:`tests.requirements`).
     """
-    import importlib.util
+    from tests.requirements import require_vllm
 
-    if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vLLM is not installed (install the cpu-serve or gpu extra)")
+    require_vllm()
     from inference.vllm_backend import VLLMServerProcess
 
     server = VLLMServerProcess(

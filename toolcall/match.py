@@ -5,9 +5,12 @@ At least as strict and as fair as BFCL's AST checker:
 - Function names must be equal.
 - Argument values are compared after normalisation driven by the tool's schema: an integer equals
   the same number where a number is declared (a float where an integer is declared does not match,
-  as in BFCL); floats compare with a relative tolerance of 1e-6; strings compare after BFCL's
+  as in BFCL); two integers compare exactly, and a relative tolerance of 1e-6 applies only where a
+  float is involved; strings compare after BFCL's
   normalisation (case, spaces and ``,./-_*^`` ignored, ``'`` read as ``"``); booleans exactly; arrays
-  element by element in order; objects key by key with their nested schemas.
+  element by element in order (``prefixItems`` per position, then ``items``); objects key by key with
+  their nested schemas (``additionalProperties`` for undeclared keys). Under ``anyOf``/``oneOf`` the
+  values are compared under the first branch whose type both of them have.
 - A parameter one side leaves out matches when the other side gives it its declared default, or
   ``null`` where it is optional; otherwise it is a missing or an extra argument.
 - Parallel calls are compared as a multiset (order-insensitive) unless either action is marked
@@ -73,8 +76,26 @@ def normalise_string(text: str) -> str:
     return _BFCL_IGNORED.sub("", text).lower().replace("'", '"')
 
 
+def _branch_for(left: Any, right: Any, schema: ParamSchema | None) -> ParamSchema | None:
+    """Under ``anyOf``/``oneOf``: the first branch both values conform to (symmetric), else None."""
+    if schema is None or not schema.branches:
+        return schema
+    for branch in schema.branches:
+        if _conforms(left, branch) and _conforms(right, branch):
+            return _branch_for(left, right, branch)
+    return None
+
+
+def _numbers_equal(left: int | float, right: int | float) -> bool:
+    """Two integers exactly (as BFCL); a tolerance only where a float is involved."""
+    if isinstance(left, int) and isinstance(right, int):
+        return left == right
+    return math.isclose(left, right, rel_tol=FLOAT_REL_TOLERANCE, abs_tol=1e-12)
+
+
 def values_equal(left: Any, right: Any, schema: ParamSchema | None = None) -> bool:
     """Equality of two argument values under ``schema`` (None: no schema known)."""
+    schema = _branch_for(left, right, schema)
     declared = set(schema.types) if schema is not None else set()
     left_type, right_type = json_type_of(left), json_type_of(right)
     if left_type == "null" or right_type == "null":
@@ -84,31 +105,41 @@ def values_equal(left: Any, right: Any, schema: ParamSchema | None = None) -> bo
             return math.isnan(left) and math.isnan(right)
         if declared & _NUMBERS == {"integer"} and left_type != right_type:
             return False  # a float where an integer is declared (BFCL refuses it too)
-        return math.isclose(left, right, rel_tol=FLOAT_REL_TOLERANCE, abs_tol=1e-12)
+        return _numbers_equal(left, right)
     if {left_type, right_type} in ({"string", "integer"}, {"string", "number"}):
         # A numeric string equals a number only where the schema declares both a string and a number.
         if "string" not in declared or not declared & _NUMBERS:
             return False
         number, text = (left, right) if right_type == "string" else (right, left)
         parsed = _as_number(text)
-        return parsed is not None and math.isclose(number, parsed, rel_tol=FLOAT_REL_TOLERANCE, abs_tol=1e-12)
+        return parsed is not None and _numbers_equal(number, parsed)
     if left_type != right_type:
         return False
     if left_type == "string":
         return normalise_string(left) == normalise_string(right)
     if left_type == "array":
-        items = schema.items if schema is not None else None
         return len(left) == len(right) and all(
-            values_equal(a, b, items) for a, b in zip(left, right, strict=True)
+            values_equal(a, b, _item_schema(schema, position))
+            for position, (a, b) in enumerate(zip(left, right, strict=True))
         )
     if left_type == "object":
         return not _object_diffs(left, right, schema, "", None)
     return bool(left == right)
 
 
-def _as_number(text: str) -> float | None:
+def _item_schema(schema: ParamSchema | None, position: int) -> ParamSchema | None:
+    if schema is None:
+        return None
+    prefix = schema.prefix_items or ()
+    return prefix[position] if position < len(prefix) else schema.items
+
+
+def _as_number(text: str) -> int | float | None:
+    stripped = text.strip()
+    if re.fullmatch(r"[-+]?\d+", stripped):
+        return int(stripped)  # an integer written as text stays exact
     try:
-        value = float(text.strip())
+        value = float(stripped)
     except ValueError:
         return None
     return value if math.isfinite(value) else None
@@ -132,6 +163,8 @@ def _conforms(value: Any, schema: ParamSchema) -> bool:
     """``value`` has one of the declared types (an integer where a number is declared counts)."""
     declared = set(schema.types)
     kind = json_type_of(value)
+    if schema.branches and not schema.type:
+        return any(_conforms(value, branch) for branch in schema.branches)
     return not declared or kind in declared or (kind == "integer" and "number" in declared)
 
 
@@ -146,8 +179,9 @@ def _object_diffs(
     diffs: list[CallDiff] = []
     properties = schema.properties if schema is not None else {}
     required = set(schema.required) if schema is not None else set()
+    extra = schema.additional_properties if schema is not None else None
     for name in sorted(set(expected) | set(actual), key=str):
-        sub = properties.get(name)
+        sub = properties.get(name, extra if isinstance(extra, ParamSchema) else None)
         path = f"{prefix}.{name}" if prefix else name
         if name in expected and name in actual:
             if not values_equal(expected[name], actual[name], sub):

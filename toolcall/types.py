@@ -55,17 +55,23 @@ class Action(BaseModel):
 
 
 class Sample(BaseModel):
-    """A training sample (T, c_t, a*_t)."""
+    """A training sample (T, c_t, a*_t), and the time of its conversation when the source gives one.
+
+    ``conversation_time`` fills the prompts' "current time" (relative dates such as "tomorrow" are
+    read against it); None means the run's configured default. It is context, not content: the
+    content hash leaves it out, so a sample's identity does not change with it.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     tools: list[ToolSpec]
     messages: list[Message]
     label: Action
+    conversation_time: str | None = None
 
     def content_hash(self) -> str:
         """Hash over tools, context and label: equal samples hash equal (exact dedup)."""
-        return content_hash(self.model_dump(mode="json"))
+        return content_hash(self.model_dump(mode="json", exclude={"conversation_time"}))
 
     def context_hash(self) -> str:
         """Hash over tools and context only: the identity of the question, whatever its label."""

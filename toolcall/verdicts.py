@@ -1,103 +1,928 @@
-"""Judge text -> verdict: the strict grammar of the Figure 10 output format.
+"""Judge and verifier text -> decision: what a careful reader takes from a real model's answer.
 
-The judge must answer, as the first line after any ``<think>…</think>`` trace, exactly one of
-``RESPONSE 1 INCORRECT``, ``RESPONSE 2 INCORRECT``, ``BOTH_CORRECT`` or ``BOTH_INCORRECT`` (square
-brackets, Markdown emphasis, quotes, case and trailing punctuation are tolerated), followed by
-``Error Analysis:`` and ``Correct Approach:``. Which response was the label is recorded per case, so
-"response k incorrect" maps to LABEL_WRONG when k is the label's position and to PRED_WRONG
-otherwise. Anything else — including the project's own verdict names, which a sample could try to
-smuggle in — is UNPARSEABLE with the raw text kept. The parser never raises.
+The judge is asked (Figure 10) for ``RESPONSE 1 INCORRECT``, ``RESPONSE 2 INCORRECT``, ``BOTH_CORRECT``
+or ``BOTH_INCORRECT`` on the first line, then ``Error Analysis:`` and ``Correct Approach:``. Real
+judges wrap that in Markdown, put it behind a label (``**Verdict:**``, ``## Judgment``, ``Final
+Answer:``), write an analysis first, answer in a sentence ("Response 2 is incorrect."), in JSON or in a
+fenced block, after a reasoning trace. The reader takes all of these, on four rules:
+
+1. **Only the answer counts.** A leading ``<think>…</think>`` trace is skipped, also one whose opening
+   tag sat in the chat template (``trace_opened``, or a ``</think>`` alone at a line end); a trace
+   that never closed means the answer never came. vLLM's separate reasoning field is never read for
+   the decision.
+2. **Quotes never count.** The prompt's data blocks (``<response_1>…</response_1>`` and the rest) and
+   tool calls the judge copies, Markdown blockquotes, inline quotes, JSON objects other than the
+   answer's own, and the Figure 10 sections (``Error Analysis:``/``Correct Approach:``, which run to
+   the next label) are the judge's evidence, not its decision: a sample's text quoted there changes
+   nothing.
+3. **The decision is unique.** Explicit decisions (a decision line, a labelled decision, a JSON field)
+   must all agree, and every clear statement about one response ("Response 1 is correct") must agree
+   with them; otherwise the answer is UNPARSEABLE with the reason. With no explicit decision, clear
+   statements decide ("Response 2 is incorrect." alone means RESPONSE 2 INCORRECT); a statement that
+   only one response is correct decides nothing.
+4. **The project's own verdict names are never the judge's words.** ``LABEL_WRONG``, ``PRED_WRONG``,
+   ``BOTH_WRONG`` (a sample may demand them) anywhere in the judge's own words (rule 2) make the
+   answer UNPARSEABLE.
+
+Which response was the label is recorded per case, so "response k incorrect" maps to LABEL_WRONG when
+k is the label's position and to PRED_WRONG otherwise. The verifier's CORRECT/INCORRECT answers are
+read on the same rules (:func:`read_verification`). Nothing here raises on any input.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Literal
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 Verdict = Literal["PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE"]
 VERDICTS: tuple[str, ...] = ("PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG")
+DECISIONS: tuple[str, ...] = (
+    "RESPONSE 1 INCORRECT",
+    "RESPONSE 2 INCORRECT",
+    "BOTH_CORRECT",
+    "BOTH_INCORRECT",
+)
 # The grammar as a regex, for engines that can constrain decoding to it (vLLM structured outputs).
 VERDICT_REGEX = (
     r"(RESPONSE [12] INCORRECT|BOTH_CORRECT|BOTH_INCORRECT)\n"
     r"Error Analysis: [^\n]{1,400}\nCorrect Approach: [^\n]{1,400}"
 )
-
-_DECORATION = re.compile(r"[\s\"'`*_#>\[\]().:!-]+")
-_DECISION = re.compile(r"^(?:RESPONSE([12])INCORRECT|(BOTHCORRECT)|(BOTHINCORRECT))$")
-_ANALYSIS = re.compile(
-    r"error\s*analysis\s*[:：]\s*(.*?)(?=correct\s*approach\s*[:：]|\Z)", re.IGNORECASE | re.DOTALL
+# Blocks whose content is the sample, never the judge's words: the prompt's data tags
+# (toolcall.prompts.DATA_TAGS, less "think", which is the judge's own trace) and copied tool calls.
+QUOTED_TAGS: tuple[str, ...] = (
+    "tools",
+    "conversation",
+    "response_1",
+    "response_2",
+    "original_sample",
+    "correct_response",
+    "incorrect_response",
+    "error_analysis",
+    "candidate",
+    "schema_check",
+    "tool_call",
+    "tool_response",
 )
-_APPROACH = re.compile(r"correct\s*approach\s*[:：]\s*(.*)", re.IGNORECASE | re.DOTALL)
 
 
 class ParsedVerdict(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     verdict: Verdict
-    decision: str | None = None  # the judge's own words, e.g. "RESPONSE 2 INCORRECT"
+    decision: str | None = None  # the Figure 10 decision read, e.g. "RESPONSE 2 INCORRECT"
+    from_statements: bool = False  # read from statements ("Response 2 is incorrect."), no decision given
     error_analysis: str = ""
     correct_approach: str = ""
     raw: str = ""
     reason: str | None = None  # why it is UNPARSEABLE
 
 
-def _decision_key(line: str) -> str:
-    return _DECORATION.sub("", line).upper()
+class ParsedVerification(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    passed: bool | None  # None: no decision could be read
+    decision: Literal["CORRECT", "INCORRECT"] | None = None
+    from_statements: bool = False  # read from a statement ("The candidate is correct."), no decision given
+    reason: str = ""  # the verifier's own reason
+    raw: str = ""
+    problem: str | None = None  # why no decision could be read
 
 
-def parse_verdict(raw: str, label_position: Literal[1, 2] | int) -> ParsedVerdict:
-    """Read a judge answer; ``label_position`` says whether the label was shown as response 1 or 2."""
+# --- shared text pieces ---------------------------------------------------------------------------
+
+_TRACE_OPEN = re.compile(r"<(think|thinking)>", re.IGNORECASE)
+_TEMPLATE_TRACE_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+_BLOCK_OPEN = re.compile(r"(<|&lt;)(" + "|".join(QUOTED_TAGS) + r")>", re.IGNORECASE)
+_LONE_TAG = re.compile(r"(?:<|&lt;)/?(?:" + "|".join(QUOTED_TAGS) + r"|think|thinking)>", re.IGNORECASE)
+_FENCE = re.compile(r"^\s*(?:```|~~~)")
+_BLOCKQUOTE = re.compile(r"^\s*>")
+_INLINE_QUOTE = re.compile(r"\"[^\"\n]*\"|“[^”\n]*”|`[^`\n]*`|«[^»\n]*»|(?<!\w)'[^'\n]*'(?!\w)")
+_LATEX = re.compile(r"\\(?:boxed|text|textbf|mathrm|texttt|mathbf)\s*\{([^{}]*)\}")
+_EMPHASIS = re.compile(r"\*+|`+|~~|(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)")
+_LEADING_JUNK = re.compile(r"^[^\w\[(]+")
+_LIST_NUMBER = re.compile(r"^\d{1,2}[.)]\s+")
+_KEY_JUNK = re.compile(r"[^A-Za-z0-9]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_PUNCT_FOLLOW = r"\s*(?:$|[.,;:!)\]\"'”’—–(]|-{1,2}(?:\s|$))"
+_CHECK = "✅✔✓☑"
+_CROSS = "❌✗✘✖🚫"
+_ADV = (
+    r"(?:(?:clearly|definitely|indeed|actually|also|therefore|thus|hence|entirely|fully|completely|"
+    r"equally|still|simply|plainly|obviously|certainly|ultimately|both)\s+)*"
+)
+_POS = r"correct|right|accurate|valid"
+_NEG = r"incorrect|wrong|invalid|inaccurate|erroneous"
+_COPULA = r"(?:\s+(?:is|was)|['’]s)(?P<not>\s+not|n['’]t)?\s+(?(not)|" + _ADV + r")"
+_DISCOURSE = (
+    r"(?:(?:so|thus|therefore|hence|overall|finally|ultimately|consequently|accordingly|in\s+conclusion|"
+    r"in\s+summary|in\s+short|to\s+conclude|to\s+summari[sz]e)\s*[,:]?\s+)?"
+)
+_DISCOURSE_PREFIX = re.compile(r"^" + _DISCOURSE, re.IGNORECASE)
+_DECISION_LABEL = re.compile(
+    r"^" + _DISCOURSE + r"(?:(?:my|the|our)\s+)?(?:(?:final|overall|correct|right)\s+)?"
+    r"(?:verdict|decision|judge?ment|answer|result|conclusion|evaluation|assessment|outcome|classification)"
+    r"(?:\s*\([^()]{0,40}\))?"
+    r"(?P<sep>\s*(?:[:：=]|[-–—](?:\s|$))|\s+(?:is|would\s+be|will\s+be)\b|\s*$)\s*(?P<value>.*)$",
+    re.IGNORECASE,
+)
+# Words that may open a clause that states a claim ("Therefore, I think Response 2 is incorrect").
+_CLAIM_LEAD = re.compile(
+    r"^(?:(?:and|but|while|whereas|although|though|however|so|thus|therefore|hence|overall|clearly|"
+    r"ultimately|finally|because|since|as|consequently|accordingly|also|here|in\s+conclusion|in\s+summary|"
+    r"in\s+short|in\s+my\s+(?:view|assessment|judge?ment|opinion)|in\s+this\s+case|as\s+a\s+result|"
+    r"for\s+this\s+reason|this\s+means(?:\s+that)?|which\s+means(?:\s+that)?|that\s+means|meaning)\s*)*"
+    r"(?:(?:i|we)\s+(?:think|believe|conclude|find|found|judge|would\s+say|['’]d\s+say|determined?|"
+    r"can\s+confirm|am\s+confident|are\s+confident)(?:\s+that)?\s*|it\s+is\s+clear\s+that\s*|"
+    r"it['’]s\s+clear\s+that\s*)?(?P<only>only\s*)?$",
+    re.IGNORECASE,
+)
+# Where a new clause starts: punctuation, or a conjunction (kept, as _CLAIM_LEAD allows it).
+_CLAUSE_BREAK = re.compile(r"[,;:—–(]|(?=\b(?:and|but|while|whereas|although|though)\b)", re.IGNORECASE)
+_CONDITIONAL = re.compile(
+    r"^\W*(?:if|unless|assuming|suppose|supposing|were|had|should|whether|when|once|even\s+if)\b",
+    re.IGNORECASE,
+)
+_HEDGE_FOLLOW = re.compile(
+    r"(?:but|though|although|except|yet|only|if|unless|when|provided|assuming|apart|other\s+than|save)\b",
+    re.IGNORECASE,
+)
+_GOOD_FOLLOW = re.compile(
+    r"(?:because|since|as|and|while|whereas|so|given|due|too|as\s+well|also|here|overall|"
+    r"in\s+this\s+case)\b",
+    re.IGNORECASE,
+)
+
+
+def _plain(line: str) -> str:
+    """A line without Markdown/LaTeX decoration, list markers, headers, emoji and leading quotes."""
+    text = line
+    for _ in range(3):
+        text = _LATEX.sub(r"\1", text)
+    text = _EMPHASIS.sub("", text).replace("$", " ").strip()
+    text = _LEADING_JUNK.sub("", text)
+    return _LIST_NUMBER.sub("", text).strip()
+
+
+def _key(text: str) -> str:
+    return _KEY_JUNK.sub("", text).upper()
+
+
+def _clean(text: str) -> str:
+    return " ".join(_EMPHASIS.sub("", text).split()).strip(" \"'*:")
+
+
+def _unquoted(line: str) -> str:
+    return _INLINE_QUOTE.sub(" ", line)
+
+
+def _sentences(line: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(line) if s.strip()]
+
+
+def _json_objects(text: str) -> Iterator[tuple[int, int, Any]]:
+    """Top-level JSON values that open at the start of a line (the answer's own JSON, or a quote)."""
+    decoder = json.JSONDecoder()
+    position = 0
+    while True:
+        start = text.find("{", position)
+        if start < 0:
+            return
+        line_start = text.rfind("\n", 0, start) + 1
+        if text[line_start:start].strip():
+            position = start + 1
+            continue
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            position = start + 1
+            continue
+        yield start, end, value
+        position = end
+
+
+def _normal_key(key: object) -> str:
+    return " ".join(re.split(r"[\s_\-]+", str(key).strip().lower())).strip()
+
+
+def _answer_text(
+    raw: str, reasoning: str | None, trace_opened: bool, starts_with_decision: Callable[[str], bool]
+) -> tuple[str | None, str | None]:
+    """The answer with any reasoning trace removed, or (None, why)."""
+    text = raw.replace("\r\n", "\n").strip()
+    if trace_opened and not _TRACE_OPEN.match(text):  # the template opened it: it ends at </think>
+        close = _TEMPLATE_TRACE_CLOSE.search(text)
+        if close is None:
+            return None, "reasoning trace never closed: the answer never came (cut off by the token budget?)"
+        text = text[close.end() :].strip()
+    while True:
+        opening = _TRACE_OPEN.match(text)
+        if opening is None:
+            break
+        close = re.search(rf"</{opening.group(1)}\s*>", text[opening.end() :], re.IGNORECASE)
+        if close is None:
+            return None, "reasoning trace never closed: the answer never came (cut off by the token budget?)"
+        text = text[opening.end() + close.end() :].strip()
+    close = _TEMPLATE_TRACE_CLOSE.search(text)
+    if close is not None:
+        before, after = text[: close.start()], text[close.end() :]
+        # A trace opened by the chat template ends at its first </think>, which stands at the end of
+        # its line. A </think> the judge writes later (quoting a response) follows an opening tag, or
+        # sits inside a sentence, or comes after an answer that already began with its decision.
+        template_trace = (
+            _TRACE_OPEN.search(before) is None
+            and not after.split("\n", 1)[0].strip()
+            and not starts_with_decision(before)
+        )
+        if template_trace:
+            text = after.strip()
+    if not text:
+        return None, _empty_answer(reasoning)
+    return text, None
+
+
+def _empty_answer(reasoning: str | None) -> str:
+    if reasoning and reasoning.strip():
+        return (
+            f"no answer, only reasoning ({len(reasoning)} chars): cut off by the token budget, or the "
+            "reasoning parser kept the answer in the reasoning field"
+        )
+    return "empty answer"
+
+
+# --- one reading of an answer ---------------------------------------------------------------------
+
+# Quoted blocks and JSON objects are cut out before the lines are read, leaving a slot that sections
+# (the judge's evidence) fill back in and the decision scan reads as nothing.
+_QUOTE_SLOT = "\x00quote:{}\x00"
+_QUOTE_SLOTS = re.compile(r"\x00quote:(\d+)\x00")
+_JSON_SLOT = "\x00json:{}\x00"
+_JSON_SLOT_LINE = re.compile(r"^\x00json:(\d+)\x00$")
+_JSON_SLOTS = re.compile(r"\n?\x00json:(\d+)\x00\n?")
+
+
+@dataclass
+class _Reading:
+    decisions: list[tuple[str, str]] = field(default_factory=list)  # (decision, evidence)
+    claims: list[tuple[int, bool, str]] = field(default_factory=list)  # (subject, is correct, evidence)
+    forbidden: list[str] = field(default_factory=list)
+    sections: dict[str, list[str]] = field(default_factory=dict)
+    prose: list[str] = field(default_factory=list)
+    in_sections: list[str] = field(default_factory=list)  # decision-like lines found inside sections
+
+
+class _Reader:
+    """The reading rules; a subclass gives the vocabulary (judge or verifier)."""
+
+    subjects: ClassVar[tuple[int, ...]]
+    implies: ClassVar[Mapping[str, tuple[bool, ...]]]  # decision -> correct? per subject
+    token_keys: ClassVar[Mapping[str, str]]  # a whole clause that is a decision, as _key() spells it
+    section_label: ClassVar[re.Pattern[str]]  # a line opening a section of the answer format
+    section_midline: ClassVar[re.Pattern[str]]  # the same label after a decision on one line
+    section_keys: ClassVar[Mapping[str, str]]  # label or JSON key (normalised) -> section
+    decision_keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "verdict",
+            "decision",
+            "judgment",
+            "judgement",
+            "final answer",
+            "final verdict",
+            "final decision",
+            "answer",
+            "result",
+            "conclusion",
+            "evaluation",
+            "assessment",
+            "outcome",
+        }
+    )
+    forbidden: ClassVar[re.Pattern[str] | None] = None  # names that are never the model's own words
+
+    # vocabulary (subclasses) --------------------------------------------------------------------
+
+    def token(self, plain: str, *, opening: bool = False) -> str | None:
+        """The decision ``plain`` starts with (then nothing, punctuation or a reason), if any.
+
+        ``opening``: the text opens the answer or a labelled decision (where the verifier's
+        "Yes."/"No." answer its question).
+        """
+        raise NotImplementedError
+
+    def subject_label(self, plain: str) -> tuple[int, str] | None:
+        """(subject, value) for a line labelled with one subject, e.g. "Response 1: Correct"."""
+        return None
+
+    def sentence_claims(self, sentence: str) -> list[tuple[int, bool]]:
+        """Clear statements about the subjects in one sentence (quotes already removed)."""
+        raise NotImplementedError
+
+    def json_claims(self, key: str, value: Any) -> list[tuple[int, bool]]:
+        return []
+
+    # reading ------------------------------------------------------------------------------------
+
+    def starts_with_decision(self, text: str) -> bool:
+        """Whether the first line is a decision (so the answer began there, not after a trace)."""
+        first = next((line for line in text.split("\n") if line.strip()), "")
+        plain = _plain(first)
+        label = _DECISION_LABEL.match(plain)
+        return self.token(self._head(plain)) is not None or bool(label and self.token(label.group("value")))
+
+    def _head(self, plain: str) -> str:
+        match = self.section_midline.search(plain)
+        return plain[: match.start()] if match and match.start() > 0 else plain
+
+    def _decision_in(self, plain: str, *, opening: bool = False) -> str | None:
+        label = _DECISION_LABEL.match(plain)
+        return self.token(label.group("value") if label else plain, opening=opening or label is not None)
+
+    def _is_boundary(self, plain: str) -> bool:
+        """A line that ends a section: a decision label ("Verdict:", "## Final Answer")."""
+        label = _DECISION_LABEL.match(plain)
+        if label is None:
+            return False
+        return (
+            not re.search(r"\b(?:is|be)\s*$", label.group("sep"))
+            or self.token(label.group("value")) is not None
+        )
+
+    def read(self, text: str) -> _Reading:
+        reading = _Reading()
+        text = text.replace("\x00", " ")  # the slot markers below are ours alone
+        # JSON first, so that tags inside its strings are not taken for blocks; then the quoted
+        # blocks, which drop any JSON object they hold (a copied response is not the answer).
+        objects: list[tuple[Any, str]] = []
+        pieces, last = [], 0
+        for start, end, value in _json_objects(text):
+            pieces += [text[last:start], "\n" + _JSON_SLOT.format(len(objects)) + "\n"]
+            objects.append((value, text[start:end]))
+            last = end
+        text = "".join([*pieces, text[last:]])
+        text, quotes = _cut_blocks(text)
+
+        def restored(line: str) -> str:
+            line = _QUOTE_SLOTS.sub(lambda m: quotes[int(m.group(1))], line)
+            return _JSON_SLOTS.sub(lambda m: objects[int(m.group(1))][1], line)
+
+        section: str | None = None
+        opening = True
+        for line in text.split("\n"):
+            if not line.strip() or _FENCE.match(line) or _BLOCKQUOTE.match(line):
+                continue
+            slot = _JSON_SLOT_LINE.match(line.strip())
+            if slot is not None:
+                value, source = objects[int(slot.group(1))]
+                if section is None:
+                    self._read_json(value, reading)
+                    opening = False
+                else:  # JSON inside a section is quoted evidence
+                    reading.sections[section].append(source)
+                continue
+            line = _table_row(line)
+            scanned = _LONE_TAG.sub(" ", _QUOTE_SLOTS.sub(" ", line))
+            plain = _plain(scanned)
+            if not plain:
+                if section is not None:
+                    reading.sections[section].append(restored(line))
+                continue
+            started = self.section_label.match(plain)
+            if started is not None:
+                section = self._fill(reading, _plain(restored(line)))
+                continue
+            if section is not None and not self._is_boundary(plain):
+                section = self._fill(reading, restored(line), section)
+                if self._decision_in(plain) or self.subject_label(plain):
+                    reading.in_sections.append(plain)
+                continue
+            section = None
+            midline = self.section_midline.search(plain)
+            if midline is not None and midline.start() > 0 and self._decision_in(plain[: midline.start()]):
+                whole = _plain(restored(line))
+                rest = self.section_midline.search(whole)
+                section = self._fill(reading, whole[rest.start() :] if rest else plain[midline.start() :])
+                scanned = plain = plain[: midline.start()].strip()
+            self._read_line(plain, scanned, reading, opening=opening)
+            opening = False
+        return reading
+
+    def _fill(self, reading: _Reading, text: str, section: str | None = None) -> str | None:
+        """Add ``text`` to ``section``; a section label inside it ("... Correct Approach: ...") opens
+        that section. Returns the section the text ended in."""
+        starts = [0, *(m.start() for m in self.section_midline.finditer(text) if m.start() > 0), len(text)]
+        for piece in (text[a:b] for a, b in pairwise(starts)):
+            opened = self.section_midline.match(piece) or self.section_label.match(piece)
+            if opened is not None:
+                section = self.section_keys[_normal_key(opened.group("label"))]
+                piece = piece[opened.end() :] if opened.re is self.section_midline else opened.group("value")
+            if section is not None:
+                reading.sections.setdefault(section, []).append(piece)
+        return section
+
+    def _read_line(self, plain: str, line: str, reading: _Reading, *, opening: bool) -> None:
+        evidence = plain[:120]
+        label = _DECISION_LABEL.match(plain)
+        value = label.group("value") if label else plain
+        if self.forbidden is not None and (
+            _key(value) in _FORBIDDEN_KEYS or self.forbidden.search(_plain(_unquoted(line)))
+        ):
+            reading.forbidden.append(evidence)
+        labelled = self.subject_label(plain)
+        polarity = _value_polarity(labelled[1]) if labelled else None
+        if labelled is not None and polarity is not None:
+            reading.claims.append((labelled[0], polarity, evidence))
+        else:
+            decision = self.token(value, opening=opening or label is not None) or self.token_keys.get(
+                _key(value)
+            )
+            if decision is not None:
+                reading.decisions.append((decision, evidence))
+                if _key(value) not in self.token_keys:  # the decision with its reason on one line
+                    reading.prose.append(_clean(line))
+                return
+        free = _plain(_unquoted(line))
+        for sentence in _sentences(free):
+            # A decision that ends a sentence on its own ("Based on the evaluation, BOTH_CORRECT.")
+            last_clause = re.split(r"[,:;—–]", sentence)[-1]
+            if (decision := self.token_keys.get(_key(last_clause))) is not None:
+                reading.decisions.append((decision, sentence.strip()[:120]))
+                continue
+            reading.claims.extend((s, p, sentence.strip()[:120]) for s, p in self.sentence_claims(sentence))
+        if not (label and not value.strip()):
+            reading.prose.append(_clean(line))
+
+    def _read_json(self, value: Any, reading: _Reading, depth: int = 0) -> None:
+        if not isinstance(value, dict) or depth > 2:
+            return
+        for raw_key, item in value.items():
+            key = _normal_key(raw_key)
+            evidence = f"{raw_key}: {item}"[:120]
+            if isinstance(item, dict):  # {"evaluation": {"verdict": ...}}
+                self._read_json(item, reading, depth + 1)
+            elif key in self.decision_keys and isinstance(item, str):
+                if self.forbidden is not None and (
+                    _key(item) in _FORBIDDEN_KEYS or self.forbidden.search(item)
+                ):
+                    reading.forbidden.append(evidence)
+                elif decision := self.token(_plain(item), opening=True):
+                    reading.decisions.append((decision, evidence))
+                else:
+                    for sentence in _sentences(_plain(_unquoted(item))):
+                        reading.claims.extend((s, p, evidence) for s, p in self.sentence_claims(sentence))
+            elif key in self.section_keys and isinstance(item, str):
+                reading.sections.setdefault(self.section_keys[key], []).append(item)
+            else:
+                reading.claims.extend((s, p, evidence) for s, p in self.json_claims(key, item))
+
+    # deciding -----------------------------------------------------------------------------------
+
+    def decide(self, reading: _Reading) -> tuple[str | None, str | None]:
+        """(decision, None), or (None, why there is no single decision)."""
+        if reading.forbidden:
+            return (
+                None,
+                f"uses the project's verdict names, not the judge's vocabulary: {reading.forbidden[0]!r}",
+            )
+        distinct = list(dict.fromkeys(d for d, _ in reading.decisions))
+        if len(distinct) > 1:
+            first = next(e for d, e in reading.decisions if d == distinct[0])
+            second = next(e for d, e in reading.decisions if d == distinct[1])
+            return None, f"two different decisions: {distinct[0]} ({first!r}) and {distinct[1]} ({second!r})"
+        known: dict[int, tuple[bool, str]] = {}
+        for subject, polarity, evidence in reading.claims:
+            if subject in known and known[subject][0] != polarity:
+                return None, f"contradicts itself: {known[subject][1]!r} and {evidence!r}"
+            known.setdefault(subject, (polarity, evidence))
+        if distinct:
+            implied = dict(zip(self.subjects, self.implies[distinct[0]], strict=True))
+            for subject, (polarity, evidence) in known.items():
+                if implied[subject] != polarity:
+                    return None, f"the decision {distinct[0]} contradicts {evidence!r}"
+            return distinct[0], None
+        decision = self.from_claims({s: p for s, (p, _) in known.items()})
+        if decision is not None:
+            return decision, None
+        if known:
+            return None, f"no decision, only {next(iter(known.values()))[1]!r}"
+        if reading.in_sections:
+            return None, (
+                f"no decision outside the answer's sections; {reading.in_sections[0][:80]!r} sits inside "
+                "one, where text may quote the sample"
+            )
+        return None, "no decision found"
+
+    def from_claims(self, known: dict[int, bool]) -> str | None:
+        for decision, implied in self.implies.items():
+            if all(known.get(s) == p for s, p in zip(self.subjects, implied, strict=True)):
+                return decision
+        return None
+
+
+def _cut_blocks(text: str) -> tuple[str, list[str]]:
+    """Replace each quoted block (``<response_1>…</response_1>``) by a slot; return the blocks.
+
+    A block closes with a tag of its opener's form: an escaped ``&lt;/conversation>`` inside a real
+    ``<conversation>`` block is the sample's text (the prompt escaped it), not the block's end. A tag
+    with no closer after it stays (closers are looked for once per tag, so this stays linear).
+    """
+    pieces: list[str] = []
+    blocks: list[str] = []
+    unclosed: set[tuple[str, str]] = set()
+    last = position = 0
+    while (opening := _BLOCK_OPEN.search(text, position)) is not None:
+        form, tag = opening.group(1).lower(), opening.group(2).lower()
+        closer = None
+        if (form, tag) not in unclosed:
+            closer = re.compile(re.escape(form) + "/" + tag + ">", re.IGNORECASE).search(text, opening.end())
+        if closer is None:
+            unclosed.add((form, tag))
+            position = opening.end()
+            continue
+        pieces += [text[last : opening.start()], _QUOTE_SLOT.format(len(blocks))]
+        blocks.append(text[opening.start() : closer.end()])
+        last = position = closer.end()
+    return "".join([*pieces, text[last:]]), blocks
+
+
+def _table_row(line: str) -> str:
+    """A Markdown table row reads as "first cell: other cells" ("| Response 2 | Incorrect |")."""
+    if not line.lstrip().startswith("|"):
+        return line
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c):
+        return ""
+    return f"{cells[0]}: {', '.join(c for c in cells[1:] if c)}" if len(cells) > 1 else cells[0]
+
+
+def _value_polarity(value: str) -> bool | None:
+    """Correct (True) / incorrect (False) for a labelled value such as "✅ Correct — it calls ..."."""
+    stripped = value.strip()
+    first = stripped[:1]
+    mark = None if not first else True if first in _CHECK else False if first in _CROSS else None
+    word = re.match(
+        r"[^\w]*(?:(?P<neg>incorrect|wrong|invalid|inaccurate|erroneous|not\s+correct)|(?P<pos>"
+        + _POS
+        + r"))"
+        + r"(?="
+        + _PUNCT_FOLLOW
+        + r"|\s+(?:because|since|as|and|while|whereas)\b)",
+        _plain(stripped) or stripped,
+        re.IGNORECASE,
+    )
+    polarity = None if word is None else word.group("pos") is not None
+    if mark is not None and polarity is not None and mark != polarity:
+        return None
+    return polarity if polarity is not None else mark
+
+
+def _claim_allowed(sentence: str, start: int) -> re.Match[str] | None:
+    """The lead-in before a claim at ``start`` when it opens a clause (not "if ...", "not that ...")."""
+    if _CONDITIONAL.match(sentence) or sentence.rstrip().endswith("?"):
+        return None
+    clauses = _CLAUSE_BREAK.split(sentence[:start])
+    return _CLAIM_LEAD.match(clauses[-1].strip())
+
+
+def _follow_ok(rest: str, subject: re.Pattern[str]) -> bool:
+    """A claim counts when nothing qualifies it ("correct in ...", "correct but incomplete")."""
+    if re.match(r"\s*\?", rest):
+        return False
+    if re.match(_PUNCT_FOLLOW, rest) and not re.match(
+        r"\s*,?\s*" + _HEDGE_FOLLOW.pattern, rest, re.IGNORECASE
+    ):
+        return True
+    after = re.sub(r"^\s*[,;]?\s*", "", rest)
+    if _HEDGE_FOLLOW.match(after):
+        return bool(re.match(r"(?:but|though|although|yet)\s+" + subject.pattern, after, re.IGNORECASE))
+    return bool(_GOOD_FOLLOW.match(after))
+
+
+# --- the judge (Figure 10) ------------------------------------------------------------------------
+
+_RESPONSE = (
+    r"(?:the\s+)?(?:(?P<ord>first|second)\s+response|response\s*(?:#|no\.?)?\s*(?P<num>[12]|one|two)\b)"
+    r"(?:\s*\([^()]{0,60}\))?"
+)
+_RESPONSE_SUBJECT = re.compile(_RESPONSE, re.IGNORECASE)
+_ANY_SUBJECT = re.compile(
+    r"(?:the\s+)?(?:(?:first|second)\s+response|response\s*#?\s*(?:[12]|one|two)\b|both|neither)",
+    re.IGNORECASE,
+)
+_JUDGE_TOKEN = re.compile(
+    r"\[?\s*(?:response\s*\[?\s*(?:#|no\.?)?\s*(?P<num>[12]|one|two)\s*\]?[\s_-]*incorrect|"
+    r"both[\s_-]*(?P<both>correct|incorrect))\s*\]?(?=" + _PUNCT_FOLLOW + r"|\s+(?:error[\s_-]*analysis|"
+    r"correct[\s_-]*approach|because|since|as|due)\b)",
+    re.IGNORECASE,
+)
+_ONE_CLAIM = re.compile(
+    _RESPONSE
+    + _COPULA
+    + r"(?:(?P<excl>the\s+(?:only\s+)?(?:(?P<xpos>correct|right)|(?P<xneg>incorrect|wrong))"
+    r"\s+(?:one|response|answer))|(?P<pos>" + _POS + r")|(?P<neg>" + _NEG + r"))\b",
+    re.IGNORECASE,
+)
+_ONE_ELLIPSIS = re.compile(_RESPONSE + r"\s+(?:is|was)(?:\s+not|n['’]t)(?=\s*(?:$|[.,;!]))", re.IGNORECASE)
+_BOTH_CLAIM = re.compile(
+    r"(?:both(?:\s+of\s+(?:them|the(?:\s+two)?\s+responses))?(?:\s+responses)?|"
+    r"(?P<plural>the\s+two\s+responses|the\s+responses|they|response\s*1\s+and\s+response\s*2))\s+(?:are|were)\s+(?(plural)both\s+|)"
+    + _ADV
+    + r"(?:(?P<pos>"
+    + _POS
+    + r")|(?P<neg>"
+    + _NEG
+    + r"))\b",
+    re.IGNORECASE,
+)
+_NEITHER_CLAIM = re.compile(
+    r"(?:neither(?:\s+response|\s+of\s+(?:them|the(?:\s+two)?\s+responses))?|"
+    r"none\s+of\s+(?:them|the(?:\s+two)?\s+responses))\s+(?:is|was|are|were)\s+"
+    + _ADV
+    + r"(?:(?P<pos>"
+    + _POS
+    + r")|(?P<neg>"
+    + _NEG
+    + r"))\b",
+    re.IGNORECASE,
+)
+# The project's verdict names (and the paper's REF_WRONG): a judge that uses them was told to by a sample.
+_JUDGE_FORBIDDEN = re.compile(
+    r"(?<![A-Za-z0-9])(?:(?:label|pred|prediction|ref|reference)[\s_-]?wrong|both[_-]wrong)(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+_FORBIDDEN_KEYS = frozenset(
+    {"LABELWRONG", "PREDWRONG", "PREDICTIONWRONG", "REFWRONG", "REFERENCEWRONG", "BOTHWRONG"}
+)
+_RESPONSE_LABEL = re.compile(
+    r"^" + _RESPONSE + r"\s*(?:[:：=]|[-–—](?:\s|$))\s*(?P<value>.*)$", re.IGNORECASE
+)
+
+
+def _response_number(match: re.Match[str]) -> int:
+    groups = match.groupdict()
+    word = (groups.get("ord") or groups.get("num") or "").lower()
+    return {"first": 1, "second": 2, "1": 1, "2": 2, "one": 1, "two": 2}[word]
+
+
+class _JudgeReader(_Reader):
+    subjects = (1, 2)
+    implies: ClassVar[Mapping[str, tuple[bool, ...]]] = {
+        "RESPONSE 1 INCORRECT": (False, True),
+        "RESPONSE 2 INCORRECT": (True, False),
+        "BOTH_CORRECT": (True, True),
+        "BOTH_INCORRECT": (False, False),
+    }
+    token_keys: ClassVar[Mapping[str, str]] = {
+        "RESPONSE1INCORRECT": "RESPONSE 1 INCORRECT",
+        "RESPONSE2INCORRECT": "RESPONSE 2 INCORRECT",
+        "RESPONSEONEINCORRECT": "RESPONSE 1 INCORRECT",
+        "RESPONSETWOINCORRECT": "RESPONSE 2 INCORRECT",
+        "BOTHCORRECT": "BOTH_CORRECT",
+        "BOTHINCORRECT": "BOTH_INCORRECT",
+    }
+    section_label = re.compile(
+        r"^(?P<label>error[\s_-]*analysis|correct[\s_-]*approach)(?:\s*\([^()]{0,40}\))?"
+        r"\s*(?:[:：=]|[-–—](?:\s|$)|$)\s*(?P<value>.*)$",
+        re.IGNORECASE,
+    )
+    section_midline = re.compile(
+        r"(?<![A-Za-z])(?P<label>error[\s_-]*analysis|correct[\s_-]*approach)\s*[:：]\s*", re.IGNORECASE
+    )
+    section_keys: ClassVar[Mapping[str, str]] = {
+        "error analysis": "analysis",
+        "erroranalysis": "analysis",
+        "correct approach": "approach",
+        "correctapproach": "approach",
+        # JSON answers name their fields more freely
+        "analysis": "analysis",
+        "explanation": "analysis",
+        "reasoning": "analysis",
+        "rationale": "analysis",
+        "reason": "analysis",
+        "approach": "approach",
+        "fix": "approach",
+        "suggestion": "approach",
+    }
+    forbidden = _JUDGE_FORBIDDEN
+
+    def token(self, plain: str, *, opening: bool = False) -> str | None:
+        plain = _plain(plain)
+        match = _JUDGE_TOKEN.match(plain) or _JUDGE_TOKEN.match(_DISCOURSE_PREFIX.sub("", plain))
+        if match is None:
+            return None
+        if match.group("num"):
+            return f"RESPONSE {_response_number(match)} INCORRECT"
+        return "BOTH_CORRECT" if match.group("both").lower() == "correct" else "BOTH_INCORRECT"
+
+    def subject_label(self, plain: str) -> tuple[int, str] | None:
+        match = _RESPONSE_LABEL.match(plain)
+        return (_response_number(match), match.group("value")) if match else None
+
+    def sentence_claims(self, sentence: str) -> list[tuple[int, bool]]:
+        claims: list[tuple[int, bool]] = []
+        for match in _ONE_CLAIM.finditer(sentence):
+            lead = _claim_allowed(sentence, match.start())
+            if lead is None or not _follow_ok(sentence[match.end() :], _ANY_SUBJECT):
+                continue
+            subject = _response_number(match)
+            other = 3 - subject
+            if match.group("excl"):  # "Response 1 is the correct one"
+                if not match.group("not"):
+                    correct = match.group("xpos") is not None
+                    claims += [(subject, correct), (other, not correct)]
+                continue
+            correct = (match.group("pos") is not None) != bool(match.group("not"))
+            claims.append((subject, correct))
+            if lead.group("only") and correct:  # "only Response 1 is correct"
+                claims.append((other, False))
+        for match in _ONE_ELLIPSIS.finditer(sentence):  # "..., while Response 2 is not."
+            if claims and _claim_allowed(sentence, match.start()) is not None:
+                claims.append((_response_number(match), not claims[-1][1]))
+        for pattern, both in ((_BOTH_CLAIM, True), (_NEITHER_CLAIM, False)):
+            for match in pattern.finditer(sentence):
+                if _claim_allowed(sentence, match.start()) is None:
+                    continue
+                if not _follow_ok(sentence[match.end() :], _ANY_SUBJECT):
+                    continue
+                correct = (match.group("pos") is not None) == both
+                claims += [(1, correct), (2, correct)]
+        return claims
+
+    def from_claims(self, known: dict[int, bool]) -> str | None:
+        if len(known) == 1 and False in known.values():  # "Response 2 is incorrect." says it all
+            return f"RESPONSE {next(iter(known))} INCORRECT"
+        return super().from_claims(known)
+
+    def json_claims(self, key: str, value: Any) -> list[tuple[int, bool]]:
+        match = re.fullmatch(r"response\s*([12])(?:\s*(?:is\s*)?(correct|verdict|status|assessment))?", key)
+        if match is None:
+            return []
+        subject = int(match.group(1))
+        if isinstance(value, bool):
+            return [(subject, value)] if match.group(2) in (None, "correct") else []
+        polarity = _value_polarity(value) if isinstance(value, str) else None
+        return [] if polarity is None else [(subject, polarity)]
+
+
+# --- the verifier (CORRECT / INCORRECT) -----------------------------------------------------------
+
+_CANDIDATE = (
+    r"(?:(?:the|this)\s+(?:candidate(?:['’]s)?\s+|proposed\s+)?(?:next\s+step|step|response|answer|"
+    r"tool\s+calls?|function\s+calls?|calls?|sample|candidate|output|action)|it)"
+)
+_CANDIDATE_SUBJECT = re.compile(_CANDIDATE, re.IGNORECASE)
+_VERIFIER_TOKEN = re.compile(
+    r"\[?\s*(?:(?P<neg>incorrect|not\s+correct)|(?P<pos>correct))\s*\]?(?="
+    + _PUNCT_FOLLOW
+    + r"|\s+(?:reason|"
+    r"because|since|as|due)\b)",
+    re.IGNORECASE,
+)
+_YES_NO = re.compile(r"(?:(?P<pos>yes)|(?P<neg>no))(?=\s*(?:$|[.,;:!—–]|-\s))", re.IGNORECASE)
+_VERIFIER_CLAIM = re.compile(
+    _CANDIDATE
+    + r"(?:\s+(?:is|was|are|were)|['’]s)(?P<not>\s+not|n['’]t)?\s+(?(not)|"
+    + _ADV
+    + r")(?:(?P<pos>"
+    + _POS
+    + r")|(?P<neg>"
+    + _NEG
+    + r"))\b",
+    re.IGNORECASE,
+)
+
+
+class _VerifierReader(_Reader):
+    subjects = (0,)
+    implies: ClassVar[Mapping[str, tuple[bool, ...]]] = {"CORRECT": (True,), "INCORRECT": (False,)}
+    token_keys: ClassVar[Mapping[str, str]] = {
+        "CORRECT": "CORRECT",
+        "INCORRECT": "INCORRECT",
+        "NOTCORRECT": "INCORRECT",
+    }
+    section_label = re.compile(
+        r"^(?P<label>reasons?)(?:\s*\([^()]{0,40}\))?\s*(?:[:：=]|[-–—](?:\s|$)|$)\s*(?P<value>.*)$",
+        re.IGNORECASE,
+    )
+    section_midline = re.compile(r"(?<![A-Za-z])(?P<label>reasons?)\s*[:：]\s*", re.IGNORECASE)
+    section_keys: ClassVar[Mapping[str, str]] = {
+        "reason": "reason",
+        "reasons": "reason",
+        # JSON answers name their fields more freely
+        "explanation": "reason",
+        "rationale": "reason",
+        "justification": "reason",
+        "reasoning": "reason",
+        "analysis": "reason",
+    }
+    decision_keys = _Reader.decision_keys | {"verification", "status", "label"}
+
+    def token(self, plain: str, *, opening: bool = False) -> str | None:
+        plain = _plain(plain)
+        for text in (plain, _DISCOURSE_PREFIX.sub("", plain)):
+            match = _VERIFIER_TOKEN.match(text) or (_YES_NO.match(text) if opening else None)
+            if match is not None:
+                return "CORRECT" if match.group("pos") else "INCORRECT"
+        return None
+
+    def sentence_claims(self, sentence: str) -> list[tuple[int, bool]]:
+        claims = []
+        for match in _VERIFIER_CLAIM.finditer(sentence):
+            if _claim_allowed(sentence, match.start()) is None:
+                continue
+            if not _follow_ok(sentence[match.end() :], _CANDIDATE_SUBJECT):
+                continue
+            claims.append((0, (match.group("pos") is not None) != bool(match.group("not"))))
+        return claims
+
+    def json_claims(self, key: str, value: Any) -> list[tuple[int, bool]]:
+        if key in ("correct", "is correct", "valid", "is valid", "passed", "pass") and isinstance(
+            value, bool
+        ):
+            return [(0, value)]
+        return []
+
+
+_JUDGE = _JudgeReader()
+_VERIFIER = _VerifierReader()
+
+
+# --- public API -----------------------------------------------------------------------------------
+
+
+def parse_verdict(
+    raw: str,
+    label_position: Literal[1, 2] | int,
+    *,
+    reasoning: str | None = None,
+    trace_opened: bool = False,
+) -> ParsedVerdict:
+    """Read a judge answer; ``label_position`` says whether the label was shown as response 1 or 2.
+
+    ``raw`` is the answer's content. ``reasoning`` is a separate reasoning field (vLLM's
+    ``reasoning_content``), never read for the decision: it only explains an empty answer.
+    ``trace_opened``: the chat template opened a reasoning trace (DeepSeek-R1, QwQ), so the answer
+    starts after the first ``</think>`` and there is none without it. Left False, such a trace is
+    still recognised by its closing tag on a line of its own.
+    """
     if not isinstance(raw, str):
+        if raw is None:
+            return ParsedVerdict(verdict="UNPARSEABLE", raw="", reason=_empty_answer(reasoning))
         return ParsedVerdict(verdict="UNPARSEABLE", raw=repr(raw), reason="judge answer is not text")
     if label_position not in (1, 2):
         return ParsedVerdict(
             verdict="UNPARSEABLE", raw=raw, reason=f"invalid label position {label_position!r}"
         )
-    answer = raw.strip()
-    # A reasoning trace comes first (its opening tag may sit in the chat template, not the answer).
-    # Tags after the decision are the judge's text: an analysis may quote a response's <think> block.
-    if answer.startswith("<think>"):
-        end = answer.find("</think>")
-        if end < 0:  # an unclosed trace: the answer never came
-            return ParsedVerdict(verdict="UNPARSEABLE", raw=raw, reason="reasoning trace never closed")
-        answer = answer[end + len("</think>") :].strip()
-    elif "</think>" in answer and _DECISION.match(_decision_key(_head(answer))) is None:
-        answer = answer.split("</think>", 1)[1].strip()  # a trace whose opening tag was in the template
-    lines = [line for line in answer.splitlines() if line.strip()]
-    if not lines:
-        return ParsedVerdict(verdict="UNPARSEABLE", raw=raw, reason="empty answer")
-    first = lines[0]
-    match = _DECISION.match(_decision_key(_head(answer)))
-    if match is None:
-        return ParsedVerdict(
-            verdict="UNPARSEABLE", raw=raw, reason=f"first line is not a Figure 10 decision: {first[:120]!r}"
-        )
-    incorrect, both_correct, _both_incorrect = match.groups()
-    if incorrect is not None:
-        verdict: Verdict = "LABEL_WRONG" if int(incorrect) == label_position else "PRED_WRONG"
-        decision = f"RESPONSE {incorrect} INCORRECT"
-    elif both_correct is not None:
-        verdict, decision = "BOTH_CORRECT", "BOTH_CORRECT"
+    answer, problem = _answer_text(raw, reasoning, trace_opened, _JUDGE.starts_with_decision)
+    if answer is None:
+        return ParsedVerdict(verdict="UNPARSEABLE", raw=raw, reason=problem)
+    reading = _JUDGE.read(answer)
+    decision, problem = _JUDGE.decide(reading)
+    if decision is None:
+        return ParsedVerdict(verdict="UNPARSEABLE", raw=raw, reason=problem)
+    if decision.startswith("RESPONSE"):
+        verdict: Verdict = "LABEL_WRONG" if int(decision.split()[1]) == label_position else "PRED_WRONG"
     else:
-        verdict, decision = "BOTH_WRONG", "BOTH_INCORRECT"
-    analysis = _ANALYSIS.search(answer)
-    approach = _APPROACH.search(answer)
+        verdict = "BOTH_CORRECT" if decision == "BOTH_CORRECT" else "BOTH_WRONG"
+    analysis = reading.sections.get("analysis")
+    approach = reading.sections.get("approach")
     return ParsedVerdict(
         verdict=verdict,
         decision=decision,
-        error_analysis=_clean(analysis.group(1)) if analysis else "",
-        correct_approach=_clean(approach.group(1)) if approach else "",
+        from_statements=not reading.decisions,
+        error_analysis=_clean(" ".join(analysis))[:1000]
+        if analysis
+        else _clean(" ".join(reading.prose))[:600],
+        correct_approach=_clean(" ".join(approach))[:1000] if approach else "",
         raw=raw,
     )
 
 
-def _head(answer: str) -> str:
-    """The decision's part of the first non-empty line (it may share the line with "Error Analysis:")."""
-    first = next((line for line in answer.splitlines() if line.strip()), "")
-    return re.split(r"error\s*analysis", first, maxsplit=1, flags=re.IGNORECASE)[0]
-
-
-def _clean(text: str) -> str:
-    return " ".join(text.split()).strip(" \"'*")
+def read_verification(
+    raw: Any, *, reasoning: str | None = None, trace_opened: bool = False
+) -> ParsedVerification:
+    """Read a verifier answer (CORRECT / INCORRECT and a reason) on the judge's reading rules."""
+    if raw is None:
+        return ParsedVerification(passed=None, problem=_empty_answer(reasoning))
+    if not isinstance(raw, str):
+        return ParsedVerification(passed=None, raw=repr(raw), problem="answer is not text")
+    answer, problem = _answer_text(raw, reasoning, trace_opened, _VERIFIER.starts_with_decision)
+    if answer is None:
+        return ParsedVerification(passed=None, raw=raw, problem=problem)
+    reading = _VERIFIER.read(answer)
+    decision, problem = _VERIFIER.decide(reading)
+    reason_lines = reading.sections.get("reason")
+    reason = _clean(" ".join(reason_lines)) if reason_lines else _clean(" ".join(reading.prose))[:600]
+    if decision is None:
+        return ParsedVerification(passed=None, reason=reason, raw=raw, problem=problem)
+    return ParsedVerification(
+        passed=decision == "CORRECT",
+        decision="CORRECT" if decision == "CORRECT" else "INCORRECT",
+        from_statements=not reading.decisions,
+        reason=reason,
+        raw=raw,
+    )

@@ -5,7 +5,7 @@ of Figure 7 built by :func:`toolcall.prompts.build_chat`, the label and the tool
 ToolMatch reward needs), starts from the previous round's final checkpoint with a fresh optimizer,
 and ends in a Hugging Face folder (config, safetensors weights, tokenizer with its chat template)
 that both inference backends load. The CPU backend (:mod:`trainer.cpu_grpo`) and the verl backend
-(:mod:`trainer.verl_backend`, adapted in :mod:`trainer.service`) implement :class:`TrainerBackend`.
+(:mod:`trainer.verl.backend`) implement :class:`TrainerBackend`.
 """
 
 from __future__ import annotations

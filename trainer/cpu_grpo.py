@@ -44,8 +44,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from looptool.config import TrainerSettings
-from looptool.logs import get_logger
+from common.logs import get_logger
 from trainer.base import (
     CheckpointInfo,
     OnCheckpoint,
@@ -55,6 +54,7 @@ from trainer.base import (
     mean_of,
     save_hf_checkpoint,
 )
+from trainer.config import TrainerSettings
 
 log = get_logger(__name__)
 

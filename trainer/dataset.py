@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from looptool.config import Settings
-from looptool.kafka import replay
-from looptool.logs import get_logger
+from bus.config import RunSettings
+from bus.kafka import replay
+from common.logs import get_logger
 from schemas.events import CuratedSample, Event, RoundClosed
 from toolcall.canonical import content_hash
 from toolcall.prompts import DEFAULT_CURRENT_TIME, build_chat
@@ -41,8 +41,11 @@ class RoundIncomplete(RoundDataError):
 
 
 def training_row(member: CuratedSample, current_time: str = DEFAULT_CURRENT_TIME) -> TrainingRow:
+    """The row of a member of D_j; its own conversation time, when it has one, wins over ``current_time``."""
     sample = Sample(tools=member.tools, messages=member.messages, label=member.label)
-    return sample_row(member.sample_id, sample, source=member.source, current_time=current_time)
+    return sample_row(
+        member.sample_id, sample, source=member.source, current_time=member.conversation_time or current_time
+    )
 
 
 def sample_row(
@@ -118,25 +121,27 @@ def round_dataset(
 
 
 async def load_round_dataset(
-    settings: Settings,
+    settings: RunSettings,
     manifest: Event[RoundClosed],
     *,
-    current_time: str | None = None,
+    current_time: str = DEFAULT_CURRENT_TIME,
     wait_s: float = 30.0,
     poll_s: float = 1.0,
+    identity: str | None = None,
 ) -> RoundDataset:
     """Read round j's members from the curated topic and check them against its manifest.
 
     Members and manifest travel on different topics, so a member can become readable a moment
-    after the manifest: an incomplete round is read again until ``wait_s`` has passed.
+    after the manifest: an incomplete round is read again until ``wait_s`` has passed. ``identity``:
+    the broker the manifest came from (a broker that restarted since raises ``BrokerRestarted``).
     """
     deadline = time.monotonic() + wait_s
     while True:
         members: list[Event[Any]] = []
-        async for batch in replay(settings.kafka, settings.run_id, ["curated"]):
+        async for batch in replay(settings.kafka, settings.run_id, ["curated"], identity=identity):
             members.extend(delivered.event for delivered in batch)
         try:
-            dataset = round_dataset(manifest, members, current_time or settings.loop.current_time)
+            dataset = round_dataset(manifest, members, current_time)
         except RoundIncomplete as error:
             if time.monotonic() >= deadline:
                 raise

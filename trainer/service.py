@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from looptool.config import Settings, TrainerSettings
-from looptool.kafka import EventProducer, ensure_topics, follow, replay
-from looptool.logs import get_logger
+from bus.kafka import EventProducer, ensure_topics, follow, replay
+from common.logs import get_logger
+from evaluation.gate import PromotionLedger, promoted_parent
 from schemas.events import (
     CheckpointPublished,
     Event,
@@ -53,6 +53,7 @@ from trainer.base import (
     check_hf_folder,
     read_checkpoint_manifest,
 )
+from trainer.config import TrainerRunSettings, TrainerSettings
 from trainer.dataset import load_round_dataset
 
 log = get_logger(__name__)
@@ -76,6 +77,8 @@ class TrainerLedger:
     manifests: dict[int, Event[RoundClosed]] = field(default_factory=dict)
     checkpoints: dict[int, list[Event[CheckpointPublished]]] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    # trainer.start_from = "promoted": the promotion gate's decisions (None: start from the previous round)
+    promotions: PromotionLedger | None = None
 
     def add(self, event: Event[Any]) -> None:
         if event.event_id in self.seen:
@@ -86,6 +89,16 @@ class TrainerLedger:
             self.manifests.setdefault(payload.round, event)  # the first manifest of a round is the round
         elif isinstance(payload, CheckpointPublished):
             self.checkpoints.setdefault(payload.round, []).append(event)
+        elif self.promotions is not None:
+            self.promotions.add(event.event_id, payload)
+
+    def parent(self, round_: int) -> tuple[bool, Event[CheckpointPublished] | None]:
+        """(ready, the checkpoint round ``round_`` > 1 starts from; None: the initial policy)."""
+        if self.promotions is None:
+            previous = self.final(round_ - 1)
+            return previous is not None, previous
+        published = [e for events in self.checkpoints.values() for e in events]
+        return promoted_parent(self.promotions, published, round_)
 
     def final(self, round_: int) -> Event[CheckpointPublished] | None:
         return next((e for e in self.checkpoints.get(round_, []) if e.payload.final), None)
@@ -95,59 +108,19 @@ class TrainerLedger:
         for round_ in sorted(self.manifests):
             if self.final(round_) is not None:
                 continue
-            if round_ == 1 or self.final(round_ - 1) is not None:
+            if round_ == 1 or self.parent(round_)[0]:
                 return round_
             return None  # round_-1 still trains (or waits): rounds are trained in order
         return None
 
 
-class VerlTrainer:
-    """:class:`trainer.base.TrainerBackend` over :class:`trainer.verl_backend.VerlBackend`.
-
-    verl publishes no intermediate checkpoints here and cannot be stopped early through ``stop``
-    (its own ``timeout_s`` bounds a round).
-    """
-
-    name = "verl"
-
-    def __init__(self, settings: Any, run_name: str, *, show_progress: bool = True) -> None:
-        self.settings = settings
-        self.run_name = run_name
-        self.show_progress = show_progress
-
-    def train_round(
-        self,
-        dataset: RoundDataset,
-        *,
-        init_model: Path,
-        out_dir: Path,
-        on_checkpoint: Any = None,
-        stop: threading.Event | None = None,
-    ) -> CheckpointInfo:
-        from trainer.verl_backend import VerlBackend, VerlRow
-
-        backend = VerlBackend(self.settings, out_dir, show_progress=self.show_progress)
-        rows = [
-            VerlRow(sample_id=r.sample_id, chat=r.chat, ground_truth=r.ground_truth) for r in dataset.rows
-        ]
-        result = backend.train_round(
-            rows, round_index=dataset.round, model_path=init_model, run_name=self.run_name
-        )
-        return CheckpointInfo(
-            path=result.model_dir,
-            round=dataset.round,
-            step=result.step,
-            final=True,
-            metrics=dict(result.metrics),
-            wall_time_s=result.wall_time_s,
-        )
-
-
 def make_backend(
-    settings: Settings, trainer: TrainerSettings, *, show_progress: bool = True
+    settings: TrainerRunSettings, trainer: TrainerSettings, *, show_progress: bool = True
 ) -> TrainerBackend:
     if trainer.backend == "verl":
-        return VerlTrainer(trainer.verl, settings.run_id, show_progress=show_progress)
+        from trainer.verl.backend import VerlBackend
+
+        return VerlBackend(trainer.verl, run_name=settings.run_id, show_progress=show_progress)
     from trainer.cpu_grpo import CpuGrpoBackend
 
     return CpuGrpoBackend(trainer, show_progress=show_progress)
@@ -185,7 +158,7 @@ class TrainerService:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: TrainerRunSettings,
         trainer: TrainerSettings,
         backend: TrainerBackend | None = None,
         *,
@@ -195,7 +168,9 @@ class TrainerService:
         self.trainer = trainer
         self.backend = backend or make_backend(settings, trainer, show_progress=show_progress)
         self.show_progress = show_progress
-        self.ledger = TrainerLedger()
+        promoted = trainer.start_from == "promoted"
+        self.ledger = TrainerLedger(promotions=PromotionLedger() if promoted else None)
+        self.followed = (*FOLLOWED_TOPICS, "promotions") if promoted else FOLLOWED_TOPICS
         self.published: list[Event[CheckpointPublished]] = []
 
     def run_dir(self) -> Path:
@@ -206,11 +181,11 @@ class TrainerService:
         await ensure_topics(self.settings.kafka, self.settings.run_id)
         # A replay reads up to the topics' ends, so the first decision sees everything already
         # published (a follower's first empty batch may come before its first fetch does).
-        async for batch in replay(self.settings.kafka, self.settings.run_id, FOLLOWED_TOPICS):
+        async for batch in replay(self.settings.kafka, self.settings.run_id, self.followed):
             for delivered in batch:
                 self.ledger.add(delivered.event)
         async with EventProducer(self.settings.kafka) as producer:
-            stream = follow(self.settings.kafka, self.settings.run_id, FOLLOWED_TOPICS)
+            stream = follow(self.settings.kafka, self.settings.run_id, self.followed)
             stopper = asyncio.ensure_future(stop.wait())
             try:
                 while not stop.is_set():
@@ -251,8 +226,10 @@ class TrainerService:
                 raise ValueError("policy.model_path is not set: round 1 needs an initial model folder")
             check_hf_folder(Path(path))
             return Path(path), None
-        parent = self.ledger.final(round_ - 1)
-        assert parent is not None  # next_round() only offers rounds whose predecessor is final
+        ready, parent = self.ledger.parent(round_)
+        assert ready  # next_round() only offers rounds whose predecessor is final (and decided)
+        if parent is None:  # start_from = "promoted" and the gate never promoted anything
+            return self.initial_model(1)[0], None
         path = Path(parent.payload.uri.removeprefix("file://"))
         check_hf_folder(path)
         return path, parent
@@ -278,7 +255,13 @@ class TrainerService:
             await self.publish(producer, checkpoint, str(info["checkpoint_id"]), manifest, parent)
             return
 
-        dataset = await load_round_dataset(self.settings, manifest, wait_s=self.trainer.data_wait_s)
+        dataset = await load_round_dataset(
+            self.settings,
+            manifest,
+            current_time=self.settings.loop.current_time,
+            wait_s=self.trainer.data_wait_s,
+            identity=producer.identity,
+        )
         attempt = new_attempt()
         out_dir = round_dir / f"attempt-{attempt}"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -394,7 +377,7 @@ class TrainerService:
 
 
 async def run_trainer(
-    settings: Settings,
+    settings: TrainerRunSettings,
     trainer: TrainerSettings,
     stop: asyncio.Event,
     *,

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from looptool.logs import get_logger
+from common.logs import get_logger
 from trainer.base import RoundDataset, TrainingRow, save_hf_checkpoint
 from trainer.cpu_grpo import render_prompts, torch_threads
 
 if TYPE_CHECKING:
-    from looptool.config import TrainerSettings
+    from trainer.config import TrainerSettings
 
 log = get_logger(__name__)
 

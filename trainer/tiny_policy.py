@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from looptool.logs import get_logger
+from common.logs import get_logger
 
 log = get_logger(__name__)
 

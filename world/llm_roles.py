@@ -32,8 +32,8 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from common.logs import get_logger
 from inference.base import Chat, InferenceBackend, InferenceError, SamplingConfig
-from looptool.logs import get_logger
 from schemas.events import Event, SampleAdded
 from streams.ingest import sample_added
 from toolcall.canonical import canonical_json

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.logs import get_logger
 from inference.base import InferenceBackend, InferenceError, SamplingConfig
-from looptool.logs import get_logger
 from toolcall.rules import check_value
 from toolcall.seed_prompts import (
     OUTPUT_FORMAT_PHRASES,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.events import Event, Producer, SampleAdded
+from schemas.events import Event, Producer, SampleAdded, root_event_id
 from streams.ingest import sample_added, sample_id_for
 from toolcall.canonical import canonical_json
 from world import World, WorldSample
@@ -100,7 +100,11 @@ async def build_warm_start_samples(
 
 
 def seed_events(seed_set: SeedSet, run_id: str) -> list[Event[SampleAdded]]:
-    """SampleAdded events for the seeds (the world's truth stays out of them)."""
+    """SampleAdded events for the seeds (the world's truth stays out of them).
+
+    Their ids follow from the run, the position and the content, so publishing the same seed set
+    again (``looptool seed`` run again after a broker restart) adds nothing.
+    """
     return [
         sample_added(
             item.sample,
@@ -111,6 +115,7 @@ def seed_events(seed_set: SeedSet, run_id: str) -> list[Event[SampleAdded]]:
             source_ref=f"world:{index}",
             metadata={"dialogue_kind": item.kind},
             producer=PRODUCER,
+            event_id=root_event_id("seed", run_id, f"world:{index}", sample_id_for(item.sample)),
         )
         for index, item in enumerate(seed_set.samples)
     ]

@@ -1,8 +1,8 @@
 """Simulations of the judge, generator and verifier, backed by the synthetic world's ground truth.
 
-They implement exactly the interfaces of the LLM judge (:class:`streams.judge.JudgeClient`), the
-expansion generator (:class:`streams.expand.Generator`) and the verifier
-(:class:`streams.verify.Verifier`), and answer in the same text formats the LLMs are asked for, so
+They implement exactly the interfaces of the LLM judge (:class:`streams.roles.JudgeClient`), the
+expansion generator (:class:`streams.roles.Generator`) and the verifier
+(:class:`streams.roles.Verifier`), and answer in the same text formats the LLMs are asked for, so
 the same parsers read them. They are only for offline runs on the synthetic world: the stage
 factory never builds them when an LLM endpoint is configured. Each errs at a configurable rate, with
 draws seeded by the case, so a run is reproducible.
@@ -13,10 +13,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from streams.expand import ExpansionRequest
-from streams.judge import JudgeCase
-from streams.stage import seeded_rng
-from streams.verify import VerificationCase
+from common.seeding import seeded_rng
+from streams.roles import ExpansionRequest, JudgeCase, VerificationCase
 from toolcall.match import tool_match
 from toolcall.parsing import render_action
 from toolcall.types import Action, Message
@@ -57,7 +55,7 @@ class SimulatedWorldJudge:
         self.world = world
         self.error_rate = error_rate
 
-    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]:
+    async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[str]:
         answers = []
         for case in cases:
             truth = self.world.truth(case.tools, case.messages)
@@ -69,7 +67,7 @@ class SimulatedWorldJudge:
                 (True, True): "BOTH_CORRECT",
                 (False, False): "BOTH_WRONG",
             }[(label_ok, prediction_ok)]
-            rng = seeded_rng(case.case_id, str(case.attempt), "world-judge")
+            rng = seeded_rng(case.case_id, str(attempt), "world-judge")
             if rng.random() < self.error_rate:
                 verdict = rng.choice([v for v in VERDICTS if v != verdict])
             wrong = case.prediction if verdict in ("PRED_WRONG", "BOTH_WRONG") else case.label
@@ -129,7 +127,7 @@ class SimulatedWorldGenerator:
             ]
         return messages, oracle.truth(names, messages)
 
-    async def generate(self, requests: Sequence[ExpansionRequest]) -> list[str]:
+    async def ask(self, requests: Sequence[ExpansionRequest], attempt: int = 1) -> list[str]:
         answers = []
         for request in requests:
             rng = seeded_rng(request.request_id, "world-generator")
@@ -152,12 +150,12 @@ class SimulatedWorldVerifier:
         self.world = world
         self.error_rate = error_rate
 
-    async def verify(self, cases: Sequence[VerificationCase]) -> list[str]:
+    async def ask(self, cases: Sequence[VerificationCase], attempt: int = 1) -> list[str]:
         answers = []
         for case in cases:
             sample = case.sample
             correct = self.world.is_correct(sample.tools, sample.messages, sample.label)
-            if seeded_rng(case.candidate_id, str(case.attempt), "world-verifier").random() < self.error_rate:
+            if seeded_rng(case.candidate_id, str(attempt), "world-verifier").random() < self.error_rate:
                 correct = not correct
             reason = "The calls match the request." if correct else "The calls do not do what the user asked."
             answers.append(f"{'CORRECT' if correct else 'INCORRECT'}\nReason: {reason}")

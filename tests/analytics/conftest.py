@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from bus.kafka import EventProducer, ensure_topics
 from looptool.config import Settings, load_settings
-from looptool.kafka import EventProducer, ensure_topics
-from streams.store import SampleStore, materialise
-from tests.analytics.simulated_run import SimulatedRun, simulate_run
+from views.store import SampleStore, materialise
 from world import World
+from world.simulated_run import SimulatedRun, simulate_run
 
 
 @dataclass

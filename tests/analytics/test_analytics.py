@@ -13,25 +13,24 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from bus.kafka import EventProducer, ensure_topics
+from looptool.cli.views import run_stats
 from looptool.config import load_settings
-from looptool.kafka import EventProducer, ensure_topics
 from schemas.events import Event
-from streams.analytics import (
-    NO_CALL,
-    VERDICT_LABELS,
+from tests.analytics.conftest import LiveRun
+from views.analytics import (
     RunStats,
-    follow_stats,
     load_stats,
     plot_stats,
     render_stats,
-    run_stats,
     stats_from_topics,
     tables_text,
     verdicts_frame,
 )
-from tests.analytics.conftest import LiveRun
-from tests.analytics.simulated_run import simulate_run
+from views.analytics.frames import NO_CALL, VERDICT_LABELS
+from views.analytics.live import follow_stats
 from world import World
+from world.simulated_run import simulate_run
 
 
 def distinct(events: list[Event[Any]]) -> list[Event[Any]]:
@@ -196,8 +195,9 @@ def test_tables_show_the_numbers(live_run: LiveRun, tmp_path: Path) -> None:
     cells = _row(text, "Rounds: probing", "2")
     accuracy = 100 * want["matched"][2] / want["probed"][2]
     assert cells[2:4] == [str(want["probed"][2]), f"{accuracy:.1f}%"]
-    assert cells[4:9] == [str(want["verdict"][(2, label)]) for label in VERDICT_LABELS]
-    assert cells[9] == str(want["relabels"][2])
+    verdicts_end = 4 + len(VERDICT_LABELS)
+    assert cells[4:verdicts_end] == [str(want["verdict"][(2, label)]) for label in VERDICT_LABELS]
+    assert cells[verdicts_end] == str(want["relabels"][2])
     checkpoint = f"{live_run.settings.run_id}-ckpt-1"
     assert _row(text, "Verdict mix by checkpoint", checkpoint)[3] == str(want["probed"][1])
     passed = _row(text, "Expansion candidates by failing rule", "passed")

@@ -10,7 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from streams.export import (
+from tests.analytics.conftest import LiveRun
+from toolcall.formats import record_to_samples
+from toolcall.reward import ground_truth_json
+from toolcall.types import Message
+from views.export import (
     EXPORT_FORMATS,
     ExportError,
     export_dataset,
@@ -18,11 +22,7 @@ from streams.export import (
     read_export,
     run_export,
 )
-from streams.replay import Cut, dataset_at
-from tests.analytics.conftest import LiveRun
-from toolcall.formats import record_to_samples
-from toolcall.reward import ground_truth_json
-from toolcall.types import Message
+from views.replay import Cut, dataset_at
 
 
 def _files(path: Path) -> dict[str, bytes]:
@@ -134,3 +134,77 @@ async def test_verl_export_names_a_row_verl_cannot_train_on(live_run: LiveRun, t
     with pytest.raises(ExportError, match=f"cannot be written as verl parquet: .*{member.sample_id}"):
         export_dataset(broken, "verl", tmp_path / "x.parquet", force=True)
     assert not (tmp_path / "x.parquet").exists()
+
+
+# --- export never deletes (issue 19) --------------------------------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+async def test_hf_export_refuses_a_folder_it_did_not_write_and_leaves_it_whole(
+    live_run: LiveRun, tmp_path: Path
+) -> None:
+    dataset = await dataset_at(live_run.settings, Cut(round=1))
+    folder = tmp_path / "work"
+    (folder / "src").mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    (folder / "src" / "main.py").write_text("print(1)")
+    before = _tree(folder)
+    with pytest.raises(ExportError, match="non-empty folder that no export wrote"):
+        export_dataset(dataset, "hf", folder)
+    assert _tree(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]  # nothing left beside it
+
+    # An empty folder, and then the export's own folder, are replaced without asking.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    first = _tree(export_dataset(dataset, "hf", empty).path)
+    assert _tree(export_dataset(dataset, "hf", empty).path) == first
+    # --force replaces the folder nobody exported, and only once the new one is complete.
+    export_dataset(dataset, "hf", folder, force=True)
+    assert _tree(folder) == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "work"]
+
+
+async def test_export_never_replaces_the_current_folder_or_a_folder_with_a_file(
+    live_run: LiveRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = await dataset_at(live_run.settings, Cut(round=1))
+    (tmp_path / "keep.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    for force in (False, True):
+        with pytest.raises(ExportError, match="holds the current folder"):
+            export_dataset(dataset, "hf", Path("."), force=force)
+    with pytest.raises(ExportError, match="is a folder; jsonl exports to a file"):
+        export_dataset(dataset, "jsonl", Path("."))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("fmt", EXPORT_FORMATS)
+async def test_a_failed_export_leaves_the_previous_one_and_no_partial_files(
+    live_run: LiveRun, tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = await dataset_at(live_run.settings, Cut(round=1))
+    target = tmp_path / f"d1.{fmt}"
+    before = _files(export_dataset(dataset, fmt, target).path)
+
+    def fail_half_way(table: object, where: object, *args: object, **kwargs: object) -> None:
+        Path(str(where)).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    import datasets
+
+    monkeypatch.setattr(pq, "write_table", fail_half_way)
+    monkeypatch.setattr(
+        datasets.Dataset, "save_to_disk", lambda self, where, **_: fail_half_way(self, Path(where) / "x")
+    )
+    if fmt == "jsonl":
+        monkeypatch.setattr("views.export.jsonl_record", lambda member: 1 / 0)
+    with pytest.raises((OSError, ZeroDivisionError)):
+        export_dataset(dataset, fmt, target)
+    assert _files(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]

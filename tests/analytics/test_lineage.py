@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from streams.lineage import LineageError, MemoryIndex, StoreIndex, build_lineage, render_lineage, run_lineage
-from streams.store import SampleStore
 from tests.analytics.conftest import LiveRun
+from views.lineage import LineageError, MemoryIndex, StoreIndex, build_lineage, render_lineage, run_lineage
+from views.store import SampleStore
 
 
 def expansions(live_run: LiveRun) -> list:

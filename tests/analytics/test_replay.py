@@ -12,11 +12,11 @@ from rich.console import Console
 
 from schemas.events import CuratedSample, RoundClosed, make_event
 from streams.curate import Ledger
-from streams.replay import Cut, ReplayError, dataset_from_ledger, replay_to, resolve_boundary, run_replay
-from streams.store import SampleStore
 from tests.analytics.conftest import LiveRun
 from tests.foundation.events_factory import FLUCTUATION, LABEL, PRODUCER
 from toolcall.types import Message, Sample
+from views.replay import Cut, ReplayError, dataset_from_ledger, replay_to, resolve_boundary, run_replay
+from views.store import SampleStore
 
 
 @pytest.mark.parametrize("round_", [1, 2, 3])
@@ -176,9 +176,11 @@ def test_a_closed_round_is_whole_whatever_the_clocks_and_its_manifest_is_checked
 
 
 def test_the_replay_command_rebuilds_checks_and_reports(live_run: LiveRun, tmp_path: Path) -> None:
-    from streams.worker import curation_policy
+    from streams.curate import CurationPolicy
 
-    assert curation_policy(live_run.settings) == live_run.run.policy  # the run's configured policy
+    assert (
+        CurationPolicy.from_settings(live_run.settings) == live_run.run.policy
+    )  # the run's configured policy
     console = Console(record=True, width=200, file=io.StringIO())
     result = run_replay(live_run.settings, round_=2, until=None, store_path=tmp_path / "r2", console=console)
     text = console.export_text()

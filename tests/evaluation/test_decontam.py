@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from evaluation.decontam import Decontaminator, normalise_tool_name, sample_key
-from evaluation.suite import BfclItem, ground_truth_label, load_suite
+from evaluation.suite import BfclItem, MultiTurnItem, ground_truth_label, load_suite
 from toolcall.specs import ToolSpec
-from toolcall.types import Action, Message, Sample
+from toolcall.types import Action, Message, Sample, ToolCall
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +21,11 @@ def sample_of(item: BfclItem) -> Sample:
 
 
 def test_every_suite_question_overlaps(suite: Decontaminator) -> None:
-    items = load_suite(None, 3)
+    items = load_suite("single_turn", 3)
     for item in items:
         reason = suite.overlaps(sample_of(item))
         assert reason is not None and item.id in reason, item.id
-        assert "bfcl-v4-single-turn@2026.3.23" in reason
+        assert "bfcl-v4@2026.3.23" in reason
     # Distinct BFCL questions over the same tools share a key only when their text is the same.
     assert len(suite) > 3000
 
@@ -88,3 +88,43 @@ def test_from_items_builds_a_small_index() -> None:
     assert len(check) == 2
     assert check.overlaps(sample_of(items[0])) == "overlaps evaluation suite mini@1 (multiple_0)"
     assert check.overlaps(sample_of(load_suite("parallel", 1)[0])) is None
+
+
+def conversation_sample(item: MultiTurnItem, upto: int, *, only_last: bool = False) -> Sample:
+    """A training sample cut from a BFCL conversation at turn ``upto`` (assistant and tool messages
+    between the user turns, as a dialogue export would hold them), with the tools offered by then."""
+    messages: list[Message] = []
+    tools = item.tools()
+    for turn, query in enumerate(item.turn_queries()[: upto + 1]):
+        tools = [*tools, *item.held_out_tools(turn)]
+        if not query or (only_last and turn < upto):
+            continue
+        messages.append(Message(role="user", content=query))
+        if turn < upto:
+            messages.append(Message(role="assistant", tool_calls=[ToolCall(name="ls", arguments={})]))
+            messages.append(Message(role="tool", name="ls", content='{"current_directory_content": []}'))
+    return Sample(tools=tools, messages=messages, label=Action(text="ok"))
+
+
+def test_multi_turn_conversations_are_covered_turn_by_turn(suite: Decontaminator) -> None:
+    for category in ("multi_turn_base", "multi_turn_miss_func", "multi_turn_long_context"):
+        item = load_suite(category, 1)[0]
+        assert isinstance(item, MultiTurnItem)
+        last = len(item.question) - 1
+        for upto in (0, last):
+            assert item.id in suite.matches(conversation_sample(item, upto)), (item.id, upto)
+            assert item.id in suite.matches(conversation_sample(item, upto, only_last=True)), (item.id, upto)
+    # miss_func: after the held-out functions arrive the sample offers them too; a copy that never held
+    # them out (every function from the start) is the same question.
+    item = load_suite("multi_turn_miss_func", 1)[0]
+    held_turn = int(next(iter(item.missed_function)))
+    every_tool = Sample(
+        tools=[*item.tools(), *item.held_out_tools(held_turn)],
+        messages=[Message(role="user", content=item.turn_queries()[0])],
+        label=Action(text="ok"),
+    )
+    assert item.id in suite.matches(every_tool)
+    reworded = conversation_sample(item, 0).model_copy(
+        update={"messages": [Message(role="user", content=item.turn_queries()[0] + " And then delete it.")]}
+    )
+    assert suite.overlaps(reworded) is None

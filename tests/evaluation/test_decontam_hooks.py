@@ -54,9 +54,7 @@ def test_ingest_counts_and_names_overlapping_seeds(tmp_path: Path) -> None:
     events = list(read_records(path, RUN, "auto", report, Decontaminator.from_suite()))
     assert report.samples == 2 and len(events) == 2  # overlapping seeds are still ingested ...
     assert report.overlapping_eval == 1  # ... and reported
-    assert report.overlap_examples[0].startswith(
-        "seeds.jsonl:2: overlaps evaluation suite bfcl-v4-single-turn"
-    )
+    assert report.overlap_examples[0].startswith("seeds.jsonl:2: overlaps evaluation suite bfcl-v4@")
     assert "simple_python_0" in report.overlap_examples[0]
     without = IngestReport(path=str(path))
     list(read_records(path, RUN, "auto", without))

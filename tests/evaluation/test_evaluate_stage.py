@@ -1,10 +1,12 @@
-"""A tiny model is evaluated on 22 BFCL items end to end on CPU, by the evaluate stage on the embedded broker.
+"""A tiny model is evaluated on BFCL end to end on CPU, by the evaluate stage on the embedded broker.
 
 The path: CheckpointPublished on the checkpoints topic → the stage (a faust agent) loads the
-checkpoint into a transformers backend → Figure 7 prompts for 2 items of each of the 11 categories →
-greedy decoding → our parser → BFCL's checker → CheckpointEvaluated on the evaluations topic, and the
-per-item results file. The random tiny model scores near zero on AST items; the test checks the
-plumbing and the bookkeeping, not the score.
+checkpoint into a transformers backend → Figure 7 prompts for one item of each of the 11 single-turn
+categories, and one multi-turn conversation (its calls executed on BFCL's simulated APIs, turn by turn)
+→ greedy decoding → our parser → BFCL's checkers → CheckpointEvaluated on the evaluations topic (with
+the held-out ToolMatch figures), the per-item results file, and the promotion gate's decision on the
+promotions topic. The random tiny model scores near zero; the test checks the plumbing and the
+bookkeeping, not the score.
 """
 
 from __future__ import annotations
@@ -16,14 +18,23 @@ from typing import Any
 
 import pytest
 
+from bus.kafka import EventProducer, ensure_topics, follow, run_log
+from bus.worker import run_stages
+from evaluation.gate import PromoteSettings
 from evaluation.runner import EvalRun, write_results
 from evaluation.scoring import ItemResult, summarise
-from evaluation.suite import CATEGORIES, SUITE_NAME
+from evaluation.suite import SINGLE_TURN, SUITE_NAME
 from looptool.config import Settings
-from looptool.kafka import EventProducer, ensure_topics, follow
-from schemas.events import CheckpointEvaluated, CheckpointPublished, Event, Producer, make_event
+from schemas.events import (
+    CheckpointEvaluated,
+    CheckpointPublished,
+    Event,
+    PolicyPromoted,
+    Producer,
+    make_event,
+)
 from streams.evaluate import EvalPolicy, EvaluateStage, evaluation_event
-from streams.worker import run_stages
+from streams.promote import PromoteStage
 
 PRODUCER = Producer(stage="trainer", version="test")
 
@@ -75,6 +86,26 @@ def test_event_ids_are_derived_from_the_checkpoint_and_the_selection() -> None:
     assert first.payload.accuracy == {"multiple": 1.0} and first.payload.summary["non_live_ast"] == 1.0
 
 
+HELDOUT_RECORD = {
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather of a city.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ],
+    "messages": [{"role": "user", "content": "Weather in Oslo?"}],
+    "label": {"calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]},
+}
+
+
 @pytest.mark.timeout(900)
 async def test_tiny_model_is_evaluated_through_the_broker(
     settings: Settings, long_context_tiny_policy: Path, tmp_path: Path
@@ -82,42 +113,86 @@ async def test_tiny_model_is_evaluated_through_the_broker(
     from inference.transformers_backend import TransformersBackend
 
     await ensure_topics(settings.kafka, settings.run_id)
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text(
+        "\n".join(
+            json.dumps({**HELDOUT_RECORD, "messages": [{"role": "user", "content": f"Weather in city {i}?"}]})
+            for i in range(2)
+        ),
+        encoding="utf-8",
+    )
     backend = TransformersBackend(long_context_tiny_policy, "initial", batch_size=4)
-    policy = EvalPolicy(limit=2, max_new_tokens=12, batch_size=4, results_dir=tmp_path / "eval")
-    stage = EvaluateStage(settings.run_id, backend, policy)
+    categories = ("single_turn", "multi_turn_base")
+    policy = EvalPolicy(
+        categories=categories,
+        limit=1,
+        max_new_tokens=12,
+        batch_size=4,
+        results_dir=tmp_path / "eval",
+        heldout_path=heldout,
+    )
+    stages = [
+        EvaluateStage(settings.run_id, backend, policy),
+        PromoteStage(settings.run_id, PromoteSettings(bfcl=["overall", "multi_turn"]), run_log(settings)),
+    ]
     published = checkpoint(settings.run_id, str(long_context_tiny_policy), step=10, final=True)
 
-    async def first_evaluation() -> Event[CheckpointEvaluated]:
-        async for batch in follow(settings.kafka, settings.run_id, ["evaluations"]):
+    async def first(topic: str, kind: type) -> Event[Any]:
+        async for batch in follow(settings.kafka, settings.run_id, [topic]):
             for delivered in batch:
-                if isinstance(delivered.event.payload, CheckpointEvaluated):
+                if isinstance(delivered.event.payload, kind):
                     return delivered.event
-        raise AssertionError("the evaluations topic ended")
+        raise AssertionError(f"the {topic} topic ended")
 
     stop = asyncio.Event()
-    worker = asyncio.create_task(run_stages(settings, [stage], stop))
+    worker = asyncio.create_task(run_stages(settings, stages, stop))
     try:
         async with EventProducer(settings.kafka) as producer:
             await producer.send_all([published])
-        evaluated = await asyncio.wait_for(first_evaluation(), timeout=600)
+        evaluated = await asyncio.wait_for(first("evaluations", CheckpointEvaluated), timeout=800)
+        promoted = await asyncio.wait_for(first("promotions", PolicyPromoted), timeout=60)
     finally:
         stop.set()
         await asyncio.wait_for(worker, timeout=60)
 
     payload = evaluated.payload
+    expected = [*SINGLE_TURN, "multi_turn_base"]
     assert evaluated.parent_ids == [published.event_id]
     assert (payload.checkpoint_id, payload.round, payload.step, payload.final) == ("ckpt-r1", 1, 10, True)
-    assert (payload.suite, payload.suite_version, payload.limit) == (SUITE_NAME, "2026.3.23", 2)
-    assert payload.categories == list(CATEGORIES)
-    assert payload.total == dict.fromkeys(CATEGORIES, 2) and sum(payload.total.values()) == 22
-    assert all(0 <= payload.correct[c] <= 2 for c in CATEGORIES)
-    assert payload.accuracy == {c: payload.correct[c] / 2 for c in CATEGORIES}
-    assert set(payload.summary) == {"non_live_ast", "live_ast", "irrelevance", "relevance", "overall"}
+    assert (payload.suite, payload.suite_version, payload.limit) == (SUITE_NAME, "2026.3.23", 1)
+    assert payload.categories == expected and payload.uri == str(long_context_tiny_policy)
+    assert payload.total == dict.fromkeys(expected, 1) and sum(payload.total.values()) == 12
+    assert all(0 <= payload.correct[c] <= 1 for c in expected)
+    assert payload.accuracy == {c: float(payload.correct[c]) for c in expected}
+    assert set(payload.summary) == {
+        "non_live_ast",
+        "live_ast",
+        "irrelevance",
+        "relevance",
+        "multi_turn",
+        "overall",
+    }
+    # The conversation ran turn by turn: at least one model output per turn of the entry (4 turns).
+    assert payload.max_steps == 20 and payload.steps["multi_turn_base"] >= 4
+    assert payload.steps["multiple"] == 1
+    assert sum(sum(kinds.values()) for kinds in payload.error_types.values()) == 12 - sum(
+        payload.correct.values()
+    )
+    assert (payload.heldout_total, payload.heldout_source.split("@")[0]) == (2, "heldout.jsonl")  # type: ignore[union-attr]
+    assert 0 <= payload.heldout_correct <= 2  # type: ignore[operator]
     assert payload.wall_time_s > 0
     rows = [json.loads(line) for line in Path(payload.results_uri).read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == 22 and {r["category"] for r in rows} == set(CATEGORIES)
+    assert len(rows) == 12 and {r["category"] for r in rows} == set(expected)
     assert sum(r["correct"] for r in rows) == sum(payload.correct.values())
-    assert all(isinstance(r["raw_output"], str) for r in rows)
+    conversation = next(r for r in rows if r["category"] == "multi_turn_base")
+    assert conversation["error_type"] != "multi_turn:inference_error"  # the model answered every step
+    turns = json.loads(conversation["raw_output"])
+    assert len(turns) >= 1 and all(isinstance(step, str) for turn in turns for step in turn)
+    # The gate decided on the evaluation: the first checkpoint is promoted, with its figures.
+    decision = promoted.payload
+    assert promoted.parent_ids == [evaluated.event_id] and decision.checkpoint_id == "ckpt-r1"
+    assert set(decision.figures) == {"heldout_toolmatch", "overall", "multi_turn"}
+    assert decision.figures["multi_turn"] == payload.summary["multi_turn"]
 
 
 def test_results_files_round_trip_as_jsonl_and_parquet(tmp_path: Path) -> None:

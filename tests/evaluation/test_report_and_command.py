@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from evaluation.command import CheckpointNotFoundError, load_evaluations, resolve_checkpoint
+from bus.kafka import EventProducer, ensure_topics
+from common.logs import LogSettings, configure_logging
 from evaluation.report import by_round, category_table, plot_by_round, rounds_table, summary_table
 from evaluation.scoring import CategoryScore, summary_from_scores
-from looptool.config import LogSettings, Settings, load_settings
-from looptool.kafka import EventProducer, ensure_topics
-from looptool.logs import configure_logging
+from looptool.cli.evaluate import CheckpointNotFoundError, load_evaluations, resolve_checkpoint
+from looptool.config import Settings, load_settings
 from schemas.events import CheckpointEvaluated, CheckpointPublished, Producer, make_event
 
 PRODUCER = Producer(stage="test", version="0")
@@ -49,7 +49,15 @@ def test_tables_show_bfcls_summary_columns_and_counts() -> None:
         {"multiple": CategoryScore("multiple", 3, 4), "irrelevance": CategoryScore("irrelevance", 1, 2)}
     )
     text = rendered(summary_table(summary, model="ckpt-7"))
-    for header in ("Non-Live AST", "Live AST", "Irrelevance", "Relevance", "Overall (single-turn)", "Items"):
+    for header in (
+        "Non-Live AST",
+        "Live AST",
+        "Irrelevance",
+        "Relevance",
+        "Multi-Turn",
+        "Overall (no agentic)",
+        "Items",
+    ):
         assert header in text
     assert "75.00*" in text and "50.00*" in text and "n/a" in text and "ckpt-7" in text
     assert "computed from only some" in text
@@ -107,15 +115,23 @@ def test_eval_command_on_a_model_folder(long_context_tiny_policy: Path, tmp_path
 
     output = tmp_path / "results.parquet"
     args = ["--run-id", "cli-eval", "eval", "--checkpoint", str(long_context_tiny_policy)]
-    options = ["--categories", "multiple,irrelevance,live_relevance", "--limit", "1", "--max-new-tokens", "8"]
+    categories = "multiple,irrelevance,live_relevance,multi_turn_base"
+    options = ["--categories", categories, "--limit", "1", "--max-new-tokens", "8"]
     try:
         result = CliRunner().invoke(app, [*args, *options, "--output", str(output)], env={"COLUMNS": "200"})
         bad = CliRunner().invoke(app, [*args, "--categories", "simple_java"])
     finally:
         configure_logging(LogSettings())  # the CLI bound logging to the runner's (now closed) stream
     assert result.exit_code == 0, result.output
-    assert "Overall (single-turn)" in result.output and "Per category" in result.output
+    assert "Overall (no agentic)" in result.output and "Per category" in result.output
     assert f"per-item results: {output}" in result.output
     rows = pq.read_table(output).to_pylist()
-    assert [r["id"] for r in rows] == ["multiple_0", "irrelevance_0", "live_relevance_0-0-0"]
+    assert [r["id"] for r in rows] == [
+        "multiple_0",
+        "irrelevance_0",
+        "live_relevance_0-0-0",
+        "multi_turn_base_0",
+    ]
+    assert "Multi-Turn" in result.output and "Model outputs" in result.output
+    assert rows[-1]["steps"] >= 4  # the conversation's four turns, one model output at least each
     assert bad.exit_code == 2 and "unknown BFCL category" in bad.output

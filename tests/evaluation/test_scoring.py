@@ -104,7 +104,20 @@ def test_summary_formulas() -> None:
     assert summary.irrelevance == pytest.approx(0.5)
     assert summary.relevance == pytest.approx(1.0)
     assert summary.overall == pytest.approx((0.5625 + 0.5 + 0.5) / 3)
-    assert summary.partial == ("live_ast", "overall")  # live_parallel_multiple never ran, live_parallel empty
+    assert summary.multi_turn is None
+    # live_parallel_multiple never ran, live_parallel is empty, no multi-turn category ran
+    assert summary.partial == ("live_ast", "overall")
+    with_multi_turn = summary_from_scores(
+        {
+            **summary.categories,
+            "multi_turn_base": CategoryScore("multi_turn_base", 1, 4),
+            "multi_turn_miss_func": CategoryScore("multi_turn_miss_func", 2, 4),
+        }
+    )
+    assert with_multi_turn.multi_turn == pytest.approx((0.25 + 0.5) / 2)  # unweighted
+    # BFCL's weights 10/10/10/30 (agentic's 40 never runs), renormalised
+    assert with_multi_turn.overall == pytest.approx((0.5625 + 0.5 + 0.5 + 3 * 0.375) / 6)
+    assert with_multi_turn.partial == ("live_ast", "multi_turn", "overall")
     empty = summarise([])
     assert empty.columns() == {} and empty.total == 0
 
@@ -123,6 +136,10 @@ def test_summary_formulas_agree_with_bfcls_own_aggregation(tmp_path: Path) -> No
         "irrelevance": (8, 10),
         "live_irrelevance": (3, 7),
         "live_relevance": (1, 4),
+        "multi_turn_base": (9, 20),
+        "multi_turn_miss_func": (4, 20),
+        "multi_turn_miss_param": (6, 20),
+        "multi_turn_long_context": (3, 20),
     }
     ours = summary_from_scores({c: CategoryScore(c, k, n) for c, (k, n) in scores.items()})
     code = f"""
@@ -138,15 +155,29 @@ acc = {{c: {{"accuracy": k / n, "total_count": n, "display_accuracy": k / n}}
 non_live = unweighted([acc[c] for c in ("simple_python", "multiple", "parallel", "parallel_multiple")])
 live = weighted([acc[c] for c in ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")])
 irrelevance = unweighted([acc["irrelevance"], acc["live_irrelevance"]])
-overall = pct([non_live, live, irrelevance], [10, 10, 10])
-print(json.dumps([non_live["accuracy"], live["accuracy"], irrelevance["accuracy"], overall["accuracy"]]))
+multi_turn = unweighted([acc[c] for c in
+    ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context")])
+# BFCL's overall is pct([non_live, live, irrelevance, multi_turn, agentic], [10, 10, 10, 30, 40]) (pinned
+# here from its source); no agentic part runs here, so ours is that formula over the four parts that did.
+import inspect
+from bfcl_eval.eval_checker.eval_runner_helper import generate_leaderboard_csv
+assert "[10, 10, 10, 30, 40]" in inspect.getsource(generate_leaderboard_csv)
+overall = pct([non_live, live, irrelevance, multi_turn], [10, 10, 10, 30])
+print(json.dumps([non_live["accuracy"], live["accuracy"], irrelevance["accuracy"], multi_turn["accuracy"],
+                  overall["accuracy"]]))
 """
     env = {**os.environ, "BFCL_PROJECT_ROOT": str(tmp_path)}  # BFCL creates its result folders there
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True
     )
     theirs = json.loads(done.stdout.strip().splitlines()[-1])
-    assert [ours.non_live_ast, ours.live_ast, ours.irrelevance, ours.overall] == pytest.approx(theirs)
+    assert [
+        ours.non_live_ast,
+        ours.live_ast,
+        ours.irrelevance,
+        ours.multi_turn,
+        ours.overall,
+    ] == pytest.approx(theirs)
 
 
 def test_categories_and_limits() -> None:
@@ -159,7 +190,13 @@ def test_categories_and_limits() -> None:
         "live_relevance",
     ]
     assert parse_categories("multiple, multiple,parallel") == ["multiple", "parallel"]
-    assert len(parse_categories(None)) == 11
+    assert len(parse_categories(None)) == 15 and len(parse_categories("single_turn")) == 11
+    assert parse_categories("multi_turn") == [
+        "multi_turn_base",
+        "multi_turn_miss_func",
+        "multi_turn_miss_param",
+        "multi_turn_long_context",
+    ]
     with pytest.raises(SuiteError, match="unknown BFCL category 'simple_java'"):
         parse_categories("simple_java")
     with pytest.raises(SuiteError, match="no BFCL category"):

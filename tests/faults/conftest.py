@@ -13,17 +13,13 @@ from typing import Any
 
 import pytest
 
-from looptool.config import (
-    LogSettings,
-    LoopSettings,
-    PolicySettings,
-    Settings,
-    TrainerSettings,
-    WorldSettings,
-    load_settings,
-)
+from common.logs import LogSettings
+from looptool.config import Settings, load_settings
 from schemas.events import Event, SampleAdded
+from streams.config import LoopSettings, PolicySettings
 from tests.faults.harness import RUN_ID
+from trainer.config import TrainerSettings
+from world.config import WorldSettings
 
 DIALOGUES = 220  # about 300 seed samples
 TARGET_SIZE = 160  # |D_1| and |D_2|

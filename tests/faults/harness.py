@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from looptool.broker import EmbeddedBroker
+from bus.broker import EmbeddedBroker
+from bus.kafka import EventProducer, ensure_topics, follow, replay, run_log
 from looptool.config import Settings
 from looptool.demo import Service, write_config
-from looptool.kafka import EventProducer, ensure_topics, follow, replay
 from schemas.events import CheckpointPublished, Event, Producer, SampleAdded, make_event
-from streams.curate import open_first_round
-from streams.worker import curation_policy
+from streams.curate import CurationPolicy, open_first_round
+from tests.broker_process import BrokerProcess
 
 RUN_ID = "faults"
 STAGES = ("probe", "judge", "relabel", "expand", "verify", "curate")
@@ -130,12 +130,17 @@ class LoopRun:
     """One run: a broker, a config file, services as child processes, a watcher of the topics."""
 
     def __init__(
-        self, settings: Settings, workdir: Path, extra_config: dict[str, dict[str, Any]] | None = None
+        self,
+        settings: Settings,
+        workdir: Path,
+        extra_config: dict[str, dict[str, Any]] | None = None,
+        *,
+        broker: EmbeddedBroker | BrokerProcess | None = None,
     ):
         self.workdir = workdir
         # Sections write_config leaves out (it never writes [judge]/[generator]: they may hold keys).
         self.extra_config = extra_config or {}
-        self.broker = EmbeddedBroker()
+        self.broker: EmbeddedBroker | BrokerProcess = broker or EmbeddedBroker()
         self.base_settings = settings
         self.settings = settings
         self.config_path = workdir / "looptool.toml"
@@ -151,6 +156,15 @@ class LoopRun:
 
     async def open(self, seeds: Sequence[Event[SampleAdded]]) -> None:
         """Start the broker, create the topics, publish the seeds, open round 1, start watching."""
+        await self.start_broker()
+        async with EventProducer(self.settings.kafka) as producer:
+            await producer.send_all(seeds)
+        assert await open_first_round(run_log(self.settings), CurationPolicy.from_settings(self.settings))
+        self.started = time.monotonic()
+        self.rewatch()
+
+    async def start_broker(self) -> None:
+        """Start the broker, write the services' config file, create the topics."""
         bootstrap = await asyncio.to_thread(self.broker.start)
         kafka = self.base_settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
         self.settings = self.base_settings.model_copy(update={"kafka": kafka})
@@ -160,11 +174,26 @@ class LoopRun:
                 config.write(f"\n[{section}]\n")
                 config.writelines(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
         await ensure_topics(self.settings.kafka, self.settings.run_id)
-        async with EventProducer(self.settings.kafka) as producer:
-            await producer.send_all(seeds)
-        assert await open_first_round(self.settings, curation_policy(self.settings))
-        self.started = time.monotonic()
+
+    def rewatch(self) -> None:
+        """Watch the topics from offset 0 with a new watcher (after a broker restart: the restored log)."""
+        if self._follower is not None and not self._follower.done():
+            self._follower.cancel()
+        self.watch = Watch()
         self._follower = asyncio.create_task(self._follow())
+
+    async def run_command(self, name: str, args: list[str], timeout_s: float = 300.0) -> Service:
+        """Run a one-shot command (``seed``, ``curate --initial``) to its end; returns it (exit code, log)."""
+        service = self.start(name, args)
+        await self.finish(name, timeout_s)
+        return service
+
+    async def finish(self, name: str, timeout_s: float = 300.0) -> Service:
+        """Wait for the command ``name`` to exit; it is then no longer a service of the run."""
+        service = self.services[name]
+        assert service.process is not None
+        await asyncio.wait_for(asyncio.to_thread(service.process.wait), timeout_s)
+        return self.services.pop(name)
 
     async def publish(self, events: Sequence[Event[Any]]) -> None:
         async with EventProducer(self.settings.kafka) as producer:

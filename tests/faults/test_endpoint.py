@@ -24,12 +24,13 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from looptool.config import LoopSettings, Settings
+from bus.kafka import client_options
+from bus.topics import partitions_for, spec_of, topic_name
+from bus.worker import stage_group_id
+from looptool.config import Settings
 from looptool.demo import Service
-from looptool.kafka import client_options
-from looptool.topics import partitions_for, spec_of, topic_name
 from schemas.events import Event, SampleAdded
-from streams.judge import rule_verdict
+from streams.config import LoopSettings
 from streams.probe import probe_result
 from tests.faults.accounting import account, first_copies
 from tests.faults.endpoint import FlakyJudgeEndpoint, serve_flaky
@@ -91,7 +92,9 @@ async def fail_through(
         )
         # Backpressure: nothing published, nothing acknowledged, no input taken beyond one batch.
         assert run.watch.distinct(output) == outputs_before and run.watch.distinct("deadletter") == 0
-        assert await committed(run.settings, f"looptool-{RUN_ID}-{stage}", source) == 0
+        assert (
+            await committed(run.settings, stage_group_id(RUN_ID, stage, run.broker.cluster_id), source) == 0
+        )
         outage = endpoint.prompts[first_prompt:]
         assert len(set(outage)) <= batch_prompts, f"{stage} moved on past its first batch"
     return endpoint.prompts[first_prompt:]
@@ -104,7 +107,7 @@ async def recover(
     await endpoint.set_mode("ok")
     await run.wait_until(lambda: run.watch.distinct(output) >= expected, 150, f"every {stage} output")
     records = sum(TOPIC_OF_TYPE[e.event_type] == source for e in run.watch.records)
-    group = f"looptool-{RUN_ID}-{stage}"
+    group = stage_group_id(RUN_ID, stage, run.broker.cluster_id)
     for _ in range(120):  # faust commits every few seconds
         if await committed(run.settings, group, source) == records:
             return
@@ -141,7 +144,7 @@ async def test_judge_and_generator_endpoint_failures_pause_the_stage_and_lose_no
                 probe_result(m, checkpoint, "Sorry, no tool fits that.", [-0.5] * 6, high_ppl_threshold=None)
                 for m in members
             ]
-            probes = [p for p in probes if not p.payload.matched and rule_verdict(p.payload) is None]
+            probes = [p for p in probes if not p.payload.matched]
             assert len(probes) > 3 * JUDGE_BATCH_PROMPTS
             await run.publish(probes)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from looptool.broker import EmbeddedBroker
+from bus.broker import EmbeddedBroker
+from bus.kafka import LOSS_CHECK_INTERVAL_S, BrokerDataLost, EventProducer, ensure_topics, follow
 from looptool.config import load_settings
-from looptool.kafka import LOSS_CHECK_INTERVAL_S, BrokerDataLost, EventProducer, ensure_topics, follow
 from tests.foundation.events_factory import event_of, sample_added
 
 

@@ -9,11 +9,14 @@ from schemas.events import (
     DeadLetter,
     Event,
     ExpansionCandidate,
+    JudgeVote,
     LabelCorrected,
     MatchDiff,
     Payload,
+    PolicyPromoted,
     ProbeResult,
     Producer,
+    PromotionRefused,
     RoundClosed,
     RuleViolation,
     SampleAdded,
@@ -75,9 +78,12 @@ def sample_added(sample_id: str = "s_1", label: Action = LABEL) -> SampleAdded:
     )
 
 
+TIME = "2026-03-01 10:00:00"
+
+
 def one_of_each() -> list[Payload]:
     return [
-        sample_added(),
+        sample_added().model_copy(update={"conversation_time": TIME}),
         ProbeResult(
             sample_id="s_1",
             round=1,
@@ -92,6 +98,7 @@ def one_of_each() -> list[Payload]:
             ppl=1.73,
             num_tokens=42,
             high_ppl=True,
+            conversation_time=TIME,
         ),
         Verdict(
             sample_id="s_1",
@@ -109,6 +116,19 @@ def one_of_each() -> list[Payload]:
             correct_approach="use EUR as base",
             raw_response="RESPONSE 2 INCORRECT ...",
             judge_model="qwen3-32b",
+            votes=[
+                JudgeVote(judge_model="qwen3-32b", label_position=2, verdict="LABEL_WRONG", counted=True),
+                JudgeVote(
+                    judge_model="llama-3.3-70b",
+                    label_position=2,
+                    status="truncated",
+                    attempts=1,
+                    reason="truncated: the answer was cut off at 4096 tokens",
+                    raw_response="<think>the user asks",
+                ),
+            ],
+            quorum=1,
+            conversation_time=TIME,
         ),
         LabelCorrected(
             sample_id="s_1",
@@ -130,6 +150,7 @@ def one_of_each() -> list[Payload]:
             messages=CONTEXT,
             label=PREDICTION,
             raw_response="INPUT: ... OUTPUT: ...",
+            conversation_time=TIME,
         ),
         VerificationResult(
             candidate_id="c_1",
@@ -148,6 +169,7 @@ def one_of_each() -> list[Payload]:
             label=PREDICTION,
             label_event_id="l",
             content_hash="abc",
+            conversation_time=TIME,
         ),
         RoundClosed(
             round=2,
@@ -182,6 +204,35 @@ def one_of_each() -> list[Payload]:
             summary={"non_live_ast": 0.5, "irrelevance": 1.0, "overall": 0.75},
             wall_time_s=3.5,
             results_uri="/tmp/eval/ckpt-1.jsonl",
+        ),
+        PolicyPromoted(
+            checkpoint_id="ckpt-1",
+            round=1,
+            step=20,
+            final=True,
+            uri="/tmp/ckpt-1",
+            evaluation_event_id="01JEVALUATION0000000000001",
+            figures={"heldout_toolmatch": 0.6, "overall": 0.75},
+            counts={"heldout_toolmatch": 100, "overall": 4},
+            tolerance=0.01,
+            reason="no promoted policy yet",
+        ),
+        PromotionRefused(
+            checkpoint_id="ckpt-2",
+            round=2,
+            step=40,
+            final=True,
+            evaluation_event_id="01JEVALUATION0000000000002",
+            promoted_checkpoint_id="ckpt-1",
+            promoted_evaluation_event_id="01JEVALUATION0000000000001",
+            figures={"heldout_toolmatch": 0.55, "overall": 0.75},
+            counts={"heldout_toolmatch": 100, "overall": 4},
+            promoted_figures={"heldout_toolmatch": 0.6, "overall": 0.75},
+            promoted_counts={"heldout_toolmatch": 100, "overall": 4},
+            deltas={"heldout_toolmatch": -0.05, "overall": 0.0},
+            tolerance=0.01,
+            regressions=["heldout_toolmatch"],
+            reason="heldout_toolmatch fell 0.05 below the promoted policy's",
         ),
         DeadLetter(
             stage="ingest", reason="bad json", error_type="JSONDecodeError", raw=b"\xff\x00{", key=b"k"

@@ -11,10 +11,10 @@ import time
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from looptool.broker import EmbeddedBroker
-from looptool.config import KafkaSettings
-from looptool.kafka import KafkaSetupError, ensure_topics
-from looptool.topics import TOPICS, TopicError, all_topics, topic_name
+from bus.broker import EmbeddedBroker
+from bus.config import KafkaSettings
+from bus.kafka import KafkaSetupError, ensure_topics
+from bus.topics import TOPICS, TopicError, all_topics, topic_name
 
 
 def _alive(pid: int) -> bool:
@@ -42,7 +42,7 @@ def test_broker_dies_with_the_process_that_started_it(kill: signal.Signals) -> N
     """Even a SIGKILLed parent (a test run killed mid-way) leaves no orphan broker."""
     script = (
         "import time, sys\n"
-        "from looptool.broker import EmbeddedBroker\n"
+        "from bus.broker import EmbeddedBroker\n"
         "b = EmbeddedBroker(); b.start(); print('PID', b.pid, flush=True); time.sleep(60)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

@@ -193,3 +193,41 @@ def test_an_invalid_tool_spec_is_rejected_on_every_read() -> None:
     for _ in range(2):
         with pytest.raises(CorruptEventError, match="invalid SampleAdded content"):
             codec.decode(data)
+
+
+def test_rich_tool_schemas_travel_whole_and_dead_letters_of_v1_still_decode(codec: EventCodec) -> None:
+    """anyOf, constraints and kept keywords ride in parameters_json (no schema change for them); the
+    DeadLetter v1 writer (before ``category``) still decodes, its category None."""
+    from schemas.events import DeadLetter
+    from toolcall.specs import load_tool
+    from toolcall.types import Sample
+
+    tool = load_tool(
+        {
+            "name": "book",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "nights": {"type": "integer", "minimum": 1, "maximum": 30, "title": "Nights"},
+                    "budget": {"anyOf": [{"type": "number"}, {"type": "null"}], "default": None},
+                    "code": {"type": "string", "pattern": "^[A-Z]{3}$", "x-original-type": "String"},
+                },
+                "required": ["nights"],
+            },
+        }
+    )
+    base = sample_added()
+    sample = Sample(tools=[tool], messages=base.messages, label=base.label)
+    event = event_of(base.model_copy(update={"tools": [tool], "content_hash": sample.content_hash()}))
+    decoded = codec.decode(codec.encode(event))
+    assert decoded.payload.tools == [tool]
+    assert decoded.payload.tools[0].parameters.to_json_schema() == tool.parameters.to_json_schema()
+    v1 = next(entry for entry in load_frozen()["DeadLetter"] if entry["version"] == 1)["schema"]
+    old_only = SchemaRegistry({})
+    old_only.register("DeadLetter", 1, v1)
+    letter = event_of(DeadLetter(stage="ingest", reason="line 3: bad", error_type="RecordError", raw=b"{"))
+    old_bytes = EventCodec(old_only).encode(letter)
+    read = codec.decode(old_bytes)
+    assert read.schema_version == 1 and read.payload.category is None and read.payload.reason == "line 3: bad"
+    current = codec.decode(codec.encode(event_of(letter.payload.model_copy(update={"category": "c"}))))
+    assert current.schema_version == 2 and current.payload.category == "c"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from looptool.config import LogSettings, load_settings
-from looptool.logs import configure_logging, get_logger
+from common.logs import LogSettings, configure_logging, get_logger
+from looptool.config import load_settings
 
 
 def test_defaults_without_file_or_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -95,3 +95,24 @@ def test_logs_are_json_and_mask_secrets() -> None:
     assert lines[0]["event"] == "calling judge" and lines[0]["api_key"] == "***"
     assert lines[0]["headers"]["Authorization"] == "***"
     configure_logging(LogSettings())
+
+
+def test_the_demos_config_file_round_trips_through_toml(tmp_path: Path) -> None:
+    """write_config writes what load_settings reads back, lists of tables (loop.scenarios) included,
+    and never the LLM roles' sections (they may hold keys)."""
+    from looptool.demo import write_config
+
+    settings = load_settings(
+        None,
+        run_id="roundtrip",
+        loop={
+            "scenarios": [{"focus": "dates", "parameters": "a date in 2027"}],
+            "seed_new_schedule": [1.0, 0.5],
+        },
+        judge={"base_url": "http://judge:8000/v1", "model": "j", "api_key": "sk-canary-123"},
+    )
+    path = tmp_path / "looptool.toml"
+    write_config(settings, path)
+    assert "sk-canary-123" not in path.read_text() and "[judge]" not in path.read_text()
+    again = load_settings(path)
+    assert again.loop == settings.loop and again.trainer == settings.trainer and again.run_id == "roundtrip"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from looptool.kafka import replay
+from bus.ingest import ingest_file
+from bus.kafka import replay
 from schemas.events import DeadLetter, SampleAdded
-from streams.ingest import ingest_file
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "seeds"
 
@@ -29,7 +30,7 @@ async def test_ingest_of_every_format_with_bad_lines(settings, tmp_path: Path) -
     bad = {
         "{not json": "JSONDecodeError",
         '{"foo": 1}': "RecordError",
-        '{"query": "q", "tools": "[]", "answers": "[]"}': "RecordError",
+        '{"query": "q", "tools": "[{bad", "answers": "[]"}': "RecordError",
         "[1, 2, 3]": "RecordError",
     }
     bad_lines = {}
@@ -64,6 +65,8 @@ async def test_ingest_of_every_format_with_bad_lines(settings, tmp_path: Path) -
         letter = by_line[number]
         assert letter.stage == "ingest" and letter.reason.startswith(f"line {number}:")
         assert letter.raw.decode() == raw
+        assert letter.category and f"mixed.jsonl:{number}" in report.reason_examples[letter.category]
+    assert sum(report.reasons.values()) == 4 and "unrecognised record format" in report.reasons
 
 
 async def test_ingested_samples_round_trip_their_content(settings, tmp_path: Path) -> None:
@@ -77,3 +80,67 @@ async def test_ingested_samples_round_trip_their_content(settings, tmp_path: Pat
     for event in events:
         assert event.payload.content_hash == event.payload.model_copy().content_hash
         assert event.parent_ids == [] and event.checkpoint_id is None and event.schema_version >= 1
+
+
+PUBLISHED = Path(__file__).parents[1] / "toolcall" / "data" / "published"
+
+
+def test_ingest_and_deadletters_commands_say_what_happened(settings) -> None:
+    from typer.testing import CliRunner
+
+    from common.logs import LogSettings, configure_logging
+
+    try:
+        _commands(CliRunner(), settings)
+    finally:
+        configure_logging(LogSettings())  # the CLI bound logging to the runner's (now closed) stream
+
+
+def _commands(runner: Any, settings: Any) -> None:
+    from looptool.cli import app
+
+    base = ["--run-id", settings.run_id, "--bootstrap-servers", settings.kafka.bootstrap_servers]
+    hermes = str(PUBLISHED / "hermes" / "hermes-function-calling-v1.card.jsonl")
+    result = runner.invoke(app, [*base, "ingest", hermes, str(PUBLISHED / "bfcl"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["records"] == 4 + 15 and summary["dead_letters"] == 3
+    assert summary["reasons"] == {
+        "assistant turn does not parse": 1,
+        "bfcl agentic record: no call to learn": 1,
+        "bfcl relevance record: no reference call": 1,
+    }
+    assert summary["samples"] + summary["duplicates"] > 0
+    human = runner.invoke(app, [*base, "ingest", hermes], env={"COLUMNS": "200"})
+    assert human.exit_code == 0 and "assistant turn does not parse" in human.stdout
+    assert "hermes-function-calling-v1.card.jsonl:2" in human.stdout  # an example place
+    listed = runner.invoke(app, [*base, "deadletters", "--json", "--reason", "agentic"])
+    rows = [json.loads(line) for line in listed.stdout.strip().splitlines()]
+    assert [row["source_ref"] for row in rows] == ["BFCL_v4_memory.json:1"]
+    assert rows[0]["category"] == "bfcl agentic record: no call to learn" and rows[0]["raw"].startswith("{")
+    by_source = runner.invoke(app, [*base, "deadletters", "--json", "--source", "hermes"])
+    assert len(by_source.stdout.strip().splitlines()) == 2  # both ingests dead-lettered line 2
+    table = runner.invoke(app, [*base, "deadletters"], env={"COLUMNS": "200"})
+    assert "Dead letters by reason" in table.stdout and "bfcl relevance record" in table.stdout
+
+
+def test_ingest_keeps_the_conversation_time_on_the_sample_added(tmp_path: Path) -> None:
+    from streams.ingest import IngestReport, read_records
+
+    tools = [
+        {"name": "get_weather", "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}
+    ]
+    label = '<tool_call>\n{"name": "get_weather", "arguments": {"day": "2025-03-02"}}\n</tool_call>'
+    records = [
+        {"tools": tools, "messages": [{"role": "user", "content": "Weather tomorrow?"}], "label": label},
+        {
+            "tools": tools,
+            "messages": [{"role": "user", "content": "And the day after?"}],
+            "label": label,
+            "current_time": "2025-03-01 10:00:00",
+        },
+    ]
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    events = list(read_records(path, "r", "auto", IngestReport(str(path))))
+    assert [e.payload.conversation_time for e in events] == [None, "2025-03-01 10:00:00"]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 
-from looptool.kafka import EventProducer, ensure_topics, replay
-from looptool.topics import topic_name
+import pytest
+
+from bus.broker import free_port
+from bus.kafka import EventProducer, ensure_topics, replay
+from bus.topics import topic_name
 from schemas.events import DeadLetter, LabelCorrected, derived_event_id
-from streams.store import SampleStore, materialise, rebuild
 from tests.foundation.events_factory import LABEL, PREDICTION, event_of, one_of_each, sample_added
+from views.replay import Cut, replay_to
+from views.store import EmptyRun, SampleStore, StoreBusy, materialise, rebuild, store_lock
 
 
 def _corrections(added_events, every: int = 5):
@@ -136,3 +142,96 @@ async def test_second_materialiser_resumes_from_committed_offsets(settings) -> N
     assert second == len(more)
     assert store.counts()["samples"] == len(added) + len(more)
     assert first > second
+
+
+async def test_a_new_store_folder_starts_from_offset_zero(settings, tmp_path) -> None:
+    """The consumer position belongs to the folder: a second, new folder gets every event, while the
+    first folder, materialised again, resumes and gets none."""
+    added, fixes, others = await _publish_run(settings, n=8)
+    first = SampleStore(tmp_path / "first")
+    applied = await materialise(settings, first, stop_when_idle=True)
+    assert applied == len(added) + len(fixes) + len(others) + 1  # + the DeadLetter for the garbage record
+    second = SampleStore(tmp_path / "second")
+    # Everything again, plus the DeadLetter the first materialiser wrote (a new event on the topic).
+    assert await materialise(settings, second, stop_when_idle=True) >= applied
+    first_ids = {row["event_id"] for row in first.rows("events")}
+    assert first_ids <= {row["event_id"] for row in second.rows("events")}
+    assert second.rows("samples") == first.rows("samples")
+    # The first folder resumes: only what was written since (the second materialiser's DeadLetter).
+    assert await materialise(settings, SampleStore(tmp_path / "first"), stop_when_idle=True) <= 1
+    assert first.consumer_id() != second.consumer_id()
+
+
+def test_each_run_has_its_own_store_folder(settings) -> None:
+    folder = settings.store.folder(settings.run_id)
+    assert folder == settings.store.path / settings.run_id
+    other = settings.store.model_copy(update={"per_run": False})
+    assert other.folder(settings.run_id) == settings.store.path
+
+
+# --- rebuild swaps only on success (issue 19) ------------------------------------------------------
+
+
+async def test_a_failed_rebuild_leaves_the_store_as_it_was(settings, tmp_path) -> None:
+    await _publish_run(settings, n=12)
+    store = SampleStore(settings.store.folder(settings.run_id))
+    await materialise(settings, store, stop_when_idle=True)
+    before = store.snapshot()
+    folder = settings.store.folder(settings.run_id).absolute()
+
+    def leftovers() -> list[str]:
+        return sorted(
+            p.name for p in folder.parent.iterdir() if p.name not in (folder.name, f".{folder.name}.lock")
+        )
+
+    # The broker cannot be reached (nothing listens there).
+    dead = settings.kafka.model_copy(
+        update={"bootstrap_servers": f"127.0.0.1:{free_port()}", "request_timeout_s": 2}
+    )
+    with pytest.raises(Exception):  # noqa: B017 - whichever connection error aiokafka raises
+        await rebuild(settings.model_copy(update={"kafka": dead}))
+    # A run with no events (a mistyped run id) is refused.
+    typo = settings.model_copy(update={"run_id": settings.run_id + "-typo"})
+    with pytest.raises(EmptyRun, match="has no events"):
+        await rebuild(typo)
+    # A crash in the middle of the replay.
+    original_apply = SampleStore.apply
+    calls = 0
+
+    def apply_then_crash(self, events):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("killed mid-rebuild")
+        return original_apply(self, events)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SampleStore, "apply", apply_then_crash)
+        with pytest.raises(RuntimeError, match="mid-rebuild"):
+            await rebuild(settings, batch_size=5)
+    assert SampleStore(folder).snapshot() == before
+    assert leftovers() == []
+    # --allow-empty does replace it with an empty store.
+    await rebuild(typo, folder, allow_empty=True)
+    assert set(SampleStore(folder).counts().values()) == {0}
+    assert leftovers() == []
+
+
+async def test_one_writer_per_store_folder(settings, tmp_path) -> None:
+    await _publish_run(settings, n=30)
+    folder = tmp_path / "store"
+    # Two rebuilds at once: one refuses, the other rebuilds; no row twice.
+    results = await asyncio.gather(
+        rebuild(settings, folder), rebuild(settings, folder), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, StoreBusy)]
+    assert len(refused) == 1 and "in use by another looptool" in str(refused[0]), results
+    rows = SampleStore(folder).rows("events")
+    assert len(rows) == len({row["event_id"] for row in rows}) > 30
+    # A live materialiser holds the folder: a rebuild of it is refused, and so is a replay into it.
+    with store_lock(folder):
+        with pytest.raises(StoreBusy, match=f"pid {os.getpid()}"):
+            await rebuild(settings, folder)
+        with pytest.raises(StoreBusy):
+            await replay_to(settings, Cut(), store_path=folder)
+    await rebuild(settings, folder)  # released when the holder exits

@@ -13,10 +13,9 @@ import pytest
 import structlog
 from inference_fake_endpoint import FakeEndpoint, serve_fake_endpoint
 
+from common.logs import LogSettings, configure_logging
 from inference.base import InferenceError, SamplingConfig
 from inference.openai_backend import OpenAIBackend
-from looptool.config import LogSettings
-from looptool.logs import configure_logging
 
 CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
 GREEDY = SamplingConfig(max_tokens=8)

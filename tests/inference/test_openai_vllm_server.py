@@ -103,3 +103,21 @@ async def test_load_checks_the_served_model(client: OpenAIBackend, vllm_server: 
         await client.load("", "another-model")
     assert not caught.value.retryable
     assert client.model_id == vllm_server.model
+
+
+async def test_template_switches_and_a_budget_cut_off(vllm_server: ServedModel) -> None:
+    # chat_template_kwargs reach the server's template (this one ignores enable_thinking, as a
+    # template without the switch does); an answer cut off by max_tokens says "length".
+    backend = OpenAIBackend(
+        vllm_server.base_url,
+        vllm_server.model,
+        timeout_s=120,
+        chat_template_kwargs={"enable_thinking": False},
+    )
+    try:
+        [(cut,)] = await backend.generate(PROMPTS[:1], SamplingConfig(max_tokens=3))
+        [(plain,)] = await backend.generate(PROMPTS[:1], SamplingConfig(max_tokens=16))
+    finally:
+        await backend.close()
+    assert cut.finish_reason == "length" and plain.text.startswith(cut.text)
+    assert cut.reasoning is None  # no reasoning parser on this server

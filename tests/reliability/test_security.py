@@ -36,8 +36,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from looptool.config import KafkaSettings, LogSettings, Settings, load_settings
-from looptool.kafka import (
+from bus.config import KafkaSettings
+from bus.kafka import (
     EventProducer,
     GroupConsumer,
     KafkaSetupError,
@@ -45,13 +45,15 @@ from looptool.kafka import (
     ensure_topics,
     replay,
 )
-from looptool.logs import configure_logging, get_logger
-from looptool.topics import TOPICS, topic_name
+from bus.topics import TOPICS, topic_name
+from bus.worker import faust_broker_options, run_stages
+from common.logs import LogSettings, configure_logging, get_logger
+from looptool.config import Settings, load_settings
+from looptool.wiring import AppClients
 from schemas.events import Event, LabelCorrected, Producer, SampleAdded
 from streams.judge import JudgeStage
 from streams.relabel import RelabelStage
 from streams.stage import TransientError
-from streams.worker import faust_broker_options, judge_client, run_stages
 from tests.foundation.events_factory import LABEL, PREDICTION, event_of, sample_added
 from tests.reliability.endpoint import Endpoint, serve
 from tests.reliability.tls import Certificates, TlsBroker, make_certificates
@@ -372,7 +374,7 @@ async def test_api_key_is_sent_but_never_logged_nor_raised(
         settings = judge_settings(how, endpoint, tmp_path, monkeypatch, run_id="r")
         probe = probe_event(PREDICTION)
         with captured_logs() as (logged, records):
-            judge = judge_client(settings)
+            judge = AppClients(settings, log=None).judge()
             get_logger("security-test").info("config", settings=settings.model_dump(), judge=settings.judge)
             [verdict] = await JudgeStage("r", judge).process([probe])
             assert verdict.payload.verdict == "BOTH_CORRECT"
@@ -409,11 +411,10 @@ async def test_a_worker_whose_endpoint_echoes_the_key_never_logs_it(
         )
         probe = probe_event(PREDICTION).model_copy(update={"run_id": settings.run_id})
         with captured_logs() as (logged, records):
+            judge = AppClients(worker_settings, log=None).judge()
             stop = asyncio.Event()
             worker = asyncio.create_task(
-                run_stages(
-                    worker_settings, [JudgeStage(settings.run_id, judge_client(worker_settings))], stop
-                )
+                run_stages(worker_settings, [JudgeStage(settings.run_id, judge)], stop)
             )
             try:
                 async with EventProducer(settings.kafka) as producer:
@@ -454,9 +455,9 @@ def test_an_accepted_run_id_is_a_safe_path_component_and_topic_prefix(run_id: st
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=40))
 def test_paths_derived_from_event_ids_stay_in_their_folders(checkpoint_id: str) -> None:
-    from evaluation.command import default_results_path
-    from streams.export import default_export_path
-    from streams.replay import Cut, default_replay_path
+    from looptool.cli.evaluate import default_results_path
+    from views.export import default_export_path
+    from views.replay import Cut, default_replay_path
 
     settings = load_settings(
         None, run_id="run-1", store={"path": "/srv/looptool/store"}, eval={"results_dir": "/srv/eval"}
@@ -486,7 +487,7 @@ HOSTILE_SAMPLE_IDS = [
 
 
 def test_hostile_sample_ids_are_rows_not_paths(tmp_path: Path) -> None:
-    from streams.store import SampleStore
+    from views.store import SampleStore
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -519,7 +520,7 @@ def test_hostile_sample_ids_are_rows_not_paths(tmp_path: Path) -> None:
 
 
 def test_resetting_a_store_never_deletes_a_folder_that_is_not_a_store(tmp_path: Path) -> None:
-    from streams.store import SampleStore
+    from views.store import SampleStore
 
     precious = tmp_path / "home"
     precious.mkdir()
@@ -530,7 +531,7 @@ def test_resetting_a_store_never_deletes_a_folder_that_is_not_a_store(tmp_path: 
 
 
 def test_redaction_masks_secret_keys_but_not_token_counts() -> None:
-    from looptool.logs import REDACTED, redact_secrets
+    from common.logs import REDACTED, redact_secrets
 
     logged = redact_secrets(
         None,

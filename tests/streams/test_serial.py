@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from looptool.config import LoopSettings, Settings, load_settings
+from looptool.config import Settings, load_settings
+from streams.config import LoopSettings
 from trainer.base import CheckpointInfo
 
 
@@ -28,14 +29,14 @@ class KeepModel:
 
 async def _run(arm: str, policy: Path, tmp_path: Path) -> tuple[Any, list[Any]]:
     from inference.transformers_backend import TransformersBackend
+    from looptool.serial import SerialLoop
     from schemas.events import Scenario
+    from streams.curate import CurationPolicy
     from streams.expand import ExpandStage
     from streams.judge import JudgeStage
     from streams.probe import CheckpointWatcher, ProbeStage
     from streams.relabel import RelabelStage
-    from streams.serial import SerialLoop
     from streams.verify import VerifyStage
-    from streams.worker import curation_policy
     from toolcall.prompts import DEFAULT_SCENARIOS
     from world import World
     from world.seed import build_seed_set, seed_events
@@ -61,7 +62,7 @@ async def _run(arm: str, policy: Path, tmp_path: Path) -> tuple[Any, list[Any]]:
     }
     loop = SerialLoop(
         settings,
-        curation_policy(settings),
+        CurationPolicy.from_settings(settings),
         stages=stages,
         trainer=KeepModel(),  # type: ignore[arg-type]
         work_dir=tmp_path / arm,

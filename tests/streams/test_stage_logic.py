@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from inference.base import Generation
 from schemas.events import (
     CheckpointPublished,
     CuratedSample,
@@ -20,12 +24,13 @@ from schemas.events import (
     Verdict,
     VerificationResult,
 )
-from streams.expand import ExpandStage, ExpansionRequest, expansion_requests
-from streams.judge import JudgeCase, JudgeStage, rule_verdict
-from streams.probe import probe_result
+from streams.expand import ExpandStage, expansion_requests
+from streams.judge import JudgeStage, majority, rule_facts
+from streams.probe import CheckpointWatcher, ProbeStage, probe_result
 from streams.relabel import RelabelStage, correction_for
+from streams.roles import ExpansionRequest, JudgeCase, VerificationCase
 from streams.stage import Stage, TransientError
-from streams.verify import VerificationCase, VerifyStage, rule_tier
+from streams.verify import VerifyStage, rule_tier
 from tests.foundation.events_factory import CONTEXT, FLUCTUATION, LABEL, PREDICTION, event_of
 from toolcall.parsing import render_action
 from toolcall.types import Action, ToolCall
@@ -89,6 +94,82 @@ def test_probe_result_mismatch_and_unparseable() -> None:
 # --- judge -----------------------------------------------------------------------------------------
 
 
+class RecordingPolicy:
+    """A policy backend that answers the label's call and records which checkpoint each prompt met."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.model_id = "initial"
+        self.loads: list[str] = []
+        self.answered: list[str] = []  # the checkpoint loaded when each prompt was decoded
+
+    async def load(self, model_path: str, model_id: str) -> None:
+        self.loads.append(model_id)
+        self.model_id = model_id
+
+    async def generate(self, prompts: Sequence[Any], sampling: Any) -> list[list[Generation]]:
+        self.answered.extend(self.model_id for _ in prompts)
+        return [[Generation(text=render_action(LABEL), token_logprobs=[-0.1])] for _ in prompts]
+
+    async def close(self) -> None: ...
+
+
+def published(
+    round_: int, step: int, final: bool, produced: int, attempt: str = "a"
+) -> Event[CheckpointPublished]:
+    event = event_of(
+        CheckpointPublished(
+            new_checkpoint_id=f"ckpt-r{round_}-{attempt}-s{step}",
+            round=round_,
+            step=step,
+            final=final,
+            uri=f"/ckpt/{attempt}/{step}",
+            backend="cpu",
+        ),
+        RUN,
+    )
+    return event.model_copy(update={"produced_at": datetime(2026, 1, 1, 9, 0, produced, tzinfo=UTC)})
+
+
+async def test_latest_mode_probes_each_batch_with_the_newest_checkpoint_of_its_round() -> None:
+    """The online overlap the demo runs: members are probed with whatever checkpoint of their round is
+    newest when their batch is decoded, and each ProbeResult names that checkpoint."""
+    policy = RecordingPolicy()
+    watcher = CheckpointWatcher(None, RUN)
+    stage = ProbeStage(RUN, policy, watcher, mode="latest")  # type: ignore[arg-type]
+    first, second, third = (member(sample_id=f"s_{n}") for n in (1, 2, 3))
+    await watcher.publish(published(1, 5, final=False, produced=1))
+    [early] = await stage.process([first])
+    await watcher.publish(published(1, 10, final=False, produced=2))
+    await watcher.publish(published(1, 20, final=True, produced=3))
+    [late] = await stage.process([second])
+    # A retried round: the newer attempt's checkpoint wins even at a lower step.
+    await watcher.publish(published(1, 2, final=False, produced=4, attempt="b"))
+    [retried] = await stage.process([third])
+    assert [early.checkpoint_id, late.checkpoint_id, retried.checkpoint_id] == [
+        "ckpt-r1-a-s5",
+        "ckpt-r1-a-s20",
+        "ckpt-r1-b-s2",
+    ]
+    assert early.parent_ids[1] != late.parent_ids[1]  # lineage names the checkpoint event too
+    assert policy.loads == ["ckpt-r1-a-s5", "ckpt-r1-a-s20", "ckpt-r1-b-s2"]
+    assert policy.answered == policy.loads  # each prompt decoded by the checkpoint its result names
+
+
+async def test_final_mode_waits_for_the_rounds_final_checkpoint() -> None:
+    policy = RecordingPolicy()
+    watcher = CheckpointWatcher(None, RUN)
+    stage = ProbeStage(RUN, policy, watcher, mode="final")  # type: ignore[arg-type]
+    await watcher.publish(published(1, 5, final=False, produced=1))
+    waiting = asyncio.create_task(stage.process([member()]))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and policy.loads == []  # an intermediate checkpoint does not probe
+    await watcher.publish(published(1, 20, final=True, produced=2))
+    [result] = await asyncio.wait_for(waiting, 5)
+    assert result.checkpoint_id == "ckpt-r1-a-s20" and policy.loads == ["ckpt-r1-a-s20"]
+
+
 def probe_event(
     prediction: Action | None, label: Action = LABEL, matched: bool = False
 ) -> Event[ProbeResult]:
@@ -115,12 +196,36 @@ BROKEN = Action(
 )  # misses 3 required
 
 
-def test_rule_verdicts() -> None:
-    assert rule_verdict(probe_event(PREDICTION, label=BROKEN).payload)[0] == "LABEL_WRONG"
-    assert rule_verdict(probe_event(PREDICTION).payload) is None  # both valid: the judge decides
-    # A wrong prediction says nothing about the label (PRED_WRONG or BOTH_WRONG): the judge decides.
-    assert rule_verdict(probe_event(None).payload) is None
-    assert rule_verdict(probe_event(BROKEN).payload) is None
+def test_the_rules_hand_facts_to_the_judge_and_never_decide() -> None:
+    facts = rule_facts(probe_event(PREDICTION, label=BROKEN).payload)
+    assert len(facts.label) == 3 and all("is missing" in fact for fact in facts.label)
+    assert facts.prediction == ()
+    assert rule_facts(probe_event(PREDICTION).payload) == type(facts)()  # both valid: nothing to say
+    unparsed = rule_facts(probe_event(None).payload)
+    assert unparsed.label == () and unparsed.prediction == (
+        "the output does not parse as a tool call (not a call)",
+    )
+    assert rule_facts(probe_event(BROKEN).payload).prediction == facts.label
+
+
+async def test_a_schema_breaking_label_goes_to_the_judge_with_the_facts() -> None:
+    # The old rule tier made this LABEL_WRONG without asking: the refusal would have become the label.
+    refusal = Action(text="Sorry, I cannot help with that.")
+    judge = ScriptedJudge(["BOTH_INCORRECT\nError Analysis: both wrong.\nCorrect Approach: call it."])
+    [verdict] = await JudgeStage(RUN, judge).process([probe_event(refusal, label=BROKEN)])
+    assert verdict.payload.verdict == "BOTH_WRONG" and verdict.payload.decided_by == "judge"
+    [case] = judge.seen
+    assert case.label_facts and case.prediction_facts == ()
+    from streams.judge import LLMJudge
+
+    chat = LLMJudge(_NoBackend(), current_time="2026-01-01").render(case)  # type: ignore[arg-type]
+    user = chat[1]["content"]
+    assert "## Schema Check" in user and f"Response {case.label_position}: required parameter" in user
+    assert "label" not in user.split("## Schema Check")[1].split("## Output Format")[0].lower()
+
+
+class _NoBackend:
+    name, model_id = "none", "none"
 
 
 async def test_an_unparsed_output_is_judged_as_text_and_never_right() -> None:
@@ -146,26 +251,28 @@ class ScriptedJudge:
     def __init__(self, answers: Sequence[str]):
         self.answers = list(answers)
         self.seen: list[JudgeCase] = []
+        self.attempts: list[int] = []
 
-    async def judge(self, cases: Sequence[JudgeCase]) -> list[str]:
+    async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[str]:
         self.seen.extend(cases)
+        self.attempts.extend(attempt for _ in cases)
         return [self.answers.pop(0) for _ in cases]
 
 
-async def test_judge_maps_positions_and_skips_rule_decided_cases() -> None:
-    judge = ScriptedJudge(["RESPONSE 1 INCORRECT\nError Analysis: base swapped.\nCorrect Approach: swap."])
+async def test_judge_maps_positions_and_skips_matches() -> None:
+    answer = "RESPONSE 1 INCORRECT\nError Analysis: base swapped.\nCorrect Approach: swap."
+    judge = ScriptedJudge([answer, answer])
     stage = JudgeStage(RUN, judge)
-    rules_case, llm_case = probe_event(PREDICTION, label=BROKEN), probe_event(PREDICTION)
-    outputs = await stage.process([rules_case, llm_case, probe_event(LABEL, matched=True)])
-    verdicts = {e.payload.decided_by: e for e in outputs}
-    assert set(verdicts) == {"rules", "judge"} and len(judge.seen) == 1  # matches are not judged
-    judged = verdicts["judge"]
-    expected = "LABEL_WRONG" if judge.seen[0].label_position == 1 else "PRED_WRONG"
-    assert (
-        judged.payload.verdict == expected and judged.payload.label_position == judge.seen[0].label_position
-    )
-    assert judged.payload.error_analysis == "base swapped." and judged.parent_ids == [llm_case.event_id]
-    assert judged.checkpoint_id == "ckpt-r1"
+    broken_label, llm_case = probe_event(PREDICTION, label=BROKEN), probe_event(PREDICTION)
+    outputs = await stage.process([broken_label, llm_case, probe_event(LABEL, matched=True)])
+    assert len(outputs) == 2 and len(judge.seen) == 2  # matches are not judged; every mismatch is
+    assert {e.payload.decided_by for e in outputs} == {"judge"}
+    judged = next(e for e in outputs if e.parent_ids == [llm_case.event_id])
+    position = next(c.label_position for c in judge.seen if c.case_id == llm_case.event_id)
+    expected = "LABEL_WRONG" if position == 1 else "PRED_WRONG"
+    assert judged.payload.verdict == expected and judged.payload.label_position == position
+    assert judged.payload.error_analysis == "base swapped." and judged.checkpoint_id == "ckpt-r1"
+    assert judged.payload.votes[0].counted and judged.payload.quorum is None
 
 
 async def test_label_position_is_random_but_reproducible() -> None:
@@ -186,11 +293,130 @@ async def test_unparseable_verdicts_are_retried_then_dead_lettered() -> None:
     verdict, letter = outputs
     assert verdict.payload.verdict == "UNPARSEABLE" and verdict.payload.attempts == 3
     assert isinstance(letter.payload, DeadLetter) and letter.payload.raw == b"no idea"
-    assert [case.attempt for case in judge.seen] == [1, 2, 3]
+    assert judge.attempts == [1, 2, 3]
     # A later parseable answer is used.
     judge = ScriptedJudge(["??", "BOTH_INCORRECT\nError Analysis: both wrong."])
     [verdict] = await JudgeStage(RUN, judge, max_attempts=3).process([probe_event(PREDICTION)])
     assert verdict.payload.verdict == "BOTH_WRONG" and verdict.payload.attempts == 2
+
+
+class PositionalJudge:
+    """Answers by the position of the label: ``by_position[label_position]`` (a judge with a side bias)."""
+
+    def __init__(self, model_name: str, by_position: dict[int, str]):
+        self.model_name = model_name
+        self.by_position = by_position
+        self.seen: list[JudgeCase] = []
+
+    async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[str]:
+        self.seen.extend(cases)
+        return [self.by_position[case.label_position] for case in cases]
+
+
+def says(verdict: str, label_position: int) -> str:
+    """The Figure 10 answer that means ``verdict`` when the label is shown as ``label_position``."""
+    from world.simulation import judge_text
+
+    return judge_text(verdict, label_position, "because.", "do it right.")
+
+
+def steady(model: str, verdict: str) -> PositionalJudge:
+    return PositionalJudge(model, {1: says(verdict, 1), 2: says(verdict, 2)})
+
+
+def test_majority_needs_the_quorum_and_no_tie() -> None:
+    assert majority(["PRED_WRONG", "PRED_WRONG", "LABEL_WRONG"], 2) == "PRED_WRONG"
+    assert majority(["PRED_WRONG", "LABEL_WRONG", "BOTH_WRONG"], 2) is None
+    assert majority(["PRED_WRONG", "LABEL_WRONG"], 1) is None  # a tie decides nothing
+    assert majority(["PRED_WRONG"], 2) is None and majority([], 1) is None
+
+
+async def test_a_panel_votes_and_every_vote_is_recorded() -> None:
+    from streams.roles import JudgePanel
+
+    judges = [steady("a", "LABEL_WRONG"), steady("b", "LABEL_WRONG"), steady("c", "PRED_WRONG")]
+    [verdict] = await JudgeStage(RUN, JudgePanel(judges)).process([probe_event(PREDICTION)])
+    v = verdict.payload
+    assert v.verdict == "LABEL_WRONG" and v.quorum == 2 and v.judge_model == "a"
+    assert [(vote.judge_model, vote.verdict, vote.counted) for vote in v.votes] == [
+        ("a", "LABEL_WRONG", True),
+        ("b", "LABEL_WRONG", True),
+        ("c", "PRED_WRONG", True),
+    ]
+    # Three different answers: no quorum; the setting says whether the sample is dropped or deferred.
+    split = [steady("a", "LABEL_WRONG"), steady("b", "PRED_WRONG"), steady("c", "BOTH_WRONG")]
+    for no_quorum in ("drop", "defer"):
+        panel = JudgePanel(split, no_quorum=no_quorum)  # type: ignore[arg-type]
+        [verdict] = await JudgeStage(RUN, panel).process([probe_event(PREDICTION)])
+        assert verdict.payload.verdict == "NO_QUORUM" and verdict.payload.deferred == (no_quorum == "defer")
+        assert len(verdict.payload.votes) == 3
+    # A judge that cannot be read does not vote: 1 of 3 readable answers is no quorum either.
+    unread = [steady("a", "LABEL_WRONG"), ScriptedJudge(["??"] * 3), ScriptedJudge(["??"] * 3)]
+    [verdict] = await JudgeStage(RUN, JudgePanel(unread), max_attempts=1).process([probe_event(PREDICTION)])
+    assert verdict.payload.verdict == "NO_QUORUM"
+    assert [vote.status for vote in verdict.payload.votes] == ["read", "unparseable", "unparseable"]
+
+
+async def test_two_order_judging_discounts_a_judge_that_flips() -> None:
+    from streams.roles import JudgePanel
+
+    # "RESPONSE 2 INCORRECT" whatever is shown: the label is wrong when it is second, right when first.
+    biased = PositionalJudge("biased", {1: says("PRED_WRONG", 1), 2: says("LABEL_WRONG", 2)})
+    panel = JudgePanel([biased, steady("b", "PRED_WRONG"), steady("c", "PRED_WRONG")], two_order=True)
+    [verdict] = await JudgeStage(RUN, panel).process([probe_event(PREDICTION)])
+    v = verdict.payload
+    assert v.verdict == "PRED_WRONG"
+    assert sorted(case.label_position for case in biased.seen) == [1, 2]  # asked in both orders
+    flips = [vote for vote in v.votes if vote.judge_model == "biased"]
+    assert len(flips) == 2 and not any(vote.counted for vote in flips)
+    assert all("position flip" in vote.reason for vote in flips)
+    assert all(vote.counted for vote in v.votes if vote.judge_model != "biased")
+    # Alone, the flipping judge leaves no quorum (it spoke, but inconsistently): NO_QUORUM, not UNPARSEABLE.
+    [alone] = await JudgeStage(RUN, JudgePanel([biased], two_order=True)).process([probe_event(PREDICTION)])
+    assert alone.payload.verdict == "NO_QUORUM"
+
+
+async def test_a_truncated_answer_is_dead_lettered_as_truncated() -> None:
+    from streams.roles import Answer
+
+    class CutOff:
+        model_name = "long-thinker"
+
+        async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[Answer]:
+            return [
+                Answer(
+                    text="",
+                    reasoning="Let me think " * 50,
+                    truncated=True,
+                    max_tokens=64,
+                    budget_retried=True,
+                )
+            ]
+
+    probe = probe_event(PREDICTION)
+    outputs = await JudgeStage(RUN, CutOff(), max_attempts=3).process([probe])
+    verdict, letter = outputs
+    assert verdict.payload.verdict == "UNPARSEABLE" and verdict.payload.attempts == 1  # not asked again
+    assert verdict.payload.votes[0].status == "truncated"
+    assert letter.payload.error_type == "TruncatedAnswer" and letter.payload.reason.startswith("truncated")
+    assert letter.payload.raw.startswith(b"Let me think")  # the cut-off trace is kept
+    again = await JudgeStage(RUN, CutOff(), max_attempts=3).process([probe])
+    assert [e.event_id for e in again] == [e.event_id for e in outputs]  # redelivery: the same ids
+
+
+async def test_the_judge_reads_a_reasoning_answer_with_its_trace_apart() -> None:
+    from streams.roles import Answer
+
+    class Thinker:
+        model_name = "thinker"
+
+        async def ask(self, cases: Sequence[JudgeCase], attempt: int = 1) -> list[Answer]:
+            wrong = 3 - cases[0].label_position  # the prediction's side
+            answer = f"**Verdict:** RESPONSE {wrong} INCORRECT\n\nError Analysis: base swapped."
+            return [Answer(text=answer, reasoning="Response 1 is incorrect? No. " * 20)]
+
+    [verdict] = await JudgeStage(RUN, Thinker()).process([probe_event(PREDICTION)])
+    assert verdict.payload.verdict == "PRED_WRONG" and verdict.payload.error_analysis == "base swapped."
 
 
 # --- relabel ---------------------------------------------------------------------------------------
@@ -252,9 +478,40 @@ class ScriptedGenerator:
         self.answer = answer
         self.requests: list[ExpansionRequest] = []
 
-    async def generate(self, requests: Sequence[ExpansionRequest]) -> list[str]:
+    async def ask(self, requests: Sequence[ExpansionRequest], attempt: int = 1) -> list[str]:
         self.requests.extend(requests)
         return [self.answer if r.index % 2 == 0 else "no format here" for r in requests]
+
+
+async def test_edde_sees_the_raw_text_of_an_unparsed_prediction_and_the_conversation_time() -> None:
+    from streams.expand import LLMGenerator
+    from tests.streams.test_roles import ScriptedBackend
+
+    garbled = '<tool_call>{"name": "get_exchange_fluctuation", "arguments": {"base": "EUR"'
+    probe = probe_event(None).payload.model_copy(
+        update={"raw_output": garbled, "conversation_time": "2025-05-04"}
+    )
+    payload = verdict_event("PRED_WRONG", prediction=None).payload.model_copy(
+        update={"prediction_text": garbled, "conversation_time": probe.conversation_time}
+    )
+    verdict = event_of(payload, RUN)
+    [request] = expansion_requests(verdict, SCENARIOS, 1)
+    assert (
+        request.wrong is None
+        and request.wrong_unparsed == garbled
+        and request.conversation_time == "2025-05-04"
+    )
+    generator = LLMGenerator(ScriptedBackend(lambda c, s: None), current_time="2026-01-01 09:00:00")  # type: ignore[arg-type]
+    system, user = (m["content"] for m in generator.render(request))
+    assert "Current Date: 2025-05-04" in system
+    incorrect = user.split("<incorrect_response>")[1].split("</incorrect_response>")[0]
+    assert "get_exchange_fluctuation" in incorrect and "(no response)" not in user
+    assert "did not parse as a tool call" in user
+    # The judge stage stores that text on the verdict it writes for such a probe.
+    [judged] = await JudgeStage(RUN, ScriptedJudge(["BOTH_INCORRECT"])).process(
+        [event_of(probe, RUN, checkpoint_id="ckpt-r1")]
+    )
+    assert judged.payload.prediction_text == garbled and judged.payload.conversation_time == "2025-05-04"
 
 
 async def test_expand_emits_k_candidates_with_lineage() -> None:
@@ -304,9 +561,11 @@ class ScriptedVerifier:
     def __init__(self, answers: Sequence[str]):
         self.answers = list(answers)
         self.cases: list[VerificationCase] = []
+        self.attempts: list[int] = []
 
-    async def verify(self, cases: Sequence[VerificationCase]) -> list[str]:
+    async def ask(self, cases: Sequence[VerificationCase], attempt: int = 1) -> list[str]:
         self.cases.extend(cases)
+        self.attempts.extend(attempt for _ in cases)
         return [self.answers.pop(0) for _ in cases]
 
 
@@ -318,7 +577,7 @@ async def test_verify_two_tiers_and_accepted_sample() -> None:
     assert results[broken.payload.candidate_id].payload.failed_tier == "rules"
     accepted = results[good.payload.candidate_id]
     assert accepted.payload.passed and accepted.payload.llm_verdict == "CORRECT"
-    assert len(verifier.cases) == 2 and verifier.cases[1].attempt == 2  # the unreadable answer was retried
+    assert len(verifier.cases) == 2 and verifier.attempts[1] == 2  # the unreadable answer was retried
     [added] = [e for e in outputs if isinstance(e.payload, SampleAdded)]
     assert added.payload.origin == "expansion" and added.payload.seed_sample_id == "s_1"
     assert added.parent_ids == [good.event_id, accepted.event_id]

@@ -129,6 +129,15 @@ def test_xlam_and_hermes() -> None:
     assert sample.tools[0].name == "get_weather" and sample.label.calls[0].arguments == {"city": "Oslo"}
 
 
+def test_a_record_offering_no_tool_is_a_no_call_sample() -> None:
+    record = {"tools": [], "messages": [{"role": "user", "content": "hi"}], "label": "Hello!"}
+    [paper] = record_to_samples(record)
+    assert paper.tools == [] and paper.label == Action(text="Hello!")
+    bfcl = {"question": [[{"role": "user", "content": "Weather in Boston?"}]], "function": []}
+    [sample] = record_to_samples(bfcl)  # no function and no possible answer: no call is right
+    assert sample.tools == [] and not sample.label.calls
+
+
 @pytest.mark.parametrize(
     ("record", "reason"),
     [
@@ -142,7 +151,6 @@ def test_xlam_and_hermes() -> None:
             },
             "label does not parse",
         ),
-        ({"tools": [], "messages": [{"role": "user", "content": "hi"}], "label": "ok"}, "empty tool list"),
         (
             {"tools": [WEATHER_TOOL], "messages": [{"role": "wizard", "content": "hi"}], "label": "ok"},
             "unknown message role",
@@ -152,10 +160,6 @@ def test_xlam_and_hermes() -> None:
             "no user turn",
         ),
         ({"query": "q", "tools": "[{bad", "answers": "[]"}, "tools is not valid JSON"),
-        (
-            {"question": [[{"role": "user", "content": "q"}]], "function": [], "ground_truth": []},
-            "empty tool list",
-        ),
         (
             {
                 "tools": [WEATHER_TOOL, WEATHER_TOOL],
@@ -180,15 +184,50 @@ json_records = st.recursive(
     max_leaves=20,
 )
 keys = st.sampled_from(
-    ["tools", "messages", "label", "input", "question", "function", "ground_truth", "query", "answers"]
+    [
+        "tools",
+        "messages",
+        "label",
+        "input",
+        "question",
+        "function",
+        "ground_truth",
+        "query",
+        "answers",
+        "conversations",
+        "system",
+        "chat",
+        "involved_classes",
+    ]
 )
 
 
 @settings(max_examples=400, deadline=None)
 @given(
     st.dictionaries(keys, json_records, max_size=5),
-    st.sampled_from(["auto", "paper", "bfcl", "xlam", "openai", "hermes"]),
+    st.sampled_from(["auto", "paper", "bfcl", "xlam", "openai", "sharegpt", "hermes", "glaive"]),
 )
 def test_arbitrary_records_only_ever_raise_record_error(record: dict[str, Any], fmt: str) -> None:
     with contextlib.suppress(RecordError):
         record_to_samples(record, fmt)
+
+
+def test_a_paper_record_keeps_its_conversation_time() -> None:
+    tools = [
+        {"name": "get_weather", "parameters": {"type": "object", "properties": {"day": {"type": "string"}}}}
+    ]
+    label = '<tool_call>\n{"name": "get_weather", "arguments": {"day": "2025-03-02"}}\n</tool_call>'
+    record = {"tools": tools, "messages": [{"role": "user", "content": "Weather tomorrow?"}], "label": label}
+    assert record_to_samples(record)[0].conversation_time is None  # none given: the run's default applies
+    [dated] = record_to_samples({**record, "current_time": "2025-03-01 10:00:00"})
+    assert dated.conversation_time == "2025-03-01 10:00:00"
+    assert dated.content_hash() == record_to_samples(record)[0].content_hash()  # context, not content
+    chatml = (
+        "<|im_start|>system\nYou are an expert in composing functions.\n"
+        "The current time is 2025-03-01 10:00:00.\n<|im_end|>\n"
+        "<|im_start|>user\nWeather tomorrow?<|im_end|>\n"
+    )
+    [stated] = record_to_samples({"tools": tools, "input": chatml, "label": label})
+    assert stated.conversation_time == "2025-03-01 10:00:00"
+    with pytest.raises(RecordError, match="current_time"):
+        record_to_samples({**record, "current_time": 20250301})

@@ -15,11 +15,11 @@ import pytest
 
 from inference.base import SamplingConfig
 from inference.transformers_backend import TransformersBackend
-from looptool.config import TrainerSettings
 from tests.trainer import toy
 from tests.trainer.conftest import WARM_CITIES, WARM_STEPS
 from toolcall.parsing import parse_output
 from trainer.base import TrainingInterrupted, check_hf_folder, read_checkpoint_manifest
+from trainer.config import TrainerSettings
 from trainer.cpu_grpo import CpuGrpoBackend, plan_steps, summarise
 
 EVAL_SAMPLES = 64

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bus.kafka import EventProducer, ensure_topics
 from looptool.config import Settings
-from looptool.kafka import EventProducer, ensure_topics
 from schemas.events import CuratedSample, Event, RoundClosed
 from tests.trainer import toy
 from toolcall.parsing import render_action

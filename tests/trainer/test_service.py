@@ -12,14 +12,15 @@ import asyncio
 import shutil
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from bus.kafka import EventProducer, ensure_topics, replay
 from inference.base import SamplingConfig
 from inference.transformers_backend import TransformersBackend
-from looptool.config import Settings, TrainerSettings
-from looptool.kafka import EventProducer, ensure_topics, replay
+from looptool.config import Settings
 from schemas.events import CheckpointPublished, Event, RoundClosed, make_event
 from tests.trainer import toy
 from tests.trainer.conftest import WARM_CITIES
@@ -30,8 +31,9 @@ from trainer.base import (
     check_hf_folder,
     read_checkpoint_manifest,
 )
+from trainer.config import TrainerSettings
 from trainer.dataset import RoundDataError
-from trainer.service import PRODUCER, TrainerLedger, TrainerService, VerlTrainer, stamp_checkpoint
+from trainer.service import PRODUCER, TrainerLedger, TrainerService, make_backend, stamp_checkpoint
 
 
 class RecordingBackend:
@@ -290,41 +292,38 @@ async def test_stopping_the_service_mid_round_publishes_no_final(
     assert await checkpoints_on_topic(settings) == []
 
 
-def test_the_verl_adapter_hands_verl_the_rows_and_reports_its_merged_model(
+def test_the_verl_backend_hands_verl_the_rows_and_reports_its_merged_model(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import trainer.verl_backend as verl_backend
+    from trainer.verl.backend import VerlBackend, VerlRoundResult
+    from trainer.verl.config import VerlSettings
 
     seen: dict[str, Any] = {}
 
-    class FakeVerlBackend:
-        def __init__(self, settings: Any, work_dir: Path, *, show_progress: bool = True) -> None:
-            seen["work_dir"] = work_dir
+    def run_round(self: VerlBackend, rows: Any, *, round_index: int, model_path: Path) -> Any:
+        seen.update(rows=list(rows), round=round_index, model_path=model_path, work_dir=self.work_dir)
+        return VerlRoundResult(
+            round_index=round_index,
+            model_dir=tmp_path / "merged",
+            checkpoint_dir=tmp_path / "actor",
+            step=12,
+            metrics={"reward_mean": 0.5},
+            wall_time_s=3.0,
+            log_path=tmp_path / "verl.log",
+        )
 
-        def train_round(self, rows: Any, *, round_index: int, model_path: Path, run_name: str) -> Any:
-            seen.update(rows=list(rows), round=round_index, model_path=model_path, run_name=run_name)
-            return verl_backend.VerlRoundResult(
-                round_index=round_index,
-                model_dir=tmp_path / "merged",
-                checkpoint_dir=tmp_path / "actor",
-                step=12,
-                metrics={"reward_mean": 0.5},
-                wall_time_s=3.0,
-                log_path=tmp_path / "verl.log",
-            )
-
-    monkeypatch.setattr(verl_backend, "VerlBackend", FakeVerlBackend)
-    adapter = VerlTrainer(verl_backend.VerlSettings(), "run-x", show_progress=False)
+    monkeypatch.setattr(VerlBackend, "run_round", run_round)
+    backend = make_backend(
+        SimpleNamespace(run_id="run-x"),  # type: ignore[arg-type]
+        TrainerSettings(backend="verl", verl=VerlSettings()),
+        show_progress=False,
+    )
+    assert isinstance(backend, VerlBackend) and backend.run_name == "run-x"
     dataset = toy.dataset(("Paris", "Rome"), round_=3)
-    info = adapter.train_round(dataset, init_model=tmp_path / "init", out_dir=tmp_path / "out")
+    info = backend.train_round(dataset, init_model=tmp_path / "init", out_dir=tmp_path / "out")
     assert (info.path, info.round, info.step, info.final) == (tmp_path / "merged", 3, 12, True)
     assert info.metrics == {"reward_mean": 0.5} and info.wall_time_s == 3.0
-    assert (seen["round"], seen["model_path"], seen["run_name"], seen["work_dir"]) == (
-        3,
-        tmp_path / "init",
-        "run-x",
-        tmp_path / "out",
-    )
+    assert (seen["round"], seen["model_path"], seen["work_dir"]) == (3, tmp_path / "init", tmp_path / "out")
     assert [(r.sample_id, r.chat, r.ground_truth) for r in seen["rows"]] == [
         (r.sample_id, r.chat, r.ground_truth) for r in dataset.rows
     ]

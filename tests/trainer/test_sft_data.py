@@ -62,7 +62,7 @@ def test_the_warm_start_runs_with_its_own_thread_count(
     import torch
 
     import trainer.sft as sft
-    from looptool.config import TrainerSettings
+    from trainer.config import TrainerSettings
 
     seen: list[int] = []
     monkeypatch.setattr(sft, "_train", lambda *args: seen.append(torch.get_num_threads()))

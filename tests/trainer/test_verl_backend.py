@@ -9,7 +9,7 @@ subprocess: its config validation, dataset and reward loop on a round we wrote; 
 manager and model merger behind our merge step; and a real ``main_ppo`` launch, which on a machine
 without a GPU must fail with our error carrying verl's own last lines. The environment is found at
 ``$LOOPTOOL_VERL_PYTHON`` or ``.venv-verl/bin/python``; when it is missing these tests fail, unless
-``LOOPTOOL_TEST_SKIP_VERL=1`` says to skip them.
+``LOOPTOOL_TEST_ALLOW_MISSING`` names verl (see :mod:`tests.requirements`).
 """
 
 from __future__ import annotations
@@ -21,39 +21,39 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.requirements import require
 from toolcall.parsing import render_action
 from toolcall.prompts import build_chat
 from toolcall.reward import DATA_SOURCE as REWARD_DATA_SOURCE
 from toolcall.reward import compute_score
 from toolcall.specs import load_tools
 from toolcall.types import Action, Message, Sample, ToolCall
-from trainer.verl_backend import (
-    DATA_SOURCE,
+from trainer.verl.backend import VerlBackend, VerlRoundResult, finish_hf_folder, latest_checkpoint
+from trainer.verl.config import (
+    BatchPlan,
+    VerlSettings,
+    hydra_value,
+    plan_batches,
+    verl_config,
+    verl_overrides,
+)
+from trainer.verl.data import DATA_SOURCE, VerlRow, write_verl_parquet
+from trainer.verl.process import (
     DEFAULT_VERL_PYTHON,
     VERL_PYTHON_ENV,
-    BatchPlan,
     MetricsFollower,
-    VerlBackend,
-    VerlRoundResult,
-    VerlRow,
     VerlRunError,
-    VerlSettings,
-    finish_hf_folder,
-    hydra_value,
-    latest_checkpoint,
-    plan_batches,
+    reward_core_path,
     run_streaming,
     summarize_step,
-    verl_config,
     verl_environment,
-    verl_overrides,
-    write_verl_parquet,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -467,11 +467,14 @@ def test_a_round_result_becomes_a_checkpoint_published_payload(tmp_path: Path) -
     }
 
 
-def test_verl_processes_get_the_repository_on_pythonpath(tmp_path: Path) -> None:
-    env = verl_environment(tmp_path / "m.jsonl", base={"PYTHONPATH": "/elsewhere", "PATH": "/usr/bin"})
-    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(Path(__file__).resolve().parents[2])
-    assert "/elsewhere" in env["PYTHONPATH"].split(os.pathsep)
+def test_verl_processes_see_only_the_reward_core_on_pythonpath(tmp_path: Path) -> None:
+    core = reward_core_path(tmp_path / "reward-core")
+    env = verl_environment(core, tmp_path / "m.jsonl", base={"PYTHONPATH": "/elsewhere", "PATH": "/usr/bin"})
+    assert env["PYTHONPATH"] == str(core)  # nothing of this environment, nor what the caller had
+    assert [entry.name for entry in core.iterdir()] == ["toolcall"]
+    assert (core / "toolcall" / "reward.py").is_file()
     assert env["VERL_FILE_LOGGER_PATH"] == str(tmp_path / "m.jsonl")
+    assert reward_core_path(tmp_path / "reward-core") == core  # idempotent
 
 
 def test_latest_checkpoint_reports_what_is_missing(tmp_path: Path) -> None:
@@ -536,7 +539,9 @@ def test_prepare_round_drops_overlong_prompts_and_writes_the_overrides(
     (tmp_path / "round-002" / "leftover").write_text("from a failed attempt")
 
     run_dir, plan, overrides = backend.prepare_round(
-        [*rows, long_row], round_index=2, model_path=tiny_model, run_name="t"
+        [*rows, long_row],
+        round_index=2,
+        model_path=tiny_model,
     )
 
     assert plan.rows == len(rows)
@@ -548,7 +553,7 @@ def test_prepare_round_drops_overlong_prompts_and_writes_the_overrides(
     assert json.loads((run_dir / "verl_overrides.json").read_text()) == overrides
     assert f"data.train_batch_size={plan.train_batch_size}" in overrides
     with pytest.raises(ValueError, match="all 1 rows of round 3 exceed max_prompt_length=2048"):
-        backend.prepare_round([long_row], round_index=3, model_path=tiny_model, run_name="t")
+        backend.prepare_round([long_row], round_index=3, model_path=tiny_model)
     # the earlier attempt is kept aside, not deleted
     kept = [p for p in tmp_path.iterdir() if p.name.startswith("round-002.attempt-")]
     assert len(kept) == 1 and (kept[0] / "leftover").read_text() == "from a failed attempt"
@@ -561,10 +566,8 @@ def _verl_python() -> Path:
     candidate = Path(os.environ.get(VERL_PYTHON_ENV) or DEFAULT_VERL_PYTHON)
     if candidate.exists():
         return candidate
-    reason = f"the verl environment ({candidate}) is missing: create it with scripts/install-verl.sh"
-    if os.environ.get("LOOPTOOL_TEST_SKIP_VERL") == "1":
-        pytest.skip(reason + " (skipped: LOOPTOOL_TEST_SKIP_VERL=1)")
-    pytest.fail(reason + ", or set LOOPTOOL_TEST_SKIP_VERL=1 to skip these tests")
+    require("verl", False, f"no environment at {candidate}: create it with scripts/install-verl.sh")
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="module")
@@ -577,7 +580,7 @@ def _run_in_verl(
 ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [str(verl_python), *map(str, args)],
-        env=verl_environment(),
+        env=verl_environment(reward_core_path(Path(tempfile.gettempdir()) / "looptool-test-reward-core")),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -601,7 +604,9 @@ def test_verl_validates_loads_and_rewards_the_round_we_wrote(
     )
     backend = VerlBackend(settings, tmp_path / "work", show_progress=False)
     run_dir, plan, overrides = backend.prepare_round(
-        _rows(), round_index=1, model_path=tiny_model, run_name="t"
+        _rows(),
+        round_index=1,
+        model_path=tiny_model,
     )
     wrong = render_action(Action(calls=[ToolCall(name="get_weather", arguments={"city": "Atlantis"})]))
     cases = [
@@ -721,7 +726,9 @@ def test_launch_runs_verls_main_and_reports_its_failure_on_a_machine_without_gpu
         backend.preflight(verl_python)
 
     run_dir, plan, overrides = backend.prepare_round(
-        _rows(), round_index=1, model_path=tiny_model, run_name="t"
+        _rows(),
+        round_index=1,
+        model_path=tiny_model,
     )
     with pytest.raises(VerlRunError, match="exited with status") as failure:
         backend.launch(verl_python, run_dir, plan, overrides, round_index=1)
@@ -731,3 +738,60 @@ def test_launch_runs_verls_main_and_reports_its_failure_on_a_machine_without_gpu
     assert failure.value.log_path == run_dir / "verl.log"
     assert failure.value.tail and failure.value.tail[-1] in log_text
     assert not (run_dir / "checkpoints" / "latest_checkpointed_iteration.txt").exists()
+
+
+def test_a_non_editable_install_gives_verl_only_the_reward_core(tmp_path: Path, verl_python: Path) -> None:
+    """Installed as a wheel, the project lives in site-packages: verl's processes must still see only
+    ``toolcall``, never that site-packages (its transformers would shadow the one verl pins)."""
+    uv = shutil.which("uv")
+    assert uv is not None, "uv is installed by scripts/install.sh"
+    repo = Path(__file__).resolve().parents[2]
+    subprocess.run([uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(repo)], check=True)
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    venv = tmp_path / "installed"
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # Only what trainer.verl.process imports; --no-deps keeps torch and the rest out of this check.
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", str(python), "--no-deps", str(wheel)], check=True
+    )
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", str(python), "pydantic", "structlog"], check=True
+    )
+    script = (
+        "import json, sys, toolcall\n"
+        "from pathlib import Path\n"
+        "from trainer.verl.process import reward_core_path, verl_environment\n"
+        "core = reward_core_path(Path(sys.argv[1]))\n"
+        "print(json.dumps({'pythonpath': verl_environment(core)['PYTHONPATH'],\n"
+        "                  'toolcall': str(Path(toolcall.__file__).resolve().parent)}))\n"
+    )
+    done = subprocess.run(
+        [str(python), "-c", script, str(tmp_path / "reward-core")],
+        cwd=tmp_path,  # not the checkout: the installed package must be what is imported
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seen = json.loads(done.stdout)
+    site_packages = str(venv / "lib")
+    assert seen["toolcall"].startswith(site_packages)  # the wheel's copy, not the checkout's
+    assert seen["pythonpath"] == str(tmp_path / "reward-core")
+    assert not seen["pythonpath"].startswith(site_packages)
+    assert [p.name for p in (tmp_path / "reward-core").iterdir()] == ["toolcall"]
+    # In verl's environment with that PYTHONPATH: our reward imports, our other packages do not, and
+    # transformers is verl's own.
+    probe = (
+        "import importlib.util, transformers, toolcall.reward\n"
+        "print(transformers.__file__, importlib.util.find_spec('streams') is None)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": seen["pythonpath"]}
+    done = subprocess.run(
+        [str(verl_python), "-c", probe], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    transformers_file, no_streams = done.stdout.split()
+    assert no_streams == "True"
+    assert (
+        not transformers_file.startswith(site_packages)
+        and str(repo / ".venv" / "lib") not in transformers_file
+    )

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from schemas.events import Scenario
-from streams.expand import ExpansionRequest
-from streams.judge import JudgeCase
-from streams.verify import VerificationCase
+from streams.roles import ExpansionRequest, JudgeCase, VerificationCase
 from toolcall.expansion import parse_expansion
 from toolcall.formats import record_to_samples
 from toolcall.match import tool_match
@@ -122,12 +120,12 @@ async def test_simulated_judge_is_right_up_to_its_error_rate(world: World) -> No
                 (label_ok, pred_ok)
             ]
         )
-    answers = await SimulatedWorldJudge(world, error_rate=0.1).judge(cases)
+    answers = await SimulatedWorldJudge(world, error_rate=0.1).ask(cases)
     verdicts = [parse_verdict(a, c.label_position).verdict for a, c in zip(answers, cases, strict=True)]
     assert "UNPARSEABLE" not in verdicts
     wrong = sum(v != e for v, e in zip(verdicts, expected, strict=True))
     assert 0 < wrong < 0.25 * len(cases)
-    perfect = await SimulatedWorldJudge(world, error_rate=0.0).judge(cases)
+    perfect = await SimulatedWorldJudge(world, error_rate=0.0).ask(cases)
     assert [
         parse_verdict(a, c.label_position).verdict for a, c in zip(perfect, cases, strict=True)
     ] == expected
@@ -149,7 +147,7 @@ async def test_simulated_generator_and_verifier(world: World) -> None:
         )
         for n, i in enumerate(samples)
     ]
-    answers = await SimulatedWorldGenerator(world, defect_rate=0.2).generate(requests)
+    answers = await SimulatedWorldGenerator(world, defect_rate=0.2).ask(requests)
     parsed = [parse_expansion(a) for a in answers]
     assert all(p.error is None for p in parsed)
     correct = [world.is_correct(r.tools, p.messages, p.action) for r, p in zip(requests, parsed, strict=True)]
@@ -163,5 +161,5 @@ async def test_simulated_generator_and_verifier(world: World) -> None:
         VerificationCase(f"c{n}", "s", Sample(tools=r.tools, messages=p.messages, label=p.action))
         for n, (r, p) in enumerate(zip(requests, parsed, strict=True))
     ]
-    verdicts = await SimulatedWorldVerifier(world, error_rate=0.0).verify(cases)
+    verdicts = await SimulatedWorldVerifier(world, error_rate=0.0).ask(cases)
     assert [v.startswith("CORRECT") for v in verdicts] == correct

@@ -1,4 +1,4 @@
-"""Runs inside the verl environment: verl's own code reads what trainer.verl_backend wrote.
+"""Runs inside the verl environment: verl's own code reads what trainer.verl wrote.
 
 Usage: ``<verl python> verl_env_check.py REQUEST.json RESULT.json`` with the repository on PYTHONPATH.
 REQUEST holds ``overrides`` (the exact list the backend passes to ``verl.trainer.main_ppo``) and

@@ -1,0 +1,316 @@
+"""The embedded broker's archive on disk: every topic-partition as Avro object container files.
+
+Layout (one folder per archive, locked by the broker that writes it)::
+
+    ARCHIVE/topics/<topic>/topic.json                 {"partitions": N}
+    ARCHIVE/topics/<topic>/<partition>/<base>.avro    records from offset <base> on, in offset order
+
+A segment is an Avro object container file (fastavro) of :data:`RECORD_SCHEMA` records: the Kafka
+record as the broker held it (offset, timestamp, key, value, headers). Each write appends one Avro
+block and is flushed and fsynced before the archive reports it, so a crash can only leave a torn
+last block, which :meth:`PartitionArchive.repair` cuts off (it was never reported as archived).
+A segment is closed at :data:`SEGMENT_BYTES` and the next one starts at the next offset.
+
+Kafka topic names are ``[A-Za-z0-9._-]`` and never ``.`` or ``..``, so a topic name is a safe folder
+name; anything else found in the broker's metadata is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fastavro
+from fastavro.write import Writer
+
+from common.logs import get_logger
+
+log = get_logger(__name__)
+
+SEGMENT_BYTES = 64 * 1024 * 1024
+_TOPIC_NAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._-]{1,249}$")
+
+RECORD_SCHEMA = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "ArchivedRecord",
+        "namespace": "looptool.archive",
+        "doc": "One Kafka record as the broker held it.",
+        "fields": [
+            {"name": "offset", "type": "long"},
+            {"name": "timestamp", "type": "long", "doc": "ms since the epoch (CreateTime)"},
+            {"name": "key", "type": ["null", "bytes"], "default": None},
+            {"name": "value", "type": ["null", "bytes"], "default": None},
+            {
+                "name": "headers",
+                "type": {
+                    "type": "array",
+                    "items": {
+                        "type": "record",
+                        "name": "Header",
+                        "fields": [
+                            {"name": "key", "type": "string"},
+                            {"name": "value", "type": ["null", "bytes"], "default": None},
+                        ],
+                    },
+                },
+                "default": [],
+            },
+        ],
+    }
+)
+
+
+class ArchiveError(RuntimeError):
+    """The archive cannot be used: held by another broker, inconsistent, or not an archive."""
+
+
+@dataclass(frozen=True)
+class ArchivedRecord:
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "timestamp": self.timestamp,
+            "key": self.key,
+            "value": self.value,
+            "headers": [{"key": k, "value": v} for k, v in self.headers],
+        }
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> ArchivedRecord:
+        return cls(
+            record["offset"],
+            record["timestamp"],
+            record["key"],
+            record["value"],
+            tuple((h["key"], h["value"]) for h in record["headers"]),
+        )
+
+
+def _segment_name(base_offset: int) -> str:
+    return f"{base_offset:020d}.avro"
+
+
+class PartitionArchive:
+    """One topic-partition's segments: repair, read, append."""
+
+    def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES):
+        self.folder = folder
+        self.segment_bytes = segment_bytes
+        self._file: BinaryIO | None = None
+        self._writer: Writer | None = None
+        self.end = 0  # the next offset to archive
+
+    def segments(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.iterdir() if p.suffix == ".avro" and p.stem.isdigit())
+
+    def repair(self) -> int:
+        """Cut a torn last block (a crash mid-write), check the offsets run on; return the end offset."""
+        expected = 0
+        for segment in self.segments():
+            if int(segment.stem) != expected:
+                raise ArchiveError(f"{segment} starts at offset {int(segment.stem)}, expected {expected}")
+            good_end, count = _scan(segment)
+            if good_end is None:  # not even a whole header: created, never written to
+                segment.unlink()
+                continue
+            if good_end < segment.stat().st_size:
+                log.warning("archive.torn_block_cut", segment=str(segment), kept_bytes=good_end)
+                with segment.open("r+b") as handle:
+                    handle.truncate(good_end)
+                    os.fsync(handle.fileno())
+            expected += count
+        self.end = expected
+        return expected
+
+    def records(self) -> Iterator[ArchivedRecord]:
+        """Every record in offset order (after :meth:`repair`)."""
+        expected = 0
+        for segment in self.segments():
+            with segment.open("rb") as handle:
+                for block in fastavro.block_reader(handle):
+                    for record in block:
+                        if record["offset"] != expected:
+                            raise ArchiveError(
+                                f"{segment}: offset {record['offset']} where {expected} was expected"
+                            )
+                        expected += 1
+                        yield ArchivedRecord.from_avro(record)
+
+    def append(self, records: list[ArchivedRecord]) -> None:
+        """Write ``records`` (the next offsets, in order) as one block; not durable before :meth:`sync`."""
+        for record in records:
+            if record.offset != self.end:
+                raise ArchiveError(f"{self.folder}: offset {record.offset} where {self.end} was expected")
+            if self._writer is None or (self._file is not None and self._file.tell() >= self.segment_bytes):
+                self._open_segment()
+            assert self._writer is not None
+            self._writer.write(record.to_avro())
+            self.end += 1
+
+    def sync(self) -> None:
+        """Flush the pending block and fsync it: what was appended is on disk when this returns."""
+        if self._writer is None or self._file is None:
+            return
+        self._writer.flush()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self.sync()
+            self._file.close()
+        self._file = self._writer = None
+
+    def _open_segment(self) -> None:
+        if self._file is not None:
+            self.sync()
+            self._file.close()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        segments = self.segments()
+        last = segments[-1] if segments else None
+        if last is not None and last.stat().st_size < self.segment_bytes:
+            path = last  # go on with the last segment (after a restart)
+        else:
+            path = self.folder / _segment_name(self.end)
+            _fsync_folder(self.folder)
+        self._file = path.open("a+b")
+        # Large sync interval: a block is written when we flush, one per archiving round.
+        self._writer = Writer(self._file, RECORD_SCHEMA, sync_interval=1 << 30)
+        if path != last:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            _fsync_folder(self.folder)
+
+
+def _scan(segment: Path) -> tuple[int | None, int]:
+    """(end of the last whole block, records up to it); (None, 0) if the header itself is torn."""
+    good_end: int | None = None
+    count = 0
+    with segment.open("rb") as handle:
+        try:
+            reader = fastavro.block_reader(handle)
+            good_end = handle.tell()
+            for block in reader:
+                good_end = block.offset + block.size
+                count += block.num_records
+        except Exception:  # a torn block: anything after the last whole one is cut
+            pass
+    return good_end, count
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Archive:
+    """An archive folder: its topics, their partition archives, and the lock of the broker using it."""
+
+    def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES):
+        self.folder = Path(folder).absolute()
+        self.segment_bytes = segment_bytes
+        self._partitions: dict[tuple[str, int], PartitionArchive] = {}
+        self._topics: dict[str, int] = {}
+        self._lock_fd: int | None = None
+
+    @property
+    def topics_folder(self) -> Path:
+        return self.folder / "topics"
+
+    def lock(self) -> None:
+        """Take the archive for this process (one broker per archive); released at exit or :meth:`close`."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        strangers = [p.name for p in self.folder.iterdir() if p.name not in ("topics", ".lock")]
+        if strangers:
+            raise ArchiveError(
+                f"{self.folder} is not a broker archive (it holds {sorted(strangers)[:5]}); "
+                "give an empty or new folder as --archive"
+            )
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise ArchiveError(
+                f"the archive {self.folder} is in use by another broker (pid {holder}); stop it, or give "
+                "another --archive"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._lock_fd = fd
+
+    def load(self) -> dict[tuple[str, int], int]:
+        """Read the topics, repair torn tails; returns each partition's end offset."""
+        ends: dict[tuple[str, int], int] = {}
+        if not self.topics_folder.is_dir():
+            return ends
+        for folder in sorted(self.topics_folder.iterdir()):
+            manifest = folder / "topic.json"
+            if not manifest.is_file():
+                continue
+            partitions = int(json.loads(manifest.read_text(encoding="utf-8"))["partitions"])
+            self._topics[folder.name] = partitions
+            for partition in range(partitions):
+                ends[(folder.name, partition)] = self.partition(folder.name, partition).repair()
+        return ends
+
+    def topics(self) -> dict[str, int]:
+        """Topic name -> partition count, as archived."""
+        return dict(self._topics)
+
+    def ensure_topic(self, topic: str, partitions: int) -> bool:
+        """Record a topic (or more partitions of it); True if that changed the manifest."""
+        if not _TOPIC_NAME.match(topic):
+            raise ArchiveError(f"refusing to archive a topic named {topic!r}")
+        if self._topics.get(topic, 0) >= partitions:
+            return False
+        folder = self.topics_folder / topic
+        folder.mkdir(parents=True, exist_ok=True)
+        staged = folder / "topic.json.tmp"
+        staged.write_text(json.dumps({"partitions": partitions}) + "\n", encoding="utf-8")
+        with staged.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(staged, folder / "topic.json")
+        _fsync_folder(folder)
+        _fsync_folder(self.topics_folder)
+        self._topics[topic] = partitions
+        return True
+
+    def partition(self, topic: str, partition: int) -> PartitionArchive:
+        key = (topic, partition)
+        if key not in self._partitions:
+            self._partitions[key] = PartitionArchive(
+                self.topics_folder / topic / str(partition), self.segment_bytes
+            )
+        return self._partitions[key]
+
+    def records(self) -> int:
+        return sum(p.end for p in self._partitions.values())
+
+    def close(self) -> None:
+        for partition in self._partitions.values():
+            with contextlib.suppress(OSError):
+                partition.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

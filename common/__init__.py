@@ -1,0 +1,1 @@
+"""Pieces every layer uses: structured logging and the settings base."""

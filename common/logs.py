@@ -1,0 +1,106 @@
+"""Structured logging (structlog), console or JSON, with secrets masked before anything is rendered."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal
+
+import structlog
+
+from common.settings import Section
+
+# Keys whose values are never written to a log, whatever the caller passed. "token" not followed by a
+# letter (token, access_token, AuthToken), so counts such as tokens or tokens_per_s stay readable.
+_SECRET_KEY = re.compile(
+    r"(pass(word)?|secret|token(?![a-z])|api[_-]?key|authorization|credential)", re.IGNORECASE
+)
+REDACTED = "***"
+# Credentials inside URLs (scheme://user:password@host) and key-like query parameters (?api_key=...):
+# libraries log URLs as they are (httpx logs every request's), so every string logged is masked.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@?#]+@")
+_QUERY_SECRET = re.compile(
+    r"(?P<name>[?&](?:api[_-]?key|key|token|access_token|password|secret|sig|signature)=)[^&#\s]+",
+    re.IGNORECASE,
+)
+
+
+def mask_url_credentials(text: str) -> str:
+    """``text`` with the user info of every URL and key-like query parameters replaced by ``***``."""
+    if "://" not in text and "=" not in text:
+        return text
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    return _QUERY_SECRET.sub(lambda m: f"{m['name']}{REDACTED}", text)
+
+
+def url_has_credentials(url: str) -> bool:
+    """Whether ``url`` carries a user, a password or a key-like query parameter."""
+    return mask_url_credentials(url) != url
+
+
+class LogSettings(Section):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, MutableMapping):
+        return {k: (REDACTED if _SECRET_KEY.search(str(k)) else _redact(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact(v) for v in value)
+    if hasattr(value, "get_secret_value"):  # pydantic SecretStr / SecretBytes
+        return REDACTED
+    if isinstance(value, str):
+        return mask_url_credentials(value)
+    return value
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """structlog processor: mask secret-looking keys at any depth, SecretStr values and URL credentials.
+
+    It also runs on the stdlib records of libraries (faust, aiokafka, httpx), whose whole message is
+    then the ``event`` string.
+    """
+    return _redact(event_dict)
+
+
+def configure_logging(settings: LogSettings | None = None, *, stream: Any = None) -> None:
+    """Configure structlog and the stdlib root logger (faust/aiokafka log through it) once per process."""
+    settings = settings or LogSettings()
+    level = getattr(logging, settings.level.upper())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if settings.format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer, foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, logging.INFO))
+    # aiokafka and faust are chatty at INFO about every rebalance, matplotlib about every categorical
+    # axis ("Using categorical units ..."); keep them to warnings.
+    for noisy in ("aiokafka", "faust", "mode", "matplotlib"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def get_logger(name: str, **bound: Any) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name, **bound)

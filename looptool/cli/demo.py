@@ -1,0 +1,35 @@
+"""``looptool demo``: the whole loop on the embedded broker, with a report."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from looptool.cli.common import broker_for, console, settings_of
+
+commands = typer.Typer()
+
+
+@commands.command()
+def demo(
+    ctx: typer.Context,
+    workdir: Annotated[
+        Path, typer.Option(help="Where the run writes its config, model, logs and report.")
+    ] = Path("data/demo"),
+    quick: Annotated[
+        bool, typer.Option(help="A shortened run (small world, 2 rounds): minutes, for tests.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="World and model seed.")] = 0,
+) -> None:
+    """The whole loop on the embedded broker: seed the world, train, probe, judge, expand, curate, report."""
+    from looptool.demo import SCALES, run_demo
+
+    settings = settings_of(ctx)
+    scale = SCALES["quick" if quick else "full"]
+    with broker_for(settings) as live:
+        report = asyncio.run(run_demo(live, workdir, console, scale=scale, seed=seed))
+    if not report.replay_matches:
+        raise typer.Exit(1)

@@ -1,0 +1,206 @@
+"""``looptool eval``: evaluate one checkpoint (a published checkpoint id, or a model folder) on BFCL v4.
+
+The command is a thin wrapper around :func:`run_eval_command`, which resolves the checkpoint,
+builds the policy backend, runs the suite, prints BFCL's summary table and the per-category table,
+and writes the per-item results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from common.logs import get_logger
+from evaluation.heldout import heldout_toolmatch, load_heldout
+from evaluation.report import category_table, summary_table
+from evaluation.runner import EvalRun, evaluate, write_results
+from evaluation.suite import load_suite, parse_categories
+from looptool.cli.common import console, settings_of
+from looptool.config import Settings
+
+log = get_logger(__name__)
+
+
+class CheckpointNotFoundError(LookupError):
+    """Neither a model folder nor a checkpoint id published in this run."""
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    checkpoint_id: str
+    uri: str
+    round: int | None = None
+    step: int | None = None
+
+
+async def resolve_checkpoint(reference: str, settings: Settings) -> ResolvedCheckpoint:
+    """A model folder as it is; otherwise the run's CheckpointPublished with that checkpoint id."""
+    path = Path(reference)
+    if path.is_dir():
+        return ResolvedCheckpoint(checkpoint_id=path.resolve().name, uri=str(path.resolve()))
+    if not settings.kafka.bootstrap_servers:
+        raise CheckpointNotFoundError(
+            f"{reference!r} is not a model folder, and no Kafka is configured to look it up "
+            "as a checkpoint id"
+        )
+    from bus.kafka import replay
+
+    found: Any = None
+    known: list[str] = []
+    async for batch in replay(settings.kafka, settings.run_id, ["checkpoints"]):
+        for delivered in batch:
+            payload = delivered.event.payload
+            if delivered.event.event_type != "CheckpointPublished":
+                continue
+            known.append(payload.new_checkpoint_id)
+            if payload.new_checkpoint_id == reference:
+                found = payload
+    if found is None:
+        shown = ", ".join(known[-10:]) or "none"
+        raise CheckpointNotFoundError(
+            f"no model folder {reference!r} and no checkpoint with that id in run {settings.run_id!r} "
+            f"(latest published: {shown})"
+        )
+    return ResolvedCheckpoint(found.new_checkpoint_id, found.uri, found.round, found.step)
+
+
+def default_results_path(settings: Settings, checkpoint_id: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in checkpoint_id)
+    return settings.eval.results_dir / settings.run_id / f"{safe}.jsonl"
+
+
+async def run_eval_command(
+    settings: Settings,
+    checkpoint: str,
+    *,
+    categories: str | None = None,
+    limit: int | None = None,
+    output: Path | None = None,
+    max_new_tokens: int | None = None,
+    batch_size: int | None = None,
+    console: Console | None = None,
+) -> EvalRun:
+    """Resolve, load, evaluate, print and write; returns the evaluation."""
+    from inference.factory import make_backend
+
+    console = console or Console()
+    chosen = parse_categories(categories if categories is not None else settings.eval.categories)
+    items = load_suite(chosen, limit if limit is not None else settings.eval.limit)
+    resolved = await resolve_checkpoint(checkpoint, settings)
+    policy = settings.policy
+    size = batch_size or settings.eval.batch_size or policy.batch_size
+    if policy.backend == "vllm":
+        backend = make_backend(
+            "vllm",
+            model_path=resolved.uri,
+            model_id=resolved.checkpoint_id,
+            gpu_memory_utilization=policy.gpu_memory_utilization,
+            max_model_len=policy.max_model_len,
+        )
+    else:
+        backend = make_backend(
+            "transformers", model_path=resolved.uri, model_id=resolved.checkpoint_id, batch_size=size
+        )
+    console.print(
+        f"evaluating [bold]{resolved.checkpoint_id}[/] ({resolved.uri}) on {len(items)} BFCL items "
+        f"from {len(chosen)} categories"
+    )
+    heldout = load_heldout(settings.eval.heldout_path) if settings.eval.heldout_path else None
+    try:
+        run = await evaluate(
+            backend,
+            items,
+            max_tokens=max_new_tokens or settings.eval.max_new_tokens,
+            batch_size=size,
+            current_time=settings.loop.current_time,
+            limit=limit if limit is not None else settings.eval.limit,
+            max_steps=settings.eval.max_steps,
+        )
+        score = (
+            await heldout_toolmatch(
+                backend,
+                heldout.samples,
+                max_tokens=max_new_tokens or settings.eval.max_new_tokens,
+                batch_size=size,
+                current_time=settings.loop.current_time,
+            )
+            if heldout is not None
+            else None
+        )
+    finally:
+        await backend.close()
+    target = write_results(run.results, output or default_results_path(settings, resolved.checkpoint_id))
+    console.print(summary_table(run.summary, model=resolved.checkpoint_id))
+    console.print(category_table(run.summary, steps=run.steps()))
+    if heldout is not None and score is not None:
+        shown = f"{score.correct}/{score.total} = {100 * score.accuracy:.2f}%"
+        console.print(f"held-out ToolMatch ({heldout.source}): {shown}")
+    console.print(f"per-item results: {target}  ({run.wall_time_s:.1f} s)")
+    return run
+
+
+async def load_evaluations(settings: Settings) -> list[Any]:
+    """Every CheckpointEvaluated payload of the run (replay of the evaluations topic, one per event id).
+
+    For ``looptool stats`` and the demo report: pass the result to
+    :func:`evaluation.report.rounds_table` and :func:`evaluation.report.plot_by_round`.
+    """
+    from bus.kafka import replay
+    from schemas.events import CheckpointEvaluated
+
+    by_id: dict[str, Any] = {}
+    async for batch in replay(settings.kafka, settings.run_id, ["evaluations"]):
+        for delivered in batch:
+            if isinstance(delivered.event.payload, CheckpointEvaluated):
+                by_id.setdefault(delivered.event.event_id, delivered.event.payload)
+    return list(by_id.values())
+
+
+commands = typer.Typer()
+
+
+@commands.command("eval")
+def eval_command(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="A checkpoint id published in this run, or a model folder.")
+    ],
+    categories: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated BFCL v4 categories or groups (non_live, live, ast, relevance)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N items of each category.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Per-item results file, .jsonl or .parquet (default: under eval.results_dir)."),
+    ] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Decode budget per item.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Prompts per backend call.")] = None,
+) -> None:
+    """Evaluate a policy on BFCL v4's single-turn categories with bfcl-eval's own data and AST checker."""
+    from evaluation.suite import SuiteError
+    from looptool.cli.setup import preflight_or_exit
+    from looptool.preflight import eval_checks
+
+    settings = settings_of(ctx)
+    preflight_or_exit("eval", eval_checks(settings, checkpoint))
+    try:
+        asyncio.run(
+            run_eval_command(
+                settings,
+                checkpoint,
+                categories=categories,
+                limit=limit,
+                output=output,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                console=console,
+            )
+        )
+    except (CheckpointNotFoundError, SuiteError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error

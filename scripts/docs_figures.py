@@ -1,0 +1,100 @@
+"""Figures the README and docs quote, written from the results files they come from.
+
+A quoted figure sits between markers that name its source::
+
+    <!-- fig codec_replay.json avro/decode_per_s {:,.0f} -->4,539<!-- /fig -->
+
+the file under ``benchmarks/results/``, the value's path in it (keys joined by ``/``, list positions
+as numbers; ``a/b÷c/d`` quotes the ratio of two values), and a Python format spec (default ``{}``).
+
+    python -m scripts.docs_figures          # rewrite every marked figure from its results file
+    python -m scripts.docs_figures --check  # exit 1, naming each stale or unreadable figure (a test runs it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "infra" / "README.md")
+MARKER = re.compile(
+    r"<!-- fig (?P<file>\S+) (?P<path>\S+)(?: (?P<format>.+?))? -->(?P<text>.*?)<!-- /fig -->"
+)
+
+
+class FigureError(ValueError):
+    pass
+
+
+@cache
+def _results(name: str) -> Any:
+    path = RESULTS / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise FigureError(f"cannot read {path.relative_to(ROOT)}: {error}") from error
+
+
+def value_at(data: Any, path: str) -> Any:
+    for key in path.split("/"):
+        try:
+            data = data[int(key)] if isinstance(data, list) else data[key]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise FigureError(f"no {path!r}") from None
+    return data
+
+
+def figure(file: str, path: str, spec: str | None) -> str:
+    data = _results(file)
+    if "÷" in path:
+        top, bottom = path.split("÷", 1)
+        value: Any = value_at(data, top) / value_at(data, bottom)
+    else:
+        value = value_at(data, path)
+    return (spec or "{}").format(value)
+
+
+def render(text: str, where: str, problems: list[str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        try:
+            new = figure(match["file"], match["path"], match["format"])
+        except (FigureError, ValueError, TypeError, ZeroDivisionError) as error:
+            problems.append(f"{where}: {match['file']} {match['path']}: {error}")
+            return match.group(0)
+        if new != match["text"]:
+            problems.append(
+                f"{where}: {match['file']} {match['path']} is {new}, the text says {match['text']}"
+            )
+        head = match.group(0)[: match.start("text") - match.start()]
+        return f"{head}{new}<!-- /fig -->"
+
+    return MARKER.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="Change nothing; exit 1 if a figure is stale.")
+    args = parser.parse_args(argv)
+    stale: list[str] = []
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        problems: list[str] = []
+        updated = render(text, str(document.relative_to(ROOT)), problems)
+        stale += problems
+        if not args.check and updated != text:
+            document.write_text(updated, encoding="utf-8")
+    for problem in stale:
+        print(problem, file=sys.stderr)
+    unreadable = [p for p in stale if "the text says" not in p]
+    return 1 if (stale if args.check else unreadable) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

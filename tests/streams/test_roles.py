@@ -1,0 +1,153 @@
+"""The LLM roles' one base (streams/roles.py): sampling per attempt, reasoning, truncated answers.
+
+A scripted backend stands in for the endpoint and records every request's sampling, so each test
+checks what the role really asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from inference.base import Chat, Generation, InferenceError, SamplingConfig
+from streams.expand import LLMGenerator, read_expansion
+from streams.judge import JudgeStage, LLMJudge
+from streams.roles import Answer, JudgeCase, RoleSampling, VerificationCase, ask_until_parsed
+from streams.verify import LLMVerifier, VerifyStage
+from tests.streams.test_stage_logic import PREDICTION, candidate, probe_event
+from toolcall.parsing import render_action
+from toolcall.types import Sample
+
+
+class ScriptedBackend:
+    """Answers each request with ``reply(chat, sampling)``; records the sampling of every request."""
+
+    name = "openai"
+
+    def __init__(self, reply: Callable[[Chat, SamplingConfig], Generation], model_id: str = "scripted"):
+        self.reply = reply
+        self.model_id = model_id
+        self.requests: list[SamplingConfig] = []
+
+    async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
+        out = []
+        for chat in prompts:
+            self.requests.append(sampling)
+            out.append([self.reply(chat, sampling)])
+        return out
+
+
+def test_first_asks_follow_the_role_and_retries_sample_hotter_with_a_new_seed() -> None:
+    judge = LLMJudge(ScriptedBackend(lambda c, s: Generation("x")), current_time="t")  # type: ignore[arg-type]
+    case = judge_case()
+    first, second, third = (judge.sampling([case], attempt) for attempt in (1, 2, 3))
+    assert first.greedy and first.seed is None and first.max_tokens == 4096  # judge default: greedy, 4096
+    assert not second.greedy and second.temperature == 0.7 and second.seed is not None
+    assert third.seed not in (None, second.seed)
+    assert judge.sampling([case], 2) == second  # reproducible
+    generator = LLMGenerator(ScriptedBackend(lambda c, s: Generation("x")), current_time="t")  # type: ignore[arg-type]
+    assert generator.max_tokens == 8192 and generator.settings.temperature == 0.7
+    hot = RoleSampling(max_tokens=100, temperature=1.2, retry_temperature=0.7)
+    assert hot.temperature_of(1) == 1.2 and hot.temperature_of(2) == 1.2  # never cooler on a retry
+
+
+def judge_case() -> JudgeCase:
+    """The case the judge stage builds for a probe (in its drawn order)."""
+    return JudgeStage("r", _Silent())._cases(probe_event(PREDICTION))[0]
+
+
+class _Silent:
+    model_name = "silent"
+
+    async def ask(self, cases: Sequence[object], attempt: int = 1) -> list[str]:
+        return ["" for _ in cases]
+
+
+async def test_a_truncated_answer_is_asked_once_more_with_a_larger_budget() -> None:
+    def reply(chat: Chat, sampling: SamplingConfig) -> Generation:
+        if sampling.max_tokens < 300:  # needs 300 tokens to finish thinking
+            return Generation("<think>still thinking", finish_reason="length")
+        return Generation("<think>done</think>\nBOTH_CORRECT\nError Analysis: fine.\nCorrect Approach: -.")
+
+    backend = ScriptedBackend(reply)
+    judge = LLMJudge(backend, current_time="t", sampling=RoleSampling(max_tokens=200))  # type: ignore[arg-type]
+    [answer] = await judge.ask([judge_case()])
+    assert not answer.truncated and answer.budget_retried and answer.max_tokens == 400
+    assert [r.max_tokens for r in backend.requests] == [200, 400]
+    # Cut off on the retry too: the answer comes back truncated, and is not asked again.
+    tight = LLMJudge(
+        ScriptedBackend(reply),
+        current_time="t",
+        sampling=RoleSampling(max_tokens=50, truncated_retry_max_tokens=100),
+    )  # type: ignore[arg-type]
+    asked = await ask_until_parsed(tight, [judge_case()], lambda case, a: None, max_attempts=3)
+    assert asked[0].truncated and asked[0].attempts == 1
+    assert "cut off at 100 tokens on its retry" in asked[0].answer.truncation_reason()
+
+
+async def test_a_larger_budget_the_context_refuses_leaves_the_answer_truncated() -> None:
+    class Refusing(ScriptedBackend):
+        async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
+            if sampling.max_tokens > 100:
+                raise InferenceError(
+                    "HTTP 400: max_tokens too large for the context", retryable=False, input_fault=True
+                )
+            return await super().generate(prompts, sampling)
+
+    judge = LLMJudge(
+        Refusing(lambda c, s: Generation("<think>…", finish_reason="length")),
+        current_time="t",
+        sampling=RoleSampling(max_tokens=100),
+    )  # type: ignore[arg-type]
+    [answer] = await judge.ask([judge_case()])
+    assert answer.truncated and answer.budget_retried and answer.max_tokens == 100
+
+
+async def test_reasoning_both_ways_reaches_the_readers() -> None:
+    # vLLM's reasoning parser: the trace in its own field, the answer alone in the content.
+    split = ScriptedBackend(lambda c, s: Generation("CORRECT\nReason: fine.", reasoning="INCORRECT? no."))
+    [answer] = await LLMVerifier(split, current_time="t").ask([verification_case()])  # type: ignore[arg-type]
+    assert answer.reasoning == "INCORRECT? no." and answer.text.startswith("CORRECT")
+    # A template that opens the trace itself: the content starts inside it and ends it with </think>.
+    opened = ScriptedBackend(lambda c, s: Generation("Hmm, INCORRECT maybe.\n</think>\nCORRECT\nReason: ok."))
+    verifier = LLMVerifier(opened, current_time="t", sampling=RoleSampling(template_opens_trace=True))  # type: ignore[arg-type]
+    outputs = await VerifyStage("r", verifier).process([candidate()])
+    assert outputs[0].payload.llm_verdict == "CORRECT"
+    generated = Answer(
+        text="plan: INPUT: x\n</think>\nINPUT: USER: hi\nOUTPUT: " + render_action(PREDICTION),
+        trace_opened=True,
+    )
+    parsed = read_expansion(generated)
+    assert parsed.error is None and parsed.messages[0].content == "hi"
+    cut = read_expansion(
+        Answer(text="thinking about INPUT:", trace_opened=True, truncated=True, max_tokens=8)
+    )
+    assert cut.error is not None and cut.error.startswith("truncated")
+
+
+def verification_case() -> VerificationCase:
+    c = candidate().payload
+    assert c.label is not None
+    return VerificationCase(
+        c.candidate_id, c.seed_sample_id, Sample(tools=c.tools, messages=c.messages, label=c.label)
+    )
+
+
+async def test_a_truncated_verification_is_a_failed_result_and_a_dead_letter() -> None:
+    cut = ScriptedBackend(lambda c, s: Generation("", reasoning="so long " * 30, finish_reason="length"))
+    verifier = LLMVerifier(cut, current_time="t", sampling=RoleSampling(max_tokens=10))  # type: ignore[arg-type]
+    result, letter = await VerifyStage("r", verifier).process([candidate()])
+    assert not result.payload.passed and result.payload.llm_verdict == "TRUNCATED"
+    assert letter.payload.error_type == "TruncatedAnswer" and letter.payload.stage == "verify"
+    assert len(cut.requests) == 2  # the first ask and its one larger-budget retry
+
+
+@pytest.mark.parametrize("time", [None, "2024-03-01 08:00:00"])
+def test_prompts_use_the_conversation_time_else_the_default(time: str | None) -> None:
+    import dataclasses
+
+    judge = LLMJudge(ScriptedBackend(lambda c, s: Generation("")), current_time="2026-01-01 09:00:00")  # type: ignore[arg-type]
+    case = dataclasses.replace(judge_case(), conversation_time=time)
+    user = judge.render(case)[1]["content"]
+    assert f"The time of the conversation is {time or '2026-01-01 09:00:00'}." in user

@@ -1,0 +1,133 @@
+"""Dataset formats -> samples (T, c_t, a*_t). Pure: records in, samples or a clear error out.
+
+Formats (detected per record from its keys, or forced):
+
+- ``paper``: this project's rendering of the paper's samples (:mod:`toolcall.formats.paper`).
+- ``bfcl``: BFCL as shipped, single-turn, irrelevance, Java/JavaScript and multi-turn, with its
+  possible answers and class docs from a :class:`FormatContext` (:mod:`toolcall.formats.bfcl`).
+- ``xlam``: APIGen/xLAM ``query``, ``tools``, ``answers`` (:mod:`toolcall.formats.xlam`).
+- ``openai``: chat ``messages`` with ``tool_calls`` and ``tool`` results (:mod:`toolcall.formats.chat`).
+- ``sharegpt``: ``conversations`` of from/value turns: Hermes function-calling v1, glaive and
+  LLaMA-Factory (``function_call`` / ``observation``), ToolACE (:mod:`toolcall.formats.sharegpt`);
+  ``hermes``, ``glaive-sharegpt``, ``llamafactory`` and ``toolace`` name it too.
+- ``glaive``: glaive-function-calling-v2's raw ``system`` / ``chat`` transcripts.
+
+Whole dialogues yield one sample per learnable assistant step (Section 4.1): each step that calls
+tools, and each plain-text answer right after a user turn. A record that offers no tool is a valid
+"no call" sample. :func:`convert_record` returns the samples with the conversion's warnings (what was
+kept but is not checked, or not kept); :func:`record_to_samples` returns the samples only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from toolcall.formats.bfcl import BFCL_CLASS_DOC_FILES, bfcl_label, from_bfcl, is_bfcl
+from toolcall.formats.chat import from_openai
+from toolcall.formats.common import (
+    EMPTY_CONTEXT,
+    NO_SUITABLE_TOOL,
+    Conversion,
+    FormatContext,
+    RecordError,
+    dialogue_samples,
+    reason_of,
+)
+from toolcall.formats.paper import from_paper
+from toolcall.formats.sharegpt import from_glaive, from_sharegpt
+from toolcall.formats.xlam import from_xlam
+from toolcall.types import Sample
+
+FORMATS = ("paper", "bfcl", "xlam", "openai", "sharegpt", "glaive")
+ALIASES = {
+    "hermes": "sharegpt",
+    "glaive-sharegpt": "sharegpt",
+    "llamafactory": "sharegpt",
+    "toolace": "sharegpt",
+}
+
+
+def detect_format(record: dict[str, Any]) -> str:
+    """Guess a record's format from its keys."""
+    if is_bfcl(record):
+        return "bfcl"
+    if "query" in record and "answers" in record:
+        return "xlam"
+    if "conversations" in record:
+        return "sharegpt"
+    if "system" in record and "chat" in record:
+        return "glaive"
+    if "label" in record and ("messages" in record or "input" in record):
+        return "paper"
+    if "messages" in record:
+        return "openai"
+    if "input" in record:
+        return "paper"
+    raise RecordError(
+        f"unrecognised record format (keys: {sorted(record)[:12]})", "unrecognised record format"
+    )
+
+
+def resolve_format(fmt: str) -> str:
+    """A format name or alias -> the format (``auto`` stays)."""
+    fmt = ALIASES.get(fmt, fmt)
+    if fmt != "auto" and fmt not in FORMATS:
+        raise RecordError(
+            f"unknown format {fmt!r}; known: auto, {', '.join(FORMATS)}, {', '.join(ALIASES)}",
+            "unknown format",
+        )
+    return fmt
+
+
+def convert_record(record: Any, fmt: str = "auto", context: FormatContext = EMPTY_CONTEXT) -> Conversion:
+    """Convert one record; raises :class:`RecordError` with the reason."""
+    if not isinstance(record, dict):
+        raise RecordError(
+            f"a record must be a JSON object, got {type(record).__name__}", "record is not an object"
+        )
+    fmt = resolve_format(fmt)
+    fmt = detect_format(record) if fmt == "auto" else fmt
+    converters = {
+        "paper": from_paper,
+        "bfcl": lambda r: from_bfcl(r, context),
+        "xlam": from_xlam,
+        "openai": from_openai,
+        "sharegpt": from_sharegpt,
+        "glaive": from_glaive,
+    }
+    try:
+        conversion = converters[fmt](record)
+    except RecordError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise RecordError(
+            f"{fmt} record: {type(error).__name__}: {error}", f"{fmt} record: {type(error).__name__}"
+        ) from error
+    if not conversion.samples:
+        raise RecordError(
+            f"{fmt} record has no assistant step to learn from", "no assistant step to learn from"
+        )
+    return conversion
+
+
+def record_to_samples(record: Any, fmt: str = "auto", context: FormatContext = EMPTY_CONTEXT) -> list[Sample]:
+    """Convert one record to its samples; raises :class:`RecordError` with the reason."""
+    return convert_record(record, fmt, context).samples
+
+
+__all__ = [
+    "ALIASES",
+    "BFCL_CLASS_DOC_FILES",
+    "FORMATS",
+    "NO_SUITABLE_TOOL",
+    "Conversion",
+    "FormatContext",
+    "RecordError",
+    "bfcl_label",
+    "convert_record",
+    "detect_format",
+    "dialogue_samples",
+    "reason_of",
+    "record_to_samples",
+    "resolve_format",
+]

@@ -1,0 +1,66 @@
+"""OpenAI chat records: ``messages`` (with ``tool_calls``, ``tool`` results) and ``tools``.
+
+Content may be a string or a list of parts (OpenAI's ``{"type": "text", "text": ...}``, LLaMA-Factory's
+``{"type": "text", "value": ...}`` and ``{"type": "tool_call", "value": "{...}"}``); reasoning parts are
+left out with a warning, and any other part (an image) is refused. ``arguments`` may be a JSON string,
+the legacy ``function_call`` / ``function`` role and ``functions`` list are read too, and ``developer``
+is a system turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from toolcall.formats.common import (
+    Conversion,
+    RecordError,
+    call_from,
+    dialogue_samples,
+    json_or_value,
+    message,
+    text_of,
+    tools_from,
+)
+from toolcall.parsing import CallFormatError, parse_openai_tool_calls
+from toolcall.types import Message
+
+
+def from_openai(record: dict[str, Any]) -> Conversion:
+    notes: list[str] = []
+    tools_value = record.get("tools", record.get("functions"))
+    tools = tools_from(json_or_value(tools_value, "tools", python=True), notes)
+    raw_messages = json_or_value(record.get("messages"), "messages")
+    if not isinstance(raw_messages, list):
+        raise RecordError("openai 'messages' must be a list")
+    names_by_call_id: dict[str, str] = {}
+    messages: list[Message] = []
+    for index, raw in enumerate(raw_messages):
+        if not isinstance(raw, dict):
+            raise RecordError("each message must be an object")
+        role = str(raw.get("role"))
+        role = "system" if role == "developer" else role
+        where = f"message {index} ({role})"
+        text, part_calls = text_of(raw.get("content"), notes, where)
+        if role == "assistant":
+            calls = list(part_calls)
+            if raw.get("tool_calls"):
+                try:
+                    calls.extend(parse_openai_tool_calls(raw["tool_calls"]).calls)
+                except CallFormatError as error:
+                    raise RecordError(f"{where}: {error}", "tool_calls do not parse") from error
+                for entry in raw["tool_calls"]:
+                    if isinstance(entry, dict) and entry.get("id"):
+                        names_by_call_id[entry["id"]] = (entry.get("function") or {}).get("name", "")
+            if raw.get("function_call"):
+                calls.append(call_from(raw["function_call"]))
+            messages.append(Message(role="assistant", content=text, tool_calls=calls))
+        elif role in ("tool", "function"):
+            name = raw.get("name") or names_by_call_id.get(raw.get("tool_call_id", ""))
+            messages.append(message("tool", text, name=name))
+        else:
+            if part_calls:
+                raise RecordError(
+                    f"{where}: only assistant turns make calls", "calls outside an assistant turn"
+                )
+            messages.append(message(role, text))
+    return Conversion("openai", dialogue_samples(tools, messages, bool(record.get("ordered", False))), notes)

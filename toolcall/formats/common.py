@@ -1,0 +1,293 @@
+"""What every record format shares: the error type, the conversion result, messages, calls, labels.
+
+Pure: records in, samples or a :class:`RecordError` with the reason out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolcall.parsing import parse_output
+from toolcall.pytypes import TypeExpressionError, parse_python_calls, python_literal
+from toolcall.specs import ToolSpec, ToolSpecError, load_tools
+from toolcall.types import Action, Message, Sample, ToolCall
+
+# The text of a "no call" label where the dataset gives none (ToolMatch ignores no-call texts).
+NO_SUITABLE_TOOL = "None of the available functions can be used for this request."
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_GOT = re.compile(r"(, )?got .*$")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?![\w.])")
+
+
+def reason_of(message: str, *, quotes: bool = True) -> str:
+    """A message's stable class, for counting: numbers, "got …" values and (with ``quotes``) quoted
+    names masked. Messages written here quote keywords; messages of other layers quote values."""
+    first = message.splitlines()[0] if message else ""
+    if quotes:
+        first = _QUOTED.sub("'…'", first)
+    masked = _NUMBER.sub("N", _GOT.sub("", first))
+    return masked.strip()[:200] or "unknown"
+
+
+class RecordError(ValueError):
+    """A record that cannot become a sample; the message says why, ``reason`` is its stable class."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason_of(reason or message, quotes=False)
+
+
+@dataclass(frozen=True)
+class FormatContext:
+    """What a record may need from outside itself (pure data, loaded by the caller).
+
+    ``bfcl_answers``: BFCL's possible answers by question id (the ``ground_truth`` of its
+    ``possible_answer/`` file); ``bfcl_class_docs``: the function docs of each multi-turn class (its
+    ``multi_turn_func_doc/`` file).
+    """
+
+    bfcl_answers: Mapping[str, Any] = field(default_factory=dict)
+    bfcl_class_docs: Mapping[str, list[Any]] = field(default_factory=dict)
+
+
+EMPTY_CONTEXT = FormatContext()
+
+
+@dataclass
+class Conversion:
+    """One record's samples, in order, and what was kept but not checked or not kept at all."""
+
+    format: str
+    samples: list[Sample]
+    warnings: list[str] = field(default_factory=list)
+
+
+def json_or_value(value: Any, what: str, *, python: bool = False) -> Any:
+    """A JSON string read (or, with ``python``, a Python literal), anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        if python:
+            try:
+                return python_literal(value, what)
+            except TypeExpressionError:
+                pass
+        raise RecordError(
+            f"{what} is not valid JSON: {error.msg} at char {error.pos}", f"{what} is not valid JSON"
+        ) from error
+
+
+def tools_from(value: Any, notes: list[str], what: str = "tools") -> list[ToolSpec]:
+    """The record's tools; none (absent, null, empty) is an empty list: a record may offer no tool."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return []
+    try:
+        return load_tools(value, notes)
+    except ToolSpecError as error:
+        raise RecordError(f"invalid {what}: {error}", f"invalid {what}: {reason_of(error.what)}") from error
+
+
+def message(
+    role: str, content: Any, tool_calls: list[ToolCall] | None = None, name: str | None = None
+) -> Message:
+    if role not in ("system", "user", "assistant", "tool"):
+        raise RecordError(f"unknown message role {role!r}", "unknown message role")
+    if content is None:
+        content = ""
+    if not isinstance(content, str):
+        raise RecordError(f"{role} message content must be a string", "message content is not a string")
+    return Message(role=role, content=content, tool_calls=tool_calls or [], name=name)
+
+
+def assistant_from_text(text: str) -> Message:
+    """An assistant turn written in the paper's format: its ``<tool_call>`` blocks become calls."""
+    parsed = parse_output(text)
+    if parsed.error:
+        raise RecordError(f"assistant turn does not parse: {parsed.error}", "assistant turn does not parse")
+    action = parsed.action
+    if action is not None and action.calls:
+        return Message(role="assistant", content=parsed.text or "", tool_calls=list(action.calls))
+    return Message(role="assistant", content=text.strip())
+
+
+def call_from(value: Any) -> ToolCall:
+    """A call written as ``{"name", "arguments"|"parameters"}`` (arguments may be a JSON string)."""
+    if isinstance(value, dict) and isinstance(value.get("function"), dict) and "name" not in value:
+        value = value["function"]  # an OpenAI tool_calls entry
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not value["name"].strip():
+        raise RecordError(f"a call needs a string 'name': {str(value)[:80]}", "a call has no name")
+    arguments = value.get("arguments", value.get("parameters", {}))
+    arguments = json_or_value(arguments, "call arguments", python=True) if arguments != "" else {}
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise RecordError(
+            f"arguments of {value['name']} must be an object", "call arguments are not an object"
+        )
+    return ToolCall(name=value["name"].strip(), arguments=arguments)
+
+
+def calls_from_json(text: str, what: str) -> list[ToolCall]:
+    """One call or a list of calls, as JSON (or a Python literal) text."""
+    value = json_or_value(text.strip(), what, python=True)
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise RecordError(f"{what} holds no call", f"{what} holds no call")
+    return [call_from(item) for item in items]
+
+
+def label_from(value: Any, ordered: bool) -> Action:
+    """A label given as ``<tool_call>`` text, an Action object, or a list of calls."""
+    if isinstance(value, str):
+        parsed = parse_output(value)
+        if parsed.error or parsed.action is None:
+            raise RecordError(
+                f"label does not parse: {parsed.error or 'empty label'}", "label does not parse"
+            )
+        action = parsed.action
+    elif isinstance(value, list):
+        action = Action(calls=[call_from(call) for call in value])
+    elif isinstance(value, dict):
+        try:
+            action = Action.model_validate(value)
+        except ValueError as error:
+            raise RecordError(f"label is not an action: {error}", "label is not an action") from error
+    else:
+        raise RecordError(
+            f"label must be text, a list of calls or an action object, got {type(value).__name__}",
+            "label has the wrong type",
+        )
+    return action.model_copy(update={"ordered": ordered}) if ordered else action
+
+
+def check_context(messages: list[Message]) -> None:
+    if not any(m.role == "user" for m in messages):
+        raise RecordError("context has no user turn")
+
+
+def dialogue_samples(tools: list[ToolSpec], messages: list[Message], ordered: bool = False) -> list[Sample]:
+    """One sample per learnable assistant step of a whole dialogue (Section 4.1).
+
+    A step is an assistant turn that calls tools, or a plain-text answer right after a user turn (a
+    clarification, a "no suitable tool" answer, a reply when no tool is offered). Summaries after tool
+    results are not steps to learn from.
+    """
+    samples = []
+    for index, turn in enumerate(messages):
+        if turn.role != "assistant" or index == 0:
+            continue
+        context = messages[:index]
+        previous = context[-1].role
+        if turn.tool_calls:
+            label = Action(calls=list(turn.tool_calls), ordered=ordered)
+        elif previous == "user" and turn.content.strip():
+            label = Action(text=turn.content.strip())
+        else:
+            continue
+        if any(m.role == "user" for m in context):
+            samples.append(Sample(tools=tools, messages=context, label=label))
+    return samples
+
+
+def text_of(content: Any, warnings: list[str], where: str) -> tuple[str, list[ToolCall]]:
+    """Message content as text, and the calls held in tool-call parts.
+
+    Content may be a string or a list of parts: text parts (``text`` or ``value``) are joined, tool-call
+    parts (LLaMA-Factory's ``{"type": "tool_call", "value": "{...}"}``) become calls, reasoning parts are
+    left out with a warning; any other part (an image, audio) cannot be represented and is refused.
+    """
+    if content is None or isinstance(content, str):
+        return content or "", []
+    if not isinstance(content, list):
+        raise RecordError(f"{where}: content must be text or a list of parts", "message content is not text")
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise RecordError(f"{where}: a content part must be an object", "content part is not an object")
+        kind = part.get("type", "text")
+        body = part.get("text", part.get("value", part.get("content")))
+        if kind in ("text", "input_text", "output_text"):
+            if not isinstance(body, str):
+                raise RecordError(f"{where}: a text part holds no text", "text part holds no text")
+            texts.append(body)
+        elif kind in ("tool_call", "function_call"):
+            calls.extend(
+                calls_from_json(body, f"{where} tool_call part")
+                if isinstance(body, str)
+                else [call_from(body)]
+            )
+        elif kind in ("reasoning", "thinking"):
+            warnings.append(f"{where}: reasoning part not kept (a step's label is its calls or its answer)")
+        else:
+            raise RecordError(
+                f"{where}: a {kind!r} content part cannot be represented (only text and tool calls are)",
+                "content part cannot be represented",
+            )
+    return "".join(texts), calls
+
+
+def python_calls_to_tool_calls(text: str, tools: list[ToolSpec], what: str) -> list[ToolCall]:
+    """Calls written as Python (``[f(a=1), g(b='x')]``); positional arguments take the declared order."""
+    try:
+        parsed = parse_python_calls(text)
+    except TypeExpressionError as error:
+        raise RecordError(f"{what}: {error}", f"{what} does not parse as calls") from error
+    by_name = {tool.name: tool for tool in tools}
+    calls = []
+    for call in parsed:
+        arguments = dict(call.keywords)
+        if call.positional:
+            tool = by_name.get(call.name)
+            if tool is None:
+                raise RecordError(
+                    f"{what}: {call.name} takes positional arguments, but no tool of that name "
+                    "declares their order",
+                    f"{what}: positional arguments of an unknown function",
+                )
+            order = list(tool.parameters.properties)
+            if len(call.positional) > len(order):
+                raise RecordError(
+                    f"{what}: {call.name} got {len(call.positional)} positional arguments, "
+                    f"declares {len(order)}",
+                    f"{what}: too many positional arguments",
+                )
+            for name, value in zip(order, call.positional, strict=False):
+                if name in arguments:
+                    raise RecordError(
+                        f"{what}: {call.name} got {name} twice", f"{what}: argument given twice"
+                    )
+                arguments[name] = value
+        calls.append(ToolCall(name=call.name, arguments=arguments))
+    return calls
+
+
+__all__ = [
+    "EMPTY_CONTEXT",
+    "NO_SUITABLE_TOOL",
+    "Conversion",
+    "FormatContext",
+    "RecordError",
+    "assistant_from_text",
+    "call_from",
+    "calls_from_json",
+    "check_context",
+    "dialogue_samples",
+    "json_or_value",
+    "label_from",
+    "message",
+    "python_calls_to_tool_calls",
+    "reason_of",
+    "text_of",
+    "tools_from",
+]

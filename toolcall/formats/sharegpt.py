@@ -1,0 +1,245 @@
+"""The ShareGPT family: ``conversations`` of ``{"from", "value"}`` turns, and glaive's raw transcripts.
+
+- **Hermes function-calling v1** (NousResearch): tools in a ``<tools>`` block of the system turn (JSON,
+  one object per line, or a Python literal with single quotes and ``True``), calls in ``<tool_call>``
+  blocks of ``gpt`` turns (JSON or Python literals), results in ``<tool_response>`` blocks of ``tool``
+  turns. The system prose mentions "``<tools> </tools>`` XML tags" before the real block: empty blocks
+  are skipped.
+- **glaive / LLaMA-Factory**: ``tools`` as a JSON string (``"[]"``: no tool), calls in
+  ``function_call`` turns (JSON, one call or a list), results in ``observation`` turns.
+- **ToolACE**: tools listed as JSON in the ``system`` field ("...in JSON format that you can invoke:
+  [...]"), speakers ``user``/``assistant``/``tool``, calls written as Python, ``[Func Name(a=1, b="x")]``.
+- **glaive raw** (``glaiveai/glaive-function-calling-v2``: ``system`` and ``chat`` strings):
+  ``USER:``/``ASSISTANT:``/``FUNCTION RESPONSE:`` turns, calls as ``<functioncall> {...}``.
+
+Speakers human/user, gpt/assistant, system, tool/observation and function_call are read. A system
+prompt that only carried the tool list is the dataset's calling harness: it is not kept as a message
+(the policy prompt renders the tools), and the conversion says so in its warnings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from toolcall.formats.common import (
+    Conversion,
+    RecordError,
+    assistant_from_text,
+    calls_from_json,
+    dialogue_samples,
+    message,
+    python_calls_to_tool_calls,
+    tools_from,
+)
+from toolcall.pytypes import TypeExpressionError, python_literal
+from toolcall.specs import ToolSpec
+from toolcall.types import Message, ToolCall
+
+_SPEAKERS = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "tool": "tool",
+    "observation": "tool",
+    "function_response": "tool",
+    "function": "tool",
+    "ipython": "tool",
+    "function_call": "function_call",
+    "tool_call": "function_call",
+}
+_TOOLS_BLOCK = re.compile(r"<tools>(.*?)</tools>", re.DOTALL)
+_TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
+# Phrases after which a system prompt lists its tools as JSON (ToolACE, glaive).
+_LISTING_MARKERS = (
+    "in JSON format that you can invoke",
+    "with access to the following functions",
+    "has access to the following functions",
+    "the following functions to help the user",
+)
+# ToolACE's call syntax: "[Name(" where the name holds no brackets, quotes or separators.
+_PYTHON_CALLS = re.compile(r"^\s*\[\s*[^\[\]{}\"'=,()]+\(", re.DOTALL)
+_HARNESS_NOTE = (
+    "system prompt carrying the tool list not kept as a message (the policy prompt renders the tools)"
+)
+
+
+def _listing(body: str) -> list[Any] | None:
+    """A tool listing: a JSON list or object, several JSON objects in a row, or a Python literal."""
+    body = body.strip()
+    if not body:
+        return None
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        value = _json_sequence(body)
+        if value is None:
+            try:
+                value = python_literal(body, "tools")
+            except TypeExpressionError:
+                return None
+    if isinstance(value, dict):
+        return [value]
+    return value if isinstance(value, list) else None
+
+
+def _json_sequence(text: str, start: int = 0) -> list[Any] | None:
+    """JSON values written one after another from ``start`` (stops at the first non-JSON text)."""
+    decoder = json.JSONDecoder()
+    values: list[Any] = []
+    position = start
+    while position < len(text):
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        if position >= len(text) or text[position] not in "[{":
+            break
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            return values or None
+        if isinstance(value, list):
+            values.extend(value)
+        else:
+            values.append(value)
+    return values or None
+
+
+def tools_in_system(text: str) -> list[Any] | None:
+    """The tools a system prompt lists, or None if it lists none; a listing that does not read raises."""
+    blocks = [block for block in _TOOLS_BLOCK.findall(text) if block.strip()]
+    for block in blocks:
+        value = _listing(block)
+        if value is None:
+            raise RecordError(
+                "the <tools> block of the system prompt is neither JSON nor a Python literal",
+                "tools in the system prompt do not parse",
+            )
+        return value
+    for marker in _LISTING_MARKERS:
+        at = text.find(marker)
+        if at == -1:
+            continue
+        start = min((i for i in (text.find("[", at), text.find("{", at)) if i != -1), default=-1)
+        if start == -1:
+            continue
+        value = _json_sequence(text, start)
+        if value is None:
+            raise RecordError(
+                "the tool list of the system prompt is not JSON", "tools in the system prompt do not parse"
+            )
+        return value
+    return None
+
+
+def _assistant(value: str, tools: list[ToolSpec], where: str) -> Message:
+    if "<tool_call>" in value or "</tool_call>" in value:
+        return assistant_from_text(value)
+    if _PYTHON_CALLS.match(value):
+        return Message(role="assistant", tool_calls=python_calls_to_tool_calls(value, tools, where))
+    return Message(role="assistant", content=value.strip())
+
+
+def _function_call(value: str, tools: list[ToolSpec], where: str) -> Message:
+    if _PYTHON_CALLS.match(value):
+        calls = python_calls_to_tool_calls(value, tools, where)
+    else:
+        calls = calls_from_json(value, where)
+    return Message(role="assistant", tool_calls=calls)
+
+
+def from_sharegpt(record: dict[str, Any]) -> Conversion:
+    turns = record.get("conversations")
+    if not isinstance(turns, list):
+        raise RecordError("sharegpt 'conversations' must be a list of turns")
+    notes: list[str] = []
+    tools_value: Any = record.get("tools")
+    if isinstance(tools_value, str) and tools_value.strip() in ("", "[]"):
+        tools_value = None
+    harness: set[int] = set()  # indices of system texts that carried the tools (-1: the record's field)
+    system_field = record.get("system")
+    if system_field is not None and not isinstance(system_field, str):
+        raise RecordError("sharegpt 'system' must be a string")
+    if tools_value is None and system_field:
+        tools_value = tools_in_system(system_field)
+        if tools_value is not None:
+            harness.add(-1)
+    for index, turn in enumerate(turns):
+        if tools_value is not None:
+            break
+        if isinstance(turn, dict) and turn.get("from") == "system" and isinstance(turn.get("value"), str):
+            tools_value = tools_in_system(turn["value"])
+            if tools_value is not None:
+                harness.add(index)
+    tools = tools_from(tools_value, notes)
+    messages: list[Message] = []
+    if system_field and -1 not in harness:
+        messages.append(message("system", system_field))
+    if harness:
+        notes.append(_HARNESS_NOTE)
+    for index, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise RecordError("each conversation turn must be an object")
+        speaker = turn.get("from", turn.get("role"))
+        value = turn.get("value", turn.get("content", ""))
+        role = _SPEAKERS.get(str(speaker).lower())
+        if role is None:
+            raise RecordError(f"unknown sharegpt speaker {speaker!r}", "unknown sharegpt speaker")
+        if not isinstance(value, str):
+            raise RecordError("sharegpt turn values must be strings", "turn value is not a string")
+        where = f"turn {index} ({speaker})"
+        if role == "system":
+            if index not in harness:
+                messages.append(message("system", value))
+        elif role == "assistant":
+            messages.append(_assistant(value, tools, where))
+        elif role == "function_call":
+            messages.append(_function_call(value, tools, where))
+        elif role == "tool":
+            responses = _TOOL_RESPONSE.findall(value) or [value]
+            messages.extend(message("tool", response.strip()) for response in responses)
+        else:
+            messages.append(message(role, value))
+    return Conversion("sharegpt", dialogue_samples(tools, messages), notes)
+
+
+# --- glaive raw transcripts ------------------------------------------------------------------------
+
+_GLAIVE_TURN = re.compile(r"(?:^|\n)\s*(USER|ASSISTANT|FUNCTION RESPONSE)\s*:", re.MULTILINE)
+_END_OF_TEXT = re.compile(r"\s*<\|endoftext\|>\s*")
+_FUNCTION_CALL = re.compile(r"<functioncall>\s*(.*?)\s*(?:</functioncall>|$)", re.DOTALL)
+
+
+def from_glaive(record: dict[str, Any]) -> Conversion:
+    system, chat = record.get("system"), record.get("chat")
+    if not isinstance(system, str) or not isinstance(chat, str):
+        raise RecordError("glaive records need 'system' and 'chat' strings")
+    notes: list[str] = []
+    listed = tools_in_system(system)
+    tools = tools_from(listed, notes)
+    messages: list[Message] = []
+    prompt = re.sub(r"^\s*SYSTEM\s*:\s*", "", system).strip()
+    if listed is not None:
+        notes.append(_HARNESS_NOTE)
+    elif prompt:
+        messages.append(message("system", prompt))
+    pieces = _GLAIVE_TURN.split(chat)
+    if len(pieces) < 3:
+        raise RecordError("glaive chat has no USER:/ASSISTANT: turns", "glaive chat has no turns")
+    for speaker, text in zip(pieces[1::2], pieces[2::2], strict=True):
+        text = _END_OF_TEXT.sub("\n", text).strip()
+        if speaker == "USER":
+            messages.append(message("user", text))
+        elif speaker == "FUNCTION RESPONSE":
+            messages.append(message("tool", text))
+        else:
+            calls: list[ToolCall] = []
+            for body in _FUNCTION_CALL.findall(text):
+                calls.extend(calls_from_json(body, "glaive functioncall"))
+            content = _FUNCTION_CALL.sub("", text).strip()
+            messages.append(Message(role="assistant", content=content, tool_calls=calls))
+    return Conversion("glaive", dialogue_samples(tools, messages), notes)

@@ -1,0 +1,81 @@
+"""The analytics kept live while a run goes on: the run's topics followed, the tables redrawn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from rich.console import Console
+from rich.live import Live
+
+from bus.config import RunSettings
+from views.analytics.collect import StatsCollector
+from views.analytics.frames import RunStats
+from views.analytics.render import render_stats
+from views.store import ALL_TOPIC_NAMES
+
+
+async def follow_stats(
+    settings: RunSettings,
+    console: Console,
+    stop: asyncio.Event,
+    *,
+    refresh_s: float = 2.0,
+    on_update: Callable[[RunStats], None] | None = None,
+) -> RunStats:
+    """Follow every topic of the run and keep the tables up to date on ``console`` until ``stop``."""
+    from bus.kafka import follow
+
+    collector = StatsCollector()
+    stats = collector.stats()
+    loop = asyncio.get_running_loop()
+    last_render = float("-inf")
+    changed = True
+    stream = follow(settings.kafka, settings.run_id, ALL_TOPIC_NAMES)
+    with Live(render_stats(stats), console=console, auto_refresh=False, transient=False) as live:
+        try:
+            # follow() yields at least once per idle timeout (an empty batch), so stop is seen promptly.
+            async for batch in stream:
+                if stop.is_set():
+                    break
+                changed |= collector.add_all(d.event for d in batch) > 0
+                # Redraw when caught up (an empty batch) or at most every refresh_s while catching up.
+                if changed and (not batch or loop.time() - last_render >= refresh_s):
+                    stats = collector.stats()
+                    live.update(render_stats(stats), refresh=True)
+                    last_render, changed = loop.time(), False
+                    if on_update is not None:
+                        on_update(stats)
+        finally:
+            await stream.aclose()
+    return collector.stats()
+
+
+async def stats_updates(
+    settings: RunSettings,
+    *,
+    refresh_s: float = 2.0,
+    stop: asyncio.Event | None = None,
+    idle_timeout_ms: int = 500,
+) -> AsyncIterator[RunStats]:
+    """Follow every topic of the run from offset 0 and yield fresh :class:`RunStats` as events arrive:
+    once caught up (nothing new for ``idle_timeout_ms``), and at most every ``refresh_s`` while catching
+    up; nothing while nothing changes. Ends when ``stop`` is set (seen within ``idle_timeout_ms``), or
+    when the caller leaves the loop."""
+    from bus.kafka import follow
+
+    collector = StatsCollector()
+    loop = asyncio.get_running_loop()
+    last = float("-inf")
+    changed = True  # the first catch-up yields even for an empty run
+    stream = follow(settings.kafka, settings.run_id, ALL_TOPIC_NAMES, idle_timeout_ms=idle_timeout_ms)
+    try:
+        async for batch in stream:
+            if stop is not None and stop.is_set():
+                break
+            changed |= collector.add_all(d.event for d in batch) > 0
+            if changed and (not batch or loop.time() - last >= refresh_s):
+                last, changed = loop.time(), False
+                yield collector.stats()
+    finally:
+        await stream.aclose()

@@ -1,0 +1,29 @@
+"""Settings of the sample store (the ``[store]`` section)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import Field
+
+from bus.config import RunSettings
+from common.settings import Section
+
+
+class StoreSettings(Section):
+    """The LanceDB sample store (materialised view of the topics)."""
+
+    path: Path = Path("data/store")
+    per_run: bool = Field(default=True, description="Keep each run's store in its own folder, path/<run id>.")
+
+    def folder(self, run_id: str) -> Path:
+        """The store folder of ``run_id``: ``path/<run id>`` (or ``path`` itself with ``per_run`` off)."""
+        return self.path / run_id if self.per_run else self.path
+
+
+class StoreRunSettings(RunSettings, Protocol):
+    """What the views need of the app's settings: the run, its cluster and the store folder."""
+
+    @property
+    def store(self) -> StoreSettings: ...

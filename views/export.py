@@ -1,0 +1,416 @@
+"""export: D_J with the labels it was curated with, as jsonl, parquet, a datasets folder or verl parquet.
+
+Every format holds the same rows in sample-id order, and nothing in a file depends on when or where
+it was written, so exporting the same round twice gives byte-identical files:
+
+- ``jsonl``: one canonical JSON object per line (sorted keys), in this project's ``paper`` record
+  format (``tools``, ``messages``, ``label`` as an Action object) plus the curation fields, so an
+  export can be ingested again (``looptool ingest``) and yields the same samples.
+- ``parquet``: one row per member; ``messages`` and ``label`` as nested columns (call arguments as
+  canonical JSON strings, since their shape varies per tool), ``tools`` as canonical JSON.
+- ``hf``: the same table saved as a ``datasets.Dataset`` folder (``save_to_disk``), its fingerprint
+  the dataset's content hash.
+- ``verl``: the trainer's RLHF parquet, written by :func:`trainer.verl.data.write_verl_parquet`
+  (one writer for training and export).
+
+Files are written beside their target and moved into place, so a failed export leaves no half file
+and nothing beside it; an ``hf`` folder replaces only an empty folder or an earlier export (``--force``
+for anything else), so a mistyped ``--out`` never wipes a folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+
+from common.logs import get_logger
+from toolcall.canonical import canonical_json
+from toolcall.prompts import DEFAULT_CURRENT_TIME
+from toolcall.specs import load_tools
+from toolcall.types import Action, Message, Sample, ToolCall
+from views.config import StoreRunSettings
+from views.replay import Cut, DatasetMember, ReplayError, RoundDataset, dataset_at
+
+log = get_logger(__name__)
+
+ExportFormat = Literal["jsonl", "parquet", "hf", "verl"]
+EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "parquet", "hf", "verl")
+_SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ".hf", "verl": ".verl.parquet"}
+
+_CALL = pa.struct([pa.field("name", pa.string()), pa.field("arguments", pa.string())])
+DATASET_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("origin", pa.string()),
+        pa.field("seed_sample_id", pa.string()),
+        pa.field("tools", pa.string(), nullable=False),
+        pa.field(
+            "messages",
+            pa.list_(
+                pa.struct(
+                    [
+                        pa.field("role", pa.string()),
+                        pa.field("content", pa.string()),
+                        pa.field("tool_calls", pa.list_(_CALL)),
+                        pa.field("name", pa.string()),
+                    ]
+                )
+            ),
+            nullable=False,
+        ),
+        pa.field(
+            "label",
+            pa.struct(
+                [
+                    pa.field("calls", pa.list_(_CALL)),
+                    pa.field("text", pa.string()),
+                    pa.field("ordered", pa.bool_()),
+                ]
+            ),
+            nullable=False,
+        ),
+        pa.field("label_event_id", pa.string(), nullable=False),
+        pa.field("content_hash", pa.string(), nullable=False),
+    ]
+)
+
+
+class ExportError(ValueError):
+    """The dataset cannot be exported as asked (unknown format, or D_J fails its manifest check)."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    round: int
+    rows: int
+    content_hash: str
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+
+def _calls(calls: Sequence[ToolCall]) -> list[dict[str, str]]:
+    return [{"name": c.name, "arguments": canonical_json(c.arguments)} for c in calls]
+
+
+def jsonl_record(member: DatasetMember) -> dict[str, Any]:
+    """The jsonl record of a member: a ``paper`` record (re-ingestible) plus its curation fields."""
+    return {
+        "sample_id": member.sample_id,
+        "round": member.round,
+        "source": member.source,
+        "origin": member.origin,
+        "seed_sample_id": member.seed_sample_id,
+        "tools": [tool.model_dump(mode="json") for tool in member.tools],
+        "messages": [message.model_dump(mode="json") for message in member.messages],
+        "label": member.label.model_dump(mode="json"),
+        "label_event_id": member.label_event_id,
+        "content_hash": member.content_hash,
+    }
+
+
+def table_row(member: DatasetMember) -> dict[str, Any]:
+    """The parquet / datasets row of a member (nested columns, JSON where the shape varies)."""
+    return {
+        "sample_id": member.sample_id,
+        "round": member.round,
+        "source": member.source,
+        "origin": member.origin,
+        "seed_sample_id": member.seed_sample_id,
+        "tools": canonical_json([tool.model_dump(mode="json") for tool in member.tools]),
+        "messages": [
+            {"role": m.role, "content": m.content, "tool_calls": _calls(m.tool_calls), "name": m.name}
+            for m in member.messages
+        ],
+        "label": {
+            "calls": _calls(member.label.calls),
+            "text": member.label.text,
+            "ordered": member.label.ordered,
+        },
+        "label_event_id": member.label_event_id,
+        "content_hash": member.content_hash,
+    }
+
+
+def dataset_table(dataset: RoundDataset) -> pa.Table:
+    return pa.Table.from_pylist([table_row(m) for m in dataset.members], schema=DATASET_SCHEMA)
+
+
+def _call_from_row(row: dict[str, Any]) -> ToolCall:
+    return ToolCall(name=row["name"], arguments=json.loads(row["arguments"]))
+
+
+def sample_from_row(row: dict[str, Any]) -> Sample:
+    """A parquet / datasets row back to the sample it holds (the inverse of :func:`table_row`)."""
+    messages = [
+        Message(
+            role=m["role"],
+            content=m["content"] or "",
+            tool_calls=[_call_from_row(c) for c in m["tool_calls"] or []],
+            name=m["name"],
+        )
+        for m in row["messages"]
+    ]
+    label = row["label"]
+    action = Action(
+        calls=[_call_from_row(c) for c in label["calls"] or []], text=label["text"], ordered=label["ordered"]
+    )
+    return Sample(tools=load_tools(json.loads(row["tools"])), messages=messages, label=action)
+
+
+# --- writers ------------------------------------------------------------------------------------
+
+# Written into every hf export folder: a folder holding it was made by an export and may be replaced.
+EXPORT_MARKER = ".looptool-export"
+
+
+def _temporary(target: Path) -> Path:
+    """A new name beside ``target`` (same file system, so the final rename is atomic); nothing made."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.with_name(f".{target.name}.tmp-{secrets.token_hex(6)}")
+
+
+def _discard(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def check_target(target: Path, fmt: str, *, force: bool = False) -> None:
+    """Refuse an output that an export would clobber without being asked to.
+
+    A file format replaces an existing file (as ``cp`` would) but never a folder. The ``hf`` folder
+    replaces only a missing or empty folder, or one an earlier export wrote (it holds
+    :data:`EXPORT_MARKER`), unless ``force``: a mistyped ``--out .`` must not wipe anything.
+    """
+    if fmt != "hf":
+        if target.is_dir():
+            raise ExportError(f"{target} is a folder; {fmt} exports to a file: give a file path as --out")
+        return
+    if target.is_dir() and Path.cwd().resolve().is_relative_to(target.resolve()):
+        raise ExportError(f"{target} holds the current folder; export into a folder of its own")
+    if force or (not target.exists() and not target.is_symlink()):
+        return
+    if not target.is_dir() or target.is_symlink():
+        raise ExportError(f"{target} exists and is not a folder; give a new path or --force to replace it")
+    if any(target.iterdir()) and not (target / EXPORT_MARKER).is_file():
+        raise ExportError(
+            f"{target} is a non-empty folder that no export wrote; give a new or empty folder, "
+            "or --force to replace it"
+        )
+
+
+def _install(built: Path, target: Path) -> None:
+    """Move ``built`` to ``target``; an existing target is replaced only once ``built`` is in place."""
+    if not built.is_dir():
+        os.replace(built, target)
+        return
+    old: Path | None = None
+    if target.exists() or target.is_symlink():
+        old = _temporary(target)
+        os.replace(target, old)
+    try:
+        os.replace(built, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        _discard(old)
+
+
+@contextlib.contextmanager
+def _staged(target: Path, *, folder: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write the export into; it becomes ``target`` only if all went well."""
+    built = _temporary(target)
+    if folder:
+        built.mkdir()
+    try:
+        yield built
+        _install(built, target)
+    finally:
+        if built.exists():
+            _discard(built)
+
+
+def write_jsonl(dataset: RoundDataset, path: Path) -> Path:
+    with _staged(path) as built, built.open("w", encoding="utf-8", newline="\n") as out:
+        for member in dataset.members:
+            out.write(canonical_json(jsonl_record(member)) + "\n")
+    return path
+
+
+def write_parquet(dataset: RoundDataset, path: Path) -> Path:
+    with _staged(path) as built:
+        # Fixed options (not library defaults that may change): the bytes depend on the rows alone.
+        pq.write_table(dataset_table(dataset), built, compression="zstd", compression_level=3)
+    return path
+
+
+def write_hf(dataset: RoundDataset, folder: Path) -> Path:
+    import datasets
+
+    hf = datasets.Dataset(dataset_table(dataset), fingerprint=dataset.content_hash)
+    with _staged(folder, folder=True) as built:
+        bars_were_off = datasets.are_progress_bars_disabled()
+        datasets.disable_progress_bars()
+        try:
+            hf.save_to_disk(str(built))
+        finally:
+            if not bars_were_off:
+                datasets.enable_progress_bars()
+        (built / EXPORT_MARKER).write_text(
+            canonical_json({"format": "hf", "round": dataset.round, "content_hash": dataset.content_hash})
+            + "\n",
+            encoding="utf-8",
+        )
+    return folder
+
+
+def write_verl(dataset: RoundDataset, path: Path, *, current_time: str | None = None) -> Path:
+    from trainer.verl.data import VerlRow, write_verl_parquet
+
+    rows = [VerlRow.from_sample(m.sample_id, m.sample, current_time) for m in dataset.members]
+    try:
+        with _staged(path) as built:
+            write_verl_parquet(rows, built, round_index=dataset.round)
+    except ValueError as error:  # a row verl could not train on; the writer names it
+        raise ExportError(f"D_{dataset.round} cannot be written as verl parquet: {error}") from error
+    return path
+
+
+def export_dataset(
+    dataset: RoundDataset, fmt: str, out: Path, *, current_time: str | None = None, force: bool = False
+) -> ExportResult:
+    """Write ``dataset`` as ``fmt`` at ``out``.
+
+    Refuses a D_J that fails its manifest, and an ``hf`` folder that holds files no export wrote,
+    unless ``force``. The export is written beside ``out`` and renamed into place at the end, so a
+    failed export leaves ``out`` as it was and nothing beside it.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    if not dataset.verified and not force:
+        raise ExportError(
+            f"D_{dataset.round} in the log does not match its manifest: " + "; ".join(dataset.problems[:5])
+        )
+    if not dataset.members:
+        raise ExportError(f"D_{dataset.round} has no members")
+    out = Path(out).absolute()  # `--out .` has no name to write beside
+    check_target(out, fmt, force=force)
+    if fmt == "jsonl":
+        write_jsonl(dataset, out)
+    elif fmt == "parquet":
+        write_parquet(dataset, out)
+    elif fmt == "hf":
+        write_hf(dataset, out)
+    else:
+        write_verl(dataset, out, current_time=current_time)
+    log.info("export.written", path=str(out), format=fmt, round=dataset.round, rows=len(dataset.members))
+    return ExportResult(out, fmt, dataset.round, len(dataset.members), dataset.content_hash)
+
+
+# --- reading back (tests, notebooks) ------------------------------------------------------------
+
+
+def read_export(path: Path, fmt: str) -> Iterator[tuple[str, Sample]]:
+    """(sample id, sample) of every row of a jsonl, parquet or hf export, in file order."""
+    path = Path(path)
+    if fmt == "jsonl":
+        from toolcall.formats import record_to_samples
+
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                record = json.loads(line)
+                [sample] = record_to_samples(record, "paper")
+                yield record["sample_id"], sample
+    elif fmt == "parquet":
+        for row in pq.read_table(path).to_pylist():
+            yield row["sample_id"], sample_from_row(row)
+    elif fmt == "hf":
+        import datasets
+
+        for row in datasets.load_from_disk(str(path)):
+            yield row["sample_id"], sample_from_row(row)
+    else:
+        raise ExportError(f"read_export reads jsonl, parquet or hf, not {fmt!r}")
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def default_export_path(settings: StoreRunSettings, round_: int, fmt: str) -> Path:
+    return settings.store.path.parent / "exports" / settings.run_id / f"round-{round_}{_SUFFIX[fmt]}"
+
+
+async def export_round(
+    settings: StoreRunSettings,
+    cut: Cut,
+    fmt: str,
+    out: Path | None = None,
+    *,
+    force: bool = False,
+    current_time: str = DEFAULT_CURRENT_TIME,
+) -> ExportResult:
+    """Rebuild D_J as of ``cut`` from the topics and export it."""
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    if out is not None:  # before the replay: a refusal should not cost one
+        check_target(Path(out).absolute(), fmt, force=force)
+    dataset = await dataset_at(settings, cut)
+    target = out or default_export_path(settings, dataset.round, fmt)
+    return export_dataset(dataset, fmt, target, current_time=current_time, force=force)
+
+
+def run_export(
+    settings: StoreRunSettings,
+    *,
+    round_: int | None,
+    until: str | None,
+    fmt: str,
+    out: Path | None,
+    console: Console,
+    force: bool = False,
+    current_time: str = DEFAULT_CURRENT_TIME,
+) -> ExportResult:
+    """``looptool export``: D_J as of the cut (default: the latest closed round), written as ``fmt``."""
+    cut = Cut.from_options(round_, until)
+    with console.status(f"rebuilding the dataset as of {cut.describe()} from the topics…"):
+        result = asyncio.run(export_round(settings, cut, fmt, out, force=force, current_time=current_time))
+    console.print(
+        f"wrote D_{result.round} ({result.rows} samples, content hash {result.content_hash}) "
+        f"as {result.format} → {result.path}"
+    )
+    return result
+
+
+__all__ = [
+    "DATASET_SCHEMA",
+    "EXPORT_FORMATS",
+    "ExportError",
+    "ExportResult",
+    "ReplayError",
+    "export_dataset",
+    "export_round",
+    "read_export",
+    "run_export",
+    "sample_from_row",
+]
