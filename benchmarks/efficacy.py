@@ -81,14 +81,17 @@ class Shared:
 
 async def prepare(scale: DemoScale, cache_dir: Path, console: Console, model: Path | None = None) -> Shared:
     from inference.transformers_backend import TransformersBackend
-    from looptool.warm_start import WarmStart, cached_warm_start
+    from looptool.warm_start import WarmStart, cached_warm_start, load_cached
     from world import World
     from world.scoring import heldout_accuracy
     from world.seed import build_seed_set
 
     world = World(0)
     seed_set = await build_seed_set(world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=0.2)
-    if model is not None:  # an experiment's warm-started policy instead of the demo's
+    cached = load_cached(model) if model is not None else None
+    if cached is not None:  # a cached warm start (of another recipe): its key and build time kept
+        warm = cached
+    elif model is not None:  # an experiment's warm-started policy instead of the demo's
         warm = WarmStart(str(model), model, model, model, True, 0.0, 0.0, 0, 0.0, 0, {})
     else:
         with console.status("warm start (built once, then taken from its cache)…"):
@@ -314,7 +317,12 @@ async def main() -> None:
     parser.add_argument("--target-size", type=int, default=None, help="override the scale's |D_j|")
     parser.add_argument("--work", type=Path, default=ROOT / "data" / "efficacy")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / WARM_START_CACHE)
-    parser.add_argument("--warm-model", type=Path, default=None, help="a warm-started policy folder to use")
+    parser.add_argument(
+        "--warm-model",
+        type=Path,
+        default=None,
+        help="a warm-started policy folder, or a cached warm-start folder (its key and build time kept)",
+    )
     parser.add_argument("--grpo-lr", type=float, default=None, help="override the scale's GRPO learning rate")
     parser.add_argument("--group-size", type=int, default=None, help="override the scale's G")
     parser.add_argument("--epochs", type=int, default=None, help="override the scale's GRPO epochs per round")

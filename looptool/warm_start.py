@@ -312,3 +312,11 @@ def _warm_start(folder: Path, info: dict[str, Any], *, cached: bool) -> WarmStar
         drills=int(info["drills"]),
         sft={k: float(v) for k, v in info["sft"].items()},
     )
+
+
+def load_cached(folder: Path) -> WarmStart | None:
+    """A warm start already in the cache, from its folder (None if ``folder`` holds none)."""
+    info_path = Path(folder) / WARM_START_INFO
+    if not info_path.exists():
+        return None
+    return _warm_start(Path(folder), json.loads(info_path.read_text(encoding="utf-8")), cached=True)
