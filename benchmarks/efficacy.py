@@ -202,6 +202,19 @@ def render(results: list[ArmRound], rounds: int, arms: list[str]) -> list[Any]:
     return tables
 
 
+def markdown_table(results: list[ArmRound], rounds: int, arms: list[str], warm_accuracy: float) -> str:
+    """The README's table: held-out ToolMatch and label noise per arm and round, mean ± std over seeds."""
+    head = ["arm", "seeds", *(f"acc. r{j}" for j in range(1, rounds + 1)), f"noise r{rounds}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines.append("| warm start | | " + " | ".join([f"{warm_accuracy * 100:.1f}", *[""] * rounds]) + " |")
+    for arm in arms:
+        seeds = len(_values(results, arm, 1, "heldout_accuracy"))
+        cells = [_mean_std(_values(results, arm, j, "heldout_accuracy")) for j in range(1, rounds + 1)]
+        noise = _mean_std(_values(results, arm, rounds, "label_noise"))
+        lines.append("| " + " | ".join([arm, str(seeds), *cells, noise]) + " |")
+    return "\n".join(lines)
+
+
 def gap_summary(results: list[ArmRound], rounds: int) -> dict[str, Any]:
     """Loop vs static at the last round: the gap in points and the pooled std (target: gap ≥ 5 and
     gap > 2 × pooled std)."""
@@ -304,6 +317,7 @@ def merge(paths: list[Path], out: Path, plot_path: Path, console: Console) -> No
     for table in render(results, rounds, arms):
         console.print(table)
     console.print(summary)
+    console.print(markdown_table(results, rounds, arms, first["warm_start"]["heldout_accuracy"]))
     console.print(f"wrote {out} and {plot_path}")
 
 
@@ -407,6 +421,7 @@ async def main() -> None:
         )
     )
     plot(results, scale.rounds, arms, shared.warm_accuracy, args.plot)
+    console.print(markdown_table(results, scale.rounds, arms, shared.warm_accuracy))
     console.print(f"wrote {args.out} and {args.plot} ({(time.monotonic() - started) / 60:.1f} min)")
 
 
