@@ -338,6 +338,9 @@ async def main() -> None:
         help="a warm-started policy folder, or a cached warm-start folder (its key and build time kept)",
     )
     parser.add_argument("--grpo-lr", type=float, default=None, help="override the scale's GRPO learning rate")
+    parser.add_argument(
+        "--es-share", type=float, default=None, help="cap on the error seeds' share of D_j (default: none)"
+    )
     parser.add_argument("--group-size", type=int, default=None, help="override the scale's G")
     parser.add_argument("--epochs", type=int, default=None, help="override the scale's GRPO epochs per round")
     parser.add_argument(
@@ -367,6 +370,8 @@ async def main() -> None:
         scale = dataclasses.replace(scale, target_size=args.target_size)
     if args.grpo_lr is not None:
         scale = dataclasses.replace(scale, grpo_learning_rate=args.grpo_lr)
+    if args.es_share is not None:
+        scale = dataclasses.replace(scale, max_error_seed_share=args.es_share)
     if args.group_size is not None:
         scale = dataclasses.replace(scale, group_size=args.group_size)
     if args.epochs is not None:

@@ -72,6 +72,7 @@ class DemoScale:
     sft_warmup_ratio: float = 0.05
     drill_two_requests: float = 0.0  # share of copy drills with two requests (two calls)
     grpo_learning_rate: float = 1e-4
+    max_error_seed_share: float | None = None  # the paper's rule: every error seed that fits
     grpo_epochs: int = 1
     grpo_temperature: float = 1.0
     max_new_tokens: int = 96
@@ -160,6 +161,7 @@ def demo_settings(
                 rounds=scale.rounds,
                 target_size=scale.target_size,
                 expansions_per_seed=4,
+                max_error_seed_share=scale.max_error_seed_share,
                 probe_checkpoints="latest",  # the online variant: probe with the newest checkpoint
             ),
             "policy": PolicySettings(
