@@ -1,7 +1,7 @@
 """Benchmark: wall-clock of J rounds of the demo world, streaming (overlapping services) vs strictly serial.
 
 Both arms start from the same seed pool and the same initial policy
-(:func:`looptool.demo.build_initial_policy`), with the demo's settings (:func:`looptool.demo.demo_settings`):
+(the demo's cached warm start, :func:`looptool.warm_start.cached_warm_start`), with the demo's settings:
 same |D_j|, SFT warm start, GRPO steps, probe batch and length, simulated judge/generator/verifier.
 
 - streaming: as ``looptool demo`` runs it (:func:`looptool.demo.run_demo`): ``looptool worker``
@@ -298,7 +298,8 @@ async def run_serial(
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    from looptool.demo import SCALES, build_initial_policy, split_warm_start, write_warm_start
+    from looptool.demo import SCALES, WARM_START_CACHE
+    from looptool.warm_start import cached_warm_start
     from world import World
     from world.seed import build_seed_set
 
@@ -315,13 +316,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-svs-"))
     # As run_demo prepares a run: the seeds, the warm start's own samples and drills, the policy.
     world = World(args.seed)
-    synthesised = await build_seed_set(world, scale.dialogues, noise_rate=0.2)
-    seed_set, warm = split_warm_start(synthesised, scale.warm_start_samples, args.seed)
-    model = work / "initial"
-    if not (model / "config.json").is_file():
-        with console.status("building the demo's initial policy…"):
-            drills = write_warm_start(world, warm, scale.copy_drills, work / "warmstart.jsonl", args.seed)
-            build_initial_policy(world, synthesised.samples, model, scale, args.seed, drills)
+    seed_set = await build_seed_set(world, scale.dialogues, noise_rate=0.2)
+    with console.status("the demo's warm-started policy (built once, then from its cache)…"):
+        warm = await cached_warm_start(
+            world, seed_set, scale.warm_start, cache_dir=WARM_START_CACHE, seed=args.seed, noise_rate=0.2
+        )
+    model = warm.model  # warm-started beforehand, as the demo does: the arms time the loop alone
     # One run id for both arms: curation's draws are seeded by it, so both curate the same D_1.
     run_id = "svs-" + datetime.now().strftime("%Y%m%d%H%M%S")
     console.print(

@@ -96,8 +96,9 @@ def configure_logging(settings: LogSettings | None = None, *, stream: Any = None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.INFO))
-    # aiokafka and faust are chatty at INFO about every rebalance; keep them to warnings.
-    for noisy in ("aiokafka", "faust", "mode"):
+    # aiokafka and faust are chatty at INFO about every rebalance, matplotlib about every categorical
+    # axis ("Using categorical units ..."); keep them to warnings.
+    for noisy in ("aiokafka", "faust", "mode", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

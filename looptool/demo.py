@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -36,6 +36,7 @@ from common.logs import get_logger
 from common.machine import finish_machine_info, machine_info
 from looptool.config import Settings
 from looptool.supervisor import Service, tree_rss
+from looptool.warm_start import WarmStartRecipe
 from schemas.events import CheckpointPublished, Event
 from streams.curate import LEDGER_TOPICS, CurationPolicy, Ledger, open_first_round
 
@@ -50,32 +51,58 @@ class DemoScale:
     heldout_dialogues: int
     rounds: int
     target_size: int
+    # The policy and its warm start (looptool.warm_start): a tiny Qwen2 from scratch, trained on
+    # further world dialogues (D_seed's noise rate) and copy drills before round 1.
     hidden: int
     layers: int
+    warm_dialogues: int
+    # Copy drills: a pretrained LLM can copy spans from its prompt; a tiny model from scratch learns
+    # that from world data alone far too slowly (see world.drills).
+    copy_drills: int
     sft_steps: int
     grpo_prompts_per_step: int
     group_size: int
     publish_every_steps: int
-    # Copy drills in the SFT warm start: a pretrained LLM can copy spans from its prompt; a tiny model
-    # from scratch learns that from world data alone far too slowly (see world.drills).
-    copy_drills: int
-    # Seeds set apart for the warm start (never curated): see split_warm_start.
-    warm_start_samples: int
     sft_learning_rate: float = 2e-3
+    sft_batch_size: int = 16
+    sft_schedule: str = "cosine"
+    sft_warmup_ratio: float = 0.05
+    drill_two_requests: float = 0.0  # share of copy drills with two requests (two calls)
+    grpo_learning_rate: float = 1e-4
+    max_error_seed_share: float | None = None  # the paper's rule: every error seed that fits
+    grpo_epochs: int = 1
+    grpo_temperature: float = 1.0
     max_new_tokens: int = 96
+
+    @property
+    def warm_start(self) -> WarmStartRecipe:
+        return WarmStartRecipe(
+            dialogues=self.warm_dialogues,
+            copy_drills=self.copy_drills,
+            hidden=self.hidden,
+            layers=self.layers,
+            steps=self.sft_steps,
+            batch_size=self.sft_batch_size,
+            learning_rate=self.sft_learning_rate,
+            schedule=self.sft_schedule,
+            warmup_ratio=self.sft_warmup_ratio,
+            drill_two_requests=self.drill_two_requests,
+        )
 
 
 SCALES: dict[str, DemoScale] = {
     "full": DemoScale(
         dialogues=400,
         heldout_dialogues=120,
-        rounds=3,
+        rounds=4,
         target_size=160,
         hidden=128,
         layers=2,
-        sft_steps=800,
-        copy_drills=1500,
-        warm_start_samples=200,
+        warm_dialogues=1500,
+        copy_drills=2000,
+        # 3000 cosine steps: 72% held-out after the warm start in the recipe search, leaving the loop
+        # room to gain; 2400 steps measured 55-62% (benchmarks/results/warm_start.jsonl).
+        sft_steps=3000,
         grpo_prompts_per_step=4,
         group_size=8,
         publish_every_steps=10,
@@ -87,20 +114,29 @@ SCALES: dict[str, DemoScale] = {
         target_size=64,
         hidden=128,
         layers=2,
-        sft_steps=150,
+        warm_dialogues=80,
         copy_drills=0,  # format and function choice are enough for this run's check
-        warm_start_samples=90,
+        sft_steps=150,
         sft_learning_rate=3e-3,
+        sft_schedule="constant",
+        sft_warmup_ratio=0.0,
         grpo_prompts_per_step=4,
         group_size=4,
         publish_every_steps=4,
         max_new_tokens=64,
     ),
 }
+WARM_START_CACHE = Path("data/cache/warm-start")
 
 
-def demo_settings(settings: Settings, workdir: Path, scale: DemoScale, seed: int = 0) -> Settings:
-    """The run's settings: the user's (broker, run id, log) plus the demo's world, loop and trainer."""
+def demo_settings(
+    settings: Settings, workdir: Path, scale: DemoScale, seed: int = 0, model_path: Path | None = None
+) -> Settings:
+    """The run's settings: the user's (broker, run id, log) plus the demo's world, loop and trainer.
+
+    ``model_path`` is round 1's starting policy, already warm-started (looptool.warm_start), so the
+    trainer runs no warm start of its own.
+    """
     from streams.config import LoopSettings, PolicySettings
     from trainer.config import TrainerSettings
     from views.config import StoreSettings
@@ -122,11 +158,12 @@ def demo_settings(settings: Settings, workdir: Path, scale: DemoScale, seed: int
                 rounds=scale.rounds,
                 target_size=scale.target_size,
                 expansions_per_seed=4,
+                max_error_seed_share=scale.max_error_seed_share,
                 probe_checkpoints="latest",  # the online variant: probe with the newest checkpoint
             ),
             "policy": PolicySettings(
                 backend="transformers",
-                model_path=workdir / "model" / "initial",
+                model_path=model_path or workdir / "model" / "initial",
                 batch_size=32,
                 max_new_tokens=scale.max_new_tokens,
                 torch_threads=1,  # the trainer shares the two cores
@@ -136,16 +173,13 @@ def demo_settings(settings: Settings, workdir: Path, scale: DemoScale, seed: int
                 output_dir=workdir / "checkpoints",
                 group_size=scale.group_size,
                 prompts_per_step=scale.grpo_prompts_per_step,
-                learning_rate=1e-4,
-                epochs_per_round=1,
+                learning_rate=scale.grpo_learning_rate,
+                epochs_per_round=scale.grpo_epochs,
+                temperature=scale.grpo_temperature,
                 max_new_tokens=scale.max_new_tokens,
                 publish_every_steps=scale.publish_every_steps,
-                sft_warmup_steps=scale.sft_steps,
-                sft_learning_rate=scale.sft_learning_rate,
-                sft_batch_size=16,
-                sft_data=workdir / "warmstart.jsonl",
+                sft_warmup_steps=0,  # the warm start is built (or taken from its cache) beforehand
                 torch_threads=1,
-                sft_torch_threads=os.cpu_count() or 1,  # nothing else runs before the first checkpoint
                 seed=seed,
             ),
             "store": StoreSettings(path=workdir / "store"),
@@ -184,46 +218,44 @@ class Progress:
         return next((e for e in self.checkpoints.get(round_, []) if e.payload.final), None)
 
     def table(self, rounds: int, elapsed_s: float, memory: int) -> Table:
-        table = Table(
-            "round",
-            "D_j",
-            "sources",
-            "trained (step)",
-            "reward",
-            "probed",
-            "mismatch",
-            "judged",
-            "relabel",
-            "candidates",
-            "verified (passed)",
+        # Short headers and few columns: the table must read in an 80-column terminal and in a log.
+        table = narrow_table(
+            ("round", "D_j", "step", "reward", "mixed", "probed", "wrong", "judged", "relabel", "EE ok/cand"),
             title=f"looptool demo · {elapsed_s:,.0f} s · {memory / 2**30:.1f} GiB",
-            caption="judge, generator and verifier are SIMULATIONS backed by the synthetic world",
+            caption="judge, generator, verifier: SIMULATIONS of the synthetic world",
         )
         for round_ in range(1, rounds + 1):
             closed = self.ledger.closed.get(round_)
             status = self.ledger.status(round_)
             checkpoints = self.checkpoints.get(round_, [])
             latest = max(checkpoints, key=lambda e: e.payload.step, default=None)
-            trained = (
-                "" if latest is None else f"{latest.payload.step}{' final' if latest.payload.final else ''}"
-            )
-            reward = (
-                "" if latest is None else f"{latest.payload.metrics.get('reward_mean', float('nan')):.2f}"
-            )
+            metrics = {} if latest is None else latest.payload.metrics
             table.add_row(
                 str(round_),
                 str(closed.payload.total) if closed else "…",
-                " ".join(f"{k}={v}" for k, v in sorted(closed.payload.counts.items())) if closed else "",
-                trained,
-                reward,
+                "" if latest is None else f"{latest.payload.step}{'✓' if latest.payload.final else ''}",
+                _number(metrics.get("round_reward_mean"), "{:.2f}"),
+                _number(metrics.get("round_mixed_groups"), "{:.0%}"),
                 str(status.probed),
                 str(status.mismatched),
                 str(status.judged),
                 str(status.corrected),
-                str(status.candidates),
-                f"{status.verified} ({status.passed})",
+                f"{status.passed}/{status.candidates}",
             )
         return table
+
+
+def narrow_table(headers: Sequence[str], *, title: str, caption: str | None = None) -> Table:
+    """A table that reads in an 80-column terminal and in a log file: light box, one space of
+    padding, and no column narrower than its header (rich would cut it to "rou…")."""
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    for header in headers:
+        table.add_column(header, min_width=len(header), no_wrap=True)
+    return table
+
+
+def _number(value: float | None, fmt: str) -> str:
+    return "" if value is None else fmt.format(value)
 
 
 async def follow_until_trained(
@@ -259,6 +291,7 @@ async def follow_until_trained(
                     raise TimeoutError(f"the demo did not finish within {timeout_s:.0f} s")
     finally:
         await stream.aclose()
+    console.line()  # a log file gets the live table once, without a line end of its own
     return progress, peak
 
 
@@ -280,6 +313,8 @@ class RoundReport:
     checkpoint_id: str | None = None
     heldout_accuracy: float | None = None
     reward_mean: float | None = None
+    mixed_groups: float | None = None  # share of GRPO groups whose rewards differ (non-zero advantage)
+    grpo_steps: int | None = None
 
 
 @dataclass
@@ -294,6 +329,12 @@ class DemoReport:
     wall_time_s: float
     peak_memory_gib: float
     plot: str
+    loop_time_s: float = 0.0  # the run after the warm start was ready (built or cached)
+    warm_start_key: str = ""
+    warm_start_cached: bool = False
+    warm_start_build_s: float = 0.0  # its first build's wall time (on this or an earlier run)
+    warm_start_samples: int = 0
+    warm_start_drills: int = 0
     machine: dict[str, Any] = field(default_factory=dict)  # cores and load average at start and end
 
     def to_json(self) -> str:
@@ -301,51 +342,74 @@ class DemoReport:
 
 
 def render_report(report: DemoReport) -> Group:
+    """The final report as narrow tables: each fits an 80-column terminal and reads in a log file."""
     summary = Table.grid(padding=(0, 2))
     summary.add_row("seeds (D_seed)", f"{report.seeds} samples, label noise {report.seed_noise:.1%}")
     summary.add_row("held-out set", f"{report.heldout} clean samples")
     if report.sft_accuracy is not None:
         summary.add_row("after SFT warm start", f"held-out ToolMatch accuracy {report.sft_accuracy:.1%}")
     summary.add_row(
-        "wall time", f"{report.wall_time_s / 60:.1f} min, peak memory {report.peak_memory_gib:.1f} GiB"
+        "warm start",
+        f"{report.warm_start_samples} samples + {report.warm_start_drills} drills, "
+        + ("cached" if report.warm_start_cached else "built")
+        + f" (build {report.warm_start_build_s / 60:.1f} min)",
+    )
+    summary.add_row(
+        "wall time",
+        f"{report.wall_time_s / 60:.1f} min ({report.loop_time_s / 60:.1f} after the warm start), "
+        f"{report.peak_memory_gib:.1f} GiB peak",
     )
     summary.add_row(
         "replay of the last round",
         "equals the live run and its recomputation" if report.replay_matches else "DIFFERS",
     )
     summary.add_row("plot", report.plot)
-    table = Table(
-        "round j",
-        "held-out acc (ckpt j)",
-        "noise in D_j",
-        "|D_j|",
-        "ES",
-        "EE",
-        "HPPL",
-        "seed-new",
-        "mismatches",
-        "verdicts (PW/LW/BC/BW)",
-        "relabels",
-        "EE passed/cand.",
-        title="LoopTool rounds (Table 3 sources; verdicts from probing D_j with checkpoint j)",
+    outcome = narrow_table(
+        ("round", "held-out", "noise", "|D_j|", "ES", "EE", "HPPL", "seed-new"),
+        title="Held-out ToolMatch of ckpt j; label noise and sources of D_j",
+    )
+    signal = narrow_table(
+        ("round", "steps", "reward", "mixed groups"),
+        title="GRPO signal per round",
+        caption="mixed: the G rewards differ",
+    )
+    work = narrow_table(
+        ("round", "probed", "wrong", "PW", "LW", "BC", "BW", "relabel", "EE ok/cand"),
+        title="Probing D_j with ckpt j: verdicts and expansions",
+        caption="PW/LW: pred/label wrong · BC/BW: both right/wrong",
     )
     for r in report.rounds:
-        v = r.verdicts
-        table.add_row(
+        size = max(1, r.size)
+        outcome.add_row(
             str(r.round),
-            "" if r.heldout_accuracy is None else f"{r.heldout_accuracy:.1%}",
+            _number(r.heldout_accuracy, "{:.1%}"),
             f"{r.label_noise:.1%}",
             str(r.size),
-            str(r.sources.get("ES", 0)),
-            str(r.sources.get("EE", 0)),
-            str(r.sources.get("HPPL", 0)),
-            str(r.sources.get("SEED", 0) + r.sources.get("SEED_NEW", 0)),
-            f"{r.mismatched}/{r.probed}",
-            "/".join(str(v.get(k, 0)) for k in ("PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG")),
+            *(
+                f"{count} ({count / size:.0%})"
+                for count in (
+                    r.sources.get("ES", 0),
+                    r.sources.get("EE", 0),
+                    r.sources.get("HPPL", 0),
+                    r.sources.get("SEED", 0) + r.sources.get("SEED_NEW", 0),
+                )
+            ),
+        )
+        signal.add_row(
+            str(r.round),
+            "" if r.grpo_steps is None else str(r.grpo_steps),
+            _number(r.reward_mean, "{:.2f}"),
+            _number(r.mixed_groups, "{:.0%}"),
+        )
+        work.add_row(
+            str(r.round),
+            str(r.probed),
+            str(r.mismatched),
+            *(str(r.verdicts.get(k, 0)) for k in ("PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG")),
             str(r.relabels),
             f"{r.expansions_passed}/{r.candidates}",
         )
-    return Group(summary, table)
+    return Group(summary, outcome, signal, work)
 
 
 def plot_report(report: DemoReport, path: Path) -> Path:
@@ -388,9 +452,16 @@ def plot_report(report: DemoReport, path: Path) -> Path:
 
 
 async def run_demo(
-    settings: Settings, workdir: Path, console: Console, *, scale: DemoScale, seed: int = 0
+    settings: Settings,
+    workdir: Path,
+    console: Console,
+    *,
+    scale: DemoScale,
+    seed: int = 0,
+    cache_dir: Path = WARM_START_CACHE,
 ) -> DemoReport:
     """Run the whole loop; returns the report (also written to ``workdir``)."""
+    from looptool.warm_start import cached_warm_start
     from world import World
     from world.scoring import heldout_accuracy, label_noise
     from world.seed import build_seed_set, seed_events, write_jsonl
@@ -398,42 +469,51 @@ async def run_demo(
     started = time.monotonic()
     machine = machine_info()
     settings = demo_settings(settings, workdir, scale, seed)
-    config_path = workdir / "looptool.toml"
-    write_config(settings, config_path)
     console.rule(f"[bold]looptool demo[/] · run {settings.run_id} · {scale.rounds} rounds")
     await ensure_topics(settings.kafka, settings.run_id)
 
     world = World(settings.world.seed)  # type: ignore[union-attr]
+    noise_rate = settings.world.noise_rate  # type: ignore[union-attr]
     with console.status("synthesising the seed set (dual-tree tools, four-role dialogues, label noise)…"):
-        synthesised = await build_seed_set(
-            world,
-            scale.dialogues,
-            heldout=scale.heldout_dialogues,
-            noise_rate=settings.world.noise_rate,  # type: ignore[union-attr]
+        seed_set = await build_seed_set(
+            world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=noise_rate
         )
-        seed_set, warm = split_warm_start(synthesised, scale.warm_start_samples, seed)
         async with EventProducer(settings.kafka) as producer:
             await producer.send_all(seed_events(seed_set, settings.run_id))
         write_jsonl(seed_set.samples, workdir / "seeds.jsonl", workdir / "truth.jsonl")
         write_jsonl(seed_set.heldout, workdir / "heldout.jsonl")
-        drills = write_warm_start(world, warm, scale.copy_drills, workdir / "warmstart.jsonl", seed)
     console.print(
         f"D_seed: {len(seed_set.samples)} samples ({seed_set.noise_rate():.1%} wrong labels), "
-        f"held-out: {len(seed_set.heldout)} clean samples; warm start: {len(warm)} more seeds "
-        f"({sum(item.noise is not None for item in warm) / max(1, len(warm)):.1%} wrong labels) "
-        f"+ {len(drills)} copy drills"
+        f"held-out: {len(seed_set.heldout)} clean samples"
     )
 
-    with console.status("building the tiny Qwen2 policy (tokenizer trained on the world's corpus)…"):
-        model_path = build_initial_policy(
-            world,
-            synthesised.samples,
-            settings.policy.model_path,  # type: ignore[arg-type]
-            scale,
-            seed,
-            drills,
-        )
-    console.print(f"initial policy: {model_path}")
+    console.print(
+        f"warm start: {scale.warm_dialogues} further world dialogues + {scale.copy_drills} copy drills, "
+        f"{scale.sft_steps} SFT steps (cached in {cache_dir} once built)"
+    )
+    warm = await cached_warm_start(
+        world,
+        seed_set,
+        scale.warm_start,
+        cache_dir=cache_dir,
+        seed=seed,
+        noise_rate=noise_rate,
+        # One thread: a tiny model gains little from two on two cores, and with any other job on
+        # them two threads ran 10-30x slower (0.3 vs 4-9 steps/s measured, benchmarks/warm_start.py).
+        threads=1,
+    )
+    console.print(
+        f"warm start {'taken from the cache' if warm.cached else 'built'} ({warm.folder}): "
+        f"{warm.samples} world samples ({warm.sample_noise:.1%} wrong labels) + {warm.drills} drills; "
+        f"first build {warm.build_s / 60:.1f} min"
+    )
+    loop_started = time.monotonic()
+    model_path = warm.model
+    settings = settings.model_copy(
+        update={"policy": settings.policy.model_copy(update={"model_path": model_path})}
+    )
+    config_path = workdir / "looptool.toml"
+    write_config(settings, config_path)
     opened = await open_first_round(run_log(settings), CurationPolicy.from_settings(settings))
     console.print(f"round 1 opened: {opened[-1].payload.total if opened else 'already open'} samples")
 
@@ -457,16 +537,8 @@ async def run_demo(
     rounds: list[RoundReport] = []
     from inference.transformers_backend import TransformersBackend
 
-    backend = TransformersBackend(str(model_path), "initial", batch_size=32)
-    sft_accuracy = None
-    sft_folder = next(
-        iter(sorted((settings.trainer.output_dir / settings.run_id).glob("round-001/attempt-*/sft"))), None
-    )
-    if sft_folder is not None:
-        await backend.load(str(sft_folder), "sft")
-        sft_accuracy = (
-            await heldout_accuracy(backend, seed_set.heldout, max_tokens=scale.max_new_tokens)
-        ).rate
+    backend = TransformersBackend(str(model_path), "warm-start", batch_size=32)
+    sft_accuracy = (await heldout_accuracy(backend, seed_set.heldout, max_tokens=scale.max_new_tokens)).rate
     for round_ in range(1, scale.rounds + 1):
         closed = progress.ledger.closed[round_]
         members = [m.payload for m in progress.ledger.members.get(round_, {}).values()]
@@ -491,6 +563,8 @@ async def run_demo(
             report.checkpoint_id = final.payload.new_checkpoint_id
             report.heldout_accuracy = accuracy.rate
             report.reward_mean = final.payload.metrics.get("round_reward_mean")
+            report.mixed_groups = final.payload.metrics.get("round_mixed_groups")
+            report.grpo_steps = final.payload.step
         rounds.append(report)
     await backend.close()
 
@@ -513,6 +587,12 @@ async def run_demo(
         peak_memory_gib=peak / 2**30,
         machine=finish_machine_info(machine),
         plot=str(workdir / "loop.png"),
+        loop_time_s=time.monotonic() - loop_started,
+        warm_start_key=warm.key,
+        warm_start_cached=warm.cached,
+        warm_start_build_s=warm.build_s,
+        warm_start_samples=warm.samples,
+        warm_start_drills=warm.drills,
     )
     plot_report(report, Path(report.plot))
     (workdir / "report.json").write_text(report.to_json(), encoding="utf-8")
@@ -523,78 +603,19 @@ async def run_demo(
 def build_initial_policy(
     world: Any, samples: list[Any], folder: Path, scale: DemoScale, seed: int, drills: Sequence[Any] = ()
 ) -> Path:
-    """The tiny policy: tokenizer trained on the seed corpus (rendered as the policy sees it), random init.
+    """The tiny policy of ``scale`` (random init, tokenizer trained on the samples' text and the
+    drills): :func:`looptool.warm_start.build_world_policy`."""
+    from looptool.warm_start import build_world_policy
 
-    ``drills`` (:mod:`world.drills`) join the tokenizer's corpus so the warm start's copy drills
-    tokenize as the world's samples do.
-    """
-    from toolcall.parsing import render_action
-    from toolcall.prompts import build_chat, prompt_phrases, render_tools
-    from trainer.tiny_policy import IM_END, IM_START, build_tiny_policy
-    from world.drills import RECORD_VALUES
-
-    corpus = []
-    for sample in [item.sample for item in samples] + list(drills[:50]):
-        chat = build_chat(sample.tools, sample.messages)
-        chat.append({"role": "assistant", "content": render_action(sample.label)})
-        corpus.append("".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in chat))
-    tools = [*(tool.spec for tool in world.toolset), RECORD_VALUES]
-    return build_tiny_policy(
+    return build_world_policy(
+        world,
+        [item.sample for item in samples],
         folder,
-        corpus,
-        vocab_size=2048,
-        hidden_size=scale.hidden,
+        hidden=scale.hidden,
         layers=scale.layers,
-        heads=scale.hidden // 32,
-        kv_heads=max(1, scale.hidden // 64),
-        intermediate=scale.hidden * 3,
         seed=seed,
-        max_position_embeddings=1024,
-        phrases=[*prompt_phrases(), *(render_tools([tool]) for tool in tools)],
-        words=world.vocabulary(),
+        drills=drills,
     )
-
-
-def split_warm_start(seed_set: Any, count: int, seed: int) -> tuple[Any, list[Any]]:
-    """Set ``count`` seeds apart for the tiny policy's warm start; the loop never sees them.
-
-    They come from D_seed (same noise rate), so the warm start adds no clean data; keeping them out of
-    the rounds keeps the warm start from memorising the labels the probe then checks (see
-    :func:`trainer.sft.warm_start_rows`).
-    """
-    from world.seed import SeedSet
-
-    chosen = set(random.Random(f"warm-start-{seed}").sample(range(len(seed_set.samples)), count))
-    pool = [item for index, item in enumerate(seed_set.samples) if index not in chosen]
-    warm = [item for index, item in enumerate(seed_set.samples) if index in chosen]
-    return SeedSet(samples=pool, heldout=seed_set.heldout), warm
-
-
-def write_warm_start(world: Any, warm: Sequence[Any], drills: int, path: Path, seed: int) -> list[Any]:
-    """The warm start's samples as ingest-format JSONL (the trainer's ``sft_data``); returns the drills."""
-    from world.drills import copy_drills
-
-    made = copy_drills(world.vocabulary(), drills, distractors=[t.spec for t in world.toolset], seed=seed)
-    samples = [item.sample for item in warm] + made
-    random.Random(f"warm-start-order-{seed}").shuffle(samples)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "".join(
-            # Not canonical JSON: sorted keys would list a drill's "fourth" before "second".
-            json.dumps(
-                {
-                    "tools": [{"type": "function", "function": tool.to_openai()} for tool in sample.tools],
-                    "messages": [m.model_dump(mode="json", exclude_defaults=True) for m in sample.messages],
-                    "label": sample.label.model_dump(mode="json", exclude_defaults=True),
-                },
-                ensure_ascii=False,
-            )
-            + "\n"
-            for sample in samples
-        ),
-        encoding="utf-8",
-    )
-    return made
 
 
 async def _replay_matches(settings: Settings, round_: int, progress: Progress) -> bool:

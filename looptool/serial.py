@@ -13,7 +13,11 @@ Arms:
 - ``no_jglv``: every mismatch is treated as PRED_WRONG (no judge, labels never corrected), the rest
   as in ``loop`` (the paper's "w/o JGLV" ablation);
 - ``static``: every round trains on seeds only, never probed or curated by the loop (the paper's
-  "w/o iterations"): D_j is a fresh subset of D_seed of the same size.
+  "w/o iterations"): D_j is a fresh subset of D_seed of the same size;
+- ``no_edde``: no error-driven expansion (the paper's "Remove EDDE"): error seeds are not expanded,
+  so D_{j+1} is ES, then HPPL, then seeds;
+- ``no_hppl``: high-perplexity samples are replaced by as many correctly answered samples drawn at
+  random (``CurationPolicy.hppl_selection = "random"``).
 """
 
 from __future__ import annotations
@@ -51,8 +55,8 @@ from trainer.base import TrainerBackend
 from trainer.dataset import round_dataset
 
 log = get_logger(__name__)
-Arm = Literal["loop", "no_jglv", "static"]
-ARMS: tuple[str, ...] = ("loop", "no_jglv", "static")
+Arm = Literal["loop", "static", "no_jglv", "no_edde", "no_hppl"]
+ARMS: tuple[str, ...] = ("loop", "static", "no_jglv", "no_edde", "no_hppl")
 PRODUCER = Producer(stage="serial", version="1")
 
 
@@ -117,6 +121,10 @@ class SerialLoop:
         self.events: list[Event[Any]] = []
         if arm == "no_jglv":
             self.stages = {**stages, "judge": AblationJudge(settings.run_id)}
+        elif arm == "no_edde":  # no candidate is ever made, so none is awaited before curation
+            self.policy = dataclasses.replace(policy, expansions_per_seed=0)
+        elif arm == "no_hppl":
+            self.policy = dataclasses.replace(policy, hppl_selection="random")
 
     async def _emit(self, events: Sequence[Event[Any]]) -> None:
         for event in events:
@@ -212,9 +220,10 @@ class SerialLoop:
         await self._emit(verdicts)
         if self.arm != "no_jglv":
             await self._emit(await self.stages["relabel"].process(verdicts))
-        candidates = await self.stages["expand"].process(verdicts)
-        await self._emit(candidates)
-        await self._emit(await self.stages["verify"].process(candidates))
+        if self.arm != "no_edde":
+            candidates = await self.stages["expand"].process(verdicts)
+            await self._emit(candidates)
+            await self._emit(await self.stages["verify"].process(candidates))
         status = self.ledger.status(round_, self.policy.expansions_per_seed)
         if not status.complete:
             raise RuntimeError(f"round {round_} did not complete in the serial loop: {status}")

@@ -4,7 +4,9 @@
 # README's demo table is generated from and checked against (python -m scripts.docs_figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install.sh
+# --inexact: keep what `scripts/test.sh` installed (the vLLM CPU server), so switching between the
+# two does not uninstall and reinstall it every time.
+scripts/install.sh --inexact
 extra=()
 case " $* " in
 *" --quick "* | *" --results-file "*) ;;

@@ -268,6 +268,12 @@ class LoopSettings(Section):
     hppl_quantile: float = Field(default=0.5, gt=0, le=1)
     hppl_threshold: float | None = None
     expansions_per_seed: int = Field(default=4, ge=0, description="k in EDDE.")
+    max_error_seed_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Most of D_j error seeds may take (None: the paper's rule, all that fit).",
+    )
     judge_max_attempts: int = Field(default=3, ge=1)
     verify_max_attempts: int = Field(default=3, ge=1)
     probe_checkpoints: Literal["final", "latest", "promoted"] = Field(

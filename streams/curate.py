@@ -82,6 +82,12 @@ class CurationPolicy:
     # Why a sample must stay out of training, or None (evaluation.decontam.Decontaminator.overlaps).
     exclude: Callable[[Any], str | None] | None = field(default=None, compare=False)
     expansions_per_seed: int = 4  # k: candidates expected per error seed before any arrives
+    # "perplexity": the paper's high-PPL samples; "random": as many matched samples drawn at random
+    # (the no_hppl ablation of the efficacy benchmark).
+    hppl_selection: Literal["perplexity", "random"] = "perplexity"
+    # Most of D_j error seeds may take (None: all of them fit, the paper's rule). A policy far weaker
+    # than the paper's errs on most of D_j; uncapped, D_j becomes error seeds it keeps failing.
+    max_error_seed_share: float | None = None
 
     @classmethod
     def from_settings(cls, settings: StageSettings) -> CurationPolicy:
@@ -99,6 +105,7 @@ class CurationPolicy:
             hppl_threshold=loop.hppl_threshold,
             max_round=loop.rounds,
             expansions_per_seed=loop.expansions_per_seed,
+            max_error_seed_share=loop.max_error_seed_share,
             exclude=exclude,
         )
 
@@ -342,6 +349,10 @@ class Ledger:
         chosen = select_high_ppl(
             ppl_pool, quantile=policy.hppl_quantile, threshold=policy.hppl_threshold, max_count=None
         )
+        if policy.hppl_selection == "random":
+            pool_ids = sorted(sample_id for sample_id, _ in ppl_pool)
+            rng = seeded_rng("hppl-random", str(round_), *pool_ids[:1])
+            chosen = rng.sample(pool_ids, len(chosen))
         high_ppl = [self.pool_sample(sample_id, pool_lineage[sample_id]) for sample_id in chosen]
         return RoundOutcome(error_seeds, expansions, high_ppl, dropped, sorted(checkpoints))
 
@@ -402,7 +413,12 @@ def compose_round(
         return chosen
     seed_new = min(len(shuffled_seeds), round(policy.seed_new_fraction(round_) * target))
     room = target - seed_new
-    take(outcome.error_seeds, "ES", room)
+    error_seeds = outcome.error_seeds
+    if policy.max_error_seed_share is not None:
+        cap = min(room, round(policy.max_error_seed_share * target))
+        if len(error_seeds) > cap:  # a random subset, so no kind of error is always the one left out
+            error_seeds = sorted(rng.sample(list(error_seeds), cap), key=lambda s: s.sample_id)
+    take(error_seeds, "ES", room)
     expansions = outcome.expansions
     if len(expansions) > room - len(chosen):  # keep every error seed; subsample expansions evenly
         expansions = sorted(

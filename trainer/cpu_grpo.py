@@ -150,6 +150,24 @@ def summarise(history: Sequence[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def round_signal(history: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The round's GRPO signal so far: mean reward, share of groups with mixed rewards, steps.
+
+    A group whose G rewards are all equal has zero advantage everywhere and teaches nothing; TRL
+    reports that share per step (``frac_reward_zero_std``), so the mixed share is its complement.
+    """
+    out = {"round_steps": float(len(history))}
+    reward = mean_of([entry["reward_mean"] for entry in history if "reward_mean" in entry])
+    if reward is not None:
+        out["round_reward_mean"] = reward
+    zero_std = mean_of(
+        [entry["frac_reward_zero_std"] for entry in history if "frac_reward_zero_std" in entry]
+    )
+    if zero_std is not None:
+        out["round_mixed_groups"] = 1.0 - zero_std
+    return out
+
+
 def plan_steps(rows: int, settings: TrainerSettings) -> tuple[int, int]:
     """(prompts per step, optimizer steps) for a round of ``rows`` prompts.
 
@@ -397,6 +415,8 @@ class RoundCallback(TrainerCallback):
         window = self.history[self.window_start :]
         elapsed = max(time.monotonic() - self.window_started_at, 1e-9)
         metrics = summarise(window)
+        if "frac_reward_zero_std" in metrics:
+            metrics["mixed_groups"] = 1.0 - metrics["frac_reward_zero_std"]
         metrics.update(
             {
                 "steps": float(step),
@@ -405,9 +425,7 @@ class RoundCallback(TrainerCallback):
                 "steps_per_s": len(window) / elapsed,
             }
         )
-        round_reward = mean_of([entry["reward_mean"] for entry in self.history if "reward_mean" in entry])
-        if round_reward is not None:
-            metrics["round_reward_mean"] = round_reward
+        metrics.update(round_signal(self.history))
         folder = self.out_dir / ("final" if final else f"step-{step:06d}")
         wall = time.monotonic() - self.started
         save_hf_checkpoint(

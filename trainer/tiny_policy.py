@@ -72,6 +72,7 @@ def train_tokenizer(
     min_frequency: int = 1,
     phrases: Iterable[str] = (),
     words: Iterable[str] = (),
+    spaced_words: bool = False,
 ) -> Any:
     """A byte-level BPE tokenizer with a ChatML template, as a ``PreTrainedTokenizerFast``.
 
@@ -81,6 +82,9 @@ def train_tokenizer(
     costs a tiny model a few tokens per prompt instead of hundreds, as a large vocabulary would.
     ``words`` (a closed world's entity values: cities, dates, codes) become one token each where they
     stand as whole words, so copying a value from the request into an argument is copying one token.
+    With ``spaced_words`` each also gets a token with its leading space (" Paris"): in running text
+    the value then directly follows its cue word ("from", "on") instead of a lone space token, so the
+    token before a value says which argument it fills, as an induction head needs.
     """
     from tokenizers import (
         AddedToken,
@@ -125,9 +129,12 @@ def train_tokenizer(
     # back into the text; normalized=False keeps the literal match.
     tokenizer.add_tokens([AddedToken(token, special=False, normalized=False) for token in MARKUP_TOKENS])
     tokenizer.add_tokens([AddedToken(text, special=False, normalized=False) for text in phrases if text])
+    words = [text for text in words if text]
     tokenizer.add_tokens(
-        [AddedToken(text, special=False, normalized=False, single_word=True) for text in words if text]
+        [AddedToken(text, special=False, normalized=False, single_word=True) for text in words]
     )
+    if spaced_words:
+        tokenizer.add_tokens([AddedToken(" " + text, special=False, normalized=False) for text in words])
 
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
@@ -160,6 +167,7 @@ def build_tiny_policy(
     tie_word_embeddings: bool = True,
     phrases: Iterable[str] = (),
     words: Iterable[str] = (),
+    spaced_words: bool = False,
 ) -> Path:
     """Build and save a randomly initialised (seeded) Qwen2 causal LM with its tokenizer.
 
@@ -181,7 +189,11 @@ def build_tiny_policy(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(
-        corpus if corpus is not None else DEFAULT_CORPUS, vocab_size=vocab_size, phrases=phrases, words=words
+        corpus if corpus is not None else DEFAULT_CORPUS,
+        vocab_size=vocab_size,
+        phrases=phrases,
+        words=words,
+        spaced_words=spaced_words,
     )
     pad_id = tokenizer.convert_tokens_to_ids(PAD)
     eos_id = tokenizer.convert_tokens_to_ids(IM_END)

@@ -44,24 +44,35 @@ def copy_drills(
     *,
     distractors: Sequence[ToolSpec] = (),
     seed: int = 0,
+    two_requests: float = 0.0,
 ) -> list[Sample]:
-    """``count`` samples: "Please record A, then B." → ``record_values(first=A, second=B)``."""
+    """``count`` samples: "Please record A, then B." → ``record_values(first=A, second=B)``.
+
+    A ``two_requests`` share asks twice ("Please record A, then B. Also record C.") and is answered
+    with two calls, each copying from its own sentence: the skill parallel calls need, where a small
+    model otherwise copies values across requests.
+    """
     if not vocabulary:
         raise ValueError("copy drills need a non-empty vocabulary")
     rng = random.Random(f"copy-drills-{seed}")
     values = list(vocabulary)
     out = []
     for _ in range(count):
-        n = rng.randint(1, min(len(_SLOTS), len(values)))
-        chosen = rng.sample(values, n)
+        requests = 2 if rng.random() < two_requests else 1
+        sentences, calls = [], []
+        for index in range(requests):
+            n = rng.randint(1, min(len(_SLOTS), len(values)))
+            chosen = rng.sample(values, n)
+            opener = "Please record " if index == 0 else rng.choice(("Also record ", "And then record "))
+            sentences.append(opener + ", then ".join(chosen) + ".")
+            calls.append(ToolCall(name=DRILL_TOOL_NAME, arguments=dict(zip(_SLOTS[:n], chosen, strict=True))))
         tools = [RECORD_VALUES, *rng.sample(list(distractors), min(2, len(distractors)))]
         rng.shuffle(tools)
-        call = ToolCall(name=DRILL_TOOL_NAME, arguments=dict(zip(_SLOTS[:n], chosen, strict=True)))
         out.append(
             Sample(
                 tools=tools,
-                messages=[Message(role="user", content="Please record " + ", then ".join(chosen) + ".")],
-                label=Action(calls=[call]),
+                messages=[Message(role="user", content=" ".join(sentences))],
+                label=Action(calls=calls),
             )
         )
     return out

@@ -78,6 +78,27 @@ async def build_seed_set(
     return SeedSet(samples, held)
 
 
+async def build_warm_start_samples(
+    world: World,
+    dialogues: int,
+    *,
+    exclude: Sequence[WorldSample],
+    noise_rate: float = 0.2,
+    noise_mix: dict[str, float] | None = None,
+    mix: dict[str, float] | None = None,
+    name: str = "warm-start",
+) -> list[WorldSample]:
+    """The samples of ``dialogues`` further dialogues for a small policy's warm start.
+
+    Same world, same noise rate and kinds of noise as D_seed (the warm start gets no cleaner data than the
+    loop), and no context of ``exclude`` (the seeds and the held-out set): the held-out set stays
+    disjoint from everything trained on, and the warm start never sees a seed the probe will check.
+    ``mix`` weighs the dialogue kinds (default: the world's own mix).
+    """
+    drawn = await world.samples(dialogues, noise_rate=noise_rate, noise_mix=noise_mix, mix=mix, seed=name)
+    return unique_samples(drawn, {item.sample.context_hash() for item in exclude})
+
+
 def seed_events(seed_set: SeedSet, run_id: str) -> list[Event[SampleAdded]]:
     """SampleAdded events for the seeds (the world's truth stays out of them).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -247,6 +248,36 @@ def test_next_round_follows_equation_5() -> None:
     trained = {m.payload.sample_id for m in script.members}
     assert not {m.sample_id for m in by_source["SEED_NEW"]} & trained
     assert len({m.payload.content_hash for m in members}) == len(members)  # exact dedup
+
+
+def test_the_no_hppl_ablation_draws_as_many_correct_samples_at_random() -> None:
+    script = RoundScript()
+    kinds = script.play()
+    for event in script.events:
+        script.ledger.add(event)
+    by_ppl = script.ledger.outcome(1, POLICY).high_ppl
+    at_random = dataclasses.replace(POLICY, hppl_selection="random")
+    drawn = script.ledger.outcome(1, at_random).high_ppl
+    correct = set(kinds["match"]) | set(kinds["BOTH_CORRECT"])
+    assert len(drawn) == len(by_ppl) == 11
+    assert {s.sample_id for s in drawn} <= correct
+    assert {s.sample_id for s in drawn} != {s.sample_id for s in by_ppl}
+    assert script.ledger.outcome(1, at_random).high_ppl == drawn  # deterministic
+
+
+def test_an_error_seed_cap_leaves_room_for_expansions_and_high_ppl() -> None:
+    script = RoundScript()
+    kinds = script.play()
+    for event in script.events:
+        script.ledger.add(event)
+    capped = dataclasses.replace(POLICY, max_error_seed_share=0.1)  # 3 of 30 places
+    events = next_round_events(script.ledger, capped, RUN)
+    members, manifest = events[:-1], events[-1].payload
+    es = {m.payload.sample_id for m in members if m.payload.source == "ES"}
+    # 3 of the 7 error seeds; the 4 places they leave go to high-PPL samples (EE is already all in).
+    assert len(es) == 3 and es <= set(kinds["PRED_WRONG"]) | set(kinds["LABEL_WRONG"])
+    assert manifest.counts == {"ES": 3, "EE": 11, "HPPL": 7, "SEED_NEW": 9}
+    assert next_round_events(script.ledger, capped, RUN)[-1].payload.counts == manifest.counts
 
 
 def test_curation_is_deterministic_whatever_the_arrival_order() -> None:

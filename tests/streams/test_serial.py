@@ -110,3 +110,19 @@ def test_the_three_arms_curate_as_the_paper_describes(world_policy: Path, tmp_pa
     assert 0 < len(unused) < 40, "the test needs a D_seed that runs out in round 2"
     assert unused <= set(d2_static), "every seed D_1 left unused is in D_2"
     assert len(set(d2_static) & set(d1["static"])) == 40 - len(unused), "only the shortfall reuses D_1"
+
+
+@pytest.mark.timeout(600)
+def test_the_edde_ablation_expands_nothing(world_policy: Path, tmp_path: Path) -> None:
+    results = {arm: asyncio.run(_run(arm, world_policy, tmp_path)) for arm in ("loop", "no_edde")}
+
+    def kinds(arm: str) -> Counter[str]:
+        return Counter(e.event_type for e in results[arm][0].events)
+
+    # no_edde: the same probes and verdicts as the loop, but no candidate is made, none is awaited,
+    # and D_2 holds no expansion.
+    assert kinds("no_edde")["Verdict"] == kinds("loop")["Verdict"] > 0
+    assert kinds("loop")["ExpansionCandidate"] > 0
+    assert kinds("no_edde")["ExpansionCandidate"] == kinds("no_edde")["VerificationResult"] == 0
+    assert "EE" not in {m.source for m in results["no_edde"][1][1].members}
+    assert len(results["no_edde"][1][1].members) == 40

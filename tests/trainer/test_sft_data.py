@@ -7,35 +7,47 @@ from pathlib import Path
 
 import pytest
 
-from looptool.demo import split_warm_start, write_warm_start
+from looptool.warm_start import WarmStartRecipe, samples_jsonl, warm_start_data
 from tests.trainer import toy
 from trainer.dataset import sample_row
 from trainer.sft import warm_start_rows
 from world import World
 from world.seed import build_seed_set
 
+RECIPE = WarmStartRecipe(dialogues=40, copy_drills=5, hidden=64, layers=1, steps=1)
+
+
+def test_the_warm_start_data_shares_no_context_with_the_seeds_or_the_heldout_set() -> None:
+    world = World(0)
+    seeds = asyncio.run(build_seed_set(world, 30, heldout=20, noise_rate=0.2))
+    warm, drills = asyncio.run(warm_start_data(world, seeds, RECIPE, seed=0, noise_rate=0.2))
+    assert len(drills) == 5 and len(warm) > 30
+    taken = {item.sample.context_hash() for item in [*seeds.samples, *seeds.heldout]}
+    assert taken.isdisjoint(item.sample.context_hash() for item in warm)
+    # Drawn with D_seed's noise rate: the warm start gets no cleaner labels than the loop.
+    noisy = sum(item.noise is not None for item in warm) / len(warm)
+    assert 0.1 < noisy < 0.3
+    again, _ = asyncio.run(warm_start_data(world, seeds, RECIPE, seed=0, noise_rate=0.2))
+    assert [i.sample for i in again] == [i.sample for i in warm]  # deterministic
+
 
 def test_the_warm_start_reads_its_file_instead_of_the_round(tmp_path: Path) -> None:
     world = World(0)
-    seeds = asyncio.run(build_seed_set(world, 30, noise_rate=0.2))
-    pool, warm = split_warm_start(seeds, 10, seed=0)
-    # The split: disjoint, complete, deterministic.
-    assert len(warm) == 10 and len(pool.samples) == len(seeds.samples) - 10
-    assert {id(i) for i in warm}.isdisjoint({id(i) for i in pool.samples})
-    assert [i.sample for i in split_warm_start(seeds, 10, seed=0)[1]] == [i.sample for i in warm]
-
+    seeds = asyncio.run(build_seed_set(world, 30, heldout=20, noise_rate=0.2))
+    warm, drills = asyncio.run(warm_start_data(world, seeds, RECIPE, seed=0, noise_rate=0.2))
+    samples = [*(item.sample for item in warm), *drills]
     path = tmp_path / "warmstart.jsonl"
-    drills = write_warm_start(world, warm, 5, path, seed=0)
+    path.write_text(samples_jsonl(samples), encoding="utf-8")
     rows = warm_start_rows(toy.dataset(), path)
-    expected = sorted(sample_row("x", s).target() for s in [*(i.sample for i in warm), *drills])
-    assert sorted(row.target() for row in rows) == expected
+    assert sorted(row.target() for row in rows) == sorted(sample_row("x", s).target() for s in samples)
     assert warm_start_rows(toy.dataset(), None) == list(toy.dataset().rows)
 
 
 def test_a_bad_line_fails_with_its_line_number(tmp_path: Path) -> None:
+    from world.drills import copy_drills
+
     path = tmp_path / "warm.jsonl"
-    write_warm_start(World(0), [], 2, path, seed=0)
-    path.write_text(path.read_text() + '{"tools": "nope"}\n')
+    path.write_text(samples_jsonl(copy_drills(World(0).vocabulary(), 2)) + '{"tools": "nope"}\n')
     with pytest.raises(ValueError, match=r"warm.jsonl:3: not a sample record"):
         warm_start_rows(toy.dataset(), path)
     path.write_text("\n")

@@ -30,3 +30,18 @@ def test_drills_are_deterministic_per_seed() -> None:
     vocabulary = World(0).vocabulary()
     assert copy_drills(vocabulary, 20, seed=1) == copy_drills(vocabulary, 20, seed=1)
     assert copy_drills(vocabulary, 20, seed=1) != copy_drills(vocabulary, 20, seed=2)
+
+
+def test_two_request_drills_answer_each_sentence_with_its_own_call() -> None:
+    world = World(0)
+    drills = copy_drills(world.vocabulary(), 300, seed=4, two_requests=0.5)
+    pairs = [d for d in drills if len(d.label.calls) == 2]
+    assert 100 < len(pairs) < 200
+    assert all(len(d.label.calls) in (1, 2) for d in drills)
+    for drill in pairs:
+        first, second = drill.label.calls
+        text = drill.messages[0].content
+        head, tail = text.split(". ", 1)
+        assert head == "Please record " + ", then ".join(first.arguments.values())
+        assert tail.endswith("record " + ", then ".join(second.arguments.values()) + ".")
+        assert not validate_action(drill.label, drill.tools)
