@@ -43,7 +43,8 @@ from rich.console import Console
 
 from benchmarks.harness import ROOT, results_path
 from looptool.config import load_settings
-from looptool.demo import SCALES, WARM_START_CACHE, DemoScale, demo_settings, narrow_table
+from looptool.demo import SCALES, WARM_START_CACHE, DemoScale, demo_settings
+from looptool.report import narrow_table
 from looptool.serial import ARMS, SerialLoop
 
 RESULTS = results_path("efficacy")

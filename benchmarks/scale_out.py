@@ -73,8 +73,8 @@ async def run_arm(
     workers: int, bootstrap: str, args: argparse.Namespace, work: Path, console: Any
 ) -> dict[str, Any]:
     from bus.kafka import EventProducer, ensure_topics, replay
-    from looptool.config import load_settings
-    from looptool.demo import Service, write_config
+    from looptool.config import load_settings, write_config
+    from looptool.supervisor import Service
 
     run_id = f"scale{workers}-" + datetime.now().strftime("%H%M%S")
     settings = load_settings(None, run_id=run_id, kafka={"bootstrap_servers": bootstrap})

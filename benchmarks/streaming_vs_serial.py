@@ -103,7 +103,8 @@ async def run_streaming(
 ) -> dict[str, Any]:
     from bus.broker import EmbeddedBroker
     from bus.kafka import EventProducer, ensure_topics, run_log
-    from looptool.demo import follow_until_trained, write_config
+    from looptool.config import write_config
+    from looptool.demo import follow_until_trained
     from looptool.supervisor import Service
     from streams.curate import CurationPolicy, open_first_round
     from world.seed import seed_events

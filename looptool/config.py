@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -125,3 +126,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return Settings(**overrides)
     finally:
         _config_file.reset(token)
+
+
+def write_config(settings: Settings, path: Path) -> None:
+    """The run's settings as a TOML file the services read (the LLM roles, which may hold keys, never)."""
+    data = settings.model_dump(mode="json", exclude_none=True, exclude={"judge", "generator", "verifier"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")

@@ -770,7 +770,8 @@ class ProcessGroups:
 async def _loop_round(plan: Plan, setup: dict[str, Any]) -> tuple[dict[str, Any], str]:
     from bus.broker import EmbeddedBroker
     from bus.kafka import EventProducer, ensure_topics, follow, run_log
-    from looptool.demo import Service, write_config
+    from looptool.config import write_config
+    from looptool.supervisor import Service
     from streams.curate import CurationPolicy, open_first_round
     from world.seed import seed_events
 

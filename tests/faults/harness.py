@@ -3,7 +3,7 @@
 Each :class:`LoopRun` owns a Tansu broker, so runs can share one run id: curate seeds its draws with
 the run id (``seeded_rng(run_id, "curate", round)``), hence two runs are comparable only when they use
 the same run id and are fed the same SampleAdded events (same event ids). Services are the real
-``looptool worker`` / ``looptool train`` commands in child processes (:class:`looptool.demo.Service`),
+``looptool worker`` / ``looptool train`` commands in child processes (:class:`looptool.supervisor.Service`),
 each stage in its own process so one can be SIGKILLed and started again alone.
 """
 
@@ -22,8 +22,7 @@ from typing import Any
 
 from bus.broker import EmbeddedBroker
 from bus.kafka import EventProducer, ensure_topics, follow, replay, run_log
-from looptool.config import Settings
-from looptool.demo import write_config
+from looptool.config import Settings, write_config
 from looptool.supervisor import BrokerProcess, Service
 from schemas.events import CheckpointPublished, Event, Producer, SampleAdded, make_event
 from streams.curate import CurationPolicy, open_first_round

@@ -18,8 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bus.kafka import EventProducer, client_options, ensure_topics, replay
 from bus.worker import stage_group_id
-from looptool.config import Settings
-from looptool.demo import write_config
+from looptool.config import Settings, write_config
 from looptool.supervisor import Service
 from schemas.events import Event, LabelCorrected, Verdict
 from tests.foundation.events_factory import event_of, one_of_each

@@ -100,7 +100,7 @@ def test_logs_are_json_and_mask_secrets() -> None:
 def test_the_demos_config_file_round_trips_through_toml(tmp_path: Path) -> None:
     """write_config writes what load_settings reads back, lists of tables (loop.scenarios) included,
     and never the LLM roles' sections (they may hold keys)."""
-    from looptool.demo import write_config
+    from looptool.config import write_config
 
     settings = load_settings(
         None,
