@@ -31,7 +31,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import time
@@ -41,7 +40,7 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmarks.harness import ROOT, results_path
+from benchmarks.harness import ROOT, finish_machine_info, machine_info, results_path
 from looptool.config import load_settings
 from looptool.demo import SCALES, WARM_START_CACHE, DemoScale, demo_settings
 from looptool.report import narrow_table
@@ -280,6 +279,20 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime
 
 
+def merged_machine(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One machine record for runs made apart: the first part's machine, the load at the first part's
+    start and after the last part's last arm, contended if any part ran on shared cores."""
+    machine = dict(parts[0]["machine"])
+    loads = [part.get("load_average") for part in parts]
+    if all(loads):
+        machine["load_average_at_start"] = [round(x, 2) for x in loads[0]["start"]]
+        machine["load_average_at_end"] = [round(loads[-1]["after_each_arm"][-1], 2)]
+        peak = max(max(load["start"][0], *load["after_each_arm"]) for load in loads)
+        machine["contended"] = bool(machine.get("contended")) or peak > 1.5
+    machine["merged_parts"] = len(parts)
+    return machine
+
+
 def merge(paths: list[Path], out: Path, plot_path: Path, console: Console) -> None:
     """One results file (and plot) from runs made apart: same scale and warm start, rows concatenated,
     wall and CPU times summed (the runs' own figures are kept under ``parts``)."""
@@ -294,6 +307,7 @@ def merge(paths: list[Path], out: Path, plot_path: Path, console: Console) -> No
     summary = gap_summary(results, rounds)
     merged = {
         **{k: v for k, v in first.items() if k not in ("results", "summary", "load_average")},
+        "machine": merged_machine(parts),
         "seeds": sorted({r.seed for r in results}),
         "arms": arms,
         "wall_time_s": sum(part["wall_time_s"] for part in parts),
@@ -381,6 +395,7 @@ async def main() -> None:
         scale = dataclasses.replace(scale, grpo_temperature=args.temperature)
     arms = args.arms.split(",")
     started, cpu_started, load_started = time.monotonic(), _cpu_seconds(), os.getloadavg()
+    machine = machine_info()
     shared = await prepare(scale, args.cache_dir, console, args.warm_model)
     results: list[ArmRound] = []
     loads = []
@@ -412,11 +427,7 @@ async def main() -> None:
                     "noise": shared.seed_set.noise_rate(),
                     "heldout": len(shared.seed_set.heldout),
                 },
-                "machine": {
-                    "python": platform.python_version(),
-                    "cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(),
-                },
+                "machine": finish_machine_info(machine),
                 "wall_time_s": time.monotonic() - started,
                 "cpu_s": _cpu_seconds() - cpu_started,
                 "load_average": {"start": list(load_started), "after_each_arm": loads},

@@ -1134,6 +1134,8 @@ def env_build_rows(path: Path | None) -> list[CheckResult]:
 
 
 def orchestrate(args: argparse.Namespace) -> int:
+    from common.machine import finish_machine_info, machine_info  # the main env runs this script
+
     started = time.perf_counter()
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -1171,12 +1173,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {
         "mode": "dry-run" if args.dry_run else "gpu",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cores": os.cpu_count(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-            "gpu": gpu,
-        },
+        "machine": {**machine_info(), "gpu": gpu},
         "versions": {"main": main_env_versions()},
         "plan": asdict(plan),
         "tolerance": asdict(plan.tolerance),
@@ -1200,11 +1197,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         results["wall_s"] = time.perf_counter() - started
         write_json(out, results)
     bad = [r for r in rows if r.status == FAILED or (r.status != OK and not args.dry_run)]
-    results.update(
-        ok=not bad,
-        wall_s=time.perf_counter() - started,
-        load_average_at_end=[round(x, 2) for x in os.getloadavg()],
-    )
+    results.update(ok=not bad, wall_s=time.perf_counter() - started)
+    finish_machine_info(results["machine"])
     write_json(out, results)
     print_table(
         rows, f"GPU check ({results['mode']}) - {results['wall_s']:.0f} s - {gpu.get('name', 'no GPU')}"
