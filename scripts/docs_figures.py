@@ -71,7 +71,19 @@ def demo_rounds(report: dict[str, Any]) -> str:
     return header + "\n".join(rows) + "\n"
 
 
-TABLES = {"demo_rounds": demo_rounds}
+def efficacy_arms(results: dict[str, Any]) -> str:
+    """The README's efficacy table (held-out ToolMatch per arm and round, noise at the last round),
+    as ``benchmarks/efficacy.py`` prints it, from ``efficacy.json``'s rows."""
+    from benchmarks.efficacy import ArmRound, markdown_table
+
+    rows = [ArmRound(**row) for row in results["results"]]
+    table = markdown_table(
+        rows, results["scale"]["rounds"], results["arms"], results["warm_start"]["heldout_accuracy"]
+    )
+    return table + "\n"
+
+
+TABLES = {"demo_rounds": demo_rounds, "efficacy_arms": efficacy_arms}
 
 
 @cache
