@@ -438,7 +438,8 @@ def test_glaive_raw_quoted_arguments_and_function_responses_across_two_rounds() 
     assert first.label == Action(
         calls=[ToolCall(name="get_news_headlines", arguments={"country": "United States"})]
     )
-    assert second.label == Action(calls=[ToolCall(name="get_news_headlines", arguments={"country": "France"})])
+    france = ToolCall(name="get_news_headlines", arguments={"country": "France"})
+    assert second.label == Action(calls=[france])
     assert second.messages == [
         Message(role="user", content="Can you tell me the latest news headlines for the United States?"),
         Message(role="assistant", content="", tool_calls=first.label.calls),
@@ -464,7 +465,8 @@ def test_glaive_raw_two_listed_functions_with_format_and_enum() -> None:
     ask, call = conversion.samples
     assert [t.name for t in ask.tools] == ["generate_password", "create_task"]
     assert ask.label == Action(
-        text="Of course. How long would you like your password to be? And would you like it to include symbols?"
+        text="Of course. How long would you like your password to be?"
+        " And would you like it to include symbols?"
     )
     assert call.messages[-1] == Message(
         role="user", content="I would like it to be 12 characters long and yes, please include symbols."
