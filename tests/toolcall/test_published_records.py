@@ -2,8 +2,9 @@
 
 The records live in ``tests/toolcall/data/published/`` (sources and licences in its README): BFCL as
 ``bfcl-eval`` ships it (question files beside ``possible_answer/`` and ``multi_turn_func_doc/``),
-LLaMA-Factory's demo files, the Hermes function-calling v1 and xLAM dataset cards, and a ToolACE
-conversation republished in LLaMA-Factory's ShareGPT layout. Every expected value below was read off
+LLaMA-Factory's demo files, the Hermes function-calling v1 and xLAM dataset cards, a ToolACE
+conversation republished in LLaMA-Factory's ShareGPT layout, and glaive-function-calling-v2 records in
+their raw ``system``/``chat`` form. Every expected value below was read off
 the record itself.
 """
 
