@@ -73,7 +73,7 @@ def test_a_folder_joins_bfcl_answers_and_docs_and_accounts_for_every_record() ->
         for p in PUBLISHED.rglob("*.json*")
         if "possible_answer" not in p.parts and "multi_turn_func_doc" not in p.parts
     ]
-    assert report.records == 27  # every record of every file (answers and docs are context, not records)
+    assert report.records == 32  # every record of every file (answers and docs are context, not records)
     assert report.records == report.dead_lettered + sum(report.by_format.values())
     assert "bfcl record has no ground truth" not in report.reasons  # the possible_answer/ folder was joined
     assert report.reasons == {
@@ -82,7 +82,7 @@ def test_a_folder_joins_bfcl_answers_and_docs_and_accounts_for_every_record() ->
         "assistant turn does not parse": 1,
     }
     assert report.reason_examples["bfcl agentic record: no call to learn"] == ["bfcl/BFCL_v4_memory.json:1"]
-    assert len(files) == 16
+    assert len(files) == 17
     multi = [a for a in added if a.source_ref == "bfcl/BFCL_v4_multi_turn_base.json:1"]
     assert len(multi) == 4 and all(len(a.tools) == 32 for a in multi)
     summary = report.summary()

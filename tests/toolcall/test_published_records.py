@@ -2,8 +2,9 @@
 
 The records live in ``tests/toolcall/data/published/`` (sources and licences in its README): BFCL as
 ``bfcl-eval`` ships it (question files beside ``possible_answer/`` and ``multi_turn_func_doc/``),
-LLaMA-Factory's demo files, the Hermes function-calling v1 and xLAM dataset cards, and a ToolACE
-conversation republished in LLaMA-Factory's ShareGPT layout. Every expected value below was read off
+LLaMA-Factory's demo files, the Hermes function-calling v1 and xLAM dataset cards, a ToolACE
+conversation republished in LLaMA-Factory's ShareGPT layout, and glaive-function-calling-v2 records in
+their raw ``system``/``chat`` form. Every expected value below was read off
 the record itself.
 """
 
@@ -396,3 +397,109 @@ def test_toolace_tools_come_from_the_system_prompt_listing() -> None:
     assert third.label == Action(calls=[ToolCall(name="Image", arguments={"sport": "football"})])
     assert [v.code for v in validate_action(third.label, third.tools)] == ["unknown_function"]
     assert first.messages[0].role == "user"  # the harness system prompt is not a message
+
+
+# --- glaive-function-calling-v2, raw system/chat transcripts ---------------------------------------
+
+
+def glaive(index: int) -> dict[str, Any]:
+    lines = (DATA / "glaive" / "chat_data.jsonl").read_text().splitlines()
+    return json.loads(lines[index])
+
+
+def test_glaive_raw_refusal_keeps_the_listed_tool_and_answers_in_text() -> None:
+    conversion = convert_record(glaive(0))
+    assert conversion.format == "glaive"
+    [sample] = conversion.samples
+    assert sample.messages == [
+        Message(role="user", content="Can you book a flight for me from New York to London?")
+    ]
+    [tool] = sample.tools
+    assert tool.name == "get_exchange_rate"
+    assert tool.description == "Get the exchange rate between two currencies"
+    assert tool.parameters.to_json_schema() == {
+        "type": "object",
+        "properties": {
+            "base_currency": {"type": "string", "description": "The currency to convert from"},
+            "target_currency": {"type": "string", "description": "The currency to convert to"},
+        },
+        "required": ["base_currency", "target_currency"],
+    }
+    # "<|endoftext|>" and the blank lines after it are the transcript's separators, not the answer.
+    assert sample.label == Action(
+        text="I'm sorry, but I don't have the capability to book flights. My current function allows me"
+        " to get the exchange rate between two currencies. If you need help with that, feel free to ask!"
+    )
+    assert any("system prompt carrying the tool list" in w for w in conversion.warnings)
+
+
+def test_glaive_raw_quoted_arguments_and_function_responses_across_two_rounds() -> None:
+    first, second = convert_record(glaive(1)).samples
+    # The arguments are a single-quoted JSON string inside the call object: read as an object.
+    assert first.label == Action(
+        calls=[ToolCall(name="get_news_headlines", arguments={"country": "United States"})]
+    )
+    france = ToolCall(name="get_news_headlines", arguments={"country": "France"})
+    assert second.label == Action(calls=[france])
+    assert second.messages == [
+        Message(role="user", content="Can you tell me the latest news headlines for the United States?"),
+        Message(role="assistant", content="", tool_calls=first.label.calls),
+        Message(
+            role="tool",
+            content='{"headlines": ["Biden announces new vaccine mandates", "Hurricane Ida devastates'
+            ' Louisiana", "Apple unveils new iPhone", "NASA\'s Perseverance rover collects first Mars rock'
+            ' sample"]}',
+        ),
+        Message(
+            role="assistant",
+            content="Here are the latest news headlines for the United States:\n"
+            "1. Biden announces new vaccine mandates\n2. Hurricane Ida devastates Louisiana\n"
+            "3. Apple unveils new iPhone\n4. NASA's Perseverance rover collects first Mars rock sample",
+        ),
+        Message(role="user", content="That's interesting. What about the news in France?"),
+    ]
+    assert schema(convert_record(glaive(1)), "get_news_headlines")["required"] == ["country"]
+
+
+def test_glaive_raw_two_listed_functions_with_format_and_enum() -> None:
+    conversion = convert_record(glaive(2))
+    ask, call = conversion.samples
+    assert [t.name for t in ask.tools] == ["generate_password", "create_task"]
+    assert ask.label == Action(
+        text="Of course. How long would you like your password to be?"
+        " And would you like it to include symbols?"
+    )
+    assert call.messages[-1] == Message(
+        role="user", content="I would like it to be 12 characters long and yes, please include symbols."
+    )
+    assert call.label == Action(
+        calls=[ToolCall(name="generate_password", arguments={"length": 12, "include_symbols": True})]
+    )
+    task = schema(conversion, "create_task")
+    assert task["properties"]["due_date"] == {
+        "type": "string",
+        "description": "The due date of the task",
+        "format": "date",
+    }
+    assert task["properties"]["priority"]["enum"] == ["low", "medium", "high"]
+    assert task["required"] == ["title", "due_date", "priority"]
+    assert schema(conversion, "generate_password")["required"] == ["length"]
+    assert not validate_action(call.label, call.tools)
+
+
+@pytest.mark.parametrize(
+    ("index", "name", "arguments"),
+    [
+        (3, "generate_password", {"length": 12, "include_numbers": True, "include_special_characters": True}),
+        (4, "calculate_median", {"numbers": [5, 2, 9, 1, 7, 4, 6, 3, 8]}),
+    ],
+)
+def test_glaive_raw_ask_then_call(index: int, name: str, arguments: dict[str, Any]) -> None:
+    ask, call = convert_record(glaive(index)).samples
+    assert ask.label.text and ask.label.text.startswith("Of course")
+    assert [m.role for m in call.messages] == ["user", "assistant", "user"]
+    assert call.label == Action(calls=[ToolCall(name=name, arguments=arguments)])
+    assert not validate_action(call.label, call.tools)
+    if name == "calculate_median":
+        numbers = call.tools[0].parameters.to_json_schema()["properties"]["numbers"]
+        assert numbers == {"type": "array", "description": "A list of numbers", "items": {"type": "number"}}
