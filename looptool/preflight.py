@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import subprocess
@@ -51,6 +52,9 @@ class CheckResult:
     ok: bool
     detail: str
     fix: str = ""
+    # The server is there but failing right now (HTTP 5xx or 429): doctor reports it; a worker starts
+    # anyway, since its stages pause and retry through an outage.
+    outage: bool = False
 
     def line(self) -> str:
         """The result on one line (a failed check's fix after a dash)."""
@@ -362,7 +366,10 @@ async def check_endpoint(name: str, section: str, role: EndpointSettings) -> Che
             )
         if response.status_code != 200:
             body = scrub(" ".join(response.text.split()))[:200]
-            return _failed(name, f"{shown} answered HTTP {response.status_code}: {body}", serve_fix)
+            failed = _failed(name, f"{shown} answered HTTP {response.status_code}: {body}", serve_fix)
+            if response.status_code >= 500 or response.status_code == 429:
+                return dataclasses.replace(failed, outage=True)
+            return failed
         try:
             choices = response.json()["choices"]
             assert isinstance(choices, list) and choices
@@ -448,7 +455,7 @@ async def check_roles(
                 results.append(_failed(label, "no endpoint configured", _role_fix(section)))
             continue
         result = outcomes[id(task)]
-        results.append(CheckResult(label, result.ok, result.detail, result.fix))
+        results.append(dataclasses.replace(result, name=label))
     return results
 
 
@@ -578,5 +585,6 @@ async def broker_checks(settings: Settings) -> list[CheckResult]:
     return await check_kafka(settings, topics=False)
 
 
-def failures(results: Iterable[CheckResult]) -> list[CheckResult]:
-    return [result for result in results if not result.ok]
+def failures(results: Iterable[CheckResult], *, outages_fail: bool = True) -> list[CheckResult]:
+    """The failed checks; with ``outages_fail=False`` a server answering 5xx/429 is not one."""
+    return [result for result in results if not result.ok and (outages_fail or not result.outage)]

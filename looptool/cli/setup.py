@@ -24,8 +24,15 @@ commands = typer.Typer()
 
 
 def preflight_or_exit(command: str, checks: Coroutine[Any, Any, list[preflight.CheckResult]]) -> None:
-    """Run ``checks``; on any failure print one line per failed check and exit with status 1."""
-    failed = preflight.failures(asyncio.run(checks))
+    """Run ``checks``; on any failure print one line per failed check and exit with status 1.
+
+    An LLM server that answers but fails right now (HTTP 5xx/429) does not stop a service: its stages
+    pause and retry through an outage; the line is printed as a warning."""
+    results = asyncio.run(checks)
+    for result in results:
+        if result.outage:
+            print(f"looptool {command}: warning: {result.line()}", file=sys.stderr, flush=True)
+    failed = preflight.failures(results, outages_fail=False)
     if not failed:
         return
     for result in failed:

@@ -28,9 +28,12 @@ from bus.kafka import client_options
 from bus.topics import partitions_for, spec_of, topic_name
 from bus.worker import stage_group_id
 from looptool.config import Settings
+from looptool.preflight import PROBE_MESSAGE
 from looptool.supervisor import Service
 from schemas.events import Event, SampleAdded
 from streams.config import LoopSettings
+from streams.expand import ExpandStage
+from streams.judge import JudgeStage
 from streams.probe import probe_result
 from tests.faults.accounting import account, first_copies
 from tests.faults.endpoint import FlakyJudgeEndpoint, serve_flaky
@@ -40,9 +43,9 @@ MEMBERS = 60
 K = 2
 ENDPOINT = {"timeout_s": 1.0, "max_retries": 1, "max_concurrency": 2}
 BREAKER = {"breaker_threshold": 2, "breaker_cooldown_s": 1.0}
-# What one stuck batch may hold: JudgeStage and ExpandStage default batch sizes (× k prompts each).
-JUDGE_BATCH_PROMPTS = 8
-EXPAND_BATCH_PROMPTS = 4 * K
+# What one stuck batch may hold: the first batch of JudgeStage and of ExpandStage (× k prompts each).
+JUDGE_BATCH_PROMPTS = JudgeStage.first_batch_size or JudgeStage.batch_size
+EXPAND_BATCH_PROMPTS = (ExpandStage.first_batch_size or ExpandStage.batch_size) * K
 
 
 async def committed(settings: Settings, group: str, topic: str) -> int:
@@ -95,9 +98,10 @@ async def fail_through(
         assert (
             await committed(run.settings, stage_group_id(RUN_ID, stage, run.broker.cluster_id), source) == 0
         )
-        outage = endpoint.prompts[first_prompt:]
+        # The worker's preflight asks its one-token question too; it is not a stage's input.
+        outage = [prompt for prompt in endpoint.prompts[first_prompt:] if prompt != PROBE_MESSAGE]
         assert len(set(outage)) <= batch_prompts, f"{stage} moved on past its first batch"
-    return endpoint.prompts[first_prompt:]
+    return [prompt for prompt in endpoint.prompts[first_prompt:] if prompt != PROBE_MESSAGE]
 
 
 async def recover(
@@ -145,7 +149,7 @@ async def test_judge_and_generator_endpoint_failures_pause_the_stage_and_lose_no
                 for m in members
             ]
             probes = [p for p in probes if not p.payload.matched]
-            assert len(probes) > 3 * JUDGE_BATCH_PROMPTS
+            assert len(probes) > JUDGE_BATCH_PROMPTS  # inputs beyond one batch: moving on would show
             await run.publish(probes)
 
             judge = run.start_stage("judge")

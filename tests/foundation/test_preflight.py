@@ -212,12 +212,16 @@ async def test_endpoint_checks_say_what_is_wrong(settings: Settings, tmp_path: P
         await flaky.set_mode("500")
         failed = await preflight.check_endpoint("judge", "judge", role)
         assert not failed.ok and "HTTP 500" in failed.detail and "[judge] base_url" in failed.fix
+        # doctor reports it; a worker starts anyway (its stages pause through an outage)
+        assert failed.outage and preflight.failures([failed])
+        assert not preflight.failures([failed], outages_fail=False)
         await flaky.set_mode("garbage")
         garbage = await preflight.check_endpoint("judge", "judge", role)
         assert not garbage.ok and "not with an OpenAI chat completion" in garbage.detail
         await flaky.set_mode("down")
         down = await preflight.check_endpoint("generator", "generator", role)
         assert not down.ok and "cannot reach" in down.detail and "[generator]" in down.fix
+        assert not down.outage and not garbage.outage  # nothing there, or not an OpenAI server: stop
 
     # A server that does not serve the model answers 404: the check lists what it serves.
     reasoning = ReasoningEndpoint(personas={MODEL: Persona()}, truth={})
