@@ -7,4 +7,4 @@ scripts/install-verl.sh   # verl in its own env: the trainer's verl backend is t
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports   # the layers run one way (docs/architecture.md)
-exec .venv/bin/python -m pytest -q -rsx "$@"
+exec .venv/bin/python -m pytest -q -rsx --durations=25 "$@"
