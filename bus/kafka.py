@@ -296,13 +296,12 @@ class EventProducer:
         return future  # type: ignore[no-any-return]
 
     def _undefined(self, event: Event[Any], references: Sequence[Reference]) -> list[Reference]:
-        """The references not yet on the event's run's toolsets topic, as far as this process knows."""
-        return [
-            reference
-            for reference in references
-            if (event.run_id, reference.digest) not in self._defined
-            and not self.codec.toolsets.on_log(event.run_id, reference.digest)
-        ]
+        """The references this producer has not written to the event's run's toolsets topic yet.
+
+        Per producer, not per process: a process may talk to several brokers (a test's reference run
+        and its disturbed run, a broker started again), and a set on one broker's log is not on
+        another's. Writing a set again costs one compacted record with the set's fixed id."""
+        return [ref for ref in references if (event.run_id, ref.digest) not in self._defined]
 
     async def _define(self, event: Event[Any], reference: Reference) -> None:
         """Write the definition ``event`` refers to (once per run and process) and await its ack."""
