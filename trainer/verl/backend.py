@@ -270,9 +270,13 @@ class VerlBackend:
             check=False,
         )
         if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-20:]
+            # The one line a CLI error shows must say why: the import that failed is the last line.
+            reason = tail[-1] if tail else f"exit status {done.returncode}"
             raise VerlRunError(
-                f"the verl environment at {python} is not usable (see scripts/install-verl.sh --gpu)",
-                tail=(done.stderr or done.stdout).strip().splitlines()[-20:],
+                f"the verl environment at {python} is not usable: {reason} "
+                "(see scripts/install-verl.sh --gpu)",
+                tail=tail,
             )
         version = done.stdout.strip().splitlines()[-1]
         if version != VERL_VERSION:
