@@ -441,7 +441,17 @@ class EventProducer:
             )
             await self._archive_reader.start()
         partitions = list(self._unconfirmed)
-        ends = await asyncio.gather(*(self._archive_reader.committed(tp) for tp in partitions))
+        try:
+            ends = await asyncio.gather(*(self._archive_reader.committed(tp) for tp in partitions))
+        except (KafkaError, AttributeError) as error:
+            # The reader lost its broker (aiokafka drops its group coordinator then): nothing is
+            # confirmed by this check; the next one asks with a new reader, and the identity check
+            # that follows says whether the broker restarted.
+            log.info("producer.archive_check_failed", error=repr(error))
+            reader, self._archive_reader = self._archive_reader, None
+            with contextlib.suppress(Exception):
+                await stop_consumer(reader)
+            return {}
         return {tp: end for tp, end in zip(partitions, ends, strict=True) if end is not None}
 
     def _confirm(self, archived_up_to: dict[TopicPartition, int]) -> None:

@@ -148,6 +148,10 @@ class StageRunner:
             topic_allow_declare=False,  # the catalog creates topics (ensure_topics)
             topic_disable_leader=True,  # no leader topic: we use no leader-only features, nothing creates it
             broker_max_poll_interval=settings.kafka.max_poll_interval_s,
+            # Stopping never waits for unacknowledged messages (a batch interrupted mid-way): they are
+            # not committed, so the next member gets them again. Waiting hung a worker whose broker
+            # had restarted (faust's wait_empty on a batch that can no longer finish).
+            stream_wait_empty=False,
             **faust_broker_options(settings.kafka),
         )
         source = self.app.topic(
