@@ -378,21 +378,18 @@ async def main() -> None:
 
     torch.set_num_threads(1)  # the cores are shared: one thread each for the probe and the trainer
     console = Console()
-    scale = SCALES[args.scale]
-    if args.rounds is not None:
-        scale = dataclasses.replace(scale, rounds=args.rounds)
-    if args.target_size is not None:
-        scale = dataclasses.replace(scale, target_size=args.target_size)
-    if args.grpo_lr is not None:
-        scale = dataclasses.replace(scale, grpo_learning_rate=args.grpo_lr)
-    if args.es_share is not None:
-        scale = dataclasses.replace(scale, max_error_seed_share=args.es_share)
-    if args.group_size is not None:
-        scale = dataclasses.replace(scale, group_size=args.group_size)
-    if args.epochs is not None:
-        scale = dataclasses.replace(scale, grpo_epochs=args.epochs)
-    if args.temperature is not None:
-        scale = dataclasses.replace(scale, grpo_temperature=args.temperature)
+    overrides = {
+        "rounds": args.rounds,
+        "target_size": args.target_size,
+        "grpo_learning_rate": args.grpo_lr,
+        "max_error_seed_share": args.es_share,
+        "group_size": args.group_size,
+        "grpo_epochs": args.epochs,
+        "grpo_temperature": args.temperature,
+    }
+    scale = dataclasses.replace(
+        SCALES[args.scale], **{name: value for name, value in overrides.items() if value is not None}
+    )
     arms = args.arms.split(",")
     started, cpu_started, load_started = time.monotonic(), _cpu_seconds(), os.getloadavg()
     machine = machine_info()
