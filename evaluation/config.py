@@ -18,6 +18,11 @@ class EvalSettings(Section):
         description="BFCL v4 categories or groups (single_turn, multi_turn, non_live, live, ast, relevance); "
         "None: all, multi-turn included.",
     )
+    bfcl: bool = Field(
+        default=True,
+        description="Score BFCL (the categories above); false: the held-out ToolMatch set only "
+        "(heldout_path), e.g. for a world whose tools BFCL does not share.",
+    )
     limit: int | None = Field(default=None, ge=1, description="First N items of each category; None: all.")
     every_n_steps: int = Field(
         default=1, ge=0, description="Evaluate checkpoints whose step is a multiple of N (0: final only)."

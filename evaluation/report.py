@@ -85,7 +85,9 @@ def rounds_table(evaluations: Sequence[Any], *, title: str = "BFCL by round") ->
     table = Table(title=title)
     for column in ("Round", "Step", "Checkpoint"):
         table.add_column(column)
-    for name in SUMMARY_COLUMNS:
+    # Held-out-only evaluations ([eval] bfcl = false) have no BFCL column to show.
+    columns = SUMMARY_COLUMNS if any(p.categories for p in evaluations) else ()
+    for name in columns:
         table.add_column(SUMMARY_TITLES[name], justify="right")
     with_heldout = any(heldout_accuracy(p) is not None for p in evaluations)
     if with_heldout:
@@ -98,7 +100,7 @@ def rounds_table(evaluations: Sequence[Any], *, title: str = "BFCL by round") ->
             str(payload.round),
             str(payload.step),
             payload.checkpoint_id + (" (final)" if payload.final else ""),
-            *(_percent(summary.column(name), name in summary.partial) for name in SUMMARY_COLUMNS),
+            *(_percent(summary.column(name), name in summary.partial) for name in columns),
             *([_percent(heldout_accuracy(payload))] if with_heldout else []),
             str(summary.total),
             f"{payload.wall_time_s:.1f}",

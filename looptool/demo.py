@@ -7,9 +7,11 @@
    they would in production: ``looptool worker`` (probe, judge, relabel, expand, verify, curate) and
    ``looptool train`` (SFT warm start, CPU GRPO, checkpoints every few steps). Judge, generator and
    verifier are the world's SIMULATIONS (no LLM endpoint is configured). Progress is followed live
-   from the topics.
-4. When the trainer has published round J's final checkpoint, both services stop and the report is
-   computed: per round the held-out ToolMatch accuracy of its checkpoint, the label noise of D_j,
+   from the topics. A third process, ``looptool worker --stages evaluate,promote``, scores each
+   round's final checkpoint on the held-out set as it is published and runs the promotion gate on it.
+4. When round J's final checkpoint is evaluated and decided, the services stop and the report is
+   computed: per round the held-out ToolMatch accuracy of its checkpoint and the gate's decision, the
+   label noise of D_j,
    its Table-3 sources, the verdicts and relabels, and a Figure-2 style plot. Finally D_J is rebuilt
    from the topics alone and checked against its RoundClosed manifest.
 """
@@ -35,7 +37,7 @@ from looptool.config import Settings, write_config
 from looptool.report import DemoReport, RoundReport, narrow_table, number_or_blank, plot_report, render_report
 from looptool.supervisor import Service, tree_rss
 from looptool.warm_start import WarmStartRecipe
-from schemas.events import CheckpointPublished, Event
+from schemas.events import CheckpointEvaluated, CheckpointPublished, Event, PolicyPromoted, PromotionRefused
 from streams.curate import LEDGER_TOPICS, CurationPolicy, Ledger, open_first_round
 
 log = get_logger(__name__)
@@ -135,6 +137,8 @@ def demo_settings(
     ``model_path`` is round 1's starting policy, already warm-started (looptool.warm_start), so the
     trainer runs no warm start of its own.
     """
+    from evaluation.config import EvalSettings
+    from evaluation.gate import PromoteSettings
     from streams.config import LoopSettings, PolicySettings
     from trainer.config import TrainerSettings
     from views.config import StoreSettings
@@ -181,6 +185,18 @@ def demo_settings(
                 seed=seed,
             ),
             "store": StoreSettings(path=workdir / "store"),
+            # The evaluator scores each round's final checkpoint on the clean held-out set (BFCL's
+            # tools are not the world's: a world-trained tiny policy scores ~0 there), and the gate
+            # promotes a checkpoint unless its held-out accuracy drops by more than a point.
+            "eval": EvalSettings(
+                bfcl=False,
+                heldout_path=workdir / "heldout.jsonl",
+                every_n_steps=0,
+                max_new_tokens=scale.max_new_tokens,
+                batch_size=32,
+                results_dir=workdir / "eval",
+            ),
+            "promote": PromoteSettings(heldout=True, bfcl=[], tolerance=0.01),
         }
     )
 
@@ -194,6 +210,8 @@ class Progress:
 
     ledger: Ledger = field(default_factory=Ledger)
     checkpoints: dict[int, list[Event[CheckpointPublished]]] = field(default_factory=dict)
+    evaluations: dict[str, CheckpointEvaluated] = field(default_factory=dict)  # by checkpoint id
+    decisions: dict[str, PolicyPromoted | PromotionRefused] = field(default_factory=dict)
     dead_letters: int = 0
 
     def add(self, event: Event[Any]) -> None:
@@ -202,11 +220,25 @@ class Progress:
             known = self.checkpoints.setdefault(event.payload.round, [])
             if all(e.event_id != event.event_id for e in known):
                 known.append(event)
+        elif isinstance(event.payload, CheckpointEvaluated):
+            self.evaluations[event.payload.checkpoint_id] = event.payload
+        elif isinstance(event.payload, PolicyPromoted | PromotionRefused):
+            self.decisions[event.payload.checkpoint_id] = event.payload
         elif event.event_type == "DeadLetter":
             self.dead_letters += 1
 
     def final(self, round_: int) -> Event[CheckpointPublished] | None:
         return next((e for e in self.checkpoints.get(round_, []) if e.payload.final), None)
+
+    def decided(self, rounds: int) -> bool:
+        """Every round's final checkpoint is evaluated and the gate has decided on it."""
+        finals = [self.final(round_) for round_ in range(1, rounds + 1)]
+        return all(
+            final is not None
+            and final.payload.new_checkpoint_id in self.evaluations
+            and final.payload.new_checkpoint_id in self.decisions
+            for final in finals
+        )
 
     def table(self, rounds: int, elapsed_s: float, memory: int) -> Table:
         # Short headers and few columns: the table must read in an 80-column terminal and in a log.
@@ -245,10 +277,11 @@ async def follow_until_trained(
     timeout_s: float,
     started: float,
 ) -> tuple[Progress, int]:
-    """Fold the topics until round ``rounds`` has its final checkpoint; returns the peak memory too."""
+    """Fold the topics until every round's final checkpoint is evaluated and decided by the gate;
+    returns the peak memory too."""
     progress = Progress()
     peak = 0
-    topics = (*LEDGER_TOPICS, "checkpoints")
+    topics = (*LEDGER_TOPICS, "checkpoints", "evaluations", "promotions")
     stream = follow(settings.kafka, settings.run_id, topics)
     try:
         with Live(
@@ -263,7 +296,7 @@ async def follow_until_trained(
                 live.update(progress.table(rounds, elapsed, memory))
                 for service in services:
                     service.check()
-                if progress.final(rounds) is not None:
+                if progress.decided(rounds):
                     break
                 if elapsed > timeout_s:
                     raise TimeoutError(f"the demo did not finish within {timeout_s:.0f} s")
@@ -346,6 +379,7 @@ async def run_demo(
     services = [
         Service("worker", ["worker"], config_path, logs / "worker.log"),
         Service("trainer", ["train"], config_path, logs / "trainer.log"),
+        Service("evaluator", ["worker", "--stages", "evaluate,promote"], config_path, logs / "evaluator.log"),
     ]
     for service in services:
         service.start()
@@ -358,12 +392,13 @@ async def run_demo(
         for service in services:
             service.stop()
 
-    console.print("evaluating each round's checkpoint on the held-out set…")
+    console.print("evaluating the warm start on the held-out set…")
     rounds: list[RoundReport] = []
     from inference.transformers_backend import TransformersBackend
 
     backend = TransformersBackend(str(model_path), "warm-start", batch_size=32)
     sft_accuracy = (await heldout_accuracy(backend, seed_set.heldout, max_tokens=scale.max_new_tokens)).rate
+    await backend.close()
     for round_ in range(1, scale.rounds + 1):
         closed = progress.ledger.closed[round_]
         members = [m.payload for m in progress.ledger.members.get(round_, {}).values()]
@@ -383,15 +418,17 @@ async def run_demo(
             expansions_passed=status.passed,
         )
         if final is not None:
-            await backend.load(final.payload.uri.removeprefix("file://"), final.payload.new_checkpoint_id)
-            accuracy = await heldout_accuracy(backend, seed_set.heldout, max_tokens=scale.max_new_tokens)
-            report.checkpoint_id = final.payload.new_checkpoint_id
-            report.heldout_accuracy = accuracy.rate
+            checkpoint_id = final.payload.new_checkpoint_id
+            report.checkpoint_id = checkpoint_id
+            report.heldout_accuracy = _heldout_rate(progress.evaluations[checkpoint_id])
             report.reward_mean = final.payload.metrics.get("round_reward_mean")
             report.mixed_groups = final.payload.metrics.get("round_mixed_groups")
             report.grpo_steps = final.payload.step
+            decision = progress.decisions[checkpoint_id]
+            report.promotion = "promoted" if isinstance(decision, PolicyPromoted) else "refused"
+            report.promotion_delta = decision.deltas.get("heldout_toolmatch")
+            report.promotion_reason = decision.reason
         rounds.append(report)
-    await backend.close()
 
     replay_matches = await _replay_matches(settings, scale.rounds, progress)
     # The run's verdict analytics (what `looptool stats` prints), while the topics still exist.
@@ -423,6 +460,12 @@ async def run_demo(
     (workdir / "report.json").write_text(report.to_json(), encoding="utf-8")
     console.print(render_report(report))
     return report
+
+
+def _heldout_rate(evaluation: CheckpointEvaluated) -> float | None:
+    if not evaluation.heldout_total or evaluation.heldout_correct is None:
+        return None
+    return evaluation.heldout_correct / evaluation.heldout_total
 
 
 def build_initial_policy(

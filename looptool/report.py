@@ -49,6 +49,11 @@ class RoundReport:
     reward_mean: float | None = None
     mixed_groups: float | None = None  # share of GRPO groups whose rewards differ (non-zero advantage)
     grpo_steps: int | None = None
+    # The promotion gate on ckpt j (held-out ToolMatch against the promoted policy): "promoted" or
+    # "refused", and the held-out change against the policy promoted before it (None: the first).
+    promotion: str | None = None
+    promotion_delta: float | None = None
+    promotion_reason: str | None = None
 
 
 @dataclass
@@ -103,9 +108,9 @@ def render_report(report: DemoReport) -> Group:
         title="Held-out ToolMatch of ckpt j; label noise and sources of D_j",
     )
     signal = narrow_table(
-        ("round", "steps", "reward", "mixed groups"),
-        title="GRPO signal per round",
-        caption="mixed: the G rewards differ",
+        ("round", "steps", "reward", "mixed groups", "gate", "Δ pts"),
+        title="GRPO signal and the promotion gate per round",
+        caption="mixed: the G rewards differ · Δ: against the policy promoted before",
     )
     work = narrow_table(
         ("round", "probed", "wrong", "PW", "LW", "BC", "BW", "relabel", "EE ok/cand"),
@@ -134,6 +139,8 @@ def render_report(report: DemoReport) -> Group:
             "" if r.grpo_steps is None else str(r.grpo_steps),
             number_or_blank(r.reward_mean, "{:.2f}"),
             number_or_blank(r.mixed_groups, "{:.0%}"),
+            r.promotion or "",
+            number_or_blank(None if r.promotion_delta is None else r.promotion_delta * 100, "{:+.1f}"),
         )
         work.add_row(
             str(r.round),

@@ -269,6 +269,8 @@ class CheckpointEvaluated(Payload):
     heldout_correct: int | None = None
     heldout_total: int | None = None
     heldout_source: str | None = None
+    # v3
+    output_reading: str | None = None  # how BFCL outputs were read (evaluation.reading); None: no BFCL
 
     def partition_key(self) -> str:
         return self.checkpoint_id

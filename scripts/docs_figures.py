@@ -56,17 +56,22 @@ def demo_rounds(report: dict[str, Any]) -> str:
     """The README's table of a full demo run, one row per round, from the demo's ``report.json``."""
     header = (
         "| | D_j | sources | label noise of D_j | mismatches | verdicts | relabels | expansions passed "
-        "| GRPO reward (mixed groups) | held-out ToolMatch |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "| GRPO reward (mixed groups) | held-out ToolMatch | promotion gate |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
-    rows = [f"| after SFT warm start | | | | | | | | | {_percent(report.get('sft_accuracy'))} |"]
+    rows = [f"| after SFT warm start | | | | | | | | | {_percent(report.get('sft_accuracy'))} | |"]
     for r in report["rounds"]:
         reward = r.get("reward_mean")
         mixed = r.get("mixed_groups")
         grpo = "" if reward is None else f"{reward:.2f}" + ("" if mixed is None else f" ({mixed:.0%})")
+        gate = r.get("promotion") or ""
+        if gate and r.get("promotion_delta") is not None:
+            gate += f" ({r['promotion_delta'] * 100:+.1f} pts)"
         rows.append(
             f"| round {r['round']} | {r['size']} | {_counts(r['sources'])} | {_percent(r['label_noise'])} "
             f"| {r['mismatched']}/{r['probed']} | {_counts(r['verdicts'])} | {r['relabels']} "
-            f"| {r['expansions_passed']}/{r['candidates']} | {grpo} | {_percent(r.get('heldout_accuracy'))} |"
+            f"| {r['expansions_passed']}/{r['candidates']} | {grpo} | {_percent(r.get('heldout_accuracy'))} "
+            f"| {gate} |"
         )
     return header + "\n".join(rows) + "\n"
 

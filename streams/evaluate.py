@@ -53,6 +53,7 @@ class EvalPolicy:
     """
 
     categories: tuple[str, ...] | None = None  # None: every category, multi-turn included
+    bfcl: bool = True  # False: no BFCL item, the held-out set only
     limit: int | None = None  # first N items of each category; None: all
     every_n_steps: int = 1
     max_new_tokens: int = 512
@@ -71,6 +72,8 @@ class EvalPolicy:
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         parse_categories(self.categories)  # fails early on an unknown category
+        if not self.bfcl and self.heldout_path is None:
+            raise ValueError("nothing to evaluate: BFCL is off ([eval] bfcl = false) and no heldout_path")
 
     def selects(self, checkpoint: CheckpointPublished) -> bool:
         if checkpoint.final:
@@ -79,7 +82,7 @@ class EvalPolicy:
 
     def selection_key(self, heldout_source: str | None = None) -> str:
         """What distinguishes one evaluation of a checkpoint from another (part of the event id)."""
-        categories = ",".join(parse_categories(self.categories))
+        categories = ",".join(parse_categories(self.categories)) if self.bfcl else "none"
         key = f"{SUITE_NAME}@{suite_version()}|{categories}|limit={self.limit}"
         if self.max_steps is not None:
             key += f"|max_steps={self.max_steps}"
@@ -93,6 +96,7 @@ def eval_policy(settings: StageSettings) -> EvalPolicy:
     evaluation = settings.eval
     return EvalPolicy(
         categories=tuple(evaluation.categories) if evaluation.categories else None,
+        bfcl=evaluation.bfcl,
         limit=evaluation.limit,
         every_n_steps=evaluation.every_n_steps,
         max_new_tokens=evaluation.max_new_tokens,
@@ -142,6 +146,7 @@ def evaluation_event(
             heldout_correct=score.correct if score else None,
             heldout_total=score.total if score else None,
             heldout_source=source,
+            output_reading=str(policy.reading) if summary.categories else None,
         ),
         run_id=checkpoint.run_id,
         producer=EvaluateStage.producer_info(),
@@ -166,8 +171,10 @@ class EvaluateStage(Stage):
         self.backend = backend
         self.policy = policy or EvalPolicy()
         self._loaded: str | None = None
-        self._items = load_suite(
-            list(self.policy.categories) if self.policy.categories else None, self.policy.limit
+        self._items = (
+            load_suite(list(self.policy.categories) if self.policy.categories else None, self.policy.limit)
+            if self.policy.bfcl
+            else []
         )
         # Read once: a file that changes under a running evaluator would make its figures incomparable.
         self._heldout: HeldoutSet | None = (

@@ -49,11 +49,19 @@ def test_quick_demo_runs_the_loop_and_the_curated_set_gets_cleaner(tmp_path: Pat
         assert 0.0 <= row["label_noise"] <= 1.0
     assert set(report["rounds"][0]["sources"]) == {"SEED"}
     assert set(report["rounds"][1]["sources"]) <= {"ES", "EE", "HPPL", "SEED_NEW"}
+    # The evaluator scored each round's final checkpoint, and the promotion gate decided on it: the
+    # first is promoted (nothing to regress against), the next one by its held-out change.
+    first, second = report["rounds"]
+    assert (first["promotion"], first["promotion_delta"]) == ("promoted", None)
+    assert second["promotion"] in {"promoted", "refused"}
+    assert second["promotion_delta"] == pytest.approx(second["heldout_accuracy"] - first["heldout_accuracy"])
+    assert (second["promotion"] == "promoted") == (second["promotion_delta"] >= -0.01 - 1e-9)
     assert report["replay_matches"] is True
     assert Path(report["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The run's verdict analytics, as `looptool stats` prints them, with its charts.
     stats = (tmp_path / "stats.txt").read_text()
     assert "PRED_WRONG" in stats
+    assert "Promotion gate" in stats and "Checkpoint evaluations" in stats
     assert (tmp_path / "stats" / "overview.png").read_bytes()[:4] == b"\x89PNG"
 
     # The loop's point: the curated set after round 1 holds fewer wrong labels than the seeds do.

@@ -47,6 +47,8 @@ def test_a_table_block_is_rendered_from_its_results_file_and_checked(tmp_path, m
                 "heldout_accuracy": 0.625,
                 "reward_mean": 0.4,
                 "mixed_groups": 0.5,
+                "promotion": "refused",
+                "promotion_delta": -0.025,
             }
         ],
     }
@@ -58,7 +60,9 @@ def test_a_table_block_is_rendered_from_its_results_file_and_checked(tmp_path, m
     rendered = docs_figures.render(stale, "doc", problems)
     docs_figures._results.cache_clear()
     assert problems and "differs from the file" in problems[0]
-    assert "| round 1 | 4 | SEED 4 | 25.0% | 2/4 | PRED_WRONG 2 | 0 | 7/8 | 0.40 (50%) | 62.5% |" in rendered
+    row = "| round 1 | 4 | SEED 4 | 25.0% | 2/4 | PRED_WRONG 2 | 0 | 7/8 | 0.40 (50%) | 62.5% "
+    row += "| refused (-2.5 pts) |"
+    assert row in rendered
     again: list[str] = []
     assert docs_figures.render(rendered, "doc", again) == rendered and again == []
 

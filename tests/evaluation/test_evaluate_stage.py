@@ -86,6 +86,54 @@ def test_event_ids_are_derived_from_the_checkpoint_and_the_selection() -> None:
     assert first.payload.accuracy == {"multiple": 1.0} and first.payload.summary["non_live_ast"] == 1.0
 
 
+def test_the_event_records_how_bfcl_outputs_were_read() -> None:
+    published = checkpoint("r", "x", step=5, final=True)
+    results = [ItemResult(id="multiple_0", category="multiple", correct=True, made_call=True, raw_output="")]
+    run = EvalRun("ckpt-r1", SUITE_NAME, "2026.3.23", ["multiple"], 1, results, summarise(results), 1.5)
+    as_bfcl = evaluation_event(published, run, EvalPolicy(limit=1), None)
+    repaired = evaluation_event(published, run, EvalPolicy(limit=1, reading="repair"), None)
+    assert (as_bfcl.payload.output_reading, repaired.payload.output_reading) == ("bfcl", "repair")
+    assert as_bfcl.event_id != repaired.event_id  # two readings of one checkpoint are two evaluations
+
+
+class HeldoutOnlyBackend:
+    """Answers every prompt with the held-out record's call; counts the prompts it saw."""
+
+    name = "scripted"
+    model_id = "scripted"
+
+    def __init__(self) -> None:
+        self.prompts = 0
+        self.loaded: list[str] = []
+
+    async def load(self, model_path: str, model_id: str) -> None:
+        self.loaded.append(model_id)
+
+    async def generate(self, prompts: Any, sampling: Any) -> Any:
+        from inference.base import Generation
+
+        self.prompts += len(prompts)
+        text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+        return [[Generation(text=text)] for _ in prompts]
+
+
+async def test_bfcl_off_scores_the_heldout_set_only(tmp_path: Path) -> None:
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text(json.dumps(HELDOUT_RECORD) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        EvalPolicy(bfcl=False)
+    backend = HeldoutOnlyBackend()
+    policy = EvalPolicy(bfcl=False, heldout_path=heldout, results_dir=tmp_path / "eval")
+    stage = EvaluateStage("r", backend, policy)  # type: ignore[arg-type]
+    [event] = await stage.process([checkpoint("r", "/ckpt", step=9, final=True)])
+    payload = event.payload
+    assert backend.prompts == 1 and backend.loaded == ["ckpt-r1"]  # no BFCL item was generated for
+    assert (payload.categories, payload.total, payload.summary, payload.output_reading) == ([], {}, {}, None)
+    assert (payload.heldout_correct, payload.heldout_total) == (1, 1)
+    with_bfcl = EvalPolicy(limit=1, heldout_path=heldout)
+    assert policy.selection_key("h") != with_bfcl.selection_key("h")
+
+
 HELDOUT_RECORD = {
     "tools": [
         {

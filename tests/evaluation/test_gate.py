@@ -370,7 +370,7 @@ async def test_stats_show_bfcl_figures_and_the_gates_decisions(tmp_path: Path) -
     stats = collector.stats()
     assert len(stats.evaluations) == 2 and len(stats.promotions) == 2  # redelivered decisions count once
     text = tables_text(stats, width=260)
-    assert "BFCL v4 by checkpoint" in text and "Multi-Turn" in text and "Held-out ToolMatch" in text
+    assert "Checkpoint evaluations" in text and "Multi-Turn" in text and "Held-out ToolMatch" in text
     assert "Promotion gate" in text and "promoted" in text and "refused" in text
     assert "multi_turn 10.00 vs 50.00" in text and "regressed beyond tolerance" in text
     png = plot_by_round(stats.evaluations, tmp_path / "bfcl.png")

@@ -206,6 +206,10 @@ def one_of_each() -> list[Payload]:
             summary={"non_live_ast": 0.5, "irrelevance": 1.0, "overall": 0.75},
             wall_time_s=3.5,
             results_uri="/tmp/eval/ckpt-1.jsonl",
+            heldout_correct=60,
+            heldout_total=100,
+            heldout_source="heldout.jsonl@0123abcd",
+            output_reading="bfcl",
         ),
         PolicyPromoted(
             checkpoint_id="ckpt-1",

@@ -165,7 +165,8 @@ def render_curation_table(stats: RunStats) -> Table:
 def render_bfcl_table(stats: RunStats) -> Table:
     from evaluation.report import rounds_table
 
-    return rounds_table(stats.evaluations, title="BFCL v4 by checkpoint (evaluate stage)")
+    title = "Checkpoint evaluations: BFCL v4, held-out ToolMatch (evaluate stage)"
+    return rounds_table(stats.evaluations, title=title)
 
 
 def render_promotions_table(stats: RunStats) -> Table:
