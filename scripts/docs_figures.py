@@ -52,6 +52,14 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {count}" for name, count in counts.items())
 
 
+_VERDICT_ORDER = ("PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG")
+
+
+def _verdicts(counts: dict[str, int]) -> str:
+    ordered = sorted(counts, key=lambda v: (_VERDICT_ORDER.index(v) if v in _VERDICT_ORDER else 99, v))
+    return _counts({verdict: counts[verdict] for verdict in ordered})
+
+
 def demo_rounds(report: dict[str, Any]) -> str:
     """The README's table of a full demo run, one row per round, from the demo's ``report.json``."""
     header = (
@@ -69,11 +77,30 @@ def demo_rounds(report: dict[str, Any]) -> str:
             gate += f" ({r['promotion_delta'] * 100:+.1f} pts)"
         rows.append(
             f"| round {r['round']} | {r['size']} | {_counts(r['sources'])} | {_percent(r['label_noise'])} "
-            f"| {r['mismatched']}/{r['probed']} | {_counts(r['verdicts'])} | {r['relabels']} "
+            f"| {r['mismatched']}/{r['probed']} | {_verdicts(r['verdicts'])} | {r['relabels']} "
             f"| {r['expansions_passed']}/{r['candidates']} | {grpo} | {_percent(r.get('heldout_accuracy'))} "
             f"| {gate} |"
         )
     return header + "\n".join(rows) + "\n"
+
+
+def demo_summary(report: dict[str, Any]) -> str:
+    """The run's conditions and cost, one paragraph, from the demo's ``report.json``."""
+    machine = report["machine"]
+    load = machine["load_average_at_start"][0], machine["load_average_at_end"][0]
+    warm = "taken from its cache" if report["warm_start_cached"] else "built in this run"
+    return (
+        f"Measured on a {machine['cores']}-core machine, {'contended' if machine['contended'] else 'quiet'} "
+        f"(load average {load[0]:.1f} at the start, {load[1]:.1f} at the end): "
+        f"{report['wall_time_s'] / 60:.1f} min wall ({report['loop_time_s'] / 60:.1f} min after the warm "
+        f"start, which was {warm}; its first build took {report['warm_start_build_s'] / 60:.1f} min), "
+        f"{report['peak_memory_gib']:.1f} GiB peak. D_seed: {report['seeds']} samples with "
+        f"{report['seed_noise']:.1%} wrong labels; {report['heldout']} clean held-out samples; the warm "
+        f"start saw {report['warm_start_samples']} world samples and {report['warm_start_drills']} copy "
+        f"drills. Replay of the last round: "
+        + ("equals the live run and its recomputation." if report["replay_matches"] else "DIFFERS.")
+        + "\n"
+    )
 
 
 def efficacy_arms(results: dict[str, Any]) -> str:
@@ -88,7 +115,7 @@ def efficacy_arms(results: dict[str, Any]) -> str:
     return table + "\n"
 
 
-TABLES = {"demo_rounds": demo_rounds, "efficacy_arms": efficacy_arms}
+TABLES = {"demo_rounds": demo_rounds, "demo_summary": demo_summary, "efficacy_arms": efficacy_arms}
 
 
 @cache
