@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import json.encoder
+import operator
 import os
 import secrets
 import shutil
@@ -78,6 +79,9 @@ def _json(value: Any) -> str:
     return "".join(_canonical_c(value, 0))
 
 
+_json_string = json.encoder.encode_basestring  # canonical_json of a str (non-ASCII kept, as it keeps it)
+
+
 # The canonical JSON of a tool list, by the identity of its specs (kept alive by the entry): decoded
 # events share spec instances, so a list's JSON is made once, not once per event that carries it.
 _TOOLS_JSON: dict[tuple[int, ...], tuple[str, tuple[ToolSpec, ...]]] = {}
@@ -102,15 +106,22 @@ _WITHOUT_TOOLS = {"tools"}
 def _payload_json(payload: Any) -> str:
     """``canonical_json(payload.model_dump(mode="json"))``, with a tool list's JSON spliced in from the
     cache: keys are sorted, so the payload's other keys fall before and after ``"tools"``."""
+    return _payload_json_and_dump(payload)[0]
+
+
+def _payload_json_and_dump(payload: Any) -> tuple[str, dict[str, Any]]:
+    """:func:`_payload_json`, and the payload's dump (without its tools when they were spliced in), so
+    a sample's row reuses the dumps of its label and messages instead of dumping them again."""
     tools = payload.__dict__.get("tools")
     if not tools or type(tools) is not list or type(tools[0]) is not ToolSpec:
-        return _json(payload.model_dump(mode="json"))
+        dumped = payload.model_dump(mode="json")
+        return _json(dumped), dumped
     rest = payload.model_dump(mode="json", exclude=_WITHOUT_TOOLS)
     before = {key: value for key, value in rest.items() if key < "tools"}
     after = {key: value for key, value in rest.items() if key > "tools"}
     head = _json(before)[:-1] + ("," if before else "")
     tail = ("," if after else "") + _json(after)[1:]
-    return head + '"tools":' + _tools_json(tools) + tail
+    return head + '"tools":' + _tools_json(tools) + tail, rest
 
 
 def _dump(model: Any) -> Any:
@@ -172,7 +183,7 @@ def _subject_sample_id(event: Event[Any]) -> str | None:
     return getattr(payload, "sample_id", None) or getattr(payload, "seed_sample_id", None)
 
 
-def _event_row(event: Event[Any]) -> dict[str, Any]:
+def _event_row(event: Event[Any], payload_json: str | None = None) -> dict[str, Any]:
     payload = event.payload
     return {
         "event_id": event.event_id,
@@ -185,7 +196,7 @@ def _event_row(event: Event[Any]) -> dict[str, Any]:
         "checkpoint_id": event.checkpoint_id,
         "sample_id": _subject_sample_id(event),
         "round": getattr(payload, "round", None),
-        "payload_json": _payload_json(payload),
+        "payload_json": _payload_json(payload) if payload_json is None else payload_json,
     }
 
 
@@ -373,12 +384,37 @@ PER_EVENT_TABLES: tuple[TableSpec, ...] = (
 ALL_TABLES = ("events", "samples", *(spec.name for spec in PER_EVENT_TABLES))
 
 
-def _sample_row(added: Event[SampleAdded], label_events: Sequence[Event[Any]]) -> dict[str, Any]:
-    """A sample's row: its SampleAdded folded with every LabelCorrected, in event-id order."""
+def _sample_row(
+    added: Event[SampleAdded], label_events: Sequence[Event[Any]], dumped: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A sample's row: its SampleAdded folded with every LabelCorrected, in event-id order.
+
+    ``dumped``: the SampleAdded payload's dump, when the caller has it (its label and messages)."""
     p = added.payload
+    if dumped is None:
+        label_dump, messages_dump = _dump(p.label), [m.model_dump(mode="json") for m in p.messages]
+    else:
+        label_dump, messages_dump = dumped["label"], dumped["messages"]
+    original_label_json = _json(label_dump)
+    if not label_events:  # added, never relabelled: the row's JSON is composed from the label's
+        return _sample_fields(
+            p,
+            original_label_json,
+            original_label_json,
+            added.event_id,
+            # _json(history) of the one entry below, whose keys are in sorted order already
+            '[{"event_id":'
+            + _json_string(added.event_id)
+            + ',"label":'
+            + original_label_json
+            + ',"reason":"added","verdict_event_id":null}]',
+            0,
+            _json(messages_dump),
+            added.event_id,
+        )
     current, current_event_id = p.label, added.event_id
     history: list[dict[str, Any]] = [
-        {"event_id": added.event_id, "label": _dump(p.label), "reason": "added", "verdict_event_id": None}
+        {"event_id": added.event_id, "label": label_dump, "reason": "added", "verdict_event_id": None}
     ]
     relabels = 0
     for event in sorted(label_events, key=lambda e: e.event_id):
@@ -394,6 +430,28 @@ def _sample_row(added: Event[SampleAdded], label_events: Sequence[Event[Any]]) -
                 "verdict_event_id": event.payload.verdict_event_id,
             }
         )
+    return _sample_fields(
+        p,
+        original_label_json,
+        _json(_dump(current)),
+        current_event_id,
+        _json(history),
+        relabels,
+        _json(messages_dump),
+        added.event_id,
+    )
+
+
+def _sample_fields(
+    p: SampleAdded,
+    original_label_json: str,
+    current_label_json: str,
+    label_event_id: str,
+    label_history_json: str,
+    relabel_count: int,
+    messages_json: str,
+    added_event_id: str,
+) -> dict[str, Any]:
     return {
         "sample_id": p.sample_id,
         "origin": p.origin,
@@ -402,14 +460,14 @@ def _sample_row(added: Event[SampleAdded], label_events: Sequence[Event[Any]]) -
         "source_ref": p.source_ref,
         "seed_sample_id": p.seed_sample_id,
         "tools_json": _tools_json(p.tools),
-        "messages_json": _json([m.model_dump(mode="json") for m in p.messages]),
-        "original_label_json": _json(_dump(p.label)),
-        "current_label_json": _json(_dump(current)),
-        "label_event_id": current_event_id,
-        "label_history_json": _json(history),
-        "relabel_count": relabels,
+        "messages_json": messages_json,
+        "original_label_json": original_label_json,
+        "current_label_json": current_label_json,
+        "label_event_id": label_event_id,
+        "label_history_json": label_history_json,
+        "relabel_count": relabel_count,
         "content_hash": p.content_hash,
-        "added_event_id": added.event_id,
+        "added_event_id": added_event_id,
     }
 
 
@@ -640,33 +698,37 @@ class BulkLoad:
         self._schemas = {"events": EVENTS_SCHEMA, "samples": SAMPLES_SCHEMA} | {
             spec.name: spec.schema for spec in PER_EVENT_TABLES
         }
-        self._rows: dict[str, list[dict[str, Any]]] = {name: [] for name in self._schemas}
+        # Rows as tuples in their table's column order: a flush turns them into columns in one zip.
+        self._rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in self._schemas}
+        self._values = {name: operator.itemgetter(*schema.names) for name, schema in self._schemas.items()}
         self._buffered = 0
         self._samples: set[str] = set()
         self._refold: set[str] = set()  # samples whose row needs every label event
 
     def add(self, events: Iterable[Event[Any]]) -> int:
         """Buffer (and flush when enough) the events not seen yet; returns how many were new."""
-        rows, seen, new = self._rows, self._seen, 0
+        rows, values, seen, new = self._rows, self._values, self._seen, 0
+        event_rows, event_values = rows["events"], values["events"]
         for event in events:
             if event.event_id in seen:
                 continue
             seen.add(event.event_id)
             new += 1
-            rows["events"].append(_event_row(event))
+            payload_json, dumped = _payload_json_and_dump(event.payload)
+            event_rows.append(event_values(_event_row(event, payload_json)))
             for spec in self._tables_for.get(event.event_type, ()):
                 row = spec.row(event)
                 key, keys = row[spec.key], self._keys[spec.name]
                 if key not in keys:
                     keys.add(key)
-                    rows[spec.name].append(row)
+                    rows[spec.name].append(values[spec.name](row))
             if event.event_type == "SampleAdded":
                 sample_id = event.payload.sample_id
                 if sample_id in self._samples:
                     self._refold.add(sample_id)
                 else:
                     self._samples.add(sample_id)
-                    rows["samples"].append(_sample_row(event, ()))
+                    rows["samples"].append(values["samples"](_sample_row(event, (), dumped)))
             elif event.event_type == "LabelCorrected":
                 self._refold.add(event.payload.sample_id)
         self.applied += new
@@ -678,7 +740,10 @@ class BulkLoad:
     def flush(self) -> None:
         for name, rows in self._rows.items():
             if rows:
-                self.store.table(name).add(_arrow(rows, self._schemas[name]))
+                schema = self._schemas[name]
+                columns = zip(*rows, strict=True)  # every table has several columns: rows are tuples
+                table = pa.Table.from_pydict(dict(zip(schema.names, columns, strict=True)), schema=schema)
+                self.store.table(name).add(table)
                 rows.clear()
         self._buffered = 0
 

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import io
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import fastavro
 import pytest
@@ -20,7 +21,7 @@ from schemas.codec import (
     UnknownSchemaError,
     UnresolvedReferenceError,
 )
-from schemas.events import PAYLOAD_TYPES, ToolSetRegistered, derived_event_id, new_event_id
+from schemas.events import PAYLOAD_TYPES, Producer, ToolSetRegistered, derived_event_id, new_event_id
 from schemas.interning import TOOLSET_REF, Reference, ToolSetCatalog, toolset_digest
 from schemas.registry import (
     SchemaRegistry,
@@ -311,3 +312,40 @@ def test_rich_tool_schemas_travel_whole_and_dead_letters_of_v1_still_decode(code
     assert read.schema_version == 1 and read.payload.category is None and read.payload.reason == "line 3: bad"
     current = codec.decode(codec.encode(event_of(letter.payload.model_copy(update={"category": "c"}))))
     assert current.schema_version == 2 and current.payload.category == "c"
+
+
+@pytest.mark.parametrize(
+    "produced_at",
+    [
+        datetime(2026, 12, 6, 1, 2, 3, 456789, tzinfo=UTC),
+        datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC),  # before the epoch
+        datetime(2026, 1, 1, 9, 30, tzinfo=timezone(timedelta(hours=-5))),  # another offset
+    ],
+)
+def test_timestamps_encode_and_decode_as_fastavro_converts_them(produced_at: datetime) -> None:
+    """The codec converts timestamps itself (fastavro reads and writes them as plain longs): the bytes
+    and the datetimes read back are those of fastavro's own timestamp-micros conversion."""
+    codec = EventCodec(toolsets=ToolSetCatalog())
+    event = event_of(sample_added("s_t"), produced_at=produced_at)
+    data = codec.encode(event)
+    schema = codec.registry.current(event.event_type)
+    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.parsed)
+    assert record["produced_at"] == produced_at
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, schema.parsed, record)
+    assert data[10:] == body.getvalue()
+    decoded = EventCodec(toolsets=codec.toolsets).decode(data)
+    assert decoded == event
+    assert decoded.produced_at == record["produced_at"] and decoded.produced_at.tzinfo == UTC
+
+
+def test_producers_are_shared_between_decoded_events() -> None:
+    """Frozen records of primitive fields alone (a producer) are built once per distinct value."""
+    codec = EventCodec()
+    first, second = event_of(sample_added("s_a")), event_of(sample_added("s_b"))
+    a, b = (codec.decode(codec.encode(e)) for e in (first, second))
+    assert a == first and b == second
+    assert a.producer is b.producer
+    other = event_of(sample_added("s_c")).model_copy(update={"producer": Producer(stage="x", version="2")})
+    c = codec.decode(codec.encode(other))
+    assert c.producer == Producer(stage="x", version="2") and c.producer is not a.producer
