@@ -28,6 +28,7 @@ import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -128,7 +129,8 @@ def _results(name: str) -> Any:
 
 
 def value_at(data: Any, path: str) -> Any:
-    for key in path.split("/"):
+    """``path``: keys joined by "/"; a key's spaces are written %20 (a marker's path has none)."""
+    for key in (unquote(part) for part in path.split("/")):
         try:
             data = data[int(key)] if isinstance(data, list) else data[key]
         except (KeyError, IndexError, ValueError, TypeError):

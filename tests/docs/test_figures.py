@@ -76,3 +76,13 @@ def test_a_true_or_false_figure_is_quoted_as_its_label(tmp_path, monkeypatch) ->
     rendered = docs_figures.render(text, "doc", problems)
     docs_figures._results.cache_clear()
     assert "-->contended<!--" in rendered and "the text says quiet" in problems[0]
+
+
+def test_a_key_with_spaces_is_written_with_percent_twenty(tmp_path, monkeypatch) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"a row": {"per_s": 1234.5}}), encoding="utf-8")
+    monkeypatch.setattr(docs_figures, "RESULTS", tmp_path)
+    docs_figures._results.cache_clear()
+    problems: list[str] = []
+    rendered = docs_figures.render("<!-- fig run.json a%20row/per_s {:,.0f} -->0<!-- /fig -->", "doc", problems)
+    docs_figures._results.cache_clear()
+    assert "-->1,234<!--" in rendered and "the text says 0" in problems[0]
