@@ -83,6 +83,7 @@ def test_a_key_with_spaces_is_written_with_percent_twenty(tmp_path, monkeypatch)
     monkeypatch.setattr(docs_figures, "RESULTS", tmp_path)
     docs_figures._results.cache_clear()
     problems: list[str] = []
-    rendered = docs_figures.render("<!-- fig run.json a%20row/per_s {:,.0f} -->0<!-- /fig -->", "doc", problems)
+    marker = "<!-- fig run.json a%20row/per_s {:,.0f} -->0<!-- /fig -->"
+    rendered = docs_figures.render(marker, "doc", problems)
     docs_figures._results.cache_clear()
     assert "-->1,234<!--" in rendered and "the text says 0" in problems[0]
