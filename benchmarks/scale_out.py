@@ -15,7 +15,7 @@ process with its own simulated server: a worker per endpoint replica, which is h
 scaled (infra/README.md). ``--time-scale`` shortens every wait by that factor (the ratios hold; the
 default 0.5 keeps the run short).
 
-    .venv/bin/python -m benchmarks.scale_out [--candidates 512] [--partitions 8] [--workers 1,2,4]
+    .venv/bin/python -m benchmarks.scale_out [--candidates 1536] [--partitions 8] [--workers 1,2,4]
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", type=int, default=512)
+    parser.add_argument("--candidates", type=int, default=1536)
     parser.add_argument("--partitions", type=int, default=8, help="Partitions of the candidates topic.")
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4])
     parser.add_argument("--time-scale", type=float, default=0.5, help="Multiplies the endpoint's waits.")
