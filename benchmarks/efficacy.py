@@ -354,7 +354,10 @@ async def main() -> None:
     )
     parser.add_argument("--grpo-lr", type=float, default=None, help="override the scale's GRPO learning rate")
     parser.add_argument(
-        "--es-share", type=float, default=None, help="cap on the error seeds' share of D_j (default: none)"
+        "--es-share",
+        type=float,
+        default=None,
+        help="cap on the error seeds' share of D_j (default: the scale's)",
     )
     parser.add_argument("--group-size", type=int, default=None, help="override the scale's G")
     parser.add_argument("--epochs", type=int, default=None, help="override the scale's GRPO epochs per round")
