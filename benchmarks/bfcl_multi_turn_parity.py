@@ -24,32 +24,21 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.bfcl_parity_common import ParityScript
-from benchmarks.harness import ROOT, DocsTable
+from evaluation import multi_turn_parity
 from evaluation.bfcl_checker import bfcl_version
-from evaluation.multi_turn_parity import describe_errors, markdown_table, parity_outcomes, summarise
-from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
+from evaluation.multi_turn_parity import describe_errors
+from evaluation.reading import OutputReading
 from evaluation.suite import MultiTurnItem
 from evaluation.verdict_parity import KindSummary, kind_label
 
-
-def docs_source(items: int) -> str:
-    return (
-        f"from bfcl-eval {bfcl_version()}: {items} conversations (every one of the four categories), each "
-        f"kind that applies to each; ours with the evaluator's default reading (`{DEFAULT_OUTPUT_READING}`)."
-    )
-
-
 SCRIPT = ParityScript(
-    suite="multi_turn",
-    item_type=MultiTurnItem,
-    unit="conversations",
-    parity_outcomes=parity_outcomes,
-    summarise=summarise,
-    markdown_table=markdown_table,
-    docs=DocsTable(
-        ROOT / "docs" / "evaluation.md", "multi-turn-parity", "benchmarks/bfcl_multi_turn_parity.py"
-    ),
-    docs_source=docs_source,
+    "multi_turn",
+    MultiTurnItem,
+    "conversations",
+    multi_turn_parity,
+    __file__,
+    docs_marker="multi-turn-parity",
+    docs_scope="(every one of the four categories), each kind that applies to each",
 )
 
 

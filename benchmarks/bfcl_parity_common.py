@@ -11,37 +11,67 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmarks.harness import DocsTable
+from benchmarks.harness import ROOT, DocsTable
 from evaluation.bfcl_checker import bfcl_version
 from evaluation.reading import DEFAULT_OUTPUT_READING, OUTPUT_READINGS, OutputReading
 from evaluation.suite import SuiteItem, load_suite
 from evaluation.verdict_parity import KindSummary, Outcome
 
+DOCS_PAGE = ROOT / "docs" / "evaluation.md"
 ItemT = TypeVar("ItemT", bound=SuiteItem)
 # Prints a run's table and figures: (console, summaries by kind, items used, seconds, reading).
 Report = Callable[[Console, dict[str, KindSummary], int, float, OutputReading], None]
 
 
+class ParityChecks(Protocol):
+    """What :mod:`evaluation.single_turn_parity` and :mod:`evaluation.multi_turn_parity` offer."""
+
+    def parity_outcomes(
+        self,
+        items: Iterable[Any],
+        kinds: Sequence[str] | None = None,
+        on_item: Callable[[], None] | None = None,
+        reading: OutputReading = DEFAULT_OUTPUT_READING,
+    ) -> list[Outcome]: ...
+
+    def summarise(self, outcomes: Iterable[Outcome]) -> dict[str, KindSummary]: ...
+
+    def markdown_table(self, summaries: dict[str, KindSummary]) -> str: ...
+
+
 @dataclass(frozen=True)
 class ParityScript(Generic[ItemT]):
     """One parity script: which suite it scores (items of ``item_type``), what it calls an output
-    (``unit``), how it scores and summarises, and the docs table it keeps."""
+    (``unit``), the checks that score and count them, and its table in ``docs/evaluation.md``."""
 
     suite: str
     item_type: type[ItemT]
     unit: str
-    parity_outcomes: Callable[..., list[Outcome]]
-    summarise: Callable[[list[Outcome]], dict[str, KindSummary]]
-    markdown_table: Callable[[dict[str, KindSummary]], str]
-    docs: DocsTable
-    docs_source: Callable[[int], str]  # the docs header's account of the run, given the items used
+    checks: ParityChecks
+    script: str  # the script's ``__file__``
+    docs_marker: str
+    docs_scope: str  # what the docs table covers, after the count of items
+
+    @property
+    def docs(self) -> DocsTable:
+        return DocsTable(
+            DOCS_PAGE, self.docs_marker, Path(self.script).resolve().relative_to(ROOT).as_posix()
+        )
+
+    def docs_section(self, summaries: dict[str, KindSummary], items: int) -> str:
+        source = (
+            f"from bfcl-eval {bfcl_version()}: {items} {self.unit} {self.docs_scope}; ours with the "
+            f"evaluator's default reading (`{DEFAULT_OUTPUT_READING}`)."
+        )
+        return self.docs.section(source, self.checks.markdown_table(summaries))
 
     def main(self, description: str | None, argv: Sequence[str] | None, report: Report) -> int:
         """Parse the options, score, and print the JSON object or ``report`` and the disagreements;
@@ -54,7 +84,7 @@ class ParityScript(Generic[ItemT]):
         console = Console()
         report(console, summaries, items, seconds, args.reading)
         print_disagreements(console, summaries)
-        section = self.docs.section(self.docs_source(items), self.markdown_table(summaries))
+        section = self.docs_section(summaries, items)
         return self.docs.sync(section, write=args.write_docs, check=args.check_docs, console=console)
 
     def parse_arguments(self, description: str | None, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -95,8 +125,10 @@ class ParityScript(Generic[ItemT]):
         )
         with progress:
             task = progress.add_task("", total=len(items))
-            outcomes = self.parity_outcomes(items, on_item=lambda: progress.advance(task), reading=reading)
-        return self.summarise(outcomes), len(items), time.perf_counter() - started
+            outcomes = self.checks.parity_outcomes(
+                items, on_item=lambda: progress.advance(task), reading=reading
+            )
+        return self.checks.summarise(outcomes), len(items), time.perf_counter() - started
 
 
 def as_json(

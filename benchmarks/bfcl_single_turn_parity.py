@@ -22,32 +22,20 @@ import sys
 from rich.console import Console
 
 from benchmarks.bfcl_parity_common import ParityScript
-from benchmarks.harness import ROOT, DocsTable
-from evaluation.bfcl_checker import bfcl_version
-from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
-from evaluation.single_turn_parity import markdown_table, parity_outcomes, summarise
+from evaluation import single_turn_parity
+from evaluation.reading import OutputReading
+from evaluation.single_turn_parity import markdown_table
 from evaluation.suite import BfclItem
 from evaluation.verdict_parity import KindSummary
 
-
-def docs_source(items: int) -> str:
-    return (
-        f"from bfcl-eval {bfcl_version()}: {items} items (every single-turn category), each rendered every "
-        f"way; ours with the evaluator's default reading (`{DEFAULT_OUTPUT_READING}`)."
-    )
-
-
 SCRIPT = ParityScript(
-    suite="single_turn",
-    item_type=BfclItem,
-    unit="items",
-    parity_outcomes=parity_outcomes,
-    summarise=summarise,
-    markdown_table=markdown_table,
-    docs=DocsTable(
-        ROOT / "docs" / "evaluation.md", "single-turn-parity", "benchmarks/bfcl_single_turn_parity.py"
-    ),
-    docs_source=docs_source,
+    "single_turn",
+    BfclItem,
+    "items",
+    single_turn_parity,
+    __file__,
+    docs_marker="single-turn-parity",
+    docs_scope="(every single-turn category), each rendered every way",
 )
 
 
