@@ -34,8 +34,7 @@ from evaluation.verdict_parity import KindSummary, kind_label
 SCRIPT = ParityScript(
     "multi_turn",
     MultiTurnItem,
-    "conversations",
-    multi_turn_parity,
+    multi_turn_parity.CHECK,
     __file__,
     docs_marker="multi-turn-parity",
     docs_scope="(every one of the four categories), each kind that applies to each",

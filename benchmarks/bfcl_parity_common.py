@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,7 +23,7 @@ from benchmarks.harness import ROOT, DocsTable
 from evaluation.bfcl_checker import bfcl_version
 from evaluation.reading import DEFAULT_OUTPUT_READING, OUTPUT_READINGS, OutputReading
 from evaluation.suite import SuiteItem, load_suite
-from evaluation.verdict_parity import KindSummary, Outcome
+from evaluation.verdict_parity import KindSummary, ParityCheck
 
 DOCS_PAGE = ROOT / "docs" / "evaluation.md"
 ItemT = TypeVar("ItemT", bound=SuiteItem)
@@ -31,31 +31,14 @@ ItemT = TypeVar("ItemT", bound=SuiteItem)
 Report = Callable[[Console, dict[str, KindSummary], int, float, OutputReading], None]
 
 
-class ParityChecks(Protocol):
-    """What :mod:`evaluation.single_turn_parity` and :mod:`evaluation.multi_turn_parity` offer."""
-
-    def parity_outcomes(
-        self,
-        items: Iterable[Any],
-        kinds: Sequence[str] | None = None,
-        on_item: Callable[[], None] | None = None,
-        reading: OutputReading = DEFAULT_OUTPUT_READING,
-    ) -> list[Outcome]: ...
-
-    def summarise(self, outcomes: Iterable[Outcome]) -> dict[str, KindSummary]: ...
-
-    def markdown_table(self, summaries: dict[str, KindSummary]) -> str: ...
-
-
 @dataclass(frozen=True)
 class ParityScript(Generic[ItemT]):
-    """One parity script: which suite it scores (items of ``item_type``), what it calls an output
-    (``unit``), the checks that score and count them, and its table in ``docs/evaluation.md``."""
+    """One parity script: which suite it scores (items of ``item_type``), the check that scores and
+    counts them, and its table in ``docs/evaluation.md``."""
 
     suite: str
     item_type: type[ItemT]
-    unit: str
-    checks: ParityChecks
+    check: ParityCheck[ItemT, Any]
     script: str  # the script's ``__file__``
     docs_marker: str
     docs_scope: str  # what the docs table covers, after the count of items
@@ -68,10 +51,10 @@ class ParityScript(Generic[ItemT]):
 
     def docs_section(self, summaries: dict[str, KindSummary], items: int) -> str:
         source = (
-            f"from bfcl-eval {bfcl_version()}: {items} {self.unit} {self.docs_scope}; ours with the "
+            f"from bfcl-eval {bfcl_version()}: {items} {self.check.unit} {self.docs_scope}; ours with the "
             f"evaluator's default reading (`{DEFAULT_OUTPUT_READING}`)."
         )
-        return self.docs.section(source, self.checks.markdown_table(summaries))
+        return self.docs.section(source, self.check.markdown_table(summaries))
 
     def main(self, description: str | None, argv: Sequence[str] | None, report: Report) -> int:
         """Parse the options, score, and print the JSON object or ``report`` and the disagreements;
@@ -79,7 +62,7 @@ class ParityScript(Generic[ItemT]):
         args = self.parse_arguments(description, argv)
         summaries, items, seconds = self.run(args.sample, show_progress=not args.json, reading=args.reading)
         if args.json:
-            print(as_json(summaries, self.unit, items, seconds, args.reading))
+            print(as_json(summaries, self.check.unit, items, seconds, args.reading))
             return 0
         console = Console()
         report(console, summaries, items, seconds, args.reading)
@@ -92,7 +75,9 @@ class ParityScript(Generic[ItemT]):
         parser = argparse.ArgumentParser(
             description=description, formatter_class=argparse.RawDescriptionHelpFormatter
         )
-        parser.add_argument("--sample", type=int, default=None, help=f"First N {self.unit} of each category.")
+        parser.add_argument(
+            "--sample", type=int, default=None, help=f"First N {self.check.unit} of each category."
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of a table.")
         self.docs.add_arguments(parser)
         parser.add_argument(
@@ -117,7 +102,7 @@ class ParityScript(Generic[ItemT]):
         started = time.perf_counter()
         items = [item for item in load_suite(self.suite, sample) if isinstance(item, self.item_type)]
         progress = Progress(
-            TextColumn(self.unit),
+            TextColumn(self.check.unit),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -125,10 +110,10 @@ class ParityScript(Generic[ItemT]):
         )
         with progress:
             task = progress.add_task("", total=len(items))
-            outcomes = self.checks.parity_outcomes(
+            outcomes = self.check.parity_outcomes(
                 items, on_item=lambda: progress.advance(task), reading=reading
             )
-        return self.checks.summarise(outcomes), len(items), time.perf_counter() - started
+        return self.check.summarise(outcomes), len(items), time.perf_counter() - started
 
 
 def as_json(

@@ -31,8 +31,7 @@ from evaluation.verdict_parity import KindSummary
 SCRIPT = ParityScript(
     "single_turn",
     BfclItem,
-    "items",
-    single_turn_parity,
+    single_turn_parity.CHECK,
     __file__,
     docs_marker="single-turn-parity",
     docs_scope="(every single-turn category), each rendered every way",

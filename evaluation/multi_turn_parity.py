@@ -33,18 +33,17 @@ import os
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from evaluation import verdict_parity
 from evaluation.bfcl_checker import REFERENCE_MODEL, install_registry_shim
 from evaluation.bfcl_multi_turn import ApiNamespace, parse_bfcl_call
 from evaluation.multi_turn import Transcript, score_conversation
 from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 from evaluation.suite import MultiTurnItem
-from evaluation.verdict_parity import KindSummary, Outcome, chosen_kinds
+from evaluation.verdict_parity import Outcome, ParityCheck
 from toolcall.parsing import render_call
 from toolcall.types import ToolCall
 
@@ -328,28 +327,14 @@ def compare(
     return Outcome(item.id, item.category, kind.name, ours.correct, ours.error_type, bfcl_valid, bfcl_error)
 
 
-def parity_outcomes(
-    items: Iterable[MultiTurnItem],
-    kinds: Sequence[str] | None = None,
-    on_item: Callable[[], None] | None = None,
-    reading: OutputReading = DEFAULT_OUTPUT_READING,
-) -> list[Outcome]:
-    return verdict_parity.parity_outcomes(items, chosen_kinds(KINDS, kinds), compare, on_item, reading)
-
-
-def summarise(outcomes: Iterable[Outcome]) -> dict[str, KindSummary]:
-    return verdict_parity.summarise(outcomes, KINDS)
-
-
 def describe_errors(error_types: dict[str, int]) -> str:
     """Every error type bfcl-eval gave, by name, without the ``multi_turn:`` prefix."""
     return ", ".join(f"{name.removeprefix('multi_turn:')} {n}" for name, n in sorted(error_types.items()))
 
 
-def markdown_table(summaries: dict[str, KindSummary]) -> str:
-    return verdict_parity.markdown_table(
-        summaries,
-        unit="conversations",
-        errors_heading="bfcl-eval's error types",
-        describe_errors=describe_errors,
-    )
+CHECK: ParityCheck[MultiTurnItem, Kind] = ParityCheck(
+    KINDS, compare, "conversations", "bfcl-eval's error types", describe_errors
+)
+parity_outcomes = CHECK.parity_outcomes
+summarise = CHECK.summarise
+markdown_table = CHECK.markdown_table

@@ -26,13 +26,12 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from evaluation import verdict_parity
 from evaluation.bfcl_checker import REFERENCE_MODEL
 from evaluation.multi_turn_parity import NON_OBJECT_BLOCK, UNREADABLE_BLOCK, bfcl_reference
 from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 from evaluation.scoring import score_output
 from evaluation.suite import BfclItem, ground_truth_label
-from evaluation.verdict_parity import KindSummary, Outcome, chosen_kinds
+from evaluation.verdict_parity import Outcome, ParityCheck
 from toolcall.parsing import render_call
 from toolcall.types import ToolCall
 
@@ -138,24 +137,15 @@ def compare(item: BfclItem, kind: Kind, reading: OutputReading = DEFAULT_OUTPUT_
     return Outcome(item.id, item.category, kind.name, ours.correct, ours.error_type, bfcl_valid, bfcl_error)
 
 
-def parity_outcomes(
-    items: Iterable[BfclItem],
-    kinds: Sequence[str] | None = None,
-    on_item: Callable[[], None] | None = None,
-    reading: OutputReading = DEFAULT_OUTPUT_READING,
-) -> list[Outcome]:
-    return verdict_parity.parity_outcomes(items, chosen_kinds(KINDS, kinds), compare, on_item, reading)
+def commonest_errors(error_types: dict[str, int], top: int = 3) -> str:
+    """bfcl-eval's ``top`` commonest error types, commonest first."""
+    ranked = sorted(error_types.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return ", ".join(f"{name} {n}" for name, n in ranked)
 
 
-def summarise(outcomes: Iterable[Outcome]) -> dict[str, KindSummary]:
-    return verdict_parity.summarise(outcomes, KINDS)
-
-
-def markdown_table(summaries: dict[str, KindSummary], top_errors: int = 3) -> str:
-    def commonest(error_types: dict[str, int]) -> str:
-        ranked = sorted(error_types.items(), key=lambda kv: (-kv[1], kv[0]))[:top_errors]
-        return ", ".join(f"{name} {n}" for name, n in ranked)
-
-    return verdict_parity.markdown_table(
-        summaries, unit="items", errors_heading="bfcl-eval's commonest error types", describe_errors=commonest
-    )
+CHECK: ParityCheck[BfclItem, Kind] = ParityCheck(
+    KINDS, compare, "items", "bfcl-eval's commonest error types", commonest_errors
+)
+parity_outcomes = CHECK.parity_outcomes
+summarise = CHECK.summarise
+markdown_table = CHECK.markdown_table

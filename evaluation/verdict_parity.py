@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 
@@ -44,31 +44,6 @@ class Outcome:
         return self.ours == self.bfcl and self.our_error == self.bfcl_error
 
 
-def parity_outcomes(
-    items: Iterable[ItemT],
-    kinds: Sequence[KindT],
-    compare: Callable[[ItemT, KindT, OutputReading], Outcome | None],
-    on_item: Callable[[], None] | None = None,
-    reading: OutputReading = DEFAULT_OUTPUT_READING,
-) -> list[Outcome]:
-    """Every item written every way in ``kinds`` and scored by both sides (``compare`` returns None
-    where a kind does not apply to an item); ``on_item`` is called after each item (progress)."""
-    outcomes = []
-    for item in items:
-        outcomes.extend(o for kind in kinds if (o := compare(item, kind, reading)) is not None)
-        if on_item is not None:
-            on_item()
-    return outcomes
-
-
-def chosen_kinds(kinds: Sequence[KindT], names: Sequence[str] | None) -> list[KindT]:
-    """The kinds named (in that order), or all of them."""
-    if not names:
-        return list(kinds)
-    by_name = {kind.name: kind for kind in kinds}
-    return [by_name[name] for name in names]
-
-
 @dataclass
 class KindSummary:
     kind: str
@@ -85,43 +60,65 @@ class KindSummary:
         return self.agree / self.outputs if self.outputs else 1.0
 
 
-def summarise(outcomes: Iterable[Outcome], kinds: Iterable[OutputKind]) -> dict[str, KindSummary]:
-    """Counts per kind, in the order of ``kinds``; kinds without outcomes are left out."""
-    summaries = {k.name: KindSummary(k.name, k.well_formed) for k in kinds}
-    for outcome in outcomes:
-        summary = summaries[outcome.kind]
-        summary.outputs += 1
-        summary.bfcl_valid += outcome.bfcl
-        summary.ours_valid += outcome.ours
-        summary.agree += outcome.agree
-        if outcome.bfcl_error:
-            summary.error_types[outcome.bfcl_error] = summary.error_types.get(outcome.bfcl_error, 0) + 1
-        if not outcome.agree:
-            summary.disagreements.append(outcome)
-    return {name: s for name, s in summaries.items() if s.outputs}
-
-
 def kind_label(summary: KindSummary) -> str:
     return summary.kind if summary.well_formed else f"{summary.kind} (malformed)"
 
 
-def markdown_table(
-    summaries: dict[str, KindSummary],
-    *,
-    unit: str,
-    errors_heading: str,
-    describe_errors: Callable[[dict[str, int]], str],
-) -> str:
-    """One row per kind; ``unit`` names what was scored, ``describe_errors`` writes the error column."""
-    lines = [
-        f"| outputs | {unit} | bfcl-eval valid | ours valid | same verdict and error type | "
-        f"{errors_heading} |",
-        "|---|---|---|---|---|---|",
-    ]
-    for s in summaries.values():
-        errors = describe_errors(s.error_types)
-        lines.append(
-            f"| {kind_label(s)} | {s.outputs} | {s.bfcl_valid} | {s.ours_valid} | "
-            f"{s.agree} ({100 * s.agreement:.1f}%) | {errors or '–'} |"
-        )
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class ParityCheck(Generic[ItemT, KindT]):
+    """One parity check: its kinds of output, in table order; ``compare``, which writes an item one
+    way and scores it on both sides (None where the kind does not apply to the item); and its table:
+    what it calls an output (``unit``) and how it writes bfcl-eval's error types."""
+
+    kinds: Sequence[KindT]
+    compare: Callable[[ItemT, KindT, OutputReading], Outcome | None]
+    unit: str
+    errors_heading: str
+    describe_errors: Callable[[dict[str, int]], str]
+
+    def parity_outcomes(
+        self,
+        items: Iterable[ItemT],
+        kinds: Sequence[str] | None = None,
+        on_item: Callable[[], None] | None = None,
+        reading: OutputReading = DEFAULT_OUTPUT_READING,
+    ) -> list[Outcome]:
+        """Every item written every way named in ``kinds`` (default: all) and scored by both sides;
+        ``on_item`` is called after each item (progress)."""
+        by_name = {kind.name: kind for kind in self.kinds}
+        chosen = [by_name[name] for name in kinds] if kinds else list(self.kinds)
+        outcomes = []
+        for item in items:
+            outcomes.extend(o for kind in chosen if (o := self.compare(item, kind, reading)) is not None)
+            if on_item is not None:
+                on_item()
+        return outcomes
+
+    def summarise(self, outcomes: Iterable[Outcome]) -> dict[str, KindSummary]:
+        """Counts per kind, in table order; kinds without outcomes are left out."""
+        summaries = {k.name: KindSummary(k.name, k.well_formed) for k in self.kinds}
+        for outcome in outcomes:
+            summary = summaries[outcome.kind]
+            summary.outputs += 1
+            summary.bfcl_valid += outcome.bfcl
+            summary.ours_valid += outcome.ours
+            summary.agree += outcome.agree
+            if outcome.bfcl_error:
+                summary.error_types[outcome.bfcl_error] = summary.error_types.get(outcome.bfcl_error, 0) + 1
+            if not outcome.agree:
+                summary.disagreements.append(outcome)
+        return {name: s for name, s in summaries.items() if s.outputs}
+
+    def markdown_table(self, summaries: dict[str, KindSummary]) -> str:
+        lines = [
+            f"| outputs | {self.unit} | bfcl-eval valid | ours valid | same verdict and error type | "
+            f"{self.errors_heading} |",
+            "|---|---|---|---|---|---|",
+        ]
+        for s in summaries.values():
+            errors = self.describe_errors(s.error_types)
+            lines.append(
+                f"| {kind_label(s)} | {s.outputs} | {s.bfcl_valid} | {s.ours_valid} | "
+                f"{s.agree} ({100 * s.agreement:.1f}%) | {errors or '–'} |"
+            )
+        return "\n".join(lines)
