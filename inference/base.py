@@ -159,6 +159,26 @@ class LocalModelBackend(ABC):
         if not Path(model_path, "config.json").is_file():
             raise ValueError(f"{model_path} is not a Hugging Face model folder (no config.json)")
 
+    def _log_generated(
+        self,
+        log: Any,
+        prompts: int,
+        sampling: SamplingConfig,
+        results: list[list[Generation]],
+        seconds: float,
+    ) -> None:
+        """``NAME.generated`` on the backend's own logger: the call's size, tokens decoded and their rate."""
+        tokens = sum(len(g.token_ids) for options in results for g in options)
+        log.info(
+            f"{self.name}.generated",
+            model_id=self._model_id,
+            prompts=prompts,
+            n=sampling.n,
+            tokens=tokens,
+            seconds=round(seconds, 3),
+            tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else None,
+        )
+
     @abstractmethod
     def _load_sync(self, model_path: str, model_id: str) -> None:
         """Blocking; runs on the worker thread."""

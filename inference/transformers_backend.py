@@ -193,17 +193,7 @@ class TransformersBackend(LocalModelBackend):
                 torch.manual_seed(sampling.seed)
             for start in range(0, len(encoded), per_batch):
                 results.extend(self._generate_batch(encoded[start : start + per_batch], sampling))
-        seconds = time.perf_counter() - started
-        tokens = sum(len(g.token_ids) for options in results for g in options)
-        log.info(
-            "transformers.generated",
-            model_id=self._model_id,
-            prompts=len(prompts),
-            n=sampling.n,
-            tokens=tokens,
-            seconds=round(seconds, 3),
-            tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else None,
-        )
+        self._log_generated(log, len(prompts), sampling, results, time.perf_counter() - started)
         return results
 
     def _generate_batch(self, batch: list[list[int]], sampling: SamplingConfig) -> list[list[Generation]]:

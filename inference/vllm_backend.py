@@ -190,17 +190,7 @@ class VLLMBackend(LocalModelBackend):
                     )
                 )
             results.append(options)
-        seconds = time.perf_counter() - started
-        tokens = sum(len(g.token_ids) for options in results for g in options)
-        log.info(
-            "vllm.generated",
-            model_id=self._model_id,
-            prompts=len(prompts),
-            n=sampling.n,
-            tokens=tokens,
-            seconds=round(seconds, 3),
-            tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else None,
-        )
+        self._log_generated(log, len(prompts), sampling, results, time.perf_counter() - started)
         return results
 
     # -- scoring -------------------------------------------------------------------------------
