@@ -14,5 +14,6 @@ and the promotion gate that decides on those evaluations.
 - :mod:`evaluation.report`: rich tables, the per-round plot, the gate's decisions.
 - :mod:`evaluation.decontam`: keep the suite's questions (multi-turn included) out of training.
 - :mod:`evaluation.parity`: ToolMatch against BFCL's checker on perturbed ground truth.
-- :mod:`evaluation.multi_turn_parity`: our multi-turn scoring against bfcl-eval's own evaluation.
+- :mod:`evaluation.multi_turn_parity`, :mod:`evaluation.single_turn_parity`: our scoring against
+  bfcl-eval's own evaluation; :mod:`evaluation.verdict_parity`: the outcomes and counts both share.
 """

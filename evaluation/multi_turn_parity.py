@@ -33,8 +33,8 @@ import os
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -43,6 +43,7 @@ from evaluation.bfcl_multi_turn import ApiNamespace, parse_bfcl_call
 from evaluation.multi_turn import Transcript, score_conversation
 from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 from evaluation.suite import MultiTurnItem
+from evaluation.verdict_parity import Outcome, ParityCheck
 from toolcall.parsing import render_call
 from toolcall.types import ToolCall
 
@@ -258,7 +259,6 @@ KINDS: tuple[Kind, ...] = (
     Kind("non_object_block", _identity, _render_with_non_object_block, well_formed=False),
     Kind("arguments_as_string", _identity, _render_arguments_as_string, well_formed=False),
 )
-KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
 
 
 # --- bfcl-eval's own evaluation -------------------------------------------------------------------
@@ -315,21 +315,6 @@ def bfcl_verdict(item: MultiTurnItem, turns: list[list[str]]) -> tuple[bool, str
 # --- comparison -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Outcome:
-    item_id: str
-    category: str
-    kind: str
-    ours: bool
-    our_error: str | None
-    bfcl: bool
-    bfcl_error: str | None
-
-    @property
-    def agree(self) -> bool:
-        return self.ours == self.bfcl and self.our_error == self.bfcl_error
-
-
 def compare(
     item: MultiTurnItem, kind: Kind, reading: OutputReading = DEFAULT_OUTPUT_READING
 ) -> Outcome | None:
@@ -342,65 +327,14 @@ def compare(
     return Outcome(item.id, item.category, kind.name, ours.correct, ours.error_type, bfcl_valid, bfcl_error)
 
 
-def parity_outcomes(
-    items: Iterable[MultiTurnItem],
-    kinds: Sequence[str] | None = None,
-    on_item: Callable[[], None] | None = None,
-    reading: OutputReading = DEFAULT_OUTPUT_READING,
-) -> list[Outcome]:
-    chosen = [KINDS_BY_NAME[name] for name in kinds] if kinds else list(KINDS)
-    outcomes = []
-    for item in items:
-        outcomes.extend(o for kind in chosen if (o := compare(item, kind, reading)) is not None)
-        if on_item is not None:
-            on_item()
-    return outcomes
+def describe_errors(error_types: dict[str, int]) -> str:
+    """Every error type bfcl-eval gave, by name, without the ``multi_turn:`` prefix."""
+    return ", ".join(f"{name.removeprefix('multi_turn:')} {n}" for name, n in sorted(error_types.items()))
 
 
-@dataclass
-class KindSummary:
-    kind: str
-    well_formed: bool
-    conversations: int = 0
-    bfcl_valid: int = 0
-    ours_valid: int = 0
-    agree: int = 0
-    error_types: dict[str, int] = field(default_factory=dict)  # bfcl-eval's error types, as it names them
-    disagreements: list[Outcome] = field(default_factory=list)
-
-    @property
-    def agreement(self) -> float:
-        return self.agree / self.conversations if self.conversations else 1.0
-
-
-def summarise(outcomes: Iterable[Outcome]) -> dict[str, KindSummary]:
-    summaries = {k.name: KindSummary(k.name, k.well_formed) for k in KINDS}
-    for outcome in outcomes:
-        summary = summaries[outcome.kind]
-        summary.conversations += 1
-        summary.bfcl_valid += outcome.bfcl
-        summary.ours_valid += outcome.ours
-        summary.agree += outcome.agree
-        if outcome.bfcl_error:
-            summary.error_types[outcome.bfcl_error] = summary.error_types.get(outcome.bfcl_error, 0) + 1
-        if not outcome.agree:
-            summary.disagreements.append(outcome)
-    return {name: s for name, s in summaries.items() if s.conversations}
-
-
-def markdown_table(summaries: dict[str, KindSummary]) -> str:
-    lines = [
-        "| outputs | conversations | bfcl-eval valid | ours valid | same verdict and error type | "
-        "bfcl-eval's error types |",
-        "|---|---|---|---|---|---|",
-    ]
-    for s in summaries.values():
-        errors = ", ".join(
-            f"{name.removeprefix('multi_turn:')} {n}" for name, n in sorted(s.error_types.items())
-        )
-        label = s.kind if s.well_formed else f"{s.kind} (malformed)"
-        lines.append(
-            f"| {label} | {s.conversations} | {s.bfcl_valid} | {s.ours_valid} | "
-            f"{s.agree} ({100 * s.agreement:.1f}%) | {errors or '–'} |"
-        )
-    return "\n".join(lines)
+CHECK: ParityCheck[MultiTurnItem, Kind] = ParityCheck(
+    KINDS, compare, "conversations", "bfcl-eval's error types", describe_errors
+)
+parity_outcomes = CHECK.parity_outcomes
+summarise = CHECK.summarise
+markdown_table = CHECK.markdown_table

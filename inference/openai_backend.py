@@ -49,7 +49,14 @@ from tenacity import (
 )
 
 from common.logs import get_logger
-from inference.base import OPENAI_CLIENT_OWNED_FIELDS, Chat, Generation, InferenceError, SamplingConfig
+from inference.base import (
+    OPENAI_CLIENT_OWNED_FIELDS,
+    Chat,
+    Generation,
+    InferenceError,
+    SamplingConfig,
+    check_sampling,
+)
 
 log = get_logger(__name__)
 
@@ -282,10 +289,7 @@ class OpenAIBackend:
     # -- generate ----------------------------------------------------------------------------------
 
     async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
-        if sampling.n < 1:
-            raise ValueError("sampling.n must be at least 1")
-        if sampling.max_tokens < 1:
-            raise ValueError("sampling.max_tokens must be at least 1")
+        check_sampling(sampling)
         if not prompts:
             return []
         return await self._gather([self._generate_one(chat, sampling) for chat in prompts])

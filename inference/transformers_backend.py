@@ -16,7 +16,6 @@ Kafka heartbeats while a batch decodes; one lock serialises generate/score/load 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common.logs import get_logger
-from inference.base import Chat, Generation, InferenceError, SamplingConfig
+from inference.base import Chat, Generation, InferenceError, LocalModelBackend, SamplingConfig
 
 log = get_logger(__name__)
 
@@ -97,7 +96,7 @@ class _RawLogprobRecorder:
         return torch.stack(self.steps, dim=1)
 
 
-class TransformersBackend:
+class TransformersBackend(LocalModelBackend):
     """:class:`inference.base.InferenceBackend` on a local Hugging Face model folder."""
 
     name = "transformers"
@@ -112,29 +111,14 @@ class TransformersBackend:
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        super().__init__(model_id)
         self.batch_size = batch_size
         self.device = device
         self.dtype = _resolve_dtype(dtype, device)
-        self._lock = asyncio.Lock()
         self._model: Any = None
-        self._tokenizer: Any = None
         self._eos_ids: list[int] = []
         self._pad_id: int = 0
-        self._model_id = model_id
-        self._model_path = ""
         self._load_sync(str(model_path), model_id)
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def model_path(self) -> str:
-        return self._model_path
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -142,10 +126,7 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-        if not model_path:
-            raise ValueError("the transformers backend needs a model folder (policy.model_path)")
-        if not Path(model_path, "config.json").is_file():
-            raise ValueError(f"{model_path} is not a Hugging Face model folder (no config.json)")
+        self._check_model_folder(model_path)
         started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
@@ -181,15 +162,6 @@ class TransformersBackend:
             seconds=round(time.perf_counter() - started, 2),
         )
 
-    async def load(self, model_path: str, model_id: str) -> None:
-        async with self._lock:
-            try:
-                await asyncio.to_thread(self._load_sync, str(model_path), model_id)
-            except (OSError, ValueError) as error:
-                raise InferenceError(
-                    f"cannot load checkpoint {model_id} from {model_path}: {error}", retryable=False
-                ) from error
-
     async def close(self) -> None:
         async with self._lock:
             self._model = None
@@ -197,25 +169,14 @@ class TransformersBackend:
 
     # -- generation ----------------------------------------------------------------------------
 
-    async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
-        if sampling.n < 1:
-            raise ValueError("sampling.n must be at least 1")
-        if sampling.max_tokens < 1:
-            raise ValueError("sampling.max_tokens must be at least 1")
-        if not sampling.greedy and sampling.temperature <= 0:
-            raise ValueError("sampled decoding needs temperature > 0 (use greedy=True for argmax)")
+    def _check_supported(self, sampling: SamplingConfig) -> None:
         if sampling.regex is not None:
             raise InferenceError(
                 "the transformers backend cannot constrain decoding to a regex; use a vLLM backend",
                 retryable=False,
             )
-        if not prompts:
-            return []
-        async with self._lock:
-            self._require_model()
-            return await asyncio.to_thread(self._generate_sync, list(prompts), sampling)
 
-    def _require_model(self) -> None:
+    def _require_loaded(self) -> None:
         if self._model is None:
             raise InferenceError("the transformers backend is closed", retryable=False)
 
@@ -232,17 +193,7 @@ class TransformersBackend:
                 torch.manual_seed(sampling.seed)
             for start in range(0, len(encoded), per_batch):
                 results.extend(self._generate_batch(encoded[start : start + per_batch], sampling))
-        seconds = time.perf_counter() - started
-        tokens = sum(len(g.token_ids) for options in results for g in options)
-        log.info(
-            "transformers.generated",
-            model_id=self._model_id,
-            prompts=len(prompts),
-            n=sampling.n,
-            tokens=tokens,
-            seconds=round(seconds, 3),
-            tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else None,
-        )
+        self._log_generated(log, len(prompts), sampling, results, time.perf_counter() - started)
         return results
 
     def _generate_batch(self, batch: list[list[int]], sampling: SamplingConfig) -> list[list[Generation]]:
@@ -344,15 +295,6 @@ class TransformersBackend:
 
     # -- scoring -------------------------------------------------------------------------------
 
-    async def score(self, prompts: Sequence[Chat], continuations: Sequence[str]) -> list[list[float]]:
-        if len(prompts) != len(continuations):
-            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
-        if not prompts:
-            return []
-        async with self._lock:
-            self._require_model()
-            return await asyncio.to_thread(self._score_sync, list(prompts), list(continuations))
-
     def _score_sync(self, prompts: list[Chat], continuations: list[str]) -> list[list[float]]:
         pairs = [
             (encode_prompt(self._tokenizer, chat), encode_continuation(self._tokenizer, text))
@@ -364,7 +306,7 @@ class TransformersBackend:
         """Teacher-forced log-probs of each continuation's ids after its prompt's ids (blocking)."""
         import torch
 
-        self._require_model()
+        self._require_loaded()
         if any(not prompt for prompt, _ in pairs):
             raise ValueError("scoring needs a non-empty prompt")
         scores: list[list[float]] = []

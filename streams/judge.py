@@ -30,7 +30,7 @@ from typing import Any
 
 from common.logs import get_logger
 from common.seeding import seeded_rng
-from inference.base import Chat, InferenceBackend
+from inference.base import Chat
 from schemas.events import (
     DeadLetter,
     Event,
@@ -69,18 +69,7 @@ class LLMJudge(LLMRole[JudgeCase]):
 
     role = "judge"
     default_sampling = RoleSampling(max_tokens=4096)
-
-    def __init__(
-        self,
-        backend: InferenceBackend,
-        *,
-        current_time: str,
-        sampling: RoleSampling | None = None,
-        constrain: bool = False,
-    ):
-        super().__init__(
-            backend, current_time=current_time, sampling=sampling, regex=VERDICT_REGEX if constrain else None
-        )
+    answer_regex = VERDICT_REGEX
 
     def render(self, case: JudgeCase) -> Chat:
         return render_judge_prompt(

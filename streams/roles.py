@@ -207,14 +207,15 @@ class RoleSampling:
 class LLMRole(ABC, Generic[CaseT]):
     """A role played by an LLM behind an inference backend: render each case as a chat, ask, answer.
 
-    Subclasses say how a case becomes a chat (:meth:`render`) and may constrain the answer to a
-    grammar (``regex``). Endpoint failures become :class:`TransientError` (the stage pauses and
-    retries the batch); a request the endpoint rejects for its content (a prompt over the context)
-    fails that input only.
+    Subclasses say how a case becomes a chat (:meth:`render`) and may offer a grammar for the answer
+    (``answer_regex``), which ``constrain`` turns on. Endpoint failures become :class:`TransientError`
+    (the stage pauses and retries the batch); a request the endpoint rejects for its content (a prompt
+    over the context) fails that input only.
     """
 
     role: ClassVar[str]
     default_sampling: ClassVar[RoleSampling] = RoleSampling()
+    answer_regex: ClassVar[str | None] = None  # the grammar ``constrain`` holds the answer to
 
     def __init__(
         self,
@@ -222,12 +223,14 @@ class LLMRole(ABC, Generic[CaseT]):
         *,
         current_time: str,
         sampling: RoleSampling | None = None,
-        regex: str | None = None,
+        constrain: bool = False,
     ):
+        if constrain and self.answer_regex is None:
+            raise ValueError(f"the {self.role} role has no answer grammar to constrain its output to")
         self.backend = backend
         self.current_time = current_time
         self.settings = sampling or self.default_sampling
-        self.regex = regex
+        self.regex = self.answer_regex if constrain else None
 
     @property
     def model_name(self) -> str:

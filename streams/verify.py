@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from inference.base import Chat, InferenceBackend
+from inference.base import Chat
 from schemas.events import (
     Event,
     ExpansionCandidate,
@@ -44,21 +44,7 @@ class LLMVerifier(LLMRole[VerificationCase]):
 
     role = "verifier"
     default_sampling = RoleSampling(max_tokens=4096)
-
-    def __init__(
-        self,
-        backend: InferenceBackend,
-        *,
-        current_time: str,
-        sampling: RoleSampling | None = None,
-        constrain: bool = False,
-    ):
-        super().__init__(
-            backend,
-            current_time=current_time,
-            sampling=sampling,
-            regex=VERIFICATION_REGEX if constrain else None,
-        )
+    answer_regex = VERIFICATION_REGEX
 
     def render(self, case: VerificationCase) -> Chat:
         return render_verification_prompt(

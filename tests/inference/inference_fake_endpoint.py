@@ -9,13 +9,14 @@ client really did on the wire.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.http_server import serve_app
 
 MODES = ("ok", "500", "429", "400", "garbage", "wrong_shape", "slow", "echo_auth_500")
 
@@ -120,13 +121,6 @@ async def serve_fake_endpoint(endpoint: FakeEndpoint | None = None) -> AsyncIter
     app = web.Application()
     app.router.add_post("/v1/chat/completions", endpoint.chat)
     app.router.add_get("/v1/models", endpoint.models)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    endpoint.port = sock.getsockname()[1]
-    await web.SockSite(runner, sock).start()
-    try:
+    async with serve_app(app) as port:
+        endpoint.port = port
         yield endpoint
-    finally:
-        await runner.cleanup()

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from tests.http_server import serve_app
+
 VERDICT = "BOTH_CORRECT\nError Analysis: fine.\nCorrect Approach: none."
 
 
@@ -57,12 +59,6 @@ class Endpoint:
 async def serve(endpoint: Endpoint) -> AsyncIterator[Endpoint]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", endpoint.chat)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    endpoint.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serve_app(app) as port:
+        endpoint.port = port
         yield endpoint
-    finally:
-        await runner.cleanup()

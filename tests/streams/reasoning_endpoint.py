@@ -33,6 +33,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from inference.latency import EndpointLatency, SimulatedServer
+from tests.http_server import serve_app
 from toolcall.match import tool_match
 from toolcall.parsing import parse_output, render_action
 from toolcall.specs import ToolSpec, load_tools
@@ -298,15 +299,9 @@ async def serve_reasoning(endpoint: ReasoningEndpoint) -> AsyncIterator[Reasonin
     app = web.Application(client_max_size=64 << 20)
     app.router.add_post("/v1/chat/completions", endpoint.chat)
     app.router.add_get("/v1/models", endpoint.models)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    endpoint.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serve_app(app) as port:
+        endpoint.port = port
         yield endpoint
-    finally:
-        await runner.cleanup()
 
 
 @contextmanager

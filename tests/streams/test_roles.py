@@ -17,7 +17,9 @@ from streams.roles import Answer, JudgeCase, RoleSampling, VerificationCase, ask
 from streams.verify import LLMVerifier, VerifyStage
 from tests.streams.test_stage_logic import PREDICTION, candidate, probe_event
 from toolcall.parsing import render_action
+from toolcall.prompts import VERIFICATION_REGEX
 from toolcall.types import Sample
+from toolcall.verdicts import VERDICT_REGEX
 
 
 class ScriptedBackend:
@@ -50,6 +52,19 @@ def test_first_asks_follow_the_role_and_retries_sample_hotter_with_a_new_seed() 
     assert generator.max_tokens == 8192 and generator.settings.temperature == 0.7
     hot = RoleSampling(max_tokens=100, temperature=1.2, retry_temperature=0.7)
     assert hot.temperature_of(1) == 1.2 and hot.temperature_of(2) == 1.2  # never cooler on a retry
+
+
+def test_constrain_holds_the_judge_and_the_verifier_to_their_grammar_and_nothing_else() -> None:
+    backend = ScriptedBackend(lambda c, s: Generation("x"))
+    case = judge_case()
+    assert LLMJudge(backend, current_time="t").sampling([case], 1).regex is None  # type: ignore[arg-type]
+    judge = LLMJudge(backend, current_time="t", constrain=True)  # type: ignore[arg-type]
+    assert judge.sampling([case], 1).regex == VERDICT_REGEX
+    assert judge.sampling([case], 2).regex == VERDICT_REGEX  # the retries too
+    verifier = LLMVerifier(backend, current_time="t", constrain=True)  # type: ignore[arg-type]
+    assert verifier.sampling([verification_case()], 1).regex == VERIFICATION_REGEX
+    with pytest.raises(ValueError, match="generator role has no answer grammar"):
+        LLMGenerator(backend, current_time="t", constrain=True)  # type: ignore[arg-type]
 
 
 def judge_case() -> JudgeCase:

@@ -17,7 +17,6 @@ import hashlib
 import json
 import random
 import re
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.http_server import serve_app
 from toolcall.expansion import parse_expansion
 from toolcall.match import tool_match
 from toolcall.parsing import parse_output, render_action
@@ -343,13 +343,6 @@ async def serve_fake_seed_llm(fake: FakeSeedLLM | None = None) -> AsyncIterator[
     fake = fake or FakeSeedLLM()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", fake.chat)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    fake.port = sock.getsockname()[1]
-    await web.SockSite(runner, sock).start()
-    try:
+    async with serve_app(app) as port:
+        fake.port = port
         yield fake
-    finally:
-        await runner.cleanup()
