@@ -67,23 +67,25 @@ def test_a_table_block_is_rendered_from_its_results_file_and_checked(tmp_path, m
     assert docs_figures.render(rendered, "doc", again) == rendered and again == []
 
 
-def test_a_true_or_false_figure_is_quoted_as_its_label(tmp_path, monkeypatch) -> None:
-    (tmp_path / "run.json").write_text(json.dumps({"machine": {"contended": True}}), encoding="utf-8")
+def render_against(tmp_path, monkeypatch, results: dict, text: str) -> tuple[str, list[str]]:
+    """``text`` rendered against a results file ``run.json`` holding ``results``; and the problems."""
+    (tmp_path / "run.json").write_text(json.dumps(results), encoding="utf-8")
     monkeypatch.setattr(docs_figures, "RESULTS", tmp_path)
     docs_figures._results.cache_clear()
     problems: list[str] = []
+    try:
+        return docs_figures.render(text, "doc", problems), problems
+    finally:
+        docs_figures._results.cache_clear()
+
+
+def test_a_true_or_false_figure_is_quoted_as_its_label(tmp_path, monkeypatch) -> None:
     text = "<!-- fig run.json machine/contended quiet|contended -->quiet<!-- /fig -->"
-    rendered = docs_figures.render(text, "doc", problems)
-    docs_figures._results.cache_clear()
+    rendered, problems = render_against(tmp_path, monkeypatch, {"machine": {"contended": True}}, text)
     assert "-->contended<!--" in rendered and "the text says quiet" in problems[0]
 
 
 def test_a_key_with_spaces_is_written_with_percent_twenty(tmp_path, monkeypatch) -> None:
-    (tmp_path / "run.json").write_text(json.dumps({"a row": {"per_s": 1234.5}}), encoding="utf-8")
-    monkeypatch.setattr(docs_figures, "RESULTS", tmp_path)
-    docs_figures._results.cache_clear()
-    problems: list[str] = []
     marker = "<!-- fig run.json a%20row/per_s {:,.0f} -->0<!-- /fig -->"
-    rendered = docs_figures.render(marker, "doc", problems)
-    docs_figures._results.cache_clear()
+    rendered, problems = render_against(tmp_path, monkeypatch, {"a row": {"per_s": 1234.5}}, marker)
     assert "-->1,234<!--" in rendered and "the text says 0" in problems[0]
