@@ -11,9 +11,8 @@
    round's final checkpoint on the held-out set as it is published and runs the promotion gate on it.
 4. When round J's final checkpoint is evaluated and decided, the services stop and the report is
    computed: per round the held-out ToolMatch accuracy of its checkpoint and the gate's decision, the
-   label noise of D_j,
-   its Table-3 sources, the verdicts and relabels, and a Figure-2 style plot. Finally D_J is rebuilt
-   from the topics alone and checked against its RoundClosed manifest.
+   label noise of D_j, its Table-3 sources, the verdicts and relabels, and a Figure-2 style plot.
+   Finally D_J is rebuilt from the topics alone and checked against its RoundClosed manifest.
 """
 
 from __future__ import annotations
