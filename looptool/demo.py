@@ -32,6 +32,7 @@ from rich.table import Table
 from bus.kafka import EventProducer, ensure_topics, follow, run_log
 from common.logs import get_logger
 from common.machine import finish_machine_info, machine_info
+from evaluation.report import heldout_accuracy as heldout_accuracy_of
 from looptool.config import Settings, write_config
 from looptool.report import DemoReport, RoundReport, narrow_table, number_or_blank, plot_report, render_report
 from looptool.supervisor import Service, tree_rss
@@ -425,7 +426,7 @@ async def run_demo(
         if final is not None:
             checkpoint_id = final.payload.new_checkpoint_id
             report.checkpoint_id = checkpoint_id
-            report.heldout_accuracy = _heldout_rate(progress.evaluations[checkpoint_id])
+            report.heldout_accuracy = heldout_accuracy_of(progress.evaluations[checkpoint_id])
             report.reward_mean = final.payload.metrics.get("round_reward_mean")
             report.mixed_groups = final.payload.metrics.get("round_mixed_groups")
             report.grpo_steps = final.payload.step
@@ -465,12 +466,6 @@ async def run_demo(
     (workdir / "report.json").write_text(report.to_json(), encoding="utf-8")
     console.print(render_report(report))
     return report
-
-
-def _heldout_rate(evaluation: CheckpointEvaluated) -> float | None:
-    if not evaluation.heldout_total or evaluation.heldout_correct is None:
-        return None
-    return evaluation.heldout_correct / evaluation.heldout_total
 
 
 def build_initial_policy(
