@@ -1,4 +1,4 @@
-"""Benchmark: the Avro codec against JSON and against fastavro's own decoder, and replay into the store.
+"""Benchmark: the Avro codec against JSON and the Avro libraries' own speed, and replay into the store.
 
 N events (default 100k; 60% SampleAdded, 30% ProbeResult, 10% Verdict, each carrying its sample's
 three tools) through three codecs, measured side by side in one run:
@@ -15,9 +15,10 @@ Per codec: encode and decode events/s (wall clock and per CPU-second of this pro
 contended run from a slow codec), mean bytes per event (and with the definitions the run wrote, spread
 over its events), the raw aiokafka consume rate of the same topics, and replay into an empty sample
 store (``views.store.rebuild``: read every topic from offset 0 with a fresh codec that learns the tool
-sets from the topic, decode, write LanceDB in Arrow batches). A last row is fastavro's own decoder on
-the ``avro`` records (writer schema only, records as dicts, no conversion): the ceiling of any codec
-built on it. Writes ``benchmarks/results/codec_replay.json``.
+sets from the topic, decode, write LanceDB in Arrow batches). Two last rows are the Avro libraries on
+their own, on the ``avro`` records (writer schema only, records as dicts, no conversion to events):
+cavro, which the codec reads and writes bodies with, and fastavro, which it used before: the ceiling
+of any codec built on each. Writes ``benchmarks/results/codec_replay.json``.
 
     .venv/bin/python -m benchmarks.codec_replay [--events 100000]
 """
@@ -42,7 +43,7 @@ from bus.broker import EmbeddedBroker
 from bus.kafka import EventProducer, ReplayStats, ensure_topics
 from bus.topics import topic_for_event
 from looptool.config import Settings, load_settings
-from schemas.codec import HEADER_SIZE, EventCodec, EventDecodeError
+from schemas.codec import HEADER_SIZE, EventCodec, EventDecodeError, body_schema
 from schemas.events import (
     PAYLOAD_TYPES,
     Event,
@@ -64,6 +65,7 @@ PRODUCER = Producer(stage="bench", version="1")
 MIX = "60% SampleAdded, 30% ProbeResult, 10% Verdict"
 AVRO, BEFORE, JSON = "avro", "avro, first versions, full validation", "json"
 CEILING = "fastavro's own decoder (ceiling)"
+CAVRO_CEILING = "cavro's own decoder (ceiling)"
 
 
 class JsonEventCodec:
@@ -248,12 +250,60 @@ async def replay_into_store(settings: Settings, codec: Any, store_path: Path) ->
     return time.perf_counter() - wall, time.process_time() - cpu, stats.records - stats.undecodable
 
 
-def fastavro_decode(blobs: list[bytes]) -> None:
+def fastavro_decode(blobs: list[bytes]) -> list[Any]:
     registry = default_registry()
+    records = []
     for data in blobs:
         body = io.BytesIO(data)
         body.seek(HEADER_SIZE)
-        fastavro.schemaless_reader(body, registry.by_fingerprint(data[2:HEADER_SIZE]).parsed, None)  # type: ignore[union-attr]
+        parsed = registry.by_fingerprint(data[2:HEADER_SIZE]).parsed  # type: ignore[union-attr]
+        records.append((parsed, fastavro.schemaless_reader(body, parsed, None)))
+    return records
+
+
+def fastavro_encode(records: list[tuple[Any, Any]]) -> None:
+    for parsed, record in records:
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, parsed, record)
+        buffer.getvalue()
+
+
+def cavro_schemas(blobs: list[bytes]) -> dict[bytes, Any]:
+    registry = default_registry()
+    fingerprints = {data[2:HEADER_SIZE] for data in blobs}
+    return {fp: body_schema(registry.by_fingerprint(fp).schema) for fp in fingerprints}  # type: ignore[union-attr]
+
+
+def cavro_decode(blobs: list[bytes], schemas: dict[bytes, Any]) -> list[Any]:
+    return [
+        (schemas[data[2:HEADER_SIZE]], schemas[data[2:HEADER_SIZE]].binary_decode(data[HEADER_SIZE:]))
+        for data in blobs
+    ]
+
+
+def cavro_encode(records: list[tuple[Any, Any]]) -> None:
+    for schema, record in records:
+        schema.binary_encode(record)
+
+
+def library_ceilings(blobs: list[bytes]) -> dict[str, dict[str, float]]:
+    """Each Avro library's own decode and encode of the same records (dicts, writer schema only)."""
+    n = len(blobs)
+    schemas = cavro_schemas(blobs)
+    rows = {}
+    for name, decode, encode in (
+        (CEILING, fastavro_decode, fastavro_encode),
+        (CAVRO_CEILING, lambda b: cavro_decode(b, schemas), cavro_encode),
+    ):
+        decode_s, decode_cpu, records = timed(lambda decode=decode: decode(blobs))
+        encode_s, encode_cpu, _ = timed(lambda encode=encode, records=records: encode(records))
+        rows[name] = {
+            "decode_per_s": n / decode_s,
+            "decode_per_cpu_s": n / decode_cpu,
+            "encode_per_s": n / encode_s,
+            "encode_per_cpu_s": n / encode_cpu,
+        }
+    return rows
 
 
 async def main(n: int) -> dict[str, Any]:
@@ -296,8 +346,7 @@ async def main(n: int) -> dict[str, Any]:
                 "replay_over_raw_consume": (n / replay_s) / raw_rate,
             }
             if name == AVRO:
-                ceiling_s, ceiling_cpu, _ = timed(lambda blobs=blobs: fastavro_decode(blobs))
-                results[CEILING] = {"decode_per_s": n / ceiling_s, "decode_per_cpu_s": n / ceiling_cpu}
+                results.update(library_ceilings(blobs))
     avro, json_, before = results[AVRO], results[JSON], results[BEFORE]
     for key in ("encode_per_s", "decode_per_s", "replay_into_store_per_s"):
         results[f"avro_over_json_{key}"] = avro[key] / json_[key]
@@ -305,6 +354,9 @@ async def main(n: int) -> dict[str, Any]:
     results["avro_over_json_bytes"] = avro["mean_bytes"] / json_["mean_bytes"]
     results["avro_over_before_bytes"] = avro["mean_bytes"] / before["mean_bytes"]
     results["decode_over_ceiling"] = avro["decode_per_s"] / results[CEILING]["decode_per_s"]
+    results["decode_over_cavro_ceiling"] = avro["decode_per_s"] / results[CAVRO_CEILING]["decode_per_s"]
+    for key in ("decode_per_s", "encode_per_s"):
+        results[f"cavro_over_fastavro_{key}"] = results[CAVRO_CEILING][key] / results[CEILING][key]
 
     table = Table(
         "codec",
@@ -327,10 +379,17 @@ async def main(n: int) -> dict[str, Any]:
             f"{e['replay_into_store_per_s']:,.0f} ({e['replay_into_store_per_cpu_s']:,.0f})",
             f"{e['replay_over_raw_consume']:.0%}",
         )
-    ceiling = results[CEILING]
-    table.add_row(
-        CEILING, "", f"{ceiling['decode_per_s']:,.0f} ({ceiling['decode_per_cpu_s']:,.0f})", "", "", "", ""
-    )
+    for library in (CAVRO_CEILING, CEILING):
+        ceiling = results[library]
+        table.add_row(
+            library,
+            f"{ceiling['encode_per_s']:,.0f} ({ceiling['encode_per_cpu_s']:,.0f})",
+            f"{ceiling['decode_per_s']:,.0f} ({ceiling['decode_per_cpu_s']:,.0f})",
+            "",
+            "",
+            "",
+            "",
+        )
     table.add_section()
     for other in (JSON, BEFORE):
         tag = "json" if other == JSON else "before"

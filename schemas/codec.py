@@ -12,7 +12,7 @@ of the named type ``looptool.types.ToolSetRef`` hold a tool list by its digest
 (:mod:`schemas.interning`).
 
 Reading trusts what the writer schema guarantees. For each (writer schema, payload model) pair the
-codec compiles a reader that builds the pydantic models straight from fastavro's records, without
+codec compiles a reader that builds the pydantic models straight from the decoded records, without
 running validation again: Avro already guarantees strings, numbers, lists and nesting. What Avro
 does not guarantee is still checked: ``Literal`` fields (a string must be one of the values), the
 shape of JSON fields (an object where a dict is declared), field constraints, and models with
@@ -23,12 +23,17 @@ compares with).
 
 The compiled readers are one function per record type with lists and optionals inline; they set a
 model's slots through their descriptors, share instances of frozen all-primitive records (producers),
-and convert timestamps themselves (fastavro reads and writes them as plain longs: the same bytes).
+and convert timestamps themselves (the bodies are read and written with them as plain longs: the same
+bytes).
+
+Bodies are read and written with cavro (a Cython Avro library): on the benchmark's event mix it
+decodes ~1.7x and encodes ~2x as fast as fastavro, to the same records and the same bytes
+(``benchmarks/codec_replay.py`` measures both). fastavro still parses the registry's schemas (canonical
+form, fingerprints) and writes the archive's container files.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import json.encoder
 import json.scanner
@@ -39,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
-import fastavro
+import cavro
 from fastavro.logical_writers import LOGICAL_WRITERS
 from pydantic import BaseModel, TypeAdapter
 
@@ -57,6 +62,16 @@ ENCODED_MEMO_SIZE = 4096
 
 Converter = Callable[[Any], Any]
 NoneType = type(None)
+
+# Records decode to dicts (what the compiled readers take); the compiled writers hand dicts back.
+_BODY_OPTIONS = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True)
+# One byte more, read after the body: a body that ends where its record ends has none to give.
+_ONE_BYTE = cavro.Schema({"type": "fixed", "name": "OneByte", "size": 1}, _BODY_OPTIONS)
+
+
+def body_schema(schema: Any) -> cavro.Schema:
+    """The schema event bodies are read and written with (cavro's parsed form of ``schema``)."""
+    return cavro.Schema(schema, _BODY_OPTIONS)
 
 
 def _jsonable(value: Any) -> Any:
@@ -174,8 +189,9 @@ def _is_timestamp(node: Any) -> bool:
 def _raw_timestamps(schema: Any) -> Any:
     """``schema`` without its timestamp-micros annotations: the same bytes, read as plain longs.
 
-    fastavro converts each timestamp with a call of its own; the compiled readers convert them in
-    their own code, which costs less (1.5 of fastavro's 15 us per event of the benchmark's mix)."""
+    An Avro library converts each timestamp with a call of its own; the compiled readers convert them
+    in their own code, which costs less (fastavro's conversion took 1.5 of its 15 us per event of the
+    benchmark's mix)."""
     if isinstance(schema, list):
         return [_raw_timestamps(node) for node in schema]
     if not isinstance(schema, dict):
@@ -800,12 +816,12 @@ class EventCodec:
     # --- writing -------------------------------------------------------------------------------------
 
     def _writer(self, schema: RegisteredSchema, event_class: type) -> tuple[Converter, Any]:
-        """(the compiled writer, the schema fastavro writes its records with)."""
+        """(the compiled writer, the schema its records are written with)."""
         key = (schema.fingerprint, event_class)
         known = self._writers.get(key)
         if known is None:
             writer = _Compiler(schema.schema, self, raw_timestamps=True).writer(schema.schema, event_class)
-            known = (writer, fastavro.parse_schema(_raw_timestamps(schema.schema)))
+            known = (writer, body_schema(_raw_timestamps(schema.schema)))
             self._writers[key] = known
         return known
 
@@ -828,12 +844,9 @@ class EventCodec:
         writer, write_schema = self._writer(schema, type(event))
         record = writer(event)
         record["schema_version"] = schema.version
-        buffer = io.BytesIO()
-        buffer.write(MAGIC)
-        buffer.write(schema.fingerprint)
-        fastavro.schemaless_writer(buffer, write_schema, record)
+        body = write_schema.binary_encode(record)
         self.references: tuple[Reference, ...] = tuple(dict.fromkeys(self._references))
-        return buffer.getvalue()
+        return MAGIC + schema.fingerprint + body
 
     def definition(self, reference: Reference) -> ToolSetRegistered:
         """The payload that defines ``reference`` (the tool set it stands for) for the run's log."""
@@ -845,7 +858,7 @@ class EventCodec:
     # --- reading -------------------------------------------------------------------------------------
 
     def _reader(self, writer: RegisteredSchema) -> tuple[RegisteredSchema, Any, Converter]:
-        """(the writer schema, the schema fastavro reads its bodies with, the compiled reader)."""
+        """(the writer schema, the schema its bodies are read with, the compiled reader)."""
         known = self._readers.get(writer.fingerprint)
         if known is None:
             payload_cls = PAYLOAD_TYPES.get(writer.event_type)
@@ -855,10 +868,10 @@ class EventCodec:
             if self.validate:
                 plain = _Compiler(writer.schema, self, plain=True).plain_reader(writer.schema, event_class)
                 reader = lambda record: event_class.model_validate(plain(record))  # noqa: E731
-                known = (writer, writer.parsed, reader)
+                known = (writer, body_schema(writer.schema), reader)
             else:
                 compiler = _Compiler(writer.schema, self, raw_timestamps=True)
-                read_schema = fastavro.parse_schema(_raw_timestamps(writer.schema))
+                read_schema = body_schema(_raw_timestamps(writer.schema))
                 known = (writer, read_schema, compiler.reader(writer.schema, event_class))
             self._readers[writer.fingerprint] = known
         return known
@@ -877,14 +890,17 @@ class EventCodec:
                 raise UnknownSchemaError(f"unknown writer schema fingerprint {data[2:HEADER_SIZE].hex()}")
             known = self._reader(found)
         writer, read_schema, reader = known
-        body = io.BytesIO(data)
-        body.seek(HEADER_SIZE)
+        body = cavro.MemoryReader(data[HEADER_SIZE:])
         try:
-            record = fastavro.schemaless_reader(body, read_schema, None)
-        except Exception as exc:  # fastavro raises many types on garbage bodies
+            record = read_schema.binary_read(body)
+        except Exception as exc:  # garbage bodies raise many types (EOFError, ValueError, ...)
             raise CorruptEventError(f"corrupt {writer.event_type} body: {exc!r}") from exc
-        if body.tell() != len(data):
-            raise CorruptEventError(f"{len(data) - body.tell()} trailing bytes after the event")
+        try:
+            _ONE_BYTE.binary_read(body)
+        except EOFError:
+            pass
+        else:
+            raise CorruptEventError("trailing bytes after the event")
         try:
             event = reader(record)
         except EventDecodeError:
