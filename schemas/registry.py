@@ -36,7 +36,7 @@ class RegisteredSchema:
     version: int
     fingerprint: bytes  # CRC-64-AVRO, little-endian, as Avro single-object encoding writes it
     schema: dict[str, Any]  # the full self-contained schema (JSON form)
-    parsed: Any  # fastavro's parsed form, ready for (schemaless) reading and writing
+    parsed: Any  # fastavro's parsed form: a second Avro library that tests and benchmarks read bodies with
 
 
 def _load_json(path: Path) -> Any:
