@@ -131,8 +131,15 @@ async def run_streaming(
         for service in services:
             service.start()
         try:
+            # No evaluate/promote service here: the run ends with round J's final checkpoint.
             progress, peak = await follow_until_trained(
-                settings, services, console, rounds=scale.rounds, timeout_s=timeout_s, started=started
+                settings,
+                services,
+                console,
+                rounds=scale.rounds,
+                timeout_s=timeout_s,
+                started=started,
+                gated=False,
             )
             wall_s = time.monotonic() - started
             # Let the follower's consumer close before the (blocking) service stops and the broker exit.

@@ -236,6 +236,10 @@ class Progress:
     def final(self, round_: int) -> Event[CheckpointPublished] | None:
         return next((e for e in self.checkpoints.get(round_, []) if e.payload.final), None)
 
+    def trained(self, rounds: int) -> bool:
+        """Every round's final checkpoint is published."""
+        return all(self.final(round_) is not None for round_ in range(1, rounds + 1))
+
     def decided(self, rounds: int) -> bool:
         """Every round's final checkpoint is evaluated and the gate has decided on it."""
         finals = [self.final(round_) for round_ in range(1, rounds + 1)]
@@ -282,9 +286,11 @@ async def follow_until_trained(
     rounds: int,
     timeout_s: float,
     started: float,
+    gated: bool = True,
 ) -> tuple[Progress, int]:
-    """Fold the topics until every round's final checkpoint is evaluated and decided by the gate;
-    returns the peak memory too."""
+    """Fold the topics until every round's final checkpoint is evaluated and decided by the gate (or,
+    with ``gated=False``, for a run without the evaluate and promote stages, published); returns the
+    peak memory too."""
     progress = Progress()
     peak = 0
     topics = (*LEDGER_TOPICS, "checkpoints", "evaluations", "promotions")
@@ -302,7 +308,7 @@ async def follow_until_trained(
                 live.update(progress.table(rounds, elapsed, memory))
                 for service in services:
                     service.check()
-                if progress.decided(rounds):
+                if progress.decided(rounds) if gated else progress.trained(rounds):
                     break
                 if elapsed > timeout_s:
                     raise TimeoutError(f"the demo did not finish within {timeout_s:.0f} s")
