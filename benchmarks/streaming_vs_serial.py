@@ -277,7 +277,8 @@ async def run_serial(
         trainer=CpuGrpoBackend(trainer, show_progress=False),
         work_dir=work / "rounds",
         arm="loop",
-        warm_start=warm_start,
+        # The demo's cached warm start is already trained: round 1 then runs no SFT, as in the trainer.
+        warm_start=warm_start if trainer.sft_warmup_steps > 0 else None,
     )
     rounds = await serial.run(seed_events(seed_set, run_id), model, scale.rounds)
     wall_s = time.monotonic() - started
