@@ -18,10 +18,10 @@ them; the benchmark's own fixtures are frozen out of the collector's sight first
 event (and with the definitions the run wrote, spread over its events), the raw aiokafka consume rate
 of the same topics, and replay into an empty sample store (``views.store.rebuild``: read every topic
 from offset 0 with a fresh codec that learns the tool sets from the topic, decode, write LanceDB in
-Arrow batches). Two last rows are the Avro libraries on
-their own, on the ``avro`` records (writer schema only, records as dicts, no conversion to events):
-cavro, which the codec reads and writes bodies with, and fastavro, which it used before: the ceiling
-of any codec built on each. Writes ``benchmarks/results/codec_replay.json``.
+Arrow batches). Two last rows are the Avro libraries on their own, on the ``avro`` records (writer
+schema only, records as dicts, no conversion to events): cavro, which the codec reads and writes
+bodies with, and fastavro, which it used before: the ceiling of any codec built on each. Writes
+``benchmarks/results/codec_replay.json``.
 
     .venv/bin/python -m benchmarks.codec_replay [--events 100000]
 """

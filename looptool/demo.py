@@ -292,6 +292,7 @@ async def follow_until_trained(
     with ``gated=False``, for a run without the evaluate and promote stages, published); returns the
     peak memory too."""
     progress = Progress()
+    finished = progress.decided if gated else progress.trained
     peak = 0
     topics = (*LEDGER_TOPICS, "checkpoints", "evaluations", "promotions")
     stream = follow(settings.kafka, settings.run_id, topics)
@@ -308,7 +309,7 @@ async def follow_until_trained(
                 live.update(progress.table(rounds, elapsed, memory))
                 for service in services:
                     service.check()
-                if progress.decided(rounds) if gated else progress.trained(rounds):
+                if finished(rounds):
                     break
                 if elapsed > timeout_s:
                     raise TimeoutError(f"the demo did not finish within {timeout_s:.0f} s")

@@ -5,23 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from looptool.demo import Progress
-from schemas.events import CheckpointPublished, Event, Producer, make_event
-
-PRODUCER = Producer(stage="trainer", version="test")
+from schemas.events import CheckpointPublished, Event
+from tests.foundation.events_factory import event_of
 
 
 def published(round_: int, step: int, *, final: bool) -> Event[Any]:
-    return make_event(
+    checkpoint_id = f"r{round_}-s{step}"
+    return event_of(
         CheckpointPublished(
-            new_checkpoint_id=f"r{round_}-s{step}",
+            new_checkpoint_id=checkpoint_id,
             round=round_,
             step=step,
             final=final,
-            uri=f"/models/r{round_}-s{step}",
+            uri=f"/models/{checkpoint_id}",
             backend="transformers",
         ),
-        run_id="progress",
-        producer=PRODUCER,
+        "progress",
     )
 
 
