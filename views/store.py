@@ -471,9 +471,25 @@ def _sample_fields(
     }
 
 
+# Columns are built with the C library's allocator: a column grows by doubling, which glibc's
+# realloc does in place for large blocks, while Arrow's default pool (mimalloc) copies the column and
+# faults fresh pages each time; a first 50k-row flush of the events table (~70 MB of JSON) took 1.1 s
+# with mimalloc and 0.14 s with the system pool.
+_COLUMN_POOL = pa.system_memory_pool()
+
+
+def _table(columns: Iterable[Sequence[Any]], schema: pa.Schema) -> pa.Table:
+    """Columns (in the schema's order) as an Arrow table."""
+    arrays = [
+        pa.array(column, type=field.type, memory_pool=_COLUMN_POOL)
+        for column, field in zip(columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 def _arrow(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rows as an Arrow table, converted column by column (``from_pylist`` is ~10x slower)."""
-    return pa.Table.from_pydict({name: [row[name] for row in rows] for name in schema.names}, schema=schema)
+    return _table(([row[name] for row in rows] for name in schema.names), schema)
 
 
 def _quote_list(values: Iterable[str]) -> str:
@@ -742,8 +758,7 @@ class BulkLoad:
             if rows:
                 schema = self._schemas[name]
                 columns = zip(*rows, strict=True)  # every table has several columns: rows are tuples
-                table = pa.Table.from_pydict(dict(zip(schema.names, columns, strict=True)), schema=schema)
-                self.store.table(name).add(table)
+                self.store.table(name).add(_table(columns, schema))
                 rows.clear()
         self._buffered = 0
 
