@@ -18,6 +18,8 @@ trainer waited for D_{j+1}), which explains the speed-up. Prints tables and writ
 ``benchmarks/results/streaming_vs_serial.json``.
 
     .venv/bin/python -m benchmarks.streaming_vs_serial [--scale quick] [--rounds 3] [--target-size N]
+    # GRPO rounds about as long as the loop (Table 6's G and more epochs), the regime where streaming pays:
+    .venv/bin/python -m benchmarks.streaming_vs_serial --group-size 16 --grpo-epochs 3 --publish-every-steps 2
 """
 
 from __future__ import annotations
@@ -321,6 +323,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         rounds=args.rounds,
         target_size=args.target_size or scale.target_size,
         sft_steps=scale.sft_steps if args.sft_steps is None else args.sft_steps,
+        group_size=args.group_size or scale.group_size,
+        grpo_epochs=args.grpo_epochs or scale.grpo_epochs,
+        publish_every_steps=args.publish_every_steps or scale.publish_every_steps,
     )
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-svs-"))
     # As run_demo prepares a run: the seeds, the warm start's own samples and drills, the policy.
@@ -477,6 +482,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--target-size", type=int, default=None, help="|D_j| (default: the scale's).")
     parser.add_argument(
         "--sft-steps", type=int, default=None, help="Warm-start steps of round 1 (default: the scale's)."
+    )
+    # The regime: how long a GRPO round takes next to the loop (docs/performance.md). The quick scale's
+    # round (G = 4, one epoch) is ~1/9 of the loop; Table 6's G = 16 and two epochs bring it level.
+    parser.add_argument("--group-size", type=int, default=None, help="GRPO's G (default: the scale's).")
+    parser.add_argument(
+        "--grpo-epochs", type=int, default=None, help="Passes over D_j per round (default: the scale's)."
+    )
+    parser.add_argument(
+        "--publish-every-steps",
+        type=int,
+        default=None,
+        help="The trainer publishes an intermediate checkpoint every N steps; the streaming probe starts "
+        "on round j's first (default: the scale's).",
     )
     parser.add_argument(
         "--policy-threads",
