@@ -18,4 +18,9 @@ def canonical_json(value: Any) -> str:
 
 def content_hash(value: Any, *, size: int = 16) -> str:
     """Hex BLAKE2b digest (``size`` bytes) of the canonical JSON of ``value``."""
-    return hashlib.blake2b(canonical_json(value).encode("utf-8"), digest_size=size).hexdigest()
+    return text_hash(canonical_json(value), size=size)
+
+
+def text_hash(canonical: str, *, size: int = 16) -> str:
+    """:func:`content_hash` of a value whose canonical JSON the caller already holds."""
+    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=size).hexdigest()

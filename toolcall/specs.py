@@ -27,11 +27,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+from toolcall.canonical import canonical_json
 from toolcall.pytypes import TypeExpressionError, parse_type_expression, python_literal, split_top_level
 
 JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object", "null")
@@ -286,6 +287,26 @@ class ToolSpec(BaseModel):
         """From ``{"type": "function", "function": {...}}`` or the bare function object."""
         function = data.get("function", data) if data.get("type") == "function" else data
         return _spec_from(function, _json_schema)
+
+
+# The canonical JSON of a tool list, by the identity of its specs (kept alive by the entry, and frozen):
+# decoded events and samples share spec instances (tool sets are interned, schemas.interning), and a
+# list's JSON is the costly part of hashing or storing a sample (the serializer walks every parameter).
+_TOOLS_JSON: dict[tuple[int, ...], tuple[str, tuple[ToolSpec, ...]]] = {}
+_TOOLS_JSON_SIZE = 16_384
+
+
+def tools_json(tools: Sequence[ToolSpec]) -> str:
+    """``canonical_json`` of the tool list's dump, made once per list of spec instances."""
+    key = tuple(map(id, tools))
+    known = _TOOLS_JSON.get(key)
+    if known is not None:
+        return known[0]
+    text = canonical_json([tool.model_dump(mode="json") for tool in tools])
+    if len(_TOOLS_JSON) >= _TOOLS_JSON_SIZE:
+        _TOOLS_JSON.clear()
+    _TOOLS_JSON[key] = (text, tuple(tools))
+    return text
 
 
 # --- reading JSON Schema ---------------------------------------------------------------------------

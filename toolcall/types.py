@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolcall.canonical import content_hash
-from toolcall.specs import ToolSpec
+from toolcall.canonical import canonical_json, text_hash
+from toolcall.specs import ToolSpec, tools_json
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -71,8 +71,14 @@ class Sample(BaseModel):
 
     def content_hash(self) -> str:
         """Hash over tools, context and label: equal samples hash equal (exact dedup)."""
-        return content_hash(self.model_dump(mode="json", exclude={"conversation_time"}))
+        return self._hash_with_tools({"label", "messages"})
 
     def context_hash(self) -> str:
         """Hash over tools and context only: the identity of the question, whatever its label."""
-        return content_hash(self.model_dump(mode="json", include={"tools", "messages"}))
+        return self._hash_with_tools({"messages"})
+
+    def _hash_with_tools(self, fields: set[str]) -> str:
+        """``content_hash`` of the dump of ``fields`` and the tools, with the tools' JSON made once per
+        tool list (:func:`tools_json`): "tools" sorts after the other fields, so it closes the object."""
+        rest = canonical_json(self.model_dump(mode="json", include=fields))
+        return text_hash(rest[:-1] + ',"tools":' + tools_json(self.tools) + "}")

@@ -53,7 +53,7 @@ from schemas.events import (
     Verdict,
 )
 from toolcall.canonical import canonical_json
-from toolcall.specs import ToolSpec
+from toolcall.specs import ToolSpec, tools_json
 from views.config import StoreRunSettings
 
 log = get_logger(__name__)
@@ -82,24 +82,6 @@ def _json(value: Any) -> str:
 _json_string = json.encoder.encode_basestring  # canonical_json of a str (non-ASCII kept, as it keeps it)
 
 
-# The canonical JSON of a tool list, by the identity of its specs (kept alive by the entry): decoded
-# events share spec instances, so a list's JSON is made once, not once per event that carries it.
-_TOOLS_JSON: dict[tuple[int, ...], tuple[str, tuple[ToolSpec, ...]]] = {}
-_TOOLS_JSON_SIZE = 16_384
-
-
-def _tools_json(tools: Sequence[ToolSpec]) -> str:
-    key = tuple(map(id, tools))
-    known = _TOOLS_JSON.get(key)
-    if known is not None:
-        return known[0]
-    text = _json([tool.model_dump(mode="json") for tool in tools])
-    if len(_TOOLS_JSON) >= _TOOLS_JSON_SIZE:
-        _TOOLS_JSON.clear()
-    _TOOLS_JSON[key] = (text, tuple(tools))
-    return text
-
-
 _WITHOUT_TOOLS = {"tools"}
 
 
@@ -121,7 +103,7 @@ def _payload_json_and_dump(payload: Any) -> tuple[str, dict[str, Any]]:
     after = {key: value for key, value in rest.items() if key > "tools"}
     head = _json(before)[:-1] + ("," if before else "")
     tail = ("," if after else "") + _json(after)[1:]
-    return head + '"tools":' + _tools_json(tools) + tail, rest
+    return head + '"tools":' + tools_json(tools) + tail, rest
 
 
 def _dump(model: Any) -> Any:
@@ -459,7 +441,7 @@ def _sample_fields(
         "source_format": p.source_format,
         "source_ref": p.source_ref,
         "seed_sample_id": p.seed_sample_id,
-        "tools_json": _tools_json(p.tools),
+        "tools_json": tools_json(p.tools),
         "messages_json": messages_json,
         "original_label_json": original_label_json,
         "current_label_json": current_label_json,
