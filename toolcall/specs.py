@@ -292,20 +292,27 @@ class ToolSpec(BaseModel):
 # The canonical JSON of a tool list, by the identity of its specs (kept alive by the entry, and frozen):
 # decoded events and samples share spec instances (tool sets are interned, schemas.interning), and a
 # list's JSON is the costly part of hashing or storing a sample (the serializer walks every parameter).
+# Bounded by entries and by JSON characters (the specs it keeps alive are of about that size): ingesting
+# a dataset whose samples each bring their own spec instances fills it with lists asked for once or twice.
 _TOOLS_JSON: dict[tuple[int, ...], tuple[str, tuple[ToolSpec, ...]]] = {}
 _TOOLS_JSON_SIZE = 16_384
+_TOOLS_JSON_CHARS = 8_000_000
+_tools_json_chars = 0
 
 
 def tools_json(tools: Sequence[ToolSpec]) -> str:
     """``canonical_json`` of the tool list's dump, made once per list of spec instances."""
+    global _tools_json_chars
     key = tuple(map(id, tools))
     known = _TOOLS_JSON.get(key)
     if known is not None:
         return known[0]
     text = canonical_json([tool.model_dump(mode="json") for tool in tools])
-    if len(_TOOLS_JSON) >= _TOOLS_JSON_SIZE:
+    if len(_TOOLS_JSON) >= _TOOLS_JSON_SIZE or _tools_json_chars + len(text) > _TOOLS_JSON_CHARS:
         _TOOLS_JSON.clear()
+        _tools_json_chars = 0
     _TOOLS_JSON[key] = (text, tuple(tools))
+    _tools_json_chars += len(text)
     return text
 
 

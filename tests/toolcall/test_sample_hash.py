@@ -3,11 +3,13 @@ and the hash stays the canonical JSON's of the whole sample (sample ids and dedu
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.toolcall.strategies import call_actions, names
-from toolcall.canonical import content_hash
+from toolcall import specs
+from toolcall.canonical import canonical_json, content_hash
 from toolcall.specs import ParamSchema, ToolSpec, load_tool
 from toolcall.types import Message, Sample
 
@@ -75,3 +77,16 @@ def test_equal_tool_lists_hash_equal_and_different_ones_differ() -> None:
     assert other.content_hash() != first.content_hash()
     assert other.context_hash() != first.context_hash()
     assert (first.content_hash(), first.context_hash()) == whole_dump_hashes(first)
+
+
+def test_the_tool_list_cache_stays_within_its_character_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(specs, "_TOOLS_JSON", {})
+    monkeypatch.setattr(specs, "_TOOLS_JSON_CHARS", 2_000)
+    monkeypatch.setattr(specs, "_tools_json_chars", 0)
+    lists = [[ToolSpec(name=f"tool_{i}", description="d" * 300)] for i in range(40)]
+    texts = [specs.tools_json(tools) for tools in lists]
+    assert sum(len(text) for text, _ in specs._TOOLS_JSON.values()) <= 2_000
+    assert 0 < len(specs._TOOLS_JSON) < 40
+    # Whatever was dropped, every answer is the list's canonical JSON.
+    assert texts == [canonical_json([t.model_dump(mode="json") for t in tools]) for tools in lists]
+    assert [specs.tools_json(tools) for tools in lists] == texts
