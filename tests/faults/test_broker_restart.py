@@ -3,7 +3,7 @@
 Tansu keeps the log in memory, so a restart loses every topic, every committed offset and every
 consumer group; it then auto-creates a topic, empty, as soon as a client asks for it. What the
 pipeline does then (stages in one ``looptool worker`` process, curate in another, the trainer in a
-third, round 1 half probed):
+third, round 1 under way):
 
 - curate and the trainer follow their topics from offset 0 and notice that the broker is another one
   (its cluster id changed; without that, at the first fetch that reports a log end below what they
@@ -50,10 +50,11 @@ async def test_a_broker_that_restarts_empty_mid_round_stops_the_round_loudly(
         trainer = run.start("trainer", ["train"])  # round 1's checkpoint is the hand one: it waits
         assert settings.policy.model_path is not None
         await run.publish([hand_checkpoint(RUN_ID, settings.policy.model_path)])
-        # Mid-round: some verdicts exist, and the probe has not finished D_1.
+        # Mid-round: some verdicts exist and D_2 is not closed (only D_1's RoundClosed). How much of
+        # D_1 the probe has done by then depends on the machine's speed: all of it, on a quiet one.
         await run.wait_until(lambda: run.watch.distinct("verdicts") >= 4, 300, "the first verdicts")
         before = {topic: run.watch.distinct(topic) for topic in ("probes", "verdicts", "rounds")}
-        assert before["rounds"] == 1 and before["probes"] < MEMBERS, run.describe()
+        assert before["rounds"] == 1, run.describe()
 
         port = run.broker.port
         await asyncio.to_thread(run.broker.stop)
