@@ -102,7 +102,11 @@ class IngestReport:
 
 def sample_id_for(sample: Sample) -> str:
     """Samples are identified by their content (tools, context and label at creation)."""
-    return "s_" + sample.content_hash()[:24]
+    return _sample_id_of(sample.content_hash())
+
+
+def _sample_id_of(content_hash: str) -> str:
+    return "s_" + content_hash[:24]
 
 
 def sample_added(
@@ -121,9 +125,10 @@ def sample_added(
     event_id: str | None = None,
 ) -> Event[SampleAdded]:
     """The SampleAdded event for a sample (shared by ingest, seed construction and verification)."""
+    digest = sample.content_hash()
     return make_event(
         SampleAdded(
-            sample_id=sample_id_for(sample),
+            sample_id=_sample_id_of(digest),
             tools=sample.tools,
             messages=sample.messages,
             label=sample.label,
@@ -132,7 +137,7 @@ def sample_added(
             source_format=source_format,
             source_ref=source_ref,
             seed_sample_id=seed_sample_id,
-            content_hash=sample.content_hash(),
+            content_hash=digest,
             metadata=metadata or {},
             conversation_time=sample.conversation_time,
         ),
