@@ -11,7 +11,7 @@ from tests.toolcall.strategies import call_actions, names
 from toolcall import specs
 from toolcall.canonical import canonical_json, content_hash
 from toolcall.specs import ParamSchema, ToolSpec, load_tool
-from toolcall.types import Message, Sample
+from toolcall.types import Action, Message, Sample
 
 params = st.builds(
     ParamSchema,
@@ -64,9 +64,7 @@ def test_equal_tool_lists_hash_equal_and_different_ones_differ() -> None:
             "required": ["city"],
         },
     }
-    label = Sample.model_validate(
-        {"tools": [], "messages": [{"role": "user", "content": "x"}], "label": {"calls": []}}
-    ).label
+    label = Action(calls=[])
     talk = [Message(role="user", content="Wetter in Köln?")]
     first = Sample(tools=[load_tool(spec)], messages=talk, label=label)
     twin = Sample(tools=[load_tool(spec)], messages=talk, label=label)  # equal specs, other instances
