@@ -161,6 +161,43 @@ class RoundStatus:
         )
 
 
+# The per-member counters of RoundStatus, in this order in a chain's tally (verdicts apart).
+_CHAIN_FIELDS = (
+    "probed",
+    "mismatched",
+    "judged",
+    "corrections_needed",
+    "corrected",
+    "candidates_expected",
+    "candidates",
+    "verified",
+    "passed",
+    "expansions_added",
+)
+_NO_COUNTS = (0,) * len(_CHAIN_FIELDS)
+
+
+@dataclass
+class _RoundTally:
+    """A round's status kept up to date: each member's counters, their sums, and the members whose
+    events changed since (recounted on the next :meth:`Ledger.status`, the others are not walked)."""
+
+    chains: dict[str, tuple[tuple[int, ...], str | None]] = field(default_factory=dict)
+    totals: list[int] = field(default_factory=lambda: [0] * len(_CHAIN_FIELDS))
+    verdicts: dict[str, int] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+
+    def count(self, sample_id: str, counts: tuple[int, ...], verdict: str | None, sign: int) -> None:
+        for index, value in enumerate(counts):
+            self.totals[index] += sign * value
+        if verdict is not None:
+            left = self.verdicts.get(verdict, 0) + sign
+            if left:
+                self.verdicts[verdict] = left
+            else:
+                del self.verdicts[verdict]
+
+
 @dataclass
 class RoundOutcome:
     error_seeds: list[PoolSample]
@@ -192,6 +229,13 @@ class Ledger:
         self.verifications: dict[str, Event[VerificationResult]] = {}  # by candidate id
         self.expansions: dict[str, Event[SampleAdded]] = {}  # by candidate id
         self.dead: dict[tuple[str, str], Event[DeadLetter]] = {}  # (stage, input event id)
+        # status() is asked after every caught-up fold: a round's tally is kept per (round, k) and
+        # only the members whose chain gained an event are recounted (a walk of every member each
+        # time grew with |D_j| times the number of asks). A member's count reads entries of the dicts
+        # above; ``_watchers`` maps each entry it read (present or not) to the members to recount
+        # once that entry is written.
+        self._tallies: dict[tuple[int, int | None], _RoundTally] = {}
+        self._watchers: dict[tuple[str, Any], set[tuple[int, str]]] = {}
 
     def add(self, event: Event[Any]) -> None:
         if event.event_id in self.seen:
@@ -203,24 +247,41 @@ class Ledger:
             self._label(p.sample_id, event.event_id, p.label, corrected=False)
             if p.origin == "expansion" and "candidate_id" in p.metadata:
                 _first(self.expansions, p.metadata["candidate_id"], event)
+                self._written("expansion", p.metadata["candidate_id"])
         elif isinstance(p, LabelCorrected):
             self._label(p.sample_id, event.event_id, p.new_label, corrected=True)
             if p.verdict_event_id:
                 _first(self.corrections, p.verdict_event_id, event)
+                self._written("correction", p.verdict_event_id)
         elif isinstance(p, CuratedSample):
             _first(self.members.setdefault(p.round, {}), p.sample_id, event)
+            for (round_, _), tally in self._tallies.items():
+                if round_ == p.round:
+                    tally.dirty.add(p.sample_id)
         elif isinstance(p, RoundClosed):
             _first(self.closed, p.round, event)
         elif isinstance(p, ProbeResult):
             _first(self.probes, (p.round, p.sample_id), event)
+            self._written("probe", (p.round, p.sample_id))
         elif isinstance(p, Verdict):
             _first(self.verdicts, p.probe_event_id, event)
+            self._written("verdict", p.probe_event_id)
         elif isinstance(p, ExpansionCandidate):
             _first(self.candidates.setdefault(p.verdict_event_id, {}), p.index, event)
+            self._written("candidates", p.verdict_event_id)
         elif isinstance(p, VerificationResult):
             _first(self.verifications, p.candidate_id, event)
+            self._written("verification", p.candidate_id)
         elif isinstance(p, DeadLetter) and p.source_ref:
             _first(self.dead, (p.stage, p.source_ref), event)
+            self._written("dead", (p.stage, p.source_ref))
+
+    def _written(self, kind: str, key: Any) -> None:
+        """An entry was written: recount the members whose count read it."""
+        for round_, sample_id in self._watchers.pop((kind, key), ()):
+            for (tally_round, _), tally in self._tallies.items():
+                if tally_round == round_:
+                    tally.dirty.add(sample_id)
 
     def dead_lettered(self, stage: str, event_id: str) -> bool:
         """Whether ``stage`` gave up on input ``event_id`` (it went to the dead-letter topic)."""
@@ -247,53 +308,96 @@ class Ledger:
 
     def status(self, round_: int, policy_k: int | None = None) -> RoundStatus:
         """How far round j's work has come; ``policy_k`` is the configured k of EDDE."""
+        members = self.members.get(round_, {})
+        tally = self._tallies.get((round_, policy_k))
+        if tally is None:
+            tally = self._tallies[(round_, policy_k)] = _RoundTally(dirty=set(members))
+        for sample_id in tally.dirty:
+            old = tally.chains.get(sample_id)
+            if old is not None:
+                tally.count(sample_id, *old, sign=-1)
+            new = self._chain_counts(round_, members[sample_id], policy_k)
+            tally.chains[sample_id] = new
+            tally.count(sample_id, *new, sign=1)
+        tally.dirty.clear()
         status = RoundStatus(round=round_, closed=round_ in self.closed)
-        status.members = len(self.members.get(round_, {}))
+        status.members = len(members)
         status.expected_members = self.closed[round_].payload.total if status.closed else -1
-        for member, probe in self._probe_chain(round_):
-            if probe is None:
-                status.probed += self.dead_lettered("probe", member.event_id)
-                continue
-            status.probed += 1
-            if probe.payload.matched:
-                continue
-            status.mismatched += 1
-            verdict = self.verdicts.get(probe.event_id)
-            if verdict is None:
-                if self.dead_lettered("judge", probe.event_id):
-                    status.judged += 1
-                    status.verdicts["DEAD_LETTER"] = status.verdicts.get("DEAD_LETTER", 0) + 1
-                continue
-            status.judged += 1
-            label = verdict.payload.verdict
-            status.verdicts[label] = status.verdicts.get(label, 0) + 1
-            if label == "LABEL_WRONG" and verdict.payload.prediction is not None:
-                status.corrections_needed += 1
-                status.corrected += verdict.event_id in self.corrections or self.dead_lettered(
-                    "relabel", verdict.event_id
-                )
-            if label in ("PRED_WRONG", "LABEL_WRONG"):
-                candidates = self.candidates.get(verdict.event_id, {})
-                correct = verdict.payload.label if label == "PRED_WRONG" else verdict.payload.prediction
-                if correct is None or self.dead_lettered("expand", verdict.event_id):
-                    # No correct call to expand from: expand makes no candidate for it.
-                    expected = len(candidates)
-                elif candidates:  # k travels on every candidate
-                    expected = next(iter(candidates.values())).payload.count
-                else:
-                    expected = policy_k if policy_k is not None else 1
-                status.candidates_expected += expected
-                status.candidates += len(candidates)
-                for candidate in candidates.values():
-                    result = self.verifications.get(candidate.payload.candidate_id)
-                    if result is None:
-                        status.verified += self.dead_lettered("verify", candidate.event_id)
-                        continue
-                    status.verified += 1
-                    if result.payload.passed:
-                        status.passed += 1
-                        status.expansions_added += candidate.payload.candidate_id in self.expansions
+        for name, value in zip(_CHAIN_FIELDS, tally.totals, strict=True):
+            setattr(status, name, value)
+        status.verdicts = dict(sorted(tally.verdicts.items()))
         return status
+
+    def _chain_counts(
+        self, round_: int, member: Event[CuratedSample], policy_k: int | None
+    ) -> tuple[tuple[int, ...], str | None]:
+        """One member's share of its round's status (counters in ``_CHAIN_FIELDS`` order, and its
+        verdict), noting every entry it reads so that a write to one of them recounts it."""
+        watch = (round_, member.payload.sample_id)
+
+        def read(kind: str, key: Any, found: Any) -> Any:
+            self._watchers.setdefault((kind, key), set()).add(watch)
+            return found
+
+        def dead(stage: str, event_id: str) -> bool:
+            return read("dead", (stage, event_id), (stage, event_id) in self.dead)
+
+        counts = dict.fromkeys(_CHAIN_FIELDS, 0)
+        verdict_label: str | None = None
+        probe_key = (round_, member.payload.sample_id)
+        probe = read("probe", probe_key, self.probes.get(probe_key))
+        if probe is None:
+            counts["probed"] = int(dead("probe", member.event_id))
+        else:
+            counts["probed"] = 1
+            if not probe.payload.matched:
+                counts["mismatched"] = 1
+                verdict = read("verdict", probe.event_id, self.verdicts.get(probe.event_id))
+                if verdict is None:
+                    if dead("judge", probe.event_id):
+                        counts["judged"] = 1
+                        verdict_label = "DEAD_LETTER"
+                else:
+                    counts["judged"] = 1
+                    label = verdict_label = verdict.payload.verdict
+                    if label == "LABEL_WRONG" and verdict.payload.prediction is not None:
+                        counts["corrections_needed"] = 1
+                        corrected = read("correction", verdict.event_id, verdict.event_id in self.corrections)
+                        counts["corrected"] = int(corrected or dead("relabel", verdict.event_id))
+                    if label in ("PRED_WRONG", "LABEL_WRONG"):
+                        self._count_candidates(counts, verdict, label, policy_k, read, dead)
+        return tuple(counts.values()), verdict_label
+
+    def _count_candidates(
+        self,
+        counts: dict[str, int],
+        verdict: Event[Verdict],
+        label: str,
+        policy_k: int | None,
+        read: Callable[[str, Any, Any], Any],
+        dead: Callable[[str, str], bool],
+    ) -> None:
+        candidates = read("candidates", verdict.event_id, self.candidates.get(verdict.event_id, {}))
+        correct = verdict.payload.label if label == "PRED_WRONG" else verdict.payload.prediction
+        if correct is None or dead("expand", verdict.event_id):
+            # No correct call to expand from: expand makes no candidate for it.
+            expected = len(candidates)
+        elif candidates:  # k travels on every candidate
+            expected = next(iter(candidates.values())).payload.count
+        else:
+            expected = policy_k if policy_k is not None else 1
+        counts["candidates_expected"] = expected
+        counts["candidates"] = len(candidates)
+        for candidate in candidates.values():
+            candidate_id = candidate.payload.candidate_id
+            result = read("verification", candidate_id, self.verifications.get(candidate_id))
+            if result is None:
+                counts["verified"] += dead("verify", candidate.event_id)
+                continue
+            counts["verified"] += 1
+            if result.payload.passed:
+                counts["passed"] += 1
+                counts["expansions_added"] += read("expansion", candidate_id, candidate_id in self.expansions)
 
     def pool_sample(self, sample_id: str, lineage: Sequence[str] = ()) -> PoolSample:
         added = self.samples[sample_id].payload

@@ -385,3 +385,40 @@ def test_no_quorum_drops_a_sample_or_defers_it_to_the_pool() -> None:
     assert len(dropped_pool) == 1 and len(deferred_pool) == 3  # the fresh seed, and the two deferred
     assert not dropped_members & set(deferred_pool - dropped_pool)
     assert deferred_members >= deferred_pool - dropped_pool  # the fill takes them back into D_2
+
+
+def test_status_kept_up_to_date_equals_a_status_counted_from_scratch() -> None:
+    """The ledger recounts only the members whose chains gained an event since the last status: after
+    every event, in any arrival order (redeliveries and dead letters included), its status equals the
+    status of a ledger that folded the same events and counts every member for the first time."""
+    script = RoundScript()
+    kinds = script.play()
+    judged = next(
+        e
+        for e in script.events
+        if e.event_type == "Verdict" and e.payload.sample_id == kinds["PRED_WRONG"][1]
+    )
+    letters = [
+        event_of(
+            DeadLetter(
+                stage=stage, reason="ValueError: poison", error_type="ValueError", source_ref=ref, raw=b""
+            ),
+            RUN,
+        )
+        for stage, ref in (("probe", script.members[-1].event_id), ("expand", judged.event_id))
+    ]
+    for shuffle_seed in range(4):
+        pool = [*script.events, *letters, *script.events[:5]]  # the first five arrive twice
+        random.Random(shuffle_seed).shuffle(pool)
+        ledger, folded = Ledger(), [*script.seeds, *script.round1]
+        for event in folded:
+            ledger.add(event)
+        for step, event in enumerate(pool):
+            ledger.add(event)
+            folded.append(event)
+            for k in (POLICY.expansions_per_seed, None) if step % 3 else (POLICY.expansions_per_seed,):
+                fresh = Ledger()
+                for seen in folded:
+                    fresh.add(seen)
+                assert ledger.status(1, k) == fresh.status(1, k), (shuffle_seed, step, event.event_type)
+        assert ledger.status(1, POLICY.expansions_per_seed).complete
