@@ -187,7 +187,15 @@ class _RoundTally:
     verdicts: dict[str, int] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
 
-    def count(self, sample_id: str, counts: tuple[int, ...], verdict: str | None, sign: int) -> None:
+    def recount(self, sample_id: str, share: tuple[tuple[int, ...], str | None]) -> None:
+        """Replace a member's share (its counters and verdict) in the sums."""
+        old = self.chains.get(sample_id)
+        if old is not None:
+            self._add(*old, sign=-1)
+        self.chains[sample_id] = share
+        self._add(*share, sign=1)
+
+    def _add(self, counts: tuple[int, ...], verdict: str | None, sign: int) -> None:
         for index, value in enumerate(counts):
             self.totals[index] += sign * value
         if verdict is not None:
@@ -313,12 +321,7 @@ class Ledger:
         if tally is None:
             tally = self._tallies[(round_, policy_k)] = _RoundTally(dirty=set(members))
         for sample_id in tally.dirty:
-            old = tally.chains.get(sample_id)
-            if old is not None:
-                tally.count(sample_id, *old, sign=-1)
-            new = self._chain_counts(round_, members[sample_id], policy_k)
-            tally.chains[sample_id] = new
-            tally.count(sample_id, *new, sign=1)
+            tally.recount(sample_id, self._chain_counts(round_, members[sample_id], policy_k))
         tally.dirty.clear()
         status = RoundStatus(round=round_, closed=round_ in self.closed)
         status.members = len(members)
