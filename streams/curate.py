@@ -174,7 +174,6 @@ _CHAIN_FIELDS = (
     "passed",
     "expansions_added",
 )
-_NO_COUNTS = (0,) * len(_CHAIN_FIELDS)
 
 
 @dataclass
