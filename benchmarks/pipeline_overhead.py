@@ -1,8 +1,11 @@
 """Benchmark: what the streaming pipeline adds on top of the model, per stage and per sample.
 
-1. Records the real greedy outputs of the demo's tiny policy (:func:`looptool.demo.build_initial_policy`)
-   on the prompts of a round D_1 to a JSON-lines file, timing the model (the transformers backend,
-   batched as the probe batches).
+1. Records the real greedy outputs of a policy on the prompts of a round D_1 to a JSON-lines file,
+   timing the model (the transformers backend, batched as the probe batches). ``--policy initial``
+   (the default) records the demo's untrained initial policy (:func:`looptool.demo.build_initial_policy`),
+   which gets almost every prompt wrong; ``--policy warm-start`` records the demo's cached warm start,
+   the policy that probes the demo's D_1 (with ``--scale full``: the demo's own). A sample makes
+   downstream events only when it is mismatched, so the overhead per sample follows the policy.
 2. Plain loop: the same outputs handed over to the stages' logic called directly, in one process,
    no broker, no codec: ``probe_result`` per member, then the judge, relabel, expand and verify
    stages' ``handle`` (the world's simulated judge, generator and verifier), then curation of D_2.
@@ -24,7 +27,7 @@ benchmark's own fixtures.
 Prints events/s per stage and the overhead the pipeline adds per sample of D_1, as a fraction of
 the model's own time per sample; writes ``benchmarks/results/pipeline_overhead.json``.
 
-    .venv/bin/python -m benchmarks.pipeline_overhead [--samples 96] [--scale quick] [--reuse]
+    .venv/bin/python -m benchmarks.pipeline_overhead [--samples 96] [--scale quick] [--policy initial]
 """
 
 from __future__ import annotations
@@ -169,6 +172,29 @@ def build_policy(world: Any, seed_set: Any, folder: Path, scale: Any, seed: int)
     if (folder / "config.json").is_file():
         return folder
     return build_initial_policy(world, seed_set.samples, folder, scale, seed)
+
+
+POLICIES = ("initial", "warm-start")
+
+
+async def recorded_policy(r1: RoundOne, folder: Path, scale: Any, seed: int, policy: str) -> Path:
+    """The policy whose outputs are recorded: the demo's untrained ``initial`` policy, or its
+    ``warm-start``, the policy that probes the demo's D_1 (from the demo's cache, built there the
+    first time)."""
+    if policy == "warm-start":
+        from looptool.demo import WARM_START_CACHE
+        from looptool.warm_start import cached_warm_start
+
+        warm = await cached_warm_start(
+            r1.world,
+            r1.seed_set,
+            scale.warm_start,
+            cache_dir=ROOT / WARM_START_CACHE,
+            seed=seed,
+            noise_rate=0.2,
+        )
+        return Path(warm.model)
+    return build_policy(r1.world, r1.seed_set, folder, scale, seed)
 
 
 def chat_key(chat: Chat) -> str:
@@ -589,14 +615,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             recording = Recording.read(args.outputs)
             console.print(f"reusing {len(recording.outputs)} recorded outputs from {args.outputs}")
         else:
-            with console.status("building the demo's initial policy…"):
-                model = build_policy(r1.world, r1.seed_set, work / "policy", scale, args.seed)
+            with console.status(f"the demo's {args.policy} policy…"):
+                model = await recorded_policy(r1, work / "policy", scale, args.seed, args.policy)
             with console.status(f"recording the policy's outputs on {len(chats)} prompts…"):
                 recording = await record_outputs(
                     model, chats, batch_size=base.policy.batch_size, max_new_tokens=base.policy.max_new_tokens
                 )
             recording.meta = {
                 "scale": args.scale,
+                "policy": args.policy,
                 "seed": args.seed,
                 "machine": machine["platform"],
                 "torch_threads": machine["torch_threads"],
@@ -635,6 +662,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "machine": finish_machine_info(machine),
         "scale": args.scale,
+        "policy": args.policy,
         "samples": n,
         "model": {
             "path": recording.model,
@@ -714,6 +742,13 @@ def parse_args() -> argparse.Namespace:
         "--scale", choices=sorted(SCALES), default="quick", help="The demo scale of the policy."
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default="initial",
+        help="Whose outputs to record: the demo's untrained initial policy, or its cached warm start "
+        "(the policy that probes the demo's D_1; far fewer mismatches, so fewer events per sample).",
+    )
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads of the model (0: torch's default)."
     )
