@@ -262,9 +262,7 @@ class Ledger:
                 self._written("correction", p.verdict_event_id)
         elif isinstance(p, CuratedSample):
             _first(self.members.setdefault(p.round, {}), p.sample_id, event)
-            for (round_, _), tally in self._tallies.items():
-                if round_ == p.round:
-                    tally.dirty.add(p.sample_id)
+            self._recount(p.round, p.sample_id)
         elif isinstance(p, RoundClosed):
             _first(self.closed, p.round, event)
         elif isinstance(p, ProbeResult):
@@ -286,9 +284,13 @@ class Ledger:
     def _written(self, kind: str, key: Any) -> None:
         """An entry was written: recount the members whose count read it."""
         for round_, sample_id in self._watchers.pop((kind, key), ()):
-            for (tally_round, _), tally in self._tallies.items():
-                if tally_round == round_:
-                    tally.dirty.add(sample_id)
+            self._recount(round_, sample_id)
+
+    def _recount(self, round_: int, sample_id: str) -> None:
+        """Count a member of round j again at the next status of that round (for every k asked)."""
+        for (tally_round, _), tally in self._tallies.items():
+            if tally_round == round_:
+                tally.dirty.add(sample_id)
 
     def dead_lettered(self, stage: str, event_id: str) -> bool:
         """Whether ``stage`` gave up on input ``event_id`` (it went to the dead-letter topic)."""
