@@ -37,16 +37,6 @@ def machine_info() -> dict[str, Any]:
     return {"gc_thresholds": list(gc.get_threshold()), **common_machine_info()}
 
 
-def settle_heap() -> None:
-    """Before a timed section: move what the benchmark built so far (its world, fixtures, earlier
-    sections' results) out of the collector's sight, as a service's start-up does with what it
-    imported (:func:`common.runtime.tune_gc`). Otherwise a collection of the older generation that
-    happens to fall inside the section walks the fixtures: 0.3 s in one 2-second section."""
-    from common.runtime import tune_gc
-
-    tune_gc()
-
-
 def wide_console() -> Console:
     """A console whose tables are not squeezed to 80 columns when the output is a file or a pipe."""
     return Console(width=None if sys.stdout.isatty() else 140)

@@ -19,10 +19,11 @@
 4. Pipeline, all at once: every stage and the curator running together from the round's checkpoint
    until D_2 is closed (the latency a round's evolution takes once its checkpoint exists).
 
-Before each timed section the heap is settled (:func:`benchmarks.harness.settle_heap`): what the
-benchmark built so far is frozen out of the collector's sight, as a service does with what it
-imported, so a collection of the older generation that falls inside a section does not walk the
-benchmark's own fixtures.
+Before each timed section the heap is settled as a service's start-up settles it
+(:func:`common.runtime.tune_gc`): what the benchmark built so far (its world, the recording, earlier
+sections' results) is frozen out of the collector's sight, so a collection of the older generation
+that falls inside a section does not walk the benchmark's own fixtures (0.3 s of a 2-second section
+before this).
 
 Prints events/s per stage and the overhead the pipeline adds per sample of D_1, as a fraction of
 the model's own time per sample; writes ``benchmarks/results/pipeline_overhead.json``.
@@ -54,12 +55,12 @@ from benchmarks.harness import (
     quiet_logs,
     results_path,
     set_torch_threads,
-    settle_heap,
     wide_console,
     write_results,
 )
 from bus.kafka import EventProducer, ensure_topics, replay, run_log
 from bus.worker import StageRunner, started_stages
+from common.runtime import tune_gc
 from inference.base import Chat, Generation, SamplingConfig
 from looptool.config import Settings, load_settings
 from schemas.events import CheckpointPublished, Event, Producer, make_event
@@ -394,7 +395,7 @@ async def plain_loop(r1: RoundOne, recording: Recording, checkpoint: Event[Check
     outputs: dict[str, list[Event[Any]]] = {}
     acted_on: dict[str, int] = {}
 
-    settle_heap()
+    tune_gc()
     started = time.perf_counter()
     probes = []
     for member, generation in zip(members, handed, strict=True):
@@ -412,7 +413,7 @@ async def plain_loop(r1: RoundOne, recording: Recording, checkpoint: Event[Check
 
     async def run(name: str, inputs: list[Event[Any]]) -> list[Event[Any]]:
         inputs = decoded(inputs)
-        settle_heap()
+        tune_gc()
         started = time.perf_counter()
         produced = await stages[name].handle(inputs)
         seconds[name], outputs[name], acted_on[name] = time.perf_counter() - started, produced, len(inputs)
@@ -427,7 +428,7 @@ async def plain_loop(r1: RoundOne, recording: Recording, checkpoint: Event[Check
     everything = decoded(
         [*r1.seeds, *r1.opened, checkpoint, *probes, *judged, *corrections, *candidates, *verified]
     )
-    settle_heap()
+    tune_gc()
     started = time.perf_counter()
     ledger = Ledger()
     for event in everything:
@@ -499,7 +500,7 @@ async def pipeline_by_stage(
         stage = stages[name]
         records = len(await read_topics(settings, stage.input_topics))
         spent = time_process(stage)
-        settle_heap()
+        tune_gc()
         async with started_stages(settings, [stage]) as (runner,):
             started = await wait_assigned([runner])
             seconds[name] = await wait_processed(runner, records) - started
@@ -525,7 +526,7 @@ async def pipeline_by_stage(
 
     service = CurateService(run_log(settings), r1.policy)
     stop = asyncio.Event()
-    settle_heap()
+    tune_gc()
     started = time.perf_counter()
     task = asyncio.create_task(service.run(stop))
     while 2 not in service.emitted_rounds:
@@ -558,7 +559,7 @@ async def pipeline_together(r1: RoundOne, recording: Recording, console: Console
     stages = make_stages(r1, RecordedBackend(recording))
     service = CurateService(run_log(settings), r1.policy)
     stop = asyncio.Event()
-    settle_heap()
+    tune_gc()
     curate = asyncio.create_task(service.run(stop))
     try:
         async with started_stages(settings, [stages[name] for name in STAGE_ORDER]) as runners:
