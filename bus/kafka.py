@@ -690,6 +690,26 @@ class GroupConsumer:
 class ReplayStats:
     records: int = 0
     undecodable: int = 0
+    identity: str | None = None  # the broker read from (its cluster id), once the replay has started
+
+
+@dataclass(frozen=True)
+class Share:
+    """Share ``index`` of ``count``: partitions whose number is ``index`` modulo ``count``, of every topic.
+
+    Worker processes that each replay one share read every partition once between them. A redelivered
+    copy of an event has the event's key, so it lands in the same partition, and so in the same share.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"share {self.index} of {self.count} does not exist")
+
+    def holds(self, partition: int) -> bool:
+        return partition % self.count == self.index
 
 
 async def replay(
@@ -701,6 +721,7 @@ async def replay(
     stats: ReplayStats | None = None,
     *,
     identity: str | None = None,
+    share: Share | None = None,
 ) -> AsyncIterator[list[Delivered]]:
     """Read ``topics`` from offset 0 up to their ends at call time, in batches, without a group.
 
@@ -708,9 +729,10 @@ async def replay(
     dead-lettered them). ``identity``: the broker (cluster id) the caller already reads from; a
     replay of any other raises :class:`BrokerRestarted`. The broker's identity is checked again once
     the replay has read everything, so a broker that restarted during it is never taken as whole.
+    ``share``: read only that share of the partitions (a worker of a parallel rebuild).
     """
     async for batch in _read_from_start(
-        kafka, run_id, topics, codec, batch_size, stats, follow=False, identity=identity
+        kafka, run_id, topics, codec, batch_size, stats, follow=False, identity=identity, share=share
     ):
         yield batch
 
@@ -772,6 +794,7 @@ async def _read_from_start(
     follow: bool,
     idle_timeout_ms: int = 200,
     identity: str | None = None,
+    share: Share | None = None,
 ) -> AsyncIterator[list[Delivered]]:
     codec = codec or default_codec()
     stats = stats if stats is not None else ReplayStats()
@@ -793,13 +816,14 @@ async def _read_from_start(
                 f"{_restart_note(kafka.bootstrap_servers, identity, found)}. Nothing was read from the "
                 "new broker. Run the same command again."
             )
-        identity = found
+        identity = stats.identity = found
         identity_checked = time.monotonic()
         partitions: list[TopicPartition] = []
         for name in topics:
             full = topic_name(run_id, name)
             for partition in sorted(consumer.partitions_for_topic(full) or await _partitions(consumer, full)):
-                partitions.append(TopicPartition(full, partition))
+                if share is None or share.holds(partition):
+                    partitions.append(TopicPartition(full, partition))
         if not partitions:
             await _check_identity(consumer, kafka, identity, stats.records)
             return

@@ -16,6 +16,13 @@ class StoreSettings(Section):
 
     path: Path = Path("data/store")
     per_run: bool = Field(default=True, description="Keep each run's store in its own folder, path/<run id>.")
+    rebuild_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Processes that read and decode the topics in a rebuild, each a share of the partitions "
+        "(at most one per partition pays). Each takes about a second to start, so more than one pays "
+        "from a few hundred thousand events on; one reads in the rebuilding process itself.",
+    )
 
     def folder(self, run_id: str) -> Path:
         """The store folder of ``run_id``: ``path/<run id>`` (or ``path`` itself with ``per_run`` off)."""

@@ -11,23 +11,18 @@ rows, and a store rebuilt by replaying the topics equals the live one.
 Two ways in: :meth:`SampleStore.apply` (the live materialiser: merges each batch into what the store
 holds) and :class:`BulkLoad` (rebuild and replay into an empty store: appends Arrow tables of tens of
 thousands of rows, deduplicates in memory, and folds the samples of relabelled or re-added samples
-once at the end). Rows are built column by column; the JSON of a tool list is made once per distinct
-list (lists are shared between events since tool sets are interned, :mod:`schemas.interning`).
+once at the end). The rows themselves are made in :mod:`views.rows`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
-import json.encoder
-import operator
 import os
 import secrets
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,442 +35,27 @@ from bus.kafka import EventProducer, GroupConsumer, ReplayStats, replay
 from bus.topics import RECORD_TOPICS
 from common.logs import get_logger
 from schemas.codec import EventCodec
-from schemas.events import (
-    PAYLOAD_TYPES,
-    CheckpointPublished,
-    CuratedSample,
-    Event,
-    LabelCorrected,
-    ProbeResult,
-    Producer,
-    RoundClosed,
-    SampleAdded,
-    Verdict,
-)
-from toolcall.canonical import canonical_json
-from toolcall.specs import ToolSpec, tools_json
+from schemas.events import Event, Producer
 from views.config import StoreRunSettings
+from views.rebuild_share import load_in_workers
+from views.rows import (
+    ALL_TABLES,
+    EVENTS_SCHEMA,
+    LABEL_EVENT_TYPES,
+    PER_EVENT_TABLES,
+    SAMPLES_SCHEMA,
+    RowBuffer,
+    event_from_row,
+    event_row,
+    rows_table,
+    sample_row,
+    sql_list,
+)
 
 log = get_logger(__name__)
 STAGE = Producer(stage="store", version="1")
 # The folder's identity: the live materialiser's consumer position belongs to the folder, not the run.
 STORE_ID_FILE = ".store-id"
-LABEL_EVENT_TYPES = ("SampleAdded", "LabelCorrected")
-
-
-_c_encoder = getattr(json.encoder, "c_make_encoder", None)
-# toolcall.canonical.canonical_json's options (sorted keys, compact, no NaN), with the C encoder built
-# once instead of per call.
-_canonical_c = (
-    _c_encoder(None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False)
-    if _c_encoder is not None
-    else None
-)
-
-
-def _json(value: Any) -> str:
-    if _canonical_c is None or isinstance(value, str):
-        return canonical_json(value)
-    return "".join(_canonical_c(value, 0))
-
-
-_json_string = json.encoder.encode_basestring  # canonical_json of a str (non-ASCII kept, as it keeps it)
-
-
-_WITHOUT_TOOLS = {"tools"}
-
-
-def _payload_json(payload: Any) -> str:
-    """``canonical_json(payload.model_dump(mode="json"))``, with a tool list's JSON spliced in from the
-    cache: keys are sorted, so the payload's other keys fall before and after ``"tools"``."""
-    return _payload_json_and_dump(payload)[0]
-
-
-def _payload_json_and_dump(payload: Any) -> tuple[str, dict[str, Any]]:
-    """:func:`_payload_json`, and the payload's dump (without its tools when they were spliced in), so
-    a sample's row reuses the dumps of its label and messages instead of dumping them again."""
-    tools = payload.__dict__.get("tools")
-    if not tools or type(tools) is not list or type(tools[0]) is not ToolSpec:
-        dumped = payload.model_dump(mode="json")
-        return _json(dumped), dumped
-    rest = payload.model_dump(mode="json", exclude=_WITHOUT_TOOLS)
-    before = {key: value for key, value in rest.items() if key < "tools"}
-    after = {key: value for key, value in rest.items() if key > "tools"}
-    head = _json(before)[:-1] + ("," if before else "")
-    tail = ("," if after else "") + _json(after)[1:]
-    return head + '"tools":' + tools_json(tools) + tail, rest
-
-
-def _dump(model: Any) -> Any:
-    return model.model_dump(mode="json") if model is not None else None
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """A per-event table: its schema, its key, the event types it takes and how to make a row."""
-
-    name: str
-    schema: pa.Schema
-    key: str
-    event_types: tuple[str, ...]
-    row: Callable[[Event[Any]], dict[str, Any]]
-
-
-_TIMESTAMP = pa.timestamp("us", tz="UTC")
-
-EVENTS_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("event_type", pa.string()),
-        ("schema_version", pa.int32()),
-        ("run_id", pa.string()),
-        ("produced_at", _TIMESTAMP),
-        ("producer", pa.string()),
-        ("parent_ids", pa.list_(pa.string())),
-        ("checkpoint_id", pa.string()),
-        ("sample_id", pa.string()),
-        ("round", pa.int32()),
-        ("payload_json", pa.string()),
-    ]
-)
-
-SAMPLES_SCHEMA = pa.schema(
-    [
-        ("sample_id", pa.string()),
-        ("origin", pa.string()),
-        ("round_added", pa.int32()),
-        ("source_format", pa.string()),
-        ("source_ref", pa.string()),
-        ("seed_sample_id", pa.string()),
-        ("tools_json", pa.string()),
-        ("messages_json", pa.string()),
-        ("original_label_json", pa.string()),
-        ("current_label_json", pa.string()),
-        ("label_event_id", pa.string()),
-        ("label_history_json", pa.string()),
-        ("relabel_count", pa.int32()),
-        ("content_hash", pa.string()),
-        ("added_event_id", pa.string()),
-    ]
-)
-
-
-def _subject_sample_id(event: Event[Any]) -> str | None:
-    payload = event.payload
-    return getattr(payload, "sample_id", None) or getattr(payload, "seed_sample_id", None)
-
-
-def _event_row(event: Event[Any], payload_json: str | None = None) -> dict[str, Any]:
-    payload = event.payload
-    return {
-        "event_id": event.event_id,
-        "event_type": event.event_type,
-        "schema_version": event.schema_version,
-        "run_id": event.run_id,
-        "produced_at": event.produced_at,
-        "producer": f"{event.producer.stage}@{event.producer.version}",
-        "parent_ids": list(event.parent_ids),
-        "checkpoint_id": event.checkpoint_id,
-        "sample_id": _subject_sample_id(event),
-        "round": getattr(payload, "round", None),
-        "payload_json": _payload_json(payload) if payload_json is None else payload_json,
-    }
-
-
-def _probe_row(event: Event[ProbeResult]) -> dict[str, Any]:
-    p = event.payload
-    return {
-        "event_id": event.event_id,
-        "sample_id": p.sample_id,
-        "round": p.round,
-        "checkpoint_id": event.checkpoint_id,
-        "label_event_id": p.label_event_id,
-        "matched": p.matched,
-        "ppl": p.ppl,
-        "high_ppl": p.high_ppl,
-        "parse_error": p.parse_error,
-        "prediction_json": _json(_dump(p.prediction)) if p.prediction is not None else None,
-        "diffs_json": _json([d.model_dump(mode="json") for d in p.diffs]),
-    }
-
-
-def _verdict_row(event: Event[Verdict]) -> dict[str, Any]:
-    p = event.payload
-    return {
-        "event_id": event.event_id,
-        "sample_id": p.sample_id,
-        "round": p.round,
-        "checkpoint_id": event.checkpoint_id,
-        "probe_event_id": p.probe_event_id,
-        "verdict": p.verdict,
-        "decided_by": p.decided_by,
-        "label_position": p.label_position,
-        "error_analysis": p.error_analysis,
-        "correct_approach": p.correct_approach,
-        "judge_model": p.judge_model,
-        "attempts": p.attempts,
-    }
-
-
-def _curated_row(event: Event[CuratedSample]) -> dict[str, Any]:
-    p = event.payload
-    return {
-        "membership_id": f"{p.round}:{p.sample_id}",
-        "round": p.round,
-        "sample_id": p.sample_id,
-        "source": p.source,
-        "label_json": _json(_dump(p.label)),
-        "label_event_id": p.label_event_id,
-        "content_hash": p.content_hash,
-        "event_id": event.event_id,
-    }
-
-
-def _round_row(event: Event[RoundClosed]) -> dict[str, Any]:
-    p = event.payload
-    return {
-        "round": p.round,
-        "total": p.total,
-        "counts_json": _json(p.counts),
-        "content_hash": p.content_hash,
-        "target_size": p.target_size,
-        "seed_new_fraction": p.seed_new_fraction,
-        "probed_checkpoint_id": p.probed_checkpoint_id,
-        "event_id": event.event_id,
-    }
-
-
-def _checkpoint_row(event: Event[CheckpointPublished]) -> dict[str, Any]:
-    p = event.payload
-    return {
-        "checkpoint_id": p.new_checkpoint_id,
-        "parent_checkpoint_id": p.parent_checkpoint_id,
-        "round": p.round,
-        "step": p.step,
-        "final": p.final,
-        "uri": p.uri,
-        "backend": p.backend,
-        "metrics_json": _json(p.metrics),
-        "wall_time_s": p.wall_time_s,
-        "event_id": event.event_id,
-    }
-
-
-PER_EVENT_TABLES: tuple[TableSpec, ...] = (
-    TableSpec(
-        "probes",
-        pa.schema(
-            [
-                ("event_id", pa.string()),
-                ("sample_id", pa.string()),
-                ("round", pa.int32()),
-                ("checkpoint_id", pa.string()),
-                ("label_event_id", pa.string()),
-                ("matched", pa.bool_()),
-                ("ppl", pa.float64()),
-                ("high_ppl", pa.bool_()),
-                ("parse_error", pa.string()),
-                ("prediction_json", pa.string()),
-                ("diffs_json", pa.string()),
-            ]
-        ),
-        "event_id",
-        ("ProbeResult",),
-        _probe_row,
-    ),
-    TableSpec(
-        "verdicts",
-        pa.schema(
-            [
-                ("event_id", pa.string()),
-                ("sample_id", pa.string()),
-                ("round", pa.int32()),
-                ("checkpoint_id", pa.string()),
-                ("probe_event_id", pa.string()),
-                ("verdict", pa.string()),
-                ("decided_by", pa.string()),
-                ("label_position", pa.int32()),
-                ("error_analysis", pa.string()),
-                ("correct_approach", pa.string()),
-                ("judge_model", pa.string()),
-                ("attempts", pa.int32()),
-            ]
-        ),
-        "event_id",
-        ("Verdict",),
-        _verdict_row,
-    ),
-    TableSpec(
-        "curated",
-        pa.schema(
-            [
-                ("membership_id", pa.string()),
-                ("round", pa.int32()),
-                ("sample_id", pa.string()),
-                ("source", pa.string()),
-                ("label_json", pa.string()),
-                ("label_event_id", pa.string()),
-                ("content_hash", pa.string()),
-                ("event_id", pa.string()),
-            ]
-        ),
-        "membership_id",
-        ("CuratedSample",),
-        _curated_row,
-    ),
-    TableSpec(
-        "rounds",
-        pa.schema(
-            [
-                ("round", pa.int32()),
-                ("total", pa.int32()),
-                ("counts_json", pa.string()),
-                ("content_hash", pa.string()),
-                ("target_size", pa.int32()),
-                ("seed_new_fraction", pa.float64()),
-                ("probed_checkpoint_id", pa.string()),
-                ("event_id", pa.string()),
-            ]
-        ),
-        "round",
-        ("RoundClosed",),
-        _round_row,
-    ),
-    TableSpec(
-        "checkpoints",
-        pa.schema(
-            [
-                ("checkpoint_id", pa.string()),
-                ("parent_checkpoint_id", pa.string()),
-                ("round", pa.int32()),
-                ("step", pa.int32()),
-                ("final", pa.bool_()),
-                ("uri", pa.string()),
-                ("backend", pa.string()),
-                ("metrics_json", pa.string()),
-                ("wall_time_s", pa.float64()),
-                ("event_id", pa.string()),
-            ]
-        ),
-        "checkpoint_id",
-        ("CheckpointPublished",),
-        _checkpoint_row,
-    ),
-)
-
-ALL_TABLES = ("events", "samples", *(spec.name for spec in PER_EVENT_TABLES))
-
-
-def _sample_row(
-    added: Event[SampleAdded], label_events: Sequence[Event[Any]], dumped: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A sample's row: its SampleAdded folded with every LabelCorrected, in event-id order.
-
-    ``dumped``: the SampleAdded payload's dump, when the caller has it (its label and messages)."""
-    p = added.payload
-    if dumped is None:
-        label_dump, messages_dump = _dump(p.label), [m.model_dump(mode="json") for m in p.messages]
-    else:
-        label_dump, messages_dump = dumped["label"], dumped["messages"]
-    original_label_json = _json(label_dump)
-    if not label_events:  # added, never relabelled: the row's JSON is composed from the label's
-        return _sample_fields(
-            p,
-            original_label_json,
-            original_label_json,
-            added.event_id,
-            # _json(history) of the one entry below, whose keys are in sorted order already
-            '[{"event_id":'
-            + _json_string(added.event_id)
-            + ',"label":'
-            + original_label_json
-            + ',"reason":"added","verdict_event_id":null}]',
-            0,
-            _json(messages_dump),
-            added.event_id,
-        )
-    current, current_event_id = p.label, added.event_id
-    history: list[dict[str, Any]] = [
-        {"event_id": added.event_id, "label": label_dump, "reason": "added", "verdict_event_id": None}
-    ]
-    relabels = 0
-    for event in sorted(label_events, key=lambda e: e.event_id):
-        if not isinstance(event.payload, LabelCorrected):
-            continue
-        current, current_event_id = event.payload.new_label, event.event_id
-        relabels += 1
-        history.append(
-            {
-                "event_id": event.event_id,
-                "label": _dump(event.payload.new_label),
-                "reason": event.payload.reason,
-                "verdict_event_id": event.payload.verdict_event_id,
-            }
-        )
-    return _sample_fields(
-        p,
-        original_label_json,
-        _json(_dump(current)),
-        current_event_id,
-        _json(history),
-        relabels,
-        _json(messages_dump),
-        added.event_id,
-    )
-
-
-def _sample_fields(
-    p: SampleAdded,
-    original_label_json: str,
-    current_label_json: str,
-    label_event_id: str,
-    label_history_json: str,
-    relabel_count: int,
-    messages_json: str,
-    added_event_id: str,
-) -> dict[str, Any]:
-    return {
-        "sample_id": p.sample_id,
-        "origin": p.origin,
-        "round_added": p.round,
-        "source_format": p.source_format,
-        "source_ref": p.source_ref,
-        "seed_sample_id": p.seed_sample_id,
-        "tools_json": tools_json(p.tools),
-        "messages_json": messages_json,
-        "original_label_json": original_label_json,
-        "current_label_json": current_label_json,
-        "label_event_id": label_event_id,
-        "label_history_json": label_history_json,
-        "relabel_count": relabel_count,
-        "content_hash": p.content_hash,
-        "added_event_id": added_event_id,
-    }
-
-
-# Columns are built with the C library's allocator: a column grows by doubling, which glibc's
-# realloc does in place for large blocks, while Arrow's default pool (mimalloc) copies the column and
-# faults fresh pages each time; a first 50k-row flush of the events table (~70 MB of JSON) took 1.1 s
-# with mimalloc and 0.14 s with the system pool.
-_COLUMN_POOL = pa.system_memory_pool()
-
-
-def _table(columns: Iterable[Sequence[Any]], schema: pa.Schema) -> pa.Table:
-    """Columns (in the schema's order) as an Arrow table."""
-    arrays = [
-        pa.array(column, type=field.type, memory_pool=_COLUMN_POOL)
-        for column, field in zip(columns, schema, strict=True)
-    ]
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _arrow(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    """Rows as an Arrow table, converted column by column (``from_pylist`` is ~10x slower)."""
-    return _table(([row[name] for row in rows] for name in schema.names), schema)
-
-
-def _quote_list(values: Iterable[str]) -> str:
-    return ", ".join("'" + value.replace("'", "''") + "'" for value in values)
 
 
 class SampleStore:
@@ -537,13 +117,13 @@ class SampleStore:
                 label_events.setdefault(event.payload.sample_id, []).append(event)
         # Read before inserting: what the store already holds wins over a redelivered copy.
         stored = self._stored_label_events(sorted(label_events))
-        rows = _arrow([_event_row(e) for e in unique.values()], EVENTS_SCHEMA)
+        rows = rows_table([event_row(e) for e in unique.values()], EVENTS_SCHEMA)
         result = self._tables["events"].merge_insert("event_id").when_not_matched_insert_all().execute(rows)
         for spec in PER_EVENT_TABLES:
             matching = [spec.row(e) for e in unique.values() if e.event_type in spec.event_types]
             if matching:
                 self._tables[spec.name].merge_insert(spec.key).when_not_matched_insert_all().execute(
-                    _arrow(matching, spec.schema)
+                    rows_table(matching, spec.schema)
                 )
         if label_events:
             self._refresh_samples(label_events, stored)
@@ -555,8 +135,8 @@ class SampleStore:
         found: dict[str, list[Event[Any]]] = {}
         for start in range(0, len(sample_ids), chunk):
             where = (
-                f"event_type IN ({_quote_list(LABEL_EVENT_TYPES)}) "
-                f"AND sample_id IN ({_quote_list(sample_ids[start : start + chunk])})"
+                f"event_type IN ({sql_list(LABEL_EVENT_TYPES)}) "
+                f"AND sample_id IN ({sql_list(sample_ids[start : start + chunk])})"
             )
             # Cheap existence check first; parse full rows only when some exist.
             if events_table.search().where(where).select(["event_id"]).limit(None).to_arrow().num_rows == 0:
@@ -577,14 +157,14 @@ class SampleStore:
             events = known + [event for event in batch_events if event.event_id not in known_ids]
             added = [e for e in events if e.event_type == "SampleAdded"]
             if added:  # a correction that overtook its SampleAdded waits for it
-                rows.append(_sample_row(min(added, key=lambda e: e.event_id), events))
+                rows.append(sample_row(min(added, key=lambda e: e.event_id), events))
         if rows:
             (
                 self._tables["samples"]
                 .merge_insert("sample_id")
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
-                .execute(_arrow(rows, SAMPLES_SCHEMA))
+                .execute(rows_table(rows, SAMPLES_SCHEMA))
             )
 
     def rows(self, name: str, sort_by: str | None = None) -> list[dict[str, Any]]:
@@ -606,25 +186,6 @@ class SampleStore:
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every table's rows, sorted: two stores are equal iff their snapshots are."""
         return {name: self.rows(name) for name in ALL_TABLES}
-
-
-def event_from_row(row: dict[str, Any]) -> Event[Any]:
-    """Rebuild an event from its ``events`` table row."""
-    stage, _, version = row["producer"].partition("@")
-    payload_cls = PAYLOAD_TYPES[row["event_type"]]
-    return Event[payload_cls].model_validate(  # type: ignore[valid-type]
-        {
-            "event_id": row["event_id"],
-            "event_type": row["event_type"],
-            "schema_version": row["schema_version"],
-            "run_id": row["run_id"],
-            "produced_at": row["produced_at"],
-            "producer": {"stage": stage, "version": version},
-            "parent_ids": row["parent_ids"],
-            "checkpoint_id": row["checkpoint_id"],
-            "payload": payload_cls.model_validate_json(row["payload_json"]),
-        }
-    )
 
 
 ALL_TOPIC_NAMES = RECORD_TOPICS  # every topic that records the run (not the definitions)
@@ -678,76 +239,43 @@ class BulkLoad:
 
     Equal to :meth:`SampleStore.apply` on the same events in the same order (the first copy of an
     event id, and of a per-event table's key, wins), but nothing is read back per batch: rows are
-    buffered column by column and appended as Arrow tables of ``flush_rows`` rows. A sample's row is
-    written from its SampleAdded at once; a sample relabelled or added twice is folded again from the
-    events table at :meth:`finish` (the columnar fold: one query for all of them).
+    buffered column by column (:class:`views.rows.RowBuffer`) and appended as Arrow tables of
+    ``flush_rows`` rows. A sample's row is written from its SampleAdded at once; a sample relabelled or
+    added twice is folded again from the events table at :meth:`finish` (the columnar fold: one query
+    for all of them).
     """
 
     def __init__(self, store: SampleStore, flush_rows: int = 50_000):
         self.store = store
         self.flush_rows = flush_rows
         self.applied = 0
-        self._seen: set[str] = set()
-        self._keys: dict[str, set[Any]] = {spec.name: set() for spec in PER_EVENT_TABLES}
-        self._tables_for: dict[str, list[TableSpec]] = {}
-        for spec in PER_EVENT_TABLES:
-            for event_type in spec.event_types:
-                self._tables_for.setdefault(event_type, []).append(spec)
-        self._schemas = {"events": EVENTS_SCHEMA, "samples": SAMPLES_SCHEMA} | {
-            spec.name: spec.schema for spec in PER_EVENT_TABLES
-        }
-        # Rows as tuples in their table's column order: a flush turns them into columns in one zip.
-        self._rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in self._schemas}
-        self._values = {name: operator.itemgetter(*schema.names) for name, schema in self._schemas.items()}
-        self._buffered = 0
-        self._samples: set[str] = set()
-        self._refold: set[str] = set()  # samples whose row needs every label event
+        self.rows = RowBuffer()
 
     def add(self, events: Iterable[Event[Any]]) -> int:
         """Buffer (and flush when enough) the events not seen yet; returns how many were new."""
-        rows, values, seen, new = self._rows, self._values, self._seen, 0
-        event_rows, event_values = rows["events"], values["events"]
-        for event in events:
-            if event.event_id in seen:
-                continue
-            seen.add(event.event_id)
-            new += 1
-            payload_json, dumped = _payload_json_and_dump(event.payload)
-            event_rows.append(event_values(_event_row(event, payload_json)))
-            for spec in self._tables_for.get(event.event_type, ()):
-                row = spec.row(event)
-                key, keys = row[spec.key], self._keys[spec.name]
-                if key not in keys:
-                    keys.add(key)
-                    rows[spec.name].append(values[spec.name](row))
-            if event.event_type == "SampleAdded":
-                sample_id = event.payload.sample_id
-                if sample_id in self._samples:
-                    self._refold.add(sample_id)
-                else:
-                    self._samples.add(sample_id)
-                    rows["samples"].append(values["samples"](_sample_row(event, (), dumped)))
-            elif event.event_type == "LabelCorrected":
-                self._refold.add(event.payload.sample_id)
+        new = self.rows.add(events)
         self.applied += new
-        self._buffered += new
-        if self._buffered >= self.flush_rows:
+        if self.rows.buffered >= self.flush_rows:
             self.flush()
         return new
 
     def flush(self) -> None:
-        for name, rows in self._rows.items():
-            if rows:
-                schema = self._schemas[name]
-                columns = zip(*rows, strict=True)  # every table has several columns: rows are tuples
-                self.store.table(name).add(_table(columns, schema))
-                rows.clear()
-        self._buffered = 0
+        self.append(self.rows.take())
+
+    def append(self, tables: dict[str, pa.Table]) -> None:
+        """Append Arrow tables of rows (by table name) to the store as they are."""
+        for name, table in tables.items():
+            self.store.table(name).add(table)
 
     def finish(self, chunk: int = 1000) -> int:
         """Write what is buffered and fold the samples that need it; returns the events applied."""
         self.flush()
-        refold = sorted(self._refold & self._samples)
+        self.refold(self.rows.refold & self.rows.samples, chunk)
+        return self.applied
+
+    def refold(self, sample_ids: Iterable[str], chunk: int = 1000) -> None:
+        """Rewrite the rows of these samples from every label event the store holds for them."""
+        refold = sorted(sample_ids)
         samples = self.store.table("samples")
         for start in range(0, len(refold), chunk):
             ids = refold[start : start + chunk]
@@ -756,10 +284,9 @@ class BulkLoad:
             for sample_id in ids:
                 events = stored.get(sample_id, [])
                 added = [e for e in events if e.event_type == "SampleAdded"]
-                rows.append(_sample_row(min(added, key=lambda e: e.event_id), events))
-            samples.delete(f"sample_id IN ({_quote_list(ids)})")
-            samples.add(_arrow(rows, SAMPLES_SCHEMA))
-        return self.applied
+                rows.append(sample_row(min(added, key=lambda e: e.event_id), events))
+            samples.delete(f"sample_id IN ({sql_list(ids)})")
+            samples.add(rows_table(rows, SAMPLES_SCHEMA))
 
 
 class StoreBusy(RuntimeError):
@@ -828,44 +355,72 @@ async def rebuild(
     codec: EventCodec | None = None,
     *,
     allow_empty: bool = False,
+    workers: int | None = None,
 ) -> ReplayStats:
     """Rebuild the store from offset 0 of every topic of the run, and swap it in only on success.
 
     The new store is built in a folder beside the old one (in large Arrow appends, :class:`BulkLoad`);
     the old one is replaced only once the replay has finished, so an unreachable broker, a crash or a
     run with no events (refused unless ``allow_empty``: a mistyped run id reads nothing) leaves the
-    store as it was.
+    store as it was. ``workers`` (default ``store.rebuild_workers``): processes that read and decode
+    the topics, each a share of the partitions (:mod:`views.rebuild_share`); with one, this process
+    reads them itself (with ``codec`` if given).
     """
+    workers = workers or settings.store.rebuild_workers
+    if workers > 1 and codec is not None:
+        raise ValueError("a rebuild in several workers decodes with one codec per worker; give no codec")
     target = Path(path or settings.store.folder(settings.run_id)).absolute()
     with store_lock(target):
         check_store_folder(target)
         building = target.with_name(f".{target.name}.rebuild-{secrets.token_hex(6)}")
         try:
             store = SampleStore(building)
-            stats = ReplayStats()
             load = BulkLoad(store)
-            async for batch in replay(
-                settings.kafka,
-                settings.run_id,
-                ALL_TOPIC_NAMES,
-                codec=codec,
-                batch_size=batch_size,
-                stats=stats,
-            ):
-                load.add(d.event for d in batch)
+            if workers == 1:
+                stats = ReplayStats()
+                async for batch in replay(
+                    settings.kafka,
+                    settings.run_id,
+                    ALL_TOPIC_NAMES,
+                    codec=codec,
+                    batch_size=batch_size,
+                    stats=stats,
+                ):
+                    load.add(d.event for d in batch)
+            else:
+                loaded = await load_in_workers(
+                    settings.kafka,
+                    settings.run_id,
+                    ALL_TOPIC_NAMES,
+                    workers,
+                    load.append,
+                    batch_size=batch_size,
+                    flush_rows=load.flush_rows,
+                    logging=getattr(settings, "log", None),
+                )
+                stats = loaded.stats
             if stats.records == 0 and not allow_empty:
                 raise EmptyRun(
                     f"run {settings.run_id!r} has no events on {settings.kafka.bootstrap_servers} (a "
                     f"mistyped run id, or a broker that lost them?); {target} is left as it was "
                     "(--allow-empty rebuilds an empty store)"
                 )
-            load.finish()
+            if workers == 1:
+                load.finish()
+            else:
+                load.refold(loaded.refold)
             del store, load
             _swap_in(building, target)
         finally:
             if building.exists():
                 shutil.rmtree(building, ignore_errors=True)
-    log.info("store.rebuilt", path=str(target), records=stats.records, undecodable=stats.undecodable)
+    log.info(
+        "store.rebuilt",
+        path=str(target),
+        records=stats.records,
+        undecodable=stats.undecodable,
+        workers=workers,
+    )
     return stats
 
 

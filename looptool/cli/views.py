@@ -46,6 +46,14 @@ def rebuild(
     allow_empty: Annotated[
         bool, typer.Option(help="Replace the store even if the run has no events on the broker.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes that read and decode the topics, each a share of the partitions "
+            "(default: store.rebuild_workers).",
+        ),
+    ] = None,
 ) -> None:
     """Rebuild the sample store by replaying every topic of the run from offset 0.
 
@@ -57,7 +65,7 @@ def rebuild(
     require_broker(settings)
     target = path or settings.store.folder(settings.run_id)
     try:
-        stats = asyncio.run(rebuild_store(settings, target, allow_empty=allow_empty))
+        stats = asyncio.run(rebuild_store(settings, target, allow_empty=allow_empty, workers=workers))
     except ValueError as error:  # not a store's folder
         raise typer.BadParameter(str(error), param_hint="--path") from None
     console.print(

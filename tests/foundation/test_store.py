@@ -11,6 +11,7 @@ import pytest
 from bus.broker import free_port
 from bus.kafka import EventProducer, ensure_topics, replay
 from bus.topics import topic_name
+from schemas.codec import EventCodec
 from schemas.events import DeadLetter, LabelCorrected, derived_event_id
 from tests.foundation.events_factory import LABEL, PREDICTION, event_of, one_of_each, sample_added
 from views.replay import Cut, replay_to
@@ -175,12 +176,12 @@ def test_each_run_has_its_own_store_folder(settings) -> None:
 def test_payload_json_is_the_canonical_json_of_the_payload() -> None:
     """The store's spliced payload JSON (tool lists' JSON cached) equals canonical JSON of the dump."""
     from toolcall.canonical import canonical_json
-    from views.store import _payload_json
+    from views.rows import payload_json
 
     payloads = [*one_of_each(), sample_added("s_no_tools").model_copy(update={"tools": []})]
     for payload in payloads:
         for _ in range(2):  # a miss, then a hit of the tool-list cache
-            assert _payload_json(payload) == canonical_json(payload.model_dump(mode="json")), (
+            assert payload_json(payload) == canonical_json(payload.model_dump(mode="json")), (
                 payload.EVENT_TYPE
             )
 
@@ -278,3 +279,103 @@ async def test_one_writer_per_store_folder(settings, tmp_path) -> None:
         with pytest.raises(StoreBusy):
             await replay_to(settings, Cut(), store_path=folder)
     await rebuild(settings, folder)  # released when the holder exits
+
+
+# --- a rebuild in several worker processes (issue 20) ----------------------------------------------
+
+
+async def test_a_rebuild_in_workers_equals_one_in_this_process(settings, tmp_path) -> None:
+    """Each worker reads a share of the partitions; the store they build together is the store one
+    process builds: redelivered copies, a sample added twice, corrections before their sample, a
+    copy of events under other keys (other partitions, so other workers) and an undecodable record."""
+    added, fixes, _ = await _publish_run(settings, n=40)
+    again = event_of(sample_added("s_007"), settings.run_id)  # the same sample, another SampleAdded
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_all([*added[:5], again, fixes[0]])  # redelivered as a producer retry does
+        for k, event in enumerate(added[10:20]):  # the same bytes under other keys: other partitions
+            value = producer.codec.encode(event)
+            await producer.send_raw(topic_name(settings.run_id, "samples"), value, f"other-{k}".encode())
+    alone = await rebuild(settings, tmp_path / "alone", workers=1)
+    together = await rebuild(settings, tmp_path / "together", workers=3)
+    assert (together.records, together.undecodable) == (alone.records, alone.undecodable)
+    assert together.identity == alone.identity is not None
+    assert SampleStore(tmp_path / "together").snapshot() == SampleStore(tmp_path / "alone").snapshot()
+    history = json.loads(
+        next(r for r in SampleStore(tmp_path / "together").rows("samples") if r["sample_id"] == "s_007")[
+            "label_history_json"
+        ]
+    )
+    assert history[0]["event_id"] == min(added[7].event_id, again.event_id)
+
+
+def test_rows_from_several_workers_keep_the_first_row_per_key(tmp_path) -> None:
+    """The rows two workers made from overlapping events, written through the rebuild's merge, equal
+    the store one bulk load makes from all of them (the second copy of a key is dropped, a sample added
+    by two events is folded again)."""
+    from views.rebuild_share import LoadedInWorkers, _FirstRows
+    from views.rows import RowBuffer
+
+    run = "r"
+    added = [event_of(sample_added(f"s_{i:03d}"), run) for i in range(12)]
+    again = event_of(sample_added("s_003"), run)
+    fixes = _corrections(added, every=3)
+    others = [
+        event_of(p, run) for p in one_of_each() if p.EVENT_TYPE not in ("SampleAdded", "ToolSetRegistered")
+    ]
+    first_share = [*added[:8], *fixes[:2], *others]
+    second_share = [*added[5:], again, *fixes[1:], *others]  # overlaps the first in events and keys
+    alone = BulkLoad(SampleStore.reset(tmp_path / "alone"))
+    alone.add(first_share + second_share)
+    alone.finish()
+
+    loaded = LoadedInWorkers()
+    merge = _FirstRows(loaded)
+    merged = BulkLoad(SampleStore.reset(tmp_path / "merged"))
+    refold: set[str] = set()
+    for share in (first_share, second_share):
+        rows = RowBuffer()
+        rows.add(share)
+        merged.append({name: merge.new(name, table) for name, table in rows.take().items()})
+        refold |= rows.refold
+    merged.refold((refold | loaded.refold) & loaded.samples)
+    assert loaded.applied == len({e.event_id for e in first_share + second_share})
+    assert "s_003" in loaded.refold  # added by the first worker and, by another event, by the second
+    assert merged.store.snapshot() == alone.store.snapshot()
+
+
+def test_a_worker_that_stops_mid_message_is_reported_as_failed() -> None:
+    import io
+    import pickle
+    import queue
+
+    from views.rebuild_share import _relay
+
+    whole = pickle.dumps(("rows", {}))
+    for output, reason in (
+        (whole, "exited without finishing"),  # its rows, then nothing: no "done"
+        (whole + pickle.dumps(("rows", {}))[:-3], "output broke off"),  # killed while writing
+    ):
+        messages: queue.Queue = queue.Queue()
+        _relay(1, io.BytesIO(output), messages)
+        assert messages.get_nowait() == (1, "rows", {})
+        index, kind, body = messages.get_nowait()
+        assert (index, kind) == (1, "failed") and reason in body
+        assert messages.empty()
+
+
+async def test_a_failed_rebuild_in_workers_leaves_the_store_as_it_was(settings, tmp_path) -> None:
+    from views.rebuild_share import WorkerFailed
+
+    await _publish_run(settings, n=12)
+    folder = settings.store.folder(settings.run_id)
+    await rebuild(settings, folder)
+    before = SampleStore(folder).snapshot()
+    dead = settings.kafka.model_copy(
+        update={"bootstrap_servers": f"127.0.0.1:{free_port()}", "request_timeout_s": 2}
+    )
+    with pytest.raises(WorkerFailed, match=r"rebuild worker \d of 2 failed"):
+        await rebuild(settings.model_copy(update={"kafka": dead}), workers=2)
+    with pytest.raises(ValueError, match="one codec per worker"):
+        await rebuild(settings, workers=2, codec=EventCodec())
+    assert SampleStore(folder).snapshot() == before
+    assert sorted(p.name for p in folder.parent.iterdir() if p.suffix != ".lock") == [folder.name]
