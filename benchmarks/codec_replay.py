@@ -18,12 +18,13 @@ them; the benchmark's own fixtures are frozen out of the collector's sight first
 event (and with the definitions the run wrote, spread over its events), the raw aiokafka consume rate
 of the same topics, and replay into an empty sample store (``views.store.rebuild``: read every topic
 from offset 0 with a fresh codec that learns the tool sets from the topic, decode, write LanceDB in
-Arrow batches). Two last rows are the Avro libraries on their own, on the ``avro`` records (writer
-schema only, records as dicts, no conversion to events): cavro, which the codec reads and writes
-bodies with, and fastavro, which it used before: the ceiling of any codec built on each. Writes
-``benchmarks/results/codec_replay.json``.
+Arrow batches), for the ``avro`` run also in ``--workers`` worker processes (``rebuild --workers``:
+each reads a share of the partitions; CPU counts the workers' too). Two last rows are the Avro
+libraries on their own, on the ``avro`` records (writer schema only, records as dicts, no conversion
+to events): cavro, which the codec reads and writes bodies with, and fastavro, which it used before:
+the ceiling of any codec built on each. Writes ``benchmarks/results/codec_replay.json``.
 
-    .venv/bin/python -m benchmarks.codec_replay [--events 100000]
+    .venv/bin/python -m benchmarks.codec_replay [--events 100000] [--workers 2 ...]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import argparse
 import asyncio
 import gc
 import io
+import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -245,13 +247,23 @@ async def raw_consume_rate(settings: Settings, n: int) -> float:
         await consumer.stop()
 
 
-async def replay_into_store(settings: Settings, codec: Any, store_path: Path) -> tuple[float, float, int]:
-    """``rebuild`` with ``codec`` (a fresh one: it learns the tool sets from the topic).
+async def replay_into_store(
+    settings: Settings, codec: Any, store_path: Path, workers: int = 1
+) -> tuple[float, float, int]:
+    """``rebuild`` with ``codec`` (a fresh one: it learns the tool sets from the topic), or in
+    ``workers`` processes (each with its own fresh codec).
 
-    Returns (wall seconds, CPU seconds, events replayed)."""
+    Returns (wall seconds, CPU seconds of this process and its workers, events replayed)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the broker is never waited for: not in it
     wall, cpu = time.perf_counter(), time.process_time()
-    stats: ReplayStats = await rebuild(settings, store_path, codec=codec)
-    return time.perf_counter() - wall, time.process_time() - cpu, stats.records - stats.undecodable
+    if workers == 1:
+        stats: ReplayStats = await rebuild(settings, store_path, codec=codec)
+    else:
+        stats = await rebuild(settings, store_path, workers=workers)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu += after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    return wall, cpu, stats.records - stats.undecodable
 
 
 def decode_each(codec: Any, blobs: list[bytes]) -> None:
@@ -318,7 +330,7 @@ def library_ceilings(blobs: list[bytes]) -> dict[str, dict[str, float]]:
     return rows
 
 
-async def main(n: int) -> dict[str, Any]:
+async def main(n: int, workers: list[int]) -> dict[str, Any]:
     console = wide_console()
     codecs: dict[str, Callable[[], Any]] = {
         AVRO: lambda: EventCodec(toolsets=ToolSetCatalog()),
@@ -363,6 +375,15 @@ async def main(n: int) -> dict[str, Any]:
             }
             if name == AVRO:
                 results.update(library_ceilings(blobs))
+                for count in workers:
+                    wall, cpu, replayed = await replay_into_store(
+                        settings, None, Path(tmp) / f"{index}-{count}-workers", workers=count
+                    )
+                    assert replayed == n, f"{count} workers: replayed {replayed} of {n}"
+                    results[name][f"rebuild_{count}_workers_per_s"] = n / wall
+                    results[name][f"rebuild_{count}_workers_per_cpu_s"] = n / cpu
+                    results[name][f"rebuild_{count}_workers_over_raw_consume"] = (n / wall) / raw_rate
+                    results[name][f"rebuild_{count}_workers_over_one"] = (n / wall) / (n / replay_s)
     avro, json_, before = results[AVRO], results[JSON], results[BEFORE]
     for key in ("encode_per_s", "decode_per_s", "replay_into_store_per_s"):
         results[f"avro_over_json_{key}"] = avro[key] / json_[key]
@@ -396,6 +417,18 @@ async def main(n: int) -> dict[str, Any]:
             f"{e['raw_consume_per_s']:,.0f}",
             f"{e['replay_into_store_per_s']:,.0f} ({e['replay_into_store_per_cpu_s']:,.0f})",
             f"{e['replay_over_raw_consume']:.0%}",
+        )
+    for count in workers:
+        e = results[AVRO]
+        table.add_row(
+            f"avro, rebuild in {count} workers",
+            "",
+            "",
+            "",
+            "",
+            "",
+            f"{e[f'rebuild_{count}_workers_per_s']:,.0f} ({e[f'rebuild_{count}_workers_per_cpu_s']:,.0f})",
+            f"{e[f'rebuild_{count}_workers_over_raw_consume']:.0%}",
         )
     for library in (CAVRO_CEILING, CEILING):
         ceiling = results[library]
@@ -432,6 +465,13 @@ async def main(n: int) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[2],
+        help="Also rebuild the avro run in this many worker processes (views.rebuild_share); each a row.",
+    )
     add_output_arguments(parser, "codec_replay")
     args = parser.parse_args()
-    save(asyncio.run(main(args.events)), args)
+    save(asyncio.run(main(args.events, args.workers)), args)

@@ -246,4 +246,7 @@ if __name__ == "__main__":  # a worker: its task on stdin, its messages on stdou
     # Through the module's own name, so what it pickles names views.rebuild_share, not __main__.
     from views.rebuild_share import _work as work
 
-    work(pickle.load(sys.stdin.buffer), sys.stdout.buffer)
+    # The messages get stdout's pipe to themselves: anything else printed goes to stderr.
+    messages_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    work(pickle.load(sys.stdin.buffer), messages_out)
