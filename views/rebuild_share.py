@@ -142,12 +142,14 @@ async def load_in_workers(
     workers: int,
     append: Callable[[dict[str, pa.Table]], None],
     *,
+    on_rows: Callable[[int], None] | None = None,
     batch_size: int = 5000,
     flush_rows: int = 50_000,
     logging: LogSettings | None = None,
 ) -> LoadedInWorkers:
     """Replay ``topics`` in ``workers`` processes (one share of the partitions each) and ``append``
     the rows they make, first row per key across workers; returns the totals and the samples to fold.
+    ``on_rows`` is told how many new events each batch of rows brought (for progress).
 
     Raises :class:`WorkerFailed` when a worker raises or dies, and :class:`bus.kafka.BrokerRestarted`
     when the workers did not all read the same broker. Workers left running are stopped either way.
@@ -186,7 +188,10 @@ async def load_in_workers(
         while len(done) < workers:
             index, kind, body = await asyncio.to_thread(messages.get)
             if kind == "rows":
-                append({name: first.new(name, table) for name, table in body.items()})
+                fresh = {name: first.new(name, table) for name, table in body.items()}
+                append(fresh)
+                if on_rows is not None and "events" in fresh:
+                    on_rows(fresh["events"].num_rows)
             elif kind == "done":
                 done[index] = body
             else:

@@ -356,6 +356,7 @@ async def rebuild(
     *,
     allow_empty: bool = False,
     workers: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> ReplayStats:
     """Rebuild the store from offset 0 of every topic of the run, and swap it in only on success.
 
@@ -364,7 +365,8 @@ async def rebuild(
     run with no events (refused unless ``allow_empty``: a mistyped run id reads nothing) leaves the
     store as it was. ``workers`` (default ``store.rebuild_workers``): processes that read and decode
     the topics, each a share of the partitions (:mod:`views.rebuild_share`); with one, this process
-    reads them itself (with ``codec`` if given).
+    reads them itself (with ``codec`` if given). ``on_batch`` is told how many new events each
+    batch brought (for progress).
     """
     workers = workers or settings.store.rebuild_workers
     if workers > 1 and codec is not None:
@@ -386,7 +388,9 @@ async def rebuild(
                     batch_size=batch_size,
                     stats=stats,
                 ):
-                    load.add(d.event for d in batch)
+                    new = load.add(d.event for d in batch)
+                    if on_batch is not None:
+                        on_batch(new)
             else:
                 loaded = await load_in_workers(
                     settings.kafka,
@@ -394,6 +398,7 @@ async def rebuild(
                     ALL_TOPIC_NAMES,
                     workers,
                     load.append,
+                    on_rows=on_batch,
                     batch_size=batch_size,
                     flush_rows=load.flush_rows,
                     logging=getattr(settings, "log", None),

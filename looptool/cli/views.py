@@ -64,10 +64,21 @@ def rebuild(
     settings = settings_of(ctx)
     require_broker(settings)
     target = path or settings.store.folder(settings.run_id)
-    try:
-        stats = asyncio.run(rebuild_store(settings, target, allow_empty=allow_empty, workers=workers))
-    except ValueError as error:  # not a store's folder
-        raise typer.BadParameter(str(error), param_hint="--path") from None
+    what = f"rebuilding {target} from run {settings.run_id}"
+    with console.status(what + "…") as status:
+        done = 0
+
+        def progress(count: int) -> None:
+            nonlocal done
+            done += count
+            status.update(f"{what}: {done:,} events…")
+
+        try:
+            stats = asyncio.run(
+                rebuild_store(settings, target, allow_empty=allow_empty, workers=workers, on_batch=progress)
+            )
+        except ValueError as error:  # not a store's folder
+            raise typer.BadParameter(str(error), param_hint="--path") from None
     console.print(
         f"rebuilt {target} from {stats.records} records ({stats.undecodable} undecodable skipped): "
         f"{SampleStore(target).counts()}"

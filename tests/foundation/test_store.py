@@ -295,9 +295,12 @@ async def test_a_rebuild_in_workers_equals_one_in_this_process(settings, tmp_pat
         for k, event in enumerate(added[10:20]):  # the same bytes under other keys: other partitions
             value = producer.codec.encode(event)
             await producer.send_raw(topic_name(settings.run_id, "samples"), value, f"other-{k}".encode())
-    alone = await rebuild(settings, tmp_path / "alone", workers=1)
-    together = await rebuild(settings, tmp_path / "together", workers=3)
+    progress: dict[int, list[int]] = {1: [], 3: []}
+    alone = await rebuild(settings, tmp_path / "alone", workers=1, on_batch=progress[1].append)
+    together = await rebuild(settings, tmp_path / "together", workers=3, on_batch=progress[3].append)
     assert (together.records, together.undecodable) == (alone.records, alone.undecodable)
+    events = SampleStore(tmp_path / "alone").counts()["events"]
+    assert sum(progress[1]) == sum(progress[3]) == events  # each event told once, copies never
     assert together.identity == alone.identity is not None
     assert SampleStore(tmp_path / "together").snapshot() == SampleStore(tmp_path / "alone").snapshot()
     history = json.loads(
