@@ -737,6 +737,28 @@ async def replay(
         yield batch
 
 
+async def partition_ends(
+    kafka: KafkaSettings, run_id: str, topics: Sequence[str]
+) -> dict[TopicPartition, int]:
+    """Each partition's end offset (how many records it was written), for sizing work up front.
+
+    An estimate: Tansu under-reports an end whose last batch holds many records (see
+    :func:`_read_from_start`, which ends a replay at the high watermarks of its fetches instead).
+    """
+    consumer = await _start_patiently(
+        lambda: AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False), kafka
+    )
+    try:
+        partitions = [
+            TopicPartition(full, partition)
+            for full in (topic_name(run_id, name) for name in topics)
+            for partition in sorted(consumer.partitions_for_topic(full) or await _partitions(consumer, full))
+        ]
+        return dict(await consumer.end_offsets(partitions)) if partitions else {}
+    finally:
+        await stop_consumer(consumer)
+
+
 async def follow(
     kafka: KafkaSettings,
     run_id: str,

@@ -17,11 +17,11 @@ class StoreSettings(Section):
     path: Path = Path("data/store")
     per_run: bool = Field(default=True, description="Keep each run's store in its own folder, path/<run id>.")
     rebuild_workers: int = Field(
-        default=1,
-        ge=1,
-        description="Processes that read and decode the topics in a rebuild, each a share of the partitions "
-        "(at most one per partition pays). Each takes about a second to start, so more than one pays "
-        "from a few hundred thousand events on; one reads in the rebuilding process itself.",
+        default=0,
+        ge=0,
+        description="Processes that read and decode the topics in a rebuild, each a share of the partitions. "
+        "0 (the default): one per 50k events of the run, at most one per usable core and per partition "
+        "(a worker takes about a second to start); 1: the rebuilding process reads them itself.",
     )
 
     def folder(self, run_id: str) -> Path:

@@ -27,7 +27,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from bus.config import KafkaSettings
-from bus.kafka import BrokerRestarted, ReplayStats, Share, replay
+from bus.kafka import BrokerRestarted, ReplayStats, Share, partition_ends, replay
 from common.logs import LogSettings, configure_logging, get_logger
 from common.runtime import tune_gc
 from views.rows import TABLE_KEYS, RowBuffer
@@ -35,6 +35,27 @@ from views.rows import TABLE_KEYS, RowBuffer
 log = get_logger(__name__)
 # Messages in flight per worker: a worker that gets ahead of the writer waits (memory stays bounded).
 _QUEUED_PER_WORKER = 2
+
+
+# Below this many events per worker, a worker's start-up (about a second) costs what its share saves:
+# 2 workers rebuilt 100k events 1.37x and 400k 1.64x as fast as one process (codec_replay).
+EVENTS_PER_WORKER = 50_000
+
+
+def workers_for(events: int, cores: int, partitions: int) -> int:
+    """How many workers a rebuild of ``events`` events pays for: one per ``EVENTS_PER_WORKER`` events,
+    at most one per usable core and per partition of the busiest topic, at least one."""
+    return max(1, min(events // EVENTS_PER_WORKER, cores, partitions))
+
+
+async def auto_workers(kafka: KafkaSettings, run_id: str, topics: Sequence[str]) -> int:
+    """:func:`workers_for` this run's topics (their end offsets) on this machine's usable cores."""
+    ends = await partition_ends(kafka, run_id, topics)
+    per_topic: dict[str, int] = {}
+    for tp in ends:
+        per_topic[tp.topic] = per_topic.get(tp.topic, 0) + 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return workers_for(sum(ends.values()), cores, max(per_topic.values(), default=1))
 
 
 class WorkerFailed(RuntimeError):

@@ -37,7 +37,7 @@ from common.logs import get_logger
 from schemas.codec import EventCodec
 from schemas.events import Event, Producer
 from views.config import StoreRunSettings
-from views.rebuild_share import load_in_workers
+from views.rebuild_share import auto_workers, load_in_workers
 from views.rows import (
     ALL_TABLES,
     EVENTS_SCHEMA,
@@ -363,12 +363,18 @@ async def rebuild(
     The new store is built in a folder beside the old one (in large Arrow appends, :class:`BulkLoad`);
     the old one is replaced only once the replay has finished, so an unreachable broker, a crash or a
     run with no events (refused unless ``allow_empty``: a mistyped run id reads nothing) leaves the
-    store as it was. ``workers`` (default ``store.rebuild_workers``): processes that read and decode
-    the topics, each a share of the partitions (:mod:`views.rebuild_share`); with one, this process
-    reads them itself (with ``codec`` if given). ``on_batch`` is told how many new events each
+    store as it was. ``workers`` (default ``store.rebuild_workers``; 0: as many as the run's size and
+    the machine's cores pay for, :func:`views.rebuild_share.workers_for`): processes that read and
+    decode the topics, each a share of the partitions (:mod:`views.rebuild_share`); with one, this
+    process reads them itself (with ``codec`` if given). ``on_batch`` is told how many new events each
     batch brought (for progress).
     """
-    workers = workers or settings.store.rebuild_workers
+    if workers is None:
+        workers = settings.store.rebuild_workers
+    if workers == 0:  # as many as the run's size and this machine's cores pay for
+        workers = (
+            1 if codec is not None else await auto_workers(settings.kafka, settings.run_id, ALL_TOPIC_NAMES)
+        )
     if workers > 1 and codec is not None:
         raise ValueError("a rebuild in several workers decodes with one codec per worker; give no codec")
     target = Path(path or settings.store.folder(settings.run_id)).absolute()

@@ -49,9 +49,9 @@ def rebuild(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=1,
-            help="Processes that read and decode the topics, each a share of the partitions "
-            "(default: store.rebuild_workers).",
+            min=0,
+            help="Processes that read and decode the topics, each a share of the partitions; 0: as many "
+            "as the run's size and the cores pay for (default: store.rebuild_workers).",
         ),
     ] = None,
 ) -> None:
