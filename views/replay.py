@@ -42,6 +42,7 @@ from rich.table import Table
 
 from bus.kafka import ReplayStats, replay
 from common.logs import get_logger
+from common.progress import counting_status
 from schemas.events import CheckpointPublished, CuratedSample, Event, RoundClosed, SampleAdded
 from streams.curate import CurationPolicy, Ledger, initial_round_events, next_round_events
 from toolcall.canonical import content_hash
@@ -508,15 +509,7 @@ def run_replay(
         from streams.curate import CurationPolicy
 
         policy = CurationPolicy.from_settings(settings)
-    what = f"replaying run {settings.run_id} up to {cut.describe()}"
-    with console.status(what + "…") as status:
-        done = 0
-
-        def progress(count: int) -> None:
-            nonlocal done
-            done += count
-            status.update(f"{what}: {done:,} events…")
-
+    with counting_status(console, f"replaying run {settings.run_id} up to {cut.describe()}") as progress:
         result = asyncio.run(replay_to(settings, cut, store_path=target, policy=policy, on_batch=progress))
     console.print(render_replay(result))
     return result

@@ -58,21 +58,14 @@ def rebuild(
     """Rebuild the sample store by replaying every topic of the run from offset 0.
 
     The new store is built beside the old one and replaces it only once the replay succeeded."""
+    from common.progress import counting_status
     from views.store import SampleStore
     from views.store import rebuild as rebuild_store
 
     settings = settings_of(ctx)
     require_broker(settings)
     target = path or settings.store.folder(settings.run_id)
-    what = f"rebuilding {target} from run {settings.run_id}"
-    with console.status(what + "…") as status:
-        done = 0
-
-        def progress(count: int) -> None:
-            nonlocal done
-            done += count
-            status.update(f"{what}: {done:,} events…")
-
+    with counting_status(console, f"rebuilding {target} from run {settings.run_id}") as progress:
         try:
             stats = asyncio.run(
                 rebuild_store(settings, target, allow_empty=allow_empty, workers=workers, on_batch=progress)
