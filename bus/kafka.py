@@ -749,11 +749,7 @@ async def partition_ends(
         lambda: AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False), kafka
     )
     try:
-        partitions = [
-            TopicPartition(full, partition)
-            for full in (topic_name(run_id, name) for name in topics)
-            for partition in sorted(consumer.partitions_for_topic(full) or await _partitions(consumer, full))
-        ]
+        partitions = await _run_partitions(consumer, run_id, topics)
         return dict(await consumer.end_offsets(partitions)) if partitions else {}
     finally:
         await stop_consumer(consumer)
@@ -840,12 +836,11 @@ async def _read_from_start(
             )
         identity = stats.identity = found
         identity_checked = time.monotonic()
-        partitions: list[TopicPartition] = []
-        for name in topics:
-            full = topic_name(run_id, name)
-            for partition in sorted(consumer.partitions_for_topic(full) or await _partitions(consumer, full)):
-                if share is None or share.holds(partition):
-                    partitions.append(TopicPartition(full, partition))
+        partitions = [
+            tp
+            for tp in await _run_partitions(consumer, run_id, topics)
+            if share is None or share.holds(tp.partition)
+        ]
         if not partitions:
             await _check_identity(consumer, kafka, identity, stats.records)
             return
@@ -1090,6 +1085,17 @@ async def _lost(
                 "in-memory broker restarted?); the run cannot go on from this broker"
             )
     return None
+
+
+async def _run_partitions(
+    consumer: AIOKafkaConsumer, run_id: str, topics: Sequence[str]
+) -> list[TopicPartition]:
+    """Every partition of the run's ``topics``, topic by topic in order."""
+    return [
+        TopicPartition(full, partition)
+        for full in (topic_name(run_id, name) for name in topics)
+        for partition in sorted(consumer.partitions_for_topic(full) or await _partitions(consumer, full))
+    ]
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

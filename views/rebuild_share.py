@@ -29,6 +29,7 @@ import pyarrow as pa
 from bus.config import KafkaSettings
 from bus.kafka import BrokerRestarted, ReplayStats, Share, partition_ends, replay
 from common.logs import LogSettings, configure_logging, get_logger
+from common.machine import usable_cores
 from common.runtime import tune_gc
 from views.rows import TABLE_KEYS, RowBuffer
 
@@ -54,8 +55,7 @@ async def auto_workers(kafka: KafkaSettings, run_id: str, topics: Sequence[str])
     per_topic: dict[str, int] = {}
     for tp in ends:
         per_topic[tp.topic] = per_topic.get(tp.topic, 0) + 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return workers_for(sum(ends.values()), cores, max(per_topic.values(), default=1))
+    return workers_for(sum(ends.values()), usable_cores(), max(per_topic.values(), default=1))
 
 
 class WorkerFailed(RuntimeError):
@@ -66,7 +66,6 @@ class WorkerFailed(RuntimeError):
 class ShareDone:
     """What a worker reports once its share is read (its rows were sent before)."""
 
-    index: int
     stats: ReplayStats
     refold: set[str]  # samples relabelled or added twice, as the worker saw them
 
@@ -123,7 +122,7 @@ async def _read_share(task: ShareTask, send: Callable[[str, Any], None]) -> Shar
             send("rows", rows.take())
     if rows.buffered:
         send("rows", rows.take())
-    return ShareDone(task.share.index, stats, rows.refold)
+    return ShareDone(stats, rows.refold)
 
 
 class _FirstRows:
