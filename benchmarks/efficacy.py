@@ -176,7 +176,7 @@ def _values(results: list[ArmRound], arm: str, round_: int, metric: str) -> list
     return out
 
 
-def _mean_std(values: list[float], percent: bool = True) -> str:
+def mean_std(values: list[float], percent: bool = True) -> str:
     if not values:
         return ""
     scale = 100 if percent else 1
@@ -197,7 +197,7 @@ def render(results: list[ArmRound], rounds: int, arms: list[str]) -> list[Any]:
             ("arm", *(f"round {j}" for j in range(1, rounds + 1))), title=f"{title}, mean±std over seeds"
         )
         for arm in arms:
-            table.add_row(arm, *(_mean_std(_values(results, arm, j, metric)) for j in range(1, rounds + 1)))
+            table.add_row(arm, *(mean_std(_values(results, arm, j, metric)) for j in range(1, rounds + 1)))
         tables.append(table)
     return tables
 
@@ -209,8 +209,8 @@ def markdown_table(results: list[ArmRound], rounds: int, arms: list[str], warm_a
     lines.append("| warm start | | " + " | ".join([f"{warm_accuracy * 100:.1f}", *[""] * rounds]) + " |")
     for arm in arms:
         seeds = len(_values(results, arm, 1, "heldout_accuracy"))
-        cells = [_mean_std(_values(results, arm, j, "heldout_accuracy")) for j in range(1, rounds + 1)]
-        noise = _mean_std(_values(results, arm, rounds, "label_noise"))
+        cells = [mean_std(_values(results, arm, j, "heldout_accuracy")) for j in range(1, rounds + 1)]
+        noise = mean_std(_values(results, arm, rounds, "label_noise"))
         lines.append("| " + " | ".join([arm, str(seeds), *cells, noise]) + " |")
     return "\n".join(lines)
 
