@@ -33,11 +33,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.efficacy import mean_std, prepare
+from benchmarks.efficacy import Shared, mean_std, prepare
 from benchmarks.harness import ROOT, finish_machine_info, machine_info, quiet_logs, results_path, wide_console
 from looptool.config import load_settings
-from looptool.demo import SCALES, WARM_START_CACHE, demo_settings
+from looptool.demo import SCALES, WARM_START_CACHE, DemoScale, demo_settings
 from looptool.report import narrow_table
+from trainer.base import TrainingRow
+from world import WorldSample
 
 ARMS = ("oracle", "clean_seeds")
 
@@ -55,7 +57,9 @@ class Headroom:
     all_right: float
 
 
-async def sampling_headroom(model: Path, heldout: Sequence[Any], group_size: int, scale: Any) -> Headroom:
+async def sampling_headroom(
+    model: Path, heldout: Sequence[WorldSample], group_size: int, scale: DemoScale
+) -> Headroom:
     from inference.base import SamplingConfig
     from inference.transformers_backend import TransformersBackend
     from toolcall.match import tool_match
@@ -94,7 +98,7 @@ async def sampling_headroom(model: Path, heldout: Sequence[Any], group_size: int
     )
 
 
-def truth_rows(items: Sequence[Any], prefix: str) -> list[Any]:
+def truth_rows(items: Sequence[WorldSample], prefix: str) -> list[TrainingRow]:
     """Training rows of world samples with the world's true label (never the possibly noisy one)."""
     from toolcall.types import Sample
     from trainer.dataset import sample_row
@@ -108,7 +112,7 @@ def truth_rows(items: Sequence[Any], prefix: str) -> list[Any]:
 
 
 async def run_arm(
-    arm: str, seed: int, scale: Any, shared: Any, work: Path, epochs: int
+    arm: str, seed: int, scale: DemoScale, shared: Shared, work: Path, epochs: int
 ) -> tuple[list[dict[str, Any]], Path]:
     from inference.transformers_backend import TransformersBackend
     from trainer.base import RoundDataset
