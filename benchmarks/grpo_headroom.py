@@ -10,11 +10,12 @@ two upper bounds on the clean held-out set itself:
 - **oracle GRPO**: GRPO trained *on the held-out prompts with their true labels* (training on the test
   set, which no arm may do), with the demo's settings and compute per round (|D_j| prompts, G, steps,
   learning rate), scored greedily on the same prompts after each round. No curated D_j can teach the
-  held-out set more than the held-out set itself; a second arm trains on clean seeds (D_seed with the
-  world's true labels: what perfect label verification would give).
+  held-out set more than the held-out set itself. Two more arms train on the seeds: ``clean_seeds``
+  with the world's true labels (what flawless label verification would give them), ``seeds`` with
+  their own labels (20% wrong, as the efficacy benchmark's static arm has them, without the pipeline).
 
-    nice -n 10 .venv/bin/python -m benchmarks.grpo_headroom                 # ~20 min on 2 cores
-    nice -n 10 .venv/bin/python -m benchmarks.grpo_headroom --arms oracle --epochs 4
+    nice -n 10 .venv/bin/python -m benchmarks.grpo_headroom                 # ~35 min on 2 cores
+    nice -n 10 .venv/bin/python -m benchmarks.grpo_headroom --arms oracle --seeds 1 --epochs 2
 
 Writes ``benchmarks/results/grpo_headroom.json``: pass@G and reward statistics of the warm start (and of
 each arm's last checkpoint), and held-out accuracy per arm and round.
@@ -41,7 +42,8 @@ from looptool.report import narrow_table
 from trainer.base import TrainingRow
 from world import WorldSample
 
-ARMS = ("oracle", "clean_seeds")
+ARMS = ("oracle", "clean_seeds", "seeds")
+DEFAULT_ARMS = ("oracle", "clean_seeds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,14 +100,17 @@ async def sampling_headroom(
     )
 
 
-def truth_rows(items: Sequence[WorldSample], prefix: str) -> list[TrainingRow]:
-    """Training rows of world samples with the world's true label (never the possibly noisy one)."""
+def training_rows(items: Sequence[WorldSample], prefix: str, *, truth: bool) -> list[TrainingRow]:
+    """Training rows of world samples, with the world's true label or the sample's own (maybe noisy)."""
     from toolcall.types import Sample
     from trainer.dataset import sample_row
 
     return [
         sample_row(
-            f"{prefix}-{i}", Sample(tools=item.sample.tools, messages=item.sample.messages, label=item.truth)
+            f"{prefix}-{i}",
+            item.sample
+            if not truth
+            else Sample(tools=item.sample.tools, messages=item.sample.messages, label=item.truth),
         )
         for i, item in enumerate(items)
     ]
@@ -124,8 +129,10 @@ async def run_arm(
     )
     trainer_settings = settings.trainer.model_copy(update={"seed": seed, "epochs_per_round": epochs})
     trainer = CpuGrpoBackend(trainer_settings, show_progress=False)
-    pool = truth_rows(shared.seed_set.heldout if arm == "oracle" else shared.seed_set.samples, arm)
-    draw = random.Random(f"headroom-{arm}-{seed}")
+    items = shared.seed_set.heldout if arm == "oracle" else shared.seed_set.samples
+    pool = training_rows(items, arm, truth=arm != "seeds")
+    # seeds draws the prompts clean_seeds draws, round by round: only their labels differ.
+    draw = random.Random(f"headroom-{'clean_seeds' if arm == 'seeds' else arm}-{seed}")
     model, rows = Path(shared.warm.model), []
     for round_ in range(1, scale.rounds + 1):
         members = tuple(draw.sample(pool, min(scale.target_size, len(pool))))
@@ -176,7 +183,9 @@ def summarise(
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
+    parser.add_argument(
+        "--arms", default=",".join(DEFAULT_ARMS), help=f"comma-separated, of {', '.join(ARMS)}"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds of GRPO's sampling and the rounds' draws")
     parser.add_argument(
         "--epochs", type=int, default=None, help="GRPO epochs per round (default: the demo's)"

@@ -422,6 +422,24 @@ def test_run_streaming_kills_the_whole_group_on_timeout(tmp_path: Path) -> None:
     assert "timed out" in (tmp_path / "out.log").read_text()
 
 
+def test_a_group_counts_as_alive_until_its_last_live_process_has_gone() -> None:
+    from trainer.verl.process import _group_alive, _wait_group_gone
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        assert _group_alive(live.pid)
+        assert not _wait_group_gone(live.pid, timeout_s=0.2)  # still running: the wait gives up
+    finally:
+        os.killpg(live.pid, signal.SIGKILL)
+    assert _wait_group_gone(live.pid, timeout_s=10)  # killed: gone once it has exited
+    stat = Path(f"/proc/{live.pid}/stat").read_text()
+    assert stat.rsplit(")", 1)[1].split()[0] == "Z"  # not reaped yet: a zombie does not count
+    assert live.wait(timeout=5) == -signal.SIGKILL
+    short = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    short.wait()
+    assert not _group_alive(short.pid)
+
+
 @pytest.mark.timeout(90)
 def test_run_streaming_returns_when_a_daemon_keeps_the_pipe_open(tmp_path: Path) -> None:
     # the command exits at once but leaves a child in its own session holding stdout for 10 minutes:

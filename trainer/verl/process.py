@@ -200,6 +200,40 @@ def _terminate(process: subprocess.Popen[str], grace_s: float = 20.0) -> None:
             continue
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process of the group is left. An orphan's zombie waits for a
+    reaper that containers may lack, so it does not count; without /proc, a signal 0 says."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, _ppid, group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or unreadable
+        if int(group) == pgid and state != "Z":
+            return True
+    return False
+
+
+def _wait_group_gone(pgid: int, timeout_s: float = 10.0) -> bool:
+    """Wait until the group's processes have exited after SIGKILL (a kill is asynchronous: on busy
+    cores a killed process can take a moment to go), so the caller's next attempt finds the GPU
+    memory and ports freed. False if some are still there after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def run_streaming(
     command: Sequence[str],
     *,
@@ -284,6 +318,8 @@ def run_streaming(
         # verl's driver starts Ray daemons in its group; reap any it left behind.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        if not _wait_group_gone(process.pid):
+            log.warning("verl.group_survived_kill", pgid=process.pid)
         reader.join(timeout=5)
         # Drain what the reader still held when the loop stopped early.
         while True:
