@@ -64,9 +64,8 @@ async def sampling_headroom(
 ) -> Headroom:
     from inference.base import SamplingConfig
     from inference.transformers_backend import TransformersBackend
-    from toolcall.match import tool_match
-    from toolcall.parsing import parse_output
     from toolcall.prompts import build_chat
+    from toolcall.reward import reward
 
     backend = TransformersBackend(str(model), "headroom", batch_size=32)
     chats = [build_chat(item.sample.tools, item.sample.messages) for item in heldout]
@@ -79,15 +78,14 @@ async def sampling_headroom(
     )
     groups = await backend.generate(chats, sampling)
     await backend.close()
-    correct_counts = []
-    for item, group in zip(heldout, groups, strict=True):
-        correct = 0
-        for generation in group:
-            parsed = parse_output(generation.text)
-            correct += (
-                parsed.action is not None and tool_match(parsed.action, item.truth, item.sample.tools).matched
-            )
-        correct_counts.append(correct)
+    # GRPO's own reward (Eq. 1) against the world's truth: what a rollout of this prompt would earn.
+    correct_counts = [
+        sum(
+            reward(item.sample.tools, item.sample.messages, item.truth, generation.text)
+            for generation in group
+        )
+        for item, group in zip(heldout, groups, strict=True)
+    ]
     n = len(correct_counts)
     return Headroom(
         prompts=n,
