@@ -49,6 +49,7 @@ from bus.topics import (
 from common.logs import get_logger
 from schemas.codec import EventCodec, EventDecodeError, UnresolvedReferenceError, default_codec
 from schemas.events import DeadLetter, Event, Producer, make_event
+from schemas.flat import FlatEvent, FlatReader
 from schemas.interning import Reference, definition_event_id
 
 log = get_logger(__name__)
@@ -526,13 +527,15 @@ class DefinitionReader:
                     remaining.discard(tp)
         return self.read - before
 
-    async def decode(self, data: bytes) -> Event[Any]:
-        """``codec.decode``, reading the definitions on once when the event refers to an unknown set."""
+    async def decode(self, data: bytes, decode: Callable[[bytes], Any] | None = None) -> Any:
+        """``codec.decode`` (or ``decode``, which reads with the codec's catalog), reading the
+        definitions on once when the event refers to an unknown set."""
+        read = decode or self.codec.decode
         try:
-            return self.codec.decode(data)
+            return read(data)
         except UnresolvedReferenceError:
             await self.catch_up()
-            return self.codec.decode(data)
+            return read(data)
 
     async def close(self) -> None:
         if self._consumer is not None:
@@ -737,6 +740,33 @@ async def replay(
         yield batch
 
 
+async def replay_flat(
+    kafka: KafkaSettings,
+    run_id: str,
+    topics: Sequence[str],
+    reader: FlatReader | None = None,
+    batch_size: int = 5000,
+    stats: ReplayStats | None = None,
+    *,
+    share: Share | None = None,
+) -> AsyncIterator[list[FlatEvent]]:
+    """:func:`replay`, each event read in its flat form (:mod:`schemas.flat`: what the sample store's
+    rows are made of), without models."""
+    reader = reader or FlatReader()
+    async for batch in _read_from_start(
+        kafka,
+        run_id,
+        topics,
+        reader.codec,
+        batch_size,
+        stats,
+        follow=False,
+        share=share,
+        decode=reader.decode,
+    ):
+        yield [delivered.event for delivered in batch]  # type: ignore[misc]
+
+
 async def partition_ends(
     kafka: KafkaSettings, run_id: str, topics: Sequence[str]
 ) -> dict[TopicPartition, int]:
@@ -813,8 +843,11 @@ async def _read_from_start(
     idle_timeout_ms: int = 200,
     identity: str | None = None,
     share: Share | None = None,
+    decode: Callable[[bytes], Any] | None = None,
 ) -> AsyncIterator[list[Delivered]]:
+    """``decode``: reads each record (default: the codec's decode; one that reads with its catalog)."""
     codec = codec or default_codec()
+    read = decode or codec.decode
     stats = stats if stats is not None else ReplayStats()
     definitions = DefinitionReader(kafka, run_id, codec)
     consumer = await _start_patiently(
@@ -898,10 +931,10 @@ async def _read_from_start(
                     else:
                         held_up_to[tp] = (record.offset + 1, record.value or b"")
                     try:
-                        event = codec.decode(record.value or b"")
+                        event = read(record.value or b"")
                     except UnresolvedReferenceError:
                         try:
-                            event = await definitions.decode(record.value or b"")
+                            event = await definitions.decode(record.value or b"", read)
                         except EventDecodeError:
                             stats.undecodable += 1
                             continue

@@ -876,7 +876,13 @@ class EventCodec:
             self._readers[writer.fingerprint] = known
         return known
 
-    def decode(self, data: bytes) -> Event[Any]:
+    def read_record(self, data: bytes) -> tuple[RegisteredSchema, dict[str, Any]]:
+        """The writer schema of ``data`` and its body as an Avro record (timestamps as microseconds),
+        with the checks :meth:`decode` makes of the bytes themselves."""
+        writer, _reader, record = self._read(data)
+        return writer, record
+
+    def _read(self, data: bytes) -> tuple[RegisteredSchema, Converter, dict[str, Any]]:
         if type(data) is not bytes:
             if not isinstance(data, bytes | bytearray | memoryview):
                 raise CorruptEventError(f"expected bytes, got {type(data).__name__}")
@@ -901,6 +907,10 @@ class EventCodec:
             pass
         else:
             raise CorruptEventError("trailing bytes after the event")
+        return writer, reader, record
+
+    def decode(self, data: bytes) -> Event[Any]:
+        writer, reader, record = self._read(data)
         try:
             event = reader(record)
         except EventDecodeError:

@@ -27,7 +27,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from bus.config import KafkaSettings
-from bus.kafka import BrokerRestarted, ReplayStats, Share, partition_ends, replay
+from bus.kafka import BrokerRestarted, ReplayStats, Share, partition_ends, replay_flat
 from common.logs import LogSettings, configure_logging, get_logger
 from common.machine import usable_cores
 from common.runtime import tune_gc
@@ -114,10 +114,10 @@ def _work(task: ShareTask, out: IO[bytes]) -> None:
 async def _read_share(task: ShareTask, send: Callable[[str, Any], None]) -> ShareDone:
     rows = RowBuffer()
     stats = ReplayStats()
-    async for batch in replay(
+    async for batch in replay_flat(
         task.kafka, task.run_id, task.topics, batch_size=task.batch_size, stats=stats, share=task.share
     ):
-        rows.add(d.event for d in batch)
+        rows.add(batch)
         if rows.buffered >= task.flush_rows:
             send("rows", rows.take())
     if rows.buffered:

@@ -3,14 +3,13 @@
 Everything here is pure: it turns events into the rows of the store's tables (:mod:`views.store`) and
 buffers them column by column for large appends (:class:`RowBuffer`). Kept apart from the store so
 that a rebuild's worker processes (:mod:`views.rebuild_share`) build rows without importing LanceDB.
-Rows are built column by column; the JSON of a tool list is made once per distinct list (lists are
-shared between events since tool sets are interned, :mod:`schemas.interning`).
+Rows are made from events in their flat form (:class:`schemas.flat.FlatEvent`: values and canonical
+JSON), which a replay reads straight from the Avro records; events held as models are flattened
+first (:func:`schemas.flat.flatten`).
 """
 
 from __future__ import annotations
 
-import json
-import json.encoder
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,67 +17,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.events import (
-    PAYLOAD_TYPES,
-    CheckpointPublished,
-    CuratedSample,
-    Event,
-    LabelCorrected,
-    ProbeResult,
-    RoundClosed,
-    SampleAdded,
-    Verdict,
-)
-from toolcall.canonical import canonical_json
-from toolcall.specs import ToolSpec, tools_json
+from schemas.events import PAYLOAD_TYPES, Event
+from schemas.flat import FlatEvent
+from schemas.flat import _string as _json_string  # canonical JSON of a str
 
 LABEL_EVENT_TYPES = ("SampleAdded", "LabelCorrected")
-
-_c_encoder = getattr(json.encoder, "c_make_encoder", None)
-# toolcall.canonical.canonical_json's options (sorted keys, compact, no NaN), with the C encoder built
-# once instead of per call.
-_canonical_c = (
-    _c_encoder(None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False)
-    if _c_encoder is not None
-    else None
-)
-
-
-def _json(value: Any) -> str:
-    if _canonical_c is None or isinstance(value, str):
-        return canonical_json(value)
-    return "".join(_canonical_c(value, 0))
-
-
-_json_string = json.encoder.encode_basestring  # canonical_json of a str (non-ASCII kept, as it keeps it)
-
-
-_WITHOUT_TOOLS = {"tools"}
-
-
-def payload_json(payload: Any) -> str:
-    """``canonical_json(payload.model_dump(mode="json"))``, with a tool list's JSON spliced in from the
-    cache: keys are sorted, so the payload's other keys fall before and after ``"tools"``."""
-    return _payload_json_and_dump(payload)[0]
-
-
-def _payload_json_and_dump(payload: Any) -> tuple[str, dict[str, Any]]:
-    """:func:`payload_json`, and the payload's dump (without its tools when they were spliced in), so
-    a sample's row reuses the dumps of its label and messages instead of dumping them again."""
-    tools = payload.__dict__.get("tools")
-    if not tools or type(tools) is not list or type(tools[0]) is not ToolSpec:
-        dumped = payload.model_dump(mode="json")
-        return _json(dumped), dumped
-    rest = payload.model_dump(mode="json", exclude=_WITHOUT_TOOLS)
-    before = {key: value for key, value in rest.items() if key < "tools"}
-    after = {key: value for key, value in rest.items() if key > "tools"}
-    head = _json(before)[:-1] + ("," if before else "")
-    tail = ("," if after else "") + _json(after)[1:]
-    return head + '"tools":' + tools_json(tools) + tail, rest
-
-
-def _dump(model: Any) -> Any:
-    return model.model_dump(mode="json") if model is not None else None
 
 
 @dataclass(frozen=True)
@@ -89,7 +32,7 @@ class TableSpec:
     schema: pa.Schema
     key: str
     event_types: tuple[str, ...]
-    row: Callable[[Event[Any]], dict[str, Any]]
+    row: Callable[[FlatEvent], dict[str, Any]]
 
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -131,103 +74,99 @@ SAMPLES_SCHEMA = pa.schema(
 )
 
 
-def _subject_sample_id(event: Event[Any]) -> str | None:
-    payload = event.payload
-    return getattr(payload, "sample_id", None) or getattr(payload, "seed_sample_id", None)
-
-
-def event_row(event: Event[Any], payload_text: str | None = None) -> dict[str, Any]:
-    payload = event.payload
+def event_row(event: FlatEvent) -> dict[str, Any]:
+    fields = event.fields
     return {
         "event_id": event.event_id,
         "event_type": event.event_type,
         "schema_version": event.schema_version,
         "run_id": event.run_id,
         "produced_at": event.produced_at,
-        "producer": f"{event.producer.stage}@{event.producer.version}",
-        "parent_ids": list(event.parent_ids),
+        "producer": event.producer,
+        "parent_ids": event.parent_ids,
         "checkpoint_id": event.checkpoint_id,
-        "sample_id": _subject_sample_id(event),
-        "round": getattr(payload, "round", None),
-        "payload_json": payload_json(payload) if payload_text is None else payload_text,
+        "sample_id": fields.get("sample_id") or fields.get("seed_sample_id"),
+        "round": fields.get("round"),
+        "payload_json": event.payload_json,
     }
 
 
-def _probe_row(event: Event[ProbeResult]) -> dict[str, Any]:
-    p = event.payload
+def _probe_row(event: FlatEvent) -> dict[str, Any]:
+    p = event.fields
+    prediction = event.json["prediction"]
     return {
         "event_id": event.event_id,
-        "sample_id": p.sample_id,
-        "round": p.round,
+        "sample_id": p["sample_id"],
+        "round": p["round"],
         "checkpoint_id": event.checkpoint_id,
-        "label_event_id": p.label_event_id,
-        "matched": p.matched,
-        "ppl": p.ppl,
-        "high_ppl": p.high_ppl,
-        "parse_error": p.parse_error,
-        "prediction_json": _json(_dump(p.prediction)) if p.prediction is not None else None,
-        "diffs_json": _json([d.model_dump(mode="json") for d in p.diffs]),
+        "label_event_id": p["label_event_id"],
+        "matched": p["matched"],
+        "ppl": p["ppl"],
+        "high_ppl": p["high_ppl"],
+        "parse_error": p["parse_error"],
+        "prediction_json": None if prediction == "null" else prediction,
+        "diffs_json": event.json["diffs"],
     }
 
 
-def _verdict_row(event: Event[Verdict]) -> dict[str, Any]:
-    p = event.payload
+def _verdict_row(event: FlatEvent) -> dict[str, Any]:
+    p = event.fields
     return {
         "event_id": event.event_id,
-        "sample_id": p.sample_id,
-        "round": p.round,
+        "sample_id": p["sample_id"],
+        "round": p["round"],
         "checkpoint_id": event.checkpoint_id,
-        "probe_event_id": p.probe_event_id,
-        "verdict": p.verdict,
-        "decided_by": p.decided_by,
-        "label_position": p.label_position,
-        "error_analysis": p.error_analysis,
-        "correct_approach": p.correct_approach,
-        "judge_model": p.judge_model,
-        "attempts": p.attempts,
+        "probe_event_id": p["probe_event_id"],
+        "verdict": p["verdict"],
+        "decided_by": p["decided_by"],
+        "label_position": p["label_position"],
+        "error_analysis": p["error_analysis"],
+        "correct_approach": p["correct_approach"],
+        "judge_model": p["judge_model"],
+        "attempts": p["attempts"],
     }
 
 
-def _curated_row(event: Event[CuratedSample]) -> dict[str, Any]:
-    p = event.payload
+def _curated_row(event: FlatEvent) -> dict[str, Any]:
+    p = event.fields
     return {
-        "membership_id": f"{p.round}:{p.sample_id}",
-        "round": p.round,
-        "sample_id": p.sample_id,
-        "source": p.source,
-        "label_json": _json(_dump(p.label)),
-        "label_event_id": p.label_event_id,
-        "content_hash": p.content_hash,
+        "membership_id": f"{p['round']}:{p['sample_id']}",
+        "round": p["round"],
+        "sample_id": p["sample_id"],
+        "source": p["source"],
+        "label_json": event.json["label"],
+        "label_event_id": p["label_event_id"],
+        "content_hash": p["content_hash"],
         "event_id": event.event_id,
     }
 
 
-def _round_row(event: Event[RoundClosed]) -> dict[str, Any]:
-    p = event.payload
+def _round_row(event: FlatEvent) -> dict[str, Any]:
+    p = event.fields
     return {
-        "round": p.round,
-        "total": p.total,
-        "counts_json": _json(p.counts),
-        "content_hash": p.content_hash,
-        "target_size": p.target_size,
-        "seed_new_fraction": p.seed_new_fraction,
-        "probed_checkpoint_id": p.probed_checkpoint_id,
+        "round": p["round"],
+        "total": p["total"],
+        "counts_json": event.json["counts"],
+        "content_hash": p["content_hash"],
+        "target_size": p["target_size"],
+        "seed_new_fraction": p["seed_new_fraction"],
+        "probed_checkpoint_id": p["probed_checkpoint_id"],
         "event_id": event.event_id,
     }
 
 
-def _checkpoint_row(event: Event[CheckpointPublished]) -> dict[str, Any]:
-    p = event.payload
+def _checkpoint_row(event: FlatEvent) -> dict[str, Any]:
+    p = event.fields
     return {
-        "checkpoint_id": p.new_checkpoint_id,
-        "parent_checkpoint_id": p.parent_checkpoint_id,
-        "round": p.round,
-        "step": p.step,
-        "final": p.final,
-        "uri": p.uri,
-        "backend": p.backend,
-        "metrics_json": _json(p.metrics),
-        "wall_time_s": p.wall_time_s,
+        "checkpoint_id": p["new_checkpoint_id"],
+        "parent_checkpoint_id": p["parent_checkpoint_id"],
+        "round": p["round"],
+        "step": p["step"],
+        "final": p["final"],
+        "uri": p["uri"],
+        "backend": p["backend"],
+        "metrics_json": event.json["metrics"],
+        "wall_time_s": p["wall_time_s"],
         "event_id": event.event_id,
     }
 
@@ -343,90 +282,52 @@ TABLE_KEYS: dict[str, str] = {"events": "event_id", "samples": "sample_id"} | {
 }
 
 
-def sample_row(
-    added: Event[SampleAdded], label_events: Sequence[Event[Any]], dumped: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A sample's row: its SampleAdded folded with every LabelCorrected, in event-id order.
-
-    ``dumped``: the SampleAdded payload's dump, when the caller has it (its label and messages)."""
-    p = added.payload
-    if dumped is None:
-        label_dump, messages_dump = _dump(p.label), [m.model_dump(mode="json") for m in p.messages]
-    else:
-        label_dump, messages_dump = dumped["label"], dumped["messages"]
-    original_label_json = _json(label_dump)
-    if not label_events:  # added, never relabelled: the row's JSON is composed from the label's
-        return _sample_fields(
-            p,
-            original_label_json,
-            original_label_json,
-            added.event_id,
-            # _json(history) of the one entry below, whose keys are in sorted order already
-            '[{"event_id":'
-            + _json_string(added.event_id)
-            + ',"label":'
-            + original_label_json
-            + ',"reason":"added","verdict_event_id":null}]',
-            0,
-            _json(messages_dump),
-            added.event_id,
-        )
-    current, current_event_id = p.label, added.event_id
-    history: list[dict[str, Any]] = [
-        {"event_id": added.event_id, "label": label_dump, "reason": "added", "verdict_event_id": None}
+def sample_row(added: FlatEvent, label_events: Sequence[FlatEvent]) -> dict[str, Any]:
+    """A sample's row: its SampleAdded folded with every LabelCorrected, in event-id order."""
+    original_label_json = added.json["label"]
+    current_label_json, label_event_id, relabels = original_label_json, added.event_id, 0
+    # canonical JSON of the label history: a list of objects whose keys are written in sorted order
+    history = [
+        '{"event_id":'
+        + _json_string(added.event_id)
+        + ',"label":'
+        + original_label_json
+        + ',"reason":"added","verdict_event_id":null}'
     ]
-    relabels = 0
     for event in sorted(label_events, key=lambda e: e.event_id):
-        if not isinstance(event.payload, LabelCorrected):
+        if event.event_type != "LabelCorrected":
             continue
-        current, current_event_id = event.payload.new_label, event.event_id
+        current_label_json, label_event_id = event.json["new_label"], event.event_id
         relabels += 1
+        verdict_event_id = event.fields["verdict_event_id"]
         history.append(
-            {
-                "event_id": event.event_id,
-                "label": _dump(event.payload.new_label),
-                "reason": event.payload.reason,
-                "verdict_event_id": event.payload.verdict_event_id,
-            }
+            '{"event_id":'
+            + _json_string(event.event_id)
+            + ',"label":'
+            + current_label_json
+            + ',"reason":'
+            + _json_string(event.fields["reason"])
+            + ',"verdict_event_id":'
+            + ("null" if verdict_event_id is None else _json_string(verdict_event_id))
+            + "}"
         )
-    return _sample_fields(
-        p,
-        original_label_json,
-        _json(_dump(current)),
-        current_event_id,
-        _json(history),
-        relabels,
-        _json(messages_dump),
-        added.event_id,
-    )
-
-
-def _sample_fields(
-    p: SampleAdded,
-    original_label_json: str,
-    current_label_json: str,
-    label_event_id: str,
-    label_history_json: str,
-    relabel_count: int,
-    messages_json: str,
-    added_event_id: str,
-) -> dict[str, Any]:
+    p = added.fields
     return {
-        "sample_id": p.sample_id,
-        "origin": p.origin,
-        "round_added": p.round,
-        "source_format": p.source_format,
-        "source_ref": p.source_ref,
-        "seed_sample_id": p.seed_sample_id,
-        "tools_json": tools_json(p.tools),
-        "messages_json": messages_json,
+        "sample_id": p["sample_id"],
+        "origin": p["origin"],
+        "round_added": p["round"],
+        "source_format": p["source_format"],
+        "source_ref": p["source_ref"],
+        "seed_sample_id": p["seed_sample_id"],
+        "tools_json": added.json["tools"],
+        "messages_json": added.json["messages"],
         "original_label_json": original_label_json,
         "current_label_json": current_label_json,
         "label_event_id": label_event_id,
-        "label_history_json": label_history_json,
-        "relabel_count": relabel_count,
-        "content_hash": p.content_hash,
-        "added_event_id": added_event_id,
+        "label_history_json": "[" + ",".join(history) + "]",
+        "relabel_count": relabels,
+        "content_hash": p["content_hash"],
+        "added_event_id": added.event_id,
     }
 
 
@@ -497,7 +398,7 @@ class RowBuffer:
         self._rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in TABLE_SCHEMAS}
         self._values = {name: operator.itemgetter(*schema.names) for name, schema in TABLE_SCHEMAS.items()}
 
-    def add(self, events: Iterable[Event[Any]]) -> int:
+    def add(self, events: Iterable[FlatEvent]) -> int:
         """Buffer the rows of the events not seen yet; returns how many were new."""
         rows, values, seen, new = self._rows, self._values, self._seen, 0
         event_rows, event_values = rows["events"], values["events"]
@@ -506,8 +407,7 @@ class RowBuffer:
                 continue
             seen.add(event.event_id)
             new += 1
-            payload_text, dumped = _payload_json_and_dump(event.payload)
-            event_rows.append(event_values(event_row(event, payload_text)))
+            event_rows.append(event_values(event_row(event)))
             for spec in self._tables_for.get(event.event_type, ()):
                 row = spec.row(event)
                 key, keys = row[spec.key], self._keys[spec.name]
@@ -515,14 +415,14 @@ class RowBuffer:
                     keys.add(key)
                     rows[spec.name].append(values[spec.name](row))
             if event.event_type == "SampleAdded":
-                sample_id = event.payload.sample_id
+                sample_id = event.fields["sample_id"]
                 if sample_id in self.samples:
                     self.refold.add(sample_id)
                 else:
                     self.samples.add(sample_id)
-                    rows["samples"].append(values["samples"](sample_row(event, (), dumped)))
+                    rows["samples"].append(values["samples"](sample_row(event, ())))
             elif event.event_type == "LabelCorrected":
-                self.refold.add(event.payload.sample_id)
+                self.refold.add(event.fields["sample_id"])
         self.buffered += new
         return new
 

@@ -31,11 +31,12 @@ os.environ.setdefault("LANCE_LOG", "error")  # lance logs table creation at WARN
 import lancedb
 import pyarrow as pa
 
-from bus.kafka import EventProducer, GroupConsumer, ReplayStats, replay
+from bus.kafka import EventProducer, GroupConsumer, ReplayStats, replay_flat
 from bus.topics import RECORD_TOPICS
 from common.logs import get_logger
 from schemas.codec import EventCodec
 from schemas.events import Event, Producer
+from schemas.flat import FlatEvent, FlatReader, flatten
 from views.config import StoreRunSettings
 from views.rebuild_share import auto_workers, load_in_workers
 from views.rows import (
@@ -108,13 +109,14 @@ class SampleStore:
         """Apply a batch; returns how many events were new to the store. Idempotent."""
         if not events:
             return 0
-        unique: dict[str, Event[Any]] = {}
+        unique: dict[str, FlatEvent] = {}
         for event in events:  # keep the first copy of a redelivered event, as every consumer does
-            unique.setdefault(event.event_id, event)
-        label_events: dict[str, list[Event[Any]]] = {}
+            if event.event_id not in unique:
+                unique[event.event_id] = flatten(event)
+        label_events: dict[str, list[FlatEvent]] = {}
         for event in unique.values():
             if event.event_type in LABEL_EVENT_TYPES:
-                label_events.setdefault(event.payload.sample_id, []).append(event)
+                label_events.setdefault(event.fields["sample_id"], []).append(event)
         # Read before inserting: what the store already holds wins over a redelivered copy.
         stored = self._stored_label_events(sorted(label_events))
         rows = rows_table([event_row(e) for e in unique.values()], EVENTS_SCHEMA)
@@ -129,10 +131,10 @@ class SampleStore:
             self._refresh_samples(label_events, stored)
         return int(result.num_inserted_rows)
 
-    def _stored_label_events(self, sample_ids: list[str], chunk: int = 1000) -> dict[str, list[Event[Any]]]:
+    def _stored_label_events(self, sample_ids: list[str], chunk: int = 1000) -> dict[str, list[FlatEvent]]:
         """Label events the store already holds for these samples (usually none: they are new)."""
         events_table = self._tables["events"]
-        found: dict[str, list[Event[Any]]] = {}
+        found: dict[str, list[FlatEvent]] = {}
         for start in range(0, len(sample_ids), chunk):
             where = (
                 f"event_type IN ({sql_list(LABEL_EVENT_TYPES)}) "
@@ -143,11 +145,11 @@ class SampleStore:
                 continue
             rows = events_table.search().where(where).select(list(EVENTS_SCHEMA.names)).limit(None).to_arrow()
             for row in rows.to_pylist():
-                found.setdefault(row["sample_id"], []).append(event_from_row(row))
+                found.setdefault(row["sample_id"], []).append(flatten(event_from_row(row)))
         return found
 
     def _refresh_samples(
-        self, in_batch: dict[str, list[Event[Any]]], stored: dict[str, list[Event[Any]]]
+        self, in_batch: dict[str, list[FlatEvent]], stored: dict[str, list[FlatEvent]]
     ) -> None:
         """Recompute the rows of samples with label events in the batch, from stored + new events."""
         rows = []
@@ -251,9 +253,10 @@ class BulkLoad:
         self.applied = 0
         self.rows = RowBuffer()
 
-    def add(self, events: Iterable[Event[Any]]) -> int:
-        """Buffer (and flush when enough) the events not seen yet; returns how many were new."""
-        new = self.rows.add(events)
+    def add(self, events: Iterable[FlatEvent | Event[Any]]) -> int:
+        """Buffer (and flush when enough) the events not seen yet; returns how many were new. Events
+        held as models are flattened (a replay reads them flat)."""
+        new = self.rows.add(e if type(e) is FlatEvent else flatten(e) for e in events)  # type: ignore[arg-type]
         self.applied += new
         if self.rows.buffered >= self.flush_rows:
             self.flush()
@@ -365,7 +368,8 @@ async def rebuild(
     run with no events (refused unless ``allow_empty``: a mistyped run id reads nothing) leaves the
     store as it was. ``workers`` (default ``store.rebuild_workers``; 0: as many as the run's size and
     the machine's cores pay for, :func:`views.rebuild_share.workers_for`): processes that read and
-    decode the topics, each a share of the partitions (:mod:`views.rebuild_share`); with one, this
+    decode the topics (flat, without models: :mod:`schemas.flat`), each a share of the partitions
+    (:mod:`views.rebuild_share`); with one, this
     process reads them itself (with ``codec`` if given). ``on_batch`` is told how many new events each
     batch brought (for progress).
     """
@@ -386,15 +390,15 @@ async def rebuild(
             load = BulkLoad(store)
             if workers == 1:
                 stats = ReplayStats()
-                async for batch in replay(
+                async for batch in replay_flat(
                     settings.kafka,
                     settings.run_id,
                     ALL_TOPIC_NAMES,
-                    codec=codec,
+                    FlatReader(codec) if codec is not None else None,
                     batch_size=batch_size,
                     stats=stats,
                 ):
-                    new = load.add(d.event for d in batch)
+                    new = load.add(batch)
                     if on_batch is not None:
                         on_batch(new)
             else:

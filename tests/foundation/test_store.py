@@ -175,13 +175,13 @@ def test_each_run_has_its_own_store_folder(settings) -> None:
 
 def test_payload_json_is_the_canonical_json_of_the_payload() -> None:
     """The store's spliced payload JSON (tool lists' JSON cached) equals canonical JSON of the dump."""
+    from schemas.flat import flat_payload
     from toolcall.canonical import canonical_json
-    from views.rows import payload_json
 
     payloads = [*one_of_each(), sample_added("s_no_tools").model_copy(update={"tools": []})]
     for payload in payloads:
         for _ in range(2):  # a miss, then a hit of the tool-list cache
-            assert payload_json(payload) == canonical_json(payload.model_dump(mode="json")), (
+            assert flat_payload(payload)[2] == canonical_json(payload.model_dump(mode="json")), (
                 payload.EVENT_TYPE
             )
 
@@ -210,6 +210,36 @@ def test_bulk_load_equals_applying_batches(tmp_path) -> None:
     assert json.loads(bulk.store.rows("samples")[7]["label_history_json"])[0]["event_id"] == min(
         added[7].event_id, again.event_id
     )
+
+
+def test_numbers_json_cannot_hold_do_not_stop_the_store(tmp_path) -> None:
+    """A perplexity of inf (a token of log-probability -inf) and a NaN training loss: the events table
+    writes them as null (JSON has no such numbers), the probes table keeps the float."""
+    import math
+
+    from schemas.events import CheckpointPublished, ProbeResult
+
+    probe = next(p for p in one_of_each() if isinstance(p, ProbeResult)).model_copy(update={"ppl": math.inf})
+    checkpoint = CheckpointPublished(
+        new_checkpoint_id="c",
+        round=1,
+        step=2,
+        final=False,
+        uri="u",
+        backend="cpu",
+        metrics={"loss": math.nan},
+    )
+    events = [event_of(probe), event_of(checkpoint)]
+    live = SampleStore.reset(tmp_path / "live")
+    assert live.apply(events) == 2
+    assert live.rows("probes")[0]["ppl"] == math.inf
+    assert json.loads(live.rows("checkpoints")[0]["metrics_json"]) == {"loss": None}
+    payloads = [json.loads(row["payload_json"]) for row in live.rows("events")]
+    assert {"ppl": None}.items() <= next(p for p in payloads if "ppl" in p).items()
+    bulk = BulkLoad(SampleStore.reset(tmp_path / "bulk"))
+    bulk.add(events)
+    bulk.finish()
+    assert bulk.store.snapshot() == live.snapshot()
 
 
 # --- rebuild swaps only on success (issue 19) ------------------------------------------------------
@@ -315,6 +345,7 @@ def test_rows_from_several_workers_keep_the_first_row_per_key(tmp_path) -> None:
     """The rows two workers made from overlapping events, written through the rebuild's merge, equal
     the store one bulk load makes from all of them (the second copy of a key is dropped, a sample added
     by two events is folded again)."""
+    from schemas.flat import flatten
     from views.rebuild_share import LoadedInWorkers, _FirstRows
     from views.rows import RowBuffer
 
@@ -337,7 +368,7 @@ def test_rows_from_several_workers_keep_the_first_row_per_key(tmp_path) -> None:
     refold: set[str] = set()
     for share in (first_share, second_share):
         rows = RowBuffer()
-        rows.add(share)
+        rows.add(map(flatten, share))
         merged.append({name: merge.new(name, table) for name, table in rows.take().items()})
         refold |= rows.refold
     merged.refold((refold | loaded.refold) & loaded.samples)
