@@ -85,6 +85,7 @@ def _finite(value: Any) -> Any:
 _string = json.encoder.encode_basestring  # canonical JSON of a str (non-ASCII kept, as canonical_json)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SCALARS = (str, int, float, bool)
+JSON_TEXTS_KEPT = 4096  # per JSON field of a compiled reader: the canonical JSON of recent texts
 
 
 @dataclass(slots=True)
@@ -442,18 +443,21 @@ class _FlatCompiler:
 
     def _json_field(self, annotation: Any, value: str) -> str:
         """JSON kept in a ``<field>_json`` string: read (and checked) as the model's reader reads it,
-        written canonically."""
+        written canonically. Kept per text (bounded): a sample's label and arguments come back on
+        each of its probes, verdicts and curations, and most metadata is ``{}``."""
         read = self.avro._json_reader(annotation)
-        if _plain_json(annotation):
+        dump = None if _plain_json(annotation) else TypeAdapter(annotation).dump_python
+        known: dict[str, str] = {}
 
-            def json_field(text: str) -> str:
-                return canonical(read(text))
-
-        else:  # models or other types in the JSON: dumped as the model's dump would
-            dump = TypeAdapter(annotation).dump_python
-
-            def json_field(text: str) -> str:
-                return canonical(dump(read(text), mode="json"))
+        def json_field(text: str) -> str:
+            found = known.get(text)
+            if found is None:
+                value = read(text)
+                found = canonical(value if dump is None else dump(value, mode="json"))
+                if len(known) >= JSON_TEXTS_KEPT:
+                    known.clear()
+                known[text] = found
+            return found
 
         return f"{self._constant(json_field, '_json_field')}({value})"
 

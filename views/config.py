@@ -20,7 +20,7 @@ class StoreSettings(Section):
         default=0,
         ge=0,
         description="Processes that read and decode the topics in a rebuild, each a share of the partitions. "
-        "0 (the default): one per 50k events of the run, at most one per usable core and per partition "
+        "0 (the default): one per 100k events of the run, at most one per usable core and per partition "
         "(a worker takes about a second to start); 1: the rebuilding process reads them itself.",
     )
 

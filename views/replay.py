@@ -425,6 +425,8 @@ async def replay_to(
         if store_path is not None:  # one writer per store folder (a live store, a rebuild)
             held.enter_context(store_lock(store_path))
         store = BulkLoad(SampleStore.reset(store_path)) if store_path is not None else None
+        if store is not None:
+            held.callback(store.close)
         ledger = Ledger()
         origins: dict[str, Event[SampleAdded]] = {}
         upstream = Ledger() if policy is not None and boundary.dataset_round is not None else None

@@ -16,6 +16,7 @@ once at the end). The rows themselves are made in :mod:`views.rows`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import os
@@ -252,6 +253,11 @@ class BulkLoad:
         self.flush_rows = flush_rows
         self.applied = 0
         self.rows = RowBuffer()
+        # One append in flight, in a thread of its own: LanceDB writes without the GIL, so the next
+        # batch is read and decoded meanwhile. A second append waits for the first (memory stays
+        # bounded by two batches of rows).
+        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-append")
+        self._pending: concurrent.futures.Future[None] | None = None
 
     def add(self, events: Iterable[FlatEvent | Event[Any]]) -> int:
         """Buffer (and flush when enough) the events not seen yet; returns how many were new. Events
@@ -266,9 +272,26 @@ class BulkLoad:
         self.append(self.rows.take())
 
     def append(self, tables: dict[str, pa.Table]) -> None:
-        """Append Arrow tables of rows (by table name) to the store as they are."""
+        """Append Arrow tables of rows (by table name) to the store as they are (in the background:
+        :meth:`wait` for them)."""
+        self.wait()
+        self._pending = self._writer.submit(self._append, tables)
+
+    def _append(self, tables: dict[str, pa.Table]) -> None:
         for name, table in tables.items():
             self.store.table(name).add(table)
+
+    def wait(self) -> None:
+        """Until the appends made so far are written; raises what writing them raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the append in flight (without raising its error: the load is abandoned)."""
+        with contextlib.suppress(Exception):
+            self.wait()
+        self._writer.shutdown()
 
     def finish(self, chunk: int = 1000) -> int:
         """Write what is buffered and fold the samples that need it; returns the events applied."""
@@ -277,7 +300,9 @@ class BulkLoad:
         return self.applied
 
     def refold(self, sample_ids: Iterable[str], chunk: int = 1000) -> None:
-        """Rewrite the rows of these samples from every label event the store holds for them."""
+        """Rewrite the rows of these samples from every label event the store holds for them (once
+        every append is written)."""
+        self.wait()
         refold = sorted(sample_ids)
         samples = self.store.table("samples")
         for start in range(0, len(refold), chunk):
@@ -385,6 +410,7 @@ async def rebuild(
     with store_lock(target):
         check_store_folder(target)
         building = target.with_name(f".{target.name}.rebuild-{secrets.token_hex(6)}")
+        load: BulkLoad | None = None
         try:
             store = SampleStore(building)
             load = BulkLoad(store)
@@ -424,9 +450,13 @@ async def rebuild(
                 load.finish()
             else:
                 load.refold(loaded.refold)
-            del store, load
+            load.close()
+            load = None
+            del store  # LanceDB's handles on the folder go before it is moved
             _swap_in(building, target)
         finally:
+            if load is not None:
+                load.close()  # no append may still be writing into the folder removed below
             if building.exists():
                 shutil.rmtree(building, ignore_errors=True)
     log.info(

@@ -291,6 +291,26 @@ async def test_a_failed_rebuild_leaves_the_store_as_it_was(settings, tmp_path) -
     assert leftovers() == []
 
 
+def test_a_failed_background_append_is_raised_not_lost(tmp_path) -> None:
+    """Appends are written in a thread while the next batch is read: a write that fails surfaces at the
+    next append or at the end, never silently."""
+
+    def disk_full(self, tables) -> None:
+        raise OSError("disk full")
+
+    load = BulkLoad(SampleStore.reset(tmp_path / "bulk"), flush_rows=5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BulkLoad, "_append", disk_full)
+        load.add([event_of(sample_added(f"s_{i}")) for i in range(6)])  # one flush, written in the background
+        with pytest.raises(OSError, match="disk full"):
+            load.finish()
+    load.close()
+    bulk = BulkLoad(SampleStore.reset(tmp_path / "ok"), flush_rows=5)
+    bulk.add([event_of(sample_added(f"s_{i}")) for i in range(12)])
+    assert bulk.finish() == 12 and bulk.store.counts()["samples"] == 12
+    bulk.close()
+
+
 async def test_one_writer_per_store_folder(settings, tmp_path) -> None:
     await _publish_run(settings, n=30)
     folder = tmp_path / "store"
