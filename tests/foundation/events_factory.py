@@ -249,3 +249,29 @@ def one_of_each() -> list[Payload]:
 
 def event_of(payload: Payload, run_id: str = "r", **kwargs: object) -> Event[Payload]:
     return make_event(payload, run_id=run_id, producer=PRODUCER, **kwargs)  # type: ignore[arg-type]
+
+
+def beyond_avro(codec) -> list[bytes]:
+    """Bytes of a SampleAdded that Avro reads but a model read must refuse: a Literal field outside its
+    values, JSON fields of the wrong shape, a role that does not exist (``codec`` writes the event)."""
+    import io
+
+    import fastavro
+
+    from schemas.registry import default_registry
+
+    schema = default_registry().current("SampleAdded")
+    data = codec.encode(event_of(sample_added()))
+    mangled = []
+    for mangle in (
+        lambda r: r["payload"].update(origin="imported"),
+        lambda r: r["payload"].update(metadata_json="[1, 2]"),
+        lambda r: r["payload"]["label"]["calls"][0].update(arguments_json='"text"'),
+        lambda r: r["payload"]["messages"][0].update(role="robot"),
+    ):
+        record = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.parsed)
+        mangle(record)
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, schema.parsed, record)
+        mangled.append(data[:10] + body.getvalue())
+    return mangled
