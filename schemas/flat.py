@@ -85,7 +85,9 @@ def _finite(value: Any) -> Any:
 _string = json.encoder.encode_basestring  # canonical JSON of a str (non-ASCII kept, as canonical_json)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SCALARS = (str, int, float, bool)
-JSON_TEXTS_KEPT = 4096  # per JSON field of a compiled reader: the canonical JSON of recent texts
+# Per JSON field of a compiled reader: the canonical JSON of recent short texts (memory stays small).
+JSON_TEXTS_KEPT = 4096
+JSON_TEXT_KEPT_CHARS = 256
 
 
 @dataclass(slots=True)
@@ -443,8 +445,8 @@ class _FlatCompiler:
 
     def _json_field(self, annotation: Any, value: str) -> str:
         """JSON kept in a ``<field>_json`` string: read (and checked) as the model's reader reads it,
-        written canonically. Kept per text (bounded): a sample's label and arguments come back on
-        each of its probes, verdicts and curations, and most metadata is ``{}``."""
+        written canonically. Kept per short text: a sample's label and arguments come back on each of
+        its probes, verdicts and curations, and most metadata is ``{}``."""
         read = self.avro._json_reader(annotation)
         dump = None if _plain_json(annotation) else TypeAdapter(annotation).dump_python
         known: dict[str, str] = {}
@@ -454,9 +456,10 @@ class _FlatCompiler:
             if found is None:
                 value = read(text)
                 found = canonical(value if dump is None else dump(value, mode="json"))
-                if len(known) >= JSON_TEXTS_KEPT:
-                    known.clear()
-                known[text] = found
+                if len(text) <= JSON_TEXT_KEPT_CHARS:
+                    if len(known) >= JSON_TEXTS_KEPT:
+                        known.clear()
+                    known[text] = found
             return found
 
         return f"{self._constant(json_field, '_json_field')}({value})"
