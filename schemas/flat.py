@@ -5,14 +5,15 @@ values, the payload's single-value fields (strings, numbers, booleans, None) and
 (:func:`toolcall.canonical.canonical_json`: sorted keys, compact) of each of its other fields and of
 the whole payload. A replay into the store needs nothing else, so :class:`FlatReader` reads it
 straight from the Avro record: per writer schema it compiles one function that writes the JSON text
-from the record's values, where decoding to models and dumping them again cost about three times as
-much (``benchmarks/codec_replay.py``).
+from the record's values, where decoding to models and dumping them again cost about twice as much
+(``benchmarks/codec_replay.py``).
 
-The JSON is the same text, byte for byte, as ``canonical_json(payload.model_dump(mode="json"))``: a
-test compares both ways on every event type and schema version. What the compiled readers do not
-cover (a writer schema with inline tool specs, whose validators must run; bytes; maps; unions of
-records; field constraints) is decoded to models and flattened from them (:func:`flatten`), as is
-every event a process holds as a model. What a model read checks, the compiled readers check too
+The JSON is the same text, byte for byte, as ``canonical_json(payload.model_dump(mode="json"))``,
+except that a float that is not finite is null (:func:`canonical`): tests compare both ways on every
+event type and schema version, and on random content. What the compiled readers do not cover (a
+writer schema with inline tool specs, whose validators must run; bytes; unions of records; field
+constraints) is decoded to models and flattened from them (:func:`flatten`), as is every event a
+process holds as a model. What a model read checks, the compiled readers check too
 (``Literal`` values, the shape of JSON fields), so a record either flattens to what its model would
 or is refused as corrupt.
 """
@@ -25,7 +26,7 @@ import math
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
@@ -82,7 +83,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-_string = json.encoder.encode_basestring  # canonical JSON of a str (non-ASCII kept, as canonical_json)
+json_string = json.encoder.encode_basestring  # canonical JSON of a str (non-ASCII kept, as canonical_json)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SCALARS = (str, int, float, bool)
 # Per JSON field of a compiled reader: the canonical JSON of recent short texts (memory stays small).
@@ -174,7 +175,7 @@ def flat_payload(payload: BaseModel) -> tuple[dict[str, Any], dict[str, str], st
     return {name: values[name] for name in scalars}, pieces, payload_text
 
 
-_ONE_MICROSECOND = _EPOCH - datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+_ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 # --- from an Avro record -----------------------------------------------------------------------------
@@ -221,7 +222,7 @@ class _FlatCompiler:
         self.codec = codec
         self.avro = _Compiler(writer.schema, codec, raw_timestamps=True)  # named types, JSON-field readers
         self.env: dict[str, Any] = {
-            "_string": _string,
+            "_string": json_string,
             "_int": int.__repr__,
             "_float": _float_json,
             "_bool": _bool_json,
@@ -275,7 +276,7 @@ class _FlatCompiler:
             return "'{}'"
         parts = []
         for index, f in enumerate(fields):
-            parts.append(repr(("{" if index == 0 else ",") + _string(f.name) + ":"))
+            parts.append(repr(("{" if index == 0 else ",") + json_string(f.name) + ":"))
             parts.append(f.json)
         return f"''.join(({', '.join(parts)}, '}}'))"
 

@@ -18,8 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from schemas.events import PAYLOAD_TYPES, Event
-from schemas.flat import FlatEvent
-from schemas.flat import _string as _json_string  # canonical JSON of a str
+from schemas.flat import FlatEvent, json_string
 
 LABEL_EVENT_TYPES = ("SampleAdded", "LabelCorrected")
 
@@ -289,7 +288,7 @@ def sample_row(added: FlatEvent, label_events: Sequence[FlatEvent]) -> dict[str,
     # canonical JSON of the label history: a list of objects whose keys are written in sorted order
     history = [
         '{"event_id":'
-        + _json_string(added.event_id)
+        + json_string(added.event_id)
         + ',"label":'
         + original_label_json
         + ',"reason":"added","verdict_event_id":null}'
@@ -302,13 +301,13 @@ def sample_row(added: FlatEvent, label_events: Sequence[FlatEvent]) -> dict[str,
         verdict_event_id = event.fields["verdict_event_id"]
         history.append(
             '{"event_id":'
-            + _json_string(event.event_id)
+            + json_string(event.event_id)
             + ',"label":'
             + current_label_json
             + ',"reason":'
-            + _json_string(event.fields["reason"])
+            + json_string(event.fields["reason"])
             + ',"verdict_event_id":'
-            + ("null" if verdict_event_id is None else _json_string(verdict_event_id))
+            + ("null" if verdict_event_id is None else json_string(verdict_event_id))
             + "}"
         )
     p = added.fields
