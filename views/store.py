@@ -22,6 +22,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -256,7 +257,6 @@ class BulkLoad:
         # One append in flight, in a thread of its own: LanceDB writes without the GIL, so the next
         # batch is read and decoded meanwhile. A second append waits for the first (memory stays
         # bounded by two batches of rows).
-        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-append")
         self._pending: concurrent.futures.Future[None] | None = None
 
     def add(self, events: Iterable[FlatEvent | Event[Any]]) -> int:
@@ -275,7 +275,18 @@ class BulkLoad:
         """Append Arrow tables of rows (by table name) to the store as they are (in the background:
         :meth:`wait` for them)."""
         self.wait()
-        self._pending = self._writer.submit(self._append, tables)
+        pending: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def write() -> None:
+            try:
+                self._append(tables)
+            except BaseException as exc:  # handed to whoever waits for it
+                pending.set_exception(exc)
+            else:
+                pending.set_result(None)
+
+        threading.Thread(target=write, name="store-append", daemon=True).start()
+        self._pending = pending
 
     def _append(self, tables: dict[str, pa.Table]) -> None:
         for name, table in tables.items():
@@ -291,7 +302,6 @@ class BulkLoad:
         """Wait for the append in flight (without raising its error: the load is abandoned)."""
         with contextlib.suppress(Exception):
             self.wait()
-        self._writer.shutdown()
 
     def finish(self, chunk: int = 1000) -> int:
         """Write what is buffered and fold the samples that need it; returns the events applied."""
