@@ -26,12 +26,14 @@ import math
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
 from schemas.codec import (
+    _EPOCH,
+    _ONE_MICROSECOND,
     JSON_SUFFIX,
     VALIDATED_ONCE,
     CorruptEventError,
@@ -84,7 +86,6 @@ def _finite(value: Any) -> Any:
 
 
 json_string = json.encoder.encode_basestring  # canonical JSON of a str (non-ASCII kept, as canonical_json)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SCALARS = (str, int, float, bool)
 # Per JSON field of a compiled reader: the canonical JSON of recent short texts (memory stays small).
 JSON_TEXTS_KEPT = 4096
@@ -173,9 +174,6 @@ def flat_payload(payload: BaseModel) -> tuple[dict[str, Any], dict[str, str], st
     else:
         payload_text = canonical(dumped)
     return {name: values[name] for name in scalars}, pieces, payload_text
-
-
-_ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 # --- from an Avro record -----------------------------------------------------------------------------
