@@ -1,4 +1,4 @@
-"""Process-wide runtime settings for the services: the cyclic garbage collector.
+"""Process-wide runtime settings for the services: the cyclic garbage collector, and crash reports.
 
 Every event read from Kafka becomes a few dozen short-lived Python objects (the decoded record, the
 models, their lists). With CPython's default thresholds the collector runs after every 700 net new
@@ -12,6 +12,7 @@ runs, so reference cycles are still freed.
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 
 # Young generation: collected after this many net new container objects (CPython's default: 700).
@@ -24,3 +25,15 @@ def tune_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> tuple[int, int,
     gc.freeze()
     gc.set_threshold(*thresholds)
     return thresholds
+
+
+def report_native_crashes() -> None:
+    """On a crash in native code (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL: torch, tokenizers, Arrow,
+    LanceDB), print every thread's Python stack to stderr before the process dies.
+
+    A service that dies of a signal otherwise leaves only its exit code (-11) and the last line it
+    logged; the stacks say which call crashed, and in which thread (the trainer trains in a worker
+    thread while the event loop runs).
+    """
+    if not faulthandler.is_enabled():
+        faulthandler.enable(all_threads=True)

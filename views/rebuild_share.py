@@ -30,7 +30,7 @@ from bus.config import KafkaSettings
 from bus.kafka import BrokerRestarted, ReplayStats, Share, partition_ends, replay_flat
 from common.logs import LogSettings, configure_logging, get_logger
 from common.machine import usable_cores
-from common.runtime import tune_gc
+from common.runtime import report_native_crashes, tune_gc
 from views.rows import TABLE_KEYS, RowBuffer
 
 log = get_logger(__name__)
@@ -99,6 +99,7 @@ def _work(task: ShareTask, out: IO[bytes]) -> None:
     ``("done", ShareDone)`` (or ``("failed", reason)``) to ``out``."""
     configure_logging(task.logging)
     tune_gc()  # as every command does: decoding is what a worker does (common/runtime.py)
+    report_native_crashes()
 
     def send(kind: str, body: Any) -> None:
         pickle.dump((kind, body), out, protocol=pickle.HIGHEST_PROTOCOL)

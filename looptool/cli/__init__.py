@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from common.logs import LogSettings, configure_logging
-from common.runtime import tune_gc
+from common.runtime import report_native_crashes, tune_gc
 from looptool.cli import broker, data, demo, errors, evaluate, schemas, services, setup, views
 from looptool.config import Settings, load_settings
 
@@ -92,6 +92,7 @@ def main(
     errors.set_debug(log_level == "debug")
     configure_logging(LogSettings(**log))  # until the settings are read (they may say otherwise)
     tune_gc()  # every command streams events: see common/runtime.py
+    report_native_crashes()
 
     def load() -> Settings:
         try:
