@@ -19,6 +19,9 @@ from pathlib import Path
 from bus.broker import free_port
 
 _PR_SET_PDEATHSIG = 1
+# How faulthandler's report of a crash in native code begins, and how much of a log a report may show.
+_CRASH_REPORT = "Fatal Python error: "
+CRASH_REPORT_LINES = 300
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -54,17 +57,25 @@ class Service:
         handle.close()
 
     def check(self) -> None:
-        """Raise with the tail of its log if the service died."""
+        """Raise with the tail of its log if the service died (from its crash report, if it has one)."""
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(
                 f"the {self.name} service exited with {self.process.returncode}:\n{self.tail()}"
             )
 
     def tail(self, lines: int = 25) -> str:
+        """The log's last ``lines`` lines; where the process crashed in native code, its whole crash
+        report instead (every thread's stack, :func:`common.runtime.report_native_crashes`), and the
+        lines before it, up to ``CRASH_REPORT_LINES``."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return ""
+        crash = next((i for i in range(len(text) - 1, -1, -1) if text[i].startswith(_CRASH_REPORT)), None)
+        if crash is not None and len(text) - crash > lines:
+            start = max(0, crash - 5, len(text) - CRASH_REPORT_LINES)
+            return "\n".join(text[start:])
+        return "\n".join(text[-lines:])
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
