@@ -28,7 +28,7 @@ from typing import Any
 from toolcall.parsing import render_action, render_call
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message
-from toolcall.verdicts import read_verification
+from toolcall.verdicts import SAMPLE_DATA_TAGS, read_verification
 
 PROMPT_VERSION = "1"
 DEFAULT_CURRENT_TIME = "2026-01-01 09:00:00"
@@ -36,16 +36,7 @@ Chat = list[dict[str, str]]
 
 # Tags that delimit sample data in the judge, generator and verifier prompts.
 DATA_TAGS = (
-    "tools",
-    "conversation",
-    "response_1",
-    "response_2",
-    "original_sample",
-    "correct_response",
-    "incorrect_response",
-    "error_analysis",
-    "candidate",
-    "schema_check",
+    *SAMPLE_DATA_TAGS,
     "think",  # a judge quoting a sample's "</think>" must not end its own reasoning trace
 )
 _DATA_TAG = re.compile(r"<(\s*/?\s*(?:" + "|".join(DATA_TAGS) + r")\b)", re.IGNORECASE)

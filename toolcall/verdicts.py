@@ -53,9 +53,10 @@ VERDICT_REGEX = (
     r"(RESPONSE [12] INCORRECT|BOTH_CORRECT|BOTH_INCORRECT)\n"
     r"Error Analysis: [^\n]{1,400}\nCorrect Approach: [^\n]{1,400}"
 )
-# Blocks whose content is the sample, never the judge's words: the prompt's data tags
-# (toolcall.prompts.DATA_TAGS, less "think", which is the judge's own trace) and copied tool calls.
-QUOTED_TAGS: tuple[str, ...] = (
+# The tags that delimit a sample's data in the judge, generator and verifier prompts
+# (toolcall.prompts.DATA_TAGS adds "think"): defined here, once, because what is inside them is read
+# as quoted data, never as the judge's words.
+SAMPLE_DATA_TAGS: tuple[str, ...] = (
     "tools",
     "conversation",
     "response_1",
@@ -66,9 +67,10 @@ QUOTED_TAGS: tuple[str, ...] = (
     "error_analysis",
     "candidate",
     "schema_check",
-    "tool_call",
-    "tool_response",
 )
+# Blocks whose content is the sample, never the judge's words: the sample's data tags and copied tool
+# calls (not "think", which is the judge's own trace).
+QUOTED_TAGS: tuple[str, ...] = (*SAMPLE_DATA_TAGS, "tool_call", "tool_response")
 
 
 class ParsedVerdict(BaseModel):

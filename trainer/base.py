@@ -109,6 +109,7 @@ class TrainerBackend(Protocol):
 
 
 def has_chat_template(folder: Path) -> bool:
+    """Whether the tokenizer in ``folder`` has a chat template (a file of its own, or in its config)."""
     if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
         return True
     config = folder / "tokenizer_config.json"

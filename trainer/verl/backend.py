@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.logs import get_logger
-from trainer.base import CheckpointInfo, RoundDataset
+from trainer.base import CheckpointInfo, RoundDataset, has_chat_template
 from trainer.verl.config import BatchPlan, VerlSettings, plan_batches, verl_config, verl_overrides
 from trainer.verl.data import VerlRow, prompt_token_counts, write_verl_parquet
 from trainer.verl.process import (
@@ -89,13 +89,6 @@ def latest_checkpoint(checkpoint_root: Path) -> tuple[int, Path]:
     return step, actor
 
 
-def _has_chat_template(folder: Path) -> bool:
-    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
-        return True
-    config = folder / "tokenizer_config.json"
-    return config.is_file() and bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
-
-
 def finish_hf_folder(target: Path, source_model: Path) -> None:
     """Check a merged folder is a loadable HF model; restore files the merge may drop from the source.
 
@@ -108,7 +101,7 @@ def finish_hf_folder(target: Path, source_model: Path) -> None:
         raise VerlRunError(f"merged model at {target} has no safetensors weights")
     if not ((target / "tokenizer.json").is_file() or (target / "tokenizer_config.json").is_file()):
         raise VerlRunError(f"merged model at {target} has no tokenizer")
-    if not _has_chat_template(target):
+    if not has_chat_template(target):
         copied = False
         for name in ("chat_template.jinja", "chat_template.json"):
             if (source_model / name).is_file():
