@@ -12,6 +12,7 @@ runs, so reference cycles are still freed.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import gc
 
@@ -35,5 +36,9 @@ def report_native_crashes() -> None:
     logged; the stacks say which call crashed, and in which thread (the trainer trains in a worker
     thread while the event loop runs).
     """
-    if not faulthandler.is_enabled():
+    if faulthandler.is_enabled():
+        return
+    # Without a file descriptor behind stderr (closed, None, or a stream in memory, as under a
+    # test runner's capture) there is nowhere to write a report: the command runs without one.
+    with contextlib.suppress(RuntimeError, ValueError, OSError, AttributeError):
         faulthandler.enable(all_threads=True)

@@ -73,3 +73,26 @@ def test_a_log_without_a_crash_report_shows_its_last_lines(tmp_path: Path) -> No
     log.write_text("".join(f"line {i}\n" for i in range(100)))
     service = Service("quiet", [], tmp_path / "unused.toml", log)
     assert service.tail().splitlines() == [f"line {i}" for i in range(75, 100)]
+
+
+@pytest.mark.parametrize("stderr", ["None", "io.StringIO()"])
+def test_a_command_runs_where_stderr_has_no_file_to_report_to(stderr: str) -> None:
+    # A daemon with stderr closed, or a test runner's capture: the report is skipped, the command runs.
+    code = textwrap.dedent(
+        f"""
+        import io
+        import sys
+
+        sys.stderr = {stderr}
+        from looptool.cli import app
+
+        @app.command("hello")
+        def hello() -> None:
+            print("ran")
+
+        app(["hello"])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ran"
