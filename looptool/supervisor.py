@@ -8,6 +8,7 @@ interrupted demo or test leaves no process behind.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -27,6 +28,14 @@ CRASH_REPORT_LINES = 300
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def exit_status(code: int) -> str:
+    """A child's exit code as a reader wants it: ``-11 (SIGSEGV)`` for a death by signal."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"{code} ({signal.Signals(-code).name})"
+    return str(code)
 
 
 class Service:
@@ -60,7 +69,7 @@ class Service:
         """Raise with the tail of its log if the service died (from its crash report, if it has one)."""
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(
-                f"the {self.name} service exited with {self.process.returncode}:\n{self.tail()}"
+                f"the {self.name} service exited with {exit_status(self.process.returncode)}:\n{self.tail()}"
             )
 
     def tail(self, lines: int = 25) -> str:
@@ -161,7 +170,8 @@ class BrokerProcess:
         deadline = time.monotonic() + timeout_s
         while "broker ready" not in self.output():
             if self.process.poll() is not None:
-                raise RuntimeError(f"the broker exited with {self.process.returncode}:\n{self.output()}")
+                status = exit_status(self.process.returncode)
+                raise RuntimeError(f"the broker exited with {status}:\n{self.output()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the broker was not ready after {timeout_s:.0f} s:\n{self.output()}")
             time.sleep(0.05)

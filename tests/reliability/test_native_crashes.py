@@ -61,7 +61,7 @@ def test_the_supervisor_shows_the_whole_crash_report_of_a_service(tmp_path: Path
     with pytest.raises(RuntimeError) as raised:
         service.check()
     message = str(raised.value)
-    assert message.startswith(f"the crasher service exited with {-signal.SIGSEGV}:")
+    assert message.startswith(f"the crasher service exited with {-signal.SIGSEGV} (SIGSEGV):")
     assert "log line before the crash" in message
     assert "Fatal Python error: Segmentation fault" in message
     assert "in crash_in_native_code" in message
