@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -100,6 +101,25 @@ def configure_logging(settings: LogSettings | None = None, *, stream: Any = None
     # axis ("Using categorical units ..."); keep them to warnings.
     for noisy in ("aiokafka", "faust", "mode", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    quiet_library_progress_bars()
+
+
+# Hugging Face's own tqdm bars ("Loading weights", "Writing model shards", dataset maps): one per model
+# load, so the probe's log got one per checkpoint. Our commands show their progress with rich.
+_PROGRESS_BAR_SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
+
+
+def quiet_library_progress_bars() -> None:
+    """Turn Hugging Face's progress bars off, unless the environment says otherwise (``=0``).
+
+    Read by the libraries at import, so set before they are imported (commands import them lazily);
+    libraries already imported are told directly."""
+    for switch in _PROGRESS_BAR_SWITCHES:
+        os.environ.setdefault(switch, "1")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1" and "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def get_logger(name: str, **bound: Any) -> structlog.stdlib.BoundLogger:
