@@ -192,6 +192,10 @@ async def warm_start_data(
 
 
 def cache_key(recipe: WarmStartRecipe, seed: int, rows_text: str, corpus: Sequence[str]) -> str:
+    """The key of a warm start: everything its weights depend on. The corpus is the samples as the
+    policy sees them (rendered prompts and answers), so a change to how samples become prompts
+    rebuilds it even when the samples do not change."""
+    import tokenizers
     import torch
     import transformers
 
@@ -205,6 +209,7 @@ def cache_key(recipe: WarmStartRecipe, seed: int, rows_text: str, corpus: Sequen
         *((root / path).read_text(encoding="utf-8") for path in _BUILD_CODE),
         torch.__version__,
         transformers.__version__,
+        tokenizers.__version__,  # trains the policy's tokenizer
     ):
         digest.update(part.encode("utf-8"))
         digest.update(b"\x00")

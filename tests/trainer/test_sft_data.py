@@ -71,3 +71,32 @@ def test_the_warm_start_runs_with_its_own_thread_count(
     sft.configured_warm_start(toy.dataset(), settings, init_model=tmp_path, out_dir=tmp_path / "out")
     assert seen == [expected]  # the warm start's threads, else the trainer's
     assert torch.get_num_threads() == before  # and put back afterwards
+
+
+def test_a_cached_warm_start_is_rebuilt_when_what_it_trains_on_changes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same samples rendered into other prompts (here the policy's system prompt) are other
+    training data: the cache must not hand back the weights trained on the old prompts."""
+    import toolcall.prompts
+    from looptool.warm_start import cached_warm_start
+
+    world = World(0)
+    seeds = asyncio.run(build_seed_set(world, 30, heldout=20, noise_rate=0.2))
+
+    def build() -> object:
+        return asyncio.run(
+            cached_warm_start(
+                world, seeds, RECIPE, cache_dir=tmp_path, seed=0, noise_rate=0.2, show_progress=False
+            )
+        )
+
+    first = build()
+    assert not first.cached  # type: ignore[attr-defined]
+    assert build().folder == first.folder  # type: ignore[attr-defined]  # same inputs: from the cache
+    changed = toolcall.prompts.POLICY_SYSTEM_PROMPT.replace("You are", "You are, from now on,", 1)
+    assert changed != toolcall.prompts.POLICY_SYSTEM_PROMPT
+    monkeypatch.setattr(toolcall.prompts, "POLICY_SYSTEM_PROMPT", changed)
+    rebuilt = build()
+    assert not rebuilt.cached  # type: ignore[attr-defined]
+    assert rebuilt.folder != first.folder  # type: ignore[attr-defined]
