@@ -41,13 +41,18 @@ from benchmarks.harness import (
 NOISE_RATE = 0.2  # the demo's [world] noise_rate
 
 
-async def demo_world(scale_name: str) -> tuple[Any, Any, Any]:
-    """The demo's world, seed set and scale (world seed 0), built as the demo builds them."""
+async def demo_world(scale_name: str, warm_dialogues: int | None = None) -> tuple[Any, Any, Any]:
+    """The demo's world, seed set and scale (world seed 0), built as the demo builds them;
+    ``warm_dialogues`` replaces the scale's number of warm-start dialogues (a lever to compare)."""
+    import dataclasses
+
     from looptool.demo import SCALES
     from world import World
     from world.seed import build_seed_set
 
     scale = SCALES[scale_name]
+    if warm_dialogues is not None:
+        scale = dataclasses.replace(scale, warm_dialogues=warm_dialogues)
     world = World(0)
     seed_set = await build_seed_set(
         world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=NOISE_RATE
@@ -55,11 +60,11 @@ async def demo_world(scale_name: str) -> tuple[Any, Any, Any]:
     return world, seed_set, scale
 
 
-async def build_one(seed: int, cache: Path, scale_name: str) -> dict[str, Any]:
+async def build_one(seed: int, cache: Path, scale_name: str, warm_dialogues: int | None) -> dict[str, Any]:
     """One warm start, built (or taken from ``cache``) as the demo does: one thread."""
     from looptool.warm_start import cached_warm_start
 
-    world, seed_set, scale = await demo_world(scale_name)
+    world, seed_set, scale = await demo_world(scale_name, warm_dialogues)
     warm = await cached_warm_start(
         world,
         seed_set,
@@ -73,7 +78,9 @@ async def build_one(seed: int, cache: Path, scale_name: str) -> dict[str, Any]:
     return {"seed": seed, "model": str(warm.model), "cached": warm.cached, "build_s": warm.build_s}
 
 
-def build_all(seeds: list[int], parallel: int, cache: Path, scale_name: str) -> list[dict[str, Any]]:
+def build_all(
+    seeds: list[int], parallel: int, cache: Path, scale_name: str, warm_dialogues: int | None
+) -> list[dict[str, Any]]:
     """Each seed's build in a process of its own, ``parallel`` at a time (one core each)."""
     pending, running, built = list(seeds), [], []
     while pending or running:
@@ -89,6 +96,7 @@ def build_all(seeds: list[int], parallel: int, cache: Path, scale_name: str) -> 
                 str(cache),
                 "--scale",
                 scale_name,
+                *(["--warm-dialogues", str(warm_dialogues)] if warm_dialogues is not None else []),
             ]
             running.append((seed, subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)))
         time.sleep(1.0)
@@ -125,18 +133,21 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="Builds at a time (one core each).")
     parser.add_argument("--cache", type=Path, default=ROOT / "data" / "cache" / "warm-start")
     parser.add_argument("--scale", default="full")
+    parser.add_argument(
+        "--warm-dialogues", type=int, default=None, help="Warm-start dialogues (default: the scale's)."
+    )
     parser.add_argument("--build-one", type=int, default=None, help=argparse.SUPPRESS)
     add_output_arguments(parser, "warm_start_spread")
     args = parser.parse_args()
     quiet_logs()
     if args.build_one is not None:  # a child of build_all: its result as the last line
-        print(json.dumps(asyncio.run(build_one(args.build_one, args.cache, args.scale))))
+        print(json.dumps(asyncio.run(build_one(args.build_one, args.cache, args.scale, args.warm_dialogues))))
         return
 
     machine = machine_info()
     set_torch_threads(1)
     started = time.monotonic()
-    builds = build_all(args.seeds, args.parallel, args.cache, args.scale)
+    builds = build_all(args.seeds, args.parallel, args.cache, args.scale, args.warm_dialogues)
     built_s = time.monotonic() - started
     asyncio.run(score(builds, args.scale))
     rates = [row["heldout_accuracy"] for row in builds]
@@ -149,6 +160,7 @@ def main() -> None:
     }
     results = {
         "scale": args.scale,
+        "warm_dialogues": args.warm_dialogues,
         "seeds": args.seeds,
         "builds": builds,
         "summary": summary,
