@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -82,33 +83,21 @@ def build_all(
     seeds: list[int], parallel: int, cache: Path, scale_name: str, warm_dialogues: int | None
 ) -> list[dict[str, Any]]:
     """Each seed's build in a process of its own, ``parallel`` at a time (one core each)."""
-    pending, running, built = list(seeds), [], []
-    while pending or running:
-        while pending and len(running) < parallel:
-            seed = pending.pop(0)
-            command = [
-                sys.executable,
-                "-m",
-                "benchmarks.warm_start_spread",
-                "--build-one",
-                str(seed),
-                "--cache",
-                str(cache),
-                "--scale",
-                scale_name,
-                *(["--warm-dialogues", str(warm_dialogues)] if warm_dialogues is not None else []),
-            ]
-            running.append((seed, subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)))
-        time.sleep(1.0)
-        for seed, process in list(running):
-            if process.poll() is None:
-                continue
-            running.remove((seed, process))
-            output = process.stdout.read() if process.stdout else ""
-            if process.returncode != 0:
-                raise RuntimeError(f"the build of seed {seed} exited with {process.returncode}")
-            built.append(json.loads(output.strip().splitlines()[-1]))
-    return sorted(built, key=lambda row: row["seed"])
+
+    def build(seed: int) -> dict[str, Any]:
+        command = [sys.executable, "-m", "benchmarks.warm_start_spread", "--build-one", str(seed)]
+        command += ["--cache", str(cache), "--scale", scale_name]
+        if warm_dialogues is not None:
+            command += ["--warm-dialogues", str(warm_dialogues)]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"the build of seed {seed} exited with {done.returncode}:\n{done.stderr[-2000:]}"
+            )
+        return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(build, seeds))
 
 
 async def score(builds: list[dict[str, Any]], scale_name: str) -> None:
