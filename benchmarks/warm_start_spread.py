@@ -39,24 +39,24 @@ from benchmarks.harness import (
     wide_console,
 )
 
-NOISE_RATE = 0.2  # the demo's [world] noise_rate
-
 
 async def demo_world(scale_name: str, warm_dialogues: int | None = None) -> tuple[Any, Any, Any]:
-    """The demo's world, seed set and scale (world seed 0), built as the demo builds them;
-    ``warm_dialogues`` replaces the scale's number of warm-start dialogues (a lever to compare)."""
+    """The demo's world, seed set and scale, built as the demo builds them from the default
+    ``[world]`` settings; ``warm_dialogues`` replaces the scale's number of warm-start dialogues."""
     import dataclasses
 
     from looptool.demo import SCALES
     from world import World
+    from world.config import WorldSettings
     from world.seed import build_seed_set
 
     scale = SCALES[scale_name]
     if warm_dialogues is not None:
         scale = dataclasses.replace(scale, warm_dialogues=warm_dialogues)
-    world = World(0)
+    settings = WorldSettings()
+    world = World(settings.seed)
     seed_set = await build_seed_set(
-        world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=NOISE_RATE
+        world, scale.dialogues, heldout=scale.heldout_dialogues, noise_rate=settings.noise_rate
     )
     return world, seed_set, scale
 
@@ -64,6 +64,7 @@ async def demo_world(scale_name: str, warm_dialogues: int | None = None) -> tupl
 async def build_one(seed: int, cache: Path, scale_name: str, warm_dialogues: int | None) -> dict[str, Any]:
     """One warm start, built (or taken from ``cache``) as the demo does: one thread."""
     from looptool.warm_start import cached_warm_start
+    from world.config import WorldSettings
 
     world, seed_set, scale = await demo_world(scale_name, warm_dialogues)
     warm = await cached_warm_start(
@@ -72,7 +73,7 @@ async def build_one(seed: int, cache: Path, scale_name: str, warm_dialogues: int
         scale.warm_start,
         cache_dir=cache,
         seed=seed,
-        noise_rate=NOISE_RATE,
+        noise_rate=WorldSettings().noise_rate,
         threads=1,
         show_progress=False,
     )
