@@ -231,8 +231,9 @@ class StageRunner:
             except TransientError as error:
                 # Hold the batch (unacknowledged) and retry; faust stops fetching meanwhile.
                 self.retries += 1
-                log.warning("stage.paused", stage=self.stage.name, error=str(error), retry_in_s=delay)
-                await asyncio.sleep(delay)
+                pause = max(delay, error.retry_after_s or 0.0)  # no sooner than the endpoint asked
+                log.warning("stage.paused", stage=self.stage.name, error=str(error), retry_in_s=pause)
+                await asyncio.sleep(pause)
                 delay = min(delay * 2, 30.0)
         if outputs:
             await self.producer.send_all(outputs)

@@ -80,12 +80,22 @@ class InferenceError(RuntimeError):
     not load); True when the endpoint was unavailable (timeouts, 5xx, 429, an open circuit).
     """
 
-    def __init__(self, message: str, *, retryable: bool = True, input_fault: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        input_fault: bool = False,
+        retry_after_s: float | None = None,
+    ):
         super().__init__(message)
         self.retryable = retryable
         # The request's content is at fault (HTTP 400/413/422, a prompt over the context): the stage
         # dead-letters that input instead of pausing. Other failures (auth, config, outages) pause.
         self.input_fault = input_fault
+        # The endpoint said when to come back (Retry-After longer than the client's own backoff): the
+        # stage pauses at least this long instead of knocking early.
+        self.retry_after_s = retry_after_s
 
 
 @runtime_checkable

@@ -5,8 +5,14 @@ Resilience, from the inside out:
 - every HTTP call holds a slot of a semaphore (``max_concurrency`` calls in flight per backend);
 - a call that times out, cannot connect, gets HTTP 429 or 5xx, or gets a body that is not the
   expected JSON is retried (tenacity) up to ``max_retries`` times with exponential backoff plus
-  jitter, honouring ``Retry-After`` on 429/503; other 4xx answers are not retried (asking again
-  cannot help) and raise ``InferenceError(retryable=False)``;
+  jitter, honouring ``Retry-After`` on 429/503 (one longer than ``backoff_max_s`` is not retried
+  early: the error carries it, and the stage pauses that long); other 4xx answers are not retried
+  (asking again cannot help) and raise ``InferenceError(retryable=False)``;
+- a 400-class rejection is the input's fault (``input_fault``: a prompt over the context, so the stage
+  dead-letters that input) unless its message names the request's shape (an unsupported parameter
+  or value, an unknown field, a model the server does not have): then every request would fail
+  alike, so the stage pauses for the operator instead of dead-lettering its whole input. A body
+  ``{"error": {...}}`` sent with HTTP 200 (some proxies do) is read as the error it carries;
 - a circuit breaker (purgatory) counts requests that failed *after* their retries: after
   ``breaker_threshold`` in a row it opens and every request fails at once for
   ``breaker_cooldown_s``; the next request then goes through half-open and closes the circuit if it
@@ -14,12 +20,15 @@ Resilience, from the inside out:
 
 Failures surface as :class:`inference.base.InferenceError`; the stages turn them into a pause and
 retry. The API key is sent as ``Authorization: Bearer ...`` and is scrubbed from every log line and
-exception message this module writes.
+exception message this module writes (before a body is cut to an excerpt, so no cut-off key survives).
 
 ``generate`` uses ``/v1/chat/completions`` (``n``, ``temperature``, ``top_p``, ``seed``, ``stop``,
 ``logprobs``, ``chat_template_kwargs``), one request per prompt, in parallel up to the concurrency
 limit. A reasoning trace the server split off (``reasoning_content``, or ``reasoning`` in newer vLLM)
-comes back as :attr:`Generation.reasoning`. ``extra_body`` adds request fields but may not set one
+comes back as :attr:`Generation.reasoning`; content given as a list of parts (Mistral's reasoning
+models) is read as its text parts, its thinking parts as the reasoning. ``budget_field`` names the
+budget's request field: ``max_completion_tokens`` for OpenAI's reasoning models, which refuse
+``max_tokens``. ``extra_body`` adds request fields but may not set one
 the client sets itself (the budget, the temperature...): that would silently override the caller.
 
 ``score`` needs vLLM's extensions, since the chat template lives on the server: ``POST /tokenize``
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -61,6 +71,25 @@ from inference.base import (
 log = get_logger(__name__)
 
 _BODY_EXCERPT = 300
+BUDGET_FIELDS = ("max_tokens", "max_completion_tokens")
+
+# What a 400-class rejection's message says is wrong. The content: this input is too long for the
+# model (dead-letter it). The request's shape: a field or value the server refuses, or a model it does
+# not have (pause: every request would be refused alike). Neither: the input (as before).
+_CONTENT_REJECTION = re.compile(
+    r"context|too long|too many tokens|token limit|maximum .{0,40}length|reduce the length", re.IGNORECASE
+)
+_SHAPE_REJECTION = re.compile(
+    r"unsupported (parameter|value|argument|field)|unrecogni[sz]ed (request )?(argument|parameter|field|key)"
+    r"|unknown (parameter|field|argument|key)|extra (inputs|fields|arguments) (are )?not (permitted|allowed)"
+    r"|not supported|does not support|invalid model|model .{0,80}(does not exist|not found)",
+    re.IGNORECASE,
+)
+
+
+def rejection_is_input_fault(message: str) -> bool:
+    """Whether a 400-class rejection with this message is the input's fault (see the module's doc)."""
+    return bool(_CONTENT_REJECTION.search(message)) or not _SHAPE_REJECTION.search(message)
 
 
 class _AttemptFailed(Exception):
@@ -89,6 +118,28 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
+def _content_text(content: Any) -> tuple[str, str | None]:
+    """(the answer's text, a reasoning trace given as content parts) of a message's ``content``: a
+    string, null, or a list of parts (``{"type": "text", "text": ...}``; Mistral's reasoning models add
+    ``{"type": "thinking", "thinking": [parts]}``)."""
+    if content is None or isinstance(content, str):
+        return content or "", None
+    if not isinstance(content, list):
+        raise _MalformedResponse("message content is neither a string nor a list of parts")
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for part in content:
+        if not isinstance(part, dict):
+            raise _MalformedResponse("a message content part is not an object")
+        kind = part.get("type", "text")
+        if kind == "text":
+            texts.append(str(part.get("text") or ""))
+        elif kind in ("thinking", "reasoning"):
+            inner = part.get(kind, part.get("text"))
+            thoughts.append(inner if isinstance(inner, str) else _content_text(inner)[0])
+    return "".join(texts), "".join(thoughts) or None
+
+
 def _public_url(url: str) -> str:
     """The URL without user info (it may carry credentials), for logs and messages."""
     parsed = httpx.URL(url)
@@ -114,6 +165,7 @@ class OpenAIBackend:
         breaker_threshold: int = 5,
         breaker_cooldown_s: float = 30.0,
         logprobs: bool = True,
+        budget_field: str = "max_tokens",
         vllm_extensions: bool = False,
         extra_body: Mapping[str, Any] | None = None,
         chat_template_kwargs: Mapping[str, Any] | None = None,
@@ -136,6 +188,9 @@ class OpenAIBackend:
         self.breaker_threshold = breaker_threshold
         self.breaker_cooldown_s = breaker_cooldown_s
         self.logprobs = logprobs
+        if budget_field not in BUDGET_FIELDS:
+            raise ValueError(f"budget_field must be one of {BUDGET_FIELDS}, not {budget_field!r}")
+        self.budget_field = budget_field
         # vLLM-only request fields (token ids of the answer); off for endpoints that reject unknown fields.
         self.vllm_extensions = vllm_extensions
         owned = sorted(set(extra_body or {}) & set(OPENAI_CLIENT_OWNED_FIELDS))
@@ -244,29 +299,65 @@ class OpenAIBackend:
                     self._scrub(f"transport error {type(error).__name__}: {error}")
                 ) from None
         status = response.status_code
+        excerpt = self._excerpt(response.text)
         if status == 429 or status >= 500:
-            raise _AttemptFailed(
-                self._scrub(f"HTTP {status}: {response.text[:_BODY_EXCERPT]!r}"),
-                retry_after_s=_retry_after_seconds(response.headers.get("retry-after")),
+            raise self._unavailable(
+                path, f"HTTP {status}: {excerpt!r}", _retry_after_seconds(response.headers.get("retry-after"))
             )
         if status >= 400:
-            raise InferenceError(
-                self._scrub(
-                    f"{self._public_root}{path} rejected the request: HTTP {status}: "
-                    f"{response.text[:_BODY_EXCERPT]!r}"
-                ),
-                retryable=False,
-                input_fault=status in (400, 413, 422),
-            )
+            raise self._rejected(path, status, excerpt)
         if status != 200:
             raise _AttemptFailed(f"unexpected HTTP {status}")
         try:
-            return parse(response.json())
+            body = response.json()
+        except ValueError as error:
+            raise _AttemptFailed(f"malformed response ({type(error).__name__}): {excerpt!r}") from None
+        if isinstance(body, dict) and body.get("error") and not body.get("choices"):
+            raise self._error_in_body(path, body["error"], excerpt)
+        try:
+            return parse(body)
         except (ValueError, KeyError, TypeError, IndexError) as error:
             raise _AttemptFailed(
-                f"malformed response ({type(error).__name__}: {str(error)[:120]}): "
-                f"{response.text[:_BODY_EXCERPT]!r}"
+                f"malformed response ({type(error).__name__}: {self._excerpt(str(error), 120)}): {excerpt!r}"
             ) from None
+
+    def _excerpt(self, text: str, limit: int = _BODY_EXCERPT) -> str:
+        """``text`` scrubbed of the key, then cut (cut first, a key split at the cut would survive)."""
+        return self._scrub(text)[:limit]
+
+    def _unavailable(self, path: str, detail: str, retry_after_s: float | None) -> Exception:
+        """A 429/5xx: retried here, unless the endpoint asks for a longer wait than the backoff allows."""
+        if retry_after_s is not None and retry_after_s > self.backoff_max_s:
+            return InferenceError(
+                f"{self._public_root}{path} asks to come back in {retry_after_s:g}s (Retry-After): {detail}",
+                retryable=True,
+                retry_after_s=retry_after_s,
+            )
+        return _AttemptFailed(detail, retry_after_s=retry_after_s)
+
+    def _rejected(self, path: str, status: int, excerpt: str) -> InferenceError:
+        """A 4xx other than 429: not retried; the input's fault only for what names the content."""
+        input_fault = status in (400, 413, 422) and (status == 413 or rejection_is_input_fault(excerpt))
+        message = f"{self._public_root}{path} rejected the request: HTTP {status}: {excerpt!r}"
+        if status in (400, 422) and not input_fault:
+            message += " (the request's shape, not this input: check the endpoint's settings)"
+        return InferenceError(message, retryable=False, input_fault=input_fault)
+
+    def _error_in_body(self, path: str, error: Any, excerpt: str) -> Exception:
+        """``{"error": ...}`` with HTTP 200: classified by the status its code names (else by its type
+        or message, as a 400 would be), else retried."""
+        code = error.get("code") or error.get("status") if isinstance(error, dict) else None
+        kind = str(error.get("type") or "") if isinstance(error, dict) else ""
+        try:
+            status = int(code)  # type: ignore[arg-type]
+        except (TypeError, ValueError):  # no status: what its type, code or message names
+            named = f"{code or ''} {kind}".lower()
+            says_400 = _CONTENT_REJECTION.search(excerpt) or _SHAPE_REJECTION.search(excerpt)
+            status = 400 if "invalid_request" in named or "context_length" in named or says_400 else 0
+            status = 429 if "rate_limit" in named else status
+        if 400 <= status < 500 and status != 429:
+            return self._rejected(path, status, excerpt)
+        return self._unavailable(path, f"HTTP 200 with an error: {excerpt!r}", None)
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = self._backoff(state)
@@ -303,13 +394,13 @@ class OpenAIBackend:
                 raise result
         return list(results)
 
-    def _chat_payload(self, chat: Chat, sampling: SamplingConfig) -> dict[str, Any]:
+    def chat_payload(self, chat: Chat, sampling: SamplingConfig) -> dict[str, Any]:
         payload: dict[str, Any] = {
             **self.extra_body,
             "model": self.model,
             "messages": list(chat),
             "n": sampling.n,
-            "max_tokens": sampling.max_tokens,
+            self.budget_field: sampling.max_tokens,
             "temperature": 0.0 if sampling.greedy else sampling.temperature,
             "top_p": 1.0 if sampling.greedy else sampling.top_p,
         }
@@ -332,7 +423,7 @@ class OpenAIBackend:
             raise ValueError("a prompt must hold at least one message")
         url = f"{self.base_url}/chat/completions"
         return await self._post(
-            url, self._chat_payload(chat, sampling), lambda body: self._parse_chat(body, sampling)
+            url, self.chat_payload(chat, sampling), lambda body: self._parse_chat(body, sampling)
         )
 
     def _parse_chat(self, body: Any, sampling: SamplingConfig) -> list[Generation]:
@@ -342,16 +433,14 @@ class OpenAIBackend:
         generations = []
         for choice in choices:
             message = choice["message"]
-            text = message.get("content") or ""
-            if not isinstance(text, str):
-                raise _MalformedResponse("message content is not a string")
+            text, part_reasoning = _content_text(message.get("content"))
             logprobs: list[float] = []
             content = (choice.get("logprobs") or {}).get("content") if self.logprobs else None
             if content:
                 logprobs = [float(item["logprob"]) for item in content]
             token_ids = [int(token) for token in choice.get("token_ids") or []]
             finish_reason = "length" if choice.get("finish_reason") == "length" else "stop"
-            reasoning = message.get("reasoning_content") or message.get("reasoning")
+            reasoning = message.get("reasoning_content") or message.get("reasoning") or part_reasoning
             if reasoning is not None and not isinstance(reasoning, str):
                 raise _MalformedResponse("message reasoning is not a string")
             generations.append(

@@ -288,7 +288,7 @@ async def check_policy_endpoint(policy: PolicySettings) -> list[CheckResult]:
     """``backend = "openai"``: the policy's endpoint answers a one-token request with the initial model."""
     if policy.backend != "openai" or policy.endpoint is None:
         return []
-    return [await check_endpoint("policy endpoint", "policy.endpoint", policy.endpoint)]
+    return [await check_endpoint("policy endpoint", "policy.endpoint", policy.endpoint, logprobs=True)]
 
 
 def check_policy(policy: PolicySettings) -> CheckResult:
@@ -314,8 +314,12 @@ def check_policy(policy: PolicySettings) -> CheckResult:
 # --- the LLM roles ------------------------------------------------------------------------------------
 
 
-async def check_endpoint(name: str, section: str, role: EndpointSettings) -> CheckResult:
-    """``role``'s endpoint answers a one-token chat request with its configured model."""
+async def check_endpoint(
+    name: str, section: str, role: EndpointSettings, *, logprobs: bool = False
+) -> CheckResult:
+    """``role``'s endpoint answers a one-token chat request with its configured model, sent with every
+    field the stage's requests carry (:func:`endpoint_request`): a server that refuses one of them
+    fails here, not on every input of a run. ``logprobs``: the policy's requests ask for them."""
     import httpx
 
     url = role.base_url.rstrip("/")
@@ -331,12 +335,7 @@ async def check_endpoint(name: str, section: str, role: EndpointSettings) -> Che
     def scrub(text: str) -> str:
         return text.replace(key, "***") if key else text
 
-    payload = {
-        "model": role.model,
-        "messages": [{"role": "user", "content": PROBE_MESSAGE}],
-        "max_tokens": 1,
-        "temperature": 0.0,
-    }
+    payload = endpoint_request(role, logprobs=logprobs)
     answer_s = min(role.timeout_s, ENDPOINT_ANSWER_TIMEOUT_S)
     timeout = httpx.Timeout(answer_s, connect=min(answer_s, ENDPOINT_CONNECT_TIMEOUT_S))
     serve_fix = (
@@ -364,6 +363,15 @@ async def check_endpoint(name: str, section: str, role: EndpointSettings) -> Che
                 f"{shown} does not serve model {role.model!r}{listed}",
                 f"set [{section}] model to the server's --served-model-name",
             )
+        if response.status_code in (400, 422) and not _names_content(response.text):
+            body = scrub(" ".join(response.text.split()))[:200]
+            return _failed(
+                name,
+                f"{shown} refuses the requests the stages send (HTTP {response.status_code}): {body}",
+                f'drop what it refuses: [{section}] extra_body, budget_field = "max_completion_tokens" '
+                "(OpenAI's reasoning models), seeded_sampling = false, chat_template_kwargs, "
+                "constrain_output",
+            )
         if response.status_code != 200:
             body = scrub(" ".join(response.text.split()))[:200]
             failed = _failed(name, f"{shown} answered HTTP {response.status_code}: {body}", serve_fix)
@@ -380,6 +388,32 @@ async def check_endpoint(name: str, section: str, role: EndpointSettings) -> Che
                 f"point [{section}] base_url at an OpenAI-compatible server's /v1",
             )
     return _ok(name, f"{shown} answers as {role.model!r}")
+
+
+def endpoint_request(role: EndpointSettings, *, logprobs: bool) -> dict[str, Any]:
+    """A one-token request in the shape of the stages' requests to ``role``: the sampled shape of a
+    re-ask (temperature, top_p, seed), the budget field, log-probs, template switches, grammar and
+    extra fields, as the role's backend writes them."""
+    from inference.base import SamplingConfig
+    from looptool.wiring import endpoint_backend
+
+    backend = endpoint_backend(role, logprobs=logprobs)
+    sampling = SamplingConfig(
+        greedy=False,
+        temperature=getattr(role, "retry_temperature", 0.7),
+        top_p=getattr(role, "top_p", 1.0),
+        max_tokens=1,
+        seed=0,
+        regex=r"[\s\S]*" if getattr(role, "constrain_output", False) else None,
+    )
+    return backend.chat_payload([{"role": "user", "content": PROBE_MESSAGE}], sampling)
+
+
+def _names_content(body: str) -> bool:
+    """A refusal of the probe's content rather than of the request's shape (see the OpenAI backend)."""
+    from inference.openai_backend import rejection_is_input_fault
+
+    return rejection_is_input_fault(body)
 
 
 async def _served_models(client: Any, url: str) -> list[str]:

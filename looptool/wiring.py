@@ -23,14 +23,18 @@ from streams.roles import Generator, JudgeClient, JudgePanel, RoleSampling, Veri
 from streams.stage import Stage
 
 
-def endpoint_backend(endpoint: EndpointSettings) -> Any:
-    """An OpenAI-compatible backend for an LLM role's endpoint."""
+def endpoint_backend(endpoint: EndpointSettings, *, logprobs: bool = True) -> Any:
+    """An OpenAI-compatible backend for an endpoint; ``logprobs``: ask for the answer's token
+    log-probs (the policy's perplexity needs them; the roles never read them, and some servers, such
+    as DeepSeek's reasoning models, refuse the field)."""
     from inference.openai_backend import OpenAIBackend
 
     return OpenAIBackend(
         endpoint.base_url,
         endpoint.model,
         api_key=endpoint.resolved_api_key(),
+        logprobs=logprobs,
+        budget_field=endpoint.budget_field,
         timeout_s=endpoint.timeout_s,
         max_concurrency=endpoint.max_concurrency,
         max_retries=endpoint.max_retries,
@@ -124,7 +128,7 @@ class AppClients:
 
             judges = [
                 LLMJudge(
-                    endpoint_backend(role),
+                    endpoint_backend(role, logprobs=False),
                     current_time=settings.loop.current_time,
                     sampling=RoleSampling.from_settings(role),
                     constrain=role.constrain_output,
@@ -154,7 +158,7 @@ class AppClients:
             from streams.expand import LLMGenerator
 
             return LLMGenerator(
-                endpoint_backend(settings.generator),
+                endpoint_backend(settings.generator, logprobs=False),
                 current_time=settings.loop.current_time,
                 sampling=RoleSampling.from_settings(settings.generator),
             )
@@ -175,7 +179,7 @@ class AppClients:
             from streams.verify import LLMVerifier
 
             return LLMVerifier(
-                endpoint_backend(role),
+                endpoint_backend(role, logprobs=False),
                 current_time=settings.loop.current_time,
                 sampling=RoleSampling.from_settings(role),
                 constrain=role.constrain_output,

@@ -62,6 +62,11 @@ class EndpointSettings(Section):
         description="Other request fields sent with every request (e.g. vLLM's top_k). The budget, the "
         "temperature and chat_template_kwargs are the role's own settings, not extra_body's.",
     )
+    budget_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        default="max_tokens",
+        description="The request field that carries the token budget: max_completion_tokens for OpenAI's "
+        "reasoning models, which refuse max_tokens.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -129,6 +134,8 @@ class RoleSettings(EndpointSettings):
             if key not in extra:
                 continue
             value = extra.pop(key)
+            if key == "max_completion_tokens":  # the server's name for the budget: keep sending it
+                data.setdefault("budget_field", key)
             if field == "chat_template_kwargs":
                 if not isinstance(value, dict):
                     raise ValueError("extra_body.chat_template_kwargs must be a table")

@@ -25,6 +25,7 @@ can account for it. A truncated answer is final: its budget retry already happen
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -131,6 +132,7 @@ def answer_of(value: str | Answer) -> Answer:
 
 
 TRUNCATED = "TruncatedAnswer"  # the DeadLetter error type of an answer cut off by its token budget
+KEPT_ANSWERS = 4096  # answers kept for a failed batch's one-by-one retry (oldest dropped first)
 
 
 CaseT = TypeVar("CaseT")
@@ -208,9 +210,12 @@ class LLMRole(ABC, Generic[CaseT]):
     """A role played by an LLM behind an inference backend: render each case as a chat, ask, answer.
 
     Subclasses say how a case becomes a chat (:meth:`render`) and may offer a grammar for the answer
-    (``answer_regex``), which ``constrain`` turns on. Endpoint failures become :class:`TransientError`
-    (the stage pauses and retries the batch); a request the endpoint rejects for its content (a prompt
-    over the context) fails that input only.
+    (``answer_regex``), which ``constrain`` turns on. Each case is its own request (as an endpoint
+    takes them), sampled with its own seed, so its answer does not depend on the batch it came in.
+    Endpoint failures become :class:`TransientError` (the stage pauses and retries the batch); a request
+    the endpoint rejects for its content (a prompt over the context) fails that input only: the batch
+    fails, and the answers its other cases got are kept for the stage's one-by-one retry, which then
+    asks only the culprit again.
     """
 
     role: ClassVar[str]
@@ -231,6 +236,9 @@ class LLMRole(ABC, Generic[CaseT]):
         self.current_time = current_time
         self.settings = sampling or self.default_sampling
         self.regex = self.answer_regex if constrain else None
+        # Answers of a batch that failed for one input's fault, by (case, attempt): the stage retries
+        # the batch's inputs one by one and gets them from here instead of asking again.
+        self._kept: collections.OrderedDict[tuple[str, int], Answer] = collections.OrderedDict()
 
     @property
     def model_name(self) -> str:
@@ -248,13 +256,13 @@ class LLMRole(ABC, Generic[CaseT]):
     def render(self, case: CaseT) -> Chat:
         """The chat that asks the model about ``case``."""
 
-    def sampling(self, cases: Sequence[CaseT], attempt: int, max_tokens: int | None = None) -> SamplingConfig:
-        """How to decode this batch on this attempt: greedy at temperature 0, else seeded by the batch's
-        first case and the attempt (a run is reproducible; a re-ask draws anew)."""
+    def sampling(self, case: CaseT, attempt: int, max_tokens: int | None = None) -> SamplingConfig:
+        """How to decode this case on this attempt: greedy at temperature 0, else seeded by the case
+        and the attempt (a run is reproducible; a re-ask draws anew)."""
         temperature = self.settings.temperature_of(attempt)
         seed = None
-        if temperature > 0 and cases:
-            seed = seeded_rng(self.role, _key_of(cases[0]), str(attempt)).randrange(2**31)
+        if temperature > 0:
+            seed = seeded_rng(self.role, _key_of(case), str(attempt)).randrange(2**31)
         return SamplingConfig(
             greedy=temperature == 0,
             temperature=temperature,
@@ -264,14 +272,16 @@ class LLMRole(ABC, Generic[CaseT]):
             regex=self.regex,
         )
 
-    async def _generate(self, chats: Sequence[Chat], sampling: SamplingConfig) -> list[Generation]:
+    async def _generate(self, chat: Chat, sampling: SamplingConfig) -> Generation:
         try:
-            generations = await self.backend.generate(list(chats), sampling)
+            [options] = await self.backend.generate([chat], sampling)
         except InferenceError as error:
             if error.input_fault:  # this input (e.g. a prompt too long for the context), not the endpoint
                 raise ValueError(f"{self.role} endpoint rejected this input: {error}") from error
-            raise TransientError(f"{self.role} endpoint unavailable: {error}") from error
-        return [options[0] for options in generations]
+            raise TransientError(
+                f"{self.role} endpoint unavailable: {error}", retry_after_s=error.retry_after_s
+            ) from error
+        return options[0]
 
     def _answer(self, generation: Generation, max_tokens: int, budget_retried: bool) -> Answer:
         return Answer(
@@ -286,7 +296,7 @@ class LLMRole(ABC, Generic[CaseT]):
     async def _with_larger_budget(self, chat: Chat, sampling: SamplingConfig, first: Answer) -> Answer:
         budget = max(self.settings.retry_budget(), sampling.max_tokens)
         try:
-            [generation] = await self._generate([chat], dataclasses.replace(sampling, max_tokens=budget))
+            generation = await self._generate(chat, dataclasses.replace(sampling, max_tokens=budget))
         except ValueError:  # the larger budget does not fit the context: the first answer stays cut off
             return dataclasses.replace(first, budget_retried=True)
         return self._answer(generation, budget, budget_retried=True)
@@ -294,18 +304,36 @@ class LLMRole(ABC, Generic[CaseT]):
     async def ask(self, cases: Sequence[CaseT], attempt: int = 1) -> list[Answer]:
         if not cases:
             return []
-        chats = [self.render(case) for case in cases]
-        sampling = self.sampling(cases, attempt)
-        generations = await self._generate(chats, sampling)
-        answers = [self._answer(g, sampling.max_tokens, budget_retried=False) for g in generations]
-        cut = [index for index, answer in enumerate(answers) if answer.truncated]
-        if cut:
-            retried = await asyncio.gather(
-                *(self._with_larger_budget(chats[index], sampling, answers[index]) for index in cut)
-            )
-            for index, answer in zip(cut, retried, strict=True):
-                answers[index] = answer
-        return answers
+        outcomes = await asyncio.gather(
+            *(self._ask_one(case, attempt) for case in cases), return_exceptions=True
+        )
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if not failures:
+            return outcomes  # type: ignore[return-value]
+        for failure in failures:  # an unavailable endpoint pauses the stage, whatever else failed
+            if not isinstance(failure, ValueError):
+                raise failure
+        if len(cases) > 1:  # the stage retries the inputs one by one: keep what was answered
+            for case, outcome in zip(cases, outcomes, strict=True):
+                if isinstance(outcome, Answer):
+                    self._keep((_key_of(case), attempt), outcome)
+        raise failures[0]
+
+    def _keep(self, key: tuple[str, int], answer: Answer) -> None:
+        self._kept[key] = answer
+        while len(self._kept) > KEPT_ANSWERS:
+            self._kept.popitem(last=False)
+
+    async def _ask_one(self, case: CaseT, attempt: int) -> Answer:
+        kept = self._kept.pop((_key_of(case), attempt), None)
+        if kept is not None:
+            return kept
+        chat = self.render(case)
+        sampling = self.sampling(case, attempt)
+        answer = self._answer(await self._generate(chat, sampling), sampling.max_tokens, budget_retried=False)
+        if answer.truncated:
+            answer = await self._with_larger_budget(chat, sampling, answer)
+        return answer
 
 
 def _key_of(case: Any) -> str:

@@ -27,7 +27,15 @@ log = get_logger(__name__)
 
 
 class TransientError(RuntimeError):
-    """A dependency is unavailable; retry the same batch later (do not dead-letter)."""
+    """A dependency is unavailable; retry the same batch later (do not dead-letter).
+
+    ``retry_after_s``: the dependency said when to come back (an endpoint's Retry-After); the worker
+    pauses at least that long.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class UnpublishableOutput(ValueError):

@@ -417,3 +417,48 @@ async def test_endpoint_check_against_a_real_vllm_server(vllm_server: ServedMode
         "judge", "judge", RoleSettings(base_url=vllm_server.base_url, model="qwen3-32b")
     )
     assert not wrong.ok and f"(it serves {vllm_server.model})" in wrong.detail, wrong.line()
+
+
+async def test_endpoint_check_sends_what_the_stages_send_so_a_refused_field_fails_there() -> None:
+    """A server that refuses one of the stages' request fields (OpenAI's reasoning models refuse
+    ``max_tokens``; DeepSeek's reasoner refuses ``logprobs``) fails doctor, not every input of a run."""
+    from aiohttp import web
+
+    from streams.config import RoleSettings
+    from tests.http_server import serve_app
+
+    seen: list[dict[str, object]] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        payload = await request.json()
+        seen.append(payload)
+        for refused in ("max_tokens", "logprobs"):
+            if refused in payload:
+                message = f"Unsupported parameter: '{refused}' is not supported with this model."
+                return web.json_response({"error": {"message": message}}, status=400)
+        message = {"role": "assistant", "content": "ok"}
+        return web.json_response({"choices": [{"index": 0, "message": message, "finish_reason": "length"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    async with serve_app(app) as port:
+        url = f"http://127.0.0.1:{port}/v1"
+        plain = await preflight.check_endpoint("judge", "judge", RoleSettings(base_url=url, model="o-judge"))
+        assert not plain.ok and "refuses the requests the stages send" in plain.detail
+        assert "max_tokens" in plain.detail and "budget_field" in plain.fix
+        role = RoleSettings(
+            base_url=url, model="o-judge", budget_field="max_completion_tokens", temperature=0.6
+        )
+        assert (await preflight.check_endpoint("judge", "judge", role)).ok
+        # The stages' request shape: the sampled re-ask's fields, the role's budget field, no logprobs.
+        assert seen[-1]["max_completion_tokens"] == 1 and "seed" in seen[-1] and "logprobs" not in seen[-1]
+        # The policy's probe reads log-probs, so its check asks for them.
+        policy = await preflight.check_endpoint("policy endpoint", "policy.endpoint", role, logprobs=True)
+        assert not policy.ok and "logprobs" in policy.detail
+    # An older config that put the budget in extra_body under the new name keeps sending that name.
+    migrated = RoleSettings(base_url=url, model="m", extra_body={"max_completion_tokens": 512})
+    assert (migrated.max_tokens, migrated.budget_field, migrated.extra_body) == (
+        512,
+        "max_completion_tokens",
+        {},
+    )

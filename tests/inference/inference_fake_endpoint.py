@@ -9,7 +9,7 @@ client really did on the wire.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +18,7 @@ from aiohttp import web
 
 from tests.http_server import serve_app
 
-MODES = ("ok", "500", "429", "400", "garbage", "wrong_shape", "slow", "echo_auth_500")
+MODES = ("ok", "500", "429", "400", "garbage", "wrong_shape", "slow", "echo_auth_500", "custom")
 
 
 @dataclass
@@ -34,6 +34,8 @@ class FakeEndpoint:
     payloads: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
     port: int = 0
+    # mode "custom": (status, JSON body or text, headers) for a request's payload and the request.
+    respond: Callable[[dict[str, Any], web.Request], tuple[int, Any, dict[str, str]]] | None = None
 
     @property
     def base_url(self) -> str:
@@ -67,6 +69,12 @@ class FakeEndpoint:
             self.in_flight -= 1
 
     def _misbehave(self, request: web.Request) -> web.StreamResponse:
+        if self.mode == "custom":
+            assert self.respond is not None, "mode custom needs respond"
+            status, body, headers = self.respond(self.payloads[-1], request)
+            if isinstance(body, str):
+                return web.Response(status=status, text=body, headers=headers)
+            return web.json_response(body, status=status, headers=headers)
         if self.mode == "500":
             return web.json_response({"error": {"message": "internal error"}}, status=500)
         if self.mode == "echo_auth_500":

@@ -43,11 +43,11 @@ class ScriptedBackend:
 def test_first_asks_follow_the_role_and_retries_sample_hotter_with_a_new_seed() -> None:
     judge = LLMJudge(ScriptedBackend(lambda c, s: Generation("x")), current_time="t")  # type: ignore[arg-type]
     case = judge_case()
-    first, second, third = (judge.sampling([case], attempt) for attempt in (1, 2, 3))
+    first, second, third = (judge.sampling(case, attempt) for attempt in (1, 2, 3))
     assert first.greedy and first.seed is None and first.max_tokens == 4096  # judge default: greedy, 4096
     assert not second.greedy and second.temperature == 0.7 and second.seed is not None
     assert third.seed not in (None, second.seed)
-    assert judge.sampling([case], 2) == second  # reproducible
+    assert judge.sampling(case, 2) == second  # reproducible
     generator = LLMGenerator(ScriptedBackend(lambda c, s: Generation("x")), current_time="t")  # type: ignore[arg-type]
     assert generator.max_tokens == 8192 and generator.settings.temperature == 0.7
     hot = RoleSampling(max_tokens=100, temperature=1.2, retry_temperature=0.7)
@@ -57,12 +57,12 @@ def test_first_asks_follow_the_role_and_retries_sample_hotter_with_a_new_seed() 
 def test_constrain_holds_the_judge_and_the_verifier_to_their_grammar_and_nothing_else() -> None:
     backend = ScriptedBackend(lambda c, s: Generation("x"))
     case = judge_case()
-    assert LLMJudge(backend, current_time="t").sampling([case], 1).regex is None  # type: ignore[arg-type]
+    assert LLMJudge(backend, current_time="t").sampling(case, 1).regex is None  # type: ignore[arg-type]
     judge = LLMJudge(backend, current_time="t", constrain=True)  # type: ignore[arg-type]
-    assert judge.sampling([case], 1).regex == VERDICT_REGEX
-    assert judge.sampling([case], 2).regex == VERDICT_REGEX  # the retries too
+    assert judge.sampling(case, 1).regex == VERDICT_REGEX
+    assert judge.sampling(case, 2).regex == VERDICT_REGEX  # the retries too
     verifier = LLMVerifier(backend, current_time="t", constrain=True)  # type: ignore[arg-type]
-    assert verifier.sampling([verification_case()], 1).regex == VERIFICATION_REGEX
+    assert verifier.sampling(verification_case(), 1).regex == VERIFICATION_REGEX
     with pytest.raises(ValueError, match="generator role has no answer grammar"):
         LLMGenerator(backend, current_time="t", constrain=True)  # type: ignore[arg-type]
 
@@ -166,3 +166,49 @@ def test_prompts_use_the_conversation_time_else_the_default(time: str | None) ->
     case = dataclasses.replace(judge_case(), conversation_time=time)
     user = judge.render(case)[1]["content"]
     assert f"The time of the conversation is {time or '2026-01-01 09:00:00'}." in user
+
+
+async def test_a_sampled_case_keeps_its_seed_whatever_batch_it_comes_in() -> None:
+    # The worker sizes batches by timing and retries a failed batch one input at a time: a case's
+    # answer (its seed) must not depend on which other cases shared its batch.
+    backend = ScriptedBackend(lambda c, s: Generation("x"))
+    judge = LLMJudge(backend, current_time="t", sampling=RoleSampling(temperature=0.6))  # type: ignore[arg-type]
+    first, second, third = (JudgeStage("r", _Silent())._cases(probe_event(PREDICTION))[0] for _ in range(3))
+    await judge.ask([first])
+    await judge.ask([second, first])
+    await judge.ask([third, second, first])
+    seeds = [request.seed for request in backend.requests]
+    assert seeds[0] == seeds[2] == seeds[5] and seeds[1] == seeds[4]  # `first` alone, second, third
+    assert len({seeds[0], seeds[1], seeds[3]}) == 3  # three cases, three seeds
+
+
+async def test_one_input_the_endpoint_refuses_fails_alone_and_the_others_are_not_asked_again() -> None:
+    verdict = "RESPONSE 2 INCORRECT\nError Analysis: wrong city.\nCorrect Approach: use Paris."
+    poisoned = "a prompt the server finds too long"
+
+    class Refusing(ScriptedBackend):
+        """As an HTTP endpoint: every prompt is its own request; the batch fails if one of them did."""
+
+        async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
+            answers = await super().generate(prompts, sampling)
+            if any(poisoned in message["content"] for chat in prompts for message in chat):
+                raise InferenceError(
+                    "HTTP 400: maximum context length exceeded", retryable=False, input_fault=True
+                )
+            return answers
+
+    backend = Refusing(lambda c, s: Generation(verdict))
+    probes = [probe_event(PREDICTION) for _ in range(4)]
+    bad = probes[2]
+    bad_messages = [bad.payload.messages[0].model_copy(update={"content": poisoned})]
+    probes[2] = bad.model_copy(update={"payload": bad.payload.model_copy(update={"messages": bad_messages})})
+    outputs = await JudgeStage("r", LLMJudge(backend, current_time="t")).process(probes)  # type: ignore[arg-type]
+    letters = [e for e in outputs if e.event_type == "DeadLetter"]
+    verdicts = [e for e in outputs if e.event_type == "Verdict"]
+    assert [letter.payload.source_ref for letter in letters] == [probes[2].event_id]
+    assert "maximum context length" in letters[0].payload.reason
+    assert sorted(v.parent_ids[0] for v in verdicts) == sorted(
+        p.event_id for p in probes if p is not probes[2]
+    )
+    # 4 asks in the batch, then only the culprit again on its own: the 3 answers were kept.
+    assert len(backend.requests) == 5

@@ -1,0 +1,169 @@
+"""OpenAIBackend against answers real servers and proxies give: the error shapes of OpenAI, DeepSeek,
+vLLM and gateways, content as parts, long Retry-After, a refused budget field, keys in error pages."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp import web
+from inference_fake_endpoint import FakeEndpoint, serve_fake_endpoint
+
+from common.logs import LogSettings, configure_logging
+from inference.base import InferenceError, SamplingConfig
+from inference.openai_backend import OpenAIBackend, rejection_is_input_fault
+from tests.inference.test_openai_resilience import CHAT, GREEDY, backend_for
+
+
+def answering(status: int, body: Any, headers: dict[str, str] | None = None) -> FakeEndpoint:
+    return FakeEndpoint(mode="custom", respond=lambda payload, request: (status, body, headers or {}))
+
+
+def error(message: str, **fields: Any) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", **fields}}
+
+
+async def failure_of(endpoint: FakeEndpoint, **options: Any) -> InferenceError:
+    async with serve_fake_endpoint(endpoint):
+        backend = backend_for(endpoint, **options)
+        try:
+            with pytest.raises(InferenceError) as caught:
+                await backend.generate([CHAT], GREEDY)
+        finally:
+            await backend.close()
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # OpenAI's reasoning models, DeepSeek's reasoner, a strict gateway, a renamed model.
+        "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens'.",
+        "deepseek-reasoner does not support the parameter `logprobs`",
+        "Unrecognized request argument supplied: chat_template_kwargs",
+        "1 validation error: extra inputs are not permitted (structured_outputs)",
+        "The model `judge-32b` does not exist.",
+    ],
+)
+async def test_a_refused_request_field_pauses_the_stage_instead_of_blaming_every_input(message: str) -> None:
+    endpoint = answering(400, error(message))
+    failed = await failure_of(endpoint)
+    assert not failed.input_fault and not failed.retryable  # the stage pauses: no input is dead-lettered
+    assert "not this input" in str(failed) and endpoint.requests == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens. "
+        "Please reduce the length of the messages or completion.",
+        "prompt is too long: 210000 tokens > 200000 maximum",
+        "Input validation error: `inputs` must have less than 4096 tokens",  # neither: the input's
+    ],
+)
+async def test_a_prompt_too_long_is_the_inputs_fault(message: str) -> None:
+    failed = await failure_of(answering(400, error(message)))
+    assert failed.input_fault and not failed.retryable
+    assert rejection_is_input_fault(message)
+
+
+async def test_an_error_sent_with_http_200_is_read_as_the_error_it_carries() -> None:
+    # Some gateways answer every request with 200 and put the upstream's error in the body.
+    context = await failure_of(answering(200, {"error": {"message": "maximum context length", "code": 400}}))
+    assert context.input_fault and not context.retryable
+    refused = await failure_of(answering(200, {"error": {"message": "Unsupported parameter: 'seed'"}}))
+    assert not refused.input_fault and not refused.retryable
+    overloaded = FakeEndpoint(
+        mode="custom",
+        fail_times=1,
+        respond=lambda payload, request: (200, {"error": {"message": "overloaded", "code": 503}}, {}),
+    )
+    async with serve_fake_endpoint(overloaded):
+        backend = backend_for(overloaded, max_retries=2)
+        try:
+            [[generation]] = await backend.generate([CHAT], GREEDY)
+        finally:
+            await backend.close()
+    assert generation.text == "answer 0 done" and overloaded.requests == 2  # retried, then answered
+
+
+async def test_content_given_as_parts_is_read_with_its_thinking_as_the_reasoning() -> None:
+    message = {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": [{"type": "text", "text": "Response 1 drops the city."}]},
+            {"type": "text", "text": "RESPONSE 1 INCORRECT\n"},
+            {"type": "text", "text": "Error Analysis: no city."},
+        ],
+    }
+    body = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+    async with serve_fake_endpoint(answering(200, body)) as endpoint:
+        backend = backend_for(endpoint)
+        try:
+            [[generation]] = await backend.generate([CHAT], GREEDY)
+        finally:
+            await backend.close()
+    assert generation.text == "RESPONSE 1 INCORRECT\nError Analysis: no city."
+    assert generation.reasoning == "Response 1 drops the city."
+
+
+async def test_a_retry_after_longer_than_the_backoff_is_left_to_the_stage() -> None:
+    endpoint = answering(429, error("rate limited"), {"Retry-After": "120"})
+    failed = await failure_of(endpoint, backoff_max_s=0.05, max_retries=4)
+    # Not knocked again before the endpoint's time (4 retries at the 0.05 s backoff would be): the
+    # error carries the wait, and the stage pauses that long (bus/worker.py).
+    assert endpoint.requests == 1 and failed.retryable and failed.retry_after_s == 120.0
+
+
+async def test_the_budget_field_and_logprobs_follow_the_settings() -> None:
+    async with serve_fake_endpoint() as endpoint:
+        backend = backend_for(endpoint, budget_field="max_completion_tokens", logprobs=False)
+        try:
+            await backend.generate([CHAT], SamplingConfig(max_tokens=64))
+        finally:
+            await backend.close()
+    payload = endpoint.payloads[0]
+    assert (
+        payload["max_completion_tokens"] == 64 and "max_tokens" not in payload and "logprobs" not in payload
+    )
+    with pytest.raises(ValueError, match="budget_field"):
+        OpenAIBackend("http://127.0.0.1:1/v1", "m", budget_field="max_new_tokens")
+
+
+async def test_a_key_at_the_cut_of_an_error_excerpt_does_not_survive_in_part() -> None:
+    secret = "sk-CANARY-abcdef0123456789SECRETKEY"
+
+    def echo(payload: dict[str, Any], request: web.Request) -> tuple[int, Any, dict[str, str]]:
+        # The key's last character lands just past the 300-character excerpt.
+        page = "x" * (301 - len(secret)) + secret + " and more"
+        return 502, page, {}
+
+    buffer = io.StringIO()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    configure_logging(LogSettings(format="json", level="debug"), stream=buffer)
+    try:
+        async with serve_fake_endpoint(FakeEndpoint(mode="custom", respond=echo)) as endpoint:
+            backend = OpenAIBackend(
+                endpoint.base_url,
+                "m",
+                api_key=secret,
+                max_retries=1,
+                backoff_initial_s=0.01,
+                backoff_max_s=0.02,
+            )
+            try:
+                with pytest.raises(InferenceError) as failed:
+                    await backend.generate([CHAT], GREEDY)
+            finally:
+                await backend.close()
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        structlog.reset_defaults()
+    for text in (buffer.getvalue(), str(failed.value)):
+        assert secret[:12] not in text  # no piece of the key long enough to mean anything
+    assert "***" in str(failed.value)

@@ -1,0 +1,56 @@
+"""A stage paused by an endpoint that said when to come back waits at least that long (bus/worker.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bus.worker import StageRunner
+from inference.base import InferenceError
+from streams.judge import LLMJudge
+from streams.stage import TransientError
+from tests.streams.test_roles import ScriptedBackend, judge_case
+
+
+class Unavailable:
+    """A stage whose endpoint is unavailable for a while: with a Retry-After first, then without."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.name = "judge"
+
+    async def process(self, events: Sequence[Any]) -> list[Any]:
+        self.calls += 1
+        if self.calls == 1:
+            raise TransientError("judge endpoint unavailable: HTTP 429", retry_after_s=120.0)
+        if self.calls == 2:
+            raise TransientError("judge endpoint unavailable: HTTP 503")
+        return []
+
+
+async def test_the_worker_pauses_no_sooner_than_the_endpoint_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    runner = SimpleNamespace(stage=Unavailable(), retries=0, processed=0, published=0, producer=None)
+    await StageRunner._process_until_done(runner, [])  # type: ignore[arg-type]
+    assert slept == [120.0, 1.0]  # the endpoint's wait, then the worker's own backoff goes on
+    assert runner.retries == 2
+
+
+async def test_a_role_passes_the_endpoints_wait_on_to_the_stage() -> None:
+    class RateLimited(ScriptedBackend):
+        async def generate(self, prompts: Any, sampling: Any) -> Any:
+            raise InferenceError("asks to come back in 90s (Retry-After)", retry_after_s=90.0)
+
+    judge = LLMJudge(RateLimited(lambda c, s: None), current_time="t")  # type: ignore[arg-type]
+    with pytest.raises(TransientError) as paused:
+        await judge.ask([judge_case()])
+    assert paused.value.retry_after_s == 90.0
