@@ -777,8 +777,9 @@ _CANDIDATE = (
     r"tool\s+calls?|function\s+calls?|calls?|sample|candidate|output|action)|it)"
 )
 _CANDIDATE_SUBJECT = re.compile(_CANDIDATE, re.IGNORECASE)
+# PASS / FAIL too: verifiers trained on test-style prompts answer so when asked CORRECT / INCORRECT.
 _VERIFIER_TOKEN = re.compile(
-    r"\[?\s*(?:(?P<neg>incorrect|not\s+correct)|(?P<pos>correct))\s*\]?(?="
+    r"\[?\s*(?:(?P<neg>incorrect|not\s+correct|fail(?:ed)?)|(?P<pos>correct|pass(?:ed)?))\s*\]?(?="
     + _PUNCT_FOLLOW
     + r"|\s+(?:reason|"
     r"because|since|as|due)\b)",
@@ -805,6 +806,10 @@ class _VerifierReader(_Reader):
         "CORRECT": "CORRECT",
         "INCORRECT": "INCORRECT",
         "NOTCORRECT": "INCORRECT",
+        "PASS": "CORRECT",
+        "PASSED": "CORRECT",
+        "FAIL": "INCORRECT",
+        "FAILED": "INCORRECT",
     }
     section_label = re.compile(
         r"^(?P<label>reasons?)(?:\s*\([^()]{0,40}\))?\s*(?:[:：=]|[-–—](?:\s|$)|$)\s*(?P<value>.*)$",
