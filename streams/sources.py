@@ -2,9 +2,14 @@
 
 A *source* is a path: a JSON Lines file (``.jsonl``/``.ndjson``: one record per line, always; or a
 ``.json`` holding one object per line), a ``.json`` file holding an array of records (or one record
-spread over many lines), any of those gzipped (``.gz``), a
-folder of them (read recursively, in name order), or a Hugging Face dataset saved with
-``save_to_disk`` (read with ``datasets.load_from_disk``; every split of a ``DatasetDict``).
+spread over many lines), any of those gzipped (``.gz``), a Parquet file (``.parquet``: one record per
+row, read a batch at a time), a folder of them (read recursively, in name order), or a Hugging Face
+dataset saved with ``save_to_disk`` (read with ``datasets.load_from_disk``; every split of a
+``DatasetDict``). A file of any other type (``.csv``, ``.arrow``…) is refused up front, by
+:func:`expand`. A UTF-8 byte order mark at the start of a file is dropped.
+
+Rows of Arrow data (Parquet, saved datasets) lose their null fields: Arrow gives every struct the
+union of its siblings' fields, null where a row has none, so a null field there is an absent one.
 
 Each record comes out as a :class:`SourceRecord`: its reference (``file.jsonl:12`` for a line,
 ``file.json[3]`` for an array element, with the line it starts on, ``dataset[train]#5`` for a dataset
@@ -14,22 +19,28 @@ the parse. A file that cannot be read at all yields one record carrying that err
 BFCL as shipped: beside ``BFCL_v4_<category>.json`` a ``possible_answer/`` folder holds the answers
 and ``multi_turn_func_doc/`` the multi-turn classes' docs; both are joined automatically (and not read
 as records themselves). ``answers`` adds possible answers from a file of ``{"id", "ground_truth"}``
-lines for sources laid out otherwise.
+lines for sources laid out otherwise. A line of ``possible_answer/`` or ``multi_turn_func_doc/`` that cannot
+be read does not stop the file: the records that would need it are dead-lettered naming its file and
+line; a bad line of an ``answers`` file stops the ingest before any record is read, naming both.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.logs import get_logger
 from toolcall.formats import BFCL_CLASS_DOC_FILES, FormatContext
 
-RECORD_SUFFIXES = (".jsonl", ".ndjson", ".json")
+log = get_logger(__name__)
+
+RECORD_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
+PARQUET_BATCH_ROWS = 1024  # rows decoded at a time: a large Parquet file is never held whole
 BFCL_ANSWER_DIR = "possible_answer"
 BFCL_DOC_DIR = "multi_turn_func_doc"
 _CONTEXT_DIRS = {BFCL_ANSWER_DIR, BFCL_DOC_DIR}
@@ -68,9 +79,32 @@ def _record_files(folder: Path) -> list[Path]:
             if child.name in _CONTEXT_DIRS:
                 continue
             files.extend(_record_files(child))
-        elif _stem_suffix(child) in RECORD_SUFFIXES:
+        elif _stem_suffix(child) in RECORD_SUFFIXES and not _is_gzipped_parquet(child):
             files.append(child)
     return files
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.name.lower().endswith(".parquet")
+
+
+def _is_gzipped_parquet(path: Path) -> bool:
+    return path.name.lower().endswith(".parquet.gz")
+
+
+def _check_file_type(path: Path) -> None:
+    """Refuse, before anything is read, a file that is not one of the types read here.
+
+    A name without a suffix (``/dev/stdin``) is read as JSON; anything else would be split into
+    "lines" and every one dead-lettered.
+    """
+    suffix = _stem_suffix(path)
+    if (suffix and suffix not in RECORD_SUFFIXES) or _is_gzipped_parquet(path):
+        shown = ".parquet.gz" if _is_gzipped_parquet(path) else suffix
+        raise SourceError(
+            f"{path}: unsupported file type {shown}; give .jsonl, .json, .json.gz, .parquet or a "
+            "save_to_disk folder"
+        )
 
 
 def _stem_suffix(path: Path) -> str:
@@ -95,10 +129,11 @@ def expand(paths: list[Path]) -> list[Path]:
             found = _record_files(path)
             if not found:
                 raise SourceError(
-                    f"{path} holds no .json, .jsonl or .gz record files and is not a saved dataset"
+                    f"{path} holds no .json, .jsonl, .parquet or .gz record files and is not a saved dataset"
                 )
             out.extend(found)
         else:
+            _check_file_type(path)
             out.append(path)
     return out
 
@@ -106,55 +141,117 @@ def expand(paths: list[Path]) -> list[Path]:
 def _read_bytes(path: Path) -> bytes:
     if path.name.lower().endswith(".gz"):
         with gzip.open(path, "rb") as handle:
-            return handle.read()
-    return path.read_bytes()
+            data = handle.read()
+    else:
+        data = path.read_bytes()
+    # Editors on Windows start UTF-8 files with a BOM; JSON has none, and "[" must be the first byte.
+    return data.removeprefix(codecs.BOM_UTF8)
 
 
-def _load_jsonl(path: Path) -> list[Any]:
-    values = []
-    for line in io.BytesIO(_read_bytes(path)):
-        if line.strip():
-            values.append(json.loads(line))
-    return values
+def _json_error(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"not valid JSON: {error.msg} (column {error.colno})"
+    return f"{type(error).__name__}: {error}"
 
 
-def _bfcl_answers(path: Path) -> dict[str, Any]:
+def _load_jsonl(path: Path, shown: str) -> tuple[list[tuple[int, Any]], list[str]]:
+    """The values of a JSON Lines file with their line numbers, and what could not be read, each
+    error naming ``shown`` (the file as the user knows it) and the line."""
+    try:
+        data = _read_bytes(path)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        return [], [f"{shown} cannot be read: {error}"]
+    values: list[tuple[int, Any]] = []
+    errors: list[str] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append((number, json.loads(line)))
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            errors.append(f"{shown} line {number}: {_json_error(error)}")
+    return values, errors
+
+
+def _is_answer(entry: Any) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("id"), str) and "ground_truth" in entry
+
+
+def _bfcl_answers(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The possible answers beside a BFCL file by id, and the lines of them that could not be read."""
     sibling = path.parent / BFCL_ANSWER_DIR / path.name
     if not sibling.is_file():
-        return {}
+        return {}, []
+    entries, errors = _load_jsonl(sibling, f"{BFCL_ANSWER_DIR}/{path.name}")
     answers: dict[str, Any] = {}
-    for entry in _load_jsonl(sibling):
-        if isinstance(entry, dict) and isinstance(entry.get("id"), str) and "ground_truth" in entry:
+    for number, entry in entries:
+        if _is_answer(entry):
             answers[entry["id"]] = entry["ground_truth"]
-    return answers
+        else:
+            errors.append(f"{BFCL_ANSWER_DIR}/{path.name} line {number}: not an {{id, ground_truth}} object")
+    return answers, errors
 
 
-def _bfcl_docs(path: Path) -> dict[str, list[Any]]:
+def _bfcl_docs(path: Path) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """Each multi-turn class's function docs, and for a class whose file has a bad line, the first."""
     folder = path.parent / BFCL_DOC_DIR
     if not folder.is_dir():
-        return {}
-    return {
-        name: _load_jsonl(folder / filename)
-        for name, filename in BFCL_CLASS_DOC_FILES.items()
-        if (folder / filename).is_file()
-    }
+        return {}, {}
+    docs: dict[str, list[Any]] = {}
+    errors: dict[str, str] = {}
+    for name, filename in BFCL_CLASS_DOC_FILES.items():
+        if (folder / filename).is_file():
+            entries, problems = _load_jsonl(folder / filename, f"{BFCL_DOC_DIR}/{filename}")
+            if problems:  # a class missing some of its functions would teach wrong tool sets
+                errors[name] = problems[0]
+            else:
+                docs[name] = [value for _, value in entries]
+    return docs, errors
 
 
 def load_answers(path: Path) -> dict[str, Any]:
-    """``--answers FILE``: possible answers as ``{"id", "ground_truth"}`` lines (or a JSON array)."""
-    data = _read_bytes(Path(path))
-    text = data.decode("utf-8")
-    entries = json.loads(text) if text.lstrip().startswith("[") else _load_jsonl(Path(path))
+    """``--answers FILE``: possible answers as ``{"id", "ground_truth"}`` lines (or a JSON array).
+
+    Raises :class:`SourceError` naming the file and the line of the first answer that cannot be read:
+    it is called before any record is read, so nothing has been sent.
+    """
+    path = Path(path)
+    try:
+        data = _read_bytes(path)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise SourceError(f"{path}: cannot be read: {error}") from None
+    entries: list[tuple[str, Any]]
+    if data.lstrip().startswith(b"["):
+        try:
+            values = json.loads(data)
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            line = f" line {error.lineno}" if isinstance(error, json.JSONDecodeError) else ""
+            raise SourceError(f"{path}{line}: {_json_error(error)}") from None
+        entries = [(f"element {index}", value) for index, value in enumerate(values)]
+    else:
+        numbered, errors = _load_jsonl(path, str(path))
+        if errors:
+            more = f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""
+            raise SourceError(errors[0] + more)
+        entries = [(f"line {number}", value) for number, value in numbered]
     answers = {}
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or "ground_truth" not in entry:
-            raise SourceError(f"{path}: every answer needs an 'id' and a 'ground_truth'")
+    for where, entry in entries:
+        if not _is_answer(entry):
+            raise SourceError(f"{path} {where}: every answer needs an 'id' and a 'ground_truth'")
         answers[entry["id"]] = entry["ground_truth"]
     return answers
 
 
 def count_records(path: Path) -> int | None:
-    """A cheap upper bound of a JSON Lines file's records for progress (its lines), None otherwise."""
+    """A cheap upper bound of a JSON Lines file's records for progress (its lines), a Parquet file's
+    rows, None otherwise."""
+    if _is_parquet(path) and path.is_file():
+        try:
+            import pyarrow.parquet as pq  # imported only for Parquet
+
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception:  # only progress: reading the file reports the error
+            return None
     if path.is_dir() or path.name.lower().endswith(".gz") or _stem_suffix(path) not in (".jsonl", ".ndjson"):
         return None
     with path.open("rb") as handle:
@@ -177,8 +274,18 @@ def iter_records(
     if path.is_dir():
         yield from _dataset_records(path, name)
         return
+    if _is_parquet(path):
+        yield from _parquet_records(path, name)
+        return
+    beside, answer_errors = _bfcl_answers(path)
+    docs, doc_errors = _bfcl_docs(path)
+    if answer_errors:  # said even where every record has its answer (a bad line of a duplicate)
+        log.warning("ingest.bfcl_answers_unreadable", file=name, lines=answer_errors[:5])
     context = FormatContext(
-        bfcl_answers={**_bfcl_answers(path), **(answers or {})}, bfcl_class_docs=_bfcl_docs(path)
+        bfcl_answers={**beside, **(answers or {})},
+        bfcl_class_docs=docs,
+        bfcl_answer_errors=tuple(answer_errors),
+        bfcl_class_doc_errors=doc_errors,
     )
     try:
         data = _read_bytes(path)
@@ -274,6 +381,39 @@ def _array_records(data: bytes, name: str, context: FormatContext) -> Iterator[S
             return
 
 
+def without_nulls(value: Any) -> Any:
+    """An Arrow row as its records were written: null fields of objects dropped (see the module
+    docstring); nulls inside lists are kept, a list's items are values, not fields."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
+
+
+def _row_record(row: Any, ref: str, location: str) -> SourceRecord:
+    raw = json.dumps(row, ensure_ascii=False, default=str).encode("utf-8", "backslashreplace")
+    return SourceRecord(ref=ref, location=location, raw=raw, value=without_nulls(row))
+
+
+def _parquet_records(path: Path, name: str) -> Iterator[SourceRecord]:
+    """Rows of a Parquet file (place: ``file.parquet#5``), a batch of rows decoded at a time."""
+    import pyarrow as pa  # imported only for Parquet
+    import pyarrow.parquet as pq
+
+    index = 0
+    try:
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for row in batch.to_pylist():
+                yield _row_record(row, f"{name}#{index}", f"row {index}")
+                index += 1
+    except (OSError, ValueError, pa.ArrowException) as error:
+        # Rows after a part that does not decode cannot be located: report it and stop.
+        ref, where = (name, "file") if index == 0 else (f"{name}#{index}", f"rows from {index}")
+        yield SourceRecord(ref=ref, location=where, raw=b"", error=error)
+
+
 def _dataset_records(folder: Path, name: str) -> Iterator[SourceRecord]:
     """Rows of a dataset saved with ``save_to_disk`` (every split of a DatasetDict)."""
     try:
@@ -290,6 +430,5 @@ def _dataset_records(folder: Path, name: str) -> Iterator[SourceRecord]:
     for split, dataset in splits:
         where = f"{name}[{split}]" if split is not None else name
         for index, row in enumerate(dataset):
-            raw = json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")
             place = f"row {index}" if split is None else f"split {split} row {index}"
-            yield SourceRecord(ref=f"{where}#{index}", location=place, raw=raw, value=row)
+            yield _row_record(row, f"{where}#{index}", place)

@@ -134,6 +134,8 @@ UNCHECKED_KEYWORDS = frozenset(
         "contentSchema",
     }
 )
+# Keywords whose null is a value (the default, or the only value allowed), not an absent keyword.
+_NULL_IS_A_VALUE = frozenset({"default", "const"})
 # Document-level keywords that lose their meaning once every $ref is inlined.
 _DOCUMENT_KEYWORDS = ("$defs", "definitions", "$schema", "$id", "$anchor", "$dynamicAnchor")
 
@@ -385,7 +387,9 @@ class _Reader:
             return {}
         if not isinstance(schema, dict):
             raise _error(where, f"a schema must be an object, got {type(schema).__name__}")
-        out = dict(schema)
+        # Arrow (datasets, parquet) gives each struct its siblings' keys too, null where absent: a null
+        # keyword says nothing. Null is a value only for default and const.
+        out = {key: value for key, value in schema.items() if value is not None or key in _NULL_IS_A_VALUE}
         if "$ref" in out:
             ref = out.pop("$ref")
             if not isinstance(ref, str):
@@ -476,7 +480,11 @@ class _Reader:
         if not isinstance(properties, dict):
             raise _error(where, "properties must be an object")
         read: dict[str, Any] = {}
+        absent: set[str] = set()
         for name, sub in properties.items():
+            if sub is None:  # Arrow's fill for a sibling tool's parameter: not a parameter of this one
+                absent.add(name)
+                continue
             if isinstance(sub, dict) and isinstance(sub.get("required"), bool):
                 # Draft-3 style: "required": true on the property itself means the parent requires it.
                 sub = {k: v for k, v in sub.items() if k != "required"}
@@ -485,6 +493,9 @@ class _Reader:
                     if isinstance(required, list) and name not in required:
                         out["required"] = [*required, name]
             read[name] = self.read(sub, f"{where}.{name}", refs)
+        required = out.get("required")
+        if absent and isinstance(required, list):
+            out["required"] = [name for name in required if name not in absent]
         return read
 
     def _merge_all_of(self, out: dict[str, Any], where: str, refs: tuple[str, ...]) -> dict[str, Any]:
@@ -569,6 +580,8 @@ def _xlam_parameters(params: dict[str, Any], where: str, notes: list[str]) -> di
     required: list[str] = []
     reader = _Reader({}, notes)
     for name, info in params.items():
+        if info is None:  # Arrow's fill for a sibling tool's parameter (see _Reader.read)
+            continue
         if not isinstance(info, dict):
             raise _error(f"{where}.{name}", "parameter must be an object")
         written = info.get("type", "any")
@@ -586,7 +599,7 @@ def _xlam_parameters(params: dict[str, Any], where: str, notes: list[str]) -> di
         if expression.has_default:
             schema["default"] = expression.default
         for key, value in info.items():
-            if key == "type":
+            if key == "type" or (value is None and key not in _NULL_IS_A_VALUE):
                 continue
             if key == "required":
                 if not isinstance(value, bool):
@@ -655,11 +668,10 @@ def _is_xlam(function: dict[str, Any]) -> bool:
     params = function.get("parameters")
     # xLAM maps each parameter name to {"type": "str, optional", ...}; a JSON Schema object has a string
     # "type" of its own (so a parameter literally named "type" still reads as xLAM).
-    return (
-        isinstance(params, dict)
-        and bool(params)
-        and all(isinstance(v, dict) and isinstance(v.get("type"), str) for v in params.values())
-    )
+    if not isinstance(params, dict):
+        return False
+    given = [v for v in params.values() if v is not None]  # null: Arrow's fill (see _Reader.read)
+    return bool(given) and all(isinstance(v, dict) and isinstance(v.get("type"), str) for v in given)
 
 
 def _json_schema(parameters: Any, where: str, notes: list[str]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import gzip
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,121 @@ def test_forced_format_and_missing_paths(tmp_path: Path) -> None:
     assert len(letters) == 4 and report.reasons == {"xlam 'query' must be a non-empty string": 4}
     with pytest.raises(SourceError, match="not found"):
         read(tmp_path / "nothing.jsonl")
+
+
+# Tools as a Hugging Face dataset stores them: nested structs, which Arrow merges across rows.
+def _tool(name: str, parameter: str, *, enum: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "description": parameter}
+    if enum is not None:
+        schema["enum"] = enum
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": name,
+            "parameters": {"type": "object", "properties": {parameter: schema}, "required": [parameter]},
+        },
+    }
+
+
+def _chat(question: str, tool: dict[str, Any], arguments: str) -> dict[str, Any]:
+    name = tool["function"]["name"]
+    call = {"id": "c", "type": "function", "function": {"name": name, "arguments": arguments}}
+    return {
+        "messages": [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+        ],
+        "tools": [tool],
+    }
+
+
+HF_ROWS = [
+    _chat(
+        "Weather in Paris?", _tool("get_weather", "location", enum=["Paris", "Oslo"]), '{"location": "Paris"}'
+    ),
+    _chat("AAPL price?", _tool("get_stock", "symbol"), '{"symbol": "AAPL"}'),
+]
+
+
+def test_a_saved_dataset_with_merged_tool_structs_lands_with_each_tools_own_parameters(
+    tmp_path: Path,
+) -> None:
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_list(HF_ROWS).save_to_disk(str(tmp_path / "hf"))
+    report, added, letters = read(tmp_path / "hf")
+    assert not letters and report.samples == 2  # each row used to be "a schema must be an object"
+    weather, stock = (a.tools[0].parameters.to_json_schema() for a in added)
+    assert weather == {
+        "type": "object",
+        "properties": {"location": {"type": "string", "description": "location", "enum": ["Paris", "Oslo"]}},
+        "required": ["location"],
+    }
+    assert stock["properties"] == {"symbol": {"type": "string", "description": "symbol"}}
+
+
+def test_a_parquet_file_is_read_row_by_row(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    pq.write_table(pa.Table.from_pylist(HF_ROWS), tmp_path / "train.parquet", row_group_size=1)
+    report, added, letters = read(tmp_path / "train.parquet")
+    assert not letters and report.records == 2
+    assert [a.source_ref for a in added] == ["train.parquet#0", "train.parquet#1"]
+    assert list(added[1].tools[0].parameters.properties) == ["symbol"]
+    (tmp_path / "folder").mkdir()
+    shutil.copy(tmp_path / "train.parquet", tmp_path / "folder" / "train.parquet")
+    report, added, _ = read(tmp_path / "folder")  # a folder's .parquet files are records too
+    assert report.samples == 2
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not parquet")
+    report, _, [letter] = read(tmp_path / "broken.parquet")
+    assert letter.source_ref == "broken.parquet" and letter.reason.startswith("file: ")
+
+
+@pytest.mark.parametrize("name", ["seeds.csv", "seeds.xlsx", "data.arrow", "seeds.csv.gz"])
+def test_an_unsupported_file_type_is_refused_up_front(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_bytes(b"query,answers\nq,a\n")
+    with pytest.raises(SourceError, match=r"unsupported file type \.(csv|xlsx|arrow); give \.jsonl, \.json"):
+        read(tmp_path / name)
+
+
+def test_a_utf8_bom_is_dropped_from_json_files_and_answers(tmp_path: Path) -> None:
+    bom = b"\xef\xbb\xbf"
+    records = json.loads(GLAIVE.read_text())[:2]
+    (tmp_path / "array.json").write_bytes(bom + json.dumps(records, indent=2).encode())
+    (tmp_path / "one.json").write_bytes(bom + json.dumps(records[0], indent=2).encode())
+    (tmp_path / "line.json").write_bytes(bom + json.dumps(records).encode())
+    for name, count in (("array.json", 2), ("one.json", 1), ("line.json", 2)):
+        report, added, letters = read(tmp_path / name)
+        assert not letters and report.records == count, name  # not JSON Lines, each "line" dead-lettered
+    questions = tmp_path / "questions.json"
+    shutil.copy(PUBLISHED / "bfcl" / "BFCL_v4_simple_python.json", questions)
+    answers = PUBLISHED / "bfcl" / "possible_answer" / "BFCL_v4_simple_python.json"
+    entries = [json.loads(line) for line in answers.read_text().splitlines() if line.strip()]
+    (tmp_path / "answers.json").write_bytes(bom + json.dumps(entries).encode())
+    _, added, letters = read(questions, answers=tmp_path / "answers.json")
+    assert not letters and len(added) == 2
+
+
+def test_unreadable_bfcl_answer_and_doc_lines_dead_letter_only_the_records_needing_them(
+    tmp_path: Path,
+) -> None:
+    bfcl = tmp_path / "bfcl"
+    shutil.copytree(PUBLISHED / "bfcl", bfcl)
+    answers = bfcl / "possible_answer" / "BFCL_v4_simple_python.json"
+    first, second = answers.read_text().splitlines()[:2]
+    answers.write_text(first + "\n" + second[:36] + "\n")  # the second answer cut short
+    docs = bfcl / "multi_turn_func_doc" / "posting_api.json"
+    docs.write_text(docs.read_text() + '{"name": oops\n')  # line 15: the docs of TwitterAPI
+    report, added, letters = read(bfcl)
+    assert report.records == read(PUBLISHED / "bfcl")[0].records  # the file went on, and the others
+    assert "BFCL_v4_simple_python.json:1" in {a.source_ref for a in added}
+    [simple] = [d for d in letters if d.source_ref == "BFCL_v4_simple_python.json:2"]
+    assert "possible_answer/BFCL_v4_simple_python.json line 2: not valid JSON" in simple.reason
+    assert simple.category == "bfcl record has no ground truth: possible answers unreadable"
+    multi = [d for d in letters if "multi_turn" in d.source_ref]
+    assert len(multi) == 3 and not [a for a in added if "multi_turn" in a.source_ref]
+    assert all("multi_turn_func_doc/posting_api.json line 15: not valid JSON" in d.reason for d in multi)
+    bad = tmp_path / "answers.jsonl"
+    bad.write_text(first + "\n{oops\n")
+    with pytest.raises(SourceError, match=r"answers\.jsonl line 2: not valid JSON"):
+        read(PUBLISHED / "bfcl" / "BFCL_v4_simple_python.json", answers=bad)

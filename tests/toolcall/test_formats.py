@@ -292,3 +292,49 @@ def test_call_arguments_nested_too_deep_are_refused_with_the_reason() -> None:
     with pytest.raises(RecordError, match="'tool_calls' must be a list"):
         turns = [*USER_ONLY, {"role": "assistant", "tool_calls": "get_weather"}, *USER_ONLY]
         record_to_samples({"tools": [WEATHER_TOOL], "messages": turns, "label": CALL_TEXT})  # paper
+
+
+def test_openai_assistant_turns_of_weight_zero_are_context_never_labels() -> None:
+    call = {
+        "id": "c",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+    }
+    record = {
+        "tools": [WEATHER_TOOL],
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": "I don't know", "weight": 0},
+            {"role": "user", "content": "Use the tool, Oslo."},
+            {"role": "assistant", "tool_calls": [call], "weight": 1},
+        ],
+    }
+    [sample] = record_to_samples(record)
+    assert sample.label == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Oslo"})])
+    assert [m.content for m in sample.messages] == ["Weather?", "I don't know", "Use the tool, Oslo."]
+    record["messages"][1]["weight"] = "0"
+    with pytest.raises(RecordError, match="weight must be 0 or 1"):
+        record_to_samples(record)
+
+
+def test_a_label_field_selects_paper_only_when_it_is_a_samples_label() -> None:
+    dialogue = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}],
+        },
+        {"role": "tool", "content": "sun"},
+        {"role": "assistant", "content": "It is sunny."},
+    ]
+    metadata = {"tools": [WEATHER_TOOL], "messages": dialogue, "label": "tool_call"}
+    assert detect_format(metadata) == "openai"
+    [sample] = record_to_samples(metadata)
+    assert sample.label == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Oslo"})])
+    assert detect_format({**metadata, "label": 1}) == "openai"
+    assert detect_format({**metadata, "label": ["easy", "weather"]}) == "openai"
+    context = {"tools": [WEATHER_TOOL], "messages": dialogue[:1]}
+    assert detect_format({**context, "label": "Which day?"}) == "paper"
+    assert detect_format({**context, "label": CALL_TEXT}) == "paper"
+    assert detect_format({**metadata, "label": {"calls": [], "text": "no"}}) == "paper"

@@ -230,6 +230,51 @@ def test_openapi_nullable_and_draft4_forms() -> None:
     assert tool.parameters.required == ("d",)
 
 
+def test_arrow_null_fill_is_dropped_not_read_as_schemas() -> None:
+    # datasets/parquet merge the tools' struct types: each tool gains the others' parameters as null,
+    # and every keyword any schema uses, null where this one has none.
+    tool = load_tool(
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "w",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "location": {"type": "string", "enum": None, "items": None, "minimum": None},
+                        "units": {"type": "string", "enum": ["c", "f"], "required": None},
+                        "symbol": None,
+                    },
+                    "required": ["location", "symbol"],
+                    "additionalProperties": None,
+                },
+            },
+        }
+    )
+    assert tool.parameters.to_json_schema() == {
+        "type": "object",
+        "properties": {"location": {"type": "string"}, "units": {"type": "string", "enum": ["c", "f"]}},
+        "required": ["location"],  # a null property is no parameter, so it is not required either
+    }
+    nothing_required = load_tool(
+        {
+            "name": "f",
+            "parameters": {"type": "object", "properties": {"a": {"type": "string"}}, "required": None},
+        }
+    )
+    assert nothing_required.parameters.required == ()
+    xlam = load_tool({"name": "f", "parameters": {"a": {"type": "str", "description": None}, "b": None}})
+    assert xlam.parameters.to_json_schema() == {
+        "type": "object",
+        "properties": {"a": {"type": "string"}},
+        "required": ["a"],
+    }
+    # null stays a value where JSON Schema gives it one
+    kept = load_tool({"name": "f", "parameters": {"type": "object", "properties": {"a": {"default": None}}}})
+    assert kept.parameters.properties["a"].has_default
+
+
 # --- xLAM type expressions ---------------------------------------------------------------------------
 
 
@@ -373,4 +418,26 @@ def test_glaive_raw_transcript() -> None:
     [sample] = conversion.samples
     assert sample.label == Action(
         calls=[ToolCall(name="get_news_headlines", arguments={"country": "United States"})]
+    )
+
+
+def test_glaive_raw_quoted_arguments_with_an_apostrophe_inside() -> None:
+    function = {
+        "name": "send_email",
+        "parameters": {"type": "object", "properties": {"recipient": {"type": "string"}}},
+    }
+    call = (
+        '{"name": "send_email", "arguments": \'{"recipient": "bob@x.com", "message": "I\'m late, '
+        "O'Brien\"}'}"
+    )
+    record = {
+        "system": "SYSTEM: You are a helpful assistant with access to the following functions. Use them if "
+        f"required -\n{json.dumps(function, indent=4)}\n",
+        "chat": f"USER: Email bob@x.com that I'm late\n\n\nASSISTANT: <functioncall> {call} <|endoftext|>\n",
+    }
+    [sample] = convert_record(record).samples
+    assert sample.label == Action(
+        calls=[
+            ToolCall(name="send_email", arguments={"recipient": "bob@x.com", "message": "I'm late, O'Brien"})
+        ]
     )

@@ -2,7 +2,8 @@
 
 Formats (detected per record from its keys, or forced):
 
-- ``paper``: this project's rendering of the paper's samples (:mod:`toolcall.formats.paper`).
+- ``paper``: this project's rendering of the paper's samples (:mod:`toolcall.formats.paper`); with
+  ``messages``, detected only where ``label`` reads as the label of a sample (else ``openai``).
 - ``bfcl``: BFCL as shipped, single-turn, irrelevance, Java/JavaScript and multi-turn, with its
   possible answers and class docs from a :class:`FormatContext` (:mod:`toolcall.formats.bfcl`).
 - ``xlam``: APIGen/xLAM ``query``, ``tools``, ``answers`` (:mod:`toolcall.formats.xlam`).
@@ -57,7 +58,7 @@ def detect_format(record: dict[str, Any]) -> str:
         return "sharegpt"
     if "system" in record and "chat" in record:
         return "glaive"
-    if "label" in record and ("messages" in record or "input" in record):
+    if "label" in record and ("input" in record or ("messages" in record and _paper_label_fits(record))):
         return "paper"
     if "messages" in record:
         return "openai"
@@ -66,6 +67,25 @@ def detect_format(record: dict[str, Any]) -> str:
     raise RecordError(
         f"unrecognised record format (keys: {sorted(record)[:12]})", "unrecognised record format"
     )
+
+
+def _paper_label_fits(record: dict[str, Any]) -> bool:
+    """Whether ``label`` beside ``messages`` is a paper sample's label, not a chat record's metadata
+    (``"label": "tool_call"``): an action (calls, or an Action object), or a text answer to a context
+    that does not end with the assistant's own turn after a user's (a chat record's whole dialogue)."""
+    label, messages = record["label"], record["messages"]
+    if isinstance(label, list):
+        return all(isinstance(call, dict) for call in label)
+    if isinstance(label, dict):
+        return bool(label) and set(label) <= {"calls", "text", "ordered"}
+    if not isinstance(label, str):
+        return False
+    if "<tool_call>" in label:
+        return True
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return True
+    answered = messages[-1].get("role") == "assistant"
+    return not (answered and any(isinstance(m, dict) and m.get("role") == "user" for m in messages))
 
 
 def resolve_format(fmt: str) -> str:

@@ -108,6 +108,23 @@ def _truth(record: dict[str, Any], context: FormatContext) -> Any:
     return None
 
 
+def _no_ground_truth(record: dict[str, Any], context: FormatContext) -> RecordError:
+    identifier = record.get("id", "")
+    errors = context.bfcl_answer_errors
+    if errors:  # its answer may be on a line that could not be read: say which
+        shown = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+        return RecordError(
+            f"bfcl record {identifier!r} has no ground truth, and possible answers could not be read: "
+            + shown,
+            "bfcl record has no ground truth: possible answers unreadable",
+        )
+    return RecordError(
+        f"bfcl record {identifier!r} has no ground truth: give its possible answers "
+        "(a possible_answer/ folder beside the file, or --answers FILE)",
+        "bfcl record has no ground truth",
+    )
+
+
 def _single_turn(record: dict[str, Any], context: FormatContext, category: str) -> Conversion:
     notes: list[str] = []
     tools = tools_from(record.get("function"), notes, "bfcl functions")
@@ -123,11 +140,7 @@ def _single_turn(record: dict[str, Any], context: FormatContext, category: str) 
                 "bfcl relevance record: no reference call",
             )
         else:
-            raise RecordError(
-                f"bfcl record {record.get('id', '')!r} has no ground truth: give its possible answers "
-                "(a possible_answer/ folder beside the file, or --answers FILE)",
-                "bfcl record has no ground truth",
-            )
+            raise _no_ground_truth(record, context)
     label = bfcl_label(truth, tools)
     if not label.calls:
         label = Action(text=NO_SUITABLE_TOOL)
@@ -140,6 +153,12 @@ def _multi_turn(record: dict[str, Any], context: FormatContext) -> Conversion:
         raise RecordError("bfcl multi-turn record has no 'involved_classes'")
     docs: list[Any] = []
     for name in classes:
+        if isinstance(name, str) and name in context.bfcl_class_doc_errors:
+            raise RecordError(
+                f"bfcl multi-turn record needs the function docs of {name!r}, and "
+                f"{context.bfcl_class_doc_errors[name]}",
+                "bfcl multi-turn record: class docs unreadable",
+            )
         if name not in context.bfcl_class_docs:
             raise RecordError(
                 f"bfcl multi-turn record needs the function docs of {name!r} "
@@ -152,11 +171,7 @@ def _multi_turn(record: dict[str, Any], context: FormatContext) -> Conversion:
     held_back = _held_back(record.get("missed_function"))
     truth = _truth(record, context)
     if truth is None:
-        raise RecordError(
-            f"bfcl record {record.get('id', '')!r} has no ground truth: give its possible answers "
-            "(a possible_answer/ folder beside the file, or --answers FILE)",
-            "bfcl record has no ground truth",
-        )
+        raise _no_ground_truth(record, context)
     turns = _turns(record)
     if not isinstance(truth, list) or len(truth) != len(turns):
         raise RecordError(

@@ -4,7 +4,8 @@ Content may be a string or a list of parts (OpenAI's ``{"type": "text", "text": 
 ``{"type": "text", "value": ...}`` and ``{"type": "tool_call", "value": "{...}"}``); reasoning parts are
 left out with a warning, and any other part (an image) is refused. ``arguments`` may be a JSON string,
 the legacy ``function_call`` / ``function`` role and ``functions`` list are read too, and ``developer``
-is a system turn.
+is a system turn. An assistant turn with ``"weight": 0`` (OpenAI fine-tuning: do not train on it) is
+never a label; it stays in the context of the turns after it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
         raise RecordError("openai 'messages' must be a list")
     names_by_call_id: dict[str, str] = {}
     messages: list[Message] = []
+    untrained: set[int] = set()
     for index, raw in enumerate(raw_messages):
         if not isinstance(raw, dict):
             raise RecordError("each message must be an object")
@@ -54,6 +56,8 @@ def from_openai(record: dict[str, Any]) -> Conversion:
                         names_by_call_id[entry["id"]] = (entry.get("function") or {}).get("name", "")
             if raw.get("function_call"):
                 calls.append(call_from(raw["function_call"]))
+            if _weight(raw.get("weight"), where) == 0:
+                untrained.add(len(messages))
             messages.append(Message(role="assistant", content=text, tool_calls=calls))
         elif role in ("tool", "function"):
             name = raw.get("name") or names_by_call_id.get(raw.get("tool_call_id", ""))
@@ -64,4 +68,16 @@ def from_openai(record: dict[str, Any]) -> Conversion:
                     f"{where}: only assistant turns make calls", "calls outside an assistant turn"
                 )
             messages.append(message(role, text))
-    return Conversion("openai", dialogue_samples(tools, messages, flag(record, "ordered")), notes)
+    samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
+    return Conversion("openai", samples, notes)
+
+
+def _weight(value: Any, where: str) -> int:
+    """An assistant turn's ``weight``: 1 (train on it, also when absent) or 0 (do not)."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or value not in (0, 1):
+        raise RecordError(
+            f"{where}: weight must be 0 or 1, got {value!r}"[:200], "message weight is not 0 or 1"
+        )
+    return int(value)

@@ -52,11 +52,15 @@ class FormatContext:
 
     ``bfcl_answers``: BFCL's possible answers by question id (the ``ground_truth`` of its
     ``possible_answer/`` file); ``bfcl_class_docs``: the function docs of each multi-turn class (its
-    ``multi_turn_func_doc/`` file).
+    ``multi_turn_func_doc/`` file); ``bfcl_answer_errors``: the lines of the possible answers that
+    could not be read (file and line each), named when a record has no answer;
+    ``bfcl_class_doc_errors``: by class, the first unreadable line of its docs file.
     """
 
     bfcl_answers: Mapping[str, Any] = field(default_factory=dict)
     bfcl_class_docs: Mapping[str, list[Any]] = field(default_factory=dict)
+    bfcl_answer_errors: tuple[str, ...] = ()
+    bfcl_class_doc_errors: Mapping[str, str] = field(default_factory=dict)
 
 
 EMPTY_CONTEXT = FormatContext()
@@ -213,16 +217,22 @@ def check_context(messages: list[Message]) -> None:
         raise RecordError("context has no user turn")
 
 
-def dialogue_samples(tools: list[ToolSpec], messages: list[Message], ordered: bool = False) -> list[Sample]:
+def dialogue_samples(
+    tools: list[ToolSpec],
+    messages: list[Message],
+    ordered: bool = False,
+    untrained: frozenset[int] = frozenset(),
+) -> list[Sample]:
     """One sample per learnable assistant step of a whole dialogue (Section 4.1).
 
     A step is an assistant turn that calls tools, or a plain-text answer right after a user turn (a
     clarification, a "no suitable tool" answer, a reply when no tool is offered). Summaries after tool
-    results are not steps to learn from.
+    results are not steps to learn from, nor are the turns at the indexes in ``untrained`` (the dataset
+    says not to train on them); both stay in the context of later steps.
     """
     samples = []
     for index, turn in enumerate(messages):
-        if turn.role != "assistant" or index == 0:
+        if turn.role != "assistant" or index == 0 or index in untrained:
             continue
         context = messages[:index]
         previous = context[-1].role

@@ -10,7 +10,8 @@
 - **ToolACE**: tools listed as JSON in the ``system`` field ("...in JSON format that you can invoke:
   [...]"), speakers ``user``/``assistant``/``tool``, calls written as Python, ``[Func Name(a=1, b="x")]``.
 - **glaive raw** (``glaiveai/glaive-function-calling-v2``: ``system`` and ``chat`` strings):
-  ``USER:``/``ASSISTANT:``/``FUNCTION RESPONSE:`` turns, calls as ``<functioncall> {...}``.
+  ``USER:``/``ASSISTANT:``/``FUNCTION RESPONSE:`` turns, calls as ``<functioncall> {...}`` with the
+  arguments a JSON object in single quotes (``"arguments": '{"message": "I'm late"}'``).
 
 Speakers human/user, gpt/assistant, system, tool/observation and function_call are read. A system
 prompt that only carried the tool list is the dataset's calling harness: it is not kept as a message
@@ -214,6 +215,41 @@ _END_OF_TEXT = re.compile(r"\s*<\|endoftext\|>\s*")
 _FUNCTION_CALL = re.compile(r"<functioncall>\s*(.*?)\s*(?:</functioncall>|$)", re.DOTALL)
 
 
+# glaive quotes the arguments object in single quotes; the JSON inside starts after the quote.
+_QUOTED_ARGUMENTS = re.compile(r"\"arguments\"\s*:\s*'\s*")
+_CLOSING_QUOTE = re.compile(r"\s*'")
+
+
+def _glaive_calls(body: str) -> list[ToolCall]:
+    """The calls of a ``<functioncall>`` body. Its single-quoted arguments make it neither JSON nor,
+    when an apostrophe is inside (``I'm``, ``O'Brien``), a Python literal: the inner JSON is read."""
+    quoted = _QUOTED_ARGUMENTS.search(body)
+    inner = _quoted_arguments(body, quoted.end()) if quoted is not None else None
+    if quoted is not None and inner is not None:
+        arguments, end = inner
+        body = f'{body[: quoted.start()]}"arguments": {json.dumps(arguments)}{body[end:]}'
+    return calls_from_json(body, "glaive functioncall")
+
+
+def _quoted_arguments(body: str, start: int) -> tuple[Any, int] | None:
+    """The JSON value starting at ``start`` and the index after its closing quote, or None."""
+    try:
+        value, end = json.JSONDecoder().raw_decode(body, start)
+    except (ValueError, RecursionError):
+        pass
+    else:
+        closing = _CLOSING_QUOTE.match(body, end)
+        if closing is not None:
+            return value, closing.end()
+    last = body.rfind("'")  # else the call's last quote closes them
+    if last > start:
+        try:
+            return json.loads(body[start:last]), last + 1
+        except (ValueError, RecursionError):
+            pass
+    return None  # not JSON inside the quotes (an escaped \'): the Python literal reading may do
+
+
 def from_glaive(record: dict[str, Any]) -> Conversion:
     system, chat = record.get("system"), record.get("chat")
     if not isinstance(system, str) or not isinstance(chat, str):
@@ -239,7 +275,7 @@ def from_glaive(record: dict[str, Any]) -> Conversion:
         else:
             calls: list[ToolCall] = []
             for body in _FUNCTION_CALL.findall(text):
-                calls.extend(calls_from_json(body, "glaive functioncall"))
+                calls.extend(_glaive_calls(body))
             content = _FUNCTION_CALL.sub("", text).strip()
             messages.append(Message(role="assistant", content=content, tool_calls=calls))
     return Conversion("glaive", dialogue_samples(tools, messages), notes)
