@@ -289,8 +289,11 @@ class OpenAIBackend:
     ) -> Any:
         async with self._semaphore:
             try:
-                response = await self._client.post(url, json=payload)
-            except httpx.TimeoutException as error:
+                # httpx's timeout bounds each read; a server that trickles a byte at a time would pass
+                # it forever, so the whole answer has the same bound too.
+                async with asyncio.timeout(self.timeout_s):
+                    response = await self._client.post(url, json=payload)
+            except (httpx.TimeoutException, TimeoutError) as error:
                 raise _AttemptFailed(
                     f"timed out after {self.timeout_s:g}s ({type(error).__name__})"
                 ) from None

@@ -29,6 +29,7 @@ from streams.roles import (
 from streams.stage import Stage
 from toolcall.expansion import ParsedExpansion, parse_expansion
 from toolcall.prompts import DEFAULT_SCENARIOS, render_expansion_prompt
+from toolcall.verdicts import empty_answer_reason
 
 ERROR_SEED_VERDICTS = ("PRED_WRONG", "LABEL_WRONG")
 _TRACE_CLOSE = "</think>"
@@ -58,6 +59,8 @@ def read_expansion(answer: Answer) -> ParsedExpansion:
     """The generator's answer as a candidate; the reasoning trace, inline or opened by the template, is
     not part of it, and an answer its budget cut off says so."""
     text = answer.text
+    if not text.strip() and not answer.truncated:  # say why there is nothing, as the judge's reader does
+        return ParsedExpansion(error=empty_answer_reason(answer.reasoning))
     if answer.trace_opened and not text.lstrip().lower().startswith("<think>"):
         _, closed, after = text.partition(_TRACE_CLOSE)
         if not closed:

@@ -248,6 +248,11 @@ def _answer_text(
     return text, None
 
 
+def empty_answer_reason(reasoning: str | None) -> str:
+    """Why an answer with no text gave nothing to read: only a reasoning trace came back, or nothing."""
+    return _empty_answer(reasoning)
+
+
 def _empty_answer(reasoning: str | None) -> str:
     if reasoning and reasoning.strip():
         return (

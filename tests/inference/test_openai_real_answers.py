@@ -3,6 +3,7 @@ vLLM and gateways, content as parts, long Retry-After, a refused budget field, k
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from typing import Any
@@ -15,6 +16,7 @@ from inference_fake_endpoint import FakeEndpoint, serve_fake_endpoint
 from common.logs import LogSettings, configure_logging
 from inference.base import InferenceError, SamplingConfig
 from inference.openai_backend import OpenAIBackend, rejection_is_input_fault
+from tests.http_server import serve_app
 from tests.inference.test_openai_resilience import CHAT, GREEDY, backend_for
 
 
@@ -167,3 +169,26 @@ async def test_a_key_at_the_cut_of_an_error_excerpt_does_not_survive_in_part() -
     for text in (buffer.getvalue(), str(failed.value)):
         assert secret[:12] not in text  # no piece of the key long enough to mean anything
     assert "***" in str(failed.value)
+
+
+async def test_a_server_that_trickles_its_answer_is_bounded_by_the_timeout_as_a_whole() -> None:
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for _ in range(40):  # one byte every 0.1 s: each read is quick, the answer never ends in time
+            await response.write(b" ")
+            await asyncio.sleep(0.1)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", trickle)
+    async with serve_app(app) as port:
+        backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", timeout_s=0.5, max_retries=0)
+        try:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(InferenceError, match=r"timed out after 0\.5s"):
+                await backend.generate([CHAT], GREEDY)
+            assert asyncio.get_running_loop().time() - started < 2.0
+        finally:
+            await backend.close()

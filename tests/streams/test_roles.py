@@ -212,3 +212,10 @@ async def test_one_input_the_endpoint_refuses_fails_alone_and_the_others_are_not
     )
     # 4 asks in the batch, then only the culprit again on its own: the 3 answers were kept.
     assert len(backend.requests) == 5
+
+
+def test_a_generator_answer_left_in_the_reasoning_field_says_so() -> None:
+    # An older vLLM reasoning parser with thinking off puts the whole answer in reasoning_content.
+    parsed = read_expansion(Answer(text="", reasoning="INPUT: USER: weather in Rome?\nOUTPUT: [...]"))
+    assert parsed.error is not None and "only reasoning" in parsed.error
+    assert read_expansion(Answer(text="")).error == "empty answer"
