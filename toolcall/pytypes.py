@@ -186,7 +186,8 @@ class _Parser:
         while self.peek() == ("punct", "|"):
             self.take("|")
             options.append(self.atom())
-        optional = any(o for _, o in options)
+        # ``int | None`` is ``Optional[int]``: both may be left out, as datasets write them.
+        optional = any(o for _, o in options) or _admits_none(options)
         return _union([s for s, _ in options]), optional
 
     def arguments(self) -> list[tuple[dict[str, Any], bool]]:
@@ -238,7 +239,7 @@ class _Parser:
             merged = _union([s for s, _ in options])
             if key == "optional":
                 return _union([merged, {"type": "null"}]), True
-            return merged, any(o for _, o in options)
+            return merged, any(o for _, o in options) or _admits_none(options)
         if key in _ARRAYS:
             arguments = self.arguments() if has_arguments else []
             return _array(key, [s for s, _ in arguments], self.text), False
@@ -276,6 +277,11 @@ def _json_type(value: Any) -> str:
     if isinstance(value, str):
         return "string"
     return "array" if isinstance(value, list) else "object"
+
+
+def _admits_none(options: list[tuple[dict[str, Any], bool]]) -> bool:
+    """One of a union's members is None (``Union[int, None]``, ``int | None``)."""
+    return len(options) > 1 and any(schema == {"type": "null"} for schema, _ in options)
 
 
 def _union(options: list[dict[str, Any]]) -> dict[str, Any]:

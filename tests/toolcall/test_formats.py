@@ -289,6 +289,25 @@ def test_call_arguments_nested_too_deep_are_refused_with_the_reason() -> None:
         with pytest.raises(RecordError) as refused:
             record_to_samples(record(depth))
         assert refused.value.reason == "call arguments nested too deeply"
+    # The same limit whichever way a format writes its calls: OpenAI tool_calls (arguments as a JSON
+    # string) and Hermes <tool_call> text were once read at any depth.
+    deep = json.dumps({"city": _nested(MAX_ARGUMENT_DEPTH + 1)})
+    openai_call = {"id": "1", "type": "function", "function": {"name": "get_weather", "arguments": deep}}
+    hermes_call = '<tool_call>{"name": "get_weather", "arguments": ' + deep + "}</tool_call>"
+    records = (
+        {
+            "tools": [WEATHER_TOOL],
+            "messages": [*USER_ONLY, {"role": "assistant", "tool_calls": [openai_call]}],
+        },
+        {
+            "tools": json.dumps([WEATHER_TOOL]),
+            "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": hermes_call}],
+        },
+    )
+    for deep_record in records:
+        with pytest.raises(RecordError) as refused:
+            record_to_samples(deep_record)
+        assert refused.value.reason == "call arguments nested too deeply"
     with pytest.raises(RecordError, match="'tool_calls' must be a list"):
         turns = [*USER_ONLY, {"role": "assistant", "tool_calls": "get_weather"}, *USER_ONLY]
         record_to_samples({"tools": [WEATHER_TOOL], "messages": turns, "label": CALL_TEXT})  # paper

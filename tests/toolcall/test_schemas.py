@@ -308,7 +308,10 @@ def test_arrow_null_fill_is_dropped_not_read_as_schemas() -> None:
         ("Dict[str, Any]", {"type": "object"}, False, None),
         ("Dict[str, int]", {"type": "object", "additionalProperties": {"type": "integer"}}, False, None),
         ("Literal['a', 'b']", {"type": "string", "enum": ["a", "b"]}, False, None),
-        ("int | None", {"type": ["integer", "null"]}, False, None),
+        # The same type as Optional[int], so as optional (a dataset's writer means "may be left out").
+        ("int | None", {"type": ["integer", "null"]}, True, None),
+        ("Union[int, None]", {"type": ["integer", "null"]}, True, None),
+        ("List[int | None]", {"type": "array", "items": {"type": ["integer", "null"]}}, False, None),
         ("Tuple[int, ...]", {"type": "array", "items": {"type": "integer"}}, False, None),
         ("float, default=0.5", {"type": "number"}, True, 0.5),
         ("bool, optional, default=True", {"type": "boolean"}, True, True),

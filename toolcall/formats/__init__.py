@@ -27,11 +27,13 @@ from toolcall.formats.bfcl import BFCL_CLASS_DOC_FILES, bfcl_label, from_bfcl, i
 from toolcall.formats.chat import from_openai
 from toolcall.formats.common import (
     EMPTY_CONTEXT,
+    MAX_ARGUMENT_DEPTH,
     NO_SUITABLE_TOOL,
     Conversion,
     FormatContext,
     RecordError,
     dialogue_samples,
+    nesting_depth,
     reason_of,
 )
 from toolcall.formats.paper import from_paper
@@ -127,7 +129,21 @@ def convert_record(record: Any, fmt: str = "auto", context: FormatContext = EMPT
         raise RecordError(
             f"{fmt} record has no assistant step to learn from", "no assistant step to learn from"
         )
+    _check_argument_depth(conversion.samples)
     return conversion
+
+
+def _check_argument_depth(samples: list[Sample]) -> None:
+    """Every call of every format within :data:`MAX_ARGUMENT_DEPTH` levels (each format reads its calls
+    its own way; the limit is checked once, here, for all of them)."""
+    for sample in samples:
+        calls = [call for turn in sample.messages for call in turn.tool_calls] + list(sample.label.calls)
+        for call in calls:
+            if nesting_depth(call.arguments, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
+                raise RecordError(
+                    f"arguments of {call.name[:80]} are nested more than {MAX_ARGUMENT_DEPTH} levels deep",
+                    "call arguments nested too deeply",
+                )
 
 
 def record_to_samples(record: Any, fmt: str = "auto", context: FormatContext = EMPTY_CONTEXT) -> list[Sample]:
