@@ -6,7 +6,8 @@ spread over many lines), any of those gzipped (``.gz``), a Parquet file (``.parq
 row, read a batch at a time), a folder of them (read recursively, in name order), or a Hugging Face
 dataset saved with ``save_to_disk`` (read with ``datasets.load_from_disk``; every split of a
 ``DatasetDict``). A file of any other type (``.csv``, ``.arrow``…) is refused up front, by
-:func:`expand`. A UTF-8 byte order mark at the start of a file is dropped.
+:func:`expand`. A UTF-8 byte order mark at the start of a file is dropped; a UTF-16 or UTF-32 one
+says how to read the file.
 
 Rows of Arrow data (Parquet, saved datasets) lose their null fields: Arrow gives every struct the
 union of its siblings' fields, null where a row has none, so a null field there is an absent one.
@@ -145,7 +146,24 @@ def _read_bytes(path: Path) -> bytes:
     else:
         data = path.read_bytes()
     # Editors on Windows start UTF-8 files with a BOM; JSON has none, and "[" must be the first byte.
+    # A file saved as UTF-16 or UTF-32 (PowerShell's default) is read as its BOM says, not line by line
+    # as bytes (which once landed its first line and dead-lettered the rest).
+    for bom, encoding in _WIDE_BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding).encode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                break  # not that encoding after all: read as bytes, each bad line says so
     return data.removeprefix(codecs.BOM_UTF8)
+
+
+# UTF-32 first: its little-endian BOM begins with UTF-16's.
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 def _json_error(error: Exception) -> str:

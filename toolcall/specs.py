@@ -631,7 +631,8 @@ def _spec_from(function: Any, normalise: Any, notes: list[str] | None = None) ->
     name = function.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ToolSpecError(
-            f"a tool needs a non-empty string name: {json.dumps(function, default=str)[:120]}"
+            f"a tool needs a non-empty string name: {json.dumps(function, default=str)[:120]}",
+            "a tool needs a non-empty string name",  # the reason's class, without the record's shape
         )
     name = name.strip()
     parameters: Any = None

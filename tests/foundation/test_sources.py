@@ -216,6 +216,20 @@ def test_a_utf8_bom_is_dropped_from_json_files_and_answers(tmp_path: Path) -> No
     assert not letters and len(added) == 2
 
 
+def test_a_utf16_or_utf32_file_is_read_as_its_bom_says(tmp_path: Path) -> None:
+    # PowerShell's `>` writes UTF-16: once its first line landed and every other was "not UTF-8 text".
+    records = json.loads(GLAIVE.read_text())[:2]
+    text = "\r\n".join(json.dumps(record, ensure_ascii=False) for record in records) + "\r\n"
+    for encoding in ("utf-16", "utf-16-be", "utf-32"):
+        data = text.encode(encoding)
+        if encoding == "utf-16-be":
+            data = b"\xfe\xff" + data  # the codec writes no BOM for an explicit byte order
+        path = tmp_path / f"{encoding}.jsonl"
+        path.write_bytes(data)
+        report, added, letters = read(path)
+        assert not letters and report.records == 2 and added, encoding
+
+
 def test_unreadable_bfcl_answer_and_doc_lines_dead_letter_only_the_records_needing_them(
     tmp_path: Path,
 ) -> None:

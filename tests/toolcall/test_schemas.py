@@ -444,3 +444,16 @@ def test_glaive_raw_quoted_arguments_with_an_apostrophe_inside() -> None:
             ToolCall(name="send_email", arguments={"recipient": "bob@x.com", "message": "I'm late, O'Brien"})
         ]
     )
+
+
+def test_a_nameless_tool_is_counted_under_one_reason_whatever_its_shape() -> None:
+    from toolcall.formats import RecordError, record_to_samples
+
+    reasons = set()
+    for tool in ({"description": "x"}, {"name": "", "parameters": {"type": "object"}}, {"fn": 1}):
+        record = {"tools": [tool], "messages": [{"role": "user", "content": "hi"}], "label": "hello"}
+        with pytest.raises(RecordError) as refused:
+            record_to_samples(record)
+        assert "a tool needs a non-empty string name" in str(refused.value)
+        reasons.add(refused.value.reason)
+    assert reasons == {"invalid tools: a tool needs a non-empty string name"}
