@@ -44,6 +44,7 @@ _SCALARS: dict[str, str | None] = {
     "any": None,
     "object": "object",
 }
+_CALLABLES = {"callable", "function", "lambda"}
 _ARRAYS = {"list", "sequence", "iterable", "collection", "array", "tuple", "set", "frozenset"}
 _OBJECTS = {"dict", "mapping", "mutablemapping", "ordereddict", "defaultdict"}
 _TOKEN = re.compile(
@@ -205,6 +206,15 @@ class _Parser:
             self.take("]")
             return items
 
+    def skip_brackets(self) -> None:
+        """Past a balanced ``[...]`` (a Callable's signature, which JSON cannot use)."""
+        depth = 0
+        while True:
+            _, text = self.take()
+            depth += {"[": 1, "]": -1}.get(text, 0)
+            if depth == 0:
+                return
+
     def literals(self) -> list[Any]:
         self.take("[")
         values: list[Any] = []
@@ -255,6 +265,13 @@ class _Parser:
             elif arguments:
                 raise TypeExpressionError(f"type {self.text!r}: {name} takes [key type, value type]")
             return schema, False
+        if key in _CALLABLES:
+            # A function cannot travel in JSON; datasets (xLAM's math tools) pass its source as a
+            # string ("lambda x: x**2"), so that is how the parameter is read.
+            if has_arguments:
+                self.skip_brackets()
+            self.notes.append(f"{name} is passed as a string (its source text) in JSON")
+            return {"type": "string"}, False
         if key in _SCALARS:
             if has_arguments:
                 raise TypeExpressionError(f"type {self.text!r}: {name} takes no [arguments]")

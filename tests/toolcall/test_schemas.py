@@ -314,6 +314,9 @@ def test_arrow_null_fill_is_dropped_not_read_as_schemas() -> None:
         ("List[int | None]", {"type": "array", "items": {"type": ["integer", "null"]}}, False, None),
         ("Tuple[int, ...]", {"type": "array", "items": {"type": "integer"}}, False, None),
         ("float, default=0.5", {"type": "number"}, True, 0.5),
+        # xLAM's math tools: the function travels as its source text ("lambda x: x**2").
+        ("Callable[[float], float]", {"type": "string"}, False, None),
+        ("Optional[Callable[..., Any]]", {"type": ["string", "null"]}, True, None),
         ("bool, optional, default=True", {"type": "boolean"}, True, True),
     ],
 )
@@ -324,7 +327,7 @@ def test_type_expressions(text: str, schema: dict[str, Any], optional: bool, def
 
 @pytest.mark.parametrize(
     "text",
-    ["Tuple[float", "List[int, str]", "Callable[[int], str]", "complex", "str, default=", "int, sometimes"],
+    ["Tuple[float", "List[int, str]", "Widget[[int], str]", "complex", "str, default=", "int, sometimes"],
 )
 def test_bad_type_expressions_say_why(text: str) -> None:
     with pytest.raises(TypeExpressionError):
