@@ -70,6 +70,8 @@ def read_expansion(answer: Answer) -> ParsedExpansion:
     parsed = parse_expansion(text)
     if parsed.error is not None and answer.truncated:
         return ParsedExpansion(error=f"{answer.truncation_reason()} ({parsed.error})")
+    if answer.truncated:  # it reads, but the budget may have cut a call off its OUTPUT: no label to trust
+        return ParsedExpansion(error=f"{answer.truncation_reason()} (its OUTPUT may be missing calls)")
     return parsed
 
 

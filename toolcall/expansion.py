@@ -17,7 +17,10 @@ from toolcall.parsing import parse_output
 from toolcall.types import Action, Message
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_SECTION = re.compile(r"^[ \t*#>]*(INPUT|OUTPUT)[ \t*]*:[ \t*]*", re.IGNORECASE | re.MULTILINE)
+# "INPUT:" / "**OUTPUT:**", or a heading alone on its line ("### INPUT", as Markdown-minded models write).
+_SECTION = re.compile(
+    r"^[ \t*#>]*(INPUT|OUTPUT)(?:[ \t*]*:[ \t*]*|[ \t*]*$\n?)", re.IGNORECASE | re.MULTILINE
+)
 _ROLE = re.compile(
     r"^[ \t*-]*(USER|ASSISTANT|TOOL|SYSTEM)[ \t*]*(?:\([^)\n]*\))?[ \t*]*:[ \t*]*",
     re.IGNORECASE | re.MULTILINE,

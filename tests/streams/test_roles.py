@@ -219,3 +219,19 @@ def test_a_generator_answer_left_in_the_reasoning_field_says_so() -> None:
     parsed = read_expansion(Answer(text="", reasoning="INPUT: USER: weather in Rome?\nOUTPUT: [...]"))
     assert parsed.error is not None and "only reasoning" in parsed.error
     assert read_expansion(Answer(text="")).error == "empty answer"
+
+
+def test_a_generator_answer_cut_off_by_its_budget_is_refused_even_when_it_reads() -> None:
+    # Cut after the first of two calls: "Rome and Oslo" labelled with the Rome call only.
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>\n'
+    text = "INPUT: USER: Weather in Rome and Oslo?\nOUTPUT: " + call
+    assert read_expansion(Answer(text=text)).error is None
+    cut = read_expansion(Answer(text=text, truncated=True, max_tokens=64, budget_retried=True))
+    assert cut.error is not None and cut.error.startswith("truncated") and "missing calls" in cut.error
+
+
+def test_generator_sections_as_markdown_headings_are_read() -> None:
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'
+    parsed = read_expansion(Answer(text=f"### INPUT\nUSER: Weather in Rome?\n\n### OUTPUT\n{call}"))
+    assert parsed.error is None and parsed.messages[0].content == "Weather in Rome?"
+    assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
