@@ -24,6 +24,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import hashlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -48,7 +49,7 @@ from bus.topics import (
 )
 from common.logs import get_logger
 from schemas.codec import EventCodec, EventDecodeError, UnresolvedReferenceError, default_codec
-from schemas.events import DeadLetter, Event, Producer, make_event
+from schemas.events import DeadLetter, Event, Producer, make_event, root_event_id
 from schemas.flat import FlatEvent, FlatReader
 from schemas.interning import Reference, definition_event_id
 
@@ -547,6 +548,17 @@ def dead_letter_for(
     record: ConsumerRecord[bytes, bytes], error: Exception, *, run_id: str, producer: Producer
 ) -> Event[DeadLetter]:
     reason = getattr(error, "reason", type(error).__name__)
+    raw = record.value or b""
+    # The same record read again (a restarted worker re-reads what it had not acknowledged) gets the
+    # same dead letter, not one more: the id comes from where the record sits and what it holds.
+    event_id = root_event_id(
+        producer.stage,
+        "undecodable",
+        record.topic,
+        str(record.partition),
+        str(record.offset),
+        hashlib.blake2b(raw, digest_size=16).hexdigest(),
+    )
     return make_event(
         DeadLetter(
             stage=producer.stage,
@@ -556,10 +568,11 @@ def dead_letter_for(
             source_partition=record.partition,
             source_offset=record.offset,
             key=record.key,
-            raw=record.value or b"",
+            raw=raw,
         ),
         run_id=run_id,
         producer=producer,
+        event_id=event_id,
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from schemas.events import (
@@ -384,33 +385,41 @@ def _first_by(events: Sequence[Event[Any]], kind: type, key: Any) -> list[Event[
 
 
 def _probe_node(tree: Tree, probe: ProbeStep) -> None:
-    where = f"round {probe.round} probe" + (f" ({probe.checkpoint_id})" if probe.checkpoint_id else "")
+    where = f"round {probe.round} probe" + (f" ({_t(probe.checkpoint_id)})" if probe.checkpoint_id else "")
     ppl = f", PPL {probe.ppl:.2f}" if probe.ppl is not None else ""
     if probe.matched:
         tree.add(f"{where}: [green]matched[/]{ppl}")
         return
-    node = tree.add(f"{where}: [red]mismatch[/] {', '.join(probe.diffs) or ''}{ppl}")
-    node.add(f"prediction: {probe.prediction}")
+    node = tree.add(f"{where}: [red]mismatch[/] {_t(', '.join(probe.diffs))}{ppl}")
+    node.add(f"prediction: {_t(probe.prediction)}")
     if probe.verdict is None:
         node.add("[yellow]no verdict[/]")
         return
-    verdict = node.add(f"verdict [bold]{probe.verdict}[/] ({probe.decided_by}) {probe.error_analysis[:160]}")
+    verdict = node.add(
+        f"verdict [bold]{_t(probe.verdict)}[/] ({_t(probe.decided_by)}) {_t(probe.error_analysis[:160])}"
+    )
     if probe.relabel is not None:
-        verdict.add(f"relabelled → {probe.relabel.label}")
+        verdict.add(f"relabelled → {_t(probe.relabel.label)}")
     for expansion in probe.expansions:
-        became = f" → sample {expansion.sample_id}" if expansion.sample_id else ""
+        became = f" → sample {_t(expansion.sample_id)}" if expansion.sample_id else ""
         colour = "green" if expansion.outcome == "passed" else "red"
-        verdict.add(f"expansion {expansion.candidate_id}: [{colour}]{expansion.outcome}[/]{became}")
+        verdict.add(f"expansion {_t(expansion.candidate_id)}: [{colour}]{_t(expansion.outcome)}[/]{became}")
+
+
+def _t(value: object) -> str:
+    """A value from the run shown as text: its brackets are not rich markup (a label written as
+    ``[get_weather(city='Paris')]`` or a reason naming ``[judge]`` once vanished from the tree)."""
+    return escape(str(value))
 
 
 def render_lineage(lineage: SampleLineage, tree: Tree | None = None) -> Tree:
     """A rich Tree of the history, the error seeds it descends from nested under its origin."""
-    title = f"[bold]sample {lineage.sample_id}[/] · {lineage.origin}, added in round {lineage.round_added}"
+    added = f"{_t(lineage.origin)}, added in round {lineage.round_added}"
+    title = f"[bold]sample {_t(lineage.sample_id)}[/] · {added}"
     root = tree.add(title) if tree is not None else Tree(title)
     if lineage.origin == "seed":
-        root.add(
-            f"origin: seed ({lineage.source_format}{': ' + lineage.source_ref if lineage.source_ref else ''})"
-        )
+        ref = f": {lineage.source_ref}" if lineage.source_ref else ""
+        root.add(f"origin: seed ({_t(f'{lineage.source_format}{ref}')})")
     else:
         spawned = lineage.spawned_by
         how = (
@@ -418,28 +427,28 @@ def render_lineage(lineage: SampleLineage, tree: Tree | None = None) -> Tree:
             if spawned is not None
             else "verdict not found"
         )
-        origin = root.add(
-            f"origin: expansion {lineage.candidate_id} of error seed {lineage.seed_sample_id} ({how})"
-        )
+        seed = _t(lineage.seed_sample_id)
+        origin = root.add(f"origin: expansion {_t(lineage.candidate_id)} of error seed {seed} ({_t(how)})")
         if lineage.parent is not None:
             render_lineage(lineage.parent, origin)
         elif lineage.truncated:
             origin.add("[yellow](the chain of seeds goes on; not shown)[/]")
     for other in lineage.also_added:
         how = f" by {other.candidate_id} of seed {other.seed_sample_id}" if other.seed_sample_id else ""
-        root.add(f"also added in round {other.round} as {other.origin}{how}")
+        root.add(f"also added in round {other.round} as {_t(other.origin)}{_t(how)}")
     labels = root.add("labels")
     for step in lineage.labels:
-        labels.add(f"{step.reason[:80]} (round {step.round}): {step.label}")
+        # The whole reason: a revert's carries the operator's note at its end.
+        labels.add(f"{_t(step.reason)} (round {step.round}): {_t(step.label)}")
     rounds = root.add("curated into")
     for step in lineage.curated:
-        rounds.add(f"D_{step.round} as {step.source}: {step.label}")
+        rounds.add(f"D_{step.round} as {_t(step.source)}: {_t(step.label)}")
     if not lineage.curated:
         rounds.add("(no round)")
     for probe in lineage.probes:
         _probe_node(root, probe)
     for letter in lineage.dead_letters:
-        root.add(f"[yellow]dead letter[/] from {letter.stage}: {letter.reason[:120]}")
+        root.add(f"[yellow]dead letter[/] from {_t(letter.stage)}: {_t(letter.reason[:120])}")
     return root
 
 

@@ -24,7 +24,7 @@ def seed(
     heldout_out: Annotated[Path | None, typer.Option(help="Write the clean held-out set here.")] = None,
     publish: Annotated[bool, typer.Option(help="Send SampleAdded events to the run's topics.")] = True,
     offline: Annotated[
-        bool, typer.Option("--offline", help="Use the synthetic world even when [generator] is configured.")
+        bool, typer.Option("--offline", help="Use the synthetic world even when \\[generator] is configured.")
     ] = False,
     tools: Annotated[
         int | None, typer.Option(help="LLM path: tools to synthesise (default: one per context-tree leaf).")
@@ -48,7 +48,7 @@ def seed(
         raise typer.BadParameter("seeds made by an LLM have no independent truth", param_hint="--truth")
     if use_llm:
         console.print(
-            "[dim]LLM roles from [generator] (checks by [judge]); noise_rate applies to the world only[/]"
+            "[dim]LLM roles from \\[generator] (checks by \\[judge]); noise_rate applies to the world only[/]"
         )
 
     async def main() -> Any:
@@ -152,7 +152,7 @@ def ingest(
     ctx: typer.Context,
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Seed files (JSON, JSONL, .gz), folders of them, or datasets saved to disk."),
+        typer.Argument(help="Seed files (JSON, JSONL, .gz, Parquet), folders of them, or saved datasets."),
     ],
     fmt: Annotated[
         str,
@@ -172,7 +172,7 @@ def ingest(
 ) -> None:
     """Read seed samples into the run's topics; bad records go to the dead-letter topic with the reason.
 
-    A record over the ``[ingest]`` limits is dead-lettered too. Exits 1 when nothing landed (an empty
+    A record over the ``\\[ingest]`` limits is dead-lettered too. Exits 1 when nothing landed (an empty
     file, or every record dead-lettered). Event ids are deterministic: running it again adds nothing."""
     import json
     import sys

@@ -108,3 +108,30 @@ def test_lineage_renders_the_chain_and_refuses_unknown_samples(live_run: LiveRun
     tree_text = Console(record=True, width=300, file=io.StringIO())
     tree_text.print(render_lineage(build_lineage(memory, deepest.root.sample_id)))
     assert "verdict" in tree_text.export_text()
+
+
+def test_the_tree_shows_brackets_and_whole_reasons_as_written() -> None:
+    from views.lineage import CurationStep, LabelStep, ProbeStep, SampleLineage
+
+    note = "revert of 0000000004VAEH4E8S855AX8A7, verdict 00000000035P by op: the judge misread the date"
+    call = "[get_weather(city='Paris')]"  # a label in Python call syntax, and a reason naming [judge]
+    lineage = SampleLineage(
+        sample_id="s_1",
+        origin="seed",
+        round_added=1,
+        source_format="openai",
+        source_ref="data/[v2]/seeds.jsonl:3",
+        added_event_id="e0",
+        seed_sample_id=None,
+        candidate_id=None,
+        labels=[LabelStep("e0", 1, call, "added"), LabelStep("e1", 2, call, note)],
+        curated=[CurationStep(1, "SEED", "e0", call, "c1")],
+        probes=[ProbeStep("p", 1, "ckpt", False, "[bold]oops[/bold]", None, ["[judge] said"], 1.5)],
+        dead_letters=[],
+    )
+    console = Console(record=True, width=400, file=io.StringIO())
+    console.print(render_lineage(lineage))
+    text = console.export_text()
+    assert text.count(call) == 3 and "data/[v2]/seeds.jsonl:3" in text
+    assert note in text  # the operator's note ends the reason: it once was cut at 80 characters
+    assert "[bold]oops[/bold]" in text and "[judge] said" in text

@@ -495,6 +495,32 @@ async def test_group_consumer_dead_letters_poison_and_reads_what_follows(setting
     assert not set(offsets) & good_offsets and max(offsets) < max(good_offsets)  # poison sat between
 
 
+def test_a_record_read_again_gets_the_same_dead_letter_not_one_more() -> None:
+    """A restarted worker re-reads what it had not acknowledged: one bad record, one dead letter per
+    stage (it once got a new random id each time, so every restart added a letter and inflated stats)."""
+    from aiokafka.structs import ConsumerRecord
+
+    from bus.kafka import dead_letter_for
+
+    def record(offset: int, value: bytes, topic: str = "r.verdicts") -> ConsumerRecord[bytes, bytes]:
+        return ConsumerRecord(topic, 0, offset, 0, 0, b"k", value, None, 1, len(value), ())
+
+    stage = Producer(stage="relabel", version="0")
+    error = ValueError("corrupt")
+
+    def letter_id(r: ConsumerRecord[bytes, bytes], producer: Producer = stage) -> str:
+        return dead_letter_for(r, error, run_id="r", producer=producer).event_id
+
+    assert letter_id(record(5, b"garbage")) == letter_id(record(5, b"garbage"))
+    others = {
+        letter_id(record(6, b"garbage")),  # another record
+        letter_id(record(5, b"other bytes")),  # a new broker reused the offset for another record
+        letter_id(record(5, b"garbage", "r.samples")),
+        letter_id(record(5, b"garbage"), Producer(stage="expand", version="0")),  # each stage its own
+    }
+    assert len(others) == 4 and letter_id(record(5, b"garbage")) not in others
+
+
 async def asyncio_timeout_batches(consumer: GroupConsumer, seconds: float) -> Any:
     deadline = asyncio.get_running_loop().time() + seconds
     async for batch in consumer.batches(timeout_ms=300):
