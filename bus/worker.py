@@ -293,10 +293,13 @@ async def take_adaptive(stream: Any, batching: AdaptiveBatching) -> AsyncIterato
             batch = list(buffer)
             try:
                 yield batch
-            finally:
-                buffer.clear()
+                # Resumed: the consumer is done with the batch. Only then are its events acknowledged;
+                # a consumer that stopped mid-batch (SIGTERM cancels the agent, which closes this
+                # generator at the yield) leaves them unacknowledged, so the next start redoes them.
                 for event in batch:
                     await stream.ack(event)
+            finally:
+                buffer.clear()
                 if not consuming.done():
                     consuming.set_result(None)
                 arrived.clear()

@@ -46,16 +46,27 @@ class CheckpointWatcher:
     """Follows the checkpoints topic from offset 0; answers "which checkpoint probes round j".
 
     ``log`` None: nothing is followed, the owner publishes checkpoints itself (in-process runs).
+
+    ``track_probes``: also follow the probes topic and remember which probes were published
+    (:attr:`probed`). Where the checkpoint is chosen when the batch is decoded (``latest``,
+    ``promoted``), a member redelivered after a crash would otherwise be probed again by a newer
+    checkpoint and published under the same id with other content; views keep the first copy while a
+    stage that reads the second acts on it. The probe stage publishes no second copy instead.
     """
 
     topics: tuple[str, ...] = ("checkpoints",)
 
-    def __init__(self, log: EventLog | None, run_id: str):
+    def __init__(self, log: EventLog | None, run_id: str, *, track_probes: bool = False):
         self.log = log
         self.run_id = run_id
         self.by_round: dict[int, list[Event[CheckpointPublished]]] = {}
+        self.track_probes = track_probes
+        self.probed: set[str] = set()  # ids of the ProbeResults on the topic (with track_probes)
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        self._caught_up = asyncio.Event()  # the followed topics were read to their end once
+        if log is None:
+            self._caught_up.set()
 
     async def start(self) -> None:
         if self.log is not None and self._task is None:
@@ -70,12 +81,23 @@ class CheckpointWatcher:
 
     async def _follow(self) -> None:
         assert self.log is not None
-        async for batch in self.log.follow(self.topics):
+        topics = (*self.topics, "probes") if self.track_probes else self.topics
+        async for batch in self.log.follow(topics):
+            if not batch:  # the follower says so when it has read everything there is
+                self._caught_up.set()
             for event in batch:
                 await self.publish(event)
 
+    async def caught_up(self) -> None:
+        """Until the followed topics were read to their end once (what was published before a
+        restart is known)."""
+        await self._caught_up.wait()
+
     async def publish(self, event: Event[Any]) -> None:
-        """Record a checkpoint event (the follower calls this; tests may too)."""
+        """Record a checkpoint event, or a published probe (the follower calls this; tests may too)."""
+        if isinstance(event.payload, ProbeResult):
+            self.probed.add(event.event_id)
+            return
         if not isinstance(event.payload, CheckpointPublished):
             return
         async with self._changed:
@@ -146,10 +168,15 @@ def probe_result(
         run_id=member.run_id,
         producer=ProbeStage.producer_info(),
         # Identity: "the probe of this member of D_j" -- whichever checkpoint answered it.
-        event_id=derived_event_id([member.event_id], "probe"),
+        event_id=probe_event_id(member),
         parent_ids=[member.event_id, checkpoint.event_id],
         checkpoint_id=checkpoint.payload.new_checkpoint_id,
     )
+
+
+def probe_event_id(member: Event[CuratedSample]) -> str:
+    """The id of a member's ProbeResult: one probe per member of D_j."""
+    return derived_event_id([member.event_id], "probe")
 
 
 def _diff_detail(diff: Any) -> dict[str, Any]:
@@ -200,7 +227,10 @@ class ProbeStage(Stage):
         return cls(
             settings.run_id,
             clients.policy_backend(),
-            watcher_class(clients.event_log(), settings.run_id),
+            # Only where the checkpoint is chosen at decode time can a redelivery change a probe.
+            watcher_class(
+                clients.event_log(), settings.run_id, track_probes=loop.probe_checkpoints != "final"
+            ),
             mode=loop.probe_checkpoints,
             current_time=loop.current_time,
             max_new_tokens=policy.max_new_tokens,
@@ -241,6 +271,11 @@ class ProbeStage(Stage):
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
         outputs: list[Event[Any]] = []
         by_round: dict[int, list[Event[CuratedSample]]] = {}
+        if self.watcher.track_probes:
+            # A member whose probe is already on the topic (redelivered after a crash) is not probed
+            # again: a newer checkpoint would give the same id other content.
+            await self.watcher.caught_up()
+            events = [e for e in events if probe_event_id(e) not in self.watcher.probed]
         for event in events:
             by_round.setdefault(event.payload.round, []).append(event)
         for round_, members in sorted(by_round.items()):

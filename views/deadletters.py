@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bus.config import RunSettings
@@ -39,9 +40,22 @@ class DeadLetterRow:
     source_ref: str | None
     raw: str  # the record as text (UTF-8), or base64 when it is not text
     raw_encoding: str  # "utf-8" or "base64"
+    # Where an undecodable record sits on a topic (a consumer's dead letter has no source_ref).
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+
+    @property
+    def place(self) -> str:
+        """Where the record came from: its event or file reference, else its topic, partition and offset."""
+        if self.source_ref:
+            return self.source_ref
+        if self.source_topic is not None:
+            return f"{self.source_topic}[{self.source_partition}]@{self.source_offset}"
+        return ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"place": self.place}
 
 
 def category_of(letter: DeadLetter) -> str:
@@ -71,6 +85,9 @@ def row_of(event: Event[DeadLetter]) -> DeadLetterRow:
         source_ref=letter.source_ref,
         raw=raw,
         raw_encoding=encoding,
+        source_topic=letter.source_topic,
+        source_partition=letter.source_partition,
+        source_offset=letter.source_offset,
     )
 
 
@@ -86,7 +103,7 @@ def select(
     for row in rows:
         if stage is not None and row.stage != stage:
             continue
-        if source is not None and source not in (row.source_ref or ""):
+        if source is not None and source not in row.place:
             continue
         if reason is not None and reason.lower() not in f"{row.category}\n{row.reason}".lower():
             continue
@@ -100,8 +117,8 @@ def by_category(rows: Sequence[DeadLetterRow]) -> list[tuple[str, str, int, list
     examples: dict[tuple[str, str], list[str]] = {}
     for row in rows:
         places = examples.setdefault((row.stage, row.category), [])
-        if len(places) < EXAMPLES_SHOWN and row.source_ref:
-            places.append(row.source_ref)
+        if len(places) < EXAMPLES_SHOWN and row.place:
+            places.append(row.place)
     return [
         (stage, category, n, examples[(stage, category)]) for (stage, category), n in counts.most_common()
     ]
@@ -129,7 +146,7 @@ def dead_letter_table(rows: Sequence[DeadLetterRow], title: str = "Dead letters 
     for header in ("stage", "reason", "count", "examples"):
         table.add_column(header, justify="right" if header == "count" else "left")
     for stage, category, count, places in by_category(rows):
-        table.add_row(stage, category, str(count), ", ".join(places))
+        table.add_row(escape(stage), escape(category), str(count), escape(", ".join(places)))
     if not rows:
         table.add_row("", "(none)", "0", "")
     return table
@@ -161,7 +178,7 @@ def render_dead_letters(rows: Sequence[DeadLetterRow], console: Console, *, limi
     for header in ("place", "stage", "reason"):
         listing.add_column(header)
     for row in rows[:limit]:
-        listing.add_row(row.source_ref or "", row.stage, row.reason)
+        listing.add_row(escape(row.place), escape(row.stage), escape(row.reason))
     if rows:
         console.print(listing)
 

@@ -230,7 +230,10 @@ def stats(
 @commands.command()
 def deadletters(
     ctx: typer.Context,
-    source: Annotated[str | None, typer.Option(help="Only places containing this (a file name).")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Only places containing this (a file name, or a topic such as verdicts)."),
+    ] = None,
     reason: Annotated[str | None, typer.Option(help="Only reasons containing this (case-blind).")] = None,
     stage: Annotated[str | None, typer.Option(help="Only this stage's (ingest, curate, probe, ...).")] = None,
     as_json: Annotated[

@@ -157,6 +157,40 @@ async def test_latest_mode_probes_each_batch_with_the_newest_checkpoint_of_its_r
     assert policy.answered == policy.loads  # each prompt decoded by the checkpoint its result names
 
 
+async def test_a_member_redelivered_after_a_crash_is_not_probed_again_by_a_newer_checkpoint() -> None:
+    """latest mode: the probe of a member was published by checkpoint s5, then the worker died before
+    acknowledging its input. Started again, with s20 out, it must not publish the same id with s20's
+    content (views keep the first copy, the judge acted on the second)."""
+    first, second = member(sample_id="s_1"), member(sample_id="s_2")
+    early = published(1, 5, final=False, produced=1)
+    watcher = CheckpointWatcher(None, RUN)
+    await watcher.publish(early)
+    before_crash = ProbeStage(RUN, RecordingPolicy(), watcher, mode="latest")  # type: ignore[arg-type]
+    [published_probe] = await before_crash.process([first])
+
+    class Log:
+        """The run's log after the crash: both checkpoints, the probe already published."""
+
+        run_id = RUN
+
+        async def follow(self, topics: Sequence[str]) -> Any:
+            assert "probes" in topics
+            yield [early, published(1, 20, final=True, produced=2), published_probe]
+            yield []  # caught up
+            await asyncio.Event().wait()
+
+    restarted = CheckpointWatcher(Log(), RUN, track_probes=True)  # type: ignore[arg-type]
+    policy = RecordingPolicy()
+    stage = ProbeStage(RUN, policy, restarted, mode="latest")  # type: ignore[arg-type]
+    await restarted.start()
+    try:
+        outputs = await asyncio.wait_for(stage.process([first, second]), 5)
+    finally:
+        await restarted.close()
+    assert [o.payload.sample_id for o in outputs] == ["s_2"]  # s_1's probe stands as published
+    assert policy.answered == ["ckpt-r1-a-s20"]  # only the new member was decoded
+
+
 async def test_final_mode_waits_for_the_rounds_final_checkpoint() -> None:
     policy = RecordingPolicy()
     watcher = CheckpointWatcher(None, RUN)
