@@ -98,8 +98,9 @@ def configure_logging(settings: LogSettings | None = None, *, stream: Any = None
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.INFO))
     # aiokafka and faust are chatty at INFO about every rebalance, matplotlib about every categorical
-    # axis ("Using categorical units ..."); keep them to warnings.
-    for noisy in ("aiokafka", "faust", "mode", "matplotlib"):
+    # axis ("Using categorical units ..."), httpx about every request to an LLM endpoint (a line per
+    # judge, generator and verifier call); keep them to warnings.
+    for noisy in ("aiokafka", "faust", "mode", "matplotlib", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     quiet_library_progress_bars()
 

@@ -125,6 +125,9 @@ class CheckpointWatcher:
             return checkpoint
 
 
+TRUNCATED_OUTPUT = "cut off at the token budget (max_new_tokens) before the answer ended"
+
+
 def probe_result(
     member: Event[CuratedSample],
     checkpoint: Event[CheckpointPublished],
@@ -132,18 +135,28 @@ def probe_result(
     token_logprobs: Sequence[float],
     *,
     high_ppl_threshold: float | None,
+    truncated: bool = False,
 ) -> Event[ProbeResult]:
-    """The pure part of probing: parse, match, perplexity, and the event's identity and lineage."""
+    """The pure part of probing: parse, match, perplexity, and the event's identity and lineage.
+
+    ``truncated``: the token budget cut the output off. Matched, it stands (the label's calls were all
+    written). Not matched, it is no prediction: cut off, a text answer or a set of parallel calls may
+    be missing its end, and a LABEL_WRONG verdict would make that the sample's new label.
+    """
     sample = member.payload
     parsed = parse_output(raw_output)
     prediction = parsed.action if parsed.error is None else None
+    parse_error = parsed.error
     if prediction is not None:
         match = tool_match(prediction, sample.label, sample.tools)
         matched = match.matched
         diffs = [MatchDiff(kind=d.kind, path=d.path, detail=_diff_detail(d)) for d in match.diffs]
     else:
         matched = False
-        diffs = [MatchDiff(kind="unparseable_output", detail={"error": parsed.error or "no output"})]
+    if truncated and not matched:
+        prediction, parse_error = None, parse_error or TRUNCATED_OUTPUT
+    if prediction is None:
+        diffs = [MatchDiff(kind="unparseable_output", detail={"error": parse_error or "no output"})]
     ppl = perplexity(token_logprobs) if token_logprobs else None
     return make_event(
         ProbeResult(
@@ -155,7 +168,7 @@ def probe_result(
             label=sample.label,
             raw_output=raw_output,
             prediction=prediction,
-            parse_error=parsed.error,
+            parse_error=parse_error,
             matched=matched,
             diffs=diffs,
             ppl=ppl,
@@ -299,6 +312,7 @@ class ProbeStage(Stage):
                         generation.text,
                         generation.token_logprobs,
                         high_ppl_threshold=self.high_ppl_threshold,
+                        truncated=generation.finish_reason == "length",
                     )
                 )
         return outputs

@@ -56,3 +56,24 @@ def test_the_environment_can_turn_them_back_on(tmp_path: Path) -> None:
     done = run(tmp_path / "policy", "lazy-import", HF_HUB_DISABLE_PROGRESS_BARS="0")
     assert done.returncode == 0, done.stderr
     assert "Loading weights" in done.stderr  # the libraries' own bars: the check above can fail
+
+
+def test_library_chatter_stays_at_warnings_and_our_own_info_stays() -> None:
+    """httpx once logged an INFO line for every judge, generator and verifier request."""
+    script = textwrap.dedent(
+        """
+        import logging
+        from common.logs import configure_logging, get_logger
+
+        configure_logging()
+        for name in ("httpx", "httpcore", "aiokafka", "faust", "matplotlib"):
+            logging.getLogger(name).info("chatter from %s", name)
+            logging.getLogger(name).warning("warning from %s", name)
+        get_logger("looptool.test").info("ours")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "chatter from" not in output and "ours" in output
+    assert output.count("warning from") == 5

@@ -91,6 +91,28 @@ def test_probe_result_mismatch_and_unparseable() -> None:
     assert [d.kind for d in broken.payload.diffs] == ["unparseable_output"]
 
 
+def test_a_probe_output_cut_off_by_the_budget_never_becomes_a_label() -> None:
+    """A policy cut off at max_new_tokens ("helpful helpful ..." x 24) once went on to be judged
+    LABEL_WRONG and became the sample's gold label. Cut off and mismatched, it is no prediction."""
+    rambling = " ".join(["helpful"] * 24)
+    cut = probe_result(member(), checkpoint(), rambling, [-0.1] * 24, high_ppl_threshold=None, truncated=True)
+    assert cut.payload.prediction is None and not cut.payload.matched
+    assert "cut off at the token budget" in (cut.payload.parse_error or "")
+    assert [d.kind for d in cut.payload.diffs] == ["unparseable_output"]
+    ended = probe_result(member(), checkpoint(), rambling, [-0.1] * 24, high_ppl_threshold=None)
+    assert ended.payload.prediction is not None  # the same text, ended by the model: a text answer
+    # A call the budget cut short of a second one (Rome written, Oslo not): no prediction either.
+    partial = probe_result(
+        member(), checkpoint(), render_action(PREDICTION), [-0.1], high_ppl_threshold=None, truncated=True
+    )
+    assert partial.payload.prediction is None
+    # Cut off after writing exactly the label's calls: it matched, and it stands.
+    whole = probe_result(
+        member(), checkpoint(), render_action(LABEL), [-0.1], high_ppl_threshold=None, truncated=True
+    )
+    assert whole.payload.matched and whole.payload.prediction == LABEL
+
+
 # --- judge -----------------------------------------------------------------------------------------
 
 
