@@ -714,6 +714,7 @@ class CurateService:
         self.policy = policy
         self.ledger = Ledger()
         self.emitted_rounds: list[int] = []
+        self._hinted = False  # said that no round is open yet
 
     @classmethod
     def from_settings(cls, settings: StageSettings, clients: StageClients) -> CurateService:
@@ -735,6 +736,15 @@ class CurateService:
                     if batch:
                         continue
                     # Caught up: decide only on the whole picture.
+                    if not self.ledger.closed and not self._hinted:
+                        # Nothing opened round 1: every stage waits for it. Say so once.
+                        log.info(
+                            "curate.waiting",
+                            seeds=len(self.ledger.samples),
+                            reason="no round is open yet: `looptool curate --initial` opens round 1 from "
+                            "the ingested seeds",
+                        )
+                        self._hinted = True
                     events = next_round_events(self.ledger, self.policy, self.log.run_id)
                     if events:
                         await sink.send_all(events)

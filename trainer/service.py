@@ -187,6 +187,7 @@ class TrainerService:
         async with EventProducer(self.settings.kafka) as producer:
             stream = follow(self.settings.kafka, self.settings.run_id, self.followed)
             stopper = asyncio.ensure_future(stop.wait())
+            hinted = False
             try:
                 while not stop.is_set():
                     batch_task = asyncio.ensure_future(anext(stream))
@@ -205,6 +206,14 @@ class TrainerService:
                     if round_ is None:
                         if until_idle:
                             break
+                        if not self.ledger.manifests and not hinted:
+                            # Caught up and nothing to train: say why the trainer waits, once.
+                            log.info(
+                                "train.waiting",
+                                reason="no round is open yet: `looptool curate --initial` opens round 1 "
+                                "from the ingested seeds",
+                            )
+                            hinted = True
                         continue
                     try:
                         await self.train(round_, producer, stop)

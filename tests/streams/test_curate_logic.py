@@ -422,3 +422,29 @@ def test_status_kept_up_to_date_equals_a_status_counted_from_scratch() -> None:
                     fresh.add(seen)
                 assert ledger.status(1, k) == fresh.status(1, k), (shuffle_seed, step, event.event_type)
         assert ledger.status(1, POLICY.expansions_per_seed).complete
+
+
+async def test_the_curator_says_once_that_no_round_is_open_yet() -> None:
+    """Seeds ingested, `curate --initial` forgotten: every stage waits; the log says why, once."""
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    from structlog.testing import capture_logs
+
+    from streams.curate import CurateService, CurationPolicy
+
+    class Log:
+        run_id = "r"
+
+        async def follow(self, topics: Any) -> Any:
+            for _ in range(3):
+                yield []  # caught up, three times over
+
+        @asynccontextmanager
+        async def publisher(self) -> Any:
+            yield None
+
+    with capture_logs() as logs:
+        await asyncio.wait_for(CurateService(Log(), CurationPolicy()).run(asyncio.Event()), 5)  # type: ignore[arg-type]
+    waiting = [entry for entry in logs if entry["event"] == "curate.waiting"]
+    assert len(waiting) == 1 and "looptool curate --initial" in waiting[0]["reason"]
