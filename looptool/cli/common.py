@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -13,7 +15,10 @@ from rich.console import Console
 
 from looptool.config import Settings
 
-console = Console()
+PIPED_WIDTH = 160
+# Written to a file or a pipe, rich would squeeze every table into 80 columns: give them room (COLUMNS,
+# when set, still wins).
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPED_WIDTH)
 T = TypeVar("T")
 
 
