@@ -805,6 +805,8 @@ async def follow(
     codec: EventCodec | None = None,
     batch_size: int = 5000,
     idle_timeout_ms: int = 500,
+    *,
+    undecodable: list[tuple[ConsumerRecord[bytes, bytes], EventDecodeError]] | None = None,
 ) -> AsyncIterator[list[Delivered]]:
     """Read ``topics`` from offset 0 and keep following them forever, without a consumer group.
 
@@ -815,9 +817,20 @@ async def follow(
     when a followed topic disappears or its log restarts below what was read (checked while idle).
     """
     async for batch in _read_from_start(
-        kafka, run_id, topics, codec, batch_size, None, follow=True, idle_timeout_ms=idle_timeout_ms
+        kafka,
+        run_id,
+        topics,
+        codec,
+        batch_size,
+        None,
+        follow=True,
+        idle_timeout_ms=idle_timeout_ms,
+        undecodable=undecodable,
     ):
         yield batch
+
+
+FOLLOWER = Producer(stage="follow", version="1")  # who dead-letters what a followed log cannot decode
 
 
 class KafkaEventLog:
@@ -828,7 +841,20 @@ class KafkaEventLog:
         self.run_id = run_id
 
     async def follow(self, topics: Sequence[str]) -> AsyncIterator[list[Event[Any]]]:
-        async for batch in follow(self.kafka, self.run_id, topics):
+        """Every event of ``topics``, followed. A record that does not decode is dead-lettered (by
+        :data:`FOLLOWER`, with the deterministic id of :func:`dead_letter_for`: every follower of the
+        topic writes the same one): on a topic no consumer group reads, such as ``samples`` (read
+        by the curator's fold), it was once only counted."""
+        undecodable: list[tuple[ConsumerRecord[bytes, bytes], EventDecodeError]] = []
+        async for batch in follow(self.kafka, self.run_id, topics, undecodable=undecodable):
+            if undecodable:
+                letters = [
+                    dead_letter_for(record, error, run_id=self.run_id, producer=FOLLOWER)
+                    for record, error in undecodable
+                ]
+                undecodable.clear()
+                async with EventProducer(self.kafka) as producer:  # rare: a producer only then
+                    await producer.send_all(letters)
             yield [delivered.event for delivered in batch]
 
     async def replay(self, topics: Sequence[str]) -> AsyncIterator[list[Event[Any]]]:
@@ -857,8 +883,10 @@ async def _read_from_start(
     identity: str | None = None,
     share: Share | None = None,
     decode: Callable[[bytes], Any] | None = None,
+    undecodable: list[tuple[ConsumerRecord[bytes, bytes], EventDecodeError]] | None = None,
 ) -> AsyncIterator[list[Delivered]]:
-    """``decode``: reads each record (default: the codec's decode; one that reads with its catalog)."""
+    """``decode``: reads each record (default: the codec's decode; one that reads with its catalog).
+    ``undecodable``: where to put each record that does not decode, with why (besides its count)."""
     codec = codec or default_codec()
     read = decode or codec.decode
     stats = stats if stats is not None else ReplayStats()
@@ -948,11 +976,15 @@ async def _read_from_start(
                     except UnresolvedReferenceError:
                         try:
                             event = await definitions.decode(record.value or b"", read)
-                        except EventDecodeError:
+                        except EventDecodeError as error:
                             stats.undecodable += 1
+                            if undecodable is not None:
+                                undecodable.append((record, error))
                             continue
-                    except EventDecodeError:
+                    except EventDecodeError as error:
                         stats.undecodable += 1
+                        if undecodable is not None:
+                            undecodable.append((record, error))
                         continue
                     batch.append(Delivered(event, record.topic, record.partition, record.offset))
             if not follow:

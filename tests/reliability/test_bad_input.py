@@ -521,6 +521,31 @@ def test_a_record_read_again_gets_the_same_dead_letter_not_one_more() -> None:
     assert len(others) == 4 and letter_id(record(5, b"garbage")) not in others
 
 
+async def test_garbage_on_a_followed_topic_is_dead_lettered_once(settings: Settings) -> None:
+    """The samples topic is read by the curator's fold (a follower, no consumer group): garbage there
+    was only counted as undecodable. Now it is dead-lettered, one letter however many follow it."""
+    from bus.kafka import KafkaEventLog
+
+    await ensure_topics(settings.kafka, settings.run_id)
+    topic = topic_name(settings.run_id, "samples")
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_raw(topic, b"garbage on the samples topic", b"k")
+    log = KafkaEventLog(settings.kafka, settings.run_id)
+    for _ in range(2):  # two followers (or one restarted)
+        async for batch in log.follow(["samples"]):
+            if not batch:
+                break  # caught up
+    letters = {
+        e.event_id: e.payload
+        for e in await _replay(settings, ["deadletter"])
+        if isinstance(e.payload, DeadLetter)
+    }
+    assert len(letters) == 1
+    [letter] = letters.values()
+    assert letter.source_topic == topic and letter.raw == b"garbage on the samples topic"
+    assert letter.stage == "follow" and letter.reason
+
+
 async def asyncio_timeout_batches(consumer: GroupConsumer, seconds: float) -> Any:
     deadline = asyncio.get_running_loop().time() + seconds
     async for batch in consumer.batches(timeout_ms=300):
