@@ -221,8 +221,9 @@ class OpenAIBackend:
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=breaker_threshold,
             default_ttl=breaker_cooldown_s,
-            # A request the endpoint answered with a client error does not say it is down.
-            exclude=[(InferenceError, lambda error: not error.retryable)],
+            # A request the endpoint answered with a client error does not say it is down, nor does
+            # one the caller cancelled (a worker stopping mid-batch once "opened" the circuit).
+            exclude=[(InferenceError, lambda error: not error.retryable), asyncio.CancelledError],
         )
         self._breakers.add_listener(self._on_breaker_event)
 

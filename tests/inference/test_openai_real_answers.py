@@ -192,3 +192,21 @@ async def test_a_server_that_trickles_its_answer_is_bounded_by_the_timeout_as_a_
             assert asyncio.get_running_loop().time() - started < 2.0
         finally:
             await backend.close()
+
+
+async def test_requests_cancelled_by_a_stopping_worker_do_not_open_the_circuit() -> None:
+    endpoint = FakeEndpoint(delay_s=5.0)  # answers, but only after 5 s
+    async with serve_fake_endpoint(endpoint):
+        backend = backend_for(endpoint, breaker_threshold=1, timeout_s=10.0)
+        try:
+            for _ in range(3):  # more than the threshold
+                asking = asyncio.create_task(backend.generate([CHAT], GREEDY))
+                await asyncio.sleep(0.2)
+                asking.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await asking
+            endpoint.delay_s = 0.0
+            [[generation]] = await backend.generate([CHAT], GREEDY)  # not "circuit open"
+        finally:
+            await backend.close()
+    assert generation.text == "answer 0 done"
