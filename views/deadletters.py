@@ -190,7 +190,9 @@ def render_ingest_report(report: Any, console: Console) -> None:
     table.add_row("records", str(report.records))
     for fmt, count in sorted(report.by_format.items()):
         table.add_row(f"  format {fmt}", str(count))
-    table.add_row("samples (SampleAdded)", str(report.samples))
+    # Sent, not necessarily new: their ids are deterministic, so samples an earlier ingest already
+    # sent are the same events, and every consumer keeps one copy.
+    table.add_row("samples (SampleAdded) sent; already-sent ones count once", str(report.samples))
     table.add_row("duplicates skipped", str(report.duplicates))
     table.add_row("labels violating their tool schema", str(report.labels_violating_schema))
     table.add_row("dead-lettered records", str(report.dead_lettered))

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Literal
+from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -227,6 +227,25 @@ def stats(
         raise typer.BadParameter(str(error)) from None
 
 
+def warn_empty_run(settings: Any) -> None:
+    """A run with no events at all: most likely a mistyped run id (the tables would just be empty)."""
+    Console(stderr=True).print(
+        f"[yellow]run {settings.run_id!r} has no events on {settings.kafka.bootstrap_servers}[/]: "
+        "a mistyped --run-id (or run_id in the config)?"
+    )
+
+
+async def run_has_events(settings: Any) -> bool:
+    """Whether any topic of the run holds a record."""
+    from bus.kafka import replay
+    from bus.topics import RECORD_TOPICS
+
+    async for batch in replay(settings.kafka, settings.run_id, RECORD_TOPICS):
+        if batch:
+            return True
+    return False
+
+
 @commands.command()
 def deadletters(
     ctx: typer.Context,
@@ -248,7 +267,10 @@ def deadletters(
 
     settings = settings_of(ctx)
     require_broker(settings)
-    rows = select(asyncio.run(load_dead_letters(settings)), source=source, reason=reason, stage=stage)
+    letters = asyncio.run(load_dead_letters(settings))
+    if not letters and not asyncio.run(run_has_events(settings)):
+        warn_empty_run(settings)
+    rows = select(letters, source=source, reason=reason, stage=stage)
     if as_json:
         for row in rows:
             print(json.dumps(row.to_json(), ensure_ascii=False))
@@ -357,6 +379,8 @@ def run_stats(
         else:
             with status_console.status(f"replaying run {settings.run_id} from the topics…"):
                 stats = asyncio.run(stats_from_topics(settings))
+            if stats.events == 0:
+                warn_empty_run(settings)
         if fmt == "table" and out is None:
             console.print(render_stats(stats))
         elif fmt == "table":

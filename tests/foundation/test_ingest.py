@@ -123,6 +123,12 @@ def _commands(runner: Any, settings: Any) -> None:
     assert len(by_source.stdout.strip().splitlines()) == 1
     table = runner.invoke(app, [*base, "deadletters"], env={"COLUMNS": "200"})
     assert "Dead letters by reason" in table.stdout and "bfcl relevance record" in table.stdout
+    # A mistyped run id: empty tables, and a line that says why.
+    typo = ["--run-id", settings.run_id + "-typo", "--bootstrap-servers", settings.kafka.bootstrap_servers]
+    for command in ("deadletters", "stats"):
+        empty = runner.invoke(app, [*typo, command], env={"COLUMNS": "200"})
+        assert empty.exit_code == 0 and "has no events" in empty.output and "mistyped" in empty.output
+    assert "has no events" not in runner.invoke(app, [*base, "stats"], env={"COLUMNS": "200"}).output
 
 
 def test_ingest_keeps_the_conversation_time_on_the_sample_added(tmp_path: Path) -> None:
