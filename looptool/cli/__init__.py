@@ -12,10 +12,14 @@ with debug logging (``--log-level debug``, ``[log] level = "debug"`` or ``LOOPTO
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 
@@ -40,7 +44,7 @@ class CommandLine(typer.Typer):
                 hint = f" (see '{context.command_path} --help')" if context is not None else ""
                 _fail(error.exit_code, error.format_message() + hint, error)  # type: ignore[attr-defined]
             _fail(*errors.describe(error), error)
-        sys.exit(code if isinstance(code, int) else 0)
+        exit_within_grace(code if isinstance(code, int) else 0)
 
 
 def _is_click_error(error: Exception) -> bool:
@@ -53,6 +57,27 @@ def _fail(code: int, message: str, error: BaseException) -> None:
     if errors.debugging():
         traceback.print_exception(error)
     print(f"looptool: error: {errors.one_line(message)}", file=sys.stderr, flush=True)
+    exit_within_grace(code)
+
+
+EXIT_GRACE_S = 30.0  # how long interpreter shutdown may wait for threads a library left running
+
+
+def exit_within_grace(code: int) -> NoReturn:
+    """Exit with ``code``, and for certain: the interpreter waits at shutdown for every thread that is
+    not a daemon, and a library can leave one running (faust's consumer thread after its broker
+    restarted kept a worker alive for minutes after its error; the command's own SIGTERM handler then
+    kept it from being stopped). If shutdown has not finished within :data:`EXIT_GRACE_S`, the process
+    ends there with the same code, its output flushed."""
+
+    def force() -> None:
+        time.sleep(EXIT_GRACE_S)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=force, name="exit-watchdog", daemon=True).start()
     sys.exit(code)
 
 
