@@ -972,15 +972,10 @@ async def _read_from_start(
                     else:
                         held_up_to[tp] = (record.offset + 1, record.value or b"")
                     try:
-                        event = read(record.value or b"")
-                    except UnresolvedReferenceError:
                         try:
+                            event = read(record.value or b"")
+                        except UnresolvedReferenceError:  # a tool set defined after this reader started
                             event = await definitions.decode(record.value or b"", read)
-                        except EventDecodeError as error:
-                            stats.undecodable += 1
-                            if undecodable is not None:
-                                undecodable.append((record, error))
-                            continue
                     except EventDecodeError as error:
                         stats.undecodable += 1
                         if undecodable is not None:

@@ -303,27 +303,28 @@ class OpenAIBackend:
                     self._scrub(f"transport error {type(error).__name__}: {error}")
                 ) from None
         status = response.status_code
-        excerpt = self._excerpt(response.text)
         if status == 429 or status >= 500:
             raise self._unavailable(
-                path, f"HTTP {status}: {excerpt!r}", _retry_after_seconds(response.headers.get("retry-after"))
+                path,
+                f"HTTP {status}: {self._excerpt(response.text)!r}",
+                _retry_after_seconds(response.headers.get("retry-after")),
             )
         if status >= 400:
-            raise self._rejected(path, status, excerpt)
+            raise self._rejected(path, status, self._excerpt(response.text))
         if status != 200:
             raise _AttemptFailed(f"unexpected HTTP {status}")
         try:
             body = response.json()
         except ValueError as error:
+            excerpt = self._excerpt(response.text)
             raise _AttemptFailed(f"malformed response ({type(error).__name__}): {excerpt!r}") from None
         if isinstance(body, dict) and body.get("error") and not body.get("choices"):
-            raise self._error_in_body(path, body["error"], excerpt)
+            raise self._error_in_body(path, body["error"], self._excerpt(response.text))
         try:
             return parse(body)
         except (ValueError, KeyError, TypeError, IndexError) as error:
-            raise _AttemptFailed(
-                f"malformed response ({type(error).__name__}: {self._excerpt(str(error), 120)}): {excerpt!r}"
-            ) from None
+            what = f"{type(error).__name__}: {self._excerpt(str(error), 120)}"
+            raise _AttemptFailed(f"malformed response ({what}): {self._excerpt(response.text)!r}") from None
 
     def _excerpt(self, text: str, limit: int = _BODY_EXCERPT) -> str:
         """``text`` scrubbed of the key, then cut (cut first, a key split at the cut would survive)."""

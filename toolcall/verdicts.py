@@ -244,16 +244,12 @@ def _answer_text(
         if template_trace:
             text = after.strip()
     if not text:
-        return None, _empty_answer(reasoning)
+        return None, empty_answer_reason(reasoning)
     return text, None
 
 
 def empty_answer_reason(reasoning: str | None) -> str:
     """Why an answer with no text gave nothing to read: only a reasoning trace came back, or nothing."""
-    return _empty_answer(reasoning)
-
-
-def _empty_answer(reasoning: str | None) -> str:
     if reasoning and reasoning.strip():
         return (
             f"no answer, only reasoning ({len(reasoning)} chars): cut off by the token budget, or the "
@@ -883,7 +879,7 @@ def parse_verdict(
     """
     if not isinstance(raw, str):
         if raw is None:
-            return ParsedVerdict(verdict="UNPARSEABLE", raw="", reason=_empty_answer(reasoning))
+            return ParsedVerdict(verdict="UNPARSEABLE", raw="", reason=empty_answer_reason(reasoning))
         return ParsedVerdict(verdict="UNPARSEABLE", raw=repr(raw), reason="judge answer is not text")
     if label_position not in (1, 2):
         return ParsedVerdict(
@@ -919,7 +915,7 @@ def read_verification(
 ) -> ParsedVerification:
     """Read a verifier answer (CORRECT / INCORRECT and a reason) on the judge's reading rules."""
     if raw is None:
-        return ParsedVerification(passed=None, problem=_empty_answer(reasoning))
+        return ParsedVerification(passed=None, problem=empty_answer_reason(reasoning))
     if not isinstance(raw, str):
         return ParsedVerification(passed=None, raw=repr(raw), problem="answer is not text")
     answer, problem = _answer_text(raw, reasoning, trace_opened, _VERIFIER.starts_with_decision)

@@ -4,20 +4,16 @@ vLLM and gateways, content as parts, long Retry-After, a refused budget field, k
 from __future__ import annotations
 
 import asyncio
-import io
-import logging
 from typing import Any
 
 import pytest
-import structlog
 from aiohttp import web
 from inference_fake_endpoint import FakeEndpoint, serve_fake_endpoint
 
-from common.logs import LogSettings, configure_logging
 from inference.base import InferenceError, SamplingConfig
 from inference.openai_backend import OpenAIBackend, rejection_is_input_fault
 from tests.http_server import serve_app
-from tests.inference.test_openai_resilience import CHAT, GREEDY, backend_for
+from tests.inference.test_openai_resilience import CHAT, GREEDY, backend_for, json_logs
 
 
 def answering(status: int, body: Any, headers: dict[str, str] | None = None) -> FakeEndpoint:
@@ -143,11 +139,7 @@ async def test_a_key_at_the_cut_of_an_error_excerpt_does_not_survive_in_part() -
         page = "x" * (301 - len(secret)) + secret + " and more"
         return 502, page, {}
 
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    configure_logging(LogSettings(format="json", level="debug"), stream=buffer)
-    try:
+    with json_logs() as buffer:
         async with serve_fake_endpoint(FakeEndpoint(mode="custom", respond=echo)) as endpoint:
             backend = OpenAIBackend(
                 endpoint.base_url,
@@ -162,10 +154,6 @@ async def test_a_key_at_the_cut_of_an_error_excerpt_does_not_survive_in_part() -
                     await backend.generate([CHAT], GREEDY)
             finally:
                 await backend.close()
-    finally:
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
-        structlog.reset_defaults()
     for text in (buffer.getvalue(), str(failed.value)):
         assert secret[:12] not in text  # no piece of the key long enough to mean anything
     assert "***" in str(failed.value)

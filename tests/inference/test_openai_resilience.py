@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -215,14 +217,25 @@ async def test_concurrency_limit_holds() -> None:
     assert endpoint.max_in_flight == 3
 
 
-async def test_api_key_never_reaches_logs_or_errors(caplog: pytest.LogCaptureFixture) -> None:
-    secret = "sk-test-DO-NOT-LEAK-4242"
+@contextlib.contextmanager
+def json_logs() -> Iterator[io.StringIO]:
+    """Everything logged in the block, as JSON lines at debug level; the logging set-up restored after."""
     buffer = io.StringIO()
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     configure_logging(LogSettings(format="json", level="debug"), stream=buffer)
-    caplog.set_level(logging.DEBUG)
     try:
+        yield buffer
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        structlog.reset_defaults()
+
+
+async def test_api_key_never_reaches_logs_or_errors(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "sk-test-DO-NOT-LEAK-4242"
+    with json_logs() as buffer:
+        caplog.set_level(logging.DEBUG)
         async with serve_fake_endpoint(FakeEndpoint(mode="echo_auth_500")) as endpoint:
             backend = OpenAIBackend(
                 endpoint.base_url,
@@ -241,10 +254,6 @@ async def test_api_key_never_reaches_logs_or_errors(caplog: pytest.LogCaptureFix
                 text_of_backend = repr(backend) + str(vars(backend).get("base_url"))
             finally:
                 await backend.close()
-    finally:
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
-        structlog.reset_defaults()
     # The key was really sent, and the server really echoed it back into its error page.
     assert endpoint.authorizations[0] == f"Bearer {secret}"
     logged = buffer.getvalue()

@@ -171,11 +171,6 @@ def call_from(value: Any) -> ToolCall:
         raise RecordError(
             f"arguments of {value['name']} must be an object", "call arguments are not an object"
         )
-    if nesting_depth(arguments, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
-        raise RecordError(
-            f"arguments of {value['name'][:80]} are nested more than {MAX_ARGUMENT_DEPTH} levels deep",
-            "call arguments nested too deeply",
-        )
     return ToolCall(name=value["name"].strip(), arguments=arguments)
 
 
