@@ -7,11 +7,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
-from rich.console import Console, Group
+from rich.console import Console
 from rich.table import Table
 
 from views.analytics.frames import SOURCES, VERDICT_LABELS, RunStats
 from views.deadletters import frame_dead_letter_table
+from views.fit import FitToWidth
 
 # --- rendering ----------------------------------------------------------------------------------
 
@@ -215,9 +216,10 @@ def render_truncation_table(stats: RunStats) -> Table:
     return table
 
 
-def render_stats(stats: RunStats) -> Group:
-    """Every stats table, for printing or a live display (BFCL and promotions when the run has them)."""
-    return Group(
+def render_stats(stats: RunStats) -> FitToWidth:
+    """Every stats table, for printing or a live display (BFCL and promotions when the run has them),
+    each split into parts where the console is too narrow for it."""
+    return FitToWidth(
         render_rounds_table(stats),
         render_checkpoint_table(stats),
         render_curation_table(stats),
@@ -263,5 +265,5 @@ def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | No
         raise ValueError(f"unknown tables {unknown}; known: {', '.join(renderers)}")
     console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
     for name in tables or renderers:
-        console.print(renderers[name](stats))
+        console.print(FitToWidth(renderers[name](stats)))
     return console.export_text()
