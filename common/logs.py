@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any, Literal
 
@@ -67,6 +68,41 @@ def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     return _redact(event_dict)
 
 
+# Libraries whose retry loops log the same line over and over: while a broker restarts, every
+# aiokafka consumer and producer logs "Unable connect to node …" at each retry (1,800 lines in a few
+# seconds from one worker of five stages).
+_REPEATING_LIBRARIES = ("aiokafka", "kafka", "faust", "mode")
+_NUMBERS = re.compile(r"\d+")
+
+
+class RepeatLimiter(logging.Filter):
+    """Lets a library's line through once per ``window_s``; the lines like it in between (the same
+    text up to its numbers: node ids, ports, errnos, offsets) are counted, and the next one let
+    through says how many were held back."""
+
+    def __init__(self, window_s: float = 30.0, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.window_s, self.clock = window_s, clock
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}  # line kind -> (window start, held)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(_REPEATING_LIBRARIES):
+            return True
+        key = (record.name, _NUMBERS.sub("N", record.getMessage()))
+        now = self.clock()
+        started, held = self._windows.get(key, (None, 0))
+        if started is not None and now - started < self.window_s:
+            self._windows[key] = (started, held + 1)
+            return False
+        if held:
+            record.msg, record.args = f"{record.getMessage()} ({held} more like it not shown)", None
+        self._windows[key] = (now, 0)
+        if len(self._windows) > 10_000:  # a library logging ever-new text: forget the oldest kinds
+            for stale in list(self._windows)[:5_000]:
+                del self._windows[stale]
+        return True
+
+
 def configure_logging(settings: LogSettings | None = None, *, stream: Any = None) -> None:
     """Configure structlog and the stdlib root logger (faust/aiokafka log through it) once per process."""
     settings = settings or LogSettings()
@@ -89,6 +125,7 @@ def configure_logging(settings: LogSettings | None = None, *, stream: Any = None
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(RepeatLimiter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=renderer, foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]
