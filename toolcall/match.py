@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -72,18 +73,21 @@ class MatchResult(BaseModel):
 
 
 def normalise_string(text: str) -> str:
-    """BFCL's string standardisation."""
-    return _BFCL_IGNORED.sub("", text).lower().replace("'", '"')
+    """BFCL's string standardisation, after Unicode NFC: a label in decomposed form ("e" + U+0301)
+    equals the composed "é" a tokenizer's NFC normaliser makes the model write."""
+    return _BFCL_IGNORED.sub("", unicodedata.normalize("NFC", text)).lower().replace("'", '"')
 
 
 def _branch_for(left: Any, right: Any, schema: ParamSchema | None) -> ParamSchema | None:
-    """Under ``anyOf``/``oneOf``: the first branch both values conform to (symmetric), else None."""
+    """Under ``anyOf``/``oneOf``: the first branch both values conform to (symmetric); when none
+    does, the branches' types together (``anyOf [integer, null]`` still refuses a float for an
+    integer, as ``type: [integer, null]`` does), or None where a branch declares no type."""
     if schema is None or not schema.branches:
         return schema
     for branch in schema.branches:
         if _conforms(left, branch) and _conforms(right, branch):
             return _branch_for(left, right, branch)
-    return None
+    return ParamSchema(type=schema.types) if schema.types else None
 
 
 def _numbers_equal(left: int | float, right: int | float) -> bool:

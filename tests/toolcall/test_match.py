@@ -159,6 +159,30 @@ def test_values_equal_numeric_strings_only_where_declared() -> None:
     assert not values_equal("abc", 12.5, both)
 
 
+@pytest.mark.parametrize(
+    "union",
+    [
+        {"anyOf": [{"type": "integer"}, {"type": "null"}]},  # what pydantic writes for Optional[int]
+        {"oneOf": [{"type": "integer"}, {"type": "null"}]},
+        {"default": None, "anyOf": [{"type": "integer"}, {"type": "string"}]},
+    ],
+)
+def test_a_union_of_declared_types_is_as_strict_as_the_type_list(union: dict[str, Any]) -> None:
+    kinds = [branch["type"] for branch in union.get("anyOf") or union["oneOf"]]
+    as_list = ParamSchema.model_validate({"type": kinds})
+    schema = ParamSchema.model_validate(union)
+    assert not values_equal(5, 5.0, schema) and not values_equal(5, 5.0, as_list)  # a float for an integer
+    assert values_equal(5, "5", schema) is values_equal(5, "5", as_list) is ("string" in kinds)
+    assert values_equal(5, 5, schema) and values_equal(None, None, schema)
+
+
+def test_canonically_equivalent_strings_are_equal() -> None:
+    composed, decomposed = "Montr\u00e9al", "Montre\u0301al"
+    assert composed != decomposed
+    assert values_equal(composed, decomposed, ParamSchema.model_validate({"type": "string"}))
+    assert not values_equal("Montreal", "Montr\u00e9al")  # an accent is still a difference
+
+
 def test_nan_is_reflexive() -> None:
     assert values_equal(float("nan"), float("nan"))
     assert not values_equal(float("nan"), 1.0)
