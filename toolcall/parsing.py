@@ -7,8 +7,12 @@ The paper's format (Figure 7): an optional reasoning trace ``<think>…</think>`
 Repairs are made only where the intent is unambiguous, and every one is reported in
 :attr:`ParsedOutput.repairs`: a missing final ``</tool_call>``, a Markdown code fence inside a block,
 trailing commas, Python literals (single quotes, ``True``/``None``), ``arguments`` given as a JSON
-string, ``parameters`` instead of ``arguments``, several JSON objects in one block. Anything else that
-looks like a call but does not read as one is a parse failure with the reason, never a guess.
+string, ``parameters`` instead of ``arguments``, several JSON objects in one block, and a whole output
+that is calls in another family's untagged form (``untagged_calls``: Llama's bare JSON, also after
+``<|python_tag|>``, Mistral's list after ``[TOOL_CALLS]``, either in a code fence; ``pythonic_calls``:
+``[get_weather(city="Paris")]``). Anything else that looks like a call but does not read as one (a
+call amid text without tags, DeepSeek's tool-call tokens) is a parse failure with the reason, never a
+guess, and never a plain-text answer.
 
 Pure: no I/O, and :func:`parse_output` never raises on any input text.
 """
@@ -30,11 +34,26 @@ OutputKind = Literal["calls", "text", "error"]
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?\s*```$", re.DOTALL)
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?\s*```(.*)$", re.DOTALL)
+# How other model families start an untagged call (the tokens survive a decode that keeps specials).
+_FOREIGN_PREFIXES = ("<|python_tag|>", "[TOOL_CALLS]")
+# Call markers of formats the loop does not read: named in the parse failure.
+_FOREIGN_MARKERS = {
+    "<｜tool▁calls▁begin｜>": "DeepSeek",
+    "<｜tool▁call▁begin｜>": "DeepSeek",
+    "<function=": "Llama",
+}
+_CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
+_EMBEDDED_CALL = re.compile(r"""[{]\s*["']name["']\s*:""")
+_PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*\]$", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 # Chat-template tokens a decode may leave at the end of the text.
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
-_END_TOKENS = re.compile(r"(<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|</s>)\s*$")
+_END_TOKENS = re.compile(
+    r"(?:(?:<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|eom_id\|>|</s>|<｜end▁of▁sentence｜>)\s*)+$"
+)
+# A call body while tags are looked for elsewhere: a private-use mark no tokenizer emits.
+_MASK = re.compile("\ue000(\\d+)\ue001")
 
 
 class ParsedOutput(BaseModel):
@@ -86,16 +105,28 @@ def _parse(text: str) -> ParsedOutput:
     if not isinstance(text, str):
         return ParsedOutput(error=f"output must be text, got {type(text).__name__}")
     repairs: list[str] = []
-    body, think = _split_think(text, repairs)
+    # Call bodies are set aside first: a tag inside one of their JSON strings is data, not markup.
+    masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
+    body, think = _split_think(masked, repairs)
     body = _END_TOKENS.sub("", body).strip()
+    if bodies:
+        return _parse_blocks(body, _unmask(think, bodies), bodies, repairs)
     if _OPEN not in body and _CLOSE not in body:
         openai = _openai_message(body)
         if openai is not None:
             return openai.model_copy(update={"think": think})
         if not body:
             return ParsedOutput(think=think, error="empty output (no tool call and no answer text)")
+        untagged = _untagged(body, repairs)
+        if untagged is not None:
+            return untagged.model_copy(update={"think": think})
         return ParsedOutput(action=Action(text=body), think=think, text=body, repairs=repairs)
+    return _parse_blocks(body, think, [], repairs)
+
+
+def _parse_blocks(body: str, think: str | None, bodies: list[str], repairs: list[str]) -> ParsedOutput:
     blocks, outside, error = _blocks(body, repairs)
+    blocks, outside = [_unmask(block, bodies) or "" for block in blocks], _unmask(outside, bodies) or ""
     if error is not None:
         return ParsedOutput(think=think, text=outside or None, error=error, repairs=repairs)
     calls: list[ToolCall] = []
@@ -112,6 +143,145 @@ def _parse(text: str) -> ParsedOutput:
             think=think, text=outside or None, error="tool call block is empty", repairs=repairs
         )
     return ParsedOutput(action=Action(calls=calls), think=think, text=outside or None, repairs=repairs)
+
+
+def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
+    """A whole output that is calls without ``<tool_call>`` tags, in another family's form; a call
+    amid text, or a format the loop does not read, is a failure saying so; None: a text answer."""
+    content = body
+    for prefix in _FOREIGN_PREFIXES:
+        if content.startswith(prefix):
+            content = content[len(prefix) :].strip()
+    fenced = _FENCE.match(content)
+    if fenced and not fenced.group(2).strip():
+        content = fenced.group(1).strip()
+    try:
+        if content.startswith(("{", "[")) and (calls := _bare_json_calls(content)) is not None:
+            repairs.append("untagged_calls")
+            return ParsedOutput(action=Action(calls=calls), repairs=repairs)
+        if _PYTHONIC.match(content):
+            calls = _pythonic_calls(content)
+            repairs.append("pythonic_calls")
+            return ParsedOutput(action=Action(calls=calls), repairs=repairs)
+    except CallFormatError as failure:
+        return ParsedOutput(
+            text=body, error=f"tool call without <tool_call> tags: {failure}", repairs=repairs
+        )
+    for marker, family in _FOREIGN_MARKERS.items():
+        if marker in body:
+            return ParsedOutput(
+                text=body,
+                error=f"a {family}-style tool call ({marker}); calls are read in <tool_call> tags",
+                repairs=repairs,
+            )
+    if content != body or _embedded_call(body):
+        return ParsedOutput(
+            text=body, error="a tool call amid text, without <tool_call> tags", repairs=repairs
+        )
+    return None
+
+
+def _is_call_object(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("name"), str)
+        and ("arguments" in value or "parameters" in value)
+        and set(value) <= _CALL_KEYS
+    )
+
+
+def _bare_json_calls(content: str) -> list[ToolCall] | None:
+    """Calls when ``content`` is call objects (one, several, or a list of them) and nothing else."""
+    try:
+        values = _json_values(content, [])
+    except CallFormatError:
+        return None
+    items = [item for value in values for item in (value if isinstance(value, list) else [value])]
+    if not items or not all(_is_call_object(item) for item in items):
+        return None
+    repairs: list[str] = []
+    return [_call_from_object(item, repairs) for item in items]
+
+
+def _pythonic_calls(content: str) -> list[ToolCall]:
+    """``[f(a=1), g.h(b="x")]``: keyword arguments with literal values, as BFCL's Python form."""
+    try:
+        tree = ast.parse(content, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        raise CallFormatError(f"not a Python list of calls ({type(error).__name__})") from error
+    if not isinstance(tree, ast.List) or not tree.elts:
+        raise CallFormatError("not a Python list of calls")
+    calls = []
+    for node in tree.elts:
+        if not isinstance(node, ast.Call) or not (name := _dotted_name(node.func)):
+            raise CallFormatError("every item of the list must be a call, as f(a=1)")
+        if node.args or any(keyword.arg is None for keyword in node.keywords):
+            raise CallFormatError(f"{name}: arguments must be given by name (a=1), not by position")
+        try:
+            arguments = {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords}
+        except (ValueError, TypeError, SyntaxError, RecursionError) as error:
+            raise CallFormatError(f"{name}: an argument is not a literal value") from error
+        calls.append(_call_from_object({"name": name, "arguments": arguments}, []))
+    return calls
+
+
+def _dotted_name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and (base := _dotted_name(node.value)):
+        return f"{base}.{node.attr}"
+    return None
+
+
+def _embedded_call(body: str) -> bool:
+    """Whether a call object (``{"name": …, "arguments": …}``) sits somewhere inside ``body``."""
+    decoder = json.JSONDecoder()
+    for match in _EMBEDDED_CALL.finditer(body):
+        try:
+            value, _ = decoder.raw_decode(body, match.start())
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if _is_call_object(value):
+            return True
+    return False
+
+
+def _mask_call_bodies(text: str) -> tuple[str, list[str]]:
+    """``text`` with the JSON body of every well-formed ``<tool_call>`` block replaced by a mark, and
+    the bodies; a block whose body is not one JSON value followed by ``</tool_call>`` is left as it is."""
+    if _OPEN not in text:
+        return text, []
+    decoder = json.JSONDecoder()
+    bodies: list[str] = []
+    parts: list[str] = []
+    position = 0
+    while (start := text.find(_OPEN, position)) != -1:
+        begin = start + len(_OPEN)
+        first = begin + len(text[begin:]) - len(text[begin:].lstrip())
+        end = None
+        if text.startswith(("{", "["), first):
+            try:
+                _, after = decoder.raw_decode(text, first)
+            except (json.JSONDecodeError, RecursionError):
+                pass
+            else:
+                close = after + len(text[after:]) - len(text[after:].lstrip())
+                end = close if text.startswith(_CLOSE, close) else None
+        if end is None:
+            parts.append(text[position:begin])
+            position = begin
+            continue
+        parts.append(text[position:begin] + f"\ue000{len(bodies)}\ue001")
+        bodies.append(text[begin:end])
+        position = end
+    parts.append(text[position:])
+    return "".join(parts), bodies
+
+
+def _unmask(text: str | None, bodies: list[str]) -> str | None:
+    if text is None or not bodies:
+        return text
+    return _MASK.sub(lambda m: bodies[int(m.group(1))], text)
 
 
 def _split_think(text: str, repairs: list[str]) -> tuple[str, str | None]:
@@ -170,6 +340,8 @@ def _calls_from_block(block: str, repairs: list[str]) -> list[ToolCall]:
     content = block.strip()
     fenced = _FENCE.match(content)
     if fenced:
+        if fenced.group(2).strip():
+            raise CallFormatError(f"text after the code fence in the block: {fenced.group(2).strip()[:60]!r}")
         content = fenced.group(1).strip()
         repairs.append("code_fence")
     if not content:
@@ -201,7 +373,7 @@ def _json_values(content: str, repairs: list[str]) -> list[Any]:
             value, end = decoder.raw_decode(content, position)
             values.append(value)
             position = end
-            while position < len(content) and content[position] in " \t\r\n,":
+            while position < len(content) and content[position] in " \t\r\n,;":
                 position += 1
         if len(values) > 1:
             return values
@@ -330,6 +502,12 @@ def _openai_message(body: str) -> ParsedOutput | None:
         if "function" not in value[0]:
             return None
         tool_calls = value
+    if isinstance(value, dict) and "tool_calls" in value and tool_calls in (None, []):
+        # A message that calls nothing ("tool_calls": null or []): its content is the answer.
+        content = value.get("content")
+        if isinstance(content, str) and content.strip():
+            return ParsedOutput(action=Action(text=content.strip()), text=content.strip())
+        return ParsedOutput(error="OpenAI message with no tool calls and no content")
     if tool_calls is None:
         return None
     try:

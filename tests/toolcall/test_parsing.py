@@ -176,6 +176,101 @@ def test_json_that_is_not_a_call_is_text() -> None:
     assert parse_output('{"answer": 42}').kind == "text"
 
 
+PARIS = ToolCall(name="get_weather", arguments={"city": "Paris"})
+TIME = ToolCall(name="get_time", arguments={"zone": "CET"})
+
+
+@pytest.mark.parametrize(
+    "text, calls, repair",
+    [
+        ('{"name": "get_weather", "parameters": {"city": "Paris"}}', [PARIS], "untagged_calls"),  # Llama 3.x
+        (
+            '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}<|eom_id|>',
+            [PARIS],
+            "untagged_calls",
+        ),
+        (
+            '{"name": "get_weather", "parameters": {"city": "Paris"}}; '
+            '{"name": "get_time", "parameters": {"zone": "CET"}}',
+            [PARIS, TIME],
+            "untagged_calls",
+        ),
+        (
+            '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}]</s>',
+            [PARIS],
+            "untagged_calls",
+        ),
+        (
+            '[{"name": "get_weather", "arguments": {"city": "Paris"}}]',
+            [PARIS],
+            "untagged_calls",
+        ),  # Mistral, stripped
+        ('```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```', [PARIS], "untagged_calls"),
+        (
+            '[get_weather(city="Paris"), get_time(zone="CET")]',
+            [PARIS, TIME],
+            "pythonic_calls",
+        ),  # BFCL, Llama 3.2
+    ],
+)
+def test_calls_in_other_families_untagged_forms_are_calls_never_text(
+    text: str, calls: list[ToolCall], repair: str
+) -> None:
+    parsed = parse_output(text)
+    assert parsed.kind == "calls" and parsed.action.calls == calls
+    assert repair in parsed.repairs
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ('Sure! {"name": "get_weather", "arguments": {"city": "Paris"}}', "amid text"),
+        ("[get_weather('Paris')]", "by name"),
+        (
+            "<think>ok</think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather",
+            "DeepSeek",
+        ),
+        ('<|python_tag|>{"name": "get_weather", "parameters": {"city": "Par', "amid text"),
+        (
+            '<tool_call>\n```json\n{"name": "f", "arguments": {}}\n```\nThat is it\n</tool_call>',
+            "after the code fence",
+        ),
+    ],
+)
+def test_a_call_that_is_not_in_a_readable_form_is_a_failure_not_a_text_answer(text: str, reason: str) -> None:
+    parsed = parse_output(text)
+    assert parsed.kind == "error" and reason in parsed.error
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        "<think>x</think>",
+        "close with </think>",
+        "open with <think>",
+        "see <tool_call> docs",
+        "a </tool_call> b",
+    ],
+)
+def test_tags_inside_a_calls_json_strings_are_data(argument: str) -> None:
+    raw = json.dumps({"name": "save_note", "arguments": {"text": argument}})  # as a model writes it
+    parsed = parse_output(f"<think>plan</think>\n<tool_call>\n{raw}\n</tool_call><|im_end|>")
+    assert parsed.error is None and parsed.repairs == []
+    assert parsed.action.calls == [ToolCall(name="save_note", arguments={"text": argument})]
+    assert parsed.think == "plan"
+
+
+def test_an_openai_message_that_calls_nothing_is_its_content() -> None:
+    for calls in ("[]", "null"):
+        parsed = parse_output(f'{{"role": "assistant", "content": "Which city?", "tool_calls": {calls}}}')
+        assert parsed.kind == "text" and parsed.action.text == "Which city?"
+
+
+def test_several_end_tokens_and_a_bom_are_dropped() -> None:
+    parsed = parse_output(f"\ufeff<tool_call>\n{WEATHER}\n</tool_call><|im_end|><|endoftext|>")
+    assert parsed.action.calls == [WEATHER_CALL] and parsed.text is None
+
+
 def test_render_call_format() -> None:
     assert render_call(WEATHER_CALL) == f"<tool_call>\n{WEATHER}\n</tool_call>"
     assert render_action(Action(text="Which city?")) == "Which city?"
