@@ -139,9 +139,11 @@ def probe_result(
 ) -> Event[ProbeResult]:
     """The pure part of probing: parse, match, perplexity, and the event's identity and lineage.
 
-    ``truncated``: the token budget cut the output off. Matched, it stands (the label's calls were all
-    written). Not matched, it is no prediction: cut off, a text answer or a set of parallel calls may
-    be missing its end, and a LABEL_WRONG verdict would make that the sample's new label.
+    ``truncated``: the token budget cut the output off. Calls that match stand (the label's calls were
+    all written). Anything else is no prediction and no match: a set of parallel calls may be missing
+    its end, a text answer (or a reasoning trace read as one) is unfinished, and either would match a
+    clarification label or, judged LABEL_WRONG, become the sample's new label. The reason says it was
+    cut off first, as that is what to fix (``max_new_tokens``), whatever the cut made of the text.
     """
     sample = member.payload
     parsed = parse_output(raw_output)
@@ -153,8 +155,9 @@ def probe_result(
         diffs = [MatchDiff(kind=d.kind, path=d.path, detail=_diff_detail(d)) for d in match.diffs]
     else:
         matched = False
-    if truncated and not matched:
-        prediction, parse_error = None, parse_error or TRUNCATED_OUTPUT
+    if truncated and not (matched and prediction is not None and prediction.calls):
+        matched, prediction = False, None
+        parse_error = f"{TRUNCATED_OUTPUT}: {parse_error}" if parse_error else TRUNCATED_OUTPUT
     if prediction is None:
         diffs = [MatchDiff(kind="unparseable_output", detail={"error": parse_error or "no output"})]
     ppl = perplexity(token_logprobs) if token_logprobs else None

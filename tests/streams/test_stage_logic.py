@@ -113,6 +113,22 @@ def test_a_probe_output_cut_off_by_the_budget_never_becomes_a_label() -> None:
     assert whole.payload.matched and whole.payload.prediction == LABEL
 
 
+def test_a_text_answer_cut_off_by_the_budget_matches_no_clarification_label() -> None:
+    """Two no-call answers match whatever their text, so a cut-off text (or a reasoning trace the
+    template opened, cut mid-way) matched every clarification label and could be marked high-PPL."""
+    asks = member(Action(text="Which currency pair?"))
+    for output in (
+        " ".join(["helpful"] * 24),
+        "Let me think whether the user wants EUR or",
+        "<think>Hmm, the",
+    ):
+        cut = probe_result(asks, checkpoint(), output, [-3.0] * 24, high_ppl_threshold=1.0, truncated=True)
+        assert not cut.payload.matched and not cut.payload.high_ppl and cut.payload.prediction is None
+        assert (cut.payload.parse_error or "").startswith("cut off at the token budget")
+    ended = probe_result(asks, checkpoint(), "Which pair do you mean?", [-3.0], high_ppl_threshold=1.0)
+    assert ended.payload.matched and ended.payload.high_ppl  # finished, it is an answer as before
+
+
 # --- judge -----------------------------------------------------------------------------------------
 
 
