@@ -264,7 +264,7 @@ class TransformersBackend(LocalModelBackend):
         content = token_ids[: end - 1] if finish_reason == "stop" else token_ids[:end]
         # A completion cut mid-character ends in bytes that are not UTF-8 yet; like vLLM's
         # incremental detokenizer, leave them out of the text rather than emit U+FFFD.
-        text = self._tokenizer.decode(content, skip_special_tokens=True).rstrip("\ufffd")
+        text = self._text_of(content).rstrip("\ufffd")
         hits = [(text.find(s), s) for s in stop if s and s in text]
         if hits:
             position, string = min(hits)
@@ -282,12 +282,21 @@ class TransformersBackend(LocalModelBackend):
             finish_reason=finish_reason,
         )
 
+    def _text_of(self, token_ids: list[int]) -> str:
+        """The text of generated tokens without EOS and padding, special tokens kept: a tokenizer may
+        mark the tool-call tags special (vLLM's Hermes parser decodes with them for that reason), and
+        skipping them would turn every call into a text answer."""
+        return self._tokenizer.decode(
+            [token for token in token_ids if token != self._pad_id and token not in self._eos_ids],
+            skip_special_tokens=False,
+        )
+
     def _tokens_until(self, token_ids: list[int], stop: str) -> int:
         """The fewest leading tokens whose text contains ``stop`` (binary search: containment is monotone)."""
         low, high = 1, len(token_ids)
         while low < high:
             middle = (low + high) // 2
-            if stop in self._tokenizer.decode(token_ids[:middle], skip_special_tokens=True):
+            if stop in self._text_of(token_ids[:middle]):
                 high = middle
             else:
                 low = middle + 1

@@ -165,7 +165,9 @@ class VLLMBackend(LocalModelBackend):
             seed=sampling.seed,
             stop=list(sampling.stop) or None,
             logprobs=0,  # only the sampled token's log-prob
-            skip_special_tokens=True,
+            # Keep special tokens: a tokenizer may mark the tool-call tags special, and skipping them
+            # would turn every call into a text answer (vLLM's Hermes parser decodes so too).
+            skip_special_tokens=False,
             structured_outputs=StructuredOutputsParams(regex=sampling.regex) if sampling.regex else None,
         )
         requests = [TokensPrompt(prompt_token_ids=ids) for ids in self._prompt_ids(prompts)]

@@ -179,3 +179,26 @@ async def test_bad_requests_are_value_errors(backend: TransformersBackend) -> No
     with pytest.raises(ValueError, match="at least one message"):
         await backend.generate([[]], SamplingConfig())
     assert await backend.generate([], SamplingConfig()) == []
+
+
+def test_tool_call_tags_a_tokenizer_marks_special_stay_in_the_text(
+    tiny_policy_path: Path, tmp_path: Path
+) -> None:
+    """Some tokenizers (Hermes-format fine-tunes) mark <tool_call> special; a decode that skipped
+    special tokens turned every call into a text answer."""
+    import shutil
+
+    from toolcall.parsing import parse_output
+
+    folder = tmp_path / "special-tags"
+    shutil.copytree(tiny_policy_path, folder)
+    special = TransformersBackend(folder, "special").tokenizer
+    special.add_special_tokens({"additional_special_tokens": ["<tool_call>", "</tool_call>"]})
+    special.save_pretrained(folder)
+    backend = TransformersBackend(folder, "special")
+    assert backend.tokenizer.convert_tokens_to_ids("<tool_call>") in backend.tokenizer.all_special_ids
+    output = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    ids = backend.tokenizer(output, add_special_tokens=False)["input_ids"]
+    ended = backend._finish([*ids, backend._eos_ids[0], backend._pad_id], [-0.1] * (len(ids) + 2), (), 64)
+    assert ended.text == output and ended.finish_reason == "stop"  # EOS and padding left out
+    assert parse_output(ended.text).kind == "calls"
