@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -445,6 +446,12 @@ class OpenAIBackend:
                 logprobs = [float(item["logprob"]) for item in content]
             token_ids = [int(token) for token in choice.get("token_ids") or []]
             finish_reason = "length" if choice.get("finish_reason") == "length" else "stop"
+            if message.get("tool_calls"):
+                # A server that parsed the calls out of the text (vLLM with auto tool choice): keep
+                # them, as the OpenAI message the call parser reads (an empty text read "no answer").
+                text = json.dumps(
+                    {"content": text or None, "tool_calls": message["tool_calls"]}, ensure_ascii=False
+                )
             reasoning = message.get("reasoning_content") or message.get("reasoning") or part_reasoning
             if reasoning is not None and not isinstance(reasoning, str):
                 raise _MalformedResponse("message reasoning is not a string")

@@ -108,6 +108,29 @@ async def test_content_given_as_parts_is_read_with_its_thinking_as_the_reasoning
     assert generation.reasoning == "Response 1 drops the city."
 
 
+async def test_tool_calls_a_server_parsed_out_of_the_text_are_kept() -> None:
+    from toolcall.parsing import parse_output
+    from toolcall.types import ToolCall
+
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    body = {"choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}
+    async with serve_fake_endpoint(answering(200, body)) as endpoint:
+        backend = backend_for(endpoint)
+        try:
+            [[generation]] = await backend.generate([CHAT], GREEDY)
+        finally:
+            await backend.close()
+    parsed = parse_output(generation.text)
+    assert parsed.kind == "calls" and parsed.action.calls == [
+        ToolCall(name="get_weather", arguments={"city": "Paris"})
+    ]
+
+
 async def test_a_retry_after_longer_than_the_backoff_is_left_to_the_stage() -> None:
     endpoint = answering(429, error("rate limited"), {"Retry-After": "120"})
     failed = await failure_of(endpoint, backoff_max_s=0.05, max_retries=4)
