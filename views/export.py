@@ -3,11 +3,16 @@
 Every format holds the same rows in sample-id order, and nothing in a file depends on when or where
 it was written, so exporting the same round twice gives byte-identical files:
 
-- ``jsonl``: one canonical JSON object per line (sorted keys), in this project's ``paper`` record
-  format (``tools``, ``messages``, ``label`` as an Action object) plus the curation fields, so an
-  export can be ingested again (``looptool ingest``) and yields the same samples.
+- ``jsonl``: one JSON object per line, in this project's ``paper`` record format (``tools``,
+  ``messages``, ``label`` as an Action object, ``current_time`` when the sample has its own) plus the
+  curation fields, so an export can be ingested again (``looptool ingest``) and yields the same
+  samples, shown to the model in the same prompts.
 - ``parquet``: one row per member; ``messages`` and ``label`` as nested columns (call arguments as
-  canonical JSON strings, since their shape varies per tool), ``tools`` as canonical JSON.
+  JSON strings, since their shape varies per tool), ``tools`` as JSON, ``conversation_time``.
+
+JSON keeps the key order the run holds (a tool's parameters, a call's arguments), not a sorted
+order: the order is part of what the model is shown, and a prompt built from an export must equal
+the run's.
 - ``hf``: the same table saved as a ``datasets.Dataset`` folder (``save_to_disk``), its fingerprint
   the dataset's content hash.
 - ``verl``: the trainer's RLHF parquet, written by :func:`trainer.verl.data.write_verl_parquet`
@@ -85,6 +90,7 @@ DATASET_SCHEMA = pa.schema(
         ),
         pa.field("label_event_id", pa.string(), nullable=False),
         pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("conversation_time", pa.string()),
     ]
 )
 
@@ -105,8 +111,13 @@ class ExportResult:
 # --- rows ---------------------------------------------------------------------------------------
 
 
+def _ordered_json(value: Any) -> str:
+    """Compact JSON in the value's own key order (canonical JSON would sort it)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _calls(calls: Sequence[ToolCall]) -> list[dict[str, str]]:
-    return [{"name": c.name, "arguments": canonical_json(c.arguments)} for c in calls]
+    return [{"name": c.name, "arguments": _ordered_json(c.arguments)} for c in calls]
 
 
 def jsonl_record(member: DatasetMember) -> dict[str, Any]:
@@ -122,6 +133,7 @@ def jsonl_record(member: DatasetMember) -> dict[str, Any]:
         "label": member.label.model_dump(mode="json"),
         "label_event_id": member.label_event_id,
         "content_hash": member.content_hash,
+        **({"current_time": member.conversation_time} if member.conversation_time else {}),
     }
 
 
@@ -133,7 +145,7 @@ def table_row(member: DatasetMember) -> dict[str, Any]:
         "source": member.source,
         "origin": member.origin,
         "seed_sample_id": member.seed_sample_id,
-        "tools": canonical_json([tool.model_dump(mode="json") for tool in member.tools]),
+        "tools": _ordered_json([tool.model_dump(mode="json") for tool in member.tools]),
         "messages": [
             {"role": m.role, "content": m.content, "tool_calls": _calls(m.tool_calls), "name": m.name}
             for m in member.messages
@@ -145,6 +157,7 @@ def table_row(member: DatasetMember) -> dict[str, Any]:
         },
         "label_event_id": member.label_event_id,
         "content_hash": member.content_hash,
+        "conversation_time": member.conversation_time,
     }
 
 
@@ -171,7 +184,12 @@ def sample_from_row(row: dict[str, Any]) -> Sample:
     action = Action(
         calls=[_call_from_row(c) for c in label["calls"] or []], text=label["text"], ordered=label["ordered"]
     )
-    return Sample(tools=load_tools(json.loads(row["tools"])), messages=messages, label=action)
+    return Sample(
+        tools=load_tools(json.loads(row["tools"])),
+        messages=messages,
+        label=action,
+        conversation_time=row.get("conversation_time"),
+    )
 
 
 # --- writers ------------------------------------------------------------------------------------
@@ -254,7 +272,7 @@ def _staged(target: Path, *, folder: bool = False) -> Iterator[Path]:
 def write_jsonl(dataset: RoundDataset, path: Path) -> Path:
     with _staged(path) as built, built.open("w", encoding="utf-8", newline="\n") as out:
         for member in dataset.members:
-            out.write(canonical_json(jsonl_record(member)) + "\n")
+            out.write(_ordered_json(jsonl_record(member)) + "\n")
     return path
 
 

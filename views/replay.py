@@ -200,10 +200,16 @@ class DatasetMember:
     event_id: str
     origin: str | None = None  # seed | expansion (None: its SampleAdded is not in the log)
     seed_sample_id: str | None = None
+    conversation_time: str | None = None  # the prompts' current time; None: the run's default
 
     @property
     def sample(self) -> Sample:
-        return Sample(tools=self.tools, messages=self.messages, label=self.label)
+        return Sample(
+            tools=self.tools,
+            messages=self.messages,
+            label=self.label,
+            conversation_time=self.conversation_time,
+        )
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,7 @@ def dataset_from_ledger(
                 event_id=event.event_id,
                 origin=added.payload.origin if added else None,
                 seed_sample_id=added.payload.seed_sample_id if added else None,
+                conversation_time=p.conversation_time,
             )
         )
     digest = content_hash(sorted(m.content_hash for m in members))

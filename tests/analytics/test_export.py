@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from tests.analytics.conftest import LiveRun
 from toolcall.formats import record_to_samples
+from toolcall.prompts import build_chat
 from toolcall.reward import ground_truth_json
 from toolcall.types import Message
 from views.export import (
@@ -74,17 +76,48 @@ async def test_parquet_and_hf_exports_hold_the_curation_columns(live_run: LiveRu
     assert hf[0]["messages"][0]["role"] in ("system", "user")
 
 
-async def test_jsonl_export_is_canonical_and_ingestible_again(live_run: LiveRun, tmp_path: Path) -> None:
+async def test_jsonl_export_is_compact_and_ingestible_again(live_run: LiveRun, tmp_path: Path) -> None:
     dataset = await dataset_at(live_run.settings, Cut(round=1))
     path = export_dataset(dataset, "jsonl", tmp_path / "d1.jsonl").path
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(dataset.members)
     for line, member in zip(lines, dataset.members, strict=True):
         record = json.loads(line)
-        assert line == json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert line == json.dumps(record, separators=(",", ":"), ensure_ascii=False)
         [sample] = record_to_samples(record)  # the ingest path, format auto-detected
         assert sample.content_hash() == member.content_hash == record["content_hash"]
         assert record["source"] == "SEED" and record["round"] == 1
+
+
+async def test_every_export_shows_the_model_the_runs_own_prompts(live_run: LiveRun, tmp_path: Path) -> None:
+    """Exports once sorted each tool's parameters and each call's arguments (the order is part of the
+    prompt) and dropped a sample's own conversation time (the prompts' current time)."""
+    run_time = "2026-01-01 09:00:00"
+    dataset = await dataset_at(live_run.settings, Cut(round=2))
+    members = tuple(
+        dataclasses.replace(member, conversation_time="2024-03-05 10:00") if index % 2 else member
+        for index, member in enumerate(dataset.members)
+    )
+    dataset = dataclasses.replace(dataset, members=members)
+    unsorted = [
+        m
+        for m in members
+        for tool in m.tools
+        if list(tool.parameters.properties) != sorted(tool.parameters.properties)
+    ]
+    assert unsorted  # the run holds parameters in an order sorting would change
+
+    def prompt(sample: Any) -> Any:
+        return build_chat(sample.tools, sample.messages, sample.conversation_time or run_time)
+
+    for fmt in ("jsonl", "parquet", "hf"):
+        path = export_dataset(dataset, fmt, tmp_path / f"d2.{fmt}").path
+        for (sample_id, sample), member in zip(read_export(path, fmt), members, strict=True):
+            assert sample_id == member.sample_id and sample.conversation_time == member.conversation_time
+            assert prompt(sample) == prompt(member.sample), (fmt, sample_id)
+    verl = export_dataset(dataset, "verl", tmp_path / "d2.verl.parquet", current_time=run_time).path
+    for row, member in zip(pq.read_table(verl).to_pylist(), members, strict=True):
+        assert row["prompt"] == prompt(member.sample)
 
 
 async def test_verl_export_is_the_trainers_parquet(live_run: LiveRun, tmp_path: Path) -> None:
