@@ -58,7 +58,8 @@ T = TypeVar("T")
 TABLE_NAMES: tuple[str, ...] = tuple(BY_NAME)
 """Every table's name, in catalog order."""
 SUMMARY_TABLES: tuple[str, ...] = DEFAULT_TABLES
-"""The tables ``looptool stats`` writes by default (the others are per-event: verdicts, relabels)."""
+"""The tables ``looptool stats`` writes by default (the others have a row per vote or event: votes,
+verdicts, relabels)."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A sample's tool list rode on most of its events (SampleAdded, ProbeResult, Verdict,
 ExpansionCandidate, CuratedSample) and made up most of their bytes; a run has few distinct tool sets.
-So from those events' second schema versions on, the wire holds a 16-byte digest
+So from those events' third schema versions on, the wire holds a 16-byte digest
 (``looptool.types.ToolSetRef``) where the tools were, and each distinct set travels once, as a
 :class:`~schemas.events.ToolSetRegistered` event on the run's ``toolsets`` topic.
 

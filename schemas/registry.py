@@ -168,10 +168,44 @@ def unfrozen_changes() -> list[str]:
     return changed
 
 
-def freeze() -> list[str]:
-    """Append a new version for every event type whose source changed; returns those types."""
+def resolution_problem(writer: dict[str, Any], reader: dict[str, Any], records: int = 64) -> str | None:
+    """Why Avro schema resolution cannot read ``writer``'s records with ``reader`` (a field added
+    without a default, a changed type, ...), tried on generated records; None when it can."""
+    import io
+
+    import fastavro.utils
+    from fastavro.read import SchemaResolutionError
+
+    written = fastavro.schema.parse_schema(copy.deepcopy(writer))
+    read = fastavro.schema.parse_schema(copy.deepcopy(reader))
+    for record in fastavro.utils.generate_many(written, records):
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, written, record)
+        buffer.seek(0)
+        try:
+            fastavro.schemaless_reader(buffer, written, read)
+        except (SchemaResolutionError, ValueError, TypeError, KeyError) as error:
+            return f"{type(error).__name__}: {str(error)[:200]}"
+    return None
+
+
+def freeze(*, breaking: bool = False) -> list[str]:
+    """Append a new version for every event type whose source changed; returns those types.
+
+    A new version whose schema cannot resolve the previous version's records (so a consumer reading
+    every event in the newest shape would fail) is refused unless ``breaking``: such a change needs
+    readers that decode with the writer schema, and the docs to say so."""
     frozen = load_frozen()
     changed = unfrozen_changes()
+    for event_type in changed:
+        previous = frozen.get(event_type)
+        problem = previous and resolution_problem(previous[-1]["schema"], compose_event_schema(event_type))
+        if problem and not breaking:
+            raise SchemaRegistryError(
+                f"{event_type}: the new version cannot read version {previous[-1]['version']}'s events "
+                f"by Avro schema resolution ({problem}); give new fields defaults and keep types, or "
+                "freeze with --breaking (readers must then decode with the writer schema)"
+            )
     for event_type in changed:
         versions = frozen.setdefault(event_type, [])
         schema = compose_event_schema(event_type)

@@ -411,6 +411,9 @@ async def events_within(
             result.elapsed_s = time.perf_counter() - started
         if kept:
             yield kept
+    if result is not None:  # records after the last delivered batch (undecodable ones) count too
+        result.records, result.undecodable = stats.records, stats.undecodable
+        result.elapsed_s = time.perf_counter() - started
 
 
 async def replay_to(

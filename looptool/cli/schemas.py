@@ -11,11 +11,18 @@ commands = typer.Typer(help="Event schema registry.", no_args_is_help=True)
 
 
 @commands.command("freeze")
-def schemas_freeze() -> None:
-    """Append a new frozen version for every event schema whose source changed."""
+def schemas_freeze(
+    breaking: bool = typer.Option(
+        False,
+        "--breaking",
+        help="Freeze a version that cannot read the previous one's events by Avro schema resolution.",
+    ),
+) -> None:
+    """Append a new frozen version for every event schema whose source changed (refused, without
+    --breaking, where the new version cannot read the previous version's events)."""
     from schemas.registry import freeze
 
-    changed = freeze()
+    changed = freeze(breaking=breaking)
     console.print(f"froze new versions of: {', '.join(changed)}" if changed else "no schema changed")
 
 

@@ -235,6 +235,15 @@ def warn_empty_run(settings: Any) -> None:
     )
 
 
+def warn_undecodable(count: int) -> None:
+    """Records left out of the tables: during an upgrade, a newer writer's events, so say how many."""
+    Console(stderr=True).print(
+        f"[yellow]{count} record(s) of the run could not be decoded and are left out of these tables[/]: "
+        "written with a newer schema than this looptool knows (upgrade it), or not events at all "
+        "(`looptool replay` counts them too)"
+    )
+
+
 async def run_has_events(settings: Any) -> bool:
     """Whether any topic of the run holds a record."""
     from bus.kafka import replay
@@ -381,6 +390,8 @@ def run_stats(
                 stats = asyncio.run(stats_from_topics(settings))
             if stats.events == 0:
                 warn_empty_run(settings)
+            if stats.undecodable:
+                warn_undecodable(stats.undecodable)
         if fmt == "table" and out is None:
             console.print(render_stats(stats))
         elif fmt == "table":

@@ -144,3 +144,21 @@ async def test_an_event_whose_tool_set_was_never_defined_is_undecodable_not_lost
         letters += [d.event.payload for d in batch]
     assert [letter.reason.split(":")[0] for letter in letters] == ["unresolved_reference"]
     assert letters[0].raw == writer.encode(orphan)
+
+
+async def test_stats_count_the_records_they_could_not_decode(settings: Settings) -> None:
+    """During a rolling upgrade an older `stats` met a newer writer's events and left them out of
+    every table without a word; the count is now part of the stats (and of their JSON)."""
+    from tests.foundation.events_factory import event_of, sample_added
+    from views.analytics.collect import stats_from_topics
+    from views.analytics.tables import stats_document
+
+    await ensure_topics(settings.kafka, settings.run_id)
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_all([event_of(sample_added("s_known"), settings.run_id)])
+        await producer.send_raw(
+            topic_name(settings.run_id, "verdicts"), b"\x00\x01 from a newer writer", b"s_x"
+        )
+    stats = await stats_from_topics(settings)
+    assert (stats.events, stats.undecodable) == (1, 1)
+    assert stats_document(stats, [], run_id=settings.run_id)["undecodable"] == 1

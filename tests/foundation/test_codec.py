@@ -7,6 +7,7 @@ import copy
 import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -80,6 +81,36 @@ def _registry_with_old_sample_added() -> tuple[SchemaRegistry, SchemaRegistry]:
     both.register("SampleAdded", 1, old)
     both.register("SampleAdded", 2, current)
     return old_only, both
+
+
+def test_freeze_refuses_a_version_that_cannot_read_the_previous_ones_events(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The registry is append-only and docs/analytics.md tells consumers how resolution behaves:
+    a change resolution cannot bridge is frozen only when asked for (as v3's tool-set digests were)."""
+    import schemas.registry as registry
+
+    current = compose_event_schema("SampleAdded")
+    breaking = copy.deepcopy(current)
+    payload = breaking["fields"][-1]["type"]
+    payload["fields"].append({"name": "priority", "type": "int"})  # added without a default
+    defaulted = copy.deepcopy(current)
+    defaulted["fields"][-1]["type"]["fields"].append({"name": "priority", "type": "int", "default": 0})
+    assert registry.resolution_problem(current, defaulted) is None
+    assert "priority" in (registry.resolution_problem(current, breaking) or "")
+    history = load_frozen()["SampleAdded"]  # v2 -> v3 replaced inline tools by a digest
+    assert registry.resolution_problem(history[0]["schema"], history[1]["schema"]) is None
+    assert registry.resolution_problem(history[1]["schema"], history[2]["schema"]) is not None
+
+    monkeypatch.setattr(registry, "REGISTRY_FILE", tmp_path / "registry.json")
+    (tmp_path / "registry.json").write_text(json.dumps({"SampleAdded": [history[-1]]}), encoding="utf-8")
+    monkeypatch.setattr(registry, "unfrozen_changes", lambda: ["SampleAdded"])
+    monkeypatch.setattr(registry, "compose_event_schema", lambda event_type: breaking)
+    with pytest.raises(registry.SchemaRegistryError, match="--breaking"):
+        registry.freeze()
+    assert len(load_frozen()["SampleAdded"]) == 1  # nothing written
+    assert registry.freeze(breaking=True) == ["SampleAdded"]
+    assert len(load_frozen()["SampleAdded"]) == 2
 
 
 def test_reader_resolves_an_older_writer_schema_with_defaults() -> None:

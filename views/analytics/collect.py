@@ -8,6 +8,7 @@ verification counts once per sample and round (per candidate), as curation count
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -335,10 +336,11 @@ def load_stats(source: EventSource) -> RunStats:
 
 async def stats_from_topics(settings: RunSettings, cut: Any = None) -> RunStats:
     """RunStats from a replay of the run's topics (up to ``cut``, a :class:`views.replay.Cut`)."""
-    from views.replay import Cut, events_within, load_boundary
+    from views.replay import Cut, ReplayResult, events_within, load_boundary
 
     boundary = await load_boundary(settings, cut or Cut())
     collector = StatsCollector()
-    async for batch in events_within(settings, boundary, ALL_TOPIC_NAMES):
+    read = ReplayResult(cut or Cut(), boundary)
+    async for batch in events_within(settings, boundary, ALL_TOPIC_NAMES, result=read):
         collector.add_all(batch)
-    return collector.stats()
+    return dataclasses.replace(collector.stats(), undecodable=read.undecodable)

@@ -55,6 +55,9 @@ class RunStats:
     dead_letters: pd.DataFrame
     votes: pd.DataFrame  # one row per verdict and judge (views.analytics.judges)
     evaluations: list[Any] = field(default_factory=list)  # CheckpointEvaluated payloads
+    # Records of the topics that could not be decoded (a newer writer's schema during an upgrade,
+    # garbage): left out of every table, so they are counted and said.
+    undecodable: int = 0
     promotions: list[Any] = field(default_factory=list)  # PolicyPromoted / PromotionRefused payloads
 
     # --- judges ---------------------------------------------------------------------------------

@@ -542,6 +542,7 @@ def stats_document(
         "version": FORMAT_VERSION,
         "run_id": run_id,
         "events": stats.events,
+        "undecodable": stats.undecodable,
         "tables": tables,
     }
 
