@@ -166,8 +166,23 @@ class LocalModelBackend(ABC):
         """The checkpoint must be a Hugging Face model folder (ValueError otherwise)."""
         if not model_path:
             raise ValueError(f"the {self.name} backend needs a model folder (policy.model_path)")
-        if not Path(model_path, "config.json").is_file():
+        folder = Path(model_path)
+        if not (folder / "config.json").is_file():
             raise ValueError(f"{model_path} is not a Hugging Face model folder (no config.json)")
+        missing = [
+            what
+            for what, names in (
+                ("weights (*.safetensors, *.bin)", ("*.safetensors", "*.bin")),
+                # Without one, transformers 5 builds an empty tokenizer and every prompt fails later.
+                (
+                    "tokenizer (tokenizer.json, tokenizer_config.json)",
+                    ("tokenizer.json", "tokenizer_config.json"),
+                ),
+            )
+            if not any(next(folder.glob(name), None) for name in names)
+        ]
+        if missing:
+            raise ValueError(f"{model_path} is not a complete model folder: no {' and no '.join(missing)}")
 
     def _log_generated(
         self,
@@ -212,9 +227,10 @@ class LocalModelBackend(ABC):
         async with self._lock:
             try:
                 await asyncio.to_thread(self._load_sync, str(model_path), model_id)
-            except (OSError, ValueError) as error:
+            except Exception as error:  # OSError, ValueError, safetensors' own error on a cut file, ...
                 raise InferenceError(
-                    f"cannot load checkpoint {model_id} from {model_path}: {error}", retryable=False
+                    f"cannot load checkpoint {model_id} from {model_path}: {type(error).__name__}: {error}",
+                    retryable=False,
                 ) from error
 
     async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:

@@ -276,9 +276,10 @@ class ProbeStage(Stage):
             try:
                 await self.backend.load(checkpoint.payload.uri, checkpoint.payload.new_checkpoint_id)
             except InferenceError as error:
-                if not error.retryable:
-                    raise
-                # An endpoint that does not serve the checkpoint yet (or is down): pause and ask again.
+                # Never the members' fault: an endpoint that does not serve the checkpoint yet, a
+                # folder not visible yet on shared storage, or one deleted or cut short. Dead-lettering
+                # the members would leave the round with no probes and the curator would close it as
+                # if nothing failed; so pause and ask again, naming the checkpoint, until it loads.
                 raise TransientError(
                     f"the policy cannot switch to checkpoint {checkpoint.payload.new_checkpoint_id}: {error}"
                 ) from error
