@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import threading
 from collections.abc import Sequence
@@ -136,21 +137,44 @@ def stamp_checkpoint(folder: Path, fields: dict[str, Any]) -> None:
     partial.replace(path)
 
 
-def completed_final(round_dir: Path, manifest_hash: str) -> tuple[Path, dict[str, Any]] | None:
-    """A final checkpoint of this round's dataset already complete on disk (and stamped), if any."""
+def completed_final(
+    round_dir: Path, manifest_hash: str, training_key: str
+) -> tuple[Path, dict[str, Any]] | None:
+    """A final checkpoint of this round's dataset, trained from the same start with the same
+    settings (``training_key``), already complete on disk (and stamped), if any. A run id used again
+    with another initial policy or other settings finds the same dataset hash, but trains anew."""
     if not round_dir.is_dir():
         return None
     found = []
     for path in round_dir.glob(f"**/{CHECKPOINT_MANIFEST}"):
         info = read_checkpoint_manifest(path.parent)
-        if (
-            info
-            and info.get("final")
-            and info.get("manifest_hash") == manifest_hash
-            and info.get("checkpoint_id")
-        ):
-            found.append((path.parent, info))
+        if not (info and info.get("final") and info.get("manifest_hash") == manifest_hash):
+            continue
+        if not info.get("checkpoint_id"):
+            continue
+        if info.get("training_key") != training_key:
+            log.info(
+                "train.final_on_disk_ignored",
+                path=str(path.parent),
+                reason="trained from another start or settings",
+            )
+            continue
+        found.append((path.parent, info))
     return min(found, key=lambda item: str(item[1]["checkpoint_id"])) if found else None
+
+
+def training_key(init_model: Path, parent_id: str | None, backend: str, trainer: TrainerSettings) -> str:
+    """What a round's training depends on besides its data: the folder it starts from (path and its
+    weights' sizes and times), the parent checkpoint, the backend and the ``[trainer]`` settings."""
+    folder = Path(init_model).resolve()
+    weights = sorted(
+        (path.name, path.stat().st_size, path.stat().st_mtime_ns)
+        for pattern in ("*.safetensors", "*.bin")
+        for path in folder.glob(pattern)
+    )
+    settings = trainer.model_dump(mode="json", exclude={"output_dir"})
+    material = json.dumps([str(folder), weights, parent_id, backend, settings], sort_keys=True, default=str)
+    return hashlib.blake2b(material.encode("utf-8"), digest_size=16).hexdigest()
 
 
 class TrainerService:
@@ -247,7 +271,10 @@ class TrainerService:
         manifest = self.ledger.manifests[round_]
         init_model, parent = self.initial_model(round_)
         round_dir = self.run_dir() / f"round-{round_:03d}"
-        recovered = completed_final(round_dir, manifest.payload.content_hash)
+        key = training_key(
+            init_model, parent.payload.new_checkpoint_id if parent else None, self.backend.name, self.trainer
+        )
+        recovered = completed_final(round_dir, manifest.payload.content_hash, key)
         if recovered is not None:
             folder, info = recovered
             log.info(
@@ -302,7 +329,7 @@ class TrainerService:
         try:
             extra: dict[str, float] = {}
             if round_ == 1 and self.trainer.sft_warmup_steps > 0:
-                sft = await asyncio.to_thread(self._warm_start, dataset, init_model, out_dir / "sft")
+                sft = await asyncio.to_thread(self._warm_start, dataset, init_model, out_dir / "sft", halt)
                 init_model = sft.model_dir
                 extra = sft.metrics()
             final = await asyncio.to_thread(
@@ -322,6 +349,7 @@ class TrainerService:
             {
                 "checkpoint_id": new_id,
                 "manifest_hash": manifest.payload.content_hash,
+                "training_key": key,
                 "round": round_,
                 "step": final.step,
                 "final": True,
@@ -332,11 +360,18 @@ class TrainerService:
         )
         await self.publish(producer, final, new_id, manifest, parent)
 
-    def _warm_start(self, dataset: RoundDataset, init_model: Path, out_dir: Path) -> Any:
+    def _warm_start(
+        self, dataset: RoundDataset, init_model: Path, out_dir: Path, stop: threading.Event
+    ) -> Any:
         from trainer.sft import configured_warm_start
 
         return configured_warm_start(
-            dataset, self.trainer, init_model=init_model, out_dir=out_dir, show_progress=self.show_progress
+            dataset,
+            self.trainer,
+            init_model=init_model,
+            out_dir=out_dir,
+            show_progress=self.show_progress,
+            stop=stop,
         )
 
     @staticmethod

@@ -15,6 +15,7 @@ of the demo's tiny policy ~2x cheaper on CPU (benchmarks/warm_start.py, ``--engi
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.logs import get_logger
-from trainer.base import RoundDataset, TrainingRow, save_hf_checkpoint
+from trainer.base import RoundDataset, TrainingInterrupted, TrainingRow, save_hf_checkpoint
 from trainer.cpu_grpo import render_prompts, torch_threads
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ def configured_warm_start(
     init_model: Path,
     out_dir: Path,
     show_progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> SftResult:
     """Round 1's warm start as ``[trainer]`` configures it (steps, rate, batch, seed, threads, data)."""
     return sft_warm_start(
@@ -99,6 +101,7 @@ def configured_warm_start(
         seed=trainer.seed,
         threads=trainer.sft_torch_threads or trainer.torch_threads,
         show_progress=show_progress,
+        stop=stop,
     )
 
 
@@ -116,12 +119,15 @@ def sft_warm_start(
     schedule: str = "constant",
     warmup_ratio: float = 0.0,
     on_step: Callable[[int, Any], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> SftResult:
     """Fine-tune ``init_model`` on (prompt, label) pairs for ``steps`` steps; save to ``out_dir``.
 
     ``schedule`` is a transformers scheduler name (``constant``, ``cosine``, ...), after a linear
     warm-up over ``warmup_ratio`` of the steps. ``on_step(step, model)`` is called after every
-    optimizer step (learning curves; the model is in training mode and must be left so).
+    optimizer step (learning curves; the model is in training mode and must be left so). When
+    ``stop`` is set the warm start ends after the current step, saves nothing and raises
+    :class:`~trainer.base.TrainingInterrupted` (Ctrl-C or SIGTERM waited for the whole warm start).
     """
     if steps < 1:
         raise ValueError("sft_warm_start needs at least one step")
@@ -142,6 +148,7 @@ def sft_warm_start(
             schedule,
             warmup_ratio,
             on_step,
+            stop,
         )
 
 
@@ -158,6 +165,7 @@ def _train(
     schedule: str = "constant",
     warmup_ratio: float = 0.0,
     on_step: Callable[[int, Any], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> SftResult:
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -188,6 +196,8 @@ def _train(
         with progress, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for step in range(1, steps + 1):
+                if stop is not None and stop.is_set():
+                    raise TrainingInterrupted(f"the warm start stopped at step {step - 1} of {steps}")
                 input_ids, attention, targets = collate([examples[i] for i in batches.next()], pad_id)
                 loss = completion_loss(model, input_ids, attention, targets)
                 loss.backward()

@@ -33,7 +33,14 @@ from trainer.base import (
 )
 from trainer.config import TrainerSettings
 from trainer.dataset import RoundDataError
-from trainer.service import PRODUCER, TrainerLedger, TrainerService, make_backend, stamp_checkpoint
+from trainer.service import (
+    PRODUCER,
+    TrainerLedger,
+    TrainerService,
+    make_backend,
+    stamp_checkpoint,
+    training_key,
+)
 
 
 class RecordingBackend:
@@ -210,11 +217,13 @@ async def test_an_unpublished_final_folder_is_published_without_retraining(
     await publish(settings, events)
     folder = tmp_path / "checkpoints" / settings.run_id / "round-001" / "attempt-crashed" / "final"
     shutil.copytree(toy_policy, folder)
+    trainer = TrainerSettings(output_dir=tmp_path / "checkpoints")
     stamp_checkpoint(
         folder,
         {
             "checkpoint_id": "saved-before-the-crash",
             "manifest_hash": manifest.payload.content_hash,
+            "training_key": training_key(toy_policy, None, "recording", trainer),
             "final": True,
             "step": 5,
             "metrics": {"reward_mean": 0.25},
@@ -222,12 +231,39 @@ async def test_an_unpublished_final_folder_is_published_without_retraining(
         },
     )
     recorder = RecordingBackend()
-    trainer = TrainerSettings(output_dir=tmp_path / "checkpoints")
     (event,) = await run_until_idle(with_policy(settings, toy_policy), trainer, recorder)
     assert recorder.calls == []
     assert event.payload.new_checkpoint_id == "saved-before-the-crash"
     assert (event.payload.step, event.payload.uri) == (5, str(folder.resolve()))
     assert event.payload.metrics == {"reward_mean": 0.25}
+
+
+@pytest.mark.parametrize("changed", ["initial model", "settings"])
+async def test_a_final_on_disk_from_another_start_or_settings_is_trained_anew(
+    settings: Settings, toy_policy: Path, tmp_path: Path, changed: str
+) -> None:
+    """A run id used again (`looptool init` always writes the same one) with another initial policy
+    or other [trainer] settings: the same seeds give D_1 the same hash, and the old run's final was
+    published as this run's, trained from the other policy."""
+    events = toy.round_events(settings.run_id, ("Paris",))
+    manifest: Event[RoundClosed] = events[-1]  # type: ignore[assignment]
+    await publish(settings, events)
+    other_policy = tmp_path / "other-policy"
+    shutil.copytree(toy_policy, other_policy)
+    trainer = TrainerSettings(output_dir=tmp_path / "checkpoints")
+    earlier = (
+        training_key(other_policy, None, "recording", trainer)
+        if changed == "initial model"
+        else training_key(toy_policy, None, "recording", trainer.model_copy(update={"learning_rate": 1e-3}))
+    )
+    folder = tmp_path / "checkpoints" / settings.run_id / "round-001" / "attempt-earlier-run" / "final"
+    shutil.copytree(toy_policy, folder)
+    stamp = {"checkpoint_id": "earlier-run-final", "manifest_hash": manifest.payload.content_hash}
+    stamp_checkpoint(folder, {**stamp, "training_key": earlier, "final": True, "step": 5})
+    recorder = RecordingBackend()
+    (event,) = await run_until_idle(with_policy(settings, toy_policy), trainer, recorder)
+    assert [(round_, path) for round_, path, _ in recorder.calls] == [(1, toy_policy)]
+    assert event.payload.new_checkpoint_id != "earlier-run-final"
 
 
 async def test_a_round_that_does_not_match_its_manifest_is_not_trained(

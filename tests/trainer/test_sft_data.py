@@ -100,3 +100,30 @@ def test_a_cached_warm_start_is_rebuilt_when_what_it_trains_on_changes(
     rebuilt = build()
     assert not rebuilt.cached  # type: ignore[attr-defined]
     assert rebuilt.folder != first.folder  # type: ignore[attr-defined]
+
+
+def test_a_stop_ends_the_warm_start_at_the_next_step_and_saves_nothing(
+    toy_policy: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C or SIGTERM during round 1's warm start waited for all its steps (100 s in a report)."""
+    import threading
+    import time
+
+    from trainer.base import TrainingInterrupted
+    from trainer.config import TrainerSettings
+    from trainer.sft import configured_warm_start
+
+    stop = threading.Event()
+    stop.set()
+    settings = TrainerSettings(sft_warmup_steps=100_000)
+    started = time.monotonic()
+    with pytest.raises(TrainingInterrupted, match="step 0 of 100000"):
+        configured_warm_start(
+            toy.dataset(),
+            settings,
+            init_model=toy_policy,
+            out_dir=tmp_path / "sft",
+            show_progress=False,
+            stop=stop,
+        )
+    assert time.monotonic() - started < 60 and not (tmp_path / "sft").exists()
