@@ -290,9 +290,20 @@ def bfcl_reference() -> tuple[Any, Callable[..., dict[str, Any]]]:
     return handler, runner._evaluate_single_multi_turn_entry
 
 
+def stored_response(handler: Any, raw_output: str) -> str:
+    """What ``bfcl generate`` stores for one raw output (``_parse_query_response_prompting``'s
+    ``model_responses``: the text after the reasoning trace), which is what ``bfcl evaluate`` scores."""
+    response = types.SimpleNamespace(
+        choices=[types.SimpleNamespace(text=raw_output)],
+        usage=types.SimpleNamespace(prompt_tokens=0, completion_tokens=0),
+    )
+    return str(handler._parse_query_response_prompting(response)["model_responses"])
+
+
 def bfcl_verdict(item: MultiTurnItem, turns: list[list[str]]) -> tuple[bool, str | None]:
     """bfcl-eval's own evaluation of one conversation's raw outputs: (valid, error_type)."""
     handler, evaluate_entry = bfcl_reference()
+    turns = [[stored_response(handler, output) for output in turn] for turn in turns]
     namespace = ApiNamespace(item.id, item.initial_config, list(item.involved_classes), item.long_context)
     try:
         result = evaluate_entry(

@@ -4,6 +4,9 @@
 the handler ``bfcl evaluate`` uses for ``Qwen/Qwen3-8B-FC``, whose ``<tool_call>`` JSON layout is our
 policy's:
 
+- ``_parse_query_response_prompting``: what is scored (and executed, multi-turn) is the text after
+  the last ``</think>`` (its leading newlines dropped) when the output has one, else the whole
+  output, so a call drafted inside the reasoning trace is never read (:func:`scored_response`);
 - ``_extract_tool_calls``: every match of ``<tool_call>\\n(.*?)\\n</tool_call>`` (non-greedy, across
   lines; the newlines after the opening and before the closing tag are required) is given to
   ``json.loads``; a block that does not load is dropped, silently;
@@ -76,6 +79,14 @@ class Extracted:
         )
 
 
+def scored_response(text: str) -> str:
+    """``QwenFCHandler._parse_query_response_prompting``'s ``model_responses``: after the last
+    ``</think>``."""
+    if "</think>" in text:
+        return text.split("</think>")[-1].lstrip("\n")
+    return text
+
+
 def extract_tool_calls(text: str) -> Extracted:
     """``QwenFCHandler._extract_tool_calls``: each block of the layout that ``json.loads`` reads."""
     matches = TOOL_CALL_BLOCK.findall(text)
@@ -89,7 +100,7 @@ def extract_tool_calls(text: str) -> Extracted:
 
 
 def _objects(text: str) -> list[dict[str, Any]]:
-    blocks = extract_tool_calls(text).blocks
+    blocks = extract_tool_calls(scored_response(text)).blocks
     if any(type(block) is not dict for block in blocks):
         raise DecodeError(f"Model did not return a list of function calls: {text}")
     return blocks

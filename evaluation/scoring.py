@@ -36,6 +36,7 @@ from evaluation.reading import (
     OutputReading,
     decode_ast,
     extract_tool_calls,
+    scored_response,
 )
 from evaluation.suite import (
     CATEGORIES,
@@ -116,7 +117,7 @@ def read_output(raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING
             decoded = decode_ast(raw_output)
         except DecodeError as error:
             return Reading([], error=str(error))
-        return Reading(decoded, note=extract_tool_calls(raw_output).note())
+        return Reading(decoded, note=extract_tool_calls(scored_response(raw_output)).note())
     if reading != "repair":
         raise ValueError(f"unknown output reading {reading!r} (bfcl or repair)")
     parsed = parse_output(raw_output)

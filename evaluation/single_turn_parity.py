@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from evaluation.bfcl_checker import REFERENCE_MODEL
-from evaluation.multi_turn_parity import NON_OBJECT_BLOCK, UNREADABLE_BLOCK, bfcl_reference
+from evaluation.multi_turn_parity import NON_OBJECT_BLOCK, UNREADABLE_BLOCK, bfcl_reference, stored_response
 from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 from evaluation.scoring import score_output
 from evaluation.suite import BfclItem, ground_truth_label
@@ -65,6 +65,15 @@ KINDS: tuple[Kind, ...] = (
     Kind("ground_truth", _blocks),
     Kind("prose_around_calls", lambda calls: "<think>The user asked.</think>I will call:\n" + _blocks(calls)),
     Kind("text_answer", lambda calls: TEXT_ANSWER),
+    # Calls drafted in the reasoning trace are not the answer: bfcl-eval scores only what follows it.
+    Kind(
+        "calls_drafted_in_think",
+        lambda calls: f"<think>Draft:\n{_blocks(calls)}\nNo.</think>\n\n{TEXT_ANSWER}",
+    ),
+    Kind(
+        "wrong_draft_then_calls",
+        lambda calls: f"<think>\n{_blocks([*calls, *calls])}\nToo many.\n</think>\n\n{_blocks(calls)}",
+    ),
     Kind(
         "python_literal_blocks",
         lambda calls: _raw_blocks(repr({"name": c.name, "arguments": c.arguments}) for c in calls),
@@ -103,6 +112,7 @@ KINDS: tuple[Kind, ...] = (
 def bfcl_verdict(item: BfclItem, raw_output: str) -> tuple[bool, str | None]:
     """bfcl-eval's own evaluation of one single-turn output: (valid, error_type)."""
     handler, _ = bfcl_reference()
+    raw_output = stored_response(handler, raw_output)
     runner = importlib.import_module("bfcl_eval.eval_checker.eval_runner")
     enums = importlib.import_module("bfcl_eval.constants.enums")
     prompt_entry = {"id": item.id, "function": copy.deepcopy(item.functions)}
