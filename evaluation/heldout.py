@@ -16,7 +16,7 @@ from pathlib import Path
 
 from inference.base import InferenceBackend, SamplingConfig
 from toolcall.formats import RecordError, record_to_samples
-from toolcall.match import tool_match
+from toolcall.match import counts_as_match, tool_match
 from toolcall.parsing import parse_output
 from toolcall.prompts import DEFAULT_CURRENT_TIME, build_chat
 from toolcall.types import Sample
@@ -84,6 +84,8 @@ async def heldout_toolmatch(
             parsed = parse_output(generation.text)
             if parsed.action is None:
                 unparseable += 1
-            elif tool_match(parsed.action, sample.label, sample.tools).matched:
-                correct += 1
+                continue
+            matched = tool_match(parsed.action, sample.label, sample.tools).matched
+            # As the probe counts it: cut off at the budget, only matching calls count.
+            correct += counts_as_match(parsed.action, matched, truncated=generation.finish_reason == "length")
     return HeldoutScore(correct, len(samples), unparseable)

@@ -31,7 +31,7 @@ from schemas.events import (
 )
 from streams.registry import EventLog, StageClients, StageSettings, register
 from streams.stage import Stage, TransientError
-from toolcall.match import tool_match
+from toolcall.match import counts_as_match, tool_match
 from toolcall.parsing import parse_output
 from toolcall.perplexity import perplexity
 from toolcall.prompts import build_chat
@@ -155,7 +155,7 @@ def probe_result(
         diffs = [MatchDiff(kind=d.kind, path=d.path, detail=_diff_detail(d)) for d in match.diffs]
     else:
         matched = False
-    if truncated and not (matched and prediction is not None and prediction.calls):
+    if truncated and not counts_as_match(prediction, matched, truncated=True):
         matched, prediction = False, None
         parse_error = f"{TRUNCATED_OUTPUT}: {parse_error}" if parse_error else TRUNCATED_OUTPUT
     if prediction is None:

@@ -72,6 +72,15 @@ class MatchResult(BaseModel):
     diffs: list[CallDiff] = Field(default_factory=list)
 
 
+def counts_as_match(prediction: Action | None, matched: bool, *, truncated: bool) -> bool:
+    """Whether an output that ToolMatched (``matched``) counts, for the reward, the probe and the
+    held-out figure alike. Cut off at the token budget, only calls count: a text answer (or a
+    reasoning trace read as one) is unfinished, and two no-call answers match whatever their text."""
+    if not matched or prediction is None:
+        return False
+    return not truncated or bool(prediction.calls)
+
+
 def normalise_string(text: str) -> str:
     """BFCL's string standardisation, after Unicode NFC: a label in decomposed form ("e" + U+0301)
     equals the composed "é" a tokenizer's NFC normaliser makes the model write."""

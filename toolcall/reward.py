@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from toolcall.match import tool_match
+from toolcall.match import counts_as_match, tool_match
 from toolcall.parsing import parse_output
 from toolcall.specs import ToolSpec, load_tools
 from toolcall.types import Action, Message
@@ -21,17 +21,27 @@ from toolcall.types import Action, Message
 DATA_SOURCE = "looptool"
 
 
-def reward(tools: Sequence[ToolSpec], messages: Sequence[Message], label: Action, output: str) -> int:
+def reward(
+    tools: Sequence[ToolSpec],
+    messages: Sequence[Message],
+    label: Action,
+    output: str,
+    *,
+    truncated: bool = False,
+) -> int:
     """r(T, c_t, a*_t, a_t): 1 when the output parses and ToolMatches the label, else 0.
 
-    The context does not change the comparison; it is part of the signature because the reward is
-    defined on the whole sample (and a future reward may need it).
+    ``truncated``: the output was cut off at the token budget; then only matching calls earn the
+    reward (:func:`toolcall.match.counts_as_match`), as the probe counts them. The context does not
+    change the comparison; it is part of the signature because the reward is defined on the whole
+    sample (and a future reward may need it).
     """
     del messages
     parsed = parse_output(output)
     if parsed.action is None:
         return 0
-    return int(tool_match(parsed.action, label, tools).matched)
+    matched = tool_match(parsed.action, label, tools).matched
+    return int(counts_as_match(parsed.action, matched, truncated=truncated))
 
 
 def ground_truth_json(tools: Sequence[ToolSpec], label: Action) -> str:

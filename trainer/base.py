@@ -40,9 +40,9 @@ class TrainingRow:
     chat: Chat
     ground_truth: str  # toolcall.reward.ground_truth_json(tools, label): what verl's reward reads back
 
-    def reward(self, output: str) -> int:
-        """Eq. (1): 1 iff the output parses and ToolMatches the label."""
-        return toolmatch_reward(self.tools, self.messages, self.label, output)
+    def reward(self, output: str, *, truncated: bool = False) -> int:
+        """Eq. (1): 1 iff the output parses and ToolMatches the label (cut off: only matching calls)."""
+        return toolmatch_reward(self.tools, self.messages, self.label, output, truncated=truncated)
 
     def target(self) -> str:
         """The label as the model should write it (the SFT warm start's completion)."""

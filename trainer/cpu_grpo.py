@@ -38,7 +38,7 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,43 @@ def torch_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _ids(value: int | Sequence[int] | None) -> list[int]:
+    """A token id setting (one id, a list of them, or none) as a list."""
+    if value is None:
+        return []
+    return [int(value)] if isinstance(value, int) else [int(item) for item in value]
+
+
+def toolmatch_reward_for(
+    rows: Sequence[TrainingRow], tokenizer: Any, ends: set[int]
+) -> Callable[..., list[float]]:
+    """TRL's reward function for ``rows`` (Eq. 1), reading each completion as the probe reads it:
+    from its token ids, special tokens kept (a tokenizer may mark the tool-call tags special, and
+    TRL's own text skips them), EOS (``ends``) and padding left out; a completion that never reached
+    EOS is cut off, and then only matching calls earn the reward."""
+    padding = tokenizer.pad_token_id
+
+    def toolmatch_reward(
+        prompts: list[str],
+        completions: list[str],
+        row_index: list[int],
+        completion_ids: list[list[int]] | None = None,
+        **_: Any,
+    ) -> list[float]:
+        if completion_ids is None:  # a TRL that does not pass the ids: its decoded text, no truncation
+            return [float(rows[i].reward(text)) for i, text in zip(row_index, completions, strict=True)]
+        scores = []
+        for i, ids in zip(row_index, completion_ids, strict=True):
+            text = tokenizer.decode(
+                [t for t in ids if t not in ends and t != padding], skip_special_tokens=False
+            )
+            truncated = not ids or (ids[-1] not in ends and ids[-1] != padding)
+            scores.append(float(rows[i].reward(text, truncated=truncated)))
+        return scores
+
+    return toolmatch_reward
 
 
 def render_prompts(tokenizer: Any, rows: Sequence[TrainingRow]) -> list[str]:
@@ -276,10 +313,9 @@ class CpuGrpoBackend:
         if steps < 1:
             raise ValueError(f"round {dataset.round}: no optimizer step planned ({len(rows)} rows)")
 
-        def toolmatch_reward(
-            prompts: list[str], completions: list[str], row_index: list[int], **_: Any
-        ) -> list[float]:
-            return [float(rows[i].reward(text)) for i, text in zip(row_index, completions, strict=True)]
+        toolmatch_reward = toolmatch_reward_for(
+            rows, tokenizer, ends={*_ids(tokenizer.eos_token_id), *_ids(model.generation_config.eos_token_id)}
+        )
 
         datasets.disable_progress_bars()
         train_set = datasets.Dataset.from_dict({"prompt": prompts, "row_index": list(range(len(rows)))})

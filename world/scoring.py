@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from inference.base import InferenceBackend, SamplingConfig
-from toolcall.match import tool_match
+from toolcall.match import counts_as_match, tool_match
 from toolcall.parsing import parse_output
 from toolcall.prompts import DEFAULT_CURRENT_TIME, build_chat
 from toolcall.specs import ToolSpec
@@ -73,7 +73,8 @@ async def heldout_accuracy(
         if parsed.action is None:
             unparseable += 1
             continue
-        if tool_match(parsed.action, item.truth, item.sample.tools).matched:
+        matched = tool_match(parsed.action, item.truth, item.sample.tools).matched
+        if counts_as_match(parsed.action, matched, truncated=generation.finish_reason == "length"):
             correct += 1
             hits[item.kind] += 1
     return Accuracy(

@@ -51,6 +51,15 @@ def test_reward_is_binary_toolmatch() -> None:
     assert reward(TOOLS, CONTEXT, Action(text="No tool fits."), "I can't help with that.") == 1
 
 
+def test_a_cut_off_output_earns_the_reward_only_with_matching_calls() -> None:
+    """A text answer cut off at the budget matched every clarification label (reward 1 with the
+    probe counting it a mismatch): training and probing now count it alike."""
+    asks = Action(text="Which city?")
+    assert reward(TOOLS, CONTEXT, asks, "Could you tell me which ci", truncated=True) == 0
+    assert reward(TOOLS, CONTEXT, asks, "Could you tell me which city?") == 1
+    assert reward(TOOLS, CONTEXT, LABEL, render_action(LABEL), truncated=True) == 1
+
+
 def test_compute_score_round_trips_the_ground_truth() -> None:
     truth = ground_truth_json(TOOLS, LABEL)
     assert compute_score("looptool", render_action(LABEL), truth) == 1.0

@@ -8,6 +8,7 @@ a clear margin (seeded; measured 0.22-0.25 → 0.69-0.75 over model seeds 0 and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -49,6 +50,44 @@ async def sampled_reward(folder: Path, cities: tuple[str, ...], n: int = EVAL_SA
     await backend.close()
     rewards = [row.reward(g.text) for row, group in zip(rows, generations, strict=True) for g in group]
     return sum(rewards) / len(rewards)
+
+
+def test_the_grpo_reward_reads_completions_as_the_probe_does(toy_policy: Path, tmp_path: Path) -> None:
+    """TRL's decoded text skips special tokens (a tokenizer may mark <tool_call> special) and does
+    not say a completion was cut off; the reward reads the ids: tags kept, cut-off text refused."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from toolcall.parsing import render_action
+    from toolcall.types import Action
+    from trainer.cpu_grpo import toolmatch_reward_for
+
+    folder = tmp_path / "special"
+    shutil.copytree(toy_policy, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<tool_call>", "</tool_call>"]})
+    calls, asks = toy.rows(["Paris"])[0], toy.rows(["Paris"])[0]
+    asks = dataclasses.replace(asks, label=Action(text="Which city?"))
+    eos = tokenizer.eos_token_id
+    reward = toolmatch_reward_for([calls, asks], tokenizer, ends={eos})
+
+    def ids(text: str, *, ended: bool) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"] + ([eos] if ended else [])
+
+    skipped = tokenizer.decode(ids(render_action(calls.label), ended=True), skip_special_tokens=True)
+    assert "<tool_call>" not in skipped  # what TRL hands the reward as text
+    scores = reward(
+        prompts=["", "", ""],
+        completions=[skipped, "Which ci", "Which city?"],
+        row_index=[0, 1, 1],
+        completion_ids=[
+            ids(render_action(calls.label), ended=True),
+            ids("Which ci", ended=False),
+            ids("Which city?", ended=True),
+        ],
+    )
+    assert scores == [1.0, 0.0, 1.0]
 
 
 def test_grpo_config_is_the_papers_objective() -> None:
