@@ -18,7 +18,6 @@ name; anything else found in the broker's metadata is refused.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from typing import Any, BinaryIO
 import fastavro
 from fastavro.write import Writer
 
+from common.locks import LockHeld, take_lock
 from common.logs import get_logger
 
 log = get_logger(__name__)
@@ -245,19 +245,13 @@ class Archive:
                 f"{self.folder} is not a broker archive (it holds {sorted(strangers)[:5]}); "
                 "give an empty or new folder as --archive"
             )
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            os.close(fd)
+            self._lock_fd = take_lock(self.folder / ".lock")
+        except LockHeld as held:
             raise ArchiveError(
-                f"the archive {self.folder} is in use by another broker (pid {holder}); stop it, or give "
-                "another --archive"
+                f"the archive {self.folder} is in use by another broker (pid {held.holder}); stop it, or "
+                "give another --archive"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        self._lock_fd = fd
 
     def load(self) -> dict[tuple[str, int], int]:
         """Read the topics, repair torn tails; returns each partition's end offset."""

@@ -147,12 +147,17 @@ def save_hf_checkpoint(model: Any, tokenizer: Any, folder: Path, info: dict[str,
     model.config.use_cache = True  # training may have turned the KV cache off; inference wants it
     try:
         model.save_pretrained(partial, safe_serialization=True)
+        tokenizer.save_pretrained(partial)
+        check_hf_folder(partial)
+        if info is not None:
+            (partial / CHECKPOINT_MANIFEST).write_text(json.dumps(info, indent=1, sort_keys=True), "utf-8")
+    except BaseException:
+        # A full disk (or any failure) must not leave a half model behind: a retry writes another
+        # attempt's folder, so nothing else would ever remove this one, and it holds the space.
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     finally:
         model.config.use_cache = use_cache
-    tokenizer.save_pretrained(partial)
-    check_hf_folder(partial)
-    if info is not None:
-        (partial / CHECKPOINT_MANIFEST).write_text(json.dumps(info, indent=1, sort_keys=True), "utf-8")
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(partial, folder)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.kafka import EventProducer, ensure_topics, follow, replay
+from common.locks import LockHeld, holding, take_lock
 from common.logs import get_logger
 from evaluation.gate import PromotionLedger, promoted_parent
 from schemas.events import (
@@ -177,6 +178,10 @@ def training_key(init_model: Path, parent_id: str | None, backend: str, trainer:
     return hashlib.blake2b(material.encode("utf-8"), digest_size=16).hexdigest()
 
 
+class TrainerBusy(RuntimeError):
+    """Another trainer process serves this run (its checkpoint folder is locked)."""
+
+
 class TrainerService:
     """The singleton trainer: follows rounds and checkpoints, trains each closed round once."""
 
@@ -201,7 +206,21 @@ class TrainerService:
         return self.trainer.output_dir / self.settings.run_id
 
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> list[Event[CheckpointPublished]]:
-        """Serve until ``stop`` is set (or, with ``until_idle``, until caught up with nothing to train)."""
+        """Serve until ``stop`` is set (or, with ``until_idle``, until caught up with nothing to train).
+
+        One trainer per run: a second one (a restart while the first still runs) would train the
+        same rounds and publish a second final for each, so it is refused while the first lives."""
+        try:
+            lock = take_lock(self.run_dir() / ".trainer.lock")
+        except LockHeld as held:
+            raise TrainerBusy(
+                f"run {self.settings.run_id} already has a trainer (pid {held.holder}) writing to "
+                f"{self.run_dir()}; stop it first (one trainer per run)"
+            ) from None
+        with holding(lock):
+            return await self._serve(stop, until_idle=until_idle)
+
+    async def _serve(self, stop: asyncio.Event, *, until_idle: bool) -> list[Event[CheckpointPublished]]:
         await ensure_topics(self.settings.kafka, self.settings.run_id)
         # A replay reads up to the topics' ends, so the first decision sees everything already
         # published (a follower's first empty batch may come before its first fetch does).

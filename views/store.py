@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import fcntl
 import os
 import secrets
 import shutil
@@ -35,6 +34,7 @@ import pyarrow as pa
 
 from bus.kafka import EventProducer, GroupConsumer, ReplayStats, replay_flat
 from bus.topics import RECORD_TOPICS
+from common.locks import LockHeld, holding, take_lock
 from common.logs import get_logger
 from schemas.codec import EventCodec
 from schemas.events import Event, Producer
@@ -350,23 +350,15 @@ def store_lock(path: Path) -> Iterator[None]:
     materialiser. The lock is an ``flock`` on a file beside the folder, released by the OS when the
     holder exits however it exits; the file keeps the holder's pid for the message.
     """
-    lock = lock_path_for(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            raise StoreBusy(
-                f"the sample store {path} is in use by another looptool store, rebuild or replay "
-                f"(pid {holder}); stop it first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        fd = take_lock(lock_path_for(path))
+    except LockHeld as held:
+        raise StoreBusy(
+            f"the sample store {path} is in use by another looptool store, rebuild or replay "
+            f"(pid {held.holder}); stop it first"
+        ) from None
+    with holding(fd):
         yield
-    finally:
-        os.close(fd)
 
 
 def check_store_folder(folder: Path) -> None:

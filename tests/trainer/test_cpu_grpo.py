@@ -188,3 +188,24 @@ def test_intermediate_checkpoints_and_stop(warm_policy: Path, tmp_path: Path) ->
     check_hf_folder(published[0].path)  # type: ignore[attr-defined]
     assert published[0].metrics["steps_in_window"] == 2.0  # type: ignore[attr-defined]
     assert not (tmp_path / "round" / "final").exists()
+
+
+def test_a_save_that_fails_leaves_no_half_folder(toy_policy: Path, tmp_path: Path) -> None:
+    """A full disk during a save left `step-N.partial` behind, holding the space; retries write
+    other attempt folders, so nothing ever removed it."""
+    import errno
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.base import save_hf_checkpoint
+
+    model = AutoModelForCausalLM.from_pretrained(toy_policy)
+    tokenizer = AutoTokenizer.from_pretrained(toy_policy)
+
+    def disk_full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    tokenizer.save_pretrained = disk_full  # the model's weights are written, then the disk fills
+    with pytest.raises(OSError, match="No space left"):
+        save_hf_checkpoint(model, tokenizer, tmp_path / "step-000004")
+    assert list(tmp_path.iterdir()) == []

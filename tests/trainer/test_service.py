@@ -328,6 +328,32 @@ async def test_stopping_the_service_mid_round_publishes_no_final(
     assert await checkpoints_on_topic(settings) == []
 
 
+async def test_a_second_trainer_on_a_run_is_refused_while_the_first_lives(
+    settings: Settings, toy_policy: Path, tmp_path: Path
+) -> None:
+    """Two trainers each published a final for round 1 and each took its own as round 2's parent."""
+    from trainer.service import TrainerBusy
+
+    await publish(settings, toy.round_events(settings.run_id, ("Paris",)))
+    backend = StoppableBackend()
+    trainer = TrainerSettings(output_dir=tmp_path / "c")
+    first = TrainerService(with_policy(settings, toy_policy), trainer, backend, show_progress=False)
+    stop = asyncio.Event()
+    running = asyncio.create_task(first.run(stop))
+    while not backend.started.is_set():
+        await asyncio.sleep(0.05)
+    second = TrainerService(
+        with_policy(settings, toy_policy), trainer, RecordingBackend(), show_progress=False
+    )
+    with pytest.raises(TrainerBusy, match=r"already has a trainer \(pid \d+\)"):
+        await second.run(asyncio.Event(), until_idle=True)
+    stop.set()
+    await asyncio.wait_for(running, timeout=60)
+    recorder = RecordingBackend()  # the first one gone, a trainer starts again
+    await run_until_idle(with_policy(settings, toy_policy), trainer, recorder)
+    assert len(recorder.calls) == 1
+
+
 def test_the_verl_backend_hands_verl_the_rows_and_reports_its_merged_model(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
