@@ -22,6 +22,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -813,3 +815,56 @@ def test_a_non_editable_install_gives_verl_only_the_reward_core(tmp_path: Path, 
         not transformers_file.startswith(site_packages)
         and str(repo / ".venv" / "lib") not in transformers_file
     )
+
+
+def test_run_streaming_stops_the_group_when_asked(tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM of `looptool train` left verl running for the rest of its round."""
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    pids: list[str] = []
+    stop = threading.Event()
+    threading.Timer(2.0, stop.set).start()
+    started = time.monotonic()
+    run = run_streaming(
+        [sys.executable, "-c", script],
+        env=os.environ,
+        cwd=tmp_path,
+        log_path=tmp_path / "out.log",
+        on_line=pids.append,
+        stop=stop,
+    )
+    assert run.stopped and not run.timed_out and time.monotonic() - started < 60
+    assert not _running(int(pids[0]))
+    assert "stop requested" in (tmp_path / "out.log").read_text()
+
+
+def test_a_killed_trainer_takes_its_verl_driver_with_it(tmp_path: Path) -> None:
+    """SIGKILL of `looptool train` left verl's driver alive (and a restarted trainer would have
+    started a second verl on the same GPUs); the driver now gets SIGTERM when its parent dies."""
+    driver = "import os, time; print(os.getpid(), flush=True); time.sleep(120)"
+    trainer = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from trainer.verl.process import run_streaming\n"
+        f"run_streaming([sys.executable, '-c', {driver!r}], env=os.environ, cwd=Path({str(tmp_path)!r}), "
+        f"log_path=Path({str(tmp_path / 'driver.log')!r}), on_line=lambda line: print(line, flush=True))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", trainer],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    driver_pid = int(process.stdout.readline())
+    assert _running(driver_pid)
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _running(driver_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(driver_pid)

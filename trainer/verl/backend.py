@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.logs import get_logger
-from trainer.base import CheckpointInfo, RoundDataset, has_chat_template
+from trainer.base import CheckpointInfo, RoundDataset, TrainingInterrupted, has_chat_template
 from trainer.verl.config import BatchPlan, VerlSettings, plan_batches, verl_config, verl_overrides
 from trainer.verl.data import VerlRow, prompt_token_counts, write_verl_parquet
 from trainer.verl.process import (
@@ -133,8 +133,9 @@ def finish_hf_folder(target: Path, source_model: Path) -> None:
 class VerlBackend:
     """:class:`trainer.base.TrainerBackend` on verl: parquet → ``main_ppo`` → model merger → HF folder.
 
-    verl publishes no intermediate checkpoints here and cannot be stopped early through ``stop`` (its
-    own ``timeout_s`` bounds a round). ``work_dir`` is where rounds are written: the ``out_dir`` of
+    verl publishes no intermediate checkpoints here; ``stop`` ends its process group within about a
+    second (no final: :class:`~trainer.base.TrainingInterrupted`), and its own ``timeout_s`` bounds a
+    round. ``work_dir`` is where rounds are written: the ``out_dir`` of
     :meth:`train_round`, or given at construction to drive the steps one by one.
     """
 
@@ -167,7 +168,7 @@ class VerlBackend:
         rows = [
             VerlRow(sample_id=r.sample_id, chat=r.chat, ground_truth=r.ground_truth) for r in dataset.rows
         ]
-        result = self.run_round(rows, round_index=dataset.round, model_path=init_model)
+        result = self.run_round(rows, round_index=dataset.round, model_path=init_model, stop=stop)
         return CheckpointInfo(
             path=result.model_dir,
             round=dataset.round,
@@ -277,14 +278,19 @@ class VerlBackend:
         return version
 
     def run_round(
-        self, rows: Sequence[VerlRow], *, round_index: int, model_path: str | Path
+        self,
+        rows: Sequence[VerlRow],
+        *,
+        round_index: int,
+        model_path: str | Path,
+        stop: threading.Event | None = None,
     ) -> VerlRoundResult:
         """Train one round from ``model_path`` (previous round's merged model) and merge the result."""
         started = time.monotonic()
         python = resolve_verl_python(self.settings)
         self.preflight(python)
         run_dir, plan, overrides = self.prepare_round(rows, round_index=round_index, model_path=model_path)
-        history = self.launch(python, run_dir, plan, overrides, round_index)
+        history = self.launch(python, run_dir, plan, overrides, round_index, stop=stop)
         step, actor_dir = latest_checkpoint(run_dir / "checkpoints")
         model_dir = run_dir / "model"
         self.merge(
@@ -306,7 +312,14 @@ class VerlBackend:
         return result
 
     def launch(
-        self, python: Path, run_dir: Path, plan: BatchPlan, overrides: Sequence[str], round_index: int
+        self,
+        python: Path,
+        run_dir: Path,
+        plan: BatchPlan,
+        overrides: Sequence[str],
+        round_index: int,
+        *,
+        stop: threading.Event | None = None,
     ) -> list[dict[str, float]]:
         """Run ``verl.trainer.main_ppo`` with ``overrides``; returns the per-step metric summaries."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -356,6 +369,11 @@ class VerlBackend:
                 on_line=on_line,
                 on_tick=on_tick,
                 timeout_s=self.settings.timeout_s,
+                stop=stop,
+            )
+        if run.stopped:
+            raise TrainingInterrupted(
+                f"verl stopped in round {round_index} at step {len(history)} on request"
             )
         if run.timed_out:
             raise VerlRunError(

@@ -16,6 +16,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -184,6 +185,18 @@ class StreamedRun:
     returncode: int
     tail: list[str]
     timed_out: bool
+    stopped: bool = False  # ``stop`` was set: the group was stopped before it finished
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, have the kernel send SIGTERM when the process that
+    started it dies, even by SIGKILL (a killed trainer left verl training on its GPUs, and a
+    restarted one would have launched a second verl beside it)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _terminate(process: subprocess.Popen[str], grace_s: float = 20.0) -> None:
@@ -244,11 +257,13 @@ def run_streaming(
     on_tick: Callable[[], None] | None = None,
     timeout_s: float | None = None,
     tail_lines: int = 60,
+    stop: threading.Event | None = None,
 ) -> StreamedRun:
     """Run ``command`` in its own process group, copying its output to ``log_path`` as it comes.
 
     ``on_tick`` runs about once a second whatever the output does (the metrics follower hooks in
-    there); the group is killed on timeout or if the caller is interrupted.
+    there); the group is stopped on timeout, when ``stop`` is set (within about a second), or if
+    the caller is interrupted; and the command gets SIGTERM if this process dies (Linux).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=tail_lines)
@@ -267,6 +282,7 @@ def run_streaming(
             errors="replace",
             bufsize=1,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         assert process.stdout is not None
 
@@ -279,7 +295,7 @@ def run_streaming(
         reader = threading.Thread(target=pump, name="verl-output", daemon=True)
         reader.start()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        timed_out = False
+        timed_out = stopped = False
         next_tick = time.monotonic()
         exited_at: float | None = None
         try:
@@ -311,6 +327,11 @@ def run_streaming(
                     sink.write(f"[looptool] timed out after {timeout_s:.0f}s; stopping verl\n")
                     _terminate(process)
                     break
+                if stop is not None and stop.is_set():
+                    stopped = True
+                    sink.write("[looptool] stop requested (Ctrl-C or SIGTERM); stopping verl\n")
+                    _terminate(process)
+                    break
         except BaseException:
             _terminate(process)
             raise
@@ -332,4 +353,4 @@ def run_streaming(
                 tail.append(line.rstrip("\n"))
         if on_tick is not None:
             on_tick()
-    return StreamedRun(returncode=returncode, tail=list(tail), timed_out=timed_out)
+    return StreamedRun(returncode=returncode, tail=list(tail), timed_out=timed_out, stopped=stopped)
