@@ -68,9 +68,19 @@ class PromoteSettings(BaseModel):
     @field_validator("tolerances")
     @classmethod
     def _valid_tolerances(cls, values: dict[str, float]) -> dict[str, float]:
+        from evaluation.scoring import SUMMARY_COLUMNS
+        from evaluation.suite import CATEGORIES
+
         bad = {name: value for name, value in values.items() if not 0 <= value <= 1}
         if bad:
             raise ValueError(f"tolerances must lie in [0, 1]: {bad}")
+        # A misspelt name ("heldout") would be ignored and the default tolerance applied.
+        unknown = [n for n in values if n != HELDOUT and n not in SUMMARY_COLUMNS and n not in CATEGORIES]
+        if unknown:
+            raise ValueError(
+                f"tolerances for unknown figures {unknown}; use {HELDOUT}, summary columns "
+                f"({', '.join(SUMMARY_COLUMNS)}) or category names"
+            )
         return values
 
     def gated(self) -> list[str]:
@@ -87,10 +97,13 @@ class PromoteSettings(BaseModel):
 
 @dataclass(frozen=True)
 class Figure:
-    """One gated figure: an accuracy and the number of items behind it."""
+    """One gated figure: an accuracy, the number of items behind it, and what was measured
+    (``basis``: the held-out file; BFCL's suite version, categories, output reading and limits).
+    Two figures compare only on the same basis and item count ("" : unknown, items alone decide)."""
 
     value: float
     items: int
+    basis: str = ""
 
 
 def gate_figures(evaluation: Any, names: Sequence[str]) -> dict[str, Figure]:
@@ -112,19 +125,44 @@ def gate_figures(evaluation: Any, names: Sequence[str]) -> dict[str, Figure]:
         "multi_turn": MULTI_TURN,
         "overall": (*NON_LIVE_AST, *LIVE_AST, *IRRELEVANCE, *MULTI_TURN),
     }
+    bfcl = (
+        f"{getattr(evaluation, 'suite', 'bfcl')} {getattr(evaluation, 'suite_version', '?')}, "
+        f"reading {getattr(evaluation, 'output_reading', None) or 'bfcl'}, "
+        f"limit {getattr(evaluation, 'limit', None)}, max_steps {getattr(evaluation, 'max_steps', None)}"
+    )
     figures: dict[str, Figure] = {}
     for name in names:
         if name == HELDOUT:
             total = getattr(evaluation, "heldout_total", None)
             if total:
-                figures[name] = Figure(evaluation.heldout_correct / total, int(total))
+                basis = f"held-out {getattr(evaluation, 'heldout_source', None) or '?'}"
+                figures[name] = Figure(evaluation.heldout_correct / total, int(total), basis)
         elif name in SUMMARY_COLUMNS:
             value = summary.column(name)
             if value is not None:
-                figures[name] = Figure(value, sum(scores[c].total for c in groups[name] if c in scores))
+                present = sorted(c for c in groups[name] if c in scores)
+                figures[name] = Figure(
+                    value,
+                    sum(scores[c].total for c in present),
+                    f"{bfcl}, categories {','.join(f'{c}:{scores[c].total}' for c in present)}",
+                )
         elif name in scores and scores[name].total:
-            figures[name] = Figure(scores[name].accuracy, scores[name].total)
+            figures[name] = Figure(scores[name].accuracy, scores[name].total, bfcl)
     return figures
+
+
+def with_bases(figures: Mapping[str, Figure], evaluation: Any | None) -> dict[str, Figure]:
+    """``figures`` (a promotion's, which records no basis) with the bases of the evaluation they
+    came from, where it is known and its figures are the same."""
+    if evaluation is None:
+        return dict(figures)
+    measured = gate_figures(evaluation, list(figures))
+    return {
+        name: Figure(figure.value, figure.items, measured[name].basis)
+        if name in measured and measured[name].items == figure.items
+        else figure
+        for name, figure in figures.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -143,8 +181,14 @@ class GateDecision:
     incomparable: list[str] = field(default_factory=list)
 
 
-def _percent_points(value: float) -> str:
-    return f"{100 * value:+.2f} pts"
+def _percent_points(value: float, tolerance: float | None = None) -> str:
+    """A delta in percentage points; with more decimals where two would show a drop beyond the
+    tolerance as equal to it (-1.003 printed as -1.00 against a tolerance of 1.00)."""
+    for digits in range(2, 7):
+        text = f"{100 * value:+.{digits}f}"
+        if tolerance is None or abs(float(text)) != round(100 * tolerance, digits):
+            break
+    return f"{text} pts"
 
 
 def decide(
@@ -172,7 +216,12 @@ def decide(
     base_counts = {name: f.items for name, f in baseline.items()}
     compared = [name for name in gated if name in baseline]
     deltas = {name: candidate[name].value - baseline[name].value for name in compared}
-    incomparable = [name for name in compared if candidate[name].items != baseline[name].items]
+    incomparable = [
+        name
+        for name in compared
+        if candidate[name].items != baseline[name].items
+        or (candidate[name].basis and baseline[name].basis and candidate[name].basis != baseline[name].basis)
+    ]
     regressions = [
         name
         for name in compared
@@ -191,14 +240,15 @@ def decide(
             parts.append(
                 "regressed beyond tolerance: "
                 + ", ".join(
-                    f"{n} {_percent_points(deltas[n])} (tolerance {100 * settings.tolerance_of(n):.2f})"
+                    f"{n} {_percent_points(deltas[n], settings.tolerance_of(n))} "
+                    f"(tolerance {100 * settings.tolerance_of(n):.2f})"
                     for n in regressions
                 )
             )
         if incomparable:
             parts.append(
-                "not comparable (different item counts): "
-                + ", ".join(f"{n} {candidate[n].items} vs {baseline[n].items}" for n in incomparable)
+                "not comparable (measured on other items): "
+                + ", ".join(_difference(n, candidate[n], baseline[n]) for n in incomparable)
             )
         return GateDecision(
             False, "; ".join(parts), regressions=regressions, incomparable=incomparable, **common
@@ -208,6 +258,12 @@ def decide(
     if unchecked:
         reason += f"; not gated (the promoted policy has no such figure): {', '.join(unchecked)}"
     return GateDecision(True, reason, **common)
+
+
+def _difference(name: str, candidate: Figure, baseline: Figure) -> str:
+    if candidate.items != baseline.items:
+        return f"{name} {candidate.items} vs {baseline.items} items"
+    return f"{name} on [{candidate.basis}] vs [{baseline.basis}]"
 
 
 @dataclass(frozen=True)

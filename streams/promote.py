@@ -16,11 +16,12 @@ refused). :func:`evaluation.gate.promoted_parent` gives the trainer the same ans
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 from common.logs import get_logger
-from evaluation.gate import GateDecision, PromoteSettings, PromotionLedger, decide, gate_figures
+from evaluation.gate import GateDecision, PromoteSettings, PromotionLedger, decide, gate_figures, with_bases
 from schemas.events import (
     CheckpointEvaluated,
     CheckpointPublished,
@@ -106,6 +107,9 @@ class PromoteStage(Stage):
         self.settings = settings or PromoteSettings()
         self.log = log
         self.ledger = PromotionLedger()
+        # Evaluations seen, by event id: what the promoted policy's figures were measured on (a
+        # PolicyPromoted records the figures, not the held-out file, suite version or reading).
+        self.evaluations: dict[str, CheckpointEvaluated] = {}
 
     @classmethod
     def from_settings(cls, settings: StageSettings, clients: StageClients) -> PromoteStage:
@@ -115,9 +119,12 @@ class PromoteStage(Stage):
         """Rebuild the ledger from the run's promotions topic (nothing to read without a log)."""
         if self.log is None:
             return
-        async for batch in self.log.replay(["promotions"]):
+        async for batch in self.log.replay(["evaluations", "promotions"]):
             for event in batch:
-                self.ledger.add(event.event_id, event.payload)
+                if isinstance(event.payload, CheckpointEvaluated):
+                    self.evaluations.setdefault(event.event_id, event.payload)
+                else:
+                    self.ledger.add(event.event_id, event.payload)
         promoted = self.ledger.promoted
         logger.info(
             "promote.resumed",
@@ -126,21 +133,22 @@ class PromoteStage(Stage):
         )
 
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
+        # Decided on a copy, kept only once the whole batch is: when one evaluation of a batch fails
+        # (and the stage decides the batch again one by one), the others must not count as decided
+        # already, or their decisions would never be published.
+        ledger = copy.deepcopy(self.ledger)
+        evaluations = dict(self.evaluations)
         outputs: list[Event[Any]] = []
         for event in events:
             scored: CheckpointEvaluated = event.payload
+            evaluations.setdefault(event.event_id, scored)
             if self.settings.final_only and not scored.final:
                 continue
-            if event.event_id in self.ledger.decided:
+            if event.event_id in ledger.decided:
                 continue
-            promoted = self.ledger.promoted
-            decision = decide(
-                gate_figures(scored, self.settings.gated()),
-                promoted.figures if promoted else None,
-                self.settings,
-            )
-            output = decision_event(event, decision, self.ledger, self.settings, self.producer)
-            self.ledger.add(output.event_id, output.payload)
+            decision = self._decide(scored, ledger, evaluations)
+            output = decision_event(event, decision, ledger, self.settings, self.producer)
+            ledger.add(output.event_id, output.payload)
             outputs.append(output)
             logger.info(
                 "promote.promoted" if decision.promote else "promote.refused",
@@ -148,7 +156,36 @@ class PromoteStage(Stage):
                 round=scored.round,
                 reason=decision.reason,
             )
+        self.ledger, self.evaluations = ledger, evaluations
         return outputs
+
+    def _decide(
+        self,
+        scored: CheckpointEvaluated,
+        ledger: PromotionLedger,
+        evaluations: dict[str, CheckpointEvaluated],
+    ) -> GateDecision:
+        figures = gate_figures(scored, self.settings.gated())
+        promoted = ledger.promoted
+        if promoted is None:
+            return decide(figures, None, self.settings)
+        baseline = with_bases(promoted.figures, evaluations.get(promoted.evaluation_event_id))
+        if scored.checkpoint_id == promoted.checkpoint_id:
+            # The promoted policy evaluated again (other items, another reading, a new suite
+            # version): its figures there become the baseline, so later checkpoints, measured the
+            # same way, can be compared at all.
+            decision = decide(figures, None, self.settings)
+            if decision.promote:
+                return GateDecision(
+                    True,
+                    "the promoted policy evaluated again: these figures are the baseline from now on",
+                    decision.figures,
+                    decision.counts,
+                    baseline_figures={n: f.value for n, f in baseline.items()},
+                    baseline_counts={n: f.items for n, f in baseline.items()},
+                )
+            return decision
+        return decide(figures, baseline, self.settings)
 
 
 class PromotedCheckpointWatcher(CheckpointWatcher):

@@ -87,15 +87,69 @@ def test_figures_are_read_from_an_evaluation() -> None:
     figures = gate_figures(
         evaluation("a", 1, correct=scores(5, 2)).payload, [HELDOUT, "overall", "multi_turn", *MULTI[:1]]
     )
-    assert figures[HELDOUT] == Figure(0.5, 100)
-    assert figures["multi_turn"] == Figure(pytest.approx(0.2), 40)  # type: ignore[arg-type]
-    assert figures["multi_turn_base"] == Figure(0.2, 10)
+    assert (figures[HELDOUT].value, figures[HELDOUT].items) == (0.5, 100)
+    assert figures[HELDOUT].basis == "held-out heldout.jsonl@abc"
+    assert (figures["multi_turn"].value, figures["multi_turn"].items) == (pytest.approx(0.2), 40)
+    assert (figures["multi_turn_base"].value, figures["multi_turn_base"].items) == (0.2, 10)
+    assert "2026.3.23" in figures["overall"].basis and "multi_turn_base:10" in figures["overall"].basis
     # BFCL's weights: (10 non-live + 10 live + 10 irrelevance) at 0.5, 30 multi-turn at 0.2
     assert figures["overall"].value == pytest.approx((30 * 0.5 + 30 * 0.2) / 60)
     assert figures["overall"].items == 100
     assert HELDOUT not in gate_figures(
         evaluation("a", 1, correct=scores(5, 2), heldout=None).payload, [HELDOUT]
     )
+
+
+def test_figures_measured_differently_are_not_compared_even_with_equal_counts() -> None:
+    """A held-out file of the same size, another reading of BFCL outputs, other categories with the
+    same item count: each was promoted as a gain of 20-30 points."""
+    settings = PromoteSettings(bfcl=["overall"])
+    base = evaluation("a", 1, correct=scores(5, 5)).payload
+    other_file = base.model_copy(update={"heldout_correct": 80, "heldout_source": "other.jsonl@def"})
+    repaired = base.model_copy(update={"output_reading": "repair", "correct": scores(9, 9)})
+    for candidate, figure in ((other_file, HELDOUT), (repaired, "overall")):
+        decision = decide(
+            gate_figures(candidate, settings.gated()), gate_figures(base, settings.gated()), settings
+        )
+        assert not decision.promote and decision.incomparable == [figure], decision.reason
+        assert "measured on other items" in decision.reason
+
+
+def test_tolerances_for_unknown_figures_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"unknown figures \['heldout'\]"):
+        PromoteSettings(tolerances={"heldout": 0.05})
+    assert PromoteSettings(tolerances={HELDOUT: 0.05, "overall": 0.02}).tolerance_of(HELDOUT) == 0.05
+
+
+def test_a_refusal_never_prints_a_drop_beyond_the_tolerance_as_equal_to_it() -> None:
+    settings = PromoteSettings(bfcl=[])
+    decision = decide({HELDOUT: Figure(197 / 299, 299)}, {HELDOUT: Figure(200 / 299, 299)}, settings)
+    assert not decision.promote and "-1.003 pts (tolerance 1.00)" in decision.reason
+
+
+async def test_a_failing_evaluation_in_a_batch_does_not_swallow_the_others_decision() -> None:
+    """Decided together with a malformed evaluation, a good one was marked decided before the batch
+    failed, so deciding the batch again one by one skipped it: its decision was never published."""
+    stage = PromoteStage("r", PromoteSettings(bfcl=["overall"]))
+    good = evaluation("a", 1, correct=scores(5, 5))
+    broken = evaluation("x", 2, correct=scores(5, 5))
+    broken.payload.correct.pop("multi_turn_base")  # a total with no correct count
+    outputs = await stage.process([good, broken])
+    kinds = sorted(type(event.payload).__name__ for event in outputs)
+    assert kinds == ["DeadLetter", "PolicyPromoted"]
+    assert stage.ledger.promoted is not None and stage.ledger.promoted.checkpoint_id == "a"
+
+
+async def test_the_promoted_policy_evaluated_again_becomes_the_baseline() -> None:
+    """After [eval] limit changed, every later checkpoint (and the promoted one itself) was refused as
+    not comparable, for good."""
+    stage = PromoteStage("r", PromoteSettings(bfcl=["overall"]))
+    await stage.process([evaluation("a", 1, correct=scores(5, 5))])
+    again = evaluation("a", 1, correct=scores(10, 10), total=20, heldout=(50, 100))
+    (rebased,) = await stage.process([again])
+    assert isinstance(rebased.payload, PolicyPromoted) and rebased.payload.checkpoint_id == "a"
+    (next_one,) = await stage.process([evaluation("b", 2, correct=scores(10, 10), total=20)])
+    assert isinstance(next_one.payload, PolicyPromoted), next_one.payload.reason
 
 
 @pytest.mark.parametrize(
