@@ -487,6 +487,11 @@ async def dataset_at(settings: StoreRunSettings, cut: Cut) -> RoundDataset:
     """D_J as of ``cut`` (reads only the topics a dataset needs); raises if none closed by then."""
     result = await replay_to(settings, cut, topics=DATASET_TOPICS)
     if result.dataset is None:
+        if result.records == 0:  # most likely a mistyped run id, not a run still in its first round
+            raise ReplayError(
+                f"run {settings.run_id!r} has no events on {settings.kafka.bootstrap_servers}: "
+                "a mistyped --run-id (or run_id in the config)?"
+            )
         raise ReplayError(f"no round had closed by the cut ({cut.describe()})")
     return result.dataset
 

@@ -70,8 +70,11 @@ async def resolve_checkpoint(reference: str, settings: Settings) -> ResolvedChec
 
 
 def default_results_path(settings: Settings, checkpoint_id: str) -> Path:
+    """Where ``looptool eval`` writes per-item results unless told: beside the evaluate stage's, under
+    another name (``<checkpoint>.manual.jsonl``): the stage's file is what its CheckpointEvaluated
+    event points to, and a spot check with ``--limit 5`` must not replace it."""
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in checkpoint_id)
-    return settings.eval.results_dir / settings.run_id / f"{safe}.jsonl"
+    return settings.eval.results_dir / settings.run_id / f"{safe}.manual.jsonl"
 
 
 async def run_eval_command(
@@ -178,7 +181,10 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(min=1, help="First N items of each category.")] = None,
     output: Annotated[
         Path | None,
-        typer.Option(help="Per-item results file, .jsonl or .parquet (default: under eval.results_dir)."),
+        typer.Option(
+            help="Per-item results file, .jsonl or .parquet (default: <checkpoint>.manual.jsonl under "
+            "eval.results_dir; the evaluate stage's own <checkpoint>.jsonl is left as it is)."
+        ),
     ] = None,
     max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Decode budget per item.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Prompts per backend call.")] = None,

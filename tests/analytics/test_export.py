@@ -241,3 +241,12 @@ async def test_a_failed_export_leaves_the_previous_one_and_no_partial_files(
         export_dataset(dataset, fmt, target)
     assert _files(target) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+async def test_exporting_a_run_with_no_events_says_so(live_run: LiveRun, tmp_path: Path) -> None:
+    """A mistyped run id read "no round had closed by the cut", as for a run in its first round."""
+    from views.replay import ReplayError
+
+    mistyped = live_run.settings.model_copy(update={"run_id": "nosuchrun"})
+    with pytest.raises(ReplayError, match="'nosuchrun' has no events.*mistyped"):
+        await export_round(mistyped, Cut(), "jsonl", tmp_path / "d.jsonl")

@@ -135,3 +135,15 @@ def test_eval_command_on_a_model_folder(long_context_tiny_policy: Path, tmp_path
     assert "Multi-Turn" in result.output and "Model outputs" in result.output
     assert rows[-1]["steps"] >= 4  # the conversation's four turns, one model output at least each
     assert bad.exit_code == 2 and "unknown BFCL category" in bad.output
+
+
+def test_a_manual_eval_never_overwrites_the_evaluate_stages_results(tmp_path: Path) -> None:
+    """`looptool eval --checkpoint X --limit 5` wrote the very file X's CheckpointEvaluated points to."""
+    from looptool.cli.evaluate import default_results_path
+    from looptool.config import load_settings
+    from streams.evaluate import eval_policy
+
+    settings = load_settings(None, run_id="run-1", eval={"results_dir": tmp_path})
+    stage_file = eval_policy(settings).results_dir / "ckpt-r2-step40.jsonl"  # type: ignore[operator]
+    manual = default_results_path(settings, "ckpt-r2-step40")
+    assert manual.parent == stage_file.parent and manual != stage_file
