@@ -131,12 +131,26 @@ def check_hf_folder(folder: Path) -> None:
         raise ValueError(f"{folder} is not a loadable policy folder: missing {', '.join(missing)}")
 
 
-def save_hf_checkpoint(model: Any, tokenizer: Any, folder: Path, info: dict[str, Any] | None = None) -> Path:
+def saved_dtype(folder: Path) -> str | None:
+    """The dtype a model folder's ``config.json`` says its weights are in ("bfloat16", ...), if any."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = config.get("dtype") or config.get("torch_dtype") if isinstance(config, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def save_hf_checkpoint(
+    model: Any, tokenizer: Any, folder: Path, info: dict[str, Any] | None = None, *, dtype: str | None = None
+) -> Path:
     """Save model (safetensors) and tokenizer (with chat template) to ``folder``, atomically.
 
     Everything is written to a sibling temporary folder first and renamed into place, so a crash
     never leaves a half-written folder under the final name. ``info`` goes to
     ``looptool_checkpoint.json``, written last (its presence means the folder is complete).
+    ``dtype`` (the initial policy's, e.g. "bfloat16"): the weights are saved in it, whatever the
+    training used (the CPU trains in float32; a bf16 policy's checkpoints were twice its size).
     """
     folder = Path(folder)
     partial = folder.with_name(folder.name + ".partial")
@@ -146,7 +160,7 @@ def save_hf_checkpoint(model: Any, tokenizer: Any, folder: Path, info: dict[str,
     use_cache = getattr(model.config, "use_cache", None)
     model.config.use_cache = True  # training may have turned the KV cache off; inference wants it
     try:
-        model.save_pretrained(partial, safe_serialization=True)
+        _save_weights(model, partial, dtype)
         tokenizer.save_pretrained(partial)
         check_hf_folder(partial)
         if info is not None:
@@ -162,6 +176,23 @@ def save_hf_checkpoint(model: Any, tokenizer: Any, folder: Path, info: dict[str,
         shutil.rmtree(folder)
     os.replace(partial, folder)
     return folder
+
+
+def _save_weights(model: Any, folder: Path, dtype: str | None) -> None:
+    import torch
+
+    target = getattr(torch, dtype, None) if dtype else None
+    current = next(model.parameters()).dtype
+    if not isinstance(target, torch.dtype) or not target.is_floating_point or target == current:
+        model.save_pretrained(folder, safe_serialization=True)
+        return
+    state = {k: v.to(target) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.save_pretrained(folder, safe_serialization=True, state_dict=state)
+    # transformers writes the dtype of the model's parameters; the weights on disk are ``dtype``.
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["dtype"] = dtype
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def read_checkpoint_manifest(folder: Path) -> dict[str, Any] | None:

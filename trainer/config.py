@@ -42,6 +42,12 @@ class TrainerSettings(Section):
         default=None, ge=1, description="Online mode: also publish an intermediate checkpoint every N steps."
     )
     # SFT warm start (round 1 only): a model trained from scratch must learn the output format first.
+    keep_intermediate: int | None = Field(
+        default=None,
+        ge=0,
+        description="Intermediate checkpoints kept on disk once a round's final is published (the newest; "
+        "finals and the warm start are always kept; folders of abandoned attempts go too). None: keep all.",
+    )
     sft_warmup_steps: int = Field(default=0, ge=0, description="0 = no warm start.")
     sft_learning_rate: float = Field(default=1e-4, gt=0)
     sft_batch_size: int = Field(default=8, ge=1)

@@ -53,6 +53,7 @@ from trainer.base import (
     TrainingRow,
     mean_of,
     save_hf_checkpoint,
+    saved_dtype,
 )
 from trainer.config import TrainerSettings
 
@@ -477,6 +478,7 @@ class RoundCallback(TrainerCallback):
                 "metrics": metrics,
                 "wall_time_s": wall,
             },
+            dtype=saved_dtype(self.init_model),
         )
         log.info("train.checkpoint_saved", round=self.round, step=step, final=final, path=str(folder))
         self.window_start = len(self.history)

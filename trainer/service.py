@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -173,9 +174,39 @@ def training_key(init_model: Path, parent_id: str | None, backend: str, trainer:
         for pattern in ("*.safetensors", "*.bin")
         for path in folder.glob(pattern)
     )
-    settings = trainer.model_dump(mode="json", exclude={"output_dir"})
+    settings = trainer.model_dump(mode="json", exclude={"output_dir", "data_wait_s", "keep_intermediate"})
     material = json.dumps([str(folder), weights, parent_id, backend, settings], sort_keys=True, default=str)
     return hashlib.blake2b(material.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def _attempt_of(folder: Path) -> Path | None:
+    return next((parent for parent in (folder, *folder.parents) if parent.name.startswith("attempt-")), None)
+
+
+def prune_checkpoints(run_dir: Path, keep_intermediate: int, *, keep: Path) -> list[Path]:
+    """Delete what finished rounds leave behind: intermediate checkpoints beyond the newest
+    ``keep_intermediate`` (by round and step), and attempt folders that hold no final (a crashed
+    attempt's). Finals, the warm start and ``keep`` (the final just published) stay. Returns what went."""
+    finals: list[Path] = []
+    intermediates: list[tuple[int, int, Path]] = []
+    for manifest in run_dir.glob(f"round-*/attempt-*/**/{CHECKPOINT_MANIFEST}"):
+        info = read_checkpoint_manifest(manifest.parent) or {}
+        if info.get("final"):
+            finals.append(manifest.parent)
+        else:
+            intermediates.append((int(info.get("round", 0)), int(info.get("step", 0)), manifest.parent))
+    kept_attempts = {_attempt_of(folder) for folder in (*finals, Path(keep))}
+    doomed = [attempt for attempt in run_dir.glob("round-*/attempt-*") if attempt not in kept_attempts]
+    intermediates = sorted(item for item in intermediates if _attempt_of(item[2]) in kept_attempts)
+    doomed += [folder for _, _, folder in intermediates[: max(0, len(intermediates) - keep_intermediate)]]
+    protected = Path(keep).resolve()
+    removed = []
+    for folder in doomed:
+        if folder.exists() and protected != folder.resolve() and folder.resolve() not in protected.parents:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+            log.info("train.checkpoint_removed", path=str(folder))
+    return removed
 
 
 class TrainerBusy(RuntimeError):
@@ -378,6 +409,8 @@ class TrainerService:
             },
         )
         await self.publish(producer, final, new_id, manifest, parent)
+        if self.trainer.keep_intermediate is not None:
+            prune_checkpoints(self.run_dir(), self.trainer.keep_intermediate, keep=final.path)
 
     def _warm_start(
         self, dataset: RoundDataset, init_model: Path, out_dir: Path, stop: threading.Event

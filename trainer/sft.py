@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.logs import get_logger
-from trainer.base import RoundDataset, TrainingInterrupted, TrainingRow, save_hf_checkpoint
+from trainer.base import RoundDataset, TrainingInterrupted, TrainingRow, save_hf_checkpoint, saved_dtype
 from trainer.cpu_grpo import render_prompts, torch_threads
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ def _train(
                 if on_step is not None:
                     on_step(step, model)
         model.eval()
-        save_hf_checkpoint(model, tokenizer, out_dir)
+        save_hf_checkpoint(model, tokenizer, out_dir, dtype=saved_dtype(init_model))
     finally:
         del optimizer
         gc.collect()

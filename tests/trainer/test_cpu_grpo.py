@@ -209,3 +209,29 @@ def test_a_save_that_fails_leaves_no_half_folder(toy_policy: Path, tmp_path: Pat
     with pytest.raises(OSError, match="No space left"):
         save_hf_checkpoint(model, tokenizer, tmp_path / "step-000004")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoints_keep_the_initial_policys_dtype(toy_policy: Path, tmp_path: Path) -> None:
+    """A bf16 policy's checkpoints were written in float32 (twice its size, config saying float32)."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.base import save_hf_checkpoint, saved_dtype
+
+    bf16 = tmp_path / "bf16-policy"
+    AutoModelForCausalLM.from_pretrained(toy_policy, dtype=torch.bfloat16).save_pretrained(bf16)
+    AutoTokenizer.from_pretrained(toy_policy).save_pretrained(bf16)
+    assert saved_dtype(bf16) == "bfloat16"
+    model = AutoModelForCausalLM.from_pretrained(bf16, dtype="float32")  # as the CPU trains it
+    folder = save_hf_checkpoint(
+        model, AutoTokenizer.from_pretrained(bf16), tmp_path / "step-1", dtype=saved_dtype(bf16)
+    )
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.bfloat16}  # noqa: SIM118
+    assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
+    assert next(model.parameters()).dtype == torch.float32  # training goes on in float32
+    reloaded = AutoModelForCausalLM.from_pretrained(folder)
+    assert next(reloaded.parameters()).dtype == torch.bfloat16

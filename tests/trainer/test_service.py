@@ -266,6 +266,28 @@ async def test_a_final_on_disk_from_another_start_or_settings_is_trained_anew(
     assert event.payload.new_checkpoint_id != "earlier-run-final"
 
 
+def test_pruning_keeps_finals_the_warm_start_and_the_newest_intermediates(tmp_path: Path) -> None:
+    """Checkpoint folders only ever grew: every intermediate, every crashed attempt, every final."""
+    from trainer.service import prune_checkpoints
+
+    def checkpoint(path: str, round_: int, step: int, final: bool = False) -> Path:
+        folder = tmp_path / path
+        folder.mkdir(parents=True)
+        stamp_checkpoint(folder, {"round": round_, "step": step, "final": final})
+        return folder
+
+    old_steps = [checkpoint(f"round-001/attempt-a/step-00000{i}", 1, i) for i in (1, 2)]
+    final_1 = checkpoint("round-001/attempt-a/final", 1, 3, final=True)
+    (tmp_path / "round-001/attempt-a/sft").mkdir()  # the warm start: no manifest, kept
+    crashed = checkpoint("round-002/attempt-crashed/step-000001", 2, 1).parent
+    newest = checkpoint("round-002/attempt-b/step-000002", 2, 2)
+    final_2 = checkpoint("round-002/attempt-b/final", 2, 3, final=True)
+    removed = prune_checkpoints(tmp_path, keep_intermediate=1, keep=final_2)
+    assert sorted(removed) == sorted([*old_steps, crashed])
+    assert all(p.exists() for p in (final_1, final_2, newest, tmp_path / "round-001/attempt-a/sft"))
+    assert prune_checkpoints(tmp_path, keep_intermediate=0, keep=final_2) == [newest]
+
+
 async def test_a_round_that_does_not_match_its_manifest_is_not_trained(
     settings: Settings, toy_policy: Path, tmp_path: Path
 ) -> None:
@@ -362,7 +384,9 @@ def test_the_verl_backend_hands_verl_the_rows_and_reports_its_merged_model(
 
     seen: dict[str, Any] = {}
 
-    def run_round(self: VerlBackend, rows: Any, *, round_index: int, model_path: Path) -> Any:
+    def run_round(
+        self: VerlBackend, rows: Any, *, round_index: int, model_path: Path, stop: Any = None
+    ) -> Any:
         seen.update(rows=list(rows), round=round_index, model_path=model_path, work_dir=self.work_dir)
         return VerlRoundResult(
             round_index=round_index,
