@@ -117,6 +117,18 @@ class PromoteStage(Stage):
 
     async def start(self) -> None:
         """Rebuild the ledger from the run's promotions topic (nothing to read without a log)."""
+        await self._catch_up()
+        promoted = self.ledger.promoted
+        logger.info(
+            "promote.resumed",
+            decided=len(self.ledger.decided),
+            promoted=promoted.checkpoint_id if promoted else None,
+        )
+
+    async def _catch_up(self) -> None:
+        """Fold in the decisions on the promotions topic this gate has not seen (another worker's:
+        a standby taking over after the active gate stopped). Both topics are small (one event per
+        evaluated checkpoint), and a decision is folded once, so reading them again is cheap."""
         if self.log is None:
             return
         async for batch in self.log.replay(["evaluations", "promotions"]):
@@ -125,14 +137,9 @@ class PromoteStage(Stage):
                     self.evaluations.setdefault(event.event_id, event.payload)
                 else:
                     self.ledger.add(event.event_id, event.payload)
-        promoted = self.ledger.promoted
-        logger.info(
-            "promote.resumed",
-            decided=len(self.ledger.decided),
-            promoted=promoted.checkpoint_id if promoted else None,
-        )
 
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
+        await self._catch_up()  # a standby's memory was the topic's when it started
         # Decided on a copy, kept only once the whole batch is: when one evaluation of a batch fails
         # (and the stage decides the batch again one by one), the others must not count as decided
         # already, or their decisions would never be published.

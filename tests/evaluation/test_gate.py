@@ -429,3 +429,35 @@ async def test_stats_show_bfcl_figures_and_the_gates_decisions(tmp_path: Path) -
     assert "multi_turn 10.00 vs 50.00" in text and "regressed beyond tolerance" in text
     png = plot_by_round(stats.evaluations, tmp_path / "bfcl.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+class MemoryLog:
+    """The run's evaluations and promotions topics in memory (what a gate worker reads back)."""
+
+    run_id = "r"
+
+    def __init__(self) -> None:
+        self.events: list[Event[Any]] = []
+
+    async def replay(self, topics: Any) -> Any:
+        yield list(self.events)
+
+
+async def test_a_standby_gate_taking_over_decides_against_what_was_decided_meanwhile() -> None:
+    """A standby started before A was promoted took over and promoted C (50 against A's 70) as if
+    nothing had been promoted yet."""
+    log = MemoryLog()
+    active, standby = (
+        PromoteStage("r", PromoteSettings(bfcl=[]), log),
+        PromoteStage("r", PromoteSettings(bfcl=[]), log),
+    )
+    await active.start()
+    await standby.start()  # before any decision
+    strong = evaluation("a", 1, correct=scores(5, 5), heldout=(70, 100))
+    log.events.append(strong)
+    log.events += await active.process([strong])  # the active gate promotes A, then stops
+    weak = evaluation("c", 2, correct=scores(5, 5), heldout=(50, 100))
+    log.events.append(weak)
+    (decision,) = await standby.process([weak])
+    assert isinstance(decision.payload, PromotionRefused), decision.payload.reason
+    assert decision.payload.promoted_checkpoint_id == "a"
