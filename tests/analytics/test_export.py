@@ -248,5 +248,5 @@ async def test_exporting_a_run_with_no_events_says_so(live_run: LiveRun, tmp_pat
     from views.replay import ReplayError
 
     mistyped = live_run.settings.model_copy(update={"run_id": "nosuchrun"})
-    with pytest.raises(ReplayError, match="'nosuchrun' has no events.*mistyped"):
+    with pytest.raises(ReplayError, match=r"'nosuchrun' has no events.*mistyped"):
         await export_round(mistyped, Cut(), "jsonl", tmp_path / "d.jsonl")

@@ -24,6 +24,18 @@ def error(message: str, **fields: Any) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error", **fields}}
 
 
+async def answer_of(message: dict[str, Any], finish_reason: str = "stop") -> Any:
+    """The Generation the backend makes of a server's 200 answer holding ``message``."""
+    body = {"choices": [{"index": 0, "message": message, "finish_reason": finish_reason}]}
+    async with serve_fake_endpoint(answering(200, body)) as endpoint:
+        backend = backend_for(endpoint)
+        try:
+            [[generation]] = await backend.generate([CHAT], GREEDY)
+        finally:
+            await backend.close()
+    return generation
+
+
 async def failure_of(endpoint: FakeEndpoint, **options: Any) -> InferenceError:
     async with serve_fake_endpoint(endpoint):
         backend = backend_for(endpoint, **options)
@@ -97,13 +109,7 @@ async def test_content_given_as_parts_is_read_with_its_thinking_as_the_reasoning
             {"type": "text", "text": "Error Analysis: no city."},
         ],
     }
-    body = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
-    async with serve_fake_endpoint(answering(200, body)) as endpoint:
-        backend = backend_for(endpoint)
-        try:
-            [[generation]] = await backend.generate([CHAT], GREEDY)
-        finally:
-            await backend.close()
+    generation = await answer_of(message)
     assert generation.text == "RESPONSE 1 INCORRECT\nError Analysis: no city."
     assert generation.reasoning == "Response 1 drops the city."
 
@@ -118,13 +124,7 @@ async def test_tool_calls_a_server_parsed_out_of_the_text_are_kept() -> None:
         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
     }
     message = {"role": "assistant", "content": None, "tool_calls": [call]}
-    body = {"choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}
-    async with serve_fake_endpoint(answering(200, body)) as endpoint:
-        backend = backend_for(endpoint)
-        try:
-            [[generation]] = await backend.generate([CHAT], GREEDY)
-        finally:
-            await backend.close()
+    generation = await answer_of(message, finish_reason="tool_calls")
     parsed = parse_output(generation.text)
     assert parsed.kind == "calls" and parsed.action.calls == [
         ToolCall(name="get_weather", arguments={"city": "Paris"})

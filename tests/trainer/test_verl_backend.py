@@ -401,17 +401,20 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
+# A process that starts a child in its own group, prints the child's pid and waits.
+PARENT_AND_CHILD = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+    "print(child.pid, flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
 def test_run_streaming_kills_the_whole_group_on_timeout(tmp_path: Path) -> None:
     # the child starts a grandchild in the same group; both must be gone after the timeout
-    script = (
-        "import subprocess, sys, time\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-        "print(child.pid, flush=True)\n"
-        "time.sleep(60)\n"
-    )
     pids: list[str] = []
     run = run_streaming(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", PARENT_AND_CHILD],
         env=os.environ,
         cwd=tmp_path,
         log_path=tmp_path / "out.log",
@@ -819,18 +822,12 @@ def test_a_non_editable_install_gives_verl_only_the_reward_core(tmp_path: Path, 
 
 def test_run_streaming_stops_the_group_when_asked(tmp_path: Path) -> None:
     """Ctrl-C or SIGTERM of `looptool train` left verl running for the rest of its round."""
-    script = (
-        "import subprocess, sys, time\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-        "print(child.pid, flush=True)\n"
-        "time.sleep(120)\n"
-    )
     pids: list[str] = []
     stop = threading.Event()
     threading.Timer(2.0, stop.set).start()
     started = time.monotonic()
     run = run_streaming(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", PARENT_AND_CHILD],
         env=os.environ,
         cwd=tmp_path,
         log_path=tmp_path / "out.log",
