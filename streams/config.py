@@ -12,7 +12,7 @@ before it answers). `[judge]` may name more judges (``[[judge.panel]]``) and how
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
@@ -271,7 +271,11 @@ class LoopSettings(Section):
 
     rounds: int = Field(default=3, ge=1, description="J: rounds of train → probe → judge → expand → curate.")
     target_size: int = Field(default=256, ge=1, description="|D_j| (the paper keeps it constant).")
-    seed_new_schedule: list[float] = Field(default_factory=lambda: [1.0, 0.308, 0.154, 0.077])
+    seed_new_schedule: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [1.0, 0.308, 0.154, 0.077],
+        min_length=1,
+        description="Share of D_j that is fresh seeds, per round (the last one repeats); each in [0, 1].",
+    )
     hppl_quantile: float = Field(default=0.5, gt=0, le=1)
     hppl_threshold: float | None = None
     expansions_per_seed: int = Field(default=4, ge=0, description="k in EDDE.")

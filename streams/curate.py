@@ -232,6 +232,7 @@ class Ledger:
         self.probes: dict[tuple[int, str], Event[ProbeResult]] = {}
         self.verdicts: dict[str, Event[Verdict]] = {}  # by probe event id
         self.corrections: dict[str, Event[LabelCorrected]] = {}  # by verdict event id
+        self.reverted: set[str] = set()  # LabelCorrected event ids an operator undid (revert-relabel)
         self.candidates: dict[str, dict[int, Event[ExpansionCandidate]]] = {}  # by verdict event id
         self.verifications: dict[str, Event[VerificationResult]] = {}  # by candidate id
         self.expansions: dict[str, Event[SampleAdded]] = {}  # by candidate id
@@ -257,6 +258,8 @@ class Ledger:
                 self._written("expansion", p.metadata["candidate_id"])
         elif isinstance(p, LabelCorrected):
             self._label(p.sample_id, event.event_id, p.new_label, corrected=True)
+            if p.reverts_event_id:
+                self.reverted.add(p.reverts_event_id)
             if p.verdict_event_id:
                 _first(self.corrections, p.verdict_event_id, event)
                 self._written("correction", p.verdict_event_id)
@@ -442,13 +445,27 @@ class Ledger:
                 continue
             label = verdict.payload.verdict
             if label in ("PRED_WRONG", "LABEL_WRONG"):
-                error_seeds.append(self.pool_sample(sample_id, (probe.event_id, verdict.event_id)))
-                for candidate in sorted(
-                    self.candidates.get(verdict.event_id, {}).values(), key=lambda c: c.payload.index
-                ):
-                    added = self.expansions.get(candidate.payload.candidate_id)
-                    if added is not None:
-                        expansions.append(self.pool_sample(added.payload.sample_id))
+                correction = self.corrections.get(verdict.event_id)
+                added = [
+                    self.expansions[c.payload.candidate_id]
+                    for c in sorted(
+                        self.candidates.get(verdict.event_id, {}).values(), key=lambda c: c.payload.index
+                    )
+                    if c.payload.candidate_id in self.expansions
+                ]
+                if label == "LABEL_WRONG" and verdict.payload.prediction is not None and correction is None:
+                    # The relabel stage dead-lettered it: the sample still holds the label the judge
+                    # called wrong, which must not go in beside expansions built from the judge's call.
+                    dropped["LABEL_WRONG_UNCORRECTED"] = dropped.get("LABEL_WRONG_UNCORRECTED", 0) + 1
+                else:
+                    error_seeds.append(self.pool_sample(sample_id, (probe.event_id, verdict.event_id)))
+                if correction is not None and correction.event_id in self.reverted:
+                    # An operator undid the judge's correction: the sample is back with its label, and
+                    # the expansions built from the overruled call stay out.
+                    key = "EXPANSIONS_OF_A_REVERTED_RELABEL"
+                    dropped[key] = dropped.get(key, 0) + len(added)
+                    continue
+                expansions.extend(self.pool_sample(event.payload.sample_id) for event in added)
             elif label == "BOTH_CORRECT" and probe.payload.ppl is not None:
                 ppl_pool.append((sample_id, probe.payload.ppl))
                 pool_lineage[sample_id] = (probe.event_id, verdict.event_id)
@@ -515,19 +532,30 @@ def compose_round(
             chosen.append((item, source))
             taken += 1
 
+    def distinct(items: Sequence[PoolSample]) -> list[PoolSample]:
+        """``items`` not chosen yet, each content once (first in the given order): duplicates are
+        removed before a subset is drawn, so a duplicate never costs a place a distinct one could take."""
+        seen, kept = set(hashes), []
+        for item in items:
+            digest = item.content_hash()
+            if digest not in seen:
+                seen.add(digest)
+                kept.append(item)
+        return kept
+
     shuffled_seeds = rng.sample(list(fresh_seeds), len(fresh_seeds))
     if outcome is None:  # D_1 = a subset of the seed pool
         take(shuffled_seeds, "SEED", target)
         return chosen
     seed_new = min(len(shuffled_seeds), round(policy.seed_new_fraction(round_) * target))
     room = target - seed_new
-    error_seeds = outcome.error_seeds
+    error_seeds = distinct(outcome.error_seeds)
     if policy.max_error_seed_share is not None:
         cap = min(room, round(policy.max_error_seed_share * target))
         if len(error_seeds) > cap:  # a random subset, so no kind of error is always the one left out
             error_seeds = sorted(rng.sample(list(error_seeds), cap), key=lambda s: s.sample_id)
     take(error_seeds, "ES", room)
-    expansions = outcome.expansions
+    expansions = distinct(outcome.expansions)
     if len(expansions) > room - len(chosen):  # keep every error seed; subsample expansions evenly
         expansions = sorted(
             rng.sample(list(expansions), max(0, room - len(chosen))), key=lambda s: s.sample_id

@@ -116,3 +116,10 @@ def test_the_demos_config_file_round_trips_through_toml(tmp_path: Path) -> None:
     assert "sk-canary-123" not in path.read_text() and "[judge]" not in path.read_text()
     again = load_settings(path)
     assert again.loop == settings.loop and again.trainer == settings.trainer and again.run_id == "roundtrip"
+
+
+@pytest.mark.parametrize("schedule", [[], [1.0, 1.7], [1.0, -0.5]])
+def test_a_seed_new_schedule_of_no_shares_or_shares_outside_0_1_is_refused(schedule: list[float]) -> None:
+    """[] crashed `curate --initial` (IndexError); -0.5 went into the round manifest."""
+    with pytest.raises(ValidationError, match="seed_new_schedule"):
+        load_settings(None, loop={"seed_new_schedule": schedule})

@@ -448,3 +448,72 @@ async def test_the_curator_says_once_that_no_round_is_open_yet() -> None:
         await asyncio.wait_for(CurateService(Log(), CurationPolicy()).run(asyncio.Event()), 5)  # type: ignore[arg-type]
     waiting = [entry for entry in logs if entry["event"] == "curate.waiting"]
     assert len(waiting) == 1 and "looptool curate --initial" in waiting[0]["reason"]
+
+
+def _expansion_ids(script: RoundScript, verdict: Event[Any]) -> set[str]:
+    return {
+        script.ledger.expansions[c.payload.candidate_id].payload.sample_id
+        for c in script.ledger.candidates[verdict.event_id].values()
+        if c.payload.candidate_id in script.ledger.expansions
+    }
+
+
+def test_a_label_wrong_sample_whose_relabel_failed_is_not_trained_on_its_wrong_label() -> None:
+    """The relabel stage dead-lettered the correction: the sample went into D_2 as an error seed
+    with the label the judge called wrong, beside expansions built from the judge's call."""
+    from schemas.events import DeadLetter
+
+    script = RoundScript()
+    wrong = script.play()["LABEL_WRONG"][0]
+    verdict = next(e for e in script.events if e.event_type == "Verdict" and e.payload.sample_id == wrong)
+    for event in script.events:
+        if not (event.event_type == "LabelCorrected" and event.payload.sample_id == wrong):
+            script.ledger.add(event)
+    failed = DeadLetter(
+        stage="relabel", reason="boom", error_type="ValueError", source_ref=verdict.event_id, raw=b""
+    )
+    script.ledger.add(event_of(failed, RUN))
+    events = next_round_events(script.ledger, POLICY, RUN)
+    members = {e.payload.sample_id: e.payload for e in events if e.event_type == "CuratedSample"}
+    assert wrong not in members
+    assert script.ledger.outcome(1, POLICY).dropped.get("LABEL_WRONG_UNCORRECTED") == 1
+
+
+def test_expansions_of_a_reverted_relabel_stay_out_and_the_sample_keeps_its_label() -> None:
+    from schemas.events import Producer
+    from streams.relabel import REVERT_STAGE, revert_correction
+
+    script = RoundScript()
+    wrong = script.play()["LABEL_WRONG"][0]
+    correction = next(
+        e for e in script.events if e.event_type == "LabelCorrected" and e.payload.sample_id == wrong
+    )
+    verdict = next(e for e in script.events if e.event_type == "Verdict" and e.payload.sample_id == wrong)
+    revert = revert_correction(
+        correction, correction.event_id, "the judge was fooled", Producer(stage=REVERT_STAGE, version="1")
+    )
+    for event in [*script.events, revert]:
+        script.ledger.add(event)
+    events = next_round_events(script.ledger, POLICY, RUN)
+    members = {e.payload.sample_id: e.payload for e in events if e.event_type == "CuratedSample"}
+    assert members[wrong].source == "ES" and members[wrong].label == verdict.payload.label
+    built_on_the_overruled_call = _expansion_ids(script, verdict)
+    assert built_on_the_overruled_call and not built_on_the_overruled_call & set(members)
+
+
+def test_duplicate_expansions_never_cost_a_place_a_distinct_one_could_take() -> None:
+    """Expansions were subsampled to the free room before duplicates were removed: with 28 verified
+    expansions of 14 contents and 14 places, 10 got in and HPPL took the rest."""
+    from streams.curate import PoolSample, RoundOutcome, compose_round
+
+    def pool(name: str, content: int) -> PoolSample:
+        sample = seed(content).payload
+        return PoolSample(name, sample.tools, sample.messages, sample.label, f"e-{name}")
+
+    expansions = [pool(f"x{i}", 100 + i // 2) for i in range(28)]  # each content twice
+    high_ppl = [pool(f"h{i}", 200 + i) for i in range(10)]
+    policy = dataclasses.replace(POLICY, seed_new_schedule=(1.0, 0.0), max_error_seed_share=None)
+    outcome = RoundOutcome([], expansions, high_ppl, {}, [])
+    members = compose_round(2, outcome, [], dataclasses.replace(policy, target_size=14), RUN)
+    assert [source for _, source in members] == ["EE"] * 14
+    assert len({sample.content_hash() for sample, _ in members}) == 14
