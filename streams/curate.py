@@ -28,6 +28,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from common.logs import get_logger
@@ -91,13 +92,21 @@ class CurationPolicy:
 
     @classmethod
     def from_settings(cls, settings: StageSettings) -> CurationPolicy:
-        """The run's policy: ``[loop]``, and decontamination against the eval suite (``[eval]``)."""
+        """The run's policy: ``[loop]``, decontamination against the eval suite (``[eval]
+        decontaminate``), and the held-out set (``[eval] heldout_path``), which no round may train on
+        whatever ``decontaminate`` says: the promotion gate's figure would otherwise measure recall."""
         loop = settings.loop
-        exclude = None
+        checks: list[Callable[[Any], str | None]] = []
         if settings.eval.decontaminate:
             from evaluation.decontam import Decontaminator
 
-            exclude = Decontaminator.from_suite(settings.eval.categories).overlaps
+            checks.append(Decontaminator.from_suite(settings.eval.categories).overlaps)
+        if settings.eval.heldout_path is not None:
+            checks.append(heldout_screen(settings.eval.heldout_path))
+
+        def exclude(sample: Any) -> str | None:
+            return next((reason for check in checks if (reason := check(sample))), None)
+
         return cls(
             target_size=loop.target_size,
             seed_new_schedule=tuple(loop.seed_new_schedule),
@@ -106,11 +115,26 @@ class CurationPolicy:
             max_round=loop.rounds,
             expansions_per_seed=loop.expansions_per_seed,
             max_error_seed_share=loop.max_error_seed_share,
-            exclude=exclude,
+            exclude=exclude if checks else None,
         )
 
     def seed_new_fraction(self, round_: int) -> float:
         return self.seed_new_schedule[min(round_ - 1, len(self.seed_new_schedule) - 1)]
+
+
+def heldout_screen(path: Path) -> Callable[[Any], str | None]:
+    """The reason to keep a sample out of training when it asks a question of the held-out set at
+    ``path`` (the same user turns over the same tools, as suite decontamination matches them)."""
+    from evaluation.decontam import sample_key
+    from evaluation.heldout import load_heldout
+
+    heldout = load_heldout(path)
+    keys = {sample_key(sample) for sample in heldout.samples}
+
+    def overlaps(sample: Any) -> str | None:
+        return f"a question of the held-out set {heldout.source}" if sample_key(sample) in keys else None
+
+    return overlaps
 
 
 @dataclass(frozen=True)

@@ -517,3 +517,28 @@ def test_duplicate_expansions_never_cost_a_place_a_distinct_one_could_take() -> 
     members = compose_round(2, outcome, [], dataclasses.replace(policy, target_size=14), RUN)
     assert [source for _, source in members] == ["EE"] * 14
     assert len({sample.content_hash() for sample, _ in members}) == 14
+
+
+def test_the_runs_held_out_set_is_never_trained_on(tmp_path: Any) -> None:
+    """[eval] heldout_path's samples are "a set no round trains on", but a seed asking one of its
+    questions went into D_1: the gate's held-out figure then measured recall."""
+    import json
+
+    from looptool.config import load_settings
+    from toolcall.types import Sample
+
+    asked = seed(0).payload
+    heldout = tmp_path / "heldout.jsonl"
+    sample = Sample(tools=asked.tools, messages=asked.messages, label=call("other"))  # same question
+    heldout.write_text(json.dumps(sample.model_dump(mode="json")) + "\n")
+    settings = load_settings(
+        None, run_id=RUN, eval={"heldout_path": heldout, "decontaminate": False}, loop={"target_size": 5}
+    )
+    ledger = Ledger()
+    for index in range(8):
+        ledger.add(seed(index))
+    events = initial_round_events(ledger, CurationPolicy.from_settings(settings), RUN)
+    members = {e.payload.sample_id for e in events if e.event_type == "CuratedSample"}
+    refused = [e.payload for e in events if e.event_type == "DeadLetter"]
+    assert asked.sample_id not in members and len(members) == 5
+    assert len(refused) == 1 and "held-out set heldout.jsonl" in refused[0].reason
