@@ -275,7 +275,12 @@ class Ledger:
         self.seen.add(event.event_id)
         p = event.payload
         if isinstance(p, SampleAdded):
-            _first(self.samples, p.sample_id, event)
+            # A sample added twice (a seed and an expansion of the same content) is credited to the
+            # add with the smaller event id, as in the store and the stats: the order of arrival
+            # must not decide its origin, nor so whether it is a fresh seed.
+            known = self.samples.get(p.sample_id)
+            if known is None or event.event_id < known.event_id:
+                self.samples[p.sample_id] = event
             self._label(p.sample_id, event.event_id, p.label, corrected=False)
             if p.origin == "expansion" and "candidate_id" in p.metadata:
                 _first(self.expansions, p.metadata["candidate_id"], event)

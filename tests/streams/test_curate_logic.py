@@ -461,8 +461,6 @@ def _expansion_ids(script: RoundScript, verdict: Event[Any]) -> set[str]:
 def test_a_label_wrong_sample_whose_relabel_failed_is_not_trained_on_its_wrong_label() -> None:
     """The relabel stage dead-lettered the correction: the sample went into D_2 as an error seed
     with the label the judge called wrong, beside expansions built from the judge's call."""
-    from schemas.events import DeadLetter
-
     script = RoundScript()
     wrong = script.play()["LABEL_WRONG"][0]
     verdict = next(e for e in script.events if e.event_type == "Verdict" and e.payload.sample_id == wrong)
@@ -542,3 +540,39 @@ def test_the_runs_held_out_set_is_never_trained_on(tmp_path: Any) -> None:
     refused = [e.payload for e in events if e.event_type == "DeadLetter"]
     assert asked.sample_id not in members and len(members) == 5
     assert len(refused) == 1 and "held-out set heldout.jsonl" in refused[0].reason
+
+
+def test_the_next_round_does_not_depend_on_which_of_two_identical_adds_arrived_first() -> None:
+    """A fresh seed and a verified expansion of the same content (one sample id): the first to
+    arrive decided its origin, so whether it was a fresh seed, so D_2 and its manifest hash."""
+    script = RoundScript(seeds=40)
+    script.play()
+    trained = {m.payload.sample_id for m in script.members}
+    twin_seed = next(e for e in script.seeds if e.payload.sample_id not in trained)
+    content = Sample(
+        tools=twin_seed.payload.tools, messages=twin_seed.payload.messages, label=twin_seed.payload.label
+    )
+    twin = sample_added(
+        content,
+        run_id=RUN,
+        origin="expansion",
+        round_=1,
+        source_format="edde",
+        seed_sample_id="s_other",
+        metadata={"candidate_id": "twin"},
+        event_id=derived_event_id([twin_seed.event_id], "verify", "twin"),
+    )
+    assert twin.payload.sample_id == twin_seed.payload.sample_id
+
+    def next_round(first: list[Event[Any]]) -> Any:
+        ledger = Ledger()
+        for event in [
+            *first,
+            *(e for e in script.seeds if e is not twin_seed),
+            *script.round1,
+            *script.events,
+        ]:
+            ledger.add(event)
+        return next_round_events(ledger, POLICY, RUN)[-1].payload.content_hash
+
+    assert next_round([twin_seed, twin]) == next_round([twin, twin_seed])
