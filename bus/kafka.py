@@ -376,11 +376,15 @@ class EventProducer:
             self._definition_partitions.add(metadata.topic_partition)
         else:
             self.acknowledged += 1
-        self._unconfirmed.setdefault(metadata.topic_partition, collections.deque()).append(metadata.offset)
+        if is_archived(self.identity):  # without an archive nothing ever confirms them: keep no offsets
+            offsets = self._unconfirmed.setdefault(metadata.topic_partition, collections.deque())
+            offsets.append(metadata.offset)
 
     @property
     def unconfirmed(self) -> int:
         """Acknowledged events the broker's archive has not confirmed (all of them without an archive)."""
+        if not is_archived(self.identity):
+            return self.acknowledged
         return sum(
             len(offsets) for tp, offsets in self._unconfirmed.items() if tp not in self._definition_partitions
         )

@@ -14,6 +14,7 @@ is lost.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import ssl
@@ -121,7 +122,7 @@ class StageRunner:
         self.processed = 0
         self.published = 0
         self.retries = 0
-        self.batch_sizes: list[int] = []
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # the latest ones
         max_size = stage.max_batch_size or min(
             MAX_BATCH, max(stage.batch_size, stage.batch_size * MAX_GROWTH)
         )

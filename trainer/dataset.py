@@ -138,8 +138,15 @@ async def load_round_dataset(
     deadline = time.monotonic() + wait_s
     while True:
         members: list[Event[Any]] = []
+        wanted = manifest.payload.round
         async for batch in replay(settings.kafka, settings.run_id, ["curated"], identity=identity):
-            members.extend(delivered.event for delivered in batch)
+            # Only this round's members are kept: holding every round's (round_dataset ignores
+            # them) grew the trainer by ~6 KB per member ever curated, round after round.
+            members.extend(
+                d.event
+                for d in batch
+                if not isinstance(d.event.payload, CuratedSample) or d.event.payload.round == wanted
+            )
         try:
             dataset = round_dataset(manifest, members, current_time)
         except RoundIncomplete as error:

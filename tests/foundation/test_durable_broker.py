@@ -237,3 +237,15 @@ async def test_a_memory_only_restart_says_the_events_are_lost(tmp_path: Path) ->
     assert "all 1 are lost" in str(raised.value)
     assert not [topic for topic in topics if topic.startswith(RUN)]
     assert Counter(broker.output().count("broker ready") for _ in range(1)) == Counter({1: 1})
+
+
+async def test_a_producer_without_an_archive_keeps_no_offset_per_event(settings: Settings) -> None:
+    """On real Kafka (or `broker --memory-only`) nothing ever confirms acknowledged offsets, yet the
+    producer kept one per event for its whole life (40 B an event for a long-lived worker's producer)."""
+    await ensure_topics(settings.kafka, settings.run_id)
+    events = [event_of(sample_added(f"s_{i}"), run_id=settings.run_id) for i in range(300)]
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_all(events)
+        assert producer.acknowledged == 300
+        assert producer._unconfirmed == {}
+        assert producer.unconfirmed == 300  # what a restart would lose: all of them, as it says

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bus.kafka import EventProducer, ensure_topics
@@ -117,3 +119,28 @@ async def test_load_round_dataset_reads_the_curated_topic(settings: Settings) ->
     dataset = await load_round_dataset(settings, manifest, wait_s=5)
     assert [row.sample_id for row in dataset.rows] == ["s-oslo", "s-paris", "s-rome"]
     assert dataset.rows[0].chat[0]["content"].count(settings.loop.current_time) == 1
+
+
+async def test_loading_a_round_keeps_only_that_rounds_members(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every round's members were held to load one round: ~6 KB per member ever curated, growing
+    round after round (5.7 GB to load round 10 of a run with |D_j| = 100k, measured and extrapolated)."""
+    import trainer.dataset as dataset_module
+
+    await ensure_topics(settings.kafka, settings.run_id)
+    first, _ = _split(toy.round_events(settings.run_id, CITIES, round_=1))
+    second, manifest = _split(toy.round_events(settings.run_id, CITIES, round_=2))
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_all([*first, *second, manifest])
+    seen: list[int] = []
+    checked = dataset_module.round_dataset
+
+    def recording(manifest_: Any, members: Any, current_time: str) -> Any:
+        members = list(members)
+        seen.extend(m.payload.round for m in members if m.event_type == "CuratedSample")
+        return checked(manifest_, members, current_time)
+
+    monkeypatch.setattr(dataset_module, "round_dataset", recording)
+    dataset = await load_round_dataset(settings, manifest, wait_s=5)
+    assert dataset.round == 2 and set(seen) == {2}
