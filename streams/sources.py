@@ -305,7 +305,13 @@ def iter_records(
         bfcl_answer_errors=tuple(answer_errors),
         bfcl_class_doc_errors=doc_errors,
     )
+    json_lines = _stem_suffix(path) in (".jsonl", ".ndjson")  # one record per line, whatever it holds
     try:
+        if json_lines and not _starts_with_wide_bom(path):
+            # Line by line: a JSON Lines file of any size costs one line of memory, not the whole
+            # file twice over (a 376 MiB file took 0.78 GiB before its first record).
+            yield from _line_records(_open_lines(path), name, context, max_record_bytes)
+            return
         data = _read_bytes(path)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         yield SourceRecord(ref=name, location="file", raw=b"", error=error, context=context)
@@ -313,7 +319,6 @@ def iter_records(
     # Records end at \n (or \r\n) only: a lone \r is JSON whitespace inside a record, not a line end.
     lines = data.split(b"\n")
     start = data.lstrip()[:1]
-    json_lines = _stem_suffix(path) in (".jsonl", ".ndjson")  # one record per line, whatever it holds
     if start == b"[" and not json_lines:
         yield from _array_records(data, name, context)
         return
@@ -324,7 +329,15 @@ def iter_records(
         if document.error is None:
             yield document
             return
+    yield from _line_records(iter(lines), name, context, max_record_bytes)
+
+
+def _line_records(
+    lines: Iterator[bytes], name: str, context: FormatContext, max_record_bytes: int | None
+) -> Iterator[SourceRecord]:
+    """One record per non-blank line (``\n`` or ``\r\n`` ends it), numbered from 1."""
     for number, line in enumerate(lines, start=1):
+        line = line.removesuffix(b"\n")
         if not line.strip():
             continue
         raw = line.removesuffix(b"\r")
@@ -332,6 +345,22 @@ def iter_records(
             yield SourceRecord(ref=f"{name}:{number}", location=f"line {number}", raw=raw, context=context)
             continue
         yield _parsed(raw, f"{name}:{number}", f"line {number}", context)
+
+
+def _open_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines as bytes (binary mode splits at ``\n`` only), gunzipped, UTF-8 BOM dropped."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        for number, line in enumerate(handle):
+            yield line.removeprefix(codecs.BOM_UTF8) if number == 0 else line
+
+
+def _starts_with_wide_bom(path: Path) -> bool:
+    """Whether the file is UTF-16 or UTF-32 by its BOM (read whole and decoded, see _read_bytes)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        head = handle.read(4)
+    return any(head.startswith(bom) for bom, _ in _WIDE_BOMS)
 
 
 def _is_json(line: bytes) -> bool:

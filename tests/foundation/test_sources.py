@@ -253,3 +253,31 @@ def test_unreadable_bfcl_answer_and_doc_lines_dead_letter_only_the_records_needi
     bad.write_text(first + "\n{oops\n")
     with pytest.raises(SourceError, match=r"answers\.jsonl line 2: not valid JSON"):
         read(PUBLISHED / "bfcl" / "BFCL_v4_simple_python.json", answers=bad)
+
+
+def test_a_json_lines_file_is_read_line_by_line_not_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 376 MiB JSON Lines file took 0.78 GiB before its first record (read whole, then split)."""
+    import codecs
+    import gzip
+
+    import streams.sources as sources
+
+    def whole(path: Path) -> bytes:
+        raise AssertionError(f"{path} was read whole")
+
+    monkeypatch.setattr(sources, "_read_bytes", whole)
+    lines = [json.dumps({"n": n, "text": "a\rb"}).encode() for n in range(3)]
+    plain = tmp_path / "seeds.jsonl"
+    plain.write_bytes(codecs.BOM_UTF8 + b"\r\n".join(lines) + b"\n\n")
+    packed = tmp_path / "seeds.jsonl.gz"
+    packed.write_bytes(gzip.compress(b"\n".join(lines)))
+    for path in (plain, packed):
+        records = list(sources.iter_records(path))
+        assert [r.location for r in records] == ["line 1", "line 2", "line 3"]
+        assert [r.value["n"] for r in records] == [0, 1, 2] and all(r.error is None for r in records)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(b"\n".join(lines * 2000))[:-40])  # a download cut short
+    records = list(sources.iter_records(cut))
+    assert records[0].value == {"n": 0, "text": "a\rb"} and records[-1].error is not None
