@@ -148,10 +148,10 @@ def _parse_blocks(body: str, think: str | None, bodies: list[str], repairs: list
 def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
     """A whole output that is calls without ``<tool_call>`` tags, in another family's form; a call
     amid text, or a format the loop does not read, is a failure saying so; None: a text answer."""
-    content = body
+    content, marked = body, False
     for prefix in _FOREIGN_PREFIXES:
         if content.startswith(prefix):
-            content = content[len(prefix) :].strip()
+            content, marked = content[len(prefix) :].strip(), True
     fenced = _FENCE.match(content)
     if fenced and not fenced.group(2).strip():
         content = fenced.group(1).strip()
@@ -174,7 +174,11 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
                 error=f"a {family}-style tool call ({marker}); calls are read in <tool_call> tags",
                 repairs=repairs,
             )
-    if content != body or _embedded_call(body):
+    if marked:  # a family's call marker, then no call it reads
+        return ParsedOutput(
+            text=body, error="a tool-call marker without a readable call after it", repairs=repairs
+        )
+    if _embedded_call(body):
         return ParsedOutput(
             text=body, error="a tool call amid text, without <tool_call> tags", repairs=repairs
         )

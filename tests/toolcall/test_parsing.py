@@ -230,7 +230,10 @@ def test_calls_in_other_families_untagged_forms_are_calls_never_text(
             "<think>ok</think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather",
             "DeepSeek",
         ),
-        ('<|python_tag|>{"name": "get_weather", "parameters": {"city": "Par', "amid text"),
+        (
+            '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Par',
+            "marker without a readable call",
+        ),
         (
             '<tool_call>\n```json\n{"name": "f", "arguments": {}}\n```\nThat is it\n</tool_call>',
             "after the code fence",
@@ -258,6 +261,11 @@ def test_tags_inside_a_calls_json_strings_are_data(argument: str) -> None:
     assert parsed.error is None and parsed.repairs == []
     assert parsed.action.calls == [ToolCall(name="save_note", arguments={"text": argument})]
     assert parsed.think == "plan"
+
+
+@pytest.mark.parametrize("answer", ["```python\nprint(1)\n```", 'Here:\n```json\n{"a": 1}\n```', "[1, 2, 3]"])
+def test_a_fenced_or_json_text_answer_that_is_no_call_stays_a_text_answer(answer: str) -> None:
+    assert parse_output(answer).kind == "text"
 
 
 def test_an_openai_message_that_calls_nothing_is_its_content() -> None:
