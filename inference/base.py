@@ -124,6 +124,20 @@ class InferenceBackend(Protocol):
     async def close(self) -> None: ...
 
 
+def missing_model_files(folder: Path, weights: Sequence[str] = ("*.safetensors", "*.bin")) -> list[str]:
+    """What a Hugging Face model folder lacks to be loaded, of ``config.json``, weights matching
+    ``weights`` and a tokenizer (``tokenizer.json`` or ``tokenizer_config.json``: without one,
+    transformers 5 builds an empty tokenizer and every prompt fails later); empty when nothing."""
+    parts = (
+        ("config.json", ("config.json",)),
+        (f"{' or '.join(weights)} weights", tuple(weights)),
+        ("tokenizer", ("tokenizer.json", "tokenizer_config.json")),
+    )
+    return [
+        what for what, names in parts if not any(p.is_file() for name in names for p in folder.glob(name))
+    ]
+
+
 def check_sampling(sampling: SamplingConfig) -> None:
     """Refuse sampling settings no backend can honour (ValueError: a caller's mistake)."""
     if sampling.n < 1:
@@ -166,23 +180,11 @@ class LocalModelBackend(ABC):
         """The checkpoint must be a Hugging Face model folder (ValueError otherwise)."""
         if not model_path:
             raise ValueError(f"the {self.name} backend needs a model folder (policy.model_path)")
-        folder = Path(model_path)
-        if not (folder / "config.json").is_file():
+        missing = missing_model_files(Path(model_path))
+        if "config.json" in missing:
             raise ValueError(f"{model_path} is not a Hugging Face model folder (no config.json)")
-        missing = [
-            what
-            for what, names in (
-                ("weights (*.safetensors, *.bin)", ("*.safetensors", "*.bin")),
-                # Without one, transformers 5 builds an empty tokenizer and every prompt fails later.
-                (
-                    "tokenizer (tokenizer.json, tokenizer_config.json)",
-                    ("tokenizer.json", "tokenizer_config.json"),
-                ),
-            )
-            if not any(next(folder.glob(name), None) for name in names)
-        ]
         if missing:
-            raise ValueError(f"{model_path} is not a complete model folder: no {' and no '.join(missing)}")
+            raise ValueError(f"{model_path} is not a complete model folder: missing {', '.join(missing)}")
 
     def _log_generated(
         self,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from inference.base import missing_model_files
 from toolcall.parsing import render_action
 from toolcall.reward import reward as toolmatch_reward
 from toolcall.specs import ToolSpec
@@ -118,14 +119,8 @@ def has_chat_template(folder: Path) -> bool:
 
 def check_hf_folder(folder: Path) -> None:
     """Raise ValueError unless ``folder`` holds what transformers and vLLM need to load a policy."""
-    missing = []
-    if not (folder / "config.json").is_file():
-        missing.append("config.json")
-    if not any(folder.glob("*.safetensors")):
-        missing.append("*.safetensors weights")
-    if not ((folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()):
-        missing.append("tokenizer")
-    elif not has_chat_template(folder):
+    missing = missing_model_files(folder, weights=("*.safetensors",))
+    if "tokenizer" not in missing and not has_chat_template(folder):
         missing.append("chat template")
     if missing:
         raise ValueError(f"{folder} is not a loadable policy folder: missing {', '.join(missing)}")
