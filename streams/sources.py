@@ -33,7 +33,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from common.logs import get_logger
 from toolcall.formats import BFCL_CLASS_DOC_FILES, FormatContext
@@ -139,12 +139,14 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
+def _open_bytes(path: Path) -> IO[bytes]:
+    """The file for reading as bytes, gunzipped when its name ends in ``.gz``."""
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+
+
 def _read_bytes(path: Path) -> bytes:
-    if path.name.lower().endswith(".gz"):
-        with gzip.open(path, "rb") as handle:
-            data = handle.read()
-    else:
-        data = path.read_bytes()
+    with _open_bytes(path) as handle:
+        data = handle.read()
     # Editors on Windows start UTF-8 files with a BOM; JSON has none, and "[" must be the first byte.
     # A file saved as UTF-16 or UTF-32 (PowerShell's default) is read as its BOM says, not line by line
     # as bytes (which once landed its first line and dead-lettered the rest).
@@ -349,16 +351,14 @@ def _line_records(
 
 def _open_lines(path: Path) -> Iterator[bytes]:
     """The file's lines as bytes (binary mode splits at ``\n`` only), gunzipped, UTF-8 BOM dropped."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as handle:
+    with _open_bytes(path) as handle:
         for number, line in enumerate(handle):
             yield line.removeprefix(codecs.BOM_UTF8) if number == 0 else line
 
 
 def _starts_with_wide_bom(path: Path) -> bool:
     """Whether the file is UTF-16 or UTF-32 by its BOM (read whole and decoded, see _read_bytes)."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as handle:
+    with _open_bytes(path) as handle:
         head = handle.read(4)
     return any(head.startswith(bom) for bom, _ in _WIDE_BOMS)
 
