@@ -261,7 +261,7 @@ def _mask_call_bodies(text: str) -> tuple[str, list[str]]:
     position = 0
     while (start := text.find(_OPEN, position)) != -1:
         begin = start + len(_OPEN)
-        first = begin + len(text[begin:]) - len(text[begin:].lstrip())
+        first = _after_spaces(text, begin)
         end = None
         if text.startswith(("{", "["), first):
             try:
@@ -269,7 +269,7 @@ def _mask_call_bodies(text: str) -> tuple[str, list[str]]:
             except (json.JSONDecodeError, RecursionError):
                 pass
             else:
-                close = after + len(text[after:]) - len(text[after:].lstrip())
+                close = _after_spaces(text, after)
                 end = close if text.startswith(_CLOSE, close) else None
         if end is None:
             parts.append(text[position:begin])
@@ -280,6 +280,13 @@ def _mask_call_bodies(text: str) -> tuple[str, list[str]]:
         position = end
     parts.append(text[position:])
     return "".join(parts), bodies
+
+
+def _after_spaces(text: str, position: int) -> int:
+    """The first position from ``position`` on that is not whitespace (no copy of the rest)."""
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
 
 
 def _unmask(text: str | None, bodies: list[str]) -> str | None:
