@@ -156,11 +156,11 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
     if fenced and not fenced.group(2).strip():
         content = fenced.group(1).strip()
     try:
-        if content.startswith(("{", "[")) and (calls := _bare_json_calls(content)) is not None:
+        if content.startswith(("{", "[")) and (calls := _bare_json_calls(content, repairs)) is not None:
             repairs.append("untagged_calls")
             return ParsedOutput(action=Action(calls=calls), repairs=repairs)
         if _PYTHONIC.match(content):
-            calls = _pythonic_calls(content)
+            calls = _pythonic_calls(content, repairs)
             repairs.append("pythonic_calls")
             return ParsedOutput(action=Action(calls=calls), repairs=repairs)
     except CallFormatError as failure:
@@ -194,20 +194,23 @@ def _is_call_object(value: Any) -> bool:
     )
 
 
-def _bare_json_calls(content: str) -> list[ToolCall] | None:
-    """Calls when ``content`` is call objects (one, several, or a list of them) and nothing else."""
+def _bare_json_calls(content: str, repairs: list[str]) -> list[ToolCall] | None:
+    """Calls when ``content`` is call objects (one, several, or a list of them) and nothing else;
+    the repairs it took are added to ``repairs`` only then."""
+    found: list[str] = []
     try:
-        values = _json_values(content, [])
+        values = _json_values(content, found)
     except CallFormatError:
         return None
     items = [item for value in values for item in (value if isinstance(value, list) else [value])]
     if not items or not all(_is_call_object(item) for item in items):
         return None
-    repairs: list[str] = []
-    return [_call_from_object(item, repairs) for item in items]
+    calls = [_call_from_object(item, found) for item in items]
+    repairs.extend(found)
+    return calls
 
 
-def _pythonic_calls(content: str) -> list[ToolCall]:
+def _pythonic_calls(content: str, repairs: list[str]) -> list[ToolCall]:
     """``[f(a=1), g.h(b="x")]``: keyword arguments with literal values, as BFCL's Python form."""
     try:
         tree = ast.parse(content, mode="eval").body
@@ -225,7 +228,7 @@ def _pythonic_calls(content: str) -> list[ToolCall]:
             arguments = {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords}
         except (ValueError, TypeError, SyntaxError, RecursionError) as error:
             raise CallFormatError(f"{name}: an argument is not a literal value") from error
-        calls.append(_call_from_object({"name": name, "arguments": arguments}, []))
+        calls.append(_call_from_object({"name": name, "arguments": arguments}, repairs))
     return calls
 
 

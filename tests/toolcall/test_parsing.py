@@ -219,6 +219,8 @@ def test_calls_in_other_families_untagged_forms_are_calls_never_text(
     parsed = parse_output(text)
     assert parsed.kind == "calls" and parsed.action.calls == calls
     assert repair in parsed.repairs
+    # The slips of the call itself are reported too, as in a tagged block (Llama's "parameters").
+    assert ("parameters_key" in parsed.repairs) is ('"parameters"' in text)
 
 
 @pytest.mark.parametrize(
