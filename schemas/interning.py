@@ -21,11 +21,11 @@ per process serves every run and every codec.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
+from toolcall.canonical import compact_json
 from toolcall.specs import ToolSpec
 
 TOOLSET_REF = "looptool.types.ToolSetRef"  # the Avro named type that stands for a tool list
@@ -37,12 +37,7 @@ IDENTITY_MEMO_SIZE = 16_384
 
 def toolset_digest(tools: Sequence[ToolSpec]) -> bytes:
     """BLAKE2b-128 of the tools' compact JSON, in their order and with their key order."""
-    text = json.dumps(
-        [tool.model_dump(mode="json") for tool in tools],
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    )
+    text = compact_json([tool.model_dump(mode="json") for tool in tools])
     return hashlib.blake2b(text.encode("utf-8"), digest_size=DIGEST_SIZE).digest()
 
 

@@ -16,6 +16,12 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def compact_json(value: Any) -> str:
+    """Serialise ``value`` with no insignificant whitespace, keeping its key order (the order of a
+    tool's parameters or a call's arguments is part of what a model is shown)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def content_hash(value: Any, *, size: int = 16) -> str:
     """Hex BLAKE2b digest (``size`` bytes) of the canonical JSON of ``value``."""
     return text_hash(canonical_json(value), size=size)

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from common.logs import get_logger
-from toolcall.canonical import canonical_json
+from toolcall.canonical import canonical_json, compact_json
 from toolcall.prompts import DEFAULT_CURRENT_TIME
 from toolcall.specs import load_tools
 from toolcall.types import Action, Message, Sample, ToolCall
@@ -111,13 +111,8 @@ class ExportResult:
 # --- rows ---------------------------------------------------------------------------------------
 
 
-def _ordered_json(value: Any) -> str:
-    """Compact JSON in the value's own key order (canonical JSON would sort it)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
 def _calls(calls: Sequence[ToolCall]) -> list[dict[str, str]]:
-    return [{"name": c.name, "arguments": _ordered_json(c.arguments)} for c in calls]
+    return [{"name": c.name, "arguments": compact_json(c.arguments)} for c in calls]
 
 
 def jsonl_record(member: DatasetMember) -> dict[str, Any]:
@@ -145,7 +140,7 @@ def table_row(member: DatasetMember) -> dict[str, Any]:
         "source": member.source,
         "origin": member.origin,
         "seed_sample_id": member.seed_sample_id,
-        "tools": _ordered_json([tool.model_dump(mode="json") for tool in member.tools]),
+        "tools": compact_json([tool.model_dump(mode="json") for tool in member.tools]),
         "messages": [
             {"role": m.role, "content": m.content, "tool_calls": _calls(m.tool_calls), "name": m.name}
             for m in member.messages
@@ -272,7 +267,7 @@ def _staged(target: Path, *, folder: bool = False) -> Iterator[Path]:
 def write_jsonl(dataset: RoundDataset, path: Path) -> Path:
     with _staged(path) as built, built.open("w", encoding="utf-8", newline="\n") as out:
         for member in dataset.members:
-            out.write(_ordered_json(jsonl_record(member)) + "\n")
+            out.write(compact_json(jsonl_record(member)) + "\n")
     return path
 
 
