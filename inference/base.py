@@ -124,7 +124,11 @@ class InferenceBackend(Protocol):
     async def close(self) -> None: ...
 
 
-def missing_model_files(folder: Path, weights: Sequence[str] = ("*.safetensors", "*.bin")) -> list[str]:
+# The weight files transformers and vLLM load from a model folder.
+WEIGHT_FILES: tuple[str, ...] = ("*.safetensors", "*.bin")
+
+
+def missing_model_files(folder: Path, weights: Sequence[str] = WEIGHT_FILES) -> list[str]:
     """What a Hugging Face model folder lacks to be loaded, of ``config.json``, weights matching
     ``weights`` and a tokenizer (``tokenizer.json`` or ``tokenizer_config.json``: without one,
     transformers 5 builds an empty tokenizer and every prompt fails later); empty when nothing."""

@@ -38,6 +38,7 @@ from bus.kafka import EventProducer, ensure_topics, follow, replay
 from common.locks import LockHeld, holding, take_lock
 from common.logs import get_logger
 from evaluation.gate import PromotionLedger, promoted_parent
+from inference.base import WEIGHT_FILES
 from schemas.events import (
     CheckpointPublished,
     Event,
@@ -171,7 +172,7 @@ def training_key(init_model: Path, parent_id: str | None, backend: str, trainer:
     folder = Path(init_model).resolve()
     weights = sorted(
         (path.name, path.stat().st_size, path.stat().st_mtime_ns)
-        for pattern in ("*.safetensors", "*.bin")
+        for pattern in WEIGHT_FILES
         for path in folder.glob(pattern)
     )
     settings = trainer.model_dump(mode="json", exclude={"output_dir", "data_wait_s", "keep_intermediate"})
