@@ -345,15 +345,26 @@ class _Reader:
         label = _DECISION_LABEL.match(plain)
         return self.token(label.group("value") if label else plain, opening=opening or label is not None)
 
-    def _is_boundary(self, plain: str) -> bool:
-        """A line that ends a section: a decision label ("Verdict:", "## Final Answer")."""
+    def _is_boundary(self, plain: str, following: str | None) -> bool:
+        """A line that ends a section: a decision label ("Verdict:", "## Final Answer").
+
+        ``following``: the next non-blank line (plain), if any. A bare label with nothing under it
+        (the last line, or one right before another section) heads nothing: it is the section's
+        own text, e.g. an analysis that reads just "Result".
+        """
         label = _DECISION_LABEL.match(plain)
         if label is None:
+            return False
+        if not label.group("value").strip() and (following is None or self.section_label.match(following)):
             return False
         return (
             not re.search(r"\b(?:is|be)\s*$", label.group("sep"))
             or self.token(label.group("value")) is not None
         )
+
+    @staticmethod
+    def _next_plain(lines: list[str], index: int) -> str | None:
+        return next((p for line in lines[index + 1 :] if (p := _plain(line))), None)
 
     def read(self, text: str) -> _Reading:
         reading = _Reading()
@@ -375,7 +386,8 @@ class _Reader:
 
         section: str | None = None
         opening = True
-        for line in text.split("\n"):
+        lines = text.split("\n")
+        for index, line in enumerate(lines):
             if not line.strip() or _FENCE.match(line) or _BLOCKQUOTE.match(line):
                 continue
             slot = _JSON_SLOT_LINE.match(line.strip())
@@ -398,7 +410,7 @@ class _Reader:
             if started is not None:
                 section = self._fill(reading, _plain(restored(line)))
                 continue
-            if section is not None and not self._is_boundary(plain):
+            if section is not None and not self._is_boundary(plain, self._next_plain(lines, index)):
                 section = self._fill(reading, restored(line), section)
                 if self._decision_in(plain) or self.subject_label(plain):
                     reading.in_sections.append(plain)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tests.reliability.strategies import INJECTIONS, hostile_text
@@ -337,6 +337,15 @@ def decorated_answers(draw: st.DrawFn) -> tuple[str, str, str]:
 
 @settings(max_examples=400, deadline=None)
 @given(decorated_answers(), st.sampled_from([1, 2]))
+# Found by CI: an analysis that reads just "RESULT" was taken for a heading and lost.
+@example(
+    (
+        "RESPONSE 1 INCORRECT\n### Error Analysis\nRESULT\nCorrect Approach: 0",
+        "RESPONSE 1 INCORRECT",
+        "RESULT",
+    ),
+    1,
+)
 def test_markdown_noise_does_not_change_the_decision(case: tuple[str, str, str], position: int) -> None:
     raw, decision, analysis = case
     parsed = parse_verdict(raw, position)
