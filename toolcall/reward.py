@@ -62,7 +62,12 @@ def _ground_truth(ground_truth: str) -> tuple[tuple[ToolSpec, ...], Action]:
 def compute_score(
     data_source: str, solution_str: str, ground_truth: str, extra_info: dict[str, Any] | None = None, **_: Any
 ) -> float:
-    """verl's reward-function signature. Raises on a ground truth this module did not write."""
-    del data_source, extra_info
+    """verl's reward-function signature. Raises on a ground truth this module did not write.
+
+    ``extra_info["truncated"]``: set by our reward manager (trainer/verl/reward_manager.py) when the
+    response was cut off at its token budget.
+    """
+    del data_source
     tools, label = _ground_truth(ground_truth)
-    return float(reward(tools, (), label, solution_str))
+    truncated = bool((extra_info or {}).get("truncated", False))
+    return float(reward(tools, (), label, solution_str, truncated=truncated))

@@ -645,6 +645,8 @@ def test_verl_validates_loads_and_rewards_the_round_we_wrote(
         {"index": 7, "response": "I cannot tell jokes, sorry.", "expected": 1.0},  # no-call answer
         {"index": 7, "response": render_action(samples[0].label), "expected": 0.0},
         {"index": 2, "response": "no tool call at all", "expected": 0.0},
+        # cut off at the response budget: a text answer no longer matches the no-call label
+        {"index": 7, "response": "I cannot tell jokes, sorry. ", "cut_off": True, "expected": 0.0},
     ]
     request = tmp_path / "request.json"
     request.write_text(json.dumps({"overrides": overrides, "cases": cases}))
@@ -686,10 +688,64 @@ def test_verl_validates_loads_and_rewards_the_round_we_wrote(
         assert item["index"] == index
         assert item["extra_info"]["sample_id"] == f"sample-{index}"
 
-    # verl's reward loop called our compute_score through the naive reward manager
+    # verl's reward loop called our compute_score through our reward manager
     scores = [score["reward_score"] for score in result["scores"]]
     assert scores == [case["expected"] for case in cases]
+    truncated = [score["reward_extra_info"]["truncated"] for score in result["scores"]]
+    assert truncated == [float(bool(case.get("cut_off"))) for case in cases]
+    assert resolved["reward"]["reward_manager"]["source"] == "importlib"
+    assert resolved["reward"]["reward_manager"]["name"] == "ToolMatchRewardManager"
     assert run_dir.name == "round-001"
+
+
+def _markup_marked_special(model: Path, target: Path) -> Path:
+    """A copy of ``model`` whose tokenizer marks the tool-call tags special, as some chat models'
+    tokenizers do (so a decode that skips special tokens loses them)."""
+    from trainer.tiny_policy import MARKUP_TOKENS
+
+    shutil.copytree(model, target)
+    tokenizer_json = json.loads((target / "tokenizer.json").read_text())
+    for token in tokenizer_json["added_tokens"]:
+        if token["content"] in MARKUP_TOKENS:
+            token["special"] = True
+    (target / "tokenizer.json").write_text(json.dumps(tokenizer_json))
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    for token in config.get("added_tokens_decoder", {}).values():
+        if token["content"] in MARKUP_TOKENS:
+            token["special"] = True
+    (target / "tokenizer_config.json").write_text(json.dumps(config))
+    return target
+
+
+def test_verl_rewards_a_call_whose_tags_the_tokenizer_marks_special(
+    verl_python: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    model = _markup_marked_special(tiny_model, tmp_path / "special-markup")
+    samples = _samples()
+    call = render_action(samples[0].label)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    ids = tokenizer(call, add_special_tokens=False)["input_ids"]
+    assert "<tool_call>" not in tokenizer.decode(ids, skip_special_tokens=True)  # the copy is as meant
+    assert "<think>" in tokenizer.get_vocab()
+
+    settings = VerlSettings(python=verl_python, n_gpus_per_node=1, train_batch_size=4, ppo_mini_batch_size=2)
+    backend = VerlBackend(settings, tmp_path / "work", show_progress=False)
+    _, _, overrides = backend.prepare_round(_rows(), round_index=1, model_path=model)
+    traced = "<think>the user asks about Paris</think>\n" + call
+    cases = [
+        {"index": 0, "response": call, "expected": 1.0},
+        # without its tags, the trace would run into the call: a call amid text, no call read
+        {"index": 0, "response": traced, "expected": 1.0},
+        {"index": 7, "response": traced, "expected": 0.0},  # a call where the label is a text answer
+    ]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"overrides": overrides, "cases": cases}))
+    result_path = tmp_path / "result.json"
+    _run_in_verl(verl_python, DATA / "verl_env_check.py", request, result_path)
+    scores = [score["reward_score"] for score in json.loads(result_path.read_text())["scores"]]
+    assert scores == [case["expected"] for case in cases]
 
 
 def test_merge_turns_a_verl_fsdp_checkpoint_into_a_loadable_hf_folder(
@@ -801,11 +857,13 @@ def test_a_non_editable_install_gives_verl_only_the_reward_core(tmp_path: Path, 
     assert seen["toolcall"].startswith(site_packages)  # the wheel's copy, not the checkout's
     assert seen["pythonpath"] == str(tmp_path / "reward-core")
     assert not seen["pythonpath"].startswith(site_packages)
-    assert [p.name for p in (tmp_path / "reward-core").iterdir()] == ["toolcall"]
+    core = tmp_path / "reward-core"
+    assert sorted(p.name for p in core.iterdir()) == ["looptool_reward_manager.py", "toolcall"]
+    assert str((core / "looptool_reward_manager.py").resolve()).startswith(site_packages)
     # In verl's environment with that PYTHONPATH: our reward imports, our other packages do not, and
     # transformers is verl's own.
     probe = (
-        "import importlib.util, transformers, toolcall.reward\n"
+        "import importlib.util, transformers, toolcall.reward, looptool_reward_manager\n"
         "print(transformers.__file__, importlib.util.find_spec('streams') is None)\n"
     )
     env = {**os.environ, "PYTHONPATH": seen["pythonpath"]}

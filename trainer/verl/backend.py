@@ -24,7 +24,14 @@ from typing import Any
 
 from common.logs import get_logger
 from trainer.base import CheckpointInfo, RoundDataset, TrainingInterrupted, has_chat_template
-from trainer.verl.config import BatchPlan, VerlSettings, plan_batches, verl_config, verl_overrides
+from trainer.verl.config import (
+    REWARD_MANAGER_PATH,
+    BatchPlan,
+    VerlSettings,
+    plan_batches,
+    verl_config,
+    verl_overrides,
+)
 from trainer.verl.data import VerlRow, prompt_token_counts, write_verl_parquet
 from trainer.verl.process import (
     MetricsFollower,
@@ -244,7 +251,8 @@ class VerlBackend:
 
     def preflight(self, python: Path) -> str:
         """Check the verl environment imports verl, our reward and the rollout engine; returns its version."""
-        modules = ["verl", "toolcall.reward", "transfer_queue", self.settings.rollout_engine]
+        manager = REWARD_MANAGER_PATH.removeprefix("pkg://")
+        modules = ["verl", "toolcall.reward", manager, "transfer_queue", self.settings.rollout_engine]
         script = (
             "import importlib, sys\n"
             f"for name in {modules!r}:\n"

@@ -82,6 +82,10 @@ REWARD_FUNCTION_PATH = "pkg://toolcall.reward"  # verl's load_module: "pkg://" i
 
 
 REWARD_FUNCTION_NAME = "compute_score"
+# trainer/verl/reward_manager.py, linked into the reward core under this module name (kept literal:
+# that module imports verl, which this environment does not have).
+REWARD_MANAGER_PATH = "pkg://looptool_reward_manager"
+REWARD_MANAGER_CLASS = "ToolMatchRewardManager"
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,11 @@ def verl_config(
         "actor_rollout_ref.rollout.gpu_memory_utilization": settings.gpu_memory_utilization,
         "actor_rollout_ref.rollout.tensor_model_parallel_size": settings.rollout_tensor_parallel_size,
         "actor_rollout_ref.rollout.seed": settings.seed,
-        "reward.reward_manager.name": "naive",
+        # Our manager, not verl's naive one: it keeps special tokens and tells the reward whether the
+        # response was cut off (trainer/verl/reward_manager.py).
+        "reward.reward_manager.source": "importlib",
+        "reward.reward_manager.name": REWARD_MANAGER_CLASS,
+        "reward.reward_manager.module.path": REWARD_MANAGER_PATH,
         "reward.custom_reward_function.path": REWARD_FUNCTION_PATH,
         "reward.custom_reward_function.name": REWARD_FUNCTION_NAME,
         "trainer.total_epochs": settings.epochs_per_round,

@@ -89,21 +89,28 @@ def resolve_verl_python(settings: VerlSettings) -> Path:
 
 
 def reward_core_path(folder: Path) -> Path:
-    """A folder whose only package is the pure reward core (``toolcall``), for verl's ``PYTHONPATH``.
+    """A folder holding the pure reward core (``toolcall``) and our reward manager for verl
+    (:mod:`trainer.verl.reward_manager`, which imports verl and ``toolcall`` only), for verl's
+    ``PYTHONPATH``.
 
     verl imports our reward from it. Pointing ``PYTHONPATH`` at the folder ``toolcall`` was installed
     in would be wrong: in a non-editable install that is this environment's site-packages, whose
     transformers and torch would shadow the versions verl pins.
     """
     import toolcall
+    from trainer.verl.config import REWARD_MANAGER_PATH
 
-    source = Path(toolcall.__file__).resolve().parent
     folder.mkdir(parents=True, exist_ok=True)
-    link = folder / "toolcall"
-    if link.is_symlink() and link.resolve() != source:
-        link.unlink()
-    if not link.exists():
-        link.symlink_to(source, target_is_directory=True)
+    manager = REWARD_MANAGER_PATH.removeprefix("pkg://")
+    links = {
+        folder / "toolcall": Path(toolcall.__file__).resolve().parent,
+        folder / f"{manager}.py": Path(__file__).resolve().with_name("reward_manager.py"),
+    }
+    for link, source in links.items():
+        if link.is_symlink() and link.resolve() != source:
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(source, target_is_directory=source.is_dir())
     return folder
 
 

@@ -2,7 +2,8 @@
 
 Usage: ``<verl python> verl_env_check.py REQUEST.json RESULT.json`` with the repository on PYTHONPATH.
 REQUEST holds ``overrides`` (the exact list the backend passes to ``verl.trainer.main_ppo``) and
-``cases`` (``{"index": row, "response": text}``: a model answer to score for that parquet row).
+``cases`` (``{"index": row, "response": text}``: a model answer to score for that parquet row;
+``"cut_off": true`` repeats it until the response budget ends it, without EOS).
 
 What it does, each step with verl's own functions, in the order ``main_ppo`` and its trainer do:
 
@@ -14,7 +15,7 @@ What it does, each step with verl's own functions, in the order ``main_ppo`` and
 3. build the train dataset with ``create_rl_dataset`` and a ``StatefulDataLoader`` with verl's sampler,
    ``collate_fn`` and ``drop_last``, as the trainer's ``_init_dataloader`` does;
 4. score each case through ``RewardLoopWorker`` (the reward loop's worker, which loads
-   ``reward.custom_reward_function`` and runs the naive reward manager on a DataProto).
+   ``reward.custom_reward_function`` and runs the configured reward manager on a DataProto).
 
 It writes what it saw as JSON; the pytest side asserts on it. Standard library + verl only (no
 project imports beyond what verl itself loads: the reward).
@@ -128,7 +129,7 @@ def main(request_path: str, result_path: str) -> None:
         for item in items
     ]
 
-    # 4. rewards through the reward loop worker (custom reward function + naive reward manager).
+    # 4. rewards through the reward loop worker (custom reward function + configured reward manager).
     worker = RewardLoopWorker(config)
     scores = []
     response_length = config.data.max_response_length
@@ -139,7 +140,10 @@ def main(request_path: str, result_path: str) -> None:
         )
         prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
         answer_ids = tokenizer(case["response"], add_special_tokens=False)["input_ids"]
-        answer_ids = [*answer_ids, tokenizer.eos_token_id][:response_length]
+        if case.get("cut_off"):  # the answer again and again until the budget ends it, with no EOS
+            answer_ids = (answer_ids * (response_length // len(answer_ids) + 1))[:response_length]
+        else:
+            answer_ids = [*answer_ids, tokenizer.eos_token_id][:response_length]
         padding = response_length - len(answer_ids)
         responses = torch.tensor([answer_ids + [tokenizer.pad_token_id] * padding])
         prompts = torch.tensor([prompt_ids])

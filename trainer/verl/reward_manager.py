@@ -1,0 +1,101 @@
+"""verl's reward manager for the ToolMatch reward: reads each rollout as the probe reads an output.
+
+verl's own ``naive`` manager decodes a response with ``skip_special_tokens=True`` and tells the
+reward nothing about its length. Two things then go wrong for tool calls:
+
+- a tokenizer that marks ``<tool_call>`` special (several chat models do) loses the tags, so every
+  call reads as a text answer;
+- a response cut off at ``data.max_response_length`` looks finished, so a cut-off text answer
+  matches a no-call label and earns the reward, which the probe and the CPU trainer refuse
+  (:func:`toolcall.match.counts_as_match`).
+
+This manager decodes with special tokens kept (end-of-sequence and padding left out) and passes
+``extra_info["truncated"]``: the response filled its whole budget and its last token is not an
+end of sequence. :func:`toolcall.reward.compute_score` reads it.
+
+It runs inside verl's environment only (``reward.reward_manager.source=importlib``): it imports verl
+and the pure reward core, nothing else of this project. :func:`trainer.verl.process.reward_core_path`
+links it beside ``toolcall`` as :data:`MODULE`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from verl import DataProto
+from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+
+MODULE = "looptool_reward_manager"  # its module name on verl's PYTHONPATH
+CLASS = "ToolMatchRewardManager"
+
+
+def end_token_ids(tokenizer: Any, model_path: str | None) -> frozenset[int]:
+    """The ids that end a response: the tokenizer's EOS and the model's generation-config list
+    (Llama 3 stops at ``<|eot_id|>`` and ``<|eom_id|>`` while its tokenizer's EOS is another)."""
+    ends: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ends.add(int(tokenizer.eos_token_id))
+    if model_path:
+        try:
+            from transformers import GenerationConfig
+
+            saved = GenerationConfig.from_pretrained(model_path).eos_token_id
+        except (OSError, ValueError):  # no generation_config.json: the tokenizer's EOS is all there is
+            saved = None
+        ends.update(saved if isinstance(saved, list) else [saved] if saved is not None else [])
+    return frozenset(ends)
+
+
+def read_response(
+    response_ids: list[int], budget: int, ends: frozenset[int], padding: int | None, tokenizer: Any
+) -> tuple[str, bool]:
+    """(text, truncated) of one response's valid token ids: special tokens kept, ends and padding
+    left out; cut off when it used the whole ``budget`` without ending."""
+    truncated = len(response_ids) >= budget and (not response_ids or response_ids[-1] not in ends)
+    kept = [token for token in response_ids if token not in ends and token != padding]
+    return tokenizer.decode(kept, skip_special_tokens=False), truncated
+
+
+class ToolMatchRewardManager(RewardManagerBase):
+    """One score per rollout, from :func:`toolcall.reward.compute_score` (``compute_score``)."""
+
+    def __init__(
+        self,
+        config: Any,
+        tokenizer: Any,
+        compute_score: Any,
+        reward_router_address: str | None = None,
+        reward_model_tokenizer: Any = None,
+    ) -> None:
+        super().__init__(config, tokenizer, compute_score)
+        if compute_score is None:
+            from toolcall.reward import compute_score as toolmatch_score
+
+            compute_score = toolmatch_score
+        self.compute_score = compute_score
+        del reward_router_address, reward_model_tokenizer  # no reward model: the reward is a rule
+        model_path = config.get("actor_rollout_ref", {}).get("model", {}).get("path")
+        self.ends = end_token_ids(tokenizer, model_path)
+        self.padding = tokenizer.pad_token_id
+
+    async def run_single(self, data: DataProto) -> dict[str, Any]:
+        item = data[-1:][0]  # several sequences (multi-turn): the last is the answer
+        responses = item.batch["responses"]
+        budget = int(responses.shape[-1])
+        valid = int(item.batch["attention_mask"][-budget:].sum())
+        ids = [int(token) for token in responses[:valid].tolist()]
+        text, truncated = await self.loop.run_in_executor(
+            None, lambda: read_response(ids, budget, self.ends, self.padding, self.tokenizer)
+        )
+        extra_info = dict(item.non_tensor_batch.get("extra_info", {}) or {})
+        extra_info["truncated"] = truncated
+        ground_truth = item.non_tensor_batch["reward_model"]["ground_truth"]
+        data_source = item.non_tensor_batch["data_source"]
+        score = await self.loop.run_in_executor(
+            None,
+            lambda: self.compute_score(
+                data_source=data_source, solution_str=text, ground_truth=ground_truth, extra_info=extra_info
+            ),
+        )
+        score = float(score["score"] if isinstance(score, dict) else score)
+        return {"reward_score": score, "reward_extra_info": {"acc": score, "truncated": float(truncated)}}
