@@ -494,8 +494,9 @@ def test_verl_processes_see_only_the_reward_core_on_pythonpath(tmp_path: Path) -
     core = reward_core_path(tmp_path / "reward-core")
     env = verl_environment(core, tmp_path / "m.jsonl", base={"PYTHONPATH": "/elsewhere", "PATH": "/usr/bin"})
     assert env["PYTHONPATH"] == str(core)  # nothing of this environment, nor what the caller had
-    assert [entry.name for entry in core.iterdir()] == ["toolcall"]
+    assert sorted(entry.name for entry in core.iterdir()) == ["looptool_reward_manager.py", "toolcall"]
     assert (core / "toolcall" / "reward.py").is_file()
+    assert (core / "looptool_reward_manager.py").resolve().name == "reward_manager.py"
     assert env["VERL_FILE_LOGGER_PATH"] == str(tmp_path / "m.jsonl")
     assert reward_core_path(tmp_path / "reward-core") == core  # idempotent
 
