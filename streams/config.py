@@ -84,7 +84,7 @@ class EndpointSettings(Section):
     def resolved_api_key(self) -> str | None:
         """The key from ``api_key`` or, failing that, the first line of ``api_key_file``."""
         if self.api_key is not None:
-            return self.api_key.get_secret_value()
+            return self.api_key.get_secret_value().strip() or None
         if self.api_key_file is not None:
             return self.api_key_file.read_text(encoding="utf-8").strip() or None
         return None

@@ -221,3 +221,29 @@ async def test_requests_cancelled_by_a_stopping_worker_do_not_open_the_circuit()
         finally:
             await backend.close()
     assert generation.text == "answer 0 done"
+
+
+async def test_a_key_ending_in_a_newline_is_sent_without_it_and_one_with_inner_breaks_is_refused() -> None:
+    """A key read from a file made by ``kubectl create secret --from-file`` ends in a newline: httpx
+    refused the header and its error showed the key, escaped, which the scrubbing did not catch."""
+    secret = "sk-CANARY-abcdef0123456789SECRETKEY"
+    seen: list[str] = []
+
+    def record(payload: dict[str, Any], request: web.Request) -> tuple[int, Any, dict[str, str]]:
+        seen.append(request.headers.get("Authorization", ""))
+        answer = {"role": "assistant", "content": "hello"}
+        return 200, {"choices": [{"index": 0, "message": answer, "finish_reason": "stop"}]}, {}
+
+    with json_logs() as buffer:
+        async with serve_fake_endpoint(FakeEndpoint(mode="custom", respond=record)) as endpoint:
+            backend = OpenAIBackend(endpoint.base_url, "m", api_key=secret + "\n", max_retries=0)
+            try:
+                [[output]] = await backend.generate([CHAT], GREEDY)
+            finally:
+                await backend.close()
+    assert output.text == "hello" and seen == [f"Bearer {secret}"]
+    assert secret[:12] not in buffer.getvalue()
+    for broken in (secret[:10] + "\n" + secret[10:], secret + "\x00", "sk-é" + secret):
+        with pytest.raises(ValueError, match="API key holds whitespace") as refused:
+            OpenAIBackend("http://127.0.0.1:9/v1", "m", api_key=broken)
+        assert secret[:12] not in str(refused.value)
