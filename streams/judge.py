@@ -90,9 +90,11 @@ def read_judge_answer(case: JudgeCase, answer: Answer) -> ParsedVerdict:
     )
 
 
-def _parsed(case: JudgeCase, answer: Answer) -> ParsedVerdict | None:
+def settled_verdict(case: JudgeCase, answer: Answer) -> ParsedVerdict | None:
     parsed = read_judge_answer(case, answer)
-    return None if parsed.verdict == "UNPARSEABLE" else parsed
+    if parsed.verdict == "UNPARSEABLE" or not answer.settles(from_statements=parsed.from_statements):
+        return None
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,10 @@ class JudgeStage(Stage):
     async def _ask_panel(self, cases: list[JudgeCase]) -> list[list[Asked[JudgeCase, ParsedVerdict]]]:
         """Every judge's answers to every case (judges in parallel; each judge's failure surfaces)."""
         results = await asyncio.gather(
-            *(ask_until_parsed(judge, cases, _parsed, self.max_attempts) for judge in self.panel.judges),
+            *(
+                ask_until_parsed(judge, cases, settled_verdict, self.max_attempts)
+                for judge in self.panel.judges
+            ),
             return_exceptions=True,
         )
         for result in results:

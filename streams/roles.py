@@ -120,6 +120,12 @@ class Answer:
     budget_retried: bool = False
     trace_opened: bool = False
 
+    def settles(self, *, from_statements: bool) -> bool:
+        """Whether a reading of this answer may be used. A cut-off answer only when its decision was
+        stated outright (a decision line): one read from the claims of its sentences came from a
+        line of reasoning the budget cut, which may still have turned ("…so let me reconsider")."""
+        return not (self.truncated and from_statements)
+
     def truncation_reason(self) -> str:
         budgets = f"{self.max_tokens} tokens" if self.max_tokens else "its token budget"
         again = " on its retry with a larger budget too" if self.budget_retried else ""

@@ -59,9 +59,11 @@ def read_verifier_answer(answer: Answer) -> ParsedVerification:
     return read_verification(answer.text, reasoning=answer.reasoning, trace_opened=answer.trace_opened)
 
 
-def _parsed(case: VerificationCase, answer: Answer) -> tuple[bool, str] | None:
+def settled_verification(case: VerificationCase, answer: Answer) -> tuple[bool, str] | None:
     parsed = read_verifier_answer(answer)
-    return None if parsed.passed is None else (parsed.passed, parsed.reason)
+    if parsed.passed is None or not answer.settles(from_statements=parsed.from_statements):
+        return None
+    return parsed.passed, parsed.reason
 
 
 def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
@@ -150,7 +152,7 @@ class VerifyStage(Stage):
             )
             pending.append((candidate, VerificationCase(c.candidate_id, c.seed_sample_id, sample)))
         asked = await ask_until_parsed(
-            self.verifier, [case for _, case in pending], _parsed, self.max_attempts
+            self.verifier, [case for _, case in pending], settled_verification, self.max_attempts
         )
         for (candidate, case), answer in zip(pending, asked, strict=True):
             if answer.truncated:

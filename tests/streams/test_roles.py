@@ -12,7 +12,7 @@ import pytest
 
 from inference.base import Chat, Generation, InferenceError, SamplingConfig
 from streams.expand import LLMGenerator, read_expansion
-from streams.judge import JudgeStage, LLMJudge
+from streams.judge import JudgeStage, LLMJudge, settled_verdict
 from streams.roles import Answer, JudgeCase, RoleSampling, VerificationCase, ask_until_parsed
 from streams.verify import LLMVerifier, VerifyStage
 from tests.streams.test_stage_logic import PREDICTION, candidate, probe_event
@@ -235,3 +235,40 @@ def test_generator_sections_as_markdown_headings_are_read() -> None:
     parsed = read_expansion(Answer(text=f"### INPUT\nUSER: Weather in Rome?\n\n### OUTPUT\n{call}"))
     assert parsed.error is None and parsed.messages[0].content == "Weather in Rome?"
     assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
+
+
+JUDGE_CUT_MID_REASONING = (
+    "Let me compare the two responses.\n\nResponse 1 is incorrect because the user may mean Paris, "
+    "Texas. Hmm, wait, there is no hint of Texas, so let me reconsider whether"
+)
+VERIFIER_CUT_MID_REASONING = (
+    "The call is correct. Now the date: the user said tomorrow, which is 2024-05-02, but the call"
+)
+
+
+async def test_an_answer_cut_off_in_its_reasoning_is_dead_lettered_even_when_a_sentence_reads() -> None:
+    """A cut-off answer whose decision came from the claims of its sentences relabelled the sample
+    (and passed a candidate), though the reasoning the budget cut was turning."""
+    cut = ScriptedBackend(lambda c, s: Generation(JUDGE_CUT_MID_REASONING, finish_reason="length"))
+    judge = LLMJudge(cut, current_time="t", sampling=RoleSampling(max_tokens=64))  # type: ignore[arg-type]
+    [asked] = await ask_until_parsed(judge, [judge_case()], settled_verdict, max_attempts=3)
+    assert asked.parsed is None and asked.truncated and len(cut.requests) == 2
+    # The same text, finished: its statements are its verdict.
+    whole = ScriptedBackend(lambda c, s: Generation(JUDGE_CUT_MID_REASONING + " it matters. It does not."))
+    judge = LLMJudge(whole, current_time="t")  # type: ignore[arg-type]
+    [asked] = await ask_until_parsed(judge, [judge_case()], settled_verdict, max_attempts=3)
+    assert asked.parsed is not None and asked.parsed.from_statements
+    # Cut off after an outright decision (the format's first line): the decision stands.
+    first_line = "RESPONSE 1 INCORRECT\nError Analysis: Response 1 passes Paris where the user"
+    decided = ScriptedBackend(lambda c, s: Generation(first_line, finish_reason="length"))
+    judge = LLMJudge(decided, current_time="t", sampling=RoleSampling(max_tokens=64))  # type: ignore[arg-type]
+    [asked] = await ask_until_parsed(judge, [judge_case()], settled_verdict, max_attempts=3)
+    assert asked.parsed is not None and not asked.truncated
+
+    verifier_cut = ScriptedBackend(
+        lambda c, s: Generation(VERIFIER_CUT_MID_REASONING, finish_reason="length")
+    )
+    verifier = LLMVerifier(verifier_cut, current_time="t", sampling=RoleSampling(max_tokens=64))  # type: ignore[arg-type]
+    result, letter = await VerifyStage("r", verifier).process([candidate()])
+    assert not result.payload.passed and result.payload.llm_verdict == "TRUNCATED"
+    assert letter.payload.error_type == "TruncatedAnswer"
