@@ -17,7 +17,8 @@ sample is dropped from the next round or deferred (it returns to the pool to be 
 again later). An answer the reader cannot take is asked again (a hotter sampling, a new seed) up to
 ``max_attempts`` times; when no judge's answer can be read the Verdict says UNPARSEABLE (so the
 round's accounting can finish) and a DeadLetter keeps the raw text. An answer cut off by its token
-budget twice (the role retries once with a larger one) is dead-lettered as truncated.
+budget twice (the role retries once with a larger one) is dead-lettered as truncated, unless it
+stated its decision outright before the cut (:meth:`streams.roles.Answer.settles`).
 """
 
 from __future__ import annotations
