@@ -453,6 +453,22 @@ class OpenAIBackend:
             raise _MalformedResponse(f"asked for {sampling.n} choices, got {len(choices)}")
         generations = []
         for choice in choices:
+            ended = choice.get("finish_reason")
+            if ended == "error" or choice.get("error"):
+                # A provider that failed mid-answer (OpenRouter): what came is a fragment; ask again.
+                detail = self._excerpt(json.dumps(choice.get("error"), ensure_ascii=False), 200)
+                raise _MalformedResponse(
+                    f"the answer ended with an error (finish_reason {ended!r}): {detail}"
+                )
+            if ended == "content_filter":
+                # The provider's filter stopped this answer: this input's fault, and asking again
+                # draws the same filter.
+                raise InferenceError(
+                    f"{self._public_base_url}: the endpoint's content filter stopped the answer "
+                    "(finish_reason 'content_filter')",
+                    retryable=False,
+                    input_fault=True,
+                )
             message = choice["message"]
             text, part_reasoning = _content_text(message.get("content"))
             logprobs: list[float] = []

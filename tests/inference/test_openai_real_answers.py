@@ -247,3 +247,44 @@ async def test_a_key_ending_in_a_newline_is_sent_without_it_and_one_with_inner_b
         with pytest.raises(ValueError, match="API key holds whitespace") as refused:
             OpenAIBackend("http://127.0.0.1:9/v1", "m", api_key=broken)
         assert secret[:12] not in str(refused.value)
+
+
+async def test_an_answer_ended_by_an_error_is_asked_again_and_a_filtered_one_is_the_inputs_fault() -> None:
+    """OpenRouter ends a choice with finish_reason "error" when its provider fails mid-answer; the
+    fragment was read as a whole answer (a judge's half sentence became a verdict)."""
+    fragment = "Response 1 is incorrect because it passes city=Paris while the user"
+    failed_midway = {
+        "index": 0,
+        "message": {"role": "assistant", "content": fragment},
+        "finish_reason": "error",
+        "error": {"code": 502, "message": "Upstream provider error"},
+    }
+    calls = 0
+
+    def flaky(payload: dict[str, Any], request: web.Request) -> tuple[int, Any, dict[str, str]]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return 200, {"choices": [failed_midway]}, {}
+        whole = {"role": "assistant", "content": fragment + " asked for Lyon."}
+        return 200, {"choices": [{"index": 0, "message": whole, "finish_reason": "stop"}]}, {}
+
+    async with serve_fake_endpoint(FakeEndpoint(mode="custom", respond=flaky)) as endpoint:
+        backend = backend_for(endpoint)
+        try:
+            [[generation]] = await backend.generate([CHAT], GREEDY)
+        finally:
+            await backend.close()
+    assert calls == 2 and generation.text.endswith("asked for Lyon.")
+
+    always = {"choices": [{**failed_midway, "finish_reason": "error"}]}
+    failure = await failure_of(answering(200, always))
+    assert failure.retryable and "ended with an error" in str(failure)
+
+    filtered = {
+        "index": 0,
+        "message": {"role": "assistant", "content": fragment},
+        "finish_reason": "content_filter",
+    }
+    failure = await failure_of(answering(200, {"choices": [filtered]}))
+    assert failure.input_fault and not failure.retryable and "content filter" in str(failure)
