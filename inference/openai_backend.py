@@ -10,8 +10,10 @@ Resilience, from the inside out:
   (asking again cannot help) and raise ``InferenceError(retryable=False)``;
 - a 400-class rejection is the input's fault (``input_fault``: a prompt over the context, so the stage
   dead-letters that input) unless its message names the request's shape (an unsupported parameter
-  or value, an unknown field, a model the server does not have): then every request would fail
-  alike, so the stage pauses for the operator instead of dead-lettering its whole input. A body
+  or value, an unknown field, a model the server does not have, two fields it will not take together,
+  a token budget that alone fills the model's context): then every request would fail alike, so the
+  stage pauses for the operator instead of dead-lettering its whole input. A 403 that says the input
+  was flagged (a provider's moderation) is the input's fault too. A body
   ``{"error": {...}}`` sent with HTTP 200 (some proxies do) is read as the error it carries;
 - a circuit breaker (purgatory) counts requests that failed *after* their retries: after
   ``breaker_threshold`` in a row it opens and every request fails at once for
@@ -83,13 +85,27 @@ _CONTENT_REJECTION = re.compile(
 _SHAPE_REJECTION = re.compile(
     r"unsupported (parameter|value|argument|field)|unrecogni[sz]ed (request )?(argument|parameter|field|key)"
     r"|unknown (parameter|field|argument|key)|extra (inputs|fields|arguments) (are )?not (permitted|allowed)"
-    r"|not supported|does not support|invalid model|model .{0,80}(does not exist|not found)",
+    r"|not supported|does not support|invalid model|model .{0,80}(does not exist|not found)"
+    r"|cannot both be (specified|set|used|given)|only one of|mutually exclusive",
     re.IGNORECASE,
+)
+# vLLM: "'max_tokens' ... is too large: 4096. This model's maximum context length is 4096 tokens ..."
+_BUDGET_OVER_CONTEXT = re.compile(
+    r"too large: (?P<budget>\d+).{0,80}?maximum context length is (?P<context>\d+)", re.IGNORECASE | re.DOTALL
+)
+# A provider's moderation refusing this input (OpenRouter answers 403 for it).
+_MODERATION = re.compile(
+    r"flagged|moderation|content (policy|management policy)|safety system", re.IGNORECASE
 )
 
 
 def rejection_is_input_fault(message: str) -> bool:
-    """Whether a 400-class rejection with this message is the input's fault (see the module's doc)."""
+    """Whether a 400-class rejection with this message is the input's fault (see the module's doc).
+
+    A token budget that alone fills the model's context is the settings' fault: no input fits."""
+    over = _BUDGET_OVER_CONTEXT.search(message)
+    if over is not None and int(over.group("budget")) >= int(over.group("context")):
+        return False
     return bool(_CONTENT_REJECTION.search(message)) or not _SHAPE_REJECTION.search(message)
 
 
@@ -358,7 +374,9 @@ class OpenAIBackend:
 
     def _rejected(self, path: str, status: int, excerpt: str) -> InferenceError:
         """A 4xx other than 429: not retried; the input's fault only for what names the content."""
-        input_fault = status in (400, 413, 422) and (status == 413 or rejection_is_input_fault(excerpt))
+        input_fault = (
+            status in (400, 413, 422) and (status == 413 or rejection_is_input_fault(excerpt))
+        ) or (status == 403 and bool(_MODERATION.search(excerpt)))
         message = f"{self._public_root}{path} rejected the request: HTTP {status}: {excerpt!r}"
         if status in (400, 422) and not input_fault:
             message += " (the request's shape, not this input: check the endpoint's settings)"

@@ -32,12 +32,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
+from common.logs import get_logger
 from common.seeding import seeded_rng
 from inference.base import Chat, Generation, InferenceBackend, InferenceError, SamplingConfig
 from schemas.events import DeadLetter, Event, Producer, Scenario, derived_event_id, make_event
 from streams.stage import TransientError
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample
+
+log = get_logger(__name__)
 
 # --- the cases --------------------------------------------------------------------------------------
 
@@ -304,6 +307,14 @@ class LLMRole(ABC, Generic[CaseT]):
         try:
             generation = await self._generate(chat, dataclasses.replace(sampling, max_tokens=budget))
         except ValueError:  # the larger budget does not fit the context: the first answer stays cut off
+            return dataclasses.replace(first, budget_retried=True)
+        except TransientError as error:
+            refused = error.__cause__
+            if not (isinstance(refused, InferenceError) and not refused.retryable):
+                raise
+            # The endpoint refuses the larger budget itself (it alone fills the model's context): the
+            # first answer stays cut off rather than the stage pausing over a retry.
+            log.warning("role.retry_budget_refused", role=self.role, budget=budget, error=str(refused)[:300])
             return dataclasses.replace(first, budget_retried=True)
         return self._answer(generation, budget, budget_retried=True)
 

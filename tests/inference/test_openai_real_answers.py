@@ -56,6 +56,11 @@ async def failure_of(endpoint: FakeEndpoint, **options: Any) -> InferenceError:
         "Unrecognized request argument supplied: chat_template_kwargs",
         "1 validation error: extra inputs are not permitted (structured_outputs)",
         "The model `judge-32b` does not exist.",
+        # Claude (direct or through a gateway): the client always sends both.
+        "`temperature` and `top_p` cannot both be specified for this model. Please use only one.",
+        # vLLM with max_tokens at the model's whole context: no input can fit.
+        "'max_tokens' or 'max_completion_tokens' is too large: 4096. This model's maximum context "
+        "length is 4096 tokens and your request has 812 input tokens (4096 > 4096 - 812).",
     ],
 )
 async def test_a_refused_request_field_pauses_the_stage_instead_of_blaming_every_input(message: str) -> None:
@@ -72,6 +77,9 @@ async def test_a_refused_request_field_pauses_the_stage_instead_of_blaming_every
         "Please reduce the length of the messages or completion.",
         "prompt is too long: 210000 tokens > 200000 maximum",
         "Input validation error: `inputs` must have less than 4096 tokens",  # neither: the input's
+        # vLLM: a budget that fits the context, with this input's tokens it does not
+        "'max_tokens' or 'max_completion_tokens' is too large: 2048. This model's maximum context "
+        "length is 4096 tokens and your request has 3000 input tokens (2048 > 4096 - 3000).",
     ],
 )
 async def test_a_prompt_too_long_is_the_inputs_fault(message: str) -> None:
@@ -288,3 +296,12 @@ async def test_an_answer_ended_by_an_error_is_asked_again_and_a_filtered_one_is_
     }
     failure = await failure_of(answering(200, {"choices": [filtered]}))
     assert failure.input_fault and not failure.retryable and "content filter" in str(failure)
+
+
+async def test_a_moderation_refusal_is_the_inputs_fault_and_other_403s_pause() -> None:
+    """OpenRouter answers 403 for an input its moderation flags: that input was asked again for ever."""
+    flagged = error('Input was flagged for "violence" by the moderation model', code=403)
+    failed = await failure_of(answering(403, flagged))
+    assert failed.input_fault and not failed.retryable
+    failed = await failure_of(answering(403, error("Key not allowed to access this model", code=403)))
+    assert not failed.input_fault

@@ -272,3 +272,22 @@ async def test_an_answer_cut_off_in_its_reasoning_is_dead_lettered_even_when_a_s
     result, letter = await VerifyStage("r", verifier).process([candidate()])
     assert not result.payload.passed and result.payload.llm_verdict == "TRUNCATED"
     assert letter.payload.error_type == "TruncatedAnswer"
+
+
+async def test_a_larger_budget_the_endpoint_refuses_as_a_setting_leaves_the_answer_truncated() -> None:
+    """The retry's budget over the model's whole context is refused as the settings' fault (no input
+    fits), which paused the stage over every cut-off answer; the first answer stays cut off."""
+
+    class SettingRefused(ScriptedBackend):
+        async def generate(self, prompts: Sequence[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
+            if sampling.max_tokens > 100:
+                raise InferenceError("HTTP 400: max_tokens alone fills the context", retryable=False)
+            return await super().generate(prompts, sampling)
+
+    judge = LLMJudge(
+        SettingRefused(lambda c, s: Generation("<think>…", finish_reason="length")),
+        current_time="t",
+        sampling=RoleSampling(max_tokens=100),
+    )  # type: ignore[arg-type]
+    [answer] = await judge.ask([judge_case()])
+    assert answer.truncated and answer.budget_retried and answer.max_tokens == 100
