@@ -202,6 +202,7 @@ class OpenAIBackend:
         extra_body: Mapping[str, Any] | None = None,
         chat_template_kwargs: Mapping[str, Any] | None = None,
         send_seed: bool = True,
+        timeout_tokens: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         if max_concurrency < 1:
@@ -213,6 +214,10 @@ class OpenAIBackend:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout_s = timeout_s
+        # The budget timeout_s is meant for: a request with a larger one (a cut-off answer's retry
+        # with twice the tokens) gets proportionally longer, or a slow reasoning judge's retry would
+        # time out every time.
+        self.timeout_tokens = timeout_tokens
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.backoff_initial_s = backoff_initial_s
@@ -324,12 +329,11 @@ class OpenAIBackend:
             try:
                 # httpx's timeout bounds each read; a server that trickles a byte at a time would pass
                 # it forever, so the whole answer has the same bound too.
-                async with asyncio.timeout(self.timeout_s):
-                    response = await self._client.post(url, json=payload)
+                limit = self._timeout_for(payload)
+                async with asyncio.timeout(limit):
+                    response = await self._client.post(url, json=payload, timeout=httpx.Timeout(limit))
             except (httpx.TimeoutException, TimeoutError) as error:
-                raise _AttemptFailed(
-                    f"timed out after {self.timeout_s:g}s ({type(error).__name__})"
-                ) from None
+                raise _AttemptFailed(f"timed out after {limit:g}s ({type(error).__name__})") from None
             except httpx.TransportError as error:
                 raise _AttemptFailed(
                     self._scrub(f"transport error {type(error).__name__}: {error}")
@@ -357,6 +361,12 @@ class OpenAIBackend:
         except (ValueError, KeyError, TypeError, IndexError) as error:
             what = f"{type(error).__name__}: {self._excerpt(str(error), 120)}"
             raise _AttemptFailed(f"malformed response ({what}): {self._excerpt(response.text)!r}") from None
+
+    def _timeout_for(self, payload: Mapping[str, Any]) -> float:
+        budget = payload.get(self.budget_field)
+        if not self.timeout_tokens or not isinstance(budget, int) or budget <= self.timeout_tokens:
+            return self.timeout_s
+        return self.timeout_s * budget / self.timeout_tokens
 
     def _excerpt(self, text: str, limit: int = _BODY_EXCERPT) -> str:
         """``text`` scrubbed of the key, then cut (cut first, a key split at the cut would survive)."""

@@ -44,6 +44,8 @@ def endpoint_backend(endpoint: EndpointSettings, *, logprobs: bool = True) -> An
         extra_body=endpoint.extra_body or None,
         chat_template_kwargs=getattr(endpoint, "chat_template_kwargs", None) or None,
         send_seed=endpoint.seeded_sampling,
+        # A role's timeout is for its max_tokens; its retry with a larger budget gets more time.
+        timeout_tokens=endpoint.max_tokens if isinstance(endpoint, RoleSettings) else None,
     )
 
 

@@ -305,3 +305,26 @@ async def test_a_moderation_refusal_is_the_inputs_fault_and_other_403s_pause() -
     assert failed.input_fault and not failed.retryable
     failed = await failure_of(answering(403, error("Key not allowed to access this model", code=403)))
     assert not failed.input_fault
+
+
+async def test_a_request_with_a_larger_budget_gets_proportionally_longer() -> None:
+    """A cut-off answer is retried with twice the tokens; with the same time limit a slow reasoning
+    judge's retry timed out every time, and the stage asked the whole batch again for ever."""
+
+    async def at_400_tokens_per_s(request: web.Request) -> web.Response:
+        payload = await request.json()
+        await asyncio.sleep(payload["max_tokens"] / 400)
+        answer = {"role": "assistant", "content": "done"}
+        return web.json_response({"choices": [{"index": 0, "message": answer, "finish_reason": "stop"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", at_400_tokens_per_s)
+    async with serve_app(app) as port:
+        url = f"http://127.0.0.1:{port}/v1"
+        backend = OpenAIBackend(url, "m", timeout_s=0.3, timeout_tokens=64, max_retries=0, logprobs=False)
+        try:
+            for budget in (64, 128):  # 0.16 s within 0.3 s; 0.32 s within 0.6 s
+                [[answer]] = await backend.generate([CHAT], SamplingConfig(greedy=True, max_tokens=budget))
+                assert answer.text == "done"
+        finally:
+            await backend.close()
