@@ -13,6 +13,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolcall.harmony import harmony_answer
 from toolcall.parsing import parse_output
 from toolcall.types import Action, Message
 
@@ -42,6 +43,11 @@ def parse_expansion(raw: str) -> ParsedExpansion:
     """Read one generator answer into (context messages, next action)."""
     if not isinstance(raw, str):
         return ParsedExpansion(error=f"generator answer is not text ({type(raw).__name__})")
+    harmony = harmony_answer(raw)
+    if harmony is not None:  # gpt-oss returned raw: only its final channel is the answer
+        if harmony.answer is None:
+            return ParsedExpansion(error=harmony.problem)
+        raw = harmony.answer
     text = _THINK.sub("", raw).replace("</think>", "\n")
     sections = list(_SECTION.finditer(text))
     inputs = [m for m in sections if m.group(1).upper() == "INPUT"]

@@ -40,6 +40,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from toolcall.harmony import harmony_answer
+
 Verdict = Literal["PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE"]
 VERDICTS: tuple[str, ...] = ("PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG")
 DECISIONS: tuple[str, ...] = (
@@ -217,6 +219,11 @@ def _answer_text(
 ) -> tuple[str | None, str | None]:
     """The answer with any reasoning trace removed, or (None, why)."""
     text = raw.replace("\r\n", "\n").strip()
+    harmony = harmony_answer(text)
+    if harmony is not None:  # gpt-oss returned raw: its analysis channel is the trace
+        if harmony.answer is None:
+            return None, harmony.problem
+        text = harmony.answer
     if trace_opened and not _TRACE_OPEN.match(text):  # the template opened it: it ends at </think>
         close = _TEMPLATE_TRACE_CLOSE.search(text)
         if close is None:

@@ -1,0 +1,59 @@
+"""The answer inside OpenAI's harmony format (gpt-oss), for servers that return it raw.
+
+vLLM and the OpenAI API split gpt-oss's channels apart (the ``analysis`` channel becomes the
+reasoning field). llama.cpp with ``--reasoning-format none``, mlx_lm.server and LM Studio return the
+model's text as generated::
+
+    <|channel|>analysis<|message|>draft …<|end|><|start|>assistant<|channel|>final<|message|>answer<|return|>
+
+or, llama.cpp, the answer right after the analysis' ``<|end|>``. The ``analysis`` channel is a
+reasoning trace: drafts in it ("Response 1 is incorrect… no, wait") are not the answer. Pure: the
+judge's, the verifier's and the generator's readers call :func:`harmony_answer`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_MARKER = re.compile(r"<\|(?:channel|message)\|>")
+_MESSAGE = re.compile(
+    r"(?:<\|start\|>[^<]*)?<\|channel\|>\s*(?P<channel>[A-Za-z_]+)[^<]*(?:<\|constrain\|>[^<]*)?"
+    r"<\|message\|>(?P<content>.*?)(?P<end><\|end\|>|<\|return\|>|<\|call\|>|(?=<\|start\|>)|\Z)",
+    re.DOTALL,
+)
+_LEFTOVER = re.compile(r"<\|(?:start|end|return|call)\|>(?:assistant\b)?")
+
+
+@dataclass(frozen=True)
+class HarmonyReading:
+    """``answer``: the final channel's text (None: none came); ``problem``: why, when None."""
+
+    answer: str | None
+    problem: str | None = None
+
+
+def harmony_answer(text: str) -> HarmonyReading | None:
+    """The answer of a raw harmony text; None when ``text`` is not in the harmony format."""
+    if not _MARKER.search(text):
+        return None
+    finals: list[str] = []
+    last_end = 0
+    open_channel: str | None = None
+    for message in _MESSAGE.finditer(text):
+        if message.group("channel").lower() == "final":
+            finals.append(message.group("content"))
+        open_channel = message.group("channel") if not message.group("end") else None
+        last_end = message.end()
+    if finals:
+        answer = _LEFTOVER.sub("", finals[-1]).strip()
+        return HarmonyReading(answer, None) if answer else HarmonyReading(None, "empty answer")
+    if open_channel is not None:
+        return HarmonyReading(
+            None,
+            f"the {open_channel} channel never ended: the answer never came (cut off by the token budget?)",
+        )
+    rest = _LEFTOVER.sub("", text[last_end:]).strip()  # llama.cpp: the answer after the analysis' <|end|>
+    if not rest:
+        return HarmonyReading(None, "no final channel: only the analysis came back")
+    return HarmonyReading(rest)
