@@ -156,6 +156,13 @@ _HEDGE_FOLLOW = re.compile(
     r"(?:but|though|although|except|yet|only|if|unless|when|provided|assuming|apart|other\s+than|save)\b",
     re.IGNORECASE,
 )
+# A qualification later in the clause of a claim that seemed clear ("correct so far, but ...",
+# "correct as far as the city goes", "correct too, except the nights").
+_LATER_HEDGE = re.compile(
+    r"\b(?:but|though|although|yet|however|except|apart\s+from|other\s+than|save\s+for|only\s+if|unless|"
+    r"provided|assuming|so\s+far|as\s+far\s+as|as\s+long\s+as|insofar|to\s+the\s+extent|partly|partially)\b",
+    re.IGNORECASE,
+)
 _GOOD_FOLLOW = re.compile(
     r"(?:because|since|as|and|while|whereas|so|given|due|too|as\s+well|also|here|overall|"
     r"in\s+this\s+case)\b",
@@ -284,6 +291,7 @@ class _Reading:
     sections: dict[str, list[str]] = field(default_factory=dict)
     prose: list[str] = field(default_factory=list)
     in_sections: list[str] = field(default_factory=list)  # decision-like lines found inside sections
+    qualified: list[tuple[int, str]] = field(default_factory=list)  # (subject, evidence): hedged claims
 
 
 class _Reader:
@@ -333,6 +341,11 @@ class _Reader:
         raise NotImplementedError
 
     def json_claims(self, key: str, value: Any) -> list[tuple[int, bool]]:
+        return []
+
+    def qualified_subjects(self, sentence: str) -> list[int]:
+        """Subjects of claims a hedge qualifies ("Response 2 is correct so far, but ..."): no clear
+        claim, yet they say the answer is not silent about that subject."""
         return []
 
     # reading ------------------------------------------------------------------------------------
@@ -475,6 +488,7 @@ class _Reader:
                 reading.decisions.append((decision, sentence.strip()[:120]))
                 continue
             reading.claims.extend((s, p, sentence.strip()[:120]) for s, p in self.sentence_claims(sentence))
+            reading.qualified.extend((s, sentence.strip()[:120]) for s in self.qualified_subjects(sentence))
         if not (label and not value.strip()):
             reading.prose.append(_clean(line))
 
@@ -526,6 +540,9 @@ class _Reader:
                 if implied[subject] != polarity:
                     return None, f"the decision {distinct[0]} contradicts {evidence!r}"
             return distinct[0], None
+        hedged = [(subject, evidence) for subject, evidence in reading.qualified if subject not in known]
+        if hedged:  # a decision from the other subject alone would read past what it says about this one
+            return None, f"no decision, only a qualified claim: {hedged[0][1]!r}"
         decision = self.from_claims({s: p for s, (p, _) in known.items()})
         if decision is not None:
             return decision, None
@@ -621,7 +638,19 @@ def _follow_ok(rest: str, subject: re.Pattern[str]) -> bool:
     after = re.sub(r"^\s*[,;]?\s*", "", rest)
     if _HEDGE_FOLLOW.match(after):
         return bool(re.match(r"(?:but|though|although|yet)\s+" + subject.pattern, after, re.IGNORECASE))
-    return bool(_GOOD_FOLLOW.match(after))
+    if not _GOOD_FOLLOW.match(after):
+        return False
+    # "correct because ..., but Response 2 ..." contrasts the other subject; any other qualification
+    # later in the sentence ("correct so far", "correct here, apart from the unit") hedges the claim.
+    for hedge in _LATER_HEDGE.finditer(after):
+        contrast = re.match(
+            r"(?:but|though|although|yet|however|whereas|while)\s*,?\s*" + subject.pattern,
+            after[hedge.start() :],
+            re.IGNORECASE,
+        )
+        if contrast is None:
+            return False
+    return True
 
 
 # --- the judge (Figure 10) ------------------------------------------------------------------------
@@ -774,6 +803,14 @@ class _JudgeReader(_Reader):
                 claims += [(1, correct), (2, correct)]
         return claims
 
+    def qualified_subjects(self, sentence: str) -> list[int]:
+        return [
+            _response_number(match)
+            for match in _ONE_CLAIM.finditer(sentence)
+            if _claim_allowed(sentence, match.start()) is not None
+            and not _follow_ok(sentence[match.end() :], _ANY_SUBJECT)
+        ]
+
     def from_claims(self, known: dict[int, bool]) -> str | None:
         if len(known) == 1 and False in known.values():  # "Response 2 is incorrect." says it all
             return f"RESPONSE {next(iter(known))} INCORRECT"
@@ -802,7 +839,10 @@ _VERIFIER_TOKEN = re.compile(
     r"\[?\s*(?:(?P<neg>incorrect|not\s+correct|fail(?:ed)?)|(?P<pos>correct|pass(?:ed)?))\s*\]?(?="
     + _PUNCT_FOLLOW
     + r"|\s+(?:reason|"
-    r"because|since|as|due)\b)",
+    r"because|since|as|due)\b)"
+    # "CORRECT, but the nights should be 3": a qualified decision is no decision
+    r"(?!\s*[,;:—–-]?\s*(?:but|though|although|yet|except|apart\s+from|other\s+than|only\s+if|unless|"
+    r"so\s+far|as\s+far\s+as)\b)",
     re.IGNORECASE,
 )
 _YES_NO = re.compile(r"(?:(?P<pos>yes)|(?P<neg>no))(?=\s*(?:$|[.,;:!—–]|-\s))", re.IGNORECASE)

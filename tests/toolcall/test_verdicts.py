@@ -490,3 +490,39 @@ def test_verifier_answers(raw: str, passed: bool | None) -> None:
     assert parsed.passed is passed, parsed.problem
     if passed is None:
         assert parsed.problem
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Response 1 is incorrect. Response 2 is correct so far as the city goes, but it omits the date.",
+        "Response 2 is incorrect here. Response 1 is correct here, apart from the unit.",
+        "Response 1 is incorrect. Response 2 is correct as far as the city goes; the date is wrong.",
+    ],
+)
+def test_a_hedged_claim_is_no_claim_and_blocks_a_decision_from_the_other_response(raw: str) -> None:
+    """A filler word before the hedge ("so far", "here, apart from") made the claim read as clear,
+    and the sample was relabelled to a response the judge said omits the date."""
+    parsed = parse_verdict(raw, 1)
+    assert parsed.verdict == "UNPARSEABLE" and "qualified claim" in (parsed.reason or ""), parsed.reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "The call is correct so far, but the number of nights is wrong.",
+        "The candidate is correct as far as the city goes; the nights are wrong.",
+        "The candidate is correct too, except nights.",
+        "Correct, but the nights should be 3, not 2.",
+        "CORRECT, although the nights should be 3.",
+    ],
+)
+def test_a_hedged_verification_passes_nothing(raw: str) -> None:
+    assert read_verification(raw).passed is None
+
+
+def test_clear_claims_with_a_contrast_still_read() -> None:
+    assert parse_verdict(
+        "Response 1 is correct because it uses Paris, but Response 2 is wrong.", 1
+    ).verdict == ("PRED_WRONG")
+    assert read_verification("The call is correct because it uses Rome, and the date fits.").passed is True
