@@ -63,8 +63,8 @@ def parse_expansion(raw: str) -> ParsedExpansion:
     start, end = inputs[0], outputs[0]
     if end.start() < start.end():
         return ParsedExpansion(error="OUTPUT: comes before INPUT:")
-    input_text = text[start.end() : end.start()].strip()
-    output_text = text[end.end() :].strip()
+    input_text = _unwrapped(text[start.end() : end.start()], brackets=True)
+    output_text = _unwrapped(text[end.end() :], brackets=False)
     if not input_text or _PLACEHOLDER.match(input_text):
         return ParsedExpansion(error="INPUT: is empty")
     try:
@@ -81,6 +81,32 @@ def parse_expansion(raw: str) -> ParsedExpansion:
     if parsed.error is not None or parsed.action is None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
     return ParsedExpansion(messages=messages, action=parsed.action, repairs=parsed.repairs)
+
+
+_EDGE_RULES = re.compile(r"^(?:\s*(?:-{3,}|\*{3,}|_{3,})[ \t]*\n)+|(?:\n[ \t]*(?:-{3,}|\*{3,}|_{3,})\s*)+$")
+_WHOLE_FENCE = re.compile(r"^(?:```|~~~)[\w-]*[ \t]*\n(?P<body>.*?)\n?(?:```|~~~)$", re.DOTALL)
+_QUOTE_PAIRS = {'"': '"', "“": "”", "'": "'"}
+
+
+def _unwrapped(section: str, *, brackets: bool) -> str:
+    """A section's content without the wrapping models copy from the prompt's ``INPUT: [content]`` or
+    add themselves: a code fence around it, Markdown rules (``---``) at its edges and, for
+    the INPUT, the brackets of the prompt's placeholder."""
+    text = _EDGE_RULES.sub("", section.strip() + "\n").strip()
+    fenced = _WHOLE_FENCE.match(text)
+    if fenced is not None:
+        text = fenced.group("body").strip()
+    if brackets and text.startswith("[") and text.endswith("]") and _ROLE.match(text[1:-1].lstrip()):
+        text = text[1:-1].strip()
+    return text
+
+
+def _unquoted_turn(content: str) -> str:
+    """A user turn the model wrapped in one pair of quotes (``USER: "Weather in Rome?"``)."""
+    close = _QUOTE_PAIRS.get(content[:1])
+    if close is not None and len(content) > 1 and content.endswith(close) and close not in content[1:-1]:
+        return content[1:-1].strip()
+    return content
 
 
 def _conversation(text: str) -> list[Message]:
@@ -109,6 +135,7 @@ def _conversation(text: str) -> list[Message]:
             responses = _TOOL_RESPONSE.findall(content) or [content]
             messages.extend(Message(role="tool", content=r.strip()) for r in responses)
         else:
+            content = _unquoted_turn(content)
             if not content:
                 raise ValueError(f"{role} turn {index + 1} is empty")
             messages.append(Message(role=role, content=content))  # type: ignore[arg-type]

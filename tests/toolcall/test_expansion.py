@@ -113,3 +113,31 @@ def test_arbitrary_text_never_raises(raw: str) -> None:
 )
 def test_marker_soup_never_raises(pieces: list[str]) -> None:
     parse_expansion(" ".join(pieces))
+
+
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # the prompt shows "INPUT: [New conversation ...]": models copy the brackets
+        f"INPUT: [USER: What is the weather in Rome?]\nOUTPUT: {CALL}",
+        f"INPUT:\nUSER: What is the weather in Rome?\n\n---\n\nOUTPUT:\n{CALL}",
+        f"INPUT:\n```\nUSER: What is the weather in Rome?\n```\nOUTPUT:\n```\n{CALL}\n```",
+        f'INPUT: USER: "What is the weather in Rome?"\nOUTPUT: {CALL}',
+        f"INPUT:\nUSER: “What is the weather in Rome?”\nOUTPUT:\n{CALL}\n---",
+    ],
+)
+def test_wrapping_a_generator_adds_is_not_part_of_the_sample(answer: str) -> None:
+    """The brackets, a rule or quotes went into the user's message ("[USER: ...]", "...\\n\\n---"),
+    and the sample into training."""
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages] == [("user", "What is the weather in Rome?")]
+    assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
+
+
+def test_quotes_and_rules_inside_a_turn_stay() -> None:
+    parsed = parse_expansion(f'INPUT:\nUSER: Say "hi" to "Rome"\nTOOL: a\n---\nb\nOUTPUT: {CALL}')
+    assert [m.content for m in parsed.messages] == ['Say "hi" to "Rome"', "a\n---\nb"]
