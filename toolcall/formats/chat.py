@@ -4,18 +4,24 @@ Content may be a string or a list of parts (OpenAI's ``{"type": "text", "text": 
 ``{"type": "text", "value": ...}`` and ``{"type": "tool_call", "value": "{...}"}``); reasoning parts are
 left out with a warning, and any other part (an image) is refused. ``arguments`` may be a JSON string,
 the legacy ``function_call`` / ``function`` role and ``functions`` list are read too, and ``developer``
-is a system turn. An assistant turn with ``"weight": 0`` (OpenAI fine-tuning: do not train on it) is
-never a label; it stays in the context of the turns after it.
+is a system turn. An assistant's text is read as a model output is (:mod:`toolcall.formats.assistant`):
+calls written in it (``<tool_call>`` blocks, bare JSON, When2Call's ``<TOOLCALL>``) are calls, text
+that does not parse is refused, and calls given both in the text and in ``tool_calls`` must agree.
+An assistant turn with ``"weight": 0`` (OpenAI fine-tuning: do not train on it) is never a label; it
+stays in the context of the turns after it. A ``current_time`` (or ``conversation_time``) field is
+the conversation's time, as in :mod:`toolcall.formats.paper`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from toolcall.formats.assistant import assistant_text, merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
     call_from,
+    conversation_time,
     dialogue_samples,
     flag,
     json_or_value,
@@ -58,6 +64,8 @@ def from_openai(record: dict[str, Any]) -> Conversion:
                 calls.append(call_from(raw["function_call"]))
             if _weight(raw.get("weight"), where) == 0:
                 untrained.add(len(messages))
+            text, text_calls = assistant_text(text, notes, where)
+            calls = merge_calls(text_calls, calls, where)
             messages.append(Message(role="assistant", content=text, tool_calls=calls))
         elif role in ("tool", "function"):
             name = raw.get("name") or names_by_call_id.get(raw.get("tool_call_id", ""))
@@ -69,6 +77,10 @@ def from_openai(record: dict[str, Any]) -> Conversion:
                 )
             messages.append(message(role, text))
     samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
+    # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.
+    time = conversation_time(record)
+    if time is not None:
+        samples = [sample.model_copy(update={"conversation_time": time}) for sample in samples]
     return Conversion("openai", samples, notes)
 
 

@@ -318,6 +318,29 @@ def python_calls_to_tool_calls(text: str, tools: list[ToolSpec], what: str) -> l
     return calls
 
 
+_TIME_KEYS = ("current_time", "conversation_time")
+# The paper's system prompt (Figure 7) states the time: "The current time is {current_time}."
+_STATED_TIME = re.compile(r"The current time is ([^\n<]{1,80}?)\.?[ \t]*(?:\n|<\||$)")
+
+
+def conversation_time(record: dict[str, Any]) -> str | None:
+    """The time of the record's conversation: a ``current_time`` (or ``conversation_time``) field, or
+    the time the paper's system prompt states in a ChatML ``input``; None when the record has none."""
+    for key in _TIME_KEYS:
+        value = record.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > 80:
+            raise RecordError(f"{key} must be a non-empty string of at most 80 characters", f"invalid {key}")
+        return value.strip()
+    text = record.get("input")
+    if isinstance(text, str):
+        stated = _STATED_TIME.search(text)
+        if stated:
+            return stated.group(1).strip()
+    return None
+
+
 __all__ = [
     "EMPTY_CONTEXT",
     "MAX_ARGUMENT_DEPTH",
@@ -329,6 +352,7 @@ __all__ = [
     "call_from",
     "calls_from_json",
     "check_context",
+    "conversation_time",
     "dialogue_samples",
     "flag",
     "json_or_value",

@@ -2,7 +2,10 @@
 
 ``tools``, the context as ``messages`` (role/content list) or ``input`` (ChatML text with
 ``<|im_start|>`` turns), and ``label`` as ``<tool_call>`` text (or an Action object or a list of
-calls); optional ``ordered``. Without ``label`` the record is a whole dialogue: one sample per step.
+calls); optional ``ordered``. Without ``label`` the record is a whole dialogue: one sample per step
+(detected by its keys, such a record with ``messages`` is read by :mod:`toolcall.formats.chat`, which
+reads its turns the same way and keeps its time). Assistant turns are read as model outputs are
+(:mod:`toolcall.formats.assistant`).
 The conversation's time, when the record gives it (a ``current_time`` field, or the Figure 7 system
 prompt's "The current time is …" in the ChatML ``input``), goes with every sample.
 """
@@ -12,19 +15,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from toolcall.formats.assistant import assistant_text, merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
-    assistant_from_text,
     call_from,
     check_context,
+    conversation_time,
     dialogue_samples,
     flag,
     label_from,
     message,
     tools_from,
 )
-from toolcall.types import Message, Sample
+from toolcall.types import Message, Sample, ToolCall
 
 _CHATML_TURN = re.compile(
     r"<\|im_start\|>\s*(\w+)\s*\n?(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)", re.DOTALL
@@ -32,15 +36,15 @@ _CHATML_TURN = re.compile(
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 
 
-def chatml_messages(text: str) -> list[Message]:
+def chatml_messages(text: str, notes: list[str]) -> list[Message]:
     messages: list[Message] = []
     turns = _CHATML_TURN.findall(text)
     if not turns:
         raise RecordError("input has no <|im_start|> turns")
-    for role, content in turns:
+    for index, (role, content) in enumerate(turns):
         content = content.strip()
         if role == "assistant":
-            messages.append(assistant_from_text(content))
+            messages.append(_assistant(content, [], notes, f"input turn {index} (assistant)"))
         elif role in ("user", "tool") and _TOOL_RESPONSE.search(content):
             messages.extend(message("tool", response) for response in _TOOL_RESPONSE.findall(content))
         else:
@@ -48,16 +52,24 @@ def chatml_messages(text: str) -> list[Message]:
     return messages
 
 
-def plain_message(raw: Any) -> Message:
+def _assistant(text: str, structured: list[ToolCall], notes: list[str], where: str) -> Message:
+    content, text_calls = assistant_text(text, notes, where)
+    calls = merge_calls(text_calls, structured, where)
+    if not content and not calls:
+        raise RecordError(f"{where}: assistant turn is empty", "assistant turn is empty")
+    return Message(role="assistant", content=content, tool_calls=calls)
+
+
+def plain_message(raw: Any, notes: list[str], where: str) -> Message:
     if not isinstance(raw, dict):
         raise RecordError("each message must be an object")
     role = raw.get("role")
-    if role == "assistant" and isinstance(raw.get("content"), str) and "<tool_call>" in raw["content"]:
-        return assistant_from_text(raw["content"])
     raw_calls = raw.get("tool_calls") or []
     if not isinstance(raw_calls, list):
         raise RecordError("a message's 'tool_calls' must be a list", "'tool_calls' is not a list")
     calls = [call_from(c) for c in raw_calls]
+    if role == "assistant" and isinstance(raw.get("content"), str) and raw["content"].strip():
+        return _assistant(raw["content"], calls, notes, where)
     return message(str(role), raw.get("content"), calls, raw.get("name"))
 
 
@@ -69,9 +81,9 @@ def from_paper(record: dict[str, Any]) -> Conversion:
         raw = record["messages"]
         if not isinstance(raw, list):
             raise RecordError("messages must be a list")
-        messages = [plain_message(m) for m in raw]
+        messages = [plain_message(m, notes, f"message {i} ({_role(m)})") for i, m in enumerate(raw)]
     elif isinstance(record.get("input"), str):
-        messages = chatml_messages(record["input"])
+        messages = chatml_messages(record["input"], notes)
     else:
         raise RecordError("paper record needs 'messages' or an 'input' string")
     time = conversation_time(record)
@@ -85,24 +97,5 @@ def from_paper(record: dict[str, Any]) -> Conversion:
     return Conversion("paper", [sample], notes)
 
 
-_TIME_KEYS = ("current_time", "conversation_time")
-# The paper's system prompt (Figure 7) states the time: "The current time is {current_time}."
-_STATED_TIME = re.compile(r"The current time is ([^\n<]{1,80}?)\.?[ \t]*(?:\n|<\||$)")
-
-
-def conversation_time(record: dict[str, Any]) -> str | None:
-    """The time of the record's conversation: a ``current_time`` (or ``conversation_time``) field, or
-    the time the paper's system prompt states in a ChatML ``input``; None when the record has none."""
-    for key in _TIME_KEYS:
-        value = record.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str) or not value.strip() or len(value) > 80:
-            raise RecordError(f"{key} must be a non-empty string of at most 80 characters", f"invalid {key}")
-        return value.strip()
-    text = record.get("input")
-    if isinstance(text, str):
-        stated = _STATED_TIME.search(text)
-        if stated:
-            return stated.group(1).strip()
-    return None
+def _role(raw: Any) -> str:
+    return str(raw.get("role")) if isinstance(raw, dict) else "?"

@@ -1,0 +1,111 @@
+"""How the chat readers read a turn: calls written in an assistant's text, role/content keys, calling
+harnesses in system prompts, reasoning. Each case was once read silently wrong, or refused wrongly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from toolcall.formats import RecordError, convert_record, detect_format
+from toolcall.types import Action, ToolCall
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "w",
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}},
+            "required": ["location"],
+        },
+    },
+}
+PARIS = ToolCall(name="get_weather", arguments={"location": "Paris"})
+TAGGED = '<tool_call>\n{"name": "get_weather", "arguments": {"location": "Paris"}}\n</tool_call>'
+
+
+def _openai(*assistant: Any, tools: Any = None) -> dict[str, Any]:
+    turns = [{"role": "user", "content": "Weather in Paris?"}, *assistant]
+    return {"tools": [WEATHER] if tools is None else tools, "messages": turns}
+
+
+# --- calls written in an assistant's text ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        TAGGED,  # Hermes / Qwen
+        "Let me check.\n" + TAGGED,
+        '{"name": "get_weather", "arguments": {"location": "Paris"}}',  # Llama's bare JSON
+        '<TOOLCALL>[{"name": "get_weather", "arguments": {"location": "Paris"}}]</TOOLCALL>',  # When2Call
+    ],
+)
+def test_calls_in_an_openai_assistants_text_are_calls(content: str) -> None:
+    record = _openai({"role": "assistant", "content": content})
+    assert detect_format(record) == "openai"  # messages without a label: a whole dialogue
+    [sample] = convert_record(record).samples
+    assert sample.label == Action(calls=[PARIS])
+
+
+def test_text_calls_in_earlier_openai_turns_are_calls_in_the_context() -> None:
+    record = _openai(
+        {"role": "assistant", "content": TAGGED},
+        {"role": "tool", "content": "<tool_response>\n15C\n</tool_response>"},
+        {"role": "assistant", "content": "It is 15C."},
+        {"role": "user", "content": "And Rome?"},
+        {"role": "assistant", "content": TAGGED.replace("Paris", "Rome")},
+    )
+    first, second = convert_record(record).samples
+    assert first.label == Action(calls=[PARIS])
+    assert second.messages[1].tool_calls == [PARIS] and second.messages[1].content == ""
+    assert second.label.calls == [ToolCall(name="get_weather", arguments={"location": "Rome"})]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('Sure: {"name": "get_weather", "arguments": {"location": "Paris"}} done', "amid text"),
+        ("<tool_call>\n{not json}\n</tool_call>", "not valid JSON"),
+        ("<TOOLCALL>[{not json}]</TOOLCALL>", "not valid JSON"),
+        ("<TOOLCALL>[]</TOOLCALL>", "holds no call"),
+        ('<TOOLCALL>[{"name": "get_weather", "arguments": {}}]', "<TOOLCALL>"),
+    ],
+)
+def test_an_assistant_text_that_does_not_parse_is_refused_naming_the_turn(content: str, why: str) -> None:
+    record = _openai({"role": "assistant", "content": content})
+    with pytest.raises(RecordError, match=why) as refused:
+        convert_record(record)
+    assert "message 1 (assistant)" in str(refused.value)
+
+
+def test_text_calls_beside_tool_calls_must_be_the_same_calls() -> None:
+    structured = {
+        "id": "1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"location": "Paris"}'},
+    }
+    same = _openai({"role": "assistant", "content": TAGGED, "tool_calls": [structured]})
+    assert convert_record(same).samples[0].label == Action(calls=[PARIS])  # one copy, not two
+    other = _openai(
+        {"role": "assistant", "content": TAGGED.replace("Paris", "Rome"), "tool_calls": [structured]}
+    )
+    with pytest.raises(RecordError, match="differ"):
+        convert_record(other)
+
+
+def test_a_paper_messages_record_reads_text_calls_as_the_openai_reader_does() -> None:
+    record = {"tools": [WEATHER], "messages": [{"role": "user", "content": "Weather in Paris?"}]}
+    bare = '{"name": "get_weather", "arguments": {"location": "Paris"}}'
+    forced = convert_record(
+        {**record, "messages": [*record["messages"], {"role": "assistant", "content": bare}]}, "paper"
+    )
+    assert forced.samples[0].label == Action(calls=[PARIS])
+
+
+def test_a_paper_dialogue_without_a_label_keeps_its_time_when_read_as_openai() -> None:
+    record = {**_openai({"role": "assistant", "content": TAGGED}), "current_time": "2025-03-01 10:00"}
+    [sample] = convert_record(record).samples
+    assert sample.conversation_time == "2025-03-01 10:00"
