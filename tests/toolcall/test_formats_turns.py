@@ -109,3 +109,18 @@ def test_a_paper_dialogue_without_a_label_keeps_its_time_when_read_as_openai() -
     record = {**_openai({"role": "assistant", "content": TAGGED}), "current_time": "2025-03-01 10:00"}
     [sample] = convert_record(record).samples
     assert sample.conversation_time == "2025-03-01 10:00"
+
+
+def test_a_llama_ipython_turn_is_a_tool_result() -> None:
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"location": "Paris"}'}}
+    record = _openai(
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "ipython", "content": "15C"},
+        {"role": "assistant", "content": "It is 15C."},
+        {"role": "user", "content": "And Rome?"},
+        {"role": "assistant", "content": TAGGED.replace("Paris", "Rome")},
+    )
+    first, second = convert_record(record).samples
+    assert first.label == Action(calls=[PARIS])
+    assert [m.role for m in second.messages] == ["user", "assistant", "tool", "assistant", "user"]
+    assert second.messages[2].content == "15C"

@@ -3,13 +3,14 @@
 Content may be a string or a list of parts (OpenAI's ``{"type": "text", "text": ...}``, LLaMA-Factory's
 ``{"type": "text", "value": ...}`` and ``{"type": "tool_call", "value": "{...}"}``); reasoning parts are
 left out with a warning, and any other part (an image) is refused. ``arguments`` may be a JSON string,
-the legacy ``function_call`` / ``function`` role and ``functions`` list are read too, and ``developer``
-is a system turn. An assistant's text is read as a model output is (:mod:`toolcall.formats.assistant`):
-calls written in it (``<tool_call>`` blocks, bare JSON, When2Call's ``<TOOLCALL>``) are calls, text
-that does not parse is refused, and calls given both in the text and in ``tool_calls`` must agree.
-An assistant turn with ``"weight": 0`` (OpenAI fine-tuning: do not train on it) is never a label; it
-stays in the context of the turns after it. A ``current_time`` (or ``conversation_time``) field is
-the conversation's time, as in :mod:`toolcall.formats.paper`.
+the legacy ``function_call`` / ``function`` role and ``functions`` list are read too, Llama 3.1's
+``ipython`` role is a tool result, and ``developer`` is a system turn. An assistant's text is read as
+a model output is (:mod:`toolcall.formats.assistant`): calls written in it (``<tool_call>`` blocks,
+bare JSON, When2Call's ``<TOOLCALL>``) are calls, text that does not parse is refused, and calls
+given both in the text and in ``tool_calls`` must agree. An assistant turn with ``"weight": 0``
+(OpenAI fine-tuning: do not train on it) is never a label; it stays in the context of the turns after
+it. A ``current_time`` (or ``conversation_time``) field is the conversation's time, as in
+:mod:`toolcall.formats.paper`.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
             text, text_calls = assistant_text(text, notes, where)
             calls = merge_calls(text_calls, calls, where)
             messages.append(Message(role="assistant", content=text, tool_calls=calls))
-        elif role in ("tool", "function"):
+        elif role in ("tool", "function", "ipython"):  # ipython: Llama 3.1's tool results
             name = raw.get("name") or names_by_call_id.get(raw.get("tool_call_id", ""))
             messages.append(message("tool", text, name=name))
         else:
