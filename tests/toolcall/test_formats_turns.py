@@ -124,3 +124,28 @@ def test_a_llama_ipython_turn_is_a_tool_result() -> None:
     assert first.label == Action(calls=[PARIS])
     assert [m.role for m in second.messages] == ["user", "assistant", "tool", "assistant", "user"]
     assert second.messages[2].content == "15C"
+
+
+# --- tool lists in system prompts ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("listing", ["[]", "[ ]", "[]\n"])
+def test_an_empty_tool_list_in_a_system_prompt_offers_no_tool(listing: str) -> None:
+    toolace = (
+        "You are an expert in composing functions.\nHere is a list of functions in JSON format that you "
+        f"can invoke:\n{listing}\nShould you decide to return the function call(s), Put it in the format "
+        "of [func1(params_name=params_value)]\nNO other text MUST be included."
+    )
+    turns = [{"from": "user", "value": "Tell me a joke"}, {"from": "assistant", "value": "Why not?"}]
+    glaive = (
+        "SYSTEM: You are a helpful assistant with access to the following functions. "
+        f"Use them if required -\n{listing}"
+    )
+    for record in (
+        {"system": toolace, "conversations": turns},
+        {"system": glaive, "chat": "USER: hi\n\n\nASSISTANT: hello <|endoftext|>"},
+    ):
+        conversion = convert_record(record)
+        [sample] = conversion.samples
+        assert sample.tools == [] and [m.role for m in sample.messages] == ["user"]
+        assert not sample.label.calls and sample.label.text

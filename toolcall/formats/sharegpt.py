@@ -90,9 +90,11 @@ def _listing(body: str) -> list[Any] | None:
 
 
 def _json_sequence(text: str, start: int = 0) -> list[Any] | None:
-    """JSON values written one after another from ``start`` (stops at the first non-JSON text)."""
+    """JSON values written one after another from ``start`` (stops at the first non-JSON text);
+    None when none reads. An empty list is a listing: it lists no tool."""
     decoder = json.JSONDecoder()
     values: list[Any] = []
+    read = False
     position = start
     while position < len(text):
         while position < len(text) and text[position] in " \t\r\n,":
@@ -102,12 +104,13 @@ def _json_sequence(text: str, start: int = 0) -> list[Any] | None:
         try:
             value, position = decoder.raw_decode(text, position)
         except json.JSONDecodeError:
-            return values or None
+            break
+        read = True
         if isinstance(value, list):
             values.extend(value)
         else:
             values.append(value)
-    return values or None
+    return values if read else None
 
 
 def tools_in_system(text: str) -> list[Any] | None:
