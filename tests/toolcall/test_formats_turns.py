@@ -3,6 +3,7 @@ harnesses in system prompts, reasoning. Each case was once read silently wrong, 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -149,3 +150,71 @@ def test_an_empty_tool_list_in_a_system_prompt_offers_no_tool(listing: str) -> N
         [sample] = conversion.samples
         assert sample.tools == [] and [m.role for m in sample.messages] == ["user"]
         assert not sample.label.calls and sample.label.text
+
+
+# --- sharegpt turns with role/content keys ---------------------------------------------------------
+
+
+def test_sharegpt_role_content_turns_read_their_tool_calls() -> None:
+    rome = {"type": "function", "function": {"name": "get_weather", "arguments": '{"location":"Rome"}'}}
+    paris = {"type": "function", "function": {"name": "get_weather", "arguments": {"location": "Paris"}}}
+    record = {
+        "tools": json.dumps([WEATHER]),
+        "conversations": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [paris]},
+            {"role": "tool", "content": "15C"},
+            {"role": "assistant", "content": "It's 15C."},
+            {"role": "user", "content": "Thanks, and Rome?"},
+            {"role": "assistant", "content": None, "tool_calls": [rome]},
+            {"role": "tool", "content": "20C"},
+            {"role": "assistant", "content": "20C."},
+            {"role": "user", "content": "And Oslo?"},
+            {
+                "role": "assistant",
+                "content": "Let me check Oslo.",
+                "tool_calls": [
+                    rome | {"function": {"name": "get_weather", "arguments": '{"location": "Oslo"}'}}
+                ],
+            },
+        ],
+    }
+    samples = convert_record(record).samples
+    assert [s.label.calls for s in samples] == [
+        [PARIS],
+        [ToolCall(name="get_weather", arguments={"location": "Rome"})],
+        [ToolCall(name="get_weather", arguments={"location": "Oslo"})],
+    ]
+    assert samples[2].messages[1].tool_calls == [PARIS]
+
+
+def test_sharegpt_turn_keys_and_speakers_are_read_alike_in_the_tool_scan() -> None:
+    system = f"You are a function calling AI model.\n<tools>\n{json.dumps(WEATHER)}\n</tools>"
+    turns = [
+        {"role": "human", "content": "Weather?"},
+        {"role": "model", "content": "Which city?"},
+        {"role": "human", "content": "Paris"},
+        {"role": "model", "content": TAGGED},
+    ]
+    for first in (
+        {"role": "system", "content": system},
+        {"from": "System", "value": system},
+        {"role": "SYSTEM", "content": system},
+    ):
+        conversion = convert_record({"conversations": [first, *turns]})
+        ask, call = conversion.samples
+        assert [t.name for t in call.tools] == ["get_weather"]
+        assert [m.role for m in call.messages] == ["user", "assistant", "user"]  # the harness is no message
+        assert ask.label == Action(text="Which city?") and call.label == Action(calls=[PARIS])
+
+
+def test_sharegpt_null_content_is_refused_unless_the_turn_calls() -> None:
+    turns = [{"role": "user", "content": None}, {"role": "assistant", "content": "hi"}]
+    with pytest.raises(RecordError, match=r"turn 0 .*null only beside tool_calls"):
+        convert_record({"conversations": turns})
+    called = [
+        {"role": "user", "content": "hi"},
+        {"role": "tool", "content": "x", "tool_calls": [{"name": "f"}]},
+    ]
+    with pytest.raises(RecordError, match="only assistant turns make calls"):
+        convert_record({"conversations": called})

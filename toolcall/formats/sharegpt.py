@@ -13,7 +13,10 @@
   ``USER:``/``ASSISTANT:``/``FUNCTION RESPONSE:`` turns, calls as ``<functioncall> {...}`` with the
   arguments a JSON object in single quotes (``"arguments": '{"message": "I'm late"}'``).
 
-Speakers human/user, gpt/assistant, system, tool/observation and function_call are read. A system
+Turns are ``{"from", "value"}`` or ``{"role", "content"}`` (any case), with OpenAI's ``tool_calls`` on
+assistant turns (then ``"content": null`` is allowed) and content as text or a list of parts, as in
+:mod:`toolcall.formats.chat`. Speakers human/user, gpt/assistant, system, tool/observation and
+function_call are read. A system
 prompt that only carried the tool list is the dataset's calling harness: it is not kept as a message
 (the policy prompt renders the tools), and the conversion says so in its warnings.
 """
@@ -24,6 +27,7 @@ import json
 import re
 from typing import Any
 
+from toolcall.formats.assistant import merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
@@ -32,8 +36,10 @@ from toolcall.formats.common import (
     dialogue_samples,
     message,
     python_calls_to_tool_calls,
+    text_of,
     tools_from,
 )
+from toolcall.parsing import CallFormatError, parse_openai_tool_calls
 from toolcall.pytypes import TypeExpressionError, python_literal
 from toolcall.specs import ToolSpec
 from toolcall.types import Message, ToolCall
@@ -156,6 +162,31 @@ def _function_call(value: str, tools: list[ToolSpec], where: str) -> Message:
     return Message(role="assistant", tool_calls=calls)
 
 
+def _turn(turn: Any) -> tuple[str, str, Any]:
+    """A turn's speaker as written, its role and its value, from ``from``/``value`` or
+    ``role``/``content`` keys (datasets write either, and speakers in any case)."""
+    if not isinstance(turn, dict):
+        raise RecordError("each conversation turn must be an object")
+    speaker = turn.get("from", turn.get("role"))
+    role = _SPEAKERS.get(str(speaker).lower())
+    if role is None:
+        raise RecordError(f"unknown sharegpt speaker {speaker!r}", "unknown sharegpt speaker")
+    value = turn["value"] if "value" in turn else turn.get("content", "")
+    return str(speaker), role, value
+
+
+def _structured_calls(turn: dict[str, Any], role: str, where: str) -> list[ToolCall]:
+    """The calls of a turn's OpenAI-style ``tool_calls`` field (arguments a JSON string or an object)."""
+    if not turn.get("tool_calls"):
+        return []
+    if role != "assistant":
+        raise RecordError(f"{where}: only assistant turns make calls", "calls outside an assistant turn")
+    try:
+        return list(parse_openai_tool_calls(turn["tool_calls"]).calls)
+    except CallFormatError as error:
+        raise RecordError(f"{where}: {error}", "tool_calls do not parse") from error
+
+
 def from_sharegpt(record: dict[str, Any]) -> Conversion:
     turns = record.get("conversations")
     if not isinstance(turns, list):
@@ -175,8 +206,9 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
     for index, turn in enumerate(turns):
         if tools_value is not None:
             break
-        if isinstance(turn, dict) and turn.get("from") == "system" and isinstance(turn.get("value"), str):
-            tools_value = tools_in_system(turn["value"])
+        _, role, value = _turn(turn)
+        if role == "system" and isinstance(value, str):
+            tools_value = tools_in_system(value)
             if tools_value is not None:
                 harness.add(index)
     tools = tools_from(tools_value, notes)
@@ -186,21 +218,27 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
     if harness:
         notes.append(_HARNESS_NOTE)
     for index, turn in enumerate(turns):
-        if not isinstance(turn, dict):
-            raise RecordError("each conversation turn must be an object")
-        speaker = turn.get("from", turn.get("role"))
-        value = turn.get("value", turn.get("content", ""))
-        role = _SPEAKERS.get(str(speaker).lower())
-        if role is None:
-            raise RecordError(f"unknown sharegpt speaker {speaker!r}", "unknown sharegpt speaker")
-        if not isinstance(value, str):
-            raise RecordError("sharegpt turn values must be strings", "turn value is not a string")
+        speaker, role, value = _turn(turn)
         where = f"turn {index} ({speaker})"
+        structured = _structured_calls(turn, role, where)
+        if value is None and structured:
+            value = ""  # OpenAI writes "content": null beside tool_calls
+        if isinstance(value, list):  # content parts, as in OpenAI messages
+            value, part_calls = text_of(value, notes, where)
+            structured = [*part_calls, *structured]
+        if not isinstance(value, str):
+            raise RecordError(
+                f"{where}: the value must be text (null only beside tool_calls)", "turn value is not a string"
+            )
+        if structured and role != "assistant":
+            raise RecordError(f"{where}: only assistant turns make calls", "calls outside an assistant turn")
         if role == "system":
             if index not in harness:
                 messages.append(message("system", value))
         elif role == "assistant":
-            messages.append(_assistant(value, tools, where))
+            said = _assistant(value, tools, where)
+            calls = merge_calls(list(said.tool_calls), structured, where)
+            messages.append(Message(role="assistant", content=said.content, tool_calls=calls))
         elif role == "function_call":
             messages.append(_function_call(value, tools, where))
         elif role == "tool":
