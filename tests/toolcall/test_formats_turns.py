@@ -218,3 +218,27 @@ def test_sharegpt_null_content_is_refused_unless_the_turn_calls() -> None:
     ]
     with pytest.raises(RecordError, match="only assistant turns make calls"):
         convert_record({"conversations": called})
+
+
+# --- reasoning ---------------------------------------------------------------------------------------
+
+
+def test_reasoning_is_left_out_alike_by_the_sharegpt_and_openai_readers() -> None:
+    dialogue = [
+        ("user", "Weather?"),
+        ("assistant", "<think>The user did not say where. I should ask.</think>Which city?"),
+        ("user", "Paris"),
+        ("assistant", "<think>Call it.</think>\n" + TAGGED),
+    ]
+    sharegpt = {
+        "tools": json.dumps([WEATHER]),
+        "conversations": [{"from": "human" if r == "user" else "gpt", "value": v} for r, v in dialogue],
+    }
+    openai = {"tools": [WEATHER], "messages": [{"role": r, "content": v} for r, v in dialogue]}
+    read = [convert_record(record) for record in (sharegpt, openai)]
+    for conversion in read:
+        ask, call = conversion.samples
+        assert ask.label == Action(text="Which city?") and call.label == Action(calls=[PARIS])
+        assert call.messages[1].content == "Which city?"  # the trace is not kept in the context either
+        assert sum("reasoning not kept" in w for w in conversion.warnings) == 2  # said, not silent
+    assert read[0].samples == read[1].samples

@@ -146,17 +146,6 @@ def message(
     return Message(role=role, content=content, tool_calls=tool_calls or [], name=name)
 
 
-def assistant_from_text(text: str) -> Message:
-    """An assistant turn written in the paper's format: its ``<tool_call>`` blocks become calls."""
-    parsed = parse_output(text)
-    if parsed.error:
-        raise RecordError(f"assistant turn does not parse: {parsed.error}", "assistant turn does not parse")
-    action = parsed.action
-    if action is not None and action.calls:
-        return Message(role="assistant", content=parsed.text or "", tool_calls=list(action.calls))
-    return Message(role="assistant", content=text.strip())
-
-
 def call_from(value: Any) -> ToolCall:
     """A call written as ``{"name", "arguments"|"parameters"}`` (arguments may be a JSON string)."""
     if isinstance(value, dict) and isinstance(value.get("function"), dict) and "name" not in value:
@@ -348,7 +337,6 @@ __all__ = [
     "Conversion",
     "FormatContext",
     "RecordError",
-    "assistant_from_text",
     "call_from",
     "calls_from_json",
     "check_context",

@@ -27,11 +27,10 @@ import json
 import re
 from typing import Any
 
-from toolcall.formats.assistant import merge_calls
+from toolcall.formats.assistant import assistant_text, merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
-    assistant_from_text,
     calls_from_json,
     dialogue_samples,
     message,
@@ -146,12 +145,13 @@ def tools_in_system(text: str) -> list[Any] | None:
     return None
 
 
-def _assistant(value: str, tools: list[ToolSpec], where: str) -> Message:
-    if "<tool_call>" in value or "</tool_call>" in value:
-        return assistant_from_text(value)
-    if _PYTHON_CALLS.match(value):
+def _assistant(value: str, tools: list[ToolSpec], notes: list[str], where: str) -> Message:
+    # ToolACE's calls first: their names may hold spaces and their arguments may be positional (in the
+    # declared order), which the output parser, reading a model's calls, does not accept.
+    if _PYTHON_CALLS.match(value) and "<tool_call>" not in value:
         return Message(role="assistant", tool_calls=python_calls_to_tool_calls(value, tools, where))
-    return Message(role="assistant", content=value.strip())
+    content, calls = assistant_text(value, notes, where)
+    return Message(role="assistant", content=content, tool_calls=calls)
 
 
 def _function_call(value: str, tools: list[ToolSpec], where: str) -> Message:
@@ -236,7 +236,7 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
             if index not in harness:
                 messages.append(message("system", value))
         elif role == "assistant":
-            said = _assistant(value, tools, where)
+            said = _assistant(value, tools, notes, where)
             calls = merge_calls(list(said.tool_calls), structured, where)
             messages.append(Message(role="assistant", content=said.content, tool_calls=calls))
         elif role == "function_call":
