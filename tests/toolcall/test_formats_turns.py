@@ -242,3 +242,63 @@ def test_reasoning_is_left_out_alike_by_the_sharegpt_and_openai_readers() -> Non
         assert call.messages[1].content == "Which city?"  # the trace is not kept in the context either
         assert sum("reasoning not kept" in w for w in conversion.warnings) == 2  # said, not silent
     assert read[0].samples == read[1].samples
+
+
+# --- other families' call syntaxes ---------------------------------------------------------------------
+
+TOOLBENCH_SYSTEM = (
+    "You are AutoGPT, you can use many tools(functions) to do the following task.\n"
+    "Thought:\nAction\nAction Input:\n\nLet's Begin!\nTask description: You should use functions to "
+    "help handle the real time user querys.\nSpecifically, you have access to the following APIs: "
+    "[{'name': 'hotel_details_for_hotels_com_provider', 'description': 'x', 'parameters': {'type': "
+    "'object', 'properties': {'hotel_id': {'type': 'number'}}, 'required': ['hotel_id'], 'optional': "
+    "[]}}, {'name': 'Finish', 'description': 'f', 'parameters': {'type': 'object', 'properties': "
+    "{'return_type': {'type': 'string'}, 'final_answer': {'type': 'string'}}, 'required': []}}]"
+)
+REACT_CALL = (
+    "\nThought: I should fetch the hotel details.\nAction: hotel_details_for_hotels_com_provider\n"
+    'Action Input: {\n  "hotel_id": 1105156\n}'
+)
+REACT_FINISH = (
+    '\nThought: I have it.\nAction: Finish\nAction Input: {\n  "return_type": "give_answer",\n'
+    '  "final_answer": "Hotel X"\n}'
+)
+
+
+def test_toolbench_react_records_are_refused_with_that_reason() -> None:
+    turns = [
+        ("system", TOOLBENCH_SYSTEM),
+        ("user", "\nGive me details of hotel 1105156.\nBegin!\n"),
+        ("assistant", REACT_CALL),
+        ("function", '{"error": "", "response": "Hotel X"}'),
+        ("assistant", REACT_FINISH),
+    ]
+    records = [
+        {"conversations": [{"from": r, "value": v} for r, v in turns]},
+        {"conversations": [{"from": r, "value": v} for r, v in turns[1:]]},  # no system prompt
+        {"messages": [{"role": r, "content": v} for r, v in turns[1:]]},
+    ]
+    for record in records:
+        with pytest.raises(RecordError, match="ToolBench ReAct format") as refused:
+            convert_record(record)
+        assert refused.value.reason == "ToolBench ReAct format is not supported"
+
+
+def test_a_glaive_functioncall_in_a_chat_turn_is_a_call() -> None:
+    body = '<functioncall> {"name": "get_weather", "arguments": \'{"location": "Paris"}\'}'
+    sharegpt = {
+        "tools": json.dumps([WEATHER]),
+        "conversations": [{"from": "human", "value": "Weather in Paris?"}, {"from": "gpt", "value": body}],
+    }
+    openai = _openai({"role": "assistant", "content": body})
+    for record in (sharegpt, openai):
+        [sample] = convert_record(record).samples
+        assert sample.label == Action(calls=[PARIS])
+
+
+def test_a_toolbench_system_prompt_is_refused_even_before_a_react_step() -> None:
+    turns = [{"from": "system", "value": TOOLBENCH_SYSTEM}, {"from": "user", "value": "Hotel 1105156?"}]
+    record = {"conversations": [*turns, {"from": "assistant", "value": "Which city?"}]}
+    with pytest.raises(RecordError) as refused:
+        convert_record(record)
+    assert refused.value.reason == "ToolBench ReAct format is not supported"

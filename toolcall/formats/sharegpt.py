@@ -12,13 +12,16 @@
 - **glaive raw** (``glaiveai/glaive-function-calling-v2``: ``system`` and ``chat`` strings):
   ``USER:``/``ASSISTANT:``/``FUNCTION RESPONSE:`` turns, calls as ``<functioncall> {...}`` with the
   arguments a JSON object in single quotes (``"arguments": '{"message": "I'm late"}'``).
+- **ToolBench / ToolLLaMA** (a system prompt listing "the following APIs", ``Thought:`` /
+  ``Action:`` / ``Action Input:`` steps): refused, "ToolBench ReAct format is not supported".
 
-Turns are ``{"from", "value"}`` or ``{"role", "content"}`` (any case), with OpenAI's ``tool_calls`` on
-assistant turns (then ``"content": null`` is allowed) and content as text or a list of parts, as in
-:mod:`toolcall.formats.chat`. Speakers human/user, gpt/assistant, system, tool/observation and
-function_call are read. A system
-prompt that only carried the tool list is the dataset's calling harness: it is not kept as a message
-(the policy prompt renders the tools), and the conversion says so in its warnings.
+Turns are ``{"from", "value"}`` or ``{"role", "content"}`` (speakers in any case), with OpenAI's
+``tool_calls`` on assistant turns (then ``"content": null`` is allowed) and content as text or a list
+of parts, as in :mod:`toolcall.formats.chat`. Speakers human/user, gpt/assistant, system,
+tool/observation and function_call are read. Assistant text is read by
+:mod:`toolcall.formats.assistant`, as in every chat reader (glaive's ``<functioncall>`` included). A
+system prompt that only carried the tool list is the dataset's calling harness: it is not kept as a
+message (the policy prompt renders the tools), and the conversion says so in its warnings.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 import re
 from typing import Any
 
-from toolcall.formats.assistant import assistant_text, merge_calls
+from toolcall.formats.assistant import REACT_REFUSAL, assistant_text, merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
@@ -70,6 +73,8 @@ _LISTING_MARKERS = (
 )
 # ToolACE's call syntax: "[Name(" where the name holds no brackets, quotes or separators.
 _PYTHON_CALLS = re.compile(r"^\s*\[\s*[^\[\]{}\"'=,()]+\(", re.DOTALL)
+# ToolBench's (ToolLLaMA's) harness lists its APIs, and a Finish pseudo-API, after this phrase.
+_TOOLBENCH_LISTING = "you have access to the following APIs:"
 _HARNESS_NOTE = (
     "system prompt carrying the tool list not kept as a message (the policy prompt renders the tools)"
 )
@@ -120,6 +125,8 @@ def _json_sequence(text: str, start: int = 0) -> list[Any] | None:
 
 def tools_in_system(text: str) -> list[Any] | None:
     """The tools a system prompt lists, or None if it lists none; a listing that does not read raises."""
+    if _TOOLBENCH_LISTING in text:
+        raise RecordError(f"a ToolBench system prompt: {REACT_REFUSAL}", REACT_REFUSAL)
     blocks = [block for block in _TOOLS_BLOCK.findall(text) if block.strip()]
     for block in blocks:
         value = _listing(block)
@@ -253,42 +260,6 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
 
 _GLAIVE_TURN = re.compile(r"(?:^|\n)\s*(USER|ASSISTANT|FUNCTION RESPONSE)\s*:", re.MULTILINE)
 _END_OF_TEXT = re.compile(r"\s*<\|endoftext\|>\s*")
-_FUNCTION_CALL = re.compile(r"<functioncall>\s*(.*?)\s*(?:</functioncall>|$)", re.DOTALL)
-
-
-# glaive quotes the arguments object in single quotes; the JSON inside starts after the quote.
-_QUOTED_ARGUMENTS = re.compile(r"\"arguments\"\s*:\s*'\s*")
-_CLOSING_QUOTE = re.compile(r"\s*'")
-
-
-def _glaive_calls(body: str) -> list[ToolCall]:
-    """The calls of a ``<functioncall>`` body. Its single-quoted arguments make it neither JSON nor,
-    when an apostrophe is inside (``I'm``, ``O'Brien``), a Python literal: the inner JSON is read."""
-    quoted = _QUOTED_ARGUMENTS.search(body)
-    inner = _quoted_arguments(body, quoted.end()) if quoted is not None else None
-    if quoted is not None and inner is not None:
-        arguments, end = inner
-        body = f'{body[: quoted.start()]}"arguments": {json.dumps(arguments)}{body[end:]}'
-    return calls_from_json(body, "glaive functioncall")
-
-
-def _quoted_arguments(body: str, start: int) -> tuple[Any, int] | None:
-    """The JSON value starting at ``start`` and the index after its closing quote, or None."""
-    try:
-        value, end = json.JSONDecoder().raw_decode(body, start)
-    except (ValueError, RecursionError):
-        pass
-    else:
-        closing = _CLOSING_QUOTE.match(body, end)
-        if closing is not None:
-            return value, closing.end()
-    last = body.rfind("'")  # else the call's last quote closes them
-    if last > start:
-        try:
-            return json.loads(body[start:last]), last + 1
-        except (ValueError, RecursionError):
-            pass
-    return None  # not JSON inside the quotes (an escaped \'): the Python literal reading may do
 
 
 def from_glaive(record: dict[str, Any]) -> Conversion:
@@ -307,16 +278,13 @@ def from_glaive(record: dict[str, Any]) -> Conversion:
     pieces = _GLAIVE_TURN.split(chat)
     if len(pieces) < 3:
         raise RecordError("glaive chat has no USER:/ASSISTANT: turns", "glaive chat has no turns")
-    for speaker, text in zip(pieces[1::2], pieces[2::2], strict=True):
+    for index, (speaker, text) in enumerate(zip(pieces[1::2], pieces[2::2], strict=True)):
         text = _END_OF_TEXT.sub("\n", text).strip()
         if speaker == "USER":
             messages.append(message("user", text))
         elif speaker == "FUNCTION RESPONSE":
             messages.append(message("tool", text))
         else:
-            calls: list[ToolCall] = []
-            for body in _FUNCTION_CALL.findall(text):
-                calls.extend(_glaive_calls(body))
-            content = _FUNCTION_CALL.sub("", text).strip()
+            content, calls = assistant_text(text, notes, f"turn {index} (ASSISTANT)")
             messages.append(Message(role="assistant", content=content, tool_calls=calls))
     return Conversion("glaive", dialogue_samples(tools, messages), notes)
