@@ -302,3 +302,97 @@ def test_a_toolbench_system_prompt_is_refused_even_before_a_react_step() -> None
     with pytest.raises(RecordError) as refused:
         convert_record(record)
     assert refused.value.reason == "ToolBench ReAct format is not supported"
+
+
+# --- the calling harness in a system prompt ------------------------------------------------------------
+
+
+def _chatml(chat: list[dict[str, str]]) -> str:
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in chat)
+
+
+def _figure_7(tools: list[Any], own_system: str | None = None) -> list[dict[str, str]]:
+    from toolcall.prompts import build_chat
+    from toolcall.specs import load_tools
+    from toolcall.types import Message
+
+    context = [Message(role="system", content=own_system)] if own_system else []
+    context.append(Message(role="user", content="Weather in Paris?"))
+    return build_chat(load_tools(tools), context, current_time="2024-05-01 10:00")
+
+
+def _prompt_of(sample: Any) -> str:
+    from toolcall.prompts import build_chat
+
+    return build_chat(sample.tools, sample.messages, sample.conversation_time)[0]["content"]
+
+
+@pytest.mark.parametrize("form", ["input", "messages", "dialogue"])
+@pytest.mark.parametrize("tools_field", [True, False])
+def test_the_projects_own_figure_7_prompt_is_read_as_the_harness(form: str, tools_field: bool) -> None:
+    chat = _figure_7([WEATHER])
+    if form == "input":
+        record: dict[str, Any] = {"input": _chatml(chat), "label": TAGGED}
+    elif form == "messages":
+        record = {"messages": chat, "label": TAGGED}
+    else:  # a whole dialogue: read by the openai reader
+        record = {"messages": [*chat, {"role": "assistant", "content": TAGGED}]}
+    if tools_field:
+        record["tools"] = [WEATHER]
+    [sample] = convert_record(record).samples
+    assert [t.name for t in sample.tools] == ["get_weather"]
+    assert [m.role for m in sample.messages] == ["user"] and sample.label == Action(calls=[PARIS])
+    assert sample.conversation_time == "2024-05-01 10:00"
+    prompt = _prompt_of(sample)
+    assert prompt.count("# Tools") == 1 and prompt.count("You are an expert") == 1
+    assert prompt == chat[0]["content"]  # built again, the prompt is the one the record shows
+
+
+def test_a_records_own_system_message_after_the_harness_is_kept() -> None:
+    chat = _figure_7([WEATHER], own_system="Answer in French.")
+    [sample] = convert_record({"input": _chatml(chat), "label": TAGGED}).samples
+    assert [(m.role, m.content) for m in sample.messages] == [
+        ("system", "Answer in French."),
+        ("user", "Weather in Paris?"),
+    ]
+    assert _prompt_of(sample) == chat[0]["content"]
+
+
+def test_a_figure_7_prompt_listing_no_tool_offers_none() -> None:
+    [sample] = convert_record({"input": _chatml(_figure_7([])), "label": "Which city?"}).samples
+    assert sample.tools == [] and [m.role for m in sample.messages] == ["user"]
+
+
+def test_qwens_tools_section_is_the_harness_and_its_system_text_stays() -> None:
+    system = (
+        "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n\nYou may call "
+        "one or more functions to assist with the user query.\n\nYou are provided with function "
+        f"signatures within <tools></tools> XML tags:\n<tools>\n{json.dumps(WEATHER)}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within "
+        '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": '
+        "<args-json-object>}\n</tool_call>"
+    )
+    chat = [{"role": "system", "content": system}, {"role": "user", "content": "Weather in Paris?"}]
+    [sample] = convert_record({"input": _chatml(chat), "label": TAGGED}).samples
+    assert [t.name for t in sample.tools] == ["get_weather"]
+    assert (
+        sample.messages[0].content == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    )
+    assert _prompt_of(sample).count("# Tools") == 1
+
+
+def test_tools_that_differ_from_the_harness_listing_are_refused() -> None:
+    other = {"type": "function", "function": {"name": "get_time", "description": "t", "parameters": {}}}
+    chat = _figure_7([WEATHER])
+    for record in (
+        {"input": _chatml(chat), "label": TAGGED, "tools": [other]},
+        {"messages": [*chat, {"role": "assistant", "content": TAGGED}], "tools": [other]},
+        {
+            "tools": json.dumps([other]),
+            "conversations": [{"from": m["role"], "value": m["content"]} for m in chat]
+            + [{"from": "gpt", "value": TAGGED}],
+        },
+    ):
+        with pytest.raises(RecordError, match="differ") as refused:
+            convert_record(record)
+        assert refused.value.reason == "tools field and system prompt tools differ"

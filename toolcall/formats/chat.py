@@ -10,7 +10,8 @@ bare JSON, When2Call's ``<TOOLCALL>``) are calls, text that does not parse is re
 given both in the text and in ``tool_calls`` must agree. An assistant turn with ``"weight": 0``
 (OpenAI fine-tuning: do not train on it) is never a label; it stays in the context of the turns after
 it. A ``current_time`` (or ``conversation_time``) field is the conversation's time, as in
-:mod:`toolcall.formats.paper`.
+:mod:`toolcall.formats.paper`. A system prompt that carries the tool list is read as the calling
+harness (:mod:`toolcall.formats.harness`).
 """
 
 from __future__ import annotations
@@ -28,16 +29,17 @@ from toolcall.formats.common import (
     json_or_value,
     message,
     text_of,
-    tools_from,
+    with_time,
 )
+from toolcall.formats.harness import Harness
 from toolcall.parsing import CallFormatError, parse_openai_tool_calls
 from toolcall.types import Message
 
 
 def from_openai(record: dict[str, Any]) -> Conversion:
     notes: list[str] = []
-    tools_value = record.get("tools", record.get("functions"))
-    tools = tools_from(json_or_value(tools_value, "tools", python=True), notes)
+    tools_value = json_or_value(record.get("tools", record.get("functions")), "tools", python=True)
+    harness = Harness()
     raw_messages = json_or_value(record.get("messages"), "messages")
     if not isinstance(raw_messages, list):
         raise RecordError("openai 'messages' must be a list")
@@ -76,13 +78,13 @@ def from_openai(record: dict[str, Any]) -> Conversion:
                 raise RecordError(
                     f"{where}: only assistant turns make calls", "calls outside an assistant turn"
                 )
-            messages.append(message(role, text))
+            kept = harness.system(text) if role == "system" else text
+            if kept or kept == text:  # a system prompt that was only the harness is no message
+                messages.append(message(role, kept))
+    tools = harness.tools(tools_value, notes)
     samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
     # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.
-    time = conversation_time(record)
-    if time is not None:
-        samples = [sample.model_copy(update={"conversation_time": time}) for sample in samples]
-    return Conversion("openai", samples, notes)
+    return Conversion("openai", with_time(samples, conversation_time(record) or harness.time), notes)
 
 
 def _weight(value: Any, where: str) -> int:

@@ -231,6 +231,13 @@ def dialogue_samples(
     return samples
 
 
+def with_time(samples: list[Sample], time: str | None) -> list[Sample]:
+    """The samples with their conversation's time, where the record gives one."""
+    if time is None:
+        return samples
+    return [sample.model_copy(update={"conversation_time": time}) for sample in samples]
+
+
 def text_of(content: Any, warnings: list[str], where: str) -> tuple[str, list[ToolCall]]:
     """Message content as text, and the calls held in tool-call parts.
 
@@ -351,4 +358,5 @@ __all__ = [
     "reason_of",
     "text_of",
     "tools_from",
+    "with_time",
 ]

@@ -6,8 +6,11 @@ calls); optional ``ordered``. Without ``label`` the record is a whole dialogue: 
 (detected by its keys, such a record with ``messages`` is read by :mod:`toolcall.formats.chat`, which
 reads its turns the same way and keeps its time). Assistant turns are read as model outputs are
 (:mod:`toolcall.formats.assistant`).
-The conversation's time, when the record gives it (a ``current_time`` field, or the Figure 7 system
-prompt's "The current time is …" in the ChatML ``input``), goes with every sample.
+A system prompt that carries the tool list, this project's own Figure 7 prompt among them, is the
+calling harness (:mod:`toolcall.formats.harness`): its tools are the sample's when the record has no
+``tools`` (both given: they must agree), and it is not kept as a message. The conversation's time,
+when the record gives it (a ``current_time`` field, or the Figure 7 system prompt's "The current time
+is …"), goes with every sample.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from toolcall.formats.common import (
     flag,
     label_from,
     message,
-    tools_from,
+    with_time,
 )
+from toolcall.formats.harness import Harness
 from toolcall.types import Message, Sample, ToolCall
 
 _CHATML_TURN = re.compile(
@@ -75,7 +79,6 @@ def plain_message(raw: Any, notes: list[str], where: str) -> Message:
 
 def from_paper(record: dict[str, Any]) -> Conversion:
     notes: list[str] = []
-    tools = tools_from(record.get("tools"), notes)
     ordered = flag(record, "ordered")
     if "messages" in record:
         raw = record["messages"]
@@ -86,15 +89,30 @@ def from_paper(record: dict[str, Any]) -> Conversion:
         messages = chatml_messages(record["input"], notes)
     else:
         raise RecordError("paper record needs 'messages' or an 'input' string")
-    time = conversation_time(record)
+    harness = Harness()
+    messages = _without_harness(messages, harness)
+    tools = harness.tools(record.get("tools"), notes)
+    time = conversation_time(record) or harness.time
     if "label" not in record:
-        samples = dialogue_samples(tools, messages, ordered)
-        return Conversion("paper", [s.model_copy(update={"conversation_time": time}) for s in samples], notes)
+        return Conversion("paper", with_time(dialogue_samples(tools, messages, ordered), time), notes)
     check_context(messages)
     sample = Sample(
         tools=tools, messages=messages, label=label_from(record["label"], ordered), conversation_time=time
     )
     return Conversion("paper", [sample], notes)
+
+
+def _without_harness(messages: list[Message], harness: Harness) -> list[Message]:
+    """The messages with each system prompt's calling harness read out (and left out)."""
+    kept: list[Message] = []
+    for turn in messages:
+        text = harness.system(turn.content) if turn.role == "system" else turn.content
+        if text != turn.content:
+            if text:
+                kept.append(turn.model_copy(update={"content": text}))
+            continue
+        kept.append(turn)
+    return kept
 
 
 def _role(raw: Any) -> str:

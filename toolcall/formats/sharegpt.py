@@ -26,11 +26,10 @@ message (the policy prompt renders the tools), and the conversion says so in its
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from toolcall.formats.assistant import REACT_REFUSAL, assistant_text, merge_calls
+from toolcall.formats.assistant import assistant_text, merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
@@ -39,10 +38,10 @@ from toolcall.formats.common import (
     message,
     python_calls_to_tool_calls,
     text_of,
-    tools_from,
+    with_time,
 )
+from toolcall.formats.harness import Harness
 from toolcall.parsing import CallFormatError, parse_openai_tool_calls
-from toolcall.pytypes import TypeExpressionError, python_literal
 from toolcall.specs import ToolSpec
 from toolcall.types import Message, ToolCall
 
@@ -62,94 +61,9 @@ _SPEAKERS = {
     "function_call": "function_call",
     "tool_call": "function_call",
 }
-_TOOLS_BLOCK = re.compile(r"<tools>(.*?)</tools>", re.DOTALL)
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
-# Phrases after which a system prompt lists its tools as JSON (ToolACE, glaive).
-_LISTING_MARKERS = (
-    "in JSON format that you can invoke",
-    "with access to the following functions",
-    "has access to the following functions",
-    "the following functions to help the user",
-)
 # ToolACE's call syntax: "[Name(" where the name holds no brackets, quotes or separators.
 _PYTHON_CALLS = re.compile(r"^\s*\[\s*[^\[\]{}\"'=,()]+\(", re.DOTALL)
-# ToolBench's (ToolLLaMA's) harness lists its APIs, and a Finish pseudo-API, after this phrase.
-_TOOLBENCH_LISTING = "you have access to the following APIs:"
-_HARNESS_NOTE = (
-    "system prompt carrying the tool list not kept as a message (the policy prompt renders the tools)"
-)
-
-
-def _listing(body: str) -> list[Any] | None:
-    """A tool listing: a JSON list or object, several JSON objects in a row, or a Python literal."""
-    body = body.strip()
-    if not body:
-        return None
-    try:
-        value = json.loads(body)
-    except json.JSONDecodeError:
-        value = _json_sequence(body)
-        if value is None:
-            try:
-                value = python_literal(body, "tools")
-            except TypeExpressionError:
-                return None
-    if isinstance(value, dict):
-        return [value]
-    return value if isinstance(value, list) else None
-
-
-def _json_sequence(text: str, start: int = 0) -> list[Any] | None:
-    """JSON values written one after another from ``start`` (stops at the first non-JSON text);
-    None when none reads. An empty list is a listing: it lists no tool."""
-    decoder = json.JSONDecoder()
-    values: list[Any] = []
-    read = False
-    position = start
-    while position < len(text):
-        while position < len(text) and text[position] in " \t\r\n,":
-            position += 1
-        if position >= len(text) or text[position] not in "[{":
-            break
-        try:
-            value, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError:
-            break
-        read = True
-        if isinstance(value, list):
-            values.extend(value)
-        else:
-            values.append(value)
-    return values if read else None
-
-
-def tools_in_system(text: str) -> list[Any] | None:
-    """The tools a system prompt lists, or None if it lists none; a listing that does not read raises."""
-    if _TOOLBENCH_LISTING in text:
-        raise RecordError(f"a ToolBench system prompt: {REACT_REFUSAL}", REACT_REFUSAL)
-    blocks = [block for block in _TOOLS_BLOCK.findall(text) if block.strip()]
-    for block in blocks:
-        value = _listing(block)
-        if value is None:
-            raise RecordError(
-                "the <tools> block of the system prompt is neither JSON nor a Python literal",
-                "tools in the system prompt do not parse",
-            )
-        return value
-    for marker in _LISTING_MARKERS:
-        at = text.find(marker)
-        if at == -1:
-            continue
-        start = min((i for i in (text.find("[", at), text.find("{", at)) if i != -1), default=-1)
-        if start == -1:
-            continue
-        value = _json_sequence(text, start)
-        if value is None:
-            raise RecordError(
-                "the tool list of the system prompt is not JSON", "tools in the system prompt do not parse"
-            )
-        return value
-    return None
 
 
 def _assistant(value: str, tools: list[ToolSpec], notes: list[str], where: str) -> Message:
@@ -201,29 +115,23 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
     notes: list[str] = []
     tools_value: Any = record.get("tools")
     if isinstance(tools_value, str) and tools_value.strip() in ("", "[]"):
-        tools_value = None
-    harness: set[int] = set()  # indices of system texts that carried the tools (-1: the record's field)
+        tools_value = None  # glaive / LLaMA-Factory write "[]" for no tool; a system prompt may list them
     system_field = record.get("system")
     if system_field is not None and not isinstance(system_field, str):
         raise RecordError("sharegpt 'system' must be a string")
-    if tools_value is None and system_field:
-        tools_value = tools_in_system(system_field)
-        if tools_value is not None:
-            harness.add(-1)
+    # The tools come first (ToolACE's positional arguments take their declared order), so every system
+    # text is read for its harness before the turns are; kept: what stays of each as a message.
+    harness = Harness()
+    kept_field = harness.system(system_field) if system_field else ""
+    kept: dict[int, str] = {}
     for index, turn in enumerate(turns):
-        if tools_value is not None:
-            break
         _, role, value = _turn(turn)
-        if role == "system" and isinstance(value, str):
-            tools_value = tools_in_system(value)
-            if tools_value is not None:
-                harness.add(index)
-    tools = tools_from(tools_value, notes)
+        if role == "system" and isinstance(value, str | list):
+            kept[index] = harness.system(value if isinstance(value, str) else text_of(value, [], "")[0])
+    tools = harness.tools(tools_value, notes)
     messages: list[Message] = []
-    if system_field and -1 not in harness:
-        messages.append(message("system", system_field))
-    if harness:
-        notes.append(_HARNESS_NOTE)
+    if kept_field:
+        messages.append(message("system", kept_field))
     for index, turn in enumerate(turns):
         speaker, role, value = _turn(turn)
         where = f"turn {index} ({speaker})"
@@ -240,8 +148,8 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
         if structured and role != "assistant":
             raise RecordError(f"{where}: only assistant turns make calls", "calls outside an assistant turn")
         if role == "system":
-            if index not in harness:
-                messages.append(message("system", value))
+            if kept.get(index, value):
+                messages.append(message("system", kept.get(index, value)))
         elif role == "assistant":
             said = _assistant(value, tools, notes, where)
             calls = merge_calls(list(said.tool_calls), structured, where)
@@ -253,7 +161,7 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
             messages.extend(message("tool", response.strip()) for response in responses)
         else:
             messages.append(message(role, value))
-    return Conversion("sharegpt", dialogue_samples(tools, messages), notes)
+    return Conversion("sharegpt", with_time(dialogue_samples(tools, messages), harness.time), notes)
 
 
 # --- glaive raw transcripts ------------------------------------------------------------------------
@@ -267,13 +175,11 @@ def from_glaive(record: dict[str, Any]) -> Conversion:
     if not isinstance(system, str) or not isinstance(chat, str):
         raise RecordError("glaive records need 'system' and 'chat' strings")
     notes: list[str] = []
-    listed = tools_in_system(system)
-    tools = tools_from(listed, notes)
+    harness = Harness()
+    prompt = harness.system(re.sub(r"^\s*SYSTEM\s*:\s*", "", system).strip())
+    tools = harness.tools(None, notes)
     messages: list[Message] = []
-    prompt = re.sub(r"^\s*SYSTEM\s*:\s*", "", system).strip()
-    if listed is not None:
-        notes.append(_HARNESS_NOTE)
-    elif prompt:
+    if prompt:
         messages.append(message("system", prompt))
     pieces = _GLAIVE_TURN.split(chat)
     if len(pieces) < 3:

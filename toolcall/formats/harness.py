@@ -1,0 +1,195 @@
+"""System prompts that carry the tool list: a dataset's calling harness, not part of its dialogue.
+
+The policy prompt (:func:`toolcall.prompts.build_chat`) renders a sample's tools itself, so a system
+prompt that lists them is read for its tools and left out of the messages; otherwise every training
+prompt would show the tools twice (or, where the record has no ``tools`` field, only inside a system
+message, with no tool offered). Recognised:
+
+- the ``# Tools`` section of Qwen's chat template, which this project's Figure 7 prompt ends with: the
+  section is the harness; the text before it is kept as the record's own system message, unless it
+  is the Figure 7 instructions (then the time they state is the conversation's time); text after the
+  section (a record's own system messages, as ``build_chat`` appends them) is kept too;
+- any other system prompt with a ``<tools>`` block (Hermes) or a JSON listing after a known phrase
+  (ToolACE, glaive): the whole prompt is the harness;
+- ToolBench's "Specifically, you have access to the following APIs": refused (see
+  :mod:`toolcall.formats.assistant`).
+
+Where a record has both a ``tools`` field and a harness listing, they must list the same tools.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolcall.formats.assistant import REACT_REFUSAL
+from toolcall.formats.common import RecordError, tools_from
+from toolcall.prompts import POLICY_SYSTEM_PROMPT
+from toolcall.pytypes import TypeExpressionError, python_literal
+from toolcall.specs import ToolSpec
+
+_TOOLS_BLOCK = re.compile(r"<tools>(.*?)</tools>", re.DOTALL)
+
+# Phrases after which a system prompt lists its tools as JSON (ToolACE, glaive).
+_LISTING_MARKERS = (
+    "in JSON format that you can invoke",
+    "with access to the following functions",
+    "has access to the following functions",
+    "the following functions to help the user",
+)
+
+# ToolBench's (ToolLLaMA's) harness lists its APIs, and a Finish pseudo-API, after this phrase.
+_TOOLBENCH_LISTING = "you have access to the following APIs:"
+HARNESS_NOTE = (
+    "system prompt carrying the tool list not kept as a message (the policy prompt renders the tools)"
+)
+
+# The Figure 7 prompt with marks where its time and tools go; "# Tools" starts the section it shares
+# with Qwen's chat template. Built from the prompt itself, so a change to it changes what is read.
+_TIME_MARK, _TOOLS_MARK = "\ue000time\ue001", "\ue000tools\ue001"
+_FIGURE_7_HEAD, _SECTION = POLICY_SYSTEM_PROMPT.format(current_time=_TIME_MARK, tool_sets=_TOOLS_MARK).split(
+    "# Tools", 1
+)
+_TOOLS_SECTION = re.compile(
+    re.escape("# Tools" + _SECTION).replace(re.escape(_TOOLS_MARK), "(?P<tools>.*?)"), re.DOTALL
+)
+_FIGURE_7_INSTRUCTIONS = re.compile(
+    re.escape(_FIGURE_7_HEAD.strip()).replace(re.escape(_TIME_MARK), "(?P<time>[^\n]{1,80}?)")
+)
+
+
+@dataclass(frozen=True)
+class SystemPrompt:
+    """A system prompt read: the text to keep as a message ("" for none), the tools it listed (None
+    when it lists none: then it is no harness) and the time the Figure 7 instructions state."""
+
+    kept: str
+    listing: list[Any] | None = None
+    time: str | None = None
+
+
+def read_system(text: str) -> SystemPrompt:
+    """What a system prompt holds besides its harness; see the module's docstring."""
+    if _TOOLBENCH_LISTING in text:
+        raise RecordError(f"a ToolBench system prompt: {REACT_REFUSAL}", REACT_REFUSAL)
+    section = _TOOLS_SECTION.search(text)
+    if section is None:
+        listing = tools_in_system(text)
+        return SystemPrompt(text) if listing is None else SystemPrompt("", listing)
+    block = section["tools"]
+    listing = _listing(block) if block.strip() else []  # Figure 7 with no tool: an empty block
+    if listing is None:
+        raise RecordError(
+            "the <tools> block of the system prompt is neither JSON nor a Python literal",
+            "tools in the system prompt do not parse",
+        )
+    before, after = text[: section.start()].strip(), text[section.end() :].strip()
+    instructions = _FIGURE_7_INSTRUCTIONS.fullmatch(before)
+    time = instructions["time"].strip() if instructions else None
+    kept = "\n\n".join(part for part in ("" if instructions else before, after) if part)
+    return SystemPrompt(kept, listing, time)
+
+
+@dataclass
+class Harness:
+    """What a record's system prompts said about its calling harness, read one prompt at a time."""
+
+    listings: list[list[Any]] = field(default_factory=list)
+    time: str | None = None
+
+    def system(self, text: str) -> str:
+        """The text of a system prompt to keep as a message ("": none), its harness read out."""
+        prompt = read_system(text)
+        if prompt.listing is None:
+            return text
+        self.listings.append(prompt.listing)
+        self.time = self.time or prompt.time
+        return prompt.kept
+
+    def tools(self, given: Any, notes: list[str]) -> list[ToolSpec]:
+        """The record's tools: its own field (``given``), else what its harness listed."""
+        tools = tools_from(given, notes)
+        if self.listings:
+            notes.append(HARNESS_NOTE)
+        for listing in self.listings:
+            listed = tools_from(listing, [] if tools else notes, "tools in the system prompt")
+            if not tools:  # no tools field (or an empty one): the prompt the model saw listed them
+                tools = listed
+            elif {t.name: t for t in listed} != {t.name: t for t in tools}:
+                raise RecordError(
+                    "the record's tools differ from those its system prompt lists (a prompt would show both)",
+                    "tools field and system prompt tools differ",
+                )
+        return tools
+
+
+def _listing(body: str) -> list[Any] | None:
+    """A tool listing: a JSON list or object, several JSON objects in a row, or a Python literal."""
+    body = body.strip()
+    if not body:
+        return None
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        value = _json_sequence(body)
+        if value is None:
+            try:
+                value = python_literal(body, "tools")
+            except TypeExpressionError:
+                return None
+    if isinstance(value, dict):
+        return [value]
+    return value if isinstance(value, list) else None
+
+
+def _json_sequence(text: str, start: int = 0) -> list[Any] | None:
+    """JSON values written one after another from ``start`` (stops at the first non-JSON text);
+    None when none reads. An empty list is a listing: it lists no tool."""
+    decoder = json.JSONDecoder()
+    values: list[Any] = []
+    read = False
+    position = start
+    while position < len(text):
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        if position >= len(text) or text[position] not in "[{":
+            break
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            break
+        read = True
+        if isinstance(value, list):
+            values.extend(value)
+        else:
+            values.append(value)
+    return values if read else None
+
+
+def tools_in_system(text: str) -> list[Any] | None:
+    """The tools a system prompt lists, or None if it lists none; a listing that does not read raises."""
+    blocks = [block for block in _TOOLS_BLOCK.findall(text) if block.strip()]
+    for block in blocks:
+        value = _listing(block)
+        if value is None:
+            raise RecordError(
+                "the <tools> block of the system prompt is neither JSON nor a Python literal",
+                "tools in the system prompt do not parse",
+            )
+        return value
+    for marker in _LISTING_MARKERS:
+        at = text.find(marker)
+        if at == -1:
+            continue
+        start = min((i for i in (text.find("[", at), text.find("{", at)) if i != -1), default=-1)
+        if start == -1:
+            continue
+        value = _json_sequence(text, start)
+        if value is None:
+            raise RecordError(
+                "the tool list of the system prompt is not JSON", "tools in the system prompt do not parse"
+            )
+        return value
+    return None
