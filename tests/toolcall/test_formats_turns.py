@@ -396,3 +396,15 @@ def test_tools_that_differ_from_the_harness_listing_are_refused() -> None:
         with pytest.raises(RecordError, match="differ") as refused:
             convert_record(record)
         assert refused.value.reason == "tools field and system prompt tools differ"
+
+
+@pytest.mark.parametrize(
+    "prompt_end", ["<|im_start|>assistant\n", "<|im_start|>assistant", "<|im_start|>assistant\n\n"]
+)
+def test_a_chatml_input_ending_in_the_generation_prompt_is_read(prompt_end: str) -> None:
+    question = "<|im_start|>user\nWeather in Paris?<|im_end|>\n"
+    [sample] = convert_record({"tools": [WEATHER], "input": question + prompt_end, "label": TAGGED}).samples
+    assert [m.role for m in sample.messages] == ["user"] and sample.label == Action(calls=[PARIS])
+    empty_inside = question + "<|im_start|>assistant\n<|im_end|>\n" + question
+    with pytest.raises(RecordError, match="assistant turn is empty"):
+        convert_record({"tools": [WEATHER], "input": empty_inside, "label": TAGGED})

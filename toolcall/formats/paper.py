@@ -1,8 +1,9 @@
 """This project's rendering of the paper's GRPO samples (Figures 8-9).
 
 ``tools``, the context as ``messages`` (role/content list) or ``input`` (ChatML text with
-``<|im_start|>`` turns), and ``label`` as ``<tool_call>`` text (or an Action object or a list of
-calls); optional ``ordered``. Without ``label`` the record is a whole dialogue: one sample per step
+``<|im_start|>`` turns; a last assistant turn with nothing in it is the generation prompt, not a
+turn), and ``label`` as ``<tool_call>`` text (or an Action object or a list of calls); optional
+``ordered``. Without ``label`` the record is a whole dialogue: one sample per step
 (detected by its keys, such a record with ``messages`` is read by :mod:`toolcall.formats.chat`, which
 reads its turns the same way and keeps its time). Assistant turns are read as model outputs are
 (:mod:`toolcall.formats.assistant`).
@@ -48,7 +49,10 @@ def chatml_messages(text: str, notes: list[str]) -> list[Message]:
     for index, (role, content) in enumerate(turns):
         content = content.strip()
         if role == "assistant":
-            messages.append(_assistant(content, [], notes, f"input turn {index} (assistant)"))
+            where = f"input turn {index} (assistant)"
+            if index == len(turns) - 1 and assistant_text(content, [], where) == ("", []):
+                break  # the template's generation prompt: the answer to learn is not written yet
+            messages.append(_assistant(content, [], notes, where))
         elif role in ("user", "tool") and _TOOL_RESPONSE.search(content):
             messages.extend(message("tool", response) for response in _TOOL_RESPONSE.findall(content))
         else:
