@@ -8,10 +8,15 @@ Formats (detected per record from its keys, or forced):
   possible answers and class docs from a :class:`FormatContext` (:mod:`toolcall.formats.bfcl`).
 - ``xlam``: APIGen/xLAM ``query``, ``tools``, ``answers`` (:mod:`toolcall.formats.xlam`).
 - ``openai``: chat ``messages`` with ``tool_calls`` and ``tool`` results (:mod:`toolcall.formats.chat`).
-- ``sharegpt``: ``conversations`` of from/value turns: Hermes function-calling v1, glaive and
-  LLaMA-Factory (``function_call`` / ``observation``), ToolACE (:mod:`toolcall.formats.sharegpt`);
-  ``hermes``, ``glaive-sharegpt``, ``llamafactory`` and ``toolace`` name it too.
+- ``sharegpt``: ``conversations`` of from/value (or role/content) turns: Hermes function-calling v1,
+  glaive and LLaMA-Factory (``function_call`` / ``observation``), ToolACE
+  (:mod:`toolcall.formats.sharegpt`); ``hermes``, ``glaive-sharegpt``, ``llamafactory`` and
+  ``toolace`` name it too.
 - ``glaive``: glaive-function-calling-v2's raw ``system`` / ``chat`` transcripts.
+
+The chat formats share how they read an assistant's text (:mod:`toolcall.formats.assistant`: the
+policy's own output parser; ToolBench's ReAct steps are refused) and a system prompt that carries the
+tool list (:mod:`toolcall.formats.harness`: the calling harness, read for its tools, not kept).
 
 Whole dialogues yield one sample per learnable assistant step (Section 4.1): each step that calls
 tools, and each plain-text answer right after a user turn. A record that offers no tool is a valid
