@@ -498,6 +498,14 @@ class OpenAIBackend:
                     input_fault=True,
                 )
             message = choice["message"]
+            refusal = message.get("refusal")
+            if isinstance(refusal, str) and refusal.strip() and not message.get("content"):
+                # OpenAI's refusal field, the content empty: the model declined this input.
+                raise InferenceError(
+                    f"{self._public_base_url}: the model refused to answer: {self._excerpt(refusal, 200)!r}",
+                    retryable=False,
+                    input_fault=True,
+                )
             text, part_reasoning = _content_text(message.get("content"))
             logprobs: list[float] = []
             content = (choice.get("logprobs") or {}).get("content") if self.logprobs else None

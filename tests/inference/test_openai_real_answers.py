@@ -328,3 +328,14 @@ async def test_a_request_with_a_larger_budget_gets_proportionally_longer() -> No
                 assert answer.text == "done"
         finally:
             await backend.close()
+
+
+async def test_a_refusal_is_the_inputs_fault_with_its_words() -> None:
+    """OpenAI's models answer a declined input with ``refusal`` and no content: that read as an empty
+    answer, asked again and again, then an UNPARSEABLE verdict that never said why."""
+    message = {"role": "assistant", "content": None, "refusal": "I can't help with that request."}
+    body = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+    failure = await failure_of(answering(200, body))
+    assert failure.input_fault and not failure.retryable and "can't help with that" in str(failure)
+    answered = await answer_of({"role": "assistant", "content": "BOTH_CORRECT", "refusal": None})
+    assert answered.text == "BOTH_CORRECT"
