@@ -22,10 +22,12 @@ TRL's GPU-minded defaults are overridden for the CPU: no bf16 autocast and no gr
 HF folders written by :func:`trainer.base.save_hf_checkpoint`), no console printer.
 
 Prompts are rendered to text with the tokenizer's chat template by the same function the
-transformers inference backend uses, so the trainer samples from exactly the token ids the probe
-decodes from; TRL then treats them as plain-text prompts and does not re-parse completions. (TRL
-tokenizes text prompts with the tokenizer's default special tokens: right for ChatML/Qwen
-tokenizers, which add none; a tokenizer that prepends BOS would get it twice.)
+transformers inference backend uses, and tokenized as the probe tokenizes them (no special tokens
+added: the template writes the ones the model expects), so the trainer samples from exactly the token
+ids the probe decodes from; TRL then treats them as plain-text prompts and does not re-parse
+completions. TRL's own tokenization of text prompts adds the tokenizer's default special tokens, so a
+Llama-, Mistral- or Gemma-style tokenizer, which prepends BOS, gave prompts two: :func:`grpo_trainer`
+replaces that step.
 """
 
 from __future__ import annotations
@@ -150,6 +152,27 @@ def toolmatch_reward_for(
         return scores
 
     return toolmatch_reward
+
+
+def grpo_trainer(trl: Any, **kwargs: Any) -> Any:
+    """TRL's GRPOTrainer, tokenizing the rendered prompts as the probe does
+    (:func:`inference.transformers_backend.encode_prompt`: no special tokens added), not with the
+    tokenizer's defaults."""
+    base = trl.GRPOTrainer
+    if not callable(getattr(base, "_tokenize_prompts", None)):
+        # Without the hook the prompts would silently get the tokenizer's BOS a second time.
+        raise RuntimeError(
+            f"TRL {trl.__version__}: GRPOTrainer has no _tokenize_prompts to replace (prompt ids)"
+        )
+
+    class ProbeTokenizedGRPOTrainer(base):  # type: ignore[misc, valid-type]
+        def _tokenize_prompts(self, prompts: list[Any]) -> tuple[list[list[int]], None, dict[str, Any]]:
+            if not all(isinstance(prompt, str) for prompt in prompts):
+                return super()._tokenize_prompts(prompts)  # type: ignore[no-any-return]
+            encoded = self.processing_class(text=prompts, add_special_tokens=False)["input_ids"]
+            return [list(ids) for ids in encoded], None, {}
+
+    return ProbeTokenizedGRPOTrainer(**kwargs)
 
 
 def render_prompts(tokenizer: Any, rows: Sequence[TrainingRow]) -> list[str]:
@@ -334,7 +357,8 @@ class CpuGrpoBackend:
             started=started,
             init_model=init_model,
         )
-        trainer = trl.GRPOTrainer(
+        trainer = grpo_trainer(
+            trl,
             model=model,
             processing_class=tokenizer,
             reward_funcs=toolmatch_reward,

@@ -235,3 +235,33 @@ def test_checkpoints_keep_the_initial_policys_dtype(toy_policy: Path, tmp_path: 
     assert next(model.parameters()).dtype == torch.float32  # training goes on in float32
     reloaded = AutoModelForCausalLM.from_pretrained(folder)
     assert next(reloaded.parameters()).dtype == torch.bfloat16
+
+
+def test_grpo_samples_from_the_prompt_ids_the_probe_decodes_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Llama-3-style template writes BOS itself and its tokenizer adds another by default: TRL,
+    tokenizing the prompt text with default special tokens, sampled after two BOS while the probe
+    decodes after one. The ids TRL hands to generate() are the probe's, whatever the tokenizer adds."""
+    import transformers.generation.utils as generation_utils
+    from transformers import AutoTokenizer
+
+    from inference.transformers_backend import encode_prompt
+    from tests.families import build_family_model
+
+    folder = build_family_model("llama3", tmp_path / "llama3")
+    seen: list[list[int]] = []
+    original = generation_utils.GenerationMixin.generate
+
+    def spy(self: object, *args: object, **kwargs: object) -> object:
+        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+        for row, keep in zip(ids.tolist(), mask.tolist(), strict=True):  # type: ignore[attr-defined]
+            seen.append([token for token, kept in zip(row, keep, strict=True) if kept])
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(generation_utils.GenerationMixin, "generate", spy)
+    data = toy.dataset(WARM_CITIES[:1])
+    run = settings(group_size=2, max_new_tokens=2, max_steps_per_round=1)
+    CpuGrpoBackend(run, show_progress=False).train_round(data, init_model=folder, out_dir=tmp_path / "out")
+    probe = encode_prompt(AutoTokenizer.from_pretrained(folder), data.rows[0].chat)
+    assert seen and all(ids == probe for ids in seen)
