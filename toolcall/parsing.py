@@ -9,8 +9,10 @@ Repairs are made only where the intent is unambiguous, and every one is reported
 trailing commas, Python literals (single quotes, ``True``/``None``), ``arguments`` given as a JSON
 string, ``parameters`` instead of ``arguments``, several JSON objects in one block, and a whole output
 that is calls in another family's untagged form (``untagged_calls``: Llama's bare JSON, also after
-``<|python_tag|>``, Mistral's list after ``[TOOL_CALLS]``, either in a code fence; ``pythonic_calls``:
-``[get_weather(city="Paris")]``). Anything else that looks like a call but does not read as one (a
+``<|python_tag|>``, Mistral's list after ``[TOOL_CALLS]``, Phi-4-mini's and Granite's after
+``<|tool_call|>``, any of them in a code fence; ``pythonic_calls``: ``[get_weather(city="Paris")]``, and
+Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code`` fence, when it is the whole output).
+Anything else that looks like a call but does not read as one (a
 call amid text without tags, DeepSeek's tool-call tokens) is a parse failure with the reason, never a
 guess, and never a plain-text answer.
 
@@ -36,7 +38,8 @@ _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?\s*```(.*)$", re.DOTALL)
 # How other model families start an untagged call (the tokens survive a decode that keeps specials).
-_FOREIGN_PREFIXES = ("<|python_tag|>", "[TOOL_CALLS]")
+_FOREIGN_OPEN, _FOREIGN_CLOSE = "<|tool_call|>", "<|/tool_call|>"  # Phi-4-mini closes it, Granite not
+_FOREIGN_PREFIXES = ("<|python_tag|>", "[TOOL_CALLS]", _FOREIGN_OPEN)
 # Call markers of formats the loop does not read: named in the parse failure.
 _FOREIGN_MARKERS = {
     "<｜tool▁calls▁begin｜>": "DeepSeek",
@@ -46,6 +49,9 @@ _FOREIGN_MARKERS = {
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
 _EMBEDDED_CALL = re.compile(r"""[{]\s*["']name["']\s*:""")
 _PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*\]$", re.DOTALL)
+# One call without the list brackets (Gemma): a name glued to its "(", the call the whole content.
+_BARE_CALL = re.compile(r"^[A-Za-z_][\w.]*\(.*\)$", re.DOTALL)
+_TOOL_CODE_FENCE = re.compile(r"^```tool_code[ \t]*\n(.*?)\n?\s*```$", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 # Chat-template tokens a decode may leave at the end of the text.
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
@@ -152,15 +158,23 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
     for prefix in _FOREIGN_PREFIXES:
         if content.startswith(prefix):
             content, marked = content[len(prefix) :].strip(), True
+    if body.startswith(_FOREIGN_OPEN):  # Phi-4-mini's blocks, each closed: their lists one after another
+        content = " ".join(content.replace(_FOREIGN_OPEN, " ").split(_FOREIGN_CLOSE)).strip()
+    tool_code = _TOOL_CODE_FENCE.match(content)
     fenced = _FENCE.match(content)
-    if fenced and not fenced.group(2).strip():
+    if tool_code:
+        content = tool_code.group(1).strip()
+    elif fenced and not fenced.group(2).strip():
         content = fenced.group(1).strip()
+    # A lone call without brackets counts where nothing but a call can be meant: the whole output,
+    # after a family's call marker, or in Gemma's tool_code fence; code in any other fence is an answer.
+    bare = _BARE_CALL.match(content) is not None and (tool_code is not None or marked or content == body)
     try:
         if content.startswith(("{", "[")) and (calls := _bare_json_calls(content, repairs)) is not None:
             repairs.append("untagged_calls")
             return ParsedOutput(action=Action(calls=calls), repairs=repairs)
-        if _PYTHONIC.match(content):
-            calls = _pythonic_calls(content, repairs)
+        if _PYTHONIC.match(content) or bare:
+            calls = _pythonic_calls(content if content.startswith("[") else f"[{content}]", repairs)
             repairs.append("pythonic_calls")
             return ParsedOutput(action=Action(calls=calls), repairs=repairs)
     except CallFormatError as failure:

@@ -211,6 +211,24 @@ TIME = ToolCall(name="get_time", arguments={"zone": "CET"})
             [PARIS, TIME],
             "pythonic_calls",
         ),  # BFCL, Llama 3.2
+        ('```tool_code\nget_weather(city="Paris")\n```', [PARIS], "pythonic_calls"),  # Gemma
+        ('get_weather(city="Paris")', [PARIS], "pythonic_calls"),  # Gemma, unfenced
+        (
+            "tools.get_time(zone='CET')\n",
+            [ToolCall(name="tools.get_time", arguments={"zone": "CET"})],
+            "pythonic_calls",
+        ),
+        (
+            '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}]<|/tool_call|>',
+            [PARIS],
+            "untagged_calls",
+        ),  # Phi-4-mini
+        (
+            '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+            '{"name": "get_time", "arguments": {"zone": "CET"}}]',
+            [PARIS, TIME],
+            "untagged_calls",
+        ),  # Granite
     ],
 )
 def test_calls_in_other_families_untagged_forms_are_calls_never_text(
@@ -228,6 +246,12 @@ def test_calls_in_other_families_untagged_forms_are_calls_never_text(
     [
         ('Sure! {"name": "get_weather", "arguments": {"city": "Paris"}}', "amid text"),
         ("[get_weather('Paris')]", "by name"),
+        ("get_weather('Paris')", "by name"),
+        ("```tool_code\nget_weather(city=Paris)\n```", "not a literal"),
+        (
+            '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Par',
+            "marker without a readable call",
+        ),
         (
             "<think>ok</think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather",
             "DeepSeek",
@@ -265,7 +289,17 @@ def test_tags_inside_a_calls_json_strings_are_data(argument: str) -> None:
     assert parsed.think == "plan"
 
 
-@pytest.mark.parametrize("answer", ["```python\nprint(1)\n```", 'Here:\n```json\n{"a": 1}\n```', "[1, 2, 3]"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "```python\nprint(1)\n```",
+        'Here:\n```json\n{"a": 1}\n```',
+        "[1, 2, 3]",
+        "Use print(x) to debug",
+        "Paris (France) is sunny.",
+        "get_weather(city='Paris') is the call I would make, but which city do you mean?",
+    ],
+)
 def test_a_fenced_or_json_text_answer_that_is_no_call_stays_a_text_answer(answer: str) -> None:
     assert parse_output(answer).kind == "text"
 
@@ -330,3 +364,17 @@ def test_tag_soup_never_raises(pieces: list[str]) -> None:
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
     parsed = parse_output("<tool_call>" + "[" * 100_000 + "</tool_call>")
     assert parsed.kind == "error"
+
+
+def test_a_gemma_style_call_earns_nothing_against_a_text_label() -> None:
+    """Gemma writes calls as Python in a ``tool_code`` fence or bare; read as a text answer, such an
+    output earned the reward of a clarification label."""
+    from toolcall.reward import reward
+    from toolcall.specs import ToolSpec
+
+    tool = ToolSpec.from_openai(
+        {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    )
+    label = Action(text="Which city do you mean?")
+    for output in ('```tool_code\nget_weather(city="Paris")\n```', 'get_weather(city="Paris")'):
+        assert reward([tool], (), label, output) == 0
