@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolcall.pytypes import TypeExpressionError, parse_python_calls
 from toolcall.types import Action, ToolCall
 
 OutputKind = Literal["calls", "text", "error"]
@@ -50,6 +51,7 @@ _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
 _EMBEDDED_CALL = re.compile(r"""[{]\s*["']name["']\s*:""")
 _PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*\]$", re.DOTALL)
 # One call without the list brackets (Gemma): a name glued to its "(", the call the whole content.
+_CALL_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _BARE_CALL = re.compile(r"^[A-Za-z_][\w.]*\(.*\)$", re.DOTALL)
 _TOOL_CODE_FENCE = re.compile(r"^```tool_code[ \t]*\n(.*?)\n?\s*```$", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
@@ -225,33 +227,22 @@ def _bare_json_calls(content: str, repairs: list[str]) -> list[ToolCall] | None:
 
 
 def _pythonic_calls(content: str, repairs: list[str]) -> list[ToolCall]:
-    """``[f(a=1), g.h(b="x")]``: keyword arguments with literal values, as BFCL's Python form."""
+    """``[f(a=1), g.h(b="x")]``: keyword arguments with literal values, as BFCL's Python form.
+
+    Read as tool datasets are (:func:`toolcall.pytypes.parse_python_calls`: parameter names as
+    written, ``from`` and ``league-id`` included), but a name must be an identifier, dotted or not."""
     try:
-        tree = ast.parse(content, mode="eval").body
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-        raise CallFormatError(f"not a Python list of calls ({type(error).__name__})") from error
-    if not isinstance(tree, ast.List) or not tree.elts:
-        raise CallFormatError("not a Python list of calls")
+        parsed = parse_python_calls(content)
+    except TypeExpressionError as error:
+        raise CallFormatError(str(error)) from error
     calls = []
-    for node in tree.elts:
-        if not isinstance(node, ast.Call) or not (name := _dotted_name(node.func)):
-            raise CallFormatError("every item of the list must be a call, as f(a=1)")
-        if node.args or any(keyword.arg is None for keyword in node.keywords):
-            raise CallFormatError(f"{name}: arguments must be given by name (a=1), not by position")
-        try:
-            arguments = {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords}
-        except (ValueError, TypeError, SyntaxError, RecursionError) as error:
-            raise CallFormatError(f"{name}: an argument is not a literal value") from error
-        calls.append(_call_from_object({"name": name, "arguments": arguments}, repairs))
+    for call in parsed:
+        if not _CALL_NAME.match(call.name):
+            raise CallFormatError(f"{call.name[:40]!r} is not a function name, as f or tools.f")
+        if call.positional:
+            raise CallFormatError(f"{call.name}: arguments must be given by name (a=1), not by position")
+        calls.append(_call_from_object({"name": call.name, "arguments": call.keywords}, repairs))
     return calls
-
-
-def _dotted_name(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute) and (base := _dotted_name(node.value)):
-        return f"{base}.{node.attr}"
-    return None
 
 
 def _embedded_call(body: str) -> bool:

@@ -434,20 +434,74 @@ def parse_python_calls(text: str) -> list[PythonCall]:
     return calls
 
 
-def _python_call(name: str, arguments: str) -> PythonCall:
+# A keyword argument's name as tool datasets write it, Python keywords ("from", "class") and hyphens
+# ("league-id") included. Python's own parser refuses those and NFKC-normalises the names it reads
+# ("µ" becomes "μ"), so names are read here, as written, and only the values go to ast.
+_KEYWORD = re.compile(r"\s*([^\W\d][\w-]*)\s*=(?!=)")
+
+
+def _split_arguments(text: str) -> list[str]:
+    """Split at commas outside brackets and string literals (backslash escapes honoured)."""
+    parts: list[str] = []
+    depth = 0
+    quote: str | None = None
+    start = index = 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 2
+                continue
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+        index += 1
+    parts.append(text[start:])
+    if len(parts) > 1 and not parts[-1].strip():
+        parts.pop()  # a trailing comma, as Python allows
+    return parts
+
+
+def _argument_value(name: str, source: str, what: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
-            node = ast.parse(f"_f({arguments})", mode="eval").body
+            node = ast.parse(source.strip(), mode="eval").body
     except (SyntaxError, ValueError, MemoryError, RecursionError) as error:
-        raise TypeExpressionError(
-            f"arguments of {name} do not parse: {error.msg if hasattr(error, 'msg') else error}"
-        ) from error
-    assert isinstance(node, ast.Call)
+        reason = error.msg if isinstance(error, SyntaxError) else type(error).__name__
+        raise TypeExpressionError(f"arguments of {name} do not parse: {what}: {reason}") from error
+    return literal_value(node, what)
+
+
+def _python_call(name: str, arguments: str) -> PythonCall:
     keywords: dict[str, Any] = {}
-    for keyword in node.keywords:
-        if keyword.arg is None:
-            raise TypeExpressionError(f"{name}: '**' arguments are not literals")
-        keywords[keyword.arg] = literal_value(keyword.value, f"{name}({keyword.arg}=…)")
-    positional = tuple(literal_value(arg, f"{name} argument {i + 1}") for i, arg in enumerate(node.args))
-    return PythonCall(name=name, keywords=keywords, positional=positional)
+    positional: list[Any] = []
+    parts = _split_arguments(arguments)
+    if len(parts) == 1 and not parts[0].strip():
+        parts = []  # f()
+    for part in parts:
+        if not part.strip():
+            raise TypeExpressionError(f"arguments of {name} do not parse: an empty argument")
+        if part.lstrip().startswith("*"):
+            raise TypeExpressionError(f"{name}: '*' and '**' arguments are not literals")
+        keyword = _KEYWORD.match(part)
+        if keyword is None:
+            if keywords:
+                raise TypeExpressionError(f"{name}: a positional argument after keyword arguments")
+            positional.append(_argument_value(name, part, f"{name} argument {len(positional) + 1}"))
+            continue
+        key, value = keyword.group(1), part[keyword.end() :]
+        if not value.strip():
+            raise TypeExpressionError(f"{name}({key}=…) has no value")
+        if key in keywords:
+            raise TypeExpressionError(f"{name}: keyword argument {key!r} repeated")
+        keywords[key] = _argument_value(name, value, f"{name}({key}=…)")
+    return PythonCall(name=name, keywords=keywords, positional=tuple(positional))

@@ -212,6 +212,11 @@ TIME = ToolCall(name="get_time", arguments={"zone": "CET"})
             "pythonic_calls",
         ),  # BFCL, Llama 3.2
         ('```tool_code\nget_weather(city="Paris")\n```', [PARIS], "pythonic_calls"),  # Gemma
+        (
+            "[convert(from='USD', to='EUR', league-id=7, µg=1)]",
+            [ToolCall(name="convert", arguments={"from": "USD", "to": "EUR", "league-id": 7, "µg": 1})],
+            "pythonic_calls",
+        ),  # names as written: Python keywords, hyphens, no NFKC (µ is not μ)
         ('get_weather(city="Paris")', [PARIS], "pythonic_calls"),  # Gemma, unfenced
         (
             "tools.get_time(zone='CET')\n",

@@ -376,6 +376,29 @@ def test_python_calls_with_spaces_in_names_and_literal_values() -> None:
         parse_python_calls("[f(x=some_variable)]")
 
 
+def test_python_call_keyword_names_are_read_as_written() -> None:
+    """ToolACE and BFCL name parameters ``from``, ``class`` or ``league-id``; Python's parser refused
+    those calls, and NFKC-normalised the names it read (``µ`` became ``μ``, ``ﬁ`` became ``fi``)."""
+    calls = parse_python_calls(
+        "[Currency Converter(from='USD', to='EUR', amount=10), "
+        "Get League(league-id=7, class='A', µg=1, ﬁeld=\"x, y=(1)\", nested={'a': [1, 2]},)]"
+    )
+    assert [(c.name, c.keywords) for c in calls] == [
+        ("Currency Converter", {"from": "USD", "to": "EUR", "amount": 10}),
+        ("Get League", {"league-id": 7, "class": "A", "µg": 1, "ﬁeld": "x, y=(1)", "nested": {"a": [1, 2]}}),
+    ]
+    assert parse_python_calls("f('Paris', 2, unit='c')")[0].positional == ("Paris", 2)
+    for bad, reason in (
+        ("f(a=1, a=2)", "repeated"),
+        ("f(a=1, 2)", "positional argument after"),
+        ("f(**kw)", "'\\*\\*'"),
+        ("f(a=)", "no value"),
+        ("f(a b=1)", "do not parse"),
+    ):
+        with pytest.raises(TypeExpressionError, match=reason):
+            parse_python_calls(bad)
+
+
 def test_toolace_bracket_calls_in_assistant_turns() -> None:
     tools = [
         {
