@@ -29,11 +29,40 @@ from inference.base import Chat, Generation, InferenceError, LocalModelBackend, 
 log = get_logger(__name__)
 
 
+def template_chat(tokenizer: Any, chat: Chat) -> Chat:
+    """The form of ``chat`` the tokenizer's chat template renders as a prompt (see :func:`render_prompt`)."""
+    return _rendered(tokenizer, chat)[0]
+
+
 def render_prompt(tokenizer: Any, chat: Chat) -> str:
-    """The prompt text a chat becomes: the tokenizer's chat template plus the assistant header."""
+    """The prompt text a chat becomes: the tokenizer's chat template plus the assistant header.
+
+    The chat goes to the template as it is when the template takes it, else with consecutive turns
+    of one role joined, else also with the system turn folded into the first user turn
+    (:func:`toolcall.prompts.template_variants`): templates refuse with ``raise_exception`` (Gemma 2
+    has no system role; Mistral and Gemma 3 demand alternating roles, and a tool result is a user
+    turn). The first refusal is raised when no form renders.
+    """
+    return _rendered(tokenizer, chat)[1]
+
+
+def _rendered(tokenizer: Any, chat: Chat) -> tuple[Chat, str]:
+    from jinja2 import TemplateError
+
+    from toolcall.prompts import template_variants
+
     if not chat:
         raise ValueError("a prompt must hold at least one message")
-    return str(tokenizer.apply_chat_template(list(chat), add_generation_prompt=True, tokenize=False))
+    first: TemplateError | None = None
+    for variant in template_variants(list(chat)):
+        try:
+            text = tokenizer.apply_chat_template(variant, add_generation_prompt=True, tokenize=False)
+        except TemplateError as error:
+            first = first or error
+            continue
+        return variant, str(text)
+    assert first is not None
+    raise first
 
 
 def encode_prompt(tokenizer: Any, chat: Chat) -> list[int]:

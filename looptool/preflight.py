@@ -281,7 +281,35 @@ def check_model_folder(name: str, folder: Path | None, setting: str = "[policy] 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except Exception as error:  # whatever transformers raises for a folder it cannot read
         return _failed(name, f"{folder} does not load: {_first_line(error)}", f"check the files in {folder}")
+    try:
+        _render_policy_prompt(tokenizer)
+    except Exception as error:  # a template's own refusal, or a Jinja error in it
+        return _failed(
+            name,
+            f"{folder}: the chat template cannot render a policy prompt: {_first_line(error)}",
+            f"fix the chat template in {folder} (tokenizer_config.json or chat_template.jinja)",
+        )
     return _ok(name, f"{folder}: {config.model_type}, tokenizer of {len(tokenizer)} tokens")
+
+
+def _render_policy_prompt(tokenizer: Any) -> None:
+    """Render one policy prompt as the probe and the trainers do, with every kind of turn they write:
+    the system turn, a call, its result as a user turn, and the user's next message after it."""
+    from inference.transformers_backend import render_prompt
+    from toolcall.prompts import build_chat
+    from toolcall.specs import ToolSpec
+    from toolcall.types import Message, ToolCall
+
+    tool = ToolSpec.from_openai(
+        {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    )
+    messages = [
+        Message(role="user", content="Weather in Paris?"),
+        Message(role="assistant", tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})]),
+        Message(role="tool", name="get_weather", content='{"temperature": 21}'),
+        Message(role="user", content="And in Rome?"),
+    ]
+    render_prompt(tokenizer, build_chat([tool], messages))
 
 
 async def check_policy_endpoint(policy: PolicySettings) -> list[CheckResult]:

@@ -135,6 +135,43 @@ def build_chat(
     return chat
 
 
+def merge_consecutive_turns(chat: Chat) -> Chat:
+    """``chat`` with consecutive turns of one role joined into one (their texts a blank line apart).
+
+    Some chat templates (Mistral, Gemma) refuse a conversation whose roles do not alternate, and
+    :func:`build_chat` writes a tool result as a user turn, which the next user message follows.
+    """
+    merged: Chat = []
+    for message in chat:
+        if merged and merged[-1]["role"] == message["role"]:
+            merged[-1] = {**merged[-1], "content": merged[-1]["content"] + "\n\n" + message["content"]}
+        else:
+            merged.append(dict(message))
+    return merged
+
+
+def fold_system_turn(chat: Chat) -> Chat:
+    """``chat`` with its system turn's text at the head of the first user turn, for templates that
+    have no system role (Gemma 2); a chat without a system turn is returned as it is."""
+    if not chat or chat[0]["role"] != "system":
+        return [dict(message) for message in chat]
+    system, rest = chat[0]["content"], [dict(message) for message in chat[1:]]
+    if rest and rest[0]["role"] == "user":
+        rest[0]["content"] = system + "\n\n" + rest[0]["content"]
+        return rest
+    return [{"role": "user", "content": system}, *rest]
+
+
+def template_variants(chat: Chat) -> list[Chat]:
+    """The forms of ``chat`` to offer a chat template, most faithful first: as it is, with consecutive
+    turns of one role joined, and then also with the system turn folded into the first user turn."""
+    variants = [[dict(message) for message in chat]]
+    for variant in (merge_consecutive_turns(chat), merge_consecutive_turns(fold_system_turn(chat))):
+        if variant not in variants:
+            variants.append(variant)
+    return variants
+
+
 # --- shared pieces of the judge, generator and verifier prompts ----------------------------------
 
 

@@ -462,3 +462,23 @@ async def test_endpoint_check_sends_what_the_stages_send_so_a_refused_field_fail
         "max_completion_tokens",
         {},
     )
+
+
+def test_policy_check_renders_a_policy_prompt(tmp_path: Path) -> None:
+    """A folder whose template cannot render a policy prompt passed the check, then every prompt of
+    the run failed; the check now renders one (a system turn, a tool result, consecutive user turns)."""
+    import json
+
+    from tests.families import build_family_model
+
+    assert preflight.check_model_folder("policy", build_family_model("gemma2", tmp_path / "gemma2")).ok
+    broken = build_family_model("phi4", tmp_path / "refuses")
+    config = json.loads((broken / "tokenizer_config.json").read_text(encoding="utf-8"))
+    template = "{{ raise_exception('Only user turns are supported') }}"
+    if "chat_template" in config:
+        config["chat_template"] = template
+        (broken / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    else:
+        (broken / "chat_template.jinja").write_text(template, encoding="utf-8")
+    result = preflight.check_model_folder("policy", broken)
+    assert not result.ok and "Only user turns are supported" in result.detail

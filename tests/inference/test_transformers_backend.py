@@ -202,3 +202,62 @@ def test_tool_call_tags_a_tokenizer_marks_special_stay_in_the_text(
     ended = backend._finish([*ids, backend._eos_ids[0], backend._pad_id], [-0.1] * (len(ids) + 2), (), 64)
     assert ended.text == output and ended.finish_reason == "stop"  # EOS and padding left out
     assert parse_output(ended.text).kind == "calls"
+
+
+def _policy_chats() -> dict[str, list[dict[str, str]]]:
+    """Policy prompts whose turns a strict template refuses: build_chat writes a system turn, a tool
+    result as a user turn (so a user turn follows it), and keeps a dataset's consecutive user turns."""
+    from toolcall.prompts import build_chat
+    from toolcall.specs import ToolSpec
+    from toolcall.types import Message, ToolCall
+
+    tool = ToolSpec.from_openai(
+        {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    )
+    call = Message(role="assistant", tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})])
+    conversations = {
+        "one user turn": [Message(role="user", content="Weather in Paris?")],
+        "two user turns": [
+            Message(role="user", content="Hi"),
+            Message(role="user", content="Weather in Paris?"),
+        ],
+        "a tool result, then the user": [
+            Message(role="user", content="Weather in Paris?"),
+            call,
+            Message(role="tool", name="get_weather", content='{"t": 21}'),
+            Message(role="user", content="Now Rome"),
+        ],
+    }
+    return {name: build_chat([tool], messages) for name, messages in conversations.items()}
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3", "mistral"])
+def test_policy_prompts_render_with_templates_that_refuse_a_system_turn_or_repeated_roles(
+    family: str, tmp_path: Path
+) -> None:
+    """Gemma 2 refuses a system turn; Mistral and Gemma 3 refuse two user turns in a row. Every policy
+    prompt raised; now consecutive turns of one role are joined and, where the template refuses a
+    system turn, the system text opens the first user turn. No text is lost."""
+    from transformers import AutoTokenizer
+
+    from tests.families import build_family_model
+
+    tokenizer = AutoTokenizer.from_pretrained(build_family_model(family, tmp_path / family))
+    for name, chat in _policy_chats().items():
+        text = render_prompt(tokenizer, chat)
+        for message in chat:
+            for line in message["content"].splitlines():
+                assert line.strip() in text, (name, line)
+        assert encode_prompt(tokenizer, chat)
+
+
+def test_a_template_that_takes_the_chat_as_it_is_renders_it_unchanged(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from tests.families import build_family_model
+
+    tokenizer = AutoTokenizer.from_pretrained(build_family_model("phi4", tmp_path / "phi4"))
+    for chat in _policy_chats().values():
+        assert render_prompt(tokenizer, chat) == tokenizer.apply_chat_template(
+            chat, add_generation_prompt=True, tokenize=False
+        )

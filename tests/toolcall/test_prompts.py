@@ -156,3 +156,20 @@ def test_verification_prompt_and_answers() -> None:
 @given(st.from_regex(VERIFICATION_REGEX, fullmatch=True))
 def test_every_verifier_answer_the_constraint_allows_parses(raw: str) -> None:
     assert parse_verification(raw)[0] is not None
+
+
+def test_template_variants_join_repeated_roles_then_fold_the_system_turn() -> None:
+    from toolcall.prompts import template_variants
+
+    chat = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "<tool_response>\n1\n</tool_response>"},
+        {"role": "user", "content": "Now Rome"},
+    ]
+    as_is, merged, folded = template_variants(chat)
+    assert as_is == chat
+    joined = "<tool_response>\n1\n</tool_response>\n\nNow Rome"
+    assert merged == [chat[0], {"role": "user", "content": joined}]
+    assert folded == [{"role": "user", "content": "S\n\n" + joined}]
+    alternating = [{"role": "user", "content": "Hi"}]
+    assert template_variants(alternating) == [alternating]
