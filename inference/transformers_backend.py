@@ -41,7 +41,9 @@ def render_prompt(tokenizer: Any, chat: Chat) -> str:
     of one role joined, else also with the system turn folded into the first user turn
     (:func:`toolcall.prompts.template_variants`): templates refuse with ``raise_exception`` (Gemma 2
     has no system role; Mistral and Gemma 3 demand alternating roles, and a tool result is a user
-    turn). The first refusal is raised when no form renders.
+    turn). The first refusal is raised when no form renders. A template that dates its prompt (Llama
+    3.x's "Today Date:") gets the conversation's date (:func:`toolcall.prompts.template_date_kwargs`),
+    not the machine's clock.
     """
     return _rendered(tokenizer, chat)[1]
 
@@ -49,14 +51,15 @@ def render_prompt(tokenizer: Any, chat: Chat) -> str:
 def _rendered(tokenizer: Any, chat: Chat) -> tuple[Chat, str]:
     from jinja2 import TemplateError
 
-    from toolcall.prompts import template_variants
+    from toolcall.prompts import template_date_kwargs, template_variants
 
     if not chat:
         raise ValueError("a prompt must hold at least one message")
+    dated = template_date_kwargs(chat)
     first: TemplateError | None = None
     for variant in template_variants(list(chat)):
         try:
-            text = tokenizer.apply_chat_template(variant, add_generation_prompt=True, tokenize=False)
+            text = tokenizer.apply_chat_template(variant, add_generation_prompt=True, tokenize=False, **dated)
         except TemplateError as error:
             first = first or error
             continue

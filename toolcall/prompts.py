@@ -19,6 +19,8 @@ turn is indented, so no message can forge another turn. The verdict grammar
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import re
 import unicodedata
@@ -133,6 +135,38 @@ def build_chat(
         else:
             chat.append({"role": "user", "content": message.content})
     return chat
+
+
+# build_chat states the conversation's time in the system turn; a template's own date is taken from it.
+_STATED_TIME = re.compile(r"^The current time is (.{1,80}?)\.?$", re.MULTILINE)
+_ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def conversation_date(chat: Chat) -> datetime.date:
+    """The date of the conversation a policy chat states (:func:`build_chat`'s "The current time is
+    …"), read from an ISO date in it; the date of :data:`DEFAULT_CURRENT_TIME` when the chat states
+    none or one that is not a readable date. Never the machine's clock: a prompt must not change
+    from one day to the next."""
+    system = next((message["content"] for message in chat if message["role"] == "system"), "")
+    stated = _STATED_TIME.search(system)
+    found = _ISO_DATE.search(stated.group(1)) if stated else None
+    if found:
+        with contextlib.suppress(ValueError):  # not a calendar date (2026-02-30)
+            return datetime.date(*(int(part) for part in found.groups()))
+    return datetime.date.fromisoformat(DEFAULT_CURRENT_TIME[:10])
+
+
+def template_date_kwargs(chat: Chat) -> dict[str, Any]:
+    """What a chat template that dates its prompt reads, set to the conversation's date: Llama 3.x's
+    ``date_string`` ("26 Jul 2024") and ``strftime_now``, which templates (Llama, Granite) otherwise
+    answer from the machine's clock."""
+    date = conversation_date(chat)
+    moment = datetime.datetime(date.year, date.month, date.day)
+    return {
+        "date_string": f"{date.day:02d} {_MONTHS[date.month - 1]} {date.year}",
+        "strftime_now": moment.strftime,
+    }
 
 
 def merge_consecutive_turns(chat: Chat) -> Chat:

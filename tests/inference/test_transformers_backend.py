@@ -261,3 +261,40 @@ def test_a_template_that_takes_the_chat_as_it_is_renders_it_unchanged(tmp_path: 
         assert render_prompt(tokenizer, chat) == tokenizer.apply_chat_template(
             chat, add_generation_prompt=True, tokenize=False
         )
+
+
+def test_a_dated_template_gets_the_conversations_date_not_the_machines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Llama 3.2's template writes "Today Date:" from the wall clock unless given ``date_string``:
+    the same sample's prompt changed from day to day and contradicted its own conversation time."""
+    import datetime
+
+    import transformers.utils.chat_template_utils as chat_template_utils
+    from transformers import AutoTokenizer
+
+    from tests.families import build_family_model
+    from toolcall.prompts import build_chat
+    from toolcall.types import Message
+
+    tokenizer = AutoTokenizer.from_pretrained(build_family_model("llama3", tmp_path / "llama3"))
+    ask = [Message(role="user", content="What is on tomorrow?")]
+    for time, date in (
+        ("2025-03-14 10:00:00", "14 Mar 2025"),
+        ("2024-11-02", "02 Nov 2024"),
+        ("2025-07-04T08:30:00Z", "04 Jul 2025"),
+        ("sometime in spring", "01 Jan 2026"),  # unreadable: one fixed date, not the clock
+    ):
+        chat = build_chat([], ask, current_time=time)
+        prompts = []
+        for day in (datetime.datetime(2030, 5, 6), datetime.datetime(2030, 5, 7)):
+
+            class Clock(datetime.datetime):
+                @classmethod
+                def now(cls, tz: object = None, today: datetime.datetime = day) -> datetime.datetime:
+                    return today
+
+            monkeypatch.setattr(chat_template_utils, "datetime", Clock)
+            prompts.append(encode_prompt(tokenizer, chat))
+            assert f"Today Date: {date}\n" in render_prompt(tokenizer, chat)
+        assert prompts[0] == prompts[1]
