@@ -268,16 +268,22 @@ def collate(examples: Sequence[tuple[list[int], int]], pad_id: int) -> tuple[Any
 def completion_loss(model: Any, input_ids: Any, attention: Any, targets: Any) -> Any:
     """Token-mean cross-entropy over completion tokens only.
 
-    The language-model head runs on the completion positions alone: for a tiny model with a few
-    thousand tokens of vocabulary the head is a third of the compute, and prompts are two thirds
-    of the tokens.
+    The logits are the model's own forward's (a model may transform its head's output: Granite
+    scales it, Gemma 2 soft-caps it), kept only at positions where some row of the batch predicts a
+    completion token (``logits_to_keep``): for a tiny model with a few thousand tokens of vocabulary
+    the head is a third of the compute, and prompts are two thirds of the tokens.
     """
     import torch
 
-    hidden = model.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
     where = targets != -100
-    logits = model.lm_head(hidden[where])
-    return torch.nn.functional.cross_entropy(logits.float(), targets[where])
+    positions = where.any(dim=0).nonzero().squeeze(1)
+    logits = model(
+        input_ids=input_ids, attention_mask=attention, logits_to_keep=positions.to(input_ids.device)
+    ).logits
+    if logits.shape[1] != len(positions):  # a model that ignores logits_to_keep: all positions came back
+        logits = logits[:, positions]
+    kept = where[:, positions]
+    return torch.nn.functional.cross_entropy(logits[kept].float(), targets[:, positions][kept])
 
 
 class LengthGroupedBatches:
