@@ -68,6 +68,65 @@ def _rendered(tokenizer: Any, chat: Chat) -> tuple[Chat, str]:
     raise first
 
 
+# What a template may raise for a chat it does not take (its own raise_exception, or a slip of its
+# Jinja code on an unusual message); probing a template's assistant turn must not crash on it.
+_TEMPLATE_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError)
+
+
+def assistant_turn(tokenizer: Any, chat: Chat, content: str) -> str | None:
+    """What the model writes for an assistant turn of ``content`` after ``chat``, as its chat template
+    renders that turn: everything after the generation prompt up to and including the special token
+    that closes the turn (Gemma's ``<end_of_turn>``, Phi's ``<|end|>``, Mistral's leading space and
+    ``</s>``, Qwen3's empty ``<think>`` block before the content). None when the template does not
+    show it: it raises, leaves the content out, renders the turn's start other than the generation
+    prompt, or closes the turn with no special token."""
+    from jinja2 import TemplateError
+
+    from toolcall.prompts import template_date_kwargs
+
+    try:
+        form, prompt = _rendered(tokenizer, chat)
+        full = str(
+            tokenizer.apply_chat_template(
+                [*form, {"role": "assistant", "content": content}],
+                tokenize=False,
+                **template_date_kwargs(chat),
+            )
+        )
+    except (TemplateError, *_TEMPLATE_ERRORS):
+        return None
+    at = full.rfind(content) if content else -1
+    if at == -1:
+        return None
+    opening = _opening(prompt, full[:at], form[-1]["content"].strip())
+    closing = _closing(tokenizer, full[at + len(content) :])
+    return None if opening is None or closing is None else opening + content + closing
+
+
+def _opening(prompt: str, before: str, last: str) -> str | None:
+    """What the template writes between the generation prompt and the turn's content. ``before`` is
+    the history rendered up to the content; it usually starts with the prompt, but a template may
+    render earlier turns otherwise once a reply follows (Mistral puts the system text in the *last*
+    user turn), so the two are also lined up on the end of the prompt's last message."""
+    if before.startswith(prompt):
+        return before[len(prompt) :]
+    if not last or (mark := prompt.rfind(last)) == -1 or (seen := before.rfind(last)) == -1:
+        return None
+    header, written = prompt[mark + len(last) :], before[seen + len(last) :]
+    return written[len(header) :] if written.startswith(header) else None
+
+
+def _closing(tokenizer: Any, after: str) -> str | None:
+    """The start of ``after`` through its first special token, when only whitespace precedes it."""
+    specials = {str(token) for token in tokenizer.all_special_tokens}
+    specials.update(token.content for token in tokenizer.added_tokens_decoder.values() if token.special)
+    rest = after.lstrip()
+    for token in sorted(specials, key=len, reverse=True):  # the longest first: "<|end|>" vs "<|end"
+        if token and rest.startswith(token):
+            return after[: len(after) - len(rest) + len(token)]
+    return None
+
+
 def encode_prompt(tokenizer: Any, chat: Chat) -> list[int]:
     # The template already holds every special token the model expects; adding BOS/EOS here would
     # make the ids differ from what vLLM (given the same text) decodes from.

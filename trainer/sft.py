@@ -238,16 +238,26 @@ def tokenize_examples(tokenizer: Any, rows: Sequence[TrainingRow]) -> list[tuple
     """(prompt + completion token ids, prompt length) per row.
 
     The prompt is the chat template's rendering (as the probe and GRPO decode from it) and the
-    completion the label as the model writes it, closed by the end-of-turn token: generation stops
-    there.
+    completion the label as the template writes the assistant's turn, through the token that closes
+    it (:func:`inference.transformers_backend.assistant_turn`: Gemma's ``<end_of_turn>``, Phi's
+    ``<|end|>``, Qwen3's empty reasoning block before the label, Mistral's leading space); generation
+    stops there. A template that does not show the turn gets the label and the tokenizer's EOS.
     """
+    from inference.transformers_backend import assistant_turn
+
     prompts = tokenizer(render_prompts(tokenizer, rows), add_special_tokens=False)["input_ids"]
-    completions = tokenizer([row.target() for row in rows], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
-    return [
-        (list(prompt) + list(completion) + ([eos] if eos is not None else []), len(prompt))
-        for prompt, completion in zip(prompts, completions, strict=True)
-    ]
+    examples = []
+    for row, prompt in zip(rows, prompts, strict=True):
+        target = row.target()
+        turn = assistant_turn(tokenizer, row.chat, target)
+        if turn is not None:
+            completion = list(tokenizer(turn, add_special_tokens=False)["input_ids"])
+        else:
+            completion = list(tokenizer(target, add_special_tokens=False)["input_ids"])
+            completion += [eos] if eos is not None else []
+        examples.append((list(prompt) + completion, len(prompt)))
+    return examples
 
 
 def collate(examples: Sequence[tuple[list[int], int]], pad_id: int) -> tuple[Any, Any, Any]:
