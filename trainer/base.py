@@ -110,8 +110,10 @@ class TrainerBackend(Protocol):
 
 
 def has_chat_template(folder: Path) -> bool:
-    """Whether the tokenizer in ``folder`` has a chat template (a file of its own, or in its config)."""
-    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+    """Whether the tokenizer in ``folder`` has a chat template: ``chat_template.jinja`` or one in
+    ``tokenizer_config.json``, what ``AutoTokenizer`` reads. ``chat_template.json`` does not count: it
+    is a processor's file, which the tokenizer never reads."""
+    if (folder / "chat_template.jinja").is_file():
         return True
     config = folder / "tokenizer_config.json"
     return config.is_file() and bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))

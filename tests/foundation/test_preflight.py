@@ -482,3 +482,26 @@ def test_policy_check_renders_a_policy_prompt(tmp_path: Path) -> None:
         (broken / "chat_template.jinja").write_text(template, encoding="utf-8")
     result = preflight.check_model_folder("policy", broken)
     assert not result.ok and "Only user turns are supported" in result.detail
+
+
+def test_a_chat_template_only_a_processor_reads_does_not_count(tmp_path: Path) -> None:
+    """chat_template.json is a processor's file: AutoTokenizer never reads it, so a folder whose only
+    template is there passed the folder check and then failed on every prompt."""
+    import json
+
+    from tests.families import build_family_model
+    from trainer.base import check_hf_folder
+
+    folder = build_family_model("phi4", tmp_path / "processor-template")
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    template = config.pop("chat_template", None)
+    if template is None:
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+        (folder / "chat_template.jinja").unlink()
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    (folder / "chat_template.json").write_text(json.dumps({"chat_template": template}), encoding="utf-8")
+    with pytest.raises(ValueError, match="chat template"):
+        check_hf_folder(folder)
+    result = preflight.check_model_folder("policy", folder)
+    assert not result.ok and "chat template" in result.detail

@@ -113,7 +113,8 @@ def finish_hf_folder(target: Path, source_model: Path) -> None:
         for name in ("chat_template.jinja", "chat_template.json"):
             if (source_model / name).is_file():
                 shutil.copy2(source_model / name, target / name)
-                copied = True
+                # chat_template.json is a processor's: the tokenizer still needs its own template.
+                copied = copied or name == "chat_template.jinja"
         source_config = source_model / "tokenizer_config.json"
         if not copied and source_config.is_file():
             template = json.loads(source_config.read_text(encoding="utf-8")).get("chat_template")
