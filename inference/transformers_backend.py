@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from common.logs import get_logger
-from inference.base import Chat, Generation, InferenceError, LocalModelBackend, SamplingConfig
+from inference.base import (
+    Chat,
+    Generation,
+    InferenceError,
+    LocalModelBackend,
+    SamplingConfig,
+    end_token_ids,
+)
 
 log = get_logger(__name__)
 
@@ -127,6 +134,20 @@ def _closing(tokenizer: Any, after: str) -> str | None:
     return None
 
 
+def turn_end_token(tokenizer: Any) -> int | None:
+    """The id of the special token the chat template writes right after an assistant turn's content
+    (ChatML's ``<|im_end|>``, Phi's ``<|end|>``, Gemma's ``<end_of_turn>``); None when it writes none."""
+    content = "Hello."
+    turn = assistant_turn(tokenizer, [{"role": "user", "content": "Hi"}], content)
+    if turn is None:
+        return None
+    token = turn[turn.index(content) + len(content) :].strip()
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    # An unknown token comes back as the unknown token's id (which may be a real end token, too).
+    known = isinstance(token_id, int) and tokenizer.convert_ids_to_tokens(token_id) == token
+    return int(token_id) if known else None
+
+
 def encode_prompt(tokenizer: Any, chat: Chat) -> list[int]:
     # The template already holds every special token the model expects; adding BOS/EOS here would
     # make the ids differ from what vLLM (given the same text) decodes from.
@@ -221,23 +242,16 @@ class TransformersBackend(LocalModelBackend):
         started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
-        eos_ids: set[int] = set()
-        saved = model.generation_config.eos_token_id
-        eos_ids.update(saved if isinstance(saved, list) else [saved] if saved is not None else [])
-        if tokenizer.eos_token_id is not None:
-            eos_ids.add(int(tokenizer.eos_token_id))
-        im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-        if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
-            eos_ids.add(im_end)
+        eos_ids = end_token_ids(tokenizer, model.generation_config.eos_token_id)
         if not eos_ids:
             raise ValueError(f"{model_path}: neither the tokenizer nor the generation config names an EOS")
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids)
         # A checkpoint's own sampling defaults (repetition penalty, top-k, ...) must not leak into
         # decoding: generate() fills every unset field from model.generation_config.
-        model.generation_config = GenerationConfig(eos_token_id=sorted(eos_ids), pad_token_id=pad_id)
+        model.generation_config = GenerationConfig(eos_token_id=eos_ids, pad_token_id=pad_id)
         old_model = self._model
         self._model, self._tokenizer = model, tokenizer
-        self._eos_ids, self._pad_id = sorted(eos_ids), int(pad_id)
+        self._eos_ids, self._pad_id = eos_ids, int(pad_id)
         self._model_id, self._model_path = model_id, model_path
         if old_model is not None:
             del old_model

@@ -39,10 +39,29 @@ from types import TracebackType
 from typing import Any
 
 from common.logs import get_logger
-from inference.base import Chat, Generation, InferenceError, LocalModelBackend, SamplingConfig
+from inference.base import (
+    Chat,
+    Generation,
+    InferenceError,
+    LocalModelBackend,
+    SamplingConfig,
+    end_token_ids,
+)
 from inference.transformers_backend import encode_continuation, encode_prompt
 
 log = get_logger(__name__)
+
+
+def stop_token_ids(tokenizer: Any, model_path: str | Path) -> list[int]:
+    """The ids that end a completion (:func:`inference.base.end_token_ids`), from the folder's
+    generation config, or its model config when it has no generation_config.json."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        saved = GenerationConfig.from_pretrained(str(model_path)).eos_token_id
+    except OSError:  # no generation_config.json: transformers derives one from config.json
+        saved = GenerationConfig.from_model_config(AutoConfig.from_pretrained(str(model_path))).eos_token_id
+    return end_token_ids(tokenizer, saved)
 
 
 class VLLMBackend(LocalModelBackend):
@@ -72,6 +91,7 @@ class VLLMBackend(LocalModelBackend):
         self.kv_cache_memory_bytes = kv_cache_memory_bytes
         self.engine_kwargs = dict(engine_kwargs or {})
         self._llm: Any = None
+        self._stop_ids: list[int] = []
         self._start_engine(str(model_path), model_id)
 
     # -- engine lifecycle ----------------------------------------------------------------------
@@ -95,6 +115,7 @@ class VLLMBackend(LocalModelBackend):
         kwargs.update(self.engine_kwargs)
         self._llm = LLM(**kwargs)
         self._tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self._stop_ids = stop_token_ids(self._tokenizer, model_path)
         self._model_id, self._model_path = model_id, model_path
         log.info(
             "vllm.engine_started",
@@ -164,6 +185,9 @@ class VLLMBackend(LocalModelBackend):
             max_tokens=sampling.max_tokens,
             seed=sampling.seed,
             stop=list(sampling.stop) or None,
+            # The same ends as the transformers backend and the CPU trainer; vLLM alone stops only at
+            # the EOS of the generation config, and a folder without one names no end-of-turn token.
+            stop_token_ids=self._stop_ids,
             logprobs=0,  # only the sampled token's log-prob
             # Keep special tokens: a tokenizer may mark the tool-call tags special, and skipping them
             # would turn every call into a text answer (vLLM's Hermes parser decodes so too).

@@ -117,11 +117,11 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _ids(value: int | Sequence[int] | None) -> list[int]:
-    """A token id setting (one id, a list of them, or none) as a list."""
-    if value is None:
-        return []
-    return [int(value)] if isinstance(value, int) else [int(item) for item in value]
+def completion_ends(tokenizer: Any, model: Any) -> list[int]:
+    """The ids that end a completion, as the probe has them (:func:`inference.base.end_token_ids`)."""
+    from inference.base import end_token_ids
+
+    return end_token_ids(tokenizer, model.generation_config.eos_token_id)
 
 
 def toolmatch_reward_for(
@@ -337,9 +337,10 @@ class CpuGrpoBackend:
         if steps < 1:
             raise ValueError(f"round {dataset.round}: no optimizer step planned ({len(rows)} rows)")
 
-        toolmatch_reward = toolmatch_reward_for(
-            rows, tokenizer, ends={*_ids(tokenizer.eos_token_id), *_ids(model.generation_config.eos_token_id)}
-        )
+        ends = completion_ends(tokenizer, model)
+        # TRL stops sampling (and masks the rest) at the generation config's EOS ids.
+        model.generation_config.eos_token_id = ends
+        toolmatch_reward = toolmatch_reward_for(rows, tokenizer, ends=set(ends))
 
         datasets.disable_progress_bars()
         train_set = datasets.Dataset.from_dict({"prompt": prompts, "row_index": list(range(len(rows)))})

@@ -298,3 +298,35 @@ def test_a_dated_template_gets_the_conversations_date_not_the_machines(
             prompts.append(encode_prompt(tokenizer, chat))
             assert f"Today Date: {date}\n" in render_prompt(tokenizer, chat)
         assert prompts[0] == prompts[1]
+
+
+@pytest.mark.parametrize("family, end", [("phi4", "<|end|>"), ("gemma3", "<end_of_turn>")])
+def test_the_template_s_end_of_turn_token_ends_a_completion_everywhere(
+    family: str, end: str, tmp_path: Path
+) -> None:
+    """Without generation_config.json only the tokenizer's EOS stopped decoding (ChatML's <|im_end|>
+    was a special case), so Phi's <|end|> and Gemma's <end_of_turn> did not: the probe decoded past
+    the assistant's turn. The probe, the vLLM backend and the CPU GRPO trainer now share one rule."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from inference.base import end_token_ids
+    from inference.vllm_backend import stop_token_ids
+    from tests.families import build_family_model
+    from trainer.cpu_grpo import completion_ends
+
+    folder = build_family_model(family, tmp_path / family, generation_config=False)
+    assert not (folder / "generation_config.json").exists()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    end_id = tokenizer.convert_tokens_to_ids(end)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    ends = end_token_ids(tokenizer, model.generation_config.eos_token_id)
+    assert end_id in ends and tokenizer.eos_token_id in ends
+    probe = TransformersBackend(folder, family)
+    assert probe._eos_ids == ends
+    assert stop_token_ids(tokenizer, folder) == ends
+    assert completion_ends(tokenizer, model) == ends
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    ids = tokenizer(call, add_special_tokens=False)["input_ids"]
+    after = tokenizer(end + "\nThanks", add_special_tokens=False)["input_ids"]
+    ended = probe._finish(ids + after, [-0.1] * len(ids + after), (), 64)
+    assert ended.text == call and ended.finish_reason == "stop" and len(ended.token_ids) == len(ids) + 1
