@@ -37,9 +37,10 @@ from __future__ import annotations
 import json
 import json.encoder
 import json.scanner
+import re
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Literal, Union
@@ -163,6 +164,36 @@ _SLOT_SETTERS: dict[str, Callable[[Any, Any], None]] = {
 
 TIMESTAMP_MICROS = "timestamp-micros"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# A ULID: 26 upper-case Crockford base32 characters (its aliases O, I, L included), the first at
+# most 7. Ids sort as strings wherever "which came first" is asked (labels, curation), so another
+# form (a UUID, a lower-case ULID) would sort wrong for ever.
+_ULID_TEXT = re.compile(r"[0-7][0-9A-TV-Z]{25}")
+_MICROS_RANGE = range(
+    (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1),
+    (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1) + 1,
+)
+
+
+def _check_envelope(writer: RegisteredSchema, record: Mapping[str, Any]) -> None:
+    """What the schema cannot say about an envelope another writer made: its type is the writer
+    schema's, its ids are ULIDs, its time is a datetime. Both readers (models and flat) meet it."""
+    if record.get("event_type") != writer.event_type:
+        raise CorruptEventError(
+            f"the envelope says {record.get('event_type')!r} but the body is a {writer.event_type}"
+        )
+    for name, value in (
+        ("event_id", record.get("event_id")),
+        *(("parent id", p) for p in record.get("parent_ids") or ()),
+    ):
+        if not isinstance(value, str) or _ULID_TEXT.fullmatch(value) is None:
+            raise CorruptEventError(
+                f"{name} {str(value)[:60]!r} is not a ULID (26 upper-case Crockford base32)"
+            )
+    produced_at = record.get("produced_at")
+    if isinstance(produced_at, int) and produced_at not in _MICROS_RANGE:
+        raise CorruptEventError(f"produced_at {produced_at} is out of range (microseconds since the epoch?)")
 
 
 def _timestamp_from_micros(micros: int) -> datetime:
@@ -907,6 +938,7 @@ class EventCodec:
             pass
         else:
             raise CorruptEventError("trailing bytes after the event")
+        _check_envelope(writer, record)
         return writer, reader, record
 
     def decode(self, data: bytes) -> Event[Any]:

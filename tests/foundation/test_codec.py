@@ -6,8 +6,10 @@ import contextlib
 import copy
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import fastavro
 import pytest
@@ -369,3 +371,52 @@ def test_producers_are_shared_between_decoded_events() -> None:
     other = event_of(sample_added("s_c")).model_copy(update={"producer": Producer(stage="x", version="2")})
     c = codec.decode(codec.encode(other))
     assert c.producer == Producer(stage="x", version="2") and c.producer is not a.producer
+
+
+def _foreign_bytes(event: Any, **envelope: Any) -> bytes:
+    """``event`` as another tool's producer might write it: valid Avro of its writer schema, with
+    envelope fields of its own."""
+    from schemas.codec import default_codec
+    from schemas.registry import default_registry
+
+    codec = default_codec()
+    schema = default_registry().current(event.event_type)
+    writer, write_schema = codec._writer(schema, type(event))
+    record = writer(event)
+    record["schema_version"] = schema.version
+    record.update(envelope)
+    return bytes(MAGIC + schema.fingerprint + write_schema.binary_encode(record))
+
+
+@pytest.mark.parametrize(
+    ("envelope", "says"),
+    [
+        # the body is a SampleAdded: the store's rows of a Verdict then failed with KeyError for ever
+        ({"event_type": "Verdict"}, "envelope says 'Verdict' but the body is a SampleAdded"),
+        ({"event_type": "SampleAddedV9"}, "envelope says 'SampleAddedV9'"),
+        # a UUID sorted after every ULID: a foreign relabel stayed the current label for ever, and
+        # curation stopped on it ("Encoded ULID has to be exactly 26 characters long")
+        ({"event_id": "0b0f8a8e-6a51-4d8e-9c1e-5b0e5e7f2f0a"}, "event_id '0b0f8a8e"),
+        ({"event_id": "01jgq3v2k8x9y0z1a2b3c4d5e6"}, "is not a ULID"),
+        ({"parent_ids": ["not-a-ulid"]}, "parent id 'not-a-ulid'"),
+        # nanoseconds where microseconds belong: the codec refused it, the flat reader took it
+        ({"produced_at": 1_765_000_000_000_000_000}, "produced_at 1765000000000000000 is out of range"),
+    ],
+)
+def test_an_envelope_the_schema_cannot_check_is_refused_by_both_readers(
+    envelope: dict[str, Any], says: str
+) -> None:
+    from schemas.flat import FlatReader
+
+    data = _foreign_bytes(event_of(sample_added("s_foreign"), "r"), **envelope)
+    for reader in (EventCodec(), FlatReader()):
+        with pytest.raises(CorruptEventError, match=re.escape(says)):
+            reader.decode(data)
+
+
+def test_golden_style_ids_with_crockford_aliases_still_decode_and_derive() -> None:
+    event = event_of(sample_added("s"), "r", event_id="01JGOLDEN00000000000000012")
+    decoded = EventCodec().decode(_foreign_bytes(event))
+    assert decoded.event_id == "01JGOLDEN00000000000000012"
+    derived = derived_event_id([decoded.event_id], "curate")  # its time part read through the aliases
+    assert derived[:10] == "01JG01DEN1" and len(derived) == 26
