@@ -49,7 +49,7 @@ from bus.topics import (
 )
 from common.logs import get_logger
 from schemas.codec import EventCodec, EventDecodeError, UnresolvedReferenceError, default_codec
-from schemas.events import DeadLetter, Event, Producer, make_event, root_event_id
+from schemas.events import DeadLetter, Event, Producer, dead_letter_raw, make_event, root_event_id
 from schemas.flat import FlatEvent, FlatReader
 from schemas.interning import Reference, definition_event_id
 
@@ -552,7 +552,8 @@ def dead_letter_for(
     record: ConsumerRecord[bytes, bytes], error: Exception, *, run_id: str, producer: Producer
 ) -> Event[DeadLetter]:
     reason = getattr(error, "reason", type(error).__name__)
-    raw = record.value or b""
+    whole = record.value or b""
+    raw, note = dead_letter_raw(whole)
     # The same record read again (a restarted worker re-reads what it had not acknowledged) gets the
     # same dead letter, not one more: the id comes from where the record sits and what it holds.
     event_id = root_event_id(
@@ -561,12 +562,12 @@ def dead_letter_for(
         record.topic,
         str(record.partition),
         str(record.offset),
-        hashlib.blake2b(raw, digest_size=16).hexdigest(),
+        hashlib.blake2b(whole, digest_size=16).hexdigest(),
     )
     return make_event(
         DeadLetter(
             stage=producer.stage,
-            reason=f"{reason}: {error}",
+            reason=f"{reason}: {error}{note}",
             error_type=type(error).__name__,
             source_topic=record.topic,
             source_partition=record.partition,

@@ -119,6 +119,9 @@ class StageRunner:
         self.settings = settings
         self.producer = producer
         self.broker_lost: BrokerDataLost | None = None  # what stopped the agent, for the worker to raise
+        # A batch's outputs (or a record's dead letter) that could not be published: the batch stays
+        # unacknowledged and the worker stops with this error (a crashed faust agent moved on).
+        self.publish_failed: Exception | None = None
         self.processed = 0
         self.published = 0
         self.retries = 0
@@ -178,6 +181,12 @@ class StageRunner:
             # traceback of a crashed agent. The batch was not acknowledged; it is redone on the next start.
             log.warning("stage.broker_lost", stage=self.stage.name, error=str(error))
             self.broker_lost = error
+            await asyncio.Event().wait()  # until the worker cancels it
+        except KafkaError as error:
+            # Publishing failed (a message over the broker's limit, a topic gone): stop with the batch
+            # unacknowledged, so a fixed worker redoes it; a crashed agent would let it be committed.
+            log.error("stage.publish_failed", stage=self.stage.name, error=repr(error))
+            self.publish_failed = error
             await asyncio.Event().wait()  # until the worker cancels it
 
     async def stop(self, timeout_s: float = 15.0) -> None:
@@ -379,6 +388,9 @@ async def _watch_broker(runners: Sequence[StageRunner], stop: asyncio.Event, kaf
         lost = next((runner.broker_lost for runner in runners if runner.broker_lost), None)
         if lost is not None:
             raise lost
+        failed = next((runner.publish_failed for runner in runners if runner.publish_failed), None)
+        if failed is not None:
+            raise failed
         if producer is None or stop.is_set():
             continue
         try:

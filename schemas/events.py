@@ -346,6 +346,26 @@ class ToolSetRegistered(Payload):
         return self.toolset
 
 
+# Room a dead letter needs beside its raw bytes (reason, place, envelope).
+DEAD_LETTER_OVERHEAD = 16_384
+# A dead letter must fit the broker's message.max.bytes, Kafka's default 1 MB: a record bigger than
+# this is kept as a prefix, its size and its sha256.
+DEAD_LETTER_RAW_LIMIT = 1_000_000 - DEAD_LETTER_OVERHEAD
+DEAD_LETTER_PREFIX = 4096
+
+
+def dead_letter_raw(
+    raw: bytes, *, limit: int = DEAD_LETTER_RAW_LIMIT, prefix: int = DEAD_LETTER_PREFIX
+) -> tuple[bytes, str]:
+    """What a dead letter keeps of ``raw``, and a note for its reason ("" when kept whole): a dead
+    letter too big to publish would fail, and with it the record it accounts for."""
+    if len(raw) <= limit:
+        return raw, ""
+    digest = hashlib.sha256(raw).hexdigest()
+    kept = raw[:prefix]
+    return kept, f" [record of {len(raw)} bytes, sha256 {digest}; raw keeps its first {len(kept)}]"
+
+
 class DeadLetter(Payload):
     # Raw records are arbitrary bytes: base64 in JSON so they survive the store's JSON column.
     model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")

@@ -28,7 +28,16 @@ from typing import Any
 from common.logs import get_logger
 from evaluation.decontam import Decontaminator
 from schemas.codec import EventCodec, default_codec
-from schemas.events import DeadLetter, Event, Producer, SampleAdded, make_event, root_event_id
+from schemas.events import (
+    DEAD_LETTER_OVERHEAD,
+    DeadLetter,
+    Event,
+    Producer,
+    SampleAdded,
+    dead_letter_raw,
+    make_event,
+    root_event_id,
+)
 from streams.config import IngestSettings
 from streams.sources import SourceRecord, expand, iter_records, load_answers
 from toolcall.canonical import canonical_json
@@ -180,13 +189,10 @@ def _dead_letter(
     source: SourceRecord, error: Exception, run_id: str, limits: IngestSettings
 ) -> Event[DeadLetter]:
     """The record's dead letter: the whole raw record, or past the limits a prefix, its size and hash."""
-    raw = source.raw
-    reason = f"{_utf8(source.location)}: {_first_line(error)}"
-    digest = hashlib.sha256(raw).hexdigest()
     keep_whole = min(limits.max_record_bytes, limits.max_event_bytes - DEAD_LETTER_OVERHEAD)
-    if len(raw) > keep_whole:
-        raw = raw[: limits.dead_letter_prefix_bytes]
-        reason += f" [record of {len(source.raw)} bytes, sha256 {digest}; raw keeps its first {len(raw)}]"
+    raw, note = dead_letter_raw(source.raw, limit=keep_whole, prefix=limits.dead_letter_prefix_bytes)
+    reason = f"{_utf8(source.location)}: {_first_line(error)}{note}"
+    digest = hashlib.sha256(source.raw).hexdigest()
     return make_event(
         DeadLetter(
             stage=STAGE.stage,
@@ -200,10 +206,6 @@ def _dead_letter(
         producer=STAGE,
         event_id=root_event_id(STAGE.stage, run_id, "dead-letter", _utf8(source.ref), digest),
     )
-
-
-# Room a dead letter needs beside its raw bytes (reason, place, envelope).
-DEAD_LETTER_OVERHEAD = 16_384
 
 
 def source_records(

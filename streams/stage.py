@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from common.logs import get_logger
 from schemas.codec import default_codec
-from schemas.events import DeadLetter, Event, Producer, make_event
+from schemas.events import DeadLetter, Event, Producer, dead_letter_raw, make_event
 
 log = get_logger(__name__)
 
@@ -139,14 +139,15 @@ class Stage(ABC):
         self, event: Event[Any], error: Exception, reason: str | None = None
     ) -> Event[DeadLetter]:
         log.error("stage.dead_letter", stage=self.name, event_id=event.event_id, error=repr(error))
+        raw, note = dead_letter_raw(default_codec().encode(event))
         return make_event(
             DeadLetter(
                 stage=self.name,
-                reason=reason or f"{type(error).__name__}: {error}",
+                reason=(reason or f"{type(error).__name__}: {error}") + note,
                 error_type=type(error).__name__,
                 source_ref=event.event_id,
                 key=event.key.encode("utf-8"),
-                raw=default_codec().encode(event),
+                raw=raw,
             ),
             run_id=self.run_id,
             producer=self.producer,

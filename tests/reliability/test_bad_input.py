@@ -521,6 +521,43 @@ def test_a_record_read_again_gets_the_same_dead_letter_not_one_more() -> None:
     assert len(others) == 4 and letter_id(record(5, b"garbage")) not in others
 
 
+def test_a_dead_letter_fits_the_broker_whatever_the_size_of_what_it_accounts_for() -> None:
+    """A foreign record of 8 MiB on a stage's topic made a dead letter holding all of it: over the
+    producer's limit, the send failed, the agent crashed, and the records behind it were committed
+    unprocessed. A dead letter keeps a prefix, the size and the sha256 of what is too big."""
+    import hashlib
+
+    from aiokafka.structs import ConsumerRecord
+
+    from bus.kafka import dead_letter_for
+    from schemas.codec import default_codec
+    from streams.relabel import RelabelStage
+    from tests.foundation.events_factory import event_of, sample_added
+
+    huge = b"\xc3\x01" + bytes(8 * 1024 * 1024 - 200)
+    record = ConsumerRecord("r.verdicts", 0, 3, 0, 0, b"k", huge, None, 1, len(huge), ())
+    letter = dead_letter_for(
+        record, ValueError("corrupt"), run_id="r", producer=Producer(stage="relabel", version="0")
+    )
+    assert len(default_codec().encode(letter)) < 1_000_000  # Kafka's default message.max.bytes
+    assert letter.payload.raw == huge[:4096]
+    assert f"record of {len(huge)} bytes, sha256 {hashlib.sha256(huge).hexdigest()}" in letter.payload.reason
+
+    small = ConsumerRecord("r.verdicts", 0, 4, 0, 0, b"k", b"garbage", None, 1, 7, ())
+    assert (
+        dead_letter_for(
+            small, ValueError("x"), run_id="r", producer=Producer(stage="relabel", version="0")
+        ).payload.raw
+        == b"garbage"
+    )
+
+    # A stage's own dead letter of an event it cannot process: the same rule.
+    big_event = event_of(sample_added("s").model_copy(update={"metadata": {"blob": "x" * 1_200_000}}), "r")
+    stage_letter = RelabelStage("r").dead_letter(big_event, ValueError("cannot"))
+    assert len(default_codec().encode(stage_letter)) < 1_000_000
+    assert "raw keeps its first 4096" in stage_letter.payload.reason
+
+
 async def test_garbage_on_a_followed_topic_is_dead_lettered_once(settings: Settings) -> None:
     """The samples topic is read by the curator's fold (a follower, no consumer group): garbage there
     was only counted as undecodable. Now it is dead-lettered, one letter however many follow it."""

@@ -54,3 +54,46 @@ async def test_a_role_passes_the_endpoints_wait_on_to_the_stage() -> None:
     with pytest.raises(TransientError) as paused:
         await judge.ask([judge_case()])
     assert paused.value.retry_after_s == 90.0
+
+
+async def test_a_batch_whose_outputs_cannot_be_published_stops_the_worker_unacknowledged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send the broker refused (a message over its limit) crashed the faust agent, and the records
+    of the batch were committed unprocessed. The worker now stops with the batch held: its
+    generator is never resumed, which is what acknowledges a batch."""
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    import bus.worker as worker
+
+    resumed: list[bool] = []
+
+    async def one_batch(stream: Any, batching: Any) -> Any:
+        yield [SimpleNamespace(message="record")]
+        resumed.append(True)  # the batch would be acknowledged here
+
+    async def decode(message: Any) -> Any:
+        return message
+
+    async def publish(events: Any) -> float:
+        raise MessageSizeTooLargeError("the message is 8388706 bytes")
+
+    monkeypatch.setattr(worker, "take_adaptive", one_batch)
+    runner = SimpleNamespace(
+        stage=SimpleNamespace(name="relabel"),
+        _actors=set(),
+        _decode=decode,
+        _process_until_done=publish,
+        batch_sizes=[],
+        batching=None,
+        broker_lost=None,
+        publish_failed=None,
+    )
+    agent = asyncio.create_task(StageRunner._agent(runner, stream=None))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert isinstance(runner.publish_failed, MessageSizeTooLargeError)
+    assert not agent.done() and not resumed  # held until the worker stops it
+    agent.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await agent
+    assert not resumed
