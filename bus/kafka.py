@@ -548,6 +548,20 @@ class DefinitionReader:
             self._consumer = None
 
 
+class ForeignRunError(EventDecodeError):
+    """An event of another run on this run's topic (a producer given the wrong run id, a topic copied
+    between runs): not this run's fact, so no fold counts it and no stage acts on it."""
+
+    reason = "foreign_run"
+
+
+def of_run(event: Any, run_id: str) -> Any:
+    """``event`` (an Event or a flat event), or ForeignRunError when it belongs to another run."""
+    if event.run_id != run_id:
+        raise ForeignRunError(f"an event of run {str(event.run_id)[:80]!r} on run {run_id!r}'s topic")
+    return event
+
+
 def dead_letter_for(
     record: ConsumerRecord[bytes, bytes], error: Exception, *, run_id: str, producer: Producer
 ) -> Event[DeadLetter]:
@@ -981,6 +995,7 @@ async def _read_from_start(
                             event = read(record.value or b"")
                         except UnresolvedReferenceError:  # a tool set defined after this reader started
                             event = await definitions.decode(record.value or b"", read)
+                        of_run(event, run_id)
                     except EventDecodeError as error:
                         stats.undecodable += 1
                         if undecodable is not None:

@@ -583,6 +583,37 @@ async def test_garbage_on_a_followed_topic_is_dead_lettered_once(settings: Setti
     assert letter.stage == "follow" and letter.reason
 
 
+async def test_an_event_of_another_run_is_dead_lettered_and_folded_by_no_one(settings: Settings) -> None:
+    """A verdict written under another run id on this run's topic was skipped silently by the stage
+    while the curator counted it as a correction due, so the round waited for ever."""
+    from bus.kafka import KafkaEventLog
+    from schemas.codec import default_codec
+    from tests.foundation.events_factory import event_of, sample_added
+
+    await ensure_topics(settings.kafka, settings.run_id)
+    ours = event_of(sample_added("s_ours"), settings.run_id)
+    theirs = event_of(sample_added("s_theirs"), "r-old")
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_all([ours])
+        # written straight onto this run's topic, as a producer given the wrong run id would
+        topic = topic_name(settings.run_id, "samples")
+        await producer.send_raw(topic, default_codec().encode(theirs), theirs.key.encode())
+    log = KafkaEventLog(settings.kafka, settings.run_id)
+    folded = []
+    async for batch in log.follow(["samples"]):
+        if not batch:
+            break  # caught up
+        folded.extend(batch)
+    assert [e.payload.sample_id for e in folded if e.event_type == "SampleAdded"] == ["s_ours"]
+    assert [
+        e.payload.sample_id for e in await _replay(settings, ["samples"]) if e.event_type == "SampleAdded"
+    ] == ["s_ours"]
+    [letter] = [
+        e.payload for e in await _replay(settings, ["deadletter"]) if isinstance(e.payload, DeadLetter)
+    ]
+    assert "foreign_run" in letter.reason and "'r-old'" in letter.reason
+
+
 async def asyncio_timeout_batches(consumer: GroupConsumer, seconds: float) -> Any:
     deadline = asyncio.get_running_loop().time() + seconds
     async for batch in consumer.batches(timeout_ms=300):
