@@ -142,28 +142,6 @@ def missing_model_files(folder: Path, weights: Sequence[str] = WEIGHT_FILES) -> 
     ]
 
 
-def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) -> list[int]:
-    """The token ids that end a policy completion, sorted: the tokenizer's EOS, the generation
-    config's (``generation_eos``: one id, a list or None), and the special token the chat template
-    writes right after an assistant turn's content (:func:`inference.transformers_backend.turn_end_token`:
-    ChatML's ``<|im_end|>``, Phi's ``<|end|>``, Gemma's ``<end_of_turn>``), which a folder without
-    generation_config.json names nowhere else. The probe, the vLLM backend and the CPU trainer all
-    stop (and read a completion as finished) at exactly these."""
-    from inference.transformers_backend import turn_end_token
-
-    ends: set[int] = set()
-    if isinstance(generation_eos, int):
-        ends.add(generation_eos)
-    elif generation_eos is not None:
-        ends.update(int(token) for token in generation_eos)
-    if tokenizer.eos_token_id is not None:
-        ends.add(int(tokenizer.eos_token_id))
-    turn_end = turn_end_token(tokenizer)
-    if turn_end is not None:
-        ends.add(turn_end)
-    return sorted(ends)
-
-
 def check_sampling(sampling: SamplingConfig) -> None:
     """Refuse sampling settings no backend can honour (ValueError: a caller's mistake)."""
     if sampling.n < 1:

@@ -30,7 +30,6 @@ from inference.base import (
     InferenceError,
     LocalModelBackend,
     SamplingConfig,
-    end_token_ids,
 )
 
 log = get_logger(__name__)
@@ -146,6 +145,26 @@ def turn_end_token(tokenizer: Any) -> int | None:
     # An unknown token comes back as the unknown token's id (which may be a real end token, too).
     known = isinstance(token_id, int) and tokenizer.convert_ids_to_tokens(token_id) == token
     return int(token_id) if known else None
+
+
+def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) -> list[int]:
+    """The token ids that end a policy completion, sorted: the tokenizer's EOS, the generation
+    config's (``generation_eos``: one id, a list or None), and the special token the chat template
+    writes right after an assistant turn's content (:func:`turn_end_token`:
+    ChatML's ``<|im_end|>``, Phi's ``<|end|>``, Gemma's ``<end_of_turn>``), which a folder without
+    generation_config.json names nowhere else. The probe, the vLLM backend and the CPU trainer all
+    stop (and read a completion as finished) at exactly these."""
+    ends: set[int] = set()
+    if isinstance(generation_eos, int):
+        ends.add(generation_eos)
+    elif generation_eos is not None:
+        ends.update(int(token) for token in generation_eos)
+    if tokenizer.eos_token_id is not None:
+        ends.add(int(tokenizer.eos_token_id))
+    turn_end = turn_end_token(tokenizer)
+    if turn_end is not None:
+        ends.add(turn_end)
+    return sorted(ends)
 
 
 def encode_prompt(tokenizer: Any, chat: Chat) -> list[int]:

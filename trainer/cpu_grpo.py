@@ -118,8 +118,9 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 
 def completion_ends(tokenizer: Any, model: Any) -> list[int]:
-    """The ids that end a completion, as the probe has them (:func:`inference.base.end_token_ids`)."""
-    from inference.base import end_token_ids
+    """The ids that end a completion, as the probe has them
+    (:func:`inference.transformers_backend.end_token_ids`)."""
+    from inference.transformers_backend import end_token_ids
 
     return end_token_ids(tokenizer, model.generation_config.eos_token_id)
 

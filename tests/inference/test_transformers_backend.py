@@ -309,7 +309,7 @@ def test_the_template_s_end_of_turn_token_ends_a_completion_everywhere(
     the assistant's turn. The probe, the vLLM backend and the CPU GRPO trainer now share one rule."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from inference.base import end_token_ids
+    from inference.transformers_backend import end_token_ids
     from inference.vllm_backend import stop_token_ids
     from tests.families import build_family_model
     from trainer.cpu_grpo import completion_ends
