@@ -17,6 +17,7 @@ import ast
 import math
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -377,8 +378,9 @@ class PythonCall:
     positional: tuple[Any, ...] = ()
 
 
-def _matching_paren(text: str, start: int) -> int:
-    """Index of the ``)`` closing the ``(`` at ``start``, skipping quoted strings and nesting."""
+def _unquoted_characters(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, bracket depth after it) for each character of ``text`` from ``start`` that
+    lies outside string literals (backslash escapes honoured)."""
     depth = 0
     quote: str | None = None
     index = start
@@ -392,15 +394,22 @@ def _matching_paren(text: str, start: int) -> int:
                 quote = None
         elif char in "'\"":
             quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-            if depth == 0:
-                if char != ")":
-                    raise TypeExpressionError("unbalanced brackets in a call")
-                return index
+        else:
+            if char in "([{":
+                depth += 1
+            elif char in ")]}":
+                depth -= 1
+            yield index, char, depth
         index += 1
+
+
+def _matching_paren(text: str, start: int) -> int:
+    """Index of the ``)`` closing the ``(`` at ``start``, skipping quoted strings and nesting."""
+    for index, char, depth in _unquoted_characters(text, start):
+        if char in ")]}" and depth == 0:
+            if char != ")":
+                raise TypeExpressionError("unbalanced brackets in a call")
+            return index
     raise TypeExpressionError("a call's '(' is never closed")
 
 
@@ -443,27 +452,11 @@ _KEYWORD = re.compile(r"\s*([^\W\d][\w-]*)\s*=(?!=)")
 def _split_arguments(text: str) -> list[str]:
     """Split at commas outside brackets and string literals (backslash escapes honoured)."""
     parts: list[str] = []
-    depth = 0
-    quote: str | None = None
-    start = index = 0
-    while index < len(text):
-        char = text[index]
-        if quote:
-            if char == "\\":
-                index += 2
-                continue
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == "," and depth == 0:
+    start = 0
+    for index, char, depth in _unquoted_characters(text):
+        if char == "," and depth == 0:
             parts.append(text[start:index])
             start = index + 1
-        index += 1
     parts.append(text[start:])
     if len(parts) > 1 and not parts[-1].strip():
         parts.pop()  # a trailing comma, as Python allows
