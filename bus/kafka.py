@@ -42,6 +42,7 @@ from bus.config import KafkaSettings, RunSettings
 from bus.topics import (
     DEFINITION_TOPICS,
     TOPICS,
+    TopicError,
     check_partition_overrides,
     partitions_for,
     topic_for_event,
@@ -548,17 +549,27 @@ class DefinitionReader:
             self._consumer = None
 
 
-class ForeignRunError(EventDecodeError):
-    """An event of another run on this run's topic (a producer given the wrong run id, a topic copied
-    between runs): not this run's fact, so no fold counts it and no stage acts on it."""
+class MisplacedEventError(EventDecodeError):
+    """An event that is not this topic's fact: another run's (a producer given the wrong run id, a
+    topic copied between runs) or another topic's type (a ProbeResult on ``verdicts``). No stage
+    acts on it and no fold counts it; the stage or follower that meets it dead-letters it."""
 
-    reason = "foreign_run"
+    reason = "misplaced"
 
 
-def of_run(event: Any, run_id: str) -> Any:
-    """``event`` (an Event or a flat event), or ForeignRunError when it belongs to another run."""
+def placed(event: Any, run_id: str, topic: str) -> Any:
+    """``event`` (an Event or a flat event) read from ``topic``, or MisplacedEventError when it belongs
+    to another run or on another topic."""
     if event.run_id != run_id:
-        raise ForeignRunError(f"an event of run {str(event.run_id)[:80]!r} on run {run_id!r}'s topic")
+        raise MisplacedEventError(
+            f"an event of run {str(event.run_id)[:80]!r} on run {run_id!r}'s topic {topic}"
+        )
+    try:
+        home = topic_for_event(run_id, event.event_type)
+    except TopicError:
+        home = None
+    if home != topic:
+        raise MisplacedEventError(f"a {event.event_type} on {topic}, which does not carry that type")
     return event
 
 
@@ -995,7 +1006,7 @@ async def _read_from_start(
                             event = read(record.value or b"")
                         except UnresolvedReferenceError:  # a tool set defined after this reader started
                             event = await definitions.decode(record.value or b"", read)
-                        of_run(event, run_id)
+                        placed(event, run_id, record.topic)
                     except EventDecodeError as error:
                         stats.undecodable += 1
                         if undecodable is not None:

@@ -37,7 +37,7 @@ from bus.kafka import (
     client_options,
     dead_letter_for,
     group_id_for,
-    of_run,
+    placed,
 )
 from bus.topics import topic_name
 from common.logs import get_logger
@@ -210,7 +210,8 @@ class StageRunner:
 
     async def _decode(self, message: Any) -> Event[Any] | None:
         try:
-            return of_run(await self.definitions.decode(message.value), self.settings.run_id)  # type: ignore[no-any-return]
+            event = await self.definitions.decode(message.value)
+            return placed(event, self.settings.run_id, message.topic)  # type: ignore[no-any-return]
         except EventDecodeError as error:
             record = ConsumerRecord(
                 topic=message.topic,

@@ -611,7 +611,29 @@ async def test_an_event_of_another_run_is_dead_lettered_and_folded_by_no_one(set
     [letter] = [
         e.payload for e in await _replay(settings, ["deadletter"]) if isinstance(e.payload, DeadLetter)
     ]
-    assert "foreign_run" in letter.reason and "'r-old'" in letter.reason
+    assert "misplaced" in letter.reason and "'r-old'" in letter.reason
+
+
+async def test_an_event_on_a_topic_that_does_not_carry_its_type_is_dead_lettered(settings: Settings) -> None:
+    """A ProbeResult on the verdicts topic was skipped by relabel and expand and never read by the
+    judge, while the curator counted it as a mismatch to judge: the round waited for ever."""
+    from bus.kafka import MisplacedEventError, placed
+    from schemas.codec import default_codec
+    from schemas.events import ProbeResult
+    from tests.foundation.events_factory import event_of, one_of_each
+
+    await ensure_topics(settings.kafka, settings.run_id)
+    [probe] = [payload for payload in one_of_each() if isinstance(payload, ProbeResult)]
+    stray = event_of(probe, settings.run_id)
+    verdicts = topic_name(settings.run_id, "verdicts")
+    with pytest.raises(
+        MisplacedEventError, match=r"a ProbeResult on .*verdicts, which does not carry that type"
+    ):
+        placed(stray, settings.run_id, verdicts)
+    assert placed(stray, settings.run_id, topic_name(settings.run_id, "probes")) is stray
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_raw(verdicts, default_codec().encode(stray), b"k")
+    assert not [e for e in await _replay(settings, ["verdicts", "probes"]) if e.event_id == stray.event_id]
 
 
 async def asyncio_timeout_batches(consumer: GroupConsumer, seconds: float) -> Any:
