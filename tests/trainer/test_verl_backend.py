@@ -749,6 +749,34 @@ def test_verl_rewards_a_call_whose_tags_the_tokenizer_marks_special(
     assert scores == [case["expected"] for case in cases]
 
 
+def test_rows_are_written_in_the_form_the_models_template_accepts(tmp_path: Path) -> None:
+    """verl renders the parquet's chats itself: a Gemma 2 template refuses the system turn (and a
+    Mistral one repeated roles), so the round stopped on its first row. Rows are written as the probe
+    renders them: the system text in the first user turn."""
+    from jinja2 import TemplateError
+    from transformers import AutoTokenizer
+
+    from tests.families import build_family_model
+
+    model = build_family_model("gemma2", tmp_path / "gemma2")
+    rows = _rows()[:4]
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    with pytest.raises(TemplateError):
+        tokenizer.apply_chat_template(rows[0].chat, add_generation_prompt=True, tokenize=False)
+
+    backend = VerlBackend(VerlSettings(python=Path(sys.executable)), tmp_path / "work", show_progress=False)
+    run_dir, plan, _ = backend.prepare_round(rows, round_index=1, model_path=model)
+    chats = [
+        json.loads(prompt) if isinstance(prompt, str) else prompt
+        for prompt in pq.read_table(run_dir / "train.parquet").column("prompt").to_pylist()
+    ]
+    assert plan.rows == len(rows)
+    for chat, row in zip(chats, rows, strict=True):
+        assert chat[0]["role"] == "user" and "system" not in {message["role"] for message in chat}
+        assert row.chat[0]["content"] in chat[0]["content"]  # the system text, folded in
+        tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)  # renders
+
+
 def test_merge_turns_a_verl_fsdp_checkpoint_into_a_loadable_hf_folder(
     verl_python: Path, tiny_model: Path, tmp_path: Path
 ) -> None:

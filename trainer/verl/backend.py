@@ -32,7 +32,7 @@ from trainer.verl.config import (
     verl_config,
     verl_overrides,
 )
-from trainer.verl.data import VerlRow, prompt_token_counts, write_verl_parquet
+from trainer.verl.data import VerlRow, prompts_as_verl_renders, write_verl_parquet
 from trainer.verl.process import (
     MetricsFollower,
     VerlRunError,
@@ -211,7 +211,7 @@ class VerlBackend:
             log.warning("verl.previous_attempt_moved", round=round_index, to=str(aside))
         run_dir.mkdir(parents=True)
         limit = self.settings.max_prompt_length
-        counts = prompt_token_counts(model_path, [row.chat for row in rows])
+        rows, counts = prompts_as_verl_renders(model_path, rows)
         kept = [row for row, count in zip(rows, counts, strict=True) if count <= limit]
         too_long = [row.sample_id for row, count in zip(rows, counts, strict=True) if count > limit]
         if too_long:

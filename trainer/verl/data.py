@@ -8,6 +8,7 @@ our reward, :func:`toolcall.reward.compute_score` (``reward.custom_reward_functi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -164,13 +165,25 @@ def write_verl_parquet(
     return len(rows)
 
 
-def prompt_token_counts(model_path: str | Path, chats: Sequence[list[dict[str, str]]]) -> list[int]:
-    """Tokens of each chat rendered with the model's chat template and a generation prompt (as verl does)."""
+def prompts_as_verl_renders(
+    model_path: str | Path, rows: Sequence[VerlRow]
+) -> tuple[list[VerlRow], list[int]]:
+    """Each row with its chat in the form the model's chat template accepts, and that prompt's tokens
+    as verl renders it (its own ``apply_chat_template`` with a generation prompt).
+
+    verl renders the parquet's chats itself: a template that refuses a system turn (Gemma 2) or
+    repeated roles (Mistral, Gemma 3: a tool result is a user turn) would stop it on the first row.
+    The chat written is the form the probe renders (:func:`inference.transformers_backend.template_chat`).
+    """
     from transformers import AutoTokenizer
 
+    from inference.transformers_backend import template_chat
+
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-    counts = []
-    for chat in chats:
+    accepted, counts = [], []
+    for row in rows:
+        chat = template_chat(tokenizer, row.chat)
         text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        accepted.append(dataclasses.replace(row, chat=[dict(message) for message in chat]))
         counts.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
-    return counts
+    return accepted, counts
