@@ -408,3 +408,23 @@ def test_a_chatml_input_ending_in_the_generation_prompt_is_read(prompt_end: str)
     empty_inside = question + "<|im_start|>assistant\n<|im_end|>\n" + question
     with pytest.raises(RecordError, match="assistant turn is empty"):
         convert_record({"tools": [WEATHER], "input": empty_inside, "label": TAGGED})
+
+
+def test_a_sharegpt_turn_with_weight_0_is_context_not_a_label() -> None:
+    """ShareGPT exports mark the turns not to train on with "weight": 0, as OpenAI's format does: the
+    openai reader honoured it, the sharegpt reader made such a turn a label."""
+    record = {
+        "conversations": [
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello! How can I help?", "weight": 0},
+            {"from": "human", "value": "Which city is the Eiffel tower in?"},
+            {"from": "gpt", "value": "Paris.", "weight": 1},
+        ]
+    }
+    [sample] = convert_record(record).samples
+    assert sample.label.text == "Paris."
+    assert [m.content for m in sample.messages if m.role == "assistant"] == ["Hello! How can I help?"]
+    with pytest.raises(RecordError, match="weight must be 0 or 1"):
+        convert_record(
+            {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo", "weight": 2}]}
+        )

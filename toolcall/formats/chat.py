@@ -29,6 +29,7 @@ from toolcall.formats.common import (
     json_or_value,
     message,
     text_of,
+    turn_weight,
     with_time,
 )
 from toolcall.formats.harness import Harness
@@ -65,7 +66,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
                         names_by_call_id[entry["id"]] = (entry.get("function") or {}).get("name", "")
             if raw.get("function_call"):
                 calls.append(call_from(raw["function_call"]))
-            if _weight(raw.get("weight"), where) == 0:
+            if turn_weight(raw.get("weight"), where) == 0:
                 untrained.add(len(messages))
             text, text_calls = assistant_text(text, notes, where)
             calls = merge_calls(text_calls, calls, where)
@@ -85,14 +86,3 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
     # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.
     return Conversion("openai", with_time(samples, conversation_time(record) or harness.time), notes)
-
-
-def _weight(value: Any, where: str) -> int:
-    """An assistant turn's ``weight``: 1 (train on it, also when absent) or 0 (do not)."""
-    if value is None:
-        return 1
-    if isinstance(value, bool) or value not in (0, 1):
-        raise RecordError(
-            f"{where}: weight must be 0 or 1, got {value!r}"[:200], "message weight is not 0 or 1"
-        )
-    return int(value)

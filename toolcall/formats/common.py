@@ -201,6 +201,18 @@ def check_context(messages: list[Message]) -> None:
         raise RecordError("context has no user turn")
 
 
+def turn_weight(value: Any, where: str) -> int:
+    """An assistant turn's ``weight`` (OpenAI's fine-tuning format, ShareGPT exports): 1 (train on it,
+    also when absent) or 0 (do not: the turn stays as context only)."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or value not in (0, 1):
+        raise RecordError(
+            f"{where}: weight must be 0 or 1, got {value!r}"[:200], "message weight is not 0 or 1"
+        )
+    return int(value)
+
+
 def dialogue_samples(
     tools: list[ToolSpec],
     messages: list[Message],

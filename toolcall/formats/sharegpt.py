@@ -38,6 +38,7 @@ from toolcall.formats.common import (
     message,
     python_calls_to_tool_calls,
     text_of,
+    turn_weight,
     with_time,
 )
 from toolcall.formats.harness import Harness
@@ -130,11 +131,15 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
             kept[index] = harness.system(value if isinstance(value, str) else text_of(value, [], "")[0])
     tools = harness.tools(tools_value, notes)
     messages: list[Message] = []
+    untrained: set[int] = set()  # assistant steps the record says not to train on ("weight": 0)
     if kept_field:
         messages.append(message("system", kept_field))
     for index, turn in enumerate(turns):
         speaker, role, value = _turn(turn)
         where = f"turn {index} ({speaker})"
+        weighted = role in ("assistant", "function_call") and isinstance(turn, dict)
+        if weighted and turn_weight(turn.get("weight"), where) == 0:
+            untrained.add(len(messages))
         structured = _structured_calls(turn, role, where)
         if value is None and structured:
             value = ""  # OpenAI writes "content": null beside tool_calls
@@ -161,7 +166,8 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
             messages.extend(message("tool", response.strip()) for response in responses)
         else:
             messages.append(message(role, value))
-    return Conversion("sharegpt", with_time(dialogue_samples(tools, messages), harness.time), notes)
+    samples = dialogue_samples(tools, messages, untrained=frozenset(untrained))
+    return Conversion("sharegpt", with_time(samples, harness.time), notes)
 
 
 # --- glaive raw transcripts ------------------------------------------------------------------------
