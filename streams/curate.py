@@ -515,6 +515,8 @@ class Ledger:
         were a member of: they are back in the pool, to be drawn, probed and judged again."""
         last_round: dict[str, int] = {}
         for round_, members in self.members.items():
+            if round_ not in self.closed:  # an emission cut short (see fresh_seeds)
+                continue
             for sample_id in members:
                 last_round[sample_id] = max(round_, last_round.get(sample_id, round_))
         return {
@@ -526,8 +528,16 @@ class Ledger:
         }
 
     def fresh_seeds(self) -> list[PoolSample]:
-        """Seeds never curated into any round, and deferred samples, in sample-id order."""
-        trained = {sample_id for members in self.members.values() for sample_id in members}
+        """Seeds never curated into any closed round, and deferred samples, in sample-id order.
+
+        Members of a round with no RoundClosed yet are a curator's emission cut short (killed between
+        its members and its manifest): the round is composed again, and must draw the same seeds."""
+        trained = {
+            sample_id
+            for round_, members in self.members.items()
+            if round_ in self.closed
+            for sample_id in members
+        }
         deferred = self.deferred()
         return [
             self.pool_sample(sample_id)

@@ -295,6 +295,22 @@ def test_curation_is_deterministic_whatever_the_arrival_order() -> None:
     assert outcomes[0] == outcomes[1] == outcomes[2]
 
 
+def test_a_curator_killed_while_emitting_a_round_composes_the_same_round_again() -> None:
+    """Killed after some of D_2's members were published but before its RoundClosed, the restarted
+    curator counted those members as already trained, drew other fresh seeds in their place, and
+    the round held 190 members for a manifest of 160 (a fault test's random kill)."""
+    script = RoundScript()
+    script.play()
+    for event in script.events:
+        script.ledger.add(event)
+    whole = next_round_events(script.ledger, POLICY, RUN)
+    members = whole[:-1]
+    for member in members[len(members) // 3 :]:  # published, then the kill: no RoundClosed
+        script.ledger.add(member)
+    again = next_round_events(script.ledger, POLICY, RUN)
+    assert [(e.event_id, e.payload) for e in again] == [(e.event_id, e.payload) for e in whole]
+
+
 def test_dead_lettered_work_is_accounted_for() -> None:
     script = RoundScript()
     kinds = script.play()
