@@ -49,10 +49,17 @@ from bus.topics import (
     topic_name,
 )
 from common.logs import get_logger
-from schemas.codec import EventCodec, EventDecodeError, UnresolvedReferenceError, default_codec
+from schemas.codec import (
+    EventCodec,
+    EventDecodeError,
+    IncompatibleSchemaError,
+    UnknownSchemaError,
+    UnresolvedReferenceError,
+    default_codec,
+)
 from schemas.events import DeadLetter, Event, Producer, dead_letter_raw, make_event, root_event_id
 from schemas.flat import FlatEvent, FlatReader
-from schemas.interning import Reference, definition_event_id
+from schemas.interning import TOOLSET_REF, Reference, definition_event_id
 
 log = get_logger(__name__)
 
@@ -319,7 +326,8 @@ class EventProducer:
             if pending.done():
                 self._defining.pop(key, None)
         self._defined.add(key)
-        self.codec.toolsets.mark_on_log(event.run_id, reference.digest)
+        if reference.kind == TOOLSET_REF:
+            self.codec.toolsets.mark_on_log(event.run_id, reference.digest)
 
     async def _send_definition(self, event: Event[Any], reference: Reference) -> None:
         payload = self.codec.definition(reference)
@@ -535,13 +543,18 @@ class DefinitionReader:
 
     async def decode(self, data: bytes, decode: Callable[[bytes], Any] | None = None) -> Any:
         """``codec.decode`` (or ``decode``, which reads with the codec's catalog), reading the
-        definitions on once when the event refers to an unknown set."""
+        definitions on once when the event refers to an unknown set or was written with a schema this
+        release does not know (a newer release's)."""
         read = decode or self.codec.decode
         try:
             return read(data)
         except UnresolvedReferenceError:
             await self.catch_up()
-            return read(data)
+        except UnknownSchemaError as error:
+            if error.fingerprint is None or isinstance(error, IncompatibleSchemaError):
+                raise
+            await self.catch_up()
+        return read(data)
 
     async def close(self) -> None:
         if self._consumer is not None:
@@ -700,6 +713,8 @@ class GroupConsumer:
     async def _decode_or_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> Delivered | None:
         try:
             event = await self.definitions.decode(record.value or b"")
+        except IncompatibleSchemaError:
+            raise  # another release's workers read it: committing past it here would lose it
         except EventDecodeError as error:
             self.dead_lettered += 1
             log.warning(

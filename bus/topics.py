@@ -4,10 +4,12 @@ Topic names are ``<run_id>.<name>``. Per-sample topics are keyed by sample id (s
 ``partition_key``); their partition count is ``kafka.partitions``, or per topic
 ``kafka.topic_partitions`` (a stage's input topic is what bounds its consumer group: one partition per
 worker process at most). No stage joins two topics by key, so per-sample topics need not share a count.
-Control topics (rounds, checkpoints, ...) have one partition for a total order. ``toolsets`` holds the
-run's definitions (each distinct tool set once, keyed by its digest: :mod:`schemas.interning`); it is
-compacted, and it is a dictionary of the wire format, not a record of what happened, so the views
-that replay "every topic" leave it out (:data:`RECORD_TOPICS`).
+Control topics (rounds, checkpoints, ...) have one partition for a total order. ``toolsets`` and
+``schemas`` hold the run's definitions (each distinct tool set once, keyed by its digest:
+:mod:`schemas.interning`; each writer schema once, keyed by its fingerprint, so a reader of an older
+release can resolve an event a newer one wrote); they are compacted, and they are a dictionary of the
+wire format, not a record of what happened, so the views that replay "every topic" leave them out
+(:data:`RECORD_TOPICS`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         ("ToolSetRegistered",),
         False,
         "Each distinct tool set of the run, once, by digest (events refer to it).",
+        definitions=True,
+    ),
+    TopicSpec(
+        "schemas",
+        ("SchemaRegistered",),
+        False,
+        "Each writer schema of the run, once, by fingerprint (readers of older releases resolve by it).",
         definitions=True,
     ),
 )

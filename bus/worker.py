@@ -41,7 +41,7 @@ from bus.kafka import (
 )
 from bus.topics import topic_name
 from common.logs import get_logger
-from schemas.codec import EventDecodeError, default_codec
+from schemas.codec import EventDecodeError, IncompatibleSchemaError, default_codec
 from schemas.events import Event
 from streams.stage import Stage, TransientError
 
@@ -122,7 +122,7 @@ class StageRunner:
         self.broker_lost: BrokerDataLost | None = None  # what stopped the agent, for the worker to raise
         # A batch's outputs (or a record's dead letter) that could not be published: the batch stays
         # unacknowledged and the worker stops with this error (a crashed faust agent moved on).
-        self.publish_failed: Exception | None = None
+        self.halted: Exception | None = None  # what stopped the agent with its batch unacknowledged
         self.processed = 0
         self.published = 0
         self.retries = 0
@@ -187,8 +187,14 @@ class StageRunner:
             # Publishing failed (a message over the broker's limit, a topic gone): stop with the batch
             # unacknowledged, so a fixed worker redoes it; a crashed agent would let it be committed.
             log.error("stage.publish_failed", stage=self.stage.name, error=repr(error))
-            self.publish_failed = error
+            self.halted = error
             await asyncio.Event().wait()  # until the worker cancels it
+        except IncompatibleSchemaError as error:
+            # A newer release wrote an event this one cannot resolve (rolling upgrade): dead-lettering it
+            # would commit past it, so the newer release's workers would never see it. Stop instead.
+            log.error("stage.newer_release_required", stage=self.stage.name, error=str(error))
+            self.halted = error
+            await asyncio.Event().wait()
 
     async def stop(self, timeout_s: float = 15.0) -> None:
         """Stop the agent even mid-batch (a probe may be waiting for a checkpoint that never comes).
@@ -212,6 +218,8 @@ class StageRunner:
         try:
             event = await self.definitions.decode(message.value)
             return placed(event, self.settings.run_id, message.topic)  # type: ignore[no-any-return]
+        except IncompatibleSchemaError:
+            raise  # readable by another release's workers: not this one's to dead-letter
         except EventDecodeError as error:
             record = ConsumerRecord(
                 topic=message.topic,
@@ -390,7 +398,7 @@ async def _watch_broker(runners: Sequence[StageRunner], stop: asyncio.Event, kaf
         lost = next((runner.broker_lost for runner in runners if runner.broker_lost), None)
         if lost is not None:
             raise lost
-        failed = next((runner.publish_failed for runner in runners if runner.publish_failed), None)
+        failed = next((runner.halted for runner in runners if runner.halted), None)
         if failed is not None:
             raise failed
         if producer is None or stop.is_set():

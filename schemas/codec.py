@@ -49,9 +49,22 @@ import cavro
 from fastavro.logical_writers import LOGICAL_WRITERS
 from pydantic import BaseModel, TypeAdapter
 
-from schemas.events import PAYLOAD_TYPES, Event, ToolSetRegistered
-from schemas.interning import TOOLSET_REF, Reference, ToolSetCatalog, default_catalog
-from schemas.registry import RegisteredSchema, SchemaRegistry, default_registry
+from schemas.events import PAYLOAD_TYPES, Event, SchemaRegistered, ToolSetRegistered
+from schemas.interning import (
+    DEFINITION_TYPES,
+    SCHEMA_REF,
+    TOOLSET_REF,
+    Reference,
+    ToolSetCatalog,
+    default_catalog,
+)
+from schemas.registry import (
+    RegisteredSchema,
+    SchemaRegistry,
+    SchemaRegistryError,
+    default_registry,
+    resolution_problem,
+)
 from toolcall.specs import ToolSpec
 
 MAGIC = b"\xc3\x01"
@@ -116,7 +129,22 @@ class CorruptEventError(EventDecodeError):
 
 
 class UnknownSchemaError(EventDecodeError):
+    """No schema this process knows wrote the event. ``fingerprint`` is the writer's, when the bytes
+    name one: the run's schemas topic may define it (a newer release wrote the event)."""
+
     reason = "unknown_schema"
+
+    def __init__(self, message: str, fingerprint: bytes | None = None):
+        super().__init__(message)
+        self.fingerprint = fingerprint
+
+
+class IncompatibleSchemaError(UnknownSchemaError):
+    """A newer release's schema (read from the run's schemas topic) that this release's version of the
+    event cannot be resolved from: a changed type, a new field this version requires. Not corrupt: a
+    worker of the newer release reads it."""
+
+    reason = "incompatible_schema"
 
 
 class UnresolvedReferenceError(EventDecodeError):
@@ -840,6 +868,7 @@ class EventCodec:
         self.validate = validate  # full pydantic validation of every event read (the reference)
         self.toolsets = toolsets if toolsets is not None else default_catalog()
         self._readers: dict[bytes, tuple[RegisteredSchema, Any, Converter]] = {}
+        self._unresolvable: dict[bytes, str] = {}  # learned writer schemas: why this version cannot read them
         self._writers: dict[tuple[bytes, type], tuple[Converter, Any]] = {}
         self._references: list[Reference] = []
         self._encoded: dict[int, tuple[Event[Any], bytes, tuple[Reference, ...]]] = {}
@@ -876,11 +905,19 @@ class EventCodec:
         record = writer(event)
         record["schema_version"] = schema.version
         body = write_schema.binary_encode(record)
+        if event.event_type not in DEFINITION_TYPES:  # definitions stay readable by every release
+            self._references.append(Reference(SCHEMA_REF, schema.fingerprint))
         self.references: tuple[Reference, ...] = tuple(dict.fromkeys(self._references))
         return MAGIC + schema.fingerprint + body
 
-    def definition(self, reference: Reference) -> ToolSetRegistered:
-        """The payload that defines ``reference`` (the tool set it stands for) for the run's log."""
+    def definition(self, reference: Reference) -> ToolSetRegistered | SchemaRegistered:
+        """The payload that defines ``reference`` (the tool set or writer schema it stands for) for the
+        run's log."""
+        if reference.kind == SCHEMA_REF:
+            schema = self.registry.by_fingerprint(reference.digest)
+            if schema is None:
+                raise LookupError(f"no writer schema {reference.hex} in this process")
+            return schema_definition(schema)
         tools = self.toolsets.tools(reference.digest)
         if reference.kind != TOOLSET_REF or tools is None:
             raise LookupError(f"no {reference.kind} {reference.hex} in this process")
@@ -895,6 +932,8 @@ class EventCodec:
             payload_cls = PAYLOAD_TYPES.get(writer.event_type)
             if payload_cls is None:
                 raise UnknownSchemaError(f"no payload type for event type {writer.event_type!r}")
+            if writer.learned:
+                self._check_resolvable(writer)
             event_class = Event[payload_cls]  # type: ignore[valid-type]
             if self.validate:
                 plain = _Compiler(writer.schema, self, plain=True).plain_reader(writer.schema, event_class)
@@ -906,6 +945,30 @@ class EventCodec:
                 known = (writer, read_schema, compiler.reader(writer.schema, event_class))
             self._readers[writer.fingerprint] = known
         return known
+
+    def _check_resolvable(self, writer: RegisteredSchema) -> None:
+        """Refuse a learned writer schema this release's version of its type cannot be resolved from
+        (checked once per schema, as Avro schema resolution would, on generated records)."""
+        problem = self._unresolvable.get(writer.fingerprint)
+        if problem is None and writer.fingerprint not in self._unresolvable:
+            current = self.registry.current(writer.event_type)
+            problem = resolution_problem(writer.schema, current.schema) or ""
+            self._unresolvable[writer.fingerprint] = problem
+        if problem:
+            current = self.registry.current(writer.event_type)
+            raise IncompatibleSchemaError(
+                f"{writer.event_type} v{writer.version} (another release's, fingerprint "
+                f"{writer.fingerprint.hex()}) cannot be read as this release's v{current.version}: "
+                f"{problem}; a worker of that release reads it",
+                writer.fingerprint,
+            )
+
+    def _learn(self, definition: SchemaRegistered) -> None:
+        try:
+            fp = bytes.fromhex(definition.fingerprint)
+            self.registry.learn(fp, definition.schema_event_type, definition.version, definition.definition)
+        except (ValueError, SchemaRegistryError) as error:
+            raise CorruptEventError(f"invalid SchemaRegistered content: {error}") from error
 
     def read_record(self, data: bytes) -> tuple[RegisteredSchema, dict[str, Any]]:
         """The writer schema of ``data`` and its body as an Avro record (timestamps as microseconds),
@@ -924,7 +987,9 @@ class EventCodec:
         if known is None:
             found = self.registry.by_fingerprint(data[2:HEADER_SIZE])
             if found is None:
-                raise UnknownSchemaError(f"unknown writer schema fingerprint {data[2:HEADER_SIZE].hex()}")
+                raise UnknownSchemaError(
+                    f"unknown writer schema fingerprint {data[2:HEADER_SIZE].hex()}", data[2:HEADER_SIZE]
+                )
             known = self._reader(found)
         writer, read_schema, reader = known
         body = cavro.MemoryReader(data[HEADER_SIZE:])
@@ -956,10 +1021,22 @@ class EventCodec:
             except ValueError as exc:
                 raise CorruptEventError(f"invalid {writer.event_type} content: {exc}") from exc
             self.toolsets.mark_on_log(event.run_id, digest)
+        elif type(event.payload) is SchemaRegistered:
+            self._learn(event.payload)
         return event
 
     def decode_many(self, blobs: Sequence[bytes]) -> list[Event[Any]]:
         return [self.decode(blob) for blob in blobs]
+
+
+def schema_definition(schema: RegisteredSchema) -> SchemaRegistered:
+    """The definition of a writer schema, as the run's schemas topic carries it."""
+    return SchemaRegistered(
+        fingerprint=schema.fingerprint.hex(),
+        schema_event_type=schema.event_type,
+        version=schema.version,
+        definition=schema.schema,
+    )
 
 
 @cache

@@ -346,6 +346,23 @@ class ToolSetRegistered(Payload):
         return self.toolset
 
 
+class SchemaRegistered(Payload):
+    """A writer schema of the run, by fingerprint: what lets a reader of an older release read an event
+    a newer release wrote (a rolling upgrade), by Avro schema resolution into its own version instead
+    of dead-lettering it. Written to the run's ``schemas`` topic before any event written with it; the
+    fingerprint is checked against the schema whenever the event is read."""
+
+    EVENT_TYPE: ClassVar[str] = "SchemaRegistered"
+
+    fingerprint: str  # hex of the 8 fingerprint bytes an event is framed with
+    schema_event_type: str
+    version: int
+    definition: dict[str, Any]  # the full self-contained schema (JSON form)
+
+    def partition_key(self) -> str:
+        return self.fingerprint
+
+
 # Room a dead letter needs beside its raw bytes (reason, place, envelope).
 DEAD_LETTER_OVERHEAD = 16_384
 # A dead letter must fit the broker's message.max.bytes, Kafka's default 1 MB: a record bigger than
@@ -402,6 +419,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         PolicyPromoted,
         PromotionRefused,
         ToolSetRegistered,
+        SchemaRegistered,
         DeadLetter,
     )
 }

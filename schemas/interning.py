@@ -1,4 +1,4 @@
-"""Values stored once per run and referred to by content hash: the tool sets.
+"""Values stored once per run and referred to by content hash: the tool sets, and the writer schemas.
 
 A sample's tool list rode on most of its events (SampleAdded, ProbeResult, Verdict,
 ExpansionCandidate, CuratedSample) and made up most of their bytes; a run has few distinct tool sets.
@@ -16,6 +16,12 @@ The digest is BLAKE2b-128 over the compact JSON of the tools as they dump (``Too
 key order kept: the order of a tool's parameters is part of what a model is shown), so equal digests
 mean equal tool lists, byte for byte. A catalog is content-addressed and immutable per digest, so one
 per process serves every run and every codec.
+
+Writer schemas travel the same way: every event is framed with its writer schema's fingerprint, and
+the Kafka producer writes a :class:`~schemas.events.SchemaRegistered` (the schema itself) to the run's
+``schemas`` topic before the first event written with it. A reader of an older release, which does not
+know that version, reads it from there and resolves the event into its own version (a rolling
+upgrade loses nothing); a schema it cannot resolve is refused with the reason.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ from toolcall.specs import ToolSpec
 
 TOOLSET_REF = "looptool.types.ToolSetRef"  # the Avro named type that stands for a tool list
 TOOLSET_DEFINITION = "ToolSetRegistered"  # the event type that holds a tool list by its digest
+# Every event refers to its writer schema by fingerprint (its frame's 8 bytes after the magic); a
+# SchemaRegistered on the run's schemas topic defines it for readers of older releases.
+SCHEMA_REF = "looptool.events.WriterSchema"
+SCHEMA_DEFINITION = "SchemaRegistered"
+DEFINITION_TYPES = frozenset({TOOLSET_DEFINITION, SCHEMA_DEFINITION})
 DIGEST_SIZE = 16
 # Memo of recently encoded lists by the identity of their specs (decoded events share spec instances).
 IDENTITY_MEMO_SIZE = 16_384
@@ -126,7 +137,9 @@ def default_catalog() -> ToolSetCatalog:
 
 def definition_event_id(digest: bytes) -> str:
     """The event id of a definition: the same for every copy (any producer, any time), so readers keep
-    one; its time part is zero, so it sorts before every event that can refer to it."""
+    one; its time part is zero, so it sorts before every event that can refer to it. A schema's
+    8-byte fingerprint is padded apart from the 16-byte digests of tool sets."""
     from ulid import ULID
 
-    return str(ULID.from_bytes(bytes(6) + digest[:10]))
+    tail = digest[:10] if len(digest) >= 10 else b"\x01" + digest.ljust(9, b"\0")
+    return str(ULID.from_bytes(bytes(6) + tail))

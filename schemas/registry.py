@@ -37,6 +37,7 @@ class RegisteredSchema:
     fingerprint: bytes  # CRC-64-AVRO, little-endian, as Avro single-object encoding writes it
     schema: dict[str, Any]  # the full self-contained schema (JSON form)
     parsed: Any  # fastavro's parsed form: a second Avro library that tests and benchmarks read bodies with
+    learned: bool = False  # read from a run's schemas topic (another release's), not frozen in this one
 
 
 def _load_json(path: Path) -> Any:
@@ -130,6 +131,25 @@ class SchemaRegistry:
             self._current[event_type] = registered
         return registered
 
+    def learn(self, fp: bytes, event_type: str, version: int, schema: dict[str, Any]) -> RegisteredSchema:
+        """Know a writer schema another release froze (from a run's ``SchemaRegistered``), for reading
+        only: writers keep this release's current versions. Refuses a schema whose fingerprint is not
+        ``fp``, so a definition cannot make one schema's events read with another."""
+        known = self._by_fingerprint.get(fp)
+        if known is not None:
+            return known
+        try:
+            actual, parsed = fingerprint(schema)
+        except Exception as error:  # fastavro refuses invalid schemas with many types
+            raise SchemaRegistryError(f"invalid {event_type} schema: {error}") from error
+        if actual != fp:
+            raise SchemaRegistryError(
+                f"a {event_type} schema registered as {fp.hex()} has fingerprint {actual.hex()}"
+            )
+        learned = RegisteredSchema(event_type, version, fp, schema, parsed, learned=True)
+        self._by_fingerprint[fp] = learned
+        return learned
+
     def by_fingerprint(self, fp: bytes) -> RegisteredSchema | None:
         return self._by_fingerprint.get(fp)
 
@@ -144,7 +164,8 @@ class SchemaRegistry:
 
     def versions(self, event_type: str) -> list[RegisteredSchema]:
         return sorted(
-            (s for s in self._by_fingerprint.values() if s.event_type == event_type), key=lambda s: s.version
+            (s for s in self._by_fingerprint.values() if s.event_type == event_type and not s.learned),
+            key=lambda s: s.version,
         )
 
 

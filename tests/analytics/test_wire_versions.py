@@ -162,3 +162,110 @@ async def test_stats_count_the_records_they_could_not_decode(settings: Settings)
     stats = await stats_from_topics(settings)
     assert (stats.events, stats.undecodable) == (1, 1)
     assert stats_document(stats, [], run_id=settings.run_id)["undecodable"] == 1
+
+
+async def test_a_worker_of_an_older_release_reads_what_a_newer_one_wrote(settings: Settings) -> None:
+    """Rolling upgrade: a newer release's producer writes its SampleAdded schema (one more field) to the
+    run's schemas topic and then the event. A consumer group member of this release, which never froze
+    that version, reads the definition and the event instead of dead-lettering it; a producer of this
+    release writes each of its own writer schemas there once."""
+    from bus.kafka import GroupConsumer
+    from schemas.events import Producer
+    from schemas.registry import SchemaRegistry, load_frozen
+    from tests.foundation.events_factory import event_of, sample_added
+    from tests.foundation.newer_release import newer_definition, newer_schema, written_by_newer_release
+
+    await ensure_topics(settings.kafka, settings.run_id)
+    catalog = ToolSetCatalog()
+    newer = EventCodec(toolsets=catalog)
+    event = event_of(sample_added("s_newer"), settings.run_id)
+    schema = newer_schema(
+        "SampleAdded",
+        lambda fields: fields.append({"name": "ingest_note", "type": "string", "default": ""}),
+    )
+    async with EventProducer(settings.kafka, newer) as producer:
+        await producer.send_all([event_of(sample_added("s_current"), settings.run_id)] * 2)
+        await producer.send_all([event_of(newer_definition("SampleAdded", schema), settings.run_id)])
+        await producer.send_raw(
+            topic_name(settings.run_id, "samples"),
+            written_by_newer_release(event, schema, {"ingest_note": "from a newer writer"}, newer),
+            b"s_newer",
+        )
+
+    definitions = []
+    async for batch in replay(settings.kafka, settings.run_id, ["schemas"]):
+        definitions += [d.event.payload for d in batch]
+    current = default_registry().current("SampleAdded")
+    assert [(d.schema_event_type, d.version) for d in definitions] == [
+        ("SampleAdded", current.version),  # once, though two events were written with it
+        ("SampleAdded", current.version + 1),
+    ]
+
+    older = EventCodec(SchemaRegistry(load_frozen()), toolsets=catalog)
+    read: list[Event[Any]] = []
+    async with (
+        EventProducer(settings.kafka, older) as producer,
+        GroupConsumer(
+            settings.kafka,
+            settings.run_id,
+            ["samples"],
+            "g-older-release",
+            producer,
+            Producer(stage="t", version="0"),
+            codec=older,
+        ) as consumer,
+    ):
+        async for batch in consumer.batches(timeout_ms=300):
+            read += [d.event for d in batch]
+            if len(read) >= 3 or consumer.dead_lettered:
+                break
+    assert consumer.dead_lettered == 0
+    assert [e.payload.sample_id for e in read] == ["s_current", "s_current", "s_newer"]
+    assert read[-1].model_copy(update={"schema_version": current.version}) == event
+
+
+async def test_an_event_only_a_newer_release_can_read_is_not_committed_past(settings: Settings) -> None:
+    """The newer release dropped a field this one requires. A consumer group member of this release
+    stops on it (incompatible schema) instead of dead-lettering it and committing past it; replay,
+    which commits nothing, counts it undecodable and goes on."""
+    from bus.kafka import GroupConsumer
+    from schemas.codec import IncompatibleSchemaError
+    from schemas.events import Producer
+    from schemas.registry import SchemaRegistry, load_frozen
+    from tests.foundation.events_factory import event_of, sample_added
+    from tests.foundation.newer_release import newer_definition, newer_schema, written_by_newer_release
+
+    await ensure_topics(settings.kafka, settings.run_id)
+    catalog = ToolSetCatalog()
+    newer = EventCodec(toolsets=catalog)
+    schema = newer_schema(
+        "SampleAdded",
+        lambda fields: fields.__setitem__(slice(None), [f for f in fields if f["name"] != "content_hash"]),
+    )
+    async with EventProducer(settings.kafka, newer) as producer:
+        await producer.send_all([event_of(newer_definition("SampleAdded", schema), settings.run_id)])
+        event = event_of(sample_added("s_newer"), settings.run_id)
+        await producer.send_raw(
+            topic_name(settings.run_id, "samples"), written_by_newer_release(event, schema, {}, newer), b"s"
+        )
+
+    older = EventCodec(SchemaRegistry(load_frozen()), toolsets=catalog)
+    async with EventProducer(settings.kafka, older) as producer:
+        consumer = GroupConsumer(
+            settings.kafka,
+            settings.run_id,
+            ["samples"],
+            "g-older-release",
+            producer,
+            Producer(stage="t", version="0"),
+            codec=older,
+        )
+        async with consumer:
+            with pytest.raises(IncompatibleSchemaError, match="content_hash"):
+                async for _batch in consumer.batches(timeout_ms=300):
+                    pass
+    assert consumer.dead_lettered == 0
+    stats = bus.kafka.ReplayStats()
+    async for _ in replay(settings.kafka, settings.run_id, ["samples"], stats=stats, codec=older):
+        pass
+    assert (stats.records, stats.undecodable) == (1, 1)

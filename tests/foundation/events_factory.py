@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from schemas.codec import schema_definition
 from schemas.events import (
     CheckpointEvaluated,
     CheckpointPublished,
@@ -27,6 +28,7 @@ from schemas.events import (
     make_event,
 )
 from schemas.interning import toolset_digest
+from schemas.registry import default_registry
 from toolcall.specs import ParamSchema, ToolSpec
 from toolcall.types import Action, Message, ToolCall
 
@@ -241,6 +243,7 @@ def one_of_each() -> list[Payload]:
             reason="heldout_toolmatch fell 0.05 below the promoted policy's",
         ),
         ToolSetRegistered(toolset=toolset_digest([FLUCTUATION]).hex(), tools=[FLUCTUATION]),
+        schema_definition(default_registry().current("RoundClosed")),
         DeadLetter(
             stage="ingest", reason="bad json", error_type="JSONDecodeError", raw=b"\xff\x00{", key=b"k"
         ),

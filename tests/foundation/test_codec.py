@@ -25,7 +25,7 @@ from schemas.codec import (
     UnresolvedReferenceError,
 )
 from schemas.events import PAYLOAD_TYPES, Producer, ToolSetRegistered, derived_event_id, new_event_id
-from schemas.interning import TOOLSET_REF, Reference, ToolSetCatalog, toolset_digest
+from schemas.interning import SCHEMA_REF, TOOLSET_REF, Reference, ToolSetCatalog, toolset_digest
 from schemas.registry import (
     SchemaRegistry,
     compose_event_schema,
@@ -254,7 +254,8 @@ def test_tool_sets_travel_once_and_events_refer_to_them_by_digest() -> None:
     event = event_of(sample_added())
     data = writer.encode(event)
     digest = toolset_digest(event.payload.tools)
-    assert writer.references == (Reference(TOOLSET_REF, digest),)
+    schema = default_registry().current("SampleAdded").fingerprint
+    assert writer.references == (Reference(TOOLSET_REF, digest), Reference(SCHEMA_REF, schema))
     assert digest in data and FLUCTUATION.description.encode() not in data
     inline = writer.encode_as(event, default_registry().versions("SampleAdded")[0])
     assert len(data) < len(inline) - 100
@@ -420,3 +421,67 @@ def test_golden_style_ids_with_crockford_aliases_still_decode_and_derive() -> No
     assert decoded.event_id == "01JGOLDEN00000000000000012"
     derived = derived_event_id([decoded.event_id], "curate")  # its time part read through the aliases
     assert derived[:10] == "01JG01DEN1" and len(derived) == 26
+
+
+def _with_confidence(fields: list[dict[str, Any]]) -> None:
+    fields.append({"name": "judge_confidence", "type": ["null", "double"], "default": None})
+
+
+def test_an_event_a_newer_release_wrote_reads_once_its_schema_is_defined() -> None:
+    """Rolling upgrade: a newer release added a field to SampleAdded. This release's reader does not
+    know the fingerprint until it reads the newer schema's definition; then it reads the event into
+    its own version (the new field dropped, the rest as written), through models and flat alike."""
+    from schemas.flat import FlatReader, flatten
+    from tests.foundation.newer_release import newer_definition, newer_schema, written_by_newer_release
+
+    catalog = ToolSetCatalog()
+    writer = EventCodec(toolsets=catalog)
+    event = event_of(sample_added(), parent_ids=[new_event_id()], checkpoint_id="c")
+    schema = newer_schema("SampleAdded", _with_confidence)
+    data = written_by_newer_release(event, schema, {"judge_confidence": 0.75}, writer)
+
+    reader = EventCodec(SchemaRegistry(load_frozen()), toolsets=catalog)  # an older release's worker
+    with pytest.raises(UnknownSchemaError) as unknown:
+        reader.decode(data)
+    assert unknown.value.fingerprint == data[2:10]
+
+    definition = writer.encode(event_of(newer_definition("SampleAdded", schema)))
+    assert writer.references == ()  # a definition names no schema of its own: every release reads it
+    reader.decode(definition)
+    read = reader.decode(data)
+    assert read.schema_version == event.schema_version + 1
+    assert read.model_copy(update={"schema_version": event.schema_version}) == event
+    flat = FlatReader(reader).decode(data)
+    assert flat == flatten(read)
+    assert default_registry().versions("SampleAdded")[-1].version == event.schema_version  # untouched
+
+
+def test_a_newer_schema_this_release_cannot_resolve_is_refused_with_the_reason() -> None:
+    """A newer release dropped a field this release requires: not corrupt, not silently defaulted;
+    refused as incompatible (a worker of that release reads it). A definition whose schema does not
+    have its fingerprint is corrupt, and teaches the reader nothing."""
+    from schemas.codec import IncompatibleSchemaError
+    from tests.foundation.newer_release import newer_definition, newer_schema, written_by_newer_release
+
+    catalog = ToolSetCatalog()
+    writer = EventCodec(toolsets=catalog)
+    event = event_of(sample_added())
+    reader = EventCodec(SchemaRegistry(load_frozen()), toolsets=catalog)
+
+    def drop_sample_id(fields: list[dict[str, Any]]) -> None:
+        fields[:] = [field for field in fields if field["name"] != "sample_id"]
+
+    schema = newer_schema("SampleAdded", drop_sample_id)
+    data = written_by_newer_release(event, schema, {}, writer)
+    reader.decode(writer.encode(event_of(newer_definition("SampleAdded", schema))))
+    for _ in range(2):  # checked once, refused every time
+        with pytest.raises(IncompatibleSchemaError, match="sample_id") as refused:
+            reader.decode(data)
+        assert refused.value.reason == "incompatible_schema"
+
+    confident = newer_schema("SampleAdded", _with_confidence)
+    forged = newer_definition("SampleAdded", confident).model_copy(update={"fingerprint": "00" * 8})
+    with pytest.raises(CorruptEventError, match="fingerprint"):
+        reader.decode(writer.encode(event_of(forged)))
+    with pytest.raises(UnknownSchemaError):
+        reader.decode(written_by_newer_release(event, confident, {"judge_confidence": 1.0}, writer))

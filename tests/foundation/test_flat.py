@@ -34,6 +34,7 @@ COMPILED_CURRENT = {
     "CheckpointEvaluated",
     "PolicyPromoted",
     "PromotionRefused",
+    "SchemaRegistered",
 }
 
 

@@ -13,6 +13,7 @@ from bus.kafka import EventProducer, ensure_topics, replay
 from bus.topics import topic_name
 from schemas.codec import EventCodec
 from schemas.events import DeadLetter, LabelCorrected, derived_event_id
+from schemas.interning import DEFINITION_TYPES
 from tests.foundation.events_factory import LABEL, PREDICTION, event_of, one_of_each, sample_added
 from views.replay import Cut, replay_to
 from views.store import BulkLoad, EmptyRun, SampleStore, StoreBusy, materialise, rebuild, store_lock
@@ -43,11 +44,11 @@ async def _publish_run(settings, n: int = 60):
     run = settings.run_id
     added = [event_of(sample_added(f"s_{i:03d}"), run) for i in range(n)]
     fixes = _corrections(added)
-    # Definitions (ToolSetRegistered) are the wire's dictionary, not part of the record the store holds.
+    # Definitions (tool sets, schemas) are the wire's dictionary, not part of the record the store holds.
     others = [
         event_of(p, run)
         for p in one_of_each()
-        if p.EVENT_TYPE not in ("SampleAdded", "LabelCorrected", "ToolSetRegistered")
+        if p.EVENT_TYPE not in ("SampleAdded", "LabelCorrected", *DEFINITION_TYPES)
     ]
     async with EventProducer(settings.kafka) as producer:
         await producer.send_all(fixes[:3])  # overtake their SampleAdded

@@ -87,12 +87,56 @@ async def test_a_batch_whose_outputs_cannot_be_published_stops_the_worker_unackn
         batch_sizes=[],
         batching=None,
         broker_lost=None,
-        publish_failed=None,
+        halted=None,
     )
     agent = asyncio.create_task(StageRunner._agent(runner, stream=None))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)
-    assert isinstance(runner.publish_failed, MessageSizeTooLargeError)
+    assert isinstance(runner.halted, MessageSizeTooLargeError)
     assert not agent.done() and not resumed  # held until the worker stops it
+    agent.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await agent
+    assert not resumed
+
+
+async def test_an_event_only_a_newer_release_can_read_stops_the_worker_unacknowledged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rolling upgrade across a change this release cannot resolve: the record used to be
+    dead-lettered and committed, so the newer release's workers never saw it. The worker now stops
+    with the batch held, dead-lettering nothing."""
+    import bus.worker as worker
+    from schemas.codec import IncompatibleSchemaError
+
+    resumed: list[bool] = []
+    letters: list[Any] = []
+
+    async def one_batch(stream: Any, batching: Any) -> Any:
+        yield [SimpleNamespace(message=SimpleNamespace(value=b"newer", topic="r.samples"))]
+        resumed.append(True)
+
+    async def newer_release(data: bytes) -> Any:
+        raise IncompatibleSchemaError("SampleAdded v4 cannot be read as this release's v3", b"\x01" * 8)
+
+    async def send_all(events: Any) -> None:
+        letters.extend(events)
+
+    monkeypatch.setattr(worker, "take_adaptive", one_batch)
+    runner = SimpleNamespace(
+        stage=SimpleNamespace(name="probe"),
+        _actors=set(),
+        definitions=SimpleNamespace(decode=newer_release),
+        producer=SimpleNamespace(send_all=send_all),
+        batch_sizes=[],
+        batching=None,
+        broker_lost=None,
+        halted=None,
+    )
+    runner._decode = lambda message: StageRunner._decode(runner, message)  # type: ignore[arg-type]
+    agent = asyncio.create_task(StageRunner._agent(runner, stream=None))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert isinstance(runner.halted, IncompatibleSchemaError)
+    assert not agent.done() and not resumed and not letters
     agent.cancel()
     with pytest.raises(asyncio.CancelledError):
         await agent
