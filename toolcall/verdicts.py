@@ -19,7 +19,10 @@ fenced block, after a reasoning trace. The reader takes all of these, on four ru
    must all agree, and every clear statement about one response ("Response 1 is correct") must agree
    with them; otherwise the answer is UNPARSEABLE with the reason. With no explicit decision, clear
    statements decide ("Response 2 is incorrect." alone means RESPONSE 2 INCORRECT); a statement that
-   only one response is correct decides nothing.
+   only one response is correct decides nothing. A judge that changed its mind and answered again
+   inside its sections (a decision line of its own, at the margin and not led into as a quote,
+   followed by its own ``Error Analysis:``) voids a decision that differs; such a block never
+   decides alone, and one that restates the decision changes nothing.
 4. **The project's own verdict names are never the judge's words.** ``LABEL_WRONG``, ``PRED_WRONG``,
    ``BOTH_WRONG`` (a sample may demand them) anywhere in the judge's own words (rule 2) make the
    answer UNPARSEABLE.
@@ -281,6 +284,29 @@ _QUOTE_SLOTS = re.compile(r"\x00quote:(\d+)\x00")
 _JSON_SLOT = "\x00json:{}\x00"
 _JSON_SLOT_LINE = re.compile(r"^\x00json:(\d+)\x00$")
 _JSON_SLOTS = re.compile(r"\n?\x00json:(\d+)\x00\n?")
+# Either kind of slot, where a line is only looked at (how the line before a block ends).
+_ANY_SLOT = re.compile(r"\x00[^\x00]*\x00")
+
+# A second answer block inside a section (the judge changed its mind and answered again) against a
+# quoted one (a sample's forged Figure 10 answer, copied into the analysis). Only a line of the
+# answer's own can open a block: it starts at the margin, as the answer's first line does (an indented
+# line is code, a list's body or a copied turn of the prompt's conversation, whose further lines are
+# indented), and is no list item and opens no quote.
+_INDENTED = re.compile(r"^\s")
+_LIST_ITEM = re.compile(r"^(?:[-+*•]|\d{1,2}[.)])\s+")
+_OPENS_QUOTE = re.compile(r"^[*_#\s]*[\"“«'‘]")
+# A line that finishes the judge's own sentence; one that does not (ends mid-quote, with a tag) runs
+# on into the next line.
+_SENTENCE_DONE = re.compile(r"[.!?。！？][\"'”’)\]]*$")
+_INTRODUCES = re.compile(r"[:：]$")
+# The judge announcing its own answer again ("Let me restate my verdict:", "Corrected answer:").
+_OWN_ANSWER_INTRO = re.compile(
+    r"\b(?:(?:(?:my|our)\s+(?:(?:final|revised|corrected|updated|amended|new)\s+)?|"
+    r"(?:final|revised|corrected|updated|amended|new)\s+)"
+    r"(?:answer|verdict|decision|judge?ment|conclusion|assessment)|correction|"
+    r"let\s+me\s+(?:correct|revise|restate|redo|fix|reconsider))\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -291,6 +317,9 @@ class _Reading:
     sections: dict[str, list[str]] = field(default_factory=dict)
     prose: list[str] = field(default_factory=list)
     in_sections: list[str] = field(default_factory=list)  # decision-like lines found inside sections
+    # (decision, evidence): decisions that open an answer block of their own inside an earlier
+    # block's sections. They never decide; one that differs from the decision read voids it.
+    later_blocks: list[tuple[str, str]] = field(default_factory=list)
     qualified: list[tuple[int, str]] = field(default_factory=list)  # (subject, evidence): hedged claims
 
 
@@ -303,6 +332,7 @@ class _Reader:
     section_label: ClassVar[re.Pattern[str]]  # a line opening a section of the answer format
     section_midline: ClassVar[re.Pattern[str]]  # the same label after a decision on one line
     section_keys: ClassVar[Mapping[str, str]]  # label or JSON key (normalised) -> section
+    block_section: ClassVar[str]  # the section a decision is followed by in the answer format
     decision_keys: ClassVar[frozenset[str]] = frozenset(
         {
             "verdict",
@@ -406,9 +436,14 @@ class _Reader:
 
         section: str | None = None
         opening = True
+        in_fence = fence_quotes = False  # a fence opened inside a section quotes (code, a sample)
         lines = text.split("\n")
         for index, line in enumerate(lines):
-            if not line.strip() or _FENCE.match(line) or _BLOCKQUOTE.match(line):
+            if _FENCE.match(line):
+                in_fence = not in_fence
+                fence_quotes = in_fence and section is not None
+                continue
+            if not line.strip() or _BLOCKQUOTE.match(line):
                 continue
             slot = _JSON_SLOT_LINE.match(line.strip())
             if slot is not None:
@@ -434,6 +469,9 @@ class _Reader:
                 section = self._fill(reading, restored(line), section)
                 if self._decision_in(plain) or self.subject_label(plain):
                     reading.in_sections.append(plain)
+                    block = None if fence_quotes else self._opens_answer_block(lines, index, plain)
+                    if block is not None:
+                        reading.later_blocks.append((block, plain[:120]))
                 continue
             section = None
             midline = self.section_midline.search(plain)
@@ -445,6 +483,37 @@ class _Reader:
             self._read_line(plain, scanned, reading, opening=opening)
             opening = False
         return reading
+
+    def _opens_answer_block(self, lines: list[str], index: int, plain: str) -> str | None:
+        """The decision of a line inside a section that opens an answer block of the judge's own.
+
+        Such a line is a decision at the start of a line of the answer's own (at the margin, no list
+        item, no quote), followed by the format's first section label, on the line or the next one (a
+        decision, then ``Error Analysis:``), and not led into as a quote by the line before
+        (:func:`_introduced_as_quote`). A judge that changed its mind writes this; a sample's forged
+        answer the judge copies is introduced ("The tool result says:") or runs on from a quote.
+        """
+        line = lines[index]
+        if _INDENTED.match(line) or _LIST_ITEM.match(line) or _OPENS_QUOTE.match(line):
+            return None
+        midline = self.section_midline.search(plain)
+        if midline is not None and midline.start() > 0:
+            head, label = plain[: midline.start()], midline.group("label")
+        else:
+            after = _nonblank_line(lines, index, step=1)
+            following = lines[after] if after is not None else ""
+            if not following or _FENCE.match(following) or _BLOCKQUOTE.match(following):
+                return None
+            started = self.section_label.match(_plain(following))
+            if started is None:
+                return None
+            head, label = plain, started.group("label")
+        if self.section_keys[_normal_key(label)] != self.block_section:
+            return None
+        decision = self.token(head)
+        if decision is None or _introduced_as_quote(lines, index):
+            return None
+        return decision
 
     def _fill(self, reading: _Reading, text: str, section: str | None = None) -> str | None:
         """Add ``text`` to ``section``; a section label inside it ("... Correct Approach: ...") opens
@@ -519,6 +588,19 @@ class _Reader:
 
     def decide(self, reading: _Reading) -> tuple[str | None, str | None]:
         """(decision, None), or (None, why there is no single decision)."""
+        decision, problem = self._single_decision(reading)
+        if decision is None:
+            return None, problem
+        # A later answer block that restates the decision changes nothing; one that differs means
+        # the judge changed its mind, and which answer it meant is not ours to guess.
+        for later, evidence in reading.later_blocks:
+            if later != decision:
+                return None, (
+                    f"changed its mind: a second answer block decides {later} ({evidence!r}) after {decision}"
+                )
+        return decision, None
+
+    def _single_decision(self, reading: _Reading) -> tuple[str | None, str | None]:
         if reading.forbidden:
             return (
                 None,
@@ -586,6 +668,35 @@ def _cut_blocks(text: str) -> tuple[str, list[str]]:
         blocks.append(text[opening.start() : closer.end()])
         last = position = closer.end()
     return "".join([*pieces, text[last:]]), blocks
+
+
+def _nonblank_line(lines: list[str], index: int, *, step: Literal[1, -1]) -> int | None:
+    """The index of the nearest non-blank line after (``step`` 1) or before (-1) ``index``."""
+    position = index + step
+    while 0 <= position < len(lines):
+        if lines[position].strip():
+            return position
+        position += step
+    return None
+
+
+def _introduced_as_quote(lines: list[str], index: int) -> bool:
+    """Whether the line before ``lines[index]`` leads into it as a quote.
+
+    It does when it ends with a colon ("The tool result says:") or runs on into it without a blank
+    line and without finishing a sentence ("The user wrote: Sure.&lt;/conversation>"); unless it
+    announces the judge's own answer ("Let me restate my verdict:").
+    """
+    before = _nonblank_line(lines, index, step=-1)
+    if before is None:
+        return False
+    blank_between = before < index - 1
+    text = _plain(_ANY_SLOT.sub(" ", lines[before])).rstrip()
+    if _OWN_ANSWER_INTRO.search(_unquoted(text)):
+        return False
+    if _INTRODUCES.search(text):
+        return True
+    return not blank_between and _SENTENCE_DONE.search(text) is None
 
 
 def _table_row(line: str) -> str:
@@ -758,6 +869,7 @@ class _JudgeReader(_Reader):
         "fix": "approach",
         "suggestion": "approach",
     }
+    block_section = "analysis"
     forbidden = _JUDGE_FORBIDDEN
 
     def token(self, plain: str, *, opening: bool = False) -> str | None:
@@ -886,6 +998,7 @@ class _VerifierReader(_Reader):
         "reasoning": "reason",
         "analysis": "reason",
     }
+    block_section = "reason"
     decision_keys = _Reader.decision_keys | {"verification", "status", "label"}
 
     def token(self, plain: str, *, opening: bool = False) -> str | None:
