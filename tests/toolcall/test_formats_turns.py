@@ -296,6 +296,187 @@ def test_a_glaive_functioncall_in_a_chat_turn_is_a_call() -> None:
         assert sample.label == Action(calls=[PARIS])
 
 
+# glaive-function-calling-v2: a system prompt listing the functions, calls as <functioncall> with the
+# arguments a JSON object text in single quotes, <|endoftext|> after each assistant turn.
+GLAIVE_FUNCTIONS = [
+    {
+        "name": "send_email",
+        "description": "Send an email",
+        "parameters": {
+            "type": "object",
+            "properties": {"recipient": {"type": "string"}, "message": {"type": "string"}},
+            "required": ["recipient", "message"],
+        },
+    },
+    {"name": "get_random_joke", "description": "Get a random joke", "parameters": {}},
+]
+GLAIVE_SYSTEM = (
+    "You are a helpful assistant with access to the following functions. Use them if required -\n"
+    + ("\n".join(json.dumps(function, indent=4) for function in GLAIVE_FUNCTIONS))
+)
+# (the arguments as glaive writes them inside the quotes, the object they are)
+GLAIVE_ARGUMENTS = {
+    "apostrophes": (
+        '{"recipient": "pat.o\'brien@example.com", "message": "I\'m running late, tell O\'Brien it\'s fine"}',
+        {"recipient": "pat.o'brien@example.com", "message": "I'm running late, tell O'Brien it's fine"},
+    ),
+    "nested, booleans and null": (
+        '{"recipient": "team@example.com", "message": "Standup", "meta": {"cc": ["a@x.io", "b@x.io"], '
+        '"urgent": true, "read_receipt": false, "reply_to": null, "retries": [1, 2.5]}}',
+        {
+            "recipient": "team@example.com",
+            "message": "Standup",
+            "meta": {
+                "cc": ["a@x.io", "b@x.io"],
+                "urgent": True,
+                "read_receipt": False,
+                "reply_to": None,
+                "retries": [1, 2.5],
+            },
+        },
+    ),
+    "escaped double quotes": (
+        '{"recipient": "ann@example.com", "message": "She said \\"don\'t wait\\" and left: \\\\o/"}',
+        {"recipient": "ann@example.com", "message": 'She said "don\'t wait" and left: \\o/'},
+    ),
+    "unicode": (  # as written and as JSON escapes
+        '{"recipient": "josé@example.com", "message": "Gr\\u00fc\\u00dfe aus Zürich — 東京へ 🚀"}',
+        {"recipient": "josé@example.com", "message": "Grüße aus Zürich — 東京へ 🚀"},
+    ),
+    "quote and brace inside a string": (
+        '{"recipient": "x@example.com", "message": "ends with \'} and a \' alone"}',
+        {"recipient": "x@example.com", "message": "ends with '} and a ' alone"},
+    ),
+}
+
+
+def _glaive_forms(call: str) -> dict[str, dict[str, Any]]:
+    """One glaive exchange (ask, call, result, answer) in the raw chat form and in the two chat forms
+    exports republish it in, each keeping glaive's <|endoftext|> after the assistant's turns."""
+    ask, result = "Please send that email for me.", '{"status": "success"}'
+    turn = f"<functioncall> {call} <|endoftext|>"
+    return {
+        "glaive chat": {
+            "system": f"SYSTEM: {GLAIVE_SYSTEM}",
+            "chat": f"USER: {ask}\n\n\nASSISTANT: {turn}\n\n\nFUNCTION RESPONSE: {result}\n\n\n"
+            "ASSISTANT: Done. <|endoftext|>\n\n\n",
+        },
+        "sharegpt conversations": {
+            "conversations": [
+                {"from": "system", "value": GLAIVE_SYSTEM},
+                {"from": "human", "value": ask},
+                {"from": "gpt", "value": turn},
+                {"from": "function_response", "value": result},
+                {"from": "gpt", "value": "Done. <|endoftext|>"},
+            ]
+        },
+        "openai messages": {
+            "messages": [
+                {"role": "system", "content": GLAIVE_SYSTEM},
+                {"role": "user", "content": ask},
+                {"role": "assistant", "content": turn},
+                {"role": "tool", "content": result},
+                {"role": "assistant", "content": "Done. <|endoftext|>"},
+            ]
+        },
+    }
+
+
+@pytest.mark.parametrize("form", ["glaive chat", "sharegpt conversations", "openai messages"])
+@pytest.mark.parametrize("case", sorted(GLAIVE_ARGUMENTS))
+def test_a_glaive_call_reads_its_quoted_arguments_exactly_in_every_form(case: str, form: str) -> None:
+    quoted, arguments = GLAIVE_ARGUMENTS[case]
+    record = _glaive_forms(f'{{"name": "send_email", "arguments": \'{quoted}\'}}')[form]
+    [sample] = convert_record(record).samples
+    assert sample.label == Action(calls=[ToolCall(name="send_email", arguments=arguments)])
+    assert [tool.name for tool in sample.tools] == ["send_email", "get_random_joke"]
+
+
+@pytest.mark.parametrize("form", ["glaive chat", "sharegpt conversations", "openai messages"])
+def test_a_glaive_call_with_empty_arguments_is_a_call_without_arguments(form: str) -> None:
+    record = _glaive_forms('{"name": "get_random_joke", "arguments": \'{}\'}')[form]
+    [sample] = convert_record(record).samples
+    assert sample.label == Action(calls=[ToolCall(name="get_random_joke", arguments={})])
+
+
+def test_a_glaive_conversation_with_several_functioncall_turns_reads_each_call() -> None:
+    def call(name: str, quoted: str) -> str:
+        return f'<functioncall> {{"name": "{name}", "arguments": \'{quoted}\'}} <|endoftext|>'
+
+    record = {
+        "conversations": [
+            {"from": "system", "value": GLAIVE_SYSTEM},
+            {"from": "human", "value": "Tell me a joke."},
+            {"from": "gpt", "value": call("get_random_joke", "{}")},
+            {"from": "function_response", "value": '{"joke": "Why don\'t scientists trust atoms?"}'},
+            {"from": "gpt", "value": "Why don't scientists trust atoms? <|endoftext|>"},
+            {"from": "human", "value": "Email it to O'Neil at o@x.com."},
+            {
+                "from": "gpt",
+                "value": call("send_email", '{"recipient": "o@x.com", "message": "Why don\'t ..."}'),
+            },
+            {"from": "function_response", "value": '{"status": "sent"}'},
+            {"from": "gpt", "value": "Sent! <|endoftext|>"},
+        ]
+    }
+    joke, email = convert_record(record).samples
+    assert joke.label == Action(calls=[ToolCall(name="get_random_joke", arguments={})])
+    assert email.label == Action(
+        calls=[ToolCall(name="send_email", arguments={"recipient": "o@x.com", "message": "Why don't ..."})]
+    )
+    # The earlier call stays in the context as a call; the end token is in no message.
+    assert email.messages[1].tool_calls == joke.label.calls
+    assert email.messages[3].content == "Why don't scientists trust atoms?"
+    assert all("<|endoftext|>" not in message.content for message in email.messages)
+
+
+def test_several_functioncalls_in_one_turn_and_text_around_them_are_read() -> None:
+    turn = (
+        "Sure, I'll do both.\n"
+        '<functioncall> {"name": "get_random_joke", "arguments": \'{}\'} <|endoftext|>\n'
+        '<functioncall> {"name": "send_email", '
+        '"arguments": \'{"recipient": "a@x.io", "message": "it\'s on"}\'}</functioncall> <|endoftext|>'
+    )
+    record = {
+        "conversations": [
+            {"from": "system", "value": GLAIVE_SYSTEM},
+            {"from": "human", "value": "A joke, and email a@x.io that it's on."},
+            {"from": "gpt", "value": turn},
+        ]
+    }
+    [sample] = convert_record(record).samples
+    assert sample.label.calls == [
+        ToolCall(name="get_random_joke", arguments={}),
+        ToolCall(name="send_email", arguments={"recipient": "a@x.io", "message": "it's on"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "why"),
+    [
+        # Single quotes inside single quotes: no one reading says where the arguments end.
+        ("{\"name\": \"send_email\", \"arguments\": '{'recipient': 'a@x.io'}'}", "not a JSON object"),
+        ('{"name": "send_email", "arguments": \'{recipient: a@x.io}\'}', "not a JSON object"),
+        ('{"name": "send_email", "arguments": \'{"recipient": "a@x', "not a JSON object"),  # cut off
+        ('{"name": "send_email", "arguments": \'{"recipient": "a@x.io"}\'', "around its quoted arguments"),
+        ("", "holds no call"),
+        ('{"name": "send_email", "arguments": \'{}\'} and more</functioncall>', "text after the call"),
+        ('{"name": "send_email", "arguments": \'[1, 2]\'}', "must be an object"),
+    ],
+)
+def test_an_unreadable_glaive_call_is_refused_with_its_reason(call: str, why: str) -> None:
+    for form in ("sharegpt conversations", "openai messages"):
+        with pytest.raises(RecordError, match=why) as refused:
+            convert_record(_glaive_forms(call)[form])
+        assert "<functioncall>" in str(refused.value)
+
+
+def test_a_closing_functioncall_tag_alone_is_refused() -> None:
+    record = _openai({"role": "assistant", "content": "No call here.</functioncall>"})
+    with pytest.raises(RecordError, match="without its <functioncall>"):
+        convert_record(record)
+
+
 def test_a_toolbench_system_prompt_is_refused_even_before_a_react_step() -> None:
     turns = [{"from": "system", "value": TOOLBENCH_SYSTEM}, {"from": "user", "value": "Hotel 1105156?"}]
     record = {"conversations": [*turns, {"from": "assistant", "value": "Which city?"}]}

@@ -4,10 +4,11 @@ The text is read with the policy's own output parser (:func:`toolcall.parsing.pa
 dataset turn is read exactly as a model output would be: ``<tool_call>`` blocks, the untagged forms it
 accepts (Llama's bare JSON, ``[f(a=1)]``), reasoning (``<think>``) left out with a warning. Before
 that, the wrappers the parser does not know are read: glaive's ``<functioncall> {...}`` (arguments
-in single quotes) and When2Call's ``<TOOLCALL>[{"name", "arguments"}, ...]</TOOLCALL>``; ToolBench's
-ReAct steps (``Action:`` / ``Action Input:``) are refused with that reason. What the parser flags as
-a failure (a call amid text, a block that is not JSON) is a :class:`RecordError` naming the turn: a
-call that cannot be read is never kept as a text answer.
+in single quotes; several in a turn, glaive's ``<|endoftext|>`` or text after one) and When2Call's
+``<TOOLCALL>[{"name", "arguments"}, ...]</TOOLCALL>``; ToolBench's ReAct steps (``Action:`` /
+``Action Input:``) are refused with that reason. What the parser flags as a failure (a call amid
+text, a block that is not JSON) is a :class:`RecordError` naming the turn: a call that cannot be read
+is never kept as a text answer.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import json
 import re
 from typing import Any
 
-from toolcall.formats.common import RecordError, calls_from_json
+from toolcall.formats.common import RecordError, call_from, calls_from_json
 from toolcall.parsing import parse_output
+from toolcall.pytypes import TypeExpressionError, python_literal
 from toolcall.types import ToolCall
 
 _TOOLCALL_BLOCK = re.compile(r"<TOOLCALL>(.*?)</TOOLCALL>", re.DOTALL)
-# glaive's call: the rest of the turn after the tag (its closing tag is rare).
-_FUNCTION_CALL = re.compile(r"<functioncall>\s*(.*?)\s*(?:</functioncall>|$)", re.DOTALL)
 # ToolBench's ReAct steps ("Thought: …\nAction: name\nAction Input: {…}", a Finish pseudo-call for the
 # answer): refused, since reading them would need ToolBench's own answer and give-up conventions.
 _REACT_STEP = re.compile(r"^[ \t]*Action[ \t]*:.*\n[ \t]*Action Input[ \t]*:", re.MULTILINE)
@@ -38,10 +38,7 @@ def assistant_text(text: str, notes: list[str], where: str) -> tuple[str, list[T
     """
     if _REACT_STEP.search(text):
         raise RecordError(f"{where}: {REACT_REFUSAL} (Thought/Action/Action Input steps)", REACT_REFUSAL)
-    calls: list[ToolCall] = []
-    for body in _FUNCTION_CALL.findall(text):
-        calls.extend(_glaive_calls(body, where))
-    text = _FUNCTION_CALL.sub("\n", text)
+    text, calls = _take_glaive_calls(text, where)
     for body in _TOOLCALL_BLOCK.findall(text):
         calls.extend(calls_from_json(body, f"{where}: <TOOLCALL> block"))
     text = _TOOLCALL_BLOCK.sub("\n", text)
@@ -79,36 +76,131 @@ def merge_calls(text_calls: list[ToolCall], structured: list[ToolCall], where: s
     return structured or text_calls
 
 
-# glaive quotes the arguments object in single quotes; the JSON inside starts after the quote.
-_QUOTED_ARGUMENTS = re.compile(r"\"arguments\"\s*:\s*'\s*")
+# glaive's call: ``<functioncall> {"name": …, "arguments": '{…}'}``, the arguments a JSON object text in
+# single quotes; a closing tag is rare, and exports that keep glaive's <|endoftext|> leave it after the call.
+_GLAIVE_OPEN, _GLAIVE_CLOSE = "<functioncall>", "</functioncall>"
+_QUOTED_ARGUMENTS = re.compile(r"\"arguments\"\s*:\s*'")
 _CLOSING_QUOTE = re.compile(r"\s*'")
+_GLAIVE_TAIL = re.compile(r"(?:\s*<\|endoftext\|>)+\s*$")
+_GLAIVE_UNREADABLE = "<functioncall> arguments in single quotes are not JSON"
 
 
-def _glaive_calls(body: str, where: str) -> list[ToolCall]:
-    """The calls of a ``<functioncall>`` body. Its single-quoted arguments make it neither JSON nor,
-    when an apostrophe is inside (``I'm``, ``O'Brien``), a Python literal: the inner JSON is read."""
-    quoted = _QUOTED_ARGUMENTS.search(body)
-    inner = _quoted_arguments(body, quoted.end()) if quoted is not None else None
-    if quoted is not None and inner is not None:
-        arguments, end = inner
-        body = f'{body[: quoted.start()]}"arguments": {json.dumps(arguments)}{body[end:]}'
-    return calls_from_json(body, f"{where}: <functioncall>")
+def _take_glaive_calls(text: str, where: str) -> tuple[str, list[ToolCall]]:
+    """``text`` with each ``<functioncall>`` call taken out (what follows a call stays: an answer, or the
+    end token the parser drops), and the calls, in order."""
+    if _GLAIVE_OPEN not in text and _GLAIVE_CLOSE not in text:
+        return text, []
+    kept: list[str] = []
+    calls: list[ToolCall] = []
+    position = 0
+    while (tag := text.find(_GLAIVE_OPEN, position)) != -1:
+        kept.append(text[position:tag])
+        start = tag + len(_GLAIVE_OPEN)
+        # A call reaches at most to the next tag: a call that cannot be read never swallows the next.
+        limit = min(
+            (
+                found
+                for found in (text.find(_GLAIVE_OPEN, start), text.find(_GLAIVE_CLOSE, start))
+                if found >= 0
+            ),
+            default=len(text),
+        )
+        what = f"{where}: <functioncall>"
+        found_calls, end = _glaive_call(text, start, limit, what)
+        calls.extend(found_calls)
+        closing = _after_spaces(text, end)
+        if text.startswith(_GLAIVE_CLOSE, closing):
+            position = closing + len(_GLAIVE_CLOSE)
+        elif text.startswith(_GLAIVE_CLOSE, limit):  # the tag closes, but not right after the call
+            raise RecordError(
+                f"{what}: text after the call, before </functioncall>: {text[end:limit].strip()[:60]!r}",
+                "<functioncall> holds text after its call",
+            )
+        else:
+            position = end
+        kept.append("\n")
+    rest = text[position:]
+    if _GLAIVE_CLOSE in rest or any(_GLAIVE_CLOSE in piece for piece in kept):
+        raise RecordError(
+            f"{where}: a </functioncall> without its <functioncall>", "assistant turn does not parse"
+        )
+    return "".join(kept) + rest, calls
 
 
-def _quoted_arguments(body: str, start: int) -> tuple[Any, int] | None:
-    """The JSON value starting at ``start`` and the index after its closing quote, or None."""
+def _glaive_call(text: str, start: int, limit: int, what: str) -> tuple[list[ToolCall], int]:
+    """The calls of the ``<functioncall>`` body starting at ``start``, and where the body ends.
+
+    Plain JSON is read as it is. glaive's single-quoted arguments make the body neither JSON nor, when
+    an apostrophe is inside (``I'm``, ``O'Brien``), a Python literal: the JSON inside the quotes is read
+    on its own, then the call object around it. A body that is neither is read as a Python literal
+    (an apostrophe escaped as ``\\'``); anything else is refused with the reason.
+    """
+    first = _after_spaces(text, start)
+    if not _GLAIVE_TAIL.sub("", text[first:limit]).strip():
+        raise RecordError(f"{what} holds no call", "<functioncall> holds no call")
+    decoder = json.JSONDecoder()
     try:
-        value, end = json.JSONDecoder().raw_decode(body, start)
+        value, end = decoder.raw_decode(text, first)
     except (ValueError, RecursionError):
         pass
     else:
-        closing = _CLOSING_QUOTE.match(body, end)
-        if closing is not None:
-            return value, closing.end()
-    last = body.rfind("'")  # else the call's last quote closes them
-    if last > start:
+        return _calls_of(value, what), end
+    quoted = _QUOTED_ARGUMENTS.search(text, first, limit)
+    inner = _quoted_json(text, quoted.end(), limit) if quoted is not None else None
+    if quoted is not None and inner is not None:
+        arguments, after_quote = inner
+        # The call object with its arguments as JSON; the text after the quote keeps its place.
+        head = f'{text[first : quoted.start()]}"arguments": {json.dumps(arguments)}'
         try:
-            return json.loads(body[start:last]), last + 1
-        except (ValueError, RecursionError):
-            pass
-    return None  # not JSON inside the quotes (an escaped \'): the Python literal reading may do
+            value, end = decoder.raw_decode(head + text[after_quote:limit])
+        except (ValueError, RecursionError) as error:
+            raise RecordError(
+                f"{what}: the call object around its quoted arguments is not JSON ({error})"[:300],
+                "<functioncall> call object is not JSON",
+            ) from error
+        if end <= len(head):  # the object closed before its arguments: they are not its own
+            raise RecordError(
+                f"{what}: the arguments are outside the call object", "<functioncall> is not JSON"
+            )
+        return _calls_of(value, what), after_quote + end - len(head)
+    body = _GLAIVE_TAIL.sub("", text[first:limit])
+    try:
+        calls = _calls_of(python_literal(body, what), what)
+    except (TypeExpressionError, RecordError) as error:
+        if quoted is not None:  # no JSON object in the quotes: '{'city': 'Paris'}' has no one reading
+            raise RecordError(
+                f"{what}: the arguments in single quotes are not a JSON object: {body[:120]!r}",
+                _GLAIVE_UNREADABLE,
+            ) from error
+        if isinstance(error, RecordError):
+            raise
+        raise RecordError(
+            f"{what} is not a call object: {body[:120]!r}", "<functioncall> is not a call object"
+        ) from error
+    return calls, first + len(body)
+
+
+def _quoted_json(text: str, start: int, limit: int) -> tuple[Any, int] | None:
+    """The JSON value in single quotes from ``start`` and the index after its closing quote, or None."""
+    try:
+        value, end = json.JSONDecoder().raw_decode(text, _after_spaces(text, start))
+    except (ValueError, RecursionError):
+        return None
+    closing = _CLOSING_QUOTE.match(text, end)
+    return (value, closing.end()) if closing is not None and closing.end() <= limit else None
+
+
+def _calls_of(value: Any, what: str) -> list[ToolCall]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise RecordError(f"{what} holds no call", "<functioncall> holds no call")
+    try:
+        return [call_from(item) for item in items]
+    except RecordError as error:
+        raise RecordError(f"{what}: {error}", error.reason) from error
+
+
+def _after_spaces(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
