@@ -11,10 +11,12 @@ string, ``parameters`` instead of ``arguments``, several JSON objects in one blo
 that is calls in another family's untagged form (``untagged_calls``: Llama's bare JSON, also after
 ``<|python_tag|>``, Mistral's list after ``[TOOL_CALLS]``, Phi-4-mini's and Granite's after
 ``<|tool_call|>``, any of them in a code fence; ``pythonic_calls``: ``[get_weather(city="Paris")]``, and
-Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code`` fence, when it is the whole output).
-Anything else that looks like a call but does not read as one (a
-call amid text without tags, DeepSeek's tool-call tokens) is a parse failure with the reason, never a
-guess, and never a plain-text answer.
+Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code`` fence, when it is the whole output;
+``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
+the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept).
+Anything else that looks like a call but does not read as one (a call amid text without tags, a
+DeepSeek block cut off before its end token) is a parse failure with the reason, never a guess, and
+never a plain-text answer.
 
 Pure: no I/O, and :func:`parse_output` never raises on any input text.
 """
@@ -42,11 +44,18 @@ _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?\s*```(.*)$", re.DOTALL)
 _FOREIGN_OPEN, _FOREIGN_CLOSE = "<|tool_call|>", "<|/tool_call|>"  # Phi-4-mini closes it, Granite not
 _FOREIGN_PREFIXES = ("<|python_tag|>", "[TOOL_CALLS]", _FOREIGN_OPEN)
 # Call markers of formats the loop does not read: named in the parse failure.
-_FOREIGN_MARKERS = {
-    "<｜tool▁calls▁begin｜>": "DeepSeek",
-    "<｜tool▁call▁begin｜>": "DeepSeek",
-    "<function=": "Llama",
-}
+_FOREIGN_MARKERS = {"<function=": "Llama"}
+# DeepSeek's tool-call tokens (V3, R1-0528, V3.1), written with fullwidth bars and "▁" as its tokenizer
+# has them: <｜tool▁calls▁begin｜> (<｜tool▁call▁begin｜> HEAD <｜tool▁sep｜> REST <｜tool▁call▁end｜>)+
+# <｜tool▁calls▁end｜>. V3 writes HEAD "function" (the call's type) and REST the name, a newline and the
+# arguments in a json fence; V3.1 writes HEAD the name and REST the arguments.
+_DS_CALLS_BEGIN, _DS_CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
+_DS_CALL_BEGIN, _DS_CALL_END = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>"
+_DS_SEP = "<｜tool▁sep｜>"
+_DS_TOKENS = (_DS_CALLS_BEGIN, _DS_CALLS_END, _DS_CALL_BEGIN, _DS_CALL_END, _DS_SEP)
+# V3's REST up to its arguments: a name on its own line, then the fence's opening line.
+_DS_V3_NAME = re.compile(r"[ \t]*([^\n]+?)[ \t]*\n[ \t]*```[A-Za-z]*[ \t]*\n")
+_DS_V3_TYPE = "function"
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
 _EMBEDDED_CALL = re.compile(r"""[{]\s*["']name["']\s*:""")
 _PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*\]$", re.DOTALL)
@@ -117,6 +126,15 @@ def _parse(text: str) -> ParsedOutput:
     masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
     body, think = _split_think(masked, repairs)
     body = _END_TOKENS.sub("", body).strip()
+    if any(token in body for token in _DS_TOKENS):
+        if bodies or _OPEN in body or _CLOSE in body:
+            return ParsedOutput(
+                think=_unmask(think, bodies),
+                text=_unmask(body, bodies),
+                error="DeepSeek tool-call tokens and <tool_call> blocks in one output",
+                repairs=repairs,
+            )
+        return _deepseek_output(body, think, repairs)
     if bodies:
         return _parse_blocks(body, _unmask(think, bodies), bodies, repairs)
     if _OPEN not in body and _CLOSE not in body:
@@ -151,6 +169,127 @@ def _parse_blocks(body: str, think: str | None, bodies: list[str], repairs: list
             think=think, text=outside or None, error="tool call block is empty", repairs=repairs
         )
     return ParsedOutput(action=Action(calls=calls), think=think, text=outside or None, repairs=repairs)
+
+
+def _deepseek_output(body: str, think: str | None, repairs: list[str]) -> ParsedOutput:
+    """An output holding DeepSeek's tool-call tokens: its calls, and the text outside the blocks."""
+    calls: list[ToolCall] = []
+    outside: list[str] = []
+    position = 0
+    while (begin := body.find(_DS_CALLS_BEGIN, position)) != -1:
+        outside.append(body[position:begin])
+        try:
+            block_calls, position = _deepseek_block(body, begin + len(_DS_CALLS_BEGIN), repairs)
+        except CallFormatError as failure:
+            text = _join(outside) or None
+            return ParsedOutput(
+                think=think, text=text, error=f"DeepSeek tool call: {failure}", repairs=repairs
+            )
+        calls.extend(block_calls)
+    outside.append(body[position:])
+    text = _join(outside)
+    stray = next((token for token in _DS_TOKENS if token in text), None)
+    if stray is not None:  # a call token outside a block: a block that never opened
+        return ParsedOutput(
+            think=think,
+            text=text,
+            error=f"DeepSeek tool call: {stray} outside a {_DS_CALLS_BEGIN} block",
+            repairs=repairs,
+        )
+    if not calls:
+        return ParsedOutput(think=think, text=text or None, error="tool call block is empty", repairs=repairs)
+    repairs.append("deepseek_calls")
+    return ParsedOutput(action=Action(calls=calls), think=think, text=text or None, repairs=repairs)
+
+
+def _deepseek_block(body: str, position: int, repairs: list[str]) -> tuple[list[ToolCall], int]:
+    """The calls of the block whose content starts at ``position``, and the index after its end token.
+
+    A block without its end token was cut off (the token budget ran out, perhaps before more calls):
+    a failure, never the calls read so far."""
+    calls: list[ToolCall] = []
+    while True:
+        position = _after_spaces(body, position)
+        if body.startswith(_DS_CALLS_END, position):
+            return calls, position + len(_DS_CALLS_END)
+        if position >= len(body):
+            raise CallFormatError(f"the block is cut off (no {_DS_CALLS_END})")
+        if not body.startswith(_DS_CALL_BEGIN, position):
+            raise CallFormatError(
+                f"text where a call or {_DS_CALLS_END} should be: {body[position : position + 40]!r}"
+            )
+        call, position = _deepseek_call(body, position + len(_DS_CALL_BEGIN), repairs)
+        calls.append(call)
+
+
+def _deepseek_call(body: str, start: int, repairs: list[str]) -> tuple[ToolCall, int]:
+    """One call from after its ``<｜tool▁call▁begin｜>``, in V3's form or V3.1's, and the index after
+    its ``<｜tool▁call▁end｜>``."""
+    sep = body.find(_DS_SEP, start)
+    end = body.find(_DS_CALL_END, start)
+    if end == -1:
+        raise CallFormatError(f"a call is cut off (no {_DS_CALL_END})")
+    if sep == -1 or end < sep:
+        raise CallFormatError(f"a call without {_DS_SEP} between its name and its arguments")
+    head = body[start:sep].strip()
+    rest = sep + len(_DS_SEP)
+    v3 = _DS_V3_NAME.match(body, rest)
+    if v3 is not None:  # V3 / R1-0528: the type before the separator, the name on the line after it
+        if head != _DS_V3_TYPE:
+            raise CallFormatError(
+                f"a call of type {head[:40]!r} (V3 writes {_DS_V3_TYPE!r} before {_DS_SEP})"
+            )
+        return _deepseek_arguments(body, v3.end(), _deepseek_name(v3.group(1)), True, repairs)
+    return _deepseek_arguments(body, rest, _deepseek_name(head), False, repairs)
+
+
+def _deepseek_name(name: str) -> str:
+    name = name.strip()
+    if not name or "\n" in name or any(token in name for token in _DS_TOKENS):
+        raise CallFormatError(f"{name[:60]!r} is not a function name")
+    return name
+
+
+def _deepseek_arguments(
+    body: str, start: int, name: str, fenced: bool, repairs: list[str]
+) -> tuple[ToolCall, int]:
+    """The call ``name`` with the arguments written from ``start`` (in V3, inside a json fence whose
+    opening line is already read), and the index after the call's end token."""
+    decoder = json.JSONDecoder()
+    first = _after_spaces(body, start)
+    try:  # one JSON value, then the end token: a token inside one of its strings is data
+        value, after = decoder.raw_decode(body, first)
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    else:
+        close = _after_spaces(body, after)
+        if fenced and body.startswith("```", close):  # V3's fence closes before the end token
+            close = _after_spaces(body, close + 3)
+        elif fenced:
+            close = -1
+        if close != -1 and body.startswith(_DS_CALL_END, close):
+            return _call_from_object({"name": name, "arguments": value}, repairs), close + len(_DS_CALL_END)
+    # Otherwise the text up to the end token, read as a block's content is (repairs reported).
+    end = body.find(_DS_CALL_END, start)
+    if end == -1:
+        raise CallFormatError(f"the call of {name!r} is cut off (no {_DS_CALL_END})")
+    content = body[start:end].strip()
+    if fenced:
+        if not content.endswith("```"):
+            raise CallFormatError(f"the arguments of {name!r} are in a json fence that is not closed")
+        content = content[:-3].strip()
+    elif fence := _FENCE.match(content):
+        if fence.group(2).strip():
+            raise CallFormatError(f"text after the code fence of {name!r}: {fence.group(2).strip()[:60]!r}")
+        content = fence.group(1).strip()
+        repairs.append("code_fence")
+    if not content:
+        repairs.append("missing_arguments")
+        return ToolCall(name=name, arguments={}), end + len(_DS_CALL_END)
+    values = _json_values(content, repairs)
+    if len(values) != 1:
+        raise CallFormatError(f"the arguments of {name!r} are {len(values)} JSON values, not one object")
+    return _call_from_object({"name": name, "arguments": values[0]}, repairs), end + len(_DS_CALL_END)
 
 
 def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
@@ -311,9 +450,10 @@ def _split_think(text: str, repairs: list[str]) -> tuple[str, str | None]:
         thoughts.insert(0, before.replace("<think>", "").strip())
     elif "<think>" in body:
         before, _, after = body.partition("<think>")
-        if _OPEN in after:  # a reasoning trace that was never closed, followed by calls: keep the calls
-            thoughts.append(after[: after.index(_OPEN)].strip())
-            body = before + after[after.index(_OPEN) :]
+        opens = [found for found in (after.find(_OPEN), after.find(_DS_CALLS_BEGIN)) if found != -1]
+        if opens:  # a reasoning trace that was never closed, followed by calls: keep the calls
+            thoughts.append(after[: min(opens)].strip())
+            body = before + after[min(opens) :]
             repairs.append("unclosed_think")
         else:
             thoughts.append(after.strip())

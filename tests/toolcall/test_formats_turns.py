@@ -42,6 +42,8 @@ def _openai(*assistant: Any, tools: Any = None) -> dict[str, Any]:
         "Let me check.\n" + TAGGED,
         '{"name": "get_weather", "arguments": {"location": "Paris"}}',  # Llama's bare JSON
         '<TOOLCALL>[{"name": "get_weather", "arguments": {"location": "Paris"}}]</TOOLCALL>',  # When2Call
+        "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>"  # DeepSeek-V3.1
+        '{"location": "Paris"}<｜tool▁call▁end｜><｜tool▁calls▁end｜><｜end▁of▁sentence｜>',
     ],
 )
 def test_calls_in_an_openai_assistants_text_are_calls(content: str) -> None:

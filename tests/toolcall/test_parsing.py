@@ -257,9 +257,9 @@ def test_calls_in_other_families_untagged_forms_are_calls_never_text(
             '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Par',
             "marker without a readable call",
         ),
-        (
+        (  # DeepSeek's call tokens, cut off by the token budget
             "<think>ok</think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather",
-            "DeepSeek",
+            "cut off",
         ),
         (
             '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Par',
@@ -383,3 +383,186 @@ def test_a_gemma_style_call_earns_nothing_against_a_text_label() -> None:
     label = Action(text="Which city do you mean?")
     for output in ('```tool_code\nget_weather(city="Paris")\n```', 'get_weather(city="Paris")'):
         assert reward([tool], (), label, output) == 0
+
+
+# --- DeepSeek's tool-call tokens ----------------------------------------------------------------------
+
+DS_BEGIN, DS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
+DS_CALL, DS_CALL_END, DS_SEP = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"
+DS_EOS = "<｜end▁of▁sentence｜>"
+TAGGED_WEATHER = f"<tool_call>\n{WEATHER}\n</tool_call>"
+TOKYO = ToolCall(name="get_weather", arguments={"location": "東京", "unit": "celsius"})
+NOTE = ToolCall(
+    name="save_note",
+    arguments={"title": "O'Brien's \"list\"", "tags": ["a", "b"], "meta": {"pinned": True, "due": None}},
+)
+
+
+def _v3(call: ToolCall) -> str:
+    """A call as DeepSeek-V3 (and R1-0528) writes it: its type, then the name and a json fence."""
+    arguments = json.dumps(call.arguments, ensure_ascii=False)
+    return f"{DS_CALL}function{DS_SEP}{call.name}\n```json\n{arguments}\n```{DS_CALL_END}"
+
+
+def _v31(call: ToolCall) -> str:
+    """A call as DeepSeek-V3.1 writes it: the name, then the arguments."""
+    return f"{DS_CALL}{call.name}{DS_SEP}{json.dumps(call.arguments, ensure_ascii=False)}{DS_CALL_END}"
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text", "think"),
+    [
+        (f"{DS_BEGIN}{_v3(TOKYO)}{DS_END}{DS_EOS}", [TOKYO], None, None),  # V3
+        (f"{DS_BEGIN}{_v3(TOKYO)}\n{_v3(NOTE)}{DS_END}{DS_EOS}", [TOKYO, NOTE], None, None),  # V3, parallel
+        (  # R1-0528: the template opened the trace, the output closes it
+            f"The user wants Tokyo's weather.\n</think>\n\n{DS_BEGIN}{_v3(TOKYO)}{DS_END}{DS_EOS}",
+            [TOKYO],
+            None,
+            "The user wants Tokyo's weather.",
+        ),
+        (f"{DS_BEGIN}{_v31(TOKYO)}{DS_END}{DS_EOS}", [TOKYO], None, None),  # V3.1
+        (f"{DS_BEGIN}{_v31(TOKYO)}{_v31(NOTE)}{DS_END}", [TOKYO, NOTE], None, None),  # V3.1, parallel
+        (
+            f"I'll check the weather and save a note.\n\n{DS_BEGIN}{_v31(TOKYO)}{_v31(NOTE)}{DS_END}{DS_EOS}",
+            [TOKYO, NOTE],
+            "I'll check the weather and save a note.",
+            None,
+        ),
+        (
+            f"{DS_BEGIN}{DS_CALL}get_time{DS_SEP}{{}}{DS_CALL_END}{DS_END}",
+            [ToolCall(name="get_time", arguments={})],
+            None,
+            None,
+        ),
+    ],
+)
+def test_deepseek_tool_call_tokens_are_calls(
+    output: str, calls: list[ToolCall], text: str | None, think: str | None
+) -> None:
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=calls)
+    assert parsed.text == text and parsed.think == think
+    assert parsed.repairs == ["deepseek_calls"]
+
+
+def test_an_unclosed_trace_before_a_deepseek_block_keeps_the_calls() -> None:
+    parsed = parse_output(f"<think>Tokyo, then the note{DS_BEGIN}{_v31(TOKYO)}{DS_END}")
+    assert parsed.action == Action(calls=[TOKYO]) and parsed.think == "Tokyo, then the note"
+    assert parsed.repairs == ["unclosed_think", "deepseek_calls"]
+
+
+def test_deepseek_tokens_inside_an_arguments_string_are_data() -> None:
+    call = ToolCall(name="save_note", arguments={"text": f"the block ends with {DS_CALL_END}{DS_END}"})
+    for write in (_v3, _v31):
+        parsed = parse_output(f"{DS_BEGIN}{write(call)}{DS_END}")
+        assert parsed.action == Action(calls=[call])
+
+
+def test_a_deepseek_calls_own_slips_are_repaired_and_reported_as_in_a_tagged_block() -> None:
+    parsed = parse_output(
+        f"{DS_BEGIN}{DS_CALL}get_weather{DS_SEP}{{'location': 'Paris',}}{DS_CALL_END}{DS_END}"
+    )
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"location": "Paris"})])
+    assert "python_literal" in parsed.repairs and "deepseek_calls" in parsed.repairs
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        # Cut off by the token budget: no end token, so perhaps more calls were coming.
+        (f"{DS_BEGIN}{_v31(TOKYO)}", "the block is cut off"),
+        (f'{DS_BEGIN}{_v31(TOKYO)}{DS_CALL}save_note{DS_SEP}{{"title": "O\'Br', "a call is cut off"),
+        (
+            f'Let me check.{DS_BEGIN}{DS_CALL}function{DS_SEP}get_weather\n```json\n{{"loc',
+            "a call is cut off",
+        ),
+        (f"{DS_BEGIN}{DS_CALL}get_wea", "a call is cut off"),
+        (f"{DS_BEGIN}", "the block is cut off"),
+        # Malformed.
+        (f"{DS_BEGIN}{DS_CALL}function{DS_SEP}get_weather\n```json\n{{}}{DS_CALL_END}{DS_END}", "fence"),
+        (
+            f"{DS_BEGIN}{DS_CALL}tool{DS_SEP}get_weather\n```json\n{{}}\n```{DS_CALL_END}{DS_END}",
+            "of type 'tool'",
+        ),
+        (f"{DS_BEGIN}{DS_CALL}get_weather{DS_CALL_END}{DS_END}", "without <｜tool▁sep｜>"),
+        (
+            f'{DS_BEGIN}{DS_CALL}get_weather{DS_SEP}{{"a": 1}} {{"b": 2}}{DS_CALL_END}{DS_END}',
+            "2 JSON values",
+        ),
+        (f'{DS_BEGIN}{DS_CALL}get_weather{DS_SEP}["Paris"]{DS_CALL_END}{DS_END}', "must be an object"),
+        (f"{DS_BEGIN}{DS_CALL}get_weather{DS_SEP}{{not json}}{DS_CALL_END}{DS_END}", "not valid JSON"),
+        (f"{DS_BEGIN}Sure!{_v31(TOKYO)}{DS_END}", "text where a call"),
+        (f"{DS_BEGIN}{DS_END}", "empty"),
+        (f"{_v31(TOKYO)}", "outside a <｜tool▁calls▁begin｜> block"),
+        (f"{DS_BEGIN}{_v31(TOKYO)}{DS_END}\n{TAGGED_WEATHER}", "<tool_call> blocks in one output"),
+    ],
+)
+def test_a_cut_off_or_malformed_deepseek_block_is_a_failure_never_a_call(output: str, reason: str) -> None:
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and parsed.action is None
+    assert reason in (parsed.error or "")
+
+
+def test_a_deepseek_call_earns_the_reward_of_its_label_and_a_cut_off_one_nothing() -> None:
+    from toolcall.reward import reward
+    from toolcall.specs import ToolSpec
+
+    properties = {"location": {"type": "string"}, "unit": {"type": "string"}}
+    tool = ToolSpec.from_openai(
+        {"name": "get_weather", "parameters": {"type": "object", "properties": properties}}
+    )
+    called = Action(calls=[TOKYO])
+    assert reward([tool], (), called, f"{DS_BEGIN}{_v31(TOKYO)}{DS_END}{DS_EOS}") == 1
+    assert reward([tool], (), called, f"{DS_BEGIN}{_v3(TOKYO)}{DS_END}") == 1
+    clarify = Action(text="Which city do you mean?")
+    for output in (f"{DS_BEGIN}{_v31(TOKYO)}", f"{DS_BEGIN}{DS_CALL}get_weather{DS_SEP}{{"):
+        assert reward([tool], (), clarify, output) == 0
+        assert reward([tool], (), called, output) == 0
+
+
+def test_an_assistant_turn_rendered_by_a_deepseek_v31_template_reads_back_as_its_calls() -> None:
+    """What a V3.1-style chat template writes for an assistant's tool calls (the form the model was
+    trained to emit) is read back as those calls, with the content before them as text."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from tests.families import TEMPLATES
+
+    source = (TEMPLATES / "deepseek_v31.jinja").read_text(encoding="utf-8")
+    template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+    history = [
+        {"role": "system", "content": "You can call tools."},
+        {"role": "user", "content": "Weather in Tokyo? And note O'Brien's list."},
+    ]
+    entries = [
+        {
+            "type": "function",
+            "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+        }
+        for c in (TOKYO, NOTE)
+    ]
+    turn = {"role": "assistant", "content": "On it.", "tool_calls": entries}
+    bos = "<｜begin▁of▁sentence｜>"
+    prompt = template.render(messages=history, add_generation_prompt=True, bos_token=bos)
+    whole = template.render(messages=[*history, turn], add_generation_prompt=False, bos_token=bos)
+    assert whole.startswith(prompt) and prompt.endswith("<｜Assistant｜></think>")
+    completion = whole[len(prompt) :]
+    assert completion.startswith(f"On it.{DS_BEGIN}{DS_CALL}get_weather{DS_SEP}{{")
+    parsed = parse_output(completion)
+    assert parsed.action == Action(calls=[TOKYO, NOTE]) and parsed.text == "On it."
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                *(DS_BEGIN, DS_END, DS_CALL, DS_CALL_END, DS_SEP, DS_EOS, "function", "f", "\n"),
+                *("```json\n", "```", "{", "}", '"a"', ":", "1", "<think>", "</think>", "<tool_call>", "'"),
+            ]
+        ),
+        max_size=30,
+    )
+)
+def test_deepseek_token_soup_never_raises(pieces: list[str]) -> None:
+    parsed = parse_output("".join(pieces))
+    assert (parsed.error is None) == (parsed.action is not None)
