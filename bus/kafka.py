@@ -371,7 +371,8 @@ class EventProducer:
         return len(futures)
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        """Send bytes as they are (tests use this to inject corrupt records)."""
+        """Send bytes as they are, acknowledged (``looptool redrive`` sends dead-lettered events back
+        byte for byte; tests inject corrupt records)."""
         await self._producer.send_and_wait(topic, value=value, key=key)
 
     async def flush(self) -> None:
@@ -1019,7 +1020,8 @@ async def _read_from_start(
                     try:
                         try:
                             event = read(record.value or b"")
-                        except UnresolvedReferenceError:  # a tool set defined after this reader started
+                        except (UnresolvedReferenceError, UnknownSchemaError):
+                            # a tool set (or a newer release's schema) defined after this reader started
                             event = await definitions.decode(record.value or b"", read)
                         placed(event, run_id, record.topic)
                     except EventDecodeError as error:

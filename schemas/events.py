@@ -371,6 +371,9 @@ DEAD_LETTER_RAW_LIMIT = 1_000_000 - DEAD_LETTER_OVERHEAD
 DEAD_LETTER_PREFIX = 4096
 
 
+RAW_IS_A_PREFIX = "raw keeps its first"  # in a reason: the record was too big to keep whole
+
+
 def dead_letter_raw(
     raw: bytes, *, limit: int = DEAD_LETTER_RAW_LIMIT, prefix: int = DEAD_LETTER_PREFIX
 ) -> tuple[bytes, str]:
@@ -380,7 +383,7 @@ def dead_letter_raw(
         return raw, ""
     digest = hashlib.sha256(raw).hexdigest()
     kept = raw[:prefix]
-    return kept, f" [record of {len(raw)} bytes, sha256 {digest}; raw keeps its first {len(kept)}]"
+    return kept, f" [record of {len(raw)} bytes, sha256 {digest}; {RAW_IS_A_PREFIX} {len(kept)}]"
 
 
 class DeadLetter(Payload):

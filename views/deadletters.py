@@ -124,20 +124,25 @@ def by_category(rows: Sequence[DeadLetterRow]) -> list[tuple[str, str, int, list
     ]
 
 
-async def load_dead_letters(settings: RunSettings) -> list[DeadLetterRow]:
+async def dead_letter_events(settings: RunSettings) -> list[Event[DeadLetter]]:
     """Every dead letter of the run, from its ``deadletter`` topic (first copy of each event)."""
     from bus.kafka import replay
 
     seen: set[str] = set()
-    rows: list[DeadLetterRow] = []
+    events: list[Event[DeadLetter]] = []
     async for batch in replay(settings.kafka, settings.run_id, ["deadletter"]):
         for delivered in batch:
             event = delivered.event
             if event.event_id in seen or not isinstance(event.payload, DeadLetter):
                 continue
             seen.add(event.event_id)
-            rows.append(row_of(event))
-    return rows
+            events.append(event)
+    return events
+
+
+async def load_dead_letters(settings: RunSettings) -> list[DeadLetterRow]:
+    """Every dead letter of the run as rows (:func:`dead_letter_events`)."""
+    return [row_of(event) for event in await dead_letter_events(settings)]
 
 
 def dead_letter_table(rows: Sequence[DeadLetterRow], title: str = "Dead letters by reason") -> Table:

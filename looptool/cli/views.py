@@ -336,6 +336,38 @@ def revert_relabel_command(
         )
 
 
+@commands.command()
+def redrive(
+    ctx: typer.Context,
+    source: Annotated[
+        str | None, typer.Option(help="Only dead letters whose place contains this (e.g. verdicts).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Only reasons containing this (case-blind).")] = None,
+    stage: Annotated[str | None, typer.Option(help="Only this stage's (probe, judge, ...).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be sent; send nothing.")] = False,
+) -> None:
+    """Send dead-lettered events back to their topic once this release can read them (after an
+    upgrade or a fix); the rest is listed with why it stays."""
+    from collections import Counter
+
+    from looptool.redrive import redrive as run_redrive
+    from views.deadletters import dead_letter_events, row_of, select
+
+    settings = settings_of(ctx)
+    require_broker(settings)
+    events = asyncio.run(dead_letter_events(settings))
+    picked = {row.event_id for row in select(map(row_of, events), source=source, reason=reason, stage=stage)}
+    items = asyncio.run(run_redrive(settings, [e for e in events if e.event_id in picked], dry_run=dry_run))
+    sent = [item for item in items if item.sent]
+    verb = "would send" if dry_run else "sent"
+    for item in sent:
+        assert item.event is not None
+        console.print(f"{verb} {item.event.event_type} {item.event.event_id} to {item.topic}")
+    for why, count in Counter(item.kept_because for item in items if not item.sent).most_common():
+        console.print(f"kept {count}: {why}", markup=False)
+    console.print(f"{len(items)} dead letters: {verb} {len(sent)}, kept {len(items) - len(sent)}")
+
+
 STATS_FORMATS = ("table", "json", "csv", "parquet")
 
 

@@ -225,6 +225,7 @@ RUNS: dict[str, list[str]] = {
     "eval": ["eval", "--help"],
     "demo": ["demo", "--help"],
     "deadletters": ["deadletters"],
+    "redrive": ["redrive", "--dry-run"],
     "doctor": ["doctor"],
     "init": ["init", "{tmp}/starter/looptool.toml"],
     "schemas list": ["schemas", "list"],
