@@ -906,7 +906,7 @@ class EventCodec:
         record["schema_version"] = schema.version
         body = write_schema.binary_encode(record)
         if event.event_type not in DEFINITION_TYPES:  # definitions stay readable by every release
-            self._references.append(Reference(SCHEMA_REF, schema.fingerprint))
+            self._references.append(_schema_reference(schema.fingerprint))
         self.references: tuple[Reference, ...] = tuple(dict.fromkeys(self._references))
         return MAGIC + schema.fingerprint + body
 
@@ -1027,6 +1027,11 @@ class EventCodec:
 
     def decode_many(self, blobs: Sequence[bytes]) -> list[Event[Any]]:
         return [self.decode(blob) for blob in blobs]
+
+
+@cache
+def _schema_reference(fingerprint: bytes) -> Reference:
+    return Reference(SCHEMA_REF, fingerprint)
 
 
 def schema_definition(schema: RegisteredSchema) -> SchemaRegistered:
