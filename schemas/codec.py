@@ -4,6 +4,9 @@ Writers use the current schema of the event's type. Readers look the writer sche
 fingerprint in the registry of every released version and read the body with that schema alone;
 the event's Python model fills what an older writer did not have with its defaults (fields are only
 ever added with a default, so this is Avro schema evolution, without resolving schemas per read).
+A newer release's writer schema is learnt from the run's ``SchemaRegistered`` definitions (see
+:mod:`schemas.interning`); its fields this release does not have are dropped, and one this release
+cannot be resolved from is refused as :class:`IncompatibleSchemaError`.
 
 The Avro records keep arbitrary JSON (tool arguments, JSON-Schema parameters, metadata) in string
 fields named ``<field>_json``; the codec turns them into the Python object's ``<field>`` and back,
