@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,9 +239,73 @@ class RoundOutcome:
     probed_checkpoints: list[str]
 
 
-def _first(store: dict[Any, Event[Any]], key: Any, event: Event[Any]) -> None:
+def _first(store: dict[Any, Any], key: Any, record: Any) -> None:
     """Keep the first occurrence (log order) of a logical event; later copies are redeliveries."""
-    store.setdefault(key, event)
+    store.setdefault(key, record)
+
+
+# What curation reads of each event of a round's chain, kept instead of the event: a probe, verdict or
+# candidate carries the sample's tools, context, label, raw model and judge answers (kilobytes, a copy
+# per event), none of which a decision reads; a long run folds millions of them.
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRecord:
+    """What curation reads of a ProbeResult."""
+
+    event_id: str
+    round: int
+    checkpoint_id: str | None
+    matched: bool
+    ppl: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRecord:
+    """What curation reads of a Verdict."""
+
+    event_id: str
+    sample_id: str
+    round: int
+    verdict: str
+    deferred: bool
+    has_label: bool  # the label is not None
+    has_prediction: bool  # the prediction is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectionRecord:
+    """What curation reads of a LabelCorrected that answers a verdict."""
+
+    event_id: str
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRecord:
+    """What curation reads of an ExpansionCandidate."""
+
+    event_id: str
+    candidate_id: str
+    round: int
+    index: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationRecord:
+    """What curation reads of a VerificationResult."""
+
+    round: int
+    passed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExpansionRecord:
+    """What curation reads of the SampleAdded of a candidate that passed: the sample it added."""
+
+    sample_id: str
+    round: int
 
 
 class Ledger:
@@ -253,14 +318,15 @@ class Ledger:
         self._corrected: set[str] = set()  # samples whose current label comes from a LabelCorrected
         self.members: dict[int, dict[str, Event[CuratedSample]]] = {}
         self.closed: dict[int, Event[RoundClosed]] = {}
-        self.probes: dict[tuple[int, str], Event[ProbeResult]] = {}
-        self.verdicts: dict[str, Event[Verdict]] = {}  # by probe event id
-        self.corrections: dict[str, Event[LabelCorrected]] = {}  # by verdict event id
+        # A round's chain: what curation reads of each event (the records above), not the event.
+        self.probes: dict[tuple[int, str], ProbeRecord] = {}
+        self.verdicts: dict[str, VerdictRecord] = {}  # by probe event id
+        self.corrections: dict[str, CorrectionRecord] = {}  # by verdict event id
         self.reverted: set[str] = set()  # LabelCorrected event ids an operator undid (revert-relabel)
-        self.candidates: dict[str, dict[int, Event[ExpansionCandidate]]] = {}  # by verdict event id
-        self.verifications: dict[str, Event[VerificationResult]] = {}  # by candidate id
-        self.expansions: dict[str, Event[SampleAdded]] = {}  # by candidate id
-        self.dead: dict[tuple[str, str], Event[DeadLetter]] = {}  # (stage, input event id)
+        self.candidates: dict[str, dict[int, CandidateRecord]] = {}  # by verdict event id
+        self.verifications: dict[str, VerificationRecord] = {}  # by candidate id
+        self.expansions: dict[str, ExpansionRecord] = {}  # by candidate id
+        self.dead: set[tuple[str, str]] = set()  # (stage, input event id) a stage dead-lettered
         # status() is asked after every caught-up fold: a round's tally is kept per (round, k) and
         # only the members whose chain gained an event are recounted (a walk of every member each
         # time grew with |D_j| times the number of asks). A member's count reads entries of the dicts
@@ -283,14 +349,14 @@ class Ledger:
                 self.samples[p.sample_id] = event
             self._label(p.sample_id, event.event_id, p.label, corrected=False)
             if p.origin == "expansion" and "candidate_id" in p.metadata:
-                _first(self.expansions, p.metadata["candidate_id"], event)
+                _first(self.expansions, p.metadata["candidate_id"], ExpansionRecord(p.sample_id, p.round))
                 self._written("expansion", p.metadata["candidate_id"])
         elif isinstance(p, LabelCorrected):
             self._label(p.sample_id, event.event_id, p.new_label, corrected=True)
             if p.reverts_event_id:
                 self.reverted.add(p.reverts_event_id)
             if p.verdict_event_id:
-                _first(self.corrections, p.verdict_event_id, event)
+                _first(self.corrections, p.verdict_event_id, CorrectionRecord(event.event_id, p.round))
                 self._written("correction", p.verdict_event_id)
         elif isinstance(p, CuratedSample):
             _first(self.members.setdefault(p.round, {}), p.sample_id, event)
@@ -298,19 +364,32 @@ class Ledger:
         elif isinstance(p, RoundClosed):
             _first(self.closed, p.round, event)
         elif isinstance(p, ProbeResult):
-            _first(self.probes, (p.round, p.sample_id), event)
-            self._written("probe", (p.round, p.sample_id))
+            key = (p.round, p.sample_id)
+            if key not in self.probes:
+                checkpoint = sys.intern(event.checkpoint_id) if event.checkpoint_id else event.checkpoint_id
+                self.probes[key] = ProbeRecord(event.event_id, p.round, checkpoint, p.matched, p.ppl)
+            self._written("probe", key)
         elif isinstance(p, Verdict):
-            _first(self.verdicts, p.probe_event_id, event)
+            if p.probe_event_id not in self.verdicts:
+                self.verdicts[p.probe_event_id] = VerdictRecord(
+                    event.event_id,
+                    p.sample_id,
+                    p.round,
+                    sys.intern(p.verdict),
+                    p.deferred,
+                    p.label is not None,
+                    p.prediction is not None,
+                )
             self._written("verdict", p.probe_event_id)
         elif isinstance(p, ExpansionCandidate):
-            _first(self.candidates.setdefault(p.verdict_event_id, {}), p.index, event)
+            record = CandidateRecord(event.event_id, p.candidate_id, p.round, p.index, p.count)
+            _first(self.candidates.setdefault(p.verdict_event_id, {}), p.index, record)
             self._written("candidates", p.verdict_event_id)
         elif isinstance(p, VerificationResult):
-            _first(self.verifications, p.candidate_id, event)
+            _first(self.verifications, p.candidate_id, VerificationRecord(p.round, p.passed))
             self._written("verification", p.candidate_id)
         elif isinstance(p, DeadLetter) and p.source_ref:
-            _first(self.dead, (p.stage, p.source_ref), event)
+            self.dead.add((p.stage, p.source_ref))
             self._written("dead", (p.stage, p.source_ref))
 
     def _written(self, kind: str, key: Any) -> None:
@@ -343,7 +422,7 @@ class Ledger:
 
     # --- per-round accounting -------------------------------------------------------------------
 
-    def _probe_chain(self, round_: int) -> Iterable[tuple[Event[CuratedSample], Event[ProbeResult] | None]]:
+    def _probe_chain(self, round_: int) -> Iterable[tuple[Event[CuratedSample], ProbeRecord | None]]:
         for sample_id, member in sorted(self.members.get(round_, {}).items()):
             yield member, self.probes.get((round_, sample_id))
 
@@ -386,7 +465,7 @@ class Ledger:
             counts["probed"] = int(dead("probe", member.event_id))
         else:
             counts["probed"] = 1
-            if not probe.payload.matched:
+            if not probe.matched:
                 counts["mismatched"] = 1
                 verdict = read("verdict", probe.event_id, self.verdicts.get(probe.event_id))
                 if verdict is None:
@@ -395,8 +474,8 @@ class Ledger:
                         verdict_label = "DEAD_LETTER"
                 else:
                     counts["judged"] = 1
-                    label = verdict_label = verdict.payload.verdict
-                    if label == "LABEL_WRONG" and verdict.payload.prediction is not None:
+                    label = verdict_label = verdict.verdict
+                    if label == "LABEL_WRONG" and verdict.has_prediction:
                         counts["corrections_needed"] = 1
                         corrected = read("correction", verdict.event_id, verdict.event_id in self.corrections)
                         counts["corrected"] = int(corrected or dead("relabel", verdict.event_id))
@@ -407,31 +486,31 @@ class Ledger:
     def _count_candidates(
         self,
         counts: dict[str, int],
-        verdict: Event[Verdict],
+        verdict: VerdictRecord,
         label: str,
         policy_k: int | None,
         read: Callable[[str, Any, Any], Any],
         dead: Callable[[str, str], bool],
     ) -> None:
         candidates = read("candidates", verdict.event_id, self.candidates.get(verdict.event_id, {}))
-        correct = verdict.payload.label if label == "PRED_WRONG" else verdict.payload.prediction
-        if correct is None or dead("expand", verdict.event_id):
+        correct = verdict.has_label if label == "PRED_WRONG" else verdict.has_prediction
+        if not correct or dead("expand", verdict.event_id):
             # No correct call to expand from: expand makes no candidate for it.
             expected = len(candidates)
         elif candidates:  # k travels on every candidate
-            expected = next(iter(candidates.values())).payload.count
+            expected = next(iter(candidates.values())).count
         else:
             expected = policy_k if policy_k is not None else 1
         counts["candidates_expected"] = expected
         counts["candidates"] = len(candidates)
         for candidate in candidates.values():
-            candidate_id = candidate.payload.candidate_id
+            candidate_id = candidate.candidate_id
             result = read("verification", candidate_id, self.verifications.get(candidate_id))
             if result is None:
                 counts["verified"] += dead("verify", candidate.event_id)
                 continue
             counts["verified"] += 1
-            if result.payload.passed:
+            if result.passed:
                 counts["passed"] += 1
                 counts["expansions_added"] += read("expansion", candidate_id, candidate_id in self.expansions)
 
@@ -463,26 +542,24 @@ class Ledger:
             sample_id = member.payload.sample_id
             if probe.checkpoint_id:
                 checkpoints.add(probe.checkpoint_id)
-            if probe.payload.matched:
-                if probe.payload.ppl is not None:
-                    ppl_pool.append((sample_id, probe.payload.ppl))
+            if probe.matched:
+                if probe.ppl is not None:
+                    ppl_pool.append((sample_id, probe.ppl))
                     pool_lineage[sample_id] = (probe.event_id,)
                 continue
             verdict = self.verdicts.get(probe.event_id)
             if verdict is None:  # the judge dead-lettered this probe
                 dropped["DEAD_LETTER"] = dropped.get("DEAD_LETTER", 0) + 1
                 continue
-            label = verdict.payload.verdict
+            label = verdict.verdict
             if label in ("PRED_WRONG", "LABEL_WRONG"):
                 correction = self.corrections.get(verdict.event_id)
                 added = [
-                    self.expansions[c.payload.candidate_id]
-                    for c in sorted(
-                        self.candidates.get(verdict.event_id, {}).values(), key=lambda c: c.payload.index
-                    )
-                    if c.payload.candidate_id in self.expansions
+                    self.expansions[c.candidate_id].sample_id
+                    for c in sorted(self.candidates.get(verdict.event_id, {}).values(), key=lambda c: c.index)
+                    if c.candidate_id in self.expansions
                 ]
-                if label == "LABEL_WRONG" and verdict.payload.prediction is not None and correction is None:
+                if label == "LABEL_WRONG" and verdict.has_prediction and correction is None:
                     # The relabel stage dead-lettered it: the sample still holds the label the judge
                     # called wrong, which must not go in beside expansions built from the judge's call.
                     dropped["LABEL_WRONG_UNCORRECTED"] = dropped.get("LABEL_WRONG_UNCORRECTED", 0) + 1
@@ -494,9 +571,9 @@ class Ledger:
                     key = "EXPANSIONS_OF_A_REVERTED_RELABEL"
                     dropped[key] = dropped.get(key, 0) + len(added)
                     continue
-                expansions.extend(self.pool_sample(event.payload.sample_id) for event in added)
-            elif label == "BOTH_CORRECT" and probe.payload.ppl is not None:
-                ppl_pool.append((sample_id, probe.payload.ppl))
+                expansions.extend(self.pool_sample(added_id) for added_id in added)
+            elif label == "BOTH_CORRECT" and probe.ppl is not None:
+                ppl_pool.append((sample_id, probe.ppl))
                 pool_lineage[sample_id] = (probe.event_id, verdict.event_id)
             else:
                 dropped[label] = dropped.get(label, 0) + 1
@@ -520,11 +597,9 @@ class Ledger:
             for sample_id in members:
                 last_round[sample_id] = max(round_, last_round.get(sample_id, round_))
         return {
-            v.payload.sample_id
+            v.sample_id
             for v in self.verdicts.values()
-            if v.payload.verdict == "NO_QUORUM"
-            and v.payload.deferred
-            and last_round.get(v.payload.sample_id) == v.payload.round
+            if v.verdict == "NO_QUORUM" and v.deferred and last_round.get(v.sample_id) == v.round
         }
 
     def fresh_seeds(self) -> list[PoolSample]:

@@ -97,11 +97,11 @@ def seed_outcomes(records: list[Event[Any]], round_: int = 1) -> dict[str, str]:
             if probe is None:
                 dead = ledger.dead_lettered("probe", members[sample_id].event_id)
                 outcome = f"D{round_}:dead-lettered" if dead else f"D{round_}:lost"
-            elif probe.payload.matched:
+            elif probe.matched:
                 outcome = f"D{round_}:matched"
             else:
                 verdict = ledger.verdicts.get(probe.event_id)
-                outcome = f"D{round_}:{verdict.payload.verdict}" if verdict is not None else f"D{round_}:lost"
+                outcome = f"D{round_}:{verdict.verdict}" if verdict is not None else f"D{round_}:lost"
         if sample_id in following:
             outcome += f"->D{round_ + 1}:{following[sample_id].payload.source}"
         outcomes[sample_id] = outcome

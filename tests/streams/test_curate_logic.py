@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import random
+import types
 from typing import Any
+
+from pydantic import BaseModel
 
 from schemas.events import (
     DeadLetter,
@@ -468,9 +472,9 @@ async def test_the_curator_says_once_that_no_round_is_open_yet() -> None:
 
 def _expansion_ids(script: RoundScript, verdict: Event[Any]) -> set[str]:
     return {
-        script.ledger.expansions[c.payload.candidate_id].payload.sample_id
+        script.ledger.expansions[c.candidate_id].sample_id
         for c in script.ledger.candidates[verdict.event_id].values()
-        if c.payload.candidate_id in script.ledger.expansions
+        if c.candidate_id in script.ledger.expansions
     }
 
 
@@ -592,3 +596,47 @@ def test_the_next_round_does_not_depend_on_which_of_two_identical_adds_arrived_f
         return next_round_events(ledger, POLICY, RUN)[-1].payload.content_hash
 
     assert next_round([twin_seed, twin]) == next_round([twin, twin_seed])
+
+
+def held_by(*roots: Any) -> list[Any]:
+    """Every object reachable from ``roots`` (classes, modules and functions are not followed)."""
+    seen: set[int] = set()
+    found, stack = [], list(roots)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type | types.ModuleType | types.FunctionType):
+            continue
+        seen.add(id(obj))
+        found.append(obj)
+        stack.extend(gc.get_referents(obj))
+    return found
+
+
+def test_the_ledger_keeps_what_curation_reads_of_a_chain_not_its_events() -> None:
+    """A probe, verdict or candidate carries the sample's tools, context and label, and the model's or
+    judge's whole answer: kilobytes, a copy per event, none of which a decision reads. The ledger keeps
+    a record of the fields its decisions read (figures in docs/performance.md), and decides as before
+    (the other tests of this file)."""
+    script = RoundScript()
+    script.play()
+    letter = event_of(
+        DeadLetter(stage="probe", reason="poison", error_type="ValueError", source_ref="x", raw=b"{" * 4096),
+        RUN,
+    )
+    for event in [*script.events, letter]:
+        script.ledger.add(event)
+    ledger = script.ledger
+    chain = (
+        ledger.probes,
+        ledger.verdicts,
+        ledger.corrections,
+        ledger.candidates,
+        ledger.verifications,
+        ledger.expansions,
+        ledger.dead,
+    )
+    assert all(chain)  # every kind of chain entry was folded
+    models = [obj for obj in held_by(*chain) if isinstance(obj, BaseModel)]
+    assert not models, f"the chain holds {len(models)} models, e.g. {type(models[0]).__name__}"
+    assert not [obj for obj in held_by(*chain) if isinstance(obj, bytes) and len(obj) >= 4096]
+    assert ledger.status(1, POLICY.expansions_per_seed).complete
