@@ -308,16 +308,51 @@ class ExpansionRecord:
     round: int
 
 
-class Ledger:
-    """Everything curation needs to know, folded from events (pure: no I/O)."""
+@dataclass(frozen=True, slots=True)
+class SampleRecord:
+    """What curation reads of a sample's origin SampleAdded (the add with the smallest event id)."""
 
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.samples: dict[str, Event[SampleAdded]] = {}
+    event_id: str
+    origin: str
+    tools: list[ToolSpec]
+    messages: list[Message]
+    conversation_time: str | None
+
+
+class Ledger:
+    """Everything curation needs to know, folded from events (pure: no I/O).
+
+    The fold is idempotent: a copy of an event already folded (a redelivery, or the curator's own
+    events read back) changes nothing, since every entry keeps its first event (log order) or, for a
+    sample's origin and label, the smallest or latest event id. So no set of every event id seen is
+    kept (it grew by an id per event for the life of the curator).
+
+    ``keep_events=False`` is the live curator's ledger, which folds a run for days: it keeps only what
+    the next decisions read. No whole SampleAdded or CuratedSample events (``samples`` and ``members``
+    stay empty: :attr:`pool` and :attr:`member_events` hold what curation reads of them), and once a
+    round closes, what the rounds before it were made of is forgotten: the curator only decides on the
+    latest closed round (:func:`next_round_events`). Of those rounds it keeps what later decisions
+    read: their members' ids (who was trained, :meth:`fresh_seeds`) and their deferring verdicts
+    (:meth:`deferred`); late events of those rounds update just that. ``status`` and ``outcome`` of a
+    forgotten round raise.
+    """
+
+    def __init__(self, *, keep_events: bool = True) -> None:
+        self.keep_events = keep_events
+        self.samples: dict[str, Event[SampleAdded]] = {}  # the origin SampleAdded (keep_events only)
+        self.pool: dict[str, SampleRecord] = {}  # what curation reads of it, for every sample
         self.labels: dict[str, tuple[str, Action]] = {}  # sample -> (label event id, label)
         self._corrected: set[str] = set()  # samples whose current label comes from a LabelCorrected
-        self.members: dict[int, dict[str, Event[CuratedSample]]] = {}
+        self.members: dict[int, dict[str, Event[CuratedSample]]] = {}  # (keep_events only)
+        self.member_events: dict[int, dict[str, str]] = {}  # round -> sample -> CuratedSample event id
         self.closed: dict[int, Event[RoundClosed]] = {}
+        # keep_events=False: rounds before this one are forgotten (the latest closed round), and what
+        # later decisions read of them: their members, and the (sample, round) of deferring verdicts
+        # with the probes already judged (the first verdict of a probe counts, as in ``verdicts``).
+        self.forgotten_before = 0
+        self._members_before: dict[int, set[str]] = {}
+        self._deferrals_before: set[tuple[str, int]] = set()
+        self._judged_before: set[str] = set()
         # A round's chain: what curation reads of each event (the records above), not the event.
         self.probes: dict[tuple[int, str], ProbeRecord] = {}
         self.verdicts: dict[str, VerdictRecord] = {}  # by probe event id
@@ -336,33 +371,50 @@ class Ledger:
         self._watchers: dict[tuple[str, Any], set[tuple[int, str]]] = {}
 
     def add(self, event: Event[Any]) -> None:
-        if event.event_id in self.seen:
-            return
-        self.seen.add(event.event_id)
         p = event.payload
+        # Of a forgotten round (keep_events=False), only what later rounds read is folded.
+        forgotten = getattr(p, "round", self.forgotten_before) < self.forgotten_before
         if isinstance(p, SampleAdded):
             # A sample added twice (a seed and an expansion of the same content) is credited to the
             # add with the smaller event id, as in the store and the stats: the order of arrival
             # must not decide its origin, nor so whether it is a fresh seed.
-            known = self.samples.get(p.sample_id)
+            known = self.pool.get(p.sample_id)
             if known is None or event.event_id < known.event_id:
-                self.samples[p.sample_id] = event
+                self.pool[p.sample_id] = SampleRecord(
+                    event.event_id, p.origin, p.tools, p.messages, p.conversation_time
+                )
+                if self.keep_events:
+                    self.samples[p.sample_id] = event
             self._label(p.sample_id, event.event_id, p.label, corrected=False)
-            if p.origin == "expansion" and "candidate_id" in p.metadata:
+            if p.origin == "expansion" and "candidate_id" in p.metadata and not forgotten:
                 _first(self.expansions, p.metadata["candidate_id"], ExpansionRecord(p.sample_id, p.round))
                 self._written("expansion", p.metadata["candidate_id"])
         elif isinstance(p, LabelCorrected):
             self._label(p.sample_id, event.event_id, p.new_label, corrected=True)
             if p.reverts_event_id:
                 self.reverted.add(p.reverts_event_id)
-            if p.verdict_event_id:
+            if p.verdict_event_id and not forgotten:
                 _first(self.corrections, p.verdict_event_id, CorrectionRecord(event.event_id, p.round))
                 self._written("correction", p.verdict_event_id)
         elif isinstance(p, CuratedSample):
-            _first(self.members.setdefault(p.round, {}), p.sample_id, event)
+            if forgotten:
+                self._members_before.setdefault(p.round, set()).add(p.sample_id)
+                return
+            _first(self.member_events.setdefault(p.round, {}), p.sample_id, event.event_id)
+            if self.keep_events:
+                _first(self.members.setdefault(p.round, {}), p.sample_id, event)
             self._recount(p.round, p.sample_id)
         elif isinstance(p, RoundClosed):
             _first(self.closed, p.round, event)
+            if not self.keep_events and p.round > self.forgotten_before:
+                self._forget_before(p.round)
+        elif isinstance(p, Verdict) and forgotten:
+            if p.probe_event_id not in self._judged_before:
+                self._judged_before.add(p.probe_event_id)
+                if p.verdict == "NO_QUORUM" and p.deferred:
+                    self._deferrals_before.add((p.sample_id, p.round))
+        elif forgotten and isinstance(p, ProbeResult | ExpansionCandidate | VerificationResult):
+            return
         elif isinstance(p, ProbeResult):
             key = (p.round, p.sample_id)
             if key not in self.probes:
@@ -391,6 +443,40 @@ class Ledger:
         elif isinstance(p, DeadLetter) and p.source_ref:
             self.dead.add((p.stage, p.source_ref))
             self._written("dead", (p.stage, p.source_ref))
+
+    def _forget_before(self, round_: int) -> None:
+        """Forget what the rounds before ``round_`` were made of, but for what later rounds read."""
+        self.forgotten_before = round_
+        for earlier in [r for r in self.member_events if r < round_]:
+            self._members_before.setdefault(earlier, set()).update(self.member_events.pop(earlier))
+        for probe_id, verdict in self.verdicts.items():
+            if verdict.round < round_:
+                self._judged_before.add(probe_id)
+                if verdict.verdict == "NO_QUORUM" and verdict.deferred:
+                    self._deferrals_before.add((verdict.sample_id, verdict.round))
+        self.verdicts = {k: v for k, v in self.verdicts.items() if v.round >= round_}
+        self.probes = {k: v for k, v in self.probes.items() if v.round >= round_}
+        self.corrections = {k: v for k, v in self.corrections.items() if v.round >= round_}
+        self.candidates = {
+            k: kept
+            for k, by_index in self.candidates.items()
+            if (kept := {i: c for i, c in by_index.items() if c.round >= round_})
+        }
+        self.verifications = {k: v for k, v in self.verifications.items() if v.round >= round_}
+        self.expansions = {k: v for k, v in self.expansions.items() if v.round >= round_}
+        self._tallies = {k: v for k, v in self._tallies.items() if k[0] >= round_}
+        self._watchers = {
+            key: kept
+            for key, watching in self._watchers.items()
+            if (kept := {w for w in watching if w[0] >= round_})
+        }
+
+    def _check_kept(self, round_: int) -> None:
+        if round_ < self.forgotten_before:
+            raise ValueError(
+                f"round {round_} was forgotten once round {self.forgotten_before} closed "
+                "(a ledger with keep_events=False decides on the latest closed round only)"
+            )
 
     def _written(self, kind: str, key: Any) -> None:
         """An entry was written: recount the members whose count read it."""
@@ -422,18 +508,19 @@ class Ledger:
 
     # --- per-round accounting -------------------------------------------------------------------
 
-    def _probe_chain(self, round_: int) -> Iterable[tuple[Event[CuratedSample], ProbeRecord | None]]:
-        for sample_id, member in sorted(self.members.get(round_, {}).items()):
-            yield member, self.probes.get((round_, sample_id))
+    def _probe_chain(self, round_: int) -> Iterable[tuple[str, ProbeRecord | None]]:
+        for sample_id in sorted(self.member_events.get(round_, {})):
+            yield sample_id, self.probes.get((round_, sample_id))
 
     def status(self, round_: int, policy_k: int | None = None) -> RoundStatus:
         """How far round j's work has come; ``policy_k`` is the configured k of EDDE."""
-        members = self.members.get(round_, {})
+        self._check_kept(round_)
+        members = self.member_events.get(round_, {})
         tally = self._tallies.get((round_, policy_k))
         if tally is None:
             tally = self._tallies[(round_, policy_k)] = _RoundTally(dirty=set(members))
         for sample_id in tally.dirty:
-            tally.recount(sample_id, self._chain_counts(round_, members[sample_id], policy_k))
+            tally.recount(sample_id, self._chain_counts(round_, sample_id, members[sample_id], policy_k))
         tally.dirty.clear()
         status = RoundStatus(round=round_, closed=round_ in self.closed)
         status.members = len(members)
@@ -444,11 +531,11 @@ class Ledger:
         return status
 
     def _chain_counts(
-        self, round_: int, member: Event[CuratedSample], policy_k: int | None
+        self, round_: int, sample_id: str, member_event_id: str, policy_k: int | None
     ) -> tuple[tuple[int, ...], str | None]:
         """One member's share of its round's status (counters in ``_CHAIN_FIELDS`` order, and its
         verdict), noting every entry it reads so that a write to one of them recounts it."""
-        watch = (round_, member.payload.sample_id)
+        watch = (round_, sample_id)
 
         def read(kind: str, key: Any, found: Any) -> Any:
             self._watchers.setdefault((kind, key), set()).add(watch)
@@ -459,10 +546,10 @@ class Ledger:
 
         counts = dict.fromkeys(_CHAIN_FIELDS, 0)
         verdict_label: str | None = None
-        probe_key = (round_, member.payload.sample_id)
+        probe_key = (round_, sample_id)
         probe = read("probe", probe_key, self.probes.get(probe_key))
         if probe is None:
-            counts["probed"] = int(dead("probe", member.event_id))
+            counts["probed"] = int(dead("probe", member_event_id))
         else:
             counts["probed"] = 1
             if not probe.matched:
@@ -515,7 +602,7 @@ class Ledger:
                 counts["expansions_added"] += read("expansion", candidate_id, candidate_id in self.expansions)
 
     def pool_sample(self, sample_id: str, lineage: Sequence[str] = ()) -> PoolSample:
-        added = self.samples[sample_id].payload
+        added = self.pool[sample_id]
         label_event_id, label = self.labels[sample_id]
         return PoolSample(
             sample_id,
@@ -529,17 +616,17 @@ class Ledger:
 
     def outcome(self, round_: int, policy: CurationPolicy) -> RoundOutcome:
         """What a complete round j contributes to D_{j+1} (call only when ``status(j).complete``)."""
+        self._check_kept(round_)
         error_seeds: list[PoolSample] = []
         expansions: list[PoolSample] = []
         ppl_pool: list[tuple[str, float]] = []
         pool_lineage: dict[str, tuple[str, ...]] = {}
         dropped: dict[str, int] = {}
         checkpoints: set[str] = set()
-        for member, probe in self._probe_chain(round_):
+        for sample_id, probe in self._probe_chain(round_):
             if probe is None:  # the probe dead-lettered this member
                 dropped["DEAD_LETTER"] = dropped.get("DEAD_LETTER", 0) + 1
                 continue
-            sample_id = member.payload.sample_id
             if probe.checkpoint_id:
                 checkpoints.add(probe.checkpoint_id)
             if probe.matched:
@@ -591,33 +678,33 @@ class Ledger:
         """Samples the judge panel deferred (no quorum, ``no_quorum = "defer"``) in the latest round they
         were a member of: they are back in the pool, to be drawn, probed and judged again."""
         last_round: dict[str, int] = {}
-        for round_, members in self.members.items():
-            if round_ not in self.closed:  # an emission cut short (see fresh_seeds)
-                continue
+        for round_, members in self._closed_members():
             for sample_id in members:
                 last_round[sample_id] = max(round_, last_round.get(sample_id, round_))
-        return {
-            v.sample_id
-            for v in self.verdicts.values()
-            if v.verdict == "NO_QUORUM" and v.deferred and last_round.get(v.sample_id) == v.round
+        deferrals = self._deferrals_before | {
+            (v.sample_id, v.round) for v in self.verdicts.values() if v.verdict == "NO_QUORUM" and v.deferred
         }
+        return {sample_id for sample_id, round_ in deferrals if last_round.get(sample_id) == round_}
+
+    def _closed_members(self) -> Iterable[tuple[int, Iterable[str]]]:
+        """(round, its members' sample ids) for every closed round (a round with members and no
+        RoundClosed yet is an emission cut short, see :meth:`fresh_seeds`)."""
+        for by_round in (self._members_before, self.member_events):
+            for round_, members in by_round.items():
+                if round_ in self.closed:
+                    yield round_, members
 
     def fresh_seeds(self) -> list[PoolSample]:
         """Seeds never curated into any closed round, and deferred samples, in sample-id order.
 
         Members of a round with no RoundClosed yet are a curator's emission cut short (killed between
         its members and its manifest): the round is composed again, and must draw the same seeds."""
-        trained = {
-            sample_id
-            for round_, members in self.members.items()
-            if round_ in self.closed
-            for sample_id in members
-        }
+        trained = {sample_id for _, members in self._closed_members() for sample_id in members}
         deferred = self.deferred()
         return [
             self.pool_sample(sample_id)
-            for sample_id, added in sorted(self.samples.items())
-            if (added.payload.origin == "seed" and sample_id not in trained) or sample_id in deferred
+            for sample_id, added in sorted(self.pool.items())
+            if (added.origin == "seed" and sample_id not in trained) or sample_id in deferred
         ]
 
 
@@ -854,7 +941,7 @@ class CurateService:
     def __init__(self, log: EventLog, policy: CurationPolicy):
         self.log = log
         self.policy = policy
-        self.ledger = Ledger()
+        self.ledger = Ledger(keep_events=False)  # only what the next decisions read: it runs for days
         self.emitted_rounds: list[int] = []
         self._hinted = False  # said that no round is open yet
 
@@ -882,7 +969,7 @@ class CurateService:
                         # Nothing opened round 1: every stage waits for it. Say so once.
                         log.info(
                             "curate.waiting",
-                            seeds=len(self.ledger.samples),
+                            seeds=len(self.ledger.pool),
                             reason="no round is open yet: `looptool curate --initial` opens round 1 from "
                             "the ingested seeds",
                         )
