@@ -46,13 +46,14 @@ from inference.base import (
     LocalModelBackend,
     SamplingConfig,
 )
-from inference.transformers_backend import encode_continuation, encode_prompt, end_token_ids
+from inference.transformers_backend import encode_continuation, encode_prompt
+from toolcall.templates import end_token_ids
 
 log = get_logger(__name__)
 
 
 def stop_token_ids(tokenizer: Any, model_path: str | Path) -> list[int]:
-    """The ids that end a completion (:func:`inference.transformers_backend.end_token_ids`), from the folder's
+    """The ids that end a completion (:func:`toolcall.templates.end_token_ids`), from the folder's
     generation config, or its model config when it has no generation_config.json."""
     from transformers import AutoConfig, GenerationConfig
 

@@ -295,9 +295,9 @@ def check_model_folder(name: str, folder: Path | None, setting: str = "[policy] 
 def _render_policy_prompt(tokenizer: Any) -> None:
     """Render one policy prompt as the probe and the trainers do, with every kind of turn they write:
     the system turn, a call, its result as a user turn, and the user's next message after it."""
-    from inference.transformers_backend import render_prompt
     from toolcall.prompts import build_chat
     from toolcall.specs import ToolSpec
+    from toolcall.templates import render_prompt
     from toolcall.types import Message, ToolCall
 
     tool = ToolSpec.from_openai(

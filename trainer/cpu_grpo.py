@@ -119,8 +119,8 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 def completion_ends(tokenizer: Any, model: Any) -> list[int]:
     """The ids that end a completion, as the probe has them
-    (:func:`inference.transformers_backend.end_token_ids`)."""
-    from inference.transformers_backend import end_token_ids
+    (:func:`toolcall.templates.end_token_ids`)."""
+    from toolcall.templates import end_token_ids
 
     return end_token_ids(tokenizer, model.generation_config.eos_token_id)
 
@@ -177,7 +177,7 @@ def grpo_trainer(trl: Any, **kwargs: Any) -> Any:
 
 
 def render_prompts(tokenizer: Any, rows: Sequence[TrainingRow]) -> list[str]:
-    from inference.transformers_backend import render_prompt
+    from toolcall.templates import render_prompt
 
     return [render_prompt(tokenizer, row.chat) for row in rows]
 

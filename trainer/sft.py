@@ -239,11 +239,11 @@ def tokenize_examples(tokenizer: Any, rows: Sequence[TrainingRow]) -> list[tuple
 
     The prompt is the chat template's rendering (as the probe and GRPO decode from it) and the
     completion the label as the template writes the assistant's turn, through the token that closes
-    it (:func:`inference.transformers_backend.assistant_turn`: Gemma's ``<end_of_turn>``, Phi's
+    it (:func:`toolcall.templates.assistant_turn`: Gemma's ``<end_of_turn>``, Phi's
     ``<|end|>``, Qwen3's empty reasoning block before the label, Mistral's leading space); generation
     stops there. A template that does not show the turn gets the label and the tokenizer's EOS.
     """
-    from inference.transformers_backend import assistant_turn
+    from toolcall.templates import assistant_turn
 
     prompts = tokenizer(render_prompts(tokenizer, rows), add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id

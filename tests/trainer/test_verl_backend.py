@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -747,6 +748,91 @@ def test_verl_rewards_a_call_whose_tags_the_tokenizer_marks_special(
     _run_in_verl(verl_python, DATA / "verl_env_check.py", request, result_path)
     scores = [score["reward_score"] for score in json.loads(result_path.read_text())["scores"]]
     assert scores == [case["expected"] for case in cases]
+
+
+_VERL_END_TOKENS = """
+import json, sys
+from pathlib import Path
+from verl.utils import hf_tokenizer
+from looptool_reward_manager import end_token_ids
+folders = json.loads(Path(sys.argv[1]).read_text())
+ends = {f: sorted(end_token_ids(hf_tokenizer(f, trust_remote_code=True), f)) for f in folders}
+Path(sys.argv[2]).write_text(json.dumps(ends))
+"""
+
+
+def _family_folders(root: Path, names: Sequence[str]) -> dict[str, Path]:
+    """Each family's tiny model folder, and a copy of it without generation_config.json (as some
+    exported folders are), keyed ``name`` and ``name-bare``."""
+    from tests.families import build_family_model
+
+    folders = {}
+    for name in names:
+        folders[name] = build_family_model(name, root / name)
+        bare = shutil.copytree(folders[name], root / f"{name}-bare")
+        (bare / "generation_config.json").unlink()
+        folders[f"{name}-bare"] = bare
+    return folders
+
+
+def test_verls_reward_manager_ends_a_response_where_the_probe_does_for_every_family(
+    verl_python: Path, tmp_path: Path
+) -> None:
+    """The manager read "cut off" from the tokenizer's EOS and generation_config.json only: the chat
+    template's end-of-turn token (Phi's <|end|>, Gemma's <end_of_turn> in a folder without
+    generation_config.json) ended a completion for the probe but not under verl. Both now use one rule
+    (toolcall.templates.end_token_ids), the manager from verl's own environment."""
+    from transformers import AutoTokenizer
+
+    from inference.vllm_backend import stop_token_ids
+    from tests.families import FAMILIES
+
+    folders = _family_folders(tmp_path, list(FAMILIES))
+    request, result = tmp_path / "folders.json", tmp_path / "ends.json"
+    request.write_text(json.dumps([str(folder) for folder in folders.values()]))
+    _run_in_verl(verl_python, "-c", _VERL_END_TOKENS, request, result)
+    under_verl = json.loads(result.read_text())
+    for name, folder in folders.items():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert under_verl[str(folder)] == stop_token_ids(tokenizer, folder), name
+    turn_ends = {"phi4-bare": "<|end|>", "gemma2-bare": "<end_of_turn>", "qwen3-bare": "<|im_end|>"}
+    for name, end in turn_ends.items():
+        end_id = AutoTokenizer.from_pretrained(folders[name]).convert_tokens_to_ids(end)
+        assert end_id in under_verl[str(folders[name])], name
+
+
+def test_verl_scores_a_rollout_that_closes_its_turn_on_the_budgets_last_token_as_finished(
+    verl_python: Path, tmp_path: Path
+) -> None:
+    """A Phi answer closed with <|end|> as the budget's last token was read as cut off under verl (no
+    generation_config.json names <|end|>), so a text answer to a no-call label scored 0 where the
+    probe counts it a match. Through verl's reward loop, as the trainer runs it."""
+    model = _family_folders(tmp_path / "models", ["phi4"])["phi4-bare"]
+    settings = VerlSettings(
+        python=verl_python,
+        n_gpus_per_node=1,
+        train_batch_size=4,
+        ppo_mini_batch_size=2,
+        max_prompt_length=16384,
+        max_response_length=64,
+    )
+    backend = VerlBackend(settings, tmp_path / "work", show_progress=False)
+    _, _, overrides = backend.prepare_round(_rows(), round_index=1, model_path=model)
+    answer = "I cannot tell jokes, sorry. "
+    closed = {"index": 7, "response": answer, "fill": True, "expected": 1.0, "truncated": 0.0}
+    cases = [
+        {**closed, "end": "<|end|>"},  # the template's end of turn: finished, as for the probe
+        {**closed, "end": "<|endoftext|>"},  # the tokenizer's EOS
+        {"index": 7, "response": answer, "cut_off": True, "expected": 0.0, "truncated": 1.0},
+    ]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"overrides": overrides, "cases": cases}))
+    result_path = tmp_path / "result.json"
+    _run_in_verl(verl_python, DATA / "verl_env_check.py", request, result_path)
+    scores = json.loads(result_path.read_text())["scores"]
+    truncated = [score["reward_extra_info"]["truncated"] for score in scores]
+    assert truncated == [case["truncated"] for case in cases]
+    assert [score["reward_score"] for score in scores] == [case["expected"] for case in cases]
 
 
 def test_rows_are_written_in_the_form_the_models_template_accepts(tmp_path: Path) -> None:

@@ -173,11 +173,11 @@ def prompts_as_verl_renders(
 
     verl renders the parquet's chats itself: a template that refuses a system turn (Gemma 2) or
     repeated roles (Mistral, Gemma 3: a tool result is a user turn) would stop it on the first row.
-    The chat written is the form the probe renders (:func:`inference.transformers_backend.template_chat`).
+    The chat written is the form the probe renders (:func:`toolcall.templates.template_chat`).
     """
     from transformers import AutoTokenizer
 
-    from inference.transformers_backend import template_chat
+    from toolcall.templates import template_chat
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     accepted, counts = [], []

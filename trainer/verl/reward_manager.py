@@ -9,9 +9,10 @@ reward nothing about its length. Two things then go wrong for tool calls:
   matches a no-call label and earns the reward, which the probe and the CPU trainer refuse
   (:func:`toolcall.match.counts_as_match`).
 
-This manager decodes with special tokens kept (end-of-sequence and padding left out) and passes
-``extra_info["truncated"]``: the response filled its whole budget and its last token is not an
-end of sequence. :func:`toolcall.reward.compute_score` reads it.
+This manager decodes with special tokens kept (end tokens and padding left out) and passes
+``extra_info["truncated"]``: the response filled its whole budget and its last token is not one
+that ends a completion, by the probe's rule (:func:`end_token_ids`, the template's end-of-turn token
+included). :func:`toolcall.reward.compute_score` reads it.
 
 It runs inside verl's environment only (``reward.reward_manager.source=importlib``): it imports verl
 and the pure reward core, nothing else of this project. :func:`trainer.verl.process.reward_core_path`
@@ -25,25 +26,33 @@ from typing import Any
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from toolcall.templates import end_token_ids as template_end_token_ids
+
 MODULE = "looptool_reward_manager"  # its module name on verl's PYTHONPATH
 CLASS = "ToolMatchRewardManager"
 
 
-def end_token_ids(tokenizer: Any, model_path: str | None) -> frozenset[int]:
-    """The ids that end a response: the tokenizer's EOS and the model's generation-config list
-    (Llama 3 stops at ``<|eot_id|>`` and ``<|eom_id|>`` while its tokenizer's EOS is another)."""
-    ends: set[int] = set()
-    if tokenizer.eos_token_id is not None:
-        ends.add(int(tokenizer.eos_token_id))
-    if model_path:
-        try:
-            from transformers import GenerationConfig
+def generation_eos(model_path: str | None) -> int | list[int] | None:
+    """The model folder's generation-config EOS, read as the probe and vLLM read it
+    (:func:`inference.vllm_backend.stop_token_ids`): generation_config.json, else the generation config
+    transformers derives from config.json; None without a folder."""
+    if not model_path:
+        return None
+    from transformers import AutoConfig, GenerationConfig
 
-            saved = GenerationConfig.from_pretrained(model_path).eos_token_id
-        except (OSError, ValueError):  # no generation_config.json: the tokenizer's EOS is all there is
-            saved = None
-        ends.update(saved if isinstance(saved, list) else [saved] if saved is not None else [])
-    return frozenset(ends)
+    try:
+        return GenerationConfig.from_pretrained(model_path).eos_token_id
+    except OSError:  # no generation_config.json: transformers derives one from config.json
+        return GenerationConfig.from_model_config(AutoConfig.from_pretrained(model_path)).eos_token_id
+
+
+def end_token_ids(tokenizer: Any, model_path: str | None) -> frozenset[int]:
+    """The ids that end a response, by the probe's own rule (:func:`toolcall.templates.end_token_ids`):
+    the tokenizer's EOS, the generation config's (Llama 3 stops at ``<|eot_id|>`` and ``<|eom_id|>``
+    while its tokenizer's EOS is another) and the special token the chat template writes after an
+    assistant turn (Phi's ``<|end|>``, Gemma's ``<end_of_turn>``, which a folder without
+    generation_config.json names nowhere else)."""
+    return frozenset(template_end_token_ids(tokenizer, generation_eos(model_path)))
 
 
 def read_response(

@@ -3,7 +3,9 @@
 Usage: ``<verl python> verl_env_check.py REQUEST.json RESULT.json`` with the repository on PYTHONPATH.
 REQUEST holds ``overrides`` (the exact list the backend passes to ``verl.trainer.main_ppo``) and
 ``cases`` (``{"index": row, "response": text}``: a model answer to score for that parquet row;
-``"cut_off": true`` repeats it until the response budget ends it, without EOS).
+``"cut_off": true`` repeats it until the response budget ends it, without EOS; ``"end": TOKEN`` ends
+it with that token instead of the tokenizer's EOS, and ``"fill": true`` repeats it so that this end is
+the budget's last token).
 
 What it does, each step with verl's own functions, in the order ``main_ppo`` and its trainer do:
 
@@ -140,10 +142,14 @@ def main(request_path: str, result_path: str) -> None:
         )
         prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
         answer_ids = tokenizer(case["response"], add_special_tokens=False)["input_ids"]
+        end = tokenizer.convert_tokens_to_ids(case["end"]) if "end" in case else tokenizer.eos_token_id
         if case.get("cut_off"):  # the answer again and again until the budget ends it, with no EOS
             answer_ids = (answer_ids * (response_length // len(answer_ids) + 1))[:response_length]
+        elif case.get("fill"):  # the answer again and again, and its end as the budget's last token
+            repeated = answer_ids * (response_length // len(answer_ids) + 1)
+            answer_ids = [*repeated[: response_length - 1], end]
         else:
-            answer_ids = [*answer_ids, tokenizer.eos_token_id][:response_length]
+            answer_ids = [*answer_ids, end][:response_length]
         padding = response_length - len(answer_ids)
         responses = torch.tensor([answer_ids + [tokenizer.pad_token_id] * padding])
         prompts = torch.tensor([prompt_ids])

@@ -1,0 +1,155 @@
+"""What a model's chat template writes, read off the template itself: the prompt a chat becomes, an
+assistant turn as the model writes it, and the tokens that end a completion.
+
+One rule for every side that renders prompts or decides where a completion ends: the probe
+(:mod:`inference.transformers_backend`), the vLLM backend, the CPU GRPO trainer, the SFT warm start
+and our verl reward manager (``trainer/verl/reward_manager.py``), which runs in verl's own
+environment where only this package of ours is importable. So this module is pure, as the rest of
+the package: ``tokenizer`` is any object with a Hugging Face tokenizer's methods
+(``apply_chat_template``, ``convert_tokens_to_ids``, ...), and nothing here imports transformers or
+jinja2 (a template's refusal is recognised by its class, see :func:`_is_template_error`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from toolcall.prompts import Chat, template_date_kwargs, template_variants
+
+
+def template_chat(tokenizer: Any, chat: Chat) -> Chat:
+    """The form of ``chat`` the tokenizer's chat template renders as a prompt (see :func:`render_prompt`)."""
+    return _rendered(tokenizer, chat)[0]
+
+
+def render_prompt(tokenizer: Any, chat: Chat) -> str:
+    """The prompt text a chat becomes: the tokenizer's chat template plus the assistant header.
+
+    The chat goes to the template as it is when the template takes it, else with consecutive turns
+    of one role joined, else also with the system turn folded into the first user turn
+    (:func:`toolcall.prompts.template_variants`): templates refuse with ``raise_exception`` (Gemma 2
+    has no system role; Mistral and Gemma 3 demand alternating roles, and a tool result is a user
+    turn). The first refusal is raised when no form renders. A template that dates its prompt (Llama
+    3.x's "Today Date:") gets the conversation's date (:func:`toolcall.prompts.template_date_kwargs`),
+    not the machine's clock.
+    """
+    return _rendered(tokenizer, chat)[1]
+
+
+def _is_template_error(error: BaseException) -> bool:
+    """Whether ``error`` is a Jinja ``TemplateError`` (a template's ``raise_exception`` raises one),
+    told by its class so that this module needs no jinja2 import."""
+    return any(
+        cls.__name__ == "TemplateError" and cls.__module__.startswith("jinja2") for cls in type(error).__mro__
+    )
+
+
+def _rendered(tokenizer: Any, chat: Chat) -> tuple[Chat, str]:
+    if not chat:
+        raise ValueError("a prompt must hold at least one message")
+    dated = template_date_kwargs(chat)
+    first: Exception | None = None
+    for variant in template_variants(list(chat)):
+        try:
+            text = tokenizer.apply_chat_template(variant, add_generation_prompt=True, tokenize=False, **dated)
+        except Exception as error:
+            if not _is_template_error(error):
+                raise
+            first = first or error
+            continue
+        return variant, str(text)
+    assert first is not None
+    raise first
+
+
+# What a template may raise for a chat it does not take (its own raise_exception, or a slip of its
+# Jinja code on an unusual message); probing a template's assistant turn must not crash on it.
+_TEMPLATE_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError)
+
+
+def assistant_turn(tokenizer: Any, chat: Chat, content: str) -> str | None:
+    """What the model writes for an assistant turn of ``content`` after ``chat``, as its chat template
+    renders that turn: everything after the generation prompt up to and including the special token
+    that closes the turn (Gemma's ``<end_of_turn>``, Phi's ``<|end|>``, Mistral's leading space and
+    ``</s>``, Qwen3's empty ``<think>`` block before the content). None when the template does not
+    show it: it raises, leaves the content out, renders the turn's start other than the generation
+    prompt, or closes the turn with no special token."""
+    try:
+        form, prompt = _rendered(tokenizer, chat)
+        full = str(
+            tokenizer.apply_chat_template(
+                [*form, {"role": "assistant", "content": content}],
+                tokenize=False,
+                **template_date_kwargs(chat),
+            )
+        )
+    except Exception as error:
+        if isinstance(error, _TEMPLATE_ERRORS) or _is_template_error(error):
+            return None
+        raise
+    at = full.rfind(content) if content else -1
+    if at == -1:
+        return None
+    opening = _opening(prompt, full[:at], form[-1]["content"].strip())
+    closing = _closing(tokenizer, full[at + len(content) :])
+    return None if opening is None or closing is None else opening + content + closing
+
+
+def _opening(prompt: str, before: str, last: str) -> str | None:
+    """What the template writes between the generation prompt and the turn's content. ``before`` is
+    the history rendered up to the content; it usually starts with the prompt, but a template may
+    render earlier turns otherwise once a reply follows (Mistral puts the system text in the *last*
+    user turn), so the two are also lined up on the end of the prompt's last message."""
+    if before.startswith(prompt):
+        return before[len(prompt) :]
+    if not last or (mark := prompt.rfind(last)) == -1 or (seen := before.rfind(last)) == -1:
+        return None
+    header, written = prompt[mark + len(last) :], before[seen + len(last) :]
+    return written[len(header) :] if written.startswith(header) else None
+
+
+def _closing(tokenizer: Any, after: str) -> str | None:
+    """The start of ``after`` through its first special token, when only whitespace precedes it."""
+    specials = {str(token) for token in tokenizer.all_special_tokens}
+    specials.update(token.content for token in tokenizer.added_tokens_decoder.values() if token.special)
+    rest = after.lstrip()
+    for token in sorted(specials, key=len, reverse=True):  # the longest first: "<|end|>" vs "<|end"
+        if token and rest.startswith(token):
+            return after[: len(after) - len(rest) + len(token)]
+    return None
+
+
+def turn_end_token(tokenizer: Any) -> int | None:
+    """The id of the special token the chat template writes right after an assistant turn's content
+    (ChatML's ``<|im_end|>``, Phi's ``<|end|>``, Gemma's ``<end_of_turn>``); None when it writes none."""
+    content = "Hello."
+    turn = assistant_turn(tokenizer, [{"role": "user", "content": "Hi"}], content)
+    if turn is None:
+        return None
+    token = turn[turn.index(content) + len(content) :].strip()
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    # An unknown token comes back as the unknown token's id (which may be a real end token, too).
+    known = isinstance(token_id, int) and tokenizer.convert_ids_to_tokens(token_id) == token
+    return int(token_id) if known else None
+
+
+def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) -> list[int]:
+    """The token ids that end a policy completion, sorted: the tokenizer's EOS, the generation
+    config's (``generation_eos``: one id, a list or None), and the special token the chat template
+    writes right after an assistant turn's content (:func:`turn_end_token`:
+    ChatML's ``<|im_end|>``, Phi's ``<|end|>``, Gemma's ``<end_of_turn>``), which a folder without
+    generation_config.json names nowhere else. The probe, the vLLM backend, the CPU trainer and verl
+    (its rollouts and our reward manager) all stop, and read a completion as finished, at exactly
+    these."""
+    ends: set[int] = set()
+    if isinstance(generation_eos, int):
+        ends.add(generation_eos)
+    elif generation_eos is not None:
+        ends.update(int(token) for token in generation_eos)
+    if tokenizer.eos_token_id is not None:
+        ends.add(int(tokenizer.eos_token_id))
+    turn_end = turn_end_token(tokenizer)
+    if turn_end is not None:
+        ends.add(turn_end)
+    return sorted(ends)
