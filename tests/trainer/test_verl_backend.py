@@ -584,6 +584,68 @@ def test_prepare_round_drops_overlong_prompts_and_writes_the_overrides(
     assert len(kept) == 1 and (kept[0] / "leftover").read_text() == "from a failed attempt"
 
 
+def _vllm_stops(model: Path, cli: list[str]) -> list[int]:
+    """The ids vLLM stops a request at, for a server started with ``cli`` on ``model`` and a request
+    that names no stop tokens (as verl's agent loop sends them), with vLLM's own functions: its CLI
+    parser, the generation config it reads (``ModelConfig.try_get_generation_config``: the folder
+    of ``--generation-config``, else the model's) and ``SamplingParams.update_from_generation_config``
+    (what its input processor runs on every request, with the tokenizer's EOS as the primary end)."""
+    from transformers import AutoTokenizer
+    from vllm import SamplingParams
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.transformers_utils.config import try_get_generation_config
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = EngineArgs.add_cli_args(FlexibleArgumentParser())
+    engine = EngineArgs.from_cli_args(parser.parse_args(["--model", str(model), *cli]))
+    source = str(model) if engine.generation_config == "auto" else engine.generation_config
+    saved = try_get_generation_config(source, trust_remote_code=False)
+    sampling = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=8)
+    eos = AutoTokenizer.from_pretrained(model).eos_token_id
+    sampling.update_from_generation_config(saved.to_diff_dict() if saved else {}, eos)
+    return sorted(sampling.all_stop_token_ids)
+
+
+def test_verls_vllm_rollouts_stop_where_the_probe_stops_for_every_family(tmp_path: Path) -> None:
+    """verl's rollouts stopped at the tokenizer's EOS and the generation config's only (its agent loop
+    names no stop tokens): Phi's <|end|> and Gemma's <end_of_turn>, in a folder without
+    generation_config.json, did not stop them, so a rollout ran past the assistant's turn to the
+    budget where the probe stops. Each round now hands vLLM a generation config whose eos_token_id
+    holds the probe's ends (--generation-config through verl's engine_kwargs)."""
+    from transformers import AutoTokenizer
+
+    from inference.vllm_backend import stop_token_ids
+    from tests.families import FAMILIES
+    from tests.requirements import require_vllm
+
+    require_vllm()
+    key = "+actor_rollout_ref.rollout.engine_kwargs.vllm.generation_config"
+    rows = _rows()[:4]
+    settings = VerlSettings(
+        n_gpus_per_node=1, train_batch_size=4, ppo_mini_batch_size=2, max_prompt_length=16384
+    )
+    for name, model in _family_folders(tmp_path / "models", list(FAMILIES)).items():
+        backend = VerlBackend(settings, tmp_path / "work" / name, show_progress=False)
+        run_dir, _, overrides = backend.prepare_round(rows, round_index=1, model_path=model)
+        folder = run_dir / "rollout-generation-config"
+        assert f"{key}='{folder}'" in overrides, name
+        # verl passes engine_kwargs.vllm to `vllm serve` as options (build_cli_args_from_config)
+        ends = stop_token_ids(AutoTokenizer.from_pretrained(model), model)
+        assert _vllm_stops(model, ["--generation_config", str(folder)]) == ends, name
+        written = json.loads((folder / "generation_config.json").read_text())
+        if (model / "generation_config.json").is_file():  # the model's own, but for its ends
+            own = json.loads((model / "generation_config.json").read_text())
+            assert {**own, "eos_token_id": ends} == written, name
+    phi = tmp_path / "models" / "phi4-bare"
+    end = AutoTokenizer.from_pretrained(phi).convert_tokens_to_ids("<|end|>")
+    assert end not in _vllm_stops(phi, [])  # what the model folder alone gives vLLM
+
+    sglang = VerlBackend(settings.model_copy(update={"rollout_engine": "sglang"}), tmp_path / "sg")
+    run_dir, _, overrides = sglang.prepare_round(rows, round_index=1, model_path=phi)
+    assert not any(o.startswith(key) for o in overrides)  # SGLang reads no such folder
+    assert not (run_dir / "rollout-generation-config").exists()
+
+
 # --- verl itself, in its own environment ---------------------------------------------------------
 
 
@@ -678,6 +740,10 @@ def test_verl_validates_loads_and_rewards_the_round_we_wrote(
     assert resolved["actor_rollout_ref"]["model"]["path"] == str(tiny_model)
     assert resolved["actor_rollout_ref"]["model"]["override_config"] == {"attn_implementation": "sdpa"}
     assert resolved["actor_rollout_ref"]["model"]["use_remove_padding"] is False
+    # vLLM's rollouts read the round's generation config, which holds the probe's ends
+    assert rollout["engine_kwargs"]["vllm"] == {
+        "generation_config": str(run_dir / "rollout-generation-config")
+    }
 
     # verl's dataset holds every row, as written, and batches them as the plan says
     assert result["dataset_len"] == len(samples)

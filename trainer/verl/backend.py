@@ -49,6 +49,42 @@ log = get_logger(__name__)
 VERL_VERSION = "0.9.1"
 
 
+ROLLOUT_GENERATION_CONFIG = "rollout-generation-config"  # a round folder's subfolder
+
+
+def write_rollout_generation_config(model_path: str | Path, folder: str | Path) -> list[int]:
+    """Write the generation config verl's vLLM rollouts read (``--generation-config``) into ``folder``:
+    the model's own, with ``eos_token_id`` set to the ids that end a completion by the probe's rule
+    (:func:`inference.vllm_backend.stop_token_ids`, :func:`toolcall.templates.end_token_ids`). Returns
+    those ids.
+
+    verl samples rollouts with no stop tokens of its own (its agent loop sends temperature, top-p,
+    top-k and repetition penalty only), so vLLM stops at the tokenizer's EOS and the generation
+    config's ``eos_token_id`` (``SamplingParams.update_from_generation_config``). A folder whose
+    generation config leaves out the chat template's end-of-turn token (Phi's ``<|end|>``, Gemma's
+    ``<end_of_turn>`` without generation_config.json) would let rollouts run past the assistant's
+    turn to the budget, where the probe stops. Everything else is kept as the model has it (vLLM's
+    ``auto`` reads the same file, or derives it from config.json when there is none); verl still
+    overrides the sampling fields (``override_generation_config``).
+    """
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    from inference.vllm_backend import stop_token_ids
+
+    model_path, folder = Path(model_path), Path(folder)
+    saved = model_path / "generation_config.json"
+    if saved.is_file():
+        config = json.loads(saved.read_text(encoding="utf-8"))
+    else:  # what vLLM and transformers derive from config.json
+        derived = GenerationConfig.from_model_config(AutoConfig.from_pretrained(str(model_path)))
+        config = {k: v for k, v in derived.to_diff_dict().items() if k != "_from_model_config"}
+    ends = stop_token_ids(AutoTokenizer.from_pretrained(str(model_path)), model_path)
+    config["eos_token_id"] = ends
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "generation_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return ends
+
+
 @dataclass
 class VerlRoundResult:
     """A finished round: the merged model and what the ``CheckpointPublished`` event reports."""
@@ -229,6 +265,14 @@ class VerlBackend:
         train_file = run_dir / "train.parquet"
         write_verl_parquet(kept, train_file, round_index=round_index)
         plan = plan_batches(len(kept), self.settings)
+        generation_config = None
+        if self.settings.rollout_engine == "vllm":
+            generation_config = run_dir / ROLLOUT_GENERATION_CONFIG
+            ends = write_rollout_generation_config(model_path, generation_config)
+            log.info("verl.rollout_end_tokens", round=round_index, eos_token_id=ends)
+        else:  # SGLang reads no generation-config folder (docs/gpu.md, "where a rollout stops")
+            engine = self.settings.rollout_engine
+            log.warning("verl.rollout_end_tokens_unset", round=round_index, engine=engine)
         config = verl_config(
             self.settings,
             plan=plan,
@@ -236,6 +280,7 @@ class VerlBackend:
             train_file=train_file,
             run_dir=run_dir,
             experiment_name=f"{self.run_name}-round-{round_index}",
+            rollout_generation_config=generation_config,
         )
         overrides = verl_overrides(config, self.settings.extra_overrides)
         (run_dir / "verl_overrides.json").write_text(json.dumps(overrides, indent=1), encoding="utf-8")

@@ -165,8 +165,13 @@ def verl_config(
     train_file: str | Path,
     run_dir: str | Path,
     experiment_name: str,
+    rollout_generation_config: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The round's verl settings as ``{dotted key: value}`` (overrides of verl's ``ppo_trainer``)."""
+    """The round's verl settings as ``{dotted key: value}`` (overrides of verl's ``ppo_trainer``).
+
+    ``rollout_generation_config``: a folder holding the generation_config.json vLLM's rollouts read
+    instead of the model's (``--generation-config``; see
+    :func:`trainer.verl.backend.write_rollout_generation_config`), so they stop where the probe does."""
     run_dir = Path(run_dir)
     total_steps = plan.total_steps
     config: dict[str, Any] = {
@@ -238,6 +243,13 @@ def verl_config(
         "trainer.logger": ["console", "file"],
         "hydra.run.dir": str(run_dir / "hydra"),
     }
+    if rollout_generation_config is not None:
+        if settings.rollout_engine != "vllm":
+            raise ValueError("a rollout generation config folder is read by vLLM only")
+        # engine_kwargs.vllm is an empty open dict in verl's config; verl passes its keys to
+        # `vllm serve` as command-line options (build_cli_args_from_config): --generation_config DIR.
+        key = "+actor_rollout_ref.rollout.engine_kwargs.vllm.generation_config"
+        config[key] = str(rollout_generation_config)
     if settings.attn_implementation != "flash_attention_2":
         # override_config is an open dict in verl's config: a new key needs Hydra's "+".
         config["+actor_rollout_ref.model.override_config.attn_implementation"] = settings.attn_implementation
