@@ -901,6 +901,66 @@ def test_verl_scores_a_rollout_that_closes_its_turn_on_the_budgets_last_token_as
     assert [score["reward_score"] for score in scores] == [case["expected"] for case in cases]
 
 
+def test_verl_dates_a_llama_prompt_as_the_probe_does_not_by_the_machines_clock(
+    verl_python: Path, tmp_path: Path
+) -> None:
+    """verl renders its rollouts' prompts itself, with one set of chat-template kwargs for every row,
+    and passed none: a Llama 3.x template stamped "Today Date:" from the machine's clock, so verl
+    trained on other prompts than the probe scored (and on other ones from day to day). The round
+    now gives verl the conversation date most of its rows state (data.apply_chat_template_kwargs);
+    a row stating another date still gets the round's under verl, as verl has no per-row kwargs."""
+    from transformers import AutoTokenizer
+
+    from inference.transformers_backend import encode_prompt
+    from tests.families import build_family_model
+
+    model = build_family_model("llama3", tmp_path / "llama3")
+    times = ["2025-03-14 10:00:00"] * 6 + ["2024-12-01 08:00:00"] * 2
+    rows = [
+        VerlRow.from_sample(f"sample-{i}", sample, time)
+        for i, (sample, time) in enumerate(zip(_samples(), times, strict=True))
+    ]
+    settings = VerlSettings(
+        python=verl_python,
+        n_gpus_per_node=1,
+        train_batch_size=4,
+        ppo_mini_batch_size=2,
+        max_prompt_length=16384,
+    )
+    backend = VerlBackend(settings, tmp_path / "work", show_progress=False)
+    _, plan, overrides = backend.prepare_round(rows, round_index=1, model_path=model)
+    assert plan.rows == len(rows)
+    assert "+data.apply_chat_template_kwargs.date_string='14 Mar 2025'" in overrides
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"overrides": overrides, "cases": []}))
+    result_path = tmp_path / "result.json"
+    _run_in_verl(verl_python, DATA / "verl_env_check.py", request, result_path)
+    under_verl = json.loads(result_path.read_text())["rollout_prompt_ids"]
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    for index, (row, ids) in enumerate(zip(rows, under_verl, strict=True)):
+        assert "Today Date: 14 Mar 2025\n" in tokenizer.decode(ids), index
+        if index < 6:  # the round's date: verl's prompt is the probe's, token for token
+            assert ids == encode_prompt(tokenizer, row.chat), index
+        else:  # another date: the probe writes its own (the gap verl leaves, docs/gpu.md)
+            assert "Today Date: 01 Dec 2024\n" in tokenizer.decode(encode_prompt(tokenizer, row.chat))
+
+
+def test_a_rounds_date_is_the_one_most_rows_state_and_the_earliest_among_equals() -> None:
+    from trainer.verl.data import round_date
+
+    def rows(*times: str) -> list[VerlRow]:
+        return [VerlRow.from_sample(f"s{i}", _samples()[0], time) for i, time in enumerate(times)]
+
+    assert round_date(rows("2025-03-14 10:00:00", "2025-03-14 23:00:00")) == (
+        "14 Mar 2025",
+        {"14 Mar 2025": 2},
+    )
+    assert round_date(rows("2025-03-14 10:00:00", "2024-12-01 08:00:00"))[0] == "01 Dec 2024"
+    many = rows("2025-03-14 10:00:00", "2024-12-01 08:00:00", "2025-03-14 11:00:00")
+    assert round_date(many) == ("14 Mar 2025", {"14 Mar 2025": 2, "01 Dec 2024": 1})
+
+
 def test_rows_are_written_in_the_form_the_models_template_accepts(tmp_path: Path) -> None:
     """verl renders the parquet's chats itself: a Gemma 2 template refuses the system turn (and a
     Mistral one repeated roles), so the round stopped on its first row. Rows are written as the probe

@@ -32,7 +32,7 @@ from trainer.verl.config import (
     verl_config,
     verl_overrides,
 )
-from trainer.verl.data import VerlRow, prompts_as_verl_renders, write_verl_parquet
+from trainer.verl.data import VerlRow, prompts_as_verl_renders, round_date, write_verl_parquet
 from trainer.verl.process import (
     MetricsFollower,
     VerlRunError,
@@ -247,7 +247,11 @@ class VerlBackend:
             log.warning("verl.previous_attempt_moved", round=round_index, to=str(aside))
         run_dir.mkdir(parents=True)
         limit = self.settings.max_prompt_length
-        rows, counts = prompts_as_verl_renders(model_path, rows)
+        date, dates = round_date(rows)  # from the chats as written: the system turn states the time
+        if len(dates) > 1:
+            log.warning("verl.round_dates_differ", round=round_index, date_string=date, rows_per_date=dates)
+        template_kwargs = {"date_string": date}
+        rows, counts = prompts_as_verl_renders(model_path, rows, template_kwargs)
         kept = [row for row, count in zip(rows, counts, strict=True) if count <= limit]
         too_long = [row.sample_id for row, count in zip(rows, counts, strict=True) if count > limit]
         if too_long:
@@ -281,6 +285,7 @@ class VerlBackend:
             run_dir=run_dir,
             experiment_name=f"{self.run_name}-round-{round_index}",
             rollout_generation_config=generation_config,
+            chat_template_kwargs=template_kwargs,
         )
         overrides = verl_overrides(config, self.settings.extra_overrides)
         (run_dir / "verl_overrides.json").write_text(json.dumps(overrides, indent=1), encoding="utf-8")

@@ -166,12 +166,16 @@ def verl_config(
     run_dir: str | Path,
     experiment_name: str,
     rollout_generation_config: str | Path | None = None,
+    chat_template_kwargs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The round's verl settings as ``{dotted key: value}`` (overrides of verl's ``ppo_trainer``).
 
     ``rollout_generation_config``: a folder holding the generation_config.json vLLM's rollouts read
     instead of the model's (``--generation-config``; see
-    :func:`trainer.verl.backend.write_rollout_generation_config`), so they stop where the probe does."""
+    :func:`trainer.verl.backend.write_rollout_generation_config`), so they stop where the probe does.
+    ``chat_template_kwargs``: what verl passes every ``apply_chat_template`` of the round (its
+    dataset's and its rollouts'), such as the round's ``date_string``
+    (:func:`trainer.verl.data.round_date`); strings only, as Hydra carries them."""
     run_dir = Path(run_dir)
     total_steps = plan.total_steps
     config: dict[str, Any] = {
@@ -250,6 +254,9 @@ def verl_config(
         # `vllm serve` as command-line options (build_cli_args_from_config): --generation_config DIR.
         key = "+actor_rollout_ref.rollout.engine_kwargs.vllm.generation_config"
         config[key] = str(rollout_generation_config)
+    for name, value in (chat_template_kwargs or {}).items():
+        # data.apply_chat_template_kwargs is an empty open dict in verl's config (a new key needs "+")
+        config[f"+data.apply_chat_template_kwargs.{name}"] = value
     if settings.attn_implementation != "flash_attention_2":
         # override_config is an open dict in verl's config: a new key needs Hydra's "+".
         config["+actor_rollout_ref.model.override_config.attn_implementation"] = settings.attn_implementation

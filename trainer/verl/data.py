@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,11 +165,34 @@ def write_verl_parquet(
     return len(rows)
 
 
+def round_date(rows: Sequence[VerlRow]) -> tuple[str, dict[str, int]]:
+    """The conversation date verl gives a round's dated templates (Llama 3.x's ``date_string``, as
+    :func:`toolcall.prompts.template_date_kwargs` writes it), and how many rows state each date.
+
+    verl renders every prompt with the same ``data.apply_chat_template_kwargs`` (its dataset and its
+    agent loop's token builder take them once, for all rows), so one date serves the whole round:
+    the one most rows state (the earliest among equals). The probe dates each prompt by its own
+    chat; rows of another date get this one under verl (docs/gpu.md).
+    """
+    from toolcall.prompts import conversation_date, template_date_kwargs
+
+    if not rows:
+        raise ValueError("a verl round needs at least one training row")
+    counts: dict[str, int] = {}
+    days: dict[str, Any] = {}
+    for row in rows:
+        date = str(template_date_kwargs(row.chat)["date_string"])
+        counts[date] = counts.get(date, 0) + 1
+        days[date] = conversation_date(row.chat)
+    return min(counts, key=lambda date: (-counts[date], days[date])), counts
+
+
 def prompts_as_verl_renders(
-    model_path: str | Path, rows: Sequence[VerlRow]
+    model_path: str | Path, rows: Sequence[VerlRow], chat_template_kwargs: Mapping[str, Any] | None = None
 ) -> tuple[list[VerlRow], list[int]]:
     """Each row with its chat in the form the model's chat template accepts, and that prompt's tokens
-    as verl renders it (its own ``apply_chat_template`` with a generation prompt).
+    as verl renders it (its own ``apply_chat_template`` with a generation prompt and
+    ``chat_template_kwargs``, the round's ``data.apply_chat_template_kwargs``).
 
     verl renders the parquet's chats itself: a template that refuses a system turn (Gemma 2) or
     repeated roles (Mistral, Gemma 3: a tool result is a user turn) would stop it on the first row.
@@ -180,10 +203,11 @@ def prompts_as_verl_renders(
     from toolcall.templates import template_chat
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    kwargs = dict(chat_template_kwargs or {})
     accepted, counts = [], []
     for row in rows:
         chat = template_chat(tokenizer, row.chat)
-        text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False, **kwargs)
         accepted.append(dataclasses.replace(row, chat=[dict(message) for message in chat]))
         counts.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
     return accepted, counts

@@ -15,7 +15,8 @@ What it does, each step with verl's own functions, in the order ``main_ppo`` and
 2. build the typed configs the trainer and workers build (algorithm, actor, rollout, checkpoint
    engine, model: the model config loads the tokenizer from ``actor_rollout_ref.model.path``);
 3. build the train dataset with ``create_rl_dataset`` and a ``StatefulDataLoader`` with verl's sampler,
-   ``collate_fn`` and ``drop_last``, as the trainer's ``_init_dataloader`` does;
+   ``collate_fn`` and ``drop_last``, as the trainer's ``_init_dataloader`` does, and render each row's
+   prompt tokens with the agent loop's Continuous Token builder, as a rollout does;
 4. score each case through ``RewardLoopWorker`` (the reward loop's worker, which loads
    ``reward.custom_reward_function`` and runs the configured reward manager on a DataProto).
 
@@ -67,6 +68,7 @@ def main(request_path: str, result_path: str) -> None:
     from verl.utils.config import omega_conf_to_dataclass, validate_config
     from verl.utils.dataset.rl_dataset import collate_fn
     from verl.utils.device import auto_set_device
+    from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
     request = json.loads(Path(request_path).read_text(encoding="utf-8"))
     result: dict[str, Any] = {"verl_version": verl.__version__}
@@ -129,6 +131,19 @@ def main(request_path: str, result_path: str) -> None:
             "index": _plain(item["index"]),
         }
         for item in items
+    ]
+
+    # each row's prompt tokens as verl's agent loop renders them for the rollout engine: its
+    # Continuous Token builder, built as AgentLoopBase builds it (data.apply_chat_template_kwargs)
+    builder = create_continuous_token_builder(
+        tokenizer,
+        hf_model_type=getattr(model.hf_config, "model_type", None),
+        chat_template_kwargs=config.data.get("apply_chat_template_kwargs", {}),
+        mm_processor_kwargs=config.data.get("mm_processor_kwargs", {}),
+        processor=processor,
+    )
+    result["rollout_prompt_ids"] = [
+        [int(token) for token in builder.build_initial_tokens(list(item["raw_prompt"]))] for item in items
     ]
 
     # 4. rewards through the reward loop worker (custom reward function + configured reward manager).
