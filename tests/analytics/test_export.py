@@ -11,11 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
+from streams.sources import iter_records
 from tests.analytics.conftest import LiveRun
-from toolcall.formats import record_to_samples
+from toolcall.formats import RecordError, convert_record, record_to_samples
 from toolcall.prompts import build_chat
 from toolcall.reward import ground_truth_json
-from toolcall.types import Message
+from toolcall.specs import load_tools
+from toolcall.types import Action, Message, Sample, ToolCall
 from views.export import (
     EXPORT_FORMATS,
     ExportError,
@@ -24,7 +26,7 @@ from views.export import (
     read_export,
     run_export,
 )
-from views.replay import Cut, dataset_at
+from views.replay import Cut, DatasetMember, RoundDataset, dataset_at
 
 
 def _files(path: Path) -> dict[str, bytes]:
@@ -250,3 +252,121 @@ async def test_exporting_a_run_with_no_events_says_so(live_run: LiveRun, tmp_pat
     mistyped = live_run.settings.model_copy(update={"run_id": "nosuchrun"})
     with pytest.raises(ReplayError, match=r"'nosuchrun' has no events.*mistyped"):
         await export_round(mistyped, Cut(), "jsonl", tmp_path / "d.jsonl")
+
+
+# --- exports are ingestible again, on the samples that are hard to keep -----------------------------
+
+_SEARCH = {
+    "name": "search_flights",
+    "description": "Flights between two cities.",
+    "parameters": {
+        "type": "object",
+        "properties": {"to": {"type": "string"}, "from": {"type": "string"}, "date": {"type": "string"}},
+        "required": ["to", "from"],
+    },
+}
+_NOW = {"name": "current_weather", "description": "Weather now.", "parameters": {"type": "object"}}
+
+
+def _edge_samples() -> list[Sample]:
+    """Samples whose details an export format could lose: unicode, parallel and empty-argument calls,
+    a text answer, a system turn, earlier calls and their results, arguments not in sorted order."""
+    tools = load_tools([_SEARCH, _NOW])
+    ask = Message(role="user", content="Flüge nach 東京 🛫, morgen?")
+    asked_twice = Action(
+        calls=[
+            ToolCall(name="search_flights", arguments={"to": "東京", "from": "Zürich", "date": "2026-03-06"}),
+            ToolCall(name="search_flights", arguments={"to": "Ōsaka", "from": "Zürich"}),
+        ]
+    )
+    earlier = [
+        Message(role="system", content="Answer in German. Heute ist Donnerstag."),
+        ask,
+        Message(role="assistant", tool_calls=asked_twice.calls),
+        Message(role="tool", content='{"flights": ["LX160"]}', name="search_flights"),
+        Message(role="tool", content='{"flights": []}', name="search_flights"),
+        Message(role="assistant", content="LX160 fliegt nach 東京; nach Ōsaka nichts."),
+        Message(role="user", content="Und das Wetter dort?"),
+    ]
+    return [
+        Sample(tools=tools, messages=[ask], label=asked_twice, conversation_time="2026-03-05 09:00"),
+        Sample(
+            tools=tools,
+            messages=[Message(role="user", content="Wie ist das Wetter?")],
+            label=Action(calls=[ToolCall(name="current_weather")]),
+        ),
+        Sample(
+            tools=tools,
+            messages=[Message(role="user", content="Erzähl mir einen Witz 😀")],
+            label=Action(text="Dafür habe ich kein passendes Werkzeug."),
+        ),
+        Sample(
+            tools=tools,
+            messages=earlier,
+            label=Action(
+                calls=[
+                    ToolCall(name="current_weather"),
+                    ToolCall(name="search_flights", arguments={"to": "a"}),
+                ],
+                ordered=True,
+            ),
+        ),
+    ]
+
+
+def _edge_dataset() -> RoundDataset:
+    members = tuple(
+        DatasetMember(
+            sample_id=f"s{index}",
+            round=1,
+            source="SEED",
+            tools=sample.tools,
+            messages=sample.messages,
+            label=sample.label,
+            label_event_id=f"label-{index}",
+            content_hash=sample.content_hash(),
+            event_id=f"event-{index}",
+            origin="seed",
+            conversation_time=sample.conversation_time,
+        )
+        for index, sample in enumerate(_edge_samples())
+    )
+    return RoundDataset(
+        round=1, members=members, manifest=None, manifest_event_id=None, content_hash="edge", problems=()
+    )
+
+
+def _ingested(path: Path) -> list[Sample]:
+    """The samples ``looptool ingest`` reads from ``path`` (its reader and converter), refusing none."""
+    samples = []
+    for record in iter_records(path):
+        assert record.error is None, record.error
+        samples.extend(convert_record(record.value, "auto", record.context).samples)
+    return samples
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_an_export_ingested_again_gives_the_same_samples(tmp_path: Path, fmt: str) -> None:
+    """Parquet and hf exports once dead-lettered every call label: they write call arguments as JSON
+    strings, and the label reader took only objects (the context's calls took both)."""
+    dataset = _edge_dataset()
+    path = export_dataset(dataset, fmt, tmp_path / f"d1.{fmt}", force=True).path
+    ingested = _ingested(path)
+    assert [s.content_hash() for s in ingested] == [m.content_hash for m in dataset.members]
+    assert ingested == [m.sample for m in dataset.members]  # time, order and ``ordered`` kept too
+    arguments = ingested[0].label.calls[0].arguments
+    assert list(arguments) == ["to", "from", "date"]
+
+
+def test_a_label_that_is_not_an_action_names_the_field_on_one_line() -> None:
+    label = {"calls": [{"name": "current_weather", "arguments": "[1]"}], "ordered": "yes"}
+    with pytest.raises(RecordError) as refused:
+        record_to_samples({"tools": [_NOW], "messages": [{"role": "user", "content": "?"}], "label": label})
+    assert str(refused.value) == "arguments of current_weather must be an object"
+    label = {"calls": [], "text": 3, "ordered": "yes"}
+    with pytest.raises(RecordError) as refused:
+        record_to_samples({"tools": [_NOW], "messages": [{"role": "user", "content": "?"}], "label": label})
+    message = str(refused.value)
+    assert "\n" not in message and "validation error" not in message
+    assert message.startswith("label is not an action: text: Input should be a valid string; ordered: ")
+    assert refused.value.reason == "label is not an action: text, ordered"

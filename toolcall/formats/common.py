@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from toolcall.parsing import parse_output
 from toolcall.pytypes import TypeExpressionError, parse_python_calls, python_literal
 from toolcall.specs import ToolSpec, ToolSpecError, load_tools
@@ -184,16 +186,41 @@ def label_from(value: Any, ordered: bool) -> Action:
     elif isinstance(value, list):
         action = Action(calls=[call_from(call) for call in value])
     elif isinstance(value, dict):
+        calls = value.get("calls")
+        if isinstance(calls, list):
+            # Each call by call_from, the rule of context calls too: table exports (parquet, hf) and
+            # OpenAI-style data write arguments as JSON strings.
+            value = {**value, "calls": [call_from(call) for call in calls]}
         try:
             action = Action.model_validate(value, strict=True)  # "ordered": "false" is no boolean
-        except ValueError as error:
-            raise RecordError(f"label is not an action: {error}", "label is not an action") from error
+        except ValidationError as error:
+            fields = field_errors(error)
+            raise RecordError(
+                f"label is not an action: {fields}", f"label is not an action: {field_names(error)}"
+            ) from error
     else:
         raise RecordError(
             f"label must be text, a list of calls or an action object, got {type(value).__name__}",
             "label has the wrong type",
         )
     return action.model_copy(update={"ordered": ordered}) if ordered else action
+
+
+def field_errors(error: ValidationError, limit: int = 3) -> str:
+    """Pydantic's errors on one short line, each naming its field (``calls.0.arguments: …``): its own
+    message starts with "N validation errors for Action", which names no field, and spans many lines."""
+    shown = [f"{_location(item['loc'])}: {item['msg']}" for item in error.errors()[:limit]]
+    more = error.error_count() - len(shown)
+    return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+
+
+def field_names(error: ValidationError) -> str:
+    """The fields that failed, for a stable reason (values left out)."""
+    return ", ".join(dict.fromkeys(_location(item["loc"]) for item in error.errors()))
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "label"
 
 
 def check_context(messages: list[Message]) -> None:
