@@ -20,7 +20,10 @@ the run's.
 
 Files are written beside their target and moved into place, so a failed export leaves no half file
 and nothing beside it; an ``hf`` folder replaces only an empty folder or an earlier export (``--force``
-for anything else), so a mistyped ``--out`` never wipes a folder.
+for anything else), so a mistyped ``--out`` never wipes a folder. A symlink is followed (the file it
+names is replaced, the link stays); ``-`` is standard output, and a target that is neither a file nor
+a folder (a FIFO, a terminal, ``/dev/null``) is written through, as a shell's ``>`` would: the export
+is built first, then copied into it, since such a target cannot be renamed over.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ import json
 import os
 import secrets
 import shutil
+import stat
+import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +195,32 @@ def sample_from_row(row: dict[str, Any]) -> Sample:
 
 # --- writers ------------------------------------------------------------------------------------
 
+# ``--out -``: standard output (file formats only; an hf export is a folder).
+STDOUT = Path("-")
+
+
+def resolve_target(out: Path | str) -> Path:
+    """Where an export to ``out`` goes: ``-`` as it is, a symlink to a file its target (replacing the
+    link itself would cut whatever links to the file), anything else as an absolute path (``--out .``
+    has a name). A link to a stream stays a link: ``/dev/stdout`` names ``pipe:[…]``, no path."""
+    if Path(out) == STDOUT:
+        return STDOUT
+    target = Path(out).absolute()
+    return target.resolve() if target.is_symlink() and not is_stream(target) else target
+
+
+def is_stream(target: Path) -> bool:
+    """Standard output, or an existing target that is neither a file nor a folder (a FIFO, a device):
+    written through, never renamed over (a rename would put a plain file where the device was)."""
+    if target == STDOUT:
+        return True
+    try:
+        mode = target.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 # Written into every hf export folder: a folder holding it was made by an export and may be replaced.
 EXPORT_MARKER = ".looptool-export"
 
@@ -215,9 +247,11 @@ def check_target(target: Path, fmt: str, *, force: bool = False) -> None:
     :data:`EXPORT_MARKER`), unless ``force``: a mistyped ``--out .`` must not wipe anything.
     """
     if fmt != "hf":
-        if target.is_dir():
+        if target != STDOUT and target.is_dir():
             raise ExportError(f"{target} is a folder; {fmt} exports to a file: give a file path as --out")
         return
+    if is_stream(target):
+        raise ExportError(f"{target} is not a folder; an hf export is a folder: give a folder path as --out")
     if target.is_dir() and Path.cwd().resolve().is_relative_to(target.resolve()):
         raise ExportError(f"{target} holds the current folder; export into a folder of its own")
     if force or (not target.exists() and not target.is_symlink()):
@@ -250,9 +284,28 @@ def _install(built: Path, target: Path) -> None:
         _discard(old)
 
 
+def _write_through(built: Path, target: Path) -> None:
+    """Copy the finished export into a stream target (standard output, a FIFO, a device)."""
+    with built.open("rb") as source:
+        if target == STDOUT:
+            sys.stdout.flush()  # text written before stays before the data
+            shutil.copyfileobj(source, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+            return
+        with target.open("wb") as sink:  # a FIFO's open waits for its reader
+            shutil.copyfileobj(source, sink)
+
+
 @contextlib.contextmanager
 def _staged(target: Path, *, folder: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write the export into; it becomes ``target`` only if all went well."""
+    if is_stream(target):
+        # Built whole first, so a failed export writes nothing into the stream.
+        with tempfile.TemporaryDirectory(prefix="looptool-export-") as scratch:
+            built = Path(scratch) / "export"
+            yield built
+            _write_through(built, target)
+        return
     built = _temporary(target)
     if folder:
         built.mkdir()
@@ -327,7 +380,7 @@ def export_dataset(
         )
     if not dataset.members:
         raise ExportError(f"D_{dataset.round} has no members")
-    out = Path(out).absolute()  # `--out .` has no name to write beside
+    out = resolve_target(out)
     check_target(out, fmt, force=force)
     if fmt == "jsonl":
         write_jsonl(dataset, out)
@@ -387,7 +440,7 @@ async def export_round(
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     if out is not None:  # before the replay: a refusal should not cost one
-        check_target(Path(out).absolute(), fmt, force=force)
+        check_target(resolve_target(out), fmt, force=force)
     dataset = await dataset_at(settings, cut)
     target = out or default_export_path(settings, dataset.round, fmt)
     return export_dataset(dataset, fmt, target, current_time=current_time, force=force)
@@ -408,9 +461,10 @@ def run_export(
     cut = Cut.from_options(round_, until)
     with console.status(f"rebuilding the dataset as of {cut.describe()} from the topics…"):
         result = asyncio.run(export_round(settings, cut, fmt, out, force=force, current_time=current_time))
+    shown = "standard output" if result.path == STDOUT else str(result.path)
     console.print(
         f"wrote D_{result.round} ({result.rows} samples, content hash {result.content_hash}) "
-        f"as {result.format} → {result.path}"
+        f"as {result.format} → {shown}"
     )
     return result
 
@@ -418,6 +472,7 @@ def run_export(
 __all__ = [
     "DATASET_SCHEMA",
     "EXPORT_FORMATS",
+    "STDOUT",
     "ExportError",
     "ExportResult",
     "ReplayError",

@@ -140,7 +140,10 @@ def export(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Output file (folder for hf); default: beside the store, exports/<run>/."),
+        typer.Option(
+            help="Output file (folder for hf), - for standard output; default: beside the store, "
+            "exports/<run>/. A symlink is followed; a FIFO or device is written through."
+        ),
     ] = None,
     force: Annotated[
         bool,
@@ -156,6 +159,8 @@ def export(
 
     settings = settings_of(ctx)
     require_broker(settings)
+    # With --out -, standard output carries the data alone: progress and the summary go to stderr.
+    status_console = Console(stderr=True) if out == Path("-") else console
     try:
         run_export(
             settings,
@@ -163,7 +168,7 @@ def export(
             until=until,
             fmt=fmt,
             out=out,
-            console=console,
+            console=status_console,
             force=force,
             current_time=settings.loop.current_time,
         )

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +375,74 @@ def test_a_label_that_is_not_an_action_names_the_field_on_one_line() -> None:
     assert "\n" not in message and "validation error" not in message
     assert message.startswith("label is not an action: text: Input should be a valid string; ordered: ")
     assert refused.value.reason == "label is not an action: text, ordered"
+
+
+# --- --out that is no plain file: a FIFO, a symlink, standard output --------------------------------
+
+
+def test_an_export_into_a_fifo_is_written_through_to_its_reader(tmp_path: Path) -> None:
+    """An export once renamed a plain file over the FIFO: its reader got nothing, the FIFO was gone."""
+    dataset = _edge_dataset()
+    expected = export_dataset(dataset, "jsonl", tmp_path / "plain.jsonl", force=True).path.read_bytes()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    export_dataset(dataset, "jsonl", fifo, force=True)
+    reader.join(timeout=30)
+    assert received == [expected]
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe", "plain.jsonl"]  # nothing beside it
+    # A link to a stream (as /dev/stdout links to a pipe) is written through too, the link kept.
+    link = tmp_path / "stdout"
+    link.symlink_to(fifo)
+    received.clear()
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    export_dataset(dataset, "jsonl", link, force=True)
+    reader.join(timeout=30)
+    assert received == [expected] and link.is_symlink() and stat.S_ISFIFO(fifo.lstat().st_mode)
+    with pytest.raises(ExportError, match="an hf export is a folder"):
+        export_dataset(dataset, "hf", fifo, force=True)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_an_export_to_a_symlink_replaces_the_file_it_names(tmp_path: Path, fmt: str) -> None:
+    """An export once replaced the link itself with a plain file, leaving the file it named stale."""
+    dataset = _edge_dataset()
+    expected = export_dataset(dataset, fmt, tmp_path / f"plain.{fmt}", force=True).path.read_bytes()
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / f"d1.{fmt}"
+    real.write_bytes(b"the previous export")
+    link = tmp_path / f"latest.{fmt}"
+    link.symlink_to(Path("data") / real.name)
+    result = export_dataset(dataset, fmt, link, force=True)
+    assert link.is_symlink() and os.readlink(link) == str(Path("data") / real.name)
+    assert real.read_bytes() == expected and result.path == real
+    assert sorted(p.name for p in real.parent.iterdir()) == [real.name]  # no temporary left
+
+
+async def test_export_to_dash_writes_the_data_alone_to_standard_output(
+    live_run: LiveRun, tmp_path: Path
+) -> None:
+    """``--out -`` once wrote a file named ``-`` (and the summary went to standard output)."""
+    dataset = await dataset_at(live_run.settings, Cut(round=1))
+    expected = export_dataset(dataset, "jsonl", tmp_path / "d1.jsonl").path.read_bytes()
+    command = ["--run-id", live_run.settings.run_id, "export", "--round", "1", "--out", "-"]
+    done = subprocess.run(
+        [sys.executable, "-m", "looptool.cli", *command],
+        capture_output=True,
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "LOOPTOOL_KAFKA__BOOTSTRAP_SERVERS": live_run.settings.kafka.bootstrap_servers or "",
+            "LOOPTOOL_STORE__PATH": str(live_run.store_path),
+        },
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == expected
+    assert b"wrote D_1" in done.stderr and b"standard output" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d1.jsonl"]  # no file named "-"
