@@ -1,4 +1,5 @@
-"""export: D_J with the labels it was curated with, as jsonl, parquet, a datasets folder or verl parquet.
+"""export: D_J with the labels it was curated with, as jsonl, parquet, a datasets folder, OpenAI chat
+fine-tuning jsonl or verl parquet.
 
 Every format holds the same rows in sample-id order, and nothing in a file depends on when or where
 it was written, so exporting the same round twice gives byte-identical files:
@@ -15,6 +16,10 @@ order: the order is part of what the model is shown, and a prompt built from an 
 the run's.
 - ``hf``: the same table saved as a ``datasets.Dataset`` folder (``save_to_disk``), its fingerprint
   the dataset's content hash.
+- ``openai``: OpenAI's chat fine-tuning jsonl (also what TRL and LLaMA-Factory read): per sample
+  ``messages`` (the context, then the label as the last assistant turn) and ``tools``; tool calls
+  with ids that the tool results answer, arguments as JSON strings; earlier assistant turns carry
+  ``"weight": 0`` (context, not trained on), so the one sample comes back from ``looptool ingest``.
 - ``verl``: the trainer's RLHF parquet, written by :func:`trainer.verl.data.write_verl_parquet`
   (one writer for training and export).
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -56,9 +62,15 @@ from views.replay import Cut, DatasetMember, ReplayError, RoundDataset, dataset_
 
 log = get_logger(__name__)
 
-ExportFormat = Literal["jsonl", "parquet", "hf", "verl"]
-EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "parquet", "hf", "verl")
-_SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ".hf", "verl": ".verl.parquet"}
+ExportFormat = Literal["jsonl", "parquet", "hf", "openai", "verl"]
+EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "parquet", "hf", "openai", "verl")
+_SUFFIX = {
+    "jsonl": ".jsonl",
+    "parquet": ".parquet",
+    "hf": ".hf",
+    "openai": ".openai.jsonl",
+    "verl": ".verl.parquet",
+}
 
 _CALL = pa.struct([pa.field("name", pa.string()), pa.field("arguments", pa.string())])
 DATASET_SCHEMA = pa.schema(
@@ -134,6 +146,67 @@ def jsonl_record(member: DatasetMember) -> dict[str, Any]:
         "label": member.label.model_dump(mode="json"),
         "label_event_id": member.label_event_id,
         "content_hash": member.content_hash,
+        **({"current_time": member.conversation_time} if member.conversation_time else {}),
+    }
+
+
+def call_id(sample_id: str, turn: int, index: int) -> str:
+    """A tool call's id, the same in every export: 9 letters and digits, as Mistral's chat template
+    demands (OpenAI's and the others take any string)."""
+    return hashlib.sha256(f"{sample_id}:{turn}:{index}".encode()).hexdigest()[:9]
+
+
+def _openai_calls(calls: Sequence[ToolCall], sample_id: str, turn: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": call_id(sample_id, turn, index),
+            "type": "function",
+            "function": {"name": call.name, "arguments": compact_json(call.arguments)},
+        }
+        for index, call in enumerate(calls)
+    ]
+
+
+def openai_record(member: DatasetMember) -> dict[str, Any]:
+    """The OpenAI chat fine-tuning record of a member: its context, then its label as the last
+    assistant turn, and its tools. Fields are left out rather than written empty or null."""
+    messages: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []  # the last assistant turn's calls that no tool result answered yet
+    for turn, message in enumerate(member.messages):
+        entry: dict[str, Any] = {"role": message.role}
+        if message.content or message.role != "assistant":
+            entry["content"] = message.content
+        if message.role == "assistant":
+            calls = _openai_calls(message.tool_calls, member.sample_id, turn)
+            pending = list(calls)
+            if calls:
+                entry["tool_calls"] = calls
+            entry["weight"] = 0  # context: only the label is trained on (and read back as the sample)
+        elif message.role == "tool":
+            # Results answer the calls in order (the ingest readers pair them the same way).
+            answered = pending.pop(0) if pending else None
+            if answered is not None:
+                entry["tool_call_id"] = answered["id"]
+            if message.name is not None and (
+                answered is None or answered["function"]["name"] != message.name
+            ):
+                entry["name"] = message.name
+        messages.append(entry)
+    label = member.label
+    final: dict[str, Any] = {"role": "assistant"}
+    if label.text:
+        final["content"] = label.text
+    if label.calls:
+        final["tool_calls"] = _openai_calls(label.calls, member.sample_id, len(member.messages))
+    messages.append(final)
+    tools = [
+        {"type": "function", "function": {k: v for k, v in tool.to_openai().items() if v != ""}}
+        for tool in member.tools
+    ]
+    return {
+        "messages": messages,
+        **({"tools": tools} if tools else {}),
+        **({"ordered": True} if label.ordered else {}),  # read by the openai reader; not OpenAI's
         **({"current_time": member.conversation_time} if member.conversation_time else {}),
     }
 
@@ -324,6 +397,13 @@ def write_jsonl(dataset: RoundDataset, path: Path) -> Path:
     return path
 
 
+def write_openai(dataset: RoundDataset, path: Path) -> Path:
+    with _staged(path) as built, built.open("w", encoding="utf-8", newline="\n") as out:
+        for member in dataset.members:
+            out.write(compact_json(openai_record(member)) + "\n")
+    return path
+
+
 def write_parquet(dataset: RoundDataset, path: Path) -> Path:
     with _staged(path) as built:
         # Fixed options (not library defaults that may change): the bytes depend on the rows alone.
@@ -388,6 +468,8 @@ def export_dataset(
         write_parquet(dataset, out)
     elif fmt == "hf":
         write_hf(dataset, out)
+    elif fmt == "openai":
+        write_openai(dataset, out)
     else:
         write_verl(dataset, out, current_time=current_time)
     log.info("export.written", path=str(out), format=fmt, round=dataset.round, rows=len(dataset.members))
@@ -398,9 +480,17 @@ def export_dataset(
 
 
 def read_export(path: Path, fmt: str) -> Iterator[tuple[str, Sample]]:
-    """(sample id, sample) of every row of a jsonl, parquet or hf export, in file order."""
+    """(sample id, sample) of every row of a jsonl, parquet, hf or openai export, in file order (an
+    openai record has no sample id: its line number, from 0, stands for it)."""
     path = Path(path)
-    if fmt == "jsonl":
+    if fmt == "openai":
+        from toolcall.formats import record_to_samples
+
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines):
+                [sample] = record_to_samples(json.loads(line), "openai")
+                yield str(number), sample
+    elif fmt == "jsonl":
         from toolcall.formats import record_to_samples
 
         with path.open(encoding="utf-8") as lines:
@@ -417,7 +507,7 @@ def read_export(path: Path, fmt: str) -> Iterator[tuple[str, Sample]]:
         for row in datasets.load_from_disk(str(path)):
             yield row["sample_id"], sample_from_row(row)
     else:
-        raise ExportError(f"read_export reads jsonl, parquet or hf, not {fmt!r}")
+        raise ExportError(f"read_export reads jsonl, parquet, hf or openai, not {fmt!r}")
 
 
 # --- the command --------------------------------------------------------------------------------

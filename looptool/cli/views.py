@@ -126,9 +126,12 @@ def replay(
 def export(
     ctx: typer.Context,
     fmt: Annotated[
-        Literal["jsonl", "parquet", "hf", "verl"],
+        Literal["jsonl", "parquet", "hf", "openai", "verl"],
         typer.Option(
-            "--format", help="jsonl, parquet, hf (a datasets.Dataset folder) or verl (trainer parquet)."
+            "--format",
+            help="jsonl, parquet, hf (a datasets.Dataset folder), openai (chat fine-tuning jsonl: "
+            "messages with the label as the last assistant turn, and tools; for OpenAI, TRL, "
+            "LLaMA-Factory) or verl (trainer parquet).",
         ),
     ] = "jsonl",
     round_: Annotated[

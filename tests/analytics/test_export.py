@@ -242,8 +242,8 @@ async def test_a_failed_export_leaves_the_previous_one_and_no_partial_files(
     monkeypatch.setattr(
         datasets.Dataset, "save_to_disk", lambda self, where, **_: fail_half_way(self, Path(where) / "x")
     )
-    if fmt == "jsonl":
-        monkeypatch.setattr("views.export.jsonl_record", lambda member: 1 / 0)
+    if fmt in ("jsonl", "openai"):
+        monkeypatch.setattr(f"views.export.{fmt}_record", lambda member: 1 / 0)
     with pytest.raises((OSError, ZeroDivisionError)):
         export_dataset(dataset, fmt, target)
     assert _files(target) == before
@@ -350,7 +350,7 @@ def _ingested(path: Path) -> list[Sample]:
     return samples
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf", "openai"])
 def test_an_export_ingested_again_gives_the_same_samples(tmp_path: Path, fmt: str) -> None:
     """Parquet and hf exports once dead-lettered every call label: they write call arguments as JSON
     strings, and the label reader took only objects (the context's calls took both)."""
@@ -446,3 +446,53 @@ async def test_export_to_dash_writes_the_data_alone_to_standard_output(
     assert done.stdout == expected
     assert b"wrote D_1" in done.stderr and b"standard output" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d1.jsonl"]  # no file named "-"
+
+
+def test_openai_export_is_the_chat_fine_tuning_format(tmp_path: Path) -> None:
+    """No export was what OpenAI fine-tuning, TRL or LLaMA-Factory read: ``messages`` ending with the
+    label as an assistant turn, ``tools`` as typed functions, calls with ids their results answer."""
+    dataset = _edge_dataset()
+    path = export_dataset(dataset, "openai", tmp_path / "d1.openai.jsonl", force=True).path
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == len(dataset.members)
+    assert all(set(r) <= {"messages", "tools", "ordered", "current_time"} for r in records)
+    assert "null" not in path.read_text(encoding="utf-8") and '""' not in path.read_text(encoding="utf-8")
+    first, weather, joke, dialogue = records
+    assert first["tools"][0] == {"type": "function", "function": _SEARCH}
+    assert first["current_time"] == "2026-03-05 09:00" and "current_time" not in weather
+    assert first["messages"][0] == {"role": "user", "content": "Flüge nach 東京 🛫, morgen?"}
+    [label] = first["messages"][1:]
+    assert label["role"] == "assistant" and "content" not in label and "weight" not in label
+    assert [c["function"] for c in label["tool_calls"]] == [
+        {"name": "search_flights", "arguments": '{"to":"東京","from":"Zürich","date":"2026-03-06"}'},
+        {"name": "search_flights", "arguments": '{"to":"Ōsaka","from":"Zürich"}'},
+    ]
+    assert all(
+        c["type"] == "function" and c["id"].isalnum() and len(c["id"]) == 9 for c in label["tool_calls"]
+    )
+    assert weather["messages"][-1]["tool_calls"][0]["function"] == {
+        "name": "current_weather",
+        "arguments": "{}",
+    }
+    assert joke["messages"][-1] == {"role": "assistant", "content": "Dafür habe ich kein passendes Werkzeug."}
+    roles = [m["role"] for m in dialogue["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "tool", "assistant", "user", "assistant"]
+    asked, *results = dialogue["messages"][2:5]
+    assert asked["weight"] == 0 and "content" not in asked
+    assert [r["tool_call_id"] for r in results] == [c["id"] for c in asked["tool_calls"]]
+    assert all("name" not in r for r in results)  # the id names the tool
+    assert dialogue["ordered"] is True and "ordered" not in first
+    ids = [c["id"] for m in dialogue["messages"] for c in m.get("tool_calls", [])]
+    assert len(ids) == len(set(ids)) == 4
+    # The same ids in every export: they are derived from the sample, turn and call.
+    again = export_dataset(dataset, "openai", tmp_path / "again.jsonl", force=True).path
+    assert again.read_bytes() == path.read_bytes()
+    loaded = [s for _, s in read_export(path, "openai")]
+    assert [s.content_hash() for s in loaded] == [m.content_hash for m in dataset.members]
+
+
+async def test_openai_export_of_a_run_reads_back_to_its_samples(live_run: LiveRun, tmp_path: Path) -> None:
+    dataset = await dataset_at(live_run.settings, Cut(round=2))
+    path = export_dataset(dataset, "openai", tmp_path / "d2.openai.jsonl").path
+    assert [s.content_hash() for s in _ingested(path)] == [m.content_hash for m in dataset.members]
