@@ -41,7 +41,7 @@ from toolcall.parsing import render_action
 from toolcall.types import Action, ToolCall
 from views.analytics.collect import failing_rule
 from views.config import StoreRunSettings
-from views.store import SampleStore, event_from_row
+from views.store import SampleStore, event_from_row, open_for_reading
 
 MAX_DEPTH = 16
 
@@ -470,9 +470,7 @@ def run_lineage(
 ) -> SampleLineage:
     """``looptool lineage SAMPLE_ID``: from the store at ``store_path`` if given, else the topics."""
     if store_path is not None:
-        if not (Path(store_path) / "events.lance").exists():
-            raise FileNotFoundError(f"no sample store at {store_path}")
-        index: EventIndex = StoreIndex(SampleStore(store_path))
+        index: EventIndex = StoreIndex(open_for_reading(store_path))
     else:
         with console.status(f"reading run {settings.run_id} from the topics…"):
             index = asyncio.run(index_from_topics(settings))

@@ -49,7 +49,7 @@ from toolcall.canonical import content_hash
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample
 from views.config import StoreRunSettings
-from views.store import ALL_TOPIC_NAMES, BulkLoad, SampleStore, store_lock
+from views.store import ALL_TOPIC_NAMES, BulkLoad, SampleStore, building_beside, store_lock
 
 log = get_logger(__name__)
 
@@ -432,10 +432,12 @@ async def replay_to(
     boundary = await load_boundary(settings, cut)
     result = ReplayResult(cut=cut, boundary=boundary, store_path=store_path)
     with contextlib.ExitStack() as held:
+        store: BulkLoad | None = None
         if store_path is not None:  # one writer per store folder (a live store, a rebuild)
             held.enter_context(store_lock(store_path))
-        store = BulkLoad(SampleStore.reset(store_path)) if store_path is not None else None
-        if store is not None:
+            # Built beside the folder and swapped in at the end: an interrupted replay leaves the
+            # store that was there (an earlier replay) as it was.
+            store = BulkLoad(SampleStore(held.enter_context(building_beside(store_path))))
             held.callback(store.close)
         ledger = Ledger()
         origins: dict[str, Event[SampleAdded]] = {}

@@ -59,6 +59,10 @@ log = get_logger(__name__)
 STAGE = Producer(stage="store", version="1")
 # The folder's identity: the live materialiser's consumer position belongs to the folder, not the run.
 STORE_ID_FILE = ".store-id"
+# In a store being built beside its target (rebuild, replay): removed just before the swap, so a
+# folder that still holds it is a build that never finished and readers refuse it.
+BUILD_MARK = ".store-building"
+_STORE_FILES = (STORE_ID_FILE, BUILD_MARK)  # what a store folder holds besides its tables
 
 
 class SampleStore:
@@ -327,6 +331,27 @@ class BulkLoad:
             samples.add(rows_table(rows, SAMPLES_SCHEMA))
 
 
+class IncompleteStore(RuntimeError):
+    """A folder holding a store whose build (rebuild, replay) never finished: not a store to read."""
+
+
+def open_for_reading(path: Path) -> SampleStore:
+    """The store at ``path`` for a reader (``stats --store``, ``lineage --store``).
+
+    Refuses a folder that holds no store (opening one would create empty tables there and read them as
+    a run with no events) and a build that never finished (:data:`BUILD_MARK`).
+    """
+    folder = Path(path)
+    if (folder / BUILD_MARK).exists():
+        raise IncompleteStore(
+            f"{folder} is a sample store whose build (rebuild or replay) has not finished or was "
+            "interrupted: run the rebuild or replay again and read its target folder"
+        )
+    if not (folder / "events.lance").exists():
+        raise FileNotFoundError(f"no sample store at {folder} (expected {folder / 'events.lance'})")
+    return SampleStore(folder)
+
+
 class StoreBusy(RuntimeError):
     """Another process holds the store folder (a live ``store`` or a ``rebuild``)."""
 
@@ -369,7 +394,7 @@ def check_store_folder(folder: Path) -> None:
     strangers = [
         name
         for name in strangers
-        if not ((folder / name).is_dir() and name.endswith(".lance")) and name != STORE_ID_FILE
+        if not ((folder / name).is_dir() and name.endswith(".lance")) and name not in _STORE_FILES
     ]
     if strangers or not folder.is_dir():
         raise ValueError(
@@ -409,13 +434,10 @@ async def rebuild(
     if workers > 1 and codec is not None:
         raise ValueError("a rebuild in several workers decodes with one codec per worker; give no codec")
     target = Path(path or settings.store.folder(settings.run_id)).absolute()
-    with store_lock(target):
-        check_store_folder(target)
-        building = target.with_name(f".{target.name}.rebuild-{secrets.token_hex(6)}")
-        load: BulkLoad | None = None
+    with store_lock(target), building_beside(target) as building:
+        store = SampleStore(building)
+        load = BulkLoad(store)
         try:
-            store = SampleStore(building)
-            load = BulkLoad(store)
             if workers == 1:
                 stats = ReplayStats()
                 async for batch in replay_flat(
@@ -452,15 +474,9 @@ async def rebuild(
                 load.finish()
             else:
                 load.refold(loaded.refold)
-            load.close()
-            load = None
-            del store  # LanceDB's handles on the folder go before it is moved
-            _swap_in(building, target)
         finally:
-            if load is not None:
-                load.close()  # no append may still be writing into the folder removed below
-            if building.exists():
-                shutil.rmtree(building, ignore_errors=True)
+            load.close()  # no append may still be writing into the folder when it is swapped or removed
+        del store, load  # LanceDB's handles on the folder go before it is moved
     log.info(
         "store.rebuilt",
         path=str(target),
@@ -469,6 +485,29 @@ async def rebuild(
         workers=workers,
     )
     return stats
+
+
+@contextlib.contextmanager
+def building_beside(target: Path) -> Iterator[Path]:
+    """A new folder beside ``target`` to build a store in, put at ``target`` when the block ends
+    without an error and removed when it raises (rebuild and ``replay --store``).
+
+    The caller holds ``target``'s :func:`store_lock`. Until the swap the folder holds
+    :data:`BUILD_MARK`, so a build that is killed before its ``finally`` runs is still refused by
+    readers; ``target`` itself is never touched before the build is complete.
+    """
+    target = Path(target).absolute()
+    check_store_folder(target)
+    building = target.with_name(f".{target.name}.rebuild-{secrets.token_hex(6)}")
+    building.mkdir(parents=True)
+    try:
+        (building / BUILD_MARK).write_text(f"{os.getpid()}\n", encoding="utf-8")
+        yield building
+        (building / BUILD_MARK).unlink()
+        _swap_in(building, target)
+    finally:
+        if building.exists():
+            shutil.rmtree(building, ignore_errors=True)
 
 
 def _swap_in(built: Path, target: Path) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 
 import pytest
+from rich.console import Console
 
 from bus.broker import free_port
 from bus.kafka import EventProducer, ensure_topics, replay
@@ -463,3 +465,45 @@ async def test_a_default_rebuild_sizes_its_workers_from_the_run(settings, tmp_pa
     assert cores == len(os.sched_getaffinity(0)) and partitions == settings.kafka.partitions
     assert sized_run.records == alone.records
     assert SampleStore(tmp_path / "sized").snapshot() == SampleStore(tmp_path / "alone").snapshot()
+
+
+# --- an interrupted replay keeps the store that was there ------------------------------------------
+
+
+async def test_an_interrupted_replay_leaves_the_earlier_store_readable(settings, tmp_path) -> None:
+    """``replay --store DIR`` builds beside DIR and swaps at the end: stopped mid-way (here by its
+    progress hook), DIR still holds the earlier replay, which readers read; a build folder that was
+    never finished (its process killed) is refused by readers instead of read as an empty run."""
+    from views.analytics import load_stats
+    from views.lineage import run_lineage
+    from views.store import IncompleteStore, building_beside, open_for_reading
+
+    added, _fixes, _others = await _publish_run(settings, n=30)
+    folder = tmp_path / "replayed"
+    await replay_to(settings, Cut(), store_path=folder)
+    before = SampleStore(folder).snapshot()
+    assert before["events"]
+
+    def stop_after_one_batch(new: int) -> None:
+        raise KeyboardInterrupt  # what Ctrl-C (and SIGTERM, in the CLI) raises mid-replay
+
+    with pytest.raises(KeyboardInterrupt):
+        await replay_to(settings, Cut(), store_path=folder, on_batch=stop_after_one_batch)
+    assert SampleStore(folder).snapshot() == before
+    assert load_stats(folder).events == len(before["events"])
+    lineage = run_lineage(
+        settings, added[0].payload.sample_id, console=Console(file=io.StringIO()), store_path=folder
+    )
+    assert lineage.added_event_id == added[0].event_id
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["replayed"]
+
+    # A build whose process was killed before its cleanup ran: its folder is not a store to read.
+    with building_beside(tmp_path / "other") as building:
+        BulkLoad(SampleStore(building)).add(added[:3])
+        for read in (open_for_reading, load_stats):
+            with pytest.raises(IncompleteStore, match="has not finished or was interrupted"):
+                read(building)
+        with pytest.raises(IncompleteStore):
+            run_lineage(settings, "s_000", console=Console(file=io.StringIO()), store_path=building)
+    with pytest.raises(FileNotFoundError, match="no sample store"):
+        open_for_reading(tmp_path / "missing")

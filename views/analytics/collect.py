@@ -36,7 +36,7 @@ from schemas.events import (
 from views.analytics.frames import NO_CALL, PASSED, RunStats
 from views.analytics.judges import VOTE_COLUMNS, vote_rows
 from views.deadletters import category_of
-from views.store import ALL_TOPIC_NAMES, SampleStore, event_from_row
+from views.store import ALL_TOPIC_NAMES, SampleStore, event_from_row, open_for_reading
 
 log = get_logger(__name__)
 
@@ -320,10 +320,7 @@ def _events(source: EventSource) -> Iterable[Event[Any]]:
     if isinstance(source, SampleStore):
         return events_from_store(source)
     if isinstance(source, str | Path):
-        path = Path(source)
-        if not (path / "events.lance").exists():
-            raise FileNotFoundError(f"no sample store at {path} (expected {path / 'events.lance'})")
-        return events_from_store(SampleStore(path))
+        return events_from_store(open_for_reading(Path(source)))
     return source
 
 
