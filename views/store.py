@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import glob
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -498,6 +500,7 @@ def building_beside(target: Path) -> Iterator[Path]:
     """
     target = Path(target).absolute()
     check_store_folder(target)
+    remove_stale_builds(target)
     building = target.with_name(f".{target.name}.rebuild-{secrets.token_hex(6)}")
     building.mkdir(parents=True)
     try:
@@ -508,6 +511,39 @@ def building_beside(target: Path) -> Iterator[Path]:
     finally:
         if building.exists():
             shutil.rmtree(building, ignore_errors=True)
+
+
+# A build folder (.NAME.rebuild-*) or a replaced store (.NAME.old-*) beside the store NAME.
+_BUILD_FOLDER = re.compile(r"\.(?P<name>.+)\.(?P<kind>rebuild|old)-[0-9a-f]{12}")
+
+
+def remove_stale_builds(target: Path) -> list[Path]:
+    """Remove what killed rebuilds and replays of ``target`` left beside it; returns what was removed.
+
+    The caller holds ``target``'s :func:`store_lock`, so no build of ``target`` is running and every
+    ``.NAME.rebuild-*`` folder is a dead one. Only folders named exactly as :func:`building_beside` and
+    :func:`_swap_in` name them, and holding nothing but store tables and marks, are removed. A
+    replaced store (``.NAME.old-*``) is kept while ``target`` is missing: a kill between the two
+    renames of a swap left the only store there.
+    """
+    target = Path(target).absolute()
+    removed: list[Path] = []
+    for sibling in sorted(target.parent.glob(f".{glob.escape(target.name)}.*-*")):
+        match = _BUILD_FOLDER.fullmatch(sibling.name)
+        if match is None or match["name"] != target.name or sibling.is_symlink() or not sibling.is_dir():
+            continue
+        if match["kind"] == "old" and not target.exists():
+            log.warning("store.replaced_store_kept", path=str(sibling), missing=str(target))
+            continue
+        try:
+            check_store_folder(sibling)
+        except ValueError:  # something else lives there: not ours to remove
+            log.warning("store.stale_build_kept", path=str(sibling))
+            continue
+        shutil.rmtree(sibling, ignore_errors=True)
+        removed.append(sibling)
+        log.info("store.stale_build_removed", path=str(sibling))
+    return removed
 
 
 def _swap_in(built: Path, target: Path) -> None:

@@ -7,7 +7,9 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
+from types import FrameType
 from typing import TypeVar
 
 import typer
@@ -93,6 +95,26 @@ async def check_reachable(settings: Settings) -> None:
         f"cannot reach the Kafka broker at {kafka.bootstrap_servers} (tried for "
         f"{kafka.connect_timeout_s:g} s; last: {reason}); is it running? `looptool broker` starts a local one"
     )
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """For the block, SIGTERM raises KeyboardInterrupt as Ctrl-C does, so a rebuild or replay stopped
+    by ``kill`` or a supervisor runs its cleanup (the build folder beside the store) instead of dying
+    at once (Python's default for SIGTERM). A no-op outside the main thread, where no handler can be
+    set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:

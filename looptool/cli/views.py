@@ -12,7 +12,13 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from rich.console import Console
 
-from looptool.cli.common import console, require_broker, run_until_signalled, settings_of
+from looptool.cli.common import (
+    console,
+    require_broker,
+    run_until_signalled,
+    settings_of,
+    sigterm_as_interrupt,
+)
 from looptool.config import Settings
 
 if TYPE_CHECKING:
@@ -65,7 +71,10 @@ def rebuild(
     settings = settings_of(ctx)
     require_broker(settings)
     target = path or settings.store.folder(settings.run_id)
-    with counting_status(console, f"rebuilding {target} from run {settings.run_id}") as progress:
+    with (
+        sigterm_as_interrupt(),
+        counting_status(console, f"rebuilding {target} from run {settings.run_id}") as progress,
+    ):
         try:
             stats = asyncio.run(
                 rebuild_store(settings, target, allow_empty=allow_empty, workers=workers, on_batch=progress)
@@ -107,14 +116,15 @@ def replay(
     settings = settings_of(ctx)
     require_broker(settings)
     try:
-        result = run_replay(
-            settings,
-            round_=round_,
-            until=until,
-            store_path=store_path,
-            console=console,
-            check_curation=check_curation,
-        )
+        with sigterm_as_interrupt():  # a kill runs the cleanup of the build beside the store
+            result = run_replay(
+                settings,
+                round_=round_,
+                until=until,
+                store_path=store_path,
+                console=console,
+                check_curation=check_curation,
+            )
     except ReplayError as error:
         raise typer.BadParameter(str(error)) from None
     failed_manifest = result.dataset is not None and not result.dataset.verified

@@ -507,3 +507,75 @@ async def test_an_interrupted_replay_leaves_the_earlier_store_readable(settings,
             run_lineage(settings, "s_000", console=Console(file=io.StringIO()), store_path=building)
     with pytest.raises(FileNotFoundError, match="no sample store"):
         open_for_reading(tmp_path / "missing")
+
+
+# --- what killed rebuilds leave beside the store -------------------------------------------------
+
+
+async def test_a_rebuild_removes_what_killed_builds_left_beside_the_store(settings, tmp_path) -> None:
+    """A rebuild killed by SIGKILL leaves its build folder (and maybe the replaced store) beside the
+    store; the next rebuild, holding the store's lock, removes them, and only them."""
+    from views.store import BUILD_MARK
+
+    await _publish_run(settings, n=6)
+    folder = tmp_path / "store"
+    await rebuild(settings, folder)
+    stale = [tmp_path / ".store.rebuild-0123456789ab", tmp_path / ".store.old-abcdef012345"]
+    for leftover in stale:
+        (leftover / "events.lance").mkdir(parents=True)
+        (leftover / BUILD_MARK).write_text("1\n")
+    strangers = [
+        tmp_path / ".store.rebuild-fedcba987654",  # holds something a store never does
+        tmp_path / ".store.rebuild-notabuild",  # not a name a build is given
+        tmp_path / ".storex.rebuild-0123456789ab",  # another store's build
+    ]
+    for stranger in strangers:
+        stranger.mkdir()
+        (stranger / "notes.txt").write_text("mine")
+    (strangers[1] / "notes.txt").unlink()
+    await rebuild(settings, folder)
+    assert not any(leftover.exists() for leftover in stale)
+    assert all(stranger.exists() for stranger in strangers)
+    assert SampleStore(folder).counts()["samples"] == 6
+
+
+def test_sigterm_stops_a_build_like_ctrl_c_and_its_folder_is_removed(tmp_path) -> None:
+    """``rebuild`` and ``replay`` take SIGTERM as Ctrl-C (:func:`sigterm_as_interrupt`): a build killed
+    so, in the middle of its event loop, removes its folder beside the store."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from pathlib import Path
+        from looptool.cli.common import sigterm_as_interrupt
+        from views.store import SampleStore, building_beside, store_lock
+
+        async def build() -> None:
+            target = Path({str(tmp_path / "store")!r})
+            with store_lock(target), building_beside(target) as building:
+                SampleStore(building)
+                print("building", flush=True)
+                await asyncio.sleep(60)
+
+        with sigterm_as_interrupt():
+            try:
+                asyncio.run(build())
+            except KeyboardInterrupt:
+                sys.exit(130)
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "building"
+        assert [p.name for p in tmp_path.iterdir() if ".rebuild-" in p.name]
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == 130
+    finally:
+        child.kill()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == []
