@@ -1,21 +1,23 @@
-"""Events as the sample store keeps them: envelope values and canonical JSON, without pydantic models.
+"""Events as the sample store keeps them: envelope values and ordered JSON, without pydantic models.
 
 A :class:`FlatEvent` holds what the store's rows are made of (:mod:`views.rows`): the envelope's
-values, the payload's single-value fields (strings, numbers, booleans, None) and the canonical JSON
-(:func:`toolcall.canonical.canonical_json`: sorted keys, compact) of each of its other fields and of
-the whole payload. A replay into the store needs nothing else, so :class:`FlatReader` reads it
-straight from the Avro record: per writer schema it compiles one function that writes the JSON text
-from the record's values, where decoding to models and dumping them again cost about twice as much
-(``benchmarks/codec_replay.py``).
+values, the payload's single-value fields (strings, numbers, booleans, None) and the compact JSON, in
+the run's key order (:func:`ordered_json`), of each of its other fields and of the whole payload: the
+order of a tool's parameters and of a call's arguments is part of what a model is shown, so the store
+keeps it, as the export does (hashes never use this text: they sort, with
+:func:`toolcall.canonical.canonical_json`). A replay into the store needs nothing else, so
+:class:`FlatReader` reads it straight from the Avro record: per writer schema it compiles one
+function that writes the JSON text from the record's values, where decoding to models and dumping
+them again cost about twice as much (``benchmarks/codec_replay.py``).
 
-The JSON is the same text, byte for byte, as ``canonical_json(payload.model_dump(mode="json"))``,
-except that a float that is not finite is null (:func:`canonical`): tests compare both ways on every
-event type and schema version, and on random content. What the compiled readers do not cover (a
-writer schema with inline tool specs, whose validators must run; bytes; unions of records; field
-constraints) is decoded to models and flattened from them (:func:`flatten`), as is every event a
-process holds as a model. What a model read checks, the compiled readers check too
-(``Literal`` values, the shape of JSON fields), so a record either flattens to what its model would
-or is refused as corrupt.
+The JSON is the same text, byte for byte, as ``ordered_json(payload.model_dump(mode="json"))`` (a
+model's fields in their declared order, a dict's keys in theirs; a float that is not finite is null):
+tests compare both ways on every event type and schema version, and on random content. What the
+compiled readers do not cover (a writer schema with inline tool specs, whose validators must run;
+bytes; unions of records; field constraints) is decoded to models and flattened from them
+(:func:`flatten`), as is every event a process holds as a model. What a model read checks, the
+compiled readers check too (``Literal`` values, the shape of JSON fields), so a record either
+flattens to what its model would or is refused as corrupt.
 """
 
 from __future__ import annotations
@@ -50,28 +52,29 @@ from schemas.codec import (
 from schemas.events import PAYLOAD_TYPES, Event
 from schemas.interning import TOOLSET_REF, Reference
 from schemas.registry import RegisteredSchema
-from toolcall.canonical import canonical_json
+from toolcall.canonical import compact_json
 from toolcall.specs import ToolSpec, tools_json
 
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-# canonical_json's options (sorted keys, compact, no NaN), with the C encoder built once.
-_canonical_c = (
-    _c_make_encoder(None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+# compact_json's options (key order kept, compact, no NaN): the codec's writer writes `*_json` so.
+_ordered_c = (
+    _c_make_encoder(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, False)
     if _c_make_encoder is not None
     else None
 )
 
 
-def canonical(value: Any) -> str:
-    """:func:`toolcall.canonical.canonical_json` (with its C encoder built once instead of per call),
-    where a float that is not finite is written as null, as pydantic writes it in JSON: JSON has no
-    such numbers, and a perplexity of inf or a NaN training loss must not stop the store."""
+def ordered_json(value: Any) -> str:
+    """Compact JSON keeping key order (:func:`toolcall.canonical.compact_json`, with its C encoder built
+    once instead of per call), where a float that is not finite is written as null, as pydantic writes
+    it in JSON: JSON has no such numbers, and a perplexity of inf or a NaN training loss must not stop
+    the store. The form of the store's JSON."""
     try:
-        if _canonical_c is None or isinstance(value, str):
-            return canonical_json(value)
-        return "".join(_canonical_c(value, 0))
+        if _ordered_c is None or isinstance(value, str):
+            return compact_json(value)
+        return "".join(_ordered_c(value, 0))
     except ValueError:  # a float that is not finite (the encoder's only ValueError)
-        return canonical_json(_finite(value))
+        return compact_json(_finite(value))
 
 
 def _finite(value: Any) -> Any:
@@ -85,9 +88,9 @@ def _finite(value: Any) -> Any:
     return value
 
 
-json_string = json.encoder.encode_basestring  # canonical JSON of a str (non-ASCII kept, as canonical_json)
+json_string = json.encoder.encode_basestring  # JSON of a str (non-ASCII kept, as compact_json)
 _SCALARS = (str, int, float, bool)
-# Per JSON field of a compiled reader: the canonical JSON of recent short texts (memory stays small).
+# Per JSON field of a compiled reader: the ordered JSON of recent short texts (memory stays small).
 JSON_TEXTS_KEPT = 4096
 JSON_TEXT_KEPT_CHARS = 256
 
@@ -105,8 +108,8 @@ class FlatEvent:
     parent_ids: list[str]
     checkpoint_id: str | None
     fields: dict[str, Any]  # the payload's single-value fields (see :func:`scalar_fields`)
-    json: dict[str, str]  # canonical JSON of each of the payload's other fields
-    payload_json: str  # canonical JSON of the whole payload
+    json: dict[str, str]  # ordered JSON (:func:`ordered_json`) of each of the payload's other fields
+    payload_json: str  # ordered JSON of the whole payload
 
 
 def _is_scalar(annotation: Any) -> bool:
@@ -157,22 +160,25 @@ def flatten(event: Event[Any]) -> FlatEvent:
 
 
 def flat_payload(payload: BaseModel) -> tuple[dict[str, Any], dict[str, str], str]:
-    """A payload model's single values, its other fields' canonical JSON, and its own."""
-    scalars = scalar_fields(type(payload))
+    """A payload model's single values, its other fields' ordered JSON, and its own."""
+    model = type(payload)
+    scalars = scalar_fields(model)
     values = payload.__dict__
     tools = values.get("tools")
     spliced = bool(tools) and type(tools) is list and type(tools[0]) is ToolSpec
     dumped = payload.model_dump(mode="json", exclude=_WITHOUT_TOOLS if spliced else None)
-    pieces = {name: canonical(value) for name, value in dumped.items() if name not in scalars}
-    if spliced:  # the tool list's JSON is made once per list (tools_json); keys are sorted
-        pieces["tools"] = tools_json(tools)
-        before = {key: value for key, value in dumped.items() if key < "tools"}
-        after = {key: value for key, value in dumped.items() if key > "tools"}
-        head = canonical(before)[:-1] + ("," if before else "")
-        tail = ("," if after else "") + canonical(after)[1:]
+    pieces = {name: ordered_json(value) for name, value in dumped.items() if name not in scalars}
+    if spliced:  # the tool list's JSON is made once per list (tools_json), at its declared place
+        pieces["tools"] = tools_json(tools, ordered=True)
+        names = list(model.model_fields)
+        at = names.index("tools")
+        before = {key: dumped[key] for key in names[:at]}
+        after = {key: dumped[key] for key in names[at + 1 :]}
+        head = ordered_json(before)[:-1] + ("," if before else "")
+        tail = ("," if after else "") + ordered_json(after)[1:]
         payload_text = head + '"tools":' + pieces["tools"] + tail
     else:
-        payload_text = canonical(dumped)
+        payload_text = ordered_json(dumped)
     return {name: values[name] for name in scalars}, pieces, payload_text
 
 
@@ -204,7 +210,7 @@ def _bool_json(value: bool) -> str:
 @dataclass
 class _Field:
     """One model field in a compiled flat reader: lines that set its variables, the source of its
-    canonical JSON, and the source of its value (single-value fields only)."""
+    ordered JSON, and the source of its value (single-value fields only)."""
 
     name: str
     lines: list[str]
@@ -269,7 +275,7 @@ class _FlatCompiler:
 
     @staticmethod
     def _object(fields: list[_Field]) -> str:
-        """Source of a JSON object's text from its fields (in sorted order)."""
+        """Source of a JSON object's text from its fields (in the model's declared order)."""
         if not fields:
             return "'{}'"
         parts = []
@@ -288,11 +294,11 @@ class _FlatCompiler:
             raise _Unsupported(f"{model.__name__} has field constraints")
 
     def _fields(self, node: dict[str, Any], model: type[BaseModel], record: str) -> list[_Field]:
-        """The model's fields, in sorted order (canonical JSON sorts keys), read from ``record``."""
+        """The model's fields, in their declared order (as its dump writes them), read from ``record``."""
         self._check_model(model)
         avro_fields = {field["name"]: field for field in node["fields"]}
         out = []
-        for name in sorted(model.model_fields):
+        for name in model.model_fields:
             field = model.model_fields[name]
             annotation = field.annotation
             if name in avro_fields:
@@ -315,7 +321,7 @@ class _FlatCompiler:
                 )
             elif not field.is_required():  # a field this writer did not have: its default
                 default = field.get_default(call_default_factory=True)
-                text = repr(canonical(TypeAdapter(annotation).dump_python(default, mode="json")))
+                text = repr(ordered_json(TypeAdapter(annotation).dump_python(default, mode="json")))
                 value = self._constant(default, "_default") if _is_scalar(annotation) else None
                 out.append(_Field(name, [], text, value))
             else:
@@ -370,7 +376,7 @@ class _FlatCompiler:
         return f"('null' if {variable} is None else {text})" if optional else text
 
     def _json(self, node: Any, annotation: Any, value: str) -> str:
-        """Source of the canonical JSON of what the model would hold, from the Avro ``value``."""
+        """Source of the ordered JSON of what the model would hold, from the Avro ``value``."""
         node = self.avro.resolve(node)
         inner, optional = _split_optional(annotation)
         if typing.get_origin(inner) is typing.Annotated:
@@ -407,17 +413,7 @@ class _FlatCompiler:
                 raise _Unsupported(f"a map for {annotation!r}")
             variable, key = self._variable(), self._variable()
             read = self._json(node["values"], typing.get_args(inner)[1], variable)
-            pairs = (
-                "_string("
-                + key
-                + ") + ':' + "
-                + read
-                + " for "
-                + key
-                + ", "
-                + variable
-                + " in sorted(m.items())"
-            )
+            pairs = "_string(" + key + ") + ':' + " + read + " for " + key + ", " + variable + " in m.items()"
             mapping = self._function(f"map {annotation!r}", "m", [], "'{' + ','.join([" + pairs + "]) + '}'")
             return f"{mapping}({value})"
         if kind == "fixed" and _full_name(node, self.avro.named) == TOOLSET_REF:
@@ -427,7 +423,7 @@ class _FlatCompiler:
         raise _Unsupported(f"{kind} for {annotation!r}")
 
     def _record(self, node: dict[str, Any], model: type[BaseModel]) -> str:
-        """The name of a compiled function from one Avro record to its model's canonical JSON."""
+        """The name of a compiled function from one Avro record to its model's ordered JSON."""
         if _full_name(node, self.avro.named) in VALIDATED_ONCE:
             raise _Unsupported(f"{model.__name__} is validated when read (inline tool specs)")
         fields = self._fields(node, model, "r")
@@ -444,8 +440,10 @@ class _FlatCompiler:
 
     def _json_field(self, annotation: Any, value: str) -> str:
         """JSON kept in a ``<field>_json`` string: read (and checked) as the model's reader reads it,
-        written canonically. Kept per short text: a sample's label and arguments come back on each of
-        its probes, verdicts and curations, and most metadata is ``{}``."""
+        written as :func:`ordered_json` writes the model's dump (the live store's text, whoever wrote
+        the record: another writer may space or escape differently). Kept per short text: a sample's
+        label and arguments come back on each of its probes, verdicts and curations, and most metadata
+        is ``{}``."""
         read = self.avro._json_reader(annotation)
         dump = None if _plain_json(annotation) else TypeAdapter(annotation).dump_python
         known: dict[str, str] = {}
@@ -454,7 +452,7 @@ class _FlatCompiler:
             found = known.get(text)
             if found is None:
                 value = read(text)
-                found = canonical(value if dump is None else dump(value, mode="json"))
+                found = ordered_json(value if dump is None else dump(value, mode="json"))
                 if len(text) <= JSON_TEXT_KEPT_CHARS:
                     if len(known) >= JSON_TEXTS_KEPT:
                         known.clear()
@@ -470,7 +468,7 @@ class _FlatCompiler:
             tools = resolve(digest)
             if tools is None:
                 raise UnresolvedReferenceError(Reference(TOOLSET_REF, digest))
-            return tools_json(tools)
+            return tools_json(tools, ordered=True)
 
         return toolset
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from toolcall.canonical import canonical_json
+from toolcall.canonical import canonical_json, compact_json
 from toolcall.pytypes import TypeExpressionError, parse_type_expression, python_literal, split_top_level
 
 JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object", "null")
@@ -296,20 +296,23 @@ class ToolSpec(BaseModel):
 # list's JSON is the costly part of hashing or storing a sample (the serializer walks every parameter).
 # Bounded by entries and by JSON characters (the specs it keeps alive are of about that size): ingesting
 # a dataset whose samples each bring their own spec instances fills it with lists asked for once or twice.
-_TOOLS_JSON: dict[tuple[int, ...], tuple[str, tuple[ToolSpec, ...]]] = {}
+_TOOLS_JSON: dict[tuple[bool, tuple[int, ...]], tuple[str, tuple[ToolSpec, ...]]] = {}
 _TOOLS_JSON_SIZE = 16_384
 _TOOLS_JSON_CHARS = 8_000_000
 _tools_json_chars = 0
 
 
-def tools_json(tools: Sequence[ToolSpec]) -> str:
-    """``canonical_json`` of the tool list's dump, made once per list of spec instances."""
+def tools_json(tools: Sequence[ToolSpec], *, ordered: bool = False) -> str:
+    """``canonical_json`` of the tool list's dump (for hashes), made once per list of spec instances;
+    with ``ordered``, its compact JSON in the specs' own order (each tool's parameters as the run gave
+    them: what a model is shown, and what the sample store keeps)."""
     global _tools_json_chars
-    key = tuple(map(id, tools))
+    key = (ordered, tuple(map(id, tools)))
     known = _TOOLS_JSON.get(key)
     if known is not None:
         return known[0]
-    text = canonical_json([tool.model_dump(mode="json") for tool in tools])
+    dumped = [tool.model_dump(mode="json") for tool in tools]
+    text = compact_json(dumped) if ordered else canonical_json(dumped)
     if len(_TOOLS_JSON) >= _TOOLS_JSON_SIZE or _tools_json_chars + len(text) > _TOOLS_JSON_CHARS:
         _TOOLS_JSON.clear()
         _tools_json_chars = 0

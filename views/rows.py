@@ -3,9 +3,9 @@
 Everything here is pure: it turns events into the rows of the store's tables (:mod:`views.store`) and
 buffers them column by column for large appends (:class:`RowBuffer`). Kept apart from the store so
 that a rebuild's worker processes (:mod:`views.rebuild_share`) build rows without importing LanceDB.
-Rows are made from events in their flat form (:class:`schemas.flat.FlatEvent`: values and canonical
-JSON), which a replay reads straight from the Avro records; events held as models are flattened
-first (:func:`schemas.flat.flatten`).
+Rows are made from events in their flat form (:class:`schemas.flat.FlatEvent`: values and compact
+JSON in the run's key order), which a replay reads straight from the Avro records; events held as
+models are flattened first (:func:`schemas.flat.flatten`).
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def sample_row(added: FlatEvent, label_events: Sequence[FlatEvent]) -> dict[str,
     """A sample's row: its SampleAdded folded with every LabelCorrected, in event-id order."""
     original_label_json = added.json["label"]
     current_label_json, label_event_id, relabels = original_label_json, added.event_id, 0
-    # canonical JSON of the label history: a list of objects whose keys are written in sorted order
+    # The label history: a list of objects with fixed keys (in sorted order), each label as the run gave it
     history = [
         '{"event_id":'
         + json_string(added.event_id)

@@ -16,7 +16,7 @@ from schemas.interning import TOOLSET_DEFINITION, ToolSetCatalog
 from schemas.registry import default_registry
 from tests.foundation.events_factory import beyond_avro, event_of, one_of_each, sample_added
 from tests.foundation.golden import GOLDEN_DIR
-from toolcall.canonical import canonical_json
+from toolcall.canonical import compact_json
 from toolcall.types import Action, Message, ToolCall
 
 # Writer schemas whose events a replay reads without models. The rest go through them: dead letters
@@ -86,11 +86,13 @@ def test_every_event_type_at_every_version_reads_flat_as_its_model_flattens() ->
             assert flat.schema_version == schema.version
 
 
-def test_the_payload_json_is_the_canonical_json_of_the_models_dump() -> None:
+def test_the_payload_json_is_the_ordered_json_of_the_models_dump() -> None:
+    """Compact, in the dump's own key order (a tool's parameters, a call's arguments as the run gave
+    them), both from a model and from the Avro record."""
     codec = EventCodec(toolsets=ToolSetCatalog())
     reader = FlatReader(codec)
     for payload in [*one_of_each(), sample_added("s_no_tools").model_copy(update={"tools": []})]:
-        expected = canonical_json(payload.model_dump(mode="json"))
+        expected = compact_json(payload.model_dump(mode="json"))
         assert flat_payload(payload)[2] == expected
         assert reader.decode(codec.encode(event_of(payload))).payload_json == expected
 

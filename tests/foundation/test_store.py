@@ -176,15 +176,16 @@ def test_each_run_has_its_own_store_folder(settings) -> None:
     assert other.folder(settings.run_id) == settings.store.path
 
 
-def test_payload_json_is_the_canonical_json_of_the_payload() -> None:
-    """The store's spliced payload JSON (tool lists' JSON cached) equals canonical JSON of the dump."""
+def test_payload_json_is_the_ordered_json_of_the_payload() -> None:
+    """The store's spliced payload JSON (tool lists' JSON cached) equals the dump's compact JSON in its
+    own key order."""
     from schemas.flat import flat_payload
-    from toolcall.canonical import canonical_json
+    from toolcall.canonical import compact_json
 
     payloads = [*one_of_each(), sample_added("s_no_tools").model_copy(update={"tools": []})]
     for payload in payloads:
         for _ in range(2):  # a miss, then a hit of the tool-list cache
-            assert flat_payload(payload)[2] == canonical_json(payload.model_dump(mode="json")), (
+            assert flat_payload(payload)[2] == compact_json(payload.model_dump(mode="json")), (
                 payload.EVENT_TYPE
             )
 
@@ -579,3 +580,47 @@ def test_sigterm_stops_a_build_like_ctrl_c_and_its_folder_is_removed(tmp_path) -
     finally:
         child.kill()
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == []
+
+
+# --- JSON columns keep the run's key order ---------------------------------------------------------
+
+
+async def test_json_columns_keep_the_runs_key_order_live_rebuilt_and_replayed(settings, tmp_path) -> None:
+    """A tool's parameters and a call's arguments in an order sorting would change (start_date,
+    end_date, base, symbols) come out of the store in that order, as the export writes them, whether
+    the store is the live one, a rebuild or a replay (a relabelled sample's row is folded again from
+    the events table, whose payloads keep the order too)."""
+    from toolcall.canonical import compact_json
+    from views.export import jsonl_record
+    from views.replay import DatasetMember
+
+    order = ["start_date", "end_date", "base", "symbols"]
+    assert order != sorted(order)
+    added, fixes, _others = await _publish_run(settings, n=6)
+    live = SampleStore(settings.store.folder(settings.run_id))
+    await materialise(settings, live, stop_when_idle=True)
+    await rebuild(settings, tmp_path / "rebuilt")
+    await replay_to(settings, Cut(), store_path=tmp_path / "replayed")
+    relabelled = {fix.payload.sample_id for fix in fixes}
+    for store in (live, SampleStore(tmp_path / "rebuilt"), SampleStore(tmp_path / "replayed")):
+        rows = store.rows("samples")
+        assert len(rows) == len(added) and relabelled & {row["sample_id"] for row in rows}
+        for row, event in zip(rows, added, strict=True):
+            p = event.payload
+            exported = jsonl_record(
+                DatasetMember(p.sample_id, 1, "SEED", p.tools, p.messages, p.label, event.event_id, "h", "e")
+            )
+            assert row["tools_json"] == compact_json(exported["tools"])
+            assert row["messages_json"] == compact_json(exported["messages"])
+            assert row["original_label_json"] == compact_json(exported["label"])
+            current = PREDICTION if row["sample_id"] in relabelled else LABEL
+            assert row["current_label_json"] == compact_json(current.model_dump(mode="json"))
+            assert list(json.loads(row["tools_json"])[0]["parameters"]["properties"]) == order
+            assert list(json.loads(row["current_label_json"])["calls"][0]["arguments"]) == order
+            history = json.loads(row["label_history_json"])
+            assert [list(step["label"]["calls"][0]["arguments"]) for step in history] == [order] * len(
+                history
+            )
+        [curated] = store.rows("curated")
+        assert list(json.loads(curated["label_json"])["calls"][0]["arguments"]) == order
+    assert SampleStore(tmp_path / "rebuilt").snapshot() == live.snapshot()
