@@ -952,13 +952,13 @@ class EventCodec:
     def _check_resolvable(self, writer: RegisteredSchema) -> None:
         """Refuse a learned writer schema this release's version of its type cannot be resolved from
         (checked once per schema, as Avro schema resolution would, on generated records)."""
+        current = self.registry.current(writer.event_type)
         problem = self._unresolvable.get(writer.fingerprint)
-        if problem is None and writer.fingerprint not in self._unresolvable:
-            current = self.registry.current(writer.event_type)
-            problem = resolution_problem(writer.schema, current.schema) or ""
-            self._unresolvable[writer.fingerprint] = problem
+        if problem is None:  # "" once checked and resolvable
+            problem = self._unresolvable[writer.fingerprint] = (
+                resolution_problem(writer.schema, current.schema) or ""
+            )
         if problem:
-            current = self.registry.current(writer.event_type)
             raise IncompatibleSchemaError(
                 f"{writer.event_type} v{writer.version} (another release's, fingerprint "
                 f"{writer.fingerprint.hex()}) cannot be read as this release's v{current.version}: "

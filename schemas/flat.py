@@ -45,6 +45,7 @@ from schemas.codec import (
     _Compiler,
     _full_name,
     _model_class,
+    _ordered_json,
     _split_optional,
     _trusted,
     default_codec,
@@ -55,24 +56,14 @@ from schemas.registry import RegisteredSchema
 from toolcall.canonical import compact_json
 from toolcall.specs import ToolSpec, tools_json
 
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-# compact_json's options (key order kept, compact, no NaN): the codec's writer writes `*_json` so.
-_ordered_c = (
-    _c_make_encoder(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, False)
-    if _c_make_encoder is not None
-    else None
-)
-
 
 def ordered_json(value: Any) -> str:
-    """Compact JSON keeping key order (:func:`toolcall.canonical.compact_json`, with its C encoder built
-    once instead of per call), where a float that is not finite is written as null, as pydantic writes
-    it in JSON: JSON has no such numbers, and a perplexity of inf or a NaN training loss must not stop
-    the store. The form of the store's JSON."""
+    """Compact JSON keeping key order, as the codec writes ``*_json`` fields (its C encoder, built
+    once), where a float that is not finite is written as null, as pydantic writes it in JSON: JSON has
+    no such numbers, and a perplexity of inf or a NaN training loss must not stop the store. The form
+    of the store's JSON."""
     try:
-        if _ordered_c is None or isinstance(value, str):
-            return compact_json(value)
-        return "".join(_ordered_c(value, 0))
+        return _ordered_json(value)
     except ValueError:  # a float that is not finite (the encoder's only ValueError)
         return compact_json(_finite(value))
 

@@ -483,21 +483,14 @@ def read_export(path: Path, fmt: str) -> Iterator[tuple[str, Sample]]:
     """(sample id, sample) of every row of a jsonl, parquet, hf or openai export, in file order (an
     openai record has no sample id: its line number, from 0, stands for it)."""
     path = Path(path)
-    if fmt == "openai":
+    if fmt in ("jsonl", "openai"):
         from toolcall.formats import record_to_samples
 
         with path.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines):
-                [sample] = record_to_samples(json.loads(line), "openai")
-                yield str(number), sample
-    elif fmt == "jsonl":
-        from toolcall.formats import record_to_samples
-
-        with path.open(encoding="utf-8") as lines:
-            for line in lines:
                 record = json.loads(line)
-                [sample] = record_to_samples(record, "paper")
-                yield record["sample_id"], sample
+                [sample] = record_to_samples(record, "paper" if fmt == "jsonl" else "openai")
+                yield (record["sample_id"] if fmt == "jsonl" else str(number)), sample
     elif fmt == "parquet":
         for row in pq.read_table(path).to_pylist():
             yield row["sample_id"], sample_from_row(row)
