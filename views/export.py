@@ -18,8 +18,10 @@ the run's.
   the dataset's content hash.
 - ``openai``: OpenAI's chat fine-tuning jsonl (also what TRL and LLaMA-Factory read): per sample
   ``messages`` (the context, then the label as the last assistant turn) and ``tools``; tool calls
-  with ids that the tool results answer, arguments as JSON strings; earlier assistant turns carry
-  ``"weight": 0`` (context, not trained on), so the one sample comes back from ``looptool ingest``.
+  with ids that the tool results answer, arguments as JSON strings (OpenAI's way) or, with
+  ``call_arguments="object"``, as objects (what Hugging Face chat templates render with ``tojson``);
+  earlier assistant turns carry ``"weight": 0`` (context, not trained on), so the one sample comes
+  back from ``looptool ingest``.
 - ``verl``: the trainer's RLHF parquet, written by :func:`trainer.verl.data.write_verl_parquet`
   (one writer for training and export).
 
@@ -46,7 +48,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -63,6 +65,11 @@ from views.replay import Cut, DatasetMember, ReplayError, RoundDataset, dataset_
 log = get_logger(__name__)
 
 ExportFormat = Literal["jsonl", "parquet", "hf", "openai", "verl"]
+# How an openai export writes a call's arguments: OpenAI's API and fine-tuning take a JSON string;
+# Hugging Face chat templates (Llama 3.x, Qwen2.5, Mistral, ...) render ``arguments | tojson`` and so
+# need an object (a string would be shown to the model as a quoted, escaped string).
+CallArguments = Literal["string", "object"]
+CALL_ARGUMENTS: tuple[str, ...] = ("string", "object")
 EXPORT_FORMATS: tuple[str, ...] = ("jsonl", "parquet", "hf", "openai", "verl")
 _SUFFIX = {
     "jsonl": ".jsonl",
@@ -156,20 +163,26 @@ def call_id(sample_id: str, turn: int, index: int) -> str:
     return hashlib.sha256(f"{sample_id}:{turn}:{index}".encode()).hexdigest()[:9]
 
 
-def _openai_calls(calls: Sequence[ToolCall], sample_id: str, turn: int) -> list[dict[str, Any]]:
+def _openai_calls(
+    calls: Sequence[ToolCall], sample_id: str, turn: int, arguments: CallArguments
+) -> list[dict[str, Any]]:
     return [
         {
             "id": call_id(sample_id, turn, index),
             "type": "function",
-            "function": {"name": call.name, "arguments": compact_json(call.arguments)},
+            "function": {
+                "name": call.name,
+                "arguments": compact_json(call.arguments) if arguments == "string" else call.arguments,
+            },
         }
         for index, call in enumerate(calls)
     ]
 
 
-def openai_record(member: DatasetMember) -> dict[str, Any]:
+def openai_record(member: DatasetMember, call_arguments: CallArguments = "string") -> dict[str, Any]:
     """The OpenAI chat fine-tuning record of a member: its context, then its label as the last
-    assistant turn, and its tools. Fields are left out rather than written empty or null."""
+    assistant turn, and its tools. Fields are left out rather than written empty or null; call
+    arguments are JSON strings, or objects with ``call_arguments="object"``."""
     messages: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []  # the last assistant turn's calls that no tool result answered yet
     for turn, message in enumerate(member.messages):
@@ -177,7 +190,7 @@ def openai_record(member: DatasetMember) -> dict[str, Any]:
         if message.content or message.role != "assistant":
             entry["content"] = message.content
         if message.role == "assistant":
-            calls = _openai_calls(message.tool_calls, member.sample_id, turn)
+            calls = _openai_calls(message.tool_calls, member.sample_id, turn, call_arguments)
             pending = list(calls)
             if calls:
                 entry["tool_calls"] = calls
@@ -197,7 +210,9 @@ def openai_record(member: DatasetMember) -> dict[str, Any]:
     if label.text:
         final["content"] = label.text
     if label.calls:
-        final["tool_calls"] = _openai_calls(label.calls, member.sample_id, len(member.messages))
+        final["tool_calls"] = _openai_calls(
+            label.calls, member.sample_id, len(member.messages), call_arguments
+        )
     messages.append(final)
     tools = [
         {"type": "function", "function": {k: v for k, v in tool.to_openai().items() if v != ""}}
@@ -397,10 +412,10 @@ def write_jsonl(dataset: RoundDataset, path: Path) -> Path:
     return path
 
 
-def write_openai(dataset: RoundDataset, path: Path) -> Path:
+def write_openai(dataset: RoundDataset, path: Path, call_arguments: CallArguments = "string") -> Path:
     with _staged(path) as built, built.open("w", encoding="utf-8", newline="\n") as out:
         for member in dataset.members:
-            out.write(compact_json(openai_record(member)) + "\n")
+            out.write(compact_json(openai_record(member, call_arguments)) + "\n")
     return path
 
 
@@ -443,17 +458,38 @@ def write_verl(dataset: RoundDataset, path: Path, *, current_time: str | None = 
     return path
 
 
+def check_format(fmt: str, call_arguments: str) -> None:
+    """Refuse an unknown format, and call arguments as objects for a format that has no choice."""
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    if call_arguments not in CALL_ARGUMENTS:
+        raise ExportError(
+            f"call arguments are written as {' or '.join(CALL_ARGUMENTS)}, not {call_arguments!r}"
+        )
+    if call_arguments != "string" and fmt != "openai":
+        raise ExportError(
+            f"call arguments as objects is a choice of the openai format only; {fmt} writes them "
+            + ("as objects already" if fmt == "jsonl" else "as JSON strings")
+        )
+
+
 def export_dataset(
-    dataset: RoundDataset, fmt: str, out: Path, *, current_time: str | None = None, force: bool = False
+    dataset: RoundDataset,
+    fmt: str,
+    out: Path,
+    *,
+    current_time: str | None = None,
+    force: bool = False,
+    call_arguments: str = "string",
 ) -> ExportResult:
     """Write ``dataset`` as ``fmt`` at ``out``.
 
     Refuses a D_J that fails its manifest, and an ``hf`` folder that holds files no export wrote,
     unless ``force``. The export is written beside ``out`` and renamed into place at the end, so a
-    failed export leaves ``out`` as it was and nothing beside it.
+    failed export leaves ``out`` as it was and nothing beside it. ``call_arguments`` (``string`` or
+    ``object``) is how an ``openai`` export writes call arguments.
     """
-    if fmt not in EXPORT_FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    check_format(fmt, call_arguments)
     if not dataset.verified and not force:
         raise ExportError(
             f"D_{dataset.round} in the log does not match its manifest: " + "; ".join(dataset.problems[:5])
@@ -469,7 +505,7 @@ def export_dataset(
     elif fmt == "hf":
         write_hf(dataset, out)
     elif fmt == "openai":
-        write_openai(dataset, out)
+        write_openai(dataset, out, cast(CallArguments, call_arguments))
     else:
         write_verl(dataset, out, current_time=current_time)
     log.info("export.written", path=str(out), format=fmt, round=dataset.round, rows=len(dataset.members))
@@ -518,15 +554,17 @@ async def export_round(
     *,
     force: bool = False,
     current_time: str = DEFAULT_CURRENT_TIME,
+    call_arguments: str = "string",
 ) -> ExportResult:
     """Rebuild D_J as of ``cut`` from the topics and export it."""
-    if fmt not in EXPORT_FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    check_format(fmt, call_arguments)
     if out is not None:  # before the replay: a refusal should not cost one
         check_target(resolve_target(out), fmt, force=force)
     dataset = await dataset_at(settings, cut)
     target = out or default_export_path(settings, dataset.round, fmt)
-    return export_dataset(dataset, fmt, target, current_time=current_time, force=force)
+    return export_dataset(
+        dataset, fmt, target, current_time=current_time, force=force, call_arguments=call_arguments
+    )
 
 
 def run_export(
@@ -539,11 +577,16 @@ def run_export(
     console: Console,
     force: bool = False,
     current_time: str = DEFAULT_CURRENT_TIME,
+    call_arguments: str = "string",
 ) -> ExportResult:
     """``looptool export``: D_J as of the cut (default: the latest closed round), written as ``fmt``."""
     cut = Cut.from_options(round_, until)
     with console.status(f"rebuilding the dataset as of {cut.describe()} from the topics…"):
-        result = asyncio.run(export_round(settings, cut, fmt, out, force=force, current_time=current_time))
+        result = asyncio.run(
+            export_round(
+                settings, cut, fmt, out, force=force, current_time=current_time, call_arguments=call_arguments
+            )
+        )
     shown = "standard output" if result.path == STDOUT else str(result.path)
     console.print(
         f"wrote D_{result.round} ({result.rows} samples, content hash {result.content_hash}) "

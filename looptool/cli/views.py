@@ -165,11 +165,22 @@ def export(
             "that no export wrote."
         ),
     ] = False,
+    arguments: Annotated[
+        Literal["string", "object"],
+        typer.Option(
+            help="openai format: call arguments as JSON strings (OpenAI fine-tuning) or as objects "
+            "(Hugging Face chat templates, TRL: they render arguments with tojson)."
+        ),
+    ] = "string",
 ) -> None:
     """Write D_J with the labels it was curated with, rebuilt from the topics (byte-identical every time)."""
-    from views.export import ExportError, run_export
+    from views.export import ExportError, check_format, run_export
     from views.replay import ReplayError
 
+    try:
+        check_format(fmt, arguments)  # before anything is asked of the broker
+    except ExportError as error:
+        raise typer.BadParameter(str(error)) from None
     settings = settings_of(ctx)
     require_broker(settings)
     # With --out -, standard output carries the data alone: progress and the summary go to stderr.
@@ -184,6 +195,7 @@ def export(
             console=status_console,
             force=force,
             current_time=settings.loop.current_time,
+            call_arguments=arguments,
         )
     except (ReplayError, ExportError) as error:
         raise typer.BadParameter(str(error)) from None

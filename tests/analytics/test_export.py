@@ -496,3 +496,66 @@ async def test_openai_export_of_a_run_reads_back_to_its_samples(live_run: LiveRu
     dataset = await dataset_at(live_run.settings, Cut(round=2))
     path = export_dataset(dataset, "openai", tmp_path / "d2.openai.jsonl").path
     assert [s.content_hash() for s in _ingested(path)] == [m.content_hash for m in dataset.members]
+
+
+# A tool-call turn as Hugging Face chat templates write it (Llama 3.x, Qwen2.5, Hermes): the arguments
+# go through ``tojson``, which Transformers defines as JSON without ASCII escapes or key sorting.
+_HF_CALL_TEMPLATE = (
+    "{%- for m in messages %}{%- for c in m.tool_calls or [] %}"
+    '{{ \'{"name": "\' + c.function.name + \'", "arguments": \' + (c.function.arguments | tojson) + "}\\n" }}'
+    "{%- endfor %}{%- endfor %}"
+)
+
+
+def _render_calls(record: dict[str, Any]) -> list[Any]:
+    import jinja2
+
+    environment = jinja2.Environment()
+    environment.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
+    text = environment.from_string(_HF_CALL_TEMPLATE).render(messages=record["messages"])
+    return [json.loads(line)["arguments"] for line in text.splitlines()]
+
+
+def test_openai_export_can_write_call_arguments_as_objects_for_chat_templates(tmp_path: Path) -> None:
+    """The openai export wrote call arguments only as JSON strings: a Hugging Face chat template renders
+    ``arguments | tojson``, so a model trained on it was shown every call's arguments as one quoted,
+    escaped string. ``call_arguments="object"`` writes them as objects, in the run's key order."""
+    dataset = _edge_dataset()
+    strings = export_dataset(dataset, "openai", tmp_path / "strings.jsonl", force=True).path
+    objects = export_dataset(
+        dataset, "openai", tmp_path / "objects.jsonl", force=True, call_arguments="object"
+    ).path
+    first_strings, *_ = [json.loads(line) for line in strings.read_text(encoding="utf-8").splitlines()]
+    first, weather, _joke, dialogue = [
+        json.loads(line) for line in objects.read_text(encoding="utf-8").splitlines()
+    ]
+    [label] = first["messages"][1:]
+    assert [c["function"]["arguments"] for c in label["tool_calls"]] == [
+        {"to": "東京", "from": "Zürich", "date": "2026-03-06"},
+        {"to": "Ōsaka", "from": "Zürich"},
+    ]
+    assert list(label["tool_calls"][0]["function"]["arguments"]) == ["to", "from", "date"]  # the run's order
+    assert weather["messages"][-1]["tool_calls"][0]["function"]["arguments"] == {}
+    # The template shows the model the calls themselves, context turns included ...
+    member_calls = [
+        call.arguments for message in dataset.members[3].messages for call in message.tool_calls
+    ] + [call.arguments for call in dataset.members[3].label.calls]
+    assert _render_calls(dialogue) == member_calls
+    assert _render_calls(first) == [call.arguments for call in dataset.members[0].label.calls]
+    # ... where string arguments come out as strings (what the export wrote before).
+    assert all(isinstance(arguments, str) for arguments in _render_calls(first_strings))
+    # Everything else is the same record, and ingest reads it back to the same samples.
+    assert [c["id"] for c in label["tool_calls"]] == [
+        c["id"] for c in first_strings["messages"][-1]["tool_calls"]
+    ]
+    loaded = [s for _, s in read_export(objects, "openai")]
+    assert [s.content_hash() for s in loaded] == [m.content_hash for m in dataset.members]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf", "verl"])
+def test_call_arguments_as_objects_is_refused_outside_the_openai_format(fmt: str, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="openai format only"):
+        export_dataset(_edge_dataset(), fmt, tmp_path / "out", force=True, call_arguments="object")
+    with pytest.raises(ExportError, match="string or object"):
+        export_dataset(_edge_dataset(), "openai", tmp_path / "out", force=True, call_arguments="dict")
+    assert list(tmp_path.iterdir()) == []
