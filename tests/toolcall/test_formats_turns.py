@@ -453,6 +453,23 @@ def test_several_functioncalls_in_one_turn_and_text_around_them_are_read() -> No
     ]
 
 
+@pytest.mark.parametrize("form", ["glaive chat", "sharegpt conversations", "openai messages"])
+def test_a_glaive_call_with_backslash_escaped_apostrophes_and_text_after_it_is_read(form: str) -> None:
+    # glaive writes some apostrophes inside the single-quoted arguments as Python does, \', which is
+    # no JSON escape; with the assistant's words after the call neither JSON nor Python reads the body.
+    quoted = r'{"recipient": "o\'neil@example.com", "message": "I\'m late, don\'t wait \\ start"}'
+    call = f'{{"name": "send_email", "arguments": \'{quoted}\'}} I\'ll send it right away.'
+    [sample] = convert_record(_glaive_forms(call)[form]).samples
+    assert sample.label == Action(
+        calls=[
+            ToolCall(
+                name="send_email",
+                arguments={"recipient": "o'neil@example.com", "message": "I'm late, don't wait \\ start"},
+            )
+        ]
+    )
+
+
 @pytest.mark.parametrize(
     ("call", "why"),
     [

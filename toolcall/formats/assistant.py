@@ -181,13 +181,49 @@ def _glaive_call(text: str, start: int, limit: int, what: str) -> tuple[list[Too
 
 
 def _quoted_json(text: str, start: int, limit: int) -> tuple[Any, int] | None:
-    """The JSON value in single quotes from ``start`` and the index after its closing quote, or None."""
+    """The JSON value in single quotes from ``start`` and the index after its closing quote, or None.
+
+    Some glaive arguments escape their apostrophes as Python would inside single quotes (``I\\'m``),
+    which JSON has no escape for: where the JSON does not read as written, it is read with each ``\\'``
+    as the apostrophe it stands for (the text after the call, an answer, keeps its place).
+    """
+    begin = _after_spaces(text, start)
+    decoder = json.JSONDecoder()
     try:
-        value, end = json.JSONDecoder().raw_decode(text, _after_spaces(text, start))
+        value, end = decoder.raw_decode(text, begin)
     except (ValueError, RecursionError):
-        return None
+        unescaped, origins = _unescape_apostrophes(text[begin:limit])
+        if len(unescaped) == limit - begin:  # no escaped apostrophe: nothing else to try
+            return None
+        try:
+            value, read = decoder.raw_decode(unescaped)
+        except (ValueError, RecursionError):
+            return None
+        end = begin + origins[read - 1] + 1
     closing = _CLOSING_QUOTE.match(text, end)
     return (value, closing.end()) if closing is not None and closing.end() <= limit else None
+
+
+def _unescape_apostrophes(segment: str) -> tuple[str, list[int]]:
+    """``segment`` with each ``\\'`` read as ``'`` (an escaped backslash stays as it is), and for each
+    character of the result its index in ``segment``."""
+    characters: list[str] = []
+    origins: list[int] = []
+    index = 0
+    while index < len(segment):
+        if segment[index] == "\\" and index + 1 < len(segment):
+            if segment[index + 1] == "'":
+                characters.append("'")
+                origins.append(index + 1)
+            else:
+                characters.append(segment[index : index + 2])
+                origins.extend((index, index + 1))
+            index += 2
+            continue
+        characters.append(segment[index])
+        origins.append(index)
+        index += 1
+    return "".join(characters), origins
 
 
 def _calls_of(value: Any, what: str) -> list[ToolCall]:
