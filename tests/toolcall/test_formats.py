@@ -357,3 +357,53 @@ def test_a_label_field_selects_paper_only_when_it_is_a_samples_label() -> None:
     assert detect_format({**context, "label": "Which day?"}) == "paper"
     assert detect_format({**context, "label": CALL_TEXT}) == "paper"
     assert detect_format({**metadata, "label": {"calls": [], "text": "no"}}) == "paper"
+
+
+def test_tool_calls_whose_arguments_are_a_python_literal_string_are_read_as_that_object() -> None:
+    # As glaive-derived Mistral fine-tuning exports publish it: messages and tools as JSON strings, the
+    # arguments as glaive's Python dict text, "parameters": null beside them.
+    news = {
+        "type": "function",
+        "function": {
+            "name": "get_news_headlines",
+            "description": "Get the latest news headlines",
+            "parameters": {
+                "type": "object",
+                "properties": {"country": {"type": "string", "description": "The country"}},
+                "required": ["country"],
+            },
+        },
+    }
+    call = {
+        "function": {
+            "arguments": "{'country': 'Côte d\\'Ivoire', 'top': True}",
+            "name": "get_news_headlines",
+        },
+        "id": "e98i3koxj",
+        "type": "function",
+    }
+    call["function"]["parameters"] = None
+    messages = [
+        {"content": "Can you tell me the latest news headlines for Côte d'Ivoire?", "role": "user"},
+        {"role": "assistant", "tool_calls": [call]},
+        {
+            "content": '{"headlines": ["Election results announced"]}',
+            "role": "tool",
+            "tool_call_id": "e98i3koxj",
+        },
+        {"content": "Here are the latest headlines: Election results announced.", "role": "assistant"},
+    ]
+    record = {
+        "system_message": "You are a helpful assistant with access to the following functions. "
+        "Use them if required -",
+        "messages": json.dumps(messages),
+        "tools": json.dumps([news]),
+    }
+    expected = Action(
+        calls=[ToolCall(name="get_news_headlines", arguments={"country": "Côte d'Ivoire", "top": True})]
+    )
+    [sample] = record_to_samples(record)
+    assert sample.label == expected
+    # The same turn in ShareGPT role/content form is read the same way.
+    [turn] = record_to_samples({"conversations": messages, "tools": [news]})
+    assert turn.label == expected

@@ -28,12 +28,12 @@ from toolcall.formats.common import (
     flag,
     json_or_value,
     message,
+    openai_tool_calls,
     text_of,
     turn_weight,
     with_time,
 )
 from toolcall.formats.harness import Harness
-from toolcall.parsing import CallFormatError, parse_openai_tool_calls
 from toolcall.types import Message
 
 
@@ -57,10 +57,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
         if role == "assistant":
             calls = list(part_calls)
             if raw.get("tool_calls"):
-                try:
-                    calls.extend(parse_openai_tool_calls(raw["tool_calls"]).calls)
-                except CallFormatError as error:
-                    raise RecordError(f"{where}: {error}", "tool_calls do not parse") from error
+                calls.extend(openai_tool_calls(raw["tool_calls"], where))
                 for entry in raw["tool_calls"]:
                     if isinstance(entry, dict) and entry.get("id"):
                         names_by_call_id[entry["id"]] = (entry.get("function") or {}).get("name", "")

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from toolcall.parsing import parse_output
+from toolcall.parsing import CallFormatError, parse_openai_tool_calls, parse_output
 from toolcall.pytypes import TypeExpressionError, parse_python_calls, python_literal
 from toolcall.specs import ToolSpec, ToolSpecError, load_tools
 from toolcall.types import Action, Message, Sample, ToolCall
@@ -163,6 +163,42 @@ def call_from(value: Any) -> ToolCall:
             f"arguments of {value['name']} must be an object", "call arguments are not an object"
         )
     return ToolCall(name=value["name"].strip(), arguments=arguments)
+
+
+def openai_tool_calls(tool_calls: Any, where: str) -> list[ToolCall]:
+    """The calls of an OpenAI ``tool_calls`` field, read by the policy's own parser.
+
+    ``arguments`` may be a JSON string, an object, or a Python literal in a string: exports of
+    glaive-derived data write ``"{'country': 'France'}"``, which is no JSON but says one object only.
+    """
+    if isinstance(tool_calls, list):
+        tool_calls = [_literal_arguments_read(entry) for entry in tool_calls]
+    try:
+        return list(parse_openai_tool_calls(tool_calls).calls)
+    except CallFormatError as error:
+        raise RecordError(f"{where}: {error}", "tool_calls do not parse") from error
+
+
+def _literal_arguments_read(entry: Any) -> Any:
+    """A ``tool_calls`` entry whose ``arguments`` string is a Python literal object, with that object as
+    its arguments; any other entry as it is (the parser says what is wrong with it)."""
+    wrapped = isinstance(entry, dict) and isinstance(entry.get("function"), dict)
+    function = entry["function"] if wrapped else entry
+    if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
+        return entry
+    try:
+        json.loads(function["arguments"])
+        return entry
+    except json.JSONDecodeError:
+        pass
+    try:
+        arguments = python_literal(function["arguments"], "call arguments")
+    except TypeExpressionError:
+        return entry
+    if not isinstance(arguments, dict):
+        return entry
+    function = {**function, "arguments": arguments}
+    return {**entry, "function": function} if wrapped else function
 
 
 def calls_from_json(text: str, what: str) -> list[ToolCall]:
@@ -393,6 +429,7 @@ __all__ = [
     "label_from",
     "message",
     "nesting_depth",
+    "openai_tool_calls",
     "python_calls_to_tool_calls",
     "reason_of",
     "text_of",

@@ -36,13 +36,13 @@ from toolcall.formats.common import (
     calls_from_json,
     dialogue_samples,
     message,
+    openai_tool_calls,
     python_calls_to_tool_calls,
     text_of,
     turn_weight,
     with_time,
 )
 from toolcall.formats.harness import Harness
-from toolcall.parsing import CallFormatError, parse_openai_tool_calls
 from toolcall.specs import ToolSpec
 from toolcall.types import Message, ToolCall
 
@@ -98,15 +98,12 @@ def _turn(turn: Any) -> tuple[str, str, Any]:
 
 
 def _structured_calls(turn: dict[str, Any], role: str, where: str) -> list[ToolCall]:
-    """The calls of a turn's OpenAI-style ``tool_calls`` field (arguments a JSON string or an object)."""
+    """The calls of a turn's OpenAI-style ``tool_calls`` field (read as in ``openai``)."""
     if not turn.get("tool_calls"):
         return []
     if role != "assistant":
         raise RecordError(f"{where}: only assistant turns make calls", "calls outside an assistant turn")
-    try:
-        return list(parse_openai_tool_calls(turn["tool_calls"]).calls)
-    except CallFormatError as error:
-        raise RecordError(f"{where}: {error}", "tool_calls do not parse") from error
+    return openai_tool_calls(turn["tool_calls"], where)
 
 
 def from_sharegpt(record: dict[str, Any]) -> Conversion:
