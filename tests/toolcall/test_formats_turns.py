@@ -53,6 +53,51 @@ def test_calls_in_an_openai_assistants_text_are_calls(content: str) -> None:
     assert sample.label == Action(calls=[PARIS])
 
 
+# When2Call's preference file: BFCL-style tools ("dict", "str", "required" beside "parameters"), the
+# user's question in "messages", the answer to learn in "chosen_response".
+WHEN2CALL_COMPANY = {
+    "name": "get_company_by_domain",
+    "description": "Fetches company data using a given web domain.",
+    "parameters": {
+        "type": "dict",
+        "properties": {"domain": {"description": "The web domain of the company to look up.", "type": "str"}},
+    },
+    "required": ["domain"],
+}
+WHEN2CALL_APPLE = (
+    '<TOOLCALL>[{"name": "get_company_by_domain", "arguments": {"domain": "www.apple.com"}}]</TOOLCALL>'
+)
+
+
+WHEN2CALL_ASK = "To provide you with the company details, could you please specify the domain?"
+
+
+@pytest.mark.parametrize(
+    ("chosen", "label"),
+    [
+        (WHEN2CALL_ASK, Action(text=WHEN2CALL_ASK)),
+        (
+            WHEN2CALL_APPLE,
+            Action(calls=[ToolCall(name="get_company_by_domain", arguments={"domain": "www.apple.com"})]),
+        ),
+    ],
+    ids=["ask", "call"],
+)
+def test_a_when2call_preference_record_learns_its_chosen_response(chosen: str, label: Action) -> None:
+    rejected = WHEN2CALL_APPLE if chosen != WHEN2CALL_APPLE else "Apple's domain is apple.com."
+    record = {
+        "tools": [WHEN2CALL_COMPANY],
+        "messages": [{"role": "user", "content": "Fetch company details for Apple, apple.com."}],
+        "chosen_response": {"role": "assistant", "content": chosen},
+        "rejected_response": {"role": "assistant", "content": rejected},
+    }
+    conversion = convert_record(record)
+    [sample] = conversion.samples
+    assert sample.label == label
+    assert sample.messages[-1].role == "user" and sample.tools[0].parameters.required == ("domain",)
+    assert any("rejected_response not kept" in warning for warning in conversion.warnings)
+
+
 def test_text_calls_in_earlier_openai_turns_are_calls_in_the_context() -> None:
     record = _openai(
         {"role": "assistant", "content": TAGGED},

@@ -44,6 +44,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     raw_messages = json_or_value(record.get("messages"), "messages")
     if not isinstance(raw_messages, list):
         raise RecordError("openai 'messages' must be a list")
+    raw_messages = [*raw_messages, *_chosen_response(record, notes)]
     names_by_call_id: dict[str, str] = {}
     messages: list[Message] = []
     untrained: set[int] = set()
@@ -83,3 +84,18 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
     # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.
     return Conversion("openai", with_time(samples, conversation_time(record) or harness.time), notes)
+
+
+def _chosen_response(record: dict[str, Any], notes: list[str]) -> list[Any]:
+    """A preference record's answer (When2Call's ``chosen_response`` beside ``messages`` that end with
+    the user's question): the assistant turn that follows the messages. The rejected one is no label."""
+    chosen = record.get("chosen_response")
+    if chosen is None:
+        return []
+    if not isinstance(chosen, dict) or chosen.get("role") != "assistant":
+        raise RecordError(
+            "'chosen_response' must be an assistant message", "chosen_response is not an assistant message"
+        )
+    if record.get("rejected_response") is not None:
+        notes.append("rejected_response not kept (a sample learns the chosen answer only)")
+    return [chosen]
