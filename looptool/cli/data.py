@@ -158,7 +158,8 @@ def ingest(
         str,
         typer.Option(
             "--format",
-            help="auto (per record), paper, bfcl, xlam, openai, sharegpt (hermes, toolace) or glaive.",
+            help="auto (per record), paper, bfcl, xlam, openai, sharegpt (hermes, toolace), glaive "
+            "or when2call.",
             callback=_known_format,
         ),
     ] = "auto",

@@ -407,3 +407,63 @@ def test_tool_calls_whose_arguments_are_a_python_literal_string_are_read_as_that
     # The same turn in ShareGPT role/content form is read the same way.
     [turn] = record_to_samples({"conversations": messages, "tools": [news]})
     assert turn.label == expected
+
+
+# When2Call's multiple-choice test file, as published: each tool a JSON string, BFCL's "dict" type.
+WHEN2CALL_SERVICE = json.dumps(
+    {
+        "name": "get_service_id",
+        "description": "Retrieve the unique identifier for a specific service within a given province.",
+        "parameters": {
+            "type": "dict",
+            "required": ["service_id", "province_id"],
+            "properties": {
+                "service_id": {"type": "integer", "description": "1 cleaning, 2 ironing", "enum": ["1", "2"]},
+                "province_id": {
+                    "type": "integer",
+                    "description": "1 Bangkok, 2 Chiang Mai",
+                    "enum": ["1", "2"],
+                },
+            },
+        },
+    }
+)
+
+
+def _when2call(correct: str, tools: list[str]) -> dict[str, Any]:
+    return {
+        "uuid": "1f8221f0-7906-4e11-80f3-6cbe38ce49c8",
+        "source": "BFCL v2 Live Simple",
+        "source_id": "live_simple_179-104-0",
+        "question": "get unique identifier for an ironing service within Chiang Mai?",
+        "correct_answer": correct,
+        "answers": {
+            "direct": "You can find it on their official website.",
+            "tool_call": '{"name": "get_service_id", "arguments": {"service_id": 2, "province_id": 2}}',
+            "request_for_info": "Could you specify which ironing service you mean?",
+            "cannot_answer": "Apologies, I'm unable to look up business details.",
+        },
+        "target_tool": WHEN2CALL_SERVICE if correct == "tool_call" else None,
+        "tools": tools,
+        "orig_tools": [WHEN2CALL_SERVICE],
+        "held_out_param": None,
+    }
+
+
+def test_a_when2call_multiple_choice_record_learns_its_correct_answer() -> None:
+    record = _when2call("tool_call", [WHEN2CALL_SERVICE])
+    assert detect_format(record) == "when2call"
+    [sample] = record_to_samples(record)
+    assert [tool.name for tool in sample.tools] == ["get_service_id"]
+    assert sample.tools[0].parameters.required == ("service_id", "province_id")
+    assert [m.content for m in sample.messages] == [record["question"]]
+    assert sample.label == Action(
+        calls=[ToolCall(name="get_service_id", arguments={"service_id": 2, "province_id": 2})]
+    )
+    # No tool offered: the right answer is a text, the other choices are not kept.
+    [refusal] = record_to_samples(_when2call("cannot_answer", []))
+    assert refusal.tools == [] and refusal.label == Action(
+        text="Apologies, I'm unable to look up business details."
+    )
+    with pytest.raises(RecordError, match="correct_answer"):
+        record_to_samples(_when2call("maybe", []))

@@ -13,6 +13,8 @@ Formats (detected per record from its keys, or forced):
   (:mod:`toolcall.formats.sharegpt`); ``hermes``, ``glaive-sharegpt``, ``llamafactory`` and
   ``toolace`` name it too.
 - ``glaive``: glaive-function-calling-v2's raw ``system`` / ``chat`` transcripts.
+- ``when2call``: When2Call's multiple-choice records, the correct response as the label
+  (:mod:`toolcall.formats.when2call`).
 
 The chat formats share how they read an assistant's text (:mod:`toolcall.formats.assistant`: the
 policy's own output parser; ToolBench's ReAct steps are refused) and a system prompt that carries the
@@ -43,10 +45,11 @@ from toolcall.formats.common import (
 )
 from toolcall.formats.paper import from_paper
 from toolcall.formats.sharegpt import from_glaive, from_sharegpt
+from toolcall.formats.when2call import from_when2call, is_when2call
 from toolcall.formats.xlam import from_xlam
 from toolcall.types import Sample
 
-FORMATS = ("paper", "bfcl", "xlam", "openai", "sharegpt", "glaive")
+FORMATS = ("paper", "bfcl", "xlam", "openai", "sharegpt", "glaive", "when2call")
 ALIASES = {
     "hermes": "sharegpt",
     "glaive-sharegpt": "sharegpt",
@@ -61,6 +64,8 @@ def detect_format(record: dict[str, Any]) -> str:
         return "bfcl"
     if "query" in record and "answers" in record:
         return "xlam"
+    if is_when2call(record):
+        return "when2call"
     if "conversations" in record:
         return "sharegpt"
     if "system" in record and "chat" in record:
@@ -121,6 +126,7 @@ def convert_record(record: Any, fmt: str = "auto", context: FormatContext = EMPT
         "openai": from_openai,
         "sharegpt": from_sharegpt,
         "glaive": from_glaive,
+        "when2call": from_when2call,
     }
     try:
         conversion = converters[fmt](record)

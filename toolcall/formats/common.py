@@ -130,6 +130,8 @@ def tools_from(value: Any, notes: list[str], what: str = "tools") -> list[ToolSp
     """The record's tools; none (absent, null, empty) is an empty list: a record may offer no tool."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return []
+    if isinstance(value, list):  # When2Call, table columns of list<string>: each tool a JSON string
+        value = [json_or_value(item, what) for item in value]
     try:
         return load_tools(value, notes)
     except ToolSpecError as error:
