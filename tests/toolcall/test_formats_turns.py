@@ -498,6 +498,33 @@ def test_several_functioncalls_in_one_turn_and_text_around_them_are_read() -> No
     ]
 
 
+def test_glaive_chatml_conversion_with_hyphenated_speakers_reads_its_calls() -> None:
+    # function-calling-chatml (glaive in ShareGPT form): "function-call" turns holding glaive's call
+    # object, arguments in single quotes (an apostrophe inside), "function-response" results.
+    call = (
+        '{"name": "send_email", "arguments": \'{"recipient": "o.neil@example.com", "message": "I\'m late"}\'}'
+    )
+    record = {
+        "system_message": "You are a helpful assistant with access to the following functions. "
+        "Use them if required -",
+        "function_description": json.dumps(GLAIVE_FUNCTIONS[0], indent=4),
+        "conversations": [
+            {"from": "system", "value": GLAIVE_SYSTEM},
+            {"from": "human", "value": "Email O'Neil at o.neil@example.com that I'm late."},
+            {"from": "function-call", "value": call},
+            {"from": "function-response", "value": '{"status": "success"}'},
+            {"from": "gpt", "value": "I have emailed O'Neil that you're running late."},
+        ],
+    }
+    [sample] = convert_record(record).samples
+    assert [tool.name for tool in sample.tools] == ["send_email", "get_random_joke"]
+    assert sample.label == Action(
+        calls=[
+            ToolCall(name="send_email", arguments={"recipient": "o.neil@example.com", "message": "I'm late"})
+        ]
+    )
+
+
 @pytest.mark.parametrize("form", ["glaive chat", "sharegpt conversations", "openai messages"])
 def test_a_glaive_call_with_backslash_escaped_apostrophes_and_text_after_it_is_read(form: str) -> None:
     # glaive writes some apostrophes inside the single-quoted arguments as Python does, \', which is

@@ -127,6 +127,20 @@ def _take_glaive_calls(text: str, where: str) -> tuple[str, list[ToolCall]]:
     return "".join(kept) + rest, calls
 
 
+def glaive_call_body(text: str, where: str) -> list[ToolCall]:
+    """The calls of a turn that holds a call body alone, as glaive writes one (arguments in single
+    quotes): the ``function-call`` turns of glaive's ShareGPT conversions. Only glaive's end token may
+    follow the call."""
+    what = f"{where}: call"
+    calls, end = _glaive_call(text, 0, len(text), what)
+    rest = _GLAIVE_TAIL.sub("", text[end:]).strip()
+    if rest:
+        raise RecordError(
+            f"{what}: text after the call: {rest[:60]!r}", "call turn holds text after its call"
+        )
+    return calls
+
+
 def _glaive_call(text: str, start: int, limit: int, what: str) -> tuple[list[ToolCall], int]:
     """The calls of the ``<functioncall>`` body starting at ``start``, and where the body ends.
 

@@ -18,10 +18,12 @@
 Turns are ``{"from", "value"}`` or ``{"role", "content"}`` (speakers in any case), with OpenAI's
 ``tool_calls`` on assistant turns (then ``"content": null`` is allowed) and content as text or a list
 of parts, as in :mod:`toolcall.formats.chat`. Speakers human/user, gpt/assistant, system,
-tool/observation and function_call are read. Assistant text is read by
-:mod:`toolcall.formats.assistant`, as in every chat reader (glaive's ``<functioncall>`` included). A
-system prompt that only carried the tool list is the dataset's calling harness: it is not kept as a
-message (the policy prompt renders the tools), and the conversion says so in its warnings.
+tool/observation and function_call are read (a hyphen as an underscore: glaive's
+function-calling-chatml writes ``function-call``, its calls with glaive's single-quoted arguments).
+Assistant text is read by :mod:`toolcall.formats.assistant`, as in every chat reader (glaive's
+``<functioncall>`` included). A system prompt that only carried the tool list is the dataset's calling
+harness: it is not kept as a message (the policy prompt renders the tools), and the conversion says so
+in its warnings.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from toolcall.formats.assistant import assistant_text, merge_calls
+from toolcall.formats.assistant import assistant_text, glaive_call_body, merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
@@ -80,7 +82,10 @@ def _function_call(value: str, tools: list[ToolSpec], where: str) -> Message:
     if _PYTHON_CALLS.match(value):
         calls = python_calls_to_tool_calls(value, tools, where)
     else:
-        calls = calls_from_json(value, where)
+        try:
+            calls = calls_from_json(value, where)
+        except RecordError:
+            calls = glaive_call_body(value, where)  # arguments in single quotes, which JSON has not
     return Message(role="assistant", tool_calls=calls)
 
 
@@ -90,7 +95,7 @@ def _turn(turn: Any) -> tuple[str, str, Any]:
     if not isinstance(turn, dict):
         raise RecordError("each conversation turn must be an object")
     speaker = turn.get("from", turn.get("role"))
-    role = _SPEAKERS.get(str(speaker).lower())
+    role = _SPEAKERS.get(str(speaker).lower().replace("-", "_"))  # function-call, function-response
     if role is None:
         raise RecordError(f"unknown sharegpt speaker {speaker!r}", "unknown sharegpt speaker")
     value = turn["value"] if "value" in turn else turn.get("content", "")
