@@ -467,3 +467,41 @@ def test_a_when2call_multiple_choice_record_learns_its_correct_answer() -> None:
     )
     with pytest.raises(RecordError, match="correct_answer"):
         record_to_samples(_when2call("maybe", []))
+
+
+def test_bfcl_executable_records_take_their_python_ground_truth_as_the_label() -> None:
+    # BFCL v3's exec_* and rest records carry their ground truth inline, each call written as Python.
+    binomial = {
+        "name": "calc_binomial_probability",
+        "description": "Calculates the probability of getting k successes in n trials.",
+        "parameters": {
+            "type": "dict",
+            "properties": {
+                "n": {"type": "integer", "description": "The number of trials."},
+                "k": {"type": "integer", "description": "The number of successes."},
+                "p": {"type": "float", "description": "The probability of success."},
+            },
+            "required": ["n", "k", "p"],
+        },
+    }
+    record = {
+        "id": "exec_parallel_0",
+        "question": [
+            [{"role": "user", "content": "Odds of 5 successes in 20 trials at p=0.6, and of 3 in 10?"}]
+        ],
+        "function": [binomial],
+        "execution_result_type": ["exact_match", "exact_match"],
+        "ground_truth": [
+            "calc_binomial_probability(n=20, k=5, p=0.6)",
+            "calc_binomial_probability(10, 3, 0.6)",
+        ],
+    }
+    [sample] = record_to_samples(record)
+    assert sample.label == Action(
+        calls=[
+            ToolCall(name="calc_binomial_probability", arguments={"n": 20, "k": 5, "p": 0.6}),
+            ToolCall(
+                name="calc_binomial_probability", arguments={"n": 10, "k": 3, "p": 0.6}
+            ),  # declared order
+        ]
+    )

@@ -4,6 +4,8 @@
   JavaScript): ``question`` (turns of messages) and ``function`` (BFCL specs). The label comes from the
   possible answer (``ground_truth``, inline or joined by id from ``possible_answer/``): per call, each
   parameter's first acceptable value, a parameter whose first acceptable value is ``""`` left out.
+- **Executable** (v3's ``exec_*`` and ``rest``): ``ground_truth`` inline, each call written as Python
+  (``calc_binomial_probability(n=20, k=5, p=0.6)``): those calls are the label.
 - **Irrelevance** (``irrelevance``, ``live_irrelevance``) and records offering no function: a "no
   call" label (no possible answer exists for them).
 - **Multi turn** (``multi_turn_*``): ``question`` is one list of user messages per turn, the tools are
@@ -141,10 +143,24 @@ def _single_turn(record: dict[str, Any], context: FormatContext, category: str) 
             )
         else:
             raise _no_ground_truth(record, context)
-    label = bfcl_label(truth, tools)
+    label = _executable_label(truth, tools) if _written_as_python(truth) else bfcl_label(truth, tools)
     if not label.calls:
         label = Action(text=NO_SUITABLE_TOOL)
     return Conversion("bfcl", [Sample(tools=tools, messages=messages, label=label)], notes)
+
+
+def _written_as_python(truth: Any) -> bool:
+    """Whether a ground truth is the executable categories' calls as Python text (``exec_*``,
+    ``rest``: ``["calc_binomial_probability(n=20, k=5, p=0.6)"]``), not acceptable values per parameter."""
+    return isinstance(truth, list) and bool(truth) and all(isinstance(call, str) for call in truth)
+
+
+def _executable_label(truth: list[str], tools: list[ToolSpec]) -> Action:
+    """The calls an executable record's ground truth writes (positional arguments in declared order)."""
+    calls: list[ToolCall] = []
+    for source in truth:
+        calls.extend(python_calls_to_tool_calls(source, tools, "bfcl ground truth"))
+    return Action(calls=calls)
 
 
 def _multi_turn(record: dict[str, Any], context: FormatContext) -> Conversion:
