@@ -579,6 +579,51 @@ def test_a_toolbench_system_prompt_is_refused_even_before_a_react_step() -> None
 # --- the calling harness in a system prompt ------------------------------------------------------------
 
 
+def test_a_kimi_tool_declaration_system_turn_is_the_harness_offering_its_tools() -> None:
+    # Toucan-1.5M's messages (a JSON string): Kimi K2's tool_declare turn kept verbatim as the system
+    # message, legacy function_call / function turns; its tools were read as no tool and the
+    # declaration kept as the conversation's system message.
+    live_temp = {
+        "type": "function",
+        "function": {
+            "name": "weather-mcp-get_live_temp",
+            "description": "Live temperature at a place",
+            "parameters": {
+                "type": "object",
+                "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
+                "required": ["latitude", "longitude"],
+                "additionalProperties": False,
+                "$schema": "http://json-schema.org/draft-07/schema#",
+            },
+        },
+    }
+    declaration = "<|im_system|>tool_declare<|im_middle|>" + json.dumps([live_temp], separators=(",", ":"))
+    messages = [
+        {"role": "system", "content": declaration + "<|im_end|>"},
+        {"role": "user", "content": "What is the temperature in New York right now (40.7128, -74.006)?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "function_call": {
+                "name": "weather-mcp-get_live_temp",
+                "arguments": '{"latitude": 40.7128, "longitude": -74.006}',
+            },
+        },
+        {"role": "function", "name": "weather-mcp-get_live_temp", "content": '{"temperature": 21.4}'},
+        {"role": "assistant", "content": "It is 21.4 °C in New York right now."},
+    ]
+    record = {"uuid": "ac0907b0", "subset_name": "single-turn-original", "messages": json.dumps(messages)}
+    [sample] = convert_record(record).samples
+    assert [tool.name for tool in sample.tools] == ["weather-mcp-get_live_temp"]
+    assert sample.tools[0].parameters.required == ("latitude", "longitude")
+    assert [m.role for m in sample.messages] == ["user"]  # the declaration is no message
+    assert sample.label == Action(
+        calls=[
+            ToolCall(name="weather-mcp-get_live_temp", arguments={"latitude": 40.7128, "longitude": -74.006})
+        ]
+    )
+
+
 def _chatml(chat: list[dict[str, str]]) -> str:
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in chat)
 

@@ -9,8 +9,9 @@ message, with no tool offered). Recognised:
   section is the harness; the text before it is kept as the record's own system message, unless it
   is the Figure 7 instructions (then the time they state is the conversation's time); text after the
   section (a record's own system messages, as ``build_chat`` appends them) is kept too;
-- any other system prompt with a ``<tools>`` block (Hermes) or a JSON listing after a known phrase
-  (ToolACE, glaive): the whole prompt is the harness;
+- any other system prompt with a ``<tools>`` block (Hermes), a JSON listing after a known phrase
+  (ToolACE, glaive) or that is Kimi K2's ``<|im_system|>tool_declare<|im_middle|>[...]`` turn (Toucan):
+  the whole prompt is the harness;
 - ToolBench's "Specifically, you have access to the following APIs": refused (see
   :mod:`toolcall.formats.assistant`).
 
@@ -31,6 +32,11 @@ from toolcall.pytypes import TypeExpressionError, python_literal
 from toolcall.specs import ToolSpec
 
 _TOOLS_BLOCK = re.compile(r"<tools>(.*?)</tools>", re.DOTALL)
+# Kimi K2's tool declaration turn, kept verbatim as a system message by exports of its data (Toucan):
+# "<|im_system|>tool_declare<|im_middle|>[...tools...]<|im_end|>".
+_KIMI_TOOL_DECLARATION = re.compile(
+    r"^\s*<\|im_system\|>tool_declare<\|im_middle\|>(.*?)(?:<\|im_end\|>)?\s*$", re.DOTALL
+)
 
 # Phrases after which a system prompt lists its tools as JSON (ToolACE, glaive).
 _LISTING_MARKERS = (
@@ -170,6 +176,15 @@ def _json_sequence(text: str, start: int = 0) -> list[Any] | None:
 
 def tools_in_system(text: str) -> list[Any] | None:
     """The tools a system prompt lists, or None if it lists none; a listing that does not read raises."""
+    declaration = _KIMI_TOOL_DECLARATION.match(text)
+    if declaration is not None:
+        listing = _listing(declaration.group(1))
+        if listing is None:
+            raise RecordError(
+                "the tool_declare turn of the system prompt is not a JSON tool list",
+                "tools in the system prompt do not parse",
+            )
+        return listing
     blocks = [block for block in _TOOLS_BLOCK.findall(text) if block.strip()]
     for block in blocks:
         value = _listing(block)
