@@ -9,8 +9,9 @@
 - **Irrelevance** (``irrelevance``, ``live_irrelevance``) and records offering no function: a "no
   call" label (no possible answer exists for them).
 - **Multi turn** (``multi_turn_*``): ``question`` is one list of user messages per turn, the tools are
-  the docs of the ``involved_classes`` (``multi_turn_func_doc/``), functions named in
-  ``missed_function`` are held back until their turn, and the possible answer lists each turn's
+  the docs of the ``involved_classes`` (``multi_turn_func_doc/``) less the functions named in
+  ``excluded_function`` (never offered), functions named in ``missed_function`` are held back until
+  their turn, and the possible answer lists each turn's
   calls as Python source (``cd(folder='document')``, positional arguments in the declared order).
   Each turn becomes one sample: the earlier turns (user messages and the calls that answered them)
   as context, this turn's calls as an ordered label, or "no call" where the turn has none (a missing
@@ -183,7 +184,8 @@ def _multi_turn(record: dict[str, Any], context: FormatContext) -> Conversion:
             )
         docs.extend(context.bfcl_class_docs[name])
     notes: list[str] = []
-    all_tools = tools_from(docs, notes, "bfcl class docs")
+    excluded = _function_names(record.get("excluded_function"), "excluded_function")
+    all_tools = [tool for tool in tools_from(docs, notes, "bfcl class docs") if tool.name not in excluded]
     held_back = _held_back(record.get("missed_function"))
     truth = _truth(record, context)
     if truth is None:
@@ -226,6 +228,16 @@ def _multi_turn(record: dict[str, Any], context: FormatContext) -> Conversion:
         if calls:
             history.append(Message(role="assistant", tool_calls=calls))
     return Conversion("bfcl", samples, notes)
+
+
+def _function_names(value: Any, key: str) -> set[str]:
+    """A list of function names (``excluded_function``: functions of the classes BFCL never offers in
+    this record); absent or null: none."""
+    if value is None:
+        return set()
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise RecordError(f"bfcl {key!r} must be a list of function names")
+    return set(value)
 
 
 def _held_back(value: Any) -> dict[int, list[str]]:
