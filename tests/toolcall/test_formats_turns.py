@@ -525,6 +525,37 @@ def test_glaive_chatml_conversion_with_hyphenated_speakers_reads_its_calls() -> 
     )
 
 
+def test_glaive_messages_with_function_call_and_function_response_roles_are_read() -> None:
+    # glaive parsed into "messages" (a JSON string) with roles system, user, assistant, function_call,
+    # function_response, and its functions in "functions": the two glaive roles were refused.
+    call = (
+        '{"name": "send_email", "arguments": \'{"recipient": "o.neil@example.com", "message": "I\'m late"}\'}'
+    )
+    messages = [
+        {"role": "system", "content": GLAIVE_SYSTEM},
+        {"role": "user", "content": "Email O'Neil at o.neil@example.com that I'm late."},
+        {"role": "function_call", "content": call},
+        {"role": "function_response", "content": '{"status": "success"}'},
+        {"role": "assistant", "content": "Done, O'Neil knows you're running late."},
+        {"role": "user", "content": "Thanks! Tell me a joke."},
+        {"role": "function_call", "content": '{"name": "get_random_joke", "arguments": {}}'},
+    ]
+    record = {"messages": json.dumps(messages), "functions": json.dumps(GLAIVE_FUNCTIONS)}
+    email, joke = convert_record(record).samples
+    assert email.label == Action(
+        calls=[
+            ToolCall(name="send_email", arguments={"recipient": "o.neil@example.com", "message": "I'm late"})
+        ]
+    )
+    assert [m.role for m in joke.messages] == ["user", "assistant", "tool", "assistant", "user"]
+    assert joke.messages[2].content == '{"status": "success"}'
+    assert joke.label == Action(calls=[ToolCall(name="get_random_joke", arguments={})])
+    # A call turn that is neither JSON nor glaive's call object is refused with the JSON error.
+    broken = [*messages[:2], {"role": "function_call", "content": '{"name": "send_email", arguments: {}}'}]
+    with pytest.raises(RecordError, match="is not valid JSON"):
+        convert_record({"messages": broken, "functions": GLAIVE_FUNCTIONS})
+
+
 @pytest.mark.parametrize("form", ["glaive chat", "sharegpt conversations", "openai messages"])
 def test_a_glaive_call_with_backslash_escaped_apostrophes_and_text_after_it_is_read(form: str) -> None:
     # glaive writes some apostrophes inside the single-quoted arguments as Python does, \', which is

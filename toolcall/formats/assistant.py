@@ -127,6 +127,18 @@ def _take_glaive_calls(text: str, where: str) -> tuple[str, list[ToolCall]]:
     return "".join(kept) + rest, calls
 
 
+def call_turn(text: str, where: str) -> list[ToolCall]:
+    """The calls of a turn whose whole text is its calls (ShareGPT's ``function_call`` speaker, a
+    ``function_call`` role in ``messages``): JSON, one call or a list (Python literals too), else
+    glaive's call object with its arguments in single quotes."""
+    try:
+        return calls_from_json(text, where)
+    except RecordError:
+        if _QUOTED_ARGUMENTS.search(text) is None:
+            raise  # no glaive call either: the JSON error says what is wrong
+        return glaive_call_body(text, where)  # arguments in single quotes, which JSON has not
+
+
 def glaive_call_body(text: str, where: str) -> list[ToolCall]:
     """The calls of a turn that holds a call body alone, as glaive writes one (arguments in single
     quotes): the ``function-call`` turns of glaive's ShareGPT conversions. Only glaive's end token may

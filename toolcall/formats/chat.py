@@ -2,23 +2,24 @@
 
 Content may be a string or a list of parts (OpenAI's ``{"type": "text", "text": ...}``, LLaMA-Factory's
 ``{"type": "text", "value": ...}`` and ``{"type": "tool_call", "value": "{...}"}``); reasoning parts are
-left out with a warning, and any other part (an image) is refused. ``arguments`` may be a JSON string,
-the legacy ``function_call`` / ``function`` role and ``functions`` list are read too, Llama 3.1's
-``ipython`` role is a tool result, and ``developer`` is a system turn. An assistant's text is read as
-a model output is (:mod:`toolcall.formats.assistant`): calls written in it (``<tool_call>`` blocks,
-bare JSON, When2Call's ``<TOOLCALL>``) are calls, text that does not parse is refused, and calls
-given both in the text and in ``tool_calls`` must agree. An assistant turn with ``"weight": 0``
-(OpenAI fine-tuning: do not train on it) is never a label; it stays in the context of the turns after
-it. A ``current_time`` (or ``conversation_time``) field is the conversation's time, as in
-:mod:`toolcall.formats.paper`. A system prompt that carries the tool list is read as the calling
-harness (:mod:`toolcall.formats.harness`).
+left out with a warning, and any other part (an image) is refused. ``arguments`` may be a JSON string, the
+legacy ``function_call`` / ``function`` role and ``functions`` list are read too, Llama 3.1's ``ipython``
+role is a tool result (so are glaive exports' ``function_response`` and ``observation``; their
+``function_call`` role is a turn of calls alone), and ``developer`` is a system turn. An assistant's text
+is read as a model output is (:mod:`toolcall.formats.assistant`): calls written in it (``<tool_call>``
+blocks, bare JSON, When2Call's ``<TOOLCALL>``) are calls, text that does not parse is refused, and calls
+given both in the text and in ``tool_calls`` must agree. An assistant turn with ``"weight": 0`` (OpenAI
+fine-tuning: do not train on it) is never a label; it stays in the context of the turns after it. A
+``current_time`` (or ``conversation_time``) field is the conversation's time, as in
+:mod:`toolcall.formats.paper`. A system prompt that carries the tool list is read as the calling harness
+(:mod:`toolcall.formats.harness`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from toolcall.formats.assistant import assistant_text, merge_calls
+from toolcall.formats.assistant import assistant_text, call_turn, merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
@@ -69,7 +70,12 @@ def from_openai(record: dict[str, Any]) -> Conversion:
             text, text_calls = assistant_text(text, notes, where)
             calls = merge_calls(text_calls, calls, where)
             messages.append(Message(role="assistant", content=text, tool_calls=calls))
-        elif role in ("tool", "function", "ipython"):  # ipython: Llama 3.1's tool results
+        elif role == "function_call":  # glaive exports: a turn of the assistant's calls alone
+            if turn_weight(raw.get("weight"), where) == 0:
+                untrained.add(len(messages))
+            messages.append(Message(role="assistant", tool_calls=call_turn(text, where)))
+        elif role in ("tool", "function", "ipython", "function_response", "observation"):
+            # ipython: Llama 3.1's tool results; function_response, observation: glaive/ShareGPT exports
             name = raw.get("name") or names_by_call_id.get(raw.get("tool_call_id", ""))
             messages.append(message("tool", text, name=name))
         else:

@@ -31,11 +31,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from toolcall.formats.assistant import assistant_text, glaive_call_body, merge_calls
+from toolcall.formats.assistant import assistant_text, call_turn, merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
-    calls_from_json,
     dialogue_samples,
     message,
     openai_tool_calls,
@@ -82,10 +81,7 @@ def _function_call(value: str, tools: list[ToolSpec], where: str) -> Message:
     if _PYTHON_CALLS.match(value):
         calls = python_calls_to_tool_calls(value, tools, where)
     else:
-        try:
-            calls = calls_from_json(value, where)
-        except RecordError:
-            calls = glaive_call_body(value, where)  # arguments in single quotes, which JSON has not
+        calls = call_turn(value, where)
     return Message(role="assistant", tool_calls=calls)
 
 
