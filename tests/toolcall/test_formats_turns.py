@@ -556,6 +556,27 @@ def test_glaive_messages_with_function_call_and_function_response_roles_are_read
         convert_record({"messages": broken, "functions": GLAIVE_FUNCTIONS})
 
 
+@pytest.mark.parametrize("form", ["messages", "conversations"])
+def test_consecutive_tool_call_turns_are_one_step_of_parallel_calls(form: str) -> None:
+    # ModelScope's function-calling-chatml (as NeMo's agent-chat loader reads it): roles tool_call and
+    # tool_response, a step's parallel calls one tool_call turn each, then their results.
+    turns = [
+        {"role": "user", "content": "What's the weather in Paris and in Rome?"},
+        {"role": "tool_call", "content": '{"name": "get_weather", "arguments": {"location": "Paris"}}'},
+        {"role": "tool_call", "content": '{"name": "get_weather", "arguments": {"location": "Rome"}}'},
+        {"role": "tool_response", "content": '{"temperature": 18}'},
+        {"role": "tool_response", "content": '{"temperature": 24}'},
+        {"role": "assistant", "content": "Paris is at 18 °C and Rome at 24 °C."},
+        {"role": "user", "content": "And Paris again?"},
+        {"role": "tool_call", "content": '{"name": "get_weather", "arguments": {"location": "Paris"}}'},
+    ]
+    record = {"tools": json.dumps([WEATHER]), form: turns}
+    both, again = convert_record(record).samples
+    assert both.label == Action(calls=[PARIS, ToolCall(name="get_weather", arguments={"location": "Rome"})])
+    assert [m.role for m in again.messages] == ["user", "assistant", "tool", "tool", "assistant", "user"]
+    assert again.label == Action(calls=[PARIS])
+
+
 @pytest.mark.parametrize("form", ["glaive chat", "sharegpt conversations", "openai messages"])
 def test_a_glaive_call_with_backslash_escaped_apostrophes_and_text_after_it_is_read(form: str) -> None:
     # glaive writes some apostrophes inside the single-quoted arguments as Python does, \', which is

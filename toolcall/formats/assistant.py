@@ -20,7 +20,7 @@ from typing import Any
 from toolcall.formats.common import RecordError, call_from, calls_from_json
 from toolcall.parsing import parse_output
 from toolcall.pytypes import TypeExpressionError, python_literal
-from toolcall.types import ToolCall
+from toolcall.types import Message, ToolCall
 
 _TOOLCALL_BLOCK = re.compile(r"<TOOLCALL>(.*?)</TOOLCALL>", re.DOTALL)
 # ToolBench's ReAct steps ("Thought: …\nAction: name\nAction Input: {…}", a Finish pseudo-call for the
@@ -137,6 +137,17 @@ def call_turn(text: str, where: str) -> list[ToolCall]:
         if _QUOTED_ARGUMENTS.search(text) is None:
             raise  # no glaive call either: the JSON error says what is wrong
         return glaive_call_body(text, where)  # arguments in single quotes, which JSON has not
+
+
+def add_call_turn(messages: list[Message], calls: list[ToolCall], follows_call_turn: bool) -> None:
+    """Add a turn of calls alone (``function_call``, ``tool_call``) to ``messages``. Right after another
+    such turn, with no result between them, it joins that turn: exports write a step's parallel calls
+    one turn per call (ModelScope's function-calling-chatml ``tool_call`` entries)."""
+    last = messages[-1] if messages else None
+    if follows_call_turn and last is not None and last.role == "assistant" and last.tool_calls:
+        messages[-1] = last.model_copy(update={"tool_calls": [*last.tool_calls, *calls]})
+    else:
+        messages.append(Message(role="assistant", tool_calls=calls))
 
 
 def glaive_call_body(text: str, where: str) -> list[ToolCall]:

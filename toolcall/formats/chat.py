@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolcall.formats.assistant import assistant_text, call_turn, merge_calls
+from toolcall.formats.assistant import add_call_turn, assistant_text, call_turn, merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
@@ -37,6 +37,16 @@ from toolcall.formats.common import (
 from toolcall.formats.harness import Harness
 from toolcall.types import Message
 
+# Roles other exports give OpenAI-style messages, by the role they are here: glaive's parsed form and
+# ModelScope's function-calling-chatml write a step's calls alone as a turn of their own.
+_ROLE_NAMES = {
+    "developer": "system",
+    "tool_call": "function_call",
+    "function_response": "tool",
+    "tool_response": "tool",
+    "observation": "tool",
+}
+
 
 def from_openai(record: dict[str, Any]) -> Conversion:
     notes: list[str] = []
@@ -49,11 +59,12 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     names_by_call_id: dict[str, str] = {}
     messages: list[Message] = []
     untrained: set[int] = set()
+    previous_role = ""
     for index, raw in enumerate(raw_messages):
         if not isinstance(raw, dict):
             raise RecordError("each message must be an object")
         role = str(raw.get("role"))
-        role = "system" if role == "developer" else role
+        role = _ROLE_NAMES.get(role, role)
         where = f"message {index} ({role})"
         text, part_calls = text_of(raw.get("content"), notes, where)
         if role == "assistant":
@@ -70,12 +81,11 @@ def from_openai(record: dict[str, Any]) -> Conversion:
             text, text_calls = assistant_text(text, notes, where)
             calls = merge_calls(text_calls, calls, where)
             messages.append(Message(role="assistant", content=text, tool_calls=calls))
-        elif role == "function_call":  # glaive exports: a turn of the assistant's calls alone
+        elif role == "function_call":  # a turn of the assistant's calls alone
+            add_call_turn(messages, call_turn(text, where), previous_role == "function_call")
             if turn_weight(raw.get("weight"), where) == 0:
-                untrained.add(len(messages))
-            messages.append(Message(role="assistant", tool_calls=call_turn(text, where)))
-        elif role in ("tool", "function", "ipython", "function_response", "observation"):
-            # ipython: Llama 3.1's tool results; function_response, observation: glaive/ShareGPT exports
+                untrained.add(len(messages) - 1)  # joined to the turn before or not, its step is the last
+        elif role in ("tool", "function", "ipython"):  # ipython: Llama 3.1's tool results
             name = raw.get("name") or names_by_call_id.get(raw.get("tool_call_id", ""))
             messages.append(message("tool", text, name=name))
         else:
@@ -86,6 +96,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
             kept = harness.system(text) if role == "system" else text
             if kept or kept == text:  # a system prompt that was only the harness is no message
                 messages.append(message(role, kept))
+        previous_role = role
     tools = harness.tools(tools_value, notes)
     samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
     # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.

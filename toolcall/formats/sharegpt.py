@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from toolcall.formats.assistant import assistant_text, call_turn, merge_calls
+from toolcall.formats.assistant import add_call_turn, assistant_text, call_turn, merge_calls
 from toolcall.formats.common import (
     Conversion,
     RecordError,
@@ -57,6 +57,7 @@ _SPEAKERS = {
     "chatgpt": "assistant",
     "tool": "tool",
     "observation": "tool",
+    "tool_response": "tool",
     "function_response": "tool",
     "function": "tool",
     "ipython": "tool",
@@ -77,12 +78,10 @@ def _assistant(value: str, tools: list[ToolSpec], notes: list[str], where: str) 
     return Message(role="assistant", content=content, tool_calls=calls)
 
 
-def _function_call(value: str, tools: list[ToolSpec], where: str) -> Message:
+def _function_call(value: str, tools: list[ToolSpec], where: str) -> list[ToolCall]:
     if _PYTHON_CALLS.match(value):
-        calls = python_calls_to_tool_calls(value, tools, where)
-    else:
-        calls = call_turn(value, where)
-    return Message(role="assistant", tool_calls=calls)
+        return python_calls_to_tool_calls(value, tools, where)
+    return call_turn(value, where)
 
 
 def _turn(turn: Any) -> tuple[str, str, Any]:
@@ -132,11 +131,11 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
     untrained: set[int] = set()  # assistant steps the record says not to train on ("weight": 0)
     if kept_field:
         messages.append(message("system", kept_field))
+    previous_role = ""
     for index, turn in enumerate(turns):
         speaker, role, value = _turn(turn)
         where = f"turn {index} ({speaker})"
-        weighted = role in ("assistant", "function_call") and isinstance(turn, dict)
-        if weighted and turn_weight(turn.get("weight"), where) == 0:
+        if role == "assistant" and turn_weight(turn.get("weight"), where) == 0:
             untrained.add(len(messages))
         structured = _structured_calls(turn, role, where)
         if value is None and structured:
@@ -158,12 +157,15 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
             calls = merge_calls(list(said.tool_calls), structured, where)
             messages.append(Message(role="assistant", content=said.content, tool_calls=calls))
         elif role == "function_call":
-            messages.append(_function_call(value, tools, where))
+            add_call_turn(messages, _function_call(value, tools, where), previous_role == "function_call")
+            if turn_weight(turn.get("weight"), where) == 0:
+                untrained.add(len(messages) - 1)  # joined to the turn before or not, its step is the last
         elif role == "tool":
             responses = _TOOL_RESPONSE.findall(value) or [value]
             messages.extend(message("tool", response.strip()) for response in responses)
         else:
             messages.append(message(role, value))
+        previous_role = role
     samples = dialogue_samples(tools, messages, untrained=frozenset(untrained))
     return Conversion("sharegpt", with_time(samples, harness.time), notes)
 
