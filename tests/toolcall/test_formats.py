@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolcall.formats import RecordError, detect_format, record_to_samples
+from toolcall.formats import RecordError, convert_record, detect_format, record_to_samples
 from toolcall.types import Action, ToolCall
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "seeds"
@@ -505,3 +505,38 @@ def test_bfcl_executable_records_take_their_python_ground_truth_as_the_label() -
             ),  # declared order
         ]
     )
+
+
+def test_calls_in_a_record_that_offers_no_tool_are_kept_with_a_warning() -> None:
+    # A cleaned Toucan-style export: the tool list sits in "available_tools", which no reader knows; the
+    # calls land against no tool at all, so the conversion says so instead of passing silently.
+    weather = json.dumps([WEATHER_TOOL])
+    record = {
+        "uuid": "e96ea105",
+        "messages": json.dumps(
+            [
+                {"role": "user", "content": "Weather in Lyon?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": {"city": "Lyon"}},
+                        }
+                    ],
+                },
+            ]
+        ),
+        "available_tools": weather,
+    }
+    conversion = convert_record(record)
+    [sample] = conversion.samples
+    assert sample.tools == [] and sample.label == Action(
+        calls=[ToolCall(name="get_weather", arguments={"city": "Lyon"})]
+    )
+    [warning] = conversion.warnings
+    assert "offers none" in warning and "available_tools" in warning
+    # A record that lists its tools gets no such warning.
+    assert not convert_record({**record, "tools": weather}).warnings
