@@ -16,14 +16,14 @@
   ``Action:`` / ``Action Input:`` steps): refused, "ToolBench ReAct format is not supported".
 
 Turns are ``{"from", "value"}`` or ``{"role", "content"}`` (speakers in any case), with OpenAI's
-``tool_calls`` on assistant turns (then ``"content": null`` is allowed) and content as text or a list
-of parts, as in :mod:`toolcall.formats.chat`. Speakers human/user, gpt/assistant, system,
-tool/observation and function_call are read (a hyphen as an underscore: glaive's
-function-calling-chatml writes ``function-call``, its calls with glaive's single-quoted arguments).
-Assistant text is read by :mod:`toolcall.formats.assistant`, as in every chat reader (glaive's
-``<functioncall>`` included). A system prompt that only carried the tool list is the dataset's calling
-harness: it is not kept as a message (the policy prompt renders the tools), and the conversion says so
-in its warnings.
+``tool_calls`` on assistant turns (then ``"content": null`` is allowed) and content as text or a list of
+parts, as in :mod:`toolcall.formats.chat`. Speakers human/user, gpt/assistant, system,
+tool/observation/tool_response and function_call/tool_call are read (a hyphen as an underscore: glaive's
+function-calling-chatml writes ``function-call``, its calls with glaive's single-quoted arguments);
+consecutive ``function_call`` turns with no result between them are one step. Assistant text is read by
+:mod:`toolcall.formats.assistant`, as in every chat reader (glaive's ``<functioncall>`` included). A
+system prompt that only carried the tool list is the dataset's calling harness: it is not kept as a
+message (the policy prompt renders the tools), and the conversion says so in its warnings.
 """
 
 from __future__ import annotations
