@@ -98,6 +98,41 @@ def test_a_when2call_preference_record_learns_its_chosen_response(chosen: str, l
     assert any("rejected_response not kept" in warning for warning in conversion.warnings)
 
 
+def _fn_sharegpt(system: str, answer: str) -> dict[str, Any]:
+    """A function-calling-sharegpt record (hypervariance's, as MathAndMagic's card documents it)."""
+    turns = [{"from": "human", "value": "I need a new password, 42 characters long."}]
+    record = {
+        "conversations": [{"from": "system", "value": system}, *turns, {"from": "gpt", "value": answer}]
+    }
+    return {**record, "functions_enabled": "enabled" in system, "function_called": "fn_start" in answer}
+
+
+def test_function_calling_sharegpt_fn_blocks_and_available_functions_are_read() -> None:
+    password = {
+        "name": "generate_password",
+        "description": "Generate a random password",
+        "parameters": {
+            "type": "object",
+            "properties": {"length": {"type": "integer", "description": "The length of the password"}},
+            "required": ["length"],
+        },
+    }
+    listing = json.dumps(password, indent=2) + "\n" + json.dumps(WEATHER["function"], indent=2)
+    enabled = (
+        f"## Configuration\n\nFunctions: enabled\n\n## Available Functions\n\n{listing}\n\n---\n\n"
+        "You are a helpful assistant."
+    )
+    for arguments in ('"{\\"length\\": 42}"', '{"length": 42}'):  # a JSON string, or an object
+        call = f'<|fn_start|>{{"name": "generate_password", "arguments": {arguments}}}<|fn_end|>'
+        [sample] = convert_record(_fn_sharegpt(enabled, call)).samples
+        assert [tool.name for tool in sample.tools] == ["generate_password", "get_weather"]
+        assert [m.role for m in sample.messages] == ["user"]  # the harness prompt is no message
+        assert sample.label == Action(calls=[ToolCall(name="generate_password", arguments={"length": 42})])
+    disabled = "## Configuration\n\nFunctions: disabled\n\n---\n\nYou are a helpful assistant."
+    [answer] = convert_record(_fn_sharegpt(disabled, "I can't generate passwords.")).samples
+    assert answer.tools == [] and answer.messages[0].content == disabled
+
+
 def test_text_calls_in_earlier_openai_turns_are_calls_in_the_context() -> None:
     record = _openai(
         {"role": "assistant", "content": TAGGED},

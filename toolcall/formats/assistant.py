@@ -4,9 +4,10 @@ The text is read with the policy's own output parser (:func:`toolcall.parsing.pa
 dataset turn is read exactly as a model output would be: ``<tool_call>`` blocks, the untagged forms it
 accepts (Llama's bare JSON, ``[f(a=1)]``), reasoning (``<think>``) left out with a warning. Before
 that, the wrappers the parser does not know are read: glaive's ``<functioncall> {...}`` (arguments
-in single quotes; several in a turn, glaive's ``<|endoftext|>`` or text after one) and When2Call's
-``<TOOLCALL>[{"name", "arguments"}, ...]</TOOLCALL>``; ToolBench's ReAct steps (``Action:`` /
-``Action Input:``) are refused with that reason. What the parser flags as a failure (a call amid
+in single quotes; several in a turn, glaive's ``<|endoftext|>`` or text after one), When2Call's
+``<TOOLCALL>[{"name", "arguments"}, ...]</TOOLCALL>`` and function-calling-sharegpt's
+``<|fn_start|>{...}<|fn_end|>``; ToolBench's ReAct steps (``Action:`` / ``Action Input:``) are
+refused with that reason. What the parser flags as a failure (a call amid
 text, a block that is not JSON) is a :class:`RecordError` naming the turn: a call that cannot be read
 is never kept as a text answer.
 """
@@ -22,7 +23,13 @@ from toolcall.parsing import parse_output
 from toolcall.pytypes import TypeExpressionError, python_literal
 from toolcall.types import Message, ToolCall
 
-_TOOLCALL_BLOCK = re.compile(r"<TOOLCALL>(.*?)</TOOLCALL>", re.DOTALL)
+# Call blocks of datasets whose tags the output parser does not know, each holding JSON calls:
+# When2Call's <TOOLCALL>[...]</TOOLCALL>, function-calling-sharegpt's <|fn_start|>{...}<|fn_end|>.
+_CALL_BLOCK_TAGS = (("<TOOLCALL>", "</TOOLCALL>"), ("<|fn_start|>", "<|fn_end|>"))
+_CALL_BLOCKS = tuple(
+    (opening, closing, re.compile(re.escape(opening) + "(.*?)" + re.escape(closing), re.DOTALL))
+    for opening, closing in _CALL_BLOCK_TAGS
+)
 # ToolBench's ReAct steps ("Thought: …\nAction: name\nAction Input: {…}", a Finish pseudo-call for the
 # answer): refused, since reading them would need ToolBench's own answer and give-up conventions.
 _REACT_STEP = re.compile(r"^[ \t]*Action[ \t]*:.*\n[ \t]*Action Input[ \t]*:", re.MULTILINE)
@@ -39,14 +46,15 @@ def assistant_text(text: str, notes: list[str], where: str) -> tuple[str, list[T
     if _REACT_STEP.search(text):
         raise RecordError(f"{where}: {REACT_REFUSAL} (Thought/Action/Action Input steps)", REACT_REFUSAL)
     text, calls = _take_glaive_calls(text, where)
-    for body in _TOOLCALL_BLOCK.findall(text):
-        calls.extend(calls_from_json(body, f"{where}: <TOOLCALL> block"))
-    text = _TOOLCALL_BLOCK.sub("\n", text)
-    if "<TOOLCALL>" in text or "</TOOLCALL>" in text:
-        raise RecordError(
-            f"{where}: a <TOOLCALL> without its closing tag (or a closing tag alone)",
-            "assistant turn does not parse",
-        )
+    for opening, closing, block in _CALL_BLOCKS:
+        for body in block.findall(text):
+            calls.extend(calls_from_json(body, f"{where}: {opening} block"))
+        text = block.sub("\n", text)
+        if opening in text or closing in text:
+            raise RecordError(
+                f"{where}: a {opening} without its closing tag (or a closing tag alone)",
+                "assistant turn does not parse",
+            )
     if not text.strip():
         return "", calls
     parsed = parse_output(text)

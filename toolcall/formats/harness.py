@@ -44,6 +44,7 @@ _LISTING_MARKERS = (
     "with access to the following functions",
     "has access to the following functions",
     "the following functions to help the user",
+    "## Available Functions",  # function-calling-sharegpt: one JSON object per function, then "---"
 )
 
 # ToolBench's (ToolLLaMA's) harness lists its APIs, and a Finish pseudo-API, after this phrase.
