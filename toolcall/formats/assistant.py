@@ -1,15 +1,14 @@
 """An assistant turn written as text -> its answer text and its calls, the same way in every reader.
 
-The text is read with the policy's own output parser (:func:`toolcall.parsing.parse_output`), so a
-dataset turn is read exactly as a model output would be: ``<tool_call>`` blocks, the untagged forms it
-accepts (Llama's bare JSON, ``[f(a=1)]``), reasoning (``<think>``) left out with a warning. Before
-that, the wrappers the parser does not know are read: glaive's ``<functioncall> {...}`` (arguments
-in single quotes; several in a turn, glaive's ``<|endoftext|>`` or text after one), When2Call's
-``<TOOLCALL>[{"name", "arguments"}, ...]</TOOLCALL>`` and function-calling-sharegpt's
-``<|fn_start|>{...}<|fn_end|>``; ToolBench's ReAct steps (``Action:`` / ``Action Input:``) are
-refused with that reason. What the parser flags as a failure (a call amid
-text, a block that is not JSON) is a :class:`RecordError` naming the turn: a call that cannot be read
-is never kept as a text answer.
+The text is read with the policy's own output parser (:func:`toolcall.parsing.parse_output`), so a dataset
+turn is read exactly as a model output would be: ``<tool_call>`` blocks, the untagged forms it accepts
+(Llama's bare JSON, ``[f(a=1)]``), reasoning (``<think>``) left out with a warning. Before that, the
+wrappers the parser does not know are read: glaive's ``<functioncall> {...}`` (arguments in single quotes;
+several in a turn, glaive's ``<|endoftext|>`` or text after one), When2Call's ``<TOOLCALL>[{"name",
+"arguments"}, ...]</TOOLCALL>`` and function-calling-sharegpt's ``<|fn_start|>{...}<|fn_end|>``;
+ToolBench's ReAct steps (``Action:`` / ``Action Input:``) are refused with that reason. What the parser
+flags as a failure (a call amid text, a block that is not JSON) is a :class:`RecordError` naming the turn:
+a call that cannot be read is never kept as a text answer.
 """
 
 from __future__ import annotations

@@ -4,15 +4,15 @@ Content may be a string or a list of parts (OpenAI's ``{"type": "text", "text": 
 ``{"type": "text", "value": ...}`` and ``{"type": "tool_call", "value": "{...}"}``); reasoning parts are
 left out with a warning, and any other part (an image) is refused. ``arguments`` may be a JSON string, the
 legacy ``function_call`` / ``function`` role and ``functions`` list are read too, Llama 3.1's ``ipython``
-role is a tool result (so are glaive exports' ``function_response`` and ``observation``; their
-``function_call`` role is a turn of calls alone), and ``developer`` is a system turn. An assistant's text
-is read as a model output is (:mod:`toolcall.formats.assistant`): calls written in it (``<tool_call>``
-blocks, bare JSON, When2Call's ``<TOOLCALL>``) are calls, text that does not parse is refused, and calls
-given both in the text and in ``tool_calls`` must agree. An assistant turn with ``"weight": 0`` (OpenAI
-fine-tuning: do not train on it) is never a label; it stays in the context of the turns after it. A
-``current_time`` (or ``conversation_time``) field is the conversation's time, as in
-:mod:`toolcall.formats.paper`. A system prompt that carries the tool list is read as the calling harness
-(:mod:`toolcall.formats.harness`).
+role is a tool result (so are the ``function_response``, ``tool_response`` and ``observation`` roles of
+glaive and ModelScope exports; their ``function_call`` or ``tool_call`` role is a turn of calls alone,
+consecutive ones one step), and ``developer`` is a system turn. An assistant's text is read as a model
+output is (:mod:`toolcall.formats.assistant`): calls written in it (``<tool_call>`` blocks, bare JSON,
+When2Call's ``<TOOLCALL>``) are calls, text that does not parse is refused, and calls given both in the
+text and in ``tool_calls`` must agree. An assistant turn with ``"weight": 0`` (OpenAI fine-tuning: do not
+train on it) is never a label; it stays in the context of the turns after it. A ``current_time`` (or
+``conversation_time``) field is the conversation's time, as in :mod:`toolcall.formats.paper`. A system
+prompt that carries the tool list is read as the calling harness (:mod:`toolcall.formats.harness`).
 """
 
 from __future__ import annotations
