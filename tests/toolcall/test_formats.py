@@ -540,3 +540,45 @@ def test_calls_in_a_record_that_offers_no_tool_are_kept_with_a_warning() -> None
     assert "offers none" in warning and "available_tools" in warning
     # A record that lists its tools gets no such warning.
     assert not convert_record({**record, "tools": weather}).warnings
+
+
+def test_a_trl_prompt_completion_record_learns_its_completion_only() -> None:
+    # TRL's conversational prompt-completion type with a tools column (as tool-calling SFT sets on the
+    # Hub publish it): the prompt is context, its assistant turn too; the completion is the step.
+    record = {
+        "prompt": [
+            {"role": "system", "content": "You are a travel assistant."},
+            {"role": "user", "content": "Hi!"},
+            {"role": "assistant", "content": "Hello! Where are you headed?"},
+            {"role": "user", "content": "Oslo. What's the weather there?"},
+        ],
+        "completion": [
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "call_0",
+                        "index": 0,
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            }
+        ],
+        "tools": json.dumps([WEATHER_TOOL]),
+    }
+    assert detect_format(record) == "openai"
+    [sample] = record_to_samples(record)
+    assert [m.role for m in sample.messages] == ["system", "user", "assistant", "user"]
+    assert sample.label == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Oslo"})])
+    # The preference type: "chosen" is the completion, "rejected" is not kept.
+    preference = {
+        "prompt": [{"role": "user", "content": "What's the weather?"}],
+        "chosen": [{"role": "assistant", "content": "Which city do you mean?"}],
+        "rejected": [{"role": "assistant", "content": "It is sunny."}],
+        "tools": [WEATHER_TOOL],
+    }
+    conversion = convert_record(preference)
+    assert [s.label for s in conversion.samples] == [Action(text="Which city do you mean?")]
+    assert any("rejected not kept" in w for w in conversion.warnings)

@@ -7,7 +7,8 @@ Formats (detected per record from its keys, or forced):
 - ``bfcl``: BFCL as shipped, single-turn, irrelevance, Java/JavaScript and multi-turn, with its
   possible answers and class docs from a :class:`FormatContext` (:mod:`toolcall.formats.bfcl`).
 - ``xlam``: APIGen/xLAM ``query``, ``tools``, ``answers`` (:mod:`toolcall.formats.xlam`).
-- ``openai``: chat ``messages`` with ``tool_calls`` and ``tool`` results (:mod:`toolcall.formats.chat`).
+- ``openai``: chat ``messages`` with ``tool_calls`` and ``tool`` results, and TRL's conversational
+  ``prompt`` / ``completion`` records (:mod:`toolcall.formats.chat`).
 - ``sharegpt``: ``conversations`` of from/value (or role/content) turns: Hermes function-calling v1,
   glaive and LLaMA-Factory (``function_call`` / ``observation``), ToolACE
   (:mod:`toolcall.formats.sharegpt`); ``hermes``, ``glaive-sharegpt``, ``llamafactory`` and
@@ -31,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolcall.formats.bfcl import BFCL_CLASS_DOC_FILES, bfcl_label, from_bfcl, is_bfcl
-from toolcall.formats.chat import from_openai
+from toolcall.formats.chat import from_openai, is_prompt_completion
 from toolcall.formats.common import (
     EMPTY_CONTEXT,
     MAX_ARGUMENT_DEPTH,
@@ -72,7 +73,7 @@ def detect_format(record: dict[str, Any]) -> str:
         return "glaive"
     if "label" in record and ("input" in record or ("messages" in record and _paper_label_fits(record))):
         return "paper"
-    if "messages" in record:
+    if "messages" in record or is_prompt_completion(record):
         return "openai"
     if "input" in record:
         return "paper"

@@ -1,4 +1,5 @@
-"""OpenAI chat records: ``messages`` (with ``tool_calls``, ``tool`` results) and ``tools``.
+"""OpenAI chat records: ``messages`` (with ``tool_calls``, ``tool`` results) and ``tools``; TRL's
+conversational ``prompt`` / ``completion`` (or ``chosen``) records are read as the one dialogue they make.
 
 Content may be a string or a list of parts (OpenAI's ``{"type": "text", "text": ...}``, LLaMA-Factory's
 ``{"type": "text", "value": ...}`` and ``{"type": "tool_call", "value": "{...}"}``); reasoning parts are
@@ -52,7 +53,10 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     notes: list[str] = []
     tools_value = json_or_value(record.get("tools", record.get("functions")), "tools", python=True)
     harness = Harness()
-    raw_messages = json_or_value(record.get("messages"), "messages")
+    if "messages" not in record and "prompt" in record:
+        raw_messages = _prompt_and_completion(record, notes)
+    else:
+        raw_messages = json_or_value(record.get("messages"), "messages")
     if not isinstance(raw_messages, list):
         raise RecordError("openai 'messages' must be a list")
     raw_messages = [*raw_messages, *_chosen_response(record, notes)]
@@ -116,3 +120,29 @@ def _chosen_response(record: dict[str, Any], notes: list[str]) -> list[Any]:
     if record.get("rejected_response") is not None:
         notes.append("rejected_response not kept (a sample learns the chosen answer only)")
     return [chosen]
+
+
+def is_prompt_completion(record: dict[str, Any]) -> bool:
+    """TRL's conversational prompt-completion (or preference) record: ``prompt`` a list of messages and
+    ``completion`` (or ``chosen``) the list of the turns to learn."""
+    answer = record.get("completion", record.get("chosen"))
+    return isinstance(record.get("prompt"), list) and isinstance(answer, list)
+
+
+def _prompt_and_completion(record: dict[str, Any], notes: list[str]) -> list[Any]:
+    """The dialogue of a TRL prompt-completion record: the prompt's turns as context only (its assistant
+    turns are not trained on, as TRL does not), then the completion's (a preference record's
+    ``chosen``; its ``rejected`` is not kept)."""
+    if not is_prompt_completion(record):
+        raise RecordError(
+            "a prompt-completion record needs 'prompt' and 'completion' (or 'chosen') lists of messages",
+            "prompt-completion record is not two lists of messages",
+        )
+    if record.get("rejected") is not None:
+        notes.append("rejected not kept (a sample learns the chosen answer only)")
+    completion = record.get("completion", record.get("chosen"))
+    prompt = [
+        {**turn, "weight": 0} if isinstance(turn, dict) and turn.get("role") == "assistant" else turn
+        for turn in record["prompt"]
+    ]
+    return [*prompt, *completion]
