@@ -582,3 +582,28 @@ def test_a_trl_prompt_completion_record_learns_its_completion_only() -> None:
     conversion = convert_record(preference)
     assert [s.label for s in conversion.samples] == [Action(text="Which city do you mean?")]
     assert any("rejected not kept" in w for w in conversion.warnings)
+
+
+def test_a_system_field_beside_messages_is_the_conversations_system_message() -> None:
+    # Structured glaive exports keep the system prompt in a column of its own beside "messages".
+    system = "You are a helpful AI assistant. Answer in the user's language."
+    messages = [
+        {"role": "user", "content": "Quel temps fait-il à Lyon ?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'}}
+            ],
+        },
+    ]
+    record = {"system": system, "messages": messages, "tools": [WEATHER_TOOL["function"]], "num_tools": 1}
+    [sample] = record_to_samples(record)
+    assert [(m.role, m.content) for m in sample.messages] == [
+        ("system", system),
+        ("user", "Quel temps fait-il à Lyon ?"),
+    ]
+    assert sample.label == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Lyon"})])
+    # Given twice (the field and the first message), it is one message.
+    [once] = record_to_samples({**record, "messages": [{"role": "system", "content": system}, *messages]})
+    assert [m.role for m in once.messages] == ["system", "user"]

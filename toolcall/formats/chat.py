@@ -59,7 +59,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
         raw_messages = json_or_value(record.get("messages"), "messages")
     if not isinstance(raw_messages, list):
         raise RecordError("openai 'messages' must be a list")
-    raw_messages = [*raw_messages, *_chosen_response(record, notes)]
+    raw_messages = [*_system_field(record, raw_messages), *raw_messages, *_chosen_response(record, notes)]
     names_by_call_id: dict[str, str] = {}
     messages: list[Message] = []
     untrained: set[int] = set()
@@ -146,3 +146,17 @@ def _prompt_and_completion(record: dict[str, Any], notes: list[str]) -> list[Any
         for turn in record["prompt"]
     ]
     return [*prompt, *completion]
+
+
+def _system_field(record: dict[str, Any], raw_messages: list[Any]) -> list[Any]:
+    """A ``system`` field beside the messages (exports that keep the system prompt in a column of its
+    own) as the first message; nothing when it is empty or the messages already start with it."""
+    system = record.get("system")
+    if system is None or (isinstance(system, str) and not system.strip()):
+        return []
+    if not isinstance(system, str):
+        raise RecordError("openai 'system' must be a string", "system field is not a string")
+    first = raw_messages[0] if raw_messages else None
+    if isinstance(first, dict) and first.get("role") == "system" and first.get("content") == system:
+        return []
+    return [{"role": "system", "content": system}]
