@@ -19,9 +19,10 @@ fenced block, after a reasoning trace. The reader takes all of these, on four ru
    must all agree, and every clear statement about one response ("Response 1 is correct") must agree
    with them; otherwise the answer is UNPARSEABLE with the reason. With no explicit decision, clear
    statements decide ("Response 2 is incorrect." alone means RESPONSE 2 INCORRECT); a statement that
-   only one response is correct decides nothing. A judge that changed its mind and answered again
-   inside its sections (a decision line of its own, at the margin and not led into as a quote,
-   followed by its own ``Error Analysis:``) voids a decision that differs; such a block never
+   only one response is correct decides nothing, nor does a line naming several decisions (the
+   prompt's list of options restated, a change of mind mid-line). A judge that changed its mind and
+   answered again inside its sections (a decision line of its own, at the margin and not led into as
+   a quote, followed by its own ``Error Analysis:``) voids a decision that differs; such a block never
    decides alone, and one that restates the decision changes nothing.
 4. **The project's own verdict names are never the judge's words.** ``LABEL_WRONG``, ``PRED_WRONG``,
    ``BOTH_WRONG`` (a sample may demand them) anywhere in the judge's own words (rule 2) make the
@@ -115,6 +116,8 @@ _EMPHASIS = re.compile(r"\*+|`+|~~|(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)")
 _LEADING_JUNK = re.compile(r"^[^\w\[(]+")
 _LIST_NUMBER = re.compile(r"^\d{1,2}[.)]\s+")
 _KEY_JUNK = re.compile(r"[^A-Za-z0-9]+")
+# Where a list of options or a second thought splits a line into the decisions it names.
+_OPTION_BREAK = re.compile(r"[,;:/|—–.!?]|\s-\s|\s(?:or|and|vs\.?|versus|then)\s", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _PUNCT_FOLLOW = r"\s*(?:$|[.,;:!)\]\"'”’—–(]|-{1,2}(?:\s|$))"
 _CHECK = "✅✔✓☑"
@@ -321,6 +324,8 @@ class _Reading:
     # block's sections. They never decide; one that differs from the decision read voids it.
     later_blocks: list[tuple[str, str]] = field(default_factory=list)
     qualified: list[tuple[int, str]] = field(default_factory=list)  # (subject, evidence): hedged claims
+    # Lines naming several decisions (the prompt's list of options, or a change of mind mid-line).
+    listed: list[str] = field(default_factory=list)
 
 
 class _Reader:
@@ -528,8 +533,25 @@ class _Reader:
                 reading.sections.setdefault(section, []).append(piece)
         return section
 
+    def named_decisions(self, text: str) -> set[str]:
+        """The decisions the clauses of ``text`` name: more than one is a list of the options
+        ("one of: CORRECT, INCORRECT") or a change of mind ("RESPONSE 1 INCORRECT, no, RESPONSE 2
+        INCORRECT"), never a choice."""
+        named = set()
+        for clause in _OPTION_BREAK.split(_plain(_unquoted(text))):
+            label = _DECISION_LABEL.match(clause.strip())
+            value = label.group("value") if label else clause
+            decision = self.token(value) or self.token_keys.get(_key(value))
+            if decision is not None:
+                named.add(decision)
+        return named
+
     def _read_line(self, plain: str, line: str, reading: _Reading, *, opening: bool) -> None:
         evidence = plain[:120]
+        if len(self.named_decisions(line)) > 1:
+            reading.listed.append(evidence)
+            reading.prose.append(_clean(line))
+            return
         label = _DECISION_LABEL.match(plain)
         value = label.group("value") if label else plain
         if self.forbidden is not None and (
@@ -570,7 +592,9 @@ class _Reader:
             if isinstance(item, dict):  # {"evaluation": {"verdict": ...}}
                 self._read_json(item, reading, depth + 1)
             elif key in self.decision_keys and isinstance(item, str):
-                if self.forbidden is not None and (
+                if len(self.named_decisions(item)) > 1:
+                    reading.listed.append(evidence)
+                elif self.forbidden is not None and (
                     _key(item) in _FORBIDDEN_KEYS or self.forbidden.search(item)
                 ):
                     reading.forbidden.append(evidence)
@@ -630,6 +654,11 @@ class _Reader:
             return decision, None
         if known:
             return None, f"no decision, only {next(iter(known.values()))[1]!r}"
+        if reading.listed:
+            return None, (
+                f"no decision: {reading.listed[0][:80]!r} names several (the list of options, or a "
+                "change of mind)"
+            )
         if reading.in_sections:
             return None, (
                 f"no decision outside the answer's sections; {reading.in_sections[0][:80]!r} sits inside "
@@ -922,6 +951,12 @@ class _JudgeReader(_Reader):
             if _claim_allowed(sentence, match.start()) is not None
             and not _follow_ok(sentence[match.end() :], _ANY_SUBJECT)
         ]
+
+    def named_decisions(self, text: str) -> set[str]:
+        named = super().named_decisions(text)
+        if "BOTH_INCORRECT" in named:  # "BOTH_INCORRECT - Response 1 incorrect, Response 2 incorrect"
+            named -= {"RESPONSE 1 INCORRECT", "RESPONSE 2 INCORRECT"}
+        return named
 
     def from_claims(self, known: dict[int, bool]) -> str | None:
         if len(known) == 1 and False in known.values():  # "Response 2 is incorrect." says it all
