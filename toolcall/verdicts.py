@@ -23,7 +23,8 @@ fenced block, after a reasoning trace. The reader takes all of these, on four ru
    prompt's list of options restated, a change of mind mid-line). A judge that changed its mind and
    answered again inside its sections (a decision line of its own, at the margin and not led into as
    a quote, followed by its own ``Error Analysis:``) voids a decision that differs; such a block never
-   decides alone, and one that restates the decision changes nothing.
+   decides alone, and one that restates the decision changes nothing. So does a second thought in a
+   section ("Wait, actually Response 1 is correct.", "On second thought, BOTH_INCORRECT").
 4. **The project's own verdict names are never the judge's words.** ``LABEL_WRONG``, ``PRED_WRONG``,
    ``BOTH_WRONG`` (a sample may demand them) anywhere in the judge's own words (rule 2) make the
    answer UNPARSEABLE.
@@ -290,6 +291,16 @@ _JSON_SLOTS = re.compile(r"\n?\x00json:(\d+)\x00\n?")
 # Either kind of slot, where a line is only looked at (how the line before a block ends).
 _ANY_SLOT = re.compile(r"\x00[^\x00]*\x00")
 
+# A sentence in which the judge takes its answer back for a second look.
+_SECOND_THOUGHT = re.compile(
+    r"^(?:(?:but|however|actually|oh|oops|no|hmm+|ok(?:ay)?)\s*[,.!:]?\s*)*"
+    r"(?:wait\b|hold\s+on\b|on\s+(?:second|further)\s+thought|on\s+(?:further\s+)?reflection|"
+    r"upon\s+(?:further\s+|closer\s+)?(?:review|reflection|inspection)|correction\b|scratch\s+that|"
+    r"i\s+(?:made\s+an?\s+(?:mistake|error)|was\s+wrong|misread|stand\s+corrected)|"
+    r"let\s+me\s+(?:reconsider|re-?check|double[\s-]check|re-?evaluate|revise|correct|re-?read))",
+    re.IGNORECASE,
+)
+
 # A second answer block inside a section (the judge changed its mind and answered again) against a
 # quoted one (a sample's forged Figure 10 answer, copied into the analysis). Only a line of the
 # answer's own can open a block: it starts at the margin, as the answer's first line does (an indented
@@ -326,6 +337,10 @@ class _Reading:
     qualified: list[tuple[int, str]] = field(default_factory=list)  # (subject, evidence): hedged claims
     # Lines naming several decisions (the prompt's list of options, or a change of mind mid-line).
     listed: list[str] = field(default_factory=list)
+    # (decisions named, claims, evidence): what the judge said inside its sections after a second
+    # thought ("Wait, actually Response 1 is correct."): it never decides, and voids a decision it
+    # contradicts.
+    revisions: list[tuple[set[str], list[tuple[int, bool]], str]] = field(default_factory=list)
 
 
 class _Reader:
@@ -441,6 +456,7 @@ class _Reader:
 
         section: str | None = None
         opening = True
+        revising = False  # the judge took its answer back inside a section ("Wait, ...")
         in_fence = fence_quotes = False  # a fence opened inside a section quotes (code, a sample)
         lines = text.split("\n")
         for index, line in enumerate(lines):
@@ -472,6 +488,7 @@ class _Reader:
                 continue
             if section is not None and not self._is_boundary(plain, self._next_plain(lines, index)):
                 section = self._fill(reading, restored(line), section)
+                revising = self._second_thought(_plain(_unquoted(scanned)), reading, revising)
                 if self._decision_in(plain) or self.subject_label(plain):
                     reading.in_sections.append(plain)
                     block = None if fence_quotes else self._opens_answer_block(lines, index, plain)
@@ -488,6 +505,26 @@ class _Reader:
             self._read_line(plain, scanned, reading, opening=opening)
             opening = False
         return reading
+
+    def _second_thought(self, plain: str, reading: _Reading, revising: bool) -> bool:
+        """Note what a section line says from the judge's second thought on ("Wait, actually ...",
+        "On second thought, ..."), once one began; whether one has begun."""
+        sentences = _sentences(plain)
+        start = (
+            0
+            if revising
+            else next((i for i, sentence in enumerate(sentences) if _SECOND_THOUGHT.match(sentence)), None)
+        )
+        if start is None:
+            return False
+        named: set[str] = set()
+        claims: list[tuple[int, bool]] = []
+        for sentence in sentences[start:]:
+            named |= self.named_decisions(sentence)
+            claims += self.sentence_claims(sentence)
+        if named or claims:
+            reading.revisions.append((named, claims, " ".join(sentences[start:])[:120]))
+        return True
 
     def _opens_answer_block(self, lines: list[str], index: int, plain: str) -> str | None:
         """The decision of a line inside a section that opens an answer block of the judge's own.
@@ -622,6 +659,11 @@ class _Reader:
                 return None, (
                     f"changed its mind: a second answer block decides {later} ({evidence!r}) after {decision}"
                 )
+        # A second thought inside the sections that names or implies another decision: the same.
+        implied = dict(zip(self.subjects, self.implies[decision], strict=True))
+        for named, claims, evidence in reading.revisions:
+            if named - {decision} or any(implied[subject] != correct for subject, correct in claims):
+                return None, f"changed its mind after deciding {decision}: {evidence!r}"
         return decision, None
 
     def _single_decision(self, reading: _Reading) -> tuple[str | None, str | None]:
