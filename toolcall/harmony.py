@@ -8,7 +8,12 @@ model's text as generated::
 
 or, llama.cpp, the answer right after the analysis' ``<|end|>``. The ``analysis`` channel is a
 reasoning trace: drafts in it ("Response 1 is incorrect… no, wait") are not the answer. Pure: the
-judge's, the verifier's and the generator's readers call :func:`harmony_answer`.
+judge's, the verifier's and the generator's readers call :func:`harmony_answer`; the policy's output
+parser reads a call from the message's recipient (:func:`harmony_messages`)::
+
+    <|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}<|call|>
+
+(the recipient may also stand in the role: ``<|start|>assistant to=functions.get_weather<|channel|>…``).
 """
 
 from __future__ import annotations
@@ -17,12 +22,46 @@ import re
 from dataclasses import dataclass
 
 _MARKER = re.compile(r"<\|(?:channel|message)\|>")
+# A message: the role part (after <|start|>, or before the first <|channel|> of a completion, which
+# starts after the prompt's "<|start|>assistant"), the channel and the header (a recipient "to=...",
+# a content type), then the content up to the message's end token.
 _MESSAGE = re.compile(
-    r"(?:<\|start\|>[^<]*)?<\|channel\|>\s*(?P<channel>[A-Za-z_]+)[^<]*(?:<\|constrain\|>[^<]*)?"
+    r"(?:<\|start\|>)?(?P<role>[^<]*)<\|channel\|>\s*(?P<channel>[A-Za-z_]+)(?P<header>[^<]*)"
+    r"(?:<\|constrain\|>[^<]*)?"
     r"<\|message\|>(?P<content>.*?)(?P<end><\|end\|>|<\|return\|>|<\|call\|>|(?=<\|start\|>)|\Z)",
     re.DOTALL,
 )
+_RECIPIENT = re.compile(r"(?:^|\s)to=(?P<recipient>[^\s<]+)")
 _LEFTOVER = re.compile(r"<\|(?:start|end|return|call)\|>(?:assistant\b)?")
+
+
+@dataclass(frozen=True)
+class HarmonyMessage:
+    """One message of a harmony completion; ``ended``: its end token (``<|end|>``, ``<|call|>``,
+    ``<|return|>``) or the next message's ``<|start|>`` came, not the end of the text."""
+
+    channel: str
+    recipient: str | None  # "functions.get_weather": the message is a call's arguments
+    content: str
+    ended: bool
+
+
+def harmony_messages(text: str) -> list[HarmonyMessage] | None:
+    """The messages of a raw harmony completion; None when ``text`` is not in the harmony format."""
+    if not _MARKER.search(text):
+        return None
+    messages = []
+    for message in _MESSAGE.finditer(text):
+        recipient = _RECIPIENT.search(message.group("header")) or _RECIPIENT.search(message.group("role"))
+        messages.append(
+            HarmonyMessage(
+                channel=message.group("channel").lower(),
+                recipient=recipient.group("recipient") if recipient else None,
+                content=message.group("content"),
+                ended=bool(message.group("end")),
+            )
+        )
+    return messages
 
 
 @dataclass(frozen=True)

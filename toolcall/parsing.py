@@ -13,9 +13,12 @@ that is calls in another family's untagged form (``untagged_calls``: Llama's bar
 ``<|tool_call|>``, any of them in a code fence; ``pythonic_calls``: ``[get_weather(city="Paris")]``, and
 Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code`` fence, when it is the whole output;
 ``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
-the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept).
+the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept;
+``harmony``: gpt-oss's raw completion, a message to ``functions.NAME`` a call with its JSON arguments,
+the ``analysis`` channel the trace, the ``final`` channel the answer).
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
-DeepSeek block cut off before its end token) is a parse failure with the reason, never a guess, and
+DeepSeek block cut off before its end token, a harmony completion whose analysis never ended or that
+came with no final answer) is a parse failure with the reason, never a guess, and
 never a plain-text answer.
 
 Pure: no I/O, and :func:`parse_output` never raises on any input text.
@@ -32,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolcall.harmony import harmony_answer, harmony_messages
 from toolcall.pytypes import TypeExpressionError, parse_python_calls
 from toolcall.types import Action, ToolCall
 
@@ -69,6 +73,10 @@ _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
 _END_TOKENS = re.compile(
     r"(?:(?:<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|eom_id\|>|</s>|<｜end▁of▁sentence｜>)\s*)+$"
 )
+# A completion in gpt-oss's harmony format: it opens with a channel (the prompt wrote "<|start|>assistant"),
+# perhaps after the recipient, or with a further message.
+_HARMONY_START = re.compile(r"^\s*(?:<\|start\|>|(?:to=\S+\s*)?<\|channel\|>)")
+_HARMONY_FUNCTIONS = "functions."
 # A call body while tags are looked for elsewhere: a private-use mark no tokenizer emits.
 _MASK = re.compile("\ue000(\\d+)\ue001")
 
@@ -122,6 +130,10 @@ def _parse(text: str) -> ParsedOutput:
     if not isinstance(text, str):
         return ParsedOutput(error=f"output must be text, got {type(text).__name__}")
     repairs: list[str] = []
+    if _HARMONY_START.match(text):
+        harmony = _harmony_output(text, repairs)
+        if harmony is not None:
+            return harmony
     # Call bodies are set aside first: a tag inside one of their JSON strings is data, not markup.
     masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
     body, think = _split_think(masked, repairs)
@@ -169,6 +181,49 @@ def _parse_blocks(body: str, think: str | None, bodies: list[str], repairs: list
             think=think, text=outside or None, error="tool call block is empty", repairs=repairs
         )
     return ParsedOutput(action=Action(calls=calls), think=think, text=outside or None, repairs=repairs)
+
+
+def _harmony_output(text: str, repairs: list[str]) -> ParsedOutput | None:
+    """A gpt-oss completion returned raw: the analysis channel is the trace, a message to
+    ``functions.NAME`` is a call with its JSON arguments, the final channel the text answer."""
+    messages = harmony_messages(text)
+    if not messages:
+        return None
+    think = "\n".join(m.content.strip() for m in messages if m.channel == "analysis" and m.content.strip())
+    think = think or None
+    calls: list[ToolCall] = []
+    for message in messages:
+        if message.recipient is None:
+            continue
+        if not message.recipient.startswith(_HARMONY_FUNCTIONS):
+            return ParsedOutput(
+                think=think,
+                error=f"harmony: a message to {message.recipient!r}, not to one of the functions",
+                repairs=repairs,
+            )
+        name = message.recipient[len(_HARMONY_FUNCTIONS) :]
+        content = message.content.strip()
+        try:
+            if not content:
+                raise CallFormatError("no arguments")
+            values = _json_values(content, repairs)
+            if len(values) != 1:
+                raise CallFormatError(f"{len(values)} JSON values as arguments, not one object")
+            calls.append(_call_from_object({"name": name, "arguments": values[0]}, repairs))
+        except CallFormatError as failure:  # cut off inside the arguments, or not JSON
+            return ParsedOutput(
+                think=think, error=f"harmony: the call of {name!r}: {failure}", repairs=repairs
+            )
+    reading = harmony_answer(text)
+    answer = reading.answer if reading is not None else None
+    if calls:
+        repairs.append("harmony")
+        return ParsedOutput(action=Action(calls=calls), think=think, text=answer, repairs=repairs)
+    if answer is None:  # only the analysis came, or it was cut off: no answer, never the trace as one
+        problem = reading.problem if reading is not None else "no message"
+        return ParsedOutput(think=think, error=f"harmony: {problem}", repairs=repairs)
+    repairs.append("harmony")
+    return ParsedOutput(action=Action(text=answer), think=think, text=answer, repairs=repairs)
 
 
 def _deepseek_output(body: str, think: str | None, repairs: list[str]) -> ParsedOutput:

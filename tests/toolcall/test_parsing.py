@@ -566,3 +566,63 @@ def test_an_assistant_turn_rendered_by_a_deepseek_v31_template_reads_back_as_its
 def test_deepseek_token_soup_never_raises(pieces: list[str]) -> None:
     parsed = parse_output("".join(pieces))
     assert (parsed.error is None) == (parsed.action is not None)
+
+
+# gpt-oss's harmony format returned raw (special tokens kept): the analysis is the trace, a message
+# to functions.NAME a call, the final channel the answer.
+HARMONY_ANALYSIS = "<|channel|>analysis<|message|>The user wants the weather in Paris for 3 days.<|end|>"
+HARMONY_CALL = (
+    "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json"
+    '<|message|>{"city":"Paris","days":3}'
+)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        HARMONY_ANALYSIS + HARMONY_CALL + "<|call|>",
+        HARMONY_ANALYSIS + HARMONY_CALL,  # <|call|> is an end token: a backend drops it
+        # the recipient in the role, the content type after the channel
+        HARMONY_ANALYSIS
+        + "<|start|>assistant to=functions.get_weather<|channel|>commentary json"
+        + '<|message|>{"city":"Paris","days":3}<|call|>',
+    ],
+)
+def test_a_harmony_call_is_read_as_its_call_and_the_analysis_as_the_trace(output: str) -> None:
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=[WEATHER_CALL])
+    assert parsed.think == "The user wants the weather in Paris for 3 days." and "harmony" in parsed.repairs
+
+
+def test_a_harmony_final_answer_is_the_text_and_an_analysis_alone_is_no_answer() -> None:
+    final = parse_output(
+        HARMONY_ANALYSIS + "<|start|>assistant<|channel|>final<|message|>Which city do you mean?<|return|>"
+    )
+    assert final.kind == "text" and final.action == Action(text="Which city do you mean?")
+    for output, reason in [
+        (
+            "<|channel|>analysis<|message|>The user wants the weather; I will call get_weather with",
+            "never ended",
+        ),
+        (HARMONY_ANALYSIS, "only the analysis"),
+        (HARMONY_ANALYSIS + HARMONY_CALL[:-6], "the call of 'get_weather'"),  # cut inside the arguments
+        (
+            HARMONY_ANALYSIS
+            + '<|start|>assistant<|channel|>analysis to=browser.search<|message|>{"query":"Paris"}<|call|>',
+            "not to one of the functions",
+        ),
+    ]:
+        parsed = parse_output(output)
+        assert parsed.kind == "error" and reason in (parsed.error or ""), parsed
+
+
+def test_a_harmony_call_earns_the_reward_of_its_label() -> None:
+    from toolcall.reward import reward
+    from toolcall.specs import ToolSpec
+
+    properties = {"city": {"type": "string"}, "days": {"type": "integer"}}
+    tool = ToolSpec.from_openai(
+        {"name": "get_weather", "parameters": {"type": "object", "properties": properties}}
+    )
+    assert reward([tool], (), Action(calls=[WEATHER_CALL]), HARMONY_ANALYSIS + HARMONY_CALL + "<|call|>") == 1
+    assert reward([tool], (), Action(text="Which city?"), HARMONY_ANALYSIS + HARMONY_CALL + "<|call|>") == 0
