@@ -14,10 +14,12 @@ that is calls in another family's untagged form (``untagged_calls``: Llama's bar
 Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code`` fence, when it is the whole output;
 ``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
 the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept;
+``kimi_calls``: Kimi K2's ``<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{ARGS}``
+in a ``<|tool_calls_section_begin|>`` section, read on the same rules;
 ``harmony``: gpt-oss's raw completion, a message to ``functions.NAME`` a call with its JSON arguments,
 the ``analysis`` channel the trace, the ``final`` channel the answer).
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
-DeepSeek block cut off before its end token, a harmony completion whose analysis never ended or that
+DeepSeek or Kimi block cut off before its end token, a harmony completion whose analysis never ended or that
 came with no final answer) is a parse failure with the reason, never a guess, and
 never a plain-text answer.
 
@@ -31,6 +33,7 @@ import json
 import math
 import re
 import warnings
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,10 +59,54 @@ _FOREIGN_MARKERS = {"<function=": "Llama"}
 _DS_CALLS_BEGIN, _DS_CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
 _DS_CALL_BEGIN, _DS_CALL_END = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>"
 _DS_SEP = "<｜tool▁sep｜>"
-_DS_TOKENS = (_DS_CALLS_BEGIN, _DS_CALLS_END, _DS_CALL_BEGIN, _DS_CALL_END, _DS_SEP)
 # V3's REST up to its arguments: a name on its own line, then the fence's opening line.
 _DS_V3_NAME = re.compile(r"[ \t]*([^\n]+?)[ \t]*\n[ \t]*```[A-Za-z]*[ \t]*\n")
 _DS_V3_TYPE = "function"
+
+
+@dataclass(frozen=True)
+class _CallTokens:
+    """A family that writes its calls in special tokens: a section of calls, each a head (the
+    function's name or id), a separator, then its JSON arguments."""
+
+    family: str
+    calls_begin: str
+    calls_end: str
+    call_begin: str
+    call_end: str
+    sep: str
+    repair: str
+    head_name: re.Pattern[str]  # the function's name in a call's head (group "name")
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return (self.calls_begin, self.calls_end, self.call_begin, self.call_end, self.sep)
+
+
+_DEEPSEEK = _CallTokens(
+    "DeepSeek",
+    _DS_CALLS_BEGIN,
+    _DS_CALLS_END,
+    _DS_CALL_BEGIN,
+    _DS_CALL_END,
+    _DS_SEP,
+    "deepseek_calls",
+    re.compile(r"(?P<name>.*)", re.DOTALL),
+)
+# Kimi K2: <|tool_calls_section_begin|> (<|tool_call_begin|> functions.NAME:INDEX
+# <|tool_call_argument_begin|> {ARGS} <|tool_call_end|>)+ <|tool_calls_section_end|>; the id's
+# "functions." and ":INDEX" are no part of the name.
+_KIMI = _CallTokens(
+    "Kimi K2",
+    "<|tool_calls_section_begin|>",
+    "<|tool_calls_section_end|>",
+    "<|tool_call_begin|>",
+    "<|tool_call_end|>",
+    "<|tool_call_argument_begin|>",
+    "kimi_calls",
+    re.compile(r"(?:functions\.)?(?P<name>.*?)(?::\d+)?", re.DOTALL),
+)
+_TOKEN_FAMILIES = (_DEEPSEEK, _KIMI)
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
 _EMBEDDED_CALL = re.compile(r"""[{]\s*["']name["']\s*:""")
 _PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*\]$", re.DOTALL)
@@ -138,15 +185,17 @@ def _parse(text: str) -> ParsedOutput:
     masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
     body, think = _split_think(masked, repairs)
     body = _END_TOKENS.sub("", body).strip()
-    if any(token in body for token in _DS_TOKENS):
+    for family in _TOKEN_FAMILIES:
+        if not any(token in body for token in family.tokens):
+            continue
         if bodies or _OPEN in body or _CLOSE in body:
             return ParsedOutput(
                 think=_unmask(think, bodies),
                 text=_unmask(body, bodies),
-                error="DeepSeek tool-call tokens and <tool_call> blocks in one output",
+                error=f"{family.family} tool-call tokens and <tool_call> blocks in one output",
                 repairs=repairs,
             )
-        return _deepseek_output(body, think, repairs)
+        return _token_calls_output(body, think, family, repairs)
     if bodies:
         return _parse_blocks(body, _unmask(think, bodies), bodies, repairs)
     if _OPEN not in body and _CLOSE not in body:
@@ -226,38 +275,42 @@ def _harmony_output(text: str, repairs: list[str]) -> ParsedOutput | None:
     return ParsedOutput(action=Action(text=answer), think=think, text=answer, repairs=repairs)
 
 
-def _deepseek_output(body: str, think: str | None, repairs: list[str]) -> ParsedOutput:
-    """An output holding DeepSeek's tool-call tokens: its calls, and the text outside the blocks."""
+def _token_calls_output(
+    body: str, think: str | None, family: _CallTokens, repairs: list[str]
+) -> ParsedOutput:
+    """An output holding a family's tool-call tokens: its calls, and the text outside the blocks."""
     calls: list[ToolCall] = []
     outside: list[str] = []
     position = 0
-    while (begin := body.find(_DS_CALLS_BEGIN, position)) != -1:
+    while (begin := body.find(family.calls_begin, position)) != -1:
         outside.append(body[position:begin])
         try:
-            block_calls, position = _deepseek_block(body, begin + len(_DS_CALLS_BEGIN), repairs)
+            block_calls, position = _token_block(body, begin + len(family.calls_begin), family, repairs)
         except CallFormatError as failure:
             text = _join(outside) or None
             return ParsedOutput(
-                think=think, text=text, error=f"DeepSeek tool call: {failure}", repairs=repairs
+                think=think, text=text, error=f"{family.family} tool call: {failure}", repairs=repairs
             )
         calls.extend(block_calls)
     outside.append(body[position:])
     text = _join(outside)
-    stray = next((token for token in _DS_TOKENS if token in text), None)
+    stray = next((token for token in family.tokens if token in text), None)
     if stray is not None:  # a call token outside a block: a block that never opened
         return ParsedOutput(
             think=think,
             text=text,
-            error=f"DeepSeek tool call: {stray} outside a {_DS_CALLS_BEGIN} block",
+            error=f"{family.family} tool call: {stray} outside a {family.calls_begin} block",
             repairs=repairs,
         )
     if not calls:
         return ParsedOutput(think=think, text=text or None, error="tool call block is empty", repairs=repairs)
-    repairs.append("deepseek_calls")
+    repairs.append(family.repair)
     return ParsedOutput(action=Action(calls=calls), think=think, text=text or None, repairs=repairs)
 
 
-def _deepseek_block(body: str, position: int, repairs: list[str]) -> tuple[list[ToolCall], int]:
+def _token_block(
+    body: str, position: int, family: _CallTokens, repairs: list[str]
+) -> tuple[list[ToolCall], int]:
     """The calls of the block whose content starts at ``position``, and the index after its end token.
 
     A block without its end token was cut off (the token budget ran out, perhaps before more calls):
@@ -265,48 +318,51 @@ def _deepseek_block(body: str, position: int, repairs: list[str]) -> tuple[list[
     calls: list[ToolCall] = []
     while True:
         position = _after_spaces(body, position)
-        if body.startswith(_DS_CALLS_END, position):
-            return calls, position + len(_DS_CALLS_END)
+        if body.startswith(family.calls_end, position):
+            return calls, position + len(family.calls_end)
         if position >= len(body):
-            raise CallFormatError(f"the block is cut off (no {_DS_CALLS_END})")
-        if not body.startswith(_DS_CALL_BEGIN, position):
+            raise CallFormatError(f"the block is cut off (no {family.calls_end})")
+        if not body.startswith(family.call_begin, position):
             raise CallFormatError(
-                f"text where a call or {_DS_CALLS_END} should be: {body[position : position + 40]!r}"
+                f"text where a call or {family.calls_end} should be: {body[position : position + 40]!r}"
             )
-        call, position = _deepseek_call(body, position + len(_DS_CALL_BEGIN), repairs)
+        call, position = _token_call(body, position + len(family.call_begin), family, repairs)
         calls.append(call)
 
 
-def _deepseek_call(body: str, start: int, repairs: list[str]) -> tuple[ToolCall, int]:
-    """One call from after its ``<｜tool▁call▁begin｜>``, in V3's form or V3.1's, and the index after
-    its ``<｜tool▁call▁end｜>``."""
-    sep = body.find(_DS_SEP, start)
-    end = body.find(_DS_CALL_END, start)
+def _token_call(body: str, start: int, family: _CallTokens, repairs: list[str]) -> tuple[ToolCall, int]:
+    """One call from after its call-begin token (DeepSeek's in V3's form or V3.1's), and the index
+    after its call-end token."""
+    sep = body.find(family.sep, start)
+    end = body.find(family.call_end, start)
     if end == -1:
-        raise CallFormatError(f"a call is cut off (no {_DS_CALL_END})")
+        raise CallFormatError(f"a call is cut off (no {family.call_end})")
     if sep == -1 or end < sep:
-        raise CallFormatError(f"a call without {_DS_SEP} between its name and its arguments")
+        raise CallFormatError(f"a call without {family.sep} between its name and its arguments")
     head = body[start:sep].strip()
-    rest = sep + len(_DS_SEP)
-    v3 = _DS_V3_NAME.match(body, rest)
+    rest = sep + len(family.sep)
+    v3 = _DS_V3_NAME.match(body, rest) if family is _DEEPSEEK else None
     if v3 is not None:  # V3 / R1-0528: the type before the separator, the name on the line after it
         if head != _DS_V3_TYPE:
             raise CallFormatError(
                 f"a call of type {head[:40]!r} (V3 writes {_DS_V3_TYPE!r} before {_DS_SEP})"
             )
-        return _deepseek_arguments(body, v3.end(), _deepseek_name(v3.group(1)), True, repairs)
-    return _deepseek_arguments(body, rest, _deepseek_name(head), False, repairs)
+        name = _token_call_name(v3.group(1), family)
+        return _token_call_arguments(body, v3.end(), name, True, family, repairs)
+    return _token_call_arguments(body, rest, _token_call_name(head, family), False, family, repairs)
 
 
-def _deepseek_name(name: str) -> str:
-    name = name.strip()
-    if not name or "\n" in name or any(token in name for token in _DS_TOKENS):
-        raise CallFormatError(f"{name[:60]!r} is not a function name")
-    return name
+def _token_call_name(head: str, family: _CallTokens) -> str:
+    written = head.strip()
+    name = family.head_name.fullmatch(written)
+    found = name.group("name").strip() if name else ""
+    if not found or "\n" in found or any(token in found for token in family.tokens):
+        raise CallFormatError(f"{written[:60]!r} is not a function name")
+    return found
 
 
-def _deepseek_arguments(
-    body: str, start: int, name: str, fenced: bool, repairs: list[str]
+def _token_call_arguments(
+    body: str, start: int, name: str, fenced: bool, family: _CallTokens, repairs: list[str]
 ) -> tuple[ToolCall, int]:
     """The call ``name`` with the arguments written from ``start`` (in V3, inside a json fence whose
     opening line is already read), and the index after the call's end token."""
@@ -322,12 +378,13 @@ def _deepseek_arguments(
             close = _after_spaces(body, close + 3)
         elif fenced:
             close = -1
-        if close != -1 and body.startswith(_DS_CALL_END, close):
-            return _call_from_object({"name": name, "arguments": value}, repairs), close + len(_DS_CALL_END)
+        if close != -1 and body.startswith(family.call_end, close):
+            call = _call_from_object({"name": name, "arguments": value}, repairs)
+            return call, close + len(family.call_end)
     # Otherwise the text up to the end token, read as a block's content is (repairs reported).
-    end = body.find(_DS_CALL_END, start)
+    end = body.find(family.call_end, start)
     if end == -1:
-        raise CallFormatError(f"the call of {name!r} is cut off (no {_DS_CALL_END})")
+        raise CallFormatError(f"the call of {name!r} is cut off (no {family.call_end})")
     content = body[start:end].strip()
     if fenced:
         if not content.endswith("```"):
@@ -340,11 +397,11 @@ def _deepseek_arguments(
         repairs.append("code_fence")
     if not content:
         repairs.append("missing_arguments")
-        return ToolCall(name=name, arguments={}), end + len(_DS_CALL_END)
+        return ToolCall(name=name, arguments={}), end + len(family.call_end)
     values = _json_values(content, repairs)
     if len(values) != 1:
         raise CallFormatError(f"the arguments of {name!r} are {len(values)} JSON values, not one object")
-    return _call_from_object({"name": name, "arguments": values[0]}, repairs), end + len(_DS_CALL_END)
+    return _call_from_object({"name": name, "arguments": values[0]}, repairs), end + len(family.call_end)
 
 
 def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
@@ -505,7 +562,8 @@ def _split_think(text: str, repairs: list[str]) -> tuple[str, str | None]:
         thoughts.insert(0, before.replace("<think>", "").strip())
     elif "<think>" in body:
         before, _, after = body.partition("<think>")
-        opens = [found for found in (after.find(_OPEN), after.find(_DS_CALLS_BEGIN)) if found != -1]
+        marks = (_OPEN, *(family.calls_begin for family in _TOKEN_FAMILIES))
+        opens = [found for found in (after.find(mark) for mark in marks) if found != -1]
         if opens:  # a reasoning trace that was never closed, followed by calls: keep the calls
             thoughts.append(after[: min(opens)].strip())
             body = before + after[min(opens) :]

@@ -558,6 +558,8 @@ def test_an_assistant_turn_rendered_by_a_deepseek_v31_template_reads_back_as_its
             [
                 *(DS_BEGIN, DS_END, DS_CALL, DS_CALL_END, DS_SEP, DS_EOS, "function", "f", "\n"),
                 *("```json\n", "```", "{", "}", '"a"', ":", "1", "<think>", "</think>", "<tool_call>", "'"),
+                *("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>", "<|tool_call_begin|>"),
+                *("<|tool_call_end|>", "<|tool_call_argument_begin|>", "functions.f:0"),
             ]
         ),
         max_size=30,
@@ -626,3 +628,77 @@ def test_a_harmony_call_earns_the_reward_of_its_label() -> None:
     )
     assert reward([tool], (), Action(calls=[WEATHER_CALL]), HARMONY_ANALYSIS + HARMONY_CALL + "<|call|>") == 1
     assert reward([tool], (), Action(text="Which city?"), HARMONY_ANALYSIS + HARMONY_CALL + "<|call|>") == 0
+
+
+# --- Kimi K2's tool-call tokens -----------------------------------------------------------------------
+
+KIMI_BEGIN, KIMI_END = "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>"
+KIMI_CALL, KIMI_ARGS, KIMI_CALL_END = (
+    "<|tool_call_begin|>",
+    "<|tool_call_argument_begin|>",
+    "<|tool_call_end|>",
+)
+
+
+def _kimi(call: ToolCall, index: int) -> str:
+    """A call as Kimi K2 writes it: its id (functions.NAME:INDEX), then the JSON arguments."""
+    arguments = json.dumps(call.arguments, ensure_ascii=False)
+    return f"{KIMI_CALL}functions.{call.name}:{index}{KIMI_ARGS}{arguments}{KIMI_CALL_END}"
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text", "think"),
+    [
+        (f"{KIMI_BEGIN}{_kimi(TOKYO, 0)}{KIMI_END}<|im_end|>", [TOKYO], None, None),
+        (f"{KIMI_BEGIN}\n{_kimi(TOKYO, 0)}\n{_kimi(NOTE, 1)}\n{KIMI_END}", [TOKYO, NOTE], None, None),
+        (
+            f"I'll check the weather and save a note.{KIMI_BEGIN}{_kimi(TOKYO, 0)}{_kimi(NOTE, 1)}{KIMI_END}",
+            [TOKYO, NOTE],
+            "I'll check the weather and save a note.",
+            None,
+        ),
+        (  # Kimi K2 Thinking: a trace first
+            f"<think>Tokyo's weather.</think>{KIMI_BEGIN}{_kimi(TOKYO, 0)}{KIMI_END}",
+            [TOKYO],
+            None,
+            "Tokyo's weather.",
+        ),
+    ],
+)
+def test_kimi_tool_call_tokens_are_calls(
+    output: str, calls: list[ToolCall], text: str | None, think: str | None
+) -> None:
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=calls)
+    assert parsed.text == text and parsed.think == think
+    assert parsed.repairs == ["kimi_calls"]
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (f"{KIMI_BEGIN}{_kimi(TOKYO, 0)}", "the block is cut off"),  # perhaps a second call was coming
+        (f'{KIMI_BEGIN}{KIMI_CALL}functions.get_weather:0{KIMI_ARGS}{{"location": "東', "cut off"),
+        (f"{KIMI_BEGIN}{KIMI_CALL}functions.get_weather:0{KIMI_CALL_END}{KIMI_END}", "without"),
+        (f"{KIMI_BEGIN}{_kimi(TOKYO, 0)}{KIMI_END}\n{TAGGED_WEATHER}", "<tool_call> blocks in one output"),
+    ],
+)
+def test_a_cut_off_or_malformed_kimi_block_is_a_failure_never_a_call_or_text(
+    output: str, reason: str
+) -> None:
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and parsed.action is None
+    assert reason in (parsed.error or "") and "Kimi K2" in (parsed.error or "")
+
+
+def test_a_kimi_call_earns_the_reward_of_its_label_not_that_of_a_clarification() -> None:
+    from toolcall.reward import reward
+    from toolcall.specs import ToolSpec
+
+    properties = {"location": {"type": "string"}, "unit": {"type": "string"}}
+    tool = ToolSpec.from_openai(
+        {"name": "get_weather", "parameters": {"type": "object", "properties": properties}}
+    )
+    output = f"{KIMI_BEGIN}{_kimi(TOKYO, 0)}{KIMI_END}"
+    assert reward([tool], (), Action(calls=[TOKYO]), output) == 1
+    assert reward([tool], (), Action(text="Which city do you mean?"), output) == 0
