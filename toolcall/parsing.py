@@ -9,7 +9,8 @@ Repairs are made only where the intent is unambiguous, and every one is reported
 trailing commas, Python literals (single quotes, ``True``/``None``), ``arguments`` given as a JSON
 string, ``parameters`` instead of ``arguments``, several JSON objects in one block, and a whole output
 that is calls in another family's untagged form (``untagged_calls``: Llama's bare JSON, also after
-``<|python_tag|>``, Mistral's list after ``[TOOL_CALLS]``, Phi-4-mini's and Granite's after
+``<|python_tag|>``, Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` per
+call (a Magistral ``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after
 ``<|tool_call|>``, any of them in a code fence; ``pythonic_calls``: ``[get_weather(city="Paris")]``, and
 Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code`` fence, when it is the whole output;
 ``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
@@ -49,7 +50,13 @@ _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?\s*```(.*)$", re.DOTALL)
 # How other model families start an untagged call (the tokens survive a decode that keeps specials).
 _FOREIGN_OPEN, _FOREIGN_CLOSE = "<|tool_call|>", "<|/tool_call|>"  # Phi-4-mini closes it, Granite not
-_FOREIGN_PREFIXES = ("<|python_tag|>", "[TOOL_CALLS]", _FOREIGN_OPEN)
+_MISTRAL_CALLS = "[TOOL_CALLS]"
+_FOREIGN_PREFIXES = ("<|python_tag|>", _MISTRAL_CALLS, _FOREIGN_OPEN)
+# Mistral's tokenizers from v11 on (Mistral Small 3.1+, Magistral, Devstral) write each call as
+# [TOOL_CALLS]NAME[ARGS]{ARGS} (v11: [CALL_ID]ID before [ARGS]; [ARGS] is gone when a server decoded
+# without special tokens), and a trace as [THINK]...[/THINK].
+_MISTRAL_HEAD = re.compile(r"\s*([A-Za-z_][\w.\-]*)\s*(?:\[CALL_ID\]\s*[A-Za-z0-9]*\s*)?(?:\[ARGS\])?\s*")
+_MISTRAL_THINK = {"[THINK]": "<think>", "[/THINK]": "</think>"}
 # Call markers of formats the loop does not read: named in the parse failure.
 _FOREIGN_MARKERS = {"<function=": "Llama"}
 # DeepSeek's tool-call tokens (V3, R1-0528, V3.1), written with fullwidth bars and "▁" as its tokenizer
@@ -183,6 +190,8 @@ def _parse(text: str) -> ParsedOutput:
             return harmony
     # Call bodies are set aside first: a tag inside one of their JSON strings is data, not markup.
     masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
+    for token, tag in _MISTRAL_THINK.items():  # Magistral's trace tokens (call bodies are masked)
+        masked = masked.replace(token, tag)
     body, think = _split_think(masked, repairs)
     body = _END_TOKENS.sub("", body).strip()
     for family in _TOKEN_FAMILIES:
@@ -419,6 +428,13 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
         content = tool_code.group(1).strip()
     elif fenced and not fenced.group(2).strip():
         content = fenced.group(1).strip()
+    if body.startswith(_MISTRAL_CALLS) and not content.startswith(("{", "[")):
+        try:
+            calls = _mistral_calls(body, repairs)
+        except CallFormatError as failure:
+            return ParsedOutput(text=body, error=f"Mistral tool call: {failure}", repairs=repairs)
+        repairs.append("untagged_calls")
+        return ParsedOutput(action=Action(calls=calls), repairs=repairs)
     # A lone call without brackets counts where nothing but a call can be meant: the whole output,
     # after a family's call marker, or in Gemma's tool_code fence; code in any other fence is an answer.
     bare = _BARE_CALL.match(content) is not None and (tool_code is not None or marked or content == body)
@@ -450,6 +466,30 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
             text=body, error="a tool call amid text, without <tool_call> tags", repairs=repairs
         )
     return None
+
+
+def _mistral_calls(body: str, repairs: list[str]) -> list[ToolCall]:
+    """``[TOOL_CALLS]NAME[ARGS]{...}`` once per call, nothing else after: the calls, in order."""
+    decoder = json.JSONDecoder()
+    calls: list[ToolCall] = []
+    position = 0
+    while position < len(body):
+        if not body.startswith(_MISTRAL_CALLS, position):
+            raise CallFormatError(f"text after call {len(calls)}: {body[position : position + 60]!r}")
+        head = _MISTRAL_HEAD.match(body, position + len(_MISTRAL_CALLS))
+        if head is None:
+            raise CallFormatError(f"no function name after {_MISTRAL_CALLS}")
+        try:  # one JSON object: a [TOOL_CALLS] inside one of its strings is data
+            arguments, position = decoder.raw_decode(body, head.end())
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise CallFormatError(
+                f"the arguments of {head.group(1)!r} are not JSON (cut off?): {error.msg}"
+                if isinstance(error, json.JSONDecodeError)
+                else f"the arguments of {head.group(1)!r} are too deeply nested"
+            ) from error
+        calls.append(_call_from_object({"name": head.group(1), "arguments": arguments}, repairs))
+        position = _after_spaces(body, position)
+    return calls
 
 
 def _is_call_object(value: Any) -> bool:

@@ -702,3 +702,56 @@ def test_a_kimi_call_earns_the_reward_of_its_label_not_that_of_a_clarification()
     output = f"{KIMI_BEGIN}{_kimi(TOKYO, 0)}{KIMI_END}"
     assert reward([tool], (), Action(calls=[TOKYO]), output) == 1
     assert reward([tool], (), Action(text="Which city do you mean?"), output) == 0
+
+
+# --- Mistral's tokenizers from v11 on: [TOOL_CALLS]NAME[ARGS]{...} per call, [THINK] traces ---------------
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "think"),
+    [
+        ('[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "days": 3}</s>', [WEATHER_CALL], None),
+        (
+            '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{"zone": "CET"}',
+            [PARIS, TIME],
+            None,
+        ),
+        ('[TOOL_CALLS]get_weather[CALL_ID]a1B2c3D4e[ARGS]{"city": "Paris"}', [PARIS], None),  # v11
+        ('[TOOL_CALLS]get_weather{"city": "Paris"}', [PARIS], None),  # decoded without special tokens
+        (  # Magistral: its trace in [THINK] tokens
+            '[THINK]The user wants Paris.[/THINK][TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}</s>',
+            [PARIS],
+            "The user wants Paris.",
+        ),
+        (  # a [TOOL_CALLS] inside an argument's string is data
+            '[TOOL_CALLS]save_note[ARGS]{"text": "ends with [TOOL_CALLS]x"}',
+            [ToolCall(name="save_note", arguments={"text": "ends with [TOOL_CALLS]x"})],
+            None,
+        ),
+    ],
+)
+def test_mistral_v11_calls_are_calls_never_a_failure_or_text(
+    output: str, calls: list[ToolCall], think: str | None
+) -> None:
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=calls)
+    assert parsed.think == think and "untagged_calls" in parsed.repairs
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        ('[TOOL_CALLS]get_weather[ARGS]{"city": "Par', "not JSON (cut off?)"),
+        ('[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_ti', "not JSON"),  # a second call cut
+        ('[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"} Let me know!', "text after call 1"),
+        ("[TOOL_CALLS]", "no function name"),
+    ],
+)
+def test_a_cut_off_or_malformed_mistral_v11_call_is_a_failure(output: str, reason: str) -> None:
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and reason in (parsed.error or "")
+
+
+def test_a_magistral_answer_after_its_trace_is_the_text_answer() -> None:
+    parsed = parse_output("[THINK]No city given.[/THINK]Which city do you mean?</s>")
+    assert parsed.action == Action(text="Which city do you mean?") and parsed.think == "No city given."
