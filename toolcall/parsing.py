@@ -20,9 +20,9 @@ in a ``<|tool_calls_section_begin|>`` section, read on the same rules;
 ``harmony``: gpt-oss's raw completion, a message to ``functions.NAME`` a call with its JSON arguments,
 the ``analysis`` channel the trace, the ``final`` channel the answer).
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
-DeepSeek or Kimi block cut off before its end token, a harmony completion whose analysis never ended or that
-came with no final answer) is a parse failure with the reason, never a guess, and
-never a plain-text answer.
+DeepSeek or Kimi block cut off before its end token, a harmony completion whose analysis never ended
+or that came with no final answer, calls drafted in a ``<think>`` trace that never closed and goes on
+after them) is a parse failure with the reason, never a guess, and never a plain-text answer.
 
 Pure: no I/O, and :func:`parse_output` never raises on any input text.
 """
@@ -194,6 +194,12 @@ def _parse(text: str) -> ParsedOutput:
         masked = masked.replace(token, tag)
     body, think = _split_think(masked, repairs)
     body = _END_TOKENS.sub("", body).strip()
+    if not body and "unclosed_think" in repairs:
+        return ParsedOutput(
+            think=_unmask(think, bodies),
+            error="reasoning trace never closed: the answer never came (cut off by the token budget?)",
+            repairs=repairs,
+        )
     for family in _TOKEN_FAMILIES:
         if not any(token in body for token in family.tokens):
             continue
@@ -604,16 +610,23 @@ def _split_think(text: str, repairs: list[str]) -> tuple[str, str | None]:
         before, _, after = body.partition("<think>")
         marks = (_OPEN, *(family.calls_begin for family in _TOKEN_FAMILIES))
         opens = [found for found in (after.find(mark) for mark in marks) if found != -1]
-        if opens:  # a reasoning trace that was never closed, followed by calls: keep the calls
+        if opens and not _text_after_calls(after):
+            # A reasoning trace that was never closed, followed by calls and nothing else: keep them.
             thoughts.append(after[: min(opens)].strip())
             body = before + after[min(opens) :]
-            repairs.append("unclosed_think")
-        else:
+        else:  # no calls, or the trace goes on after them: they are drafts, and no answer came
             thoughts.append(after.strip())
             body = before
-            repairs.append("unclosed_think")
+        repairs.append("unclosed_think")
     think = "\n".join(t for t in thoughts if t) or None
     return body, think
+
+
+def _text_after_calls(text: str) -> bool:
+    """Whether words follow the last call block of ``text`` (its bodies masked)."""
+    closes = (_CLOSE, *(family.calls_end for family in _TOKEN_FAMILIES))
+    ends = [found + len(close) for close in closes if (found := text.rfind(close)) != -1]
+    return bool(ends) and bool(_END_TOKENS.sub("", text[max(ends) :]).strip())
 
 
 def _blocks(body: str, repairs: list[str]) -> tuple[list[str], str, str | None]:

@@ -755,3 +755,22 @@ def test_a_cut_off_or_malformed_mistral_v11_call_is_a_failure(output: str, reaso
 def test_a_magistral_answer_after_its_trace_is_the_text_answer() -> None:
     parsed = parse_output("[THINK]No city given.[/THINK]Which city do you mean?</s>")
     assert parsed.action == Action(text="Which city do you mean?") and parsed.think == "No city given."
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "<think>The user wants the weather in Paris, so I should call get_weather with",  # budget ran out
+        # calls drafted in a trace that goes on after them, then the budget ran out: drafts, no answer
+        f"<think>Maybe <tool_call>\n{WEATHER}\n</tool_call> Hmm, but the user said Lyon, let me",
+        f"<think>Draft: {DS_BEGIN}{_v31(TOKYO)}{DS_END} wait, the unit should be",
+        f"<think>Draft: {KIMI_BEGIN}{_kimi(TOKYO, 0)}{KIMI_END} no, first the",
+    ],
+)
+def test_a_trace_that_never_closed_is_no_answer_and_its_drafted_calls_are_no_calls(output: str) -> None:
+    from toolcall.reward import reward
+
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and parsed.action is None
+    assert "reasoning trace never closed" in (parsed.error or "") and parsed.think
+    assert reward([], (), Action(calls=[WEATHER_CALL]), output) == 0
