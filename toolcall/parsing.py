@@ -124,8 +124,11 @@ _TOOL_CODE_FENCE = re.compile(r"^```tool_code[ \t]*\n(.*?)\n?\s*```$", re.DOTALL
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 # Chat-template tokens a decode may leave at the end of the text.
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
+# ChatML, Llama 3 (<|eot_id|>, <|eom_id|>, <|end_of_text|>) and 4 (<|eot|>, <|eom|>), Mistral, DeepSeek,
+# Phi (<|end|>), Gemma (<end_of_turn>, <eos>) and GLM (<|observation|>, <|user|>: its turn ends there).
 _END_TOKENS = re.compile(
-    r"(?:(?:<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|eom_id\|>|</s>|<｜end▁of▁sentence｜>)\s*)+$"
+    r"(?:(?:<\|im_end\|>|<\|endoftext\|>|<\|end_of_text\|>|<\|eot_id\|>|<\|eom_id\|>|<\|eot\|>|<\|eom\|>|"
+    r"</s>|<｜end▁of▁sentence｜>|<\|end\|>|<end_of_turn>|<eos>|<\|observation\|>|<\|user\|>)\s*)+$"
 )
 # A completion in gpt-oss's harmony format: it opens with a channel (the prompt wrote "<|start|>assistant"),
 # perhaps after the recipient, or with a further message.

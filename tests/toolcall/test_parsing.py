@@ -320,6 +320,25 @@ def test_several_end_tokens_and_a_bom_are_dropped() -> None:
     assert parsed.action.calls == [WEATHER_CALL] and parsed.text is None
 
 
+@pytest.mark.parametrize(
+    "output",
+    [
+        '[get_weather(city="Paris", days=3)]<|eot|>',  # Llama 4
+        '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris", "days": 3}}<|eom|>',  # Llama 4
+        '{"name": "get_weather", "parameters": {"city": "Paris", "days": 3}}<|end_of_text|>',  # Llama 3
+        '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}]<|/tool_call|>'
+        "<|end|>",  # Phi-4-mini
+        '```tool_code\nget_weather(city="Paris", days=3)\n```<end_of_turn>',  # Gemma
+        f"<tool_call>\n{WEATHER}\n</tool_call><|observation|>",  # GLM
+    ],
+)
+def test_the_end_token_of_each_family_is_dropped_so_its_call_is_a_call(output: str) -> None:
+    """A server that keeps special tokens leaves the turn's end token: it must not turn a call
+    into a text answer (which matches any clarification label) or a failure."""
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=[WEATHER_CALL]), parsed
+
+
 def test_render_call_format() -> None:
     assert render_call(WEATHER_CALL) == f"<tool_call>\n{WEATHER}\n</tool_call>"
     assert render_action(Action(text="Which city?")) == "Which city?"
