@@ -197,6 +197,8 @@ def _parse(text: str) -> ParsedOutput:
         masked = masked.replace(token, tag)
     body, think = _split_think(masked, repairs)
     body = _END_TOKENS.sub("", body).strip()
+    if bodies and not _MASK.search(body):  # every call block sat in the trace: drafts, not the answer
+        think, bodies = _unmask(think, bodies), []
     if not body and "unclosed_think" in repairs:
         return ParsedOutput(
             think=_unmask(think, bodies),

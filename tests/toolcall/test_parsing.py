@@ -294,6 +294,16 @@ def test_tags_inside_a_calls_json_strings_are_data(argument: str) -> None:
     assert parsed.think == "plan"
 
 
+@pytest.mark.parametrize("opening", ["<think>", ""])  # "": the chat template opened the trace
+def test_a_call_drafted_in_a_closed_trace_is_no_call_and_the_answer_after_it_is_read(opening: str) -> None:
+    trace = f"{opening}I could write <tool_call>{WEATHER}</tool_call> but the city is unclear.\n</think>\n\n"
+    clarification = parse_output(trace + "Which city do you mean?<|im_end|>")
+    assert clarification.error is None and clarification.action == Action(text="Which city do you mean?")
+    assert "<tool_call>" in (clarification.think or "")
+    pythonic = parse_output(trace + '[get_time(zone="CET")]')
+    assert pythonic.error is None and pythonic.action == Action(calls=[TIME])
+
+
 @pytest.mark.parametrize(
     "answer",
     [
