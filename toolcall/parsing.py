@@ -11,8 +11,9 @@ string, ``parameters`` instead of ``arguments``, several JSON objects in one blo
 that is calls in another family's untagged form (``untagged_calls``: Llama's bare JSON, also after
 ``<|python_tag|>``, Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` per
 call (a Magistral ``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after
-``<|tool_call|>``, any of them in a code fence; ``pythonic_calls``: ``[get_weather(city="Paris")]``, and
-Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code`` fence, when it is the whole output;
+``<|tool_call|>`` or in ``functools[…]``, any of them in a code fence; ``pythonic_calls``:
+``[get_weather(city="Paris")]``, and Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code``
+fence, when it is the whole output;
 ``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
 the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept;
 ``kimi_calls``: Kimi K2's ``<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{ARGS}``
@@ -51,6 +52,8 @@ _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?\s*```(.*)$", re.DOTALL)
 # How other model families start an untagged call (the tokens survive a decode that keeps specials).
 _FOREIGN_OPEN, _FOREIGN_CLOSE = "<|tool_call|>", "<|/tool_call|>"  # Phi-4-mini closes it, Granite not
 _MISTRAL_CALLS = "[TOOL_CALLS]"
+# Phi-4-mini as vLLM's phi4_mini_json parser reads it: functools[{"name": ..., "arguments": ...}, ...].
+_PHI_FUNCTOOLS = "functools["
 _FOREIGN_PREFIXES = ("<|python_tag|>", _MISTRAL_CALLS, _FOREIGN_OPEN)
 # Mistral's tokenizers from v11 on (Mistral Small 3.1+, Magistral, Devstral) write each call as
 # [TOOL_CALLS]NAME[ARGS]{ARGS} (v11: [CALL_ID]ID before [ARGS]; [ARGS] is gone when a server decoded
@@ -431,6 +434,8 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
     for prefix in _FOREIGN_PREFIXES:
         if content.startswith(prefix):
             content, marked = content[len(prefix) :].strip(), True
+    if content.startswith(_PHI_FUNCTOOLS):  # the name glued to the list: never the start of a sentence
+        content, marked = content[len(_PHI_FUNCTOOLS) - 1 :], True
     if body.startswith(_FOREIGN_OPEN):  # Phi-4-mini's blocks, each closed: their lists one after another
         content = " ".join(content.replace(_FOREIGN_OPEN, " ").split(_FOREIGN_CLOSE)).strip()
     tool_code = _TOOL_CODE_FENCE.match(content)

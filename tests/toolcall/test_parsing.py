@@ -234,6 +234,12 @@ TIME = ToolCall(name="get_time", arguments={"zone": "CET"})
             [PARIS, TIME],
             "untagged_calls",
         ),  # Granite
+        (
+            'functools[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+            '{"name": "get_time", "parameters": {"zone": "CET"}}]',
+            [PARIS, TIME],
+            "untagged_calls",
+        ),  # Phi-4-mini, as vLLM's phi4_mini_json parser reads it
     ],
 )
 def test_calls_in_other_families_untagged_forms_are_calls_never_text(
