@@ -146,7 +146,7 @@ def probe_result(
     cut off first, as that is what to fix (``max_new_tokens``), whatever the cut made of the text.
     """
     sample = member.payload
-    parsed = parse_output(raw_output)
+    parsed = parse_output(raw_output, sample.tools)
     prediction = parsed.action if parsed.error is None else None
     parse_error = parsed.error
     if prediction is not None:

@@ -19,7 +19,10 @@ the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, t
 ``kimi_calls``: Kimi K2's ``<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{ARGS}``
 in a ``<|tool_calls_section_begin|>`` section, read on the same rules;
 ``harmony``: gpt-oss's raw completion, a message to ``functions.NAME`` a call with its JSON arguments,
-the ``analysis`` channel the trace, the ``final`` channel the answer).
+the ``analysis`` channel the trace, the ``final`` channel the answer; ``xml_arguments``: a
+``<tool_call>`` block holding Qwen3-Coder's ``<function=NAME><parameter=P>VALUE</parameter>`` or
+GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>``, each value typed by the tool's
+schema, given as ``tools``: a value that may be a string or not, with no schema to say, is a failure).
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
 DeepSeek or Kimi block cut off before its end token, a harmony completion whose analysis never ended
 or that came with no final answer, calls drafted in a ``<think>`` trace that never closed and goes on
@@ -35,6 +38,7 @@ import json
 import math
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from toolcall.harmony import harmony_answer, harmony_messages
 from toolcall.pytypes import TypeExpressionError, parse_python_calls
+from toolcall.specs import ToolSpec
 from toolcall.types import Action, ToolCall
 
 OutputKind = Literal["calls", "text", "error"]
@@ -137,6 +142,15 @@ _END_TOKENS = re.compile(
 # perhaps after the recipient, or with a further message.
 _HARMONY_START = re.compile(r"^\s*(?:<\|start\|>|(?:to=\S+\s*)?<\|channel\|>)")
 _HARMONY_FUNCTIONS = "functions."
+# Calls whose arguments are XML, one element per parameter, inside <tool_call> tags: Qwen3-Coder's
+# <function=NAME><parameter=P>VALUE</parameter>...</function>, and GLM-4.5's
+# NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>... . A value is text: a string as it is, any
+# other value as JSON (or its Python form, "True"), so only the tool's schema says which "3" is.
+_XML_FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)</function>", re.DOTALL)
+_XML_PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)</parameter>", re.DOTALL)
+_GLM_CALL = re.compile(r"([A-Za-z_][\w.\-]*)\s*(?=<arg_key>|$)(.*)", re.DOTALL)
+_GLM_ARGUMENT = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.DOTALL)
+_NOT_A_LITERAL = object()
 # A call body while tags are looked for elsewhere: a private-use mark no tokenizer emits.
 _MASK = re.compile("\ue000(\\d+)\ue001")
 
@@ -178,15 +192,18 @@ def render_action(action: Action) -> str:
     return action.text or ""
 
 
-def parse_output(text: str) -> ParsedOutput:
-    """Parse one model output. Never raises: unreadable output gives ``error`` with the reason."""
+def parse_output(text: str, tools: Sequence[ToolSpec] | None = None) -> ParsedOutput:
+    """Parse one model output. Never raises: unreadable output gives ``error`` with the reason.
+
+    ``tools``: the sample's tools, which type the values of XML-argument calls (Qwen3-Coder,
+    GLM-4.5); without them such a value that could be a string or not is a failure."""
     try:
-        return _parse(text)
+        return _parse(text, {tool.name: tool for tool in tools or ()})
     except (RecursionError, MemoryError) as error:  # pathological nesting in a JSON body
         return ParsedOutput(error=f"output too deeply nested to read ({type(error).__name__})")
 
 
-def _parse(text: str) -> ParsedOutput:
+def _parse(text: str, tools: Mapping[str, ToolSpec]) -> ParsedOutput:
     if not isinstance(text, str):
         return ParsedOutput(error=f"output must be text, got {type(text).__name__}")
     repairs: list[str] = []
@@ -220,7 +237,7 @@ def _parse(text: str) -> ParsedOutput:
             )
         return _token_calls_output(body, think, family, repairs)
     if bodies:
-        return _parse_blocks(body, _unmask(think, bodies), bodies, repairs)
+        return _parse_blocks(body, _unmask(think, bodies), bodies, repairs, tools)
     if _OPEN not in body and _CLOSE not in body:
         openai = _openai_message(body)
         if openai is not None:
@@ -231,10 +248,12 @@ def _parse(text: str) -> ParsedOutput:
         if untagged is not None:
             return untagged.model_copy(update={"think": think})
         return ParsedOutput(action=Action(text=body), think=think, text=body, repairs=repairs)
-    return _parse_blocks(body, think, [], repairs)
+    return _parse_blocks(body, think, [], repairs, tools)
 
 
-def _parse_blocks(body: str, think: str | None, bodies: list[str], repairs: list[str]) -> ParsedOutput:
+def _parse_blocks(
+    body: str, think: str | None, bodies: list[str], repairs: list[str], tools: Mapping[str, ToolSpec]
+) -> ParsedOutput:
     blocks, outside, error = _blocks(body, repairs)
     blocks, outside = [_unmask(block, bodies) or "" for block in blocks], _unmask(outside, bodies) or ""
     if error is not None:
@@ -242,7 +261,7 @@ def _parse_blocks(body: str, think: str | None, bodies: list[str], repairs: list
     calls: list[ToolCall] = []
     for index, block in enumerate(blocks):
         try:
-            calls.extend(_calls_from_block(block, repairs))
+            calls.extend(_calls_from_block(block, repairs, tools))
         except CallFormatError as failure:
             where = f"tool call {index + 1}" if len(blocks) > 1 else "tool call"
             return ParsedOutput(
@@ -671,8 +690,14 @@ def _join(parts: list[str]) -> str:
     return "\n".join(p.strip() for p in parts if p.strip())
 
 
-def _calls_from_block(block: str, repairs: list[str]) -> list[ToolCall]:
+def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> list[ToolCall]:
     content = block.strip()
+    if content.startswith("<function="):
+        return [_xml_function_call(content, tools, repairs)]
+    if "<arg_key>" in content or (_CALL_NAME.match(content) and content not in ("true", "false", "null")):
+        glm = _GLM_CALL.fullmatch(content)
+        if glm is not None:
+            return [_glm_call(glm.group(1), glm.group(2), tools, repairs)]
     fenced = _FENCE.match(content)
     if fenced:
         if fenced.group(2).strip():
@@ -692,6 +717,101 @@ def _calls_from_block(block: str, repairs: list[str]) -> list[ToolCall]:
         else:
             calls.append(_call_from_object(value, repairs))
     return calls
+
+
+def _xml_function_call(content: str, tools: Mapping[str, ToolSpec], repairs: list[str]) -> ToolCall:
+    """Qwen3-Coder's ``<function=NAME><parameter=P>VALUE</parameter>...</function>``."""
+    function = _XML_FUNCTION.fullmatch(content)
+    if function is None:
+        raise CallFormatError("a <function=...> call without its </function> (cut off?), or text after it")
+    name = function.group(1).strip()
+    pairs = [(m.group(1), m.group(2)) for m in _XML_PARAMETER.finditer(function.group(2))]
+    if _XML_PARAMETER.sub("", function.group(2)).strip():
+        raise CallFormatError(f"text between the parameters of {name!r}, or a parameter not closed")
+    call = _xml_call(name, pairs, tools, repairs)
+    repairs.append("xml_arguments")
+    return call
+
+
+def _glm_call(name: str, rest: str, tools: Mapping[str, ToolSpec], repairs: list[str]) -> ToolCall:
+    """GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>...``."""
+    pairs = [(m.group(1), m.group(2)) for m in _GLM_ARGUMENT.finditer(rest)]
+    if _GLM_ARGUMENT.sub("", rest).strip():
+        raise CallFormatError(f"text between the arguments of {name!r}, or an argument not closed")
+    call = _xml_call(name, pairs, tools, repairs)
+    repairs.append("xml_arguments")
+    return call
+
+
+def _xml_call(
+    name: str, pairs: list[tuple[str, str]], tools: Mapping[str, ToolSpec], repairs: list[str]
+) -> ToolCall:
+    tool = tools.get(name)
+    arguments: dict[str, Any] = {}
+    for raw_key, raw_value in pairs:
+        key = raw_key.strip()
+        if key in arguments:
+            raise CallFormatError(f"{name}.{key} is given twice")
+        arguments[key] = _xml_value(tool, name, key, raw_value)
+    return _call_from_object({"name": name, "arguments": arguments}, repairs)
+
+
+def _xml_value(tool: ToolSpec | None, name: str, key: str, raw: str) -> Any:
+    """One XML argument's value, typed by the tool's schema (the templates frame it in newlines)."""
+    text = raw.removeprefix("\n").removesuffix("\n")
+    schema = tool.parameters.properties.get(key) if tool is not None else None
+    types = schema.types if schema is not None else ()
+    if types and set(types) <= {"string"}:
+        return text
+    value = _xml_literal(text.strip())
+    if not types:  # untyped: only text that is no other JSON value is surely a string
+        if value is _NOT_A_LITERAL or isinstance(value, str):
+            return text
+        raise CallFormatError(
+            f"{name}.{key} = {text[:40]!r} may be a string or the {_json_type(value)} it reads as; "
+            "the tool's schema, which would say, is not known"
+        )
+    if value is _NOT_A_LITERAL:
+        return text
+    declared = _json_type(value) in types or (_json_type(value) == "integer" and "number" in types)
+    # Text that is a value of no declared type is what the model wrote: a string where a string may
+    # stand, else the value as written (ToolMatch then reports the wrong type, as for a JSON call).
+    return text if not declared and "string" in types else value
+
+
+def _xml_literal(text: str) -> Any:
+    """A JSON value, or a Python literal (a template's ``| string`` writes True and None)."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _NOT_A_LITERAL
+    return (
+        value
+        if isinstance(value, str | int | float | bool | list | dict) or value is None
+        else _NOT_A_LITERAL
+    )
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "null"
 
 
 def _json_values(content: str, repairs: list[str]) -> list[Any]:

@@ -37,7 +37,7 @@ def reward(
     sample (and a future reward may need it).
     """
     del messages
-    parsed = parse_output(output)
+    parsed = parse_output(output, tools)
     if parsed.action is None:
         return 0
     matched = tool_match(parsed.action, label, tools).matched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -809,3 +810,105 @@ def test_a_trace_that_never_closed_is_no_answer_and_its_drafted_calls_are_no_cal
     assert parsed.kind == "error" and parsed.action is None
     assert "reasoning trace never closed" in (parsed.error or "") and parsed.think
     assert reward([], (), Action(calls=[WEATHER_CALL]), output) == 0
+
+
+# --- XML-argument calls: Qwen3-Coder's <function=…><parameter=…> and GLM-4.5's <arg_key>/<arg_value> ------
+
+
+def _xml_tool() -> Any:
+    from toolcall.specs import ToolSpec
+
+    properties = {
+        "city": {"type": "string"},
+        "days": {"type": "integer"},
+        "zip": {"type": "string"},
+        "metric": {"type": "boolean"},
+        "hours": {"type": "array", "items": {"type": "integer"}},
+        "note": {"type": ["string", "null"]},
+    }
+    return ToolSpec.from_openai(
+        {"name": "get_weather", "parameters": {"type": "object", "properties": properties}}
+    )
+
+
+XML_CALL = ToolCall(
+    name="get_weather",
+    arguments={"city": "Paris", "days": 3, "zip": "75001", "metric": True, "hours": [9, 12], "note": None},
+)
+
+
+def _qwen3_coder(call: ToolCall, *, python_scalars: bool = False) -> str:
+    """A call as Qwen3-Coder's chat template writes it: strings as they are, other values as JSON
+    (a later template's ``| string`` writes True and None)."""
+
+    def written(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if python_scalars and not isinstance(value, dict | list):
+            return str(value)
+        return json.dumps(value)
+
+    parameters = "".join(
+        f"<parameter={key}>\n{written(value)}\n</parameter>\n" for key, value in call.arguments.items()
+    )
+    return f"<tool_call>\n<function={call.name}>\n{parameters}</function>\n</tool_call>"
+
+
+def _glm(call: ToolCall) -> str:
+    """A call as GLM-4.5's chat template writes it."""
+    arguments = "".join(
+        f"<arg_key>{key}</arg_key>\n<arg_value>{value if isinstance(value, str) else json.dumps(value)}"
+        "</arg_value>\n"
+        for key, value in call.arguments.items()
+    )
+    return f"<tool_call>{call.name}\n{arguments}</tool_call>"
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        _qwen3_coder(XML_CALL) + "<|im_end|>",
+        _qwen3_coder(XML_CALL, python_scalars=True),
+        "<think>Paris, three days.</think>\n" + _glm(XML_CALL),
+    ],
+)
+def test_xml_argument_calls_are_typed_by_the_tools_schema(output: str) -> None:
+    """ "75001" stays a string and 3 an integer because the schema says so; the label's reward follows."""
+    from toolcall.reward import reward
+
+    tool = _xml_tool()
+    parsed = parse_output(output, [tool])
+    assert parsed.error is None and parsed.action == Action(calls=[XML_CALL]), parsed.error
+    assert "xml_arguments" in parsed.repairs
+    assert reward([tool], (), Action(calls=[XML_CALL]), output) == 1
+
+
+def test_xml_argument_calls_read_in_parallel_and_without_arguments() -> None:
+    time = ToolCall(name="get_time", arguments={})
+    output = _glm(PARIS) + "\n" + "<tool_call>get_time\n</tool_call>"
+    assert parse_output(output, [_xml_tool()]).action == Action(calls=[PARIS, time])
+    assert parse_output(_qwen3_coder(PARIS) + _qwen3_coder(TIME)).action == Action(calls=[PARIS, TIME])
+
+
+@pytest.mark.parametrize(
+    ("output", "tools", "reason"),
+    [
+        # without the schema "3" may be the integer or the string: no guess
+        (_qwen3_coder(XML_CALL), False, "get_weather.days = '3' may be a string or the integer"),
+        (_glm(XML_CALL), False, "may be a string or the integer"),
+        (_qwen3_coder(XML_CALL)[:70], True, "without its </function>"),  # cut off
+        ("<tool_call>\n<function=get_weather>\n<parameter=city>\nPar", True, "without its </function>"),
+        ("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Par", True, "not closed"),
+        (
+            "<tool_call>\n<function=get_weather>\n<parameter=city>Paris</parameter>\n"
+            "<parameter=city>Lyon</parameter>\n</function>\n</tool_call>",
+            True,
+            "given twice",
+        ),
+    ],
+)
+def test_an_xml_argument_call_that_cannot_be_read_exactly_is_a_failure(
+    output: str, tools: bool, reason: str
+) -> None:
+    parsed = parse_output(output, [_xml_tool()] if tools else None)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
