@@ -38,6 +38,7 @@ PLAIN = [
     if e["expected"] != "UNPARSEABLE"
     and "known_gap" not in e
     and "think>" not in e["answer"]
+    and "[THINK]" not in e["answer"]
     and not e.get("trace_opened")
 ]
 
