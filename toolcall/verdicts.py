@@ -1027,17 +1027,19 @@ _CANDIDATE = (
 )
 _CANDIDATE_SUBJECT = re.compile(_CANDIDATE, re.IGNORECASE)
 # PASS / FAIL too: verifiers trained on test-style prompts answer so when asked CORRECT / INCORRECT.
+# "CORRECT, but the nights should be 3", "Yes, but the unit is wrong": a qualified decision is none.
+_UNQUALIFIED = (
+    r"(?!\s*[,;:—–-]?\s*(?:but|though|although|yet|except|apart\s+from|other\s+than|only\s+if|unless|"
+    r"so\s+far|as\s+far\s+as)\b)"
+)
 _VERIFIER_TOKEN = re.compile(
     r"\[?\s*(?:(?P<neg>incorrect|not\s+correct|fail(?:ed)?)|(?P<pos>correct|pass(?:ed)?))\s*\]?(?="
     + _PUNCT_FOLLOW
     + r"|\s+(?:reason|"
-    r"because|since|as|due)\b)"
-    # "CORRECT, but the nights should be 3": a qualified decision is no decision
-    r"(?!\s*[,;:—–-]?\s*(?:but|though|although|yet|except|apart\s+from|other\s+than|only\s+if|unless|"
-    r"so\s+far|as\s+far\s+as)\b)",
+    r"because|since|as|due)\b)" + _UNQUALIFIED,
     re.IGNORECASE,
 )
-_YES_NO = re.compile(r"(?:(?P<pos>yes)|(?P<neg>no))(?=\s*(?:$|[.,;:!—–]|-\s))", re.IGNORECASE)
+_YES_NO = re.compile(r"(?:(?P<pos>yes)|(?P<neg>no))(?=\s*(?:$|[.,;:!—–]|-\s))" + _UNQUALIFIED, re.IGNORECASE)
 _VERIFIER_CLAIM = re.compile(
     _CANDIDATE
     + r"(?:\s+(?:is|was|are|were)|['’]s)(?P<not>\s+not|n['’]t)?\s+(?(not)|"
