@@ -148,7 +148,9 @@ _CLAIM_LEAD = re.compile(
     r"^(?:(?:and|but|while|whereas|although|though|however|so|thus|therefore|hence|overall|clearly|"
     r"ultimately|finally|because|since|as|consequently|accordingly|also|here|in\s+conclusion|in\s+summary|"
     r"in\s+short|in\s+my\s+(?:view|assessment|judge?ment|opinion)|in\s+this\s+case|as\s+a\s+result|"
-    r"for\s+this\s+reason|this\s+means(?:\s+that)?|which\s+means(?:\s+that)?|that\s+means|meaning)\s*)*"
+    r"for\s+this\s+reason|this\s+means(?:\s+that)?|which\s+means(?:\s+that)?|that\s+means|meaning|"
+    # a second thought states a claim too ("Hmm, actually both are incorrect.")
+    r"actually|in\s+fact|wait|hmm+|on\s+second\s+thought|on\s+(?:further\s+)?reflection)\s*)*"
     r"(?:(?:i|we)\s+(?:think|believe|conclude|find|found|judge|would\s+say|['’]d\s+say|determined?|"
     r"can\s+confirm|am\s+confident|are\s+confident)(?:\s+that)?\s*|it\s+is\s+clear\s+that\s*|"
     r"it['’]s\s+clear\s+that\s*)?(?P<only>only\s*)?$",
@@ -173,7 +175,7 @@ _LATER_HEDGE = re.compile(
 )
 _GOOD_FOLLOW = re.compile(
     r"(?:because|since|as|and|while|whereas|so|given|due|too|as\s+well|also|here|overall|"
-    r"in\s+this\s+case)\b",
+    r"in\s+this\s+case|after\s+all)\b",
     re.IGNORECASE,
 )
 

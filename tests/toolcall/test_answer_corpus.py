@@ -1,6 +1,6 @@
 """Real-looking judge and verifier answers, each with the decision a careful reader takes from it.
 
-data/judge_answers.jsonl holds 120 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
+data/judge_answers.jsonl holds 122 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
 reasoning field or an inline trace), DeepSeek-R1 (trace opened by the chat template), Llama 3,
 GPT-4o-class and Mistral models: Figure 10 answers with Markdown, labels, tables, JSON, fences,
 analysis first, sentences, quoted injections; and hard negatives (truncated traces, the format echoed
