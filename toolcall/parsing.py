@@ -18,6 +18,8 @@ fence, when it is the whole output;
 the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept;
 ``kimi_calls``: Kimi K2's ``<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{ARGS}``
 in a ``<|tool_calls_section_begin|>`` section, read on the same rules;
+Cohere Command A's and R7B's ``<|START_ACTION|>[{"tool_name": …, "parameters": …}]<|END_ACTION|>``
+(its ``<|START_THINKING|>`` trace and ``<|START_RESPONSE|>`` answer read as such);
 ``harmony``: gpt-oss's raw completion, a message to ``functions.NAME`` a call with its JSON arguments,
 the ``analysis`` channel the trace, the ``final`` channel the answer; ``xml_arguments``: a
 ``<tool_call>`` block holding Qwen3-Coder's ``<function=NAME><parameter=P>VALUE</parameter>`` or
@@ -64,7 +66,20 @@ _FOREIGN_PREFIXES = ("<|python_tag|>", _MISTRAL_CALLS, _FOREIGN_OPEN)
 # [TOOL_CALLS]NAME[ARGS]{ARGS} (v11: [CALL_ID]ID before [ARGS]; [ARGS] is gone when a server decoded
 # without special tokens), and a trace as [THINK]...[/THINK].
 _MISTRAL_HEAD = re.compile(r"\s*([A-Za-z_][\w.\-]*)\s*(?:\[CALL_ID\]\s*[A-Za-z0-9]*\s*)?(?:\[ARGS\])?\s*")
-_MISTRAL_THINK = {"[THINK]": "<think>", "[/THINK]": "</think>"}
+# Other families' trace tokens, read as <think> and </think>: Magistral's, and Cohere Command A's and
+# R7B's.
+_TRACE_TOKENS = {
+    "[THINK]": "<think>",
+    "[/THINK]": "</think>",
+    "<|START_THINKING|>": "<think>",
+    "<|END_THINKING|>": "</think>",
+}
+# Cohere Command A / R7B: calls as <|START_ACTION|>[{"tool_call_id": "0", "tool_name": NAME,
+# "parameters": {ARGS}}, ...]<|END_ACTION|>, an answer in <|START_RESPONSE|>...<|END_RESPONSE|> (or
+# <|START_TEXT|>...<|END_TEXT|>).
+_COHERE_ACTION, _COHERE_ACTION_END = "<|START_ACTION|>", "<|END_ACTION|>"
+_COHERE_ANSWER = re.compile(r"^<\|START_(RESPONSE|TEXT)\|>(.*?)(?:<\|END_\1\|>)?$", re.DOTALL)
+_COHERE_CALL_KEYS = {"tool_call_id", "tool_name", "parameters"}
 # Call markers of formats the loop does not read: named in the parse failure.
 _FOREIGN_MARKERS = {"<function=": "Llama"}
 # DeepSeek's tool-call tokens (V3, R1-0528, V3.1), written with fullwidth bars and "▁" as its tokenizer
@@ -136,7 +151,8 @@ _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
 # Phi (<|end|>), Gemma (<end_of_turn>, <eos>) and GLM (<|observation|>, <|user|>: its turn ends there).
 _END_TOKENS = re.compile(
     r"(?:(?:<\|im_end\|>|<\|endoftext\|>|<\|end_of_text\|>|<\|eot_id\|>|<\|eom_id\|>|<\|eot\|>|<\|eom\|>|"
-    r"</s>|<｜end▁of▁sentence｜>|<\|end\|>|<end_of_turn>|<eos>|<\|observation\|>|<\|user\|>)\s*)+$"
+    r"</s>|<｜end▁of▁sentence｜>|<\|end\|>|<end_of_turn>|<eos>|<\|observation\|>|<\|user\|>|"
+    r"<\|END_OF_TURN_TOKEN\|>)\s*)+$"
 )
 # A completion in gpt-oss's harmony format: it opens with a channel (the prompt wrote "<|start|>assistant"),
 # perhaps after the recipient, or with a further message.
@@ -213,10 +229,12 @@ def _parse(text: str, tools: Mapping[str, ToolSpec]) -> ParsedOutput:
             return harmony
     # Call bodies are set aside first: a tag inside one of their JSON strings is data, not markup.
     masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
-    for token, tag in _MISTRAL_THINK.items():  # Magistral's trace tokens (call bodies are masked)
+    for token, tag in _TRACE_TOKENS.items():  # other families' trace tokens (call bodies are masked)
         masked = masked.replace(token, tag)
     body, think = _split_think(masked, repairs)
     body = _END_TOKENS.sub("", body).strip()
+    if answer := _COHERE_ANSWER.match(body):  # Cohere's answer wrapper: its content is the answer
+        body = answer.group(2).strip()
     if bodies and not _MASK.search(body):  # every call block sat in the trace: drafts, not the answer
         think, bodies = _unmask(think, bodies), []
     if not body and "unclosed_think" in repairs:
@@ -449,6 +467,13 @@ def _token_call_arguments(
 def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
     """A whole output that is calls without ``<tool_call>`` tags, in another family's form; a call
     amid text, or a format the loop does not read, is a failure saying so; None: a text answer."""
+    if body.startswith(_COHERE_ACTION):
+        try:
+            calls = _cohere_calls(body[len(_COHERE_ACTION) :], repairs)
+        except CallFormatError as failure:
+            return ParsedOutput(text=body, error=f"Cohere tool call: {failure}", repairs=repairs)
+        repairs.append("untagged_calls")
+        return ParsedOutput(action=Action(calls=calls), repairs=repairs)
     content, marked = body, False
     for prefix in _FOREIGN_PREFIXES:
         if content.startswith(prefix):
@@ -501,6 +526,29 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
             text=body, error="a tool call amid text, without <tool_call> tags", repairs=repairs
         )
     return None
+
+
+def _cohere_calls(action: str, repairs: list[str]) -> list[ToolCall]:
+    """The list of ``{"tool_call_id", "tool_name", "parameters"}`` up to ``<|END_ACTION|>``."""
+    end = action.find(_COHERE_ACTION_END)
+    if end == -1:
+        raise CallFormatError(f"the action is cut off (no {_COHERE_ACTION_END})")
+    if action[end + len(_COHERE_ACTION_END) :].strip():
+        raise CallFormatError(f"text after {_COHERE_ACTION_END}")
+    values = _json_values(action[:end].strip(), repairs)
+    items = [item for value in values for item in (value if isinstance(value, list) else [value])]
+    calls = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("tool_name"), str):
+            raise CallFormatError("an action entry needs a string 'tool_name'")
+        if unknown := sorted(set(item) - _COHERE_CALL_KEYS):
+            raise CallFormatError(f"unexpected keys in the action of {item['tool_name']!r}: {unknown}")
+        calls.append(
+            _call_from_object({"name": item["tool_name"], "arguments": item.get("parameters")}, repairs)
+        )
+    if not calls:
+        raise CallFormatError("an empty action")
+    return calls
 
 
 def _mistral_calls(body: str, repairs: list[str]) -> list[ToolCall]:

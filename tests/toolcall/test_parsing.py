@@ -912,3 +912,43 @@ def test_an_xml_argument_call_that_cannot_be_read_exactly_is_a_failure(
 ) -> None:
     parsed = parse_output(output, [_xml_tool()] if tools else None)
     assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+# --- Cohere Command A / R7B: <|START_ACTION|>[…]<|END_ACTION|>, <|START_THINKING|>, <|START_RESPONSE|> ---
+
+COHERE_ACTION = (
+    "<|START_ACTION|>[\n"
+    '    {"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": "Paris"}},\n'
+    '    {"tool_call_id": "1", "tool_name": "get_time", "parameters": {"zone": "CET"}}\n'
+    "]<|END_ACTION|>"
+)
+
+
+def test_cohere_actions_are_calls_and_its_response_is_the_text_answer() -> None:
+    from toolcall.reward import reward
+
+    output = f"<|START_THINKING|>Weather, then the time.<|END_THINKING|>{COHERE_ACTION}<|END_OF_TURN_TOKEN|>"
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME])
+    assert parsed.think == "Weather, then the time."
+    # a call is never a text answer: it earns nothing against a clarification label
+    assert reward([], (), Action(text="Which city do you mean?"), output) == 0
+    for answer in (
+        "<|START_RESPONSE|>Which city do you mean?<|END_RESPONSE|><|END_OF_TURN_TOKEN|>",
+        "<|START_THINKING|>No city given.<|END_THINKING|><|START_TEXT|>Which city do you mean?<|END_TEXT|>",
+    ):
+        assert parse_output(answer).action == Action(text="Which city do you mean?")
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (COHERE_ACTION[:90], "cut off"),
+        (COHERE_ACTION + " Done.", "text after"),
+        ('<|START_ACTION|>[{"name": "get_weather"}]<|END_ACTION|>', "'tool_name'"),
+        ("<|START_ACTION|>[]<|END_ACTION|>", "empty action"),
+    ],
+)
+def test_a_cut_off_or_malformed_cohere_action_is_a_failure(output: str, reason: str) -> None:
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
