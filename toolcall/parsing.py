@@ -26,6 +26,7 @@ the ``analysis`` channel the trace, the ``final`` channel the answer; ``xml_argu
 GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>``, each value typed by the tool's
 schema, given as ``tools``: a value that may be a string or not, with no schema to say, is a failure).
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
+call object under other keys such as ``{"function": …, "args": {…}}``, a
 DeepSeek or Kimi block cut off before its end token, a harmony completion whose analysis never ended
 or that came with no final answer, calls drafted in a ``<think>`` trace that never closed and goes on
 after them) is a parse failure with the reason, never a guess, and never a plain-text answer.
@@ -138,7 +139,16 @@ _KIMI = _CallTokens(
 )
 _TOKEN_FAMILIES = (_DEEPSEEK, _KIMI)
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
-_EMBEDDED_CALL = re.compile(r"""[{]\s*["']name["']\s*:""")
+# Keys a call object is written with, by the formats read and by others (ReAct's "action" and
+# "action_input", "tool"/"tool_input", "function"/"args"): an object of a name and its arguments
+# under other keys is a call the loop does not read, never a text answer.
+_NAME_KEYS = frozenset({"name", "function", "function_name", "tool", "tool_name", "action", "api_name"})
+_ARGUMENT_KEYS = frozenset(
+    {"arguments", "parameters", "args", "params", "kwargs", "input", "tool_input", "action_input"}
+)
+_EMBEDDED_CALL = re.compile(
+    r"""[{]\s*["'](?:""" + "|".join(sorted(_NAME_KEYS | _ARGUMENT_KEYS)) + r""")["']\s*:"""
+)
 _PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*\]$", re.DOTALL)
 # One call without the list brackets (Gemma): a name glued to its "(", the call the whole content.
 _CALL_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
@@ -521,10 +531,8 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
         return ParsedOutput(
             text=body, error="a tool-call marker without a readable call after it", repairs=repairs
         )
-    if _embedded_call(body):
-        return ParsedOutput(
-            text=body, error="a tool call amid text, without <tool_call> tags", repairs=repairs
-        )
+    if (embedded := _embedded_call(body)) is not None:
+        return ParsedOutput(text=body, error=embedded, repairs=repairs)
     return None
 
 
@@ -619,8 +627,9 @@ def _pythonic_calls(content: str, repairs: list[str]) -> list[ToolCall]:
     return calls
 
 
-def _embedded_call(body: str) -> bool:
-    """Whether a call object (``{"name": …, "arguments": …}``) sits somewhere inside ``body``."""
+def _embedded_call(body: str) -> str | None:
+    """Why ``body`` is no text answer, when a call object (``{"name": …, "arguments": …}``), or an
+    object shaped like one under other keys, sits somewhere inside it."""
     decoder = json.JSONDecoder()
     for match in _EMBEDDED_CALL.finditer(body):
         try:
@@ -628,8 +637,23 @@ def _embedded_call(body: str) -> bool:
         except (json.JSONDecodeError, RecursionError):
             continue
         if _is_call_object(value):
-            return True
-    return False
+            return "a tool call amid text, without <tool_call> tags"
+        if _shaped_like_call(value):
+            return (
+                f"a JSON object shaped like a tool call, with the keys {sorted(value)}: a call is read "
+                'as {"name": …, "arguments": …}'
+            )
+    return None
+
+
+def _shaped_like_call(value: Any) -> bool:
+    """A small object holding a function's name and an object of arguments, under any known keys."""
+    return (
+        isinstance(value, dict)
+        and len(value) <= 4
+        and any(isinstance(value.get(key), str) for key in _NAME_KEYS)
+        and any(isinstance(value.get(key), dict) for key in _ARGUMENT_KEYS)
+    )
 
 
 def _mask_call_bodies(text: str) -> tuple[str, list[str]]:

@@ -312,6 +312,26 @@ def test_a_call_drafted_in_a_closed_trace_is_no_call_and_the_answer_after_it_is_
 
 
 @pytest.mark.parametrize(
+    "output",
+    [
+        '{"function": "get_weather", "parameters": {"city": "Paris"}}',
+        '{"name": "get_weather", "args": {"city": "Paris"}}',
+        '{"action": "get_weather", "action_input": {"city": "Paris"}}',  # ReAct
+        '[{"tool_name": "get_weather", "parameters": {"city": "Paris"}}]',
+        'Action: ```json\n[\n    {"tool_name": "get_weather", "parameters": {"city": "Paris"}}\n]\n```',
+        'Sure: {"arguments": {"city": "Paris"}, "name": "get_weather"}',  # Hermes-3 writes arguments first
+    ],
+)
+def test_a_call_under_keys_the_loop_does_not_read_is_a_failure_never_a_text_answer(output: str) -> None:
+    """As a text answer it would match every clarification label and earn the reward."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and "call" in (parsed.error or "")
+    assert reward([], (), Action(text="Which city do you mean?"), output) == 0
+
+
+@pytest.mark.parametrize(
     "answer",
     [
         "```python\nprint(1)\n```",
@@ -320,6 +340,8 @@ def test_a_call_drafted_in_a_closed_trace_is_no_call_and_the_answer_after_it_is_
         "Use print(x) to debug",
         "Paris (France) is sunny.",
         "get_weather(city='Paris') is the call I would make, but which city do you mean?",
+        'Your profile: {"name": "John", "address": {"city": "Paris"}, "age": 30}',
+        '{"name": "John", "age": 3}',
     ],
 )
 def test_a_fenced_or_json_text_answer_that_is_no_call_stays_a_text_answer(answer: str) -> None:
