@@ -93,7 +93,9 @@ def read_judge_answer(case: JudgeCase, answer: Answer) -> ParsedVerdict:
 
 def settled_verdict(case: JudgeCase, answer: Answer) -> ParsedVerdict | None:
     parsed = read_judge_answer(case, answer)
-    if parsed.verdict == "UNPARSEABLE" or not answer.settles(from_statements=parsed.from_statements):
+    if parsed.verdict == "UNPARSEABLE" or not answer.settles(
+        from_statements=parsed.from_statements, reconsidered=parsed.reconsidered
+    ):
         return None
     return parsed
 

@@ -123,11 +123,12 @@ class Answer:
     budget_retried: bool = False
     trace_opened: bool = False
 
-    def settles(self, *, from_statements: bool) -> bool:
+    def settles(self, *, from_statements: bool, reconsidered: bool = False) -> bool:
         """Whether a reading of this answer may be used. A cut-off answer only when its decision was
-        stated outright (a decision line): one read from the claims of its sentences came from a
-        line of reasoning the budget cut, which may still have turned ("…so let me reconsider")."""
-        return not (self.truncated and from_statements)
+        stated outright (a decision line) and not taken up again: one read from the claims of its
+        sentences came from a line of reasoning the budget cut, which may still have turned ("…so
+        let me reconsider"), and so may a decision the answer began to reconsider ("Wait, …")."""
+        return not (self.truncated and (from_statements or reconsidered))
 
     def truncation_reason(self) -> str:
         budgets = f"{self.max_tokens} tokens" if self.max_tokens else "its token budget"

@@ -61,7 +61,9 @@ def read_verifier_answer(answer: Answer) -> ParsedVerification:
 
 def settled_verification(case: VerificationCase, answer: Answer) -> tuple[bool, str] | None:
     parsed = read_verifier_answer(answer)
-    if parsed.passed is None or not answer.settles(from_statements=parsed.from_statements):
+    if parsed.passed is None or not answer.settles(
+        from_statements=parsed.from_statements, reconsidered=parsed.reconsidered
+    ):
         return None
     return parsed.passed, parsed.reason
 

@@ -86,6 +86,9 @@ class ParsedVerdict(BaseModel):
     verdict: Verdict
     decision: str | None = None  # the Figure 10 decision read, e.g. "RESPONSE 2 INCORRECT"
     from_statements: bool = False  # read from statements ("Response 2 is incorrect."), no decision given
+    # A second thought ("Wait, ...", "Let me re-check") began after the decision: an answer the budget
+    # cut may have been turning there.
+    reconsidered: bool = False
     error_analysis: str = ""
     correct_approach: str = ""
     raw: str = ""
@@ -98,6 +101,7 @@ class ParsedVerification(BaseModel):
     passed: bool | None  # None: no decision could be read
     decision: Literal["CORRECT", "INCORRECT"] | None = None
     from_statements: bool = False  # read from a statement ("The candidate is correct."), no decision given
+    reconsidered: bool = False  # a second thought began after the decision (see ParsedVerdict)
     reason: str = ""  # the verifier's own reason
     raw: str = ""
     problem: str | None = None  # why no decision could be read
@@ -346,6 +350,7 @@ class _Reading:
     # thought ("Wait, actually Response 1 is correct."): it never decides, and voids a decision it
     # contradicts.
     revisions: list[tuple[set[str], list[tuple[int, bool]], str]] = field(default_factory=list)
+    reconsidered: bool = False  # a second thought began after a decision had been read
 
 
 class _Reader:
@@ -501,6 +506,10 @@ class _Reader:
                         reading.later_blocks.append((block, plain[:120]))
                 continue
             section = None
+            if reading.decisions and any(
+                _SECOND_THOUGHT.match(s) for s in _sentences(_plain(_unquoted(scanned)))
+            ):
+                reading.reconsidered = True
             midline = self.section_midline.search(plain)
             if midline is not None and midline.start() > 0 and self._decision_in(plain[: midline.start()]):
                 whole = _plain(restored(line))
@@ -522,6 +531,7 @@ class _Reader:
         )
         if start is None:
             return False
+        reading.reconsidered = reading.reconsidered or bool(reading.decisions)
         named: set[str] = set()
         claims: list[tuple[int, bool]] = []
         for sentence in sentences[start:]:
@@ -1158,6 +1168,7 @@ def parse_verdict(
         verdict=verdict,
         decision=decision,
         from_statements=not reading.decisions,
+        reconsidered=reading.reconsidered,
         error_analysis=_clean(" ".join(analysis))[:1000]
         if analysis
         else _clean(" ".join(reading.prose))[:600],
@@ -1187,6 +1198,7 @@ def read_verification(
         passed=decision == "CORRECT",
         decision="CORRECT" if decision == "CORRECT" else "INCORRECT",
         from_statements=not reading.decisions,
+        reconsidered=reading.reconsidered,
         reason=reason,
         raw=raw,
     )

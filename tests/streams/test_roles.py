@@ -291,3 +291,30 @@ async def test_a_larger_budget_the_endpoint_refuses_as_a_setting_leaves_the_answ
     )  # type: ignore[arg-type]
     [answer] = await judge.ask([judge_case()])
     assert answer.truncated and answer.budget_retried and answer.max_tokens == 100
+
+
+async def test_an_answer_cut_off_while_it_reconsidered_its_decision_is_dead_lettered() -> None:
+    """A decision line, then a second thought the budget cut ("Wait, let me re-check …"):
+    the decision relabelled the sample (or passed a candidate), though the judge was taking it back."""
+    judged = (
+        "RESPONSE 1 INCORRECT\nError Analysis: Response 1 asks for Paris.\nCorrect Approach: Ask for Lyon."
+        "\n\nWait, let me re-check the user's second message: it"
+    )
+    cut = ScriptedBackend(lambda c, s: Generation(judged, finish_reason="length"))
+    judge = LLMJudge(cut, current_time="t", sampling=RoleSampling(max_tokens=64))  # type: ignore[arg-type]
+    [asked] = await ask_until_parsed(judge, [judge_case()], settled_verdict, max_attempts=3)
+    assert asked.parsed is None and asked.truncated
+    # Finished the same way, with no other claim, the decision stands.
+    whole = ScriptedBackend(
+        lambda c, s: Generation(judged + " names Lyon, so Response 1 is still incorrect.")
+    )
+    judge = LLMJudge(whole, current_time="t")  # type: ignore[arg-type]
+    [asked] = await ask_until_parsed(judge, [judge_case()], settled_verdict, max_attempts=3)
+    assert asked.parsed is not None and asked.parsed.decision == "RESPONSE 1 INCORRECT"
+
+    verified = "CORRECT\nReason: the call passes Paris.\n\nHold on, let me re-check the date the user"
+    verifier_cut = ScriptedBackend(lambda c, s: Generation(verified, finish_reason="length"))
+    verifier = LLMVerifier(verifier_cut, current_time="t", sampling=RoleSampling(max_tokens=64))  # type: ignore[arg-type]
+    result, letter = await VerifyStage("r", verifier).process([candidate()])
+    assert not result.payload.passed and result.payload.llm_verdict == "TRUNCATED"
+    assert letter.payload.error_type == "TruncatedAnswer"
