@@ -863,11 +863,12 @@ def _xml_literal(text: str) -> Any:
             value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return _NOT_A_LITERAL
-    return (
-        value
-        if isinstance(value, str | int | float | bool | list | dict) or value is None
-        else _NOT_A_LITERAL
-    )
+    if not (isinstance(value, str | int | float | bool | list | tuple | dict) or value is None):
+        return _NOT_A_LITERAL
+    try:
+        return _as_json(value)
+    except CallFormatError:
+        return _NOT_A_LITERAL
 
 
 def _json_type(value: Any) -> str:
@@ -931,7 +932,21 @@ def _repaired_json(content: str, repairs: list[str]) -> Any:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise CallFormatError(f"not valid JSON: {_json_reason(content)}") from error
+    value = _as_json(value)
     repairs.append("python_literal")
+    return value
+
+
+def _as_json(value: Any) -> Any:
+    """A Python literal as the JSON value it spells: a tuple is an array; a key must be a string (JSON
+    would write the key 1 as "1", a guess)."""
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise CallFormatError(f"an object key that is not a string: {key!r}")
+        return {key: _as_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_json(item) for item in value]
     return value
 
 

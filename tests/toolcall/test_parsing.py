@@ -96,6 +96,22 @@ def test_python_literals_true_none() -> None:
     assert parsed.action.calls == [ToolCall(name="f", arguments={"a": True, "b": None})]
 
 
+def test_a_python_literal_is_read_as_the_json_it_spells_and_never_crashes_the_parser() -> None:
+    """A tuple is an array (a tuple argument matched no array label); a key that is not a string made
+    parse_output raise (pydantic's ValidationError), though it never raises on any text."""
+    parsed = parse_output(
+        "<tool_call>{'name': 'f', 'arguments': {'a': (1, 2), 'b': {'c': (3,)}}}</tool_call>"
+    )
+    assert parsed.action == Action(calls=[ToolCall(name="f", arguments={"a": [1, 2], "b": {"c": [3]}})])
+    for output in (
+        "<tool_call>{'name': 'f', 'arguments': {1: 2}}</tool_call>",
+        "<tool_call>{'name': 'f', 'arguments': {'a': {True: 2}}}</tool_call>",
+        f"{DS_BEGIN}{DS_CALL}f{DS_SEP}{{1: 2}}{DS_CALL_END}{DS_END}",
+    ):
+        failed = parse_output(output)
+        assert failed.kind == "error" and "key that is not a string" in (failed.error or "")
+
+
 def test_python_literal_never_evaluates_code() -> None:
     parsed = parse_output("<tool_call>{'name': __import__('os').getcwd(), 'arguments': {}}</tool_call>")
     assert parsed.kind == "error" and "not valid JSON" in parsed.error
