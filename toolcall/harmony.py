@@ -37,13 +37,11 @@ _LEFTOVER = re.compile(r"<\|(?:start|end|return|call)\|>(?:assistant\b)?")
 
 @dataclass(frozen=True)
 class HarmonyMessage:
-    """One message of a harmony completion; ``ended``: its end token (``<|end|>``, ``<|call|>``,
-    ``<|return|>``) or the next message's ``<|start|>`` came, not the end of the text."""
+    """One message of a harmony completion."""
 
     channel: str
     recipient: str | None  # "functions.get_weather": the message is a call's arguments
     content: str
-    ended: bool
 
 
 def harmony_messages(text: str) -> list[HarmonyMessage] | None:
@@ -58,7 +56,6 @@ def harmony_messages(text: str) -> list[HarmonyMessage] | None:
                 channel=message.group("channel").lower(),
                 recipient=recipient.group("recipient") if recipient else None,
                 content=message.group("content"),
-                ended=bool(message.group("end")),
             )
         )
     return messages
