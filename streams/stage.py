@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from common.logs import get_logger
 from schemas.codec import default_codec
-from schemas.events import DeadLetter, Event, Producer, dead_letter_raw, make_event
+from schemas.events import DeadLetter, Event, Producer, dead_letter_raw, derived_event_id, make_event
 
 log = get_logger(__name__)
 
@@ -140,10 +140,11 @@ class Stage(ABC):
     ) -> Event[DeadLetter]:
         log.error("stage.dead_letter", stage=self.name, event_id=event.event_id, error=repr(error))
         raw, note = dead_letter_raw(default_codec().encode(event))
+        why = reason or f"{type(error).__name__}: {error}"
         return make_event(
             DeadLetter(
                 stage=self.name,
-                reason=(reason or f"{type(error).__name__}: {error}") + note,
+                reason=why + note,
                 error_type=type(error).__name__,
                 source_ref=event.event_id,
                 key=event.key.encode("utf-8"),
@@ -153,4 +154,8 @@ class Stage(ABC):
             producer=self.producer,
             parent_ids=[event.event_id],
             checkpoint_id=event.checkpoint_id,
+            # The same input failing the same way again (redelivered after a crash between publishing
+            # and committing) gets the same letter, not one more; a release or a reason that differs
+            # (a redriven event failing anew) is a new fact and gets its own.
+            event_id=derived_event_id([event.event_id], self.name, f"failed:{self.version}:{why}"),
         )

@@ -690,6 +690,20 @@ async def test_poison_input_is_dead_lettered_and_the_rest_goes_on() -> None:
     assert await stage.process([good, poison]) == []  # already processed: deduplicated
 
 
+async def test_a_poison_input_redelivered_after_a_crash_gets_the_same_dead_letter() -> None:
+    # A worker killed after publishing its outputs but before committing its input offset: the next
+    # worker (a fresh process, so nothing is deduplicated in memory) processes the same batch again.
+    good, poison = verdict_event("LABEL_WRONG"), verdict_event("BOTH_WRONG")
+    first = await Picky().process([good, poison])
+    again = await Picky().process([good, poison])
+    assert [e.event_id for e in again] == [e.event_id for e in first]
+    assert [e.payload for e in again] == [e.payload for e in first]
+    # Another failure of the same input (a redriven event failing anew) is a letter of its own.
+    [letter] = [e for e in first if isinstance(e.payload, DeadLetter)]
+    other = Picky().dead_letter(poison, ValueError("another cause"))
+    assert other.event_id != letter.event_id and other.parent_ids == letter.parent_ids
+
+
 async def test_transient_errors_propagate_and_nothing_is_marked_done() -> None:
     stage = Picky()
     down = verdict_event("UNPARSEABLE")
