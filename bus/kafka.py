@@ -372,8 +372,12 @@ class EventProducer:
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Send bytes as they are, acknowledged (``looptool redrive`` sends dead-lettered events back
-        byte for byte; tests inject corrupt records)."""
-        await self._producer.send_and_wait(topic, value=value, key=key)
+        byte for byte; tests inject corrupt records). Counted and archived like any other send: success
+        is reported only once the archive holds them, and a restart says they may be lost."""
+        await self.check_broker()
+        delivered = await self._producer.send(topic, value=value, key=key)
+        delivered.add_done_callback(self._on_acknowledged)
+        await delivered
 
     async def flush(self) -> None:
         await self._producer.flush()

@@ -24,6 +24,7 @@ from bus.kafka import BrokerRestarted, EventProducer, ensure_topics, follow, rep
 from bus.topics import TOPICS, partitions_for, topic_name
 from looptool.config import Settings, load_settings
 from looptool.supervisor import BrokerProcess
+from schemas.codec import default_codec
 from tests.foundation.events_factory import event_of, sample_added
 
 RUN = "durable"
@@ -144,6 +145,26 @@ async def test_a_crashed_broker_restarts_with_everything_producers_reported_sent
     assert after == before  # the same records at the same partitions and offsets
     assert {event.event_id for event in reported} <= set(after.values())
     assert counts == {topic_name(RUN, spec.name): partitions_for(spec, settings.kafka) for spec in TOPICS}
+
+
+async def test_records_sent_as_they_are_are_archived_before_success_is_reported(tmp_path: Path) -> None:
+    """``looptool redrive`` sends dead-lettered events back byte for byte (``send_raw``): they are
+    acknowledged events like any other, so the producer waits for the archive before it reports them
+    sent, and counts them in what a restart may have lost."""
+    broker = BrokerProcess(tmp_path / "archive", tmp_path / "logs")
+    codec = default_codec()
+    events = [event_of(sample_added(f"s_{i}"), run_id=RUN) for i in range(30)]
+    try:
+        settings = load_settings(None, run_id=RUN, kafka={"bootstrap_servers": broker.start()})
+        await ensure_topics(settings.kafka, settings.run_id)
+        async with EventProducer(settings.kafka) as producer:
+            for event in events:
+                await producer.send_raw(topic_name(RUN, "samples"), codec.encode(event), event.key.encode())
+        archived = await _log_of(settings)
+    finally:
+        broker.stop()
+    assert producer.acknowledged == producer.confirmed == len(events)
+    assert {event.event_id for event in events} <= set(archived.values())
 
 
 async def test_a_producer_and_a_follower_stop_when_the_broker_restarts(tmp_path: Path) -> None:
