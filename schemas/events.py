@@ -363,6 +363,10 @@ class SchemaRegistered(Payload):
         return self.fingerprint
 
 
+# The most one encoded event may be: the producers' request limit (8 MiB, ``bus.kafka``) less room for
+# its key and the record batch around it. A bigger event can never be sent.
+MAX_EVENT_BYTES = 8_000_000
+
 # Room a dead letter needs beside its raw bytes (reason, place, envelope).
 DEAD_LETTER_OVERHEAD = 16_384
 # A dead letter must fit the broker's message.max.bytes, Kafka's default 1 MB: a record bigger than

@@ -21,7 +21,15 @@ from typing import Any, ClassVar
 
 from common.logs import get_logger
 from schemas.codec import default_codec
-from schemas.events import DeadLetter, Event, Producer, dead_letter_raw, derived_event_id, make_event
+from schemas.events import (
+    MAX_EVENT_BYTES,
+    DeadLetter,
+    Event,
+    Producer,
+    dead_letter_raw,
+    derived_event_id,
+    make_event,
+)
 
 log = get_logger(__name__)
 
@@ -43,13 +51,18 @@ class UnpublishableOutput(ValueError):
 
 
 def _publishable(outputs: list[Event[Any]]) -> list[Event[Any]]:
-    """The outputs, once each is known to encode: a send that fails would block the partition."""
+    """The outputs, once each is known to encode within :data:`MAX_EVENT_BYTES`: a send that fails
+    would halt the worker on the same batch at every start."""
     codec = default_codec()
     for event in outputs:
         try:
-            codec.encode(event)
+            size = len(codec.encode(event))
         except (ValueError, TypeError, OverflowError) as error:
             raise UnpublishableOutput(f"{event.event_type} cannot be encoded: {error}") from error
+        if size > MAX_EVENT_BYTES:  # a runaway endpoint's answer, kept whole in a Verdict
+            raise UnpublishableOutput(
+                f"{event.event_type} encodes to {size} bytes, over the {MAX_EVENT_BYTES} an event may hold"
+            )
     return outputs
 
 

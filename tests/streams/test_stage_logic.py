@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from inference.base import Generation
+from schemas.codec import default_codec
 from schemas.events import (
+    MAX_EVENT_BYTES,
     CheckpointPublished,
     CuratedSample,
     DeadLetter,
@@ -702,6 +704,32 @@ async def test_a_poison_input_redelivered_after_a_crash_gets_the_same_dead_lette
     [letter] = [e for e in first if isinstance(e.payload, DeadLetter)]
     other = Picky().dead_letter(poison, ValueError("another cause"))
     assert other.event_id != letter.event_id and other.parent_ids == letter.parent_ids
+
+
+class Runaway(Picky):
+    """Passes verdicts on; a BOTH_WRONG one with an answer too big for any message (a runaway endpoint)."""
+
+    async def handle(self, events: Sequence[Event]) -> list[Event]:
+        outputs = []
+        for event in events:
+            if event.payload.verdict == "BOTH_WRONG":
+                answer = "again " * (MAX_EVENT_BYTES // 6 + 1)
+                event = event.model_copy(
+                    update={"payload": event.payload.model_copy(update={"raw_response": answer})}
+                )
+            outputs.append(event)
+        return outputs
+
+
+async def test_an_output_too_big_to_send_dead_letters_its_input_instead_of_halting_the_stage() -> None:
+    good, runaway = verdict_event("LABEL_WRONG"), verdict_event("BOTH_WRONG")
+    outputs = await Runaway().process([good, runaway])
+    sizes = [len(default_codec().encode(event)) for event in outputs]
+    assert max(sizes) <= MAX_EVENT_BYTES  # every output can be sent: the worker goes on
+    [letter] = [e for e in outputs if isinstance(e.payload, DeadLetter)]
+    assert letter.payload.source_ref == runaway.event_id and letter.parent_ids == [runaway.event_id]
+    assert "Verdict encodes to" in letter.payload.reason and "bytes, over the" in letter.payload.reason
+    assert [e.event_id for e in outputs if not isinstance(e.payload, DeadLetter)] == [good.event_id]
 
 
 async def test_transient_errors_propagate_and_nothing_is_marked_done() -> None:
