@@ -103,10 +103,11 @@ class CheckpointWatcher:
         async with self._changed:
             known = self.by_round.setdefault(event.payload.round, [])
             if all(e.event_id != event.event_id for e in known):
+                # Kept in the order published: the checkpoints topic has one partition, so the last is
+                # the newest attempt's highest step (a retrained round's checkpoints come later), and
+                # a dead attempt's never wins. Never by produced_at: a trainer's clock that stepped
+                # back (NTP, another machine) would make the dead attempt look newer.
                 known.append(event)
-                # The newest attempt wins (a retrained round's checkpoints are published later), then
-                # its highest step: checkpoints of a trainer attempt that died are never preferred.
-                known.sort(key=lambda e: (e.produced_at, e.payload.step, e.event_id))
             self._changed.notify_all()
 
     def current(self, round_: int, mode: ProbeMode) -> Event[CheckpointPublished] | None:

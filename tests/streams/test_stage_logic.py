@@ -197,6 +197,22 @@ async def test_latest_mode_probes_each_batch_with_the_newest_checkpoint_of_its_r
     assert policy.answered == policy.loads  # each prompt decoded by the checkpoint its result names
 
 
+async def test_latest_mode_follows_the_log_not_the_trainers_clock() -> None:
+    """A trainer restarted on a machine whose clock is behind (or after NTP stepped it back) publishes
+    the retried round's checkpoints with earlier time stamps than the dead attempt's: the probe still
+    takes the newest attempt, the one published last on the (one-partition) checkpoints topic."""
+    policy = RecordingPolicy()
+    watcher = CheckpointWatcher(None, RUN)
+    stage = ProbeStage(RUN, policy, watcher, mode="latest")  # type: ignore[arg-type]
+    await watcher.publish(published(1, 20, final=False, produced=50))  # the attempt that died
+    await watcher.publish(published(1, 2, final=False, produced=10, attempt="b"))  # clock 40 s behind
+    [probe] = await stage.process([member()])
+    assert probe.checkpoint_id == "ckpt-r1-b-s2"
+    await watcher.publish(published(1, 4, final=True, produced=11, attempt="b"))
+    assert watcher.current(1, "final") is not None
+    assert watcher.current(1, "final").payload.new_checkpoint_id == "ckpt-r1-b-s4"  # type: ignore[union-attr]
+
+
 async def test_a_member_redelivered_after_a_crash_is_not_probed_again_by_a_newer_checkpoint() -> None:
     """latest mode: the probe of a member was published by checkpoint s5, then the worker died before
     acknowledging its input. Started again, with s20 out, it must not publish the same id with s20's
