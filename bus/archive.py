@@ -261,6 +261,17 @@ class Archive:
         for folder in sorted(self.topics_folder.iterdir()):
             manifest = folder / "topic.json"
             if not manifest.is_file():
+                # A folder the manifest never reached (a crash right after its mkdir) holds no segment.
+                # One that holds segments lost its manifest: skipping it would start the broker without
+                # those records, and archiving the topic again from offset 0 would corrupt the folder.
+                held = (
+                    [p for p in folder.glob("*/*.avro") if p.parent.name.isdigit()] if folder.is_dir() else []
+                )
+                if held:
+                    raise ArchiveError(
+                        f"{folder} holds {len(held)} segments but no topic.json (its partition count); "
+                        f'restore it (e.g. {{"partitions": N}}) or move the folder out of the archive'
+                    )
                 continue
             partitions = int(json.loads(manifest.read_text(encoding="utf-8"))["partitions"])
             self._topics[folder.name] = partitions

@@ -87,6 +87,30 @@ def test_the_archive_round_trips_records_and_cuts_a_torn_last_block(tmp_path: Pa
     repaired.close()
 
 
+def test_an_archived_topic_without_its_manifest_is_refused_not_skipped(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive")
+    archive.lock()
+    archive.ensure_topic("run.samples", 1)
+    archive.partition("run.samples", 0).append(_records(0, 10, "a"))
+    archive.close()
+    (tmp_path / "archive" / "topics" / "run.samples" / "topic.json").unlink()  # an operator's clean-up
+    (tmp_path / "archive" / "topics" / "run.half").mkdir()  # a crash right after a topic's mkdir
+    (tmp_path / "archive" / "topics" / "notes.txt").write_text("mine")
+    again = Archive(tmp_path / "archive")
+    again.lock()
+    # Skipped, the broker would start without the 10 records and archive the topic again from offset
+    # 0 into the same segment, which no later start could restore.
+    with pytest.raises(ArchiveError, match=r"run.samples holds 1 segments but no topic.json"):
+        again.load()
+    again.close()
+    (tmp_path / "archive" / "topics" / "run.samples" / "topic.json").write_text('{"partitions": 1}')
+    restored = Archive(tmp_path / "archive")
+    restored.lock()
+    assert restored.load() == {("run.samples", 0): 10}
+    assert list(restored.partition("run.samples", 0).records()) == _records(0, 10, "a")
+    restored.close()
+
+
 def test_an_archive_is_one_brokers_and_never_a_stray_folder(tmp_path: Path) -> None:
     first = Archive(tmp_path / "archive")
     first.lock()
