@@ -181,7 +181,7 @@ class PartitionArchive:
         if self._file is not None:
             self.sync()
             self._file.close()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        _make_folders(self.folder)
         segments = self.segments()
         last = segments[-1] if segments else None
         if last is not None and last.stat().st_size < self.segment_bytes:
@@ -222,6 +222,15 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _make_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents durably: each new folder's entry is fsynced in its
+    parent, so a power loss cannot take a partition folder (and its fsynced segments) away."""
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        _fsync_folder(path.parent)
+
+
 class Archive:
     """An archive folder: its topics, their partition archives, and the lock of the broker using it."""
 
@@ -238,7 +247,7 @@ class Archive:
 
     def lock(self) -> None:
         """Take the archive for this process (one broker per archive); released at exit or :meth:`close`."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        _make_folders(self.folder)
         strangers = [p.name for p in self.folder.iterdir() if p.name not in ("topics", ".lock")]
         if strangers:
             raise ArchiveError(
@@ -290,14 +299,13 @@ class Archive:
         if self._topics.get(topic, 0) >= partitions:
             return False
         folder = self.topics_folder / topic
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_folders(folder)
         staged = folder / "topic.json.tmp"
         staged.write_text(json.dumps({"partitions": partitions}) + "\n", encoding="utf-8")
         with staged.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(staged, folder / "topic.json")
         _fsync_folder(folder)
-        _fsync_folder(self.topics_folder)
         self._topics[topic] = partitions
         return True
 

@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.client import AIOKafkaClient
 
+import bus.archive
 from bus.archive import Archive, ArchivedRecord, ArchiveError
 from bus.broker import EmbeddedBroker, free_port
 from bus.durable import Gate
@@ -85,6 +86,39 @@ def test_the_archive_round_trips_records_and_cuts_a_torn_last_block(tmp_path: Pa
     repaired.partition("run.samples", 1).sync()
     assert list(repaired.partition("run.samples", 1).records()) == written
     repaired.close()
+
+
+def test_every_folder_the_archive_creates_is_fsynced_into_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new file's fsync does not make its folder's entry durable (POSIX): a partition folder whose
+    entry in its topic folder was never fsynced can vanish at a power loss with the segments in it,
+    although the archive had reported them archived."""
+    synced: list[tuple[Path, set[str]]] = []  # each fsynced folder with the entries it held then
+    fsync_folder = bus.archive._fsync_folder
+
+    def recording(folder: Path) -> None:
+        synced.append((folder, {p.name for p in folder.iterdir()}))
+        fsync_folder(folder)
+
+    monkeypatch.setattr(bus.archive, "_fsync_folder", recording)
+    root = tmp_path / "archive"
+    archive = Archive(root)
+    archive.lock()
+    archive.ensure_topic("run.samples", 2)
+    for partition in (0, 1):
+        archive.partition("run.samples", partition).append(_records(0, 3, "a"))
+        archive.partition("run.samples", partition).sync()
+    archive.close()
+    created = {
+        root,
+        root / "topics",
+        root / "topics" / "run.samples",
+        *(root / "topics" / "run.samples").glob("[01]"),
+    }
+    assert len(created) == 5
+    for folder in created:
+        assert any(parent == folder.parent and folder.name in entries for parent, entries in synced), folder
 
 
 def test_an_archived_topic_without_its_manifest_is_refused_not_skipped(tmp_path: Path) -> None:
