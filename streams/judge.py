@@ -53,7 +53,7 @@ from streams.roles import (
     ask_until_parsed,
     truncation_letter,
 )
-from streams.stage import Stage
+from streams.stage import PublishedIds, Stage
 from toolcall.prompts import render_judge_prompt
 from toolcall.rules import validate_action
 from toolcall.types import Action
@@ -212,8 +212,11 @@ class JudgeStage(Stage):
         *,
         max_attempts: int = 3,
         batch_size: int = 8,
+        published: PublishedIds | None = None,
     ):
         super().__init__(run_id)
+        # The verdicts already on the log: a judge may answer a redelivered probe otherwise.
+        self.published = published or PublishedIds(None, ())
         if isinstance(judges, JudgePanel):
             panel = judges
         elif isinstance(judges, Sequence):
@@ -231,7 +234,21 @@ class JudgeStage(Stage):
 
     @classmethod
     def from_settings(cls, settings: StageSettings, clients: StageClients) -> JudgeStage:
-        return cls(settings.run_id, clients.judge_panel(), max_attempts=settings.loop.judge_max_attempts)
+        return cls(
+            settings.run_id,
+            clients.judge_panel(),
+            max_attempts=settings.loop.judge_max_attempts,
+            published=PublishedIds(clients.event_log(), ("verdicts",)),
+        )
+
+    async def start(self) -> None:
+        await self.published.start()
+
+    async def close(self) -> None:
+        await self.published.close()
+
+    def verdict_id(self, probe: Event[Any]) -> str:
+        return derived_event_id([probe.event_id], self.name)
 
     def relevant(self, event: Event[Any]) -> bool:
         return super().relevant(event) and not event.payload.matched
@@ -279,7 +296,7 @@ class JudgeStage(Stage):
             ),
             run_id=probe.run_id,
             producer=self.producer,
-            event_id=derived_event_id([probe.event_id], self.name),
+            event_id=self.verdict_id(probe),
             parent_ids=[probe.event_id],
             checkpoint_id=probe.checkpoint_id,
         )
@@ -321,6 +338,10 @@ class JudgeStage(Stage):
         return results  # type: ignore[return-value]
 
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
+        # A probe whose verdict is on the log already (redelivered after a crash) is not judged again:
+        # a re-ask, or a server's batch-dependent numerics, could give the same id another decision.
+        await self.published.caught_up()
+        events = [probe for probe in events if self.verdict_id(probe) not in self.published.ids]
         per_probe = [(probe, self._cases(probe)) for probe in events]
         cases = [case for _, probe_cases in per_probe for case in probe_cases]
         answers = await self._ask_panel(cases)
@@ -400,7 +421,7 @@ class JudgeStage(Stage):
         self, probe: Event[ProbeResult], answers: list[list[Asked[JudgeCase, ParsedVerdict]]]
     ) -> list[Event[DeadLetter]]:
         """A DeadLetter for every answer its token budget cut off twice (reason "truncated: ...")."""
-        verdict_id = derived_event_id([probe.event_id], self.name)
+        verdict_id = self.verdict_id(probe)
         letters = []
         for index, judge_answers in enumerate(answers):
             for asked in judge_answers:

@@ -14,10 +14,12 @@ infrastructure a stage depends on (an inference endpoint that is down) are not t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from common.logs import get_logger
 from schemas.codec import default_codec
@@ -30,6 +32,9 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
+
+if TYPE_CHECKING:
+    from streams.registry import EventLog
 
 log = get_logger(__name__)
 
@@ -81,6 +86,66 @@ class SeenIds:
         self._ids.move_to_end(event_id)
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
+
+
+class PublishedIds:
+    """The ids of the events on some of the run's topics, followed from offset 0 (``log`` None: none).
+
+    For a stage whose outputs are not a function of its inputs alone (an LLM at a temperature, or
+    re-asked hotter): an input redelivered after a crash between publishing and committing would be
+    answered again, under the same ids but with other content. Views keep the first copy while a
+    stage that reads the second acts on it; with this, the stage publishes no second copy.
+    """
+
+    def __init__(self, log: EventLog | None, topics: Sequence[str]):
+        self.log = log
+        self.topics = tuple(topics)
+        self.ids: set[str] = set()
+        self._caught_up = asyncio.Event()  # the topics were read to their end once
+        self._task: asyncio.Task[None] | None = None
+        if log is None:
+            self._caught_up.set()
+
+    async def start(self) -> None:
+        if self.log is not None and self._task is None:
+            self._task = asyncio.create_task(self._follow(), name=f"published-{'-'.join(self.topics)}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self) -> None:
+        assert self.log is not None
+        async for batch in self.log.follow(self.topics):
+            self.ids.update(event.event_id for event in batch)
+            if not batch:  # the follower says so when it has read everything there is
+                self._caught_up.set()
+
+    async def caught_up(self) -> None:
+        """Until what was published before this start is known (starting the follower if need be).
+
+        A follower that stopped first (its broker restarted, which the worker notices and stops for)
+        is a :class:`TransientError`: the batch waits and is retried, never dead-lettered; the next
+        try follows the topics again."""
+        if self._caught_up.is_set():
+            return
+        if self._task is not None and self._task.done():
+            self._task = None
+        await self.start()
+        assert self._task is not None
+        waiting = asyncio.ensure_future(self._caught_up.wait())
+        try:
+            await asyncio.wait([waiting, self._task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if not self._caught_up.is_set():
+            error = None if self._task.cancelled() else self._task.exception()
+            raise TransientError(
+                f"the follower of {', '.join(self.topics)} stopped before it caught up: {error!r}"
+            )
 
 
 class Stage(ABC):

@@ -31,7 +31,7 @@ from streams.judge import JudgeStage, majority, rule_facts
 from streams.probe import CheckpointWatcher, ProbeStage, probe_result
 from streams.relabel import RelabelStage, correction_for
 from streams.roles import ExpansionRequest, JudgeCase, VerificationCase
-from streams.stage import Stage, TransientError
+from streams.stage import PublishedIds, Stage, TransientError
 from streams.verify import VerifyStage, rule_tier
 from tests.foundation.events_factory import CONTEXT, FLUCTUATION, LABEL, PREDICTION, event_of
 from toolcall.parsing import render_action
@@ -363,6 +363,53 @@ async def test_judge_maps_positions_and_skips_matches() -> None:
     assert judged.payload.verdict == expected and judged.payload.label_position == position
     assert judged.payload.error_analysis == "base swapped." and judged.checkpoint_id == "ckpt-r1"
     assert judged.payload.votes[0].counted and judged.payload.quorum is None
+
+
+async def test_a_probe_redelivered_after_a_crash_is_not_judged_again() -> None:
+    """The judge's verdict on a probe was published, then its worker died before acknowledging the
+    probe. Started again, the judge would answer anew (a re-ask samples hotter, a server's numerics
+    depend on its batch), under the verdict's id but maybe with another decision: views keep the first
+    copy while relabel and expand act on the second (a LABEL_WRONG second copy relabelled a sample
+    whose kept verdict said BOTH_CORRECT). The restarted judge publishes no second copy."""
+    redelivered, fresh = probe_event(PREDICTION), probe_event(PREDICTION.model_copy(update={"text": "b"}))
+    [before_crash] = await JudgeStage(RUN, ScriptedJudge(["BOTH_CORRECT"] * 2)).process([redelivered])
+
+    class Log:
+        """The run's verdicts after the crash."""
+
+        run_id = RUN
+
+        async def follow(self, topics: Sequence[str]) -> Any:
+            assert tuple(topics) == ("verdicts",)
+            yield [before_crash]
+            yield []  # caught up
+            await asyncio.Event().wait()
+
+    judge = ScriptedJudge(["RESPONSE 1 INCORRECT\nError Analysis: x.\nCorrect Approach: y."] * 4)
+    restarted = JudgeStage(RUN, judge, published=PublishedIds(Log(), ("verdicts",)))  # type: ignore[arg-type]
+    await restarted.start()
+    try:
+        outputs = await asyncio.wait_for(restarted.process([redelivered, fresh]), 5)
+    finally:
+        await restarted.close()
+    assert [verdict.parent_ids for verdict in outputs] == [[fresh.event_id]]
+    assert [case.case_id for case in judge.seen] == [fresh.event_id]  # only the new probe was asked
+
+
+async def test_a_judge_whose_verdict_follower_fails_retries_and_dead_letters_nothing() -> None:
+    class BrokenLog:
+        run_id = RUN
+
+        async def follow(self, topics: Sequence[str]) -> Any:
+            raise ConnectionError("broker gone")
+            yield []
+
+    judge = ScriptedJudge(["BOTH_CORRECT"] * 2)
+    stage = JudgeStage(RUN, judge, published=PublishedIds(BrokenLog(), ("verdicts",)))  # type: ignore[arg-type]
+    probe = probe_event(PREDICTION)
+    with pytest.raises(TransientError, match="broker gone"):
+        await stage.process([probe])
+    assert probe.event_id not in stage.seen and judge.seen == []
 
 
 async def test_label_position_is_random_but_reproducible() -> None:
