@@ -33,6 +33,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError, TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
@@ -219,10 +220,41 @@ async def ensure_topics(kafka: KafkaSettings, run_id: str) -> list[str]:
                 raise KafkaSetupError(
                     f"topic {name} has {count} partitions, the catalog wants {wanted[name]}"
                 )
+        if kafka.topic_retention_ms == -1:
+            await _refuse_expiring_topics(admin, sorted(set(wanted) - compacted))
         log.info("topics.ready", run_id=run_id, created=len(missing), total=len(wanted))
         return list(wanted)
     finally:
         await admin.close()
+
+
+async def _refuse_expiring_topics(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Refuse topics that existed with a finite ``retention.ms``/``retention.bytes`` (an administrator's,
+    or the cluster's defaults where something created them first): they would delete the run's record,
+    and a lagging consumer group would skip what expired without a word (it resets to the earliest).
+
+    A principal not allowed to describe configs is told in the log, not refused."""
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+    except KafkaError as error:
+        log.warning("topics.retention_unchecked", error=repr(error))
+        return
+    for response in responses:
+        for error_code, _message, _kind, name, entries, *_ in response.resources:
+            configs = {entry[0]: entry[1] for entry in entries} if error_code == 0 else {}
+            if "delete" not in (configs.get("cleanup.policy") or "delete"):
+                continue
+            for key in ("retention.ms", "retention.bytes"):
+                value = configs.get(key)
+                if value is not None and int(value) >= 0:
+                    raise KafkaSetupError(
+                        f"topic {name} has {key}={value}: the broker would delete the run's events, which "
+                        f"are its record; set it to -1 (kafka-configs --alter --entity-type topics "
+                        f"--entity-name {name} --add-config {key}=-1), or set kafka.topic_retention_ms "
+                        "to accept that events expire"
+                    )
 
 
 class EventProducer:

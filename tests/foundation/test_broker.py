@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus.broker import EmbeddedBroker
 from bus.config import KafkaSettings
@@ -78,6 +78,27 @@ async def test_existing_topic_with_other_partitions_fails_loudly(settings) -> No
     other = KafkaSettings(bootstrap_servers=settings.kafka.bootstrap_servers, partitions=2)
     with pytest.raises(KafkaSetupError, match="partitions"):
         await ensure_topics(other, settings.run_id)
+
+
+async def test_an_existing_topic_that_expires_events_is_refused(settings) -> None:
+    """A run's topics created first by someone else (an administrator, the cluster's auto-creation)
+    with a finite retention would delete the run's record, and a lagging stage or store would skip
+    what expired without a word (their groups reset to the earliest offset)."""
+    samples = topic_name(settings.run_id, "samples")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(samples, settings.kafka.partitions, 1, topic_configs={"retention.ms": "604800000"})]
+        )
+    finally:
+        await admin.close()
+    with pytest.raises(
+        KafkaSetupError, match=rf"topic {samples} has retention.ms=604800000: .* set it to -1"
+    ):
+        await ensure_topics(settings.kafka, settings.run_id)
+    expiring = settings.kafka.model_copy(update={"topic_retention_ms": 604800000})
+    assert samples in await ensure_topics(expiring, settings.run_id)  # accepted when asked for
 
 
 @pytest.mark.parametrize("bad", ["", "a.b", "../etc", "x" * 101, "sp ace", "é"])
