@@ -30,7 +30,7 @@ from schemas.events import (
     make_event,
 )
 from streams.registry import EventLog, StageClients, StageSettings, register
-from streams.stage import Stage, TransientError
+from streams.stage import PublishedIds, Stage, TransientError
 from toolcall.match import counts_as_match, tool_match
 from toolcall.parsing import parse_output
 from toolcall.perplexity import perplexity
@@ -46,22 +46,14 @@ class CheckpointWatcher:
     """Follows the checkpoints topic from offset 0; answers "which checkpoint probes round j".
 
     ``log`` None: nothing is followed, the owner publishes checkpoints itself (in-process runs).
-
-    ``track_probes``: also follow the probes topic and remember which probes were published
-    (:attr:`probed`). Where the checkpoint is chosen when the batch is decoded (``latest``,
-    ``promoted``), a member redelivered after a crash would otherwise be probed again by a newer
-    checkpoint and published under the same id with other content; views keep the first copy while a
-    stage that reads the second acts on it. The probe stage publishes no second copy instead.
     """
 
     topics: tuple[str, ...] = ("checkpoints",)
 
-    def __init__(self, log: EventLog | None, run_id: str, *, track_probes: bool = False):
+    def __init__(self, log: EventLog | None, run_id: str):
         self.log = log
         self.run_id = run_id
         self.by_round: dict[int, list[Event[CheckpointPublished]]] = {}
-        self.track_probes = track_probes
-        self.probed: set[str] = set()  # ids of the ProbeResults on the topic (with track_probes)
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()  # the followed topics were read to their end once
@@ -81,8 +73,7 @@ class CheckpointWatcher:
 
     async def _follow(self) -> None:
         assert self.log is not None
-        topics = (*self.topics, "probes") if self.track_probes else self.topics
-        async for batch in self.log.follow(topics):
+        async for batch in self.log.follow(self.topics):
             if not batch:  # the follower says so when it has read everything there is
                 self._caught_up.set()
             for event in batch:
@@ -94,10 +85,7 @@ class CheckpointWatcher:
         await self._caught_up.wait()
 
     async def publish(self, event: Event[Any]) -> None:
-        """Record a checkpoint event, or a published probe (the follower calls this; tests may too)."""
-        if isinstance(event.payload, ProbeResult):
-            self.probed.add(event.event_id)
-            return
+        """Record a checkpoint event (the follower calls this; tests may too)."""
         if not isinstance(event.payload, CheckpointPublished):
             return
         async with self._changed:
@@ -222,10 +210,15 @@ class ProbeStage(Stage):
         max_new_tokens: int = 256,
         high_ppl_threshold: float | None = None,
         batch_size: int = 16,
+        published: PublishedIds | None = None,
     ):
         super().__init__(run_id)
         self.backend = backend
         self.watcher = watcher
+        # The probes already on the log. Where the checkpoint is chosen when the batch is decoded
+        # (``latest``, ``promoted``), a member redelivered after a crash would otherwise be probed
+        # again by a newer checkpoint and published under the same id with other content.
+        self.published = published or PublishedIds(None, ())
         self.mode = mode
         self.current_time = current_time
         self.max_new_tokens = max_new_tokens
@@ -244,15 +237,16 @@ class ProbeStage(Stage):
         return cls(
             settings.run_id,
             clients.policy_backend(),
-            # Only where the checkpoint is chosen at decode time can a redelivery change a probe.
-            watcher_class(
-                clients.event_log(), settings.run_id, track_probes=loop.probe_checkpoints != "final"
-            ),
+            watcher_class(clients.event_log(), settings.run_id),
             mode=loop.probe_checkpoints,
             current_time=loop.current_time,
             max_new_tokens=policy.max_new_tokens,
             high_ppl_threshold=loop.hppl_threshold,
             batch_size=policy.batch_size,
+            # Only where the checkpoint is chosen at decode time can a redelivery change a probe.
+            published=PublishedIds(clients.event_log(), ("probes",))
+            if loop.probe_checkpoints != "final"
+            else None,
         )
 
     @classmethod
@@ -263,9 +257,13 @@ class ProbeStage(Stage):
 
     async def start(self) -> None:
         await self.watcher.start()
+        await self.published.start()
 
     async def close(self) -> None:
-        await self.watcher.close()
+        try:
+            await self.published.close()
+        finally:
+            await self.watcher.close()
 
     async def _use(self, checkpoint: Event[CheckpointPublished]) -> None:
         if self._loaded != checkpoint.payload.new_checkpoint_id:
@@ -289,11 +287,13 @@ class ProbeStage(Stage):
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
         outputs: list[Event[Any]] = []
         by_round: dict[int, list[Event[CuratedSample]]] = {}
-        if self.watcher.track_probes:
-            # A member whose probe is already on the topic (redelivered after a crash) is not probed
-            # again: a newer checkpoint would give the same id other content.
+        # A member whose probe is already on the topic (redelivered after a crash) is not probed
+        # again: a newer checkpoint would give the same id other content. Where the checkpoint is
+        # chosen now, those published before a restart are known first: the newest probes the rest.
+        if self.mode != "final":
             await self.watcher.caught_up()
-            events = [e for e in events if probe_event_id(e) not in self.watcher.probed]
+        await self.published.caught_up()
+        events = [e for e in events if probe_event_id(e) not in self.published.ids]
         for event in events:
             by_round.setdefault(event.payload.round, []).append(event)
         for round_, members in sorted(by_round.items()):

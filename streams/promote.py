@@ -200,8 +200,8 @@ class PromotedCheckpointWatcher(CheckpointWatcher):
 
     topics = ("checkpoints", "promotions")
 
-    def __init__(self, log: EventLog | None, run_id: str, *, track_probes: bool = False):
-        super().__init__(log, run_id, track_probes=track_probes)
+    def __init__(self, log: EventLog | None, run_id: str):
+        super().__init__(log, run_id)
         self.ledger = PromotionLedger()
 
     async def publish(self, event: Event[Any]) -> None:

@@ -230,19 +230,28 @@ async def test_a_member_redelivered_after_a_crash_is_not_probed_again_by_a_newer
         run_id = RUN
 
         async def follow(self, topics: Sequence[str]) -> Any:
-            assert "probes" in topics
-            yield [early, published(1, 20, final=True, produced=2), published_probe]
+            if tuple(topics) == ("probes",):
+                yield [published_probe]
+            else:
+                assert tuple(topics) == ("checkpoints",)
+                yield [early, published(1, 20, final=True, produced=2)]
             yield []  # caught up
             await asyncio.Event().wait()
 
-    restarted = CheckpointWatcher(Log(), RUN, track_probes=True)  # type: ignore[arg-type]
+    restarted = CheckpointWatcher(Log(), RUN)  # type: ignore[arg-type]
     policy = RecordingPolicy()
-    stage = ProbeStage(RUN, policy, restarted, mode="latest")  # type: ignore[arg-type]
-    await restarted.start()
+    stage = ProbeStage(
+        RUN,
+        policy,  # type: ignore[arg-type]
+        restarted,
+        mode="latest",
+        published=PublishedIds(Log(), ("probes",)),  # type: ignore[arg-type]
+    )
+    await stage.start()
     try:
         outputs = await asyncio.wait_for(stage.process([first, second]), 5)
     finally:
-        await restarted.close()
+        await stage.close()
     assert [o.payload.sample_id for o in outputs] == ["s_2"]  # s_1's probe stands as published
     assert policy.answered == ["ckpt-r1-a-s20"]  # only the new member was decoded
 
