@@ -43,6 +43,7 @@ from evaluation.suite import MultiTurnItem
 from inference.base import Chat, InferenceBackend, InferenceError, SamplingConfig
 from toolcall.parsing import parse_output
 from toolcall.prompts import DEFAULT_CURRENT_TIME, build_chat
+from toolcall.specs import ToolSpec
 from toolcall.types import Message, ToolCall
 
 FORCE_TERMINATED = "multi_turn:force_terminated"
@@ -50,10 +51,11 @@ INFERENCE_ERROR = "multi_turn:inference_error"
 
 
 def read_calls(
-    raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING
+    raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING, tools: Sequence[ToolSpec] | None = None
 ) -> list[tuple[Any, dict[str, Any]]]:
     """One step's calls as ``(name, arguments)``, read as bfcl-eval's ``decode_execute`` reads them
-    (``bfcl``) or by our parser (``repair``); empty when the output makes no call or does not decode."""
+    (``bfcl``) or by our parser (``repair``, ``tools`` typing XML-argument values); empty when the
+    output makes no call or does not decode."""
     if reading == "bfcl":
         try:
             return decode_execute(raw_output)
@@ -61,17 +63,21 @@ def read_calls(
             return []
     if reading != "repair":
         raise ValueError(f"unknown output reading {reading!r} (bfcl or repair)")
-    parsed = parse_output(raw_output)
+    parsed = parse_output(raw_output, tools)
     if parsed.error is not None or parsed.action is None:
         return []
     return [(call.name, call.arguments) for call in parsed.action.calls]
 
 
 def decode_step(
-    raw_output: str, methods: frozenset[str], reading: OutputReading = DEFAULT_OUTPUT_READING
+    raw_output: str,
+    methods: frozenset[str],
+    reading: OutputReading = DEFAULT_OUTPUT_READING,
+    tools: Sequence[ToolSpec] | None = None,
 ) -> list[str]:
     """One step's output as BFCL call strings (empty when it makes no call or does not read as calls)."""
-    return [call_string(name, arguments, methods) for name, arguments in read_calls(raw_output, reading)]
+    calls = read_calls(raw_output, reading, tools)
+    return [call_string(name, arguments, methods) for name, arguments in calls]
 
 
 @dataclass
@@ -140,8 +146,8 @@ class Conversation:
         if self.done:
             raise RuntimeError(f"{self.item.id}: the conversation is over")
         self.transcript.turns[-1].append(raw_output)
-        calls = read_calls(raw_output, self.reading)
-        parsed = parse_output(raw_output)  # the text around the calls, for the conversation's history
+        calls = read_calls(raw_output, self.reading, self.tools)
+        parsed = parse_output(raw_output, self.tools)  # the text around the calls, for the history
         if not calls:
             text = parsed.action.text if parsed.action is not None and parsed.action.text else raw_output
             self.messages.append(Message(role="assistant", content=text.strip()))
@@ -269,7 +275,8 @@ def decode_transcript(
 ) -> list[list[list[str]]]:
     """Per turn, the decoded steps that make calls (bfcl-eval drops the others before checking)."""
     methods = methods_of(item.involved_classes)
-    return [[calls for raw in turn if (calls := decode_step(raw, methods, reading))] for turn in turns]
+    tools = [*item.tools(), *(tool for turn in range(len(turns)) for tool in item.held_out_tools(turn))]
+    return [[calls for raw in turn if (calls := decode_step(raw, methods, reading, tools))] for turn in turns]
 
 
 def score_conversation(

@@ -48,6 +48,7 @@ from evaluation.suite import (
     BfclItem,
 )
 from toolcall.parsing import parse_output
+from toolcall.specs import ToolSpec
 from toolcall.types import Action
 
 SUMMARY_COLUMNS = ("non_live_ast", "live_ast", "irrelevance", "relevance", "multi_turn", "overall")
@@ -110,8 +111,11 @@ class Reading:
     note: str | None = None  # it decodes, but some <tool_call> blocks were not read
 
 
-def read_output(raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING) -> Reading:
-    """``raw_output`` in BFCL's decoded model-output form, read as bfcl-eval reads it or repaired."""
+def read_output(
+    raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING, tools: Sequence[ToolSpec] | None = None
+) -> Reading:
+    """``raw_output`` in BFCL's decoded model-output form, read as bfcl-eval reads it or repaired
+    (``tools`` type the values of XML-argument calls, see :func:`toolcall.parsing.parse_output`)."""
     if reading == "bfcl":
         try:
             decoded = decode_ast(raw_output)
@@ -120,7 +124,7 @@ def read_output(raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING
         return Reading(decoded, note=extract_tool_calls(scored_response(raw_output)).note())
     if reading != "repair":
         raise ValueError(f"unknown output reading {reading!r} (bfcl or repair)")
-    parsed = parse_output(raw_output)
+    parsed = parse_output(raw_output, tools)
     if parsed.error is not None:
         return Reading([], error=parsed.error)
     return Reading(to_bfcl_output(parsed.action))
@@ -130,7 +134,7 @@ def score_output(
     item: BfclItem, raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING
 ) -> ItemResult:
     """Read ``raw_output`` (see :func:`read_output`) and judge it as BFCL does for ``item``'s category."""
-    read = read_output(raw_output, reading)
+    read = read_output(raw_output, reading, item.tools())
     decoded = read.decoded
     made_call = bool(decoded)
     common = {

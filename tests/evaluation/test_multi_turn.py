@@ -308,3 +308,25 @@ def test_the_conversation_executes_what_its_reading_reads() -> None:
     for conversation in (bfcl, repair):
         conversation.finish()
     assert live_instances() == 0
+
+
+def test_a_steps_xml_argument_call_is_typed_by_the_tools_offered() -> None:
+    """Qwen3-Coder's call form: "2" is the integer the tool declares; without the tools it is no call."""
+    from evaluation.multi_turn import read_calls
+    from toolcall.specs import ToolSpec
+
+    tool = ToolSpec.from_openai(
+        {
+            "name": "mv",
+            "parameters": {
+                "type": "object",
+                "properties": {"source": {"type": "string"}, "count": {"type": "integer"}},
+            },
+        }
+    )
+    output = (
+        "<tool_call>\n<function=mv>\n<parameter=source>\n2024\n</parameter>\n"
+        "<parameter=count>\n2\n</parameter>\n</function>\n</tool_call>"
+    )
+    assert read_calls(output, "repair", [tool]) == [("mv", {"source": "2024", "count": 2})]
+    assert read_calls(output, "repair") == []

@@ -259,3 +259,12 @@ def test_item_tools_carry_bfcls_python_hint_and_messages_keep_system_turns() -> 
         i for i in load_suite("live_simple") if any(m["role"] == "system" for m in i.question[0])
     )
     assert with_system.messages()[0].role == "system"
+
+
+def test_the_repair_reading_types_an_xml_argument_call_by_the_items_tools(simple_item) -> None:
+    """Qwen3-Coder's call form: its "10" is the integer BFCL's function declares, not a string."""
+    output = (
+        "<tool_call>\n<function=calculate_triangle_area>\n<parameter=base>\n10\n</parameter>\n"
+        "<parameter=height>\n5\n</parameter>\n</function>\n</tool_call>"
+    )
+    assert score_output(simple_item, output, "repair").correct
