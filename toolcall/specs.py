@@ -682,11 +682,45 @@ def _json_schema(parameters: Any, where: str, notes: list[str]) -> dict[str, Any
     return _Reader(parameters, notes).read(parameters, where)
 
 
+def _json_text(text: str, what: str) -> Any:
+    """A tool list or schema written as text: JSON, or else a Python literal (datasets write them with
+    single quotes)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        try:
+            return python_literal(text, what)
+        except TypeExpressionError:
+            raise ToolSpecError(f"{what} are not valid JSON: {error.msg}") from error
+
+
+def _schema_text_read(function: dict[str, Any]) -> dict[str, Any]:
+    """The tool with its schema read where a dataset wrote it as a JSON string (table exports keep
+    ``parameters`` as a string column, Anthropic-style exports ``input_schema``)."""
+    for key in ("parameters", "inputSchema", "input_schema"):
+        value = function.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return function
+        where = str(function.get("name", "tool"))[:80]
+        try:
+            schema = _json_text(value, key)
+        except ToolSpecError as error:
+            raise _error(where, f"{key} is a string that is not JSON") from error
+        if not isinstance(schema, dict):
+            raise _error(where, f"{key} is a string that holds no object, got {type(schema).__name__}")
+        return {**function, key: schema}
+    return function
+
+
 def load_tool(obj: Any, notes: list[str] | None = None) -> ToolSpec:
     """One tool in any supported style (detected from its shape); ``notes`` collects warnings."""
     if not isinstance(obj, dict):
         raise ToolSpecError(f"a tool must be an object, got {type(obj).__name__}")
     function = obj.get("function", obj) if obj.get("type") == "function" else obj
+    if isinstance(function, dict):
+        function = _schema_text_read(function)
     if isinstance(function, dict) and _is_xlam(function):
         return _spec_from(function, _xlam_parameters, notes)
     return _spec_from(function, _json_schema, notes)
@@ -699,13 +733,7 @@ def load_tools(obj: Any, notes: list[str] | None = None) -> list[ToolSpec]:
     ``notes`` collects what was kept but is not checked, or not kept at all, one line each.
     """
     if isinstance(obj, str):
-        try:
-            obj = json.loads(obj)
-        except json.JSONDecodeError as error:
-            try:
-                obj = python_literal(obj, "tools")
-            except TypeExpressionError:
-                raise ToolSpecError(f"tools are not valid JSON: {error.msg}") from error
+        obj = _json_text(obj, "tools")
     if isinstance(obj, dict):
         obj = [obj]
     if not isinstance(obj, list):

@@ -607,3 +607,19 @@ def test_a_system_field_beside_messages_is_the_conversations_system_message() ->
     # Given twice (the field and the first message), it is one message.
     [once] = record_to_samples({**record, "messages": [{"role": "system", "content": system}, *messages]})
     assert [m.role for m in once.messages] == ["system", "user"]
+
+
+def test_a_tool_schema_written_as_a_json_string_is_read_as_that_schema() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    dialogue = [{"role": "user", "content": "Weather in Oslo?"}, {"role": "assistant", "tool_calls": [call]}]
+    openai_tool = {"type": "function", "function": {"name": "get_weather", "parameters": json.dumps(schema)}}
+    anthropic_tool = {"name": "get_weather", "description": "Weather.", "input_schema": json.dumps(schema)}
+    for tool in (openai_tool, anthropic_tool):
+        [sample] = record_to_samples({"messages": dialogue, "tools": [tool]})
+        [spec] = sample.tools
+        assert spec.parameters.required == ("city",)
+        assert spec.parameters.properties["city"].type == "string"
+    for text, reason in (("[1, 2]", "holds no object"), ("{'type': ", "is not JSON")):
+        with pytest.raises(RecordError, match=reason):
+            record_to_samples({"messages": dialogue, "tools": [{"name": "get_weather", "parameters": text}]})
