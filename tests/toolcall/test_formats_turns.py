@@ -832,3 +832,86 @@ def test_a_sharegpt_turn_with_weight_0_is_context_not_a_label() -> None:
         convert_record(
             {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo", "weight": 2}]}
         )
+
+
+# --- Anthropic Messages content blocks -------------------------------------------------------------
+
+# The Messages API's layout (docs.anthropic.com, "Tool use"): tools with "input_schema", a top-level
+# "system" (text or text blocks), calls as "tool_use" blocks of the assistant, results as "tool_result"
+# blocks of the next user turn, paired by "tool_use_id"; extended thinking as "thinking" blocks.
+ANTHROPIC_WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather in a city.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"location": {"type": "string"}},
+        "required": ["location"],
+    },
+}
+ANTHROPIC_RECORD: dict[str, Any] = {
+    "system": [{"type": "text", "text": "You are a travel assistant."}],
+    "tools": [ANTHROPIC_WEATHER, {"name": "get_time", "input_schema": {"type": "object"}}],
+    "messages": [
+        {"role": "user", "content": "Weather in Paris, time in Rome?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "Two questions: two calls.", "signature": "EqQB"},
+                {"type": "text", "text": "Let me check both."},
+                {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"location": "Paris"}},
+                {"type": "tool_use", "id": "toolu_02", "name": "get_time", "input": {"city": "Rome"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_02", "content": "14:05"},
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_01",
+                    "content": [{"type": "text", "text": "15C, rain"}],
+                },
+                {"type": "text", "text": "And what about Oslo?"},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_03", "name": "get_weather", "input": {"location": "Oslo"}}
+            ],
+        },
+    ],
+}
+
+
+def test_anthropic_tool_use_and_tool_result_blocks_are_calls_and_results() -> None:
+    conversion = convert_record(ANTHROPIC_RECORD)
+    assert conversion.format == "openai"
+    first, second = conversion.samples
+    assert [tool.name for tool in first.tools] == ["get_weather", "get_time"]
+    assert first.tools[0].parameters.required == ("location",)
+    assert [(m.role, m.content) for m in first.messages] == [
+        ("system", "You are a travel assistant."),
+        ("user", "Weather in Paris, time in Rome?"),
+    ]
+    paris = ToolCall(name="get_weather", arguments={"location": "Paris"})
+    assert first.label == Action(calls=[paris, ToolCall(name="get_time", arguments={"city": "Rome"})])
+    # The results in the order given, each named by the call its tool_use_id points to; the text
+    # beside them stays the user's message, after them.
+    context = [(m.role, m.content, m.name) for m in second.messages[2:]]
+    assert context == [
+        ("assistant", "Let me check both.", None),
+        ("tool", "14:05", "get_time"),
+        ("tool", "15C, rain", "get_weather"),
+        ("user", "And what about Oslo?", None),
+    ]
+    assert second.label == Action(calls=[ToolCall(name="get_weather", arguments={"location": "Oslo"})])
+    assert any("reasoning part not kept" in warning for warning in conversion.warnings)
+
+
+def test_anthropic_text_before_tool_results_stays_before_them() -> None:
+    record = json.loads(json.dumps(ANTHROPIC_RECORD))
+    blocks = record["messages"][2]["content"]
+    record["messages"][2]["content"] = [blocks[2], blocks[0], blocks[1]]
+    second = convert_record(record).samples[1]
+    assert [m.role for m in second.messages[3:]] == ["user", "tool", "tool"]

@@ -3,7 +3,11 @@ conversational ``prompt`` / ``completion`` (or ``chosen``) records are read as t
 
 Content may be a string or a list of parts (OpenAI's ``{"type": "text", "text": ...}``, LLaMA-Factory's
 ``{"type": "text", "value": ...}`` and ``{"type": "tool_call", "value": "{...}"}``); reasoning parts are
-left out with a warning, and any other part (an image) is refused. ``arguments`` may be a JSON string, the
+left out with a warning, and any other part (an image) is refused. Anthropic Messages records are read
+too: ``tool_use`` parts are the assistant's calls, a user turn's ``tool_result`` parts are tool results
+(named by the call their ``tool_use_id`` points to, in order, text beside them a user message in its
+place), ``thinking`` parts are reasoning, ``system`` may be a list of text parts, and tools may carry
+``input_schema``. ``arguments`` may be a JSON string, the
 legacy ``function_call`` / ``function`` role and ``functions`` list are read too, Llama 3.1's ``ipython``
 role is a tool result (so are the ``function_response``, ``tool_response`` and ``observation`` roles of
 glaive and ModelScope exports; their ``function_call`` or ``tool_call`` role is a turn of calls alone,
@@ -64,15 +68,14 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     messages: list[Message] = []
     untrained: set[int] = set()
     previous_role = ""
-    for index, raw in enumerate(raw_messages):
-        if not isinstance(raw, dict):
-            raise RecordError("each message must be an object")
+    for index, raw in _turns(raw_messages):
         role = str(raw.get("role"))
         role = _ROLE_NAMES.get(role, role)
         where = f"message {index} ({role})"
         text, part_calls = text_of(raw.get("content"), notes, where)
         if role == "assistant":
             calls = list(part_calls)
+            names_by_call_id.update(_tool_use_names(raw.get("content")))
             if raw.get("tool_calls"):
                 calls.extend(openai_tool_calls(raw["tool_calls"], where))
                 for entry in raw["tool_calls"]:
@@ -105,6 +108,54 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
     # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.
     return Conversion("openai", with_time(samples, conversation_time(record) or harness.time), notes)
+
+
+def _turns(raw_messages: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Each message with the index it is named by; a user turn holding Anthropic ``tool_result`` parts
+    is split, in order, into a ``tool`` message per result (``tool_call_id`` its ``tool_use_id``) and a
+    user message per run of other parts (index ``3.0``, ``3.1``…)."""
+    turns: list[tuple[str, dict[str, Any]]] = []
+    for index, raw in enumerate(raw_messages):
+        if not isinstance(raw, dict):
+            raise RecordError("each message must be an object")
+        content = raw.get("content")
+        if (
+            raw.get("role") != "user"
+            or not isinstance(content, list)
+            or not any(_is_tool_result(part) for part in content)
+        ):
+            turns.append((str(index), raw))
+            continue
+        pieces: list[dict[str, Any]] = []
+        for part in content:
+            if _is_tool_result(part):
+                result = {
+                    "role": "tool",
+                    "tool_call_id": part.get("tool_use_id"),
+                    "content": part.get("content"),
+                }
+                pieces.append(result)
+            elif pieces and pieces[-1]["role"] == "user":
+                pieces[-1]["content"].append(part)
+            else:
+                pieces.append({"role": "user", "content": [part]})
+        turns.extend((f"{index}.{number}", piece) for number, piece in enumerate(pieces))
+    return turns
+
+
+def _is_tool_result(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "tool_result"
+
+
+def _tool_use_names(content: Any) -> dict[str, str]:
+    """The names of an assistant turn's Anthropic ``tool_use`` parts by their ids, to pair results with."""
+    if not isinstance(content, list):
+        return {}
+    return {
+        part["id"]: str(part.get("name", ""))
+        for part in content
+        if isinstance(part, dict) and part.get("type") == "tool_use" and isinstance(part.get("id"), str)
+    }
 
 
 def _chosen_response(record: dict[str, Any], notes: list[str]) -> list[Any]:
@@ -152,6 +203,8 @@ def _system_field(record: dict[str, Any], raw_messages: list[Any]) -> list[Any]:
     """A ``system`` field beside the messages (exports that keep the system prompt in a column of its
     own) as the first message; nothing when it is empty or the messages already start with it."""
     system = record.get("system")
+    if isinstance(system, list):  # Anthropic Messages: a list of text blocks
+        system = text_of(system, [], "system field")[0]
     if system is None or (isinstance(system, str) and not system.strip()):
         return []
     if not isinstance(system, str):

@@ -319,8 +319,9 @@ def text_of(content: Any, warnings: list[str], where: str) -> tuple[str, list[To
     """Message content as text, and the calls held in tool-call parts.
 
     Content may be a string or a list of parts: text parts (``text`` or ``value``) are joined, tool-call
-    parts (LLaMA-Factory's ``{"type": "tool_call", "value": "{...}"}``) become calls, reasoning parts are
-    left out with a warning; any other part (an image, audio) cannot be represented and is refused.
+    parts (LLaMA-Factory's ``{"type": "tool_call", "value": "{...}"}``, Anthropic's ``{"type":
+    "tool_use", "name", "input"}``) become calls, reasoning parts (Anthropic's ``thinking`` among them)
+    are left out with a warning; any other part (an image, audio) cannot be represented and is refused.
     """
     if content is None or isinstance(content, str):
         return content or "", []
@@ -346,7 +347,9 @@ def text_of(content: Any, warnings: list[str], where: str) -> tuple[str, list[To
                 if isinstance(body, str)
                 else [call_from(body)]
             )
-        elif kind in ("reasoning", "thinking"):
+        elif kind == "tool_use":  # Anthropic Messages: {"type": "tool_use", "id", "name", "input"}
+            calls.append(call_from({"name": part.get("name"), "arguments": part.get("input")}))
+        elif kind in ("reasoning", "thinking", "redacted_thinking"):
             warnings.append(f"{where}: reasoning part not kept (a step's label is its calls or its answer)")
         else:
             raise RecordError(
