@@ -915,3 +915,30 @@ def test_anthropic_text_before_tool_results_stays_before_them() -> None:
     record["messages"][2]["content"] = [blocks[2], blocks[0], blocks[1]]
     second = convert_record(record).samples[1]
     assert [m.role for m in second.messages[3:]] == ["user", "tool", "tool"]
+
+
+def test_lilac_glaive_sharegpt_records_read_speakers_written_with_a_space() -> None:
+    # lilacai/glaive-function-calling-v2-sharegpt keeps glaive's raw "system" and "chat" columns beside
+    # "conversations", and its card lists the speaker "function call" (a space, not a hyphen).
+    call = '{"name": "send_email", "arguments": \'{"recipient": "o.neil@example.com", "message": "late"}\'}'
+    record = {
+        "system": "SYSTEM: " + GLAIVE_SYSTEM,
+        "chat": f"USER: Email O'Neil that I'm late.\n\n\nASSISTANT: <functioncall> {call} <|endoftext|>\n",
+        "conversations": [
+            {"from": "system", "value": GLAIVE_SYSTEM},
+            {"from": "human", "value": "Email O'Neil that I'm late."},
+            {"from": "function call", "value": call},
+            {"from": "function response", "value": '{"status": "success"}'},
+            {"from": "gpt", "value": "Done: O'Neil knows you're late."},
+        ],
+    }
+    assert detect_format(record) == "sharegpt"  # the conversations, not the raw transcript
+    [sample] = convert_record(record).samples
+    assert [tool.name for tool in sample.tools] == ["send_email", "get_random_joke"]
+    assert [m.role for m in sample.messages] == ["user"]  # the harness system prompt is read, not kept
+    assert sample.label == Action(
+        calls=[ToolCall(name="send_email", arguments={"recipient": "o.neil@example.com", "message": "late"})]
+    )
+    hyphenated = json.loads(json.dumps(record).replace('"function call"', '"function-call"'))
+    hyphenated = json.loads(json.dumps(hyphenated).replace('"function response"', '"function-response"'))
+    assert convert_record(hyphenated).samples == [sample]

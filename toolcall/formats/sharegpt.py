@@ -18,8 +18,9 @@
 Turns are ``{"from", "value"}`` or ``{"role", "content"}`` (speakers in any case), with OpenAI's
 ``tool_calls`` on assistant turns (then ``"content": null`` is allowed) and content as text or a list of
 parts, as in :mod:`toolcall.formats.chat`. Speakers human/user, gpt/assistant, system,
-tool/observation/tool_response and function_call/tool_call are read (a hyphen as an underscore: glaive's
-function-calling-chatml writes ``function-call``, its calls with glaive's single-quoted arguments);
+tool/observation/tool_response and function_call/tool_call are read (a hyphen or a space as an underscore:
+glaive's function-calling-chatml writes ``function-call``, its calls with glaive's single-quoted
+arguments, lilacai's glaive-function-calling-v2-sharegpt ``function call``);
 consecutive ``function_call`` turns with no result between them are one step. Assistant text is read by
 :mod:`toolcall.formats.assistant`, as in every chat reader (glaive's ``<functioncall>`` included). A
 system prompt that only carried the tool list is the dataset's calling harness: it is not kept as a
@@ -64,6 +65,7 @@ _SPEAKERS = {
     "function_call": "function_call",
     "tool_call": "function_call",
 }
+_SEPARATORS = re.compile(r"[\s-]+")
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 # ToolACE's call syntax: "[Name(" where the name holds no brackets, quotes or separators.
 _PYTHON_CALLS = re.compile(r"^\s*\[\s*[^\[\]{}\"'=,()]+\(", re.DOTALL)
@@ -90,7 +92,8 @@ def _turn(turn: Any) -> tuple[str, str, Any]:
     if not isinstance(turn, dict):
         raise RecordError("each conversation turn must be an object")
     speaker = turn.get("from", turn.get("role"))
-    role = _SPEAKERS.get(str(speaker).lower().replace("-", "_"))  # function-call, function-response
+    # function-call, function-response (function-calling-chatml); "function call" (lilacai's glaive-v2)
+    role = _SPEAKERS.get(_SEPARATORS.sub("_", str(speaker).strip().lower()))
     if role is None:
         raise RecordError(f"unknown sharegpt speaker {speaker!r}", "unknown sharegpt speaker")
     value = turn["value"] if "value" in turn else turn.get("content", "")
