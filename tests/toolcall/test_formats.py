@@ -623,3 +623,19 @@ def test_a_tool_schema_written_as_a_json_string_is_read_as_that_schema() -> None
     for text, reason in (("[1, 2]", "holds no object"), ("{'type': ", "is not JSON")):
         with pytest.raises(RecordError, match=reason):
             record_to_samples({"messages": dialogue, "tools": [{"name": "get_weather", "parameters": text}]})
+
+
+def test_a_list_of_messages_in_input_is_refused_naming_that_layout() -> None:
+    # Llama-Nemotron's post-training sets: "input" a list of messages, "output" the answer, beside
+    # "system_prompt" and "reasoning"; the refusal asked for an 'input' string, as if none were given.
+    record = {
+        "input": [{"role": "user", "content": "Weather in Oslo?"}],
+        "output": '<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Oslo"}}]</TOOLCALL>',
+        "system_prompt": "detailed thinking off",
+        "reasoning": "off",
+    }
+    assert detect_format(record) == "paper"
+    with pytest.raises(RecordError, match="Llama-Nemotron's post-training layout") as refused:
+        convert_record(record)
+    assert refused.value.reason == "'input' is a list of messages, not ChatML text"
+    assert "needs 'messages' or an 'input' string" not in str(refused.value)

@@ -91,6 +91,15 @@ def from_paper(record: dict[str, Any]) -> Conversion:
         messages = [plain_message(m, notes, f"message {i} ({_role(m)})") for i, m in enumerate(raw)]
     elif isinstance(record.get("input"), str):
         messages = chatml_messages(record["input"], notes)
+    elif isinstance(record.get("input"), list):
+        # Llama-Nemotron's post-training sets write {"input": [messages], "output": "..."}; none of its
+        # published categories is tool calling, so the layout is named rather than guessed at.
+        beside = " beside an 'output' (Llama-Nemotron's post-training layout)" if "output" in record else ""
+        raise RecordError(
+            f"'input' is a list of messages{beside}, and 'input' is read only as ChatML text: give the "
+            "turns as 'messages', the answer to learn as their last (assistant) turn",
+            "'input' is a list of messages, not ChatML text",
+        )
     else:
         raise RecordError("paper record needs 'messages' or an 'input' string")
     harness = Harness()
