@@ -915,6 +915,9 @@ def test_anthropic_text_before_tool_results_stays_before_them() -> None:
     record["messages"][2]["content"] = [blocks[2], blocks[0], blocks[1]]
     second = convert_record(record).samples[1]
     assert [m.role for m in second.messages[3:]] == ["user", "tool", "tool"]
+    del record["messages"][2]["content"][1]["tool_use_id"]
+    with pytest.raises(RecordError, match="needs a string 'tool_use_id'"):
+        convert_record(record)
 
 
 def test_lilac_glaive_sharegpt_records_read_speakers_written_with_a_space() -> None:

@@ -129,12 +129,14 @@ def _turns(raw_messages: list[Any]) -> list[tuple[str, dict[str, Any]]]:
         pieces: list[dict[str, Any]] = []
         for part in content:
             if _is_tool_result(part):
-                result = {
-                    "role": "tool",
-                    "tool_call_id": part.get("tool_use_id"),
-                    "content": part.get("content"),
-                }
-                pieces.append(result)
+                if not isinstance(part.get("tool_use_id"), str):
+                    raise RecordError(
+                        f"message {index}: a tool_result part needs a string 'tool_use_id'",
+                        "tool_result part has no tool_use_id",
+                    )
+                pieces.append(
+                    {"role": "tool", "tool_call_id": part["tool_use_id"], "content": part.get("content")}
+                )
             elif pieces and pieces[-1]["role"] == "user":
                 pieces[-1]["content"].append(part)
             else:
