@@ -347,7 +347,8 @@ def open_for_reading(path: Path) -> SampleStore:
     if (folder / BUILD_MARK).exists():
         raise IncompleteStore(
             f"{folder} is a sample store whose build (rebuild or replay) has not finished or was "
-            "interrupted: run the rebuild or replay again and read its target folder"
+            "interrupted: run the rebuild or replay again (`looptool rebuild`, or `looptool replay "
+            "--store FOLDER`) and read its target folder"
         )
     if not (folder / "events.lance").exists():
         raise FileNotFoundError(f"no sample store at {folder} (expected {folder / 'events.lance'})")

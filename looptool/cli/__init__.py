@@ -6,7 +6,8 @@ and commands that need no settings work even with a broken config. Each group mo
 commands on a Typer of its own, merged here.
 
 A command that fails prints one line, ``looptool: error: …``, and exits with the conventional code
-(:mod:`looptool.cli.errors`: 2 for usage and configuration errors); the traceback is printed only
+(:mod:`looptool.cli.errors`: 2 for usage and configuration errors, 65 for a store whose build never
+finished, 75 when the broker restarted, 130 after Ctrl-C); the traceback is printed only
 with debug logging (``--log-level debug``, ``[log] level = "debug"`` or ``LOOPTOOL_LOG__LEVEL``).
 """
 

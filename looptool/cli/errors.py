@@ -1,7 +1,9 @@
 """What a failed command prints: one line and the conventional exit code, a traceback only when debugging.
 
-Exit codes: 2 for usage and configuration errors (as click uses for bad options), 75 (``EX_TEMPFAIL``)
-when the broker restarted under the command (run it again), 130 after Ctrl-C, 1 for anything else.
+Exit codes: 2 for usage and configuration errors (as click uses for bad options), 65 (``EX_DATAERR``)
+when a sample store to read holds a build that never finished (rebuild or replay it again), 75
+(``EX_TEMPFAIL``) when the broker restarted under the command (run it again), 130 after Ctrl-C, 1 for
+anything else.
 Configuration errors are rebuilt from pydantic's structured errors: a value is shown only when it is
 a number or a choice, never a string of a field that may hold a secret, never a section's mapping.
 """
@@ -19,6 +21,7 @@ from common.logs import mask_url_credentials
 
 USAGE = 2
 FAILURE = 1
+INCOMPLETE_STORE = 65
 RESTARTED = 75
 INTERRUPTED = 130
 
@@ -74,6 +77,7 @@ def describe(error: BaseException) -> tuple[int, str]:
     from bus.broker import BrokerError
     from bus.kafka import BrokerDataLost, BrokerNotDurable, BrokerRestarted, KafkaSetupError
     from looptool.cli.common import BrokerUnreachable
+    from views.store import IncompleteStore
 
     if isinstance(error, ValidationError):
         return USAGE, describe_validation(error)
@@ -83,6 +87,8 @@ def describe(error: BaseException) -> tuple[int, str]:
         return INTERRUPTED, "interrupted"
     if isinstance(error, BrokerRestarted):
         return RESTARTED, str(error)
+    if isinstance(error, IncompleteStore):  # its message says what to run again
+        return INCOMPLETE_STORE, str(error)
     if isinstance(error, BrokerUnreachable | BrokerDataLost | BrokerNotDurable | BrokerError | ArchiveError):
         return FAILURE, str(error)
     if isinstance(error, KafkaSetupError):

@@ -120,6 +120,24 @@ def test_usage_errors_exit_2_before_anything_runs() -> None:
     assert_one_line_error(looptool("topics"), 2, "no Kafka configured")
 
 
+def test_a_store_whose_build_never_finished_is_one_line_with_what_to_run_and_exit_65(tmp_path: Path) -> None:
+    """A reader pointed at an unfinished build (a rebuild or replay killed mid-way) gets its own exit
+    code (65, EX_DATAERR, as 75 is EX_TEMPFAIL for a restarted broker) and the command to run again,
+    not the generic failure with the exception's class name."""
+    from views.store import building_beside
+
+    with building_beside(tmp_path / "store") as building:
+        for args in (
+            ("stats", "--store", str(building)),
+            ("stats", "--store", str(building), "--format", "json"),
+            ("lineage", "s_000", "--store", str(building)),
+        ):
+            ran = looptool(*args)
+            line = assert_one_line_error(ran, 65, str(building), "has not finished", "looptool rebuild")
+            assert "IncompleteStore" not in line
+            assert ran.out == ""
+
+
 def test_an_unreachable_broker_fails_within_its_timeout_naming_the_address() -> None:
     address = f"127.0.0.1:{free_port()}"
     ran = looptool("--bootstrap-servers", address, "topics")
