@@ -15,6 +15,7 @@ sample id; expansions and dead letters are found through their ``parent_ids``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -465,16 +466,33 @@ async def index_from_topics(settings: StoreRunSettings) -> MemoryIndex:
     return MemoryIndex(events)
 
 
+def lineage_document(lineage: SampleLineage) -> dict[str, Any]:
+    """``lineage --json``: every field of the history (the error seed's own lineage nested under
+    ``parent``), with ``ancestry`` first: this sample, its error seed, … the original seed."""
+    return {"ancestry": lineage.ancestry(), **dataclasses.asdict(lineage)}
+
+
 def run_lineage(
-    settings: StoreRunSettings, sample_id: str, *, console: Console, store_path: Path | None = None
+    settings: StoreRunSettings,
+    sample_id: str,
+    *,
+    console: Console,
+    store_path: Path | None = None,
+    as_json: bool = False,
 ) -> SampleLineage:
-    """``looptool lineage SAMPLE_ID``: from the store at ``store_path`` if given, else the topics."""
+    """``looptool lineage SAMPLE_ID``: from the store at ``store_path`` if given, else the topics;
+    ``as_json`` prints :func:`lineage_document` on one line instead of the tree (progress on stderr)."""
+    status_console = Console(stderr=True) if as_json else console
     if store_path is not None:
         index: EventIndex = StoreIndex(open_for_reading(store_path))
     else:
-        with console.status(f"reading run {settings.run_id} from the topics…"):
+        with status_console.status(f"reading run {settings.run_id} from the topics…"):
             index = asyncio.run(index_from_topics(settings))
     lineage = build_lineage(index, sample_id)
+    if as_json:
+        console.file.write(json.dumps(lineage_document(lineage), ensure_ascii=False) + "\n")
+        console.file.flush()
+        return lineage
     console.print(render_lineage(lineage))
     chain = lineage.ancestry()
     if len(chain) > 1:

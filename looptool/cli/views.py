@@ -324,6 +324,12 @@ def lineage(
     store_path: Annotated[
         Path | None, typer.Option("--store", help="Read this sample store instead of replaying the topics.")
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="One JSON object (one line): the whole history, the error seed's nested in parent."
+        ),
+    ] = False,
 ) -> None:
     """A sample's whole history: origin (up to its seed), labels, rounds, probes, verdicts, expansions."""
     from views.lineage import LineageError, run_lineage
@@ -332,7 +338,7 @@ def lineage(
     if store_path is None:
         require_broker(settings)
     try:
-        run_lineage(settings, sample_id, console=console, store_path=store_path)
+        run_lineage(settings, sample_id, console=console, store_path=store_path, as_json=as_json)
     except (LineageError, FileNotFoundError) as error:
         raise typer.BadParameter(str(error)) from None
 

@@ -110,6 +110,47 @@ def test_lineage_renders_the_chain_and_refuses_unknown_samples(live_run: LiveRun
     assert "verdict" in tree_text.export_text()
 
 
+def test_lineage_json_is_one_object_with_the_whole_history(live_run: LiveRun) -> None:
+    """``lineage --json`` (named as ``deadletters --json``): standard output holds one JSON object, on
+    one line, with every field of the history, the error seeds' lineages nested under ``parent``."""
+    import dataclasses
+    import json
+    import os
+    import subprocess
+    import sys
+
+    memory = MemoryIndex(live_run.run.events)
+    deepest = max(
+        (build_lineage(memory, e.payload.sample_id) for e in expansions(live_run)),
+        key=lambda x: len(x.ancestry()),
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "looptool.cli",
+            "lineage",
+            deepest.sample_id,
+            "--store",
+            str(live_run.store_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOL_")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 1
+    document = json.loads(done.stdout)
+    assert document["ancestry"] == deepest.ancestry() and len(document["ancestry"]) >= 2
+    assert {k: v for k, v in document.items() if k != "ancestry"} == json.loads(
+        json.dumps(dataclasses.asdict(deepest))
+    )
+    assert document["parent"]["sample_id"] == deepest.ancestry()[1]
+    assert document["spawned_by"]["verdict"] in ("PRED_WRONG", "LABEL_WRONG")
+
+
 def test_the_tree_shows_brackets_and_whole_reasons_as_written() -> None:
     from views.lineage import CurationStep, LabelStep, ProbeStep, SampleLineage
 
