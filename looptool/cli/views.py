@@ -453,6 +453,8 @@ def run_stats(
     else:
         if store_path is not None:
             stats = load_stats(store_path)
+            if stats.events == 0:
+                Console(stderr=True).print(f"[yellow]the store at {store_path} holds no events[/]")
         else:
             with status_console.status(f"replaying run {settings.run_id} from the topics…"):
                 stats = asyncio.run(stats_from_topics(settings))

@@ -345,6 +345,51 @@ def test_stats_command_line_options(live_run: LiveRun, tmp_path: Path) -> None:
         configure_logging(LogSettings())  # the CLI bound logging to the runner's (now closed) stream
 
 
+def test_stats_of_an_empty_run_and_of_empty_tables_is_one_line_each(
+    live_run: LiveRun, tmp_path: Path
+) -> None:
+    """A store with no events: one line as text (not eight header rows with nothing under them, one
+    of them a made-up "(none) 0" dead letter), the full document as json (every table's columns,
+    no rows), and a note on stderr either way. A run with events but nothing probed yet: each empty
+    table is its title and "none yet"."""
+    from views.analytics import load_stats, tables_text
+
+    SampleStore(tmp_path / "empty").counts()  # a store with its tables and no events
+    try:
+        runner = CliRunner()
+        text = runner.invoke(app, ["stats", "--store", str(tmp_path / "empty")])
+        assert text.exit_code == 0, text.output
+        assert text.stdout.strip() == "No events yet: every table is empty."
+        assert "holds no events" in text.stderr
+        data = runner.invoke(app, ["stats", "--store", str(tmp_path / "empty"), "--format", "json"])
+        assert data.exit_code == 0, data.output
+        document = json.loads(data.stdout)
+        assert document["events"] == 0 and list(document["tables"]) == list(DEFAULT_TABLES)
+        for name, table in document["tables"].items():
+            assert table["rows"] == [] and [c["name"] for c in table["columns"]] == next(
+                t.column_names for t in TABLES if t.name == name
+            )
+        assert "holds no events" in data.stderr
+    finally:
+        configure_logging(LogSettings())  # the CLI bound logging to the runner's (now closed) stream
+
+    seeds_only = load_stats([e for e in live_run.run.events if e.event_type == "SampleAdded"
+                             and e.payload.origin == "seed"])  # fmt: skip
+    assert seeds_only.events > 0
+    shown = tables_text(seeds_only)
+    for title in (
+        "Rounds: probing, verdicts, relabels, expansion, curation",
+        "Verdict mix by checkpoint",
+        "Curation (Eq. 5): D_j by source",
+        "Expansion candidates by failing rule (count, share of the round's candidates)",
+        "ToolMatch accuracy by tool (accuracy, probes)",
+        "Probe errors by type (mismatched probes, share of mismatches)",
+        "Dead letters by reason",
+    ):
+        assert f"{title}: none yet" in shown, shown
+    assert "┏" not in shown and "(none)" not in shown
+
+
 def test_stats_follow_writes_json_lines(live_run: LiveRun) -> None:
     settings = live_run.settings
     command = [

@@ -7,12 +7,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from views.analytics.frames import SOURCES, VERDICT_LABELS, RunStats
 from views.deadletters import frame_dead_letter_table
 from views.fit import FitToWidth
+
+NO_EVENTS = "No events yet: every table is empty."
 
 # --- rendering ----------------------------------------------------------------------------------
 
@@ -216,17 +219,29 @@ def render_truncation_table(stats: RunStats) -> Table:
     return table
 
 
+def _none_yet(table: Table, rows: int | None = None) -> RenderableType:
+    """``table``, or when it has no rows (``rows`` when its own count is not the truth: the dead-letter
+    table shows a placeholder row) one line, its title and "none yet": a header row alone, squeezed
+    to the width of its headers, reads as a broken table."""
+    if (table.row_count if rows is None else rows) > 0:
+        return table
+    return Text(f"{table.title}: none yet", style="dim")
+
+
 def render_stats(stats: RunStats) -> FitToWidth:
     """Every stats table, for printing or a live display (BFCL and promotions when the run has them),
-    each split into parts where the console is too narrow for it."""
+    each split into parts where the console is too narrow for it; an empty table is one line, and a
+    run with no events one line in all (:data:`NO_EVENTS`)."""
+    if stats.events == 0:
+        return FitToWidth(Text(NO_EVENTS))
     return FitToWidth(
-        render_rounds_table(stats),
-        render_checkpoint_table(stats),
-        render_curation_table(stats),
-        render_expansion_table(stats),
-        render_tool_table(stats),
-        render_error_table(stats),
-        frame_dead_letter_table(stats.dead_letters),
+        _none_yet(render_rounds_table(stats)),
+        _none_yet(render_checkpoint_table(stats)),
+        _none_yet(render_curation_table(stats)),
+        _none_yet(render_expansion_table(stats)),
+        _none_yet(render_tool_table(stats)),
+        _none_yet(render_error_table(stats)),
+        _none_yet(frame_dead_letter_table(stats.dead_letters), len(stats.dead_letters)),
         *([render_bfcl_table(stats)] if stats.evaluations else []),
         *([render_promotions_table(stats)] if stats.promotions else []),
         *([render_judges_table(stats)] if len(stats.votes) else []),
@@ -264,6 +279,10 @@ def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | No
     if unknown:
         raise ValueError(f"unknown tables {unknown}; known: {', '.join(renderers)}")
     console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
+    if stats.events == 0:
+        console.print(NO_EVENTS)
+        return console.export_text()
     for name in tables or renderers:
-        console.print(FitToWidth(renderers[name](stats)))
+        rows = len(stats.dead_letters) if name == "deadletters" else None
+        console.print(FitToWidth(_none_yet(renderers[name](stats), rows)))
     return console.export_text()
