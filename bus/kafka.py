@@ -898,7 +898,10 @@ async def follow(
     up. Raises :class:`BrokerDataLost`
     when a followed topic disappears or its log restarts below what was read (checked while idle).
     """
-    async for batch in _read_from_start(
+    # Closed with this generator: left to the garbage collector, the reader's consumer was stopped by
+    # a task that asyncio.run cancels on its way out (stats --follow stopped by Ctrl-C warned of an
+    # unclosed connection).
+    reading = _read_from_start(
         kafka,
         run_id,
         topics,
@@ -908,8 +911,10 @@ async def follow(
         follow=True,
         idle_timeout_ms=idle_timeout_ms,
         undecodable=undecodable,
-    ):
-        yield batch
+    )
+    async with contextlib.aclosing(reading):
+        async for batch in reading:
+            yield batch
 
 
 FOLLOWER = Producer(stage="follow", version="1")  # who dead-letters what a followed log cannot decode
