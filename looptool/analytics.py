@@ -304,7 +304,9 @@ def dead_letters(source: Source) -> pd.DataFrame:
 
 async def follow(source: RunSettings, *, refresh_s: float = 2.0) -> AsyncIterator[RunStats]:
     """Follow a run's topics and yield a fresh :class:`RunStats` whenever events arrived (at most
-    every ``refresh_s`` while catching up); leave the loop to stop. Every function here takes it.
+    every ``refresh_s`` while catching up); leave the loop to stop. Every function here takes it, so
+    it keeps every event's row (memory grows with the run; ``looptool stats --follow`` keeps running
+    counts instead).
 
     Example (a dashboard loop; ``run`` is :func:`topics`' result)::
 
@@ -316,6 +318,7 @@ async def follow(source: RunSettings, *, refresh_s: float = 2.0) -> AsyncIterato
     if not _is_run(source):
         raise TypeError("follow reads a run's topics: pass analytics.topics(...) or the app's Settings")
     async for stats in stats_updates(source, refresh_s=refresh_s):
+        assert isinstance(stats, RunStats)  # per-event rows: every function here reads its tables
         yield stats
 
 

@@ -22,7 +22,7 @@ from looptool.cli.common import (
 from looptool.config import Settings
 
 if TYPE_CHECKING:
-    from views.analytics import RunStats
+    from views.analytics.frames import StatsView
 
 commands = typer.Typer()
 
@@ -417,7 +417,7 @@ def run_stats(
     fmt: str = "table",
     out: Path | None = None,
     tables: Sequence[str] | None = None,
-) -> RunStats:
+) -> StatsView:
     """``looptool stats``: the tables from a replay of the topics (or from the store at ``store_path``);
     ``follow`` keeps them live until Ctrl-C; ``plot`` writes the PNG charts into that folder.
 
@@ -476,7 +476,7 @@ def run_stats(
 
 
 def _write_stats_data(
-    stats: RunStats,
+    stats: StatsView,
     fmt: str,
     out: Path | None,
     names: Sequence[str],
@@ -516,20 +516,23 @@ async def _follow_as_data(
     names: Sequence[str],
     console: Console,
     status_console: Console,
-) -> RunStats:
+) -> StatsView:
     """``stats --follow`` for json (one document per update, JSON lines) and csv / parquet (the files
-    rewritten in place, each replaced atomically)."""
-    from views.analytics import load_stats
+    rewritten in place, each replaced atomically). The summary tables come from running counts; a
+    per-event table asked for (``votes``, ``verdicts``, ``relabels``) keeps every row."""
     from views.analytics.live import stats_updates
+    from views.analytics.running import RunningStats
+    from views.analytics.tables import BY_NAME
 
-    stats = load_stats([])
+    per_event_rows = any(BY_NAME[name].detail for name in names)
+    stats: StatsView = RunningStats().stats()
     with contextlib.ExitStack() as stack:
         stream: IO[str] | None = None
         if fmt == "json":
             stream = stack.enter_context(out.open("w", encoding="utf-8")) if out is not None else console.file
         else:
             status_console.print(f"following run {settings.run_id}: keeping {out} up to date (Ctrl-C stops)")
-        async for stats in stats_updates(settings, stop=stop):
+        async for stats in stats_updates(settings, stop=stop, per_event_rows=per_event_rows):
             _write_stats_data(
                 stats, fmt, out, names, settings.run_id, console, status_console, lines=True, stream=stream
             )

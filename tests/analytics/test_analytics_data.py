@@ -390,20 +390,27 @@ def test_stats_of_an_empty_run_and_of_empty_tables_is_one_line_each(
     assert "┏" not in shown and "(none)" not in shown
 
 
-def test_stats_follow_writes_json_lines(live_run: LiveRun) -> None:
+@pytest.mark.parametrize("tables", [[], ["--table", "verdict_mix", "--table", "verdicts"]])
+def test_stats_follow_writes_json_lines(live_run: LiveRun, tables: list[str]) -> None:
+    """Once caught up, the followed tables (running counts for the summary tables, every row for a
+    per-event one) are those of ``stats --store`` on the same run."""
+    from views.analytics import load_stats
+    from views.analytics.tables import stats_document
+
     settings = live_run.settings
     command = [
         sys.executable, "-m", "looptool.cli", "--bootstrap-servers", settings.kafka.bootstrap_servers or "",
-        "--run-id", settings.run_id, "stats", "--follow", "--format", "json", "--table", "verdict_mix",
+        "--run-id", settings.run_id, "stats", "--follow", "--format", "json", *tables,
     ]  # fmt: skip
-    want = analytics.table("verdict_mix", live_run.store_path).to_pylist()
+    names = tables[1::2] or None
+    want = json.loads(json.dumps(stats_document(load_stats(live_run.store_path), names)["tables"]))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     documents = []
     try:
         assert process.stdout is not None
         for line in process.stdout:  # one document per line; the last, once caught up, has every event
             documents.append(json.loads(line))
-            if documents[-1]["tables"]["verdict_mix"]["rows"] == want:
+            if documents[-1]["tables"] == want:
                 break
     finally:
         process.send_signal(signal.SIGINT)
@@ -412,7 +419,7 @@ def test_stats_follow_writes_json_lines(live_run: LiveRun) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             raise
-    assert documents and documents[-1]["tables"]["verdict_mix"]["rows"] == want, errors[-2000:]
+    assert documents and documents[-1]["tables"] == want, errors[-2000:]
     assert documents[-1]["run_id"] == settings.run_id
     assert process.returncode == 0, errors[-2000:]
 

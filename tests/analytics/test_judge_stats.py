@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 
+import pandas as pd
 import pytest
 from rich.console import Console
 
 from schemas.events import DeadLetter, JudgeVote, Verdict
 from tests.foundation.events_factory import CONTEXT, FLUCTUATION, LABEL, PREDICTION, event_of
 from views.analytics import load_stats, render_stats, tables_text
+from views.analytics.running import RunningStats
+from views.analytics.tables import stats_tables
 
 RUN = "stats"
 
@@ -95,6 +98,13 @@ def test_agreement_and_flip_rate_per_judge_model() -> None:
     assert frame.loc["b", "truncated"] == 1 and frame.loc["b", "two_order"] == 1
     assert stats.truncations()["truncated"].to_dict() == {"expand": 2, "judge": 1}
     assert stats.verdict_mix().loc[1, "NO_QUORUM"] == 1
+    # stats --follow's running counts: the same panels, without keeping a row per vote.
+    running = RunningStats()
+    running.add_all(events)
+    pd.testing.assert_frame_equal(running.stats().judge_agreement(), frame)
+    pd.testing.assert_frame_equal(running.stats().truncations(), stats.truncations())
+    folded, rows = stats_tables(running.stats()), stats_tables(stats)  # verdicts with no probe
+    assert all(folded[name].equals(rows[name]) for name in rows)
     text = tables_text(stats, tables=["judges", "truncations"])
     assert "position flips" in text and "100.0%" in text and "expand" in text
     Console(file=io.StringIO()).print(render_stats(stats))

@@ -123,6 +123,23 @@ def failing_rule(result: VerificationResult) -> str:
     return "llm:" + (result.llm_verdict or "INCORRECT")
 
 
+def probe_tools(probe: ProbeResult) -> list[str]:
+    """The tools a probed label calls (``(no call)`` for a text answer): the keys of accuracy by tool."""
+    return sorted({c.name for c in probe.label.calls}) or [NO_CALL]
+
+
+def dead_letter_row(event_id: str, letter: DeadLetter) -> dict[str, Any]:
+    """A DeadLetter as a row of the ``dead_letters`` table (and of the dead-letter summary)."""
+    return {
+        "event_id": event_id,
+        "stage": letter.stage,
+        "error_type": letter.error_type,
+        "reason": letter.reason,
+        "source_ref": letter.source_ref,
+        "category": category_of(letter),
+    }
+
+
 class StatsCollector:
     """Folds events into per-event rows (pure, incremental: the follow mode adds batches as they come)."""
 
@@ -165,7 +182,7 @@ class StatsCollector:
                         "ppl": p.ppl,
                         "high_ppl": p.high_ppl,
                         "error_types": sorted({d.kind for d in p.diffs}) if not p.matched else [],
-                        "tools": sorted({c.name for c in p.label.calls}) or [NO_CALL],
+                        "tools": probe_tools(p),
                     }
                 )
         elif isinstance(p, Verdict):
@@ -283,16 +300,7 @@ class StatsCollector:
             if self._first("promotions", p.evaluation_event_id):
                 self.promotions.append(p)
         elif isinstance(p, DeadLetter):
-            self.rows["dead_letters"].append(
-                {
-                    "event_id": event.event_id,
-                    "stage": p.stage,
-                    "error_type": p.error_type,
-                    "reason": p.reason,
-                    "source_ref": p.source_ref,
-                    "category": category_of(p),
-                }
-            )
+            self.rows["dead_letters"].append(dead_letter_row(event.event_id, p))
         return True
 
     def stats(self) -> RunStats:

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import pandas as pd
 
@@ -29,8 +29,30 @@ VERDICT_LABELS: tuple[str, ...] = (
 )
 SOURCES: tuple[str, ...] = ("SEED", "ES", "EE", "HPPL", "SEED_NEW")
 NO_CALL = "(no call)"
+ERROR_SEEDS: tuple[str, ...] = ("PRED_WRONG", "LABEL_WRONG")  # the verdicts that make a sample an error seed
+NO_CHECKPOINT = "(none)"  # the key of events without a checkpoint in the verdict mix by checkpoint
 PASSED = "passed"
 UNVERIFIED = "unverified"
+
+
+class StatsView(Protocol):
+    """What the rich tables, the plots and the summary tables read: a :class:`RunStats`, or the
+    snapshot of a running fold (:class:`views.analytics.running.SummaryStats`)."""
+
+    events: int
+    undecodable: int
+    evaluations: list[Any]
+    promotions: list[Any]
+    dead_letters: pd.DataFrame
+
+    def verdict_mix(self, by: Literal["round", "checkpoint"] = "round") -> pd.DataFrame: ...
+    def expansion_summary(self) -> pd.DataFrame: ...
+    def expansion_outcomes(self) -> pd.DataFrame: ...
+    def accuracy_by_tool(self) -> pd.DataFrame: ...
+    def error_types(self) -> pd.DataFrame: ...
+    def curation(self) -> pd.DataFrame: ...
+    def judge_agreement(self) -> pd.DataFrame: ...
+    def truncations(self) -> pd.DataFrame: ...
 
 
 def _count_by(frame: pd.DataFrame, keys: list[str], name: str) -> pd.Series:
@@ -81,9 +103,9 @@ class RunStats:
         if by not in ("round", "checkpoint"):
             raise ValueError(f"by must be 'round' or 'checkpoint', not {by!r}")
         key = "round" if by == "round" else "checkpoint_id"
-        probes = self.probes.assign(checkpoint_id=self.probes["checkpoint_id"].fillna("(none)"))
-        verdicts = self.verdicts.assign(checkpoint_id=self.verdicts["checkpoint_id"].fillna("(none)"))
-        relabels = self.relabels.assign(checkpoint_id=self.relabels["checkpoint_id"].fillna("(none)"))
+        probes = self.probes.assign(checkpoint_id=self.probes["checkpoint_id"].fillna(NO_CHECKPOINT))
+        verdicts = self.verdicts.assign(checkpoint_id=self.verdicts["checkpoint_id"].fillna(NO_CHECKPOINT))
+        relabels = self.relabels.assign(checkpoint_id=self.relabels["checkpoint_id"].fillna(NO_CHECKPOINT))
         parts = [
             _count_by(probes, [key], "probed"),
             probes.groupby(key)["matched"].sum().astype("int64").rename("matched")
@@ -105,29 +127,8 @@ class RunStats:
         frame = frame.join(
             _count_by(relabels[relabels["revert"].astype(bool)], [key], "reverts"), how="outer"
         )
-        frame = frame.fillna(0).astype("int64")
-        frame.index.name = key
-        frame["mismatched"] = frame["probed"] - frame["matched"]
-        frame["unjudged"] = frame["mismatched"] - frame[list(VERDICT_LABELS)].sum(axis=1)
-        frame["accuracy"] = (frame["matched"] / frame["probed"]).where(frame["probed"] > 0)
-        columns = [
-            "probed",
-            "matched",
-            "accuracy",
-            "mismatched",
-            *VERDICT_LABELS,
-            "unjudged",
-            "relabels",
-            "reverts",
-        ]
-        if by == "round":
-            columns.insert(0, "members")
-        else:
-            info = self.checkpoints.set_index("checkpoint_id")[["round", "step"]]
-            frame = frame.join(info, how="left")
-            columns = ["round", "step", *columns]
-            frame = frame.sort_values(["round", "step"], na_position="last", kind="stable")
-        return frame[columns].sort_index() if by == "round" else frame[columns]
+        checkpoints = self.checkpoints.set_index("checkpoint_id")[["round", "step"]]
+        return finish_verdict_mix(frame, by, checkpoints)
 
     # --- expansion ------------------------------------------------------------------------------
 
@@ -145,18 +146,15 @@ class RunStats:
         ``unverified``) the number of candidates and their share of the round's candidates."""
         merged = self._candidate_outcomes()
         if not len(merged):
-            return pd.DataFrame(columns=["round", "outcome", "candidates", "share"])
-        counts = merged.groupby(["round", "outcome"]).size().rename("candidates").reset_index()
-        totals = counts.groupby("round")["candidates"].transform("sum")
-        counts["share"] = counts["candidates"] / totals
-        return counts.sort_values(
-            ["round", "candidates", "outcome"], ascending=[True, False, True]
-        ).reset_index(drop=True)
+            return finish_expansion_outcomes(pd.DataFrame(columns=["round", "outcome", "candidates"]))
+        return finish_expansion_outcomes(
+            merged.groupby(["round", "outcome"]).size().rename("candidates").reset_index()
+        )
 
     def expansion_summary(self) -> pd.DataFrame:
         """Per round: error seeds, candidates, parsed, verified, passed, pass rate, expansions added
         (SampleAdded events) and how many of those are new samples (not a recreation of one)."""
-        seeds = self.verdicts[self.verdicts["verdict"].isin(["PRED_WRONG", "LABEL_WRONG"])]
+        seeds = self.verdicts[self.verdicts["verdict"].isin(ERROR_SEEDS)]
         merged = self._candidate_outcomes()
         added = self.added[self.added["origin"] == "expansion"]
         new = self.samples[self.samples["origin"] == "expansion"]
@@ -172,20 +170,7 @@ class RunStats:
             ],
             axis=1,
         )
-        frame = frame.fillna(0).astype("int64")
-        frame.index.name = "round"
-        frame["pass_rate"] = (frame["passed"] / frame["verified"]).where(frame["verified"] > 0)
-        columns = [
-            "error_seeds",
-            "candidates",
-            "parsed",
-            "verified",
-            "passed",
-            "pass_rate",
-            "added",
-            "new_samples",
-        ]
-        return frame.reindex(columns=columns).sort_index()
+        return finish_expansion(frame)
 
     # --- accuracy -------------------------------------------------------------------------------
 
@@ -196,41 +181,31 @@ class RunStats:
         exploded = (
             self.probes[["round", "tools", "matched"]].explode("tools").rename(columns={"tools": "tool"})
         )
-        frame = (
+        return finish_accuracy_by_tool(
             exploded.groupby(["round", "tool"])
             .agg(probes=("matched", "size"), matched=("matched", "sum"))
             .reset_index()
         )
-        frame["matched"] = frame["matched"].astype("int64")
-        frame["accuracy"] = frame["matched"] / frame["probes"]
-        return frame.sort_values(["round", "tool"]).reset_index(drop=True)
 
     def error_types(self) -> pd.DataFrame:
         """Per round and ToolMatch error type: mismatched probes showing it, their share of the
         round's probes and mismatches, and how the judge ruled on them."""
-        columns = ["round", "error_type", "probes", "share_of_probes", "share_of_mismatches", *VERDICT_LABELS]
         mismatched = self.probes[~self.probes["matched"].astype(bool)]
         if not len(mismatched):
-            return pd.DataFrame(columns=columns)
+            return finish_error_types(None, pd.Series(dtype="int64"), pd.Series(dtype="int64"), None)
         exploded = mismatched[["event_id", "round", "error_types"]].explode("error_types")
         exploded = exploded.rename(columns={"error_types": "error_type"}).dropna(subset=["error_type"])
         frame = exploded.groupby(["round", "error_type"]).size().rename("probes").reset_index()
-        per_round = self.probes.groupby("round").size()
-        mismatches_per_round = mismatched.groupby("round").size()
-        frame["share_of_probes"] = frame["probes"] / frame["round"].map(per_round)
-        frame["share_of_mismatches"] = frame["probes"] / frame["round"].map(mismatches_per_round)
         judged = exploded.merge(
             self.verdicts[["probe_event_id", "verdict"]], left_on="event_id", right_on="probe_event_id"
         )
-        if len(judged):
-            split = judged.groupby(["round", "error_type", "verdict"]).size().unstack(fill_value=0)
-            frame = frame.merge(split.reset_index(), on=["round", "error_type"], how="left")
-        for label in VERDICT_LABELS:
-            frame[label] = frame[label].fillna(0).astype("int64") if label in frame else 0
-        return (
-            frame[columns]
-            .sort_values(["round", "probes", "error_type"], ascending=[True, False, True])
-            .reset_index(drop=True)
+        split = (
+            judged.groupby(["round", "error_type", "verdict"]).size().unstack(fill_value=0)
+            if len(judged)
+            else None
+        )
+        return finish_error_types(
+            frame, self.probes.groupby("round").size(), mismatched.groupby("round").size(), split
         )
 
     # --- curation -------------------------------------------------------------------------------
@@ -238,36 +213,153 @@ class RunStats:
     def curation(self) -> pd.DataFrame:
         """Per round: D_j's members by source (Eq. 5), expansions among them, the seed-new share
         (SEED and SEED_NEW members over all) beside the manifest's target, and whether it closed."""
-        columns = [
-            "members",
-            *SOURCES,
-            "expansion_members",
-            "seed_new_share",
-            "seed_new_target",
-            "closed",
-            "content_hash",
-        ]
         if not len(self.curated) and not len(self.rounds):
-            return pd.DataFrame(columns=columns).rename_axis("round")
+            return finish_curation(None, pd.Series(dtype="int64"), self.rounds)
         by_source = (
             self.curated.groupby(["round", "source"]).size().unstack(fill_value=0)
             if len(self.curated)
             else pd.DataFrame()
         )
-        frame = by_source.reindex(columns=list(SOURCES), fill_value=0)
         origins = self.curated.merge(self.samples[["sample_id", "origin"]], on="sample_id", how="left")
-        frame = frame.join(
-            _count_by(origins[origins["origin"] == "expansion"], ["round"], "expansion_members"), how="outer"
+        expansion_members = _count_by(
+            origins[origins["origin"] == "expansion"], ["round"], "expansion_members"
         )
-        manifest = self.rounds.set_index("round")[["seed_new_fraction", "content_hash"]]
-        frame = frame.join(manifest, how="outer")
-        counts = [*SOURCES, "expansion_members"]
-        frame[counts] = frame[counts].fillna(0).astype("int64")
-        frame["members"] = frame[list(SOURCES)].sum(axis=1)
-        frame["seed_new_share"] = ((frame["SEED"] + frame["SEED_NEW"]) / frame["members"]).where(
-            frame["members"] > 0
-        )
-        frame["seed_new_target"] = frame["seed_new_fraction"]
-        frame["closed"] = frame["content_hash"].notna()
-        frame.index.name = "round"
-        return frame[columns].sort_index()
+        return finish_curation(by_source, expansion_members, self.rounds)
+
+
+# --- the tables from their counts ------------------------------------------------------------------
+# Shared by RunStats (counts from the per-event rows) and views.analytics.running (running counts):
+# the figures derived from the counts, the columns and the order are the same code for both.
+
+
+def finish_verdict_mix(
+    frame: pd.DataFrame, by: Literal["round", "checkpoint"], checkpoints: pd.DataFrame
+) -> pd.DataFrame:
+    """The verdict mix from its counts per ``round`` (or ``checkpoint_id``): ``frame`` indexed by the
+    key with the columns probed, matched, each verdict, relabels, reverts (and members per round);
+    ``checkpoints``: round and step indexed by checkpoint id."""
+    key = "round" if by == "round" else "checkpoint_id"
+    counted = ["probed", "matched", *VERDICT_LABELS, "relabels", "reverts"]
+    if by == "round":
+        counted.insert(0, "members")
+    frame = frame.reindex(columns=counted).fillna(0).astype("int64").sort_index()
+    frame.index.name = key
+    frame["mismatched"] = frame["probed"] - frame["matched"]
+    frame["unjudged"] = frame["mismatched"] - frame[list(VERDICT_LABELS)].sum(axis=1)
+    frame["accuracy"] = (frame["matched"] / frame["probed"]).where(frame["probed"] > 0)
+    columns = [
+        "probed",
+        "matched",
+        "accuracy",
+        "mismatched",
+        *VERDICT_LABELS,
+        "unjudged",
+        "relabels",
+        "reverts",
+    ]
+    if by == "round":
+        return frame[["members", *columns]].sort_index()
+    frame = frame.join(checkpoints, how="left")
+    frame = frame.sort_values(["round", "step"], na_position="last", kind="stable")
+    return frame[["round", "step", *columns]]
+
+
+def finish_expansion(frame: pd.DataFrame) -> pd.DataFrame:
+    """Expansion per round from its counts (error_seeds, candidates, parsed, verified, passed, added,
+    new_samples), with the pass rate."""
+    columns = [
+        "error_seeds",
+        "candidates",
+        "parsed",
+        "verified",
+        "passed",
+        "pass_rate",
+        "added",
+        "new_samples",
+    ]
+    counted = [c for c in columns if c != "pass_rate"]
+    frame = frame.reindex(columns=counted).fillna(0).astype("int64")
+    frame.index.name = "round"
+    frame["pass_rate"] = (frame["passed"] / frame["verified"]).where(frame["verified"] > 0)
+    return frame.reindex(columns=columns).sort_index()
+
+
+def finish_expansion_outcomes(counts: pd.DataFrame) -> pd.DataFrame:
+    """From candidates per round and outcome: each outcome's share of its round, the largest first."""
+    if not len(counts):
+        return pd.DataFrame(columns=["round", "outcome", "candidates", "share"])
+    counts = counts.copy()
+    totals = counts.groupby("round")["candidates"].transform("sum")
+    counts["share"] = counts["candidates"] / totals
+    return counts.sort_values(["round", "candidates", "outcome"], ascending=[True, False, True]).reset_index(
+        drop=True
+    )
+
+
+def finish_accuracy_by_tool(frame: pd.DataFrame) -> pd.DataFrame:
+    """From probes and matches per round and tool: the accuracy, in round and tool order."""
+    if not len(frame):
+        return pd.DataFrame(columns=["round", "tool", "probes", "matched", "accuracy"])
+    frame = frame.copy()
+    frame["matched"] = frame["matched"].astype("int64")
+    frame["accuracy"] = frame["matched"] / frame["probes"]
+    return frame.sort_values(["round", "tool"]).reset_index(drop=True)
+
+
+def finish_error_types(
+    frame: pd.DataFrame | None,
+    per_round: pd.Series,
+    mismatches_per_round: pd.Series,
+    split: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """From mismatched probes per round and error type (``frame``: round, error_type, probes), the
+    round's probes and mismatches, and the verdicts on them (``split``: indexed by round and error
+    type, a column per verdict): the shares and the verdict columns."""
+    columns = ["round", "error_type", "probes", "share_of_probes", "share_of_mismatches", *VERDICT_LABELS]
+    if frame is None:
+        return pd.DataFrame(columns=columns)
+    frame = frame.copy()
+    frame["share_of_probes"] = frame["probes"] / frame["round"].map(per_round)
+    frame["share_of_mismatches"] = frame["probes"] / frame["round"].map(mismatches_per_round)
+    if split is not None:
+        frame = frame.merge(split.reset_index(), on=["round", "error_type"], how="left")
+    for label in VERDICT_LABELS:
+        frame[label] = frame[label].fillna(0).astype("int64") if label in frame else 0
+    return (
+        frame[columns]
+        .sort_values(["round", "probes", "error_type"], ascending=[True, False, True])
+        .reset_index(drop=True)
+    )
+
+
+def finish_curation(
+    by_source: pd.DataFrame | None, expansion_members: pd.Series, rounds: pd.DataFrame
+) -> pd.DataFrame:
+    """Curation per round from its members by source (``by_source``: a column per source, None when no
+    round has any member nor a manifest), the members that entered by expansion, and the RoundClosed
+    manifests (``rounds``: round, seed_new_fraction, content_hash)."""
+    columns = [
+        "members",
+        *SOURCES,
+        "expansion_members",
+        "seed_new_share",
+        "seed_new_target",
+        "closed",
+        "content_hash",
+    ]
+    if by_source is None:
+        return pd.DataFrame(columns=columns).rename_axis("round")
+    frame = by_source.reindex(columns=list(SOURCES), fill_value=0)
+    frame = frame.join(expansion_members.rename("expansion_members"), how="outer")
+    manifest = rounds.set_index("round")[["seed_new_fraction", "content_hash"]]
+    frame = frame.join(manifest, how="outer")
+    counts = [*SOURCES, "expansion_members"]
+    frame[counts] = frame[counts].fillna(0).astype("int64")
+    frame["members"] = frame[list(SOURCES)].sum(axis=1)
+    frame["seed_new_share"] = ((frame["SEED"] + frame["SEED_NEW"]) / frame["members"]).where(
+        frame["members"] > 0
+    )
+    frame["seed_new_target"] = frame["seed_new_fraction"]
+    frame["closed"] = frame["content_hash"].notna()
+    frame.index.name = "round"
+    return frame[columns].sort_index()

@@ -66,20 +66,8 @@ def vote_rows(verdict_event_id: str, verdict: Verdict) -> list[dict[str, Any]]:
 def judge_agreement(votes: pd.DataFrame) -> pd.DataFrame:
     """Per judge model: verdicts it answered, votes counted, agreement rate, position-flip rate,
     answers unread and truncated."""
-    columns = [
-        "verdicts",
-        "counted",
-        "agreed",
-        "agreement",
-        "two_order",
-        "flipped",
-        "flip_rate",
-        "answers",
-        "unparseable",
-        "truncated",
-    ]
     if not len(votes):
-        return pd.DataFrame(columns=columns, index=pd.Index([], name="judge_model"))
+        return finish_judge_agreement(None)
     decided = votes[votes["counted"].astype(bool) & votes["verdict"].isin(DECIDED)]
     two_order = votes[votes["read"] == 2]
     by_model = votes.groupby("judge_model")
@@ -96,6 +84,44 @@ def judge_agreement(votes: pd.DataFrame) -> pd.DataFrame:
             "truncated": by_model["truncated"].sum(),
         }
     )
+    return finish_judge_agreement(frame)
+
+
+def vote_counts(row: dict[str, Any]) -> dict[str, int]:
+    """One row of :func:`vote_rows` as its share of the counts per judge model (a running fold adds
+    these up instead of keeping the rows)."""
+    two_order = row["read"] == 2
+    decided = bool(row["counted"]) and row["verdict"] in DECIDED
+    return {
+        "verdicts": 1,
+        "counted": int(bool(row["counted"])),
+        "decided": int(decided),
+        "agreed": int(decided and row["vote"] == row["verdict"]),
+        "two_order": int(two_order),
+        "flipped": int(two_order and bool(row["flipped"])),
+        "answers": row["answers"],
+        "unparseable": row["unparseable"],
+        "truncated": row["truncated"],
+    }
+
+
+def finish_judge_agreement(frame: pd.DataFrame | None) -> pd.DataFrame:
+    """From the counts per judge model (``frame``, indexed by judge_model, the keys of
+    :func:`vote_counts`; None without a vote): the agreement and flip rates."""
+    columns = [
+        "verdicts",
+        "counted",
+        "agreed",
+        "agreement",
+        "two_order",
+        "flipped",
+        "flip_rate",
+        "answers",
+        "unparseable",
+        "truncated",
+    ]
+    if frame is None:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="judge_model"))
     counts = [c for c in frame.columns]
     frame[counts] = frame[counts].fillna(0).astype("int64")
     frame["agreement"] = (frame["agreed"] / frame["decided"]).where(frame["decided"] > 0)

@@ -1,4 +1,9 @@
-"""The analytics kept live while a run goes on: the run's topics followed, the tables redrawn."""
+"""The analytics kept live while a run goes on: the run's topics followed, the tables redrawn.
+
+The live table and the summary tables fold each event once into running counts
+(:class:`~views.analytics.running.RunningStats`), so a follower that runs for days keeps what the
+tables show, not a row per event; the per-event tables (and :func:`looptool.analytics.follow`, whose
+updates every function of the API takes) keep the rows (:class:`StatsCollector`)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from bus.config import RunSettings
 from views.analytics.collect import StatsCollector
 from views.analytics.frames import RunStats
 from views.analytics.render import render_stats
+from views.analytics.running import RunningStats, SummaryStats
 from views.store import ALL_TOPIC_NAMES
 
 
@@ -21,12 +27,12 @@ async def follow_stats(
     stop: asyncio.Event,
     *,
     refresh_s: float = 2.0,
-    on_update: Callable[[RunStats], None] | None = None,
-) -> RunStats:
+    on_update: Callable[[SummaryStats], None] | None = None,
+) -> SummaryStats:
     """Follow every topic of the run and keep the tables up to date on ``console`` until ``stop``."""
     from bus.kafka import follow
 
-    collector = StatsCollector()
+    collector = RunningStats()
     stats = collector.stats()
     loop = asyncio.get_running_loop()
     last_render = float("-inf")
@@ -57,14 +63,17 @@ async def stats_updates(
     refresh_s: float = 2.0,
     stop: asyncio.Event | None = None,
     idle_timeout_ms: int = 500,
-) -> AsyncIterator[RunStats]:
-    """Follow every topic of the run from offset 0 and yield fresh :class:`RunStats` as events arrive:
-    once caught up (nothing new for ``idle_timeout_ms``), and at most every ``refresh_s`` while catching
-    up; nothing while nothing changes. Ends when ``stop`` is set (seen within ``idle_timeout_ms``), or
-    when the caller leaves the loop."""
+    per_event_rows: bool = True,
+) -> AsyncIterator[RunStats | SummaryStats]:
+    """Follow every topic of the run from offset 0 and yield fresh stats as events arrive: once caught
+    up (nothing new for ``idle_timeout_ms``), and at most every ``refresh_s`` while catching up;
+    nothing while nothing changes. Ends when ``stop`` is set (seen within ``idle_timeout_ms``), or
+    when the caller leaves the loop. ``per_event_rows``: a :class:`RunStats` with every row (what the
+    per-event tables need; memory grows with the events); otherwise the summary tables from running
+    counts (:class:`SummaryStats`)."""
     from bus.kafka import follow
 
-    collector = StatsCollector()
+    collector: StatsCollector | RunningStats = StatsCollector() if per_event_rows else RunningStats()
     loop = asyncio.get_running_loop()
     last = float("-inf")
     changed = True  # the first catch-up yields even for an empty run

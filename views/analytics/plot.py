@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from views.analytics.frames import PASSED, SOURCES, VERDICT_LABELS, RunStats
+from views.analytics.frames import PASSED, SOURCES, VERDICT_LABELS, StatsView
 
 # --- plots --------------------------------------------------------------------------------------
 
@@ -51,7 +51,7 @@ def _stacked(
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
-def _axes_verdicts(ax: Any, stats: RunStats) -> None:
+def _axes_verdicts(ax: Any, stats: StatsView) -> None:
     mix = stats.verdict_mix("round")
     ax.set_title("Probe outcomes by round")
     if not len(mix) or not mix["probed"].sum():
@@ -60,7 +60,7 @@ def _axes_verdicts(ax: Any, stats: RunStats) -> None:
     _stacked(ax, mix, ("matched", *VERDICT_LABELS), _VERDICT_COLOURS, "probes")
 
 
-def _axes_accuracy(ax: Any, stats: RunStats) -> None:
+def _axes_accuracy(ax: Any, stats: StatsView) -> None:
     mix = stats.verdict_mix("checkpoint")
     ax.set_title("ToolMatch accuracy by checkpoint")
     if not len(mix):
@@ -77,7 +77,7 @@ def _axes_accuracy(ax: Any, stats: RunStats) -> None:
     ax.set_xlabel("checkpoint (round trained, step)")
 
 
-def _axes_curation(ax: Any, stats: RunStats) -> None:
+def _axes_curation(ax: Any, stats: StatsView) -> None:
     curation = stats.curation()
     ax.set_title("D_j by source (Eq. 5)")
     if not len(curation):
@@ -86,7 +86,7 @@ def _axes_curation(ax: Any, stats: RunStats) -> None:
     _stacked(ax, curation, SOURCES, _SOURCE_COLOURS, "samples")
 
 
-def _axes_expansion(ax: Any, stats: RunStats) -> None:
+def _axes_expansion(ax: Any, stats: StatsView) -> None:
     outcomes = stats.expansion_outcomes()
     ax.set_title("Expansion candidates by outcome")
     if not len(outcomes):
@@ -99,7 +99,7 @@ def _axes_expansion(ax: Any, stats: RunStats) -> None:
     _stacked(ax, table, [c for c in (PASSED, *failures) if c in table.columns], colours, "candidates")
 
 
-_PANELS: dict[str, Callable[[Any, RunStats], None]] = {
+_PANELS: dict[str, Callable[[Any, StatsView], None]] = {
     "verdicts": _axes_verdicts,
     "accuracy": _axes_accuracy,
     "curation": _axes_curation,
@@ -107,7 +107,7 @@ _PANELS: dict[str, Callable[[Any, RunStats], None]] = {
 }
 
 
-def plot_stats(stats: RunStats, out_dir: Path, *, title: str | None = None) -> list[Path]:
+def plot_stats(stats: StatsView, out_dir: Path, *, title: str | None = None) -> list[Path]:
     """Write one PNG per chart and an ``overview.png`` with all four into ``out_dir``."""
     import matplotlib
 

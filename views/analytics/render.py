@@ -11,7 +11,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from views.analytics.frames import SOURCES, VERDICT_LABELS, RunStats
+from views.analytics.frames import SOURCES, VERDICT_LABELS, StatsView
 from views.deadletters import frame_dead_letter_table
 from views.fit import FitToWidth
 
@@ -28,7 +28,7 @@ def _int(value: Any) -> str:
     return "0" if value is None or pd.isna(value) else str(int(value))
 
 
-def render_rounds_table(stats: RunStats) -> Table:
+def render_rounds_table(stats: StatsView) -> Table:
     """The overview: per round the verdict mix, relabels, expansion pass rate and seed-new share."""
     mix, expansion, curation = stats.verdict_mix("round"), stats.expansion_summary(), stats.curation()
     table = Table(title="Rounds: probing, verdicts, relabels, expansion, curation", title_justify="left")
@@ -63,7 +63,7 @@ def render_rounds_table(stats: RunStats) -> Table:
     return table
 
 
-def render_checkpoint_table(stats: RunStats) -> Table:
+def render_checkpoint_table(stats: StatsView) -> Table:
     mix = stats.verdict_mix("checkpoint")
     table = Table(title="Verdict mix by checkpoint", title_justify="left")
     for header in ("checkpoint", "round", "step", "probed", "accuracy", *VERDICT_LABELS, "relabels"):
@@ -108,7 +108,7 @@ def _by_round_table(
     return table
 
 
-def render_expansion_table(stats: RunStats) -> Table:
+def render_expansion_table(stats: StatsView) -> Table:
     """Candidates per round by outcome: passed, or the rule / LLM verdict that failed them."""
     return _by_round_table(
         "Expansion candidates by failing rule (count, share of the round's candidates)",
@@ -119,7 +119,7 @@ def render_expansion_table(stats: RunStats) -> Table:
     )
 
 
-def render_tool_table(stats: RunStats) -> Table:
+def render_tool_table(stats: StatsView) -> Table:
     return _by_round_table(
         "ToolMatch accuracy by tool (accuracy, probes)",
         "tool",
@@ -129,7 +129,7 @@ def render_tool_table(stats: RunStats) -> Table:
     )
 
 
-def render_error_table(stats: RunStats) -> Table:
+def render_error_table(stats: StatsView) -> Table:
     errors = stats.error_types()
     totals = errors.groupby("error_type")[list(VERDICT_LABELS)].sum() if len(errors) else None
 
@@ -148,7 +148,7 @@ def render_error_table(stats: RunStats) -> Table:
     )
 
 
-def render_curation_table(stats: RunStats) -> Table:
+def render_curation_table(stats: StatsView) -> Table:
     curation = stats.curation()
     table = Table(title="Curation (Eq. 5): D_j by source", title_justify="left")
     for header in ("round", "D_j", *SOURCES, "expansions", "seed-new share", "target", "closed"):
@@ -166,20 +166,20 @@ def render_curation_table(stats: RunStats) -> Table:
     return table
 
 
-def render_bfcl_table(stats: RunStats) -> Table:
+def render_bfcl_table(stats: StatsView) -> Table:
     from evaluation.report import rounds_table
 
     title = "Checkpoint evaluations: BFCL v4, held-out ToolMatch (evaluate stage)"
     return rounds_table(stats.evaluations, title=title)
 
 
-def render_promotions_table(stats: RunStats) -> Table:
+def render_promotions_table(stats: StatsView) -> Table:
     from evaluation.report import promotions_table
 
     return promotions_table(stats.promotions)
 
 
-def render_judges_table(stats: RunStats) -> Table:
+def render_judges_table(stats: StatsView) -> Table:
     """Per judge model: how often its vote was the verdict, and how often it flipped with the order."""
     frame = stats.judge_agreement()
     table = Table(title="Judges: agreement with the verdict, position flips", title_justify="left")
@@ -208,7 +208,7 @@ def render_judges_table(stats: RunStats) -> Table:
     return table
 
 
-def render_truncation_table(stats: RunStats) -> Table:
+def render_truncation_table(stats: StatsView) -> Table:
     """Per stage: answers dead-lettered as truncated (cut off by the token budget, also on the retry)."""
     frame = stats.truncations()
     table = Table(title="Truncated answers (dead-lettered)", title_justify="left")
@@ -228,7 +228,7 @@ def _none_yet(table: Table, rows: int | None = None) -> RenderableType:
     return Text(f"{table.title}: none yet", style="dim")
 
 
-def render_stats(stats: RunStats) -> FitToWidth:
+def render_stats(stats: StatsView) -> FitToWidth:
     """Every stats table, for printing or a live display (BFCL and promotions when the run has them),
     each split into parts where the console is too narrow for it; an empty table is one line, and a
     run with no events one line in all (:data:`NO_EVENTS`)."""
@@ -244,12 +244,12 @@ def render_stats(stats: RunStats) -> FitToWidth:
         _none_yet(frame_dead_letter_table(stats.dead_letters), len(stats.dead_letters)),
         *([render_bfcl_table(stats)] if stats.evaluations else []),
         *([render_promotions_table(stats)] if stats.promotions else []),
-        *([render_judges_table(stats)] if len(stats.votes) else []),
+        *([render_judges_table(stats)] if len(stats.judge_agreement()) else []),
         *([render_truncation_table(stats)] if len(stats.truncations()) else []),
     )
 
 
-def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | None = None) -> str:
+def tables_text(stats: StatsView, *, width: int = 160, tables: Sequence[str] | None = None) -> str:
     """The tables as plain text (for a README or a report); ``tables`` picks some by name:
     rounds, checkpoints, curation, expansion, tools, errors, deadletters, bfcl, promotions, judges,
     truncations (the last four by default only when the run has them)."""
@@ -272,7 +272,7 @@ def tables_text(stats: RunStats, *, width: int = 160, tables: Sequence[str] | No
             for name in renderers
             if (name != "bfcl" or stats.evaluations)
             and (name != "promotions" or stats.promotions)
-            and (name != "judges" or len(stats.votes))
+            and (name != "judges" or len(stats.judge_agreement()))
             and (name != "truncations" or len(stats.truncations()))
         ]
     unknown = sorted(set(tables or ()) - set(renderers))

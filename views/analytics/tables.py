@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from views.analytics.frames import SOURCES, VERDICT_LABELS, RunStats
+from views.analytics.frames import NO_CHECKPOINT, SOURCES, VERDICT_LABELS, RunStats, StatsView
 
 FORMAT_NAME = "looptool-stats"
 FORMAT_VERSION = 1  # bumped only when a column changes meaning or goes away (adding one does not)
@@ -54,7 +54,7 @@ class StatsTable:
     doc: str  # what one row is
     key: tuple[str, ...]  # the columns that identify a row
     columns: tuple[Column, ...]
-    build: Callable[[RunStats], pd.DataFrame]
+    build: Callable[[Any], pd.DataFrame]  # a StatsView; a RunStats for a per-event (detail) table
     detail: bool = False  # a per-event table: not in ``stats``' default output
 
     @property
@@ -74,11 +74,11 @@ class StatsTable:
             },
         )
 
-    def frame(self, stats: RunStats) -> pd.DataFrame:
+    def frame(self, stats: StatsView) -> pd.DataFrame:
         """The table as a pandas DataFrame (nullable integer and boolean columns, a plain RangeIndex)."""
         return self.arrow(stats).to_pandas(types_mapper=_pandas_type)
 
-    def arrow(self, stats: RunStats) -> pa.Table:
+    def arrow(self, stats: StatsView) -> pa.Table:
         """The table as an Arrow table with exactly :attr:`schema`."""
         return conform(self.build(stats), self.schema)
 
@@ -112,41 +112,41 @@ _VERDICT_COLUMNS = {label: label.lower() for label in VERDICT_LABELS}
 _SOURCE_COLUMNS = {source: source.lower() for source in SOURCES}
 
 
-def _verdict_mix(stats: RunStats) -> pd.DataFrame:
+def _verdict_mix(stats: StatsView) -> pd.DataFrame:
     return stats.verdict_mix("round").reset_index().rename(columns=_VERDICT_COLUMNS)
 
 
-def _verdict_mix_by_checkpoint(stats: RunStats) -> pd.DataFrame:
+def _verdict_mix_by_checkpoint(stats: StatsView) -> pd.DataFrame:
     frame = stats.verdict_mix("checkpoint").reset_index().rename(columns=_VERDICT_COLUMNS)
     # The rich table shows events without a checkpoint as "(none)"; as data that is a null.
-    frame["checkpoint_id"] = frame["checkpoint_id"].where(frame["checkpoint_id"] != "(none)", None)
+    frame["checkpoint_id"] = frame["checkpoint_id"].where(frame["checkpoint_id"] != NO_CHECKPOINT, None)
     return frame
 
 
-def _expansion(stats: RunStats) -> pd.DataFrame:
+def _expansion(stats: StatsView) -> pd.DataFrame:
     return stats.expansion_summary().reset_index()
 
 
-def _expansion_outcomes(stats: RunStats) -> pd.DataFrame:
+def _expansion_outcomes(stats: StatsView) -> pd.DataFrame:
     return stats.expansion_outcomes()
 
 
-def _curation(stats: RunStats) -> pd.DataFrame:
+def _curation(stats: StatsView) -> pd.DataFrame:
     return stats.curation().reset_index().rename(columns=_SOURCE_COLUMNS)
 
 
-def _accuracy_by_tool(stats: RunStats) -> pd.DataFrame:
+def _accuracy_by_tool(stats: StatsView) -> pd.DataFrame:
     return stats.accuracy_by_tool().rename(columns={"probes": "probed"})
 
 
-def _error_types(stats: RunStats) -> pd.DataFrame:
+def _error_types(stats: StatsView) -> pd.DataFrame:
     return stats.error_types().rename(columns={"probes": "mismatched", **_VERDICT_COLUMNS})
 
 
 _BFCL_SCORES = ("non_live_ast", "live_ast", "irrelevance", "relevance", "multi_turn", "overall")
 
 
-def _bfcl(stats: RunStats) -> pd.DataFrame:
+def _bfcl(stats: StatsView) -> pd.DataFrame:
     from evaluation.report import heldout_accuracy, summary_of_payload
 
     rows = []
@@ -170,7 +170,7 @@ def _bfcl(stats: RunStats) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c.name for c in _BFCL_COLUMNS])
 
 
-def _promotions(stats: RunStats) -> pd.DataFrame:
+def _promotions(stats: StatsView) -> pd.DataFrame:
     rows = []
     for p in stats.promotions:
         promoted = type(p).__name__ == "PolicyPromoted"
@@ -194,11 +194,11 @@ def _promotions(stats: RunStats) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c.name for c in _PROMOTION_COLUMNS])
 
 
-def _judges(stats: RunStats) -> pd.DataFrame:
+def _judges(stats: StatsView) -> pd.DataFrame:
     return stats.judge_agreement().reset_index()
 
 
-def _truncations(stats: RunStats) -> pd.DataFrame:
+def _truncations(stats: StatsView) -> pd.DataFrame:
     return stats.truncations().reset_index()
 
 
@@ -512,9 +512,16 @@ def resolve_names(names: Iterable[str] | None) -> list[str]:
     return [table.name for table in TABLES if table.name in wanted]
 
 
-def stats_tables(stats: RunStats, names: Iterable[str] | None = None) -> dict[str, pa.Table]:
-    """The named tables (default: the summary tables) as Arrow tables."""
-    return {name: BY_NAME[name].arrow(stats) for name in resolve_names(names)}
+def stats_tables(stats: StatsView, names: Iterable[str] | None = None) -> dict[str, pa.Table]:
+    """The named tables (default: the summary tables) as Arrow tables; a per-event table needs the
+    rows of a :class:`RunStats`."""
+    names = resolve_names(names)
+    for name in names:
+        if BY_NAME[name].detail and not isinstance(stats, RunStats):
+            raise ValueError(
+                f"table {name} has a row per event: it is built from a RunStats, not running counts"
+            )
+    return {name: BY_NAME[name].arrow(stats) for name in names}
 
 
 # --- output -------------------------------------------------------------------------------------
@@ -525,7 +532,7 @@ def _json_value(value: Any) -> Any:
 
 
 def stats_document(
-    stats: RunStats, names: Iterable[str] | None = None, *, run_id: str | None = None
+    stats: StatsView, names: Iterable[str] | None = None, *, run_id: str | None = None
 ) -> dict[str, Any]:
     """The JSON document of ``stats --format json``: every table with its schema and rows."""
     tables: dict[str, Any] = {}
