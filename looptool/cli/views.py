@@ -469,6 +469,8 @@ def run_stats(
             out.write_text(tables_text(stats), encoding="utf-8")
         else:
             _write_stats_data(stats, fmt, out, names, run_id, console, status_console, lines=False)
+    if follow and stats.events == 0:  # what it followed had no event: the run id may be mistyped
+        warn_empty_run(settings)
     if plot is not None:
         paths = plot_stats(stats, plot, title=f"looptool run {settings.run_id}")
         status_console.print("wrote " + ", ".join(str(p) for p in paths))

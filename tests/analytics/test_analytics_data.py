@@ -424,6 +424,32 @@ def test_stats_follow_writes_json_lines(live_run: LiveRun, tables: list[str]) ->
     assert process.returncode == 0, errors[-2000:]
 
 
+def test_stats_follow_of_a_run_with_no_topics_says_so_in_every_format(kafka_bootstrap: str) -> None:
+    """A run with no topics has nothing to follow: ``stats --follow`` ends at once, as it did, but now
+    with the output ``stats`` gives (json: the document with every table and no row, where it wrote
+    nothing at all) and the warning about a mistyped run id on stderr."""
+    run = ["--bootstrap-servers", kafka_bootstrap, "--run-id", "t-no-topics-" + os.urandom(4).hex()]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOL_")} | {"COLUMNS": "200"}
+    for fmt in ("json", "table"):
+        done = subprocess.run(
+            [sys.executable, "-m", "looptool.cli", *run, "stats", "--follow", "--format", fmt],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "has no events" in done.stderr and "mistyped --run-id" in done.stderr, done.stderr
+        if fmt == "json":
+            (line,) = done.stdout.splitlines()
+            document = json.loads(line)
+            assert document["events"] == 0 and list(document["tables"]) == list(DEFAULT_TABLES)
+            assert all(table["rows"] == [] for table in document["tables"].values())
+        else:
+            assert done.stdout.strip() == "No events yet: every table is empty."
+
+
 @pytest.mark.parametrize("fmt", ["json", "table"])
 def test_stats_follow_stopped_by_ctrl_c_closes_its_consumer(live_run: LiveRun, fmt: str) -> None:
     """Ctrl-C ends ``stats --follow`` with its Kafka reader closed: no ResourceWarning about an unclosed

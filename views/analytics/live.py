@@ -86,5 +86,8 @@ async def stats_updates(
             if changed and (not batch or loop.time() - last >= refresh_s):
                 last, changed = loop.time(), False
                 yield collector.stats()
+        else:  # the stream ended: the run has no topics (yet), so there is nothing to follow
+            if changed:
+                yield collector.stats()
     finally:
         await stream.aclose()
