@@ -78,7 +78,7 @@ def _checkpoint_key(event: Event[Any]) -> str:
     return event.checkpoint_id if event.checkpoint_id is not None else NO_CHECKPOINT
 
 
-@dataclass
+@dataclass(slots=True)  # one per candidate: no per-instance dict
 class _Candidate:
     """An expansion candidate as the tables count it: from its ExpansionCandidate and its
     VerificationResult, whichever came first."""
@@ -105,7 +105,7 @@ class _Candidate:
         )
 
 
-@dataclass
+@dataclass(slots=True)  # one per sample: no per-instance dict
 class _Sample:
     """A sample as the tables count it: its origin (the SampleAdded with the smallest id) and the
     rounds it was curated into (the first CuratedSample's id per round)."""
