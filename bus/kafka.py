@@ -829,10 +829,12 @@ async def replay(
     the replay has read everything, so a broker that restarted during it is never taken as whole.
     ``share``: read only that share of the partitions (a worker of a parallel rebuild).
     """
-    async for batch in _read_from_start(
+    reading = _read_from_start(
         kafka, run_id, topics, codec, batch_size, stats, follow=False, identity=identity, share=share
-    ):
-        yield batch
+    )
+    async with contextlib.aclosing(reading):  # closed with this generator, as follow's
+        async for batch in reading:
+            yield batch
 
 
 async def replay_flat(
@@ -848,7 +850,7 @@ async def replay_flat(
     """:func:`replay`, each event read in its flat form (:mod:`schemas.flat`: what the sample store's
     rows are made of), without models."""
     reader = reader or FlatReader()
-    async for batch in _read_from_start(
+    reading = _read_from_start(
         kafka,
         run_id,
         topics,
@@ -858,8 +860,10 @@ async def replay_flat(
         follow=False,
         share=share,
         decode=reader.decode,
-    ):
-        yield [delivered.event for delivered in batch]  # type: ignore[misc]
+    )
+    async with contextlib.aclosing(reading):  # closed with this generator, as follow's
+        async for batch in reading:
+            yield [delivered.event for delivered in batch]  # type: ignore[misc]
 
 
 async def partition_ends(

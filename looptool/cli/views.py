@@ -279,9 +279,12 @@ async def run_has_events(settings: Any) -> bool:
     from bus.kafka import replay
     from bus.topics import RECORD_TOPICS
 
-    async for batch in replay(settings.kafka, settings.run_id, RECORD_TOPICS):
-        if batch:
-            return True
+    # Closed here, not left to the garbage collector: leaving at the first batch once left the
+    # reader's close to a task asyncio.run destroyed ("Task was destroyed but it is pending!").
+    async with contextlib.aclosing(replay(settings.kafka, settings.run_id, RECORD_TOPICS)) as batches:
+        async for batch in batches:
+            if batch:
+                return True
     return False
 
 

@@ -424,6 +424,37 @@ def test_stats_follow_writes_json_lines(live_run: LiveRun, tables: list[str]) ->
     assert process.returncode == 0, errors[-2000:]
 
 
+async def test_deadletters_of_a_run_without_any_closes_its_reader(kafka_bootstrap: str, world: Any) -> None:
+    """``deadletters`` on a run with events but no dead letter asks whether the run has any event and
+    leaves the replay at its first batch: the reader is closed there, not left to the garbage
+    collector (whose close ran in a task asyncio.run destroyed: "Task was destroyed but it is
+    pending!" on stderr)."""
+    from bus.config import KafkaSettings
+    from bus.kafka import EventProducer, ensure_topics
+    from world.simulated_run import simulate_run
+
+    run_id = "t-no-letters-" + os.urandom(4).hex()
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    await ensure_topics(kafka, run_id)
+    seeds = await world.samples(3, noise_rate=0.0, seed="no-letters")
+    run = await simulate_run(run_id, world, seeds, rounds=1, target_size=2, k=1)
+    async with EventProducer(kafka) as producer:
+        await producer.send_all([e for e in run.events if e.event_type == "SampleAdded"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOL_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "looptool.cli", "--bootstrap-servers", kafka_bootstrap, "--run-id", run_id,
+         "deadletters"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env | {"PYTHONWARNINGS": "default", "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Dead letters by reason" in done.stdout
+    assert done.stderr == ""  # no warning of an empty run (it has events), nothing left unclosed
+
+
 def test_stats_follow_of_a_run_with_no_topics_says_so_in_every_format(kafka_bootstrap: str) -> None:
     """A run with no topics has nothing to follow: ``stats --follow`` ends at once, as it did, but now
     with the output ``stats`` gives (json: the document with every table and no row, where it wrote
