@@ -261,7 +261,8 @@ def warn_empty_run(settings: Any) -> None:
     """A run with no events at all: most likely a mistyped run id (the tables would just be empty)."""
     Console(stderr=True).print(
         f"[yellow]run {settings.run_id!r} has no events on {settings.kafka.bootstrap_servers}[/]: "
-        "a mistyped --run-id (or run_id in the config)?"
+        "a mistyped --run-id (or run_id in the config)?",
+        soft_wrap=True,
     )
 
 
@@ -457,7 +458,10 @@ def run_stats(
         if store_path is not None:
             stats = load_stats(store_path)
             if stats.events == 0:
-                Console(stderr=True).print(f"[yellow]the store at {store_path} holds no events[/]")
+                # soft_wrap: a path split over lines cannot be copied
+                Console(stderr=True).print(
+                    f"[yellow]the store at {store_path} holds no events[/]", soft_wrap=True
+                )
         else:
             with status_console.status(f"replaying run {settings.run_id} from the topics…"):
                 stats = asyncio.run(stats_from_topics(settings))
