@@ -81,7 +81,7 @@ async def heldout_toolmatch(
         chats = [build_chat(s.tools, s.messages, current_time) for s in batch]
         generations = await backend.generate(chats, sampling)
         for sample, (generation, *_) in zip(batch, generations, strict=True):
-            parsed = parse_output(generation.text, sample.tools)
+            parsed = parse_output(generation.text, sample.tools, trace_opened=generation.trace_opened)
             if parsed.action is None:
                 unparseable += 1
                 continue

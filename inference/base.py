@@ -63,6 +63,9 @@ class Generation:
     ``reasoning`` is a reasoning trace the server split off the answer (vLLM's reasoning parser puts
     it in ``reasoning_content``); None when the server returned none (a trace may then sit inline in
     ``text`` as ``<think>…</think>``). ``finish_reason`` "length" means the token budget cut it off.
+    ``trace_opened``: the prompt this backend rendered ended inside a reasoning trace its chat template
+    opened (:func:`toolcall.templates.prompt_opens_trace`), so ``text`` starts inside that trace; it
+    goes to :func:`toolcall.parsing.parse_output`.
     """
 
     text: str
@@ -70,6 +73,7 @@ class Generation:
     token_logprobs: list[float] = field(default_factory=list)
     finish_reason: str = "stop"  # "stop" | "length"
     reasoning: str | None = None
+    trace_opened: bool = False
 
 
 class InferenceError(RuntimeError):

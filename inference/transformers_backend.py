@@ -17,6 +17,7 @@ Kafka heartbeats while a batch decodes; one lock serialises generate/score/load 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import time
 from collections.abc import Sequence
@@ -31,15 +32,22 @@ from inference.base import (
     LocalModelBackend,
     SamplingConfig,
 )
-from toolcall.templates import end_token_ids, render_prompt
+from toolcall.templates import end_token_ids, prompt_opens_trace, render_prompt
 
 log = get_logger(__name__)
 
 
 def encode_prompt(tokenizer: Any, chat: Chat) -> list[int]:
+    return encode_generation_prompt(tokenizer, chat)[0]
+
+
+def encode_generation_prompt(tokenizer: Any, chat: Chat) -> tuple[list[int], bool]:
+    """The prompt's ids, and whether it ends inside a reasoning trace its chat template opened
+    (:func:`toolcall.templates.prompt_opens_trace`; :attr:`Generation.trace_opened`)."""
+    text = render_prompt(tokenizer, chat)
     # The template already holds every special token the model expects; adding BOS/EOS here would
     # make the ids differ from what vLLM (given the same text) decodes from.
-    return list(tokenizer(render_prompt(tokenizer, chat), add_special_tokens=False)["input_ids"])
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"]), prompt_opens_trace(text)
 
 
 def encode_continuation(tokenizer: Any, text: str) -> list[int]:
@@ -177,7 +185,9 @@ class TransformersBackend(LocalModelBackend):
         import torch
 
         started = time.perf_counter()
-        encoded = [encode_prompt(self._tokenizer, chat) for chat in prompts]
+        encoded, opened = zip(
+            *(encode_generation_prompt(self._tokenizer, chat) for chat in prompts), strict=True
+        )
         # batch_size bounds the sequences decoded together (prompts × n).
         per_batch = max(1, self.batch_size // sampling.n)
         results: list[list[Generation]] = []
@@ -185,7 +195,11 @@ class TransformersBackend(LocalModelBackend):
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
             for start in range(0, len(encoded), per_batch):
-                results.extend(self._generate_batch(encoded[start : start + per_batch], sampling))
+                results.extend(self._generate_batch(list(encoded[start : start + per_batch]), sampling))
+        results = [
+            [dataclasses.replace(generation, trace_opened=trace_opened) for generation in options]
+            for options, trace_opened in zip(results, opened, strict=True)
+        ]
         self._log_generated(log, len(prompts), sampling, results, time.perf_counter() - started)
         return results
 

@@ -46,7 +46,7 @@ from inference.base import (
     LocalModelBackend,
     SamplingConfig,
 )
-from inference.transformers_backend import encode_continuation, encode_prompt
+from inference.transformers_backend import encode_continuation, encode_generation_prompt
 from toolcall.templates import end_token_ids
 
 log = get_logger(__name__)
@@ -162,7 +162,12 @@ class VLLMBackend(LocalModelBackend):
     # -- generation ----------------------------------------------------------------------------
 
     def _prompt_ids(self, chats: Sequence[Chat]) -> list[list[int]]:
-        encoded = [encode_prompt(self._tokenizer, chat) for chat in chats]
+        return [ids for ids, _ in self._generation_prompts(chats)]
+
+    def _generation_prompts(self, chats: Sequence[Chat]) -> list[tuple[list[int], bool]]:
+        """Each prompt's ids and whether it opened a reasoning trace (:attr:`Generation.trace_opened`)."""
+        prompts = [encode_generation_prompt(self._tokenizer, chat) for chat in chats]
+        encoded = [ids for ids, _ in prompts]
         too_long = [index for index, ids in enumerate(encoded) if len(ids) >= self.max_model_len]
         if too_long:
             raise InferenceError(
@@ -170,7 +175,7 @@ class VLLMBackend(LocalModelBackend):
                 retryable=False,
                 input_fault=True,
             )
-        return encoded
+        return prompts
 
     def _generate_sync(self, prompts: list[Chat], sampling: SamplingConfig) -> list[list[Generation]]:
         from vllm import SamplingParams, TokensPrompt
@@ -194,10 +199,11 @@ class VLLMBackend(LocalModelBackend):
             skip_special_tokens=False,
             structured_outputs=StructuredOutputsParams(regex=sampling.regex) if sampling.regex else None,
         )
-        requests = [TokensPrompt(prompt_token_ids=ids) for ids in self._prompt_ids(prompts)]
+        rendered = self._generation_prompts(prompts)
+        requests = [TokensPrompt(prompt_token_ids=ids) for ids, _ in rendered]
         outputs = llm.generate(requests, params, use_tqdm=False)
         results: list[list[Generation]] = []
-        for output in outputs:
+        for output, (_, trace_opened) in zip(outputs, rendered, strict=True):
             options = []
             for completion in sorted(output.outputs, key=lambda c: c.index):
                 if completion.finish_reason not in ("stop", "length"):
@@ -213,6 +219,7 @@ class VLLMBackend(LocalModelBackend):
                         token_ids=token_ids,
                         token_logprobs=logprobs,
                         finish_reason=completion.finish_reason,
+                        trace_opened=trace_opened,
                     )
                 )
             results.append(options)

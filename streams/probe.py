@@ -125,6 +125,7 @@ def probe_result(
     *,
     high_ppl_threshold: float | None,
     truncated: bool = False,
+    trace_opened: bool = False,
 ) -> Event[ProbeResult]:
     """The pure part of probing: parse, match, perplexity, and the event's identity and lineage.
 
@@ -133,9 +134,12 @@ def probe_result(
     its end, a text answer (or a reasoning trace read as one) is unfinished, and either would match a
     clarification label or, judged LABEL_WRONG, become the sample's new label. The reason says it was
     cut off first, as that is what to fix (``max_new_tokens``), whatever the cut made of the text.
+    ``trace_opened``: the prompt ended inside a reasoning trace its chat template opened
+    (:attr:`inference.base.Generation.trace_opened`): the output's answer starts after ``</think>``,
+    and one without it never answered (calls drafted in the trace are no prediction).
     """
     sample = member.payload
-    parsed = parse_output(raw_output, sample.tools)
+    parsed = parse_output(raw_output, sample.tools, trace_opened=trace_opened)
     prediction = parsed.action if parsed.error is None else None
     parse_error = parsed.error
     if prediction is not None:
@@ -318,6 +322,7 @@ class ProbeStage(Stage):
                         generation.token_logprobs,
                         high_ppl_threshold=self.high_ppl_threshold,
                         truncated=generation.finish_reason == "length",
+                        trace_opened=generation.trace_opened,
                     )
                 )
         return outputs

@@ -100,6 +100,15 @@ FAMILIES: dict[str, Family] = {
         pad="<|endoftext|>",
         generation_eos=("<|im_end|>", "<|endoftext|>"),
     ),
+    # The template opens the reasoning trace in the generation prompt (Qwen3-Thinking-2507, QwQ).
+    "qwen3_thinking": Family(
+        "qwen3_thinking.jinja",
+        "qwen3",
+        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        generation_eos=("<|im_end|>", "<|endoftext|>"),
+    ),
     "granite": Family(
         "granite.jinja",
         "granite",

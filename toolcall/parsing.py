@@ -29,7 +29,8 @@ Anything else that looks like a call but does not read as one (a call amid text 
 call object under other keys such as ``{"function": …, "args": {…}}``, a
 DeepSeek or Kimi block cut off before its end token, a harmony completion whose analysis never ended
 or that came with no final answer, calls drafted in a ``<think>`` trace that never closed and goes on
-after them) is a parse failure with the reason, never a guess, and never a plain-text answer.
+after them, any output that never closed the trace its chat template opened in the prompt:
+``trace_opened``) is a parse failure with the reason, never a guess, and never a plain-text answer.
 
 Pure: no I/O, and :func:`parse_output` never raises on any input text.
 """
@@ -177,6 +178,7 @@ _XML_PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)</parameter>", re.DOTALL
 _GLM_CALL = re.compile(r"([A-Za-z_][\w.\-]*)\s*(?=<arg_key>|$)(.*)", re.DOTALL)
 _GLM_ARGUMENT = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.DOTALL)
 _NOT_A_LITERAL = object()
+_NO_ANSWER = "reasoning trace never closed: the answer never came (cut off by the token budget?)"
 # A call body while tags are looked for elsewhere: a private-use mark no tokenizer emits.
 _MASK = re.compile("\ue000(\\d+)\ue001")
 
@@ -218,18 +220,24 @@ def render_action(action: Action) -> str:
     return action.text or ""
 
 
-def parse_output(text: str, tools: Sequence[ToolSpec] | None = None) -> ParsedOutput:
+def parse_output(
+    text: str, tools: Sequence[ToolSpec] | None = None, *, trace_opened: bool = False
+) -> ParsedOutput:
     """Parse one model output. Never raises: unreadable output gives ``error`` with the reason.
 
     ``tools``: the sample's tools, which type the values of XML-argument calls (Qwen3-Coder,
-    GLM-4.5); without them such a value that could be a string or not is a failure."""
+    GLM-4.5); without them such a value that could be a string or not is a failure.
+    ``trace_opened``: the prompt ended inside a ``<think>`` trace the chat template opened
+    (:func:`toolcall.templates.prompt_opens_trace`: Qwen3-Thinking-2507, DeepSeek-R1 distills, QwQ),
+    so the output starts inside it: everything before its first ``</think>`` is the trace, and an
+    output with no ``</think>`` never reached its answer (a failure, whatever calls it drafted)."""
     try:
-        return _parse(text, {tool.name: tool for tool in tools or ()})
+        return _parse(text, {tool.name: tool for tool in tools or ()}, trace_opened)
     except (RecursionError, MemoryError) as error:  # pathological nesting in a JSON body
         return ParsedOutput(error=f"output too deeply nested to read ({type(error).__name__})")
 
 
-def _parse(text: str, tools: Mapping[str, ToolSpec]) -> ParsedOutput:
+def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> ParsedOutput:
     if not isinstance(text, str):
         return ParsedOutput(error=f"output must be text, got {type(text).__name__}")
     repairs: list[str] = []
@@ -241,7 +249,15 @@ def _parse(text: str, tools: Mapping[str, ToolSpec]) -> ParsedOutput:
     masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
     for token, tag in _TRACE_TOKENS.items():  # other families' trace tokens (call bodies are masked)
         masked = masked.replace(token, tag)
+    opened_trace = None
+    if trace_opened and not masked.lstrip().startswith("<think>"):  # it wrote the tag again: as usual
+        # The first </think> ends the trace (call bodies are masked: one in a JSON string is data).
+        opened_trace, closed, masked = masked.partition("</think>")
+        if not closed:  # calls drafted in the trace are no answer, nor is the trace itself
+            return ParsedOutput(think=_unmask(opened_trace.strip(), bodies) or None, error=_NO_ANSWER)
     body, think = _split_think(masked, repairs)
+    if opened_trace is not None:
+        think = "\n".join(t for t in (opened_trace.strip(), think) if t) or None
     body = _END_TOKENS.sub("", body).strip()
     if answer := _COHERE_ANSWER.match(body):  # Cohere's answer wrapper: its content is the answer
         body = answer.group(2).strip()
@@ -250,7 +266,7 @@ def _parse(text: str, tools: Mapping[str, ToolSpec]) -> ParsedOutput:
     if not body and "unclosed_think" in repairs:
         return ParsedOutput(
             think=_unmask(think, bodies),
-            error="reasoning trace never closed: the answer never came (cut off by the token budget?)",
+            error=_NO_ANSWER,
             repairs=repairs,
         )
     for family in _TOKEN_FAMILIES:

@@ -28,16 +28,20 @@ def reward(
     output: str,
     *,
     truncated: bool = False,
+    trace_opened: bool = False,
 ) -> int:
     """r(T, c_t, a*_t, a_t): 1 when the output parses and ToolMatches the label, else 0.
 
     ``truncated``: the output was cut off at the token budget; then only matching calls earn the
-    reward (:func:`toolcall.match.counts_as_match`), as the probe counts them. The context does not
+    reward (:func:`toolcall.match.counts_as_match`), as the probe counts them. ``trace_opened``: the
+    prompt ended inside a reasoning trace its chat template opened
+    (:func:`toolcall.templates.prompt_opens_trace`), so the answer starts after ``</think>``
+    (:func:`toolcall.parsing.parse_output`). The context does not
     change the comparison; it is part of the signature because the reward is defined on the whole
     sample (and a future reward may need it).
     """
     del messages
-    parsed = parse_output(output, tools)
+    parsed = parse_output(output, tools, trace_opened=trace_opened)
     if parsed.action is None:
         return 0
     matched = tool_match(parsed.action, label, tools).matched
@@ -65,9 +69,12 @@ def compute_score(
     """verl's reward-function signature. Raises on a ground truth this module did not write.
 
     ``extra_info["truncated"]``: set by our reward manager (trainer/verl/reward_manager.py) when the
-    response was cut off at its token budget.
+    response was cut off at its token budget, and ``extra_info["trace_opened"]`` when its prompt
+    ended inside a reasoning trace the chat template opened.
     """
     del data_source
     tools, label = _ground_truth(ground_truth)
-    truncated = bool((extra_info or {}).get("truncated", False))
-    return float(reward(tools, (), label, solution_str, truncated=truncated))
+    info = extra_info or {}
+    truncated = bool(info.get("truncated", False))
+    trace_opened = bool(info.get("trace_opened", False))
+    return float(reward(tools, (), label, solution_str, truncated=truncated, trace_opened=trace_opened))

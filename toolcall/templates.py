@@ -153,3 +153,19 @@ def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) ->
     if turn_end is not None:
         ends.add(turn_end)
     return sorted(ends)
+
+
+# The tag a reasoning model's trace opens with; Qwen3-Thinking-2507 and QwQ end their generation
+# prompt with "<|im_start|>assistant\n<think>\n", DeepSeek-R1's distills with "<｜Assistant｜><think>\n",
+# V3.1 in thinking mode with "<｜Assistant｜><think>". Qwen3's hybrid template with thinking off writes
+# "<think>\n\n</think>\n\n": a trace opened and closed, so the answer starts at once.
+_TRACE_OPEN = "<think>"
+
+
+def prompt_opens_trace(prompt: str) -> bool:
+    """Whether the rendered generation prompt (:func:`render_prompt`) ends inside a reasoning trace it
+    opened: the completion then starts in the trace, with no ``<think>`` of its own, and its answer
+    begins only after ``</think>`` (:func:`toolcall.parsing.parse_output`'s ``trace_opened``). Every
+    side that renders a policy prompt decides it here: the probe's backends, the CPU GRPO reward, our
+    verl reward manager, held-out scoring."""
+    return prompt.rstrip().endswith(_TRACE_OPEN)

@@ -41,9 +41,12 @@ class TrainingRow:
     chat: Chat
     ground_truth: str  # toolcall.reward.ground_truth_json(tools, label): what verl's reward reads back
 
-    def reward(self, output: str, *, truncated: bool = False) -> int:
-        """Eq. (1): 1 iff the output parses and ToolMatches the label (cut off: only matching calls)."""
-        return toolmatch_reward(self.tools, self.messages, self.label, output, truncated=truncated)
+    def reward(self, output: str, *, truncated: bool = False, trace_opened: bool = False) -> int:
+        """Eq. (1): 1 iff the output parses and ToolMatches the label (cut off: only matching calls;
+        ``trace_opened``: the prompt opened a reasoning trace, see :func:`toolcall.reward.reward`)."""
+        return toolmatch_reward(
+            self.tools, self.messages, self.label, output, truncated=truncated, trace_opened=trace_opened
+        )
 
     def target(self) -> str:
         """The label as the model should write it (the SFT warm start's completion)."""

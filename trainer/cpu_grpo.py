@@ -131,7 +131,11 @@ def toolmatch_reward_for(
     """TRL's reward function for ``rows`` (Eq. 1), reading each completion as the probe reads it:
     from its token ids, special tokens kept (a tokenizer may mark the tool-call tags special, and
     TRL's own text skips them), EOS (``ends``) and padding left out; a completion that never reached
-    EOS is cut off, and then only matching calls earn the reward."""
+    EOS is cut off, and then only matching calls earn the reward. A prompt that ends inside a reasoning
+    trace its template opened (:func:`toolcall.templates.prompt_opens_trace`) has its completion read
+    from inside that trace."""
+    from toolcall.templates import prompt_opens_trace
+
     padding = tokenizer.pad_token_id
 
     def toolmatch_reward(
@@ -141,15 +145,19 @@ def toolmatch_reward_for(
         completion_ids: list[list[int]] | None = None,
         **_: Any,
     ) -> list[float]:
+        opened = [prompt_opens_trace(prompt) for prompt in prompts]
         if completion_ids is None:  # a TRL that does not pass the ids: its decoded text, no truncation
-            return [float(rows[i].reward(text)) for i, text in zip(row_index, completions, strict=True)]
+            return [
+                float(rows[i].reward(text, trace_opened=trace_opened))
+                for i, text, trace_opened in zip(row_index, completions, opened, strict=True)
+            ]
         scores = []
-        for i, ids in zip(row_index, completion_ids, strict=True):
+        for i, ids, trace_opened in zip(row_index, completion_ids, opened, strict=True):
             text = tokenizer.decode(
                 [t for t in ids if t not in ends and t != padding], skip_special_tokens=False
             )
             truncated = not ids or (ids[-1] not in ends and ids[-1] != padding)
-            scores.append(float(rows[i].reward(text, truncated=truncated)))
+            scores.append(float(rows[i].reward(text, truncated=truncated, trace_opened=trace_opened)))
         return scores
 
     return toolmatch_reward

@@ -68,7 +68,7 @@ async def heldout_accuracy(
     kinds: Counter[str] = Counter()
     hits: Counter[str] = Counter()
     for item, (generation, *_) in zip(heldout, generations, strict=True):
-        parsed = parse_output(generation.text)
+        parsed = parse_output(generation.text, trace_opened=generation.trace_opened)
         kinds[item.kind] += 1
         if parsed.action is None:
             unparseable += 1

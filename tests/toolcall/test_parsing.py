@@ -850,6 +850,44 @@ def test_a_trace_that_never_closed_is_no_answer_and_its_drafted_calls_are_no_cal
     assert reward([], (), Action(calls=[WEATHER_CALL]), output) == 0
 
 
+@pytest.mark.parametrize(
+    "output",
+    [
+        # The budget cut the trace the prompt opened: the call drafted in it is no call.
+        f"Plan: <tool_call>\n{WEATHER}\n</tool_call> then I",
+        f"Plan: <tool_call>\n{WEATHER}\n</tool_call>",  # cut right after the draft
+        "I should ask the user which city they mean",  # a trace, never a text answer
+        "",
+    ],
+)
+def test_an_opened_trace_that_never_closed_is_no_answer(output: str) -> None:
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, trace_opened=True)
+    assert parsed.kind == "error" and parsed.action is None
+    assert "reasoning trace never closed" in (parsed.error or "")
+    assert parsed.think == (output.strip() or None)
+    label = Action(calls=[WEATHER_CALL])
+    assert reward([], (), label, output, trace_opened=True) == 0
+
+
+def test_an_opened_trace_ends_at_its_first_close_and_the_answer_is_read_after_it() -> None:
+    output = (
+        f"Draft <tool_call>\n{WEATHER}\n</tool_call> no: Lyon.</think>\n\n"
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon", "days": 3}}\n</tool_call>'
+    )
+    parsed = parse_output(output, trace_opened=True)
+    assert parsed.action == Action(
+        calls=[ToolCall(name="get_weather", arguments={"city": "Lyon", "days": 3})]
+    )
+    assert parsed.think == f"Draft <tool_call>\n{WEATHER}\n</tool_call> no: Lyon."
+    answer = parse_output("Let me think.</think>\n\nWhich city do you mean?", trace_opened=True)
+    assert answer.action == Action(text="Which city do you mean?") and answer.think == "Let me think."
+    # A model that writes the opening tag again is read as usual.
+    again = parse_output(f"<think>hmm</think><tool_call>{WEATHER}</tool_call>", trace_opened=True)
+    assert again.action == Action(calls=[WEATHER_CALL]) and again.think == "hmm"
+
+
 # --- XML-argument calls: Qwen3-Coder's <function=…><parameter=…> and GLM-4.5's <arg_key>/<arg_value> ------
 
 

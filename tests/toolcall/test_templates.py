@@ -30,3 +30,36 @@ def test_a_templates_refusal_is_told_by_its_class_without_importing_jinja2() -> 
     ):
         assert _is_template_error(error)
     assert not _is_template_error(ValueError("no chat template"))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "opens"),
+    [
+        (
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n",
+            True,
+        ),  # Qwen3-Thinking-2507, QwQ
+        ("<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜><think>\n", True),  # DeepSeek-R1 distills
+        ("<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜><think>", True),  # V3.1, thinking
+        (
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+            False,
+        ),  # Qwen3, off
+        ("<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜></think>", False),  # V3.1, not thinking
+        ("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", False),
+        ("<|im_start|>user\nWhat does <think> do?<|im_end|>\n<|im_start|>assistant\n", False),
+    ],
+)
+def test_a_prompt_opens_the_trace_when_it_ends_inside_an_unclosed_think(prompt: str, opens: bool) -> None:
+    from toolcall.templates import prompt_opens_trace
+
+    assert prompt_opens_trace(prompt) is opens
+
+
+def test_the_rendered_prompt_of_a_template_that_opens_the_trace_says_so() -> None:
+    from tests.families import FAMILIES, build_tokenizer
+    from toolcall.templates import prompt_opens_trace, render_prompt
+
+    chat = [{"role": "user", "content": "What is the weather in Paris?"}]
+    assert prompt_opens_trace(render_prompt(build_tokenizer(FAMILIES["qwen3_thinking"]), chat))
+    assert not prompt_opens_trace(render_prompt(build_tokenizer(FAMILIES["qwen3"]), chat))

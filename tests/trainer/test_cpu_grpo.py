@@ -90,6 +90,32 @@ def test_the_grpo_reward_reads_completions_as_the_probe_does(toy_policy: Path, t
     assert scores == [1.0, 0.0, 1.0]
 
 
+def test_the_grpo_reward_reads_a_completion_from_inside_the_trace_its_prompt_opened() -> None:
+    """A prompt ending in "<think>\n" (Qwen3-Thinking-2507, R1 distills) makes the completion start inside
+    the trace: a call drafted there, with no </think> after it, earned the reward."""
+    from tests.families import FAMILIES, build_tokenizer
+    from toolcall.parsing import render_action
+    from trainer.cpu_grpo import render_prompts, toolmatch_reward_for
+
+    row = toy.rows(["Paris"])[0]
+    call = render_action(row.label)
+    scores = {}
+    for family in ("qwen3_thinking", "qwen3"):
+        tokenizer = build_tokenizer(FAMILIES[family])
+        (prompt,) = render_prompts(tokenizer, [row])
+        reward = toolmatch_reward_for([row], tokenizer, ends={tokenizer.eos_token_id})
+        completions = [f"Plan: {call}", f"Plan: Paris.</think>\n\n{call}"]
+        ids = [
+            [*tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+            for text in completions
+        ]
+        scores[family] = reward(
+            prompts=[prompt, prompt], completions=completions, row_index=[0, 0], completion_ids=ids
+        )
+    assert scores["qwen3_thinking"] == [0.0, 1.0]  # the trace never closed: no answer came
+    assert scores["qwen3"][0] == 1.0  # no trace opened: the text before the call is no trace
+
+
 def test_grpo_config_is_the_papers_objective() -> None:
     config = CpuGrpoBackend(settings(group_size=16, prompts_per_step=4, learning_rate=1e-6)).grpo_config(
         Path("/tmp/unused"), prompts_per_step=4, steps=10, seed=3

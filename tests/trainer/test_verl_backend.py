@@ -816,6 +816,32 @@ def test_verl_rewards_a_call_whose_tags_the_tokenizer_marks_special(
     assert scores == [case["expected"] for case in cases]
 
 
+def test_verl_reads_a_rollout_from_inside_the_trace_its_prompt_opened(
+    verl_python: Path, tmp_path: Path
+) -> None:
+    """A template whose generation prompt opens the trace (Qwen3-Thinking-2507, R1 distills): the
+    rollout starts inside it, so a call drafted there with no </think> after it is no answer. The
+    manager read it as a call and rewarded it; it now decides from the prompt verl rendered, by the
+    probe's rule (toolcall.templates.prompt_opens_trace)."""
+    from tests.families import build_family_model
+
+    model = build_family_model("qwen3_thinking", tmp_path / "qwen3_thinking")
+    settings = VerlSettings(python=verl_python, n_gpus_per_node=1, train_batch_size=4, ppo_mini_batch_size=2)
+    backend = VerlBackend(settings, tmp_path / "work", show_progress=False)
+    _, _, overrides = backend.prepare_round(_rows(), round_index=1, model_path=model)
+    call = render_action(_samples()[0].label)
+    cases = [
+        {"index": 0, "response": f"The user asks about Paris: {call}", "expected": 0.0},
+        {"index": 0, "response": f"The user asks about Paris.</think>\n\n{call}", "expected": 1.0},
+    ]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"overrides": overrides, "cases": cases}))
+    result_path = tmp_path / "result.json"
+    _run_in_verl(verl_python, DATA / "verl_env_check.py", request, result_path)
+    scores = [score["reward_score"] for score in json.loads(result_path.read_text())["scores"]]
+    assert scores == [case["expected"] for case in cases]
+
+
 _VERL_END_TOKENS = """
 import json, sys
 from pathlib import Path

@@ -12,7 +12,10 @@ reward nothing about its length. Two things then go wrong for tool calls:
 This manager decodes with special tokens kept (end tokens and padding left out) and passes
 ``extra_info["truncated"]``: the response filled its whole budget and its last token is not one
 that ends a completion, by the probe's rule (:func:`end_token_ids`, the template's end-of-turn token
-included). :func:`toolcall.reward.compute_score` reads it.
+included). It also passes ``extra_info["trace_opened"]``: the rollout's prompt, as verl rendered it,
+ends inside a reasoning trace its chat template opened (:func:`prompt_opens_trace`, the probe's
+rule: Qwen3-Thinking-2507, DeepSeek-R1 distills), so the response's answer starts after
+``</think>``. :func:`toolcall.reward.compute_score` reads both.
 
 It runs inside verl's environment only (``reward.reward_manager.source=importlib``): it imports verl
 and the pure reward core, nothing else of this project. :func:`trainer.verl.process.reward_core_path`
@@ -27,6 +30,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from toolcall.templates import end_token_ids as template_end_token_ids
+from toolcall.templates import prompt_opens_trace
 
 MODULE = "looptool_reward_manager"  # its module name on verl's PYTHONPATH
 CLASS = "ToolMatchRewardManager"
@@ -65,6 +69,12 @@ def read_response(
     return tokenizer.decode(kept, skip_special_tokens=False), truncated
 
 
+def opened_trace(prompt_ids: list[int], tokenizer: Any) -> bool:
+    """Whether a prompt's valid token ids end inside a reasoning trace its template opened, read from
+    its text as the probe reads the prompt it renders (special tokens kept)."""
+    return prompt_opens_trace(tokenizer.decode(prompt_ids, skip_special_tokens=False))
+
+
 class ToolMatchRewardManager(RewardManagerBase):
     """One score per rollout, from :func:`toolcall.reward.compute_score` (``compute_score``)."""
 
@@ -93,11 +103,16 @@ class ToolMatchRewardManager(RewardManagerBase):
         budget = int(responses.shape[-1])
         valid = int(item.batch["attention_mask"][-budget:].sum())
         ids = [int(token) for token in responses[:valid].tolist()]
+        prompts = item.batch["prompts"]  # left-padded: the valid ids end where the response starts
+        prompt_valid = int(item.batch["attention_mask"][: int(prompts.shape[-1])].sum())
+        prompt_ids = [int(token) for token in prompts[prompts.shape[-1] - prompt_valid :].tolist()]
         text, truncated = await self.loop.run_in_executor(
             None, lambda: read_response(ids, budget, self.ends, self.padding, self.tokenizer)
         )
+        trace_opened = await self.loop.run_in_executor(None, lambda: opened_trace(prompt_ids, self.tokenizer))
         extra_info = dict(item.non_tensor_batch.get("extra_info", {}) or {})
         extra_info["truncated"] = truncated
+        extra_info["trace_opened"] = trace_opened
         ground_truth = item.non_tensor_batch["reward_model"]["ground_truth"]
         data_source = item.non_tensor_batch["data_source"]
         score = await self.loop.run_in_executor(
