@@ -20,11 +20,13 @@ fenced block, after a reasoning trace. The reader takes all of these, on four ru
    with them; otherwise the answer is UNPARSEABLE with the reason. With no explicit decision, clear
    statements decide ("Response 2 is incorrect." alone means RESPONSE 2 INCORRECT); a statement that
    only one response is correct decides nothing, nor does a line naming several decisions (the
-   prompt's list of options restated, a change of mind mid-line). A judge that changed its mind and
-   answered again inside its sections (a decision line of its own, at the margin and not led into as
-   a quote, followed by its own ``Error Analysis:``) voids a decision that differs; such a block never
-   decides alone, and one that restates the decision changes nothing. So does a second thought in a
-   section ("Wait, actually Response 1 is correct.", "On second thought, BOTH_INCORRECT").
+   prompt's list of options restated, a change of mind mid-line), nor a list of single decisions
+   naming several that a line leads into as options ("Options:", "The choices are:"). A judge that
+   changed its mind and answered again inside its sections (a decision line of its own, at the
+   margin and not led into as a quote, followed by its own ``Error Analysis:``) voids a decision that
+   differs; such a block never decides alone, and one that restates the decision changes nothing. So
+   does a second thought in a section ("Wait, actually Response 1 is correct.", "On second thought,
+   BOTH_INCORRECT").
 4. **The project's own verdict names are never the judge's words.** ``LABEL_WRONG``, ``PRED_WRONG``,
    ``BOTH_WRONG`` (a sample may demand them) anywhere in the judge's own words (rule 2) make the
    answer UNPARSEABLE.
@@ -331,6 +333,14 @@ _OWN_ANSWER_INTRO = re.compile(
     re.IGNORECASE,
 )
 
+# A line that leads into the prompt's options restated as a list ("Options:", "The choices are:",
+# "I must answer with one of the following:"); one announcing the judge's own answer never does.
+_OPTIONS_INTRO = re.compile(
+    r"\b(?:options|choices|alternatives|possible\s+(?:verdicts|decisions|answers|outcomes)|"
+    r"one\s+of(?:\s+the\s+following)?)\b[^:：]{0,40}[:：]$",
+    re.IGNORECASE,
+)
+
 
 @dataclass
 class _Reading:
@@ -446,6 +456,36 @@ class _Reader:
     def _next_plain(lines: list[str], index: int) -> str | None:
         return next((p for line in lines[index + 1 :] if (p := _plain(line))), None)
 
+    def _restated_options(self, lines: list[str]) -> dict[int, str]:
+        """The lines of list items that restate the options: after a line leading into options
+        (:data:`_OPTIONS_INTRO`), a list whose every item is one decision, naming several. They are
+        the prompt's options, not the judge's decisions; a list of decisions under any other line
+        ("Verdict:") is read item by item, so two different ones still disagree. Each item's index
+        maps to the list as evidence."""
+        restated: dict[int, str] = {}
+        for index, line in enumerate(lines):
+            intro = _plain(line).rstrip()
+            if not _OPTIONS_INTRO.search(intro) or _OWN_ANSWER_INTRO.search(intro):
+                continue
+            items: list[int] = []
+            named: set[str] = set()
+            for position in range(index + 1, len(lines)):
+                item = lines[position]
+                if not item.strip():
+                    continue
+                if not _LIST_ITEM.match(item.lstrip()):
+                    break
+                decision = self.token(_plain(item))
+                if decision is None or len(self.named_decisions(item)) > 1:
+                    named.clear()  # an item that is no single option: no list of options
+                    break
+                items.append(position)
+                named.add(decision)
+            if len(named) > 1:
+                evidence = f"{intro} {', '.join(_plain(lines[item]) for item in items)}"[:120]
+                restated.update(dict.fromkeys(items, evidence))
+        return restated
+
     def read(self, text: str) -> _Reading:
         reading = _Reading()
         text = text.replace("\x00", " ")  # the slot markers below are ours alone
@@ -469,6 +509,7 @@ class _Reader:
         revising = False  # the judge took its answer back inside a section ("Wait, ...")
         in_fence = fence_quotes = False  # a fence opened inside a section quotes (code, a sample)
         lines = text.split("\n")
+        restated = self._restated_options(lines)
         for index, line in enumerate(lines):
             if _FENCE.match(line):
                 in_fence = not in_fence
@@ -506,6 +547,11 @@ class _Reader:
                         reading.later_blocks.append((block, plain[:120]))
                 continue
             section = None
+            if index in restated:  # the prompt's options listed again: no decision of the judge's
+                if restated[index] not in reading.listed:
+                    reading.listed.append(restated[index])
+                opening = False
+                continue
             if reading.decisions and any(
                 _SECOND_THOUGHT.match(s) for s in _sentences(_plain(_unquoted(scanned)))
             ):
