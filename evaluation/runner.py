@@ -100,7 +100,9 @@ async def evaluate(
                 chats = [build_chat(item.tools(), item.messages(), current_time) for _, item in batch]
                 generations = await backend.generate(chats, sampling)
                 for (index, item), (generation, *_) in zip(batch, generations, strict=True):
-                    scored[index] = score_output(item, generation.text, reading)
+                    scored[index] = score_output(
+                        item, generation.text, reading, trace_opened=generation.trace_opened
+                    )
                 progress.advance(task, len(batch))
         if multi:
             task = progress.add_task(f"{backend.model_id} multi-turn", total=len(multi))

@@ -112,10 +112,17 @@ class Reading:
 
 
 def read_output(
-    raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING, tools: Sequence[ToolSpec] | None = None
+    raw_output: str,
+    reading: OutputReading = DEFAULT_OUTPUT_READING,
+    tools: Sequence[ToolSpec] | None = None,
+    *,
+    trace_opened: bool = False,
 ) -> Reading:
     """``raw_output`` in BFCL's decoded model-output form, read as bfcl-eval reads it or repaired
-    (``tools`` type the values of XML-argument calls, see :func:`toolcall.parsing.parse_output`)."""
+    (``tools`` type the values of XML-argument calls, and ``trace_opened``, the prompt ending inside a
+    reasoning trace its template opened, makes text before ``</think>`` the trace: see
+    :func:`toolcall.parsing.parse_output`). The ``bfcl`` reading ignores ``trace_opened``, as
+    ``bfcl evaluate`` has no such notion: it reads the text after the last ``</think>``."""
     if reading == "bfcl":
         try:
             decoded = decode_ast(raw_output)
@@ -124,17 +131,21 @@ def read_output(
         return Reading(decoded, note=extract_tool_calls(scored_response(raw_output)).note())
     if reading != "repair":
         raise ValueError(f"unknown output reading {reading!r} (bfcl or repair)")
-    parsed = parse_output(raw_output, tools)
+    parsed = parse_output(raw_output, tools, trace_opened=trace_opened)
     if parsed.error is not None:
         return Reading([], error=parsed.error)
     return Reading(to_bfcl_output(parsed.action))
 
 
 def score_output(
-    item: BfclItem, raw_output: str, reading: OutputReading = DEFAULT_OUTPUT_READING
+    item: BfclItem,
+    raw_output: str,
+    reading: OutputReading = DEFAULT_OUTPUT_READING,
+    *,
+    trace_opened: bool = False,
 ) -> ItemResult:
     """Read ``raw_output`` (see :func:`read_output`) and judge it as BFCL does for ``item``'s category."""
-    read = read_output(raw_output, reading, item.tools())
+    read = read_output(raw_output, reading, item.tools(), trace_opened=trace_opened)
     decoded = read.decoded
     made_call = bool(decoded)
     common = {

@@ -268,3 +268,30 @@ def test_the_repair_reading_types_an_xml_argument_call_by_the_items_tools(simple
         "<parameter=height>\n5\n</parameter>\n</function>\n</tool_call>"
     )
     assert score_output(simple_item, output, "repair").correct
+
+
+async def test_the_repair_reading_reads_an_output_from_inside_the_trace_its_prompt_opened(
+    simple_item,
+) -> None:
+    """The backend rendered a prompt ending inside an opened trace (Generation.trace_opened): a call
+    drafted there, the budget cutting the trace before </think>, is no call under our reading."""
+    from evaluation.runner import evaluate
+    from inference.base import Generation
+
+    call = CALL.format('{"base": 10, "height": 5}')
+    outputs = [(f"Plan: {call} then I", "length"), (f"Plan: base 10, height 5.</think>\n\n{call}", "stop")]
+
+    class OpenedTrace:
+        model_id = "opened-trace"
+
+        async def generate(self, prompts, sampling):  # type: ignore[no-untyped-def]
+            text, end = outputs.pop(0)
+            return [[Generation(text=text, finish_reason=end, trace_opened=True)] for _ in prompts]
+
+    results = []
+    for _ in range(2):
+        run = await evaluate(OpenedTrace(), [simple_item], reading="repair", show_progress=False)  # type: ignore[arg-type]
+        results.append(run.results[0])
+    cut, answered = results
+    assert not cut.correct and not cut.made_call and "never closed" in (cut.parse_error or "")
+    assert answered.correct
