@@ -243,7 +243,7 @@ async def test_a_failed_export_leaves_the_previous_one_and_no_partial_files(
         datasets.Dataset, "save_to_disk", lambda self, where, **_: fail_half_way(self, Path(where) / "x")
     )
     if fmt in ("jsonl", "openai"):
-        monkeypatch.setattr(f"views.export.{fmt}_record", lambda member: 1 / 0)
+        monkeypatch.setattr(f"views.export.{fmt}_record", lambda *_: 1 / 0)
     with pytest.raises((OSError, ZeroDivisionError)):
         export_dataset(dataset, fmt, target)
     assert _files(target) == before
