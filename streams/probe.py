@@ -14,7 +14,6 @@ available, so data evolution overlaps training.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -30,7 +29,7 @@ from schemas.events import (
     make_event,
 )
 from streams.registry import EventLog, StageClients, StageSettings, register
-from streams.stage import PublishedIds, Stage, TransientError
+from streams.stage import LogFollower, PublishedIds, Stage, TransientError
 from toolcall.match import counts_as_match, tool_match
 from toolcall.parsing import parse_output
 from toolcall.perplexity import perplexity
@@ -42,7 +41,7 @@ log = get_logger(__name__)
 ProbeMode = Literal["final", "latest", "promoted"]
 
 
-class CheckpointWatcher:
+class CheckpointWatcher(LogFollower):
     """Follows the checkpoints topic from offset 0; answers "which checkpoint probes round j".
 
     ``log`` None: nothing is followed, the owner publishes checkpoints itself (in-process runs).
@@ -51,38 +50,14 @@ class CheckpointWatcher:
     topics: tuple[str, ...] = ("checkpoints",)
 
     def __init__(self, log: EventLog | None, run_id: str):
-        self.log = log
+        super().__init__(log)
         self.run_id = run_id
         self.by_round: dict[int, list[Event[CheckpointPublished]]] = {}
         self._changed = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
-        self._caught_up = asyncio.Event()  # the followed topics were read to their end once
-        if log is None:
-            self._caught_up.set()
 
-    async def start(self) -> None:
-        if self.log is not None and self._task is None:
-            self._task = asyncio.create_task(self._follow(), name="checkpoint-watcher")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _follow(self) -> None:
-        assert self.log is not None
-        async for batch in self.log.follow(self.topics):
-            if not batch:  # the follower says so when it has read everything there is
-                self._caught_up.set()
-            for event in batch:
-                await self.publish(event)
-
-    async def caught_up(self) -> None:
-        """Until the followed topics were read to their end once (what was published before a
-        restart is known)."""
-        await self._caught_up.wait()
+    async def take(self, batch: Sequence[Event[Any]]) -> None:
+        for event in batch:
+            await self.publish(event)
 
     async def publish(self, event: Event[Any]) -> None:
         """Record a checkpoint event (the follower calls this; tests may too)."""

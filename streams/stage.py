@@ -88,27 +88,27 @@ class SeenIds:
             self._ids.popitem(last=False)
 
 
-class PublishedIds:
-    """The ids of the events on some of the run's topics, followed from offset 0 (``log`` None: none).
+class LogFollower:
+    """Follows some of the run's topics from offset 0 in a task of its own, and knows when it has read
+    them to their end once. ``log`` None: nothing is followed (the owner feeds it: in-process runs,
+    tests). Subclasses say what they keep of each batch (:meth:`take`)."""
 
-    For a stage whose outputs are not a function of its inputs alone (an LLM at a temperature, or
-    re-asked hotter): an input redelivered after a crash between publishing and committing would be
-    answered again, under the same ids but with other content. Views keep the first copy while a
-    stage that reads the second acts on it; with this, the stage publishes no second copy.
-    """
+    topics: tuple[str, ...] = ()
 
-    def __init__(self, log: EventLog | None, topics: Sequence[str]):
+    def __init__(self, log: EventLog | None):
         self.log = log
-        self.topics = tuple(topics)
-        self.ids: set[str] = set()
         self._caught_up = asyncio.Event()  # the topics were read to their end once
         self._task: asyncio.Task[None] | None = None
         if log is None:
             self._caught_up.set()
 
+    async def take(self, batch: Sequence[Event[Any]]) -> None:
+        """Keep what is needed of a batch read from the topics."""
+        raise NotImplementedError
+
     async def start(self) -> None:
         if self.log is not None and self._task is None:
-            self._task = asyncio.create_task(self._follow(), name=f"published-{'-'.join(self.topics)}")
+            self._task = asyncio.create_task(self._follow(), name=f"follow-{'-'.join(self.topics)}")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -120,7 +120,7 @@ class PublishedIds:
     async def _follow(self) -> None:
         assert self.log is not None
         async for batch in self.log.follow(self.topics):
-            self.ids.update(event.event_id for event in batch)
+            await self.take(batch)
             if not batch:  # the follower says so when it has read everything there is
                 self._caught_up.set()
 
@@ -146,6 +146,24 @@ class PublishedIds:
             raise TransientError(
                 f"the follower of {', '.join(self.topics)} stopped before it caught up: {error!r}"
             )
+
+
+class PublishedIds(LogFollower):
+    """The ids of the events on some of the run's topics, followed from offset 0 (``log`` None: none).
+
+    For a stage whose outputs are not a function of its inputs alone (an LLM at a temperature, or
+    re-asked hotter): an input redelivered after a crash between publishing and committing would be
+    answered again, under the same ids but with other content. Views keep the first copy while a
+    stage that reads the second acts on it; with this, the stage publishes no second copy.
+    """
+
+    def __init__(self, log: EventLog | None, topics: Sequence[str]):
+        super().__init__(log)
+        self.topics = tuple(topics)
+        self.ids: set[str] = set()
+
+    async def take(self, batch: Sequence[Event[Any]]) -> None:
+        self.ids.update(event.event_id for event in batch)
 
 
 class Stage(ABC):

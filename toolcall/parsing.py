@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from toolcall.harmony import harmony_answer, harmony_messages
 from toolcall.pytypes import TypeExpressionError, parse_python_calls
+from toolcall.rules import json_type_of, type_accepts
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, ToolCall
 
@@ -856,12 +857,12 @@ def _xml_value(tool: ToolSpec | None, name: str, key: str, raw: str) -> Any:
         if value is _NOT_A_LITERAL or isinstance(value, str):
             return text
         raise CallFormatError(
-            f"{name}.{key} = {text[:40]!r} may be a string or the {_json_type(value)} it reads as; "
+            f"{name}.{key} = {text[:40]!r} may be a string or the {json_type_of(value)} it reads as; "
             "the tool's schema, which would say, is not known"
         )
     if value is _NOT_A_LITERAL:
         return text
-    declared = _json_type(value) in types or (_json_type(value) == "integer" and "number" in types)
+    declared = type_accepts(types, value)
     # Text that is a value of no declared type is what the model wrote: a string where a string may
     # stand, else the value as written (ToolMatch then reports the wrong type, as for a JSON call).
     return text if not declared and "string" in types else value
@@ -885,22 +886,6 @@ def _xml_literal(text: str) -> Any:
         return _as_json(value)
     except CallFormatError:
         return _NOT_A_LITERAL
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return "null"
 
 
 def _json_values(content: str, repairs: list[str]) -> list[Any]:
