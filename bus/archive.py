@@ -214,6 +214,21 @@ def _scan(segment: Path) -> tuple[int | None, int]:
     return good_end, count
 
 
+def _manifest_partitions(manifest: Path) -> int:
+    """A topic's partition count from its ``topic.json``; one that does not say it (emptied, edited,
+    written by another tool) stops the start with what to restore, not a traceback."""
+    try:
+        partitions = json.loads(manifest.read_text(encoding="utf-8"))["partitions"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise ArchiveError(
+            f"{manifest} does not say the topic's partition count ({type(error).__name__}: {error}); "
+            f'restore it (e.g. {{"partitions": N}}, N the number of its partition folders)'
+        ) from None
+    if type(partitions) is not int or partitions < 1:
+        raise ArchiveError(f"{manifest} gives {partitions!r} partitions; a topic has at least one")
+    return partitions
+
+
 def _fsync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -282,7 +297,7 @@ class Archive:
                         f'restore it (e.g. {{"partitions": N}}) or move the folder out of the archive'
                     )
                 continue
-            partitions = int(json.loads(manifest.read_text(encoding="utf-8"))["partitions"])
+            partitions = _manifest_partitions(manifest)
             self._topics[folder.name] = partitions
             for partition in range(partitions):
                 ends[(folder.name, partition)] = self.partition(folder.name, partition).repair()

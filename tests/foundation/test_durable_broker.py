@@ -328,3 +328,23 @@ async def test_a_producer_without_an_archive_keeps_no_offset_per_event(settings:
         assert producer.acknowledged == 300
         assert producer._unconfirmed == {}
         assert producer.unconfirmed == 300  # what a restart would lose: all of them, as it says
+
+
+@pytest.mark.parametrize(
+    "manifest", ["", "{", '{"parts": 1}', '{"partitions": "1"}', '{"partitions": 0}', "[1]"]
+)
+def test_a_corrupt_topic_manifest_is_one_error_naming_it(tmp_path: Path, manifest: str) -> None:
+    """An emptied or edited ``topic.json`` stopped the broker's start with a JSONDecodeError or
+    KeyError traceback; it is an ArchiveError naming the file and what to restore."""
+    archive = Archive(tmp_path / "archive")
+    archive.lock()
+    archive.ensure_topic("run.samples", 1)
+    archive.partition("run.samples", 0).append(_records(0, 3, "a"))
+    archive.close()
+    path = tmp_path / "archive" / "topics" / "run.samples" / "topic.json"
+    path.write_text(manifest, encoding="utf-8")
+    again = Archive(tmp_path / "archive")
+    again.lock()
+    with pytest.raises(ArchiveError, match=r"run\.samples/topic\.json"):
+        again.load()
+    again.close()
