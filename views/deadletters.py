@@ -152,8 +152,6 @@ def dead_letter_table(rows: Sequence[DeadLetterRow], title: str = "Dead letters 
         table.add_column(header, justify="right" if header == "count" else "left")
     for stage, category, count, places in by_category(rows):
         table.add_row(escape(stage), escape(category), str(count), escape(", ".join(places)))
-    if not rows:
-        table.add_row("", "(none)", "0", "")
     return table
 
 
@@ -176,16 +174,21 @@ def frame_dead_letter_table(frame: Any) -> Table:
     return dead_letter_table(rows)
 
 
-def render_dead_letters(rows: Sequence[DeadLetterRow], console: Console, *, limit: int = 50) -> None:
-    """The grouped counts, then the first ``limit`` dead letters one per line."""
+def render_dead_letters(
+    rows: Sequence[DeadLetterRow], console: Console, *, limit: int = 50, filtered: bool = False
+) -> None:
+    """The grouped counts, then the first ``limit`` dead letters one per line; none: one line saying so
+    (``filtered``: none of those the filters ask for)."""
+    if not rows:
+        console.print("No dead letters match the filters." if filtered else "No dead letters.")
+        return
     console.print(dead_letter_table(rows))
     listing = Table(title=f"Dead letters ({min(limit, len(rows))} of {len(rows)})", title_justify="left")
     for header in ("place", "stage", "reason"):
         listing.add_column(header)
     for row in rows[:limit]:
         listing.add_row(escape(row.place), escape(row.stage), escape(row.reason))
-    if rows:
-        console.print(listing)
+    console.print(listing)
 
 
 def render_ingest_report(report: Any, console: Console) -> None:

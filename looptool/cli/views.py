@@ -318,7 +318,8 @@ def deadletters(
         for row in rows:
             print(json.dumps(row.to_json(), ensure_ascii=False))
     else:
-        render_dead_letters(rows, console, limit=limit)
+        filtered = any(value is not None for value in (source, reason, stage))
+        render_dead_letters(rows, console, limit=limit, filtered=filtered)
 
 
 @commands.command()

@@ -451,7 +451,7 @@ async def test_deadletters_of_a_run_without_any_closes_its_reader(kafka_bootstra
         env=env | {"PYTHONWARNINGS": "default", "COLUMNS": "200"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "Dead letters by reason" in done.stdout
+    assert done.stdout.strip() == "No dead letters."  # not a table with a made-up "(none) 0" row
     assert done.stderr == ""  # no warning of an empty run (it has events), nothing left unclosed
 
 
@@ -680,3 +680,14 @@ def test_an_outside_consumer_decodes_the_run_with_only_the_registry(
     assert Counter(e["event_type"] for e in decoded.values()) == Counter(
         e.event_type for e in published.values()
     )
+
+
+def test_no_dead_letters_is_one_line_saying_whether_filters_chose_none() -> None:
+    from rich.console import Console
+
+    from views.deadletters import render_dead_letters
+
+    for filtered, expected in ((False, "No dead letters."), (True, "No dead letters match the filters.")):
+        console = Console(record=True, width=80, file=io.StringIO(), color_system=None)
+        render_dead_letters([], console, filtered=filtered)
+        assert console.export_text().strip() == expected

@@ -219,11 +219,10 @@ def render_truncation_table(stats: StatsView) -> Table:
     return table
 
 
-def _none_yet(table: Table, rows: int | None = None) -> RenderableType:
-    """``table``, or when it has no rows (``rows`` when its own count is not the truth: the dead-letter
-    table shows a placeholder row) one line, its title and "none yet": a header row alone, squeezed
-    to the width of its headers, reads as a broken table."""
-    if (table.row_count if rows is None else rows) > 0:
+def _none_yet(table: Table) -> RenderableType:
+    """``table``, or when it has no rows one line, its title and "none yet": a header row alone,
+    squeezed to the width of its headers, reads as a broken table."""
+    if table.row_count > 0:
         return table
     return Text(f"{table.title}: none yet", style="dim")
 
@@ -241,7 +240,7 @@ def render_stats(stats: StatsView) -> FitToWidth:
         _none_yet(render_expansion_table(stats)),
         _none_yet(render_tool_table(stats)),
         _none_yet(render_error_table(stats)),
-        _none_yet(frame_dead_letter_table(stats.dead_letters), len(stats.dead_letters)),
+        _none_yet(frame_dead_letter_table(stats.dead_letters)),
         *([render_bfcl_table(stats)] if stats.evaluations else []),
         *([render_promotions_table(stats)] if stats.promotions else []),
         *([render_judges_table(stats)] if len(stats.judge_agreement()) else []),
@@ -283,6 +282,5 @@ def tables_text(stats: StatsView, *, width: int = 160, tables: Sequence[str] | N
         console.print(NO_EVENTS)
         return console.export_text()
     for name in tables or renderers:
-        rows = len(stats.dead_letters) if name == "deadletters" else None
-        console.print(FitToWidth(_none_yet(renderers[name](stats), rows)))
+        console.print(FitToWidth(_none_yet(renderers[name](stats))))
     return console.export_text()
