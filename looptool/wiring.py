@@ -23,10 +23,13 @@ from streams.roles import Generator, JudgeClient, JudgePanel, RoleSampling, Veri
 from streams.stage import Stage
 
 
-def endpoint_backend(endpoint: EndpointSettings, *, logprobs: bool = True) -> Any:
+def endpoint_backend(
+    endpoint: EndpointSettings, *, logprobs: bool = True, template_opens_trace: bool = False
+) -> Any:
     """An OpenAI-compatible backend for an endpoint; ``logprobs``: ask for the answer's token
     log-probs (the policy's perplexity needs them; the roles never read them, and some servers, such
-    as DeepSeek's reasoning models, refuse the field)."""
+    as DeepSeek's reasoning models, refuse the field); ``template_opens_trace``: the policy's
+    ``[policy] template_opens_trace`` (the roles read their own from their settings)."""
     from inference.openai_backend import OpenAIBackend
 
     return OpenAIBackend(
@@ -46,6 +49,7 @@ def endpoint_backend(endpoint: EndpointSettings, *, logprobs: bool = True) -> An
         send_seed=endpoint.seeded_sampling,
         # A role's timeout is for its max_tokens; its retry with a larger budget gets more time.
         timeout_tokens=endpoint.max_tokens if isinstance(endpoint, RoleSettings) else None,
+        template_opens_trace=template_opens_trace,
     )
 
 
@@ -57,7 +61,9 @@ def policy_backend(settings: Settings) -> InferenceBackend:
     path = str(policy.model_path) if policy.model_path else ""
     if policy.backend == "openai":
         assert policy.endpoint is not None  # the settings refuse "openai" without it
-        return endpoint_backend(policy.endpoint)  # type: ignore[no-any-return]
+        return endpoint_backend(  # type: ignore[no-any-return]
+            policy.endpoint, template_opens_trace=policy.template_opens_trace
+        )
     if policy.backend == "vllm":
         return make_backend(  # type: ignore[no-any-return]
             "vllm",

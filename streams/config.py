@@ -243,6 +243,13 @@ class PolicySettings(Section):
         description='backend = "openai": the server the probe decodes through (model: the initial '
         "policy's served name; checkpoints are asked for by their checkpoint ids).",
     )
+    template_opens_trace: bool = Field(
+        default=False,
+        description='backend = "openai": the served policy\'s chat template opens the reasoning trace '
+        "(DeepSeek-R1 distills, QwQ, Qwen3-Thinking) and the server returns the text whole (no "
+        "reasoning parser): an output's answer begins after </think>, and one cut off before it "
+        "answered nothing. The local backends read this off the prompt they render.",
+    )
     batch_size: int = Field(default=16, ge=1)
     max_new_tokens: int = Field(default=256, ge=1)
     gpu_memory_utilization: float = Field(default=0.7, gt=0, le=1)
@@ -258,6 +265,11 @@ class PolicySettings(Section):
     def _endpoint_for_openai(self) -> PolicySettings:
         if self.backend == "openai" and self.endpoint is None:
             raise ValueError('backend = "openai" needs [policy.endpoint] (base_url and model)')
+        if self.template_opens_trace and self.backend != "openai":
+            raise ValueError(
+                f'template_opens_trace is for backend = "openai"; {self.backend} reads it off the prompt '
+                "it renders"
+            )
         return self
 
 

@@ -98,3 +98,74 @@ async def test_a_call_drafted_in_a_trace_the_template_opened_is_no_prediction(
     assert "reasoning trace never closed" in (cut_probe.parse_error or "")
     # The answer after </think> is read as usual; the call drafted before it is no part of it.
     assert answered_probe.matched and answered_probe.prediction == lyon.payload.label
+
+
+@pytest.mark.parametrize("split_off", [False, True])
+async def test_a_served_policy_whose_template_opens_the_trace_is_read_from_inside_it(split_off: bool) -> None:
+    """A policy behind an OpenAI-compatible server: the server renders the prompt, so nothing here can
+    see that its template opened the trace, and a cut-off trace's drafted call was the prediction.
+    ``[policy] template_opens_trace`` says it; a server that splits the trace off (a reasoning
+    parser: ``reasoning_content``) returns the answer alone, which is read as it is."""
+    import json
+
+    import httpx
+
+    from inference.openai_backend import OpenAIBackend
+    from looptool.wiring import policy_backend
+    from streams.config import PolicySettings
+
+    paris, lyon = toy.round_events(RUN, ["Paris", "Lyon"])[:2]
+    draft = render_action(paris.payload.label)
+    answer = render_action(lyon.payload.label)
+    if split_off:
+        messages = [
+            ({"content": "", "reasoning_content": f"Plan: {draft} then I"}, "length"),
+            ({"content": answer, "reasoning_content": f"Plan: {draft} wait, it is Lyon."}, "stop"),
+        ]
+    else:
+        messages = [
+            ({"content": f"Plan: {draft} then I"}, "length"),
+            ({"content": f"Plan: {draft} wait, it is Lyon.</think>\n\n{answer}"}, "stop"),
+        ]
+    asked: list[Any] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "initial"}, {"id": f"{RUN}-r1"}]})
+        body = json.loads(request.content)
+        asked.append(body)
+        message, finish = messages[len(asked) - 1]
+        choice = {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}
+        return httpx.Response(200, json={"choices": [choice]})
+
+    settings = PolicySettings(
+        backend="openai",
+        endpoint={"base_url": "http://policy.test/v1", "model": "initial"},
+        template_opens_trace=True,
+    )
+    backend = policy_backend(SimpleNamespace(policy=settings))  # type: ignore[arg-type]
+    assert isinstance(backend, OpenAIBackend) and backend.template_opens_trace
+    await backend._client.aclose()
+    backend._client = httpx.AsyncClient(transport=httpx.MockTransport(serve))
+    backend.max_concurrency = 1  # the two answers in the order asked
+    watcher = CheckpointWatcher(None, RUN)
+    stage = ProbeStage(RUN, backend, watcher, mode="final", max_new_tokens=64)
+    await watcher.publish(
+        make_event(
+            CheckpointPublished(
+                new_checkpoint_id=f"{RUN}-r1", round=1, step=1, final=True, uri="served", backend="cpu"
+            ),
+            run_id=RUN,
+            producer=Producer(stage="train", version="1"),
+        )
+    )
+    outputs = await stage.process([paris, lyon])
+    await backend.close()
+
+    cut_probe, answered_probe = (event.payload for event in outputs)
+    assert not cut_probe.matched and cut_probe.prediction is None
+    if not split_off:
+        assert "reasoning trace never closed" in (cut_probe.parse_error or "")
+    assert answered_probe.matched and answered_probe.prediction == lyon.payload.label
+    with pytest.raises(ValueError, match='template_opens_trace is for backend = "openai"'):
+        PolicySettings(backend="transformers", template_opens_trace=True)
