@@ -87,7 +87,9 @@ max_new_tokens = 512
 #   python -m vllm.entrypoints.openai.api_server --model CHECKPOINT_FOLDER --served-model-name CHECKPOINT_ID
 #
 # (behind one router, or one server restarted per checkpoint). A probe waiting for a checkpoint the
-# server does not list yet pauses until it does; the trainer still trains from model_path.
+# server does not list yet pauses until it does; the trainer still trains from model_path. A reasoning
+# policy whose template opens the trace (R1 distills, QwQ) served without --reasoning-parser also needs
+# template_opens_trace = true (in [policy], above [policy.endpoint]).
 # [policy.endpoint]
 # base_url = "http://127.0.0.1:8001/v1"
 # model = "initial-policy"
