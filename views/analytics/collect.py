@@ -41,6 +41,7 @@ from views.store import ALL_TOPIC_NAMES, SampleStore, event_from_row, open_for_r
 log = get_logger(__name__)
 
 
+DEAD_LETTER_COLUMNS = ("event_id", "stage", "error_type", "reason", "source_ref", "category")
 _COLUMNS: dict[str, tuple[str, ...]] = {
     "probes": (
         "event_id",
@@ -109,7 +110,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "event_id",
     ),
     "checkpoints": ("checkpoint_id", "round", "step", "final", "produced_at", "event_id"),
-    "dead_letters": ("event_id", "stage", "error_type", "reason", "source_ref", "category"),
+    "dead_letters": DEAD_LETTER_COLUMNS,
     "votes": VOTE_COLUMNS,
 }
 

@@ -56,7 +56,7 @@ from schemas.events import (
     Verdict,
     VerificationResult,
 )
-from views.analytics.collect import dead_letter_row, failing_rule, probe_tools
+from views.analytics.collect import DEAD_LETTER_COLUMNS, dead_letter_row, failing_rule, probe_tools
 from views.analytics.frames import (
     ERROR_SEEDS,
     NO_CHECKPOINT,
@@ -70,8 +70,6 @@ from views.analytics.frames import (
     finish_verdict_mix,
 )
 from views.analytics.judges import finish_judge_agreement, truncations, vote_counts, vote_rows
-
-DEAD_LETTER_COLUMNS = ("event_id", "stage", "error_type", "reason", "source_ref", "category")
 
 
 def _checkpoint_key(event: Event[Any]) -> str:
