@@ -920,6 +920,32 @@ def test_anthropic_text_before_tool_results_stays_before_them() -> None:
         convert_record(record)
 
 
+def test_anthropic_tool_result_blocks_in_sharegpt_conversations_are_tool_results() -> None:
+    # Exports that keep Anthropic's content blocks but name the dialogue "conversations" (with a tools
+    # column): the result blocks of a user turn are read as in a Messages record, not refused.
+    record = {
+        "tools": json.dumps(ANTHROPIC_RECORD["tools"]),
+        "conversations": [
+            {"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]}
+            for m in json.loads(json.dumps(ANTHROPIC_RECORD["messages"]))
+        ],
+    }
+    assert detect_format(record) == "sharegpt"
+    conversion = convert_record(record)
+    first, second = conversion.samples
+    assert first.label == convert_record(ANTHROPIC_RECORD).samples[0].label
+    assert [(m.role, m.content, m.name) for m in second.messages[1:]] == [
+        ("assistant", "Let me check both.", None),
+        ("tool", "14:05", "get_time"),
+        ("tool", "15C, rain", "get_weather"),
+        ("user", "And what about Oslo?", None),
+    ]
+    assert second.label == Action(calls=[ToolCall(name="get_weather", arguments={"location": "Oslo"})])
+    del record["conversations"][2]["value"][0]["tool_use_id"]
+    with pytest.raises(RecordError, match=r"turn 2: a tool_result part needs a string 'tool_use_id'"):
+        convert_record(record)
+
+
 def test_lilac_glaive_sharegpt_records_read_speakers_written_with_a_space() -> None:
     # lilacai/glaive-function-calling-v2-sharegpt keeps glaive's raw "system" and "chat" columns beside
     # "conversations", and its card lists the speaker "function call" (a space, not a hyphen).

@@ -36,6 +36,8 @@ from toolcall.formats.common import (
     message,
     openai_tool_calls,
     text_of,
+    tool_result_pieces,
+    tool_use_names,
     turn_weight,
     with_time,
 )
@@ -75,7 +77,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
         text, part_calls = text_of(raw.get("content"), notes, where)
         if role == "assistant":
             calls = list(part_calls)
-            names_by_call_id.update(_tool_use_names(raw.get("content")))
+            names_by_call_id.update(tool_use_names(raw.get("content")))
             if raw.get("tool_calls"):
                 calls.extend(openai_tool_calls(raw["tool_calls"], where))
                 for entry in raw["tool_calls"]:
@@ -118,46 +120,17 @@ def _turns(raw_messages: list[Any]) -> list[tuple[str, dict[str, Any]]]:
     for index, raw in enumerate(raw_messages):
         if not isinstance(raw, dict):
             raise RecordError("each message must be an object")
-        content = raw.get("content")
-        if (
-            raw.get("role") != "user"
-            or not isinstance(content, list)
-            or not any(_is_tool_result(part) for part in content)
-        ):
+        pieces = (
+            tool_result_pieces(raw.get("content"), f"message {index}") if raw.get("role") == "user" else None
+        )
+        if pieces is None:
             turns.append((str(index), raw))
             continue
-        pieces: list[dict[str, Any]] = []
-        for part in content:
-            if _is_tool_result(part):
-                if not isinstance(part.get("tool_use_id"), str):
-                    raise RecordError(
-                        f"message {index}: a tool_result part needs a string 'tool_use_id'",
-                        "tool_result part has no tool_use_id",
-                    )
-                pieces.append(
-                    {"role": "tool", "tool_call_id": part["tool_use_id"], "content": part.get("content")}
-                )
-            elif pieces and pieces[-1]["role"] == "user":
-                pieces[-1]["content"].append(part)
-            else:
-                pieces.append({"role": "user", "content": [part]})
-        turns.extend((f"{index}.{number}", piece) for number, piece in enumerate(pieces))
+        turns.extend(
+            (f"{index}.{number}", {"role": role, "content": content, "tool_call_id": call_id})
+            for number, (role, content, call_id) in enumerate(pieces)
+        )
     return turns
-
-
-def _is_tool_result(part: Any) -> bool:
-    return isinstance(part, dict) and part.get("type") == "tool_result"
-
-
-def _tool_use_names(content: Any) -> dict[str, str]:
-    """The names of an assistant turn's Anthropic ``tool_use`` parts by their ids, to pair results with."""
-    if not isinstance(content, list):
-        return {}
-    return {
-        part["id"]: str(part.get("name", ""))
-        for part in content
-        if isinstance(part, dict) and part.get("type") == "tool_use" and isinstance(part.get("id"), str)
-    }
 
 
 def _chosen_response(record: dict[str, Any], notes: list[str]) -> list[Any]:

@@ -359,6 +359,43 @@ def text_of(content: Any, warnings: list[str], where: str) -> tuple[str, list[To
     return "".join(texts), calls
 
 
+def tool_result_pieces(content: Any, where: str) -> list[tuple[str, Any, str | None]] | None:
+    """A user turn's content holding Anthropic ``tool_result`` parts, split in order into pieces:
+    ``("tool", result content, tool_use_id)`` per result and ``("user", [parts], None)`` per run of other
+    parts (text beside the results); None when the content holds no ``tool_result`` part."""
+    if not isinstance(content, list) or not any(_is_tool_result(part) for part in content):
+        return None
+    pieces: list[tuple[str, Any, str | None]] = []
+    for part in content:
+        if _is_tool_result(part):
+            if not isinstance(part.get("tool_use_id"), str):
+                raise RecordError(
+                    f"{where}: a tool_result part needs a string 'tool_use_id'",
+                    "tool_result part has no tool_use_id",
+                )
+            pieces.append(("tool", part.get("content"), part["tool_use_id"]))
+        elif pieces and pieces[-1][0] == "user":
+            pieces[-1][1].append(part)
+        else:
+            pieces.append(("user", [part], None))
+    return pieces
+
+
+def _is_tool_result(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "tool_result"
+
+
+def tool_use_names(content: Any) -> dict[str, str]:
+    """The names of an assistant turn's Anthropic ``tool_use`` parts by their ids, to pair results with."""
+    if not isinstance(content, list):
+        return {}
+    return {
+        part["id"]: str(part.get("name", ""))
+        for part in content
+        if isinstance(part, dict) and part.get("type") == "tool_use" and isinstance(part.get("id"), str)
+    }
+
+
 def python_calls_to_tool_calls(text: str, tools: list[ToolSpec], what: str) -> list[ToolCall]:
     """Calls written as Python (``[f(a=1), g(b='x')]``); positional arguments take the declared order."""
     try:
@@ -438,6 +475,8 @@ __all__ = [
     "python_calls_to_tool_calls",
     "reason_of",
     "text_of",
+    "tool_result_pieces",
+    "tool_use_names",
     "tools_from",
     "with_time",
 ]

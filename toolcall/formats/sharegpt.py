@@ -21,7 +21,9 @@ parts, as in :mod:`toolcall.formats.chat`. Speakers human/user, gpt/assistant, s
 tool/observation/tool_response and function_call/tool_call are read (a hyphen or a space as an underscore:
 glaive's function-calling-chatml writes ``function-call``, its calls with glaive's single-quoted
 arguments, lilacai's glaive-function-calling-v2-sharegpt ``function call``);
-consecutive ``function_call`` turns with no result between them are one step. Assistant text is read by
+consecutive ``function_call`` turns with no result between them are one step. Anthropic content blocks
+are read as in :mod:`toolcall.formats.chat`: ``tool_use`` parts are calls, a user turn's ``tool_result``
+parts are tool results (named by the ``tool_use`` their ``tool_use_id`` points to). Assistant text is read by
 :mod:`toolcall.formats.assistant`, as in every chat reader (glaive's ``<functioncall>`` included). A
 system prompt that only carried the tool list is the dataset's calling harness: it is not kept as a
 message (the policy prompt renders the tools), and the conversion says so in its warnings.
@@ -41,6 +43,8 @@ from toolcall.formats.common import (
     openai_tool_calls,
     python_calls_to_tool_calls,
     text_of,
+    tool_result_pieces,
+    tool_use_names,
     turn_weight,
     with_time,
 )
@@ -125,7 +129,8 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
     harness = Harness()
     kept_field = harness.system(system_field) if system_field else ""
     kept: dict[int, str] = {}
-    for index, turn in enumerate(turns):
+    labelled_turns = _with_tool_results_split(turns)
+    for index, (_, turn) in enumerate(labelled_turns):
         _, role, value = _turn(turn)
         if role == "system" and isinstance(value, str | list):
             kept[index] = harness.system(value if isinstance(value, str) else text_of(value, [], "")[0])
@@ -135,15 +140,17 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
     if kept_field:
         messages.append(message("system", kept_field))
     previous_role = ""
-    for index, turn in enumerate(turns):
+    names_by_call_id: dict[str, str] = {}  # Anthropic tool_use ids, to name the results that answer them
+    for index, (label, turn) in enumerate(labelled_turns):
         speaker, role, value = _turn(turn)
-        where = f"turn {index} ({speaker})"
+        where = f"turn {label} ({speaker})"
         if role == "assistant" and turn_weight(turn.get("weight"), where) == 0:
             untrained.add(len(messages))
         structured = _structured_calls(turn, role, where)
         if value is None and structured:
             value = ""  # OpenAI writes "content": null beside tool_calls
         if isinstance(value, list):  # content parts, as in OpenAI messages
+            names_by_call_id.update(tool_use_names(value))
             value, part_calls = text_of(value, notes, where)
             structured = [*part_calls, *structured]
         if not isinstance(value, str):
@@ -165,12 +172,33 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
                 untrained.add(len(messages) - 1)  # joined to the turn before or not, its step is the last
         elif role == "tool":
             responses = _TOOL_RESPONSE.findall(value) or [value]
-            messages.extend(message("tool", response.strip()) for response in responses)
+            name = names_by_call_id.get(turn.get("tool_use_id", "")) or None
+            messages.extend(message("tool", response.strip(), name=name) for response in responses)
         else:
             messages.append(message(role, value))
         previous_role = role
     samples = dialogue_samples(tools, messages, untrained=frozenset(untrained))
     return Conversion("sharegpt", with_time(samples, harness.time), notes)
+
+
+def _with_tool_results_split(turns: list[Any]) -> list[tuple[str, Any]]:
+    """Each turn with the index it is named by; a user turn holding Anthropic ``tool_result`` parts is
+    split, in order, into a ``tool`` turn per result and a turn of its speaker per run of other parts
+    (index ``3.0``, ``3.1``…), as :mod:`toolcall.formats.chat` splits such a message."""
+    split: list[tuple[str, Any]] = []
+    for index, turn in enumerate(turns):
+        _, role, value = _turn(turn)
+        pieces = tool_result_pieces(value, f"turn {index}") if role == "user" else None
+        if pieces is None:
+            split.append((str(index), turn))
+            continue
+        speaker = turn.get("from", turn.get("role"))
+        for number, (kind, content, call_id) in enumerate(pieces):
+            piece = {"from": "tool", "value": "" if content is None else content, "tool_use_id": call_id}
+            split.append(
+                (f"{index}.{number}", piece if kind == "tool" else {"from": speaker, "value": content})
+            )
+    return split
 
 
 # --- glaive raw transcripts ------------------------------------------------------------------------
