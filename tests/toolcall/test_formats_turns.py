@@ -834,6 +834,82 @@ def test_a_sharegpt_turn_with_weight_0_is_context_not_a_label() -> None:
         )
 
 
+# nvidia/Nemotron-Post-Training-Dataset-v1, split tool_calling: OpenAI messages (every turn with a
+# "tool_calls" list, arguments as JSON text), the tools in the "metadata" column, a JSON string.
+NEMOTRON_TOOL_CALLING: dict[str, Any] = {
+    "uuid": "5b1f0c2e-8a51-4f0e-9d0c-2f7e1d7a9c11",
+    "license": "CC BY 4.0",
+    "generator": "Qwen3-235B-A22B",
+    "version": "v1",
+    "category": "tool_calling",
+    "reasoning": "off",
+    "messages": [
+        {"role": "system", "content": "", "tool_calls": []},
+        {"role": "user", "content": "Convert 250 EUR to USD, please.", "tool_calls": []},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "chatcmpl-tool-1",
+                    "type": "function",
+                    "function": {
+                        "name": "convert_currency",
+                        "arguments": '{"amount": 250, "from_currency": "EUR", "to_currency": "USD"}',
+                    },
+                }
+            ],
+        },
+        {"role": "tool", "content": '{"converted_amount": 271.5}', "tool_calls": []},
+        {"role": "assistant", "content": "250 EUR is about 271.50 USD.", "tool_calls": []},
+    ],
+    "metadata": json.dumps(
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "convert_currency",
+                        "description": "Convert an amount between currencies",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {
+                                "amount": {"type": "number"},
+                                "from_currency": {"type": "string"},
+                                "to_currency": {"type": "string"},
+                            },
+                            "required": ["amount", "from_currency", "to_currency"],
+                        },
+                    },
+                }
+            ]
+        }
+    ),
+}
+
+
+def test_nemotron_tool_calling_records_take_their_tools_from_the_metadata_column() -> None:
+    conversion = convert_record(NEMOTRON_TOOL_CALLING)
+    [sample] = conversion.samples
+    assert [tool.name for tool in sample.tools] == ["convert_currency"]
+    assert sample.tools[0].parameters.required == ("amount", "from_currency", "to_currency")
+    assert sample.label == Action(
+        calls=[
+            ToolCall(
+                name="convert_currency",
+                arguments={"amount": 250, "from_currency": "EUR", "to_currency": "USD"},
+            )
+        ]
+    )
+    assert not any("offers none" in warning for warning in conversion.warnings)
+    # Metadata that is no JSON object (a note, a source name) is not a tool list: no tools, as before.
+    noted = {**NEMOTRON_TOOL_CALLING, "metadata": "synthetic, judged"}
+    assert convert_record(noted).samples[0].tools == []
+    # A tools column stays the record's tools.
+    own = {**NEMOTRON_TOOL_CALLING, "tools": [{"name": "convert_currency", "parameters": {"type": "object"}}]}
+    assert convert_record(own).samples[0].tools[0].parameters.required == ()
+
+
 # --- Anthropic Messages content blocks -------------------------------------------------------------
 
 # The Messages API's layout (docs.anthropic.com, "Tool use"): tools with "input_schema", a top-level

@@ -16,12 +16,15 @@ output is (:mod:`toolcall.formats.assistant`): calls written in it (``<tool_call
 When2Call's ``<TOOLCALL>``) are calls, text that does not parse is refused, and calls given both in the
 text and in ``tool_calls`` must agree. An assistant turn with ``"weight": 0`` (OpenAI fine-tuning: do not
 train on it) is never a label; it stays in the context of the turns after it. A ``current_time`` (or
-``conversation_time``) field is the conversation's time, as in :mod:`toolcall.formats.paper`. A system
+``conversation_time``) field is the conversation's time, as in :mod:`toolcall.formats.paper`. With no
+``tools`` (or ``functions``) field, a ``metadata`` object (or JSON text) holding ``tools`` gives them
+(Nemotron-Post-Training-Dataset-v1's tool_calling split). A system
 prompt that carries the tool list is read as the calling harness (:mod:`toolcall.formats.harness`).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from toolcall.formats.assistant import add_call_turn, assistant_text, call_turn, merge_calls
@@ -58,6 +61,8 @@ _ROLE_NAMES = {
 def from_openai(record: dict[str, Any]) -> Conversion:
     notes: list[str] = []
     tools_value = json_or_value(record.get("tools", record.get("functions")), "tools", python=True)
+    if tools_value is None:
+        tools_value = _metadata_tools(record.get("metadata"))
     harness = Harness()
     if "messages" not in record and "prompt" in record:
         raw_messages = _prompt_and_completion(record, notes)
@@ -110,6 +115,18 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
     # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.
     return Conversion("openai", with_time(samples, conversation_time(record) or harness.time), notes)
+
+
+def _metadata_tools(metadata: Any) -> Any:
+    """The tools a record keeps in its ``metadata`` (Nemotron-Post-Training-Dataset-v1's tool_calling
+    split: a JSON string ``{"tools": [...]}``); None where it keeps none. Metadata that is no JSON object
+    is other data, not a tool list: it is left alone."""
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except json.JSONDecodeError:
+            return None
+    return metadata.get("tools") if isinstance(metadata, dict) else None
 
 
 def _turns(raw_messages: list[Any]) -> list[tuple[str, dict[str, Any]]]:
