@@ -1047,3 +1047,83 @@ def test_lilac_glaive_sharegpt_records_read_speakers_written_with_a_space() -> N
     hyphenated = json.loads(json.dumps(record).replace('"function call"', '"function-call"'))
     hyphenated = json.loads(json.dumps(hyphenated).replace('"function response"', '"function-response"'))
     assert convert_record(hyphenated).samples == [sample]
+
+
+# --- XML-argument calls in dataset turns (Qwen3-Coder, GLM-4.5 chat templates) -------------------------
+
+# Data rendered by these templates writes every value as text; only the record's tools say which are
+# numbers or booleans, so each reader types them by the record's own tools, as for a model output.
+SET_TIMER = {
+    "type": "function",
+    "function": {
+        "name": "set_timer",
+        "description": "Start a kitchen timer.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "minutes": {"type": "integer"},
+                "label": {"type": "string"},
+                "loud": {"type": "boolean"},
+            },
+            "required": ["minutes"],
+        },
+    },
+}
+QWEN3_CODER_CALL = (
+    "<tool_call>\n<function=set_timer>\n<parameter=minutes>\n5\n</parameter>\n"
+    "<parameter=label>\n10\n</parameter>\n<parameter=loud>\nTrue\n</parameter>\n</function>\n</tool_call>"
+)
+GLM_CALL = (
+    "<tool_call>set_timer\n<arg_key>minutes</arg_key>\n<arg_value>5</arg_value>\n"
+    "<arg_key>label</arg_key>\n<arg_value>10</arg_value>\n<arg_key>loud</arg_key>\n"
+    "<arg_value>true</arg_value>\n</tool_call>"
+)
+TYPED_TIMER = Action(
+    calls=[ToolCall(name="set_timer", arguments={"minutes": 5, "label": "10", "loud": True})]
+)
+
+
+@pytest.mark.parametrize("call", [QWEN3_CODER_CALL, GLM_CALL], ids=["qwen3-coder", "glm"])
+def test_xml_argument_calls_in_dataset_turns_are_typed_by_the_records_tools(call: str) -> None:
+    hermes_system = f"You are a function calling AI model.\n<tools>\n{json.dumps(SET_TIMER)}\n</tools>"
+    records = {
+        "openai": {
+            "tools": [SET_TIMER],
+            "messages": [
+                {"role": "user", "content": "Timer, 5 minutes."},
+                {"role": "assistant", "content": call},
+            ],
+        },
+        "openai, tools in the system prompt": {
+            "messages": [
+                {"role": "system", "content": hermes_system},
+                {"role": "user", "content": "Timer, 5 minutes."},
+                {"role": "assistant", "content": call},
+            ],
+        },
+        "sharegpt": {
+            "tools": json.dumps([SET_TIMER]),
+            "conversations": [
+                {"from": "human", "value": "Timer, 5 minutes."},
+                {"from": "gpt", "value": call},
+            ],
+        },
+        "paper, ChatML input": {
+            "tools": [SET_TIMER],
+            "input": "<|im_start|>user\nTimer, 5 minutes.<|im_end|>\n"
+            f"<|im_start|>assistant\n{call}<|im_end|>\n"
+            "<|im_start|>user\nAnother one.<|im_end|>\n<|im_start|>assistant\n",
+            "label": call,
+        },
+    }
+    for name, record in records.items():
+        samples = convert_record(record).samples
+        assert samples[0].label == TYPED_TIMER, name
+    paper = convert_record(records["paper, ChatML input"]).samples[0]
+    assert paper.messages[1].tool_calls == TYPED_TIMER.calls  # the context's call, typed too
+    # A whole ChatML dialogue (no label) whose last turn is the assistant's call: its step, typed.
+    dialogue = {
+        "tools": [SET_TIMER],
+        "input": f"<|im_start|>user\nTimer, 5 minutes.<|im_end|>\n<|im_start|>assistant\n{call}<|im_end|>\n",
+    }
+    assert convert_record(dialogue).samples[0].label == TYPED_TIMER

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from toolcall.formats.common import RecordError, call_from, calls_from_json
 from toolcall.parsing import parse_output
 from toolcall.pytypes import TypeExpressionError, python_literal
+from toolcall.specs import ToolSpec
 from toolcall.types import Message, ToolCall
 
 # Call blocks of datasets whose tags the output parser does not know, each holding JSON calls:
@@ -37,10 +39,13 @@ REACT_REFUSAL = "ToolBench ReAct format is not supported"
 _SAYS_NOTHING = parse_output("").error
 
 
-def assistant_text(text: str, notes: list[str], where: str) -> tuple[str, list[ToolCall]]:
+def assistant_text(
+    text: str, notes: list[str], where: str, tools: Sequence[ToolSpec] = ()
+) -> tuple[str, list[ToolCall]]:
     """The answer text and the calls of an assistant turn's text; ``("", [])`` when it says nothing.
 
-    ``notes`` gets a warning when reasoning is left out; ``where`` names the turn in errors.
+    ``notes`` gets a warning when reasoning is left out; ``where`` names the turn in errors; ``tools``
+    (the record's) type the values of XML-argument calls (Qwen3-Coder, GLM-4.5), as for a model output.
     """
     if _REACT_STEP.search(text):
         raise RecordError(f"{where}: {REACT_REFUSAL} (Thought/Action/Action Input steps)", REACT_REFUSAL)
@@ -56,7 +61,7 @@ def assistant_text(text: str, notes: list[str], where: str) -> tuple[str, list[T
             )
     if not text.strip():
         return "", calls
-    parsed = parse_output(text)
+    parsed = parse_output(text, tools)
     if parsed.think is not None:
         notes.append(f"{where}: reasoning not kept (a step's label is its calls or its answer)")
     if parsed.error is not None:

@@ -71,11 +71,21 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     if not isinstance(raw_messages, list):
         raise RecordError("openai 'messages' must be a list")
     raw_messages = [*_system_field(record, raw_messages), *raw_messages, *_chosen_response(record, notes)]
+    turns = _turns(raw_messages)
+    # The tools first (a system prompt may list them): they type the values of XML-argument calls in
+    # the assistant's text. Each system prompt is read for its harness here; kept: what stays of it.
+    kept_system: dict[str, str] = {}
+    for index, raw in turns:
+        role = str(raw.get("role"))
+        if _ROLE_NAMES.get(role, role) == "system":
+            text = text_of(raw.get("content"), [], f"message {index} (system)")[0]
+            kept_system[index] = harness.system(text)
+    tools = harness.tools(tools_value, notes)
     names_by_call_id: dict[str, str] = {}
     messages: list[Message] = []
     untrained: set[int] = set()
     previous_role = ""
-    for index, raw in _turns(raw_messages):
+    for index, raw in turns:
         role = str(raw.get("role"))
         role = _ROLE_NAMES.get(role, role)
         where = f"message {index} ({role})"
@@ -92,7 +102,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
                 calls.append(call_from(raw["function_call"]))
             if turn_weight(raw.get("weight"), where) == 0:
                 untrained.add(len(messages))
-            text, text_calls = assistant_text(text, notes, where)
+            text, text_calls = assistant_text(text, notes, where, tools)
             calls = merge_calls(text_calls, calls, where)
             messages.append(Message(role="assistant", content=text, tool_calls=calls))
         elif role == "function_call":  # a turn of the assistant's calls alone
@@ -107,11 +117,10 @@ def from_openai(record: dict[str, Any]) -> Conversion:
                 raise RecordError(
                     f"{where}: only assistant turns make calls", "calls outside an assistant turn"
                 )
-            kept = harness.system(text) if role == "system" else text
+            kept = kept_system[index] if role == "system" else text
             if kept or kept == text:  # a system prompt that was only the harness is no message
                 messages.append(message(role, kept))
         previous_role = role
-    tools = harness.tools(tools_value, notes)
     samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
     # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.
     return Conversion("openai", with_time(samples, conversation_time(record) or harness.time), notes)

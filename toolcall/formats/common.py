@@ -212,10 +212,11 @@ def calls_from_json(text: str, what: str) -> list[ToolCall]:
     return [call_from(item) for item in items]
 
 
-def label_from(value: Any, ordered: bool) -> Action:
-    """A label given as ``<tool_call>`` text, an Action object, or a list of calls."""
+def label_from(value: Any, ordered: bool, tools: list[ToolSpec] | None = None) -> Action:
+    """A label given as ``<tool_call>`` text, an Action object, or a list of calls; ``tools`` type the
+    values of XML-argument calls in the text."""
     if isinstance(value, str):
-        parsed = parse_output(value)
+        parsed = parse_output(value, tools)
         if parsed.error or parsed.action is None:
             raise RecordError(
                 f"label does not parse: {parsed.error or 'empty label'}", "label does not parse"

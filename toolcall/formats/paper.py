@@ -32,7 +32,8 @@ from toolcall.formats.common import (
     message,
     with_time,
 )
-from toolcall.formats.harness import Harness
+from toolcall.formats.harness import Harness, read_system
+from toolcall.specs import ToolSpec
 from toolcall.types import Message, Sample, ToolCall
 
 _CHATML_TURN = re.compile(
@@ -41,7 +42,7 @@ _CHATML_TURN = re.compile(
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 
 
-def chatml_messages(text: str, notes: list[str]) -> list[Message]:
+def chatml_messages(text: str, notes: list[str], tools: list[ToolSpec] | None = None) -> list[Message]:
     messages: list[Message] = []
     turns = _CHATML_TURN.findall(text)
     if not turns:
@@ -50,9 +51,9 @@ def chatml_messages(text: str, notes: list[str]) -> list[Message]:
         content = content.strip()
         if role == "assistant":
             where = f"input turn {index} (assistant)"
-            if index == len(turns) - 1 and assistant_text(content, [], where) == ("", []):
+            if index == len(turns) - 1 and assistant_text(content, [], where, tools or ()) == ("", []):
                 break  # the template's generation prompt: the answer to learn is not written yet
-            messages.append(_assistant(content, [], notes, where))
+            messages.append(_assistant(content, [], notes, where, tools))
         elif role in ("user", "tool") and _TOOL_RESPONSE.search(content):
             messages.extend(message("tool", response) for response in _TOOL_RESPONSE.findall(content))
         else:
@@ -60,15 +61,17 @@ def chatml_messages(text: str, notes: list[str]) -> list[Message]:
     return messages
 
 
-def _assistant(text: str, structured: list[ToolCall], notes: list[str], where: str) -> Message:
-    content, text_calls = assistant_text(text, notes, where)
+def _assistant(
+    text: str, structured: list[ToolCall], notes: list[str], where: str, tools: list[ToolSpec] | None
+) -> Message:
+    content, text_calls = assistant_text(text, notes, where, tools or ())
     calls = merge_calls(text_calls, structured, where)
     if not content and not calls:
         raise RecordError(f"{where}: assistant turn is empty", "assistant turn is empty")
     return Message(role="assistant", content=content, tool_calls=calls)
 
 
-def plain_message(raw: Any, notes: list[str], where: str) -> Message:
+def plain_message(raw: Any, notes: list[str], where: str, tools: list[ToolSpec] | None = None) -> Message:
     if not isinstance(raw, dict):
         raise RecordError("each message must be an object")
     role = raw.get("role")
@@ -77,20 +80,24 @@ def plain_message(raw: Any, notes: list[str], where: str) -> Message:
         raise RecordError("a message's 'tool_calls' must be a list", "'tool_calls' is not a list")
     calls = [call_from(c) for c in raw_calls]
     if role == "assistant" and isinstance(raw.get("content"), str) and raw["content"].strip():
-        return _assistant(raw["content"], calls, notes, where)
+        return _assistant(raw["content"], calls, notes, where, tools)
     return message(str(role), raw.get("content"), calls, raw.get("name"))
 
 
 def from_paper(record: dict[str, Any]) -> Conversion:
     notes: list[str] = []
     ordered = flag(record, "ordered")
+    # The tools first (a system prompt may list them): they type the values of XML-argument calls in
+    # assistant turns and in the label.
+    harness = Harness()
+    for text in _system_texts(record):
+        harness.system(text)
+    tools = harness.tools(record.get("tools"), notes)
     if "messages" in record:
         raw = record["messages"]
-        if not isinstance(raw, list):
-            raise RecordError("messages must be a list")
-        messages = [plain_message(m, notes, f"message {i} ({_role(m)})") for i, m in enumerate(raw)]
+        messages = [plain_message(m, notes, f"message {i} ({_role(m)})", tools) for i, m in enumerate(raw)]
     elif isinstance(record.get("input"), str):
-        messages = chatml_messages(record["input"], notes)
+        messages = chatml_messages(record["input"], notes, tools)
     elif isinstance(record.get("input"), list):
         # Llama-Nemotron's post-training sets write {"input": [messages], "output": "..."}; none of its
         # published categories is tool calling, so the layout is named rather than guessed at.
@@ -102,24 +109,42 @@ def from_paper(record: dict[str, Any]) -> Conversion:
         )
     else:
         raise RecordError("paper record needs 'messages' or an 'input' string")
-    harness = Harness()
-    messages = _without_harness(messages, harness)
-    tools = harness.tools(record.get("tools"), notes)
+    messages = _without_harness(messages)
     time = conversation_time(record) or harness.time
     if "label" not in record:
         return Conversion("paper", with_time(dialogue_samples(tools, messages, ordered), time), notes)
     check_context(messages)
     sample = Sample(
-        tools=tools, messages=messages, label=label_from(record["label"], ordered), conversation_time=time
+        tools=tools,
+        messages=messages,
+        label=label_from(record["label"], ordered, tools),
+        conversation_time=time,
     )
     return Conversion("paper", [sample], notes)
 
 
-def _without_harness(messages: list[Message], harness: Harness) -> list[Message]:
-    """The messages with each system prompt's calling harness read out (and left out)."""
+def _system_texts(record: dict[str, Any]) -> list[str]:
+    """The record's system prompts as its messages will hold them, before the messages are read."""
+    if "messages" in record:
+        raw = record["messages"]
+        if not isinstance(raw, list):
+            raise RecordError("messages must be a list")
+        return [
+            m["content"]
+            for m in raw
+            if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str)
+        ]
+    if isinstance(record.get("input"), str):
+        turns = _CHATML_TURN.findall(record["input"])
+        return [content.strip() for role, content in turns if role == "system"]
+    return []
+
+
+def _without_harness(messages: list[Message]) -> list[Message]:
+    """The messages with each system prompt's calling harness (read before them) left out."""
     kept: list[Message] = []
     for turn in messages:
-        text = harness.system(turn.content) if turn.role == "system" else turn.content
+        text = read_system(turn.content).kept if turn.role == "system" else turn.content
         if text != turn.content:
             if text:
                 kept.append(turn.model_copy(update={"content": text}))

@@ -80,7 +80,7 @@ def _assistant(value: str, tools: list[ToolSpec], notes: list[str], where: str) 
     # declared order), which the output parser, reading a model's calls, does not accept.
     if _PYTHON_CALLS.match(value) and "<tool_call>" not in value:
         return Message(role="assistant", tool_calls=python_calls_to_tool_calls(value, tools, where))
-    content, calls = assistant_text(value, notes, where)
+    content, calls = assistant_text(value, notes, where, tools)
     return Message(role="assistant", content=content, tool_calls=calls)
 
 
