@@ -694,6 +694,18 @@ def _json_text(text: str, what: str) -> Any:
             raise ToolSpecError(f"{what} are not valid JSON: {error.msg}") from error
 
 
+def _arguments_as_parameters(function: dict[str, Any]) -> dict[str, Any]:
+    """The tool with its ``arguments`` as its ``parameters`` where it declares its inputs only there
+    (Nanbeige/ToolMind's augmented xLAM tools: ``"arguments": {"radius": {"type": "str", ...}}``);
+    any other tool as it is."""
+    if any(function.get(key) is not None for key in ("parameters", "inputSchema", "input_schema")):
+        return function
+    if not isinstance(function.get("arguments"), dict | str):
+        return function
+    renamed = {key: value for key, value in function.items() if key != "arguments"}
+    return {**renamed, "parameters": function["arguments"]}
+
+
 def _schema_text_read(function: dict[str, Any]) -> dict[str, Any]:
     """The tool with its schema read where a dataset wrote it as a JSON string (table exports keep
     ``parameters`` as a string column, Anthropic-style exports ``input_schema``)."""
@@ -720,7 +732,7 @@ def load_tool(obj: Any, notes: list[str] | None = None) -> ToolSpec:
         raise ToolSpecError(f"a tool must be an object, got {type(obj).__name__}")
     function = obj.get("function", obj) if obj.get("type") == "function" else obj
     if isinstance(function, dict):
-        function = _schema_text_read(function)
+        function = _schema_text_read(_arguments_as_parameters(function))
     if isinstance(function, dict) and _is_xlam(function):
         return _spec_from(function, _xlam_parameters, notes)
     return _spec_from(function, _json_schema, notes)

@@ -1127,3 +1127,56 @@ def test_xml_argument_calls_in_dataset_turns_are_typed_by_the_records_tools(call
         "input": f"<|im_start|>user\nTimer, 5 minutes.<|im_end|>\n<|im_start|>assistant\n{call}<|im_end|>\n",
     }
     assert convert_record(dialogue).samples[0].label == TYPED_TIMER
+
+
+def test_toolmind_tools_that_declare_their_inputs_as_arguments_keep_their_schema() -> None:
+    # Nanbeige/ToolMind: "conversations" of role/content turns (calls in tool_calls, arguments as
+    # objects) beside a "tools" list; its augmented xLAM tools declare their inputs under "arguments"
+    # (xLAM's per-parameter form), not "parameters".
+    record = {
+        "conversations": [
+            {"role": "user", "content": "Grid points 1 km apart around 40.71,-74.01, please."},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "function": {
+                            "name": "calculate_grid_coordinate_points",
+                            "arguments": {"radius": "1", "lat": "40.71", "lng": "-74.01"},
+                        }
+                    }
+                ],
+            },
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "calculate_grid_coordinate_points",
+                    "description": "Calculate all grid coordinate points around a center point.",
+                    "arguments": {
+                        "radius": {"description": "The distance between coordinate points.", "type": "str"},
+                        "lat": {"description": "Latitude of the center.", "type": "str"},
+                        "lng": {"description": "Longitude of the center.", "type": "str"},
+                        "radius_units": {
+                            "description": "km or mi.",
+                            "type": "str, optional",
+                            "default": "km",
+                        },
+                    },
+                },
+            }
+        ],
+    }
+    conversion = convert_record(record)
+    [sample] = conversion.samples
+    [tool] = sample.tools
+    assert set(tool.parameters.properties) == {"radius", "lat", "lng", "radius_units"}
+    assert tool.parameters.required == ("radius", "lat", "lng")
+    assert tool.parameters.properties["radius"].types == ("string",)
+    assert not any("is not kept" in warning for warning in conversion.warnings)
+    # A tool that declares parameters keeps them; its "arguments" (an example, say) is not its schema.
+    both = json.loads(json.dumps(record))
+    both["tools"][0]["function"]["parameters"] = {"type": "object", "properties": {"lat": {"type": "number"}}}
+    assert set(convert_record(both).samples[0].tools[0].parameters.properties) == {"lat"}
