@@ -14,7 +14,9 @@ the benchmark's question.
 A multi-turn conversation is many questions: a training sample cut from it at turn k holds the user
 turns up to k (its context), or turn k alone (a re-split dialogue). Each of those texts is hashed with
 the tools offered by then (``miss_func`` adds its held-out functions at their turn) and with every
-function of the conversation's API classes (a copy that never held any out).
+function of the conversation's API classes (a copy that never held any out), each also without the
+functions the entry's ``excluded_function`` names (which ``looptool ingest`` leaves out of a sample's
+tools, while bfcl-eval's loader, and so the suite, still offers them).
 """
 
 from __future__ import annotations
@@ -83,17 +85,24 @@ def item_keys(item: SuiteItem) -> set[str]:
         return {item_key(item)}
     offered = [f["name"] for f in item.functions]
     every = [*offered, *(f["name"] for docs in item.missed_function.values() for f in docs)]
+    excluded = set(item.excluded_function)
     keys: set[str] = set()
     so_far: list[str] = []
     for turn, query in enumerate(item.turn_queries()):
         offered = [*offered, *(f["name"] for f in item.missed_function.get(str(turn), []))]
+        # Ingest leaves BFCL's excluded functions out of a sample's tools; bfcl-eval still offers them.
+        tool_sets = [offered, every]
+        if excluded:
+            tool_sets += [[name for name in names if name not in excluded] for names in (offered, every)]
+        texts = []
         if query:
             so_far.append(query)
-            for tools in (offered, every):
-                keys.add(overlap_key(query, tools))
+            texts.append(query)
         if so_far:
-            for tools in (offered, every):
-                keys.add(overlap_key("\n".join(so_far), tools))
+            texts.append("\n".join(so_far))
+        for text in texts:
+            for tools in tool_sets:
+                keys.add(overlap_key(text, tools))
     return keys
 
 

@@ -108,7 +108,10 @@ class MultiTurnItem:
 
     ``functions`` are the docs offered from the first turn (with BFCL's Python hint);
     ``missed_function`` maps a turn index (a string, as in BFCL's data) to the docs held out until
-    that turn (``miss_func`` only; BFCL adds no hint to them).
+    that turn (``miss_func`` only; BFCL adds no hint to them). ``excluded_function`` names the
+    functions BFCL holds out of the entry (one canonical action path); bfcl-eval's loader still offers
+    them, and so does this item, but a training sample read from the entry (``looptool ingest``) does
+    not, which decontamination allows for.
     """
 
     id: str
@@ -119,6 +122,7 @@ class MultiTurnItem:
     functions: list[dict[str, Any]]
     missed_function: dict[str, list[dict[str, Any]]]
     ground_truth: list[list[str]]
+    excluded_function: tuple[str, ...] = ()
 
     @property
     def kind(self) -> ItemKind:
@@ -245,6 +249,7 @@ def _multi_turn_items(category: str) -> tuple[MultiTurnItem, ...]:
                 functions=functions,
                 missed_function=missed,
                 ground_truth=answer["ground_truth"],
+                excluded_function=tuple(entry.get("excluded_function") or ()),
             )
         )
     return tuple(items)

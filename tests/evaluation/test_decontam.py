@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from evaluation.decontam import Decontaminator, normalise_tool_name, sample_key
 from evaluation.suite import BfclItem, MultiTurnItem, ground_truth_label, load_suite
+from streams.sources import iter_records
+from toolcall.formats import convert_record
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample, ToolCall
 
@@ -128,3 +132,18 @@ def test_multi_turn_conversations_are_covered_turn_by_turn(suite: Decontaminator
         update={"messages": [Message(role="user", content=item.turn_queries()[0] + " And then delete it.")]}
     )
     assert suite.overlaps(reworded) is None
+
+
+def test_an_ingested_bfcl_multi_turn_entry_is_its_suite_item(suite: Decontaminator) -> None:
+    # multi_turn_base_0 as bfcl-eval ships it, with "excluded_function": ["cp"]: ingest leaves cp out of
+    # the tools, the suite offers it as bfcl-eval's loader does, and the samples are still that item.
+    published = Path(__file__).parents[1] / "toolcall" / "data" / "published" / "bfcl"
+    [source] = iter_records(published / "BFCL_v4_multi_turn_base.json")
+    assert source.value["excluded_function"] == ["cp"]
+    samples = convert_record(source.value, "auto", source.context).samples
+    [item] = [i for i in load_suite("multi_turn_base") if i.id == source.value["id"]]
+    assert isinstance(item, MultiTurnItem) and item.excluded_function == ("cp",)
+    assert "cp" in {f["name"] for f in item.functions}
+    assert "cp" not in {t.name for t in samples[0].tools}
+    for sample in samples:
+        assert item.id in suite.matches(sample)

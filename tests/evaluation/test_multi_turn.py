@@ -40,6 +40,27 @@ def item(category: str, index: int = 0) -> MultiTurnItem:
     return found
 
 
+@pytest.mark.parametrize(
+    "category",
+    ["multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context"],
+)
+def test_the_suite_offers_what_bfcl_evals_loader_offers(category: str) -> None:
+    # Each of the 800 conversations with bfcl-eval's own function docs and held-out functions, so a
+    # BFCL score here is bfcl-eval's (its loader still offers an entry's excluded_function).
+    from bfcl_eval.utils import load_dataset_entry
+
+    theirs = {entry["id"]: entry for entry in load_dataset_entry(category)}
+    ours = {found.id: found for found in load_suite(category)}
+    assert ours.keys() == theirs.keys() and len(ours) == 200
+    for entry_id, found in ours.items():
+        assert isinstance(found, MultiTurnItem)
+        entry = theirs[entry_id]
+        assert found.question == entry["question"], entry_id
+        assert found.functions == entry["function"], entry_id
+        assert found.missed_function == entry.get("missed_function", {}), entry_id
+        assert found.excluded_function == tuple(entry.get("excluded_function", ())), entry_id
+
+
 # --- bfcl-eval's checker on trajectories built from its own ground truth -----------------------------
 
 
