@@ -44,6 +44,18 @@ LLAMA3_SPECIALS = (
     "<|eot_id|>",
 )
 GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>")
+CHATML_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+HARMONY_SPECIALS = (
+    "<|startoftext|>",
+    "<|endoftext|>",
+    "<|start|>",
+    "<|end|>",
+    "<|message|>",
+    "<|channel|>",
+    "<|constrain|>",
+    "<|return|>",
+    "<|call|>",
+)
 
 FAMILIES: dict[str, Family] = {
     "llama3": Family(
@@ -108,6 +120,42 @@ FAMILIES: dict[str, Family] = {
         eos="<|im_end|>",
         pad="<|endoftext|>",
         generation_eos=("<|im_end|>", "<|endoftext|>"),
+    ),
+    # Llama 3.1 / 3.2 with tool support: JSON calls with "parameters", <|python_tag|>, ipython results.
+    "llama31_tools": Family(
+        "llama31_tools.jinja",
+        "llama",
+        (*LLAMA3_SPECIALS, "<|eom_id|>", "<|python_tag|>"),
+        eos="<|eot_id|>",
+        bos="<|begin_of_text|>",
+        adds_bos=True,
+        generation_eos=("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"),
+    ),
+    "qwen25": Family(
+        "qwen25.jinja",
+        "qwen2",
+        CHATML_SPECIALS,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        generation_eos=("<|im_end|>", "<|endoftext|>"),
+    ),
+    # SmolLM3: Llama 3's vocabulary with ChatML turns, reasoning on by default (/think, /no_think).
+    "smollm3": Family(
+        "smollm3.jinja",
+        "smollm3",
+        ("<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>"),
+        eos="<|im_end|>",
+        pad="<|end_of_text|>",
+        generation_eos=("<|im_end|>",),
+    ),
+    # gpt-oss (harmony): the tokenizer's EOS is <|return|>; a call ends with <|call|>.
+    "gpt_oss": Family(
+        "gpt_oss.jinja",
+        "gpt_oss",
+        HARMONY_SPECIALS,
+        eos="<|return|>",
+        pad="<|endoftext|>",
+        generation_eos=("<|return|>", "<|endoftext|>", "<|call|>"),
     ),
     "granite": Family(
         "granite.jinja",
@@ -182,6 +230,15 @@ def _model(arch: str, vocab: int, ids: dict[str, int | None]) -> Any:
         return transformers.Phi3ForCausalLM(transformers.Phi3Config(**common))
     if arch == "qwen3":
         return transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**common, head_dim=16))
+    if arch == "qwen2":
+        return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common))
+    if arch == "smollm3":
+        return transformers.SmolLM3ForCausalLM(transformers.SmolLM3Config(**common))
+    if arch == "gpt_oss":
+        config = transformers.GptOssConfig(
+            **common, head_dim=16, num_local_experts=2, num_experts_per_tok=1, sliding_window=16
+        )
+        return transformers.GptOssForCausalLM(config)
     if arch == "granite":
         # A large logits_scaling: logits computed without it are far from the model's own.
         return transformers.GraniteForCausalLM(transformers.GraniteConfig(**common, logits_scaling=8.0))
