@@ -21,7 +21,8 @@ in a ``<|tool_calls_section_begin|>`` section, read on the same rules;
 Cohere Command A's and R7B's ``<|START_ACTION|>[{"tool_name": …, "parameters": …}]<|END_ACTION|>``
 (its ``<|START_THINKING|>`` trace and ``<|START_RESPONSE|>`` answer read as such);
 ``harmony``: gpt-oss's raw completion, a message to ``functions.NAME`` a call with its JSON arguments,
-the ``analysis`` channel the trace, the ``final`` channel the answer; ``xml_arguments``: a
+the ``analysis`` channel the trace, the ``final`` channel the answer (read as any output, so its
+``<tool_call>`` blocks are calls: gpt-oss's template writes a label's turn there); ``xml_arguments``: a
 ``<tool_call>`` block holding Qwen3-Coder's ``<function=NAME><parameter=P>VALUE</parameter>`` or
 GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>``, each value typed by the tool's
 schema, given as ``tools``: a value that may be a string or not, with no schema to say, is a failure).
@@ -243,7 +244,7 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
         return ParsedOutput(error=f"output must be text, got {type(text).__name__}")
     repairs: list[str] = []
     if _HARMONY_START.match(text):
-        harmony = _harmony_output(text, repairs)
+        harmony = _harmony_output(text, repairs, tools)
         if harmony is not None:
             return harmony
     # Call bodies are set aside first: a tag inside one of their JSON strings is data, not markup.
@@ -319,9 +320,10 @@ def _parse_blocks(
     return ParsedOutput(action=Action(calls=calls), think=think, text=outside or None, repairs=repairs)
 
 
-def _harmony_output(text: str, repairs: list[str]) -> ParsedOutput | None:
+def _harmony_output(text: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> ParsedOutput | None:
     """A gpt-oss completion returned raw: the analysis channel is the trace, a message to
-    ``functions.NAME`` is a call with its JSON arguments, the final channel the text answer."""
+    ``functions.NAME`` is a call with its JSON arguments, the final channel the answer, read as any
+    output is (``<tool_call>`` blocks in it are calls)."""
     messages = harmony_messages(text)
     if not messages:
         return None
@@ -358,8 +360,11 @@ def _harmony_output(text: str, repairs: list[str]) -> ParsedOutput | None:
     if answer is None:  # only the analysis came, or it was cut off: no answer, never the trace as one
         problem = reading.problem if reading is not None else "no message"
         return ParsedOutput(think=think, error=f"harmony: {problem}", repairs=repairs)
-    repairs.append("harmony")
-    return ParsedOutput(action=Action(text=answer), think=think, text=answer, repairs=repairs)
+    # The policy prompt asks for <tool_call> blocks, and gpt-oss's template writes a label's turn in
+    # the final channel: a policy trained on it answers with its calls there.
+    inner = _parse(answer, tools, False)
+    thoughts = "\n".join(t for t in (think, inner.think) if t) or None
+    return inner.model_copy(update={"think": thoughts, "repairs": [*repairs, "harmony", *inner.repairs]})
 
 
 def _token_calls_output(

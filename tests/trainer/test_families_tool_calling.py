@@ -1,0 +1,105 @@
+"""The policy path on families users post-train for tool calling: gpt-oss (harmony), SmolLM3,
+Qwen2.5-Instruct and Llama 3.1/3.2 with tools (cut-down templates, tests/families.py). A multi-turn
+prompt with tool results renders; the label's turn is what the template writes; a completion in the
+policy prompt's <tool_call> format and in the family's own call format earns the reward when it calls
+the label, and not otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.families import FAMILIES, build_tokenizer
+from tests.trainer import toy
+from toolcall.prompts import build_chat
+from toolcall.templates import assistant_turn, end_token_ids, prompt_opens_trace, render_prompt
+from toolcall.types import Message, ToolCall
+from trainer.cpu_grpo import render_prompts, toolmatch_reward_for
+
+NEW_FAMILIES = ("gpt_oss", "smollm3", "qwen25", "llama31_tools")
+ROME = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'
+
+
+def _history() -> list[Message]:
+    return [
+        Message(role="user", content="What is the weather in Paris?"),
+        Message(
+            role="assistant",
+            content="",
+            tool_calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})],
+        ),
+        Message(role="tool", content='{"temperature": 21}'),
+        Message(role="user", content="And in Rome?"),
+    ]
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_a_multi_turn_prompt_with_tool_results_renders_whole_and_opens_no_trace(family: str) -> None:
+    tokenizer = build_tokenizer(FAMILIES[family])
+    chat = build_chat([toy.WEATHER], _history())
+    prompt = render_prompt(tokenizer, chat)
+    for message in chat:
+        for line in message["content"].splitlines():
+            assert line.strip() in prompt, line
+    assert not prompt_opens_trace(prompt)
+
+
+# The label's turn as each template writes it after the generation prompt, through its end token.
+LABEL_TURNS = {
+    "gpt_oss": "<|channel|>final<|message|>" + ROME + "<|return|>",
+    "smollm3": ROME + "<|im_end|>",
+    "qwen25": ROME + "<|im_end|>",
+    "llama31_tools": ROME + "<|eot_id|>",
+}
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_the_label_turn_is_the_templates_and_ends_on_an_end_token(family: str) -> None:
+    tokenizer = build_tokenizer(FAMILIES[family])
+    (row,) = toy.rows(["Rome"])
+    turn = assistant_turn(tokenizer, row.chat, row.target())
+    assert turn == LABEL_TURNS[family]
+    end = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(turn)[-1])
+    assert end in end_token_ids(tokenizer, None)
+
+
+# Completions as each family writes them, without the end token a backend drops: (calls Rome, calls
+# Paris). The first pair is the policy prompt's own <tool_call> format (as the label's turn has it),
+# the second the family's native call format, where it has one.
+COMPLETIONS = {
+    "gpt_oss": [
+        (
+            "<|channel|>analysis<|message|>The user asks about Rome.<|end|>"
+            "<|start|>assistant<|channel|>final<|message|>" + ROME,
+            "<|channel|>final<|message|>" + ROME.replace("Rome", "Paris"),
+        ),
+        (
+            '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Rome"}',
+            '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}',
+        ),
+    ],
+    "smollm3": [("<think>\nThe user asks about Rome.\n</think>\n" + ROME, ROME.replace("Rome", "Paris"))],
+    "qwen25": [(ROME, ROME.replace("Rome", "Paris"))],
+    "llama31_tools": [
+        (ROME, ROME.replace("Rome", "Paris")),
+        (
+            '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Rome"}}',
+            '{"name": "get_weather", "parameters": {"city": "Paris"}}',
+        ),
+    ],
+}
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_the_grpo_reward_of_a_familys_completion_is_one_when_it_calls_the_label(family: str) -> None:
+    """gpt-oss: the label's turn puts its <tool_call> blocks in the final channel, and that answer was
+    read as text, so a completion calling the label earned no reward."""
+    tokenizer = build_tokenizer(FAMILIES[family])
+    (row,) = toy.rows(["Rome"])
+    (prompt,) = render_prompts(tokenizer, [row])
+    ends = end_token_ids(tokenizer, None)
+    reward = toolmatch_reward_for([row], tokenizer, ends=set(ends))
+    for right, wrong in COMPLETIONS[family]:
+        completions = [right, wrong]
+        ids = [[*tokenizer(text, add_special_tokens=False)["input_ids"], ends[0]] for text in completions]
+        scores = reward(prompts=[prompt] * 2, completions=completions, row_index=[0, 0], completion_ids=ids)
+        assert scores == [1.0, 0.0], (right, scores)
