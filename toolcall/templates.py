@@ -109,15 +109,28 @@ def _opening(prompt: str, before: str, last: str) -> str | None:
     return written[len(header) :] if written.startswith(header) else None
 
 
-def _closing(tokenizer: Any, after: str) -> str | None:
-    """The start of ``after`` through its first special token, when only whitespace precedes it."""
+def _special_tokens(tokenizer: Any) -> list[str]:
+    """The tokenizer's special tokens, the longest first ("<|end|>" before "<|end")."""
     specials = {str(token) for token in tokenizer.all_special_tokens}
     specials.update(token.content for token in tokenizer.added_tokens_decoder.values() if token.special)
+    return sorted((token for token in specials if token), key=len, reverse=True)
+
+
+def _closing(tokenizer: Any, after: str) -> str | None:
+    """The start of ``after`` through its first special token, when only whitespace precedes it."""
     rest = after.lstrip()
-    for token in sorted(specials, key=len, reverse=True):  # the longest first: "<|end|>" vs "<|end"
-        if token and rest.startswith(token):
+    for token in _special_tokens(tokenizer):
+        if rest.startswith(token):
             return after[: len(after) - len(rest) + len(token)]
     return None
+
+
+def _token_id(tokenizer: Any, token: str) -> int | None:
+    """The id of ``token``, None when the tokenizer does not have it as one token."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    # An unknown token comes back as the unknown token's id (which may be a real end token, too).
+    known = isinstance(token_id, int) and tokenizer.convert_ids_to_tokens(token_id) == token
+    return int(token_id) if known else None
 
 
 def turn_end_token(tokenizer: Any) -> int | None:
@@ -127,21 +140,46 @@ def turn_end_token(tokenizer: Any) -> int | None:
     turn = assistant_turn(tokenizer, [{"role": "user", "content": "Hi"}], content)
     if turn is None:
         return None
-    token = turn[turn.index(content) + len(content) :].strip()
-    token_id = tokenizer.convert_tokens_to_ids(token)
-    # An unknown token comes back as the unknown token's id (which may be a real end token, too).
-    known = isinstance(token_id, int) and tokenizer.convert_ids_to_tokens(token_id) == token
-    return int(token_id) if known else None
+    return _token_id(tokenizer, turn[turn.index(content) + len(content) :].strip())
+
+
+# A call the template is shown to learn how it closes an assistant turn that calls a tool.
+_PROBE_FUNCTION = "get_weather"
+_PROBE_CALL = {"type": "function", "function": {"name": _PROBE_FUNCTION, "arguments": {"city": "Paris"}}}
+
+
+def call_turn_end_token(tokenizer: Any) -> int | None:
+    """The id of the special token that closes an assistant turn holding a tool call (``tool_calls``),
+    as the chat template writes it: gpt-oss's ``<|call|>``, where a text answer ends with
+    ``<|return|>``. A model answering in its own call format stops there, and a folder whose
+    generation config does not name it would decode past the call into a made-up tool result. None
+    when the template refuses or leaves out such a turn, or ends it with no special token."""
+    chat: Chat = [{"role": "user", "content": "Hi"}]
+    dated = template_date_kwargs(chat)
+    call_turn = {"role": "assistant", "content": "", "tool_calls": [_PROBE_CALL]}
+    try:
+        prompt = str(tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False, **dated))
+        full = str(tokenizer.apply_chat_template([*chat, call_turn], tokenize=False, **dated))
+    except Exception as error:
+        if isinstance(error, _TEMPLATE_ERRORS) or _is_template_error(error):
+            return None
+        raise
+    turn = full[len(prompt) :].rstrip() if full.startswith(prompt) else ""
+    if _PROBE_FUNCTION not in turn:
+        return None
+    token = next((token for token in _special_tokens(tokenizer) if turn.endswith(token)), None)
+    return None if token is None else _token_id(tokenizer, token)
 
 
 def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) -> list[int]:
     """The token ids that end a policy completion, sorted: the tokenizer's EOS, the generation
-    config's (``generation_eos``: one id, a list or None), and the special token the chat template
+    config's (``generation_eos``: one id, a list or None), the special token the chat template
     writes right after an assistant turn's content (:func:`turn_end_token`:
-    ChatML's ``<|im_end|>``, Phi's ``<|end|>``, Gemma's ``<end_of_turn>``), which a folder without
-    generation_config.json names nowhere else. The probe, the vLLM backend, the CPU trainer and verl
-    (its rollouts and our reward manager) all stop, and read a completion as finished, at exactly
-    these."""
+    ChatML's ``<|im_end|>``, Phi's ``<|end|>``, Gemma's ``<end_of_turn>``) and the one that closes
+    an assistant turn holding a call (:func:`call_turn_end_token`: gpt-oss's ``<|call|>``), which a
+    folder without generation_config.json names nowhere else. The probe, the vLLM backend, the CPU
+    trainer and verl (its rollouts and our reward manager) all stop, and read a completion as
+    finished, at exactly these."""
     ends: set[int] = set()
     if isinstance(generation_eos, int):
         ends.add(generation_eos)
@@ -149,9 +187,9 @@ def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) ->
         ends.update(int(token) for token in generation_eos)
     if tokenizer.eos_token_id is not None:
         ends.add(int(tokenizer.eos_token_id))
-    turn_end = turn_end_token(tokenizer)
-    if turn_end is not None:
-        ends.add(turn_end)
+    for template_end in (turn_end_token(tokenizer), call_turn_end_token(tokenizer)):
+        if template_end is not None:
+            ends.add(template_end)
     return sorted(ends)
 
 

@@ -6,6 +6,8 @@ the label, and not otherwise."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.families import FAMILIES, build_tokenizer
@@ -103,3 +105,31 @@ def test_the_grpo_reward_of_a_familys_completion_is_one_when_it_calls_the_label(
         ids = [[*tokenizer(text, add_special_tokens=False)["input_ids"], ends[0]] for text in completions]
         scores = reward(prompts=[prompt] * 2, completions=completions, row_index=[0, 0], completion_ids=ids)
         assert scores == [1.0, 0.0], (right, scores)
+
+
+def test_a_gpt_oss_call_ends_the_completion_without_generation_config(tmp_path: Path) -> None:
+    """gpt-oss ends a call with <|call|> and an answer with <|return|> (its tokenizer's EOS). In a
+    folder without generation_config.json only <|return|> ended a completion, so the probe, the vLLM
+    backend and the trainers decoded past a call into a made-up tool result, and the call read as a
+    parse failure. The token that closes the template's call turn now ends it everywhere."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from inference.transformers_backend import TransformersBackend
+    from inference.vllm_backend import stop_token_ids
+    from tests.families import build_family_model
+    from toolcall.parsing import parse_output
+    from trainer.cpu_grpo import completion_ends
+
+    folder = build_family_model("gpt_oss", tmp_path / "gpt_oss", generation_config=False)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    call_end = tokenizer.convert_tokens_to_ids("<|call|>")
+    probe = TransformersBackend(folder, "gpt_oss")
+    assert call_end in probe._eos_ids
+    assert stop_token_ids(tokenizer, folder) == probe._eos_ids
+    assert completion_ends(tokenizer, AutoModelForCausalLM.from_pretrained(folder)) == probe._eos_ids
+    call = '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Rome"}'
+    made_up = '<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{"t": 20}<|end|>'
+    ids = tokenizer(call + "<|call|>" + made_up, add_special_tokens=False)["input_ids"]
+    ended = probe._finish(ids, [-0.1] * len(ids), (), 128)
+    assert ended.finish_reason == "stop" and ended.token_ids[-1] == call_end
+    assert parse_output(ended.text).action == toy.rows(["Rome"])[0].label
