@@ -133,3 +133,32 @@ def test_a_gpt_oss_call_ends_the_completion_without_generation_config(tmp_path: 
     ended = probe._finish(ids, [-0.1] * len(ids), (), 128)
     assert ended.finish_reason == "stop" and ended.token_ids[-1] == call_end
     assert parse_output(ended.text).action == toy.rows(["Rome"])[0].label
+
+
+@pytest.mark.parametrize("family", ["gpt_oss", "qwen25", "llama31_tools"])
+def test_a_call_turn_in_the_familys_own_format_reads_back_as_its_call(family: str) -> None:
+    """The templates' own tool path (tools given to the template, calls as ``tool_calls``, results as
+    ``tool`` turns): what follows the generation prompt is the call as the family writes it, and the
+    parser reads it back; the call turn ends on one of the completion's end tokens."""
+    from toolcall.parsing import parse_output
+
+    tokenizer = build_tokenizer(FAMILIES[family])
+    tools = [{"type": "function", "function": toy.WEATHER.to_openai()}]
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}
+    chat = [{"role": "user", "content": "And in Rome?"}]
+    prompt = tokenizer.apply_chat_template(chat, tools=tools, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(
+        [
+            *chat,
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "content": "21"},
+        ],
+        tools=tools,
+        tokenize=False,
+    )
+    assert "get_weather" in prompt and full.startswith(prompt)
+    ends = end_token_ids(tokenizer, None)
+    turn = full[len(prompt) :]
+    end = next(at for at in range(len(turn)) if any(turn.startswith(tokenizer.decode([i]), at) for i in ends))
+    parsed = parse_output(turn[:end])
+    assert parsed.error is None and parsed.action == toy.rows(["Rome"])[0].label, turn
