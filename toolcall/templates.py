@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from toolcall.parsing import CALL_DELIMITERS
 from toolcall.prompts import Chat, template_date_kwargs, template_variants
 
 
@@ -153,7 +154,9 @@ def call_turn_end_token(tokenizer: Any) -> int | None:
     as the chat template writes it: gpt-oss's ``<|call|>``, where a text answer ends with
     ``<|return|>``. A model answering in its own call format stops there, and a folder whose
     generation config does not name it would decode past the call into a made-up tool result. None
-    when the template refuses or leaves out such a turn, or ends it with no special token."""
+    when the template refuses or leaves out such a turn, or ends it with no special token or with a
+    call delimiter (:data:`toolcall.parsing.CALL_DELIMITERS`: a special ``</tool_call>``), after
+    which a completion's next call follows."""
     chat: Chat = [{"role": "user", "content": "Hi"}]
     dated = template_date_kwargs(chat)
     call_turn = {"role": "assistant", "content": "", "tool_calls": [_PROBE_CALL]}
@@ -168,7 +171,7 @@ def call_turn_end_token(tokenizer: Any) -> int | None:
     if _PROBE_FUNCTION not in turn:
         return None
     token = next((token for token in _special_tokens(tokenizer) if turn.endswith(token)), None)
-    return None if token is None else _token_id(tokenizer, token)
+    return None if token is None or token in CALL_DELIMITERS else _token_id(tokenizer, token)
 
 
 def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) -> list[int]:

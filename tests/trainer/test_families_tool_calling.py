@@ -162,3 +162,26 @@ def test_a_call_turn_in_the_familys_own_format_reads_back_as_its_call(family: st
     end = next(at for at in range(len(turn)) if any(turn.startswith(tokenizer.decode([i]), at) for i in ends))
     parsed = parse_output(turn[:end])
     assert parsed.error is None and parsed.action == toy.rows(["Rome"])[0].label, turn
+
+
+def test_a_call_tag_that_closes_a_templates_call_turn_does_not_end_a_completion() -> None:
+    """A template may write no end token after a call (GLM-style: the next role's token follows),
+    and a tokenizer may mark </tool_call> special: that tag was taken for the call turn's end, so a
+    completion stopped after its first call and never wrote the second a label asks for."""
+    from tokenizers import AddedToken
+
+    from toolcall.templates import call_turn_end_token
+
+    tokenizer = build_tokenizer(FAMILIES["qwen25"])
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [AddedToken("</tool_call>", special=True, normalized=False)]}
+    )
+    tokenizer.chat_template = (
+        "{%- for m in messages %}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] }}"
+        "{%- for c in m['tool_calls'] or [] %}"
+        "{{- '<tool_call>' + c['function']['name'] + '</tool_call>' }}{%- endfor %}"
+        "{%- if m['role'] != 'assistant' %}{{- '<|im_end|>' }}{%- endif %}{%- endfor %}"
+        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+    )
+    assert call_turn_end_token(tokenizer) is None
+    assert end_token_ids(tokenizer, None) == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
