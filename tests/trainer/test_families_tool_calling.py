@@ -6,6 +6,7 @@ the label, and not otherwise."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,26 @@ def test_a_call_tag_that_closes_a_templates_call_turn_does_not_end_a_completion(
     )
     assert call_turn_end_token(tokenizer) is None
     assert end_token_ids(tokenizer, None) == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+
+
+def test_smollm3s_no_think_flag_in_a_samples_system_text_closes_the_trace_in_the_prompt() -> None:
+    """SmolLM3 reads /think and /no_think from the system text (the sample's own system message joins
+    the policy's): with /no_think the prompt ends in an empty trace, which opens none, the flag is
+    gone from the prompt, the label's turn follows it, and a bare call earns the reward."""
+    tokenizer = build_tokenizer(FAMILIES["smollm3"])
+    history = [Message(role="system", content="Answer briefly. /no_think"), *_history()]
+    chat = build_chat([toy.WEATHER], history)
+    prompt = render_prompt(tokenizer, chat)
+    assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n") and not prompt_opens_trace(prompt)
+    assert "Reasoning Mode: /no_think" in prompt and "briefly. /no_think" not in prompt
+    (row,) = toy.rows(["Rome"])
+    row = dataclasses.replace(row, chat=chat)
+    assert assistant_turn(tokenizer, chat, row.target()) == ROME + "<|im_end|>"
+    ends = end_token_ids(tokenizer, None)
+    reward = toolmatch_reward_for([row], tokenizer, ends=set(ends))
+    completions = [ROME, "<think>\nRome.\n</think>\n" + ROME.replace("Rome", "Paris")]
+    ids = [[*tokenizer(text, add_special_tokens=False)["input_ids"], ends[0]] for text in completions]
+    assert reward(prompts=[prompt] * 2, completions=completions, row_index=[0, 0], completion_ids=ids) == [
+        1.0,
+        0.0,
+    ]
