@@ -27,7 +27,8 @@ the ``analysis`` channel the trace, the ``final`` channel the answer (read as an
 GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>``, each value typed by the tool's
 schema, given as ``tools``: a value that may be a string or not, with no schema to say, is a failure).
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
-call object under other keys such as ``{"function": …, "args": {…}}``, a
+call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
+literal) gives a key twice (``json.loads`` would keep the last: a guess), a
 DeepSeek or Kimi block cut off before its end token, a harmony completion whose analysis never ended
 or that came with no final answer, calls drafted in a ``<think>`` trace that never closed and goes on
 after them, any output that never closed the trace its chat template opened in the prompt:
@@ -198,6 +199,26 @@ _NOT_A_LITERAL = object()
 _NO_ANSWER = "reasoning trace never closed: the answer never came (cut off by the token budget?)"
 # A call body while tags are looked for elsewhere: a private-use mark no tokenizer emits.
 _MASK = re.compile("\ue000(\\d+)\ue001")
+
+
+class _RepeatedKeys(dict[str, Any]):
+    """A JSON object that wrote a key more than once (``json.loads`` keeps the last silently): which
+    value was meant is a guess, so a call holding one is refused (:func:`_call_from_object`)."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _object_from_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) == len(keys):
+        return dict(pairs)
+    value = _RepeatedKeys(pairs)
+    value.repeated = tuple(sorted({key for key in keys if keys.count(key) > 1}))
+    return value
+
+
+# Every JSON the parser reads goes through this decoder, so a repeated key is never lost unseen.
+_JSON = json.JSONDecoder(object_pairs_hook=_object_from_pairs)
 
 
 class ParsedOutput(BaseModel):
@@ -473,7 +494,7 @@ def _token_call_arguments(
 ) -> tuple[ToolCall, int]:
     """The call ``name`` with the arguments written from ``start`` (in V3, inside a json fence whose
     opening line is already read), and the index after the call's end token."""
-    decoder = json.JSONDecoder()
+    decoder = _JSON
     first = _after_spaces(body, start)
     try:  # one JSON value, then the end token: a token inside one of its strings is data
         value, after = decoder.raw_decode(body, first)
@@ -598,7 +619,7 @@ def _cohere_calls(action: str, repairs: list[str]) -> list[ToolCall]:
 
 def _mistral_calls(body: str, repairs: list[str]) -> list[ToolCall]:
     """``[TOOL_CALLS]NAME[ARGS]{...}`` once per call, nothing else after: the calls, in order."""
-    decoder = json.JSONDecoder()
+    decoder = _JSON
     calls: list[ToolCall] = []
     position = 0
     while position < len(body):
@@ -667,7 +688,7 @@ def _pythonic_calls(content: str, repairs: list[str]) -> list[ToolCall]:
 def _embedded_call(body: str) -> str | None:
     """Why ``body`` is no text answer, when a call object (``{"name": …, "arguments": …}``), or an
     object shaped like one under other keys, sits somewhere inside it."""
-    decoder = json.JSONDecoder()
+    decoder = _JSON
     for match in _EMBEDDED_CALL.finditer(body):
         try:
             value, _ = decoder.raw_decode(body, match.start())
@@ -698,7 +719,7 @@ def _mask_call_bodies(text: str) -> tuple[str, list[str]]:
     the bodies; a block whose body is not one JSON value followed by ``</tool_call>`` is left as it is."""
     if _OPEN not in text:
         return text, []
-    decoder = json.JSONDecoder()
+    decoder = _JSON
     bodies: list[str] = []
     parts: list[str] = []
     position = 0
@@ -891,7 +912,7 @@ def _xml_value(tool: ToolSpec | None, name: str, key: str, raw: str) -> Any:
 def _xml_literal(text: str) -> Any:
     """A JSON value, or a Python literal (a template's ``| string`` writes True and None)."""
     try:
-        return json.loads(text)
+        return _JSON.decode(text)
     except (json.JSONDecodeError, RecursionError):
         pass
     try:
@@ -911,10 +932,10 @@ def _xml_literal(text: str) -> Any:
 def _json_values(content: str, repairs: list[str]) -> list[Any]:
     """One JSON value, or several written one after another (one per line)."""
     try:
-        return [json.loads(content)]
+        return [_JSON.decode(content)]
     except json.JSONDecodeError:
         pass
-    decoder = json.JSONDecoder()
+    decoder = _JSON
     values: list[Any] = []
     position = 0
     try:
@@ -935,7 +956,7 @@ def _repaired_json(content: str, repairs: list[str]) -> Any:
     without_commas = _TRAILING_COMMA.sub(r"\1", content)
     if without_commas != content:
         try:
-            value = json.loads(without_commas)
+            value = _JSON.decode(without_commas)
         except json.JSONDecodeError:
             pass
         else:
@@ -944,9 +965,14 @@ def _repaired_json(content: str, repairs: list[str]) -> Any:
     try:  # a Python literal (single quotes, True/False/None): literal_eval evaluates no code
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)  # model garbage ("1st") is not worth a warning
-            value = ast.literal_eval(content)
+            tree = ast.parse(content.lstrip(" \t"), mode="eval")
+            value = ast.literal_eval(tree)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as error:
         raise CallFormatError(f"not valid JSON: {_json_reason(content)}") from error
+    if repeated := _repeated_literal_keys(tree):  # a dict display keeps the last silently, as JSON does
+        raise CallFormatError(
+            f"the key {repeated!r} is given more than once: which value is meant is ambiguous"
+        )
     if not isinstance(value, dict | list):
         raise CallFormatError(f"not valid JSON: {_json_reason(content)}")
     try:
@@ -956,6 +982,17 @@ def _repaired_json(content: str, repairs: list[str]) -> Any:
     value = _as_json(value)
     repairs.append("python_literal")
     return value
+
+
+def _repeated_literal_keys(tree: ast.AST) -> Any:
+    """The first key a dict display in ``tree`` writes twice, or None."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = [key.value for key in node.keys if isinstance(key, ast.Constant)]
+            repeated = next((key for index, key in enumerate(keys) if key in keys[:index]), None)
+            if repeated is not None:
+                return repeated
+    return None
 
 
 def _as_json(value: Any) -> Any:
@@ -982,6 +1019,7 @@ def _json_reason(content: str) -> str:
 def _call_from_object(value: Any, repairs: list[str]) -> ToolCall:
     if not isinstance(value, dict):
         raise CallFormatError(f"a call must be a JSON object, got {type(value).__name__}")
+    repeated = _repeated_keys(value)
     if "function" in value and isinstance(value["function"], dict) and "name" not in value:
         value = value["function"]  # an OpenAI tool_calls entry inside a block
         repairs.append("openai_call_in_block")
@@ -1001,7 +1039,7 @@ def _call_from_object(value: Any, repairs: list[str]) -> ToolCall:
         raise CallFormatError(f"unexpected keys in call {name!r}: {unknown}")
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = _JSON.decode(arguments) if arguments.strip() else {}
         except json.JSONDecodeError as error:
             raise CallFormatError(
                 f"arguments of {name!r} are a string that is not JSON: {error.msg}"
@@ -1014,7 +1052,20 @@ def _call_from_object(value: Any, repairs: list[str]) -> ToolCall:
         raise CallFormatError(f"arguments of {name!r} must be an object, got {type(arguments).__name__}")
     if not _finite(arguments):
         raise CallFormatError(f"arguments of {name!r} hold a number that is not finite (NaN or Infinity)")
+    if repeated := repeated or _repeated_keys(arguments):
+        raise CallFormatError(
+            f"the call of {name!r} gives the key {repeated[0]!r} more than once: which value is meant is "
+            "ambiguous"
+        )
     return ToolCall(name=name.strip(), arguments=arguments)
+
+
+def _repeated_keys(value: Any) -> tuple[str, ...]:
+    """The keys written twice in the first JSON object, at any depth of ``value``, that repeats one."""
+    if isinstance(value, _RepeatedKeys):
+        return value.repeated
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+    return next((repeated for item in items if (repeated := _repeated_keys(item))), ())
 
 
 def _finite(value: Any) -> bool:
@@ -1057,7 +1108,7 @@ def _openai_message(body: str) -> ParsedOutput | None:
     if not body.startswith(("{", "[")):
         return None
     try:
-        value = json.loads(body)
+        value = _JSON.decode(body)
     except (json.JSONDecodeError, RecursionError):
         return None
     tool_calls = value.get("tool_calls") if isinstance(value, dict) else None

@@ -1028,3 +1028,40 @@ def test_cohere_actions_are_calls_and_its_response_is_the_text_answer() -> None:
 def test_a_cut_off_or_malformed_cohere_action_is_a_failure(output: str, reason: str) -> None:
     parsed = parse_output(output)
     assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+# --- Repeated keys: json.loads keeps the last silently ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "city": "Rome"}}</tool_call>',
+        '<tool_call>{"name": "get_weather", "arguments": {"where": {"city": "Paris", "city": "Rome"}}}'
+        "</tool_call>",
+        '<tool_call>{"name": "get_weather", "name": "get_time", "arguments": {}}</tool_call>',
+        '<tool_call>{"name": "get_weather", "arguments": '
+        '"{\\"city\\": \\"Paris\\", \\"city\\": \\"Rome\\"}"}</tool_call>',
+        "<tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris', 'city': 'Rome'}}</tool_call>",
+        '{"name": "get_weather", "arguments": {"city": "Paris", "city": "Rome"}}',
+        '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "city": "Rome"}',
+        f'{DS_BEGIN}{DS_CALL}get_weather{DS_SEP}{{"city": "Paris", "city": "Rome"}}{DS_CALL_END}{DS_END}',
+    ],
+)
+def test_a_call_that_gives_a_key_twice_is_a_failure_not_its_last_value(output: str) -> None:
+    """json.loads keeps the last of repeated keys: the call read as Rome though Paris was written too."""
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and parsed.action is None, parsed.action
+    assert "more than once" in (parsed.error or "")
+
+
+def test_repeated_keys_in_openai_tool_calls_are_refused() -> None:
+    with pytest.raises(CallFormatError, match="more than once"):
+        parse_openai_tool_calls(
+            [{"type": "function", "function": {"name": "f", "arguments": '{"a": 1, "a": 2}'}}]
+        )
+
+
+def test_a_json_text_answer_with_a_repeated_key_stays_a_text_answer() -> None:
+    answer = '{"answer": "Paris", "answer": "Rome"}'
+    assert parse_output(answer).action == Action(text=answer)
