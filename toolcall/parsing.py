@@ -25,7 +25,10 @@ the ``analysis`` channel the trace, the ``final`` channel the answer (read as an
 ``<tool_call>`` blocks are calls: gpt-oss's template writes a label's turn there); ``xml_arguments``: a
 ``<tool_call>`` block holding Qwen3-Coder's ``<function=NAME><parameter=P>VALUE</parameter>`` or
 GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>``, each value typed by the tool's
-schema, given as ``tools``: a value that may be a string or not, with no schema to say, is a failure).
+schema, given as ``tools``: a value that may be a string or not, with no schema to say, is a failure);
+another family's own call tags read as ``<tool_call>`` blocks: ``seed_calls``, ByteDance Seed-OSS's
+``<seed:tool_call>`` around Qwen3-Coder's XML (its ``<seed:think>`` trace read as ``<think>``). An
+opening tag followed by no call (named in prose) is text.
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
 call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
 literal) gives a key twice (``json.loads`` would keep the last: a guess), a
@@ -78,6 +81,8 @@ _TRACE_TOKENS = {
     "[/THINK]": "</think>",
     "<|START_THINKING|>": "<think>",
     "<|END_THINKING|>": "</think>",
+    "<seed:think>": "<think>",  # ByteDance Seed-OSS
+    "</seed:think>": "</think>",
 }
 # Cohere Command A / R7B: calls as <|START_ACTION|>[{"tool_call_id": "0", "tool_name": NAME,
 # "parameters": {ARGS}}, ...]<|END_ACTION|>, an answer in <|START_RESPONSE|>...<|END_RESPONSE|> (or
@@ -157,6 +162,35 @@ CALL_DELIMITERS: frozenset[str] = frozenset(
         *(token for family in _TOKEN_FAMILIES for token in family.tokens),
     }
 )
+
+
+@dataclass(frozen=True)
+class _CallTags:
+    """A family that wraps its calls in tags of its own where the paper writes ``<tool_call>``: its
+    blocks are read as ``<tool_call>`` blocks (their content in any form a block holds)."""
+
+    family: str
+    opening: str
+    closing: str
+    # What a block's content starts with: an opening tag followed by anything else names the tag in
+    # prose, and stays text. Nothing after it is a block cut off at the end.
+    content: re.Pattern[str]
+    # A block may hold several calls: one without its closing tag may have been cut off before more.
+    many_calls: bool
+    repair: str
+
+
+# ByteDance Seed-OSS: <seed:tool_call><function=NAME><parameter=P>VALUE</parameter></function>
+# </seed:tool_call> per call, Qwen3-Coder's XML arguments in its own tags.
+_SEED = _CallTags(
+    "Seed-OSS",
+    "<seed:tool_call>",
+    "</seed:tool_call>",
+    re.compile(r"\s*(?:<function=|\Z)"),
+    False,
+    "seed_calls",
+)
+_TAG_FAMILIES = (_SEED,)
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
 # Keys a call object is written with, by the formats read and by others (ReAct's "action" and
 # "action_input", "tool"/"tool_input", "function"/"args"): an object of a name and its arguments
@@ -177,11 +211,12 @@ _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 # Chat-template tokens a decode may leave at the end of the text.
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
 # ChatML, Llama 3 (<|eot_id|>, <|eom_id|>, <|end_of_text|>) and 4 (<|eot|>, <|eom|>), Mistral, DeepSeek,
-# Phi (<|end|>), Gemma (<end_of_turn>, <eos>) and GLM (<|observation|>, <|user|>: its turn ends there).
+# Phi (<|end|>), Gemma (<end_of_turn>, <eos>), GLM (<|observation|>, <|user|>: its turn ends there)
+# and Seed-OSS (<seed:eos>).
 _END_TOKENS = re.compile(
     r"(?:(?:<\|im_end\|>|<\|endoftext\|>|<\|end_of_text\|>|<\|eot_id\|>|<\|eom_id\|>|<\|eot\|>|<\|eom\|>|"
     r"</s>|<｜end▁of▁sentence｜>|<\|end\|>|<end_of_turn>|<eos>|<\|observation\|>|<\|user\|>|"
-    r"<\|END_OF_TURN_TOKEN\|>)\s*)+$"
+    r"<\|END_OF_TURN_TOKEN\|>|<seed:eos>)\s*)+$"
 )
 # A completion in gpt-oss's harmony format: it opens with a channel (the prompt wrote "<|start|>assistant"),
 # perhaps after the recipient, or with a further message.
@@ -283,6 +318,9 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
         harmony = _harmony_output(text, repairs, tools)
         if harmony is not None:
             return harmony
+    text, cut_off = _family_blocks_as_tool_calls(text, repairs)
+    if cut_off is not None:
+        return ParsedOutput(error=cut_off, repairs=repairs)
     # Call bodies are set aside first: a tag inside one of their JSON strings is data, not markup.
     masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
     for token, tag in _TRACE_TOKENS.items():  # other families' trace tokens (call bodies are masked)
@@ -331,6 +369,38 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
             return untagged.model_copy(update={"think": think})
         return ParsedOutput(action=Action(text=body), think=think, text=body, repairs=repairs)
     return _parse_blocks(body, think, [], repairs, tools)
+
+
+def _family_blocks_as_tool_calls(text: str, repairs: list[str]) -> tuple[str, str | None]:
+    """``text`` with each block in a family's own call tags rewritten as a ``<tool_call>`` block, and
+    why it is no answer when a block that may hold several calls was cut off before its closing tag."""
+    for tags in _TAG_FAMILIES:
+        if tags.opening not in text:
+            continue
+        parts: list[str] = []
+        position, found = 0, False
+        while (start := text.find(tags.opening, position)) != -1:
+            after = start + len(tags.opening)
+            if not tags.content.match(text, after):  # the tag named in prose, not a block
+                parts.append(text[position:after])
+                position = after
+                continue
+            found = True
+            end = text.find(tags.closing, after)
+            following = text.find(tags.opening, after)
+            if end == -1 or (following != -1 and following < end):
+                if tags.many_calls:
+                    return text, f"{tags.family} tool call: the block is cut off (no {tags.closing})"
+                parts.append(text[position:start] + _OPEN)  # as a <tool_call> without its close
+                position = after
+                continue
+            parts.append(text[position:start] + _OPEN + text[after:end] + _CLOSE)
+            position = end + len(tags.closing)
+        parts.append(text[position:])
+        text = "".join(parts)
+        if found:
+            repairs.append(tags.repair)
+    return text, None
 
 
 def _parse_blocks(

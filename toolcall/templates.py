@@ -199,8 +199,9 @@ def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) ->
 # The tag a reasoning model's trace opens with; Qwen3-Thinking-2507 and QwQ end their generation
 # prompt with "<|im_start|>assistant\n<think>\n", DeepSeek-R1's distills with "<｜Assistant｜><think>\n",
 # V3.1 in thinking mode with "<｜Assistant｜><think>". Qwen3's hybrid template with thinking off writes
-# "<think>\n\n</think>\n\n": a trace opened and closed, so the answer starts at once.
-_TRACE_OPEN = "<think>"
+# "<think>\n\n</think>\n\n": a trace opened and closed, so the answer starts at once. ByteDance
+# Seed-OSS opens its trace with "<seed:think>" (the parser reads its tags as <think> and </think>).
+_TRACE_OPENS = ("<think>", "<seed:think>")
 
 
 def prompt_opens_trace(prompt: str) -> bool:
@@ -209,4 +210,4 @@ def prompt_opens_trace(prompt: str) -> bool:
     begins only after ``</think>`` (:func:`toolcall.parsing.parse_output`'s ``trace_opened``). Every
     side that renders a policy prompt decides it here: the probe's backends, the CPU GRPO reward, our
     verl reward manager, held-out scoring."""
-    return prompt.rstrip().endswith(_TRACE_OPEN)
+    return prompt.rstrip().endswith(_TRACE_OPENS)

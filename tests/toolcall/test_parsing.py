@@ -1065,3 +1065,55 @@ def test_repeated_keys_in_openai_tool_calls_are_refused() -> None:
 def test_a_json_text_answer_with_a_repeated_key_stays_a_text_answer() -> None:
     answer = '{"answer": "Paris", "answer": "Rome"}'
     assert parse_output(answer).action == Action(text=answer)
+
+
+# --- ByteDance Seed-OSS: <seed:tool_call><function=…><parameter=…>, <seed:think> ------------------------
+
+
+def _seed(call: ToolCall) -> str:
+    """A call as Seed-OSS's chat template writes it: Qwen3-Coder's XML arguments in its own tags."""
+    block = _qwen3_coder(call).removeprefix("<tool_call>").removesuffix("</tool_call>")
+    return f"<seed:tool_call>{block}</seed:tool_call>"
+
+
+@pytest.mark.parametrize(
+    ("output", "opened"),
+    [
+        (f"<seed:think>Paris, three days.</seed:think>\n{_seed(XML_CALL)}<seed:eos>", False),
+        (f"Paris, three days.</seed:think>\n{_seed(XML_CALL)}", True),  # the template opened the trace
+    ],
+)
+def test_a_seed_oss_call_is_its_call_typed_by_the_schema_and_its_trace_the_trace(
+    output: str, opened: bool
+) -> None:
+    from toolcall.reward import reward
+
+    tool = _xml_tool()
+    parsed = parse_output(output, [tool], trace_opened=opened)
+    assert parsed.error is None and parsed.action == Action(calls=[XML_CALL]), parsed.error
+    assert parsed.think == "Paris, three days." and parsed.text is None
+    assert "seed_calls" in parsed.repairs
+    assert reward([tool], (), Action(calls=[XML_CALL]), output, trace_opened=opened) == 1
+
+
+def test_parallel_seed_oss_calls_keep_their_order_and_text_before_them_is_kept() -> None:
+    parsed = parse_output(f"Let me check.\n{_seed(PARIS)}\n{_seed(TIME)}", [_xml_tool()])
+    assert parsed.action == Action(calls=[PARIS, TIME]) and parsed.text == "Let me check."
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (_seed(XML_CALL)[:80], "without its </function>"),  # cut off inside a parameter
+        ("<seed:tool_call>\n<function=get_wea", "without its </function>"),
+        ("<seed:think>Paris? I should call <seed:tool_call>", "empty block"),  # as a <tool_call>
+    ],
+)
+def test_a_cut_off_seed_oss_call_is_a_failure_never_a_text_answer(output: str, reason: str) -> None:
+    parsed = parse_output(output, [_xml_tool()])
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+def test_a_seed_oss_tag_named_in_prose_stays_a_text_answer() -> None:
+    answer = "Seed-OSS wraps each call in <seed:tool_call> tags; I need the city to call it."
+    assert parse_output(answer).action == Action(text=answer)

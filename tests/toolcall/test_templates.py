@@ -46,6 +46,8 @@ def test_a_templates_refusal_is_told_by_its_class_without_importing_jinja2() -> 
             False,
         ),  # Qwen3, off
         ("<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜></think>", False),  # V3.1, not thinking
+        ("<seed:bos>user\nHi<seed:eos><seed:bos>assistant\n<seed:think>", True),  # Seed-OSS, thinking
+        ("<seed:bos>user\nHi<seed:eos><seed:bos>assistant\n<seed:think></seed:think>", False),
         ("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", False),
         ("<|im_start|>user\nWhat does <think> do?<|im_end|>\n<|im_start|>assistant\n", False),
     ],
