@@ -27,7 +27,8 @@ the ``analysis`` channel the trace, the ``final`` channel the answer (read as an
 GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>``, each value typed by the tool's
 schema, given as ``tools``: a value that may be a string or not, with no schema to say, is a failure);
 another family's own call tags read as ``<tool_call>`` blocks: ``seed_calls``, ByteDance Seed-OSS's
-``<seed:tool_call>`` around Qwen3-Coder's XML (its ``<seed:think>`` trace read as ``<think>``). An
+``<seed:tool_call>`` around Qwen3-Coder's XML (its ``<seed:think>`` trace read as ``<think>``);
+``nemotron_calls``, Nemotron's ``<TOOLCALL>[{"name": …, "arguments": …}, …]</TOOLCALL>``. An
 opening tag followed by no call (named in prose) is text.
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
 call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
@@ -190,7 +191,12 @@ _SEED = _CallTags(
     False,
     "seed_calls",
 )
-_TAG_FAMILIES = (_SEED,)
+# NVIDIA Nemotron (Llama-Nemotron, Nemotron-Nano): <TOOLCALL>[{"name": ..., "arguments": ...}, ...]
+# </TOOLCALL>, all calls in one JSON list, whose own end says whether it was cut off.
+_NEMOTRON = _CallTags(
+    "Nemotron", "<TOOLCALL>", "</TOOLCALL>", re.compile(r"\s*(?:\[|\Z)"), False, "nemotron_calls"
+)
+_TAG_FAMILIES = (_SEED, _NEMOTRON)
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
 # Keys a call object is written with, by the formats read and by others (ReAct's "action" and
 # "action_input", "tool"/"tool_input", "function"/"args"): an object of a name and its arguments

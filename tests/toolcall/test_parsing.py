@@ -1117,3 +1117,33 @@ def test_a_cut_off_seed_oss_call_is_a_failure_never_a_text_answer(output: str, r
 def test_a_seed_oss_tag_named_in_prose_stays_a_text_answer() -> None:
     answer = "Seed-OSS wraps each call in <seed:tool_call> tags; I need the city to call it."
     assert parse_output(answer).action == Action(text=answer)
+
+
+# --- NVIDIA Nemotron: <TOOLCALL>[{"name": …, "arguments": …}, …]</TOOLCALL> ------------------------------
+
+NEMOTRON = (
+    '<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+    '{"name": "get_time", "arguments": {"zone": "CET"}}]</TOOLCALL>'
+)
+
+
+def test_nemotron_calls_are_calls_in_order_with_the_trace_split_off() -> None:
+    from toolcall.reward import reward
+
+    parsed = parse_output(f"<think>Weather and time.</think>\n{NEMOTRON}<|eot_id|>")
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
+    assert parsed.think == "Weather and time." and "nemotron_calls" in parsed.repairs
+    single = '<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Paris"}}]</TOOLCALL>'
+    assert parse_output(single).action == Action(calls=[PARIS])
+    clarify = Action(text="Which city?")
+    assert reward([], (), Action(calls=[PARIS]), single) == 1 and reward([], (), clarify, single) == 0
+
+
+@pytest.mark.parametrize("output", [NEMOTRON[:60], NEMOTRON[:-30], "<TOOLCALL>"])
+def test_a_cut_off_nemotron_call_list_is_a_failure_never_a_text_answer(output: str) -> None:
+    assert parse_output(output).kind == "error"
+
+
+def test_a_nemotron_tag_named_in_prose_stays_a_text_answer() -> None:
+    answer = "I only write <TOOLCALL> when a tool fits; which city do you mean?"
+    assert parse_output(answer).action == Action(text=answer)
