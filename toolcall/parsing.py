@@ -28,7 +28,10 @@ GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>``, each value t
 schema, given as ``tools``: a value that may be a string or not, with no schema to say, is a failure);
 another family's own call tags read as ``<tool_call>`` blocks: ``seed_calls``, ByteDance Seed-OSS's
 ``<seed:tool_call>`` around Qwen3-Coder's XML (its ``<seed:think>`` trace read as ``<think>``);
-``nemotron_calls``, Nemotron's ``<TOOLCALL>[{"name": …, "arguments": …}, …]</TOOLCALL>``. An
+``nemotron_calls``, Nemotron's ``<TOOLCALL>[{"name": …, "arguments": …}, …]</TOOLCALL>``;
+``minimax_calls``, MiniMax-M1's ``<tool_calls>`` of JSON calls one a line and MiniMax-M2's
+``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter name="P">VALUE</parameter></invoke>`` (values
+typed as Qwen3-Coder's), either cut off before its closing tag a failure (more calls may have followed). An
 opening tag followed by no call (named in prose) is text.
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
 call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
@@ -196,7 +199,21 @@ _SEED = _CallTags(
 _NEMOTRON = _CallTags(
     "Nemotron", "<TOOLCALL>", "</TOOLCALL>", re.compile(r"\s*(?:\[|\Z)"), False, "nemotron_calls"
 )
-_TAG_FAMILIES = (_SEED, _NEMOTRON)
+# MiniMax-M1: <tool_calls>\n{"name": ..., "arguments": ...}\n...</tool_calls>, one JSON call a line;
+# MiniMax-M2: <minimax:tool_call><invoke name="NAME"><parameter name="P">VALUE</parameter>...</invoke>
+# ...</minimax:tool_call>, XML arguments typed by the tool's schema as Qwen3-Coder's are.
+_MINIMAX_M1 = _CallTags(
+    "MiniMax-M1", "<tool_calls>", "</tool_calls>", re.compile(r"\s*(?:\{|\Z)"), True, "minimax_calls"
+)
+_MINIMAX_M2 = _CallTags(
+    "MiniMax-M2",
+    "<minimax:tool_call>",
+    "</minimax:tool_call>",
+    re.compile(r"\s*(?:<invoke\b|\Z)"),
+    True,
+    "minimax_calls",
+)
+_TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2)
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
 # Keys a call object is written with, by the formats read and by others (ReAct's "action" and
 # "action_input", "tool"/"tool_input", "function"/"args"): an object of a name and its arguments
@@ -218,11 +235,11 @@ _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
 # ChatML, Llama 3 (<|eot_id|>, <|eom_id|>, <|end_of_text|>) and 4 (<|eot|>, <|eom|>), Mistral, DeepSeek,
 # Phi (<|end|>), Gemma (<end_of_turn>, <eos>), GLM (<|observation|>, <|user|>: its turn ends there)
-# and Seed-OSS (<seed:eos>).
+# Seed-OSS (<seed:eos>), MiniMax-M1 (<end_of_sentence>) and M2 ([e~[).
 _END_TOKENS = re.compile(
     r"(?:(?:<\|im_end\|>|<\|endoftext\|>|<\|end_of_text\|>|<\|eot_id\|>|<\|eom_id\|>|<\|eot\|>|<\|eom\|>|"
     r"</s>|<｜end▁of▁sentence｜>|<\|end\|>|<end_of_turn>|<eos>|<\|observation\|>|<\|user\|>|"
-    r"<\|END_OF_TURN_TOKEN\|>|<seed:eos>)\s*)+$"
+    r"<\|END_OF_TURN_TOKEN\|>|<seed:eos>|<end_of_sentence>|\[e~\[)\s*)+$"
 )
 # A completion in gpt-oss's harmony format: it opens with a channel (the prompt wrote "<|start|>assistant"),
 # perhaps after the recipient, or with a further message.
@@ -234,12 +251,17 @@ _HARMONY_FUNCTIONS = "functions."
 # other value as JSON (or its Python form, "True"), so only the tool's schema says which "3" is.
 _XML_FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)</function>", re.DOTALL)
 _XML_PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)</parameter>", re.DOTALL)
+_INVOKE = re.compile(r'\s*<invoke name="([^"\n]+)">(.*?)</invoke>\s*', re.DOTALL)
+_INVOKE_PARAMETER = re.compile(r'<parameter name="([^"\n]+)">(.*?)</parameter>', re.DOTALL)
 _GLM_CALL = re.compile(r"([A-Za-z_][\w.\-]*)\s*(?=<arg_key>|$)(.*)", re.DOTALL)
 _GLM_ARGUMENT = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.DOTALL)
 _NOT_A_LITERAL = object()
 _NO_ANSWER = "reasoning trace never closed: the answer never came (cut off by the token budget?)"
 # A call body while tags are looked for elsewhere: a private-use mark no tokenizer emits.
 _MASK = re.compile("\ue000(\\d+)\ue001")
+# A family block that may hold several calls and lost its closing tag: it may have been cut off
+# before more calls, so it is no answer (the index of its family in _TAG_FAMILIES).
+_CUT_OFF = re.compile("^\ue002(\\d+)\ue003")
 
 
 class _RepeatedKeys(dict[str, Any]):
@@ -324,9 +346,6 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
         harmony = _harmony_output(text, repairs, tools)
         if harmony is not None:
             return harmony
-    text, cut_off = _family_blocks_as_tool_calls(text, repairs)
-    if cut_off is not None:
-        return ParsedOutput(error=cut_off, repairs=repairs)
     # Call bodies are set aside first: a tag inside one of their JSON strings is data, not markup.
     masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
     for token, tag in _TRACE_TOKENS.items():  # other families' trace tokens (call bodies are masked)
@@ -343,6 +362,8 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
     body = _END_TOKENS.sub("", body).strip()
     if answer := _COHERE_ANSWER.match(body):  # Cohere's answer wrapper: its content is the answer
         body = answer.group(2).strip()
+    # After the trace is split off: a family's block drafted there stays in the trace as written.
+    body = _family_blocks_as_tool_calls(body, repairs)
     if bodies and not _MASK.search(body):  # every call block sat in the trace: drafts, not the answer
         think, bodies = _unmask(think, bodies), []
     if not body and "unclosed_think" in repairs:
@@ -377,9 +398,10 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
     return _parse_blocks(body, think, [], repairs, tools)
 
 
-def _family_blocks_as_tool_calls(text: str, repairs: list[str]) -> tuple[str, str | None]:
-    """``text`` with each block in a family's own call tags rewritten as a ``<tool_call>`` block, and
-    why it is no answer when a block that may hold several calls was cut off before its closing tag."""
+def _family_blocks_as_tool_calls(text: str, repairs: list[str]) -> str:
+    """``text`` with each block in a family's own call tags rewritten as a ``<tool_call>`` block; one
+    that may hold several calls and was cut off before its closing tag is marked so (:data:`_CUT_OFF`)
+    and read as a failure, unless it sat in a trace (a draft)."""
     for tags in _TAG_FAMILIES:
         if tags.opening not in text:
             continue
@@ -395,9 +417,8 @@ def _family_blocks_as_tool_calls(text: str, repairs: list[str]) -> tuple[str, st
             end = text.find(tags.closing, after)
             following = text.find(tags.opening, after)
             if end == -1 or (following != -1 and following < end):
-                if tags.many_calls:
-                    return text, f"{tags.family} tool call: the block is cut off (no {tags.closing})"
-                parts.append(text[position:start] + _OPEN)  # as a <tool_call> without its close
+                mark = f"\ue002{_TAG_FAMILIES.index(tags)}\ue003" if tags.many_calls else ""
+                parts.append(text[position:start] + _OPEN + mark)  # as a <tool_call> without its close
                 position = after
                 continue
             parts.append(text[position:start] + _OPEN + text[after:end] + _CLOSE)
@@ -406,7 +427,7 @@ def _family_blocks_as_tool_calls(text: str, repairs: list[str]) -> tuple[str, st
         text = "".join(parts)
         if found:
             repairs.append(tags.repair)
-    return text, None
+    return text
 
 
 def _parse_blocks(
@@ -843,7 +864,11 @@ def _split_think(text: str, repairs: list[str]) -> tuple[str, str | None]:
         thoughts.insert(0, before.replace("<think>", "").strip())
     elif "<think>" in body:
         before, _, after = body.partition("<think>")
-        marks = (_OPEN, *(family.calls_begin for family in _TOKEN_FAMILIES))
+        marks = (
+            _OPEN,
+            *(family.calls_begin for family in _TOKEN_FAMILIES),
+            *(tags.opening for tags in _TAG_FAMILIES),
+        )
         opens = [found for found in (after.find(mark) for mark in marks) if found != -1]
         if opens and not _text_after_calls(after):
             # A reasoning trace that was never closed, followed by calls and nothing else: keep them.
@@ -859,7 +884,11 @@ def _split_think(text: str, repairs: list[str]) -> tuple[str, str | None]:
 
 def _text_after_calls(text: str) -> bool:
     """Whether words follow the last call block of ``text`` (its bodies masked)."""
-    closes = (_CLOSE, *(family.calls_end for family in _TOKEN_FAMILIES))
+    closes = (
+        _CLOSE,
+        *(family.calls_end for family in _TOKEN_FAMILIES),
+        *(tags.closing for tags in _TAG_FAMILIES),
+    )
     ends = [found + len(close) for close in closes if (found := text.rfind(close)) != -1]
     return bool(ends) and bool(_END_TOKENS.sub("", text[max(ends) :]).strip())
 
@@ -898,8 +927,15 @@ def _join(parts: list[str]) -> str:
 
 def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> list[ToolCall]:
     content = block.strip()
+    if cut_off := _CUT_OFF.match(content):
+        tags = _TAG_FAMILIES[int(cut_off.group(1))]
+        raise CallFormatError(
+            f"a {tags.family} block is cut off (no {tags.closing}): more calls may have followed"
+        )
     if content.startswith("<function="):
         return [_xml_function_call(content, tools, repairs)]
+    if content.startswith("<invoke"):
+        return _invoke_calls(content, tools, repairs)
     if "<arg_key>" in content or (_CALL_NAME.match(content) and content not in ("true", "false", "null")):
         glm = _GLM_CALL.fullmatch(content)
         if glm is not None:
@@ -937,6 +973,26 @@ def _xml_function_call(content: str, tools: Mapping[str, ToolSpec], repairs: lis
     call = _xml_call(name, pairs, tools, repairs)
     repairs.append("xml_arguments")
     return call
+
+
+def _invoke_calls(content: str, tools: Mapping[str, ToolSpec], repairs: list[str]) -> list[ToolCall]:
+    """MiniMax-M2's ``<invoke name="NAME"><parameter name="P">VALUE</parameter>...</invoke>``, one or
+    more, nothing else between them."""
+    calls: list[ToolCall] = []
+    position = 0
+    while position < len(content):
+        invoke = _INVOKE.match(content, position)
+        if invoke is None:
+            where = content[position : position + 40]
+            raise CallFormatError(f"an <invoke> without its </invoke> (cut off?), or text: {where!r}")
+        name, body = invoke.group(1).strip(), invoke.group(2)
+        if _INVOKE_PARAMETER.sub("", body).strip():
+            raise CallFormatError(f"text between the parameters of {name!r}, or a parameter not closed")
+        pairs = [(m.group(1), m.group(2)) for m in _INVOKE_PARAMETER.finditer(body)]
+        calls.append(_xml_call(name, pairs, tools, repairs))
+        position = invoke.end()
+    repairs.append("xml_arguments")
+    return calls
 
 
 def _glm_call(name: str, rest: str, tools: Mapping[str, ToolSpec], repairs: list[str]) -> ToolCall:

@@ -1147,3 +1147,81 @@ def test_a_cut_off_nemotron_call_list_is_a_failure_never_a_text_answer(output: s
 def test_a_nemotron_tag_named_in_prose_stays_a_text_answer() -> None:
     answer = "I only write <TOOLCALL> when a tool fits; which city do you mean?"
     assert parse_output(answer).action == Action(text=answer)
+
+
+# --- MiniMax: M1's <tool_calls> of JSON lines, M2's <minimax:tool_call> of <invoke>s -----------------------
+
+
+def _minimax_m1(*calls: ToolCall) -> str:
+    lines = "".join(json.dumps({"name": c.name, "arguments": c.arguments}) + "\n" for c in calls)
+    return f"<tool_calls>\n{lines}</tool_calls>"
+
+
+def _minimax_m2(*calls: ToolCall) -> str:
+    """Calls as MiniMax-M2's chat template writes them: strings as they are, other values as JSON."""
+
+    def invoke(call: ToolCall) -> str:
+        parameters = "".join(
+            f'<parameter name="{key}">{value if isinstance(value, str) else json.dumps(value)}</parameter>\n'
+            for key, value in call.arguments.items()
+        )
+        return f'<invoke name="{call.name}">\n{parameters}</invoke>\n'
+
+    return "<minimax:tool_call>\n" + "".join(invoke(call) for call in calls) + "</minimax:tool_call>"
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f"<think>\nWeather, then time.\n</think>\n{_minimax_m1(XML_CALL, TIME)}<end_of_sentence>",
+        f"<think>\nWeather, then time.\n</think>\n{_minimax_m2(XML_CALL, TIME)}[e~[",
+    ],
+)
+def test_minimax_calls_are_calls_in_order_with_the_trace_split_off(output: str) -> None:
+    from toolcall.reward import reward
+
+    tool = _xml_tool()
+    parsed = parse_output(output, [tool])
+    assert parsed.error is None and parsed.action == Action(calls=[XML_CALL, TIME]), parsed.error
+    assert parsed.think == "Weather, then time." and "minimax_calls" in parsed.repairs
+    assert reward([tool], (), Action(calls=[XML_CALL, TIME]), output) == 1
+    assert reward([tool], (), Action(text="Which city?"), output) == 0
+
+
+def test_a_minimax_m2_call_keeps_the_text_before_it_and_may_have_no_arguments() -> None:
+    output = 'Let me look.\n<minimax:tool_call>\n<invoke name="get_time">\n</invoke>\n</minimax:tool_call>'
+    parsed = parse_output(output)
+    assert parsed.action == Action(calls=[ToolCall(name="get_time", arguments={})])
+    assert parsed.text == "Let me look."
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        # complete calls, but the block never closed: a second call may have been cut off
+        (_minimax_m1(PARIS).removesuffix("</tool_calls>"), "cut off (no </tool_calls>)"),
+        (_minimax_m1(PARIS, TIME)[:70], "cut off (no </tool_calls>)"),
+        (_minimax_m2(PARIS).removesuffix("</minimax:tool_call>"), "cut off (no </minimax:tool_call>)"),
+        (_minimax_m2(PARIS)[:60], "cut off"),
+        ("<think>\nhm\n</think>\n<minimax:tool_call>\n", "cut off"),
+        (
+            '<minimax:tool_call>\n<invoke name="get_weather">\n<parameter name="city">Par</invoke>\n'
+            "</minimax:tool_call>",
+            "not closed",
+        ),
+        (_minimax_m2(XML_CALL), "may be a string or the integer"),  # no schema to type "3" by
+    ],
+)
+def test_a_cut_off_or_unreadable_minimax_call_is_a_failure_never_a_text_answer(
+    output: str, reason: str
+) -> None:
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+def test_minimax_tags_in_prose_or_in_a_closed_trace_are_no_call() -> None:
+    answer = "I would answer in <tool_calls> or <minimax:tool_call> tags, but which city?"
+    assert parse_output(answer).action == Action(text=answer)
+    drafted = f"<think>\nMaybe {_minimax_m1(PARIS)[:40]}... no, ask.\n</think>\nWhich city?"
+    parsed = parse_output(drafted)
+    assert parsed.action == Action(text="Which city?") and "<tool_calls>" in (parsed.think or "")
