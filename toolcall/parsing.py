@@ -31,7 +31,9 @@ another family's own call tags read as ``<tool_call>`` blocks: ``seed_calls``, B
 ``nemotron_calls``, Nemotron's ``<TOOLCALL>[{"name": …, "arguments": …}, …]</TOOLCALL>``;
 ``minimax_calls``, MiniMax-M1's ``<tool_calls>`` of JSON calls one a line and MiniMax-M2's
 ``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter name="P">VALUE</parameter></invoke>`` (values
-typed as Qwen3-Coder's), either cut off before its closing tag a failure (more calls may have followed). An
+typed as Qwen3-Coder's), either cut off before its closing tag a failure (more calls may have
+followed); ``function_tag_calls``, Llama 3.1's custom-tool form that Functionary v3.1 writes,
+``<function=NAME>{ARGS}</function>`` per call (text before them kept). An
 opening tag followed by no call (named in prose) is text.
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
 call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
@@ -94,8 +96,12 @@ _TRACE_TOKENS = {
 _COHERE_ACTION, _COHERE_ACTION_END = "<|START_ACTION|>", "<|END_ACTION|>"
 _COHERE_ANSWER = re.compile(r"^<\|START_(RESPONSE|TEXT)\|>(.*?)(?:<\|END_\1\|>)?$", re.DOTALL)
 _COHERE_CALL_KEYS = {"tool_call_id", "tool_name", "parameters"}
-# Call markers of formats the loop does not read: named in the parse failure.
+# Call markers of formats the loop does not read: named in the parse failure (a <function=NAME> tag
+# with no JSON after it, nor in <tool_call> tags as Qwen3-Coder's: an untagged or cut-off call).
 _FOREIGN_MARKERS = {"<function=": "Llama"}
+# Llama 3.1's custom-tool form, which Functionary v3.1 writes: <function=NAME>{ARGS}</function> per call.
+_FUNCTION_TAG = re.compile(r"<function=([^>\n]+)>")
+_FUNCTION_END = "</function>"
 # DeepSeek's tool-call tokens (V3, R1-0528, V3.1), written with fullwidth bars and "▁" as its tokenizer
 # has them: <｜tool▁calls▁begin｜> (<｜tool▁call▁begin｜> HEAD <｜tool▁sep｜> REST <｜tool▁call▁end｜>)+
 # <｜tool▁calls▁end｜>. V3 writes HEAD "function" (the call's type) and REST the name, a newline and the
@@ -639,6 +645,14 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
             return ParsedOutput(text=body, error=f"Cohere tool call: {failure}", repairs=repairs)
         repairs.append("untagged_calls")
         return ParsedOutput(action=Action(calls=calls), repairs=repairs)
+    try:
+        function_tags = _function_tag_calls(body, repairs)
+    except CallFormatError as failure:
+        return ParsedOutput(text=body, error=f"<function=…> tool call: {failure}", repairs=repairs)
+    if function_tags is not None:
+        text, calls = function_tags
+        repairs.append("function_tag_calls")
+        return ParsedOutput(action=Action(calls=calls), text=text or None, repairs=repairs)
     content, marked = body, False
     for prefix in _FOREIGN_PREFIXES:
         if content.startswith(prefix):
@@ -689,6 +703,34 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
     if (embedded := _embedded_call(body)) is not None:
         return ParsedOutput(text=body, error=embedded, repairs=repairs)
     return None
+
+
+def _function_tag_calls(body: str, repairs: list[str]) -> tuple[str, list[ToolCall]] | None:
+    """The text before the first call and the calls, when ``body`` ends in calls written
+    ``<function=NAME>{ARGS}</function>`` (one after another); None when its first ``<function=NAME>``
+    is followed by no JSON object (not this form)."""
+    first = _FUNCTION_TAG.search(body)
+    if first is None or not body.startswith("{", _after_spaces(body, first.end())):
+        return None
+    calls: list[ToolCall] = []
+    position = first.start()
+    while position < len(body):
+        tag = _FUNCTION_TAG.match(body, position)
+        if tag is None:
+            raise CallFormatError(f"text after call {len(calls)}: {body[position : position + 60]!r}")
+        name = tag.group(1).strip()
+        try:  # one JSON object: a </function> inside one of its strings is data
+            arguments, after = _JSON.raw_decode(body, _after_spaces(body, tag.end()))
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise CallFormatError(f"the arguments of {name!r} are not JSON (cut off?)") from error
+        close = _after_spaces(body, after)
+        if not body.startswith(_FUNCTION_END, close):
+            raise CallFormatError(
+                f"the call of {name!r} has no {_FUNCTION_END} after its arguments (cut off?)"
+            )
+        calls.append(_call_from_object({"name": name, "arguments": arguments}, repairs))
+        position = _after_spaces(body, close + len(_FUNCTION_END))
+    return body[: first.start()].strip(), calls
 
 
 def _cohere_calls(action: str, repairs: list[str]) -> list[ToolCall]:

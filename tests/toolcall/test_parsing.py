@@ -1225,3 +1225,42 @@ def test_minimax_tags_in_prose_or_in_a_closed_trace_are_no_call() -> None:
     drafted = f"<think>\nMaybe {_minimax_m1(PARIS)[:40]}... no, ask.\n</think>\nWhich city?"
     parsed = parse_output(drafted)
     assert parsed.action == Action(text="Which city?") and "<tool_calls>" in (parsed.think or "")
+
+
+# --- Llama 3.1's custom-tool form, Functionary v3.1's: <function=NAME>{ARGS}</function> --------------------
+
+FUNCTION_TAGS = '<function=get_weather>{"city": "Paris"}</function>'
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (f"{FUNCTION_TAGS}<|eom_id|>", [PARIS], None),
+        (f'{FUNCTION_TAGS}\n<function=get_time>{{"zone": "CET"}}</function><|eot_id|>', [PARIS, TIME], None),
+        (f"I will look it up.\n{FUNCTION_TAGS}", [PARIS], "I will look it up."),
+        (f"<think>Paris.</think>\n{FUNCTION_TAGS}", [PARIS], None),
+    ],
+)
+def test_function_tag_calls_are_calls_never_a_failure(
+    output: str, calls: list[ToolCall], text: str | None
+) -> None:
+    from toolcall.reward import reward
+
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "function_tag_calls" in parsed.repairs
+    assert reward([], (), Action(calls=calls), output) == 1
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (FUNCTION_TAGS[:35], "not JSON (cut off?)"),
+        (FUNCTION_TAGS.removesuffix("</function>"), "no </function>"),
+        ("<function=get_wea", "<function="),
+        (f"{FUNCTION_TAGS} It will be sunny.", "text after call 1"),
+    ],
+)
+def test_a_cut_off_function_tag_call_is_a_failure_never_a_text_answer(output: str, reason: str) -> None:
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
