@@ -33,7 +33,9 @@ another family's own call tags read as ``<tool_call>`` blocks: ``seed_calls``, B
 ``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter name="P">VALUE</parameter></invoke>`` (values
 typed as Qwen3-Coder's), either cut off before its closing tag a failure (more calls may have
 followed); ``function_tag_calls``, Llama 3.1's custom-tool form that Functionary v3.1 writes,
-``<function=NAME>{ARGS}</function>`` per call (text before them kept). An
+``<function=NAME>{ARGS}</function>`` per call (text before them kept); ``functionary_messages``,
+Functionary v3.2's completion of a prompt ending in ``>>>``: a line ``all`` then text, or a function's
+name then its JSON arguments, each further message after ``>>>``. An
 opening tag followed by no call (named in prose) is text.
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
 call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
@@ -102,6 +104,13 @@ _FOREIGN_MARKERS = {"<function=": "Llama"}
 # Llama 3.1's custom-tool form, which Functionary v3.1 writes: <function=NAME>{ARGS}</function> per call.
 _FUNCTION_TAG = re.compile(r"<function=([^>\n]+)>")
 _FUNCTION_END = "</function>"
+# Functionary v3.2: the generation prompt ends with ">>>", so an output opens with a recipient line,
+# "all" before text for the user or a function's name before its JSON arguments; every further message
+# starts ">>>RECIPIENT" and a newline. A python tool's raw code is not read (a failure).
+_V32_PROMPT, _V32_TEXT = ">>>", "all"
+_V32_RECIPIENT = re.compile(r"([A-Za-z_][\w.\-]*)[ \t]*\n")
+_V32_NEXT = re.compile(r">>>(?=[A-Za-z_][\w.\-]*[ \t]*\n)")
+_V32_CUT_OFF = re.compile(r">>>[\w.\-]*[ \t]*\Z")  # the output ends inside a recipient line
 # DeepSeek's tool-call tokens (V3, R1-0528, V3.1), written with fullwidth bars and "▁" as its tokenizer
 # has them: <｜tool▁calls▁begin｜> (<｜tool▁call▁begin｜> HEAD <｜tool▁sep｜> REST <｜tool▁call▁end｜>)+
 # <｜tool▁calls▁end｜>. V3 writes HEAD "function" (the call's type) and REST the name, a newline and the
@@ -653,6 +662,9 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
         text, calls = function_tags
         repairs.append("function_tag_calls")
         return ParsedOutput(action=Action(calls=calls), text=text or None, repairs=repairs)
+    functionary = _functionary_messages(body, repairs)
+    if functionary is not None:
+        return functionary
     content, marked = body, False
     for prefix in _FOREIGN_PREFIXES:
         if content.startswith(prefix):
@@ -731,6 +743,58 @@ def _function_tag_calls(body: str, repairs: list[str]) -> tuple[str, list[ToolCa
         calls.append(_call_from_object({"name": name, "arguments": arguments}, repairs))
         position = _after_spaces(body, close + len(_FUNCTION_END))
     return body[: first.start()].strip(), calls
+
+
+def _functionary_messages(body: str, repairs: list[str]) -> ParsedOutput | None:
+    """Functionary v3.2's messages (a line ``all`` then text, or a name then its JSON arguments, each
+    further one after ``>>>``): the calls and the text; None when ``body`` does not open as one (a
+    first line that is no recipient, or a name not followed by JSON arguments)."""
+    marked = body.startswith(_V32_PROMPT)  # the prompt did not end with it: the output wrote it
+    content = body.removeprefix(_V32_PROMPT)
+    first = _V32_RECIPIENT.match(content)
+    if first is None:  # also a text answer opening with a Python prompt: ">>> print(1)"
+        return None
+    if not marked and first.group(1) != _V32_TEXT and not content.startswith("{", first.end()):
+        return None
+    splits = list(_V32_NEXT.finditer(content))  # each before a recipient line, by its lookahead
+    heads = [first, *(_V32_RECIPIENT.match(content, split.end()) for split in splits)]
+    ends = [*(split.start() for split in splits), len(content)]
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for head, end in zip(heads, ends, strict=True):
+        if head is None:
+            continue
+        name, written = head.group(1), content[head.end() : end].strip()
+        try:
+            if name == _V32_TEXT:
+                if _V32_CUT_OFF.search(written):
+                    raise CallFormatError("cut off inside the recipient of the next message")
+                texts.append(written)
+                continue
+            if not written.startswith("{"):
+                raise CallFormatError(
+                    f"the arguments of {name!r} are not a JSON object (raw code is not read)"
+                )
+            try:
+                arguments, after = _JSON.raw_decode(written)
+            except (json.JSONDecodeError, RecursionError) as error:
+                raise CallFormatError(f"the arguments of {name!r} are not JSON (cut off?)") from error
+            if written[after:].strip():
+                raise CallFormatError(
+                    f"text after the arguments of {name!r}: {written[after:][:40].strip()!r}"
+                )
+            calls.append(_call_from_object({"name": name, "arguments": arguments}, repairs))
+        except CallFormatError as failure:
+            return ParsedOutput(text=body, error=f"Functionary message: {failure}", repairs=repairs)
+    text = _join(texts)
+    repairs.append("functionary_messages")
+    if calls:
+        return ParsedOutput(action=Action(calls=calls), text=text or None, repairs=repairs)
+    if not text:
+        return ParsedOutput(
+            error="Functionary message: empty (no tool call and no answer text)", repairs=repairs
+        )
+    return ParsedOutput(action=Action(text=text), text=text, repairs=repairs)
 
 
 def _cohere_calls(action: str, repairs: list[str]) -> list[ToolCall]:

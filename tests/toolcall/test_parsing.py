@@ -1264,3 +1264,55 @@ def test_function_tag_calls_are_calls_never_a_failure(
 def test_a_cut_off_function_tag_call_is_a_failure_never_a_text_answer(output: str, reason: str) -> None:
     parsed = parse_output(output)
     assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+# --- Functionary v3.2: the prompt ends with ">>>"; "all\n" text, "NAME\n{ARGS}" calls, ">>>" between --------
+
+V32_WEATHER = 'get_weather\n{"city": "Paris"}'
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (f"{V32_WEATHER}<|eot_id|>", [PARIS], None),
+        (f'{V32_WEATHER}\n>>>get_time\n{{"zone": "CET"}}<|eot_id|>', [PARIS, TIME], None),
+        (f"all\nLet me check.>>>{V32_WEATHER}", [PARIS], "Let me check."),
+        (f">>>{V32_WEATHER}", [PARIS], None),  # a prompt that did not end with ">>>"
+    ],
+)
+def test_functionary_v32_calls_are_calls_never_a_text_answer(
+    output: str, calls: list[ToolCall], text: str | None
+) -> None:
+    from toolcall.reward import reward
+
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "functionary_messages" in parsed.repairs
+    assert reward([], (), Action(text="Which city?"), output) == 0
+    assert reward([], (), Action(calls=calls), output) == 1
+
+
+def test_a_functionary_v32_text_message_is_the_answer_without_its_recipient() -> None:
+    for output in ("all\nWhich city do you mean?<|eot_id|>", ">>>all\nWhich city do you mean?"):
+        assert parse_output(output).action == Action(text="Which city do you mean?")
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (V32_WEATHER[:22], "not JSON (cut off?)"),
+        ("all\nLet me check.>>>get_wea", "cut off inside the recipient"),
+        (f"{V32_WEATHER}>>>get_ti", "text after the arguments"),
+        (">>>python\nprint(1)", "not a JSON object"),
+    ],
+)
+def test_a_cut_off_functionary_v32_call_is_a_failure_never_a_text_answer(output: str, reason: str) -> None:
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+@pytest.mark.parametrize(
+    "answer", [">>> print(1 + 1)\n2", "Sure\nWhich city do you mean?", "python\nis the language to use."]
+)
+def test_text_that_is_no_functionary_message_stays_a_text_answer(answer: str) -> None:
+    assert parse_output(answer).action == Action(text=answer)
