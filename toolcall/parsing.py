@@ -342,7 +342,7 @@ def parse_output(
     """Parse one model output. Never raises: unreadable output gives ``error`` with the reason.
 
     ``tools``: the sample's tools, which type the values of XML-argument calls (Qwen3-Coder,
-    GLM-4.5); without them such a value that could be a string or not is a failure.
+    GLM-4.5, Seed-OSS, MiniMax-M2); without them such a value that could be a string or not is a failure.
     ``trace_opened``: the prompt ended inside a ``<think>`` trace the chat template opened
     (:func:`toolcall.templates.prompt_opens_trace`: Qwen3-Thinking-2507, DeepSeek-R1 distills, QwQ),
     so the output starts inside it: everything before its first ``</think>`` is the trace, and an

@@ -1316,3 +1316,47 @@ def test_a_cut_off_functionary_v32_call_is_a_failure_never_a_text_answer(output:
 )
 def test_text_that_is_no_functionary_message_stays_a_text_answer(answer: str) -> None:
     assert parse_output(answer).action == Action(text=answer)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "<seed:tool_call>",
+                "</seed:tool_call>",
+                "<seed:think>",
+                "</seed:think>",
+                "<function=f>",
+                "</function>",
+                "<parameter=a>",
+                '<parameter name="a">',
+                "</parameter>",
+                "<TOOLCALL>",
+                "</TOOLCALL>",
+                "<tool_calls>",
+                "</tool_calls>",
+                "<minimax:tool_call>",
+                "</minimax:tool_call>",
+                '<invoke name="f">',
+                "</invoke>",
+                "<think>",
+                "</think>",
+                ">>>",
+                "all\n",
+                "f\n",
+                "{",
+                "}",
+                "[",
+                "]",
+                '"name"',
+                ":",
+                "1",
+            ]
+        ),
+        max_size=40,
+    )
+)
+def test_other_families_tag_soup_never_raises(pieces: list[str]) -> None:
+    parsed = parse_output("".join(pieces))
+    assert (parsed.error is None) == (parsed.action is not None)
