@@ -29,14 +29,15 @@ schema, given as ``tools``: a value that may be a string or not, with no schema 
 another family's own call tags read as ``<tool_call>`` blocks: ``seed_calls``, ByteDance Seed-OSS's
 ``<seed:tool_call>`` around Qwen3-Coder's XML (its ``<seed:think>`` trace read as ``<think>``);
 ``nemotron_calls``, Nemotron's ``<TOOLCALL>[{"name": …, "arguments": …}, …]</TOOLCALL>``;
-``minimax_calls``, MiniMax-M1's ``<tool_calls>`` of JSON calls one a line and MiniMax-M2's
-``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter name="P">VALUE</parameter></invoke>`` (values
-typed as Qwen3-Coder's), either cut off before its closing tag a failure (more calls may have
-followed); ``function_tag_calls``, Llama 3.1's custom-tool form that Functionary v3.1 writes,
-``<function=NAME>{ARGS}</function>`` per call (text before them kept); ``functionary_messages``,
-Functionary v3.2's completion of a prompt ending in ``>>>``: a line ``all`` then text, or a function's
-name then its JSON arguments, each further message after ``>>>``. An
-opening tag followed by no call (named in prose) is text.
+``tool_calls_list``, Hunyuan-A13B's and Jamba's ``<tool_calls>[…]</tool_calls>`` (Hunyuan's
+``<answer>`` wrapper read as Cohere's); ``minimax_calls``, MiniMax-M1's ``<tool_calls>`` of JSON
+calls one a line and MiniMax-M2's ``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter
+name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cut off before its
+closing tag a failure (more calls may have followed). An opening tag followed by no call (named in
+prose) is text. ``function_tag_calls``: Llama 3.1's custom-tool form that Functionary v3.1 writes,
+``<function=NAME>{ARGS}</function>`` per call (text before them kept); ``functionary_messages``:
+Functionary v3.2's completion of a prompt ending in ``>>>``, a line ``all`` then text, or a function's
+name then its JSON arguments, each further message after ``>>>``.
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
 call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
 literal) gives a key twice (``json.loads`` would keep the last: a guess), a
@@ -97,6 +98,8 @@ _TRACE_TOKENS = {
 # <|START_TEXT|>...<|END_TEXT|>).
 _COHERE_ACTION, _COHERE_ACTION_END = "<|START_ACTION|>", "<|END_ACTION|>"
 _COHERE_ANSWER = re.compile(r"^<\|START_(RESPONSE|TEXT)\|>(.*?)(?:<\|END_\1\|>)?$", re.DOTALL)
+# Hunyuan-A13B writes its answer, text or calls, in <answer>...</answer> after its <think> trace.
+_HUNYUAN_ANSWER = re.compile(r"^<answer>(.*?)(?:</answer>)?$", re.DOTALL)
 _COHERE_CALL_KEYS = {"tool_call_id", "tool_name", "parameters"}
 # Call markers of formats the loop does not read: named in the parse failure (a <function=NAME> tag
 # with no JSON after it, nor in <tool_call> tags as Qwen3-Coder's: an untagged or cut-off call).
@@ -228,7 +231,12 @@ _MINIMAX_M2 = _CallTags(
     True,
     "minimax_calls",
 )
-_TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2)
+# Tencent Hunyuan-A13B and AI21 Jamba: <tool_calls>[{"name": ..., "arguments": ...}, ...]</tool_calls>,
+# MiniMax-M1's tags around one JSON list (whose own end says whether it was cut off).
+_TOOL_CALLS_LIST = _CallTags(
+    "Hunyuan/Jamba", "<tool_calls>", "</tool_calls>", re.compile(r"\s*\["), False, "tool_calls_list"
+)
+_TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2, _TOOL_CALLS_LIST)
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
 # Keys a call object is written with, by the formats read and by others (ReAct's "action" and
 # "action_input", "tool"/"tool_input", "function"/"args"): an object of a name and its arguments
@@ -377,6 +385,8 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
     body = _END_TOKENS.sub("", body).strip()
     if answer := _COHERE_ANSWER.match(body):  # Cohere's answer wrapper: its content is the answer
         body = answer.group(2).strip()
+    elif answer := _HUNYUAN_ANSWER.match(body):
+        body = answer.group(1).strip()
     # After the trace is split off: a family's block drafted there stays in the trace as written.
     body = _family_blocks_as_tool_calls(body, repairs)
     if bodies and not _MASK.search(body):  # every call block sat in the trace: drafts, not the answer

@@ -1360,3 +1360,36 @@ def test_text_that_is_no_functionary_message_stays_a_text_answer(answer: str) ->
 def test_other_families_tag_soup_never_raises(pieces: list[str]) -> None:
     parsed = parse_output("".join(pieces))
     assert (parsed.error is None) == (parsed.action is not None)
+
+
+# --- Hunyuan-A13B and Jamba: <tool_calls>[…]</tool_calls>; Hunyuan's <answer> wrapper -------------------
+
+TOOL_CALLS_LIST = (
+    '<tool_calls>[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+    '{"name": "get_time", "arguments": {"zone": "CET"}}]</tool_calls>'
+)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        TOOL_CALLS_LIST,  # Jamba
+        f"<think>\nWeather and time.\n</think>\n<answer>\n{TOOL_CALLS_LIST}\n</answer>",  # Hunyuan-A13B
+    ],
+)
+def test_a_tool_calls_list_is_calls_in_order(output: str) -> None:
+    from toolcall.reward import reward
+
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
+    assert parsed.text is None and "tool_calls_list" in parsed.repairs
+    assert reward([], (), Action(calls=[PARIS, TIME]), output) == 1
+
+
+def test_a_hunyuan_answer_is_the_text_inside_its_answer_tags() -> None:
+    parsed = parse_output("<think>\nNo city given.\n</think>\n<answer>\nWhich city do you mean?\n</answer>")
+    assert parsed.action == Action(text="Which city do you mean?") and parsed.think == "No city given."
+
+
+def test_a_cut_off_tool_calls_list_is_a_failure_never_a_text_answer() -> None:
+    assert parse_output(TOOL_CALLS_LIST[:60]).kind == "error"
