@@ -257,7 +257,7 @@ _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 # Chat-template tokens a decode may leave at the end of the text.
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
 # ChatML, Llama 3 (<|eot_id|>, <|eom_id|>, <|end_of_text|>) and 4 (<|eot|>, <|eom|>), Mistral, DeepSeek,
-# Phi (<|end|>), Gemma (<end_of_turn>, <eos>), GLM (<|observation|>, <|user|>: its turn ends there)
+# Phi (<|end|>), Gemma (<end_of_turn>, <eos>), GLM (<|observation|>, <|user|>: its turn ends there),
 # Seed-OSS (<seed:eos>), MiniMax-M1 (<end_of_sentence>) and M2 ([e~[).
 _END_TOKENS = re.compile(
     r"(?:(?:<\|im_end\|>|<\|endoftext\|>|<\|end_of_text\|>|<\|eot_id\|>|<\|eom_id\|>|<\|eot\|>|<\|eom\|>|"
@@ -352,7 +352,8 @@ def parse_output(
     ``tools``: the sample's tools, which type the values of XML-argument calls (Qwen3-Coder,
     GLM-4.5, Seed-OSS, MiniMax-M2); without them such a value that could be a string or not is a failure.
     ``trace_opened``: the prompt ended inside a ``<think>`` trace the chat template opened
-    (:func:`toolcall.templates.prompt_opens_trace`: Qwen3-Thinking-2507, DeepSeek-R1 distills, QwQ),
+    (:func:`toolcall.templates.prompt_opens_trace`: Qwen3-Thinking-2507, DeepSeek-R1 distills, QwQ,
+    Seed-OSS's ``<seed:think>``),
     so the output starts inside it: everything before its first ``</think>`` is the trace, and an
     output with no ``</think>`` never reached its answer (a failure, whatever calls it drafted)."""
     try:
