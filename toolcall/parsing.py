@@ -169,21 +169,6 @@ _KIMI = _CallTokens(
     re.compile(r"(?:functions\.)?(?P<name>.*?)(?::\d+)?", re.DOTALL),
 )
 _TOKEN_FAMILIES = (_DEEPSEEK, _KIMI)
-# The tags and tokens that delimit calls inside an output, ours and other families': a chat template
-# may end a call turn with one (a tokenizer may mark </tool_call> special, and GLM-style templates
-# write no end token after a call), but a completion goes on after it, to its next call.
-CALL_DELIMITERS: frozenset[str] = frozenset(
-    {
-        _OPEN,
-        _CLOSE,
-        _FOREIGN_OPEN,
-        _FOREIGN_CLOSE,
-        _MISTRAL_CALLS,
-        _COHERE_ACTION,
-        _COHERE_ACTION_END,
-        *(token for family in _TOKEN_FAMILIES for token in family.tokens),
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -237,6 +222,22 @@ _TOOL_CALLS_LIST = _CallTags(
     "Hunyuan/Jamba", "<tool_calls>", "</tool_calls>", re.compile(r"\s*\["), False, "tool_calls_list"
 )
 _TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2, _TOOL_CALLS_LIST)
+# The tags and tokens that delimit calls inside an output, ours and other families': a chat template
+# may end a call turn with one (a tokenizer may mark </tool_call> special, and GLM-style templates
+# write no end token after a call), but a completion goes on after it, to its next call.
+CALL_DELIMITERS: frozenset[str] = frozenset(
+    {
+        _OPEN,
+        _CLOSE,
+        _FOREIGN_OPEN,
+        _FOREIGN_CLOSE,
+        _MISTRAL_CALLS,
+        _COHERE_ACTION,
+        _COHERE_ACTION_END,
+        *(token for family in _TOKEN_FAMILIES for token in family.tokens),
+        *(tag for tags in _TAG_FAMILIES for tag in (tags.opening, tags.closing)),
+    }
+)
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
 # Keys a call object is written with, by the formats read and by others (ReAct's "action" and
 # "action_input", "tool"/"tool_input", "function"/"args"): an object of a name and its arguments

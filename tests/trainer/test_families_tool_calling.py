@@ -165,7 +165,12 @@ def test_a_call_turn_in_the_familys_own_format_reads_back_as_its_call(family: st
     assert parsed.error is None and parsed.action == toy.rows(["Rome"])[0].label, turn
 
 
-def test_a_call_tag_that_closes_a_templates_call_turn_does_not_end_a_completion() -> None:
+@pytest.mark.parametrize(
+    ("opening", "closing"), [("<tool_call>", "</tool_call>"), ("<seed:tool_call>", "</seed:tool_call>")]
+)
+def test_a_call_tag_that_closes_a_templates_call_turn_does_not_end_a_completion(
+    opening: str, closing: str
+) -> None:
     """A template may write no end token after a call (GLM-style: the next role's token follows),
     and a tokenizer may mark </tool_call> special: that tag was taken for the call turn's end, so a
     completion stopped after its first call and never wrote the second a label asks for."""
@@ -175,12 +180,12 @@ def test_a_call_tag_that_closes_a_templates_call_turn_does_not_end_a_completion(
 
     tokenizer = build_tokenizer(FAMILIES["qwen25"])
     tokenizer.add_special_tokens(
-        {"additional_special_tokens": [AddedToken("</tool_call>", special=True, normalized=False)]}
+        {"additional_special_tokens": [AddedToken(closing, special=True, normalized=False)]}
     )
     tokenizer.chat_template = (
         "{%- for m in messages %}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] }}"
         "{%- for c in m['tool_calls'] or [] %}"
-        "{{- '<tool_call>' + c['function']['name'] + '</tool_call>' }}{%- endfor %}"
+        "{{- '" + opening + "' + c['function']['name'] + '" + closing + "' }}{%- endfor %}"
         "{%- if m['role'] != 'assistant' %}{{- '<|im_end|>' }}{%- endif %}{%- endfor %}"
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
     )
