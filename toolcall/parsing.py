@@ -83,15 +83,15 @@ _FOREIGN_PREFIXES = ("<|python_tag|>", _MISTRAL_CALLS, _FOREIGN_OPEN)
 # [TOOL_CALLS]NAME[ARGS]{ARGS} (v11: [CALL_ID]ID before [ARGS]; [ARGS] is gone when a server decoded
 # without special tokens), and a trace as [THINK]...[/THINK].
 _MISTRAL_HEAD = re.compile(r"\s*([A-Za-z_][\w.\-]*)\s*(?:\[CALL_ID\]\s*[A-Za-z0-9]*\s*)?(?:\[ARGS\])?\s*")
-# Other families' trace tokens, read as <think> and </think>: Magistral's, and Cohere Command A's and
-# R7B's.
+# Other families' trace tokens (opening, closing), read as <think> and </think> here and by the judge's
+# and verifier's answer reading (toolcall.verdicts).
+TRACE_TOKEN_PAIRS: tuple[tuple[str, str], ...] = (
+    ("[THINK]", "[/THINK]"),  # Magistral
+    ("<|START_THINKING|>", "<|END_THINKING|>"),  # Cohere Command A / R7B
+    ("<seed:think>", "</seed:think>"),  # ByteDance Seed-OSS
+)
 _TRACE_TOKENS = {
-    "[THINK]": "<think>",
-    "[/THINK]": "</think>",
-    "<|START_THINKING|>": "<think>",
-    "<|END_THINKING|>": "</think>",
-    "<seed:think>": "<think>",  # ByteDance Seed-OSS
-    "</seed:think>": "</think>",
+    token: tag for pair in TRACE_TOKEN_PAIRS for token, tag in zip(pair, ("<think>", "</think>"), strict=True)
 }
 # Cohere Command A / R7B: calls as <|START_ACTION|>[{"tool_call_id": "0", "tool_name": NAME,
 # "parameters": {ARGS}}, ...]<|END_ACTION|>, an answer in <|START_RESPONSE|>...<|END_RESPONSE|> (or
@@ -345,6 +345,16 @@ def render_action(action: Action) -> str:
     return action.text or ""
 
 
+def unwrap_answer(text: str) -> str:
+    """``text`` without a family's answer wrapper (Cohere's ``<|START_RESPONSE|>``/``<|START_TEXT|>``,
+    Hunyuan's ``<answer>``): the wrapper's content is the answer. Read after the trace is split off."""
+    if answer := _COHERE_ANSWER.match(text):
+        return answer.group(2).strip()
+    if answer := _HUNYUAN_ANSWER.match(text):
+        return answer.group(1).strip()
+    return text
+
+
 def parse_output(
     text: str, tools: Sequence[ToolSpec] | None = None, *, trace_opened: bool = False
 ) -> ParsedOutput:
@@ -385,10 +395,7 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
     if opened_trace is not None:
         think = "\n".join(t for t in (opened_trace.strip(), think) if t) or None
     body = _END_TOKENS.sub("", body).strip()
-    if answer := _COHERE_ANSWER.match(body):  # Cohere's answer wrapper: its content is the answer
-        body = answer.group(2).strip()
-    elif answer := _HUNYUAN_ANSWER.match(body):
-        body = answer.group(1).strip()
+    body = unwrap_answer(body)
     # After the trace is split off: a family's block drafted there stays in the trace as written.
     body = _family_blocks_as_tool_calls(body, repairs)
     if bodies and not _MASK.search(body):  # every call block sat in the trace: drafts, not the answer

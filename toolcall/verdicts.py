@@ -6,10 +6,11 @@ judges wrap that in Markdown, put it behind a label (``**Verdict:**``, ``## Judg
 Answer:``), write an analysis first, answer in a sentence ("Response 2 is incorrect."), in JSON or in a
 fenced block, after a reasoning trace. The reader takes all of these, on four rules:
 
-1. **Only the answer counts.** A leading ``<think>…</think>`` (or Magistral's ``[THINK]``) trace is
-   skipped, also one whose opening tag sat in the chat template (``trace_opened``, or a ``</think>``
-   alone at a line end); a trace that never closed means the answer never came. vLLM's separate
-   reasoning field is never read for the decision.
+1. **Only the answer counts.** A leading ``<think>…</think>`` trace (or one in another family's
+   tokens: Magistral's ``[THINK]``, Cohere's, Seed-OSS's) is skipped, also one whose opening tag sat
+   in the chat template (``trace_opened``, or a ``</think>`` alone at a line end); a trace that never
+   closed means the answer never came; an answer wrapper (Cohere's ``<|START_RESPONSE|>``) is taken
+   off. vLLM's separate reasoning field is never read for the decision.
 2. **Quotes never count.** The prompt's data blocks (``<response_1>…</response_1>`` and the rest) and
    tool calls the judge copies, Markdown blockquotes, inline quotes, JSON objects other than the
    answer's own, and the Figure 10 sections (``Error Analysis:``/``Correct Approach:``, which run to
@@ -48,6 +49,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from toolcall.harmony import harmony_answer
+from toolcall.parsing import TRACE_TOKEN_PAIRS, unwrap_answer
 
 Verdict = Literal["PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE"]
 VERDICTS: tuple[str, ...] = ("PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG")
@@ -113,7 +115,6 @@ class ParsedVerification(BaseModel):
 
 _TRACE_OPEN = re.compile(r"<(think|thinking)>", re.IGNORECASE)
 _TEMPLATE_TRACE_CLOSE = re.compile(r"</think>", re.IGNORECASE)
-_MISTRAL_TRACE_OPEN, _MISTRAL_TRACE_CLOSE = "[THINK]", "[/THINK]"
 _BLOCK_OPEN = re.compile(r"(<|&lt;)(" + "|".join(QUOTED_TAGS) + r")>", re.IGNORECASE)
 _LONE_TAG = re.compile(r"(?:<|&lt;)/?(?:" + "|".join(QUOTED_TAGS) + r"|think|thinking)>", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*(?:```|~~~)")
@@ -247,8 +248,15 @@ def _answer_text(
         if harmony.answer is None:
             return None, harmony.problem
         text = harmony.answer
-    if text.startswith(_MISTRAL_TRACE_OPEN):  # Magistral's trace tokens, kept in the text: a <think>
-        text = "<think>" + text[len(_MISTRAL_TRACE_OPEN) :].replace(_MISTRAL_TRACE_CLOSE, "</think>", 1)
+    for opening, closing in TRACE_TOKEN_PAIRS:  # another family's trace tokens, kept in the text
+        if text.startswith(opening):
+            text = "<think>" + text[len(opening) :].replace(closing, "</think>", 1)
+            break
+        # The chat template opened it. Elsewhere a lone closing token may be quoted data, which the
+        # prompts escape only in <think>'s spelling.
+        if trace_opened and closing in text and opening not in text:
+            text = text.replace(closing, "</think>", 1)
+            break
     if trace_opened and not _TRACE_OPEN.match(text):  # the template opened it: it ends at </think>
         close = _TEMPLATE_TRACE_CLOSE.search(text)
         if close is None:
@@ -275,6 +283,7 @@ def _answer_text(
         )
         if template_trace:
             text = after.strip()
+    text = unwrap_answer(text)
     if not text:
         return None, empty_answer_reason(reasoning)
     return text, None

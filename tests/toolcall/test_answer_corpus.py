@@ -30,6 +30,8 @@ DATA = Path(__file__).parent / "data"
 JUDGE = [json.loads(line) for line in (DATA / "judge_answers.jsonl").read_text("utf-8").splitlines()]
 VERIFIER = [json.loads(line) for line in (DATA / "verifier_answers.jsonl").read_text("utf-8").splitlines()]
 STYLES = {"qwen3", "deepseek-r1", "llama3", "gpt-4o", "mistral"}
+# Fewer answers each: families whose trace and answer tokens a server may leave in the text.
+OTHER_STYLES = {"seed-oss", "cohere"}
 
 
 def cases(corpus: list[dict[str, Any]]) -> list[Any]:
@@ -55,7 +57,7 @@ def judged(entry: dict[str, Any], label_position: int | None = None) -> Any:
 def test_the_corpora_are_large_and_varied() -> None:
     assert len(JUDGE) >= 100 and len({e["id"] for e in JUDGE}) == len(JUDGE)
     styles = Counter(e["style"] for e in JUDGE)
-    assert set(styles) == STYLES and min(styles.values()) >= 15, styles
+    assert set(styles) == STYLES | OTHER_STYLES and min(styles[s] for s in STYLES) >= 15, styles
     verdicts = Counter(e["expected"] for e in JUDGE)
     assert set(verdicts) == {"PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE"}
     assert verdicts["UNPARSEABLE"] >= 20 and min(verdicts.values()) >= 10, verdicts
@@ -64,7 +66,7 @@ def test_the_corpora_are_large_and_varied() -> None:
         sum("reasoning" in e for e in JUDGE) >= 15 and sum(e.get("trace_opened", False) for e in JUDGE) >= 10
     )
     assert len(VERIFIER) >= 30 and len({e["id"] for e in VERIFIER}) == len(VERIFIER)
-    assert {e["style"] for e in VERIFIER} == STYLES
+    assert {e["style"] for e in VERIFIER} == STYLES | OTHER_STYLES
     outcomes = Counter(e["expected"] for e in VERIFIER)
     assert outcomes["UNPARSEABLE"] >= 8 and min(outcomes.values()) >= 8, outcomes
 

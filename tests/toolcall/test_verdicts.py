@@ -39,6 +39,7 @@ PLAIN = [
     and "known_gap" not in e
     and "think>" not in e["answer"]
     and "[THINK]" not in e["answer"]
+    and "<|START_THINKING|>" not in e["answer"]
     and not e.get("trace_opened")
 ]
 
