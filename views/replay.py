@@ -12,8 +12,19 @@ wall-clock time (``--until CHECKPOINT|TIMESTAMP``). Events carry the time they w
 - ``CHECKPOINT``: T is when that checkpoint was published.
 - ``TIMESTAMP``: T itself (ISO 8601; without a zone it is UTC).
 
-An event belongs to the cut iff it was produced at or before T; the members of a round whose
-RoundClosed belongs to the cut are kept whole whatever their stamps say (a round is one decision).
+Stamps come from the workers' clocks, which can disagree, so events that carry their round are placed
+by it, on the pipeline's order rather than the stamp:
+
+- the members of a round whose RoundClosed belongs to the cut are kept whole whatever their stamps
+  say (a round is one decision), and no member or manifest of a round after ``--round J`` belongs;
+- the events of round j's work (ProbeResult, Verdict, the LabelCorrected that answers a verdict,
+  ExpansionCandidate, VerificationResult, an expansion's SampleAdded: all carry j) start only once D_j
+  was curated, and the curator closes round j+1 only once that work is complete: they belong if
+  RoundClosed(j+1) does, and not if RoundClosed(j) does not or, for ``--round J``, if j >= J. Of the
+  round in progress at a checkpoint or a time, they are placed by their stamp.
+
+Every other event (a seed, a checkpoint, an evaluation, an operator's revert of a relabel) belongs to
+the cut iff it was produced at or before T.
 The dataset as of the cut is the latest round closed within it. Redelivered copies of an event
 share its id; the first copy in the log is the event, as for every consumer.
 
@@ -43,7 +54,18 @@ from rich.table import Table
 from bus.kafka import ReplayStats, replay
 from common.logs import get_logger
 from common.progress import counting_status
-from schemas.events import CheckpointPublished, CuratedSample, Event, RoundClosed, SampleAdded
+from schemas.events import (
+    CheckpointPublished,
+    CuratedSample,
+    Event,
+    ExpansionCandidate,
+    LabelCorrected,
+    ProbeResult,
+    RoundClosed,
+    SampleAdded,
+    Verdict,
+    VerificationResult,
+)
 from streams.curate import CurationPolicy, Ledger, initial_round_events, next_round_events
 from toolcall.canonical import content_hash
 from toolcall.specs import ToolSpec
@@ -147,7 +169,31 @@ class Boundary:
                 return True
             if self.cut.round is not None and payload.round > self.cut.round:
                 return False
+        worked = work_round(payload)
+        if worked is not None:
+            if worked + 1 in self.closed_rounds:  # D_{j+1} was curated from the whole of it
+                return True
+            if worked not in self.closed_rounds:  # D_j was not even curated by the cut
+                return False
+            if self.cut.round is not None and worked >= self.cut.round:  # D_J's probing follows the cut
+                return False
         return event.produced_at <= self.time
+
+
+def work_round(payload: Any) -> int | None:
+    """The round j whose work (probing D_j and what follows from it) produced an event, else None.
+
+    Such an event is produced after RoundClosed(j) and before RoundClosed(j+1) whatever its stamp
+    says. An operator's revert of a relabel carries the relabel's round but may come at any time, and
+    a seed's round (0) is none: both are placed by their stamp.
+    """
+    if isinstance(payload, ProbeResult | Verdict | ExpansionCandidate | VerificationResult):
+        return payload.round
+    if isinstance(payload, LabelCorrected) and payload.verdict_event_id is not None:
+        return payload.round
+    if isinstance(payload, SampleAdded) and payload.origin == "expansion":
+        return payload.round
+    return None
 
 
 def resolve_boundary(cut: Cut, control_events: Sequence[Event[Any]]) -> Boundary:
@@ -480,8 +526,13 @@ def _before_curation(event: Event[Any], boundary: Boundary) -> bool:
     round_ = boundary.dataset_round
     assert round_ is not None
     payload = event.payload
-    if isinstance(payload, CuratedSample | RoundClosed) and payload.round >= round_:
-        return False
+    # By round where the event carries one, as Boundary.includes: D_J was curated from D_{J-1}'s
+    # members and its whole work, and from nothing of round J or later.
+    if isinstance(payload, CuratedSample | RoundClosed):
+        return payload.round < round_
+    worked = work_round(payload)
+    if worked is not None:
+        return worked < round_
     return event.produced_at <= boundary.closed_at[round_]
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from bus.kafka import EventProducer, ensure_topics
 from schemas.events import CuratedSample, RoundClosed, make_event
 from streams.curate import Ledger
 from tests.analytics.conftest import LiveRun
@@ -17,6 +19,8 @@ from tests.foundation.events_factory import FLUCTUATION, LABEL, PRODUCER
 from toolcall.types import Message, Sample
 from views.replay import Cut, ReplayError, dataset_from_ledger, replay_to, resolve_boundary, run_replay
 from views.store import SampleStore
+from world import World
+from world.simulated_run import simulate_run
 
 
 @pytest.mark.parametrize("round_", [1, 2, 3])
@@ -94,6 +98,49 @@ async def test_labels_as_of_a_round_are_the_labels_then(live_run: LiveRun, tmp_p
     carried = [sample_id for sample_id in fixed if sample_id in d2]
     assert carried
     assert all(d2[s].source == "ES" and d2[s].label == fixed[s].new_label for s in carried)
+
+
+async def test_a_round_s_work_is_placed_by_its_round_not_by_a_skewed_clock(
+    live_run: LiveRun, world: World, tmp_path: Path
+) -> None:
+    """A relabel of round 1 stamped after RoundClosed(2) by a worker whose clock ran ahead is in the
+    store as of round 2 (D_2 was curated from it); one of round 2 stamped before RoundClosed(2) by a
+    clock running behind is not (it answers the probing of D_2, which follows the cut)."""
+    # Curation is seeded by the run id: the skewed run is simulated under its own id, not copied.
+    run_id = "t-skew-" + uuid.uuid4().hex[:8]
+    settings = live_run.settings.model_copy(update={"run_id": run_id})
+    seeds = await world.samples(60, noise_rate=0.4, seed="analytics")
+    run = await simulate_run(run_id, world, seeds, rounds=2, target_size=40, k=2)
+    closed_2 = run.round_closed(2).produced_at
+    carried = {m.payload.sample_id for m in run.members(2) if m.payload.source == "ES"}
+    early = next(
+        e for e in run.of_type("LabelCorrected") if e.payload.round == 1 and e.payload.sample_id in carried
+    )
+    late = next(e for e in run.of_type("LabelCorrected") if e.payload.round == 2)
+    restamped = {
+        early.event_id: closed_2 + timedelta(minutes=5),
+        late.event_id: closed_2 - timedelta(minutes=5),
+    }
+    events = [
+        e.model_copy(update={"produced_at": restamped.get(e.event_id, e.produced_at)}) for e in run.events
+    ]
+    await ensure_topics(settings.kafka, run_id)
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_all(events)
+
+    result = await replay_to(settings, Cut(round=2), store_path=tmp_path / "r2", policy=run.policy)
+    store = SampleStore(tmp_path / "r2")
+    kept = {r["event_id"] for r in store.rows("events")}
+    assert early.event_id in kept and late.event_id not in kept
+    samples = {r["sample_id"]: r for r in store.rows("samples")}
+    current = json.loads(samples[early.payload.sample_id]["current_label_json"])
+    assert current == early.payload.new_label.model_dump(mode="json")
+    if late.payload.sample_id != early.payload.sample_id:
+        current = json.loads(samples[late.payload.sample_id]["current_label_json"])
+        assert current != late.payload.new_label.model_dump(mode="json")
+    # The curator's fold is fed the same: D_2 recomputes with the late-stamped label it was built from.
+    assert result.dataset is not None and result.dataset.verified, result.dataset
+    assert result.recompute is not None and result.recompute.matches, result.recompute.differences
 
 
 async def test_cuts_that_do_not_exist_are_refused(live_run: LiveRun) -> None:
