@@ -306,7 +306,7 @@ async def follow(source: RunSettings, *, refresh_s: float = 2.0) -> AsyncIterato
     """Follow a run's topics and yield a fresh :class:`RunStats` whenever events arrived (at most
     every ``refresh_s`` while catching up); leave the loop to stop. Every function here takes it, so
     it keeps every event's row (memory grows with the run; ``looptool stats --follow`` keeps running
-    counts instead).
+    counts instead). A run with no topics yet (a dashboard started before the run) is waited for.
 
     Example (a dashboard loop; ``run`` is :func:`topics`' result)::
 

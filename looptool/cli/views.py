@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 
@@ -447,13 +447,25 @@ def run_stats(
     # Machine-readable output may go to standard output: keep progress off it.
     status_console = console if fmt == "table" else Console(stderr=True)
     run_id = settings.run_id if store_path is None else None
+
+    def say_waiting() -> None:  # a follower started before the run waits for it, as the services do
+        status_console.print(
+            f"waiting for run {settings.run_id}: it has no topics on {settings.kafka.bootstrap_servers} "
+            "yet (Ctrl-C stops)",
+            soft_wrap=True,
+        )
+
     if follow and fmt == "table":
-        stats = run_until_signalled(lambda stop: follow_stats(settings, console, stop))
+        stats = run_until_signalled(
+            lambda stop: follow_stats(settings, console, stop, on_waiting=say_waiting)
+        )
         if out is not None:
             out.write_text(tables_text(stats), encoding="utf-8")
     elif follow:
         stats = run_until_signalled(
-            lambda stop: _follow_as_data(settings, stop, fmt, out, names, console, status_console)
+            lambda stop: _follow_as_data(
+                settings, stop, fmt, out, names, console, status_console, on_waiting=say_waiting
+            )
         )
     else:
         if store_path is not None:
@@ -526,6 +538,8 @@ async def _follow_as_data(
     names: Sequence[str],
     console: Console,
     status_console: Console,
+    *,
+    on_waiting: Callable[[], None] | None = None,
 ) -> StatsView:
     """``stats --follow`` for json (one document per update, JSON lines) and csv / parquet (the files
     rewritten in place, each replaced atomically). The summary tables come from running counts; a
@@ -542,7 +556,8 @@ async def _follow_as_data(
             stream = stack.enter_context(out.open("w", encoding="utf-8")) if out is not None else console.file
         else:
             status_console.print(f"following run {settings.run_id}: keeping {out} up to date (Ctrl-C stops)")
-        async for stats in stats_updates(settings, stop=stop, per_event_rows=per_event_rows):
+        updates = stats_updates(settings, stop=stop, per_event_rows=per_event_rows, on_waiting=on_waiting)
+        async for stats in updates:
             _write_stats_data(
                 stats, fmt, out, names, settings.run_id, console, status_console, lines=True, stream=stream
             )

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -455,30 +456,76 @@ async def test_deadletters_of_a_run_without_any_closes_its_reader(kafka_bootstra
     assert done.stderr == ""  # no warning of an empty run (it has events), nothing left unclosed
 
 
-def test_stats_follow_of_a_run_with_no_topics_says_so_in_every_format(kafka_bootstrap: str) -> None:
-    """A run with no topics has nothing to follow: ``stats --follow`` ends at once, as it did, but now
-    with the output ``stats`` gives (json: the document with every table and no row, where it wrote
-    nothing at all) and the warning about a mistyped run id on stderr."""
-    run = ["--bootstrap-servers", kafka_bootstrap, "--run-id", "t-no-topics-" + os.urandom(4).hex()]
+def _stats_follow_until_it_waits(kafka_bootstrap: str, run_id: str, fmt: str) -> subprocess.Popen[str]:
+    """``stats --follow`` on a run with no topics, once it said that it waits: the first line of its
+    messages (stderr for json; stdout, above the tables, for table)."""
+    command = [
+        sys.executable, "-m", "looptool.cli", "--bootstrap-servers", kafka_bootstrap, "--run-id", run_id,
+        "stats", "--follow", "--format", fmt,
+    ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPTOOL_")} | {"COLUMNS": "200"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    )
+    messages = process.stderr if fmt == "json" else process.stdout
+    assert messages is not None
+    said = messages.readline()  # "" at once if it ended instead of waiting
+    assert said.startswith(f"waiting for run {run_id}: it has no topics"), (said, process.poll())
+    return process
+
+
+def _interrupt(process: subprocess.Popen[str]) -> tuple[str, str]:
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+
+
+def test_stats_follow_started_before_the_run_waits_for_it(kafka_bootstrap: str) -> None:
+    """``stats --follow`` on a run with no topics yet says it waits for the run, and follows it once its
+    topics and events come; stopped by Ctrl-C before that, it ends as ``stats`` does on an empty run
+    (json: the document with every table and no row; a warning about a mistyped run id on stderr)."""
+    from bus.config import KafkaSettings
+    from bus.kafka import EventProducer, ensure_topics
+    from schemas.events import make_event
+    from tests.foundation.events_factory import PRODUCER, sample_added
+
+    run_id = "t-later-" + os.urandom(4).hex()
+    process = _stats_follow_until_it_waits(kafka_bootstrap, run_id, "json")
+    try:
+        time.sleep(1.5)  # more than one look for the topics
+        assert process.poll() is None  # still waiting
+
+        async def start_the_run() -> None:
+            kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+            await ensure_topics(kafka, run_id)
+            async with EventProducer(kafka) as producer:
+                await producer.send_all(
+                    [make_event(sample_added(f"s_{i}"), run_id=run_id, producer=PRODUCER) for i in range(3)]
+                )
+
+        asyncio.run(start_the_run())
+        assert process.stdout is not None
+        document = json.loads(process.stdout.readline())  # the first update: the run's events
+        assert document["run_id"] == run_id and document["events"] == 3
+    finally:
+        _, errors = _interrupt(process)
+    assert process.returncode == 0, errors[-2000:]
+    assert "has no events" not in errors
+
     for fmt in ("json", "table"):
-        done = subprocess.run(
-            [sys.executable, "-m", "looptool.cli", *run, "stats", "--follow", "--format", fmt],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-            env=env,
-        )
-        assert done.returncode == 0, done.stderr
-        assert "has no events" in done.stderr and "mistyped --run-id" in done.stderr, done.stderr
+        run_id = "t-never-" + os.urandom(4).hex()
+        output, errors = _interrupt(_stats_follow_until_it_waits(kafka_bootstrap, run_id, fmt))
+        assert "has no events" in errors and "mistyped --run-id" in errors, errors
         if fmt == "json":
-            (line,) = done.stdout.splitlines()
+            (line,) = output.splitlines()
             document = json.loads(line)
             assert document["events"] == 0 and list(document["tables"]) == list(DEFAULT_TABLES)
             assert all(table["rows"] == [] for table in document["tables"].values())
         else:
-            assert done.stdout.strip() == "No events yet: every table is empty."
+            assert output.strip() == "No events yet: every table is empty."
 
 
 @pytest.mark.parametrize("fmt", ["json", "table"])

@@ -8,6 +8,7 @@ updates every function of the API takes) keep the rows (:class:`StatsCollector`)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from rich.console import Console
@@ -21,6 +22,36 @@ from views.analytics.running import RunningStats, SummaryStats
 from views.store import ALL_TOPIC_NAMES
 
 
+async def wait_for_run(
+    settings: RunSettings,
+    stop: asyncio.Event | None,
+    *,
+    on_waiting: Callable[[], None] | None = None,
+    poll_s: float = 1.0,
+) -> bool:
+    """Wait until the run has topics; False if ``stop`` was set first.
+
+    A follower started before the run (its topics are created when it starts) waits for it, as the
+    services' consumer groups do, instead of ending with nothing to follow. ``on_waiting`` is called
+    once, when the first look finds no topic.
+    """
+    from bus.kafka import partition_ends
+
+    told = False
+    while not await partition_ends(settings.kafka, settings.run_id, ALL_TOPIC_NAMES):
+        if not told and on_waiting is not None:
+            on_waiting()
+        told = True
+        if stop is None:
+            await asyncio.sleep(poll_s)
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll_s)
+        if stop.is_set():
+            return False
+    return True
+
+
 async def follow_stats(
     settings: RunSettings,
     console: Console,
@@ -28,12 +59,17 @@ async def follow_stats(
     *,
     refresh_s: float = 2.0,
     on_update: Callable[[SummaryStats], None] | None = None,
+    on_waiting: Callable[[], None] | None = None,
 ) -> SummaryStats:
-    """Follow every topic of the run and keep the tables up to date on ``console`` until ``stop``."""
+    """Follow every topic of the run and keep the tables up to date on ``console`` until ``stop``
+    (waiting for the run's topics first: :func:`wait_for_run`)."""
     from bus.kafka import follow
 
     collector = RunningStats()
     stats = collector.stats()
+    if not await wait_for_run(settings, stop, on_waiting=on_waiting):
+        console.print(render_stats(stats))  # stopped before the run began: the empty view, drawn once
+        return stats
     loop = asyncio.get_running_loop()
     last_render = float("-inf")
     changed = True
@@ -64,16 +100,21 @@ async def stats_updates(
     stop: asyncio.Event | None = None,
     idle_timeout_ms: int = 500,
     per_event_rows: bool = True,
+    on_waiting: Callable[[], None] | None = None,
 ) -> AsyncIterator[RunStats | SummaryStats]:
     """Follow every topic of the run from offset 0 and yield fresh stats as events arrive: once caught
     up (nothing new for ``idle_timeout_ms``), and at most every ``refresh_s`` while catching up;
     nothing while nothing changes. Ends when ``stop`` is set (seen within ``idle_timeout_ms``), or
     when the caller leaves the loop. ``per_event_rows``: a :class:`RunStats` with every row (what the
     per-event tables need; memory grows with the events); otherwise the summary tables from running
-    counts (:class:`SummaryStats`)."""
+    counts (:class:`SummaryStats`). A run with no topics yet is waited for (:func:`wait_for_run`);
+    stopped while waiting, it yields the empty stats once."""
     from bus.kafka import follow
 
     collector: StatsCollector | RunningStats = StatsCollector() if per_event_rows else RunningStats()
+    if not await wait_for_run(settings, stop, on_waiting=on_waiting):
+        yield collector.stats()
+        return
     loop = asyncio.get_running_loop()
     last = float("-inf")
     changed = True  # the first catch-up yields even for an empty run
@@ -86,7 +127,7 @@ async def stats_updates(
             if changed and (not batch or loop.time() - last >= refresh_s):
                 last, changed = loop.time(), False
                 yield collector.stats()
-        else:  # the stream ended: the run has no topics (yet), so there is nothing to follow
+        else:  # the stream ended without a batch (its topics went between the wait and the read)
             if changed:
                 yield collector.stats()
     finally:
