@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
+from bus.kafka import ReplayStats
 from schemas.events import (
     CuratedSample,
     DeadLetter,
@@ -456,12 +457,13 @@ def render_lineage(lineage: SampleLineage, tree: Tree | None = None) -> Tree:
 # --- the command --------------------------------------------------------------------------------
 
 
-async def index_from_topics(settings: StoreRunSettings) -> MemoryIndex:
+async def index_from_topics(settings: StoreRunSettings, stats: ReplayStats | None = None) -> MemoryIndex:
+    """The run's events, indexed; ``stats`` counts the records read and those that did not decode."""
     from bus.kafka import replay
     from views.store import ALL_TOPIC_NAMES
 
     events: list[Event[Any]] = []
-    async for batch in replay(settings.kafka, settings.run_id, ALL_TOPIC_NAMES):
+    async for batch in replay(settings.kafka, settings.run_id, ALL_TOPIC_NAMES, stats=stats):
         events.extend(d.event for d in batch)
     return MemoryIndex(events)
 
@@ -479,15 +481,21 @@ def run_lineage(
     console: Console,
     store_path: Path | None = None,
     as_json: bool = False,
+    on_undecodable: Callable[[int], None] | None = None,
 ) -> SampleLineage:
     """``looptool lineage SAMPLE_ID``: from the store at ``store_path`` if given, else the topics;
-    ``as_json`` prints :func:`lineage_document` on one line instead of the tree (progress on stderr)."""
+    ``as_json`` prints :func:`lineage_document` on one line instead of the tree (progress on stderr).
+    ``on_undecodable`` is told how many records of the topics did not decode (left out of the history:
+    any of them may be this sample's), when some did not."""
     status_console = Console(stderr=True) if as_json else console
     if store_path is not None:
         index: EventIndex = StoreIndex(open_for_reading(store_path))
     else:
+        read = ReplayStats()
         with status_console.status(f"reading run {settings.run_id} from the topics…"):
-            index = asyncio.run(index_from_topics(settings))
+            index = asyncio.run(index_from_topics(settings, read))
+        if read.undecodable and on_undecodable is not None:
+            on_undecodable(read.undecodable)
     lineage = build_lineage(index, sample_id)
     if as_json:
         console.file.write(json.dumps(lineage_document(lineage), ensure_ascii=False) + "\n")

@@ -266,10 +266,10 @@ def warn_empty_run(settings: Any) -> None:
     )
 
 
-def warn_undecodable(count: int) -> None:
+def warn_undecodable(count: int, left_out_of: str = "these tables") -> None:
     """Records left out of the tables: during an upgrade, a newer writer's events, so say how many."""
     Console(stderr=True).print(
-        f"[yellow]{count} record(s) of the run could not be decoded and are left out of these tables[/]: "
+        f"[yellow]{count} record(s) of the run could not be decoded and are left out of {left_out_of}[/]: "
         "written with a newer schema than this looptool knows (upgrade it), or not events at all "
         "(`looptool replay` counts them too)"
     )
@@ -343,7 +343,14 @@ def lineage(
     if store_path is None:
         require_broker(settings)
     try:
-        run_lineage(settings, sample_id, console=console, store_path=store_path, as_json=as_json)
+        run_lineage(
+            settings,
+            sample_id,
+            console=console,
+            store_path=store_path,
+            as_json=as_json,
+            on_undecodable=lambda count: warn_undecodable(count, "this history"),
+        )
     except (LineageError, FileNotFoundError) as error:
         raise typer.BadParameter(str(error)) from None
 

@@ -164,6 +164,39 @@ async def test_stats_count_the_records_they_could_not_decode(settings: Settings)
     assert stats_document(stats, [], run_id=settings.run_id)["undecodable"] == 1
 
 
+def test_lineage_from_the_topics_says_how_many_records_it_could_not_decode(settings: Settings) -> None:
+    """A record `lineage` cannot decode (a newer writer's relabel of the sample, say) was left out of
+    the history without a word, so the history read as whole; it now says how many, on stderr, as
+    `stats` does (the history itself stays what could be read)."""
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from common.logs import LogSettings, configure_logging
+    from looptool.cli import app
+    from tests.foundation.events_factory import event_of, sample_added
+
+    async def publish() -> None:
+        await ensure_topics(settings.kafka, settings.run_id)
+        async with EventProducer(settings.kafka) as producer:
+            await producer.send_all([event_of(sample_added("s_known"), settings.run_id)])
+            await producer.send_raw(
+                topic_name(settings.run_id, "labels"), b"\x00\x01 from a newer writer", b"s_known"
+            )
+
+    asyncio.run(publish())
+    run = ["--bootstrap-servers", settings.kafka.bootstrap_servers or "", "--run-id", settings.run_id]
+    try:
+        for form in ([], ["--json"]):
+            result = CliRunner().invoke(app, [*run, "lineage", "s_known", *form])
+            assert result.exit_code == 0, result.output
+            assert "s_known" in result.stdout
+            warned = " ".join(result.stderr.split())
+            assert "1 record(s) of the run could not be decoded and are left out of this history" in warned
+    finally:
+        configure_logging(LogSettings())  # the CLI bound logging to the runner's (now closed) stream
+
+
 async def test_a_worker_of_an_older_release_reads_what_a_newer_one_wrote(settings: Settings) -> None:
     """Rolling upgrade: a newer release's producer writes its SampleAdded schema (one more field) to the
     run's schemas topic and then the event. A consumer group member of this release, which never froze
