@@ -45,7 +45,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -131,6 +131,7 @@ class ExportResult:
     round: int
     rows: int
     content_hash: str
+    undecodable: int = 0  # records of the topics that did not decode (RoundDataset.undecodable)
 
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -509,7 +510,9 @@ def export_dataset(
     else:
         write_verl(dataset, out, current_time=current_time)
     log.info("export.written", path=str(out), format=fmt, round=dataset.round, rows=len(dataset.members))
-    return ExportResult(out, fmt, dataset.round, len(dataset.members), dataset.content_hash)
+    return ExportResult(
+        out, fmt, dataset.round, len(dataset.members), dataset.content_hash, dataset.undecodable
+    )
 
 
 # --- reading back (tests, notebooks) ------------------------------------------------------------
@@ -578,8 +581,10 @@ def run_export(
     force: bool = False,
     current_time: str = DEFAULT_CURRENT_TIME,
     call_arguments: str = "string",
+    on_undecodable: Callable[[int], None] | None = None,
 ) -> ExportResult:
-    """``looptool export``: D_J as of the cut (default: the latest closed round), written as ``fmt``."""
+    """``looptool export``: D_J as of the cut (default: the latest closed round), written as ``fmt``.
+    ``on_undecodable`` is told how many records of the topics did not decode, when some did not."""
     cut = Cut.from_options(round_, until)
     with console.status(f"rebuilding the dataset as of {cut.describe()} from the topics…"):
         result = asyncio.run(
@@ -587,6 +592,8 @@ def run_export(
                 settings, cut, fmt, out, force=force, current_time=current_time, call_arguments=call_arguments
             )
         )
+    if result.undecodable and on_undecodable is not None:
+        on_undecodable(result.undecodable)
     shown = "standard output" if result.path == STDOUT else str(result.path)
     console.print(
         f"wrote D_{result.round} ({result.rows} samples, content hash {result.content_hash}) "

@@ -268,6 +268,9 @@ class RoundDataset:
     manifest_event_id: str | None
     content_hash: str  # over the members' recomputed content hashes, as RoundClosed's
     problems: tuple[str, ...] = ()
+    # Records of the topics read that did not decode (a newer release's, another run's): what they
+    # held is missing, e.g. the origin of a member whose SampleAdded is one of them.
+    undecodable: int = 0
 
     @property
     def verified(self) -> bool:
@@ -546,7 +549,7 @@ async def dataset_at(settings: StoreRunSettings, cut: Cut) -> RoundDataset:
                 "a mistyped --run-id (or run_id in the config)?"
             )
         raise ReplayError(f"no round had closed by the cut ({cut.describe()})")
-    return result.dataset
+    return dataclasses.replace(result.dataset, undecodable=result.undecodable)
 
 
 # --- the command --------------------------------------------------------------------------------

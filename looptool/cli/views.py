@@ -196,6 +196,7 @@ def export(
             force=force,
             current_time=settings.loop.current_time,
             call_arguments=arguments,
+            on_undecodable=lambda count: warn_undecodable(count, "what this export was rebuilt from"),
         )
     except (ReplayError, ExportError) as error:
         raise typer.BadParameter(str(error)) from None

@@ -259,6 +259,68 @@ async def test_exporting_a_run_with_no_events_says_so(live_run: LiveRun, tmp_pat
         await export_round(mistyped, Cut(), "jsonl", tmp_path / "d.jsonl")
 
 
+def test_export_says_how_many_records_it_could_not_decode(
+    kafka_bootstrap: str, world: Any, tmp_path: Path
+) -> None:
+    """A member's SampleAdded that does not decode (a newer release wrote it) left the member's origin
+    null in the export without a word; D_J still matches its manifest, so the export is written, but
+    stderr now says how many records were left out, as `stats` and `lineage` do."""
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from bus.config import KafkaSettings
+    from bus.kafka import EventProducer, ensure_topics
+    from bus.topics import topic_name
+    from common.logs import LogSettings, configure_logging
+    from looptool.cli import app
+    from world.simulated_run import simulate_run
+
+    run_id = "t-undecodable-" + os.urandom(4).hex()
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+
+    async def publish() -> str:
+        seeds = await world.samples(4, noise_rate=0.0, seed="undecodable")
+        run = await simulate_run(run_id, world, seeds, rounds=1, target_size=3, k=1)
+        member = run.members(1)[0].payload.sample_id
+        unreadable = next(e for e in run.of_type("SampleAdded") if e.payload.sample_id == member)
+        await ensure_topics(kafka, run_id)
+        async with EventProducer(kafka) as producer:
+            await producer.send_all([e for e in run.events if e.event_id != unreadable.event_id])
+            await producer.send_raw(
+                topic_name(run_id, "samples"), b"\x00\x01 from a newer writer", member.encode()
+            )
+        return member
+
+    member = asyncio.run(publish())
+    out = tmp_path / "d1.jsonl"
+    try:
+        result = CliRunner().invoke(
+            app,
+            [
+                "--bootstrap-servers",
+                kafka_bootstrap,
+                "--run-id",
+                run_id,
+                "export",
+                "--round",
+                "1",
+                "--out",
+                str(out),
+            ],
+        )
+    finally:
+        configure_logging(LogSettings())  # the CLI bound logging to the runner's (now closed) stream
+    assert result.exit_code == 0, result.output
+    rows = {row["sample_id"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert rows[member]["origin"] is None  # what the unreadable record held is missing
+    warned = " ".join(result.stderr.split())
+    assert (
+        "1 record(s) of the run could not be decoded and are left out of what this export was rebuilt from"
+        in warned
+    )
+
+
 # --- exports are ingestible again, on the samples that are hard to keep -----------------------------
 
 _SEARCH = {
