@@ -298,6 +298,19 @@ class Archive:
                     )
                 continue
             partitions = _manifest_partitions(manifest)
+            # Segments of a partition the manifest does not count (a topic.json put back from an older
+            # copy, or edited down) would be left out of the restored topic without a word.
+            uncounted = {
+                int(p.parent.name)
+                for p in folder.glob("*/*.avro")
+                if p.parent.name.isdigit() and int(p.parent.name) >= partitions
+            }
+            if uncounted:
+                raise ArchiveError(
+                    f"{manifest} gives {partitions} partition(s), but {folder} holds segments of "
+                    f'partition {max(uncounted)}: restore it ({{"partitions": {max(uncounted) + 1}}}), '
+                    "or the broker would start without those records"
+                )
             self._topics[folder.name] = partitions
             for partition in range(partitions):
                 ends[(folder.name, partition)] = self.partition(folder.name, partition).repair()

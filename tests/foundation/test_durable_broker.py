@@ -348,3 +348,31 @@ def test_a_corrupt_topic_manifest_is_one_error_naming_it(tmp_path: Path, manifes
     with pytest.raises(ArchiveError, match=r"run\.samples/topic\.json"):
         again.load()
     again.close()
+
+
+def test_segments_of_a_partition_the_manifest_does_not_count_stop_the_start(tmp_path: Path) -> None:
+    """A ``topic.json`` that counts fewer partitions than the topic's folders hold (put back from an
+    older copy, or edited down) started the broker without the other partitions' records, silently;
+    it is an ArchiveError naming the file and the count to restore."""
+    archive = Archive(tmp_path / "archive")
+    archive.lock()
+    archive.ensure_topic("run.samples", 3)
+    for partition in range(3):
+        archive.partition("run.samples", partition).append(_records(0, 2, f"p{partition}"))
+    archive.close()
+    path = tmp_path / "archive" / "topics" / "run.samples" / "topic.json"
+    path.write_text('{"partitions": 2}\n', encoding="utf-8")
+    again = Archive(tmp_path / "archive")
+    again.lock()
+    with pytest.raises(
+        ArchiveError, match=r'run\.samples/topic\.json gives 2 .*partition 2.*"partitions": 3'
+    ):
+        again.load()
+    again.close()
+    # An empty partition folder beyond the count (no segment was ever written there) is no loss.
+    path.write_text('{"partitions": 3}\n', encoding="utf-8")
+    (tmp_path / "archive" / "topics" / "run.samples" / "3").mkdir()
+    third = Archive(tmp_path / "archive")
+    third.lock()
+    assert sorted(third.load().values()) == [2, 2, 2]
+    third.close()
