@@ -18,7 +18,7 @@ from rich.console import Console
 
 from bus.kafka import EventProducer, ensure_topics
 from looptool.cli.views import run_stats
-from looptool.config import load_settings
+from looptool.config import Settings, load_settings
 from schemas.events import Event
 from tests.analytics.conftest import LiveRun
 from views.analytics import (
@@ -355,3 +355,53 @@ async def test_follow_updates_while_the_run_goes_on(
     final = await asyncio.wait_for(follower, 10)
     assert isinstance(final, SummaryStats)  # running counts, not a row per event
     assert final.events == len(distinct(run.phases[0] + run.phases[1]))
+
+
+async def test_a_follower_that_meets_the_runs_topics_half_created_follows_them_all(
+    settings: Settings,
+) -> None:
+    """The run's topics appear one by one as the run starts (a real cluster creates each in its own
+    time): a follower waiting for the run that looked while only some existed followed those alone and
+    never read the others. It now waits a moment for the rest."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from bus.kafka import client_options
+    from bus.topics import partitions_for, spec_of, topic_name
+    from schemas.events import LabelCorrected, make_event
+    from tests.foundation.events_factory import LABEL, PRODUCER, sample_added
+    from views.analytics.live import stats_updates
+
+    options = client_options(settings.kafka)
+    options.pop("client_id")
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:  # only the samples topic, for now
+        name = topic_name(settings.run_id, "samples")
+        await admin.create_topics([NewTopic(name, partitions_for(spec_of("samples"), settings.kafka), 1)])
+    finally:
+        await admin.close()
+    stop = asyncio.Event()
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for stats in stats_updates(settings, stop=stop, refresh_s=0.1, idle_timeout_ms=100):
+            seen.append(stats.events)
+            if stats.events == 2:
+                stop.set()
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(1.5)  # the follower has looked, and found the samples topic alone
+    await ensure_topics(settings.kafka, settings.run_id)  # the rest of them
+    fix = LabelCorrected(sample_id="s_1", round=1, old_label=LABEL, new_label=LABEL, reason="test")
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_all(
+            [
+                make_event(sample_added("s_1"), run_id=settings.run_id, producer=PRODUCER),
+                make_event(fix, run_id=settings.run_id, producer=PRODUCER),
+            ]
+        )
+    try:
+        await asyncio.wait_for(follower, 20)
+    finally:
+        stop.set()
+    assert seen[-1] == 2  # the relabel on the labels topic, created after the follower looked

@@ -28,20 +28,32 @@ async def wait_for_run(
     *,
     on_waiting: Callable[[], None] | None = None,
     poll_s: float = 1.0,
+    settle_s: float = 5.0,
 ) -> bool:
-    """Wait until the run has topics; False if ``stop`` was set first.
+    """Wait until the run has its topics; False if ``stop`` was set first.
 
     A follower started before the run (its topics are created when it starts) waits for it, as the
-    services' consumer groups do, instead of ending with nothing to follow. ``on_waiting`` is called
-    once, when the first look finds no topic.
+    services' consumer groups do, instead of ending with nothing to follow. A follower reads the
+    topics that exist when it starts, and a cluster creates the run's topics one by one: once some
+    exist, the rest are waited for up to ``settle_s`` (a run of an older release may lack one).
+    ``on_waiting`` is called once, when the first look finds no topic.
     """
     from bus.kafka import partition_ends
 
+    loop = asyncio.get_running_loop()
     told = False
-    while not await partition_ends(settings.kafka, settings.run_id, ALL_TOPIC_NAMES):
-        if not told and on_waiting is not None:
+    some_since: float | None = None
+    while True:
+        present = {tp.topic for tp in await partition_ends(settings.kafka, settings.run_id, ALL_TOPIC_NAMES)}
+        if len(present) == len(ALL_TOPIC_NAMES):
+            return True
+        if present:
+            some_since = some_since if some_since is not None else loop.time()
+            if loop.time() - some_since >= settle_s:
+                return True
+        elif not told and on_waiting is not None:
             on_waiting()
-        told = True
+            told = True
         if stop is None:
             await asyncio.sleep(poll_s)
             continue
@@ -49,7 +61,6 @@ async def wait_for_run(
             await asyncio.wait_for(stop.wait(), poll_s)
         if stop.is_set():
             return False
-    return True
 
 
 async def follow_stats(
