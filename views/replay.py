@@ -21,10 +21,14 @@ by it, on the pipeline's order rather than the stamp:
   ExpansionCandidate, VerificationResult, an expansion's SampleAdded: all carry j) start only once D_j
   was curated, and the curator closes round j+1 only once that work is complete: they belong if
   RoundClosed(j+1) does, and not if RoundClosed(j) does not or, for ``--round J``, if j >= J. Of the
-  round in progress at a checkpoint or a time, they are placed by their stamp.
+  round in progress at a checkpoint or a time, they are placed by their stamp. (The one exception to
+  that order: what ``looptool redrive`` makes a stage produce for a dead-lettered input of round j
+  after RoundClosed(j+1) carries j too, and is placed with round j's work, though D_{j+1} was
+  curated without it.)
 
 Every other event (a seed, a checkpoint, an evaluation, an operator's revert of a relabel) belongs to
 the cut iff it was produced at or before T.
+
 The dataset as of the cut is the latest round closed within it. Redelivered copies of an event
 share its id; the first copy in the log is the event, as for every consumer.
 
