@@ -9,7 +9,8 @@ wall-clock time (``--until CHECKPOINT|TIMESTAMP``). Events carry the time they w
   trainer has to train on D_J first). So a label corrected after probing D_J (a LabelCorrected of
   round J) is not in the store as of round J, and D_J's labels are the labels its CuratedSample
   events carry: the labels that were current when D_J was curated.
-- ``CHECKPOINT``: T is when that checkpoint was published.
+- ``CHECKPOINT``: T is when that checkpoint was published; the round it was trained on, and those
+  before, closed within the cut whatever the clocks say.
 - ``TIMESTAMP``: T itself (ISO 8601; without a zone it is UTC).
 
 Stamps come from the workers' clocks, which can disagree, so events that carry their round are placed
@@ -21,13 +22,16 @@ by it, on the pipeline's order rather than the stamp:
   ExpansionCandidate, VerificationResult, an expansion's SampleAdded: all carry j) start only once D_j
   was curated, and the curator closes round j+1 only once that work is complete: they belong if
   RoundClosed(j+1) does, and not if RoundClosed(j) does not or, for ``--round J``, if j >= J. Of the
-  round in progress at a checkpoint or a time, they are placed by their stamp. (The one exception to
+  round in progress at a checkpoint or a time, they are placed by their stamp;
+- a checkpoint of round j (trained on D_j), its evaluation and its promotion decision follow
+  RoundClosed(j) too, but may come after RoundClosed(j+1): they do not belong if RoundClosed(j) does
+  not or, for ``--round J``, if j >= J; otherwise they are placed by their stamp. (The one exception to
   that order: what ``looptool redrive`` makes a stage produce for a dead-lettered input of round j
   after RoundClosed(j+1) carries j too, and is placed with round j's work, though D_{j+1} was
   curated without it.)
 
-Every other event (a seed, a checkpoint, an evaluation, an operator's revert of a relabel) belongs to
-the cut iff it was produced at or before T.
+Every other event (a seed, a dead letter, an operator's revert of a relabel) belongs to the cut iff it
+was produced at or before T.
 
 The dataset as of the cut is the latest round closed within it. Redelivered copies of an event
 share its id; the first copy in the log is the event, as for every consumer.
@@ -59,12 +63,15 @@ from bus.kafka import ReplayStats, replay
 from common.logs import get_logger
 from common.progress import counting_status
 from schemas.events import (
+    CheckpointEvaluated,
     CheckpointPublished,
     CuratedSample,
     Event,
     ExpansionCandidate,
     LabelCorrected,
+    PolicyPromoted,
     ProbeResult,
+    PromotionRefused,
     RoundClosed,
     SampleAdded,
     Verdict,
@@ -174,12 +181,13 @@ class Boundary:
             if self.cut.round is not None and payload.round > self.cut.round:
                 return False
         worked = work_round(payload)
-        if worked is not None:
-            if worked + 1 in self.closed_rounds:  # D_{j+1} was curated from the whole of it
-                return True
-            if worked not in self.closed_rounds:  # D_j was not even curated by the cut
+        if worked is not None and worked + 1 in self.closed_rounds:  # D_{j+1} was curated from it all
+            return True
+        after = after_round_closed(payload)
+        if after is not None:
+            if after not in self.closed_rounds:  # D_j was not even curated by the cut
                 return False
-            if self.cut.round is not None and worked >= self.cut.round:  # D_J's probing follows the cut
+            if self.cut.round is not None and after >= self.cut.round:  # training on D_J follows the cut
                 return False
         return event.produced_at <= self.time
 
@@ -197,6 +205,20 @@ def work_round(payload: Any) -> int | None:
         return payload.round
     if isinstance(payload, SampleAdded) and payload.origin == "expansion":
         return payload.round
+    return None
+
+
+def after_round_closed(payload: Any) -> int | None:
+    """The round j whose RoundClosed an event follows whatever its stamp says, else None: round j's
+    work, and the checkpoints trained on D_j (the trainer trains a round once its manifest is in the
+    log, and names it as the checkpoint's parent) with their evaluations and promotion decisions.
+    Those may come after RoundClosed(j+1) too (the trainer or the evaluator is behind the curator):
+    beyond this, they are placed by their stamp."""
+    worked = work_round(payload)
+    if worked is not None:
+        return worked
+    if isinstance(payload, CheckpointPublished | CheckpointEvaluated | PolicyPromoted | PromotionRefused):
+        return payload.round if payload.round >= 1 else None  # round 0: a base model's, before any D_j
     return None
 
 
@@ -224,11 +246,15 @@ def resolve_boundary(cut: Cut, control_events: Sequence[Event[Any]]) -> Boundary
         if cut.checkpoint_id not in checkpoints:
             known = ", ".join(sorted(checkpoints)[:10]) or "none"
             raise ReplayError(f"checkpoint {cut.checkpoint_id!r} is not in this run (checkpoints: {known})")
-        at = checkpoints[cut.checkpoint_id].produced_at
+        checkpoint = checkpoints[cut.checkpoint_id]
+        at = checkpoint.produced_at
+        # Its round closed before it was trained, whatever the trainer's clock says.
+        trained_on = {r for r in closings if r <= checkpoint.payload.round}
     else:
         assert cut.timestamp is not None
         at = cut.timestamp
-    closed = frozenset(r for r, e in closings.items() if e.produced_at <= at)
+        trained_on = set()
+    closed = frozenset(trained_on | {r for r, e in closings.items() if e.produced_at <= at})
     return Boundary(cut, at, closed, max(closed) if closed else None, closed_at)
 
 

@@ -12,7 +12,14 @@ import pytest
 from rich.console import Console
 
 from bus.kafka import EventProducer, ensure_topics
-from schemas.events import CuratedSample, RoundClosed, make_event
+from schemas.events import (
+    CheckpointEvaluated,
+    CheckpointPublished,
+    CuratedSample,
+    Event,
+    RoundClosed,
+    make_event,
+)
 from streams.curate import Ledger
 from tests.analytics.conftest import LiveRun
 from tests.foundation.events_factory import FLUCTUATION, LABEL, PRODUCER
@@ -220,6 +227,52 @@ def test_a_closed_round_is_whole_whatever_the_clocks_and_its_manifest_is_checked
     for event in [tampered, *members[1:], closing]:
         bad.add(event)
     assert any("recomputed" in p for p in dataset_from_ledger(bad, 1).problems)
+
+
+def _closing(round_: int, at: datetime) -> Event[RoundClosed]:
+    return make_event(
+        RoundClosed(round=round_, total=0, counts={}, content_hash="", target_size=1, seed_new_fraction=1.0),
+        run_id="r",
+        producer=PRODUCER,
+        produced_at=at,
+    )
+
+
+def _checkpoint(round_: int, at: datetime) -> Event[CheckpointPublished]:
+    return make_event(
+        CheckpointPublished(
+            new_checkpoint_id=f"ckpt-{round_}", round=round_, step=1, final=True, uri="x", backend="t"
+        ),
+        run_id="r",
+        producer=PRODUCER,
+        produced_at=at,
+    )
+
+
+def test_a_checkpoint_is_placed_after_the_round_it_was_trained_on_whatever_the_trainers_clock() -> None:
+    """The trainer trains D_j once RoundClosed(j) is in the log. A round-2 checkpoint stamped before
+    RoundClosed(2) by a trainer whose clock is behind was in the store as of round 2 (trained on D_2,
+    it follows the cut), and the cut at that checkpoint left round 2 open (D_1 as its dataset)."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    closings = [_closing(1, t0), _closing(2, t0 + timedelta(seconds=10))]
+    early = _checkpoint(2, t0 + timedelta(seconds=5))  # the trainer's clock is 5 s or more behind
+    lagging = _checkpoint(1, t0 + timedelta(seconds=20))  # round 1's, published after RoundClosed(2)
+    as_of_2 = resolve_boundary(Cut(round=2), [*closings, early, lagging])
+    assert not as_of_2.includes(early)
+    assert not as_of_2.includes(lagging)  # it may come that late (the trainer behind): by its stamp
+    at_early = resolve_boundary(Cut.until("ckpt-2"), [*closings, early])
+    assert at_early.dataset_round == 2 and at_early.closed_rounds == {1, 2}
+    assert at_early.includes(early) and at_early.includes(closings[1])
+    baseline = make_event(
+        CheckpointEvaluated(
+            checkpoint_id="base", round=0, step=0, final=False, suite="s", suite_version="1",
+            categories=[], correct={}, total={}, accuracy={},
+        ),
+        run_id="r",
+        producer=PRODUCER,
+        produced_at=t0 - timedelta(seconds=1),
+    )  # fmt: skip
+    assert as_of_2.includes(baseline)  # round 0 (a base model's): by its stamp
 
 
 def test_the_replay_command_rebuilds_checks_and_reports(live_run: LiveRun, tmp_path: Path) -> None:
