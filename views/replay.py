@@ -21,14 +21,16 @@ by it, on the pipeline's order rather than the stamp:
 - the events of round j's work (ProbeResult, Verdict, the LabelCorrected that answers a verdict,
   ExpansionCandidate, VerificationResult, an expansion's SampleAdded: all carry j) start only once D_j
   was curated, and the curator closes round j+1 only once that work is complete: they belong if
-  RoundClosed(j+1) does, and not if RoundClosed(j) does not or, for ``--round J``, if j >= J. Of the
-  round in progress at a checkpoint or a time, they are placed by their stamp;
+  RoundClosed(j+1) does (and their stamp is at most ``CLOCK_SKEW_TOLERANCE``, 10 minutes, after it),
+  and not if RoundClosed(j) does not or, for ``--round J``, if j >= J. Of the round in progress at a
+  checkpoint or a time, they are placed by their stamp;
 - a checkpoint of round j (trained on D_j), its evaluation and its promotion decision follow
   RoundClosed(j) too, but may come after RoundClosed(j+1): they do not belong if RoundClosed(j) does
   not or, for ``--round J``, if j >= J; otherwise they are placed by their stamp. (The one exception to
   that order: what ``looptool redrive`` makes a stage produce for a dead-lettered input of round j
-  after RoundClosed(j+1) carries j too, and is placed with round j's work, though D_{j+1} was
-  curated without it.)
+  after RoundClosed(j+1) carries j too, though D_{j+1} was curated without it. Stamped more than the
+  tolerance after that close, it is placed by its stamp; a redrive within it, like a clock skewed
+  beyond it, is misplaced.)
 
 Every other event (a seed, a dead letter, an operator's revert of a relabel) belongs to the cut iff it
 was produced at or before T.
@@ -52,7 +54,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,10 @@ from views.store import ALL_TOPIC_NAMES, BulkLoad, SampleStore, building_beside,
 log = get_logger(__name__)
 
 CONTROL_TOPICS = ("rounds", "checkpoints")
+# How far past RoundClosed(j+1) a worker's clock may have stamped round j's work and still have it
+# placed with that work. Later than this it is taken for what `looptool redrive` made of a dead
+# letter after the round closed (curated without it), and placed by its stamp.
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=10)
 # What a dataset needs: its members and manifest, the samples (origin, seed) and the cut's anchors.
 DATASET_TOPICS = ("samples", "curated", "rounds", "checkpoints")
 
@@ -181,8 +187,8 @@ class Boundary:
             if self.cut.round is not None and payload.round > self.cut.round:
                 return False
         worked = work_round(payload)
-        if worked is not None and worked + 1 in self.closed_rounds:  # D_{j+1} was curated from it all
-            return True
+        if worked is not None and worked + 1 in self.closed_rounds and self._skewed(event, worked + 1):
+            return True  # D_{j+1} was curated from it all
         after = after_round_closed(payload)
         if after is not None:
             if after not in self.closed_rounds:  # D_j was not even curated by the cut
@@ -190,6 +196,11 @@ class Boundary:
             if self.cut.round is not None and after >= self.cut.round:  # training on D_J follows the cut
                 return False
         return event.produced_at <= self.time
+
+    def _skewed(self, event: Event[Any], round_: int) -> bool:
+        """Whether ``event``, of the work that RoundClosed(round_) followed, was stamped no later than
+        a clock's skew after that close (:data:`CLOCK_SKEW_TOLERANCE`)."""
+        return event.produced_at <= self.closed_at[round_] + CLOCK_SKEW_TOLERANCE
 
 
 def work_round(payload: Any) -> int | None:
@@ -565,7 +576,10 @@ def _before_curation(event: Event[Any], boundary: Boundary) -> bool:
         return payload.round < round_
     worked = work_round(payload)
     if worked is not None:
-        return worked < round_
+        if worked >= round_:
+            return False
+        if boundary._skewed(event, worked + 1):
+            return True
     return event.produced_at <= boundary.closed_at[round_]
 
 

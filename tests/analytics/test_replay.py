@@ -19,12 +19,21 @@ from schemas.events import (
     Event,
     RoundClosed,
     make_event,
+    new_event_id,
 )
 from streams.curate import Ledger
 from tests.analytics.conftest import LiveRun
 from tests.foundation.events_factory import FLUCTUATION, LABEL, PRODUCER
 from toolcall.types import Message, Sample
-from views.replay import Cut, ReplayError, dataset_from_ledger, replay_to, resolve_boundary, run_replay
+from views.replay import (
+    CLOCK_SKEW_TOLERANCE,
+    Cut,
+    ReplayError,
+    dataset_from_ledger,
+    replay_to,
+    resolve_boundary,
+    run_replay,
+)
 from views.store import SampleStore
 from world import World
 from world.simulated_run import simulate_run
@@ -148,6 +157,35 @@ async def test_a_round_s_work_is_placed_by_its_round_not_by_a_skewed_clock(
     # The curator's fold is fed the same: D_2 recomputes with the late-stamped label it was built from.
     assert result.dataset is not None and result.dataset.verified, result.dataset
     assert result.recompute is not None and result.recompute.matches, result.recompute.differences
+
+
+async def test_a_redrives_late_output_of_a_closed_rounds_work_is_placed_by_its_stamp(
+    live_run: LiveRun, world: World, tmp_path: Path
+) -> None:
+    """What `looptool redrive` makes the judge produce for a dead-lettered probe of round 1 an hour
+    after RoundClosed(2) carries round 1, but D_2 was curated without it: it is not in the store as
+    of round 2, nor in the fold that recomputes D_2; it is in the store at the run's end."""
+    run_id = "t-redrive-" + uuid.uuid4().hex[:8]
+    settings = live_run.settings.model_copy(update={"run_id": run_id})
+    seeds = await world.samples(60, noise_rate=0.4, seed="analytics")
+    run = await simulate_run(run_id, world, seeds, rounds=2, target_size=40, k=2)
+    closed_2 = run.round_closed(2).produced_at
+    judged = next(e for e in run.of_type("Verdict") if e.payload.round == 1)
+    redriven = judged.model_copy(
+        update={
+            "event_id": new_event_id(),
+            "produced_at": closed_2 + CLOCK_SKEW_TOLERANCE + timedelta(hours=1),
+        }
+    )
+    await ensure_topics(settings.kafka, run_id)
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_all([*run.events, redriven])
+
+    result = await replay_to(settings, Cut(round=2), store_path=tmp_path / "r2", policy=run.policy)
+    assert redriven.event_id not in {r["event_id"] for r in SampleStore(tmp_path / "r2").rows("events")}
+    assert result.recompute is not None and result.recompute.matches, result.recompute.differences
+    await replay_to(settings, Cut(), store_path=tmp_path / "end")
+    assert redriven.event_id in {r["event_id"] for r in SampleStore(tmp_path / "end").rows("events")}
 
 
 async def test_cuts_that_do_not_exist_are_refused(live_run: LiveRun) -> None:
