@@ -1180,3 +1180,38 @@ def test_toolmind_tools_that_declare_their_inputs_as_arguments_keep_their_schema
     both = json.loads(json.dumps(record))
     both["tools"][0]["function"]["parameters"] = {"type": "object", "properties": {"lat": {"type": "number"}}}
     assert set(convert_record(both).samples[0].tools[0].parameters.properties) == {"lat"}
+
+
+def test_a_tool_result_written_as_a_json_object_is_its_json_text() -> None:
+    """Agentic datasets write a structured tool result as an object (``"content": {"time": "10:00"}``):
+    it was refused ("content must be text or a list of parts"); it is the result's JSON text."""
+    tools = [{"name": "clock", "parameters": {"type": "object", "properties": {}}}]
+    call = {"id": "c1", "type": "function", "function": {"name": "clock", "arguments": {}}}
+    result = {"time": "10:00", "zone": "Europe/Paris"}
+    record = {
+        "tools": tools,
+        "messages": [
+            {"role": "user", "content": "What time is it?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": result},
+            {"role": "assistant", "content": "It is 10:00."},
+            {"role": "user", "content": "And in Tokyo?"},
+            {"role": "assistant", "content": "Which time zone name should I use?"},
+        ],
+    }
+    conversations = {
+        "tools": tools,
+        "conversations": [
+            {"from": "human", "value": "What time is it?"},
+            {"from": "gpt", "value": None, "tool_calls": [call]},
+            {"from": "tool", "value": result},
+            {"from": "gpt", "value": "It is 10:00."},
+            {"from": "human", "value": "And in Tokyo?"},
+            {"from": "gpt", "value": "Which time zone name should I use?"},
+        ],
+    }
+    for source in (record, conversations):
+        last = convert_record(source).samples[-1]
+        [tool_turn] = [m for m in last.messages if m.role == "tool"]
+        assert json.loads(tool_turn.content) == result
+        assert last.label == Action(text="Which time zone name should I use?")

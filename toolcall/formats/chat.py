@@ -39,6 +39,7 @@ from toolcall.formats.common import (
     message,
     openai_tool_calls,
     text_of,
+    tool_result_content,
     tool_result_pieces,
     tool_use_names,
     turn_weight,
@@ -56,6 +57,7 @@ _ROLE_NAMES = {
     "tool_response": "tool",
     "observation": "tool",
 }
+_TOOL_ROLES = ("tool", "function", "ipython")  # ipython: Llama 3.1's tool results
 
 
 def from_openai(record: dict[str, Any]) -> Conversion:
@@ -89,7 +91,10 @@ def from_openai(record: dict[str, Any]) -> Conversion:
         role = str(raw.get("role"))
         role = _ROLE_NAMES.get(role, role)
         where = f"message {index} ({role})"
-        text, part_calls = text_of(raw.get("content"), notes, where)
+        content = raw.get("content")
+        if role in _TOOL_ROLES:
+            content = tool_result_content(content)
+        text, part_calls = text_of(content, notes, where)
         if role == "assistant":
             calls = list(part_calls)
             names_by_call_id.update(tool_use_names(raw.get("content")))
@@ -109,7 +114,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
             add_call_turn(messages, call_turn(text, where), previous_role == "function_call")
             if turn_weight(raw.get("weight"), where) == 0:
                 untrained.add(len(messages) - 1)  # joined to the turn before or not, its step is the last
-        elif role in ("tool", "function", "ipython"):  # ipython: Llama 3.1's tool results
+        elif role in _TOOL_ROLES:
             name = raw.get("name") or names_by_call_id.get(raw.get("tool_call_id", ""))
             messages.append(message("tool", text, name=name))
         else:

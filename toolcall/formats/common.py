@@ -316,6 +316,14 @@ def with_time(samples: list[Sample], time: str | None) -> list[Sample]:
     return [sample.model_copy(update={"conversation_time": time}) for sample in samples]
 
 
+def tool_result_content(content: Any) -> Any:
+    """A tool result's content as a message holds it: a JSON object (a structured result, as some
+    agentic datasets write tool turns) is its JSON text; anything else is read as any content is."""
+    if isinstance(content, dict) and "type" not in content:
+        return json.dumps(content, ensure_ascii=False)
+    return content
+
+
 def text_of(content: Any, warnings: list[str], where: str) -> tuple[str, list[ToolCall]]:
     """Message content as text, and the calls held in tool-call parts.
 

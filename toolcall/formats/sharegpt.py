@@ -43,6 +43,7 @@ from toolcall.formats.common import (
     openai_tool_calls,
     python_calls_to_tool_calls,
     text_of,
+    tool_result_content,
     tool_result_pieces,
     tool_use_names,
     turn_weight,
@@ -147,6 +148,8 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
         if role == "assistant" and turn_weight(turn.get("weight"), where) == 0:
             untrained.add(len(messages))
         structured = _structured_calls(turn, role, where)
+        if role == "tool":
+            value = tool_result_content(value)
         if value is None and structured:
             value = ""  # OpenAI writes "content": null beside tool_calls
         if isinstance(value, list):  # content parts, as in OpenAI messages
