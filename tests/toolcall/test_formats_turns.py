@@ -1184,7 +1184,8 @@ def test_toolmind_tools_that_declare_their_inputs_as_arguments_keep_their_schema
 
 def test_a_tool_result_written_as_a_json_object_is_its_json_text() -> None:
     """Agentic datasets write a structured tool result as an object (``"content": {"time": "10:00"}``):
-    it was refused ("content must be text or a list of parts"); it is the result's JSON text."""
+    it was refused ("content must be text or a list of parts"); it is the result's JSON text. A
+    ShareGPT tool turn is named by the OpenAI call its ``tool_call_id`` answers, as in ``messages``."""
     tools = [{"name": "clock", "parameters": {"type": "object", "properties": {}}}]
     call = {"id": "c1", "type": "function", "function": {"name": "clock", "arguments": {}}}
     result = {"time": "10:00", "zone": "Europe/Paris"}
@@ -1204,7 +1205,7 @@ def test_a_tool_result_written_as_a_json_object_is_its_json_text() -> None:
         "conversations": [
             {"from": "human", "value": "What time is it?"},
             {"from": "gpt", "value": None, "tool_calls": [call]},
-            {"from": "tool", "value": result},
+            {"from": "tool", "tool_call_id": "c1", "value": result},
             {"from": "gpt", "value": "It is 10:00."},
             {"from": "human", "value": "And in Tokyo?"},
             {"from": "gpt", "value": "Which time zone name should I use?"},
@@ -1214,4 +1215,5 @@ def test_a_tool_result_written_as_a_json_object_is_its_json_text() -> None:
         last = convert_record(source).samples[-1]
         [tool_turn] = [m for m in last.messages if m.role == "tool"]
         assert json.loads(tool_turn.content) == result
+        assert tool_turn.name == "clock"  # named by the call its tool_call_id answers
         assert last.label == Action(text="Which time zone name should I use?")

@@ -168,6 +168,9 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
         elif role == "assistant":
             said = _assistant(value, tools, notes, where)
             calls = merge_calls(list(said.tool_calls), structured, where)
+            for entry in turn.get("tool_calls") or ():  # OpenAI call ids name the results that answer them
+                if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                    names_by_call_id[entry["id"]] = str((entry.get("function") or {}).get("name", ""))
             messages.append(Message(role="assistant", content=said.content, tool_calls=calls))
         elif role == "function_call":
             add_call_turn(messages, _function_call(value, tools, where), previous_role == "function_call")
@@ -175,7 +178,9 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
                 untrained.add(len(messages) - 1)  # joined to the turn before or not, its step is the last
         elif role == "tool":
             responses = _TOOL_RESPONSE.findall(value) or [value]
-            name = names_by_call_id.get(turn.get("tool_use_id", "")) or None
+            name = turn.get("name") if isinstance(turn.get("name"), str) else None
+            call_id = turn.get("tool_use_id") or turn.get("tool_call_id") or ""
+            name = name or names_by_call_id.get(call_id) or None
             messages.extend(message("tool", response.strip(), name=name) for response in responses)
         else:
             messages.append(message(role, value))
