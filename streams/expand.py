@@ -29,6 +29,7 @@ from streams.roles import (
 from streams.stage import Stage
 from toolcall.expansion import ParsedExpansion, parse_expansion
 from toolcall.prompts import DEFAULT_SCENARIOS, render_expansion_prompt
+from toolcall.specs import ToolSpec
 from toolcall.verdicts import empty_answer_reason
 
 ERROR_SEED_VERDICTS = ("PRED_WRONG", "LABEL_WRONG")
@@ -55,9 +56,10 @@ class LLMGenerator(LLMRole[ExpansionRequest]):
         )
 
 
-def read_expansion(answer: Answer) -> ParsedExpansion:
+def read_expansion(answer: Answer, tools: Sequence[ToolSpec] = ()) -> ParsedExpansion:
     """The generator's answer as a candidate; the reasoning trace, inline or opened by the template, is
-    not part of it, and an answer its budget cut off says so."""
+    not part of it, and an answer its budget cut off says so. ``tools``: the seed's, which type the
+    values of XML-argument calls."""
     text = answer.text
     if not text.strip() and not answer.truncated:  # say why there is nothing, as the judge's reader does
         return ParsedExpansion(error=empty_answer_reason(answer.reasoning))
@@ -67,7 +69,7 @@ def read_expansion(answer: Answer) -> ParsedExpansion:
             reason = answer.truncation_reason() if answer.truncated else "reasoning trace never closed"
             return ParsedExpansion(error=reason)
         text = after
-    parsed = parse_expansion(text)
+    parsed = parse_expansion(text, tools)
     if parsed.error is not None and answer.truncated:
         return ParsedExpansion(error=f"{answer.truncation_reason()} ({parsed.error})")
     if answer.truncated:  # it reads, but the budget may have cut a call off its OUTPUT: no label to trust
@@ -118,8 +120,8 @@ def candidate_event(
     producer: Any,
 ) -> Event[ExpansionCandidate]:
     answer = answer_of(answer)
-    parsed = read_expansion(answer)
     v = verdict.payload
+    parsed = read_expansion(answer, v.tools)
     return make_event(
         ExpansionCandidate(
             candidate_id=f"{v.sample_id}-r{v.round}-x{request.index}",

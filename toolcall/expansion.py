@@ -4,17 +4,20 @@
 is one user turn), ``OUTPUT:`` the correct next step as ``<tool_call>`` blocks. Assistant turns of
 the input may carry their own call blocks; tool turns may be ``<tool_response>`` blocks. A reasoning
 trace before the answer is ignored. Anything that does not read gives ``error`` with the reason;
-the parser never raises.
+the parser never raises. The seed's ``tools`` type the values of XML-argument calls (Qwen3-Coder's
+``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``), in the OUTPUT and in the INPUT's turns.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolcall.harmony import harmony_answer
 from toolcall.parsing import parse_output
+from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
@@ -39,8 +42,8 @@ class ParsedExpansion(BaseModel):
     repairs: list[str] = Field(default_factory=list)
 
 
-def parse_expansion(raw: str) -> ParsedExpansion:
-    """Read one generator answer into (context messages, next action)."""
+def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> ParsedExpansion:
+    """Read one generator answer into (context messages, next action); ``tools``: the seed's tools."""
     if not isinstance(raw, str):
         return ParsedExpansion(error=f"generator answer is not text ({type(raw).__name__})")
     harmony = harmony_answer(raw)
@@ -68,7 +71,7 @@ def parse_expansion(raw: str) -> ParsedExpansion:
     if not input_text or _PLACEHOLDER.match(input_text):
         return ParsedExpansion(error="INPUT: is empty")
     try:
-        messages = _conversation(input_text)
+        messages = _conversation(input_text, tools)
     except ValueError as error:
         return ParsedExpansion(error=f"INPUT: {error}")
     if not any(m.role == "user" for m in messages):
@@ -77,7 +80,7 @@ def parse_expansion(raw: str) -> ParsedExpansion:
         return ParsedExpansion(
             error="INPUT: ends with an assistant turn; the OUTPUT would not be its next step"
         )
-    parsed = parse_output(output_text)
+    parsed = parse_output(output_text, tools)
     if parsed.error is not None or parsed.action is None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
     return ParsedExpansion(messages=messages, action=parsed.action, repairs=parsed.repairs)
@@ -109,7 +112,7 @@ def _unquoted_turn(content: str) -> str:
     return content
 
 
-def _conversation(text: str) -> list[Message]:
+def _conversation(text: str, tools: Sequence[ToolSpec] | None) -> list[Message]:
     markers = list(_ROLE.finditer(text))
     if not markers:
         return [Message(role="user", content=text.strip())]
@@ -121,7 +124,7 @@ def _conversation(text: str) -> list[Message]:
         content = text[marker.end() : stop].strip()
         role = marker.group(1).lower()
         if role == "assistant":
-            parsed = parse_output(content)
+            parsed = parse_output(content, tools)
             if parsed.error is not None:
                 raise ValueError(f"assistant turn {index + 1} does not parse: {parsed.error}")
             action = parsed.action

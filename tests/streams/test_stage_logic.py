@@ -35,6 +35,7 @@ from streams.stage import PublishedIds, Stage, TransientError
 from streams.verify import VerifyStage, rule_tier
 from tests.foundation.events_factory import CONTEXT, FLUCTUATION, LABEL, PREDICTION, event_of
 from toolcall.parsing import render_action
+from toolcall.specs import ToolSpec
 from toolcall.types import Action, ToolCall
 
 RUN = "r"
@@ -810,3 +811,43 @@ async def test_transient_errors_propagate_and_nothing_is_marked_done() -> None:
     with pytest.raises(TransientError):
         await stage.process([down])
     assert down.event_id not in stage.seen
+
+
+async def test_expand_types_a_qwen3_coder_generators_xml_arguments_by_the_seeds_tools() -> None:
+    """A generator that writes its calls as Qwen3-Coder does (``<parameter=days>3``): the seed's tools say
+    ``days`` is an integer and ``zip`` a string; without them every such call was a parse error."""
+    forecast = ToolSpec.from_openai(
+        {
+            "name": "get_forecast",
+            "parameters": {
+                "type": "object",
+                "properties": {"zip": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["zip", "days"],
+            },
+        }
+    )
+
+    def qwen3_coder_call(zip_code: str, days: int) -> str:
+        return (
+            f"<tool_call>\n<function=get_forecast>\n<parameter=zip>\n{zip_code}\n</parameter>\n"
+            f"<parameter=days>\n{days}\n</parameter>\n</function>\n</tool_call>"
+        )
+
+    answer = (
+        f"INPUT:\nUSER: Forecast for 75001, next 2 days.\nASSISTANT: {qwen3_coder_call('75001', 2)}\n"
+        'TOOL: <tool_response>{"days": []}</tool_response>\n'
+        f"USER: Now Berlin's 10115 for three days.\nOUTPUT:\n{qwen3_coder_call('10115', 3)}"
+    )
+    payload = verdict_event("PRED_WRONG").payload.model_copy(update={"tools": [forecast]})
+    outputs = await ExpandStage(RUN, ScriptedGenerator(answer), SCENARIOS, k=1).process(
+        [event_of(payload, RUN)]
+    )
+    [candidate_] = [e.payload for e in outputs]
+    assert candidate_.parse_error is None, candidate_.parse_error
+    assert candidate_.label == Action(
+        calls=[ToolCall(name="get_forecast", arguments={"zip": "10115", "days": 3})]
+    )
+    assert candidate_.messages[1].tool_calls == [
+        ToolCall(name="get_forecast", arguments={"zip": "75001", "days": 2})
+    ]
+    assert rule_tier(candidate_) == []
