@@ -1,7 +1,8 @@
 """verify: the two-tier verification of Section 3.2 applied to expansion candidates.
 
-Tier 1 (rules): the candidate parsed, has a user turn, and its next step is valid against the seed's
-tools (calls that pass every schema rule, or a non-empty plain-text answer when no call is right).
+Tier 1 (rules): the candidate parsed, has a user turn, the calls of its INPUT's assistant turns and its
+next step are valid against the seed's tools (calls that pass every schema rule, or a non-empty
+plain-text answer when no call is right).
 Tier 2 (LLM): the judge model is asked whether the next step is correct and appropriate for the
 input. A candidate that passes both becomes a SampleAdded (origin=expansion) with lineage to the
 candidate and its error seed.
@@ -35,7 +36,7 @@ from streams.roles import (
 from streams.stage import Stage
 from toolcall.prompts import VERIFICATION_REGEX, render_verification_prompt
 from toolcall.rules import validate_action
-from toolcall.types import Sample
+from toolcall.types import Action, Sample
 from toolcall.verdicts import ParsedVerification, read_verification
 
 
@@ -75,6 +76,20 @@ def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
     problems = []
     if not any(m.role == "user" for m in candidate.messages):
         problems.append(RuleViolation(code="no_user_turn", message="the INPUT has no user turn"))
+    # The INPUT's own calls are trained on as context: a tool the generator made up there (a
+    # "lookup_user_id" before the real call) teaches calling tools that are not offered.
+    for turn, message in enumerate(candidate.messages):
+        if not message.tool_calls:
+            continue
+        for violation in validate_action(Action(calls=list(message.tool_calls)), candidate.tools):
+            path = f"messages[{turn}].tool_calls[{violation.call_index}]"
+            problems.append(
+                RuleViolation(
+                    code=violation.code,
+                    message=f"INPUT turn {turn + 1}: {violation.message}",
+                    path=f"{path}.{violation.path}" if violation.path else path,
+                )
+            )
     for violation in validate_action(candidate.label, candidate.tools):
         problems.append(
             RuleViolation(

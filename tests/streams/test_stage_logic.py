@@ -851,3 +851,24 @@ async def test_expand_types_a_qwen3_coder_generators_xml_arguments_by_the_seeds_
         ToolCall(name="get_forecast", arguments={"zip": "75001", "days": 2})
     ]
     assert rule_tier(candidate_) == []
+
+
+async def test_a_candidate_whose_input_calls_a_tool_not_offered_is_refused_by_the_rules() -> None:
+    """The generator invented a lookup tool for the INPUT's first step (the seed offers one tool): the
+    sample would teach calling it. It was only checked in the OUTPUT, so the verifier's CORRECT let it in."""
+    answer = (
+        "INPUT:\nUSER: How did the Pound move against the Yen in 2019?\n"
+        "ASSISTANT: <tool_call>\n"
+        '{"name": "lookup_currency_code", "arguments": {"currency": "Pound"}}\n</tool_call>\n'
+        'TOOL: <tool_response>{"code": "GBP"}</tool_response>\n'
+        "OUTPUT: " + render_action(PREDICTION)
+    )
+    [expanded] = await ExpandStage(RUN, ScriptedGenerator(answer), SCENARIOS, k=1).process(
+        [verdict_event("PRED_WRONG")]
+    )
+    assert expanded.payload.parse_error is None
+    [violation] = rule_tier(expanded.payload)
+    assert violation.code == "unknown_function" and "lookup_currency_code" in violation.message
+    assert violation.path == "messages[1].tool_calls[0]" and violation.call_index is None
+    outputs = await VerifyStage(RUN, ScriptedVerifier(["CORRECT\nReason: fine."])).process([expanded])
+    assert [e.payload.failed_tier for e in outputs] == ["rules"]
