@@ -3,9 +3,11 @@
 ``INPUT:`` holds a conversation with role markers (``USER:``, ``ASSISTANT:``, ``TOOL:``; a bare text
 is one user turn), ``OUTPUT:`` the correct next step as ``<tool_call>`` blocks. Assistant turns of
 the input may carry their own call blocks; tool turns may be ``<tool_response>`` blocks. A reasoning
-trace before the answer is ignored. Anything that does not read gives ``error`` with the reason;
-the parser never raises. The seed's ``tools`` type the values of XML-argument calls (Qwen3-Coder's
-``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``), in the OUTPUT and in the INPUT's turns.
+trace before the answer is ignored, also one whose ``<think>`` the chat template wrote in the prompt
+(everything before the last ``</think>``), with any sample it drafted. Anything that does not read
+gives ``error`` with the reason; the parser never raises. The seed's ``tools`` type the values of
+XML-argument calls (Qwen3-Coder's ``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``), in the
+OUTPUT and in the INPUT's turns.
 """
 
 from __future__ import annotations
@@ -51,7 +53,11 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         if harmony.answer is None:
             return ParsedExpansion(error=harmony.problem)
         raw = harmony.answer
-    text = _THINK.sub("", raw).replace("</think>", "\n")
+    text = _THINK.sub("", raw)
+    if "</think>" in text:
+        # A close with no open: the chat template opened the trace in the prompt (R1, QwQ served
+        # without a reasoning parser), so everything before it is the trace, drafted samples included.
+        text = text.rpartition("</think>")[2]
     sections = list(_SECTION.finditer(text))
     inputs = [m for m in sections if m.group(1).upper() == "INPUT"]
     outputs = [m for m in sections if m.group(1).upper() == "OUTPUT"]

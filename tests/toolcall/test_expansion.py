@@ -141,3 +141,20 @@ def test_wrapping_a_generator_adds_is_not_part_of_the_sample(answer: str) -> Non
 def test_quotes_and_rules_inside_a_turn_stay() -> None:
     parsed = parse_expansion(f'INPUT:\nUSER: Say "hi" to "Rome"\nTOOL: a\n---\nb\nOUTPUT: {CALL}')
     assert [m.content for m in parsed.messages] == ['Say "hi" to "Rome"', "a\n---\nb"]
+
+
+def test_samples_drafted_in_a_trace_the_template_opened_are_not_the_answer() -> None:
+    """DeepSeek-R1 or QwQ served without a reasoning parser: the template wrote ``<think>`` into the
+    prompt, so the answer holds only the close. The drafts in the trace were counted as further samples
+    ("expected one sample, found 2 INPUT"), and the answer was lost."""
+    draft = CALL.replace("Rome", "Paris")
+    answer = (
+        "Okay, the error was a missing city. A first draft:\n\n"
+        f"INPUT: USER: Weather in Paris?\nOUTPUT: {draft}\n\n"
+        "Hmm, the scenario asks for another city, and the OUTPUT: must follow a real question.\n"
+        f"</think>\n\nINPUT: USER: What is the weather in Rome?\nOUTPUT: {CALL}"
+    )
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages] == [("user", "What is the weather in Rome?")]
+    assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
