@@ -4,10 +4,11 @@
 is one user turn), ``OUTPUT:`` the correct next step as ``<tool_call>`` blocks. Assistant turns of
 the input may carry their own call blocks; tool turns may be ``<tool_response>`` blocks. A reasoning
 trace before the answer is ignored, also one whose ``<think>`` the chat template wrote in the prompt
-(everything before the last ``</think>``), with any sample it drafted. Anything that does not read
-gives ``error`` with the reason; the parser never raises. The seed's ``tools`` type the values of
-XML-argument calls (Qwen3-Coder's ``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``), in the
-OUTPUT and in the INPUT's turns.
+(everything before the last ``</think>``), with any sample it drafted; a ``<think>`` never closed
+means no answer came, whatever it drafted. Anything that does not read gives ``error`` with the
+reason; the parser never raises. The seed's ``tools`` type the values of XML-argument calls
+(Qwen3-Coder's ``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``), in the OUTPUT and in the
+INPUT's turns.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_TRACE_NEVER_CLOSED = "reasoning trace never closed: the answer never came (cut off by the token budget?)"
 # "INPUT:" / "**OUTPUT:**", or a heading alone on its line ("### INPUT", as Markdown-minded models write).
 _SECTION = re.compile(
     r"^[ \t*#>]*(INPUT|OUTPUT)(?:[ \t*]*:[ \t*]*|[ \t*]*$\n?)", re.IGNORECASE | re.MULTILINE
@@ -58,6 +60,8 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         # A close with no open: the chat template opened the trace in the prompt (R1, QwQ served
         # without a reasoning parser), so everything before it is the trace, drafted samples included.
         text = text.rpartition("</think>")[2]
+    if "<think>" in text:  # a trace never closed: a sample in it is a draft, and no answer came
+        return ParsedExpansion(error=_TRACE_NEVER_CLOSED)
     sections = list(_SECTION.finditer(text))
     inputs = [m for m in sections if m.group(1).upper() == "INPUT"]
     outputs = [m for m in sections if m.group(1).upper() == "OUTPUT"]

@@ -158,3 +158,16 @@ def test_samples_drafted_in_a_trace_the_template_opened_are_not_the_answer() -> 
     assert parsed.error is None, parsed.error
     assert [(m.role, m.content) for m in parsed.messages] == [("user", "What is the weather in Rome?")]
     assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
+
+
+def test_a_sample_drafted_in_a_trace_that_never_closed_is_no_answer() -> None:
+    """Qwen3 in thinking mode stopped inside its trace, after drafting a sample it was still revising:
+    the draft was read as the answer."""
+    answer = (
+        "<think>\nThe error was a missing city argument. Draft:\n\n"
+        f"INPUT: USER: What is the weather in Rome?\nOUTPUT: {CALL}\n\n"
+        "Wait, the scenario focus asks for a multi-turn conversation, so the user should first"
+    )
+    parsed = parse_expansion(answer)
+    assert parsed.action is None and parsed.messages == []
+    assert parsed.error is not None and "reasoning trace never closed" in parsed.error
