@@ -8,7 +8,8 @@ trace before the answer is ignored, also one whose ``<think>`` the chat template
 means no answer came, whatever it drafted. Anything that does not read gives ``error`` with the
 reason; the parser never raises. The seed's ``tools`` type the values of XML-argument calls
 (Qwen3-Coder's ``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``), in the OUTPUT and in the
-INPUT's turns.
+INPUT's turns. A paragraph of commentary after a plain-text OUTPUT (``**Explanation:** …``, ``Note:``,
+``This sample …``, a rule) is no part of the answer (repair ``trailing_commentary``).
 """
 
 from __future__ import annotations
@@ -91,9 +92,15 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
             error="INPUT: ends with an assistant turn; the OUTPUT would not be its next step"
         )
     parsed = parse_output(output_text, tools)
+    repairs: list[str] = []
+    if parsed.action is not None and not parsed.action.calls:
+        # Text after calls is no part of the label; text alone is, so commentary must come off it.
+        without, commentary = _without_commentary(output_text)
+        if commentary:
+            parsed, repairs = parse_output(without, tools), ["trailing_commentary"]
     if parsed.error is not None or parsed.action is None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
-    return ParsedExpansion(messages=messages, action=parsed.action, repairs=parsed.repairs)
+    return ParsedExpansion(messages=messages, action=parsed.action, repairs=[*parsed.repairs, *repairs])
 
 
 _EDGE_RULES = re.compile(r"^(?:\s*(?:-{3,}|\*{3,}|_{3,})[ \t]*\n)+|(?:\n[ \t]*(?:-{3,}|\*{3,}|_{3,})\s*)+$")
@@ -112,6 +119,26 @@ def _unwrapped(section: str, *, brackets: bool) -> str:
     if brackets and text.startswith("[") and text.endswith("]") and _ROLE.match(text[1:-1].lstrip()):
         text = text[1:-1].strip()
     return text
+
+
+# A paragraph after the OUTPUT that talks about the sample ("**Explanation:** …", "### Note", "This
+# sample teaches …", a rule and then anything): the prompt forbids it, and models add it anyway.
+_COMMENTARY = re.compile(
+    r"\n[ \t]*\n(?:[ \t]*(?:-{3,}|\*{3,}|_{3,})[ \t]*(?:\n|$)"
+    r"|[ \t*#>_]*(?:explanation|rationale|reasoning|notes?|key points|error pattern[^:\n]*)[ \t*_]*:"
+    r"|[ \t*#>_]*(?:explanation|rationale|notes?)[ \t*_]*\n"
+    r"|[ \t*_]*this (?:new )?(?:training )?sample\b)",
+    re.IGNORECASE,
+)
+
+
+def _without_commentary(output: str) -> tuple[str, bool]:
+    """A plain-text OUTPUT without the commentary after it, and whether there was any; a blank line
+    must come before it, so a one-paragraph answer stays whole."""
+    found = _COMMENTARY.search(output)
+    if found is None:
+        return output, False
+    return output[: found.start()].rstrip(), True
 
 
 def _unquoted_turn(content: str) -> str:

@@ -171,3 +171,40 @@ def test_a_sample_drafted_in_a_trace_that_never_closed_is_no_answer() -> None:
     parsed = parse_expansion(answer)
     assert parsed.action is None and parsed.messages == []
     assert parsed.error is not None and "reasoning trace never closed" in parsed.error
+
+
+@pytest.mark.parametrize(
+    "commentary",
+    [
+        "**Explanation:** The user gave no time, so the assistant must ask before calling book_table.",
+        "### Explanation\nThe user gave no time, so the assistant must ask.",
+        "Note: this sample addresses the missing-argument error of the original.",
+        "This sample teaches the model to ask for the missing time instead of inventing one.",
+        "---\n\n*Error pattern: calling book_table with an invented time.*",
+        "Error pattern addressed: inventing a required argument.",
+    ],
+)
+def test_commentary_after_a_text_output_is_not_the_assistants_answer(commentary: str) -> None:
+    """GPT-4o and Claude add a paragraph about the sample after it: after a clarification question it
+    was kept as part of the label's answer, and the assistant was trained to explain its own sample."""
+    question = "Which time would you like the table for?\nWe have slots at 19:00 and 21:00."
+    parsed = parse_expansion(
+        f"INPUT: USER: Book a table for four at Nopi.\nOUTPUT: {question}\n\n{commentary}"
+    )
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text=question)
+    assert "trailing_commentary" in parsed.repairs
+
+
+def test_a_text_output_of_several_paragraphs_stays_whole() -> None:
+    answer = "I can't book flights with these tools.\n\nI can search hotels in Oslo if you like."
+    parsed = parse_expansion(f"INPUT: USER: Book me a flight to Oslo.\nOUTPUT: {answer}")
+    assert parsed.action == Action(text=answer) and parsed.repairs == []
+
+
+def test_a_note_before_the_calls_does_not_cut_them_off() -> None:
+    parsed = parse_expansion(
+        f"INPUT: USER: What is the weather in Rome?\nOUTPUT: Sure.\n\nNote: checking.\n{CALL}"
+    )
+    assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
+    assert "trailing_commentary" not in parsed.repairs
