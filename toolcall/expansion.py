@@ -21,11 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from toolcall.harmony import harmony_answer
 from toolcall.parsing import parse_output
+from toolcall.seed_prompts import strip_reasoning
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message
 
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_TRACE_NEVER_CLOSED = "reasoning trace never closed: the answer never came (cut off by the token budget?)"
 # "INPUT:" / "**OUTPUT:**", or a heading alone on its line ("### INPUT", as Markdown-minded models write).
 _SECTION = re.compile(
     r"^[ \t*#>]*(INPUT|OUTPUT)(?:[ \t*]*:[ \t*]*|[ \t*]*$\n?)", re.IGNORECASE | re.MULTILINE
@@ -56,13 +55,11 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         if harmony.answer is None:
             return ParsedExpansion(error=harmony.problem)
         raw = harmony.answer
-    text = _THINK.sub("", raw)
-    if "</think>" in text:
-        # A close with no open: the chat template opened the trace in the prompt (R1, QwQ served
-        # without a reasoning parser), so everything before it is the trace, drafted samples included.
-        text = text.rpartition("</think>")[2]
-    if "<think>" in text:  # a trace never closed: a sample in it is a draft, and no answer came
-        return ParsedExpansion(error=_TRACE_NEVER_CLOSED)
+    # The trace as the seed prompts' answers are read: one the template opened ends at the last
+    # </think> (R1, QwQ served without a reasoning parser), and samples drafted in it are not answers.
+    text, trace_error = strip_reasoning(raw)
+    if text is None:
+        return ParsedExpansion(error=trace_error)
     sections = list(_SECTION.finditer(text))
     inputs = [m for m in sections if m.group(1).upper() == "INPUT"]
     outputs = [m for m in sections if m.group(1).upper() == "OUTPUT"]

@@ -170,7 +170,7 @@ def test_a_sample_drafted_in_a_trace_that_never_closed_is_no_answer() -> None:
     )
     parsed = parse_expansion(answer)
     assert parsed.action is None and parsed.messages == []
-    assert parsed.error is not None and "reasoning trace never closed" in parsed.error
+    assert parsed.error is not None and "reasoning trace never ended" in parsed.error
 
 
 @pytest.mark.parametrize(
