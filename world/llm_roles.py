@@ -297,7 +297,7 @@ class LLMRoles:
     async def assistant(self, tools: Sequence[ToolSpec], history: Sequence[Message]) -> Message:
         chat = render_assistant_prompt(tools=tools, messages=history, current_time=self.current_time)
         (raw,) = await self._generate([chat], None)
-        parsed = parse_output(raw)
+        parsed = parse_output(raw, tools)  # the tools type XML-argument calls (Qwen3-Coder, GLM-4.5)
         if parsed.action is None:
             raise DialogueRejected("assistant_unparseable", parsed.error or "no action")
         action = parsed.action

@@ -509,3 +509,20 @@ async def test_garbage_from_a_real_server_is_rejected_with_reasons(vllm_server: 
         assert outcome.reject is not None and outcome.samples == []
     finally:
         await generator.close()
+
+
+async def test_an_assistant_step_with_xml_arguments_is_typed_by_the_dialogues_tools() -> None:
+    """A generator that writes its calls as Qwen3-Coder does: ``days`` 3 is an integer by the tool's
+    schema. Parsed without the tools, every such step was rejected as ``assistant_unparseable``."""
+    world = World(0)
+    tool = next(t for t in world.toolset if t.specialisation.key == "weather_forecast")
+    names = tool.param_names
+    answer = (
+        f"<tool_call>\n<function={tool.spec.name}>\n<parameter={names['city']}>\nOslo\n</parameter>\n"
+        f"<parameter={names['days']}>\n3\n</parameter>\n</function>\n</tool_call>"
+    )
+    roles = LLMRoles(CannedBackend([answer]), world.toolset)  # type: ignore[arg-type]
+    step = await roles.assistant([tool.spec], [Message(role="user", content="Weather in Oslo for 3 days?")])
+    assert step.tool_calls == [
+        ToolCall(name=tool.spec.name, arguments={names["city"]: "Oslo", names["days"]: 3})
+    ]
