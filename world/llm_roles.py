@@ -235,7 +235,9 @@ class LLMRoles:
         self.max_tokens = max_tokens
 
     async def _generate(self, chats: Sequence[Chat], rng: random.Random | None) -> list[str]:
-        """Sampled (seeded from ``rng``, for diverse plans, users and results), or greedy without one."""
+        """Sampled (seeded from ``rng``, for diverse plans, users and results), or greedy without one.
+        An answer the token budget cut off rejects the dialogue: its start may still read (half a user
+        message, the first of two calls) and would become a sample."""
         sampling = SamplingConfig(
             greedy=rng is None,
             temperature=self.temperature,
@@ -247,6 +249,10 @@ class LLMRoles:
         except InferenceError as error:
             code = "endpoint_rejected_input" if error.input_fault else "endpoint_unavailable"
             raise DialogueRejected(code, str(error)) from error
+        if any(options[0].finish_reason == "length" for options in generations):
+            raise DialogueRejected(
+                "answer_truncated", f"an answer was cut off by the {self.max_tokens}-token budget"
+            )
         return [options[0].text for options in generations]
 
     async def plan(self, kind: str, rng: random.Random) -> LLMDialoguePlan:

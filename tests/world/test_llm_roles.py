@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from inference.base import Generation
 from inference.openai_backend import OpenAIBackend
 from schemas.codec import default_codec
 from tests.world.llm_fake_world import FakeSeedLLM, serve_fake_seed_llm
@@ -396,13 +398,12 @@ class CannedBackend:
     name = "canned"
     model_id = "canned"
 
-    def __init__(self, answers: list[str]):
-        self.answers = answers
+    def __init__(self, answers: Sequence[str | Generation]):
+        self.answers = list(answers)
 
-    async def generate(self, prompts: Any, sampling: Any) -> list[list[Any]]:
-        from inference.base import Generation
-
-        return [[Generation(text=self.answers.pop(0))] for _ in prompts]
+    async def generate(self, prompts: Any, sampling: Any) -> list[list[Generation]]:
+        answers = [self.answers.pop(0) for _ in prompts]
+        return [[a if isinstance(a, Generation) else Generation(text=a)] for a in answers]
 
 
 async def test_assistant_steps_pass_the_rule_tier_or_are_rejected_with_the_rule() -> None:
@@ -526,3 +527,18 @@ async def test_an_assistant_step_with_xml_arguments_is_typed_by_the_dialogues_to
     assert step.tool_calls == [
         ToolCall(name=tool.spec.name, arguments={names["city"]: "Oslo", names["days"]: 3})
     ]
+
+
+async def test_an_answer_cut_off_by_the_token_budget_rejects_the_dialogue() -> None:
+    """A parallel step whose budget ran out right after its first call: the first call reads and
+    passes the rules, so the step became a sample with one of its two calls."""
+    world = World(0)
+    tool = next(t for t in world.toolset if t.specialisation.key == "weather_forecast")
+    names = tool.param_names
+    first = render_call(ToolCall(name=tool.spec.name, arguments={names["city"]: "Oslo", names["days"]: 3}))
+    cut = Generation(text=f"{first}\n", finish_reason="length")
+    roles = LLMRoles(CannedBackend([cut]), world.toolset, max_tokens=64)  # type: ignore[arg-type]
+    history = [Message(role="user", content="Weather in Oslo and in Bergen for 3 days?")]
+    with pytest.raises(DialogueRejected) as rejected:
+        await roles.assistant([tool.spec], history)
+    assert rejected.value.code == "answer_truncated" and "64-token budget" in rejected.value.detail
