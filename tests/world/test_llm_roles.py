@@ -75,6 +75,7 @@ DIALOGUE_REJECT_CODES = {
     "endpoint_rejected_input",
     "judge_unavailable",
     "judge_rejected_input",
+    "answer_truncated",
     "rule:placeholder_argument",
     "rule:markup_in_answer",
     *(
