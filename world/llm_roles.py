@@ -33,7 +33,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from common.logs import get_logger
-from inference.base import Chat, InferenceBackend, InferenceError, SamplingConfig
+from inference.base import Chat, Generation, InferenceBackend, InferenceError, SamplingConfig
 from schemas.events import Event, SampleAdded
 from streams.ingest import sample_added
 from toolcall.canonical import canonical_json
@@ -212,6 +212,16 @@ def _leaks(planned: LLMPlannedTurn, text: str) -> bool:
     return False
 
 
+def _answer_text(generation: Generation) -> str:
+    """The text as the seed prompts' parsers read it: a trace the chat template opened in the prompt
+    gets its ``<think>`` back, so that the reasoning is not read as the answer (a user message, a plan)
+    and a trace that never closed is no answer."""
+    text = generation.text
+    if generation.trace_opened and not text.lstrip().startswith("<think>"):
+        return "<think>" + text
+    return text
+
+
 class LLMRoles:
     """The planner, user, assistant and tool agents as calls to one generator endpoint."""
 
@@ -234,7 +244,7 @@ class LLMRoles:
         self.temperature = temperature
         self.max_tokens = max_tokens
 
-    async def _generate(self, chats: Sequence[Chat], rng: random.Random | None) -> list[str]:
+    async def _generate(self, chats: Sequence[Chat], rng: random.Random | None) -> list[Generation]:
         """Sampled (seeded from ``rng``, for diverse plans, users and results), or greedy without one.
         An answer the token budget cut off rejects the dialogue: its start may still read (half a user
         message, the first of two calls) and would become a sample."""
@@ -253,7 +263,7 @@ class LLMRoles:
             raise DialogueRejected(
                 "answer_truncated", f"an answer was cut off by the {self.max_tokens}-token budget"
             )
-        return [options[0].text for options in generations]
+        return [options[0] for options in generations]
 
     async def plan(self, kind: str, rng: random.Random) -> LLMDialoguePlan:
         low, high = self.tools_per_dialogue
@@ -261,8 +271,8 @@ class LLMRoles:
         specs = [tool.spec for tool in subset]
         turns = rng.randint(*TURNS[kind])
         chat = render_planner_prompt(tools=specs, kind=kind, turns=turns, current_time=self.current_time)
-        (raw,) = await self._generate([chat], rng)
-        outline, error = parse_plan(raw)
+        (generation,) = await self._generate([chat], rng)
+        outline, error = parse_plan(_answer_text(generation))
         if outline is None:
             raise DialogueRejected("plan_unparseable", error or "no plan")
         problems = plan_problems(outline, kind, turns, specs)
@@ -292,8 +302,8 @@ class LLMRoles:
             answers_clarification=planned.answers,
             current_time=self.current_time,
         )
-        (raw,) = await self._generate([chat], rng)
-        text, error = parse_user_message(raw)
+        (generation,) = await self._generate([chat], rng)
+        text, error = parse_user_message(_answer_text(generation))
         if text is None:
             raise DialogueRejected("user_invalid", error or "no message")
         if planned.omit and _leaks(planned, text):
@@ -302,8 +312,9 @@ class LLMRoles:
 
     async def assistant(self, tools: Sequence[ToolSpec], history: Sequence[Message]) -> Message:
         chat = render_assistant_prompt(tools=tools, messages=history, current_time=self.current_time)
-        (raw,) = await self._generate([chat], None)
-        parsed = parse_output(raw, tools)  # the tools type XML-argument calls (Qwen3-Coder, GLM-4.5)
+        (generation,) = await self._generate([chat], None)
+        # The tools type XML-argument calls (Qwen3-Coder, GLM-4.5).
+        parsed = parse_output(generation.text, tools, trace_opened=generation.trace_opened)
         if parsed.action is None:
             raise DialogueRejected("assistant_unparseable", parsed.error or "no action")
         action = parsed.action
@@ -337,8 +348,8 @@ class LLMRoles:
         rng = random.Random(canonical_json([call.model_dump(mode="json") for call in message.tool_calls]))
         answers = await self._generate(chats, rng)
         results = []
-        for call, raw in zip(message.tool_calls, answers, strict=True):
-            value, error = parse_tool_result(raw)
+        for call, generation in zip(message.tool_calls, answers, strict=True):
+            value, error = parse_tool_result(_answer_text(generation))
             if value is None:
                 raise DialogueRejected("tool_result_invalid", f"{call.name}: {error}")
             results.append(

@@ -543,3 +543,32 @@ async def test_an_answer_cut_off_by_the_token_budget_rejects_the_dialogue() -> N
     with pytest.raises(DialogueRejected) as rejected:
         await roles.assistant([tool.spec], history)
     assert rejected.value.code == "answer_truncated" and "64-token budget" in rejected.value.detail
+
+
+async def test_a_trace_the_template_opened_is_not_read_as_the_answer() -> None:
+    """A reasoning generator whose template opens ``<think>`` in the prompt stopped inside its trace:
+    the JSON it was drafting there was read as the tool's result."""
+    world = World(0)
+    tool = next(t for t in world.toolset if t.specialisation.key == "weather_forecast")
+    names = tool.param_names
+    call = ToolCall(name=tool.spec.name, arguments={names["city"]: "Oslo", names["days"]: 3})
+    drafting = Generation(
+        text='The result needs a forecast, something like {"city": "Oslo", "days": [{"high": 4}]}, but',
+        trace_opened=True,
+    )
+    answered = Generation(
+        text='Three days of Oslo.\n</think>\n{"city": "Oslo", "days": [{"high": 4}]}', trace_opened=True
+    )
+    roles = LLMRoles(CannedBackend([drafting, answered]), world.toolset)  # type: ignore[arg-type]
+    step = Message(role="assistant", tool_calls=[call])
+    with pytest.raises(DialogueRejected) as rejected:
+        await roles.tool([tool.spec], step)
+    assert rejected.value.code == "tool_result_invalid" and "never ended" in rejected.value.detail
+    [result] = await roles.tool([tool.spec], step)
+    assert json.loads(result.content) == {"city": "Oslo", "days": [{"high": 4}]}
+    # The assistant's call drafted in such a trace is no step either.
+    draft = Generation(text=f"Oslo, three days:\n{render_call(call)}", trace_opened=True)
+    history = [Message(role="user", content="Weather in Oslo for 3 days?")]
+    with pytest.raises(DialogueRejected) as rejected:
+        await LLMRoles(CannedBackend([draft]), world.toolset).assistant([tool.spec], history)  # type: ignore[arg-type]
+    assert rejected.value.code == "assistant_unparseable"
