@@ -387,7 +387,12 @@ class StepVerifier:
         except InferenceError as error:
             code = "judge_rejected_input" if error.input_fault else "judge_unavailable"
             raise DialogueRejected(code, str(error)) from error
-        return [parse_verification(options[0].text) for options in generations]
+        # Read as the verify stage reads its verifier: a trace the template opened, or the server
+        # split off, holds no verdict.
+        return [
+            parse_verification(g.text, reasoning=g.reasoning, trace_opened=g.trace_opened)
+            for g in (options[0] for options in generations)
+        ]
 
 
 @dataclass

@@ -572,3 +572,26 @@ async def test_a_trace_the_template_opened_is_not_read_as_the_answer() -> None:
     with pytest.raises(DialogueRejected) as rejected:
         await LLMRoles(CannedBackend([draft]), world.toolset).assistant([tool.spec], history)  # type: ignore[arg-type]
     assert rejected.value.code == "assistant_unparseable"
+
+
+async def test_the_step_verifier_reads_no_verdict_from_inside_an_opened_trace() -> None:
+    """An R1-distill judge (its template opens ``<think>``) ran out of room mid-thought after
+    drafting "CORRECT": that draft passed the step, and the dialogue was kept."""
+    world = World(0)
+    tool = world.toolset[0]
+    sample = Sample(
+        tools=[tool.spec],
+        messages=[Message(role="user", content="Weather in Oslo for 3 days?")],
+        label=Action(text="Which unit would you like?"),
+    )
+    mid_thought = Generation(
+        text="The step asks for the unit. So:\nCORRECT\nReason: it asks.\nWait, the user gave no unit"
+        " preference but the tool does not need one, so asking is",
+        trace_opened=True,
+    )
+    split_off = Generation(text="", reasoning="CORRECT\nReason: it asks.")
+    finished = Generation(
+        text="It asks for the unit.\n</think>\nINCORRECT\nReason: no unit is needed.", trace_opened=True
+    )
+    verdicts = await StepVerifier(CannedBackend([mid_thought, split_off, finished])).check([sample] * 3)  # type: ignore[arg-type]
+    assert [passed for passed, _ in verdicts] == [None, None, False]
