@@ -8,8 +8,10 @@ trace before the answer is ignored, also one whose ``<think>`` the chat template
 means no answer came, whatever it drafted. Anything that does not read gives ``error`` with the
 reason; the parser never raises. The seed's ``tools`` type the values of XML-argument calls
 (Qwen3-Coder's ``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``), in the OUTPUT and in the
-INPUT's turns. A paragraph of commentary after a plain-text OUTPUT (``**Explanation:** …``, ``Note:``,
-``This sample …``, a rule) is no part of the answer (repair ``trailing_commentary``).
+INPUT's turns. An ``ASSISTANT:`` marker or quotes around the OUTPUT are not part of it; an OUTPUT
+that holds further turns (``USER:``) is refused. A paragraph of commentary after a plain-text OUTPUT
+(``**Explanation:** …``, ``Note:``, ``This sample …``, a rule) is no part of the answer (repair
+``trailing_commentary``).
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         return ParsedExpansion(
             error="INPUT: ends with an assistant turn; the OUTPUT would not be its next step"
         )
+    output_text, turn_error = _assistant_turn(output_text)
+    if turn_error is not None:
+        return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
     parsed = parse_output(output_text, tools)
     repairs: list[str] = []
     if parsed.action is not None and not parsed.action.calls:
@@ -97,7 +102,10 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
             parsed, repairs = parse_output(without, tools), ["trailing_commentary"]
     if parsed.error is not None or parsed.action is None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
-    return ParsedExpansion(messages=messages, action=parsed.action, repairs=[*parsed.repairs, *repairs])
+    action = parsed.action
+    if not action.calls and action.text:
+        action = action.model_copy(update={"text": _unquoted_turn(action.text)})
+    return ParsedExpansion(messages=messages, action=action, repairs=[*parsed.repairs, *repairs])
 
 
 _EDGE_RULES = re.compile(r"^(?:\s*(?:-{3,}|\*{3,}|_{3,})[ \t]*\n)+|(?:\n[ \t]*(?:-{3,}|\*{3,}|_{3,})\s*)+$")
@@ -138,8 +146,21 @@ def _without_commentary(output: str) -> tuple[str, bool]:
     return output[: found.start()].rstrip(), True
 
 
+def _assistant_turn(output: str) -> tuple[str, str | None]:
+    """The OUTPUT as one assistant turn: without the ``ASSISTANT:`` marker a model writes before it
+    (as the INPUT's turns have theirs) or the quotes around a text answer; (text, reason) when it
+    holds further turns, whose calls would answer a user turn the INPUT does not have."""
+    markers = list(_ROLE.finditer(output))
+    if markers and markers[0].start() == 0 and markers[0].group(1).lower() == "assistant":
+        output, markers = output[markers[0].end() :], markers[1:]
+    if markers:
+        role = markers[0].group(1).upper()
+        return output, f"holds a {role}: turn; it must be the assistant's next step alone"
+    return output.strip(), None
+
+
 def _unquoted_turn(content: str) -> str:
-    """A user turn the model wrapped in one pair of quotes (``USER: "Weather in Rome?"``)."""
+    """A turn the model wrapped in one pair of quotes (``USER: "Weather in Rome?"``)."""
     close = _QUOTE_PAIRS.get(content[:1])
     if close is not None and len(content) > 1 and content.endswith(close) and close not in content[1:-1]:
         return content[1:-1].strip()

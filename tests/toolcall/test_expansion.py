@@ -208,3 +208,28 @@ def test_a_note_before_the_calls_does_not_cut_them_off() -> None:
     )
     assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
     assert "trailing_commentary" not in parsed.repairs
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "ASSISTANT: Which restaurant, and for what time?",
+        "\n**Assistant:** Which restaurant, and for what time?",
+        'ASSISTANT: "Which restaurant, and for what time?"',
+        "“Which restaurant, and for what time?”",
+    ],
+)
+def test_the_assistant_marker_and_quotes_of_a_text_output_are_not_its_answer(output: str) -> None:
+    """The INPUT's turns carry role markers, so models write the OUTPUT as one more turn: for a text
+    answer (a clarification), "ASSISTANT: " and the quotes became part of the label's text."""
+    parsed = parse_expansion(f"INPUT: USER: Book a table for four.\nOUTPUT: {output}")
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text="Which restaurant, and for what time?")
+
+
+def test_an_output_that_goes_on_with_the_conversation_is_refused() -> None:
+    """The generator wrote the clarification exchange into the OUTPUT: its call answered "Rome", which
+    the INPUT's user never said, and was read as the next step after "What's the weather?"."""
+    raw = f"INPUT: USER: What's the weather?\nOUTPUT:\nASSISTANT: Which city?\nUSER: Rome\nASSISTANT: {CALL}"
+    parsed = parse_expansion(raw)
+    assert parsed.action is None and parsed.error is not None and "holds a USER: turn" in parsed.error
