@@ -68,7 +68,9 @@ async def heldout_accuracy(
     kinds: Counter[str] = Counter()
     hits: Counter[str] = Counter()
     for item, (generation, *_) in zip(heldout, generations, strict=True):
-        parsed = parse_output(generation.text, trace_opened=generation.trace_opened)
+        parsed = parse_output(  # the tools type XML-argument calls (Qwen3-Coder, GLM-4.5)
+            generation.text, item.sample.tools, trace_opened=generation.trace_opened
+        )
         kinds[item.kind] += 1
         if parsed.action is None:
             unparseable += 1

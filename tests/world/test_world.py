@@ -163,3 +163,39 @@ async def test_simulated_generator_and_verifier(world: World) -> None:
     ]
     verdicts = await SimulatedWorldVerifier(world, error_rate=0.0).ask(cases)
     assert [v.startswith("CORRECT") for v in verdicts] == correct
+
+
+async def test_heldout_accuracy_types_a_policys_xml_argument_calls_by_the_items_tools(world: World) -> None:
+    """A Qwen3-Coder policy answers every held-out item exactly right in its XML-argument form; read
+    without the item's tools, each call with a number (``<parameter=days>3``) counted as unparseable."""
+    from inference.base import Generation
+    from world.scoring import heldout_accuracy
+
+    heldout = (await build_seed_set(world, 10, heldout=30)).heldout
+
+    def qwen3_coder(action: Action) -> str:
+        if not action.calls:
+            return action.text or ""
+        return "\n".join(
+            f"<tool_call>\n<function={call.name}>\n"
+            + "".join(
+                f"<parameter={key}>\n{value if isinstance(value, str) else json.dumps(value)}\n</parameter>\n"
+                for key, value in call.arguments.items()
+            )
+            + "</function>\n</tool_call>"
+            for call in action.calls
+        )
+
+    class Qwen3Coder:
+        async def generate(self, chats: list, sampling: object) -> list[list[Generation]]:
+            assert len(chats) == len(heldout)
+            return [[Generation(text=qwen3_coder(item.truth))] for item in heldout]
+
+    with_numbers = [
+        item
+        for item in heldout
+        if any(not isinstance(v, str) for call in item.truth.calls for v in call.arguments.values())
+    ]
+    assert with_numbers  # the case this is about
+    accuracy = await heldout_accuracy(Qwen3Coder(), heldout)  # type: ignore[arg-type]
+    assert accuracy.unparseable == 0 and accuracy.correct == accuracy.total == len(heldout)
