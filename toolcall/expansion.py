@@ -2,7 +2,9 @@
 
 ``INPUT:`` holds a conversation with role markers (``USER:``, ``ASSISTANT:``, ``TOOL:``; a bare text
 is one user turn), ``OUTPUT:`` the correct next step as ``<tool_call>`` blocks. Assistant turns of
-the input may carry their own call blocks; tool turns may be ``<tool_response>`` blocks. A reasoning
+the input may carry their own call blocks; tool turns may be ``<tool_response>`` blocks (also in a
+``USER:`` turn or right after the calls, as Qwen's template writes them) or be marked with another
+format's name (``FUNCTION RESPONSE:``, ``OBSERVATION:``, ``TOOL RESULT:``). A reasoning
 trace before the answer is ignored, also one whose ``<think>`` the chat template wrote in the prompt
 (everything before the last ``</think>``), with any sample it drafted; a ``<think>`` never closed
 means no answer came, whatever it drafted. Anything that does not read gives ``error`` with the
@@ -31,8 +33,11 @@ from toolcall.types import Action, Message
 _SECTION = re.compile(
     r"^[ \t*#>]*(INPUT|OUTPUT)(?:[ \t*]*:[ \t*]*|[ \t*]*$\n?)", re.IGNORECASE | re.MULTILINE
 )
+# The tool result's other names are those of exports the chat format reads (glaive's "FUNCTION
+# RESPONSE", ModelScope's "observation"): a generator may use them instead of TOOL.
 _ROLE = re.compile(
-    r"^[ \t*-]*(USER|ASSISTANT|TOOL|SYSTEM)[ \t*]*(?:\([^)\n]*\))?[ \t*]*:[ \t*]*",
+    r"^[ \t*-]*(USER|ASSISTANT|SYSTEM|TOOL|TOOL[ _]?(?:RESPONSE|RESULT|OUTPUT)"
+    r"|FUNCTION(?:[ _]?(?:RESPONSE|RESULT|OUTPUT))?|OBSERVATION)[ \t*]*(?:\([^)\n]*\))?[ \t*]*:[ \t*]*",
     re.IGNORECASE | re.MULTILINE,
 )
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
@@ -178,6 +183,11 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None) -> list[Message]:
         stop = markers[index + 1].start() if index + 1 < len(markers) else len(text)
         content = text[marker.end() : stop].strip()
         role = marker.group(1).lower()
+        if role not in ("user", "assistant", "system"):
+            role = "tool"
+        # Qwen's chat template writes tool results as <tool_response> blocks, in a user turn; a model
+        # that copies it puts them there, or straight after its calls with no marker at all.
+        content, results = _split_results(content) if role != "tool" else (content, [])
         if role == "assistant":
             parsed = parse_output(content, tools)
             if parsed.error is not None:
@@ -192,9 +202,24 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None) -> list[Message]:
         elif role == "tool":
             responses = _TOOL_RESPONSE.findall(content) or [content]
             messages.extend(Message(role="tool", content=r.strip()) for r in responses)
+        elif results and not content:
+            pass  # a turn of tool results alone: they follow
         else:
             content = _unquoted_turn(content)
             if not content:
                 raise ValueError(f"{role} turn {index + 1} is empty")
             messages.append(Message(role=role, content=content))  # type: ignore[arg-type]
+        messages.extend(Message(role="tool", content=result) for result in results)
     return messages
+
+
+def _split_results(content: str) -> tuple[str, list[str]]:
+    """A turn's text before its trailing ``<tool_response>`` blocks, and those results; a result
+    block followed by more text is not split (it is no trailing run of results)."""
+    before, opened, rest = content.partition("<tool_response>")
+    if not opened:
+        return content, []
+    results = _TOOL_RESPONSE.findall(opened + rest)
+    if not results or _TOOL_RESPONSE.sub("", opened + rest).strip():
+        return content, []
+    return before.strip(), [result.strip() for result in results]

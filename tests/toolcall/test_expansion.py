@@ -233,3 +233,32 @@ def test_an_output_that_goes_on_with_the_conversation_is_refused() -> None:
     raw = f"INPUT: USER: What's the weather?\nOUTPUT:\nASSISTANT: Which city?\nUSER: Rome\nASSISTANT: {CALL}"
     parsed = parse_expansion(raw)
     assert parsed.action is None and parsed.error is not None and "holds a USER: turn" in parsed.error
+
+
+OSLO = CALL.replace("Rome", "Oslo")
+
+
+@pytest.mark.parametrize(
+    "result_turn",
+    [
+        'USER: <tool_response>\n{"temp": 3}\n</tool_response>',  # Qwen's template puts results in a user turn
+        '<tool_response>\n{"temp": 3}\n</tool_response>',  # no marker: straight after the calls
+        'FUNCTION RESPONSE: {"temp": 3}',  # glaive's name
+        'OBSERVATION: {"temp": 3}',
+        'Tool Result: {"temp": 3}',
+    ],
+)
+def test_a_tool_result_written_the_way_other_formats_do_is_a_tool_turn(result_turn: str) -> None:
+    """The result became a user message, or text of the assistant turn that made the call (its
+    content "FUNCTION RESPONSE: {...}"), and the sample was accepted with no tool turn."""
+    raw = f"INPUT:\nUSER: Weather in Oslo?\nASSISTANT: {OSLO}\n{result_turn}\n"
+    raw += f"USER: And in Rome?\nOUTPUT: {CALL}"
+    parsed = parse_expansion(raw)
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages] == [
+        ("user", "Weather in Oslo?"),
+        ("assistant", ""),
+        ("tool", '{"temp": 3}'),
+        ("user", "And in Rome?"),
+    ]
+    assert parsed.messages[1].tool_calls == [ToolCall(name="get_weather", arguments={"city": "Oslo"})]
