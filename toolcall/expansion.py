@@ -115,7 +115,8 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
 
 _EDGE_RULES = re.compile(r"^(?:\s*(?:-{3,}|\*{3,}|_{3,})[ \t]*\n)+|(?:\n[ \t]*(?:-{3,}|\*{3,}|_{3,})\s*)+$")
 _WHOLE_FENCE = re.compile(r"^(?:```|~~~)[\w-]*[ \t]*\n(?P<body>.*?)\n?(?:```|~~~)$", re.DOTALL)
-_QUOTE_PAIRS = {'"': '"', "“": "”", "'": "'"}
+# Quotes, and the brackets of the prompt's "OUTPUT: [Correct tool calls …]" placeholder, copied.
+_QUOTE_PAIRS = {'"': '"', "“": "”", "'": "'", "[": "]"}
 
 
 def _unwrapped(section: str, *, brackets: bool) -> str:
@@ -165,7 +166,8 @@ def _assistant_turn(output: str) -> tuple[str, str | None]:
 
 
 def _unquoted_turn(content: str) -> str:
-    """A turn the model wrapped in one pair of quotes (``USER: "Weather in Rome?"``)."""
+    """A turn the model wrapped in one pair of quotes (``USER: "Weather in Rome?"``) or of the
+    placeholder's brackets (``OUTPUT: [Which city?]``)."""
     close = _QUOTE_PAIRS.get(content[:1])
     if close is not None and len(content) > 1 and content.endswith(close) and close not in content[1:-1]:
         return content[1:-1].strip()

@@ -262,3 +262,13 @@ def test_a_tool_result_written_the_way_other_formats_do_is_a_tool_turn(result_tu
         ("user", "And in Rome?"),
     ]
     assert parsed.messages[1].tool_calls == [ToolCall(name="get_weather", arguments={"city": "Oslo"})]
+
+
+def test_the_placeholders_brackets_around_a_text_output_are_not_its_answer() -> None:
+    """The prompt shows ``OUTPUT: [Correct tool calls …]``; a model copying the brackets around a
+    clarification had them trained as part of the assistant's answer."""
+    parsed = parse_expansion("INPUT: [USER: Book a table for four.]\nOUTPUT: [Which restaurant, and when?]")
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text="Which restaurant, and when?")
+    kept = parse_expansion("INPUT: USER: Book a table.\nOUTPUT: [Nopi] or [Dishoom]: which one?")
+    assert kept.action == Action(text="[Nopi] or [Dishoom]: which one?")
