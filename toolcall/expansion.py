@@ -29,9 +29,11 @@ from toolcall.seed_prompts import strip_reasoning
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message
 
-# "INPUT:" / "**OUTPUT:**", or a heading alone on its line ("### INPUT", as Markdown-minded models write).
+# "INPUT:" / "**OUTPUT:**", or a heading alone on its line ("### INPUT", as Markdown-minded models write),
+# either with a qualifier in parentheses ("**INPUT (multi-turn):**", "### OUTPUT (correct tool calls)").
 _SECTION = re.compile(
-    r"^[ \t*#>]*(INPUT|OUTPUT)(?:[ \t*]*:[ \t*]*|[ \t*]*$\n?)", re.IGNORECASE | re.MULTILINE
+    r"^[ \t*#>]*(INPUT|OUTPUT)(?:[ \t*]*\([^()\n]{1,80}\))?(?:[ \t*]*:[ \t*]*|[ \t*]*$\n?)",
+    re.IGNORECASE | re.MULTILINE,
 )
 # The tool result's other names are those of exports the chat format reads (glaive's "FUNCTION
 # RESPONSE", ModelScope's "observation"): a generator may use them instead of TOOL.

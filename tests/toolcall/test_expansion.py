@@ -272,3 +272,19 @@ def test_the_placeholders_brackets_around_a_text_output_are_not_its_answer() -> 
     assert parsed.action == Action(text="Which restaurant, and when?")
     kept = parse_expansion("INPUT: USER: Book a table.\nOUTPUT: [Nopi] or [Dishoom]: which one?")
     assert kept.action == Action(text="[Nopi] or [Dishoom]: which one?")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        f"**INPUT (single turn):**\nUSER: What is the weather in Rome?\n\n**OUTPUT (tool calls):**\n{CALL}",
+        f"### INPUT (conversation)\nUSER: What is the weather in Rome?\n### OUTPUT (tool calls)\n{CALL}",
+    ],
+)
+def test_section_labels_with_a_qualifier_in_parentheses_are_read(answer: str) -> None:
+    """GPT-4o and Claude qualify the headings ("INPUT (single turn):"): the answer was lost as having
+    "no INPUT: section"."""
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages] == [("user", "What is the weather in Rome?")]
+    assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
