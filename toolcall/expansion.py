@@ -39,7 +39,8 @@ _SECTION = re.compile(
 # RESPONSE", ModelScope's "observation"): a generator may use them instead of TOOL.
 _ROLE = re.compile(
     r"^[ \t*-]*(USER|ASSISTANT|SYSTEM|TOOL|TOOL[ _]?(?:RESPONSE|RESULT|OUTPUT)"
-    r"|FUNCTION(?:[ _]?(?:RESPONSE|RESULT|OUTPUT))?|OBSERVATION)[ \t*]*(?:\([^)\n]*\))?[ \t*]*:[ \t*]*",
+    r"|FUNCTION(?:[ _]?(?:RESPONSE|RESULT|OUTPUT))?|OBSERVATION)"
+    r"[ \t*]*(?:\((?P<name>[^)\n]*)\))?[ \t*]*:[ \t*]*",
     re.IGNORECASE | re.MULTILINE,
 )
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
@@ -205,7 +206,9 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None) -> list[Message]:
                 messages[-1] = Message(role="assistant", content=content)
         elif role == "tool":
             responses = _TOOL_RESPONSE.findall(content) or [content]
-            messages.extend(Message(role="tool", content=r.strip()) for r in responses)
+            # "TOOL (get_weather):", as the prompt shows the original sample's results, names the tool.
+            name = " ".join((marker.group("name") or "").split()) or None
+            messages.extend(Message(role="tool", name=name, content=r.strip()) for r in responses)
         elif results and not content:
             pass  # a turn of tool results alone: they follow
         else:

@@ -288,3 +288,18 @@ def test_section_labels_with_a_qualifier_in_parentheses_are_read(answer: str) ->
     assert parsed.error is None, parsed.error
     assert [(m.role, m.content) for m in parsed.messages] == [("user", "What is the weather in Rome?")]
     assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
+
+
+def test_a_tool_turn_keeps_the_name_the_prompt_shows_it_with() -> None:
+    """The original sample is shown with "TOOL (get_weather): …" and generators copy it: the name
+    was dropped, so two parallel results could no longer be told apart."""
+    oslo, rome = CALL.replace("Rome", "Oslo"), CALL
+    raw = (
+        f"INPUT:\nUSER: Weather in Oslo, and the time there?\nASSISTANT: {oslo}\n"
+        '<tool_call>\n{"name": "get_time", "arguments": {"city": "Oslo"}}\n</tool_call>\n'
+        'TOOL (get_weather): {"temp": 3}\nTOOL (get_time): {"time": "09:00"}\n'
+        f"USER: And the weather in Rome?\nOUTPUT: {rome}"
+    )
+    parsed = parse_expansion(raw)
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.name) for m in parsed.messages[2:4]] == [("tool", "get_weather"), ("tool", "get_time")]
