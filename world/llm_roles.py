@@ -61,7 +61,7 @@ from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample, ToolCall
 from world import WorldSample
 from world.dialogues import DEFAULT_MIX, DialoguePlan, PlannedTurn
-from world.llm_tools import Rejects, sample_leaf_pairs, synthesise_llm_toolset
+from world.llm_tools import Rejects, answer_text, sample_leaf_pairs, synthesise_llm_toolset
 from world.seed import PRODUCER, SeedSet, unique_samples
 from world.trees import SynthesisedTool
 
@@ -212,16 +212,6 @@ def _leaks(planned: LLMPlannedTurn, text: str) -> bool:
     return False
 
 
-def _answer_text(generation: Generation) -> str:
-    """The text as the seed prompts' parsers read it: a trace the chat template opened in the prompt
-    gets its ``<think>`` back, so that the reasoning is not read as the answer (a user message, a plan)
-    and a trace that never closed is no answer."""
-    text = generation.text
-    if generation.trace_opened and not text.lstrip().startswith("<think>"):
-        return "<think>" + text
-    return text
-
-
 class LLMRoles:
     """The planner, user, assistant and tool agents as calls to one generator endpoint."""
 
@@ -272,7 +262,7 @@ class LLMRoles:
         turns = rng.randint(*TURNS[kind])
         chat = render_planner_prompt(tools=specs, kind=kind, turns=turns, current_time=self.current_time)
         (generation,) = await self._generate([chat], rng)
-        outline, error = parse_plan(_answer_text(generation))
+        outline, error = parse_plan(answer_text(generation))
         if outline is None:
             raise DialogueRejected("plan_unparseable", error or "no plan")
         problems = plan_problems(outline, kind, turns, specs)
@@ -303,7 +293,7 @@ class LLMRoles:
             current_time=self.current_time,
         )
         (generation,) = await self._generate([chat], rng)
-        text, error = parse_user_message(_answer_text(generation))
+        text, error = parse_user_message(answer_text(generation))
         if text is None:
             raise DialogueRejected("user_invalid", error or "no message")
         if planned.omit and _leaks(planned, text):
@@ -349,7 +339,7 @@ class LLMRoles:
         answers = await self._generate(chats, rng)
         results = []
         for call, generation in zip(message.tool_calls, answers, strict=True):
-            value, error = parse_tool_result(_answer_text(generation))
+            value, error = parse_tool_result(answer_text(generation))
             if value is None:
                 raise DialogueRejected("tool_result_invalid", f"{call.name}: {error}")
             results.append(

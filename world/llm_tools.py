@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.logs import get_logger
-from inference.base import InferenceBackend, InferenceError, SamplingConfig
+from inference.base import Generation, InferenceBackend, InferenceError, SamplingConfig
 from toolcall.rules import check_value
 from toolcall.seed_prompts import (
     OUTPUT_FORMAT_PHRASES,
@@ -231,6 +231,16 @@ def _prompt(pair: LeafPair, feedback: Sequence[str]) -> Any:
     )
 
 
+def answer_text(generation: Generation) -> str:
+    """The text as the seed prompts' parsers read it: a trace the chat template opened in the prompt
+    gets its ``<think>`` back, so that the reasoning is not read as the answer (a user message, a plan)
+    and a trace that never closed is no answer."""
+    text = generation.text
+    if generation.trace_opened and not text.lstrip().startswith("<think>"):
+        return "<think>" + text
+    return text
+
+
 def read_tool_answer(raw: str, pair: LeafPair, taken: set[str]) -> tuple[ToolSpec | None, list[Problem]]:
     """One synthesis answer -> the tool, or every problem found with it (pure)."""
     value, error = parse_tool_definition(raw)
@@ -275,7 +285,7 @@ async def synthesise_llm_toolset(
         result.requests += len(chats)
         try:
             generations = await backend.generate(chats, sampling)
-            answers = [options[0].text for options in generations]
+            answers = [answer_text(options[0]) for options in generations]
         except InferenceError as error:
             # Asking again cannot help: the endpoint is down (after its own retries) or refuses the input.
             code = "endpoint_rejected_input" if error.input_fault else "endpoint_unavailable"

@@ -595,3 +595,14 @@ async def test_the_step_verifier_reads_no_verdict_from_inside_an_opened_trace() 
     )
     verdicts = await StepVerifier(CannedBackend([mid_thought, split_off, finished])).check([sample] * 3)  # type: ignore[arg-type]
     assert [passed for passed, _ in verdicts] == [None, None, False]
+
+
+async def test_tool_synthesis_reads_no_tool_from_inside_an_opened_trace() -> None:
+    """A reasoning generator whose template opens ``<think>`` stopped while drafting the tool's JSON
+    in its trace: the draft was accepted as the tool. Now it is unparseable and asked again."""
+    pair = _pair("hotel_booking", "snake_verb", "with_optional", "json_object")
+    drafting = Generation(text=f"A first idea:\n{_answer(pair)}\nbut the naming rule says", trace_opened=True)
+    answered = Generation(text=f"That fits.\n</think>\n{_answer(pair)}", trace_opened=True)
+    result = await synthesise_llm_toolset(CannedBackend([drafting, answered]), [pair], attempts=2)  # type: ignore[arg-type]
+    assert result.requests == 2 and result.rejects.counts == {"unparseable": 1}
+    assert [tool.specialisation.key for tool in result.tools] == ["hotel_booking"]
