@@ -217,7 +217,19 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None) -> list[Message]:
                 raise ValueError(f"{role} turn {index + 1} is empty")
             messages.append(Message(role=role, content=content))  # type: ignore[arg-type]
         messages.extend(Message(role="tool", content=result) for result in results)
+    _check_results_answer_calls(messages)
     return messages
+
+
+def _check_results_answer_calls(messages: list[Message]) -> None:
+    """A tool turn must answer calls: one right after a user turn is a line of that turn that looks
+    like a marker ("- Tool: a hammer", "Function: f(x) = x²"), which split it."""
+    previous: Message | None = None
+    for number, message in enumerate(messages, 1):
+        answers_calls = previous is not None and (previous.role == "tool" or bool(previous.tool_calls))
+        if message.role == "tool" and not answers_calls:
+            raise ValueError(f"tool turn {number} answers no call (a line of the turn before it?)")
+        previous = message
 
 
 def _split_results(content: str) -> tuple[str, list[str]]:

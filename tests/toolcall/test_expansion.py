@@ -139,8 +139,10 @@ def test_wrapping_a_generator_adds_is_not_part_of_the_sample(answer: str) -> Non
 
 
 def test_quotes_and_rules_inside_a_turn_stay() -> None:
-    parsed = parse_expansion(f'INPUT:\nUSER: Say "hi" to "Rome"\nTOOL: a\n---\nb\nOUTPUT: {CALL}')
-    assert [m.content for m in parsed.messages] == ['Say "hi" to "Rome"', "a\n---\nb"]
+    parsed = parse_expansion(
+        f'INPUT:\nUSER: Say "hi" to "Rome"\nASSISTANT: {CALL}\nTOOL: a\n---\nb\nOUTPUT: {CALL}'
+    )
+    assert [m.content for m in parsed.messages] == ['Say "hi" to "Rome"', "", "a\n---\nb"]
 
 
 def test_samples_drafted_in_a_trace_the_template_opened_are_not_the_answer() -> None:
@@ -303,3 +305,11 @@ def test_a_tool_turn_keeps_the_name_the_prompt_shows_it_with() -> None:
     parsed = parse_expansion(raw)
     assert parsed.error is None, parsed.error
     assert [(m.role, m.name) for m in parsed.messages[2:4]] == [("tool", "get_weather"), ("tool", "get_time")]
+
+
+@pytest.mark.parametrize("line", ["- Tool: a cordless drill", "Function: f(x) = x^2 + 1", "TOOL: the wrench"])
+def test_a_user_line_that_looks_like_a_tool_marker_is_refused_not_split_off(line: str) -> None:
+    """A line of the user's message that reads as a tool marker split the turn: the rest of the
+    request became a "tool result" answering no call, and the sample was accepted cut in two."""
+    parsed = parse_expansion(f"INPUT:\nUSER: Find me a shop that rents:\n{line}\nOUTPUT: {CALL}")
+    assert parsed.action is None and parsed.error is not None and "answers no call" in parsed.error
