@@ -90,7 +90,8 @@ TRACE_TOKEN_PAIRS: tuple[tuple[str, str], ...] = (
     ("<|START_THINKING|>", "<|END_THINKING|>"),  # Cohere Command A / R7B
     ("<seed:think>", "</seed:think>"),  # ByteDance Seed-OSS
 )
-_TRACE_TOKENS = {
+# Each token and the tag it reads as (the policy parser, strip_reasoning of LLM-role answers).
+TRACE_TOKENS = {
     token: tag for pair in TRACE_TOKEN_PAIRS for token, tag in zip(pair, ("<think>", "</think>"), strict=True)
 }
 # Cohere Command A / R7B: calls as <|START_ACTION|>[{"tool_call_id": "0", "tool_name": NAME,
@@ -383,7 +384,7 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
             return harmony
     # Call bodies are set aside first: a tag inside one of their JSON strings is data, not markup.
     masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
-    for token, tag in _TRACE_TOKENS.items():  # other families' trace tokens (call bodies are masked)
+    for token, tag in TRACE_TOKENS.items():  # other families' trace tokens (call bodies are masked)
         masked = masked.replace(token, tag)
     opened_trace = None
     if trace_opened and not masked.lstrip().startswith("<think>"):  # it wrote the tag again: as usual

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from toolcall.parsing import render_call
+from toolcall.parsing import TRACE_TOKENS, render_call
 from toolcall.prompts import (
     DEFAULT_CURRENT_TIME,
     Chat,
@@ -383,7 +383,10 @@ _MAX_OBJECT_STARTS = 50
 
 
 def strip_reasoning(raw: str) -> tuple[str | None, str | None]:
-    """The answer without its ``<think>`` trace; (None, reason) when the trace never ended."""
+    """The answer without its ``<think>`` trace (or Magistral's ``[THINK]``, Cohere's
+    ``<|START_THINKING|>``); (None, reason) when the trace never ended."""
+    for token, tag in TRACE_TOKENS.items():
+        raw = raw.replace(token, tag)
     text = _THINK.sub("", raw)
     if "</think>" in text:  # the chat template opened the trace; only its end is in the answer
         text = text.rpartition("</think>")[2]

@@ -313,3 +313,17 @@ def test_a_user_line_that_looks_like_a_tool_marker_is_refused_not_split_off(line
     request became a "tool result" answering no call, and the sample was accepted cut in two."""
     parsed = parse_expansion(f"INPUT:\nUSER: Find me a shop that rents:\n{line}\nOUTPUT: {CALL}")
     assert parsed.action is None and parsed.error is not None and "answers no call" in parsed.error
+
+
+def test_a_magistral_trace_with_a_drafted_sample_is_not_the_answer() -> None:
+    """Magistral writes its trace as ``[THINK]…[/THINK]``: a sample drafted in it counted as a second
+    one ("expected one sample"), and the answer was lost."""
+    draft = CALL.replace("Rome", "Paris")
+    answer = (
+        f"[THINK]Draft:\nINPUT: USER: Weather in Paris?\nOUTPUT: {draft}\nNo, use Rome.[/THINK]\n"
+        f"INPUT: USER: What is the weather in Rome?\nOUTPUT: {CALL}"
+    )
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages] == [("user", "What is the weather in Rome?")]
+    assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
