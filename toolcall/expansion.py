@@ -10,10 +10,11 @@ trace before the answer is ignored, also one whose ``<think>`` the chat template
 means no answer came, whatever it drafted. Anything that does not read gives ``error`` with the
 reason; the parser never raises. The seed's ``tools`` type the values of XML-argument calls
 (Qwen3-Coder's ``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``), in the OUTPUT and in the
-INPUT's turns. An ``ASSISTANT:`` marker or quotes around the OUTPUT are not part of it; an OUTPUT
-that holds further turns (``USER:``) is refused. A paragraph of commentary after a plain-text OUTPUT
-(``**Explanation:** …``, ``Note:``, ``This sample …``, a rule) is no part of the answer (repair
-``trailing_commentary``).
+INPUT's turns. An ``ASSISTANT:`` marker or quotes around the OUTPUT are not part of it; the turns a
+model goes on to write after its first step (``USER: Rome`` …) are not either (repair
+``output_continued``), and an OUTPUT that starts with another role's turn is refused. A paragraph of
+commentary after a plain-text OUTPUT (``**Explanation:** …``, ``Note:``, ``This sample …``, a rule) is
+no part of the answer (repair ``trailing_commentary``).
 """
 
 from __future__ import annotations
@@ -98,16 +99,17 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         return ParsedExpansion(
             error="INPUT: ends with an assistant turn; the OUTPUT would not be its next step"
         )
-    output_text, turn_error = _assistant_turn(output_text)
+    output_text, turn_error, continued = _assistant_turn(output_text)
     if turn_error is not None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
     parsed = parse_output(output_text, tools)
-    repairs: list[str] = []
+    repairs = ["output_continued"] if continued else []
     if parsed.action is not None and not parsed.action.calls:
         # Text after calls is no part of the label; text alone is, so commentary must come off it.
         without, commentary = _without_commentary(output_text)
         if commentary:
-            parsed, repairs = parse_output(without, tools), ["trailing_commentary"]
+            parsed = parse_output(without, tools)
+            repairs.append("trailing_commentary")
     if parsed.error is not None or parsed.action is None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
     action = parsed.action
@@ -155,17 +157,25 @@ def _without_commentary(output: str) -> tuple[str, bool]:
     return output[: found.start()].rstrip(), True
 
 
-def _assistant_turn(output: str) -> tuple[str, str | None]:
-    """The OUTPUT as one assistant turn: without the ``ASSISTANT:`` marker a model writes before it
-    (as the INPUT's turns have theirs) or the quotes around a text answer; (text, reason) when it
-    holds further turns, whose calls would answer a user turn the INPUT does not have."""
+def _assistant_turn(output: str) -> tuple[str, str | None, bool]:
+    """The OUTPUT's first assistant turn, the next step after the INPUT: without the ``ASSISTANT:``
+    marker a model writes before it (as the INPUT's turns have theirs), and without the turns a model
+    goes on to write after it (``USER: Rome`` / ``ASSISTANT: <tool_call>…``), which are no part of that
+    step; whether there were such turns. (text, reason, False) when no assistant step comes first."""
     markers = list(_ROLE.finditer(output))
+    start = 0
     if markers and markers[0].start() == 0 and markers[0].group(1).lower() == "assistant":
-        output, markers = output[markers[0].end() :], markers[1:]
-    if markers:
-        role = markers[0].group(1).upper()
-        return output, f"holds a {role}: turn; it must be the assistant's next step alone"
-    return output.strip(), None
+        start, markers = markers[0].end(), markers[1:]
+    if not markers:
+        return output[start:].strip(), None, False
+    step = output[start : markers[0].start()].strip()
+    if not step:
+        return (
+            output,
+            f"starts with a {markers[0].group(1).upper()}: turn, not the assistant's next step",
+            False,
+        )
+    return step, None, True
 
 
 def _unquoted_turn(content: str) -> str:

@@ -229,12 +229,21 @@ def test_the_assistant_marker_and_quotes_of_a_text_output_are_not_its_answer(out
     assert parsed.action == Action(text="Which restaurant, and for what time?")
 
 
-def test_an_output_that_goes_on_with_the_conversation_is_refused() -> None:
+def test_an_output_that_goes_on_with_the_conversation_is_its_first_step() -> None:
     """The generator wrote the clarification exchange into the OUTPUT: its call answered "Rome", which
-    the INPUT's user never said, and was read as the next step after "What's the weather?"."""
+    the INPUT's user never said, and was read as the next step after "What's the weather?". The next
+    step is the OUTPUT's first turn; an OUTPUT that opens with another role's turn has none."""
     raw = f"INPUT: USER: What's the weather?\nOUTPUT:\nASSISTANT: Which city?\nUSER: Rome\nASSISTANT: {CALL}"
     parsed = parse_expansion(raw)
-    assert parsed.action is None and parsed.error is not None and "holds a USER: turn" in parsed.error
+    assert parsed.error is None and parsed.action == Action(text="Which city?")
+    assert "output_continued" in parsed.repairs
+    calls_first = parse_expansion(
+        f"INPUT: USER: Weather in Rome?\nOUTPUT: {CALL}\nTOOL: {{}}\nASSISTANT: Sunny."
+    )
+    assert calls_first.action is not None and calls_first.action.calls[0].arguments == {"city": "Rome"}
+    user_first = parse_expansion(f"INPUT: USER: What's the weather?\nOUTPUT:\nUSER: Rome\nASSISTANT: {CALL}")
+    assert user_first.action is None and user_first.error is not None
+    assert "starts with a USER: turn" in user_first.error
 
 
 OSLO = CALL.replace("Rome", "Oslo")
