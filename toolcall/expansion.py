@@ -175,7 +175,17 @@ def _assistant_turn(output: str) -> tuple[str, str | None, bool]:
             f"starts with a {markers[0].group(1).upper()}: turn, not the assistant's next step",
             False,
         )
+    follows_text = parse_output(step).kind == "text"
+    if follows_text and _role_of(markers[0]) == "tool":
+        # A tool turn only follows calls: after a text answer it is a line of it ("- Tool: a drill").
+        return output[start:].strip(), None, False
     return step, None, True
+
+
+def _role_of(marker: re.Match[str]) -> str:
+    """The role a marker gives its turn: the tool result's other names are the tool's."""
+    role = marker.group(1).lower()
+    return role if role in ("user", "assistant", "system") else "tool"
 
 
 def _unquoted_turn(content: str) -> str:
@@ -197,9 +207,7 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None) -> list[Message]:
     for index, marker in enumerate(markers):
         stop = markers[index + 1].start() if index + 1 < len(markers) else len(text)
         content = text[marker.end() : stop].strip()
-        role = marker.group(1).lower()
-        if role not in ("user", "assistant", "system"):
-            role = "tool"
+        role = _role_of(marker)
         # Qwen's chat template writes tool results as <tool_response> blocks, in a user turn; a model
         # that copies it puts them there, or straight after its calls with no marker at all.
         content, results = _split_results(content) if role != "tool" else (content, [])

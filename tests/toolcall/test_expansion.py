@@ -336,3 +336,11 @@ def test_a_magistral_trace_with_a_drafted_sample_is_not_the_answer() -> None:
     assert parsed.error is None, parsed.error
     assert [(m.role, m.content) for m in parsed.messages] == [("user", "What is the weather in Rome?")]
     assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
+
+
+def test_a_text_answer_with_a_line_like_a_tool_marker_stays_whole() -> None:
+    """A tool turn only follows calls: after a text answer, "- Tool: a drill" is a line of that answer,
+    not a turn the model went on to write."""
+    answer = "You will need:\n- Tool: a cordless drill\n- Time: about two hours"
+    parsed = parse_expansion(f"INPUT: USER: What do I need to hang a shelf?\nOUTPUT: {answer}")
+    assert parsed.action == Action(text=answer) and parsed.repairs == []
