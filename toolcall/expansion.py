@@ -175,9 +175,11 @@ def _assistant_turn(output: str) -> tuple[str, str | None, bool]:
             f"starts with a {markers[0].group(1).upper()}: turn, not the assistant's next step",
             False,
         )
-    follows_text = parse_output(step).kind == "text"
-    if follows_text and _role_of(markers[0]) == "tool":
-        # A tool turn only follows calls: after a text answer it is a line of it ("- Tool: a drill").
+    if parse_output(step).kind == "text" and (
+        # A tool turn only follows calls, and a dialogue the model went on with has the assistant speak
+        # again: otherwise the marker is a line of the text answer ("- Tool: a drill", "User: jane.doe").
+        _role_of(markers[0]) == "tool" or not any(_role_of(m) == "assistant" for m in markers)
+    ):
         return output[start:].strip(), None, False
     return step, None, True
 

@@ -344,3 +344,11 @@ def test_a_text_answer_with_a_line_like_a_tool_marker_stays_whole() -> None:
     answer = "You will need:\n- Tool: a cordless drill\n- Time: about two hours"
     parsed = parse_expansion(f"INPUT: USER: What do I need to hang a shelf?\nOUTPUT: {answer}")
     assert parsed.action == Action(text=answer) and parsed.repairs == []
+
+
+def test_a_text_answer_with_a_line_like_a_user_marker_stays_whole() -> None:
+    """A final answer that lists an account ("User: jane.doe") was cut at that line as if the model had
+    gone on with the dialogue, and the label became "I found this account:"."""
+    answer = "I found this account:\nUser: jane.doe\nStatus: active"
+    parsed = parse_expansion(f"INPUT: USER: Who owns ticket 4411?\nOUTPUT: {answer}")
+    assert parsed.action == Action(text=answer) and parsed.repairs == []
