@@ -72,6 +72,10 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     if text is None:
         return ParsedExpansion(error=trace_error)
     sections = list(_SECTION.finditer(text))
+    if any(m.group(1).isupper() for m in sections):
+        # The prompt writes its labels in capitals; an "Input:" line in another case is the sample's
+        # own text (a user's "Input: the numbers 1, 2"), not a second sample.
+        sections = [m for m in sections if m.group(1).isupper()]
     inputs = [m for m in sections if m.group(1).upper() == "INPUT"]
     outputs = [m for m in sections if m.group(1).upper() == "OUTPUT"]
     if not inputs:

@@ -352,3 +352,24 @@ def test_a_text_answer_with_a_line_like_a_user_marker_stays_whole() -> None:
     answer = "I found this account:\nUser: jane.doe\nStatus: active"
     parsed = parse_expansion(f"INPUT: USER: Who owns ticket 4411?\nOUTPUT: {answer}")
     assert parsed.action == Action(text=answer) and parsed.repairs == []
+
+
+def test_an_input_line_in_the_users_own_text_is_no_second_sample() -> None:
+    """The prompt labels its sections in capitals: a user's "Input:" line is part of the user's turn,
+    not a second INPUT section that made the answer "expected one sample"."""
+    raw = (
+        "INPUT:\nUSER: Please add these up.\nInput: the numbers 1, 2\nOutput: their sum\n"
+        'OUTPUT:\n<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>'
+    )
+    parsed = parse_expansion(raw)
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [
+        Message(role="user", content="Please add these up.\nInput: the numbers 1, 2\nOutput: their sum")
+    ]
+    assert parsed.action == Action(calls=[ToolCall(name="add", arguments={"a": 1, "b": 2})])
+    # Labels all written in another case are still the sections.
+    lower = parse_expansion(
+        "**Input:**\nUSER: Add 1 and 2.\n**Output:**\n"
+        '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>'
+    )
+    assert lower.error is None and lower.action == parsed.action, lower.error
