@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -166,8 +166,11 @@ class LocalModelBackend(ABC):
 
     name: str
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, model_id: str, chat_template_kwargs: Mapping[str, Any] | None = None) -> None:
         self._lock = asyncio.Lock()
+        # [policy] chat_template_kwargs: every prompt this backend renders gets them (and the end-token
+        # rule reads the template's turns with them), as the trainers render theirs.
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self._tokenizer: Any = None
         self._model_id = model_id
         self._model_path = ""

@@ -13,12 +13,13 @@ def make_backend(kind: str, **options: Any) -> InferenceBackend:
     """``make_backend("transformers", model_path=..., model_id=..., batch_size=...)``, and likewise:
 
     - ``"transformers"``: :class:`inference.transformers_backend.TransformersBackend`
-      (model_path, model_id, batch_size, device, dtype);
+      (model_path, model_id, batch_size, device, dtype, chat_template_kwargs);
     - ``"vllm"``: :class:`inference.vllm_backend.VLLMBackend` (model_path, model_id,
       gpu_memory_utilization, max_model_len, dtype, seed, enforce_eager, kv_cache_memory_bytes,
-      engine_kwargs); build it under ``if __name__ == "__main__"`` (vLLM starts child processes);
+      engine_kwargs, chat_template_kwargs); build it under ``if __name__ == "__main__"`` (vLLM starts
+      child processes);
     - ``"openai"``: :class:`inference.openai_backend.OpenAIBackend` (base_url, model, api_key,
-      timeout_s, max_concurrency, max_retries, and the backoff/breaker options).
+      timeout_s, max_concurrency, max_retries, chat_template_kwargs, and the backoff/breaker options).
 
     Unknown options raise ``TypeError`` from the backend's constructor.
     """

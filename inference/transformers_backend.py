@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,17 @@ from toolcall.templates import end_token_ids, prompt_opens_trace, render_prompt
 log = get_logger(__name__)
 
 
-def encode_prompt(tokenizer: Any, chat: Chat) -> list[int]:
-    return encode_generation_prompt(tokenizer, chat)[0]
+def encode_prompt(tokenizer: Any, chat: Chat, template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+    return encode_generation_prompt(tokenizer, chat, template_kwargs)[0]
 
 
-def encode_generation_prompt(tokenizer: Any, chat: Chat) -> tuple[list[int], bool]:
+def encode_generation_prompt(
+    tokenizer: Any, chat: Chat, template_kwargs: Mapping[str, Any] | None = None
+) -> tuple[list[int], bool]:
     """The prompt's ids, and whether it ends inside a reasoning trace its chat template opened
-    (:func:`toolcall.templates.prompt_opens_trace`; :attr:`Generation.trace_opened`)."""
-    text = render_prompt(tokenizer, chat)
+    (:func:`toolcall.templates.prompt_opens_trace`; :attr:`Generation.trace_opened`);
+    ``template_kwargs``: ``[policy] chat_template_kwargs``."""
+    text = render_prompt(tokenizer, chat, template_kwargs)
     # The template already holds every special token the model expects; adding BOS/EOS here would
     # make the ids differ from what vLLM (given the same text) decodes from.
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]), prompt_opens_trace(text)
@@ -116,10 +119,11 @@ class TransformersBackend(LocalModelBackend):
         batch_size: int = 16,
         device: str = "cpu",
         dtype: Any = "float32",
+        chat_template_kwargs: Mapping[str, Any] | None = None,
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        super().__init__(model_id)
+        super().__init__(model_id, chat_template_kwargs)
         self.batch_size = batch_size
         self.device = device
         self.dtype = _resolve_dtype(dtype, device)
@@ -138,7 +142,7 @@ class TransformersBackend(LocalModelBackend):
         started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
-        eos_ids = end_token_ids(tokenizer, model.generation_config.eos_token_id)
+        eos_ids = end_token_ids(tokenizer, model.generation_config.eos_token_id, self.chat_template_kwargs)
         if not eos_ids:
             raise ValueError(f"{model_path}: neither the tokenizer nor the generation config names an EOS")
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids)
@@ -186,7 +190,8 @@ class TransformersBackend(LocalModelBackend):
 
         started = time.perf_counter()
         encoded, opened = zip(
-            *(encode_generation_prompt(self._tokenizer, chat) for chat in prompts), strict=True
+            *(encode_generation_prompt(self._tokenizer, chat, self.chat_template_kwargs) for chat in prompts),
+            strict=True,
         )
         # batch_size bounds the sequences decoded together (prompts × n).
         per_batch = max(1, self.batch_size // sampling.n)
@@ -313,7 +318,10 @@ class TransformersBackend(LocalModelBackend):
 
     def _score_sync(self, prompts: list[Chat], continuations: list[str]) -> list[list[float]]:
         pairs = [
-            (encode_prompt(self._tokenizer, chat), encode_continuation(self._tokenizer, text))
+            (
+                encode_prompt(self._tokenizer, chat, self.chat_template_kwargs),
+                encode_continuation(self._tokenizer, text),
+            )
             for chat, text in zip(prompts, continuations, strict=True)
         ]
         return self.score_token_ids(pairs)

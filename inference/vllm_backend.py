@@ -52,16 +52,19 @@ from toolcall.templates import end_token_ids
 log = get_logger(__name__)
 
 
-def stop_token_ids(tokenizer: Any, model_path: str | Path) -> list[int]:
-    """The ids that end a completion (:func:`toolcall.templates.end_token_ids`), from the folder's
-    generation config, or its model config when it has no generation_config.json."""
+def stop_token_ids(
+    tokenizer: Any, model_path: str | Path, template_kwargs: Mapping[str, Any] | None = None
+) -> list[int]:
+    """The ids that end a completion (:func:`toolcall.templates.end_token_ids`, the template's turns
+    rendered with ``template_kwargs``), from the folder's generation config, or its model config when
+    it has no generation_config.json."""
     from transformers import AutoConfig, GenerationConfig
 
     try:
         saved = GenerationConfig.from_pretrained(str(model_path)).eos_token_id
     except OSError:  # no generation_config.json: transformers derives one from config.json
         saved = GenerationConfig.from_model_config(AutoConfig.from_pretrained(str(model_path))).eos_token_id
-    return end_token_ids(tokenizer, saved)
+    return end_token_ids(tokenizer, saved, template_kwargs)
 
 
 class VLLMBackend(LocalModelBackend):
@@ -81,8 +84,9 @@ class VLLMBackend(LocalModelBackend):
         enforce_eager: bool = False,
         kv_cache_memory_bytes: int | None = None,
         engine_kwargs: Mapping[str, Any] | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
     ):
-        super().__init__(model_id)
+        super().__init__(model_id, chat_template_kwargs)
         self.gpu_memory_utilization = gpu_memory_utilization
         self.max_model_len = max_model_len
         self.dtype = dtype
@@ -115,7 +119,7 @@ class VLLMBackend(LocalModelBackend):
         kwargs.update(self.engine_kwargs)
         self._llm = LLM(**kwargs)
         self._tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self._stop_ids = stop_token_ids(self._tokenizer, model_path)
+        self._stop_ids = stop_token_ids(self._tokenizer, model_path, self.chat_template_kwargs)
         self._model_id, self._model_path = model_id, model_path
         log.info(
             "vllm.engine_started",
@@ -166,7 +170,9 @@ class VLLMBackend(LocalModelBackend):
 
     def _generation_prompts(self, chats: Sequence[Chat]) -> list[tuple[list[int], bool]]:
         """Each prompt's ids and whether it opened a reasoning trace (:attr:`Generation.trace_opened`)."""
-        prompts = [encode_generation_prompt(self._tokenizer, chat) for chat in chats]
+        prompts = [
+            encode_generation_prompt(self._tokenizer, chat, self.chat_template_kwargs) for chat in chats
+        ]
         encoded = [ids for ids, _ in prompts]
         too_long = [index for index, ids in enumerate(encoded) if len(ids) >= self.max_model_len]
         if too_long:

@@ -261,8 +261,14 @@ async def check_kafka(settings: Settings, *, topics: bool = True) -> list[CheckR
 _POLICY_FOLDER = "a Hugging Face model folder: config.json, *.safetensors, a tokenizer with a chat template"
 
 
-def check_model_folder(name: str, folder: Path | None, setting: str = "[policy] model_path") -> CheckResult:
-    """``folder`` holds a model that loads: its files are there, its config and tokenizer load."""
+def check_model_folder(
+    name: str,
+    folder: Path | None,
+    setting: str = "[policy] model_path",
+    template_kwargs: dict[str, Any] | None = None,
+) -> CheckResult:
+    """``folder`` holds a model that loads: its files are there, its config and tokenizer load, and its
+    chat template renders a policy prompt with ``template_kwargs`` (``[policy] chat_template_kwargs``)."""
     from trainer.base import check_hf_folder
 
     if folder is None:
@@ -282,7 +288,7 @@ def check_model_folder(name: str, folder: Path | None, setting: str = "[policy] 
     except Exception as error:  # whatever transformers raises for a folder it cannot read
         return _failed(name, f"{folder} does not load: {_first_line(error)}", f"check the files in {folder}")
     try:
-        _render_policy_prompt(tokenizer)
+        _render_policy_prompt(tokenizer, template_kwargs)
     except Exception as error:  # a template's own refusal, or a Jinja error in it
         return _failed(
             name,
@@ -292,7 +298,7 @@ def check_model_folder(name: str, folder: Path | None, setting: str = "[policy] 
     return _ok(name, f"{folder}: {config.model_type}, tokenizer of {len(tokenizer)} tokens")
 
 
-def _render_policy_prompt(tokenizer: Any) -> None:
+def _render_policy_prompt(tokenizer: Any, template_kwargs: dict[str, Any] | None = None) -> None:
     """Render one policy prompt as the probe and the trainers do, with every kind of turn they write:
     the system turn, a call, its result as a user turn, and the user's next message after it."""
     from toolcall.prompts import build_chat
@@ -309,14 +315,22 @@ def _render_policy_prompt(tokenizer: Any) -> None:
         Message(role="tool", name="get_weather", content='{"temperature": 21}'),
         Message(role="user", content="And in Rome?"),
     ]
-    render_prompt(tokenizer, build_chat([tool], messages))
+    render_prompt(tokenizer, build_chat([tool], messages), template_kwargs)
 
 
 async def check_policy_endpoint(policy: PolicySettings) -> list[CheckResult]:
     """``backend = "openai"``: the policy's endpoint answers a one-token request with the initial model."""
     if policy.backend != "openai" or policy.endpoint is None:
         return []
-    return [await check_endpoint("policy endpoint", "policy.endpoint", policy.endpoint, logprobs=True)]
+    return [
+        await check_endpoint(
+            "policy endpoint",
+            "policy.endpoint",
+            policy.endpoint,
+            logprobs=True,
+            chat_template_kwargs=policy.chat_template_kwargs,
+        )
+    ]
 
 
 def check_policy(policy: PolicySettings) -> CheckResult:
@@ -324,7 +338,7 @@ def check_policy(policy: PolicySettings) -> CheckResult:
 
     The folder is checked whatever the backend: the trainer trains from it (with ``backend =
     "openai"`` the probe decodes through the endpoint, :func:`check_policy_endpoint`)."""
-    result = check_model_folder("policy", policy.model_path)
+    result = check_model_folder("policy", policy.model_path, template_kwargs=policy.chat_template_kwargs)
     if result.ok and policy.backend == "vllm":
         import importlib.util
 
@@ -343,11 +357,17 @@ def check_policy(policy: PolicySettings) -> CheckResult:
 
 
 async def check_endpoint(
-    name: str, section: str, role: EndpointSettings, *, logprobs: bool = False
+    name: str,
+    section: str,
+    role: EndpointSettings,
+    *,
+    logprobs: bool = False,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> CheckResult:
     """``role``'s endpoint answers a one-token chat request with its configured model, sent with every
     field the stage's requests carry (:func:`endpoint_request`): a server that refuses one of them
-    fails here, not on every input of a run. ``logprobs``: the policy's requests ask for them."""
+    fails here, not on every input of a run. ``logprobs`` and ``chat_template_kwargs``: the policy's
+    requests carry them."""
     import httpx
 
     url = role.base_url.rstrip("/")
@@ -363,7 +383,7 @@ async def check_endpoint(
     def scrub(text: str) -> str:
         return text.replace(key, "***") if key else text
 
-    payload = endpoint_request(role, logprobs=logprobs)
+    payload = endpoint_request(role, logprobs=logprobs, chat_template_kwargs=chat_template_kwargs)
     answer_s = min(role.timeout_s, ENDPOINT_ANSWER_TIMEOUT_S)
     timeout = httpx.Timeout(answer_s, connect=min(answer_s, ENDPOINT_CONNECT_TIMEOUT_S))
     serve_fix = (
@@ -418,14 +438,16 @@ async def check_endpoint(
     return _ok(name, f"{shown} answers as {role.model!r}")
 
 
-def endpoint_request(role: EndpointSettings, *, logprobs: bool) -> dict[str, Any]:
+def endpoint_request(
+    role: EndpointSettings, *, logprobs: bool, chat_template_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A one-token request in the shape of the stages' requests to ``role``: the sampled shape of a
     re-ask (temperature, top_p, seed), the budget field, log-probs, template switches, grammar and
     extra fields, as the role's backend writes them."""
     from inference.base import SamplingConfig
     from looptool.wiring import endpoint_backend
 
-    backend = endpoint_backend(role, logprobs=logprobs)
+    backend = endpoint_backend(role, logprobs=logprobs, chat_template_kwargs=chat_template_kwargs)
     sampling = SamplingConfig(
         greedy=False,
         temperature=getattr(role, "retry_temperature", 0.7),
@@ -635,7 +657,15 @@ async def eval_checks(settings: Settings, checkpoint: str) -> list[CheckResult]:
     """What ``looptool eval`` needs: the model folder it names, or the broker to look the id up in."""
     parts: list[Any] = []
     if Path(checkpoint).is_dir():
-        parts.append(_threaded(check_model_folder, "checkpoint", Path(checkpoint), "--checkpoint"))
+        parts.append(
+            _threaded(
+                check_model_folder,
+                "checkpoint",
+                Path(checkpoint),
+                "--checkpoint",
+                settings.policy.chat_template_kwargs,
+            )
+        )
     else:
         parts.append(check_kafka(settings, topics=False))
     parts.append(_threaded(check_writable, "results", settings.eval.results_dir, "[eval] results_dir"))

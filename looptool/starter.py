@@ -79,6 +79,10 @@ max_new_tokens = 512
 # backend = "vllm" only:
 # gpu_memory_utilization = 0.7
 # max_model_len = 4096
+# Chat template switches for every rendering of the policy's prompts (probe, evaluation, training; sent
+# to a served policy too), e.g. a hybrid reasoning model trained without thinking (Qwen3, SmolLM3):
+# chat_template_kwargs = { enable_thinking = false }
+# or gpt-oss's reasoning_effort = "low". A switch the template does not read is ignored.
 #
 # Or the probe decodes through a server of yours (backend = "openai"): it serves the initial policy as
 # `model` and each checkpoint under its checkpoint id, as the trainer publishes them, e.g.

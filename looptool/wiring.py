@@ -24,12 +24,17 @@ from streams.stage import Stage
 
 
 def endpoint_backend(
-    endpoint: EndpointSettings, *, logprobs: bool = True, template_opens_trace: bool = False
+    endpoint: EndpointSettings,
+    *,
+    logprobs: bool = True,
+    template_opens_trace: bool = False,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> Any:
     """An OpenAI-compatible backend for an endpoint; ``logprobs``: ask for the answer's token
     log-probs (the policy's perplexity needs them; the roles never read them, and some servers, such
-    as DeepSeek's reasoning models, refuse the field); ``template_opens_trace``: the policy's
-    ``[policy] template_opens_trace`` (the roles read their own from their settings)."""
+    as DeepSeek's reasoning models, refuse the field); ``template_opens_trace`` and
+    ``chat_template_kwargs``: the policy's ``[policy]`` settings (the roles read their own from their
+    settings)."""
     from inference.openai_backend import OpenAIBackend
 
     return OpenAIBackend(
@@ -45,7 +50,7 @@ def endpoint_backend(
         breaker_cooldown_s=endpoint.breaker_cooldown_s,
         vllm_extensions=endpoint.vllm_extensions,
         extra_body=endpoint.extra_body or None,
-        chat_template_kwargs=getattr(endpoint, "chat_template_kwargs", None) or None,
+        chat_template_kwargs=chat_template_kwargs or getattr(endpoint, "chat_template_kwargs", None) or None,
         send_seed=endpoint.seeded_sampling,
         # A role's timeout is for its max_tokens; its retry with a larger budget gets more time.
         timeout_tokens=endpoint.max_tokens if isinstance(endpoint, RoleSettings) else None,
@@ -62,7 +67,9 @@ def policy_backend(settings: Settings) -> InferenceBackend:
     if policy.backend == "openai":
         assert policy.endpoint is not None  # the settings refuse "openai" without it
         return endpoint_backend(  # type: ignore[no-any-return]
-            policy.endpoint, template_opens_trace=policy.template_opens_trace
+            policy.endpoint,
+            template_opens_trace=policy.template_opens_trace,
+            chat_template_kwargs=policy.chat_template_kwargs,
         )
     if policy.backend == "vllm":
         return make_backend(  # type: ignore[no-any-return]
@@ -72,6 +79,7 @@ def policy_backend(settings: Settings) -> InferenceBackend:
             gpu_memory_utilization=policy.gpu_memory_utilization,
             max_model_len=policy.max_model_len,
             enforce_eager=policy.enforce_eager,
+            chat_template_kwargs=policy.chat_template_kwargs,
         )
     if policy.torch_threads is not None:
         import torch
@@ -80,7 +88,11 @@ def policy_backend(settings: Settings) -> InferenceBackend:
         # the trainer shares the cores (measured: 64 prompts in 3.4-4.1 s on 1 thread, 37-40 s on 2).
         torch.set_num_threads(policy.torch_threads)
     return make_backend(  # type: ignore[no-any-return]
-        "transformers", model_path=path, model_id="initial", batch_size=policy.batch_size
+        "transformers",
+        model_path=path,
+        model_id="initial",
+        batch_size=policy.batch_size,
+        chat_template_kwargs=policy.chat_template_kwargs,
     )
 
 

@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, create_model, field_validator, model_vali
 from common.logs import url_has_credentials
 from common.settings import Section
 from inference.base import OPENAI_CLIENT_OWNED_FIELDS
+from toolcall.templates import reserved_template_kwargs
 
 # Of those, the ones a role setting takes over from an older config's extra_body.
 _MIGRATED_FROM_EXTRA_BODY = {
@@ -250,6 +251,13 @@ class PolicySettings(Section):
         "reasoning parser): an output's answer begins after </think>, and one cut off before it "
         "answered nothing. The local backends read this off the prompt they render.",
     )
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Chat template switches passed to every rendering of a policy prompt (the probe, "
+        "evaluation, the trainers; sent with every request to a served policy), e.g. "
+        '{enable_thinking = false} (Qwen3, SmolLM3) or {reasoning_effort = "low"} (gpt-oss). A switch '
+        "the template does not read is ignored.",
+    )
     batch_size: int = Field(default=16, ge=1)
     max_new_tokens: int = Field(default=256, ge=1)
     gpu_memory_utilization: float = Field(default=0.7, gt=0, le=1)
@@ -269,6 +277,12 @@ class PolicySettings(Section):
             raise ValueError(
                 f'template_opens_trace is for backend = "openai"; {self.backend} reads it off the prompt '
                 "it renders"
+            )
+        reserved = reserved_template_kwargs(self.chat_template_kwargs)
+        if reserved:
+            raise ValueError(
+                f"chat_template_kwargs may not set {reserved}: the prompt's rendering passes them itself "
+                "(the chat, its tools, the generation prompt, the conversation's date)"
             )
         return self
 

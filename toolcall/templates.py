@@ -8,23 +8,65 @@ environment where only this package of ours is importable. So this module is pur
 the package: ``tokenizer`` is any object with a Hugging Face tokenizer's methods
 (``apply_chat_template``, ``convert_tokens_to_ids``, ...), and nothing here imports transformers or
 jinja2 (a template's refusal is recognised by its class, see :func:`_is_template_error`).
+
+``template_kwargs`` (``[policy] chat_template_kwargs``: Qwen3's ``enable_thinking``, gpt-oss's
+``reasoning_effort``) go to every ``apply_chat_template`` here, so every side renders the same prompt;
+a template that does not read one ignores it (Jinja leaves unknown variables alone). They may not
+name what we pass ourselves (:data:`RESERVED_TEMPLATE_KWARGS`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from toolcall.parsing import CALL_DELIMITERS
 from toolcall.prompts import Chat, template_date_kwargs, template_variants
 
+TemplateKwargs = Mapping[str, Any] | None
 
-def template_chat(tokenizer: Any, chat: Chat) -> Chat:
+# What apply_chat_template takes as its own arguments, or hands the template itself (the chat, the
+# tools, the generation prompt), and the conversation's date we give dated templates: a switch of
+# one of these names would be taken from the caller or silently replace ours.
+RESERVED_TEMPLATE_KWARGS = frozenset(
+    {
+        "conversation",
+        "messages",
+        "tools",
+        "documents",
+        "chat_template",
+        "add_generation_prompt",
+        "continue_final_message",
+        "tokenize",
+        "padding",
+        "truncation",
+        "max_length",
+        "return_tensors",
+        "return_dict",
+        "return_assistant_tokens_mask",
+        "tokenizer_kwargs",
+        *template_date_kwargs([{"role": "user", "content": ""}]),
+    }
+)
+
+
+def reserved_template_kwargs(template_kwargs: TemplateKwargs) -> list[str]:
+    """The names in ``template_kwargs`` that we pass to ``apply_chat_template`` ourselves, sorted."""
+    return sorted(set(template_kwargs or {}) & RESERVED_TEMPLATE_KWARGS)
+
+
+def _template_arguments(chat: Chat, template_kwargs: TemplateKwargs) -> dict[str, Any]:
+    """The keyword arguments every ``apply_chat_template`` of ``chat`` gets: the configured switches
+    and the conversation's date (which wins: it is ours)."""
+    return {**(template_kwargs or {}), **template_date_kwargs(chat)}
+
+
+def template_chat(tokenizer: Any, chat: Chat, template_kwargs: TemplateKwargs = None) -> Chat:
     """The form of ``chat`` the tokenizer's chat template renders as a prompt (see :func:`render_prompt`)."""
-    return _rendered(tokenizer, chat)[0]
+    return _rendered(tokenizer, chat, template_kwargs)[0]
 
 
-def render_prompt(tokenizer: Any, chat: Chat) -> str:
+def render_prompt(tokenizer: Any, chat: Chat, template_kwargs: TemplateKwargs = None) -> str:
     """The prompt text a chat becomes: the tokenizer's chat template plus the assistant header.
 
     The chat goes to the template as it is when the template takes it, else with consecutive turns
@@ -33,9 +75,9 @@ def render_prompt(tokenizer: Any, chat: Chat) -> str:
     has no system role; Mistral and Gemma 3 demand alternating roles, and a tool result is a user
     turn). The first refusal is raised when no form renders. A template that dates its prompt (Llama
     3.x's "Today Date:") gets the conversation's date (:func:`toolcall.prompts.template_date_kwargs`),
-    not the machine's clock.
+    not the machine's clock; every form gets ``template_kwargs`` too.
     """
-    return _rendered(tokenizer, chat)[1]
+    return _rendered(tokenizer, chat, template_kwargs)[1]
 
 
 def _is_template_error(error: BaseException) -> bool:
@@ -46,14 +88,16 @@ def _is_template_error(error: BaseException) -> bool:
     )
 
 
-def _rendered(tokenizer: Any, chat: Chat) -> tuple[Chat, str]:
+def _rendered(tokenizer: Any, chat: Chat, template_kwargs: TemplateKwargs) -> tuple[Chat, str]:
     if not chat:
         raise ValueError("a prompt must hold at least one message")
-    dated = template_date_kwargs(chat)
+    arguments = _template_arguments(chat, template_kwargs)
     first: Exception | None = None
     for variant in template_variants(list(chat)):
         try:
-            text = tokenizer.apply_chat_template(variant, add_generation_prompt=True, tokenize=False, **dated)
+            text = tokenizer.apply_chat_template(
+                variant, add_generation_prompt=True, tokenize=False, **arguments
+            )
         except Exception as error:
             if not _is_template_error(error):
                 raise
@@ -69,7 +113,9 @@ def _rendered(tokenizer: Any, chat: Chat) -> tuple[Chat, str]:
 _TEMPLATE_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, IndexError)
 
 
-def assistant_turn(tokenizer: Any, chat: Chat, content: str) -> str | None:
+def assistant_turn(
+    tokenizer: Any, chat: Chat, content: str, template_kwargs: TemplateKwargs = None
+) -> str | None:
     """What the model writes for an assistant turn of ``content`` after ``chat``, as its chat template
     renders that turn: everything after the generation prompt up to and including the special token
     that closes the turn (Gemma's ``<end_of_turn>``, Phi's ``<|end|>``, Mistral's leading space and
@@ -77,12 +123,12 @@ def assistant_turn(tokenizer: Any, chat: Chat, content: str) -> str | None:
     show it: it raises, leaves the content out, renders the turn's start other than the generation
     prompt, or closes the turn with no special token."""
     try:
-        form, prompt = _rendered(tokenizer, chat)
+        form, prompt = _rendered(tokenizer, chat, template_kwargs)
         full = str(
             tokenizer.apply_chat_template(
                 [*form, {"role": "assistant", "content": content}],
                 tokenize=False,
-                **template_date_kwargs(chat),
+                **_template_arguments(chat, template_kwargs),
             )
         )
     except Exception as error:
@@ -134,11 +180,11 @@ def _token_id(tokenizer: Any, token: str) -> int | None:
     return int(token_id) if known else None
 
 
-def turn_end_token(tokenizer: Any) -> int | None:
+def turn_end_token(tokenizer: Any, template_kwargs: TemplateKwargs = None) -> int | None:
     """The id of the special token the chat template writes right after an assistant turn's content
     (ChatML's ``<|im_end|>``, Phi's ``<|end|>``, Gemma's ``<end_of_turn>``); None when it writes none."""
     content = "Hello."
-    turn = assistant_turn(tokenizer, [{"role": "user", "content": "Hi"}], content)
+    turn = assistant_turn(tokenizer, [{"role": "user", "content": "Hi"}], content, template_kwargs)
     if turn is None:
         return None
     return _token_id(tokenizer, turn[turn.index(content) + len(content) :].strip())
@@ -149,7 +195,7 @@ _PROBE_FUNCTION = "get_weather"
 _PROBE_CALL = {"type": "function", "function": {"name": _PROBE_FUNCTION, "arguments": {"city": "Paris"}}}
 
 
-def call_turn_end_token(tokenizer: Any) -> int | None:
+def call_turn_end_token(tokenizer: Any, template_kwargs: TemplateKwargs = None) -> int | None:
     """The id of the special token that closes an assistant turn holding a tool call (``tool_calls``),
     as the chat template writes it: gpt-oss's ``<|call|>``, where a text answer ends with
     ``<|return|>``. A model answering in its own call format stops there, and a folder whose
@@ -158,11 +204,13 @@ def call_turn_end_token(tokenizer: Any) -> int | None:
     call delimiter (:data:`toolcall.parsing.CALL_DELIMITERS`: a special ``</tool_call>``), after
     which a completion's next call follows."""
     chat: Chat = [{"role": "user", "content": "Hi"}]
-    dated = template_date_kwargs(chat)
+    arguments = _template_arguments(chat, template_kwargs)
     call_turn = {"role": "assistant", "content": "", "tool_calls": [_PROBE_CALL]}
     try:
-        prompt = str(tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False, **dated))
-        full = str(tokenizer.apply_chat_template([*chat, call_turn], tokenize=False, **dated))
+        prompt = str(
+            tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False, **arguments)
+        )
+        full = str(tokenizer.apply_chat_template([*chat, call_turn], tokenize=False, **arguments))
     except Exception as error:
         if isinstance(error, _TEMPLATE_ERRORS) or _is_template_error(error):
             return None
@@ -174,7 +222,9 @@ def call_turn_end_token(tokenizer: Any) -> int | None:
     return None if token is None or token in CALL_DELIMITERS else _token_id(tokenizer, token)
 
 
-def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) -> list[int]:
+def end_token_ids(
+    tokenizer: Any, generation_eos: int | Sequence[int] | None, template_kwargs: TemplateKwargs = None
+) -> list[int]:
     """The token ids that end a policy completion, sorted: the tokenizer's EOS, the generation
     config's (``generation_eos``: one id, a list or None), the special token the chat template
     writes right after an assistant turn's content (:func:`turn_end_token`:
@@ -182,7 +232,7 @@ def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) ->
     an assistant turn holding a call (:func:`call_turn_end_token`: gpt-oss's ``<|call|>``), which a
     folder without generation_config.json names nowhere else. The probe, the vLLM backend, the CPU
     trainer and verl (its rollouts and our reward manager) all stop, and read a completion as
-    finished, at exactly these."""
+    finished, at exactly these; the template's turns are rendered with ``template_kwargs``."""
     ends: set[int] = set()
     if isinstance(generation_eos, int):
         ends.add(generation_eos)
@@ -190,7 +240,10 @@ def end_token_ids(tokenizer: Any, generation_eos: int | Sequence[int] | None) ->
         ends.update(int(token) for token in generation_eos)
     if tokenizer.eos_token_id is not None:
         ends.add(int(tokenizer.eos_token_id))
-    for template_end in (turn_end_token(tokenizer), call_turn_end_token(tokenizer)):
+    for template_end in (
+        turn_end_token(tokenizer, template_kwargs),
+        call_turn_end_token(tokenizer, template_kwargs),
+    ):
         if template_end is not None:
             ends.add(template_end)
     return sorted(ends)

@@ -27,7 +27,8 @@ added: the template writes the ones the model expects), so the trainer samples f
 ids the probe decodes from; TRL then treats them as plain-text prompts and does not re-parse
 completions. TRL's own tokenization of text prompts adds the tokenizer's default special tokens, so a
 Llama-, Mistral- or Gemma-style tokenizer, which prepends BOS, gave prompts two: :func:`grpo_trainer`
-replaces that step.
+replaces that step. The prompts get ``[policy] chat_template_kwargs`` (Qwen3's ``enable_thinking``) as
+the probe's do: TRL takes the rendered text and never applies the template itself.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +118,14 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def completion_ends(tokenizer: Any, model: Any) -> list[int]:
+def completion_ends(
+    tokenizer: Any, model: Any, template_kwargs: Mapping[str, Any] | None = None
+) -> list[int]:
     """The ids that end a completion, as the probe has them
     (:func:`toolcall.templates.end_token_ids`)."""
     from toolcall.templates import end_token_ids
 
-    return end_token_ids(tokenizer, model.generation_config.eos_token_id)
+    return end_token_ids(tokenizer, model.generation_config.eos_token_id, template_kwargs)
 
 
 def toolmatch_reward_for(
@@ -184,10 +187,13 @@ def grpo_trainer(trl: Any, **kwargs: Any) -> Any:
     return ProbeTokenizedGRPOTrainer(**kwargs)
 
 
-def render_prompts(tokenizer: Any, rows: Sequence[TrainingRow]) -> list[str]:
+def render_prompts(
+    tokenizer: Any, rows: Sequence[TrainingRow], template_kwargs: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Each row's prompt as the probe renders it (``template_kwargs``: ``[policy] chat_template_kwargs``)."""
     from toolcall.templates import render_prompt
 
-    return [render_prompt(tokenizer, row.chat) for row in rows]
+    return [render_prompt(tokenizer, row.chat, template_kwargs) for row in rows]
 
 
 def keep_prompts_within(
@@ -255,9 +261,16 @@ class CpuGrpoBackend:
 
     name = "cpu"
 
-    def __init__(self, settings: TrainerSettings, *, show_progress: bool = True) -> None:
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        *,
+        show_progress: bool = True,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.show_progress = show_progress
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})  # [policy] chat_template_kwargs
 
     def grpo_config(self, output_dir: Path, *, prompts_per_step: int, steps: int, seed: int) -> Any:
         """TRL's GRPOConfig for one round (the mapping of Eq. 2 / Table 6 described above)."""
@@ -338,7 +351,7 @@ class CpuGrpoBackend:
         rows, prompts = keep_prompts_within(
             tokenizer,
             dataset.rows,
-            render_prompts(tokenizer, dataset.rows),
+            render_prompts(tokenizer, dataset.rows, self.chat_template_kwargs),
             s.max_prompt_tokens,
             dataset.round,
         )
@@ -346,7 +359,7 @@ class CpuGrpoBackend:
         if steps < 1:
             raise ValueError(f"round {dataset.round}: no optimizer step planned ({len(rows)} rows)")
 
-        ends = completion_ends(tokenizer, model)
+        ends = completion_ends(tokenizer, model, self.chat_template_kwargs)
         # TRL stops sampling (and masks the rest) at the generation config's EOS ids.
         model.generation_config.eos_token_id = ends
         toolmatch_reward = toolmatch_reward_for(rows, tokenizer, ends=set(ends))

@@ -29,7 +29,7 @@ import hashlib
 import json
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,10 +124,17 @@ def make_backend(
     if trainer.backend == "verl":
         from trainer.verl.backend import VerlBackend
 
-        return VerlBackend(trainer.verl, run_name=settings.run_id, show_progress=show_progress)
+        return VerlBackend(
+            trainer.verl,
+            run_name=settings.run_id,
+            show_progress=show_progress,
+            chat_template_kwargs=settings.policy.chat_template_kwargs,
+        )
     from trainer.cpu_grpo import CpuGrpoBackend
 
-    return CpuGrpoBackend(trainer, show_progress=show_progress)
+    return CpuGrpoBackend(
+        trainer, show_progress=show_progress, chat_template_kwargs=settings.policy.chat_template_kwargs
+    )
 
 
 def stamp_checkpoint(folder: Path, fields: dict[str, Any]) -> None:
@@ -166,9 +173,16 @@ def completed_final(
     return min(found, key=lambda item: str(item[1]["checkpoint_id"])) if found else None
 
 
-def training_key(init_model: Path, parent_id: str | None, backend: str, trainer: TrainerSettings) -> str:
+def training_key(
+    init_model: Path,
+    parent_id: str | None,
+    backend: str,
+    trainer: TrainerSettings,
+    template_kwargs: Mapping[str, Any] | None = None,
+) -> str:
     """What a round's training depends on besides its data: the folder it starts from (path and its
-    weights' sizes and times), the parent checkpoint, the backend and the ``[trainer]`` settings."""
+    weights' sizes and times), the parent checkpoint, the backend, the ``[trainer]`` settings and the
+    policy's ``chat_template_kwargs`` (the prompts trained on)."""
     folder = Path(init_model).resolve()
     weights = sorted(
         (path.name, path.stat().st_size, path.stat().st_mtime_ns)
@@ -176,7 +190,10 @@ def training_key(init_model: Path, parent_id: str | None, backend: str, trainer:
         for path in folder.glob(pattern)
     )
     settings = trainer.model_dump(mode="json", exclude={"output_dir", "data_wait_s", "keep_intermediate"})
-    material = json.dumps([str(folder), weights, parent_id, backend, settings], sort_keys=True, default=str)
+    parts: list[Any] = [str(folder), weights, parent_id, backend, settings]
+    if template_kwargs:  # left out when unset: a run without them keeps the key it had before
+        parts.append(dict(template_kwargs))
+    material = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.blake2b(material.encode("utf-8"), digest_size=16).hexdigest()
 
 
@@ -323,7 +340,11 @@ class TrainerService:
         init_model, parent = self.initial_model(round_)
         round_dir = self.run_dir() / f"round-{round_:03d}"
         key = training_key(
-            init_model, parent.payload.new_checkpoint_id if parent else None, self.backend.name, self.trainer
+            init_model,
+            parent.payload.new_checkpoint_id if parent else None,
+            self.backend.name,
+            self.trainer,
+            self.settings.policy.chat_template_kwargs,
         )
         recovered = completed_final(round_dir, manifest.payload.content_hash, key)
         if recovered is not None:
@@ -425,6 +446,7 @@ class TrainerService:
             out_dir=out_dir,
             show_progress=self.show_progress,
             stop=stop,
+            chat_template_kwargs=self.settings.policy.chat_template_kwargs,
         )
 
     @staticmethod

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,8 +89,10 @@ def configured_warm_start(
     out_dir: Path,
     show_progress: bool = True,
     stop: threading.Event | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> SftResult:
-    """Round 1's warm start as ``[trainer]`` configures it (steps, rate, batch, seed, threads, data)."""
+    """Round 1's warm start as ``[trainer]`` configures it (steps, rate, batch, seed, threads, data),
+    its prompts rendered with ``chat_template_kwargs`` (``[policy]``'s)."""
     return sft_warm_start(
         warm_start_rows(dataset, trainer.sft_data),
         init_model=init_model,
@@ -102,6 +104,7 @@ def configured_warm_start(
         threads=trainer.sft_torch_threads or trainer.torch_threads,
         show_progress=show_progress,
         stop=stop,
+        chat_template_kwargs=chat_template_kwargs,
     )
 
 
@@ -120,6 +123,7 @@ def sft_warm_start(
     warmup_ratio: float = 0.0,
     on_step: Callable[[int, Any], None] | None = None,
     stop: threading.Event | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> SftResult:
     """Fine-tune ``init_model`` on (prompt, label) pairs for ``steps`` steps; save to ``out_dir``.
 
@@ -128,6 +132,7 @@ def sft_warm_start(
     optimizer step (learning curves; the model is in training mode and must be left so). When
     ``stop`` is set the warm start ends after the current step, saves nothing and raises
     :class:`~trainer.base.TrainingInterrupted` (Ctrl-C or SIGTERM waited for the whole warm start).
+    ``chat_template_kwargs``: ``[policy] chat_template_kwargs``, for prompts and labels alike.
     """
     if steps < 1:
         raise ValueError("sft_warm_start needs at least one step")
@@ -149,6 +154,7 @@ def sft_warm_start(
             warmup_ratio,
             on_step,
             stop,
+            chat_template_kwargs,
         )
 
 
@@ -166,6 +172,7 @@ def _train(
     warmup_ratio: float = 0.0,
     on_step: Callable[[int, Any], None] | None = None,
     stop: threading.Event | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> SftResult:
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -175,7 +182,7 @@ def _train(
     model = AutoModelForCausalLM.from_pretrained(init_model, dtype="float32")
     model.config.use_cache = False
     model.train()
-    examples = tokenize_examples(tokenizer, rows)
+    examples = tokenize_examples(tokenizer, rows, chat_template_kwargs)
     batches = LengthGroupedBatches([len(ids) for ids, _ in examples], min(batch_size, len(examples)), seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
     scheduler = get_scheduler(
@@ -234,7 +241,9 @@ def _train(
     return result
 
 
-def tokenize_examples(tokenizer: Any, rows: Sequence[TrainingRow]) -> list[tuple[list[int], int]]:
+def tokenize_examples(
+    tokenizer: Any, rows: Sequence[TrainingRow], template_kwargs: Mapping[str, Any] | None = None
+) -> list[tuple[list[int], int]]:
     """(prompt + completion token ids, prompt length) per row.
 
     The prompt is the chat template's rendering (as the probe and GRPO decode from it) and the
@@ -242,15 +251,18 @@ def tokenize_examples(tokenizer: Any, rows: Sequence[TrainingRow]) -> list[tuple
     it (:func:`toolcall.templates.assistant_turn`: Gemma's ``<end_of_turn>``, Phi's
     ``<|end|>``, Qwen3's empty reasoning block before the label, Mistral's leading space); generation
     stops there. A template that does not show the turn gets the label and the tokenizer's EOS.
+    Both are rendered with ``template_kwargs`` (``[policy] chat_template_kwargs``).
     """
     from toolcall.templates import assistant_turn
 
-    prompts = tokenizer(render_prompts(tokenizer, rows), add_special_tokens=False)["input_ids"]
+    prompts = tokenizer(render_prompts(tokenizer, rows, template_kwargs), add_special_tokens=False)[
+        "input_ids"
+    ]
     eos = tokenizer.eos_token_id
     examples = []
     for row, prompt in zip(rows, prompts, strict=True):
         target = row.target()
-        turn = assistant_turn(tokenizer, row.chat, target)
+        turn = assistant_turn(tokenizer, row.chat, target, template_kwargs)
         if turn is not None:
             completion = list(tokenizer(turn, add_special_tokens=False)["input_ids"])
         else:

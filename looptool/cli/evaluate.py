@@ -104,10 +104,15 @@ async def run_eval_command(
             model_id=resolved.checkpoint_id,
             gpu_memory_utilization=policy.gpu_memory_utilization,
             max_model_len=policy.max_model_len,
+            chat_template_kwargs=policy.chat_template_kwargs,
         )
     else:
         backend = make_backend(
-            "transformers", model_path=resolved.uri, model_id=resolved.checkpoint_id, batch_size=size
+            "transformers",
+            model_path=resolved.uri,
+            model_id=resolved.checkpoint_id,
+            batch_size=size,
+            chat_template_kwargs=policy.chat_template_kwargs,
         )
     console.print(
         f"evaluating [bold]{resolved.checkpoint_id}[/] ({resolved.uri}) on {len(items)} BFCL items "

@@ -22,6 +22,7 @@ from inference.base import SamplingConfig
 from inference.transformers_backend import TransformersBackend
 from looptool.config import Settings
 from schemas.events import CheckpointPublished, Event, RoundClosed, make_event
+from streams.config import PolicySettings
 from tests.trainer import toy
 from tests.trainer.conftest import WARM_CITIES
 from trainer.base import (
@@ -400,7 +401,7 @@ def test_the_verl_backend_hands_verl_the_rows_and_reports_its_merged_model(
 
     monkeypatch.setattr(VerlBackend, "run_round", run_round)
     backend = make_backend(
-        SimpleNamespace(run_id="run-x"),  # type: ignore[arg-type]
+        SimpleNamespace(run_id="run-x", policy=PolicySettings()),  # type: ignore[arg-type]
         TrainerSettings(backend="verl", verl=VerlSettings()),
         show_progress=False,
     )

@@ -972,6 +972,41 @@ def test_verl_dates_a_llama_prompt_as_the_probe_does_not_by_the_machines_clock(
             assert "Today Date: 01 Dec 2024\n" in tokenizer.decode(encode_prompt(tokenizer, row.chat))
 
 
+def test_verl_renders_a_qwen3_prompt_with_the_policys_switches_as_the_probe_does(
+    verl_python: Path, tmp_path: Path
+) -> None:
+    """[policy] chat_template_kwargs = {enable_thinking = false}: verl's agent loop rendered its
+    rollouts' prompts with the round's date only, without Qwen3's empty reasoning block the probe's
+    prompts end with. Through verl's own token builder, its prompts are now the probe's."""
+    from transformers import AutoTokenizer
+
+    from inference.transformers_backend import encode_prompt
+    from tests.families import build_family_model
+
+    switches = {"enable_thinking": False}
+    model = build_family_model("qwen3", tmp_path / "qwen3")
+    settings = VerlSettings(
+        python=verl_python,
+        n_gpus_per_node=1,
+        train_batch_size=4,
+        ppo_mini_batch_size=2,
+        max_prompt_length=16384,
+    )
+    backend = VerlBackend(settings, tmp_path / "work", show_progress=False, chat_template_kwargs=switches)
+    rows = _rows()
+    _, _, overrides = backend.prepare_round(rows, round_index=1, model_path=model)
+    assert "+data.apply_chat_template_kwargs.enable_thinking=false" in overrides
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"overrides": overrides, "cases": []}))
+    result_path = tmp_path / "result.json"
+    _run_in_verl(verl_python, DATA / "verl_env_check.py", request, result_path)
+    under_verl = json.loads(result_path.read_text())["rollout_prompt_ids"]
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    for index, (row, ids) in enumerate(zip(rows, under_verl, strict=True)):
+        assert tokenizer.decode(ids).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n"), index
+        assert ids == encode_prompt(tokenizer, row.chat, switches), index
+
+
 def test_a_rounds_date_is_the_one_most_rows_state_and_the_earliest_among_equals() -> None:
     from trainer.verl.data import round_date
 

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,7 +52,9 @@ VERL_VERSION = "0.9.1"
 ROLLOUT_GENERATION_CONFIG = "rollout-generation-config"  # a round folder's subfolder
 
 
-def write_rollout_generation_config(model_path: str | Path, folder: str | Path) -> list[int]:
+def write_rollout_generation_config(
+    model_path: str | Path, folder: str | Path, template_kwargs: Mapping[str, Any] | None = None
+) -> list[int]:
     """Write the generation config verl's vLLM rollouts read (``--generation-config``) into ``folder``:
     the model's own, with ``eos_token_id`` set to the ids that end a completion by the probe's rule
     (:func:`inference.vllm_backend.stop_token_ids`, :func:`toolcall.templates.end_token_ids`). Returns
@@ -78,7 +80,7 @@ def write_rollout_generation_config(model_path: str | Path, folder: str | Path) 
     else:  # what vLLM and transformers derive from config.json
         derived = GenerationConfig.from_model_config(AutoConfig.from_pretrained(str(model_path)))
         config = {k: v for k, v in derived.to_diff_dict().items() if k != "_from_model_config"}
-    ends = stop_token_ids(AutoTokenizer.from_pretrained(str(model_path)), model_path)
+    ends = stop_token_ids(AutoTokenizer.from_pretrained(str(model_path)), model_path, template_kwargs)
     config["eos_token_id"] = ends
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "generation_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -181,6 +183,8 @@ class VerlBackend:
     second (no final: :class:`~trainer.base.TrainingInterrupted`), and its own ``timeout_s`` bounds a
     round. ``work_dir`` is where rounds are written: the ``out_dir`` of
     :meth:`train_round`, or given at construction to drive the steps one by one.
+    ``chat_template_kwargs`` (``[policy]``'s) join the round's ``data.apply_chat_template_kwargs``, so
+    verl renders its prompts as the probe does.
     """
 
     name = "verl"
@@ -192,8 +196,10 @@ class VerlBackend:
         *,
         run_name: str = "looptool",
         show_progress: bool = True,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.work_dir = Path(work_dir) if work_dir is not None else Path(".")
         self.run_name = run_name
         self.show_progress = show_progress
@@ -250,7 +256,8 @@ class VerlBackend:
         date, dates = round_date(rows)  # from the chats as written: the system turn states the time
         if len(dates) > 1:
             log.warning("verl.round_dates_differ", round=round_index, date_string=date, rows_per_date=dates)
-        template_kwargs = {"date_string": date}
+        # The settings refuse a switch named date_string, so the round's date is the one verl passes.
+        template_kwargs = {**self.chat_template_kwargs, "date_string": date}
         rows, counts = prompts_as_verl_renders(model_path, rows, template_kwargs)
         kept = [row for row, count in zip(rows, counts, strict=True) if count <= limit]
         too_long = [row.sample_id for row, count in zip(rows, counts, strict=True) if count > limit]
@@ -272,7 +279,7 @@ class VerlBackend:
         generation_config = None
         if self.settings.rollout_engine == "vllm":
             generation_config = run_dir / ROLLOUT_GENERATION_CONFIG
-            ends = write_rollout_generation_config(model_path, generation_config)
+            ends = write_rollout_generation_config(model_path, generation_config, self.chat_template_kwargs)
             log.info("verl.rollout_end_tokens", round=round_index, eos_token_id=ends)
         else:  # SGLang reads no generation-config folder (docs/gpu.md, "where a rollout stops")
             engine = self.settings.rollout_engine

@@ -166,7 +166,7 @@ def verl_config(
     run_dir: str | Path,
     experiment_name: str,
     rollout_generation_config: str | Path | None = None,
-    chat_template_kwargs: Mapping[str, str] | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The round's verl settings as ``{dotted key: value}`` (overrides of verl's ``ppo_trainer``).
 
@@ -175,7 +175,8 @@ def verl_config(
     :func:`trainer.verl.backend.write_rollout_generation_config`), so they stop where the probe does.
     ``chat_template_kwargs``: what verl passes every ``apply_chat_template`` of the round (its
     dataset's and its rollouts'), such as the round's ``date_string``
-    (:func:`trainer.verl.data.round_date`); strings only, as Hydra carries them."""
+    (:func:`trainer.verl.data.round_date`) and ``[policy] chat_template_kwargs``; values Hydra carries
+    (:func:`hydra_value`)."""
     run_dir = Path(run_dir)
     total_steps = plan.total_steps
     config: dict[str, Any] = {

@@ -206,7 +206,7 @@ def prompts_as_verl_renders(
     kwargs = dict(chat_template_kwargs or {})
     accepted, counts = [], []
     for row in rows:
-        chat = template_chat(tokenizer, row.chat)
+        chat = template_chat(tokenizer, row.chat, kwargs)
         text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False, **kwargs)
         accepted.append(dataclasses.replace(row, chat=[dict(message) for message in chat]))
         counts.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))

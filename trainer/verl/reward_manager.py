@@ -50,13 +50,16 @@ def generation_eos(model_path: str | None) -> int | list[int] | None:
         return GenerationConfig.from_model_config(AutoConfig.from_pretrained(model_path)).eos_token_id
 
 
-def end_token_ids(tokenizer: Any, model_path: str | None) -> frozenset[int]:
+def end_token_ids(
+    tokenizer: Any, model_path: str | None, template_kwargs: dict[str, Any] | None = None
+) -> frozenset[int]:
     """The ids that end a response, by the probe's own rule (:func:`toolcall.templates.end_token_ids`):
     the tokenizer's EOS, the generation config's (Llama 3 stops at ``<|eot_id|>`` and ``<|eom_id|>``
     while its tokenizer's EOS is another) and the special token the chat template writes after an
     assistant turn (Phi's ``<|end|>``, Gemma's ``<end_of_turn>``, which a folder without
-    generation_config.json names nowhere else)."""
-    return frozenset(template_end_token_ids(tokenizer, generation_eos(model_path)))
+    generation_config.json names nowhere else), its turns rendered with the round's
+    ``template_kwargs`` as verl renders its prompts."""
+    return frozenset(template_end_token_ids(tokenizer, generation_eos(model_path), template_kwargs))
 
 
 def read_response(
@@ -94,7 +97,9 @@ class ToolMatchRewardManager(RewardManagerBase):
         self.compute_score = compute_score
         del reward_router_address, reward_model_tokenizer  # no reward model: the reward is a rule
         model_path = config.get("actor_rollout_ref", {}).get("model", {}).get("path")
-        self.ends = end_token_ids(tokenizer, model_path)
+        # The switches verl renders every prompt with ([policy] chat_template_kwargs, the round's date).
+        template_kwargs = dict(config.get("data", {}).get("apply_chat_template_kwargs", None) or {})
+        self.ends = end_token_ids(tokenizer, model_path, template_kwargs)
         self.padding = tokenizer.pad_token_id
 
     async def run_single(self, data: DataProto) -> dict[str, Any]:
