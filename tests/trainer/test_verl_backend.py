@@ -319,7 +319,23 @@ def test_hydra_values_are_quoted_and_unsafe_strings_refused() -> None:
     with pytest.raises(ValueError):
         hydra_value(math.nan)
     with pytest.raises(TypeError):
-        hydra_value({"a": 1})
+        hydra_value({1, 2})
+    with pytest.raises(ValueError, match="not an identifier"):
+        hydra_value({"a b": 1})
+
+
+def test_a_table_valued_template_switch_reaches_verls_overrides(tmp_path: Path) -> None:
+    """A chat-template switch whose value is a table had no Hydra form: the round stopped with a
+    TypeError before verl started. It is written in Hydra's dictionary syntax."""
+    from tests.families import build_family_model
+
+    model = build_family_model("qwen3", tmp_path / "qwen3")
+    switches = {"enable_thinking": False, "tool_options": {"strict": True, "order": ["a", "b"]}}
+    settings = VerlSettings(n_gpus_per_node=1, train_batch_size=4, ppo_mini_batch_size=2)
+    backend = VerlBackend(settings, tmp_path / "work", show_progress=False, chat_template_kwargs=switches)
+    _, _, overrides = backend.prepare_round(_rows(), round_index=1, model_path=model)
+    assert "+data.apply_chat_template_kwargs.tool_options={strict:true,order:['a','b']}" in overrides
+    assert "+data.apply_chat_template_kwargs.enable_thinking=false" in overrides
 
 
 # --- following and failing ------------------------------------------------------------------
@@ -1005,6 +1021,19 @@ def test_verl_renders_a_qwen3_prompt_with_the_policys_switches_as_the_probe_does
     for index, (row, ids) in enumerate(zip(rows, under_verl, strict=True)):
         assert tokenizer.decode(ids).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n"), index
         assert ids == encode_prompt(tokenizer, row.chat, switches), index
+
+
+def test_hydra_parses_a_table_valued_switch_back_to_the_table(verl_python: Path) -> None:
+    switches = {"tool_options": {"strict": True, "order": ["a", "b"], "depth": 2, "note": "x y"}}
+    override = f"+data.apply_chat_template_kwargs.tool_options={hydra_value(switches['tool_options'])}"
+    script = (
+        "import json, sys\n"
+        "from hydra.core.override_parser.overrides_parser import OverridesParser\n"
+        "(parsed,) = OverridesParser.create().parse_overrides([sys.argv[1]])\n"
+        "print(json.dumps(parsed.value()))\n"
+    )
+    done = _run_in_verl(verl_python, "-c", script, override)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == switches["tool_options"]
 
 
 def test_a_rounds_date_is_the_one_most_rows_state_and_the_earliest_among_equals() -> None:

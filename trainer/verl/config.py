@@ -135,8 +135,16 @@ def plan_batches(rows: int, settings: VerlSettings) -> BatchPlan:
     )
 
 
+def _hydra_key(key: object) -> str:
+    """A dictionary key as Hydra's override grammar takes it: unquoted, so an identifier."""
+    if not isinstance(key, str) or not key.isidentifier():
+        raise ValueError(f"key {key!r} is not an identifier: not passable to Hydra")
+    return key
+
+
 def hydra_value(value: Any) -> str:
-    """A Python value as a Hydra command-line override value (strings always quoted)."""
+    """A Python value as a Hydra command-line override value (strings always quoted; tables as
+    ``{key:value}``, e.g. a chat-template switch whose value is a table)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -154,6 +162,8 @@ def hydra_value(value: Any) -> str:
         return f"'{value}'"
     if isinstance(value, list | tuple):
         return "[" + ",".join(hydra_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{_hydra_key(key)}:{hydra_value(item)}" for key, item in value.items()) + "}"
     raise TypeError(f"no Hydra form for {type(value).__name__}: {value!r}")
 
 
@@ -257,7 +267,7 @@ def verl_config(
         config[key] = str(rollout_generation_config)
     for name, value in (chat_template_kwargs or {}).items():
         # data.apply_chat_template_kwargs is an empty open dict in verl's config (a new key needs "+")
-        config[f"+data.apply_chat_template_kwargs.{name}"] = value
+        config[f"+data.apply_chat_template_kwargs.{_hydra_key(name)}"] = value
     if settings.attn_implementation != "flash_attention_2":
         # override_config is an open dict in verl's config: a new key needs Hydra's "+".
         config["+actor_rollout_ref.model.override_config.attn_implementation"] = settings.attn_implementation
