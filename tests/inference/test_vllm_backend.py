@@ -163,3 +163,46 @@ def test_vllm_stop_strings(vllm_run: dict[str, Any]) -> None:
     assert cut.finish_reason == "stop"
     assert cut.text == full.text[: full.text.index(vllm_run["stop"])]
     assert cut.token_ids == full.token_ids[: len(cut.token_ids)]
+
+
+async def test_vllm_scores_after_the_prompt_the_policys_switches_render(
+    tiny_policy_factory: Callable[[int], Path], tmp_path: Path
+) -> None:
+    """[policy] chat_template_kwargs reach the vLLM backend's prompts: with thinking off its
+    log-probs are the transformers backend's under the same switches (Qwen3's empty reasoning
+    block in the prompt), not those after the template's default prompt."""
+    import shutil
+
+    from tests.families import TEMPLATES
+
+    # The tiny ChatML policy (head_dim 32: vLLM's CPU attention takes no smaller) with Qwen3's template.
+    model = shutil.copytree(tiny_policy_factory(0), tmp_path / "qwen3-template")
+    (model / "chat_template.jinja").write_text((TEMPLATES / "qwen3.jinja").read_text("utf-8"), "utf-8")
+    switches = {"enable_thinking": False}
+    prompts, continuations = PROMPTS[:2], CONTINUATIONS[:2]
+    requests = tmp_path / "requests.json"
+    output = tmp_path / "output.json"
+    requests.write_text(
+        json.dumps({"prompts": prompts, "continuations": continuations, "chat_template_kwargs": switches})
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "PYTHONPATH": str(REPO)}
+    script = Path(__file__).with_name("vllm_template_switches_run.py")
+    done = subprocess.run(
+        [sys.executable, str(script), str(model), str(requests), str(output)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        preexec_fn=_die_with_parent,
+        timeout=560,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    scored = json.loads(output.read_text(encoding="utf-8"))["score"]
+    switched = await TransformersBackend(model, "switches", chat_template_kwargs=switches).score(
+        prompts, continuations
+    )
+    default = await TransformersBackend(model, "default").score(prompts, continuations)
+    for got, want, other in zip(scored, switched, default, strict=True):
+        assert got == pytest.approx(want, abs=1e-3)
+        assert got != pytest.approx(other, abs=1e-3)
