@@ -37,7 +37,8 @@ closing tag a failure (more calls may have followed). An opening tag followed by
 prose) is text. ``function_tag_calls``: Llama 3.1's custom-tool form that Functionary v3.1 writes,
 ``<function=NAME>{ARGS}</function>`` per call (text before them kept); ``functionary_messages``:
 Functionary v3.2's completion of a prompt ending in ``>>>``, a line ``all`` then text, or a function's
-name then its JSON arguments, each further message after ``>>>``.
+name then its JSON arguments (with the sample's ``tools`` known, one of theirs unless the output wrote
+``>>>`` first: ``json`` over an object is a text answer's), each further message after ``>>>``.
 Anything else that looks like a call but does not read as one (a call amid text without tags, a
 call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
 literal) gives a key twice (``json.loads`` would keep the last: a guess), a
@@ -363,6 +364,8 @@ def parse_output(
 
     ``tools``: the sample's tools, which type the values of XML-argument calls (Qwen3-Coder,
     GLM-4.5, Seed-OSS, MiniMax-M2); without them such a value that could be a string or not is a failure.
+    They also tell Functionary v3.2's untagged ``NAME`` line over JSON from a text answer's ``word``
+    over an object: only a tool's name opens a call.
     ``trace_opened``: the prompt ended inside a ``<think>`` trace the chat template opened
     (:func:`toolcall.templates.prompt_opens_trace`: Qwen3-Thinking-2507, DeepSeek-R1 distills, QwQ,
     Seed-OSS's ``<seed:think>``),
@@ -426,7 +429,7 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
             return openai.model_copy(update={"think": think})
         if not body:
             return ParsedOutput(think=think, error="empty output (no tool call and no answer text)")
-        untagged = _untagged(body, repairs)
+        untagged = _untagged(body, repairs, tools)
         if untagged is not None:
             return untagged.model_copy(update={"think": think})
         return ParsedOutput(action=Action(text=body), think=think, text=body, repairs=repairs)
@@ -664,7 +667,7 @@ def _token_call_arguments(
     return _call_from_object({"name": name, "arguments": values[0]}, repairs), end + len(family.call_end)
 
 
-def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
+def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> ParsedOutput | None:
     """A whole output that is calls without ``<tool_call>`` tags, in another family's form; a call
     amid text, or a format the loop does not read, is a failure saying so; None: a text answer."""
     if body.startswith(_COHERE_ACTION):
@@ -682,7 +685,7 @@ def _untagged(body: str, repairs: list[str]) -> ParsedOutput | None:
         text, calls = function_tags
         repairs.append("function_tag_calls")
         return ParsedOutput(action=Action(calls=calls), text=text or None, repairs=repairs)
-    functionary = _functionary_messages(body, repairs)
+    functionary = _functionary_messages(body, repairs, tools)
     if functionary is not None:
         return functionary
     content, marked = body, False
@@ -765,17 +768,25 @@ def _function_tag_calls(body: str, repairs: list[str]) -> tuple[str, list[ToolCa
     return body[: first.start()].strip(), calls
 
 
-def _functionary_messages(body: str, repairs: list[str]) -> ParsedOutput | None:
+def _functionary_messages(
+    body: str, repairs: list[str], tools: Mapping[str, ToolSpec]
+) -> ParsedOutput | None:
     """Functionary v3.2's messages (a line ``all`` then text, or a name then its JSON arguments, each
     further one after ``>>>``): the calls and the text; None when ``body`` does not open as one (a
-    first line that is no recipient, or a name not followed by JSON arguments)."""
+    first line that is no recipient, or a name not followed by JSON arguments, or, with the sample's
+    ``tools`` known and no ``>>>`` before it, a name that is none of theirs)."""
     marked = body.startswith(_V32_PROMPT)  # the prompt did not end with it: the output wrote it
     content = body.removeprefix(_V32_PROMPT)
     first = _V32_RECIPIENT.match(content)
     if first is None:  # also a text answer opening with a Python prompt: ">>> print(1)"
         return None
-    if not marked and first.group(1) != _V32_TEXT and not content.startswith("{", first.end()):
-        return None
+    if not marked and first.group(1) != _V32_TEXT:
+        if not content.startswith("{", first.end()):
+            return None
+        # A text answer may show an object under a word ("json", "Result"): untagged, only one of
+        # the sample's tools opens a call (with none known, any name does).
+        if tools and first.group(1) not in tools:
+            return None
     splits = list(_V32_NEXT.finditer(content))  # each before a recipient line, by its lookahead
     heads = [first, *(_V32_RECIPIENT.match(content, split.end()) for split in splits)]
     ends = [*(split.start() for split in splits), len(content)]

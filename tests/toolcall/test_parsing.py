@@ -1318,6 +1318,34 @@ def test_text_that_is_no_functionary_message_stays_a_text_answer(answer: str) ->
     assert parse_output(answer).action == Action(text=answer)
 
 
+def _tool(name: str, **properties: str) -> Any:
+    from toolcall.specs import ToolSpec
+
+    schema = {key: {"type": json_type} for key, json_type in properties.items()}
+    return ToolSpec.from_openai({"name": name, "parameters": {"type": "object", "properties": schema}})
+
+
+WEATHER_TOOLS = [_tool("get_weather", city="string"), _tool("get_time", zone="string")]
+
+
+@pytest.mark.parametrize("answer", ['json\n{"a": 1}', 'Result\n{"status": "ok", "city": "Paris"}'])
+def test_a_word_over_an_object_is_a_text_answer_when_the_word_is_none_of_the_tools(answer: str) -> None:
+    from toolcall.reward import reward
+
+    parsed = parse_output(answer, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(text=answer), parsed.error
+    assert reward(WEATHER_TOOLS, (), Action(text=answer), answer) == 1
+    # written after ">>>", or with no tools to tell, it still opens a Functionary call to that word
+    assert parse_output(f">>>{answer}", WEATHER_TOOLS).kind == "calls"
+    assert parse_output(answer).kind == "calls"
+
+
+def test_an_untagged_functionary_call_to_one_of_the_tools_is_still_a_call() -> None:
+    output = f'{V32_WEATHER}\n>>>get_time\n{{"zone": "CET"}}<|eot_id|>'
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
+
+
 @settings(max_examples=400, deadline=None)
 @given(
     st.lists(
