@@ -33,8 +33,11 @@ another family's own call tags read as ``<tool_call>`` blocks: ``seed_calls``, B
 ``<answer>`` wrapper read as Cohere's); ``minimax_calls``, MiniMax-M1's ``<tool_calls>`` of JSON
 calls one a line and MiniMax-M2's ``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter
 name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cut off before its
-closing tag a failure (more calls may have followed). An opening tag followed by no call (named in
-prose) is text. ``function_tag_calls``: Llama 3.1's custom-tool form that Functionary v3.1 writes,
+closing tag a failure (more calls may have followed); ``internlm_calls``, InternLM2's
+``<|action_start|><|plugin|>`` before a ``{"name": …, "parameters": …}`` call and ``<|action_end|>``
+(an output ending inside that two-token opening was cut off: a failure; its ``<|interpreter|>`` code
+is not read, a failure). An opening tag followed by no call (named in prose) is text.
+``function_tag_calls``: Llama 3.1's custom-tool form that Functionary v3.1 writes,
 ``<function=NAME>{ARGS}</function>`` per call (text before them kept); ``functionary_messages``:
 Functionary v3.2's completion of a prompt ending in ``>>>``, a line ``all`` then text, or a function's
 name then its JSON arguments (with the sample's ``tools`` known, one of theirs unless the output wrote
@@ -105,7 +108,7 @@ _HUNYUAN_ANSWER = re.compile(r"^<answer>(.*?)(?:</answer>)?$", re.DOTALL)
 _COHERE_CALL_KEYS = {"tool_call_id", "tool_name", "parameters"}
 # Call markers of formats the loop does not read: named in the parse failure (a <function=NAME> tag
 # with no JSON after it, nor in <tool_call> tags as Qwen3-Coder's: an untagged or cut-off call).
-_FOREIGN_MARKERS = {"<function=": "Llama"}
+_FOREIGN_MARKERS = {"<function=": "Llama", "<|action_start|><|interpreter|>": "InternLM code-interpreter"}
 # Llama 3.1's custom-tool form, which Functionary v3.1 writes: <function=NAME>{ARGS}</function> per call.
 _FUNCTION_TAG = re.compile(r"<function=([^>\n]+)>")
 _FUNCTION_END = "</function>"
@@ -187,6 +190,9 @@ class _CallTags:
     # A block may hold several calls: one without its closing tag may have been cut off before more.
     many_calls: bool
     repair: str
+    # The first of the tokens an opening is written in, when it is more than one: an output ending on
+    # it was cut off inside the opening, a block with nothing in it (never text).
+    first_token: str = ""
 
 
 # ByteDance Seed-OSS: <seed:tool_call><function=NAME><parameter=P>VALUE</parameter></function>
@@ -223,7 +229,19 @@ _MINIMAX_M2 = _CallTags(
 _TOOL_CALLS_LIST = _CallTags(
     "Hunyuan/Jamba", "<tool_calls>", "</tool_calls>", re.compile(r"\s*\["), False, "tool_calls_list"
 )
-_TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2, _TOOL_CALLS_LIST)
+# InternLM2 / 2.5: text, then <|action_start|><|plugin|>\n{"name": ..., "parameters": ...}<|action_end|>,
+# one call a block (lmdeploy's internlm2 parser); <|action_start|><|interpreter|> is code, not read.
+_INTERNLM_ACTION, _INTERNLM_PLUGIN, _INTERNLM_END = "<|action_start|>", "<|plugin|>", "<|action_end|>"
+_INTERNLM = _CallTags(
+    "InternLM2",
+    _INTERNLM_ACTION + _INTERNLM_PLUGIN,
+    _INTERNLM_END,
+    re.compile(r"\s*(?:\{|\Z)"),
+    False,
+    "internlm_calls",
+    first_token=_INTERNLM_ACTION,
+)
+_TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2, _TOOL_CALLS_LIST, _INTERNLM)
 # The tags and tokens that delimit calls inside an output, ours and other families': a chat template
 # may end a call turn with one (a tokenizer may mark </tool_call> special, and GLM-style templates
 # write no end token after a call), but a completion goes on after it, to its next call.
@@ -238,6 +256,8 @@ CALL_DELIMITERS: frozenset[str] = frozenset(
         _COHERE_ACTION_END,
         *(token for family in _TOKEN_FAMILIES for token in family.tokens),
         *(tag for tags in _TAG_FAMILIES for tag in (tags.opening, tags.closing)),
+        _INTERNLM_ACTION,
+        _INTERNLM_PLUGIN,
     }
 )
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
@@ -441,6 +461,8 @@ def _family_blocks_as_tool_calls(text: str, repairs: list[str]) -> str:
     that may hold several calls and was cut off before its closing tag is marked so (:data:`_CUT_OFF`)
     and read as a failure, unless it sat in a trace (a draft)."""
     for tags in _TAG_FAMILIES:
+        if tags.first_token and text.endswith(tags.first_token):  # cut off inside the opening
+            text = text.removesuffix(tags.first_token) + tags.opening
         if tags.opening not in text:
             continue
         parts: list[str] = []

@@ -1370,6 +1370,9 @@ def test_an_untagged_functionary_call_to_one_of_the_tools_is_still_a_call() -> N
                 "</invoke>",
                 "<think>",
                 "</think>",
+                "<|action_start|>",
+                "<|plugin|>",
+                "<|action_end|>",
                 ">>>",
                 "all\n",
                 "f\n",
@@ -1421,3 +1424,67 @@ def test_a_hunyuan_answer_is_the_text_inside_its_answer_tags() -> None:
 
 def test_a_cut_off_tool_calls_list_is_a_failure_never_a_text_answer() -> None:
     assert parse_output(TOOL_CALLS_LIST[:60]).kind == "error"
+
+
+# --- InternLM2 / 2.5: <|action_start|><|plugin|>\n{"name": …, "parameters": …}<|action_end|> ---------------
+
+
+def _internlm(call: ToolCall) -> str:
+    """A call as InternLM2's chat template writes it (lmdeploy's internlm2 tool parser reads it so)."""
+    body = json.dumps({"name": call.name, "parameters": call.arguments})
+    return f"<|action_start|><|plugin|>\n{body}<|action_end|>"
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (f"{_internlm(PARIS)}<|im_end|>", [PARIS], None),
+        (
+            f"Sure, I will look up the weather.{_internlm(PARIS)}<|im_end|>",
+            [PARIS],
+            "Sure, I will look up the weather.",
+        ),
+        (f"{_internlm(PARIS)}\n{_internlm(TIME)}<|im_end|>", [PARIS, TIME], None),
+    ],
+)
+def test_internlm2_plugin_actions_are_calls_never_a_failure(
+    output: str, calls: list[ToolCall], text: str | None
+) -> None:
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "internlm_calls" in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(calls=calls), output) == 1
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (_internlm(PARIS)[:60], "not valid JSON"),  # cut off inside the arguments
+        ("Let me check.<|action_start|><|plugin|>", "empty block"),
+        ("Let me check.<|action_start|>", "empty block"),  # cut off between the opening's two tokens
+        ("<|action_start|><|interpreter|>\n```python\nprint(1)\n```<|action_end|>", "code-interpreter"),
+        (
+            '<|action_start|><|plugin|>\n{"name": "get_weather", "args": {"city": "Paris"}}<|action_end|>',
+            "unexpected keys",
+        ),
+    ],
+)
+def test_a_cut_off_or_unread_internlm2_action_is_a_failure_never_a_text_answer(
+    output: str, reason: str
+) -> None:
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+def test_internlm2_action_tokens_named_in_prose_stay_a_text_answer() -> None:
+    answer = "I would call it between <|action_start|><|plugin|> and <|action_end|>, but which city?"
+    assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
+
+
+def test_internlm2_action_tokens_are_call_delimiters() -> None:
+    from toolcall.parsing import CALL_DELIMITERS
+
+    assert {"<|action_start|>", "<|plugin|>", "<|action_end|>"} <= CALL_DELIMITERS
