@@ -33,7 +33,8 @@ another family's own call tags read as ``<tool_call>`` blocks: ``seed_calls``, B
 ``<answer>`` wrapper read as Cohere's); ``minimax_calls``, MiniMax-M1's ``<tool_calls>`` of JSON
 calls one a line and MiniMax-M2's ``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter
 name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cut off before its
-closing tag a failure (more calls may have followed); ``internlm_calls``, InternLM2's
+closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
+in Claude-style ``<function_calls>`` tags, read alike; ``internlm_calls``, InternLM2's
 ``<|action_start|><|plugin|>`` before a ``{"name": …, "parameters": …}`` call and ``<|action_end|>``
 (an output ending inside that two-token opening was cut off: a failure; its ``<|interpreter|>`` code
 is not read, a failure). An opening tag followed by no call (named in prose) is text.
@@ -224,6 +225,16 @@ _MINIMAX_M2 = _CallTags(
     True,
     "minimax_calls",
 )
+# Claude-style: <function_calls><invoke name="NAME"><parameter name="P">VALUE</parameter>...</invoke>...
+# </function_calls>, MiniMax-M2's <invoke> calls in other tags (values typed by the tool's schema).
+_CLAUDE = _CallTags(
+    "Claude-style",
+    "<function_calls>",
+    "</function_calls>",
+    re.compile(r"\s*(?:<invoke\b|\Z)"),
+    True,
+    "function_calls",
+)
 # Tencent Hunyuan-A13B and AI21 Jamba: <tool_calls>[{"name": ..., "arguments": ...}, ...]</tool_calls>,
 # MiniMax-M1's tags around one JSON list (whose own end says whether it was cut off).
 _TOOL_CALLS_LIST = _CallTags(
@@ -241,7 +252,7 @@ _INTERNLM = _CallTags(
     "internlm_calls",
     first_token=_INTERNLM_ACTION,
 )
-_TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2, _TOOL_CALLS_LIST, _INTERNLM)
+_TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2, _CLAUDE, _TOOL_CALLS_LIST, _INTERNLM)
 # The tags and tokens that delimit calls inside an output, ours and other families': a chat template
 # may end a call turn with one (a tokenizer may mark </tool_call> special, and GLM-style templates
 # write no end token after a call), but a completion goes on after it, to its next call.
@@ -383,7 +394,8 @@ def parse_output(
     """Parse one model output. Never raises: unreadable output gives ``error`` with the reason.
 
     ``tools``: the sample's tools, which type the values of XML-argument calls (Qwen3-Coder,
-    GLM-4.5, Seed-OSS, MiniMax-M2); without them such a value that could be a string or not is a failure.
+    GLM-4.5, Seed-OSS, MiniMax-M2, Claude-style ``<function_calls>``); without them such a value
+    that could be a string or not is a failure.
     They also tell Functionary v3.2's untagged ``NAME`` line over JSON from a text answer's ``word``
     over an object: only a tool's name opens a call.
     ``trace_opened``: the prompt ended inside a ``<think>`` trace the chat template opened

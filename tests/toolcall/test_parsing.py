@@ -1157,8 +1157,9 @@ def _minimax_m1(*calls: ToolCall) -> str:
     return f"<tool_calls>\n{lines}</tool_calls>"
 
 
-def _minimax_m2(*calls: ToolCall) -> str:
-    """Calls as MiniMax-M2's chat template writes them: strings as they are, other values as JSON."""
+def _invokes(*calls: ToolCall) -> str:
+    """Calls as ``<invoke>`` elements, as MiniMax-M2's chat template writes them: strings as they
+    are, other values as JSON."""
 
     def invoke(call: ToolCall) -> str:
         parameters = "".join(
@@ -1167,7 +1168,11 @@ def _minimax_m2(*calls: ToolCall) -> str:
         )
         return f'<invoke name="{call.name}">\n{parameters}</invoke>\n'
 
-    return "<minimax:tool_call>\n" + "".join(invoke(call) for call in calls) + "</minimax:tool_call>"
+    return "".join(invoke(call) for call in calls)
+
+
+def _minimax_m2(*calls: ToolCall) -> str:
+    return f"<minimax:tool_call>\n{_invokes(*calls)}</minimax:tool_call>"
 
 
 @pytest.mark.parametrize(
@@ -1370,6 +1375,8 @@ def test_an_untagged_functionary_call_to_one_of_the_tools_is_still_a_call() -> N
                 "</invoke>",
                 "<think>",
                 "</think>",
+                "<function_calls>",
+                "</function_calls>",
                 "<|action_start|>",
                 "<|plugin|>",
                 "<|action_end|>",
@@ -1488,3 +1495,68 @@ def test_internlm2_action_tokens_are_call_delimiters() -> None:
     from toolcall.parsing import CALL_DELIMITERS
 
     assert {"<|action_start|>", "<|plugin|>", "<|action_end|>"} <= CALL_DELIMITERS
+
+
+# --- Claude-style: <function_calls><invoke name="NAME"><parameter name="P">V</parameter></invoke>… ---------
+
+
+def _function_calls(*calls: ToolCall) -> str:
+    return f"<function_calls>\n{_invokes(*calls)}</function_calls>"
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (_function_calls(XML_CALL), [XML_CALL], None),
+        (
+            f"I'll check the weather and the time.\n{_function_calls(XML_CALL, TIME)}",
+            [XML_CALL, TIME],
+            "I'll check the weather and the time.",
+        ),
+        (f"<think>\nWeather first.\n</think>\n{_function_calls(XML_CALL)}", [XML_CALL], None),
+    ],
+)
+def test_claude_style_function_calls_are_calls_typed_by_the_schema(
+    output: str, calls: list[ToolCall], text: str | None
+) -> None:
+    from toolcall.reward import reward
+
+    tools = [_xml_tool(), WEATHER_TOOLS[1]]
+    parsed = parse_output(output, tools)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "function_calls" in parsed.repairs and "xml_arguments" in parsed.repairs
+    # a call never earns the reward of a clarification label
+    assert reward(tools, (), Action(text="Which city do you mean?"), output) == 0
+    assert reward(tools, (), Action(calls=calls), output) == 1
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        # the block never closed: a further call may have been cut off
+        (_function_calls(PARIS).removesuffix("</function_calls>"), "cut off (no </function_calls>)"),
+        (_function_calls(PARIS, TIME)[:70], "cut off"),
+        ("Let me check.\n<function_calls>\n", "cut off"),
+        (
+            '<function_calls>\n<invoke name="get_weather">\n<parameter name="city">Par</invoke>\n'
+            "</function_calls>",
+            "not closed",
+        ),
+    ],
+)
+def test_a_cut_off_or_unreadable_function_calls_block_is_a_failure_never_a_text_answer(
+    output: str, reason: str
+) -> None:
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+def test_function_calls_tags_named_in_prose_stay_a_text_answer() -> None:
+    answer = "I could answer in <function_calls> tags, but which city do you mean?"
+    assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
+
+
+def test_function_calls_tags_are_call_delimiters() -> None:
+    from toolcall.parsing import CALL_DELIMITERS
+
+    assert {"<function_calls>", "</function_calls>"} <= CALL_DELIMITERS
