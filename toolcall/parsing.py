@@ -19,7 +19,9 @@ the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, t
 ``kimi_calls``: Kimi K2's ``<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{ARGS}``
 in a ``<|tool_calls_section_begin|>`` section, read on the same rules;
 Cohere Command A's and R7B's ``<|START_ACTION|>[{"tool_name": …, "parameters": …}]<|END_ACTION|>``
-(its ``<|START_THINKING|>`` trace and ``<|START_RESPONSE|>`` answer read as such);
+(its ``<|START_THINKING|>`` trace and ``<|START_RESPONSE|>`` answer read as such), and Command-R's
+same list in a ``json`` code fence after ``Action:`` at a line's start (a plan before it kept as text;
+cut off before the closing fence, or text after it, a failure);
 ``harmony``: gpt-oss's raw completion, a message to ``functions.NAME`` a call with its JSON arguments,
 the ``analysis`` channel the trace, the ``final`` channel the answer (read as any output, so its
 ``<tool_call>`` blocks are calls: gpt-oss's template writes a label's turn there); ``xml_arguments``: a
@@ -107,6 +109,10 @@ _COHERE_ANSWER = re.compile(r"^<\|START_(RESPONSE|TEXT)\|>(.*?)(?:<\|END_\1\|>)?
 # Hunyuan-A13B writes its answer, text or calls, in <answer>...</answer> after its <think> trace.
 _HUNYUAN_ANSWER = re.compile(r"^<answer>(.*?)(?:</answer>)?$", re.DOTALL)
 _COHERE_CALL_KEYS = {"tool_call_id", "tool_name", "parameters"}
+# Cohere's older Command-R writes the same list as 'Action: ```json\n[{"tool_name": NAME, "parameters":
+# {ARGS}}, ...]\n```' at the start of a line (a "Plan:" line may come before it in multi-step use).
+_COMMAND_R_ACTION = re.compile(r"(?:\A|\n)[ \t]*Action:[ \t]*```(?:json)?\s*(?=[\[{])")
+_COMMAND_R_ACTION_END = "```"
 # Call markers of formats the loop does not read: named in the parse failure (a <function=NAME> tag
 # with no JSON after it, nor in <tool_call> tags as Qwen3-Coder's: an untagged or cut-off call).
 _FOREIGN_MARKERS = {"<function=": "Llama", "<|action_start|><|interpreter|>": "InternLM code-interpreter"}
@@ -706,11 +712,19 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
     amid text, or a format the loop does not read, is a failure saying so; None: a text answer."""
     if body.startswith(_COHERE_ACTION):
         try:
-            calls = _cohere_calls(body[len(_COHERE_ACTION) :], repairs)
+            calls = _cohere_calls(body[len(_COHERE_ACTION) :], _COHERE_ACTION_END, repairs)
         except CallFormatError as failure:
             return ParsedOutput(text=body, error=f"Cohere tool call: {failure}", repairs=repairs)
         repairs.append("untagged_calls")
         return ParsedOutput(action=Action(calls=calls), repairs=repairs)
+    if (command_r := _COMMAND_R_ACTION.search(body)) is not None:
+        try:
+            calls = _cohere_calls(body[command_r.end() :], _COMMAND_R_ACTION_END, repairs)
+        except CallFormatError as failure:
+            return ParsedOutput(text=body, error=f"Command-R action: {failure}", repairs=repairs)
+        repairs.append("untagged_calls")
+        plan = body[: command_r.start()].strip()
+        return ParsedOutput(action=Action(calls=calls), text=plan or None, repairs=repairs)
     try:
         function_tags = _function_tag_calls(body, repairs)
     except CallFormatError as failure:
@@ -862,13 +876,14 @@ def _functionary_messages(
     return ParsedOutput(action=Action(text=text), text=text, repairs=repairs)
 
 
-def _cohere_calls(action: str, repairs: list[str]) -> list[ToolCall]:
-    """The list of ``{"tool_call_id", "tool_name", "parameters"}`` up to ``<|END_ACTION|>``."""
-    end = action.find(_COHERE_ACTION_END)
+def _cohere_calls(action: str, action_end: str, repairs: list[str]) -> list[ToolCall]:
+    """The list of ``{"tool_call_id", "tool_name", "parameters"}`` up to ``action_end`` (Command A's
+    ``<|END_ACTION|>``, Command-R's closing fence), nothing after it."""
+    end = action.find(action_end)
     if end == -1:
-        raise CallFormatError(f"the action is cut off (no {_COHERE_ACTION_END})")
-    if action[end + len(_COHERE_ACTION_END) :].strip():
-        raise CallFormatError(f"text after {_COHERE_ACTION_END}")
+        raise CallFormatError(f"the action is cut off (no {action_end})")
+    if action[end + len(action_end) :].strip():
+        raise CallFormatError(f"text after {action_end}")
     values = _json_values(action[:end].strip(), repairs)
     items = [item for value in values for item in (value if isinstance(value, list) else [value])]
     calls = []

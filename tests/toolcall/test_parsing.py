@@ -334,7 +334,6 @@ def test_a_call_drafted_in_a_closed_trace_is_no_call_and_the_answer_after_it_is_
         '{"name": "get_weather", "args": {"city": "Paris"}}',
         '{"action": "get_weather", "action_input": {"city": "Paris"}}',  # ReAct
         '[{"tool_name": "get_weather", "parameters": {"city": "Paris"}}]',
-        'Action: ```json\n[\n    {"tool_name": "get_weather", "parameters": {"city": "Paris"}}\n]\n```',
         'Sure: {"arguments": {"city": "Paris"}, "name": "get_weather"}',  # Hermes-3 writes arguments first
     ],
 )
@@ -1028,6 +1027,67 @@ def test_cohere_actions_are_calls_and_its_response_is_the_text_answer() -> None:
 def test_a_cut_off_or_malformed_cohere_action_is_a_failure(output: str, reason: str) -> None:
     parsed = parse_output(output)
     assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+# --- Cohere Command-R (before Command A): Action: ```json [{"tool_name": …, "parameters": …}] ``` --------
+
+
+def _command_r(*calls: ToolCall) -> str:
+    """Calls as Command-R's tool-use prompt asks for them: a JSON list in a fence after "Action:"."""
+    actions = [{"tool_name": call.name, "parameters": call.arguments} for call in calls]
+    return f"Action: ```json\n{json.dumps(actions, indent=4)}\n```"
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (f"{_command_r(PARIS)}<|END_OF_TURN_TOKEN|>", [PARIS], None),
+        (
+            f"Plan: First I will look up the weather, then the time.\n{_command_r(PARIS, TIME)}",
+            [PARIS, TIME],
+            "Plan: First I will look up the weather, then the time.",
+        ),
+        (
+            'Action: ```json\n[{"tool_name": "get_weather", "parameters": {"city": "Paris"}}]```',
+            [PARIS],
+            None,
+        ),
+    ],
+)
+def test_command_r_actions_are_calls_never_a_failure(
+    output: str, calls: list[ToolCall], text: str | None
+) -> None:
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "untagged_calls" in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(calls=calls), output) == 1
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (_command_r(PARIS, TIME)[:90], "cut off (no ```)"),  # inside a call's arguments
+        (_command_r(PARIS).removesuffix("```"), "cut off (no ```)"),  # a further call may have followed
+        (f"{_command_r(PARIS)}\nIt will be sunny.", "text after ```"),
+        ('Action: ```json\n[{"name": "get_weather", "parameters": {"city": "Paris"}}]\n```', "'tool_name'"),
+    ],
+)
+def test_a_cut_off_or_malformed_command_r_action_is_a_failure_never_a_text_answer(
+    output: str, reason: str
+) -> None:
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["Action: book the flight first, then the hotel.", "Write Action: ```json and a list, then I can help."],
+)
+def test_an_action_line_without_a_json_list_stays_a_text_answer(answer: str) -> None:
+    assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
 
 
 # --- Repeated keys: json.loads keeps the last silently ------------------------------------------------
