@@ -816,13 +816,17 @@ def _function_tag_calls(body: str, repairs: list[str]) -> tuple[str, list[ToolCa
     return body[: first.start()].strip(), calls
 
 
+# A name no word of prose is: one with an inner "_" or "." (get_forecast, math.factorial).
+_FUNCTION_SHAPED = re.compile(r"\w[_.]\w")
+
+
 def _functionary_messages(
     body: str, repairs: list[str], tools: Mapping[str, ToolSpec]
 ) -> ParsedOutput | None:
     """Functionary v3.2's messages (a line ``all`` then text, or a name then its JSON arguments, each
     further one after ``>>>``): the calls and the text; None when ``body`` does not open as one (a
     first line that is no recipient, or a name not followed by JSON arguments, or, with the sample's
-    ``tools`` known and no ``>>>`` before it, a name that is none of theirs)."""
+    ``tools`` known and no ``>>>`` before it, a plain word that is none of theirs)."""
     marked = body.startswith(_V32_PROMPT)  # the prompt did not end with it: the output wrote it
     content = body.removeprefix(_V32_PROMPT)
     first = _V32_RECIPIENT.match(content)
@@ -831,9 +835,11 @@ def _functionary_messages(
     if not marked and first.group(1) != _V32_TEXT:
         if not content.startswith("{", first.end()):
             return None
-        # A text answer may show an object under a word ("json", "Result"): untagged, only one of
-        # the sample's tools opens a call (with none known, any name does).
-        if tools and first.group(1) not in tools:
+        # A text answer may show an object under a word ("json", "Result"): untagged, a call is opened
+        # by one of the sample's tools, or by a name shaped like a function's (snake_case or dotted:
+        # a tool the policy made up is a wrong call, never a text answer); with none known, any name.
+        name = first.group(1)
+        if tools and name not in tools and not _FUNCTION_SHAPED.search(name):
             return None
     splits = list(_V32_NEXT.finditer(content))  # each before a recipient line, by its lookahead
     heads = [first, *(_V32_RECIPIENT.match(content, split.end()) for split in splits)]

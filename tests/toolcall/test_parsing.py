@@ -1411,6 +1411,17 @@ def test_an_untagged_functionary_call_to_one_of_the_tools_is_still_a_call() -> N
     assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
 
 
+def test_an_untagged_functionary_call_to_a_made_up_tool_is_a_wrong_call_never_a_text_answer() -> None:
+    """A name shaped like a function's (snake_case, dotted) that the sample does not offer is a call
+    the policy made up: read as text, it matched a clarification label and earned its reward."""
+    from toolcall.reward import reward
+
+    for output in ('get_forecast\n{"city": "Paris"}', 'weather.lookup\n{"city": "Paris"}'):
+        parsed = parse_output(output, WEATHER_TOOLS)
+        assert parsed.kind == "calls", parsed
+        assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
+
+
 @settings(max_examples=400, deadline=None)
 @given(
     st.lists(
