@@ -3,8 +3,9 @@
 The judge is asked (Figure 10) for ``RESPONSE 1 INCORRECT``, ``RESPONSE 2 INCORRECT``, ``BOTH_CORRECT``
 or ``BOTH_INCORRECT`` on the first line, then ``Error Analysis:`` and ``Correct Approach:``. Real
 judges wrap that in Markdown, put it behind a label (``**Verdict:**``, ``## Judgment``, ``Final
-Answer:``), write an analysis first, answer in a sentence ("Response 2 is incorrect."), in JSON or in a
-fenced block, after a reasoning trace. The reader takes all of these, on four rules:
+Answer:``, or the format line's options echoed as one: ``CORRECT/INCORRECT: INCORRECT``), write an
+analysis first, answer in a sentence ("Response 2 is incorrect."), in JSON or in a fenced block, after
+a reasoning trace. The reader takes all of these, on four rules:
 
 1. **Only the answer counts.** A leading ``<think>…</think>`` trace (or one in another family's
    tokens: Magistral's ``[THINK]``, Cohere's, Seed-OSS's) is skipped, also one whose opening tag sat
@@ -150,6 +151,11 @@ _DECISION_LABEL = re.compile(
     r"(?P<sep>\s*(?:[:：=]|[-–—](?:\s|$))|\s+(?:is|would\s+be|will\s+be)\b|\s*$)\s*(?P<value>.*)$",
     re.IGNORECASE,
 )
+# The prompt's list of options written as the label of the decision ("CORRECT/INCORRECT: INCORRECT",
+# "[RESPONSE 1 INCORRECT/…/BOTH_INCORRECT]: BOTH_CORRECT"): a model that echoes the format line's
+# placeholder as a label. Only the value after the colon is the model's choice.
+_OPTIONS_AS_LABEL = re.compile(r"^\[?(?P<options>[^:：\[\]]{3,160}?)\s*\]?(?P<sep>\s*[:：])\s*(?P<value>.*)$")
+_OPTION_SEPARATOR = re.compile(r"\s*[/|]\s*|\s+or\s+", re.IGNORECASE)
 # Words that may open a clause that states a claim ("Therefore, I think Response 2 is incorrect").
 _CLAIM_LEAD = re.compile(
     r"^(?:(?:and|but|while|whereas|although|though|however|so|thus|therefore|hence|overall|clearly|"
@@ -433,15 +439,33 @@ class _Reader:
         """Whether the first line is a decision (so the answer began there, not after a trace)."""
         first = next((line for line in text.split("\n") if line.strip()), "")
         plain = _plain(first)
-        label = _DECISION_LABEL.match(plain)
+        label = self.decision_label(plain)
         return self.token(self._head(plain)) is not None or bool(label and self.token(label.group("value")))
+
+    def decision_label(self, plain: str) -> re.Match[str] | None:
+        """The label of a labelled decision (``Verdict: …``, ``Final Answer -``, or the prompt's options
+        as the label: ``CORRECT/INCORRECT: …``), with its ``sep`` and the ``value`` after it."""
+        return _DECISION_LABEL.match(plain) or self._options_label(plain)
+
+    def _options_label(self, plain: str) -> re.Match[str] | None:
+        """``plain`` labelled with the options themselves: two or more decisions, each alone, joined by
+        ``/``, ``|`` or "or", then a colon; the options name no choice, the value does."""
+        match = _OPTIONS_AS_LABEL.match(plain)
+        if match is None:
+            return None
+        options = [
+            self.token_keys.get(_key(option)) for option in _OPTION_SEPARATOR.split(match.group("options"))
+        ]
+        if None in options or len(set(options)) < 2:
+            return None
+        return match
 
     def _head(self, plain: str) -> str:
         match = self.section_midline.search(plain)
         return plain[: match.start()] if match and match.start() > 0 else plain
 
     def _decision_in(self, plain: str, *, opening: bool = False) -> str | None:
-        label = _DECISION_LABEL.match(plain)
+        label = self.decision_label(plain)
         return self.token(label.group("value") if label else plain, opening=opening or label is not None)
 
     def _is_boundary(self, plain: str, following: str | None) -> bool:
@@ -451,7 +475,7 @@ class _Reader:
         (the last line, or one right before another section) heads nothing: it is the section's
         own text, e.g. an analysis that reads just "Result".
         """
-        label = _DECISION_LABEL.match(plain)
+        label = self.decision_label(plain)
         if label is None:
             return False
         if not label.group("value").strip() and (following is None or self.section_label.match(following)):
@@ -645,8 +669,10 @@ class _Reader:
         ("one of: CORRECT, INCORRECT") or a change of mind ("RESPONSE 1 INCORRECT, no, RESPONSE 2
         INCORRECT"), never a choice."""
         named = set()
-        for clause in _OPTION_BREAK.split(_plain(_unquoted(text))):
-            label = _DECISION_LABEL.match(clause.strip())
+        plain = _plain(_unquoted(text))
+        options = self._options_label(plain)  # the options as a label name none: the value after it may
+        for clause in _OPTION_BREAK.split(options.group("value") if options else plain):
+            label = self.decision_label(clause.strip())
             value = label.group("value") if label else clause
             decision = self.token(value) or self.token_keys.get(_key(value))
             if decision is not None:
@@ -659,7 +685,7 @@ class _Reader:
             reading.listed.append(evidence)
             reading.prose.append(_clean(line))
             return
-        label = _DECISION_LABEL.match(plain)
+        label = self.decision_label(plain)
         value = label.group("value") if label else plain
         if self.forbidden is not None and (
             _key(value) in _FORBIDDEN_KEYS or self.forbidden.search(_plain(_unquoted(line)))

@@ -1,12 +1,13 @@
 """Real-looking judge and verifier answers, each with the decision a careful reader takes from it.
 
-data/judge_answers.jsonl holds 127 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
+data/judge_answers.jsonl holds 132 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
 reasoning field or an inline trace), DeepSeek-R1 (trace opened by the chat template), Llama 3,
 GPT-4o-class and Mistral models: Figure 10 answers with Markdown, labels, tables, JSON, fences,
 analysis first, sentences, quoted injections; and hard negatives (truncated traces, the format echoed
 back, hedges, conditionals, contradictions, two decisions, the list of decisions restated, second
 thoughts, the project's verdict names, quotes only) that must be UNPARSEABLE.
-data/verifier_answers.jsonl does the same for the verifier (46 answers, PASS/FAIL words among them).
+data/verifier_answers.jsonl does the same for the verifier (51 answers, PASS/FAIL words and the format
+line echoed as a label among them).
 
 Fields: ``label_position`` (where the label was shown), ``expected`` (the verdict), ``decision`` (the
 Figure 10 decision read), ``reasoning`` (vLLM's separate reasoning field), ``trace_opened`` (the chat

@@ -629,3 +629,34 @@ def test_clear_claims_with_a_contrast_still_read() -> None:
         "Response 1 is correct because it uses Paris, but Response 2 is wrong.", 1
     ).verdict == ("PRED_WRONG")
     assert read_verification("The call is correct because it uses Rome, and the date fits.").passed is True
+
+
+@pytest.mark.parametrize(
+    ("raw", "passed"),
+    [
+        ("CORRECT/INCORRECT: INCORRECT\nReason: The call books two nights, not three.", False),
+        ("**CORRECT/INCORRECT:** CORRECT\n**Reason:** The call books three nights in Oslo.", True),
+        ("[CORRECT/INCORRECT]: INCORRECT\nReason: The call books two nights, not three.", False),
+        ("CORRECT or INCORRECT:\nCORRECT\nReason: The call books three nights in Oslo.", True),
+    ],
+)
+def test_the_prompts_options_echoed_as_a_label_are_a_decision_label(raw: str, passed: bool) -> None:
+    """A verifier that echoes the format line as a label ("CORRECT/INCORRECT: INCORRECT") was unreadable:
+    the line named both options, so it decided nothing and the candidate was lost as UNPARSEABLE."""
+    parsed = read_verification(raw)
+    assert parsed.passed is passed, parsed.problem
+    assert parsed.reason.startswith("The call books")
+
+
+def test_options_as_a_label_decide_only_through_the_value_after_it() -> None:
+    # The options restated as the value, or alone, still name several decisions and decide nothing.
+    for raw in ("CORRECT/INCORRECT: CORRECT/INCORRECT\nReason: x.", "[CORRECT/INCORRECT]\nReason: x."):
+        parsed = read_verification(raw)
+        assert parsed.passed is None and "names several" in (parsed.problem or ""), parsed
+    # The judge's four options as a label: the value is the decision, as after "Verdict:".
+    options = "RESPONSE 1 INCORRECT/RESPONSE 2 INCORRECT/BOTH_CORRECT/BOTH_INCORRECT"
+    judged = parse_verdict(f"[{options}]: RESPONSE 2 INCORRECT\nError Analysis: wrong city.", 1)
+    assert (judged.verdict, judged.decision) == ("PRED_WRONG", "RESPONSE 2 INCORRECT")
+    assert parse_verdict(f"[{options}]\nError Analysis: wrong city.", 1).verdict == "UNPARSEABLE"
+    # A label whose head is no list of options alone is no options label ("CORRECT, INCORRECT:").
+    assert read_verification("CORRECT, INCORRECT: INCORRECT\nReason: x.").passed is None
