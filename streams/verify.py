@@ -2,7 +2,8 @@
 
 Tier 1 (rules): the candidate parsed, has a user turn, the calls of its INPUT's assistant turns and its
 next step are valid against the seed's tools (calls that pass every schema rule, or a non-empty
-plain-text answer when no call is right).
+plain-text answer when no call is right), and its next step makes no call twice with the same
+arguments (a generation looping, as in the paper's Figure 15; parallel calls differ in their arguments).
 Tier 2 (LLM): the judge model is asked whether the next step is correct and appropriate for the
 input. A candidate that passes both becomes a SampleAdded (origin=expansion) with lineage to the
 candidate and its error seed.
@@ -35,7 +36,7 @@ from streams.roles import (
 )
 from streams.stage import Stage
 from toolcall.prompts import VERIFICATION_REGEX, render_verification_prompt
-from toolcall.rules import validate_action
+from toolcall.rules import repeated_calls, validate_action
 from toolcall.types import Action, Sample
 from toolcall.verdicts import ParsedVerification, read_verification
 
@@ -90,7 +91,8 @@ def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
                     path=f"{path}.{violation.path}" if violation.path else path,
                 )
             )
-    for violation in validate_action(candidate.label, candidate.tools):
+    # A call written again with the same arguments is the generator looping, not the next step.
+    for violation in [*validate_action(candidate.label, candidate.tools), *repeated_calls(candidate.label)]:
         problems.append(
             RuleViolation(
                 code=violation.code,

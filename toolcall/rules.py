@@ -11,6 +11,7 @@ would accept are accepted: an integer where a number is declared, and ``null`` f
 parameter whose default is ``null``. A numeric string is a string: it is accepted only where a
 string is declared. Every violation is reported, each with a machine-readable ``code``, a message,
 the call's index and the parameter's path (``city``, ``filters.max_price``, ``dates[1]``).
+:func:`repeated_calls` finds, apart from these, a call an action makes twice with the same arguments.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ VIOLATION_CODES = (
     "enum_violation",
     "union_mismatch",
     "constraint_violation",
+    "repeated_call",
 )
 
 
@@ -353,6 +355,32 @@ def validate_action(action: Action, tools: Sequence[ToolSpec]) -> list[Violation
     problems: list[Violation] = []
     for index, call in enumerate(action.calls):
         problems.extend(validate_call(call, tools, index))
+    return problems
+
+
+def repeated_calls(action: Action) -> list[Violation]:
+    """Each call of the action that repeats an earlier one exactly (same function, JSON-equal
+    arguments). Parallel calls differ in their arguments; the same call again is a degenerate
+    generation looping (the paper's Figure 15), never a step to learn. Not part of
+    :func:`validate_action`: a dataset's label or a policy's prediction is judged, not refused for it."""
+    problems: list[Violation] = []
+    for index, call in enumerate(action.calls):
+        first = next(
+            (
+                earlier
+                for earlier, other in enumerate(action.calls[:index])
+                if other.name == call.name and json_equal(other.arguments, call.arguments)
+            ),
+            None,
+        )
+        if first is not None:
+            problems.append(
+                Violation(
+                    code="repeated_call",
+                    message=f"call {index + 1} repeats call {first + 1}: {call.name} with the same arguments",
+                    call_index=index,
+                )
+            )
     return problems
 
 

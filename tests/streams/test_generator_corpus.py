@@ -8,8 +8,10 @@ drafts in a trace; and answers that must give no candidate (a trace never closed
 refusal, two samples, a dialogue in the OUTPUT, nothing at all).
 
 Fields: ``messages`` ([role, content] pairs) and ``label`` (``calls`` as [name, arguments] pairs, or
-``text``) of a candidate that reads; ``error`` (a piece of the parse error) of one that must not;
-``reasoning`` (the server's reasoning field), ``trace_opened``, ``truncated``: how the answer came back.
+``text``) of a candidate that reads; ``refused``: the codes of the verify stage's rule tier for one
+that reads but must not pass it (every other must); ``error`` (a piece of the parse error) of one that
+must not read; ``reasoning`` (the server's reasoning field), ``trace_opened``, ``truncated``: how the
+answer came back.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import Any
 
 import pytest
 
+from schemas.events import ExpansionCandidate, Scenario
 from streams.expand import read_expansion
 from streams.roles import Answer
+from streams.verify import rule_tier
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, ToolCall
 
@@ -33,13 +37,14 @@ CORPUS = [
 STYLES = {"qwen", "deepseek", "llama3", "gpt-4o", "claude", "mistral"}
 
 
-def _tool(name: str, properties: dict[str, str]) -> ToolSpec:
+def _tool(name: str, properties: dict[str, str], required: tuple[str, ...] | None = None) -> ToolSpec:
     schema = {"type": "object", "properties": {key: {"type": kind} for key, kind in properties.items()}}
-    return ToolSpec.from_openai({"name": name, "parameters": {**schema, "required": list(properties)}})
+    needed = list(properties) if required is None else list(required)
+    return ToolSpec.from_openai({"name": name, "parameters": {**schema, "required": needed}})
 
 
 TOOLS = [
-    _tool("get_weather", {"city": "string", "day": "string"}),
+    _tool("get_weather", {"city": "string", "day": "string"}, required=("city",)),  # today by default
     _tool("get_forecast", {"city": "string", "days": "integer"}),
     _tool("book_table", {"restaurant": "string", "people": "integer", "time": "string"}),
 ]
@@ -74,3 +79,16 @@ def test_generator_answer(entry: dict[str, Any]) -> None:
         else Action(text=label["text"])
     )
     assert parsed.action == expected
+    candidate = ExpansionCandidate(
+        candidate_id=entry["id"],
+        seed_sample_id="seed",
+        round=1,
+        verdict_event_id="verdict",
+        index=0,
+        count=1,
+        scenario=Scenario(focus="focus", parameters="parameters"),
+        tools=TOOLS,
+        messages=parsed.messages,
+        label=parsed.action,
+    )
+    assert [v.code for v in rule_tier(candidate)] == entry.get("refused", [])

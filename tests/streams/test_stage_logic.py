@@ -853,6 +853,39 @@ async def test_expand_types_a_qwen3_coder_generators_xml_arguments_by_the_seeds_
     assert rule_tier(candidate_) == []
 
 
+def _fluctuation_block(base: str, symbols: str) -> str:
+    arguments = {"start_date": "2020-01-01", "end_date": "2021-01-01", "base": base, "symbols": symbols}
+    return render_action(Action(calls=[ToolCall(name="get_exchange_fluctuation", arguments=arguments)]))
+
+
+async def test_a_candidate_whose_output_repeats_a_call_is_refused_by_the_rules() -> None:
+    """The degenerate loop of the paper's Figure 15: the generator wrote the same call again and again.
+    Every copy was schema-valid, so the rule tier passed it and the verifier's CORRECT let it in."""
+    looping = "INPUT: USER: How did the Euro move against the Dollar in 2020?\nOUTPUT: " + "\n".join(
+        [_fluctuation_block("eur", "usd")] * 3
+    )
+    [expanded] = await ExpandStage(RUN, ScriptedGenerator(looping), SCENARIOS, k=1).process(
+        [verdict_event("PRED_WRONG")]
+    )
+    assert expanded.payload.parse_error is None and expanded.payload.label is not None
+    assert len(expanded.payload.label.calls) == 3
+    violations = rule_tier(expanded.payload)
+    assert [(v.code, v.call_index) for v in violations] == [("repeated_call", 1), ("repeated_call", 2)]
+    assert "call 2 repeats call 1: get_exchange_fluctuation" in violations[0].message
+    [result] = await VerifyStage(RUN, ScriptedVerifier(["CORRECT\nReason: fine."])).process([expanded])
+    assert result.payload.failed_tier == "rules" and not result.payload.passed
+    assert "repeats call 1" in result.payload.reason
+    # Parallel calls that differ in their arguments are no loop.
+    parallel = "INPUT: USER: How did the Euro and the Pound move against the Dollar in 2020?\nOUTPUT: " + (
+        _fluctuation_block("usd", "eur") + "\n" + _fluctuation_block("usd", "gbp")
+    )
+    [expanded] = await ExpandStage(RUN, ScriptedGenerator(parallel), SCENARIOS, k=1).process(
+        [verdict_event("PRED_WRONG")]
+    )
+    assert expanded.payload.label is not None and len(expanded.payload.label.calls) == 2
+    assert rule_tier(expanded.payload) == []
+
+
 async def test_a_candidate_whose_input_calls_a_tool_not_offered_is_refused_by_the_rules() -> None:
     """The generator invented a lookup tool for the INPUT's first step (the seed offers one tool): the
     sample would teach calling it. It was only checked in the OUTPUT, so the verifier's CORRECT let it in."""

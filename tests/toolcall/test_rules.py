@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolcall.rules import validate_action, validate_call
-from toolcall.specs import load_tools
+from toolcall.rules import repeated_calls, validate_action, validate_call
+from toolcall.specs import ToolSpec, load_tools
 from toolcall.types import Action, ToolCall
 
 TOOLS = load_tools(
@@ -148,3 +148,19 @@ def test_bfcl_style_types_load_and_check() -> None:
     assert [v.code for v in validate_call(ToolCall(name="calc_area", arguments={"base": "3"}), tools)] == [
         "type_mismatch"
     ]
+
+
+def test_a_call_made_again_with_the_same_arguments_is_a_repeat() -> None:
+    tools = [
+        ToolSpec.from_openai({"name": "get_tickets", "parameters": {"type": "object", "properties": {}}})
+    ]
+    same = ToolCall(name="get_tickets", arguments={"status": "open", "limit": 5})
+    reordered = ToolCall(name="get_tickets", arguments={"limit": 5.0, "status": "open"})  # JSON-equal
+    other = ToolCall(name="get_tickets", arguments={"status": "closed", "limit": 5})
+    repeats = repeated_calls(Action(calls=[same, other, reordered, same]))
+    assert [(v.code, v.call_index) for v in repeats] == [("repeated_call", 2), ("repeated_call", 3)]
+    assert repeats[0].message == "call 3 repeats call 1: get_tickets with the same arguments"
+    assert repeated_calls(Action(calls=[same, other])) == []  # parallel calls differ in their arguments
+    assert repeated_calls(Action(text="Which status?")) == []
+    # Judging a label or a prediction is not refusing it: the schema rules leave repeats alone.
+    assert all(v.code != "repeated_call" for v in validate_action(Action(calls=[same, same]), tools))
