@@ -1,7 +1,8 @@
 """Generator text -> candidate sample: the ``INPUT:``/``OUTPUT:`` format of EDDE (Figures 13-14).
 
-``INPUT:`` holds a conversation with role markers (``USER:``, ``ASSISTANT:``, ``TOOL:``; a bare text
-is one user turn), ``OUTPUT:`` the correct next step as ``<tool_call>`` blocks. Assistant turns of
+``INPUT:`` holds a conversation with role markers (``USER:``, ``ASSISTANT:``, ``TOOL:``; in an INPUT
+that opens with a marker, also ``Human:`` and ``AI:``, other transcripts' user and assistant; a bare
+text is one user turn), ``OUTPUT:`` the correct next step as ``<tool_call>`` blocks. Assistant turns of
 the input may carry their own call blocks; tool turns may be ``<tool_response>`` blocks (also in a
 ``USER:`` turn or right after the calls, as Qwen's template writes them) or be marked with another
 format's name (``FUNCTION RESPONSE:``, ``OBSERVATION:``, ``TOOL RESULT:``). A reasoning
@@ -38,12 +39,15 @@ _SECTION = re.compile(
 )
 # The tool result's other names are those of exports the chat format reads (glaive's "FUNCTION
 # RESPONSE", ModelScope's "observation"): a generator may use them instead of TOOL.
+# Human:/AI: are the turns of other transcripts (Anthropic's Human/Assistant prompts, LangChain's
+# Human/AI); in their capitals only, so that a line "ai: …" or "Ai: …" stays text.
 _ROLE = re.compile(
     r"^[ \t*-]*(USER|ASSISTANT|SYSTEM|TOOL|TOOL[ _]?(?:RESPONSE|RESULT|OUTPUT)"
-    r"|FUNCTION(?:[ _]?(?:RESPONSE|RESULT|OUTPUT))?|OBSERVATION)"
+    r"|FUNCTION(?:[ _]?(?:RESPONSE|RESULT|OUTPUT))?|OBSERVATION|(?-i:HUMAN|Human|AI))"
     r"[ \t*]*(?:\((?P<name>[^)\n]*)\))?[ \t*]*:[ \t*]*",
     re.IGNORECASE | re.MULTILINE,
 )
+_OTHER_NAMES = {"human": "user", "ai": "assistant"}
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 _PLACEHOLDER = re.compile(r"^\[?\s*(content|new conversation.*|correct tool calls.*)\s*\]?$", re.IGNORECASE)
 
@@ -93,8 +97,11 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     output_text = _unwrapped(text[end.end() :], brackets=False)
     if not input_text or _PLACEHOLDER.match(input_text):
         return ParsedExpansion(error="INPUT: is empty")
+    # Human:/AI: are turns only in an INPUT written as a transcript, one that opens with a role marker:
+    # in a user's plain text ("My glossary:\nAI: artificial intelligence") such a line is the text.
+    other_names = _ROLE.match(input_text) is not None
     try:
-        messages = _conversation(input_text, tools)
+        messages = _conversation(input_text, tools, other_names=other_names)
     except ValueError as error:
         return ParsedExpansion(error=f"INPUT: {error}")
     if not any(m.role == "user" for m in messages):
@@ -103,7 +110,7 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         return ParsedExpansion(
             error="INPUT: ends with an assistant turn; the OUTPUT would not be its next step"
         )
-    output_text, turn_error, continued = _assistant_turn(output_text)
+    output_text, turn_error, continued = _assistant_turn(output_text, other_names=other_names)
     if turn_error is not None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
     parsed = parse_output(output_text, tools)
@@ -161,14 +168,15 @@ def _without_commentary(output: str) -> tuple[str, bool]:
     return output[: found.start()].rstrip(), True
 
 
-def _assistant_turn(output: str) -> tuple[str, str | None, bool]:
+def _assistant_turn(output: str, *, other_names: bool) -> tuple[str, str | None, bool]:
     """The OUTPUT's first assistant turn, the next step after the INPUT: without the ``ASSISTANT:``
     marker a model writes before it (as the INPUT's turns have theirs), and without the turns a model
     goes on to write after it (``USER: Rome`` / ``ASSISTANT: <tool_call>…``), which are no part of that
-    step; whether there were such turns. (text, reason, False) when no assistant step comes first."""
-    markers = list(_ROLE.finditer(output))
+    step; whether there were such turns. (text, reason, False) when no assistant step comes first.
+    ``other_names``: ``Human:``/``AI:`` are markers, as in the INPUT."""
+    markers = _markers(output, other_names=other_names)
     start = 0
-    if markers and markers[0].start() == 0 and markers[0].group(1).lower() == "assistant":
+    if markers and markers[0].start() == 0 and _role_of(markers[0]) == "assistant":
         start, markers = markers[0].end(), markers[1:]
     if not markers:
         return output[start:].strip(), None, False
@@ -188,9 +196,16 @@ def _assistant_turn(output: str) -> tuple[str, str | None, bool]:
     return step, None, True
 
 
+def _markers(text: str, *, other_names: bool) -> list[re.Match[str]]:
+    """The role markers of ``text``; ``Human:``/``AI:`` among them only with ``other_names``."""
+    return [m for m in _ROLE.finditer(text) if other_names or m.group(1).lower() not in _OTHER_NAMES]
+
+
 def _role_of(marker: re.Match[str]) -> str:
-    """The role a marker gives its turn: the tool result's other names are the tool's."""
+    """The role a marker gives its turn: Human's the user's, AI's the assistant's, and the tool
+    result's other names the tool's."""
     role = marker.group(1).lower()
+    role = _OTHER_NAMES.get(role, role)
     return role if role in ("user", "assistant", "system") else "tool"
 
 
@@ -203,8 +218,8 @@ def _unquoted_turn(content: str) -> str:
     return content
 
 
-def _conversation(text: str, tools: Sequence[ToolSpec] | None) -> list[Message]:
-    markers = list(_ROLE.finditer(text))
+def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: bool) -> list[Message]:
+    markers = _markers(text, other_names=other_names)
     if not markers:
         return [Message(role="user", content=text.strip())]
     if text[: markers[0].start()].strip():

@@ -373,3 +373,51 @@ def test_an_input_line_in_the_users_own_text_is_no_second_sample() -> None:
         '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>'
     )
     assert lower.error is None and lower.action == parsed.action, lower.error
+
+
+def _weather_call(city: str) -> str:
+    return f'<tool_call>\n{{"name": "get_weather", "arguments": {{"city": "{city}"}}}}\n</tool_call>'
+
+
+def test_human_and_ai_markers_are_the_user_and_the_assistant() -> None:
+    """A generator that wrote its INPUT as a Human:/AI: transcript (LangChain's, Anthropic's
+    Human/Assistant) had it read as one user message, markers, calls and results included."""
+    raw = (
+        f"INPUT:\nHuman: What's the weather in Porto?\nAI: {_weather_call('Porto')}\n"
+        'TOOL: <tool_response>{"temp": 20}</tool_response>\nAI: It is 20 °C in Porto.\n'
+        f"Human: And in Faro?\nOUTPUT: AI: {_weather_call('Faro')}\nHuman: Thanks!\nAI: You're welcome."
+    )
+    parsed = parse_expansion(raw)
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages] == [
+        ("user", "What's the weather in Porto?"),
+        ("assistant", ""),
+        ("tool", '{"temp": 20}'),
+        ("assistant", "It is 20 °C in Porto."),
+        ("user", "And in Faro?"),
+    ]
+    assert parsed.messages[1].tool_calls == [ToolCall(name="get_weather", arguments={"city": "Porto"})]
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Faro"})])
+    assert parsed.repairs == ["output_continued"]  # the thanks after the step are no part of it
+    anthropic = f"INPUT:\nHuman: Weather in Porto?\n\nAssistant: {_weather_call('Porto')}\n\nHuman: Faro?"
+    assert [m.role for m in parse_expansion(f"{anthropic}\nOUTPUT: {_weather_call('Faro')}").messages] == [
+        "user",
+        "assistant",
+        "user",
+    ]
+
+
+@pytest.mark.parametrize(
+    "user_text",
+    [
+        "Here is my glossary:\nAI: artificial intelligence\nML: machine learning\nWhich terms are missing?",
+        "USER: Is the AI: section of my notes right?",
+        "USER: My glossary:\nai: artificial intelligence\nAi: the same, capitalised",
+    ],
+)
+def test_ai_in_a_users_own_text_is_no_marker(user_text: str) -> None:
+    # An "AI:" mid-line, in another case, or in an INPUT that is no transcript is the user's text.
+    parsed = parse_expansion(f"INPUT: {user_text}\nOUTPUT: Which terms do you expect?")
+    assert parsed.error is None, parsed.error
+    assert [m.role for m in parsed.messages] == ["user"]
+    assert parsed.messages[0].content == user_text.removeprefix("USER: ")
