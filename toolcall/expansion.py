@@ -2,16 +2,17 @@
 
 ``INPUT:`` holds a conversation with role markers (``USER:``, ``ASSISTANT:``, ``TOOL:``; in an INPUT
 that opens with a marker, also ``Human:`` and ``AI:``, other transcripts' user and assistant; a bare
-text is one user turn), ``OUTPUT:`` the correct next step as ``<tool_call>`` blocks. Assistant turns of
-the input may carry their own call blocks; tool turns may be ``<tool_response>`` blocks (also in a
-``USER:`` turn or right after the calls, as Qwen's template writes them) or be marked with another
-format's name (``FUNCTION RESPONSE:``, ``OBSERVATION:``, ``TOOL RESULT:``). A reasoning
-trace before the answer is ignored, also one whose ``<think>`` the chat template wrote in the prompt
-(everything before the last ``</think>``), with any sample it drafted; a ``<think>`` never closed
-means no answer came, whatever it drafted. Anything that does not read gives ``error`` with the
-reason; the parser never raises. The seed's ``tools`` type the values of XML-argument calls
-(Qwen3-Coder's ``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``), in the OUTPUT and in the
-INPUT's turns. An ``ASSISTANT:`` marker or quotes around the OUTPUT are not part of it; the turns a
+text is one user turn) or is the chat API's list of messages (``[{"role": "user", "content": …}]``, read
+as the openai dataset format reads its ``messages``), ``OUTPUT:`` the correct next step as
+``<tool_call>`` blocks. Assistant turns of the input may carry their own call blocks; tool turns may be
+``<tool_response>`` blocks (also in a ``USER:`` turn or right after the calls, as Qwen's template writes
+them) or be marked with another format's name (``FUNCTION RESPONSE:``, ``OBSERVATION:``,
+``TOOL RESULT:``). A reasoning trace before the answer is ignored, also one whose ``<think>`` the chat
+template wrote in the prompt (everything before the last ``</think>``), with any sample it drafted; a
+``<think>`` never closed means no answer came, whatever it drafted. Anything that does not read gives
+``error`` with the reason; the parser never raises. The seed's ``tools`` type the values of XML-argument
+calls (Qwen3-Coder's ``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``), in the OUTPUT and in
+the INPUT's turns. An ``ASSISTANT:`` marker or quotes around the OUTPUT are not part of it; the turns a
 model goes on to write after its first step (``USER: Rome`` …) are not either (repair
 ``output_continued``), and an OUTPUT that starts with another role's turn is refused. A paragraph of
 commentary after a plain-text OUTPUT (``**Explanation:** …``, ``Note:``, ``This sample …``, a rule) is
@@ -25,6 +26,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolcall.formats.chat import chat_messages
+from toolcall.formats.common import json_or_value
 from toolcall.harmony import harmony_answer
 from toolcall.parsing import parse_output
 from toolcall.seed_prompts import strip_reasoning
@@ -48,6 +51,9 @@ _ROLE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _OTHER_NAMES = {"human": "user", "ai": "assistant"}
+# An INPUT written as the chat API's message list ([{"role": "user", "content": …}, …]), as JSON or
+# as a Python literal.
+_MESSAGE_LIST = re.compile(r"^\[\s*\{\s*[\"']role[\"']\s*:")
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 _PLACEHOLDER = re.compile(r"^\[?\s*(content|new conversation.*|correct tool calls.*)\s*\]?$", re.IGNORECASE)
 
@@ -219,6 +225,10 @@ def _unquoted_turn(content: str) -> str:
 
 
 def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: bool) -> list[Message]:
+    if _MESSAGE_LIST.match(text):
+        messages = _listed_messages(text, tools)
+        _check_results_answer_calls(messages)
+        return messages
     markers = _markers(text, other_names=other_names)
     if not markers:
         return [Message(role="user", content=text.strip())]
@@ -258,6 +268,15 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: b
         messages.extend(Message(role="tool", content=result) for result in results)
     _check_results_answer_calls(messages)
     return messages
+
+
+def _listed_messages(text: str, tools: Sequence[ToolSpec] | None) -> list[Message]:
+    """An INPUT written as a list of chat messages, read as the openai dataset reader reads a record's
+    ``messages`` (calls in ``tool_calls`` or in the content, tool results, the other exports' roles)."""
+    try:
+        return chat_messages(json_or_value(text, "the message list", python=True), tools or ())
+    except (ValueError, TypeError, KeyError, AttributeError) as error:  # what a record's reading raises
+        raise ValueError(f"the message list does not read: {error}") from error
 
 
 def _check_results_answer_calls(messages: list[Message]) -> None:

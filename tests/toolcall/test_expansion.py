@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -421,3 +423,54 @@ def test_ai_in_a_users_own_text_is_no_marker(user_text: str) -> None:
     assert parsed.error is None, parsed.error
     assert [m.role for m in parsed.messages] == ["user"]
     assert parsed.messages[0].content == user_text.removeprefix("USER: ")
+
+
+def test_an_input_written_as_the_chat_apis_message_list_is_read_as_its_messages() -> None:
+    """A generator that wrote its INPUT as OpenAI messages had the JSON text kept as one user message:
+    the sample would train on a user who types JSON, with the earlier call lost as context."""
+    listed = [
+        {"role": "user", "content": "What's the weather in Porto?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Porto"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 20}'},
+        {"role": "assistant", "content": "It is 20 °C in Porto."},
+        {"role": "user", "content": "And in Faro?"},
+    ]
+    for written in (json.dumps(listed), "```json\n" + json.dumps(listed, indent=2) + "\n```"):
+        parsed = parse_expansion(f"INPUT: {written}\nOUTPUT: {_weather_call('Faro')}")
+        assert parsed.error is None, parsed.error
+        assert [(m.role, m.content, m.name) for m in parsed.messages] == [
+            ("user", "What's the weather in Porto?", None),
+            ("assistant", "", None),
+            ("tool", '{"temp": 20}', "get_weather"),  # named by the call it answers, as the reader does
+            ("assistant", "It is 20 °C in Porto.", None),
+            ("user", "And in Faro?", None),
+        ]
+        assert parsed.messages[1].tool_calls == [ToolCall(name="get_weather", arguments={"city": "Porto"})]
+        assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Faro"})])
+    # A Python literal, as some models write it, reads too.
+    python_list = "[{'role': 'user', 'content': \"What's the weather in Faro?\"}]"
+    parsed = parse_expansion(f"INPUT: {python_list}\nOUTPUT: {_weather_call('Faro')}")
+    assert [(m.role, m.content) for m in parsed.messages] == [("user", "What's the weather in Faro?")]
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ('[{"role": "robot", "content": "hi"}]', "unknown message role 'robot'"),
+        ('[{"role": "user", "content": "hi"}, {"role": "tool", "content": "20"}]', "answers no call"),
+        ('[{"role": "user", "content": "hi"', "the message list does not read"),
+    ],
+)
+def test_a_message_list_that_does_not_read_is_refused_with_the_reason(written: str, why: str) -> None:
+    parsed = parse_expansion(f"INPUT: {written}\nOUTPUT: {_weather_call('Faro')}")
+    assert parsed.action is None and why in (parsed.error or ""), parsed.error

@@ -25,6 +25,7 @@ prompt that carries the tool list is read as the calling harness (:mod:`toolcall
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from toolcall.formats.assistant import add_call_turn, assistant_text, call_turn, merge_calls
@@ -46,6 +47,7 @@ from toolcall.formats.common import (
     with_time,
 )
 from toolcall.formats.harness import Harness
+from toolcall.specs import ToolSpec
 from toolcall.types import Message
 
 # Roles other exports give OpenAI-style messages, by the role they are here: glaive's parsed form and
@@ -65,7 +67,6 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     tools_value = json_or_value(record.get("tools", record.get("functions")), "tools", python=True)
     if tools_value is None:
         tools_value = _metadata_tools(record.get("metadata"))
-    harness = Harness()
     if "messages" not in record and "prompt" in record:
         raw_messages = _prompt_and_completion(record, notes)
     else:
@@ -75,14 +76,44 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     raw_messages = [*_system_field(record, raw_messages), *raw_messages, *_chosen_response(record, notes)]
     turns = _turns(raw_messages)
     # The tools first (a system prompt may list them): they type the values of XML-argument calls in
-    # the assistant's text. Each system prompt is read for its harness here; kept: what stays of it.
+    # the assistant's text.
+    harness = Harness()
+    kept_system = _system_prompts(turns, harness)
+    tools = harness.tools(tools_value, notes)
+    messages, untrained = _messages(turns, tools, kept_system, notes)
+    samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
+    # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.
+    return Conversion("openai", with_time(samples, conversation_time(record) or harness.time), notes)
+
+
+def chat_messages(raw_messages: list[Any], tools: Sequence[ToolSpec] = ()) -> list[Message]:
+    """A list of OpenAI-style messages as this project's, read as :func:`from_openai` reads a record's
+    (calls in ``tool_calls`` or in the text, tool results, Anthropic parts, other exports' roles; a
+    system prompt that only lists tools is no message). ``tools`` type the values of XML-argument
+    calls. Raises :class:`RecordError` on what does not read."""
+    turns = _turns(raw_messages)
+    messages, _ = _messages(turns, list(tools), _system_prompts(turns, Harness()), [])
+    return messages
+
+
+def _system_prompts(turns: list[tuple[str, dict[str, Any]]], harness: Harness) -> dict[str, str]:
+    """Each system turn's text to keep (by the turn's index), read for its harness."""
     kept_system: dict[str, str] = {}
     for index, raw in turns:
         role = str(raw.get("role"))
         if _ROLE_NAMES.get(role, role) == "system":
             text = text_of(raw.get("content"), [], f"message {index} (system)")[0]
             kept_system[index] = harness.system(text)
-    tools = harness.tools(tools_value, notes)
+    return kept_system
+
+
+def _messages(
+    turns: list[tuple[str, dict[str, Any]]],
+    tools: list[ToolSpec],
+    kept_system: dict[str, str],
+    notes: list[str],
+) -> tuple[list[Message], set[int]]:
+    """The turns as messages, and the positions of assistant turns not to train on (weight 0)."""
     names_by_call_id: dict[str, str] = {}
     messages: list[Message] = []
     untrained: set[int] = set()
@@ -126,9 +157,7 @@ def from_openai(record: dict[str, Any]) -> Conversion:
             if kept or kept == text:  # a system prompt that was only the harness is no message
                 messages.append(message(role, kept))
         previous_role = role
-    samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
-    # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.
-    return Conversion("openai", with_time(samples, conversation_time(record) or harness.time), notes)
+    return messages, untrained
 
 
 def _metadata_tools(metadata: Any) -> Any:
