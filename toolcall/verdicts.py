@@ -724,14 +724,16 @@ class _Reader:
             evidence = f"{raw_key}: {item}"[:120]
             if isinstance(item, dict):  # {"evaluation": {"verdict": ...}}
                 self._read_json(item, reading, depth + 1)
-            elif key in self.decision_keys and isinstance(item, str):
+            # A key that is the prompt's options ("CORRECT/INCORRECT") labels a decision as "verdict" does.
+            elif (key in self.decision_keys or self._options_label(f"{raw_key}:")) and isinstance(item, str):
+                label = self.decision_label(_plain(item))  # a value that repeats a label before its choice
                 if len(self.named_decisions(item)) > 1:
                     reading.listed.append(evidence)
                 elif self.forbidden is not None and (
                     _key(item) in _FORBIDDEN_KEYS or self.forbidden.search(item)
                 ):
                     reading.forbidden.append(evidence)
-                elif decision := self.token(_plain(item), opening=True):
+                elif decision := self.token(label.group("value") if label else _plain(item), opening=True):
                     reading.decisions.append((decision, evidence))
                 else:
                     for sentence in _sentences(_plain(_unquoted(item))):

@@ -6,7 +6,7 @@ GPT-4o-class and Mistral models: Figure 10 answers with Markdown, labels, tables
 analysis first, sentences, quoted injections; and hard negatives (truncated traces, the format echoed
 back, hedges, conditionals, contradictions, two decisions, the list of decisions restated, second
 thoughts, the project's verdict names, quotes only) that must be UNPARSEABLE.
-data/verifier_answers.jsonl does the same for the verifier (51 answers, PASS/FAIL words and the format
+data/verifier_answers.jsonl does the same for the verifier (52 answers, PASS/FAIL words and the format
 line echoed as a label among them).
 
 Fields: ``label_position`` (where the label was shown), ``expected`` (the verdict), ``decision`` (the

@@ -660,3 +660,21 @@ def test_options_as_a_label_decide_only_through_the_value_after_it() -> None:
     assert parse_verdict(f"[{options}]\nError Analysis: wrong city.", 1).verdict == "UNPARSEABLE"
     # A label whose head is no list of options alone is no options label ("CORRECT, INCORRECT:").
     assert read_verification("CORRECT, INCORRECT: INCORRECT\nReason: x.").passed is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "passed"),
+    [
+        ('{"CORRECT/INCORRECT": "INCORRECT", "Reason": "The amount should be 250, not 25."}', False),
+        ('{"verdict": "CORRECT/INCORRECT: CORRECT", "reason": "The amount is 250, as asked."}', True),
+        ('{"CORRECT/INCORRECT": "CORRECT/INCORRECT", "reason": "The amount is 250."}', None),
+    ],
+)
+def test_the_options_as_a_json_key_or_label_in_a_json_value_label_the_decision(
+    raw: str, passed: bool | None
+) -> None:
+    """The same echo in a JSON answer: the options as the key, or the label written into the value, gave
+    "no decision found"."""
+    parsed = read_verification(raw)
+    assert parsed.passed is passed, parsed.problem
+    assert "250" in parsed.reason
