@@ -82,11 +82,18 @@ def type_accepts(declared: Sequence[str], value: Any) -> bool:
 
 
 def json_equal(left: Any, right: Any) -> bool:
-    """Equality of decoded JSON values: 1 == 1.0, but True is not 1 and "1" is not 1."""
+    """Equality of decoded JSON values, at any depth: 1 == 1.0, but True is not 1 and "1" is not 1
+    (Python's own == says {"a": True} == {"a": 1})."""
     kinds = {json_type_of(left), json_type_of(right)}
     if kinds <= {"integer", "number"}:
         return bool(left == right)
-    return json_type_of(left) == json_type_of(right) and bool(left == right)
+    if len(kinds) > 1:
+        return False
+    if isinstance(left, dict):
+        return left.keys() == right.keys() and all(json_equal(left[key], right[key]) for key in left)
+    if isinstance(left, list | tuple):
+        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right, strict=True))
+    return bool(left == right)
 
 
 def enum_contains(enum: Sequence[Any], value: Any) -> bool:

@@ -162,5 +162,8 @@ def test_a_call_made_again_with_the_same_arguments_is_a_repeat() -> None:
     assert repeats[0].message == "call 3 repeats call 1: get_tickets with the same arguments"
     assert repeated_calls(Action(calls=[same, other])) == []  # parallel calls differ in their arguments
     assert repeated_calls(Action(text="Which status?")) == []
+    # true is not 1 at any depth: these are two calls, not one made twice.
+    flagged = [ToolCall(name="get_tickets", arguments={"filter": {"mine": v}}) for v in (True, 1)]
+    assert repeated_calls(Action(calls=flagged)) == []
     # Judging a label or a prediction is not refusing it: the schema rules leave repeats alone.
     assert all(v.code != "repeated_call" for v in validate_action(Action(calls=[same, same]), tools))
