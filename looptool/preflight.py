@@ -654,19 +654,21 @@ async def train_checks(settings: Settings) -> list[CheckResult]:
 
 
 async def eval_checks(settings: Settings, checkpoint: str) -> list[CheckResult]:
-    """What ``looptool eval`` needs: the model folder it names, or the broker to look the id up in."""
-    parts: list[Any] = []
-    if Path(checkpoint).is_dir():
+    """What ``looptool eval`` needs: the model folder it names (a served policy's endpoint instead, as
+    ``looptool doctor`` checks it), or the broker to look the id up in (not for a served policy's
+    initial model, asked for by name)."""
+    from looptool.cli.evaluate import served_initial_policy
+
+    served = settings.policy.backend == "openai"
+    parts: list[Any] = [check_policy_endpoint(settings.policy)]
+    folder = Path(checkpoint)
+    if folder.is_dir() and not served:  # a served checkpoint is loaded and rendered by its endpoint
         parts.append(
             _threaded(
-                check_model_folder,
-                "checkpoint",
-                Path(checkpoint),
-                "--checkpoint",
-                settings.policy.chat_template_kwargs,
+                check_model_folder, "checkpoint", folder, "--checkpoint", settings.policy.chat_template_kwargs
             )
         )
-    else:
+    elif not folder.is_dir() and served_initial_policy(checkpoint, settings) is None:
         parts.append(check_kafka(settings, topics=False))
     parts.append(_threaded(check_writable, "results", settings.eval.results_dir, "[eval] results_dir"))
     return await _gather(parts)

@@ -84,8 +84,9 @@ max_new_tokens = 512
 # chat_template_kwargs = { enable_thinking = false }
 # or gpt-oss's reasoning_effort = "low". A switch the template does not read is ignored.
 #
-# Or the probe decodes through a server of yours (backend = "openai"): it serves the initial policy as
-# `model` and each checkpoint under its checkpoint id, as the trainer publishes them, e.g.
+# Or the probe and the evaluation decode through a server of yours (backend = "openai"): it serves the
+# initial policy as `model` and each checkpoint under its checkpoint id, as the trainer publishes them
+# (`looptool eval --checkpoint CHECKPOINT_ID` asks it for that id), e.g.
 #
 #   python -m vllm.entrypoints.openai.api_server --model $policy --served-model-name initial-policy
 #   python -m vllm.entrypoints.openai.api_server --model CHECKPOINT_FOLDER --served-model-name CHECKPOINT_ID

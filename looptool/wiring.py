@@ -58,12 +58,26 @@ def endpoint_backend(
     )
 
 
-def policy_backend(settings: Settings) -> InferenceBackend:
-    """The policy's inference backend (``[policy]``), on its initial model."""
+def policy_backend(
+    settings: Settings,
+    *,
+    model_path: str | None = None,
+    model_id: str = "initial",
+    batch_size: int | None = None,
+) -> InferenceBackend:
+    """The policy's inference backend (``[policy]``): the probe's, the evaluate stage's and
+    ``looptool eval``'s, built one way.
+
+    A local backend loads ``model_path`` (default: the initial model, ``[policy] model_path``) as
+    ``model_id``; ``batch_size`` overrides ``[policy] batch_size`` (``looptool eval --batch-size``).
+    A served policy starts on ``[policy.endpoint] model`` whatever the folder: switch it to a checkpoint
+    with ``load`` (the endpoint serves each one under its id).
+    """
     from inference.factory import make_backend
 
     policy = settings.policy
-    path = str(policy.model_path) if policy.model_path else ""
+    if model_path is None:
+        model_path = str(policy.model_path) if policy.model_path else ""
     if policy.backend == "openai":
         assert policy.endpoint is not None  # the settings refuse "openai" without it
         return endpoint_backend(  # type: ignore[no-any-return]
@@ -74,8 +88,8 @@ def policy_backend(settings: Settings) -> InferenceBackend:
     if policy.backend == "vllm":
         return make_backend(  # type: ignore[no-any-return]
             "vllm",
-            model_path=path,
-            model_id="initial",
+            model_path=model_path,
+            model_id=model_id,
             gpu_memory_utilization=policy.gpu_memory_utilization,
             max_model_len=policy.max_model_len,
             enforce_eager=policy.enforce_eager,
@@ -89,9 +103,9 @@ def policy_backend(settings: Settings) -> InferenceBackend:
         torch.set_num_threads(policy.torch_threads)
     return make_backend(  # type: ignore[no-any-return]
         "transformers",
-        model_path=path,
-        model_id="initial",
-        batch_size=policy.batch_size,
+        model_path=model_path,
+        model_id=model_id,
+        batch_size=batch_size or policy.batch_size,
         chat_template_kwargs=policy.chat_template_kwargs,
     )
 

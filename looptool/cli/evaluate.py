@@ -38,8 +38,28 @@ class ResolvedCheckpoint:
     step: int | None = None
 
 
+def served_initial_policy(reference: str, settings: Settings) -> ResolvedCheckpoint | None:
+    """With a served policy (``[policy] backend = "openai"``): the initial policy when ``reference`` is
+    the endpoint's ``model`` or the ``[policy] model_path`` folder, asked for by that ``model`` as the
+    probe asks for it before the first checkpoint; None otherwise."""
+    policy = settings.policy
+    if policy.backend != "openai" or policy.endpoint is None:
+        return None
+    initial_folder = Path(policy.model_path).resolve() if policy.model_path else None
+    path = Path(reference)
+    if reference == policy.endpoint.model or (path.is_dir() and path.resolve() == initial_folder):
+        return ResolvedCheckpoint(
+            checkpoint_id=policy.endpoint.model, uri=str(initial_folder or policy.endpoint.model)
+        )
+    return None
+
+
 async def resolve_checkpoint(reference: str, settings: Settings) -> ResolvedCheckpoint:
-    """A model folder as it is; otherwise the run's CheckpointPublished with that checkpoint id."""
+    """A model folder as it is; otherwise the run's CheckpointPublished with that checkpoint id (a
+    served policy's initial model: :func:`served_initial_policy`)."""
+    initial = served_initial_policy(reference, settings)
+    if initial is not None:
+        return initial
     path = Path(reference)
     if path.is_dir():
         return ResolvedCheckpoint(checkpoint_id=path.resolve().name, uri=str(path.resolve()))
@@ -88,38 +108,31 @@ async def run_eval_command(
     batch_size: int | None = None,
     console: Console | None = None,
 ) -> EvalRun:
-    """Resolve, load, evaluate, print and write; returns the evaluation."""
-    from inference.factory import make_backend
+    """Resolve, load, evaluate, print and write; returns the evaluation.
+
+    The policy's backend is built as the probe's and the evaluate stage's
+    (:func:`looptool.wiring.policy_backend`, all of ``[policy]``): a local backend loads the
+    checkpoint's folder; a served policy (``backend = "openai"``) is asked for the checkpoint by its
+    id, as the probe asks for it (the endpoint serves each checkpoint under its id).
+    """
+    from looptool.wiring import policy_backend
 
     console = console or Console()
     chosen = parse_categories(categories if categories is not None else settings.eval.categories)
     items = load_suite(chosen, limit if limit is not None else settings.eval.limit)
     resolved = await resolve_checkpoint(checkpoint, settings)
-    policy = settings.policy
-    size = batch_size or settings.eval.batch_size or policy.batch_size
-    if policy.backend == "vllm":
-        backend = make_backend(
-            "vllm",
-            model_path=resolved.uri,
-            model_id=resolved.checkpoint_id,
-            gpu_memory_utilization=policy.gpu_memory_utilization,
-            max_model_len=policy.max_model_len,
-            chat_template_kwargs=policy.chat_template_kwargs,
-        )
-    else:
-        backend = make_backend(
-            "transformers",
-            model_path=resolved.uri,
-            model_id=resolved.checkpoint_id,
-            batch_size=size,
-            chat_template_kwargs=policy.chat_template_kwargs,
-        )
+    size = batch_size or settings.eval.batch_size or settings.policy.batch_size
+    backend = policy_backend(
+        settings, model_path=resolved.uri, model_id=resolved.checkpoint_id, batch_size=size
+    )
     console.print(
         f"evaluating [bold]{resolved.checkpoint_id}[/] ({resolved.uri}) on {len(items)} BFCL items "
         f"from {len(chosen)} categories"
     )
     heldout = load_heldout(settings.eval.heldout_path) if settings.eval.heldout_path else None
     try:
+        if backend.model_id != resolved.checkpoint_id:  # a served policy: switch to the checkpoint
+            await backend.load(resolved.uri, resolved.checkpoint_id)
         run = await evaluate(
             backend,
             items,
@@ -196,6 +209,7 @@ def eval_command(
 ) -> None:
     """Evaluate a policy on BFCL v4's single-turn categories with bfcl-eval's own data and AST checker."""
     from evaluation.suite import SuiteError
+    from inference.base import InferenceError
     from looptool.cli.setup import preflight_or_exit
     from looptool.preflight import eval_checks
 
@@ -214,5 +228,6 @@ def eval_command(
                 console=console,
             )
         )
-    except (CheckpointNotFoundError, SuiteError, ValueError) as error:
+    except (CheckpointNotFoundError, SuiteError, ValueError, InferenceError) as error:
+        # InferenceError: the policy's endpoint does not serve the checkpoint (or cannot be asked).
         raise typer.BadParameter(str(error)) from error

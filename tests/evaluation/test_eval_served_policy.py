@@ -1,0 +1,196 @@
+"""``looptool eval`` with a served policy (``[policy] backend = "openai"``): it decodes through the
+policy's endpoint, asking for the checkpoint by the name the endpoint serves it under, as the probe
+does, with the ``[policy]`` settings the probe's requests carry."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from rich.console import Console
+
+from inference.base import InferenceError
+from looptool.cli.evaluate import run_eval_command
+from looptool.config import Settings
+from tests.http_server import serve_app
+
+THINKING_OFF = {"enable_thinking": False}
+
+
+@dataclass
+class PolicyServer:
+    """A policy endpoint serving the initial policy and one checkpoint under its id; records requests."""
+
+    served: tuple[str, ...] = ("initial-policy", "ckpt-r1")
+    answer: str = "None of these functions fits the question."
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+
+    async def models(self, _request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": name} for name in self.served]})
+
+    async def chat(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        self.payloads.append(payload)
+        message = {"role": "assistant", "content": self.answer}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return web.json_response({"id": "x", "object": "chat.completion", "choices": [choice]})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        return app
+
+
+def served_settings(port: int, tmp_path: Path, heldout: Path | None = None, **policy: Any) -> Settings:
+    return Settings.model_validate(
+        {
+            "run_id": "served-eval",
+            "policy": {
+                "backend": "openai",
+                "chat_template_kwargs": THINKING_OFF,
+                "endpoint": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "initial-policy"},
+                **policy,
+            },
+            "eval": {"results_dir": str(tmp_path / "results"), "heldout_path": heldout},
+        }
+    )
+
+
+async def test_eval_of_a_served_policy_decodes_through_its_endpoint_by_checkpoint_id(tmp_path: Path) -> None:
+    server = PolicyServer()
+    # The trainer's checkpoint folder, named as its id: the endpoint serves it; nothing loads it here.
+    checkpoint = tmp_path / "ckpt-r1"
+    checkpoint.mkdir()
+    async with serve_app(server.app()) as port:
+        settings = served_settings(port, tmp_path)
+        console = Console(record=True, width=200)
+        run = await run_eval_command(
+            settings, str(checkpoint), categories="irrelevance", limit=2, console=console
+        )
+        assert [r.correct for r in run.results] == [True, True]  # no call made: right on irrelevance
+        assert [p["model"] for p in server.payloads] == ["ckpt-r1", "ckpt-r1"]
+        assert all(p["chat_template_kwargs"] == THINKING_OFF for p in server.payloads)
+
+        # The initial policy by the name the endpoint serves it under, as the probe asks for it first,
+        # or by its folder ([policy] model_path, which the trainer starts from).
+        initial_folder = tmp_path / "base-model"
+        initial_folder.mkdir()
+        with_folder = served_settings(port, tmp_path, model_path=str(initial_folder))
+        server.payloads.clear()
+        for reference in ("initial-policy", str(initial_folder)):
+            await run_eval_command(with_folder, reference, categories="irrelevance", limit=1, console=console)
+        assert [p["model"] for p in server.payloads] == ["initial-policy", "initial-policy"]
+
+        # A checkpoint the endpoint does not serve: refused by name, nothing decoded.
+        server.payloads.clear()
+        missing = tmp_path / "ckpt-r9"
+        missing.mkdir()
+        with pytest.raises(InferenceError, match="does not serve 'ckpt-r9'"):
+            await run_eval_command(settings, str(missing), categories="irrelevance", limit=1, console=console)
+        assert server.payloads == []
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather of a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+WEATHER_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+
+
+async def test_eval_reads_a_served_policys_outputs_from_inside_the_trace_its_template_opens(
+    tmp_path: Path,
+) -> None:
+    """``[policy] template_opens_trace``: an output that never closes the trace the template opened is
+    a trace cut off, its drafted call no answer; held-out ToolMatch must not count it as the label."""
+    heldout = tmp_path / "heldout.jsonl"
+    record = {
+        "tools": [WEATHER_TOOL],
+        "messages": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]},
+        ],
+    }
+    heldout.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    checkpoint = tmp_path / "ckpt-r1"
+    checkpoint.mkdir()
+    server = PolicyServer(answer=WEATHER_CALL)
+    scores = {}
+    async with serve_app(server.app()) as port:
+        for opens_trace in (False, True):
+            settings = served_settings(port, tmp_path, heldout, template_opens_trace=opens_trace)
+            console = Console(record=True, width=200)
+            await run_eval_command(
+                settings, str(checkpoint), categories="irrelevance", limit=1, console=console
+            )
+            scores[opens_trace] = console.export_text()
+    assert "held-out ToolMatch (heldout.jsonl" in scores[False] and "1/1 = 100.00%" in scores[False]
+    assert "0/1 = 0.00%" in scores[True]
+
+
+class Built(Exception):
+    """Stands in for the engine: the test stops at the backend's construction."""
+
+
+async def test_eval_builds_a_local_vllm_policy_with_all_of_its_policy_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``looptool eval`` on ``backend = "vllm"`` dropped ``enforce_eager``: a policy that needs eager
+    mode (no CUDA-graph capture) was evaluated in an engine configured unlike the probe's."""
+    options: dict[str, Any] = {}
+
+    def make_backend(kind: str, **given: Any) -> Any:
+        options.update(given, kind=kind)
+        raise Built
+
+    monkeypatch.setattr("inference.factory.make_backend", make_backend)
+    settings = Settings.model_validate(
+        {
+            "run_id": "vllm-eval",
+            "policy": {
+                "backend": "vllm",
+                "enforce_eager": True,
+                "gpu_memory_utilization": 0.5,
+                "max_model_len": 2048,
+                "chat_template_kwargs": THINKING_OFF,
+            },
+            "eval": {"results_dir": str(tmp_path / "results")},
+        }
+    )
+    checkpoint = tmp_path / "ckpt-r1"
+    checkpoint.mkdir()
+    with pytest.raises(Built):
+        await run_eval_command(settings, str(checkpoint), categories="irrelevance", limit=1)
+    assert options == {
+        "kind": "vllm",
+        "model_path": str(checkpoint.resolve()),
+        "model_id": "ckpt-r1",
+        "gpu_memory_utilization": 0.5,
+        "max_model_len": 2048,
+        "enforce_eager": True,
+        "chat_template_kwargs": THINKING_OFF,
+    }
+
+
+async def test_evals_preflight_checks_a_served_policys_endpoint_as_doctor_does(tmp_path: Path) -> None:
+    """The endpoint eval decodes through is checked before the suite loads (not a local folder, nor a
+    broker to look the endpoint's own model up in)."""
+    from looptool.preflight import eval_checks
+
+    checkpoint = tmp_path / "ckpt-r1"
+    checkpoint.mkdir()  # no model files: the endpoint serves the checkpoint, nothing here loads it
+    async with serve_app(PolicyServer().app()) as port:
+        settings = served_settings(port, tmp_path)
+        for reference in (str(checkpoint), "initial-policy"):
+            results = await eval_checks(settings, reference)
+            assert [(r.name, r.ok) for r in results] == [("policy endpoint", True), ("results", True)]
+    down = await eval_checks(served_settings(9, tmp_path), "initial-policy")  # nothing listens on port 9
+    assert [(r.name, r.ok) for r in down] == [("policy endpoint", False), ("results", True)]
