@@ -35,6 +35,7 @@ from schemas.events import (
     derived_event_id,
     make_event,
 )
+from streams.probe import switch_policy
 from streams.registry import StageClients, StageSettings, register
 from streams.stage import Stage
 from toolcall.prompts import DEFAULT_CURRENT_TIME
@@ -192,7 +193,7 @@ class EvaluateStage(Stage):
     async def _use(self, checkpoint: CheckpointPublished) -> None:
         if self._loaded != checkpoint.new_checkpoint_id:
             log.info("evaluate.load_checkpoint", checkpoint=checkpoint.new_checkpoint_id, uri=checkpoint.uri)
-            await self.backend.load(checkpoint.uri, checkpoint.new_checkpoint_id)
+            await switch_policy(self.backend, checkpoint)
             self._loaded = checkpoint.new_checkpoint_id
 
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:

@@ -41,6 +41,22 @@ log = get_logger(__name__)
 ProbeMode = Literal["final", "latest", "promoted"]
 
 
+async def switch_policy(backend: InferenceBackend, checkpoint: CheckpointPublished) -> None:
+    """Switch the policy's backend to ``checkpoint`` (the probe's and the evaluate stage's way).
+
+    A failure is never the input's fault: an endpoint that does not serve the checkpoint yet, a folder
+    not visible yet on shared storage, or one deleted or cut short. Dead-lettering the input would
+    lose it (the probe's round would close with no probes; the evaluate stage's checkpoint would never
+    reach the promotion gate); so the stage pauses and asks again, naming the checkpoint, until it loads.
+    """
+    try:
+        await backend.load(checkpoint.uri, checkpoint.new_checkpoint_id)
+    except InferenceError as error:
+        raise TransientError(
+            f"the policy cannot switch to checkpoint {checkpoint.new_checkpoint_id}: {error}"
+        ) from error
+
+
 class CheckpointWatcher(LogFollower):
     """Follows the checkpoints topic from offset 0; answers "which checkpoint probes round j".
 
@@ -251,16 +267,7 @@ class ProbeStage(Stage):
                 checkpoint=checkpoint.payload.new_checkpoint_id,
                 uri=checkpoint.payload.uri,
             )
-            try:
-                await self.backend.load(checkpoint.payload.uri, checkpoint.payload.new_checkpoint_id)
-            except InferenceError as error:
-                # Never the members' fault: an endpoint that does not serve the checkpoint yet, a
-                # folder not visible yet on shared storage, or one deleted or cut short. Dead-lettering
-                # the members would leave the round with no probes and the curator would close it as
-                # if nothing failed; so pause and ask again, naming the checkpoint, until it loads.
-                raise TransientError(
-                    f"the policy cannot switch to checkpoint {checkpoint.payload.new_checkpoint_id}: {error}"
-                ) from error
+            await switch_policy(self.backend, checkpoint.payload)
             self._loaded = checkpoint.payload.new_checkpoint_id
 
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:

@@ -194,3 +194,37 @@ async def test_evals_preflight_checks_a_served_policys_endpoint_as_doctor_does(t
             assert [(r.name, r.ok) for r in results] == [("policy endpoint", True), ("results", True)]
     down = await eval_checks(served_settings(9, tmp_path), "initial-policy")  # nothing listens on port 9
     assert [(r.name, r.ok) for r in down] == [("policy endpoint", False), ("results", True)]
+
+
+async def test_the_evaluate_stage_waits_for_its_endpoint_to_serve_a_checkpoint(tmp_path: Path) -> None:
+    """A served policy's endpoint lists a checkpoint some time after the trainer publishes it (a server
+    restarted on it, a router catching up): the evaluate stage dead-lettered the CheckpointPublished,
+    so that checkpoint was never evaluated and never reached the promotion gate."""
+    from looptool.wiring import policy_backend
+    from schemas.events import CheckpointEvaluated, CheckpointPublished, Producer, make_event
+    from streams.evaluate import EvalPolicy, EvaluateStage
+    from streams.stage import TransientError
+
+    server = PolicyServer(served=("initial-policy",))
+    published = make_event(
+        CheckpointPublished(
+            new_checkpoint_id="ckpt-r1", round=1, step=8, final=True, uri="/unused", backend="cpu"
+        ),
+        run_id="served-eval",
+        producer=Producer(stage="test", version="0"),
+    )
+    async with serve_app(server.app()) as port:
+        backend = policy_backend(served_settings(port, tmp_path))
+        policy = EvalPolicy(categories=("irrelevance",), limit=1, results_dir=tmp_path / "eval")
+        stage = EvaluateStage("served-eval", backend, policy)
+        try:
+            with pytest.raises(TransientError, match="ckpt-r1"):
+                await stage.process([published])
+            assert server.payloads == []
+            server.served = ("initial-policy", "ckpt-r1")  # the endpoint serves it now
+            [evaluated] = await stage.process([published])
+        finally:
+            await backend.close()
+    assert isinstance(evaluated.payload, CheckpointEvaluated)
+    assert evaluated.payload.checkpoint_id == "ckpt-r1" and evaluated.payload.total == {"irrelevance": 1}
+    assert [p["model"] for p in server.payloads] == ["ckpt-r1"]
