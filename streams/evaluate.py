@@ -26,7 +26,7 @@ from evaluation.heldout import HeldoutScore, HeldoutSet, heldout_toolmatch, load
 from evaluation.reading import DEFAULT_OUTPUT_READING, OutputReading
 from evaluation.runner import EvalRun, evaluate, write_results
 from evaluation.suite import SUITE_NAME, load_suite, parse_categories, suite_version
-from inference.base import InferenceBackend
+from inference.base import InferenceBackend, InferenceError
 from schemas.events import (
     CheckpointEvaluated,
     CheckpointPublished,
@@ -37,7 +37,7 @@ from schemas.events import (
 )
 from streams.probe import switch_policy
 from streams.registry import StageClients, StageSettings, register
-from streams.stage import Stage
+from streams.stage import Stage, backend_failure
 from toolcall.prompts import DEFAULT_CURRENT_TIME
 
 log = get_logger(__name__)
@@ -196,6 +196,30 @@ class EvaluateStage(Stage):
             await switch_policy(self.backend, checkpoint)
             self._loaded = checkpoint.new_checkpoint_id
 
+    async def _evaluate(self) -> tuple[EvalRun, tuple[HeldoutScore, str] | None]:
+        """BFCL and the held-out set on the loaded checkpoint."""
+        run = await evaluate(
+            self.backend,
+            self._items,
+            max_tokens=self.policy.max_new_tokens,
+            batch_size=self.policy.batch_size,
+            current_time=self.policy.current_time,
+            limit=self.policy.limit,
+            show_progress=False,
+            max_steps=self.policy.max_steps,
+            reading=self.policy.reading,
+        )
+        if self._heldout is None:
+            return run, None
+        score = await heldout_toolmatch(
+            self.backend,
+            self._heldout.samples,
+            max_tokens=self.policy.max_new_tokens,
+            batch_size=self.policy.batch_size,
+            current_time=self.policy.current_time,
+        )
+        return run, (score, self._heldout.source)
+
     async def handle(self, events: Sequence[Event[Any]]) -> list[Event[Any]]:
         outputs: list[Event[Any]] = []
         for event in events:
@@ -204,27 +228,10 @@ class EvaluateStage(Stage):
                 log.info("evaluate.skip", checkpoint=checkpoint.new_checkpoint_id, step=checkpoint.step)
                 continue
             await self._use(checkpoint)
-            run = await evaluate(
-                self.backend,
-                self._items,
-                max_tokens=self.policy.max_new_tokens,
-                batch_size=self.policy.batch_size,
-                current_time=self.policy.current_time,
-                limit=self.policy.limit,
-                show_progress=False,
-                max_steps=self.policy.max_steps,
-                reading=self.policy.reading,
-            )
-            heldout = None
-            if self._heldout is not None:
-                score = await heldout_toolmatch(
-                    self.backend,
-                    self._heldout.samples,
-                    max_tokens=self.policy.max_new_tokens,
-                    batch_size=self.policy.batch_size,
-                    current_time=self.policy.current_time,
-                )
-                heldout = (score, self._heldout.source)
+            try:
+                run, heldout = await self._evaluate()
+            except InferenceError as error:  # a served policy's outage pauses; one refused prompt does not
+                raise backend_failure(error, "the policy") from error
             results_uri = None
             if self.policy.results_dir is not None:
                 stem = _UNSAFE_FILE_CHARS.sub("_", checkpoint.new_checkpoint_id)

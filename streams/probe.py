@@ -29,7 +29,7 @@ from schemas.events import (
     make_event,
 )
 from streams.registry import EventLog, StageClients, StageSettings, register
-from streams.stage import LogFollower, PublishedIds, Stage, TransientError
+from streams.stage import LogFollower, PublishedIds, Stage, TransientError, backend_failure
 from toolcall.match import counts_as_match, tool_match
 from toolcall.parsing import parse_output
 from toolcall.perplexity import perplexity
@@ -292,9 +292,12 @@ class ProbeStage(Stage):
                 )
                 for m in members
             ]
-            generations = await self.backend.generate(
-                chats, SamplingConfig(greedy=True, max_tokens=self.max_new_tokens)
-            )
+            try:
+                generations = await self.backend.generate(
+                    chats, SamplingConfig(greedy=True, max_tokens=self.max_new_tokens)
+                )
+            except InferenceError as error:  # a served policy's outage pauses; one refused prompt does not
+                raise backend_failure(error, "the policy") from error
             for member, (generation, *_) in zip(members, generations, strict=True):
                 outputs.append(
                     probe_result(

@@ -36,7 +36,7 @@ from common.logs import get_logger
 from common.seeding import seeded_rng
 from inference.base import Chat, Generation, InferenceBackend, InferenceError, SamplingConfig
 from schemas.events import DeadLetter, Event, Producer, Scenario, derived_event_id, make_event
-from streams.stage import TransientError
+from streams.stage import TransientError, backend_failure
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, Sample
 
@@ -286,11 +286,7 @@ class LLMRole(ABC, Generic[CaseT]):
         try:
             [options] = await self.backend.generate([chat], sampling)
         except InferenceError as error:
-            if error.input_fault:  # this input (e.g. a prompt too long for the context), not the endpoint
-                raise ValueError(f"{self.role} endpoint rejected this input: {error}") from error
-            raise TransientError(
-                f"{self.role} endpoint unavailable: {error}", retry_after_s=error.retry_after_s
-            ) from error
+            raise backend_failure(error, f"{self.role} endpoint") from error
         return options[0]
 
     def _answer(self, generation: Generation, max_tokens: int, budget_retried: bool) -> Answer:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from common.logs import get_logger
+from inference.base import InferenceError
 from schemas.codec import default_codec
 from schemas.events import (
     MAX_EVENT_BYTES,
@@ -49,6 +50,15 @@ class TransientError(RuntimeError):
     def __init__(self, message: str, *, retry_after_s: float | None = None):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+def backend_failure(error: InferenceError, what: str) -> Exception:
+    """What a stage raises for its backend's failure: ValueError when the input is at fault (a prompt
+    the endpoint or the context refuses: the stage dead-letters that input), else TransientError (an
+    outage, auth, config: the batch waits, as nothing in it is to blame). ``what``: who failed."""
+    if error.input_fault:
+        return ValueError(f"{what} rejected this input: {error}")
+    return TransientError(f"{what} unavailable: {error}", retry_after_s=error.retry_after_s)
 
 
 class UnpublishableOutput(ValueError):

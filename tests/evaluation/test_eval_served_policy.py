@@ -16,6 +16,7 @@ from rich.console import Console
 from inference.base import InferenceError
 from looptool.cli.evaluate import run_eval_command
 from looptool.config import Settings
+from looptool.wiring import policy_backend
 from tests.http_server import serve_app
 
 THINKING_OFF = {"enable_thinking": False}
@@ -27,6 +28,7 @@ class PolicyServer:
 
     served: tuple[str, ...] = ("initial-policy", "ckpt-r1")
     answer: str = "None of these functions fits the question."
+    down: bool = False  # answer 503, as an overloaded or restarting server does
     payloads: list[dict[str, Any]] = field(default_factory=list)
 
     async def models(self, _request: web.Request) -> web.Response:
@@ -34,6 +36,8 @@ class PolicyServer:
 
     async def chat(self, request: web.Request) -> web.Response:
         payload = await request.json()
+        if self.down:
+            return web.json_response({"error": {"message": "overloaded"}}, status=503)
         self.payloads.append(payload)
         message = {"role": "assistant", "content": self.answer}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
@@ -46,14 +50,20 @@ class PolicyServer:
         return app
 
 
-def served_settings(port: int, tmp_path: Path, heldout: Path | None = None, **policy: Any) -> Settings:
+def served_settings(
+    port: int, tmp_path: Path, heldout: Path | None = None, retries: int = 4, **policy: Any
+) -> Settings:
     return Settings.model_validate(
         {
             "run_id": "served-eval",
             "policy": {
                 "backend": "openai",
                 "chat_template_kwargs": THINKING_OFF,
-                "endpoint": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "initial-policy"},
+                "endpoint": {
+                    "base_url": f"http://127.0.0.1:{port}/v1",
+                    "model": "initial-policy",
+                    "max_retries": retries,
+                },
                 **policy,
             },
             "eval": {"results_dir": str(tmp_path / "results"), "heldout_path": heldout},
@@ -228,3 +238,64 @@ async def test_the_evaluate_stage_waits_for_its_endpoint_to_serve_a_checkpoint(t
     assert isinstance(evaluated.payload, CheckpointEvaluated)
     assert evaluated.payload.checkpoint_id == "ckpt-r1" and evaluated.payload.total == {"irrelevance": 1}
     assert [p["model"] for p in server.payloads] == ["ckpt-r1"]
+
+
+def published_checkpoint(checkpoint_id: str = "ckpt-r1", round_: int = 1) -> Any:
+    from schemas.events import CheckpointPublished, Producer, make_event
+
+    return make_event(
+        CheckpointPublished(
+            new_checkpoint_id=checkpoint_id, round=round_, step=8, final=True, uri="/unused", backend="cpu"
+        ),
+        run_id="served-eval",
+        producer=Producer(stage="test", version="0"),
+    )
+
+
+async def test_an_outage_of_the_policy_endpoint_pauses_the_evaluate_stage(tmp_path: Path) -> None:
+    """A served policy's endpoint answering 503 past its retries dead-lettered the checkpoint being
+    evaluated: it was never evaluated nor gated, though nothing was wrong with it."""
+    from schemas.events import CheckpointEvaluated
+    from streams.evaluate import EvalPolicy, EvaluateStage
+    from streams.stage import TransientError
+
+    server = PolicyServer(down=True)
+    async with serve_app(server.app()) as port:
+        backend = policy_backend(served_settings(port, tmp_path, retries=0))
+        stage = EvaluateStage("served-eval", backend, EvalPolicy(categories=("irrelevance",), limit=1))
+        try:
+            with pytest.raises(TransientError, match=r"the policy unavailable: .*HTTP 503"):
+                await stage.process([published_checkpoint()])
+            server.down = False
+            [evaluated] = await stage.process([published_checkpoint()])
+        finally:
+            await backend.close()
+    assert isinstance(evaluated.payload, CheckpointEvaluated) and evaluated.payload.total == {
+        "irrelevance": 1
+    }
+
+
+async def test_an_outage_of_the_policy_endpoint_pauses_the_probe_and_loses_no_member(tmp_path: Path) -> None:
+    """The probe's members were dead-lettered, every one, while the served policy's endpoint was down:
+    the round closed with no probes of them."""
+    from schemas.events import ProbeResult
+    from streams.probe import CheckpointWatcher, ProbeStage
+    from streams.stage import TransientError
+    from tests.trainer import toy
+
+    server = PolicyServer(answer=WEATHER_CALL, down=True)
+    members = toy.round_events("served-eval", toy.CITIES[:3])[:-1]
+    async with serve_app(server.app()) as port:
+        backend = policy_backend(served_settings(port, tmp_path, retries=0))
+        watcher = CheckpointWatcher(None, "served-eval")
+        stage = ProbeStage("served-eval", backend, watcher, mode="final", max_new_tokens=8)
+        await watcher.publish(published_checkpoint())
+        try:
+            with pytest.raises(TransientError, match=r"the policy unavailable: .*HTTP 503"):
+                await stage.process(members)
+            server.down = False
+            outputs = await stage.process(members)
+        finally:
+            await backend.close()
+    assert [type(event.payload) for event in outputs] == [ProbeResult] * len(members)
+    assert {p["model"] for p in server.payloads} == {"ckpt-r1"}
