@@ -333,23 +333,29 @@ async def check_policy_endpoint(policy: PolicySettings) -> list[CheckResult]:
     ]
 
 
-def check_policy(policy: PolicySettings) -> CheckResult:
-    """The policy's initial model folder loads; the vLLM backend is installed when chosen.
+def check_policy(policy: PolicySettings, checkpoint: Path | None = None) -> CheckResult:
+    """The policy's initial model folder (or ``looptool eval``'s ``checkpoint`` folder) loads; the vLLM
+    backend is installed when chosen.
 
-    The folder is checked whatever the backend: the trainer trains from it (with ``backend =
+    The initial folder is checked whatever the backend: the trainer trains from it (with ``backend =
     "openai"`` the probe decodes through the endpoint, :func:`check_policy_endpoint`)."""
-    result = check_model_folder("policy", policy.model_path, template_kwargs=policy.chat_template_kwargs)
+    if checkpoint is None:
+        name = "policy"
+        result = check_model_folder(name, policy.model_path, template_kwargs=policy.chat_template_kwargs)
+    else:
+        name = "checkpoint"
+        result = check_model_folder(name, checkpoint, "--checkpoint", policy.chat_template_kwargs)
     if result.ok and policy.backend == "vllm":
         import importlib.util
 
         if importlib.util.find_spec("vllm") is None:
             return _failed(
-                "policy",
+                name,
                 'backend = "vllm" but vLLM is not installed in this environment',
                 "install it (scripts/install.sh --extra gpu, on a GPU machine) or set [policy] backend = "
                 '"transformers"',
             )
-        return _ok("policy", f"{result.detail} (vllm backend)")
+        return _ok(name, f"{result.detail} (vllm backend)")
     return result
 
 
@@ -663,11 +669,7 @@ async def eval_checks(settings: Settings, checkpoint: str) -> list[CheckResult]:
     parts: list[Any] = [check_policy_endpoint(settings.policy)]
     folder = Path(checkpoint)
     if folder.is_dir() and not served:  # a served checkpoint is loaded and rendered by its endpoint
-        parts.append(
-            _threaded(
-                check_model_folder, "checkpoint", folder, "--checkpoint", settings.policy.chat_template_kwargs
-            )
-        )
+        parts.append(_threaded(check_policy, settings.policy, folder))
     elif not folder.is_dir() and served_initial_policy(checkpoint, settings) is None:
         parts.append(check_kafka(settings, topics=False))
     parts.append(_threaded(check_writable, "results", settings.eval.results_dir, "[eval] results_dir"))

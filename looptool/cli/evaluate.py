@@ -209,7 +209,6 @@ def eval_command(
 ) -> None:
     """Evaluate a policy on BFCL v4's single-turn categories with bfcl-eval's own data and AST checker."""
     from evaluation.suite import SuiteError
-    from inference.base import InferenceError
     from looptool.cli.setup import preflight_or_exit
     from looptool.preflight import eval_checks
 
@@ -228,6 +227,5 @@ def eval_command(
                 console=console,
             )
         )
-    except (CheckpointNotFoundError, SuiteError, ValueError, InferenceError) as error:
-        # InferenceError: the policy's endpoint does not serve the checkpoint (or cannot be asked).
+    except (CheckpointNotFoundError, SuiteError, ValueError) as error:
         raise typer.BadParameter(str(error)) from error

@@ -1,6 +1,8 @@
-"""``looptool eval`` with a served policy (``[policy] backend = "openai"``): it decodes through the
-policy's endpoint, asking for the checkpoint by the name the endpoint serves it under, as the probe
-does, with the ``[policy]`` settings the probe's requests carry."""
+"""``looptool eval`` with the policy's backend as the probe builds it: a served policy (``[policy]
+backend = "openai"``) is decoded through its endpoint, asked for the checkpoint by the name the endpoint
+serves it under, with the ``[policy]`` settings the probe's requests carry; a local vLLM policy gets
+every vLLM setting; eval's preflight checks what doctor checks. And the probe and the evaluate stage
+pause, losing nothing, while the policy's endpoint is down or does not serve the checkpoint yet."""
 
 from __future__ import annotations
 
@@ -299,3 +301,25 @@ async def test_an_outage_of_the_policy_endpoint_pauses_the_probe_and_loses_no_me
             await backend.close()
     assert [type(event.payload) for event in outputs] == [ProbeResult] * len(members)
     assert {p["model"] for p in server.payloads} == {"ckpt-r1"}
+
+
+async def test_evals_preflight_refuses_a_vllm_policy_without_vllm_as_doctor_does(
+    tiny_policy_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``looptool eval`` on ``backend = "vllm"`` checked the checkpoint folder only: without vLLM
+    installed it passed its preflight, loaded the suite and then failed "No module named 'vllm'",
+    where doctor names the fix."""
+    import importlib.util
+
+    from looptool.preflight import eval_checks
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "vllm" else find_spec(name, *rest)
+    )
+    settings = Settings.model_validate(
+        {"run_id": "vllm-eval", "policy": {"backend": "vllm"}, "eval": {"results_dir": str(tmp_path)}}
+    )
+    [checkpoint, results] = await eval_checks(settings, str(tiny_policy_path))
+    assert (checkpoint.name, checkpoint.ok) == ("checkpoint", False) and results.ok
+    assert "vLLM is not installed" in checkpoint.detail
