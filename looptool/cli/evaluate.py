@@ -122,6 +122,8 @@ async def run_eval_command(
     items = load_suite(chosen, limit if limit is not None else settings.eval.limit)
     resolved = await resolve_checkpoint(checkpoint, settings)
     size = batch_size or settings.eval.batch_size or settings.policy.batch_size
+    # Before the backend: a held-out file that does not load stops eval before a model loads.
+    heldout = load_heldout(settings.eval.heldout_path) if settings.eval.heldout_path else None
     backend = policy_backend(
         settings, model_path=resolved.uri, model_id=resolved.checkpoint_id, batch_size=size
     )
@@ -129,7 +131,6 @@ async def run_eval_command(
         f"evaluating [bold]{resolved.checkpoint_id}[/] ({resolved.uri}) on {len(items)} BFCL items "
         f"from {len(chosen)} categories"
     )
-    heldout = load_heldout(settings.eval.heldout_path) if settings.eval.heldout_path else None
     try:
         if backend.model_id != resolved.checkpoint_id:  # a served policy: switch to the checkpoint
             await backend.load(resolved.uri, resolved.checkpoint_id)

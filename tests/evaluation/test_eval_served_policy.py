@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from rich.console import Console
 
+from evaluation.heldout import HeldoutError
 from inference.base import InferenceError
 from looptool.cli.evaluate import run_eval_command
 from looptool.config import Settings
@@ -323,3 +324,32 @@ async def test_evals_preflight_refuses_a_vllm_policy_without_vllm_as_doctor_does
     [checkpoint, results] = await eval_checks(settings, str(tiny_policy_path))
     assert (checkpoint.name, checkpoint.ok) == ("checkpoint", False) and results.ok
     assert "vLLM is not installed" in checkpoint.detail
+
+
+async def test_a_held_out_set_that_does_not_load_stops_eval_before_the_policy_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The held-out file was read after the backend was built (a model loaded, maybe for minutes) and
+    outside the block that closes it: a missing file left the backend open."""
+    built: list[str] = []
+
+    def make_backend(kind: str, **given: Any) -> Any:
+        built.append(kind)
+        raise Built
+
+    monkeypatch.setattr("inference.factory.make_backend", make_backend)
+    settings = Settings.model_validate(
+        {
+            "run_id": "heldout-eval",
+            "policy": {"backend": "vllm"},
+            "eval": {
+                "results_dir": str(tmp_path / "results"),
+                "heldout_path": str(tmp_path / "missing.jsonl"),
+            },
+        }
+    )
+    checkpoint = tmp_path / "ckpt-r1"
+    checkpoint.mkdir()
+    with pytest.raises(HeldoutError, match="cannot read the held-out set"):
+        await run_eval_command(settings, str(checkpoint), categories="irrelevance", limit=1)
+    assert built == []
