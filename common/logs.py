@@ -103,6 +103,18 @@ class RepeatLimiter(logging.Filter):
         return True
 
 
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write, not as it was when logging was configured: a test runner
+    or an in-process CLI runner swaps it for a stream it later closes, and a log line after that
+    (a fixture's teardown) failed with "I/O operation on closed file"."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(settings: LogSettings | None = None, *, stream: Any = None) -> None:
     """Configure structlog and the stdlib root logger (faust/aiokafka log through it) once per process."""
     settings = settings or LogSettings()
@@ -121,10 +133,10 @@ def configure_logging(settings: LogSettings | None = None, *, stream: Any = None
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or _CurrentStderr()),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or _CurrentStderr())
     handler.addFilter(RepeatLimiter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

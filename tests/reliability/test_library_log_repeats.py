@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+
+import pytest
 
 from common.logs import LogSettings, RepeatLimiter, configure_logging, get_logger
 
@@ -45,3 +48,23 @@ def test_after_the_window_the_next_line_counts_the_ones_held_back() -> None:
     assert limiter.filter(late)
     assert late.getMessage() == "Unable connect to node at port 7 (99 more like it not shown)"
     assert limiter.filter(logging.LogRecord("looptool", logging.ERROR, __file__, 1, "x", None, None))
+
+
+def test_logging_to_stderr_follows_the_stream_that_stands_there_at_each_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Configured while a runner's stream stood in for stderr, logging kept writing to that stream
+    after the runner closed it: a later log line (a fixture's teardown) raised "I/O operation on
+    closed file". Each line now goes to whatever sys.stderr is when it is written."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    try:
+        configure_logging(LogSettings(format="json"))
+        first.close()
+        monkeypatch.setattr(sys, "stderr", second)
+        get_logger("test").info("after.swap")
+        logging.getLogger("library").warning("library after swap")
+        assert "after.swap" in second.getvalue() and "library after swap" in second.getvalue()
+    finally:
+        monkeypatch.undo()
+        configure_logging(LogSettings())
