@@ -78,11 +78,13 @@ def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
     if not any(m.role == "user" for m in candidate.messages):
         problems.append(RuleViolation(code="no_user_turn", message="the INPUT has no user turn"))
     # The INPUT's own calls are trained on as context: a tool the generator made up there (a
-    # "lookup_user_id" before the real call) teaches calling tools that are not offered.
+    # "lookup_user_id" before the real call) teaches calling tools that are not offered, and a call
+    # written twice in one turn teaches conditioning on a degenerate loop.
     for turn, message in enumerate(candidate.messages):
         if not message.tool_calls:
             continue
-        for violation in validate_action(Action(calls=list(message.tool_calls)), candidate.tools):
+        turn_action = Action(calls=list(message.tool_calls))
+        for violation in [*validate_action(turn_action, candidate.tools), *repeated_calls(turn_action)]:
             path = f"messages[{turn}].tool_calls[{violation.call_index}]"
             problems.append(
                 RuleViolation(

@@ -886,6 +886,33 @@ async def test_a_candidate_whose_output_repeats_a_call_is_refused_by_the_rules()
     assert rule_tier(expanded.payload) == []
 
 
+async def test_a_candidate_whose_input_turn_repeats_a_call_is_refused_by_the_rules() -> None:
+    """An INPUT assistant turn that writes the same call twice is the loop the OUTPUT is refused for:
+    the model learns to condition on it. Only the OUTPUT was checked, so the verifier's CORRECT let it in."""
+    answer = (
+        "INPUT:\nUSER: How did the Euro move against the Dollar in 2020?\n"
+        f"ASSISTANT: {_fluctuation_block('eur', 'usd')}\n{_fluctuation_block('eur', 'usd')}\n"
+        'TOOL: <tool_response>{"change": -0.02}</tool_response>\n'
+        'TOOL: <tool_response>{"change": -0.02}</tool_response>\n'
+        "USER: And the Pound?\n"
+        "OUTPUT: " + _fluctuation_block("gbp", "usd")
+    )
+    [expanded] = await ExpandStage(RUN, ScriptedGenerator(answer), SCENARIOS, k=1).process(
+        [verdict_event("PRED_WRONG")]
+    )
+    assert expanded.payload.parse_error is None
+    assert len(expanded.payload.messages[1].tool_calls or []) == 2
+    [violation] = rule_tier(expanded.payload)
+    assert violation.code == "repeated_call"
+    assert violation.message == (
+        "INPUT turn 2: call 2 repeats call 1: get_exchange_fluctuation with the same arguments"
+    )
+    assert violation.path == "messages[1].tool_calls[1]" and violation.call_index is None
+    [result] = await VerifyStage(RUN, ScriptedVerifier(["CORRECT\nReason: fine."])).process([expanded])
+    assert result.payload.failed_tier == "rules" and not result.payload.passed
+    assert "INPUT turn 2: call 2 repeats call 1" in result.payload.reason
+
+
 async def test_a_candidate_whose_input_calls_a_tool_not_offered_is_refused_by_the_rules() -> None:
     """The generator invented a lookup tool for the INPUT's first step (the seed offers one tool): the
     sample would teach calling it. It was only checked in the OUTPUT, so the verifier's CORRECT let it in."""
