@@ -21,7 +21,8 @@ in a ``<|tool_calls_section_begin|>`` section, read on the same rules;
 Cohere Command A's and R7B's ``<|START_ACTION|>[{"tool_name": …, "parameters": …}]<|END_ACTION|>``
 (its ``<|START_THINKING|>`` trace and ``<|START_RESPONSE|>`` answer read as such), and Command-R's
 same list in a ``json`` code fence after ``Action:`` at a line's start (a plan before it kept as text;
-cut off before the closing fence, or text after it, a failure);
+cut off before the closing fence, or text after it, a failure; the list read as one JSON value first,
+so a fence or ``<|END_ACTION|>`` inside a string argument is data);
 ``harmony``: gpt-oss's raw completion, a message to ``functions.NAME`` a call with its JSON arguments,
 the ``analysis`` channel the trace, the ``final`` channel the answer (read as any output, so its
 ``<tool_call>`` blocks are calls: gpt-oss's template writes a label's turn there); ``xml_arguments``: a
@@ -885,12 +886,9 @@ def _functionary_messages(
 def _cohere_calls(action: str, action_end: str, repairs: list[str]) -> list[ToolCall]:
     """The list of ``{"tool_call_id", "tool_name", "parameters"}`` up to ``action_end`` (Command A's
     ``<|END_ACTION|>``, Command-R's closing fence), nothing after it."""
-    end = action.find(action_end)
-    if end == -1:
-        raise CallFormatError(f"the action is cut off (no {action_end})")
+    values, end = _cohere_action_values(action, action_end, repairs)
     if action[end + len(action_end) :].strip():
         raise CallFormatError(f"text after {action_end}")
-    values = _json_values(action[:end].strip(), repairs)
     items = [item for value in values for item in (value if isinstance(value, list) else [value])]
     calls = []
     for item in items:
@@ -904,6 +902,25 @@ def _cohere_calls(action: str, action_end: str, repairs: list[str]) -> list[Tool
     if not calls:
         raise CallFormatError("an empty action")
     return calls
+
+
+def _cohere_action_values(action: str, action_end: str, repairs: list[str]) -> tuple[list[Any], int]:
+    """The JSON value(s) of an action and where its ``action_end`` starts. One JSON value is read with
+    the decoder first, so an ``action_end`` inside one of its strings (a fence in a code argument) is
+    data; only JSON that needs a repair is cut at the first ``action_end``."""
+    start = _after_spaces(action, 0)
+    try:
+        value, value_end = _JSON.raw_decode(action, start)
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    else:
+        end = _after_spaces(action, value_end)
+        if action.startswith(action_end, end):
+            return [value], end
+    end = action.find(action_end)
+    if end == -1:
+        raise CallFormatError(f"the action is cut off (no {action_end})")
+    return _json_values(action[:end].strip(), repairs), end
 
 
 def _mistral_calls(body: str, repairs: list[str]) -> list[ToolCall]:

@@ -1083,6 +1083,28 @@ def test_a_cut_off_or_malformed_command_r_action_is_a_failure_never_a_text_answe
 
 
 @pytest.mark.parametrize(
+    ("output", "code"),
+    [
+        (
+            'Action: ```json\n[{"tool_name": "format_markdown", "parameters": '
+            '{"text": "```python\\nprint(1)\\n```"}}]\n```',
+            "```python\nprint(1)\n```",
+        ),
+        (
+            '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "format_markdown", '
+            '"parameters": {"text": "say <|END_ACTION|> literally"}}]<|END_ACTION|>',
+            "say <|END_ACTION|> literally",
+        ),
+    ],
+)
+def test_an_action_end_inside_a_json_string_is_data_not_the_end_of_the_action(output: str, code: str) -> None:
+    """A fence in a string argument ended Command-R's action early: "text after ```" for a good call."""
+    parsed = parse_output(output)
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(calls=[ToolCall(name="format_markdown", arguments={"text": code})])
+
+
+@pytest.mark.parametrize(
     "answer",
     ["Action: book the flight first, then the hotel.", "Write Action: ```json and a list, then I can help."],
 )
