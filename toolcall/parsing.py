@@ -22,7 +22,10 @@ Cohere Command A's and R7B's ``<|START_ACTION|>[{"tool_name": …, "parameters":
 (its ``<|START_THINKING|>`` trace and ``<|START_RESPONSE|>`` answer read as such), and Command-R's
 same list in a ``json`` code fence after ``Action:`` at a line's start (a plan before it kept as text;
 cut off before the closing fence, or text after it, a failure; the list read as one JSON value first,
-so a fence or ``<|END_ACTION|>`` inside a string argument is data);
+so a fence or ``<|END_ACTION|>`` inside a string argument is data); an action of Cohere's
+``directly_answer`` alone is a text answer, the text after it (Command A's ``<|START_RESPONSE|>``,
+Command-R's ``Answer:`` line, else its ``Grounded answer:``, else the text), none if nothing follows;
+``directly_answer`` beside calls is a failure;
 ``harmony``: gpt-oss's raw completion, a message to ``functions.NAME`` a call with its JSON arguments,
 the ``analysis`` channel the trace, the ``final`` channel the answer (read as any output, so its
 ``<tool_call>`` blocks are calls: gpt-oss's template writes a label's turn there); ``xml_arguments``: a
@@ -114,6 +117,13 @@ _COHERE_CALL_KEYS = {"tool_call_id", "tool_name", "parameters"}
 # {ARGS}}, ...]\n```' at the start of a line (a "Plan:" line may come before it in multi-step use).
 _COMMAND_R_ACTION = re.compile(r"(?:\A|\n)[ \t]*Action:[ \t]*```(?:json)?\s*(?=[\[{])")
 _COMMAND_R_ACTION_END = "```"
+# Cohere's tool-use prompts offer a "directly_answer" tool: choosing it alone means "answer in text"
+# (Command-R then writes "Relevant Documents: …", "Answer: …", "Grounded answer: …"), never a call.
+_DIRECTLY_ANSWER = "directly_answer"
+_COMMAND_R_ANSWER = re.compile(
+    r"^[ \t]*Answer:[ \t]*(.*?)(?=^[ \t]*Grounded answer:|\Z)", re.DOTALL | re.MULTILINE
+)
+_COMMAND_R_GROUNDED_ANSWER = re.compile(r"^[ \t]*Grounded answer:[ \t]*(.*)", re.DOTALL | re.MULTILINE)
 # Call markers of formats the loop does not read: named in the parse failure (a <function=NAME> tag
 # with no JSON after it, nor in <tool_call> tags as Qwen3-Coder's: an untagged or cut-off call).
 _FOREIGN_MARKERS = {"<function=": "Llama", "<|action_start|><|interpreter|>": "InternLM code-interpreter"}
@@ -713,18 +723,24 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
     amid text, or a format the loop does not read, is a failure saying so; None: a text answer."""
     if body.startswith(_COHERE_ACTION):
         try:
-            calls = _cohere_calls(body[len(_COHERE_ACTION) :], _COHERE_ACTION_END, repairs)
+            calls, after = _cohere_calls(body[len(_COHERE_ACTION) :], _COHERE_ACTION_END, repairs)
         except CallFormatError as failure:
             return ParsedOutput(text=body, error=f"Cohere tool call: {failure}", repairs=repairs)
+        if not calls:
+            answer = unwrap_answer(after) or None
+            return ParsedOutput(action=Action(text=answer), text=answer, repairs=repairs)
         repairs.append("untagged_calls")
         return ParsedOutput(action=Action(calls=calls), repairs=repairs)
     if (command_r := _COMMAND_R_ACTION.search(body)) is not None:
         try:
-            calls = _cohere_calls(body[command_r.end() :], _COMMAND_R_ACTION_END, repairs)
+            calls, after = _cohere_calls(body[command_r.end() :], _COMMAND_R_ACTION_END, repairs)
         except CallFormatError as failure:
             return ParsedOutput(text=body, error=f"Command-R action: {failure}", repairs=repairs)
-        repairs.append("untagged_calls")
         plan = body[: command_r.start()].strip()
+        if not calls:
+            answer = _command_r_answer(after)
+            return ParsedOutput(action=Action(text=answer), text=answer or plan or None, repairs=repairs)
+        repairs.append("untagged_calls")
         return ParsedOutput(action=Action(calls=calls), text=plan or None, repairs=repairs)
     try:
         function_tags = _function_tag_calls(body, repairs)
@@ -883,25 +899,38 @@ def _functionary_messages(
     return ParsedOutput(action=Action(text=text), text=text, repairs=repairs)
 
 
-def _cohere_calls(action: str, action_end: str, repairs: list[str]) -> list[ToolCall]:
+def _cohere_calls(action: str, action_end: str, repairs: list[str]) -> tuple[list[ToolCall], str]:
     """The list of ``{"tool_call_id", "tool_name", "parameters"}`` up to ``action_end`` (Command A's
-    ``<|END_ACTION|>``, Command-R's closing fence), nothing after it."""
+    ``<|END_ACTION|>``, Command-R's closing fence), and the text after it. No calls: the action chose
+    ``directly_answer`` alone, a text answer (the text after it); calls leave no text after them."""
     values, end = _cohere_action_values(action, action_end, repairs)
-    if action[end + len(action_end) :].strip():
-        raise CallFormatError(f"text after {action_end}")
+    after = action[end + len(action_end) :].strip()
     items = [item for value in values for item in (value if isinstance(value, list) else [value])]
     calls = []
+    answers_directly = False
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("tool_name"), str):
             raise CallFormatError("an action entry needs a string 'tool_name'")
         if unknown := sorted(set(item) - _COHERE_CALL_KEYS):
             raise CallFormatError(f"unexpected keys in the action of {item['tool_name']!r}: {unknown}")
+        if item["tool_name"] == _DIRECTLY_ANSWER:
+            answers_directly = True
+            continue
         calls.append(
             _call_from_object({"name": item["tool_name"], "arguments": item.get("parameters")}, repairs)
         )
+    if answers_directly and calls:
+        names = ", ".join(repr(call.name) for call in calls)
+        raise CallFormatError(
+            f"{_DIRECTLY_ANSWER!r} (answer in text) with calls of {names}: an answer or calls, not both"
+        )
+    if answers_directly:
+        return [], after
     if not calls:
         raise CallFormatError("an empty action")
-    return calls
+    if after:
+        raise CallFormatError(f"text after {action_end}: {after[:60]!r}")
+    return calls, after
 
 
 def _cohere_action_values(action: str, action_end: str, repairs: list[str]) -> tuple[list[Any], int]:
@@ -921,6 +950,15 @@ def _cohere_action_values(action: str, action_end: str, repairs: list[str]) -> t
     if end == -1:
         raise CallFormatError(f"the action is cut off (no {action_end})")
     return _json_values(action[:end].strip(), repairs), end
+
+
+def _command_r_answer(after_action: str) -> str | None:
+    """The answer Command-R writes after a ``directly_answer`` action: its "Answer:" (up to the
+    "Grounded answer:" that repeats it with citations), else its "Grounded answer:", else the text."""
+    for pattern in (_COMMAND_R_ANSWER, _COMMAND_R_GROUNDED_ANSWER):
+        if (answer := pattern.search(after_action)) is not None:
+            return answer.group(1).strip() or None
+    return after_action.strip() or None
 
 
 def _mistral_calls(body: str, repairs: list[str]) -> list[ToolCall]:

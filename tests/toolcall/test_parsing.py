@@ -1082,6 +1082,58 @@ def test_a_cut_off_or_malformed_command_r_action_is_a_failure_never_a_text_answe
     assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
 
 
+_DIRECTLY_ANSWER = '[\n    {\n        "tool_name": "directly_answer",\n        "parameters": {}\n    }\n]'
+
+
+@pytest.mark.parametrize(
+    ("output", "answer"),
+    [
+        (  # Command-R's tool-use turn, then the answer its grounded-generation template asks for
+            "Plan: The user gave no city, so I will ask for it.\n"
+            f"Action: ```json\n{_DIRECTLY_ANSWER}\n```\n"
+            "Relevant Documents: None\nCited Documents: None\n"
+            "Answer: Which city do you want the weather for?\n"
+            "Grounded answer: Which city do you want the weather for?",
+            "Which city do you want the weather for?",
+        ),
+        (f"Action: ```json\n{_DIRECTLY_ANSWER}\n```\nWhich city do you mean?", "Which city do you mean?"),
+        (f"Action: ```json\n{_DIRECTLY_ANSWER}\n```<|END_OF_TURN_TOKEN|>", None),  # the answer comes next
+        (
+            '<|START_THINKING|>No city given.<|END_THINKING|><|START_ACTION|>[{"tool_call_id": "0", '
+            '"tool_name": "directly_answer", "parameters": {}}]<|END_ACTION|>'
+            "<|START_RESPONSE|>Which city?<|END_RESPONSE|>",
+            "Which city?",
+        ),
+    ],
+)
+def test_cohere_directly_answer_is_a_text_answer_never_a_call(output: str, answer: str | None) -> None:
+    """Cohere's tool-use prompts offer ``directly_answer`` for "no tool, answer in text": a policy that
+    chose it was read as calling a function of that name and scored as a wrong call."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.kind == "text", parsed.error
+    assert parsed.action == Action(text=answer)
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city do you want the weather for?"), output) == 1
+    assert reward(WEATHER_TOOLS, (), Action(calls=[PARIS]), output) == 0
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        'Action: ```json\n[{"tool_name": "directly_answer", "parameters": {}}, '
+        '{"tool_name": "get_weather", "parameters": {"city": "Paris"}}]\n```',
+        '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": '
+        '{"city": "Paris"}}, {"tool_call_id": "1", "tool_name": "directly_answer", "parameters": {}}]'
+        "<|END_ACTION|>",
+    ],
+)
+def test_directly_answer_mixed_with_calls_is_a_failure(output: str) -> None:
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error"
+    assert "'directly_answer' (answer in text) with calls of 'get_weather'" in (parsed.error or "")
+
+
 @pytest.mark.parametrize(
     ("output", "code"),
     [
