@@ -913,6 +913,12 @@ def _cohere_calls(action: str, action_end: str, repairs: list[str]) -> tuple[lis
             raise CallFormatError("an action entry needs a string 'tool_name'")
         if unknown := sorted(set(item) - _COHERE_CALL_KEYS):
             raise CallFormatError(f"unexpected keys in the action of {item['tool_name']!r}: {unknown}")
+        # The entry is rebuilt as a call object below: a key it gives twice would be lost unseen there.
+        if repeated := _repeated_keys(item):
+            raise CallFormatError(
+                f"the action of {item['tool_name']!r} gives the key {repeated[0]!r} more than once: "
+                "which value is meant is ambiguous"
+            )
         if item["tool_name"] == _DIRECTLY_ANSWER:
             answers_directly = True
             continue

@@ -1135,6 +1135,31 @@ def test_directly_answer_mixed_with_calls_is_a_failure(output: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("output", "key"),
+    [
+        (
+            'Action: ```json\n[{"tool_name": "get_weather", "parameters": {"city": "Rome"}, '
+            '"parameters": {"city": "Paris"}}]\n```',
+            "'parameters'",
+        ),
+        (
+            '<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "directly_answer", '
+            '"tool_name": "get_weather", "parameters": {"city": "Paris"}}]<|END_ACTION|>',
+            "'tool_name'",
+        ),
+    ],
+)
+def test_a_cohere_action_entry_that_gives_a_key_twice_is_a_failure_not_its_last_value(
+    output: str, key: str
+) -> None:
+    """The entry's own keys were read with Python's last-wins: the call of Paris matched a Paris label."""
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and f"gives the key {key} more than once" in (parsed.error or ""), (
+        parsed.error
+    )
+
+
+@pytest.mark.parametrize(
     ("output", "code"),
     [
         (
