@@ -172,8 +172,13 @@ _CLAIM_LEAD = re.compile(
 # Where a new clause starts: punctuation, or a conjunction (kept, as _CLAIM_LEAD allows it).
 _CLAUSE_BREAK = re.compile(r"[,;:—–(]|(?=\b(?:and|but|while|whereas|although|though)\b)", re.IGNORECASE)
 _CONDITIONAL = re.compile(
-    r"^\W*(?:if|unless|assuming|suppose|supposing|were|had|should|whether|when|once|even\s+if)\b",
+    r"^\W*(?:if|unless|assuming|suppose|supposing|were|had|should|whether|when|once|even\s+if|otherwise)\b",
     re.IGNORECASE,
+)
+# A clause that sets a condition on the clause after it ("if X, Response 2 is incorrect"); not a
+# concession ("(even if verbose), Response 2 is incorrect"), which leaves the claim standing.
+_CONDITION_CLAUSE = re.compile(
+    r"^\W*(?:(?:and|but|so|or)\s+)?(?:if|unless|assuming|suppos(?:e|ing)|provided|otherwise)\b", re.IGNORECASE
 )
 _HEDGE_FOLLOW = re.compile(
     r"(?:but|though|although|except|yet|only|if|unless|when|provided|assuming|apart|other\s+than|save)\b",
@@ -904,6 +909,10 @@ def _claim_allowed(sentence: str, start: int) -> re.Match[str] | None:
     if _CONDITIONAL.match(sentence) or sentence.rstrip().endswith("?"):
         return None
     clauses = _CLAUSE_BREAK.split(sentence[:start])
+    # "It depends: if five was meant, Response 2 is incorrect": the condition just before the claim
+    # holds it, wherever the sentence began.
+    if len(clauses) > 1 and _CONDITION_CLAUSE.match(clauses[-2]):
+        return None
     return _CLAIM_LEAD.match(clauses[-1].strip())
 
 

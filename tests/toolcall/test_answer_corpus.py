@@ -1,8 +1,10 @@
 """Real-looking judge and verifier answers, each with the decision a careful reader takes from it.
 
-data/judge_answers.jsonl holds 132 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
-reasoning field or an inline trace), DeepSeek-R1 (trace opened by the chat template), Llama 3,
-GPT-4o-class and Mistral models: Figure 10 answers with Markdown, labels, tables, JSON, fences,
+data/judge_answers.jsonl holds 166 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
+reasoning field or an inline trace, or not thinking; QwQ), DeepSeek-R1 (trace opened by the chat
+template), Llama 3 (3.3 70B among them), GPT-4o-class and Mistral (Large among them) models, and a few
+each of GLM-4.5/4.6, Kimi K2, gpt-oss (vLLM's reasoning field, raw harmony), Claude, Gemini and
+DeepSeek-V3: Figure 10 answers with Markdown, labels, tables, JSON, fences,
 analysis first, sentences, quoted injections; and hard negatives (truncated traces, the format echoed
 back, hedges, conditionals, contradictions, two decisions, the list of decisions restated, second
 thoughts, the project's verdict names, quotes only) that must be UNPARSEABLE.
@@ -33,6 +35,9 @@ VERIFIER = [json.loads(line) for line in (DATA / "verifier_answers.jsonl").read_
 STYLES = {"qwen3", "deepseek-r1", "llama3", "gpt-4o", "mistral"}
 # Fewer answers each: families whose trace and answer tokens a server may leave in the text.
 OTHER_STYLES = {"seed-oss", "cohere"}
+# Judge answers only, a few each: more families real judges come from (GLM-4.5/4.6, Kimi K2, gpt-oss
+# through vLLM and as raw harmony, Claude, Gemini, DeepSeek-V3 without thinking).
+JUDGE_ONLY_STYLES = {"glm", "kimi", "gpt-oss", "claude", "gemini", "deepseek-v3"}
 
 
 def cases(corpus: list[dict[str, Any]]) -> list[Any]:
@@ -58,7 +63,8 @@ def judged(entry: dict[str, Any], label_position: int | None = None) -> Any:
 def test_the_corpora_are_large_and_varied() -> None:
     assert len(JUDGE) >= 100 and len({e["id"] for e in JUDGE}) == len(JUDGE)
     styles = Counter(e["style"] for e in JUDGE)
-    assert set(styles) == STYLES | OTHER_STYLES and min(styles[s] for s in STYLES) >= 15, styles
+    assert set(styles) == STYLES | OTHER_STYLES | JUDGE_ONLY_STYLES, styles
+    assert min(styles[s] for s in STYLES) >= 15 and min(styles[s] for s in JUDGE_ONLY_STYLES) >= 3, styles
     verdicts = Counter(e["expected"] for e in JUDGE)
     assert set(verdicts) == {"PRED_WRONG", "LABEL_WRONG", "BOTH_CORRECT", "BOTH_WRONG", "UNPARSEABLE"}
     assert verdicts["UNPARSEABLE"] >= 20 and min(verdicts.values()) >= 10, verdicts

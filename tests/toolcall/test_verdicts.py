@@ -40,6 +40,7 @@ PLAIN = [
     and "think>" not in e["answer"]
     and "[THINK]" not in e["answer"]
     and "<|START_THINKING|>" not in e["answer"]
+    and "<|channel|>" not in e["answer"]  # raw harmony: its analysis channel is the trace
     and not e.get("trace_opened")
 ]
 
@@ -629,6 +630,31 @@ def test_clear_claims_with_a_contrast_still_read() -> None:
         "Response 1 is correct because it uses Paris, but Response 2 is wrong.", 1
     ).verdict == ("PRED_WRONG")
     assert read_verification("The call is correct because it uses Rome, and the date fits.").passed is True
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "It depends on how a few is meant: if five, Response 2 is incorrect; otherwise both are fine.",
+        "Hard to say. The schema is silent, and if ISO codes are expected, the second response is wrong.",
+        "The unit is unclear; assuming Celsius was meant, Response 1 is incorrect.",
+        "Response 1 is fine if km are wanted; otherwise, Response 1 is incorrect.",
+    ],
+)
+def test_a_condition_just_before_a_claim_mid_sentence_holds_it(raw: str) -> None:
+    """Only a condition opening the sentence held a claim: "It depends: if five was meant, Response 2
+    is incorrect" relabelled the sample on a condition the judge never settled."""
+    parsed = parse_verdict(raw, 1)
+    assert parsed.verdict == "UNPARSEABLE", (parsed.verdict, parsed.decision)
+
+
+def test_a_concession_before_a_claim_leaves_it_standing() -> None:
+    parsed = parse_verdict("Response 1 is correct (even if verbose), Response 2 is incorrect.", 1)
+    assert parsed.decision == "RESPONSE 2 INCORRECT"
+
+
+def test_a_condition_before_a_verifier_claim_holds_it() -> None:
+    assert read_verification("It depends: if three nights were meant, the call is incorrect.").passed is None
 
 
 @pytest.mark.parametrize(
