@@ -164,7 +164,9 @@ _CLAIM_LEAD = re.compile(
     r"for\s+this\s+reason|this\s+means(?:\s+that)?|which\s+means(?:\s+that)?|that\s+means|meaning|"
     # a second thought states a claim too ("Hmm, actually both are incorrect.")
     r"actually|in\s+fact|wait|hmm+|on\s+second\s+thought|on\s+(?:further\s+)?reflection)\s*)*"
-    r"(?:(?:i|we)\s+(?:think|believe|conclude|find|found|judge|would\s+say|['’]d\s+say|determined?|"
+    # "I have determined that ...", "I've concluded that ...": the perfect tense states the claim too
+    r"(?:(?:i|we)(?:\s+have|['’]ve)?\s+"
+    r"(?:think|believe|concluded?|find|found|judge|would\s+say|['’]d\s+say|determined?|"
     r"can\s+confirm|am\s+confident|are\s+confident)(?:\s+that)?\s*|it\s+is\s+clear\s+that\s*|"
     r"it['’]s\s+clear\s+that\s*)?(?P<only>only\s*)?$",
     re.IGNORECASE,

@@ -648,6 +648,26 @@ def test_a_condition_just_before_a_claim_mid_sentence_holds_it(raw: str) -> None
     assert parsed.verdict == "UNPARSEABLE", (parsed.verdict, parsed.decision)
 
 
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        (
+            "After analyzing both, I have determined that the second response is incorrect.",
+            "RESPONSE 2 INCORRECT",
+        ),
+        (
+            "After careful review, I've concluded that the first response is incorrect.",
+            "RESPONSE 1 INCORRECT",
+        ),
+        ("We have found that both responses are correct.", "BOTH_CORRECT"),
+    ],
+)
+def test_a_claim_led_in_by_the_perfect_tense_decides(raw: str, decision: str) -> None:
+    """Llama 3.3 writes "I have determined that ..."; only "I determined that ..." was a lead-in, and
+    the answer was UNPARSEABLE."""
+    assert parse_verdict(raw, 1).decision == decision
+
+
 def test_a_concession_before_a_claim_leaves_it_standing() -> None:
     parsed = parse_verdict("Response 1 is correct (even if verbose), Response 2 is incorrect.", 1)
     assert parsed.decision == "RESPONSE 2 INCORRECT"
