@@ -182,6 +182,10 @@ _CONDITIONAL = re.compile(
 _CONDITION_CLAUSE = re.compile(
     r"^\W*(?:(?:and|but|so|or)\s+)?(?:if|unless|assuming|suppos(?:e|ing)|provided|otherwise)\b", re.IGNORECASE
 )
+# A condition after a decision ("RESPONSE 2 INCORRECT, unless the API defaults to miles"): the judge
+# has not settled it, so it is no decision.
+_CONDITION_AFTER = r"(?:only\s+if|if|unless|assuming|provided|as\s+long\s+as)"
+_UNCONDITIONED = r"(?!\s*[,;:—–-]?\s*" + _CONDITION_AFTER + r"\b)"
 _HEDGE_FOLLOW = re.compile(
     r"(?:but|though|although|except|yet|only|if|unless|when|provided|assuming|apart|other\s+than|save)\b",
     re.IGNORECASE,
@@ -715,7 +719,12 @@ class _Reader:
         for sentence in _sentences(free):
             # A decision that ends a sentence on its own ("Based on the evaluation, BOTH_CORRECT.")
             last_clause = re.split(r"[,:;—–]", sentence)[-1]
-            if (decision := self.token_keys.get(_key(last_clause))) is not None:
+            decision = self.token_keys.get(_key(last_clause))
+            # ... but not one a condition holds ("If ISO codes are expected, RESPONSE 2 INCORRECT.")
+            if (
+                decision is not None
+                and _claim_allowed(sentence, len(sentence) - len(last_clause)) is not None
+            ):
                 reading.decisions.append((decision, sentence.strip()[:120]))
                 continue
             reading.claims.extend((s, p, sentence.strip()[:120]) for s, p in self.sentence_claims(sentence))
@@ -958,7 +967,7 @@ _ANY_SUBJECT = re.compile(
 _JUDGE_TOKEN = re.compile(
     r"\[?\s*(?:response\s*\[?\s*(?:#|no\.?)?\s*(?P<num>[12]|one|two)\s*\]?[\s_-]*incorrect|"
     r"both[\s_-]*(?P<both>correct|incorrect))\s*\]?(?=" + _PUNCT_FOLLOW + r"|\s+(?:error[\s_-]*analysis|"
-    r"correct[\s_-]*approach|because|since|as|due)\b)",
+    r"correct[\s_-]*approach|because|since|as|due)\b)" + _UNCONDITIONED,
     re.IGNORECASE,
 )
 _ONE_CLAIM = re.compile(
@@ -1135,8 +1144,9 @@ _CANDIDATE_SUBJECT = re.compile(_CANDIDATE, re.IGNORECASE)
 # PASS / FAIL too: verifiers trained on test-style prompts answer so when asked CORRECT / INCORRECT.
 # "CORRECT, but the nights should be 3", "Yes, but the unit is wrong": a qualified decision is none.
 _UNQUALIFIED = (
-    r"(?!\s*[,;:—–-]?\s*(?:but|though|although|yet|except|apart\s+from|other\s+than|only\s+if|unless|"
-    r"so\s+far|as\s+far\s+as)\b)"
+    r"(?!\s*[,;:—–-]?\s*(?:but|though|although|yet|except|apart\s+from|other\s+than|so\s+far|as\s+far\s+as|"
+    + _CONDITION_AFTER
+    + r")\b)"
 )
 _VERIFIER_TOKEN = re.compile(
     r"\[?\s*(?:(?P<neg>incorrect|not\s+correct|fail(?:ed)?)|(?P<pos>correct|pass(?:ed)?))\s*\]?(?="

@@ -668,6 +668,30 @@ def test_a_claim_led_in_by_the_perfect_tense_decides(raw: str, decision: str) ->
     assert parse_verdict(raw, 1).decision == decision
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "RESPONSE 2 INCORRECT, unless the API defaults to miles.",
+        "**Verdict:** RESPONSE 1 INCORRECT — assuming the schema really requires an integer.",
+        "If the API expects ISO codes, RESPONSE 2 INCORRECT.",
+        "The schema is silent. If ISO codes are expected: RESPONSE 2 INCORRECT.",
+    ],
+)
+def test_a_decision_a_condition_holds_is_no_decision(raw: str) -> None:
+    """A decision with a condition after it, or ending a sentence that a condition opens, was read as
+    the judge's decision: the sample could be relabelled on a condition the judge never settled."""
+    parsed = parse_verdict(raw, 1)
+    assert parsed.verdict == "UNPARSEABLE", (parsed.verdict, parsed.decision)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["CORRECT, assuming three nights were meant.", "If three nights were meant, INCORRECT."],
+)
+def test_a_verification_a_condition_holds_decides_nothing(raw: str) -> None:
+    assert read_verification(raw).passed is None
+
+
 def test_a_concession_before_a_claim_leaves_it_standing() -> None:
     parsed = parse_verdict("Response 1 is correct (even if verbose), Response 2 is incorrect.", 1)
     assert parsed.decision == "RESPONSE 2 INCORRECT"
