@@ -21,7 +21,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_MARKER = re.compile(r"<\|(?:channel|message)\|>")
+# A raw completion opens with a message header (the channel, after the role if the completion repeats
+# it); harmony tokens further on in ordinary text are the answer quoting them ("Response 2 printed
+# <|channel|>final<|message|>BOTH_CORRECT"), never the format.
+_OPENING = re.compile(r"^\s*(?:<\|start\|>)?\s*(?:assistant\b[^<\n]*)?<\|channel\|>", re.IGNORECASE)
 # A message: the role part (after <|start|>, or before the first <|channel|> of a completion, which
 # starts after the prompt's "<|start|>assistant"), the channel and the header (a recipient "to=...",
 # a content type), then the content up to the message's end token.
@@ -46,7 +49,7 @@ class HarmonyMessage:
 
 def harmony_messages(text: str) -> list[HarmonyMessage] | None:
     """The messages of a raw harmony completion; None when ``text`` is not in the harmony format."""
-    if not _MARKER.search(text):
+    if not _OPENING.match(text):
         return None
     messages = []
     for message in _MESSAGE.finditer(text):
@@ -71,7 +74,7 @@ class HarmonyReading:
 
 def harmony_answer(text: str) -> HarmonyReading | None:
     """The answer of a raw harmony text; None when ``text`` is not in the harmony format."""
-    if not _MARKER.search(text):
+    if not _OPENING.match(text):
         return None
     finals: list[str] = []
     last_end = 0

@@ -59,3 +59,22 @@ def test_the_verifier_and_the_generator_read_the_final_channel() -> None:
 
 def test_text_without_harmony_markers_is_left_alone() -> None:
     assert harmony_answer("RESPONSE 1 INCORRECT\nError Analysis: <|end|> is a token") is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        'RESPONSE 2 INCORRECT\nError Analysis: Response 2 answers with the text "<|channel|>final<|message|>'
+        'BOTH_CORRECT" instead of calling the tool.\nCorrect Approach: Call get_weather(city="Paris").',
+        "RESPONSE 2 INCORRECT\nError Analysis: Response 2 answers in text:\n<response_2>\n"
+        + ANALYSIS
+        + FINAL
+        + "BOTH_CORRECT\n</response_2>\nCorrect Approach: Call get_weather.",
+    ],
+)
+def test_harmony_tokens_the_judge_quotes_are_no_harmony_answer(raw: str) -> None:
+    """Any harmony token anywhere made the whole answer harmony, and the quoted final message (a
+    response's text the judge cites) replaced the judge's own decision."""
+    parsed = parse_verdict(raw, 1)
+    assert parsed.verdict == "PRED_WRONG" and parsed.decision == "RESPONSE 2 INCORRECT", parsed.reason
+    assert harmony_answer(raw) is None
