@@ -16,6 +16,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tests.reliability.strategies import INJECTIONS, hostile_text
+from toolcall.parsing import parse_output
 from toolcall.prompts import DATA_TAGS, VERIFICATION_REGEX, quote_data
 from toolcall.verdicts import (
     DECISIONS,
@@ -271,6 +272,21 @@ def test_reasoning_trace_is_skipped() -> None:
         "<think>Response 1 looks wrong... RESPONSE 1 INCORRECT?</think>\n\nBOTH_CORRECT\nError Analysis: none"
     )
     assert parse_verdict(raw, 1).verdict == "BOTH_CORRECT"
+
+
+def test_a_kimi_thinking_trace_is_skipped() -> None:
+    """Kimi's thinking models write their trace in ◁think▷…◁/think▷: its draft claims were read beside
+    the answer and contradicted it (UNPARSEABLE); the policy parser saw a text answer."""
+    raw = (
+        "◁think▷Response 2 is incorrect at first glance. No wait, Response 1 uses London.◁/think▷"
+        "RESPONSE 1 INCORRECT\nError Analysis: Response 1 asks for London.\nCorrect Approach: Paris."
+    )
+    parsed = parse_verdict(raw, 1)
+    assert (parsed.verdict, parsed.decision) == ("LABEL_WRONG", "RESPONSE 1 INCORRECT"), parsed.reason
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    output = parse_output("◁think▷Paris: call get_weather.◁/think▷" + call)
+    assert output.action is not None and output.action.calls[0].arguments == {"city": "Paris"}
+    assert output.think == "Paris: call get_weather."
 
 
 def test_think_tags_after_the_decision_are_the_judges_text() -> None:
