@@ -129,9 +129,11 @@ _KEY_JUNK = re.compile(r"[^A-Za-z0-9]+")
 # Where a list of options or a second thought splits a line into the decisions it names.
 _OPTION_BREAK = re.compile(r"[,;:/|—–.!?]|\s-\s|\s(?:or|and|vs\.?|versus|then)\s", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_PUNCT_FOLLOW = r"\s*(?:$|[.,;:!)\]\"'”’—–(]|-{1,2}(?:\s|$))"
 _CHECK = "✅✔✓☑"
 _CROSS = "❌✗✘✖🚫"
+# What may follow a decision or claim that ends there: punctuation, or a check or cross mark that
+# restates it ("**RESPONSE 1 INCORRECT** ❌").
+_PUNCT_FOLLOW = r"\s*(?:$|[.,;:!)\]\"'”’—–(" + _CHECK + _CROSS + r"]|-{1,2}(?:\s|$))"
 _ADV = (
     r"(?:(?:clearly|definitely|indeed|actually|also|therefore|thus|hence|entirely|fully|completely|"
     r"equally|still|simply|plainly|obviously|certainly|ultimately|both)\s+)*"

@@ -708,6 +708,20 @@ def test_a_verification_a_condition_holds_decides_nothing(raw: str) -> None:
     assert read_verification(raw).passed is None
 
 
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        ("Final verdict: **RESPONSE 1 INCORRECT** ❌ (Response 2 ✅)", "RESPONSE 1 INCORRECT"),
+        ("**BOTH_CORRECT** ✅ — both use Paris.", "BOTH_CORRECT"),
+        ("Response 1 is correct ✅, Response 2 is incorrect ❌ (wrong unit).", "RESPONSE 2 INCORRECT"),
+    ],
+)
+def test_a_mark_after_a_decision_or_claim_restates_it(raw: str, decision: str) -> None:
+    """A check or cross mark right after a decision ended it no more than a full stop: the decision
+    went unread and the answer was UNPARSEABLE."""
+    assert parse_verdict(raw, 1).decision == decision
+
+
 def test_a_concession_before_a_claim_leaves_it_standing() -> None:
     parsed = parse_verdict("Response 1 is correct (even if verbose), Response 2 is incorrect.", 1)
     assert parsed.decision == "RESPONSE 2 INCORRECT"
