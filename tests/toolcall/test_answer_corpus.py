@@ -1,6 +1,6 @@
 """Real-looking judge and verifier answers, each with the decision a careful reader takes from it.
 
-data/judge_answers.jsonl holds 176 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
+data/judge_answers.jsonl holds 177 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
 reasoning field or an inline trace, or not thinking; QwQ), DeepSeek-R1 (trace opened by the chat
 template), Llama 3 (3.3 70B among them), GPT-4o-class and Mistral (Large among them) models, and a few
 each of GLM-4.5/4.6, Kimi K2, gpt-oss (vLLM's reasoning field, raw harmony), Claude, Gemini and

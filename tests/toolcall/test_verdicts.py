@@ -41,6 +41,7 @@ PLAIN = [
     and "think>" not in e["answer"]
     and "[THINK]" not in e["answer"]
     and "<|START_THINKING|>" not in e["answer"]
+    and "◁think▷" not in e["answer"]
     and "<|channel|>" not in e["answer"]  # raw harmony: its analysis channel is the trace
     and not e.get("trace_opened")
 ]
