@@ -982,7 +982,8 @@ _ONE_CLAIM = re.compile(
 _ONE_ELLIPSIS = re.compile(_RESPONSE + r"\s+(?:is|was)(?:\s+not|n['’]t)(?=\s*(?:$|[.,;!]))", re.IGNORECASE)
 _BOTH_CLAIM = re.compile(
     r"(?:both(?:\s+of\s+(?:them|the(?:\s+two)?\s+responses))?(?:\s+responses)?|"
-    r"(?P<plural>the\s+two\s+responses|the\s+responses|they|response\s*1\s+and\s+response\s*2))\s+(?:are|were)\s+(?(plural)both\s+|)"
+    r"(?P<plural>the\s+two\s+responses|the\s+responses|they|response\s*1\s+and\s+response\s*2|"
+    r"responses\s*1\s+and\s*2))\s+(?:are|were)\s+(?(plural)both\s+|)"
     + _ADV
     + r"(?:(?P<pos>"
     + _POS

@@ -723,6 +723,19 @@ def test_a_mark_after_a_decision_or_claim_restates_it(raw: str, decision: str) -
     assert parse_verdict(raw, 1).decision == decision
 
 
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        ("Responses 1 and 2 are both correct.", "BOTH_CORRECT"),
+        ("Responses 1 and 2 are both incorrect: neither uses the user's city.", "BOTH_INCORRECT"),
+    ],
+)
+def test_both_responses_named_by_their_numbers_together_decide(raw: str, decision: str) -> None:
+    """Only "Response 1 and Response 2 are both ..." was a claim about both; "Responses 1 and 2 are
+    both correct." was UNPARSEABLE."""
+    assert parse_verdict(raw, 1).decision == decision
+
+
 def test_a_concession_before_a_claim_leaves_it_standing() -> None:
     parsed = parse_verdict("Response 1 is correct (even if verbose), Response 2 is incorrect.", 1)
     assert parsed.decision == "RESPONSE 2 INCORRECT"
