@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,9 @@ CONTINUATIONS = [
     "12345",
     "",
 ]
+# [policy] chat_template_kwargs for the whole run: Qwen3's thinking off (the seed-0 ChatML template
+# has no such switch and renders as without it).
+SWITCHES = {"enable_thinking": False}
 
 
 def _die_with_parent() -> None:  # runs in the child before exec
@@ -58,7 +62,14 @@ def _run_script(model_a: Path, model_b: Path, workdir: Path) -> dict[str, Any]:
     requests = workdir / "requests.json"
     output = workdir / "output.json"
     requests.write_text(
-        json.dumps({"prompts": PROMPTS, "continuations": CONTINUATIONS, "max_tokens": MAX_TOKENS}),
+        json.dumps(
+            {
+                "prompts": PROMPTS,
+                "continuations": CONTINUATIONS,
+                "max_tokens": MAX_TOKENS,
+                "chat_template_kwargs": SWITCHES,
+            }
+        ),
         encoding="utf-8",
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "PYTHONPATH": str(REPO)}
@@ -88,12 +99,26 @@ def _generations(raw: list[list[dict[str, Any]]]) -> list[list[Generation]]:
 
 
 @pytest.fixture(scope="module")
-def vllm_run(
+def qwen3_template_policy(
     tiny_policy_factory: Callable[[int], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The seed-1 tiny ChatML policy (head_dim 32: vLLM's CPU attention takes no smaller) with
+    Qwen3's template, whose prompt the switches change."""
+    from tests.families import TEMPLATES
+
+    model = shutil.copytree(tiny_policy_factory(1), tmp_path_factory.mktemp("qwen3") / "policy")
+    (model / "chat_template.jinja").write_text((TEMPLATES / "qwen3.jinja").read_text("utf-8"), "utf-8")
+    return model
+
+
+@pytest.fixture(scope="module")
+def vllm_run(
+    tiny_policy_factory: Callable[[int], Path],
+    qwen3_template_policy: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
-    return _run_script(
-        tiny_policy_factory(0), tiny_policy_factory(1), tmp_path_factory.mktemp("vllm-offline")
-    )
+    # One engine for every test here: each start costs about a minute on CPU.
+    return _run_script(tiny_policy_factory(0), qwen3_template_policy, tmp_path_factory.mktemp("vllm-offline"))
 
 
 async def _assert_matches_transformers(
@@ -121,13 +146,13 @@ async def test_vllm_greedy_equals_transformers_greedy(
 
 
 async def test_vllm_load_switches_to_the_new_checkpoint(
-    vllm_run: dict[str, Any], tiny_policy_factory: Callable[[int], Path]
+    vllm_run: dict[str, Any], qwen3_template_policy: Path
 ) -> None:
     assert vllm_run["model_id_after_load"] == "seed1"
     # The old engine is gone, not left running beside the new one; close() ends the last one.
     assert len(vllm_run["engine_processes_after_load"]) == 1
     assert vllm_run["engine_processes_after_close"] == []
-    reference = TransformersBackend(tiny_policy_factory(1), "seed1")
+    reference = TransformersBackend(qwen3_template_policy, "seed1", chat_template_kwargs=SWITCHES)
     decoded = _generations(vllm_run["greedy_b"])
     assert decoded != _generations(vllm_run["greedy_a"])
     await _assert_matches_transformers(reference, decoded)
@@ -166,43 +191,17 @@ def test_vllm_stop_strings(vllm_run: dict[str, Any]) -> None:
 
 
 async def test_vllm_scores_after_the_prompt_the_policys_switches_render(
-    tiny_policy_factory: Callable[[int], Path], tmp_path: Path
+    vllm_run: dict[str, Any], qwen3_template_policy: Path
 ) -> None:
-    """[policy] chat_template_kwargs reach the vLLM backend's prompts: with thinking off its
-    log-probs are the transformers backend's under the same switches (Qwen3's empty reasoning
-    block in the prompt), not those after the template's default prompt."""
-    import shutil
-
-    from tests.families import TEMPLATES
-
-    # The tiny ChatML policy (head_dim 32: vLLM's CPU attention takes no smaller) with Qwen3's template.
-    model = shutil.copytree(tiny_policy_factory(0), tmp_path / "qwen3-template")
-    (model / "chat_template.jinja").write_text((TEMPLATES / "qwen3.jinja").read_text("utf-8"), "utf-8")
-    switches = {"enable_thinking": False}
-    prompts, continuations = PROMPTS[:2], CONTINUATIONS[:2]
-    requests = tmp_path / "requests.json"
-    output = tmp_path / "output.json"
-    requests.write_text(
-        json.dumps({"prompts": prompts, "continuations": continuations, "chat_template_kwargs": switches})
-    )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "PYTHONPATH": str(REPO)}
-    script = Path(__file__).with_name("vllm_template_switches_run.py")
-    done = subprocess.run(
-        [sys.executable, str(script), str(model), str(requests), str(output)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        preexec_fn=_die_with_parent,
-        timeout=560,
-        check=False,
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
-    scored = json.loads(output.read_text(encoding="utf-8"))["score"]
-    switched = await TransformersBackend(model, "switches", chat_template_kwargs=switches).score(
-        prompts, continuations
-    )
-    default = await TransformersBackend(model, "default").score(prompts, continuations)
-    for got, want, other in zip(scored, switched, default, strict=True):
+    """[policy] chat_template_kwargs reach the vLLM backend's prompts, and still hold after a
+    checkpoint switch: with thinking off its log-probs are the transformers backend's under the same
+    switches (Qwen3's empty reasoning block in the prompt), not those after the template's default
+    prompt."""
+    switched = await TransformersBackend(
+        qwen3_template_policy, "switches", chat_template_kwargs=SWITCHES
+    ).score(PROMPTS, CONTINUATIONS)
+    default = await TransformersBackend(qwen3_template_policy, "default").score(PROMPTS, CONTINUATIONS)
+    for got, want, other in zip(vllm_run["score_b"], switched, default, strict=True):
         assert got == pytest.approx(want, abs=1e-3)
-        assert got != pytest.approx(other, abs=1e-3)
+        if want:  # the empty continuation has no log-probs under either prompt
+            assert got != pytest.approx(other, abs=1e-3)

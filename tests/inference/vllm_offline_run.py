@@ -5,7 +5,9 @@ so the test runs this file as a script:
 
     python vllm_offline_run.py MODEL_A MODEL_B REQUESTS_JSON OUTPUT_JSON
 
-REQUESTS_JSON holds {"prompts": [chat, ...], "continuations": [text, ...], "max_tokens": int}.
+REQUESTS_JSON holds {"prompts": [chat, ...], "continuations": [text, ...], "max_tokens": int,
+"chat_template_kwargs": {...}}: the switches hold for both checkpoints, as [policy]'s do across a
+run's checkpoint switches (one engine start less than a run of their own).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ async def run(model_a: str, model_b: str, requests: dict[str, Any]) -> dict[str,
         dtype="float32",
         enforce_eager=True,  # tiny model on CPU: no compile (start-up 5 s instead of ~70 s, faster decode)
         kv_cache_memory_bytes=128 << 20,
+        chat_template_kwargs=requests["chat_template_kwargs"],
     )
     out["start_s"] = time.perf_counter() - started
     try:
@@ -81,6 +84,7 @@ async def run(model_a: str, model_b: str, requests: dict[str, Any]) -> dict[str,
         out["model_id_after_load"] = backend.model_id
         out["engine_processes_after_load"] = engine_processes()
         out["greedy_b"] = dump(await backend.generate(prompts, greedy))
+        out["score_b"] = await backend.score(prompts, requests["continuations"])
     finally:
         await backend.close()
     out["engine_processes_after_close"] = engine_processes()
