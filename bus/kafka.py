@@ -27,7 +27,7 @@ import functools
 import hashlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,14 @@ class BrokerRestarted(BrokerDataLost):
     archived broker, everything on a memory-only one) is gone, and the consumer groups with it: the
     process stops, saying what it had sent or read, and is started again.
     """
+
+
+class PartitionsAdded(BrokerDataLost):
+    """A followed topic has more partitions than when the follower started (an administrator added
+    some mid-run). Producers write part of every later key's events to the new partitions, which the
+    follower does not read, and a key's events no longer sit in one ordered partition: the fold it
+    feeds would wait for ever or misorder a sample's events. A run's partition count is fixed for its
+    life (``ensure_topics`` refuses the topics on the next start), so the follower stops."""
 
 
 class BrokerNotDurable(RuntimeError):
@@ -1001,11 +1009,10 @@ async def _read_from_start(
             )
         identity = stats.identity = found
         identity_checked = time.monotonic()
-        partitions = [
-            tp
-            for tp in await _run_partitions(consumer, run_id, topics)
-            if share is None or share.holds(tp.partition)
-        ]
+        every_partition = await _run_partitions(consumer, run_id, topics)
+        partitions = [tp for tp in every_partition if share is None or share.holds(tp.partition)]
+        # Partitions per topic at the start: a follower notices partitions added later.
+        started = collections.Counter(tp.topic for tp in every_partition)
         if not partitions:
             await _check_identity(consumer, kafka, identity, stats.records)
             return
@@ -1108,6 +1115,8 @@ async def _read_from_start(
                 if lost and suspected:
                     raise BrokerDataLost(lost)
                 suspected = lost
+                if lost is None and (added := _added_partitions(consumer, started)):
+                    raise PartitionsAdded(added)
             if not follow and not remaining:  # read to the end: of the broker it started on?
                 await _check_identity(consumer, kafka, identity, stats.records)
             if batch or follow:
@@ -1249,6 +1258,21 @@ async def _lost(
                 f"{tp.topic}[{tp.partition}] now ends at offset {end} (position {position}), below the "
                 f"{read} records already read from it: the broker lost the run's events (an "
                 "in-memory broker restarted?); the run cannot go on from this broker"
+            )
+    return None
+
+
+def _added_partitions(consumer: AIOKafkaConsumer, started: Mapping[str, int]) -> str | None:
+    """Which followed topic now has more partitions than the ``started`` counts (read from the
+    metadata :func:`_lost` just refreshed), or None."""
+    for topic, count in started.items():
+        now = len(consumer.partitions_for_topic(topic) or ())
+        if now > count:
+            return (
+                f"{topic} has {now} partitions now, {count} when this follower started: partitions "
+                "were added mid-run. A run's partition count is fixed for its life, since a key's "
+                "events must stay in one partition; start a new run id with the count in "
+                "kafka.partitions / kafka.topic_partitions"
             )
     return None
 

@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
 
 from bus.broker import EmbeddedBroker
-from bus.kafka import LOSS_CHECK_INTERVAL_S, BrokerDataLost, EventProducer, ensure_topics, follow
-from looptool.config import load_settings
+from bus.kafka import (
+    LOSS_CHECK_INTERVAL_S,
+    BrokerDataLost,
+    EventProducer,
+    PartitionsAdded,
+    ensure_topics,
+    follow,
+)
+from bus.topics import topic_name
+from looptool.config import Settings, load_settings
 from tests.foundation.events_factory import event_of, sample_added
 
 
@@ -76,3 +88,35 @@ async def test_a_follower_hands_over_nothing_from_a_restarted_broker_and_fails_f
     assert not set(seen) & {e.event_id for e in after}, "events of the new log reached the caller"
     # Noticed at the first fetch that reports the lower end, not after the idle checks.
     assert lost_at[0] - restarted < 2 * LOSS_CHECK_INTERVAL_S, lost_at[0] - restarted
+
+
+async def test_a_follower_stops_when_partitions_are_added_to_a_followed_topic(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Partitions added mid-run (kafka-topics --alter) took part of every later key's events where the
+    follower never read: the curator's round waited for ever. The follower now stops, naming the
+    topic. The embedded broker refuses CreatePartitions, so the follower is started on the topic's
+    metadata without its last partition, as one started before the partition was added."""
+    import bus.kafka
+
+    await ensure_topics(settings.kafka, settings.run_id)
+    samples = topic_name(settings.run_id, "samples")
+    whole = bus.kafka._run_partitions
+
+    async def before_the_alter(consumer: Any, run_id: str, topics: Any) -> list[TopicPartition]:
+        monkeypatch.setattr(bus.kafka, "_run_partitions", whole)  # later reads see the topic as it is
+        found = await whole(consumer, run_id, topics)
+        last = max(tp.partition for tp in found if tp.topic == samples)
+        return [tp for tp in found if tp != TopicPartition(samples, last)]
+
+    monkeypatch.setattr(bus.kafka, "_run_partitions", before_the_alter)
+    monkeypatch.setattr(bus.kafka, "LOSS_CHECK_INTERVAL_S", 0.3)
+    async with EventProducer(settings.kafka) as producer:
+        await producer.send_all([event_of(sample_added(f"s_{i}"), run_id=settings.run_id) for i in range(4)])
+
+    async def read_on() -> None:
+        async for _ in follow(settings.kafka, settings.run_id, ["samples"], idle_timeout_ms=100):
+            pass
+
+    with pytest.raises(PartitionsAdded, match=rf"{samples} has \d+ partitions now, \d+ when this follower"):
+        await asyncio.wait_for(read_on(), timeout=20)
