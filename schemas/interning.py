@@ -48,8 +48,11 @@ IDENTITY_MEMO_SIZE = 16_384
 
 def toolset_digest(tools: Sequence[ToolSpec]) -> bytes:
     """BLAKE2b-128 of the tools' compact JSON, in their order and with their key order."""
-    text = compact_json([tool.model_dump(mode="json") for tool in tools])
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=DIGEST_SIZE).digest()
+    return _digest_of_dumps([tool.model_dump(mode="json") for tool in tools])
+
+
+def _digest_of_dumps(dumps: Sequence[object]) -> bytes:
+    return hashlib.blake2b(compact_json(dumps).encode("utf-8"), digest_size=DIGEST_SIZE).digest()
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,14 @@ class ToolSetCatalog:
     """Tool lists by digest: those this process wrote or read.
 
     Grows with the distinct tool sets of the runs a process touches (a data set's worth, not an
-    event's), so it is kept whole.
+    event's), so it is kept whole. A published data set can hold a set per record (xLAM's 60k rows
+    each draw a few of 3,673 APIs), so each distinct tool is kept once and the sets share it: a set
+    then costs a tuple, not a copy of its specs (~5 kB each as models).
     """
 
     def __init__(self) -> None:
         self._by_digest: dict[bytes, tuple[ToolSpec, ...]] = {}
+        self._tools: dict[str, ToolSpec] = {}  # each distinct tool by its compact JSON
         # Encoding hashes a list once per distinct set of spec objects. The memo keeps the specs it is
         # keyed by alive, so an id cannot be reused while its entry exists.
         self._by_identity: dict[tuple[int, ...], tuple[bytes, tuple[ToolSpec, ...]]] = {}
@@ -85,12 +91,14 @@ class ToolSetCatalog:
         known = self._by_identity.get(key)
         if known is not None:
             return known[0]
-        kept = tuple(tools)
-        digest = toolset_digest(kept)
+        kept = tuple(tools)  # the memo keeps these very objects alive (their ids are its key)
+        dumps = [tool.model_dump(mode="json") for tool in kept]
+        digest = _digest_of_dumps(dumps)
         if len(self._by_identity) >= IDENTITY_MEMO_SIZE:
             self._by_identity.clear()
         self._by_identity[key] = (digest, kept)
-        self._by_digest.setdefault(digest, kept)
+        if digest not in self._by_digest:
+            self._by_digest[digest] = self._shared(kept, dumps)
         return digest
 
     def resolve(self, digest: bytes) -> list[ToolSpec] | None:
@@ -105,10 +113,18 @@ class ToolSetCatalog:
         """Learn a set from its definition; refuses tools whose digest is not ``digest``."""
         if digest in self._by_digest:
             return
-        actual = toolset_digest(tools)
+        dumps = [tool.model_dump(mode="json") for tool in tools]
+        actual = _digest_of_dumps(dumps)
         if actual != digest:
             raise ValueError(f"tool set {digest.hex()} holds tools whose digest is {actual.hex()}")
-        self._by_digest[digest] = tuple(tools)
+        self._by_digest[digest] = self._shared(tools, dumps)
+
+    def _shared(self, tools: Sequence[ToolSpec], dumps: Sequence[object]) -> tuple[ToolSpec, ...]:
+        """``tools`` with each one replaced by the catalog's equal instance, once it holds one (specs
+        are frozen, so sets may share them)."""
+        return tuple(
+            self._tools.setdefault(compact_json(dump), tool) for tool, dump in zip(tools, dumps, strict=True)
+        )
 
     def mark_on_log(self, run_id: str, digest: bytes) -> None:
         """The run's toolsets topic holds this set (a reader read its definition, or the broker
