@@ -802,6 +802,89 @@ def test_tools_that_differ_from_the_harness_listing_are_refused() -> None:
         assert refused.value.reason == "tools field and system prompt tools differ"
 
 
+# argilla-warehouse/apigen-synth-trl (the SFT set of argilla/Llama-3.2-1B-Instruct-APIGen-FC-v0.1): the
+# system prompt holds the output format only; the tools open the user's turn, before the query.
+APIGEN_SYSTEM = (
+    "You are an expert in composing functions. You are given a question and a set of possible functions. "
+    "\nBased on the question, you will need to make one or more function/tool calls to achieve the purpose. "
+    "\nIf none of the functions can be used, point it out and refuse to answer. \nIf the given question "
+    "lacks the parameters required by the function, also point it out.\n\nThe output MUST strictly adhere "
+    "to the following format, and NO other text MUST be included.\nThe example format is as follows. Please "
+    "make sure the parameter type is correct. If no function call is needed, please make the tool calls an "
+    'empty list \'[]\'.\n```\n<tool_call>[\n{"name": "func_name1", "arguments": {"argument1": '
+    '"value1", "argument2": "value2"}},\n... (more tool calls as required)\n]</tool_call>\n```'
+)
+APIGEN_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "celsius_to_fahrenheit",
+            "description": "Converts a temperature from Celsius to Fahrenheit.",
+            "parameters": {
+                "type": "object",
+                "properties": {"celsius": {"type": "number", "description": "The temperature in Celsius."}},
+                "required": ["celsius"],
+            },
+        },
+    }
+]
+
+
+def _apigen_user(tools: str, tagged: bool = True) -> str:
+    listing = f"<tools>{tools}</tools>\n" if tagged else f"{tools}\n"
+    return (
+        f"You have access to the following tools:\n{listing}\nPlease answer the following query:\n"
+        "What is 25 degrees Celsius in Fahrenheit?\n"
+    )
+
+
+@pytest.mark.parametrize("tagged", [True, False])  # its first release wrote the list without <tools>
+@pytest.mark.parametrize("form", ["openai", "sharegpt", "paper"])
+def test_apigen_sft_tools_that_open_the_user_turn_are_the_records_tools(tagged: bool, form: str) -> None:
+    # Were kept as the user's text, the sample offering no tool while its label calls one.
+    user = _apigen_user(json.dumps(APIGEN_TOOLS), tagged)
+    answer = '<tool_call>[{"name": "celsius_to_fahrenheit", "arguments": {"celsius": 25}}]</tool_call>'
+    chat = [{"role": "system", "content": APIGEN_SYSTEM}, {"role": "user", "content": user}]
+    if form == "openai":
+        record: dict[str, Any] = {"messages": [*chat, {"role": "assistant", "content": answer}]}
+    elif form == "sharegpt":
+        turns = [*chat, {"role": "assistant", "content": answer}]
+        record = {"conversations": [{"from": m["role"], "value": m["content"]} for m in turns]}
+    else:
+        record = {"input": _chatml(chat), "label": answer}
+    conversion = convert_record(record)
+    [sample] = conversion.samples
+    assert [tool.name for tool in sample.tools] == ["celsius_to_fahrenheit"]
+    assert sample.tools[0].parameters.required == ("celsius",)
+    assert [(m.role, m.content) for m in sample.messages] == [
+        ("system", APIGEN_SYSTEM),
+        ("user", "What is 25 degrees Celsius in Fahrenheit?"),
+    ]
+    assert sample.label == Action(calls=[ToolCall(name="celsius_to_fahrenheit", arguments={"celsius": 25})])
+    assert any("tool list a user turn opens with" in warning for warning in conversion.warnings)
+    assert not any("offers none" in warning for warning in conversion.warnings)
+
+
+def test_apigen_sft_user_turn_tools_are_checked_like_a_system_prompts() -> None:
+    answer = {"role": "assistant", "content": "The query cannot be answered, no tools were provided."}
+    empty = {"messages": [{"role": "user", "content": _apigen_user("[]")}, answer]}
+    [sample] = convert_record(empty).samples  # an empty list offers no tool
+    assert sample.tools == [] and sample.messages[0].content == "What is 25 degrees Celsius in Fahrenheit?"
+    broken = {"messages": [{"role": "user", "content": _apigen_user("[{'name': ")}, answer]}
+    with pytest.raises(RecordError) as refused:
+        convert_record(broken)
+    assert refused.value.reason == "tools in the user turn do not parse"
+    other = {"type": "function", "function": {"name": "get_time", "description": "t", "parameters": {}}}
+    listed = {"messages": [{"role": "user", "content": _apigen_user(json.dumps(APIGEN_TOOLS))}, answer]}
+    with pytest.raises(RecordError) as refused:
+        convert_record({**listed, "tools": [other]})
+    assert refused.value.reason == "tools field and user turn tools differ"
+    # A user's own text that only mentions tools is the user's message, as it is.
+    own = "You have access to the following tools: a hammer. Which one for a nail?"
+    [sample] = convert_record({"messages": [{"role": "user", "content": own}, answer]}).samples
+    assert sample.messages[0].content == own
+
+
 @pytest.mark.parametrize(
     "prompt_end", ["<|im_start|>assistant\n", "<|im_start|>assistant", "<|im_start|>assistant\n\n"]
 )

@@ -78,9 +78,9 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     # The tools first (a system prompt may list them): they type the values of XML-argument calls in
     # the assistant's text.
     harness = Harness()
-    kept_system = _system_prompts(turns, harness)
+    kept_texts = _harness_read(turns, harness)
     tools = harness.tools(tools_value, notes)
-    messages, untrained = _messages(turns, tools, kept_system, notes)
+    messages, untrained = _messages(turns, tools, kept_texts, notes)
     samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
     # The paper's whole dialogues (``messages`` without ``label``) are read here: keep their time too.
     return Conversion("openai", with_time(samples, conversation_time(record) or harness.time), notes)
@@ -92,25 +92,26 @@ def chat_messages(raw_messages: list[Any], tools: Sequence[ToolSpec] = ()) -> li
     system prompt that only lists tools is no message). ``tools`` type the values of XML-argument
     calls. Raises :class:`RecordError` on what does not read."""
     turns = _turns(raw_messages)
-    messages, _ = _messages(turns, list(tools), _system_prompts(turns, Harness()), [])
+    messages, _ = _messages(turns, list(tools), _harness_read(turns, Harness()), [])
     return messages
 
 
-def _system_prompts(turns: list[tuple[str, dict[str, Any]]], harness: Harness) -> dict[str, str]:
-    """Each system turn's text to keep (by the turn's index), read for its harness."""
-    kept_system: dict[str, str] = {}
+def _harness_read(turns: list[tuple[str, dict[str, Any]]], harness: Harness) -> dict[str, str]:
+    """Each system and user turn's text to keep (by the turn's index), read for its harness."""
+    kept_texts: dict[str, str] = {}
     for index, raw in turns:
         role = str(raw.get("role"))
-        if _ROLE_NAMES.get(role, role) == "system":
-            text = text_of(raw.get("content"), [], f"message {index} (system)")[0]
-            kept_system[index] = harness.system(text)
-    return kept_system
+        role = _ROLE_NAMES.get(role, role)
+        if role in ("system", "user"):
+            text = text_of(raw.get("content"), [], f"message {index} ({role})")[0]
+            kept_texts[index] = harness.system(text) if role == "system" else harness.user(text)
+    return kept_texts
 
 
 def _messages(
     turns: list[tuple[str, dict[str, Any]]],
     tools: list[ToolSpec],
-    kept_system: dict[str, str],
+    kept_texts: dict[str, str],
     notes: list[str],
 ) -> tuple[list[Message], set[int]]:
     """The turns as messages, and the positions of assistant turns not to train on (weight 0)."""
@@ -153,7 +154,7 @@ def _messages(
                 raise RecordError(
                     f"{where}: only assistant turns make calls", "calls outside an assistant turn"
                 )
-            kept = kept_system[index] if role == "system" else text
+            kept = kept_texts.get(index, text)
             if kept or kept == text:  # a system prompt that was only the harness is no message
                 messages.append(message(role, kept))
         previous_role = role

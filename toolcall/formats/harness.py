@@ -13,7 +13,10 @@ message, with no tool offered). Recognised:
   (ToolACE, glaive) or that is Kimi K2's ``<|im_system|>tool_declare<|im_middle|>[...]`` turn (Toucan):
   the whole prompt is the harness;
 - ToolBench's "Specifically, you have access to the following APIs": refused (see
-  :mod:`toolcall.formats.assistant`).
+  :mod:`toolcall.formats.assistant`);
+- a user turn that opens with the tool list of argilla's APIGen SFT sets (``apigen-synth-trl``): "You
+  have access to the following tools: <tools>[...]</tools> Please answer the following query: …": the
+  list is the harness, the query after it is the user's message.
 
 Where a record has both a ``tools`` field and a harness listing, they must list the same tools.
 """
@@ -52,6 +55,20 @@ _TOOLBENCH_LISTING = "you have access to the following APIs:"
 HARNESS_NOTE = (
     "system prompt carrying the tool list not kept as a message (the policy prompt renders the tools)"
 )
+_NOTES = {
+    "system prompt": HARNESS_NOTE,
+    "user turn": (
+        "tool list a user turn opens with not kept in its message (the policy prompt renders the tools)"
+    ),
+}
+
+# argilla's APIGen SFT sets (apigen-synth-trl, made for Llama-3.2-1B-Instruct-APIGen-FC) list the tools
+# in the user's turn, before the query; their first release wrote the list without the <tools> tags.
+_USER_TOOLS = re.compile(
+    r"\s*You have access to the following tools:\s*(?:<tools>(?P<tagged>.*?)</tools>|(?P<bare>[\[{].*?))"
+    r"\s*Please answer the following query:\s*(?P<query>.*?)\s*",
+    re.DOTALL,
+)
 
 # The Figure 7 prompt with marks where its time and tools go; "# Tools" starts the section it shares
 # with Qwen's chat template. Built from the prompt itself, so a change to it changes what is read.
@@ -69,8 +86,9 @@ _FIGURE_7_INSTRUCTIONS = re.compile(
 
 @dataclass(frozen=True)
 class SystemPrompt:
-    """A system prompt read: the text to keep as a message ("" for none), the tools it listed (None
-    when it lists none: then it is no harness) and the time the Figure 7 instructions state."""
+    """A system prompt (or user turn) read: the text to keep as a message ("" for none), the tools it
+    listed (None when it lists none: then it is no harness) and the time the Figure 7 instructions
+    state."""
 
     kept: str
     listing: list[Any] | None = None
@@ -99,35 +117,58 @@ def read_system(text: str) -> SystemPrompt:
     return SystemPrompt(kept, listing, time)
 
 
+def read_user(text: str) -> SystemPrompt:
+    """A user turn read: the query to keep and the tools listed before it, where the turn opens with
+    the APIGen SFT sets' tool list (see the module's docstring); else the turn as it is, no harness."""
+    turn = _USER_TOOLS.fullmatch(text)
+    if turn is None:
+        return SystemPrompt(text)
+    block = turn["tagged"] if turn["tagged"] is not None else turn["bare"]
+    listing = _listing(block) if block.strip() else []  # <tools></tools>: no tool offered
+    if listing is None:
+        raise RecordError(
+            "the tool list of the user turn is neither JSON nor a Python literal",
+            "tools in the user turn do not parse",
+        )
+    return SystemPrompt(turn["query"], listing)
+
+
 @dataclass
 class Harness:
-    """What a record's system prompts said about its calling harness, read one prompt at a time."""
+    """What a record's system prompts (and user turns) said about its calling harness, read one turn at
+    a time; each listing with where it was (``system prompt``, ``user turn``)."""
 
-    listings: list[list[Any]] = field(default_factory=list)
+    listings: list[tuple[str, list[Any]]] = field(default_factory=list)
     time: str | None = None
 
     def system(self, text: str) -> str:
         """The text of a system prompt to keep as a message ("": none), its harness read out."""
-        prompt = read_system(text)
+        return self._read(read_system(text), text, "system prompt")
+
+    def user(self, text: str) -> str:
+        """The text of a user turn to keep as its message, a tool list it opens with read out."""
+        return self._read(read_user(text), text, "user turn")
+
+    def _read(self, prompt: SystemPrompt, text: str, where: str) -> str:
         if prompt.listing is None:
             return text
-        self.listings.append(prompt.listing)
+        self.listings.append((where, prompt.listing))
         self.time = self.time or prompt.time
         return prompt.kept
 
     def tools(self, given: Any, notes: list[str]) -> list[ToolSpec]:
         """The record's tools: its own field (``given``), else what its harness listed."""
         tools = tools_from(given, notes)
-        if self.listings:
-            notes.append(HARNESS_NOTE)
-        for listing in self.listings:
-            listed = tools_from(listing, [] if tools else notes, "tools in the system prompt")
+        for where in dict.fromkeys(where for where, _ in self.listings):
+            notes.append(_NOTES[where])
+        for where, listing in self.listings:
+            listed = tools_from(listing, [] if tools else notes, f"tools in the {where}")
             if not tools:  # no tools field (or an empty one): the prompt the model saw listed them
                 tools = listed
             elif {t.name: t for t in listed} != {t.name: t for t in tools}:
                 raise RecordError(
-                    "the record's tools differ from those its system prompt lists (a prompt would show both)",
-                    "tools field and system prompt tools differ",
+                    f"the record's tools differ from those its {where} lists (a prompt would show both)",
+                    f"tools field and {where} tools differ",
                 )
         return tools
 

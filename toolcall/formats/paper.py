@@ -32,7 +32,7 @@ from toolcall.formats.common import (
     message,
     with_time,
 )
-from toolcall.formats.harness import Harness, read_system
+from toolcall.formats.harness import Harness, read_system, read_user
 from toolcall.specs import ToolSpec
 from toolcall.types import Message, Sample, ToolCall
 
@@ -40,6 +40,8 @@ _CHATML_TURN = re.compile(
     r"<\|im_start\|>\s*(\w+)\s*\n?(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)", re.DOTALL
 )
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
+# The turns that may carry the calling harness, each with its reader.
+_HARNESS_ROLES = {"system": read_system, "user": read_user}
 
 
 def chatml_messages(text: str, notes: list[str], tools: list[ToolSpec] | None = None) -> list[Message]:
@@ -87,11 +89,14 @@ def plain_message(raw: Any, notes: list[str], where: str, tools: list[ToolSpec] 
 def from_paper(record: dict[str, Any]) -> Conversion:
     notes: list[str] = []
     ordered = flag(record, "ordered")
-    # The tools first (a system prompt may list them): they type the values of XML-argument calls in
-    # assistant turns and in the label.
+    # The tools first (a system prompt, or a user turn, may list them): they type the values of
+    # XML-argument calls in assistant turns and in the label.
     harness = Harness()
-    for text in _system_texts(record):
-        harness.system(text)
+    for role, text in _harness_texts(record):
+        if role == "system":
+            harness.system(text)
+        else:
+            harness.user(text)
     tools = harness.tools(record.get("tools"), notes)
     if "messages" in record:
         raw = record["messages"]
@@ -123,28 +128,31 @@ def from_paper(record: dict[str, Any]) -> Conversion:
     return Conversion("paper", [sample], notes)
 
 
-def _system_texts(record: dict[str, Any]) -> list[str]:
-    """The record's system prompts as its messages will hold them, before the messages are read."""
+def _harness_texts(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """The record's system prompts and user turns (role, text) as its messages will hold them, before
+    the messages are read."""
     if "messages" in record:
         raw = record["messages"]
         if not isinstance(raw, list):
             raise RecordError("messages must be a list")
         return [
-            m["content"]
+            (m["role"], m["content"])
             for m in raw
-            if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str)
+            if isinstance(m, dict) and m.get("role") in _HARNESS_ROLES and isinstance(m.get("content"), str)
         ]
     if isinstance(record.get("input"), str):
         turns = _CHATML_TURN.findall(record["input"])
-        return [content.strip() for role, content in turns if role == "system"]
+        return [(role, content.strip()) for role, content in turns if role in _HARNESS_ROLES]
     return []
 
 
 def _without_harness(messages: list[Message]) -> list[Message]:
-    """The messages with each system prompt's calling harness (read before them) left out."""
+    """The messages with each system prompt's (and user turn's) calling harness, read before them,
+    left out."""
     kept: list[Message] = []
     for turn in messages:
-        text = read_system(turn.content).kept if turn.role == "system" else turn.content
+        reader = _HARNESS_ROLES.get(turn.role)
+        text = reader(turn.content).kept if reader is not None else turn.content
         if text != turn.content:
             if text:
                 kept.append(turn.model_copy(update={"content": text}))

@@ -126,15 +126,16 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
     if system_field is not None and not isinstance(system_field, str):
         raise RecordError("sharegpt 'system' must be a string")
     # The tools come first (ToolACE's positional arguments take their declared order), so every system
-    # text is read for its harness before the turns are; kept: what stays of each as a message.
+    # and user text is read for its harness before the turns are; kept: what stays of each as a message.
     harness = Harness()
     kept_field = harness.system(system_field) if system_field else ""
     kept: dict[int, str] = {}
     labelled_turns = _with_tool_results_split(turns)
     for index, (_, turn) in enumerate(labelled_turns):
         _, role, value = _turn(turn)
-        if role == "system" and isinstance(value, str | list):
-            kept[index] = harness.system(value if isinstance(value, str) else text_of(value, [], "")[0])
+        if role in ("system", "user") and isinstance(value, str | list):
+            text = value if isinstance(value, str) else text_of(value, [], "")[0]
+            kept[index] = harness.system(text) if role == "system" else harness.user(text)
     tools = harness.tools(tools_value, notes)
     messages: list[Message] = []
     untrained: set[int] = set()  # assistant steps the record says not to train on ("weight": 0)
@@ -183,7 +184,9 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
             name = name or names_by_call_id.get(call_id) or None
             messages.extend(message("tool", response.strip(), name=name) for response in responses)
         else:
-            messages.append(message(role, value))
+            text = kept.get(index, value)
+            if text or text == value:  # a user turn that was only the harness is no message
+                messages.append(message(role, text))
         previous_role = role
     samples = dialogue_samples(tools, messages, untrained=frozenset(untrained))
     return Conversion("sharegpt", with_time(samples, harness.time), notes)
