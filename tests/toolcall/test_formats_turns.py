@@ -334,8 +334,11 @@ TOOLBENCH_SYSTEM = (
     "help handle the real time user querys.\nSpecifically, you have access to the following APIs: "
     "[{'name': 'hotel_details_for_hotels_com_provider', 'description': 'x', 'parameters': {'type': "
     "'object', 'properties': {'hotel_id': {'type': 'number'}}, 'required': ['hotel_id'], 'optional': "
-    "[]}}, {'name': 'Finish', 'description': 'f', 'parameters': {'type': 'object', 'properties': "
-    "{'return_type': {'type': 'string'}, 'final_answer': {'type': 'string'}}, 'required': []}}]"
+    "[]}}, {'name': 'hotel_reviews_for_hotels_com_provider', 'description': 'r', 'parameters': {'type': "
+    "'object', 'properties': {'hotel_id': {'type': 'number', 'example_value': 1105156}, 'page': {'type': "
+    "'number'}}, 'required': ['hotel_id'], 'optional': ['page']}}, {'name': 'Finish', 'description': "
+    "'f', 'parameters': {'type': 'object', 'properties': {'return_type': {'type': 'string'}, "
+    "'final_answer': {'type': 'string'}}, 'required': []}}]"
 )
 REACT_CALL = (
     "\nThought: I should fetch the hotel details.\nAction: hotel_details_for_hotels_com_provider\n"
@@ -347,23 +350,72 @@ REACT_FINISH = (
 )
 
 
-def test_toolbench_react_records_are_refused_with_that_reason() -> None:
-    turns = [
-        ("system", TOOLBENCH_SYSTEM),
-        ("user", "\nGive me details of hotel 1105156.\nBegin!\n"),
+HOTEL = ToolCall(name="hotel_details_for_hotels_com_provider", arguments={"hotel_id": 1105156})
+REVIEWS = ToolCall(name="hotel_reviews_for_hotels_com_provider", arguments={"hotel_id": 1105156, "page": 1})
+REACT_REVIEWS = (
+    "\nThought: Now the reviews.\nAction: hotel_reviews_for_hotels_com_provider\n"
+    'Action Input: {\n  "hotel_id": 1105156,\n  "page": 1\n}'
+)
+
+
+def _toolbench(*steps: tuple[str, str]) -> list[tuple[str, str]]:
+    question = "\nGive me details of hotel 1105156 and its reviews.\nBegin!\n"
+    return [("system", TOOLBENCH_SYSTEM), ("user", question), *steps]
+
+
+@pytest.mark.parametrize("form", ["sharegpt", "openai"])
+def test_toolbench_react_steps_are_one_call_each_and_finish_is_the_answer(form: str) -> None:
+    # toolllama_G123_dfs_train's conversations were refused whole ("ToolBench ReAct format is not
+    # supported"): each API step is a sample now, the APIs of the system prompt its tools (Finish, the
+    # harness's way to answer, is none of them), the thought the step's text in later contexts.
+    turns = _toolbench(
         ("assistant", REACT_CALL),
-        ("function", '{"error": "", "response": "Hotel X"}'),
+        ("function", '{"error": "", "response": "{\\"name\\": \\"Hotel X\\"}"}'),
+        ("assistant", REACT_REVIEWS),
+        ("function", '{"error": "", "response": "[{\\"score\\": 9}]"}'),
         ("assistant", REACT_FINISH),
-    ]
-    records = [
-        {"conversations": [{"from": r, "value": v} for r, v in turns]},
-        {"conversations": [{"from": r, "value": v} for r, v in turns[1:]]},  # no system prompt
-        {"messages": [{"role": r, "content": v} for r, v in turns[1:]]},
-    ]
-    for record in records:
-        with pytest.raises(RecordError, match="ToolBench ReAct format") as refused:
+    )
+    if form == "sharegpt":
+        record: dict[str, Any] = {"conversations": [{"from": r, "value": v} for r, v in turns]}
+    else:
+        record = {"messages": [{"role": r, "content": v} for r, v in turns]}
+    first, second = convert_record(record).samples
+    assert [t.name for t in first.tools] == [HOTEL.name, REVIEWS.name]
+    assert first.tools[0].parameters.required == ("hotel_id",)
+    assert [m.role for m in first.messages] == ["user"] and first.label == Action(calls=[HOTEL])
+    assert [m.role for m in second.messages] == ["user", "assistant", "tool"]
+    thought = second.messages[1]
+    assert thought.content == "I should fetch the hotel details." and thought.tool_calls == [HOTEL]
+    assert second.label == Action(calls=[REVIEWS])
+    # The Finish answer after the results is a summary, no step; right after the question it is one.
+    [answer] = convert_record(
+        {"conversations": [{"from": r, "value": v} for r, v in _toolbench(("assistant", REACT_FINISH))]}
+    ).samples
+    assert answer.label == Action(text="Hotel X")
+
+
+def test_a_toolbench_give_up_is_no_answer_to_learn_and_bad_steps_are_refused() -> None:
+    give_up = (
+        "\nThought: It keeps failing.\nAction: Finish\nAction Input: {\n"
+        '  "return_type": "give_up_and_restart"\n}'
+    )
+    turns = _toolbench(
+        ("assistant", REACT_CALL), ("function", '{"error": "timeout"}'), ("assistant", give_up)
+    )
+    conversion = convert_record({"conversations": [{"from": r, "value": v} for r, v in turns]})
+    [call] = conversion.samples
+    assert call.label == Action(calls=[HOTEL])
+    assert any("give_up_and_restart" in warning for warning in conversion.warnings)
+    for step in (
+        REACT_CALL + "\n" + REACT_REVIEWS,  # two actions in one turn
+        REACT_CALL.replace('{\n  "hotel_id": 1105156\n}', "hotel_id=1105156"),  # no JSON input
+        REACT_FINISH.replace("give_answer", "answer"),  # no return type ToolBench knows
+        "I will look it up.\n" + REACT_CALL.lstrip(),  # text before the step
+    ):
+        record = {"conversations": [{"from": r, "value": v} for r, v in _toolbench(("assistant", step))]}
+        with pytest.raises(RecordError) as refused:
             convert_record(record)
-        assert refused.value.reason == "ToolBench ReAct format is not supported"
+        assert refused.value.reason == "ToolBench step does not parse", step
 
 
 def test_a_glaive_functioncall_in_a_chat_turn_is_a_call() -> None:
@@ -655,12 +707,19 @@ def test_a_closing_functioncall_tag_alone_is_refused() -> None:
         convert_record(record)
 
 
-def test_a_toolbench_system_prompt_is_refused_even_before_a_react_step() -> None:
+def test_a_toolbench_system_prompt_offers_its_apis_but_not_finish() -> None:
     turns = [{"from": "system", "value": TOOLBENCH_SYSTEM}, {"from": "user", "value": "Hotel 1105156?"}]
     record = {"conversations": [*turns, {"from": "assistant", "value": "Which city?"}]}
+    conversion = convert_record(record)
+    [sample] = conversion.samples
+    assert [t.name for t in sample.tools] == [HOTEL.name, REVIEWS.name]
+    assert [m.role for m in sample.messages] == ["user"] and sample.label == Action(text="Which city?")
+    unreadable = TOOLBENCH_SYSTEM.replace("[{'name'", "[{'name")
     with pytest.raises(RecordError) as refused:
-        convert_record(record)
-    assert refused.value.reason == "ToolBench ReAct format is not supported"
+        convert_record(
+            {"conversations": [{"from": "system", "value": unreadable}, *record["conversations"][1:]]}
+        )
+    assert refused.value.reason == "tools in the system prompt do not parse"
 
 
 # --- the calling harness in a system prompt ------------------------------------------------------------

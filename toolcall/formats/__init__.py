@@ -18,7 +18,7 @@ Formats (detected per record from its keys, or forced):
   (:mod:`toolcall.formats.when2call`).
 
 The chat formats share how they read an assistant's text (:mod:`toolcall.formats.assistant`: the
-policy's own output parser; ToolBench's ReAct steps are refused) and a system prompt that carries the
+policy's own output parser; ToolBench's ReAct steps one call each) and a system prompt that carries the
 tool list (:mod:`toolcall.formats.harness`: the calling harness, read for its tools, not kept).
 
 Whole dialogues yield one sample per learnable assistant step (Section 4.1): each step that calls

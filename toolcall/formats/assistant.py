@@ -6,7 +6,9 @@ turn is read exactly as a model output would be: ``<tool_call>`` blocks, the unt
 wrappers the parser does not know are read: glaive's ``<functioncall> {...}`` (arguments in single quotes;
 several in a turn, glaive's ``<|endoftext|>`` or text after one), When2Call's ``<TOOLCALL>[{"name",
 "arguments"}, ...]</TOOLCALL>`` and function-calling-sharegpt's ``<|fn_start|>{...}<|fn_end|>``;
-ToolBench's ReAct steps (``Action:`` / ``Action Input:``) are refused with that reason. What the parser
+ToolBench's ReAct steps (``Thought:`` / ``Action:`` / ``Action Input:``, one call a step) are read as
+ToolBench means them: the action is the step's call, its thought the turn's text, and the ``Finish``
+pseudo-call the final answer (``give_answer``) or no answer at all (``give_up_and_restart``). What the parser
 flags as a failure (a call amid text, a block that is not JSON) is a :class:`RecordError` naming the turn:
 a call that cannot be read is never kept as a text answer.
 """
@@ -18,7 +20,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from toolcall.formats.common import RecordError, call_from, calls_from_json
+from toolcall.formats.common import RecordError, call_from, calls_from_json, json_or_value
 from toolcall.parsing import parse_output
 from toolcall.pytypes import TypeExpressionError, python_literal
 from toolcall.specs import ToolSpec
@@ -31,10 +33,16 @@ _CALL_BLOCKS = tuple(
     (opening, closing, re.compile(re.escape(opening) + "(.*?)" + re.escape(closing), re.DOTALL))
     for opening, closing in _CALL_BLOCK_TAGS
 )
-# ToolBench's ReAct steps ("Thought: …\nAction: name\nAction Input: {…}", a Finish pseudo-call for the
-# answer): refused, since reading them would need ToolBench's own answer and give-up conventions.
+# ToolBench's (ToolLLaMA's) ReAct steps: "Thought: …\nAction: name\nAction Input: {…}", one call a step;
+# the Finish pseudo-call ends the trajectory with the answer or gives up (ToolBench's own conventions).
 _REACT_STEP = re.compile(r"^[ \t]*Action[ \t]*:.*\n[ \t]*Action Input[ \t]*:", re.MULTILINE)
-REACT_REFUSAL = "ToolBench ReAct format is not supported"
+_REACT = re.compile(
+    r"\s*(?:Thought[ \t]*:(?P<thought>.*?))?^[ \t]*Action[ \t]*:[ \t]*(?P<name>[^\n]*?)[ \t]*\n"
+    r"[ \t]*Action Input[ \t]*:(?P<input>.*)",
+    re.DOTALL | re.MULTILINE,
+)
+TOOLBENCH_FINISH = "Finish"
+_REACT_UNREADABLE = "ToolBench step does not parse"
 # The parser's own wording for an output with nothing in it (blank, or reasoning only).
 _SAYS_NOTHING = parse_output("").error
 
@@ -48,7 +56,7 @@ def assistant_text(
     (the record's) type the values of XML-argument calls (Qwen3-Coder, GLM-4.5), as for a model output.
     """
     if _REACT_STEP.search(text):
-        raise RecordError(f"{where}: {REACT_REFUSAL} (Thought/Action/Action Input steps)", REACT_REFUSAL)
+        return _react_step(text, notes, where)
     text, calls = _take_glaive_calls(text, where)
     for opening, closing, block in _CALL_BLOCKS:
         for body in block.findall(text):
@@ -76,6 +84,41 @@ def assistant_text(
     if action.calls:
         return parsed.text or "", [*calls, *action.calls]
     return action.text or "", calls
+
+
+def _react_step(text: str, notes: list[str], where: str) -> tuple[str, list[ToolCall]]:
+    """A ToolBench step's text and calls: its thought and its one call, or for ``Finish`` the final
+    answer (``give_answer``) or nothing (``give_up_and_restart``: no answer to learn, said in ``notes``)."""
+    if len(_REACT_STEP.findall(text)) > 1:
+        raise RecordError(
+            f"{where}: several Action steps in one turn (ToolBench takes one)", _REACT_UNREADABLE
+        )
+    step = _REACT.fullmatch(text)
+    if step is None or not step["name"].strip():
+        raise RecordError(
+            f"{where}: a ToolBench step needs 'Thought:' (optional), 'Action:' and 'Action Input:', in that "
+            "order and nothing else",
+            _REACT_UNREADABLE,
+        )
+    name, written = step["name"].strip(), step["input"].strip()
+    try:
+        arguments = json_or_value(written, "Action Input", python=True) if written else {}
+    except RecordError as error:
+        raise RecordError(f"{where}: {error}", _REACT_UNREADABLE) from error
+    if not isinstance(arguments, dict):
+        raise RecordError(f"{where}: the Action Input of {name[:80]} is not an object", _REACT_UNREADABLE)
+    if name != TOOLBENCH_FINISH:
+        return (step["thought"] or "").strip(), [call_from({"name": name, "arguments": arguments})]
+    answer = arguments.get("final_answer")
+    if arguments.get("return_type") == "give_answer" and isinstance(answer, str) and answer.strip():
+        return answer.strip(), []
+    if arguments.get("return_type") == "give_up_and_restart":
+        notes.append(f"{where}: ToolBench gave up here (Finish: give_up_and_restart): no answer to learn")
+        return "", []
+    raise RecordError(
+        f"{where}: Finish needs return_type give_answer with a final_answer, or give_up_and_restart",
+        _REACT_UNREADABLE,
+    )
 
 
 def merge_calls(text_calls: list[ToolCall], structured: list[ToolCall], where: str) -> list[ToolCall]:

@@ -12,8 +12,9 @@ message, with no tool offered). Recognised:
 - any other system prompt with a ``<tools>`` block (Hermes), a JSON listing after a known phrase
   (ToolACE, glaive) or that is Kimi K2's ``<|im_system|>tool_declare<|im_middle|>[...]`` turn (Toucan):
   the whole prompt is the harness;
-- ToolBench's "Specifically, you have access to the following APIs": refused (see
-  :mod:`toolcall.formats.assistant`);
+- ToolBench's (ToolLLaMA's) prompt, its APIs listed after "Specifically, you have access to the following
+  APIs:" (a Python literal): the whole prompt is the harness, its ``Finish`` pseudo-API no tool (the
+  assistant's ``Finish`` steps are answers, see :mod:`toolcall.formats.assistant`);
 - a user turn that opens with the tool list of argilla's APIGen SFT sets (``apigen-synth-trl``): "You
   have access to the following tools: <tools>[...]</tools> Please answer the following query: …": the
   list is the harness, the query after it is the user's message.
@@ -28,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolcall.formats.assistant import REACT_REFUSAL
+from toolcall.formats.assistant import TOOLBENCH_FINISH
 from toolcall.formats.common import RecordError, tools_from
 from toolcall.prompts import POLICY_SYSTEM_PROMPT
 from toolcall.pytypes import TypeExpressionError, python_literal
@@ -97,8 +98,9 @@ class SystemPrompt:
 
 def read_system(text: str) -> SystemPrompt:
     """What a system prompt holds besides its harness; see the module's docstring."""
-    if _TOOLBENCH_LISTING in text:
-        raise RecordError(f"a ToolBench system prompt: {REACT_REFUSAL}", REACT_REFUSAL)
+    at = text.find(_TOOLBENCH_LISTING)
+    if at != -1:
+        return SystemPrompt("", _toolbench_apis(text[at + len(_TOOLBENCH_LISTING) :]))
     section = _TOOLS_SECTION.search(text)
     if section is None:
         listing = tools_in_system(text)
@@ -115,6 +117,18 @@ def read_system(text: str) -> SystemPrompt:
     time = instructions["time"].strip() if instructions else None
     kept = "\n\n".join(part for part in ("" if instructions else before, after) if part)
     return SystemPrompt(kept, listing, time)
+
+
+def _toolbench_apis(listing: str) -> list[Any]:
+    """The APIs ToolBench's prompt lists (the rest of the prompt), less its Finish pseudo-API: ToolBench's
+    way to answer, which its steps read as the answer (or a give-up), never a tool to offer."""
+    apis = _listing(listing)
+    if apis is None:
+        raise RecordError(
+            "the API list of the ToolBench system prompt is neither JSON nor a Python literal",
+            "tools in the system prompt do not parse",
+        )
+    return [api for api in apis if not (isinstance(api, dict) and api.get("name") == TOOLBENCH_FINISH)]
 
 
 def read_user(text: str) -> SystemPrompt:

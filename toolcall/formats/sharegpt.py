@@ -12,8 +12,9 @@
 - **glaive raw** (``glaiveai/glaive-function-calling-v2``: ``system`` and ``chat`` strings):
   ``USER:``/``ASSISTANT:``/``FUNCTION RESPONSE:`` turns, calls as ``<functioncall> {...}`` with the
   arguments a JSON object in single quotes (``"arguments": '{"message": "I'm late"}'``).
-- **ToolBench / ToolLLaMA** (a system prompt listing "the following APIs", ``Thought:`` /
-  ``Action:`` / ``Action Input:`` steps): refused, "ToolBench ReAct format is not supported".
+- **ToolBench / ToolLLaMA**: the APIs listed in the system prompt ("the following APIs: [...]", less the
+  ``Finish`` pseudo-API), ``Thought:`` / ``Action:`` / ``Action Input:`` steps of one call each in
+  ``assistant`` turns (:mod:`toolcall.formats.assistant`), results in ``function`` turns.
 
 Turns are ``{"from", "value"}`` or ``{"role", "content"}`` (speakers in any case), with OpenAI's
 ``tool_calls`` on assistant turns (then ``"content": null`` is allowed) and content as text or a list of
