@@ -1052,6 +1052,73 @@ def test_nemotron_tool_calling_records_take_their_tools_from_the_metadata_column
     assert convert_record(own).samples[0].tools[0].parameters.required == ()
 
 
+# HuggingFaceTB/smoltalk2's SFT config: "messages" of role/content, the tools in "chat_template_kwargs"
+# ({custom_instructions, enable_thinking, python_tools, xml_tools}); its xlam_traces_no_think and
+# hermes_function_calling_v1_no_think splits write one xml_tools entry, a "<tools>" block holding a
+# Python literal list of xlam or OpenAI tools.
+GIVEAWAYS_TOOL = (
+    "{'name': 'live_giveaways_by_type', 'description': 'Retrieve live giveaways from the GamerPower API "
+    "based on the specified type.', 'parameters': {'type': {'description': 'The type of giveaways to "
+    "retrieve (e.g., game, loot, beta).', 'type': 'str', 'default': 'game'}}}"
+)
+SMOLTALK2_XLAM: dict[str, Any] = {
+    "messages": [
+        {"role": "user", "content": "Where can I find live giveaways for beta access and games?"},
+        {
+            "role": "assistant",
+            "content": '<tool_call>\n{"name": "live_giveaways_by_type", "arguments": {"type": "beta"}}\n'
+            '</tool_call>\n<tool_call>\n{"name": "live_giveaways_by_type", "arguments": {"type": "game"}}'
+            "\n</tool_call>",
+        },
+    ],
+    "chat_template_kwargs": {
+        "custom_instructions": "",
+        "enable_thinking": False,
+        "python_tools": [],
+        "xml_tools": [f"<tools>[{GIVEAWAYS_TOOL}]</tools>"],
+    },
+    "source": "xlam-traces",
+}
+
+
+def _with_kwargs(**changes: Any) -> dict[str, Any]:
+    return {**SMOLTALK2_XLAM, "chat_template_kwargs": {**SMOLTALK2_XLAM["chat_template_kwargs"], **changes}}
+
+
+def test_smoltalk2_records_take_their_tools_and_system_text_from_chat_template_kwargs() -> None:
+    # Were read as offering no tool (the calls kept against none, with a warning), custom_instructions lost.
+    conversion = convert_record(SMOLTALK2_XLAM)
+    [sample] = conversion.samples
+    assert [tool.name for tool in sample.tools] == ["live_giveaways_by_type"]
+    assert sample.tools[0].parameters.to_json_schema()["properties"]["type"]["default"] == "game"
+    beta, game = ({"type": kind} for kind in ("beta", "game"))
+    assert sample.label == Action(
+        calls=[ToolCall(name="live_giveaways_by_type", arguments=args) for args in (beta, game)]
+    )
+    assert not any("offers none" in warning for warning in conversion.warnings)
+    # One tool a line (smolagents traces), a listing as the entry itself: read alike.
+    for entry in (GIVEAWAYS_TOOL + "\n" + GIVEAWAYS_TOOL.replace("live_", "all_"), f"[{GIVEAWAYS_TOOL}]"):
+        [sample] = convert_record(_with_kwargs(xml_tools=[entry])).samples
+        assert sample.tools[0].name == "live_giveaways_by_type"
+    # The record's own instructions are its system message, unless its messages hold one.
+    record = _with_kwargs(custom_instructions="Answer briefly.")
+    [sample] = convert_record(record).samples
+    question = "Where can I find live giveaways for beta access and games?"
+    assert [(m.role, m.content) for m in sample.messages] == [
+        ("system", "Answer briefly."),
+        ("user", question),
+    ]
+    own = {**record, "messages": [{"role": "system", "content": "Be terse."}, *record["messages"]]}
+    [sample] = convert_record(own).samples
+    assert [(m.role, m.content) for m in sample.messages] == [("system", "Be terse."), ("user", question)]
+    # An entry that lists no tool offers none, said; a listing that does not read is refused.
+    conversion = convert_record(_with_kwargs(xml_tools=["You have no access to tools."]))
+    assert conversion.samples[0].tools == [] and any("lists no tool" in w for w in conversion.warnings)
+    with pytest.raises(RecordError) as refused:
+        convert_record(_with_kwargs(xml_tools=[f"<tools>[{GIVEAWAYS_TOOL}</tools>"]))
+    assert "xml_tools" in refused.value.reason and "do not parse" in refused.value.reason
+
+
 # --- Anthropic Messages content blocks -------------------------------------------------------------
 
 # The Messages API's layout (docs.anthropic.com, "Tool use"): tools with "input_schema", a top-level

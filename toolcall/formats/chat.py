@@ -18,7 +18,8 @@ text and in ``tool_calls`` must agree. An assistant turn with ``"weight": 0`` (O
 train on it) is never a label; it stays in the context of the turns after it. A ``current_time`` (or
 ``conversation_time``) field is the conversation's time, as in :mod:`toolcall.formats.paper`. With no
 ``tools`` (or ``functions``) field, a ``metadata`` object (or JSON text) holding ``tools`` gives them
-(Nemotron-Post-Training-Dataset-v1's tool_calling split). A system
+(Nemotron-Post-Training-Dataset-v1's tool_calling split); with none of those, ``chat_template_kwargs``
+gives its ``xml_tools`` listings and its ``custom_instructions`` as the system message (smoltalk2). A system
 prompt that carries the tool list is read as the calling harness (:mod:`toolcall.formats.harness`).
 """
 
@@ -46,7 +47,7 @@ from toolcall.formats.common import (
     turn_weight,
     with_time,
 )
-from toolcall.formats.harness import Harness
+from toolcall.formats.harness import Harness, tools_in_entry
 from toolcall.specs import ToolSpec
 from toolcall.types import Message
 
@@ -67,6 +68,8 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     tools_value = json_or_value(record.get("tools", record.get("functions")), "tools", python=True)
     if tools_value is None:
         tools_value = _metadata_tools(record.get("metadata"))
+    if tools_value is None:
+        tools_value = _template_tools(record.get("chat_template_kwargs"), notes)
     if "messages" not in record and "prompt" in record:
         raw_messages = _prompt_and_completion(record, notes)
     else:
@@ -173,6 +176,30 @@ def _metadata_tools(metadata: Any) -> Any:
     return metadata.get("tools") if isinstance(metadata, dict) else None
 
 
+def _template_tools(template_kwargs: Any, notes: list[str]) -> list[Any] | None:
+    """The tools a record gives its chat template (HuggingFaceTB/smoltalk2's ``chat_template_kwargs``:
+    ``xml_tools``, a list of texts each listing tools, as a Python literal in a ``<tools>`` block in its
+    xlam and Hermes splits); None where it gives none. ``python_tools`` (function signatures in Python,
+    for code agents) are no tool list this reader knows: a warning names them."""
+    if not isinstance(template_kwargs, dict):
+        return None
+    if template_kwargs.get("python_tools"):
+        notes.append("chat_template_kwargs python_tools not read (Python signatures, not a tool list)")
+    entries = template_kwargs.get("xml_tools")
+    if not isinstance(entries, list) or not entries:
+        return None
+    tools: list[Any] = []
+    for index, entry in enumerate(entries):
+        where = f"chat_template_kwargs xml_tools[{index}]"
+        if not isinstance(entry, str):
+            raise RecordError(f"{where} must be a string", "chat_template_kwargs xml_tools is not strings")
+        listed = tools_in_entry(entry, where)
+        if listed is None:
+            notes.append(f"{where} lists no tool (no JSON or Python literal in it): not read")
+        tools.extend(listed or [])
+    return tools
+
+
 def _turns(raw_messages: list[Any]) -> list[tuple[str, dict[str, Any]]]:
     """Each message with the index it is named by; a user turn holding Anthropic ``tool_result`` parts
     is split, in order, into a ``tool`` message per result (``tool_call_id`` its ``tool_use_id``) and a
@@ -237,8 +264,15 @@ def _prompt_and_completion(record: dict[str, Any], notes: list[str]) -> list[Any
 
 def _system_field(record: dict[str, Any], raw_messages: list[Any]) -> list[Any]:
     """A ``system`` field beside the messages (exports that keep the system prompt in a column of its
-    own) as the first message; nothing when it is empty or the messages already start with it."""
+    own; smoltalk2's ``chat_template_kwargs.custom_instructions``) as the first message; nothing when it
+    is empty or the messages already start with it."""
     system = record.get("system")
+    template_kwargs = record.get("chat_template_kwargs")
+    has_system_turn = any(
+        isinstance(m, dict) and m.get("role") in ("system", "developer") for m in raw_messages
+    )
+    if system is None and isinstance(template_kwargs, dict) and not has_system_turn:
+        system = template_kwargs.get("custom_instructions")  # smoltalk2: the system prompt's own text
     if isinstance(system, list):  # Anthropic Messages: a list of text blocks
         system = text_of(system, [], "system field")[0]
     if system is None or (isinstance(system, str) and not system.strip()):

@@ -230,6 +230,28 @@ def _json_sequence(text: str, start: int = 0) -> list[Any] | None:
     return values if read else None
 
 
+def tools_in_entry(text: str, where: str) -> list[Any] | None:
+    """The tools of a text that holds a tool listing and nothing to keep (an entry of SmolLM3's
+    ``chat_template_kwargs.xml_tools``): a ``<tools>`` block or a known phrase's listing as in a system
+    prompt, else the text as JSON, a Python literal, or one tool a line; None where it lists none (no
+    JSON or literal in it at all). A listing that does not read raises, naming ``where``."""
+    try:
+        listed = tools_in_system(text)
+    except RecordError as error:  # its wording names a system prompt: name the entry instead
+        raise RecordError(f"{where}: {error}", f"tools in {where} do not parse") from error
+    if listed is not None:
+        return listed
+    if not re.search(r"[\[{]", text):
+        return None
+    whole = _listing(text)
+    if whole is not None:
+        return whole
+    lines = [_listing(line) for line in text.splitlines() if line.strip()]
+    if any(line is None for line in lines):
+        raise RecordError(f"{where} is neither JSON nor a Python literal", f"tools in {where} do not parse")
+    return [tool for line in lines if line is not None for tool in line]
+
+
 def tools_in_system(text: str) -> list[Any] | None:
     """The tools a system prompt lists, or None if it lists none; a listing that does not read raises."""
     declaration = _KIMI_TOOL_DECLARATION.match(text)
