@@ -1426,3 +1426,32 @@ def test_a_tool_result_written_as_a_json_object_is_its_json_text() -> None:
         assert json.loads(tool_turn.content) == result
         assert tool_turn.name == "clock"  # named by the call its tool_call_id answers
         assert last.label == Action(text="Which time zone name should I use?")
+
+
+def test_tool_response_blocks_in_an_openai_tool_turn_are_its_results_as_in_sharegpt() -> None:
+    # smoltalk2's hermes_function_calling_v1_no_think split: role/content messages, a step's results in
+    # one "tool" message, each in a <tool_response> block. The openai reader kept the blocks, tags and
+    # all, as one result; the sharegpt reader of the same turns gave one result per block.
+    results = (
+        '<tool_response>\n{"name": "get_weather", "content": {"temperature": 18}}\n</tool_response>\n'
+        '<tool_response>\n{"name": "get_weather", "content": {"temperature": 24}}\n</tool_response>'
+    )
+    rome = TAGGED.replace("Paris", "Rome")
+    turns = [
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": TAGGED + "\n" + rome},
+        {"role": "tool", "content": results},
+        {"role": "assistant", "content": "Paris 18C, Rome 24C."},
+        {"role": "user", "content": "And Oslo?"},
+        {"role": "assistant", "content": TAGGED.replace("Paris", "Oslo")},
+    ]
+    read = [
+        convert_record({"tools": [WEATHER], "messages": turns}),
+        convert_record({"tools": [WEATHER], "conversations": turns}),
+    ]
+    _, oslo = read[0].samples
+    assert [(m.role, m.content) for m in oslo.messages if m.role == "tool"] == [
+        ("tool", '{"name": "get_weather", "content": {"temperature": 18}}'),
+        ("tool", '{"name": "get_weather", "content": {"temperature": 24}}'),
+    ]
+    assert read[0].samples == read[1].samples

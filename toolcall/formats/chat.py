@@ -41,6 +41,7 @@ from toolcall.formats.common import (
     message,
     openai_tool_calls,
     text_of,
+    tool_responses,
     tool_result_content,
     tool_result_pieces,
     tool_use_names,
@@ -151,7 +152,7 @@ def _messages(
                 untrained.add(len(messages) - 1)  # joined to the turn before or not, its step is the last
         elif role in _TOOL_ROLES:
             name = raw.get("name") or names_by_call_id.get(raw.get("tool_call_id", ""))
-            messages.append(message("tool", text, name=name))
+            messages.extend(message("tool", response, name=name) for response in tool_responses(text))
         else:
             if part_calls:
                 raise RecordError(

@@ -368,6 +368,19 @@ def text_of(content: Any, warnings: list[str], where: str) -> tuple[str, list[To
     return "".join(texts), calls
 
 
+_TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
+
+
+def tool_responses(text: str) -> list[str]:
+    """A tool turn's results: each ``<tool_response>`` block's text (Hermes and Qwen wrap every result in
+    one, several results of a step in one turn), else the text as it is."""
+    return [response.strip() for response in _TOOL_RESPONSE.findall(text)] or [text]
+
+
+def has_tool_responses(text: str) -> bool:
+    return _TOOL_RESPONSE.search(text) is not None
+
+
 def tool_result_pieces(content: Any, where: str) -> list[tuple[str, Any, str | None]] | None:
     """A user turn's content holding Anthropic ``tool_result`` parts, split in order into pieces:
     ``("tool", result content, tool_use_id)`` per result and ``("user", [parts], None)`` per run of other
@@ -476,6 +489,7 @@ __all__ = [
     "conversation_time",
     "dialogue_samples",
     "flag",
+    "has_tool_responses",
     "json_or_value",
     "label_from",
     "message",
@@ -484,6 +498,7 @@ __all__ = [
     "python_calls_to_tool_calls",
     "reason_of",
     "text_of",
+    "tool_responses",
     "tool_result_pieces",
     "tool_use_names",
     "tools_from",

@@ -28,8 +28,10 @@ from toolcall.formats.common import (
     conversation_time,
     dialogue_samples,
     flag,
+    has_tool_responses,
     label_from,
     message,
+    tool_responses,
     with_time,
 )
 from toolcall.formats.harness import Harness, read_system, read_user
@@ -39,7 +41,6 @@ from toolcall.types import Message, Sample, ToolCall
 _CHATML_TURN = re.compile(
     r"<\|im_start\|>\s*(\w+)\s*\n?(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)", re.DOTALL
 )
-_TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 # The turns that may carry the calling harness, each with its reader.
 _HARNESS_ROLES = {"system": read_system, "user": read_user}
 
@@ -56,8 +57,8 @@ def chatml_messages(text: str, notes: list[str], tools: list[ToolSpec] | None = 
             if index == len(turns) - 1 and assistant_text(content, [], where, tools or ()) == ("", []):
                 break  # the template's generation prompt: the answer to learn is not written yet
             messages.append(_assistant(content, [], notes, where, tools))
-        elif role in ("user", "tool") and _TOOL_RESPONSE.search(content):
-            messages.extend(message("tool", response) for response in _TOOL_RESPONSE.findall(content))
+        elif role in ("user", "tool") and has_tool_responses(content):
+            messages.extend(message("tool", response) for response in tool_responses(content))
         else:
             messages.append(message(role, content))
     return messages

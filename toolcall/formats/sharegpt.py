@@ -44,6 +44,7 @@ from toolcall.formats.common import (
     openai_tool_calls,
     python_calls_to_tool_calls,
     text_of,
+    tool_responses,
     tool_result_content,
     tool_result_pieces,
     tool_use_names,
@@ -72,7 +73,6 @@ _SPEAKERS = {
     "tool_call": "function_call",
 }
 _SEPARATORS = re.compile(r"[\s-]+")
-_TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 # ToolACE's call syntax: "[Name(" where the name holds no brackets, quotes or separators.
 _PYTHON_CALLS = re.compile(r"^\s*\[\s*[^\[\]{}\"'=,()]+\(", re.DOTALL)
 
@@ -179,7 +179,7 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
             if turn_weight(turn.get("weight"), where) == 0:
                 untrained.add(len(messages) - 1)  # joined to the turn before or not, its step is the last
         elif role == "tool":
-            responses = _TOOL_RESPONSE.findall(value) or [value]
+            responses = tool_responses(value)
             name = turn.get("name") if isinstance(turn.get("name"), str) else None
             call_id = turn.get("tool_use_id") or turn.get("tool_call_id") or ""
             name = name or names_by_call_id.get(call_id) or None
