@@ -326,6 +326,39 @@ def test_reasoning_is_left_out_alike_by_the_sharegpt_and_openai_readers() -> Non
     assert read[0].samples == read[1].samples
 
 
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning", "thinking"])
+def test_a_reasoning_field_beside_the_content_is_left_out_and_said(field: str) -> None:
+    # DeepSeek-style exports (and vLLM's, OpenRouter's, gpt-oss templates') keep the trace in a field of
+    # its own: it was dropped without a word, where a <think> trace or a reasoning part is named.
+    record = {
+        "tools": [WEATHER],
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": None,
+                field: "The user wants Paris.",
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": {"location": "Paris"}},
+                    }
+                ],
+            },
+        ],
+    }
+    conversion = convert_record(record)
+    [sample] = conversion.samples
+    assert sample.label == Action(calls=[PARIS]) and [m.role for m in sample.messages] == ["user"]
+    assert [w for w in conversion.warnings if "reasoning" in w] == [
+        "message 1 (assistant): reasoning field not kept (a step's label is its calls or its answer)"
+    ]
+    # An empty field (an Arrow column's null or "") is no reasoning.
+    record["messages"][1][field] = ""
+    assert not any("reasoning" in w for w in convert_record(record).warnings)
+
+
 # --- other families' call syntaxes ---------------------------------------------------------------------
 
 TOOLBENCH_SYSTEM = (

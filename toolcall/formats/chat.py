@@ -62,6 +62,9 @@ _ROLE_NAMES = {
     "observation": "tool",
 }
 _TOOL_ROLES = ("tool", "function", "ipython")  # ipython: Llama 3.1's tool results
+# Fields exports keep an assistant's reasoning in, beside its content (DeepSeek's and vLLM's
+# reasoning_content, OpenRouter's reasoning, gpt-oss templates' thinking): left out, as a <think> trace is.
+_REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
 
 
 def from_openai(record: dict[str, Any]) -> Conversion:
@@ -132,6 +135,8 @@ def _messages(
             content = tool_result_content(content)
         text, part_calls = text_of(content, notes, where)
         if role == "assistant":
+            if any(isinstance(raw.get(key), str) and raw[key].strip() for key in _REASONING_FIELDS):
+                notes.append(f"{where}: reasoning field not kept (a step's label is its calls or its answer)")
             calls = list(part_calls)
             names_by_call_id.update(tool_use_names(raw.get("content")))
             if raw.get("tool_calls"):
