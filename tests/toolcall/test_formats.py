@@ -507,6 +507,67 @@ def test_bfcl_executable_records_take_their_python_ground_truth_as_the_label() -
     )
 
 
+def test_bfcl_v1_and_openfunctions_v1_records_read_their_inline_python_answer() -> None:
+    # The leaderboard's first release (gorilla_openfunctions_v1_test_*.json) and OpenFunctions v1's test
+    # set write the question as text and the answer inline as Python (human_eval_answer, model_answer);
+    # OpenFunctions v1 titles each function ("name") and calls it by "api_call". Both were refused:
+    # "bfcl 'question' must be a non-empty list of turns".
+    triangle = {
+        "name": "math.triangle_area_heron",
+        "description": "Calculates the area of a triangle using Heron's formula.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                s: {"type": "number", "description": f"Side {s}."} for s in ("side1", "side2", "side3")
+            },
+            "required": ["side1", "side2", "side3"],
+        },
+    }
+    circle = {
+        "name": "math.circle_area",
+        "description": "Calculates the area of a circle given its radius.",
+        "parameters": {
+            "type": "object",
+            "properties": {"radius": {"type": "number"}},
+            "required": ["radius"],
+        },
+    }
+    leaderboard_v1 = {
+        "question": "Calculate the area of a triangle, given the lengths of its three sides: 3, 4, and 5.",
+        "function": [triangle, circle],
+        "human_eval_answer": "math.triangle_area_heron(side1=3, side2=4, side3=5),",
+    }
+    [sample] = record_to_samples(leaderboard_v1)
+    assert [(m.role, m.content) for m in sample.messages] == [("user", leaderboard_v1["question"])]
+    assert [tool.name for tool in sample.tools] == ["math.triangle_area_heron", "math.circle_area"]
+    heron = {"side1": 3, "side2": 4, "side3": 5}
+    assert sample.label == Action(calls=[ToolCall(name="math.triangle_area_heron", arguments=heron)])
+    openfunctions_v1 = {
+        "question": "Get weather information for Paris, France for the next 5 days.",
+        "function": {
+            "name": "Weather Forecast",
+            "api_call": "weather.forecast",
+            "description": "Retrieve a weather forecast for a specific location and time frame.",
+            "parameters": {
+                "type": "object",
+                "properties": {"location": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["location", "days"],
+            },
+        },
+        "model_answer": 'weather.forecast(location="Paris, France", days=5)',
+    }
+    conversion = convert_record(openfunctions_v1)
+    [sample] = conversion.samples
+    assert [tool.name for tool in sample.tools] == ["weather.forecast"]
+    assert sample.tools[0].description.startswith("Retrieve a weather forecast")
+    forecast = {"location": "Paris, France", "days": 5}
+    assert sample.label == Action(calls=[ToolCall(name="weather.forecast", arguments=forecast)])
+    assert not conversion.warnings  # api_call is the name, no key left over
+    # An answer that is no Python call is refused, never kept as a text answer.
+    with pytest.raises(RecordError):
+        convert_record({**openfunctions_v1, "model_answer": "weather.forecast(location=Paris"})
+
+
 def test_calls_in_a_record_that_offers_no_tool_are_kept_with_a_warning() -> None:
     # A cleaned Toucan-style export: the tool list sits in "available_tools", which no reader knows; the
     # calls land against no tool at all, so the conversion says so instead of passing silently.

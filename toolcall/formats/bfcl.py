@@ -18,6 +18,11 @@
   function or parameter). BFCL executes the calls in a simulator; their results are not in the data,
   so the context holds the calls without tool results. A turn that only adds the held-back functions
   carries BFCL's own user message for it.
+- **v1** (``gorilla_openfunctions_v1_test_*.json``, the leaderboard's first release, and OpenFunctions
+  v1's ``gorilla_openfunctions_v1_test.json``): ``question`` is the user's text, the answer inline as
+  Python (``human_eval_answer``, or ``model_answer``), read as the executable categories' ground truth;
+  OpenFunctions v1 names each function for people (``"name": "Weather Forecast"``) and gives the name
+  it is called by in ``api_call`` (``weather.forecast``): that is the tool's name.
 - **Relevance** (``live_relevance``: any call is accepted) and the agentic categories (``memory``,
   ``web_search``: the answer is a final text reached through many tool calls) have no call to learn:
   they are refused with that reason.
@@ -61,6 +66,8 @@ ADDED_FUNCTIONS_MESSAGE = "I have updated some more functions you can choose fro
 MISSING_FUNCTION_TEXT = "None of the available functions can do this; the needed function is missing."
 MISSING_PARAMETER_TEXT = "Some information this request needs is missing; could you provide it?"
 _AGENTIC = ("memory", "web_search")
+# Where v1 records write their answer as Python: the leaderboard's first release, OpenFunctions v1.
+_V1_ANSWER_KEYS = ("human_eval_answer", "model_answer")
 
 
 def is_bfcl(record: dict[str, Any]) -> bool:
@@ -87,6 +94,8 @@ def from_bfcl(record: dict[str, Any], context: FormatContext) -> Conversion:
 
 def _turns(record: dict[str, Any]) -> list[list[Any]]:
     question = record.get("question")
+    if isinstance(question, str) and question.strip():  # v1: the user's text
+        return [[{"role": "user", "content": question.strip()}]]
     if not isinstance(question, list) or not question:
         raise RecordError("bfcl 'question' must be a non-empty list of turns")
     if all(isinstance(turn, list) for turn in question):
@@ -108,6 +117,10 @@ def _truth(record: dict[str, Any], context: FormatContext) -> Any:
     identifier = record.get("id")
     if isinstance(identifier, str) and identifier in context.bfcl_answers:
         return context.bfcl_answers[identifier]
+    for key in _V1_ANSWER_KEYS:  # v1: the answer inline, as Python (its possible answers carry no id)
+        answer = record.get(key)
+        if isinstance(answer, str) and answer.strip():
+            return [answer.strip()]
     return None
 
 
@@ -130,7 +143,7 @@ def _no_ground_truth(record: dict[str, Any], context: FormatContext) -> RecordEr
 
 def _single_turn(record: dict[str, Any], context: FormatContext, category: str) -> Conversion:
     notes: list[str] = []
-    tools = tools_from(record.get("function"), notes, "bfcl functions")
+    tools = tools_from(_called_names(record.get("function")), notes, "bfcl functions")
     messages = [_plain(m) for turn in _turns(record) for m in turn]
     check_context(messages)
     truth = _truth(record, context)
@@ -148,6 +161,19 @@ def _single_turn(record: dict[str, Any], context: FormatContext, category: str) 
     if not label.calls:
         label = Action(text=NO_SUITABLE_TOOL)
     return Conversion("bfcl", [Sample(tools=tools, messages=messages, label=label)], notes)
+
+
+def _called_names(functions: Any) -> Any:
+    """The functions with OpenFunctions v1's ``api_call`` (the name a call uses; its ``name`` is a title
+    for people, "Weather Forecast") as their name; anything else as it is."""
+    listed = functions if isinstance(functions, list) else [functions]
+    renamed = [
+        {**{k: v for k, v in function.items() if k != "api_call"}, "name": function["api_call"]}
+        if isinstance(function, dict) and isinstance(function.get("api_call"), str)
+        else function
+        for function in listed
+    ]
+    return renamed if isinstance(functions, list) else renamed[0]
 
 
 def _written_as_python(truth: Any) -> bool:
