@@ -1,7 +1,8 @@
 """Values stored once per run and referred to by content hash: the tool sets, and the writer schemas.
 
 A sample's tool list rode on most of its events (SampleAdded, ProbeResult, Verdict,
-ExpansionCandidate, CuratedSample) and made up most of their bytes; a run has few distinct tool sets.
+ExpansionCandidate, CuratedSample) and made up most of their bytes; a run has far fewer distinct tool
+sets than events (a world's samples share a few; a published data set has at most one per record).
 So from those events' third schema versions on, the wire holds a 16-byte digest
 (``looptool.types.ToolSetRef``) where the tools were, and each distinct set travels once, as a
 :class:`~schemas.events.ToolSetRegistered` event on the run's ``toolsets`` topic.
