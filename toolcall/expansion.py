@@ -16,13 +16,19 @@ the INPUT's turns. An ``ASSISTANT:`` marker or quotes around the OUTPUT are not 
 model goes on to write after its first step (``USER: Rome`` …) are not either (repair
 ``output_continued``), and an OUTPUT that starts with another role's turn is refused. A paragraph of
 commentary after a plain-text OUTPUT (``**Explanation:** …``, ``Note:``, ``This sample …``, a rule) is
-no part of the answer (repair ``trailing_commentary``).
+no part of the answer (repair ``trailing_commentary``). An answer with no section label that is one JSON
+object (fenced or after a preface, as models that favour JSON write it) gives its INPUT and OUTPUT by
+its keys: the labels in any case, or ``user_query``/``query``/``conversation`` and
+``tool_call``/``tool_calls``/``response``; a string value is read as the section's text, a message
+list or call object as JSON.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,26 +87,10 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     text, trace_error = strip_reasoning(raw)
     if text is None:
         return ParsedExpansion(error=trace_error)
-    sections = list(_SECTION.finditer(text))
-    if any(m.group(1).isupper() for m in sections):
-        # The prompt writes its labels in capitals; an "Input:" line in another case is the sample's
-        # own text (a user's "Input: the numbers 1, 2"), not a second sample.
-        sections = [m for m in sections if m.group(1).isupper()]
-    inputs = [m for m in sections if m.group(1).upper() == "INPUT"]
-    outputs = [m for m in sections if m.group(1).upper() == "OUTPUT"]
-    if not inputs:
-        return ParsedExpansion(error="no INPUT: section")
-    if not outputs:
-        return ParsedExpansion(error="no OUTPUT: section")
-    if len(inputs) > 1 or len(outputs) > 1:
-        return ParsedExpansion(
-            error=f"expected one sample, found {len(inputs)} INPUT and {len(outputs)} OUTPUT sections"
-        )
-    start, end = inputs[0], outputs[0]
-    if end.start() < start.end():
-        return ParsedExpansion(error="OUTPUT: comes before INPUT:")
-    input_text = _unwrapped(text[start.end() : end.start()], brackets=True)
-    output_text = _unwrapped(text[end.end() :], brackets=False)
+    sections = _sections(text)
+    if isinstance(sections, str):
+        return ParsedExpansion(error=sections)
+    input_text, output_text = sections
     if not input_text or _PLACEHOLDER.match(input_text):
         return ParsedExpansion(error="INPUT: is empty")
     # Human:/AI: are turns only in an INPUT written as a transcript, one that opens with a role marker:
@@ -133,6 +123,74 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     if not action.calls and action.text:
         action = action.model_copy(update={"text": _unquoted_turn(action.text)})
     return ParsedExpansion(messages=messages, action=action, repairs=[*parsed.repairs, *repairs])
+
+
+def _sections(text: str) -> tuple[str, str] | str:
+    """The answer's INPUT and OUTPUT texts, or why there are not exactly one of each."""
+    sections = list(_SECTION.finditer(text))
+    if any(m.group(1).isupper() for m in sections):
+        # The prompt writes its labels in capitals; an "Input:" line in another case is the sample's
+        # own text (a user's "Input: the numbers 1, 2"), not a second sample.
+        sections = [m for m in sections if m.group(1).isupper()]
+    inputs = [m for m in sections if m.group(1).upper() == "INPUT"]
+    outputs = [m for m in sections if m.group(1).upper() == "OUTPUT"]
+    if not sections:
+        json_sections = _json_sections(text)
+        if json_sections is not None:
+            return json_sections
+    if not inputs:
+        return "no INPUT: section"
+    if not outputs:
+        return "no OUTPUT: section"
+    if len(inputs) > 1 or len(outputs) > 1:
+        return f"expected one sample, found {len(inputs)} INPUT and {len(outputs)} OUTPUT sections"
+    start, end = inputs[0], outputs[0]
+    if end.start() < start.end():
+        return "OUTPUT: comes before INPUT:"
+    return (
+        _unwrapped(text[start.end() : end.start()], brackets=True),
+        _unwrapped(text[end.end() :], brackets=False),
+    )
+
+
+# Keys a generator that answers with a JSON object gives the two parts: the prompt's labels in any case,
+# or names for what they hold ({"user_query": …, "tool_call": {…}}).
+_JSON_INPUT_KEYS = frozenset({"input", "user_query", "query", "user_input", "conversation"})
+_JSON_OUTPUT_KEYS = frozenset({"output", "tool_call", "tool_calls", "expected_output", "response"})
+
+
+def _json_sections(text: str) -> tuple[str, str] | None:
+    """The INPUT and OUTPUT of an answer written as one JSON object (in a fence or after a preface,
+    as models that favour JSON write it), as the sections' texts would hold them: a string as it is,
+    calls or messages as JSON; None when the answer is no such object."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text, start)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    by_kind: dict[str, list[Any]] = {"input": [], "output": []}
+    for key, item in value.items():
+        name = str(key).strip().lower()
+        if name in _JSON_INPUT_KEYS:
+            by_kind["input"].append(item)
+        elif name in _JSON_OUTPUT_KEYS:
+            by_kind["output"].append(item)
+    if len(by_kind["input"]) != 1 or len(by_kind["output"]) != 1:
+        return None
+    written, step = by_kind["input"][0], by_kind["output"][0]
+    if isinstance(written, dict):  # one message
+        written = [written]
+    if isinstance(written, list) and all(isinstance(m, dict) for m in written):
+        # The message-list reading knows a list by its first key, "role": put it first.
+        written = [{"role": m.get("role"), **m} for m in written]
+    texts = [
+        item if isinstance(item, str) else json.dumps(item, ensure_ascii=False) for item in (written, step)
+    ]
+    return texts[0].strip(), texts[1].strip()
 
 
 _EDGE_RULES = re.compile(r"^(?:\s*(?:-{3,}|\*{3,}|_{3,})[ \t]*\n)+|(?:\n[ \t]*(?:-{3,}|\*{3,}|_{3,})\s*)+$")

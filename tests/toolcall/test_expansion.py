@@ -474,3 +474,57 @@ def test_an_input_written_as_the_chat_apis_message_list_is_read_as_its_messages(
 def test_a_message_list_that_does_not_read_is_refused_with_the_reason(written: str, why: str) -> None:
     parsed = parse_expansion(f"INPUT: {written}\nOUTPUT: {_weather_call('Faro')}")
     assert parsed.action is None and why in (parsed.error or ""), parsed.error
+
+
+_PORTO = {"name": "get_weather", "arguments": {"city": "Porto"}}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # GPT-4.1 / DeepSeek asked for a sample, answering in JSON with the prompt's labels as keys
+        json.dumps(
+            {"input": "USER: Weather in Porto?", "output": f"<tool_call>\n{json.dumps(_PORTO)}\n</tool_call>"}
+        ),
+        "```json\n" + json.dumps({"INPUT": "Weather in Porto?", "OUTPUT": _PORTO}, indent=2) + "\n```",
+        # keys named for what they hold, after a preface
+        "Here is the new sample:\n```json\n"
+        + json.dumps({"user_query": "Weather in Porto?", "tool_call": _PORTO})
+        + "\n```",
+        json.dumps(
+            {
+                "input": [{"content": "Weather in Porto?", "role": "user"}],
+                "output": {
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Porto"}'},
+                        }
+                    ]
+                },
+            }
+        ),
+    ],
+)
+def test_an_answer_written_as_one_json_object_is_read_by_its_keys(answer: str) -> None:
+    """A generator that answered with a JSON object ({"input": …, "output": …}) had it lost as
+    "no INPUT: section"."""
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="Weather in Porto?")]
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Porto"})])
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ('{"input": "USER: Weather in Porto?", "output": {"name": "get_weath', "no INPUT"),  # cut off
+        ('{"question": "Weather in Porto?", "answer": "Sunny"}', "no INPUT"),  # not the sample's parts
+        ('{"input": "Weather?", "query": "Porto?", "output": "x"}', "no INPUT"),  # two inputs: which?
+        ('{"input": [{"role": "robot", "content": "hi"}], "output": "x"}', "INPUT: the message list"),
+    ],
+)
+def test_a_json_answer_that_is_no_one_sample_is_refused(answer: str, reason: str) -> None:
+    parsed = parse_expansion(answer)
+    assert parsed.action is None and parsed.error is not None and reason in parsed.error, parsed.error
