@@ -20,7 +20,8 @@ no part of the answer (repair ``trailing_commentary``). An answer with no sectio
 object (fenced or after a preface, as models that favour JSON write it) gives its INPUT and OUTPUT by
 its keys: the labels in any case, or ``user_query``/``query``/``conversation`` and
 ``tool_call``/``tool_calls``/``response``; a string value is read as the section's text, a message
-list or call object as JSON.
+list or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
+placeholder is empty.
 """
 
 from __future__ import annotations
@@ -61,7 +62,13 @@ _OTHER_NAMES = {"human": "user", "ai": "assistant"}
 # as a Python literal.
 _MESSAGE_LIST = re.compile(r"^\[\s*\{\s*[\"']role[\"']\s*:")
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
-_PLACEHOLDER = re.compile(r"^\[?\s*(content|new conversation.*|correct tool calls.*)\s*\]?$", re.IGNORECASE)
+# What stands in a section for nothing: the prompt's placeholders echoed, or the filler a model writes
+# where it has no sample ("N/A", "None", "—"; under an OUTPUT heading after a refusal, say).
+_PLACEHOLDER = re.compile(
+    r"^[\[(]?\s*(content|new conversation.*|correct tool calls.*|n/?a|none|null|nil|empty|[-–—]+|\.{3}|…)"
+    r"\s*[\])]?\.?$",
+    re.IGNORECASE,
+)
 
 
 class ParsedExpansion(BaseModel):
@@ -122,6 +129,10 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     action = parsed.action
     if not action.calls and action.text:
         action = action.model_copy(update={"text": _unquoted_turn(action.text)})
+        if _PLACEHOLDER.match(action.text):
+            return ParsedExpansion(
+                messages=messages, error=f"OUTPUT: is empty ({action.text!r} holds no step)"
+            )
     return ParsedExpansion(messages=messages, action=action, repairs=[*parsed.repairs, *repairs])
 
 

@@ -528,3 +528,24 @@ def test_an_answer_written_as_one_json_object_is_read_by_its_keys(answer: str) -
 def test_a_json_answer_that_is_no_one_sample_is_refused(answer: str, reason: str) -> None:
     parsed = parse_expansion(answer)
     assert parsed.action is None and parsed.error is not None and reason in parsed.error, parsed.error
+
+
+@pytest.mark.parametrize(
+    "filler", ["N/A", "n/a", "None", "null.", "[N/A]", "(none)", "—", "...", "ASSISTANT: N/A"]
+)
+def test_a_filler_output_is_no_answer(filler: str) -> None:
+    """A generator that put its refusal under the INPUT heading and a filler under OUTPUT ("## INPUT\\nI
+    can't generate this sample ...\\n## OUTPUT\\nN/A") had the refusal accepted as a user's request
+    whose answer is the text "N/A"."""
+    answer = f"## INPUT\nI can't generate this sample: the tools handle personal data.\n## OUTPUT\n{filler}"
+    parsed = parse_expansion(answer)
+    assert parsed.action is None and parsed.error is not None and "OUTPUT: is empty" in parsed.error, parsed
+    assert parse_expansion(f"INPUT: {filler.removeprefix('ASSISTANT: ')}\nOUTPUT: Which city?").error == (
+        "INPUT: is empty"
+    )
+
+
+@pytest.mark.parametrize("answer", ["No, it is not.", "None of the tools can book flights.", "Nah"])
+def test_a_short_text_output_is_still_an_answer(answer: str) -> None:
+    parsed = parse_expansion(f"INPUT: USER: Can you book me a flight?\nOUTPUT: {answer}")
+    assert parsed.action == Action(text=answer)
