@@ -21,7 +21,7 @@ object (fenced or after a preface, as models that favour JSON write it) gives it
 its keys: the labels in any case, or ``user_query``/``query``/``conversation`` and
 ``tool_call``/``tool_calls``/``response``; a string value is read as the section's text, a message
 list or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
-placeholder is empty.
+placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a colon.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ from toolcall.types import Action, Message
 
 # "INPUT:" / "**OUTPUT:**", or a heading alone on its line ("### INPUT", as Markdown-minded models write),
 # either with a qualifier in parentheses ("**INPUT (multi-turn):**", "### OUTPUT (correct tool calls)").
+# A colon may be the full-width "：" a model writing Chinese turns puts after labels and markers.
 _SECTION = re.compile(
-    r"^[ \t*#>]*(INPUT|OUTPUT)(?:[ \t*]*\([^()\n]{1,80}\))?(?:[ \t*]*:[ \t*]*|[ \t*]*$\n?)",
+    r"^[ \t*#>]*(INPUT|OUTPUT)(?:[ \t*]*\([^()\n]{1,80}\))?(?:[ \t*]*[:：][ \t*]*|[ \t*]*$\n?)",
     re.IGNORECASE | re.MULTILINE,
 )
 # The tool result's other names are those of exports the chat format reads (glaive's "FUNCTION
@@ -54,7 +55,7 @@ _SECTION = re.compile(
 _ROLE = re.compile(
     r"^[ \t*-]*(USER|ASSISTANT|SYSTEM|TOOL|TOOL[ _]?(?:RESPONSE|RESULT|OUTPUT)"
     r"|FUNCTION(?:[ _]?(?:RESPONSE|RESULT|OUTPUT))?|OBSERVATION|(?-i:HUMAN|Human|AI))"
-    r"[ \t*]*(?:\((?P<name>[^)\n]*)\))?[ \t*]*:[ \t*]*",
+    r"[ \t*]*(?:\((?P<name>[^)\n]*)\))?[ \t*]*[:：][ \t*]*",
     re.IGNORECASE | re.MULTILINE,
 )
 _OTHER_NAMES = {"human": "user", "ai": "assistant"}

@@ -549,3 +549,27 @@ def test_a_filler_output_is_no_answer(filler: str) -> None:
 def test_a_short_text_output_is_still_an_answer(answer: str) -> None:
     parsed = parse_expansion(f"INPUT: USER: Can you book me a flight?\nOUTPUT: {answer}")
     assert parsed.action == Action(text=answer)
+
+
+_HANGZHOU = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "杭州"}}\n</tool_call>'
+_BEIJING = _HANGZHOU.replace("杭州", "北京")
+
+
+@pytest.mark.parametrize(
+    ("answer", "roles"),
+    [
+        (f"INPUT：USER：杭州天气怎么样？\nOUTPUT：{_HANGZHOU}", ["user"]),
+        (
+            f"INPUT:\nUSER：北京呢？\nASSISTANT：{_BEIJING}\nTOOL：晴\nUSER：杭州天气怎么样？\nOUTPUT:\n{_HANGZHOU}",
+            ["user", "assistant", "tool", "user"],
+        ),
+    ],
+)
+def test_full_width_colons_after_labels_and_markers_are_colons(answer: str, roles: list[str]) -> None:
+    """A generator writing a Chinese sample (ACEBench's zh seeds) put "：" after its labels and role
+    markers: the answer was lost as "no INPUT: section", or its turns read as one user message."""
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert [m.role for m in parsed.messages] == roles
+    assert parsed.messages[-1] == Message(role="user", content="杭州天气怎么样？")
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "杭州"})])
