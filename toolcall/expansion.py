@@ -171,17 +171,41 @@ _JSON_INPUT_KEYS = frozenset({"input", "user_query", "query", "user_input", "con
 _JSON_OUTPUT_KEYS = frozenset({"output", "tool_call", "tool_calls", "expected_output", "response"})
 
 
-def _json_sections(text: str) -> tuple[str, str] | None:
+# Where a JSON value of the answer may open: at a line's start (after a preface line or a fence's).
+_JSON_START = re.compile(r"^[ \t]*[{\[]", re.MULTILINE)
+
+
+def _json_sections(text: str) -> tuple[str, str] | str | None:
     """The INPUT and OUTPUT of an answer written as one JSON object (in a fence or after a preface,
     as models that favour JSON write it), as the sections' texts would hold them: a string as it is,
-    calls or messages as JSON; None when the answer is no such object."""
-    start = text.find("{")
-    if start < 0:
+    calls or messages as JSON; why not, when it holds several samples (a list of them, one object
+    after another, JSON that does not read after one); None when it holds no such object."""
+    samples: list[tuple[Any, Any]] = []
+    decoder = json.JSONDecoder()
+    position = 0
+    while (found := _JSON_START.search(text, position)) is not None:
+        try:
+            value, position = decoder.raw_decode(text, found.end() - 1)
+        except (ValueError, RecursionError):  # not JSON (cut off?), or nested past what the decoder follows
+            # No object inside a value that does not read is tried on its own: the first sample of a
+            # list the budget cut is no answer.
+            if samples:
+                return "expected one sample, found more JSON after it that does not read"
+            return None
+        for item in value if isinstance(value, list) else [value]:
+            sample = _json_sample(item)
+            if sample is not None:
+                samples.append(sample)
+    if len(samples) > 1:
+        return f"expected one sample, found {len(samples)} samples written as JSON objects"
+    if not samples:
         return None
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text, start)
-    except ValueError:
-        return None
+    texts = [item if isinstance(item, str) else json.dumps(item, ensure_ascii=False) for item in samples[0]]
+    return texts[0].strip(), texts[1].strip()
+
+
+def _json_sample(value: Any) -> tuple[Any, Any] | None:
+    """A JSON object's input and output values, by their keys; None unless it has one of each."""
     if not isinstance(value, dict):
         return None
     by_kind: dict[str, list[Any]] = {"input": [], "output": []}
@@ -199,10 +223,7 @@ def _json_sections(text: str) -> tuple[str, str] | None:
     if isinstance(written, list) and all(isinstance(m, dict) for m in written):
         # The message-list reading knows a list by its first key, "role": put it first.
         written = [{"role": m.get("role"), **m} for m in written]
-    texts = [
-        item if isinstance(item, str) else json.dumps(item, ensure_ascii=False) for item in (written, step)
-    ]
-    return texts[0].strip(), texts[1].strip()
+    return written, step
 
 
 _EDGE_RULES = re.compile(r"^(?:\s*(?:-{3,}|\*{3,}|_{3,})[ \t]*\n)+|(?:\n[ \t]*(?:-{3,}|\*{3,}|_{3,})\s*)+$")

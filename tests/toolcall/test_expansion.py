@@ -491,6 +491,7 @@ _PORTO = {"name": "get_weather", "arguments": {"city": "Porto"}}
         "Here is the new sample:\n```json\n"
         + json.dumps({"user_query": "Weather in Porto?", "tool_call": _PORTO})
         + "\n```",
+        json.dumps([{"input": "Weather in Porto?", "output": _PORTO}]),  # a list of the one sample
         json.dumps(
             {
                 "input": [{"content": "Weather in Porto?", "role": "user"}],
@@ -523,6 +524,17 @@ def test_an_answer_written_as_one_json_object_is_read_by_its_keys(answer: str) -
         ('{"question": "Weather in Porto?", "answer": "Sunny"}', "no INPUT"),  # not the sample's parts
         ('{"input": "Weather?", "query": "Porto?", "output": "x"}', "no INPUT"),  # two inputs: which?
         ('{"input": [{"role": "robot", "content": "hi"}], "output": "x"}', "INPUT: the message list"),
+        # several samples, as a list or one object after another: which one is meant is not ours to pick
+        (json.dumps([{"input": "Weather in Porto?", "output": _PORTO}] * 2, indent=2), "expected one sample"),
+        ('{"input": "Porto?", "output": "x"}\n{"input": "Faro?", "output": "y"}', "expected one sample"),
+        ("[" * 5000 + "\n" + "{" * 5000, "no INPUT"),  # nested past what the decoder follows: no raise
+        # a list of samples the budget cut in its second: its first is no answer
+        ('[\n  {"input": "Porto?", "output": "x"},\n  {"input": "Faro?", "outp', "no INPUT"),
+        ('{"input": "Porto?", "output": "x"}\n{"input": "Faro?", "outp', "expected one sample"),
+        (
+            '```json\n[\n{"input": "Porto?", "output": "x"},\n{"input": "Faro?", "output": "y"}\n]\n```',
+            "expected one",
+        ),
     ],
 )
 def test_a_json_answer_that_is_no_one_sample_is_refused(answer: str, reason: str) -> None:
