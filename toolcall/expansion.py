@@ -19,9 +19,11 @@ commentary after a plain-text OUTPUT (``**Explanation:** …``, ``Note:``, ``Thi
 no part of the answer (repair ``trailing_commentary``). An answer with no section label that is one JSON
 object (fenced or after a preface, as models that favour JSON write it) gives its INPUT and OUTPUT by
 its keys: the labels in any case, or ``user_query``/``query``/``conversation`` and
-``tool_call``/``tool_calls``/``response``; a string value is read as the section's text, a message
-list or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
-placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a colon.
+``tool_call``/``tool_calls``/``response``; a string value is read as the section's text, a message list
+or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
+placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a
+colon. The close of a wrapper opened before the OUTPUT label (a fence around the whole answer,
+``<sample>``) ends the OUTPUT.
 """
 
 from __future__ import annotations
@@ -159,10 +161,38 @@ def _sections(text: str) -> tuple[str, str] | str:
     start, end = inputs[0], outputs[0]
     if end.start() < start.end():
         return "OUTPUT: comes before INPUT:"
-    return (
-        _unwrapped(text[start.end() : end.start()], brackets=True),
-        _unwrapped(text[end.end() :], brackets=False),
-    )
+    output = _before_wrapper_close(text[end.end() :], opened=text[: end.start()])
+    return _unwrapped(text[start.end() : end.start()], brackets=True), _unwrapped(output, brackets=False)
+
+
+_FENCE_LINE = re.compile(r"[ \t]*(?:```|~~~)(?P<language>[\w-]*)[ \t]*")
+_TAG_LINE = re.compile(r"^[ \t]*<(?P<tag>[A-Za-z][\w-]*)>[ \t]*$", re.MULTILINE)
+
+
+def _before_wrapper_close(output: str, *, opened: str) -> str:
+    """The OUTPUT without the close of a wrapper the answer opened before its OUTPUT label, and
+    without what follows that close (commentary): a fence left open there (```` ``` ````, then
+    ``INPUT:``) closes at the OUTPUT's first bare fence line that text precedes and no fence of its
+    own opened; a tag line left open there (``<sample>``) at its closing tag line. A text answer kept
+    them as its last line."""
+    fence_open = sum(1 for line in opened.splitlines() if _FENCE_LINE.fullmatch(line)) % 2 == 1
+    tags = {m.group("tag") for m in _TAG_LINE.finditer(opened) if f"</{m.group('tag')}>" not in opened}
+    if not fence_open and not tags:
+        return output
+    inner_fence = False
+    offset = 0
+    for line in output.splitlines(keepends=True):
+        bare = line.strip()
+        fence = _FENCE_LINE.fullmatch(bare)
+        if fence_open and fence is not None:
+            if fence.group("language") or inner_fence or not output[:offset].strip():
+                inner_fence = not inner_fence  # the OUTPUT's own code block opens or closes
+            else:
+                return output[:offset]
+        elif bare.startswith("</") and bare.endswith(">") and bare[2:-1] in tags:
+            return output[:offset]
+        offset += len(line)
+    return output
 
 
 # Keys a generator that answers with a JSON object gives the two parts: the prompt's labels in any case,

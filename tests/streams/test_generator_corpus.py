@@ -2,10 +2,11 @@
 
 data/generator_answers.jsonl holds hand-written answers to the Figures 13-14 prompt in the styles of
 Qwen2.5/Qwen3 (plain, thinking inline, the reasoning field, a trace the template opened, Qwen3-Coder's
-XML arguments), DeepSeek-V3/R1, Llama 3, GPT-4o/4.1, Claude, Mistral/Magistral and GLM: fences, prefaces and
-notes, a sample written as one JSON object, Markdown headings, the prompt's placeholder brackets, other
-formats' call and result forms, drafts in a trace; and answers that must give no candidate (a trace
-never closed, a budget cut, a refusal, two samples, a dialogue in the OUTPUT, nothing at all).
+XML arguments), DeepSeek-V3/R1, Llama 3, GPT-4o/4.1, Claude, Mistral/Magistral, GLM and Kimi: fences,
+prefaces and notes, a sample written as one JSON object, Markdown headings, the prompt's placeholder
+brackets, other formats' call and result forms, drafts in a trace; and answers that must give no
+candidate (a trace never closed, a budget cut, a refusal, two samples, a dialogue in the OUTPUT, nothing
+at all).
 
 Fields: ``messages`` ([role, content] pairs) and ``label`` (``calls`` as [name, arguments] pairs, or
 ``text``) of a candidate that reads; ``refused``: the codes of the verify stage's rule tier for one
@@ -34,7 +35,7 @@ CORPUS = [
     json.loads(line)
     for line in (Path(__file__).parent / "data" / "generator_answers.jsonl").read_text("utf-8").splitlines()
 ]
-STYLES = {"qwen", "deepseek", "llama3", "gpt-4o", "gpt-4.1", "claude", "mistral", "glm"}
+STYLES = {"qwen", "deepseek", "llama3", "gpt-4o", "gpt-4.1", "claude", "mistral", "glm", "kimi"}
 
 
 def _tool(name: str, properties: dict[str, str], required: tuple[str, ...] | None = None) -> ToolSpec:

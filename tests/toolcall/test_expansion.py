@@ -585,3 +585,36 @@ def test_full_width_colons_after_labels_and_markers_are_colons(answer: str, role
     assert [m.role for m in parsed.messages] == roles
     assert parsed.messages[-1] == Message(role="user", content="杭州天气怎么样？")
     assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "杭州"})])
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "```\nINPUT: USER: Book a table for four at Nopi.\nOUTPUT: What time would you like the table?\n```",
+        "```text\nINPUT: USER: Book a table for four at Nopi.\nOUTPUT: What time would you like the table?\n"
+        "```\n\nIt teaches asking for a required value.",
+        "Here is the sample:\n<sample>\nINPUT: USER: Book a table for four at Nopi.\n"
+        "OUTPUT: What time would you like the table?\n</sample>",
+    ],
+)
+def test_the_close_of_a_wrapper_around_the_whole_answer_is_no_part_of_a_text_output(answer: str) -> None:
+    """An answer wrapped in a fence (DeepSeek-V3, Kimi K2) or a <sample> tag (Claude) with a text
+    OUTPUT had the closing fence or tag kept as the last line of the assistant's answer."""
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text="What time would you like the table?")
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "Run this:\n```\nprint(1)\n```",  # no wrapper: the OUTPUT's own block stays whole
+        "Run this:\n```python\nprint(1)\n```\nThen tell me.",
+    ],
+)
+def test_a_code_block_of_a_text_output_stays_whole(output: str) -> None:
+    parsed = parse_expansion(f"INPUT: USER: How do I print 1?\nOUTPUT: {output}")
+    assert parsed.action == Action(text=output)
+    if "```python" in output:  # in a wrapper too; a bare fence there closes the wrapper, as Markdown reads it
+        wrapped = parse_expansion(f"```\nINPUT: USER: How do I print 1?\nOUTPUT: {output}\n```")
+        assert wrapped.action == Action(text=output)
