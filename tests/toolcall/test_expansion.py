@@ -186,6 +186,12 @@ def test_a_sample_drafted_in_a_trace_that_never_closed_is_no_answer() -> None:
         "This sample teaches the model to ask for the missing time instead of inventing one.",
         "---\n\n*Error pattern: calling book_table with an invented time.*",
         "Error pattern addressed: inventing a required argument.",
+        # Kimi K2, GPT-4.1, Qwen3 and Llama 3.3 name theirs otherwise
+        "### Why this sample\nThe time is required and was not given.",
+        "**Why this works:** the assistant asks instead of inventing a time.",
+        "**Key features of this sample:**\n- a required value missing\n- a clarifying question",
+        "*Scenario focus: a missing required value.*",
+        "✅ This demonstrates asking for the missing time.",
     ],
 )
 def test_commentary_after_a_text_output_is_not_the_assistants_answer(commentary: str) -> None:
@@ -200,8 +206,17 @@ def test_commentary_after_a_text_output_is_not_the_assistants_answer(commentary:
     assert "trailing_commentary" in parsed.repairs
 
 
-def test_a_text_output_of_several_paragraphs_stays_whole() -> None:
-    answer = "I can't book flights with these tools.\n\nI can search hotels in Oslo if you like."
+@pytest.mark.parametrize(
+    "second",
+    [
+        "I can search hotels in Oslo if you like.",
+        "**Tip:** I can search hotels in Oslo instead.",
+        "This is all these tools can do, sorry.",
+        "Why not take the train? I can check its times.",
+    ],
+)
+def test_a_text_output_of_several_paragraphs_stays_whole(second: str) -> None:
+    answer = f"I can't book flights with these tools.\n\n{second}"
     parsed = parse_expansion(f"INPUT: USER: Book me a flight to Oslo.\nOUTPUT: {answer}")
     assert parsed.action == Action(text=answer) and parsed.repairs == []
 
