@@ -48,6 +48,26 @@ TOOLS = [
     _tool("get_weather", {"city": "string", "day": "string"}, required=("city",)),  # today by default
     _tool("get_forecast", {"city": "string", "days": "integer"}),
     _tool("book_table", {"restaurant": "string", "people": "integer", "time": "string"}),
+    ToolSpec.from_openai(
+        {
+            "name": "search_restaurants",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"},
+                    "filters": {
+                        "type": "object",
+                        "properties": {
+                            "cuisine": {"type": "string", "enum": ["thai", "italian", "portuguese"]},
+                            "max_price": {"type": "integer"},
+                        },
+                        "required": ["cuisine"],
+                    },
+                },
+                "required": ["city", "filters"],
+            },
+        }
+    ),
 ]
 
 
