@@ -23,7 +23,8 @@ OUTPUT by its keys: the labels in any case, or ``user_query``/``query``/``conver
 or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
 placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a
 colon. The close of a wrapper opened before the OUTPUT label (a fence around the whole answer,
-``<sample>``) ends the OUTPUT.
+``<sample>``) ends the OUTPUT. An OUTPUT written as the chat API's assistant message or as Claude's
+``tool_use`` blocks is read as the INPUT's message list is.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from toolcall.formats.chat import chat_messages
 from toolcall.formats.common import json_or_value
 from toolcall.harmony import harmony_answer
-from toolcall.parsing import parse_output
+from toolcall.parsing import ParsedOutput, parse_output
 from toolcall.seed_prompts import strip_reasoning
 from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message
@@ -119,14 +120,16 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     output_text, turn_error, continued = _assistant_turn(output_text, other_names=other_names)
     if turn_error is not None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
-    parsed = parse_output(output_text, tools)
     repairs = ["output_continued"] if continued else []
-    if parsed.action is not None and not parsed.action.calls:
-        # Text after calls is no part of the label; text alone is, so commentary must come off it.
-        without, commentary = _without_commentary(output_text)
-        if commentary:
-            parsed = parse_output(without, tools)
-            repairs.append("trailing_commentary")
+    parsed = _message_output(output_text, tools)
+    if parsed is None:
+        parsed = parse_output(output_text, tools)
+        if parsed.action is not None and not parsed.action.calls:
+            # Text after calls is no part of the label; text alone is, so commentary must come off it.
+            without, commentary = _without_commentary(output_text)
+            if commentary:
+                parsed = parse_output(without, tools)
+                repairs.append("trailing_commentary")
     if parsed.error is not None or parsed.action is None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
     action = parsed.action
@@ -137,6 +140,32 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
                 messages=messages, error=f"OUTPUT: is empty ({action.text!r} holds no step)"
             )
     return ParsedExpansion(messages=messages, action=action, repairs=[*parsed.repairs, *repairs])
+
+
+def _message_output(output: str, tools: Sequence[ToolSpec] | None) -> ParsedOutput | None:
+    """An OUTPUT written as the chat API's assistant message (``{"role": "assistant", "content": …,
+    "tool_calls": […]}``) or as Anthropic's ``tool_use`` blocks, read as the INPUT's message list is;
+    None when it is no such JSON. The text reader would keep the JSON as the assistant's words."""
+    try:
+        value = json.loads(output)
+    except (ValueError, RecursionError):
+        return None
+    blocks = value if isinstance(value, list) else [value]
+    if blocks and all(isinstance(b, dict) and b.get("type") in ("tool_use", "text") for b in blocks):
+        if not any(b.get("type") == "tool_use" for b in blocks):
+            return None
+        value = {"role": "assistant", "content": blocks}
+    if not isinstance(value, dict) or value.get("role") != "assistant":
+        return None
+    try:
+        messages = chat_messages([value], tools or ())
+    except (ValueError, TypeError, KeyError, AttributeError) as error:  # what a record's reading raises
+        return ParsedOutput(error=f"the assistant message does not read: {error}")
+    if len(messages) != 1 or not (messages[0].tool_calls or messages[0].content.strip()):
+        return ParsedOutput(error="the assistant message holds neither calls nor text")
+    message = messages[0]
+    action = Action(calls=list(message.tool_calls)) if message.tool_calls else Action(text=message.content)
+    return ParsedOutput(action=action, repairs=["chat_message_output"])
 
 
 def _sections(text: str) -> tuple[str, str] | str:

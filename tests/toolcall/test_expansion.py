@@ -633,3 +633,59 @@ def test_a_code_block_of_a_text_output_stays_whole(output: str) -> None:
     if "```python" in output:  # in a wrapper too; a bare fence there closes the wrapper, as Markdown reads it
         wrapped = parse_expansion(f"```\nINPUT: USER: How do I print 1?\nOUTPUT: {output}\n```")
         assert wrapped.action == Action(text=output)
+
+
+_ROME = ToolCall(name="get_weather", arguments={"city": "Rome"})
+
+
+@pytest.mark.parametrize(
+    ("output", "action"),
+    [
+        (
+            '{"role": "assistant", "content": "Which city do you mean?"}',
+            Action(text="Which city do you mean?"),
+        ),
+        (
+            '```json\n{"role": "assistant", "content": [{"type": "text", "text": "Which city do you mean?"}]}'
+            "\n```",
+            Action(text="Which city do you mean?"),
+        ),
+        # Claude's tool_use block, alone or after a text block
+        (
+            '{"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Rome"}}',
+            Action(calls=[_ROME]),
+        ),
+        (
+            '[{"type": "text", "text": "Checking."}, '
+            '{"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Rome"}}]',
+            Action(calls=[_ROME]),
+        ),
+        (
+            '{"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", '
+            '"function": {"name": "get_weather", "arguments": "{\\"city\\": \\"Rome\\"}"}}]}',
+            Action(calls=[_ROME]),
+        ),
+    ],
+)
+def test_an_output_written_as_a_chat_message_is_read_as_one(output: str, action: Action) -> None:
+    """An OUTPUT written as the chat API's assistant message or as Claude's tool_use block was a text
+    answer holding the JSON: the sample trained the assistant to answer in raw message JSON."""
+    parsed = parse_expansion(f"INPUT: USER: What's the weather there?\nOUTPUT: {output}")
+    assert parsed.error is None, parsed.error
+    assert parsed.action == action
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        '{"role": "assistant", "content": ""}',
+        '{"role": "assistant", "content": [{"type": "image", "source": {}}]}',
+    ],
+)
+def test_an_assistant_message_output_with_nothing_to_read_is_refused(output: str) -> None:
+    parsed = parse_expansion(f"INPUT: USER: What's the weather there?\nOUTPUT: {output}")
+    assert (
+        parsed.action is None
+        and parsed.error is not None
+        and parsed.error.startswith("OUTPUT: the assistant")
+    )
