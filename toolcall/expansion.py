@@ -46,9 +46,11 @@ from toolcall.types import Action, Message
 
 # "INPUT:" / "**OUTPUT:**", or a heading alone on its line ("### INPUT", as Markdown-minded models write),
 # either with a qualifier in parentheses ("**INPUT (multi-turn):**", "### OUTPUT (correct tool calls)").
-# A colon may be the full-width "：" a model writing Chinese turns puts after labels and markers.
+# A colon may be the full-width "：" a model writing Chinese turns puts after labels and markers; an
+# emoji or arrow may lead the label ("### 📥 INPUT", "**➡️ OUTPUT:**"), as chat-styled models decorate.
 _SECTION = re.compile(
-    r"^[ \t*#>]*(INPUT|OUTPUT)(?:[ \t*]*\([^()\n]{1,80}\))?(?:[ \t*]*[:：][ \t*]*|[ \t*]*$\n?)",
+    r"^[ \t*#>]*(?:[\u2190-\u2bff\U0001f300-\U0001faff]\ufe0f?[ \t]*)?(INPUT|OUTPUT)"
+    r"(?:[ \t*]*\([^()\n]{1,80}\))?(?:[ \t*]*[:：][ \t*]*|[ \t*]*$\n?)",
     re.IGNORECASE | re.MULTILINE,
 )
 # The tool result's other names are those of exports the chat format reads (glaive's "FUNCTION

@@ -689,3 +689,18 @@ def test_an_assistant_message_output_with_nothing_to_read_is_refused(output: str
         and parsed.error is not None
         and parsed.error.startswith("OUTPUT: the assistant")
     )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "### 📥 INPUT\nUSER: Book Nopi for four.\n\n### 📤 OUTPUT\nWhat time would you like?",
+        "**➡️ INPUT:** USER: Book Nopi for four.\n**⬅️ OUTPUT:** What time would you like?",
+    ],
+)
+def test_section_labels_led_by_an_emoji_are_read(answer: str) -> None:
+    """Kimi K2 and GPT-4.1 decorate headings with an emoji: the answer was lost as "no INPUT: section"."""
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="Book Nopi for four.")]
+    assert parsed.action == Action(text="What time would you like?")
