@@ -192,7 +192,9 @@ def _sections(text: str) -> tuple[str, str] | str:
     start, end = inputs[0], outputs[0]
     if end.start() < start.end():
         return "OUTPUT: comes before INPUT:"
-    output = _before_wrapper_close(text[end.end() :], opened=text[: end.start()])
+    output = _before_wrapper_close(
+        text[end.end() :], before_input=text[: start.start()], before_output=text[: end.start()]
+    )
     return _unwrapped(text[start.end() : end.start()], brackets=True), _unwrapped(output, brackets=False)
 
 
@@ -200,22 +202,31 @@ _FENCE_LINE = re.compile(r"[ \t]*(?:```|~~~)(?P<language>[\w-]*)[ \t]*")
 _TAG_LINE = re.compile(r"^[ \t]*<(?P<tag>[A-Za-z][\w-]*)>[ \t]*$", re.MULTILINE)
 
 
-def _before_wrapper_close(output: str, *, opened: str) -> str:
-    """The OUTPUT without the close of a wrapper the answer opened before its OUTPUT label, and
-    without what follows that close (commentary): a fence left open there (```` ``` ````, then
-    ``INPUT:``) closes at the OUTPUT's first bare fence line that text precedes and no fence of its
-    own opened; a tag line left open there (``<sample>``) at its closing tag line. A text answer kept
-    them as its last line."""
-    fence_open = sum(1 for line in opened.splitlines() if _FENCE_LINE.fullmatch(line)) % 2 == 1
-    tags = {m.group("tag") for m in _TAG_LINE.finditer(opened) if f"</{m.group('tag')}>" not in opened}
-    if not fence_open and not tags:
+def _before_wrapper_close(output: str, *, before_input: str, before_output: str) -> str:
+    """The OUTPUT without the close of a wrapper around the sample, and without what follows that
+    close (commentary). A wrapper opens before the INPUT label and is still open at the OUTPUT label:
+    a fence (```` ``` ````, then ``INPUT:``) closes at the OUTPUT's first bare fence line that text
+    precedes and no fence of its own opened; a tag line (``<sample>``) at its closing tag line. A text
+    answer kept them as its last line. (A tag the INPUT's turns leave open, a ``<tool_call>`` never
+    closed, is no wrapper: its close in the OUTPUT is the OUTPUT's own.)"""
+
+    def fence_open(text: str) -> bool:
+        return sum(1 for line in text.splitlines() if _FENCE_LINE.fullmatch(line)) % 2 == 1
+
+    wrapped_in_fence = fence_open(before_input) and fence_open(before_output)
+    tags = {
+        m.group("tag")
+        for m in _TAG_LINE.finditer(before_input)
+        if f"</{m.group('tag')}>" not in before_output
+    }
+    if not wrapped_in_fence and not tags:
         return output
     inner_fence = False
     offset = 0
     for line in output.splitlines(keepends=True):
         bare = line.strip()
         fence = _FENCE_LINE.fullmatch(bare)
-        if fence_open and fence is not None:
+        if wrapped_in_fence and fence is not None:
             if fence.group("language") or inner_fence or not output[:offset].strip():
                 inner_fence = not inner_fence  # the OUTPUT's own code block opens or closes
             else:

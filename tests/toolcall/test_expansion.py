@@ -704,3 +704,17 @@ def test_section_labels_led_by_an_emoji_are_read(answer: str) -> None:
     assert parsed.error is None, parsed.error
     assert parsed.messages == [Message(role="user", content="Book Nopi for four.")]
     assert parsed.action == Action(text="What time would you like?")
+
+
+def test_a_tag_the_input_leaves_open_is_no_wrapper_around_the_sample() -> None:
+    """An INPUT turn's <tool_call> left unclosed was taken for a wrapper around the sample: the
+    OUTPUT was cut at its first </tool_call>, and its second call was lost."""
+    answer = (
+        "INPUT:\nUSER: Weather in Faro?\nASSISTANT:\n<tool_call>\n"
+        '{"name": "get_weather", "arguments": {"city": "Faro"}}\n'
+        'TOOL: {"temp": 21}\nUSER: Now Rome and Oslo.\n'
+        f"OUTPUT:\n{_weather_call('Rome')}\n{_weather_call('Oslo')}"
+    )
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert [c.arguments["city"] for c in parsed.action.calls] == ["Rome", "Oslo"]  # type: ignore[union-attr]
