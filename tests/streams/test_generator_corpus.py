@@ -2,7 +2,7 @@
 
 data/generator_answers.jsonl holds hand-written answers to the Figures 13-14 prompt in the styles of
 Qwen2.5/Qwen3 (plain, thinking inline, the reasoning field, a trace the template opened, Qwen3-Coder's
-XML arguments), DeepSeek-V3/R1, Llama 3, GPT-4o/4.1, Claude, Mistral/Magistral, GLM and Kimi: fences,
+XML arguments), DeepSeek-V3/R1, Llama 3, GPT-4o/4.1, Claude, Mistral/Magistral, GLM, Kimi and gpt-oss: fences,
 prefaces and notes, a sample written as one JSON object, Markdown headings, the prompt's placeholder
 brackets, other formats' call and result forms, drafts in a trace; and answers that must give no
 candidate (a trace never closed, a budget cut, a refusal, two samples, a dialogue in the OUTPUT, nothing
@@ -35,7 +35,7 @@ CORPUS = [
     json.loads(line)
     for line in (Path(__file__).parent / "data" / "generator_answers.jsonl").read_text("utf-8").splitlines()
 ]
-STYLES = {"qwen", "deepseek", "llama3", "gpt-4o", "gpt-4.1", "claude", "mistral", "glm", "kimi"}
+STYLES = {"qwen", "deepseek", "llama3", "gpt-4o", "gpt-4.1", "claude", "mistral", "glm", "kimi", "gpt-oss"}
 
 
 def _tool(name: str, properties: dict[str, str], required: tuple[str, ...] | None = None) -> ToolSpec:
