@@ -24,7 +24,9 @@ or call object as JSON. A section that holds only a filler (``N/A``, ``None``, `
 placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a
 colon. The close of a wrapper opened before the OUTPUT label (a fence around the whole answer,
 ``<sample>``) ends the OUTPUT. An OUTPUT written as the chat API's assistant message or as Claude's
-``tool_use`` blocks is read as the INPUT's message list is.
+``tool_use`` blocks is read as the INPUT's message list is. A note or label before a text reply
+(``[No tool call]``, ``**Response:**``, ``(asks for clarification)``) is no part of it (repair
+``reply_note``); an OUTPUT that describes the reply ("The assistant should ask …") is refused.
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ from toolcall.types import Action, Message
 
 # "INPUT:" / "**OUTPUT:**", or a heading alone on its line ("### INPUT", as Markdown-minded models write),
 # either with a qualifier in parentheses ("**INPUT (multi-turn):**", "### OUTPUT (correct tool calls)").
+# Only stars right after the colon close a bold label ("**OUTPUT:**"): after a space they open the
+# content's own bold ("OUTPUT: **Response:** …").
 # A colon may be the full-width "：" a model writing Chinese turns puts after labels and markers; an
 # emoji or arrow may lead the label ("### 📥 INPUT", "**➡️ OUTPUT:**"), as chat-styled models decorate.
 _SECTION = re.compile(
     r"^[ \t*#>]*(?:[\u2190-\u2bff\U0001f300-\U0001faff]\ufe0f?[ \t]*)?(INPUT|OUTPUT)"
-    r"(?:[ \t*]*\([^()\n]{1,80}\))?(?:[ \t*]*[:：][ \t*]*|[ \t*]*$\n?)",
+    r"(?:[ \t*]*\([^()\n]{1,80}\))?(?:[ \t*]*[:：]\**[ \t]*|[ \t*]*$\n?)",
     re.IGNORECASE | re.MULTILINE,
 )
 # The tool result's other names are those of exports the chat format reads (glaive's "FUNCTION
@@ -119,6 +123,9 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         return ParsedExpansion(
             error="INPUT: ends with an assistant turn; the OUTPUT would not be its next step"
         )
+    output_text, noted = _without_reply_notes(output_text)
+    if noted and not output_text:
+        return ParsedExpansion(messages=messages, error=_NOTE_ALONE)
     output_text, turn_error, continued = _assistant_turn(output_text, other_names=other_names)
     if turn_error is not None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
@@ -136,12 +143,61 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
     action = parsed.action
     if not action.calls and action.text:
-        action = action.model_copy(update={"text": _unquoted_turn(action.text)})
+        reply, noted_in_turn = _without_reply_notes(action.text)
+        noted = noted or noted_in_turn
+        if not reply:
+            return ParsedExpansion(messages=messages, error=_NOTE_ALONE)
+        if _DESCRIBED_REPLY.match(reply):
+            return ParsedExpansion(
+                messages=messages, error="OUTPUT: describes the assistant's reply instead of giving it"
+            )
+        action = action.model_copy(update={"text": _unquoted_turn(reply)})
         if _PLACEHOLDER.match(action.text):
             return ParsedExpansion(
                 messages=messages, error=f"OUTPUT: is empty ({action.text!r} holds no step)"
             )
+    if noted:
+        repairs.append("reply_note")
     return ParsedExpansion(messages=messages, action=action, repairs=[*parsed.repairs, *repairs])
+
+
+# What a model writes before a text reply to say what it is, not part of what the assistant says: a
+# note that no tool is called or a stage direction, in brackets or parentheses ("[No tool call]",
+# "*(asks for clarification)*") or as a line of its own ("No tool call needed."); a label naming the
+# reply ("**Response:**", "**Assistant response (no tool call):**", "Clarification needed:").
+_NO_CALL = (
+    r"no[ \t]+(?:tool|function)?[ \t]*calls?(?:[ \t]+(?:is[ \t]+)?(?:needed|required|made))?"
+    r"|no[ \t]+(?:tool|function)s?[ \t]+(?:is[ \t]+|are[ \t]+)?(?:needed|required|used|called)"
+)
+_REPLY_NOTE = re.compile(
+    r"\A[ \t]*(?:"
+    rf"[*_]*[\[(][ \t]*(?:[^\])\n]*?\b(?:{_NO_CALL}|clarif\w*|asks?|text[ \t-]+(?:response|reply|answer|only)"
+    r"|plain[ \t-]+text)\b[^\])\n]*)[\])][*_]*[ \t]*[:.]?"
+    rf"|[*_]*(?:{_NO_CALL})[ \t]*[.!]?[*_]*[ \t]*(?=\n|\Z)"
+    r"|\*\*[^*\n]*\b(?:response|reply|answer|assistant|clarif\w*|question)\b[^*\n]*\*\*[ \t]*:?"
+    r"|(?:clarification(?:[ \t]+(?:needed|question))?|(?:assistant|text)[ \t]+(?:response|reply)"
+    r"|response|reply)[ \t]*:"
+    r")[ \t]*\n?",
+    re.IGNORECASE,
+)
+_NOTE_ALONE = "OUTPUT: a note that no tool is called, and no reply"
+# A text OUTPUT that tells what the assistant does instead of saying it ("The assistant should ask
+# for the time: …", "No tool call is made; the assistant asks …"): no reply to train on.
+_DESCRIBED_REPLY = re.compile(
+    r"(?:the[ \t]+)?(?:assistant|model)[ \t]+(?:should|must|will|would|needs[ \t]+to|asks|responds|replies)\b"
+    rf"|(?:{_NO_CALL})\b[^\n]*\bthe[ \t]+(?:assistant|model)\b",
+    re.IGNORECASE,
+)
+
+
+def _without_reply_notes(text: str) -> tuple[str, bool]:
+    """A text reply without the notes and labels a model wrote before it (see ``_REPLY_NOTE``), and
+    whether there were any."""
+    stripped = text
+    # A note is short: look at the reply's start only (the pattern is quadratic on a long line).
+    while (note := _REPLY_NOTE.match(stripped[:300])) is not None and note.end() > 0:
+        stripped = stripped[note.end() :]
+    return stripped.strip(), stripped is not text
 
 
 def _message_output(output: str, tools: Sequence[ToolSpec] | None) -> ParsedOutput | None:

@@ -718,3 +718,64 @@ def test_a_tag_the_input_leaves_open_is_no_wrapper_around_the_sample() -> None:
     parsed = parse_expansion(answer)
     assert parsed.error is None, parsed.error
     assert [c.arguments["city"] for c in parsed.action.calls] == ["Rome", "Oslo"]  # type: ignore[union-attr]
+
+
+_ASK = "What time would you like the table?"
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f"[No tool call] {_ASK}",
+        f"(No tool call needed) {_ASK}",
+        f"No tool call.\nASSISTANT: {_ASK}",
+        f"ASSISTANT: (asks for clarification) {_ASK}",
+        f"*(no tool call)*\n{_ASK}",
+        f"Clarification needed: {_ASK}",
+        f"**Response:** {_ASK}",
+        f"**Assistant response (no tool call):**\n{_ASK}",
+        f'[Text response] "{_ASK}"',
+    ],
+)
+def test_a_note_or_label_before_a_text_reply_is_no_part_of_it(output: str) -> None:
+    """Asked for a clarifying OUTPUT, generators mark it ("[No tool call]", "**Response:**", a stage
+    direction): the mark went into the assistant's reply ("No tool call." alone, with the reply after
+    it cut as the rest of a dialogue), and "OUTPUT: **Response:**" even lost its first two stars."""
+    parsed = parse_expansion(f"INPUT: USER: Book a table for four at Nopi.\nOUTPUT: {output}")
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text=_ASK)
+    assert "reply_note" in parsed.repairs
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (f'The assistant should ask for the missing time: "{_ASK}"', "describes the assistant's reply"),
+        (f'No tool call is made; the assistant asks: "{_ASK}"', "describes the assistant's reply"),
+        ("No tool call needed.", "a note that no tool is called, and no reply"),
+    ],
+)
+def test_an_output_that_describes_the_reply_is_refused(output: str, reason: str) -> None:
+    parsed = parse_expansion(f"INPUT: USER: Book a table for four at Nopi.\nOUTPUT: {output}")
+    assert parsed.action is None and parsed.error is not None and reason in parsed.error, parsed.error
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "No problem! What time would you like the table?",
+        "No tool here can book flights, sorry. I can check the weather instead.",
+        "(Just to be sure) do you mean Nopi in Soho?",
+        "**Nopi** is open from 19:00. What time would you like?",
+    ],
+)
+def test_a_reply_that_opens_like_a_note_stays_whole(reply: str) -> None:
+    parsed = parse_expansion(f"INPUT: USER: Book a table for four at Nopi.\nOUTPUT: {reply}")
+    assert parsed.action == Action(text=reply) and "reply_note" not in parsed.repairs
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize("body", ["(" + "ask " * 12000, "**" + "reply " * 9000])
+def test_a_long_line_that_opens_like_a_note_is_read_quickly(body: str) -> None:
+    # A note is looked for in the reply's first characters only; the whole line took seconds.
+    assert parse_expansion(f"INPUT: USER: hi\nOUTPUT: {body}").action == Action(text=body.strip())
