@@ -27,6 +27,8 @@ colon. The close of a wrapper opened before the OUTPUT label (a fence around the
 ``tool_use`` blocks is read as the INPUT's message list is. A note or label before a text reply
 (``[No tool call]``, ``**Response:**``, ``(asks for clarification)``) is no part of it (repair
 ``reply_note``); an OUTPUT that describes the reply ("The assistant should ask …") is refused.
+The user's marker may name the message (``User query:``, ``User request:``), be bracketed (``[User]:``) or
+quoted (``> USER:``); quotes around a bare INPUT are no part of it.
 """
 
 from __future__ import annotations
@@ -61,9 +63,12 @@ _SECTION = re.compile(
 # RESPONSE", ModelScope's "observation"): a generator may use them instead of TOOL.
 # Human:/AI: are the turns of other transcripts (Anthropic's Human/Assistant prompts, LangChain's
 # Human/AI); in their capitals only, so that a line "ai: …" or "Ai: …" stays text.
+# The user's marker may name what the turn holds ("**User query:**", "User request:"), be bracketed
+# ("[User]:") or quoted as a Markdown blockquote ("> USER:").
 _ROLE = re.compile(
-    r"^[ \t*-]*(USER|ASSISTANT|SYSTEM|TOOL|TOOL[ _]?(?:RESPONSE|RESULT|OUTPUT)"
-    r"|FUNCTION(?:[ _]?(?:RESPONSE|RESULT|OUTPUT))?|OBSERVATION|(?-i:HUMAN|Human|AI))"
+    r"^[ \t*>-]*\[?(USER(?:[ _](?:QUERY|REQUEST|MESSAGE|QUESTION))?|ASSISTANT|SYSTEM|TOOL"
+    r"|TOOL[ _]?(?:RESPONSE|RESULT|OUTPUT)|FUNCTION(?:[ _]?(?:RESPONSE|RESULT|OUTPUT))?|OBSERVATION"
+    r"|(?-i:HUMAN|Human|AI))\]?"
     r"[ \t*]*(?:\((?P<name>[^)\n]*)\))?[ \t*]*[:：][ \t*]*",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -435,7 +440,7 @@ def _markers(text: str, *, other_names: bool) -> list[re.Match[str]]:
 def _role_of(marker: re.Match[str]) -> str:
     """The role a marker gives its turn: Human's the user's, AI's the assistant's, and the tool
     result's other names the tool's."""
-    role = marker.group(1).lower()
+    role = re.split(r"[ _]", marker.group(1).lower())[0]  # "user query" is the user's, "tool_result" a tool's
     role = _OTHER_NAMES.get(role, role)
     return role if role in ("user", "assistant", "system") else "tool"
 
@@ -456,7 +461,7 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: b
         return messages
     markers = _markers(text, other_names=other_names)
     if not markers:
-        return [Message(role="user", content=text.strip())]
+        return [Message(role="user", content=_unquoted_turn(text.strip()))]
     if text[: markers[0].start()].strip():
         raise ValueError("text before the first role marker")
     messages: list[Message] = []

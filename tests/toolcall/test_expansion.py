@@ -779,3 +779,23 @@ def test_a_reply_that_opens_like_a_note_stays_whole(reply: str) -> None:
 def test_a_long_line_that_opens_like_a_note_is_read_quickly(body: str) -> None:
     # A note is looked for in the reply's first characters only; the whole line took seconds.
     assert parse_expansion(f"INPUT: USER: hi\nOUTPUT: {body}").action == Action(text=body.strip())
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "**User query:** What is the weather in Rome?",
+        "User request: What is the weather in Rome?",
+        "\nUser message: What is the weather in Rome?",
+        "\n> USER: What is the weather in Rome?",
+        "\n[User]: What is the weather in Rome?",
+        '"What is the weather in Rome?"',  # a bare turn in quotes, as a marked one may be
+    ],
+)
+def test_a_user_label_or_quotes_around_the_only_turn_are_no_part_of_it(written: str) -> None:
+    """GPT-4.1 and Llama 3.3 label the user's message ("**User query:**", "User request:"), quote it
+    or write it as a blockquote: a label other than USER: made the INPUT bare text, and the label
+    (or the quotes, the ">") went into the user's message."""
+    parsed = parse_expansion(f"INPUT: {written}\nOUTPUT: {CALL}")
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
