@@ -75,7 +75,7 @@ _ROLE = re.compile(
 _OTHER_NAMES = {"human": "user", "ai": "assistant"}
 # An INPUT written as the chat API's message list ([{"role": "user", "content": …}, …]), as JSON or
 # as a Python literal.
-_MESSAGE_LIST = re.compile(r"^\[\s*\{\s*[\"']role[\"']\s*:")
+_MESSAGE_LIST = re.compile(r"^\[\s*\{[^{}\[\]]*?[\"']role[\"']\s*:")  # "role" may follow "content"
 _TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 # What stands in a section for nothing: the prompt's placeholders echoed, or the filler a model writes
 # where it has no sample ("N/A", "None", "—"; under an OUTPUT heading after a refusal, say).
@@ -353,9 +353,6 @@ def _json_sample(value: Any) -> tuple[Any, Any] | None:
     written, step = by_kind["input"][0], by_kind["output"][0]
     if isinstance(written, dict):  # one message
         written = [written]
-    if isinstance(written, list) and all(isinstance(m, dict) for m in written):
-        # The message-list reading knows a list by its first key, "role": put it first.
-        written = [{"role": m.get("role"), **m} for m in written]
     return written, step
 
 

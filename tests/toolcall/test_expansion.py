@@ -799,3 +799,18 @@ def test_a_user_label_or_quotes_around_the_only_turn_are_no_part_of_it(written: 
     parsed = parse_expansion(f"INPUT: {written}\nOUTPUT: {CALL}")
     assert parsed.error is None, parsed.error
     assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        '[{"content": "What is the weather in Rome?", "role": "user"}]',
+        '[\n  {\n    "content": "What is the weather in Rome?",\n    "role": "user"\n  }\n]',
+    ],
+)
+def test_a_message_list_whose_role_key_comes_second_is_a_message_list(listed: str) -> None:
+    """A message list that wrote "content" before "role" was kept as one user message holding the
+    JSON (its list brackets even taken for the prompt's placeholder brackets)."""
+    parsed = parse_expansion(f"INPUT:\n{listed}\nOUTPUT: {CALL}")
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
