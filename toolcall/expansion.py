@@ -484,7 +484,10 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: b
             responses = _TOOL_RESPONSE.findall(content) or [content]
             # "TOOL (get_weather):", as the prompt shows the original sample's results, names the tool.
             name = " ".join((marker.group("name") or "").split()) or None
-            messages.extend(Message(role="tool", name=name, content=r.strip()) for r in responses)
+            # A fence around a result (```json … ```, as chat-styled models show JSON) is no part of it.
+            messages.extend(
+                Message(role="tool", name=name, content=_unwrapped(r, brackets=False)) for r in responses
+            )
         elif results and not content:
             pass  # a turn of tool results alone: they follow
         else:

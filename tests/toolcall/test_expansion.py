@@ -814,3 +814,16 @@ def test_a_message_list_whose_role_key_comes_second_is_a_message_list(listed: st
     parsed = parse_expansion(f"INPUT:\n{listed}\nOUTPUT: {CALL}")
     assert parsed.error is None, parsed.error
     assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
+
+
+def test_a_fence_around_a_tool_result_is_no_part_of_it() -> None:
+    """Kimi K2 and GPT-4.1 fence the JSON of a tool turn (TOOL:\\n```json\\n{…}\\n```): the fence went
+    into the tool message, and the sample trained on results that never come fenced."""
+    answer = (
+        f"INPUT:\nUSER: Weather in Faro?\nASSISTANT: {_weather_call('Faro')}\n"
+        'TOOL:\n```json\n{"temp": 21}\n```\nUSER: And Rome?\n'
+        f"OUTPUT: {_weather_call('Rome')}"
+    )
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages][2] == ("tool", '{"temp": 21}')
