@@ -1085,6 +1085,56 @@ def test_nemotron_tool_calling_records_take_their_tools_from_the_metadata_column
     assert convert_record(own).samples[0].tools[0].parameters.required == ()
 
 
+# tuandunghcmut/apigen-function-calling (APIGen converted to OpenAI's layout): two string columns,
+# "messages" (JSON: the user's query, the assistant's tool_calls) and "tools_json" (JSON: the tools).
+APIGEN_OPENAI: dict[str, Any] = {
+    "messages": json.dumps(
+        [
+            {"role": "user", "content": "Is 153 the sum of the cubes of its digits?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "type": "function",
+                        "function": {"name": "is_sum_of_cubes", "arguments": json.dumps({"num": 153})},
+                    }
+                ],
+            },
+        ]
+    ),
+    "tools_json": json.dumps(
+        [
+            {
+                "type": "function",
+                "function": {
+                    "name": "is_sum_of_cubes",
+                    "description": "Checks if a number is the sum of the cubes of its digits.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"num": {"type": "integer", "description": "The number to check."}},
+                        "required": ["num"],
+                    },
+                },
+            }
+        ]
+    ),
+}
+
+
+def test_a_tools_json_column_is_the_records_tool_list() -> None:
+    # Was read as offering no tool: the call kept against none, only the "offers none" warning.
+    conversion = convert_record(APIGEN_OPENAI)
+    [sample] = conversion.samples
+    assert [tool.name for tool in sample.tools] == ["is_sum_of_cubes"]
+    assert sample.tools[0].parameters.required == ("num",)
+    assert sample.label == Action(calls=[ToolCall(name="is_sum_of_cubes", arguments={"num": 153})])
+    assert not any("offers none" in warning for warning in conversion.warnings)
+    # A tools column, where a record has one, stays the one read.
+    own = {**APIGEN_OPENAI, "tools": [{"name": "is_sum_of_cubes", "parameters": {"type": "object"}}]}
+    assert convert_record(own).samples[0].tools[0].parameters.required == ()
+
+
 # HuggingFaceTB/smoltalk2's SFT config: "messages" of role/content, the tools in "chat_template_kwargs"
 # ({custom_instructions, enable_thinking, python_tools, xml_tools}); its xlam_traces_no_think and
 # hermes_function_calling_v1_no_think splits write one xml_tools entry, a "<tools>" block holding a

@@ -17,10 +17,11 @@ When2Call's ``<TOOLCALL>``) are calls, text that does not parse is refused, and 
 text and in ``tool_calls`` must agree. An assistant turn with ``"weight": 0`` (OpenAI fine-tuning: do not
 train on it) is never a label; it stays in the context of the turns after it. A ``current_time`` (or
 ``conversation_time``) field is the conversation's time, as in :mod:`toolcall.formats.paper`. With no
-``tools`` (or ``functions``) field, a ``metadata`` object (or JSON text) holding ``tools`` gives them
-(Nemotron-Post-Training-Dataset-v1's tool_calling split); with none of those, ``chat_template_kwargs``
-gives its ``xml_tools`` listings and its ``custom_instructions`` as the system message (smoltalk2). A system
-prompt that carries the tool list is read as the calling harness (:mod:`toolcall.formats.harness`).
+``tools`` (or ``functions``, or ``tools_json``) field, a ``metadata`` object (or JSON text) holding
+``tools`` gives them (Nemotron-Post-Training-Dataset-v1's tool_calling split); with none of those,
+``chat_template_kwargs`` gives its ``xml_tools`` listings and its ``custom_instructions`` as the system
+message (smoltalk2). A system prompt that carries the tool list is read as the calling harness
+(:mod:`toolcall.formats.harness`).
 """
 
 from __future__ import annotations
@@ -65,11 +66,16 @@ _TOOL_ROLES = ("tool", "function", "ipython")  # ipython: Llama 3.1's tool resul
 # Fields exports keep an assistant's reasoning in, beside its content (DeepSeek's and vLLM's
 # reasoning_content, OpenRouter's reasoning, gpt-oss templates' thinking): left out, as a <think> trace is.
 _REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
+# Columns a record keeps its tool list in, the first present is read: OpenAI's ``tools``, the legacy
+# ``functions``, and ``tools_json`` (JSON text; tuandunghcmut/apigen-function-calling's OpenAI-format
+# conversion of APIGen).
+_TOOL_FIELDS = ("tools", "functions", "tools_json")
 
 
 def from_openai(record: dict[str, Any]) -> Conversion:
     notes: list[str] = []
-    tools_value = json_or_value(record.get("tools", record.get("functions")), "tools", python=True)
+    given = next((record[key] for key in _TOOL_FIELDS if record.get(key) is not None), None)
+    tools_value = json_or_value(given, "tools", python=True)
     if tools_value is None:
         tools_value = _metadata_tools(record.get("metadata"))
     if tools_value is None:
