@@ -1135,6 +1135,67 @@ def test_a_tools_json_column_is_the_records_tool_list() -> None:
     assert convert_record(own).samples[0].tools[0].parameters.required == ()
 
 
+# GasaiAI/Tool-Reasoning-31K: "messages" a JSON string whose first turn has the role "available_tools",
+# its content one text part holding the tools as a JSON list (the "text" column renders the same turn
+# as "<|im_start|>available_tools\n[...]").
+LINKEDIN_TOOL = {
+    "name": "extract",
+    "description": "Extracts data from a LinkedIn URL (profile or company page).",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "url": {"type": "string", "description": "The LinkedIn URL to extract data from"},
+            "html": {"type": "boolean", "description": "Whether to output raw HTML"},
+        },
+        "required": ["url"],
+    },
+}
+
+
+def _tool_reasoning(listing: str) -> dict[str, Any]:
+    turns = [
+        {"role": "available_tools", "content": [{"type": "text", "text": listing}]},
+        {"role": "user", "content": "Pull the company page https://www.linkedin.com/company/abc-corp"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "extract",
+                        "arguments": '{"url": "https://www.linkedin.com/company/abc-corp"}',
+                    },
+                }
+            ],
+        },
+    ]
+    return {
+        "messages": json.dumps(turns),
+        "decision_type": "single_tool",
+        "has_tool_call": True,
+        "num_tool_calls": 1,
+        "source": "ToolAce",
+    }
+
+
+def test_an_available_tools_turn_is_the_records_tool_list_not_a_message() -> None:
+    # Was refused whole: "unknown message role 'available_tools'".
+    conversion = convert_record(_tool_reasoning(json.dumps([LINKEDIN_TOOL], separators=(",", ":"))))
+    [sample] = conversion.samples
+    assert [tool.name for tool in sample.tools] == ["extract"]
+    assert sample.tools[0].parameters.required == ("url",)
+    assert [m.role for m in sample.messages] == ["user"]
+    assert sample.label == Action(
+        calls=[ToolCall(name="extract", arguments={"url": "https://www.linkedin.com/company/abc-corp"})]
+    )
+    assert any("available_tools turn not kept" in warning for warning in conversion.warnings)
+    # "[]": no tool offered; a turn with no JSON list in it is refused, not read as offering none.
+    assert convert_record(_tool_reasoning("[]")).samples[0].tools == []
+    with pytest.raises(RecordError, match="available_tools turn holds no JSON tool list"):
+        convert_record(_tool_reasoning("extract: pulls a LinkedIn page"))
+
+
 # HuggingFaceTB/smoltalk2's SFT config: "messages" of role/content, the tools in "chat_template_kwargs"
 # ({custom_instructions, enable_thinking, python_tools, xml_tools}); its xlam_traces_no_think and
 # hermes_function_calling_v1_no_think splits write one xml_tools entry, a "<tools>" block holding a

@@ -63,6 +63,8 @@ _ROLE_NAMES = {
     "observation": "tool",
 }
 _TOOL_ROLES = ("tool", "function", "ipython")  # ipython: Llama 3.1's tool results
+# A turn that is the tool list alone, as JSON (GasaiAI/Tool-Reasoning-31K): the harness, never a message.
+_TOOL_LIST_ROLE = "available_tools"
 # Fields exports keep an assistant's reasoning in, beside its content (DeepSeek's and vLLM's
 # reasoning_content, OpenRouter's reasoning, gpt-oss templates' thinking): left out, as a <think> trace is.
 _REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
@@ -118,6 +120,8 @@ def _harness_read(turns: list[tuple[str, dict[str, Any]]], harness: Harness) -> 
         if role in ("system", "user"):
             text = text_of(raw.get("content"), [], f"message {index} ({role})")[0]
             kept_texts[index] = harness.system(text) if role == "system" else harness.user(text)
+        elif role == _TOOL_LIST_ROLE:
+            harness.tool_turn(text_of(raw.get("content"), [], f"message {index} ({role})")[0])
     return kept_texts
 
 
@@ -135,6 +139,8 @@ def _messages(
     for index, raw in turns:
         role = str(raw.get("role"))
         role = _ROLE_NAMES.get(role, role)
+        if role == _TOOL_LIST_ROLE:  # read with the harness, before the turns
+            continue
         where = f"message {index} ({role})"
         content = raw.get("content")
         if role in _TOOL_ROLES:

@@ -15,6 +15,8 @@ message, with no tool offered). Recognised:
 - ToolBench's (ToolLLaMA's) prompt, its APIs listed after "Specifically, you have access to the following
   APIs:" (a Python literal): the whole prompt is the harness, its ``Finish`` pseudo-API no tool (the
   assistant's ``Finish`` steps are answers, see :mod:`toolcall.formats.assistant`);
+- a turn of the ``available_tools`` role (GasaiAI/Tool-Reasoning-31K), the tool list alone: read for its
+  tools, never a message;
 - a user turn that opens with the tool list of argilla's APIGen SFT sets (``apigen-synth-trl``): "You
   have access to the following tools: <tools>[...]</tools> Please answer the following query: …": the
   list is the harness, the query after it is the user's message.
@@ -60,6 +62,9 @@ _NOTES = {
     "system prompt": HARNESS_NOTE,
     "user turn": (
         "tool list a user turn opens with not kept in its message (the policy prompt renders the tools)"
+    ),
+    "available_tools turn": (
+        "available_tools turn not kept as a message (the policy prompt renders the tools)"
     ),
 }
 
@@ -162,6 +167,15 @@ class Harness:
     def user(self, text: str) -> str:
         """The text of a user turn to keep as its message, a tool list it opens with read out."""
         return self._read(read_user(text), text, "user turn")
+
+    def tool_turn(self, text: str) -> None:
+        """A turn that is the tool list alone (GasaiAI/Tool-Reasoning-31K's ``available_tools`` role, a JSON
+        list): read for its tools, never a message. One that lists nothing readable refuses the record."""
+        where = "available_tools turn"
+        listing = tools_in_entry(text, where)
+        if listing is None:
+            raise RecordError(f"the {where} holds no JSON tool list", f"tools in the {where} do not parse")
+        self.listings.append((where, listing))
 
     def _read(self, prompt: SystemPrompt, text: str, where: str) -> str:
         if prompt.listing is None:
