@@ -755,6 +755,54 @@ def test_a_toolbench_system_prompt_offers_its_apis_but_not_finish() -> None:
     assert refused.value.reason == "tools in the system prompt do not parse"
 
 
+# ModelScope swift's ToolBench prompt (its "toolbench" tools prompt): the tools joined by blank lines after
+# "Specifically, you have access to the following APIs:", each as the dataset gives it (a Python dict's
+# text in swift's own example), the Finish pseudo-API among them.
+SWIFT_TOOLBENCH_HEAD = (
+    "You can use many tools(functions) to do the following task.\nFirst I will give you the task "
+    "description, and your task start.\n...\nLet's Begin!\nTask description: You should use functions to "
+    'help handle the real time user queries. Remember:\n1.ALWAYS call "Finish" function at the end of the '
+    "task.\n2.Do not use origin tool names, use only subfunctions' names.\n"
+    "Specifically, you have access to the following APIs: "
+)
+SWIFT_WEATHER_API = (
+    "{'name': 'get_current_weather', 'description': 'Get the current weather in a given location', "
+    "'parameters': {'type': 'object', 'properties': {'location': {'type': 'string', 'description': "
+    "'The city and state, e.g. San Francisco, CA'}, 'unit': {'type': 'string', 'enum': ['celsius', "
+    "'fahrenheit']}}, 'required': ['location']}}"
+)
+SWIFT_FINISH_API = (
+    "{'name': 'Finish', 'description': 'If you believe that you have obtained a result that can answer "
+    "the task, please call this function to provide the final answer.', 'parameters': {'type': 'object', "
+    "'properties': {'return_type': {'type': 'string', 'enum': ['give_answer', 'give_up_and_restart']}, "
+    "'final_answer': {'type': 'string'}}, 'required': ['return_type']}}"
+)
+
+
+def test_a_toolbench_prompt_with_one_python_dict_api_a_paragraph_offers_them() -> None:
+    # Was refused: "the API list of the ToolBench system prompt is neither JSON nor a Python literal".
+    system = SWIFT_TOOLBENCH_HEAD + SWIFT_WEATHER_API + "\n\n" + SWIFT_FINISH_API
+    step = "Thought: I need the weather in Boston.\nAction: get_current_weather\n"
+    step += 'Action Input: {"location": "Boston, MA"}'
+    turns = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "What's the weather like in Boston today?"},
+        {"role": "assistant", "content": step},
+    ]
+    [sample] = convert_record({"messages": turns}).samples
+    assert [tool.name for tool in sample.tools] == ["get_current_weather"]
+    assert sample.tools[0].parameters.required == ("location",)
+    assert [m.role for m in sample.messages] == ["user"]
+    assert sample.label == Action(
+        calls=[ToolCall(name="get_current_weather", arguments={"location": "Boston, MA"})]
+    )
+    # One paragraph that reads as no literal still refuses the whole listing.
+    broken = SWIFT_TOOLBENCH_HEAD + SWIFT_WEATHER_API + "\n\n" + SWIFT_FINISH_API.replace("{'name'", "{'name")
+    with pytest.raises(RecordError) as refused:
+        convert_record({"messages": [{"role": "system", "content": broken}, *turns[1:]]})
+    assert refused.value.reason == "tools in the system prompt do not parse"
+
+
 # --- the calling harness in a system prompt ------------------------------------------------------------
 
 

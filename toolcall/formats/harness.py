@@ -129,6 +129,8 @@ def _toolbench_apis(listing: str) -> list[Any]:
     way to answer, which its steps read as the answer (or a give-up), never a tool to offer."""
     apis = _listing(listing)
     if apis is None:
+        apis = _paragraph_listing(listing)
+    if apis is None:
         raise RecordError(
             "the API list of the ToolBench system prompt is neither JSON nor a Python literal",
             "tools in the system prompt do not parse",
@@ -218,6 +220,16 @@ def _listing(body: str) -> list[Any] | None:
     if isinstance(value, dict):
         return [value]
     return value if isinstance(value, list) else None
+
+
+def _paragraph_listing(body: str) -> list[Any] | None:
+    """Tools written one a paragraph, each a JSON or Python literal (ModelScope swift's ToolBench prompt
+    joins its tools with blank lines, each as the dataset gives it: a Python dict's text in its docs'
+    example); None unless every paragraph reads."""
+    listings = [_listing(paragraph) for paragraph in re.split(r"\n[ \t]*\n", body.strip())]
+    if any(listing is None for listing in listings):
+        return None
+    return [tool for listing in listings if listing is not None for tool in listing]
 
 
 def _json_sequence(text: str, start: int = 0) -> list[Any] | None:
