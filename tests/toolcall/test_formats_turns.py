@@ -734,6 +734,31 @@ def test_an_unreadable_glaive_call_is_refused_with_its_reason(call: str, why: st
         assert "<functioncall>" in str(refused.value)
 
 
+# Gorilla OpenFunctions v2 answers with its calls alone: "<<function>>" before each Python call (its own
+# evaluation reads "<<function>>f(...)<<function>>g(...)" as the list [f(...), g(...)]).
+@pytest.mark.parametrize("form", ["openai messages", "sharegpt conversations"])
+def test_openfunctions_v2_function_tags_are_calls_not_a_text_answer(form: str) -> None:
+    # Was kept as the text answer '<<function>>get_weather(location="Paris")': a call learnt as text.
+    def record(answer: str) -> dict[str, Any]:
+        if form == "openai messages":
+            return _openai({"role": "assistant", "content": answer})
+        turns = [{"from": "human", "value": "Weather in Paris?"}, {"from": "gpt", "value": answer}]
+        return {"tools": [WEATHER], "conversations": turns}
+
+    [sample] = convert_record(record('<<function>>get_weather(location="Paris")')).samples
+    assert sample.label == Action(calls=[PARIS])
+    # Several calls, a positional argument in the declared order.
+    [sample] = convert_record(
+        record('<<function>>get_weather("Paris")\n<<function>>get_weather("Rome")')
+    ).samples
+    assert sample.label == Action(calls=[PARIS, ToolCall(name="get_weather", arguments={"location": "Rome"})])
+    # Text before the first tag, or after a call, is neither a call nor an answer: refused.
+    for answer in ['Here: <<function>>get_weather(location="Paris")', '<<function>>get_weather("Paris") ok']:
+        with pytest.raises(RecordError) as refused:
+            convert_record(record(answer))
+        assert refused.value.reason == "<<function>> calls do not parse"
+
+
 def test_a_closing_functioncall_tag_alone_is_refused() -> None:
     record = _openai({"role": "assistant", "content": "No call here.</functioncall>"})
     with pytest.raises(RecordError, match="without its <functioncall>"):

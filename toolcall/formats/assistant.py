@@ -5,7 +5,8 @@ turn is read exactly as a model output would be: ``<tool_call>`` blocks, the unt
 (Llama's bare JSON, ``[f(a=1)]``), reasoning (``<think>``) left out with a warning. Before that, the
 wrappers the parser does not know are read: glaive's ``<functioncall> {...}`` (arguments in single quotes;
 several in a turn, glaive's ``<|endoftext|>`` or text after one), When2Call's ``<TOOLCALL>[{"name",
-"arguments"}, ...]</TOOLCALL>`` and function-calling-sharegpt's ``<|fn_start|>{...}<|fn_end|>``;
+"arguments"}, ...]</TOOLCALL>``, function-calling-sharegpt's ``<|fn_start|>{...}<|fn_end|>`` and Gorilla
+OpenFunctions v2's ``<<function>>f(a=1)<<function>>g(b=2)`` (Python calls, one after each tag);
 ToolBench's ReAct steps (``Thought:`` / ``Action:`` / ``Action Input:``, one call a step) are read as
 ToolBench means them: the action is the step's call, its thought the turn's text, and the ``Finish``
 pseudo-call the final answer (``give_answer``) or no answer at all (``give_up_and_restart``). What the parser
@@ -20,7 +21,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from toolcall.formats.common import RecordError, call_from, calls_from_json, json_or_value
+from toolcall.formats.common import (
+    RecordError,
+    call_from,
+    calls_from_json,
+    json_or_value,
+    python_calls_to_tool_calls,
+)
 from toolcall.parsing import parse_output
 from toolcall.pytypes import TypeExpressionError, python_literal
 from toolcall.specs import ToolSpec
@@ -43,6 +50,9 @@ _REACT = re.compile(
 )
 TOOLBENCH_FINISH = "Finish"
 _REACT_UNREADABLE = "ToolBench step does not parse"
+# Gorilla OpenFunctions v2 answers with its calls alone, each a Python call after this tag; read as plain
+# text it would be a text label that is really a call.
+_OPENFUNCTIONS_TAG = "<<function>>"
 # The parser's own wording for an output with nothing in it (blank, or reasoning only).
 _SAYS_NOTHING = parse_output("").error
 
@@ -57,6 +67,8 @@ def assistant_text(
     """
     if _REACT_STEP.search(text):
         return _react_step(text, notes, where)
+    if _OPENFUNCTIONS_TAG in text:
+        return "", _openfunctions_calls(text, where, tools)
     text, calls = _take_glaive_calls(text, where)
     for opening, closing, block in _CALL_BLOCKS:
         for body in block.findall(text):
@@ -84,6 +96,24 @@ def assistant_text(
     if action.calls:
         return parsed.text or "", [*calls, *action.calls]
     return action.text or "", calls
+
+
+def _openfunctions_calls(text: str, where: str, tools: Sequence[ToolSpec]) -> list[ToolCall]:
+    """The calls of an OpenFunctions v2 answer, ``<<function>>`` before each Python call (positional
+    arguments in the declared order); text before the first tag, or beside a call, refuses the record."""
+    before, *bodies = text.split(_OPENFUNCTIONS_TAG)
+    what = f"{where}: {_OPENFUNCTIONS_TAG} calls"
+    if before.strip() or not all(body.strip() for body in bodies):
+        raise RecordError(
+            f"{what}: text before the first call, or a tag with no call after it",
+            "<<function>> calls do not parse",
+        )
+    try:
+        return python_calls_to_tool_calls(
+            "[" + ", ".join(body.strip() for body in bodies) + "]", list(tools), what
+        )
+    except RecordError as error:
+        raise RecordError(str(error), "<<function>> calls do not parse") from error
 
 
 def _react_step(text: str, notes: list[str], where: str) -> tuple[str, list[ToolCall]]:
