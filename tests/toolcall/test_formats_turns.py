@@ -1269,6 +1269,54 @@ def test_an_available_tools_turn_is_the_records_tool_list_not_a_message() -> Non
         convert_record(_tool_reasoning("extract: pulls a LinkedIn page"))
 
 
+# ToolsGen's records (atasoglu/nano-tool-calling-v1): OpenAI "tools", "messages" holding the user's request
+# alone, and "assistant_calls", the OpenAI tool_calls entries that answer it, beside judge metadata.
+TOOLSGEN_RECORD: dict[str, Any] = {
+    "id": "record_000042",
+    "language": "english",
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "celsius_to_fahrenheit",
+                "description": "Converts a temperature from Celsius to Fahrenheit.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "celsius": {"type": "number", "description": "The temperature in Celsius."}
+                    },
+                    "required": ["celsius"],
+                },
+            },
+        }
+    ],
+    "messages": [{"role": "user", "content": "What is 37.5 degrees Celsius in Fahrenheit?"}],
+    "assistant_calls": [
+        {
+            "id": "call_8f2a",
+            "type": "function",
+            "function": {"name": "celsius_to_fahrenheit", "arguments": '{"celsius": 37.5}'},
+        }
+    ],
+    "problem_metadata": {"difficulty": "easy"},
+    "judge": {"score": 0.93, "verdict": "accept"},
+    "quality_tags": [],
+    "tools_metadata": {"num_tools": 1},
+}
+
+
+def test_toolsgen_assistant_calls_are_the_answer_to_the_users_request() -> None:
+    # Was refused: "openai record has no assistant step to learn from" (the answer was never read).
+    [sample] = convert_record(TOOLSGEN_RECORD).samples
+    assert [m.role for m in sample.messages] == ["user"]
+    assert sample.label == Action(calls=[ToolCall(name="celsius_to_fahrenheit", arguments={"celsius": 37.5})])
+    # No calls: nothing to learn, refused as before; anything but a list of calls is refused.
+    with pytest.raises(RecordError, match="no assistant step"):
+        convert_record({**TOOLSGEN_RECORD, "assistant_calls": []})
+    with pytest.raises(RecordError, match="assistant_calls"):
+        convert_record({**TOOLSGEN_RECORD, "assistant_calls": "celsius_to_fahrenheit(37.5)"})
+
+
 # HuggingFaceTB/smoltalk2's SFT config: "messages" of role/content, the tools in "chat_template_kwargs"
 # ({custom_instructions, enable_thinking, python_tools, xml_tools}); its xlam_traces_no_think and
 # hermes_function_calling_v1_no_think splits write one xml_tools entry, a "<tools>" block holding a

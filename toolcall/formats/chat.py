@@ -20,7 +20,8 @@ train on it) is never a label; it stays in the context of the turns after it. A 
 ``tools`` (or ``functions``, or ``tools_json``) field, a ``metadata`` object (or JSON text) holding
 ``tools`` gives them (Nemotron-Post-Training-Dataset-v1's tool_calling split); with none of those,
 ``chat_template_kwargs`` gives its ``xml_tools`` listings and its ``custom_instructions`` as the system
-message (smoltalk2). A system prompt that carries the tool list is read as the calling harness
+message (smoltalk2). ToolsGen's ``assistant_calls`` are the calls of the assistant turn after the
+messages. A system prompt that carries the tool list is read as the calling harness
 (:mod:`toolcall.formats.harness`).
 """
 
@@ -88,7 +89,12 @@ def from_openai(record: dict[str, Any]) -> Conversion:
         raw_messages = json_or_value(record.get("messages"), "messages")
     if not isinstance(raw_messages, list):
         raise RecordError("openai 'messages' must be a list")
-    raw_messages = [*_system_field(record, raw_messages), *raw_messages, *_chosen_response(record, notes)]
+    raw_messages = [
+        *_system_field(record, raw_messages),
+        *raw_messages,
+        *_chosen_response(record, notes),
+        *_assistant_calls(record),
+    ]
     turns = _turns(raw_messages)
     # The tools first (a system prompt may list them): they type the values of XML-argument calls in
     # the assistant's text.
@@ -252,6 +258,18 @@ def _chosen_response(record: dict[str, Any], notes: list[str]) -> list[Any]:
     if record.get("rejected_response") is not None:
         notes.append("rejected_response not kept (a sample learns the chosen answer only)")
     return [chosen]
+
+
+def _assistant_calls(record: dict[str, Any]) -> list[Any]:
+    """ToolsGen's answer (atasoglu/nano-tool-calling-v1: ``messages`` hold the user's request alone,
+    ``assistant_calls`` the OpenAI ``tool_calls`` entries that answer it): the assistant turn that makes
+    those calls, after the messages. None or an empty list adds no turn."""
+    calls = record.get("assistant_calls")
+    if calls is None or calls == []:
+        return []
+    if not isinstance(calls, list):
+        raise RecordError("'assistant_calls' must be a list of tool calls", "assistant_calls is not a list")
+    return [{"role": "assistant", "content": None, "tool_calls": calls}]
 
 
 def is_prompt_completion(record: dict[str, Any]) -> bool:
