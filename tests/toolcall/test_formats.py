@@ -569,8 +569,8 @@ def test_bfcl_v1_and_openfunctions_v1_records_read_their_inline_python_answer() 
 
 
 def test_calls_in_a_record_that_offers_no_tool_are_kept_with_a_warning() -> None:
-    # A cleaned Toucan-style export: the tool list sits in "available_tools", which no reader knows; the
-    # calls land against no tool at all, so the conversion says so instead of passing silently.
+    # An export whose tool list sits in a column no reader knows ("tool_catalog"): the calls land against
+    # no tool at all, so the conversion says so instead of passing silently.
     weather = json.dumps([WEATHER_TOOL])
     record = {
         "uuid": "e96ea105",
@@ -590,7 +590,7 @@ def test_calls_in_a_record_that_offers_no_tool_are_kept_with_a_warning() -> None
                 },
             ]
         ),
-        "available_tools": weather,
+        "tool_catalog": weather,
     }
     conversion = convert_record(record)
     [sample] = conversion.samples
@@ -598,7 +598,7 @@ def test_calls_in_a_record_that_offers_no_tool_are_kept_with_a_warning() -> None
         calls=[ToolCall(name="get_weather", arguments={"city": "Lyon"})]
     )
     [warning] = conversion.warnings
-    assert "offers none" in warning and "available_tools" in warning
+    assert "offers none" in warning and "tool_catalog" in warning
     # A record that lists its tools gets no such warning.
     assert not convert_record({**record, "tools": weather}).warnings
 

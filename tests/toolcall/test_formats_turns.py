@@ -876,6 +876,50 @@ def test_a_kimi_tool_declaration_system_turn_is_the_harness_offering_its_tools()
     )
 
 
+def test_toucans_available_tools_column_gives_the_tools_where_the_messages_list_none() -> None:
+    # Toucan-1.5M keeps the tools in an "available_tools" string column beside "messages" (a JSON string);
+    # where the messages carry no tool declaration, the calls were kept against no tool, with a warning.
+    search = {
+        "type": "function",
+        "function": {
+            "name": "exa-search-web_search_exa",
+            "description": "Search the web using Exa AI.",
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}, "numResults": {"type": "number"}},
+                "required": ["query"],
+            },
+        },
+    }
+    call = {"name": "exa-search-web_search_exa", "arguments": '{"query": "StellarPay Series B fintech"}'}
+    messages = [
+        {"role": "user", "content": "What does the fintech startup StellarPay do?"},
+        {"role": "assistant", "content": "", "function_call": call},
+    ]
+    record = {
+        "uuid": "ac0907b0",
+        "subset_name": "single-turn-original",
+        "messages": json.dumps(messages),
+        "question": "What does the fintech startup StellarPay do?",
+        "available_tools": json.dumps([search]),
+        "target_tools": "exa-search-web_search_exa",
+    }
+    conversion = convert_record(record)
+    [sample] = conversion.samples
+    assert [tool.name for tool in sample.tools] == ["exa-search-web_search_exa"]
+    assert sample.tools[0].parameters.required == ("query",)
+    assert not any("offers none" in warning for warning in conversion.warnings)
+    # Where the messages declare the tools (the Kimi-K2 config), the declaration is what is read.
+    declared = {
+        "uuid": "x",
+        "messages": json.dumps(
+            [{"role": "system", "content": "<|im_system|>tool_declare<|im_middle|>[]<|im_end|>"}, *messages]
+        ),
+        "available_tools": json.dumps([search]),
+    }
+    assert convert_record(declared).samples[0].tools == []
+
+
 def _chatml(chat: list[dict[str, str]]) -> str:
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in chat)
 

@@ -144,7 +144,7 @@ def convert_record(record: Any, fmt: str = "auto", context: FormatContext = EMPT
     _check_argument_depth(conversion.samples)
     if any(sample.label.calls and not sample.tools for sample in conversion.samples):
         # Kept (a dataset may call what it never lists), but said: the usual cause is a tool list in a
-        # field or prompt this reader does not know (Toucan's "available_tools", a column named otherwise).
+        # field or prompt this reader does not know.
         conversion.warnings.append(
             f"a step calls tools but the record offers none: is its tool list in a field the {fmt} "
             f"reader does not read? (keys: {sorted(record)[:12]})"

@@ -21,7 +21,8 @@ train on it) is never a label; it stays in the context of the turns after it. A 
 ``tools`` gives them (Nemotron-Post-Training-Dataset-v1's tool_calling split); with none of those,
 ``chat_template_kwargs`` gives its ``xml_tools`` listings and its ``custom_instructions`` as the system
 message (smoltalk2). ToolsGen's ``assistant_calls`` are the calls of the assistant turn after the
-messages. A system prompt that carries the tool list is read as the calling harness
+messages. Toucan's ``available_tools`` column lists the tools where nothing else does. A system
+prompt that carries the tool list is read as the calling harness
 (:mod:`toolcall.formats.harness`).
 """
 
@@ -100,6 +101,10 @@ def from_openai(record: dict[str, Any]) -> Conversion:
     # the assistant's text.
     harness = Harness()
     kept_texts = _harness_read(turns, harness)
+    if tools_value is None and not harness.listings:
+        # Toucan-1.5M's available_tools column (JSON text) lists the tools its messages were made with;
+        # where a prompt in the messages lists them too, that listing, what the model saw, is read.
+        tools_value = json_or_value(record.get("available_tools"), "available_tools", python=True)
     tools = harness.tools(tools_value, notes)
     messages, untrained = _messages(turns, tools, kept_texts, notes)
     samples = dialogue_samples(tools, messages, flag(record, "ordered"), frozenset(untrained))
