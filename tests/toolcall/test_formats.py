@@ -129,6 +129,48 @@ def test_xlam_and_hermes() -> None:
     assert sample.tools[0].name == "get_weather" and sample.label.calls[0].arguments == {"city": "Oslo"}
 
 
+# argilla/Synth-APIGen-v0.1 (and argilla/apigen-function-calling, which merges it with xLAM): xLAM's
+# columns, the tools in OpenAI's layout; a query its tools cannot serve is answered in words, not with a
+# list (its TRL conversion keeps such an answer as the assistant's text).
+SYNTH_APIGEN_REFUSAL = {
+    "func_name": "complex_to_polar",
+    "func_desc": "Converts a complex number to its polar coordinate representation.",
+    "tools": json.dumps(
+        [
+            {
+                "type": "function",
+                "function": {
+                    "name": "complex_to_polar",
+                    "description": "Converts a complex number to its polar coordinate representation.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "complex_number": {"type": "object", "description": "A complex number."}
+                        },
+                        "required": ["complex_number"],
+                    },
+                },
+            }
+        ]
+    ),
+    "query": "What is the square root of 2 to ten decimal places?",
+    "answers": "The query cannot be answered with the provided tools: they convert complex numbers to polar "
+    "coordinates only.",
+    "model_name": "Qwen/Qwen2.5-72B-Instruct",
+    "hash_id": "9a1c0f3e",
+}
+
+
+def test_a_synth_apigen_answer_in_words_is_the_no_call_answer() -> None:
+    # Was refused: "answers is not valid JSON: Expecting value at char 0".
+    [sample] = record_to_samples(SYNTH_APIGEN_REFUSAL)
+    assert [tool.name for tool in sample.tools] == ["complex_to_polar"]
+    assert sample.label == Action(text=SYNTH_APIGEN_REFUSAL["answers"])
+    # An answer that starts as JSON must still read as calls: a cut-off list is refused, not kept as text.
+    with pytest.raises(RecordError, match="answers is not valid JSON"):
+        record_to_samples({**SYNTH_APIGEN_REFUSAL, "answers": '[{"name": "complex_to_polar", "argu'})
+
+
 def test_a_record_offering_no_tool_is_a_no_call_sample() -> None:
     record = {"tools": [], "messages": [{"role": "user", "content": "hi"}], "label": "Hello!"}
     [paper] = record_to_samples(record)
