@@ -28,7 +28,12 @@ colon. The close of a wrapper opened before the OUTPUT label (a fence around the
 (``[No tool call]``, ``**Response:**``, ``(asks for clarification)``) is no part of it (repair
 ``reply_note``); an OUTPUT that describes the reply ("The assistant should ask …") is refused.
 The user's marker may name the message (``User query:``, ``User request:``), be bracketed (``[User]:``) or
-quoted (``> USER:``); quotes around a bare INPUT are no part of it.
+quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a
+``Query:`` label that opens it. A chat template's turns copied into the INPUT (ChatML's
+``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, Mistral's
+``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers; a special token still in a turn
+after that (``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it
+as the user's words.
 """
 
 from __future__ import annotations
@@ -66,13 +71,39 @@ _SECTION = re.compile(
 # The user's marker may name what the turn holds ("**User query:**", "User request:"), be bracketed
 # ("[User]:") or quoted as a Markdown blockquote ("> USER:").
 _ROLE = re.compile(
-    r"^[ \t*>-]*\[?(USER(?:[ _](?:QUERY|REQUEST|MESSAGE|QUESTION))?|ASSISTANT|SYSTEM|TOOL"
+    r"^[ \t*>-]*(?:\d{1,3}[.)][ \t]+)?\[?"  # "1. USER:", as a model numbers the turns
+    r"(USER(?:[ _](?:QUERY|REQUEST|MESSAGE|QUESTION))?|ASSISTANT|SYSTEM|TOOL"
     r"|TOOL[ _]?(?:RESPONSE|RESULT|OUTPUT)|FUNCTION(?:[ _]?(?:RESPONSE|RESULT|OUTPUT))?|OBSERVATION"
     r"|(?-i:HUMAN|Human|AI))\]?"
     r"[ \t*]*(?:\((?P<name>[^)\n]*)\))?[ \t*]*[:：][ \t*]*",
     re.IGNORECASE | re.MULTILINE,
 )
 _OTHER_NAMES = {"human": "user", "ai": "assistant"}
+# The turns of a chat template a generator copies into its INPUT, read as the role markers above:
+# ChatML's <|im_start|>ROLE (Qwen), Llama 3's <|start_header_id|>ROLE<|end_header_id|>, Gemma's
+# <start_of_turn>ROLE, GLM's and Phi-3's <|ROLE|>, Mistral's [INST] … [/INST] (the reply follows the
+# close), and a turn in tags of its role's name on its own lines (<user>…</user>). Their closers and
+# the sequence tokens go.
+_TEMPLATE_OPENER = re.compile(
+    r"<\|im_start\|>[ \t]*(?P<chatml>\w+)[ \t]*\n?"
+    r"|<\|start_header_id\|>[ \t]*(?P<llama>\w+)[ \t]*<\|end_header_id\|>"
+    r"|<start_of_turn>[ \t]*(?P<gemma>\w+)[ \t]*\n?"
+    r"|<\|(?P<glm>user|assistant|system|observation)\|>"
+    r"|^[ \t]*<(?P<tag>user|assistant|system|tool)>"
+    r"|(?P<inst>\[INST\])|(?P<reply>\[/INST\])",
+    re.MULTILINE,
+)
+_TEMPLATE_CLOSER = re.compile(
+    r"<\|im_end\|>|<\|eot_id\|>|<\|eom_id\|>|<end_of_turn>|<\|end\|>|<\|endoftext\|>|<\|begin_of_text\|>"
+    r"|<bos>|<eos>|<s>|</s>|</(?:user|assistant|system|tool)>[ \t]*$",
+    re.MULTILINE,
+)
+_TEMPLATE_ROLES = {"user": "USER", "system": "SYSTEM", "assistant": "ASSISTANT", "model": "ASSISTANT"}
+# A special token left in a turn after that: a template the reader does not know, whose turns would
+# be kept as the user's words with the tokens in them; the sample is refused instead.
+_SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|<｜[^｜<>\s]{1,40}｜>|\[/?INST\]")
+# A label of the user's message that opens the INPUT ("Query: …"), as the USER: marker.
+_OPENING_LABEL = re.compile(r"\A[ \t*]*(?:query|question|request)[ \t*]*[:：][ \t*]*", re.IGNORECASE)
 # An INPUT written as the chat API's message list ([{"role": "user", "content": …}, …]), as JSON or
 # as a Python literal.
 _MESSAGE_LIST = re.compile(r"^\[\s*\{[^{}\[\]]*?[\"']role[\"']\s*:")  # "role" may follow "content"
@@ -115,6 +146,7 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     input_text, output_text = sections
     if not input_text or _PLACEHOLDER.match(input_text):
         return ParsedExpansion(error="INPUT: is empty")
+    input_text = _template_turns_as_markers(input_text)
     # Human:/AI: are turns only in an INPUT written as a transcript, one that opens with a role marker:
     # in a user's plain text ("My glossary:\nAI: artificial intelligence") such a line is the text.
     other_names = _ROLE.match(input_text) is not None
@@ -122,6 +154,12 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         messages = _conversation(input_text, tools, other_names=other_names)
     except ValueError as error:
         return ParsedExpansion(error=f"INPUT: {error}")
+    for message in messages:
+        token = _SPECIAL_TOKEN.search(message.content) if message.role != "tool" else None
+        if token is not None:
+            return ParsedExpansion(
+                error=f"INPUT: a chat-template token {token.group()} in a {message.role} turn"
+            )
     if not any(m.role == "user" for m in messages):
         return ParsedExpansion(error="INPUT: has no user turn")
     if messages[-1].role == "assistant":
@@ -399,6 +437,23 @@ def _without_commentary(output: str) -> tuple[str, bool]:
     if found is None:
         return output, False
     return output[: found.start()].rstrip(), True
+
+
+def _template_turns_as_markers(text: str) -> str:
+    """``text`` with a chat template's turns (see ``_TEMPLATE_OPENER``) written with role markers,
+    their closers gone; a leading label of the user's message (``Query:``) as ``USER:``."""
+
+    def marker(opener: re.Match[str]) -> str:
+        if opener.group("reply") is not None:
+            # Mistral's reply follows [/INST]: none when the INPUT ends there or the next turn opens.
+            rest = _TEMPLATE_CLOSER.sub("", text[opener.end() :]).lstrip()
+            return "\n" if not rest or rest.startswith("[INST]") else "\nASSISTANT: "
+        role = "user" if opener.group("inst") else next(r for r in opener.groups() if r is not None)
+        return f"\n{_TEMPLATE_ROLES.get(role.lower(), 'TOOL')}: "
+
+    if _TEMPLATE_OPENER.search(text) is not None:
+        text = _TEMPLATE_CLOSER.sub("", _TEMPLATE_OPENER.sub(marker, text)).strip()
+    return _OPENING_LABEL.sub("USER: ", text, count=1)
 
 
 def _assistant_turn(output: str, *, other_names: bool) -> tuple[str, str | None, bool]:

@@ -827,3 +827,60 @@ def test_a_fence_around_a_tool_result_is_no_part_of_it() -> None:
     parsed = parse_expansion(answer)
     assert parsed.error is None, parsed.error
     assert [(m.role, m.content) for m in parsed.messages][2] == ("tool", '{"temp": 21}')
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "<|user|>\nWhat is the weather in Rome?",  # GLM, Phi-3
+        "<user>What is the weather in Rome?</user>",
+        "<|im_start|>user\nWhat is the weather in Rome?<|im_end|>",  # ChatML
+        "<s>[INST] What is the weather in Rome? [/INST]",  # Mistral
+        "<start_of_turn>user\nWhat is the weather in Rome?<end_of_turn>",  # Gemma
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nWhat is the weather in Rome?<|eot_id|>",
+        "Query: What is the weather in Rome?",
+        "1. USER: What is the weather in Rome?",
+    ],
+)
+def test_chat_template_turns_in_the_input_are_role_markers(written: str) -> None:
+    """A generator that copies a chat template's turn into a bare INPUT ("<|user|>\\nWhat's …") had
+    the tokens kept in the user's message, a sample trained on text no user writes."""
+    parsed = parse_expansion(f"INPUT:\n{written}\nOUTPUT: {CALL}")
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
+
+
+@pytest.mark.parametrize(
+    ("written", "roles"),
+    [
+        (
+            "<|im_start|>user\nWeather in Faro?<|im_end|>\n<|im_start|>assistant\n"
+            f'{_weather_call("Faro")}<|im_end|>\n<|im_start|>tool\n{{"temp": 21}}<|im_end|>\n'
+            "<|im_start|>user\nAnd Rome?<|im_end|>",
+            ["user", "assistant", "tool", "user"],
+        ),
+        (
+            "[INST] Hi [/INST] Hello! How can I help?</s>[INST] Weather in Rome? [/INST]",
+            ["user", "assistant", "user"],
+        ),
+        (
+            "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
+            "<start_of_turn>user\nWeather in Rome?<end_of_turn>",
+            ["user", "assistant", "user"],
+        ),
+    ],
+)
+def test_a_dialogue_in_chat_template_turns_keeps_its_roles(written: str, roles: list[str]) -> None:
+    parsed = parse_expansion(f"INPUT:\n{written}\nOUTPUT: {CALL}")
+    assert parsed.error is None, parsed.error
+    assert [m.role for m in parsed.messages] == roles
+    tokens = ("<|", "|>", "INST]", "_turn>", "</s>")
+    assert not any(token in m.content for m in parsed.messages for token in tokens)
+
+
+def test_an_unknown_chat_template_token_in_a_turn_refuses_the_sample() -> None:
+    """A template the reader does not know leaves its tokens in the turn: kept, they would be trained
+    on as the user's words."""
+    parsed = parse_expansion(f"INPUT:\n<|User|>What is the weather in Rome?<|Assistant|>\nOUTPUT: {CALL}")
+    assert parsed.action is None and parsed.error is not None
+    assert "chat-template token <|User|>" in parsed.error
