@@ -33,7 +33,8 @@ quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are 
 ``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, Mistral's
 ``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers; a special token still in a turn
 after that (``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it
-as the user's words.
+as the user's words. The section labels may be numbered (``1. INPUT:``) or be tags around the parts
+(``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts).
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ from toolcall.types import Action, Message
 # Only stars right after the colon close a bold label ("**OUTPUT:**"): after a space they open the
 # content's own bold ("OUTPUT: **Response:** …").
 # A colon may be the full-width "：" a model writing Chinese turns puts after labels and markers; an
-# emoji or arrow may lead the label ("### 📥 INPUT", "**➡️ OUTPUT:**"), as chat-styled models decorate.
+# emoji or arrow may lead the label ("### 📥 INPUT", "**➡️ OUTPUT:**"), as chat-styled models decorate,
+# and so may a number ("1. INPUT:", "2. OUTPUT:"), as a model that lists the parts writes them.
 _SECTION = re.compile(
-    r"^[ \t*#>]*(?:[\u2190-\u2bff\U0001f300-\U0001faff]\ufe0f?[ \t]*)?(INPUT|OUTPUT)"
+    r"^[ \t*#>]*(?:\d{1,2}[.)][ \t]*)?(?:[\u2190-\u2bff\U0001f300-\U0001faff]\ufe0f?[ \t]*)?(INPUT|OUTPUT)"
     r"(?:[ \t*]*\([^()\n]{1,80}\))?(?:[ \t*]*[:：]\**[ \t]*|[ \t*]*$\n?)",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -279,6 +281,9 @@ def _sections(text: str) -> tuple[str, str] | str:
     inputs = [m for m in sections if m.group(1).upper() == "INPUT"]
     outputs = [m for m in sections if m.group(1).upper() == "OUTPUT"]
     if not sections:
+        tagged = _tagged_sections(text)
+        if tagged is not None:
+            return tagged
         json_sections = _json_sections(text)
         if json_sections is not None:
             return json_sections
@@ -295,6 +300,23 @@ def _sections(text: str) -> tuple[str, str] | str:
         text[end.end() :], before_input=text[: start.start()], before_output=text[: end.start()]
     )
     return _unwrapped(text[start.end() : end.start()], brackets=True), _unwrapped(output, brackets=False)
+
+
+# The parts in XML tags instead of labels, as Claude writes a prompt's parts: <input>…</input>
+# <output>…</output>; a preface before them and commentary after them are no part of either.
+_TAGGED_SECTION = re.compile(r"<(input|output)>(.*?)(?:</\1>|\Z)", re.IGNORECASE | re.DOTALL)
+
+
+def _tagged_sections(text: str) -> tuple[str, str] | str | None:
+    """The INPUT and OUTPUT of an answer that tags its parts (``<input>…</input>``), or why there are
+    not exactly one of each in order; None when it tags none."""
+    found = _TAGGED_SECTION.findall(text)
+    if not found:
+        return None
+    kinds = [tag.lower() for tag, _ in found]
+    if kinds != ["input", "output"]:
+        return f"expected one <input> then one <output> section, found {' '.join(kinds)}"
+    return _unwrapped(found[0][1], brackets=True), _unwrapped(found[1][1], brackets=False)
 
 
 _FENCE_LINE = re.compile(r"[ \t]*(?:```|~~~)(?P<language>[\w-]*)[ \t]*")

@@ -884,3 +884,28 @@ def test_an_unknown_chat_template_token_in_a_turn_refuses_the_sample() -> None:
     parsed = parse_expansion(f"INPUT:\n<|User|>What is the weather in Rome?<|Assistant|>\nOUTPUT: {CALL}")
     assert parsed.action is None and parsed.error is not None
     assert "chat-template token <|User|>" in parsed.error
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Here is the sample.\n\n<input>\nUSER: What is the weather in Rome?\n</input>\n\n"
+        f"<output>\n{CALL}\n</output>",
+        f"<INPUT>What is the weather in Rome?</INPUT>\n<OUTPUT>{CALL}</OUTPUT>\n\nThis tests the city.",
+        f"1. INPUT: What is the weather in Rome?\n2. OUTPUT: {CALL}",
+        f"**1. INPUT:**\nUSER: What is the weather in Rome?\n\n**2. OUTPUT:**\n{CALL}",
+    ],
+)
+def test_tagged_or_numbered_section_labels_are_the_sections(answer: str) -> None:
+    """Claude tags the parts (<input>…</input> <output>…</output>) and some models number the labels
+    ("1. INPUT:"): the answer read as having no INPUT: section and was lost."""
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Rome"})])
+
+
+def test_tagged_sections_out_of_order_or_repeated_are_refused() -> None:
+    answer = f"<output>{CALL}</output>\n<input>What is the weather in Rome?</input>"
+    parsed = parse_expansion(answer)
+    assert parsed.action is None and parsed.error is not None and "<input>" in parsed.error
