@@ -34,7 +34,10 @@ quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are 
 ``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers; a special token still in a turn
 after that (``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it
 as the user's words. The section labels may be numbered (``1. INPUT:``) or be tags around the parts
-(``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts).
+(``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). A call object may
+name its function under ``function`` and give its arguments under ``args`` (Gemini's ``{"name", "args"}``,
+``{"function": NAME, "arguments": …}``; repair ``call_keys_renamed``), in the OUTPUT and the INPUT's
+assistant turns, though the policy parser refuses those keys.
 """
 
 from __future__ import annotations
@@ -175,6 +178,9 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     if turn_error is not None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
     repairs = ["output_continued"] if continued else []
+    output_text, renamed = _calls_with_read_keys(output_text)
+    if renamed:
+        repairs.append("call_keys_renamed")
     parsed = _message_output(output_text, tools)
     if parsed is None:
         parsed = parse_output(output_text, tools)
@@ -243,6 +249,55 @@ def _without_reply_notes(text: str) -> tuple[str, bool]:
     while (note := _REPLY_NOTE.match(stripped[:300])) is not None and note.end() > 0:
         stripped = stripped[note.end() :]
     return stripped.strip(), stripped is not text
+
+
+# Call objects that name the function under "function" or give its arguments under "args" (Gemini's
+# functionCall is {"name", "args"}; models write {"function": NAME, "arguments": …} after OpenAI's
+# function object): generators write them as often as the prompt's {"name", "arguments"}. The policy
+# parser refuses them on purpose (the format the policy is trained to write); a generator's sample is
+# read through them.
+_OTHER_CALL_KEY = re.compile(r'"(?:function|args)"\s*:')
+_CALL_NAME_KEYS = ("name", "function")
+_CALL_ARGUMENT_KEYS = ("arguments", "parameters", "args")
+
+
+def _calls_with_read_keys(text: str) -> tuple[str, bool]:
+    """``text`` with each call object written under ``function``/``args`` keys rewritten as
+    ``{"name": …, "arguments": …}``, and whether there was any; other JSON is left as written."""
+    if _OTHER_CALL_KEY.search(text) is None:
+        return text, False
+    decoder = json.JSONDecoder()
+    parts: list[str] = []
+    position = 0
+    renamed = False
+    for opening in re.finditer(r"\{", text):
+        if opening.start() < position:
+            continue  # inside an object already rewritten
+        try:
+            value, end = decoder.raw_decode(text, opening.start())
+        except (ValueError, RecursionError):
+            continue
+        call = _renamed_call(value)
+        if call is not None:
+            parts.append(text[position : opening.start()] + json.dumps(call, ensure_ascii=False))
+            position, renamed = end, True
+    parts.append(text[position:])
+    return "".join(parts), renamed
+
+
+def _renamed_call(value: Any) -> dict[str, Any] | None:
+    """A call object under other keys (see ``_OTHER_CALL_KEY``) with the keys the call reader reads;
+    None for any other value, and for a call already under them."""
+    if not isinstance(value, dict):
+        return None
+    names = [key for key in _CALL_NAME_KEYS if isinstance(value.get(key), str)]
+    arguments = [key for key in _CALL_ARGUMENT_KEYS if isinstance(value.get(key), dict)]
+    if len(names) != 1 or len(arguments) != 1 or set(value) - {"id", "type"} != {*names, *arguments}:
+        return None
+    if (names[0], arguments[0]) in (("name", "arguments"), ("name", "parameters")):
+        return None
+    extra = {key: value[key] for key in ("id", "type") if key in value}
+    return {"name": value[names[0]], "arguments": value[arguments[0]], **extra}
 
 
 def _message_output(output: str, tools: Sequence[ToolSpec] | None) -> ParsedOutput | None:
@@ -547,7 +602,7 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: b
         # that copies it puts them there, or straight after its calls with no marker at all.
         content, results = _split_results(content) if role != "tool" else (content, [])
         if role == "assistant":
-            parsed = parse_output(content, tools)
+            parsed = parse_output(_calls_with_read_keys(content)[0], tools)
             if parsed.error is not None:
                 raise ValueError(f"assistant turn {index + 1} does not parse: {parsed.error}")
             action = parsed.action

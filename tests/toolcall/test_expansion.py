@@ -909,3 +909,39 @@ def test_tagged_sections_out_of_order_or_repeated_are_refused() -> None:
     answer = f"<output>{CALL}</output>\n<input>What is the weather in Rome?</input>"
     parsed = parse_expansion(answer)
     assert parsed.action is None and parsed.error is not None and "<input>" in parsed.error
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        '<tool_call>\n{"function": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>',
+        '<tool_call>\n{"name": "get_weather", "args": {"city": "Rome"}}\n</tool_call>',  # Gemini's keys
+        '{"function": "get_weather", "args": {"city": "Rome"}}',
+        '[{"name": "get_weather", "args": {"city": "Rome"}}]',
+    ],
+)
+def test_a_call_under_function_or_args_keys_is_read(written: str) -> None:
+    """A generator's call written {"function": NAME, "arguments": …} or {"name": …, "args": …} was
+    refused ("a call needs a non-empty string 'name'", "unexpected keys"), and the sample lost."""
+    parsed = parse_expansion(f"INPUT: What is the weather in Rome?\nOUTPUT: {written}")
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Rome"})])
+    assert "call_keys_renamed" in parsed.repairs
+
+
+def test_an_assistant_turn_of_the_input_may_write_its_call_under_args() -> None:
+    answer = (
+        "INPUT:\nUSER: Weather in Faro?\n"
+        'ASSISTANT: <tool_call>\n{"name": "get_weather", "args": {"city": "Faro"}}\n</tool_call>\n'
+        f'TOOL: {{"temp": 21}}\nUSER: And Rome?\nOUTPUT: {CALL}'
+    )
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert parsed.messages[1].tool_calls == [ToolCall(name="get_weather", arguments={"city": "Faro"})]
+
+
+def test_a_text_reply_that_quotes_json_with_a_function_key_is_left_as_written() -> None:
+    reply = 'Your config {"function": "resize", "mode": "fast"} looks right.'
+    parsed = parse_expansion(f"INPUT: Is my config right?\nOUTPUT: {reply}")
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text=reply)
