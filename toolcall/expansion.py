@@ -37,7 +37,9 @@ as the user's words. The section labels may be numbered (``1. INPUT:``) or be ta
 (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). A call object may
 name its function under ``function`` and give its arguments under ``args`` (Gemini's ``{"name", "args"}``,
 ``{"function": NAME, "arguments": …}``; repair ``call_keys_renamed``), in the OUTPUT and the INPUT's
-assistant turns, though the policy parser refuses those keys.
+assistant turns, though the policy parser refuses those keys; a newline or tab written raw inside a
+call's JSON string is read as one (repair ``control_characters_escaped``), which the policy parser
+keeps a failure.
 """
 
 from __future__ import annotations
@@ -178,9 +180,8 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     if turn_error is not None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
     repairs = ["output_continued"] if continued else []
-    output_text, renamed = _calls_with_read_keys(output_text)
-    if renamed:
-        repairs.append("call_keys_renamed")
+    output_text, call_repairs = _readable_calls(output_text)
+    repairs.extend(call_repairs)
     parsed = _message_output(output_text, tools)
     if parsed is None:
         parsed = parse_output(output_text, tools)
@@ -249,6 +250,71 @@ def _without_reply_notes(text: str) -> tuple[str, bool]:
     while (note := _REPLY_NOTE.match(stripped[:300])) is not None and note.end() > 0:
         stripped = stripped[note.end() :]
     return stripped.strip(), stripped is not text
+
+
+def _readable_calls(text: str) -> tuple[str, list[str]]:
+    """A turn's calls as the call reader reads them: control characters in their JSON strings escaped,
+    their keys renamed (see below); the repairs that took."""
+    repairs: list[str] = []
+    text, escaped = _calls_with_escaped_controls(text)
+    if escaped:
+        repairs.append("control_characters_escaped")
+    text, renamed = _calls_with_read_keys(text)
+    if renamed:
+        repairs.append("call_keys_renamed")
+    return text, repairs
+
+
+# The JSON of a call: a <tool_call> block's body, or a turn that is JSON as a whole.
+_CALL_BODY = re.compile(r"(?<=<tool_call>)(.*?)(?=</tool_call>)|\A\s*[{\[].*\Z", re.DOTALL)
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _calls_with_escaped_controls(text: str) -> tuple[str, bool]:
+    """``text`` with a newline or tab written raw inside a JSON string of a call (a multi-line message
+    body, as models write one) escaped, where the call's JSON reads only so; and whether it was.
+    The policy parser keeps such JSON a failure: there the output is the format being trained."""
+    repaired = False
+
+    def escaped(body: re.Match[str]) -> str:
+        nonlocal repaired
+        if not any(c in body.group() for c in _CONTROL_ESCAPES) or _reads_as_json(body.group()):
+            return body.group()
+        fixed = _escaped_in_strings(body.group())
+        if not _reads_as_json(fixed):
+            return body.group()
+        repaired = True
+        return fixed
+
+    return _CALL_BODY.sub(escaped, text), repaired
+
+
+def _reads_as_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _escaped_in_strings(json_text: str) -> str:
+    """``json_text`` with the control characters inside its strings escaped."""
+    characters: list[str] = []
+    in_string = after_backslash = False
+    for character in json_text:
+        if in_string:
+            if after_backslash:
+                after_backslash = False
+            elif character == "\\":
+                after_backslash = True
+            elif character == '"':
+                in_string = False
+            else:
+                character = _CONTROL_ESCAPES.get(character, character)
+        elif character == '"':
+            in_string = True
+        characters.append(character)
+    return "".join(characters)
 
 
 # Call objects that name the function under "function" or give its arguments under "args" (Gemini's
@@ -602,7 +668,7 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: b
         # that copies it puts them there, or straight after its calls with no marker at all.
         content, results = _split_results(content) if role != "tool" else (content, [])
         if role == "assistant":
-            parsed = parse_output(_calls_with_read_keys(content)[0], tools)
+            parsed = parse_output(_readable_calls(content)[0], tools)
             if parsed.error is not None:
                 raise ValueError(f"assistant turn {index + 1} does not parse: {parsed.error}")
             action = parsed.action

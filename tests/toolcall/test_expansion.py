@@ -945,3 +945,30 @@ def test_a_text_reply_that_quotes_json_with_a_function_key_is_left_as_written() 
     parsed = parse_expansion(f"INPUT: Is my config right?\nOUTPUT: {reply}")
     assert parsed.error is None, parsed.error
     assert parsed.action == Action(text=reply)
+
+
+_EMAIL_CALL = '{"name": "send_email", "arguments": {"to": "bob", "body": "Hi Bob,\nSee you at 5.\n\tAnn"}}'
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        f"<tool_call>\n{_EMAIL_CALL}\n</tool_call>",
+        _EMAIL_CALL,
+    ],
+)
+def test_a_newline_written_raw_in_a_call_string_is_read_as_one(written: str) -> None:
+    """Models write a multi-line argument (an e-mail body) with raw newlines inside the JSON string:
+    the call did not read ("Invalid control character") and the sample was lost."""
+    parsed = parse_expansion(f"INPUT: Email Bob that I'll see him at 5.\nOUTPUT: {written}")
+    assert parsed.error is None, parsed.error
+    expected = ToolCall(name="send_email", arguments={"to": "bob", "body": "Hi Bob,\nSee you at 5.\n\tAnn"})
+    assert parsed.action == Action(calls=[expected])
+    assert "control_characters_escaped" in parsed.repairs
+
+
+def test_a_text_reply_with_quotes_across_lines_is_left_as_written() -> None:
+    reply = 'He wrote "Hi Bob,\nsee you" in the draft.'
+    parsed = parse_expansion(f"INPUT: What did he write?\nOUTPUT: {reply}")
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text=reply)
