@@ -36,7 +36,8 @@ from streams.roles import (
 )
 from streams.stage import Stage
 from toolcall.prompts import VERIFICATION_REGEX, render_verification_prompt
-from toolcall.rules import repeated_calls, validate_action
+from toolcall.rules import Violation, empty_required_strings, repeated_calls, validate_action
+from toolcall.specs import ToolSpec
 from toolcall.types import Action, Sample
 from toolcall.verdicts import ParsedVerification, read_verification
 
@@ -84,7 +85,7 @@ def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
         if not message.tool_calls:
             continue
         turn_action = Action(calls=list(message.tool_calls))
-        for violation in [*validate_action(turn_action, candidate.tools), *repeated_calls(turn_action)]:
+        for violation in _call_rule_violations(turn_action, candidate.tools):
             path = f"messages[{turn}].tool_calls[{violation.call_index}]"
             problems.append(
                 RuleViolation(
@@ -94,7 +95,7 @@ def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
                 )
             )
     # A call written again with the same arguments is the generator looping, not the next step.
-    for violation in [*validate_action(candidate.label, candidate.tools), *repeated_calls(candidate.label)]:
+    for violation in _call_rule_violations(candidate.label, candidate.tools):
         problems.append(
             RuleViolation(
                 code=violation.code,
@@ -104,6 +105,16 @@ def rule_tier(candidate: ExpansionCandidate) -> list[RuleViolation]:
             )
         )
     return problems
+
+
+def _call_rule_violations(action: Action, tools: Sequence[ToolSpec]) -> list[Violation]:
+    """The schema rules, and the rules a generated sample must keep on top of them: no call repeated
+    (a generation looping), no required string left empty (a call that names nothing)."""
+    return [
+        *validate_action(action, tools),
+        *repeated_calls(action),
+        *empty_required_strings(action, tools),
+    ]
 
 
 @register()

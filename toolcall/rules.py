@@ -11,7 +11,11 @@ would accept are accepted: an integer where a number is declared, and ``null`` f
 parameter whose default is ``null``. A numeric string is a string: it is accepted only where a
 string is declared. Every violation is reported, each with a machine-readable ``code``, a message,
 the call's index and the parameter's path (``city``, ``filters.max_price``, ``dates[1]``).
-:func:`repeated_calls` finds, apart from these, a call an action makes twice with the same arguments.
+:func:`repeated_calls` finds, apart from these, a call an action makes twice with the same arguments,
+and :func:`empty_required_strings` a required string given as ``""`` (which JSON Schema accepts).
+A float where an integer is declared (``3.0``) is refused, though JSON Schema counts it an integer:
+ToolMatch (:mod:`toolcall.match`, as BFCL) does not match 3.0 with 3 there, so a label holding 3.0
+would fail the policy's correct ``3``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ VIOLATION_CODES = (
     "union_mismatch",
     "constraint_violation",
     "repeated_call",
+    "empty_required_string",
 )
 
 
@@ -389,6 +394,50 @@ def repeated_calls(action: Action) -> list[Violation]:
                 )
             )
     return problems
+
+
+def empty_required_strings(action: Action, tools: Sequence[ToolSpec]) -> list[Violation]:
+    """Each required string parameter an action's calls give as ``""`` (or only spaces), at any depth,
+    unless its enum lists that value: JSON Schema accepts it, but ``get_weather(city="")`` names no
+    city, a call no user's request is answered by, so a generated sample with it is no valid sample.
+    Not part of :func:`validate_action`, as :func:`repeated_calls` is not: a dataset's label or a
+    policy's prediction is judged, not refused for it."""
+    problems: list[Violation] = []
+    for index, call in enumerate(action.calls):
+        spec = next((tool for tool in tools if tool.name == call.name), None)
+        if spec is None:
+            continue  # validate_action reports the unknown function
+        for path in _empty_required_paths(call.arguments, spec.parameters, ""):
+            problems.append(
+                Violation(
+                    code="empty_required_string",
+                    message=f"required parameter {path} is an empty string",
+                    call_index=index,
+                    path=path,
+                )
+            )
+    return problems
+
+
+def _empty_required_paths(value: dict[str, Any], schema: ParamSchema, prefix: str) -> list[str]:
+    """The paths of ``value``'s required strings that are empty, in nested objects and arrays too."""
+    paths: list[str] = []
+    for name, item in value.items():
+        sub = schema.properties.get(name)
+        if sub is None:
+            continue
+        path = prefix + name
+        if isinstance(item, str) and not item.strip():
+            listed = sub.enum is not None and enum_contains(sub.enum, item)
+            if name in schema.required and "string" in sub.types and not listed:
+                paths.append(path)
+        elif isinstance(item, dict):
+            paths.extend(_empty_required_paths(item, sub, f"{path}."))
+        elif isinstance(item, list | tuple) and sub.items is not None:
+            for position, element in enumerate(item):
+                if isinstance(element, dict):
+                    paths.extend(_empty_required_paths(element, sub.items, f"{path}[{position}]."))
+    return paths
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolcall.rules import repeated_calls, validate_action, validate_call
+from toolcall.match import values_equal
+from toolcall.rules import empty_required_strings, repeated_calls, validate_action, validate_call
 from toolcall.specs import ToolSpec, load_tools
 from toolcall.types import Action, ToolCall
 
@@ -167,3 +168,56 @@ def test_a_call_made_again_with_the_same_arguments_is_a_repeat() -> None:
     assert repeated_calls(Action(calls=flagged)) == []
     # Judging a label or a prediction is not refusing it: the schema rules leave repeats alone.
     assert all(v.code != "repeated_call" for v in validate_action(Action(calls=[same, same]), tools))
+
+
+def test_a_required_string_given_empty_is_refused_by_its_own_rule() -> None:
+    """get_weather(city="") passed the rule tier (JSON Schema accepts ""), and a verifier's CORRECT
+    could make a call that names no city a training sample."""
+    tools = load_tools(
+        [
+            {
+                "name": "book",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "city": {"type": "string"},
+                        "note": {"type": "string"},
+                        "room": {"type": "string", "enum": ["", "suite"]},
+                        "guests": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"name": {"type": "string"}},
+                                "required": ["name"],
+                            },
+                        },
+                    },
+                    "required": ["city", "room"],
+                },
+            }
+        ]
+    )
+    empty = Action(
+        calls=[
+            ToolCall(name="book", arguments={"city": " ", "note": "", "room": "", "guests": [{"name": ""}]})
+        ]
+    )
+    problems = empty_required_strings(empty, tools)
+    assert [(v.code, v.path, v.call_index) for v in problems] == [
+        ("empty_required_string", "city", 0),
+        ("empty_required_string", "guests[0].name", 0),
+    ]
+    assert problems[0].message == "required parameter city is an empty string"
+    named = Action(calls=[ToolCall(name="book", arguments={"city": "Rome", "room": ""})])
+    assert empty_required_strings(named, tools) == []
+    # Judging a label or a prediction is not refusing it: the schema rules leave "" alone.
+    assert validate_action(empty, tools) == []
+
+
+def test_a_float_for_an_integer_is_refused_as_toolmatch_does_not_match_it() -> None:
+    """JSON Schema counts 3.0 an integer; the rule tier refuses it, as ToolMatch does not match 3.0
+    with 3 where an integer is declared: a label holding 3.0 would fail the policy's correct 3."""
+    schema = TOOLS[0].parameters.properties["nights"]
+    call = ToolCall(name="search_hotels", arguments={"city": "Rome", "nights": 3.0})
+    assert [v.code for v in validate_call(call, TOOLS)] == ["type_mismatch"]
+    assert not values_equal(3.0, 3, schema)
