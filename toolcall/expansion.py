@@ -31,7 +31,8 @@ The user's marker may name the message (``User query:``, ``User request:``), be 
 quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a
 ``Query:`` label that opens it. A chat template's turns copied into the INPUT (ChatML's
 ``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, Mistral's
-``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers; a special token still in a turn
+``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers (the generation prompt copied at
+its end, ``<|im_start|>assistant``, is no turn); a special token still in a turn
 after that (``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it
 as the user's words. The section labels may be numbered (``1. INPUT:``) or be tags around the parts
 (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). A call object may
@@ -109,6 +110,7 @@ _TEMPLATE_ROLES = {"user": "USER", "system": "SYSTEM", "assistant": "ASSISTANT",
 # A special token left in a turn after that: a template the reader does not know, whose turns would
 # be kept as the user's words with the tokens in them; the sample is refused instead.
 _SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|<｜[^｜<>\s]{1,40}｜>|\[/?INST\]")
+_GENERATION_PROMPT = re.compile(r"\s*\nASSISTANT:\s*\Z")
 # A label of the user's message that opens the INPUT ("Query: …"), as the USER: marker.
 _OPENING_LABEL = re.compile(r"\A[ \t*]*(?:query|question|request)[ \t*]*[:：][ \t*]*", re.IGNORECASE)
 # An INPUT written as the chat API's message list ([{"role": "user", "content": …}, …]), as JSON or
@@ -596,6 +598,8 @@ def _template_turns_as_markers(text: str) -> str:
 
     if _TEMPLATE_OPENER.search(text) is not None:
         text = _TEMPLATE_CLOSER.sub("", _TEMPLATE_OPENER.sub(marker, text)).strip()
+        # The template's generation prompt copied at the end (<|im_start|>assistant): the OUTPUT's turn.
+        text = _GENERATION_PROMPT.sub("", text)
     return _OPENING_LABEL.sub("USER: ", text, count=1)
 
 

@@ -972,3 +972,20 @@ def test_a_text_reply_with_quotes_across_lines_is_left_as_written() -> None:
     parsed = parse_expansion(f"INPUT: What did he write?\nOUTPUT: {reply}")
     assert parsed.error is None, parsed.error
     assert parsed.action == Action(text=reply)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "<|im_start|>user\nWhat is the weather in Rome?<|im_end|>\n<|im_start|>assistant\n",
+        "<|start_header_id|>user<|end_header_id|>\n\nWhat is the weather in Rome?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        "<start_of_turn>user\nWhat is the weather in Rome?<end_of_turn>\n<start_of_turn>model\n",
+    ],
+)
+def test_a_template_generation_prompt_that_ends_the_input_is_no_turn(written: str) -> None:
+    """A generator that copies the template's generation prompt (<|im_start|>assistant) at the end of
+    the INPUT had it read as an empty assistant turn, and the sample refused."""
+    parsed = parse_expansion(f"INPUT:\n{written}\nOUTPUT: {CALL}")
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
