@@ -30,9 +30,9 @@ colon. The close of a wrapper opened before the OUTPUT label (a fence around the
 The user's marker may name the message (``User query:``, ``User request:``), be bracketed (``[User]:``) or
 quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a
 ``Query:`` label that opens it. A chat template's turns copied into the INPUT (ChatML's
-``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, Mistral's
-``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers (the generation prompt copied at
-its end, ``<|im_start|>assistant``, is no turn); a special token still in a turn
+``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, DeepSeek's
+``<｜User｜>``, Mistral's ``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers (the
+generation prompt copied at its end, ``<|im_start|>assistant``, is no turn); a special token still in a turn
 after that (``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it
 as the user's words. The section labels may be numbered (``1. INPUT:``) or be tags around the parts
 (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). A call object may
@@ -89,21 +89,22 @@ _ROLE = re.compile(
 _OTHER_NAMES = {"human": "user", "ai": "assistant"}
 # The turns of a chat template a generator copies into its INPUT, read as the role markers above:
 # ChatML's <|im_start|>ROLE (Qwen), Llama 3's <|start_header_id|>ROLE<|end_header_id|>, Gemma's
-# <start_of_turn>ROLE, GLM's and Phi-3's <|ROLE|>, Mistral's [INST] … [/INST] (the reply follows the
-# close), and a turn in tags of its role's name on its own lines (<user>…</user>). Their closers and
-# the sequence tokens go.
+# <start_of_turn>ROLE, GLM's and Phi-3's <|ROLE|>, DeepSeek's <｜User｜> and <｜Assistant｜>, Mistral's
+# [INST] … [/INST] (the reply follows the close), and a turn in tags of its role's name on its own
+# lines (<user>…</user>). Their closers and the sequence tokens go.
 _TEMPLATE_OPENER = re.compile(
     r"<\|im_start\|>[ \t]*(?P<chatml>\w+)[ \t]*\n?"
     r"|<\|start_header_id\|>[ \t]*(?P<llama>\w+)[ \t]*<\|end_header_id\|>"
     r"|<start_of_turn>[ \t]*(?P<gemma>\w+)[ \t]*\n?"
     r"|<\|(?P<glm>user|assistant|system|observation)\|>"
+    r"|<｜(?P<deepseek>User|Assistant)｜>"
     r"|^[ \t]*<(?P<tag>user|assistant|system|tool)>"
     r"|(?P<inst>\[INST\])|(?P<reply>\[/INST\])",
     re.MULTILINE,
 )
 _TEMPLATE_CLOSER = re.compile(
     r"<\|im_end\|>|<\|eot_id\|>|<\|eom_id\|>|<end_of_turn>|<\|end\|>|<\|endoftext\|>|<\|begin_of_text\|>"
-    r"|<bos>|<eos>|<s>|</s>|</(?:user|assistant|system|tool)>[ \t]*$",
+    r"|<｜(?:begin|end)▁of▁sentence｜>|<bos>|<eos>|<s>|</s>|</(?:user|assistant|system|tool)>[ \t]*$",
     re.MULTILINE,
 )
 _TEMPLATE_ROLES = {"user": "USER", "system": "SYSTEM", "assistant": "ASSISTANT", "model": "ASSISTANT"}

@@ -989,3 +989,19 @@ def test_a_template_generation_prompt_that_ends_the_input_is_no_turn(written: st
     parsed = parse_expansion(f"INPUT:\n{written}\nOUTPUT: {CALL}")
     assert parsed.error is None, parsed.error
     assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
+
+
+def test_deepseek_template_tokens_in_the_input_are_role_markers() -> None:
+    """DeepSeek's template writes <｜User｜> and <｜Assistant｜> (full-width bars): a DeepSeek generator
+    that copies them had the sample refused as holding an unknown token."""
+    written = (
+        "<｜begin▁of▁sentence｜><｜User｜>Weather in Faro?<｜Assistant｜>It is 21°C.<｜end▁of▁sentence｜>"
+        "<｜User｜>What is the weather in Rome?<｜Assistant｜>"
+    )
+    parsed = parse_expansion(f"INPUT: {written}\nOUTPUT: {CALL}")
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages] == [
+        ("user", "Weather in Faro?"),
+        ("assistant", "It is 21°C."),
+        ("user", "What is the weather in Rome?"),
+    ]
