@@ -590,20 +590,31 @@ class OpenAIBackend:
         yet raises a retryable error: a server that serves each checkpoint as it is published (the
         policy's endpoint) may list it later, and the probe pauses until then.
         """
-        try:
-            response = await self._client.get(f"{self.base_url}/models")
-            response.raise_for_status()
-            served = {entry["id"] for entry in response.json()["data"]}
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
-            raise InferenceError(
-                self._scrub(f"cannot list models at {self._public_base_url}: {error}")
-            ) from None
+        served = await self.served_models()
         if model_id not in served:
             raise InferenceError(
                 f"{self._public_base_url} does not serve {model_id!r} (it serves {sorted(served)})",
                 retryable=True,
             )
         self.model = model_id
+
+    async def served_models(self) -> dict[str, str | None]:
+        """The model ids the endpoint lists (``/models``), each with the weights it serves it from where
+        the listing says (vLLM's ``root``: the model folder, or a LoRA adapter's), else None."""
+        try:
+            response = await self._client.get(f"{self.base_url}/models")
+            response.raise_for_status()
+            entries = response.json()["data"]
+            return {entry["id"]: entry.get("root") or None for entry in entries}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise InferenceError(
+                self._scrub(f"cannot list models at {self._public_base_url}: {error}")
+            ) from None
+
+    @property
+    def public_base_url(self) -> str:
+        """The endpoint's URL without credentials, for messages."""
+        return self._public_base_url
 
     async def close(self) -> None:
         await self._client.aclose()

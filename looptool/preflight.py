@@ -660,17 +660,15 @@ async def train_checks(settings: Settings) -> list[CheckResult]:
 
 
 async def eval_checks(settings: Settings, checkpoint: str) -> list[CheckResult]:
-    """What ``looptool eval`` needs: the model folder it names (a served policy's endpoint instead, as
-    ``looptool doctor`` checks it), or the broker to look the id up in (not for a served policy's
-    initial model, asked for by name)."""
-    from looptool.cli.evaluate import served_initial_policy
-
+    """What ``looptool eval`` needs: the model folder it names, or the broker to look the id up in; a
+    served policy's endpoint instead of either, as ``looptool doctor`` checks it (the endpoint lists
+    the checkpoints it serves: :func:`looptool.cli.evaluate.served_checkpoint`)."""
     served = settings.policy.backend == "openai"
     parts: list[Any] = [check_policy_endpoint(settings.policy)]
     folder = Path(checkpoint)
-    if folder.is_dir() and not served:  # a served checkpoint is loaded and rendered by its endpoint
+    if not served and folder.is_dir():  # a served checkpoint is loaded and named by its endpoint
         parts.append(_threaded(check_policy, settings.policy, folder))
-    elif not folder.is_dir() and served_initial_policy(checkpoint, settings) is None:
+    elif not served:
         parts.append(check_kafka(settings, topics=False))
     parts.append(_threaded(check_writable, "results", settings.eval.results_dir, "[eval] results_dir"))
     return await _gather(parts)

@@ -8,6 +8,8 @@ and writes the per-item results.
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,12 +56,54 @@ def served_initial_policy(reference: str, settings: Settings) -> ResolvedCheckpo
     return None
 
 
+def served_checkpoint_id(reference: str, served: Mapping[str, str | None]) -> str | None:
+    """The id, among those an endpoint serves (id -> the weights' path it lists, or None), that
+    ``reference`` names: that id itself; else the one served from that path (a vLLM LoRA adapter's
+    ``root``); else the one named as the path's last part (a checkpoint folder, here or on the
+    trainer's machine, served under its name). None when none is."""
+    if reference in served:
+        return reference
+    wanted = {os.path.normpath(reference)}
+    if Path(reference).exists():  # a path here, maybe relative: a server lists absolute ones
+        wanted.add(str(Path(reference).resolve()))
+    from_path = sorted(model for model, root in served.items() if root and os.path.normpath(root) in wanted)
+    if from_path:
+        return from_path[0]  # ids served from one folder serve the same weights
+    name = Path(reference).name
+    return name if name in served else None
+
+
+async def served_checkpoint(reference: str, settings: Settings) -> ResolvedCheckpoint:
+    """A served policy's checkpoint, looked up in what its endpoint lists (no broker needed): see
+    :func:`served_checkpoint_id`; one it does not list is refused with the ids it serves."""
+    from looptool.wiring import endpoint_backend
+
+    assert settings.policy.endpoint is not None  # the settings refuse "openai" without it
+    backend = endpoint_backend(settings.policy.endpoint, logprobs=False)
+    try:
+        served: dict[str, str | None] = await backend.served_models()
+    finally:
+        await backend.close()
+    checkpoint_id = served_checkpoint_id(reference, served)
+    if checkpoint_id is None:
+        names = dict.fromkeys([reference, Path(reference).name])
+        raise CheckpointNotFoundError(
+            f"the policy's endpoint {backend.public_base_url} does not serve "
+            f"{' or '.join(repr(name) for name in names)} (no model by that id, or served from that "
+            f"path; it serves {sorted(served)})"
+        )
+    return ResolvedCheckpoint(checkpoint_id, uri=served[checkpoint_id] or reference)
+
+
 async def resolve_checkpoint(reference: str, settings: Settings) -> ResolvedCheckpoint:
-    """A model folder as it is; otherwise the run's CheckpointPublished with that checkpoint id (a
-    served policy's initial model: :func:`served_initial_policy`)."""
+    """A served policy's checkpoint as its endpoint lists it (:func:`served_checkpoint`; the initial
+    model: :func:`served_initial_policy`); otherwise a model folder as it is, or the run's
+    CheckpointPublished with that checkpoint id."""
     initial = served_initial_policy(reference, settings)
     if initial is not None:
         return initial
+    if settings.policy.backend == "openai":
+        return await served_checkpoint(reference, settings)
     path = Path(reference)
     if path.is_dir():
         return ResolvedCheckpoint(checkpoint_id=path.resolve().name, uri=str(path.resolve()))

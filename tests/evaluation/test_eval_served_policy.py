@@ -16,8 +16,7 @@ from aiohttp import web
 from rich.console import Console
 
 from evaluation.heldout import HeldoutError
-from inference.base import InferenceError
-from looptool.cli.evaluate import run_eval_command
+from looptool.cli.evaluate import CheckpointNotFoundError, run_eval_command
 from looptool.config import Settings
 from looptool.wiring import policy_backend
 from tests.http_server import serve_app
@@ -33,9 +32,13 @@ class PolicyServer:
     answer: str = "None of these functions fits the question."
     down: bool = False  # answer 503, as an overloaded or restarting server does
     payloads: list[dict[str, Any]] = field(default_factory=list)
+    roots: dict[str, str] = field(default_factory=dict)  # the weights' path vLLM lists as `root`
 
     async def models(self, _request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": name} for name in self.served]})
+        cards = [
+            {"id": name, **({"root": self.roots[name]} if name in self.roots else {})} for name in self.served
+        ]
+        return web.json_response({"object": "list", "data": cards})
 
     async def chat(self, request: web.Request) -> web.Response:
         payload = await request.json()
@@ -103,8 +106,43 @@ async def test_eval_of_a_served_policy_decodes_through_its_endpoint_by_checkpoin
         server.payloads.clear()
         missing = tmp_path / "ckpt-r9"
         missing.mkdir()
-        with pytest.raises(InferenceError, match="does not serve 'ckpt-r9'"):
+        with pytest.raises(
+            CheckpointNotFoundError, match=r"or 'ckpt-r9' .*it serves \['ckpt-r1', 'initial-policy'\]"
+        ):
             await run_eval_command(settings, str(missing), categories="irrelevance", limit=1, console=console)
+        assert server.payloads == []
+
+
+async def test_eval_finds_a_served_policys_checkpoint_in_what_its_endpoint_lists_without_kafka(
+    tmp_path: Path,
+) -> None:
+    """A served policy's checkpoint named by its id (not a folder here) was looked up on the run's
+    checkpoints topic only: with no broker configured eval refused it ("no Kafka is configured"), and
+    its preflight demanded a broker, though the endpoint lists what it serves."""
+    from looptool.preflight import eval_checks
+
+    # vLLM lists a LoRA adapter under its name with the adapter's folder as `root`.
+    server = PolicyServer(
+        served=("initial-policy", "ckpt-r1", "round-2"), roots={"round-2": "/ckpts/r2/actor"}
+    )
+    async with serve_app(server.app()) as port:
+        settings = served_settings(port, tmp_path)
+        assert not settings.kafka.bootstrap_servers
+        console = Console(record=True, width=200)
+        # By id; by a path on the trainer's machine, named as its id; by the path the endpoint serves.
+        for reference in ("ckpt-r1", "/trainer/runs/ckpt-r1", "/ckpts/r2/actor"):
+            await run_eval_command(settings, reference, categories="irrelevance", limit=1, console=console)
+        assert [p["model"] for p in server.payloads] == ["ckpt-r1", "ckpt-r1", "round-2"]
+        assert "evaluating round-2 (/ckpts/r2/actor)" in console.export_text()
+
+        [endpoint, results] = await eval_checks(settings, "ckpt-r1")
+        assert (endpoint.name, endpoint.ok, results.name) == ("policy endpoint", True, "results")
+
+        server.payloads.clear()
+        with pytest.raises(CheckpointNotFoundError) as refused:
+            await run_eval_command(settings, "ckpt-r7", categories="irrelevance", limit=1, console=console)
+        assert "does not serve 'ckpt-r7'" in str(refused.value)
+        assert "it serves ['ckpt-r1', 'initial-policy', 'round-2']" in str(refused.value)
         assert server.payloads == []
 
 
