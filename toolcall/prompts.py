@@ -159,14 +159,47 @@ def conversation_date(chat: Chat) -> datetime.date:
 
 def template_date_kwargs(chat: Chat) -> dict[str, Any]:
     """What a chat template that dates its prompt reads, set to the conversation's date: Llama 3.x's
-    ``date_string`` ("26 Jul 2024") and ``strftime_now``, which templates (Llama, Granite) otherwise
-    answer from the machine's clock."""
-    date = conversation_date(chat)
+    ``date_string`` ("26 Jul 2024") and ``strftime_now``, which templates (Llama, Granite, gpt-oss,
+    SmolLM3) otherwise answer from the machine's clock."""
+    return date_template_kwargs(conversation_date(chat))
+
+
+def date_template_kwargs(date: datetime.date) -> dict[str, Any]:
+    """:func:`template_date_kwargs` for a given date (its midnight for ``strftime_now``)."""
     moment = datetime.datetime(date.year, date.month, date.day)
     return {
         "date_string": f"{date.day:02d} {_MONTHS[date.month - 1]} {date.year}",
         "strftime_now": moment.strftime,
     }
+
+
+# The strftime directives a template's strftime_now may be asked for: Python's, and glibc's unpadded
+# forms ("%-d"), which Python hands to the C library on Linux.
+_STRFTIME_DIRECTIVES = tuple(f"%{code}" for code in "aAwdbBmyYHIpMSfzZjUWcxXGuVe") + tuple(
+    f"%-{code}" for code in "dmyHIMSj"
+)
+
+
+def template_with_fixed_clock(template: str, date: datetime.date) -> str:
+    """``template`` with a ``strftime_now`` of its own that formats ``date`` as
+    :func:`date_template_kwargs`' does, for a renderer that cannot pass a template a callable (verl:
+    its template kwargs travel through Hydra's overrides, as text). A template-level macro shadows
+    the renderer's ``strftime_now`` (the machine's clock) wherever the template calls it."""
+    strftime = date_template_kwargs(date)["strftime_now"]
+    # Each directive's text for that date; none holds a "%", so no replacement makes a new directive.
+    texts = {directive: strftime(directive) for directive in _STRFTIME_DIRECTIVES}
+    chain = "".join(
+        f" | replace({json.dumps(directive)}, {json.dumps(text)})"
+        for directive, text in texts.items()
+        if text != directive and "%" not in text
+    )
+    macro = (
+        '{%- macro strftime_now(format) -%}{%- for part in format.split("%%") -%}'
+        '{{- "%" if not loop.first else "" -}}{{- part' + chain + " -}}{%- endfor -%}{%- endmacro %}"
+    )
+    # Hugging Face renders templates with trim_blocks: the newline after the macro's closing tag goes,
+    # so the template's own first character (a newline too, maybe) is kept.
+    return macro + "\n" + template
 
 
 def merge_consecutive_turns(chat: Chat) -> Chat:

@@ -14,6 +14,7 @@ without a GPU must fail with our error carrying verl's own last lines. The envir
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -306,16 +307,18 @@ def test_impossible_batches_and_bad_settings_are_refused() -> None:
         VerlSettings(rollout_n=1)
 
 
-def test_hydra_values_are_quoted_and_unsafe_strings_refused() -> None:
+def test_hydra_values_are_quoted_escaped_and_interpolations_refused() -> None:
     assert hydra_value("/data/my run/round=1") == "'/data/my run/round=1'"
     assert hydra_value(Path("/a/b")) == "'/a/b'"
     assert hydra_value(True) == "true"
     assert hydra_value(None) == "null"
     assert hydra_value(1e-6) == "1e-06"
     assert hydra_value(["a", 2]) == "['a',2]"
-    for unsafe in ("it's", "a\\b", "${oc.env:HOME}"):
-        with pytest.raises(ValueError):
-            hydra_value(unsafe)
+    # Hydra's escapes in a quoted value (verl's own Hydra reads them back: the chat-template tests)
+    assert hydra_value("it's") == "'it\\'s'" and hydra_value("a\\b") == "'a\\b'"
+    assert hydra_value("a\\'b\\") == "'a\\\\\\'b\\\\'"
+    with pytest.raises(ValueError):
+        hydra_value("${oc.env:HOME}")
     with pytest.raises(ValueError):
         hydra_value(math.nan)
     with pytest.raises(TypeError):
@@ -943,20 +946,32 @@ def test_verl_scores_a_rollout_that_closes_its_turn_on_the_budgets_last_token_as
     assert [score["reward_score"] for score in scores] == [case["expected"] for case in cases]
 
 
-def test_verl_dates_a_llama_prompt_as_the_probe_does_not_by_the_machines_clock(
-    verl_python: Path, tmp_path: Path
+# How each dated family writes 14 Mar 2025 and 01 Dec 2024 in its prompt.
+_DATE_LINES = {
+    "llama3": ("Today Date: 14 Mar 2025\n", "Today Date: 01 Dec 2024\n"),
+    "gpt_oss": ("Current date: 2025-03-14\n", "Current date: 2024-12-01\n"),
+    "smollm3": ("Today Date: 14 March 2025\n", "Today Date: 01 December 2024\n"),
+}
+
+
+@pytest.mark.parametrize("family", list(_DATE_LINES))
+def test_verl_dates_a_prompt_as_the_probe_does_not_by_the_machines_clock(
+    verl_python: Path, tmp_path: Path, family: str
 ) -> None:
     """verl renders its rollouts' prompts itself, with one set of chat-template kwargs for every row,
     and passed none: a Llama 3.x template stamped "Today Date:" from the machine's clock, so verl
     trained on other prompts than the probe scored (and on other ones from day to day). The round
     now gives verl the conversation date most of its rows state (data.apply_chat_template_kwargs);
-    a row stating another date still gets the round's under verl, as verl has no per-row kwargs."""
+    a row stating another date still gets the round's under verl, as verl has no per-row kwargs.
+    gpt-oss's "Current date:" and SmolLM3's "Today Date:" come from strftime_now alone, a callable
+    no override carries: they kept the machine's date until the round passed verl the model's
+    template with that date in it (custom_chat_template)."""
     from transformers import AutoTokenizer
 
     from inference.transformers_backend import encode_prompt
     from tests.families import build_family_model
 
-    model = build_family_model("llama3", tmp_path / "llama3")
+    model = build_family_model(family, tmp_path / family)
     times = ["2025-03-14 10:00:00"] * 6 + ["2024-12-01 08:00:00"] * 2
     rows = [
         VerlRow.from_sample(f"sample-{i}", sample, time)
@@ -980,12 +995,36 @@ def test_verl_dates_a_llama_prompt_as_the_probe_does_not_by_the_machines_clock(
     under_verl = json.loads(result_path.read_text())["rollout_prompt_ids"]
 
     tokenizer = AutoTokenizer.from_pretrained(model)
+    rounds_line, other_line = _DATE_LINES[family]
     for index, (row, ids) in enumerate(zip(rows, under_verl, strict=True)):
-        assert "Today Date: 14 Mar 2025\n" in tokenizer.decode(ids), index
+        assert rounds_line in tokenizer.decode(ids), index
         if index < 6:  # the round's date: verl's prompt is the probe's, token for token
             assert ids == encode_prompt(tokenizer, row.chat), index
         else:  # another date: the probe writes its own (the gap verl leaves, docs/gpu.md)
-            assert "Today Date: 01 Dec 2024\n" in tokenizer.decode(encode_prompt(tokenizer, row.chat))
+            assert other_line in tokenizer.decode(encode_prompt(tokenizer, row.chat))
+
+
+def test_a_template_with_a_fixed_clock_formats_the_date_as_strftime_does_wherever_it_asks() -> None:
+    """gpt-oss's template asks strftime_now from inside a macro, SmolLM3's at its top level; either
+    gets the given date (not the renderer's clock), formatted as the probe's strftime_now would."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from toolcall.prompts import date_template_kwargs, template_with_fixed_clock
+
+    # As Hugging Face compiles chat templates.
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    template = (
+        "\n{%- macro system() -%}{{ strftime_now(format) }}{%- endmacro -%}\n"
+        "[{{ system() }}|{{ strftime_now(format) }}]"
+    )
+    date = datetime.date(2025, 3, 7)
+    formats = ("%Y-%m-%d", "%d %B %Y", "%d %b %Y", "%B %-d, %Y", "%a %j %H:%M %p", "100%% by %Y", "%%Y")
+    for format in formats:
+        fixed = environment.from_string(template_with_fixed_clock(template, date))
+        machine_clock = fixed.render(format=format, strftime_now=lambda _: "the machine's clock")
+        expected = date_template_kwargs(date)["strftime_now"](format)
+        assert machine_clock == f"[{expected}|{expected}]", format
+    assert environment.from_string(template_with_fixed_clock("\nA", date)).render() == "\nA"
 
 
 def test_verl_renders_a_qwen3_prompt_with_the_policys_switches_as_the_probe_does(
@@ -1042,13 +1081,11 @@ def test_a_rounds_date_is_the_one_most_rows_state_and_the_earliest_among_equals(
     def rows(*times: str) -> list[VerlRow]:
         return [VerlRow.from_sample(f"s{i}", _samples()[0], time) for i, time in enumerate(times)]
 
-    assert round_date(rows("2025-03-14 10:00:00", "2025-03-14 23:00:00")) == (
-        "14 Mar 2025",
-        {"14 Mar 2025": 2},
-    )
-    assert round_date(rows("2025-03-14 10:00:00", "2024-12-01 08:00:00"))[0] == "01 Dec 2024"
+    march_14, december_1 = datetime.date(2025, 3, 14), datetime.date(2024, 12, 1)
+    assert round_date(rows("2025-03-14 10:00:00", "2025-03-14 23:00:00")) == (march_14, {"14 Mar 2025": 2})
+    assert round_date(rows("2025-03-14 10:00:00", "2024-12-01 08:00:00"))[0] == december_1
     many = rows("2025-03-14 10:00:00", "2024-12-01 08:00:00", "2025-03-14 11:00:00")
-    assert round_date(many) == ("14 Mar 2025", {"14 Mar 2025": 2, "01 Dec 2024": 1})
+    assert round_date(many) == (march_14, {"14 Mar 2025": 2, "01 Dec 2024": 1})
 
 
 def test_rows_are_written_in_the_form_the_models_template_accepts(tmp_path: Path) -> None:

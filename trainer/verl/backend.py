@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.logs import get_logger
+from toolcall.prompts import date_template_kwargs
 from trainer.base import CheckpointInfo, RoundDataset, TrainingInterrupted, has_chat_template
 from trainer.verl.config import (
     REWARD_MANAGER_PATH,
@@ -32,7 +33,13 @@ from trainer.verl.config import (
     verl_config,
     verl_overrides,
 )
-from trainer.verl.data import VerlRow, prompts_as_verl_renders, round_date, write_verl_parquet
+from trainer.verl.data import (
+    VerlRow,
+    prompts_as_verl_renders,
+    round_chat_template,
+    round_date,
+    write_verl_parquet,
+)
 from trainer.verl.process import (
     MetricsFollower,
     VerlRunError,
@@ -253,12 +260,15 @@ class VerlBackend:
             log.warning("verl.previous_attempt_moved", round=round_index, to=str(aside))
         run_dir.mkdir(parents=True)
         limit = self.settings.max_prompt_length
-        date, dates = round_date(rows)  # from the chats as written: the system turn states the time
+        day, dates = round_date(rows)  # from the chats as written: the system turn states the time
+        date = date_template_kwargs(day)["date_string"]
         if len(dates) > 1:
             log.warning("verl.round_dates_differ", round=round_index, date_string=date, rows_per_date=dates)
         # The settings refuse a switch named date_string, so the round's date is the one verl passes.
         template_kwargs = {**self.chat_template_kwargs, "date_string": date}
-        rows, counts = prompts_as_verl_renders(model_path, rows, template_kwargs)
+        # A template dating its prompt through strftime_now gets the round's date in its own text.
+        chat_template = round_chat_template(model_path, day)
+        rows, counts = prompts_as_verl_renders(model_path, rows, template_kwargs, chat_template)
         kept = [row for row, count in zip(rows, counts, strict=True) if count <= limit]
         too_long = [row.sample_id for row, count in zip(rows, counts, strict=True) if count > limit]
         if too_long:
@@ -293,6 +303,7 @@ class VerlBackend:
             experiment_name=f"{self.run_name}-round-{round_index}",
             rollout_generation_config=generation_config,
             chat_template_kwargs=template_kwargs,
+            chat_template=chat_template,
         )
         overrides = verl_overrides(config, self.settings.extra_overrides)
         (run_dir / "verl_overrides.json").write_text(json.dumps(overrides, indent=1), encoding="utf-8")

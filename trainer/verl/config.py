@@ -4,6 +4,7 @@ config (Hydra overrides of ``verl.trainer.main_ppo``) they become for one round.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,16 @@ def _hydra_key(key: object) -> str:
     return key
 
 
+# Hydra's quoted values (its override grammar): a quote inside is escaped with a backslash, and so is
+# each backslash of a run that precedes a quote or ends the value; other backslashes stay as they are.
+_HYDRA_QUOTED_ESCAPE = re.compile(r"(\\*)('|\Z)")
+
+
+def _escape_for_hydra(found: re.Match[str]) -> str:
+    backslashes, quote = found.groups()
+    return backslashes * 2 + ("\\'" if quote else "")
+
+
 def hydra_value(value: Any) -> str:
     """A Python value as a Hydra command-line override value (strings always quoted; tables as
     ``{key:value}``, e.g. a chat-template switch whose value is a table)."""
@@ -156,10 +167,10 @@ def hydra_value(value: Any) -> str:
     if isinstance(value, Path):
         value = str(value)
     if isinstance(value, str):
-        # Inside quotes Hydra still resolves ${...} and treats \' specially: refuse rather than guess.
-        if "'" in value or "\\" in value or "${" in value:
-            raise ValueError(f"value {value!r} contains a quote, backslash or '${{': not passable to Hydra")
-        return f"'{value}'"
+        # OmegaConf resolves ${...} even in a quoted value: refuse it rather than pass something else.
+        if "${" in value:
+            raise ValueError(f"value {value!r} contains '${{': not passable to Hydra")
+        return "'" + _HYDRA_QUOTED_ESCAPE.sub(_escape_for_hydra, value) + "'"
     if isinstance(value, list | tuple):
         return "[" + ",".join(hydra_value(item) for item in value) + "]"
     if isinstance(value, Mapping):
@@ -177,6 +188,7 @@ def verl_config(
     experiment_name: str,
     rollout_generation_config: str | Path | None = None,
     chat_template_kwargs: Mapping[str, Any] | None = None,
+    chat_template: str | None = None,
 ) -> dict[str, Any]:
     """The round's verl settings as ``{dotted key: value}`` (overrides of verl's ``ppo_trainer``).
 
@@ -186,7 +198,8 @@ def verl_config(
     ``chat_template_kwargs``: what verl passes every ``apply_chat_template`` of the round (its
     dataset's and its rollouts'), such as the round's ``date_string``
     (:func:`trainer.verl.data.round_date`) and ``[policy] chat_template_kwargs``; values Hydra carries
-    (:func:`hydra_value`)."""
+    (:func:`hydra_value`). ``chat_template``: the model's chat template as verl is to render with it
+    instead (:func:`trainer.verl.data.round_chat_template`: the round's date in it)."""
     run_dir = Path(run_dir)
     total_steps = plan.total_steps
     config: dict[str, Any] = {
@@ -265,6 +278,9 @@ def verl_config(
         # `vllm serve` as command-line options (build_cli_args_from_config): --generation_config DIR.
         key = "+actor_rollout_ref.rollout.engine_kwargs.vllm.generation_config"
         config[key] = str(rollout_generation_config)
+    if chat_template is not None:
+        # verl sets it on the tokenizer its dataset and its agent loop render prompts with
+        config["actor_rollout_ref.model.custom_chat_template"] = chat_template
     for name, value in (chat_template_kwargs or {}).items():
         # data.apply_chat_template_kwargs is an empty open dict in verl's config (a new key needs "+")
         config[f"+data.apply_chat_template_kwargs.{_hydra_key(name)}"] = value

@@ -9,8 +9,10 @@ our reward, :func:`toolcall.reward.compute_score` (``reward.custom_reward_functi
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,34 +167,53 @@ def write_verl_parquet(
     return len(rows)
 
 
-def round_date(rows: Sequence[VerlRow]) -> tuple[str, dict[str, int]]:
-    """The conversation date verl gives a round's dated templates (Llama 3.x's ``date_string``, as
-    :func:`toolcall.prompts.template_date_kwargs` writes it), and how many rows state each date.
+def round_date(rows: Sequence[VerlRow]) -> tuple[datetime.date, dict[str, int]]:
+    """The conversation date verl gives a round's dated templates, and how many rows state each date
+    (by Llama 3.x's ``date_string``, as :func:`toolcall.prompts.template_date_kwargs` writes it).
 
     verl renders every prompt with the same ``data.apply_chat_template_kwargs`` (its dataset and its
-    agent loop's token builder take them once, for all rows), so one date serves the whole round:
-    the one most rows state (the earliest among equals). The probe dates each prompt by its own
-    chat; rows of another date get this one under verl (docs/gpu.md).
+    agent loop's token builder take them once, for all rows), and one chat template, so one date
+    serves the whole round: the one most rows state (the earliest among equals). The probe dates each
+    prompt by its own chat; rows of another date get this one under verl (docs/gpu.md).
     """
-    from toolcall.prompts import conversation_date, template_date_kwargs
+    from toolcall.prompts import conversation_date, date_template_kwargs
 
     if not rows:
         raise ValueError("a verl round needs at least one training row")
-    counts: dict[str, int] = {}
-    days: dict[str, Any] = {}
-    for row in rows:
-        date = str(template_date_kwargs(row.chat)["date_string"])
-        counts[date] = counts.get(date, 0) + 1
-        days[date] = conversation_date(row.chat)
-    return min(counts, key=lambda date: (-counts[date], days[date])), counts
+    days = Counter(conversation_date(row.chat) for row in rows)
+    chosen = min(days, key=lambda day: (-days[day], day))
+    return chosen, {date_template_kwargs(day)["date_string"]: count for day, count in days.items()}
+
+
+def round_chat_template(model_path: str | Path, date: datetime.date) -> str | None:
+    """The model's chat template with its clock set to the round's ``date``
+    (:func:`toolcall.prompts.template_with_fixed_clock`), for verl's
+    ``actor_rollout_ref.model.custom_chat_template``; None for a template that never reads
+    ``strftime_now`` (its date, if any, is ``date_string``, which verl's kwargs carry).
+
+    gpt-oss ("Current date:") and SmolLM3 ("Today Date:") read the date only through
+    ``strftime_now``: a callable, which the probe passes but no Hydra override can.
+    """
+    from transformers import AutoTokenizer
+
+    from toolcall.prompts import template_with_fixed_clock
+
+    template = AutoTokenizer.from_pretrained(str(model_path)).chat_template
+    if not isinstance(template, str) or "strftime_now" not in template:
+        return None
+    return template_with_fixed_clock(template, date)
 
 
 def prompts_as_verl_renders(
-    model_path: str | Path, rows: Sequence[VerlRow], chat_template_kwargs: Mapping[str, Any] | None = None
+    model_path: str | Path,
+    rows: Sequence[VerlRow],
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+    chat_template: str | None = None,
 ) -> tuple[list[VerlRow], list[int]]:
     """Each row with its chat in the form the model's chat template accepts, and that prompt's tokens
     as verl renders it (its own ``apply_chat_template`` with a generation prompt and
-    ``chat_template_kwargs``, the round's ``data.apply_chat_template_kwargs``).
+    ``chat_template_kwargs``, the round's ``data.apply_chat_template_kwargs``, and ``chat_template``
+    in place of the model's when given: the round's ``custom_chat_template``).
 
     verl renders the parquet's chats itself: a template that refuses a system turn (Gemma 2) or
     repeated roles (Mistral, Gemma 3: a tool result is a user turn) would stop it on the first row.
@@ -203,6 +224,8 @@ def prompts_as_verl_renders(
     from toolcall.templates import template_chat
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template  # as verl's model config sets it
     kwargs = dict(chat_template_kwargs or {})
     accepted, counts = [], []
     for row in rows:
