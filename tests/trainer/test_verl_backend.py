@@ -665,6 +665,92 @@ def test_verls_vllm_rollouts_stop_where_the_probe_stops_for_every_family(tmp_pat
     assert not (run_dir / "rollout-generation-config").exists()
 
 
+def _sglang_stops(model: Path, json_model_override_args: str) -> set[int]:
+    """The ids SGLang ends a request at, for a server on ``model`` with that ServerArgs value: its
+    ModelConfig updates the Hugging Face config with the override (``get_config``) and stops at the
+    union of that config's and generation_config.json's ``eos_token_id`` (``_get_hf_eos_token_id``,
+    handed to every request). SGLang is not installed here: these are its two steps, on transformers."""
+    from transformers import AutoConfig, GenerationConfig
+
+    def ids(value: int | list[int] | None) -> set[int]:
+        return {value} if isinstance(value, int) else set(value or [])
+
+    config = AutoConfig.from_pretrained(model)
+    config.update(json.loads(json_model_override_args))
+    stops = ids(config.eos_token_id)
+    if (model / "generation_config.json").is_file():
+        stops |= ids(GenerationConfig.from_pretrained(model).eos_token_id)
+    return stops
+
+
+_COMPOSE_IN_VERL = """
+import json, sys
+from pathlib import Path
+import verl
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+folder = str(Path(verl.__file__).parent / "trainer" / "config")
+with initialize_config_dir(config_dir=folder, version_base=None):
+    config = compose(config_name="ppo_trainer", overrides=json.loads(Path(sys.argv[1]).read_text()))
+print(json.dumps(OmegaConf.to_container(config.actor_rollout_ref.rollout.engine_kwargs.sglang, resolve=True)))
+"""
+
+
+def test_verls_sglang_rollouts_stop_where_the_probe_stops_for_every_family(
+    verl_python: Path, tmp_path: Path
+) -> None:
+    """With ``rollout_engine = "sglang"`` the round passed SGLang nothing of the template's ends (the
+    generation-config folder is vLLM's; verl's agent loop sends no stop tokens): Phi's <|end|> and
+    Gemma's <end_of_turn>, in a folder without generation_config.json, did not stop its rollouts.
+    The round now gives SGLang the probe's ends as config.json's eos_token_id, through
+    engine_kwargs.sglang.json_model_override_args, which verl hands to SGLang's ServerArgs."""
+    from transformers import AutoTokenizer
+
+    from inference.vllm_backend import stop_token_ids
+    from tests.families import FAMILIES
+
+    key = "+actor_rollout_ref.rollout.engine_kwargs.sglang.json_model_override_args"
+    rows = _rows()[:4]
+    settings = VerlSettings(
+        n_gpus_per_node=1,
+        train_batch_size=4,
+        ppo_mini_batch_size=2,
+        max_prompt_length=16384,
+        rollout_engine="sglang",
+    )
+    overrides_by_family = {}
+    for name, model in _family_folders(tmp_path / "models", list(FAMILIES)).items():
+        backend = VerlBackend(settings, tmp_path / "work" / name, show_progress=False)
+        run_dir, _, overrides = backend.prepare_round(rows, round_index=1, model_path=model)
+        [given] = [o.removeprefix(f"{key}=") for o in overrides if o.startswith(f"{key}=")]
+        assert given[0] == given[-1] == "'", name  # quoted JSON of ids: nothing inside to escape
+        override = given[1:-1]
+        ends = stop_token_ids(AutoTokenizer.from_pretrained(model), model)
+        assert _sglang_stops(model, override) == set(ends), name
+        assert not (run_dir / "rollout-generation-config").exists(), name
+        overrides_by_family[name] = overrides
+    phi = tmp_path / "models" / "phi4-bare"
+    end = AutoTokenizer.from_pretrained(phi).convert_tokens_to_ids("<|end|>")
+    assert end not in _sglang_stops(phi, "{}")  # what the model folder alone gives SGLang
+
+    # verl's own Hydra composes the override into the keyword arguments it gives ServerArgs.
+    request = tmp_path / "overrides.json"
+    request.write_text(json.dumps(overrides_by_family["phi4-bare"]))
+    done = _run_in_verl(verl_python, "-c", _COMPOSE_IN_VERL, request)
+    sglang_kwargs = json.loads(done.stdout.strip().splitlines()[-1])
+    ends = stop_token_ids(AutoTokenizer.from_pretrained(phi), phi)
+    assert json.loads(sglang_kwargs["json_model_override_args"]) == {"eos_token_id": ends}
+
+
+def test_quantized_sglang_rollouts_are_refused() -> None:
+    """verl puts an FP8 rollout's quantization config in SGLang's json_model_override_args, which
+    the round's end tokens take: such a rollout would load unquantized; it is refused by name."""
+    with pytest.raises(ValueError, match="quantize SGLang rollouts"):
+        VerlSettings(rollout_engine="sglang", extra_overrides=["actor_rollout_ref.rollout.quantization=fp8"])
+    VerlSettings(rollout_engine="vllm", extra_overrides=["actor_rollout_ref.rollout.quantization=fp8"])
+    VerlSettings(rollout_engine="sglang", extra_overrides=["actor_rollout_ref.rollout.quantization=null"])
+
+
 # --- verl itself, in its own environment ---------------------------------------------------------
 
 

@@ -59,6 +59,18 @@ VERL_VERSION = "0.9.1"
 ROLLOUT_GENERATION_CONFIG = "rollout-generation-config"  # a round folder's subfolder
 
 
+def rollout_end_token_ids(
+    model_path: str | Path, template_kwargs: Mapping[str, Any] | None = None
+) -> list[int]:
+    """The ids that end a completion by the probe's rule (:func:`inference.vllm_backend.stop_token_ids`,
+    :func:`toolcall.templates.end_token_ids`): where verl's rollouts must stop, whatever the engine."""
+    from transformers import AutoTokenizer
+
+    from inference.vllm_backend import stop_token_ids
+
+    return stop_token_ids(AutoTokenizer.from_pretrained(str(model_path)), Path(model_path), template_kwargs)
+
+
 def write_rollout_generation_config(
     model_path: str | Path, folder: str | Path, template_kwargs: Mapping[str, Any] | None = None
 ) -> list[int]:
@@ -76,9 +88,7 @@ def write_rollout_generation_config(
     ``auto`` reads the same file, or derives it from config.json when there is none); verl still
     overrides the sampling fields (``override_generation_config``).
     """
-    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
-
-    from inference.vllm_backend import stop_token_ids
+    from transformers import AutoConfig, GenerationConfig
 
     model_path, folder = Path(model_path), Path(folder)
     saved = model_path / "generation_config.json"
@@ -87,7 +97,7 @@ def write_rollout_generation_config(
     else:  # what vLLM and transformers derive from config.json
         derived = GenerationConfig.from_model_config(AutoConfig.from_pretrained(str(model_path)))
         config = {k: v for k, v in derived.to_diff_dict().items() if k != "_from_model_config"}
-    ends = stop_token_ids(AutoTokenizer.from_pretrained(str(model_path)), model_path, template_kwargs)
+    ends = rollout_end_token_ids(model_path, template_kwargs)
     config["eos_token_id"] = ends
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "generation_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -290,10 +300,14 @@ class VerlBackend:
         if self.settings.rollout_engine == "vllm":
             generation_config = run_dir / ROLLOUT_GENERATION_CONFIG
             ends = write_rollout_generation_config(model_path, generation_config, self.chat_template_kwargs)
-            log.info("verl.rollout_end_tokens", round=round_index, eos_token_id=ends)
-        else:  # SGLang reads no generation-config folder (docs/gpu.md, "where a rollout stops")
-            engine = self.settings.rollout_engine
-            log.warning("verl.rollout_end_tokens_unset", round=round_index, engine=engine)
+        else:  # SGLang reads no generation-config folder: the ids go in its model config override
+            ends = rollout_end_token_ids(model_path, self.chat_template_kwargs)
+        log.info(
+            "verl.rollout_end_tokens",
+            round=round_index,
+            engine=self.settings.rollout_engine,
+            eos_token_id=ends,
+        )
         config = verl_config(
             self.settings,
             plan=plan,
@@ -302,6 +316,7 @@ class VerlBackend:
             run_dir=run_dir,
             experiment_name=f"{self.run_name}-round-{round_index}",
             rollout_generation_config=generation_config,
+            rollout_end_token_ids=ends,
             chat_template_kwargs=template_kwargs,
             chat_template=chat_template,
         )

@@ -3,6 +3,7 @@ config (Hydra overrides of ``verl.trainer.main_ppo``) they become for one round.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,9 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from common.settings import Section
+
+# An extra override that turns on verl's quantized rollouts (rollout.quantization, null by default).
+_QUANTIZED_ROLLOUT = re.compile(r"^\+*actor_rollout_ref\.rollout\.quantization=(?!null$|None$|$)")
 
 
 class VerlSettings(Section):
@@ -72,6 +76,14 @@ class VerlSettings(Section):
         if self.rollout_n < 2:
             # GRPO normalises rewards within a prompt's group: one rollout has no group to compare.
             raise ValueError("rollout_n must be at least 2 for GRPO")
+        fp8 = [o for o in self.extra_overrides if _QUANTIZED_ROLLOUT.match(o)]
+        if self.rollout_engine == "sglang" and fp8:
+            # verl puts its quantization config in SGLang's json_model_override_args, which our
+            # end-of-turn ids replace: the rollout would load unquantized, or stop at the wrong ids.
+            raise ValueError(
+                f"extra_overrides {fp8} quantize SGLang rollouts, which this backend does not support "
+                "(their model config override carries the template's end tokens); use vLLM rollouts"
+            )
         return self
 
     @property
@@ -187,6 +199,7 @@ def verl_config(
     run_dir: str | Path,
     experiment_name: str,
     rollout_generation_config: str | Path | None = None,
+    rollout_end_token_ids: Sequence[int] | None = None,
     chat_template_kwargs: Mapping[str, Any] | None = None,
     chat_template: str | None = None,
 ) -> dict[str, Any]:
@@ -195,6 +208,9 @@ def verl_config(
     ``rollout_generation_config``: a folder holding the generation_config.json vLLM's rollouts read
     instead of the model's (``--generation-config``; see
     :func:`trainer.verl.backend.write_rollout_generation_config`), so they stop where the probe does.
+    ``rollout_end_token_ids``: the same ids for SGLang's rollouts, which read no such folder: they go
+    to SGLang's ``json_model_override_args`` as config.json's ``eos_token_id`` (SGLang stops a request
+    at that and the generation config's ``eos_token_id``).
     ``chat_template_kwargs``: what verl passes every ``apply_chat_template`` of the round (its
     dataset's and its rollouts'), such as the round's ``date_string``
     (:func:`trainer.verl.data.round_date`) and ``[policy] chat_template_kwargs``; values Hydra carries
@@ -281,6 +297,11 @@ def verl_config(
     if chat_template is not None:
         # verl sets it on the tokenizer its dataset and its agent loop render prompts with
         config["actor_rollout_ref.model.custom_chat_template"] = chat_template
+    if rollout_end_token_ids is not None and settings.rollout_engine == "sglang":
+        # engine_kwargs.sglang is an empty open dict in verl's config; verl passes its keys to
+        # SGLang's ServerArgs after its own (json_model_override_args: "{}" unless FP8, refused above).
+        key = "+actor_rollout_ref.rollout.engine_kwargs.sglang.json_model_override_args"
+        config[key] = json.dumps({"eos_token_id": list(rollout_end_token_ids)})
     for name, value in (chat_template_kwargs or {}).items():
         # data.apply_chat_template_kwargs is an empty open dict in verl's config (a new key needs "+")
         config[f"+data.apply_chat_template_kwargs.{_hydra_key(name)}"] = value
