@@ -138,6 +138,32 @@ SCALES: dict[str, DemoScale] = {
 WARM_START_CACHE = Path("data/cache/warm-start")
 
 
+def user_policy_refusal(settings: Settings) -> str | None:
+    """Why the demo will not run on these settings, or None.
+
+    The demo builds its own policy (a tiny Qwen2 from scratch, warm-started on the synthetic world:
+    :func:`demo_settings` replaces ``[policy]``), and its warm-start and held-out scores are that
+    model's. A policy the user named (``[policy]`` in the config file, or ``LOOPTOOL_POLICY__*``)
+    would be replaced without a word, and its name read beside scores it never earned, so the demo
+    refuses it instead."""
+    if "policy" not in settings.model_fields_set:
+        return None
+    policy = settings.policy
+    if policy.backend == "openai" and policy.endpoint is not None:
+        named = f"the served model {policy.endpoint.model!r}"
+    elif policy.model_path:
+        named = f"model_path {str(policy.model_path)!r}"
+    else:
+        named = f"backend {policy.backend!r}"
+    return (
+        "looptool demo builds and trains its own tiny policy (a Qwen2 from scratch, warm-started on the "
+        "synthetic world) and reports that model's scores; it does not use [policy] (set here: "
+        f"{named}). Run the demo with a config that has no [policy] section (or none at all: from a "
+        "folder without looptool.toml), or train your policy on your data with `looptool worker` and "
+        "`looptool train`."
+    )
+
+
 def demo_settings(
     settings: Settings, workdir: Path, scale: DemoScale, seed: int = 0, model_path: Path | None = None
 ) -> Settings:

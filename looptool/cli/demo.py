@@ -32,9 +32,12 @@ def demo(
     ] = None,
 ) -> None:
     """The whole loop on the embedded broker: seed the world, train, probe, judge, expand, curate, report."""
-    from looptool.demo import SCALES, run_demo
+    from looptool.demo import SCALES, run_demo, user_policy_refusal
 
     settings = settings_of(ctx)
+    refusal = user_policy_refusal(settings)
+    if refusal is not None:  # before the broker starts and anything is written
+        raise typer.BadParameter(refusal, param_hint="'--config'")
     scale = SCALES["quick" if quick else "full"]
     with broker_for(settings) as live:
         report = asyncio.run(run_demo(live, workdir, console, scale=scale, seed=seed))

@@ -67,3 +67,48 @@ def test_quick_demo_runs_the_loop_and_the_curated_set_gets_cleaner(tmp_path: Pat
     # The loop's point: the curated set after round 1 holds fewer wrong labels than the seeds do.
     assert report["rounds"][1]["label_noise"] < report["seed_noise"], report
     assert "held-out" in done.stdout
+
+
+def test_the_demo_refuses_a_policy_the_user_named_rather_than_score_its_own_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo replaced the user's [policy] with its own tiny model without a word: a config naming
+    a 7B policy got a report of the tiny model's warm-start and held-out scores. It now refuses
+    before starting anything, saying the demo builds its own policy and what to run instead."""
+    from typer.testing import CliRunner
+
+    from looptool.cli import app
+
+    for name in [k for k in os.environ if k.startswith("LOOPTOOL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no ./looptool.toml but the ones written here
+    runner = CliRunner()
+    workdir = tmp_path / "demo"
+    config = tmp_path / "mine.toml"
+    config.write_text('[policy]\nmodel_path = "/models/Qwen2.5-7B-Instruct"\n', encoding="utf-8")
+    named = runner.invoke(app, ["--config", str(config), "demo", "--quick", "--workdir", str(workdir)])
+    served = tmp_path / "served.toml"
+    served.write_text(
+        '[policy]\nbackend = "openai"\n[policy.endpoint]\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'model = "my-policy"\n',
+        encoding="utf-8",
+    )
+    by_endpoint = runner.invoke(app, ["--config", str(served), "demo", "--quick", "--workdir", str(workdir)])
+    monkeypatch.setenv("LOOPTOOL_POLICY__MODEL_PATH", "/models/from-env")
+    by_environment = runner.invoke(app, ["demo", "--quick", "--workdir", str(workdir)])
+    for result, shown in (
+        (named, "/models/Qwen2.5-7B-Instruct"),
+        (by_endpoint, "'my-policy'"),
+        (by_environment, "/models/from-env"),
+    ):
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.replace("│", " ").split())  # rich wraps the error box
+        assert "looptool demo builds and trains its own tiny policy" in text, text
+        assert shown in text and "does not use [policy]" in text, text
+    assert not workdir.exists()  # refused before the broker started or anything was written
+
+    from looptool.config import Settings
+    from looptool.demo import user_policy_refusal
+
+    monkeypatch.delenv("LOOPTOOL_POLICY__MODEL_PATH")
+    assert user_policy_refusal(Settings.model_validate({"run_id": "demo-x", "kafka": {}})) is None
