@@ -20,7 +20,8 @@ the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, t
 in a ``<|tool_calls_section_begin|>`` section, read on the same rules;
 Cohere Command A's and R7B's ``<|START_ACTION|>[{"tool_name": …, "parameters": …}]<|END_ACTION|>``
 (its ``<|START_THINKING|>`` trace and ``<|START_RESPONSE|>`` answer read as such), and Command-R's
-same list in a ``json`` code fence after ``Action:`` at a line's start (a plan before it kept as text;
+same list in a code fence after ``Action:`` at a line's start (its header ``json``, ``JSON``, ``json JSON``
+or none; the fence perhaps on the next line; a plan before it kept as text;
 cut off before the closing fence, or text after it, a failure; the list read as one JSON value first,
 so a fence or ``<|END_ACTION|>`` inside a string argument is data); an action of Cohere's
 ``directly_answer`` alone is a text answer, the text after it (Command A's ``<|START_RESPONSE|>``,
@@ -115,8 +116,10 @@ _COHERE_ANSWER = re.compile(r"^<\|START_(RESPONSE|TEXT)\|>(.*?)(?:<\|END_\1\|>)?
 _HUNYUAN_ANSWER = re.compile(r"^<answer>(.*?)(?:</answer>)?$", re.DOTALL)
 _COHERE_CALL_KEYS = {"tool_call_id", "tool_name", "parameters"}
 # Cohere's older Command-R writes the same list as 'Action: ```json\n[{"tool_name": NAME, "parameters":
-# {ARGS}}, ...]\n```' at the start of a line (a "Plan:" line may come before it in multi-step use).
-_COMMAND_R_ACTION = re.compile(r"(?:\A|\n)[ \t]*Action:[ \t]*```(?:json)?\s*(?=[\[{])")
+# {ARGS}}, ...]\n```' at the start of a line (a "Plan:" line may come before it in multi-step use). The
+# fence's header line varies in what it writes ("```JSON", "```json JSON", "``` json"), and the fence may
+# open on the line after "Action:": the list after it says what it is.
+_COMMAND_R_ACTION = re.compile(r"(?:\A|\n)[ \t]*Action:\s*```[\w \t.+-]*\s*(?=[\[{])")
 _COMMAND_R_ACTION_END = "```"
 # Cohere's tool-use prompts offer a "directly_answer" tool: choosing it alone means "answer in text"
 # (Command-R then writes "Relevant Documents: …", "Answer: …", "Grounded answer: …"), never a call.

@@ -1189,6 +1189,26 @@ def test_an_action_line_without_a_json_list_stays_a_text_answer(answer: str) -> 
     assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Action: ```json JSON\n",
+        "Action: ```JSON\n",
+        "Action: ``` json\n",
+        "Action:\n```json\n",
+        "Action:```\n",
+    ],
+)
+def test_a_command_r_action_fence_with_another_header_is_still_its_calls(header: str) -> None:
+    """Only the header ``json`` or none was read: ```` ```json JSON ```` was a failure ("shaped like a
+    tool call") for a good call, and a ``directly_answer`` behind it no text answer."""
+    calls = _command_r(PARIS, TIME).replace("Action: ```json\n", header)
+    parsed = parse_output(calls, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
+    answer = parse_output(f"{header}{_DIRECTLY_ANSWER}\n```\nAnswer: Which city?", WEATHER_TOOLS)
+    assert answer.error is None and answer.action == Action(text="Which city?"), answer.error
+
+
 # --- Repeated keys: json.loads keeps the last silently ------------------------------------------------
 
 
