@@ -50,7 +50,8 @@ is not read, a failure). An opening tag followed by no call (named in prose) is 
 Functionary v3.2's completion of a prompt ending in ``>>>``, a line ``all`` then text, or a function's
 name then its JSON arguments (with the sample's ``tools`` known, one of theirs unless the output wrote
 ``>>>`` first: ``json`` over an object is a text answer's), each further message after ``>>>``.
-Anything else that looks like a call but does not read as one (a call amid text without tags, a
+Anything else that looks like a call but does not read as one (a call amid text without tags, an
+untagged call (JSON, a Python list, Gemma's) cut off before its first bracket or ``tool_code`` fence closed, a
 call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
 literal) gives a key twice (``json.loads`` would keep the last: a guess), a
 DeepSeek or Kimi block cut off before its end token, a harmony completion whose analysis never ended
@@ -304,6 +305,15 @@ _EMBEDDED_CALL = re.compile(
     r"""[{]\s*["'](?:""" + "|".join(sorted(_NAME_KEYS | _ARGUMENT_KEYS)) + r""")["']\s*:"""
 )
 _PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*\]$", re.DOTALL)
+# How an output that is nothing but calls opens: a JSON call object (alone or first in a list), a Python
+# call list, or a lone Python call with its first keyword argument (prose "f(x) = …" gives none).
+_CALL_START = re.compile(
+    r"(?:\[\s*)?"
+    + _EMBEDDED_CALL.pattern
+    + r"|\[\s*[A-Za-z_][\w.]*\s*\(|[A-Za-z_][\w.]*\((?:\s*[^\W\d][\w-]*\s*=(?!=)|\s*$)"
+)
+# A code fence's opening line, for an output cut off before the fence closed.
+_OPENING_FENCE = re.compile(r"```([\w.+-]*)[ \t]*\n")
 # One call without the list brackets (Gemma): a name glued to its "(", the call the whole content.
 _CALL_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _BARE_CALL = re.compile(r"^[A-Za-z_][\w.]*\(.*\)$", re.DOTALL)
@@ -804,9 +814,50 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
         return ParsedOutput(
             text=body, error="a tool-call marker without a readable call after it", repairs=repairs
         )
+    if _cut_off_call(content):
+        return ParsedOutput(
+            text=body,
+            error="a tool call without <tool_call> tags, cut off before its end (the token budget?)",
+            repairs=repairs,
+        )
     if (embedded := _embedded_call(body)) is not None:
         return ParsedOutput(text=body, error=embedded, repairs=repairs)
     return None
+
+
+def _cut_off_call(content: str) -> bool:
+    """Whether ``content`` (an output, its family's call marker off) opens as untagged calls and ends
+    before they close: their first bracket still open, or Gemma's ``tool_code`` fence never closed.
+    Such an output is a call the token budget cut, never a text answer."""
+    fence = _OPENING_FENCE.match(content)
+    if fence is not None and not _FENCE.match(content):
+        if fence.group(1) == "tool_code":  # Gemma's fence holds calls only: more may have followed
+            return True
+        content = content[fence.end() :]
+    return _CALL_START.match(content) is not None and _first_bracket_left_open(content)
+
+
+def _first_bracket_left_open(text: str) -> bool:
+    """Whether the first bracket ``text`` opens is still open at its end (perhaps inside a string
+    literal, JSON's or Python's): what it opened was cut off. Text after it closes does not count."""
+    depth, quote, index = 0, "", 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1  # the escaped character is part of the string
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth <= 0:
+                return False
+        index += 1
+    return depth > 0
 
 
 def _function_tag_calls(body: str, repairs: list[str]) -> tuple[str, list[ToolCall]] | None:

@@ -300,6 +300,42 @@ def test_a_call_that_is_not_in_a_readable_form_is_a_failure_not_a_text_answer(te
 
 
 @pytest.mark.parametrize(
+    "output",
+    [
+        '{"name": "get_weather", "parameters": {"city": "Par',  # Llama 3.x JSON
+        '{"name": "get_weather", "arguments": {"city": "Paris"}',  # only the last brace missing
+        '{"arguments": {"city": "Paris"}, "name": "get_wea',  # Hermes-3 writes the arguments first
+        '[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_ti',  # xLAM's list
+        '```json\n{"name": "get_weather", "arguments": {"city": "Pa',  # in a fence never closed
+        '[get_weather(city="Paris"), get_time(zone=',  # Llama 3.2 / ToolACE's Python list
+        '[get_weather(city="Paris")',  # a further call may have followed
+        'get_weather(city="Par',  # Gemma, bare
+        '```tool_code\nget_weather(city="Paris")',  # Gemma's fence never closed: more may follow
+    ],
+)
+def test_an_untagged_call_cut_off_by_the_token_budget_is_a_failure_never_a_text_answer(output: str) -> None:
+    """Cut off before its brackets closed, such a call read as a text answer (the JSON and Python
+    readers refused it and no tag said "call"): against a text label it earned the reward."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and "cut off" in (parsed.error or ""), parsed
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "f(x) = x^2 (for x > 0",  # prose opening with a bracket it never closes
+        'get_weather(city="Paris") is the call I\'d make, but which day?',  # the call closes; prose after
+        'Here is an example body:\n```json\n{"city": "Paris", "units": "met',  # not a call, cut off
+    ],
+)
+def test_prose_that_leaves_a_bracket_open_is_no_cut_off_call(answer: str) -> None:
+    assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
+
+
+@pytest.mark.parametrize(
     "argument",
     [
         "<think>x</think>",
