@@ -41,7 +41,9 @@ another family's own call tags read as ``<tool_call>`` blocks: ``seed_calls``, B
 calls one a line and MiniMax-M2's ``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter
 name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cut off before its
 closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
-in Claude-style ``<function_calls>`` tags, read alike; ``internlm_calls``, InternLM2's
+in Claude-style ``<function_calls>`` tags, read alike; ``dsml_calls``, DeepSeek-V3.2's DSML, the same
+calls with ``｜DSML｜`` in every tag (``<｜DSML｜function_calls>``) and each parameter's ``string="true"``
+(its text) or ``"false"`` (JSON) typing it, schema or not; ``internlm_calls``, InternLM2's
 ``<|action_start|><|plugin|>`` before a ``{"name": …, "parameters": …}`` call and ``<|action_end|>``
 (an output ending inside that two-token opening was cut off: a failure; its ``<|interpreter|>`` code
 is not read, a failure). An opening tag followed by no call (named in prose) is text.
@@ -274,7 +276,19 @@ _INTERNLM = _CallTags(
     "internlm_calls",
     first_token=_INTERNLM_ACTION,
 )
-_TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2, _CLAUDE, _TOOL_CALLS_LIST, _INTERNLM)
+# DeepSeek-V3.2's DSML: the Claude-style calls with "｜DSML｜" in every tag, <｜DSML｜function_calls>
+# <｜DSML｜invoke name="NAME"><｜DSML｜parameter name="P" string="true|false">VALUE</｜DSML｜parameter>...
+# </｜DSML｜invoke>...</｜DSML｜function_calls>; string="false" says the value is JSON, "true" raw text.
+_DSML_MARK = "｜DSML｜"
+_DSML = _CallTags(
+    "DeepSeek-V3.2",
+    f"<{_DSML_MARK}function_calls>",
+    f"</{_DSML_MARK}function_calls>",
+    re.compile(rf"\s*(?:<{_DSML_MARK}invoke\b|\Z)"),
+    True,
+    "dsml_calls",
+)
+_TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2, _CLAUDE, _DSML, _TOOL_CALLS_LIST, _INTERNLM)
 # The tags and tokens that delimit calls inside an output, ours and other families': a chat template
 # may end a call turn with one (a tokenizer may mark </tool_call> special, and GLM-style templates
 # write no end token after a call), but a completion goes on after it, to its next call.
@@ -339,8 +353,17 @@ _HARMONY_FUNCTIONS = "functions."
 # other value as JSON (or its Python form, "True"), so only the tool's schema says which "3" is.
 _XML_FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)</function>", re.DOTALL)
 _XML_PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)</parameter>", re.DOTALL)
-_INVOKE = re.compile(r'\s*<invoke name="([^"\n]+)">(.*?)</invoke>\s*', re.DOTALL)
-_INVOKE_PARAMETER = re.compile(r'<parameter name="([^"\n]+)">(.*?)</parameter>', re.DOTALL)
+# Each tag of an <invoke> call may carry DSML's mark (the same in its closing tag), and a parameter
+# DSML's string attribute.
+_INVOKE = re.compile(
+    rf'\s*<(?P<mark>(?:{_DSML_MARK})?)invoke name="(?P<name>[^"\n]+)">(?P<body>.*?)</(?P=mark)invoke>\s*',
+    re.DOTALL,
+)
+_INVOKE_PARAMETER = re.compile(
+    rf'<(?P<mark>(?:{_DSML_MARK})?)parameter name="(?P<key>[^"\n]+)"(?: string="(?P<string>true|false)")?>'
+    r"(?P<value>.*?)</(?P=mark)parameter>",
+    re.DOTALL,
+)
 _GLM_CALL = re.compile(r"([A-Za-z_][\w.\-]*)\s*(?=<arg_key>|$)(.*)", re.DOTALL)
 _GLM_ARGUMENT = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.DOTALL)
 _NOT_A_LITERAL = object()
@@ -425,8 +448,8 @@ def parse_output(
     """Parse one model output. Never raises: unreadable output gives ``error`` with the reason.
 
     ``tools``: the sample's tools, which type the values of XML-argument calls (Qwen3-Coder,
-    GLM-4.5, Seed-OSS, MiniMax-M2, Claude-style ``<function_calls>``); without them such a value
-    that could be a string or not is a failure.
+    GLM-4.5, Seed-OSS, MiniMax-M2, Claude-style ``<function_calls>``; DSML's parameters type
+    themselves); without them such a value that could be a string or not is a failure.
     They also tell Functionary v3.2's untagged ``NAME`` line over JSON from a text answer's ``word``
     over an object: only a tool's name opens a call.
     ``trace_opened``: the prompt ended inside a ``<think>`` trace the chat template opened
@@ -1242,7 +1265,7 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
         )
     if content.startswith("<function="):
         return [_xml_function_call(content, tools, repairs)]
-    if content.startswith("<invoke"):
+    if content.startswith(("<invoke", f"<{_DSML_MARK}invoke")):
         return _invoke_calls(content, tools, repairs)
     if "<arg_key>" in content or (_CALL_NAME.match(content) and content not in ("true", "false", "null")):
         glm = _GLM_CALL.fullmatch(content)
@@ -1275,7 +1298,7 @@ def _xml_function_call(content: str, tools: Mapping[str, ToolSpec], repairs: lis
     if function is None:
         raise CallFormatError("a <function=...> call without its </function> (cut off?), or text after it")
     name = function.group(1).strip()
-    pairs = [(m.group(1), m.group(2)) for m in _XML_PARAMETER.finditer(function.group(2))]
+    pairs = [(m.group(1), m.group(2), None) for m in _XML_PARAMETER.finditer(function.group(2))]
     if _XML_PARAMETER.sub("", function.group(2)).strip():
         raise CallFormatError(f"text between the parameters of {name!r}, or a parameter not closed")
     call = _xml_call(name, pairs, tools, repairs)
@@ -1285,7 +1308,7 @@ def _xml_function_call(content: str, tools: Mapping[str, ToolSpec], repairs: lis
 
 def _invoke_calls(content: str, tools: Mapping[str, ToolSpec], repairs: list[str]) -> list[ToolCall]:
     """MiniMax-M2's ``<invoke name="NAME"><parameter name="P">VALUE</parameter>...</invoke>``, one or
-    more, nothing else between them."""
+    more, nothing else between them; DSML's, its parameters saying ``string="true"`` or ``"false"``."""
     calls: list[ToolCall] = []
     position = 0
     while position < len(content):
@@ -1293,10 +1316,17 @@ def _invoke_calls(content: str, tools: Mapping[str, ToolSpec], repairs: list[str
         if invoke is None:
             where = content[position : position + 40]
             raise CallFormatError(f"an <invoke> without its </invoke> (cut off?), or text: {where!r}")
-        name, body = invoke.group(1).strip(), invoke.group(2)
+        name, body = invoke.group("name").strip(), invoke.group("body")
         if _INVOKE_PARAMETER.sub("", body).strip():
             raise CallFormatError(f"text between the parameters of {name!r}, or a parameter not closed")
-        pairs = [(m.group(1), m.group(2)) for m in _INVOKE_PARAMETER.finditer(body)]
+        pairs = [
+            (
+                m.group("key"),
+                m.group("value"),
+                None if m.group("string") is None else m.group("string") == "true",
+            )
+            for m in _INVOKE_PARAMETER.finditer(body)
+        ]
         calls.append(_xml_call(name, pairs, tools, repairs))
         position = invoke.end()
     repairs.append("xml_arguments")
@@ -1305,7 +1335,7 @@ def _invoke_calls(content: str, tools: Mapping[str, ToolSpec], repairs: list[str
 
 def _glm_call(name: str, rest: str, tools: Mapping[str, ToolSpec], repairs: list[str]) -> ToolCall:
     """GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>...``."""
-    pairs = [(m.group(1), m.group(2)) for m in _GLM_ARGUMENT.finditer(rest)]
+    pairs = [(m.group(1), m.group(2), None) for m in _GLM_ARGUMENT.finditer(rest)]
     if _GLM_ARGUMENT.sub("", rest).strip():
         raise CallFormatError(f"text between the arguments of {name!r}, or an argument not closed")
     call = _xml_call(name, pairs, tools, repairs)
@@ -1313,22 +1343,37 @@ def _glm_call(name: str, rest: str, tools: Mapping[str, ToolSpec], repairs: list
     return call
 
 
+# An XML argument: its name, its value as written, and whether the call says the value is a string
+# (DSML's string="true"/"false"; None where the format does not say).
+_XmlArgument = tuple[str, str, bool | None]
+
+
 def _xml_call(
-    name: str, pairs: list[tuple[str, str]], tools: Mapping[str, ToolSpec], repairs: list[str]
+    name: str, pairs: list[_XmlArgument], tools: Mapping[str, ToolSpec], repairs: list[str]
 ) -> ToolCall:
     tool = tools.get(name)
     arguments: dict[str, Any] = {}
-    for raw_key, raw_value in pairs:
+    for raw_key, raw_value, is_string in pairs:
         key = raw_key.strip()
         if key in arguments:
             raise CallFormatError(f"{name}.{key} is given twice")
-        arguments[key] = _xml_value(tool, name, key, raw_value)
+        arguments[key] = _xml_value(tool, name, key, raw_value, is_string)
     return _call_from_object({"name": name, "arguments": arguments}, repairs)
 
 
-def _xml_value(tool: ToolSpec | None, name: str, key: str, raw: str) -> Any:
-    """One XML argument's value, typed by the tool's schema (the templates frame it in newlines)."""
+def _xml_value(tool: ToolSpec | None, name: str, key: str, raw: str, is_string: bool | None) -> Any:
+    """One XML argument's value, typed as the call says (``is_string``) or else by the tool's schema
+    (the templates frame it in newlines)."""
     text = raw.removeprefix("\n").removesuffix("\n")
+    if is_string:
+        return text
+    if is_string is False:  # written as JSON: what it reads as, whatever the schema declares
+        value = _xml_literal(text.strip())
+        if value is _NOT_A_LITERAL:
+            raise CallFormatError(
+                f'{name}.{key} = {text[:40]!r} is marked string="false" but is no JSON value'
+            )
+        return value
     schema = tool.parameters.properties.get(key) if tool is not None else None
     types = schema.types if schema is not None else ()
     if types and set(types) <= {"string"}:

@@ -1786,3 +1786,74 @@ def test_function_calls_tags_are_call_delimiters() -> None:
     from toolcall.parsing import CALL_DELIMITERS
 
     assert {"<function_calls>", "</function_calls>"} <= CALL_DELIMITERS
+
+
+# --- DeepSeek-V3.2's DSML: <｜DSML｜function_calls><｜DSML｜invoke name=…><｜DSML｜parameter … string=…> ---
+
+_DSML = "｜DSML｜"
+
+
+def _dsml(*calls: ToolCall) -> str:
+    """Calls as DeepSeek-V3.2's encoder writes them: a string as it is (string="true"), any other
+    value as JSON (string="false")."""
+
+    def invoke(call: ToolCall) -> str:
+        parameters = "".join(
+            f'<{_DSML}parameter name="{key}" string="{"true" if isinstance(value, str) else "false"}">'
+            f"{value if isinstance(value, str) else json.dumps(value)}</{_DSML}parameter>\n"
+            for key, value in call.arguments.items()
+        )
+        return f'<{_DSML}invoke name="{call.name}">\n{parameters}</{_DSML}invoke>\n'
+
+    return f"<{_DSML}function_calls>\n{''.join(invoke(call) for call in calls)}</{_DSML}function_calls>"
+
+
+@pytest.mark.parametrize("tools", [None, "schema"])
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (_dsml(XML_CALL), [XML_CALL], None),
+        (
+            f"<think>Weather, then time.</think>{_dsml(XML_CALL, TIME)}<｜end▁of▁sentence｜>",
+            [XML_CALL, TIME],
+            None,
+        ),
+        (f"Let me look that up.\n\n{_dsml(TIME)}", [TIME], "Let me look that up."),
+        # string="true" says "75001" and "3" are text, whatever they would read as
+        (
+            _dsml(ToolCall(name="get_weather", arguments={"zip": "75001"})),
+            [ToolCall(name="get_weather", arguments={"zip": "75001"})],
+            None,
+        ),
+    ],
+)
+def test_deepseek_v32_dsml_calls_are_calls_typed_as_written(
+    output: str, calls: list[ToolCall], text: str | None, tools: str | None
+) -> None:
+    """DeepSeek-V3.2 writes its calls in DSML tags: they were read as a text answer (and earned the
+    reward of a clarification label). Its string attribute types each value, with or without a schema."""
+    from toolcall.reward import reward
+
+    schema = [_xml_tool(), WEATHER_TOOLS[1]]
+    parsed = parse_output(output, schema if tools else None)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "dsml_calls" in parsed.repairs
+    assert reward(schema, (), Action(text="Which city do you mean?"), output) == 0
+    assert reward(schema, (), Action(calls=calls), output) == 1
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (_dsml(PARIS, TIME).removesuffix(f"</{_DSML}function_calls>"), "cut off"),  # more calls may follow
+        (_dsml(PARIS, TIME)[:90], "cut off"),
+        (
+            f'<{_DSML}function_calls>\n<{_DSML}invoke name="get_weather">\n<{_DSML}parameter name="days" '
+            f'string="false">three</{_DSML}parameter>\n</{_DSML}invoke>\n</{_DSML}function_calls>',
+            'marked string="false"',
+        ),
+    ],
+)
+def test_a_cut_off_or_mistyped_dsml_block_is_a_failure_never_a_text_answer(output: str, reason: str) -> None:
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
