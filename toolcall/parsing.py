@@ -9,9 +9,10 @@ Repairs are made only where the intent is unambiguous, and every one is reported
 trailing commas, Python literals (single quotes, ``True``/``None``), ``arguments`` given as a JSON
 string, ``parameters`` instead of ``arguments``, several JSON objects in one block, and a whole output
 that is calls in another family's untagged form (``untagged_calls``: Llama's bare JSON, also after
-``<|python_tag|>``, Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` per
-call (a Magistral ``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after
-``<|tool_call|>`` or in ``functools[…]``, any of them in a code fence; ``pythonic_calls``:
+``<|python_tag|>`` or in Llama 4's ``<|python_start|>…<|python_end|>`` (its Python list too),
+Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` per call (a Magistral
+``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after ``<|tool_call|>``
+or in ``functools[…]``, any of them in a code fence; ``pythonic_calls``:
 ``[get_weather(city="Paris")]``, and Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code``
 fence, when it is the whole output;
 ``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
@@ -93,7 +94,9 @@ _FOREIGN_OPEN, _FOREIGN_CLOSE = "<|tool_call|>", "<|/tool_call|>"  # Phi-4-mini 
 _MISTRAL_CALLS = "[TOOL_CALLS]"
 # Phi-4-mini as vLLM's phi4_mini_json parser reads it: functools[{"name": ..., "arguments": ...}, ...].
 _PHI_FUNCTOOLS = "functools["
-_FOREIGN_PREFIXES = ("<|python_tag|>", _MISTRAL_CALLS, _FOREIGN_OPEN)
+# Llama 4 may wrap its calls (a Python list, or JSON) in <|python_start|>...<|python_end|>.
+_PYTHON_START, _PYTHON_END = "<|python_start|>", "<|python_end|>"
+_FOREIGN_PREFIXES = ("<|python_tag|>", _PYTHON_START, _MISTRAL_CALLS, _FOREIGN_OPEN)
 # Mistral's tokenizers from v11 on (Mistral Small 3.1+, Magistral, Devstral) write each call as
 # [TOOL_CALLS]NAME[ARGS]{ARGS} (v11: [CALL_ID]ID before [ARGS]; [ARGS] is gone when a server decoded
 # without special tokens), and a trace as [THINK]...[/THINK].
@@ -796,6 +799,8 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
             content, marked = content[len(prefix) :].strip(), True
     if content.startswith(_PHI_FUNCTOOLS):  # the name glued to the list: never the start of a sentence
         content, marked = content[len(_PHI_FUNCTOOLS) - 1 :], True
+    if body.startswith(_PYTHON_START):
+        content = content.removesuffix(_PYTHON_END).strip()
     if body.startswith(_FOREIGN_OPEN):  # Phi-4-mini's blocks, each closed: their lists one after another
         content = " ".join(content.replace(_FOREIGN_OPEN, " ").split(_FOREIGN_CLOSE)).strip()
     tool_code = _TOOL_CODE_FENCE.match(content)

@@ -270,6 +270,32 @@ def test_calls_in_other_families_untagged_forms_are_calls_never_text(
 
 
 @pytest.mark.parametrize(
+    ("output", "repair"),
+    [
+        ('<|python_start|>[get_weather(city="Paris"), get_time(zone="CET")]<|python_end|>', "pythonic_calls"),
+        (
+            '<|python_start|>[get_weather(city="Paris"), get_time(zone="CET")]<|python_end|><|eot|>',
+            "pythonic_calls",
+        ),
+        (
+            '<|python_start|>{"name": "get_weather", "parameters": {"city": "Paris"}}; '
+            '{"name": "get_time", "parameters": {"zone": "CET"}}<|python_end|>',
+            "untagged_calls",
+        ),
+    ],
+)
+def test_llama4_calls_between_python_start_and_python_end_are_calls(output: str, repair: str) -> None:
+    """Llama 4 may wrap its calls in <|python_start|>…<|python_end|>: its Python list was read as a
+    text answer, its JSON as "a tool call amid text"."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
+    assert repair in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
+
+
+@pytest.mark.parametrize(
     "text, reason",
     [
         ('Sure! {"name": "get_weather", "arguments": {"city": "Paris"}}', "amid text"),
