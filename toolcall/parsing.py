@@ -44,7 +44,10 @@ name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cu
 closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
 in Claude-style ``<function_calls>`` tags, read alike; ``dsml_calls``, DeepSeek-V3.2's DSML, the same
 calls with ``｜DSML｜`` in every tag (``<｜DSML｜function_calls>``) and each parameter's ``string="true"``
-(its text) or ``"false"`` (JSON) typing it, schema or not; ``internlm_calls``, InternLM2's
+(its text) or ``"false"`` (JSON) typing it, schema or not; ``functiongemma_calls``, Google FunctionGemma's
+``<start_function_call>call:NAME{KEY:VALUE,…}<end_function_call>`` per call, a string between ``<escape>``
+tokens and any other value bare (``3``, ``true``, ``null``) or in braces or brackets, typed as written
+(a bare word, or a name with no ``{…}`` after it, a failure); ``internlm_calls``, InternLM2's
 ``<|action_start|><|plugin|>`` before a ``{"name": …, "parameters": …}`` call and ``<|action_end|>``
 (an output ending inside that two-token opening was cut off: a failure; its ``<|interpreter|>`` code
 is not read, a failure). An opening tag followed by no call (named in prose) is text.
@@ -291,7 +294,28 @@ _DSML = _CallTags(
     True,
     "dsml_calls",
 )
-_TAG_FAMILIES = (_SEED, _NEMOTRON, _MINIMAX_M1, _MINIMAX_M2, _CLAUDE, _DSML, _TOOL_CALLS_LIST, _INTERNLM)
+# Google's FunctionGemma: <start_function_call>call:NAME{KEY:VALUE,...}<end_function_call> per call, a
+# string written <escape>TEXT<escape>, any other value bare (3, true, null) or as {…} or […] of values.
+_GEMMA_CALL, _GEMMA_ESCAPE = "call:", "<escape>"
+_FUNCTIONGEMMA = _CallTags(
+    "FunctionGemma",
+    "<start_function_call>",
+    "<end_function_call>",
+    re.compile(rf"\s*(?:{_GEMMA_CALL}|\Z)"),
+    False,
+    "functiongemma_calls",
+)
+_TAG_FAMILIES = (
+    _SEED,
+    _NEMOTRON,
+    _MINIMAX_M1,
+    _MINIMAX_M2,
+    _CLAUDE,
+    _DSML,
+    _TOOL_CALLS_LIST,
+    _INTERNLM,
+    _FUNCTIONGEMMA,
+)
 # The tags and tokens that delimit calls inside an output, ours and other families': a chat template
 # may end a call turn with one (a tokenizer may mark </tool_call> special, and GLM-style templates
 # write no end token after a call), but a completion goes on after it, to its next call.
@@ -1272,6 +1296,8 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
         return [_xml_function_call(content, tools, repairs)]
     if content.startswith(("<invoke", f"<{_DSML_MARK}invoke")):
         return _invoke_calls(content, tools, repairs)
+    if content.startswith(_GEMMA_CALL):
+        return [_functiongemma_call(content, repairs)]
     if "<arg_key>" in content or (_CALL_NAME.match(content) and content not in ("true", "false", "null")):
         glm = _GLM_CALL.fullmatch(content)
         if glm is not None:
@@ -1295,6 +1321,94 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
         else:
             calls.append(_call_from_object(value, repairs))
     return calls
+
+
+_GEMMA_NAME = re.compile(rf"{_GEMMA_CALL}\s*([A-Za-z_][\w.\-]*)")
+_GEMMA_KEY = re.compile(r"[^\s:,{}\[\]<]+")
+_GEMMA_BARE = re.compile(r"[^\s,{}\[\]<]+")
+
+
+def _functiongemma_call(content: str, repairs: list[str]) -> ToolCall:
+    """FunctionGemma's ``call:NAME{KEY:VALUE,...}``: its values typed as written, no schema needed."""
+    head = _GEMMA_NAME.match(content)
+    if head is None:
+        raise CallFormatError(f"no function name after {_GEMMA_CALL!r}: {content[:40]!r}")
+    name, start = head.group(1), _after_spaces(content, head.end())
+    if not content.startswith("{", start):  # its template writes {} for none: a name alone was cut off
+        raise CallFormatError(f"the arguments of {name!r} are not a {{…}} object (cut off?)")
+    arguments, end = _gemma_value(content, start)
+    if content[end:].strip():
+        raise CallFormatError(f"text after the arguments of {name!r}: {content[end:][:40].strip()!r}")
+    return _call_from_object({"name": name, "arguments": arguments}, repairs)
+
+
+def _gemma_value(text: str, position: int) -> tuple[Any, int]:
+    """The value written at ``position`` and the index after it."""
+    position = _after_spaces(text, position)
+    if text.startswith(_GEMMA_ESCAPE, position):
+        start = position + len(_GEMMA_ESCAPE)
+        end = text.find(_GEMMA_ESCAPE, start)
+        if end == -1:
+            raise CallFormatError("a string whose closing <escape> never came (cut off?)")
+        return text[start:end], end + len(_GEMMA_ESCAPE)
+    if text.startswith(("{", "["), position):
+        return _gemma_container(text, position)
+    bare = _GEMMA_BARE.match(text, position)
+    try:
+        value = _JSON.decode(bare.group()) if bare else _NOT_A_LITERAL
+    except json.JSONDecodeError:
+        value = _NOT_A_LITERAL
+    # Only a number, a boolean or null is written bare: a string is escaped, a bare word is no value.
+    if bare is None or value is _NOT_A_LITERAL or isinstance(value, str | list | dict):
+        where = text[position : position + 40]
+        raise CallFormatError(f"no value at {where!r}: a string is written <escape>…<escape> (cut off?)")
+    return value, bare.end()
+
+
+def _gemma_container(text: str, position: int) -> tuple[dict[str, Any] | list[Any], int]:
+    """The ``{KEY:VALUE,...}`` object or ``[VALUE,...]`` list opening at ``position``."""
+    keyed = text[position] == "{"
+    close = "}" if keyed else "]"
+    items: dict[str, Any] = {}
+    values: list[Any] = []
+    position = _after_spaces(text, position + 1)
+    if text.startswith(close, position):
+        return (items if keyed else values), position + 1
+    while True:
+        if keyed:
+            key, position = _gemma_key(text, position)
+            if key in items:
+                raise CallFormatError(
+                    f"the key {key!r} is given more than once: which value is meant is ambiguous"
+                )
+            items[key], position = _gemma_value(text, position)
+        else:
+            value, position = _gemma_value(text, position)
+            values.append(value)
+        position = _after_spaces(text, position)
+        if text.startswith(",", position):
+            position += 1
+        elif text.startswith(close, position):
+            return (items if keyed else values), position + 1
+        else:
+            raise CallFormatError(
+                f"no ',' or {close!r} after a value (cut off?): {text[position : position + 40]!r}"
+            )
+
+
+def _gemma_key(text: str, position: int) -> tuple[str, int]:
+    """An object's key (bare, or escaped as a string is) and the index after its ``:``."""
+    position = _after_spaces(text, position)
+    if text.startswith(_GEMMA_ESCAPE, position):
+        key, position = _gemma_value(text, position)
+    elif (bare := _GEMMA_KEY.match(text, position)) is not None:
+        key, position = bare.group(), bare.end()
+    else:
+        raise CallFormatError(f"no key at {text[position : position + 40]!r} (cut off?)")
+    position = _after_spaces(text, position)
+    if not text.startswith(":", position):
+        raise CallFormatError(f"no ':' after the key {key!r} (cut off?)")
+    return key, position + 1
 
 
 def _xml_function_call(content: str, tools: Mapping[str, ToolSpec], repairs: list[str]) -> ToolCall:

@@ -1883,3 +1883,89 @@ def test_deepseek_v32_dsml_calls_are_calls_typed_as_written(
 def test_a_cut_off_or_mistyped_dsml_block_is_a_failure_never_a_text_answer(output: str, reason: str) -> None:
     parsed = parse_output(output, WEATHER_TOOLS)
     assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+# --- Google FunctionGemma: <start_function_call>call:NAME{key:<escape>text<escape>,n:3}<end_function_call>
+
+_GEMMA_ESCAPE = "<escape>"
+
+
+def _functiongemma(*calls: ToolCall) -> str:
+    """Calls as FunctionGemma's chat template writes them: keys sorted and bare, a string between
+    <escape> tokens, any other value bare, objects and lists of values in braces and brackets."""
+
+    def value(item: Any) -> str:
+        if isinstance(item, str):
+            return f"{_GEMMA_ESCAPE}{item}{_GEMMA_ESCAPE}"
+        if isinstance(item, dict):
+            return "{" + ",".join(f"{key}:{value(item[key])}" for key in sorted(item)) + "}"
+        if isinstance(item, list):
+            return "[" + ",".join(value(element) for element in item) + "]"
+        return json.dumps(item)
+
+    return "".join(
+        f"<start_function_call>call:{c.name}{value(c.arguments)}<end_function_call>" for c in calls
+    )
+
+
+FUNCTIONGEMMA_CALL = ToolCall(
+    name="search",
+    arguments={
+        "query": 'say "hi", {ok}: [é] 3',  # the format's own punctuation inside a string is data
+        "zip": "75001",  # a string that would read as a number: escaped, so text
+        "filters": {"max": 2.5, "tags": ["a, b", "c"], "exact": True, "after": None},
+        "limit": 10,
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (_functiongemma(PARIS), [PARIS], None),
+        (f"{_functiongemma(PARIS, TIME)}<end_of_turn>", [PARIS, TIME], None),
+        (_functiongemma(FUNCTIONGEMMA_CALL), [FUNCTIONGEMMA_CALL], None),
+        (
+            _functiongemma(ToolCall(name="get_time", arguments={})),
+            [ToolCall(name="get_time", arguments={})],
+            None,
+        ),
+        (f"I'll check.{_functiongemma(TIME)}", [TIME], "I'll check."),
+    ],
+)
+def test_functiongemma_calls_are_calls_typed_as_written(
+    output: str, calls: list[ToolCall], text: str | None
+) -> None:
+    """FunctionGemma's calls were read as a plain-text answer (and earned a clarification label's reward)."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "functiongemma_calls" in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city do you mean?"), output) == 0
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (_functiongemma(PARIS).partition("ris")[0], "closing <escape> never came"),  # inside a string
+        (_functiongemma(PARIS).removesuffix("}<end_function_call>"), "cut off"),  # before the object closed
+        ("<start_function_call>call:get_wea", "cut off"),  # the name alone: its template writes {} for none
+        ("<start_function_call>call:get_weather{city:Paris}<end_function_call>", "<escape>"),  # a bare word
+        (
+            "<start_function_call>call:get_weather{city:<escape>Rome<escape>,city:<escape>Paris<escape>}"
+            "<end_function_call>",
+            "more than once",
+        ),
+    ],
+)
+def test_a_cut_off_or_malformed_functiongemma_call_is_a_failure_never_a_call_or_text(
+    output: str, reason: str
+) -> None:
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+def test_functiongemma_tags_named_in_prose_stay_a_text_answer() -> None:
+    answer = "FunctionGemma writes calls in <start_function_call> tags. Which city do you mean?"
+    assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
