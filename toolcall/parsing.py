@@ -111,6 +111,7 @@ TRACE_TOKEN_PAIRS: tuple[tuple[str, str], ...] = (
     ("<|START_THINKING|>", "<|END_THINKING|>"),  # Cohere Command A / R7B
     ("<seed:think>", "</seed:think>"),  # ByteDance Seed-OSS
     ("◁think▷", "◁/think▷"),  # Moonshot's Kimi thinking models (Kimi-VL-Thinking, k1.5)
+    ("<scratch_pad>", "</scratch_pad>"),  # Nous Hermes 3 and 4, planning before their <tool_call>s
 )
 # Each token and the tag it reads as (the policy parser, strip_reasoning of LLM-role answers).
 TRACE_TOKENS = {

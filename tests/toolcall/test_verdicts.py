@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from tests.reliability.strategies import INJECTIONS, hostile_text
 from toolcall.parsing import parse_output
 from toolcall.prompts import DATA_TAGS, VERIFICATION_REGEX, quote_data
+from toolcall.types import Action, ToolCall
 from toolcall.verdicts import (
     DECISIONS,
     QUOTED_TAGS,
@@ -288,6 +289,36 @@ def test_a_kimi_thinking_trace_is_skipped() -> None:
     output = parse_output("◁think▷Paris: call get_weather.◁/think▷" + call)
     assert output.action is not None and output.action.calls[0].arguments == {"city": "Paris"}
     assert output.think == "Paris: call get_weather."
+
+
+@pytest.mark.parametrize(
+    ("output", "action"),
+    [
+        (
+            "<scratch_pad>\nGoal: the weather in Paris.\nAction: call get_weather.\n</scratch_pad>\n"
+            '<tool_call>\n{"arguments": {"city": "Paris"}, "name": "get_weather"}\n</tool_call>',
+            Action(calls=[ToolCall(name="get_weather", arguments={"city": "Paris"})]),
+        ),
+        (
+            "<scratch_pad>\nNo city given: ask for it.\n</scratch_pad>\nWhich city do you mean?",
+            Action(text="Which city do you mean?"),
+        ),
+    ],
+)
+def test_a_hermes_scratch_pad_is_a_reasoning_trace(output: str, action: Action) -> None:
+    """Hermes 3 and 4 plan in <scratch_pad>…</scratch_pad> before answering: the plan was kept as the
+    policy's text (a clarification's answer was the plan and the question together), and a judge's
+    draft claims in it were read beside its decision."""
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == action, parsed
+    assert parsed.think is not None and parsed.think.startswith(("Goal:", "No city"))
+    assert parsed.text in (None, "Which city do you mean?")
+    raw = (
+        "<scratch_pad>Response 2 is incorrect at first glance. No wait, Response 1 uses London.</scratch_pad>"
+        "RESPONSE 1 INCORRECT\nError Analysis: Response 1 asks for London.\nCorrect Approach: Paris."
+    )
+    verdict = parse_verdict(raw, 1)
+    assert (verdict.verdict, verdict.decision) == ("LABEL_WRONG", "RESPONSE 1 INCORRECT"), verdict.reason
 
 
 def test_think_tags_after_the_decision_are_the_judges_text() -> None:
