@@ -12,7 +12,8 @@ that is calls in another family's untagged form (``untagged_calls``: Llama's bar
 ``<|python_tag|>`` or in Llama 4's ``<|python_start|>…<|python_end|>`` (its Python list too),
 Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` per call (a Magistral
 ``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after ``<|tool_call|>``
-or in ``functools[…]``, any of them in a code fence; ``pythonic_calls``:
+or in ``functools[…]``, any of them in a code fence; text before one of these call tokens kept, as
+Mistral Small 3.2 and Magistral write a sentence before ``[TOOL_CALLS]``; ``pythonic_calls``:
 ``[get_weather(city="Paris")]``, and Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code``
 fence, when it is the whole output;
 ``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
@@ -818,6 +819,15 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
     functionary = _functionary_messages(body, repairs, tools)
     if functionary is not None:
         return functionary
+    markers = [found for prefix in _FOREIGN_PREFIXES if (found := body.find(prefix)) != -1]
+    if markers and min(markers) > 0:
+        # A family's call token after text (Mistral Small 3.2 and Magistral write a sentence before
+        # [TOOL_CALLS]): the text is kept, and what the token opens is read as if it began the output.
+        before, after = body[: min(markers)].strip(), body[min(markers) :]
+        calls = _untagged(after, repairs, tools)
+        if calls is None or calls.error is not None:
+            return calls and calls.model_copy(update={"text": body})
+        return calls.model_copy(update={"text": before or None})
     content, marked = body, False
     for prefix in _FOREIGN_PREFIXES:
         if content.startswith(prefix):

@@ -873,6 +873,45 @@ def test_mistral_v11_calls_are_calls_never_a_failure_or_text(
     assert parsed.think == think and "untagged_calls" in parsed.repairs
 
 
+_FIRST = "I'll check the weather first."
+_PARIS_THEN_TIME = json.dumps([{"name": c.name, "arguments": c.arguments} for c in (PARIS, TIME)])
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        _FIRST
+        + '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{"zone": "CET"}</s>',
+        # Magistral, after its trace
+        f'[THINK]Paris, then CET.[/THINK]{_FIRST}\n\n[TOOL_CALLS]get_weather[ARGS]{{"city": "Paris"}}'
+        '[TOOL_CALLS]get_time[ARGS]{"zone": "CET"}',
+        f"{_FIRST}[TOOL_CALLS]{_PARIS_THEN_TIME}",  # v3's list
+        f"{_FIRST}\n<|tool_call|>{_PARIS_THEN_TIME}<|/tool_call|>",  # Phi-4-mini
+    ],
+)
+def test_text_before_a_familys_call_token_is_kept_and_the_calls_read(output: str) -> None:
+    """A sentence before [TOOL_CALLS] made the whole output a text answer (Mistral's calls with it):
+    the call token was looked for only at the start."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
+    assert parsed.text == _FIRST
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "I'll check the weather.[TOOL_CALLS]",
+        'I\'ll check the weather.[TOOL_CALLS]get_weather[ARGS]{"city": "Pa',
+    ],
+)
+def test_text_then_a_cut_off_call_token_is_a_failure_never_a_text_answer(output: str) -> None:
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and parsed.text == output, parsed
+
+
 @pytest.mark.parametrize(
     ("output", "reason"),
     [
