@@ -14,8 +14,8 @@ Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` p
 ``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after ``<|tool_call|>``
 or in ``functools[…]``, any of them in a code fence; text before one of these call tokens kept, as
 Mistral Small 3.2 and Magistral write a sentence before ``[TOOL_CALLS]``; ``pythonic_calls``:
-``[get_weather(city="Paris")]``, and Gemma's ``get_weather(city="Paris")``, bare or in a ``tool_code``
-fence, when it is the whole output;
+``[get_weather(city="Paris")]``, and Gemma's ``get_weather(city="Paris")``, bare when it is the whole
+output, or in a ``tool_code`` fence that ends it (text before the fence kept);
 ``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
 the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept;
 ``kimi_calls``: Kimi K2's ``<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{ARGS}``
@@ -361,6 +361,8 @@ _OPENING_FENCE = re.compile(r"```([\w.+-]*)[ \t]*\n")
 _CALL_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _BARE_CALL = re.compile(r"^[A-Za-z_][\w.]*\(.*\)$", re.DOTALL)
 _TOOL_CODE_FENCE = re.compile(r"^```tool_code[ \t]*\n(.*?)\n?\s*```$", re.DOTALL)
+# What opens calls after text: a family's call token, or Gemma's tool_code fence at a line's start.
+_CALL_OPENINGS = (*_FOREIGN_PREFIXES, "\n```tool_code")
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 # Chat-template tokens a decode may leave at the end of the text.
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
@@ -819,15 +821,14 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
     functionary = _functionary_messages(body, repairs, tools)
     if functionary is not None:
         return functionary
-    markers = [found for prefix in _FOREIGN_PREFIXES if (found := body.find(prefix)) != -1]
+    markers = [found for prefix in _CALL_OPENINGS if (found := body.find(prefix)) != -1]
     if markers and min(markers) > 0:
         # A family's call token after text (Mistral Small 3.2 and Magistral write a sentence before
-        # [TOOL_CALLS]): the text is kept, and what the token opens is read as if it began the output.
-        before, after = body[: min(markers)].strip(), body[min(markers) :]
-        calls = _untagged(after, repairs, tools)
-        if calls is None or calls.error is not None:
-            return calls and calls.model_copy(update={"text": body})
-        return calls.model_copy(update={"text": before or None})
+        # [TOOL_CALLS], Gemma before its tool_code fence): the text is kept, and what the token opens
+        # is read as if it began the output (a fence with text after it is no such output: text).
+        before, after = body[: min(markers)].strip(), body[min(markers) :].lstrip()
+        if (calls := _untagged(after, repairs, tools)) is not None:
+            return calls.model_copy(update={"text": before or None if calls.error is None else body})
     content, marked = body, False
     for prefix in _FOREIGN_PREFIXES:
         if content.startswith(prefix):

@@ -903,6 +903,36 @@ def test_text_before_a_familys_call_token_is_kept_and_the_calls_read(output: str
 @pytest.mark.parametrize(
     "output",
     [
+        f'{_FIRST}\n```tool_code\nget_weather(city="Paris")\nget_time(zone="CET")\n```',
+        f'{_FIRST}\n\n```tool_code\n[get_weather(city="Paris"), get_time(zone="CET")]\n```<end_of_turn>',
+    ],
+)
+def test_text_before_gemmas_tool_code_fence_is_kept_and_the_calls_read(output: str) -> None:
+    """Gemma's calls in its tool_code fence after a sentence were read as a plain-text answer."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
+    assert parsed.text == _FIRST and "pythonic_calls" in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
+    cut_off = parse_output(output.partition("CET")[0], WEATHER_TOOLS)
+    assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        f'{_FIRST}\n```tool_code\nget_weather(city="Paris")\n```\nThen I will tell you.',  # prose after it
+        "Gemma writes ```tool_code fences; which city do you mean?",  # not at a line's start
+    ],
+)
+def test_a_tool_code_fence_amid_prose_stays_a_text_answer(answer: str) -> None:
+    assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
         "I'll check the weather.[TOOL_CALLS]",
         'I\'ll check the weather.[TOOL_CALLS]get_weather[ARGS]{"city": "Pa',
     ],
