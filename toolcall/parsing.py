@@ -57,7 +57,8 @@ is not read, a failure). An opening tag followed by no call (named in prose) is 
 Functionary v3.2's completion of a prompt ending in ``>>>``, a line ``all`` then text, or a function's
 name then its JSON arguments (with the sample's ``tools`` known, one of theirs unless the output wrote
 ``>>>`` first: ``json`` over an object is a text answer's), each further message after ``>>>``.
-Anything else that looks like a call but does not read as one (a call amid text without tags, an
+Anything else that looks like a call but does not read as one (a call amid text without tags (a JSON
+call object, or a Python call list on a line of its own), an
 untagged call (JSON, a Python list, Gemma's) cut off before its first bracket or ``tool_code`` fence closed, a
 call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
 literal) gives a key twice (``json.loads`` would keep the last: a guess), a
@@ -348,6 +349,7 @@ _EMBEDDED_CALL = re.compile(
     r"""[{]\s*["'](?:""" + "|".join(sorted(_NAME_KEYS | _ARGUMENT_KEYS)) + r""")["']\s*:"""
 )
 _PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*\]$", re.DOTALL)
+_PYTHONIC_LINE = re.compile(r"^[ \t]*(\[[ \t]*[A-Za-z_][\w.]*[ \t]*\(.*\)[ \t]*\])[ \t]*$", re.MULTILINE)
 # How an output that is nothing but calls opens: a JSON call object (alone or first in a list), a Python
 # call list, or a lone Python call with its first keyword argument (prose "f(x) = …" gives none).
 _CALL_START = re.compile(
@@ -1156,7 +1158,14 @@ def _pythonic_calls(content: str, repairs: list[str]) -> list[ToolCall]:
 
 def _embedded_call(body: str) -> str | None:
     """Why ``body`` is no text answer, when a call object (``{"name": …, "arguments": …}``), or an
-    object shaped like one under other keys, sits somewhere inside it."""
+    object shaped like one under other keys, sits somewhere inside it, or a line of it is a Python
+    call list (``[get_weather(city="Paris")]``)."""
+    for line in _PYTHONIC_LINE.finditer(body):  # a Python call list on a line of its own
+        try:
+            _pythonic_calls(line.group(1), [])
+        except CallFormatError:
+            continue
+        return "a tool call amid text, without <tool_call> tags"
     decoder = _JSON
     for match in _EMBEDDED_CALL.finditer(body):
         try:

@@ -350,6 +350,31 @@ def test_an_untagged_call_cut_off_by_the_token_budget_is_a_failure_never_a_text_
 
 
 @pytest.mark.parametrize(
+    "output",
+    [
+        'Let me check the weather.\n[get_weather(city="Paris"), get_time(zone="CET")]',  # Llama 3.2, ToolACE
+        'Let me check.\n\n[get_weather(city="Paris")]\n\nI will tell you when I know.',
+    ],
+)
+def test_a_python_call_list_amid_text_is_a_failure_never_a_text_answer(output: str) -> None:
+    """A call list after a sentence was read as a plain-text answer (and earned a clarification
+    label's reward), while a JSON call amid text is a failure."""
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and "amid text" in (parsed.error or ""), parsed
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        'Use [get_weather(city="Paris")] once you know the city: which one?',  # inline, not a line of its own
+        "Sources:\n[Smith(2020)]",  # a citation: no keyword arguments, no call
+    ],
+)
+def test_a_bracketed_call_inside_a_sentence_stays_a_text_answer(answer: str) -> None:
+    assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
+
+
+@pytest.mark.parametrize(
     "answer",
     [
         "f(x) = x^2 (for x > 0",  # prose opening with a bracket it never closes
