@@ -348,8 +348,10 @@ _ARGUMENT_KEYS = frozenset(
 _EMBEDDED_CALL = re.compile(
     r"""[{]\s*["'](?:""" + "|".join(sorted(_NAME_KEYS | _ARGUMENT_KEYS)) + r""")["']\s*:"""
 )
-_PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*\]$", re.DOTALL)
-_PYTHONIC_LINE = re.compile(r"^[ \t]*(\[[ \t]*[A-Za-z_][\w.]*[ \t]*\(.*\)[ \t]*\])[ \t]*$", re.MULTILINE)
+_PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*,?\s*\]$", re.DOTALL)  # Python allows a last ","
+_PYTHONIC_LINE = re.compile(
+    r"^[ \t]*(\[[ \t]*[A-Za-z_][\w.]*[ \t]*\(.*\)[ \t]*,?[ \t]*\])[ \t]*$", re.MULTILINE
+)
 # How an output that is nothing but calls opens: a JSON call object (alone or first in a list), a Python
 # call list, or a lone Python call with its first keyword argument (prose "f(x) = …" gives none).
 _CALL_START = re.compile(

@@ -352,6 +352,21 @@ def test_an_untagged_call_cut_off_by_the_token_budget_is_a_failure_never_a_text_
 @pytest.mark.parametrize(
     "output",
     [
+        '[get_weather(city="Paris"), get_time(zone="CET"),]',
+        '[get_weather(city="Paris"), get_time(zone="CET") , ]',
+    ],
+)
+def test_a_python_call_list_with_a_last_comma_is_its_calls(output: str) -> None:
+    """Python allows a comma after a list's last item: such a call list was read as a text answer."""
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed
+    amid_text = parse_output(f"Let me check.\n{output}", WEATHER_TOOLS)
+    assert amid_text.kind == "error" and "amid text" in (amid_text.error or ""), amid_text
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
         'Let me check the weather.\n[get_weather(city="Paris"), get_time(zone="CET")]',  # Llama 3.2, ToolACE
         'Let me check.\n\n[get_weather(city="Paris")]\n\nI will tell you when I know.',
     ],
