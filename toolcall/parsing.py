@@ -14,7 +14,8 @@ Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` p
 ``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after ``<|tool_call|>``
 or in ``functools[…]``, any of them in a code fence; text before one of these call tokens kept, as
 Mistral Small 3.2 and Magistral write a sentence before ``[TOOL_CALLS]``; ``pythonic_calls``:
-``[get_weather(city="Paris")]``, and Gemma's ``get_weather(city="Paris")``, bare when it is the whole
+``[get_weather(city="Paris")]`` (a name no identifier is, ``Market Trends API``, only one of the
+sample's tools), and Gemma's ``get_weather(city="Paris")``, bare when it is the whole
 output, or in a ``tool_code`` fence that ends it (text before the fence kept);
 ``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
 the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept;
@@ -349,6 +350,11 @@ _EMBEDDED_CALL = re.compile(
     r"""[{]\s*["'](?:""" + "|".join(sorted(_NAME_KEYS | _ARGUMENT_KEYS)) + r""")["']\s*:"""
 )
 _PYTHONIC = re.compile(r"^\[\s*[A-Za-z_][\w.]*\s*\(.*\)\s*,?\s*\]$", re.DOTALL)  # Python allows a last ","
+# A call list opened by a name no identifier is: a call only when it is one of the sample's tools
+# (ToolACE's may hold spaces or hyphens: "Market Trends API", "get-weather"); prose otherwise.
+_PYTHONIC_TOOL_NAME = re.compile(
+    r"^\[\s*([A-Za-z_][\w.\-]*(?:[ \t]+\w[\w.\-]*)*)\s*\(.*\)\s*,?\s*\]$", re.DOTALL
+)
 _PYTHONIC_LINE = re.compile(
     r"^[ \t]*(\[[ \t]*[A-Za-z_][\w.]*[ \t]*\(.*\)[ \t]*,?[ \t]*\])[ \t]*$", re.MULTILINE
 )
@@ -863,8 +869,9 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
         if content.startswith(("{", "[")) and (calls := _bare_json_calls(content, repairs)) is not None:
             repairs.append("untagged_calls")
             return ParsedOutput(action=Action(calls=calls), repairs=repairs)
-        if _PYTHONIC.match(content) or bare:
-            calls = _pythonic_calls(content if content.startswith("[") else f"[{content}]", repairs)
+        named = _PYTHONIC_TOOL_NAME.match(content)
+        if _PYTHONIC.match(content) or bare or (named and named.group(1) in tools):
+            calls = _pythonic_calls(content if content.startswith("[") else f"[{content}]", repairs, tools)
             repairs.append("pythonic_calls")
             return ParsedOutput(action=Action(calls=calls), repairs=repairs)
     except CallFormatError as failure:
@@ -1139,19 +1146,22 @@ def _bare_json_calls(content: str, repairs: list[str]) -> list[ToolCall] | None:
     return calls
 
 
-def _pythonic_calls(content: str, repairs: list[str]) -> list[ToolCall]:
+def _pythonic_calls(content: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> list[ToolCall]:
     """``[f(a=1), g.h(b="x")]``: keyword arguments with literal values, as BFCL's Python form.
 
     Read as tool datasets are (:func:`toolcall.pytypes.parse_python_calls`: parameter names as
-    written, ``from`` and ``league-id`` included), but a name must be an identifier, dotted or not."""
+    written, ``from`` and ``league-id`` included), but a name must be an identifier, dotted or not,
+    or the name of one of the sample's ``tools`` as written (ToolACE's ``Market Trends API``)."""
     try:
         parsed = parse_python_calls(content)
     except TypeExpressionError as error:
         raise CallFormatError(str(error)) from error
     calls = []
     for call in parsed:
-        if not _CALL_NAME.match(call.name):
-            raise CallFormatError(f"{call.name[:40]!r} is not a function name, as f or tools.f")
+        if not _CALL_NAME.match(call.name) and call.name not in tools:
+            raise CallFormatError(
+                f"{call.name[:40]!r} is not a function name, as f or tools.f, nor one of the tools"
+            )
         if call.positional:
             raise CallFormatError(f"{call.name}: arguments must be given by name (a=1), not by position")
         calls.append(_call_from_object({"name": call.name, "arguments": call.keywords}, repairs))
@@ -1164,7 +1174,7 @@ def _embedded_call(body: str) -> str | None:
     call list (``[get_weather(city="Paris")]``)."""
     for line in _PYTHONIC_LINE.finditer(body):  # a Python call list on a line of its own
         try:
-            _pythonic_calls(line.group(1), [])
+            _pythonic_calls(line.group(1), [], {})
         except CallFormatError:
             continue
         return "a tool call amid text, without <tool_call> tags"

@@ -349,6 +349,33 @@ def test_an_untagged_call_cut_off_by_the_token_budget_is_a_failure_never_a_text_
     assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
 
 
+def test_a_python_call_of_a_tool_whose_name_is_no_identifier_is_a_call() -> None:
+    """ToolACE's tools are named "Market Trends API" and the like, and its labels call them as written:
+    such a call list was read as a plain-text answer (and earned a clarification label's reward)."""
+    from toolcall.reward import reward
+    from toolcall.specs import ToolSpec
+
+    tools = [
+        ToolSpec.from_openai(
+            {"name": name, "parameters": {"type": "object", "properties": {key: {"type": "string"}}}}
+        )
+        for name, key in (("Market Trends API", "trend_type"), ("get-weather", "city"))
+    ]
+    output = '[Market Trends API(trend_type="MARKET_INDEXES"), get-weather(city="Paris")]'
+    calls = [
+        ToolCall(name="Market Trends API", arguments={"trend_type": "MARKET_INDEXES"}),
+        ToolCall(name="get-weather", arguments={"city": "Paris"}),
+    ]
+    parsed = parse_output(output, tools)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed
+    assert reward(tools, (), Action(text="Which market?"), output) == 0
+    assert reward(tools, (), Action(calls=calls), output) == 1
+    # a name that is none of the tools is no call: prose in brackets stays text
+    assert parse_output("[See also Smith(year=2020)]", tools).action == Action(
+        text="[See also Smith(year=2020)]"
+    )
+
+
 @pytest.mark.parametrize(
     "output",
     [
