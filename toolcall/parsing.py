@@ -13,7 +13,8 @@ that is calls in another family's untagged form (``untagged_calls``: Llama's bar
 Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` per call (a Magistral
 ``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after ``<|tool_call|>``
 or in ``functools[…]``, any of them in a code fence; text before one of these call tokens kept, as
-Mistral Small 3.2 and Magistral write a sentence before ``[TOOL_CALLS]``; ``pythonic_calls``:
+Mistral Small 3.2 and Magistral write a sentence before ``[TOOL_CALLS]`` (a token after text with no
+call after it, named in prose, leaves the output text); ``pythonic_calls``:
 ``[get_weather(city="Paris")]`` (a name no identifier is, ``Market Trends API``, only one of the
 sample's tools), and Gemma's ``get_weather(city="Paris")``, bare when it is the whole
 output, or in a ``tool_code`` fence that ends it (text before the fence kept);
@@ -373,6 +374,9 @@ _BARE_CALL = re.compile(r"^[A-Za-z_][\w.]*\(.*\)$", re.DOTALL)
 _TOOL_CODE_FENCE = re.compile(r"^```tool_code[ \t]*\n(.*?)\n?\s*```$", re.DOTALL)
 # What opens calls after text: a family's call token, or Gemma's tool_code fence at a line's start.
 _CALL_OPENINGS = (*_FOREIGN_PREFIXES, "\n```tool_code")
+# What follows such an opening when it opens calls: a list or object, a name before its arguments
+# (Mistral's [ARGS], a "(" or "{"), or nothing (cut off there); anything else names it in prose.
+_OPENS_A_CALL = re.compile(r"\s*(?:[\[{]|[A-Za-z_][\w.\-]*\s*(?:\[ARGS\]|\[CALL_ID\]|[({])|\Z)")
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 # Chat-template tokens a decode may leave at the end of the text.
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
@@ -832,11 +836,13 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
     if functionary is not None:
         return functionary
     markers = [found for prefix in _CALL_OPENINGS if (found := body.find(prefix)) != -1]
-    if markers and min(markers) > 0:
+    start = min(markers, default=0)
+    opening = next((o for o in _CALL_OPENINGS if body.startswith(o, start)), "")
+    if start > 0 and _OPENS_A_CALL.match(body, start + len(opening)):
         # A family's call token after text (Mistral Small 3.2 and Magistral write a sentence before
         # [TOOL_CALLS], Gemma before its tool_code fence): the text is kept, and what the token opens
         # is read as if it began the output (a fence with text after it is no such output: text).
-        before, after = body[: min(markers)].strip(), body[min(markers) :].lstrip()
+        before, after = body[:start].strip(), body[start:].lstrip()
         if (calls := _untagged(after, repairs, tools)) is not None:
             return calls.model_copy(update={"text": before or None if calls.error is None else body})
     content, marked = body, False

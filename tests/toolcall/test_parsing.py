@@ -1010,6 +1010,20 @@ def test_text_then_a_cut_off_call_token_is_a_failure_never_a_text_answer(output:
 
 
 @pytest.mark.parametrize(
+    "answer",
+    [
+        "Mistral writes [TOOL_CALLS] before its calls, Llama <|python_tag|>. Which city do you mean?",
+        "I could answer in <|tool_call|> tags, but which city do you mean?",
+        "Gemma writes\n```tool_code\nfences. Which city do you mean?",
+    ],
+)
+def test_a_call_token_named_in_prose_stays_a_text_answer(answer: str) -> None:
+    """As a family's call tags named in prose are text: after text, a call token opens calls only when
+    a call follows it (a list, an object, a name before its arguments) or nothing does (cut off)."""
+    assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
+
+
+@pytest.mark.parametrize(
     ("output", "reason"),
     [
         ('[TOOL_CALLS]get_weather[ARGS]{"city": "Par', "not JSON (cut off?)"),
