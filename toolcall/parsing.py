@@ -37,7 +37,9 @@ the ``analysis`` channel the trace, the ``final`` channel the answer (read as an
 ``<tool_call>`` block holding Qwen3-Coder's ``<function=NAME><parameter=P>VALUE</parameter>`` or
 GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>``, each value typed by the tool's
 schema, given as ``tools``: a value that may be a string or not, with no schema to say, is a failure);
-another family's own call tags read as ``<tool_call>`` blocks: ``seed_calls``, ByteDance Seed-OSS's
+a ``<tool_call>`` block holding Python calls (``get_weather(city="Paris")`` or a list of them) reads
+them as ``pythonic_calls``; another family's own call tags read as ``<tool_call>`` blocks:
+``seed_calls``, ByteDance Seed-OSS's
 ``<seed:tool_call>`` around Qwen3-Coder's XML (its ``<seed:think>`` trace read as ``<think>``);
 ``nemotron_calls``, Nemotron's ``<TOOLCALL>[{"name": …, "arguments": …}, …]</TOOLCALL>``;
 ``tool_calls_list``, Hunyuan-A13B's and Jamba's ``<tool_calls>[…]</tool_calls>`` (Hunyuan's
@@ -1341,6 +1343,10 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
         glm = _GLM_CALL.fullmatch(content)
         if glm is not None:
             return [_glm_call(glm.group(1), glm.group(2), tools, repairs)]
+    if _PYTHONIC.match(content) or _BARE_CALL.match(content):  # the tags say call; Python says which
+        calls = _pythonic_calls(content if content.startswith("[") else f"[{content}]", repairs, tools)
+        repairs.append("pythonic_calls")
+        return calls
     fenced = _FENCE.match(content)
     if fenced:
         if fenced.group(2).strip():

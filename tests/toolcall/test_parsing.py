@@ -349,6 +349,23 @@ def test_an_untagged_call_cut_off_by_the_token_budget_is_a_failure_never_a_text_
     assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
 
 
+@pytest.mark.parametrize(
+    "output",
+    [
+        '<tool_call>\nget_weather(city="Paris")\n</tool_call>\n<tool_call>\nget_time(zone="CET")\n</tool_call>',
+        '<tool_call>\n[get_weather(city="Paris"), get_time(zone="CET")]\n</tool_call>',
+    ],
+)
+def test_python_calls_in_tool_call_tags_are_calls(output: str) -> None:
+    """A block may hold a call in Python form (models trained on BFCL-style labels write it in the
+    tags the prompt asks for): it was a failure, "not valid JSON"."""
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed
+    assert "pythonic_calls" in parsed.repairs
+    cut_off = parse_output(output.partition("CET")[0], WEATHER_TOOLS)
+    assert cut_off.kind == "error", cut_off
+
+
 def test_a_python_call_of_a_tool_whose_name_is_no_identifier_is_a_call() -> None:
     """ToolACE's tools are named "Market Trends API" and the like, and its labels call them as written:
     such a call list was read as a plain-text answer (and earned a clarification label's reward)."""
