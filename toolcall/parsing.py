@@ -6,8 +6,9 @@ The paper's format (Figure 7): an optional reasoning trace ``<think>…</think>`
 
 Repairs are made only where the intent is unambiguous, and every one is reported in
 :attr:`ParsedOutput.repairs`: a missing final ``</tool_call>``, a Markdown code fence inside a block,
-trailing commas, Python literals (single quotes, ``True``/``None``), ``arguments`` given as a JSON
-string, ``parameters`` instead of ``arguments``, several JSON objects in one block, and a whole output
+a control character typed raw into a JSON string (a newline in code), trailing commas, Python
+literals (single quotes, ``True``/``None``), ``arguments`` given as a JSON string, ``parameters``
+instead of ``arguments``, several JSON objects in one block, and a whole output
 that is calls in another family's untagged form (``untagged_calls``: Llama's bare JSON, also after
 ``<|python_tag|>`` or in Llama 4's ``<|python_start|>…<|python_end|>`` (its Python list too),
 Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` per call (a Magistral
@@ -440,6 +441,20 @@ def _object_from_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # Every JSON the parser reads goes through this decoder, so a repeated key is never lost unseen.
 _JSON = json.JSONDecoder(object_pairs_hook=_object_from_pairs)
+# JSON with a control character typed raw into a string (a newline in a code argument): JSON forbids
+# it, but it can only be itself. Read so only after strict JSON failed, and reported.
+_RAW_CONTROL_JSON = json.JSONDecoder(object_pairs_hook=_object_from_pairs, strict=False)
+_RAW_CONTROL = "control_character_in_string"
+
+
+def _raw_decode(text: str, position: int, repairs: list[str]) -> tuple[Any, int]:
+    """One JSON value from ``position`` and the index after it (raises ``json.JSONDecodeError``)."""
+    try:
+        return _JSON.raw_decode(text, position)
+    except json.JSONDecodeError:
+        value = _RAW_CONTROL_JSON.raw_decode(text, position)
+        repairs.append(_RAW_CONTROL)
+        return value
 
 
 class ParsedOutput(BaseModel):
@@ -958,7 +973,7 @@ def _function_tag_calls(body: str, repairs: list[str]) -> tuple[str, list[ToolCa
             raise CallFormatError(f"text after call {len(calls)}: {body[position : position + 60]!r}")
         name = tag.group(1).strip()
         try:  # one JSON object: a </function> inside one of its strings is data
-            arguments, after = _JSON.raw_decode(body, _after_spaces(body, tag.end()))
+            arguments, after = _raw_decode(body, _after_spaces(body, tag.end()), repairs)
         except (json.JSONDecodeError, RecursionError) as error:
             raise CallFormatError(f"the arguments of {name!r} are not JSON (cut off?)") from error
         close = _after_spaces(body, after)
@@ -1016,7 +1031,7 @@ def _functionary_messages(
                     f"the arguments of {name!r} are not a JSON object (raw code is not read)"
                 )
             try:
-                arguments, after = _JSON.raw_decode(written)
+                arguments, after = _raw_decode(written, 0, repairs)
             except (json.JSONDecodeError, RecursionError) as error:
                 raise CallFormatError(f"the arguments of {name!r} are not JSON (cut off?)") from error
             if written[after:].strip():
@@ -1107,7 +1122,6 @@ def _command_r_answer(after_action: str) -> str | None:
 
 def _mistral_calls(body: str, repairs: list[str]) -> list[ToolCall]:
     """``[TOOL_CALLS]NAME[ARGS]{...}`` once per call, nothing else after: the calls, in order."""
-    decoder = _JSON
     calls: list[ToolCall] = []
     position = 0
     while position < len(body):
@@ -1117,7 +1131,7 @@ def _mistral_calls(body: str, repairs: list[str]) -> list[ToolCall]:
         if head is None:
             raise CallFormatError(f"no function name after {_MISTRAL_CALLS}")
         try:  # one JSON object: a [TOOL_CALLS] inside one of its strings is data
-            arguments, position = decoder.raw_decode(body, head.end())
+            arguments, position = _raw_decode(body, head.end(), repairs)
         except (json.JSONDecodeError, RecursionError) as error:
             raise CallFormatError(
                 f"the arguments of {head.group(1)!r} are not JSON (cut off?): {error.msg}"
@@ -1602,6 +1616,13 @@ def _json_values(content: str, repairs: list[str]) -> list[Any]:
 
 
 def _repaired_json(content: str, repairs: list[str]) -> Any:
+    try:
+        value = _RAW_CONTROL_JSON.decode(content)
+    except json.JSONDecodeError:
+        pass
+    else:
+        repairs.append(_RAW_CONTROL)
+        return value
     without_commas = _TRAILING_COMMA.sub(r"\1", content)
     if without_commas != content:
         try:

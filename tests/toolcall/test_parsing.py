@@ -366,6 +366,31 @@ def test_python_calls_in_tool_call_tags_are_calls(output: str) -> None:
     assert cut_off.kind == "error", cut_off
 
 
+_CODE = "for x in range(3):\n\tprint(x)"  # typed raw into the JSON string: a newline and a tab
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f'<tool_call>\n{{"name": "run_code", "arguments": {{"code": "{_CODE}"}}}}\n</tool_call>',  # Hermes
+        f'{{"name": "run_code", "parameters": {{"code": "{_CODE}"}}}}',  # Llama 3.x
+        f'[TOOL_CALLS]run_code[ARGS]{{"code": "{_CODE}"}}',  # Mistral v11
+        f'<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>run_code<｜tool▁sep｜>{{"code": "{_CODE}"}}'
+        "<｜tool▁call▁end｜><｜tool▁calls▁end｜>",  # DeepSeek V3.1
+        f'<function=run_code>{{"code": "{_CODE}"}}</function>',  # Llama 3.1 custom tool, Functionary v3.1
+    ],
+)
+def test_a_control_character_typed_raw_into_a_json_string_is_itself(output: str) -> None:
+    """JSON forbids a raw newline or tab inside a string, and models type them into code arguments:
+    such a call was a failure ("Invalid control character"), though the character can only be itself."""
+    parsed = parse_output(output)
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(calls=[ToolCall(name="run_code", arguments={"code": _CODE})])
+    assert "control_character_in_string" in parsed.repairs
+    cut_off = parse_output(output.partition("range")[0])
+    assert cut_off.kind == "error", cut_off
+
+
 def test_a_python_call_of_a_tool_whose_name_is_no_identifier_is_a_call() -> None:
     """ToolACE's tools are named "Market Trends API" and the like, and its labels call them as written:
     such a call list was read as a plain-text answer (and earned a clarification label's reward)."""
