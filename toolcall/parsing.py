@@ -48,12 +48,13 @@ them as ``pythonic_calls``; another family's own call tags read as ``<tool_call>
 calls one a line and MiniMax-M2's ``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter
 name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cut off before its
 closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
-in Claude-style ``<function_calls>`` tags, read alike; ``dsml_calls``, DeepSeek-V3.2's DSML, the same
-calls with ``｜DSML｜`` in every tag (``<｜DSML｜function_calls>``) and each parameter's ``string="true"``
-(its text) or ``"false"`` (JSON) typing it, schema or not; ``functiongemma_calls``, Google FunctionGemma's
-``<start_function_call>call:NAME{KEY:VALUE,…}<end_function_call>`` per call, a string between ``<escape>``
-tokens and any other value bare (``3``, ``true``, ``null``) or in braces or brackets, typed as written
-(a bare word, or a name with no ``{…}`` after it, a failure); ``internlm_calls``, InternLM2's
+in Claude-style ``<function_calls>`` tags, read alike (OLMo 3's Python calls there, one a line, too);
+``dsml_calls``, DeepSeek-V3.2's DSML, the same calls with ``｜DSML｜`` in every tag
+(``<｜DSML｜function_calls>``) and each parameter's ``string="true"`` (its text) or ``"false"`` (JSON)
+typing it, schema or not; ``functiongemma_calls``, Google FunctionGemma's
+``<start_function_call>call:NAME{KEY:VALUE,…}<end_function_call>`` per call, a string between
+``<escape>`` tokens and any other value bare (``3``, ``true``, ``null``) or in braces or brackets,
+typed as written (a bare word, or a name with no ``{…}`` after it, a failure); ``internlm_calls``, InternLM2's
 ``<|action_start|><|plugin|>`` before a ``{"name": …, "parameters": …}`` call and ``<|action_end|>``
 (an output ending inside that two-token opening was cut off: a failure; its ``<|interpreter|>`` code
 is not read, a failure). An opening tag followed by no call (named in prose) is text.
@@ -264,12 +265,13 @@ _MINIMAX_M2 = _CallTags(
     "minimax_calls",
 )
 # Claude-style: <function_calls><invoke name="NAME"><parameter name="P">VALUE</parameter>...</invoke>...
-# </function_calls>, MiniMax-M2's <invoke> calls in other tags (values typed by the tool's schema).
+# </function_calls>, MiniMax-M2's <invoke> calls in other tags (values typed by the tool's schema);
+# OLMo 3 writes Python calls in the same tags, one a line: <function_calls>\nNAME(P=VALUE)\n...
 _CLAUDE = _CallTags(
     "Claude-style",
     "<function_calls>",
     "</function_calls>",
-    re.compile(r"\s*(?:<invoke\b|\Z)"),
+    re.compile(r"\s*(?:<invoke\b|[A-Za-z_][\w.]*\((?:\s*\)|\s*[A-Za-z_]\w*\s*=)|\Z)"),
     True,
     "function_calls",
 )

@@ -1995,6 +1995,32 @@ def test_a_cut_off_or_unreadable_function_calls_block_is_a_failure_never_a_text_
     assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
 
 
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        ("<function_calls>\nget_weather(city='Paris')\nget_time(zone='CET')\n</function_calls>", None),
+        (
+            "I'll check both.\n<function_calls>\n"
+            'get_weather(city="Paris")\nget_time(zone="CET")\n</function_calls>',
+            "I'll check both.",
+        ),
+    ],
+)
+def test_olmo3_python_calls_in_function_calls_tags_are_calls(output: str, text: str | None) -> None:
+    """OLMo 3 writes Python calls, one a line, in <function_calls> tags: the tags were taken for prose
+    (no <invoke> after them) and the calls read as a plain-text answer."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed
+    assert parsed.text == text and "pythonic_calls" in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
+    cut_off = parse_output(output.partition("</function_calls>")[0], WEATHER_TOOLS)
+    assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off
+    prose = "I could write <function_calls> tags(one per call), but which city do you mean?"
+    assert parse_output(prose, WEATHER_TOOLS).action == Action(text=prose)
+
+
 def test_function_calls_tags_named_in_prose_stay_a_text_answer() -> None:
     answer = "I could answer in <function_calls> tags, but which city do you mean?"
     assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
