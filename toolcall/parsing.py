@@ -54,7 +54,9 @@ in Claude-style ``<function_calls>`` tags, read alike (OLMo 3's Python calls the
 typing it, schema or not; ``functiongemma_calls``, Google FunctionGemma's
 ``<start_function_call>call:NAME{KEY:VALUE,…}<end_function_call>`` per call, a string between
 ``<escape>`` tokens and any other value bare (``3``, ``true``, ``null``) or in braces or brackets,
-typed as written (a bare word, or a name with no ``{…}`` after it, a failure); ``internlm_calls``, InternLM2's
+typed as written (a bare word, or a name with no ``{…}`` after it, a failure); ``longcat_calls``, Meituan
+LongCat's ``<longcat_tool_call>`` around a JSON call or GLM-4.5's form in ``longcat_``-prefixed tags;
+``internlm_calls``, InternLM2's
 ``<|action_start|><|plugin|>`` before a ``{"name": …, "parameters": …}`` call and ``<|action_end|>``
 (an output ending inside that two-token opening was cut off: a failure; its ``<|interpreter|>`` code
 is not read, a failure). An opening tag followed by no call (named in prose) is text.
@@ -315,6 +317,17 @@ _FUNCTIONGEMMA = _CallTags(
     False,
     "functiongemma_calls",
 )
+# Meituan's LongCat: <longcat_tool_call>{"name": ..., "arguments": ...}</longcat_tool_call> (Flash), or
+# NAME<longcat_arg_key>P</longcat_arg_key><longcat_arg_value>VALUE</longcat_arg_value>… (GLM's form,
+# values typed by the tool's schema), one call a block.
+_LONGCAT = _CallTags(
+    "LongCat",
+    "<longcat_tool_call>",
+    "</longcat_tool_call>",
+    re.compile(r"\s*(?:\{|[A-Za-z_][\w.\-]*\s*(?:<longcat_arg_key>|</longcat_tool_call>)|\Z)"),
+    False,
+    "longcat_calls",
+)
 _TAG_FAMILIES = (
     _SEED,
     _NEMOTRON,
@@ -325,6 +338,7 @@ _TAG_FAMILIES = (
     _TOOL_CALLS_LIST,
     _INTERNLM,
     _FUNCTIONGEMMA,
+    _LONGCAT,
 )
 # The tags and tokens that delimit calls inside an output, ours and other families': a chat template
 # may end a call turn with one (a tokenizer may mark </tool_call> special, and GLM-style templates
@@ -414,8 +428,13 @@ _INVOKE_PARAMETER = re.compile(
     r"(?P<value>.*?)</(?P=mark)parameter>",
     re.DOTALL,
 )
-_GLM_CALL = re.compile(r"([A-Za-z_][\w.\-]*)\s*(?=<arg_key>|$)(.*)", re.DOTALL)
-_GLM_ARGUMENT = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.DOTALL)
+# LongCat writes GLM's form with its own prefix: <longcat_arg_key>P</longcat_arg_key><longcat_arg_value>….
+_GLM_CALL = re.compile(r"([A-Za-z_][\w.\-]*)\s*(?=<(?:longcat_)?arg_key>|$)(.*)", re.DOTALL)
+_GLM_ARGUMENT = re.compile(
+    r"<(?P<prefix>(?:longcat_)?)arg_key>(?P<key>.*?)</(?P=prefix)arg_key>\s*"
+    r"<(?P=prefix)arg_value>(?P<value>.*?)</(?P=prefix)arg_value>",
+    re.DOTALL,
+)
 _NOT_A_LITERAL = object()
 _NO_ANSWER = "reasoning trace never closed: the answer never came (cut off by the token budget?)"
 # A call body while tags are looked for elsewhere: a private-use mark no tokenizer emits.
@@ -1355,7 +1374,7 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
         return _invoke_calls(content, tools, repairs)
     if content.startswith(_GEMMA_CALL):
         return [_functiongemma_call(content, repairs)]
-    if "<arg_key>" in content or (_CALL_NAME.match(content) and content not in ("true", "false", "null")):
+    if "arg_key>" in content or (_CALL_NAME.match(content) and content not in ("true", "false", "null")):
         glm = _GLM_CALL.fullmatch(content)
         if glm is not None:
             return [_glm_call(glm.group(1), glm.group(2), tools, repairs)]
@@ -1515,7 +1534,7 @@ def _invoke_calls(content: str, tools: Mapping[str, ToolSpec], repairs: list[str
 
 def _glm_call(name: str, rest: str, tools: Mapping[str, ToolSpec], repairs: list[str]) -> ToolCall:
     """GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>...``."""
-    pairs = [(m.group(1), m.group(2), None) for m in _GLM_ARGUMENT.finditer(rest)]
+    pairs = [(m.group("key"), m.group("value"), None) for m in _GLM_ARGUMENT.finditer(rest)]
     if _GLM_ARGUMENT.sub("", rest).strip():
         raise CallFormatError(f"text between the arguments of {name!r}, or an argument not closed")
     call = _xml_call(name, pairs, tools, repairs)

@@ -2187,3 +2187,53 @@ def test_a_cut_off_or_malformed_functiongemma_call_is_a_failure_never_a_call_or_
 def test_functiongemma_tags_named_in_prose_stay_a_text_answer() -> None:
     answer = "FunctionGemma writes calls in <start_function_call> tags. Which city do you mean?"
     assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
+
+
+# --- Meituan LongCat: <longcat_tool_call> around JSON, or GLM's form with longcat_ tags ----------------
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        (
+            '<longcat_tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}\n'
+            "</longcat_tool_call>",
+            None,
+        ),
+        (
+            "Let me help.\n<longcat_tool_call>get_weather\n<longcat_arg_key>city</longcat_arg_key>\n"
+            "<longcat_arg_value>Paris</longcat_arg_value>\n<longcat_arg_key>days</longcat_arg_key>\n"
+            "<longcat_arg_value>3</longcat_arg_value>\n</longcat_tool_call>",
+            "Let me help.",
+        ),
+    ],
+)
+def test_longcat_calls_are_calls(output: str, text: str | None) -> None:
+    """LongCat's JSON call in its tags was "a tool call amid text", and its GLM-style call (arguments in
+    <longcat_arg_key>/<longcat_arg_value>) a plain-text answer that earned a clarification's reward."""
+    from toolcall.reward import reward
+
+    tools = [_xml_tool()]
+    parsed = parse_output(output, tools)
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(
+        calls=[ToolCall(name="get_weather", arguments={"city": "Paris", "days": 3})]
+    )
+    assert parsed.text == text and "longcat_calls" in parsed.repairs
+    assert reward(tools, (), Action(text="Which city do you mean?"), output) == 0
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "<longcat_tool_call>get_weather\n<longcat_arg_key>city</longcat_arg_key>\n<longcat_arg_value>Par",
+        '<longcat_tool_call>\n{"name": "get_weather", "arguments": {"city": "Par',
+    ],
+)
+def test_a_cut_off_longcat_call_is_a_failure_never_a_text_answer(output: str) -> None:
+    assert parse_output(output, [_xml_tool()]).kind == "error"
+
+
+def test_longcat_tags_named_in_prose_stay_a_text_answer() -> None:
+    answer = "LongCat writes <longcat_tool_call> tags. Which city do you mean?"
+    assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
