@@ -56,7 +56,8 @@ typing it, schema or not; ``functiongemma_calls``, Google FunctionGemma's
 ``<escape>`` tokens and any other value bare (``3``, ``true``, ``null``) or in braces or brackets,
 typed as written (a bare word, or a name with no ``{…}`` after it, a failure); ``longcat_calls``, Meituan
 LongCat's ``<longcat_tool_call>`` around a JSON call or GLM-4.5's form in ``longcat_``-prefixed tags;
-``internlm_calls``, InternLM2's
+``lfm2_calls``, Liquid LFM2's ``<|tool_call_start|>[…]<|tool_call_end|>`` around a Python (or JSON)
+call list; ``internlm_calls``, InternLM2's
 ``<|action_start|><|plugin|>`` before a ``{"name": …, "parameters": …}`` call and ``<|action_end|>``
 (an output ending inside that two-token opening was cut off: a failure; its ``<|interpreter|>`` code
 is not read, a failure). An opening tag followed by no call (named in prose) is text.
@@ -328,6 +329,11 @@ _LONGCAT = _CallTags(
     False,
     "longcat_calls",
 )
+# Liquid LFM2: <|tool_call_start|>[NAME(P=VALUE), ...]<|tool_call_end|> (or a JSON list of calls), its
+# closing token Kimi K2's call-end token too: read here first, so no Kimi reading sees it.
+_LFM2 = _CallTags(
+    "LFM2", "<|tool_call_start|>", "<|tool_call_end|>", re.compile(r"\s*(?:\[|\Z)"), False, "lfm2_calls"
+)
 _TAG_FAMILIES = (
     _SEED,
     _NEMOTRON,
@@ -339,6 +345,7 @@ _TAG_FAMILIES = (
     _INTERNLM,
     _FUNCTIONGEMMA,
     _LONGCAT,
+    _LFM2,
 )
 # The tags and tokens that delimit calls inside an output, ours and other families': a chat template
 # may end a call turn with one (a tokenizer may mark </tool_call> special, and GLM-style templates

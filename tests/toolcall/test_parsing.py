@@ -2237,3 +2237,28 @@ def test_a_cut_off_longcat_call_is_a_failure_never_a_text_answer(output: str) ->
 def test_longcat_tags_named_in_prose_stay_a_text_answer() -> None:
     answer = "LongCat writes <longcat_tool_call> tags. Which city do you mean?"
     assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
+
+
+# --- Liquid LFM2: <|tool_call_start|>[NAME(P=VALUE), …]<|tool_call_end|> -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        ('<|tool_call_start|>[get_weather(city="Paris"), get_time(zone="CET")]<|tool_call_end|>', None),
+        (
+            'Let me check that.<|tool_call_start|>[get_weather(city="Paris"), get_time(zone="CET")]'
+            "<|tool_call_end|><|im_end|>",
+            "Let me check that.",
+        ),
+        (f"<|tool_call_start|>{_PARIS_THEN_TIME}<|tool_call_end|>", None),  # its JSON form
+    ],
+)
+def test_lfm2_calls_are_calls(output: str, text: str | None) -> None:
+    """LFM2's closing token is Kimi K2's call-end token too: its calls were a failure ("Kimi K2 tool
+    call: <|tool_call_end|> outside a <|tool_calls_section_begin|> block")."""
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed
+    assert parsed.text == text and "lfm2_calls" in parsed.repairs
+    cut_off = parse_output(output.partition("CET")[0], WEATHER_TOOLS)
+    assert cut_off.kind == "error", cut_off
