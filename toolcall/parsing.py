@@ -56,8 +56,9 @@ typing it, schema or not; ``functiongemma_calls``, Google FunctionGemma's
 ``<escape>`` tokens and any other value bare (``3``, ``true``, ``null``) or in braces or brackets,
 typed as written (a bare word, or a name with no ``{…}`` after it, a failure); ``longcat_calls``, Meituan
 LongCat's ``<longcat_tool_call>`` around a JSON call or GLM-4.5's form in ``longcat_``-prefixed tags;
-``lfm2_calls``, Liquid LFM2's ``<|tool_call_start|>[…]<|tool_call_end|>`` around a Python (or JSON)
-call list; ``internlm_calls``, InternLM2's
+``apertus_calls``, Apertus's ``<|tools_prefix|>[{NAME: {ARGS}}, …]<|tools_suffix|>`` (such a list read
+in any block); ``lfm2_calls``, Liquid LFM2's ``<|tool_call_start|>[…]<|tool_call_end|>`` around a
+Python (or JSON) call list; ``internlm_calls``, InternLM2's
 ``<|action_start|><|plugin|>`` before a ``{"name": …, "parameters": …}`` call and ``<|action_end|>``
 (an output ending inside that two-token opening was cut off: a failure; its ``<|interpreter|>`` code
 is not read, a failure). An opening tag followed by no call (named in prose) is text.
@@ -334,6 +335,10 @@ _LONGCAT = _CallTags(
 _LFM2 = _CallTags(
     "LFM2", "<|tool_call_start|>", "<|tool_call_end|>", re.compile(r"\s*(?:\[|\Z)"), False, "lfm2_calls"
 )
+# Swiss AI's Apertus: <|tools_prefix|>[{NAME: {ARGS}}, ...]<|tools_suffix|>, each call keyed by its name.
+_APERTUS = _CallTags(
+    "Apertus", "<|tools_prefix|>", "<|tools_suffix|>", re.compile(r"\s*(?:\[|\Z)"), False, "apertus_calls"
+)
 _TAG_FAMILIES = (
     _SEED,
     _NEMOTRON,
@@ -346,6 +351,7 @@ _TAG_FAMILIES = (
     _FUNCTIONGEMMA,
     _LONGCAT,
     _LFM2,
+    _APERTUS,
 )
 # The tags and tokens that delimit calls inside an output, ours and other families': a chat template
 # may end a call turn with one (a tokenizer may mark </tool_call> special, and GLM-style templates
@@ -408,11 +414,11 @@ _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
 # ChatML, Llama 3 (<|eot_id|>, <|eom_id|>, <|end_of_text|>) and 4 (<|eot|>, <|eom|>), Mistral, DeepSeek,
 # Phi (<|end|>), Gemma (<end_of_turn>, <eos>), GLM (<|observation|>, <|user|>: its turn ends there),
-# Seed-OSS (<seed:eos>), MiniMax-M1 (<end_of_sentence>) and M2 ([e~[).
+# Seed-OSS (<seed:eos>), MiniMax-M1 (<end_of_sentence>) and M2 ([e~[), Apertus (<|assistant_end|>).
 _END_TOKENS = re.compile(
     r"(?:(?:<\|im_end\|>|<\|endoftext\|>|<\|end_of_text\|>|<\|eot_id\|>|<\|eom_id\|>|<\|eot\|>|<\|eom\|>|"
     r"</s>|<｜end▁of▁sentence｜>|<\|end\|>|<end_of_turn>|<eos>|<\|observation\|>|<\|user\|>|"
-    r"<\|END_OF_TURN_TOKEN\|>|<seed:eos>|<end_of_sentence>|\[e~\[)\s*)+$"
+    r"<\|END_OF_TURN_TOKEN\|>|<seed:eos>|<end_of_sentence>|\[e~\[|<\|assistant_end\|>)\s*)+$"
 )
 # A completion in gpt-oss's harmony format: it opens with a channel (the prompt wrote "<|start|>assistant"),
 # perhaps after the recipient, or with a further message.
@@ -1404,10 +1410,20 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
     for value in values:
         if isinstance(value, list):  # a JSON list of calls in one block
             repairs.append("list_of_calls_in_one_block")
-            calls.extend(_call_from_object(item, repairs) for item in value)
+            calls.extend(_call_from_object(_name_keyed_call(item), repairs) for item in value)
         else:
             calls.append(_call_from_object(value, repairs))
     return calls
+
+
+def _name_keyed_call(item: Any) -> Any:
+    """Apertus's list item ``{NAME: {ARGS}}`` as a call object; any other item as it is (a key that
+    names a call's part, or one written twice, is no function's name)."""
+    if isinstance(item, dict) and len(item) == 1 and not isinstance(item, _RepeatedKeys):
+        ((name, arguments),) = item.items()
+        if isinstance(arguments, dict) and name not in _CALL_KEYS | _NAME_KEYS | _ARGUMENT_KEYS:
+            return {"name": name, "arguments": arguments}
+    return item
 
 
 _GEMMA_NAME = re.compile(rf"{_GEMMA_CALL}\s*([A-Za-z_][\w.\-]*)")

@@ -2262,3 +2262,42 @@ def test_lfm2_calls_are_calls(output: str, text: str | None) -> None:
     assert parsed.text == text and "lfm2_calls" in parsed.repairs
     cut_off = parse_output(output.partition("CET")[0], WEATHER_TOOLS)
     assert cut_off.kind == "error", cut_off
+
+
+# --- Swiss AI Apertus: <|tools_prefix|>[{NAME: {ARGS}}, …]<|tools_suffix|> ---------------------------------
+
+_APERTUS_CALLS = '[{"get_weather": {"city": "Paris"}}, {"get_time": {"zone": "CET"}}]'
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        (f"<|tools_prefix|>{_APERTUS_CALLS}<|tools_suffix|>", None),
+        (
+            f"Checking both.<|tools_prefix|>{_APERTUS_CALLS}<|tools_suffix|><|assistant_end|>",
+            "Checking both.",
+        ),
+    ],
+)
+def test_apertus_calls_keyed_by_name_are_calls(output: str, text: str | None) -> None:
+    """Apertus keys each call by its function's name: its calls were read as a plain-text answer (and
+    earned a clarification label's reward)."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed
+    assert parsed.text == text and "apertus_calls" in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
+    assert parse_output(output.partition("CET")[0], WEATHER_TOOLS).kind == "error"  # cut off
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        '<|tools_prefix|>[{"get_weather": {"city": "Rome"}, "get_weather": {"city": "Paris"}}]'
+        "<|tools_suffix|>",
+        '<|tools_prefix|>[{"arguments": {"city": "Paris"}}]<|tools_suffix|>',  # a call's part, no name
+    ],
+)
+def test_an_apertus_entry_that_names_no_function_once_is_a_failure(output: str) -> None:
+    assert parse_output(output, WEATHER_TOOLS).kind == "error"
