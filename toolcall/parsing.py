@@ -481,6 +481,14 @@ _RAW_CONTROL_JSON = json.JSONDecoder(object_pairs_hook=_object_from_pairs, stric
 _RAW_CONTROL = "control_character_in_string"
 
 
+def _decode(text: str, repairs: list[str]) -> Any:
+    """``text`` as one JSON value (raises ``json.JSONDecodeError``); raw control characters repaired."""
+    value, end = _raw_decode(text, _after_spaces(text, 0), repairs)
+    if text[end:].strip():
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
 def _raw_decode(text: str, position: int, repairs: list[str]) -> tuple[Any, int]:
     """One JSON value from ``position`` and the index after it (raises ``json.JSONDecodeError``)."""
     try:
@@ -1753,7 +1761,7 @@ def _call_from_object(value: Any, repairs: list[str]) -> ToolCall:
         raise CallFormatError(f"unexpected keys in call {name!r}: {unknown}")
     if isinstance(arguments, str):
         try:
-            arguments = _JSON.decode(arguments) if arguments.strip() else {}
+            arguments = _decode(arguments, repairs) if arguments.strip() else {}
         except json.JSONDecodeError as error:
             raise CallFormatError(
                 f"arguments of {name!r} are a string that is not JSON: {error.msg}"

@@ -391,6 +391,18 @@ def test_a_control_character_typed_raw_into_a_json_string_is_itself(output: str)
     assert cut_off.kind == "error", cut_off
 
 
+def test_a_control_character_typed_raw_into_arguments_given_as_a_json_string_is_itself() -> None:
+    """Arguments given as a JSON string (OpenAI's form, also in a block) were decoded strictly: a raw
+    newline in a code argument made the call a failure."""
+    inner = json.dumps({"code": _CODE}).replace("\\n", "\n").replace("\\t", "\t")  # typed raw
+    expected = [ToolCall(name="run_code", arguments={"code": _CODE})]
+    assert parse_openai_tool_calls([{"function": {"name": "run_code", "arguments": inner}}]).calls == expected
+    block = f"<tool_call>\n{json.dumps({'name': 'run_code', 'arguments': inner})}\n</tool_call>"
+    parsed = parse_output(block)
+    assert parsed.error is None and parsed.action == Action(calls=expected), parsed.error
+    assert {"arguments_as_string", "control_character_in_string"} <= set(parsed.repairs)
+
+
 def test_a_python_call_of_a_tool_whose_name_is_no_identifier_is_a_call() -> None:
     """ToolACE's tools are named "Market Trends API" and the like, and its labels call them as written:
     such a call list was read as a plain-text answer (and earned a clarification label's reward)."""
