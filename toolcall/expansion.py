@@ -38,9 +38,8 @@ as the user's words. The section labels may be numbered (``1. INPUT:``) or be ta
 (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). A call object may
 name its function under ``function`` and give its arguments under ``args`` (Gemini's ``{"name", "args"}``,
 ``{"function": NAME, "arguments": …}``; repair ``call_keys_renamed``), in the OUTPUT and the INPUT's
-assistant turns, though the policy parser refuses those keys; a newline or tab written raw inside a
-call's JSON string is read as one (repair ``control_characters_escaped``), which the policy parser
-keeps a failure.
+assistant turns, though the policy parser refuses those keys. A newline or tab written raw inside a
+call's JSON string is read as itself, by the policy parser (repair ``control_character_in_string``).
 """
 
 from __future__ import annotations
@@ -256,68 +255,10 @@ def _without_reply_notes(text: str) -> tuple[str, bool]:
 
 
 def _readable_calls(text: str) -> tuple[str, list[str]]:
-    """A turn's calls as the call reader reads them: control characters in their JSON strings escaped,
-    their keys renamed (see below); the repairs that took."""
-    repairs: list[str] = []
-    text, escaped = _calls_with_escaped_controls(text)
-    if escaped:
-        repairs.append("control_characters_escaped")
+    """A turn's calls as the call reader reads them: their keys renamed (see below); the repairs that
+    took. (A newline written raw in a call's JSON string the call reader reads itself.)"""
     text, renamed = _calls_with_read_keys(text)
-    if renamed:
-        repairs.append("call_keys_renamed")
-    return text, repairs
-
-
-# The JSON of a call: a <tool_call> block's body, or a turn that is JSON as a whole.
-_CALL_BODY = re.compile(r"(?<=<tool_call>)(.*?)(?=</tool_call>)|\A\s*[{\[].*\Z", re.DOTALL)
-_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _calls_with_escaped_controls(text: str) -> tuple[str, bool]:
-    """``text`` with a newline or tab written raw inside a JSON string of a call (a multi-line message
-    body, as models write one) escaped, where the call's JSON reads only so; and whether it was.
-    The policy parser keeps such JSON a failure: there the output is the format being trained."""
-    repaired = False
-
-    def escaped(body: re.Match[str]) -> str:
-        nonlocal repaired
-        if not any(c in body.group() for c in _CONTROL_ESCAPES) or _reads_as_json(body.group()):
-            return body.group()
-        fixed = _escaped_in_strings(body.group())
-        if not _reads_as_json(fixed):
-            return body.group()
-        repaired = True
-        return fixed
-
-    return _CALL_BODY.sub(escaped, text), repaired
-
-
-def _reads_as_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-def _escaped_in_strings(json_text: str) -> str:
-    """``json_text`` with the control characters inside its strings escaped."""
-    characters: list[str] = []
-    in_string = after_backslash = False
-    for character in json_text:
-        if in_string:
-            if after_backslash:
-                after_backslash = False
-            elif character == "\\":
-                after_backslash = True
-            elif character == '"':
-                in_string = False
-            else:
-                character = _CONTROL_ESCAPES.get(character, character)
-        elif character == '"':
-            in_string = True
-        characters.append(character)
-    return "".join(characters)
+    return text, ["call_keys_renamed"] if renamed else []
 
 
 # Call objects that name the function under "function" or give its arguments under "args" (Gemini's
@@ -335,7 +276,7 @@ def _calls_with_read_keys(text: str) -> tuple[str, bool]:
     ``{"name": …, "arguments": …}``, and whether there was any; other JSON is left as written."""
     if _OTHER_CALL_KEY.search(text) is None:
         return text, False
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(strict=False)  # a newline written raw in a string: as the call reader
     parts: list[str] = []
     position = 0
     renamed = False

@@ -964,7 +964,7 @@ def test_a_newline_written_raw_in_a_call_string_is_read_as_one(written: str) -> 
     assert parsed.error is None, parsed.error
     expected = ToolCall(name="send_email", arguments={"to": "bob", "body": "Hi Bob,\nSee you at 5.\n\tAnn"})
     assert parsed.action == Action(calls=[expected])
-    assert "control_characters_escaped" in parsed.repairs
+    assert "control_character_in_string" in parsed.repairs
 
 
 def test_a_text_reply_with_quotes_across_lines_is_left_as_written() -> None:
