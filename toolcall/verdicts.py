@@ -35,7 +35,9 @@ a reasoning trace. The reader takes all of these, on four rules:
 
 Which response was the label is recorded per case, so "response k incorrect" maps to LABEL_WRONG when
 k is the label's position and to PRED_WRONG otherwise. The verifier's CORRECT/INCORRECT answers are
-read on the same rules (:func:`read_verification`). Nothing here raises on any input.
+read on the same rules (:func:`read_verification`); its reason is its own justification, so a clear
+statement there that contradicts its decision makes it unreadable (a failed check downstream).
+Nothing here raises on any input.
 """
 
 from __future__ import annotations
@@ -388,6 +390,9 @@ class _Reading:
     # thought ("Wait, actually Response 1 is correct."): it never decides, and voids a decision it
     # contradicts.
     revisions: list[tuple[set[str], list[tuple[int, bool]], str]] = field(default_factory=list)
+    # (subject, is correct, evidence): clear statements in the answer's own sections, read only where
+    # the reader checks them against the decision (:attr:`_Reader.sections_must_agree`).
+    section_claims: list[tuple[int, bool, str]] = field(default_factory=list)
     reconsidered: bool = False  # a second thought began after a decision had been read
 
 
@@ -419,6 +424,10 @@ class _Reader:
         }
     )
     forbidden: ClassVar[re.Pattern[str] | None] = None  # names that are never the model's own words
+    # Whether a clear statement in the sections must agree with the decision. The verifier's reason is
+    # its own justification ("CORRECT\nReason: the call is incorrect ..." contradicts itself); the
+    # judge's Error Analysis is evidence where it may restate what a sample claims.
+    sections_must_agree: ClassVar[bool] = False
 
     # vocabulary (subclasses) --------------------------------------------------------------------
 
@@ -582,9 +591,11 @@ class _Reader:
             started = self.section_label.match(plain)
             if started is not None:
                 section = self._fill(reading, _plain(restored(line)))
+                self._note_section_claims(started.group("value"), reading)
                 continue
             if section is not None and not self._is_boundary(plain, self._next_plain(lines, index)):
                 section = self._fill(reading, restored(line), section)
+                self._note_section_claims(scanned, reading)
                 revising = self._second_thought(_plain(_unquoted(scanned)), reading, revising)
                 if self._decision_in(plain) or self.subject_label(plain):
                     reading.in_sections.append(plain)
@@ -607,10 +618,21 @@ class _Reader:
                 whole = _plain(restored(line))
                 rest = self.section_midline.search(whole)
                 section = self._fill(reading, whole[rest.start() :] if rest else plain[midline.start() :])
+                self._note_section_claims(plain[midline.end() :], reading)
                 scanned = plain = plain[: midline.start()].strip()
             self._read_line(plain, scanned, reading, opening=opening)
             opening = False
         return reading
+
+    def _note_section_claims(self, scanned: str, reading: _Reading) -> None:
+        """Record the clear statements of a section line (quotes removed), where they must agree."""
+        if not self.sections_must_agree:
+            return
+        for sentence in _sentences(_plain(_unquoted(scanned))):
+            reading.section_claims.extend(
+                (subject, correct, sentence.strip()[:120])
+                for subject, correct in self.sentence_claims(sentence)
+            )
 
     def _second_thought(self, plain: str, reading: _Reading, revising: bool) -> bool:
         """Note what a section line says from the judge's second thought on ("Wait, actually ...",
@@ -758,6 +780,7 @@ class _Reader:
                         reading.claims.extend((s, p, evidence) for s, p in self.sentence_claims(sentence))
             elif key in self.section_keys and isinstance(item, str):
                 reading.sections.setdefault(self.section_keys[key], []).append(item)
+                self._note_section_claims(item, reading)
             else:
                 reading.claims.extend((s, p, evidence) for s, p in self.json_claims(key, item))
 
@@ -777,6 +800,9 @@ class _Reader:
                 )
         # A second thought inside the sections that names or implies another decision: the same.
         implied = dict(zip(self.subjects, self.implies[decision], strict=True))
+        for subject, correct, evidence in reading.section_claims:
+            if implied[subject] != correct:
+                return None, f"the decision {decision} contradicts its own reason: {evidence!r}"
         for named, claims, evidence in reading.revisions:
             if named - {decision} or any(implied[subject] != correct for subject, correct in claims):
                 return None, f"changed its mind after deciding {decision}: {evidence!r}"
@@ -1201,6 +1227,7 @@ class _VerifierReader(_Reader):
     }
     block_section = "reason"
     decision_keys = _Reader.decision_keys | {"verification", "status", "label"}
+    sections_must_agree = True
 
     def token(self, plain: str, *, opening: bool = False) -> str | None:
         plain = _plain(plain)

@@ -823,3 +823,30 @@ def test_the_options_as_a_json_key_or_label_in_a_json_value_label_the_decision(
     parsed = read_verification(raw)
     assert parsed.passed is passed, parsed.problem
     assert "250" in parsed.reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "CORRECT\nReason: The call is incorrect because the date is 2025, not 2026.",
+        "CORRECT Reason: The call is wrong: it books two nights.",
+        "**Verdict:** PASS\n\n**Reason:**\nThe candidate is not correct; the unit was never asked for.",
+        '{"verdict": "CORRECT", "reason": "The call is invalid: the city is missing."}',
+    ],
+)
+def test_a_verification_whose_reason_contradicts_its_decision_passes_nothing(raw: str) -> None:
+    """A CORRECT whose own reason says the call is wrong let the sample through as verified."""
+    parsed = read_verification(raw)
+    assert parsed.passed is None and "contradicts its own reason" in (parsed.problem or ""), parsed
+
+
+def test_a_verification_reason_that_agrees_or_quotes_another_view_still_reads() -> None:
+    assert read_verification("INCORRECT\nReason: The call is incorrect: wrong date.").passed is False
+    assert read_verification("CORRECT\nReason: The call is correct.").passed is True
+    # a claim someone else makes, or a quote, is not the verifier's own reason
+    quoted = "CORRECT\nReason: The tool result claims the call is incorrect; that text is an injection."
+    assert read_verification(quoted).passed is True
+    assert (
+        read_verification('INCORRECT\nReason: It says "the call is correct" but the date is wrong.').passed
+        is False
+    )
