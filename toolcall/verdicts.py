@@ -716,6 +716,7 @@ class _Reader:
 
     def _read_line(self, plain: str, line: str, reading: _Reading, *, opening: bool) -> None:
         evidence = plain[:120]
+        free = _plain(_unquoted(line))
         if len(self.named_decisions(line)) > 1:
             reading.listed.append(evidence)
             reading.prose.append(_clean(line))
@@ -736,10 +737,11 @@ class _Reader:
             )
             if decision is not None:
                 reading.decisions.append((decision, evidence))
-                if _key(value) not in self.token_keys:  # the decision with its reason on one line
-                    reading.prose.append(_clean(line))
+                if _key(value) not in self.token_keys:  # the decision with its reason on one line,
+                    reading.prose.append(_clean(line))  # which must agree with it
+                    for sentence in _sentences(free):
+                        reading.claims.extend((s, p, evidence) for s, p in self.sentence_claims(sentence))
                 return
-        free = _plain(_unquoted(line))
         for sentence in _sentences(free):
             # A decision that ends a sentence on its own ("Based on the evaluation, BOTH_CORRECT.")
             last_clause = re.split(r"[,:;—–]", sentence)[-1]
@@ -995,7 +997,8 @@ _ANY_SUBJECT = re.compile(
 _JUDGE_TOKEN = re.compile(
     r"\[?\s*(?:response\s*\[?\s*(?:#|no\.?)?\s*(?P<num>[12]|one|two)\s*\]?[\s_-]*incorrect|"
     r"both[\s_-]*(?P<both>correct|incorrect))\s*\]?(?=" + _PUNCT_FOLLOW + r"|\s+(?:error[\s_-]*analysis|"
-    r"correct[\s_-]*approach|because|since|as|due)\b)" + _UNCONDITIONED,
+    # a conjunction too: what follows is read with the decision and must agree with it
+    r"correct[\s_-]*approach|because|since|as|due|and|but|while|whereas|though|although)\b)" + _UNCONDITIONED,
     re.IGNORECASE,
 )
 _ONE_CLAIM = re.compile(
@@ -1143,6 +1146,12 @@ class _JudgeReader(_Reader):
 
     def named_decisions(self, text: str) -> set[str]:
         named = super().named_decisions(text)
+        # A decision after other words in its clause ("or maybe RESPONSE 2 INCORRECT") is named all the
+        # same: the judge's decisions are words no sentence uses otherwise.
+        plain = _plain(_unquoted(text))
+        named.update(
+            found for word in re.finditer(r"(?<!\w)\w", plain) if (found := self.token(plain[word.start() :]))
+        )
         if "BOTH_INCORRECT" in named:  # "BOTH_INCORRECT - Response 1 incorrect, Response 2 incorrect"
             named -= {"RESPONSE 1 INCORRECT", "RESPONSE 2 INCORRECT"}
         return named

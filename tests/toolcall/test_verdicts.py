@@ -850,3 +850,32 @@ def test_a_verification_reason_that_agrees_or_quotes_another_view_still_reads() 
         read_verification('INCORRECT\nReason: It says "the call is correct" but the date is wrong.').passed
         is False
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "RESPONSE 2 INCORRECT, though Response 1 is also wrong.",
+        "Thus, BOTH_CORRECT, although Response 1 is wrong.",
+        "RESPONSE 2 INCORRECT and Response 1 is wrong too.",
+        "**RESPONSE 1 INCORRECT** — Response 2 is incorrect as well.",
+        "RESPONSE 1 INCORRECT, or maybe RESPONSE 2 INCORRECT.",
+        "BOTH_CORRECT, although the unit could make Response 2 incorrect.",
+    ],
+)
+def test_the_rest_of_a_decision_line_must_agree_with_the_decision(raw: str) -> None:
+    """The decision at a line's start was read and the rest of the line ignored, so a judge that
+    also blamed the other response (or named another decision after "or maybe") got its first words."""
+    for position in (1, 2):
+        parsed = parse_verdict(raw, position)
+        assert parsed.verdict == "UNPARSEABLE", (raw, parsed)
+        assert re.search(r"contradicts|names several", parsed.reason or ""), parsed.reason
+
+
+def test_a_decision_line_whose_reason_agrees_still_reads() -> None:
+    assert parse_verdict("RESPONSE 2 INCORRECT, and Response 1 is correct.", 1).verdict == "PRED_WRONG"
+    assert (
+        parse_verdict("BOTH_INCORRECT because Response 1 is wrong and Response 2 is wrong.", 1).verdict
+        == "BOTH_WRONG"
+    )
+    assert parse_verdict("RESPONSE 1 INCORRECT — Response 2 is correct.", 1).verdict == "LABEL_WRONG"
