@@ -19,15 +19,17 @@ a reasoning trace. The reader takes all of these, on four rules:
    nothing.
 3. **The decision is unique.** Explicit decisions (a decision line, a labelled decision, a JSON field)
    must all agree, and every clear statement about one response ("Response 1 is correct") must agree
-   with them; otherwise the answer is UNPARSEABLE with the reason. With no explicit decision, clear
-   statements decide ("Response 2 is incorrect." alone means RESPONSE 2 INCORRECT); a statement that
-   only one response is correct decides nothing, nor does a line naming several decisions (the
-   prompt's list of options restated, a change of mind mid-line), nor a list of single decisions
+   with them; otherwise the answer is UNPARSEABLE with the reason. A decision may follow a claim's mild
+   lead-in ("I'd say RESPONSE 2 INCORRECT.", "If I had to choose, ...": the prompt demands a choice);
+   the judge saying it has not settled ("it could be either", "I'm not sure") voids it. With no explicit
+   decision, clear statements decide ("Response 2 is incorrect." alone means RESPONSE 2 INCORRECT); a
+   statement that only one response is correct decides nothing, nor does a line naming several decisions
+   (the prompt's list of options restated, a change of mind mid-line), nor a list of single decisions
    naming several that a line leads into as options ("Options:", "The choices are:"). A judge that
-   changed its mind and answered again inside its sections (a decision line of its own, at the
-   margin and not led into as a quote, followed by its own ``Error Analysis:``) voids a decision that
-   differs; such a block never decides alone, and one that restates the decision changes nothing. So
-   does a second thought in a section ("Wait, actually Response 1 is correct.", "On second thought,
+   changed its mind and answered again inside its sections (a decision line of its own, at the margin
+   and not led into as a quote, followed by its own ``Error Analysis:``) voids a decision that differs;
+   such a block never decides alone, and one that restates the decision changes nothing. So does a
+   second thought in a section ("Wait, actually Response 1 is correct.", "On second thought,
    BOTH_INCORRECT").
 4. **The project's own verdict names are never the judge's words.** ``LABEL_WRONG``, ``PRED_WRONG``,
    ``BOTH_WRONG`` (a sample may demand them) anywhere in the judge's own words (rule 2) make the
@@ -169,9 +171,9 @@ _CLAIM_LEAD = re.compile(
     # a second thought states a claim too ("Hmm, actually both are incorrect.")
     r"actually|in\s+fact|wait|hmm+|on\s+second\s+thought|on\s+(?:further\s+)?reflection)\s*)*"
     # "I have determined that ...", "I've concluded that ...": the perfect tense states the claim too
-    r"(?:(?:i|we)(?:\s+have|['’]ve)?\s+"
-    r"(?:think|believe|concluded?|find|found|judge|would\s+say|['’]d\s+say|determined?|"
-    r"can\s+confirm|am\s+confident|are\s+confident)(?:\s+that)?\s*|it\s+is\s+clear\s+that\s*|"
+    r"(?:(?:i|we)(?:(?:\s+have|['’]ve)?\s+"
+    r"(?:think|believe|concluded?|find|found|judge|would\s+say|determined?|"
+    r"can\s+confirm|am\s+confident|are\s+confident)|['’]d\s+say)(?:\s+that)?\s*|it\s+is\s+clear\s+that\s*|"
     r"it['’]s\s+clear\s+that\s*)?(?P<only>only\s*)?$",
     re.IGNORECASE,
 )
@@ -186,9 +188,27 @@ _CONDITIONAL = re.compile(
 _CONDITION_CLAUSE = re.compile(
     r"^\W*(?:(?:and|but|so|or)\s+)?(?:if|unless|assuming|suppos(?:e|ing)|provided|otherwise)\b", re.IGNORECASE
 )
-# A condition after a decision ("RESPONSE 2 INCORRECT, unless the API defaults to miles"): the judge
-# has not settled it, so it is no decision.
-_CONDITION_AFTER = r"(?:only\s+if|if|unless|assuming|provided|as\s+long\s+as)"
+# The judge answering the prompt's demand to choose ("If I had to choose, RESPONSE 2 INCORRECT."): a
+# condition the judge is under, so the choice after it stands (a reversal after it still voids it).
+_FORCED_CHOICE = re.compile(
+    r"^\W*if\s+(?:i|we)\s+(?:had|have|were|was)\s+to\s+(?:choose|pick|decide|commit)"
+    r"(?:\s+(?:one|between\s+(?:them|the\s+two)))?\s*[,:—–]\s*",
+    re.IGNORECASE,
+)
+# The judge saying it has not settled on one decision ("it could be either", "hard to say"): whatever
+# decision it also wrote is no commitment.
+_NON_COMMITMENT = re.compile(
+    r"\b(?:could\s+(?:really\s+)?(?:be|go)\s+either(?:\s+way)?|either\s+(?:one|response|answer)\s+could\s+be|"
+    r"(?:hard|difficult|impossible)\s+to\s+(?:say|tell|decide|call)|toss[\s-]?up|coin[\s-]?flip|"
+    r"too\s+close\s+to\s+call|(?:i\s*['’]?\s*a?m|i\s+am)\s+(?:not\s+(?:entirely\s+|completely\s+|fully\s+)?sure|"
+    r"unsure|uncertain|torn)|can(?:not|['’]t)\s+(?:decide|be\s+(?:sure|certain)))\b"
+    # not a doubt about something in the sample ("hard to say what the user meant", "not sure why")
+    r"(?!\s+(?:why|what|how|where|who|when)\b)",
+    re.IGNORECASE,
+)
+# A condition after a decision ("RESPONSE 2 INCORRECT, unless the API defaults to miles"), or a hedge
+# ("RESPONSE 2 INCORRECT, probably"): the judge has not settled it, so it is no decision.
+_CONDITION_AFTER = r"(?:only\s+if|if|unless|assuming|provided|as\s+long\s+as|probably|maybe|perhaps|possibly)"
 _UNCONDITIONED = r"(?!\s*[,;:—–-]?\s*" + _CONDITION_AFTER + r"\b)"
 _HEDGE_FOLLOW = re.compile(
     r"(?:but|though|although|except|yet|only|if|unless|when|provided|assuming|apart|other\s+than|save)\b",
@@ -393,6 +413,7 @@ class _Reading:
     # (subject, is correct, evidence): clear statements in the answer's own sections, read only where
     # the reader checks them against the decision (:attr:`_Reader.sections_must_agree`).
     section_claims: list[tuple[int, bool, str]] = field(default_factory=list)
+    uncommitted: list[str] = field(default_factory=list)  # the judge's own words saying it did not settle
     reconsidered: bool = False  # a second thought began after a decision had been read
 
 
@@ -717,6 +738,8 @@ class _Reader:
     def _read_line(self, plain: str, line: str, reading: _Reading, *, opening: bool) -> None:
         evidence = plain[:120]
         free = _plain(_unquoted(line))
+        if _NON_COMMITMENT.search(free) is not None:
+            reading.uncommitted.append(evidence)
         if len(self.named_decisions(line)) > 1:
             reading.listed.append(evidence)
             reading.prose.append(_clean(line))
@@ -743,20 +766,29 @@ class _Reader:
                         reading.claims.extend((s, p, evidence) for s, p in self.sentence_claims(sentence))
                 return
         for sentence in _sentences(free):
-            # A decision that ends a sentence on its own ("Based on the evaluation, BOTH_CORRECT.")
-            last_clause = re.split(r"[,:;—–]", sentence)[-1]
-            decision = self.token_keys.get(_key(last_clause))
-            # ... but not one a condition holds ("If ISO codes are expected, RESPONSE 2 INCORRECT.")
-            if (
-                decision is not None
-                and _claim_allowed(sentence, len(sentence) - len(last_clause)) is not None
-            ):
+            # A decision that opens a clause ("Based on the evaluation, BOTH_CORRECT."), or led in as a
+            # claim may be ("I'd say RESPONSE 2 INCORRECT."); the rest of its sentence is read as well.
+            decision = self._clause_decision(sentence)
+            if decision is not None:
                 reading.decisions.append((decision, sentence.strip()[:120]))
-                continue
             reading.claims.extend((s, p, sentence.strip()[:120]) for s, p in self.sentence_claims(sentence))
             reading.qualified.extend((s, sentence.strip()[:120]) for s in self.qualified_subjects(sentence))
         if not (label and not value.strip()):
             reading.prose.append(_clean(line))
+
+    def _clause_decision(self, sentence: str) -> str | None:
+        """The decision in ``sentence`` that opens a clause, alone or after a claim's lead-in ("I'd
+        say", "I think"), unless a condition holds it ("If ISO codes are expected, ...")."""
+        last_clause = re.split(r"[,:;—–]", sentence)[-1]
+        for word in re.finditer(r"(?<!\w)\w", sentence):
+            rest = sentence[word.start() :]
+            decision = self.token(rest) or (
+                self.token_keys.get(_key(rest)) if len(rest) <= len(last_clause) else None
+            )
+            if decision is not None:
+                allowed = _claim_allowed(sentence, word.start())
+                return decision if allowed is not None and not allowed.group("only") else None
+        return None
 
     def _read_json(self, value: Any, reading: _Reading, depth: int = 0) -> None:
         if not isinstance(value, dict) or depth > 2:
@@ -817,6 +849,8 @@ class _Reader:
                 f"uses the project's verdict names, not the judge's vocabulary: {reading.forbidden[0]!r}",
             )
         distinct = list(dict.fromkeys(d for d, _ in reading.decisions))
+        if reading.uncommitted and (distinct or reading.claims):
+            return None, f"no commitment to one decision: {reading.uncommitted[0]!r}"
         if len(distinct) > 1:
             first = next(e for d, e in reading.decisions if d == distinct[0])
             second = next(e for d, e in reading.decisions if d == distinct[1])
@@ -947,6 +981,9 @@ def _value_polarity(value: str) -> bool | None:
 
 def _claim_allowed(sentence: str, start: int) -> re.Match[str] | None:
     """The lead-in before a claim at ``start`` when it opens a clause (not "if ...", "not that ...")."""
+    forced = _FORCED_CHOICE.match(sentence)
+    if forced is not None and start >= forced.end():
+        sentence, start = sentence[forced.end() :], start - forced.end()
     if _CONDITIONAL.match(sentence) or sentence.rstrip().endswith("?"):
         return None
     clauses = _CLAUSE_BREAK.split(sentence[:start])

@@ -879,3 +879,57 @@ def test_a_decision_line_whose_reason_agrees_still_reads() -> None:
         == "BOTH_WRONG"
     )
     assert parse_verdict("RESPONSE 1 INCORRECT — Response 2 is correct.", 1).verdict == "LABEL_WRONG"
+
+
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        ("I'd say RESPONSE 2 INCORRECT.", "RESPONSE 2 INCORRECT"),
+        (
+            "I'd say RESPONSE 2 INCORRECT.\nError Analysis: The unit was never asked for.\n"
+            "Correct Approach: Omit it.",
+            "RESPONSE 2 INCORRECT",
+        ),
+        ("Overall, I think BOTH_CORRECT.", "BOTH_CORRECT"),
+        ("I'd say Response 1 is incorrect.", "RESPONSE 1 INCORRECT"),
+        # the prompt demands a choice: a judge that says it is choosing under that demand has chosen
+        ("If I had to choose, RESPONSE 2 INCORRECT.", "RESPONSE 2 INCORRECT"),
+        ("If I have to pick one: BOTH_INCORRECT.", "BOTH_INCORRECT"),
+        ("After review, RESPONSE 2 INCORRECT and Response 1 is correct.", "RESPONSE 2 INCORRECT"),
+    ],
+)
+def test_a_mild_hedge_that_commits_to_one_decision_is_read(raw: str, decision: str) -> None:
+    """ "I'd say RESPONSE 2 INCORRECT." was UNPARSEABLE though it commits to one decision."""
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "If I had to choose, RESPONSE 2 INCORRECT. But honestly it could be either.",
+        "If I had to choose, RESPONSE 2 INCORRECT, though Response 1 is also wrong.",
+        "RESPONSE 2 INCORRECT, but it could go either way.",
+        "It's a toss-up.\n\nRESPONSE 2 INCORRECT\nError Analysis: The unit.\nCorrect Approach: Omit it.",
+        "I'm not sure whether Response 1 is fine. I'd say RESPONSE 2 INCORRECT.",
+        "RESPONSE 2 INCORRECT, probably.",
+        "Probably RESPONSE 2 INCORRECT.",
+        "If the user meant Paris, I'd say RESPONSE 2 INCORRECT.",
+        "I'd say RESPONSE 1 INCORRECT, or maybe RESPONSE 2 INCORRECT.",
+        # a decision mid-sentence was skipped and the claim after it decided alone
+        "After review, RESPONSE 2 INCORRECT and Response 1 is wrong too.",
+    ],
+)
+def test_real_non_commitment_stays_unparseable(raw: str) -> None:
+    for position in (1, 2):
+        parsed = parse_verdict(raw, position)
+        assert parsed.verdict == "UNPARSEABLE" and parsed.reason, (raw, parsed)
+
+
+def test_a_doubt_about_the_sample_is_no_doubt_about_the_decision() -> None:
+    raw = "It is hard to say what the user meant by 'soon', but RESPONSE 2 INCORRECT."
+    assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT"
+    raw = (
+        "RESPONSE 2 INCORRECT\nError Analysis: It's hard to say whether the unit matters; the user never "
+        "asked.\nCorrect Approach: Omit it."
+    )
+    assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT"
