@@ -464,6 +464,25 @@ class _Reader:
         """(subject, value) for a line labelled with one subject, e.g. "Response 1: Correct"."""
         return None
 
+    def _subject_segments(self, line: str) -> list[tuple[int | None, str]] | None:
+        """The segments of a line that labels the subjects in turn between ``|``: "Response 1: correct
+        | Response 2: incorrect" (other segments, such as "Verdict: …", come as (None, text)), or a
+        table row "| Response 1 | ✅ correct | Response 2 | ❌ incorrect |"; (subject, value) for each
+        labelled one. None for any other line."""
+        if "|" not in line:
+            return None
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|") if cell.strip()]
+        labels = [self.subject_label(_plain(cell)) for cell in cells]
+        segments: list[tuple[int | None, str]] = [
+            label if label is not None else (None, cell) for label, cell in zip(labels, cells, strict=True)
+        ]
+        if sum(label is not None for label in labels) < 2:  # the table form: a subject's cell, its value's
+            heads = [self.subject_label(_plain(cell) + ":") for cell in cells[::2]]
+            if len(cells) < 4 or len(cells) % 2 or any(head is None or head[1].strip() for head in heads):
+                return None
+            segments = [(head[0], value) for head, value in zip(heads, cells[1::2], strict=True) if head]
+        return segments
+
     def sentence_claims(self, sentence: str) -> list[tuple[int, bool]]:
         """Clear statements about the subjects in one sentence (quotes already removed)."""
         raise NotImplementedError
@@ -602,7 +621,8 @@ class _Reader:
                 else:  # JSON inside a section is quoted evidence
                     reading.sections[section].append(source)
                 continue
-            line = _table_row(line)
+            if self._subject_segments(line) is None:  # a row that labels each subject stays one line
+                line = _table_row(line)
             scanned = _LONE_TAG.sub(" ", _QUOTE_SLOTS.sub(" ", line))
             plain = _plain(scanned)
             if not plain:
@@ -740,6 +760,19 @@ class _Reader:
         free = _plain(_unquoted(line))
         if _NON_COMMITMENT.search(free) is not None:
             reading.uncommitted.append(evidence)
+        if (segments := self._subject_segments(line)) is not None:
+            # one verdict per subject on one line: each must be clear, or the line says nothing clear
+            for subject, value in segments:
+                if subject is None:  # another segment ("Verdict: …") is read on its own
+                    self._read_line(_plain(value), value, reading, opening=False)
+                    continue
+                polarity = _value_polarity(value)
+                if polarity is None:
+                    reading.qualified.append((subject, evidence))
+                else:
+                    reading.claims.append((subject, polarity, evidence))
+            reading.prose.append(_clean(line))
+            return
         if len(self.named_decisions(line)) > 1:
             reading.listed.append(evidence)
             reading.prose.append(_clean(line))
@@ -961,6 +994,8 @@ def _table_row(line: str) -> str:
 def _value_polarity(value: str) -> bool | None:
     """Correct (True) / incorrect (False) for a labelled value such as "✅ Correct — it calls ..."."""
     stripped = value.strip()
+    if any(mark in stripped for mark in _CHECK) and any(mark in stripped for mark in _CROSS):
+        return None  # a check and a cross: two marks, no one verdict
     first = stripped[:1]
     mark = None if not first else True if first in _CHECK else False if first in _CROSS else None
     word = re.match(

@@ -933,3 +933,31 @@ def test_a_doubt_about_the_sample_is_no_doubt_about_the_decision() -> None:
         "asked.\nCorrect Approach: Omit it."
     )
     assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT"
+
+
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        ("Response 1: correct | Response 2: incorrect", "RESPONSE 2 INCORRECT"),
+        ("**Response 1:** ✅ Correct | **Response 2:** ❌ Incorrect", "RESPONSE 2 INCORRECT"),
+        ("| Response 1 | ✅ correct | Response 2 | ❌ incorrect |", "RESPONSE 2 INCORRECT"),
+        ("Response 1: ❌ | Response 2: ❌", "BOTH_INCORRECT"),
+        ("Response 1: correct | Response 2: correct | Verdict: BOTH_CORRECT", "BOTH_CORRECT"),
+    ],
+)
+def test_per_response_verdicts_on_one_line_between_bars_are_read(raw: str, decision: str) -> None:
+    """One line of `|`-separated per-response verdicts was UNPARSEABLE."""
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Response 1: ✅ ❌ | Response 2: ❌",  # two marks for one response: no verdict for it
+        "Response 1: correct | Response 2: maybe",
+        "Response 1: correct | Response 2: incorrect | Decision: RESPONSE 1 INCORRECT",
+        "Response 1: correct | Response 1: incorrect",
+    ],
+)
+def test_per_response_verdicts_between_bars_need_one_clear_mark_each(raw: str) -> None:
+    assert parse_verdict(raw, 1).verdict == "UNPARSEABLE"
