@@ -787,6 +787,8 @@ class _Reader:
         polarity = _value_polarity(labelled[1]) if labelled else None
         if labelled is not None and polarity is not None:
             reading.claims.append((labelled[0], polarity, evidence))
+        elif labelled is not None and _mixed_marks(labelled[1]):  # "Response 1: ✅ ❌": said, but unclear
+            reading.qualified.append((labelled[0], evidence))
         else:
             decision = self.token(value, opening=opening or label is not None) or self.token_keys.get(
                 _key(value)
@@ -991,11 +993,16 @@ def _table_row(line: str) -> str:
     return f"{cells[0]}: {', '.join(c for c in cells[1:] if c)}" if len(cells) > 1 else cells[0]
 
 
+def _mixed_marks(value: str) -> bool:
+    """Whether ``value`` holds a check and a cross: two marks, no one verdict."""
+    return any(mark in value for mark in _CHECK) and any(mark in value for mark in _CROSS)
+
+
 def _value_polarity(value: str) -> bool | None:
     """Correct (True) / incorrect (False) for a labelled value such as "✅ Correct — it calls ..."."""
     stripped = value.strip()
-    if any(mark in stripped for mark in _CHECK) and any(mark in stripped for mark in _CROSS):
-        return None  # a check and a cross: two marks, no one verdict
+    if _mixed_marks(stripped):
+        return None
     first = stripped[:1]
     mark = None if not first else True if first in _CHECK else False if first in _CROSS else None
     word = re.match(
@@ -1112,8 +1119,10 @@ _JUDGE_FORBIDDEN = re.compile(
 _FORBIDDEN_KEYS = frozenset(
     {"LABELWRONG", "PREDWRONG", "PREDICTIONWRONG", "REFWRONG", "REFERENCEWRONG", "BOTHWRONG"}
 )
+# "Response 1: ✅ Correct", or with no separator before a check or cross mark ("**Response 1** ✅").
 _RESPONSE_LABEL = re.compile(
-    r"^" + _RESPONSE + r"\s*(?:[:：=]|[-–—](?:\s|$))\s*(?P<value>.*)$", re.IGNORECASE
+    r"^" + _RESPONSE + r"\s*(?:[:：=]|[-–—](?:\s|$)|(?=[" + _CHECK + _CROSS + r"]))\s*(?P<value>.*)$",
+    re.IGNORECASE,
 )
 
 

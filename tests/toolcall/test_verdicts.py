@@ -961,3 +961,30 @@ def test_per_response_verdicts_on_one_line_between_bars_are_read(raw: str, decis
 )
 def test_per_response_verdicts_between_bars_need_one_clear_mark_each(raw: str) -> None:
     assert parse_verdict(raw, 1).verdict == "UNPARSEABLE"
+
+
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        ("Response 1 ✅\nResponse 2 ❌", "RESPONSE 2 INCORRECT"),
+        ("**Response 1** ✅\n**Response 2** ❌ — the user asked for French.", "RESPONSE 2 INCORRECT"),
+        ("- Response 1 ❌ swaps the units\n- Response 2 ✅ uses the right tool", "RESPONSE 1 INCORRECT"),
+        ("Response 1 ✅ | Response 2 ✅", "BOTH_CORRECT"),
+    ],
+)
+def test_a_mark_right_after_a_response_is_its_verdict(raw: str, decision: str) -> None:
+    """A check or cross right after "Response 1" (no colon) was read as nothing."""
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "✅\n❌",  # marks that name no response
+        "Response 1 ✅ ❌\nResponse 2 ❌",  # two marks for one response
+        "Response 1: ✅ ❌\nResponse 2: ❌",
+        "Response 1 ✅\nResponse 2 ✅\n\nRESPONSE 2 INCORRECT",
+    ],
+)
+def test_marks_without_a_response_or_with_two_for_one_decide_nothing(raw: str) -> None:
+    assert parse_verdict(raw, 1).verdict == "UNPARSEABLE"
