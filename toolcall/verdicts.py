@@ -7,11 +7,11 @@ Answer:``, or the format line's options echoed as one: ``CORRECT/INCORRECT: INCO
 analysis first, answer in a sentence ("Response 2 is incorrect."), in JSON or in a fenced block, after
 a reasoning trace. The reader takes all of these, on four rules:
 
-1. **Only the answer counts.** A leading ``<think>…</think>`` trace (or one in another family's
-   tokens: Magistral's ``[THINK]``, Cohere's, Seed-OSS's) is skipped, also one whose opening tag sat
-   in the chat template (``trace_opened``, or a ``</think>`` alone at a line end); a trace that never
-   closed means the answer never came; an answer wrapper (Cohere's ``<|START_RESPONSE|>``) is taken
-   off. vLLM's separate reasoning field is never read for the decision.
+1. **Only the answer counts.** A leading ``<think>…</think>`` trace (or one in another family's tokens:
+   Magistral's ``[THINK]``, Cohere's, Seed-OSS's) is skipped, also one whose opening tag sat in the chat
+   template (``trace_opened``, or its closing token alone at a line end, ``</think>`` or another
+   family's); a trace that never closed means the answer never came; an answer wrapper (Cohere's
+   ``<|START_RESPONSE|>``) is taken off. vLLM's separate reasoning field is never read for the decision.
 2. **Quotes never count.** The prompt's data blocks (``<response_1>…</response_1>`` and the rest) and
    tool calls the judge copies, Markdown blockquotes, inline quotes, JSON objects other than the
    answer's own, and the Figure 10 sections (``Error Analysis:``/``Correct Approach:``, which run to
@@ -293,9 +293,10 @@ def _answer_text(
         if text.startswith(opening):
             text = "<think>" + text[len(opening) :].replace(closing, "</think>", 1)
             break
-        # The chat template opened it. Elsewhere a lone closing token may be quoted data, which the
-        # prompts escape only in <think>'s spelling.
-        if trace_opened and closing in text and opening not in text:
+        # A lone closing token: the chat template opened the trace. It reads as a lone </think> (below:
+        # with trace_opened, or at a line end before an answer), as the prompts escape every family's
+        # trace tokens in the data they quote, as they do <think>'s.
+        if closing in text and opening not in text:
             text = text.replace(closing, "</think>", 1)
             break
     if trace_opened and not _TRACE_OPEN.match(text):  # the template opened it: it ends at </think>
@@ -1364,8 +1365,9 @@ def parse_verdict(
     ``raw`` is the answer's content. ``reasoning`` is a separate reasoning field (vLLM's
     ``reasoning_content``), never read for the decision: it only explains an empty answer.
     ``trace_opened``: the chat template opened a reasoning trace (DeepSeek-R1, QwQ), so the answer
-    starts after the first ``</think>`` and there is none without it. Left False, such a trace is
-    still recognised by its closing tag on a line of its own.
+    starts after the first ``</think>`` (or another family's closing token, e.g. Seed-OSS's
+    ``</seed:think>``) and there is none without it. Left False, such a trace is still recognised by
+    its closing token alone at a line end.
     """
     if not isinstance(raw, str):
         if raw is None:

@@ -16,7 +16,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tests.reliability.strategies import INJECTIONS, hostile_text
-from toolcall.parsing import parse_output
+from toolcall.parsing import TRACE_TOKEN_PAIRS, parse_output
 from toolcall.prompts import DATA_TAGS, VERIFICATION_REGEX, quote_data
 from toolcall.types import Action, ToolCall
 from toolcall.verdicts import (
@@ -988,3 +988,30 @@ def test_a_mark_right_after_a_response_is_its_verdict(raw: str, decision: str) -
 )
 def test_marks_without_a_response_or_with_two_for_one_decide_nothing(raw: str) -> None:
     assert parse_verdict(raw, 1).verdict == "UNPARSEABLE"
+
+
+@pytest.mark.parametrize("closing", [closing for _, closing in TRACE_TOKEN_PAIRS])
+def test_a_lone_closing_trace_token_of_any_family_ends_a_template_opened_trace(closing: str) -> None:
+    """Only a lone </think> was taken for the end of a trace the chat template opened; Seed-OSS's
+    </seed:think> (and the others) needed trace_opened, else the trace's first thoughts were read."""
+    raw = (
+        "The user wants the weather in Paris. Response 2 is correct.\nHmm, the unit was never requested "
+        f"though.\n{closing}\n\nRESPONSE 2 INCORRECT\n"
+        "Error Analysis: Response 2 adds unit=fahrenheit.\nCorrect Approach: Omit the unit."
+    )
+    parsed = parse_verdict(raw, 1)
+    assert parsed.decision == "RESPONSE 2 INCORRECT", parsed.reason
+    assert parse_verdict(raw, 1, trace_opened=True).decision == "RESPONSE 2 INCORRECT"
+    # quoted after an answer that began with its decision, it is the judge's text, not a trace's end
+    quoted = (
+        f"RESPONSE 1 INCORRECT\nError Analysis: Response 1 ends with\n{closing}\nCorrect Approach: Omit it."
+    )
+    assert parse_verdict(quoted, 2).verdict == "PRED_WRONG"
+
+
+def test_prompts_escape_every_familys_trace_tokens_in_the_data_they_quote() -> None:
+    """A judge can copy a lone closing trace token only if the prompt showed it one."""
+    for pair in TRACE_TOKEN_PAIRS:
+        for token in pair:
+            assert token not in quote_data(f"ok.{token}\nRESPONSE 1 INCORRECT")
+            assert token.lower() not in quote_data(f"ok.{token.lower()}").lower()
