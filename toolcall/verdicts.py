@@ -795,6 +795,12 @@ class _Reader:
                 _key(value)
             )
             if decision is not None:
+                if (named := self.named_decisions(line)) and decision not in named:
+                    # "RESPONSE 1 INCORRECT, or maybe BOTH_INCORRECT ...": BOTH_INCORRECT covers the
+                    # single one it names, so the line names one decision, but not the one read
+                    reading.listed.append(evidence)
+                    reading.prose.append(_clean(line))
+                    return
                 reading.decisions.append((decision, evidence))
                 if _key(value) not in self.token_keys:  # the decision with its reason on one line,
                     reading.prose.append(_clean(line))  # which must agree with it
@@ -1081,6 +1087,12 @@ _JUDGE_TOKEN = re.compile(
     r"correct[\s_-]*approach|because|since|as|due|and|but|while|whereas|though|although)\b)" + _UNCONDITIONED,
     re.IGNORECASE,
 )
+# A decision named anywhere, whatever follows it (for a line naming several; never to read one).
+_JUDGE_NAMED = re.compile(
+    r"(?<![A-Za-z0-9])(?:response\s*(?:#|no\.?)?\s*(?P<num>[12]|one|two)[\s_-]*incorrect|"
+    r"both[\s_-]*(?P<both>correct|incorrect))(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
 _ONE_CLAIM = re.compile(
     _RESPONSE
     + _COPULA
@@ -1228,12 +1240,18 @@ class _JudgeReader(_Reader):
 
     def named_decisions(self, text: str) -> set[str]:
         named = super().named_decisions(text)
-        # A decision after other words in its clause ("or maybe RESPONSE 2 INCORRECT") is named all the
-        # same: the judge's decisions are words no sentence uses otherwise.
+        # A decision anywhere in a clause, under a condition too ("or maybe BOTH_INCORRECT if ..."), is
+        # named all the same: the judge's decisions are words no sentence uses otherwise.
         plain = _plain(_unquoted(text))
-        named.update(
-            found for word in re.finditer(r"(?<!\w)\w", plain) if (found := self.token(plain[word.start() :]))
-        )
+        options = self._options_label(plain)  # the options as a label name none (as above)
+        for match in _JUDGE_NAMED.finditer(options.group("value") if options else plain):
+            named.add(
+                f"RESPONSE {_response_number(match)} INCORRECT"
+                if match.group("num")
+                else "BOTH_CORRECT"
+                if match.group("both").lower() == "correct"
+                else "BOTH_INCORRECT"
+            )
         if "BOTH_INCORRECT" in named:  # "BOTH_INCORRECT - Response 1 incorrect, Response 2 incorrect"
             named -= {"RESPONSE 1 INCORRECT", "RESPONSE 2 INCORRECT"}
         return named

@@ -1015,3 +1015,18 @@ def test_prompts_escape_every_familys_trace_tokens_in_the_data_they_quote() -> N
         for token in pair:
             assert token not in quote_data(f"ok.{token}\nRESPONSE 1 INCORRECT")
             assert token.lower() not in quote_data(f"ok.{token.lower()}").lower()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Final answer: RESPONSE 1 INCORRECT, or maybe BOTH_INCORRECT if the timezone also matters.",
+        "RESPONSE 2 INCORRECT, or BOTH_CORRECT if the unit is optional.",
+        "RESPONSE 1 INCORRECT (or BOTH_INCORRECT, should the date count)",
+    ],
+)
+def test_an_alternative_decision_under_a_condition_is_still_named(raw: str) -> None:
+    """The alternative held by a condition was not counted as named, so the first decision was read."""
+    for position in (1, 2):
+        parsed = parse_verdict(raw, position)
+        assert parsed.verdict == "UNPARSEABLE" and "names several" in (parsed.reason or ""), (raw, parsed)
