@@ -196,12 +196,19 @@ _FORCED_CHOICE = re.compile(
     re.IGNORECASE,
 )
 # The judge saying it has not settled on one decision ("it could be either", "hard to say"): whatever
-# decision it also wrote is no commitment.
+# decision it also wrote is no commitment. _UNDECIDED names the decision's doubt wherever it stands,
+# in the sections too; _NON_COMMITMENT adds doubts a section may hold about the sample ("hard to say
+# whether the unit matters"), so counts outside the sections only.
+_UNDECIDED_WORDS = (
+    r"could\s+(?:really\s+|just\s+as\s+well\s+)?(?:be|go)\s+either(?:\s+way)?|"
+    r"either\s+(?:one|response|answer)\s+could\s+be|toss[\s-]?up|coin[\s-]?flip|too\s+close\s+to\s+call|"
+    r"(?:i\s*['’]?\s*a?m|i\s+am)\s+torn|can(?:not|['’]t)\s+decide"
+)
+_UNDECIDED = re.compile(r"\b(?:" + _UNDECIDED_WORDS + r")\b", re.IGNORECASE)
 _NON_COMMITMENT = re.compile(
-    r"\b(?:could\s+(?:really\s+)?(?:be|go)\s+either(?:\s+way)?|either\s+(?:one|response|answer)\s+could\s+be|"
-    r"(?:hard|difficult|impossible)\s+to\s+(?:say|tell|decide|call)|toss[\s-]?up|coin[\s-]?flip|"
-    r"too\s+close\s+to\s+call|(?:i\s*['’]?\s*a?m|i\s+am)\s+(?:not\s+(?:entirely\s+|completely\s+|fully\s+)?sure|"
-    r"unsure|uncertain|torn)|can(?:not|['’]t)\s+(?:decide|be\s+(?:sure|certain)))\b"
+    r"\b(?:" + _UNDECIDED_WORDS + r"|(?:hard|difficult|impossible)\s+to\s+(?:say|tell|decide|call)|"
+    r"(?:i\s*['’]?\s*a?m|i\s+am)\s+(?:not\s+(?:entirely\s+|completely\s+|fully\s+)?sure|unsure|uncertain)|"
+    r"can(?:not|['’]t)\s+be\s+(?:sure|certain))\b"
     # not a doubt about something in the sample ("hard to say what the user meant", "not sure why")
     r"(?!\s+(?:why|what|how|where|who|when)\b)",
     re.IGNORECASE,
@@ -634,10 +641,14 @@ class _Reader:
             if started is not None:
                 section = self._fill(reading, _plain(restored(line)))
                 self._note_section_claims(started.group("value"), reading)
+                if _UNDECIDED.search(_unquoted(started.group("value"))):
+                    reading.uncommitted.append(plain[:120])
                 continue
             if section is not None and not self._is_boundary(plain, self._next_plain(lines, index)):
                 section = self._fill(reading, restored(line), section)
                 self._note_section_claims(scanned, reading)
+                if _UNDECIDED.search(_plain(_unquoted(scanned))):  # "Honestly, it could be either."
+                    reading.uncommitted.append(plain[:120])
                 revising = self._second_thought(_plain(_unquoted(scanned)), reading, revising)
                 if self._decision_in(plain) or self.subject_label(plain):
                     reading.in_sections.append(plain)

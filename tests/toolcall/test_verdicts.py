@@ -1030,3 +1030,19 @@ def test_an_alternative_decision_under_a_condition_is_still_named(raw: str) -> N
     for position in (1, 2):
         parsed = parse_verdict(raw, position)
         assert parsed.verdict == "UNPARSEABLE" and "names several" in (parsed.reason or ""), (raw, parsed)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "RESPONSE 2 INCORRECT\n\nError Analysis: Response 2 uses the metric unit.\n"
+        "Correct Approach: Omit the unit.\n\nHonestly, it could be either: the user never said which unit.",
+        "BOTH_CORRECT\nError Analysis: It's a toss-up between the two date formats.\n"
+        "Correct Approach: Either call.",
+    ],
+)
+def test_the_judge_saying_in_its_sections_that_it_could_be_either_voids_the_decision(raw: str) -> None:
+    """A doubt about the decision itself written after the format's labels was read as evidence, and
+    the decision before it stood."""
+    parsed = parse_verdict(raw, 1)
+    assert parsed.verdict == "UNPARSEABLE" and "no commitment" in (parsed.reason or ""), parsed
