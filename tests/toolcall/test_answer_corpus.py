@@ -1,15 +1,16 @@
 """Real-looking judge and verifier answers, each with the decision a careful reader takes from it.
 
-data/judge_answers.jsonl holds 177 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
+data/judge_answers.jsonl holds 202 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
 reasoning field or an inline trace, or not thinking; QwQ), DeepSeek-R1 (trace opened by the chat
-template), Llama 3 (3.3 70B among them), GPT-4o-class and Mistral (Large among them) models, and a few
-each of GLM-4.5/4.6, Kimi K2, gpt-oss (vLLM's reasoning field, raw harmony), Claude, Gemini and
-DeepSeek-V3: Figure 10 answers with Markdown, labels, tables, JSON, fences,
-analysis first, sentences, quoted injections; and hard negatives (truncated traces, the format echoed
-back, hedges, conditionals, contradictions, two decisions, the list of decisions restated, second
-thoughts, the project's verdict names, quotes only) that must be UNPARSEABLE.
-data/verifier_answers.jsonl does the same for the verifier (52 answers, PASS/FAIL words and the format
-line echoed as a label among them).
+template), Llama 3 (3.3 70B among them), GPT-4o-class (GPT-4.1 among them) and Mistral (Large and
+Medium among them) models, and a few each of GLM-4.5/4.6, Kimi K2, gpt-oss (vLLM's reasoning field,
+raw harmony), Claude, Gemini, Gemma 3 and DeepSeek-V3: Figure 10 answers with Markdown, labels,
+tables, JSON, fences, analysis first, sentences, mild lead-ins ("I'd say ..."), per-response marks,
+quoted injections; and hard negatives (truncated traces, the format echoed back, hedges, conditionals,
+contradictions, two decisions, the list of decisions restated, second thoughts, doubts about the
+decision, the project's verdict names, quotes only) that must be UNPARSEABLE.
+data/verifier_answers.jsonl does the same for the verifier (58 answers, PASS/FAIL words, the format
+line echoed as a label and reasons that contradict the decision among them).
 
 Fields: ``label_position`` (where the label was shown), ``expected`` (the verdict), ``decision`` (the
 Figure 10 decision read), ``reasoning`` (vLLM's separate reasoning field), ``trace_opened`` (the chat
@@ -36,8 +37,8 @@ STYLES = {"qwen3", "deepseek-r1", "llama3", "gpt-4o", "mistral"}
 # Fewer answers each: families whose trace and answer tokens a server may leave in the text.
 OTHER_STYLES = {"seed-oss", "cohere"}
 # Judge answers only, a few each: more families real judges come from (GLM-4.5/4.6, Kimi K2, gpt-oss
-# through vLLM and as raw harmony, Claude, Gemini, DeepSeek-V3 without thinking).
-JUDGE_ONLY_STYLES = {"glm", "kimi", "gpt-oss", "claude", "gemini", "deepseek-v3"}
+# through vLLM and as raw harmony, Claude, Gemini, Gemma 3, DeepSeek-V3/V3.1 without thinking).
+JUDGE_ONLY_STYLES = {"glm", "kimi", "gpt-oss", "claude", "gemini", "gemma", "deepseek-v3"}
 
 
 def cases(corpus: list[dict[str, Any]]) -> list[Any]:
