@@ -350,6 +350,10 @@ def empty_answer_reason(reasoning: str | None) -> str:
 
 # --- one reading of an answer ---------------------------------------------------------------------
 
+# How much text after a decision's first word :meth:`_Reader.token` needs to see (a decision, the
+# punctuation or reason word after it).
+_TOKEN_WINDOW = 80
+
 # Quoted blocks and JSON objects are cut out before the lines are read, leaving a slot that sections
 # (the judge's evidence) fill back in and the decision scan reads as nothing.
 _QUOTE_SLOT = "\x00quote:{}\x00"
@@ -453,6 +457,7 @@ class _Reader:
         }
     )
     forbidden: ClassVar[re.Pattern[str] | None] = None  # names that are never the model's own words
+    token_start: ClassVar[re.Pattern[str]]  # where a decision may begin inside a sentence
     # Whether a clear statement in the sections must agree with the decision. The verifier's reason is
     # its own justification ("CORRECT\nReason: the call is incorrect ..." contradicts itself); the
     # judge's Error Analysis is evidence where it may restate what a sample claims.
@@ -833,10 +838,12 @@ class _Reader:
         """The decision in ``sentence`` that opens a clause, alone or after a claim's lead-in ("I'd
         say", "I think"), unless a condition holds it ("If ISO codes are expected, ...")."""
         last_clause = re.split(r"[,:;—–]", sentence)[-1]
-        for word in re.finditer(r"(?<!\w)\w", sentence):
+        # Only where a decision word begins, and a window of text after it: a decision is short, and a
+        # long answer with many words must stay linear to read.
+        for word in self.token_start.finditer(sentence):
             rest = sentence[word.start() :]
-            decision = self.token(rest) or (
-                self.token_keys.get(_key(rest)) if len(rest) <= len(last_clause) else None
+            decision = self.token(rest[:_TOKEN_WINDOW]) or (
+                self.token_keys.get(_key(rest)) if len(rest) <= min(len(last_clause), _TOKEN_WINDOW) else None
             )
             if decision is not None:
                 allowed = _claim_allowed(sentence, word.start())
@@ -1197,6 +1204,7 @@ class _JudgeReader(_Reader):
     }
     block_section = "analysis"
     forbidden = _JUDGE_FORBIDDEN
+    token_start = re.compile(r"(?<!\w)(?=\[?(?:response|both)(?![A-Za-z]))", re.IGNORECASE)
 
     def token(self, plain: str, *, opening: bool = False) -> str | None:
         plain = _plain(plain)
@@ -1347,6 +1355,7 @@ class _VerifierReader(_Reader):
     }
     block_section = "reason"
     decision_keys = _Reader.decision_keys | {"verification", "status", "label"}
+    token_start = re.compile(r"(?<!\w)(?=\[?(?:incorrect|not\s+correct|fail|correct|pass))", re.IGNORECASE)
     sections_must_agree = True
 
     def token(self, plain: str, *, opening: bool = False) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -1046,3 +1047,14 @@ def test_the_judge_saying_in_its_sections_that_it_could_be_either_voids_the_deci
     the decision before it stood."""
     parsed = parse_verdict(raw, 1)
     assert parsed.verdict == "UNPARSEABLE" and "no commitment" in (parsed.reason or ""), parsed
+
+
+@pytest.mark.parametrize("word", ["the response seems fine", "response", "both", "I think RESPONSE 1"])
+def test_looking_for_a_decision_inside_a_long_sentence_stays_linear(word: str) -> None:
+    """Each word start of a sentence was tried as a decision on the whole rest of it: a 48k-character
+    sentence took about 40 s."""
+    text = " ".join([word] * max(2000, 48_000 // len(word)))
+    started = time.perf_counter()
+    parse_verdict(text, 1)
+    read_verification(text)
+    assert time.perf_counter() - started < 5
