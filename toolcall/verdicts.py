@@ -44,6 +44,8 @@ Nothing here raises on any input.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -183,6 +185,7 @@ _CONDITIONAL = re.compile(
     r"^\W*(?:if|unless|assuming|suppose|supposing|were|had|should|whether|when|once|even\s+if|otherwise)\b",
     re.IGNORECASE,
 )
+_CONDITIONAL_AT = re.compile(_CONDITIONAL.pattern.removeprefix("^"), re.IGNORECASE)  # matched at a position
 # A clause that sets a condition on the clause after it ("if X, Response 2 is incorrect"); not a
 # concession ("(even if verbose), Response 2 is incorrect"), which leaves the claim standing.
 _CONDITION_CLAUSE = re.compile(
@@ -1049,11 +1052,10 @@ def _value_polarity(value: str) -> bool | None:
 def _claim_allowed(sentence: str, start: int) -> re.Match[str] | None:
     """The lead-in before a claim at ``start`` when it opens a clause (not "if ...", "not that ...")."""
     forced = _FORCED_CHOICE.match(sentence)
-    if forced is not None and start >= forced.end():
-        sentence, start = sentence[forced.end() :], start - forced.end()
-    if _CONDITIONAL.match(sentence) or sentence.rstrip().endswith("?"):
+    begin = forced.end() if forced is not None and start >= forced.end() else 0  # where the sentence is read
+    if _CONDITIONAL_AT.match(sentence, begin) or sentence.rstrip().endswith("?"):
         return None
-    clauses = _CLAUSE_BREAK.split(sentence[:start])
+    clauses = _last_clauses(sentence, begin, start)
     # "It depends: if five was meant, Response 2 is incorrect": the condition just before the claim
     # holds it, wherever the sentence began.
     if len(clauses) > 1 and _CONDITION_CLAUSE.match(clauses[-2]):
@@ -1061,30 +1063,73 @@ def _claim_allowed(sentence: str, start: int) -> re.Match[str] | None:
     return _CLAIM_LEAD.match(clauses[-1].strip())
 
 
-def _follow_ok(rest: str, subject: re.Pattern[str]) -> bool:
-    """A claim counts when nothing qualifies it ("correct in ...", "correct but incomplete")."""
-    if re.match(r"\s*\?", rest):
+@functools.lru_cache(maxsize=64)
+def _clause_breaks(sentence: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(starts, ends) of the clause breaks in ``sentence``, found once per sentence, so that a sentence
+    of many claims reads in linear time."""
+    breaks = list(_CLAUSE_BREAK.finditer(sentence))
+    return tuple(b.start() for b in breaks), tuple(b.end() for b in breaks)
+
+
+def _last_clauses(sentence: str, begin: int, start: int) -> list[str]:
+    """The last two clauses (or the only one) of ``sentence[begin:start]``, as :data:`_CLAUSE_BREAK`
+    splits it."""
+    starts, ends = _clause_breaks(sentence)
+    first = bisect.bisect_left(starts, begin)  # breaks that begin inside the text read
+    last = bisect.bisect_left(starts, start)  # ... and before the claim (none can end after it)
+    if last <= first:
+        return [sentence[begin:start]]
+    final = sentence[ends[last - 1] : start]
+    if last - 1 == first:
+        return [sentence[begin : starts[first]], final]
+    return [sentence[ends[last - 2] : starts[last - 1]], final]
+
+
+_QUESTION_FOLLOW = re.compile(r"\s*\?")
+_PUNCT_FOLLOWS = re.compile(_PUNCT_FOLLOW)
+_PUNCT_THEN_HEDGE = re.compile(r"\s*,?\s*" + _HEDGE_FOLLOW.pattern, re.IGNORECASE)
+_FOLLOW_GAP = re.compile(r"\s*[,;]?\s*")
+
+
+@functools.lru_cache(maxsize=8)
+def _contrasts(subject: re.Pattern[str]) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A contrast right after a claim ("but Response 2 ..."), and one later in its sentence."""
+    return (
+        re.compile(r"(?:but|though|although|yet)\s+" + subject.pattern, re.IGNORECASE),
+        re.compile(
+            r"(?:but|though|although|yet|however|whereas|while)\s*,?\s*" + subject.pattern, re.IGNORECASE
+        ),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _uncontrasted_hedges(sentence: str, subject: re.Pattern[str]) -> tuple[int, ...]:
+    """Where the qualifications of ``sentence`` begin that contrast no other subject, in order: found
+    once per sentence, so that a sentence of many claims reads in linear time."""
+    later = _contrasts(subject)[1]
+    return tuple(
+        hedge.start()
+        for hedge in _LATER_HEDGE.finditer(sentence)
+        if later.match(sentence, hedge.start()) is None
+    )
+
+
+def _follow_ok(sentence: str, end: int, subject: re.Pattern[str]) -> bool:
+    """A claim ending at ``end`` counts when nothing qualifies it ("correct in ...", "correct but
+    incomplete"). Read in place (patterns matched at ``end``), never on a copy of the rest."""
+    if _QUESTION_FOLLOW.match(sentence, end):
         return False
-    if re.match(_PUNCT_FOLLOW, rest) and not re.match(
-        r"\s*,?\s*" + _HEDGE_FOLLOW.pattern, rest, re.IGNORECASE
-    ):
+    if _PUNCT_FOLLOWS.match(sentence, end) and not _PUNCT_THEN_HEDGE.match(sentence, end):
         return True
-    after = re.sub(r"^\s*[,;]?\s*", "", rest)
-    if _HEDGE_FOLLOW.match(after):
-        return bool(re.match(r"(?:but|though|although|yet)\s+" + subject.pattern, after, re.IGNORECASE))
-    if not _GOOD_FOLLOW.match(after):
+    after = _FOLLOW_GAP.match(sentence, end).end()  # type: ignore[union-attr]  # it matches empty
+    if _HEDGE_FOLLOW.match(sentence, after):
+        return _contrasts(subject)[0].match(sentence, after) is not None
+    if not _GOOD_FOLLOW.match(sentence, after):
         return False
     # "correct because ..., but Response 2 ..." contrasts the other subject; any other qualification
     # later in the sentence ("correct so far", "correct here, apart from the unit") hedges the claim.
-    for hedge in _LATER_HEDGE.finditer(after):
-        contrast = re.match(
-            r"(?:but|though|although|yet|however|whereas|while)\s*,?\s*" + subject.pattern,
-            after[hedge.start() :],
-            re.IGNORECASE,
-        )
-        if contrast is None:
-            return False
-    return True
+    hedges = _uncontrasted_hedges(sentence, subject)
+    return bisect.bisect_left(hedges, after) == len(hedges)
 
 
 # --- the judge (Figure 10) ------------------------------------------------------------------------
@@ -1223,7 +1268,7 @@ class _JudgeReader(_Reader):
         claims: list[tuple[int, bool]] = []
         for match in _ONE_CLAIM.finditer(sentence):
             lead = _claim_allowed(sentence, match.start())
-            if lead is None or not _follow_ok(sentence[match.end() :], _ANY_SUBJECT):
+            if lead is None or not _follow_ok(sentence, match.end(), _ANY_SUBJECT):
                 continue
             subject = _response_number(match)
             other = 3 - subject
@@ -1243,7 +1288,7 @@ class _JudgeReader(_Reader):
             for match in pattern.finditer(sentence):
                 if _claim_allowed(sentence, match.start()) is None:
                     continue
-                if not _follow_ok(sentence[match.end() :], _ANY_SUBJECT):
+                if not _follow_ok(sentence, match.end(), _ANY_SUBJECT):
                     continue
                 correct = (match.group("pos") is not None) == both
                 claims += [(1, correct), (2, correct)]
@@ -1254,7 +1299,7 @@ class _JudgeReader(_Reader):
             _response_number(match)
             for match in _ONE_CLAIM.finditer(sentence)
             if _claim_allowed(sentence, match.start()) is not None
-            and not _follow_ok(sentence[match.end() :], _ANY_SUBJECT)
+            and not _follow_ok(sentence, match.end(), _ANY_SUBJECT)
         ]
 
     def named_decisions(self, text: str) -> set[str]:
@@ -1371,7 +1416,7 @@ class _VerifierReader(_Reader):
         for match in _VERIFIER_CLAIM.finditer(sentence):
             if _claim_allowed(sentence, match.start()) is None:
                 continue
-            if not _follow_ok(sentence[match.end() :], _CANDIDATE_SUBJECT):
+            if not _follow_ok(sentence, match.end(), _CANDIDATE_SUBJECT):
                 continue
             claims.append((0, (match.group("pos") is not None) != bool(match.group("not"))))
         return claims

@@ -1058,3 +1058,22 @@ def test_looking_for_a_decision_inside_a_long_sentence_stays_linear(word: str) -
     parse_verdict(text, 1)
     read_verification(text)
     assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "Response 1 is wrong and",
+        "Response 1 is wrong because x",
+        "the call is wrong and",
+        "both are correct and",
+    ],
+)
+def test_a_long_sentence_of_many_claims_reads_in_linear_time(word: str) -> None:
+    """Each claim split the sentence up to it into clauses and searched the rest of it for a later
+    qualification: 2000 claims in one 48k-character sentence took about 27 s."""
+    text = " ".join([word] * 2000)
+    started = time.perf_counter()
+    parse_verdict(text, 1)
+    read_verification(text)
+    assert time.perf_counter() - started < 5
