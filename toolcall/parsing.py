@@ -18,7 +18,8 @@ Mistral Small 3.2 and Magistral write a sentence before ``[TOOL_CALLS]`` (a toke
 call after it, named in prose, leaves the output text); ``pythonic_calls``:
 ``[get_weather(city="Paris")]`` (a name no identifier is, ``Market Trends API``, only one of the
 sample's tools), and Gemma's ``get_weather(city="Paris")``, bare when it is the whole
-output, or in a ``tool_code`` fence that ends it (text before the fence kept);
+output (several as statements, ``get_weather(city="Paris"); get_time(zone="CET")``, as Llama 3.x
+writes them after ``<|python_tag|>``), or in a ``tool_code`` fence that ends it (text before the fence kept);
 ``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
 the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept;
 ``kimi_calls``: Kimi K2's ``<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{ARGS}``

@@ -414,7 +414,8 @@ def _matching_paren(text: str, start: int) -> int:
 
 
 def parse_python_calls(text: str) -> list[PythonCall]:
-    """Calls written as Python: ``[f(a=1), g(b='x')]``, ``f(a=1)`` or one per line.
+    """Calls written as Python: ``[f(a=1), g(b='x')]``, ``f(a=1)``, one per line, or as statements
+    ``f(a=1); g(b='x')`` (Llama 3.x writes several calls after ``<|python_tag|>`` so).
 
     Names may be dotted or hold spaces (``Market Trends API(trend_type="X")``, as ToolACE writes
     them); argument values must be literals. Raises :class:`TypeExpressionError` with the reason.
@@ -427,7 +428,7 @@ def parse_python_calls(text: str) -> list[PythonCall]:
     calls: list[PythonCall] = []
     position = 0
     while position < len(body):
-        while position < len(body) and body[position] in " \t\r\n,":
+        while position < len(body) and body[position] in " \t\r\n,;":
             position += 1
         if position >= len(body):
             break

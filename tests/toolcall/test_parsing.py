@@ -296,6 +296,22 @@ def test_llama4_calls_between_python_start_and_python_end_are_calls(output: str,
 
 
 @pytest.mark.parametrize(
+    "output",
+    [
+        '<|python_tag|>get_weather(city="Paris"); get_time(zone="CET")<|eom_id|>',
+        'get_weather(city="Paris");get_time(zone="CET")',
+        '<|python_tag|>get_weather(city="Paris");\nget_time(zone="CET")',
+    ],
+)
+def test_llama3_python_calls_separated_by_semicolons_are_the_calls_in_order(output: str) -> None:
+    """Llama 3.x writes several Python calls after <|python_tag|> as statements, "a(); b()": the
+    second was read as a function named "; get_time", a failure."""
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
+    assert "pythonic_calls" in parsed.repairs
+
+
+@pytest.mark.parametrize(
     "text, reason",
     [
         ('Sure! {"name": "get_weather", "arguments": {"city": "Paris"}}', "amid text"),
