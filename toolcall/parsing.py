@@ -3,6 +3,11 @@
 The paper's format (Figure 7): an optional reasoning trace ``<think>…</think>``, then one or more
 ``<tool_call>{"name": …, "arguments": {…}}</tool_call>`` blocks, or plain text when no call is right
 (a clarification question, "no suitable tool"). OpenAI-style ``tool_calls`` JSON is read too.
+An explicit empty call list, ``[]`` alone or where calls are written (a ``<tool_call>`` block, after a
+family's call token, in a code fence), is that no-call answer (``empty_call_list``): xLAM's and
+SmolLM2's tool prompts ask for it when no tool fits. It carries no words, so its text is the text
+outside it, or none; ToolMatch matches two no-call answers whatever their text (a clarification
+label too), as it does labels. An empty block (``<tool_call></tool_call>``) says nothing: a failure.
 
 Repairs are made only where the intent is unambiguous, and every one is reported in
 :attr:`ParsedOutput.repairs`: a missing final ``</tool_call>``, a Markdown code fence inside a block,
@@ -677,11 +682,17 @@ def _parse_blocks(
             return ParsedOutput(
                 think=think, text=outside or None, error=f"{where}: {failure}", repairs=repairs
             )
-    if not calls:
-        return ParsedOutput(
-            think=think, text=outside or None, error="tool call block is empty", repairs=repairs
-        )
+    if not calls:  # every block an empty call list (an empty block failed above): no call is right
+        return _no_call(outside, repairs).model_copy(update={"think": think})
     return ParsedOutput(action=Action(calls=calls), think=think, text=outside or None, repairs=repairs)
+
+
+def _no_call(text: str, repairs: list[str]) -> ParsedOutput:
+    """The answer of an explicit empty call list (``[]``, in a block or untagged: xLAM's and
+    SmolLM2's prompts ask for it when no tool fits): no call, with the text outside it, if any, as
+    the answer's text. ToolMatch matches two no-call answers whatever their text, as for labels."""
+    repairs.append("empty_call_list")
+    return ParsedOutput(action=Action(text=text or None), text=text or None, repairs=repairs)
 
 
 def _harmony_output(text: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> ParsedOutput | None:
@@ -904,6 +915,10 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
         # is read as if it began the output (a fence with text after it is no such output: text).
         before, after = body[:start].strip(), body[start:].lstrip()
         if (calls := _untagged(after, repairs, tools)) is not None:
+            if calls.action is not None and not calls.action.calls:  # an empty call list: text answers
+                return calls.model_copy(
+                    update={"action": Action(text=before or None), "text": before or None}
+                )
             return calls.model_copy(update={"text": before or None if calls.error is None else body})
     content, marked = body, False
     for prefix in _FOREIGN_PREFIXES:
@@ -933,6 +948,8 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
     bare = _BARE_CALL.match(content) is not None and (tool_code is not None or marked or content == body)
     try:
         if content.startswith(("{", "[")) and (calls := _bare_json_calls(content, repairs)) is not None:
+            if not calls:
+                return _no_call("", repairs)
             repairs.append("untagged_calls")
             return ParsedOutput(action=Action(calls=calls), repairs=repairs)
         named = _PYTHONIC_TOOL_NAME.match(content)
@@ -1196,13 +1213,16 @@ def _is_call_object(value: Any) -> bool:
 
 
 def _bare_json_calls(content: str, repairs: list[str]) -> list[ToolCall] | None:
-    """Calls when ``content`` is call objects (one, several, or a list of them) and nothing else;
-    the repairs it took are added to ``repairs`` only then."""
+    """Calls when ``content`` is call objects (one, several, or a list of them) and nothing else, none
+    when it is empty lists only (no call is right); the repairs it took are added to ``repairs`` only then."""
     found: list[str] = []
     try:
         values = _json_values(content, found)
     except CallFormatError:
         return None
+    if values and all(value == [] for value in values):
+        repairs.extend(found)
+        return []
     items = [item for value in values for item in (value if isinstance(value, list) else [value])]
     if not items or not all(_is_call_object(item) for item in items):
         return None

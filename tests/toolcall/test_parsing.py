@@ -296,6 +296,33 @@ def test_llama4_calls_between_python_start_and_python_end_are_calls(output: str,
 
 
 @pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        ("[]", None),  # xLAM's prompt: "make tool_calls an empty list '[]'"
+        ("<tool_call>[]</tool_call>", None),  # SmolLM2's tool prompt: the same list in its block
+        ("<tool_call>\n[]\n</tool_call><|im_end|>", None),
+        (
+            "None of the tools can book a flight.\n<tool_call>[]</tool_call>",
+            "None of the tools can book a flight.",
+        ),
+        ("<|python_tag|>[]", None),
+        ("```json\n[]\n```", None),
+    ],
+)
+def test_an_explicit_empty_call_list_is_the_no_call_answer(output: str, text: str | None) -> None:
+    """An empty call list says no tool fits: it was read as the text answer "[]" untagged and as a
+    failure "tool call block is empty" in a block. It is the no-call answer now (its text the words
+    outside it, if any), so it matches a no-call label and never a call."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(text=text), parsed.error
+    assert "empty_call_list" in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city do you mean?"), output) == 1
+    assert reward(WEATHER_TOOLS, (), Action(calls=[PARIS]), output) == 0
+
+
+@pytest.mark.parametrize(
     "output",
     [
         '<|python_tag|>get_weather(city="Paris"); get_time(zone="CET")<|eom_id|>',
