@@ -18,9 +18,10 @@ that is calls in another family's untagged form (``untagged_calls``: Llama's bar
 ``<|python_tag|>`` or in Llama 4's ``<|python_start|>…<|python_end|>`` (its Python list too),
 Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` per call (a Magistral
 ``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after ``<|tool_call|>``
-or in ``functools[…]``, any of them in a code fence; text before one of these call tokens kept, as
-Mistral Small 3.2 and Magistral write a sentence before ``[TOOL_CALLS]`` (a token after text with no
-call after it, named in prose, leaves the output text); ``pythonic_calls``:
+or in ``functools[…]``, Granite-20B-FunctionCalling's ``<function_call> {"name": …, "arguments": …}``
+per call (nothing after the last), any of them in a code fence; text before one of these call tokens
+kept, as Mistral Small 3.2 and Magistral write a sentence before ``[TOOL_CALLS]`` (a token after text
+with no call after it, named in prose, leaves the output text); ``pythonic_calls``:
 ``[get_weather(city="Paris")]`` (a name no identifier is, ``Market Trends API``, only one of the
 sample's tools), and Gemma's ``get_weather(city="Paris")``, bare when it is the whole
 output (several as statements, ``get_weather(city="Paris"); get_time(zone="CET")``, as Llama 3.x
@@ -117,7 +118,10 @@ _MISTRAL_CALLS = "[TOOL_CALLS]"
 _PHI_FUNCTOOLS = "functools["
 # Llama 4 may wrap its calls (a Python list, or JSON) in <|python_start|>...<|python_end|>.
 _PYTHON_START, _PYTHON_END = "<|python_start|>", "<|python_end|>"
-_FOREIGN_PREFIXES = ("<|python_tag|>", _PYTHON_START, _MISTRAL_CALLS, _FOREIGN_OPEN)
+# IBM's Granite-20B-FunctionCalling: '<function_call> {"name": ..., "arguments": ...}' per call, no
+# closing tag (as BFCL's Granite handler reads it).
+_GRANITE_CALL = "<function_call>"
+_FOREIGN_PREFIXES = ("<|python_tag|>", _PYTHON_START, _MISTRAL_CALLS, _FOREIGN_OPEN, _GRANITE_CALL)
 # Mistral's tokenizers from v11 on (Mistral Small 3.1+, Magistral, Devstral) write each call as
 # [TOOL_CALLS]NAME[ARGS]{ARGS} (v11: [CALL_ID]ID before [ARGS]; [ARGS] is gone when a server decoded
 # without special tokens), and a trace as [THINK]...[/THINK].
@@ -920,6 +924,13 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
                     update={"action": Action(text=before or None), "text": before or None}
                 )
             return calls.model_copy(update={"text": before or None if calls.error is None else body})
+    if body.startswith(_GRANITE_CALL):
+        try:
+            calls = _granite_calls(body, repairs)
+        except CallFormatError as failure:
+            return ParsedOutput(text=body, error=f"Granite tool call: {failure}", repairs=repairs)
+        repairs.append("untagged_calls")
+        return ParsedOutput(action=Action(calls=calls), repairs=repairs)
     content, marked = body, False
     for prefix in _FOREIGN_PREFIXES:
         if content.startswith(prefix):
@@ -1199,6 +1210,27 @@ def _mistral_calls(body: str, repairs: list[str]) -> list[ToolCall]:
                 else f"the arguments of {head.group(1)!r} are too deeply nested"
             ) from error
         calls.append(_call_from_object({"name": head.group(1), "arguments": arguments}, repairs))
+        position = _after_spaces(body, position)
+    return calls
+
+
+def _granite_calls(body: str, repairs: list[str]) -> list[ToolCall]:
+    """``<function_call> {"name": …, "arguments": …}`` once per call, nothing else after: the calls,
+    in order. Each call is read as one JSON value, so a ``<function_call>`` inside a string is data."""
+    calls: list[ToolCall] = []
+    position = 0
+    while position < len(body):
+        if not body.startswith(_GRANITE_CALL, position):
+            raise CallFormatError(f"text after call {len(calls)}: {body[position : position + 60]!r}")
+        try:
+            value, position = _raw_decode(body, _after_spaces(body, position + len(_GRANITE_CALL)), repairs)
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise CallFormatError(
+                f"call {len(calls) + 1} is not JSON (cut off?): {error.msg}"
+                if isinstance(error, json.JSONDecodeError)
+                else f"call {len(calls) + 1} is too deeply nested"
+            ) from error
+        calls.append(_call_from_object(value, repairs))
         position = _after_spaces(body, position)
     return calls
 

@@ -295,6 +295,43 @@ def test_llama4_calls_between_python_start_and_python_end_are_calls(output: str,
     assert reward(WEATHER_TOOLS, (), Action(text="Which city?"), output) == 0
 
 
+GRANITE_PARIS = '<function_call> {"name": "get_weather", "arguments": {"city": "Paris"}}'
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (GRANITE_PARIS, [PARIS], None),
+        (
+            f'{GRANITE_PARIS} <function_call> {{"name": "get_time", "arguments": {{"zone": "CET"}}}}',
+            [PARIS, TIME],
+            None,
+        ),
+        (f"Let me check.\n{GRANITE_PARIS}<|endoftext|>", [PARIS], "Let me check."),
+        (
+            '<function_call> {"name": "echo", "arguments": {"text": "<function_call> x"}}',
+            [ToolCall(name="echo", arguments={"text": "<function_call> x"})],
+            None,
+        ),  # the token inside a string is data
+    ],
+)
+def test_granite_function_call_tokens_are_calls(output: str, calls: list[ToolCall], text: str | None) -> None:
+    """Granite-20B-FunctionCalling writes '<function_call> {CALL}' per call (as BFCL's Granite handler
+    reads it): that was a failure "a tool call amid text"."""
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "untagged_calls" in parsed.repairs
+
+
+@pytest.mark.parametrize(
+    "output",
+    [GRANITE_PARIS + " Done.", GRANITE_PARIS[:40], f"{GRANITE_PARIS} <function_call>"],
+)
+def test_a_granite_call_cut_off_or_followed_by_text_is_a_failure(output: str) -> None:
+    parsed = parse_output(output)
+    assert parsed.kind == "error" and "Granite tool call" in (parsed.error or ""), parsed.error
+
+
 @pytest.mark.parametrize(
     ("output", "text"),
     [
