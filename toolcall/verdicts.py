@@ -20,10 +20,11 @@ a reasoning trace. The reader takes all of these, on four rules:
 3. **The decision is unique.** Explicit decisions (a decision line, a labelled decision, a JSON field)
    must all agree, and every clear statement about one response ("Response 1 is correct") must agree
    with them; otherwise the answer is UNPARSEABLE with the reason. A decision may follow a claim's mild
-   lead-in ("I'd say RESPONSE 2 INCORRECT.", "If I had to choose, ...": the prompt demands a choice);
-   the judge saying it has not settled ("it could be either", "I'm not sure") voids it. With no explicit
-   decision, clear statements decide ("Response 2 is incorrect." alone means RESPONSE 2 INCORRECT); a
-   statement that only one response is correct decides nothing, nor does a line naming several decisions
+   lead-in ("I'd say RESPONSE 2 INCORRECT.", "I believe the answer is ...", "If I had to choose, ...":
+   the prompt demands a choice); the judge saying it has not settled ("it could be either", "I'm not
+   sure") voids it. With no explicit decision, clear statements decide ("Response 2 is incorrect."
+   alone means RESPONSE 2 INCORRECT); a statement that only one response is correct decides nothing,
+   nor does a line naming several decisions
    (the prompt's list of options restated, a change of mind mid-line), nor a list of single decisions
    naming several that a line leads into as options ("Options:", "The choices are:"). A judge that
    changed its mind and answered again inside its sections (a decision line of its own, at the margin
@@ -152,10 +153,13 @@ _DISCOURSE = (
     r"in\s+summary|in\s+short|to\s+conclude|to\s+summari[sz]e)\s*[,:]?\s+)?"
 )
 _DISCOURSE_PREFIX = re.compile(r"^" + _DISCOURSE, re.IGNORECASE)
-_DECISION_LABEL = re.compile(
-    r"^" + _DISCOURSE + r"(?:(?:my|the|our)\s+)?(?:(?:final|overall|correct|right)\s+)?"
+# What the judge calls its decision ("my final verdict", "the correct classification").
+_DECISION_NAME = (
+    r"(?:(?:my|the|our)\s+)?(?:(?:final|overall|correct|right)\s+)?"
     r"(?:verdict|decision|judge?ment|answer|result|conclusion|evaluation|assessment|outcome|classification)"
-    r"(?:\s*\([^()]{0,40}\))?"
+)
+_DECISION_LABEL = re.compile(
+    r"^" + _DISCOURSE + _DECISION_NAME + r"(?:\s*\([^()]{0,40}\))?"
     r"(?P<sep>\s*(?:[:：=]|[-–—](?:\s|$))|\s+(?:is|would\s+be|will\s+be)\b|\s*$)\s*(?P<value>.*)$",
     re.IGNORECASE,
 )
@@ -165,7 +169,7 @@ _DECISION_LABEL = re.compile(
 _OPTIONS_AS_LABEL = re.compile(r"^\[?(?P<options>[^:：\[\]]{3,160}?)\s*\]?(?P<sep>\s*[:：])\s*(?P<value>.*)$")
 _OPTION_SEPARATOR = re.compile(r"\s*[/|]\s*|\s+or\s+", re.IGNORECASE)
 # Words that may open a clause that states a claim ("Therefore, I think Response 2 is incorrect").
-_CLAIM_LEAD = re.compile(
+_CLAIM_LEAD_WORDS = (
     r"^(?:(?:and|but|while|whereas|although|though|however|so|thus|therefore|hence|overall|clearly|"
     r"ultimately|finally|because|since|as|consequently|accordingly|also|here|in\s+conclusion|in\s+summary|"
     r"in\s+short|in\s+my\s+(?:view|assessment|judge?ment|opinion)|in\s+this\s+case|as\s+a\s+result|"
@@ -176,7 +180,13 @@ _CLAIM_LEAD = re.compile(
     r"(?:(?:i|we)(?:(?:\s+have|['’]ve)?\s+"
     r"(?:think|believe|concluded?|find|found|judge|would\s+say|determined?|"
     r"can\s+confirm|am\s+confident|are\s+confident)|['’]d\s+say)(?:\s+that)?\s*|it\s+is\s+clear\s+that\s*|"
-    r"it['’]s\s+clear\s+that\s*)?(?P<only>only\s*)?$",
+    r"it['’]s\s+clear\s+that\s*)?"
+)
+_CLAIM_LEAD = re.compile(_CLAIM_LEAD_WORDS + r"(?P<only>only\s*)?$", re.IGNORECASE)
+# The same lead-in before a decision, which may name what it states ("I believe the answer is
+# RESPONSE 2 INCORRECT.", "my verdict is ..."); a hedge ("it might be", "perhaps") matches neither.
+_DECISION_LEAD = re.compile(
+    _CLAIM_LEAD_WORDS + r"(?:" + _DECISION_NAME + r"\s+(?:is|would\s+be|will\s+be)\s*)?(?P<only>only\s*)?$",
     re.IGNORECASE,
 )
 # Where a new clause starts: punctuation, or a conjunction (kept, as _CLAIM_LEAD allows it).
@@ -849,7 +859,7 @@ class _Reader:
                 self.token_keys.get(_key(rest)) if len(rest) <= min(len(last_clause), _TOKEN_WINDOW) else None
             )
             if decision is not None:
-                allowed = _claim_allowed(sentence, word.start())
+                allowed = _claim_allowed(sentence, word.start(), _DECISION_LEAD)
                 return decision if allowed is not None and not allowed.group("only") else None
         return None
 
@@ -1049,8 +1059,8 @@ def _value_polarity(value: str) -> bool | None:
     return polarity if polarity is not None else mark
 
 
-def _claim_allowed(sentence: str, start: int) -> re.Match[str] | None:
-    """The lead-in before a claim at ``start`` when it opens a clause (not "if ...", "not that ...")."""
+def _claim_allowed(sentence: str, start: int, lead: re.Pattern[str] = _CLAIM_LEAD) -> re.Match[str] | None:
+    """The ``lead`` before a claim at ``start`` when it opens a clause (not "if ...", "not that ...")."""
     forced = _FORCED_CHOICE.match(sentence)
     begin = forced.end() if forced is not None and start >= forced.end() else 0  # where the sentence is read
     if _CONDITIONAL_AT.match(sentence, begin) or sentence.rstrip().endswith("?"):
@@ -1060,7 +1070,7 @@ def _claim_allowed(sentence: str, start: int) -> re.Match[str] | None:
     # holds it, wherever the sentence began.
     if len(clauses) > 1 and _CONDITION_CLAUSE.match(clauses[-2]):
         return None
-    return _CLAIM_LEAD.match(clauses[-1].strip())
+    return lead.match(clauses[-1].strip())
 
 
 @functools.lru_cache(maxsize=64)

@@ -926,6 +926,46 @@ def test_real_non_commitment_stays_unparseable(raw: str) -> None:
         assert parsed.verdict == "UNPARSEABLE" and parsed.reason, (raw, parsed)
 
 
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        ("I believe the answer is RESPONSE 2 INCORRECT.", "RESPONSE 2 INCORRECT"),
+        ("After weighing both, my verdict is RESPONSE 1 INCORRECT.", "RESPONSE 1 INCORRECT"),
+        ("So I think the correct classification is BOTH_CORRECT.", "BOTH_CORRECT"),
+        ("I believe that my final answer is BOTH_INCORRECT.", "BOTH_INCORRECT"),
+        (
+            "Overall, I believe the answer is RESPONSE 2 INCORRECT, since the unit was never asked for.\n"
+            "Error Analysis: Response 2 adds a unit.\nCorrect Approach: Omit it.",
+            "RESPONSE 2 INCORRECT",
+        ),
+    ],
+)
+def test_a_decision_named_after_a_committing_lead_in_is_read(raw: str, decision: str) -> None:
+    """ "I believe the answer is RESPONSE 2 INCORRECT." was UNPARSEABLE: the lead-in named the decision."""
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "I believe it might be RESPONSE 2 INCORRECT.",
+        "I believe the answer might be RESPONSE 2 INCORRECT.",
+        "I believe the answer is perhaps RESPONSE 2 INCORRECT.",
+        "Perhaps the answer is RESPONSE 2 INCORRECT.",
+        "I don't believe the answer is RESPONSE 2 INCORRECT.",
+        "I believe the answer is not RESPONSE 2 INCORRECT.",
+        "Some would argue the answer is RESPONSE 2 INCORRECT.",
+        "If the unit mattered, I believe the answer is RESPONSE 2 INCORRECT.",
+        "I believe the answer is RESPONSE 2 INCORRECT, but I'm not sure.",
+        "I believe the answer is RESPONSE 2 INCORRECT or BOTH_INCORRECT.",
+    ],
+)
+def test_a_hedged_or_denied_decision_after_a_lead_in_stays_unparseable(raw: str) -> None:
+    for position in (1, 2):
+        parsed = parse_verdict(raw, position)
+        assert parsed.verdict == "UNPARSEABLE" and parsed.reason, (raw, parsed)
+
+
 def test_a_doubt_about_the_sample_is_no_doubt_about_the_decision() -> None:
     raw = "It is hard to say what the user meant by 'soon', but RESPONSE 2 INCORRECT."
     assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT"
