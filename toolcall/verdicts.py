@@ -509,6 +509,54 @@ class _Reader:
             segments = [(head[0], value) for head, value in zip(heads, cells[1::2], strict=True) if head]
         return segments
 
+    def _subject_columns(self, lines: list[str]) -> dict[int, str]:
+        """The rows of Markdown tables whose columns are the subjects, each as a row that labels them
+        in turn (:meth:`_subject_segments`), by line index.
+
+        The header names one subject per cell (``| Response 1 | Response 2 |``), after at most one
+        empty cell heading a column of row labels; a row counts when its label, if there is that
+        column, names a decision ("Verdict"), and when a cell marks a subject (✅, "Correct"), so that
+        every subject's cell must then be clear. Any other header (an unnamed extra column, a subject
+        twice) or row is read as any table is, so decides nothing.
+        """
+        rewritten: dict[int, str] = {}
+        table_end = 0  # a table's rows are no header of another, so each line is looked at once
+        for index, line in enumerate(lines[:-1]):
+            if index < table_end:
+                continue
+            separator = lines[index + 1]
+            if not (line.lstrip().startswith("|") and separator.lstrip().startswith("|")) or _table_row(
+                separator
+            ):
+                continue
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            labelled = cells[1:] if cells[0] == "" else cells
+            heads = [self.subject_label(_plain(cell) + ":") for cell in labelled]
+            subjects = [head[0] for head in heads if head is not None and not head[1].strip()]
+            if (
+                len(subjects) != len(labelled)
+                or sorted(subjects) != sorted(self.subjects)
+                or len(subjects) < 2
+            ):
+                continue
+            table_end = index + 2
+            for row in range(index + 2, len(lines)):
+                values = [cell.strip() for cell in lines[row].strip().strip("|").split("|")]
+                if not lines[row].lstrip().startswith("|") or len(values) != len(cells):
+                    break
+                table_end = row + 1
+                if len(labelled) < len(cells):  # the row's label must name a decision
+                    label = self.decision_label(_plain(values[0]))
+                    if label is None or label.group("value").strip():
+                        continue
+                values = values[len(cells) - len(labelled) :]
+                if not any(_value_polarity(value) is not None or _mixed_marks(value) for value in values):
+                    continue  # a row that describes the responses ("calls get_weather") judges neither
+                rewritten[row] = " | ".join(
+                    f"{_plain(head)}: {value}" for head, value in zip(labelled, values, strict=True)
+                )
+        return rewritten
+
     def sentence_claims(self, sentence: str) -> list[tuple[int, bool]]:
         """Clear statements about the subjects in one sentence (quotes already removed)."""
         raise NotImplementedError
@@ -631,7 +679,10 @@ class _Reader:
         in_fence = fence_quotes = False  # a fence opened inside a section quotes (code, a sample)
         lines = text.split("\n")
         restated = self._restated_options(lines)
+        columns = self._subject_columns(lines)
         for index, line in enumerate(lines):
+            if section is None and index in columns:  # a table's row of one mark per subject's column
+                line = columns[index]
             if _FENCE.match(line):
                 in_fence = not in_fence
                 fence_quotes = in_fence and section is not None

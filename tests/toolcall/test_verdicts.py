@@ -1031,6 +1031,68 @@ def test_marks_without_a_response_or_with_two_for_one_decide_nothing(raw: str) -
     assert parse_verdict(raw, 1).verdict == "UNPARSEABLE"
 
 
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        ("| Response 1 | Response 2 |\n|---|---|\n| ✅ | ❌ |", "RESPONSE 2 INCORRECT"),
+        (
+            "| | Response 1 | Response 2 |\n|---|---|---|\n| Verdict | ✅ Correct | ❌ Incorrect |",
+            "RESPONSE 2 INCORRECT",
+        ),
+        ("| **Response 1** | **Response 2** |\n|:---:|:---:|\n| ❌ | ❌ |", "BOTH_INCORRECT"),
+        (
+            "| Response 1 | Response 2 |\n|---|---|\n| ❌ wrong unit | ✅ |\n"
+            "Error Analysis: Response 1 asks for fahrenheit.\nCorrect Approach: Omit the unit.",
+            "RESPONSE 1 INCORRECT",
+        ),
+        # a row that only describes the responses judges neither; the sentence after it decides
+        (
+            "| Response 1 | Response 2 |\n|---|---|\n| get_weather(Paris) | get_weather(Paris, F) |\n\n"
+            "Response 2 is incorrect.",
+            "RESPONSE 2 INCORRECT",
+        ),
+    ],
+)
+def test_a_table_whose_columns_are_the_responses_is_read_by_column(raw: str, decision: str) -> None:
+    """A table with a column per response (`| Response 1 | Response 2 |` over `| ✅ | ❌ |`): UNPARSEABLE."""
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "| Response 1 | Response 2 |\n|---|---|\n| ✅ ❌ | ❌ |",  # two marks for one response
+        "| Response 1 | Response 2 | |\n|---|---|---|\n| ✅ | ❌ | ✅ |",  # a column naming no response
+        "| Response 1 | Response 2 | Notes |\n|---|---|---|\n| ✅ | ❌ | unit |",
+        "| | Response 1 | Response 2 |\n|---|---|---|\n| Parameters | ✅ | ❌ |",  # one criterion, no verdict
+        "| Response 1 | Response 1 |\n|---|---|\n| ✅ | ❌ |",
+        "| Response 1 | Response 2 |\n|---|---|\n| ✅ | ❌ |\n| ❌ | ❌ |",
+        "| Response 1 | Response 2 |\n|---|---|\n| ✅ | |",
+        "| Response 1 | Response 2 |\n\n| ✅ | ❌ |",  # no separator row: no table
+        "| Response 1 | Response 2 |\n|---|---|\n| ✅ | ❌ |\n\nRESPONSE 1 INCORRECT",
+    ],
+)
+def test_a_response_table_needs_one_clear_mark_per_response_column(raw: str) -> None:
+    for position in (1, 2):
+        parsed = parse_verdict(raw, position)
+        assert parsed.verdict == "UNPARSEABLE" and parsed.reason, (raw, parsed)
+
+
+def test_many_response_table_headers_read_in_linear_time() -> None:
+    raw = "| Response 1 | Response 2 |\n|---|---|\n" * 2000  # each header's rows are the next headers
+    started = time.perf_counter()
+    assert parse_verdict(raw, 1).verdict == "UNPARSEABLE"
+    assert time.perf_counter() - started < 5
+
+
+def test_a_response_table_inside_the_sections_is_evidence() -> None:
+    raw = (
+        "RESPONSE 2 INCORRECT\nError Analysis: The sample's own table says:\n| Response 1 | Response 2 |\n"
+        "|---|---|\n| ❌ | ✅ |\nCorrect Approach: Omit the unit."
+    )
+    assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT"
+
+
 @pytest.mark.parametrize("closing", [closing for _, closing in TRACE_TOKEN_PAIRS])
 def test_a_lone_closing_trace_token_of_any_family_ends_a_template_opened_trace(closing: str) -> None:
     """Only a lone </think> was taken for the end of a trace the chat template opened; Seed-OSS's
