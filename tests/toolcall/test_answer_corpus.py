@@ -1,11 +1,12 @@
 """Real-looking judge and verifier answers, each with the decision a careful reader takes from it.
 
-data/judge_answers.jsonl holds 202 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
+data/judge_answers.jsonl holds 214 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
 reasoning field or an inline trace, or not thinking; QwQ), DeepSeek-R1 (trace opened by the chat
 template), Llama 3 (3.3 70B among them), GPT-4o-class (GPT-4.1 among them) and Mistral (Large and
 Medium among them) models, and a few each of GLM-4.5/4.6, Kimi K2, gpt-oss (vLLM's reasoning field,
 raw harmony), Claude, Gemini, Gemma 3 and DeepSeek-V3: Figure 10 answers with Markdown, labels,
-tables, JSON, fences, analysis first, sentences, mild lead-ins ("I'd say ..."), per-response marks,
+tables (a column per response among them), JSON, fences, analysis first, sentences, mild lead-ins
+("I'd say ...", "I believe the answer is ..."), per-response marks,
 quoted injections; and hard negatives (truncated traces, the format echoed back, hedges, conditionals,
 contradictions, two decisions, the list of decisions restated, second thoughts, doubts about the
 decision, the project's verdict names, quotes only) that must be UNPARSEABLE.
