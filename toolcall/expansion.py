@@ -52,7 +52,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolcall.formats.chat import chat_messages
-from toolcall.formats.common import json_or_value
+from toolcall.formats.common import TOOL_RESPONSE_BLOCK, json_or_value
 from toolcall.harmony import harmony_answer
 from toolcall.parsing import ParsedOutput, parse_output
 from toolcall.seed_prompts import strip_reasoning
@@ -116,7 +116,6 @@ _OPENING_LABEL = re.compile(r"\A[ \t*]*(?:query|question|request)[ \t*]*[:：][ 
 # An INPUT written as the chat API's message list ([{"role": "user", "content": …}, …]), as JSON or
 # as a Python literal.
 _MESSAGE_LIST = re.compile(r"^\[\s*\{[^{}\[\]]*?[\"']role[\"']\s*:")  # "role" may follow "content"
-_TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 # What stands in a section for nothing: the prompt's placeholders echoed, or the filler a model writes
 # where it has no sample ("N/A", "None", "—"; under an OUTPUT heading after a refusal, say).
 _PLACEHOLDER = re.compile(
@@ -625,7 +624,7 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: b
             if not action.calls:
                 messages[-1] = Message(role="assistant", content=content)
         elif role == "tool":
-            responses = _TOOL_RESPONSE.findall(content) or [content]
+            responses = TOOL_RESPONSE_BLOCK.findall(content) or [content]
             # "TOOL (get_weather):", as the prompt shows the original sample's results, names the tool.
             name = " ".join((marker.group("name") or "").split()) or None
             # A fence around a result (```json … ```, as chat-styled models show JSON) is no part of it.
@@ -670,7 +669,7 @@ def _split_results(content: str) -> tuple[str, list[str]]:
     before, opened, rest = content.partition("<tool_response>")
     if not opened:
         return content, []
-    results = _TOOL_RESPONSE.findall(opened + rest)
-    if not results or _TOOL_RESPONSE.sub("", opened + rest).strip():
+    results = TOOL_RESPONSE_BLOCK.findall(opened + rest)
+    if not results or TOOL_RESPONSE_BLOCK.sub("", opened + rest).strip():
         return content, []
     return before.strip(), [result.strip() for result in results]

@@ -368,17 +368,18 @@ def text_of(content: Any, warnings: list[str], where: str) -> tuple[str, list[To
     return "".join(texts), calls
 
 
-_TOOL_RESPONSE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
+# A <tool_response> block (Hermes, Qwen), its result the group: the chat readers and the generator reader.
+TOOL_RESPONSE_BLOCK = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 
 
 def tool_responses(text: str) -> list[str]:
     """A tool turn's results: each ``<tool_response>`` block's text (Hermes and Qwen wrap every result in
     one, several results of a step in one turn), else the text as it is."""
-    return [response.strip() for response in _TOOL_RESPONSE.findall(text)] or [text]
+    return [response.strip() for response in TOOL_RESPONSE_BLOCK.findall(text)] or [text]
 
 
 def has_tool_responses(text: str) -> bool:
-    return _TOOL_RESPONSE.search(text) is not None
+    return TOOL_RESPONSE_BLOCK.search(text) is not None
 
 
 def tool_result_pieces(content: Any, where: str) -> list[tuple[str, Any, str | None]] | None:
@@ -480,6 +481,7 @@ __all__ = [
     "EMPTY_CONTEXT",
     "MAX_ARGUMENT_DEPTH",
     "NO_SUITABLE_TOOL",
+    "TOOL_RESPONSE_BLOCK",
     "Conversion",
     "FormatContext",
     "RecordError",
