@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-from toolcall.formats import RecordError, convert_record, detect_format
+from toolcall.formats import NO_SUITABLE_TOOL, RecordError, convert_record, detect_format
+from toolcall.match import tool_match
+from toolcall.parsing import parse_output
+from toolcall.rules import validate_action
 from toolcall.types import Action, ToolCall
 
 WEATHER = {
@@ -1764,3 +1767,60 @@ def test_tool_response_blocks_in_an_openai_tool_turn_are_its_results_as_in_share
         ("tool", '{"name": "get_weather", "content": {"temperature": 24}}'),
     ]
     assert read[0].samples == read[1].samples
+
+
+# The "no call" answer APIGen/xLAM's and SmolLM's tool prompts ask for when no tool fits: an empty call
+# list, alone or in a <tool_call> block.
+NO_CALL_TURNS = ["[]", "<tool_call>[]</tool_call>", "<tool_call>\n[]\n</tool_call>"]
+
+
+@pytest.mark.parametrize("content", NO_CALL_TURNS)
+def test_an_empty_call_list_turn_is_a_no_call_step_that_rewards_only_no_call(content: str) -> None:
+    # Was refused: "no assistant step to learn from" (the turn read as saying nothing).
+    question = {"role": "user", "content": "Tell me a joke about umbrellas."}
+    read = [
+        convert_record(
+            {"tools": [WEATHER], "messages": [question, {"role": "assistant", "content": content}]}
+        ),
+        convert_record(
+            {
+                "tools": [WEATHER],
+                "conversations": [
+                    {"from": "human", "value": question["content"]},
+                    {"from": "gpt", "value": content},
+                ],
+            }
+        ),
+        convert_record({"tools": [WEATHER], "messages": [question], "label": content}),  # paper
+    ]
+    for conversion in read:
+        [sample] = conversion.samples
+        assert sample.label == Action(text=NO_SUITABLE_TOOL)
+        assert validate_action(sample.label, sample.tools) == []  # a label, not an empty action
+        # ToolMatch: any no-call answer is right (the same "[]" included), a call never is.
+        for answer in ("[]", "I can only look up the weather."):
+            assert tool_match(parse_output(answer).action, sample.label, sample.tools).matched
+        assert not tool_match(Action(calls=[PARIS]), sample.label, sample.tools).matched
+
+
+def test_an_empty_call_list_earlier_in_a_dialogue_is_that_no_call_answer_in_later_contexts() -> None:
+    turns = [
+        {"role": "user", "content": "Tell me a joke."},
+        {"role": "assistant", "content": "[]"},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": TAGGED},
+    ]
+    first, second = convert_record({"tools": [WEATHER], "messages": turns}).samples
+    assert first.label == Action(text=NO_SUITABLE_TOOL)
+    assert [(m.role, m.content) for m in second.messages[:2]] == [
+        ("user", "Tell me a joke."),
+        ("assistant", NO_SUITABLE_TOOL),
+    ]
+    assert second.label == Action(calls=[PARIS])
+    # Words beside the empty list are the answer; an empty block still says nothing and is refused.
+    [said] = convert_record(
+        _openai({"role": "assistant", "content": "No tool fits that.\n<tool_call>[]</tool_call>"})
+    ).samples
+    assert said.label == Action(text="No tool fits that.")
+    with pytest.raises(RecordError):
+        convert_record(_openai({"role": "assistant", "content": "<tool_call></tool_call>"}))

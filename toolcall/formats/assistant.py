@@ -2,7 +2,8 @@
 
 The text is read with the policy's own output parser (:func:`toolcall.parsing.parse_output`), so a dataset
 turn is read exactly as a model output would be: ``<tool_call>`` blocks, the untagged forms it accepts
-(Llama's bare JSON, ``[f(a=1)]``), reasoning (``<think>``) left out with a warning. Before that, the
+(Llama's bare JSON, ``[f(a=1)]``), reasoning (``<think>``) left out with a warning, an explicit empty call
+list (``[]``) the "no call" answer (:func:`toolcall.formats.common.answer_of`). Before that, the
 wrappers the parser does not know are read: glaive's ``<functioncall> {...}`` (arguments in single quotes;
 several in a turn, glaive's ``<|endoftext|>`` or text after one), When2Call's ``<TOOLCALL>[{"name",
 "arguments"}, ...]</TOOLCALL>``, function-calling-sharegpt's ``<|fn_start|>{...}<|fn_end|>`` and Gorilla
@@ -23,6 +24,7 @@ from typing import Any
 
 from toolcall.formats.common import (
     RecordError,
+    answer_of,
     call_from,
     calls_from_json,
     json_or_value,
@@ -90,7 +92,8 @@ def assistant_text(
         raise RecordError(
             f"{where}: assistant turn does not parse: {parsed.error}", "assistant turn does not parse"
         )
-    action = parsed.action
+    # An empty call list beside calls in a wrapper says nothing more; alone, it is the no-call answer.
+    action = parsed.action if calls else answer_of(parsed)
     if action is None:  # the parser gives an action whenever it reports no error
         raise RecordError(f"{where}: assistant turn does not parse", "assistant turn does not parse")
     if action.calls:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from toolcall.parsing import CallFormatError, parse_openai_tool_calls, parse_output
+from toolcall.parsing import CallFormatError, ParsedOutput, parse_openai_tool_calls, parse_output
 from toolcall.pytypes import TypeExpressionError, parse_python_calls, python_literal
 from toolcall.specs import ToolSpec, ToolSpecError, load_tools
 from toolcall.types import Action, Message, Sample, ToolCall
@@ -212,6 +212,20 @@ def calls_from_json(text: str, what: str) -> list[ToolCall]:
     return [call_from(item) for item in items]
 
 
+def answer_of(parsed: ParsedOutput) -> Action | None:
+    """A dataset turn's (or label's) action as the parser read it, where an explicit empty call list
+    (``[]``, ``<tool_call>[]</tool_call>``: the "no call" answer APIGen/xLAM and SmolLM prompts ask for)
+    with no words beside it is the :data:`NO_SUITABLE_TOOL` answer, as xLAM's empty ``answers`` are. The
+    parser leaves such a prediction without text (ToolMatch matches two no-call answers whatever their
+    text); a label needs its text, or it is an empty action and no step to learn."""
+    action = parsed.action
+    if action is None or action.calls or (action.text or "").strip():
+        return action
+    if "empty_call_list" in parsed.repairs:
+        return action.model_copy(update={"text": NO_SUITABLE_TOOL})
+    return action
+
+
 def label_from(value: Any, ordered: bool, tools: list[ToolSpec] | None = None) -> Action:
     """A label given as ``<tool_call>`` text, an Action object, or a list of calls; ``tools`` type the
     values of XML-argument calls in the text."""
@@ -221,7 +235,7 @@ def label_from(value: Any, ordered: bool, tools: list[ToolSpec] | None = None) -
             raise RecordError(
                 f"label does not parse: {parsed.error or 'empty label'}", "label does not parse"
             )
-        action = parsed.action
+        action = answer_of(parsed) or parsed.action
     elif isinstance(value, list):
         action = Action(calls=[call_from(call) for call in value])
     elif isinstance(value, dict):
@@ -485,6 +499,7 @@ __all__ = [
     "Conversion",
     "FormatContext",
     "RecordError",
+    "answer_of",
     "call_from",
     "calls_from_json",
     "check_context",
