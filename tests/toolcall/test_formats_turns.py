@@ -1824,3 +1824,65 @@ def test_an_empty_call_list_earlier_in_a_dialogue_is_that_no_call_answer_in_late
     assert said.label == Action(text="No tool fits that.")
     with pytest.raises(RecordError):
         convert_record(_openai({"role": "assistant", "content": "<tool_call></tool_call>"}))
+
+
+# AmanPriyanshu's tool-reasoning-sft sets (e.g. tool-reasoning-sft-TOOLS-ToolMind-data-cleaned-rectified):
+# a "messages" column of JSON text, roles system (the protocol and the tools), user, reasoning
+# (<think>…</think>), tool_call (one <tool_call> block), tool_output (<tool_response>) and answer
+# (<answer>…</answer>), beside a "split" column.
+TOOL_REASONING_PROTOCOL = (
+    "## Tool-Use Protocol\n\n1. Reason inside <think>...</think> tags.\n2. Invoke one tool per turn using "
+    '<tool_call> with JSON (keys: "name", "arguments").\n3. Environment returns results inside '
+    "<tool_response>...</tool_response>.\n4. Reason again before the next action.\n5. When done or no tool "
+    "applies, answer inside <answer>...</answer>.\n\n## Available Tools\n\n<tools>\n"
+    + json.dumps(WEATHER)
+    + "\n</tools>"
+)
+TOOL_REASONING_TURNS = [
+    {"role": "system", "content": TOOL_REASONING_PROTOCOL},
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "reasoning", "content": "<think>get_weather takes a location: Paris.</think>"},
+    {
+        "role": "tool_call",
+        "content": '<tool_call>{"name": "get_weather", "arguments": {"location": "Paris"}}</tool_call>',
+    },
+    {"role": "tool_output", "content": '<tool_response>{"temperature": 22}</tool_response>'},
+    {"role": "reasoning", "content": "<think>22 degrees.</think>"},
+    {"role": "answer", "content": "<answer>It is 22 C in Paris.</answer>"},
+    {"role": "user", "content": "Thanks! A joke about rain?"},
+    {"role": "reasoning", "content": "<think>No tool for jokes.</think>"},
+    {"role": "answer", "content": "<answer>Rain jokes are drizzly.</answer>"},
+]
+
+
+def test_tool_reasoning_sft_roles_are_calls_results_and_answers_and_reasoning_is_left_out() -> None:
+    # Was refused: "unknown message role 'reasoning'".
+    record = {"messages": json.dumps(TOOL_REASONING_TURNS), "split": "synthetic"}
+    conversion = convert_record(record)
+    call_step, joke_step = conversion.samples
+    assert [tool.name for tool in call_step.tools] == ["get_weather"]  # from the system prompt
+    assert [(m.role, m.content) for m in call_step.messages] == [("user", "Weather in Paris?")]
+    assert call_step.label == Action(calls=[PARIS])
+    assert [(m.role, m.content, m.tool_calls) for m in joke_step.messages] == [
+        ("user", "Weather in Paris?", []),
+        ("assistant", "", [PARIS]),
+        ("tool", '{"temperature": 22}', []),
+        ("assistant", "It is 22 C in Paris.", []),  # a summary after a result: context, no step
+        ("user", "Thanks! A joke about rain?", []),
+    ]
+    assert joke_step.label == Action(text="Rain jokes are drizzly.")
+    assert sum("reasoning not kept" in warning for warning in conversion.warnings) == 3
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        'Checking.\n<tool_call>{"name": "get_weather", "arguments": {"location": "Paris"}}</tool_call>',
+        "<tool_call>[]</tool_call>",
+        '<tool_call>{"name": "get_weather", "arguments": {"location": "Par</tool_call>',
+    ],
+)
+def test_a_tool_call_turn_holding_more_or_less_than_its_calls_is_refused(content: str) -> None:
+    turns = [*TOOL_REASONING_TURNS[:3], {"role": "tool_call", "content": content}, *TOOL_REASONING_TURNS[4:7]]
+    with pytest.raises(RecordError, match="call turn"):
+        convert_record({"messages": turns})

@@ -217,14 +217,38 @@ def _take_glaive_calls(text: str, where: str) -> tuple[str, list[ToolCall]]:
 
 def call_turn(text: str, where: str) -> list[ToolCall]:
     """The calls of a turn whose whole text is its calls (ShareGPT's ``function_call`` speaker, a
-    ``function_call`` role in ``messages``): JSON, one call or a list (Python literals too), else
-    glaive's call object with its arguments in single quotes."""
+    ``function_call`` or ``tool_call`` role in ``messages``): JSON, one call or a list (Python literals
+    too), ``<tool_call>`` blocks (AmanPriyanshu's tool-reasoning-sft sets wrap the one call of their
+    ``tool_call`` turns in one), else glaive's call object with its arguments in single quotes."""
+    if _TOOL_CALL_TAG in text:
+        return _tagged_call_turn(text, where)
     try:
         return calls_from_json(text, where)
     except RecordError:
         if _QUOTED_ARGUMENTS.search(text) is None:
             raise  # no glaive call either: the JSON error says what is wrong
         return glaive_call_body(text, where)  # arguments in single quotes, which JSON has not
+
+
+_TOOL_CALL_TAG = "<tool_call>"
+
+
+def _tagged_call_turn(text: str, where: str) -> list[ToolCall]:
+    """The calls of a call turn written as ``<tool_call>`` blocks, read by the output parser; the turn
+    holds its calls alone, so text or reasoning beside them, or no call, refuses the record."""
+    parsed = parse_output(text)
+    if parsed.error is not None or parsed.action is None:
+        raise RecordError(
+            f"{where}: call turn does not parse: {parsed.error or 'no action'}", "call turn does not parse"
+        )
+    if not parsed.action.calls:
+        raise RecordError(f"{where}: call turn holds no call", "call turn holds no call")
+    if parsed.text or parsed.think:
+        raise RecordError(
+            f"{where}: call turn holds text beside its calls: {(parsed.text or parsed.think or '')[:60]!r}",
+            "call turn holds text beside its calls",
+        )
+    return list(parsed.action.calls)
 
 
 def add_call_turn(messages: list[Message], calls: list[ToolCall], follows_call_turn: bool) -> None:

@@ -11,8 +11,10 @@ place), ``thinking`` parts are reasoning, ``system`` may be a list of text parts
 legacy ``function_call`` / ``function`` role and ``functions`` list are read too, Llama 3.1's ``ipython``
 role is a tool result (so are the ``function_response``, ``tool_response`` and ``observation`` roles of
 glaive and ModelScope exports; their ``function_call`` or ``tool_call`` role is a turn of calls alone,
-consecutive ones one step), and ``developer`` is a system turn. An assistant's text is read as a model
-output is (:mod:`toolcall.formats.assistant`): calls written in it (``<tool_call>`` blocks, bare JSON,
+consecutive ones one step), and ``developer`` is a system turn. AmanPriyanshu's tool-reasoning-sft sets
+write a step as roles of their own: ``reasoning`` (left out with a warning), ``tool_call`` (a call turn),
+``tool_output`` (a tool result) and ``answer`` (the assistant's answer). An assistant's text is read as a
+model output is (:mod:`toolcall.formats.assistant`): calls written in it (``<tool_call>`` blocks, bare JSON,
 When2Call's ``<TOOLCALL>``) are calls, text that does not parse is refused, and calls given both in the
 text and in ``tool_calls`` must agree. An assistant turn with ``"weight": 0`` (OpenAI fine-tuning: do not
 train on it) is never a label; it stays in the context of the turns after it. A ``current_time`` (or
@@ -63,8 +65,13 @@ _ROLE_NAMES = {
     "function_response": "tool",
     "tool_response": "tool",
     "observation": "tool",
+    "tool_output": "tool",  # AmanPriyanshu's tool-reasoning-sft sets, their answer turn below
+    "answer": "assistant",
 }
 _TOOL_ROLES = ("tool", "function", "ipython")  # ipython: Llama 3.1's tool results
+# A turn of the assistant's reasoning alone (AmanPriyanshu's tool-reasoning-sft sets: ``<think>…</think>``
+# before each call or answer): left out, as a <think> trace is; it is no step, and no turn between steps.
+_REASONING_ROLE = "reasoning"
 # A turn that is the tool list alone, as JSON (GasaiAI/Tool-Reasoning-31K): the harness, never a message.
 _TOOL_LIST_ROLE = "available_tools"
 # Fields exports keep an assistant's reasoning in, beside its content (DeepSeek's and vLLM's
@@ -153,6 +160,9 @@ def _messages(
         if role == _TOOL_LIST_ROLE:  # read with the harness, before the turns
             continue
         where = f"message {index} ({role})"
+        if role == _REASONING_ROLE:
+            notes.append(f"{where}: reasoning not kept (a step's label is its calls or its answer)")
+            continue
         content = raw.get("content")
         if role in _TOOL_ROLES:
             content = tool_result_content(content)
