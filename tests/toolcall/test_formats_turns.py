@@ -1886,3 +1886,52 @@ def test_a_tool_call_turn_holding_more_or_less_than_its_calls_is_refused(content
     turns = [*TOOL_REASONING_TURNS[:3], {"role": "tool_call", "content": content}, *TOOL_REASONING_TURNS[4:7]]
     with pytest.raises(RecordError, match="call turn"):
         convert_record({"messages": turns})
+
+
+# THUDM/AgentInstruct: "conversations" of {from, loss, value}; the task prompt, its "OK." and a worked
+# example are "loss": false (not trained on), the trajectory's own actions "loss": true.
+AGENTINSTRUCT_OS = {
+    "conversations": [
+        {
+            "from": "human",
+            "loss": False,
+            "value": "You are an assistant that will act like a person, I will play the role of "
+            "linux(ubuntu) operating system. Take one of the actions bash, finish or answer.",
+        },
+        {"from": "gpt", "loss": False, "value": "OK."},
+        {"from": "human", "loss": False, "value": 'tell me how many files are in the directory "/etc"?'},
+        {
+            "from": "gpt",
+            "loss": False,
+            "value": "Think: I print the files.\n\nAct: bash\n\n```bash\nls /etc\n```",
+        },
+        {"from": "human", "loss": False, "value": "The output of the OS:\ncpi cron.hourly fuse.conf"},
+        {"from": "gpt", "loss": False, "value": "Think: There are 3 files.\n\nAct: answer(3)"},
+        {
+            "from": "human",
+            "loss": False,
+            "value": "Now, I will start a new problem. How many users are in group sudo?",
+        },
+        {
+            "from": "gpt",
+            "loss": True,
+            "value": "Think: I list group sudo.\n\nAct: bash\n\n```bash\ngetent group sudo\n```",
+        },
+        {"from": "human", "loss": False, "value": "The output of the OS:\n\nsudo:x:27:alice,bob"},
+        {"from": "gpt", "loss": True, "value": "Think: alice and bob.\n\nAct: answer(2)"},
+    ],
+    "id": "os_7",
+}
+
+
+def test_agentinstruct_turns_with_loss_false_are_context_never_labels() -> None:
+    # Were labels: the prompt's "OK." and the worked example's steps became samples of their own.
+    samples = convert_record(AGENTINSTRUCT_OS).samples
+    trained = [turn["value"] for turn in AGENTINSTRUCT_OS["conversations"] if turn["loss"]]
+    assert [sample.label for sample in samples] == [Action(text=text) for text in trained]
+    assert next(m.content for m in samples[0].messages if m.role == "assistant") == "OK."  # context
+    turns = AGENTINSTRUCT_OS["conversations"]
+    with pytest.raises(RecordError, match="'loss' must be true or false"):
+        convert_record({"conversations": [*turns[:-1], {**turns[-1], "loss": "false"}]})
+    with pytest.raises(RecordError, match="disagree"):
+        convert_record({"conversations": [*turns[:-1], {**turns[-1], "weight": 0}]})

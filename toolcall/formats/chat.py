@@ -179,14 +179,14 @@ def _messages(
                         names_by_call_id[entry["id"]] = (entry.get("function") or {}).get("name", "")
             if raw.get("function_call"):
                 calls.append(call_from(raw["function_call"]))
-            if turn_weight(raw.get("weight"), where) == 0:
+            if turn_weight(raw, where) == 0:
                 untrained.add(len(messages))
             text, text_calls = assistant_text(text, notes, where, tools)
             calls = merge_calls(text_calls, calls, where)
             messages.append(Message(role="assistant", content=text, tool_calls=calls))
         elif role == "function_call":  # a turn of the assistant's calls alone
             add_call_turn(messages, call_turn(text, where), previous_role == "function_call")
-            if turn_weight(raw.get("weight"), where) == 0:
+            if turn_weight(raw, where) == 0:
                 untrained.add(len(messages) - 1)  # joined to the turn before or not, its step is the last
         elif role in _TOOL_ROLES:
             name = raw.get("name") or names_by_call_id.get(raw.get("tool_call_id", ""))

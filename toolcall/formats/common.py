@@ -281,16 +281,24 @@ def check_context(messages: list[Message]) -> None:
         raise RecordError("context has no user turn")
 
 
-def turn_weight(value: Any, where: str) -> int:
-    """An assistant turn's ``weight`` (OpenAI's fine-tuning format, ShareGPT exports): 1 (train on it,
-    also when absent) or 0 (do not: the turn stays as context only)."""
-    if value is None:
-        return 1
-    if isinstance(value, bool) or value not in (0, 1):
+def turn_weight(turn: Mapping[str, Any], where: str) -> int:
+    """An assistant turn's weight: 1 (train on it) or 0 (do not: the turn stays as context only).
+
+    Given as ``weight`` (OpenAI's fine-tuning format, ShareGPT exports: 0 or 1) or as ``loss``
+    (THUDM/AgentInstruct, Agent-FLAN: a JSON boolean, false on the task prompt's acknowledgements and
+    examples); 1 when the turn gives neither. A turn whose two flags disagree is refused."""
+    value = turn.get("weight")
+    if value is not None and (isinstance(value, bool) or value not in (0, 1)):
         raise RecordError(
             f"{where}: weight must be 0 or 1, got {value!r}"[:200], "message weight is not 0 or 1"
         )
-    return int(value)
+    trained = flag(turn, "loss", default=True)
+    if value is not None and turn.get("loss") is not None and int(value) != int(trained):
+        raise RecordError(
+            f"{where}: weight {value} and loss {str(trained).lower()} disagree",
+            "message weight and loss disagree",
+        )
+    return int(trained) if value is None else int(value)
 
 
 def dialogue_samples(

@@ -147,7 +147,7 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
     for index, (label, turn) in enumerate(labelled_turns):
         speaker, role, value = _turn(turn)
         where = f"turn {label} ({speaker})"
-        if role == "assistant" and turn_weight(turn.get("weight"), where) == 0:
+        if role == "assistant" and turn_weight(turn, where) == 0:
             untrained.add(len(messages))
         structured = _structured_calls(turn, role, where)
         if role == "tool":
@@ -176,7 +176,7 @@ def from_sharegpt(record: dict[str, Any]) -> Conversion:
             messages.append(Message(role="assistant", content=said.content, tool_calls=calls))
         elif role == "function_call":
             add_call_turn(messages, _function_call(value, tools, where), previous_role == "function_call")
-            if turn_weight(turn.get("weight"), where) == 0:
+            if turn_weight(turn, where) == 0:
                 untrained.add(len(messages) - 1)  # joined to the turn before or not, its step is the last
         elif role == "tool":
             responses = tool_responses(value)
