@@ -1935,3 +1935,60 @@ def test_agentinstruct_turns_with_loss_false_are_context_never_labels() -> None:
         convert_record({"conversations": [*turns[:-1], {**turns[-1], "loss": "false"}]})
     with pytest.raises(RecordError, match="disagree"):
         convert_record({"conversations": [*turns[:-1], {**turns[-1], "weight": 0}]})
+
+
+# Layouts surveyed and read as they are (hand-written records following each published layout):
+# Salesforce/APIGen-MT-5k (ShareGPT function_call / observation turns, "tools" JSON text, the domain
+# policy as "system"), Jofthomas/hermes-function-calling-thinking-V1 (role/content turns, speakers human /
+# model / tool, a Python-literal <tools> list, <think> before each call) and
+# interstellarninja/hermes_reasoning_tool_use (from/value turns, <tools> in the system prompt and a
+# "tools" column listing the same tools).
+WEATHER_LITERAL = (
+    "[{'type': 'function', 'function': {'name': 'get_weather', 'description': 'w', 'parameters': "
+    "{'type': 'object', 'properties': {'location': {'type': 'string'}}, 'required': ['location']}}}]"
+)
+SURVEYED_LAYOUTS = {
+    "apigen-mt-5k": {
+        "conversations": [
+            {"from": "human", "value": "Weather in Paris?"},
+            {"from": "function_call", "value": '{"name": "get_weather", "arguments": {"location": "Paris"}}'},
+            {"from": "observation", "value": '{"temperature": 22}'},
+            {"from": "gpt", "value": "It is 22 C."},
+        ],
+        "system": "# Weather agent policy\nAnswer only from the tools' results.",
+        "tools": json.dumps([WEATHER["function"]]),
+    },
+    "hermes-function-calling-thinking": {
+        "conversations": [
+            {
+                "role": "system",
+                "content": f"You are a function calling AI model. <tools> {WEATHER_LITERAL} </tools>",
+            },
+            {"role": "human", "content": "Weather in Paris?"},
+            {"role": "model", "content": "<think>The user wants Paris.</think>" + TAGGED.replace('"', "'")},
+            {"role": "tool", "content": "<tool_response>\n{'temperature': 22}\n</tool_response>"},
+            {"role": "model", "content": "It is 22 C."},
+        ]
+    },
+    "hermes_reasoning_tool_use": {
+        "conversations": [
+            {
+                "from": "system",
+                "value": f"You are a deep thinking AI.\n<tools>\n[{json.dumps(WEATHER)}]\n</tools>",
+            },
+            {"from": "human", "value": "Weather in Paris?"},
+            {"from": "gpt", "value": "<think>\nget_weather for Paris.\n</think>\n" + TAGGED},
+            {"from": "tool", "value": '<tool_response>\n{"temperature": 22}\n</tool_response>'},
+            {"from": "gpt", "value": "<think>22.</think>\nIt is 22 C."},
+        ],
+        "tools": json.dumps([WEATHER]),
+    },
+}
+
+
+@pytest.mark.parametrize("layout", sorted(SURVEYED_LAYOUTS))
+def test_surveyed_published_layouts_read_their_call_as_the_label(layout: str) -> None:
+    [sample] = convert_record(SURVEYED_LAYOUTS[layout]).samples
+    assert [tool.name for tool in sample.tools] == ["get_weather"]
+    assert [m.role for m in sample.messages if m.role != "system"] == ["user"]
+    assert sample.label == Action(calls=[PARIS])
