@@ -545,10 +545,8 @@ class _Reader:
                 if not lines[row].lstrip().startswith("|") or len(values) != len(cells):
                     break
                 table_end = row + 1
-                if len(labelled) < len(cells):  # the row's label must name a decision
-                    label = self.decision_label(_plain(values[0]))
-                    if label is None or label.group("value").strip():
-                        continue
+                if len(labelled) < len(cells) and not self._names_decision(values[0]):
+                    continue  # the row's label must name a decision
                 values = values[len(cells) - len(labelled) :]
                 if not any(_value_polarity(value) is not None or _mixed_marks(value) for value in values):
                     continue  # a row that describes the responses ("calls get_weather") judges neither
@@ -556,6 +554,74 @@ class _Reader:
                     f"{_plain(head)}: {value}" for head, value in zip(labelled, values, strict=True)
                 )
         return rewritten
+
+    def _names_decision(self, cell: str) -> bool:
+        """Whether a table cell heads the decision's row or column ("Verdict", "Final Decision")."""
+        label = self.decision_label(_plain(cell))
+        return label is not None and not label.group("value").strip()
+
+    def _subject_rows(self, lines: list[str]) -> dict[int, tuple[int, str | None]]:
+        """The rows of Markdown tables whose rows are the subjects, by line index: (subject, the row as
+        a line that labels it, "Response 2: ❌ Incorrect"), or (subject, None) where the table says
+        something about the subject that is not one clear mark.
+
+        A row names a subject in its first cell ("| Response 1 | ✅ |"), or with the first column's
+        header ("| Response | Verdict |" over "| 1 | ✅ |"). A table counts when such a row and any
+        row mark (✅, "Incorrect"); the mark is then read from the one column whose header names a
+        decision ("Verdict"), as the response table reads the row a decision names. Without that one
+        column, or with a marking row that names no subject ("| Overall | ✅ |"), no row is clear;
+        nor is a row whose other cells mark otherwise than its decision's cell.
+        """
+        found: dict[int, tuple[int, str | None]] = {}
+        table_end = 0  # a table's rows are no header of another, so each line is looked at once
+        for index, line in enumerate(lines[:-1]):
+            if index < table_end or not line.lstrip().startswith("|"):
+                continue
+            separator = lines[index + 1]
+            if not separator.lstrip().startswith("|") or _table_row(separator):
+                continue
+            header = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            table_end = index + 2
+            rows: list[tuple[int, list[str], tuple[int, str] | None]] = []
+            for row in range(index + 2, len(lines)):
+                values = [cell.strip() for cell in lines[row].strip().strip("|").split("|")]
+                if not lines[row].lstrip().startswith("|") or len(values) != len(header):
+                    break
+                table_end = row + 1
+                rows.append((row, values, self._row_subject(header[0], values[0])))
+            marking = [
+                (row, values, named)
+                for row, values, named in rows
+                if any(_value_polarity(value) is not None or _mixed_marks(value) for value in values[1:])
+            ]
+            if not marking or all(named is None for _, _, named in rows):
+                continue  # no table of verdicts per subject: its rows are read as any table's
+            columns = [column for column in range(1, len(header)) if self._names_decision(header[column])]
+            column = columns[0] if len(columns) == 1 else None
+            clear = column is not None and all(named is not None for _, _, named in marking)
+            for row, values, named in rows:
+                if named is None:
+                    continue
+                subject, name = named
+                value = values[column] if clear and column is not None else ""
+                polarity = _value_polarity(value)
+                others = [values[other] for other in range(1, len(values)) if other != column]
+                if polarity is None or any(
+                    _mixed_marks(other) or _value_polarity(other) not in (None, polarity) for other in others
+                ):
+                    found[row] = (subject, None)
+                else:
+                    found[row] = (subject, f"{name}: {value}")
+        return found
+
+    def _row_subject(self, column_header: str, cell: str) -> tuple[int, str] | None:
+        """(subject, its name) for a table row's first cell that names a subject, alone ("Response 1")
+        or after its column's header ("Response" over "1")."""
+        for name in (_plain(cell), f"{_plain(column_header)} {_plain(cell)}"):
+            label = self.subject_label(name + ":")
+            if label is not None and not label[1].strip():
+                return label[0], name
+        return None
 
     def sentence_claims(self, sentence: str) -> list[tuple[int, bool]]:
         """Clear statements about the subjects in one sentence (quotes already removed)."""
@@ -680,9 +746,18 @@ class _Reader:
         lines = text.split("\n")
         restated = self._restated_options(lines)
         columns = self._subject_columns(lines)
+        rows = self._subject_rows(lines)
         for index, line in enumerate(lines):
             if section is None and index in columns:  # a table's row of one mark per subject's column
                 line = columns[index]
+            elif section is None and index in rows:  # a table's row of one subject's verdict
+                subject, labelled = rows[index]
+                if labelled is None:  # said about the subject, but no one clear mark
+                    reading.qualified.append((subject, _plain(_table_row(line))[:120]))
+                    reading.prose.append(_clean(_table_row(line)))
+                    opening = False
+                    continue
+                line = labelled
             if _FENCE.match(line):
                 in_fence = not in_fence
                 fence_quotes = in_fence and section is not None

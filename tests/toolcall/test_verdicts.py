@@ -1093,6 +1093,77 @@ def test_a_response_table_inside_the_sections_is_evidence() -> None:
     assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT"
 
 
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        (
+            "| Response | Verdict |\n|---|---|\n| 1 | ✅ Correct |\n| 2 | ❌ Incorrect |",
+            "RESPONSE 2 INCORRECT",
+        ),
+        ("| Response | Verdict |\n|---|---|\n| 1 | ❌ |\n| 2 | ❌ |", "BOTH_INCORRECT"),
+        ("| Response # | Judgment |\n|:---:|:---:|\n| **1** | ✅ |\n| **2** | ✅ |", "BOTH_CORRECT"),
+        # the decision's column among others: a reason column that marks nothing else is evidence
+        (
+            "| Response | Verdict | Reason |\n|---|---|---|\n| 1 | ❌ Incorrect | asks for fahrenheit |\n"
+            "| 2 | ✅ Correct | Correct: city only |",
+            "RESPONSE 1 INCORRECT",
+        ),
+        (
+            "| Response | Issue | Verdict |\n|---|---|---|\n| Response 1 | none | ✅ |\n"
+            "| Response 2 | adds a unit | ❌ |\n\nRESPONSE 2 INCORRECT",
+            "RESPONSE 2 INCORRECT",
+        ),
+    ],
+)
+def test_a_table_whose_rows_are_the_responses_is_read_by_row(raw: str, decision: str) -> None:
+    """A table with a row per response (`| Response | Verdict |` over `| 1 | ✅ Correct |`): UNPARSEABLE
+    where the first column held only the number, and a row's other cells were read as its mark."""
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+    assert parse_verdict(raw, 2).verdict == expected_verdict(decision, 2)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "| Response | Verdict |\n|---|---|\n| 1 | ✅ ❌ |\n| 2 | ❌ |",  # two marks for one response
+        "| Response | Verdict |\n|---|---|\n| 1 | ✅ |\n| 1 | ❌ |\n| 2 | ❌ |",
+        "| Response | Verdict | Reason |\n|---|---|---|\n| 1 | ✅ | ❌ wrong unit |\n| 2 | ✅ | fine |",
+        "| Response | Verdict |\n|---|---|\n| Response 1 | ✅ |\n| Response 2 | ✅ |\n| Overall | ❌ |",
+        "| Response | Verdict |\n|---|---|\n| 1 | ✅ |\n| | ❌ |",  # a row naming no response
+        "| Response | Verdict |\n|---|---|\n| 3 | ❌ |\n| 2 | ✅ |",
+        "| Response | Verdict |\n|---|---|\n| 1 | ✅ |\n| 2 | partly |",
+        # a checkbox per polarity: a ✅ under "Incorrect" says the response is wrong
+        "| Response | Correct | Incorrect |\n|---|---|---|\n| Response 1 | ✅ | |\n| Response 2 | | ✅ |",
+        # a column that names no decision: "Error?" over ✅ says the response has one
+        "| Response | Error? |\n|---|---|\n| Response 1 | ❌ |\n| Response 2 | ✅ |",
+        "| Response | Verdict | Assessment |\n|---|---|---|\n| 1 | ✅ | ✅ |\n| 2 | ❌ | ❌ |",
+    ],
+)
+def test_a_response_row_table_needs_one_clear_mark_per_response(raw: str) -> None:
+    for position in (1, 2):
+        parsed = parse_verdict(raw, position)
+        assert parsed.verdict == "UNPARSEABLE" and parsed.reason, (raw, parsed)
+
+
+def test_long_response_row_tables_read_in_linear_time() -> None:
+    many_tables = "| Response | Verdict |\n|---|---|\n| 1 | ✅ |\n" * 2000
+    one_table = "| Response | Verdict | Reason |\n|---|---|---|\n" + "| 1 | ✅ | a |\n| 2 | ❌ | b |\n" * 3000
+    for raw in (many_tables, one_table):
+        started = time.perf_counter()
+        parse_verdict(raw, 1)
+        assert time.perf_counter() - started < 5
+
+
+def test_a_response_row_table_that_marks_nothing_is_read_as_any_table() -> None:
+    raw = (
+        "| Response | Call |\n|---|---|\n| 1 | get_weather(Paris) |\n| 2 | get_weather(Paris, F) |\n\n"
+        "Response 2 is incorrect."
+    )
+    assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT"
+    contradicted = "| Response | Verdict |\n|---|---|\n| 1 | ✅ |\n| 2 | ❌ |\n\nRESPONSE 1 INCORRECT"
+    assert parse_verdict(contradicted, 1).verdict == "UNPARSEABLE"
+
+
 @pytest.mark.parametrize("closing", [closing for _, closing in TRACE_TOKEN_PAIRS])
 def test_a_lone_closing_trace_token_of_any_family_ends_a_template_opened_trace(closing: str) -> None:
     """Only a lone </think> was taken for the end of a trace the chat template opened; Seed-OSS's
