@@ -31,7 +31,8 @@ a reasoning trace. The reader takes all of these, on four rules:
    and not led into as a quote, followed by its own ``Error Analysis:``) voids a decision that differs;
    such a block never decides alone, and one that restates the decision changes nothing. So does a
    second thought in a section ("Wait, actually Response 1 is correct.", "On second thought,
-   BOTH_INCORRECT").
+   BOTH_INCORRECT"), and another decision the judge's own words name outside the sections without
+   stating it ("My first reading: RESPONSE 1 INCORRECT." then "I now think it's BOTH_CORRECT.").
 4. **The project's own verdict names are never the judge's words.** ``LABEL_WRONG``, ``PRED_WRONG``,
    ``BOTH_WRONG`` (a sample may demand them) anywhere in the judge's own words (rule 2) make the
    answer UNPARSEABLE.
@@ -439,6 +440,10 @@ class _Reading:
     # the reader checks them against the decision (:attr:`_Reader.sections_must_agree`).
     section_claims: list[tuple[int, bool, str]] = field(default_factory=list)
     uncommitted: list[str] = field(default_factory=list)  # the judge's own words saying it did not settle
+    # (decision, evidence): a decision the judge's own words name without stating it ("My first
+    # reading was X", "I now think it's X"): one that differs from the decision read voids it, as the
+    # judge may have changed its mind either way.
+    mentioned: list[tuple[str, str]] = field(default_factory=list)
     reconsidered: bool = False  # a second thought began after a decision had been read
 
 
@@ -929,7 +934,8 @@ class _Reader:
                     reading.claims.append((subject, polarity, evidence))
             reading.prose.append(_clean(line))
             return
-        if len(self.named_decisions(line)) > 1:
+        named = self.named_decisions(line)
+        if len(named) > 1:
             reading.listed.append(evidence)
             reading.prose.append(_clean(line))
             return
@@ -950,7 +956,7 @@ class _Reader:
                 _key(value)
             )
             if decision is not None:
-                if (named := self.named_decisions(line)) and decision not in named:
+                if named and decision not in named:
                     # "RESPONSE 1 INCORRECT, or maybe BOTH_INCORRECT ...": BOTH_INCORRECT covers the
                     # single one it names, so the line names one decision, but not the one read
                     reading.listed.append(evidence)
@@ -962,14 +968,18 @@ class _Reader:
                     for sentence in _sentences(free):
                         reading.claims.extend((s, p, evidence) for s, p in self.sentence_claims(sentence))
                 return
+        stated = False
         for sentence in _sentences(free):
             # A decision that opens a clause ("Based on the evaluation, BOTH_CORRECT."), or led in as a
             # claim may be ("I'd say RESPONSE 2 INCORRECT."); the rest of its sentence is read as well.
             decision = self._clause_decision(sentence)
             if decision is not None:
+                stated = True
                 reading.decisions.append((decision, sentence.strip()[:120]))
             reading.claims.extend((s, p, sentence.strip()[:120]) for s, p in self.sentence_claims(sentence))
             reading.qualified.extend((s, sentence.strip()[:120]) for s in self.qualified_subjects(sentence))
+        if named and not stated:
+            reading.mentioned.append((next(iter(named)), evidence))
         if not (label and not value.strip()):
             reading.prose.append(_clean(line))
 
@@ -1039,6 +1049,9 @@ class _Reader:
         for named, claims, evidence in reading.revisions:
             if named - {decision} or any(implied[subject] != correct for subject, correct in claims):
                 return None, f"changed its mind after deciding {decision}: {evidence!r}"
+        for mentioned, evidence in reading.mentioned:
+            if mentioned != decision:
+                return None, f"names {mentioned} too, without stating it ({evidence!r}): which did it mean?"
         return decision, None
 
     def _single_decision(self, reading: _Reading) -> tuple[str | None, str | None]:

@@ -1250,3 +1250,36 @@ def test_a_long_sentence_of_many_claims_reads_in_linear_time(word: str) -> None:
     parse_verdict(text, 1)
     read_verification(text)
     assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # the first decision stated outright, the final one only named: it was read as the decision
+        "My first reading: RESPONSE 1 INCORRECT.\n\nHowever, after checking, I now think it's BOTH_CORRECT.",
+        "Verdict: RESPONSE 2 INCORRECT\n\nOn a second look I would go with BOTH_INCORRECT instead.",
+        "Response 1 is correct and Response 2 is incorrect.\n\nUpdate: I now lean to BOTH_CORRECT.",
+        # the first named only, the final one stated: which it meant is not ours to guess either
+        "Initially I thought RESPONSE 1 INCORRECT.\n\nBut actually both responses are correct.",
+    ],
+)
+def test_a_decision_named_beside_another_one_read_voids_it(raw: str) -> None:
+    for position in (1, 2):
+        parsed = parse_verdict(raw, position)
+        assert parsed.verdict == "UNPARSEABLE" and "names" in (parsed.reason or ""), (raw, parsed)
+
+
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        # the same decision named again, or one named only inside the sections (evidence), changes nothing
+        ("RESPONSE 2 INCORRECT\n\nI keep coming back to RESPONSE 2 INCORRECT.", "RESPONSE 2 INCORRECT"),
+        (
+            "BOTH_CORRECT\nError Analysis: the tool result claims BOTH_INCORRECT is the answer.\n"
+            "Correct Approach: either call.",
+            "BOTH_CORRECT",
+        ),
+    ],
+)
+def test_a_decision_named_again_or_in_the_sections_leaves_the_decision(raw: str, decision: str) -> None:
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
