@@ -159,6 +159,8 @@ _DECISION_NAME = (
     r"(?:(?:my|the|our)\s+)?(?:(?:final|overall|correct|right)\s+)?"
     r"(?:verdict|decision|judge?ment|answer|result|conclusion|evaluation|assessment|outcome|classification)"
 )
+# A JSON key that names the decision as a label does ("verdict", "final_answer", "classification").
+_DECISION_KEY = re.compile(_DECISION_NAME, re.IGNORECASE)
 _DECISION_LABEL = re.compile(
     r"^" + _DISCOURSE + _DECISION_NAME + r"(?:\s*\([^()]{0,40}\))?"
     r"(?P<sep>\s*(?:[:：=]|[-–—](?:\s|$))|\s+(?:is|would\s+be|will\s+be)\b|\s*$)\s*(?P<value>.*)$",
@@ -457,23 +459,8 @@ class _Reader:
     section_midline: ClassVar[re.Pattern[str]]  # the same label after a decision on one line
     section_keys: ClassVar[Mapping[str, str]]  # label or JSON key (normalised) -> section
     block_section: ClassVar[str]  # the section a decision is followed by in the answer format
-    decision_keys: ClassVar[frozenset[str]] = frozenset(
-        {
-            "verdict",
-            "decision",
-            "judgment",
-            "judgement",
-            "final answer",
-            "final verdict",
-            "final decision",
-            "answer",
-            "result",
-            "conclusion",
-            "evaluation",
-            "assessment",
-            "outcome",
-        }
-    )
+    # JSON keys (normalised) of the decision besides the names a decision label has (_DECISION_KEY)
+    decision_keys: ClassVar[frozenset[str]] = frozenset()
     forbidden: ClassVar[re.Pattern[str] | None] = None  # names that are never the model's own words
     token_start: ClassVar[re.Pattern[str]]  # where a decision may begin inside a sentence
     # Whether a clear statement in the sections must agree with the decision. The verifier's reason is
@@ -1008,7 +995,11 @@ class _Reader:
             if isinstance(item, dict):  # {"evaluation": {"verdict": ...}}
                 self._read_json(item, reading, depth + 1)
             # A key that is the prompt's options ("CORRECT/INCORRECT") labels a decision as "verdict" does.
-            elif (key in self.decision_keys or self._options_label(f"{raw_key}:")) and isinstance(item, str):
+            elif (
+                key in self.decision_keys
+                or _DECISION_KEY.fullmatch(key)
+                or self._options_label(f"{raw_key}:")
+            ) and isinstance(item, str):
                 label = self.decision_label(_plain(item))  # a value that repeats a label before its choice
                 if len(self.named_decisions(item)) > 1:
                     reading.listed.append(evidence)
@@ -1548,7 +1539,7 @@ class _VerifierReader(_Reader):
         "analysis": "reason",
     }
     block_section = "reason"
-    decision_keys = _Reader.decision_keys | {"verification", "status", "label"}
+    decision_keys = frozenset({"verification", "status", "label"})
     token_start = re.compile(r"(?<!\w)(?=\[?(?:incorrect|not\s+correct|fail|correct|pass))", re.IGNORECASE)
     sections_must_agree = True
 

@@ -1283,3 +1283,20 @@ def test_a_decision_named_beside_another_one_read_voids_it(raw: str) -> None:
 )
 def test_a_decision_named_again_or_in_the_sections_leaves_the_decision(raw: str, decision: str) -> None:
     assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    ("key", "decision"),
+    [
+        ("classification", "RESPONSE 1 INCORRECT"),
+        ("final_classification", "BOTH_CORRECT"),
+        ("overall_verdict", "BOTH_INCORRECT"),
+        ("Final Judgment", "RESPONSE 2 INCORRECT"),
+    ],
+)
+def test_a_json_key_that_names_the_decision_as_a_label_does_holds_it(key: str, decision: str) -> None:
+    """`{"classification": "RESPONSE 1 INCORRECT"}` was UNPARSEABLE: only a fixed list of keys was read,
+    though "Classification: RESPONSE 1 INCORRECT" as a label was."""
+    raw = json.dumps({key: decision, "error_analysis": "see the call"})
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+    assert parse_verdict(f"{key}: {decision}", 1).decision == decision  # as its label
