@@ -767,6 +767,7 @@ class _Reader:
                 continue
             if self._subject_segments(line) is None:  # a row that labels each subject stays one line
                 line = _table_row(line)
+            line = _tag_as_label(line)
             scanned = _LONE_TAG.sub(" ", _QUOTE_SLOTS.sub(" ", line))
             plain = _plain(scanned)
             if not plain:
@@ -1149,6 +1150,19 @@ def _introduced_as_quote(lines: list[str], index: int) -> bool:
     if _INTRODUCES.search(text):
         return True
     return not blank_between and _SENTENCE_DONE.search(text) is None
+
+
+# A line that wraps the decision in a tag named as its label would be ("<verdict>RESPONSE 2
+# INCORRECT</verdict>", "<final_answer>...</final_answer>").
+_DECISION_TAG = re.compile(r"^\s*<(?P<name>[A-Za-z][\w -]{0,40})>(?P<value>[^<>\n]*)</(?P=name)\s*>\s*$")
+
+
+def _tag_as_label(line: str) -> str:
+    """A line ``<verdict>X</verdict>`` as the label it stands for, "verdict: X"; any other line as it is."""
+    match = _DECISION_TAG.match(line)
+    if match is None or _DECISION_KEY.fullmatch(_normal_key(match.group("name"))) is None:
+        return line
+    return f"{_normal_key(match.group('name'))}: {match.group('value').strip()}"
 
 
 def _table_row(line: str) -> str:

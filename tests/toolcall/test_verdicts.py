@@ -1300,3 +1300,42 @@ def test_a_json_key_that_names_the_decision_as_a_label_does_holds_it(key: str, d
     raw = json.dumps({key: decision, "error_analysis": "see the call"})
     assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
     assert parse_verdict(f"{key}: {decision}", 1).decision == decision  # as its label
+
+
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        (
+            "<verdict>RESPONSE 2 INCORRECT</verdict>\n<analysis>a misspelled ticker</analysis>",
+            "RESPONSE 2 INCORRECT",
+        ),
+        ("I compared both.\n\n<classification>BOTH_INCORRECT</classification>", "BOTH_INCORRECT"),
+        (
+            "<final_answer> BOTH_CORRECT </final_answer>\nError Analysis: none\nCorrect Approach: either",
+            "BOTH_CORRECT",
+        ),
+        ("<Decision>RESPONSE 1 INCORRECT</Decision>", "RESPONSE 1 INCORRECT"),
+    ],
+)
+def test_a_decision_in_a_tag_named_as_its_label_is_read(raw: str, decision: str) -> None:
+    """`<verdict>RESPONSE 2 INCORRECT</verdict>` was UNPARSEABLE: the closing tag kept the decision from
+    ending there."""
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "<verdict>RESPONSE 2 INCORRECT</verdict>\n<verdict>BOTH_CORRECT</verdict>",
+        "<verdict>RESPONSE 2 INCORRECT, or maybe BOTH_INCORRECT</verdict>",
+        "<note>RESPONSE 2 INCORRECT</note>",  # a tag that names no decision labels none
+        "<verdict>LABEL_WRONG</verdict>",
+    ],
+)
+def test_a_tagged_decision_is_held_to_the_rules_of_a_labelled_one(raw: str) -> None:
+    assert parse_verdict(raw, 1).verdict == "UNPARSEABLE"
+
+
+def test_a_tagged_verification_is_read() -> None:
+    parsed = read_verification("<verdict>INCORRECT</verdict>\nReason: the amount should be 250.")
+    assert (parsed.decision, parsed.reason) == ("INCORRECT", "the amount should be 250.")
