@@ -161,9 +161,13 @@ _DECISION_NAME = (
 )
 # A JSON key that names the decision as a label does ("verdict", "final_answer", "classification").
 _DECISION_KEY = re.compile(_DECISION_NAME, re.IGNORECASE)
+# An arrow between a label and its value ("Verdict → BOTH_CORRECT", "Response 1 -> ✅") stands for a colon.
+_ARROW = r"-+>|[→⇒➜➔⟶]"
 _DECISION_LABEL = re.compile(
     r"^" + _DISCOURSE + _DECISION_NAME + r"(?:\s*\([^()]{0,40}\))?"
-    r"(?P<sep>\s*(?:[:：=]|[-–—](?:\s|$))|\s+(?:is|would\s+be|will\s+be)\b|\s*$)\s*(?P<value>.*)$",
+    r"(?P<sep>\s*(?:[:：=]|"
+    + _ARROW
+    + r"|[-–—](?:\s|$))|\s+(?:is|would\s+be|will\s+be)\b|\s*$)\s*(?P<value>.*)$",
     re.IGNORECASE,
 )
 # The prompt's list of options written as the label of the decision ("CORRECT/INCORRECT: INCORRECT",
@@ -1351,7 +1355,14 @@ _FORBIDDEN_KEYS = frozenset(
 )
 # "Response 1: ✅ Correct", or with no separator before a check or cross mark ("**Response 1** ✅").
 _RESPONSE_LABEL = re.compile(
-    r"^" + _RESPONSE + r"\s*(?:[:：=]|[-–—](?:\s|$)|(?=[" + _CHECK + _CROSS + r"]))\s*(?P<value>.*)$",
+    r"^"
+    + _RESPONSE
+    + r"\s*(?:[:：=]|"
+    + _ARROW
+    + r"|[-–—](?:\s|$)|(?=["
+    + _CHECK
+    + _CROSS
+    + r"]))\s*(?P<value>.*)$",
     re.IGNORECASE,
 )
 

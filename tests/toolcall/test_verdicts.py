@@ -1339,3 +1339,33 @@ def test_a_tagged_decision_is_held_to_the_rules_of_a_labelled_one(raw: str) -> N
 def test_a_tagged_verification_is_read() -> None:
     parsed = read_verification("<verdict>INCORRECT</verdict>\nReason: the amount should be 250.")
     assert (parsed.decision, parsed.reason) == ("INCORRECT", "the amount should be 250.")
+
+
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        ("**Verdict** → RESPONSE 1 INCORRECT", "RESPONSE 1 INCORRECT"),
+        ("Final decision ➜ BOTH_INCORRECT", "BOTH_INCORRECT"),
+        (
+            "Verdict -> RESPONSE 2 INCORRECT\nError Analysis: a unit\nCorrect Approach: omit it",
+            "RESPONSE 2 INCORRECT",
+        ),
+        ("Response 1 → ✅\nResponse 2 → ❌", "RESPONSE 2 INCORRECT"),
+    ],
+)
+def test_an_arrow_after_a_label_stands_for_its_colon(raw: str, decision: str) -> None:
+    """`**Verdict** → RESPONSE 1 INCORRECT` and `Response 1 → ✅` were UNPARSEABLE: only a colon, `=` or a
+    dash separated a label from its value."""
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Verdict → RESPONSE 2 INCORRECT → BOTH_INCORRECT",
+        "Response 1 → ✅ ❌\nResponse 2 → ❌",
+        "Verdict → ❓",
+    ],
+)
+def test_an_arrow_label_is_held_to_the_rules_of_a_labelled_decision(raw: str) -> None:
+    assert parse_verdict(raw, 1).verdict == "UNPARSEABLE"
