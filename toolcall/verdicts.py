@@ -997,8 +997,17 @@ class _Reader:
         for raw_key, item in value.items():
             key = _normal_key(raw_key)
             evidence = f"{raw_key}: {item}"[:120]
-            if isinstance(item, dict):  # {"evaluation": {"verdict": ...}}
-                self._read_json(item, reading, depth + 1)
+            if isinstance(item, dict):
+                # {"response_1": {"is_correct": false}}: the inner keys are said of the outer key's subject
+                nested = [
+                    claim
+                    for inner, value in item.items()
+                    for claim in self.json_claims(f"{key} {_normal_key(inner)}", value)
+                ]
+                if nested:
+                    reading.claims.extend((subject, correct, evidence) for subject, correct in nested)
+                else:  # {"evaluation": {"verdict": ...}}
+                    self._read_json(item, reading, depth + 1)
             # A key that is the prompt's options ("CORRECT/INCORRECT") labels a decision as "verdict" does.
             elif (
                 key in self.decision_keys

@@ -1369,3 +1369,40 @@ def test_an_arrow_after_a_label_stands_for_its_colon(raw: str, decision: str) ->
 )
 def test_an_arrow_label_is_held_to_the_rules_of_a_labelled_decision(raw: str) -> None:
     assert parse_verdict(raw, 1).verdict == "UNPARSEABLE"
+
+
+@pytest.mark.parametrize(
+    ("answer", "decision"),
+    [
+        ({"response_1": {"correct": True}, "response_2": {"correct": False}}, "RESPONSE 2 INCORRECT"),
+        (
+            {"response_1": {"is_correct": False, "issues": ["city"]}, "response_2": {"is_correct": False}},
+            "BOTH_INCORRECT",
+        ),
+        (
+            {"Response 1": {"verdict": "correct", "reason": "ok"}, "Response 2": {"verdict": "correct"}},
+            "BOTH_CORRECT",
+        ),
+        (
+            {"evaluation": {"response_1": {"correct": False}, "response_2": {"correct": True}}},
+            "RESPONSE 1 INCORRECT",
+        ),
+    ],
+)
+def test_a_json_object_per_response_is_read_as_its_fields(answer: dict[str, Any], decision: str) -> None:
+    """`{"response_1": {"correct": true}, "response_2": {"correct": false}}` was UNPARSEABLE: only a
+    response's own field (`"response_1": "correct"`) was read."""
+    parsed = parse_verdict(json.dumps(answer), 1)
+    assert parsed.decision == decision, parsed.reason
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"response_1": {"correct": True, "verdict": "incorrect"}, "response_2": {"correct": False}},
+        {"response_1": {"correct": True}, "response_2": {"correct": False}, "verdict": "BOTH_CORRECT"},
+        {"response_1": {"correct": True}},
+    ],
+)
+def test_json_objects_per_response_must_agree_and_decide(answer: dict[str, Any]) -> None:
+    assert parse_verdict(json.dumps(answer), 1).verdict == "UNPARSEABLE"
