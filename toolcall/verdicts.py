@@ -1532,6 +1532,12 @@ _VERIFIER_TOKEN = re.compile(
     re.IGNORECASE,
 )
 _YES_NO = re.compile(r"(?:(?P<pos>yes)|(?P<neg>no))(?=\s*(?:$|[.,;:!—–]|-\s))" + _UNQUALIFIED, re.IGNORECASE)
+# A decision named anywhere in the capitals the prompt writes it in ("so I would now call it
+# INCORRECT"), whatever follows it (for a line naming one or several; never to read one). In other
+# cases the words are ordinary ("the date is incorrect").
+_VERIFIER_NAMED = re.compile(
+    r"(?<![A-Za-z])(?:(?P<neg>INCORRECT|NOT\s+CORRECT|FAIL(?:ED)?)|(?P<pos>CORRECT|PASS(?:ED)?))(?![A-Za-z])"
+)
 _VERIFIER_CLAIM = re.compile(
     _CANDIDATE
     + r"(?:\s+(?:is|was|are|were)|['’]s)(?P<not>\s+not|n['’]t)?\s+(?(not)|"
@@ -1584,6 +1590,14 @@ class _VerifierReader(_Reader):
             if match is not None:
                 return "CORRECT" if match.group("pos") else "INCORRECT"
         return None
+
+    def named_decisions(self, text: str) -> set[str]:
+        named = super().named_decisions(text)
+        plain = _plain(_unquoted(text))
+        options = self._options_label(plain)  # the options as a label name none (as the judge's)
+        for match in _VERIFIER_NAMED.finditer(options.group("value") if options else plain):
+            named.add("CORRECT" if match.group("pos") else "INCORRECT")
+        return named
 
     def sentence_claims(self, sentence: str) -> list[tuple[int, bool]]:
         claims = []

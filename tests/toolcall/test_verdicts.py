@@ -1406,3 +1406,22 @@ def test_a_json_object_per_response_is_read_as_its_fields(answer: dict[str, Any]
 )
 def test_json_objects_per_response_must_agree_and_decide(answer: dict[str, Any]) -> None:
     assert parse_verdict(json.dumps(answer), 1).verdict == "UNPARSEABLE"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # the first decision stated, the final one only named in capitals: it was read as CORRECT
+        "First impression: CORRECT.\n\nLooking again, the year is wrong, so I would now call it INCORRECT.",
+        "Verdict: INCORRECT\n\nOn balance I would still mark this one as PASS.",
+        "My answer: INCORRECT. I briefly considered CORRECT but the date is off.",
+    ],
+)
+def test_a_verification_naming_another_decision_in_capitals_is_unreadable(raw: str) -> None:
+    parsed = read_verification(raw)
+    assert parsed.passed is None and parsed.problem, parsed
+
+
+def test_a_verifiers_lower_case_words_name_no_decision() -> None:
+    parsed = read_verification("INCORRECT\n\nThe call is correct in form, but the amount is wrong.")
+    assert parsed.decision == "INCORRECT", parsed.problem
