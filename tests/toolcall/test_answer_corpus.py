@@ -1,17 +1,23 @@
 """Real-looking judge and verifier answers, each with the decision a careful reader takes from it.
 
-data/judge_answers.jsonl holds 214 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
+data/judge_answers.jsonl holds 252 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
 reasoning field or an inline trace, or not thinking; QwQ), DeepSeek-R1 (trace opened by the chat
 template), Llama 3 (3.3 70B among them), GPT-4o-class (GPT-4.1 among them) and Mistral (Large and
 Medium among them) models, and a few each of GLM-4.5/4.6, Kimi K2, gpt-oss (vLLM's reasoning field,
 raw harmony), Claude, Gemini, Gemma 3 and DeepSeek-V3: Figure 10 answers with Markdown, labels,
-tables (a column per response among them), JSON, fences, analysis first, sentences, mild lead-ins
-("I'd say ...", "I believe the answer is ..."), per-response marks,
-quoted injections; and hard negatives (truncated traces, the format echoed back, hedges, conditionals,
-contradictions, two decisions, the list of decisions restated, second thoughts, doubts about the
-decision, the project's verdict names, quotes only) that must be UNPARSEABLE.
-data/verifier_answers.jsonl does the same for the verifier (58 answers, PASS/FAIL words, the format
-line echoed as a label and reasons that contradict the decision among them).
+tables (a column or a row per response among them), JSON (other decision keys, an object per
+response), XML-style tags, fences, analysis first, a final "**Answer:**" or boxed line, labels in
+another language or with an arrow, sentences, mild lead-ins ("I'd say ...", "I believe the answer
+is ..."), per-response marks, the options or the prompt's label list restated before a choice, a
+change of mind written out again, answers cut off after their decision, quoted injections; and hard
+negatives (truncated traces and analyses, the format echoed back, hedges, conditionals,
+contradictions, two decisions, the list of decisions restated, second thoughts, a first decision
+stated and the final one only named, doubts about the decision, the project's verdict names, quotes
+only, a boxed response number, tables whose marks are not one per response) that must be
+UNPARSEABLE.
+data/verifier_answers.jsonl does the same for the verifier (63 answers, PASS/FAIL words, the format
+line echoed as a label, tags, an arrow, a change of mind, and reasons that contradict the decision
+among them).
 
 Fields: ``label_position`` (where the label was shown), ``expected`` (the verdict), ``decision`` (the
 Figure 10 decision read), ``reasoning`` (vLLM's separate reasoning field), ``trace_opened`` (the chat
