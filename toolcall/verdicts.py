@@ -623,7 +623,9 @@ class _Reader:
         """Clear statements about the subjects in one sentence (quotes already removed)."""
         raise NotImplementedError
 
-    def json_claims(self, key: str, value: Any) -> list[tuple[int, bool]]:
+    def json_claims(self, key: str, value: Any) -> list[tuple[int, bool | None]]:
+        """(subject, is correct) for a JSON field (normalised key) that judges a subject; None where it
+        judges it, but not clearly either way ("partially correct")."""
         return []
 
     def qualified_subjects(self, sentence: str) -> list[int]:
@@ -944,6 +946,9 @@ class _Reader:
         elif labelled is not None and _mixed_marks(labelled[1]):  # "Response 1: ✅ ❌": said, but unclear
             reading.qualified.append((labelled[0], evidence))
         else:
+            if labelled is not None and _VERDICT_WORD.search(_unquoted(labelled[1])):
+                # "Response 1: partially correct": said, but not clearly (its sentences are still read)
+                reading.qualified.append((labelled[0], evidence))
             decision = self.token(value, opening=opening or label is not None) or self.token_keys.get(
                 _key(value)
             )
@@ -1005,7 +1010,7 @@ class _Reader:
                     for claim in self.json_claims(f"{key} {_normal_key(inner)}", value)
                 ]
                 if nested:
-                    reading.claims.extend((subject, correct, evidence) for subject, correct in nested)
+                    self._add_json_claims(nested, evidence, reading)
                 else:  # {"evaluation": {"verdict": ...}}
                     self._read_json(item, reading, depth + 1)
             # A key that is the prompt's options ("CORRECT/INCORRECT") labels a decision as "verdict" does.
@@ -1030,7 +1035,15 @@ class _Reader:
                 reading.sections.setdefault(self.section_keys[key], []).append(item)
                 self._note_section_claims(item, reading)
             else:
-                reading.claims.extend((s, p, evidence) for s, p in self.json_claims(key, item))
+                self._add_json_claims(self.json_claims(key, item), evidence, reading)
+
+    @staticmethod
+    def _add_json_claims(claims: list[tuple[int, bool | None]], evidence: str, reading: _Reading) -> None:
+        for subject, correct in claims:
+            if correct is None:
+                reading.qualified.append((subject, evidence))
+            else:
+                reading.claims.append((subject, correct, evidence))
 
     # deciding -----------------------------------------------------------------------------------
 
@@ -1188,6 +1201,11 @@ def _table_row(line: str) -> str:
     return f"{cells[0]}: {', '.join(c for c in cells[1:] if c)}" if len(cells) > 1 else cells[0]
 
 
+# A word that judges correctness: a response's label whose value holds one but reads neither way
+# ("partially correct") says something unclear about it.
+_VERDICT_WORD = re.compile(r"\b(?:" + _POS + "|" + _NEG + r")\b", re.IGNORECASE)
+
+
 def _mixed_marks(value: str) -> bool:
     """Whether ``value`` holds a check and a cross: two marks, no one verdict."""
     return any(mark in value for mark in _CHECK) and any(mark in value for mark in _CROSS)
@@ -1330,6 +1348,14 @@ _ONE_CLAIM = re.compile(
     r"\s+(?:one|response|answer))|(?P<pos>" + _POS + r")|(?P<neg>" + _NEG + r"))\b",
     re.IGNORECASE,
 )
+# A claim a degree qualifies ("Response 1 is partially correct", "... is probably wrong"): no clear claim.
+_ONE_DEGREE = re.compile(
+    _RESPONSE
+    + _COPULA
+    + r"(?:partially|partly|mostly|largely|somewhat|almost|nearly|half|technically|essentially|mainly|"
+    r"generally|arguably|probably|likely|possibly|maybe|perhaps)\s+(?:" + _POS + "|" + _NEG + r")\b",
+    re.IGNORECASE,
+)
 _ONE_ELLIPSIS = re.compile(_RESPONSE + r"\s+(?:is|was)(?:\s+not|n['’]t)(?=\s*(?:$|[.,;!]))", re.IGNORECASE)
 _BOTH_CLAIM = re.compile(
     r"(?:both(?:\s+of\s+(?:them|the(?:\s+two)?\s+responses))?(?:\s+responses)?|"
@@ -1469,12 +1495,16 @@ class _JudgeReader(_Reader):
         return claims
 
     def qualified_subjects(self, sentence: str) -> list[int]:
-        return [
-            _response_number(match)
+        hedged = [
+            match
             for match in _ONE_CLAIM.finditer(sentence)
             if _claim_allowed(sentence, match.start()) is not None
             and not _follow_ok(sentence, match.end(), _ANY_SUBJECT)
         ]
+        hedged += [
+            m for m in _ONE_DEGREE.finditer(sentence) if _claim_allowed(sentence, m.start()) is not None
+        ]
+        return [_response_number(match) for match in hedged]
 
     def named_decisions(self, text: str) -> set[str]:
         named = super().named_decisions(text)
@@ -1499,14 +1529,18 @@ class _JudgeReader(_Reader):
             return f"RESPONSE {next(iter(known))} INCORRECT"
         return super().from_claims(known)
 
-    def json_claims(self, key: str, value: Any) -> list[tuple[int, bool]]:
+    def json_claims(self, key: str, value: Any) -> list[tuple[int, bool | None]]:
         match = re.fullmatch(r"response\s*([12])(?:\s*(?:is\s*)?(correct|verdict|status|assessment))?", key)
         if match is None:
             return []
         subject = int(match.group(1))
         if isinstance(value, bool):
             return [(subject, value)] if match.group(2) in (None, "correct") else []
-        polarity = _value_polarity(value) if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return []
+        polarity = _value_polarity(value)
+        if polarity is None and (_VERDICT_WORD.search(value) or _mixed_marks(value)):
+            return [(subject, None)]  # "partially correct": said, but not clearly either way
         return [] if polarity is None else [(subject, polarity)]
 
 
@@ -1609,7 +1643,7 @@ class _VerifierReader(_Reader):
             claims.append((0, (match.group("pos") is not None) != bool(match.group("not"))))
         return claims
 
-    def json_claims(self, key: str, value: Any) -> list[tuple[int, bool]]:
+    def json_claims(self, key: str, value: Any) -> list[tuple[int, bool | None]]:
         if key in ("correct", "is correct", "valid", "is valid", "passed", "pass") and isinstance(
             value, bool
         ):

@@ -1425,3 +1425,41 @@ def test_a_verification_naming_another_decision_in_capitals_is_unreadable(raw: s
 def test_a_verifiers_lower_case_words_name_no_decision() -> None:
     parsed = read_verification("INCORRECT\n\nThe call is correct in form, but the amount is wrong.")
     assert parsed.decision == "INCORRECT", parsed.problem
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # what is said of response 1 is qualified: "Response 2 is incorrect" alone must not decide
+        "Response 1: partially correct\nResponse 2: incorrect",
+        "**Response 1:** correct but incomplete\n**Response 2:** ❌ wrong",
+        "Response 1 is partially correct. Response 2 is incorrect.",
+        "The first response is mostly correct, while the second response is wrong.",
+        '{"response_1": "partially correct", "response_2": "incorrect"}',
+        '{"response_1_verdict": "mostly correct", "response_2_verdict": "incorrect"}',
+        '{"response_1": {"verdict": "correct but incomplete"}, "response_2": {"verdict": "incorrect"}}',
+    ],
+)
+def test_a_qualified_verdict_on_one_response_keeps_the_other_from_deciding_alone(raw: str) -> None:
+    """These read RESPONSE 2 INCORRECT, though a partially correct Response 1 may be wrong too
+    (BOTH_INCORRECT); only the bar form ("Response 1: partially correct | Response 2: incorrect")
+    was held."""
+    for position in (1, 2):
+        parsed = parse_verdict(raw, position)
+        assert parsed.verdict == "UNPARSEABLE" and "qualified" in (parsed.reason or ""), (raw, parsed)
+
+
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        ("Response 1: calls get_weather for Paris.\nResponse 2: incorrect", "RESPONSE 2 INCORRECT"),
+        ('{"response_1": "calls get_weather", "response_2": "incorrect"}', "RESPONSE 2 INCORRECT"),
+        ("Response 1 is partially correct. Response 2 is incorrect.\n\nBOTH_INCORRECT", "BOTH_INCORRECT"),
+        (
+            "Response 1: partially correct. Response 1 is incorrect.\nResponse 2: correct",
+            "RESPONSE 1 INCORRECT",
+        ),
+    ],
+)
+def test_a_description_or_a_clear_word_beside_a_qualified_one_still_reads(raw: str, decision: str) -> None:
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
