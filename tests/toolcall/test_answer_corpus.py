@@ -1,6 +1,6 @@
 """Real-looking judge and verifier answers, each with the decision a careful reader takes from it.
 
-data/judge_answers.jsonl holds 252 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
+data/judge_answers.jsonl holds 254 hand-written answers in the styles of Qwen3 (thinking, with vLLM's
 reasoning field or an inline trace, or not thinking; QwQ), DeepSeek-R1 (trace opened by the chat
 template), Llama 3 (3.3 70B among them), GPT-4o-class (GPT-4.1 among them) and Mistral (Large and
 Medium among them) models, and a few each of GLM-4.5/4.6, Kimi K2, gpt-oss (vLLM's reasoning field,
@@ -13,7 +13,8 @@ change of mind written out again, answers cut off after their decision, quoted i
 negatives (truncated traces and analyses, the format echoed back, hedges, conditionals,
 contradictions, two decisions, the list of decisions restated, second thoughts, a first decision
 stated and the final one only named, doubts about the decision, the project's verdict names, quotes
-only, a boxed response number, tables whose marks are not one per response) that must be
+only, a boxed response number, tables whose marks are not one per response, a
+qualified verdict on one response beside a clear one on the other) that must be
 UNPARSEABLE.
 data/verifier_answers.jsonl does the same for the verifier (63 answers, PASS/FAIL words, the format
 line echoed as a label, tags, an arrow, a change of mind, and reasons that contradict the decision
