@@ -449,7 +449,9 @@ class _Reading:
     # (decision, evidence): a decision the judge's own words name without stating it ("My first
     # reading was X", "I now think it's X"): one that differs from the decision read voids it, as the
     # judge may have changed its mind either way.
-    mentioned: list[tuple[str, str]] = field(default_factory=list)
+    # (decision, denied, evidence): denied where the words name it only to deny it ("this is not a
+    # BOTH_CORRECT case"), which voids that decision alone.
+    mentioned: list[tuple[str, bool, str]] = field(default_factory=list)
     reconsidered: bool = False  # a second thought began after a decision had been read
 
 
@@ -627,6 +629,10 @@ class _Reader:
         """(subject, is correct) for a JSON field (normalised key) that judges a subject; None where it
         judges it, but not clearly either way ("partially correct")."""
         return []
+
+    def denied_decisions(self, text: str) -> set[str]:
+        """The decisions ``text`` names only to deny them ("not BOTH_CORRECT", "rather than ...")."""
+        return set()
 
     def qualified_subjects(self, sentence: str) -> list[int]:
         """Subjects of claims a hedge qualifies ("Response 2 is correct so far, but ..."): no clear
@@ -976,7 +982,8 @@ class _Reader:
             reading.claims.extend((s, p, sentence.strip()[:120]) for s, p in self.sentence_claims(sentence))
             reading.qualified.extend((s, sentence.strip()[:120]) for s in self.qualified_subjects(sentence))
         if named and not stated:
-            reading.mentioned.append((next(iter(named)), evidence))
+            mention = next(iter(named))
+            reading.mentioned.append((mention, mention in self.denied_decisions(line), evidence))
         if not (label and not value.strip()):
             reading.prose.append(_clean(line))
 
@@ -1067,8 +1074,10 @@ class _Reader:
         for named, claims, evidence in reading.revisions:
             if named - {decision} or any(implied[subject] != correct for subject, correct in claims):
                 return None, f"changed its mind after deciding {decision}: {evidence!r}"
-        for mentioned, evidence in reading.mentioned:
-            if mentioned != decision:
+        for mentioned, denied, evidence in reading.mentioned:
+            if denied and mentioned == decision:
+                return None, f"denies {decision}, the decision read: {evidence!r}"
+            if not denied and mentioned != decision:
                 return None, f"names {mentioned} too, without stating it ({evidence!r}): which did it mean?"
         return decision, None
 
@@ -1341,6 +1350,14 @@ _JUDGE_NAMED = re.compile(
     r"both[\s_-]*(?P<both>correct|incorrect))(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
+# Words that deny the decision named right after ("this is not a BOTH_CORRECT case", "rather than
+# RESPONSE 1 INCORRECT") or before ("BOTH_INCORRECT is ruled out").
+_DENIAL_BEFORE = re.compile(
+    r"(?:\bnot|n['’]t|\bnever|\brather\s+than|\binstead\s+of)\s+(?:(?:a|an|the)\s+)?$", re.IGNORECASE
+)
+_DENIAL_AFTER = re.compile(
+    r"\s+(?:is|was)\s+(?:ruled\s+out|excluded|out\s+of\s+the\s+question)\b", re.IGNORECASE
+)
 _ONE_CLAIM = re.compile(
     _RESPONSE
     + _COPULA
@@ -1523,6 +1540,22 @@ class _JudgeReader(_Reader):
         if "BOTH_INCORRECT" in named:  # "BOTH_INCORRECT - Response 1 incorrect, Response 2 incorrect"
             named -= {"RESPONSE 1 INCORRECT", "RESPONSE 2 INCORRECT"}
         return named
+
+    def denied_decisions(self, text: str) -> set[str]:
+        plain = _plain(_unquoted(text))
+        denied: set[str] = set()
+        affirmed: set[str] = set()
+        for match in _JUDGE_NAMED.finditer(plain):
+            decision = (
+                f"RESPONSE {_response_number(match)} INCORRECT"
+                if match.group("num")
+                else "BOTH_CORRECT"
+                if match.group("both").lower() == "correct"
+                else "BOTH_INCORRECT"
+            )
+            before = _DENIAL_BEFORE.search(plain, max(0, match.start() - 40), match.start())
+            (denied if before or _DENIAL_AFTER.match(plain, match.end()) else affirmed).add(decision)
+        return denied - affirmed
 
     def from_claims(self, known: dict[int, bool]) -> str | None:
         if len(known) == 1 and False in known.values():  # "Response 2 is incorrect." says it all

@@ -1463,3 +1463,36 @@ def test_a_qualified_verdict_on_one_response_keeps_the_other_from_deciding_alone
 )
 def test_a_description_or_a_clear_word_beside_a_qualified_one_still_reads(raw: str, decision: str) -> None:
     assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "BOTH_CORRECT\n\nIt is not BOTH_CORRECT, though.",
+        "Not BOTH_CORRECT.\n\nBoth responses are correct.",
+        "RESPONSE 2 INCORRECT\n\nThat said, this is not RESPONSE 2 INCORRECT.",
+    ],
+)
+def test_a_judge_denying_the_decision_read_is_unparseable(raw: str) -> None:
+    """These were read as the decision they deny."""
+    for position in (1, 2):
+        parsed = parse_verdict(raw, position)
+        assert parsed.verdict == "UNPARSEABLE" and "denies" in (parsed.reason or ""), (raw, parsed)
+
+
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        (
+            "This is not a BOTH_CORRECT case: Response 2 adds a unit.\n\nRESPONSE 2 INCORRECT",
+            "RESPONSE 2 INCORRECT",
+        ),
+        (
+            "Since Response 1 is correct, BOTH_INCORRECT is ruled out.\n\nRESPONSE 2 INCORRECT",
+            "RESPONSE 2 INCORRECT",
+        ),
+        ("It isn't RESPONSE 1 INCORRECT.\n\nBOTH_CORRECT", "BOTH_CORRECT"),
+    ],
+)
+def test_another_decision_named_only_to_deny_it_leaves_the_decision(raw: str, decision: str) -> None:
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
