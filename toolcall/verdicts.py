@@ -446,11 +446,10 @@ class _Reading:
     # the reader checks them against the decision (:attr:`_Reader.sections_must_agree`).
     section_claims: list[tuple[int, bool, str]] = field(default_factory=list)
     uncommitted: list[str] = field(default_factory=list)  # the judge's own words saying it did not settle
-    # (decision, evidence): a decision the judge's own words name without stating it ("My first
+    # (decision, denied, evidence): a decision the judge's own words name without stating it ("My first
     # reading was X", "I now think it's X"): one that differs from the decision read voids it, as the
-    # judge may have changed its mind either way.
-    # (decision, denied, evidence): denied where the words name it only to deny it ("this is not a
-    # BOTH_CORRECT case"), which voids that decision alone.
+    # judge may have changed its mind either way; one named only to deny it ("this is not a
+    # BOTH_CORRECT case") voids that decision alone.
     mentioned: list[tuple[str, bool, str]] = field(default_factory=list)
     reconsidered: bool = False  # a second thought began after a decision had been read
 
@@ -1425,6 +1424,13 @@ def _response_number(match: re.Match[str]) -> int:
     return {"first": 1, "second": 2, "1": 1, "2": 2, "one": 1, "two": 2}[word]
 
 
+def _judge_decision(match: re.Match[str]) -> str:
+    """The decision a match of :data:`_JUDGE_TOKEN` or :data:`_JUDGE_NAMED` names."""
+    if match.group("num"):
+        return f"RESPONSE {_response_number(match)} INCORRECT"
+    return "BOTH_CORRECT" if match.group("both").lower() == "correct" else "BOTH_INCORRECT"
+
+
 class _JudgeReader(_Reader):
     subjects = (1, 2)
     implies: ClassVar[Mapping[str, tuple[bool, ...]]] = {
@@ -1471,11 +1477,7 @@ class _JudgeReader(_Reader):
     def token(self, plain: str, *, opening: bool = False) -> str | None:
         plain = _plain(plain)
         match = _JUDGE_TOKEN.match(plain) or _JUDGE_TOKEN.match(_DISCOURSE_PREFIX.sub("", plain))
-        if match is None:
-            return None
-        if match.group("num"):
-            return f"RESPONSE {_response_number(match)} INCORRECT"
-        return "BOTH_CORRECT" if match.group("both").lower() == "correct" else "BOTH_INCORRECT"
+        return None if match is None else _judge_decision(match)
 
     def subject_label(self, plain: str) -> tuple[int, str] | None:
         match = _RESPONSE_LABEL.match(plain)
@@ -1530,13 +1532,7 @@ class _JudgeReader(_Reader):
         plain = _plain(_unquoted(text))
         options = self._options_label(plain)  # the options as a label name none (as above)
         for match in _JUDGE_NAMED.finditer(options.group("value") if options else plain):
-            named.add(
-                f"RESPONSE {_response_number(match)} INCORRECT"
-                if match.group("num")
-                else "BOTH_CORRECT"
-                if match.group("both").lower() == "correct"
-                else "BOTH_INCORRECT"
-            )
+            named.add(_judge_decision(match))
         if "BOTH_INCORRECT" in named:  # "BOTH_INCORRECT - Response 1 incorrect, Response 2 incorrect"
             named -= {"RESPONSE 1 INCORRECT", "RESPONSE 2 INCORRECT"}
         return named
@@ -1546,13 +1542,7 @@ class _JudgeReader(_Reader):
         denied: set[str] = set()
         affirmed: set[str] = set()
         for match in _JUDGE_NAMED.finditer(plain):
-            decision = (
-                f"RESPONSE {_response_number(match)} INCORRECT"
-                if match.group("num")
-                else "BOTH_CORRECT"
-                if match.group("both").lower() == "correct"
-                else "BOTH_INCORRECT"
-            )
+            decision = _judge_decision(match)
             before = _DENIAL_BEFORE.search(plain, max(0, match.start() - 40), match.start())
             (denied if before or _DENIAL_AFTER.match(plain, match.end()) else affirmed).add(decision)
         return denied - affirmed
