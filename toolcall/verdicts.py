@@ -579,6 +579,8 @@ class _Reader:
                 continue
             header = [cell.strip() for cell in line.strip().strip("|").split("|")]
             table_end = index + 2
+            if self._row_subject("", header[0]) is not None:
+                continue  # no header: the first row names a subject too, so every row is read as any row
             rows: list[tuple[int, list[str], tuple[int, str] | None]] = []
             for row in range(index + 2, len(lines)):
                 values = [cell.strip() for cell in lines[row].strip().strip("|").split("|")]

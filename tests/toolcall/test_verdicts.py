@@ -1496,3 +1496,10 @@ def test_a_judge_denying_the_decision_read_is_unparseable(raw: str) -> None:
 )
 def test_another_decision_named_only_to_deny_it_leaves_the_decision(raw: str, decision: str) -> None:
     assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+def test_a_table_whose_first_row_names_a_response_has_no_header_and_reads_row_by_row() -> None:
+    """The first row was taken for a header naming no decision column, which left every response
+    unclear (UNPARSEABLE), though each row reads "Response k: mark"."""
+    raw = "| Response 1 | ✅ |\n|---|---|\n| Response 2 | ❌ |"
+    assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT", parse_verdict(raw, 1).reason
