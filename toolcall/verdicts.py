@@ -1206,7 +1206,7 @@ def _table_row(line: str) -> str:
     if not line.lstrip().startswith("|"):
         return line
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
-    if all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c):
+    if all(re.fullmatch(r":?-+:?", c) for c in cells if c):  # GFM: one hyphen is enough
         return ""
     return f"{cells[0]}: {', '.join(c for c in cells[1:] if c)}" if len(cells) > 1 else cells[0]
 

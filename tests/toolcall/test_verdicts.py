@@ -1503,3 +1503,17 @@ def test_a_table_whose_first_row_names_a_response_has_no_header_and_reads_row_by
     unclear (UNPARSEABLE), though each row reads "Response k: mark"."""
     raw = "| Response 1 | ✅ |\n|---|---|\n| Response 2 | ❌ |"
     assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT", parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "decision"),
+    [
+        ("| Response 1 | Response 2 |\n|:-:|:-:|\n| ✅ | ❌ |", "RESPONSE 2 INCORRECT"),
+        ("| Response | Verdict |\n|-|-|\n| 1 | ❌ |\n| 2 | ❌ |", "BOTH_INCORRECT"),
+        ("| Decision |\n|:-|\n| BOTH_CORRECT |", "BOTH_CORRECT"),
+    ],
+)
+def test_a_table_separator_of_single_hyphens_makes_a_table(raw: str, decision: str) -> None:
+    """`|:-:|:-:|` (GitHub Markdown needs one hyphen per cell) was no separator: the table decided
+    nothing, or its separator was read as a line."""
+    assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
