@@ -36,10 +36,12 @@ generation prompt copied at its end, ``<|im_start|>assistant``, is no turn); a s
 after that (``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it
 as the user's words. The section labels may be numbered (``1. INPUT:``) or be tags around the parts
 (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). A call object may
-name its function under ``function`` and give its arguments under ``args`` (Gemini's ``{"name", "args"}``,
-``{"function": NAME, "arguments": …}``; repair ``call_keys_renamed``), in the OUTPUT and the INPUT's
-assistant turns, though the policy parser refuses those keys. A newline or tab written raw inside a
-call's JSON string is read as itself, by the policy parser (repair ``control_character_in_string``).
+name its function under ``function``, ``tool`` or ``action`` and give its arguments under ``args``,
+``tool_input`` or ``action_input`` (Gemini's ``{"name", "args"}``, ``{"function": NAME, "arguments": …}``,
+a ReAct agent's ``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in the OUTPUT and
+the INPUT's assistant turns, though the policy parser refuses those keys. A newline or tab written raw
+inside a call's JSON string is read as itself, by the policy parser (repair
+``control_character_in_string``).
 """
 
 from __future__ import annotations
@@ -262,16 +264,18 @@ def _readable_calls(text: str) -> tuple[str, list[str]]:
 
 # Call objects that name the function under "function" or give its arguments under "args" (Gemini's
 # functionCall is {"name", "args"}; models write {"function": NAME, "arguments": …} after OpenAI's
-# function object): generators write them as often as the prompt's {"name", "arguments"}. The policy
-# parser refuses them on purpose (the format the policy is trained to write); a generator's sample is
-# read through them.
-_OTHER_CALL_KEY = re.compile(r'"(?:function|args)"\s*:')
-_CALL_NAME_KEYS = ("name", "function")
-_CALL_ARGUMENT_KEYS = ("arguments", "parameters", "args")
+# function object), or write a ReAct/LangChain agent's step ({"tool": NAME, "tool_input": {…}},
+# {"action": NAME, "action_input": {…}}): generators write them as often as the prompt's {"name",
+# "arguments"}. The policy parser refuses them on purpose (the format the policy is trained to write);
+# a generator's sample is read through them. (ReAct's {"action": "Final Answer", "action_input":
+# "text"} has no argument object: it is no call, and stays as written.)
+_OTHER_CALL_KEY = re.compile(r'"(?:function|args|tool|tool_input|action|action_input)"\s*:')
+_CALL_NAME_KEYS = ("name", "function", "tool", "action")
+_CALL_ARGUMENT_KEYS = ("arguments", "parameters", "args", "tool_input", "action_input")
 
 
 def _calls_with_read_keys(text: str) -> tuple[str, bool]:
-    """``text`` with each call object written under ``function``/``args`` keys rewritten as
+    """``text`` with each call object written under other keys (see ``_OTHER_CALL_KEY``) rewritten as
     ``{"name": …, "arguments": …}``, and whether there was any; other JSON is left as written."""
     if _OTHER_CALL_KEY.search(text) is None:
         return text, False

@@ -929,6 +929,35 @@ def test_a_call_under_function_or_args_keys_is_read(written: str) -> None:
     assert "call_keys_renamed" in parsed.repairs
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        '<tool_call>\n{"tool": "get_weather", "tool_input": {"city": "Rome"}}\n</tool_call>',  # LangChain
+        '```json\n{"action": "get_weather", "action_input": {"city": "Rome"}}\n```',  # ReAct
+        '[{"tool": "get_weather", "tool_input": {"city": "Rome"}}, '
+        '{"action": "get_forecast", "action_input": {"city": "Rome", "days": 3}}]',
+    ],
+)
+def test_a_call_written_as_a_react_agents_step_is_read(written: str) -> None:
+    """A generator that writes its call as a ReAct/LangChain agent step ({"tool": …, "tool_input": …},
+    {"action": …, "action_input": …}) had the sample lost ("a call needs a non-empty string 'name'")."""
+    parsed = parse_expansion(f"INPUT: What is the weather in Rome?\nOUTPUT: {written}")
+    assert parsed.error is None, parsed.error
+    assert parsed.action is not None and parsed.action.calls[0] == ToolCall(
+        name="get_weather", arguments={"city": "Rome"}
+    )
+    assert "call_keys_renamed" in parsed.repairs
+    if len(parsed.action.calls) > 1:
+        assert parsed.action.calls[1] == ToolCall(name="get_forecast", arguments={"city": "Rome", "days": 3})
+
+
+def test_a_react_final_answer_is_no_call() -> None:
+    """{"action": "Final Answer", "action_input": "…"} holds no argument object: no call is made of it."""
+    reply = '{"action": "Final Answer", "action_input": "Which city do you mean?"}'
+    parsed = parse_expansion(f"INPUT: What is the weather?\nOUTPUT: {reply}")
+    assert parsed.action is None or not parsed.action.calls
+
+
 def test_an_assistant_turn_of_the_input_may_write_its_call_under_args() -> None:
     answer = (
         "INPUT:\nUSER: Weather in Faro?\n"
