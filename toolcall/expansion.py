@@ -34,8 +34,10 @@ quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are 
 ``<｜User｜>``, Mistral's ``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers (the
 generation prompt copied at its end, ``<|im_start|>assistant``, is no turn); a special token still in a turn
 after that (``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it
-as the user's words. The section labels may be numbered (``1. INPUT:``) or be tags around the parts
-(``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). A call object may
+as the user's words; a token a sentence mentions (``What does <|endoftext|> mean?``: words on its line
+before and after it, set off by spaces, quotes or punctuation, and no role in its name) is the user's
+words, in a template's turn too. The section labels may be numbered (``1. INPUT:``) or be tags around
+the parts (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). A call object may
 name its function under ``function``, ``tool`` or ``action`` and give its arguments under ``args``,
 ``tool_input`` or ``action_input`` (Gemini's ``{"name", "args"}``, ``{"function": NAME, "arguments": …}``,
 a ReAct agent's ``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in the OUTPUT and
@@ -110,8 +112,20 @@ _TEMPLATE_CLOSER = re.compile(
 )
 _TEMPLATE_ROLES = {"user": "USER", "system": "SYSTEM", "assistant": "ASSISTANT", "model": "ASSISTANT"}
 # A special token left in a turn after that: a template the reader does not know, whose turns would
-# be kept as the user's words with the tokens in them; the sample is refused instead.
+# be kept as the user's words with the tokens in them; the sample is refused instead. A token the
+# user mentions in a sentence ("What does <|endoftext|> mean in GPT-2?") is words, not a turn marker:
+# see _mentioned.
 _SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|<｜[^｜<>\s]{1,40}｜>|\[/?INST\]")
+# What stands right before / after a token a sentence mentions: a space, a quote, a bracket; after
+# it also punctuation ("… is <|endoftext|>?"). A template glues its tokens to the turns they wrap.
+_MENTION_BEFORE = frozenset(" \t\"'`“‘(")
+_MENTION_AFTER = frozenset(" \t\"'`”’),.;:?!")
+# A token that names a role opens a turn wherever it stands ("Rome? <|bot|> Sure"): never a mention.
+_ROLE_TOKEN = re.compile(
+    r"user|human|assistant|bot|system|model|prompter|gpt|tool|function|observation|ipython|developer"
+    r"|(?<![a-z])ai(?![a-z])|inst",
+    re.IGNORECASE,
+)
 _GENERATION_PROMPT = re.compile(r"\s*\nASSISTANT:\s*\Z")
 # A label of the user's message that opens the INPUT ("Query: …"), as the USER: marker.
 _OPENING_LABEL = re.compile(r"\A[ \t*]*(?:query|question|request)[ \t*]*[:：][ \t*]*", re.IGNORECASE)
@@ -165,7 +179,7 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     except ValueError as error:
         return ParsedExpansion(error=f"INPUT: {error}")
     for message in messages:
-        token = _SPECIAL_TOKEN.search(message.content) if message.role != "tool" else None
+        token = None if message.role == "tool" else _marker_token(message.content)
         if token is not None:
             return ParsedExpansion(
                 error=f"INPUT: a chat-template token {token.group()} in a {message.role} turn"
@@ -529,6 +543,29 @@ def _without_commentary(output: str) -> tuple[str, bool]:
     return output[: found.start()].rstrip(), True
 
 
+def _mentioned(text: str, start: int, end: int) -> bool:
+    """Whether the token at ``text[start:end]`` is mentioned inside a sentence, not used as a turn
+    marker: words on its line before and after it, set off from it by a space, quote or punctuation.
+    A token that opens or ends a line, is glued to the words it wraps (``Hi<|x|>Hello``) or names a
+    role, is a template's marker."""
+    if _ROLE_TOKEN.search(text[start:end]) is not None:
+        return False
+    line_before = text[:start].rpartition("\n")[2]
+    line_after = text[end:].partition("\n")[0]
+    return (
+        bool(line_before.strip() and line_after.strip())
+        and line_before[-1] in _MENTION_BEFORE
+        and line_after[0] in _MENTION_AFTER
+    )
+
+
+def _marker_token(content: str) -> re.Match[str] | None:
+    """The first special token of a turn used as a turn marker (not mentioned in a sentence)."""
+    return next(
+        (m for m in _SPECIAL_TOKEN.finditer(content) if not _mentioned(content, m.start(), m.end())), None
+    )
+
+
 def _template_turns_as_markers(text: str) -> str:
     """``text`` with a chat template's turns (see ``_TEMPLATE_OPENER``) written with role markers,
     their closers gone; a leading label of the user's message (``Query:``) as ``USER:``."""
@@ -542,7 +579,11 @@ def _template_turns_as_markers(text: str) -> str:
         return f"\n{_TEMPLATE_ROLES.get(role.lower(), 'TOOL')}: "
 
     if _TEMPLATE_OPENER.search(text) is not None:
-        text = _TEMPLATE_CLOSER.sub("", _TEMPLATE_OPENER.sub(marker, text)).strip()
+        # A closer a user's sentence mentions ("What does <|endoftext|> mean?") is the user's words.
+        text = _TEMPLATE_CLOSER.sub(
+            lambda closer: closer.group() if _mentioned(closer.string, closer.start(), closer.end()) else "",
+            _TEMPLATE_OPENER.sub(marker, text),
+        ).strip()
         # The template's generation prompt copied at the end (<|im_start|>assistant): the OUTPUT's turn.
         text = _GENERATION_PROMPT.sub("", text)
     return _OPENING_LABEL.sub("USER: ", text, count=1)

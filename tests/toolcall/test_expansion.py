@@ -887,6 +887,43 @@ def test_an_unknown_chat_template_token_in_a_turn_refuses_the_sample() -> None:
 
 
 @pytest.mark.parametrize(
+    ("written", "question"),
+    [
+        ("What does <|endoftext|> mean in GPT-2?", "What does <|endoftext|> mean in GPT-2?"),
+        ("USER: Is `<|im_end|>` the end of a turn?", "Is `<|im_end|>` the end of a turn?"),
+        # in a template's turn, the mentioned closer is the user's words, not cut out of them
+        (
+            "<|im_start|>user\nWhy does my output end with <|endoftext|> every time?<|im_end|>",
+            "Why does my output end with <|endoftext|> every time?",
+        ),
+        ("<s>[INST] What do <s> and </s> mark in Llama 2? [/INST]", "What do <s> and </s> mark in Llama 2?"),
+    ],
+)
+def test_a_template_token_a_user_mentions_in_a_sentence_is_the_users_words(
+    written: str, question: str
+) -> None:
+    """A user asking about a token ("What does <|endoftext|> mean in GPT-2?") had the sample refused as
+    holding a template token, or, inside a template's turn, the token cut out of the question."""
+    parsed = parse_expansion(f"INPUT: {written}\nOUTPUT: {CALL}")
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content=question)]
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "<|prompter|>What is the weather in Rome?<|endoftext|>",  # opens the line
+        "USER: What is the weather in Rome? <|endoftext|>",  # ends the turn
+        "USER: Hi<|bot|>Hello! What is the weather in Rome?",  # glued to the turns it separates
+        "USER: What is the weather in Rome? <|bot|> Sure, one moment.",  # names a role
+    ],
+)
+def test_a_template_token_used_as_a_turn_marker_still_refuses_the_sample(written: str) -> None:
+    parsed = parse_expansion(f"INPUT: {written}\nOUTPUT: {CALL}")
+    assert parsed.action is None and parsed.error is not None and "chat-template token" in parsed.error
+
+
+@pytest.mark.parametrize(
     "answer",
     [
         "Here is the sample.\n\n<input>\nUSER: What is the weather in Rome?\n</input>\n\n"
