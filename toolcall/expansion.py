@@ -37,7 +37,9 @@ after that (``<|…|>`` of a template the reader does not know) refuses the samp
 as the user's words; a token a sentence mentions (``What does <|endoftext|> mean?``: words on its line
 before and after it, set off by spaces, quotes or punctuation, and no role in its name) is the user's
 words, in a template's turn too. The section labels may be numbered (``1. INPUT:``) or be tags around
-the parts (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). A call object may
+the parts (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). Of several
+samples listed under numbered headings (``### Sample 1``, ``Sample 2``, …) the first is the answer
+(repair ``first_of_several_samples``); several samples written any other way are refused. A call object may
 name its function under ``function``, ``tool`` or ``action`` and give its arguments under ``args``,
 ``tool_input`` or ``action_input`` (Gemini's ``{"name", "args"}``, ``{"function": NAME, "arguments": …}``,
 a ReAct agent's ``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in the OUTPUT and
@@ -164,6 +166,9 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     text, trace_error = strip_reasoning(raw)
     if text is None:
         return ParsedExpansion(error=trace_error)
+    first_sample = _first_of_numbered_samples(text)
+    if first_sample is not None:
+        text = first_sample
     sections = _sections(text)
     if isinstance(sections, str):
         return ParsedExpansion(error=sections)
@@ -197,6 +202,8 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     if turn_error is not None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
     repairs = ["output_continued"] if continued else []
+    if first_sample is not None:
+        repairs.append("first_of_several_samples")
     output_text, call_repairs = _readable_calls(output_text)
     repairs.extend(call_repairs)
     parsed = _message_output(output_text, tools)
@@ -353,8 +360,8 @@ def _message_output(output: str, tools: Sequence[ToolSpec] | None) -> ParsedOutp
     return ParsedOutput(action=action, repairs=["chat_message_output"])
 
 
-def _sections(text: str) -> tuple[str, str] | str:
-    """The answer's INPUT and OUTPUT texts, or why there are not exactly one of each."""
+def _labels(text: str) -> tuple[list[re.Match[str]], list[re.Match[str]]]:
+    """The answer's INPUT and OUTPUT labels."""
     sections = list(_SECTION.finditer(text))
     if any(m.group(1).isupper() for m in sections):
         # The prompt writes its labels in capitals; an "Input:" line in another case is the sample's
@@ -362,7 +369,45 @@ def _sections(text: str) -> tuple[str, str] | str:
         sections = [m for m in sections if m.group(1).isupper()]
     inputs = [m for m in sections if m.group(1).upper() == "INPUT"]
     outputs = [m for m in sections if m.group(1).upper() == "OUTPUT"]
-    if not sections:
+    return inputs, outputs
+
+
+# A heading that numbers a sample ("### Sample 2", "**Example 3:**", "Training sample #1 (Porto)").
+_SAMPLE_HEADING = re.compile(
+    r"^[ \t#*>_]*(?:new[ \t]+)?(?:training[ \t]+)?(?:sample|example)[ \t]*#?[ \t]*"
+    r"(?P<number>\d{1,2})\b[^\n]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _first_of_numbered_samples(text: str) -> str | None:
+    """The answer up to its second sample, when it lists several (asked for one, a model writes two to
+    four): each sample's INPUT then OUTPUT, under a heading numbering it 1, 2, … in order. All were
+    written under the one request's constraint, as answers to it, so the first is the request's
+    sample (repair ``first_of_several_samples``); the others are not candidates (a request has one).
+    None for any other answer: labels without such headings may be a draft and its revision, whose
+    first is not the answer, and stay refused."""
+    inputs, outputs = _labels(text)
+    if len(inputs) < 2 or len(inputs) != len(outputs):
+        return None
+    second_heading = 0
+    previous_end = 0
+    for number, (start, end) in enumerate(zip(inputs, outputs, strict=True), 1):
+        if not previous_end <= start.start() < end.start():
+            return None  # not INPUT, OUTPUT, INPUT, OUTPUT, …
+        headings = list(_SAMPLE_HEADING.finditer(text, previous_end, start.start()))
+        if not headings or int(headings[-1].group("number")) != number:
+            return None
+        if number == 2:
+            second_heading = headings[-1].start()
+        previous_end = end.end()
+    return text[:second_heading]
+
+
+def _sections(text: str) -> tuple[str, str] | str:
+    """The answer's INPUT and OUTPUT texts, or why there are not exactly one of each."""
+    inputs, outputs = _labels(text)
+    if not inputs and not outputs:
         tagged = _tagged_sections(text)
         if tagged is not None:
             return tagged

@@ -86,6 +86,57 @@ def test_errors(raw: str, reason: str) -> None:
     assert parsed.error is not None and reason in parsed.error
 
 
+_FARO = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Faro"}}\n</tool_call>'
+_ROME = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        f"**Sample 1**\nINPUT: USER: Weather in Rome?\nOUTPUT: {_ROME}\n\n**Sample 2**\n"
+        f"INPUT: USER: Weather in Faro?\nOUTPUT: {_FARO}",
+        f"Here are three samples:\n\n### Example 1 (Rome)\n**INPUT:**\nUSER: Weather in Rome?\n\n"
+        f"**OUTPUT:**\n{_ROME}\n\n### Example 2 (Faro)\n**INPUT:**\nUSER: Weather in Faro?\n\n"
+        f"**OUTPUT:**\n{_FARO}\n\n### Example 3\n**INPUT:**\nUSER: Hi\n\n**OUTPUT:**\nHello!",
+    ],
+)
+def test_of_several_numbered_samples_the_first_is_the_answer(answer: str) -> None:
+    """Asked for one sample, a model lists two to four under "Sample 1", "Sample 2" headings: the
+    answer was refused whole and the request's candidate lost, though every one of them answers it."""
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="Weather in Rome?")]
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Rome"})])
+    assert "first_of_several_samples" in parsed.repairs
+
+
+def test_a_text_output_of_the_first_numbered_sample_ends_before_the_next() -> None:
+    answer = (
+        "Sample 1:\nINPUT: USER: Book Nopi for four.\nOUTPUT: What time would you like the table?\n\n"
+        f"Sample 2:\nINPUT: USER: Weather in Faro?\nOUTPUT: {_FARO}"
+    )
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text="What time would you like the table?")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # a draft and its revision: the first is not the answer
+        f"Draft:\nINPUT: USER: Weather?\nOUTPUT: {_ROME}\n\nRevised:\nINPUT: USER: Faro?\nOUTPUT: {_FARO}",
+        # numbered out of order, or one heading for two samples
+        f"Sample 1\nINPUT: USER: Rome?\nOUTPUT: {_ROME}\nSample 3\nINPUT: USER: Faro?\nOUTPUT: {_FARO}",
+        f"Sample 1\nINPUT: USER: Weather in Rome?\nOUTPUT: {_ROME}\nINPUT: USER: Faro?\nOUTPUT: {_FARO}",
+        # the second sample has no OUTPUT
+        f"Sample 1\nINPUT: USER: Weather in Rome?\nOUTPUT: {_ROME}\nSample 2\nINPUT: USER: Faro?",
+    ],
+)
+def test_several_samples_not_listed_as_numbered_samples_are_refused(answer: str) -> None:
+    parsed = parse_expansion(answer)
+    assert parsed.action is None and parsed.error is not None and "expected one sample" in parsed.error
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.text(max_size=300))
 def test_arbitrary_text_never_raises(raw: str) -> None:
