@@ -15,11 +15,12 @@ calls (Qwen3-Coder's ``<function=NAME><parameter=P>``, GLM-4.5's ``<arg_key>``),
 the INPUT's turns. An ``ASSISTANT:`` marker or quotes around the OUTPUT are not part of it; the turns a
 model goes on to write after its first step (``USER: Rome`` …) are not either (repair
 ``output_continued``), and an OUTPUT that starts with another role's turn is refused. A paragraph of
-commentary after a plain-text OUTPUT (``**Explanation:** …``, ``Note:``, ``This sample …``, a rule, a
-heading) is no part of the answer (repair ``trailing_commentary``). An answer with no section label that
-is one JSON object (fenced or after a preface, as models that favour JSON write it) gives its INPUT and
-OUTPUT by its keys: the labels in any case, or ``user_query``/``query``/``conversation`` and
-``tool_call``/``tool_calls``/``response``; a string value is read as the section's text, a message list
+commentary after a plain-text OUTPUT (``**Explanation:** …``, ``Note:``, ``(Note: …)``, ``This sample …``,
+``In this example, …``, a rule, a heading) is no part of the answer (repair ``trailing_commentary``). An
+answer with no section label that is one JSON object (fenced or after a preface, as models that favour JSON
+write it) gives its INPUT and OUTPUT by its keys: the labels in any case, or
+``user_query``/``query``/``conversation`` and ``tool_call``/``tool_calls``/``response``; a string value is
+read as the section's text, a message list
 or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
 placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a
 colon. The close of a wrapper opened before the OUTPUT label (a fence around the whole answer,
@@ -566,14 +567,15 @@ def _unwrapped(section: str, *, brackets: bool) -> str:
 # sample teaches …", a rule and then anything): the prompt forbids it, and models add it anyway. A
 # Markdown heading opens such a paragraph too ("### Why this sample"): a reply to a user has none; and
 # so does a bold or italic label on why, the scenario or the sample's features ("**Why this works:**",
-# "*Scenario focus: …*"), or "This demonstrates/teaches/tests …" after a check mark.
+# "*Scenario focus: …*"), or "This demonstrates/teaches/tests …" after a check mark; a label in
+# parentheses ("(Note: no tool is called …)") and "In this example, …" too.
 _COMMENTARY = re.compile(
     r"\n[ \t]*\n(?:[ \t]*(?:-{3,}|\*{3,}|_{3,})[ \t]*(?:\n|$)"
     r"|[ \t>]*#{1,6}[ \t]"
-    r"|[ \t*#>_]*(?:explanation|rationale|reasoning|notes?|key points|error pattern[^:\n]*)[ \t*_]*:"
+    r"|[ \t*#>_(]*(?:explanation|rationale|reasoning|notes?|key points|error pattern[^:\n]*)[ \t*_]*:"
     r"|[ \t*#>_]*(?:explanation|rationale|notes?)[ \t*_]*\n"
     r"|[ \t>]*[*_]+[ \t]*(?:why|scenario|key features|design|purpose)\b[^:\n]*:"
-    r"|[ \t*_]*(?:[✅✔✓]\ufe0f?[ \t]*)?this (?:(?:new )?(?:training )?(?:sample|example)"
+    r"|[ \t*_]*(?:[✅✔✓]\ufe0f?[ \t]*)?(?:in )?this (?:(?:new )?(?:training )?(?:sample|example)"
     r"|demonstrates|teaches|tests|targets|shows|covers|addresses)\b)",
     re.IGNORECASE,
 )
