@@ -27,7 +27,8 @@ colon. The close of a wrapper opened before the OUTPUT label (a fence around the
 ``<sample>``) ends the OUTPUT. An OUTPUT written as the chat API's assistant message or as Claude's
 ``tool_use`` blocks is read as the INPUT's message list is. A note or label before a text reply
 (``[No tool call]``, ``**Response:**``, ``(asks for clarification)``) is no part of it (repair
-``reply_note``); an OUTPUT that describes the reply ("The assistant should ask …") is refused.
+``reply_note``); an OUTPUT that describes the reply ("The assistant should ask …") is refused, and so is
+one that writes its call as YAML (``- name: get_weather`` / ``arguments:``), which no reader reads.
 The user's marker may name the message (``User query:``, ``User request:``), be bracketed (``[User]:``) or
 quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a
 ``Query:`` label that opens it. A chat template's turns copied into the INPUT (ChatML's
@@ -228,6 +229,10 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
             return ParsedExpansion(
                 messages=messages, error="OUTPUT: describes the assistant's reply instead of giving it"
             )
+        if _YAML_CALL_NAME.search(reply) and _YAML_CALL_ARGUMENTS.search(reply):
+            return ParsedExpansion(
+                messages=messages, error="OUTPUT: a call written as YAML (name: …, arguments: …), not read"
+            )
         action = action.model_copy(update={"text": _unquoted_turn(reply)})
         if _PLACEHOLDER.match(action.text):
             return ParsedExpansion(
@@ -264,6 +269,19 @@ _DESCRIBED_REPLY = re.compile(
     r"(?:the[ \t]+)?(?:assistant|model)[ \t]+(?:should|must|will|would|needs[ \t]+to|asks|responds|replies)\b"
     rf"|(?:{_NO_CALL})\b[^\n]*\bthe[ \t]+(?:assistant|model)\b",
     re.IGNORECASE,
+)
+
+
+# A call written as YAML ("- name: get_weather" / "  arguments:" / "    city: Porto"), as a model that
+# answers the whole sample in YAML writes it: no call the reader reads, and as a text reply it would
+# train the assistant to say the call to the user. A name line and an arguments line give it away.
+_YAML_CALL_NAME = re.compile(
+    r"^[ \t]*(?:-[ \t]+)?(?:name|function|tool|action)[ \t]*:[ \t]*[\"']?[\w.-]+[\"']?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_YAML_CALL_ARGUMENTS = re.compile(
+    r"^[ \t]*(?:-[ \t]+)?(?:arguments|parameters|args|tool_input|action_input)[ \t]*:",
+    re.IGNORECASE | re.MULTILINE,
 )
 
 

@@ -815,6 +815,28 @@ def test_an_output_that_describes_the_reply_is_refused(output: str, reason: str)
 
 
 @pytest.mark.parametrize(
+    "answer",
+    [
+        "input:\n  - user: What is the weather in Rome?\noutput:\n  - name: get_weather\n    arguments:\n"
+        "      city: Rome",
+        "INPUT:\nUSER: What is the weather in Rome?\n\nOUTPUT:\n```yaml\ntool_calls:\n  - name: get_weather\n"
+        "    parameters:\n      city: Rome\n```",
+    ],
+)
+def test_an_output_call_written_as_yaml_is_refused_not_kept_as_a_reply(answer: str) -> None:
+    """A generator that writes the sample in YAML had its call kept as the assistant's text reply
+    ("- name: get_weather\n  arguments: …"): the assistant would be trained to say the call."""
+    parsed = parse_expansion(answer)
+    assert parsed.action is None and parsed.error is not None and "YAML" in parsed.error
+
+
+def test_a_reply_with_a_name_line_alone_is_no_yaml_call() -> None:
+    reply = "Here is your booking:\nname: Jane\ntime: 20:00"
+    parsed = parse_expansion(f"INPUT: Show my booking.\nOUTPUT: {reply}")
+    assert parsed.action == Action(text=reply)
+
+
+@pytest.mark.parametrize(
     "reply",
     [
         "No problem! What time would you like the table?",
