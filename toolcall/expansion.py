@@ -23,7 +23,8 @@ write it) gives its INPUT and OUTPUT by its keys: the labels in any case, or
 read as the section's text, a message list
 or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
 placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a
-colon. The close of a wrapper opened before the OUTPUT label (a fence around the whole answer,
+colon. A section written wholly as a Markdown blockquote (``> USER: …``) is read without its quote
+marks. The close of a wrapper opened before the OUTPUT label (a fence around the whole answer,
 ``<sample>``) ends the OUTPUT. An OUTPUT written as the chat API's assistant message or as Claude's
 ``tool_use`` blocks is read as the INPUT's message list is. A note or label before a text reply
 (``[No tool call]``, ``**Response:**``, ``(asks for clarification)``) is no part of it (repair
@@ -568,14 +569,23 @@ _WHOLE_FENCE = re.compile(r"^(?:```|~~~)[\w-]*[ \t]*\n(?P<body>.*?)\n?(?:```|~~~
 _QUOTE_PAIRS = {'"': '"', "“": "”", "'": "'", "[": "]"}
 
 
+# A section written wholly as a Markdown blockquote ("> USER: …" / "> and a second line"): every line
+# quoted, blank lines aside. Its quote marks are no part of the turns (the markers read past them, the
+# turns' other lines kept them).
+_BLOCKQUOTE = re.compile(r"\A(?:[ \t]*(?:>[^\n]*)?(?:\n|\Z))+\Z")
+_QUOTE_MARK = re.compile(r"^[ \t]*> ?", re.MULTILINE)
+
+
 def _unwrapped(section: str, *, brackets: bool) -> str:
     """A section's content without the wrapping models copy from the prompt's ``INPUT: [content]`` or
-    add themselves: a code fence around it, Markdown rules (``---``) at its edges and, for
+    add themselves: a code fence around it, a blockquote, Markdown rules (``---``) at its edges and, for
     the INPUT, the brackets of the prompt's placeholder."""
     text = _EDGE_RULES.sub("", section.strip() + "\n").strip()
     fenced = _WHOLE_FENCE.match(text)
     if fenced is not None:
         text = fenced.group("body").strip()
+    if _BLOCKQUOTE.match(text):
+        text = _QUOTE_MARK.sub("", text).strip()
     if brackets and text.startswith("[") and text.endswith("]") and _ROLE.match(text[1:-1].lstrip()):
         text = text[1:-1].strip()
     return text

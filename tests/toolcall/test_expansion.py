@@ -830,6 +830,34 @@ def test_an_output_call_written_as_yaml_is_refused_not_kept_as_a_reply(answer: s
     assert parsed.action is None and parsed.error is not None and "YAML" in parsed.error
 
 
+def test_a_sample_written_as_a_blockquote_keeps_no_quote_marks() -> None:
+    """Gemini and GPT-4.1 quote the sections ("> USER: …"): the markers read past the "> ", but the
+    turns' other lines kept it (the user's message "Book Nopi for four.\n> We'll be there at 8."), and
+    a quoted call block did not parse."""
+    call = _weather_call("Faro").replace("\n", "\n> ")
+    answer = (
+        f'**INPUT:**\n> **USER:** Weather in Faro?\n> **ASSISTANT:** {call}\n> **TOOL:** {{"temp": 21}}\n'
+        "> **USER:** Book Nopi for four.\n> We'll be there at 8.\n\n"
+        "**OUTPUT:**\n> Sure! Which day would you like?\n> We have tables at 20:00."
+    )
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages] == [
+        ("user", "Weather in Faro?"),
+        ("assistant", ""),
+        ("tool", '{"temp": 21}'),
+        ("user", "Book Nopi for four.\nWe'll be there at 8."),
+    ]
+    assert parsed.messages[1].tool_calls == [ToolCall(name="get_weather", arguments={"city": "Faro"})]
+    assert parsed.action == Action(text="Sure! Which day would you like?\nWe have tables at 20:00.")
+
+
+def test_a_quote_inside_a_turn_keeps_its_marks() -> None:
+    answer = "INPUT: USER: My bot wrote:\n> Table booked.\nIs that right?\nOUTPUT: Yes, it is booked."
+    parsed = parse_expansion(answer)
+    assert parsed.messages == [Message(role="user", content="My bot wrote:\n> Table booked.\nIs that right?")]
+
+
 def test_a_reply_with_a_name_line_alone_is_no_yaml_call() -> None:
     reply = "Here is your booking:\nname: Jane\ntime: 20:00"
     parsed = parse_expansion(f"INPUT: Show my booking.\nOUTPUT: {reply}")
