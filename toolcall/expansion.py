@@ -46,7 +46,9 @@ samples listed under numbered headings (``### Sample 1``, ``Sample 2``, …) the
 name its function under ``function``, ``tool`` or ``action`` and give its arguments under ``args``,
 ``tool_input`` or ``action_input`` (Gemini's ``{"name", "args"}``, ``{"function": NAME, "arguments": …}``,
 a ReAct agent's ``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in the OUTPUT and
-the INPUT's assistant turns, though the policy parser refuses those keys. A newline or tab written raw
+the INPUT's assistant turns, though the policy parser refuses those keys. An OUTPUT that is the agent's
+``{"action": "Final Answer", "action_input": TEXT}`` is the text reply TEXT (repair ``react_final_answer``);
+a ReAct step whose input is no argument object is refused. A newline or tab written raw
 inside a call's JSON string is read as itself, by the policy parser (repair
 ``control_character_in_string``).
 """
@@ -362,6 +364,9 @@ def _message_output(output: str, tools: Sequence[ToolSpec] | None) -> ParsedOutp
         value = json.loads(output)
     except (ValueError, RecursionError):
         return None
+    react = _react_step(value)
+    if react is not None:
+        return react
     blocks = value if isinstance(value, list) else [value]
     if blocks and all(isinstance(b, dict) and b.get("type") in ("tool_use", "text") for b in blocks):
         if not any(b.get("type") == "tool_use" for b in blocks):
@@ -422,6 +427,26 @@ def _first_of_numbered_samples(text: str) -> str | None:
             second_heading = headings[-1].start()
         previous_end = end.end()
     return text[:second_heading]
+
+
+# A ReAct agent's step ({"action": …, "action_input": …}, LangChain's {"tool": …, "tool_input": …}); one
+# whose input is an argument object was read as a call already (see _OTHER_CALL_KEY).
+_REACT_KEYS = ({"action", "action_input"}, {"tool", "tool_input"})
+
+
+def _react_step(value: Any) -> ParsedOutput | None:
+    """An OUTPUT written as a ReAct step that is no call: the agent's ``Final Answer`` is the text
+    reply (repair ``react_final_answer``); a tool step whose input is no argument object reads as no
+    call and is refused, not kept as the JSON text of a reply. None for any other value."""
+    if not isinstance(value, dict) or set(value) not in _REACT_KEYS:
+        return None
+    name = value.get("action", value.get("tool"))
+    given = value.get("action_input", value.get("tool_input"))
+    if isinstance(name, str) and name.strip().lower() == "final answer" and isinstance(given, str):
+        if not given.strip():
+            return ParsedOutput(error="the ReAct Final Answer is empty")
+        return ParsedOutput(action=Action(text=given.strip()), repairs=["react_final_answer"])
+    return ParsedOutput(error=f"a ReAct step whose input is no argument object: {given!r}")
 
 
 def _sections(text: str) -> tuple[str, str] | str:

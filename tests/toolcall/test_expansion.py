@@ -1092,11 +1092,23 @@ def test_a_call_written_as_a_react_agents_step_is_read(written: str) -> None:
         assert parsed.action.calls[1] == ToolCall(name="get_forecast", arguments={"city": "Rome", "days": 3})
 
 
-def test_a_react_final_answer_is_no_call() -> None:
-    """{"action": "Final Answer", "action_input": "…"} holds no argument object: no call is made of it."""
+def test_a_react_final_answer_is_the_text_reply() -> None:
+    """{"action": "Final Answer", "action_input": "…"} was kept whole as the assistant's reply: the
+    assistant trained to write the agent's JSON to the user."""
     reply = '{"action": "Final Answer", "action_input": "Which city do you mean?"}'
     parsed = parse_expansion(f"INPUT: What is the weather?\nOUTPUT: {reply}")
-    assert parsed.action is None or not parsed.action.calls
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text="Which city do you mean?")
+    assert "react_final_answer" in parsed.repairs
+
+
+@pytest.mark.parametrize(
+    "step",
+    ['{"action": "get_weather", "action_input": "Rome"}', '{"tool": "get_weather", "tool_input": null}'],
+)
+def test_a_react_tool_step_without_an_argument_object_is_refused(step: str) -> None:
+    parsed = parse_expansion(f"INPUT: What is the weather in Rome?\nOUTPUT: {step}")
+    assert parsed.action is None and parsed.error is not None and "ReAct step" in parsed.error
 
 
 def test_an_assistant_turn_of_the_input_may_write_its_call_under_args() -> None:
