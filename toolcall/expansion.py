@@ -16,12 +16,12 @@ the INPUT's turns. An ``ASSISTANT:`` marker or quotes around the OUTPUT are not 
 model goes on to write after its first step (``USER: Rome`` …) are not either (repair
 ``output_continued``), and an OUTPUT that starts with another role's turn is refused. A paragraph of
 commentary after a plain-text OUTPUT (``**Explanation:** …``, ``Note:``, ``(Note: …)``, ``This sample …``,
-``In this example, …``, a rule, a heading) is no part of the answer (repair ``trailing_commentary``). An
-answer with no section label that is one JSON object (fenced or after a preface, as models that favour JSON
-write it) gives its INPUT and OUTPUT by its keys: the labels in any case, or
-``user_query``/``query``/``conversation`` and ``tool_call``/``tool_calls``/``response``; a string value is
-read as the section's text, a message list
-or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
+``In this example, …``, a rule, a heading) is no part of the answer (repair ``trailing_commentary``), nor is
+a paragraph after a fence that holds the OUTPUT's calls. An answer with no section label that is one JSON
+object (fenced or after a preface, as models that favour JSON write it) gives its INPUT and OUTPUT by its
+keys: the labels in any case, or ``user_query``/``query``/``conversation`` and
+``tool_call``/``tool_calls``/``response``; a string value is read as the section's text, a message list or
+call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
 placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a
 colon. A section written wholly as a Markdown blockquote (``> USER: …``) is read without its quote
 marks. The close of a wrapper opened before the OUTPUT label (a fence around the whole answer,
@@ -219,6 +219,14 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
             without, commentary = _without_commentary(output_text)
             if commentary:
                 parsed = parse_output(without, tools)
+                repairs.append("trailing_commentary")
+        elif parsed.error is not None and (fenced := _LEADING_FENCE.match(output_text)) is not None:
+            # Calls in a fence with a paragraph after it ("```json {…} ```\n\nThe call passes …"): the
+            # paragraph is about them, as text after <tool_call> blocks is. Only calls: a text reply's
+            # code block and the words after it are one reply.
+            in_fence = parse_output(fenced.group("body"), tools)
+            if in_fence.action is not None and in_fence.action.calls:
+                parsed = in_fence
                 repairs.append("trailing_commentary")
     if parsed.error is not None or parsed.action is None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
@@ -590,6 +598,10 @@ def _json_sample(value: Any) -> tuple[Any, Any] | None:
 
 _EDGE_RULES = re.compile(r"^(?:\s*(?:-{3,}|\*{3,}|_{3,})[ \t]*\n)+|(?:\n[ \t]*(?:-{3,}|\*{3,}|_{3,})\s*)+$")
 _WHOLE_FENCE = re.compile(r"^(?:```|~~~)[\w-]*[ \t]*\n(?P<body>.*?)\n?(?:```|~~~)$", re.DOTALL)
+# A fenced block that opens a section and a paragraph after it, a blank line between.
+_LEADING_FENCE = re.compile(
+    r"\A(?:```|~~~)[\w-]*[ \t]*\n(?P<body>.*?)\n(?:```|~~~)[ \t]*\n[ \t]*\n", re.DOTALL
+)
 # Quotes, and the brackets of the prompt's "OUTPUT: [Correct tool calls …]" placeholder, copied.
 _QUOTE_PAIRS = {'"': '"', "“": "”", "'": "'", "[": "]"}
 

@@ -260,6 +260,27 @@ def test_commentary_after_a_text_output_is_not_the_assistants_answer(commentary:
     assert "trailing_commentary" in parsed.repairs
 
 
+def test_calls_in_a_fence_with_a_paragraph_after_it_are_the_output() -> None:
+    """DeepSeek fences its call as JSON and explains it below: the OUTPUT did not read ("a tool call
+    amid text, without <tool_call> tags") and the sample was lost."""
+    call = '{"name": "get_weather", "arguments": {"city": "Rome"}}'
+    parsed = parse_expansion(
+        f"INPUT: What is the weather in Rome?\nOUTPUT:\n```json\n{call}\n```\n\nThe call passes the city."
+    )
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Rome"})])
+    assert "trailing_commentary" in parsed.repairs
+
+
+def test_a_text_reply_with_a_code_block_and_words_after_it_stays_whole() -> None:
+    reply = "Run this:\n```bash\nls -la\n```\n\nIt lists every file."
+    parsed = parse_expansion(f"INPUT: How do I list files?\nOUTPUT: {reply}")
+    assert parsed.action == Action(text=reply)
+    reply = '```json\n{"a": 1}\n```\n\nThat is valid JSON.'
+    parsed = parse_expansion(f'INPUT: Is {{"a": 1}} valid JSON?\nOUTPUT: {reply}')
+    assert parsed.action == Action(text=reply)
+
+
 @pytest.mark.parametrize(
     "second",
     [
