@@ -29,7 +29,8 @@ marks. The close of a wrapper opened before the OUTPUT label (a fence around the
 ``tool_use`` blocks is read as the INPUT's message list is. A note or label before a text reply
 (``[No tool call]``, ``**Response:**``, ``(asks for clarification)``) is no part of it (repair
 ``reply_note``); an OUTPUT that describes the reply ("The assistant should ask …") is refused, and so is
-one that writes its call as YAML (``- name: get_weather`` / ``arguments:``), which no reader reads.
+one that writes its call as YAML (``- name: get_weather`` / ``arguments:``), which no reader reads. Calls
+listed as Python, one a bullet (``- get_weather(city="Rome")``), are the calls (repair ``bulleted_calls``).
 The user's marker may name the message (``User query:``, ``User request:``), be bracketed (``[User]:``) or
 quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a
 ``Query:`` label that opens it. A chat template's turns copied into the INPUT (ChatML's
@@ -214,6 +215,12 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     parsed = _message_output(output_text, tools)
     if parsed is None:
         parsed = parse_output(output_text, tools)
+        listed = _listed_calls(output_text)
+        if parsed.action is not None and not parsed.action.calls and listed is not None:
+            in_list = parse_output(listed, tools)
+            if in_list.action is not None and in_list.action.calls:
+                parsed = in_list
+                repairs.append("bulleted_calls")
         if parsed.action is not None and not parsed.action.calls:
             # Text after calls is no part of the label; text alone is, so commentary must come off it.
             without, commentary = _without_commentary(output_text)
@@ -435,6 +442,23 @@ def _first_of_numbered_samples(text: str) -> str | None:
             second_heading = headings[-1].start()
         previous_end = end.end()
     return text[:second_heading]
+
+
+# A line of a list that holds one call written as Python ("- get_weather(city=\"Porto\")", "1. `f(x=1)`").
+_LISTED_CALL = re.compile(
+    r"[ \t]*(?:[-*•]|\d{1,2}[.)])[ \t]+(`?)(?P<call>[A-Za-z_][\w.]*\(.*\))\1[ \t]*", re.DOTALL
+)
+
+
+def _listed_calls(output: str) -> str | None:
+    """An OUTPUT that lists its calls as Python, one a bullet, as the call reader reads such calls:
+    one a line, without the bullets; None unless every line is such a bullet. Read as text, the list
+    would train the assistant to write its calls to the user."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    listed = [_LISTED_CALL.fullmatch(line) for line in lines]
+    if not lines or any(match is None for match in listed):
+        return None
+    return "\n".join(match.group("call") for match in listed if match is not None)
 
 
 # A ReAct agent's step ({"action": …, "action_input": …}, LangChain's {"tool": …, "tool_input": …}); one

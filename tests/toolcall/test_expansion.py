@@ -260,6 +260,33 @@ def test_commentary_after_a_text_output_is_not_the_assistants_answer(commentary:
     assert "trailing_commentary" in parsed.repairs
 
 
+@pytest.mark.parametrize(
+    "listed",
+    [
+        '- get_weather(city="Rome")\n- get_forecast(city="Rome", days=3)',
+        '1. `get_weather(city="Rome")`\n2. `get_forecast(city="Rome", days=3)`',
+    ],
+)
+def test_calls_listed_as_python_bullets_are_the_calls(listed: str) -> None:
+    """GPT-4o lists parallel calls as bullets ("- get_weather(city=\"Rome\")"): the list was kept as the
+    assistant's text reply, a sample that trains the assistant to write its calls to the user."""
+    parsed = parse_expansion(f"INPUT: Weather and 3-day forecast for Rome?\nOUTPUT:\n{listed}")
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(
+        calls=[
+            ToolCall(name="get_weather", arguments={"city": "Rome"}),
+            ToolCall(name="get_forecast", arguments={"city": "Rome", "days": 3}),
+        ]
+    )
+    assert "bulleted_calls" in parsed.repairs
+
+
+def test_a_bulleted_reply_with_words_stays_a_reply() -> None:
+    reply = "- Call me (any time).\n- Email works too."
+    parsed = parse_expansion(f"INPUT: How can I reach you?\nOUTPUT: {reply}")
+    assert parsed.action == Action(text=reply)
+
+
 def test_calls_in_a_fence_with_a_paragraph_after_it_are_the_output() -> None:
     """DeepSeek fences its call as JSON and explains it below: the OUTPUT did not read ("a tool call
     amid text, without <tool_call> tags") and the sample was lost."""
