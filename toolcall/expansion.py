@@ -30,7 +30,10 @@ marks. The close of a wrapper opened before the OUTPUT label (a fence around the
 (``[No tool call]``, ``**Response:**``, ``(asks for clarification)``) is no part of it (repair
 ``reply_note``); an OUTPUT that describes the reply ("The assistant should ask …") is refused, and so is
 one that writes its call as YAML (``- name: get_weather`` / ``arguments:``), which no reader reads. Calls
-listed as Python, one a bullet (``- get_weather(city="Rome")``), are the calls (repair ``bulleted_calls``).
+listed as Python, one a bullet (``- get_weather(city="Rome")``), are the calls (repair
+``bulleted_calls``). A text OUTPUT that writes a call of one of the seed's tools as code or prose
+(``get_weather(city="Rome")`` in backticks, "Call get_weather with {…}") is refused: kept, it would teach
+the assistant to tell the user its calls.
 The user's marker may name the message (``User query:``, ``User request:``), be bracketed (``[User]:``) or
 quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a
 ``Query:`` label that opens it. A chat template's turns copied into the INPUT (ChatML's
@@ -251,6 +254,12 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
             return ParsedExpansion(
                 messages=messages, error="OUTPUT: a call written as YAML (name: …, arguments: …), not read"
             )
+        named = _tool_written_in(reply, tools or ())
+        if named is not None:
+            return ParsedExpansion(
+                messages=messages,
+                error=f"OUTPUT: a text reply that writes a call of {named} instead of making it",
+            )
         action = action.model_copy(update={"text": _unquoted_turn(reply)})
         if _PLACEHOLDER.match(action.text):
             return ParsedExpansion(
@@ -301,6 +310,21 @@ _YAML_CALL_ARGUMENTS = re.compile(
     r"^[ \t]*(?:-[ \t]+)?(?:arguments|parameters|args|tool_input|action_input)[ \t]*:",
     re.IGNORECASE | re.MULTILINE,
 )
+
+
+def _tool_written_in(reply: str, tools: Sequence[ToolSpec]) -> str | None:
+    """The seed's tool a text reply writes a call of, as code or by its identifier ("`get_weather(…)`",
+    "**Tool call:** get_weather(city=…)", "Call `get_weather` with {…}", "[calls get_weather with …]"):
+    the answer's call in a form no reader takes, kept as text it would train the assistant to tell the
+    user its calls. A name that is a plain word ("search") counts only as code: followed by "(" or in
+    backticks; a users' reply never needs a tool's identifier."""
+    for tool in tools:
+        name = re.escape(tool.name)
+        identifier = not tool.name.isalpha()  # get_weather, maps.search: no word of a sentence
+        pattern = rf"(?<![\w.]){name}\s*\(|`{name}`" + (rf"|(?<![\w.]){name}(?![\w.])" if identifier else "")
+        if re.search(pattern, reply) is not None:
+            return tool.name
+    return None
 
 
 def _without_reply_notes(text: str) -> tuple[str, bool]:

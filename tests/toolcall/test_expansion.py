@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolcall.expansion import parse_expansion
+from toolcall.specs import ToolSpec
 from toolcall.types import Action, Message, ToolCall
 
 REQUEST = 'Log me in as "jane.doe" with password "Secure#2024". Then, show me my open tickets.'
@@ -904,6 +905,40 @@ def test_a_quote_inside_a_turn_keeps_its_marks() -> None:
     answer = "INPUT: USER: My bot wrote:\n> Table booked.\nIs that right?\nOUTPUT: Yes, it is booked."
     parsed = parse_expansion(answer)
     assert parsed.messages == [Message(role="user", content="My bot wrote:\n> Table booked.\nIs that right?")]
+
+
+_SEED_TOOLS = [
+    ToolSpec.from_openai(
+        {"name": name, "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    )
+    for name in ("get_weather", "search")
+]
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        '`get_weather(city="Rome")`',
+        '**Tool call:** get_weather(city="Rome")',
+        'Function call: get_weather(city="Rome")',
+        'Call `get_weather` with {"city": "Rome"}',
+        "ASSISTANT: [calls get_weather with city=Rome]",
+        'The assistant calls search(city="Rome").',
+    ],
+)
+def test_a_text_output_that_writes_a_seed_tools_call_is_refused(output: str) -> None:
+    """A generator that writes its call as code or prose ("`get_weather(city=\"Rome\")`", "Call
+    `get_weather` with {…}") had it kept as the assistant's text reply: a sample that trains the
+    assistant to tell the user its calls instead of making them."""
+    parsed = parse_expansion(f"INPUT: USER: What is the weather in Rome?\nOUTPUT: {output}", _SEED_TOOLS)
+    assert parsed.action is None and parsed.error is not None
+    assert "writes a call of" in parsed.error
+
+
+def test_a_reply_that_uses_a_tools_name_as_a_word_stays_a_reply() -> None:
+    reply = "Which city should I search for?"
+    parsed = parse_expansion(f"INPUT: USER: What is the weather?\nOUTPUT: {reply}", _SEED_TOOLS)
+    assert parsed.action == Action(text=reply)
 
 
 def test_a_reply_with_a_name_line_alone_is_no_yaml_call() -> None:
