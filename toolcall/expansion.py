@@ -34,7 +34,9 @@ listed as Python, one a bullet (``- get_weather(city="Rome")``), are the calls (
 ``bulleted_calls``). A text OUTPUT that writes a call of one of the seed's tools as code or prose
 (``get_weather(city="Rome")`` in backticks, "Call get_weather with {…}") is refused: kept, it would teach
 the assistant to tell the user its calls.
-The user's marker may name the message (``User query:``, ``User request:``), be bracketed (``[User]:``) or
+A section that opens with a role heading (``#### User``, ``**Assistant**`` alone on its line)
+has its turns under such headings. The user's marker may name the message (``User query:``,
+``User request:``), be bracketed (``[User]:``) or
 quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a
 ``Query:`` label that opens it. A chat template's turns copied into the INPUT (ChatML's
 ``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, DeepSeek's
@@ -184,7 +186,7 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     input_text, output_text = sections
     if not input_text or _PLACEHOLDER.match(input_text):
         return ParsedExpansion(error="INPUT: is empty")
-    input_text = _template_turns_as_markers(input_text)
+    input_text = _heading_turns_as_markers(_template_turns_as_markers(input_text))
     # Human:/AI: are turns only in an INPUT written as a transcript, one that opens with a role marker:
     # in a user's plain text ("My glossary:\nAI: artificial intelligence") such a line is the text.
     other_names = _ROLE.match(input_text) is not None
@@ -207,7 +209,9 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     output_text, noted = _without_reply_notes(output_text)
     if noted and not output_text:
         return ParsedExpansion(messages=messages, error=_NOTE_ALONE)
-    output_text, turn_error, continued = _assistant_turn(output_text, other_names=other_names)
+    output_text, turn_error, continued = _assistant_turn(
+        _heading_turns_as_markers(output_text), other_names=other_names
+    )
     if turn_error is not None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
     repairs = ["output_continued"] if continued else []
@@ -724,6 +728,30 @@ def _marker_token(content: str) -> re.Match[str] | None:
     return next(
         (m for m in _SPECIAL_TOKEN.finditer(content) if not _mentioned(content, m.start(), m.end())), None
     )
+
+
+# A turn's role written as a Markdown heading or a bold line of its own ("#### User", "**Assistant**",
+# "### User (turn 2)"), the turn's text on the lines below, as chat-styled models lay out a dialogue.
+_HEADING_ROLE = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*|(?P<bold>\*\*|__)[ \t]*)(?P<role>user|assistant|system|tool|human|ai|model)"
+    r"(?:[ \t]*\([^()\n]{0,40}\))?[ \t]*:?[ \t]*(?(bold)(?P=bold))[ \t]*(?:\n|\Z)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_HEADING_ROLES = {"human": "USER", "ai": "ASSISTANT", "model": "ASSISTANT"}
+
+
+def _heading_turns_as_markers(text: str) -> str:
+    """``text`` with turns headed by their role (see ``_HEADING_ROLE``) written with role markers, when
+    it opens with such a heading: an INPUT's dialogue was one user turn with the headings in it, an
+    OUTPUT's "#### Assistant" part of the reply. In a user's own text such a line stays text."""
+    if _HEADING_ROLE.match(text) is None:
+        return text
+
+    def marker(heading: re.Match[str]) -> str:
+        role = heading.group("role").lower()
+        return f"{_HEADING_ROLES.get(role, role.upper())}: "
+
+    return _HEADING_ROLE.sub(marker, text)
 
 
 def _template_turns_as_markers(text: str) -> str:

@@ -941,6 +941,32 @@ def test_a_reply_that_uses_a_tools_name_as_a_word_stays_a_reply() -> None:
     assert parsed.action == Action(text=reply)
 
 
+@pytest.mark.parametrize(
+    "headed",
+    [
+        "#### User\nWeather in Faro?\n#### Assistant\nIt is 21°C.\n#### User\nAnd Rome?",
+        "**User**\nWeather in Faro?\n\n**Assistant**\nIt is 21°C.\n\n**User**\nAnd Rome?",
+        "### User (turn 1)\nWeather in Faro?\n### AI (turn 1)\nIt is 21°C.\n### User (turn 2)\nAnd Rome?",
+    ],
+)
+def test_turns_headed_by_their_role_are_turns(headed: str) -> None:
+    """A dialogue laid out under role headings ("#### User" / "#### Assistant") was read as one user
+    turn holding the whole dialogue and its headings: a sample kept with the wrong turns."""
+    parsed = parse_expansion(f"INPUT:\n{headed}\n\nOUTPUT:\n#### Assistant\nWhich Rome, Italy or Georgia?")
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages] == [
+        ("user", "Weather in Faro?"),
+        ("assistant", "It is 21°C."),
+        ("user", "And Rome?"),
+    ]
+    assert parsed.action == Action(text="Which Rome, Italy or Georgia?")
+
+
+def test_a_role_heading_inside_a_users_text_stays_text() -> None:
+    parsed = parse_expansion("INPUT:\nMy notes:\n**User**\nasks for Rome\nOUTPUT: Noted.")
+    assert parsed.messages == [Message(role="user", content="My notes:\n**User**\nasks for Rome")]
+
+
 def test_a_reply_with_a_name_line_alone_is_no_yaml_call() -> None:
     reply = "Here is your booking:\nname: Jane\ntime: 20:00"
     parsed = parse_expansion(f"INPUT: Show my booking.\nOUTPUT: {reply}")
