@@ -4,9 +4,12 @@ data/generator_answers.jsonl holds hand-written answers to the Figures 13-14 pro
 Qwen2.5/Qwen3 (plain, thinking inline, the reasoning field, a trace the template opened, Qwen3-Coder's
 XML arguments), DeepSeek-V3/R1, Llama 3, GPT-4o/4.1, Claude, Mistral/Magistral, GLM, Kimi and gpt-oss: fences,
 prefaces and notes, a sample written as one JSON object, Markdown headings, the prompt's placeholder
-brackets, other formats' call and result forms, drafts in a trace; and answers that must give no
-candidate (a trace never closed, a budget cut, a refusal, two samples, a dialogue in the OUTPUT, nothing
-at all).
+brackets, other formats' call and result forms, drafts in a trace, a sample in a JSON fence (message
+lists, call lists, extra keys), labels in bold or heading form, turns under role headings or in a
+blockquote, multi-turn INPUTs with tool turns, parallel calls (blocks, one JSON array, Python bullets),
+ReAct/LangChain call keys, the first of numbered samples, commentary after the OUTPUT; and answers that
+must give no candidate (a trace never closed, a budget cut anywhere in the sample, a refusal, two
+unnumbered samples, a dialogue in the OUTPUT, a call written as YAML, code or prose, nothing at all).
 
 Fields: ``messages`` ([role, content] pairs) and ``label`` (``calls`` as [name, arguments] pairs, or
 ``text``) of a candidate that reads; ``refused``: the codes of the verify stage's rule tier for one
