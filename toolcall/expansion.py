@@ -34,9 +34,10 @@ listed as Python, one a bullet (``- get_weather(city="Rome")``), are the calls (
 ``bulleted_calls``). A text OUTPUT that writes a call of one of the seed's tools as code or prose
 (``get_weather(city="Rome")`` in backticks, "Call get_weather with {…}") is refused: kept, it would teach
 the assistant to tell the user its calls.
-A section that opens with a role heading (``#### User``, ``**Assistant**`` alone on its line)
-has its turns under such headings. The user's marker may name the message (``User query:``,
-``User request:``), be bracketed (``[User]:``) or
+Words between two ``<tool_call>`` blocks of the OUTPUT (``Alternative OUTPUT:``, ``Or, if …``) refuse
+it: the second call may be no part of the step. A section that opens with a role heading (``#### User``,
+``**Assistant**`` alone on its line) has its turns under such headings. The user's marker may name the message
+(``User query:``, ``User request:``), be bracketed (``[User]:``) or
 quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a
 ``Query:`` label that opens it. A chat template's turns copied into the INPUT (ChatML's
 ``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, DeepSeek's
@@ -245,6 +246,11 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     if parsed.error is not None or parsed.action is None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
     action = parsed.action
+    between = _words_between_calls(output_text) if len(action.calls) > 1 else None
+    if between is not None:
+        return ParsedExpansion(
+            messages=messages, error=f"OUTPUT: words between its calls ({between!r}): one step, or two?"
+        )
     if not action.calls and action.text:
         reply, noted_in_turn = _without_reply_notes(action.text)
         noted = noted or noted_in_turn
@@ -314,6 +320,23 @@ _YAML_CALL_ARGUMENTS = re.compile(
     r"^[ \t]*(?:-[ \t]+)?(?:arguments|parameters|args|tool_input|action_input)[ \t]*:",
     re.IGNORECASE | re.MULTILINE,
 )
+
+
+# What may stand between two call blocks of one step: a list's numbering, a fence's lines, "and".
+_CALL_SEPARATOR = re.compile(r"(?:\s|\d{1,2}[.)]|[-*•,;]|```\w*|~~~\w*|\band\b)*", re.IGNORECASE)
+_BETWEEN_CALL_BLOCKS = re.compile(r"</tool_call>(?P<between>.*?)<tool_call>", re.DOTALL)
+
+
+def _words_between_calls(output: str) -> str | None:
+    """The words a model wrote between two ``<tool_call>`` blocks of its OUTPUT, if any: after the
+    first call it may offer another ("Alternative OUTPUT:", "Or, if the user meant Faro:"), which the
+    call reader would add to the step as a parallel call. Which calls the step holds is not ours to
+    guess; a list's numbering or an "and" between them is no such word."""
+    for found in _BETWEEN_CALL_BLOCKS.finditer(output):
+        between = found.group("between")
+        if not _CALL_SEPARATOR.fullmatch(between):
+            return " ".join(between.split())[:80]
+    return None
 
 
 def _tool_written_in(reply: str, tools: Sequence[ToolSpec]) -> str | None:

@@ -967,6 +967,31 @@ def test_a_role_heading_inside_a_users_text_stays_text() -> None:
     assert parsed.messages == [Message(role="user", content="My notes:\n**User**\nasks for Rome")]
 
 
+@pytest.mark.parametrize(
+    "between",
+    [
+        "\n\nAlternative OUTPUT: ",
+        "\n\nOr, if the user meant Faro:\n",
+        "\n\n**Explanation:** the call above passes the city. A second sample:\n",
+    ],
+)
+def test_words_between_two_calls_refuse_the_output(between: str) -> None:
+    """A model that offers another call after its first ("Alternative OUTPUT: <tool_call>…") had both
+    read as one step's parallel calls: the sample kept with a call its user never asked for."""
+    parsed = parse_expansion(f"INPUT: What is the weather in Rome?\nOUTPUT: {CALL}{between}{_FARO}")
+    assert parsed.action is None and parsed.error is not None and "words between its calls" in parsed.error
+
+
+@pytest.mark.parametrize("between", ["\n", "\n\n", "\n2. ", " and ", "\n```\n```json\n"])
+def test_calls_separated_by_numbering_or_and_are_one_step(between: str) -> None:
+    parsed = parse_expansion(f"INPUT: Weather in Rome and in Faro?\nOUTPUT: {CALL}{between}{_FARO}")
+    assert parsed.error is None, parsed.error
+    assert parsed.action is not None and [c.arguments["city"] for c in parsed.action.calls] == [
+        "Rome",
+        "Faro",
+    ]
+
+
 def test_a_reply_with_a_name_line_alone_is_no_yaml_call() -> None:
     reply = "Here is your booking:\nname: Jane\ntime: 20:00"
     parsed = parse_expansion(f"INPUT: Show my booking.\nOUTPUT: {reply}")
