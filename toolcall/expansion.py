@@ -46,17 +46,17 @@ generation prompt copied at its end, ``<|im_start|>assistant``, is no turn); a s
 after that (``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it
 as the user's words; a token a sentence mentions (``What does <|endoftext|> mean?``: words on its line
 before and after it, set off by spaces, quotes or punctuation, and no role in its name) is the user's
-words, in a template's turn too. The section labels may be numbered (``1. INPUT:``) or be tags around
-the parts (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). Of several
-samples listed under numbered headings (``### Sample 1``, ``Sample 2``, …) the first is the answer
-(repair ``first_of_several_samples``); several samples written any other way are refused. A call object may
-name its function under ``function``, ``tool`` or ``action`` and give its arguments under ``args``,
-``tool_input`` or ``action_input`` (Gemini's ``{"name", "args"}``, ``{"function": NAME, "arguments": …}``,
-a ReAct agent's ``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in the OUTPUT and
-the INPUT's assistant turns, though the policy parser refuses those keys. An OUTPUT that is the agent's
-``{"action": "Final Answer", "action_input": TEXT}`` is the text reply TEXT (repair ``react_final_answer``);
-a ReAct step whose input is no argument object is refused. A newline or tab written raw
-inside a call's JSON string is read as itself, by the policy parser (repair
+words, in a template's turn too. The section labels may be numbered (``1. INPUT:``), qualified by a word
+(``Expected Output:``) or be tags around the parts (``<input>…</input>`` ``<output>…</output>``, as Claude
+writes a prompt's parts). Of several samples listed under numbered headings (``### Sample 1``, ``Sample 2``,
+…) the first is the answer (repair ``first_of_several_samples``); several samples written any other way are
+refused. A call object may name its function under ``function``, ``tool`` or ``action`` and give its arguments
+under ``args``, ``tool_input`` or ``action_input`` (Gemini's ``{"name", "args"}``, ``{"function": NAME,
+"arguments": …}``, a ReAct agent's ``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in
+the OUTPUT and the INPUT's assistant turns, though the policy parser refuses those keys. An OUTPUT that is the
+agent's ``{"action": "Final Answer", "action_input": TEXT}`` is the text reply TEXT (repair
+``react_final_answer``); a ReAct step whose input is no argument object is refused. A newline or tab written
+raw inside a call's JSON string is read as itself, by the policy parser (repair
 ``control_character_in_string``).
 """
 
@@ -84,8 +84,12 @@ from toolcall.types import Action, Message
 # A colon may be the full-width "：" a model writing Chinese turns puts after labels and markers; an
 # emoji or arrow may lead the label ("### 📥 INPUT", "**➡️ OUTPUT:**"), as chat-styled models decorate,
 # and so may a number ("1. INPUT:", "2. OUTPUT:"), as a model that lists the parts writes them.
+# A word may qualify the label before or after it, as models name the parts ("**Expected Output:**",
+# "### New INPUT", "**Input conversation:**").
 _SECTION = re.compile(
-    r"^[ \t*#>]*(?:\d{1,2}[.)][ \t]*)?(?:[\u2190-\u2bff\U0001f300-\U0001faff]\ufe0f?[ \t]*)?(INPUT|OUTPUT)"
+    r"^[ \t*#>]*(?:\d{1,2}[.)][ \t]*)?(?:[\u2190-\u2bff\U0001f300-\U0001faff]\ufe0f?[ \t]*)?"
+    r"(?:(?:expected|correct|new|target|ideal)[ \t]+)?(INPUT|OUTPUT)"
+    r"(?:[ \t]+(?:conversation|dialogue|messages|context|query|calls?|tool[ \t]+calls?|response|step))?"
     r"(?:[ \t*]*\([^()\n]{1,80}\))?(?:[ \t*]*[:：]\**[ \t]*|[ \t*]*$\n?)",
     re.IGNORECASE | re.MULTILINE,
 )

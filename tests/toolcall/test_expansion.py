@@ -1180,6 +1180,23 @@ def test_tagged_or_numbered_section_labels_are_the_sections(answer: str) -> None
     assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Rome"})])
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        f"**Input Conversation:**\nUSER: What is the weather in Rome?\n\n**Expected Output:**\n{CALL}",
+        f"### New INPUT\nUSER: What is the weather in Rome?\n\n### Correct OUTPUT\n{CALL}",
+        f"INPUT query: What is the weather in Rome?\nOUTPUT tool calls: {CALL}",
+    ],
+)
+def test_a_label_qualified_by_a_word_is_the_section(answer: str) -> None:
+    """GPT-4o and Llama name the parts "**Expected Output:**", "### New INPUT", "Input Conversation:":
+    the answer read as having no INPUT or OUTPUT section and the sample was lost."""
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Rome"})])
+
+
 def test_tagged_sections_out_of_order_or_repeated_are_refused() -> None:
     answer = f"<output>{CALL}</output>\n<input>What is the weather in Rome?</input>"
     parsed = parse_expansion(answer)
