@@ -35,29 +35,29 @@ listed as Python, one a bullet (``- get_weather(city="Rome")``), are the calls (
 (``get_weather(city="Rome")`` in backticks, "Call get_weather with {…}") is refused: kept, it would teach
 the assistant to tell the user its calls.
 Words between two ``<tool_call>`` blocks of the OUTPUT (``Alternative OUTPUT:``, ``Or, if …``) refuse
-it: the second call may be no part of the step. A section that opens with a role heading (``#### User``,
+it: the second call may be no part of the step. An assistant marker with nothing after it that ends the INPUT
+is the OUTPUT's turn, no empty turn. A section that opens with a role heading or marker (``#### User``,
 ``**Assistant**`` alone on its line) has its turns under such headings. The user's marker may name the message
-(``User query:``, ``User request:``), be bracketed (``[User]:``) or
-quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a
-``Query:`` label that opens it. A chat template's turns copied into the INPUT (ChatML's
-``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, DeepSeek's
-``<｜User｜>``, Mistral's ``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers (the
-generation prompt copied at its end, ``<|im_start|>assistant``, is no turn); a special token still in a turn
-after that (``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it
-as the user's words; a token a sentence mentions (``What does <|endoftext|> mean?``: words on its line
-before and after it, set off by spaces, quotes or punctuation, and no role in its name) is the user's
-words, in a template's turn too. The section labels may be numbered (``1. INPUT:``), qualified by a word
-(``Expected Output:``) or be tags around the parts (``<input>…</input>`` ``<output>…</output>``, as Claude
-writes a prompt's parts). Of several samples listed under numbered headings (``### Sample 1``, ``Sample 2``,
-…) the first is the answer (repair ``first_of_several_samples``); several samples written any other way are
-refused. A call object may name its function under ``function``, ``tool`` or ``action`` and give its arguments
-under ``args``, ``tool_input`` or ``action_input`` (Gemini's ``{"name", "args"}``, ``{"function": NAME,
-"arguments": …}``, a ReAct agent's ``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in
-the OUTPUT and the INPUT's assistant turns, though the policy parser refuses those keys. An OUTPUT that is the
-agent's ``{"action": "Final Answer", "action_input": TEXT}`` is the text reply TEXT (repair
-``react_final_answer``); a ReAct step whose input is no argument object is refused. A newline or tab written
-raw inside a call's JSON string is read as itself, by the policy parser (repair
-``control_character_in_string``).
+(``User query:``, ``User request:``), be bracketed (``[User]:``) or quoted (``> USER:``) or numbered (``1.
+USER:``); quotes around a bare INPUT are no part of it, nor is a ``Query:`` label that opens it. A chat
+template's turns copied into the INPUT (ChatML's ``<|im_start|>user``, Llama 3's headers, Gemma's
+``<start_of_turn>``, GLM's ``<|user|>``, DeepSeek's ``<｜User｜>``, Mistral's ``[INST] … [/INST]``,
+``<user>…</user>``) are read as role markers (the generation prompt copied at its end,
+``<|im_start|>assistant``, is no turn); a special token still in a turn after that (``<|…|>`` of a template
+the reader does not know) refuses the sample rather than train on it as the user's words; a token a sentence
+mentions (``What does <|endoftext|> mean?``: words on its line before and after it, set off by spaces, quotes
+or punctuation, and no role in its name) is the user's words, in a template's turn too. The section labels may
+be numbered (``1. INPUT:``), qualified by a word (``Expected Output:``) or be tags around the parts
+(``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). Of several samples listed
+under numbered headings (``### Sample 1``, ``Sample 2``, …) the first is the answer (repair
+``first_of_several_samples``); several samples written any other way are refused. A call object may name its
+function under ``function``, ``tool`` or ``action`` and give its arguments under ``args``, ``tool_input`` or
+``action_input`` (Gemini's ``{"name", "args"}``, ``{"function": NAME, "arguments": …}``, a ReAct agent's
+``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in the OUTPUT and the INPUT's assistant
+turns, though the policy parser refuses those keys. An OUTPUT that is the agent's ``{"action": "Final Answer",
+"action_input": TEXT}`` is the text reply TEXT (repair ``react_final_answer``); a ReAct step whose input is no
+argument object is refused. A newline or tab written raw inside a call's JSON string is read as itself, by the
+policy parser (repair ``control_character_in_string``).
 """
 
 from __future__ import annotations
@@ -144,7 +144,10 @@ _ROLE_TOKEN = re.compile(
     r"|(?<![a-z])ai(?![a-z])|inst",
     re.IGNORECASE,
 )
-_GENERATION_PROMPT = re.compile(r"\s*\nASSISTANT:\s*\Z")
+# An assistant marker with nothing after it that ends the INPUT: the OUTPUT's turn opened there (a
+# template's generation prompt copied, <|im_start|>assistant; or "ASSISTANT:" written as the prompt's
+# transcript would go on), no empty turn of the INPUT.
+_GENERATION_PROMPT = re.compile(r"\s*\n[ \t*>-]*(?:ASSISTANT|(?-i:AI))[ \t*]*[:：][ \t*]*\Z", re.IGNORECASE)
 # A label of the user's message that opens the INPUT ("Query: …"), as the USER: marker.
 _OPENING_LABEL = re.compile(r"\A[ \t*]*(?:query|question|request)[ \t*]*[:：][ \t*]*", re.IGNORECASE)
 # An INPUT written as the chat API's message list ([{"role": "user", "content": …}, …]), as JSON or
@@ -192,6 +195,7 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     if not input_text or _PLACEHOLDER.match(input_text):
         return ParsedExpansion(error="INPUT: is empty")
     input_text = _heading_turns_as_markers(_template_turns_as_markers(input_text))
+    input_text = _GENERATION_PROMPT.sub("", input_text.rstrip())
     # Human:/AI: are turns only in an INPUT written as a transcript, one that opens with a role marker:
     # in a user's plain text ("My glossary:\nAI: artificial intelligence") such a line is the text.
     other_names = _ROLE.match(input_text) is not None
@@ -769,9 +773,10 @@ _HEADING_ROLES = {"human": "USER", "ai": "ASSISTANT", "model": "ASSISTANT"}
 
 def _heading_turns_as_markers(text: str) -> str:
     """``text`` with turns headed by their role (see ``_HEADING_ROLE``) written with role markers, when
-    it opens with such a heading: an INPUT's dialogue was one user turn with the headings in it, an
-    OUTPUT's "#### Assistant" part of the reply. In a user's own text such a line stays text."""
-    if _HEADING_ROLE.match(text) is None:
+    it opens with such a heading or another role marker (a transcript): an INPUT's dialogue was one
+    user turn with the headings in it, an OUTPUT's "#### Assistant" part of the reply. In a user's own
+    text (no marker opens it) such a line stays text."""
+    if _HEADING_ROLE.match(text) is None and _ROLE.match(text) is None:
         return text
 
     def marker(heading: re.Match[str]) -> str:
@@ -799,8 +804,6 @@ def _template_turns_as_markers(text: str) -> str:
             lambda closer: closer.group() if _mentioned(closer.string, closer.start(), closer.end()) else "",
             _TEMPLATE_OPENER.sub(marker, text),
         ).strip()
-        # The template's generation prompt copied at the end (<|im_start|>assistant): the OUTPUT's turn.
-        text = _GENERATION_PROMPT.sub("", text)
     return _OPENING_LABEL.sub("USER: ", text, count=1)
 
 

@@ -1324,6 +1324,15 @@ def test_a_template_generation_prompt_that_ends_the_input_is_no_turn(written: st
     assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
 
 
+@pytest.mark.parametrize("marker", ["ASSISTANT:", "**Assistant:**", "Assistant:", "#### Assistant"])
+def test_an_empty_assistant_marker_that_ends_the_input_is_no_turn(marker: str) -> None:
+    """A generator that ends its INPUT with the assistant's marker, the OUTPUT's turn opened, had it
+    read as an empty assistant turn and the sample refused ("does not parse: empty output")."""
+    parsed = parse_expansion(f"INPUT:\nUSER: What is the weather in Rome?\n{marker}\n\nOUTPUT:\n{CALL}")
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
+
+
 def test_deepseek_template_tokens_in_the_input_are_role_markers() -> None:
     """DeepSeek's template writes <｜User｜> and <｜Assistant｜> (full-width bars): a DeepSeek generator
     that copies them had the sample refused as holding an unknown token."""
