@@ -714,9 +714,11 @@ def _unwrapped(section: str, *, brackets: bool) -> str:
 # Markdown heading opens such a paragraph too ("### Why this sample"): a reply to a user has none; and
 # so does a bold or italic label on why, the scenario or the sample's features ("**Why this works:**",
 # "*Scenario focus: …*"), or "This demonstrates/teaches/tests …" after a check mark; a label in
-# parentheses ("(Note: no tool is called …)") and "In this example, …" too.
+# parentheses ("(Note: no tool is called …)") and "In this example, …" too. A label no reply to a user
+# holds ("Explanation:", "Rationale:") opens it on the next line already, no blank line between.
 _COMMENTARY = re.compile(
-    r"\n[ \t]*\n(?:[ \t]*(?:-{3,}|\*{3,}|_{3,})[ \t]*(?:\n|$)"
+    r"\n[ \t*_]*(?:explanation|rationale)[ \t*_]*:"
+    r"|\n[ \t]*\n(?:[ \t]*(?:-{3,}|\*{3,}|_{3,})[ \t]*(?:\n|$)"
     r"|[ \t>]*#{1,6}[ \t]"
     r"|[ \t*#>_(]*(?:explanation|rationale|reasoning|notes?|key points|error pattern[^:\n]*)[ \t*_]*:"
     r"|[ \t*#>_]*(?:explanation|rationale|notes?)[ \t*_]*\n"
@@ -729,7 +731,7 @@ _COMMENTARY = re.compile(
 
 def _without_commentary(output: str) -> tuple[str, bool]:
     """A plain-text OUTPUT without the commentary after it, and whether there was any; a blank line
-    must come before it, so a one-paragraph answer stays whole."""
+    must come before it (but before an "Explanation:" label), so a one-paragraph answer stays whole."""
     found = _COMMENTARY.search(output)
     if found is None:
         return output, False

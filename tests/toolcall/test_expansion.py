@@ -309,6 +309,19 @@ def test_a_text_reply_with_a_code_block_and_words_after_it_stays_whole() -> None
     assert parsed.action == Action(text=reply)
 
 
+@pytest.mark.parametrize("label", ["Explanation:", "**Rationale:**", "*Explanation*:"])
+def test_an_explanation_on_the_line_after_a_text_reply_is_not_its_answer(label: str) -> None:
+    """Without a blank line before it, "Explanation: the time is required." stayed in the reply: the
+    assistant trained to explain its own sample to the user."""
+    question = "What time would you like the table for?"
+    parsed = parse_expansion(
+        f"INPUT: Book a table for four at Nopi.\nOUTPUT: {question}\n{label} time is required."
+    )
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text=question)
+    assert "trailing_commentary" in parsed.repairs
+
+
 @pytest.mark.parametrize(
     "second",
     [
