@@ -19,28 +19,29 @@ A paragraph of commentary after a plain-text OUTPUT (``**Explanation:** …``, `
 ``trailing_commentary``; an ``Explanation:`` label even on the line right after it), nor is a paragraph
 after a fence that holds the OUTPUT's calls. An answer with no section label that is one JSON object (fenced
 or after a preface, as models that favour JSON write it) gives its INPUT and OUTPUT by its keys: the labels
-in any case, or ``user_query``/``query``/``conversation`` and ``tool_call``/``tool_calls``/``response``; a
-string value is read as the section's text, a message list or call object as JSON. A section that holds only
-a filler (``N/A``, ``None``, ``—``) or the prompt's placeholder is empty. A full-width colon (``：``, after
-labels and markers of a Chinese sample) is a colon. A section written wholly as a Markdown blockquote
-(``> USER: …``) is read without its quote marks. The close of a wrapper opened before the OUTPUT label (a
-fence around the whole answer, ``<sample>``) ends the OUTPUT. An OUTPUT written as the chat API's assistant
-message or as Claude's ``tool_use`` blocks is read as the INPUT's message list is. A note or label before a
-text reply (``[No tool call]``, ``**Response:**``, ``(asks for clarification)``) is no part of it (repair
-``reply_note``); an OUTPUT that describes the reply ("The assistant should ask …") is refused, and so is one
-that writes its call as YAML (``- name: get_weather`` / ``arguments:``), which no reader reads. Calls listed
-as Python, one a bullet (``- get_weather(city="Rome")``), are the calls (repair ``bulleted_calls``). A text
-OUTPUT that writes a call of one of the seed's tools as code or prose (``get_weather(city="Rome")`` in
-backticks, "Call get_weather with {…}") is refused: kept, it would teach the assistant to tell the user its
-calls. Words between two ``<tool_call>`` blocks of the OUTPUT (``Alternative OUTPUT:``, ``Or, if …``) refuse
-it: the second call may be no part of the step. An assistant marker with nothing after it that ends the
-INPUT is the OUTPUT's turn, no empty turn. A section that opens with a role heading or marker
-(``#### User``, ``**Assistant**`` alone on its line) has its turns under such headings. The user's marker
-may name the message (``User query:``, ``User request:``), be bracketed (``[User]:``) or quoted
-(``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a ``Query:``
-label that opens it. A chat template's turns copied into the INPUT (ChatML's ``<|im_start|>user``, Llama 3's
-headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, DeepSeek's ``<｜User｜>``, Mistral's
-``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers (the generation prompt copied at its end,
+in any case, or ``user_query``/``query``/``conversation``/``messages`` and
+``tool_call``/``tool_calls``/``response``/``label``; a string value is read as the section's text, a message
+list or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
+placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a colon. A
+section written wholly as a Markdown blockquote (``> USER: …``) is read without its quote marks. The close
+of a wrapper opened before the OUTPUT label (a fence around the whole answer, ``<sample>``) ends the OUTPUT.
+An OUTPUT written as the chat API's assistant message or as Claude's ``tool_use`` blocks is read as the
+INPUT's message list is. A note or label before a text reply (``[No tool call]``, ``**Response:**``,
+``(asks for clarification)``) is no part of it (repair ``reply_note``); an OUTPUT that describes the reply
+("The assistant should ask …") is refused, and so is one that writes its call as YAML
+(``- name: get_weather`` / ``arguments:``), which no reader reads. Calls listed as Python, one a bullet
+(``- get_weather(city="Rome")``), are the calls (repair ``bulleted_calls``). A text OUTPUT that writes a
+call of one of the seed's tools as code or prose (``get_weather(city="Rome")`` in backticks, "Call
+get_weather with {…}") is refused: kept, it would teach the assistant to tell the user its calls. Words
+between two ``<tool_call>`` blocks of the OUTPUT (``Alternative OUTPUT:``, ``Or, if …``) refuse it: the
+second call may be no part of the step. An assistant marker with nothing after it that ends the INPUT is the
+OUTPUT's turn, no empty turn. A section that opens with a role heading or marker (``#### User``,
+``**Assistant**`` alone on its line) has its turns under such headings. The user's marker may name the
+message (``User query:``, ``User request:``), be bracketed (``[User]:``) or quoted (``> USER:``) or numbered
+(``1. USER:``); quotes around a bare INPUT are no part of it, nor is a ``Query:`` label that opens it. A
+chat template's turns copied into the INPUT (ChatML's ``<|im_start|>user``, Llama 3's headers, Gemma's
+``<start_of_turn>``, GLM's ``<|user|>``, DeepSeek's ``<｜User｜>``, Mistral's ``[INST] … [/INST]``,
+``<user>…</user>``) are read as role markers (the generation prompt copied at its end,
 ``<|im_start|>assistant``, is no turn); a special token still in a turn after that (``<|…|>`` of a template
 the reader does not know) refuses the sample rather than train on it as the user's words; a token a sentence
 mentions (``What does <|endoftext|> mean?``: words on its line before and after it, set off by spaces,
@@ -620,9 +621,23 @@ def _before_wrapper_close(output: str, *, before_input: str, before_output: str)
 
 
 # Keys a generator that answers with a JSON object gives the two parts: the prompt's labels in any case,
-# or names for what they hold ({"user_query": …, "tool_call": {…}}).
-_JSON_INPUT_KEYS = frozenset({"input", "user_query", "query", "user_input", "conversation"})
-_JSON_OUTPUT_KEYS = frozenset({"output", "tool_call", "tool_calls", "expected_output", "response"})
+# or names for what they hold ({"user_query": …, "tool_call": {…}}; a dataset record's {"messages": […],
+# "label": …}).
+_JSON_INPUT_KEYS = frozenset(
+    {"input", "user_query", "query", "user_input", "conversation", "messages", "dialogue"}
+)
+_JSON_OUTPUT_KEYS = frozenset(
+    {
+        "output",
+        "tool_call",
+        "tool_calls",
+        "expected_output",
+        "response",
+        "label",
+        "answer",
+        "expected_response",
+    }
+)
 
 
 # Where a JSON value of the answer may open: at a line's start (after a preface line or a fence's).

@@ -649,6 +649,23 @@ def test_an_answer_written_as_one_json_object_is_read_by_its_keys(answer: str) -
 
 
 @pytest.mark.parametrize(
+    "answer",
+    [
+        '{"messages": [{"role": "user", "content": "Book Nopi for four."}], "label": "What time?"}',
+        '{"dialogue": "USER: Book Nopi for four.", "answer": "What time?"}',
+        '```json\n{"conversation": "Book Nopi for four.", "expected_response": "What time?"}\n```',
+    ],
+)
+def test_a_json_answer_keyed_as_a_dataset_record_is_read(answer: str) -> None:
+    """A JSON answer keyed as a dataset record ({"messages": […], "label": …}) read as having no INPUT
+    section and the sample was lost."""
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="Book Nopi for four.")]
+    assert parsed.action == Action(text="What time?")
+
+
+@pytest.mark.parametrize(
     ("answer", "reason"),
     [
         ('{"input": "USER: Weather in Porto?", "output": {"name": "get_weath', "no INPUT"),  # cut off
