@@ -49,14 +49,15 @@ quotes or punctuation, and no role in its name) is the user's words, in a templa
 labels may be numbered (``1. INPUT:``), qualified by a word (``Expected Output:``) or be tags around the
 parts (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). Of several samples
 listed under numbered headings (``### Sample 1``, ``Sample 2``, …) the first is the answer (repair
-``first_of_several_samples``); several samples written any other way are refused. A call object may name its
-function under ``function``, ``tool`` or ``action`` and give its arguments under ``args``, ``tool_input`` or
-``action_input`` (Gemini's ``{"name", "args"}``, ``{"function": NAME, "arguments": …}``, a ReAct agent's
-``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in the OUTPUT and the INPUT's
-assistant turns, though the policy parser refuses those keys. An OUTPUT that is the agent's
-``{"action": "Final Answer", "action_input": TEXT}`` is the text reply TEXT (repair ``react_final_answer``);
-a ReAct step whose input is no argument object is refused. A newline or tab written raw inside a call's JSON
-string is read as itself, by the policy parser (repair ``control_character_in_string``).
+``first_of_several_samples``), and so is the first of a JSON list of samples; several samples written any
+other way are refused. A call object may name its function under ``function``, ``tool`` or ``action`` and
+give its arguments under ``args``, ``tool_input`` or ``action_input`` (Gemini's ``{"name", "args"}``,
+``{"function": NAME, "arguments": …}``, a ReAct agent's ``{"tool": NAME, "tool_input": {…}}``; repair
+``call_keys_renamed``), in the OUTPUT and the INPUT's assistant turns, though the policy parser refuses
+those keys. An OUTPUT that is the agent's ``{"action": "Final Answer", "action_input": TEXT}`` is the text
+reply TEXT (repair ``react_final_answer``); a ReAct step whose input is no argument object is refused. A
+newline or tab written raw inside a call's JSON string is read as itself, by the policy parser (repair
+``control_character_in_string``).
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     text, trace_error = strip_reasoning(raw)
     if text is None:
         return ParsedExpansion(error=trace_error)
-    first_sample = _first_of_numbered_samples(text)
+    first_sample = _first_of_numbered_samples(text) or _first_of_listed_samples(text)
     if first_sample is not None:
         text = first_sample
     sections = _sections(text)
@@ -537,6 +538,26 @@ def _react_step(value: Any) -> ParsedOutput | None:
             return ParsedOutput(error="the ReAct Final Answer is empty")
         return ParsedOutput(action=Action(text=given.strip()), repairs=["react_final_answer"])
     return ParsedOutput(error=f"a ReAct step whose input is no argument object: {given!r}")
+
+
+def _first_of_listed_samples(text: str) -> str | None:
+    """The first sample of an answer written as one JSON list of samples (``[{"input": …, "output":
+    …}, …]``), as JSON: a list orders its samples as numbered headings do, and every one answers the
+    request (see ``_first_of_numbered_samples``). None for any other answer, one with section labels or
+    more JSON after the list among them."""
+    inputs, outputs = _labels(text)
+    found = _JSON_START.search(text)
+    if inputs or outputs or found is None:
+        return None
+    try:
+        value, end = json.JSONDecoder().raw_decode(text, found.end() - 1)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, list) or len(value) < 2 or _JSON_START.search(text, end) is not None:
+        return None
+    if any(_json_sample(item) is None for item in value):
+        return None
+    return json.dumps(value[0], ensure_ascii=False)
 
 
 def _sections(text: str) -> tuple[str, str] | str:

@@ -665,6 +665,17 @@ def test_a_json_answer_keyed_as_a_dataset_record_is_read(answer: str) -> None:
     assert parsed.action == Action(text="What time?")
 
 
+def test_of_a_json_list_of_samples_the_first_is_the_answer() -> None:
+    """A JSON list of samples, asked for one, was refused whole ("expected one sample, found 2 samples
+    written as JSON objects") though each of them answers the request, as numbered samples do."""
+    samples = [{"input": "Weather in Porto?", "output": _PORTO}, {"input": "Weather in Faro?", "output": "x"}]
+    parsed = parse_expansion(f"Here are two samples:\n```json\n{json.dumps(samples, indent=2)}\n```")
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="Weather in Porto?")]
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Porto"})])
+    assert "first_of_several_samples" in parsed.repairs
+
+
 @pytest.mark.parametrize(
     ("answer", "reason"),
     [
@@ -672,17 +683,12 @@ def test_a_json_answer_keyed_as_a_dataset_record_is_read(answer: str) -> None:
         ('{"question": "Weather in Porto?", "answer": "Sunny"}', "no INPUT"),  # not the sample's parts
         ('{"input": "Weather?", "query": "Porto?", "output": "x"}', "no INPUT"),  # two inputs: which?
         ('{"input": [{"role": "robot", "content": "hi"}], "output": "x"}', "INPUT: the message list"),
-        # several samples, as a list or one object after another: which one is meant is not ours to pick
-        (json.dumps([{"input": "Weather in Porto?", "output": _PORTO}] * 2, indent=2), "expected one sample"),
+        # one sample object after another (no list orders them): which one is meant is not ours to pick
         ('{"input": "Porto?", "output": "x"}\n{"input": "Faro?", "output": "y"}', "expected one sample"),
         ("[" * 5000 + "\n" + "{" * 5000, "no INPUT"),  # nested past what the decoder follows: no raise
         # a list of samples the budget cut in its second: its first is no answer
         ('[\n  {"input": "Porto?", "output": "x"},\n  {"input": "Faro?", "outp', "no INPUT"),
         ('{"input": "Porto?", "output": "x"}\n{"input": "Faro?", "outp', "expected one sample"),
-        (
-            '```json\n[\n{"input": "Porto?", "output": "x"},\n{"input": "Faro?", "output": "y"}\n]\n```',
-            "expected one",
-        ),
     ],
 )
 def test_a_json_answer_that_is_no_one_sample_is_refused(answer: str, reason: str) -> None:
