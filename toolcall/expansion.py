@@ -22,11 +22,12 @@ or after a preface, as models that favour JSON write it) gives its INPUT and OUT
 in any case, or ``user_query``/``query``/``conversation``/``messages`` and
 ``tool_call``/``tool_calls``/``response``/``label``; a string value is read as the section's text, a message
 list or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
-placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a colon. A
-section written wholly as a Markdown blockquote (``> USER: …``) is read without its quote marks. The close
-of a wrapper opened before the OUTPUT label (a fence around the whole answer, ``<sample>``) ends the OUTPUT.
-An OUTPUT written as the chat API's assistant message or as Claude's ``tool_use`` blocks is read as the
-INPUT's message list is. A note or label before a text reply (``[No tool call]``, ``**Response:**``,
+placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a colon,
+and the roles and labels it names in Chinese (``用户：``, ``输入：`` …) are the markers and labels. A section
+written wholly as a Markdown blockquote (``> USER: …``) is read without its quote marks. The close of a
+wrapper opened before the OUTPUT label (a fence around the whole answer, ``<sample>``) ends the OUTPUT. An
+OUTPUT written as the chat API's assistant message or as Claude's ``tool_use`` blocks is read as the INPUT's
+message list is. A note or label before a text reply (``[No tool call]``, ``**Response:**``,
 ``(asks for clarification)``) is no part of it (repair ``reply_note``); an OUTPUT that describes the reply
 ("The assistant should ask …") is refused, and so is one that writes its call as YAML
 (``- name: get_weather`` / ``arguments:``), which no reader reads. Calls listed as Python, one a bullet
@@ -85,10 +86,11 @@ from toolcall.types import Action, Message
 # emoji or arrow may lead the label ("### 📥 INPUT", "**➡️ OUTPUT:**"), as chat-styled models decorate,
 # and so may a number ("1. INPUT:", "2. OUTPUT:"), as a model that lists the parts writes them.
 # A word may qualify the label before or after it, as models name the parts ("**Expected Output:**",
-# "### New INPUT", "**Input conversation:**").
+# "### New INPUT", "**Input conversation:**"). A model writing a Chinese sample may translate the
+# labels: 输入 (input), 输出 (output).
 _SECTION = re.compile(
     r"^[ \t*#>]*(?:\d{1,2}[.)][ \t]*)?(?:[\u2190-\u2bff\U0001f300-\U0001faff]\ufe0f?[ \t]*)?"
-    r"(?:(?:expected|correct|new|target|ideal)[ \t]+)?(INPUT|OUTPUT)"
+    r"(?:(?:expected|correct|new|target|ideal)[ \t]+)?(INPUT|OUTPUT|输入|输出)"
     r"(?:[ \t]+(?:conversation|dialogue|messages|context|query|calls?|tool[ \t]+calls?|response|step))?"
     r"(?:[ \t*]*\([^()\n]{1,80}\))?(?:[ \t*]*[:：]\**[ \t]*|[ \t*]*$\n?)",
     re.IGNORECASE | re.MULTILINE,
@@ -98,16 +100,19 @@ _SECTION = re.compile(
 # Human:/AI: are the turns of other transcripts (Anthropic's Human/Assistant prompts, LangChain's
 # Human/AI); in their capitals only, so that a line "ai: …" or "Ai: …" stays text.
 # The user's marker may name what the turn holds ("**User query:**", "User request:"), be bracketed
-# ("[User]:") or quoted as a Markdown blockquote ("> USER:").
+# ("[User]:") or quoted as a Markdown blockquote ("> USER:"). A Chinese sample may name the roles in
+# Chinese ("用户：", "助手："): read as the English names, else its dialogue was one user turn.
 _ROLE = re.compile(
     r"^[ \t*>-]*(?:\d{1,3}[.)][ \t]+)?\[?"  # "1. USER:", as a model numbers the turns
     r"(USER(?:[ _](?:QUERY|REQUEST|MESSAGE|QUESTION))?|ASSISTANT|SYSTEM|TOOL"
     r"|TOOL[ _]?(?:RESPONSE|RESULT|OUTPUT)|FUNCTION(?:[ _]?(?:RESPONSE|RESULT|OUTPUT))?|OBSERVATION"
-    r"|(?-i:HUMAN|Human|AI))\]?"
+    r"|(?-i:HUMAN|Human|AI)|用户|助手|系统|工具(?:结果|返回)?|观察)\]?"
     r"[ \t*]*(?:\((?P<name>[^)\n]*)\))?[ \t*]*[:：][ \t*]*",
     re.IGNORECASE | re.MULTILINE,
 )
 _OTHER_NAMES = {"human": "user", "ai": "assistant"}
+# The roles' names in a Chinese sample (用户 user, 助手 assistant, 系统 system; 工具 tool, 观察 observation).
+_CHINESE_ROLES = {"用户": "user", "助手": "assistant", "系统": "system"}
 # The turns of a chat template a generator copies into its INPUT, read as the role markers above:
 # ChatML's <|im_start|>ROLE (Qwen), Llama 3's <|start_header_id|>ROLE<|end_header_id|>, Gemma's
 # <start_of_turn>ROLE, GLM's and Phi-3's <|ROLE|>, DeepSeek's <｜User｜> and <｜Assistant｜>, Mistral's
@@ -466,8 +471,8 @@ def _labels(text: str) -> tuple[list[re.Match[str]], list[re.Match[str]]]:
         # The prompt writes its labels in capitals; an "Input:" line in another case is the sample's
         # own text (a user's "Input: the numbers 1, 2"), not a second sample.
         sections = [m for m in sections if m.group(1).isupper()]
-    inputs = [m for m in sections if m.group(1).upper() == "INPUT"]
-    outputs = [m for m in sections if m.group(1).upper() == "OUTPUT"]
+    inputs = [m for m in sections if m.group(1).upper() in ("INPUT", "输入")]
+    outputs = [m for m in sections if m.group(1).upper() in ("OUTPUT", "输出")]
     return inputs, outputs
 
 
@@ -880,7 +885,7 @@ def _role_of(marker: re.Match[str]) -> str:
     """The role a marker gives its turn: Human's the user's, AI's the assistant's, and the tool
     result's other names the tool's."""
     role = re.split(r"[ _]", marker.group(1).lower())[0]  # "user query" is the user's, "tool_result" a tool's
-    role = _OTHER_NAMES.get(role, role)
+    role = _OTHER_NAMES.get(role, _CHINESE_ROLES.get(role, role))
     return role if role in ("user", "assistant", "system") else "tool"
 
 

@@ -722,6 +722,24 @@ _BEIJING = _HANGZHOU.replace("杭州", "北京")
 
 
 @pytest.mark.parametrize(
+    "labels", [("INPUT：", "OUTPUT："), ("输入：", "输出："), ("**输入：**", "**输出：**")]
+)
+def test_roles_and_labels_named_in_chinese_are_read(labels: tuple[str, str]) -> None:
+    """A GLM or Qwen generator writing a Chinese sample names the roles 用户/助手: the dialogue was kept
+    as ONE user turn with the markers in it; labels written 输入/输出 gave no INPUT section."""
+    dialogue = "用户：帮我订 Nopi 的桌子。\n助手：好的，几位？\n用户：4 位。"
+    answer = f"{labels[0]}\n{dialogue}\n{labels[1]}\n助手：请问几点？"
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert [(m.role, m.content) for m in parsed.messages] == [
+        ("user", "帮我订 Nopi 的桌子。"),
+        ("assistant", "好的，几位？"),
+        ("user", "4 位。"),
+    ]
+    assert parsed.action == Action(text="请问几点？")
+
+
+@pytest.mark.parametrize(
     ("answer", "roles"),
     [
         (f"INPUT：USER：杭州天气怎么样？\nOUTPUT：{_HANGZHOU}", ["user"]),
