@@ -932,9 +932,12 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: b
             # "TOOL (get_weather):", as the prompt shows the original sample's results, names the tool.
             name = " ".join((marker.group("name") or "").split()) or None
             # A fence around a result (```json … ```, as chat-styled models show JSON) is no part of it.
-            messages.extend(
-                Message(role="tool", name=name, content=_unwrapped(r, brackets=False)) for r in responses
-            )
+            answers = [_unwrapped(r, brackets=False) for r in responses]
+            if any(_text_after_json(answer) for answer in answers):
+                # The next turn written without its marker ("{"temp": 21}\nAnd in Porto?"): kept, the
+                # user's words would be the tool's and the sample would end on the tool's turn.
+                raise ValueError(f"tool turn {index + 1} has text after its JSON result")
+            messages.extend(Message(role="tool", name=name, content=answer) for answer in answers)
         elif results and not content:
             pass  # a turn of tool results alone: they follow
         else:
@@ -945,6 +948,17 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: b
         messages.extend(Message(role="tool", content=result) for result in results)
     _check_results_answer_calls(messages)
     return messages
+
+
+def _text_after_json(result: str) -> bool:
+    """Whether a tool result opens with a JSON object or list and has text after it."""
+    if not result.startswith(("{", "[")):
+        return False
+    try:
+        _, end = json.JSONDecoder(strict=False).raw_decode(result)
+    except (ValueError, RecursionError):
+        return False
+    return bool(result[end:].strip())
 
 
 def _listed_messages(text: str, tools: Sequence[ToolSpec] | None) -> list[Message]:

@@ -434,6 +434,28 @@ def test_section_labels_with_a_qualifier_in_parentheses_are_read(answer: str) ->
     assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
 
 
+def test_a_turn_written_without_its_marker_after_a_json_result_is_refused() -> None:
+    """The user's next question written right after a tool's JSON result, with no USER: marker, was
+    kept as part of the tool's result: the sample ended on the tool's turn with the user's words in it."""
+    answer = (
+        f"INPUT:\nUSER: Weather in Faro?\nASSISTANT: {_weather_call('Faro')}\n"
+        f'TOOL: {{"temp": 21}}\nAnd in Rome?\nOUTPUT: {CALL}'
+    )
+    parsed = parse_expansion(answer)
+    assert parsed.action is None and parsed.error is not None
+    assert "text after its JSON result" in parsed.error
+
+
+def test_a_json_result_over_several_lines_is_one_result() -> None:
+    answer = (
+        f"INPUT:\nUSER: Weather in Faro?\nASSISTANT: {_weather_call('Faro')}\n"
+        f'TOOL: {{\n  "temp": 21\n}}\nUSER: And Rome?\nOUTPUT: {CALL}'
+    )
+    parsed = parse_expansion(answer)
+    assert parsed.error is None, parsed.error
+    assert parsed.messages[2].content == '{\n  "temp": 21\n}'
+
+
 def test_a_tool_turn_keeps_the_name_the_prompt_shows_it_with() -> None:
     """The original sample is shown with "TOOL (get_weather): …" and generators copy it: the name
     was dropped, so two parallel results could no longer be told apart."""
