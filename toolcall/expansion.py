@@ -14,12 +14,14 @@ The seed's ``tools`` type the values of XML-argument calls (Qwen3-Coder's ``<fun
 GLM-4.5's ``<arg_key>``), in the OUTPUT and in the INPUT's turns. An ``ASSISTANT:`` marker or quotes around
 the OUTPUT are not part of it; the turns a model goes on to write after its first step (``USER: Rome`` …)
 are not either (repair ``output_continued``), and an OUTPUT that starts with another role's turn is refused.
-A paragraph of commentary after a plain-text OUTPUT (``**Explanation:** …``, ``Note:``, ``(Note: …)``,
-``This sample …``, ``In this example, …``, a rule, a heading) is no part of the answer (repair
-``trailing_commentary``; an ``Explanation:`` label even on the line right after it), nor is a paragraph
-after a fence that holds the OUTPUT's calls. An answer with no section label that is one JSON object (fenced
-or after a preface, as models that favour JSON write it) gives its INPUT and OUTPUT by its keys: the labels
-in any case, or ``user_query``/``query``/``conversation``/``messages`` and
+A note on the sample that ends a user's turn of the INPUT (``(The user names the day, so …)``,
+``Explanation: …``) is no part of it (repair ``input_commentary``). A paragraph of commentary after a
+plain-text OUTPUT (``**Explanation:** …``, ``Note:``, ``(Note: …)``, ``This sample …``,
+``In this example, …``, a rule, a heading) is no part of the answer (repair ``trailing_commentary``; an
+``Explanation:`` label even on the line right after it), nor is a paragraph after a fence that holds the
+OUTPUT's calls. An answer with no section label that is one JSON object (fenced or after a preface, as
+models that favour JSON write it) gives its INPUT and OUTPUT by its keys: the labels in any case, or
+``user_query``/``query``/``conversation``/``messages`` and
 ``tool_call``/``tool_calls``/``response``/``label``; a string value is read as the section's text, a message
 list or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
 placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a colon,
@@ -214,6 +216,7 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
             return ParsedExpansion(
                 error=f"INPUT: a chat-template token {token.group()} in a {message.role} turn"
             )
+    messages, annotated = _without_input_notes(messages)
     if not any(m.role == "user" for m in messages):
         return ParsedExpansion(error="INPUT: has no user turn")
     if messages[-1].role == "assistant":
@@ -290,6 +293,8 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
             )
     if noted:
         repairs.append("reply_note")
+    if annotated:
+        repairs.append("input_commentary")
     return ParsedExpansion(messages=messages, action=action, repairs=[*parsed.repairs, *repairs])
 
 
@@ -948,6 +953,36 @@ def _conversation(text: str, tools: Sequence[ToolSpec] | None, *, other_names: b
         messages.extend(Message(role="tool", content=result) for result in results)
     _check_results_answer_calls(messages)
     return messages
+
+
+# The last paragraph of a user's turn that is the generator's note on its sample, not the user's words:
+# labelled as an explanation or the scenario ("Explanation: a single-turn request."), or a note, in
+# parentheses, brackets or italics, that opens on the user, the assistant or the sample in the third
+# person ("(The user names the day, so it must be passed.)", "**Note:** the user gives the day.").
+# A user's own "Note: I need it in Celsius." or "(for my mum, the user of this account)" stays.
+_INPUT_NOTE = re.compile(
+    r"(?:\n[ \t]*\n|\n(?=[ \t]*[(\[*_]))(?P<note>"
+    r"[ \t*_>]*(?:explanation|rationale|scenario(?:[ \t]+focus)?|error[ \t]+pattern)[ \t*_]*:[^\n]*"
+    r"|[ \t>]*(?:[(\[*_]+[ \t]*(?:note[*_]*[ \t]*:[ \t*_]*)?|[*_]*note[*_]*[ \t]*:[ \t*_]*)"
+    r"(?:the[ \t]+(?:user|assistant|model)|this[ \t]+(?:sample|example|scenario))\b[^\n]*"
+    r")\s*\Z",
+    re.IGNORECASE,
+)
+
+
+def _without_input_notes(messages: list[Message]) -> tuple[list[Message], bool]:
+    """The INPUT's turns without the generator's note after a user's words (see ``_INPUT_NOTE``), and
+    whether there was any: kept, the user would be trained to say it. A turn that is a note alone
+    stays, and refuses as it would."""
+    kept: list[Message] = []
+    annotated = False
+    for message in messages:
+        note = _INPUT_NOTE.search(message.content) if message.role == "user" else None
+        if note is not None and message.content[: note.start()].strip():
+            message = message.model_copy(update={"content": message.content[: note.start()].rstrip()})
+            annotated = True
+        kept.append(message)
+    return kept, annotated
 
 
 def _text_after_json(result: str) -> bool:

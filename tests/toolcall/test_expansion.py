@@ -434,6 +434,38 @@ def test_section_labels_with_a_qualifier_in_parentheses_are_read(answer: str) ->
     assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
 
 
+@pytest.mark.parametrize(
+    "note",
+    [
+        "\n\n(The user names the city, so it must be passed.)",
+        "\n\n**Note:** the user gives the city.",
+        "\n*Scenario: the user gives the city.*",
+        "\n\nExplanation: a single-turn request.",
+        "\n\n*(This sample tests the city.)*",
+    ],
+)
+def test_a_generators_note_after_the_users_words_is_not_theirs(note: str) -> None:
+    """Models annotate the INPUT ("(The user names the city, so it must be passed.)"): the note was
+    kept in the user's message, a sample that trains on words no user writes."""
+    parsed = parse_expansion(f"INPUT:\nUSER: What is the weather in Rome?{note}\n\nOUTPUT:\n{CALL}")
+    assert parsed.error is None, parsed.error
+    assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
+    assert "input_commentary" in parsed.repairs
+
+
+@pytest.mark.parametrize(
+    "own",
+    [
+        "\n\nNote: I need it in Celsius.",
+        "\n(asking for my mum, the user of this account)",
+        "\n\n(the cheap one)",
+    ],
+)
+def test_a_users_own_note_stays_in_their_turn(own: str) -> None:
+    parsed = parse_expansion(f"INPUT:\nUSER: What is the weather in Rome?{own}\n\nOUTPUT:\n{CALL}")
+    assert parsed.messages == [Message(role="user", content=f"What is the weather in Rome?{own}")]
+
+
 def test_a_turn_written_without_its_marker_after_a_json_result_is_refused() -> None:
     """The user's next question written right after a tool's JSON result, with no USER: marker, was
     kept as part of the tool's result: the sample ended on the tool's turn with the user's words in it."""
