@@ -18,10 +18,10 @@ A note on the sample that ends a user's turn of the INPUT (``(The user names the
 ``Explanation: …``) is no part of it (repair ``input_commentary``). A paragraph of commentary after a
 plain-text OUTPUT (``**Explanation:** …``, ``Note:``, ``(Note: …)``, ``This sample …``,
 ``In this example, …``, a rule, a heading) is no part of the answer (repair ``trailing_commentary``; an
-``Explanation:`` label even on the line right after it), nor is a paragraph after a fence that holds the
-OUTPUT's calls. An answer with no section label that is one JSON object (fenced or after a preface, as
-models that favour JSON write it) gives its INPUT and OUTPUT by its keys: the labels in any case, or
-``user_query``/``query``/``conversation``/``messages`` and
+``Explanation:`` label even on the line right after it), nor is a paragraph after the OUTPUT's calls in any
+format (``[TOOL_CALLS][…]`` or a fenced call, then words). An answer with no section label that is one JSON
+object (fenced or after a preface, as models that favour JSON write it) gives its INPUT and OUTPUT by its
+keys: the labels in any case, or ``user_query``/``query``/``conversation``/``messages`` and
 ``tool_call``/``tool_calls``/``response``/``label``; a string value is read as the section's text, a message
 list or call object as JSON. A section that holds only a filler (``N/A``, ``None``, ``—``) or the prompt's
 placeholder is empty. A full-width colon (``：``, after labels and markers of a Chinese sample) is a colon,
@@ -251,13 +251,10 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
             if commentary:
                 parsed = parse_output(without, tools)
                 repairs.append("trailing_commentary")
-        elif parsed.error is not None and (fenced := _LEADING_FENCE.match(output_text)) is not None:
-            # Calls in a fence with a paragraph after it ("```json {…} ```\n\nThe call passes …"): the
-            # paragraph is about them, as text after <tool_call> blocks is. Only calls: a text reply's
-            # code block and the words after it are one reply.
-            in_fence = parse_output(fenced.group("body"), tools)
-            if in_fence.action is not None and in_fence.action.calls:
-                parsed = in_fence
+        elif parsed.error is not None:
+            before = _calls_before_commentary(output_text, tools)
+            if before is not None:
+                parsed = before
                 repairs.append("trailing_commentary")
     if parsed.error is not None or parsed.action is None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {parsed.error or 'empty'}")
@@ -354,6 +351,24 @@ def _words_between_calls(output: str) -> str | None:
         between = found.group("between")
         if not _CALL_SEPARATOR.fullmatch(between):
             return " ".join(between.split())[:80]
+    return None
+
+
+# What a paragraph holding a call (or part of one) has and commentary has not.
+_CALL_SHAPED = re.compile(r"[{\[<]|\w\(")
+
+
+def _calls_before_commentary(output: str, tools: Sequence[ToolSpec] | None) -> ParsedOutput | None:
+    """The calls of an OUTPUT that reads only without the paragraphs after them ("```json {…} ```" or
+    "[TOOL_CALLS][…]", then "The call passes the city."): the longest run of leading paragraphs that
+    reads as calls, when what follows holds nothing call-shaped (else a call may be among the words,
+    and the OUTPUT stays unread). The words are about the calls, as text after <tool_call> blocks
+    is; only calls: a text reply's words are its own."""
+    cuts = [m.start() for m in re.finditer(r"\n[ \t]*\n", output)]
+    for cut in reversed(cuts[-8:]):  # commentary is a few paragraphs; each try reads the calls again
+        head = parse_output(output[:cut], tools)
+        if head.error is None and head.action is not None and head.action.calls:
+            return None if _CALL_SHAPED.search(output[cut:]) else head
     return None
 
 
@@ -725,10 +740,6 @@ def _json_sample(value: Any) -> tuple[Any, Any] | None:
 
 _EDGE_RULES = re.compile(r"^(?:\s*(?:-{3,}|\*{3,}|_{3,})[ \t]*\n)+|(?:\n[ \t]*(?:-{3,}|\*{3,}|_{3,})\s*)+$")
 _WHOLE_FENCE = re.compile(r"^(?:```|~~~)[\w-]*[ \t]*\n(?P<body>.*?)\n?(?:```|~~~)$", re.DOTALL)
-# A fenced block that opens a section and a paragraph after it, a blank line between.
-_LEADING_FENCE = re.compile(
-    r"\A(?:```|~~~)[\w-]*[ \t]*\n(?P<body>.*?)\n(?:```|~~~)[ \t]*\n[ \t]*\n", re.DOTALL
-)
 # Quotes, and the brackets of the prompt's "OUTPUT: [Correct tool calls …]" placeholder, copied.
 _QUOTE_PAIRS = {'"': '"', "“": "”", "'": "'", "[": "]"}
 

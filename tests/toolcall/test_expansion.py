@@ -300,6 +300,30 @@ def test_calls_in_a_fence_with_a_paragraph_after_it_are_the_output() -> None:
     assert "trailing_commentary" in parsed.repairs
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Rome"}}]\n\nThis passes the city.',
+        f"{CALL}\n\n{_FARO}\n\nBoth cities are asked for, so both are called.",
+    ],
+)
+def test_calls_of_any_format_with_a_paragraph_after_them_are_the_output(written: str) -> None:
+    """Mistral's [TOOL_CALLS] with a sentence after it did not read ("a tool-call marker without a
+    readable call after it") and the sample was lost; every call before the words is kept."""
+    parsed = parse_expansion(f"INPUT: Weather in Rome and Faro?\nOUTPUT: {written}")
+    assert parsed.error is None, parsed.error
+    assert parsed.action is not None and parsed.action.calls[0].arguments == {"city": "Rome"}
+    assert len(parsed.action.calls) == written.count('{"name"')
+
+
+def test_words_with_a_call_shape_after_the_calls_leave_the_output_unread() -> None:
+    written = (
+        '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Rome"}}]\n\nOr get_weather(city="Faro").'
+    )
+    parsed = parse_expansion(f"INPUT: Weather in Rome?\nOUTPUT: {written}")
+    assert parsed.action is None and parsed.error is not None
+
+
 def test_a_text_reply_with_a_code_block_and_words_after_it_stays_whole() -> None:
     reply = "Run this:\n```bash\nls -la\n```\n\nIt lists every file."
     parsed = parse_expansion(f"INPUT: How do I list files?\nOUTPUT: {reply}")
