@@ -201,7 +201,8 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     input_text, output_text = sections
     if not input_text or _PLACEHOLDER.match(input_text):
         return ParsedExpansion(error="INPUT: is empty")
-    input_text = _heading_turns_as_markers(_template_turns_as_markers(input_text))
+    input_text = _template_turns_as_markers(input_text)
+    input_text = _heading_turns_as_markers(_OPENING_LABEL.sub("USER: ", input_text, count=1))
     input_text = _GENERATION_PROMPT.sub("", input_text.rstrip())
     # Human:/AI: are turns only in an INPUT written as a transcript, one that opens with a role marker:
     # in a user's plain text ("My glossary:\nAI: artificial intelligence") such a line is the text.
@@ -226,9 +227,9 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     output_text, noted = _without_reply_notes(output_text)
     if noted and not output_text:
         return ParsedExpansion(messages=messages, error=_NOTE_ALONE)
-    output_text, turn_error, continued = _assistant_turn(
-        _heading_turns_as_markers(output_text), other_names=other_names
-    )
+    # A template's assistant turn copied as the OUTPUT (<|im_start|>assistant\n…<|im_end|>): its marker.
+    output_text = _heading_turns_as_markers(_template_turns_as_markers(output_text))
+    output_text, turn_error, continued = _assistant_turn(output_text, other_names=other_names)
     if turn_error is not None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
     repairs = ["output_continued"] if continued else []
@@ -277,6 +278,9 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
             return ParsedExpansion(
                 messages=messages, error="OUTPUT: a call written as YAML (name: …, arguments: …), not read"
             )
+        token = _marker_token(reply)
+        if token is not None:  # a template the reader does not know, as in the INPUT's turns
+            return ParsedExpansion(messages=messages, error=f"OUTPUT: a chat-template token {token.group()}")
         named = _tool_written_in(reply, tools or ())
         if named is not None:
             return ParsedExpansion(
@@ -845,7 +849,7 @@ def _heading_turns_as_markers(text: str) -> str:
 
 def _template_turns_as_markers(text: str) -> str:
     """``text`` with a chat template's turns (see ``_TEMPLATE_OPENER``) written with role markers,
-    their closers gone; a leading label of the user's message (``Query:``) as ``USER:``."""
+    their closers gone."""
 
     def marker(opener: re.Match[str]) -> str:
         if opener.group("reply") is not None:
@@ -861,7 +865,7 @@ def _template_turns_as_markers(text: str) -> str:
             lambda closer: closer.group() if _mentioned(closer.string, closer.start(), closer.end()) else "",
             _TEMPLATE_OPENER.sub(marker, text),
         ).strip()
-    return _OPENING_LABEL.sub("USER: ", text, count=1)
+    return text
 
 
 def _assistant_turn(output: str, *, other_names: bool) -> tuple[str, str | None, bool]:

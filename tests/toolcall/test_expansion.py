@@ -1465,6 +1465,36 @@ def test_an_empty_assistant_marker_that_ends_the_input_is_no_turn(marker: str) -
     assert parsed.messages == [Message(role="user", content="What is the weather in Rome?")]
 
 
+@pytest.mark.parametrize(
+    "turn",
+    [
+        "<|im_start|>assistant\nWhich Rome, Italy or Georgia?<|im_end|>",
+        "<start_of_turn>model\nWhich Rome, Italy or Georgia?<end_of_turn>",
+        "<|start_header_id|>assistant<|end_header_id|>\n\nWhich Rome, Italy or Georgia?<|eot_id|>",
+    ],
+)
+def test_a_template_turn_copied_as_the_output_is_the_assistants_reply(turn: str) -> None:
+    """A generator that copies the template's assistant turn as its OUTPUT had the opener kept in the
+    reply ("<|im_start|>assistant\nWhich Rome…"): the assistant trained to write template tokens."""
+    parsed = parse_expansion(
+        f"INPUT: <|im_start|>user\nWhat is the weather in Rome?<|im_end|>\nOUTPUT: {turn}"
+    )
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text="Which Rome, Italy or Georgia?")
+
+
+def test_an_unknown_template_token_in_a_text_output_refuses_it() -> None:
+    parsed = parse_expansion("INPUT: What is the weather?\nOUTPUT: <|bot|>Which city do you mean?")
+    assert (
+        parsed.action is None and parsed.error is not None and "chat-template token <|bot|>" in parsed.error
+    )
+
+
+def test_a_reply_that_opens_with_a_question_label_stays_a_reply() -> None:
+    parsed = parse_expansion("INPUT: Book Nopi.\nOUTPUT: Question: what time would you like?")
+    assert parsed.action == Action(text="Question: what time would you like?")
+
+
 def test_deepseek_template_tokens_in_the_input_are_role_markers() -> None:
     """DeepSeek's template writes <｜User｜> and <｜Assistant｜> (full-width bars): a DeepSeek generator
     that copies them had the sample refused as holding an unknown token."""
