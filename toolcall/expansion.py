@@ -42,25 +42,25 @@ OUTPUT's turn, no empty turn. A section that opens with a role heading or marker
 ``**Assistant**`` alone on its line) has its turns under such headings. The user's marker may name the
 message (``User query:``, ``User request:``), be bracketed (``[User]:``) or quoted (``> USER:``) or numbered
 (``1. USER:``); quotes around a bare INPUT are no part of it, nor is a ``Query:`` label that opens it. A
-chat template's turns copied into the INPUT (ChatML's ``<|im_start|>user``, Llama 3's headers, Gemma's
-``<start_of_turn>``, GLM's ``<|user|>``, DeepSeek's ``<｜User｜>``, Mistral's ``[INST] … [/INST]``,
-``<user>…</user>``) are read as role markers (the generation prompt copied at its end,
-``<|im_start|>assistant``, is no turn); a special token still in a turn after that (``<|…|>`` of a template
-the reader does not know) refuses the sample rather than train on it as the user's words; a token a sentence
-mentions (``What does <|endoftext|> mean?``: words on its line before and after it, set off by spaces,
-quotes or punctuation, and no role in its name) is the user's words, in a template's turn too. The section
-labels may be numbered (``1. INPUT:``), qualified by a word (``Expected Output:``) or be tags around the
-parts (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts). Of several samples
-listed under numbered headings (``### Sample 1``, ``Sample 2``, …) the first is the answer (repair
-``first_of_several_samples``), and so is the first of a JSON list of samples; several samples written any
-other way are refused. A call object may name its function under ``function``, ``tool`` or ``action`` and
-give its arguments under ``args``, ``tool_input`` or ``action_input`` (Gemini's ``{"name", "args"}``,
-``{"function": NAME, "arguments": …}``, a ReAct agent's ``{"tool": NAME, "tool_input": {…}}``; repair
-``call_keys_renamed``), in the OUTPUT and the INPUT's assistant turns, though the policy parser refuses
-those keys. An OUTPUT that is the agent's ``{"action": "Final Answer", "action_input": TEXT}`` is the text
-reply TEXT (repair ``react_final_answer``); a ReAct step whose input is no argument object is refused. A
-newline or tab written raw inside a call's JSON string is read as itself, by the policy parser (repair
-``control_character_in_string``).
+chat template's turns copied into the INPUT, or its assistant turn as the OUTPUT, (ChatML's
+``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, DeepSeek's
+``<｜User｜>``, Mistral's ``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers (the generation
+prompt copied at its end, ``<|im_start|>assistant``, is no turn); a special token still in a turn after that
+(``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it as the user's
+words; a token a sentence mentions (``What does <|endoftext|> mean?``: words on its line before and after
+it, set off by spaces, quotes or punctuation, and no role in its name) is the user's words, in a template's
+turn too. The section labels may be numbered (``1. INPUT:``), qualified by a word (``Expected Output:``) or
+be tags around the parts (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts).
+Of several samples listed under numbered headings (``### Sample 1``, ``Sample 2``, …) the first is the
+answer (repair ``first_of_several_samples``), and so is the first of a JSON list of samples; several samples
+written any other way are refused. A call object may name its function under ``function``, ``tool`` or
+``action`` and give its arguments under ``args``, ``tool_input`` or ``action_input`` (Gemini's
+``{"name", "args"}``, ``{"function": NAME, "arguments": …}``, a ReAct agent's
+``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in the OUTPUT and the INPUT's
+assistant turns, though the policy parser refuses those keys. An OUTPUT that is the agent's
+``{"action": "Final Answer", "action_input": TEXT}`` is the text reply TEXT (repair ``react_final_answer``);
+a ReAct step whose input is no argument object is refused. A newline or tab written raw inside a call's JSON
+string is read as itself, by the policy parser (repair ``control_character_in_string``).
 """
 
 from __future__ import annotations
