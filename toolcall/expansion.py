@@ -229,6 +229,9 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         return ParsedExpansion(messages=messages, error=_NOTE_ALONE)
     # A template's assistant turn copied as the OUTPUT (<|im_start|>assistant\n…<|im_end|>): its marker.
     output_text = _heading_turns_as_markers(_template_turns_as_markers(output_text))
+    reply_tags = _REPLY_TAGS.fullmatch(output_text)
+    if reply_tags is not None:
+        output_text = reply_tags.group("inner")
     output_text, turn_error, continued = _assistant_turn(output_text, other_names=other_names)
     if turn_error is not None:
         return ParsedExpansion(messages=messages, error=f"OUTPUT: {turn_error}")
@@ -389,6 +392,14 @@ def _tool_written_in(reply: str, tools: Sequence[ToolSpec]) -> str | None:
         if re.search(pattern, reply) is not None:
             return tool.name
     return None
+
+
+# Tags a model wraps the whole OUTPUT in to say what it is ("<response>What time?</response>"), as
+# <input>/<output> wrap the parts: no part of the reply.
+_REPLY_TAGS = re.compile(
+    r"\s*<(?P<tag>response|answer|reply|message)>\s*(?P<inner>.*?)\s*</(?P=tag)>\s*",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def _without_reply_notes(text: str) -> tuple[str, bool]:

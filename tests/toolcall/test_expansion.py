@@ -1483,6 +1483,16 @@ def test_a_template_turn_copied_as_the_output_is_the_assistants_reply(turn: str)
     assert parsed.action == Action(text="Which Rome, Italy or Georgia?")
 
 
+@pytest.mark.parametrize("tag", ["response", "answer", "reply", "assistant"])
+def test_tags_around_the_whole_output_are_no_part_of_the_reply(tag: str) -> None:
+    """ "<response>Which city?</response>" was kept with its tags as the assistant's reply."""
+    parsed = parse_expansion(
+        f"INPUT: What is the weather?\nOUTPUT: <{tag}>\nWhich city do you mean?\n</{tag}>"
+    )
+    assert parsed.error is None, parsed.error
+    assert parsed.action == Action(text="Which city do you mean?")
+
+
 def test_an_unknown_template_token_in_a_text_output_refuses_it() -> None:
     parsed = parse_expansion("INPUT: What is the weather?\nOUTPUT: <|bot|>Which city do you mean?")
     assert (
