@@ -28,34 +28,35 @@ placeholder is empty. A full-width colon (``：``, after labels and markers of a
 and the roles and labels it names in Chinese (``用户：``, ``输入：`` …) are the markers and labels. A section
 written wholly as a Markdown blockquote (``> USER: …``) is read without its quote marks. The close of a
 wrapper opened before the OUTPUT label (a fence around the whole answer, ``<sample>``) ends the OUTPUT. An
-OUTPUT written as the chat API's assistant message or as Claude's ``tool_use`` blocks is read as the INPUT's
-message list is. A note or label before a text reply (``[No tool call]``, ``**Response:**``,
-``(asks for clarification)``) is no part of it (repair ``reply_note``), nor are tags around the whole OUTPUT
-(``<response>…</response>``); an OUTPUT that describes the reply ("The assistant should ask …") is refused,
-and so is one that writes its call as YAML (``- name: get_weather`` / ``arguments:``), which no reader
-reads. Calls listed as Python, one a bullet (``- get_weather(city="Rome")``), are the calls (repair
-``bulleted_calls``). A text OUTPUT that writes a call of one of the seed's tools as code or prose
-(``get_weather(city="Rome")`` in backticks, "Call get_weather with {…}") is refused: kept, it would teach
-the assistant to tell the user its calls. Words between two ``<tool_call>`` blocks of the OUTPUT
-(``Alternative OUTPUT:``, ``Or, if …``) refuse it: the second call may be no part of the step. An assistant
-marker with nothing after it that ends the INPUT is the OUTPUT's turn, no empty turn. A section that opens
-with a role heading or marker (``#### User``, ``**Assistant**`` alone on its line) has its turns under such
-headings. The user's marker may name the message (``User query:``, ``User request:``), be bracketed
-(``[User]:``) or quoted (``> USER:``) or numbered (``1. USER:``); quotes around a bare INPUT are no part of
-it, nor is a ``Query:`` label that opens it. A chat template's turns copied into the INPUT, or its assistant
-turn as the OUTPUT, (ChatML's ``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's
-``<|user|>``, DeepSeek's ``<｜User｜>``, Mistral's ``[INST] … [/INST]``, ``<user>…</user>``) are read as role
-markers (the generation prompt copied at its end, ``<|im_start|>assistant``, is no turn); a special token
-still in a turn after that (``<|…|>`` of a template the reader does not know) refuses the sample rather than
-train on it as the user's words; a token a sentence mentions (``What does <|endoftext|> mean?``: words on
-its line before and after it, set off by spaces, quotes or punctuation, and no role in its name) is the
-user's words, in a template's turn too. The section labels may be numbered (``1. INPUT:``), qualified by a
-word (``Expected Output:``) or be tags around the parts (``<input>…</input>`` ``<output>…</output>``, as
-Claude writes a prompt's parts). Of several samples listed under numbered headings (``### Sample 1``,
-``Sample 2``, …) the first is the answer (repair ``first_of_several_samples``), and so is the first of a
-JSON list of samples; several samples written any other way are refused. A call object may name its function
-under ``function``, ``tool`` or ``action`` and give its arguments under ``args``, ``tool_input`` or
-``action_input`` (Gemini's ``{"name", "args"}``, ``{"function": NAME, "arguments": …}``, a ReAct agent's
+OUTPUT of other JSON, or with neither a call nor a reply, is refused. An OUTPUT written as the chat API's
+assistant message or as Claude's ``tool_use`` blocks is read as the INPUT's message list is. A note or label
+before a text reply (``[No tool call]``, ``**Response:**``, ``(asks for clarification)``) is no part of it
+(repair ``reply_note``), nor are tags around the whole OUTPUT (``<response>…</response>``); an OUTPUT that
+describes the reply ("The assistant should ask …") is refused, and so is one that writes its call as YAML
+(``- name: get_weather`` / ``arguments:``), which no reader reads. Calls listed as Python, one a bullet
+(``- get_weather(city="Rome")``), are the calls (repair ``bulleted_calls``). A text OUTPUT that writes a
+call of one of the seed's tools as code or prose (``get_weather(city="Rome")`` in backticks, "Call
+get_weather with {…}") is refused: kept, it would teach the assistant to tell the user its calls. Words
+between two ``<tool_call>`` blocks of the OUTPUT (``Alternative OUTPUT:``, ``Or, if …``) refuse it: the
+second call may be no part of the step. An assistant marker with nothing after it that ends the INPUT is the
+OUTPUT's turn, no empty turn. A section that opens with a role heading or marker (``#### User``,
+``**Assistant**`` alone on its line) has its turns under such headings. The user's marker may name the
+message (``User query:``, ``User request:``), be bracketed (``[User]:``) or quoted (``> USER:``) or numbered
+(``1. USER:``); quotes around a bare INPUT are no part of it, nor is a ``Query:`` label that opens it. A
+chat template's turns copied into the INPUT, or its assistant turn as the OUTPUT, (ChatML's
+``<|im_start|>user``, Llama 3's headers, Gemma's ``<start_of_turn>``, GLM's ``<|user|>``, DeepSeek's
+``<｜User｜>``, Mistral's ``[INST] … [/INST]``, ``<user>…</user>``) are read as role markers (the generation
+prompt copied at its end, ``<|im_start|>assistant``, is no turn); a special token still in a turn after that
+(``<|…|>`` of a template the reader does not know) refuses the sample rather than train on it as the user's
+words; a token a sentence mentions (``What does <|endoftext|> mean?``: words on its line before and after
+it, set off by spaces, quotes or punctuation, and no role in its name) is the user's words, in a template's
+turn too. The section labels may be numbered (``1. INPUT:``), qualified by a word (``Expected Output:``) or
+be tags around the parts (``<input>…</input>`` ``<output>…</output>``, as Claude writes a prompt's parts).
+Of several samples listed under numbered headings (``### Sample 1``, ``Sample 2``, …) the first is the
+answer (repair ``first_of_several_samples``), and so is the first of a JSON list of samples; several samples
+written any other way are refused. A call object may name its function under ``function``, ``tool`` or
+``action`` and give its arguments under ``args``, ``tool_input`` or ``action_input`` (Gemini's
+``{"name", "args"}``, ``{"function": NAME, "arguments": …}``, a ReAct agent's
 ``{"tool": NAME, "tool_input": {…}}``; repair ``call_keys_renamed``), in the OUTPUT and the INPUT's
 assistant turns, though the policy parser refuses those keys. An OUTPUT that is the agent's
 ``{"action": "Final Answer", "action_input": TEXT}`` is the text reply TEXT (repair ``react_final_answer``);
@@ -267,6 +268,14 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     if between is not None:
         return ParsedExpansion(
             messages=messages, error=f"OUTPUT: words between its calls ({between!r}): one step, or two?"
+        )
+    if not action.calls and not (action.text or "").strip():
+        return ParsedExpansion(messages=messages, error="OUTPUT: holds neither a call nor a reply")
+    if not action.calls and _is_json(action.text or ""):
+        # {"content": "What time?"}, {}: JSON that is no call and no assistant message. As text it
+        # would train the assistant to answer the user in JSON.
+        return ParsedExpansion(
+            messages=messages, error="OUTPUT: a JSON value that is neither a call nor an assistant message"
         )
     if not action.calls and action.text:
         reply, noted_in_turn = _without_reply_notes(action.text)
@@ -1009,6 +1018,18 @@ def _without_input_notes(messages: list[Message]) -> tuple[list[Message], bool]:
             annotated = True
         kept.append(message)
     return kept, annotated
+
+
+def _is_json(text: str) -> bool:
+    """Whether ``text`` is wholly one JSON object or list."""
+    text = text.strip()
+    if not text.startswith(("{", "[")):
+        return False
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _text_after_json(result: str) -> bool:

@@ -1493,6 +1493,22 @@ def test_tags_around_the_whole_output_are_no_part_of_the_reply(tag: str) -> None
     assert parsed.action == Action(text="Which city do you mean?")
 
 
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        ('{"content": "Which city do you mean?"}', "neither a call nor an assistant message"),
+        ('```json\n{"response": "Which city do you mean?"}\n```', "neither a call nor an assistant message"),
+        ("{}", "neither a call nor an assistant message"),
+        ("[]", "neither a call nor a reply"),
+    ],
+)
+def test_an_output_of_json_that_is_no_call_is_refused(output: str, reason: str) -> None:
+    """{"content": "Which city?"} was kept as the assistant's text (JSON trained as words to the user),
+    and "[]" as a step holding neither a call nor a reply."""
+    parsed = parse_expansion(f"INPUT: What is the weather?\nOUTPUT: {output}")
+    assert parsed.action is None and parsed.error is not None and reason in parsed.error
+
+
 def test_an_unknown_template_token_in_a_text_output_refuses_it() -> None:
     parsed = parse_expansion("INPUT: What is the weather?\nOUTPUT: <|bot|>Which city do you mean?")
     assert (
