@@ -15,6 +15,9 @@ Resilience, from the inside out:
   stage pauses for the operator instead of dead-lettering its whole input. A 403 that says the input
   was flagged (a provider's moderation) is the input's fault too. A body
   ``{"error": {...}}`` sent with HTTP 200 (some proxies do) is read as the error it carries;
+- a choice's ``finish_reason`` is read whatever the server calls it (Gemini's ``MAX_TOKENS`` is a
+  cut-off answer, its ``SAFETY`` a filter: the input's fault; ``error`` and ``abort`` end a fragment,
+  retried like a 5xx);
 - a circuit breaker (purgatory) counts requests that failed *after* their retries: after
   ``breaker_threshold`` in a row it opens and every request fails at once for
   ``breaker_cooldown_s``; the next request then goes through half-open and closes the circuit if it
@@ -133,6 +136,31 @@ def _retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, moment.timestamp() - time.time())
+
+
+# How a choice ended, as servers spell it (case aside): cut off by the token budget (Gemini's gateway
+# passes its native MAX_TOKENS, Anthropic's max_tokens comes through some proxies); stopped by the
+# provider's filter (Gemini passes SAFETY, RECITATION... or "content_filter: PROHIBITED_CONTENT"); a
+# fragment the server gave up on (OpenRouter's "error" when its upstream fails, SGLang's and vLLM's
+# "abort").
+_BUDGET_ENDS = frozenset({"length", "max_tokens"})
+_FILTER_ENDS = frozenset(
+    {"content_filter", "safety", "recitation", "blocklist", "prohibited_content", "spii"}
+)
+_FRAGMENT_ENDS = frozenset({"error", "abort"})
+
+
+def _finish_kind(finish_reason: Any) -> str:
+    """``finish_reason`` as one of "length", "filter", "fragment" or "stop" (any other end)."""
+    name = str(finish_reason or "").strip().lower()
+    head = name.split(":", 1)[0].strip()
+    if head in _BUDGET_ENDS:
+        return "length"
+    if head in _FILTER_ENDS:
+        return "filter"
+    if head in _FRAGMENT_ENDS:
+        return "fragment"
+    return "stop"
 
 
 def _content_text(content: Any) -> tuple[str, str | None]:
@@ -487,18 +515,20 @@ class OpenAIBackend:
         generations = []
         for choice in choices:
             ended = choice.get("finish_reason")
-            if ended == "error" or choice.get("error"):
-                # A provider that failed mid-answer (OpenRouter): what came is a fragment; ask again.
+            kind = _finish_kind(ended)
+            if kind == "fragment" or choice.get("error"):
+                # A provider that failed mid-answer (OpenRouter), a request the server aborted: what
+                # came is a fragment; ask again.
                 detail = self._excerpt(json.dumps(choice.get("error"), ensure_ascii=False), 200)
                 raise _MalformedResponse(
                     f"the answer ended with an error (finish_reason {ended!r}): {detail}"
                 )
-            if ended == "content_filter":
+            if kind == "filter":
                 # The provider's filter stopped this answer: this input's fault, and asking again
                 # draws the same filter.
                 raise InferenceError(
                     f"{self._public_base_url}: the endpoint's content filter stopped the answer "
-                    "(finish_reason 'content_filter')",
+                    f"(finish_reason {self._excerpt(str(ended), 80)!r})",
                     retryable=False,
                     input_fault=True,
                 )
@@ -517,7 +547,7 @@ class OpenAIBackend:
             if content:
                 logprobs = [float(item["logprob"]) for item in content]
             token_ids = [int(token) for token in choice.get("token_ids") or []]
-            finish_reason = "length" if choice.get("finish_reason") == "length" else "stop"
+            finish_reason = "length" if kind == "length" else "stop"
             if message.get("tool_calls"):
                 # A server that parsed the calls out of the text (vLLM with auto tool choice): keep
                 # them, as the OpenAI message the call parser reads (an empty text read "no answer").

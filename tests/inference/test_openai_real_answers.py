@@ -339,3 +339,46 @@ async def test_a_refusal_is_the_inputs_fault_with_its_words() -> None:
     assert failure.input_fault and not failure.retryable and "can't help with that" in str(failure)
     answered = await answer_of({"role": "assistant", "content": "BOTH_CORRECT", "refusal": None})
     assert answered.text == "BOTH_CORRECT"
+
+
+@pytest.mark.parametrize("ended", ["MAX_TOKENS", "max_tokens", "Length"])
+async def test_an_answer_cut_off_by_its_budget_is_cut_off_whatever_the_server_calls_it(ended: str) -> None:
+    """A Gemini gateway ends a cut-off answer with its native ``MAX_TOKENS`` (some proxies pass
+    Anthropic's ``max_tokens``): read as a whole answer, a judge's cut-off reasoning was used as its
+    verdict and never asked again with a larger budget."""
+    cut = {"role": "assistant", "content": "Response 1 is incorrect because it passes city=Paris while"}
+    generation = await answer_of(cut, finish_reason=ended)
+    assert generation.finish_reason == "length"
+    empty = await answer_of({"role": "assistant"}, finish_reason=ended)  # Gemini: no content at all
+    assert empty.finish_reason == "length" and empty.text == ""
+
+
+@pytest.mark.parametrize("ended", ["SAFETY", "PROHIBITED_CONTENT", "content_filter: PROHIBITED_CONTENT"])
+async def test_a_filter_a_server_names_its_own_way_is_the_inputs_fault(ended: str) -> None:
+    """Gemini's OpenAI-compatible endpoint names its filters natively (``SAFETY``, ``RECITATION``...):
+    the empty answer read as a complete one, asked again and again, and came back unparsed."""
+    body = {"choices": [{"index": 0, "message": {"role": "assistant"}, "finish_reason": ended}]}
+    failure = await failure_of(answering(200, body))
+    assert failure.input_fault and not failure.retryable and ended in str(failure)
+
+
+async def test_an_answer_the_server_aborted_is_asked_again() -> None:
+    """SGLang and vLLM end a request they aborted with ``finish_reason: "abort"`` and what was decoded
+    so far: that fragment was read as the whole answer."""
+    fragment = "RESPONSE 1 INCORRECT\nError Analysis: Response 1 passes"
+    calls = 0
+
+    def aborted_once(payload: dict[str, Any], request: web.Request) -> tuple[int, Any, dict[str, str]]:
+        nonlocal calls
+        calls += 1
+        text, ended = (fragment, "abort") if calls == 1 else (fragment + " Paris, not Lyon.", "stop")
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": ended}
+        return 200, {"choices": [choice]}, {}
+
+    async with serve_fake_endpoint(FakeEndpoint(mode="custom", respond=aborted_once)) as endpoint:
+        backend = backend_for(endpoint)
+        try:
+            [[generation]] = await backend.generate([CHAT], GREEDY)
+        finally:
+            await backend.close()
+    assert calls == 2 and generation.text.endswith("not Lyon.")
