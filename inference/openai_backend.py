@@ -391,7 +391,9 @@ class OpenAIBackend:
             raise self._error_in_body(path, body["error"], self._excerpt(response.text))
         try:
             return parse(body)
-        except (ValueError, KeyError, TypeError, IndexError) as error:
+        # AttributeError: a part of the body that is not the object the API promises (a null message);
+        # escaping as itself, it dead-lettered every input of the batch instead of asking again.
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             what = f"{type(error).__name__}: {self._excerpt(str(error), 120)}"
             raise _AttemptFailed(f"malformed response ({what}): {self._excerpt(response.text)!r}") from None
 
@@ -509,6 +511,8 @@ class OpenAIBackend:
         )
 
     def _parse_chat(self, body: Any, sampling: SamplingConfig) -> list[Generation]:
+        if not all(isinstance(choice, dict) for choice in body["choices"]):
+            raise _MalformedResponse("a choice is not an object")
         choices = sorted(body["choices"], key=lambda choice: int(choice.get("index", 0)))
         if len(choices) != sampling.n:
             raise _MalformedResponse(f"asked for {sampling.n} choices, got {len(choices)}")
@@ -533,6 +537,8 @@ class OpenAIBackend:
                     input_fault=True,
                 )
             message = choice["message"]
+            if not isinstance(message, dict):  # Gemini's null message past its filter is handled above
+                raise _MalformedResponse(f"the choice's message is {type(message).__name__}, not an object")
             refusal = message.get("refusal")
             if isinstance(refusal, str) and refusal.strip() and not message.get("content"):
                 # OpenAI's refusal field, the content empty: the model declined this input.

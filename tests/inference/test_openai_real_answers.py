@@ -382,3 +382,35 @@ async def test_an_answer_the_server_aborted_is_asked_again() -> None:
         finally:
             await backend.close()
     assert calls == 2 and generation.text.endswith("not Lyon.")
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"choices": [{"index": 0, "message": None, "finish_reason": "stop"}]},
+        {"choices": [None]},
+        {"choices": [{"index": 0, "message": {"content": "x"}, "logprobs": ["not", "an", "object"]}]},
+    ],
+)
+async def test_a_choice_that_is_not_an_object_is_asked_again_not_a_crash(broken: dict[str, Any]) -> None:
+    """A null message (a gateway's, Gemini's past a filter) or choice raised AttributeError out of the
+    backend: not an endpoint failure, so the stage dead-lettered every input of its batch for it."""
+    calls = 0
+
+    def broken_once(payload: dict[str, Any], request: web.Request) -> tuple[int, Any, dict[str, str]]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return 200, broken, {}
+        answer = {"role": "assistant", "content": "BOTH_CORRECT"}
+        return 200, {"choices": [{"index": 0, "message": answer, "finish_reason": "stop"}]}, {}
+
+    async with serve_fake_endpoint(FakeEndpoint(mode="custom", respond=broken_once)) as endpoint:
+        backend = backend_for(endpoint)
+        try:
+            [[generation]] = await backend.generate([CHAT], GREEDY)
+        finally:
+            await backend.close()
+    assert calls == 2 and generation.text == "BOTH_CORRECT"
+    failure = await failure_of(answering(200, broken))  # always so: an endpoint failure (a pause)
+    assert failure.retryable and not failure.input_fault and "malformed response" in str(failure)
