@@ -92,9 +92,23 @@ _SHAPE_REJECTION = re.compile(
     r"|cannot both be (specified|set|used|given)|only one of|mutually exclusive",
     re.IGNORECASE,
 )
-# vLLM: "'max_tokens' ... is too large: 4096. This model's maximum context length is 4096 tokens ..."
-_BUDGET_OVER_CONTEXT = re.compile(
-    r"too large: (?P<budget>\d+).{0,80}?maximum context length is (?P<context>\d+)", re.IGNORECASE | re.DOTALL
+# Each server's words for "the prompt and the budget do not fit the context", with both numbers.
+_BUDGET_OVER_CONTEXT = tuple(
+    re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    for pattern in (
+        # vLLM: "'max_tokens' ... is too large: 4096. This model's maximum context length is 4096 tokens ..."
+        r"too large: (?P<budget>\d+).{0,80}?maximum context length is (?P<context>\d+)",
+        # vLLM before: "This model's maximum context length is 4096 tokens. However, you requested 5000
+        # tokens (812 in the messages, 4188 in the completion)."
+        r"maximum context length is (?P<context>\d+).{0,120}?(?<!\d)(?P<budget>\d+) in the completion",
+        # SGLang: "... maximum context length of 4096 tokens. You requested a total of 5000 tokens: 812
+        # tokens from the input messages and 4188 tokens for the completion."
+        r"maximum context length of (?P<context>\d+).{0,200}?(?<!\d)(?P<budget>\d+) tokens for the "
+        r"completion",
+        # TGI: "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 812 `inputs` tokens and 4188
+        # `max_new_tokens`"
+        r"max_new_tokens`? must be <= (?P<context>\d+).{0,80}?(?<!\d)(?P<budget>\d+) `?max_new_tokens",
+    )
 )
 # A provider's moderation refusing this input (OpenRouter answers 403 for it).
 _MODERATION = re.compile(
@@ -106,9 +120,10 @@ def rejection_is_input_fault(message: str) -> bool:
     """Whether a 400-class rejection with this message is the input's fault (see the module's doc).
 
     A token budget that alone fills the model's context is the settings' fault: no input fits."""
-    over = _BUDGET_OVER_CONTEXT.search(message)
-    if over is not None and int(over.group("budget")) >= int(over.group("context")):
-        return False
+    for wording in _BUDGET_OVER_CONTEXT:
+        over = wording.search(message)
+        if over is not None and int(over.group("budget")) >= int(over.group("context")):
+            return False
     return bool(_CONTENT_REJECTION.search(message)) or not _SHAPE_REJECTION.search(message)
 
 

@@ -414,3 +414,42 @@ async def test_a_choice_that_is_not_an_object_is_asked_again_not_a_crash(broken:
     assert calls == 2 and generation.text == "BOTH_CORRECT"
     failure = await failure_of(answering(200, broken))  # always so: an endpoint failure (a pause)
     assert failure.retryable and not failure.input_fault and "malformed response" in str(failure)
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        # vLLM before the "too large" wording.
+        (
+            400,
+            "This model's maximum context length is 4096 tokens. However, you requested 4908 tokens "
+            "(812 in the messages, 4096 in the completion). Please reduce the length of the messages "
+            "or completion.",
+        ),
+        # SGLang.
+        (
+            400,
+            "Requested token count exceeds the model's maximum context length of 4096 tokens. You "
+            "requested a total of 4908 tokens: 812 tokens from the input messages and 4096 tokens for "
+            "the completion. Please reduce the number of tokens in the input messages or the completion "
+            "to fit within the limit.",
+        ),
+        # TGI (and Together, which runs it).
+        (
+            422,
+            "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 812 "
+            "`inputs` tokens and 4096 `max_new_tokens`",
+        ),
+    ],
+)
+async def test_a_budget_that_alone_fills_the_context_pauses_whatever_server_says_so(
+    status: int, message: str
+) -> None:
+    """vLLM's newer wording was read as the settings' fault; vLLM's older one, SGLang's and TGI's were
+    blamed on the input, so a budget no prompt fits under dead-lettered every input of the stage."""
+    failed = await failure_of(answering(status, error(message)))
+    assert not failed.input_fault and not failed.retryable
+    # The same words with a budget that leaves room: this prompt is too long, a dead letter.
+    room = message.replace("4096 in the completion", "1024 in the completion")
+    room = room.replace("4096 tokens for", "1024 tokens for").replace("4096 `max_new", "1024 `max_new")
+    assert room != message and rejection_is_input_fault(room)
