@@ -13,7 +13,8 @@ Resilience, from the inside out:
   or value, an unknown field, a model the server does not have, two fields it will not take together,
   a token budget that alone fills the model's context): then every request would fail alike, so the
   stage pauses for the operator instead of dead-lettering its whole input. A 403 that says the input
-  was flagged (a provider's moderation) is the input's fault too. A body
+  was flagged (a provider's moderation) is the input's fault too, and so is a 5xx that says the
+  prompt does not fit the context (llama.cpp builds answer it with a 500). A body
   ``{"error": {...}}`` sent with HTTP 200 (some proxies do) is read as the error it carries;
 - a choice's ``finish_reason`` is read whatever the server calls it (Gemini's ``MAX_TOKENS`` is a
   cut-off answer, its ``SAFETY`` a filter: the input's fault; ``error`` and ``abort`` end a fragment,
@@ -109,6 +110,13 @@ _BUDGET_OVER_CONTEXT = tuple(
         # `max_new_tokens`"
         r"max_new_tokens`? must be <= (?P<context>\d+).{0,80}?(?<!\d)(?P<budget>\d+) `?max_new_tokens",
     )
+)
+# llama.cpp's words for a prompt over its context, sent with HTTP 500 by some builds (its
+# exceed_context_size_error type; "Context size has been exceeded." when the answer filled it up).
+_SERVER_ERROR_OVER_CONTEXT = re.compile(
+    r"exceed_context_size_error|exceeds the available context size|context size has been exceeded"
+    r"|is larger than the max context size",
+    re.IGNORECASE,
 )
 # A provider's moderation refusing this input (OpenRouter answers 403 for it).
 _MODERATION = re.compile(
@@ -423,7 +431,16 @@ class OpenAIBackend:
         return self._scrub(text)[:limit]
 
     def _unavailable(self, path: str, detail: str, retry_after_s: float | None) -> Exception:
-        """A 429/5xx: retried here, unless the endpoint asks for a longer wait than the backoff allows."""
+        """A 429/5xx: retried here, unless the endpoint asks for a longer wait than the backoff allows,
+        or says this prompt does not fit its context (llama.cpp builds answer that with a 500)."""
+        if _SERVER_ERROR_OVER_CONTEXT.search(detail):
+            # Asking again gets the same answer: retried, the stage paused on this input for ever
+            # (and the breaker opened for every other one).
+            return InferenceError(
+                f"{self._public_root}{path} cannot fit this prompt in its context: {detail}",
+                retryable=False,
+                input_fault=True,
+            )
         if retry_after_s is not None and retry_after_s > self.backoff_max_s:
             return InferenceError(
                 f"{self._public_root}{path} asks to come back in {retry_after_s:g}s (Retry-After): {detail}",

@@ -453,3 +453,34 @@ async def test_a_budget_that_alone_fills_the_context_pauses_whatever_server_says
     room = message.replace("4096 in the completion", "1024 in the completion")
     room = room.replace("4096 tokens for", "1024 tokens for").replace("4096 `max_new", "1024 `max_new")
     assert room != message and rejection_is_input_fault(room)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "error": {
+                "code": 500,
+                "message": "the request exceeds the available context size. try increasing the context "
+                "size or enable context shift",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 14429,
+                "n_ctx": 8192,
+            }
+        },
+        {"error": {"code": 500, "message": "Context size has been exceeded.", "type": "server_error"}},
+    ],
+)
+async def test_a_prompt_over_llama_cpps_context_answered_with_500_is_the_inputs_fault(
+    body: dict[str, Any],
+) -> None:
+    """llama.cpp builds answer a prompt longer than their context with HTTP 500: it was retried, then
+    the stage paused and asked the same prompt again for ever, and the breaker opened for the rest."""
+    endpoint = answering(500, body)
+    failed = await failure_of(endpoint, max_retries=3)
+    assert failed.input_fault and not failed.retryable and endpoint.requests == 1
+    assert "context" in str(failed)
+    in_200 = await failure_of(answering(200, body))  # the same error in a 200's body
+    assert in_200.input_fault and not in_200.retryable
+    other = await failure_of(answering(500, error("CUDA out of memory", type="server_error")))
+    assert other.retryable and not other.input_fault  # other 500s are still an outage
