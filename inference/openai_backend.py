@@ -11,7 +11,8 @@ Resilience, from the inside out:
 - a 400-class rejection is the input's fault (``input_fault``: a prompt over the context, so the stage
   dead-letters that input) unless its message names the request's shape (an unsupported parameter
   or value, an unknown field, a model the server does not have, two fields it will not take together,
-  a token budget that alone fills the model's context): then every request would fail alike, so the
+  a token budget that alone fills the model's context, an API key refused with a 400 as Gemini
+  does): then every request would fail alike, so the
   stage pauses for the operator instead of dead-lettering its whole input. A 403 that says the input
   was flagged (a provider's moderation) is the input's fault too, and so is a 5xx that says the
   prompt does not fit the context (llama.cpp builds answer it with a 500). A body
@@ -124,10 +125,25 @@ _MODERATION = re.compile(
 )
 
 
+# A rejection of the credentials sent as a 400 (Gemini's "API key not valid" / "API key expired",
+# reason API_KEY_INVALID), where most servers send 401: every request fails alike.
+_CREDENTIALS_REJECTION = re.compile(
+    r"api[ _-]?key|credential|unauthori[sz]ed|unauthenticated|authentication", re.IGNORECASE
+)
+
+
+def rejection_names_credentials(message: str) -> bool:
+    """Whether a rejection's message says the credentials (the API key) are what is wrong."""
+    return bool(_CREDENTIALS_REJECTION.search(message))
+
+
 def rejection_is_input_fault(message: str) -> bool:
     """Whether a 400-class rejection with this message is the input's fault (see the module's doc).
 
-    A token budget that alone fills the model's context is the settings' fault: no input fits."""
+    A token budget that alone fills the model's context is the settings' fault: no input fits, and
+    so is a key the provider refuses with a 400."""
+    if rejection_names_credentials(message):
+        return False
     for wording in _BUDGET_OVER_CONTEXT:
         over = wording.search(message)
         if over is not None and int(over.group("budget")) >= int(over.group("context")):

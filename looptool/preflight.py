@@ -403,7 +403,9 @@ async def check_endpoint(
             return _failed(name, f"{shown}: no answer within {answer_s:g} s", serve_fix)
         except httpx.HTTPError as error:
             return _failed(name, f"cannot reach {shown} ({scrub(_first_line(error))})", serve_fix)
-        if response.status_code in (401, 403):
+        if response.status_code in (401, 403) or (
+            response.status_code == 400 and _names_credentials(response.text)
+        ):
             return _failed(
                 name,
                 f"{shown} refused the request (HTTP {response.status_code}): the API key is missing or wrong",
@@ -463,6 +465,13 @@ def endpoint_request(
         regex=r"[\s\S]*" if getattr(role, "constrain_output", False) else None,
     )
     return backend.chat_payload([{"role": "user", "content": PROBE_MESSAGE}], sampling)
+
+
+def _names_credentials(body: str) -> bool:
+    """A 400 that refuses the key (Gemini's "API key not valid"), as a 401 does elsewhere."""
+    from inference.openai_backend import rejection_names_credentials
+
+    return rejection_names_credentials(body)
 
 
 def _names_content(body: str) -> bool:

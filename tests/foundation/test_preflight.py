@@ -248,6 +248,26 @@ async def test_endpoint_checks_say_what_is_wrong(settings: Settings, tmp_path: P
     assert "sk-very-secret" not in echoed.line() + refused.line()
 
 
+async def test_endpoint_check_reads_a_key_refused_with_http_400_as_a_key_problem() -> None:
+    """Gemini refuses a wrong key with HTTP 400: doctor told the operator to drop request fields."""
+    from aiohttp import web
+
+    from streams.config import RoleSettings
+    from tests.http_server import serve_app
+
+    async def refuse_the_key(request: web.Request) -> web.Response:
+        body = [{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key."}}]
+        return web.json_response(body, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", refuse_the_key)
+    async with serve_app(app) as port:
+        role = RoleSettings(base_url=f"http://127.0.0.1:{port}/v1", model="gemini-2.5-flash")
+        refused = await preflight.check_endpoint("judge", "judge", role)
+    assert not refused.ok and "API key is missing or wrong" in refused.detail
+    assert "api_key_file" in refused.fix
+
+
 async def test_role_checks_cover_each_judge_of_a_panel_and_unconfigured_roles(settings: Settings) -> None:
     reasoning = ReasoningEndpoint(personas={MODEL: Persona(trace_words=(5, 10))}, truth={})
     with served_in_thread(reasoning):

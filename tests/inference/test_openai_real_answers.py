@@ -484,3 +484,32 @@ async def test_a_prompt_over_llama_cpps_context_answered_with_500_is_the_inputs_
     assert in_200.input_fault and not in_200.retryable
     other = await failure_of(answering(500, error("CUDA out of memory", type="server_error")))
     assert other.retryable and not other.input_fault  # other 500s are still an outage
+
+
+GEMINI_BAD_KEY = [
+    {
+        "error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                }
+            ],
+        }
+    }
+]
+
+
+async def test_a_key_refused_with_http_400_pauses_instead_of_blaming_every_input() -> None:
+    """Gemini's OpenAI-compatible endpoint refuses a wrong or expired key with HTTP 400, not 401: read
+    as the input's fault, a revoked key dead-lettered every input of every stage that asked."""
+    failed = await failure_of(answering(400, GEMINI_BAD_KEY))
+    assert not failed.input_fault and not failed.retryable
+    expired = error("API key expired. Please renew the API key.", code=400)
+    assert not (await failure_of(answering(400, expired))).input_fault
+    # A prompt over the context is still that input's fault.
+    assert (await failure_of(answering(400, error("prompt is too long for the context")))).input_fault
