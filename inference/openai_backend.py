@@ -11,8 +11,8 @@ Resilience, from the inside out:
 - a 400-class rejection is the input's fault (``input_fault``: a prompt over the context, so the stage
   dead-letters that input) unless its message names the request's shape (an unsupported parameter
   or value, an unknown field, a model the server does not have, two fields it will not take together,
-  a token budget that alone fills the model's context, an API key refused with a 400 as Gemini
-  does): then every request would fail alike, so the
+  a token budget that alone fills the model's context, an API key or its account's credit refused
+  with a 400 as Gemini and Anthropic do): then every request would fail alike, so the
   stage pauses for the operator instead of dead-lettering its whole input. A 403 that says the input
   was flagged (a provider's moderation) is the input's fault too, and so is a 5xx that says the
   prompt does not fit the context (llama.cpp builds answer it with a 500). A body
@@ -132,17 +132,29 @@ _CREDENTIALS_REJECTION = re.compile(
 )
 
 
+# A rejection of the account behind the key sent as a 400 (Anthropic's "Your credit balance is too
+# low to access the Anthropic API. Please go to Plans & Billing..."): every request fails alike.
+_ACCOUNT_REJECTION = re.compile(
+    r"credit balance|billing|insufficient (credits?|balance|funds)", re.IGNORECASE
+)
+
+
 def rejection_names_credentials(message: str) -> bool:
     """Whether a rejection's message says the credentials (the API key) are what is wrong."""
     return bool(_CREDENTIALS_REJECTION.search(message))
+
+
+def rejection_names_account(message: str) -> bool:
+    """Whether a rejection's message says the account behind the key (its credit, billing) is."""
+    return bool(_ACCOUNT_REJECTION.search(message))
 
 
 def rejection_is_input_fault(message: str) -> bool:
     """Whether a 400-class rejection with this message is the input's fault (see the module's doc).
 
     A token budget that alone fills the model's context is the settings' fault: no input fits, and
-    so is a key the provider refuses with a 400."""
-    if rejection_names_credentials(message):
+    so is a key, or the account behind it, that the provider refuses with a 400."""
+    if rejection_names_credentials(message) or rejection_names_account(message):
         return False
     for wording in _BUDGET_OVER_CONTEXT:
         over = wording.search(message)

@@ -419,6 +419,13 @@ async def check_endpoint(
                 f"{shown} does not serve model {role.model!r}{listed}",
                 f"set [{section}] model to the server's --served-model-name",
             )
+        if response.status_code == 400 and _names_account(response.text):
+            body = scrub(" ".join(response.text.split()))[:200]
+            return _failed(
+                name,
+                f"{shown} refuses the account behind the key (HTTP 400): {body}",
+                "check the provider account's credit, billing and region, or use another key",
+            )
         if response.status_code in (400, 422) and not _names_content(response.text):
             body = scrub(" ".join(response.text.split()))[:200]
             return _failed(
@@ -472,6 +479,13 @@ def _names_credentials(body: str) -> bool:
     from inference.openai_backend import rejection_names_credentials
 
     return rejection_names_credentials(body)
+
+
+def _names_account(body: str) -> bool:
+    """A 400 that refuses the account (Anthropic's "credit balance is too low")."""
+    from inference.openai_backend import rejection_names_account
+
+    return rejection_names_account(body)
 
 
 def _names_content(body: str) -> bool:

@@ -268,6 +268,27 @@ async def test_endpoint_check_reads_a_key_refused_with_http_400_as_a_key_problem
     assert "api_key_file" in refused.fix
 
 
+async def test_endpoint_check_reads_an_account_refused_with_http_400_as_an_account_problem() -> None:
+    """Anthropic refuses an account out of credit with HTTP 400: doctor said to drop request fields."""
+    from aiohttp import web
+
+    from streams.config import RoleSettings
+    from tests.http_server import serve_app
+
+    async def out_of_credit(request: web.Request) -> web.Response:
+        message = "Your credit balance is too low to access the Anthropic API."
+        body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        return web.json_response(body, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", out_of_credit)
+    async with serve_app(app) as port:
+        role = RoleSettings(base_url=f"http://127.0.0.1:{port}/v1", model="claude-sonnet-4")
+        refused = await preflight.check_endpoint("judge", "judge", role)
+    assert not refused.ok and "refuses the account" in refused.detail and "credit" in refused.detail
+    assert "billing" in refused.fix and "extra_body" not in refused.fix
+
+
 async def test_role_checks_cover_each_judge_of_a_panel_and_unconfigured_roles(settings: Settings) -> None:
     reasoning = ReasoningEndpoint(personas={MODEL: Persona(trace_words=(5, 10))}, truth={})
     with served_in_thread(reasoning):

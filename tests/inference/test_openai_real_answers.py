@@ -513,3 +513,14 @@ async def test_a_key_refused_with_http_400_pauses_instead_of_blaming_every_input
     assert not (await failure_of(answering(400, expired))).input_fault
     # A prompt over the context is still that input's fault.
     assert (await failure_of(answering(400, error("prompt is too long for the context")))).input_fault
+
+
+async def test_an_account_refused_with_http_400_pauses_instead_of_blaming_every_input() -> None:
+    """Anthropic (direct or through a gateway) refuses an account out of credit with HTTP 400: read as
+    the input's fault, running out of credit dead-lettered every input the stages asked."""
+    message = (
+        "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to "
+        "upgrade or purchase credits."
+    )
+    failed = await failure_of(answering(400, {"type": "error", "error": error(message)["error"]}))
+    assert not failed.input_fault and not failed.retryable
