@@ -418,7 +418,9 @@ class OpenAIBackend:
                     response = await self._client.post(url, json=payload, timeout=httpx.Timeout(limit))
             except (httpx.TimeoutException, TimeoutError) as error:
                 raise _AttemptFailed(f"timed out after {limit:g}s ({type(error).__name__})") from None
-            except httpx.TransportError as error:
+            except (httpx.TransportError, httpx.DecodingError) as error:
+                # DecodingError: a body its Content-Encoding does not describe (a proxy's error page
+                # under a stale "gzip"); escaping as itself, it dead-lettered the whole batch.
                 raise _AttemptFailed(
                     self._scrub(f"transport error {type(error).__name__}: {error}")
                 ) from None

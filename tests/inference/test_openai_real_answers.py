@@ -4,6 +4,8 @@ vLLM and gateways, content as parts, long Retry-After, a refused budget field, k
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 from typing import Any
 
 import pytest
@@ -524,3 +526,32 @@ async def test_an_account_refused_with_http_400_pauses_instead_of_blaming_every_
     )
     failed = await failure_of(answering(400, {"type": "error", "error": error(message)["error"]}))
     assert not failed.input_fault and not failed.retryable
+
+
+async def test_a_body_its_content_encoding_does_not_describe_is_asked_again_not_a_crash() -> None:
+    """A proxy's page under a stale ``Content-Encoding: gzip`` made httpx raise DecodingError, which
+    escaped the backend as itself: the stage dead-lettered every input of its batch for it."""
+    calls = 0
+
+    async def stale_gzip_once(request: web.Request) -> web.Response:
+        nonlocal calls
+        await request.read()
+        calls += 1
+        answer = {"role": "assistant", "content": "BOTH_CORRECT"}
+        body = json.dumps({"choices": [{"index": 0, "message": answer, "finish_reason": "stop"}]})
+        if calls > 1:
+            return web.json_response(text=body)
+        broken = gzip.compress(body.encode())[:-8] + b"notacrc!"  # its checksum is wrong
+        return web.Response(
+            body=broken, headers={"Content-Encoding": "gzip"}, content_type="application/json"
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", stale_gzip_once)
+    async with serve_app(app) as port:
+        backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", max_retries=2, backoff_initial_s=0.01)
+        try:
+            [[generation]] = await backend.generate([CHAT], GREEDY)
+        finally:
+            await backend.close()
+    assert calls == 2 and generation.text == "BOTH_CORRECT"
