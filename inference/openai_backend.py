@@ -133,9 +133,12 @@ _CREDENTIALS_REJECTION = re.compile(
 
 
 # A rejection of the account behind the key sent as a 400 (Anthropic's "Your credit balance is too
-# low to access the Anthropic API. Please go to Plans & Billing..."): every request fails alike.
+# low to access the Anthropic API. Please go to Plans & Billing..."; a LiteLLM proxy's "Budget has
+# been exceeded! Current cost: ..., Max budget: ...", type budget_exceeded): every request fails alike.
 _ACCOUNT_REJECTION = re.compile(
-    r"credit balance|billing|insufficient (credits?|balance|funds)", re.IGNORECASE
+    r"credit balance|billing|insufficient (credits?|balance|funds)"
+    r"|budget has been exceeded|budget_exceeded|exceeded (the |its |your )?budget|over budget",
+    re.IGNORECASE,
 )
 
 

@@ -555,3 +555,31 @@ async def test_a_body_its_content_encoding_does_not_describe_is_asked_again_not_
         finally:
             await backend.close()
     assert calls == 2 and generation.text == "BOTH_CORRECT"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "error": {
+                "message": "Budget has been exceeded! Current cost: 10.51, Max budget: 10.0",
+                "code": "400",
+            }
+        },
+        {
+            "error": {
+                "message": "litellm.BadRequestError: OpenAIException - Budget has been exceeded! Current "
+                "cost: 14.2, Max budget: 100. Received Model Group=judge",
+                "type": None,
+                "code": "400",
+            }
+        },
+    ],
+)
+async def test_a_proxy_budget_exceeded_with_http_400_pauses_instead_of_blaming_every_input(
+    body: dict[str, Any],
+) -> None:
+    """A LiteLLM proxy answers a key or team over its budget with HTTP 400: read as the input's fault,
+    a spent budget dead-lettered every input the stages asked until someone noticed."""
+    failed = await failure_of(answering(400, body))
+    assert not failed.input_fault and not failed.retryable
