@@ -91,7 +91,10 @@ _SHAPE_REJECTION = re.compile(
     r"unsupported (parameter|value|argument|field)|unrecogni[sz]ed (request )?(argument|parameter|field|key)"
     r"|unknown (parameter|field|argument|key)|extra (inputs|fields|arguments) (are )?not (permitted|allowed)"
     r"|not supported|does not support|invalid model|model .{0,80}(does not exist|not found)"
-    r"|cannot both be (specified|set|used|given)|only one of|mutually exclusive",
+    r"|cannot both be (specified|set|used|given)|only one of|mutually exclusive"
+    # Azure: a deployment of a model that has no chat completions (an embedding model, a Responses-only
+    # one): "The chatCompletion operation does not work with the specified model, ...".
+    r"|operation ?not ?supported|does not work with the specified model",
     re.IGNORECASE,
 )
 # Each server's words for "the prompt and the budget do not fit the context", with both numbers.

@@ -58,6 +58,9 @@ async def failure_of(endpoint: FakeEndpoint, **options: Any) -> InferenceError:
         "Unrecognized request argument supplied: chat_template_kwargs",
         "1 validation error: extra inputs are not permitted (structured_outputs)",
         "The model `judge-32b` does not exist.",
+        # Azure, a deployment of a model without chat completions.
+        "The chatCompletion operation does not work with the specified model, text-embedding-ada-002. "
+        "Please choose different model and try again.",
         # Claude (direct or through a gateway): the client always sends both.
         "`temperature` and `top_p` cannot both be specified for this model. Please use only one.",
         # vLLM with max_tokens at the model's whole context: no input can fit.
