@@ -94,7 +94,10 @@ _SHAPE_REJECTION = re.compile(
     r"|cannot both be (specified|set|used|given)|only one of|mutually exclusive"
     # Azure: a deployment of a model that has no chat completions (an embedding model, a Responses-only
     # one): "The chatCompletion operation does not work with the specified model, ...".
-    r"|operation ?not ?supported|does not work with the specified model",
+    r"|operation ?not ?supported|does not work with the specified model"
+    # TGI names the request field it refuses: "Input validation error: `top_p` must be > 0.0 and < 1.0"
+    # (any field but `inputs`, the prompt itself).
+    r"|validation error: `(?!inputs`)\w+`",
     re.IGNORECASE,
 )
 # Each server's words for "the prompt and the budget do not fit the context", with both numbers.

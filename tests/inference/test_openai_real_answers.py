@@ -586,3 +586,17 @@ async def test_a_proxy_budget_exceeded_with_http_400_pauses_instead_of_blaming_e
     a spent budget dead-lettered every input the stages asked until someone noticed."""
     failed = await failure_of(answering(400, body))
     assert not failed.input_fault and not failed.retryable
+
+
+async def test_a_field_tgi_refuses_pauses_and_a_prompt_it_refuses_is_the_inputs_fault() -> None:
+    """TGI (and Hugging Face Inference Endpoints) refuses ``top_p: 1.0``, which every greedy request
+    carries, with a 422 "Input validation error: `top_p` must be > 0.0 and < 1.0": read as the input's
+    fault, pointing a role at TGI dead-lettered every input of the stage."""
+    refused = {"error": "Input validation error: `top_p` must be > 0.0 and < 1.0", "error_type": "validation"}
+    failed = await failure_of(answering(422, refused))
+    assert not failed.input_fault and not failed.retryable and "not this input" in str(failed)
+    too_long = {
+        "error": "Input validation error: `inputs` must have less than 4096 tokens. Given: 5210",
+        "error_type": "validation",
+    }
+    assert (await failure_of(answering(422, too_long))).input_fault
