@@ -29,8 +29,8 @@ Failures surface as :class:`inference.base.InferenceError`; the stages turn them
 retry. The API key is sent as ``Authorization: Bearer ...`` and is scrubbed from every log line and
 exception message this module writes (before a body is cut to an excerpt, so no cut-off key survives).
 
-``generate`` uses ``/v1/chat/completions`` (``n``, ``temperature``, ``top_p``, ``seed``, ``stop``,
-``logprobs``, ``chat_template_kwargs``), one request per prompt, in parallel up to the concurrency
+``generate`` uses ``/v1/chat/completions`` (``n``, ``temperature``, ``top_p`` when sampled, ``seed``,
+``stop``, ``logprobs``, ``chat_template_kwargs``), one request per prompt, in parallel up to the concurrency
 limit. A reasoning trace the server split off (``reasoning_content``, or ``reasoning`` in newer vLLM)
 comes back as :attr:`Generation.reasoning`; content given as a list of parts (Mistral's reasoning
 models) is read as its text parts, its thinking parts as the reasoning. ``budget_field`` names the
@@ -557,8 +557,11 @@ class OpenAIBackend:
             "n": sampling.n,
             self.budget_field: sampling.max_tokens,
             "temperature": 0.0 if sampling.greedy else sampling.temperature,
-            "top_p": 1.0 if sampling.greedy else sampling.top_p,
         }
+        if not sampling.greedy:
+            # Greedy decoding has no nucleus to cut, so top_p is left out there: TGI refuses 1.0 (422
+            # "`top_p` must be > 0.0 and < 1.0") and Claude refuses it beside a temperature.
+            payload["top_p"] = sampling.top_p
         if sampling.seed is not None and self.send_seed:
             payload["seed"] = sampling.seed
         if sampling.stop:

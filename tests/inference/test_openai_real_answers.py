@@ -600,3 +600,26 @@ async def test_a_field_tgi_refuses_pauses_and_a_prompt_it_refuses_is_the_inputs_
         "error_type": "validation",
     }
     assert (await failure_of(answering(422, too_long))).input_fault
+
+
+async def test_a_greedy_request_is_answered_by_a_server_that_refuses_top_p_one() -> None:
+    """Greedy requests carried ``top_p: 1.0``, which TGI refuses (422): a greedy judge could not be
+    served by TGI whatever its settings, and the stage paused for ever."""
+
+    def tgi(payload: dict[str, Any], request: web.Request) -> tuple[int, Any, dict[str, str]]:
+        if "top_p" in payload and not 0.0 < payload["top_p"] < 1.0:
+            refused = "Input validation error: `top_p` must be > 0.0 and < 1.0"
+            return 422, {"error": refused, "error_type": "validation"}, {}
+        answer = {"role": "assistant", "content": "BOTH_CORRECT"}
+        return 200, {"choices": [{"index": 0, "message": answer, "finish_reason": "stop"}]}, {}
+
+    async with serve_fake_endpoint(FakeEndpoint(mode="custom", respond=tgi)) as endpoint:
+        backend = backend_for(endpoint)
+        try:
+            [[greedy]] = await backend.generate([CHAT], GREEDY)
+            sampled = SamplingConfig(greedy=False, temperature=0.7, top_p=0.95, max_tokens=8)
+            [[resampled]] = await backend.generate([CHAT], sampled)
+        finally:
+            await backend.close()
+    assert greedy.text == resampled.text == "BOTH_CORRECT"
+    assert endpoint.payloads[1]["top_p"] == 0.95  # a sampled request keeps its nucleus

@@ -66,7 +66,7 @@ async def test_greedy_sends_temperature_zero_and_no_vllm_fields_by_default() -> 
         finally:
             await backend.close()
     payload = endpoint.payloads[0]
-    assert payload["temperature"] == 0.0 and payload["top_p"] == 1.0
+    assert payload["temperature"] == 0.0 and "top_p" not in payload  # no nucleus to cut when greedy
     assert "seed" not in payload and "stop" not in payload and "return_token_ids" not in payload
 
 
