@@ -346,11 +346,12 @@ async def test_a_refusal_is_the_inputs_fault_with_its_words() -> None:
     assert answered.text == "BOTH_CORRECT"
 
 
-@pytest.mark.parametrize("ended", ["MAX_TOKENS", "max_tokens", "Length"])
+@pytest.mark.parametrize("ended", ["MAX_TOKENS", "max_tokens", "Length", "model_length"])
 async def test_an_answer_cut_off_by_its_budget_is_cut_off_whatever_the_server_calls_it(ended: str) -> None:
     """A Gemini gateway ends a cut-off answer with its native ``MAX_TOKENS`` (some proxies pass
-    Anthropic's ``max_tokens``): read as a whole answer, a judge's cut-off reasoning was used as its
-    verdict and never asked again with a larger budget."""
+    Anthropic's ``max_tokens``; Mistral's API says ``model_length`` when the context filled up): read
+    as a whole answer, a judge's cut-off reasoning was used as its verdict and never asked again with a
+    larger budget."""
     cut = {"role": "assistant", "content": "Response 1 is incorrect because it passes city=Paris while"}
     generation = await answer_of(cut, finish_reason=ended)
     assert generation.finish_reason == "length"
