@@ -19,7 +19,9 @@ that is calls in another family's untagged form (``untagged_calls``: Llama's bar
 Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` per call (a Magistral
 ``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after ``<|tool_call|>``
 or in ``functools[…]``, Granite-20B-FunctionCalling's ``<function_call> {"name": …, "arguments": …}``
-per call (nothing after the last), any of them in a code fence; text before one of these call tokens
+per call (nothing after the last; its ``no_function`` alone, what its prompt asks for when no function
+fits, is the no-call answer unless a tool has that name, and beside calls a failure), any of them in a
+code fence; text before one of these call tokens
 kept, as Mistral Small 3.2 and Magistral write a sentence before ``[TOOL_CALLS]`` (a token after text
 with no call after it, named in prose, leaves the output text); ``pythonic_calls``:
 ``[get_weather(city="Paris")]`` (a name no identifier is, ``Market Trends API``, only one of the
@@ -121,6 +123,9 @@ _PYTHON_START, _PYTHON_END = "<|python_start|>", "<|python_end|>"
 # IBM's Granite-20B-FunctionCalling: '<function_call> {"name": ..., "arguments": ...}' per call, no
 # closing tag (as BFCL's Granite handler reads it).
 _GRANITE_CALL = "<function_call>"
+# Its prompt asks for '<function_call> {"name": "no_function", "arguments": {}}' when no function fits or
+# the question lacks a required value: the no-call answer, unless a sample offers a tool of that name.
+_GRANITE_NO_FUNCTION = "no_function"
 _FOREIGN_PREFIXES = ("<|python_tag|>", _PYTHON_START, _MISTRAL_CALLS, _FOREIGN_OPEN, _GRANITE_CALL)
 # Mistral's tokenizers from v11 on (Mistral Small 3.1+, Magistral, Devstral) write each call as
 # [TOOL_CALLS]NAME[ARGS]{ARGS} (v11: [CALL_ID]ID before [ARGS]; [ARGS] is gone when a server decoded
@@ -926,9 +931,11 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
             return calls.model_copy(update={"text": before or None if calls.error is None else body})
     if body.startswith(_GRANITE_CALL):
         try:
-            calls = _granite_calls(body, repairs)
+            calls = _granite_calls(body, repairs, tools)
         except CallFormatError as failure:
             return ParsedOutput(text=body, error=f"Granite tool call: {failure}", repairs=repairs)
+        if not calls:
+            return _no_call("", repairs)
         repairs.append("untagged_calls")
         return ParsedOutput(action=Action(calls=calls), repairs=repairs)
     content, marked = body, False
@@ -1214,9 +1221,11 @@ def _mistral_calls(body: str, repairs: list[str]) -> list[ToolCall]:
     return calls
 
 
-def _granite_calls(body: str, repairs: list[str]) -> list[ToolCall]:
+def _granite_calls(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> list[ToolCall]:
     """``<function_call> {"name": …, "arguments": …}`` once per call, nothing else after: the calls,
-    in order. Each call is read as one JSON value, so a ``<function_call>`` inside a string is data."""
+    in order. Each call is read as one JSON value, so a ``<function_call>`` inside a string is data.
+    None when the output calls ``no_function`` alone (no tool fits) and no tool has that name; that
+    beside calls is a failure (an answer or calls, not both)."""
     calls: list[ToolCall] = []
     position = 0
     while position < len(body):
@@ -1232,7 +1241,14 @@ def _granite_calls(body: str, repairs: list[str]) -> list[ToolCall]:
             ) from error
         calls.append(_call_from_object(value, repairs))
         position = _after_spaces(body, position)
-    return calls
+    if _GRANITE_NO_FUNCTION in tools or all(call.name != _GRANITE_NO_FUNCTION for call in calls):
+        return calls
+    if others := [call.name for call in calls if call.name != _GRANITE_NO_FUNCTION]:
+        raise CallFormatError(
+            f"{_GRANITE_NO_FUNCTION!r} (no function fits) with calls of {', '.join(map(repr, others))}: "
+            "an answer or calls, not both"
+        )
+    return []
 
 
 def _is_call_object(value: Any) -> bool:

@@ -332,6 +332,41 @@ def test_a_granite_call_cut_off_or_followed_by_text_is_a_failure(output: str) ->
     assert parsed.kind == "error" and "Granite tool call" in (parsed.error or ""), parsed.error
 
 
+GRANITE_NO_FUNCTION = '<function_call> {"name": "no_function", "arguments": {}}'
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        (GRANITE_NO_FUNCTION, None),
+        (f"{GRANITE_NO_FUNCTION}<|endoftext|>", None),
+        (f"None of the tools books flights.\n{GRANITE_NO_FUNCTION}", "None of the tools books flights."),
+    ],
+)
+def test_granite_no_function_is_the_no_call_answer(output: str, text: str | None) -> None:
+    """Granite-20B-FunctionCalling's prompt asks for a call of "no_function" when no function fits
+    (BFCL's Granite handler reads it as "no function is called"): it was read as a call of a tool
+    named no_function, which matched no label. It is the no-call answer, as an empty call list is."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(text=text), parsed.error
+    assert "empty_call_list" in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city do you mean?"), output) == 1
+    assert reward(WEATHER_TOOLS, (), Action(calls=[PARIS]), output) == 0
+
+
+def test_granite_no_function_is_a_call_when_a_tool_has_that_name() -> None:
+    tools = [*WEATHER_TOOLS, _tool("no_function")]
+    parsed = parse_output(GRANITE_NO_FUNCTION, tools)
+    assert parsed.action == Action(calls=[ToolCall(name="no_function", arguments={})]), parsed.error
+
+
+def test_granite_no_function_beside_calls_is_a_failure() -> None:
+    parsed = parse_output(f"{GRANITE_PARIS}\n{GRANITE_NO_FUNCTION}", WEATHER_TOOLS)
+    assert parsed.kind == "error" and "no_function" in (parsed.error or ""), parsed.error
+
+
 @pytest.mark.parametrize(
     ("output", "text"),
     [
