@@ -6,7 +6,8 @@ The paper's format (Figure 7): an optional reasoning trace ``<think>…</think>`
 An explicit empty call list, ``[]`` alone or where calls are written (a ``<tool_call>`` block, after a
 family's call token, in a code fence), is that no-call answer (``empty_call_list``): xLAM's and
 SmolLM2's tool prompts ask for it when no tool fits. It carries no words, so its text is the text
-outside it, or none; ToolMatch matches two no-call answers whatever their text (a clarification
+outside it (the words after a ``[]`` line that opens the output, bare or fenced: ``[]\nI cannot help``;
+calls after it a failure), or none; ToolMatch matches two no-call answers whatever their text (a clarification
 label too), as it does labels. An empty block (``<tool_call></tool_call>``) says nothing: a failure.
 
 Repairs are made only where the intent is unambiguous, and every one is reported in
@@ -425,6 +426,10 @@ _CALL_OPENINGS = (*_FOREIGN_PREFIXES, "\n```tool_code")
 # (Mistral's [ARGS], a "(" or "{"), or nothing (cut off there); anything else names it in prose.
 _OPENS_A_CALL = re.compile(r"\s*(?:[\[{]|[A-Za-z_][\w.\-]*\s*(?:\[ARGS\]|\[CALL_ID\]|[({])|\Z)")
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
+# An explicit empty call list on the first line of an output, words after it ("[]\nI cannot help."):
+# the no-call answer, its text those words (a "[]" inside a sentence is prose).
+_EMPTY_LIST = re.compile(r"\[\s*\]")
+_EMPTY_LIST_LINE = re.compile(_EMPTY_LIST.pattern + r"[ \t]*\n")
 # Chat-template tokens a decode may leave at the end of the text.
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
 # ChatML, Llama 3 (<|eot_id|>, <|eom_id|>, <|end_of_text|>) and 4 (<|eot|>, <|eom|>), Mistral, DeepSeek,
@@ -925,9 +930,8 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
         before, after = body[:start].strip(), body[start:].lstrip()
         if (calls := _untagged(after, repairs, tools)) is not None:
             if calls.action is not None and not calls.action.calls:  # an empty call list: text answers
-                return calls.model_copy(
-                    update={"action": Action(text=before or None), "text": before or None}
-                )
+                text = _join([before, calls.text or ""]) or None
+                return calls.model_copy(update={"action": Action(text=text), "text": text})
             return calls.model_copy(update={"text": before or None if calls.error is None else body})
     if body.startswith(_GRANITE_CALL):
         try:
@@ -964,6 +968,14 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
     # A lone call without brackets counts where nothing but a call can be meant: the whole output,
     # after a family's call marker, or in Gemma's tool_code fence; code in any other fence is an answer.
     bare = _BARE_CALL.match(content) is not None and (tool_code is not None or marked or content == body)
+    if (words := _words_after_empty_call_list(content)) is not None:
+        if _untagged(words, [], tools) is not None:  # calls (or a failure) after it: not its words
+            return ParsedOutput(
+                text=body,
+                error="an empty call list ([]) followed by more than a text answer: no call, or calls?",
+                repairs=repairs,
+            )
+        return _no_call(words, repairs)
     try:
         if content.startswith(("{", "[")) and (calls := _bare_json_calls(content, repairs)) is not None:
             if not calls:
@@ -999,6 +1011,18 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
     if (embedded := _embedded_call(body)) is not None:
         return ParsedOutput(text=body, error=embedded, repairs=repairs)
     return None
+
+
+def _words_after_empty_call_list(content: str) -> str | None:
+    """The words after an empty call list that opens ``content`` on a line of its own, bare or in a
+    code fence; None when it does not open so, or nothing follows it."""
+    if (line := _EMPTY_LIST_LINE.match(content)) is not None:
+        words = content[line.end() :]
+    elif (fence := _FENCE.match(content)) is not None and _EMPTY_LIST.fullmatch(fence.group(1).strip()):
+        words = fence.group(2)
+    else:
+        return None
+    return words.strip() or None
 
 
 def _cut_off_call(content: str) -> bool:

@@ -395,6 +395,31 @@ def test_an_explicit_empty_call_list_is_the_no_call_answer(output: str, text: st
 
 
 @pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        ("[]\nI cannot help with that.", "I cannot help with that."),
+        ("[ ]\n\nNo tool can book a flight.<|im_end|>", "No tool can book a flight."),
+        ("```json\n[]\n```\nNo tool fits.", "No tool fits."),
+        ("[TOOL_CALLS][]\nNo tool fits.", "No tool fits."),
+        ("Sorry.\n[TOOL_CALLS][]\nNo tool fits.", "Sorry.\nNo tool fits."),
+    ],
+)
+def test_the_words_after_an_empty_call_list_are_its_text(output: str, text: str) -> None:
+    """An empty call list followed by words kept "[]" in the text answer ("[]\nI cannot help with
+    that."), or was a failure after a call token: the words after it are the no-call answer's text."""
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(text=text), parsed.error
+    assert parsed.text == text and "empty_call_list" in parsed.repairs
+
+
+def test_an_empty_list_in_a_sentence_is_prose_and_one_before_calls_a_failure() -> None:
+    prose = "[] is an empty list in Python."
+    assert parse_output(prose, WEATHER_TOOLS).action == Action(text=prose)
+    parsed = parse_output('[]\n[get_weather(city="Paris")]', WEATHER_TOOLS)
+    assert parsed.kind == "error" and "empty call list" in (parsed.error or ""), parsed.error
+
+
+@pytest.mark.parametrize(
     "output",
     [
         '<|python_tag|>get_weather(city="Paris"); get_time(zone="CET")<|eom_id|>',
