@@ -61,7 +61,10 @@ closing tag a failure (more calls may have followed); ``function_calls``, the sa
 in Claude-style ``<function_calls>`` tags, read alike (OLMo 3's Python calls there, one a line, too);
 ``dsml_calls``, DeepSeek-V3.2's DSML, the same calls with ``｜DSML｜`` in every tag
 (``<｜DSML｜function_calls>``) and each parameter's ``string="true"`` (its text) or ``"false"`` (JSON)
-typing it, schema or not; ``functiongemma_calls``, Google FunctionGemma's
+typing it, schema or not; ``step3_calls``, StepFun Step-3's ``<｜tool_calls_begin｜>`` section of
+``<｜tool_call_begin｜>function<｜tool_sep｜>`` calls, each an ``<invoke>`` with ``steptml:`` in its tags
+(values typed by the schema), cut off before ``<｜tool_calls_end｜>`` a failure;
+``functiongemma_calls``, Google FunctionGemma's
 ``<start_function_call>call:NAME{KEY:VALUE,…}<end_function_call>`` per call, a string between
 ``<escape>`` tokens and any other value bare (``3``, ``true``, ``null``) or in braces or brackets,
 typed as written (a bare word, or a name with no ``{…}`` after it, a failure); ``longcat_calls``, Meituan
@@ -324,6 +327,27 @@ _DSML = _CallTags(
     True,
     "dsml_calls",
 )
+# StepFun's Step-3: <｜tool_calls_begin｜> (<｜tool_call_begin｜>function<｜tool_sep｜><steptml:invoke
+# name="NAME"><steptml:parameter name="P">VALUE</steptml:parameter>...</steptml:invoke><｜tool_call_end｜>)+
+# <｜tool_calls_end｜>: DeepSeek's layout in its own tokens (plain "_", no "▁"), each call MiniMax-M2's
+# <invoke> with "steptml:" in its tags (values typed by the tool's schema).
+_STEP3_MARK = "steptml:"
+_STEP3_CALL_BEGIN, _STEP3_CALL_END, _STEP3_SEP = (
+    "<｜tool_call_begin｜>",
+    "<｜tool_call_end｜>",
+    "<｜tool_sep｜>",
+)
+_STEP3_CALL = re.compile(
+    rf"\s*{_STEP3_CALL_BEGIN}\s*(?P<type>[^<]*?)\s*{_STEP3_SEP}(?P<invoke>.*?){_STEP3_CALL_END}\s*", re.DOTALL
+)
+_STEP3 = _CallTags(
+    "Step-3",
+    "<｜tool_calls_begin｜>",
+    "<｜tool_calls_end｜>",
+    re.compile(rf"\s*(?:{_STEP3_CALL_BEGIN}|\Z)"),
+    True,
+    "step3_calls",
+)
 # Google's FunctionGemma: <start_function_call>call:NAME{KEY:VALUE,...}<end_function_call> per call, a
 # string written <escape>TEXT<escape>, any other value bare (3, true, null) or as {…} or […] of values.
 _GEMMA_CALL, _GEMMA_ESCAPE = "call:", "<escape>"
@@ -362,6 +386,7 @@ _TAG_FAMILIES = (
     _MINIMAX_M2,
     _CLAUDE,
     _DSML,
+    _STEP3,
     _TOOL_CALLS_LIST,
     _INTERNLM,
     _FUNCTIONGEMMA,
@@ -385,6 +410,9 @@ CALL_DELIMITERS: frozenset[str] = frozenset(
         *(tag for tags in _TAG_FAMILIES for tag in (tags.opening, tags.closing)),
         _INTERNLM_ACTION,
         _INTERNLM_PLUGIN,
+        _STEP3_CALL_BEGIN,
+        _STEP3_CALL_END,
+        _STEP3_SEP,
     }
 )
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
@@ -450,14 +478,15 @@ _HARMONY_FUNCTIONS = "functions."
 # other value as JSON (or its Python form, "True"), so only the tool's schema says which "3" is.
 _XML_FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)</function>", re.DOTALL)
 _XML_PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)</parameter>", re.DOTALL)
-# Each tag of an <invoke> call may carry DSML's mark (the same in its closing tag), and a parameter
-# DSML's string attribute.
+# Each tag of an <invoke> call may carry DSML's mark or Step-3's "steptml:" (the same in its closing tag),
+# and a parameter DSML's string attribute.
+_INVOKE_MARK = f"(?:{_DSML_MARK}|{_STEP3_MARK})?"
 _INVOKE = re.compile(
-    rf'\s*<(?P<mark>(?:{_DSML_MARK})?)invoke name="(?P<name>[^"\n]+)">(?P<body>.*?)</(?P=mark)invoke>\s*',
+    rf'\s*<(?P<mark>{_INVOKE_MARK})invoke name="(?P<name>[^"\n]+)">(?P<body>.*?)</(?P=mark)invoke>\s*',
     re.DOTALL,
 )
 _INVOKE_PARAMETER = re.compile(
-    rf'<(?P<mark>(?:{_DSML_MARK})?)parameter name="(?P<key>[^"\n]+)"(?: string="(?P<string>true|false)")?>'
+    rf'<(?P<mark>{_INVOKE_MARK})parameter name="(?P<key>[^"\n]+)"(?: string="(?P<string>true|false)")?>'
     r"(?P<value>.*?)</(?P=mark)parameter>",
     re.DOTALL,
 )
@@ -1486,6 +1515,8 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
         return [_xml_function_call(content, tools, repairs)]
     if content.startswith(("<invoke", f"<{_DSML_MARK}invoke")):
         return _invoke_calls(content, tools, repairs)
+    if content.startswith(_STEP3_CALL_BEGIN):
+        return _step3_calls(content, tools, repairs)
     if content.startswith(_GEMMA_CALL):
         return [_functiongemma_call(content, repairs)]
     if "arg_key>" in content or (_CALL_NAME.match(content) and content not in ("true", "false", "null")):
@@ -1653,6 +1684,26 @@ def _invoke_calls(content: str, tools: Mapping[str, ToolSpec], repairs: list[str
         calls.append(_xml_call(name, pairs, tools, repairs))
         position = invoke.end()
     repairs.append("xml_arguments")
+    return calls
+
+
+def _step3_calls(content: str, tools: Mapping[str, ToolSpec], repairs: list[str]) -> list[ToolCall]:
+    """Step-3's ``<｜tool_call_begin｜>function<｜tool_sep｜><steptml:invoke …>…<｜tool_call_end｜>``, one
+    or more, nothing else between them."""
+    calls: list[ToolCall] = []
+    position = 0
+    while position < len(content):
+        call = _STEP3_CALL.match(content, position)
+        if call is None:
+            where = content[position : position + 40]
+            raise CallFormatError(f"a call without its {_STEP3_CALL_END} (cut off?), or text: {where!r}")
+        if call.group("type") != "function":
+            raise CallFormatError(f"a call of type {call.group('type')[:40]!r}, not 'function'")
+        invoke = call.group("invoke").strip()
+        if not invoke.startswith(f"<{_STEP3_MARK}invoke"):
+            raise CallFormatError(f"no <{_STEP3_MARK}invoke> in a call: {invoke[:40]!r}")
+        calls.extend(_invoke_calls(invoke, tools, repairs))
+        position = call.end()
     return calls
 
 

@@ -2453,3 +2453,57 @@ def test_apertus_calls_keyed_by_name_are_calls(output: str, text: str | None) ->
 )
 def test_an_apertus_entry_that_names_no_function_once_is_a_failure(output: str) -> None:
     assert parse_output(output, WEATHER_TOOLS).kind == "error"
+
+
+# --- StepFun Step-3: DeepSeek's layout in its own tokens around <steptml:invoke> calls ---------------------
+
+
+def _step3(*calls: ToolCall, kind: str = "function") -> str:
+    """Calls as Step-3 writes them (vLLM's step3 parser): each ``<steptml:invoke>`` in its call tokens,
+    strings as they are, other values as JSON."""
+    invokes = _invokes(*calls).replace("<invoke", "<steptml:invoke").replace("</invoke", "</steptml:invoke")
+    steptml = invokes.replace("<parameter", "<steptml:parameter").replace(
+        "</parameter", "</steptml:parameter"
+    )
+    one_a_call = [f"<steptml:invoke{invoke}" for invoke in steptml.split("<steptml:invoke")[1:]]
+    return (
+        "<｜tool_calls_begin｜>"
+        + "".join(
+            f"<｜tool_call_begin｜>{kind}<｜tool_sep｜>{invoke}<｜tool_call_end｜>" for invoke in one_a_call
+        )
+        + "<｜tool_calls_end｜>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        (_step3(XML_CALL, TIME), None),
+        (f"<think>\nWeather, then time.\n</think>\nLet me check.\n{_step3(XML_CALL, TIME)}", "Let me check."),
+    ],
+)
+def test_step3_calls_are_calls_in_order_typed_by_the_schema(output: str, text: str | None) -> None:
+    """Step-3's calls were read as a plain-text answer (its tokens are not DeepSeek's), so they earned
+    a clarification label's reward."""
+    from toolcall.reward import reward
+
+    tool = _xml_tool()
+    parsed = parse_output(output, [tool])
+    assert parsed.error is None and parsed.action == Action(calls=[XML_CALL, TIME]), parsed.error
+    assert parsed.text == text and "step3_calls" in parsed.repairs
+    assert reward([tool], (), Action(text="Which city?"), output) == 0
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (_step3(PARIS).removesuffix("<｜tool_calls_end｜>"), "cut off"),
+        (_step3(PARIS)[:80], "cut off"),
+        (_step3(PARIS, kind="code"), "not 'function'"),
+    ],
+)
+def test_a_cut_off_or_unreadable_step3_call_is_a_failure_never_a_text_answer(
+    output: str, reason: str
+) -> None:
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
