@@ -21,8 +21,9 @@ Mistral's list after ``[TOOL_CALLS]`` and its ``[TOOL_CALLS]NAME[ARGS]{ARGS}`` p
 ``[THINK]`` trace before them read as ``<think>``), Phi-4-mini's and Granite's after ``<|tool_call|>``
 or in ``functools[…]``, Granite-20B-FunctionCalling's ``<function_call> {"name": …, "arguments": …}``
 per call (nothing after the last; its ``no_function`` alone, what its prompt asks for when no function
-fits, is the no-call answer unless a tool has that name, and beside calls a failure), any of them in a
-code fence; text before one of these call tokens
+fits, is the no-call answer unless a tool has that name, and beside calls a failure), GigaChat 3.1's
+after ``<|function_call|>`` and GigaChat 3's after ``<|message_sep|>`` and ``function call<|role_sep|>``,
+any of them in a code fence; text before one of these call tokens
 kept, as Mistral Small 3.2 and Magistral write a sentence before ``[TOOL_CALLS]`` (a token after text
 with no call after it, named in prose, leaves the output text); ``pythonic_calls``:
 ``[get_weather(city="Paris")]`` (a name no identifier is, ``Market Trends API``, only one of the
@@ -130,7 +131,19 @@ _GRANITE_CALL = "<function_call>"
 # Its prompt asks for '<function_call> {"name": "no_function", "arguments": {}}' when no function fits or
 # the question lacks a required value: the no-call answer, unless a sample offers a tool of that name.
 _GRANITE_NO_FUNCTION = "no_function"
-_FOREIGN_PREFIXES = ("<|python_tag|>", _PYTHON_START, _MISTRAL_CALLS, _FOREIGN_OPEN, _GRANITE_CALL)
+# Sber's GigaChat 3.1 writes '<|function_call|>{"name": ..., "arguments": ...}' after its text; GigaChat 3
+# ends the text message and opens a "function call" one: '<|message_sep|>\n\nfunction call<|role_sep|>\n'
+# (read as 3.1's token).
+_GIGACHAT_CALL = "<|function_call|>"
+_GIGACHAT3_CALL = re.compile(r"(?:<\|message_sep\|>\s*)?function call<\|role_sep\|>")
+_FOREIGN_PREFIXES = (
+    "<|python_tag|>",
+    _PYTHON_START,
+    _MISTRAL_CALLS,
+    _FOREIGN_OPEN,
+    _GRANITE_CALL,
+    _GIGACHAT_CALL,
+)
 # Mistral's tokenizers from v11 on (Mistral Small 3.1+, Magistral, Devstral) write each call as
 # [TOOL_CALLS]NAME[ARGS]{ARGS} (v11: [CALL_ID]ID before [ARGS]; [ARGS] is gone when a server decoded
 # without special tokens), and a trace as [THINK]...[/THINK].
@@ -917,6 +930,7 @@ def _token_call_arguments(
 def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> ParsedOutput | None:
     """A whole output that is calls without ``<tool_call>`` tags, in another family's form; a call
     amid text, or a format the loop does not read, is a failure saying so; None: a text answer."""
+    body = _GIGACHAT3_CALL.sub(_GIGACHAT_CALL, body)
     if body.startswith(_COHERE_ACTION):
         try:
             calls, after = _cohere_calls(body[len(_COHERE_ACTION) :], _COHERE_ACTION_END, repairs)

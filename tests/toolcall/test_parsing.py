@@ -2507,3 +2507,30 @@ def test_a_cut_off_or_unreadable_step3_call_is_a_failure_never_a_text_answer(
 ) -> None:
     parsed = parse_output(output, WEATHER_TOOLS)
     assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+
+
+# --- Sber GigaChat 3 / 3.1: one JSON call after its own header ---------------------------------------------
+
+GIGACHAT_PARIS = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        (f"<|message_sep|>\n\nfunction call<|role_sep|>\n{GIGACHAT_PARIS}", None),  # GigaChat 3
+        (f"I'll check.<|message_sep|>\n\nfunction call<|role_sep|>\n{GIGACHAT_PARIS}</s>", "I'll check."),
+        (f"<|function_call|>{GIGACHAT_PARIS}", None),  # GigaChat 3.1
+        (f"I'll check.<|function_call|>{GIGACHAT_PARIS}</s>", "I'll check."),
+    ],
+)
+def test_gigachat_calls_are_calls(output: str, text: str | None) -> None:
+    """GigaChat's call (vLLM's gigachat3 format) was a failure "a tool call amid text", never its call."""
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS]), parsed.error
+    assert parsed.text == text and "untagged_calls" in parsed.repairs
+
+
+def test_a_cut_off_gigachat_call_is_a_failure_and_its_token_in_prose_text() -> None:
+    assert parse_output(f"<|function_call|>{GIGACHAT_PARIS[:40]}", WEATHER_TOOLS).kind == "error"
+    prose = "GigaChat writes <|function_call|> before a call."
+    assert parse_output(prose, WEATHER_TOOLS).action == Action(text=prose)
