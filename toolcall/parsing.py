@@ -49,6 +49,8 @@ the ``analysis`` channel the trace, the ``final`` channel the answer (read as an
 ``<tool_call>`` block holding Qwen3-Coder's ``<function=NAME><parameter=P>VALUE</parameter>`` or
 GLM-4.5's ``NAME<arg_key>P</arg_key><arg_value>VALUE</arg_value>``, each value typed by the tool's
 schema, given as ``tools``: a value that may be a string or not, with no schema to say, is a failure);
+the same ``<function=NAME><parameter=P>`` calls without their ``<tool_call>`` tags, one after another
+(``untagged_calls``; text before them kept, after them or a call cut off a failure);
 a ``<tool_call>`` block holding Python calls (``get_weather(city="Paris")`` or a list of them) reads
 them as ``pythonic_calls``; another family's own call tags read as ``<tool_call>`` blocks:
 ``seed_calls``, ByteDance Seed-OSS's
@@ -491,6 +493,9 @@ _HARMONY_FUNCTIONS = "functions."
 # other value as JSON (or its Python form, "True"), so only the tool's schema says which "3" is.
 _XML_FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)</function>", re.DOTALL)
 _XML_PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)</parameter>", re.DOTALL)
+# Such a call without its <tool_call> tags (vLLM's Qwen3-Coder and Step-3.5 parsers read it too): a
+# <function=NAME> tag followed by its first parameter, or by its end.
+_XML_FUNCTION_START = re.compile(r"<function=[^>\n]+>\s*(?:<parameter=|</function>)")
 # Each tag of an <invoke> call may carry DSML's mark or Step-3's "steptml:" (the same in its closing tag),
 # and a parameter DSML's string attribute.
 _INVOKE_MARK = f"(?:{_DSML_MARK}|{_STEP3_MARK})?"
@@ -954,11 +959,16 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
         return ParsedOutput(action=Action(calls=calls), text=plan or None, repairs=repairs)
     try:
         function_tags = _function_tag_calls(body, repairs)
+        xml_functions = None if function_tags else _untagged_xml_function_calls(body, tools, repairs)
     except CallFormatError as failure:
         return ParsedOutput(text=body, error=f"<function=…> tool call: {failure}", repairs=repairs)
     if function_tags is not None:
         text, calls = function_tags
         repairs.append("function_tag_calls")
+        return ParsedOutput(action=Action(calls=calls), text=text or None, repairs=repairs)
+    if xml_functions is not None:
+        text, calls = xml_functions
+        repairs.append("untagged_calls")
         return ParsedOutput(action=Action(calls=calls), text=text or None, repairs=repairs)
     functionary = _functionary_messages(body, repairs, tools)
     if functionary is not None:
@@ -1128,6 +1138,29 @@ def _function_tag_calls(body: str, repairs: list[str]) -> tuple[str, list[ToolCa
             )
         calls.append(_call_from_object({"name": name, "arguments": arguments}, repairs))
         position = _after_spaces(body, close + len(_FUNCTION_END))
+    return body[: first.start()].strip(), calls
+
+
+def _untagged_xml_function_calls(
+    body: str, tools: Mapping[str, ToolSpec], repairs: list[str]
+) -> tuple[str, list[ToolCall]] | None:
+    """The text before the first call and the calls, when ``body`` ends in Qwen3-Coder's XML calls
+    without their ``<tool_call>`` tags (``<function=NAME><parameter=P>…</parameter></function>``, one
+    after another); None when no ``<function=NAME>`` opens a parameter or closes at once."""
+    first = _XML_FUNCTION_START.search(body)
+    if first is None:
+        return None
+    calls: list[ToolCall] = []
+    position = first.start()
+    while position < len(body):
+        function = _XML_FUNCTION.match(body, position)
+        if function is None:
+            where = body[position : position + 60]
+            raise CallFormatError(
+                f"a call without its </function> (cut off?), or text after the calls: {where!r}"
+            )
+        calls.append(_xml_function_call(function.group(0), tools, repairs))
+        position = _after_spaces(body, function.end())
     return body[: first.start()].strip(), calls
 
 

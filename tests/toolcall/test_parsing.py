@@ -2534,3 +2534,41 @@ def test_a_cut_off_gigachat_call_is_a_failure_and_its_token_in_prose_text() -> N
     assert parse_output(f"<|function_call|>{GIGACHAT_PARIS[:40]}", WEATHER_TOOLS).kind == "error"
     prose = "GigaChat writes <|function_call|> before a call."
     assert parse_output(prose, WEATHER_TOOLS).action == Action(text=prose)
+
+
+# --- Qwen3-Coder's XML calls without their <tool_call> tags -------------------------------------------------
+
+
+def _untagged_qwen3_coder(*calls: ToolCall) -> str:
+    return "\n".join(
+        _qwen3_coder(call).removeprefix("<tool_call>\n").removesuffix("\n</tool_call>") for call in calls
+    )
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        (_untagged_qwen3_coder(XML_CALL, TIME), None),
+        (f"Let me check.\n{_untagged_qwen3_coder(XML_CALL, TIME)}<|im_end|>", "Let me check."),
+    ],
+)
+def test_qwen3_coder_calls_without_tool_call_tags_are_the_calls(output: str, text: str | None) -> None:
+    """Qwen3-Coder's calls written without their <tool_call> tags (vLLM's qwen3_coder and step3p5
+    parsers read them) were a failure "a Llama-style tool call", never the calls."""
+    tool = _xml_tool()
+    parsed = parse_output(output, [tool])
+    assert parsed.error is None and parsed.action == Action(calls=[XML_CALL, TIME]), parsed.error
+    assert parsed.text == text and "untagged_calls" in parsed.repairs
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        _untagged_qwen3_coder(PARIS)[:40],  # cut off inside a parameter
+        _untagged_qwen3_coder(PARIS).removesuffix("</function>"),
+        f"{_untagged_qwen3_coder(PARIS)}\nDone.",  # text after the calls
+    ],
+)
+def test_an_untagged_qwen3_coder_call_cut_off_or_followed_by_text_is_a_failure(output: str) -> None:
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and "<function=…> tool call" in (parsed.error or ""), parsed.error
