@@ -33,7 +33,8 @@ writes them after ``<|python_tag|>``), or in a ``tool_code`` fence that ends it 
 ``deepseek_calls``: DeepSeek's tool-call tokens, V3's and R1-0528's ``function<｜tool▁sep｜>NAME`` with
 the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept;
 ``kimi_calls``: Kimi K2's ``<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{ARGS}``
-in a ``<|tool_calls_section_begin|>`` section, read on the same rules;
+in a ``<|tool_calls_section_begin|>`` section (or its singular ``<|tool_call_section_begin|>``), read on
+the same rules;
 Cohere Command A's and R7B's ``<|START_ACTION|>[{"tool_name": …, "parameters": …}]<|END_ACTION|>``
 (its ``<|START_THINKING|>`` trace and ``<|START_RESPONSE|>`` answer read as such), and Command-R's
 same list in a code fence after ``Action:`` at a line's start (its header ``json``, ``JSON``, ``json JSON``
@@ -222,10 +223,13 @@ class _CallTokens:
     sep: str
     repair: str
     head_name: re.Pattern[str]  # the function's name in a call's head (group "name")
+    # Other spellings of its tokens the family writes (written, read as), replaced before reading.
+    variants: tuple[tuple[str, str], ...] = ()
 
     @property
     def tokens(self) -> tuple[str, ...]:
-        return (self.calls_begin, self.calls_end, self.call_begin, self.call_end, self.sep)
+        written = tuple(variant for variant, _ in self.variants)
+        return (self.calls_begin, self.calls_end, self.call_begin, self.call_end, self.sep, *written)
 
 
 _DEEPSEEK = _CallTokens(
@@ -240,7 +244,8 @@ _DEEPSEEK = _CallTokens(
 )
 # Kimi K2: <|tool_calls_section_begin|> (<|tool_call_begin|> functions.NAME:INDEX
 # <|tool_call_argument_begin|> {ARGS} <|tool_call_end|>)+ <|tool_calls_section_end|>; the id's
-# "functions." and ":INDEX" are no part of the name.
+# "functions." and ":INDEX" are no part of the name. It also writes the section tokens singular,
+# <|tool_call_section_begin|> (vLLM's kimi_k2 parser reads both).
 _KIMI = _CallTokens(
     "Kimi K2",
     "<|tool_calls_section_begin|>",
@@ -250,6 +255,10 @@ _KIMI = _CallTokens(
     "<|tool_call_argument_begin|>",
     "kimi_calls",
     re.compile(r"(?:functions\.)?(?P<name>.*?)(?::\d+)?", re.DOTALL),
+    (
+        ("<|tool_call_section_begin|>", "<|tool_calls_section_begin|>"),
+        ("<|tool_call_section_end|>", "<|tool_calls_section_end|>"),
+    ),
 )
 _TOKEN_FAMILIES = (_DEEPSEEK, _KIMI)
 
@@ -807,6 +816,8 @@ def _token_calls_output(
     body: str, think: str | None, family: _CallTokens, repairs: list[str]
 ) -> ParsedOutput:
     """An output holding a family's tool-call tokens: its calls, and the text outside the blocks."""
+    for written, token in family.variants:
+        body = body.replace(written, token)
     calls: list[ToolCall] = []
     outside: list[str] = []
     position = 0

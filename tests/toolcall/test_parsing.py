@@ -1100,6 +1100,17 @@ def test_a_kimi_call_earns_the_reward_of_its_label_not_that_of_a_clarification()
     assert reward([tool], (), Action(text="Which city do you mean?"), output) == 0
 
 
+def test_kimi_section_tokens_written_singular_open_the_same_calls() -> None:
+    """Kimi K2 also writes its section tokens singular, <|tool_call_section_begin|> (vLLM's kimi_k2
+    parser reads both): such calls were a failure "<|tool_call_begin|> outside a … block"."""
+    begin, end = "<|tool_call_section_begin|>", "<|tool_call_section_end|>"
+    parsed = parse_output(f"Checking.{begin}{_kimi(TOKYO, 0)}\n{_kimi(NOTE, 1)}{end}")
+    assert parsed.error is None and parsed.action == Action(calls=[TOKYO, NOTE]), parsed.error
+    assert parsed.text == "Checking." and parsed.repairs == ["kimi_calls"]
+    cut_off = parse_output(f"{begin}{_kimi(TOKYO, 0)}")
+    assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
+
+
 # --- Mistral's tokenizers from v11 on: [TOOL_CALLS]NAME[ARGS]{...} per call, [THINK] traces ---------------
 
 
