@@ -71,8 +71,10 @@ typing it, schema or not; ``step3_calls``, StepFun Step-3's ``<｜tool_calls_beg
 ``functiongemma_calls``, Google FunctionGemma's
 ``<start_function_call>call:NAME{KEY:VALUE,…}<end_function_call>`` per call, a string between
 ``<escape>`` tokens and any other value bare (``3``, ``true``, ``null``) or in braces or brackets,
-typed as written (a bare word, or a name with no ``{…}`` after it, a failure); ``longcat_calls``, Meituan
-LongCat's ``<longcat_tool_call>`` around a JSON call or GLM-4.5's form in ``longcat_``-prefixed tags;
+typed as written (a bare word, or a name with no ``{…}`` after it, a failure); ``gemma4_calls``,
+Gemma 4's same calls in ``<|tool_call>…<tool_call|>``, a string between ``<|"|>`` tokens;
+``longcat_calls``, Meituan LongCat's ``<longcat_tool_call>`` around a JSON call or GLM-4.5's form in
+``longcat_``-prefixed tags;
 ``apertus_calls``, Apertus's ``<|tools_prefix|>[{NAME: {ARGS}}, …]<|tools_suffix|>`` (such a list read
 in any block); ``lfm2_calls``, Liquid LFM2's ``<|tool_call_start|>[…]<|tool_call_end|>`` around a
 Python (or JSON) call list; ``internlm_calls``, InternLM2's
@@ -383,6 +385,17 @@ _FUNCTIONGEMMA = _CallTags(
     False,
     "functiongemma_calls",
 )
+# Google's Gemma 4: FunctionGemma's calls in its own tokens, <|tool_call>call:NAME{KEY:VALUE,...}<tool_call|>
+# per call, a string written <|"|>TEXT<|"|> (where FunctionGemma writes <escape>).
+_GEMMA4_QUOTE = '<|"|>'
+_GEMMA4 = _CallTags(
+    "Gemma 4",
+    "<|tool_call>",
+    "<tool_call|>",
+    re.compile(rf"\s*(?:{_GEMMA_CALL}|\Z)"),
+    False,
+    "gemma4_calls",
+)
 # Meituan's LongCat: <longcat_tool_call>{"name": ..., "arguments": ...}</longcat_tool_call> (Flash), or
 # NAME<longcat_arg_key>P</longcat_arg_key><longcat_arg_value>VALUE</longcat_arg_value>… (GLM's form,
 # values typed by the tool's schema), one call a block.
@@ -414,6 +427,7 @@ _TAG_FAMILIES = (
     _TOOL_CALLS_LIST,
     _INTERNLM,
     _FUNCTIONGEMMA,
+    _GEMMA4,
     _LONGCAT,
     _LFM2,
     _APERTUS,
@@ -1622,30 +1636,32 @@ _GEMMA_BARE = re.compile(r"[^\s,{}\[\]<]+")
 
 
 def _functiongemma_call(content: str, repairs: list[str]) -> ToolCall:
-    """FunctionGemma's ``call:NAME{KEY:VALUE,...}``: its values typed as written, no schema needed."""
+    """FunctionGemma's ``call:NAME{KEY:VALUE,...}``: its values typed as written, no schema needed;
+    a string between ``<escape>`` tokens, or Gemma 4's ``<|"|>``."""
     head = _GEMMA_NAME.match(content)
     if head is None:
         raise CallFormatError(f"no function name after {_GEMMA_CALL!r}: {content[:40]!r}")
     name, start = head.group(1), _after_spaces(content, head.end())
     if not content.startswith("{", start):  # its template writes {} for none: a name alone was cut off
         raise CallFormatError(f"the arguments of {name!r} are not a {{…}} object (cut off?)")
-    arguments, end = _gemma_value(content, start)
+    escape = _GEMMA4_QUOTE if _GEMMA4_QUOTE in content else _GEMMA_ESCAPE
+    arguments, end = _gemma_value(content, start, escape)
     if content[end:].strip():
         raise CallFormatError(f"text after the arguments of {name!r}: {content[end:][:40].strip()!r}")
     return _call_from_object({"name": name, "arguments": arguments}, repairs)
 
 
-def _gemma_value(text: str, position: int) -> tuple[Any, int]:
+def _gemma_value(text: str, position: int, escape: str) -> tuple[Any, int]:
     """The value written at ``position`` and the index after it."""
     position = _after_spaces(text, position)
-    if text.startswith(_GEMMA_ESCAPE, position):
-        start = position + len(_GEMMA_ESCAPE)
-        end = text.find(_GEMMA_ESCAPE, start)
+    if text.startswith(escape, position):
+        start = position + len(escape)
+        end = text.find(escape, start)
         if end == -1:
-            raise CallFormatError("a string whose closing <escape> never came (cut off?)")
-        return text[start:end], end + len(_GEMMA_ESCAPE)
+            raise CallFormatError(f"a string whose closing {escape} never came (cut off?)")
+        return text[start:end], end + len(escape)
     if text.startswith(("{", "["), position):
-        return _gemma_container(text, position)
+        return _gemma_container(text, position, escape)
     bare = _GEMMA_BARE.match(text, position)
     try:
         value = _JSON.decode(bare.group()) if bare else _NOT_A_LITERAL
@@ -1654,11 +1670,11 @@ def _gemma_value(text: str, position: int) -> tuple[Any, int]:
     # Only a number, a boolean or null is written bare: a string is escaped, a bare word is no value.
     if bare is None or value is _NOT_A_LITERAL or isinstance(value, str | list | dict):
         where = text[position : position + 40]
-        raise CallFormatError(f"no value at {where!r}: a string is written <escape>…<escape> (cut off?)")
+        raise CallFormatError(f"no value at {where!r}: a string is written {escape}…{escape} (cut off?)")
     return value, bare.end()
 
 
-def _gemma_container(text: str, position: int) -> tuple[dict[str, Any] | list[Any], int]:
+def _gemma_container(text: str, position: int, escape: str) -> tuple[dict[str, Any] | list[Any], int]:
     """The ``{KEY:VALUE,...}`` object or ``[VALUE,...]`` list opening at ``position``."""
     keyed = text[position] == "{"
     close = "}" if keyed else "]"
@@ -1669,14 +1685,14 @@ def _gemma_container(text: str, position: int) -> tuple[dict[str, Any] | list[An
         return (items if keyed else values), position + 1
     while True:
         if keyed:
-            key, position = _gemma_key(text, position)
+            key, position = _gemma_key(text, position, escape)
             if key in items:
                 raise CallFormatError(
                     f"the key {key!r} is given more than once: which value is meant is ambiguous"
                 )
-            items[key], position = _gemma_value(text, position)
+            items[key], position = _gemma_value(text, position, escape)
         else:
-            value, position = _gemma_value(text, position)
+            value, position = _gemma_value(text, position, escape)
             values.append(value)
         position = _after_spaces(text, position)
         if text.startswith(",", position):
@@ -1689,11 +1705,11 @@ def _gemma_container(text: str, position: int) -> tuple[dict[str, Any] | list[An
             )
 
 
-def _gemma_key(text: str, position: int) -> tuple[str, int]:
+def _gemma_key(text: str, position: int, escape: str) -> tuple[str, int]:
     """An object's key (bare, or escaped as a string is) and the index after its ``:``."""
     position = _after_spaces(text, position)
-    if text.startswith(_GEMMA_ESCAPE, position):
-        key, position = _gemma_value(text, position)
+    if text.startswith(escape, position):
+        key, position = _gemma_value(text, position, escape)
     elif (bare := _GEMMA_KEY.match(text, position)) is not None:
         key, position = bare.group(), bare.end()
     else:

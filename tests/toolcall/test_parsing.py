@@ -2583,3 +2583,46 @@ def test_qwen3_coder_calls_without_tool_call_tags_are_the_calls(output: str, tex
 def test_an_untagged_qwen3_coder_call_cut_off_or_followed_by_text_is_a_failure(output: str) -> None:
     parsed = parse_output(output, WEATHER_TOOLS)
     assert parsed.kind == "error" and "<function=…> tool call" in (parsed.error or ""), parsed.error
+
+
+# --- Google Gemma 4: FunctionGemma's calls in <|tool_call>…<tool_call|>, strings in <|"|> ---------------
+
+
+def _gemma4(*calls: ToolCall) -> str:
+    """Calls as Gemma 4 writes them (vLLM's gemma4 parser): FunctionGemma's, in Gemma 4's tokens."""
+    written = _functiongemma(*calls).replace("<start_function_call>", "<|tool_call>")
+    return written.replace("<end_function_call>", "<tool_call|>").replace(_GEMMA_ESCAPE, '<|"|>')
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (_gemma4(PARIS, TIME), [PARIS, TIME], None),
+        (_gemma4(FUNCTIONGEMMA_CALL), [FUNCTIONGEMMA_CALL], None),
+        (f"Let me check the weather for you. {_gemma4(PARIS)}", [PARIS], "Let me check the weather for you."),
+    ],
+)
+def test_gemma4_calls_are_calls_typed_as_written(
+    output: str, calls: list[ToolCall], text: str | None
+) -> None:
+    """Gemma 4's calls were read as a plain-text answer (and earned a clarification label's reward)."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "gemma4_calls" in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city do you mean?"), output) == 0
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (_gemma4(PARIS).partition("ris")[0], 'closing <|"|> never came'),  # cut off inside a string
+        (_gemma4(PARIS).removesuffix("}<tool_call|>"), "cut off"),
+    ],
+)
+def test_a_cut_off_gemma4_call_is_a_failure_and_its_token_in_prose_text(output: str, reason: str) -> None:
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
+    prose = "Gemma 4 writes <|tool_call> before its calls."
+    assert parse_output(prose, WEATHER_TOOLS).action == Action(text=prose)
