@@ -65,7 +65,8 @@ closing tag a failure (more calls may have followed); ``function_calls``, the sa
 in Claude-style ``<function_calls>`` tags, read alike (OLMo 3's Python calls there, one a line, too);
 ``dsml_calls``, DeepSeek-V3.2's DSML, the same calls with ``｜DSML｜`` in every tag
 (``<｜DSML｜function_calls>``) and each parameter's ``string="true"`` (its text) or ``"false"`` (JSON)
-typing it, schema or not; ``step3_calls``, StepFun Step-3's ``<｜tool_calls_begin｜>`` section of
+typing it, schema or not (DeepSeek-V4's in ``<｜DSML｜tool_calls>`` tags); ``step3_calls``, StepFun
+Step-3's ``<｜tool_calls_begin｜>`` section of
 ``<｜tool_call_begin｜>function<｜tool_sep｜>`` calls, each an ``<invoke>`` with ``steptml:`` in its tags
 (values typed by the schema), cut off before ``<｜tool_calls_end｜>`` a failure;
 ``functiongemma_calls``, Google FunctionGemma's
@@ -353,6 +354,15 @@ _DSML = _CallTags(
     True,
     "dsml_calls",
 )
+# DeepSeek-V4 keeps V3.2's DSML calls but wraps them in <｜DSML｜tool_calls>…</｜DSML｜tool_calls>.
+_DSML_V4 = _CallTags(
+    "DeepSeek-V4",
+    f"<{_DSML_MARK}tool_calls>",
+    f"</{_DSML_MARK}tool_calls>",
+    _DSML.content,
+    True,
+    "dsml_calls",
+)
 # StepFun's Step-3: <｜tool_calls_begin｜> (<｜tool_call_begin｜>function<｜tool_sep｜><steptml:invoke
 # name="NAME"><steptml:parameter name="P">VALUE</steptml:parameter>...</steptml:invoke><｜tool_call_end｜>)+
 # <｜tool_calls_end｜>: DeepSeek's layout in its own tokens (plain "_", no "▁"), each call MiniMax-M2's
@@ -423,6 +433,7 @@ _TAG_FAMILIES = (
     _MINIMAX_M2,
     _CLAUDE,
     _DSML,
+    _DSML_V4,
     _STEP3,
     _TOOL_CALLS_LIST,
     _INTERNLM,

@@ -2626,3 +2626,30 @@ def test_a_cut_off_gemma4_call_is_a_failure_and_its_token_in_prose_text(output: 
     assert parsed.kind == "error" and reason in (parsed.error or ""), parsed.error
     prose = "Gemma 4 writes <|tool_call> before its calls."
     assert parse_output(prose, WEATHER_TOOLS).action == Action(text=prose)
+
+
+# --- DeepSeek-V4: V3.2's DSML calls in <｜DSML｜tool_calls> tags ------------------------------------------
+
+
+def _dsml_v4(*calls: ToolCall) -> str:
+    return _dsml(*calls).replace(f"{_DSML}function_calls>", f"{_DSML}tool_calls>")
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        (_dsml_v4(XML_CALL, TIME), None),
+        (f"Let me look that up.\n\n{_dsml_v4(XML_CALL, TIME)}<｜end▁of▁sentence｜>", "Let me look that up."),
+    ],
+)
+def test_deepseek_v4_dsml_calls_are_calls_typed_as_written(output: str, text: str | None) -> None:
+    """DeepSeek-V4 wraps V3.2's DSML calls in <｜DSML｜tool_calls> (vLLM's deepseek_v4 parser): they
+    were read as a plain-text answer and earned a clarification label's reward."""
+    from toolcall.reward import reward
+
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=[XML_CALL, TIME]), parsed.error
+    assert parsed.text == text and "dsml_calls" in parsed.repairs
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city do you mean?"), output) == 0
+    cut_off = parse_output(_dsml_v4(PARIS, TIME).removesuffix(f"</{_DSML}tool_calls>"))
+    assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
