@@ -58,7 +58,9 @@ them as ``pythonic_calls``; another family's own call tags read as ``<tool_call>
 ``<seed:tool_call>`` around Qwen3-Coder's XML (its ``<seed:think>`` trace read as ``<think>``);
 ``nemotron_calls``, Nemotron's ``<TOOLCALL>[{"name": …, "arguments": …}, …]</TOOLCALL>``;
 ``tool_calls_list``, Hunyuan-A13B's and Jamba's ``<tool_calls>[…]</tool_calls>`` (Hunyuan's
-``<answer>`` wrapper read as Cohere's); ``minimax_calls``, MiniMax-M1's ``<tool_calls>`` of JSON
+``<answer>`` wrapper read as Cohere's); ``hy_calls``, Tencent Hy3's and Hy4's ``<tool_calls>`` around
+``<tool_call>`` blocks (the wrapper dropped, cut off before its end a failure), each GLM-4.5's form
+with Hy3's ``<tool_sep>`` after the name; ``minimax_calls``, MiniMax-M1's ``<tool_calls>`` of JSON
 calls one a line and MiniMax-M2's ``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter
 name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cut off before its
 closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
@@ -283,6 +285,8 @@ class _CallTags:
     # The first of the tokens an opening is written in, when it is more than one: an output ending on
     # it was cut off inside the opening, a block with nothing in it (never text).
     first_token: str = ""
+    # Its tags wrap <tool_call> blocks (the calls' own tags), not calls: they are dropped.
+    holds_blocks: bool = False
 
 
 # ByteDance Seed-OSS: <seed:tool_call><function=NAME><parameter=P>VALUE</parameter></function>
@@ -329,6 +333,20 @@ _CLAUDE = _CallTags(
 # MiniMax-M1's tags around one JSON list (whose own end says whether it was cut off).
 _TOOL_CALLS_LIST = _CallTags(
     "Hunyuan/Jamba", "<tool_calls>", "</tool_calls>", re.compile(r"\s*\["), False, "tool_calls_list"
+)
+# Tencent Hy3 / Hy4 (Hunyuan's successors): <tool_calls><tool_call>NAME<tool_sep><arg_key>P</arg_key>
+# <arg_value>VALUE</arg_value>...</tool_call>...</tool_calls>, GLM-4.5's calls (Hy4 without <tool_sep>) in
+# <tool_call> blocks wrapped in <tool_calls>.
+_HY_SEP = "<tool_sep>"
+_HY_CALL_NAME = re.compile(rf"([A-Za-z_][\w.\-]*)\s*{_HY_SEP}")
+_HY_WRAPPER = _CallTags(
+    "Hy3",
+    "<tool_calls>",
+    "</tool_calls>",
+    re.compile(rf"\s*{_OPEN}"),
+    True,
+    "hy_calls",
+    holds_blocks=True,
 )
 # InternLM2 / 2.5: text, then <|action_start|><|plugin|>\n{"name": ..., "parameters": ...}<|action_end|>,
 # one call a block (lmdeploy's internlm2 parser); <|action_start|><|interpreter|> is code, not read.
@@ -436,6 +454,7 @@ _TAG_FAMILIES = (
     _DSML_V4,
     _STEP3,
     _TOOL_CALLS_LIST,
+    _HY_WRAPPER,
     _INTERNLM,
     _FUNCTIONGEMMA,
     _GEMMA4,
@@ -749,10 +768,12 @@ def _family_blocks_as_tool_calls(text: str, repairs: list[str]) -> str:
             following = text.find(tags.opening, after)
             if end == -1 or (following != -1 and following < end):
                 mark = f"\ue002{_TAG_FAMILIES.index(tags)}\ue003" if tags.many_calls else ""
-                parts.append(text[position:start] + _OPEN + mark)  # as a <tool_call> without its close
+                # as a <tool_call> without its close; a wrapper's blocks follow a block of the mark alone
+                parts.append(text[position:start] + _OPEN + mark + (_CLOSE if tags.holds_blocks else ""))
                 position = after
                 continue
-            parts.append(text[position:start] + _OPEN + text[after:end] + _CLOSE)
+            inner = text[after:end] if tags.holds_blocks else _OPEN + text[after:end] + _CLOSE
+            parts.append(text[position:start] + inner)
             position = end + len(tags.closing)
         parts.append(text[position:])
         text = "".join(parts)
@@ -1602,6 +1623,8 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
         return _step3_calls(content, tools, repairs)
     if content.startswith(_GEMMA_CALL):
         return [_functiongemma_call(content, repairs)]
+    if (hy := _HY_CALL_NAME.match(content)) is not None:  # Hy3's separator after the name: GLM's form
+        content = hy.group(1) + content[hy.end() :]
     if "arg_key>" in content or (_CALL_NAME.match(content) and content not in ("true", "false", "null")):
         glm = _GLM_CALL.fullmatch(content)
         if glm is not None:

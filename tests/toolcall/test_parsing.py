@@ -2653,3 +2653,43 @@ def test_deepseek_v4_dsml_calls_are_calls_typed_as_written(output: str, text: st
     assert reward(WEATHER_TOOLS, (), Action(text="Which city do you mean?"), output) == 0
     cut_off = parse_output(_dsml_v4(PARIS, TIME).removesuffix(f"</{_DSML}tool_calls>"))
     assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
+
+
+# --- Tencent Hy3 / Hy4: GLM-4.5's calls in <tool_call> blocks wrapped in <tool_calls> ----------------------
+
+
+def _hy3(*calls: ToolCall) -> str:
+    """Calls as Hy3 writes them (vLLM's hy_v3 parser): GLM's, a <tool_sep> after each name."""
+    blocks = "".join(
+        _glm(call).replace(f"<tool_call>{call.name}\n", f"<tool_call>{call.name}<tool_sep>\n", 1) + "\n"
+        for call in calls
+    )
+    return f"<tool_calls>\n{blocks}</tool_calls>"
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (_hy3(XML_CALL, TIME), [XML_CALL, TIME], None),
+        (
+            "Checking.<tool_calls><tool_call>get_time<tool_sep></tool_call></tool_calls>",
+            [ToolCall(name="get_time", arguments={})],
+            "Checking.",
+        ),
+        (f"<tool_calls>{_glm(XML_CALL)}</tool_calls>", [XML_CALL], None),  # Hy4: no <tool_sep>
+    ],
+)
+def test_hy3_calls_are_calls_typed_by_the_schema(
+    output: str, calls: list[ToolCall], text: str | None
+) -> None:
+    """Hy3's calls were a failure "not valid JSON" (its <tool_calls> wrapper and <tool_sep> unread)."""
+    parsed = parse_output(output, [_xml_tool(), WEATHER_TOOLS[1]])
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "hy_calls" in parsed.repairs
+
+
+def test_a_hy3_wrapper_cut_off_is_a_failure_and_its_tag_in_prose_text() -> None:
+    cut_off = parse_output(_hy3(PARIS, TIME).removesuffix("</tool_calls>"), WEATHER_TOOLS)
+    assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
+    prose = "Hy3 writes <tool_calls> around its calls."
+    assert parse_output(prose, WEATHER_TOOLS).action == Action(text=prose)
