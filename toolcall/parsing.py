@@ -65,6 +65,7 @@ calls one a line and MiniMax-M2's ``<minimax:tool_call>`` of ``<invoke name="NAM
 name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cut off before its
 closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
 in Claude-style ``<function_calls>`` tags, read alike (OLMo 3's Python calls there, one a line, too);
+``dots_calls``, dots.llm's ``<dots_function_call>`` around such calls or a JSON call;
 ``dsml_calls``, DeepSeek-V3.2's DSML, the same calls with ``｜DSML｜`` in every tag
 (``<｜DSML｜function_calls>``) and each parameter's ``string="true"`` (its text) or ``"false"`` (JSON)
 typing it, schema or not (DeepSeek-V4's in ``<｜DSML｜tool_calls>`` tags); ``step3_calls``, StepFun
@@ -329,6 +330,16 @@ _CLAUDE = _CallTags(
     True,
     "function_calls",
 )
+# Rednote's dots.llm: <dots_function_call><invoke name="NAME"><parameter name="P">VALUE</parameter>
+# </invoke>...</dots_function_call> (MiniMax-M2's calls, values typed by the tool's schema), or a JSON call.
+_DOTS = _CallTags(
+    "dots.llm",
+    "<dots_function_call>",
+    "</dots_function_call>",
+    re.compile(r"\s*(?:<invoke\b|\{|\Z)"),
+    True,
+    "dots_calls",
+)
 # Tencent Hunyuan-A13B and AI21 Jamba: <tool_calls>[{"name": ..., "arguments": ...}, ...]</tool_calls>,
 # MiniMax-M1's tags around one JSON list (whose own end says whether it was cut off).
 _TOOL_CALLS_LIST = _CallTags(
@@ -455,6 +466,7 @@ _TAG_FAMILIES = (
     _STEP3,
     _TOOL_CALLS_LIST,
     _HY_WRAPPER,
+    _DOTS,
     _INTERNLM,
     _FUNCTIONGEMMA,
     _GEMMA4,

@@ -2693,3 +2693,39 @@ def test_a_hy3_wrapper_cut_off_is_a_failure_and_its_tag_in_prose_text() -> None:
     assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
     prose = "Hy3 writes <tool_calls> around its calls."
     assert parse_output(prose, WEATHER_TOOLS).action == Action(text=prose)
+
+
+# --- rednote dots.llm: <dots_function_call> around <invoke> calls or a JSON call ---------------------------
+
+
+def _dots(*calls: ToolCall) -> str:
+    return f"<dots_function_call>{_invokes(*calls)}</dots_function_call>"
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (_dots(XML_CALL, TIME), [XML_CALL, TIME], None),
+        (f"ok{_dots(XML_CALL)}", [XML_CALL], "ok"),
+        (
+            f'{_dots(XML_CALL)}<dots_function_call>{{"name": "get_time", "arguments": {{"zone": "CET"}}}}'
+            "</dots_function_call>",
+            [XML_CALL, TIME],
+            None,
+        ),
+    ],
+)
+def test_dots_calls_are_calls_typed_by_the_schema(
+    output: str, calls: list[ToolCall], text: str | None
+) -> None:
+    """dots.llm's calls (vLLM's dots parser) were read as a plain-text answer and earned a clarification
+    label's reward."""
+    from toolcall.reward import reward
+
+    tools = [_xml_tool(), WEATHER_TOOLS[1]]
+    parsed = parse_output(output, tools)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "dots_calls" in parsed.repairs
+    assert reward(tools, (), Action(text="Which city do you mean?"), output) == 0
+    cut_off = parse_output(_dots(PARIS, TIME).removesuffix("</dots_function_call>"), WEATHER_TOOLS)
+    assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
