@@ -66,6 +66,7 @@ name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cu
 closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
 in Claude-style ``<function_calls>`` tags, read alike (OLMo 3's Python calls there, one a line, too);
 ``dots_calls``, dots.llm's ``<dots_function_call>`` around such calls or a JSON call;
+``qwen25_coder_calls``, Qwen2.5-Coder's JSON call in ``<tools>`` tags;
 ``dsml_calls``, DeepSeek-V3.2's DSML, the same calls with ``｜DSML｜`` in every tag
 (``<｜DSML｜function_calls>``) and each parameter's ``string="true"`` (its text) or ``"false"`` (JSON)
 typing it, schema or not (DeepSeek-V4's in ``<｜DSML｜tool_calls>`` tags); ``step3_calls``, StepFun
@@ -340,6 +341,11 @@ _DOTS = _CallTags(
     True,
     "dots_calls",
 )
+# Qwen2.5-Coder writes a JSON call in the <tools> tags its prompt lists the tools in (vLLM's qwen2_5_coder
+# parser): <tools>{"name": ..., "arguments": ...}</tools> per call.
+_QWEN25_CODER = _CallTags(
+    "Qwen2.5-Coder", "<tools>", "</tools>", re.compile(r"\s*\{"), False, "qwen25_coder_calls"
+)
 # Tencent Hunyuan-A13B and AI21 Jamba: <tool_calls>[{"name": ..., "arguments": ...}, ...]</tool_calls>,
 # MiniMax-M1's tags around one JSON list (whose own end says whether it was cut off).
 _TOOL_CALLS_LIST = _CallTags(
@@ -467,6 +473,7 @@ _TAG_FAMILIES = (
     _TOOL_CALLS_LIST,
     _HY_WRAPPER,
     _DOTS,
+    _QWEN25_CODER,
     _INTERNLM,
     _FUNCTIONGEMMA,
     _GEMMA4,

@@ -2729,3 +2729,37 @@ def test_dots_calls_are_calls_typed_by_the_schema(
     assert reward(tools, (), Action(text="Which city do you mean?"), output) == 0
     cut_off = parse_output(_dots(PARIS, TIME).removesuffix("</dots_function_call>"), WEATHER_TOOLS)
     assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
+
+
+# --- Qwen2.5-Coder: a JSON call in <tools> tags ------------------------------------------------------------
+
+QWEN25_CODER_PARIS = f"<tools>{json.dumps({'name': 'get_weather', 'arguments': {'city': 'Paris'}})}</tools>"
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (QWEN25_CODER_PARIS, [PARIS], None),
+        (
+            f"Let me check.\n\n{QWEN25_CODER_PARIS}"
+            '<tools>{"name": "get_time", "arguments": {"zone": "CET"}}</tools><|im_end|>',
+            [PARIS, TIME],
+            "Let me check.",
+        ),
+    ],
+)
+def test_qwen25_coder_calls_in_tools_tags_are_calls(
+    output: str, calls: list[ToolCall], text: str | None
+) -> None:
+    """Qwen2.5-Coder's JSON calls in <tools> tags (vLLM's qwen2_5_coder parser) were a failure "a tool
+    call amid text", never the calls."""
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text and "qwen25_coder_calls" in parsed.repairs
+
+
+def test_a_tools_tag_around_no_call_or_cut_off_is_no_call() -> None:
+    listing = "I can use these: <tools>get_weather, get_time</tools>. Which city?"
+    assert parse_output(listing, WEATHER_TOOLS).action == Action(text=listing)
+    cut_off = parse_output(QWEN25_CODER_PARIS.removesuffix("}</tools>"), WEATHER_TOOLS)
+    assert cut_off.kind == "error", cut_off
