@@ -770,6 +770,10 @@ def _family_blocks_as_tool_calls(text: str, repairs: list[str]) -> str:
     that may hold several calls and was cut off before its closing tag is marked so (:data:`_CUT_OFF`)
     and read as a failure, unless it sat in a trace (a draft)."""
     for tags in _TAG_FAMILIES:
+        if tags.first_token:
+            # A decode that puts spaces between special tokens (vLLM's default) splits the opening.
+            rest = re.escape(tags.opening.removeprefix(tags.first_token))
+            text = re.sub(rf"{re.escape(tags.first_token)}\s+(?={rest})", tags.first_token, text)
         if tags.first_token and text.endswith(tags.first_token):  # cut off inside the opening
             text = text.removesuffix(tags.first_token) + tags.opening
         if tags.opening not in text:
