@@ -176,8 +176,9 @@ TRACE_TOKENS = {
 # <|START_TEXT|>...<|END_TEXT|>).
 _COHERE_ACTION, _COHERE_ACTION_END = "<|START_ACTION|>", "<|END_ACTION|>"
 _COHERE_ANSWER = re.compile(r"^<\|START_(RESPONSE|TEXT)\|>(.*?)(?:<\|END_\1\|>)?$", re.DOTALL)
-# Hunyuan-A13B writes its answer, text or calls, in <answer>...</answer> after its <think> trace.
-_HUNYUAN_ANSWER = re.compile(r"^<answer>(.*?)(?:</answer>)?$", re.DOTALL)
+# Hunyuan-A13B writes its answer, text or calls, in <answer>...</answer> after its <think> trace, and
+# ERNIE-4.5's thinking models a text answer in <response>...</response>.
+_TAGGED_ANSWER = re.compile(r"^<(answer|response)>(.*?)(?:</\1>)?$", re.DOTALL)
 _COHERE_CALL_KEYS = {"tool_call_id", "tool_name", "parameters"}
 # Cohere's older Command-R writes the same list as 'Action: ```json\n[{"tool_name": NAME, "parameters":
 # {ARGS}}, ...]\n```' at the start of a line (a "Plan:" line may come before it in multi-step use). The
@@ -677,11 +678,12 @@ def render_action(action: Action) -> str:
 
 def unwrap_answer(text: str) -> str:
     """``text`` without a family's answer wrapper (Cohere's ``<|START_RESPONSE|>``/``<|START_TEXT|>``,
-    Hunyuan's ``<answer>``): the wrapper's content is the answer. Read after the trace is split off."""
+    Hunyuan's ``<answer>``, ERNIE's ``<response>``): the wrapper's content is the answer. Read after
+    the trace is split off."""
     if answer := _COHERE_ANSWER.match(text):
         return answer.group(2).strip()
-    if answer := _HUNYUAN_ANSWER.match(text):
-        return answer.group(1).strip()
+    if answer := _TAGGED_ANSWER.match(text):
+        return answer.group(2).strip()
     return text
 
 

@@ -2036,6 +2036,13 @@ def test_a_hunyuan_answer_is_the_text_inside_its_answer_tags() -> None:
     assert parsed.action == Action(text="Which city do you mean?") and parsed.think == "No city given."
 
 
+def test_an_ernie_answer_is_the_text_inside_its_response_tags() -> None:
+    """ERNIE-4.5's thinking models answer in <response> tags (vLLM's ernie45 parser drops them): the
+    tags were kept in the text answer."""
+    parsed = parse_output("No city given.\n</think>\n\n<response>\nWhich city do you mean?\n</response>\n")
+    assert parsed.action == Action(text="Which city do you mean?") and parsed.think == "No city given."
+
+
 def test_a_cut_off_tool_calls_list_is_a_failure_never_a_text_answer() -> None:
     assert parse_output(TOOL_CALLS_LIST[:60]).kind == "error"
 
