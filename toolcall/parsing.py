@@ -66,7 +66,9 @@ name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cu
 closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
 in Claude-style ``<function_calls>`` tags, read alike (OLMo 3's Python calls there, one a line, too);
 ``dots_calls``, dots.llm's ``<dots_function_call>`` around such calls or a JSON call;
-``qwen25_coder_calls``, Qwen2.5-Coder's JSON call in ``<tools>`` tags;
+``qwen25_coder_calls``, Qwen2.5-Coder's JSON call in ``<tools>`` tags; ``minicpm_calls``, MiniCPM-5's
+untagged ``<function name="NAME"><param name="P">VALUE</param></function>`` calls amid text, read as
+``<invoke>`` calls in ``<tool_call>`` blocks (one not closed a failure);
 ``dsml_calls``, DeepSeek-V3.2's DSML, the same calls with ``｜DSML｜`` in every tag
 (``<｜DSML｜function_calls>``) and each parameter's ``string="true"`` (its text) or ``"false"`` (JSON)
 typing it, schema or not (DeepSeek-V4's in ``<｜DSML｜tool_calls>`` tags); ``step3_calls``, StepFun
@@ -342,6 +344,10 @@ _DOTS = _CallTags(
     True,
     "dots_calls",
 )
+# MiniCPM-5 writes each call untagged, amid text: <function name="NAME"><param name="P">VALUE</param>...
+# </function> (vLLM's minicpm5 parser), a value perhaps in <![CDATA[...]]>; read as MiniMax-M2's <invoke>.
+_MINICPM_FUNCTION = re.compile(r'<function name="([^"\n<>]+)">(?=\s*(?:<param name=|</function>))')
+_MINICPM_CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.DOTALL)
 # Qwen2.5-Coder writes a JSON call in the <tools> tags its prompt lists the tools in (vLLM's qwen2_5_coder
 # parser): <tools>{"name": ..., "arguments": ...}</tools> per call.
 _QWEN25_CODER = _CallTags(
@@ -732,7 +738,7 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
     body = _END_TOKENS.sub("", body).strip()
     body = unwrap_answer(body)
     # After the trace is split off: a family's block drafted there stays in the trace as written.
-    body = _family_blocks_as_tool_calls(body, repairs)
+    body = _family_blocks_as_tool_calls(_minicpm_calls_as_tool_calls(body, repairs), repairs)
     if bodies and not _MASK.search(body):  # every call block sat in the trace: drafts, not the answer
         think, bodies = _unmask(think, bodies), []
     if not body and "unclosed_think" in repairs:
@@ -765,6 +771,30 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
             return untagged.model_copy(update={"think": think})
         return ParsedOutput(action=Action(text=body), think=think, text=body, repairs=repairs)
     return _parse_blocks(body, think, [], repairs, tools)
+
+
+def _minicpm_calls_as_tool_calls(text: str, repairs: list[str]) -> str:
+    """``text`` with each of MiniCPM's ``<function name="NAME"><param name="P">V</param></function>``
+    rewritten as a ``<tool_call>`` block of the same ``<invoke>`` call MiniMax-M2 writes (a CDATA
+    section's content its value); one with no ``</function>`` as a block cut off at the end."""
+    parts: list[str] = []
+    position, found = 0, False
+    while (opening := _MINICPM_FUNCTION.search(text, position)) is not None:
+        found = True
+        end = text.find(_FUNCTION_END, opening.end())
+        invoke = f'<invoke name="{opening.group(1)}">'
+        if end == -1:  # cut off: an unclosed block and invoke, read as a failure
+            parts.append(text[position : opening.start()] + _OPEN + invoke + text[opening.end() :])
+            position = len(text)
+            break
+        body = _MINICPM_CDATA.sub(r"\1", text[opening.end() : end])
+        body = body.replace("<param name=", "<parameter name=").replace("</param>", "</parameter>")
+        parts.append(text[position : opening.start()] + _OPEN + invoke + body + "</invoke>" + _CLOSE)
+        position = end + len(_FUNCTION_END)
+    parts.append(text[position:])
+    if found:
+        repairs.append("minicpm_calls")
+    return "".join(parts)
 
 
 def _family_blocks_as_tool_calls(text: str, repairs: list[str]) -> str:

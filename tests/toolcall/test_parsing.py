@@ -2775,3 +2775,44 @@ def test_a_tools_tag_around_no_call_or_cut_off_is_no_call() -> None:
     assert parse_output(listing, WEATHER_TOOLS).action == Action(text=listing)
     cut_off = parse_output(QWEN25_CODER_PARIS.removesuffix("}</tools>"), WEATHER_TOOLS)
     assert cut_off.kind == "error", cut_off
+
+
+# --- MiniCPM-5: untagged <function name="NAME"><param name="P">V</param></function> calls ------------------
+
+
+def _minicpm(call: ToolCall) -> str:
+    """A call as MiniCPM-5 writes it (vLLM's minicpm5 parser): strings as they are, others as JSON."""
+    parameters = "".join(
+        f'<param name="{key}">{value if isinstance(value, str) else json.dumps(value)}</param>'
+        for key, value in call.arguments.items()
+    )
+    return f'<function name="{call.name}">{parameters}</function>'
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        (f"{_minicpm(XML_CALL)}\n{_minicpm(TIME)}\n", None),
+        (f"Head\n{_minicpm(XML_CALL)}\nTXT\n{_minicpm(TIME)}\nTail\n", "Head\nTXT\nTail"),
+    ],
+)
+def test_minicpm_calls_are_calls_typed_by_the_schema(output: str, text: str | None) -> None:
+    """MiniCPM-5's untagged calls were read as a plain-text answer and earned a clarification label's
+    reward."""
+    from toolcall.reward import reward
+
+    tools = [_xml_tool(), WEATHER_TOOLS[1]]
+    parsed = parse_output(output, tools)
+    assert parsed.error is None and parsed.action == Action(calls=[XML_CALL, TIME]), parsed.error
+    assert parsed.text == text and "minicpm_calls" in parsed.repairs
+    assert reward(tools, (), Action(text="Which city do you mean?"), output) == 0
+
+
+def test_a_minicpm_cdata_value_is_its_content_and_a_cut_off_call_a_failure() -> None:
+    cdata = '<function name="get_weather"><param name="city"><![CDATA[New\nYork]]></param></function>'
+    parsed = parse_output(cdata, WEATHER_TOOLS)
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "New\nYork"})])
+    cut_off = parse_output(_minicpm(PARIS)[:45], WEATHER_TOOLS)
+    assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
+    prose = 'MiniCPM writes <function name="f"> tags around its calls.'
+    assert parse_output(prose, WEATHER_TOOLS).action == Action(text=prose)
