@@ -1818,7 +1818,7 @@ def _xml_function_call(content: str, tools: Mapping[str, ToolSpec], repairs: lis
     pairs = [(m.group(1), m.group(2), None) for m in _XML_PARAMETER.finditer(function.group(2))]
     if _XML_PARAMETER.sub("", function.group(2)).strip():
         raise CallFormatError(f"text between the parameters of {name!r}, or a parameter not closed")
-    call = _xml_call(name, pairs, tools, repairs)
+    call = _xml_call(name, pairs, tools, repairs, framed=True)
     repairs.append("xml_arguments")
     return call
 
@@ -1886,7 +1886,12 @@ _XmlArgument = tuple[str, str, bool | None]
 
 
 def _xml_call(
-    name: str, pairs: list[_XmlArgument], tools: Mapping[str, ToolSpec], repairs: list[str]
+    name: str,
+    pairs: list[_XmlArgument],
+    tools: Mapping[str, ToolSpec],
+    repairs: list[str],
+    *,
+    framed: bool = False,
 ) -> ToolCall:
     tool = tools.get(name)
     arguments: dict[str, Any] = {}
@@ -1894,14 +1899,17 @@ def _xml_call(
         key = raw_key.strip()
         if key in arguments:
             raise CallFormatError(f"{name}.{key} is given twice")
-        arguments[key] = _xml_value(tool, name, key, raw_value, is_string)
+        arguments[key] = _xml_value(tool, name, key, raw_value, is_string, framed)
     return _call_from_object({"name": name, "arguments": arguments}, repairs)
 
 
-def _xml_value(tool: ToolSpec | None, name: str, key: str, raw: str, is_string: bool | None) -> Any:
-    """One XML argument's value, typed as the call says (``is_string``) or else by the tool's schema
-    (the templates frame it in newlines)."""
-    text = raw.removeprefix("\n").removesuffix("\n")
+def _xml_value(
+    tool: ToolSpec | None, name: str, key: str, raw: str, is_string: bool | None, framed: bool
+) -> Any:
+    """One XML argument's value, typed as the call says (``is_string``) or else by the tool's schema.
+    ``framed``: Qwen3-Coder's template frames a value in newlines, which are no part of it; GLM's,
+    MiniMax-M2's and DSML's write it as it is (a code string's last newline is its own)."""
+    text = raw.removeprefix("\n").removesuffix("\n") if framed else raw
     if is_string:
         return text
     if is_string is False:  # written as JSON: what it reads as, whatever the schema declares

@@ -2816,3 +2816,27 @@ def test_a_minicpm_cdata_value_is_its_content_and_a_cut_off_call_a_failure() -> 
     assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
     prose = 'MiniCPM writes <function name="f"> tags around its calls.'
     assert parse_output(prose, WEATHER_TOOLS).action == Action(text=prose)
+
+
+# --- XML argument values: only Qwen3-Coder's template frames them in newlines ------------------------------
+
+CODE = "    def f():\n        return 1\n"
+WRITE_FILE = ToolCall(name="write_file", arguments={"content": CODE})
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        _glm(WRITE_FILE),
+        _minimax_m2(WRITE_FILE),
+        _dsml(WRITE_FILE),
+        _qwen3_coder(WRITE_FILE),  # framed: "<parameter=content>\n…\n</parameter>"
+    ],
+)
+def test_a_string_value_keeps_its_own_edge_newlines(output: str) -> None:
+    """GLM's, MiniMax-M2's and DSML's templates write a value as it is, but one newline was cut from
+    each end of every XML value (only Qwen3-Coder frames its values so): a code argument lost its
+    last newline, and the call no longer matched its label."""
+    tool = _tool("write_file", content="string")
+    parsed = parse_output(output, [tool])
+    assert parsed.error is None and parsed.action == Action(calls=[WRITE_FILE]), parsed.error
