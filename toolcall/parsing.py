@@ -66,9 +66,11 @@ name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cu
 closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
 in Claude-style ``<function_calls>`` tags, read alike (OLMo 3's Python calls there, one a line, too);
 ``dots_calls``, dots.llm's ``<dots_function_call>`` around such calls or a JSON call;
-``qwen25_coder_calls``, Qwen2.5-Coder's JSON call in ``<tools>`` tags; ``minicpm_calls``, MiniCPM-5's
-untagged ``<function name="NAME"><param name="P">VALUE</param></function>`` calls amid text, read as
-``<invoke>`` calls in ``<tool_call>`` blocks (one not closed a failure);
+``qwen25_coder_calls``, Qwen2.5-Coder's JSON call in ``<tools>`` tags; ``solar_calls``, Solar Open 2's
+``<|tool_call:start|>NAME<|tool_arg:start|>P<|tool_arg:value|>VALUE<|tool_arg:end|><|tool_call:end|>``,
+GLM-4.5's form in its own tokens (its ``<|think:start|>`` trace read as ``<think>``);
+``minicpm_calls``, MiniCPM-5's untagged ``<function name="NAME"><param name="P">VALUE</param></function>``
+calls amid text, read as ``<invoke>`` calls in ``<tool_call>`` blocks (one not closed a failure);
 ``dsml_calls``, DeepSeek-V3.2's DSML, the same calls with ``｜DSML｜`` in every tag
 (``<｜DSML｜function_calls>``) and each parameter's ``string="true"`` (its text) or ``"false"`` (JSON)
 typing it, schema or not (DeepSeek-V4's in ``<｜DSML｜tool_calls>`` tags); ``step3_calls``, StepFun
@@ -168,6 +170,7 @@ TRACE_TOKEN_PAIRS: tuple[tuple[str, str], ...] = (
     ("<seed:think>", "</seed:think>"),  # ByteDance Seed-OSS
     ("◁think▷", "◁/think▷"),  # Moonshot's Kimi thinking models (Kimi-VL-Thinking, k1.5)
     ("<scratch_pad>", "</scratch_pad>"),  # Nous Hermes 3 and 4, planning before their <tool_call>s
+    ("<|think:start|>", "<|think:end|>"),  # Upstage Solar Open 2
 )
 # Each token and the tag it reads as (the policy parser, strip_reasoning of LLM-role answers).
 TRACE_TOKENS = {
@@ -348,6 +351,21 @@ _DOTS = _CallTags(
 # </function> (vLLM's minicpm5 parser), a value perhaps in <![CDATA[...]]>; read as MiniMax-M2's <invoke>.
 _MINICPM_FUNCTION = re.compile(r'<function name="([^"\n<>]+)">(?=\s*(?:<param name=|</function>))')
 _MINICPM_CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.DOTALL)
+# Upstage Solar Open 2: <|tool_call:start|>NAME\n<|tool_arg:start|>P<|tool_arg:value|>VALUE<|tool_arg:end|>...
+# <|tool_call:end|> per call: GLM-4.5's form in its own tokens (values typed by the tool's schema).
+_SOLAR_ARGUMENT_TOKENS = (
+    ("<|tool_arg:start|>", "<arg_key>"),
+    ("<|tool_arg:value|>", "</arg_key><arg_value>"),
+    ("<|tool_arg:end|>", "</arg_value>"),
+)
+_SOLAR = _CallTags(
+    "Solar Open 2",
+    "<|tool_call:start|>",
+    "<|tool_call:end|>",
+    re.compile(r"\s*(?:[A-Za-z_][\w.\-]*\s*(?:<\|tool_arg:start\|>|<\|tool_call:end\|>)|\Z)"),
+    False,
+    "solar_calls",
+)
 # Qwen2.5-Coder writes a JSON call in the <tools> tags its prompt lists the tools in (vLLM's qwen2_5_coder
 # parser): <tools>{"name": ..., "arguments": ...}</tools> per call.
 _QWEN25_CODER = _CallTags(
@@ -481,6 +499,7 @@ _TAG_FAMILIES = (
     _HY_WRAPPER,
     _DOTS,
     _QWEN25_CODER,
+    _SOLAR,
     _INTERNLM,
     _FUNCTIONGEMMA,
     _GEMMA4,
@@ -507,6 +526,7 @@ CALL_DELIMITERS: frozenset[str] = frozenset(
         _STEP3_CALL_BEGIN,
         _STEP3_CALL_END,
         _STEP3_SEP,
+        *(token for token, _ in _SOLAR_ARGUMENT_TOKENS),
     }
 )
 _CALL_KEYS = {"name", "arguments", "parameters", "id", "type"}
@@ -1680,6 +1700,8 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
         return [_functiongemma_call(content, repairs)]
     if (hy := _HY_CALL_NAME.match(content)) is not None:  # Hy3's separator after the name: GLM's form
         content = hy.group(1) + content[hy.end() :]
+    for token, glm_tag in _SOLAR_ARGUMENT_TOKENS:  # Solar Open 2's argument tokens: GLM's tags
+        content = content.replace(token, glm_tag)
     if "arg_key>" in content or (_CALL_NAME.match(content) and content not in ("true", "false", "null")):
         glm = _GLM_CALL.fullmatch(content)
         if glm is not None:

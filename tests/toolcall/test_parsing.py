@@ -2840,3 +2840,38 @@ def test_a_string_value_keeps_its_own_edge_newlines(output: str) -> None:
     tool = _tool("write_file", content="string")
     parsed = parse_output(output, [tool])
     assert parsed.error is None and parsed.action == Action(calls=[WRITE_FILE]), parsed.error
+
+
+# --- Upstage Solar Open 2: GLM-4.5's calls in <|tool_call:start|> and <|tool_arg:…|> tokens ----------------
+
+
+def _solar(call: ToolCall) -> str:
+    """A call as Solar Open 2 writes it (vLLM's solar_open2 parser): strings as they are, others JSON."""
+    arguments = "".join(
+        f"<|tool_arg:start|>{key}<|tool_arg:value|>"
+        f"{value if isinstance(value, str) else json.dumps(value)}<|tool_arg:end|>\n"
+        for key, value in call.arguments.items()
+    )
+    return f"<|tool_call:start|>{call.name}\n{arguments}<|tool_call:end|>"
+
+
+def test_solar_open2_calls_are_calls_typed_by_the_schema_and_its_trace_the_trace() -> None:
+    """Solar Open 2's calls and trace were read as a plain-text answer (a clarification's reward)."""
+    from toolcall.reward import reward
+
+    tools = [_xml_tool(), WEATHER_TOOLS[1]]
+    output = f"<|think:start|>Weather, then time.<|think:end|>Sure.{_solar(XML_CALL)}\n{_solar(TIME)}"
+    parsed = parse_output(output, tools)
+    assert parsed.error is None and parsed.action == Action(calls=[XML_CALL, TIME]), parsed.error
+    assert parsed.text == "Sure." and parsed.think == "Weather, then time."
+    assert "solar_calls" in parsed.repairs
+    assert reward(tools, (), Action(text="Which city do you mean?"), output) == 0
+    no_arguments = parse_output("<|tool_call:start|>get_time\n<|tool_call:end|>", WEATHER_TOOLS)
+    assert no_arguments.action == Action(calls=[ToolCall(name="get_time", arguments={})])
+
+
+def test_a_cut_off_solar_open2_call_is_a_failure_never_a_text_answer() -> None:
+    parsed = parse_output(f"Let me check.{_solar(PARIS)[:60]}", WEATHER_TOOLS)
+    assert parsed.kind == "error", parsed
+    answer = parse_output("<|think:start|>No city given.<|think:end|>Which city?", WEATHER_TOOLS)
+    assert answer.action == Action(text="Which city?") and answer.think == "No city given."
