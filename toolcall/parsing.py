@@ -60,7 +60,8 @@ them as ``pythonic_calls``; another family's own call tags read as ``<tool_call>
 ``tool_calls_list``, Hunyuan-A13B's and Jamba's ``<tool_calls>[…]</tool_calls>`` (Hunyuan's
 ``<answer>`` wrapper read as Cohere's); ``hy_calls``, Tencent Hy3's and Hy4's ``<tool_calls>`` around
 ``<tool_call>`` blocks (the wrapper dropped, cut off before its end a failure), each GLM-4.5's form
-with Hy3's ``<tool_sep>`` after the name; ``minimax_calls``, MiniMax-M1's ``<tool_calls>`` of JSON
+with Hy3's ``<tool_sep>`` after the name (MBZUAI K2's the same with ``ifm|`` in every tag);
+``minimax_calls``, MiniMax-M1's ``<tool_calls>`` of JSON
 calls one a line and MiniMax-M2's ``<minimax:tool_call>`` of ``<invoke name="NAME"><parameter
 name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cut off before its
 closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
@@ -351,6 +352,10 @@ _DOTS = _CallTags(
 # </function> (vLLM's minicpm5 parser), a value perhaps in <![CDATA[...]]>; read as MiniMax-M2's <invoke>.
 _MINICPM_FUNCTION = re.compile(r'<function name="([^"\n<>]+)">(?=\s*(?:<param name=|</function>))')
 _MINICPM_CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.DOTALL)
+# MBZUAI's K2 (vLLM's k2_horizon parser) writes Hy3's wrapper and blocks with "ifm|" in every tag:
+# <ifm|tool_calls><ifm|tool_call>NAME<ifm|arg_key>P</ifm|arg_key><ifm|arg_value>V</ifm|arg_value>
+# </ifm|tool_call></ifm|tool_calls> (GLM's form, or a JSON call): read without the mark.
+_IFM_TAG = re.compile(r"<(/?)ifm\|(tool_calls|tool_call|arg_key|arg_value)>")
 # Upstage Solar Open 2: <|tool_call:start|>NAME\n<|tool_arg:start|>P<|tool_arg:value|>VALUE<|tool_arg:end|>...
 # <|tool_call:end|> per call: GLM-4.5's form in its own tokens (values typed by the tool's schema).
 _SOLAR_ARGUMENT_TOKENS = (
@@ -743,7 +748,7 @@ def _parse(text: str, tools: Mapping[str, ToolSpec], trace_opened: bool) -> Pars
         if harmony is not None:
             return harmony
     # Call bodies are set aside first: a tag inside one of their JSON strings is data, not markup.
-    masked, bodies = _mask_call_bodies(text.lstrip("\ufeff"))
+    masked, bodies = _mask_call_bodies(_IFM_TAG.sub(r"<\1\2>", text.lstrip("\ufeff")))
     for token, tag in TRACE_TOKENS.items():  # other families' trace tokens (call bodies are masked)
         masked = masked.replace(token, tag)
     opened_trace = None

@@ -2875,3 +2875,36 @@ def test_a_cut_off_solar_open2_call_is_a_failure_never_a_text_answer() -> None:
     assert parsed.kind == "error", parsed
     answer = parse_output("<|think:start|>No city given.<|think:end|>Which city?", WEATHER_TOOLS)
     assert answer.action == Action(text="Which city?") and answer.think == "No city given."
+
+
+# --- MBZUAI K2: Hy3's wrapper and GLM-form blocks with "ifm|" in every tag ----------------------------------
+
+
+def _ifm(plain: str) -> str:
+    for tag in ("tool_calls", "tool_call", "arg_key", "arg_value"):
+        plain = plain.replace(f"<{tag}>", f"<ifm|{tag}>").replace(f"</{tag}>", f"</ifm|{tag}>")
+    return plain
+
+
+@pytest.mark.parametrize(
+    ("output", "calls", "text"),
+    [
+        (_ifm(f"Before <tool_calls>{_glm(XML_CALL)}\n{_glm(TIME)}</tool_calls>"), [XML_CALL, TIME], "Before"),
+        (
+            _ifm(
+                '<tool_calls><tool_call>{"name": "get_time", "arguments": {"zone": "CET"}}'
+                "</tool_call></tool_calls>"
+            ),
+            [TIME],
+            None,
+        ),
+    ],
+)
+def test_k2_ifm_calls_are_calls(output: str, calls: list[ToolCall], text: str | None) -> None:
+    """MBZUAI K2's calls (vLLM's k2_horizon parser) were read as a plain-text answer (the JSON one a
+    failure "a tool call amid text")."""
+    parsed = parse_output(output, [_xml_tool(), WEATHER_TOOLS[1]])
+    assert parsed.error is None and parsed.action == Action(calls=calls), parsed.error
+    assert parsed.text == text
+    cut_off = parse_output(_ifm(f"<tool_calls>{_glm(PARIS)}"), WEATHER_TOOLS)
+    assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
