@@ -201,7 +201,13 @@ _COMMAND_R_ANSWER = re.compile(
 _COMMAND_R_GROUNDED_ANSWER = re.compile(r"^[ \t]*Grounded answer:[ \t]*(.*)", re.DOTALL | re.MULTILINE)
 # Call markers of formats the loop does not read: named in the parse failure (a <function=NAME> tag
 # with no JSON after it, nor in <tool_call> tags as Qwen3-Coder's: an untagged or cut-off call).
-_FOREIGN_MARKERS = {"<function=": "Llama", "<|action_start|><|interpreter|>": "InternLM code-interpreter"}
+# Meta's CWM writes '<tool: function>\nterminal CMD\n</tool>', a tool's raw text input (not read: whose
+# parameter it fills is the tool's own convention).
+_FOREIGN_MARKERS = {
+    "<function=": "Llama",
+    "<|action_start|><|interpreter|>": "InternLM code-interpreter",
+    "<tool: function>": "CWM",
+}
 # Llama 3.1's custom-tool form, which Functionary v3.1 writes: <function=NAME>{ARGS}</function> per call.
 _FUNCTION_TAG = re.compile(r"<function=([^>\n]+)>")
 _FUNCTION_END = "</function>"

@@ -2908,3 +2908,18 @@ def test_k2_ifm_calls_are_calls(output: str, calls: list[ToolCall], text: str | 
     assert parsed.text == text
     cut_off = parse_output(_ifm(f"<tool_calls>{_glm(PARIS)}"), WEATHER_TOOLS)
     assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        '<think>Let me search.</think>\n<tool: function>\nterminal find . -name "*.py"\n</tool>\n',
+        "preamble\n<tool: function>\nterminal echo hi\n</tool>\n<tool: function>\nterminal echo bye\n</tool>",
+    ],
+)
+def test_a_cwm_tool_call_is_a_failure_never_a_text_answer(output: str) -> None:
+    """Meta CWM's calls (vLLM's cwm parser: a tool's raw text input in <tool: function>) were read as a
+    plain-text answer and earned a clarification label's reward. Which parameter the raw text fills is
+    the tool's own convention, so they are not read: a failure that names the format."""
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and "CWM" in (parsed.error or ""), parsed
