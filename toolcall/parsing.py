@@ -34,7 +34,8 @@ writes them after ``<|python_tag|>``), or in a ``tool_code`` fence that ends it 
 the arguments in a ``json`` fence and V3.1's ``NAME<｜tool▁sep｜>{ARGS}``, text before them kept;
 ``kimi_calls``: Kimi K2's ``<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{ARGS}``
 in a ``<|tool_calls_section_begin|>`` section (or its singular ``<|tool_call_section_begin|>``), read on
-the same rules;
+the same rules; ``plamo3_calls``: PLaMo 3's ``<|plamo:begin_tool_request:plamo|>`` calls (a name, then
+JSON arguments) in a ``<|plamo:begin_tool_requests:plamo|>`` section, read on the same rules;
 Cohere Command A's and R7B's ``<|START_ACTION|>[{"tool_name": …, "parameters": …}]<|END_ACTION|>``
 (its ``<|START_THINKING|>`` trace and ``<|START_RESPONSE|>`` answer read as such), and Command-R's
 same list in a code fence after ``Action:`` at a line's start (its header ``json``, ``JSON``, ``json JSON``
@@ -172,6 +173,7 @@ TRACE_TOKEN_PAIRS: tuple[tuple[str, str], ...] = (
     ("◁think▷", "◁/think▷"),  # Moonshot's Kimi thinking models (Kimi-VL-Thinking, k1.5)
     ("<scratch_pad>", "</scratch_pad>"),  # Nous Hermes 3 and 4, planning before their <tool_call>s
     ("<|think:start|>", "<|think:end|>"),  # Upstage Solar Open 2
+    ("<|plamo:begin_think:plamo|>", "<|plamo:end_think:plamo|>"),  # PLaMo 3
 )
 # Each token and the tag it reads as (the policy parser, strip_reasoning of LLM-role answers).
 TRACE_TOKENS = {
@@ -280,7 +282,27 @@ _KIMI = _CallTokens(
         ("<|tool_call_section_end|>", "<|tool_calls_section_end|>"),
     ),
 )
-_TOKEN_FAMILIES = (_DEEPSEEK, _KIMI)
+
+
+# PLaMo 3 (vLLM's plamo3 parser), each tag written "<|plamo:NAME:plamo|>": <|plamo:begin_tool_requests:plamo|>
+# (<|plamo:begin_tool_request:plamo|><|plamo:begin_tool_name:plamo|>NAME<|plamo:end_tool_name:plamo|>
+# <|plamo:begin_tool_arguments:plamo|><|plamo:constrain|>json<|plamo:msg|>{ARGS}
+# <|plamo:end_tool_arguments:plamo|><|plamo:end_tool_request:plamo|>)+ <|plamo:end_tool_requests:plamo|>.
+def _plamo(name: str) -> str:
+    return f"<|plamo:{name}:plamo|>"
+
+
+_PLAMO3 = _CallTokens(
+    "PLaMo 3",
+    _plamo("begin_tool_requests"),
+    _plamo("end_tool_requests"),
+    _plamo("begin_tool_request") + _plamo("begin_tool_name"),
+    _plamo("end_tool_arguments") + _plamo("end_tool_request"),
+    _plamo("end_tool_name") + _plamo("begin_tool_arguments") + "<|plamo:constrain|>json<|plamo:msg|>",
+    "plamo3_calls",
+    re.compile(r"(?P<name>.*)", re.DOTALL),
+)
+_TOKEN_FAMILIES = (_DEEPSEEK, _KIMI, _PLAMO3)
 
 
 @dataclass(frozen=True)
@@ -587,11 +609,12 @@ _EMPTY_LIST_LINE = re.compile(_EMPTY_LIST.pattern + r"[ \t]*\n")
 _TAGS_IN_JSON = re.compile(r"</?(?:tool_call|think)>")
 # ChatML, Llama 3 (<|eot_id|>, <|eom_id|>, <|end_of_text|>) and 4 (<|eot|>, <|eom|>), Mistral, DeepSeek,
 # Phi (<|end|>), Gemma (<end_of_turn>, <eos>), GLM (<|observation|>, <|user|>: its turn ends there),
-# Seed-OSS (<seed:eos>), MiniMax-M1 (<end_of_sentence>) and M2 ([e~[), Apertus (<|assistant_end|>).
+# Seed-OSS (<seed:eos>), MiniMax-M1 (<end_of_sentence>) and M2 ([e~[), Apertus (<|assistant_end|>),
+# PLaMo 3 (<|plamo:tag|>).
 _END_TOKENS = re.compile(
     r"(?:(?:<\|im_end\|>|<\|endoftext\|>|<\|end_of_text\|>|<\|eot_id\|>|<\|eom_id\|>|<\|eot\|>|<\|eom\|>|"
     r"</s>|<｜end▁of▁sentence｜>|<\|end\|>|<end_of_turn>|<eos>|<\|observation\|>|<\|user\|>|"
-    r"<\|END_OF_TURN_TOKEN\|>|<seed:eos>|<end_of_sentence>|\[e~\[|<\|assistant_end\|>)\s*)+$"
+    r"<\|END_OF_TURN_TOKEN\|>|<seed:eos>|<end_of_sentence>|\[e~\[|<\|assistant_end\|>|<\|plamo:tag\|>)\s*)+$"
 )
 # A completion in gpt-oss's harmony format: it opens with a channel (the prompt wrote "<|start|>assistant"),
 # perhaps after the recipient, or with a further message.

@@ -2923,3 +2923,48 @@ def test_a_cwm_tool_call_is_a_failure_never_a_text_answer(output: str) -> None:
     the tool's own convention, so they are not read: a failure that names the format."""
     parsed = parse_output(output, WEATHER_TOOLS)
     assert parsed.kind == "error" and "CWM" in (parsed.error or ""), parsed
+
+
+# --- PLaMo 3: calls in <|plamo:…:plamo|> tags, a name then JSON arguments ----------------------------------
+
+
+def _plamo3(*calls: ToolCall) -> str:
+    """Calls as PLaMo 3 writes them (vLLM's plamo3 parser)."""
+
+    def tag(name: str) -> str:
+        return f"<|plamo:{name}:plamo|>"
+
+    requests = "".join(
+        f"{tag('begin_tool_request')}{tag('begin_tool_name')}{call.name}{tag('end_tool_name')}"
+        f"{tag('begin_tool_arguments')}<|plamo:constrain|>json<|plamo:msg|>{json.dumps(call.arguments)}"
+        f"{tag('end_tool_arguments')}{tag('end_tool_request')}"
+        for call in calls
+    )
+    return f"{tag('begin_tool_requests')}{requests}{tag('end_tool_requests')}"
+
+
+def test_plamo3_calls_are_calls_and_its_trace_the_trace() -> None:
+    """PLaMo 3's calls and trace were read as a plain-text answer (a clarification label's reward)."""
+    from toolcall.reward import reward
+
+    output = (
+        "<|plamo:begin_think:plamo|>Weather, then time.<|plamo:end_think:plamo|>"
+        f"Checking the weather.{_plamo3(PARIS, TIME)}<|plamo:tag|>"
+    )
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
+    assert parsed.text == "Checking the weather." and parsed.think == "Weather, then time."
+    assert parsed.repairs == ["plamo3_calls"]
+    assert reward(WEATHER_TOOLS, (), Action(text="Which city do you mean?"), output) == 0
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        _plamo3(PARIS, TIME).removesuffix("<|plamo:end_tool_requests:plamo|>"),  # more calls may follow
+        _plamo3(PARIS)[:200],
+    ],
+)
+def test_a_cut_off_plamo3_call_is_a_failure_never_a_text_answer(output: str) -> None:
+    parsed = parse_output(f"Before tools.{output}", WEATHER_TOOLS)
+    assert parsed.kind == "error" and "PLaMo 3" in (parsed.error or ""), parsed.error
