@@ -75,7 +75,8 @@ GLM-4.5's form in its own tokens (its ``<|think:start|>`` trace read as ``<think
 calls amid text, read as ``<invoke>`` calls in ``<tool_call>`` blocks (one not closed a failure);
 ``dsml_calls``, DeepSeek-V3.2's DSML, the same calls with ``｜DSML｜`` in every tag
 (``<｜DSML｜function_calls>``) and each parameter's ``string="true"`` (its text) or ``"false"`` (JSON)
-typing it, schema or not (DeepSeek-V4's in ``<｜DSML｜tool_calls>`` tags); ``step3_calls``, StepFun
+typing it, schema or not (DeepSeek-V4's in ``<｜DSML｜tool_calls>`` tags; ``gcml_calls``, GigaChat 3.5's
+with ``｜GCML｜`` for ``｜DSML｜``); ``step3_calls``, StepFun
 Step-3's ``<｜tool_calls_begin｜>`` section of
 ``<｜tool_call_begin｜>function<｜tool_sep｜>`` calls, each an ``<invoke>`` with ``steptml:`` in its tags
 (values typed by the schema), cut off before ``<｜tool_calls_end｜>`` a failure;
@@ -447,6 +448,17 @@ _DSML = _CallTags(
     True,
     "dsml_calls",
 )
+# Sber's GigaChat 3.5 writes the same calls with "｜GCML｜" where DSML writes "｜DSML｜", in
+# <｜GCML｜tool_calls>…</｜GCML｜tool_calls> (vLLM's gigachat35 parser).
+_GCML_MARK = "｜GCML｜"
+_GCML = _CallTags(
+    "GigaChat 3.5",
+    f"<{_GCML_MARK}tool_calls>",
+    f"</{_GCML_MARK}tool_calls>",
+    re.compile(rf"\s*(?:<{_GCML_MARK}invoke\b|\Z)"),
+    True,
+    "gcml_calls",
+)
 # DeepSeek-V4 keeps V3.2's DSML calls but wraps them in <｜DSML｜tool_calls>…</｜DSML｜tool_calls>.
 _DSML_V4 = _CallTags(
     "DeepSeek-V4",
@@ -527,6 +539,7 @@ _TAG_FAMILIES = (
     _CLAUDE,
     _DSML,
     _DSML_V4,
+    _GCML,
     _STEP3,
     _TOOL_CALLS_LIST,
     _HY_WRAPPER,
@@ -629,9 +642,9 @@ _XML_PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)</parameter>", re.DOTALL
 # Such a call without its <tool_call> tags (vLLM's Qwen3-Coder and Step-3.5 parsers read it too): a
 # <function=NAME> tag followed by its first parameter, or by its end.
 _XML_FUNCTION_START = re.compile(r"<function=[^>\n]+>\s*(?:<parameter=|</function>)")
-# Each tag of an <invoke> call may carry DSML's mark or Step-3's "steptml:" (the same in its closing tag),
-# and a parameter DSML's string attribute.
-_INVOKE_MARK = f"(?:{_DSML_MARK}|{_STEP3_MARK})?"
+# Each tag of an <invoke> call may carry DSML's (or GCML's) mark or Step-3's "steptml:" (the same in its
+# closing tag), and a parameter DSML's string attribute.
+_INVOKE_MARK = f"(?:{_DSML_MARK}|{_GCML_MARK}|{_STEP3_MARK})?"
 _INVOKE = re.compile(
     rf'\s*<(?P<mark>{_INVOKE_MARK})invoke name="(?P<name>[^"\n]+)">(?P<body>.*?)</(?P=mark)invoke>\s*',
     re.DOTALL,
@@ -1726,7 +1739,7 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
         )
     if content.startswith("<function="):
         return [_xml_function_call(content, tools, repairs)]
-    if content.startswith(("<invoke", f"<{_DSML_MARK}invoke")):
+    if content.startswith(("<invoke", f"<{_DSML_MARK}invoke", f"<{_GCML_MARK}invoke")):
         return _invoke_calls(content, tools, repairs)
     if content.startswith(_STEP3_CALL_BEGIN):
         return _step3_calls(content, tools, repairs)

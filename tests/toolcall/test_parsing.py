@@ -2968,3 +2968,24 @@ def test_plamo3_calls_are_calls_and_its_trace_the_trace() -> None:
 def test_a_cut_off_plamo3_call_is_a_failure_never_a_text_answer(output: str) -> None:
     parsed = parse_output(f"Before tools.{output}", WEATHER_TOOLS)
     assert parsed.kind == "error" and "PLaMo 3" in (parsed.error or ""), parsed.error
+
+
+# --- GigaChat 3.5: DSML's calls with ｜GCML｜ in every tag -------------------------------------------------
+
+
+def _gcml(*calls: ToolCall) -> str:
+    return _dsml_v4(*calls).replace(_DSML, "｜GCML｜")
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [(_gcml(XML_CALL, TIME), None), (f"I will check.{_gcml(XML_CALL, TIME)}", "I will check.")],
+)
+def test_gigachat35_gcml_calls_are_calls_typed_as_written(output: str, text: str | None) -> None:
+    """GigaChat 3.5's calls (vLLM's gigachat35 parser: DSML with ｜GCML｜) were read as a plain-text
+    answer and earned a clarification label's reward."""
+    parsed = parse_output(output)
+    assert parsed.error is None and parsed.action == Action(calls=[XML_CALL, TIME]), parsed.error
+    assert parsed.text == text and "gcml_calls" in parsed.repairs
+    cut_off = parse_output(_gcml(PARIS, TIME).removesuffix("</｜GCML｜tool_calls>"))
+    assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
