@@ -338,9 +338,10 @@ _SEED = _CallTags(
     "seed_calls",
 )
 # NVIDIA Nemotron (Llama-Nemotron, Nemotron-Nano): <TOOLCALL>[{"name": ..., "arguments": ...}, ...]
-# </TOOLCALL>, all calls in one JSON list, whose own end says whether it was cut off.
+# </TOOLCALL>, all calls in one JSON list, whose own end says whether it was cut off (Nemotron-Nano-v2
+# may write one call object without the list).
 _NEMOTRON = _CallTags(
-    "Nemotron", "<TOOLCALL>", "</TOOLCALL>", re.compile(r"\s*(?:\[|\Z)"), False, "nemotron_calls"
+    "Nemotron", "<TOOLCALL>", "</TOOLCALL>", re.compile(r"\s*(?:[\[{]|\Z)"), False, "nemotron_calls"
 )
 # MiniMax-M1: <tool_calls>\n{"name": ..., "arguments": ...}\n...</tool_calls>, one JSON call a line;
 # MiniMax-M2: <minimax:tool_call><invoke name="NAME"><parameter name="P">VALUE</parameter>...</invoke>

@@ -1740,6 +1740,16 @@ def test_a_cut_off_nemotron_call_list_is_a_failure_never_a_text_answer(output: s
     assert parse_output(output).kind == "error"
 
 
+def test_a_nemotron_nano_v2_call_object_without_its_list_is_the_call() -> None:
+    """Nemotron-Nano-v2 may write one call object in <TOOLCALL> without the list (vLLM's
+    nemotron_nano_v2 parser reads it): that was a failure "a tool call amid text"."""
+    single = '<TOOLCALL>{"name": "get_weather", "arguments": {"city": "Paris"}}</TOOLCALL>'
+    parsed = parse_output(f"Let me check.{single}")
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS]), parsed.error
+    assert parsed.text == "Let me check." and "nemotron_calls" in parsed.repairs
+    assert parse_output(single[:40]).kind == "error"
+
+
 def test_a_nemotron_tag_named_in_prose_stays_a_text_answer() -> None:
     answer = "I only write <TOOLCALL> when a tool fits; which city do you mean?"
     assert parse_output(answer).action == Action(text=answer)
