@@ -68,7 +68,8 @@ name="P">VALUE</parameter></invoke>`` (values typed as Qwen3-Coder's), either cu
 closing tag a failure (more calls may have followed); ``function_calls``, the same ``<invoke>`` calls
 in Claude-style ``<function_calls>`` tags, read alike (OLMo 3's Python calls there, one a line, too);
 ``dots_calls``, dots.llm's ``<dots_function_call>`` around such calls or a JSON call;
-``qwen25_coder_calls``, Qwen2.5-Coder's JSON call in ``<tools>`` tags; ``solar_calls``, Solar Open 2's
+``qwen25_coder_calls``, Qwen2.5-Coder's JSON call in ``<tools>`` tags; ``step_audio_calls``,
+Step-Audio 2's ``<tool_call>function\nNAME\n{ARGS}</tool_call>``; ``solar_calls``, Solar Open 2's
 ``<|tool_call:start|>NAME<|tool_arg:start|>P<|tool_arg:value|>VALUE<|tool_arg:end|><|tool_call:end|>``,
 GLM-4.5's form in its own tokens (its ``<|think:start|>`` trace read as ``<think>``);
 ``minicpm_calls``, MiniCPM-5's untagged ``<function name="NAME"><param name="P">VALUE</param></function>``
@@ -386,6 +387,9 @@ _MINICPM_CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.DOTALL)
 # <ifm|tool_calls><ifm|tool_call>NAME<ifm|arg_key>P</ifm|arg_key><ifm|arg_value>V</ifm|arg_value>
 # </ifm|tool_call></ifm|tool_calls> (GLM's form, or a JSON call): read without the mark.
 _IFM_TAG = re.compile(r"<(/?)ifm\|(tool_calls|tool_call|arg_key|arg_value)>")
+# StepFun's Step-Audio 2 writes a block's call as three parts, one a line: its type "function", the name,
+# and the JSON arguments (<tool_call>function\nNAME\n{ARGS}</tool_call>, vLLM's step_audio_2 parser).
+_TYPED_CALL = re.compile(r"function[ \t]*\n[ \t]*([A-Za-z_][\w.\-]*)[ \t]*\n(\s*\{.*)", re.DOTALL)
 # Upstage Solar Open 2: <|tool_call:start|>NAME\n<|tool_arg:start|>P<|tool_arg:value|>VALUE<|tool_arg:end|>...
 # <|tool_call:end|> per call: GLM-4.5's form in its own tokens (values typed by the tool's schema).
 _SOLAR_ARGUMENT_TOKENS = (
@@ -1750,6 +1754,12 @@ def _calls_from_block(block: str, repairs: list[str], tools: Mapping[str, ToolSp
         content = hy.group(1) + content[hy.end() :]
     for token, glm_tag in _SOLAR_ARGUMENT_TOKENS:  # Solar Open 2's argument tokens: GLM's tags
         content = content.replace(token, glm_tag)
+    if (typed := _TYPED_CALL.fullmatch(content)) is not None:  # Step-Audio 2: type, name, JSON lines
+        arguments = _json_values(typed.group(2).strip(), repairs)
+        if len(arguments) != 1:
+            raise CallFormatError(f"the arguments of {typed.group(1)!r} are {len(arguments)} JSON values")
+        repairs.append("step_audio_calls")
+        return [_call_from_object({"name": typed.group(1), "arguments": arguments[0]}, repairs)]
     if "arg_key>" in content or (_CALL_NAME.match(content) and content not in ("true", "false", "null")):
         glm = _GLM_CALL.fullmatch(content)
         if glm is not None:

@@ -2999,3 +2999,18 @@ def test_gigachat35_gcml_calls_are_calls_typed_as_written(output: str, text: str
     assert parsed.text == text and "gcml_calls" in parsed.repairs
     cut_off = parse_output(_gcml(PARIS, TIME).removesuffix("</｜GCML｜tool_calls>"))
     assert cut_off.kind == "error" and "cut off" in (cut_off.error or ""), cut_off.error
+
+
+# --- StepFun Step-Audio 2: <tool_call>function\nNAME\n{ARGS}</tool_call> ----------------------------------
+
+
+def test_step_audio2_typed_calls_are_calls() -> None:
+    """Step-Audio 2's calls (vLLM's step_audio_2 parser) were a failure "not valid JSON"."""
+    output = (
+        'Let me check.<tool_call>function\nget_weather\n{"city": "Paris"}</tool_call>'
+        '<tool_call>function\nget_time\n{"zone": "CET"}</tool_call>'
+    )
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
+    assert parsed.text == "Let me check." and "step_audio_calls" in parsed.repairs
+    assert parse_output(output[:60], WEATHER_TOOLS).kind == "error"
