@@ -100,7 +100,8 @@ Functionary v3.2's completion of a prompt ending in ``>>>``, a line ``all`` then
 name then its JSON arguments (with the sample's ``tools`` known, one of theirs unless the output wrote
 ``>>>`` first: ``json`` over an object is a text answer's), each further message after ``>>>``.
 Anything else that looks like a call but does not read as one (a call amid text without tags (a JSON
-call object, or a Python call list on a line of its own), an
+call object, a Python call list on a line of its own, or a bare Python call of one of the sample's tools
+on a line of its own outside a code fence), an
 untagged call (JSON, a Python list, Gemma's) cut off before its first bracket or ``tool_code`` fence closed, a
 call object under other keys such as ``{"function": …, "args": {…}}``, a call whose JSON (or Python
 literal) gives a key twice (``json.loads`` would keep the last: a guess), a
@@ -600,6 +601,9 @@ _PYTHONIC_TOOL_NAME = re.compile(
 _PYTHONIC_LINE = re.compile(
     r"^[ \t]*(\[[ \t]*[A-Za-z_][\w.]*[ \t]*\(.*\)[ \t]*,?[ \t]*\])[ \t]*$", re.MULTILINE
 )
+# A bare Python call on a line of its own (group 2 its name).
+_BARE_CALL_LINE = re.compile(r"^[ \t]*(([A-Za-z_][\w.]*)[ \t]*\(.*\))[ \t]*$", re.MULTILINE)
+_FENCED_CODE = re.compile(r"```.*?```", re.DOTALL)
 # How an output that is nothing but calls opens: a JSON call object (alone or first in a list), a Python
 # call list, or a lone Python call with its first keyword argument (prose "f(x) = …" gives none).
 _CALL_START = re.compile(
@@ -1245,7 +1249,7 @@ def _untagged(body: str, repairs: list[str], tools: Mapping[str, ToolSpec]) -> P
             error="a tool call without <tool_call> tags, cut off before its end (the token budget?)",
             repairs=repairs,
         )
-    if (embedded := _embedded_call(body)) is not None:
+    if (embedded := _embedded_call(body, tools)) is not None:
         return ParsedOutput(text=body, error=embedded, repairs=repairs)
     return None
 
@@ -1585,13 +1589,23 @@ def _pythonic_calls(content: str, repairs: list[str], tools: Mapping[str, ToolSp
     return calls
 
 
-def _embedded_call(body: str) -> str | None:
+def _embedded_call(body: str, tools: Mapping[str, ToolSpec]) -> str | None:
     """Why ``body`` is no text answer, when a call object (``{"name": …, "arguments": …}``), or an
     object shaped like one under other keys, sits somewhere inside it, or a line of it is a Python
-    call list (``[get_weather(city="Paris")]``)."""
+    call list (``[get_weather(city="Paris")]``), or a bare Python call of one of the sample's
+    ``tools`` (Granite's ``get_weather(city="Paris")`` after its text; another name may be code)."""
     for line in _PYTHONIC_LINE.finditer(body):  # a Python call list on a line of its own
         try:
             _pythonic_calls(line.group(1), [], {})
+        except CallFormatError:
+            continue
+        return "a tool call amid text, without <tool_call> tags"
+    # Code in a fence amid prose is an answer's (a tool_code fence with prose after it included).
+    for line in _BARE_CALL_LINE.finditer(_FENCED_CODE.sub("", body)):
+        if line.group(2) not in tools:
+            continue
+        try:
+            _pythonic_calls(f"[{line.group(1)}]", [], tools)
         except CallFormatError:
             continue
         return "a tool call amid text, without <tool_call> tags"

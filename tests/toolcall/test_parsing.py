@@ -3014,3 +3014,25 @@ def test_step_audio2_typed_calls_are_calls() -> None:
     assert parsed.error is None and parsed.action == Action(calls=[PARIS, TIME]), parsed.error
     assert parsed.text == "Let me check." and "step_audio_calls" in parsed.repairs
     assert parse_output(output[:60], WEATHER_TOOLS).kind == "error"
+
+
+# --- Granite's bare Python call after its text (vLLM's granite_pythonic parser) -----------------------------
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        'Sure, let me check the weather.\nget_weather(city="London")',
+        'Sure.\nget_weather(city="London")\nget_time(zone="CET")',
+    ],
+)
+def test_a_bare_python_call_of_a_tool_after_text_is_a_failure_never_a_text_answer(output: str) -> None:
+    """Granite writes a bare Python call after its text: with the call on a line of its own, naming
+    one of the sample's tools, it was a plain-text answer (a clarification label's reward)."""
+    parsed = parse_output(output, WEATHER_TOOLS)
+    assert parsed.kind == "error" and "amid text" in (parsed.error or ""), parsed
+
+
+def test_a_code_line_calling_no_tool_stays_a_text_answer() -> None:
+    answer = "To plot it:\nplt.plot(x=1)\nThat draws the line."
+    assert parse_output(answer, WEATHER_TOOLS).action == Action(text=answer)
