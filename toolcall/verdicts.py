@@ -1208,7 +1208,13 @@ def _table_row(line: str) -> str:
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
     if all(re.fullmatch(r":?-+:?", c) for c in cells if c):  # GFM: one hyphen is enough
         return ""
-    return f"{cells[0]}: {', '.join(c for c in cells[1:] if c)}" if len(cells) > 1 else cells[0]
+    values = cells[1:]
+    gap = next((index for index, cell in enumerate(values) if not cell), None)
+    if gap is not None and any(values[gap:]):
+        # A cell after an empty one ("| Response 2 | | ✅ |"): a checkbox row, whose mark means what
+        # its column's header says. Read without that header, its position says nothing.
+        return f"{cells[0]}: a mark in an unnamed column"
+    return f"{cells[0]}: {', '.join(c for c in values if c)}" if len(cells) > 1 else cells[0]
 
 
 # A word that judges correctness: a response's label whose value holds one but reads neither way

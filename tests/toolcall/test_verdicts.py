@@ -1517,3 +1517,28 @@ def test_a_table_separator_of_single_hyphens_makes_a_table(raw: str, decision: s
     """`|:-:|:-:|` (GitHub Markdown needs one hyphen per cell) was no separator: the table decided
     nothing, or its separator was read as a line."""
     assert parse_verdict(raw, 1).decision == decision, parse_verdict(raw, 1).reason
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "| Response 1 | ✅ | |\n|---|---|---|\n| Response 2 | | ✅ |",  # headerless checkboxes
+        "| Response 1 | ✅ | |\n| Response 2 | | ✅ |",
+        "| Response | Correct | Incorrect |\n|---|---|---|\n| Response 1 | ✅ | |\n| Response 2 | | ✅ |",
+        "| Response 1 | | ❌ |\n| Response 2 | ✅ | |",
+    ],
+)
+def test_a_mark_whose_meaning_is_its_column_decides_nothing(table: str) -> None:
+    """A checkbox row ("| Response 2 | | ✅ |") read as "Response 2: ✅", its empty cells dropped: a
+    mark in the second column of marks (maybe "Incorrect") counted as correct, so a headerless
+    checkbox table gave BOTH_CORRECT, a wrong verdict. A mark after an empty cell means what its
+    column's header says; without it the answer is unclear and asked again."""
+    raw = f"{table}\n\nError Analysis: the unit differs.\nCorrect Approach: ask for the unit."
+    assert parse_verdict(raw, 1).verdict == "UNPARSEABLE"
+    assert parse_verdict(raw, 2).verdict == "UNPARSEABLE"
+
+
+def test_a_mark_in_the_first_column_with_empty_cells_after_it_still_reads() -> None:
+    """Only a mark after an empty cell depends on its column: trailing empty cells change nothing."""
+    raw = "| Response 1 | ✅ | |\n|---|---|---|\n| Response 2 | ❌ | |"
+    assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT"
