@@ -436,6 +436,9 @@ class _Reading:
     # block's sections. They never decide; one that differs from the decision read voids it.
     later_blocks: list[tuple[str, str]] = field(default_factory=list)
     qualified: list[tuple[int, str]] = field(default_factory=list)  # (subject, evidence): hedged claims
+    # (subject, evidence): claims a degree or doubt leaves neither way ("partially correct"), in the
+    # sections too where the reader checks them; they void a decision that calls the subject correct.
+    hedged: list[tuple[int, str]] = field(default_factory=list)
     # Lines naming several decisions (the prompt's list of options, or a change of mind mid-line).
     listed: list[str] = field(default_factory=list)
     # (decisions named, claims, evidence): what the judge said inside its sections after a second
@@ -836,6 +839,7 @@ class _Reader:
                 (subject, correct, sentence.strip()[:120])
                 for subject, correct in self.sentence_claims(sentence)
             )
+            reading.hedged.extend((s, sentence.strip()[:120]) for s in self.qualified_subjects(sentence))
 
     def _second_thought(self, plain: str, reading: _Reading, revising: bool) -> bool:
         """Note what a section line says from the judge's second thought on ("Wait, actually ...",
@@ -981,7 +985,9 @@ class _Reader:
                 stated = True
                 reading.decisions.append((decision, sentence.strip()[:120]))
             reading.claims.extend((s, p, sentence.strip()[:120]) for s, p in self.sentence_claims(sentence))
-            reading.qualified.extend((s, sentence.strip()[:120]) for s in self.qualified_subjects(sentence))
+            hedged = [(s, sentence.strip()[:120]) for s in self.qualified_subjects(sentence)]
+            reading.qualified.extend(hedged)
+            reading.hedged.extend(hedged)
         if named and not stated:
             mention = next(iter(named))
             reading.mentioned.append((mention, mention in self.denied_decisions(line), evidence))
@@ -1105,6 +1111,11 @@ class _Reader:
             for subject, (polarity, evidence) in known.items():
                 if implied[subject] != polarity:
                     return None, f"the decision {distinct[0]} contradicts {evidence!r}"
+            # "CORRECT … The candidate is partially correct.": what the decision calls correct, the
+            # answer only half says is; a subject it calls incorrect may well be partly right.
+            for subject, evidence in reading.hedged:
+                if implied[subject] and subject not in known:
+                    return None, f"the decision {distinct[0]} is qualified: {evidence!r}"
             return distinct[0], None
         hedged = [(subject, evidence) for subject, evidence in reading.qualified if subject not in known]
         if hedged:  # a decision from the other subject alone would read past what it says about this one
@@ -1373,13 +1384,12 @@ _ONE_CLAIM = re.compile(
     re.IGNORECASE,
 )
 # A claim a degree qualifies ("Response 1 is partially correct", "... is probably wrong"): no clear claim.
-_ONE_DEGREE = re.compile(
-    _RESPONSE
-    + _COPULA
-    + r"(?:partially|partly|mostly|largely|somewhat|almost|nearly|half|technically|essentially|mainly|"
-    r"generally|arguably|probably|likely|possibly|maybe|perhaps)\s+(?:" + _POS + "|" + _NEG + r")\b",
-    re.IGNORECASE,
+# A degree or a doubt that leaves a claim neither way ("partially correct", "probably incorrect").
+_DEGREE = (
+    r"(?:partially|partly|mostly|largely|somewhat|almost|nearly|half|technically|essentially|mainly|"
+    r"generally|arguably|probably|likely|possibly|maybe|perhaps)\s+(?:" + _POS + "|" + _NEG + r")\b"
 )
+_ONE_DEGREE = re.compile(_RESPONSE + _COPULA + _DEGREE, re.IGNORECASE)
 _ONE_ELLIPSIS = re.compile(_RESPONSE + r"\s+(?:is|was)(?:\s+not|n['’]t)(?=\s*(?:$|[.,;!]))", re.IGNORECASE)
 _BOTH_CLAIM = re.compile(
     r"(?:both(?:\s+of\s+(?:them|the(?:\s+two)?\s+responses))?(?:\s+responses)?|"
@@ -1582,6 +1592,7 @@ _CANDIDATE = (
     r"tool\s+calls?|function\s+calls?|calls?|sample|candidate|output|action)|it)"
 )
 _CANDIDATE_SUBJECT = re.compile(_CANDIDATE, re.IGNORECASE)
+_CANDIDATE_DEGREE = re.compile(r"\b" + _CANDIDATE + _COPULA + _DEGREE, re.IGNORECASE)
 # PASS / FAIL too: verifiers trained on test-style prompts answer so when asked CORRECT / INCORRECT.
 # "CORRECT, but the nights should be 3", "Yes, but the unit is wrong": a qualified decision is none.
 _UNQUALIFIED = (
@@ -1673,6 +1684,11 @@ class _VerifierReader(_Reader):
                 continue
             claims.append((0, (match.group("pos") is not None) != bool(match.group("not"))))
         return claims
+
+    def qualified_subjects(self, sentence: str) -> list[int]:
+        return [
+            0 for m in _CANDIDATE_DEGREE.finditer(sentence) if _claim_allowed(sentence, m.start()) is not None
+        ]
 
     def json_claims(self, key: str, value: Any) -> list[tuple[int, bool | None]]:
         if key in ("correct", "is correct", "valid", "is valid", "passed", "pass") and isinstance(

@@ -1542,3 +1542,38 @@ def test_a_mark_in_the_first_column_with_empty_cells_after_it_still_reads() -> N
     """Only a mark after an empty cell depends on its column: trailing empty cells change nothing."""
     raw = "| Response 1 | ✅ | |\n|---|---|---|\n| Response 2 | ❌ | |"
     assert parse_verdict(raw, 1).decision == "RESPONSE 2 INCORRECT"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "CORRECT\n\nThe candidate is partially correct.",
+        "CORRECT\nReason: the call is mostly correct but the date is off.",
+        "PASS\n\nReason: The step is probably correct.",
+    ],
+)
+def test_a_verification_whose_candidate_is_only_partly_correct_is_unreadable(answer: str) -> None:
+    """ "CORRECT" then "the candidate is partially correct" passed the candidate: the hedge was no claim
+    either way, so nothing checked it against the decision."""
+    verification = read_verification(answer)
+    assert verification.decision is None and not verification.passed
+    assert "qualified" in (verification.problem or "")
+
+
+@pytest.mark.parametrize(
+    ("answer", "decision"),
+    [
+        ("INCORRECT\n\nThe candidate is partially correct: the date is wrong.", "INCORRECT"),
+        ("CORRECT\nReason: it is correct; the unit is likely correct too.", "CORRECT"),
+    ],
+)
+def test_a_hedge_that_agrees_with_the_verification_leaves_it(answer: str, decision: str) -> None:
+    assert read_verification(answer).decision == decision
+
+
+def test_a_judge_decision_calling_a_response_correct_that_it_hedges_is_unparseable() -> None:
+    assert parse_verdict("BOTH_CORRECT\n\nResponse 1 is partially correct.", 1).verdict == "UNPARSEABLE"
+    # a response the decision calls incorrect may well be partly right
+    assert parse_verdict("RESPONSE 2 INCORRECT\n\nResponse 2 is partially correct.", 1).decision == (
+        "RESPONSE 2 INCORRECT"
+    )
