@@ -931,10 +931,14 @@ def _role_of(marker: re.Match[str]) -> str:
 
 def _unquoted_turn(content: str) -> str:
     """A turn the model wrapped in one pair of quotes (``USER: "Weather in Rome?"``) or of the
-    placeholder's brackets (``OUTPUT: [Which city?]``)."""
+    placeholder's brackets (``OUTPUT: [Which city?]``), a sentence's period after the quotes too
+    (``OUTPUT: "What time would you like?".``)."""
     close = _QUOTE_PAIRS.get(content[:1])
-    if close is not None and len(content) > 1 and content.endswith(close) and close not in content[1:-1]:
-        return content[1:-1].strip()
+    if close is None:
+        return content
+    body = content[:-1] if content.endswith(close + ".") else content
+    if len(body) > 1 and body.endswith(close) and close not in body[1:-1]:
+        return body[1:-1].strip()
     return content
 
 

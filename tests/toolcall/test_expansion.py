@@ -1535,3 +1535,16 @@ def test_deepseek_template_tokens_in_the_input_are_role_markers() -> None:
         ("assistant", "It is 21°C."),
         ("user", "What is the weather in Rome?"),
     ]
+
+
+@pytest.mark.parametrize(
+    "reply", ['"What time would you like?".', "“What time would you like?”.", "[What time would you like?]."]
+)
+def test_a_quoted_reply_with_its_period_after_the_quotes_is_the_words_inside(reply: str) -> None:
+    """The quotes stayed in the assistant's text when a period followed them, so the label taught the
+    policy to answer in quotes; without the period they were already left out."""
+    parsed = parse_expansion(f"INPUT:\nUSER: Book a table at Luigi's.\nOUTPUT: {reply}")
+    assert parsed.action is not None and parsed.action.text == "What time would you like?"
+    # Quotes that do not wrap the whole reply are its words.
+    parsed = parse_expansion('INPUT:\nUSER: Book a table.\nOUTPUT: "Sure." That is what I said.')
+    assert parsed.action is not None and parsed.action.text == '"Sure." That is what I said.'
