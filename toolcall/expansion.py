@@ -12,7 +12,8 @@ the last ``</think>``), with any sample it drafted; a ``<think>`` never closed m
 whatever it drafted. Anything that does not read gives ``error`` with the reason; the parser never raises.
 The seed's ``tools`` type the values of XML-argument calls (Qwen3-Coder's ``<function=NAME><parameter=P>``,
 GLM-4.5's ``<arg_key>``), in the OUTPUT and in the INPUT's turns. An ``ASSISTANT:`` marker or quotes around
-the OUTPUT are not part of it; the turns a model goes on to write after its first step (``USER: Rome`` …)
+the OUTPUT are not part of it, nor is a line labelling its calls (``**Tool call:**`` over a fenced call;
+repair ``call_label``); the turns a model goes on to write after its first step (``USER: Rome`` …)
 are not either (repair ``output_continued``), and an OUTPUT that starts with another role's turn is refused.
 A note on the sample that ends a user's turn of the INPUT (``(The user names the day, so …)``,
 ``Explanation: …``) is no part of it (repair ``input_commentary``). A paragraph of commentary after a
@@ -239,6 +240,13 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
     repairs = ["output_continued"] if continued else []
     if first_sample is not None:
         repairs.append("first_of_several_samples")
+    labelled = _CALL_LABEL.match(output_text)
+    if labelled is not None:  # "**Tool call:**" on a line of its own over the call: its label
+        unlabelled = output_text[labelled.end() :]
+        trial = parse_output(_readable_calls(unlabelled)[0], tools)
+        if trial.error is None and trial.action is not None and trial.action.calls:
+            output_text = unlabelled
+            repairs.append("call_label")
     output_text, call_repairs = _readable_calls(output_text)
     repairs.extend(call_repairs)
     parsed = _message_output(output_text, tools)
@@ -310,6 +318,14 @@ def parse_expansion(raw: str, tools: Sequence[ToolSpec] | None = None) -> Parsed
         repairs.append("input_commentary")
     return ParsedExpansion(messages=messages, action=action, repairs=[*parsed.repairs, *repairs])
 
+
+# A line that names what follows as the OUTPUT's call(s) ("**Tool call:**", "Function calls:", "Here is
+# the call:"); it is taken off only when calls follow it.
+_CALL_LABEL = re.compile(
+    r"\A[ \t]*[*_#]*[ \t]*(?:here(?:['’]s|[ \t]+is|[ \t]+are)[ \t]+the[ \t]+)?"
+    r"(?:(?:tool|function|api)[ \t]+)?calls?[ \t]*[*_]*[ \t]*[:：][ \t]*[*_]*[ \t]*\n",
+    re.IGNORECASE,
+)
 
 # What a model writes before a text reply to say what it is, not part of what the assistant says: a
 # note that no tool is called or a stage direction, in brackets or parentheses ("[No tool call]",

@@ -1548,3 +1548,15 @@ def test_a_quoted_reply_with_its_period_after_the_quotes_is_the_words_inside(rep
     # Quotes that do not wrap the whole reply are its words.
     parsed = parse_expansion('INPUT:\nUSER: Book a table.\nOUTPUT: "Sure." That is what I said.')
     assert parsed.action is not None and parsed.action.text == '"Sure." That is what I said.'
+
+
+@pytest.mark.parametrize("label", ["**Tool call:**", "Function calls:", "Here is the call:", "### Call:"])
+def test_a_line_labelling_the_outputs_call_is_no_part_of_it(label: str) -> None:
+    """A label line over a fenced call made the OUTPUT "a tool call amid text": the sample was lost."""
+    call = '{"name": "get_weather", "arguments": {"city": "Rome"}}'
+    parsed = parse_expansion(f"INPUT:\nUSER: Weather in Rome?\nOUTPUT:\n{label}\n```json\n{call}\n```")
+    assert parsed.action == Action(calls=[ToolCall(name="get_weather", arguments={"city": "Rome"})])
+    assert "call_label" in parsed.repairs
+    # Over words, the label is not taken off: no call follows it.
+    parsed = parse_expansion(f"INPUT:\nUSER: Weather?\nOUTPUT:\n{label}\nWhich city do you mean?")
+    assert "call_label" not in parsed.repairs
