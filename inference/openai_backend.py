@@ -173,11 +173,17 @@ def rejection_is_input_fault(message: str) -> bool:
 
 
 class _AttemptFailed(Exception):
-    """One HTTP attempt failed in a way worth retrying."""
+    """One HTTP attempt failed in a way worth retrying. ``input_fault``: if every attempt fails so,
+    the input is to blame (a generation that fails on this request alone), not the endpoint."""
 
-    def __init__(self, message: str, retry_after_s: float | None = None):
+    def __init__(self, message: str, retry_after_s: float | None = None, *, input_fault: bool = False):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.input_fault = input_fault
+
+
+# HTTP 424 Failed Dependency: TGI's answer when a request's generation fails on the server.
+_GENERATION_FAILED = 424
 
 
 class _MalformedResponse(ValueError):
@@ -413,7 +419,9 @@ class OpenAIBackend:
             attempts = self.max_retries + 1
             message = self._scrub(f"{self._public_root}{path} failed {attempts} times; last: {error}")
             log.warning("openai.gave_up", endpoint=self._public_base_url, path=path, attempts=attempts)
-            raise InferenceError(message, retryable=True) from None
+            raise InferenceError(
+                message, retryable=not error.input_fault, input_fault=error.input_fault
+            ) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _attempt(
@@ -441,6 +449,8 @@ class OpenAIBackend:
                 f"HTTP {status}: {self._excerpt(response.text)!r}",
                 _retry_after_seconds(response.headers.get("retry-after")),
             )
+        if status == _GENERATION_FAILED:
+            raise self._generation_failed(self._excerpt(response.text))
         if status >= 400:
             raise self._rejected(path, status, self._excerpt(response.text))
         if status != 200:
@@ -489,6 +499,13 @@ class OpenAIBackend:
             )
         return _AttemptFailed(detail, retry_after_s=retry_after_s)
 
+    @staticmethod
+    def _generation_failed(excerpt: str) -> _AttemptFailed:
+        """TGI's (and Hugging Face endpoints') 424: the server took the request, then its generation
+        failed (out of memory on a long input, a NaN): asked again, as load may have caused it; failing
+        every time, it is this input's, which a pause would have asked about for ever."""
+        return _AttemptFailed(f"HTTP 424, the generation failed: {excerpt!r}", input_fault=True)
+
     def _rejected(self, path: str, status: int, excerpt: str) -> InferenceError:
         """A 4xx other than 429: not retried; the input's fault only for what names the content."""
         input_fault = (
@@ -511,6 +528,8 @@ class OpenAIBackend:
             says_400 = _CONTENT_REJECTION.search(excerpt) or _SHAPE_REJECTION.search(excerpt)
             status = 400 if "invalid_request" in named or "context_length" in named or says_400 else 0
             status = 429 if "rate_limit" in named else status
+        if status == _GENERATION_FAILED:
+            return self._generation_failed(excerpt)
         if 400 <= status < 500 and status != 429:
             return self._rejected(path, status, excerpt)
         return self._unavailable(path, f"HTTP 200 with an error: {excerpt!r}", None)

@@ -624,3 +624,36 @@ async def test_a_greedy_request_is_answered_by_a_server_that_refuses_top_p_one()
             await backend.close()
     assert greedy.text == resampled.text == "BOTH_CORRECT"
     assert endpoint.payloads[1]["top_p"] == 0.95  # a sampled request keeps its nucleus
+
+
+TGI_GENERATION_FAILED = {
+    "error": "Request failed during generation: Server error: CUDA out of memory. Tried to allocate 2.00 GiB",
+    "error_type": "generation",
+}
+
+
+async def test_a_generation_that_fails_on_every_attempt_is_the_inputs_fault() -> None:
+    """TGI answers HTTP 424 when a request's generation fails (out of memory on one long input): read
+    as the endpoint's settings, the stage paused and asked that input again for ever, the others
+    waiting behind it. It is asked again (load may have caused it), then blamed on the input."""
+    endpoint = answering(424, TGI_GENERATION_FAILED)
+    failed = await failure_of(endpoint, max_retries=2)
+    assert failed.input_fault and not failed.retryable
+    assert endpoint.requests == 3 and "the generation failed" in str(failed)
+    in_200 = await failure_of(answering(200, {"error": {"code": 424, "message": "generation failed"}}))
+    assert in_200.input_fault and not in_200.retryable
+    # Once: a later attempt is answered.
+    ok = {
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}
+        ]
+    }
+    answers = iter([(424, TGI_GENERATION_FAILED, {}), (200, ok, {})])
+    flaky = FakeEndpoint(mode="custom", respond=lambda payload, request: next(answers))
+    async with serve_fake_endpoint(flaky):
+        backend = backend_for(flaky, max_retries=2)
+        try:
+            [[generation]] = await backend.generate([CHAT], GREEDY)
+        finally:
+            await backend.close()
+    assert generation.text == "fine"
