@@ -206,10 +206,9 @@ def _retry_after_seconds(value: str | None) -> float | None:
 
 # How a choice ended, as servers spell it (case aside): cut off by the token budget (Gemini's gateway
 # passes its native MAX_TOKENS, Anthropic's max_tokens comes through some proxies) or by the model's
-# context (Mistral's API: model_length); stopped by the
-# provider's filter (Gemini passes SAFETY, RECITATION... or "content_filter: PROHIBITED_CONTENT"); a
-# fragment the server gave up on (OpenRouter's "error" when its upstream fails, SGLang's and vLLM's
-# "abort").
+# context (Mistral's API: model_length); stopped by the provider's filter (Gemini passes SAFETY,
+# RECITATION... or "content_filter: PROHIBITED_CONTENT"); a fragment the server gave up on
+# (OpenRouter's "error" when its upstream fails, SGLang's and vLLM's "abort").
 _BUDGET_ENDS = frozenset({"length", "max_tokens", "model_length"})
 _FILTER_ENDS = frozenset(
     {"content_filter", "safety", "recitation", "blocklist", "prohibited_content", "spii"}
